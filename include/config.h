@@ -1,0 +1,89 @@
+/* Configuration: YAML file -> immutable config struct (libyaml is used here
+ * only). Every error names file:line:col and what was expected. */
+#ifndef M2K_CONFIG_H
+#define M2K_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+/* Where a value came from, for error messages. */
+typedef struct {
+    int line; /* 1-based; 0 = defaulted, not in the file */
+    int col;
+} config_pos_t;
+
+typedef struct {
+    char *listen; /* as written: "0.0.0.0:1883", "[::]:1883" */
+    char *host;   /* "0.0.0.0", "::" (brackets removed) */
+    uint16_t port;
+    config_pos_t pos;
+} config_listener_t;
+
+typedef struct {
+    char *name;  /* librdkafka property name, verbatim */
+    char *value; /* as a string */
+    config_pos_t pos;
+} config_property_t;
+
+typedef enum { RULE_FILTER = 0, RULE_REGEX = 1 } config_rule_kind_t;
+
+typedef struct {
+    config_rule_kind_t kind;
+    char *pattern; /* MQTT topic filter or POSIX ERE */
+    char *kafka;   /* Kafka topic template */
+    char *key;     /* key template; "{topic}" when not given */
+    config_pos_t pos;
+} config_rule_t;
+
+typedef enum {
+    UNMAPPED_DISCONNECT = 0, /* log and close the connection */
+    UNMAPPED_DROP = 1,       /* acknowledge, count, rate-limited log */
+    UNMAPPED_TOPIC = 2,      /* route to unmapped_topic */
+} config_unmapped_t;
+
+typedef struct {
+    uint32_t max_packet_size; /* bytes, whole packet */
+    uint32_t max_inflight;    /* unacknowledged QoS 1/2 PUBLISH per client */
+    uint32_t max_connections;
+    uint32_t connect_timeout_s; /* TCP accept to CONNECT */
+    uint32_t max_keepalive_s;
+    uint32_t session_expiry_s; /* clean-session=0 sessions */
+} config_mqtt_t;
+
+typedef struct config {
+    char *path;
+    config_listener_t *listeners;
+    size_t n_listeners;
+
+    char *bootstrap_servers; /* "embedded" or "host:port,..." */
+    /* Producer properties with our defaults (enable.idempotence=true,
+     * acks=all, linger.ms=5) first, then the user's in file order; later
+     * entries override earlier ones when applied in order. */
+    config_property_t *kafka_properties;
+    size_t n_kafka_properties;
+
+    config_rule_t *rules;
+    size_t n_rules;
+    config_unmapped_t unmapped;
+    char *unmapped_topic; /* for UNMAPPED_TOPIC */
+    bool headers;
+
+    config_mqtt_t mqtt;
+    uint32_t shutdown_timeout_s;
+    char *metrics_listen; /* NULL when not set */
+    log_level_t log_level;
+} config_t;
+
+/* Loads and validates a file. On success returns 0 and *out (free with
+ * config_free). On failure returns -1 and writes every error, one per line as
+ * "file:line:col: message", into errbuf (truncated to errlen). */
+int config_load(const char *path, config_t **out, char *errbuf, size_t errlen);
+/* The same from a string (tests); `name` stands in for the file name. */
+int config_load_string(const char *yaml, size_t len, const char *name, config_t **out, char *errbuf,
+                       size_t errlen);
+void config_free(config_t *cfg);
+
+#endif

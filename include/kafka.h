@@ -1,0 +1,89 @@
+/* Kafka producer (librdkafka is used here only): one producer, delivery
+ * reports served on the event-loop thread, the embedded mock cluster.
+ * This header does not include rdkafka.h, so other modules and their tests do
+ * not depend on librdkafka. */
+#ifndef M2K_KAFKA_H
+#define M2K_KAFKA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kafka kafka_t;
+
+typedef struct {
+    const char *name; /* NUL-terminated */
+    const void *value;
+    size_t len;
+} kafka_header_t;
+
+typedef struct {
+    const char *topic; /* NUL-terminated */
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+    const kafka_header_t *headers;
+    size_t n_headers;
+    int64_t timestamp_ms; /* receipt time; 0 = let librdkafka set it */
+} kafka_record_t;
+
+/* Called on the loop thread from kafka_poll(): err == 0 means Kafka confirmed
+ * the record (acks as configured); otherwise errstr says why it failed. */
+typedef void (*kafka_delivery_cb)(void *ud, uint64_t opaque, int err, const char *errstr);
+/* A fatal producer error (rd_kafka_fatal_error): stop intake, flush, exit. */
+typedef void (*kafka_fatal_cb)(void *ud, const char *errstr);
+
+typedef struct {
+    const char *bootstrap_servers; /* "embedded" starts the in-process mock cluster */
+    const char *const *properties; /* name, value, name, value, ... applied in order */
+    size_t n_properties;
+    kafka_delivery_cb on_delivery;
+    kafka_fatal_cb on_fatal;
+    void *ud;
+} kafka_opts_t;
+
+enum {
+    KAFKA_OK = 0,
+    KAFKA_ERR_QUEUE_FULL = -1, /* librdkafka's queue is full: pause intake, retry later */
+    KAFKA_ERR_PRODUCE = -2,    /* any other produce error (see kafka_last_error) */
+    KAFKA_ERR_FATAL = -3,      /* the producer is in a fatal state */
+};
+
+/* Creates the producer (and the mock cluster for "embedded"). Returns 0 or -1
+ * with a message in errbuf. */
+int kafka_new(const kafka_opts_t *opts, kafka_t **out, char *errbuf, size_t errlen);
+/* Flushes nothing; purges what is left and frees. Call kafka_flush first. */
+void kafka_free(kafka_t *k);
+
+/* Checks one producer property with librdkafka; 0 or -1 with librdkafka's
+ * own message in errbuf. Used by `mqtt2kafka --check`. */
+int kafka_check_property(const char *name, const char *value, char *errbuf, size_t errlen);
+
+/* A non-blocking fd that becomes readable when delivery reports (or errors)
+ * wait; watch it with uv_poll and call kafka_poll. */
+int kafka_event_fd(const kafka_t *k);
+/* Serves every waiting event (delivery reports, errors, logs); returns how many. */
+int kafka_poll(kafka_t *k);
+
+/* Enqueues one record (copied into librdkafka). `opaque` comes back in the
+ * delivery report. Returns KAFKA_OK or a KAFKA_ERR_* value. */
+int kafka_produce(kafka_t *k, const kafka_record_t *rec, uint64_t opaque);
+const char *kafka_last_error(const kafka_t *k);
+
+/* Waits up to timeout_ms for cluster metadata; 0 when known, -1 otherwise. */
+int kafka_wait_metadata(kafka_t *k, int timeout_ms);
+/* Messages produced and not yet delivered (queued or in flight). */
+int kafka_outq_len(const kafka_t *k);
+/* Waits up to timeout_ms for outstanding messages, serving delivery reports;
+ * returns how many are left. */
+int kafka_flush(kafka_t *k, int timeout_ms);
+/* Purges what is left (queued and in flight); their delivery reports fail and
+ * arrive on the next kafka_poll. Returns how many were purged. */
+int kafka_purge(kafka_t *k);
+
+/* The bootstrap address clients can use: the mock cluster's for "embedded",
+ * the configured one otherwise. */
+const char *kafka_bootstrap_servers(const kafka_t *k);
+
+#endif
