@@ -370,7 +370,7 @@ static int32_t edge_find(const topic_map_t *m, uint32_t parent, const char *s, s
         if (e->child < 0)
             return -1;
         if (e->hash == h && e->parent == parent && e->len == len &&
-            memcmp(m->strs + e->off, s, len) == 0)
+            (len == 0 || memcmp(m->strs + e->off, s, len) == 0))
             return e->child;
     }
 }
@@ -431,7 +431,8 @@ static int32_t edge_get_or_add(topic_map_t *m, uint32_t parent, const char *s, s
     c = node_add(m);
     if (c < 0)
         return -1;
-    memcpy(m->strs + m->n_strs, s, len);
+    if (len) /* an empty level stores no bytes (and strs may still be NULL) */
+        memcpy(m->strs + m->n_strs, s, len);
     uint32_t h = level_hash(parent, s, len);
     size_t j = h & (m->cap_edges - 1);
     while (m->edges[j].child >= 0)
