@@ -76,7 +76,10 @@ typedef enum {
     MQTT_ERR_NO_FILTERS = -22,           /* SUBSCRIBE/UNSUBSCRIBE without a filter */
     MQTT_ERR_SUBSCRIBE_QOS = -23,        /* requested QoS above 2 or reserved bits set */
     MQTT_ERR_CONNACK_FLAGS = -24,        /* CONNACK reserved acknowledge flags set */
-    MQTT_ERR_PACKET_TOO_LARGE = -25,     /* over the caller's maximum (mqtt_decode_limit) */
+    MQTT_ERR_PACKET_TOO_LARGE = -25,     /* over the caller's max_packet (mqtt_decode) */
+    MQTT_ERR_CONNACK_CODE = -26,         /* CONNACK return code above 5 */
+    MQTT_ERR_SUBACK_CODE = -27,          /* SUBACK return code not 0, 1, 2 or 0x80 */
+    MQTT_ERR_STRING_TOO_LONG = -28,      /* topic over 65,535 bytes (the check helpers) */
 } mqtt_err_t;
 
 const char *mqtt_strerror(int err);
