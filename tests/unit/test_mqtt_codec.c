@@ -529,6 +529,12 @@ static void test_connect_protocol_level_reported(void **state) {
                      MQTT_ERR_PROTOCOL_LEVEL);
     assert_int_equal(pkt.u.connect.protocol_level, 4);
 
+    /* Another name: the name is reported, the level is not looked at. */
+    assert_int_equal(decode_guarded(B("\x10\x0c\x00\x04MQTX\x03\x02\x00\x3c\x00\x00"), 0, &pkt),
+                     MQTT_ERR_PROTOCOL_NAME);
+    assert_int_equal(pkt.type, MQTT_CONNECT);
+    ASSERT_STR(pkt.u.connect.protocol_name, "MQTX");
+
     /* The level is judged before anything after it. */
     assert_int_equal(decode_guarded(B("\x10\x07\x00\x04MQTT\x05"), 0, &pkt),
                      MQTT_ERR_PROTOCOL_LEVEL);
@@ -886,6 +892,11 @@ static void test_topic_filter_check(void **state) {
         assert_int_equal(buf[wlen], 0xEE);                                                         \
     } while (0)
 
+/* Total packet size for a remaining length (test oracle, written out). */
+static size_t packet_total(size_t rl) {
+    return 1 + (rl < 128 ? 1 : rl < 16384 ? 2 : rl < 2097152 ? 3 : 4) + rl;
+}
+
 static void test_encode_server_packets(void **state) {
     (void)state;
     CHECK_ENCODE(mqtt_encode_connack(buf, cap, false, MQTT_CONNACK_ACCEPTED), "\x20\x02\x00\x00");
@@ -977,6 +988,65 @@ static void test_encode_invalid_arguments(void **state) {
     assert_int_equal(mqtt_encode_subscribe(buf, sizeof(buf), 1, &f, NULL, 1), 0);
     mqtt_connect_t c = {.client_id = {(const uint8_t *)"a", 65536}};
     assert_int_equal(mqtt_encode_connect(buf, sizeof(buf), &c), 0);
+}
+
+/* Sizes at and just over the protocol maximum: computed, never written. */
+static void test_encode_size_limits(void **state) {
+    (void)state;
+    static const uint8_t one[1];
+    const size_t max = MQTT_MAX_REMAINING_LENGTH;
+    assert_int_equal(mqtt_encode_suback(NULL, 0, 1, one, max - 2), max + 5);
+    assert_int_equal(mqtt_encode_suback(NULL, 0, 1, one, max - 1), 0);
+    assert_int_equal(mqtt_encode_suback(NULL, 0, 1, one, max + 1), 0);
+
+    /* 4096 filters of 65,535 bytes: 2 + 4096 * 65,537 > max; 4095 fit. */
+    size_t n = 4096;
+    mqtt_str_t *filters = calloc(n, sizeof(*filters));
+    assert_non_null(filters);
+    for (size_t i = 0; i < n; i++) {
+        filters[i].ptr = one;
+        filters[i].len = 65535;
+    }
+    static uint8_t qos[4096];
+    assert_int_equal(mqtt_encode_subscribe(NULL, 0, 1, filters, qos, n), 0);
+    assert_int_equal(mqtt_encode_subscribe(NULL, 0, 1, filters, NULL, n), 0);
+    assert_int_equal(mqtt_encode_subscribe(NULL, 0, 1, filters, NULL, n - 1),
+                     packet_total(2 + (n - 1) * 65537));
+    free(filters);
+
+    mqtt_packet_t pkt = {.type = MQTT_SUBSCRIBE};
+    pkt.u.subscribe.packet_id = 1;
+    pkt.u.subscribe.entries.ptr = one;
+    pkt.u.subscribe.entries.len = max - 2;
+    assert_int_equal(mqtt_encode(NULL, 0, &pkt), max + 5);
+    pkt.u.subscribe.entries.len = max - 1;
+    assert_int_equal(mqtt_encode(NULL, 0, &pkt), 0);
+    pkt.u.subscribe.entries.len = max + 1;
+    assert_int_equal(mqtt_encode(NULL, 0, &pkt), 0);
+}
+
+/* mqtt_filter_next stops at an entry that does not fit, even in a struct the
+ * decoder did not make. */
+static void test_filter_next_truncated(void **state) {
+    (void)state;
+    mqtt_subscribe_t s = {.with_qos = true, .count = 2};
+    s.entries.ptr = (const uint8_t *)"\x00\x01"
+                                     "a\x01\x00\x02"
+                                     "b";
+    s.entries.len = 7;
+    size_t off = 0;
+    mqtt_str_t f;
+    uint8_t q;
+    assert_int_equal(mqtt_filter_next(&s, &off, &f, &q), 1);
+    ASSERT_STR(f, "a");
+    assert_int_equal(q, 1);
+    assert_int_equal(off, 4);
+    assert_int_equal(mqtt_filter_next(&s, &off, &f, &q), 0); /* 'b' lacks its QoS byte */
+    assert_int_equal(off, 4);
+    s.entries.len = 5; /* half a length */
+    assert_int_equal(mqtt_filter_next(&s, &off, &f, &q), 0);
+    off = 100; /* past the end */
+    assert_int_equal(mqtt_filter_next(&s, &off, &f, &q), 0);
 }
 
 /* Packets built with the encoders decode to the same fields. */
@@ -1090,6 +1160,8 @@ int main(void) {
         cmocka_unit_test(test_encode_server_packets),
         cmocka_unit_test(test_encode_client_packets),
         cmocka_unit_test(test_encode_invalid_arguments),
+        cmocka_unit_test(test_encode_size_limits),
+        cmocka_unit_test(test_filter_next_truncated),
         cmocka_unit_test(test_encode_decode_round_trip),
         cmocka_unit_test(test_error_names),
     };
