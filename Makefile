@@ -43,7 +43,7 @@ sanitize: deps-test
 	ctest --test-dir $(SAN_DIR) --output-on-failure -j $(JOBS) -L unit $(CTEST_ARGS)
 
 fuzz: deps-test
-	CC=clang cmake -S . -B $(FUZZ_DIR) -DENABLE_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	CC=clang cmake -S . -B $(FUZZ_DIR) -DENABLE_FUZZ=ON -DWERROR=$(WERROR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(FUZZ_DIR) -j $(JOBS)
 
 format:
