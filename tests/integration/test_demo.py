@@ -1,7 +1,6 @@
 """The `make run` demo: the daemon on its embedded Kafka, fed by
 mosquitto_pub, read back by kcat, as the README shows."""
 import os
-import re
 import shutil
 import subprocess
 
@@ -20,19 +19,13 @@ def demo_daemon(tmp_path):
         with open(shipped) as f:
             base = yaml.safe_load(f)
         overrides = m2k.merge(base, overrides)
-        overrides["listeners"] = None  # filled by Daemon with a free port
+        overrides.pop("listeners", None)  # keep base_config's free loopback port
     try:
-        d = m2k.Daemon(tmp_path, "embedded", _fix_listeners(overrides))
+        d = m2k.Daemon(tmp_path, "embedded", overrides)
     except m2k.DaemonNotBuilt as e:
         pytest.skip(f"daemon not built: {e}")
     yield d
     d.stop()
-
-
-def _fix_listeners(overrides):
-    overrides = dict(overrides)
-    overrides.pop("listeners", None)  # keep base_config's free loopback port
-    return overrides
 
 
 @pytest.mark.skipif(not shutil.which("mosquitto_pub") or not shutil.which("kcat"),
