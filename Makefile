@@ -47,10 +47,10 @@ fuzz: deps-test
 	cmake --build $(FUZZ_DIR) -j $(JOBS)
 
 format:
-	clang-format -i src/*.c include/*.h tests/unit/*.c tests/fuzz/*.c bench/*.c
+	clang-format -i src/*.c include/*.h tests/unit/*.c tests/fuzz/*.c tests/tools/*.c bench/*.c
 
 format-check:
-	clang-format --dry-run --Werror src/*.c include/*.h tests/unit/*.c tests/fuzz/*.c bench/*.c
+	clang-format --dry-run --Werror src/*.c include/*.h tests/unit/*.c tests/fuzz/*.c tests/tools/*.c bench/*.c
 
 clean:
 	rm -rf $(BUILD_DIR) $(SAN_DIR) $(FUZZ_DIR)
