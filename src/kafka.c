@@ -120,10 +120,12 @@ static int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *v
 }
 
 int kafka_check_property(const char *name, const char *value, char *errbuf, size_t errlen) {
+    /* A fresh conf each time, and librdkafka's message unprefixed: the caller
+     * adds the file:line:col and the property name. */
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    int rc = kafka_conf_set(conf, name, value, errbuf, errlen);
+    rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, name, value, errbuf, errlen);
     rd_kafka_conf_destroy(conf);
-    return rc;
+    return res == RD_KAFKA_CONF_OK ? 0 : -1;
 }
 
 static int kafka_start_embedded(kafka_t *k, char *errbuf, size_t errlen) {

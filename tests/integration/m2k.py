@@ -196,7 +196,7 @@ def base_config(port, bootstrap):
         "unmapped": "disconnect",
         "headers": True,
         "mqtt": {
-            "max_packet_size": 1048576,
+            "max_packet_size": 1000000,
             "max_inflight": 1024,
             "max_connections": 1000,
             "connect_timeout_s": 10,
