@@ -83,6 +83,9 @@ session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts);
 /* Frees every session and connection object; callbacks are not called. */
 void session_mgr_free(session_mgr_t *m);
 
+/* Shutdown: connections closed from now on publish no will (the producer is
+ * being flushed and freed; a will produced now could not be confirmed). */
+void session_mgr_set_stopping(session_mgr_t *m);
 /* The time the next calls see: a monotonic clock for timeouts and the wall
  * clock (Unix ms) stamped on records. */
 void session_mgr_set_now(session_mgr_t *m, uint64_t mono_ms, int64_t wall_ms);

@@ -110,6 +110,7 @@ struct session_mgr {
     session_t *det_head, *det_tail;
     size_t n_detached, max_detached;
     char *scratch;
+    bool stopping;
     uint64_t drop_log_ms, drop_suppressed;
     session_stats_t st;
 };
@@ -595,8 +596,13 @@ static void conn_end(session_conn_t *c, log_level_t lvl, bool will, bool call_cl
     bool was_active = c->state == CONN_ACTIVE;
     c->state = CONN_CLOSED;
     blocked_remove(c);
-    if (was_active && will && c->will)
-        publish_will(c);
+    if (was_active && will && c->will) {
+        if (m->stopping)
+            log_info("client %s: will message not published: shutting down",
+                     conn_id(c, idb, sizeof(idb)));
+        else
+            publish_will(c);
+    }
     c->will = false;
     free(c->will_topic);
     free(c->will_payload);
@@ -951,6 +957,10 @@ void session_mgr_free(session_mgr_t *m) {
     free(m->by_cid.b);
     free(m->scratch);
     free(m);
+}
+
+void session_mgr_set_stopping(session_mgr_t *m) {
+    m->stopping = true;
 }
 
 void session_mgr_set_now(session_mgr_t *m, uint64_t mono_ms, int64_t wall_ms) {
