@@ -202,12 +202,16 @@ int daemon_run(const config_t *cfg) {
     server_run(d.srv);
     rc = d.exit_code;
 out:
+    /* The producer goes first, while the server's signal watchers still
+     * catch a repeated SIGTERM; afterwards the signals are ignored. */
+    if (d.k)
+        kafka_free(d.k);
     server_free(d.srv);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     session_mgr_free(d.sm);
     if (d.tm)
         topic_map_free(d.tm);
-    if (d.k)
-        kafka_free(d.k);
     free(props);
     log_info("exiting with status %d", rc);
     return rc;

@@ -649,8 +649,10 @@ void server_stop(server_t *s) {
     uv_close((uv_handle_t *)&s->tick, NULL);
     uv_close((uv_handle_t *)&s->check, NULL);
     uv_close((uv_handle_t *)&s->idle, NULL);
+    /* Signal watchers stay installed (unreferenced, so the loop can end): a
+     * second SIGTERM during the last steps must not kill the process. */
     for (int i = 0; i < 3; i++)
-        uv_close((uv_handle_t *)&s->sig[i], NULL);
+        uv_unref((uv_handle_t *)&s->sig[i]);
     if (s->have_poll)
         uv_close((uv_handle_t *)&s->poll, NULL);
     /* Pending output and the shutdowns go out now; the timer cuts stragglers. */
@@ -666,6 +668,9 @@ void server_stop(server_t *s) {
 void server_free(server_t *s) {
     if (!s)
         return;
+    for (int i = 0; i < 3; i++)
+        uv_close((uv_handle_t *)&s->sig[i], NULL);
+    uv_run(&s->loop, UV_RUN_NOWAIT);
     if (uv_loop_close(&s->loop) != 0)
         log_warn("event loop closed with handles still open");
     free(s->listeners);

@@ -1118,6 +1118,15 @@ ssize_t session_feed(session_conn_t *c, const uint8_t *buf, size_t len) {
                          pkt.u.connect.protocol_level);
                 return -1;
             }
+            mqtt_fixed_header_t fh;
+            if (n == MQTT_ERR_PACKET_TOO_LARGE &&
+                mqtt_decode_fixed_header(buf + off, len - off, &fh) > 0) {
+                violation(c, "%s %s packet of %" PRIu64 " bytes is over max_packet_size %u",
+                          mqtt_errname((int)n), mqtt_type_name(fh.type),
+                          (uint64_t)fh.header_len + fh.remaining_length,
+                          m->cfg->mqtt.max_packet_size);
+                return -1;
+            }
             violation(c, "%s: %s", mqtt_errname((int)n), mqtt_strerror((int)n));
             return -1;
         }
