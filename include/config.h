@@ -32,10 +32,14 @@ typedef enum { RULE_FILTER = 0, RULE_REGEX = 1 } config_rule_kind_t;
 
 typedef struct {
     config_rule_kind_t kind;
-    char *pattern; /* MQTT topic filter or POSIX ERE */
-    char *kafka;   /* Kafka topic template */
-    char *key;     /* key template; "{topic}" when not given */
-    config_pos_t pos;
+    char *pattern;            /* MQTT topic filter or POSIX ERE */
+    char *kafka;              /* Kafka topic template */
+    char *key;                /* key template; "{topic}" when not given; "" = no key (null key) */
+    config_pos_t pos;         /* the rule's mapping in the list */
+    config_pos_t pattern_pos; /* the mqtt: or regex: value */
+    config_pos_t kafka_pos;
+    config_pos_t key_pos; /* line 0 when defaulted */
+    const char *file;     /* the configuration's path (owned by config_t), for messages */
 } config_rule_t;
 
 typedef enum {
@@ -70,10 +74,13 @@ typedef struct config {
     config_unmapped_t unmapped;
     char *unmapped_topic; /* for UNMAPPED_TOPIC */
     bool headers;
+    config_pos_t unmapped_pos;
 
     config_mqtt_t mqtt;
     uint32_t shutdown_timeout_s;
     char *metrics_listen; /* NULL when not set */
+    char *metrics_host;   /* brackets removed; NULL when not set */
+    uint16_t metrics_port;
     log_level_t log_level;
 } config_t;
 
@@ -85,5 +92,14 @@ int config_load(const char *path, config_t **out, char *errbuf, size_t errlen);
 int config_load_string(const char *yaml, size_t len, const char *name, config_t **out, char *errbuf,
                        size_t errlen);
 void config_free(config_t *cfg);
+
+/* Parses "host:port" / "[v6]:port" (IP literals only) into a malloc'd host and
+ * a port. Returns 0, or -1 with a static reason in *why. */
+int config_parse_listen(const char *s, char **host, uint16_t *port, const char **why);
+
+/* Default path used when -c is not given. */
+#define CONFIG_DEFAULT_PATH "/etc/mqtt2kafka/mqtt2kafka.yaml"
+/* librdkafka's default message.max.bytes, compared with mqtt.max_packet_size. */
+#define CONFIG_KAFKA_MESSAGE_MAX_BYTES_DEFAULT 1000000u
 
 #endif

@@ -1,32 +1,116 @@
-/* mqtt2kafka: command line, wiring of the modules, signals, ordered shutdown. */
+/* mqtt2kafka: command line. Loads and checks the configuration, then hands
+ * over to daemon_run (wiring, signals, ordered shutdown). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
+#include "confluent_import.h"
+#include "daemon.h"
+#include "kafka.h"
+#include "log.h"
 #include "version.h"
 
+#define ERRBUF_SIZE 65536
+
 static void usage(FILE *out) {
-    fprintf(out, "usage: mqtt2kafka [-c FILE] [-t|--check] [-V|--version] [-h|--help]\n"
-                 "\n"
-                 "An MQTT 3.1.1 to Kafka proxy: acknowledges a QoS 1/2 PUBLISH only after\n"
-                 "Kafka has confirmed the record.\n"
-                 "\n"
-                 "  -c FILE       configuration file (default /etc/mqtt2kafka/mqtt2kafka.yaml)\n"
-                 "  -t, --check   validate the configuration and exit\n"
-                 "  -V, --version print the version and exit\n"
-                 "  -h, --help    print this help and exit\n");
+    fprintf(out,
+            "usage: mqtt2kafka [-c FILE] [-t|--check] [--import-confluent FILE] [-V|--version] "
+            "[-h|--help]\n"
+            "\n"
+            "An MQTT 3.1.1 to Kafka proxy: acknowledges a QoS 1/2 PUBLISH only after\n"
+            "Kafka has confirmed the record.\n"
+            "\n"
+            "  -c FILE       configuration file (default " CONFIG_DEFAULT_PATH ")\n"
+            "  -t, --check   validate the configuration, print \"configuration OK\" or\n"
+            "                every error as file:line:col: message, and exit 0 or 1\n"
+            "  --import-confluent FILE\n"
+            "                print the configuration equivalent to a Confluent MQTT Proxy\n"
+            "                properties file (kafka-mqtt.properties) and exit\n"
+            "  -V, --version print the version and exit\n"
+            "  -h, --help    print this help and exit\n");
+}
+
+/* librdkafka is the judge of its own properties; our defaults are checked too
+ * (a librdkafka without idempotence support would reject them). */
+static int check_kafka_properties(const config_t *cfg) {
+    int errors = 0;
+    char err[512];
+    for (size_t i = 0; i < cfg->n_kafka_properties; i++) {
+        const config_property_t *p = &cfg->kafka_properties[i];
+        if (kafka_check_property(p->name, p->value, err, sizeof(err)) == 0)
+            continue;
+        errors++;
+        if (p->pos.line > 0)
+            fprintf(stderr, "%s:%d:%d: kafka.properties.%s: %s\n", cfg->path, p->pos.line,
+                    p->pos.col, p->name, err);
+        else
+            fprintf(stderr, "%s: kafka.properties.%s (built-in default): %s\n", cfg->path, p->name,
+                    err);
+    }
+    return errors;
 }
 
 int main(int argc, char **argv) {
+    const char *path = CONFIG_DEFAULT_PATH;
+    const char *import = NULL;
+    int check = 0;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
+        const char *a = argv[i];
+        if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
             printf("mqtt2kafka %s\n", M2K_VERSION);
             return 0;
-        }
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
+        } else if (strcmp(a, "-t") == 0 || strcmp(a, "--check") == 0) {
+            check = 1;
+        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--import-confluent") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "mqtt2kafka: %s needs a file name\n", a);
+                usage(stderr);
+                return 2;
+            }
+            if (a[1] == 'c')
+                path = argv[++i];
+            else
+                import = argv[++i];
+        } else {
+            fprintf(stderr, "mqtt2kafka: unknown argument '%s'\n", a);
+            usage(stderr);
+            return 2;
         }
     }
-    printf("mqtt2kafka %s\n", M2K_VERSION);
-    return 0;
+
+    char *errbuf = malloc(ERRBUF_SIZE);
+    if (!errbuf) {
+        fprintf(stderr, "mqtt2kafka: out of memory\n");
+        return 1;
+    }
+    int rc = 1;
+    config_t *cfg = NULL;
+    if (import) {
+        if (confluent_import(import, stdout, errbuf, ERRBUF_SIZE) < 0)
+            fputs(errbuf, stderr);
+        else
+            rc = 0;
+        goto out;
+    }
+    if (config_load(path, &cfg, errbuf, ERRBUF_SIZE) < 0) {
+        fputs(errbuf, stderr);
+        goto out;
+    }
+    if (check_kafka_properties(cfg) > 0)
+        goto out;
+    if (check) {
+        printf("configuration OK\n");
+        rc = 0;
+        goto out;
+    }
+    log_set_level(cfg->log_level);
+    rc = daemon_run(cfg);
+out:
+    config_free(cfg);
+    free(errbuf);
+    return rc;
 }

@@ -1,0 +1,97 @@
+"""mqtt2kafka's command line: --check (nginx -t style), --import-confluent,
+and startup refusing a bad configuration. Runs the real binary; no network."""
+import os
+import subprocess
+
+import pytest
+
+BUILD = os.environ.get("M2K_BUILD_DIR", "build")
+SOURCE = os.environ.get("M2K_SOURCE_DIR", ".")
+BIN = os.path.join(BUILD, "mqtt2kafka")
+
+
+def run(*args, cwd=None):
+    return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=30, cwd=cwd)
+
+
+@pytest.mark.parametrize("name", ["mqtt2kafka.yaml", "production.example.yaml"])
+def test_shipped_configs_pass_check(name):
+    r = run("--check", "-c", os.path.join(SOURCE, "config", name))
+    assert (r.returncode, r.stdout, r.stderr) == (0, "configuration OK\n", "")
+
+
+def test_check_reports_every_error_with_position(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "listeners:\n"
+        "  - listen: \"0.0.0.0:1883\"\n"
+        "  - listen: \"0.0.0.0:1883\"\n"
+        "kafka:\n"
+        "  bootstrap_servers: embedded\n"
+        "topics:\n"
+        "  - mqtt: \"a/#/b\"\n"
+        "    kafka: x\n"
+        "mqtt:\n"
+        "  max_inflight: 0\n"
+    )
+    r = run("-t", "-c", str(bad))
+    assert r.returncode == 1
+    assert r.stdout == ""
+    assert r.stderr == (
+        f"{bad}:3:13: listeners[1].listen: duplicate listener \"0.0.0.0:1883\" (first at line 2)\n"
+        f"{bad}:7:11: topics[0].mqtt: invalid topic filter \"a/#/b\": '#' must be alone in the last level\n"
+        f"{bad}:10:17: mqtt.max_inflight: expected an integer from 1 to 65535, got \"0\"\n"
+    )
+
+
+def test_check_asks_librdkafka_about_properties(tmp_path):
+    bad = tmp_path / "props.yaml"
+    bad.write_text(
+        "kafka:\n"
+        "  bootstrap_servers: embedded\n"
+        "  properties:\n"
+        "    linger.ms: soon\n"
+        "    no.such.property: 1\n"
+        "    compression.type: lz4\n"
+    )
+    for args in (["--check", "-c", str(bad)], ["-c", str(bad)]):
+        r = run(*args)
+        assert r.returncode == 1
+        assert r.stdout == ""
+        assert r.stderr == (
+            f"{bad}:4:16: kafka.properties.linger.ms: Invalid value for configuration property \"queue.buffering.max.ms\"\n"
+            f"{bad}:5:23: kafka.properties.no.such.property: No such configuration property: \"no.such.property\"\n"
+        )
+
+
+def test_missing_file_names_the_path(tmp_path):
+    path = tmp_path / "absent.yaml"
+    for args in (["-t", "-c", str(path)], ["-c", str(path)]):
+        r = run(*args)
+        assert (r.returncode, r.stdout) == (1, "")
+        assert r.stderr == f"{path}: cannot open: No such file or directory\n"
+
+
+def test_import_confluent_matches_golden_and_checks(tmp_path):
+    data = os.path.join(SOURCE, "tests", "data")
+    r = run("--import-confluent", "kafka-mqtt.properties", cwd=data)
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(data, "kafka-mqtt.expected.yaml")) as f:
+        assert r.stdout == f.read()
+    out = tmp_path / "imported.yaml"
+    out.write_text(r.stdout)
+    c = run("--check", "-c", str(out))
+    assert (c.returncode, c.stdout, c.stderr) == (0, "configuration OK\n", "")
+
+
+def test_usage_errors():
+    r = run("--bogus")
+    assert r.returncode == 2
+    assert r.stderr.startswith("mqtt2kafka: unknown argument '--bogus'\nusage: mqtt2kafka [-c FILE]")
+    r = run("-c")
+    assert r.returncode == 2
+    assert r.stderr.startswith("mqtt2kafka: -c needs a file name\n")
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.startswith("mqtt2kafka ")
+    r = run("-h")
+    assert r.returncode == 0 and "--import-confluent FILE" in r.stdout

@@ -1,0 +1,541 @@
+/* Topic map: MQTT filter semantics, rule order, captures, templates, bounds. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "topic_map.h"
+
+typedef struct {
+    const char *kind; /* "mqtt" or "regex" */
+    const char *pattern;
+    const char *kafka;
+    const char *key; /* NULL = "{topic}" */
+} rule_spec_t;
+
+static topic_map_t *map_of(const rule_spec_t *specs, size_t n) {
+    config_rule_t *rules = calloc(n ? n : 1, sizeof(*rules));
+    assert_non_null(rules);
+    for (size_t i = 0; i < n; i++) {
+        rules[i].kind = strcmp(specs[i].kind, "regex") == 0 ? RULE_REGEX : RULE_FILTER;
+        rules[i].pattern = (char *)specs[i].pattern;
+        rules[i].kafka = (char *)specs[i].kafka;
+        rules[i].key = (char *)(specs[i].key ? specs[i].key : "{topic}");
+        rules[i].pos = (config_pos_t){(int)i + 1, 3};
+        rules[i].pattern_pos = (config_pos_t){(int)i + 1, 11};
+        rules[i].kafka_pos = (config_pos_t){(int)i + 1, 21};
+        rules[i].file = "t.yaml";
+    }
+    char err[256];
+    topic_map_t *m = topic_map_new(rules, n, err, sizeof(err));
+    if (!m)
+        fail_msg("topic_map_new: %s", err);
+    free(rules);
+    return m;
+}
+
+typedef struct {
+    int rc;
+    int rule;
+    char topic[300];
+    char key[300];
+    int key_null;
+} res_t;
+
+static res_t lookup_ctx(const topic_map_t *m, const char *topic, const topic_map_ctx_t *ctx) {
+    char scratch[1024];
+    topic_map_result_t out;
+    memset(&out, 0x55, sizeof(out));
+    res_t r = {0};
+    r.rc = topic_map_lookup(m, topic, strlen(topic), ctx, scratch, sizeof(scratch), &out);
+    r.rule = out.rule;
+    if (r.rc == TOPIC_MAP_MATCHED) {
+        assert_int_equal(strlen(out.kafka_topic), out.kafka_topic_len);
+        snprintf(r.topic, sizeof(r.topic), "%s", out.kafka_topic);
+        r.key_null = out.key == NULL;
+        if (out.key)
+            snprintf(r.key, sizeof(r.key), "%.*s", (int)out.key_len, out.key);
+        else
+            assert_int_equal(out.key_len, 0);
+    }
+    return r;
+}
+
+static res_t lookup(const topic_map_t *m, const char *topic) {
+    return lookup_ctx(m, topic, NULL);
+}
+
+/* One filter against one topic, per MQTT 3.1.1 section 4.7. */
+static void test_filter_semantics(void **state) {
+    (void)state;
+    static const struct {
+        const char *filter, *topic;
+        int match;
+    } cases[] = {
+        {"a/b", "a/b", 1},
+        {"a/b", "a/b/c", 0},
+        {"a/b", "a", 0},
+        {"a/b", "A/b", 0},
+        {"a/+", "a/b", 1},
+        {"a/+", "a", 0},
+        {"a/+", "a/", 1}, /* an empty level is a level */
+        {"a/+", "a/b/c", 0},
+        {"a/#", "a", 1}, /* '#' covers its parent level */
+        {"a/#", "a/", 1},
+        {"a/#", "a/b/c", 1},
+        {"a/#", "ab", 0},
+        {"a/#", "b/a", 0},
+        {"#", "a", 1},
+        {"#", "/", 1},
+        {"#", "a/b/c", 1},
+        {"+", "a", 1},
+        {"+", "/", 0},
+        {"+/+", "/", 1},
+        {"/+", "/x", 1},
+        {"+", "/finance", 0},
+        {"+/+", "/finance", 1},
+        {"/+", "/finance", 1},
+        {"sport/tennis/+", "sport/tennis/player1", 1},
+        {"sport/tennis/+", "sport/tennis/player1/ranking", 0},
+        {"sport/+", "sport", 0},
+        {"sport/+", "sport/", 1},
+        {"a//b", "a//b", 1},
+        {"a/+/b", "a//b", 1},
+        {"a//b", "a/b", 0},
+        {"+/+/+", "a/b/c", 1},
+        {"+/+/+", "a/b", 0},
+        {"a/+/#", "a/b", 1},
+        {"a/+/#", "a", 0},
+        /* [MQTT-4.7.2-1]: '$' topics do not match a leading wildcard. */
+        {"#", "$SYS/broker", 0},
+        {"+/broker", "$SYS/broker", 0},
+        {"#", "$", 0},
+        {"$SYS/#", "$SYS/broker", 1},
+        {"$SYS/+", "$SYS/broker", 1},
+        {"$SYS/#", "$SYS", 1},
+        {"a/#", "a/$x", 1}, /* only the first level is special */
+        {"a/+", "a/$x", 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        rule_spec_t s = {"mqtt", cases[i].filter, "t", NULL};
+        topic_map_t *m = map_of(&s, 1);
+        res_t r = lookup(m, cases[i].topic);
+        if (r.rc != (cases[i].match ? TOPIC_MAP_MATCHED : TOPIC_MAP_UNMAPPED))
+            fail_msg("filter \"%s\" topic \"%s\": got %d", cases[i].filter, cases[i].topic, r.rc);
+        assert_int_equal(r.rule, cases[i].match ? 0 : -1);
+        topic_map_free(m);
+    }
+}
+
+static void test_first_rule_wins(void **state) {
+    (void)state;
+    rule_spec_t a[] = {
+        {"mqtt", "a/#", "t0", NULL}, {"mqtt", "a/b", "t1", NULL}, {"mqtt", "+/b", "t2", NULL}};
+    topic_map_t *m = map_of(a, 3);
+    assert_int_equal(lookup(m, "a/b").rule, 0);
+    assert_string_equal(lookup(m, "a/b").topic, "t0");
+    assert_int_equal(lookup(m, "x/b").rule, 2);
+    topic_map_free(m);
+
+    rule_spec_t b[] = {{"mqtt", "+/b", "t0", NULL},
+                       {"mqtt", "a/b", "t1", NULL},
+                       {"mqtt", "a/#", "t2", NULL},
+                       {"mqtt", "#", "t3", NULL}};
+    m = map_of(b, 4);
+    assert_int_equal(lookup(m, "a/b").rule, 0);
+    assert_int_equal(lookup(m, "a/c").rule, 2);
+    assert_int_equal(lookup(m, "a").rule, 2);
+    assert_int_equal(lookup(m, "z").rule, 3);
+    assert_int_equal(lookup(m, "$z").rc, TOPIC_MAP_UNMAPPED);
+    topic_map_free(m);
+
+    /* The same filter twice: the first one. */
+    rule_spec_t c[] = {{"mqtt", "x", "t0", NULL}, {"mqtt", "x", "t1", NULL}};
+    m = map_of(c, 2);
+    assert_string_equal(lookup(m, "x").topic, "t0");
+    topic_map_free(m);
+}
+
+static void test_regex_keeps_rule_order(void **state) {
+    (void)state;
+    rule_spec_t a[] = {{"mqtt", "x/#", "filter", NULL}, {"regex", "^x/y$", "regex", NULL}};
+    topic_map_t *m = map_of(a, 2);
+    assert_string_equal(lookup(m, "x/y").topic, "filter");
+    topic_map_free(m);
+
+    rule_spec_t b[] = {{"regex", "^x/y$", "regex", NULL},
+                       {"mqtt", "x/#", "filter", NULL},
+                       {"regex", "^q", "late", NULL}};
+    m = map_of(b, 3);
+    assert_string_equal(lookup(m, "x/y").topic, "regex");
+    assert_int_equal(lookup(m, "x/y").rule, 0);
+    assert_string_equal(lookup(m, "x/z").topic, "filter");
+    assert_int_equal(lookup(m, "q/z").rule, 2);
+    /* Unanchored regexes search. */
+    assert_int_equal(lookup(m, "aq").rc, TOPIC_MAP_UNMAPPED);
+    topic_map_free(m);
+
+    rule_spec_t c[] = {
+        {"regex", "nomatch", "r0", NULL}, {"regex", "a", "r1", NULL}, {"mqtt", "#", "f", NULL}};
+    m = map_of(c, 3);
+    assert_int_equal(lookup(m, "bab").rule, 1);
+    assert_int_equal(lookup(m, "bbb").rule, 2);
+    topic_map_free(m);
+}
+
+static void test_captures(void **state) {
+    (void)state;
+    rule_spec_t a[] = {
+        {"mqtt", "sensors/+/temperature", "temperature", "{1}"},
+        {"mqtt", "k/+/+/#", "k-{1}-{2}", "{3}"},
+        {"mqtt", "b/#", "b", "[{1}]"},
+        {"regex", "^plant/([^/]+)/(.+)$", "plant-{1}", "{2}"},
+        {"regex", "^opt(/(x))?$", "opt", "<{2}>"},
+    };
+    topic_map_t *m = map_of(a, 5);
+    res_t r = lookup(m, "sensors/s1/temperature");
+    assert_int_equal(r.rc, TOPIC_MAP_MATCHED);
+    assert_string_equal(r.topic, "temperature");
+    assert_string_equal(r.key, "s1");
+    r = lookup(m, "k/a/b/c/d");
+    assert_string_equal(r.topic, "k-a-b");
+    assert_string_equal(r.key, "c/d");
+    r = lookup(m, "k/a/b");
+    assert_string_equal(r.topic, "k-a-b");
+    assert_string_equal(r.key, "");
+    assert_int_equal(r.key_null, 0);
+    r = lookup(m, "b");
+    assert_string_equal(r.key, "[]");
+    r = lookup(m, "plant/p1/x/y");
+    assert_int_equal(r.rule, 3);
+    assert_string_equal(r.topic, "plant-p1");
+    assert_string_equal(r.key, "x/y");
+    r = lookup(m, "opt");
+    assert_int_equal(r.rule, 4);
+    assert_string_equal(r.key, "<>"); /* a group that did not take part is empty */
+    r = lookup(m, "opt/x");
+    assert_string_equal(r.key, "<x>");
+    topic_map_free(m);
+}
+
+static void test_templates(void **state) {
+    (void)state;
+    rule_spec_t a[] = {
+        {"mqtt", "u/+", "by-user", "{username}|{client_id}|{topic}"},
+        {"mqtt", "braces", "lit", "{{x}}-{{{topic}}}"},
+        {"mqtt", "nokey", "nk", ""},
+        {"mqtt", "default", "d", NULL},
+    };
+    topic_map_t *m = map_of(a, 4);
+    topic_map_ctx_t ctx = {"dev-7", 5, "alice", 5};
+    res_t r = lookup_ctx(m, "u/x", &ctx);
+    assert_string_equal(r.key, "alice|dev-7|u/x");
+    ctx.username = NULL;
+    ctx.username_len = 0;
+    r = lookup_ctx(m, "u/x", &ctx);
+    assert_string_equal(r.key, "|dev-7|u/x");
+    r = lookup(m, "u/x"); /* no context at all */
+    assert_string_equal(r.key, "||u/x");
+    r = lookup(m, "braces");
+    assert_string_equal(r.key, "{x}-{braces}");
+    r = lookup(m, "nokey");
+    assert_int_equal(r.rc, TOPIC_MAP_MATCHED);
+    assert_int_equal(r.key_null, 1);
+    r = lookup(m, "default");
+    assert_string_equal(r.key, "default");
+    assert_int_equal(r.key_null, 0);
+    topic_map_free(m);
+}
+
+static void test_bad_rendered_topic(void **state) {
+    (void)state;
+    rule_spec_t a[] = {{"mqtt", "a/+", "t-{1}", NULL},
+                       {"mqtt", "b/+", "{1}", NULL},
+                       {"mqtt", "c/#", "{topic}", NULL}};
+    topic_map_t *m = map_of(a, 3);
+    assert_int_equal(lookup(m, "a/ok.x_y-Z9").rc, TOPIC_MAP_MATCHED);
+    res_t r = lookup(m, "a/sp ace");
+    assert_int_equal(r.rc, TOPIC_MAP_ERR_BAD_TOPIC);
+    assert_int_equal(r.rule, 0);
+    assert_int_equal(lookup(m, "a/\xc3\xa9").rc, TOPIC_MAP_ERR_BAD_TOPIC);
+    assert_int_equal(lookup(m, "b/").rc, TOPIC_MAP_ERR_BAD_TOPIC); /* empty */
+    assert_int_equal(lookup(m, "b/.").rc, TOPIC_MAP_ERR_BAD_TOPIC);
+    assert_int_equal(lookup(m, "b/..").rc, TOPIC_MAP_ERR_BAD_TOPIC);
+    assert_int_equal(lookup(m, "b/...").rc, TOPIC_MAP_MATCHED);
+    assert_int_equal(lookup(m, "c").rc, TOPIC_MAP_MATCHED);
+    assert_int_equal(lookup(m, "c/d").rc, TOPIC_MAP_ERR_BAD_TOPIC); /* '/' */
+    char t[300] = "b/";
+    memset(t + 2, 'x', 249);
+    t[251] = '\0';
+    assert_int_equal(lookup(m, t).rc, TOPIC_MAP_MATCHED);
+    t[251] = 'x';
+    t[252] = '\0';
+    assert_int_equal(lookup(m, t).rc, TOPIC_MAP_ERR_BAD_TOPIC);
+    topic_map_free(m);
+}
+
+static void test_scratch_bound(void **state) {
+    (void)state;
+    rule_spec_t a[] = {{"mqtt", "s/+", "topic-{1}", "key-{1}"}};
+    topic_map_t *m = map_of(a, 1);
+    /* "topic-abc" NUL "key-abc" = 9 + 1 + 7 */
+    char scratch[17];
+    topic_map_result_t out;
+    assert_int_equal(topic_map_lookup(m, "s/abc", 5, NULL, scratch, 17, &out), TOPIC_MAP_MATCHED);
+    assert_memory_equal(scratch, "topic-abc\0key-abc", 17);
+    assert_ptr_equal(out.kafka_topic, scratch);
+    assert_ptr_equal(out.key, scratch + 10);
+    assert_int_equal(out.key_len, 7);
+    for (size_t cap = 0; cap < 17; cap++)
+        assert_int_equal(topic_map_lookup(m, "s/abc", 5, NULL, scratch, cap, &out),
+                         TOPIC_MAP_ERR_NO_ROOM);
+    /* The topic need not be NUL-terminated: only topic_len bytes count. */
+    assert_int_equal(topic_map_lookup(m, "s/abcZZZ", 5, NULL, scratch, 17, &out),
+                     TOPIC_MAP_MATCHED);
+    assert_memory_equal(out.key, "key-abc", 7);
+    topic_map_free(m);
+
+    rule_spec_t b[] = {{"regex", "^r/(.*)$", "r", "{1}"}};
+    m = map_of(b, 1);
+    assert_int_equal(topic_map_lookup(m, "r/xyZZ", 4, NULL, scratch, 17, &out), TOPIC_MAP_MATCHED);
+    assert_int_equal(out.key_len, 2);
+    assert_memory_equal(out.key, "xy", 2);
+    assert_int_equal(topic_map_lookup(m, "q/xy", 4, NULL, scratch, 17, &out), TOPIC_MAP_UNMAPPED);
+    assert_int_equal(out.rule, -1);
+    topic_map_free(m);
+}
+
+static void test_no_rules(void **state) {
+    (void)state;
+    topic_map_t *m = map_of(NULL, 0);
+    assert_int_equal(lookup(m, "a").rc, TOPIC_MAP_UNMAPPED);
+    topic_map_free(m);
+    topic_map_free(NULL);
+}
+
+static void test_new_reports_errors(void **state) {
+    (void)state;
+    static const struct {
+        rule_spec_t spec;
+        const char *err;
+    } cases[] = {
+        {{"mqtt", "a/#/b", "t", NULL},
+         "t.yaml:1:11: topics[0].mqtt: invalid topic filter \"a/#/b\": '#' must be alone in the "
+         "last level"},
+        {{"mqtt", "a#", "t", NULL},
+         "t.yaml:1:11: topics[0].mqtt: invalid topic filter \"a#\": '#' must be alone in the last "
+         "level"},
+        {{"mqtt", "a/b+", "t", NULL},
+         "t.yaml:1:11: topics[0].mqtt: invalid topic filter \"a/b+\": '+' must be alone in its "
+         "level"},
+        {{"mqtt", "", "t", NULL},
+         "t.yaml:1:11: topics[0].mqtt: invalid topic filter \"\": an empty topic filter matches "
+         "nothing"},
+        {{"regex", "a(", "t", NULL},
+         "t.yaml:1:11: topics[0].regex: invalid POSIX extended regex \"a(\": Unmatched ( or \\("},
+        {{"mqtt", "a/+", "t{2}", NULL},
+         "t.yaml:1:21: topics[0].kafka: {2} names capture 2 but "
+         "the rule has 1"},
+        {{"regex", "^(a)$", "t{2}", NULL},
+         "t.yaml:1:21: topics[0].kafka: {2} names capture 2 "
+         "but the rule has 1"},
+        {{"mqtt", "a", "t", "{1}"},
+         "t.yaml:1:3: topics[0].key: {1} names capture 1 but the rule "
+         "has 0"},
+        {{"mqtt", "a", "t{x}", NULL},
+         "t.yaml:1:21: topics[0].kafka: unknown placeholder {x} (expected {1}..{9}, {topic}, "
+         "{client_id} or {username})"},
+        {{"mqtt", "a", "t{0}", NULL},
+         "t.yaml:1:21: topics[0].kafka: unknown placeholder {0} (expected {1}..{9}, {topic}, "
+         "{client_id} or {username})"},
+        {{"mqtt", "a", "t{topic", NULL},
+         "t.yaml:1:21: topics[0].kafka: unmatched '{' at offset "
+         "1 (write '{{' for a literal '{')"},
+        {{"mqtt", "a", "t", "x}"},
+         "t.yaml:1:3: topics[0].key: unmatched '}' at offset 1 (write "
+         "'}}' for a literal '}')"},
+        {{"mqtt", "a", "a/b", NULL},
+         "t.yaml:1:21: topics[0].kafka: '/' is not allowed in a "
+         "Kafka topic name (allowed: a-z A-Z 0-9 . _ -)"},
+        {{"mqtt", "a", "{{x}}", NULL},
+         "t.yaml:1:21: topics[0].kafka: '{' is not allowed in a "
+         "Kafka topic name (allowed: a-z A-Z 0-9 . _ -)"},
+        {{"mqtt", "a", "", NULL},
+         "t.yaml:1:21: topics[0].kafka: a Kafka topic name must not be empty"},
+        {{"mqtt", "a", "..", NULL},
+         "t.yaml:1:21: topics[0].kafka: \".\" and \"..\" are not valid Kafka topic names"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        config_rule_t r = {0};
+        const rule_spec_t *s = &cases[i].spec;
+        r.kind = strcmp(s->kind, "regex") == 0 ? RULE_REGEX : RULE_FILTER;
+        r.pattern = (char *)s->pattern;
+        r.kafka = (char *)s->kafka;
+        r.key = (char *)(s->key ? s->key : "{topic}");
+        r.pos = (config_pos_t){1, 3};
+        r.pattern_pos = (config_pos_t){1, 11};
+        r.kafka_pos = (config_pos_t){1, 21};
+        r.file = "t.yaml";
+        char err[512];
+        assert_null(topic_map_new(&r, 1, err, sizeof(err)));
+        assert_string_equal(err, cases[i].err);
+    }
+}
+
+static void test_kafka_name_limits(void **state) {
+    (void)state;
+    char name[251];
+    const char *why;
+    memset(name, 'a', sizeof(name));
+    assert_int_equal(topic_map_kafka_topic_check(name, 249, &why), 0);
+    assert_int_equal(topic_map_kafka_topic_check(name, 250, &why), -1);
+    assert_string_equal(why, "a Kafka topic name has at most 249 characters");
+    /* Literal parts over 249 characters cannot become legal. */
+    char tmpl[260];
+    memset(tmpl, 'a', 250);
+    strcpy(tmpl + 250, "{1}");
+    config_rule_t r = {RULE_FILTER, "+", tmpl, "", {1, 1}, {1, 1}, {2, 8}, {0, 0}, "t.yaml"};
+    char err[256];
+    assert_null(topic_map_new(&r, 1, err, sizeof(err)));
+    assert_string_equal(
+        err, "t.yaml:2:8: topics[0].kafka: a Kafka topic name has at most 249 characters");
+    tmpl[249] = '{';
+    tmpl[250] = '1';
+    tmpl[251] = '}';
+    tmpl[252] = '\0';
+    topic_map_t *m = topic_map_new(&r, 1, err, sizeof(err));
+    assert_non_null(m);
+    topic_map_free(m);
+    /* A filter too deep for the lookup's bounded recursion. */
+    char deep[2 * TOPIC_MAP_MAX_FILTER_LEVELS + 2];
+    for (int i = 0; i < TOPIC_MAP_MAX_FILTER_LEVELS; i++) {
+        deep[2 * i] = 'a';
+        deep[2 * i + 1] = '/';
+    }
+    deep[2 * TOPIC_MAP_MAX_FILTER_LEVELS - 1] = '\0';
+    config_rule_t d = {RULE_FILTER, deep, "t", "", {1, 1}, {1, 9}, {1, 1}, {0, 0}, "t.yaml"};
+    m = topic_map_new(&d, 1, err, sizeof(err));
+    assert_non_null(m);
+    topic_map_free(m);
+    deep[2 * TOPIC_MAP_MAX_FILTER_LEVELS - 1] = '/';
+    deep[2 * TOPIC_MAP_MAX_FILTER_LEVELS] = 'a';
+    deep[2 * TOPIC_MAP_MAX_FILTER_LEVELS + 1] = '\0';
+    assert_null(topic_map_new(&d, 1, err, sizeof(err)));
+    assert_string_equal(err, "t.yaml:1:9: topics[0].mqtt: a topic filter has at most 128 levels");
+}
+
+/* Reference matcher: MQTT 4.7 written the obvious way. */
+static int naive_match(const char *f, const char *t) {
+    if (t[0] == '$' && (f[0] == '+' || f[0] == '#'))
+        return 0;
+    for (;;) {
+        if (f[0] == '#')
+            return 1;
+        const char *fe = strchr(f, '/'), *te = strchr(t, '/');
+        size_t fl = fe ? (size_t)(fe - f) : strlen(f), tl = te ? (size_t)(te - t) : strlen(t);
+        if (!(fl == 1 && f[0] == '+') && (fl != tl || memcmp(f, t, fl) != 0))
+            return 0;
+        if (!fe && !te)
+            return 1;
+        if (!te)
+            return fe && strcmp(fe + 1, "#") == 0; /* "a/#" matches "a" */
+        if (!fe)
+            return 0;
+        f = fe + 1;
+        t = te + 1;
+    }
+}
+
+static void random_levels(char *out, int levels, int allow_wild, unsigned *seed) {
+    static const char *lits[] = {"a", "b", "", "$x"};
+    out[0] = '\0';
+    for (int i = 0; i < levels; i++) {
+        int r = (int)(rand_r(seed) % (allow_wild ? 6 : 4));
+        const char *l = r < 4 ? lits[r] : (r == 4 || i + 1 < levels) ? "+" : "#";
+        if (r == 5 && i + 1 < levels)
+            l = "+";
+        if (i)
+            strcat(out, "/");
+        strcat(out, l);
+    }
+}
+
+static void test_against_reference(void **state) {
+    (void)state;
+    unsigned seed = 12345;
+    int matched = 0, unmatched = 0;
+    for (int round = 0; round < 200; round++) {
+        enum { N = 12 };
+        char filters[N][64];
+        rule_spec_t specs[N];
+        for (int i = 0; i < N; i++) {
+            random_levels(filters[i], 1 + (int)(rand_r(&seed) % 4), 1, &seed);
+            if (filters[i][0] == '\0')
+                strcpy(filters[i], "b"); /* "" is not a filter */
+            specs[i] = (rule_spec_t){"mqtt", filters[i], "t", NULL};
+        }
+        topic_map_t *m = map_of(specs, N);
+        for (int k = 0; k < 50; k++) {
+            char topic[64];
+            random_levels(topic, 1 + (int)(rand_r(&seed) % 4), 0, &seed);
+            int want = -1;
+            for (int i = 0; i < N && want < 0; i++)
+                if (naive_match(filters[i], topic))
+                    want = i;
+            res_t r = lookup(m, topic);
+            matched += want >= 0;
+            unmatched += want < 0;
+            if (r.rule != want)
+                fail_msg("topic \"%s\": got rule %d, want %d (\"%s\")", topic, r.rule, want,
+                         want >= 0 ? filters[want] : "-");
+        }
+        topic_map_free(m);
+    }
+    /* The random mix exercises both outcomes. */
+    assert_true(matched > 2000);
+    assert_true(unmatched > 2000);
+}
+
+static void test_many_rules(void **state) {
+    (void)state;
+    enum { N = 1000 };
+    static char pats[N][48], kafkas[N][16];
+    rule_spec_t specs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(pats[i], sizeof(pats[i]), i % 2 ? "site/%d/+/temp" : "site/%d/dev/#", i / 2);
+        snprintf(kafkas[i], sizeof(kafkas[i]), "t%d", i);
+        specs[i] = (rule_spec_t){"mqtt", pats[i], kafkas[i], "{1}"};
+    }
+    topic_map_t *m = map_of(specs, N);
+    res_t r = lookup(m, "site/7/dev/temp");
+    assert_int_equal(r.rule, 14); /* site/7/dev/# comes before site/7/+/temp */
+    assert_string_equal(r.key, "temp");
+    r = lookup(m, "site/7/x/temp");
+    assert_int_equal(r.rule, 15);
+    assert_string_equal(r.key, "x");
+    assert_int_equal(lookup(m, "site/500/x/temp").rc, TOPIC_MAP_UNMAPPED);
+    topic_map_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_filter_semantics),
+        cmocka_unit_test(test_first_rule_wins),
+        cmocka_unit_test(test_regex_keeps_rule_order),
+        cmocka_unit_test(test_captures),
+        cmocka_unit_test(test_templates),
+        cmocka_unit_test(test_bad_rendered_topic),
+        cmocka_unit_test(test_scratch_bound),
+        cmocka_unit_test(test_no_rules),
+        cmocka_unit_test(test_new_reports_errors),
+        cmocka_unit_test(test_kafka_name_limits),
+        cmocka_unit_test(test_against_reference),
+        cmocka_unit_test(test_many_rules),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
