@@ -43,14 +43,14 @@ sanitize: deps-test
 	ctest --test-dir $(SAN_DIR) --output-on-failure -j $(JOBS) -L unit $(CTEST_ARGS)
 
 fuzz: deps-test
-	CC=clang cmake -S . -B $(FUZZ_DIR) -DENABLE_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	CC=clang cmake -S . -B $(FUZZ_DIR) -DENABLE_FUZZ=ON -DWERROR=$(WERROR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(FUZZ_DIR) -j $(JOBS)
 
 format:
-	clang-format -i src/*.c include/*.h tests/unit/*.c tests/fuzz/*.c bench/*.c
+	clang-format -i src/*.c include/*.h tests/unit/*.c tests/fuzz/*.c tests/tools/*.c bench/*.c
 
 format-check:
-	clang-format --dry-run --Werror src/*.c include/*.h tests/unit/*.c tests/fuzz/*.c bench/*.c
+	clang-format --dry-run --Werror src/*.c include/*.h tests/unit/*.c tests/fuzz/*.c tests/tools/*.c bench/*.c
 
 clean:
 	rm -rf $(BUILD_DIR) $(SAN_DIR) $(FUZZ_DIR)

@@ -37,7 +37,7 @@ typedef void (*kafka_fatal_cb)(void *ud, const char *errstr);
 typedef struct {
     const char *bootstrap_servers; /* "embedded" starts the in-process mock cluster */
     const char *const *properties; /* name, value, name, value, ... applied in order */
-    size_t n_properties;
+    size_t n_properties;           /* number of name/value PAIRS (2 * n_properties strings) */
     kafka_delivery_cb on_delivery;
     kafka_fatal_cb on_fatal;
     void *ud;

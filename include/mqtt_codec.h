@@ -7,7 +7,14 @@
  * Decoders return the number of bytes consumed (> 0), 0 when more bytes are
  * needed, or a negative MQTT_ERR_* code. Encoders return the size the packet
  * needs; they write only when that size fits in `cap`, so a caller can retry
- * with a larger buffer. */
+ * with a larger buffer. An encoder returns 0 (and writes nothing) for a packet
+ * that cannot exist: an invalid type, QoS 3, a string over 65,535 bytes or a
+ * remaining length over MQTT_MAX_REMAINING_LENGTH.
+ *
+ * Strings: well-formed UTF-8 (RFC 3629: no overlongs, nothing above U+10FFFF),
+ * no U+0000, no surrogates. Other control characters and non-characters are
+ * accepted (the standard lets a server choose); a BOM is kept. When a string
+ * has several problems, the first one by position is reported. */
 #ifndef M2K_MQTT_CODEC_H
 #define M2K_MQTT_CODEC_H
 
@@ -76,7 +83,10 @@ typedef enum {
     MQTT_ERR_NO_FILTERS = -22,           /* SUBSCRIBE/UNSUBSCRIBE without a filter */
     MQTT_ERR_SUBSCRIBE_QOS = -23,        /* requested QoS above 2 or reserved bits set */
     MQTT_ERR_CONNACK_FLAGS = -24,        /* CONNACK reserved acknowledge flags set */
-    MQTT_ERR_PACKET_TOO_LARGE = -25,     /* over the caller's maximum (mqtt_decode_limit) */
+    MQTT_ERR_PACKET_TOO_LARGE = -25,     /* over the caller's max_packet (mqtt_decode) */
+    MQTT_ERR_CONNACK_CODE = -26,         /* CONNACK return code above 5 */
+    MQTT_ERR_SUBACK_CODE = -27,          /* SUBACK return code not 0, 1, 2 or 0x80 */
+    MQTT_ERR_STRING_TOO_LONG = -28,      /* topic over 65,535 bytes (the check helpers) */
 } mqtt_err_t;
 
 const char *mqtt_strerror(int err);
@@ -155,16 +165,28 @@ typedef struct {
 } mqtt_packet_t;
 
 /* Decodes the fixed header only: type, flags (checked against the type's
- * reserved bits) and remaining length. Needs at most 5 bytes, so a caller can
- * refuse an oversized packet before buffering its body. Returns the header
- * length (2..5), 0 for more bytes, or a negative error. */
+ * reserved bits, PUBLISH QoS 3 and DUP on QoS 0) and remaining length. Needs
+ * at most 5 bytes, so a caller can refuse an oversized packet before buffering
+ * its body. Packets of fixed size (CONNACK, the acks, UNSUBACK: 2; PINGREQ,
+ * PINGRESP, DISCONNECT: 0) with another remaining length are refused here
+ * already (MQTT_ERR_TRAILING_BYTES / MQTT_ERR_PACKET_TOO_SHORT). Returns the
+ * header length (2..5), 0 for more bytes, or a negative error. */
 int mqtt_decode_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header_t *fh);
 
 /* Decodes one whole packet from the start of buf. Returns bytes consumed, 0 if
  * the packet is not complete yet, or a negative error. `max_packet` bounds the
  * total packet size (0 = the protocol maximum); a larger packet gives
- * MQTT_ERR_PACKET_TOO_LARGE as soon as its fixed header is readable. For
- * MQTT_ERR_PROTOCOL_LEVEL, pkt->u.connect.protocol_level is filled in. */
+ * MQTT_ERR_PACKET_TOO_LARGE as soon as its fixed header is readable. The body
+ * is only examined once complete, so a prefix of a packet gives 0 or the same
+ * error its fixed header gives.
+ * CONNECT: the protocol name is checked before the level. For
+ * MQTT_ERR_PROTOCOL_NAME and MQTT_ERR_PROTOCOL_LEVEL, pkt->type and
+ * pkt->u.connect.protocol_name are filled in, and for the level error also
+ * pkt->u.connect.protocol_level. "MQIsdp" (MQTT 3.1) with any level gives
+ * MQTT_ERR_PROTOCOL_LEVEL, so the session answers CONNACK 0x01, which 3.1
+ * clients understand; any other name gives MQTT_ERR_PROTOCOL_NAME (close
+ * without CONNACK). A zero-length client id is accepted (the session decides).
+ * The will topic is checked as a topic name (no wildcards, not empty). */
 ssize_t mqtt_decode(const uint8_t *buf, size_t len, size_t max_packet, mqtt_packet_t *pkt);
 
 /* Walks the entries of a decoded SUBSCRIBE/UNSUBSCRIBE: `*offset` starts at 0.
@@ -186,7 +208,9 @@ size_t mqtt_encode_suback(uint8_t *buf, size_t cap, uint16_t packet_id, const ui
 size_t mqtt_encode_publish(uint8_t *buf, size_t cap, const mqtt_publish_t *p);
 /* PINGREQ, PINGRESP, DISCONNECT. */
 size_t mqtt_encode_empty(uint8_t *buf, size_t cap, mqtt_type_t type);
-/* Client-side packets, for tests, the fuzzer's re-encoding and bench tools. */
+/* Client-side packets, for tests, the fuzzer's re-encoding and bench tools.
+ * CONNECT: protocol_name.ptr == NULL writes "MQTT", protocol_level 0 writes
+ * 4; the flags byte comes from the booleans and will_qos. */
 size_t mqtt_encode_connect(uint8_t *buf, size_t cap, const mqtt_connect_t *c);
 /* SUBSCRIBE (qos != NULL) or UNSUBSCRIBE (qos == NULL) from n filters. */
 size_t mqtt_encode_subscribe(uint8_t *buf, size_t cap, uint16_t packet_id,

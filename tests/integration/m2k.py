@@ -1,0 +1,455 @@
+"""Helpers for the integration tests: the mock Kafka process, a consumer that
+reads back exact records, the daemon under test, raw MQTT 3.1.1 packets.
+
+Every wait here is bounded; a bound that is hit fails (or skips) the test.
+"""
+import collections
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import time
+
+import yaml
+from confluent_kafka import Consumer, KafkaException, TopicPartition, OFFSET_BEGINNING
+
+SOURCE_DIR = os.environ.get(
+    "M2K_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+)
+BUILD_DIR = os.environ.get("M2K_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
+DAEMON = os.path.join(BUILD_DIR, "mqtt2kafka")
+MOCK_KAFKA = os.path.join(BUILD_DIR, "tests", "tools", "m2k-mock-kafka")
+
+# How the daemon spells header values (see docs/semantics.md).
+HEADER_TRUE = b"1"
+
+
+class DaemonNotBuilt(Exception):
+    """The binary exists but does not serve (the daemon is not merged yet)."""
+
+
+def free_port():
+    """A loopback port that was free a moment ago (bind to 0, read, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------
+# The mock Kafka cluster process (tests/tools/m2k-mock-kafka)
+
+class MockKafka:
+    def __init__(self, brokers=3, args=()):
+        if not os.path.exists(MOCK_KAFKA):
+            raise RuntimeError(f"{MOCK_KAFKA} not built")
+        self.proc = subprocess.Popen(
+            [MOCK_KAFKA, "--brokers", str(brokers), *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )
+        line = self._readline(10)
+        if not line.startswith("BOOTSTRAP "):
+            self.close()
+            raise RuntimeError(f"m2k-mock-kafka said {line!r}")
+        self.bootstrap = line.split(" ", 1)[1].strip()
+
+    def _readline(self, timeout):
+        r, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not r:
+            raise TimeoutError("m2k-mock-kafka did not answer")
+        return self.proc.stdout.readline()
+
+    def cmd(self, line, timeout=10):
+        """Sends one command; returns the answer; raises unless it is OK."""
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer = self._readline(timeout).strip()
+        if answer != "OK":
+            raise RuntimeError(f"m2k-mock-kafka: {line!r} -> {answer!r}")
+        return answer
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()  # EOF ends it
+                self.proc.wait(5)
+            except (subprocess.TimeoutExpired, BrokenPipeError, OSError):
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+# --------------------------------------------------------------------------
+# Reading records back
+
+Record = collections.namedtuple(
+    "Record", "topic partition offset key value headers timestamp"
+)
+
+
+def _consumer(bootstrap):
+    return Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": "m2k-integration",  # never joined: we assign()
+        "enable.auto.commit": False,
+        "enable.partition.eof": False,
+        "log_level": 3,
+    })
+
+
+def _assign_all(c, topic, deadline):
+    """Assigns every partition of `topic` from the beginning, waiting for the
+    topic to exist (the mock creates it on the producer's first metadata)."""
+    while True:
+        try:
+            md = c.list_topics(topic, timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+            t = md.topics.get(topic)
+            if t is not None and t.error is None and t.partitions:
+                parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(t.partitions)]
+                c.assign(parts)
+                return True
+        except KafkaException:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def consume(bootstrap, topic, n, timeout=15.0, settle=0.0):
+    """Reads `topic` from the beginning of every partition until `n` records
+    arrived or `timeout` passed; then keeps reading `settle` seconds more (so a
+    caller can assert nothing beyond `n` arrives). Returns Records, each
+    partition in offset order."""
+    c = _consumer(bootstrap)
+    out = []
+    try:
+        deadline = time.monotonic() + timeout
+        if not _assign_all(c, topic, deadline):
+            return out
+        end = None
+        while True:
+            now = time.monotonic()
+            if end is None and (len(out) >= n or now >= deadline):
+                end = now + settle
+            if end is not None and now >= end:
+                break
+            m = c.poll(0.1)
+            if m is None or m.error():
+                continue
+            ts_type, ts = m.timestamp()
+            out.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
+                              dict(m.headers() or []), ts))
+    finally:
+        c.close()
+    return out
+
+
+def assert_records(bootstrap, topic, n, timeout=15.0, settle=1.0):
+    """Exactly `n` records: fails if fewer arrive within timeout or more
+    arrive within `settle` after the n-th."""
+    recs = consume(bootstrap, topic, n, timeout=timeout, settle=settle)
+    assert len(recs) == n, f"{topic}: expected {n} records, got {len(recs)}: {recs[:5]}"
+    return recs
+
+
+def assert_no_records(bootstrap, topic, window=1.5):
+    recs = consume(bootstrap, topic, 1, timeout=window)
+    assert recs == [], f"{topic}: expected no records, got {recs[:5]}"
+
+
+def expected_headers(topic, client_id, qos, retain=False, username=None):
+    h = {
+        "mqtt.topic": topic.encode(),
+        "mqtt.client_id": client_id.encode(),
+        "mqtt.qos": str(qos).encode(),
+    }
+    if retain:
+        h["mqtt.retain"] = HEADER_TRUE
+    if username is not None:
+        h["mqtt.username"] = username.encode()
+    return h
+
+
+# --------------------------------------------------------------------------
+# The daemon under test
+
+def base_config(port, bootstrap):
+    return {
+        "listeners": [{"listen": f"127.0.0.1:{port}"}],
+        "kafka": {"bootstrap_servers": bootstrap, "properties": {"linger.ms": 5}},
+        "topics": [
+            {"mqtt": "sensors/+/temperature", "kafka": "temperature", "key": "{1}"},
+            {"regex": "^plant/([^/]+)/(.+)$", "kafka": "plant-{1}"},
+            {"mqtt": "test/#", "kafka": "test"},
+        ],
+        "unmapped": "disconnect",
+        "headers": True,
+        "mqtt": {
+            "max_packet_size": 1048576,
+            "max_inflight": 1024,
+            "max_connections": 1000,
+            "connect_timeout_s": 10,
+            "max_keepalive_s": 65535,
+            "session_expiry_s": 86400,
+        },
+        "shutdown_timeout_s": 10,
+        "log": {"level": "info"},
+    }
+
+
+def merge(base, over):
+    """Nested dicts merge; anything else (lists included) replaces."""
+    out = dict(base)
+    for k, v in (over or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+class Daemon:
+    def __init__(self, tmp_path, bootstrap, overrides=None, name="mqtt2kafka"):
+        if not os.path.exists(DAEMON):
+            raise DaemonNotBuilt(f"{DAEMON} does not exist")
+        self.port = free_port()
+        self.config = merge(base_config(self.port, bootstrap), overrides)
+        self.config_path = tmp_path / f"{name}.yaml"
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self.log_path = tmp_path / f"{name}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([DAEMON, "-c", str(self.config_path)],
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self._wait_serving(10.0)
+
+    def _wait_serving(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rc = self.proc.poll()
+            if rc is not None:
+                log = self.log()
+                # The skeleton main.c prints its version and exits 0; a real
+                # daemon never exits 0 on its own before serving.
+                if rc == 0 or "daemon not built" in log:
+                    raise DaemonNotBuilt(f"mqtt2kafka exited ({rc}) without serving: {log[-300:]!r}")
+                raise AssertionError(f"mqtt2kafka exited with {rc}:\n{log}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"mqtt2kafka did not open port {self.port}:\n{self.log()}")
+
+    def log(self):
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, pattern, timeout=5.0):
+        """Waits until a log line matches the regex; returns the match or None."""
+        rx = re.compile(pattern, re.M)
+        return wait_until(lambda: rx.search(self.log()), timeout)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30.0):
+        """Sends `sig`, waits (bounded), SIGKILLs if needed; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+    def rss_kb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+
+# --------------------------------------------------------------------------
+# Raw MQTT 3.1.1 packets
+
+def enc_len(n):
+    out = bytearray()
+    while True:
+        b = n % 128
+        n //= 128
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def enc_str(s):
+    b = s.encode() if isinstance(s, str) else bytes(s)
+    return len(b).to_bytes(2, "big") + b
+
+
+def packet(first, body):
+    return bytes([first]) + enc_len(len(body)) + body
+
+
+def connect(client_id="", clean=True, keepalive=60, will=None, username=None, password=None,
+            level=4, name="MQTT", flags=None):
+    """CONNECT; `will` is (topic, payload, qos, retain); `flags` overrides the
+    computed flag byte (for malformed cases)."""
+    f = 0x02 if clean else 0
+    payload = enc_str(client_id)
+    if will is not None:
+        wt, wp, wq, wr = will
+        f |= 0x04 | (wq << 3) | (0x20 if wr else 0)
+        payload += enc_str(wt) + enc_str(wp)
+    if username is not None:
+        f |= 0x80
+        payload += enc_str(username)
+    if password is not None:
+        f |= 0x40
+        payload += enc_str(password)
+    if flags is not None:
+        f = flags
+    body = enc_str(name) + bytes([level, f]) + keepalive.to_bytes(2, "big") + payload
+    return packet(0x10, body)
+
+
+def publish(topic, payload, qos=0, pid=None, dup=False, retain=False):
+    first = 0x30 | (0x08 if dup else 0) | (qos << 1) | (0x01 if retain else 0)
+    body = enc_str(topic)
+    if qos:
+        body += (pid if pid is not None else 1).to_bytes(2, "big")
+    body += payload.encode() if isinstance(payload, str) else bytes(payload)
+    return packet(first, body)
+
+
+def _id_packet(first, pid):
+    return bytes([first, 2]) + pid.to_bytes(2, "big")
+
+
+def puback(pid):
+    return _id_packet(0x40, pid)
+
+
+def pubrec(pid):
+    return _id_packet(0x50, pid)
+
+
+def pubrel(pid):
+    return _id_packet(0x62, pid)
+
+
+def pubcomp(pid):
+    return _id_packet(0x70, pid)
+
+
+def subscribe(pid, filters):
+    body = pid.to_bytes(2, "big")
+    for f, q in filters:
+        body += enc_str(f) + bytes([q])
+    return packet(0x82, body)
+
+
+def unsubscribe(pid, filters):
+    body = pid.to_bytes(2, "big")
+    for f in filters:
+        body += enc_str(f)
+    return packet(0xA2, body)
+
+
+PINGREQ = b"\xc0\x00"
+PINGRESP = b"\xd0\x00"
+DISCONNECT = b"\xe0\x00"
+CONNACK_OK = b"\x20\x02\x00\x00"
+CONNACK_OK_SESSION = b"\x20\x02\x01\x00"
+
+
+class Raw:
+    """One TCP connection speaking raw bytes."""
+
+    def __init__(self, port, timeout=5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def recv_exact(self, n, timeout=5.0):
+        """Exactly n bytes; raises TimeoutError / ConnectionError otherwise."""
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while len(buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"got {buf!r} of {n} bytes")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(n - len(buf))
+            except socket.timeout:
+                raise TimeoutError(f"got {buf!r} of {n} bytes") from None
+            if not chunk:
+                raise ConnectionError(f"closed after {buf!r} of {n} bytes")
+            buf += chunk
+        return buf
+
+    def expect(self, data, timeout=5.0):
+        got = self.recv_exact(len(data), timeout)
+        assert got == data, f"expected {data.hex(' ')}, got {got.hex(' ')}"
+
+    def recv_packet(self, timeout=5.0):
+        """One whole packet as bytes (fixed header included)."""
+        first = self.recv_exact(1, timeout)
+        lb = b""
+        while True:
+            b = self.recv_exact(1, timeout)
+            lb += b
+            if not b[0] & 0x80:
+                break
+        n, mul = 0, 1
+        for b in lb:
+            n += (b & 0x7F) * mul
+            mul *= 128
+        return first + lb + self.recv_exact(n, timeout)
+
+    def nothing_within(self, window):
+        """True when no byte arrives (and no close) within `window` seconds."""
+        r, _, _ = select.select([self.sock], [], [], window)
+        return not r
+
+    def closed_within(self, timeout=5.0):
+        """True when the peer closes (EOF or reset) within timeout, discarding
+        whatever bytes come first; False if still open."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.sock.settimeout(left)
+            try:
+                if not self.sock.recv(4096):
+                    return True
+            except socket.timeout:
+                return False
+            except (ConnectionResetError, BrokenPipeError):
+                return True
+
+    def connect(self, client_id, clean=True, session_present=False, **kw):
+        self.send(connect(client_id, clean=clean, **kw))
+        self.expect(CONNACK_OK_SESSION if session_present else CONNACK_OK)
+        return self
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass

@@ -1,0 +1,104 @@
+"""The test fixtures themselves, without the daemon: m2k-mock-kafka and the
+consumer helpers, driven by a real confluent_kafka Producer."""
+import time
+
+import pytest
+from confluent_kafka import KafkaError, Producer
+
+import m2k
+
+
+def produce(bootstrap, topic, records, **conf):
+    """Produces (key, value, headers) tuples; returns the delivery errors."""
+    errors = []
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "log_level": 3, **conf})
+    for key, value, headers in records:
+        p.produce(topic, value=value, key=key, headers=headers,
+                  on_delivery=lambda err, msg: errors.append(err))
+    left = p.flush(20)
+    assert left == 0, f"{left} records not delivered within 20 s"
+    return errors
+
+
+def test_bootstrap_names_three_brokers(mock_kafka):
+    hosts = mock_kafka.bootstrap.split(",")
+    assert len(hosts) == 3
+    assert all(h.startswith("127.0.0.1:") for h in hosts)
+
+
+def test_produce_and_consume_exact_records(mock_kafka):
+    recs = [(b"k%d" % i, b"v%d" % i, [("h", b"x%d" % i)]) for i in range(20)]
+    assert produce(mock_kafka.bootstrap, "fixture", recs) == [None] * 20
+    got = m2k.assert_records(mock_kafka.bootstrap, "fixture", 20)
+    # Auto-created with the mock's default of 4 partitions; same key, same
+    # partition, so order by (partition, offset) and check content.
+    assert {r.partition for r in got} <= {0, 1, 2, 3}
+    by_key = {r.key: r for r in got}
+    for k, v, h in recs:
+        assert by_key[k].value == v
+        assert by_key[k].headers == dict(h)
+        assert by_key[k].topic == "fixture"
+
+
+def test_created_topic_partitions_and_order(mock_kafka):
+    mock_kafka.cmd("create ordered 1 1")
+    recs = [(None, b"%03d" % i, None) for i in range(50)]
+    assert produce(mock_kafka.bootstrap, "ordered", recs) == [None] * 50
+    got = m2k.assert_records(mock_kafka.bootstrap, "ordered", 50)
+    assert [r.value for r in got] == [b"%03d" % i for i in range(50)]
+    assert [r.offset for r in got] == list(range(50))
+    assert {r.partition for r in got} == {0}
+
+
+def test_no_records_on_untouched_topic(mock_kafka):
+    mock_kafka.cmd("create empty 1 1")
+    m2k.assert_no_records(mock_kafka.bootstrap, "empty", window=1.0)
+
+
+def test_push_errors_fail_delivery(mock_kafka):
+    mock_kafka.cmd("create denied 1 1")
+    mock_kafka.cmd("push_errors Produce 1 TOPIC_AUTHORIZATION_FAILED")
+    errs = produce(mock_kafka.bootstrap, "denied", [(None, b"x", None)])
+    assert len(errs) == 1 and errs[0] is not None
+    assert errs[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    m2k.assert_no_records(mock_kafka.bootstrap, "denied", window=1.0)
+
+
+def test_brokers_down_then_up(mock_kafka):
+    mock_kafka.cmd("create downup 1 1")
+    mock_kafka.cmd("down -1")
+    errors = []
+    p = Producer({"bootstrap.servers": mock_kafka.bootstrap, "log_level": 0})
+    p.produce("downup", b"late", on_delivery=lambda err, msg: errors.append(err))
+    assert p.flush(1.5) == 1  # nothing can be delivered while down
+    mock_kafka.cmd("up -1")
+    assert p.flush(20) == 0
+    assert errors == [None]
+    got = m2k.assert_records(mock_kafka.bootstrap, "downup", 1)
+    assert got[0].value == b"late"
+
+
+def test_rtt_delays_delivery(mock_kafka):
+    mock_kafka.cmd("create slow 1 1")
+    p = Producer({"bootstrap.servers": mock_kafka.bootstrap, "linger.ms": 0, "log_level": 3})
+    p.list_topics("slow", timeout=10)  # connections and metadata ready
+    mock_kafka.cmd("rtt -1 400")
+    t0 = time.monotonic()
+    p.produce("slow", b"x")
+    assert p.flush(20) == 0
+    # A lower bound by causality: the broker answers after its RTT.
+    assert time.monotonic() - t0 >= 0.4
+
+
+def test_bad_commands_are_refused(mock_kafka):
+    with pytest.raises(RuntimeError, match="ERR bad broker id: 9"):
+        mock_kafka.cmd("down 9")
+    with pytest.raises(RuntimeError, match="ERR unknown error: NOPE"):
+        mock_kafka.cmd("push_errors Produce 1 NOPE")
+    mock_kafka.cmd("up -1")  # still serving after refusals
+
+
+def test_exits_on_stdin_eof():
+    mk = m2k.MockKafka()
+    mk.proc.stdin.close()
+    assert mk.proc.wait(10) == 0
