@@ -1,0 +1,687 @@
+/* libuv side of the daemon (see server.h).
+ *
+ * Memory per idle connection: the uv_tcp_t, this module's conn_t and the
+ * session objects, no buffers. Reads land in one shared buffer; only the tail
+ * of an incomplete packet (or bytes left while paused) is copied into a
+ * per-connection buffer, freed again once consumed. Output produced during a
+ * loop turn is appended to a per-connection buffer and written once, from the
+ * check handle that runs after I/O polling; the write request owns the buffer
+ * until its callback. */
+#include "server.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+#include "log.h"
+
+#define READ_BUF_SIZE (64 * 1024)
+#define OUT_LIMIT (1024 * 1024) /* queued output per connection before it is cut */
+#define CLOSE_GRACE_MS 5000     /* a closing connection that does not drain is cut */
+#define STOP_GRACE_MS 2000
+
+typedef struct conn conn_t;
+struct conn {
+    uv_tcp_t tcp;
+    server_t *srv;
+    session_conn_t *sc;
+    uint8_t *in;
+    size_t in_len, in_cap;
+    uint8_t *out;
+    size_t out_len, out_cap;
+    size_t queued; /* bytes handed to uv_write and not yet written */
+    bool reading, paused, closing, handle_closing, feed_pending, shutdown_sent;
+    bool pending;
+    uint64_t closing_since;
+    conn_t *pending_next;
+    conn_t *prev, *next;
+};
+
+typedef struct {
+    uv_write_t req;
+    conn_t *c;
+    uv_buf_t buf;
+} write_req_t;
+
+typedef struct {
+    uv_tcp_t tcp;
+    server_t *srv;
+    char name[80];
+} listener_t;
+
+struct server {
+    server_opts_t o;
+    const config_t *cfg;
+    uv_loop_t loop;
+    uv_timer_t tick, stop_timer;
+    uv_check_t check;
+    uv_idle_t idle;
+    uv_poll_t poll;
+    uv_signal_t sig[3];
+    bool have_poll;
+    listener_t *listeners;
+    size_t n_listeners, n_listening;
+    conn_t *conns;
+    size_t n_conns;
+    conn_t *pending; /* output to flush, bytes to feed again, sockets to close */
+    bool intake_stopped, stopping, stop_timer_closed;
+    unsigned tick_ms;
+    uint8_t *rbuf;
+    bool rbuf_busy;
+    uint64_t refused_log_ms, refused_suppressed;
+    server_stats_t st;
+};
+
+static const session_conn_ops_t conn_ops;
+
+int64_t server_wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t server_now_ms(const server_t *s) {
+    return uv_now(&s->loop);
+}
+
+static void set_now(server_t *s) {
+    session_mgr_set_now(s->o.sessions, uv_now(&s->loop), server_wall_ms());
+}
+
+static void on_idle(uv_idle_t *h);
+
+static void mark_pending(conn_t *c) {
+    server_t *s = c->srv;
+    if (!c->pending) {
+        c->pending = true;
+        c->pending_next = s->pending;
+        s->pending = c;
+    }
+    /* The idle handle keeps the next poll from blocking while work waits. */
+    if (!s->stopping && !uv_is_active((uv_handle_t *)&s->idle))
+        uv_idle_start(&s->idle, on_idle);
+}
+
+/* ---- read side ------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    conn_t *c = h->data;
+    server_t *s = c->srv;
+    (void)suggested;
+    /* One read at a time on one thread: the shared buffer is free again once
+     * on_read returns. */
+    buf->base = (char *)s->rbuf;
+    buf->len = READ_BUF_SIZE;
+}
+
+static int in_append(conn_t *c, const uint8_t *p, size_t n) {
+    if (c->in_len + n > c->in_cap) {
+        size_t cap = c->in_cap ? c->in_cap : 256;
+        while (cap < c->in_len + n)
+            cap *= 2;
+        uint8_t *b = realloc(c->in, cap);
+        if (!b)
+            return -1;
+        c->in = b;
+        c->in_cap = cap;
+    }
+    memcpy(c->in + c->in_len, p, n);
+    c->in_len += n;
+    return 0;
+}
+
+static void in_release(conn_t *c) {
+    free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+static void conn_read_start(conn_t *c) {
+    if (!c->reading && !c->paused && !c->closing && !c->srv->intake_stopped) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+            c->reading = true;
+    }
+}
+
+static void conn_read_stop(conn_t *c) {
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+/* Feeds the per-connection buffer; keeps what was not consumed. */
+static void feed_buffered(conn_t *c) {
+    if (c->closing || !c->in_len)
+        return;
+    ssize_t n = session_feed(c->sc, c->in, c->in_len);
+    if (n < 0) {
+        in_release(c);
+        return;
+    }
+    if ((size_t)n == c->in_len) {
+        in_release(c);
+    } else if (n > 0) {
+        memmove(c->in, c->in + n, c->in_len - (size_t)n);
+        c->in_len -= (size_t)n;
+    }
+}
+
+static void conn_lost(conn_t *c, const char *reason);
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    conn_t *c = stream->data;
+    server_t *s = c->srv;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        conn_lost(c, nread == UV_EOF ? "connection closed by the client" : uv_strerror((int)nread));
+        return;
+    }
+    s->st.bytes_in += (uint64_t)nread;
+    set_now(s);
+    const uint8_t *p = (const uint8_t *)buf->base;
+    size_t n = (size_t)nread;
+    if (c->in_len) {
+        if (in_append(c, p, n) != 0) {
+            session_conn_close(c->sc, "out of memory for the input buffer");
+            return;
+        }
+        feed_buffered(c);
+    } else {
+        ssize_t used = session_feed(c->sc, p, n);
+        if (used >= 0 && (size_t)used < n && in_append(c, p + used, n - (size_t)used) != 0)
+            session_conn_close(c->sc, "out of memory for the input buffer");
+    }
+}
+
+/* ---- write side ------------------------------------------------------------------ */
+
+static void conn_begin_close(conn_t *c) {
+    if (c->closing)
+        return;
+    c->closing = true;
+    c->closing_since = uv_now(&c->srv->loop);
+    conn_read_stop(c);
+    mark_pending(c);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+    conn_t *c = h->data;
+    server_t *s = c->srv;
+    session_conn_free(c->sc);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->n_conns--;
+    if (s->stopping && !s->conns && !s->stop_timer_closed) {
+        s->stop_timer_closed = true;
+        uv_close((uv_handle_t *)&s->stop_timer, NULL);
+    }
+    free(c->in);
+    free(c->out);
+    free(c);
+}
+
+static void conn_close_handle(conn_t *c) {
+    if (!c->handle_closing) {
+        c->handle_closing = true;
+        conn_read_stop(c);
+        uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    }
+}
+
+static void on_write(uv_write_t *req, int status) {
+    write_req_t *w = (write_req_t *)req;
+    conn_t *c = w->c;
+    c->queued -= w->buf.len;
+    free(w->buf.base);
+    free(w);
+    if (status < 0 && status != UV_ECANCELED && !c->closing) {
+        session_conn_lost(c->sc, uv_strerror(status));
+        conn_begin_close(c);
+    }
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    conn_t *c = req->data;
+    (void)status;
+    free(req);
+    conn_close_handle(c);
+}
+
+static void conn_flush(conn_t *c) {
+    server_t *s = c->srv;
+    if (!c->out_len || c->handle_closing)
+        return;
+    write_req_t *w = malloc(sizeof(*w));
+    if (!w) {
+        session_conn_close(c->sc, "out of memory for a write");
+        return;
+    }
+    w->c = c;
+    w->buf = uv_buf_init((char *)c->out, (unsigned)c->out_len);
+    c->queued += c->out_len;
+    c->out = NULL;
+    c->out_len = c->out_cap = 0;
+    int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &w->buf, 1, on_write);
+    if (r < 0) {
+        c->queued -= w->buf.len;
+        free(w->buf.base);
+        free(w);
+        if (!c->closing) {
+            session_conn_lost(c->sc, uv_strerror(r));
+            conn_begin_close(c);
+        }
+        return;
+    }
+    s->st.writes++;
+    s->st.bytes_out += w->buf.len;
+}
+
+static void conn_finish_close(conn_t *c) {
+    if (c->shutdown_sent || c->handle_closing)
+        return;
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (req) {
+        req->data = c;
+        /* Lets CONNACK 0x01 and the last acks reach the client before the FIN. */
+        if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) == 0) {
+            c->shutdown_sent = true;
+            return;
+        }
+        free(req);
+    }
+    conn_close_handle(c);
+}
+
+/* Runs once per loop turn after I/O: feeds what resumed connections kept,
+ * writes each connection's output in one write, finishes closes. */
+static void process_pending(server_t *s) {
+    set_now(s);
+    /* Feeding may queue more work (acks, closes of other connections). */
+    for (int round = 0; s->pending && round < 8; round++) {
+        conn_t *list = s->pending;
+        s->pending = NULL;
+        while (list) {
+            conn_t *c = list;
+            list = c->pending_next;
+            c->pending = false;
+            if (c->feed_pending && !c->closing) {
+                c->feed_pending = false;
+                feed_buffered(c);
+                if (!session_conn_paused(c->sc))
+                    conn_read_start(c);
+            }
+            if (c->pending) /* queued again while feeding: handle in the next round */
+                continue;
+            conn_flush(c);
+            if (c->closing)
+                conn_finish_close(c);
+        }
+    }
+    if (!s->pending && !s->stopping && uv_is_active((uv_handle_t *)&s->idle))
+        uv_idle_stop(&s->idle);
+}
+
+static void on_check(uv_check_t *h) {
+    process_pending(h->data);
+}
+
+static void on_idle(uv_idle_t *h) {
+    process_pending(h->data);
+}
+
+/* ---- session callbacks ------------------------------------------------------------- */
+
+static int op_send(void *ud, const void *buf, size_t len) {
+    conn_t *c = ud;
+    if (c->closing && c->handle_closing)
+        return -1;
+    if (c->out_len + c->queued + len > OUT_LIMIT) {
+        log_warn("connection: %zu bytes of output queued, over the %d byte limit (the client "
+                 "does not read)",
+                 c->out_len + c->queued + len, OUT_LIMIT);
+        return -1;
+    }
+    if (c->out_len + len > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 64;
+        while (cap < c->out_len + len)
+            cap *= 2;
+        uint8_t *b = realloc(c->out, cap);
+        if (!b)
+            return -1;
+        c->out = b;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, buf, len);
+    c->out_len += len;
+    mark_pending(c);
+    return 0;
+}
+
+static void op_close(void *ud) {
+    conn_begin_close(ud);
+}
+
+static void op_pause(void *ud) {
+    conn_t *c = ud;
+    c->paused = true;
+    conn_read_stop(c);
+}
+
+static void op_resume(void *ud) {
+    conn_t *c = ud;
+    c->paused = false;
+    /* Not synchronously: the session may be in the middle of a callback. */
+    c->feed_pending = true;
+    mark_pending(c);
+}
+
+static const session_conn_ops_t conn_ops = {op_send, op_close, op_pause, op_resume};
+
+static void conn_lost(conn_t *c, const char *reason) {
+    session_conn_lost(c->sc, reason);
+    conn_begin_close(c);
+}
+
+/* ---- accept -------------------------------------------------------------------------- */
+
+static void on_refused_closed(uv_handle_t *h) {
+    free(h);
+}
+
+static void format_peer(uv_tcp_t *tcp, char *out, size_t cap) {
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char host[64] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            uv_ip6_name(a, host, sizeof(host));
+            port = ntohs(a->sin6_port);
+            snprintf(out, cap, "[%s]:%d", host, port);
+            return;
+        }
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        uv_ip4_name(a, host, sizeof(host));
+        port = ntohs(a->sin_port);
+    }
+    snprintf(out, cap, "%s:%d", host, port);
+}
+
+static void on_connection(uv_stream_t *ls, int status) {
+    listener_t *l = ls->data;
+    server_t *s = l->srv;
+    if (status < 0) {
+        log_warn("accept on %s: %s", l->name, uv_strerror(status));
+        return;
+    }
+    set_now(s);
+    if (s->n_conns >= s->cfg->mqtt.max_connections) {
+        /* Accept and close at once so the client sees a refusal, not a hang. */
+        uv_tcp_t *t = malloc(sizeof(*t));
+        if (!t)
+            return;
+        uv_tcp_init(&s->loop, t);
+        if (uv_accept(ls, (uv_stream_t *)t) == 0) {
+            s->st.refused_max_connections++;
+            uint64_t now = uv_now(&s->loop);
+            if (s->refused_log_ms == 0 || now - s->refused_log_ms >= 10000) {
+                char peer[96];
+                format_peer(t, peer, sizeof(peer));
+                log_warn("max_connections %u reached: refusing %s (%" PRIu64
+                         " more refused since the last such line)",
+                         s->cfg->mqtt.max_connections, peer, s->refused_suppressed);
+                s->refused_log_ms = now ? now : 1;
+                s->refused_suppressed = 0;
+            } else {
+                s->refused_suppressed++;
+            }
+        }
+        uv_close((uv_handle_t *)t, on_refused_closed);
+        return;
+    }
+    conn_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        log_error("out of memory accepting a connection");
+        return;
+    }
+    c->srv = s;
+    uv_tcp_init(&s->loop, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    char peer[96];
+    format_peer(&c->tcp, peer, sizeof(peer));
+    c->sc = session_conn_new(s->o.sessions, &conn_ops, c, peer);
+    if (!c->sc) {
+        log_error("out of memory for the session of %s", peer);
+        uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
+        return;
+    }
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->n_conns++;
+    s->st.accepted++;
+    log_debug("accepted %s on %s", peer, l->name);
+    conn_read_start(c);
+}
+
+/* ---- timers, signals, fd ----------------------------------------------------------- */
+
+static void on_tick(uv_timer_t *t) {
+    server_t *s = t->data;
+    set_now(s);
+    session_mgr_tick(s->o.sessions);
+    uint64_t now = uv_now(&s->loop);
+    for (conn_t *c = s->conns; c; c = c->next) {
+        if (c->closing && !c->handle_closing && now - c->closing_since >= CLOSE_GRACE_MS)
+            conn_close_handle(c); /* the peer does not read: cut it */
+    }
+    if (s->o.on_tick)
+        s->o.on_tick(s->o.ud);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+    server_t *s = p->data;
+    (void)events;
+    if (status < 0) {
+        log_error("watching the Kafka event fd: %s", uv_strerror(status));
+        return;
+    }
+    set_now(s);
+    if (s->o.on_fd)
+        s->o.on_fd(s->o.ud);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    server_t *s = h->data;
+    if (s->o.on_signal)
+        s->o.on_signal(s->o.ud, signum);
+}
+
+/* ---- public -------------------------------------------------------------------------- */
+
+int server_new(const server_opts_t *opts, server_t **out, char *errbuf, size_t errlen) {
+    server_t *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(errbuf, errlen, "out of memory");
+        return -1;
+    }
+    s->o = *opts;
+    s->cfg = opts->cfg;
+    s->tick_ms = 1000;
+    s->rbuf = malloc(READ_BUF_SIZE);
+    int r = s->rbuf ? uv_loop_init(&s->loop) : UV_ENOMEM;
+    if (r < 0) {
+        snprintf(errbuf, errlen, "event loop: %s", uv_strerror(r));
+        free(s->rbuf);
+        free(s);
+        return -1;
+    }
+    uv_timer_init(&s->loop, &s->tick);
+    s->tick.data = s;
+    uv_timer_start(&s->tick, on_tick, s->tick_ms, s->tick_ms);
+    uv_timer_init(&s->loop, &s->stop_timer);
+    s->stop_timer.data = s;
+    uv_check_init(&s->loop, &s->check);
+    s->check.data = s;
+    uv_check_start(&s->check, on_check);
+    uv_idle_init(&s->loop, &s->idle);
+    s->idle.data = s;
+    static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(&s->loop, &s->sig[i]);
+        s->sig[i].data = s;
+        uv_signal_start(&s->sig[i], on_signal, sigs[i]);
+    }
+    if (opts->watch_fd >= 0) {
+        r = uv_poll_init(&s->loop, &s->poll, opts->watch_fd);
+        if (r < 0) {
+            snprintf(errbuf, errlen, "watching fd %d: %s", opts->watch_fd, uv_strerror(r));
+            server_stop(s);
+            uv_run(&s->loop, UV_RUN_DEFAULT);
+            server_free(s);
+            return -1;
+        }
+        s->have_poll = true;
+        s->poll.data = s;
+        uv_poll_start(&s->poll, UV_READABLE, on_poll);
+    }
+    *out = s;
+    return 0;
+}
+
+int server_listen(server_t *s, char *errbuf, size_t errlen) {
+    s->listeners = calloc(s->cfg->n_listeners ? s->cfg->n_listeners : 1, sizeof(listener_t));
+    if (!s->listeners) {
+        snprintf(errbuf, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < s->cfg->n_listeners; i++) {
+        const config_listener_t *cl = &s->cfg->listeners[i];
+        listener_t *l = &s->listeners[i];
+        struct sockaddr_storage ss;
+        bool v6 = strchr(cl->host, ':') != NULL;
+        int r = v6 ? uv_ip6_addr(cl->host, cl->port, (struct sockaddr_in6 *)&ss)
+                   : uv_ip4_addr(cl->host, cl->port, (struct sockaddr_in *)&ss);
+        snprintf(l->name, sizeof(l->name), "%s", cl->listen);
+        l->srv = s;
+        if (r < 0) {
+            snprintf(errbuf, errlen, "listener %s: bad address: %s", cl->listen, uv_strerror(r));
+            return -1;
+        }
+        uv_tcp_init(&s->loop, &l->tcp);
+        l->tcp.data = l;
+        s->n_listeners++;
+        /* IPV6ONLY lets "[::]:1883" and "0.0.0.0:1883" both be listed. */
+        r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, v6 ? UV_TCP_IPV6ONLY : 0);
+        if (r == 0)
+            r = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+        if (r < 0) {
+            snprintf(errbuf, errlen, "listener %s: %s", cl->listen, uv_strerror(r));
+            return -1;
+        }
+        s->n_listening++;
+        log_info("listening on %s", cl->listen);
+    }
+    return 0;
+}
+
+int server_run(server_t *s) {
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    return 0;
+}
+
+void server_set_tick(server_t *s, unsigned ms) {
+    s->tick_ms = ms ? ms : 1;
+    if (uv_is_active((uv_handle_t *)&s->tick))
+        uv_timer_start(&s->tick, on_tick, s->tick_ms, s->tick_ms);
+}
+
+void server_stop_accepting(server_t *s) {
+    for (size_t i = 0; i < s->n_listeners; i++)
+        if (!uv_is_closing((uv_handle_t *)&s->listeners[i].tcp))
+            uv_close((uv_handle_t *)&s->listeners[i].tcp, NULL);
+}
+
+void server_stop_reading(server_t *s) {
+    s->intake_stopped = true;
+    for (conn_t *c = s->conns; c; c = c->next)
+        conn_read_stop(c);
+}
+
+static void on_stop_timer(uv_timer_t *t) {
+    server_t *s = t->data;
+    for (conn_t *c = s->conns; c; c = c->next)
+        conn_close_handle(c);
+}
+
+void server_stop(server_t *s) {
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    s->intake_stopped = true;
+    server_stop_accepting(s);
+    for (conn_t *c = s->conns; c; c = c->next) {
+        session_conn_lost(c->sc, "server shutting down");
+        conn_begin_close(c);
+    }
+    uv_close((uv_handle_t *)&s->tick, NULL);
+    uv_close((uv_handle_t *)&s->check, NULL);
+    uv_close((uv_handle_t *)&s->idle, NULL);
+    /* Signal watchers stay installed (unreferenced, so the loop can end): a
+     * second SIGTERM during the last steps must not kill the process. */
+    for (int i = 0; i < 3; i++)
+        uv_unref((uv_handle_t *)&s->sig[i]);
+    if (s->have_poll)
+        uv_close((uv_handle_t *)&s->poll, NULL);
+    /* Pending output and the shutdowns go out now; the timer cuts stragglers. */
+    process_pending(s);
+    if (s->conns) {
+        uv_timer_start(&s->stop_timer, on_stop_timer, STOP_GRACE_MS, 0);
+    } else if (!s->stop_timer_closed) {
+        s->stop_timer_closed = true;
+        uv_close((uv_handle_t *)&s->stop_timer, NULL);
+    }
+}
+
+void server_free(server_t *s) {
+    if (!s)
+        return;
+    for (int i = 0; i < 3; i++)
+        uv_close((uv_handle_t *)&s->sig[i], NULL);
+    uv_run(&s->loop, UV_RUN_NOWAIT);
+    if (uv_loop_close(&s->loop) != 0)
+        log_warn("event loop closed with handles still open");
+    free(s->listeners);
+    free(s->rbuf);
+    free(s);
+}
+
+const server_stats_t *server_stats(const server_t *s) {
+    return &s->st;
+}
+
+size_t server_conn_count(const server_t *s) {
+    return s->n_conns;
+}

@@ -1,0 +1,947 @@
+/* Session state machine: raw MQTT bytes in, exact bytes and records out, with
+ * a fake producer, a fake topic map and a hand-driven clock. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "session.h"
+
+/* ---- fakes ---------------------------------------------------------------- */
+
+#define MAX_RECS 64
+
+typedef struct {
+    char topic[128];
+    char key[128];
+    size_t key_len;
+    char value[256];
+    size_t value_len;
+    char headers[512]; /* "name=value;" ... */
+    int64_t ts;
+    uint64_t opaque;
+} rec_t;
+
+typedef struct {
+    rec_t recs[MAX_RECS];
+    int n;
+    int rc_queue[8]; /* return codes handed out first, then KAFKA_OK */
+    int n_rc;
+} producer_t;
+
+static int fake_produce(void *ud, const kafka_record_t *r, uint64_t opaque) {
+    producer_t *p = ud;
+    if (p->n_rc) {
+        int rc = p->rc_queue[0];
+        memmove(p->rc_queue, p->rc_queue + 1, sizeof(int) * (size_t)--p->n_rc);
+        if (rc != KAFKA_OK)
+            return rc;
+    }
+    assert_true(p->n < MAX_RECS);
+    rec_t *x = &p->recs[p->n++];
+    memset(x, 0, sizeof(*x));
+    snprintf(x->topic, sizeof(x->topic), "%s", r->topic);
+    memcpy(x->key, r->key, r->key_len);
+    x->key_len = r->key_len;
+    memcpy(x->value, r->value, r->value_len);
+    x->value_len = r->value_len;
+    for (size_t i = 0; i < r->n_headers; i++) {
+        size_t l = strlen(x->headers);
+        snprintf(x->headers + l, sizeof(x->headers) - l, "%s=%.*s;", r->headers[i].name,
+                 (int)r->headers[i].len, (const char *)r->headers[i].value);
+    }
+    x->ts = r->timestamp_ms;
+    x->opaque = opaque;
+    return KAFKA_OK;
+}
+
+/* "t/..." -> Kafka "kt", key "K:" + topic; "bad/..." and "room/..." give the
+ * topic map's errors; anything else is unmapped. */
+static int fake_route(void *ud, const char *topic, size_t len, const topic_map_ctx_t *ctx,
+                      char *scratch, size_t cap, topic_map_result_t *out) {
+    (void)ud;
+    (void)ctx;
+    if (len >= 4 && memcmp(topic, "bad/", 4) == 0)
+        return TOPIC_MAP_ERR_BAD_TOPIC;
+    if (len >= 5 && memcmp(topic, "room/", 5) == 0)
+        return TOPIC_MAP_ERR_NO_ROOM;
+    if (len < 2 || memcmp(topic, "t/", 2) != 0)
+        return TOPIC_MAP_UNMAPPED;
+    assert_true(cap > len + 8);
+    memcpy(scratch, "kt", 3);
+    memcpy(scratch + 3, "K:", 2);
+    memcpy(scratch + 5, topic, len);
+    out->kafka_topic = scratch;
+    out->kafka_topic_len = 2;
+    out->key = scratch + 3;
+    out->key_len = len + 2;
+    out->rule = 0;
+    return TOPIC_MAP_MATCHED;
+}
+
+typedef struct {
+    uint8_t out[8192];
+    size_t out_len;
+    int closes, pauses, resumes;
+    bool paused;
+    bool fail_send;
+    session_conn_t *c;
+} fconn_t;
+
+static int f_send(void *ud, const void *buf, size_t len) {
+    fconn_t *f = ud;
+    if (f->fail_send)
+        return -1;
+    assert_true(f->out_len + len <= sizeof(f->out));
+    memcpy(f->out + f->out_len, buf, len);
+    f->out_len += len;
+    return 0;
+}
+static void f_close(void *ud) {
+    ((fconn_t *)ud)->closes++;
+}
+static void f_pause(void *ud) {
+    fconn_t *f = ud;
+    f->pauses++;
+    f->paused = true;
+}
+static void f_resume(void *ud) {
+    fconn_t *f = ud;
+    f->resumes++;
+    f->paused = false;
+}
+static const session_conn_ops_t f_ops = {f_send, f_close, f_pause, f_resume};
+
+typedef struct {
+    config_t cfg;
+    producer_t prod;
+    session_mgr_t *m;
+    fconn_t conns[4];
+    uint64_t now;
+} fx_t;
+
+static void fx_start(fx_t *fx) {
+    session_mgr_opts_t o = {
+        .cfg = &fx->cfg,
+        .route = fake_route,
+        .produce = fake_produce,
+        .produce_ud = &fx->prod,
+        .max_detached_sessions = 2,
+    };
+    fx->m = session_mgr_new(&o);
+    assert_non_null(fx->m);
+    session_mgr_set_now(fx->m, fx->now, 1700000000000);
+}
+
+static int setup(void **state) {
+    fx_t *fx = calloc(1, sizeof(*fx));
+    fx->cfg.mqtt.max_packet_size = 1024;
+    fx->cfg.mqtt.max_inflight = 4;
+    fx->cfg.mqtt.max_connections = 10;
+    fx->cfg.mqtt.connect_timeout_s = 10;
+    fx->cfg.mqtt.max_keepalive_s = 600;
+    fx->cfg.mqtt.session_expiry_s = 60;
+    fx->cfg.unmapped = UNMAPPED_DISCONNECT;
+    fx->cfg.unmapped_topic = "unmapped";
+    fx->cfg.headers = true;
+    fx->now = 1000;
+    fx_start(fx);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx_t *fx = *state;
+    session_mgr_free(fx->m);
+    free(fx);
+    return 0;
+}
+
+static void fx_restart(fx_t *fx) {
+    session_mgr_free(fx->m);
+    memset(fx->conns, 0, sizeof(fx->conns));
+    fx_start(fx);
+}
+
+static fconn_t *open_conn(fx_t *fx, int i) {
+    fconn_t *f = &fx->conns[i];
+    memset(f, 0, sizeof(*f));
+    f->c = session_conn_new(fx->m, &f_ops, f, "127.0.0.1:5000");
+    assert_non_null(f->c);
+    return f;
+}
+
+static void set_time(fx_t *fx, uint64_t ms) {
+    fx->now = ms;
+    session_mgr_set_now(fx->m, ms, 1700000000000 + (int64_t)ms);
+}
+
+/* ---- packet builders --------------------------------------------------------- */
+
+typedef struct {
+    uint8_t b[2048];
+    size_t n;
+} pk_t;
+
+static void put(pk_t *p, const void *d, size_t n) {
+    memcpy(p->b + p->n, d, n);
+    p->n += n;
+}
+static void put_u8(pk_t *p, uint8_t v) {
+    p->b[p->n++] = v;
+}
+static void put_u16(pk_t *p, uint16_t v) {
+    put_u8(p, (uint8_t)(v >> 8));
+    put_u8(p, (uint8_t)v);
+}
+static void put_str(pk_t *p, const char *s) {
+    put_u16(p, (uint16_t)strlen(s));
+    put(p, s, strlen(s));
+}
+
+/* Wraps a body with its fixed header. */
+static pk_t frame(uint8_t first, const pk_t *body) {
+    pk_t p = {.n = 0};
+    put_u8(&p, first);
+    size_t rl = body->n;
+    do {
+        uint8_t d = rl % 128;
+        rl /= 128;
+        put_u8(&p, (uint8_t)(d | (rl ? 0x80 : 0)));
+    } while (rl);
+    put(&p, body->b, body->n);
+    return p;
+}
+
+typedef struct {
+    const char *id;
+    bool clean;
+    uint16_t keepalive;
+    uint8_t level;
+    const char *will_topic; /* NULL: no will */
+    const char *will_payload;
+    uint8_t will_qos;
+    bool will_retain;
+    const char *user;
+} cn_t;
+
+static pk_t connect_pk(cn_t c) {
+    pk_t b = {.n = 0};
+    put_str(&b, "MQTT");
+    put_u8(&b, c.level ? c.level : 4);
+    uint8_t flags = (uint8_t)((c.clean ? 0x02 : 0) | (c.user ? 0x80 : 0));
+    if (c.will_topic)
+        flags |= (uint8_t)(0x04 | (c.will_qos << 3) | (c.will_retain ? 0x20 : 0));
+    put_u8(&b, flags);
+    put_u16(&b, c.keepalive);
+    put_str(&b, c.id);
+    if (c.will_topic) {
+        put_str(&b, c.will_topic);
+        put_str(&b, c.will_payload);
+    }
+    if (c.user)
+        put_str(&b, c.user);
+    return frame(0x10, &b);
+}
+
+static pk_t publish_pk(const char *topic, const char *payload, int qos, uint16_t id, bool retain) {
+    pk_t b = {.n = 0};
+    put_str(&b, topic);
+    if (qos)
+        put_u16(&b, id);
+    put(&b, payload, strlen(payload));
+    return frame((uint8_t)(0x30 | (qos << 1) | (retain ? 1 : 0)), &b);
+}
+
+static pk_t id_pk(uint8_t first, uint16_t id) {
+    pk_t b = {.n = 0};
+    put_u16(&b, id);
+    return frame(first, &b);
+}
+
+static ssize_t feed(fconn_t *f, pk_t p) {
+    return session_feed(f->c, p.b, p.n);
+}
+
+static void expect_out(fconn_t *f, const uint8_t *want, size_t n) {
+    assert_int_equal(f->out_len, n);
+    if (n)
+        assert_memory_equal(f->out, want, n);
+    f->out_len = 0;
+}
+#define EXPECT_OUT(f, ...)                                                                         \
+    do {                                                                                           \
+        static const uint8_t w_[] = {__VA_ARGS__};                                                 \
+        expect_out((f), w_, sizeof(w_));                                                           \
+    } while (0)
+#define EXPECT_NO_OUT(f) expect_out((f), NULL, 0)
+
+static fconn_t *connected(fx_t *fx, int i, cn_t c) {
+    fconn_t *f = open_conn(fx, i);
+    pk_t p = connect_pk(c);
+    assert_int_equal(feed(f, p), (ssize_t)p.n);
+    EXPECT_OUT(f, 0x20, 0x02, 0x00, 0x00);
+    return f;
+}
+
+static void deliver(fx_t *fx, int rec, int err) {
+    session_on_delivery(fx->m, fx->prod.recs[rec].opaque, err, err ? "Broker: boom" : NULL);
+}
+
+/* ---- CONNECT ---------------------------------------------------------------- */
+
+static void test_connect_accepted(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true, .keepalive = 30});
+    assert_false(session_conn_closed(f->c));
+    assert_int_equal(session_mgr_stats(fx->m)->connects, 1);
+}
+
+static void test_connect_bad_level(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = open_conn(fx, 0);
+    assert_int_equal(feed(f, connect_pk((cn_t){.id = "a", .clean = true, .level = 3})), -1);
+    EXPECT_OUT(f, 0x20, 0x02, 0x00, 0x01);
+    assert_int_equal(f->closes, 1);
+    assert_true(session_conn_closed(f->c));
+}
+
+static void test_connect_empty_id_clean1_gets_generated_id(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "", .clean = true});
+    fconn_t *g = connected(fx, 1, (cn_t){.id = "", .clean = true});
+    feed(f, publish_pk("t/a", "x", 0, 0, false));
+    feed(g, publish_pk("t/a", "y", 0, 0, false));
+    assert_int_equal(fx->prod.n, 2);
+    assert_string_equal(fx->prod.recs[0].headers,
+                        "mqtt.topic=t/a;mqtt.client_id=m2k-auto-1;mqtt.qos=0;");
+    assert_string_equal(fx->prod.recs[1].headers,
+                        "mqtt.topic=t/a;mqtt.client_id=m2k-auto-2;mqtt.qos=0;");
+}
+
+static void test_connect_empty_id_clean0_rejected(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = open_conn(fx, 0);
+    assert_int_equal(feed(f, connect_pk((cn_t){.id = "", .clean = false})), -1);
+    EXPECT_OUT(f, 0x20, 0x02, 0x00, 0x02);
+    assert_int_equal(f->closes, 1);
+}
+
+static void test_connect_keepalive_too_large(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = open_conn(fx, 0);
+    assert_int_equal(feed(f, connect_pk((cn_t){.id = "a", .clean = true, .keepalive = 601})), -1);
+    EXPECT_OUT(f, 0x20, 0x02, 0x00, 0x02);
+    f = open_conn(fx, 1);
+    pk_t p = connect_pk((cn_t){.id = "a", .clean = true, .keepalive = 600});
+    assert_int_equal(feed(f, p), (ssize_t)p.n);
+    EXPECT_OUT(f, 0x20, 0x02, 0x00, 0x00);
+}
+
+static void test_connect_long_utf8_id(void **state) {
+    fx_t *fx = *state;
+    char id[601];
+    for (int i = 0; i < 200; i++)
+        memcpy(id + 3 * i, "\xe2\x82\xac", 3); /* U+20AC, 600 bytes */
+    id[600] = '\0';
+    connected(fx, 0, (cn_t){.id = id, .clean = true});
+}
+
+static void test_first_packet_not_connect(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = open_conn(fx, 0);
+    assert_int_equal(feed(f, publish_pk("t/a", "x", 0, 0, false)), -1);
+    EXPECT_NO_OUT(f);
+    assert_int_equal(f->closes, 1);
+    assert_int_equal(fx->prod.n, 0);
+    assert_int_equal(session_mgr_stats(fx->m)->protocol_errors, 1);
+}
+
+static void test_second_connect_closes(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "a", .clean = true});
+    assert_int_equal(feed(f, connect_pk((cn_t){.id = "a", .clean = true})), -1);
+    EXPECT_NO_OUT(f);
+    assert_int_equal(f->closes, 1);
+}
+
+static void test_partial_packets(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = open_conn(fx, 0);
+    pk_t p = connect_pk((cn_t){.id = "a", .clean = true});
+    for (size_t i = 0; i < p.n; i++)
+        assert_int_equal(session_feed(f->c, p.b, i), 0);
+    assert_int_equal(session_feed(f->c, p.b, p.n), (ssize_t)p.n);
+    EXPECT_OUT(f, 0x20, 0x02, 0x00, 0x00);
+}
+
+/* ---- PUBLISH flows ------------------------------------------------------------ */
+
+static void test_qos0_record(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true, .user = "bob"});
+    set_time(fx, 5000);
+    pk_t p = publish_pk("t/temp", "21.5", 0, 0, true);
+    assert_int_equal(feed(f, p), (ssize_t)p.n);
+    EXPECT_NO_OUT(f);
+    assert_int_equal(fx->prod.n, 1);
+    rec_t *r = &fx->prod.recs[0];
+    assert_string_equal(r->topic, "kt");
+    assert_int_equal(r->key_len, 8);
+    assert_memory_equal(r->key, "K:t/temp", 8);
+    assert_int_equal(r->value_len, 4);
+    assert_memory_equal(r->value, "21.5", 4);
+    assert_int_equal(r->ts, 1700000005000);
+    assert_string_equal(r->headers, "mqtt.topic=t/temp;mqtt.client_id=dev1;mqtt.qos=0;"
+                                    "mqtt.retain=1;mqtt.username=bob;");
+    deliver(fx, 0, 0);
+    EXPECT_NO_OUT(f);
+}
+
+static void test_no_headers_when_disabled(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.headers = false;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    feed(f, publish_pk("t/a", "", 1, 1, false));
+    assert_int_equal(fx->prod.n, 1);
+    assert_string_equal(fx->prod.recs[0].headers, "");
+    assert_int_equal(fx->prod.recs[0].value_len, 0);
+}
+
+static void test_qos1_ack_after_report(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    feed(f, publish_pk("t/a", "x", 1, 0x1234, false));
+    EXPECT_NO_OUT(f);
+    assert_string_equal(fx->prod.recs[0].headers, "mqtt.topic=t/a;mqtt.client_id=dev1;mqtt.qos=1;");
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x40, 0x02, 0x12, 0x34);
+    /* A repeated QoS 1 id is a new message. */
+    feed(f, publish_pk("t/a", "x", 1, 0x1234, false));
+    assert_int_equal(fx->prod.n, 2);
+    deliver(fx, 1, 0);
+    EXPECT_OUT(f, 0x40, 0x02, 0x12, 0x34);
+}
+
+static void test_acks_in_arrival_order(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    pk_t a = publish_pk("t/a", "1", 1, 1, false);
+    pk_t b = publish_pk("t/a", "2", 0, 0, false);
+    pk_t c = publish_pk("t/a", "3", 2, 3, false);
+    pk_t all = a;
+    put(&all, b.b, b.n);
+    put(&all, c.b, c.n);
+    assert_int_equal(feed(f, all), (ssize_t)all.n);
+    assert_int_equal(fx->prod.n, 3);
+    deliver(fx, 2, 0);
+    deliver(fx, 1, 0);
+    EXPECT_NO_OUT(f);
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x40, 0x02, 0x00, 0x01, 0x50, 0x02, 0x00, 0x03);
+    /* A second report for the same opaque is ignored. */
+    deliver(fx, 0, 0);
+    EXPECT_NO_OUT(f);
+}
+
+static void test_qos2_flow_and_duplicate(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    feed(f, publish_pk("t/a", "x", 2, 7, false));
+    EXPECT_NO_OUT(f);
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x50, 0x02, 0x00, 0x07);
+    /* Resent before PUBREL: PUBREC again, not produced again. */
+    feed(f, publish_pk("t/a", "x", 2, 7, false));
+    EXPECT_OUT(f, 0x50, 0x02, 0x00, 0x07);
+    assert_int_equal(fx->prod.n, 1);
+    assert_int_equal(session_mgr_stats(fx->m)->qos2_duplicates, 1);
+    feed(f, id_pk(0x62, 7));
+    EXPECT_OUT(f, 0x70, 0x02, 0x00, 0x07);
+    /* After PUBCOMP the id is free: a new message. */
+    feed(f, publish_pk("t/a", "y", 2, 7, false));
+    assert_int_equal(fx->prod.n, 2);
+}
+
+static void test_qos2_duplicate_while_in_flight(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    feed(f, publish_pk("t/a", "x", 2, 9, false));
+    feed(f, publish_pk("t/a", "x", 2, 9, false));
+    assert_int_equal(fx->prod.n, 1);
+    EXPECT_NO_OUT(f);
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x50, 0x02, 0x00, 0x09);
+}
+
+static void test_qos2_duplicate_keeps_order(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    feed(f, publish_pk("t/a", "x", 2, 9, false));
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x50, 0x02, 0x00, 0x09);
+    feed(f, publish_pk("t/a", "y", 1, 1, false));
+    feed(f, publish_pk("t/a", "x", 2, 9, false)); /* waits behind id 1 */
+    EXPECT_NO_OUT(f);
+    deliver(fx, 1, 0);
+    EXPECT_OUT(f, 0x40, 0x02, 0x00, 0x01, 0x50, 0x02, 0x00, 0x09);
+}
+
+static void test_pubrel_unknown_id(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    pk_t p = id_pk(0x62, 0x4242);
+    assert_int_equal(feed(f, p), (ssize_t)p.n);
+    EXPECT_OUT(f, 0x70, 0x02, 0x42, 0x42);
+}
+
+static void test_qos2_pending_pubrel_bound(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    for (uint16_t i = 1; i <= 4; i++) {
+        feed(f, publish_pk("t/a", "x", 2, i, false));
+        deliver(fx, i - 1, 0);
+    }
+    EXPECT_OUT(f, 0x50, 2, 0, 1, 0x50, 2, 0, 2, 0x50, 2, 0, 3, 0x50, 2, 0, 4);
+    assert_int_equal(feed(f, publish_pk("t/a", "x", 2, 5, false)), -1);
+    assert_int_equal(f->closes, 1);
+    assert_int_equal(fx->prod.n, 4);
+}
+
+static void test_delivery_failure_closes_without_ack(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    feed(f, publish_pk("t/a", "x", 1, 1, false));
+    feed(f, publish_pk("t/a", "y", 1, 2, false));
+    deliver(fx, 1, 0);
+    deliver(fx, 0, -192);
+    EXPECT_NO_OUT(f);
+    assert_int_equal(f->closes, 1);
+    assert_true(session_conn_closed(f->c));
+    assert_int_equal(session_mgr_stats(fx->m)->delivery_failed, 1);
+}
+
+static void test_qos0_failure_does_not_close(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    feed(f, publish_pk("t/a", "x", 0, 0, false));
+    deliver(fx, 0, -192);
+    assert_int_equal(f->closes, 0);
+}
+
+static void test_produce_error_closes(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    fx->prod.rc_queue[0] = KAFKA_ERR_PRODUCE;
+    fx->prod.n_rc = 1;
+    assert_int_equal(feed(f, publish_pk("t/a", "x", 1, 1, false)), -1);
+    EXPECT_NO_OUT(f);
+    assert_int_equal(f->closes, 1);
+}
+
+/* ---- unmapped topics ----------------------------------------------------------- */
+
+static void test_unmapped_disconnect(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    assert_int_equal(feed(f, publish_pk("other", "x", 1, 1, false)), -1);
+    EXPECT_NO_OUT(f);
+    assert_int_equal(f->closes, 1);
+    assert_int_equal(session_mgr_stats(fx->m)->unmapped_closed, 1);
+}
+
+static void test_unmapped_drop_acks_in_order(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.unmapped = UNMAPPED_DROP;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    feed(f, publish_pk("t/a", "x", 1, 1, false));
+    feed(f, publish_pk("other", "x", 1, 2, false));
+    feed(f, publish_pk("bad/x", "x", 2, 3, false));
+    feed(f, publish_pk("room/x", "x", 0, 0, false));
+    assert_int_equal(fx->prod.n, 1);
+    EXPECT_NO_OUT(f);
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x40, 2, 0, 1, 0x40, 2, 0, 2, 0x50, 2, 0, 3);
+    assert_int_equal(session_mgr_stats(fx->m)->unmapped_dropped, 3);
+    assert_int_equal(f->closes, 0);
+}
+
+static void test_unmapped_topic_route(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.unmapped = UNMAPPED_TOPIC;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    feed(f, publish_pk("other/x", "v", 1, 1, false));
+    feed(f, publish_pk("bad/y", "w", 0, 0, false));
+    assert_int_equal(fx->prod.n, 2);
+    assert_string_equal(fx->prod.recs[0].topic, "unmapped");
+    assert_int_equal(fx->prod.recs[0].key_len, 7);
+    assert_memory_equal(fx->prod.recs[0].key, "other/x", 7);
+    assert_string_equal(fx->prod.recs[1].topic, "unmapped");
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x40, 2, 0, 1);
+}
+
+/* ---- will, takeover, timeouts ------------------------------------------------ */
+
+static void test_will_on_abrupt_close(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0,
+                           (cn_t){.id = "dev1",
+                                  .clean = true,
+                                  .will_topic = "t/will",
+                                  .will_payload = "gone",
+                                  .will_qos = 1,
+                                  .will_retain = true});
+    session_conn_lost(f->c, "connection reset by peer");
+    assert_int_equal(f->closes, 0);
+    assert_int_equal(fx->prod.n, 1);
+    assert_string_equal(fx->prod.recs[0].topic, "kt");
+    assert_memory_equal(fx->prod.recs[0].value, "gone", 4);
+    assert_string_equal(fx->prod.recs[0].headers,
+                        "mqtt.topic=t/will;mqtt.client_id=dev1;mqtt.qos=1;mqtt.retain=1;");
+    assert_int_equal(fx->prod.recs[0].opaque >> 32, 0);
+    deliver(fx, 0, 0); /* no session waits for it */
+    session_conn_lost(f->c, "again");
+    assert_int_equal(fx->prod.n, 1);
+    session_conn_free(f->c);
+}
+
+static void test_no_will_after_disconnect(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(
+        fx, 0, (cn_t){.id = "dev1", .clean = true, .will_topic = "t/will", .will_payload = "g"});
+    pk_t d = {.b = {0xe0, 0x00}, .n = 2};
+    assert_int_equal(feed(f, d), -1);
+    assert_int_equal(f->closes, 1);
+    session_conn_free(f->c);
+    assert_int_equal(fx->prod.n, 0);
+}
+
+static void test_will_on_protocol_error(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(
+        fx, 0, (cn_t){.id = "dev1", .clean = true, .will_topic = "t/will", .will_payload = "g"});
+    pk_t bad = {.b = {0xf0, 0x00}, .n = 2};
+    assert_int_equal(feed(f, bad), -1);
+    assert_int_equal(fx->prod.n, 1);
+}
+
+static void test_takeover(void **state) {
+    fx_t *fx = *state;
+    fconn_t *a = connected(
+        fx, 0, (cn_t){.id = "dev1", .clean = true, .will_topic = "t/w", .will_payload = "a"});
+    fconn_t *b = connected(fx, 1, (cn_t){.id = "dev1", .clean = true});
+    assert_int_equal(a->closes, 1);
+    assert_true(session_conn_closed(a->c));
+    assert_int_equal(fx->prod.n, 1); /* the old connection's will */
+    assert_int_equal(session_mgr_stats(fx->m)->takeovers, 1);
+    assert_int_equal(b->closes, 0);
+    assert_int_equal(session_mgr_session_count(fx->m), 1);
+}
+
+static void test_keepalive_timeout(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true, .keepalive = 10});
+    set_time(fx, 1000 + 14999);
+    session_mgr_tick(fx->m);
+    assert_int_equal(f->closes, 0);
+    pk_t ping = {.b = {0xc0, 0x00}, .n = 2};
+    assert_int_equal(feed(f, ping), 2);
+    EXPECT_OUT(f, 0xd0, 0x00);
+    set_time(fx, 1000 + 14999 + 14999);
+    session_mgr_tick(fx->m);
+    assert_int_equal(f->closes, 0);
+    set_time(fx, 1000 + 14999 + 15000);
+    session_mgr_tick(fx->m);
+    assert_int_equal(f->closes, 1);
+    assert_int_equal(session_mgr_stats(fx->m)->keepalive_timeouts, 1);
+}
+
+static void test_keepalive_zero_never_times_out(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true, .keepalive = 0});
+    set_time(fx, 100000000);
+    session_mgr_tick(fx->m);
+    assert_int_equal(f->closes, 0);
+}
+
+static void test_connect_timeout(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = open_conn(fx, 0);
+    set_time(fx, 1000 + 9999);
+    session_mgr_tick(fx->m);
+    assert_int_equal(f->closes, 0);
+    set_time(fx, 1000 + 10000);
+    session_mgr_tick(fx->m);
+    assert_int_equal(f->closes, 1);
+    assert_int_equal(session_mgr_stats(fx->m)->connect_timeouts, 1);
+}
+
+/* ---- persistent sessions --------------------------------------------------------- */
+
+static void test_clean0_qos2_exactly_once_across_reconnect(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
+    feed(f, publish_pk("t/a", "x", 2, 5, false));
+    session_conn_lost(f->c, "gone");
+    session_conn_free(f->c);
+    deliver(fx, 0, 0); /* arrives with nobody connected */
+    f = open_conn(fx, 1);
+    pk_t p = connect_pk((cn_t){.id = "dev1", .clean = false});
+    assert_int_equal(feed(f, p), (ssize_t)p.n);
+    EXPECT_OUT(f, 0x20, 0x02, 0x01, 0x00);
+    feed(f, publish_pk("t/a", "x", 2, 5, true));
+    EXPECT_OUT(f, 0x50, 0x02, 0x00, 0x05);
+    assert_int_equal(fx->prod.n, 1);
+}
+
+static void test_clean0_resend_while_in_flight(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
+    feed(f, publish_pk("t/a", "x", 2, 5, false));
+    session_conn_lost(f->c, "gone");
+    session_conn_free(f->c);
+    f = open_conn(fx, 1);
+    feed(f, connect_pk((cn_t){.id = "dev1", .clean = false}));
+    EXPECT_OUT(f, 0x20, 0x02, 0x01, 0x00);
+    feed(f, publish_pk("t/a", "x", 2, 5, true));
+    assert_int_equal(fx->prod.n, 1);
+    EXPECT_NO_OUT(f);
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x50, 0x02, 0x00, 0x05);
+}
+
+static void test_clean1_discards_session(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
+    session_conn_lost(f->c, "gone");
+    assert_int_equal(session_mgr_session_count(fx->m), 1);
+    connected(fx, 1, (cn_t){.id = "dev1", .clean = true}); /* present 0 */
+    session_conn_lost(fx->conns[1].c, "gone");
+    assert_int_equal(session_mgr_session_count(fx->m), 0);
+}
+
+static void test_session_expiry(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
+    session_conn_lost(f->c, "gone");
+    set_time(fx, 1000 + 59999);
+    session_mgr_tick(fx->m);
+    assert_int_equal(session_mgr_session_count(fx->m), 1);
+    set_time(fx, 1000 + 60000);
+    session_mgr_tick(fx->m);
+    assert_int_equal(session_mgr_session_count(fx->m), 0);
+    assert_int_equal(session_mgr_stats(fx->m)->sessions_expired, 1);
+    connected(fx, 1, (cn_t){.id = "dev1", .clean = false}); /* present 0 */
+}
+
+static void test_detached_session_bound(void **state) {
+    fx_t *fx = *state;
+    const char *ids[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) {
+        fconn_t *f = connected(fx, i, (cn_t){.id = ids[i], .clean = false});
+        session_conn_lost(f->c, "gone");
+    }
+    assert_int_equal(session_mgr_session_count(fx->m), 2);
+    assert_int_equal(session_mgr_stats(fx->m)->sessions_evicted, 1);
+    connected(fx, 3, (cn_t){.id = "a", .clean = false}); /* evicted: present 0 */
+    fconn_t *f = open_conn(fx, 3);
+    feed(f, connect_pk((cn_t){.id = "c", .clean = false}));
+    EXPECT_OUT(f, 0x20, 0x02, 0x01, 0x00);
+}
+
+static void test_report_for_gone_session_ignored(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    feed(f, publish_pk("t/a", "x", 1, 1, false));
+    session_conn_lost(f->c, "gone");
+    session_conn_free(f->c);
+    deliver(fx, 0, 0);
+    deliver(fx, 0, -1);
+    session_on_delivery(fx->m, SESSION_OPAQUE(999, 0), 0, NULL);
+    assert_int_equal(session_mgr_session_count(fx->m), 0);
+}
+
+/* ---- backpressure ------------------------------------------------------------------ */
+
+static void test_inflight_window_pauses_and_resumes(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    pk_t all = {.n = 0};
+    size_t four = 0;
+    for (uint16_t i = 1; i <= 6; i++) {
+        pk_t p = publish_pk("t/a", "x", i % 2 ? 1 : 0, i, false);
+        put(&all, p.b, p.n);
+        if (i == 4)
+            four = all.n;
+    }
+    assert_int_equal(session_feed(f->c, all.b, all.n), (ssize_t)four);
+    assert_int_equal(fx->prod.n, 4);
+    assert_true(f->paused);
+    assert_true(session_conn_paused(f->c));
+    assert_int_equal(session_feed(f->c, all.b + four, all.n - four), 0);
+    deliver(fx, 0, 0); /* 3 left: above the low-water mark (2) */
+    assert_true(f->paused);
+    EXPECT_OUT(f, 0x40, 2, 0, 1);
+    deliver(fx, 1, 0);
+    assert_false(f->paused);
+    assert_int_equal(f->resumes, 1);
+    assert_int_equal(session_feed(f->c, all.b + four, all.n - four), (ssize_t)(all.n - four));
+    assert_int_equal(fx->prod.n, 6);
+}
+
+static void test_queue_full_retries_same_packet(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    fconn_t *g = connected(fx, 1, (cn_t){.id = "dev2", .clean = true});
+    feed(g, publish_pk("t/g", "g", 1, 1, false));
+    fx->prod.rc_queue[0] = KAFKA_ERR_QUEUE_FULL;
+    fx->prod.n_rc = 1;
+    pk_t p = publish_pk("t/a", "x", 1, 1, false);
+    assert_int_equal(feed(f, p), 0);
+    assert_true(f->paused);
+    assert_int_equal(fx->prod.n, 1);
+    assert_int_equal(session_mgr_stats(fx->m)->queue_full, 1);
+    deliver(fx, 0, 0); /* another client's report: room in the queue again */
+    assert_false(f->paused);
+    assert_int_equal(feed(f, p), (ssize_t)p.n);
+    assert_int_equal(fx->prod.n, 2);
+    assert_memory_equal(fx->prod.recs[1].value, "x", 1);
+    deliver(fx, 1, 0);
+    EXPECT_OUT(f, 0x40, 2, 0, 1);
+}
+
+static void test_queue_full_tick_retries(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    fx->prod.rc_queue[0] = KAFKA_ERR_QUEUE_FULL;
+    fx->prod.n_rc = 1;
+    assert_int_equal(feed(f, publish_pk("t/a", "x", 0, 0, false)), 0);
+    assert_true(f->paused);
+    session_mgr_tick(fx->m);
+    assert_false(f->paused);
+}
+
+static void test_output_bound_closes(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    f->fail_send = true;
+    pk_t ping = {.b = {0xc0, 0x00}, .n = 2};
+    assert_int_equal(feed(f, ping), -1);
+    assert_int_equal(f->closes, 1);
+}
+
+/* ---- other packets and violations ------------------------------------------------- */
+
+static void test_subscribe_unsubscribe_ping(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    pk_t b = {.n = 0};
+    put_u16(&b, 1);
+    put_str(&b, "a/#");
+    put_u8(&b, 1);
+    put_str(&b, "b");
+    put_u8(&b, 0);
+    pk_t sub = frame(0x82, &b);
+    assert_int_equal(feed(f, sub), (ssize_t)sub.n);
+    EXPECT_OUT(f, 0x90, 0x04, 0x00, 0x01, 0x80, 0x80);
+    pk_t u = {.n = 0};
+    put_u16(&u, 2);
+    put_str(&u, "a/#");
+    pk_t unsub = frame(0xa2, &u);
+    assert_int_equal(feed(f, unsub), (ssize_t)unsub.n);
+    EXPECT_OUT(f, 0xb0, 0x02, 0x00, 0x02);
+    pk_t ping = {.b = {0xc0, 0x00}, .n = 2};
+    assert_int_equal(feed(f, ping), 2);
+    EXPECT_OUT(f, 0xd0, 0x00);
+}
+
+static void violation_case(fx_t *fx, pk_t p) {
+    fx_restart(fx);
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    assert_int_equal(feed(f, p), -1);
+    EXPECT_NO_OUT(f);
+    assert_int_equal(f->closes, 1);
+    assert_int_equal(session_mgr_stats(fx->m)->protocol_errors, 1);
+    assert_int_equal(fx->prod.n, 0);
+}
+
+static void test_violations_close(void **state) {
+    fx_t *fx = *state;
+    pk_t e = {.n = 0};
+    pk_t connack = {.b = {0x20, 0x02, 0x00, 0x00}, .n = 4};
+    violation_case(fx, connack);
+    pk_t suback = {.b = {0x90, 0x03, 0x00, 0x01, 0x00}, .n = 5};
+    violation_case(fx, suback);
+    violation_case(fx, id_pk(0xb0, 1));  /* UNSUBACK */
+    violation_case(fx, frame(0xd0, &e)); /* PINGRESP */
+    violation_case(fx, id_pk(0x40, 1));  /* PUBACK */
+    violation_case(fx, id_pk(0x50, 1));  /* PUBREC */
+    violation_case(fx, id_pk(0x70, 1));  /* PUBCOMP */
+    violation_case(fx, id_pk(0x60, 1));  /* PUBREL with wrong flags */
+    pk_t reserved = {.b = {0xf0, 0x00}, .n = 2};
+    violation_case(fx, reserved);
+    pk_t qos3 = publish_pk("t/a", "x", 3, 1, false);
+    violation_case(fx, qos3);
+    pk_t wildcard = publish_pk("t/+", "x", 0, 0, false);
+    violation_case(fx, wildcard);
+    /* Over max_packet_size (1024): refused from the fixed header alone. */
+    pk_t big = {.b = {0x30, 0x80, 0x10}, .n = 3};
+    violation_case(fx, big);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+        T(test_connect_accepted),
+        T(test_connect_bad_level),
+        T(test_connect_empty_id_clean1_gets_generated_id),
+        T(test_connect_empty_id_clean0_rejected),
+        T(test_connect_keepalive_too_large),
+        T(test_connect_long_utf8_id),
+        T(test_first_packet_not_connect),
+        T(test_second_connect_closes),
+        T(test_partial_packets),
+        T(test_qos0_record),
+        T(test_no_headers_when_disabled),
+        T(test_qos1_ack_after_report),
+        T(test_acks_in_arrival_order),
+        T(test_qos2_flow_and_duplicate),
+        T(test_qos2_duplicate_while_in_flight),
+        T(test_qos2_duplicate_keeps_order),
+        T(test_pubrel_unknown_id),
+        T(test_qos2_pending_pubrel_bound),
+        T(test_delivery_failure_closes_without_ack),
+        T(test_qos0_failure_does_not_close),
+        T(test_produce_error_closes),
+        T(test_unmapped_disconnect),
+        T(test_unmapped_drop_acks_in_order),
+        T(test_unmapped_topic_route),
+        T(test_will_on_abrupt_close),
+        T(test_no_will_after_disconnect),
+        T(test_will_on_protocol_error),
+        T(test_takeover),
+        T(test_keepalive_timeout),
+        T(test_keepalive_zero_never_times_out),
+        T(test_connect_timeout),
+        T(test_clean0_qos2_exactly_once_across_reconnect),
+        T(test_clean0_resend_while_in_flight),
+        T(test_clean1_discards_session),
+        T(test_session_expiry),
+        T(test_detached_session_bound),
+        T(test_report_for_gone_session_ignored),
+        T(test_inflight_window_pauses_and_resumes),
+        T(test_queue_full_retries_same_packet),
+        T(test_queue_full_tick_retries),
+        T(test_output_bound_closes),
+        T(test_subscribe_unsubscribe_ping),
+        T(test_violations_close),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
