@@ -40,6 +40,7 @@ typedef struct {
     uint32_t interval_ms;         /* sensor mode: one reading per metric per interval */
     uint32_t first_id;            /* added to the connection number for %d */
     bool final_ping;              /* QoS 0: end with a PINGREQ round trip per connection */
+    bool qos0_blast;              /* QoS 0 without flow control (no PINGREQ after each batch) */
     uint32_t connect_concurrency; /* handshakes in progress at once */
     double connect_timeout;       /* seconds from connect() to CONNACK */
     double drain_timeout;         /* seconds to wait for outstanding acks after sending stops */

@@ -46,13 +46,19 @@ enum { SLOT_FREE = 0, SLOT_WAIT_ACK = 1, SLOT_WAIT_COMP = 2 };
 #define CARRY_MAX 16           /* the server only sends small packets to a publisher */
 #define BATCH_MAX (256 * 1024) /* bytes queued per connection per loop turn */
 #define READ_BUF 65536
+/* PINGREQs outstanding per connection; QoS 0 flow control uses up to
+ * PING_FIFO - 2 so a keepalive or final PINGREQ always fits. */
+#define PING_FIFO 8
 
 typedef struct {
     int fd;
     uint8_t state;
-    bool dirty;     /* in the flush list for this turn */
-    bool want_out;  /* EPOLLOUT registered */
-    bool ping_wait; /* final PINGREQ sent, PINGRESP not yet seen */
+    bool dirty;                      /* in the flush list for this turn */
+    bool want_out;                   /* EPOLLOUT registered */
+    bool ping_wait;                  /* final PINGREQ sent, PINGRESP not yet seen */
+    uint8_t ping_head, ping_n;       /* PINGREQs awaiting PINGRESP, oldest first */
+    uint32_t ping_covers[PING_FIFO]; /* QoS 0 PUBLISHes each PINGREQ confirms */
+    uint32_t unconfirmed;            /* QoS 0 PUBLISHes not yet confirmed */
     uint8_t carry_len;
     uint8_t carry[CARRY_MAX];
     uint32_t index;
@@ -163,7 +169,7 @@ void bench_opts_default(bench_opts_t *o) {
     o->keepalive = 60;
     o->interval_ms = 1000;
     o->final_ping = true;
-    o->connect_concurrency = 1000;
+    o->connect_concurrency = 100;
     o->connect_timeout = 10;
     o->drain_timeout = 5;
     o->conns_per_source = 25000;
@@ -298,6 +304,18 @@ static int queue_empty_packet(conn_t *c, mqtt_type_t type) {
     if (obuf_reserve(c, 2) < 0)
         return -1;
     c->olen += (uint32_t)mqtt_encode_empty(c->obuf + c->olen, 2, type);
+    return 0;
+}
+
+/* A server answers PINGREQs in order and only after reading everything
+ * before them, so each PINGRESP confirms the QoS 0 PUBLISHes sent before its
+ * PINGREQ. Returns -1 when the FIFO is full. */
+static int queue_ping(bench_t *b, conn_t *c, uint32_t covers) {
+    if (c->ping_n == PING_FIFO || queue_empty_packet(c, MQTT_PINGREQ) < 0)
+        return -1;
+    c->ping_covers[(c->ping_head + c->ping_n) % PING_FIFO] = covers;
+    c->ping_n++;
+    b->r->pings_sent++;
     return 0;
 }
 
@@ -508,6 +526,8 @@ static int queue_publish(bench_t *b, conn_t *c, uint16_t pid) {
     return 0;
 }
 
+static void protocol_error(bench_t *b, conn_t *c);
+
 /* Appends every PUBLISH that is due and fits the window, then writes once. */
 static void conn_flush(bench_t *b, conn_t *c) {
     const bench_opts_t *o = b->o;
@@ -532,9 +552,14 @@ static void conn_flush(bench_t *b, conn_t *c) {
                 c->slot_state[slot] = SLOT_WAIT_ACK;
                 batch_slots[start_slot_count++] = slot;
                 pid = (uint16_t)(slot + 1);
+            } else if (!o->qos0_blast) {
+                if (c->unconfirmed >= o->window || c->ping_n >= PING_FIFO - 2)
+                    break;
+                c->unconfirmed++;
+                start_slot_count++;
             } else if (b->unlimited && start_slot_count++ >= o->window) {
-                /* QoS 0 has no window; a window's worth per turn keeps turns
-                 * short, requeue_qos0() brings the connection back. */
+                /* Blast: a window's worth per turn keeps turns short,
+                 * requeue_qos0() brings the connection back. */
                 break;
             }
             if (queue_publish(b, c, pid) < 0) {
@@ -550,6 +575,11 @@ static void conn_flush(bench_t *b, conn_t *c) {
                 c->inflight++;
                 b->inflight++;
             }
+        }
+        if (o->qos == 0 && !o->qos0_blast && start_slot_count > 0 &&
+            queue_ping(b, c, start_slot_count) < 0) {
+            protocol_error(b, c);
+            return;
         }
         /* Latency starts at the write that carries the PUBLISH. */
         uint64_t t = now_ns();
@@ -626,8 +656,17 @@ static void on_packet(bench_t *b, conn_t *c, const mqtt_packet_t *p, uint64_t t)
         on_ack(b, c, p->type, p->u.packet_id, t);
         return;
     case MQTT_PINGRESP:
+        if (c->ping_n == 0) {
+            protocol_error(b, c);
+            return;
+        }
         b->r->pongs++;
-        if (c->ping_wait) {
+        c->unconfirmed -= c->ping_covers[c->ping_head];
+        c->ping_head = (uint8_t)((c->ping_head + 1) % PING_FIFO);
+        c->ping_n--;
+        if (b->o->qos == 0 && !b->o->qos0_blast)
+            mark_dirty(b, c);
+        if (c->ping_wait && c->ping_n == 0) {
             c->ping_wait = false;
             b->ping_waits--;
             b->t_last_event = t;
@@ -685,7 +724,7 @@ static void flush_dirty(bench_t *b) {
 
 /* Unlimited QoS 0: connections with work left go back on the list. */
 static void requeue_qos0(bench_t *b) {
-    if (b->o->qos != 0 || !b->unlimited || !b->publishing || b->stop_sending)
+    if (b->o->qos != 0 || !b->o->qos0_blast || !b->unlimited || !b->publishing || b->stop_sending)
         return;
     for (uint32_t i = 0; i < b->n; i++) {
         conn_t *c = &b->conns[i];
@@ -703,8 +742,7 @@ static void housekeeping(bench_t *b, uint64_t t) {
             b->r->err_connect_timeout++;
             conn_close(b, c);
         } else if (c->state == C_READY && ka && t - c->last_tx >= ka) {
-            if (queue_empty_packet(c, MQTT_PINGREQ) == 0) {
-                b->r->pings_sent++;
+            if (queue_ping(b, c, 0) == 0) {
                 c->last_tx = t; /* do not queue a second one before the write */
                 mark_dirty(b, c);
             }
@@ -912,11 +950,10 @@ static void start_publishing(bench_t *b, uint64_t t) {
 static void send_final_pings(bench_t *b) {
     for (uint32_t i = 0; i < b->n; i++) {
         conn_t *c = &b->conns[i];
-        if (c->state != C_READY || queue_empty_packet(c, MQTT_PINGREQ) < 0)
+        if (c->state != C_READY || queue_ping(b, c, 0) < 0)
             continue;
         c->ping_wait = true;
         b->ping_waits++;
-        b->r->pings_sent++;
         mark_dirty(b, c);
     }
 }
@@ -1008,8 +1045,11 @@ int bench_run(const bench_opts_t *o, bench_result_t *r, char *errbuf, size_t err
         uint64_t drain_end = now_ns() + (uint64_t)(o->drain_timeout * 1e9);
         run_until(&b, drain_end, drained);
         if (o->qos == 0 && o->final_ping) {
+            /* The server may still be reading megabytes of queued QoS 0
+             * PUBLISHes, so the round trip gets its own time limit. */
             send_final_pings(&b);
-            r->final_ping_done = run_until(&b, drain_end, pinged);
+            r->final_ping_done =
+                run_until(&b, now_ns() + (uint64_t)(o->drain_timeout * 1e9), pinged);
         }
         r->unacked += b.inflight;
         uint64_t t_end = b.t_last_event > t_stop ? b.t_last_event : t_stop;
