@@ -459,12 +459,11 @@ static int conn_prepare_publish(bench_t *b, conn_t *c) {
     mqtt_encode_publish(full, total, &p);
     c->tmpl_len = (uint16_t)(total - o->payload);
     c->pid_off = (uint16_t)(c->tmpl_len - 2);
-    c->tmpl = realloc(full, c->tmpl_len);
-    if (!c->tmpl) {
-        free(full);
-        return -1;
-    }
-    return 0;
+    c->tmpl = malloc(c->tmpl_len);
+    if (c->tmpl)
+        memcpy(c->tmpl, full, c->tmpl_len);
+    free(full);
+    return c->tmpl ? 0 : -1;
 }
 
 /* Encodes one sensor reading; metric alternates temperature / brightness. */
