@@ -163,9 +163,11 @@ static void report_text(FILE *f, const bench_opts_t *o, const bench_result_t *r)
     const hist_t *h = &r->latency;
     fprintf(f, "mode %s, %u connections to %s:%u", mode_name(o->mode), o->connections, o->host,
             o->port);
-    if (o->mode != BENCH_MODE_IDLE)
-        fprintf(f, ", QoS %d, %zu-byte payload, window %u", o->qos,
-                o->mode == BENCH_MODE_SENSORS ? (size_t)0 : o->payload, o->window);
+    if (o->mode == BENCH_MODE_SENSORS)
+        fprintf(f, ", QoS %d, JSON readings every %u ms, window %u", o->qos, o->interval_ms,
+                o->window);
+    else if (o->mode == BENCH_MODE_PUBLISH)
+        fprintf(f, ", QoS %d, %zu-byte payload, window %u", o->qos, o->payload, o->window);
     fputc('\n', f);
     fprintf(f, "connect:   %llu/%llu connected in %.3f s (%.0f/s)\n",
             (unsigned long long)r->connected, (unsigned long long)r->attempted, r->connect_seconds,
