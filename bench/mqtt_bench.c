@@ -200,11 +200,13 @@ static void report_text(FILE *f, const bench_opts_t *o, const bench_result_t *r)
             (unsigned long long)r->err_closed_by_server, (unsigned long long)r->err_protocol);
     fprintf(f, "pings:     %llu PINGREQ sent, %llu PINGRESP\n", (unsigned long long)r->pings_sent,
             (unsigned long long)r->pongs);
-    fprintf(f,
-            "own cpu:   user %.2f s, sys %.2f s (%.0f%% of one core over %.2f s; %.0f%% while "
-            "publishing)\n",
-            r->cpu_user, r->cpu_sys, 100.0 * rate_of(r->cpu_user + r->cpu_sys, r->wall_seconds),
-            r->wall_seconds, 100.0 * rate_of(r->publish_cpu, r->publish_seconds));
+    fprintf(f, "own cpu:   user %.2f s, sys %.2f s (%.0f%% of one core over %.2f s", r->cpu_user,
+            r->cpu_sys, 100.0 * rate_of(r->cpu_user + r->cpu_sys, r->wall_seconds),
+            r->wall_seconds);
+    if (o->mode != BENCH_MODE_IDLE)
+        fprintf(f, "; %.0f%% while publishing",
+                100.0 * rate_of(r->publish_cpu, r->publish_seconds));
+    fputs(")\n", f);
     if (o->server_pid > 0 && r->server_rss_kb_before >= 0 && r->server_rss_kb_after >= 0)
         fprintf(f, "server:    pid %ld VmRSS %ld kB -> %ld kB (%.0f bytes per connection)\n",
                 (long)o->server_pid, r->server_rss_kb_before, r->server_rss_kb_after,
