@@ -3,7 +3,7 @@
 #               embedded (in-process mock) Kafka with config/mqtt2kafka.yaml
 #   make test   install missing dependencies, build, run every test
 #
-# Other targets: build, sanitize (ASan+UBSan build running the unit tests),
+# Other targets: build, sanitize (ASan+UBSan build running every test),
 # fuzz (libFuzzer build with clang), format, format-check, clean.
 
 BUILD_DIR ?= build
@@ -40,7 +40,7 @@ test: deps-test build
 sanitize: deps-test
 	cmake -S . -B $(SAN_DIR) -DENABLE_SANITIZERS=ON -DWERROR=$(WERROR) -DCMAKE_BUILD_TYPE=Debug
 	cmake --build $(SAN_DIR) -j $(JOBS)
-	ctest --test-dir $(SAN_DIR) --output-on-failure -j $(JOBS) -L unit $(CTEST_ARGS)
+	ctest --test-dir $(SAN_DIR) --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
 fuzz: deps-test
 	CC=clang cmake -S . -B $(FUZZ_DIR) -DENABLE_FUZZ=ON -DWERROR=$(WERROR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
