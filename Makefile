@@ -53,4 +53,19 @@ format-check:
 	clang-format --dry-run --Werror src/*.c include/*.h tests/unit/*.c tests/fuzz/*.c tests/tools/*.c bench/*.c
 
 clean:
-	rm -rf $(BUILD_DIR) $(SAN_DIR) $(FUZZ_DIR)
+	rm -rf $(BUILD_DIR) $(SAN_DIR) $(FUZZ_DIR) $(PKG_DIR)
+
+# ---- install and Debian package (ops) ----
+# make install: into CMAKE_INSTALL_PREFIX of $(BUILD_DIR) (default /usr/local;
+#   DESTDIR honoured); never overwrites an existing mqtt2kafka.yaml.
+# make package: a release build with prefix /usr in $(PKG_DIR), then
+#   $(PKG_DIR)/mqtt2kafka_<version>_<arch>.deb
+PKG_DIR ?= build-pkg
+.PHONY: install package
+install: build
+	cmake --install $(BUILD_DIR)
+
+package: deps-build
+	cmake -S . -B $(PKG_DIR) -DCMAKE_INSTALL_PREFIX=/usr -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF -DWERROR=$(WERROR)
+	cmake --build $(PKG_DIR) -j $(JOBS)
+	cd $(PKG_DIR) && cpack -G DEB
