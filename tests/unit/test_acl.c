@@ -1,5 +1,9 @@
 /* ACL: every syntax element, Mosquitto 2.0's decision order, the %u / %c
- * whole-level rule, names that never match a pattern, malformed lines. */
+ * whole-level rule, names that never match a pattern, malformed lines.
+ *
+ * Also a helper for tests/integration/test_acl_compat.py:
+ *   test_acl check FILE USER CLIENT TOPIC   USER "-" = none; prints the
+ *                                            publish decision: allow or deny */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -344,7 +348,26 @@ static void test_many_users(void **state) {
     free(text);
 }
 
-int main(void) {
+static int helper_main(int argc, char **argv) {
+    if (argc != 6 || strcmp(argv[1], "check") != 0) {
+        fprintf(stderr, "usage: test_acl check FILE USER|- CLIENT TOPIC\n");
+        return 2;
+    }
+    char err[512];
+    acl_t *acl = acl_load(argv[2], err, sizeof(err));
+    if (!acl) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    const char *user = strcmp(argv[3], "-") == 0 ? NULL : argv[3];
+    printf("%s\n", pub(acl, user, argv[4], argv[5]) ? "allow" : "deny");
+    acl_free(acl);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1)
+        return helper_main(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_filter_semantics), cmocka_unit_test(test_syntax_elements),
         cmocka_unit_test(test_user_sections),    cmocka_unit_test(test_empty_denies_all),
