@@ -22,6 +22,7 @@
 #define AUTH_BAD_CREDENTIALS (-1) /* unknown user or wrong password: never say which */
 #define AUTH_ERR_INTERNAL (-2)    /* libcrypto failed; treat as a refusal */
 #define AUTH_ERR_SPACE (-3)       /* output buffer too small */
+const char *auth_strerror(int err);
 
 #define AUTH_SALT_LEN 12
 #define AUTH_HASH_LEN 64
@@ -47,7 +48,8 @@ size_t auth_db_count(const auth_db_t *db);
 bool auth_db_has_user(const auth_db_t *db, const char *user, size_t ulen);
 
 /* Verifies a CONNECT's user name and password. `pw` may be NULL (no password
- * flag): that is always AUTH_BAD_CREDENTIALS. An unknown user costs the same
+ * flag), as is a password longer than AUTH_MAX_PASSWORD_LEN: both are
+ * AUTH_BAD_CREDENTIALS. An unknown user costs the same
  * hashing work as a known one, and the hash comparison is constant-time.
  * Cost: one PBKDF2 with the entry's iteration count (see docs/security.md). */
 int auth_db_check(const auth_db_t *db, const char *user, size_t ulen, const uint8_t *pw,

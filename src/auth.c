@@ -61,13 +61,14 @@ static bool b64_decode_exact(const char *s, size_t len, uint8_t *out, size_t wan
     size_t o = 0;
     for (size_t i = 0; i < len; i += 4) {
         uint32_t v = 0;
-        int npad = 0;
+        /* Exactly the padding `want` implies, in the last group only. */
+        size_t npad = i + 4 == len ? pad : 0;
         for (size_t j = 0; j < 4; j++) {
             char c = s[i + j];
-            int d;
-            if (c == '=' && i + 4 == len && j >= 4 - pad) {
-                npad++;
-                d = 0;
+            int d = 0;
+            if (j >= 4 - npad) {
+                if (c != '=')
+                    return false;
             } else if ((d = b64_value(c)) < 0) {
                 return false;
             }
@@ -77,7 +78,7 @@ static bool b64_decode_exact(const char *s, size_t len, uint8_t *out, size_t wan
         if ((npad == 1 && (v & 0xff)) || (npad == 2 && (v & 0xffff)))
             return false;
         uint8_t b[3] = {(uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
-        for (int j = 0; j < 3 - npad; j++)
+        for (size_t j = 0; j < 3 - npad; j++)
             out[o++] = b[j];
     }
     return o == want;
@@ -390,7 +391,8 @@ int auth_db_check(const auth_db_t *db, const char *user, size_t ulen, const uint
     bool known = e != NULL;
     if (!e)
         e = &db->dummy;
-    if (pwlen > AUTH_MAX_PASSWORD_LEN)
+    bool too_long = pwlen > AUTH_MAX_PASSWORD_LEN;
+    if (too_long)
         pwlen = AUTH_MAX_PASSWORD_LEN; /* still hash, only to spend the same time */
     uint8_t got[AUTH_HASH_LEN];
     int rc = compute(e, pw, pwlen, got);
@@ -398,7 +400,7 @@ int auth_db_check(const auth_db_t *db, const char *user, size_t ulen, const uint
         return rc;
     bool match = CRYPTO_memcmp(got, e->hash, AUTH_HASH_LEN) == 0;
     OPENSSL_cleanse(got, sizeof(got));
-    return known && pw && match ? AUTH_OK : AUTH_BAD_CREDENTIALS;
+    return known && pw && !too_long && match ? AUTH_OK : AUTH_BAD_CREDENTIALS;
 }
 
 int auth_hash_password(const char *user, size_t ulen, const uint8_t *pw, size_t pwlen,
@@ -422,6 +424,21 @@ int auth_hash_password(const char *user, size_t ulen, const uint8_t *pw, size_t 
     if (n < 0 || (size_t)n >= outlen - ulen)
         return AUTH_ERR_SPACE;
     return (int)ulen + n;
+}
+
+const char *auth_strerror(int err) {
+    switch (err) {
+    case AUTH_OK:
+        return "success";
+    case AUTH_BAD_CREDENTIALS:
+        return "bad user name or password";
+    case AUTH_ERR_INTERNAL:
+        return "internal error in the password hash";
+    case AUTH_ERR_SPACE:
+        return "output buffer too small";
+    default:
+        return "unknown error";
+    }
 }
 
 /* ---- throttle ---------------------------------------------------------- */

@@ -85,6 +85,8 @@ static long get_password(char *pw, size_t cap) {
     } else {
         n = read_line(stdin, pw, cap);
     }
+    if (n > AUTH_MAX_PASSWORD_LEN)
+        n = -2;
     if (n == -1)
         fprintf(stderr, PROG ": no password given\n");
     else if (n == -2)
@@ -264,7 +266,8 @@ int passwd_tool_main(int argc, char **argv) {
 
     size_t elen = 0;
     if (!del) {
-        size_t pwcap = AUTH_MAX_PASSWORD_LEN + 2;
+        /* Room for one byte too many, a CR and the NUL. */
+        size_t pwcap = AUTH_MAX_PASSWORD_LEN + 3;
         pw = malloc(pwcap);
         entry = malloc(ulen + AUTH_LINE_OVERHEAD + 1);
         if (!pw || !entry)
@@ -318,7 +321,7 @@ int passwd_tool_main(int argc, char **argv) {
     status = 0;
 out:
     if (pw) {
-        OPENSSL_cleanse(pw, AUTH_MAX_PASSWORD_LEN + 2);
+        OPENSSL_cleanse(pw, AUTH_MAX_PASSWORD_LEN + 3);
         free(pw);
     }
     free(entry);

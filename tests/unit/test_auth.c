@@ -162,6 +162,20 @@ static void test_malformed_lines(void **state) {
     expect_error("alice:$7$101$JzD2re65drHd+hhB$RvlNJVzb6l8X6kHCFDP8bAAxcb3BF+x6Zwmd9ejvcrIVUScMD"
                  "FneeJhke49uq9LmnVeNTWLOIMpDmPbIE3K2",
                  hash);
+    /* One '=' where two belong, and '=' before a data character (the first
+     * overflowed the output before a fuzzer found it). */
+    expect_error("alice:$7$101$JzD2re65drHd+hhB$RvlNJVzb6l8X6kHCFDP8bAAxcb3BF+x6Zwmd9ejvcrIVUScMD"
+                 "FneeJhke49uq9LmnVeNTWLOIMpDmPbIE3K2PQA=",
+                 hash);
+    expect_error("alice:$7$101$JzD2re65drHd+hhB$RvlNJVzb6l8X6kHCFDP8bAAxcb3BF+x6Zwmd9ejvcrIVUScMD"
+                 "FneeJhke49uq9LmnVeNTWLOIMpDmPbIE3K2P=A",
+                 hash);
+    expect_error("alice:$7$101$JzD2re65drHd+hhB=$RvlNJVzb6l8X6kHCFDP8bAAxcb3BF+x6Zwmd9ejvcrIVUScMD"
+                 "FneeJhke49uq9LmnVeNTWLOIMpDmPbIE3K2PQ==",
+                 salt);
+    expect_error("alice:$7$101$JzD2re65drHd+hh=$RvlNJVzb6l8X6kHCFDP8bAAxcb3BF+x6Zwmd9ejvcrIVUScMD"
+                 "FneeJhke49uq9LmnVeNTWLOIMpDmPbIE3K2PQ==",
+                 salt);
     expect_error(ALICE "x", hash);
     expect_error(ALICE "$", hash);
     expect_error(ALICE ":x", hash);
@@ -245,6 +259,15 @@ static void test_hash_password(void **state) {
         AUTH_ERR_INTERNAL);
 }
 
+static void test_strerror(void **state) {
+    (void)state;
+    assert_string_equal(auth_strerror(AUTH_OK), "success");
+    assert_string_equal(auth_strerror(AUTH_BAD_CREDENTIALS), "bad user name or password");
+    assert_string_equal(auth_strerror(AUTH_ERR_INTERNAL), "internal error in the password hash");
+    assert_string_equal(auth_strerror(AUTH_ERR_SPACE), "output buffer too small");
+    assert_string_equal(auth_strerror(-99), "unknown error");
+}
+
 static void test_user_names(void **state) {
     (void)state;
     assert_null(auth_user_name_error("alice", 5));
@@ -276,8 +299,14 @@ static void test_user_names(void **state) {
 
 /* ---- passwd tool ---- */
 
-/* Runs the tool in a child with stdin from `input` (a file, so not a tty). */
+static char tool_err[4096]; /* stderr of the last run_tool */
+
+/* Runs the tool in a child with stdin from `input` (a file, so not a tty);
+ * its stderr lands in tool_err. */
 static int run_tool(const char *input, const char *a1, const char *a2, const char *a3) {
+    char errpath[] = "/tmp/m2k_pwerr_XXXXXX";
+    int efd = mkstemp(errpath);
+    assert_true(efd >= 0);
     char in[] = "/tmp/m2k_pwin_XXXXXX";
     int fd = mkstemp(in);
     assert_true(fd >= 0);
@@ -289,6 +318,7 @@ static int run_tool(const char *input, const char *a1, const char *a2, const cha
     assert_true(pid >= 0);
     if (pid == 0) {
         dup2(fd, 0);
+        dup2(efd, 2);
         char *argv[5] = {"passwd", (char *)a1, (char *)a2, (char *)a3, NULL};
         int argc = a3 ? 4 : a2 ? 3 : a1 ? 2 : 1;
         int rc = passwd_tool_main(argc, argv);
@@ -299,6 +329,10 @@ static int run_tool(const char *input, const char *a1, const char *a2, const cha
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     unlink(in);
+    ssize_t got = pread(efd, tool_err, sizeof(tool_err) - 1, 0);
+    tool_err[got > 0 ? got : 0] = '\0';
+    close(efd);
+    unlink(errpath);
     assert_true(WIFEXITED(status));
     return WEXITSTATUS(status);
 }
@@ -374,36 +408,68 @@ static void test_passwd_tool(void **state) {
     assert_memory_equal(text, kept, strlen(kept));
     free(text);
     assert_int_equal(run_tool(NULL, "-D", path, "alice"), 1);
+    char want[256];
+    snprintf(want, sizeof(want), "mqtt2kafka passwd: user 'alice' not found in %s\n", path);
+    assert_string_equal(tool_err, want);
 
     /* Refusals leave the file as it was. */
     char *before = slurp(path);
-    assert_int_equal(run_tool("", path, "dave", NULL), 1);    /* no password */
-    assert_int_equal(run_tool("\n", path, "dave", NULL), 1);  /* empty */
-    assert_int_equal(run_tool("x\n", path, "a:b", NULL), 1);  /* bad name */
-    assert_int_equal(run_tool("x\n", path, " ab", NULL), 1);  /* bad name */
-    assert_int_equal(run_tool("x\n", path, NULL, NULL), 2);   /* usage */
-    assert_int_equal(run_tool("x\n", "-X", path, "dave"), 2); /* usage */
-    assert_int_equal(run_tool("x\n", path, "a", "b"), 2);     /* usage */
-    char *big = malloc(AUTH_MAX_PASSWORD_LEN + 3);
+    assert_int_equal(run_tool("", path, "dave", NULL), 1);
+    assert_string_equal(tool_err, "mqtt2kafka passwd: no password given\n");
+    assert_int_equal(run_tool("\n", path, "dave", NULL), 1);
+    assert_string_equal(tool_err, "mqtt2kafka passwd: empty password\n");
+    assert_int_equal(run_tool("x\n", path, "a:b", NULL), 1);
+    assert_string_equal(tool_err, "mqtt2kafka passwd: invalid user name: user name contains ':'\n");
+    assert_int_equal(run_tool("x\n", path, " ab", NULL), 1);
+    assert_string_equal(
+        tool_err, "mqtt2kafka passwd: invalid user name: user name begins or ends with a blank\n");
+    const char *usage = "usage: mqtt2kafka passwd [-D] FILE USER\n"
+                        "  add USER to FILE or change its password (read from the terminal,\n"
+                        "  or one line from stdin when it is not a terminal); -D deletes USER\n";
+    assert_int_equal(run_tool("x\n", path, NULL, NULL), 2);
+    assert_string_equal(tool_err, usage);
+    assert_int_equal(run_tool("x\n", path, "a", "b"), 2);
+    assert_string_equal(tool_err, usage);
+    assert_int_equal(run_tool("x\n", "-X", path, "dave"), 2);
+    snprintf(want, sizeof(want), "mqtt2kafka passwd: unknown option '-X'\n%s", usage);
+    assert_string_equal(tool_err, want);
+    assert_int_equal(run_tool(NULL, "-h", NULL, NULL), 0);
+    assert_string_equal(tool_err, usage);
+    /* 65536 bytes: one too many, with LF or CRLF. */
+    char *big = malloc(AUTH_MAX_PASSWORD_LEN + 4);
     memset(big, 'p', AUTH_MAX_PASSWORD_LEN + 1);
     strcpy(big + AUTH_MAX_PASSWORD_LEN + 1, "\n");
-    assert_int_equal(run_tool(big, path, "dave", NULL), 1); /* too long */
-    big[AUTH_MAX_PASSWORD_LEN] = '\n';
-    big[AUTH_MAX_PASSWORD_LEN + 1] = '\0';
+    assert_int_equal(run_tool(big, path, "dave", NULL), 1);
+    assert_string_equal(tool_err, "mqtt2kafka passwd: password longer than 65535 bytes\n");
+    strcpy(big + AUTH_MAX_PASSWORD_LEN + 1, "\r\n");
+    assert_int_equal(run_tool(big, path, "dave", NULL), 1);
+    assert_string_equal(tool_err, "mqtt2kafka passwd: password longer than 65535 bytes\n");
+    strcpy(big + AUTH_MAX_PASSWORD_LEN, "\r\n");
     char *after = slurp(path);
     assert_string_equal(before, after);
     free(after);
-    /* The longest password fits. */
+    /* The longest password fits, also with CRLF. */
     assert_int_equal(run_tool(big, path, "dave", NULL), 0);
+    assert_string_equal(tool_err, "");
     db = auth_db_load(path, err, sizeof(err));
     assert_int_equal(auth_db_check(db, "dave", 4, (const uint8_t *)big, AUTH_MAX_PASSWORD_LEN),
                      AUTH_OK);
+    /* One byte more is refused even though only the first 65535 are hashed. */
+    big = realloc(big, AUTH_MAX_PASSWORD_LEN + 1);
+    big[AUTH_MAX_PASSWORD_LEN] = 'p';
+    assert_int_equal(auth_db_check(db, "dave", 4, (const uint8_t *)big, AUTH_MAX_PASSWORD_LEN + 1),
+                     AUTH_BAD_CREDENTIALS);
     auth_db_free(db);
     free(big);
 
     /* A corrupt file is never rewritten. */
     put(path, "# x\nbroken line\n");
     assert_int_equal(run_tool("x\n", path, "dave", NULL), 1);
+    snprintf(want, sizeof(want),
+             "mqtt2kafka passwd: %s:2: missing ':' between user name and password hash "
+             "(file left unchanged)\n",
+             path);
+    assert_string_equal(tool_err, want);
     text = slurp(path);
     assert_string_equal(text, "# x\nbroken line\n");
     free(text);
@@ -539,11 +605,17 @@ int main(int argc, char **argv) {
     if (argc > 1)
         return helper_main(argc, argv);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mosquitto_vectors), cmocka_unit_test(test_layout_accepted),
-        cmocka_unit_test(test_malformed_lines),   cmocka_unit_test(test_load_file),
-        cmocka_unit_test(test_hash_password),     cmocka_unit_test(test_user_names),
-        cmocka_unit_test(test_passwd_tool),       cmocka_unit_test(test_throttle_growth_and_reset),
-        cmocka_unit_test(test_throttle_decay),    cmocka_unit_test(test_throttle_bounded),
+        cmocka_unit_test(test_mosquitto_vectors),
+        cmocka_unit_test(test_layout_accepted),
+        cmocka_unit_test(test_malformed_lines),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_hash_password),
+        cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_user_names),
+        cmocka_unit_test(test_passwd_tool),
+        cmocka_unit_test(test_throttle_growth_and_reset),
+        cmocka_unit_test(test_throttle_decay),
+        cmocka_unit_test(test_throttle_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
