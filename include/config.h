@@ -71,10 +71,10 @@ typedef struct {
     uint32_t max_keepalive_s;
     uint32_t session_expiry_s; /* clean-session=0 sessions */
     /* Hostile-client bounds (docs/security.md). 0 = no limit where noted. */
-    uint32_t max_connections_per_ip; /* live connections from one IP; 0 = no limit */
-    uint32_t connect_rate_per_ip;    /* new connections per second from one IP; 0 = no limit */
-    uint32_t connect_burst_per_ip;   /* token bucket size for connect_rate_per_ip */
-    uint32_t max_output_buffer;      /* bytes queued for one client before it is cut */
+    uint32_t max_connections_per_ip;  /* live connections from one IP; 0 = no limit */
+    uint32_t connect_rate_per_ip;     /* new connections per second from one IP; 0 = no limit */
+    uint32_t connect_burst_per_ip;    /* token bucket size for connect_rate_per_ip */
+    uint32_t max_output_buffer;       /* bytes queued for one client before it is cut */
     uint32_t max_persistent_sessions; /* clean session 0 sessions without a connection */
 } config_mqtt_t;
 

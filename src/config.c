@@ -41,8 +41,18 @@ static void errs_vadd(errs_t *e, config_pos_t pos, const char *fmt, va_list ap) 
     e->count++;
     if (e->cap == 0 || e->len + 1 >= e->cap)
         return;
-    char msg[1024];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    char raw[1024], msg[1024];
+    vsnprintf(raw, sizeof(raw), fmt, ap);
+    /* Values from the file are echoed in messages: a newline in one must not
+     * start a line that does not name the file (found by fuzz_config). */
+    size_t o = 0;
+    for (const unsigned char *q = (const unsigned char *)raw; *q && o + 5 < sizeof(msg); q++) {
+        if (*q < 0x20 || *q == 0x7f)
+            o += (size_t)snprintf(msg + o, sizeof(msg) - o, "\\x%02x", *q);
+        else
+            msg[o++] = (char)*q;
+    }
+    msg[o] = '\0';
     int n;
     if (pos.line > 0)
         n = snprintf(e->buf + e->len, e->cap - e->len, "%s:%d:%d: %s\n", e->file, pos.line, pos.col,
@@ -425,11 +435,12 @@ static void parse_tls(ctx_t *c, yaml_node_t *n, const char *where, config_tls_t 
     if (!t->key)
         err_at(c, pos_of(n), "%s: missing 'key' (PEM private key file)", where);
     if (t->require_client_cert && !t->ca)
-        err_at(c, pos_of(n), "%s: require_client_cert needs 'ca' (the CA that signs client "
-                             "certificates)", where);
-    if (ident_set && t->use_identity_as_username && !t->require_client_cert)
-        err_at(c, ident_pos, "%s.use_identity_as_username: needs require_client_cert: true",
+        err_at(c, pos_of(n),
+               "%s: require_client_cert needs 'ca' (the CA that signs client "
+               "certificates)",
                where);
+    if (ident_set && t->use_identity_as_username && !t->require_client_cert)
+        err_at(c, ident_pos, "%s.use_identity_as_username: needs require_client_cert: true", where);
 }
 
 static void parse_auth(ctx_t *c, yaml_node_t *n) {
