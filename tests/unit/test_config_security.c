@@ -101,7 +101,7 @@ static void test_tls_errors(void **state) {
                   "signs client certificates)\n");
     expect_errors(MIN "listeners:\n  - listen: \"127.0.0.1:8883\"\n"
                       "    tls: {cert: a, key: b, use_identity_as_username: true}\n",
-                  "t.yaml:5:51: listeners[0].tls.use_identity_as_username: needs "
+                  "t.yaml:5:54: listeners[0].tls.use_identity_as_username: needs "
                   "require_client_cert: true\n");
     expect_errors(MIN "listeners:\n  - listen: \"127.0.0.1:8883\"\n    tls: yes\n",
                   "t.yaml:5:10: listeners[0].tls: expected a mapping, got \"yes\"\n");
