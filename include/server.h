@@ -26,7 +26,10 @@ typedef struct {
     uint64_t accepted;
     uint64_t refused_max_connections;
     uint64_t bytes_in, bytes_out;
-    uint64_t writes; /* one per connection per loop turn with output */
+    uint64_t writes;               /* one per connection per loop turn with output */
+    uint64_t refused_per_ip;       /* max_connections_per_ip (or address table full) */
+    uint64_t refused_rate_per_ip;  /* connect_rate_per_ip */
+    uint64_t refused_output_limit; /* connections cut at max_output_buffer */
 } server_stats_t;
 
 /* Creates the loop, timers and signal watchers (no listening yet). Returns 0
@@ -51,6 +54,11 @@ void server_stop(server_t *s);
 /* Frees the server after server_run has returned. */
 void server_free(server_t *s);
 const server_stats_t *server_stats(const server_t *s);
+/* SIGHUP: reloads every TLS listener's certificate, key and CA. New
+ * handshakes use the new files; established connections are untouched. A
+ * listener whose files do not load keeps the old ones (logged). 0, or -1 if
+ * any listener failed. */
+int server_reload_tls(server_t *s);
 size_t server_conn_count(const server_t *s);
 
 #endif
