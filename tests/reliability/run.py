@@ -38,6 +38,9 @@ class Run:
         self.mock = m2k.MockKafka()
         self.mock.cmd(f"create {rel.KAFKA_TOPIC} 4")
         self.broker_ports = {int(a.rsplit(":", 1)[1]) for a in self.mock.bootstrap.split(",")}
+        if args.kafka_debug:
+            overrides = m2k.merge(overrides or {}, {
+                "kafka": {"properties": {"debug": args.kafka_debug}}, "log": {"level": "debug"}})
         self.daemon = rel.Daemon(self.workdir, args.build_dir, self.mock.bootstrap, overrides)
         self.hold = threading.Event()
         self.checks = []  # (ok, text): scenario-specific expectations
@@ -176,7 +179,14 @@ def sc_rtt(a):
 
 
 def sc_retriable(a):
-    run = Run(a, "retriable_errors")
+    # One request in flight per broker: librdkafka 2.0.2's mock cluster
+    # appends a pipelined batch after an injected error on the batch before
+    # it (a real broker answers OUT_OF_ORDER_SEQUENCE_NUMBER), and librdkafka
+    # then reports the failed batch delivered ("implicitly acked by
+    # subsequent batch success"): an acked record that is not in the log,
+    # caused by the mock, not by the daemon. See docs/reliability.md.
+    run = Run(a, "retriable_errors",
+              {"kafka": {"properties": {"max.in.flight.requests.per.connection": 1}}})
     T = a.duration
     for err in ("NOT_LEADER_FOR_PARTITION", "REQUEST_TIMED_OUT", "_TRANSPORT"):
         run.sleep(T / 4)
@@ -258,10 +268,13 @@ def sc_client_kill(a):
     # 1) Devices die between PUBREC and PUBREL; the daemon keeps their
     #    sessions (clean session 0) and they come back to it.
     run.sleep(T / 3)
-    for d in run.devices:
-        d.kill_next_pubrec.set() if d.qos == 2 else None
-    m2k.wait_until(lambda: all(not d.kill_next_pubrec.is_set() for d in q2), 10)
-    present_before = sum(d.session_present for d in q2)
+    conns0 = [d.connects for d in q2]
+    present0 = sum(d.session_present for d in q2)
+    for d in q2:
+        d.kill_next_pubrec.set()
+    back = m2k.wait_until(lambda: all(d.connects > c for d, c in zip(q2, conns0)), 10)
+    run.check(back, "every QoS 2 device died between PUBREC and PUBREL and reconnected")
+    present_before = sum(d.session_present for d in q2) - present0
     run.sleep(T / 3)
     # 2) Same, but they reconnect to a restarted daemon (sessions are gone).
     run.hold.set()
@@ -319,13 +332,14 @@ SCENARIOS = {
 # --------------------------------------------------------------------------
 # Soak
 
+# Injected retriable Produce errors are left out: with pipelining (the
+# production default) the mock cluster turns them into acked-but-unwritten
+# records (see sc_retriable); the retriable scenario covers them.
 FAULTS = [
     ("broker 2 down 3 s", ["down 2"], ["up 2"], 3),
     ("leaders moved", ["leader rel 0 2", "leader rel 1 3", "leader rel 2 1", "leader rel 3 2"],
      [], 0),
     ("RTT 500 ms for 3 s", ["rtt -1 500"], ["rtt -1 0"], 3),
-    ("8 NOT_LEADER_FOR_PARTITION", ["push_errors Produce 8 NOT_LEADER_FOR_PARTITION"], [], 0),
-    ("8 _TRANSPORT", ["push_errors Produce 8 _TRANSPORT"], [], 0),
     ("TOPIC_AUTHORIZATION_FAILED 1 s", ["push_errors Produce 64 TOPIC_AUTHORIZATION_FAILED"],
      ["clear_errors Produce"], 1),
     ("QoS 2 device killed at PUBREC", "kill", None, 0),
@@ -364,7 +378,7 @@ def soak(a):
         if time.monotonic() - t0 >= a.duration - 5:
             break
         name, do, undo, hold = rnd.choice(FAULTS)
-        faults.append(name)
+        faults.append(f"{time.monotonic() - t0:.1f}s {name}")
         if do == "kill":
             rnd.choice([d for d in run.devices if d.qos == 2]).kill_next_pubrec.set()
             continue
@@ -381,7 +395,7 @@ def soak(a):
     slope = slope_kib_per_min(steady)
     r = run.finish()
     rss = [x for _, x in steady] or [0]
-    r["extra"].update(faults=len(faults), rss_samples=len(samples),
+    r["extra"].update(faults=", ".join(faults), rss_samples=len(samples),
                       rss_kib_min_max=f"{min(rss)}..{max(rss)}",
                       rss_slope_kib_per_min=round(slope, 1), warmup_s=warm)
     if a.duration >= 300 and slope > a.max_slope:
@@ -420,6 +434,8 @@ def main():
     ap.add_argument("--max-slope", type=float, default=256.0,
                     help="soak: RSS slope bound in KiB/min (checked for runs >= 300 s)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--kafka-debug", default=None,
+                    help="librdkafka debug contexts for the daemon (e.g. eos,msg), log level debug")
     ap.add_argument("--build-dir", default=os.environ.get("M2K_BUILD_DIR",
                                                           os.path.join(SOURCE_DIR, "build")))
     ap.add_argument("--workdir", default=None, help="parent of the per-scenario directories")
@@ -458,6 +474,8 @@ def main():
         results.append(r)
         print(HEADER.splitlines()[0])
         print(fmt_row(r))
+        if r.get("qos0_missing_ids"):
+            r["extra"]["qos0_missing_ids"] = r["qos0_missing_ids"]
         for k, v in r.get("extra", {}).items():
             print(f"   {k}: {v}")
         for v in r["violations"]:
