@@ -135,7 +135,7 @@ class Daemon:
 
     # -- /proc
     def fds(self, broker_ports=()):
-        """(mqtt connection sockets, broker sockets, other fds) of the daemon."""
+        """(MQTT connection sockets, other sockets, non-socket fds) of the daemon."""
         return fd_census(self.proc.pid, self.port, broker_ports)
 
 
@@ -170,8 +170,13 @@ def _tcp_table():
 
 
 def fd_census(pid, mqtt_port, broker_ports=()):
+    """(MQTT connection sockets, other sockets, non-socket fds). An MQTT
+    connection the daemon failed to close stays in /proc/net/tcp (CLOSE_WAIT)
+    with our port, so it is counted. Other sockets (listeners, librdkafka's
+    broker connections, which come and go with broker faults) are reported
+    only."""
     tcp = _tcp_table()
-    mqtt = brokers = other = 0
+    mqtt = sockets = other = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
@@ -181,12 +186,11 @@ def fd_census(pid, mqtt_port, broker_ports=()):
             e = tcp.get(int(target[8:-1]))
             if e and e[0] == mqtt_port and e[2] != "0A":  # 0A = LISTEN
                 mqtt += 1
-                continue
-            if e and e[1] in broker_ports:
-                brokers += 1
-                continue
+            else:
+                sockets += 1
+            continue
         other += 1
-    return mqtt, brokers, other
+    return mqtt, sockets, other
 
 
 # --------------------------------------------------------------------------

@@ -86,7 +86,7 @@ class Run:
         self.check(fds[0] == 0, f"MQTT sockets left in the daemon after every client left: "
                                 f"{fds[0]}")
         self.check(fds[2] == self.fd_start[2],
-                   f"daemon fds other than MQTT and broker sockets: {self.fd_start[2]} at "
+                   f"daemon fds other than sockets: {self.fd_start[2]} at "
                    f"start, {fds[2]} at the end")
         self.extra["fds"] = f"{self.fd_start} -> {fds}"
         alive = self.daemon.alive()
