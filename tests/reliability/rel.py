@@ -37,6 +37,10 @@ def raise_nofile(want):
 # --------------------------------------------------------------------------
 # The daemon: one config, one port, several incarnations (restarts).
 
+class PortInUse(Exception):
+    pass
+
+
 class Daemon:
     def __init__(self, workdir, build_dir, bootstrap, overrides=None):
         self.workdir = workdir
@@ -62,7 +66,33 @@ class Daemon:
         self._mon = None
 
     # -- lifecycle
+    def _write_config(self):
+        import yaml
+        self.config["listeners"] = [{"listen": f"127.0.0.1:{self.port}"}]
+        with open(self.config_path, "w") as f:
+            yaml.safe_dump(self.config, f, sort_keys=False)
+
     def start(self, timeout=20.0):
+        """Starts a daemon process. The port picked at random can be taken by
+        another process (other tests, ephemeral ports of many clients) before
+        the daemon binds it: the first start then moves to a new port; a
+        restart retries its port (clients reconnect to it)."""
+        for attempt in range(20):
+            try:
+                return self._start(timeout)
+            except PortInUse:
+                if self.incarnation == 1 and attempt < 5:
+                    self.incarnation = 0
+                    self.logs.pop()
+                    self.port = m2k.free_port()
+                    self._write_config()
+                else:
+                    self.incarnation -= 1
+                    self.logs.pop()
+                    time.sleep(0.25)
+        raise RuntimeError(f"daemon could not bind 127.0.0.1:{self.port}")
+
+    def _start(self, timeout):
         self.incarnation += 1
         log_path = os.path.join(self.workdir, f"daemon.{self.incarnation}.log")
         self.logs.append(log_path)
@@ -74,6 +104,9 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self._logf.close()
+                if "address already in use" in self.log():
+                    raise PortInUse()
                 raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
             if f"listening on 127.0.0.1:{self.port}" in self.log():
                 break
