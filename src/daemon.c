@@ -10,6 +10,7 @@
 
 #include "kafka.h"
 #include "log.h"
+#include "security.h"
 #include "server.h"
 #include "session.h"
 #include "topic_map.h"
@@ -23,6 +24,7 @@ typedef struct {
     topic_map_t *tm;
     session_mgr_t *sm;
     server_t *srv;
+    security_t *sec;
     bool stopping, fatal, done;
     uint64_t deadline_ms;
     int exit_code;
@@ -100,10 +102,25 @@ static void on_tick(void *ud) {
         finish_shutdown(d);
 }
 
+/* SIGHUP: password file, ACL file and TLS certificates. Each keeps its old
+ * contents when the new files do not load (fail closed, never open). */
+static void daemon_reload_security(daemon_t *d) {
+    char err[1024];
+    if (d->sec) {
+        if (security_reload(d->sec, err, sizeof(err)) != 0)
+            log_error("reload: password/ACL files not reloaded, the old ones stay in force: %s",
+                      err);
+        else
+            log_info("reload: password and ACL files reloaded");
+    }
+    server_reload_tls(d->srv);
+}
+
 static void on_signal(void *ud, int signum) {
     daemon_t *d = ud;
     if (signum == SIGHUP) {
-        log_warn("SIGHUP: configuration reload is not implemented yet; ignored");
+        /* Until the configuration itself is reloaded: the security files. */
+        daemon_reload_security(d);
         return;
     }
     if (d->stopping) {
@@ -158,8 +175,20 @@ int daemon_run(const config_t *cfg) {
         log_error("topic map: %s", err);
         goto out;
     }
+    if (cfg->auth.password_file || cfg->auth.acl_file || !cfg->auth.allow_anonymous) {
+        if (security_new(&cfg->auth, &d.sec, err, sizeof(err)) != 0) {
+            log_error("auth: %s", err);
+            goto out;
+        }
+        log_info("auth: %s%s%s, anonymous clients %s",
+                 cfg->auth.password_file ? "password file " : "no password file",
+                 cfg->auth.password_file ? cfg->auth.password_file : "",
+                 cfg->auth.acl_file ? ", ACL file loaded" : ", no ACL file",
+                 cfg->auth.allow_anonymous ? "allowed" : "refused");
+    }
     session_mgr_opts_t so = {
         .cfg = cfg,
+        .security = d.sec,
         .route = route_cb,
         .route_ud = d.tm,
         .produce = produce_cb,
@@ -210,6 +239,7 @@ out:
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     session_mgr_free(d.sm);
+    security_free(d.sec);
     if (d.tm)
         topic_map_free(d.tm);
     free(props);
