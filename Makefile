@@ -3,7 +3,7 @@
 #               embedded (in-process mock) Kafka with config/mqtt2kafka.yaml
 #   make test   install missing dependencies, build, run every test
 #
-# Other targets: build, sanitize (ASan+UBSan build running every test),
+# Other targets: build, bench (comparison with peers, see docs/performance.md), sanitize (ASan+UBSan build running every test),
 # fuzz (libFuzzer build with clang), format, format-check, clean.
 
 BUILD_DIR ?= build
@@ -13,8 +13,9 @@ CONFIG    ?= config/mqtt2kafka.yaml
 WERROR    ?= OFF
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: all build run test sanitize fuzz format format-check clean deps-build deps-test
+.PHONY: all build run test bench sanitize fuzz format format-check clean deps-build deps-test
 
 all: build
 
@@ -45,6 +46,12 @@ sanitize: deps-test
 fuzz: deps-test
 	CC=clang cmake -S . -B $(FUZZ_DIR) -DENABLE_FUZZ=ON -DWERROR=$(WERROR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(FUZZ_DIR) -j $(JOBS)
+
+# mqtt2kafka vs mosquitto vs a plain librdkafka producer on this machine;
+# writes the table into docs/performance.md. BENCH_ARGS="--quick" for a short
+# run, "--only q1-c10,idle" for a subset (bench/run-comparison --help).
+bench: deps-test build
+	/usr/bin/python3 bench/run-comparison --build-dir $(BUILD_DIR) $(BENCH_ARGS)
 
 format:
 	clang-format -i src/*.c include/*.h tests/unit/*.c tests/fuzz/*.c tests/tools/*.c bench/*.c
