@@ -6,14 +6,16 @@
  * top (MQTT, routing, acks) can only be slower than this.
  *
  *   kafka_ceiling -b BOOTSTRAP [-t TOPIC] [-s BYTES] [-k KEYS] [-d SECONDS]
- *                 [--headers] [-X name=value]... [--json]
+ *                 [-r RATE] [--headers] [-X name=value]... [--json]
  *   kafka_ceiling --smoke
  *
  * Keys are "<topic>/<i>" for i in 0..KEYS-1 in turn, like mqtt-bench's topic
  * bench/%d rendered by the proxy's default key "{topic}". The default
  * properties are mqtt2kafka's own defaults (enable.idempotence=true,
  * acks=all, linger.ms=5); -X adds or overrides. The rate is records confirmed
- * divided by the time from the first produce to the end of the final flush. */
+ * divided by the time from the first produce to the end of the final flush.
+ * With -r RATE it produces at that rate instead and reports the latency from
+ * produce to delivery report (what the proxy adds to it is the MQTT side). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -34,6 +36,7 @@ typedef struct {
     size_t payload;
     unsigned keys;
     double duration;
+    double rate;
     bool headers;
     bool json;
     const char *props[2 * MAX_PROPS];
@@ -43,6 +46,8 @@ typedef struct {
 typedef struct {
     uint64_t delivered, failed;
     rd_kafka_resp_err_t first_err;
+    float *lat_us; /* rate mode: produce-to-report latency of each record */
+    size_t n_lat, cap_lat;
 } counts_t;
 
 static double now_s(void) {
@@ -64,9 +69,18 @@ static int64_t wall_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
     counts_t *c = opaque;
     (void)rk;
+    if (c->lat_us && c->n_lat < c->cap_lat && msg->_private) {
+        double sent = (double)(uintptr_t)msg->_private / 1e6;
+        c->lat_us[c->n_lat++] = (float)((now_s() - sent) * 1e6);
+    }
     if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         c->delivered++;
     } else {
@@ -135,11 +149,31 @@ static int run(const opts_t *o, uint64_t *delivered_out) {
     if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
         rd_kafka_metadata_destroy(md);
 
+    if (o->rate > 0) {
+        counts.cap_lat = (size_t)(o->rate * o->duration) + 1000;
+        counts.lat_us = malloc(counts.cap_lat * sizeof(float));
+        if (!counts.lat_us) {
+            fprintf(stderr, "kafka_ceiling: out of memory\n");
+            goto out;
+        }
+    }
     double t0 = now_s(), c0 = cpu_s(), end = t0 + o->duration;
     uint64_t sent = 0;
     unsigned k = 0;
-    while (now_s() < end) {
-        for (int batch = 0; batch < 1000; batch++) {
+    for (double t = t0; t < end; t = now_s()) {
+        int quota = 1000;
+        if (o->rate > 0) {
+            double due = (t - t0) * o->rate - (double)sent;
+            quota = due < 1 ? 0 : due > 1000 ? 1000 : (int)due;
+            if (quota == 0) {
+                rd_kafka_poll(rk, 0);
+                struct timespec pause = {0, 100000};
+                nanosleep(&pause, NULL);
+                continue;
+            }
+        }
+        for (int batch = 0; batch < quota; batch++) {
+            void *op = o->rate > 0 ? (void *)(uintptr_t)(now_s() * 1e6) : NULL;
             rd_kafka_resp_err_t e;
             if (o->headers) {
                 e = rd_kafka_producev(
@@ -148,12 +182,12 @@ static int run(const opts_t *o, uint64_t *delivered_out) {
                     RD_KAFKA_V_TIMESTAMP(wall_ms()),
                     RD_KAFKA_V_HEADER("mqtt.topic", keys[k], (ssize_t)key_lens[k]),
                     RD_KAFKA_V_HEADER("mqtt.client_id", "mqtt-bench-0", 12),
-                    RD_KAFKA_V_HEADER("mqtt.qos", "1", 1), RD_KAFKA_V_END);
+                    RD_KAFKA_V_HEADER("mqtt.qos", "1", 1), RD_KAFKA_V_OPAQUE(op), RD_KAFKA_V_END);
             } else {
                 e = rd_kafka_producev(
                     rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                     RD_KAFKA_V_KEY(keys[k], key_lens[k]), RD_KAFKA_V_VALUE(value, o->payload),
-                    RD_KAFKA_V_TIMESTAMP(wall_ms()), RD_KAFKA_V_END);
+                    RD_KAFKA_V_TIMESTAMP(wall_ms()), RD_KAFKA_V_OPAQUE(op), RD_KAFKA_V_END);
             }
             if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 rd_kafka_poll(rk, 1);
@@ -175,23 +209,32 @@ static int run(const opts_t *o, uint64_t *delivered_out) {
     uint64_t missing = sent - counts.delivered - counts.failed;
     double rate = secs > 0 ? (double)counts.delivered / secs : 0;
     double cpu_us = counts.delivered ? (c1 - c0) * 1e6 / (double)counts.delivered : 0;
+    double p50 = 0, p99 = 0;
+    if (counts.n_lat) {
+        qsort(counts.lat_us, counts.n_lat, sizeof(float), cmp_float);
+        p50 = counts.lat_us[counts.n_lat / 2];
+        p99 = counts.lat_us[(size_t)((double)counts.n_lat * 0.99)];
+    }
     if (o->json)
         printf("{\"tool\":\"kafka_ceiling\",\"topic\":\"%s\",\"payload_bytes\":%zu,\"keys\":%u,"
                "\"headers\":%s,\"sent\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"failed\":%" PRIu64
                ",\"unconfirmed\":%" PRIu64 ",\"seconds\":%.6f,\"msgs_per_s\":%.1f,"
-               "\"cpu_us_per_msg\":%.3f}\n",
+               "\"cpu_us_per_msg\":%.3f,\"rate\":%.0f,\"p50_us\":%.0f,\"p99_us\":%.0f}\n",
                o->topic, o->payload, o->keys, o->headers ? "true" : "false", sent, counts.delivered,
-               counts.failed, missing, secs, rate, cpu_us);
+               counts.failed, missing, secs, rate, cpu_us, o->rate, p50, p99);
     else
         printf("kafka_ceiling: %" PRIu64 " sent, %" PRIu64 " confirmed, %" PRIu64
-               " failed, %" PRIu64 " unconfirmed in %.3f s: %.0f msgs/s, %.3f us CPU/msg\n",
-               sent, counts.delivered, counts.failed, missing, secs, rate, cpu_us);
+               " failed, %" PRIu64
+               " unconfirmed in %.3f s: %.0f msgs/s, %.3f us CPU/msg, latency p50 %.0f us, "
+               "p99 %.0f us\n",
+               sent, counts.delivered, counts.failed, missing, secs, rate, cpu_us, p50, p99);
     if (counts.failed)
         fprintf(stderr, "kafka_ceiling: first failure: %s\n", rd_kafka_err2str(counts.first_err));
     if (delivered_out)
         *delivered_out = counts.delivered;
     rc = (counts.failed || missing) ? -1 : 0;
 out:
+    free(counts.lat_us);
     free(value);
     free(keys);
     free(key_lens);
@@ -221,13 +264,18 @@ static int smoke(opts_t *o) {
     o->duration = 0.3;
     uint64_t delivered = 0;
     int rc = run(o, &delivered);
+    o->rate = 10000;
+    uint64_t delivered_r = 0;
+    if (rc == 0)
+        rc = run(o, &delivered_r);
+    o->rate = 0;
     o->headers = true;
     uint64_t delivered_h = 0;
     if (rc == 0)
         rc = run(o, &delivered_h);
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(mrk);
-    if (rc != 0 || delivered == 0 || delivered_h == 0) {
+    if (rc != 0 || delivered == 0 || delivered_h == 0 || delivered_r == 0) {
         fprintf(stderr, "kafka_ceiling --smoke: FAILED\n");
         return 1;
     }
@@ -242,6 +290,7 @@ static void usage(FILE *f) {
                "  -s, --payload BYTES     value size (100)\n"
                "  -k, --keys N            distinct keys, used in turn (10)\n"
                "  -d, --duration SECONDS  producing time (5)\n"
+               "  -r, --rate MSGS         produce at this rate, report latency (0 = max)\n"
                "      --headers           add mqtt.topic, mqtt.client_id, mqtt.qos headers\n"
                "  -X NAME=VALUE           producer property (after the defaults\n"
                "                          enable.idempotence=true acks=all linger.ms=5)\n"
@@ -282,6 +331,8 @@ int main(int argc, char **argv) {
             o.payload = strtoul(v, NULL, 10);
         } else if (!strcmp(a, "-k") || !strcmp(a, "--keys")) {
             o.keys = (unsigned)strtoul(v, NULL, 10);
+        } else if (!strcmp(a, "-r") || !strcmp(a, "--rate")) {
+            o.rate = strtod(v, NULL);
         } else if (!strcmp(a, "-d") || !strcmp(a, "--duration")) {
             o.duration = strtod(v, NULL);
         } else if (!strcmp(a, "-X")) {
