@@ -3,8 +3,11 @@
 #               embedded (in-process mock) Kafka with config/mqtt2kafka.yaml
 #   make test   install missing dependencies, build, run every test
 #
-# Other targets: build, bench (comparison with peers, see docs/performance.md), sanitize (ASan+UBSan build running every test),
-# fuzz (libFuzzer build with clang), format, format-check, clean.
+# Other targets: build, sanitize (ASan+UBSan build running every test),
+# fuzz (libFuzzer build with clang), soak (SOAK_S seconds of load with random
+# faults, exact accounting, RSS slope; default 600), bench (comparison with
+# mosquitto and plain librdkafka, see docs/performance.md), format,
+# format-check, clean.
 
 BUILD_DIR ?= build
 SAN_DIR   ?= build-asan
@@ -14,8 +17,9 @@ WERROR    ?= OFF
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 BENCH_ARGS ?=
+SOAK_S    ?= 600
 
-.PHONY: all build run test bench sanitize fuzz format format-check clean deps-build deps-test
+.PHONY: all build run test soak bench sanitize fuzz format format-check clean deps-build deps-test
 
 all: build
 
@@ -37,6 +41,10 @@ run: build
 
 test: deps-test build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+soak: deps-test build
+	/usr/bin/python3 tests/reliability/run.py --scenario soak --duration $(SOAK_S) \
+		--build-dir $(BUILD_DIR) --markdown $(BUILD_DIR)/soak.md --json $(BUILD_DIR)/soak.json
 
 sanitize: deps-test
 	cmake -S . -B $(SAN_DIR) -DENABLE_SANITIZERS=ON -DWERROR=$(WERROR) -DCMAKE_BUILD_TYPE=Debug
@@ -60,4 +68,19 @@ format-check:
 	clang-format --dry-run --Werror src/*.c include/*.h tests/unit/*.c tests/fuzz/*.c tests/tools/*.c bench/*.c
 
 clean:
-	rm -rf $(BUILD_DIR) $(SAN_DIR) $(FUZZ_DIR)
+	rm -rf $(BUILD_DIR) $(SAN_DIR) $(FUZZ_DIR) $(PKG_DIR)
+
+# ---- install and Debian package (ops) ----
+# make install: into CMAKE_INSTALL_PREFIX of $(BUILD_DIR) (default /usr/local;
+#   DESTDIR honoured); never overwrites an existing mqtt2kafka.yaml.
+# make package: a release build with prefix /usr in $(PKG_DIR), then
+#   $(PKG_DIR)/mqtt2kafka_<version>_<arch>.deb
+PKG_DIR ?= build-pkg
+.PHONY: install package
+install: build
+	cmake --install $(BUILD_DIR)
+
+package: deps-build
+	cmake -S . -B $(PKG_DIR) -DCMAKE_INSTALL_PREFIX=/usr -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF -DWERROR=$(WERROR)
+	cmake --build $(PKG_DIR) -j $(JOBS)
+	cd $(PKG_DIR) && cpack -G DEB

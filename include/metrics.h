@@ -1,0 +1,164 @@
+/* Metrics: a fixed registry the loop thread updates directly, rendered in the
+ * Prometheus text exposition format 0.0.4 (GET /metrics).
+ *
+ * Threading: the registry is plain data owned by the loop thread. Every
+ * update (m->bytes_received += n; metrics_label_inc(...)) and the rendering
+ * run on that thread, so nothing is atomic. librdkafka's statistics arrive
+ * through kafka_poll() on the loop thread too (stats_cb is served from the
+ * main queue), so metrics_rdkafka_update also runs there.
+ *
+ * No dynamic registration: every family is a field below. Families labelled
+ * by a fixed enum render every label value (zeros included, so rate() works
+ * from the first scrape); families labelled by a string (protocol error kind,
+ * Kafka error name) use a small bounded table that folds values beyond its
+ * size into "other". cJSON is used here only, for librdkafka's statistics. */
+#ifndef M2K_METRICS_H
+#define M2K_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- fixed label sets ---- */
+
+/* Why a connection was refused or closed before or at CONNECT. */
+typedef enum {
+    METRICS_REFUSED_MAX_CONNECTIONS = 0, /* mqtt.max_connections reached at accept */
+    METRICS_REFUSED_CONNECT_TIMEOUT,     /* no CONNECT within mqtt.connect_timeout */
+    METRICS_REFUSED_PROTOCOL_ERROR,      /* first packet not CONNECT, or malformed CONNECT */
+    METRICS_REFUSED_PROTOCOL_VERSION,    /* CONNACK 0x01 */
+    METRICS_REFUSED_IDENTIFIER_REJECTED, /* CONNACK 0x02 */
+    METRICS_REFUSED_SERVER_UNAVAILABLE,  /* CONNACK 0x03 (Kafka down, shutting down) */
+    METRICS_REFUSED_NOT_AUTHORIZED,      /* CONNACK 0x04 / 0x05 */
+    METRICS_REFUSED__COUNT
+} metrics_refused_t;
+
+/* mqtt.unmapped actions; the same order as config_unmapped_t (checked in metrics.c). */
+typedef enum {
+    METRICS_UNMAPPED_DISCONNECT = 0,
+    METRICS_UNMAPPED_DROP = 1,
+    METRICS_UNMAPPED_TOPIC = 2,
+    METRICS_UNMAPPED__COUNT
+} metrics_unmapped_t;
+
+/* ---- string-labelled families: a bounded table ---- */
+
+#define METRICS_LABEL_MAX 64 /* bytes of a label value, NUL included */
+#define METRICS_LABEL_SLOTS 24
+
+typedef struct {
+    char value[METRICS_LABEL_MAX];
+    uint64_t count;
+} metrics_label_slot_t;
+
+/* The first METRICS_LABEL_SLOTS - 1 distinct values get a slot each, in
+ * order of first use; later new values, and values too long for a slot, go
+ * to the last slot, "other". Lookup is a linear scan: use on error paths,
+ * not per message. */
+typedef struct {
+    metrics_label_slot_t slots[METRICS_LABEL_SLOTS];
+    uint32_t used;
+} metrics_label_table_t;
+
+void metrics_label_add(metrics_label_table_t *t, const char *value, uint64_t n);
+static inline void metrics_label_inc(metrics_label_table_t *t, const char *value) {
+    metrics_label_add(t, value, 1);
+}
+/* The count of one value (0 when absent); "other" is a value like any. */
+uint64_t metrics_label_get(const metrics_label_table_t *t, const char *value);
+
+/* ---- histogram of ack latency ---- */
+
+/* Upper bounds in microseconds: 0.0005 s .. 10 s, then +Inf. */
+#define METRICS_LATENCY_BUCKETS 14
+
+typedef struct {
+    uint64_t buckets[METRICS_LATENCY_BUCKETS + 1]; /* per bucket, not cumulative; last = +Inf */
+    uint64_t count;
+    uint64_t sum_usec;
+} metrics_histogram_t;
+
+extern const uint64_t metrics_latency_bounds_usec[METRICS_LATENCY_BUCKETS];
+void metrics_histogram_observe(metrics_histogram_t *h, uint64_t usec);
+
+/* ---- librdkafka statistics (statistics.interval.ms) ---- */
+
+#define METRICS_MAX_BROKERS 16
+#define METRICS_BROKER_NAME_MAX 128
+
+typedef struct {
+    char name[METRICS_BROKER_NAME_MAX]; /* librdkafka's "host:port/id" */
+    bool up;                            /* state "UP" */
+    uint64_t rtt_avg_usec, rtt_p99_usec;
+    uint64_t outbuf_msg_cnt, waitresp_msg_cnt;
+    uint64_t tx, rx, txerrs, rxerrs, txretries, req_timeouts, connects, disconnects;
+} metrics_broker_t;
+
+typedef struct {
+    bool valid; /* at least one statistics JSON was parsed */
+    uint64_t msg_cnt, msg_size, msg_max, msg_size_max;
+    uint64_t txmsgs, txmsg_bytes;
+    metrics_broker_t brokers[METRICS_MAX_BROKERS];
+    uint32_t n_brokers;
+    uint32_t brokers_dropped; /* beyond METRICS_MAX_BROKERS in the last update */
+} metrics_rdkafka_t;
+
+/* ---- the registry ---- */
+
+#define METRICS_PACKET_TYPES 16 /* indexed by the MQTT control packet type 0..15 */
+
+typedef struct {
+    /* process */
+    uint64_t start_time_seconds; /* unix time, set by the daemon at start */
+    uint64_t config_reloads;
+    uint64_t config_reload_failures;
+
+    /* connections */
+    uint64_t connections; /* gauge: open MQTT connections (accepted, not closed) */
+    uint64_t connections_total;
+    uint64_t connections_refused[METRICS_REFUSED__COUNT];
+    uint64_t auth_failures;
+
+    /* traffic */
+    uint64_t packets_received[METRICS_PACKET_TYPES];
+    uint64_t packets_sent[METRICS_PACKET_TYPES];
+    uint64_t messages_received[3]; /* PUBLISH by QoS */
+    uint64_t bytes_received;
+    uint64_t bytes_sent;
+    metrics_label_table_t protocol_errors; /* by kind: mqtt_errname() or a session reason */
+    uint64_t unmapped[METRICS_UNMAPPED__COUNT];
+
+    /* flow */
+    uint64_t inflight_messages; /* gauge: produced, delivery report pending */
+    uint64_t paused_readers;    /* gauge: connections not read because of backpressure */
+    metrics_histogram_t ack_latency;
+
+    /* kafka */
+    uint64_t kafka_records_produced;
+    uint64_t kafka_records_delivered;
+    metrics_label_table_t kafka_records_failed; /* by rd_kafka_err2name() */
+    uint64_t kafka_queue_full;                  /* produce attempts refused with QUEUE_FULL */
+    metrics_rdkafka_t rdkafka;
+} metrics_t;
+
+/* Zeroes the registry. No allocation: embed metrics_t where convenient. */
+void metrics_init(metrics_t *m);
+
+/* Replaces the librdkafka part with one statistics JSON document (the
+ * stats_cb argument). Returns 0, or -1 when it is not a librdkafka
+ * statistics object (nothing changed). Brokers whose source is "internal"
+ * are skipped. */
+int metrics_rdkafka_update(metrics_t *m, const char *json, size_t len);
+/* Brokers in state UP in the last statistics (for /readyz); -1 before any. */
+int metrics_rdkafka_brokers_up(const metrics_t *m);
+
+/* Renders the exposition text into buf (NUL-terminated when cap > 0).
+ * Returns the length of the whole text like snprintf: when it is >= cap the
+ * output was cut; call again with a buffer of at least the result + 1. */
+size_t metrics_render(const metrics_t *m, char *buf, size_t cap);
+/* Renders into a malloc'd buffer (caller frees); NULL when out of memory. */
+char *metrics_render_alloc(const metrics_t *m, size_t *len);
+
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+#endif
