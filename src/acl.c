@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "file_read.h"
 #include "mqtt_codec.h"
 
 #define ACCESS_DENY 0
@@ -306,38 +307,13 @@ fail:
 }
 
 acl_t *acl_load(const char *path, char *errbuf, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        set_err(errbuf, errlen, "%s: %s", path, strerror(errno));
+    char *buf;
+    size_t len;
+    /* Bounded so a wrong path (a device, a huge log) cannot exhaust memory. */
+    if (file_read_all(path, 256u << 20, &buf, &len, errbuf, errlen) < 0)
         return NULL;
-    }
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    acl_t *acl = NULL;
-    for (;;) {
-        if (len == cap) {
-            size_t ncap = cap ? cap * 2 : 4096;
-            char *nb = realloc(buf, ncap);
-            if (!nb) {
-                set_err(errbuf, errlen, "%s: out of memory", path);
-                goto out;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        size_t n = fread(buf + len, 1, cap - len, f);
-        if (n == 0)
-            break;
-        len += n;
-    }
-    if (ferror(f)) {
-        set_err(errbuf, errlen, "%s: read error", path);
-        goto out;
-    }
-    acl = acl_load_string(path, buf ? buf : "", len, errbuf, errlen);
-out:
+    acl_t *acl = acl_load_string(path, buf, len, errbuf, errlen);
     free(buf);
-    fclose(f);
     return acl;
 }
 

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "file_read.h"
 #include "mqtt_codec.h"
 
 typedef enum { HASH_SHA512 = 6, HASH_PBKDF2 = 7 } hash_type_t;
@@ -301,38 +302,13 @@ fail:
 }
 
 auth_db_t *auth_db_load(const char *path, char *errbuf, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        set_err(errbuf, errlen, "%s: %s", path, strerror(errno));
+    char *buf;
+    size_t len;
+    /* Bounded so a wrong path (a device, a huge log) cannot exhaust memory. */
+    if (file_read_all(path, 256u << 20, &buf, &len, errbuf, errlen) < 0)
         return NULL;
-    }
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    auth_db_t *db = NULL;
-    for (;;) {
-        if (len == cap) {
-            size_t ncap = cap ? cap * 2 : 4096;
-            char *nb = realloc(buf, ncap);
-            if (!nb) {
-                set_err(errbuf, errlen, "%s: out of memory", path);
-                goto out;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        size_t n = fread(buf + len, 1, cap - len, f);
-        if (n == 0)
-            break;
-        len += n;
-    }
-    if (ferror(f)) {
-        set_err(errbuf, errlen, "%s: read error", path);
-        goto out;
-    }
-    db = auth_db_load_string(path, buf ? buf : "", len, errbuf, errlen);
-out:
+    auth_db_t *db = auth_db_load_string(path, buf, len, errbuf, errlen);
     free(buf);
-    fclose(f);
     return db;
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "file_read.h"
 #include "topic_map.h"
 
 /* MQTT's largest packet: 1 byte header, 4 bytes remaining length, 268435455. */
@@ -975,48 +976,17 @@ done:
 
 int config_load(const char *path, config_t **out, char *errbuf, size_t errlen) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    int rc = -1;
-    if (!f) {
+    char *buf;
+    size_t len;
+    char err[512];
+    /* A configuration file is small; a huge one is a mistake. */
+    if (file_read_all(path, 16u << 20, &buf, &len, err, sizeof(err)) < 0) {
         if (errlen)
-            snprintf(errbuf, errlen, "%s: cannot open: %s\n", path, strerror(errno));
+            snprintf(errbuf, errlen, "%s\n", err);
         return -1;
     }
-    for (;;) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : 8192;
-            /* A configuration file is small; a huge one is a mistake. */
-            if (cap > (16u << 20)) {
-                if (errlen)
-                    snprintf(errbuf, errlen, "%s: larger than 16 MiB; not a configuration file\n",
-                             path);
-                goto out;
-            }
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                if (errlen)
-                    snprintf(errbuf, errlen, "%s: out of memory\n", path);
-                goto out;
-            }
-            buf = nb;
-        }
-        size_t n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (n == 0) {
-            if (ferror(f)) {
-                if (errlen)
-                    snprintf(errbuf, errlen, "%s: cannot read: %s\n", path, strerror(errno));
-                goto out;
-            }
-            break;
-        }
-    }
-    rc = config_load_string(buf ? buf : "", len, path, out, errbuf, errlen);
-out:
+    int rc = config_load_string(buf, len, path, out, errbuf, errlen);
     free(buf);
-    fclose(f);
     return rc;
 }
 

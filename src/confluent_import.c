@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "config.h"
+#include "file_read.h"
 #include "kafka.h"
 #include "topic_map.h"
 
@@ -837,25 +838,14 @@ done:
 }
 
 int confluent_import(const char *path, FILE *out, char *errbuf, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(errbuf, errlen, "%s: cannot open: %s\n", path, strerror(errno));
+    char *buf;
+    size_t len;
+    char err[512];
+    if (file_read_all(path, 16u << 20, &buf, &len, err, sizeof(err)) < 0) {
+        snprintf(errbuf, errlen, "%s\n", err);
         return -1;
     }
-    sb_t b = {0};
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len < (16u << 20))
-        sb_putn(&b, chunk, n);
-    int err = ferror(f);
-    fclose(f);
-    int rc = -1;
-    if (err)
-        snprintf(errbuf, errlen, "%s: cannot read\n", path);
-    else if (b.oom)
-        snprintf(errbuf, errlen, "%s: out of memory\n", path);
-    else
-        rc = confluent_import_string(b.p ? b.p : "", b.len, path, out, errbuf, errlen);
-    free(b.p);
+    int rc = confluent_import_string(buf, len, path, out, errbuf, errlen);
+    free(buf);
     return rc;
 }

@@ -303,7 +303,7 @@ static void test_load_file(void **state) {
     (void)state;
     char err[256];
     assert_null(acl_load("/nonexistent/acl", err, sizeof(err)));
-    assert_string_equal(err, "/nonexistent/acl: No such file or directory");
+    assert_string_equal(err, "/nonexistent/acl: cannot open: No such file or directory");
     char path[] = "/tmp/m2k_acl_XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);

@@ -202,7 +202,7 @@ static void test_load_file(void **state) {
     (void)state;
     char err[256];
     assert_null(auth_db_load("/nonexistent/pw", err, sizeof(err)));
-    assert_string_equal(err, "/nonexistent/pw: No such file or directory");
+    assert_string_equal(err, "/nonexistent/pw: cannot open: No such file or directory");
     char path[] = "/tmp/m2k_auth_XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
