@@ -615,14 +615,18 @@ static void parse_log(ctx_t *c, yaml_node_t *n) {
         const char *k = pair_key(c, n, p, "log", &v);
         if (!k)
             continue;
-        if (strcmp(k, "level") != 0) {
-            unknown_key(c, n, p, "log", k, "level");
-            continue;
-        }
         char d[80];
-        if (v->type != YAML_SCALAR_NODE || log_level_parse(scalar(v), &c->cfg->log_level) < 0)
-            err_at(c, pos_of(v), "log.level: expected error, warn, info or debug, got %s",
-                   describe(v, d, sizeof(d)));
+        if (strcmp(k, "level") == 0) {
+            if (v->type != YAML_SCALAR_NODE || log_level_parse(scalar(v), &c->cfg->log_level) < 0)
+                err_at(c, pos_of(v), "log.level: expected error, warn, info or debug, got %s",
+                       describe(v, d, sizeof(d)));
+        } else if (strcmp(k, "format") == 0) {
+            if (v->type != YAML_SCALAR_NODE || log_format_parse(scalar(v), &c->cfg->log_format) < 0)
+                err_at(c, pos_of(v), "log.format: expected text or json, got %s",
+                       describe(v, d, sizeof(d)));
+        } else {
+            unknown_key(c, n, p, "log", k, "level, format");
+        }
     }
 }
 
@@ -723,6 +727,7 @@ static void config_init(config_t *cfg) {
     cfg->mqtt.session_expiry_s = 86400;
     cfg->shutdown_timeout_s = 30;
     cfg->log_level = LOG_INFO;
+    cfg->log_format = LOG_FORMAT_TEXT;
 }
 
 /* libyaml's reader errors carry an offset, not a mark. */
