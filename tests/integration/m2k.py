@@ -216,7 +216,7 @@ def merge(base, over):
 
 
 class Daemon:
-    def __init__(self, tmp_path, bootstrap, overrides=None, name="mqtt2kafka"):
+    def __init__(self, tmp_path, bootstrap, overrides=None, name="mqtt2kafka", env=None):
         assert os.path.exists(DAEMON), f"{DAEMON} does not exist: build first"
         self.port = free_port()
         self.config = merge(base_config(self.port, bootstrap), overrides)
@@ -225,7 +225,8 @@ class Daemon:
         self.log_path = tmp_path / f"{name}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([DAEMON, "-c", str(self.config_path)],
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=None if env is None else {**os.environ, **env})
         self._wait_serving(10.0)
 
     def _wait_serving(self, timeout):
@@ -240,6 +241,13 @@ class Daemon:
                 return
             time.sleep(0.05)
         raise AssertionError(f"mqtt2kafka did not open port {self.port}:\n{self.log()}")
+
+    def rewrite_config(self, overrides=None, text=None):
+        """Writes a new configuration file (merged overrides, or raw text) in place."""
+        if text is None:
+            self.config = merge(self.config, overrides)
+            text = yaml.safe_dump(self.config, sort_keys=False)
+        self.config_path.write_text(text)
 
     def log(self):
         if not self._log.closed:
