@@ -4,7 +4,8 @@
 #   make test   install missing dependencies, build, run every test
 #
 # Other targets: build, sanitize (ASan+UBSan build running every test),
-# fuzz (libFuzzer build with clang), format, format-check, clean.
+# fuzz (libFuzzer build with clang), soak (SOAK_S seconds of load with random
+# faults, exact accounting, RSS slope; default 600), format, format-check, clean.
 
 BUILD_DIR ?= build
 SAN_DIR   ?= build-asan
@@ -13,8 +14,9 @@ CONFIG    ?= config/mqtt2kafka.yaml
 WERROR    ?= OFF
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
+SOAK_S    ?= 600
 
-.PHONY: all build run test sanitize fuzz format format-check clean deps-build deps-test
+.PHONY: all build run test soak sanitize fuzz format format-check clean deps-build deps-test
 
 all: build
 
@@ -36,6 +38,10 @@ run: build
 
 test: deps-test build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+soak: deps-test build
+	/usr/bin/python3 tests/reliability/run.py --scenario soak --duration $(SOAK_S) \
+		--build-dir $(BUILD_DIR) --markdown $(BUILD_DIR)/soak.md --json $(BUILD_DIR)/soak.json
 
 sanitize: deps-test
 	cmake -S . -B $(SAN_DIR) -DENABLE_SANITIZERS=ON -DWERROR=$(WERROR) -DCMAKE_BUILD_TYPE=Debug

@@ -253,8 +253,9 @@ int config_parse_listen(const char *s, char **host, uint16_t *port, const char *
         port_ok = *q >= '0' && *q <= '9';
     if (port_ok)
         p = strtoul(ps, NULL, 10);
-    if (!port_ok || p < 1 || p > 65535) {
-        *why = "the port must be a number from 1 to 65535";
+    /* Port 0: the kernel picks a free port and the log names it (tests). */
+    if (!port_ok || p > 65535) {
+        *why = "the port must be a number from 0 to 65535";
         return -1;
     }
     if (inet_pton(v6 ? AF_INET6 : AF_INET, addr, bin) != 1) {
@@ -336,7 +337,8 @@ static void parse_listeners(ctx_t *c, yaml_node_t *n) {
         }
         bool dup = false;
         for (size_t j = 0; j < cfg->n_listeners; j++) {
-            if (same_endpoint(cfg->listeners[j].host, cfg->listeners[j].port, host, port)) {
+            if (port != 0 &&
+                same_endpoint(cfg->listeners[j].host, cfg->listeners[j].port, host, port)) {
                 err_at(c, pos_of(listen), "%s: duplicate listener \"%s\" (first at line %d)", where,
                        s, cfg->listeners[j].pos.line);
                 dup = true;

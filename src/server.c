@@ -812,7 +812,23 @@ int server_listen(server_t *s, char *errbuf, size_t errlen) {
             return -1;
         }
         s->n_listening++;
-        log_info("listening on %s", cl->listen);
+        /* The bound address, so that port 0 (any free port) is named. */
+        struct sockaddr_storage bound;
+        int blen = sizeof(bound);
+        char host[INET6_ADDRSTRLEN] = "?";
+        int port = cl->port;
+        if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &blen) == 0) {
+            if (bound.ss_family == AF_INET6) {
+                const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&bound;
+                uv_ip6_name(a6, host, sizeof(host));
+                port = ntohs(a6->sin6_port);
+            } else {
+                const struct sockaddr_in *a4 = (const struct sockaddr_in *)&bound;
+                uv_ip4_name(a4, host, sizeof(host));
+                port = ntohs(a4->sin_port);
+            }
+        }
+        log_info(v6 ? "listening on [%s]:%d" : "listening on %s:%d", host, port);
     }
     if (s->cfg->metrics_listen)
         return metrics_listen(s, errbuf, errlen);

@@ -218,8 +218,10 @@ def merge(base, over):
 class Daemon:
     def __init__(self, tmp_path, bootstrap, overrides=None, name="mqtt2kafka", env=None):
         assert os.path.exists(DAEMON), f"{DAEMON} does not exist: build first"
-        self.port = free_port()
-        self.config = merge(base_config(self.port, bootstrap), overrides)
+        # Port 0: the daemon binds any free port and names it in its log, so
+        # no other process can take the port between choosing and binding.
+        self.port = None
+        self.config = merge(base_config(0, bootstrap), overrides)
         self.config_path = tmp_path / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
         self.log_path = tmp_path / f"{name}.log"
@@ -237,10 +239,12 @@ class Daemon:
                 raise AssertionError(f"mqtt2kafka exited with {rc}:\n{self.log()}")
             # The log line, not a probe connection: a probe would count
             # against max_connections until the daemon notices it closed.
-            if f"listening on 127.0.0.1:{self.port}" in self.log():
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)$", self.log(), re.M)
+            if m:
+                self.port = int(m.group(1))
                 return
             time.sleep(0.05)
-        raise AssertionError(f"mqtt2kafka did not open port {self.port}:\n{self.log()}")
+        raise AssertionError(f"mqtt2kafka did not start listening:\n{self.log()}")
 
     def rewrite_config(self, overrides=None, text=None):
         """Writes a new configuration file (merged overrides, or raw text) in place."""
