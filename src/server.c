@@ -687,7 +687,16 @@ static int metrics_listen(server_t *s, char *errbuf, size_t errlen) {
         snprintf(errbuf, errlen, "metrics listener %s: %s", cfg->metrics_listen, uv_strerror(r));
         return -1;
     }
-    log_info("metrics listening on %s (GET /metrics, /healthz, /readyz)", cfg->metrics_listen);
+    /* The bound port, so that port 0 (any free port) is named. */
+    struct sockaddr_storage bound;
+    int blen = sizeof(bound);
+    int port = cfg->metrics_port;
+    if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &blen) == 0)
+        port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                 : ((struct sockaddr_in *)&bound)->sin_port);
+    log_info(v6 ? "metrics listening on [%s]:%d (GET /metrics, /healthz, /readyz)"
+                : "metrics listening on %s:%d (GET /metrics, /healthz, /readyz)",
+             cfg->metrics_host, port);
     return 0;
 }
 

@@ -239,7 +239,8 @@ class Daemon:
                 raise AssertionError(f"mqtt2kafka exited with {rc}:\n{self.log()}")
             # The log line, not a probe connection: a probe would count
             # against max_connections until the daemon notices it closed.
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)$", self.log(), re.M)
+            # (text or JSON log format)
+            m = re.search(r"[ \"]listening on 127\.0\.0\.1:(\d+)(?:\"}|$)", self.log(), re.M)
             if m:
                 self.port = int(m.group(1))
                 return

@@ -47,10 +47,11 @@ def scrape(port):
 
 
 def start(daemon, **kafka_props):
-    port = m2k.free_port()
-    d = daemon(metrics_overrides(port, **kafka_props))
-    assert d.wait_log(rf"metrics listening on 127\.0\.0\.1:{port}"), d.log()
-    return d, port
+    # Port 0: the daemon names the port it bound.
+    d = daemon(metrics_overrides(0, **kafka_props))
+    m = d.wait_log(r"metrics listening on 127\.0\.0\.1:(\d+) ")
+    assert m, d.log()
+    return d, int(m.group(1))
 
 
 class Counted:
