@@ -274,7 +274,8 @@ int config_parse_listen(const char *s, char **host, uint16_t *port, const char *
 /* Same address family, bytes and port. */
 static bool same_endpoint(const char *h1, uint16_t p1, const char *h2, uint16_t p2) {
     unsigned char a[16] = {0}, b[16] = {0};
-    if (p1 != p2)
+    /* Port 0 binds any free port: two of them never collide. */
+    if (p1 != p2 || p1 == 0)
         return false;
     bool v6a = strchr(h1, ':') != NULL, v6b = strchr(h2, ':') != NULL;
     if (v6a != v6b)

@@ -164,6 +164,24 @@ static void test_every_field(void **state) {
     config_free(cfg);
 }
 
+/* Port 0 (any free port) on several listeners and the metrics listener is
+ * not a duplicate: each bind gets its own port. */
+static void test_port_zero_is_never_a_duplicate(void **state) {
+    (void)state;
+    config_t *cfg = load_ok(MIN "listeners:\n"
+                                "  - listen: \"127.0.0.1:0\"\n"
+                                "  - listen: \"127.0.0.1:0\"\n"
+                                "metrics:\n"
+                                "  listen: \"127.0.0.1:0\"\n"
+                                "log:\n"
+                                "  format: text\n");
+    assert_int_equal(cfg->n_listeners, 2);
+    assert_int_equal(cfg->listeners[1].port, 0);
+    assert_int_equal(cfg->metrics_port, 0);
+    assert_int_equal(cfg->log_format, LOG_FORMAT_TEXT);
+    config_free(cfg);
+}
+
 static void test_unmapped_and_shutdown_variants(void **state) {
     (void)state;
     config_t *cfg = load_ok(MIN "unmapped: mqtt-unmapped\n");
@@ -476,6 +494,7 @@ int main(void) {
         cmocka_unit_test(test_minimal_defaults),
         cmocka_unit_test(test_every_field),
         cmocka_unit_test(test_unmapped_and_shutdown_variants),
+        cmocka_unit_test(test_port_zero_is_never_a_duplicate),
         cmocka_unit_test(test_errors_structure),
         cmocka_unit_test(test_errors_yaml_syntax),
         cmocka_unit_test(test_errors_listeners),
