@@ -5,7 +5,9 @@
 #
 # Other targets: build, sanitize (ASan+UBSan build running every test),
 # fuzz (libFuzzer build with clang), soak (SOAK_S seconds of load with random
-# faults, exact accounting, RSS slope; default 600), format, format-check, clean.
+# faults, exact accounting, RSS slope; default 600), bench (comparison with
+# mosquitto and plain librdkafka, see docs/performance.md), format,
+# format-check, clean.
 
 BUILD_DIR ?= build
 SAN_DIR   ?= build-asan
@@ -14,9 +16,10 @@ CONFIG    ?= config/mqtt2kafka.yaml
 WERROR    ?= OFF
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
+BENCH_ARGS ?=
 SOAK_S    ?= 600
 
-.PHONY: all build run test soak sanitize fuzz format format-check clean deps-build deps-test
+.PHONY: all build run test soak bench sanitize fuzz format format-check clean deps-build deps-test
 
 all: build
 
@@ -51,6 +54,12 @@ sanitize: deps-test
 fuzz: deps-test
 	CC=clang cmake -S . -B $(FUZZ_DIR) -DENABLE_FUZZ=ON -DWERROR=$(WERROR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(FUZZ_DIR) -j $(JOBS)
+
+# mqtt2kafka vs mosquitto vs a plain librdkafka producer on this machine;
+# writes the table into docs/performance.md. BENCH_ARGS="--quick" for a short
+# run, "--only q1-c10,idle" for a subset (bench/run-comparison --help).
+bench: deps-test build
+	/usr/bin/python3 bench/run-comparison --build-dir $(BUILD_DIR) $(BENCH_ARGS)
 
 format:
 	clang-format -i src/*.c include/*.h tests/unit/*.c tests/fuzz/*.c tests/tools/*.c bench/*.c

@@ -51,6 +51,11 @@ typedef struct {
 
 #define KAFKA_STATS_INTERVAL_MS_DEFAULT "15000"
 
+/* kafka_produce keeps librdkafka topic handles for this many distinct topics
+ * (producing with a handle skips a lookup by name per record); further topics
+ * are produced by name. */
+#define KAFKA_TOPIC_CACHE_MAX 1024
+
 enum {
     KAFKA_OK = 0,
     KAFKA_ERR_QUEUE_FULL = -1, /* librdkafka's queue is full: pause intake, retry later */

@@ -30,6 +30,14 @@ _Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "kafka.c needs 64-bit poin
 /* Fixed members of one produceva call: topic, key, value, opaque, flags,
  * timestamp. Headers come on top. */
 #define KAFKA_VU_FIXED 6
+/* One cached rd_kafka_topic_t: producing with the handle skips librdkafka's
+ * per-message lookup by name (a lock, a search, a reference count). */
+typedef struct {
+    char *name; /* NULL = empty slot */
+    size_t len;
+    uint64_t hash;
+    rd_kafka_topic_t *rkt;
+} kafka_topic_slot_t;
 
 struct kafka {
     rd_kafka_t *rk;
@@ -61,6 +69,9 @@ struct kafka {
 
     rd_kafka_vu_t *vus; /* produceva argument array, grown on demand */
     size_t vus_cap;
+
+    kafka_topic_slot_t *topics; /* open addressing, power-of-two capacity */
+    size_t topics_cap, topics_count;
 
     char errstr[512];
 };
@@ -253,10 +264,23 @@ fail:
     return -1;
 }
 
+static void kafka_topics_free(kafka_t *k) {
+    for (size_t i = 0; i < k->topics_cap; i++) {
+        if (k->topics[i].name != NULL) {
+            rd_kafka_topic_destroy(k->topics[i].rkt);
+            free(k->topics[i].name);
+        }
+    }
+    free(k->topics);
+    k->topics = NULL;
+    k->topics_cap = k->topics_count = 0;
+}
+
 void kafka_free(kafka_t *k) {
     if (k == NULL)
         return;
     k->closing = true;
+    kafka_topics_free(k);
     if (k->rk != NULL) {
         rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         if (k->mainq != NULL) {
@@ -307,6 +331,63 @@ static int kafka_reserve_vus(kafka_t *k, size_t n) {
     return 0;
 }
 
+static uint64_t kafka_hash(const char *p, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+    return h;
+}
+
+static kafka_topic_slot_t *kafka_topic_probe(kafka_topic_slot_t *tab, size_t cap, const char *name,
+                                             size_t len, uint64_t h) {
+    for (size_t i = (size_t)h & (cap - 1);; i = (i + 1) & (cap - 1)) {
+        kafka_topic_slot_t *e = &tab[i];
+        if (e->name == NULL || (e->hash == h && e->len == len && memcmp(e->name, name, len) == 0))
+            return e;
+    }
+}
+
+/* The cached handle of `topic`, created on first use; NULL when the cache is
+ * full or librdkafka refuses the name (the caller then produces by name, which
+ * reports the error the usual way). */
+static rd_kafka_topic_t *kafka_topic_get(kafka_t *k, const char *topic) {
+    size_t len = strlen(topic);
+    uint64_t h = kafka_hash(topic, len);
+    if (k->topics_cap) {
+        kafka_topic_slot_t *e = kafka_topic_probe(k->topics, k->topics_cap, topic, len, h);
+        if (e->name != NULL)
+            return e->rkt;
+    }
+    if (k->topics_count >= KAFKA_TOPIC_CACHE_MAX)
+        return NULL;
+    if ((k->topics_count + 1) * 2 > k->topics_cap) { /* load factor <= 1/2 */
+        size_t cap = k->topics_cap ? k->topics_cap * 2 : 16;
+        kafka_topic_slot_t *tab = calloc(cap, sizeof(*tab));
+        if (tab == NULL)
+            return NULL;
+        for (size_t i = 0; i < k->topics_cap; i++)
+            if (k->topics[i].name != NULL)
+                *kafka_topic_probe(tab, cap, k->topics[i].name, k->topics[i].len,
+                                   k->topics[i].hash) = k->topics[i];
+        free(k->topics);
+        k->topics = tab;
+        k->topics_cap = cap;
+    }
+    char *name = malloc(len + 1);
+    if (name == NULL)
+        return NULL;
+    memcpy(name, topic, len + 1);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(k->rk, topic, NULL);
+    if (rkt == NULL) {
+        free(name);
+        return NULL;
+    }
+    kafka_topic_slot_t *e = kafka_topic_probe(k->topics, k->topics_cap, topic, len, h);
+    *e = (kafka_topic_slot_t){name, len, h, rkt};
+    k->topics_count++;
+    return rkt;
+}
+
 int kafka_produce(kafka_t *k, const kafka_record_t *rec, uint64_t opaque) {
     if (kafka_reserve_vus(k, KAFKA_VU_FIXED + rec->n_headers) != 0) {
         snprintf(k->errstr, sizeof(k->errstr), "out of memory");
@@ -314,8 +395,14 @@ int kafka_produce(kafka_t *k, const kafka_record_t *rec, uint64_t opaque) {
     }
     rd_kafka_vu_t *vu = k->vus;
     size_t n = 0;
-    vu[n].vtype = RD_KAFKA_VTYPE_TOPIC;
-    vu[n++].u.cstr = rec->topic;
+    rd_kafka_topic_t *rkt = kafka_topic_get(k, rec->topic);
+    if (rkt != NULL) {
+        vu[n].vtype = RD_KAFKA_VTYPE_RKT;
+        vu[n++].u.rkt = rkt;
+    } else {
+        vu[n].vtype = RD_KAFKA_VTYPE_TOPIC;
+        vu[n++].u.cstr = rec->topic;
+    }
     vu[n].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
     vu[n++].u.i = RD_KAFKA_MSG_F_COPY;
     if (rec->key != NULL) {

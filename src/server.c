@@ -29,20 +29,22 @@
 #define STOP_GRACE_MS 2000
 
 typedef struct conn conn_t;
+/* One per connection, idle ones included: sizes are 32-bit (input is bounded
+ * by max_packet_size, output by OUT_LIMIT) and flags are bits, to keep it small. */
 struct conn {
     uv_tcp_t tcp;
     server_t *srv;
     session_conn_t *sc;
     uint8_t *in;
-    size_t in_len, in_cap;
     uint8_t *out;
-    size_t out_len, out_cap;
-    size_t queued; /* bytes handed to uv_write and not yet written */
-    bool reading, paused, closing, handle_closing, feed_pending, shutdown_sent;
-    bool pending;
-    uint64_t closing_since;
     conn_t *pending_next;
     conn_t *prev, *next;
+    uint64_t closing_since;
+    uint32_t in_len, in_cap;
+    uint32_t out_len, out_cap;
+    uint32_t queued; /* bytes handed to uv_write and not yet written */
+    bool reading : 1, paused : 1, closing : 1, handle_closing : 1, feed_pending : 1,
+        shutdown_sent : 1, pending : 1;
 };
 
 typedef struct {
@@ -147,6 +149,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 }
 
 static int in_append(conn_t *c, const uint8_t *p, size_t n) {
+    /* Never reached (max_packet_size + one read), but the sizes are 32-bit. */
+    if (n > UINT32_MAX / 4 || c->in_len + n > UINT32_MAX / 4)
+        return -1;
     if (c->in_len + n > c->in_cap) {
         size_t cap = c->in_cap ? c->in_cap : 256;
         while (cap < c->in_len + n)
@@ -155,10 +160,10 @@ static int in_append(conn_t *c, const uint8_t *p, size_t n) {
         if (!b)
             return -1;
         c->in = b;
-        c->in_cap = cap;
+        c->in_cap = (uint32_t)cap;
     }
     memcpy(c->in + c->in_len, p, n);
-    c->in_len += n;
+    c->in_len += (uint32_t)n;
     return 0;
 }
 
@@ -197,7 +202,7 @@ static void feed_buffered(conn_t *c) {
         in_release(c);
     } else if (n > 0) {
         memmove(c->in, c->in + n, c->in_len - (size_t)n);
-        c->in_len -= (size_t)n;
+        c->in_len -= (uint32_t)n;
     }
 }
 
@@ -389,10 +394,10 @@ static int op_send(void *ud, const void *buf, size_t len) {
         if (!b)
             return -1;
         c->out = b;
-        c->out_cap = cap;
+        c->out_cap = (uint32_t)cap;
     }
     memcpy(c->out + c->out_len, buf, len);
-    c->out_len += len;
+    c->out_len += (uint32_t)len;
     mark_pending(c);
     return 0;
 }

@@ -40,55 +40,50 @@ typedef struct {
 } inflight_t;
 
 typedef struct session session_t;
+/* Field order packs the struct: one of these lives as long as its client's
+ * session, so every byte counts per idle connection. */
 struct session {
-    uint32_t id;
-    char *client_id;
-    size_t client_id_len;
-    bool clean;
     session_conn_t *conn;
-    uint32_t conn_gen;
-
     inflight_t *ring; /* lazily allocated, grown up to max_inflight */
-    uint32_t ring_cap, ring_head, ring_count, ring_qos2;
-    uint32_t head_seq, next_seq;
-    bool ring_used; /* since the last tick */
-
     uint16_t *pubrel; /* QoS 2 ids answered with PUBREC, awaiting PUBREL */
-    uint32_t pubrel_count, pubrel_cap;
-
     session_t *next_by_id, *next_by_cid;
     session_t *det_prev, *det_next;
     uint64_t detached_at;
+    uint32_t id;
+    uint32_t conn_gen;
+    uint32_t ring_cap, ring_head, ring_count, ring_qos2;
+    uint32_t head_seq, next_seq;
+    uint32_t pubrel_count, pubrel_cap;
+    uint16_t client_id_len; /* MQTT strings are at most 65535 bytes */
+    bool clean;
+    bool ring_used; /* since the last tick */
     bool detached;
+    char client_id[]; /* NUL-terminated, allocated with the struct */
 };
 
+/* Packed like session_t: the remote address string is allocated with it. */
 struct session_conn {
     session_mgr_t *mgr;
     const session_conn_ops_t *ops;
     void *ud;
-    char remote[64];
-    int state;
     session_t *s;
-    uint32_t gen;
     uint64_t created_ms, last_rx_ms;
-    uint16_t keepalive;
-
-    bool will;
-    uint8_t will_qos;
-    bool will_retain;
     char *will_topic;
-    size_t will_topic_len;
     uint8_t *will_payload;
-    size_t will_payload_len;
-
     char *username;
-    size_t username_len;
-    bool has_username;
-
-    bool paused_inflight, paused_queue, send_failed;
     session_conn_t *prev, *next;         /* all connections */
     session_conn_t *blk_prev, *blk_next; /* blocked on a full producer queue */
+    uint32_t gen;
+    uint16_t keepalive;
+    uint16_t will_topic_len, will_payload_len, username_len; /* 2-byte MQTT lengths */
+    uint8_t state;
+    uint8_t will_qos;
+    bool will;
+    bool will_retain;
+    bool has_username;
+    bool paused_inflight, paused_queue, send_failed;
     bool blocked;
+    char remote[]; /* "addr:port", NUL-terminated */
 };
 
 typedef struct {
@@ -294,18 +289,17 @@ static void session_destroy(session_mgr_t *m, session_t *s) {
     stab_remove(&m->by_cid, s, true);
     free(s->ring);
     free(s->pubrel);
-    free(s->client_id);
     free(s);
 }
 
 static session_t *session_create(session_mgr_t *m, const char *cid, size_t len, bool clean) {
-    session_t *s = calloc(1, sizeof(*s));
+    if (len > UINT16_MAX)
+        return NULL;
+    session_t *s = calloc(1, sizeof(*s) + len + 1);
     if (!s)
         return NULL;
-    s->client_id = dup_bytes(cid, len);
-    if (!s->client_id)
-        goto fail;
-    s->client_id_len = len;
+    memcpy(s->client_id, cid, len);
+    s->client_id_len = (uint16_t)len;
     s->clean = clean;
     /* Ids are never reused (0 is reserved for wills); after 2^32 - 1 sessions
      * the counter would wrap, which a process does not reach in practice. */
@@ -320,7 +314,6 @@ static session_t *session_create(session_mgr_t *m, const char *cid, size_t len, 
     }
     return s;
 fail:
-    free(s->client_id);
     free(s);
     return NULL;
 }
@@ -730,15 +723,15 @@ static int handle_connect(session_conn_t *c, const mqtt_connect_t *p) {
     if (p->will_flag) {
         c->will_topic = dup_bytes(p->will_topic.ptr, p->will_topic.len);
         c->will_payload = (uint8_t *)dup_bytes(p->will_payload.ptr, p->will_payload.len);
-        c->will_topic_len = p->will_topic.len;
-        c->will_payload_len = p->will_payload.len;
+        c->will_topic_len = (uint16_t)p->will_topic.len;
+        c->will_payload_len = (uint16_t)p->will_payload.len;
         c->will_qos = p->will_qos;
         c->will_retain = p->will_retain;
         c->will = c->will_topic && c->will_payload;
     }
     if (p->has_username) {
         c->username = dup_bytes(p->username.ptr, p->username.len);
-        c->username_len = p->username.len;
+        c->username_len = (uint16_t)p->username.len;
         c->has_username = c->username != NULL;
     }
     if ((p->will_flag && !c->will) || (p->has_username && !c->has_username)) {
@@ -1000,7 +993,6 @@ void session_mgr_free(session_mgr_t *m) {
             session_t *nx = s->next_by_id;
             free(s->ring);
             free(s->pubrel);
-            free(s->client_id);
             free(s);
             s = nx;
         }
@@ -1155,13 +1147,16 @@ void session_on_delivery(session_mgr_t *m, uint64_t opaque, int err, const char 
 
 session_conn_t *session_conn_new(session_mgr_t *m, const session_conn_ops_t *ops, void *ud,
                                  const char *remote) {
-    session_conn_t *c = calloc(1, sizeof(*c));
+    if (!remote)
+        remote = "?";
+    size_t rlen = strnlen(remote, 63);
+    session_conn_t *c = calloc(1, sizeof(*c) + rlen + 1);
     if (!c)
         return NULL;
     c->mgr = m;
     c->ops = ops;
     c->ud = ud;
-    snprintf(c->remote, sizeof(c->remote), "%s", remote ? remote : "?");
+    memcpy(c->remote, remote, rlen);
     c->created_ms = c->last_rx_ms = m->mono_ms;
     c->next = m->conns;
     if (m->conns)

@@ -242,6 +242,69 @@ static void test_null_key_and_no_headers(void **state) {
     rd_kafka_destroy(c);
 }
 
+typedef struct {
+    int ok, failed;
+    uint64_t opaque_sum;
+} counter_t;
+
+static void count_delivery(void *ud, uint64_t opaque, int err, const char *errstr) {
+    counter_t *c = ud;
+    (void)errstr;
+    if (err == 0)
+        c->ok++;
+    else
+        c->failed++;
+    c->opaque_sum += opaque;
+}
+
+/* Topic handles are cached up to KAFKA_TOPIC_CACHE_MAX; topics beyond it are
+ * produced by name. Both paths deliver, twice over the same topics. */
+static void test_more_topics_than_the_handle_cache(void **state) {
+    fixture_t *f = *state;
+    counter_t cnt = {0};
+    char err[512];
+    kafka_opts_t opts = {
+        .bootstrap_servers = f->bootstrap, .on_delivery = count_delivery, .ud = &cnt};
+    assert_int_equal(kafka_new(&opts, &f->k, err, sizeof(err)), 0);
+    const int n = KAFKA_TOPIC_CACHE_MAX + 8;
+    uint64_t want = 0;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < n; i++) {
+            char topic[32];
+            snprintf(topic, sizeof(topic), "many-%d", i);
+            kafka_record_t rec = simple_record(topic, "v");
+            assert_int_equal(kafka_produce(f->k, &rec, (uint64_t)i + 1), KAFKA_OK);
+            want += (uint64_t)i + 1;
+        }
+    }
+    int64_t deadline = now_ms() + 4 * WAIT_MS;
+    while (cnt.ok + cnt.failed < 2 * n) {
+        assert_true(now_ms() < deadline);
+        struct pollfd pfd = {.fd = kafka_event_fd(f->k), .events = POLLIN};
+        (void)poll(&pfd, 1, 100);
+        kafka_poll(f->k);
+    }
+    assert_int_equal(cnt.ok, 2 * n);
+    assert_int_equal(cnt.failed, 0);
+    assert_true(cnt.opaque_sum == want);
+    assert_int_equal(kafka_outq_len(f->k), 0);
+}
+
+/* A name librdkafka refuses (over 512 bytes) is not cached and fails the
+ * produce call itself, as producing by name does. */
+static void test_invalid_topic_name_fails_produce(void **state) {
+    fixture_t *f = *state;
+    start(f, NULL, 0);
+    char topic[600];
+    memset(topic, 'a', sizeof(topic) - 1);
+    topic[sizeof(topic) - 1] = '\0';
+    kafka_record_t rec = simple_record(topic, "v");
+    assert_int_equal(kafka_produce(f->k, &rec, 1), KAFKA_ERR_PRODUCE);
+    assert_int_equal(kafka_produce(f->k, &rec, 2), KAFKA_ERR_PRODUCE);
+    assert_int_equal(kafka_outq_len(f->k), 0);
+    assert_string_equal(kafka_last_error(f->k), "Topic name or object required");
+}
+
 static void test_event_fd_readable_when_report_waits(void **state) {
     fixture_t *f = *state;
     start(f, NULL, 0);
@@ -512,6 +575,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_produce_reads_back_exact_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_null_key_and_no_headers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_more_topics_than_the_handle_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_topic_name_fails_produce, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_fd_readable_when_report_waits, setup, teardown),
         cmocka_unit_test(test_check_property),
         cmocka_unit_test_setup_teardown(test_bad_property_fails_kafka_new, setup, teardown),
