@@ -24,20 +24,23 @@ enum { IF_PENDING = 0, IF_OK = 1, IF_FAILED = 2 };
 enum { CONN_NEW = 0, CONN_ACTIVE = 1, CONN_CLOSED = 2 };
 enum { FEED_OK = 0, FEED_RETRY = 1, FEED_CLOSED = 2 };
 
-#define INFLIGHT_TOPIC_MAX 52     /* topic prefix kept for the failure log line */
+#define INFLIGHT_TOPIC_MAX 50     /* topic prefix kept for the failure log line */
 #define SCRATCH_SIZE (132 * 1024) /* rendered Kafka topic + key (topic <= 64 KiB) */
 #define LOG_ID_MAX 64
 
 typedef struct {
     uint32_t ack_gen; /* connection generation owed the ack; 0 = none */
+    /* PUBLISH received, low 32 bits of the us clock: the ack latency is the
+     * wrapping difference, right for anything under 71 minutes. */
+    uint32_t recv_us;
     uint16_t packet_id;
     uint8_t qos;
     uint8_t state;
     uint8_t produced; /* went to Kafka (else completed on arrival) */
     uint8_t topic_len;
     char topic[INFLIGHT_TOPIC_MAX];
-    uint64_t recv_us; /* PUBLISH received, for the ack latency histogram */
 } inflight_t;
+_Static_assert(sizeof(inflight_t) == 64, "an in-flight entry is one cache line");
 
 typedef struct session session_t;
 /* Field order packs the struct: one of these lives as long as its client's
@@ -389,8 +392,7 @@ static void ring_pop_completed(session_mgr_t *m, session_t *s) {
             pubrel_add(m, s, e->packet_id);
         if (e->state == IF_OK && e->ack_gen && s->conn && e->ack_gen == s->conn_gen) {
             conn_send_ack(s->conn, e->qos == 2 ? MQTT_PUBREC : MQTT_PUBACK, e->packet_id);
-            metrics_histogram_observe(&m->mx->ack_latency,
-                                      m->mono_us > e->recv_us ? m->mono_us - e->recv_us : 0);
+            metrics_histogram_observe(&m->mx->ack_latency, (uint32_t)m->mono_us - e->recv_us);
         }
         if (e->qos == 2)
             s->ring_qos2--;
@@ -768,7 +770,7 @@ static int push_done(session_conn_t *c, uint8_t qos, uint16_t pid) {
     e->packet_id = pid;
     e->qos = qos;
     e->state = IF_OK;
-    e->recv_us = c->mgr->mono_us;
+    e->recv_us = (uint32_t)c->mgr->mono_us;
     s->ring_count++;
     s->ring_qos2 += qos == 2;
     s->next_seq++;
@@ -868,7 +870,7 @@ static int handle_publish(session_conn_t *c, const mqtt_publish_t *p) {
     e->qos = p->qos;
     e->state = IF_PENDING;
     e->produced = 1;
-    e->recv_us = m->mono_us;
+    e->recv_us = (uint32_t)m->mono_us;
     e->topic_len =
         (uint8_t)(msg.topic_len < INFLIGHT_TOPIC_MAX ? msg.topic_len : INFLIGHT_TOPIC_MAX);
     memcpy(e->topic, msg.topic, e->topic_len);
