@@ -20,25 +20,40 @@ typedef struct {
     int watch_fd;                            /* -1: none; else on_fd when readable */
     void (*on_fd)(void *ud);
     void (*on_tick)(void *ud); /* after the sessions' tick, every tick interval */
+    /* The HTTP endpoint on cfg->metrics_listen (see http.h): the metrics text
+     * (malloc'd, NULL = 500) and readiness (1, or 0 with a reason). */
+    char *(*on_metrics)(void *ud, size_t *len);
+    int (*on_ready)(void *ud, char *reason, size_t cap);
 } server_opts_t;
+
+/* At most this many HTTP connections at once; more are closed at accept. */
+#define SERVER_HTTP_MAX_CONNS 16
 
 typedef struct {
     uint64_t accepted;
     uint64_t refused_max_connections;
     uint64_t bytes_in, bytes_out;
     uint64_t writes; /* one per connection per loop turn with output */
+    uint64_t http_requests, http_refused;
 } server_stats_t;
 
 /* Creates the loop, timers and signal watchers (no listening yet). Returns 0
  * or -1 with a message in errbuf. */
 int server_new(const server_opts_t *opts, server_t **out, char *errbuf, size_t errlen);
-/* Binds and listens on every configured listener; 0 or -1 with errbuf. */
+/* Binds and listens on every configured listener and the metrics listener
+ * (cfg->metrics_listen); 0 or -1 with errbuf. */
 int server_listen(server_t *s, char *errbuf, size_t errlen);
 /* Runs the loop until server_stop has closed everything. Returns 0. */
 int server_run(server_t *s);
 /* The loop's monotonic time in ms and the wall clock in Unix ms. */
 uint64_t server_now_ms(const server_t *s);
 int64_t server_wall_ms(void);
+/* Switches to a reloaded configuration (borrowed): limits such as
+ * mqtt.max_connections apply to the next accept. Listeners are not rebound. */
+void server_set_config(server_t *s, const config_t *cfg);
+/* Calls cb(opts->ud) every period_ms from the loop (the systemd watchdog);
+ * 0 stops it. */
+void server_set_periodic(server_t *s, unsigned period_ms, void (*cb)(void *ud));
 /* Changes the tick interval (1000 ms by default). */
 void server_set_tick(server_t *s, unsigned ms);
 /* Closes the listeners. */
