@@ -118,6 +118,7 @@ typedef struct config {
     char *metrics_host;   /* brackets removed; NULL when not set */
     uint16_t metrics_port;
     log_level_t log_level;
+    log_format_t log_format; /* log.format: text (default) or json */
 } config_t;
 
 /* Loads and validates a file. On success returns 0 and *out (free with

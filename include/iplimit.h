@@ -21,6 +21,11 @@ typedef struct iplimit iplimit_t;
  * per second, burst the bucket size). NULL on allocation failure. */
 iplimit_t *iplimit_new(uint32_t max_per_ip, uint32_t rate, uint32_t burst, size_t max_entries);
 void iplimit_free(iplimit_t *l);
+/* New limits (configuration reload), from the next accept on; live counts are
+ * kept and buckets above the new burst are cut to it. Connections accepted
+ * while both limits were 0 were not counted, so an address may go over a
+ * newly set max_per_ip until those end. */
+void iplimit_set_limits(iplimit_t *l, uint32_t max_per_ip, uint32_t rate, uint32_t burst);
 /* Admits one connection from ip (taking a token and counting it), or says why not. */
 int iplimit_accept(iplimit_t *l, const char *ip, uint64_t now_ms);
 /* A connection admitted with iplimit_accept has ended. */

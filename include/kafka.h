@@ -33,6 +33,9 @@ typedef struct {
 typedef void (*kafka_delivery_cb)(void *ud, uint64_t opaque, int err, const char *errstr);
 /* A fatal producer error (rd_kafka_fatal_error): stop intake, flush, exit. */
 typedef void (*kafka_fatal_cb)(void *ud, const char *errstr);
+/* librdkafka's statistics JSON (statistics.interval.ms), on the loop thread
+ * from kafka_poll(); the buffer is valid during the call only. */
+typedef void (*kafka_stats_cb)(void *ud, const char *json, size_t len);
 
 typedef struct {
     const char *bootstrap_servers; /* "embedded" starts the in-process mock cluster */
@@ -40,8 +43,13 @@ typedef struct {
     size_t n_properties;           /* number of name/value PAIRS (2 * n_properties strings) */
     kafka_delivery_cb on_delivery;
     kafka_fatal_cb on_fatal;
+    /* Optional. When set, statistics.interval.ms defaults to
+     * KAFKA_STATS_INTERVAL_MS_DEFAULT (properties may override it; 0 = off). */
+    kafka_stats_cb on_stats;
     void *ud;
 } kafka_opts_t;
+
+#define KAFKA_STATS_INTERVAL_MS_DEFAULT "15000"
 
 /* kafka_produce keeps librdkafka topic handles for this many distinct topics
  * (producing with a handle skips a lookup by name per record); further topics
@@ -86,6 +94,16 @@ int kafka_flush(kafka_t *k, int timeout_ms);
 /* Purges what is left (queued and in flight); their delivery reports fail and
  * arrive on the next kafka_poll. Returns how many were purged. */
 int kafka_purge(kafka_t *k);
+
+/* Reachability for readiness checks. false from librdkafka's "all brokers
+ * down" error (_ALL_BROKERS_DOWN) until a record is delivered or
+ * kafka_set_reachable(k, true) (e.g. statistics show a broker UP); starts
+ * true. `why` (may be NULL) receives the reason when false. */
+bool kafka_reachable(const kafka_t *k, char *why, size_t cap);
+void kafka_set_reachable(kafka_t *k, bool up, const char *why);
+
+/* librdkafka's name of an error code ("_MSG_TIMED_OUT", ...), for metrics. */
+const char *kafka_err_name(int err);
 
 /* The bootstrap address clients can use: the mock cluster's for "embedded",
  * the configured one otherwise. */

@@ -3,8 +3,8 @@
  * throttle, with the policy from config.auth (allow_anonymous) and atomic
  * reload on SIGHUP.
  *
- * Loop thread only. No I/O except in security_new and security_reload, which
- * read the configured files. */
+ * Loop thread only. No I/O except in security_new, security_reload and
+ * security_prepare, which read the configured files. */
 #ifndef M2K_SECURITY_H
 #define M2K_SECURITY_H
 
@@ -25,6 +25,19 @@ void security_free(security_t *s);
  * (fail closed: the old files stay in force) and -1 is returned with the
  * reason in errbuf. On success the generation advances. */
 int security_reload(security_t *s, char *errbuf, size_t errlen);
+
+/* The same in two phases, for a configuration reload (SIGHUP):
+ * security_prepare loads the files named in cfg (the new configuration's
+ * auth: section; borrowed like security_new's) into *out without touching
+ * any running object: 0, or -1 with "FILE:LINE: message" in errbuf.
+ * security_commit switches s to cfg and the loaded files, frees the old
+ * ones, advances the generation and consumes u; it cannot fail. The
+ * failed-login throttle is kept. security_update_free discards u instead. */
+typedef struct security_update security_update_t;
+int security_prepare(const config_auth_t *cfg, security_update_t **out, char *errbuf,
+                     size_t errlen);
+void security_commit(security_t *s, const config_auth_t *cfg, security_update_t *u);
+void security_update_free(security_update_t *u);
 /* Advances on every successful reload: cached ACL decisions of an older
  * generation are stale. */
 uint32_t security_generation(const security_t *s);

@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "kafka.h"
+#include "metrics.h"
 #include "topic_map.h"
 
 typedef struct session_mgr session_mgr_t;
@@ -42,6 +43,11 @@ typedef struct {
     /* Authentication and publish ACL (security.h); NULL: every client and
      * publish allowed. Borrowed; must outlive the manager. */
     security_t *security;
+    /* Registry fed from the hot path with plain increments (packets,
+     * messages by QoS, refusals, protocol errors by kind, ack latency);
+     * borrowed, must outlive the manager. NULL: a private one. Totals that
+     * session_stats_t already counts are not repeated there. */
+    metrics_t *metrics;
 } session_mgr_opts_t;
 
 /* What the server does for one connection. Every callback gets the `ud` given
@@ -100,6 +106,12 @@ void session_mgr_set_stopping(session_mgr_t *m);
 /* The time the next calls see: a monotonic clock for timeouts and the wall
  * clock (Unix ms) stamped on records. */
 void session_mgr_set_now(session_mgr_t *m, uint64_t mono_ms, int64_t wall_ms);
+/* A finer monotonic clock (microseconds) for the ack latency histogram. */
+void session_mgr_set_now_us(session_mgr_t *m, uint64_t mono_us);
+/* Switches to another configuration (SIGHUP reload); borrowed like opts->cfg.
+ * Limits, unmapped policy and headers apply from the next packet on;
+ * in-flight messages are unaffected (their records are already produced). */
+void session_mgr_set_config(session_mgr_t *m, const config_t *cfg);
 /* Closes connections past connect_timeout_s or 1.5 x keepalive, expires
  * detached sessions, retries connections blocked on a full producer queue,
  * releases idle in-flight rings. Call about once a second. */
@@ -110,6 +122,9 @@ void session_on_delivery(session_mgr_t *m, uint64_t opaque, int err, const char 
 const session_stats_t *session_mgr_stats(const session_mgr_t *m);
 size_t session_mgr_conn_count(const session_mgr_t *m);
 size_t session_mgr_session_count(const session_mgr_t *m);
+/* Connections not being read because of backpressure (walks the list: for
+ * scrapes, not the hot path). */
+size_t session_mgr_paused_count(const session_mgr_t *m);
 
 /* A new network connection; `remote` ("1.2.3.4:5", "[::1]:5") is copied.
  * NULL on allocation failure. */

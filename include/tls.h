@@ -7,9 +7,9 @@
  * sees whether its bytes were encrypted.
  *
  * A tls_ctx_t is one listener's configuration (certificate, key, CA, policy).
- * tls_ctx_reload() builds a new OpenSSL context from the same files and swaps
- * it in: new handshakes use it, established connections keep the one they
- * started with (OpenSSL reference-counts it). */
+ * A reload builds a new one with tls_ctx_new() and moves it into the running
+ * one with tls_ctx_replace(): new handshakes use it, established connections
+ * keep the context they started with (OpenSSL reference-counts it). */
 #ifndef M2K_TLS_H
 #define M2K_TLS_H
 
@@ -26,13 +26,13 @@
 typedef struct tls_ctx tls_ctx_t;
 typedef struct tls_conn tls_conn_t;
 
-/* Loads cert, key and CA of a listener's tls: section (borrowed; must outlive
- * the context). 0, or -1 with a message naming the file in errbuf. */
+/* Loads cert, key and CA of a listener's tls: section (read here only, not
+ * kept). 0, or -1 with a message naming the file in errbuf. */
 int tls_ctx_new(const config_tls_t *cfg, tls_ctx_t **out, char *errbuf, size_t errlen);
 void tls_ctx_free(tls_ctx_t *t);
-/* Loads the files again; on failure the old certificate stays in use and -1
- * is returned with the reason. */
-int tls_ctx_reload(tls_ctx_t *t, char *errbuf, size_t errlen);
+/* Moves from's OpenSSL context into t (the old one is released once no
+ * connection uses it) and frees from. Cannot fail. */
+void tls_ctx_replace(tls_ctx_t *t, tls_ctx_t *from);
 
 /* A server-side connection; NULL on allocation failure. */
 tls_conn_t *tls_conn_new(tls_ctx_t *t);

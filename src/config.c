@@ -286,7 +286,8 @@ int config_parse_listen(const char *s, char **host, uint16_t *port, const char *
 /* Same address family, bytes and port. */
 static bool same_endpoint(const char *h1, uint16_t p1, const char *h2, uint16_t p2) {
     unsigned char a[16] = {0}, b[16] = {0};
-    if (p1 != p2)
+    /* Port 0 binds any free port: two of them never collide. */
+    if (p1 != p2 || p1 == 0)
         return false;
     bool v6a = strchr(h1, ':') != NULL, v6b = strchr(h2, ':') != NULL;
     if (v6a != v6b)
@@ -753,14 +754,18 @@ static void parse_log(ctx_t *c, yaml_node_t *n) {
         const char *k = pair_key(c, n, p, "log", &v);
         if (!k)
             continue;
-        if (strcmp(k, "level") != 0) {
-            unknown_key(c, n, p, "log", k, "level");
-            continue;
-        }
         char d[80];
-        if (v->type != YAML_SCALAR_NODE || log_level_parse(scalar(v), &c->cfg->log_level) < 0)
-            err_at(c, pos_of(v), "log.level: expected error, warn, info or debug, got %s",
-                   describe(v, d, sizeof(d)));
+        if (strcmp(k, "level") == 0) {
+            if (v->type != YAML_SCALAR_NODE || log_level_parse(scalar(v), &c->cfg->log_level) < 0)
+                err_at(c, pos_of(v), "log.level: expected error, warn, info or debug, got %s",
+                       describe(v, d, sizeof(d)));
+        } else if (strcmp(k, "format") == 0) {
+            if (v->type != YAML_SCALAR_NODE || log_format_parse(scalar(v), &c->cfg->log_format) < 0)
+                err_at(c, pos_of(v), "log.format: expected text or json, got %s",
+                       describe(v, d, sizeof(d)));
+        } else {
+            unknown_key(c, n, p, "log", k, "level, format");
+        }
     }
 }
 
@@ -873,6 +878,7 @@ static void config_init(config_t *cfg) {
     cfg->mqtt.max_output_buffer = 1024 * 1024;
     cfg->shutdown_timeout_s = 30;
     cfg->log_level = LOG_INFO;
+    cfg->log_format = LOG_FORMAT_TEXT;
 }
 
 /* libyaml's reader errors carry an offset, not a mark. */

@@ -1,15 +1,20 @@
-/* Wiring: config -> Kafka producer -> topic map -> sessions -> server; signals
- * and the ordered shutdown (see daemon.h). */
+/* Wiring: config -> Kafka producer -> topic map -> sessions -> server; signals,
+ * metrics and health, systemd notifications, SIGHUP reload and the ordered
+ * shutdown (see daemon.h). */
 #include "daemon.h"
 
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kafka.h"
 #include "log.h"
+#include "metrics.h"
+#include "sd_notify.h"
 #include "security.h"
 #include "server.h"
 #include "session.h"
@@ -17,22 +22,63 @@
 
 #define METADATA_WAIT_MS 10000
 #define SHUTDOWN_TICK_MS 50
+#define RELOAD_ERRBUF 65536
 
-typedef struct {
-    const config_t *cfg;
+typedef struct daemon daemon_t;
+struct daemon {
+    const config_t *cfg; /* the running configuration */
+    config_t *owned;     /* cfg when it came from a reload (freed by us), else NULL */
     kafka_t *k;
     topic_map_t *tm;
     session_mgr_t *sm;
     server_t *srv;
-    security_t *sec;
-    bool stopping, fatal, done;
+    security_t *sec; /* always present: a reload may add a password or ACL file */
+    metrics_t m;
+    bool listening, stopping, fatal, done;
+    bool status_kafka_up; /* what the last STATUS= line said */
+    bool notify_warned;
     uint64_t deadline_ms;
     int exit_code;
-} daemon_t;
+};
+
+/* ---- systemd notifications ---------------------------------------------- */
+
+static void notify(daemon_t *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void notify(daemon_t *d, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    int r = sd_notify_send(msg);
+    if (r < 0 && !d->notify_warned) {
+        d->notify_warned = true; /* once: the watchdog would repeat it forever */
+        log_warn("sd_notify: %s", sd_notify_strerror(r));
+    }
+}
+
+static void notify_status(daemon_t *d, const char *prefix) {
+    char why[256] = "";
+    bool up = kafka_reachable(d->k, why, sizeof(why));
+    d->status_kafka_up = up;
+    if (up)
+        notify(d, "%sSTATUS=serving; Kafka %s reachable", prefix, kafka_bootstrap_servers(d->k));
+    else
+        notify(d, "%sSTATUS=serving; Kafka unreachable (%s): messages wait in the producer queue",
+               prefix, why);
+}
+
+static void on_watchdog(void *ud) {
+    notify(ud, "WATCHDOG=1");
+}
+
+/* ---- producer and sessions ------------------------------------------------ */
 
 static int route_cb(void *ud, const char *topic, size_t topic_len, const topic_map_ctx_t *ctx,
                     char *scratch, size_t cap, topic_map_result_t *out) {
-    return topic_map_lookup(ud, topic, topic_len, ctx, scratch, cap, out);
+    daemon_t *d = ud;
+    /* d->tm, not a captured map: a reload swaps it between two callbacks. */
+    return topic_map_lookup(d->tm, topic, topic_len, ctx, scratch, cap, out);
 }
 
 static int produce_cb(void *ud, const kafka_record_t *rec, uint64_t opaque) {
@@ -47,14 +93,79 @@ static int produce_cb(void *ud, const kafka_record_t *rec, uint64_t opaque) {
 
 static void on_delivery(void *ud, uint64_t opaque, int err, const char *errstr) {
     daemon_t *d = ud;
+    if (err != 0)
+        metrics_label_inc(&d->m.kafka_records_failed, kafka_err_name(err));
     session_on_delivery(d->sm, opaque, err, errstr);
 }
+
+static void on_stats(void *ud, const char *json, size_t len) {
+    daemon_t *d = ud;
+    if (metrics_rdkafka_update(&d->m, json, len) != 0)
+        return;
+    int up = metrics_rdkafka_brokers_up(&d->m);
+    if (up > 0)
+        kafka_set_reachable(d->k, true, NULL);
+    else if (up == 0)
+        kafka_set_reachable(d->k, false, "no broker connection is up");
+}
+
+/* ---- HTTP endpoint ---------------------------------------------------------- */
+
+/* Totals the session and server modules already count are copied at scrape
+ * time instead of being counted twice on the hot path. */
+static char *on_metrics(void *ud, size_t *len) {
+    daemon_t *d = ud;
+    metrics_t *m = &d->m;
+    const session_stats_t *st = session_mgr_stats(d->sm);
+    const server_stats_t *sv = server_stats(d->srv);
+    m->connections = server_conn_count(d->srv);
+    m->connections_total = sv->accepted;
+    m->connections_refused[METRICS_REFUSED_MAX_CONNECTIONS] = sv->refused_max_connections;
+    m->connections_refused[METRICS_REFUSED_PER_IP_LIMIT] = sv->refused_per_ip;
+    m->connections_refused[METRICS_REFUSED_PER_IP_RATE] = sv->refused_rate_per_ip;
+    m->connections_refused[METRICS_REFUSED_TLS_HANDSHAKE] = sv->tls_handshake_failures;
+    m->output_limit_closed = sv->refused_output_limit;
+    m->bytes_received = sv->bytes_in;
+    m->bytes_sent = sv->bytes_out;
+    m->unmapped[METRICS_UNMAPPED_DISCONNECT] = st->unmapped_closed;
+    m->unmapped[METRICS_UNMAPPED_DROP] = st->unmapped_dropped;
+    m->unmapped[METRICS_UNMAPPED_TOPIC] = st->unmapped_routed;
+    int outq = kafka_outq_len(d->k);
+    m->inflight_messages = outq > 0 ? (uint64_t)outq : 0;
+    m->paused_readers = session_mgr_paused_count(d->sm);
+    m->kafka_records_produced = st->published;
+    m->kafka_records_delivered = st->delivered;
+    m->kafka_queue_full = st->queue_full;
+    return metrics_render_alloc(m, len);
+}
+
+static int on_ready(void *ud, char *reason, size_t cap) {
+    daemon_t *d = ud;
+    char why[256];
+    if (d->stopping) {
+        snprintf(reason, cap, "shutting down");
+        return 0;
+    }
+    if (!d->listening) {
+        snprintf(reason, cap, "MQTT listeners not bound yet");
+        return 0;
+    }
+    if (!kafka_reachable(d->k, why, sizeof(why))) {
+        snprintf(reason, cap, "Kafka unreachable: %s", why);
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- shutdown --------------------------------------------------------------- */
 
 static void begin_shutdown(daemon_t *d, const char *why) {
     if (d->stopping)
         return;
     d->stopping = true;
     d->deadline_ms = server_now_ms(d->srv) + (uint64_t)d->cfg->shutdown_timeout_s * 1000u;
+    notify(d, "STOPPING=1\nSTATUS=stopping (%s): waiting for Kafka to confirm %d messages", why,
+           kafka_outq_len(d->k));
     log_info("%s: stopping intake; waiting up to %u s for %d messages in flight to Kafka", why,
              d->cfg->shutdown_timeout_s, kafka_outq_len(d->k));
     server_stop_accepting(d->srv);
@@ -87,6 +198,223 @@ static void finish_shutdown(daemon_t *d) {
     server_stop(d->srv);
 }
 
+/* ---- SIGHUP reload ------------------------------------------------------------
+ *
+ * A reload loads the file again into a new config_t, then runs every step in
+ * reload_steps[] in two phases:
+ *   prepare(d, next, &state, err, errlen): build what `next` needs (compile,
+ *     read files) WITHOUT touching the running state; may fail (return -1 with
+ *     a message): the reload is then rejected, abort() runs for every step
+ *     already prepared, and the old configuration stays entirely;
+ *   commit(d, next, state): swap it in; must not fail; runs on the loop
+ *     thread between two callbacks, so no packet sees half of a reload.
+ * After all commits the sessions and the server switch to `next` (limits,
+ * unmapped policy, headers, log level and format), and the old configuration
+ * is freed. Settings that need a restart are compared and named in the log.
+ *
+ * The password/ACL files and the TLS certificates are steps too, so they are
+ * read again on every SIGHUP, also when the YAML is unchanged, and a file
+ * that does not load rejects the whole reload (the YAML changes included):
+ * fail closed, the running files and settings stay. To reload another
+ * module, add a step: prepare loads the new files into a new object, commit
+ * swaps the pointer the module reads and frees the old object. */
+typedef struct {
+    const char *name;
+    int (*prepare)(daemon_t *d, const config_t *next, void **state, char *err, size_t errlen);
+    void (*commit)(daemon_t *d, const config_t *next, void *state);
+    void (*abort)(daemon_t *d, void *state);
+} reload_step_t;
+
+static int topics_prepare(daemon_t *d, const config_t *next, void **state, char *err,
+                          size_t errlen) {
+    (void)d;
+    topic_map_t *tm = topic_map_new(next->rules, next->n_rules, err, errlen);
+    *state = tm;
+    return tm ? 0 : -1;
+}
+
+static void topics_commit(daemon_t *d, const config_t *next, void *state) {
+    (void)next;
+    topic_map_t *old = d->tm;
+    /* Records already produced carry their rendered topic; nothing refers
+     * to the old map once this returns. */
+    d->tm = state;
+    topic_map_free(old);
+}
+
+static void topics_abort(daemon_t *d, void *state) {
+    (void)d;
+    if (state)
+        topic_map_free(state);
+}
+
+/* The password and ACL files, read again on every SIGHUP (also when the
+ * YAML did not change), from the paths in `next`. */
+static int auth_prepare(daemon_t *d, const config_t *next, void **state, char *err, size_t errlen) {
+    (void)d;
+    security_update_t *u = NULL;
+    int rc = security_prepare(&next->auth, &u, err, errlen);
+    *state = u;
+    return rc;
+}
+
+static void auth_commit(daemon_t *d, const config_t *next, void *state) {
+    /* Sessions compare the generation: cached ACL decisions become stale. */
+    security_commit(d->sec, &next->auth, state);
+    if (next->auth.password_file || next->auth.acl_file)
+        log_info("reload: password and ACL files reloaded (password file %s, ACL file %s, "
+                 "anonymous clients %s)",
+                 next->auth.password_file ? next->auth.password_file : "none",
+                 next->auth.acl_file ? next->auth.acl_file : "none",
+                 next->auth.allow_anonymous ? "allowed" : "refused");
+}
+
+static void auth_abort(daemon_t *d, void *state) {
+    (void)d;
+    security_update_free(state);
+}
+
+/* Certificate, key and CA of every TLS listener, read again on every SIGHUP. */
+static int tls_prepare(daemon_t *d, const config_t *next, void **state, char *err, size_t errlen) {
+    server_tls_update_t *u = NULL;
+    int rc = server_tls_prepare(d->srv, next, &u, err, errlen);
+    *state = u;
+    return rc;
+}
+
+static void tls_commit(daemon_t *d, const config_t *next, void *state) {
+    (void)next;
+    server_tls_commit(d->srv, state);
+}
+
+static void tls_abort(daemon_t *d, void *state) {
+    (void)d;
+    server_tls_abort(state);
+}
+
+static const reload_step_t reload_steps[] = {
+    {"topic map", topics_prepare, topics_commit, topics_abort},
+    {"auth files", auth_prepare, auth_commit, auth_abort},
+    {"TLS certificates", tls_prepare, tls_commit, tls_abort},
+};
+#define N_RELOAD_STEPS (sizeof(reload_steps) / sizeof(reload_steps[0]))
+
+static bool str_differs(const char *a, const char *b) {
+    if (!a || !b)
+        return a != b;
+    return strcmp(a, b) != 0;
+}
+
+/* Names every changed setting that is only read at start. */
+static void report_restart_needed(const config_t *old, const config_t *next) {
+    bool listeners = old->n_listeners != next->n_listeners;
+    for (size_t i = 0; !listeners && i < old->n_listeners; i++)
+        listeners = strcmp(old->listeners[i].listen, next->listeners[i].listen) != 0 ||
+                    old->listeners[i].tls.enabled != next->listeners[i].tls.enabled ||
+                    old->listeners[i].tls.use_identity_as_username !=
+                        next->listeners[i].tls.use_identity_as_username;
+    bool props = old->n_kafka_properties != next->n_kafka_properties;
+    for (size_t i = 0; !props && i < old->n_kafka_properties; i++)
+        props = strcmp(old->kafka_properties[i].name, next->kafka_properties[i].name) != 0 ||
+                strcmp(old->kafka_properties[i].value, next->kafka_properties[i].value) != 0;
+    if (listeners)
+        log_warn("reload: listeners changed; this needs a restart (still listening as before)");
+    if (str_differs(old->bootstrap_servers, next->bootstrap_servers))
+        log_warn("reload: kafka.bootstrap_servers changed; this needs a restart (still using %s)",
+                 old->bootstrap_servers);
+    if (props)
+        log_warn("reload: kafka.properties changed; this needs a restart (the producer keeps "
+                 "its settings)");
+    if (str_differs(old->metrics_listen, next->metrics_listen))
+        log_warn("reload: metrics.listen changed; this needs a restart (still %s)",
+                 old->metrics_listen ? old->metrics_listen : "off");
+}
+
+/* Every error of a rejected configuration, one log line each. */
+static void log_error_lines(const char *what, char *errs) {
+    for (char *line = strtok(errs, "\n"); line; line = strtok(NULL, "\n"))
+        log_error("reload: %s: %s", what, line);
+}
+
+static int check_kafka_properties(const config_t *cfg, char *err, size_t errlen) {
+    int errors = 0;
+    size_t off = 0;
+    for (size_t i = 0; i < cfg->n_kafka_properties; i++) {
+        const config_property_t *p = &cfg->kafka_properties[i];
+        char e[512];
+        if (kafka_check_property(p->name, p->value, e, sizeof(e)) == 0)
+            continue;
+        errors++;
+        if (off < errlen)
+            off += (size_t)snprintf(err + off, errlen - off, "%s:%d:%d: kafka.properties.%s: %s\n",
+                                    cfg->path, p->pos.line, p->pos.col, p->name, e);
+    }
+    return errors ? -1 : 0;
+}
+
+static void daemon_reload(daemon_t *d) {
+    const char *path = d->cfg->path;
+    config_t *next = NULL;
+    void *state[N_RELOAD_STEPS] = {0};
+    size_t prepared = 0;
+    char *err = malloc(RELOAD_ERRBUF);
+    notify(d, "RELOADING=1\nSTATUS=reloading %s", path);
+    log_info("SIGHUP: reloading %s", path);
+    if (!err) {
+        log_error("reload: out of memory; the running configuration stays");
+        goto fail;
+    }
+    err[0] = '\0';
+    if (config_load(path, &next, err, RELOAD_ERRBUF) != 0) {
+        log_error_lines("configuration rejected", err);
+        goto fail;
+    }
+    if (check_kafka_properties(next, err, RELOAD_ERRBUF) != 0) {
+        log_error_lines("configuration rejected", err);
+        goto fail;
+    }
+    for (; prepared < N_RELOAD_STEPS; prepared++) {
+        const reload_step_t *st = &reload_steps[prepared];
+        err[0] = '\0';
+        if (st->prepare(d, next, &state[prepared], err, RELOAD_ERRBUF) != 0) {
+            log_error_lines(st->name, err);
+            goto fail;
+        }
+    }
+    report_restart_needed(d->cfg, next);
+    for (size_t i = 0; i < N_RELOAD_STEPS; i++)
+        reload_steps[i].commit(d, next, state[i]);
+    session_mgr_set_config(d->sm, next);
+    server_set_config(d->srv, next);
+    log_set_level(next->log_level);
+    log_set_format(next->log_format);
+    config_free(d->owned);
+    d->owned = next;
+    d->cfg = next;
+    d->m.config_reloads++;
+    log_info("reload: configuration applied (%zu topic rules, unmapped %s, log level %s)",
+             next->n_rules,
+             next->unmapped == UNMAPPED_DROP    ? "drop"
+             : next->unmapped == UNMAPPED_TOPIC ? "topic"
+                                                : "disconnect",
+             log_level_name(next->log_level));
+    free(err);
+    notify_status(d, "READY=1\n");
+    return;
+fail:
+    while (prepared > 0) {
+        prepared--;
+        reload_steps[prepared].abort(d, state[prepared]);
+    }
+    config_free(next);
+    free(err);
+    d->m.config_reload_failures++;
+    log_error("reload: the running configuration stays unchanged");
+    notify(d, "READY=1\nSTATUS=serving; the last reload failed (see the log)");
+}
+
+/* ---- loop callbacks ----------------------------------------------------------- */
+
 static void on_fd(void *ud) {
     daemon_t *d = ud;
     kafka_poll(d->k);
@@ -96,31 +424,21 @@ static void on_tick(void *ud) {
     daemon_t *d = ud;
     /* The event fd is the fast path; this catches anything it missed. */
     kafka_poll(d->k);
+    if (!d->stopping && d->listening && kafka_reachable(d->k, NULL, 0) != d->status_kafka_up)
+        notify_status(d, "");
     if (!d->stopping || d->done)
         return;
     if (kafka_outq_len(d->k) == 0 || server_now_ms(d->srv) >= d->deadline_ms)
         finish_shutdown(d);
 }
 
-/* SIGHUP: password file, ACL file and TLS certificates. Each keeps its old
- * contents when the new files do not load (fail closed, never open). */
-static void daemon_reload_security(daemon_t *d) {
-    char err[1024];
-    if (d->sec) {
-        if (security_reload(d->sec, err, sizeof(err)) != 0)
-            log_error("reload: password/ACL files not reloaded, the old ones stay in force: %s",
-                      err);
-        else
-            log_info("reload: password and ACL files reloaded");
-    }
-    server_reload_tls(d->srv);
-}
-
 static void on_signal(void *ud, int signum) {
     daemon_t *d = ud;
     if (signum == SIGHUP) {
-        /* Until the configuration itself is reloaded: the security files. */
-        daemon_reload_security(d);
+        if (d->stopping)
+            log_warn("SIGHUP during shutdown: ignored");
+        else
+            daemon_reload(d);
         return;
     }
     if (d->stopping) {
@@ -141,13 +459,21 @@ static void on_fatal(void *ud, const char *errstr) {
 }
 
 int daemon_run(const config_t *cfg) {
-    daemon_t d = {.cfg = cfg};
+    daemon_t *d = calloc(1, sizeof(*d));
     char err[1024];
     const char **props = NULL;
     int rc = 1;
 
     signal(SIGPIPE, SIG_IGN);
+    if (!d) {
+        log_error("out of memory");
+        return 1;
+    }
+    d->cfg = cfg;
     log_set_level(cfg->log_level);
+    log_set_format(cfg->log_format);
+    metrics_init(&d->m);
+    d->m.start_time_seconds = (uint64_t)time(NULL);
 
     props = calloc(cfg->n_kafka_properties * 2 + 1, sizeof(*props));
     if (!props) {
@@ -164,22 +490,23 @@ int daemon_run(const config_t *cfg) {
         .n_properties = cfg->n_kafka_properties,
         .on_delivery = on_delivery,
         .on_fatal = on_fatal,
-        .ud = &d,
+        .on_stats = on_stats,
+        .ud = d,
     };
-    if (kafka_new(&ko, &d.k, err, sizeof(err)) != 0) {
+    if (kafka_new(&ko, &d->k, err, sizeof(err)) != 0) {
         log_error("kafka: %s", err);
         goto out;
     }
-    d.tm = topic_map_new(cfg->rules, cfg->n_rules, err, sizeof(err));
-    if (!d.tm) {
+    d->tm = topic_map_new(cfg->rules, cfg->n_rules, err, sizeof(err));
+    if (!d->tm) {
         log_error("topic map: %s", err);
         goto out;
     }
+    if (security_new(&cfg->auth, &d->sec, err, sizeof(err)) != 0) {
+        log_error("auth: %s", err);
+        goto out;
+    }
     if (cfg->auth.password_file || cfg->auth.acl_file || !cfg->auth.allow_anonymous) {
-        if (security_new(&cfg->auth, &d.sec, err, sizeof(err)) != 0) {
-            log_error("auth: %s", err);
-            goto out;
-        }
         log_info("auth: %s%s%s, anonymous clients %s",
                  cfg->auth.password_file ? "password file " : "no password file",
                  cfg->auth.password_file ? cfg->auth.password_file : "",
@@ -188,61 +515,80 @@ int daemon_run(const config_t *cfg) {
     }
     session_mgr_opts_t so = {
         .cfg = cfg,
-        .security = d.sec,
+        .security = d->sec,
         .route = route_cb,
-        .route_ud = d.tm,
+        .route_ud = d,
         .produce = produce_cb,
-        .produce_ud = &d,
+        .produce_ud = d,
+        .metrics = &d->m,
     };
-    d.sm = session_mgr_new(&so);
-    if (!d.sm) {
+    d->sm = session_mgr_new(&so);
+    if (!d->sm) {
         log_error("out of memory");
         goto out;
     }
     server_opts_t sv = {
         .cfg = cfg,
-        .sessions = d.sm,
-        .ud = &d,
+        .sessions = d->sm,
+        .ud = d,
         .on_signal = on_signal,
-        .watch_fd = kafka_event_fd(d.k),
+        .watch_fd = kafka_event_fd(d->k),
         .on_fd = on_fd,
         .on_tick = on_tick,
+        .on_metrics = on_metrics,
+        .on_ready = on_ready,
     };
-    if (server_new(&sv, &d.srv, err, sizeof(err)) != 0) {
+    if (server_new(&sv, &d->srv, err, sizeof(err)) != 0) {
         log_error("server: %s", err);
         goto out;
     }
     log_info("kafka: waiting up to %d s for metadata from %s", METADATA_WAIT_MS / 1000,
-             kafka_bootstrap_servers(d.k));
-    if (kafka_wait_metadata(d.k, METADATA_WAIT_MS) != 0)
+             kafka_bootstrap_servers(d->k));
+    if (kafka_wait_metadata(d->k, METADATA_WAIT_MS) != 0) {
         log_error("kafka: no metadata from %s after %d s; starting anyway, librdkafka keeps "
                   "retrying and messages wait in its queue",
-                  kafka_bootstrap_servers(d.k), METADATA_WAIT_MS / 1000);
-    else
-        log_info("kafka: connected to %s", kafka_bootstrap_servers(d.k));
-    if (server_listen(d.srv, err, sizeof(err)) != 0) {
+                  kafka_bootstrap_servers(d->k), METADATA_WAIT_MS / 1000);
+        kafka_set_reachable(d->k, false, "no metadata at start");
+    } else {
+        log_info("kafka: connected to %s", kafka_bootstrap_servers(d->k));
+    }
+    if (server_listen(d->srv, err, sizeof(err)) != 0) {
         log_error("%s", err);
-        server_stop(d.srv);
-        server_run(d.srv);
+        server_stop(d->srv);
+        server_run(d->srv);
         goto out;
     }
-    if (d.fatal)
-        begin_shutdown(&d, "fatal Kafka error");
-    server_run(d.srv);
-    rc = d.exit_code;
+    d->listening = true;
+    /* READY=1 also when Kafka is unreachable: the proxy accepts and queues,
+     * `systemctl start` must not fail or hang on a broker outage; the STATUS=
+     * line and /readyz say that Kafka is unreachable. */
+    notify_status(d, "READY=1\n");
+    uint64_t wd = sd_notify_watchdog_usec();
+    if (wd > 0) {
+        unsigned ms = (unsigned)(wd / 2000u);
+        server_set_periodic(d->srv, ms ? ms : 1, on_watchdog);
+        log_info("systemd watchdog: WATCHDOG=1 every %u ms", ms ? ms : 1);
+    }
+    if (d->fatal)
+        begin_shutdown(d, "fatal Kafka error");
+    server_run(d->srv);
+    rc = d->exit_code;
 out:
     /* The producer goes first, while the server's signal watchers still
      * catch a repeated SIGTERM; afterwards the signals are ignored. */
-    if (d.k)
-        kafka_free(d.k);
-    server_free(d.srv);
+    if (d->k)
+        kafka_free(d->k);
+    server_free(d->srv);
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
-    session_mgr_free(d.sm);
-    security_free(d.sec);
-    if (d.tm)
-        topic_map_free(d.tm);
+    signal(SIGHUP, SIG_IGN);
+    session_mgr_free(d->sm);
+    security_free(d->sec);
+    if (d->tm)
+        topic_map_free(d->tm);
     free(props);
+    config_free(d->owned);
+    free(d);
     log_info("exiting with status %d", rc);
     return rc;
 }

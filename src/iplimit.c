@@ -61,6 +61,8 @@ static size_t slot(const iplimit_t *l, const char *ip) {
 
 static void refill(const iplimit_t *l, entry_t *e, uint64_t now_ms) {
     uint64_t cap = (uint64_t)l->burst * 1000u;
+    if (e->milli_tokens > cap)
+        e->milli_tokens = cap; /* the burst was lowered by a reload */
     if (l->rate && now_ms > e->refill_ms) {
         /* rate tokens per second = rate milli-tokens per millisecond */
         uint64_t dt = now_ms - e->refill_ms;
@@ -122,9 +124,15 @@ int iplimit_accept(iplimit_t *l, const char *ip, uint64_t now_ms) {
     return IPLIMIT_OK;
 }
 
+void iplimit_set_limits(iplimit_t *l, uint32_t max_per_ip, uint32_t rate, uint32_t burst) {
+    l->max_per_ip = max_per_ip;
+    l->rate = rate;
+    l->burst = burst ? burst : 1;
+}
+
 void iplimit_release(iplimit_t *l, const char *ip, uint64_t now_ms) {
-    if (l->max_per_ip == 0 && l->rate == 0)
-        return;
+    /* No shortcut when both limits are 0: a reload may have turned them
+     * off while connections counted before are still open. */
     entry_t **link;
     entry_t *e = find(l, ip, &link);
     if (!e)

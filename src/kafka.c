@@ -52,7 +52,12 @@ struct kafka {
 
     kafka_delivery_cb on_delivery;
     kafka_fatal_cb on_fatal;
+    kafka_stats_cb on_stats;
     void *ud;
+
+    /* Loop thread only (error_cb and delivery reports are served there). */
+    bool unreachable;
+    char unreachable_why[256];
 
     /* Produced and whose delivery report has not been served yet. Touched only
      * on the caller's thread (produce, and reports served by poll/flush). */
@@ -92,6 +97,8 @@ static void kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const
 /* Served by rd_kafka_poll, i.e. on the caller's thread. */
 static void kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
     kafka_t *k = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        kafka_set_reachable(k, false, reason);
     if (err != RD_KAFKA_RESP_ERR__FATAL) {
         /* Transient (broker down, all brokers down, ...): librdkafka retries
          * on its own; the delivery reports carry the final verdict. */
@@ -112,12 +119,23 @@ static void kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *op
 static void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
     kafka_t *k = opaque;
     k->outstanding--;
+    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR && k->unreachable)
+        kafka_set_reachable(k, true, NULL);
     if (k->closing || k->on_delivery == NULL)
         return;
     /* Not rd_kafka_message_errstr: for a delivery report it returns the
      * payload, which is the record's value. */
     k->on_delivery(k->ud, (uint64_t)(uintptr_t)msg->_private, (int)msg->err,
                    rd_kafka_err2str(msg->err));
+}
+
+/* Served by rd_kafka_poll, i.e. on the caller's thread. */
+static int kafka_on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+    kafka_t *k = opaque;
+    (void)rk;
+    if (!k->closing && k->on_stats != NULL)
+        k->on_stats(k->ud, json, len);
+    return 0; /* librdkafka frees json */
 }
 
 static int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errbuf,
@@ -184,6 +202,7 @@ int kafka_new(const kafka_opts_t *opts, kafka_t **out, char *errbuf, size_t errl
     k->efd = -1;
     k->on_delivery = opts->on_delivery;
     k->on_fatal = opts->on_fatal;
+    k->on_stats = opts->on_stats;
     k->ud = opts->ud;
 
     const char *bootstrap = opts->bootstrap_servers != NULL ? opts->bootstrap_servers : "";
@@ -203,6 +222,9 @@ int kafka_new(const kafka_opts_t *opts, kafka_t **out, char *errbuf, size_t errl
     if (kafka_conf_set(conf, "bootstrap.servers", k->bootstrap, errbuf, errlen) != 0 ||
         kafka_conf_set(conf, "client.id", "mqtt2kafka", errbuf, errlen) != 0)
         goto fail;
+    if (k->on_stats != NULL && kafka_conf_set(conf, "statistics.interval.ms",
+                                              KAFKA_STATS_INTERVAL_MS_DEFAULT, errbuf, errlen) != 0)
+        goto fail;
     for (size_t i = 0; i < opts->n_properties; i++) {
         const char *name = opts->properties[2 * i];
         if (kafka_conf_set(conf, name, opts->properties[2 * i + 1], errbuf, errlen) != 0)
@@ -211,6 +233,8 @@ int kafka_new(const kafka_opts_t *opts, kafka_t **out, char *errbuf, size_t errl
     rd_kafka_conf_set_dr_msg_cb(conf, kafka_on_delivery);
     rd_kafka_conf_set_error_cb(conf, kafka_on_error);
     rd_kafka_conf_set_log_cb(conf, kafka_on_log);
+    if (k->on_stats != NULL)
+        rd_kafka_conf_set_stats_cb(conf, kafka_on_stats);
     rd_kafka_conf_set_opaque(conf, k);
 
     k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof(rderr));
@@ -467,6 +491,29 @@ int kafka_purge(kafka_t *k) {
     int n = (int)k->outstanding;
     rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     return n;
+}
+
+bool kafka_reachable(const kafka_t *k, char *why, size_t cap) {
+    if (k->unreachable && why != NULL && cap > 0)
+        snprintf(why, cap, "%s", k->unreachable_why);
+    return !k->unreachable;
+}
+
+void kafka_set_reachable(kafka_t *k, bool up, const char *why) {
+    if (up == !k->unreachable)
+        return;
+    k->unreachable = !up;
+    if (up) {
+        log_info("kafka: reachable again (%s)", k->bootstrap);
+    } else {
+        snprintf(k->unreachable_why, sizeof(k->unreachable_why), "%s",
+                 why != NULL ? why : "unreachable");
+        log_warn("kafka: unreachable: %s", k->unreachable_why);
+    }
+}
+
+const char *kafka_err_name(int err) {
+    return rd_kafka_err2name((rd_kafka_resp_err_t)err);
 }
 
 const char *kafka_bootstrap_servers(const kafka_t *k) {

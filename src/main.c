@@ -116,6 +116,7 @@ int main(int argc, char **argv) {
         goto out;
     }
     log_set_level(cfg->log_level);
+    log_set_format(cfg->log_format);
     rc = daemon_run(cfg);
 out:
     config_free(cfg);

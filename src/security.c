@@ -67,17 +67,51 @@ void security_free(security_t *s) {
     free(s);
 }
 
-int security_reload(security_t *s, char *errbuf, size_t errlen) {
+struct security_update {
     auth_db_t *db;
     acl_t *acl;
-    if (load_files(s->cfg, &db, &acl, errbuf, errlen) != 0)
+};
+
+int security_prepare(const config_auth_t *cfg, security_update_t **out, char *errbuf,
+                     size_t errlen) {
+    *out = NULL;
+    security_update_t *u = calloc(1, sizeof(*u));
+    if (!u) {
+        snprintf(errbuf, errlen, "out of memory");
         return -1;
+    }
+    if (load_files(cfg, &u->db, &u->acl, errbuf, errlen) != 0) {
+        free(u);
+        return -1;
+    }
+    *out = u;
+    return 0;
+}
+
+void security_commit(security_t *s, const config_auth_t *cfg, security_update_t *u) {
     auth_db_free(s->db);
     acl_free(s->acl);
-    s->db = db;
-    s->acl = acl;
+    s->cfg = cfg;
+    s->db = u->db;
+    s->acl = u->acl;
+    free(u);
     if (++s->generation == 0)
         s->generation = 1;
+}
+
+void security_update_free(security_update_t *u) {
+    if (!u)
+        return;
+    auth_db_free(u->db);
+    acl_free(u->acl);
+    free(u);
+}
+
+int security_reload(security_t *s, char *errbuf, size_t errlen) {
+    security_update_t *u;
+    if (security_prepare(s->cfg, &u, errbuf, errlen) != 0)
+        return -1;
+    security_commit(s, s->cfg, u);
     return 0;
 }
 

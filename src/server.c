@@ -20,6 +20,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "http.h"
 #include "iplimit.h"
 #include "log.h"
 #include "security.h"
@@ -69,6 +70,23 @@ struct listener {
     tls_ctx_t *tls; /* NULL: plain TCP */
 };
 
+/* One HTTP connection on the metrics listener: freed once both handles closed. */
+typedef struct hconn hconn_t;
+struct hconn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    server_t *srv;
+    http_conn_t *h;
+    int open_handles;
+    bool done, closing;
+    hconn_t *prev, *next;
+};
+
+typedef struct {
+    uv_write_t req;
+    uv_buf_t buf;
+} hwrite_t;
+
 struct server {
     server_opts_t o;
     const config_t *cfg;
@@ -81,6 +99,7 @@ struct server {
     bool have_poll;
     listener_t *listeners;
     size_t n_listeners, n_listening;
+    size_t n_listener_slots; /* listeners[] entries, TLS contexts among them */
     conn_t *conns;
     size_t n_conns;
     conn_t *pending; /* output to flush, bytes to feed again, sockets to close */
@@ -88,7 +107,13 @@ struct server {
     unsigned tick_ms;
     uint8_t *rbuf;
     bool rbuf_busy;
-    uint64_t refused_log_ms, refused_suppressed;
+    log_ratelimit_t rl_refused;
+    listener_t metrics;
+    bool have_metrics;
+    hconn_t *hconns;
+    size_t n_hconns;
+    uv_timer_t periodic;
+    void (*periodic_cb)(void *ud);
     uint8_t *pbuf; /* decrypted bytes of one TLS read */
     iplimit_t *iplimit;
     log_ratelimit_t iplimit_log, tls_log;
@@ -109,6 +134,7 @@ uint64_t server_now_ms(const server_t *s) {
 
 static void set_now(server_t *s) {
     session_mgr_set_now(s->o.sessions, uv_now(&s->loop), server_wall_ms());
+    session_mgr_set_now_us(s->o.sessions, uv_hrtime() / 1000u);
 }
 
 static void on_idle(uv_idle_t *h);
@@ -222,7 +248,9 @@ static void tls_input(conn_t *c, const uint8_t *p, size_t n) {
     int rc = tls_conn_feed(c->tls, p, n);
     tls_drain(c);
     if (rc != TLS_OK) {
-        log_client_ratelimited(&s->tls_log, LOG_WARN, "-", session_conn_remote(c->sc), "%s",
+        if (!was_done)
+            s->st.tls_handshake_failures++;
+        log_client_ratelimited(&s->tls_log, LOG_WARN, NULL, session_conn_remote(c->sc), "%s",
                                tls_conn_error(c->tls));
         conn_lost(c, tls_conn_error(c->tls));
         return;
@@ -453,7 +481,7 @@ static int op_send(void *ud, const void *buf, size_t len) {
         return -1;
     if (c->out_len + c->queued + len > limit) {
         static log_ratelimit_t rl = LOG_RATELIMIT_INIT("output buffer limit", 10, 10000);
-        log_client_ratelimited(&rl, LOG_WARN, "-", session_conn_remote(c->sc),
+        log_client_ratelimited(&rl, LOG_WARN, NULL, session_conn_remote(c->sc),
                                "%zu bytes of output queued, over mqtt.max_output_buffer %u (the "
                                "client does not read)",
                                c->out_len + c->queued + len, limit);
@@ -586,18 +614,11 @@ static void on_connection(uv_stream_t *ls, int status) {
         uv_tcp_init(&s->loop, t);
         if (uv_accept(ls, (uv_stream_t *)t) == 0) {
             s->st.refused_max_connections++;
-            uint64_t now = uv_now(&s->loop);
-            if (s->refused_log_ms == 0 || now - s->refused_log_ms >= 10000) {
-                char peer[96];
-                format_peer(t, peer, sizeof(peer));
-                log_warn("max_connections %u reached: refusing %s (%" PRIu64
-                         " more refused since the last such line)",
-                         s->cfg->mqtt.max_connections, peer, s->refused_suppressed);
-                s->refused_log_ms = now ? now : 1;
-                s->refused_suppressed = 0;
-            } else {
-                s->refused_suppressed++;
-            }
+            char peer[96];
+            format_peer(t, peer, sizeof(peer));
+            log_client_ratelimited(&s->rl_refused, LOG_WARN, NULL, peer,
+                                   "refused: max_connections %u reached",
+                                   s->cfg->mqtt.max_connections);
         }
         uv_close((uv_handle_t *)t, on_refused_closed);
         return;
@@ -656,6 +677,202 @@ static void on_connection(uv_stream_t *ls, int status) {
     conn_read_start(c);
 }
 
+/* ---- metrics HTTP endpoint ------------------------------------------------------ */
+
+static void on_hconn_closed(uv_handle_t *h) {
+    hconn_t *c = h->data;
+    if (--c->open_handles > 0)
+        return;
+    server_t *s = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->hconns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->n_hconns--;
+    http_conn_free(c->h);
+    free(c);
+}
+
+static void hconn_close(hconn_t *c) {
+    if (c->closing)
+        return;
+    c->closing = true;
+    uv_close((uv_handle_t *)&c->tcp, on_hconn_closed);
+    uv_close((uv_handle_t *)&c->timer, on_hconn_closed);
+}
+
+static void on_hwrite(uv_write_t *req, int status) {
+    hwrite_t *w = (hwrite_t *)req;
+    (void)status;
+    free(w->buf.base);
+    free(w);
+}
+
+static void on_hshutdown(uv_shutdown_t *req, int status) {
+    hconn_t *c = req->data;
+    (void)status;
+    free(req);
+    hconn_close(c);
+}
+
+/* The response is complete: the FIN goes out after the queued writes. */
+static void hconn_finish(hconn_t *c) {
+    if (c->done || c->closing)
+        return;
+    c->done = true;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (req) {
+        req->data = c;
+        if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_hshutdown) == 0)
+            return;
+        free(req);
+    }
+    hconn_close(c);
+}
+
+static void http_write_cb(void *ud, const char *buf, size_t len) {
+    hconn_t *c = ud;
+    if (c->closing || len == 0)
+        return;
+    hwrite_t *w = malloc(sizeof(*w));
+    char *copy = malloc(len);
+    if (!w || !copy) {
+        free(w);
+        free(copy);
+        hconn_close(c);
+        return;
+    }
+    memcpy(copy, buf, len);
+    w->buf = uv_buf_init(copy, (unsigned)len);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &w->buf, 1, on_hwrite) < 0) {
+        free(copy);
+        free(w);
+        hconn_close(c);
+        return;
+    }
+}
+
+static char *http_metrics_cb(void *ud, size_t *len) {
+    hconn_t *c = ud;
+    server_t *s = c->srv;
+    return s->o.on_metrics ? s->o.on_metrics(s->o.ud, len) : NULL;
+}
+
+static int http_ready_cb(void *ud, char *reason, size_t cap) {
+    hconn_t *c = ud;
+    server_t *s = c->srv;
+    return s->o.on_ready ? s->o.on_ready(s->o.ud, reason, cap) : 1;
+}
+
+static void on_halloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    hconn_t *c = h->data;
+    (void)suggested;
+    buf->base = (char *)c->srv->rbuf;
+    buf->len = READ_BUF_SIZE;
+}
+
+static void on_hread(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    hconn_t *c = stream->data;
+    if (nread == 0 || c->done)
+        return;
+    if (nread < 0) {
+        hconn_close(c);
+        return;
+    }
+    if (http_feed(c->h, buf->base, (size_t)nread) == HTTP_DONE) {
+        c->srv->st.http_requests++;
+        hconn_finish(c);
+    }
+}
+
+static void on_htimeout(uv_timer_t *t) {
+    hconn_t *c = t->data;
+    http_timeout(c->h);
+    hconn_finish(c);
+}
+
+static void on_http_connection(uv_stream_t *ls, int status) {
+    listener_t *l = ls->data;
+    server_t *s = l->srv;
+    if (status < 0) {
+        log_warn("accept on %s: %s", l->name, uv_strerror(status));
+        return;
+    }
+    hconn_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        log_error("out of memory accepting an HTTP connection");
+        return;
+    }
+    c->srv = s;
+    uv_tcp_init(&s->loop, &c->tcp);
+    uv_timer_init(&s->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->open_handles = 2;
+    c->next = s->hconns;
+    if (s->hconns)
+        s->hconns->prev = c;
+    s->hconns = c;
+    s->n_hconns++;
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+        hconn_close(c);
+        return;
+    }
+    if (s->n_hconns > SERVER_HTTP_MAX_CONNS) {
+        /* A scraper that opens connections without end must not cost memory. */
+        s->st.http_refused++;
+        hconn_close(c);
+        return;
+    }
+    http_handlers_t hh = {http_write_cb, http_metrics_cb, http_ready_cb, c};
+    c->h = http_conn_new(&hh);
+    if (!c->h || uv_read_start((uv_stream_t *)&c->tcp, on_halloc, on_hread) != 0) {
+        hconn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_htimeout, HTTP_IDLE_TIMEOUT_MS, 0);
+}
+
+static int metrics_listen(server_t *s, char *errbuf, size_t errlen) {
+    const config_t *cfg = s->cfg;
+    listener_t *l = &s->metrics;
+    struct sockaddr_storage ss;
+    bool v6 = strchr(cfg->metrics_host, ':') != NULL;
+    int r = v6 ? uv_ip6_addr(cfg->metrics_host, cfg->metrics_port, (struct sockaddr_in6 *)&ss)
+               : uv_ip4_addr(cfg->metrics_host, cfg->metrics_port, (struct sockaddr_in *)&ss);
+    snprintf(l->name, sizeof(l->name), "%s", cfg->metrics_listen);
+    l->srv = s;
+    if (r < 0) {
+        snprintf(errbuf, errlen, "metrics listener %s: bad address: %s", cfg->metrics_listen,
+                 uv_strerror(r));
+        return -1;
+    }
+    uv_tcp_init(&s->loop, &l->tcp);
+    l->tcp.data = l;
+    s->have_metrics = true;
+    r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, v6 ? UV_TCP_IPV6ONLY : 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&l->tcp, 64, on_http_connection);
+    if (r < 0) {
+        snprintf(errbuf, errlen, "metrics listener %s: %s", cfg->metrics_listen, uv_strerror(r));
+        return -1;
+    }
+    /* The bound port, so that port 0 (any free port) is named. */
+    struct sockaddr_storage bound;
+    int blen = sizeof(bound);
+    int port = cfg->metrics_port;
+    if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &blen) == 0)
+        port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                 : ((struct sockaddr_in *)&bound)->sin_port);
+    log_info(v6 ? "metrics listening on [%s]:%d (GET /metrics, /healthz, /readyz)"
+                : "metrics listening on %s:%d (GET /metrics, /healthz, /readyz)",
+             cfg->metrics_host, port);
+    return 0;
+}
+
 /* ---- timers, signals, fd ----------------------------------------------------------- */
 
 static void on_tick(uv_timer_t *t) {
@@ -667,7 +884,8 @@ static void on_tick(uv_timer_t *t) {
         /* Before the session's own connect timeout, so the line says why. */
         if (c->tls && !c->closing && !tls_conn_handshake_done(c->tls) &&
             now - c->accepted_ms >= hs_limit) {
-            log_client_ratelimited(&s->tls_log, LOG_WARN, "-", session_conn_remote(c->sc),
+            s->st.tls_handshake_failures++;
+            log_client_ratelimited(&s->tls_log, LOG_WARN, NULL, session_conn_remote(c->sc),
                                    "TLS handshake not completed within connect_timeout_s %u",
                                    s->cfg->mqtt.connect_timeout_s);
             session_conn_close(c->sc, "TLS handshake timeout");
@@ -712,6 +930,9 @@ int server_new(const server_opts_t *opts, server_t **out, char *errbuf, size_t e
     s->o = *opts;
     s->cfg = opts->cfg;
     s->tick_ms = 1000;
+    s->rl_refused = (log_ratelimit_t)LOG_RATELIMIT_INIT("connections refused at max_connections",
+                                                        LOG_RATELIMIT_DEFAULT_BURST,
+                                                        LOG_RATELIMIT_DEFAULT_INTERVAL_MS);
     s->rbuf = malloc(READ_BUF_SIZE);
     s->pbuf = malloc(READ_BUF_SIZE);
     const config_mqtt_t *mq = &s->cfg->mqtt;
@@ -738,6 +959,8 @@ int server_new(const server_opts_t *opts, server_t **out, char *errbuf, size_t e
     uv_check_start(&s->check, on_check);
     uv_idle_init(&s->loop, &s->idle);
     s->idle.data = s;
+    uv_timer_init(&s->loop, &s->periodic);
+    s->periodic.data = s;
     static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {
         uv_signal_init(&s->loop, &s->sig[i]);
@@ -767,6 +990,9 @@ int server_listen(server_t *s, char *errbuf, size_t errlen) {
         snprintf(errbuf, errlen, "out of memory");
         return -1;
     }
+    /* Not s->cfg->n_listeners later: a reloaded configuration may list
+     * others (they need a restart), while these stay. */
+    s->n_listener_slots = s->cfg->n_listeners;
     for (size_t i = 0; i < s->cfg->n_listeners; i++) {
         const config_listener_t *cl = &s->cfg->listeners[i];
         listener_t *l = &s->listeners[i];
@@ -818,7 +1044,34 @@ int server_listen(server_t *s, char *errbuf, size_t errlen) {
         log_info(v6 ? "listening on [%s]:%d%s" : "listening on %s:%d%s", host, port,
                  l->tls ? " (TLS)" : "");
     }
+    if (s->cfg->metrics_listen)
+        return metrics_listen(s, errbuf, errlen);
     return 0;
+}
+
+void server_set_config(server_t *s, const config_t *cfg) {
+    const config_mqtt_t *mq = &cfg->mqtt;
+    s->cfg = cfg;
+    s->o.cfg = cfg;
+    /* The address table keeps its size (max_connections at start + 4096). */
+    iplimit_set_limits(s->iplimit, mq->max_connections_per_ip, mq->connect_rate_per_ip,
+                       mq->connect_burst_per_ip);
+}
+
+static void on_periodic(uv_timer_t *t) {
+    server_t *s = t->data;
+    if (s->periodic_cb)
+        s->periodic_cb(s->o.ud);
+}
+
+void server_set_periodic(server_t *s, unsigned period_ms, void (*cb)(void *ud)) {
+    if (s->stopping)
+        return;
+    s->periodic_cb = cb;
+    if (period_ms == 0 || !cb)
+        uv_timer_stop(&s->periodic);
+    else
+        uv_timer_start(&s->periodic, on_periodic, period_ms, period_ms);
 }
 
 int server_run(server_t *s) {
@@ -861,6 +1114,11 @@ void server_stop(server_t *s) {
         conn_begin_close(c);
     }
     uv_close((uv_handle_t *)&s->tick, NULL);
+    uv_close((uv_handle_t *)&s->periodic, NULL);
+    if (s->have_metrics)
+        uv_close((uv_handle_t *)&s->metrics.tcp, NULL);
+    for (hconn_t *h = s->hconns; h; h = h->next)
+        hconn_close(h);
     uv_close((uv_handle_t *)&s->check, NULL);
     uv_close((uv_handle_t *)&s->idle, NULL);
     /* Signal watchers stay installed (unreferenced, so the loop can end): a
@@ -887,7 +1145,7 @@ void server_free(server_t *s) {
     uv_run(&s->loop, UV_RUN_NOWAIT);
     if (uv_loop_close(&s->loop) != 0)
         log_warn("event loop closed with handles still open");
-    for (size_t i = 0; s->listeners && i < s->cfg->n_listeners; i++)
+    for (size_t i = 0; s->listeners && i < s->n_listener_slots; i++)
         tls_ctx_free(s->listeners[i].tls);
     free(s->listeners);
     free(s->rbuf);
@@ -896,24 +1154,76 @@ void server_free(server_t *s) {
     free(s);
 }
 
-int server_reload_tls(server_t *s) {
+struct server_tls_update {
+    size_t n;
+    tls_ctx_t *ctx[]; /* per listener slot; NULL for a plain listener */
+};
+
+int server_tls_prepare(server_t *s, const config_t *next, server_tls_update_t **out, char *errbuf,
+                       size_t errlen) {
+    *out = NULL;
+    errbuf[0] = '\0';
+    size_t n_tls = 0;
+    for (size_t i = 0; i < s->n_listener_slots; i++)
+        n_tls += s->listeners[i].tls != NULL;
+    if (n_tls == 0)
+        return 0;
+    server_tls_update_t *u = calloc(1, sizeof(*u) + s->n_listener_slots * sizeof(tls_ctx_t *));
+    if (!u) {
+        snprintf(errbuf, errlen, "out of memory");
+        return -1;
+    }
+    u->n = s->n_listener_slots;
+    size_t off = 0;
     int failed = 0;
-    char err[512];
-    for (size_t i = 0; s->listeners && i < s->cfg->n_listeners; i++) {
-        listener_t *l = &s->listeners[i];
+    for (size_t i = 0; i < u->n; i++) {
+        const listener_t *l = &s->listeners[i];
         if (!l->tls)
             continue;
-        if (tls_ctx_reload(l->tls, err, sizeof(err)) != 0) {
-            failed++;
-            log_error("reload: listener %s: TLS certificate not reloaded, the old one stays in "
-                      "use: %s",
-                      l->name, err);
-        } else {
-            log_info("reload: listener %s: TLS certificate reloaded (new handshakes use it)",
-                     l->name);
+        /* l->cfg is the configuration the daemon started with, which lives
+         * as long as the server; next's files win while the listener is the same. */
+        const config_tls_t *tc = &l->cfg->tls;
+        if (i < next->n_listeners && next->listeners[i].tls.enabled &&
+            strcmp(next->listeners[i].listen, l->cfg->listen) == 0)
+            tc = &next->listeners[i].tls;
+        char e[512];
+        if (tls_ctx_new(tc, &u->ctx[i], e, sizeof(e)) == 0)
+            continue;
+        failed++;
+        if (off < errlen) {
+            int k = snprintf(errbuf + off, errlen - off, "%slistener %s: %s", off ? "\n" : "",
+                             l->name, e);
+            off += k > 0 ? (size_t)k : 0;
         }
     }
-    return failed ? -1 : 0;
+    if (failed) {
+        server_tls_abort(u);
+        return -1;
+    }
+    *out = u;
+    return 0;
+}
+
+void server_tls_commit(server_t *s, server_tls_update_t *u) {
+    if (!u)
+        return;
+    for (size_t i = 0; i < u->n; i++) {
+        if (!u->ctx[i])
+            continue;
+        listener_t *l = &s->listeners[i];
+        tls_ctx_replace(l->tls, u->ctx[i]);
+        u->ctx[i] = NULL;
+        log_info("reload: listener %s: TLS certificate reloaded (new handshakes use it)", l->name);
+    }
+    free(u);
+}
+
+void server_tls_abort(server_tls_update_t *u) {
+    if (!u)
+        return;
+    for (size_t i = 0; i < u->n; i++)
+        tls_ctx_free(u->ctx[i]);
+    free(u);
 }
 
 const server_stats_t *server_stats(const server_t *s) {

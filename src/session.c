@@ -25,14 +25,16 @@ enum { IF_PENDING = 0, IF_OK = 1, IF_FAILED = 2 };
 enum { CONN_NEW = 0, CONN_ACTIVE = 1, CONN_CLOSED = 2 };
 enum { FEED_OK = 0, FEED_RETRY = 1, FEED_CLOSED = 2 };
 
-#define INFLIGHT_TOPIC_MAX 52     /* topic prefix kept for the failure log line */
+#define INFLIGHT_TOPIC_MAX 50     /* topic prefix kept for the failure log line */
 #define SCRATCH_SIZE (132 * 1024) /* rendered Kafka topic + key (topic <= 64 KiB) */
-#define DROP_LOG_INTERVAL_MS 10000
 #define LOG_ID_MAX 64
 #define ACL_CACHE_TOPIC_MAX 256
 
 typedef struct {
     uint32_t ack_gen; /* connection generation owed the ack; 0 = none */
+    /* PUBLISH received, low 32 bits of the us clock: the ack latency is the
+     * wrapping difference, right for anything under 71 minutes. */
+    uint32_t recv_us;
     uint16_t packet_id;
     uint8_t qos;
     uint8_t state;
@@ -40,6 +42,7 @@ typedef struct {
     uint8_t topic_len;
     char topic[INFLIGHT_TOPIC_MAX];
 } inflight_t;
+_Static_assert(sizeof(inflight_t) == 64, "an in-flight entry is one cache line");
 
 typedef struct session session_t;
 /* Field order packs the struct: one of these lives as long as its client's
@@ -115,9 +118,11 @@ struct session_mgr {
     size_t n_detached, max_detached;
     char *scratch;
     bool stopping;
-    uint64_t drop_log_ms, drop_suppressed;
-    log_ratelimit_t acl_log;
+    uint64_t mono_us;
+    metrics_t *mx; /* opts.metrics or own_mx */
+    log_ratelimit_t rl_protocol, rl_refused, rl_delivery, rl_drop, rl_acl;
     session_stats_t st;
+    metrics_t own_mx;
 };
 
 /* ---- hash tables ------------------------------------------------------ */
@@ -241,6 +246,8 @@ static void conn_send(session_conn_t *c, const uint8_t *buf, size_t n) {
         return;
     if (c->ops->send(c->ud, buf, n) != 0)
         c->send_failed = true;
+    else
+        c->mgr->mx->packets_sent[buf[0] >> 4]++; /* one packet per call */
 }
 
 static void conn_send_ack(session_conn_t *c, mqtt_type_t type, uint16_t pid) {
@@ -392,8 +399,10 @@ static void ring_pop_completed(session_mgr_t *m, session_t *s) {
             break;
         if (e->state == IF_OK && e->qos == 2)
             pubrel_add(m, s, e->packet_id);
-        if (e->state == IF_OK && e->ack_gen && s->conn && e->ack_gen == s->conn_gen)
+        if (e->state == IF_OK && e->ack_gen && s->conn && e->ack_gen == s->conn_gen) {
             conn_send_ack(s->conn, e->qos == 2 ? MQTT_PUBREC : MQTT_PUBACK, e->packet_id);
+            metrics_histogram_observe(&m->mx->ack_latency, (uint32_t)m->mono_us - e->recv_us);
+        }
         if (e->qos == 2)
             s->ring_qos2--;
         s->ring_head = (s->ring_head + 1) % s->ring_cap;
@@ -404,6 +413,9 @@ static void ring_pop_completed(session_mgr_t *m, session_t *s) {
 
 static void conn_end(session_conn_t *c, log_level_t lvl, bool will, bool call_close,
                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void conn_end_rl(session_conn_t *c, log_ratelimit_t *rl, log_level_t lvl, bool will,
+                        bool call_close, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 /* Resumes reading once the window has drained to its low-water mark, so a
  * busy client does not stop and start on every report. */
@@ -420,7 +432,11 @@ static void conn_maybe_resume(session_conn_t *c) {
 static void conn_check_window(session_conn_t *c) {
     if (c->s && !c->paused_inflight && c->s->ring_count >= max_inflight(c->mgr)) {
         c->paused_inflight = true;
-        log_debug("client %s: %u messages in flight, pausing reads", c->remote, c->s->ring_count);
+        if (log_get_level() >= LOG_DEBUG) {
+            char idb[LOG_ID_MAX];
+            log_client(LOG_DEBUG, conn_id(c, idb, sizeof(idb)), c->remote,
+                       "%u messages in flight, pausing reads", c->s->ring_count);
+        }
         if (!c->paused_queue)
             c->ops->pause(c->ud);
     }
@@ -533,16 +549,16 @@ static void publish_will(session_conn_t *c) {
     int r = route_msg(c, &msg, &ktopic, &key, &key_len, &why);
     if (r != ROUTE_OK) {
         m->st.wills_lost++;
-        log_warn("client %s (%s): will message not published: %s (unmapped policy)",
-                 conn_id(c, idb, sizeof(idb)), c->remote, why);
+        log_client(LOG_WARN, conn_id(c, idb, sizeof(idb)), c->remote,
+                   "will message not published: %s (unmapped policy)", why);
         return;
     }
     int rc = produce_msg(c, &msg, ktopic, key, key_len, SESSION_OPAQUE(0, 0));
     if (rc != KAFKA_OK) {
         m->st.wills_lost++;
-        log_error("client %s (%s): will message lost: producer refused it (%s)",
-                  conn_id(c, idb, sizeof(idb)), c->remote,
-                  rc == KAFKA_ERR_QUEUE_FULL ? "queue full" : "produce error");
+        log_client(LOG_ERROR, conn_id(c, idb, sizeof(idb)), c->remote,
+                   "will message lost: producer refused it (%s)",
+                   rc == KAFKA_ERR_QUEUE_FULL ? "queue full" : "produce error");
         return;
     }
     m->st.wills_published++;
@@ -563,9 +579,10 @@ static void session_detach(session_mgr_t *m, session_t *s) {
     while (m->n_detached >= m->max_detached && m->det_head) {
         session_t *old = m->det_head;
         char idb[LOG_ID_MAX];
-        log_warn("session limit: %zu sessions kept without a connection; discarding the "
-                 "oldest, client %s",
-                 m->n_detached, log_str(idb, sizeof(idb), old->client_id, old->client_id_len));
+        log_client(LOG_WARN, log_str(idb, sizeof(idb), old->client_id, old->client_id_len), NULL,
+                   "session limit: %zu sessions kept without a connection; discarding the "
+                   "oldest",
+                   m->n_detached);
         m->st.sessions_evicted++;
         session_destroy(m, old);
     }
@@ -581,28 +598,30 @@ static void session_detach(session_mgr_t *m, session_t *s) {
     m->n_detached++;
 }
 
-/* Ends a connection once: one log line, the will unless `will` is false
- * (DISCONNECT), detach its session, and tell the server unless it told us. */
-static void conn_end(session_conn_t *c, log_level_t lvl, bool will, bool call_close,
-                     const char *fmt, ...) {
+/* Ends a connection once: one log line (through `rl` when not NULL), the
+ * will unless `will` is false (DISCONNECT), detach its session, and tell the
+ * server unless it told us. */
+static void conn_end_v(session_conn_t *c, log_ratelimit_t *rl, log_level_t lvl, bool will,
+                       bool call_close, const char *fmt, va_list ap) {
     if (c->state == CONN_CLOSED)
         return;
     session_mgr_t *m = c->mgr;
     char reason[256], idb[LOG_ID_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(reason, sizeof(reason), fmt, ap);
-    va_end(ap);
-    if (lvl <= log_get_level())
-        log_write(lvl, "client %s (%s): closing: %s", conn_id(c, idb, sizeof(idb)), c->remote,
-                  reason);
+    if (lvl <= log_get_level()) {
+        vsnprintf(reason, sizeof(reason), fmt, ap);
+        if (rl)
+            log_client_ratelimited(rl, lvl, conn_id(c, idb, sizeof(idb)), c->remote, "closing: %s",
+                                   reason);
+        else
+            log_client(lvl, conn_id(c, idb, sizeof(idb)), c->remote, "closing: %s", reason);
+    }
     bool was_active = c->state == CONN_ACTIVE;
     c->state = CONN_CLOSED;
     blocked_remove(c);
     if (was_active && will && c->will) {
         if (m->stopping)
-            log_info("client %s: will message not published: shutting down",
-                     conn_id(c, idb, sizeof(idb)));
+            log_client(LOG_INFO, conn_id(c, idb, sizeof(idb)), c->remote,
+                       "will message not published: shutting down");
         else
             publish_will(c);
     }
@@ -620,10 +639,41 @@ static void conn_end(session_conn_t *c, log_level_t lvl, bool will, bool call_cl
         c->ops->close(c->ud);
 }
 
-#define violation(c, ...)                                                                          \
+static void conn_end(session_conn_t *c, log_level_t lvl, bool will, bool call_close,
+                     const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    conn_end_v(c, NULL, lvl, will, call_close, fmt, ap);
+    va_end(ap);
+}
+
+static void conn_end_rl(session_conn_t *c, log_ratelimit_t *rl, log_level_t lvl, bool will,
+                        bool call_close, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    conn_end_v(c, rl, lvl, will, call_close, fmt, ap);
+    va_end(ap);
+}
+
+/* A refused CONNECT (CONNACK != 0 already queued): counted by reason, logged
+ * rate-limited (a misconfigured fleet reconnects in a loop). */
+#define refuse(c, reason, lvl, ...)                                                                \
     do {                                                                                           \
-        (c)->mgr->st.protocol_errors++;                                                            \
-        conn_end((c), LOG_WARN, true, true, __VA_ARGS__);                                          \
+        (c)->mgr->st.rejected++;                                                                   \
+        (c)->mgr->mx->connections_refused[(reason)]++;                                             \
+        conn_end_rl((c), &(c)->mgr->rl_refused, (lvl), false, true, __VA_ARGS__);                  \
+    } while (0)
+
+/* A protocol violation: counted by `kind` (mqtt_errname() or a short session
+ * reason), as a refusal when it came before CONNECT was accepted. */
+#define violation(c, kind, ...)                                                                    \
+    do {                                                                                           \
+        session_mgr_t *vm_ = (c)->mgr;                                                             \
+        vm_->st.protocol_errors++;                                                                 \
+        metrics_label_inc(&vm_->mx->protocol_errors, (kind));                                      \
+        if ((c)->state == CONN_NEW)                                                                \
+            vm_->mx->connections_refused[METRICS_REFUSED_PROTOCOL_ERROR]++;                        \
+        conn_end_rl((c), &vm_->rl_protocol, LOG_WARN, true, true, __VA_ARGS__);                    \
     } while (0)
 
 /* ---- packets ----------------------------------------------------------- */
@@ -645,9 +695,11 @@ static int authorize_connect(session_conn_t *c, const mqtt_connect_t *p, const c
     const char *why = NULL;
     if (rc == MQTT_CONNACK_BAD_CREDENTIALS) {
         m->st.auth_bad_credentials++;
+        m->mx->auth_failures++;
         why = "bad user name or password";
     } else if (rc != MQTT_CONNACK_ACCEPTED) {
         m->st.auth_not_authorized++;
+        m->mx->auth_failures++;
         why = "anonymous clients are not allowed (auth.allow_anonymous: false)";
     } else if (p->will_flag && security_has_acl(sec)) {
         /* The user name is NUL-terminated for the ACL: copy it. */
@@ -662,6 +714,7 @@ static int authorize_connect(session_conn_t *c, const mqtt_connect_t *p, const c
             rc = MQTT_CONNACK_NOT_AUTHORIZED;
             m->st.auth_not_authorized++;
             m->st.acl_denied++;
+            m->mx->acl_denied++;
             log_str(tb, sizeof(tb), (const char *)p->will_topic.ptr, p->will_topic.len);
             why = "the ACL does not allow publishing on the will topic";
         }
@@ -671,13 +724,13 @@ static int authorize_connect(session_conn_t *c, const mqtt_connect_t *p, const c
     if (rc == MQTT_CONNACK_ACCEPTED)
         return 0;
     conn_send_connack(c, false, (uint8_t)rc);
-    m->st.rejected++;
-    conn_end(c, LOG_WARN, false, true,
-             "connection refused (CONNACK %d): client id '%s', user '%s': %s%s%s%s%s", rc,
-             log_str(idb, sizeof(idb), cid, cid_len),
-             has_user ? log_str(ub, sizeof(ub), user, ulen) : "(none)", why, tb[0] ? " '" : "", tb,
-             tb[0] ? "'" : "",
-             delay ? "; answer delayed after recent failures from this address" : "");
+    /* Rate-limited: a guesser or a misconfigured fleet must not flood the log. */
+    refuse(c, METRICS_REFUSED_NOT_AUTHORIZED, LOG_WARN,
+           "connection refused (CONNACK %d): client id '%s', user '%s': %s%s%s%s%s", rc,
+           log_str(idb, sizeof(idb), cid, cid_len),
+           has_user ? log_str(ub, sizeof(ub), user, ulen) : "(none)", why, tb[0] ? " '" : "", tb,
+           tb[0] ? "'" : "",
+           delay ? "; answer delayed after recent failures from this address" : "");
     return -1;
 }
 
@@ -691,17 +744,15 @@ static int handle_connect(session_conn_t *c, const mqtt_connect_t *p) {
 
     if (mq->max_keepalive_s && p->keepalive > mq->max_keepalive_s) {
         conn_send_connack(c, false, MQTT_CONNACK_ID_REJECTED);
-        m->st.rejected++;
-        conn_end(c, LOG_WARN, false, true, "keepalive %u s above max_keepalive_s %u", p->keepalive,
-                 mq->max_keepalive_s);
+        refuse(c, METRICS_REFUSED_IDENTIFIER_REJECTED, LOG_WARN,
+               "keepalive %u s above max_keepalive_s %u", p->keepalive, mq->max_keepalive_s);
         return FEED_CLOSED;
     }
     if (cid_len == 0) {
         if (!p->clean_session) {
             conn_send_connack(c, false, MQTT_CONNACK_ID_REJECTED);
-            m->st.rejected++;
-            conn_end(c, LOG_WARN, false, true,
-                     "empty client id with clean session 0 [MQTT-3.1.3-8]");
+            refuse(c, METRICS_REFUSED_IDENTIFIER_REJECTED, LOG_WARN,
+                   "empty client id with clean session 0 [MQTT-3.1.3-8]");
             return FEED_CLOSED;
         }
         do {
@@ -736,8 +787,8 @@ static int handle_connect(session_conn_t *c, const mqtt_connect_t *p) {
         s = session_create(m, cid, cid_len, p->clean_session);
         if (!s) {
             conn_send_connack(c, false, MQTT_CONNACK_UNAVAILABLE);
-            m->st.rejected++;
-            conn_end(c, LOG_ERROR, false, true, "out of memory creating a session");
+            refuse(c, METRICS_REFUSED_SERVER_UNAVAILABLE, LOG_ERROR,
+                   "out of memory creating a session");
             return FEED_CLOSED;
         }
     }
@@ -763,8 +814,7 @@ static int handle_connect(session_conn_t *c, const mqtt_connect_t *p) {
         c->s = s;
         s->conn = c;
         conn_send_connack(c, false, MQTT_CONNACK_UNAVAILABLE);
-        m->st.rejected++;
-        conn_end(c, LOG_ERROR, false, true, "out of memory in CONNECT");
+        refuse(c, METRICS_REFUSED_SERVER_UNAVAILABLE, LOG_ERROR, "out of memory in CONNECT");
         return FEED_CLOSED;
     }
     s->conn = c;
@@ -776,8 +826,9 @@ static int handle_connect(session_conn_t *c, const mqtt_connect_t *p) {
     c->state = CONN_ACTIVE;
     conn_send_connack(c, present, MQTT_CONNACK_ACCEPTED);
     m->st.connects++;
-    log_info("client %s (%s): connected (clean session %d, keepalive %u s, session present %d)",
-             conn_id(c, idb, sizeof(idb)), c->remote, p->clean_session, p->keepalive, present);
+    log_client(LOG_INFO, conn_id(c, idb, sizeof(idb)), c->remote,
+               "connected (clean session %d, keepalive %u s, session present %d)", p->clean_session,
+               p->keepalive, present);
     conn_check_window(c);
     return FEED_OK;
 }
@@ -793,6 +844,7 @@ static int push_done(session_conn_t *c, uint8_t qos, uint16_t pid) {
     e->packet_id = pid;
     e->qos = qos;
     e->state = IF_OK;
+    e->recv_us = (uint32_t)c->mgr->mono_us;
     s->ring_count++;
     s->ring_qos2 += qos == 2;
     s->next_seq++;
@@ -833,6 +885,7 @@ static int handle_publish(session_conn_t *c, const mqtt_publish_t *p) {
     session_t *s = c->s;
     char idb[LOG_ID_MAX], tb[LOG_ID_MAX];
     uint32_t max = max_inflight(m);
+    m->mx->messages_received[p->qos <= 2 ? p->qos : 0]++;
 
     if (p->qos == 2) {
         if (pubrel_has(s, p->packet_id)) {
@@ -852,22 +905,25 @@ static int handle_publish(session_conn_t *c, const mqtt_publish_t *p) {
             }
         }
         if (s->pubrel_count + s->ring_qos2 >= max) {
-            violation(c, "%u QoS 2 messages await PUBREL or delivery (max_inflight %u)",
+            violation(c, "qos2_window_full",
+                      "%u QoS 2 messages await PUBREL or delivery (max_inflight %u)",
                       s->pubrel_count + s->ring_qos2, max);
             return FEED_CLOSED;
         }
     }
     if (m->o.security && !publish_allowed(c, p)) {
         m->st.acl_denied++;
+        m->mx->acl_denied++;
         if (m->cfg->auth.acl_deny == ACL_DENY_DISCONNECT) {
             /* MQTT 3.1.1 has no negative acknowledgement: closing is the
              * only way a QoS 1/2 sender learns it was refused. */
-            conn_end(c, LOG_WARN, true, true,
-                     "the ACL does not allow publishing on topic '%s' (auth.acl_deny: disconnect)",
-                     log_str(tb, sizeof(tb), (const char *)p->topic.ptr, p->topic.len));
+            conn_end_rl(c, &m->rl_acl, LOG_WARN, true, true,
+                        "the ACL does not allow publishing on topic '%s' (auth.acl_deny: "
+                        "disconnect)",
+                        log_str(tb, sizeof(tb), (const char *)p->topic.ptr, p->topic.len));
             return FEED_CLOSED;
         }
-        log_client_ratelimited(&m->acl_log, LOG_WARN, conn_id(c, idb, sizeof(idb)), c->remote,
+        log_client_ratelimited(&m->rl_acl, LOG_WARN, conn_id(c, idb, sizeof(idb)), c->remote,
                                "the ACL does not allow publishing on topic '%s': dropped "
                                "(auth.acl_deny: drop)",
                                log_str(tb, sizeof(tb), (const char *)p->topic.ptr, p->topic.len));
@@ -899,16 +955,9 @@ static int handle_publish(session_conn_t *c, const mqtt_publish_t *p) {
     }
     if (r == ROUTE_DROP) {
         m->st.unmapped_dropped++;
-        if (m->drop_log_ms == 0 || m->mono_ms - m->drop_log_ms >= DROP_LOG_INTERVAL_MS) {
-            log_warn("client %s (%s): dropped a message on topic '%s': %s (%" PRIu64
-                     " more dropped since the last such line)",
-                     conn_id(c, idb, sizeof(idb)), c->remote,
-                     log_str(tb, sizeof(tb), msg.topic, msg.topic_len), why, m->drop_suppressed);
-            m->drop_log_ms = m->mono_ms ? m->mono_ms : 1;
-            m->drop_suppressed = 0;
-        } else {
-            m->drop_suppressed++;
-        }
+        log_client_ratelimited(&m->rl_drop, LOG_WARN, conn_id(c, idb, sizeof(idb)), c->remote,
+                               "dropped a message on topic '%s': %s",
+                               log_str(tb, sizeof(tb), msg.topic, msg.topic_len), why);
         if (p->qos > 0 && push_done(c, p->qos, p->packet_id) != 0)
             goto oom;
         conn_check_window(c);
@@ -918,7 +967,8 @@ static int handle_publish(session_conn_t *c, const mqtt_publish_t *p) {
     int rc = produce_msg(c, &msg, ktopic, key, key_len, SESSION_OPAQUE(s->id, s->next_seq));
     if (rc == KAFKA_ERR_QUEUE_FULL) {
         if (!c->blocked) {
-            log_debug("client %s: producer queue full, pausing until reports drain", c->remote);
+            log_client(LOG_DEBUG, conn_id(c, idb, sizeof(idb)), c->remote,
+                       "producer queue full, pausing until reports drain");
             c->blocked = true;
             c->blk_prev = NULL;
             c->blk_next = m->blocked;
@@ -945,6 +995,7 @@ static int handle_publish(session_conn_t *c, const mqtt_publish_t *p) {
     e->qos = p->qos;
     e->state = IF_PENDING;
     e->produced = 1;
+    e->recv_us = (uint32_t)m->mono_us;
     e->topic_len =
         (uint8_t)(msg.topic_len < INFLIGHT_TOPIC_MAX ? msg.topic_len : INFLIGHT_TOPIC_MAX);
     memcpy(e->topic, msg.topic, e->topic_len);
@@ -961,17 +1012,18 @@ oom:
 
 static int handle_packet(session_conn_t *c, const mqtt_packet_t *pkt) {
     session_mgr_t *m = c->mgr;
+    m->mx->packets_received[pkt->type & 15]++;
     if (c->state == CONN_NEW) {
         if (pkt->type != MQTT_CONNECT) {
-            violation(c, "first packet is %s, not CONNECT [MQTT-3.1.0-1]",
-                      mqtt_type_name(pkt->type));
+            violation(c, "first_packet_not_connect",
+                      "first packet is %s, not CONNECT [MQTT-3.1.0-1]", mqtt_type_name(pkt->type));
             return FEED_CLOSED;
         }
         return handle_connect(c, &pkt->u.connect);
     }
     switch (pkt->type) {
     case MQTT_CONNECT:
-        violation(c, "second CONNECT [MQTT-3.1.0-2]");
+        violation(c, "second_connect", "second CONNECT [MQTT-3.1.0-2]");
         return FEED_CLOSED;
     case MQTT_PUBLISH:
         return handle_publish(c, &pkt->u.publish);
@@ -984,7 +1036,7 @@ static int handle_packet(session_conn_t *c, const mqtt_packet_t *pkt) {
         uint32_t n = pkt->u.subscribe.count;
         uint8_t *codes = (uint8_t *)m->scratch;
         if (n > SCRATCH_SIZE / 2) {
-            violation(c, "SUBSCRIBE with %u filters", n);
+            violation(c, "subscribe_too_many_filters", "SUBSCRIBE with %u filters", n);
             return FEED_CLOSED;
         }
         memset(codes, MQTT_SUBACK_FAILURE, n);
@@ -1011,16 +1063,17 @@ static int handle_packet(session_conn_t *c, const mqtt_packet_t *pkt) {
     case MQTT_SUBACK:
     case MQTT_UNSUBACK:
     case MQTT_PINGRESP:
-        violation(c, "%s is a server-only packet", mqtt_type_name(pkt->type));
+        violation(c, "server_only_packet", "%s is a server-only packet", mqtt_type_name(pkt->type));
         return FEED_CLOSED;
     case MQTT_PUBACK:
     case MQTT_PUBREC:
     case MQTT_PUBCOMP:
-        violation(c, "unexpected %s for id %u (the server sends no QoS 1/2 PUBLISH)",
+        violation(c, "unexpected_ack",
+                  "unexpected %s for id %u (the server sends no QoS 1/2 PUBLISH)",
                   mqtt_type_name(pkt->type), pkt->u.packet_id);
         return FEED_CLOSED;
     default:
-        violation(c, "unexpected packet type %d", (int)pkt->type);
+        violation(c, "unexpected_packet_type", "unexpected packet type %d", (int)pkt->type);
         return FEED_CLOSED;
     }
 }
@@ -1033,9 +1086,14 @@ session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts) {
         return NULL;
     m->o = *opts;
     m->cfg = opts->cfg;
+    m->mx = opts->metrics ? opts->metrics : &m->own_mx;
+    m->rl_protocol = (log_ratelimit_t)LOG_RATELIMIT_INIT("protocol errors", 10, 10000);
+    m->rl_refused = (log_ratelimit_t)LOG_RATELIMIT_INIT("refused connections", 10, 10000);
+    m->rl_delivery = (log_ratelimit_t)LOG_RATELIMIT_INIT("delivery failures", 10, 10000);
+    m->rl_drop = (log_ratelimit_t)LOG_RATELIMIT_INIT("unmapped messages dropped", 10, 10000);
+    m->rl_acl = (log_ratelimit_t)LOG_RATELIMIT_INIT("ACL denied publish", 10, 10000);
     m->max_detached = opts->max_detached_sessions ? opts->max_detached_sessions
                                                   : m->cfg->mqtt.max_persistent_sessions;
-    m->acl_log = (log_ratelimit_t)LOG_RATELIMIT_INIT("ACL denied publish", 10, 10000);
     m->scratch = malloc(SCRATCH_SIZE);
     if (!m->scratch) {
         free(m);
@@ -1084,6 +1142,25 @@ void session_mgr_set_now(session_mgr_t *m, uint64_t mono_ms, int64_t wall_ms) {
     m->wall_ms = wall_ms;
 }
 
+void session_mgr_set_now_us(session_mgr_t *m, uint64_t mono_us) {
+    m->mono_us = mono_us;
+}
+
+void session_mgr_set_config(session_mgr_t *m, const config_t *cfg) {
+    m->cfg = cfg;
+    m->o.cfg = cfg;
+    /* A lower bound takes effect at the next detach (the oldest go first). */
+    if (!m->o.max_detached_sessions)
+        m->max_detached = cfg->mqtt.max_persistent_sessions;
+}
+
+size_t session_mgr_paused_count(const session_mgr_t *m) {
+    size_t n = 0;
+    for (const session_conn_t *c = m->conns; c; c = c->next)
+        n += c->state != CONN_CLOSED && (c->paused_inflight || c->paused_queue);
+    return n;
+}
+
 const session_stats_t *session_mgr_stats(const session_mgr_t *m) {
     return &m->st;
 }
@@ -1102,8 +1179,9 @@ void session_mgr_tick(session_mgr_t *m) {
         nx = c->next;
         if (c->state == CONN_NEW && m->mono_ms - c->created_ms >= mq->connect_timeout_s * 1000ull) {
             m->st.connect_timeouts++;
-            conn_end(c, LOG_WARN, false, true, "no CONNECT within connect_timeout_s %u",
-                     mq->connect_timeout_s);
+            m->mx->connections_refused[METRICS_REFUSED_CONNECT_TIMEOUT]++;
+            conn_end_rl(c, &m->rl_refused, LOG_WARN, false, true,
+                        "no CONNECT within connect_timeout_s %u", mq->connect_timeout_s);
             continue;
         }
         if (c->state != CONN_ACTIVE)
@@ -1129,8 +1207,8 @@ void session_mgr_tick(session_mgr_t *m) {
     while (m->det_head && m->mono_ms - m->det_head->detached_at >= expiry) {
         session_t *s = m->det_head;
         char idb[LOG_ID_MAX];
-        log_info("session of client %s expired after %u s without a connection",
-                 log_str(idb, sizeof(idb), s->client_id, s->client_id_len), mq->session_expiry_s);
+        log_client(LOG_INFO, log_str(idb, sizeof(idb), s->client_id, s->client_id_len), NULL,
+                   "session expired after %u s without a connection", mq->session_expiry_s);
         m->st.sessions_expired++;
         session_destroy(m, s);
     }
@@ -1146,7 +1224,8 @@ void session_on_delivery(session_mgr_t *m, uint64_t opaque, int err, const char 
         m->st.delivery_failed++;
     if (id == 0) {
         if (err)
-            log_error("will message not delivered to Kafka: %s", errstr ? errstr : "?");
+            log_ratelimited(&m->rl_delivery, LOG_ERROR, "will message not delivered to Kafka: %s",
+                            errstr ? errstr : "?");
         wake_blocked(m);
         return;
     }
@@ -1154,8 +1233,9 @@ void session_on_delivery(session_mgr_t *m, uint64_t opaque, int err, const char 
     uint32_t off = s ? seq - s->head_seq : 0;
     if (!s || off >= s->ring_count || ring_at(s, off)->state != IF_PENDING) {
         if (err)
-            log_warn("delivery failed for a message of a session that is gone: %s",
-                     errstr ? errstr : "?");
+            log_ratelimited(&m->rl_delivery, LOG_WARN,
+                            "delivery failed for a message of a session that is gone: %s",
+                            errstr ? errstr : "?");
         else
             log_debug("delivery report for a session that is gone (opaque %" PRIx64 ")", opaque);
         wake_blocked(m);
@@ -1169,10 +1249,11 @@ void session_on_delivery(session_mgr_t *m, uint64_t opaque, int err, const char 
         e->state = IF_OK;
     } else {
         e->state = IF_FAILED;
-        log_error("client %s: Kafka did not take a QoS %u message on topic '%s%s': %s",
-                  log_str(idb, sizeof(idb), s->client_id, s->client_id_len), e->qos,
-                  log_str(tb, sizeof(tb), e->topic, e->topic_len),
-                  e->topic_len == INFLIGHT_TOPIC_MAX ? "..." : "", errstr ? errstr : "?");
+        log_client_ratelimited(
+            &m->rl_delivery, LOG_ERROR, log_str(idb, sizeof(idb), s->client_id, s->client_id_len),
+            c ? c->remote : NULL, "Kafka did not take a QoS %u message on topic '%s%s': %s", e->qos,
+            log_str(tb, sizeof(tb), e->topic, e->topic_len),
+            e->topic_len == INFLIGHT_TOPIC_MAX ? "..." : "", errstr ? errstr : "?");
         /* The client resends what it got no ack for once it reconnects. */
         close_conn = c && e->ack_gen && e->ack_gen == s->conn_gen;
     }
@@ -1231,22 +1312,23 @@ ssize_t session_feed(session_conn_t *c, const uint8_t *buf, size_t len) {
         if (n < 0) {
             if (n == MQTT_ERR_PROTOCOL_LEVEL && c->state == CONN_NEW) {
                 conn_send_connack(c, false, MQTT_CONNACK_BAD_PROTOCOL);
-                m->st.rejected++;
-                conn_end(c, LOG_WARN, false, true,
-                         "unsupported protocol level %u (only 4, MQTT 3.1.1) [MQTT-3.1.2-2]",
-                         pkt.u.connect.protocol_level);
+                refuse(c, METRICS_REFUSED_PROTOCOL_VERSION, LOG_WARN,
+                       "unsupported protocol level %u (only 4, MQTT 3.1.1) [MQTT-3.1.2-2]",
+                       pkt.u.connect.protocol_level);
                 return -1;
             }
             mqtt_fixed_header_t fh;
             if (n == MQTT_ERR_PACKET_TOO_LARGE &&
                 mqtt_decode_fixed_header(buf + off, len - off, &fh) > 0) {
-                violation(c, "%s %s packet of %" PRIu64 " bytes is over max_packet_size %u",
+                violation(c, mqtt_errname((int)n),
+                          "%s %s packet of %" PRIu64 " bytes is over max_packet_size %u",
                           mqtt_errname((int)n), mqtt_type_name(fh.type),
                           (uint64_t)fh.header_len + fh.remaining_length,
                           m->cfg->mqtt.max_packet_size);
                 return -1;
             }
-            violation(c, "%s: %s", mqtt_errname((int)n), mqtt_strerror((int)n));
+            violation(c, mqtt_errname((int)n), "%s: %s", mqtt_errname((int)n),
+                      mqtt_strerror((int)n));
             return -1;
         }
         c->last_rx_ms = m->mono_ms;

@@ -11,7 +11,6 @@
 #define TLS_ERR_MAX 512
 
 struct tls_ctx {
-    const config_tls_t *cfg;
     SSL_CTX *ctx;
 };
 
@@ -97,7 +96,6 @@ int tls_ctx_new(const config_tls_t *cfg, tls_ctx_t **out, char *errbuf, size_t e
         snprintf(errbuf, errlen, "out of memory");
         return -1;
     }
-    t->cfg = cfg;
     t->ctx = ctx_build(cfg, errbuf, errlen);
     if (!t->ctx) {
         free(t);
@@ -114,14 +112,11 @@ void tls_ctx_free(tls_ctx_t *t) {
     free(t);
 }
 
-int tls_ctx_reload(tls_ctx_t *t, char *errbuf, size_t errlen) {
-    SSL_CTX *n = ctx_build(t->cfg, errbuf, errlen);
-    if (!n)
-        return -1;
+void tls_ctx_replace(tls_ctx_t *t, tls_ctx_t *from) {
     /* Connections made with the old context hold their own reference. */
     SSL_CTX_free(t->ctx);
-    t->ctx = n;
-    return 0;
+    t->ctx = from->ctx;
+    free(from);
 }
 
 tls_conn_t *tls_conn_new(tls_ctx_t *t) {

@@ -28,9 +28,9 @@ def mock_kafka():
 def daemon(tmp_path, mock_kafka):
     started = []
 
-    def start(overrides=None, bootstrap=None, name=None):
+    def start(overrides=None, bootstrap=None, name=None, env=None):
         d = m2k.Daemon(tmp_path, bootstrap or mock_kafka.bootstrap, overrides,
-                       name=name or f"mqtt2kafka{len(started)}")
+                       name=name or f"mqtt2kafka{len(started)}", env=env)
         started.append(d)
         return d
 

@@ -216,7 +216,7 @@ def merge(base, over):
 
 
 class Daemon:
-    def __init__(self, tmp_path, bootstrap, overrides=None, name="mqtt2kafka"):
+    def __init__(self, tmp_path, bootstrap, overrides=None, name="mqtt2kafka", env=None):
         assert os.path.exists(DAEMON), f"{DAEMON} does not exist: build first"
         # Port 0: the daemon binds any free port and names it in its log, so
         # no other process can take the port between choosing and binding.
@@ -227,7 +227,8 @@ class Daemon:
         self.log_path = tmp_path / f"{name}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([DAEMON, "-c", str(self.config_path)],
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=None if env is None else {**os.environ, **env})
         self._wait_serving(10.0)
 
     def _wait_serving(self, timeout):
@@ -238,12 +239,22 @@ class Daemon:
                 raise AssertionError(f"mqtt2kafka exited with {rc}:\n{self.log()}")
             # The log line, not a probe connection: a probe would count
             # against max_connections until the daemon notices it closed.
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)$", self.log(), re.M)
+            # (text or JSON log format). Only a plain listener's line ends
+            # with the port: a TLS listener's ends in " (TLS)" and is not
+            # taken here (tests/integration/test_tls.py matches it itself).
+            m = re.search(r"[ \"]listening on 127\.0\.0\.1:(\d+)(?:\"}|$)", self.log(), re.M)
             if m:
                 self.port = int(m.group(1))
                 return
             time.sleep(0.05)
         raise AssertionError(f"mqtt2kafka did not start listening:\n{self.log()}")
+
+    def rewrite_config(self, overrides=None, text=None):
+        """Writes a new configuration file (merged overrides, or raw text) in place."""
+        if text is None:
+            self.config = merge(self.config, overrides)
+            text = yaml.safe_dump(self.config, sort_keys=False)
+        self.config_path.write_text(text)
 
     def log(self):
         if not self._log.closed:

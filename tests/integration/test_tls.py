@@ -221,8 +221,9 @@ def test_sighup_reloads_certificate(daemon, mock_kafka, pki):
     with open(pki.server[1], "w") as f:
         f.write("not a key\n")
     d.proc.send_signal(signal.SIGHUP)
-    assert d.wait_log(r"reload: listener .*: TLS certificate not reloaded, the old one stays in "
-                      r"use: .*server\.key: "), d.log()
+    assert d.wait_log(r"reload: TLS certificates: listener 127\.0\.0\.1:0 \(TLS\): "
+                      r".*server\.key: "), d.log()
+    assert d.wait_log(r"reload: the running configuration stays unchanged"), d.log()
     again = tls_client(d, pki)
     assert again.getpeercert()["subject"] == ((("commonName", "127.0.0.1-renewed"),),)
     again.close()

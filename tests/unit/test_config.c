@@ -65,6 +65,7 @@ static void test_minimal_defaults(void **state) {
     assert_int_equal(cfg->shutdown_timeout_s, 30);
     assert_null(cfg->metrics_listen);
     assert_int_equal(cfg->log_level, LOG_INFO);
+    assert_int_equal(cfg->log_format, LOG_FORMAT_TEXT);
     config_free(cfg);
 }
 
@@ -105,7 +106,8 @@ static void test_every_field(void **state) {
                        "metrics:\n"
                        "  listen: \"[::]:9234\"\n"
                        "log:\n"
-                       "  level: debug\n";
+                       "  level: debug\n"
+                       "  format: json\n";
     config_t *cfg = load_ok(yaml);
     assert_int_equal(cfg->n_listeners, 2);
     assert_string_equal(cfg->listeners[0].listen, "0.0.0.0:1883");
@@ -158,6 +160,25 @@ static void test_every_field(void **state) {
     assert_string_equal(cfg->metrics_host, "::");
     assert_int_equal(cfg->metrics_port, 9234);
     assert_int_equal(cfg->log_level, LOG_DEBUG);
+    assert_int_equal(cfg->log_format, LOG_FORMAT_JSON);
+    config_free(cfg);
+}
+
+/* Port 0 (any free port) on several listeners and the metrics listener is
+ * not a duplicate: each bind gets its own port. */
+static void test_port_zero_is_never_a_duplicate(void **state) {
+    (void)state;
+    config_t *cfg = load_ok(MIN "listeners:\n"
+                                "  - listen: \"127.0.0.1:0\"\n"
+                                "  - listen: \"127.0.0.1:0\"\n"
+                                "metrics:\n"
+                                "  listen: \"127.0.0.1:0\"\n"
+                                "log:\n"
+                                "  format: text\n");
+    assert_int_equal(cfg->n_listeners, 2);
+    assert_int_equal(cfg->listeners[1].port, 0);
+    assert_int_equal(cfg->metrics_port, 0);
+    assert_int_equal(cfg->log_format, LOG_FORMAT_TEXT);
     config_free(cfg);
 }
 
@@ -347,10 +368,12 @@ static void test_errors_mqtt_numbers(void **state) {
                   "  properties:\n    message.max.bytes: 2000\nmqtt:\n  max_packet_size: 2001\n",
                   "t.yaml:6:20: mqtt.max_packet_size: 2001 is above Kafka's message.max.bytes "
                   "(2000); lower it or raise kafka.properties.message.max.bytes\n");
+    expect_errors(MIN "log:\n  format: xml\n",
+                  "t.yaml:4:11: log.format: expected text or json, got \"xml\"\n");
     expect_errors(MIN "headers: 1\nlog:\n  level: loud\n  file: x\n",
                   "t.yaml:3:10: headers: expected true or false, got \"1\"\n"
                   "t.yaml:5:10: log.level: expected error, warn, info or debug, got \"loud\"\n"
-                  "t.yaml:6:3: log.file: unknown key (expected one of: level)\n");
+                  "t.yaml:6:3: log.file: unknown key (expected one of: level, format)\n");
 }
 
 static void test_errors_topics(void **state) {
@@ -472,6 +495,7 @@ int main(void) {
         cmocka_unit_test(test_minimal_defaults),
         cmocka_unit_test(test_every_field),
         cmocka_unit_test(test_unmapped_and_shutdown_variants),
+        cmocka_unit_test(test_port_zero_is_never_a_duplicate),
         cmocka_unit_test(test_errors_structure),
         cmocka_unit_test(test_errors_yaml_syntax),
         cmocka_unit_test(test_errors_listeners),

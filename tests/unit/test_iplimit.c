@@ -72,12 +72,32 @@ static void test_disabled(void **state) {
     iplimit_free(l);
 }
 
+/* A reload changes the limits: live counts carry over, a lowered burst cuts
+ * the bucket, and turning the limits off still releases what was counted. */
+static void test_set_limits(void **state) {
+    (void)state;
+    iplimit_t *l = iplimit_new(3, 1, 5, 10);
+    assert_int_equal(iplimit_accept(l, "10.0.0.1", 0), IPLIMIT_OK);
+    assert_int_equal(iplimit_accept(l, "10.0.0.1", 0), IPLIMIT_OK);
+    iplimit_set_limits(l, 2, 1, 1); /* 3 tokens left, cut to 1; 2 live = the new max */
+    assert_int_equal(iplimit_accept(l, "10.0.0.1", 0), IPLIMIT_TOO_MANY);
+    iplimit_release(l, "10.0.0.1", 0);
+    assert_int_equal(iplimit_accept(l, "10.0.0.1", 0), IPLIMIT_OK);
+    iplimit_release(l, "10.0.0.1", 0);
+    assert_int_equal(iplimit_accept(l, "10.0.0.1", 0), IPLIMIT_RATE);
+    iplimit_set_limits(l, 0, 0, 0);
+    assert_int_equal(iplimit_accept(l, "10.0.0.1", 0), IPLIMIT_OK); /* not counted */
+    assert_int_equal(iplimit_count(l, "10.0.0.1"), 1);
+    iplimit_release(l, "10.0.0.1", 0);
+    assert_int_equal(iplimit_size(l), 0);
+    iplimit_free(l);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_count_limit),
-        cmocka_unit_test(test_token_bucket),
-        cmocka_unit_test(test_table_bound),
-        cmocka_unit_test(test_disabled),
+        cmocka_unit_test(test_count_limit), cmocka_unit_test(test_token_bucket),
+        cmocka_unit_test(test_table_bound), cmocka_unit_test(test_disabled),
+        cmocka_unit_test(test_set_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "mqtt_codec.h"
 #include "session.h"
 
 /* ---- fakes ---------------------------------------------------------------- */
@@ -123,6 +124,7 @@ typedef struct {
     session_mgr_t *m;
     fconn_t conns[4];
     uint64_t now;
+    metrics_t mx;
 } fx_t;
 
 static void fx_start(fx_t *fx) {
@@ -132,7 +134,9 @@ static void fx_start(fx_t *fx) {
         .produce = fake_produce,
         .produce_ud = &fx->prod,
         .max_detached_sessions = 2,
+        .metrics = &fx->mx,
     };
+    metrics_init(&fx->mx);
     fx->m = session_mgr_new(&o);
     assert_non_null(fx->m);
     session_mgr_set_now(fx->m, fx->now, 1700000000000);
@@ -294,6 +298,51 @@ static void deliver(fx_t *fx, int rec, int err) {
 }
 
 /* ---- CONNECT ---------------------------------------------------------------- */
+
+/* The registry the session feeds: exact counts per packet type, QoS, refusal
+ * reason and protocol error kind, and the ack latency from the us clock. */
+static void test_metrics_fed_by_the_session(void **state) {
+    fx_t *fx = *state;
+    session_mgr_set_now_us(fx->m, 5000000);
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "a", .clean = true});
+    feed(f, publish_pk("t/a", "x", 0, 0, false));
+    feed(f, publish_pk("t/a", "x", 1, 7, false));
+    feed(f, publish_pk("t/a", "x", 2, 8, false));
+    session_mgr_set_now_us(fx->m, 5000000 + 3000); /* 3 ms later */
+    deliver(fx, 0, 0);
+    deliver(fx, 1, 0);
+    deliver(fx, 2, 0);
+    feed(f, id_pk(0x62, 8)); /* PUBREL */
+    assert_int_equal(fx->mx.packets_received[MQTT_CONNECT], 1);
+    assert_int_equal(fx->mx.packets_received[MQTT_PUBLISH], 3);
+    assert_int_equal(fx->mx.packets_received[MQTT_PUBREL], 1);
+    assert_int_equal(fx->mx.packets_sent[MQTT_CONNACK], 1);
+    assert_int_equal(fx->mx.packets_sent[MQTT_PUBACK], 1);
+    assert_int_equal(fx->mx.packets_sent[MQTT_PUBREC], 1);
+    assert_int_equal(fx->mx.packets_sent[MQTT_PUBCOMP], 1);
+    assert_int_equal(fx->mx.messages_received[0], 1);
+    assert_int_equal(fx->mx.messages_received[1], 1);
+    assert_int_equal(fx->mx.messages_received[2], 1);
+    /* Two acks, each 3000 us: the 0.005 s bucket (index 3). */
+    assert_int_equal(fx->mx.ack_latency.count, 2);
+    assert_int_equal(fx->mx.ack_latency.sum_usec, 6000);
+    assert_int_equal(fx->mx.ack_latency.buckets[3], 2);
+    assert_int_equal(session_mgr_paused_count(fx->m), 0);
+
+    /* Refusals: a bad protocol level, then a PUBLISH before CONNECT. */
+    fconn_t *g = open_conn(fx, 1);
+    assert_int_equal(feed(g, connect_pk((cn_t){.id = "b", .clean = true, .level = 3})), -1);
+    fconn_t *h = open_conn(fx, 2);
+    assert_int_equal(feed(h, publish_pk("t/a", "x", 0, 0, false)), -1);
+    /* A protocol error after CONNECT is not a refusal. */
+    assert_int_equal(feed(f, connect_pk((cn_t){.id = "a", .clean = true})), -1);
+    assert_int_equal(fx->mx.connections_refused[METRICS_REFUSED_PROTOCOL_VERSION], 1);
+    assert_int_equal(fx->mx.connections_refused[METRICS_REFUSED_PROTOCOL_ERROR], 1);
+    assert_int_equal(metrics_label_get(&fx->mx.protocol_errors, "first_packet_not_connect"), 1);
+    assert_int_equal(metrics_label_get(&fx->mx.protocol_errors, "second_connect"), 1);
+    assert_int_equal(fx->mx.protocol_errors.used, 2);
+    assert_int_equal(fx->mx.packets_sent[MQTT_CONNACK], 2); /* + CONNACK 0x01 */
+}
 
 static void test_connect_accepted(void **state) {
     fx_t *fx = *state;
@@ -899,6 +948,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
         T(test_connect_accepted),
+        T(test_metrics_fed_by_the_session),
         T(test_connect_bad_level),
         T(test_connect_empty_id_clean1_gets_generated_id),
         T(test_connect_empty_id_clean0_rejected),

@@ -1,0 +1,214 @@
+"""Metrics and health endpoints of the running daemon: exact counters after a
+known load (raw clients: messages per QoS, protocol errors, refusals),
+/healthz, /readyz with Kafka up and with every mock broker down.
+
+Scrapes use curl, as an operator would. Every wait is bounded."""
+import re
+import shutil
+import subprocess
+
+import pytest
+
+import m2k
+from m2k import Raw
+
+CURL = shutil.which("curl")
+pytestmark = pytest.mark.skipif(CURL is None, reason="curl not installed")
+
+
+def metrics_overrides(port, **kafka_props):
+    o = {"metrics": {"listen": f"127.0.0.1:{port}"}}
+    if kafka_props:
+        o["kafka"] = {"properties": {"linger.ms": 5, **kafka_props}}
+    return o
+
+
+def http_get(port, path):
+    """(status, body) from curl; raises when curl cannot connect."""
+    out = subprocess.run(
+        [CURL, "-s", "--max-time", "5", "-o", "-", "-w", "\n%{http_code}",
+         f"http://127.0.0.1:{port}{path}"],
+        capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, f"curl {path}: exit {out.returncode} {out.stderr}"
+    body, _, code = out.stdout.rpartition("\n")
+    return int(code), body
+
+
+def scrape(port):
+    code, body = http_get(port, "/metrics")
+    assert code == 200, body
+    samples = {}
+    for line in body.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, value = line.rsplit(" ", 1)
+        samples[name] = float(value)
+    return samples
+
+
+def start(daemon, **kafka_props):
+    # Port 0: the daemon names the port it bound.
+    d = daemon(metrics_overrides(0, **kafka_props))
+    m = d.wait_log(r"metrics listening on 127\.0\.0\.1:(\d+) ")
+    assert m, d.log()
+    return d, int(m.group(1))
+
+
+class Counted:
+    """A raw connection that counts the bytes it sends."""
+
+    sent = 0
+
+    def __init__(self, port):
+        self.raw = Raw(port)
+
+    def send(self, data):
+        Counted.sent += len(data)
+        self.raw.send(data)
+
+
+def test_counters_match_the_load(daemon, mock_kafka):
+    d, mport = start(daemon)
+    Counted.sent = 0
+
+    # A: 5 x QoS 0, 4 x QoS 1, 3 x QoS 2 (with PUBREL), a ping, DISCONNECT.
+    a = Counted(d.port)
+    a.send(m2k.connect("m-a"))
+    a.raw.expect(m2k.CONNACK_OK)
+    for i in range(5):
+        a.send(m2k.publish("test/q0", f"q0-{i}", qos=0))
+    for i in range(4):
+        a.send(m2k.publish("test/q1", f"q1-{i}", qos=1, pid=10 + i))
+        a.raw.expect(m2k.puback(10 + i))
+    for i in range(3):
+        a.send(m2k.publish("test/q2", f"q2-{i}", qos=2, pid=20 + i))
+        a.raw.expect(b"\x50\x02" + (20 + i).to_bytes(2, "big"))
+        a.send(m2k.pubrel(20 + i))
+        a.raw.expect(b"\x70\x02" + (20 + i).to_bytes(2, "big"))
+    a.send(m2k.PINGREQ)
+    a.raw.expect(m2k.PINGRESP)
+
+    # While connected: one connection, nothing refused yet.
+    s = scrape(mport)
+    assert s["mqtt2kafka_connections"] == 1
+    assert s['mqtt2kafka_messages_received_total{qos="1"}'] == 4
+
+    a.send(m2k.DISCONNECT)
+    assert a.raw.closed_within(5)
+
+    # B: PUBLISH before CONNECT -> protocol error, refused.
+    b = Counted(d.port)
+    b.send(m2k.publish("test/x", "x"))
+    assert b.raw.closed_within(5)
+    # C: a second CONNECT.
+    c = Counted(d.port)
+    c.send(m2k.connect("m-c"))
+    c.raw.expect(m2k.CONNACK_OK)
+    c.send(m2k.connect("m-c"))
+    assert c.raw.closed_within(5)
+    # D: PUBLISH with QoS 3.
+    dd = Counted(d.port)
+    dd.send(m2k.connect("m-d"))
+    dd.raw.expect(m2k.CONNACK_OK)
+    dd.send(b"\x36\x05\x00\x01t\x00\x01")
+    assert dd.raw.closed_within(5)
+    # E: protocol level 3 -> CONNACK 0x01.
+    e = Counted(d.port)
+    e.send(m2k.connect("m-e", level=3))
+    e.raw.expect(b"\x20\x02\x00\x01")
+    assert e.raw.closed_within(5)
+
+    m2k.assert_records(mock_kafka.bootstrap, "test", 12)
+
+    def settled():
+        s = scrape(mport)
+        return s if (s["mqtt2kafka_connections"] == 0 and
+                     s["mqtt2kafka_kafka_records_delivered_total"] == 12) else None
+    s = m2k.wait_until(settled, 10)
+    assert s, scrape(mport)
+
+    expect = {
+        "mqtt2kafka_connections": 0,
+        "mqtt2kafka_connections_total": 5,
+        'mqtt2kafka_connections_refused_total{reason="protocol_error"}': 1,
+        'mqtt2kafka_connections_refused_total{reason="protocol_version"}': 1,
+        'mqtt2kafka_connections_refused_total{reason="max_connections"}': 0,
+        'mqtt2kafka_connections_refused_total{reason="identifier_rejected"}': 0,
+        'mqtt2kafka_connections_refused_total{reason="connect_timeout"}': 0,
+        'mqtt2kafka_packets_received_total{type="connect"}': 4,
+        'mqtt2kafka_packets_received_total{type="publish"}': 13,
+        'mqtt2kafka_packets_received_total{type="pubrel"}': 3,
+        'mqtt2kafka_packets_received_total{type="pingreq"}': 1,
+        'mqtt2kafka_packets_received_total{type="disconnect"}': 1,
+        'mqtt2kafka_packets_received_total{type="puback"}': 0,
+        'mqtt2kafka_packets_sent_total{type="connack"}': 4,
+        'mqtt2kafka_packets_sent_total{type="puback"}': 4,
+        'mqtt2kafka_packets_sent_total{type="pubrec"}': 3,
+        'mqtt2kafka_packets_sent_total{type="pubcomp"}': 3,
+        'mqtt2kafka_packets_sent_total{type="pingresp"}': 1,
+        'mqtt2kafka_messages_received_total{qos="0"}': 5,
+        'mqtt2kafka_messages_received_total{qos="1"}': 4,
+        'mqtt2kafka_messages_received_total{qos="2"}': 3,
+        'mqtt2kafka_protocol_errors_total{kind="first_packet_not_connect"}': 1,
+        'mqtt2kafka_protocol_errors_total{kind="second_connect"}': 1,
+        'mqtt2kafka_protocol_errors_total{kind="MQTT_ERR_QOS_INVALID"}': 1,
+        "mqtt2kafka_bytes_received_total": Counted.sent,
+        "mqtt2kafka_bytes_sent_total": 4 * 4 + 4 * 4 + 3 * 4 + 3 * 4 + 2,
+        "mqtt2kafka_ack_latency_seconds_count": 7,
+        "mqtt2kafka_kafka_records_produced_total": 12,
+        "mqtt2kafka_kafka_records_delivered_total": 12,
+        "mqtt2kafka_inflight_messages": 0,
+        "mqtt2kafka_paused_readers": 0,
+        'mqtt2kafka_unmapped_total{action="disconnect"}': 0,
+        "mqtt2kafka_config_reloads_total": 0,
+    }
+    got = {k: s.get(k) for k in expect}
+    assert got == expect
+    assert s['mqtt2kafka_ack_latency_seconds_bucket{le="+Inf"}'] == 7
+    assert not [k for k in s if k.startswith("mqtt2kafka_kafka_records_failed_total")
+                and s[k] != 0]
+    # Exactly three protocol error kinds were seen.
+    kinds = [k for k in s if k.startswith("mqtt2kafka_protocol_errors_total")]
+    assert sorted(kinds) == sorted(k for k in expect
+                                   if k.startswith("mqtt2kafka_protocol_errors_total"))
+
+
+def test_healthz_readyz_and_errors(daemon):
+    d, mport = start(daemon)
+    assert http_get(mport, "/healthz") == (200, "ok\n")
+    assert http_get(mport, "/readyz") == (200, "ready\n")
+    assert http_get(mport, "/nope")[0] == 404
+
+
+def test_readyz_503_when_all_brokers_down(daemon, mock_kafka):
+    # Statistics every 500 ms so recovery shows without traffic quickly.
+    d, mport = start(daemon, **{"statistics.interval.ms": 500})
+    assert http_get(mport, "/readyz") == (200, "ready\n")
+    mock_kafka.cmd("down -1")
+    got = m2k.wait_until(lambda: (lambda r: r if r[0] == 503 else None)(http_get(mport, "/readyz")),
+                         30, interval=0.2)
+    assert got, f"/readyz never said 503:\n{d.log()}"
+    assert re.fullmatch(r"not ready: Kafka unreachable: .+\n", got[1]), got
+    # Liveness is unaffected.
+    assert http_get(mport, "/healthz") == (200, "ok\n")
+    s = scrape(mport)
+    assert sum(v for k, v in s.items() if k.startswith("mqtt2kafka_kafka_broker_up{")) == 0
+    mock_kafka.cmd("up -1")
+    back = m2k.wait_until(lambda: http_get(mport, "/readyz") == (200, "ready\n"), 40, interval=0.2)
+    assert back, f"/readyz did not recover:\n{d.log()}"
+
+
+def test_http_connection_cap_and_idle_timeout(daemon):
+    """More than 16 idle HTTP connections: the 17th is closed at once; an idle
+    one gets 408 after 10 s (not waited for here: the cap is what is checked)."""
+    d, mport = start(daemon)
+    conns = [Raw(mport) for _ in range(16)]
+    extra = Raw(mport)
+    assert extra.closed_within(5)
+    for c in conns:
+        assert c.nothing_within(0.01)
+    for c in conns:
+        c.close()
+    # Slots are free again once the daemon saw the closes.
+    ok = m2k.wait_until(lambda: http_get(mport, "/healthz") == (200, "ok\n"), 5)
+    assert ok
