@@ -15,11 +15,26 @@ typedef struct {
     int col;
 } config_pos_t;
 
+/* TLS on one listener (enabled when the listener has a tls: mapping). */
+#define CONFIG_TLS_1_2 12
+#define CONFIG_TLS_1_3 13
+typedef struct {
+    bool enabled;
+    char *cert; /* PEM server certificate chain */
+    char *key;  /* PEM private key */
+    char *ca;   /* PEM CA bundle for client certificates; NULL when not set */
+    bool require_client_cert;
+    bool use_identity_as_username; /* user name = client certificate's CN */
+    int min_version;               /* CONFIG_TLS_1_2 (default) or CONFIG_TLS_1_3 */
+    config_pos_t pos;              /* the tls: mapping */
+} config_tls_t;
+
 typedef struct {
     char *listen; /* as written: "0.0.0.0:1883", "[::]:1883" */
     char *host;   /* "0.0.0.0", "::" (brackets removed) */
     uint16_t port;
     config_pos_t pos;
+    config_tls_t tls;
 } config_listener_t;
 
 typedef struct {
@@ -55,7 +70,27 @@ typedef struct {
     uint32_t connect_timeout_s; /* TCP accept to CONNECT */
     uint32_t max_keepalive_s;
     uint32_t session_expiry_s; /* clean-session=0 sessions */
+    /* Hostile-client bounds (docs/security.md). 0 = no limit where noted. */
+    uint32_t max_connections_per_ip;  /* live connections from one IP; 0 = no limit */
+    uint32_t connect_rate_per_ip;     /* new connections per second from one IP; 0 = no limit */
+    uint32_t connect_burst_per_ip;    /* token bucket size for connect_rate_per_ip */
+    uint32_t max_output_buffer;       /* bytes queued for one client before it is cut */
+    uint32_t max_persistent_sessions; /* clean session 0 sessions without a connection */
 } config_mqtt_t;
+
+typedef enum {
+    ACL_DENY_DISCONNECT = 0, /* log and close the connection */
+    ACL_DENY_DROP = 1,       /* acknowledge without producing, count, rate-limited log */
+} config_acl_deny_t;
+
+typedef struct {
+    bool allow_anonymous; /* resolved: default false with a password file, else true */
+    bool allow_anonymous_set;
+    char *password_file; /* NULL: no password check (every user name accepted) */
+    char *acl_file;      /* NULL: every publish allowed */
+    config_acl_deny_t acl_deny;
+    config_pos_t pos;
+} config_auth_t;
 
 typedef struct config {
     char *path;
@@ -77,6 +112,7 @@ typedef struct config {
     config_pos_t unmapped_pos;
 
     config_mqtt_t mqtt;
+    config_auth_t auth;
     uint32_t shutdown_timeout_s;
     char *metrics_listen; /* NULL when not set */
     char *metrics_host;   /* brackets removed; NULL when not set */

@@ -30,6 +30,9 @@ typedef enum {
     METRICS_REFUSED_IDENTIFIER_REJECTED, /* CONNACK 0x02 */
     METRICS_REFUSED_SERVER_UNAVAILABLE,  /* CONNACK 0x03 (Kafka down, shutting down) */
     METRICS_REFUSED_NOT_AUTHORIZED,      /* CONNACK 0x04 / 0x05 */
+    METRICS_REFUSED_PER_IP_LIMIT,        /* mqtt.max_connections_per_ip (or address table full) */
+    METRICS_REFUSED_PER_IP_RATE,         /* mqtt.connect_rate_per_ip */
+    METRICS_REFUSED_TLS_HANDSHAKE,       /* TLS handshake failed or timed out */
     METRICS_REFUSED__COUNT
 } metrics_refused_t;
 
@@ -117,7 +120,9 @@ typedef struct {
     uint64_t connections; /* gauge: open MQTT connections (accepted, not closed) */
     uint64_t connections_total;
     uint64_t connections_refused[METRICS_REFUSED__COUNT];
-    uint64_t auth_failures;
+    uint64_t auth_failures;       /* CONNACK 4 (bad credentials) and 5 (anonymous refused) */
+    uint64_t acl_denied;          /* PUBLISHes and will topics the ACL refused */
+    uint64_t output_limit_closed; /* connections cut at mqtt.max_output_buffer */
 
     /* traffic */
     uint64_t packets_received[METRICS_PACKET_TYPES];

@@ -33,8 +33,12 @@ typedef struct {
     uint64_t accepted;
     uint64_t refused_max_connections;
     uint64_t bytes_in, bytes_out;
-    uint64_t writes; /* one per connection per loop turn with output */
+    uint64_t writes;               /* one per connection per loop turn with output */
+    uint64_t refused_per_ip;       /* max_connections_per_ip (or address table full) */
+    uint64_t refused_rate_per_ip;  /* connect_rate_per_ip */
+    uint64_t refused_output_limit; /* connections cut at max_output_buffer */
     uint64_t http_requests, http_refused;
+    uint64_t tls_handshake_failures; /* handshake errors and timeouts */
 } server_stats_t;
 
 /* Creates the loop, timers and signal watchers (no listening yet). Returns 0
@@ -49,7 +53,10 @@ int server_run(server_t *s);
 uint64_t server_now_ms(const server_t *s);
 int64_t server_wall_ms(void);
 /* Switches to a reloaded configuration (borrowed): limits such as
- * mqtt.max_connections apply to the next accept. Listeners are not rebound. */
+ * mqtt.max_connections, the per-address limits (max_connections_per_ip,
+ * connect_rate_per_ip, connect_burst_per_ip), connect_timeout_s and
+ * max_output_buffer apply to the next accept or write. Listeners (address,
+ * TLS on or off, use_identity_as_username) are not rebound or changed. */
 void server_set_config(server_t *s, const config_t *cfg);
 /* Calls cb(opts->ud) every period_ms from the loop (the systemd watchdog);
  * 0 stops it. */
@@ -66,6 +73,21 @@ void server_stop(server_t *s);
 /* Frees the server after server_run has returned. */
 void server_free(server_t *s);
 const server_stats_t *server_stats(const server_t *s);
+/* SIGHUP, in two phases like every reload step (daemon.c):
+ * server_tls_prepare loads a new certificate, key and CA for every TLS
+ * listener without touching the running ones. Each listener uses the tls:
+ * section of the same listener in `next` (same listen address, TLS on);
+ * a listener that changed there needs a restart and reloads the files it
+ * started with. Returns 0 with *out (NULL when there is no TLS listener),
+ * or -1 with every failing listener in errbuf (one line each).
+ * server_tls_commit switches every listener to its new context and cannot
+ * fail: new handshakes use it, established connections keep theirs. It
+ * consumes `u`; server_tls_abort frees a prepared `u` instead. */
+typedef struct server_tls_update server_tls_update_t;
+int server_tls_prepare(server_t *s, const config_t *next, server_tls_update_t **out, char *errbuf,
+                       size_t errlen);
+void server_tls_commit(server_t *s, server_tls_update_t *u);
+void server_tls_abort(server_tls_update_t *u);
 size_t server_conn_count(const server_t *s);
 
 #endif

@@ -20,6 +20,7 @@
 #include "topic_map.h"
 
 typedef struct session_mgr session_mgr_t;
+typedef struct security security_t; /* security.h */
 typedef struct session_conn session_conn_t;
 
 /* Routes an MQTT topic (topic_map_lookup's contract; returns TOPIC_MAP_*). */
@@ -39,6 +40,9 @@ typedef struct {
      * more would be kept, the one that disconnected first is discarded (logged).
      * 0 = cfg->mqtt.max_connections. */
     size_t max_detached_sessions;
+    /* Authentication and publish ACL (security.h); NULL: every client and
+     * publish allowed. Borrowed; must outlive the manager. */
+    security_t *security;
     /* Registry fed from the hot path with plain increments (packets,
      * messages by QoS, refusals, protocol errors by kind, ack latency);
      * borrowed, must outlive the manager. NULL: a private one. Totals that
@@ -60,6 +64,10 @@ typedef struct {
     void (*pause)(void *ud);
     /* Reading may go on: the server feeds its buffered bytes again and restarts reading. */
     void (*resume)(void *ud);
+    /* Optional (may be NULL): hold this connection's output and input for ms
+     * milliseconds (the failed-login throttle delays a CONNACK this way); a
+     * close requested meanwhile happens after the hold. */
+    void (*hold)(void *ud, uint32_t ms);
 } session_conn_ops_t;
 
 /* Counters, for logs and metrics. */
@@ -81,7 +89,10 @@ typedef struct {
     uint64_t sessions_expired;
     uint64_t sessions_evicted; /* detached sessions discarded over max_detached_sessions */
     uint64_t wills_published;
-    uint64_t wills_lost; /* could not be produced (unmapped, queue full, produce error) */
+    uint64_t wills_lost;           /* could not be produced (unmapped, queue full, produce error) */
+    uint64_t auth_bad_credentials; /* CONNACK 4 sent */
+    uint64_t auth_not_authorized;  /* CONNACK 5 sent (anonymous refused, will topic denied) */
+    uint64_t acl_denied;           /* PUBLISHes refused by the ACL (dropped or closed) */
 } session_stats_t;
 
 /* Creates a manager; NULL on allocation failure. */
@@ -119,6 +130,10 @@ size_t session_mgr_paused_count(const session_mgr_t *m);
  * NULL on allocation failure. */
 session_conn_t *session_conn_new(session_mgr_t *m, const session_conn_ops_t *ops, void *ud,
                                  const char *remote);
+/* The user name a verified client certificate established (TLS listener
+ * with use_identity_as_username): it replaces the CONNECT's user name and no
+ * password is checked. Call before feeding the CONNECT. 0 or -1 (no memory). */
+int session_conn_set_identity(session_conn_t *c, const char *user);
 /* Decodes and handles whole packets from buf. Returns the bytes consumed (the
  * rest is an incomplete packet or was not processed because the connection is
  * paused; keep it and feed it again), or -1 when the connection was closed. */
@@ -132,6 +147,8 @@ void session_conn_close(session_conn_t *c, const char *reason);
 /* True while the session wants no input (in-flight window or producer queue full). */
 bool session_conn_paused(const session_conn_t *c);
 bool session_conn_closed(const session_conn_t *c);
+/* The remote address given to session_conn_new. */
+const char *session_conn_remote(const session_conn_t *c);
 /* Frees the connection object (closes it first if still open, as "freed"). */
 void session_conn_free(session_conn_t *c);
 

@@ -35,14 +35,25 @@ typedef struct {
     config_pos_t shutdown_pos; /* where shutdown_timeout_s was set, line 0 if not */
     config_pos_t max_packet_pos;
     bool max_packet_set;
+    bool max_persistent_set;
 } ctx_t;
 
 static void errs_vadd(errs_t *e, config_pos_t pos, const char *fmt, va_list ap) {
     e->count++;
     if (e->cap == 0 || e->len + 1 >= e->cap)
         return;
-    char msg[1024];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    char raw[1024], msg[1024];
+    vsnprintf(raw, sizeof(raw), fmt, ap);
+    /* Values from the file are echoed in messages: a newline in one must not
+     * start a line that does not name the file (found by fuzz_config). */
+    size_t o = 0;
+    for (const unsigned char *q = (const unsigned char *)raw; *q && o + 5 < sizeof(msg); q++) {
+        if (*q < 0x20 || *q == 0x7f)
+            o += (size_t)snprintf(msg + o, sizeof(msg) - o, "\\x%02x", *q);
+        else
+            msg[o++] = (char)*q;
+    }
+    msg[o] = '\0';
     int n;
     if (pos.line > 0)
         n = snprintf(e->buf + e->len, e->cap - e->len, "%s:%d:%d: %s\n", e->file, pos.line, pos.col,
@@ -288,6 +299,8 @@ static bool same_endpoint(const char *h1, uint16_t p1, const char *h2, uint16_t 
 
 /* ---- sections ---- */
 
+static void parse_tls(ctx_t *c, yaml_node_t *n, const char *where, config_tls_t *t);
+
 static void parse_listeners(ctx_t *c, yaml_node_t *n) {
     config_t *cfg = c->cfg;
     if (!expect_type(c, n, YAML_SEQUENCE_NODE, "listeners"))
@@ -310,7 +323,7 @@ static void parse_listeners(ctx_t *c, yaml_node_t *n) {
         snprintf(where, sizeof(where), "listeners[%zu]", idx);
         if (!expect_type(c, item, YAML_MAPPING_NODE, where))
             continue;
-        yaml_node_t *listen = NULL;
+        yaml_node_t *listen = NULL, *tls = NULL;
         for (yaml_node_pair_t *p = item->data.mapping.pairs.start; p < item->data.mapping.pairs.top;
              p++) {
             yaml_node_t *v;
@@ -319,8 +332,10 @@ static void parse_listeners(ctx_t *c, yaml_node_t *n) {
                 continue;
             if (strcmp(k, "listen") == 0)
                 listen = v;
+            else if (strcmp(k, "tls") == 0)
+                tls = v;
             else
-                unknown_key(c, item, p, where, k, "listen");
+                unknown_key(c, item, p, where, k, "listen, tls");
         }
         if (!listen) {
             err_at(c, pos_of(item), "%s: missing 'listen' (\"host:port\")", where);
@@ -356,6 +371,113 @@ static void parse_listeners(ctx_t *c, yaml_node_t *n) {
         l->host = host;
         l->port = port;
         l->pos = pos_of(listen);
+        if (tls) {
+            snprintf(where, sizeof(where), "listeners[%zu].tls", idx);
+            parse_tls(c, tls, where, &l->tls);
+        }
+    }
+}
+
+/* A file the daemon will read: must be a non-empty string; whether it can be
+ * read is checked when the daemon loads it (the check runs as another user). */
+static void get_path(ctx_t *c, yaml_node_t *v, const char *where, char **out) {
+    const char *s;
+    if (get_string(c, v, where, &s) < 0)
+        return;
+    if (s[0] == '\0') {
+        err_at(c, pos_of(v), "%s: expected a file name, got \"\"", where);
+        return;
+    }
+    free(*out);
+    *out = xstrdup(c, s);
+}
+
+static void parse_tls(ctx_t *c, yaml_node_t *n, const char *where, config_tls_t *t) {
+    char field[96];
+    if (!expect_type(c, n, YAML_MAPPING_NODE, where))
+        return;
+    t->enabled = true;
+    t->min_version = CONFIG_TLS_1_2;
+    t->pos = pos_of(n);
+    bool req_set = false, ident_set = false;
+    config_pos_t ident_pos = {0, 0};
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *v;
+        const char *k = pair_key(c, n, p, where, &v);
+        if (!k)
+            continue;
+        snprintf(field, sizeof(field), "%s.%s", where, k);
+        if (strcmp(k, "cert") == 0) {
+            get_path(c, v, field, &t->cert);
+        } else if (strcmp(k, "key") == 0) {
+            get_path(c, v, field, &t->key);
+        } else if (strcmp(k, "ca") == 0) {
+            get_path(c, v, field, &t->ca);
+        } else if (strcmp(k, "require_client_cert") == 0) {
+            req_set = get_bool(c, v, field, &t->require_client_cert) == 0;
+        } else if (strcmp(k, "use_identity_as_username") == 0) {
+            ident_set = get_bool(c, v, field, &t->use_identity_as_username) == 0;
+            ident_pos = pos_of(v);
+        } else if (strcmp(k, "min_version") == 0) {
+            const char *s;
+            char d[80];
+            if (v->type == YAML_SCALAR_NODE && (s = scalar(v)) != NULL &&
+                (strcmp(s, "1.2") == 0 || strcmp(s, "1.3") == 0))
+                t->min_version = s[2] == '2' ? CONFIG_TLS_1_2 : CONFIG_TLS_1_3;
+            else
+                err_at(c, pos_of(v), "%s: expected \"1.2\" or \"1.3\", got %s", field,
+                       describe(v, d, sizeof(d)));
+        } else {
+            unknown_key(c, n, p, where, k,
+                        "cert, key, ca, require_client_cert, use_identity_as_username, "
+                        "min_version");
+        }
+    }
+    (void)req_set;
+    if (!t->cert)
+        err_at(c, pos_of(n), "%s: missing 'cert' (PEM certificate file)", where);
+    if (!t->key)
+        err_at(c, pos_of(n), "%s: missing 'key' (PEM private key file)", where);
+    if (t->require_client_cert && !t->ca)
+        err_at(c, pos_of(n),
+               "%s: require_client_cert needs 'ca' (the CA that signs client "
+               "certificates)",
+               where);
+    if (ident_set && t->use_identity_as_username && !t->require_client_cert)
+        err_at(c, ident_pos, "%s.use_identity_as_username: needs require_client_cert: true", where);
+}
+
+static void parse_auth(ctx_t *c, yaml_node_t *n) {
+    config_auth_t *a = &c->cfg->auth;
+    if (!expect_type(c, n, YAML_MAPPING_NODE, "auth"))
+        return;
+    a->pos = pos_of(n);
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *v;
+        const char *k = pair_key(c, n, p, "auth", &v);
+        if (!k)
+            continue;
+        char where[64];
+        snprintf(where, sizeof(where), "auth.%s", k);
+        if (strcmp(k, "allow_anonymous") == 0) {
+            a->allow_anonymous_set = get_bool(c, v, where, &a->allow_anonymous) == 0;
+        } else if (strcmp(k, "password_file") == 0) {
+            get_path(c, v, where, &a->password_file);
+        } else if (strcmp(k, "acl_file") == 0) {
+            get_path(c, v, where, &a->acl_file);
+        } else if (strcmp(k, "acl_deny") == 0) {
+            const char *s;
+            if (get_string(c, v, where, &s) < 0)
+                continue;
+            if (strcmp(s, "disconnect") == 0)
+                a->acl_deny = ACL_DENY_DISCONNECT;
+            else if (strcmp(s, "drop") == 0)
+                a->acl_deny = ACL_DENY_DROP;
+            else
+                err_at(c, pos_of(v), "auth.acl_deny: expected disconnect or drop, got \"%s\"", s);
+        } else {
+            unknown_key(c, n, p, "auth", k, "allow_anonymous, password_file, acl_file, acl_deny");
+        }
     }
 }
 
@@ -568,10 +690,23 @@ static void parse_mqtt(ctx_t *c, yaml_node_t *n) {
             get_uint(c, v, where, 1, 65535, &m->max_keepalive_s);
         } else if (strcmp(k, "session_expiry_s") == 0) {
             get_uint(c, v, where, 0, UINT32_MAX, &m->session_expiry_s);
+        } else if (strcmp(k, "max_connections_per_ip") == 0) {
+            get_uint(c, v, where, 0, 10000000, &m->max_connections_per_ip);
+        } else if (strcmp(k, "connect_rate_per_ip") == 0) {
+            get_uint(c, v, where, 0, 1000000, &m->connect_rate_per_ip);
+        } else if (strcmp(k, "connect_burst_per_ip") == 0) {
+            get_uint(c, v, where, 1, 1000000, &m->connect_burst_per_ip);
+        } else if (strcmp(k, "max_output_buffer") == 0) {
+            get_uint(c, v, where, 4096, 1u << 30, &m->max_output_buffer);
+        } else if (strcmp(k, "max_persistent_sessions") == 0) {
+            get_uint(c, v, where, 0, 10000000, &m->max_persistent_sessions);
+            c->max_persistent_set = true;
         } else {
             unknown_key(c, n, p, "mqtt", k,
                         "max_packet_size, max_inflight, max_connections, connect_timeout_s, "
-                        "max_keepalive_s, session_expiry_s");
+                        "max_keepalive_s, session_expiry_s, max_connections_per_ip, "
+                        "connect_rate_per_ip, connect_burst_per_ip, max_output_buffer, "
+                        "max_persistent_sessions");
         }
     }
 }
@@ -669,10 +804,12 @@ static void parse_root(ctx_t *c, yaml_node_t *root) {
             metrics = v;
         } else if (strcmp(k, "log") == 0) {
             parse_log(c, v);
+        } else if (strcmp(k, "auth") == 0) {
+            parse_auth(c, v);
         } else {
             unknown_key(c, root, p, "", k,
-                        "listeners, kafka, topics, unmapped, headers, mqtt, shutdown_timeout_s, "
-                        "metrics, log");
+                        "listeners, kafka, topics, unmapped, headers, mqtt, auth, "
+                        "shutdown_timeout_s, metrics, log");
         }
     }
     if (!have_kafka)
@@ -699,6 +836,12 @@ static void apply_defaults(ctx_t *c) {
         cfg->listeners[0].port = 1883;
         cfg->n_listeners = 1;
     }
+    if (!c->max_persistent_set)
+        cfg->mqtt.max_persistent_sessions = cfg->mqtt.max_connections;
+    /* Like Mosquitto 2.0: once a password file is configured, a client must
+     * log in unless the operator says otherwise. */
+    if (!cfg->auth.allow_anonymous_set)
+        cfg->auth.allow_anonymous = cfg->auth.password_file == NULL;
     /* message.max.bytes as librdkafka will see it (the last setting wins). */
     unsigned long mmb = CONFIG_KAFKA_MESSAGE_MAX_BYTES_DEFAULT;
     for (size_t i = 0; i < cfg->n_kafka_properties; i++) {
@@ -729,6 +872,10 @@ static void config_init(config_t *cfg) {
     cfg->mqtt.connect_timeout_s = 10;
     cfg->mqtt.max_keepalive_s = 65535;
     cfg->mqtt.session_expiry_s = 86400;
+    cfg->mqtt.max_connections_per_ip = 10000;
+    cfg->mqtt.connect_rate_per_ip = 1000;
+    cfg->mqtt.connect_burst_per_ip = 2000;
+    cfg->mqtt.max_output_buffer = 1024 * 1024;
     cfg->shutdown_timeout_s = 30;
     cfg->log_level = LOG_INFO;
     cfg->log_format = LOG_FORMAT_TEXT;
@@ -778,7 +925,7 @@ int config_load_string(const char *yaml, size_t len, const char *name, config_t 
         return -1;
     }
     config_init(cfg);
-    ctx_t c = {NULL, &errs, cfg, {0, 0}, {0, 0}, false};
+    ctx_t c = {NULL, &errs, cfg, {0, 0}, {0, 0}, false, false};
     /* Our defaults first: applied in order, the user's entries override them. */
     add_property(&c, "enable.idempotence", "true", (config_pos_t){0, 0});
     add_property(&c, "acks", "all", (config_pos_t){0, 0});
@@ -855,6 +1002,9 @@ void config_free(config_t *cfg) {
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         free(cfg->listeners[i].listen);
         free(cfg->listeners[i].host);
+        free(cfg->listeners[i].tls.cert);
+        free(cfg->listeners[i].tls.key);
+        free(cfg->listeners[i].tls.ca);
     }
     free(cfg->listeners);
     free(cfg->bootstrap_servers);
@@ -870,6 +1020,8 @@ void config_free(config_t *cfg) {
     }
     free(cfg->rules);
     free(cfg->unmapped_topic);
+    free(cfg->auth.password_file);
+    free(cfg->auth.acl_file);
     free(cfg->metrics_listen);
     free(cfg->metrics_host);
     free(cfg->path);

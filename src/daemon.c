@@ -15,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "sd_notify.h"
+#include "security.h"
 #include "server.h"
 #include "session.h"
 #include "topic_map.h"
@@ -31,6 +32,7 @@ struct daemon {
     topic_map_t *tm;
     session_mgr_t *sm;
     server_t *srv;
+    security_t *sec; /* always present: a reload may add a password or ACL file */
     metrics_t m;
     bool listening, stopping, fatal, done;
     bool status_kafka_up; /* what the last STATUS= line said */
@@ -119,6 +121,10 @@ static char *on_metrics(void *ud, size_t *len) {
     m->connections = server_conn_count(d->srv);
     m->connections_total = sv->accepted;
     m->connections_refused[METRICS_REFUSED_MAX_CONNECTIONS] = sv->refused_max_connections;
+    m->connections_refused[METRICS_REFUSED_PER_IP_LIMIT] = sv->refused_per_ip;
+    m->connections_refused[METRICS_REFUSED_PER_IP_RATE] = sv->refused_rate_per_ip;
+    m->connections_refused[METRICS_REFUSED_TLS_HANDSHAKE] = sv->tls_handshake_failures;
+    m->output_limit_closed = sv->refused_output_limit;
     m->bytes_received = sv->bytes_in;
     m->bytes_sent = sv->bytes_out;
     m->unmapped[METRICS_UNMAPPED_DISCONNECT] = st->unmapped_closed;
@@ -206,9 +212,12 @@ static void finish_shutdown(daemon_t *d) {
  * unmapped policy, headers, log level and format), and the old configuration
  * is freed. Settings that need a restart are compared and named in the log.
  *
- * To reload another module (authentication, ACL, TLS certificates), add a
- * step here: prepare loads the new files into a new object, commit swaps the
- * pointer the module reads and frees the old object. */
+ * The password/ACL files and the TLS certificates are steps too, so they are
+ * read again on every SIGHUP, also when the YAML is unchanged, and a file
+ * that does not load rejects the whole reload (the YAML changes included):
+ * fail closed, the running files and settings stay. To reload another
+ * module, add a step: prepare loads the new files into a new object, commit
+ * swaps the pointer the module reads and frees the old object. */
 typedef struct {
     const char *name;
     int (*prepare)(daemon_t *d, const config_t *next, void **state, char *err, size_t errlen);
@@ -239,8 +248,54 @@ static void topics_abort(daemon_t *d, void *state) {
         topic_map_free(state);
 }
 
+/* The password and ACL files, read again on every SIGHUP (also when the
+ * YAML did not change), from the paths in `next`. */
+static int auth_prepare(daemon_t *d, const config_t *next, void **state, char *err, size_t errlen) {
+    (void)d;
+    security_update_t *u = NULL;
+    int rc = security_prepare(&next->auth, &u, err, errlen);
+    *state = u;
+    return rc;
+}
+
+static void auth_commit(daemon_t *d, const config_t *next, void *state) {
+    /* Sessions compare the generation: cached ACL decisions become stale. */
+    security_commit(d->sec, &next->auth, state);
+    if (next->auth.password_file || next->auth.acl_file)
+        log_info("reload: password and ACL files reloaded (password file %s, ACL file %s, "
+                 "anonymous clients %s)",
+                 next->auth.password_file ? next->auth.password_file : "none",
+                 next->auth.acl_file ? next->auth.acl_file : "none",
+                 next->auth.allow_anonymous ? "allowed" : "refused");
+}
+
+static void auth_abort(daemon_t *d, void *state) {
+    (void)d;
+    security_update_free(state);
+}
+
+/* Certificate, key and CA of every TLS listener, read again on every SIGHUP. */
+static int tls_prepare(daemon_t *d, const config_t *next, void **state, char *err, size_t errlen) {
+    server_tls_update_t *u = NULL;
+    int rc = server_tls_prepare(d->srv, next, &u, err, errlen);
+    *state = u;
+    return rc;
+}
+
+static void tls_commit(daemon_t *d, const config_t *next, void *state) {
+    (void)next;
+    server_tls_commit(d->srv, state);
+}
+
+static void tls_abort(daemon_t *d, void *state) {
+    (void)d;
+    server_tls_abort(state);
+}
+
 static const reload_step_t reload_steps[] = {
     {"topic map", topics_prepare, topics_commit, topics_abort},
+    {"auth files", auth_prepare, auth_commit, auth_abort},
+    {"TLS certificates", tls_prepare, tls_commit, tls_abort},
 };
 #define N_RELOAD_STEPS (sizeof(reload_steps) / sizeof(reload_steps[0]))
 
@@ -254,7 +309,10 @@ static bool str_differs(const char *a, const char *b) {
 static void report_restart_needed(const config_t *old, const config_t *next) {
     bool listeners = old->n_listeners != next->n_listeners;
     for (size_t i = 0; !listeners && i < old->n_listeners; i++)
-        listeners = strcmp(old->listeners[i].listen, next->listeners[i].listen) != 0;
+        listeners = strcmp(old->listeners[i].listen, next->listeners[i].listen) != 0 ||
+                    old->listeners[i].tls.enabled != next->listeners[i].tls.enabled ||
+                    old->listeners[i].tls.use_identity_as_username !=
+                        next->listeners[i].tls.use_identity_as_username;
     bool props = old->n_kafka_properties != next->n_kafka_properties;
     for (size_t i = 0; !props && i < old->n_kafka_properties; i++)
         props = strcmp(old->kafka_properties[i].name, next->kafka_properties[i].name) != 0 ||
@@ -444,8 +502,20 @@ int daemon_run(const config_t *cfg) {
         log_error("topic map: %s", err);
         goto out;
     }
+    if (security_new(&cfg->auth, &d->sec, err, sizeof(err)) != 0) {
+        log_error("auth: %s", err);
+        goto out;
+    }
+    if (cfg->auth.password_file || cfg->auth.acl_file || !cfg->auth.allow_anonymous) {
+        log_info("auth: %s%s%s, anonymous clients %s",
+                 cfg->auth.password_file ? "password file " : "no password file",
+                 cfg->auth.password_file ? cfg->auth.password_file : "",
+                 cfg->auth.acl_file ? ", ACL file loaded" : ", no ACL file",
+                 cfg->auth.allow_anonymous ? "allowed" : "refused");
+    }
     session_mgr_opts_t so = {
         .cfg = cfg,
+        .security = d->sec,
         .route = route_cb,
         .route_ud = d,
         .produce = produce_cb,
@@ -513,6 +583,7 @@ out:
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     session_mgr_free(d->sm);
+    security_free(d->sec);
     if (d->tm)
         topic_map_free(d->tm);
     free(props);

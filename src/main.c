@@ -9,6 +9,7 @@
 #include "daemon.h"
 #include "kafka.h"
 #include "log.h"
+#include "passwd_tool.h"
 #include "version.h"
 
 #define ERRBUF_SIZE 65536
@@ -17,6 +18,7 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: mqtt2kafka [-c FILE] [-t|--check] [--import-confluent FILE] [-V|--version] "
             "[-h|--help]\n"
+            "       mqtt2kafka passwd [-D] FILE USER\n"
             "\n"
             "An MQTT 3.1.1 to Kafka proxy: acknowledges a QoS 1/2 PUBLISH only after\n"
             "Kafka has confirmed the record.\n"
@@ -28,7 +30,11 @@ static void usage(FILE *out) {
             "                print the configuration equivalent to a Confluent MQTT Proxy\n"
             "                properties file (kafka-mqtt.properties) and exit\n"
             "  -V, --version print the version and exit\n"
-            "  -h, --help    print this help and exit\n");
+            "  -h, --help    print this help and exit\n"
+            "\n"
+            "  passwd FILE USER     add USER to a Mosquitto-format password file or change\n"
+            "                       its password (read from the terminal, or one line of stdin)\n"
+            "  passwd -D FILE USER  delete USER\n");
 }
 
 /* librdkafka is the judge of its own properties; our defaults are checked too
@@ -55,6 +61,8 @@ int main(int argc, char **argv) {
     const char *path = CONFIG_DEFAULT_PATH;
     const char *import = NULL;
     int check = 0;
+    if (argc >= 2 && strcmp(argv[1], "passwd") == 0)
+        return passwd_tool_main(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {

@@ -26,7 +26,8 @@ static const char *const latency_le[METRICS_LATENCY_BUCKETS] = {
 
 static const char *const refused_names[METRICS_REFUSED__COUNT] = {
     "max_connections",     "connect_timeout",    "protocol_error", "protocol_version",
-    "identifier_rejected", "server_unavailable", "not_authorized"};
+    "identifier_rejected", "server_unavailable", "not_authorized", "max_connections_per_ip",
+    "connect_rate_per_ip", "tls_handshake"};
 
 static const char *const unmapped_names[METRICS_UNMAPPED__COUNT] = {"disconnect", "drop", "topic"};
 
@@ -344,8 +345,14 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     for (int i = 0; i < METRICS_REFUSED__COUNT; i++)
         sample_label_u64(w, "mqtt2kafka_connections_refused_total", "reason", refused_names[i],
                          m->connections_refused[i]);
-    counter(w, "mqtt2kafka_auth_failures_total", "CONNECTs refused for bad credentials.",
+    counter(w, "mqtt2kafka_auth_failures_total",
+            "CONNECTs refused by authentication (bad credentials, or anonymous not allowed).",
             m->auth_failures);
+    counter(w, "mqtt2kafka_acl_denied_total",
+            "PUBLISHes (and will topics at CONNECT) the ACL refused.", m->acl_denied);
+    counter(w, "mqtt2kafka_output_limit_closed_total",
+            "Connections cut at mqtt.max_output_buffer (the client does not read).",
+            m->output_limit_closed);
 
     packets(w, "mqtt2kafka_packets_received_total", "MQTT packets received, by type.",
             m->packets_received);

@@ -21,13 +21,16 @@
 #include <uv.h>
 
 #include "http.h"
+#include "iplimit.h"
 #include "log.h"
+#include "security.h"
+#include "tls.h"
 
 #define READ_BUF_SIZE (64 * 1024)
-#define OUT_LIMIT (1024 * 1024) /* queued output per connection before it is cut */
-#define CLOSE_GRACE_MS 5000     /* a closing connection that does not drain is cut */
+#define CLOSE_GRACE_MS 5000 /* a closing connection that does not drain is cut */
 #define STOP_GRACE_MS 2000
 
+typedef struct listener listener_t;
 typedef struct conn conn_t;
 /* One per connection, idle ones included: sizes are 32-bit (input is bounded
  * by max_packet_size, output by OUT_LIMIT) and flags are bits, to keep it small. */
@@ -35,6 +38,12 @@ struct conn {
     uv_tcp_t tcp;
     server_t *srv;
     session_conn_t *sc;
+    tls_conn_t *tls; /* NULL on a plain listener */
+    listener_t *l;
+    uv_timer_t *hold_timer; /* while a throttled CONNACK is held */
+    bool held, counted_ip, identity_set;
+    uint64_t accepted_ms;
+    char ip[IPLIMIT_KEY_MAX];
     uint8_t *in;
     uint8_t *out;
     conn_t *pending_next;
@@ -53,11 +62,13 @@ typedef struct {
     uv_buf_t buf;
 } write_req_t;
 
-typedef struct {
+struct listener {
     uv_tcp_t tcp;
     server_t *srv;
     char name[80];
-} listener_t;
+    const config_listener_t *cfg;
+    tls_ctx_t *tls; /* NULL: plain TCP */
+};
 
 /* One HTTP connection on the metrics listener: freed once both handles closed. */
 typedef struct hconn hconn_t;
@@ -88,6 +99,7 @@ struct server {
     bool have_poll;
     listener_t *listeners;
     size_t n_listeners, n_listening;
+    size_t n_listener_slots; /* listeners[] entries, TLS contexts among them */
     conn_t *conns;
     size_t n_conns;
     conn_t *pending; /* output to flush, bytes to feed again, sockets to close */
@@ -102,6 +114,9 @@ struct server {
     size_t n_hconns;
     uv_timer_t periodic;
     void (*periodic_cb)(void *ud);
+    uint8_t *pbuf; /* decrypted bytes of one TLS read */
+    iplimit_t *iplimit;
+    log_ratelimit_t iplimit_log, tls_log;
     server_stats_t st;
 };
 
@@ -176,7 +191,7 @@ static void in_release(conn_t *c) {
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
 static void conn_read_start(conn_t *c) {
-    if (!c->reading && !c->paused && !c->closing && !c->srv->intake_stopped) {
+    if (!c->reading && !c->paused && !c->held && !c->closing && !c->srv->intake_stopped) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
             c->reading = true;
     }
@@ -208,19 +223,8 @@ static void feed_buffered(conn_t *c) {
 
 static void conn_lost(conn_t *c, const char *reason);
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-    conn_t *c = stream->data;
-    server_t *s = c->srv;
-    if (nread == 0)
-        return;
-    if (nread < 0) {
-        conn_lost(c, nread == UV_EOF ? "connection closed by the client" : uv_strerror((int)nread));
-        return;
-    }
-    s->st.bytes_in += (uint64_t)nread;
-    set_now(s);
-    const uint8_t *p = (const uint8_t *)buf->base;
-    size_t n = (size_t)nread;
+/* Plaintext from the socket (or from TLS) into the session. */
+static void deliver(conn_t *c, const uint8_t *p, size_t n) {
     if (c->in_len) {
         if (in_append(c, p, n) != 0) {
             session_conn_close(c->sc, "out of memory for the input buffer");
@@ -234,11 +238,64 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     }
 }
 
+static int tls_drain(conn_t *c);
+static void tls_handshake_done(conn_t *c);
+
+/* Ciphertext in: handshake records out, plaintext to the session. */
+static void tls_input(conn_t *c, const uint8_t *p, size_t n) {
+    server_t *s = c->srv;
+    bool was_done = tls_conn_handshake_done(c->tls);
+    int rc = tls_conn_feed(c->tls, p, n);
+    tls_drain(c);
+    if (rc != TLS_OK) {
+        if (!was_done)
+            s->st.tls_handshake_failures++;
+        log_client_ratelimited(&s->tls_log, LOG_WARN, NULL, session_conn_remote(c->sc), "%s",
+                               tls_conn_error(c->tls));
+        conn_lost(c, tls_conn_error(c->tls));
+        return;
+    }
+    if (!was_done && tls_conn_handshake_done(c->tls))
+        tls_handshake_done(c);
+    while (!c->closing && tls_conn_handshake_done(c->tls)) {
+        ssize_t got = tls_conn_read(c->tls, s->pbuf, READ_BUF_SIZE);
+        tls_drain(c);
+        if (got < 0) {
+            conn_lost(c, tls_conn_error(c->tls));
+            return;
+        }
+        if (got == 0)
+            break;
+        deliver(c, s->pbuf, (size_t)got);
+    }
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    conn_t *c = stream->data;
+    server_t *s = c->srv;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        conn_lost(c, nread == UV_EOF ? "connection closed by the client" : uv_strerror((int)nread));
+        return;
+    }
+    s->st.bytes_in += (uint64_t)nread;
+    set_now(s);
+    if (c->tls)
+        tls_input(c, (const uint8_t *)buf->base, (size_t)nread);
+    else
+        deliver(c, (const uint8_t *)buf->base, (size_t)nread);
+}
+
 /* ---- write side ------------------------------------------------------------------ */
 
 static void conn_begin_close(conn_t *c) {
     if (c->closing)
         return;
+    if (c->tls) {
+        tls_conn_shutdown(c->tls);
+        tls_drain(c);
+    }
     c->closing = true;
     c->closing_since = uv_now(&c->srv->loop);
     conn_read_stop(c);
@@ -249,6 +306,9 @@ static void on_handle_closed(uv_handle_t *h) {
     conn_t *c = h->data;
     server_t *s = c->srv;
     session_conn_free(c->sc);
+    tls_conn_free(c->tls);
+    if (c->counted_ip)
+        iplimit_release(s->iplimit, c->ip, uv_now(&s->loop));
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -265,9 +325,17 @@ static void on_handle_closed(uv_handle_t *h) {
     free(c);
 }
 
+static void on_hold_timer_closed(uv_handle_t *h) {
+    free(h);
+}
+
 static void conn_close_handle(conn_t *c) {
     if (!c->handle_closing) {
         c->handle_closing = true;
+        if (c->hold_timer) {
+            uv_close((uv_handle_t *)c->hold_timer, on_hold_timer_closed);
+            c->hold_timer = NULL;
+        }
         conn_read_stop(c);
         uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     }
@@ -357,6 +425,8 @@ static void process_pending(server_t *s) {
             }
             if (c->pending) /* queued again while feeding: handle in the next round */
                 continue;
+            if (c->held) /* the hold timer queues it again */
+                continue;
             conn_flush(c);
             if (c->closing)
                 conn_finish_close(c);
@@ -376,16 +446,50 @@ static void on_idle(uv_idle_t *h) {
 
 /* ---- session callbacks ------------------------------------------------------------- */
 
+static int out_append(conn_t *c, const void *buf, size_t len) {
+    if (c->out_len + len > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 64;
+        while (cap < c->out_len + len)
+            cap *= 2;
+        uint8_t *b = realloc(c->out, cap);
+        if (!b)
+            return -1;
+        c->out = b;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, buf, len);
+    c->out_len += len;
+    mark_pending(c);
+    return 0;
+}
+
+/* Moves the ciphertext TLS produced into the output buffer. */
+static int tls_drain(conn_t *c) {
+    uint8_t chunk[16384];
+    size_t n;
+    while ((n = tls_conn_take_output(c->tls, chunk, sizeof(chunk))) > 0) {
+        if (out_append(c, chunk, n) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int op_send(void *ud, const void *buf, size_t len) {
     conn_t *c = ud;
+    uint32_t limit = c->srv->cfg->mqtt.max_output_buffer;
     if (c->closing && c->handle_closing)
         return -1;
-    if (c->out_len + c->queued + len > OUT_LIMIT) {
-        log_warn("connection: %zu bytes of output queued, over the %d byte limit (the client "
-                 "does not read)",
-                 c->out_len + c->queued + len, OUT_LIMIT);
+    if (c->out_len + c->queued + len > limit) {
+        static log_ratelimit_t rl = LOG_RATELIMIT_INIT("output buffer limit", 10, 10000);
+        log_client_ratelimited(&rl, LOG_WARN, NULL, session_conn_remote(c->sc),
+                               "%zu bytes of output queued, over mqtt.max_output_buffer %u (the "
+                               "client does not read)",
+                               c->out_len + c->queued + len, limit);
+        c->srv->st.refused_output_limit++;
         return -1;
     }
+    if (c->tls)
+        return tls_conn_write(c->tls, buf, len) == TLS_OK && tls_drain(c) == 0 ? 0 : -1;
     if (c->out_len + len > c->out_cap) {
         size_t cap = c->out_cap ? c->out_cap : 64;
         while (cap < c->out_len + len)
@@ -406,6 +510,33 @@ static void op_close(void *ud) {
     conn_begin_close(ud);
 }
 
+static void on_hold_timer(uv_timer_t *t) {
+    conn_t *c = t->data;
+    c->held = false;
+    uv_close((uv_handle_t *)t, on_hold_timer_closed);
+    c->hold_timer = NULL;
+    set_now(c->srv);
+    mark_pending(c);
+    if (!c->closing && !session_conn_paused(c->sc))
+        conn_read_start(c);
+}
+
+/* Holds output and input (the throttled CONNACK); the timer releases it. */
+static void op_hold(void *ud, uint32_t ms) {
+    conn_t *c = ud;
+    if (c->held || c->handle_closing)
+        return;
+    uv_timer_t *t = malloc(sizeof(*t));
+    if (!t)
+        return; /* answered at once: a missed delay, not a missed answer */
+    uv_timer_init(&c->srv->loop, t);
+    t->data = c;
+    uv_timer_start(t, on_hold_timer, ms, 0);
+    c->hold_timer = t;
+    c->held = true;
+    conn_read_stop(c);
+}
+
 static void op_pause(void *ud) {
     conn_t *c = ud;
     c->paused = true;
@@ -420,7 +551,21 @@ static void op_resume(void *ud) {
     mark_pending(c);
 }
 
-static const session_conn_ops_t conn_ops = {op_send, op_close, op_pause, op_resume};
+static const session_conn_ops_t conn_ops = {op_send, op_close, op_pause, op_resume, op_hold};
+
+static void tls_handshake_done(conn_t *c) {
+    log_debug("%s: TLS handshake done (%s)", session_conn_remote(c->sc), tls_conn_version(c->tls));
+    if (!c->l->cfg->tls.use_identity_as_username)
+        return;
+    char cn[256];
+    if (tls_conn_peer_cn(c->tls, cn, sizeof(cn)) != 0) {
+        session_conn_close(c->sc, "TLS: the client certificate has no usable common name "
+                                  "(use_identity_as_username)");
+        return;
+    }
+    if (session_conn_set_identity(c->sc, cn) != 0)
+        session_conn_close(c->sc, "out of memory for the certificate identity");
+}
 
 static void conn_lost(conn_t *c, const char *reason) {
     session_conn_lost(c->sc, reason);
@@ -484,6 +629,7 @@ static void on_connection(uv_stream_t *ls, int status) {
         return;
     }
     c->srv = s;
+    c->l = l;
     uv_tcp_init(&s->loop, &c->tcp);
     c->tcp.data = c;
     if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
@@ -493,9 +639,31 @@ static void on_connection(uv_stream_t *ls, int status) {
     uv_tcp_nodelay(&c->tcp, 1);
     char peer[96];
     format_peer(&c->tcp, peer, sizeof(peer));
+    security_addr_ip(peer, c->ip, sizeof(c->ip));
+    int lim = iplimit_accept(s->iplimit, c->ip, uv_now(&s->loop));
+    if (lim != IPLIMIT_OK) {
+        if (lim == IPLIMIT_RATE)
+            s->st.refused_rate_per_ip++;
+        else
+            s->st.refused_per_ip++;
+        log_ratelimited(&s->iplimit_log, LOG_WARN, "refusing %s on %s: %s", peer, l->name,
+                        iplimit_strerror(lim));
+        uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
+        return;
+    }
+    c->counted_ip = true;
+    if (l->tls && !(c->tls = tls_conn_new(l->tls))) {
+        log_error("out of memory for the TLS state of %s", peer);
+        iplimit_release(s->iplimit, c->ip, uv_now(&s->loop));
+        uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
+        return;
+    }
+    c->accepted_ms = uv_now(&s->loop);
     c->sc = session_conn_new(s->o.sessions, &conn_ops, c, peer);
     if (!c->sc) {
         log_error("out of memory for the session of %s", peer);
+        tls_conn_free(c->tls);
+        iplimit_release(s->iplimit, c->ip, uv_now(&s->loop));
         uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
         return;
     }
@@ -710,8 +878,21 @@ static int metrics_listen(server_t *s, char *errbuf, size_t errlen) {
 static void on_tick(uv_timer_t *t) {
     server_t *s = t->data;
     set_now(s);
-    session_mgr_tick(s->o.sessions);
     uint64_t now = uv_now(&s->loop);
+    uint64_t hs_limit = (uint64_t)s->cfg->mqtt.connect_timeout_s * 1000u;
+    for (conn_t *c = s->conns; c; c = c->next) {
+        /* Before the session's own connect timeout, so the line says why. */
+        if (c->tls && !c->closing && !tls_conn_handshake_done(c->tls) &&
+            now - c->accepted_ms >= hs_limit) {
+            s->st.tls_handshake_failures++;
+            log_client_ratelimited(&s->tls_log, LOG_WARN, NULL, session_conn_remote(c->sc),
+                                   "TLS handshake not completed within connect_timeout_s %u",
+                                   s->cfg->mqtt.connect_timeout_s);
+            session_conn_close(c->sc, "TLS handshake timeout");
+        }
+    }
+    session_mgr_tick(s->o.sessions);
+    iplimit_prune(s->iplimit, now);
     for (conn_t *c = s->conns; c; c = c->next) {
         if (c->closing && !c->handle_closing && now - c->closing_since >= CLOSE_GRACE_MS)
             conn_close_handle(c); /* the peer does not read: cut it */
@@ -753,10 +934,18 @@ int server_new(const server_opts_t *opts, server_t **out, char *errbuf, size_t e
                                                         LOG_RATELIMIT_DEFAULT_BURST,
                                                         LOG_RATELIMIT_DEFAULT_INTERVAL_MS);
     s->rbuf = malloc(READ_BUF_SIZE);
-    int r = s->rbuf ? uv_loop_init(&s->loop) : UV_ENOMEM;
+    s->pbuf = malloc(READ_BUF_SIZE);
+    const config_mqtt_t *mq = &s->cfg->mqtt;
+    s->iplimit = iplimit_new(mq->max_connections_per_ip, mq->connect_rate_per_ip,
+                             mq->connect_burst_per_ip, (size_t)mq->max_connections + 4096);
+    s->iplimit_log = (log_ratelimit_t)LOG_RATELIMIT_INIT("per-address limit", 10, 10000);
+    s->tls_log = (log_ratelimit_t)LOG_RATELIMIT_INIT("TLS failure", 20, 10000);
+    int r = s->rbuf && s->pbuf && s->iplimit ? uv_loop_init(&s->loop) : UV_ENOMEM;
     if (r < 0) {
         snprintf(errbuf, errlen, "event loop: %s", uv_strerror(r));
         free(s->rbuf);
+        free(s->pbuf);
+        iplimit_free(s->iplimit);
         free(s);
         return -1;
     }
@@ -801,6 +990,9 @@ int server_listen(server_t *s, char *errbuf, size_t errlen) {
         snprintf(errbuf, errlen, "out of memory");
         return -1;
     }
+    /* Not s->cfg->n_listeners later: a reloaded configuration may list
+     * others (they need a restart), while these stay. */
+    s->n_listener_slots = s->cfg->n_listeners;
     for (size_t i = 0; i < s->cfg->n_listeners; i++) {
         const config_listener_t *cl = &s->cfg->listeners[i];
         listener_t *l = &s->listeners[i];
@@ -808,8 +1000,15 @@ int server_listen(server_t *s, char *errbuf, size_t errlen) {
         bool v6 = strchr(cl->host, ':') != NULL;
         int r = v6 ? uv_ip6_addr(cl->host, cl->port, (struct sockaddr_in6 *)&ss)
                    : uv_ip4_addr(cl->host, cl->port, (struct sockaddr_in *)&ss);
-        snprintf(l->name, sizeof(l->name), "%s", cl->listen);
+        snprintf(l->name, sizeof(l->name), "%s%s", cl->listen, cl->tls.enabled ? " (TLS)" : "");
         l->srv = s;
+        l->cfg = cl;
+        if (cl->tls.enabled && tls_ctx_new(&cl->tls, &l->tls, errbuf, errlen) != 0) {
+            char why[512];
+            snprintf(why, sizeof(why), "%s", errbuf);
+            snprintf(errbuf, errlen, "listener %s: TLS: %s", cl->listen, why);
+            return -1;
+        }
         if (r < 0) {
             snprintf(errbuf, errlen, "listener %s: bad address: %s", cl->listen, uv_strerror(r));
             return -1;
@@ -842,7 +1041,8 @@ int server_listen(server_t *s, char *errbuf, size_t errlen) {
                 port = ntohs(a4->sin_port);
             }
         }
-        log_info(v6 ? "listening on [%s]:%d" : "listening on %s:%d", host, port);
+        log_info(v6 ? "listening on [%s]:%d%s" : "listening on %s:%d%s", host, port,
+                 l->tls ? " (TLS)" : "");
     }
     if (s->cfg->metrics_listen)
         return metrics_listen(s, errbuf, errlen);
@@ -850,8 +1050,12 @@ int server_listen(server_t *s, char *errbuf, size_t errlen) {
 }
 
 void server_set_config(server_t *s, const config_t *cfg) {
+    const config_mqtt_t *mq = &cfg->mqtt;
     s->cfg = cfg;
     s->o.cfg = cfg;
+    /* The address table keeps its size (max_connections at start + 4096). */
+    iplimit_set_limits(s->iplimit, mq->max_connections_per_ip, mq->connect_rate_per_ip,
+                       mq->connect_burst_per_ip);
 }
 
 static void on_periodic(uv_timer_t *t) {
@@ -941,9 +1145,85 @@ void server_free(server_t *s) {
     uv_run(&s->loop, UV_RUN_NOWAIT);
     if (uv_loop_close(&s->loop) != 0)
         log_warn("event loop closed with handles still open");
+    for (size_t i = 0; s->listeners && i < s->n_listener_slots; i++)
+        tls_ctx_free(s->listeners[i].tls);
     free(s->listeners);
     free(s->rbuf);
+    free(s->pbuf);
+    iplimit_free(s->iplimit);
     free(s);
+}
+
+struct server_tls_update {
+    size_t n;
+    tls_ctx_t *ctx[]; /* per listener slot; NULL for a plain listener */
+};
+
+int server_tls_prepare(server_t *s, const config_t *next, server_tls_update_t **out, char *errbuf,
+                       size_t errlen) {
+    *out = NULL;
+    errbuf[0] = '\0';
+    size_t n_tls = 0;
+    for (size_t i = 0; i < s->n_listener_slots; i++)
+        n_tls += s->listeners[i].tls != NULL;
+    if (n_tls == 0)
+        return 0;
+    server_tls_update_t *u = calloc(1, sizeof(*u) + s->n_listener_slots * sizeof(tls_ctx_t *));
+    if (!u) {
+        snprintf(errbuf, errlen, "out of memory");
+        return -1;
+    }
+    u->n = s->n_listener_slots;
+    size_t off = 0;
+    int failed = 0;
+    for (size_t i = 0; i < u->n; i++) {
+        const listener_t *l = &s->listeners[i];
+        if (!l->tls)
+            continue;
+        /* l->cfg is the configuration the daemon started with, which lives
+         * as long as the server; next's files win while the listener is the same. */
+        const config_tls_t *tc = &l->cfg->tls;
+        if (i < next->n_listeners && next->listeners[i].tls.enabled &&
+            strcmp(next->listeners[i].listen, l->cfg->listen) == 0)
+            tc = &next->listeners[i].tls;
+        char e[512];
+        if (tls_ctx_new(tc, &u->ctx[i], e, sizeof(e)) == 0)
+            continue;
+        failed++;
+        if (off < errlen) {
+            int k = snprintf(errbuf + off, errlen - off, "%slistener %s: %s", off ? "\n" : "",
+                             l->name, e);
+            off += k > 0 ? (size_t)k : 0;
+        }
+    }
+    if (failed) {
+        server_tls_abort(u);
+        return -1;
+    }
+    *out = u;
+    return 0;
+}
+
+void server_tls_commit(server_t *s, server_tls_update_t *u) {
+    if (!u)
+        return;
+    for (size_t i = 0; i < u->n; i++) {
+        if (!u->ctx[i])
+            continue;
+        listener_t *l = &s->listeners[i];
+        tls_ctx_replace(l->tls, u->ctx[i]);
+        u->ctx[i] = NULL;
+        log_info("reload: listener %s: TLS certificate reloaded (new handshakes use it)", l->name);
+    }
+    free(u);
+}
+
+void server_tls_abort(server_tls_update_t *u) {
+    if (!u)
+        return;
+    for (size_t i = 0; i < u->n; i++)
+        tls_ctx_free(u->ctx[i]);
+    free(u);
 }
 
 const server_stats_t *server_stats(const server_t *s) {

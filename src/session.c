@@ -19,6 +19,7 @@
 
 #include "log.h"
 #include "mqtt_codec.h"
+#include "security.h"
 
 enum { IF_PENDING = 0, IF_OK = 1, IF_FAILED = 2 };
 enum { CONN_NEW = 0, CONN_ACTIVE = 1, CONN_CLOSED = 2 };
@@ -27,6 +28,7 @@ enum { FEED_OK = 0, FEED_RETRY = 1, FEED_CLOSED = 2 };
 #define INFLIGHT_TOPIC_MAX 50     /* topic prefix kept for the failure log line */
 #define SCRATCH_SIZE (132 * 1024) /* rendered Kafka topic + key (topic <= 64 KiB) */
 #define LOG_ID_MAX 64
+#define ACL_CACHE_TOPIC_MAX 256
 
 typedef struct {
     uint32_t ack_gen; /* connection generation owed the ack; 0 = none */
@@ -74,6 +76,8 @@ struct session_conn {
     char *will_topic;
     uint8_t *will_payload;
     char *username;
+    char *identity;                      /* from a client certificate; overrides username */
+    char *acl_topic;                     /* the last ACL decision's topic (see publish_allowed) */
     session_conn_t *prev, *next;         /* all connections */
     session_conn_t *blk_prev, *blk_next; /* blocked on a full producer queue */
     uint32_t gen;
@@ -86,6 +90,11 @@ struct session_conn {
     bool has_username;
     bool paused_inflight, paused_queue, send_failed;
     bool blocked;
+    /* The last ACL decision is valid for this topic and security generation:
+     * a client usually publishes on few topics, often the same one. */
+    uint32_t acl_gen;
+    uint16_t acl_topic_len;
+    bool acl_ok;
     char remote[]; /* "addr:port", NUL-terminated */
 };
 
@@ -111,7 +120,7 @@ struct session_mgr {
     bool stopping;
     uint64_t mono_us;
     metrics_t *mx; /* opts.metrics or own_mx */
-    log_ratelimit_t rl_protocol, rl_refused, rl_delivery, rl_drop;
+    log_ratelimit_t rl_protocol, rl_refused, rl_delivery, rl_drop, rl_acl;
     session_stats_t st;
     metrics_t own_mx;
 };
@@ -669,6 +678,62 @@ static void conn_end_rl(session_conn_t *c, log_ratelimit_t *rl, log_level_t lvl,
 
 /* ---- packets ----------------------------------------------------------- */
 
+/* Password, anonymous policy and the will's ACL; on refusal sends the CONNACK
+ * (held by the throttle delay), logs without the password, closes, and
+ * returns -1. */
+static int authorize_connect(session_conn_t *c, const mqtt_connect_t *p, const char *cid,
+                             size_t cid_len) {
+    session_mgr_t *m = c->mgr;
+    security_t *sec = m->o.security;
+    char idb[LOG_ID_MAX], ub[LOG_ID_MAX], tb[LOG_ID_MAX] = "";
+    uint32_t delay = 0;
+    const char *user = c->identity ? c->identity : (const char *)p->username.ptr;
+    size_t ulen = c->identity ? strlen(c->identity) : p->username.len;
+    bool has_user = c->identity || p->has_username;
+    int rc = security_connect(sec, c->remote, c->identity, has_user, user, ulen, p->has_password,
+                              p->password.ptr, p->password.len, m->mono_ms, &delay);
+    const char *why = NULL;
+    if (rc == MQTT_CONNACK_BAD_CREDENTIALS) {
+        m->st.auth_bad_credentials++;
+        m->mx->auth_failures++;
+        why = "bad user name or password";
+    } else if (rc != MQTT_CONNACK_ACCEPTED) {
+        m->st.auth_not_authorized++;
+        m->mx->auth_failures++;
+        why = "anonymous clients are not allowed (auth.allow_anonymous: false)";
+    } else if (p->will_flag && security_has_acl(sec)) {
+        /* The user name is NUL-terminated for the ACL: copy it. */
+        char *u = has_user ? dup_bytes(user, ulen) : NULL;
+        char *id = dup_bytes(cid, cid_len);
+        bool ok =
+            id && (!has_user || u) &&
+            security_can_publish(sec, u, id, (const char *)p->will_topic.ptr, p->will_topic.len);
+        free(u);
+        free(id);
+        if (!ok) {
+            rc = MQTT_CONNACK_NOT_AUTHORIZED;
+            m->st.auth_not_authorized++;
+            m->st.acl_denied++;
+            m->mx->acl_denied++;
+            log_str(tb, sizeof(tb), (const char *)p->will_topic.ptr, p->will_topic.len);
+            why = "the ACL does not allow publishing on the will topic";
+        }
+    }
+    if (delay && c->ops->hold)
+        c->ops->hold(c->ud, delay);
+    if (rc == MQTT_CONNACK_ACCEPTED)
+        return 0;
+    conn_send_connack(c, false, (uint8_t)rc);
+    /* Rate-limited: a guesser or a misconfigured fleet must not flood the log. */
+    refuse(c, METRICS_REFUSED_NOT_AUTHORIZED, LOG_WARN,
+           "connection refused (CONNACK %d): client id '%s', user '%s': %s%s%s%s%s", rc,
+           log_str(idb, sizeof(idb), cid, cid_len),
+           has_user ? log_str(ub, sizeof(ub), user, ulen) : "(none)", why, tb[0] ? " '" : "", tb,
+           tb[0] ? "'" : "",
+           delay ? "; answer delayed after recent failures from this address" : "");
+    return -1;
+}
+
 static int handle_connect(session_conn_t *c, const mqtt_connect_t *p) {
     session_mgr_t *m = c->mgr;
     const config_mqtt_t *mq = &m->cfg->mqtt;
@@ -696,6 +761,11 @@ static int handle_connect(session_conn_t *c, const mqtt_connect_t *p) {
         cid = gen;
         cid_len = strlen(gen);
     }
+
+    /* Decided before the takeover below: a client that fails to log in must
+     * not disconnect the session it names. */
+    if (m->o.security && authorize_connect(c, p, cid, cid_len) != 0)
+        return FEED_CLOSED;
 
     session_t *s = find_by_cid(m, cid, cid_len);
     if (s && s->conn) {
@@ -731,12 +801,16 @@ static int handle_connect(session_conn_t *c, const mqtt_connect_t *p) {
         c->will_retain = p->will_retain;
         c->will = c->will_topic && c->will_payload;
     }
-    if (p->has_username) {
+    if (c->identity) {
+        c->username = dup_bytes(c->identity, strlen(c->identity));
+        c->username_len = (uint16_t)strlen(c->identity);
+        c->has_username = c->username != NULL;
+    } else if (p->has_username) {
         c->username = dup_bytes(p->username.ptr, p->username.len);
         c->username_len = (uint16_t)p->username.len;
         c->has_username = c->username != NULL;
     }
-    if ((p->will_flag && !c->will) || (p->has_username && !c->has_username)) {
+    if ((p->will_flag && !c->will) || ((p->has_username || c->identity) && !c->has_username)) {
         c->s = s;
         s->conn = c;
         conn_send_connack(c, false, MQTT_CONNACK_UNAVAILABLE);
@@ -779,6 +853,33 @@ static int push_done(session_conn_t *c, uint8_t qos, uint16_t pid) {
     return 0;
 }
 
+/* The ACL decision for a PUBLISH, with a one-topic cache per connection. */
+static bool publish_allowed(session_conn_t *c, const mqtt_publish_t *p) {
+    security_t *sec = c->mgr->o.security;
+    const char *topic = (const char *)p->topic.ptr;
+    size_t len = p->topic.len;
+    if (!security_has_acl(sec))
+        return true;
+    uint32_t gen = security_generation(sec);
+    if (c->acl_topic && c->acl_gen == gen && c->acl_topic_len == len &&
+        memcmp(c->acl_topic, topic, len) == 0)
+        return c->acl_ok;
+    bool ok = security_can_publish(sec, c->has_username ? c->username : NULL, c->s->client_id,
+                                   topic, len);
+    /* Cached only for short topics: the cache must not double a big packet. */
+    if (len <= ACL_CACHE_TOPIC_MAX) {
+        if (!c->acl_topic)
+            c->acl_topic = malloc(ACL_CACHE_TOPIC_MAX);
+        if (c->acl_topic) {
+            memcpy(c->acl_topic, topic, len);
+            c->acl_topic_len = (uint16_t)len;
+            c->acl_gen = gen;
+            c->acl_ok = ok;
+        }
+    }
+    return ok;
+}
+
 static int handle_publish(session_conn_t *c, const mqtt_publish_t *p) {
     session_mgr_t *m = c->mgr;
     session_t *s = c->s;
@@ -810,6 +911,30 @@ static int handle_publish(session_conn_t *c, const mqtt_publish_t *p) {
             return FEED_CLOSED;
         }
     }
+    if (m->o.security && !publish_allowed(c, p)) {
+        m->st.acl_denied++;
+        m->mx->acl_denied++;
+        if (m->cfg->auth.acl_deny == ACL_DENY_DISCONNECT) {
+            /* MQTT 3.1.1 has no negative acknowledgement: closing is the
+             * only way a QoS 1/2 sender learns it was refused. */
+            conn_end_rl(c, &m->rl_acl, LOG_WARN, true, true,
+                        "the ACL does not allow publishing on topic '%s' (auth.acl_deny: "
+                        "disconnect)",
+                        log_str(tb, sizeof(tb), (const char *)p->topic.ptr, p->topic.len));
+            return FEED_CLOSED;
+        }
+        log_client_ratelimited(&m->rl_acl, LOG_WARN, conn_id(c, idb, sizeof(idb)), c->remote,
+                               "the ACL does not allow publishing on topic '%s': dropped "
+                               "(auth.acl_deny: drop)",
+                               log_str(tb, sizeof(tb), (const char *)p->topic.ptr, p->topic.len));
+        if (p->qos > 0) {
+            if (push_done(c, p->qos, p->packet_id) != 0)
+                goto oom;
+            conn_check_window(c);
+        }
+        return FEED_OK;
+    }
+
     if (ring_reserve(m, s) != 0)
         goto oom;
 
@@ -966,8 +1091,9 @@ session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts) {
     m->rl_refused = (log_ratelimit_t)LOG_RATELIMIT_INIT("refused connections", 10, 10000);
     m->rl_delivery = (log_ratelimit_t)LOG_RATELIMIT_INIT("delivery failures", 10, 10000);
     m->rl_drop = (log_ratelimit_t)LOG_RATELIMIT_INIT("unmapped messages dropped", 10, 10000);
-    m->max_detached =
-        opts->max_detached_sessions ? opts->max_detached_sessions : m->cfg->mqtt.max_connections;
+    m->rl_acl = (log_ratelimit_t)LOG_RATELIMIT_INIT("ACL denied publish", 10, 10000);
+    m->max_detached = opts->max_detached_sessions ? opts->max_detached_sessions
+                                                  : m->cfg->mqtt.max_persistent_sessions;
     m->scratch = malloc(SCRATCH_SIZE);
     if (!m->scratch) {
         free(m);
@@ -985,6 +1111,8 @@ void session_mgr_free(session_mgr_t *m) {
         free(c->will_topic);
         free(c->will_payload);
         free(c->username);
+        free(c->identity);
+        free(c->acl_topic);
         if (c->s)
             c->s->conn = NULL;
         free(c);
@@ -1021,6 +1149,9 @@ void session_mgr_set_now_us(session_mgr_t *m, uint64_t mono_us) {
 void session_mgr_set_config(session_mgr_t *m, const config_t *cfg) {
     m->cfg = cfg;
     m->o.cfg = cfg;
+    /* A lower bound takes effect at the next detach (the oldest go first). */
+    if (!m->o.max_detached_sessions)
+        m->max_detached = cfg->mqtt.max_persistent_sessions;
 }
 
 size_t session_mgr_paused_count(const session_mgr_t *m) {
@@ -1227,6 +1358,10 @@ bool session_conn_paused(const session_conn_t *c) {
     return c->paused_inflight || c->paused_queue;
 }
 
+const char *session_conn_remote(const session_conn_t *c) {
+    return c->remote;
+}
+
 bool session_conn_closed(const session_conn_t *c) {
     return c->state == CONN_CLOSED;
 }
@@ -1244,5 +1379,16 @@ void session_conn_free(session_conn_t *c) {
         c->next->prev = c->prev;
     m->n_conns--;
     free(c->username);
+    free(c->identity);
+    free(c->acl_topic);
     free(c);
+}
+
+int session_conn_set_identity(session_conn_t *c, const char *user) {
+    char *d = dup_bytes(user, strlen(user));
+    if (!d)
+        return -1;
+    free(c->identity);
+    c->identity = d;
+    return 0;
 }

@@ -239,7 +239,9 @@ class Daemon:
                 raise AssertionError(f"mqtt2kafka exited with {rc}:\n{self.log()}")
             # The log line, not a probe connection: a probe would count
             # against max_connections until the daemon notices it closed.
-            # (text or JSON log format)
+            # (text or JSON log format). Only a plain listener's line ends
+            # with the port: a TLS listener's ends in " (TLS)" and is not
+            # taken here (tests/integration/test_tls.py matches it itself).
             m = re.search(r"[ \"]listening on 127\.0\.0\.1:(\d+)(?:\"}|$)", self.log(), re.M)
             if m:
                 self.port = int(m.group(1))

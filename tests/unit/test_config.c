@@ -228,8 +228,8 @@ static void test_errors_structure(void **state) {
     expect_errors("kafka:\n  bootstrap_servers:\n",
                   "t.yaml:2:21: kafka.bootstrap_servers: expected a string, got nothing\n");
     expect_errors(MIN "bogus: 1\n", "t.yaml:3:1: bogus: unknown key (expected one of: listeners, "
-                                    "kafka, topics, unmapped, headers, mqtt, shutdown_timeout_s, "
-                                    "metrics, log)\n");
+                                    "kafka, topics, unmapped, headers, mqtt, auth, "
+                                    "shutdown_timeout_s, metrics, log)\n");
     expect_errors(MIN "kafka: {}\n", "t.yaml:3:1: kafka: duplicate key (first at line 1)\n");
     expect_errors(MIN "  extra: 1\n", "t.yaml:3:3: kafka.extra: unknown key (expected one of: "
                                       "bootstrap_servers, properties, shutdown_timeout_s)\n");
@@ -291,7 +291,7 @@ static void test_errors_listeners(void **state) {
                   "t.yaml:14:13: listeners[10].listen: expected \"host:port\" or \"[IPv6]:port\", "
                   "got \"1883\": missing ':port'\n"
                   "t.yaml:15:5: listeners[11]: missing 'listen' (\"host:port\")\n"
-                  "t.yaml:17:5: listeners[12].port: unknown key (expected one of: listen)\n"
+                  "t.yaml:17:5: listeners[12].port: unknown key (expected one of: listen, tls)\n"
                   "t.yaml:18:5: listeners[13]: expected a mapping, got \"x\"\n");
     /* The same address written two ways is the same listener. */
     expect_errors(MIN "listeners:\n  - listen: \"[::]:1\"\n  - listen: \"[0::0]:1\"\n",
@@ -358,7 +358,8 @@ static void test_errors_mqtt_numbers(void **state) {
                   "got \"4294967296\"\n"
                   "t.yaml:10:3: mqtt.bogus: unknown key (expected one of: max_packet_size, "
                   "max_inflight, max_connections, connect_timeout_s, max_keepalive_s, "
-                  "session_expiry_s)\n"
+                  "session_expiry_s, max_connections_per_ip, connect_rate_per_ip, "
+                  "connect_burst_per_ip, max_output_buffer, max_persistent_sessions)\n"
                   "t.yaml:11:3: mqtt.max_inflight: duplicate key (first at line 5)\n");
     expect_errors(MIN "mqtt:\n  max_packet_size: 1048576\n",
                   "t.yaml:4:20: mqtt.max_packet_size: 1048576 is above Kafka's message.max.bytes "

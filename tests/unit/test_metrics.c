@@ -50,10 +50,21 @@ static const char expected_small[] =
     "mqtt2kafka_connections_refused_total{reason=\"protocol_version\"} 0\n"
     "mqtt2kafka_connections_refused_total{reason=\"identifier_rejected\"} 0\n"
     "mqtt2kafka_connections_refused_total{reason=\"server_unavailable\"} 0\n"
-    "mqtt2kafka_connections_refused_total{reason=\"not_authorized\"} 0\n"
-    "# HELP mqtt2kafka_auth_failures_total CONNECTs refused for bad credentials.\n"
+    "mqtt2kafka_connections_refused_total{reason=\"not_authorized\"} 6\n"
+    "mqtt2kafka_connections_refused_total{reason=\"max_connections_per_ip\"} 0\n"
+    "mqtt2kafka_connections_refused_total{reason=\"connect_rate_per_ip\"} 7\n"
+    "mqtt2kafka_connections_refused_total{reason=\"tls_handshake\"} 0\n"
+    "# HELP mqtt2kafka_auth_failures_total CONNECTs refused by authentication (bad credentials, "
+    "or anonymous not allowed).\n"
     "# TYPE mqtt2kafka_auth_failures_total counter\n"
-    "mqtt2kafka_auth_failures_total 0\n"
+    "mqtt2kafka_auth_failures_total 5\n"
+    "# HELP mqtt2kafka_acl_denied_total PUBLISHes (and will topics at CONNECT) the ACL refused.\n"
+    "# TYPE mqtt2kafka_acl_denied_total counter\n"
+    "mqtt2kafka_acl_denied_total 8\n"
+    "# HELP mqtt2kafka_output_limit_closed_total Connections cut at mqtt.max_output_buffer (the "
+    "client does not read).\n"
+    "# TYPE mqtt2kafka_output_limit_closed_total counter\n"
+    "mqtt2kafka_output_limit_closed_total 0\n"
     "# HELP mqtt2kafka_packets_received_total MQTT packets received, by type.\n"
     "# TYPE mqtt2kafka_packets_received_total counter\n"
     "mqtt2kafka_packets_received_total{type=\"connect\"} 5\n"
@@ -254,6 +265,10 @@ static void fill_small(metrics_t *m) {
     m->connections = 3;
     m->connections_total = 5;
     m->connections_refused[METRICS_REFUSED_CONNECT_TIMEOUT] = 2;
+    m->connections_refused[METRICS_REFUSED_NOT_AUTHORIZED] = 6;
+    m->connections_refused[METRICS_REFUSED_PER_IP_RATE] = 7;
+    m->auth_failures = 5;
+    m->acl_denied = 8;
     m->packets_received[1] = 5; /* CONNECT */
     m->packets_received[3] = 7; /* PUBLISH */
     m->packets_sent[2] = 5;     /* CONNACK */

@@ -116,7 +116,7 @@ static void f_resume(void *ud) {
     f->resumes++;
     f->paused = false;
 }
-static const session_conn_ops_t f_ops = {f_send, f_close, f_pause, f_resume};
+static const session_conn_ops_t f_ops = {f_send, f_close, f_pause, f_resume, NULL};
 
 typedef struct {
     config_t cfg;

@@ -1,0 +1,230 @@
+"""TLS listeners against real peers: mosquitto_pub, openssl s_client and
+Python's ssl module. Certificates are made by the test with openssl (a CA, a
+server certificate for IP 127.0.0.1, client certificates, an expired one via
+`-days -1`, and a second CA); no key is committed. Each refusal is checked
+in the log. Every subprocess and wait is bounded."""
+import re
+import signal
+import socket
+import ssl
+import subprocess
+
+import pytest
+
+import m2k
+
+
+def run(*args, timeout=30, **kw):
+    return subprocess.run(list(args), capture_output=True, timeout=timeout, **kw)
+
+
+class Pki:
+    def __init__(self, d):
+        self.d = d
+        self.ca = self.make_ca("ca", "m2k test CA")
+        self.other_ca = self.make_ca("other", "some other CA")
+        self.server = self.make_cert("server", "127.0.0.1", self.ca, san="IP:127.0.0.1")
+        self.client = self.make_cert("client", "device-17", self.ca)
+        self.expired = self.make_cert("expired", "device-old", self.ca, days="-1")
+        self.foreign = self.make_cert("foreign", "device-x", self.other_ca)
+
+    def p(self, name):
+        return str(self.d / name)
+
+    def make_ca(self, name, cn):
+        run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", self.p(name + ".key"), "-out", self.p(name + ".crt"),
+            "-subj", "/CN=" + cn, "-days", "2", check=True)
+        return (self.p(name + ".crt"), self.p(name + ".key"))
+
+    def make_cert(self, name, cn, ca, san=None, days="2"):
+        key, csr, crt = self.p(name + ".key"), self.p(name + ".csr"), self.p(name + ".crt")
+        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", csr, "-subj", "/CN=" + cn, check=True)
+        args = ["openssl", "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1],
+                "-CAcreateserial", "-out", crt, "-days", days]
+        if san:
+            ext = self.d / (name + ".ext")
+            ext.write_text(f"subjectAltName={san}\n")
+            args += ["-extfile", str(ext)]
+        run(*args, check=True)
+        return (crt, key)
+
+
+@pytest.fixture
+def pki(tmp_path):
+    return Pki(tmp_path)
+
+
+def tls_daemon(daemon, pki, **tls):
+    conf = {"cert": pki.server[0], "key": pki.server[1]}
+    conf.update(tls)
+    d = daemon({
+        "listeners": [{"listen": "127.0.0.1:0"}, {"listen": "127.0.0.1:0", "tls": conf}],
+        "mqtt": {"connect_timeout_s": 2},
+    })
+    m = d.wait_log(r"listening on 127\.0\.0\.1:(\d+) \(TLS\)$")
+    assert m, d.log()
+    d.tls_port = int(m.group(1))
+    return d
+
+
+def mosquitto_pub(d, pki, topic, msg, cert=None, cafile=None, extra=()):
+    args = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(d.tls_port), "-q", "1", "-t", topic,
+            "-m", msg, "-i", "tls-pub", "--cafile", cafile or pki.ca[0]]
+    if cert:
+        args += ["--cert", cert[0], "--key", cert[1]]
+    return run(*args, *extra)
+
+
+def s_client(d, pki, *extra):
+    r = run("openssl", "s_client", "-connect", f"127.0.0.1:{d.tls_port}", "-CAfile", pki.ca[0],
+            *extra, input=b"", timeout=20)
+    return r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+
+
+def test_mosquitto_pub_over_tls(daemon, mock_kafka, pki):
+    d = tls_daemon(daemon, pki)
+    r = mosquitto_pub(d, pki, "test/tls", "over-tls")
+    assert r.returncode == 0, r.stderr
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 1)
+    assert recs[0].value == b"over-tls"
+    assert recs[0].headers["mqtt.client_id"] == b"tls-pub"
+
+
+def test_protocol_versions(daemon, pki):
+    d = tls_daemon(daemon, pki)
+    out = s_client(d, pki, "-tls1_3")
+    assert re.search(r"^New, TLSv1\.3, Cipher is ", out, re.M), out
+    assert "Verify return code: 0 (ok)" in out
+    out = s_client(d, pki, "-tls1_2")
+    assert re.search(r"Protocol\s*: TLSv1\.2$", out, re.M), out
+    out = s_client(d, pki, "-tls1_1")
+    assert not re.search(r"^New, TLSv", out, re.M), out
+
+
+def test_min_version_1_3(daemon, pki):
+    d = tls_daemon(daemon, pki, min_version="1.3")
+    out = s_client(d, pki, "-tls1_2")
+    assert not re.search(r"^New, TLSv1\.2", out, re.M), out
+    assert d.wait_log(r"TLS handshake failed: unsupported protocol"), d.log()
+    out = s_client(d, pki, "-tls1_3")
+    assert re.search(r"^New, TLSv1\.3, Cipher is ", out, re.M), out
+
+
+def test_client_with_wrong_ca_refuses_server(daemon, mock_kafka, pki):
+    d = tls_daemon(daemon, pki)
+    r = mosquitto_pub(d, pki, "test/tls", "x", cafile=pki.other_ca[0])
+    assert r.returncode != 0
+    assert d.wait_log(r"TLS handshake failed: .*(unknown ca|bad certificate)"), d.log()
+    m2k.assert_no_records(mock_kafka.bootstrap, "test")
+
+
+def test_plaintext_client_on_tls_port(daemon, pki):
+    d = tls_daemon(daemon, pki)
+    c = m2k.Raw(d.tls_port)
+    c.send(m2k.connect("plain"))
+    assert c.closed_within(5)
+    assert d.wait_log(r"TLS handshake failed: .*\(first byte 0x10 is not a TLS handshake: a "
+                      r"plaintext client on a TLS listener\?\)"), d.log()
+
+
+def test_handshake_timeout(daemon, pki):
+    d = tls_daemon(daemon, pki)
+    c = m2k.Raw(d.tls_port)
+    c.send(b"\x16\x03\x01")  # the start of a ClientHello, then silence
+    assert c.closed_within(6)
+    assert d.wait_log(r"TLS handshake not completed within connect_timeout_s 2"), d.log()
+
+
+def mutual(daemon, pki, **extra):
+    return tls_daemon(daemon, pki, ca=pki.ca[0], require_client_cert=True, **extra)
+
+
+def test_mutual_tls(daemon, mock_kafka, pki):
+    d = mutual(daemon, pki)
+    r = mosquitto_pub(d, pki, "test/m", "mutual", cert=pki.client)
+    assert r.returncode == 0, r.stderr
+    assert [x.value for x in m2k.assert_records(mock_kafka.bootstrap, "test", 1)] == [b"mutual"]
+
+
+def test_mutual_tls_refusals(daemon, mock_kafka, pki):
+    d = mutual(daemon, pki)
+    assert mosquitto_pub(d, pki, "test/m", "nocert").returncode != 0
+    assert d.wait_log(r"TLS handshake failed: peer did not return a certificate"), d.log()
+    assert mosquitto_pub(d, pki, "test/m", "expired", cert=pki.expired).returncode != 0
+    assert d.wait_log(r"TLS handshake failed: client certificate verify failed: certificate has "
+                      r"expired"), d.log()
+    assert mosquitto_pub(d, pki, "test/m", "foreign", cert=pki.foreign).returncode != 0
+    assert d.wait_log(r"TLS handshake failed: client certificate verify failed: unable to get "
+                      r"local issuer certificate"), d.log()
+    m2k.assert_no_records(mock_kafka.bootstrap, "test")
+
+
+def test_identity_as_username(daemon, mock_kafka, pki, tmp_path):
+    acl = tmp_path / "acl"
+    acl.write_text("user device-17\ntopic write test/device-17/#\n")
+    d = daemon({
+        "listeners": [{"listen": "127.0.0.1:0"},
+                      {"listen": "127.0.0.1:0",
+                       "tls": {"cert": pki.server[0], "key": pki.server[1], "ca": pki.ca[0],
+                               "require_client_cert": True, "use_identity_as_username": True}}],
+        "auth": {"acl_file": str(acl), "allow_anonymous": False},
+    })
+    d.tls_port = int(d.wait_log(r"listening on 127\.0\.0\.1:(\d+) \(TLS\)$").group(1))
+    # The CONNECT's user name is replaced by the certificate's CN.
+    r = mosquitto_pub(d, pki, "test/device-17/t", "by-cn", cert=pki.client,
+                      extra=("-u", "someone-else", "-P", "ignored"))
+    assert r.returncode == 0, r.stderr
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 1)
+    assert recs[0].headers["mqtt.username"] == b"device-17"
+    # Anonymous on the plain listener is still refused.
+    c = m2k.Raw(d.port)
+    c.send(m2k.connect("anon"))
+    c.expect(bytes([0x20, 2, 0, 5]))
+
+
+def tls_client(d, pki):
+    ctx = ssl.create_default_context(cafile=pki.ca[0])
+    raw = socket.create_connection(("127.0.0.1", d.tls_port), timeout=5)
+    s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    return s
+
+
+def recv_n(s, n):
+    b = b""
+    while len(b) < n:
+        chunk = s.recv(n - len(b))
+        assert chunk, "closed"
+        b += chunk
+    return b
+
+
+def test_sighup_reloads_certificate(daemon, mock_kafka, pki):
+    d = tls_daemon(daemon, pki)
+    old = tls_client(d, pki)
+    old.sendall(m2k.connect("old-conn"))
+    assert recv_n(old, 4) == m2k.CONNACK_OK
+    assert old.getpeercert()["subject"] == ((("commonName", "127.0.0.1"),),)
+    # New certificate (another CN) in the same files.
+    pki.make_cert("server", "127.0.0.1-renewed", pki.ca, san="IP:127.0.0.1")
+    d.proc.send_signal(signal.SIGHUP)
+    assert d.wait_log(r"reload: listener 127\.0\.0\.1:0 \(TLS\): TLS certificate reloaded"), d.log()
+    new = tls_client(d, pki)
+    assert new.getpeercert()["subject"] == ((("commonName", "127.0.0.1-renewed"),),)
+    new.close()
+    # The established connection stays up and works.
+    old.sendall(m2k.publish("test/reload", b"still-up", qos=1, pid=9))
+    assert recv_n(old, 4) == m2k.puback(9)
+    assert [x.value for x in m2k.assert_records(mock_kafka.bootstrap, "test", 1)] == [b"still-up"]
+    # A broken key file: the old certificate stays in use.
+    with open(pki.server[1], "w") as f:
+        f.write("not a key\n")
+    d.proc.send_signal(signal.SIGHUP)
+    assert d.wait_log(r"reload: TLS certificates: listener 127\.0\.0\.1:0 \(TLS\): "
+                      r".*server\.key: "), d.log()
+    assert d.wait_log(r"reload: the running configuration stays unchanged"), d.log()
+    again = tls_client(d, pki)
+    assert again.getpeercert()["subject"] == ((("commonName", "127.0.0.1-renewed"),),)
+    again.close()
+    old.close()
