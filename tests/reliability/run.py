@@ -38,6 +38,8 @@ class Run:
         self.mock = m2k.MockKafka()
         self.mock.cmd(f"create {rel.KAFKA_TOPIC} 4")
         self.broker_ports = {int(a.rsplit(":", 1)[1]) for a in self.mock.bootstrap.split(",")}
+        # Reads while the devices publish: the mock drops old records (rel.Reader).
+        self.reader = rel.Reader(self.mock.bootstrap, rel.KAFKA_TOPIC)
         if args.kafka_debug:
             overrides = m2k.merge(overrides or {}, {
                 "kafka": {"properties": {"debug": args.kafka_debug}}, "log": {"level": "debug"}})
@@ -93,8 +95,13 @@ class Run:
         st = self.daemon.stop(signal.SIGTERM)
         if alive:
             self.check(st == 0, f"exit status after the final SIGTERM: {st}")
-        records = rel.read_all(self.mock.bootstrap, rel.KAFKA_TOPIC)
+        t = time.monotonic()
+        records = self.reader.finish()
         self.mock.close()
+        self.extra["read_back"] = (f"{len(records)} records, offsets 0..high-1 of every "
+                                   f"partition, high {self.reader.high}, log start at the end "
+                                   f"{self.reader.low}, {time.monotonic() - t:.1f} s after "
+                                   f"the last SIGTERM")
         r = rel.reconcile(self.devices, records)
         san = self.daemon.sanitizer_reports()
         for line in san[:5]:
