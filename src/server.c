@@ -163,23 +163,30 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     buf->len = READ_BUF_SIZE;
 }
 
-static int in_append(conn_t *c, const uint8_t *p, size_t n) {
-    /* Never reached (max_packet_size + one read), but the sizes are 32-bit. */
-    if (n > UINT32_MAX / 4 || c->in_len + n > UINT32_MAX / 4)
+/* Appends to a growable buffer with 32-bit sizes, doubling from `initial`.
+ * The sizes never get near the guard (max_packet_size plus one read for
+ * input, max_output_buffer for output), but they are 32-bit. */
+static int buf_append(uint8_t **buf, uint32_t *len, uint32_t *cap, uint32_t initial,
+                      const void *src, size_t n) {
+    if (n > UINT32_MAX / 4 || *len + n > UINT32_MAX / 4)
         return -1;
-    if (c->in_len + n > c->in_cap) {
-        size_t cap = c->in_cap ? c->in_cap : 256;
-        while (cap < c->in_len + n)
-            cap *= 2;
-        uint8_t *b = realloc(c->in, cap);
+    if (*len + n > *cap) {
+        size_t ncap = *cap ? *cap : initial;
+        while (ncap < *len + n)
+            ncap *= 2;
+        uint8_t *b = realloc(*buf, ncap);
         if (!b)
             return -1;
-        c->in = b;
-        c->in_cap = (uint32_t)cap;
+        *buf = b;
+        *cap = (uint32_t)ncap;
     }
-    memcpy(c->in + c->in_len, p, n);
-    c->in_len += (uint32_t)n;
+    memcpy(*buf + *len, src, n);
+    *len += (uint32_t)n;
     return 0;
+}
+
+static int in_append(conn_t *c, const uint8_t *p, size_t n) {
+    return buf_append(&c->in, &c->in_len, &c->in_cap, 256, p, n);
 }
 
 static void in_release(conn_t *c) {
@@ -447,18 +454,8 @@ static void on_idle(uv_idle_t *h) {
 /* ---- session callbacks ------------------------------------------------------------- */
 
 static int out_append(conn_t *c, const void *buf, size_t len) {
-    if (c->out_len + len > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 64;
-        while (cap < c->out_len + len)
-            cap *= 2;
-        uint8_t *b = realloc(c->out, cap);
-        if (!b)
-            return -1;
-        c->out = b;
-        c->out_cap = cap;
-    }
-    memcpy(c->out + c->out_len, buf, len);
-    c->out_len += len;
+    if (buf_append(&c->out, &c->out_len, &c->out_cap, 64, buf, len) < 0)
+        return -1;
     mark_pending(c);
     return 0;
 }
@@ -490,20 +487,7 @@ static int op_send(void *ud, const void *buf, size_t len) {
     }
     if (c->tls)
         return tls_conn_write(c->tls, buf, len) == TLS_OK && tls_drain(c) == 0 ? 0 : -1;
-    if (c->out_len + len > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 64;
-        while (cap < c->out_len + len)
-            cap *= 2;
-        uint8_t *b = realloc(c->out, cap);
-        if (!b)
-            return -1;
-        c->out = b;
-        c->out_cap = (uint32_t)cap;
-    }
-    memcpy(c->out + c->out_len, buf, len);
-    c->out_len += (uint32_t)len;
-    mark_pending(c);
-    return 0;
+    return out_append(c, buf, len);
 }
 
 static void op_close(void *ud) {
