@@ -8,10 +8,9 @@ import re
 import signal
 import subprocess
 
-import pytest
 
 import m2k
-from test_metrics import CURL, scrape
+from test_metrics import scrape
 
 CONNACK_BAD_CREDENTIALS = bytes([0x20, 0x02, 0x00, 0x04])
 CONNACK_NOT_AUTHORIZED = bytes([0x20, 0x02, 0x00, 0x05])
@@ -225,7 +224,6 @@ def test_sighup_broken_password_file_rejects_the_whole_reload(daemon, mock_kafka
         b"new-rule"]
 
 
-@pytest.mark.skipif(CURL is None, reason="curl not installed")
 def test_refusals_on_metrics(daemon, mock_kafka, tmp_path):
     pw = make_passwd(tmp_path, {"alice": "s3cret-Pw"})
     aclf = tmp_path / "acl"

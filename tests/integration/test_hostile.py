@@ -19,8 +19,6 @@ fails on any report. Every wait is bounded."""
 import glob
 import os
 import re
-import socket
-import time
 
 import m2k
 

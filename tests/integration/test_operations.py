@@ -3,7 +3,6 @@
 reload (new rules for connected clients, rejected configs, restart-only
 settings). Every wait is bounded."""
 import json
-import os
 import re
 import signal
 import socket

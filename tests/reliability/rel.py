@@ -7,7 +7,6 @@ that copy. Reconciliation is exact; see reconcile() for the rules.
 """
 import collections
 import os
-import random
 import resource
 import select
 import signal
