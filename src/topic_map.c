@@ -8,6 +8,8 @@
  * below the trie's best match are tried, in order. */
 #include "topic_map.h"
 
+#include "mqtt_codec.h"
+
 #include <regex.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -80,25 +82,25 @@ int topic_map_filter_check(const char *f, size_t len, const char **why) {
         *why = "an empty topic filter matches nothing";
         return -1;
     }
-    for (size_t i = 0; i < len; i++) {
+    /* The codec decides (the same rules as a SUBSCRIBE: wildcards, UTF-8,
+     * length); this only says which wildcard is misplaced. */
+    int rc = mqtt_topic_filter_check((const uint8_t *)f, len);
+    if (rc == 0)
+        return 0;
+    *why = mqtt_strerror(rc);
+    for (size_t i = 0; rc == MQTT_ERR_FILTER_INVALID && i < len; i++) {
         bool level_start = i == 0 || f[i - 1] == '/';
         bool level_end = i + 1 == len || f[i + 1] == '/';
-        if (f[i] == '#') {
-            if (!level_start || i + 1 != len) {
-                *why = "'#' must be alone in the last level";
-                return -1;
-            }
-        } else if (f[i] == '+') {
-            if (!level_start || !level_end) {
-                *why = "'+' must be alone in its level";
-                return -1;
-            }
-        } else if (f[i] == '\0') {
-            *why = "a topic filter must not contain U+0000";
-            return -1;
+        if (f[i] == '#' && (!level_start || i + 1 != len)) {
+            *why = "'#' must be alone in the last level";
+            break;
+        }
+        if (f[i] == '+' && (!level_start || !level_end)) {
+            *why = "'+' must be alone in its level";
+            break;
         }
     }
-    return 0;
+    return -1;
 }
 
 static bool kafka_char_ok(unsigned char c) {

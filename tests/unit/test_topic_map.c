@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "mqtt_codec.h"
 #include "topic_map.h"
 
 typedef struct {
@@ -522,6 +523,32 @@ static void test_many_rules(void **state) {
     topic_map_free(m);
 }
 
+/* The codec's rules decide what a filter may be; the topic map only names
+ * the misplaced wildcard. */
+static void test_filter_check_uses_codec_rules(void **state) {
+    (void)state;
+    const char *why = NULL;
+    assert_int_equal(topic_map_filter_check("a/+/#", 5, &why), 0);
+    assert_int_equal(topic_map_filter_check("", 0, &why), -1);
+    assert_string_equal(why, "an empty topic filter matches nothing");
+    assert_int_equal(topic_map_filter_check("a/b+", 4, &why), -1);
+    assert_string_equal(why, "'+' must be alone in its level");
+    assert_int_equal(topic_map_filter_check("a#", 2, &why), -1);
+    assert_string_equal(why, "'#' must be alone in the last level");
+    assert_int_equal(topic_map_filter_check("a/\xed\xa0\x80", 5, &why), -1);
+    assert_string_equal(why, "string encodes a surrogate code point (U+D800..U+DFFF)");
+    assert_int_equal(topic_map_filter_check("a\0b", 3, &why), -1);
+    assert_string_equal(why, mqtt_strerror(MQTT_ERR_UTF8_NUL));
+    size_t n = 65536;
+    char *big = malloc(n);
+    assert_non_null(big);
+    memset(big, 'a', n);
+    assert_int_equal(topic_map_filter_check(big, n, &why), -1);
+    assert_string_equal(why, "string longer than 65,535 bytes");
+    assert_int_equal(topic_map_filter_check(big, n - 1, &why), 0);
+    free(big);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_filter_semantics),
@@ -536,6 +563,7 @@ int main(void) {
         cmocka_unit_test(test_kafka_name_limits),
         cmocka_unit_test(test_against_reference),
         cmocka_unit_test(test_many_rules),
+        cmocka_unit_test(test_filter_check_uses_codec_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
