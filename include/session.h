@@ -146,6 +146,8 @@ void session_conn_lost(session_conn_t *c, const char *reason);
 void session_conn_close(session_conn_t *c, const char *reason);
 /* True while the session wants no input (in-flight window or producer queue full). */
 bool session_conn_paused(const session_conn_t *c);
+/* Messages of this connection's session not yet acknowledged to the client. */
+uint32_t session_conn_inflight(const session_conn_t *c);
 bool session_conn_closed(const session_conn_t *c);
 /* The remote address given to session_conn_new. */
 const char *session_conn_remote(const session_conn_t *c);

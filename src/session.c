@@ -1358,6 +1358,10 @@ bool session_conn_paused(const session_conn_t *c) {
     return c->paused_inflight || c->paused_queue;
 }
 
+uint32_t session_conn_inflight(const session_conn_t *c) {
+    return c->s ? c->s->ring_count : 0;
+}
+
 const char *session_conn_remote(const session_conn_t *c) {
     return c->remote;
 }

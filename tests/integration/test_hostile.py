@@ -19,6 +19,10 @@ fails on any report. Every wait is bounded."""
 import glob
 import os
 import re
+import socket
+import time
+
+import pytest
 
 import m2k
 
@@ -202,3 +206,51 @@ def test_per_address_connect_rate(daemon):
                       r"exceeded$"), d.log()
     # One token per second comes back.
     assert m2k.wait_until(lambda: _connects(d, "r3"), 5)
+
+
+@pytest.mark.parametrize("limit", [4096, 65536])
+def test_output_buffer_bound(daemon, limit):
+    """A client that publishes QoS 1 and never reads: the PUBACKs fill its
+    receive buffer and the daemon's socket send buffer, the daemon's writes
+    fail with EAGAIN or go partial (with 64 KiB, one loop turn's acks overrun
+    what the socket still takes) and the rest queues; once more than
+    max_output_buffer bytes wait for the client, it is cut. What it did get
+    is the exact PUBACK sequence, in order, nothing lost or repeated at the
+    partial writes; everyone else is still served."""
+    d = daemon({"mqtt": {"max_output_buffer": limit}, "unmapped": "drop"})
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    s.connect(("127.0.0.1", d.port))
+    s.settimeout(5)
+    s.sendall(m2k.connect("no-reader"))
+    assert s.recv(4) == m2k.CONNACK_OK
+    batch, sent, cut = 2000, 0, False
+    deadline = time.monotonic() + 60
+    while not cut and time.monotonic() < deadline and sent < 3_000_000:
+        data = b"".join(m2k.publish("unmapped/x", b"", qos=1, pid=(sent + i) % 65535 + 1)
+                        for i in range(batch))
+        try:
+            s.sendall(data)
+        except (ConnectionResetError, BrokenPipeError, socket.timeout):
+            break
+        sent += batch
+        cut = f"over mqtt.max_output_buffer {limit}" in d.log()
+    assert d.wait_log(rf"bytes of output queued, over mqtt\.max_output_buffer {limit} \(the "
+                      r"client does not read\)$", timeout=30), f"not cut after {sent} PUBLISHes"
+    got = b""
+    s.settimeout(10)
+    try:
+        while True:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            got += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    s.close()
+    n = len(got) // 4
+    assert n > 0 and len(got) == 4 * n, f"{len(got)} bytes"
+    want = b"".join(m2k.puback(i % 65535 + 1) for i in range(n))
+    assert got == want, "the PUBACKs that reached the client are not the exact sequence"
+    assert n < sent, f"{n} PUBACKs for {sent} PUBLISHes: the bound never applied"
+    good_client(d, 1)
