@@ -89,3 +89,75 @@ def test_unacked_at_end():
     d = FakeDevice("a", 1, 1, acked=False)
     r = rel.reconcile([d], [])
     assert (r["unacked"], r["lost"]) == (1, 0)
+
+
+# librdkafka's Produce debug lines, as the daemon logs them (debug: msg).
+def produce_line(part, n, msgid, seq, epoch=0, pid=1000, topic="rel"):
+    return (f"2026-11-25T03:29:25.437Z debug kafka: mqtt2kafka#producer-1: [PRODUCE] "
+            f"[thrd:127.0.0.1:1/bootstrap]: 127.0.0.1:1/2: {topic} [{part}]: Produce MessageSet "
+            f"with {n} message(s) ({40 * n} bytes, ApiVersion 7, MsgVersion 2, MsgId {msgid}, "
+            f"BaseSeq {seq}, PID{{Id:{pid},Epoch:{epoch}}}, uncompressed)")
+
+
+def test_resent_batches_from_the_debug_log():
+    log = "\n".join([
+        produce_line(3, 2, 96280, 6004, epoch=27),
+        produce_line(3, 1, 96282, 6006, epoch=27),
+        produce_line(3, 2, 96280, 6004, epoch=27),   # the same batch again: a resend
+        produce_line(3, 2, 96280, 6004, epoch=28),   # new epoch: a new batch to Kafka
+        produce_line(0, 2, 96280, 6004, epoch=27),   # other partition
+        produce_line(3, 3, 96283, 6007, epoch=27),
+        produce_line(3, 4, 96283, 6007, epoch=27),   # same sequence, other content: not a resend
+        produce_line(3, 2, 96280, 6004, epoch=27, topic="other"),
+        produce_line(3, 2, 96280, 6004, epoch=27, pid=1001),  # another daemon process
+        produce_line(3, 2, 96280, 6004, epoch=27),   # and once more
+    ])
+    assert rel.resent_batches(log) == {3: [(96280, 2), (96280, 2)]}
+
+
+def kafka(records, ts=None):
+    """Read-back 5-tuples: create timestamp per record (default: by offset)."""
+    return [r + ((ts or {}).get(r[1], 1000 + r[1]),) for r in records]
+
+
+def test_batch_the_mock_appended_twice_is_not_a_duplicate():
+    a, b = FakeDevice("a", 1, 3), FakeDevice("b", 2, 3)
+    first = [rec(a, 0, off=0), rec(b, 0, off=1), rec(a, 1, off=2), rec(b, 1, off=3)]
+    again = [rec(a, 1, off=4), rec(b, 1, off=5)]   # offsets 2..3 appended again
+    last = [rec(a, 2, off=6), rec(b, 2, off=7)]
+    records = kafka(first + again + last, ts={4: 1002, 5: 1003})
+    r = rel.reconcile([a, b], records, {0: [(17, 2)]})
+    assert (r["mock_reappended"], r["dup_q1"], r["dup_q2"], r["excess"], r["order"]) == \
+        (2, 0, 0, 0, 0)
+    assert r["violations"] == []
+    # Without the resend in the log the same records are duplicates.
+    r = rel.reconcile([a, b], records, {})
+    assert (r["mock_reappended"], r["excess"]) == (0, 2)
+    # A resend of another length does not explain them.
+    r = rel.reconcile([a, b], records, {0: [(17, 3)]})
+    assert (r["mock_reappended"], r["excess"]) == (0, 2)
+    # Nor one in another partition.
+    r = rel.reconcile([a, b], records, {1: [(17, 2)]})
+    assert (r["mock_reappended"], r["excess"]) == (0, 2)
+    # Two adjacent resent batches (1 + 1) cover the run of 2; two that are not
+    # adjacent (message ids 17 and 19) do not.
+    r = rel.reconcile([a, b], records, {0: [(17, 1), (18, 1)]})
+    assert (r["mock_reappended"], r["excess"]) == (2, 0)
+    r = rel.reconcile([a, b], records, {0: [(17, 1), (19, 1)]})
+    assert r["excess"] == 2
+
+
+def test_record_the_daemon_produced_twice_is_still_a_duplicate():
+    # Same bytes but a later create timestamp: a second produce call, not a
+    # batch sent again; a resend of that length in the log does not hide it.
+    a = FakeDevice("a", 1, 2)
+    records = kafka([rec(a, 0, off=0), rec(a, 1, off=1), rec(a, 1, off=2)])
+    r = rel.reconcile([a], records, {0: [(5, 1)]})
+    assert (r["mock_reappended"], r["excess"]) == (0, 1)
+    # Copies whose first copies are not adjacent (seq 0 and 2, then both again)
+    # are not one batch either.
+    a = FakeDevice("a", 1, 3)
+    records = kafka([rec(a, 0, off=0), rec(a, 1, off=1), rec(a, 2, off=2), rec(a, 0, off=3),
+                     rec(a, 2, off=4)], ts={3: 1000, 4: 1002})
+    r = rel.reconcile([a], records, {0: [(5, 2)]})
+    assert (r["mock_reappended"], r["excess"]) == (0, 2)
