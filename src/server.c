@@ -41,19 +41,21 @@ struct conn {
     tls_conn_t *tls; /* NULL on a plain listener */
     listener_t *l;
     uv_timer_t *hold_timer; /* while a throttled CONNACK is held */
-    bool held, counted_ip, identity_set;
-    uint64_t accepted_ms;
-    char ip[IPLIMIT_KEY_MAX];
+    /* Accepted at (TLS handshake timeout) until closing starts, then the
+     * start of the close (grace timeout): the two never overlap. */
+    uint64_t since_ms;
     uint8_t *in;
     uint8_t *out;
     conn_t *pending_next;
     conn_t *prev, *next;
-    uint64_t closing_since;
     uint32_t in_len, in_cap;
     uint32_t out_len, out_cap;
     uint32_t queued; /* bytes handed to uv_write and not yet written */
+    /* Packed, like the rest: one conn_t per connection (idle memory). The
+     * address for the per-IP limits is not kept: it is the session's remote
+     * address without the port. */
     bool reading : 1, paused : 1, closing : 1, handle_closing : 1, feed_pending : 1,
-        shutdown_sent : 1, pending : 1;
+        shutdown_sent : 1, pending : 1, held : 1, counted_ip : 1, identity_set : 1;
 };
 
 typedef struct {
@@ -304,7 +306,7 @@ static void conn_begin_close(conn_t *c) {
         tls_drain(c);
     }
     c->closing = true;
-    c->closing_since = uv_now(&c->srv->loop);
+    c->since_ms = uv_now(&c->srv->loop);
     conn_read_stop(c);
     mark_pending(c);
 }
@@ -312,10 +314,13 @@ static void conn_begin_close(conn_t *c) {
 static void on_handle_closed(uv_handle_t *h) {
     conn_t *c = h->data;
     server_t *s = c->srv;
+    if (c->counted_ip) {
+        char ip[IPLIMIT_KEY_MAX];
+        security_addr_ip(session_conn_remote(c->sc), ip, sizeof(ip));
+        iplimit_release(s->iplimit, ip, uv_now(&s->loop));
+    }
     session_conn_free(c->sc);
     tls_conn_free(c->tls);
-    if (c->counted_ip)
-        iplimit_release(s->iplimit, c->ip, uv_now(&s->loop));
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -651,10 +656,10 @@ static void on_connection(uv_stream_t *ls, int status) {
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    char peer[96];
+    char peer[96], ip[IPLIMIT_KEY_MAX];
     format_peer(&c->tcp, peer, sizeof(peer));
-    security_addr_ip(peer, c->ip, sizeof(c->ip));
-    int lim = iplimit_accept(s->iplimit, c->ip, uv_now(&s->loop));
+    security_addr_ip(peer, ip, sizeof(ip));
+    int lim = iplimit_accept(s->iplimit, ip, uv_now(&s->loop));
     if (lim != IPLIMIT_OK) {
         if (lim == IPLIMIT_RATE)
             s->st.refused_rate_per_ip++;
@@ -665,22 +670,22 @@ static void on_connection(uv_stream_t *ls, int status) {
         uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
         return;
     }
-    c->counted_ip = true;
     if (l->tls && !(c->tls = tls_conn_new(l->tls))) {
         log_error("out of memory for the TLS state of %s", peer);
-        iplimit_release(s->iplimit, c->ip, uv_now(&s->loop));
+        iplimit_release(s->iplimit, ip, uv_now(&s->loop));
         uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
         return;
     }
-    c->accepted_ms = uv_now(&s->loop);
+    c->since_ms = uv_now(&s->loop);
     c->sc = session_conn_new(s->o.sessions, &conn_ops, c, peer);
     if (!c->sc) {
         log_error("out of memory for the session of %s", peer);
         tls_conn_free(c->tls);
-        iplimit_release(s->iplimit, c->ip, uv_now(&s->loop));
+        iplimit_release(s->iplimit, ip, uv_now(&s->loop));
         uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
         return;
     }
+    c->counted_ip = true; /* released with the session's address, see conn_t */
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;
@@ -897,7 +902,7 @@ static void on_tick(uv_timer_t *t) {
     for (conn_t *c = s->conns; c; c = c->next) {
         /* Before the session's own connect timeout, so the line says why. */
         if (c->tls && !c->closing && !tls_conn_handshake_done(c->tls) &&
-            now - c->accepted_ms >= hs_limit) {
+            now - c->since_ms >= hs_limit) {
             s->st.tls_handshake_failures++;
             log_client_ratelimited(&s->tls_log, LOG_WARN, NULL, session_conn_remote(c->sc),
                                    "TLS handshake not completed within connect_timeout_s %u",
@@ -908,7 +913,7 @@ static void on_tick(uv_timer_t *t) {
     session_mgr_tick(s->o.sessions);
     iplimit_prune(s->iplimit, now);
     for (conn_t *c = s->conns; c; c = c->next) {
-        if (c->closing && !c->handle_closing && now - c->closing_since >= CLOSE_GRACE_MS)
+        if (c->closing && !c->handle_closing && now - c->since_ms >= CLOSE_GRACE_MS)
             conn_close_handle(c); /* the peer does not read: cut it */
     }
     if (s->o.on_tick)

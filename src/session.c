@@ -72,7 +72,10 @@ struct session_conn {
     const session_conn_ops_t *ops;
     void *ud;
     session_t *s;
-    uint64_t created_ms, last_rx_ms;
+    /* Creation time while CONN_NEW (the connect timeout: no complete packet
+     * is processed in that state but the CONNECT), then the time of the last
+     * complete packet (keepalive). */
+    uint64_t rx_ms;
     char *will_topic;
     uint8_t *will_payload;
     char *username;
@@ -81,20 +84,17 @@ struct session_conn {
     session_conn_t *prev, *next;         /* all connections */
     session_conn_t *blk_prev, *blk_next; /* blocked on a full producer queue */
     uint32_t gen;
-    uint16_t keepalive;
-    uint16_t will_topic_len, will_payload_len, username_len; /* 2-byte MQTT lengths */
-    uint8_t state;
-    uint8_t will_qos;
-    bool will;
-    bool will_retain;
-    bool has_username;
-    bool paused_inflight, paused_queue, send_failed;
-    bool blocked;
     /* The last ACL decision is valid for this topic and security generation:
      * a client usually publishes on few topics, often the same one. */
     uint32_t acl_gen;
     uint16_t acl_topic_len;
-    bool acl_ok;
+    uint16_t keepalive;
+    uint16_t will_topic_len, will_payload_len, username_len; /* 2-byte MQTT lengths */
+    uint8_t state;
+    uint8_t will_qos;
+    /* Packed: one of these per connection (idle memory, docs/performance.md). */
+    bool will : 1, will_retain : 1, has_username : 1, paused_inflight : 1, paused_queue : 1,
+        send_failed : 1, blocked : 1, acl_ok : 1;
     char remote[]; /* "addr:port", NUL-terminated */
 };
 
@@ -1177,7 +1177,7 @@ void session_mgr_tick(session_mgr_t *m) {
     const config_mqtt_t *mq = &m->cfg->mqtt;
     for (session_conn_t *c = m->conns, *nx; c; c = nx) {
         nx = c->next;
-        if (c->state == CONN_NEW && m->mono_ms - c->created_ms >= mq->connect_timeout_s * 1000ull) {
+        if (c->state == CONN_NEW && m->mono_ms - c->rx_ms >= mq->connect_timeout_s * 1000ull) {
             m->st.connect_timeouts++;
             m->mx->connections_refused[METRICS_REFUSED_CONNECT_TIMEOUT]++;
             conn_end_rl(c, &m->rl_refused, LOG_WARN, false, true,
@@ -1188,8 +1188,8 @@ void session_mgr_tick(session_mgr_t *m) {
             continue;
         if (c->paused_inflight || c->paused_queue) {
             /* Not reading is our choice, not the client's silence. */
-            c->last_rx_ms = m->mono_ms;
-        } else if (c->keepalive && m->mono_ms - c->last_rx_ms >= (uint64_t)c->keepalive * 1500u) {
+            c->rx_ms = m->mono_ms;
+        } else if (c->keepalive && m->mono_ms - c->rx_ms >= (uint64_t)c->keepalive * 1500u) {
             m->st.keepalive_timeouts++;
             conn_end(c, LOG_WARN, true, true, "no packet within 1.5 x keepalive %u s",
                      c->keepalive);
@@ -1290,7 +1290,7 @@ session_conn_t *session_conn_new(session_mgr_t *m, const session_conn_ops_t *ops
     c->ops = ops;
     c->ud = ud;
     memcpy(c->remote, remote, rlen);
-    c->created_ms = c->last_rx_ms = m->mono_ms;
+    c->rx_ms = m->mono_ms;
     c->next = m->conns;
     if (m->conns)
         m->conns->prev = c;
@@ -1331,7 +1331,7 @@ ssize_t session_feed(session_conn_t *c, const uint8_t *buf, size_t len) {
                       mqtt_strerror((int)n));
             return -1;
         }
-        c->last_rx_ms = m->mono_ms;
+        c->rx_ms = m->mono_ms;
         int r = handle_packet(c, &pkt);
         if (r == FEED_RETRY)
             break;
