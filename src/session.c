@@ -332,8 +332,11 @@ fail:
 
 /* ---- in-flight ring and PUBREL set ------------------------------------- */
 
+/* i < ring_cap and ring_head < ring_cap: one compare instead of a division
+ * (the capacity need not be a power of two: it stops at max_inflight). */
 static inflight_t *ring_at(session_t *s, uint32_t i) {
-    return &s->ring[(s->ring_head + i) % s->ring_cap];
+    uint32_t j = s->ring_head + i;
+    return &s->ring[j >= s->ring_cap ? j - s->ring_cap : j];
 }
 
 static int ring_reserve(session_mgr_t *m, session_t *s) {
@@ -405,7 +408,8 @@ static void ring_pop_completed(session_mgr_t *m, session_t *s) {
         }
         if (e->qos == 2)
             s->ring_qos2--;
-        s->ring_head = (s->ring_head + 1) % s->ring_cap;
+        if (++s->ring_head == s->ring_cap)
+            s->ring_head = 0;
         s->ring_count--;
         s->head_seq++;
     }

@@ -498,6 +498,31 @@ static void test_acks_in_arrival_order(void **state) {
     EXPECT_NO_OUT(f);
 }
 
+/* A ring capacity that is not a power of two (max_inflight 5) wrapping many
+ * times, reports arriving newest first: acks still leave in arrival order. */
+static void test_acks_in_order_across_ring_wraps(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.mqtt.max_inflight = 5;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    uint16_t pid = 1;
+    for (int round = 0; round < 12; round++) {
+        int first = fx->prod.n;
+        uint8_t want[4 * 4];
+        for (int i = 0; i < 4; i++, pid++) {
+            pk_t p = publish_pk("t/a", "v", 1, pid, false);
+            assert_int_equal(feed(f, p), (ssize_t)p.n);
+            uint8_t ack[4] = {0x40, 0x02, (uint8_t)(pid >> 8), (uint8_t)pid};
+            memcpy(want + 4 * i, ack, 4);
+        }
+        assert_int_equal(fx->prod.n, first + 4);
+        for (int i = 3; i >= 1; i--)
+            deliver(fx, first + i, 0);
+        EXPECT_NO_OUT(f);
+        deliver(fx, first, 0);
+        expect_out(f, want, sizeof(want));
+    }
+}
+
 static void test_qos2_flow_and_duplicate(void **state) {
     fx_t *fx = *state;
     fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
@@ -961,6 +986,7 @@ int main(void) {
         T(test_no_headers_when_disabled),
         T(test_qos1_ack_after_report),
         T(test_acks_in_arrival_order),
+        T(test_acks_in_order_across_ring_wraps),
         T(test_qos2_flow_and_duplicate),
         T(test_qos2_duplicate_while_in_flight),
         T(test_qos2_duplicate_keeps_order),
