@@ -10,6 +10,8 @@
 #include "kafka.h"
 #include "log.h"
 #include "passwd_tool.h"
+#include "security.h"
+#include "tls.h"
 #include "version.h"
 
 #define ERRBUF_SIZE 65536
@@ -24,8 +26,9 @@ static void usage(FILE *out) {
             "Kafka has confirmed the record.\n"
             "\n"
             "  -c FILE       configuration file (default " CONFIG_DEFAULT_PATH ")\n"
-            "  -t, --check   validate the configuration, print \"configuration OK\" or\n"
-            "                every error as file:line:col: message, and exit 0 or 1\n"
+            "  -t, --check   validate the configuration (and load its TLS, password and\n"
+            "                ACL files), print \"configuration OK\" or every error as\n"
+            "                file:line:col: message, and exit 0 or 1\n"
             "  --import-confluent FILE\n"
             "                print the configuration equivalent to a Confluent MQTT Proxy\n"
             "                properties file (kafka-mqtt.properties) and exit\n"
@@ -54,6 +57,33 @@ static int check_kafka_properties(const config_t *cfg) {
             fprintf(stderr, "%s: kafka.properties.%s (built-in default): %s\n", cfg->path, p->name,
                     err);
     }
+    return errors;
+}
+
+/* --check also loads what the daemon would load at start: each listener's
+ * certificate, key and CA, the password file and the ACL file. */
+static int check_files(const config_t *cfg) {
+    int errors = 0;
+    char err[1024];
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const config_listener_t *l = &cfg->listeners[i];
+        tls_ctx_t *t = NULL;
+        if (!l->tls.enabled)
+            continue;
+        if (tls_ctx_new(&l->tls, &t, err, sizeof(err)) != 0) {
+            fprintf(stderr, "%s:%d:%d: listeners[%zu].tls: %s\n", cfg->path, l->tls.pos.line,
+                    l->tls.pos.col, i, err);
+            errors++;
+        }
+        tls_ctx_free(t);
+    }
+    security_t *sec = NULL;
+    if (security_new(&cfg->auth, &sec, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s:%d:%d: auth: %s\n", cfg->path, cfg->auth.pos.line, cfg->auth.pos.col,
+                err);
+        errors++;
+    }
+    security_free(sec);
     return errors;
 }
 
@@ -111,6 +141,8 @@ int main(int argc, char **argv) {
     if (check_kafka_properties(cfg) > 0)
         goto out;
     if (check) {
+        if (check_files(cfg) > 0)
+            goto out;
         printf("configuration OK\n");
         rc = 0;
         goto out;
