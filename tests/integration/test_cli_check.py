@@ -123,7 +123,8 @@ def test_check_loads_tls_password_and_acl_files(tmp_path):
     assert r.returncode == 1 and r.stdout == ""
     lines = r.stderr.splitlines()
     assert len(lines) == 2, r.stderr
-    assert lines[0].startswith(f"{cfg}:4:7: listeners[0].tls: {tmp_path / 'none.pem'}: ")
+    assert lines[0] == (f"{cfg}:4:7: listeners[0].tls: {tmp_path / 'none.pem'}: No such file or "
+                        "directory")
     assert lines[1] == (f"{cfg}:12:3: auth: {tmp_path / 'no-passwd'}: cannot open: "
                         "No such file or directory")
     # With real files (a password file written by our passwd subcommand, an
