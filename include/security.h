@@ -58,7 +58,9 @@ bool security_can_publish(const security_t *s, const char *user, const char *cli
 /* Whether an ACL file is in force (a session skips its cache otherwise). */
 bool security_has_acl(const security_t *s);
 
-/* The IP part of "ip:port" / "[v6]:port" into out (NUL-terminated, truncated). */
+/* The key for per-address limits and login throttling, from "ip:port" or
+ * "[v6]:port" (NUL-terminated, truncated): the IPv4 address, or the IPv6
+ * address's /64 as "2001:db8:1:2::/64" (an IPv4-mapped one as its IPv4). */
 void security_addr_ip(const char *addr, char *out, size_t cap);
 
 #endif

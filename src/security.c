@@ -1,6 +1,9 @@
 /* Authentication policy, ACL and throttle together (see security.h). */
 #include "security.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,13 +130,35 @@ void security_addr_ip(const char *addr, char *out, size_t cap) {
     if (!cap)
         return;
     size_t n;
-    if (addr[0] == '[') {
+    bool v6 = addr[0] == '[';
+    if (v6) {
         const char *rb = strchr(addr, ']');
         addr++;
         n = rb ? (size_t)(rb - addr) : strlen(addr);
     } else {
         const char *colon = strrchr(addr, ':');
         n = colon ? (size_t)(colon - addr) : strlen(addr);
+    }
+    char host[INET6_ADDRSTRLEN];
+    struct in6_addr a6;
+    if (v6 && n < sizeof(host)) {
+        memcpy(host, addr, n);
+        host[n] = '\0';
+        if (inet_pton(AF_INET6, host, &a6) == 1) {
+            /* One IPv6 host usually owns a whole /64 (SLAAC, privacy
+             * addresses): its addresses share one key, or every limit keyed
+             * by address would be 2^64 times too generous. An IPv4-mapped
+             * address stays the IPv4 address it is. */
+            if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+                inet_ntop(AF_INET, &a6.s6_addr[12], host, sizeof(host));
+                snprintf(out, cap, "%s", host);
+            } else {
+                memset(&a6.s6_addr[8], 0, 8);
+                inet_ntop(AF_INET6, &a6, host, sizeof(host));
+                snprintf(out, cap, "%s/64", host);
+            }
+            return;
+        }
     }
     if (n >= cap)
         n = cap - 1;

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "iplimit.h"
+#include "security.h"
 
 static void test_count_limit(void **state) {
     (void)state;
@@ -93,11 +94,39 @@ static void test_set_limits(void **state) {
     iplimit_free(l);
 }
 
+/* The key the limits are counted under: IPv4 as is, IPv6 by /64. */
+static void test_address_keys(void **state) {
+    (void)state;
+    static const char *const cases[][2] = {
+        {"10.1.2.3:5000", "10.1.2.3"},
+        {"[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:1883", "2001:db8:1:2::/64"},
+        {"[2001:db8:1:2::7]:1", "2001:db8:1:2::/64"},
+        {"[2001:db8:1:3::7]:1", "2001:db8:1:3::/64"},
+        {"[::ffff:192.0.2.5]:99", "192.0.2.5"},
+        {"[::1]:5", "::/64"},
+        {"[not-an-address]:1", "not-an-address"},
+    };
+    char out[IPLIMIT_KEY_MAX];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        security_addr_ip(cases[i][0], out, sizeof(out));
+        assert_string_equal(out, cases[i][1]);
+    }
+    security_addr_ip("[2001:db8:1:2::7]:1", out, 8); /* truncated, terminated */
+    assert_string_equal(out, "2001:db");
+    /* Two addresses of one /64 share the count. */
+    iplimit_t *l = iplimit_new(1, 0, 1, 10);
+    security_addr_ip("[2001:db8::1]:1", out, sizeof(out));
+    assert_int_equal(iplimit_accept(l, out, 0), IPLIMIT_OK);
+    security_addr_ip("[2001:db8::2]:1", out, sizeof(out));
+    assert_int_equal(iplimit_accept(l, out, 0), IPLIMIT_TOO_MANY);
+    iplimit_free(l);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_count_limit), cmocka_unit_test(test_token_bucket),
         cmocka_unit_test(test_table_bound), cmocka_unit_test(test_disabled),
-        cmocka_unit_test(test_set_limits),
+        cmocka_unit_test(test_set_limits), cmocka_unit_test(test_address_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
