@@ -30,8 +30,8 @@ static void take_errors(char *out, size_t cap) {
     while ((e = ERR_get_error()) != 0) {
         /* A failed open() is queued as the system error (errno) followed by
          * "system lib" entries: say the errno once, drop the rest. */
-        const char *r = ERR_SYSTEM_ERROR(e) ? strerror(ERR_GET_REASON(e))
-                                            : ERR_reason_error_string(e);
+        const char *r =
+            ERR_SYSTEM_ERROR(e) ? strerror(ERR_GET_REASON(e)) : ERR_reason_error_string(e);
         char code[32];
         if (r && strcmp(r, "system lib") == 0)
             continue;

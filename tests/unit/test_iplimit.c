@@ -126,7 +126,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_count_limit), cmocka_unit_test(test_token_bucket),
         cmocka_unit_test(test_table_bound), cmocka_unit_test(test_disabled),
-        cmocka_unit_test(test_set_limits), cmocka_unit_test(test_address_keys),
+        cmocka_unit_test(test_set_limits),  cmocka_unit_test(test_address_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
