@@ -12,10 +12,10 @@
  * Keys are "<topic>/<i>" for i in 0..KEYS-1 in turn, like mqtt-bench's topic
  * bench/%d rendered by the proxy's default key "{topic}". The default
  * properties are mqtt2kafka's own defaults (enable.idempotence=true,
- * acks=all, linger.ms=5); -X adds or overrides. The rate is records confirmed
- * divided by the time from the first produce to the end of the final flush.
- * With -r RATE it produces at that rate instead and reports the latency from
- * produce to delivery report (what the proxy adds to it is the MQTT side). */
+ * acks=all, linger.ms=5, partitioner=murmur2_random); -X adds or overrides. The rate is records
+ * confirmed divided by the time from the first produce to the end of the final flush. With -r RATE
+ * it produces at that rate instead and reports the latency from produce to delivery report (what
+ * the proxy adds to it is the MQTT side). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -293,7 +293,8 @@ static void usage(FILE *f) {
                "  -r, --rate MSGS         produce at this rate, report latency (0 = max)\n"
                "      --headers           add mqtt.topic, mqtt.client_id, mqtt.qos headers\n"
                "  -X NAME=VALUE           producer property (after the defaults\n"
-               "                          enable.idempotence=true acks=all linger.ms=5)\n"
+               "                          enable.idempotence=true acks=all linger.ms=5\n"
+               "                          partitioner=murmur2_random)\n"
                "      --json              one JSON object on stdout\n"
                "      --smoke             ~1 s self-check against an in-process mock cluster\n");
 }
@@ -303,6 +304,7 @@ int main(int argc, char **argv) {
     add_prop(&o, "enable.idempotence", "true");
     add_prop(&o, "acks", "all");
     add_prop(&o, "linger.ms", "5");
+    add_prop(&o, "partitioner", "murmur2_random");
     bool smoke_mode = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

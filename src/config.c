@@ -930,6 +930,10 @@ int config_load_string(const char *yaml, size_t len, const char *name, config_t 
     add_property(&c, "enable.idempotence", "true", (config_pos_t){0, 0});
     add_property(&c, "acks", "all", (config_pos_t){0, 0});
     add_property(&c, "linger.ms", "5", (config_pos_t){0, 0});
+    /* The Java client's key hashing (murmur2), as Confluent MQTT Proxy and
+     * every Java producer use: a key lands on the partition it did before a
+     * migration and that other producers of the topic pick. */
+    add_property(&c, "partitioner", "murmur2_random", (config_pos_t){0, 0});
 
     yaml_parser_t parser;
     yaml_document_t doc;

@@ -179,3 +179,55 @@ def test_many_raw_clients_in_parallel(daemon, mock_kafka):
         by_key.setdefault(r.key, []).append(r.value)
     for c in range(n_clients):
         assert by_key[f"p{c}".encode()] == [f"{c}:{i}".encode() for i in range(1, per_client + 1)]
+
+
+def java_murmur2(data):
+    """Kafka's Utils.murmur2 (the Java client's key hash), as an unsigned 32-bit value."""
+    m, r = 0x5BD1E995, 24
+    h = 0x9747B28C ^ len(data)
+    n4 = len(data) // 4
+    for i in range(n4):
+        k = int.from_bytes(data[4 * i:4 * i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = data[4 * n4:]
+    if len(tail) == 3:
+        h ^= tail[2] << 16
+    if len(tail) >= 2:
+        h ^= tail[1] << 8
+    if len(tail) >= 1:
+        h ^= tail[0]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
+def test_keys_partitioned_like_the_java_client(daemon, mock_kafka):
+    """The default partitioner is the Java client's (murmur2 of the key,
+    positive, modulo the partition count): a key lands where Confluent MQTT
+    Proxy and any Java producer put it."""
+    # Kafka's own test vectors (UtilsTest.testMurmur2), signed as Java prints them.
+    for s, want in [("21", -973932308), ("foobar", -790332482),
+                    ("a-little-bit-long-string", -985981536),
+                    ("a-little-bit-longer-string", -1486304829),
+                    ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+                    ("abc", 479470107)]:
+        h = java_murmur2(s.encode())
+        assert (h - (1 << 32) if h & 0x80000000 else h) == want, s
+    mock_kafka.cmd("create temperature 7 1")
+    d = daemon()
+    c = m2k.Raw(d.port).connect("part")
+    devices = [f"dev-{i}" for i in range(40)]
+    for i, dev in enumerate(devices):
+        c.send(m2k.publish(f"sensors/{dev}/temperature", b"21.5", qos=1, pid=i + 1))
+        c.expect(m2k.puback(i + 1))
+    recs = m2k.assert_records(mock_kafka.bootstrap, "temperature", len(devices))
+    got = {r.key.decode(): r.partition for r in recs}
+    want = {dev: (java_murmur2(dev.encode()) & 0x7FFFFFFF) % 7 for dev in devices}
+    assert got == want
+    assert len(set(want.values())) > 3  # the keys really spread
+    c.close()

@@ -44,7 +44,7 @@ static void test_minimal_defaults(void **state) {
     assert_int_equal(cfg->listeners[0].port, 1883);
     assert_int_equal(cfg->listeners[0].pos.line, 0);
     assert_string_equal(cfg->bootstrap_servers, "embedded");
-    assert_int_equal(cfg->n_kafka_properties, 3);
+    assert_int_equal(cfg->n_kafka_properties, 4);
     assert_string_equal(cfg->kafka_properties[0].name, "enable.idempotence");
     assert_string_equal(cfg->kafka_properties[0].value, "true");
     assert_string_equal(cfg->kafka_properties[1].name, "acks");
@@ -52,6 +52,8 @@ static void test_minimal_defaults(void **state) {
     assert_string_equal(cfg->kafka_properties[2].name, "linger.ms");
     assert_string_equal(cfg->kafka_properties[2].value, "5");
     assert_int_equal(cfg->kafka_properties[2].pos.line, 0);
+    assert_string_equal(cfg->kafka_properties[3].name, "partitioner");
+    assert_string_equal(cfg->kafka_properties[3].value, "murmur2_random");
     assert_int_equal(cfg->n_rules, 0);
     assert_int_equal(cfg->unmapped, UNMAPPED_DISCONNECT);
     assert_null(cfg->unmapped_topic);
@@ -117,20 +119,21 @@ static void test_every_field(void **state) {
     assert_string_equal(cfg->listeners[1].host, "::1");
     assert_int_equal(cfg->listeners[1].port, 1884);
     assert_string_equal(cfg->bootstrap_servers, "k1:9092,k2:9092");
-    assert_int_equal(cfg->n_kafka_properties, 7);
+    assert_int_equal(cfg->n_kafka_properties, 8);
     const char *want[][2] = {{"enable.idempotence", "true"},
                              {"acks", "all"},
                              {"linger.ms", "5"},
+                             {"partitioner", "murmur2_random"},
                              {"linger.ms", "20"},
                              {"compression.type", "lz4"},
                              {"enable.idempotence", "true"},
                              {"message.max.bytes", "2000000"}};
-    for (size_t i = 0; i < 7; i++) {
+    for (size_t i = 0; i < 8; i++) {
         assert_string_equal(cfg->kafka_properties[i].name, want[i][0]);
         assert_string_equal(cfg->kafka_properties[i].value, want[i][1]);
     }
-    assert_int_equal(cfg->kafka_properties[3].pos.line, 7);
-    assert_int_equal(cfg->kafka_properties[3].pos.col, 16);
+    assert_int_equal(cfg->kafka_properties[4].pos.line, 7);
+    assert_int_equal(cfg->kafka_properties[4].pos.col, 16);
     assert_int_equal(cfg->n_rules, 4);
     assert_int_equal(cfg->rules[0].kind, RULE_FILTER);
     assert_string_equal(cfg->rules[0].pattern, "sensors/+/temperature");
