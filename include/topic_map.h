@@ -39,7 +39,9 @@ topic_map_t *topic_map_new(const config_rule_t *rules, size_t n, char *errbuf, s
 void topic_map_free(topic_map_t *m);
 
 /* Looks up an MQTT topic (not NUL-terminated) and renders the Kafka topic and
- * key into `scratch`. No heap allocation. Returns a TOPIC_MAP_* value. */
+ * key into `scratch`; when regex rules are tried, `scratch` first holds a
+ * NUL-terminated copy of the topic for regexec (TOPIC_MAP_ERR_NO_ROOM when the
+ * topic does not fit). No heap allocation. Returns a TOPIC_MAP_* value. */
 int topic_map_lookup(const topic_map_t *m, const char *topic, size_t topic_len,
                      const topic_map_ctx_t *ctx, char *scratch, size_t scratch_cap,
                      topic_map_result_t *out);

@@ -688,13 +688,24 @@ int topic_map_lookup(const topic_map_t *m, const char *topic, size_t topic_len,
 
     span_t caps[MAX_CAPTURES];
     int n_caps = 0;
-    for (size_t i = 0; i < m->n_regex && m->regex_rules[i] < best; i++) {
+    /* regexec wants a C string and the topic is a view into the read buffer
+     * (not NUL-terminated): regex rules see a terminated copy in the scratch
+     * buffer, which the rendering only uses after the match (captures point
+     * into the topic itself: the offsets are the same). REG_STARTEND would
+     * spare the copy, but it is not POSIX and sanitizers' regexec checks the
+     * string with strlen anyway, reading past the view. */
+    const char *cstr = NULL;
+    if (m->n_regex && m->regex_rules[0] < best) {
+        if (topic_len >= scratch_cap)
+            return TOPIC_MAP_ERR_NO_ROOM;
+        memcpy(scratch, topic, topic_len);
+        scratch[topic_len] = '\0';
+        cstr = scratch;
+    }
+    for (size_t i = 0; cstr && i < m->n_regex && m->regex_rules[i] < best; i++) {
         const rule_t *r = &m->rules[m->regex_rules[i]];
         regmatch_t pm[MAX_CAPTURES + 1];
-        pm[0].rm_so = 0;
-        pm[0].rm_eo = (regoff_t)topic_len;
-        /* REG_STARTEND: the topic is not NUL-terminated and is not copied. */
-        if (regexec(&r->re, topic, MAX_CAPTURES + 1, pm, REG_STARTEND) == 0) {
+        if (regexec(&r->re, cstr, MAX_CAPTURES + 1, pm, 0) == 0) {
             best = m->regex_rules[i];
             size_t ng = r->re.re_nsub < MAX_CAPTURES ? r->re.re_nsub : MAX_CAPTURES;
             for (size_t g = 1; g <= ng; g++) {

@@ -162,6 +162,41 @@ static void test_first_rule_wins(void **state) {
     topic_map_free(m);
 }
 
+/* The topic is a view into the read buffer: regex rules must see exactly
+ * topic_len bytes (not what follows) and never read past them. Under ASan
+ * the view ends at the end of its allocation, where a strlen would be
+ * caught. */
+static void test_regex_sees_only_the_view(void **state) {
+    (void)state;
+    rule_spec_t a[] = {{"regex", "^plant/([^/]+)/(.+)$", "plant-{1}", "{2}"}};
+    topic_map_t *m = map_of(a, 1);
+    const char *text = "plant/3/statusXYZ/more";
+    size_t len = strlen("plant/3/status");
+    char *view = malloc(len); /* not NUL-terminated, nothing after it */
+    assert_non_null(view);
+    memcpy(view, text, len);
+    char scratch[64];
+    topic_map_result_t out;
+    assert_int_equal(topic_map_lookup(m, view, len, NULL, scratch, sizeof(scratch), &out),
+                     TOPIC_MAP_MATCHED);
+    assert_string_equal(out.kafka_topic, "plant-3");
+    assert_int_equal(out.key_len, 6);
+    assert_memory_equal(out.key, "status", 6);
+    /* The same bytes followed by more topic: only the view counts. */
+    assert_int_equal(topic_map_lookup(m, text, len, NULL, scratch, sizeof(scratch), &out),
+                     TOPIC_MAP_MATCHED);
+    assert_int_equal(out.key_len, 6);
+    /* A view cut inside a level does not match "(.+)$" past its end. */
+    assert_int_equal(
+        topic_map_lookup(m, text, strlen("plant/3/"), NULL, scratch, sizeof(scratch), &out),
+        TOPIC_MAP_UNMAPPED);
+    /* The copy for regexec lives in scratch: a topic longer than it is refused. */
+    assert_int_equal(topic_map_lookup(m, view, len, NULL, scratch, len, &out),
+                     TOPIC_MAP_ERR_NO_ROOM);
+    free(view);
+    topic_map_free(m);
+}
+
 static void test_regex_keeps_rule_order(void **state) {
     (void)state;
     rule_spec_t a[] = {{"mqtt", "x/#", "filter", NULL}, {"regex", "^x/y$", "regex", NULL}};
@@ -554,6 +589,7 @@ int main(void) {
         cmocka_unit_test(test_filter_semantics),
         cmocka_unit_test(test_first_rule_wins),
         cmocka_unit_test(test_regex_keeps_rule_order),
+        cmocka_unit_test(test_regex_sees_only_the_view),
         cmocka_unit_test(test_captures),
         cmocka_unit_test(test_templates),
         cmocka_unit_test(test_bad_rendered_topic),
