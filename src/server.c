@@ -353,16 +353,22 @@ static void conn_close_handle(conn_t *c) {
     }
 }
 
+/* A write to the client failed (not cancelled): the peer is gone. */
+static void conn_write_failed(conn_t *c, int status) {
+    if (!c->closing) {
+        session_conn_lost(c->sc, uv_strerror(status));
+        conn_begin_close(c);
+    }
+}
+
 static void on_write(uv_write_t *req, int status) {
     write_req_t *w = (write_req_t *)req;
     conn_t *c = w->c;
     c->queued -= w->buf.len;
     free(w->buf.base);
     free(w);
-    if (status < 0 && status != UV_ECANCELED && !c->closing) {
-        session_conn_lost(c->sc, uv_strerror(status));
-        conn_begin_close(c);
-    }
+    if (status < 0 && status != UV_ECANCELED)
+        conn_write_failed(c, status);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
@@ -382,10 +388,7 @@ static void conn_flush(conn_t *c) {
         uv_buf_t b = uv_buf_init((char *)c->out, (unsigned)c->out_len);
         int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         if (n < 0 && n != UV_EAGAIN) {
-            if (!c->closing) {
-                session_conn_lost(c->sc, uv_strerror(n));
-                conn_begin_close(c);
-            }
+            conn_write_failed(c, n);
             return;
         }
         if (n > 0) {
@@ -421,10 +424,7 @@ static void conn_flush(conn_t *c) {
         c->queued -= w->buf.len;
         free(w->buf.base);
         free(w);
-        if (!c->closing) {
-            session_conn_lost(c->sc, uv_strerror(r));
-            conn_begin_close(c);
-        }
+        conn_write_failed(c, r);
         return;
     }
     s->st.writes++;
