@@ -7,8 +7,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "acl.h"
-#include "auth.h"
+#include "auth/acl.h"
+#include "auth/passwd_file.h"
 
 /* mosquitto_passwd 2.0.11 defaults (-b): PBKDF2-SHA512, 101 iterations. */
 #define ALICE                                                                                      \

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "mqtt_codec.h"
+#include "mqtt/codec.h"
 
 #define NPACKETS 4096
 #define PAYLOAD_LEN 100

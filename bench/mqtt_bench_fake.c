@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "mqtt_bench.h"
-#include "mqtt_codec.h"
+#include "mqtt/codec.h"
 
 #define FAKE_MAX_PACKET (1u << 20)
 

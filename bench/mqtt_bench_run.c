@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #include "mqtt_bench.h"
-#include "mqtt_codec.h"
+#include "mqtt/codec.h"
 
 enum {
     C_NEW = 0,

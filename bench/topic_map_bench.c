@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "topic_map.h"
+#include "map/topic_map.h"
 
 #define N_TOPICS 4096
 

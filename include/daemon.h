@@ -3,7 +3,7 @@
 #ifndef M2K_DAEMON_H
 #define M2K_DAEMON_H
 
-#include "config.h"
+#include "config/config.h"
 
 /* Runs until SIGTERM/SIGINT or a fatal error. Returns the process exit code:
  * 0 after a clean shutdown, non-zero after a fatal error. */

@@ -11,14 +11,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "kafka.h"
-#include "log.h"
-#include "metrics.h"
-#include "sd_notify.h"
-#include "security.h"
-#include "server.h"
-#include "session.h"
-#include "topic_map.h"
+#include "kafka/producer.h"
+#include "util/log.h"
+#include "ops/metrics.h"
+#include "ops/sd_notify.h"
+#include "auth/security.h"
+#include "net/server.h"
+#include "mqtt/session.h"
+#include "map/topic_map.h"
 
 #define METADATA_WAIT_MS 10000
 #define SHUTDOWN_TICK_MS 50

@@ -4,14 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "confluent_import.h"
+#include "config/config.h"
+#include "config/confluent_import.h"
 #include "daemon.h"
-#include "kafka.h"
-#include "log.h"
-#include "passwd_tool.h"
-#include "security.h"
-#include "tls.h"
+#include "kafka/producer.h"
+#include "util/log.h"
+#include "auth/passwd_tool.h"
+#include "auth/security.h"
+#include "net/tls.h"
 #include "version.h"
 
 #define ERRBUF_SIZE 65536

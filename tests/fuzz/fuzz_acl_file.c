@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "acl.h"
-#include "mqtt_codec.h"
+#include "auth/acl.h"
+#include "mqtt/codec.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mqtt_codec.h"
+#include "mqtt/codec.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
+#include "auth/passwd_file.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

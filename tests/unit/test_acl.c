@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "acl.h"
+#include "auth/acl.h"
 
 static acl_t *load(const char *text) {
     char err[256];

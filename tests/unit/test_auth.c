@@ -19,8 +19,8 @@
 
 #include <cmocka.h>
 
-#include "auth.h"
-#include "passwd_tool.h"
+#include "auth/passwd_file.h"
+#include "auth/passwd_tool.h"
 
 /* Made with mosquitto_passwd 2.0.11 (-b; bob with -H sha512, dave with -I 1000). */
 #define ALICE                                                                                      \

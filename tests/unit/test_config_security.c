@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "config.h"
+#include "config/config.h"
 
 #define MIN "kafka:\n  bootstrap_servers: embedded\n"
 

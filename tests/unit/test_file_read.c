@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "file_read.h"
+#include "util/file_read.h"
 
 static char dir[] = "/tmp/m2k-file-read-XXXXXX";
 

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include "ops/http.h"
 
 typedef struct {
     char out[65536];

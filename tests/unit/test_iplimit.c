@@ -7,8 +7,8 @@
 
 #include <cmocka.h>
 
-#include "iplimit.h"
-#include "security.h"
+#include "auth/iplimit.h"
+#include "auth/security.h"
 
 static void test_count_limit(void **state) {
     (void)state;

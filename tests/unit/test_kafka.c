@@ -16,8 +16,8 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
-#include "kafka.h"
-#include "log.h"
+#include "kafka/producer.h"
+#include "util/log.h"
 
 #define APIKEY_PRODUCE 0
 #define APIKEY_INIT_PRODUCER_ID 22

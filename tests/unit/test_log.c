@@ -14,7 +14,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "log.h"
+#include "util/log.h"
 
 static int cap_fd = -1;
 static int saved_fd = -1;

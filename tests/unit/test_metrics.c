@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metrics.h"
+#include "ops/metrics.h"
 #include "version.h"
 
 /* Expected output, reviewed line by line against the registry values below

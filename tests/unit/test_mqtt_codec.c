@@ -13,7 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "mqtt_codec.h"
+#include "mqtt/codec.h"
 
 /* A byte string given as a C literal (hex escapes allowed). */
 #define B(lit) (const uint8_t *)(lit), sizeof(lit) - 1

@@ -13,7 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "sd_notify.h"
+#include "ops/sd_notify.h"
 
 /* Receives one datagram without blocking (the send happened before). */
 static void assert_received(int fd, const char *expect) {

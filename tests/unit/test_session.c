@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "mqtt_codec.h"
-#include "session.h"
+#include "mqtt/codec.h"
+#include "mqtt/session.h"
 
 /* ---- fakes ---------------------------------------------------------------- */
 

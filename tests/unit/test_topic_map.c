@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "mqtt_codec.h"
-#include "topic_map.h"
+#include "mqtt/codec.h"
+#include "map/topic_map.h"
 
 typedef struct {
     const char *kind; /* "mqtt" or "regex" */

@@ -1,0 +1,142 @@
+/* Configuration: YAML file -> immutable config struct (libyaml is used here
+ * only). Every error names file:line:col and what was expected. */
+#ifndef M2K_CONFIG_H
+#define M2K_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/log.h"
+
+/* Where a value came from, for error messages. */
+typedef struct {
+    int line; /* 1-based; 0 = defaulted, not in the file */
+    int col;
+} config_pos_t;
+
+/* TLS on one listener (enabled when the listener has a tls: mapping). */
+#define CONFIG_TLS_1_2 12
+#define CONFIG_TLS_1_3 13
+typedef struct {
+    bool enabled;
+    char *cert; /* PEM server certificate chain */
+    char *key;  /* PEM private key */
+    char *ca;   /* PEM CA bundle for client certificates; NULL when not set */
+    bool require_client_cert;
+    bool use_identity_as_username; /* user name = client certificate's CN */
+    int min_version;               /* CONFIG_TLS_1_2 (default) or CONFIG_TLS_1_3 */
+    config_pos_t pos;              /* the tls: mapping */
+} config_tls_t;
+
+typedef struct {
+    char *listen; /* as written: "0.0.0.0:1883", "[::]:1883" */
+    char *host;   /* "0.0.0.0", "::" (brackets removed) */
+    uint16_t port;
+    config_pos_t pos;
+    config_tls_t tls;
+} config_listener_t;
+
+typedef struct {
+    char *name;  /* librdkafka property name, verbatim */
+    char *value; /* as a string */
+    config_pos_t pos;
+} config_property_t;
+
+typedef enum { RULE_FILTER = 0, RULE_REGEX = 1 } config_rule_kind_t;
+
+typedef struct {
+    config_rule_kind_t kind;
+    char *pattern;            /* MQTT topic filter or POSIX ERE */
+    char *kafka;              /* Kafka topic template */
+    char *key;                /* key template; "{topic}" when not given; "" = no key (null key) */
+    config_pos_t pos;         /* the rule's mapping in the list */
+    config_pos_t pattern_pos; /* the mqtt: or regex: value */
+    config_pos_t kafka_pos;
+    config_pos_t key_pos; /* line 0 when defaulted */
+    const char *file;     /* the configuration's path (owned by config_t), for messages */
+} config_rule_t;
+
+typedef enum {
+    UNMAPPED_DISCONNECT = 0, /* log and close the connection */
+    UNMAPPED_DROP = 1,       /* acknowledge, count, rate-limited log */
+    UNMAPPED_TOPIC = 2,      /* route to unmapped_topic */
+} config_unmapped_t;
+
+typedef struct {
+    uint32_t max_packet_size; /* bytes, whole packet */
+    uint32_t max_inflight;    /* unacknowledged QoS 1/2 PUBLISH per client */
+    uint32_t max_connections;
+    uint32_t connect_timeout_s; /* TCP accept to CONNECT */
+    uint32_t max_keepalive_s;
+    uint32_t session_expiry_s; /* clean-session=0 sessions */
+    /* Hostile-client bounds (docs/security.md). 0 = no limit where noted. */
+    uint32_t max_connections_per_ip;  /* live connections from one IP; 0 = no limit */
+    uint32_t connect_rate_per_ip;     /* new connections per second from one IP; 0 = no limit */
+    uint32_t connect_burst_per_ip;    /* token bucket size for connect_rate_per_ip */
+    uint32_t max_output_buffer;       /* bytes queued for one client before it is cut */
+    uint32_t max_persistent_sessions; /* clean session 0 sessions without a connection */
+} config_mqtt_t;
+
+typedef enum {
+    ACL_DENY_DISCONNECT = 0, /* log and close the connection */
+    ACL_DENY_DROP = 1,       /* acknowledge without producing, count, rate-limited log */
+} config_acl_deny_t;
+
+typedef struct {
+    bool allow_anonymous; /* resolved: default false with a password file, else true */
+    bool allow_anonymous_set;
+    char *password_file; /* NULL: no password check (every user name accepted) */
+    char *acl_file;      /* NULL: every publish allowed */
+    config_acl_deny_t acl_deny;
+    config_pos_t pos;
+} config_auth_t;
+
+typedef struct config {
+    char *path;
+    config_listener_t *listeners;
+    size_t n_listeners;
+
+    char *bootstrap_servers; /* "embedded" or "host:port,..." */
+    /* Producer properties with our defaults (enable.idempotence=true,
+     * acks=all, linger.ms=5) first, then the user's in file order; later
+     * entries override earlier ones when applied in order. */
+    config_property_t *kafka_properties;
+    size_t n_kafka_properties;
+
+    config_rule_t *rules;
+    size_t n_rules;
+    config_unmapped_t unmapped;
+    char *unmapped_topic; /* for UNMAPPED_TOPIC */
+    bool headers;
+    config_pos_t unmapped_pos;
+
+    config_mqtt_t mqtt;
+    config_auth_t auth;
+    uint32_t shutdown_timeout_s;
+    char *metrics_listen; /* NULL when not set */
+    char *metrics_host;   /* brackets removed; NULL when not set */
+    uint16_t metrics_port;
+    log_level_t log_level;
+    log_format_t log_format; /* log.format: text (default) or json */
+} config_t;
+
+/* Loads and validates a file. On success returns 0 and *out (free with
+ * config_free). On failure returns -1 and writes every error, one per line as
+ * "file:line:col: message", into errbuf (truncated to errlen). */
+int config_load(const char *path, config_t **out, char *errbuf, size_t errlen);
+/* The same from a string (tests); `name` stands in for the file name. */
+int config_load_string(const char *yaml, size_t len, const char *name, config_t **out, char *errbuf,
+                       size_t errlen);
+void config_free(config_t *cfg);
+
+/* Parses "host:port" / "[v6]:port" (IP literals only) into a malloc'd host and
+ * a port. Returns 0, or -1 with a static reason in *why. */
+int config_parse_listen(const char *s, char **host, uint16_t *port, const char **why);
+
+/* Default path used when -c is not given. */
+#define CONFIG_DEFAULT_PATH "/etc/mqtt2kafka/mqtt2kafka.yaml"
+/* librdkafka's default message.max.bytes, compared with mqtt.max_packet_size. */
+#define CONFIG_KAFKA_MESSAGE_MAX_BYTES_DEFAULT 1000000u
+
+#endif

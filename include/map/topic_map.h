@@ -1,0 +1,71 @@
+/* Topic map: MQTT topic -> Kafka topic, key (and which rule matched).
+ * Filter rules are compiled into a trie so lookup cost does not grow with the
+ * number of rules; regex rules (regex.h) keep their place in rule order. */
+#ifndef M2K_TOPIC_MAP_H
+#define M2K_TOPIC_MAP_H
+
+#include <stddef.h>
+
+#include "config/config.h"
+
+typedef struct topic_map topic_map_t;
+
+/* What a template may use besides the rule's captures. */
+typedef struct {
+    const char *client_id;
+    size_t client_id_len;
+    const char *username; /* NULL when the client gave none */
+    size_t username_len;
+} topic_map_ctx_t;
+
+typedef struct {
+    const char *kafka_topic; /* NUL-terminated, inside the caller's scratch */
+    size_t kafka_topic_len;
+    const char *key; /* inside scratch (not NUL-terminated); NULL when the rule's
+                        key template is "" (record without a key) */
+    size_t key_len;
+    int rule; /* index of the matching rule in config order, -1 for unmapped */
+} topic_map_result_t;
+
+enum {
+    TOPIC_MAP_UNMAPPED = 0,       /* no rule matched */
+    TOPIC_MAP_MATCHED = 1,        /* out is filled */
+    TOPIC_MAP_ERR_NO_ROOM = -1,   /* rendered topic + key do not fit in scratch */
+    TOPIC_MAP_ERR_BAD_TOPIC = -2, /* rendered Kafka topic is not a legal Kafka name */
+};
+
+/* Compiles the rules; NULL on error with a "file:line:col: message" in errbuf. */
+topic_map_t *topic_map_new(const config_rule_t *rules, size_t n, char *errbuf, size_t errlen);
+void topic_map_free(topic_map_t *m);
+
+/* Looks up an MQTT topic (not NUL-terminated) and renders the Kafka topic and
+ * key into `scratch`; when regex rules are tried, `scratch` first holds a
+ * NUL-terminated copy of the topic for regexec (TOPIC_MAP_ERR_NO_ROOM when the
+ * topic does not fit). No heap allocation. Returns a TOPIC_MAP_* value. */
+int topic_map_lookup(const topic_map_t *m, const char *topic, size_t topic_len,
+                     const topic_map_ctx_t *ctx, char *scratch, size_t scratch_cap,
+                     topic_map_result_t *out);
+
+/* Validation shared by config_load and topic_map_new, so both say the same
+ * thing. `report` is called once per error with the position of the offending
+ * value and a message without position; returns how many errors it found.
+ * Checks the filter or regex, and the kafka and key templates (placeholders,
+ * captures the rule can produce, legal characters in the Kafka topic). */
+typedef void (*topic_map_report_fn)(void *ud, config_pos_t pos, const char *msg);
+int topic_map_rule_check(const config_rule_t *rule, size_t index, topic_map_report_fn report,
+                         void *ud);
+
+/* An MQTT topic filter: non-empty, '#' alone in the last level, '+' alone in
+ * its level. Returns 0 or -1 with a static reason in *why. */
+int topic_map_filter_check(const char *filter, size_t len, const char **why);
+/* A literal Kafka topic name: 1..249 of [a-zA-Z0-9._-], not "." or "..".
+ * Returns 0 or -1 with a static reason in *why. */
+int topic_map_kafka_topic_check(const char *name, size_t len, const char **why);
+
+/* Longest topic filter (in levels) a rule may have; bounds the lookup's
+ * recursion depth. */
+#define TOPIC_MAP_MAX_FILTER_LEVELS 128
+/* Kafka's limit on topic names. */
+#define TOPIC_MAP_KAFKA_TOPIC_MAX 249
+
+#endif

@@ -1,0 +1,162 @@
+/* MQTT 3.1.1 session state machine: CONNECT, keepalive, QoS 0/1/2 flows,
+ * will, persistent (clean session 0) sessions.
+ *
+ * No I/O, no clocks, no libuv, no librdkafka: bytes come in through
+ * session_feed(), bytes go out and connections close through callbacks the
+ * server provides, records leave through a producer callback, delivery
+ * reports come back through session_on_delivery(), and time is whatever the
+ * caller last passed to session_mgr_set_now(). */
+#ifndef M2K_SESSION_H
+#define M2K_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config/config.h"
+#include "kafka/producer.h"
+#include "ops/metrics.h"
+#include "map/topic_map.h"
+
+typedef struct session_mgr session_mgr_t;
+typedef struct security security_t; /* security.h */
+typedef struct session_conn session_conn_t;
+
+/* Routes an MQTT topic (topic_map_lookup's contract; returns TOPIC_MAP_*). */
+typedef int (*session_route_fn)(void *ud, const char *topic, size_t topic_len,
+                                const topic_map_ctx_t *ctx, char *scratch, size_t scratch_cap,
+                                topic_map_result_t *out);
+/* Enqueues one record; returns KAFKA_OK or KAFKA_ERR_* (kafka_produce's contract). */
+typedef int (*session_produce_fn)(void *ud, const kafka_record_t *rec, uint64_t opaque);
+
+typedef struct {
+    const config_t *cfg; /* borrowed; must outlive the manager */
+    session_route_fn route;
+    void *route_ud;
+    session_produce_fn produce;
+    void *produce_ud;
+    /* Most sessions (clean session 0) kept without a connection; when one
+     * more would be kept, the one that disconnected first is discarded (logged).
+     * 0 = cfg->mqtt.max_connections. */
+    size_t max_detached_sessions;
+    /* Authentication and publish ACL (security.h); NULL: every client and
+     * publish allowed. Borrowed; must outlive the manager. */
+    security_t *security;
+    /* Registry fed from the hot path with plain increments (packets,
+     * messages by QoS, refusals, protocol errors by kind, ack latency);
+     * borrowed, must outlive the manager. NULL: a private one. Totals that
+     * session_stats_t already counts are not repeated there. */
+    metrics_t *metrics;
+} session_mgr_opts_t;
+
+/* What the server does for one connection. Every callback gets the `ud` given
+ * to session_conn_new. None of them may call back into session_* functions for
+ * the same connection synchronously (except session_conn_free after close). */
+typedef struct {
+    /* Queues bytes for the socket (copied); 0, or -1 if the output bound is hit
+     * (the session then closes the connection). */
+    int (*send)(void *ud, const void *buf, size_t len);
+    /* The session has closed the connection (reason already logged): stop
+     * reading, flush what was queued, close the socket, then session_conn_free. */
+    void (*close)(void *ud);
+    /* Stop reading: unprocessed bytes stay buffered in the server. */
+    void (*pause)(void *ud);
+    /* Reading may go on: the server feeds its buffered bytes again and restarts reading. */
+    void (*resume)(void *ud);
+    /* Optional (may be NULL): hold this connection's output and input for ms
+     * milliseconds (the failed-login throttle delays a CONNACK this way); a
+     * close requested meanwhile happens after the hold. */
+    void (*hold)(void *ud, uint32_t ms);
+} session_conn_ops_t;
+
+/* Counters, for logs and metrics. */
+typedef struct {
+    uint64_t connects;        /* CONNACK 0 sent */
+    uint64_t rejected;        /* CONNACK != 0 sent */
+    uint64_t protocol_errors; /* connections closed for a protocol violation */
+    uint64_t published;       /* records handed to the producer (wills included) */
+    uint64_t delivered;       /* delivery reports with err == 0 */
+    uint64_t delivery_failed; /* delivery reports with err != 0 */
+    uint64_t unmapped_dropped;
+    uint64_t unmapped_routed;
+    uint64_t unmapped_closed;
+    uint64_t qos2_duplicates; /* QoS 2 PUBLISH answered without producing again */
+    uint64_t queue_full;      /* produce attempts refused with KAFKA_ERR_QUEUE_FULL */
+    uint64_t takeovers;
+    uint64_t keepalive_timeouts;
+    uint64_t connect_timeouts;
+    uint64_t sessions_expired;
+    uint64_t sessions_evicted; /* detached sessions discarded over max_detached_sessions */
+    uint64_t wills_published;
+    uint64_t wills_lost;           /* could not be produced (unmapped, queue full, produce error) */
+    uint64_t auth_bad_credentials; /* CONNACK 4 sent */
+    uint64_t auth_not_authorized;  /* CONNACK 5 sent (anonymous refused, will topic denied) */
+    uint64_t acl_denied;           /* PUBLISHes refused by the ACL (dropped or closed) */
+} session_stats_t;
+
+/* Creates a manager; NULL on allocation failure. */
+session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts);
+/* Frees every session and connection object; callbacks are not called. */
+void session_mgr_free(session_mgr_t *m);
+
+/* Shutdown: connections closed from now on publish no will (the producer is
+ * being flushed and freed; a will produced now could not be confirmed). */
+void session_mgr_set_stopping(session_mgr_t *m);
+/* The time the next calls see: a monotonic clock for timeouts and the wall
+ * clock (Unix ms) stamped on records. */
+void session_mgr_set_now(session_mgr_t *m, uint64_t mono_ms, int64_t wall_ms);
+/* A finer monotonic clock (microseconds) for the ack latency histogram. */
+void session_mgr_set_now_us(session_mgr_t *m, uint64_t mono_us);
+/* Switches to another configuration (SIGHUP reload); borrowed like opts->cfg.
+ * Limits, unmapped policy and headers apply from the next packet on;
+ * in-flight messages are unaffected (their records are already produced). */
+void session_mgr_set_config(session_mgr_t *m, const config_t *cfg);
+/* Closes connections past connect_timeout_s or 1.5 x keepalive, expires
+ * detached sessions, retries connections blocked on a full producer queue,
+ * releases idle in-flight rings. Call about once a second. */
+void session_mgr_tick(session_mgr_t *m);
+/* A delivery report (from kafka_poll): completes the in-flight entry and sends
+ * the acks that are now in order. Unknown opaques are ignored. */
+void session_on_delivery(session_mgr_t *m, uint64_t opaque, int err, const char *errstr);
+const session_stats_t *session_mgr_stats(const session_mgr_t *m);
+size_t session_mgr_conn_count(const session_mgr_t *m);
+size_t session_mgr_session_count(const session_mgr_t *m);
+/* Connections not being read because of backpressure (walks the list: for
+ * scrapes, not the hot path). */
+size_t session_mgr_paused_count(const session_mgr_t *m);
+
+/* A new network connection; `remote` ("1.2.3.4:5", "[::1]:5") is copied.
+ * NULL on allocation failure. */
+session_conn_t *session_conn_new(session_mgr_t *m, const session_conn_ops_t *ops, void *ud,
+                                 const char *remote);
+/* The user name a verified client certificate established (TLS listener
+ * with use_identity_as_username): it replaces the CONNECT's user name and no
+ * password is checked. Call before feeding the CONNECT. 0 or -1 (no memory). */
+int session_conn_set_identity(session_conn_t *c, const char *user);
+/* Decodes and handles whole packets from buf. Returns the bytes consumed (the
+ * rest is an incomplete packet or was not processed because the connection is
+ * paused; keep it and feed it again), or -1 when the connection was closed. */
+ssize_t session_feed(session_conn_t *c, const uint8_t *buf, size_t len);
+/* The peer went away or the socket failed (`reason` is logged): the will is
+ * published, the session detached. Idempotent; does not call ops->close. */
+void session_conn_lost(session_conn_t *c, const char *reason);
+/* Closes for a server-side reason (output bound, shutdown): logs, publishes the
+ * will, calls ops->close. Idempotent. */
+void session_conn_close(session_conn_t *c, const char *reason);
+/* True while the session wants no input (in-flight window or producer queue full). */
+bool session_conn_paused(const session_conn_t *c);
+/* Messages of this connection's session not yet acknowledged to the client. */
+uint32_t session_conn_inflight(const session_conn_t *c);
+bool session_conn_closed(const session_conn_t *c);
+/* The remote address given to session_conn_new. */
+const char *session_conn_remote(const session_conn_t *c);
+/* Frees the connection object (closes it first if still open, as "freed"). */
+void session_conn_free(session_conn_t *c);
+
+/* Opaque layout: session id (never reused while the process runs) in the high
+ * 32 bits, the session's in-flight sequence number in the low 32 bits. Session
+ * id 0 marks records nobody waits for (wills). */
+#define SESSION_OPAQUE(id, seq) (((uint64_t)(id) << 32) | (uint32_t)(seq))
+
+#endif

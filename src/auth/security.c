@@ -1,0 +1,204 @@
+/* Authentication policy, ACL and throttle together (see security.h). */
+#include "auth/security.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/acl.h"
+#include "auth/passwd_file.h"
+#include "mqtt/codec.h"
+
+#define THROTTLE_CAPACITY 4096
+
+struct security {
+    const config_auth_t *cfg;
+    auth_db_t *db; /* NULL: no password file */
+    acl_t *acl;    /* NULL: no ACL file */
+    auth_throttle_t *throttle;
+    uint32_t generation;
+};
+
+/* Loads both files into *db and *acl; on failure neither is returned. */
+static int load_files(const config_auth_t *cfg, auth_db_t **db, acl_t **acl, char *errbuf,
+                      size_t errlen) {
+    *db = NULL;
+    *acl = NULL;
+    if (cfg->password_file) {
+        *db = auth_db_load(cfg->password_file, errbuf, errlen);
+        if (!*db)
+            return -1;
+    }
+    if (cfg->acl_file) {
+        *acl = acl_load(cfg->acl_file, errbuf, errlen);
+        if (!*acl) {
+            auth_db_free(*db);
+            *db = NULL;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int security_new(const config_auth_t *cfg, security_t **out, char *errbuf, size_t errlen) {
+    *out = NULL;
+    security_t *s = calloc(1, sizeof(*s));
+    if (!s || !(s->throttle = auth_throttle_new(THROTTLE_CAPACITY))) {
+        free(s);
+        snprintf(errbuf, errlen, "out of memory");
+        return -1;
+    }
+    s->cfg = cfg;
+    if (load_files(cfg, &s->db, &s->acl, errbuf, errlen) != 0) {
+        security_free(s);
+        return -1;
+    }
+    s->generation = 1;
+    *out = s;
+    return 0;
+}
+
+void security_free(security_t *s) {
+    if (!s)
+        return;
+    auth_db_free(s->db);
+    acl_free(s->acl);
+    auth_throttle_free(s->throttle);
+    free(s);
+}
+
+struct security_update {
+    auth_db_t *db;
+    acl_t *acl;
+};
+
+int security_prepare(const config_auth_t *cfg, security_update_t **out, char *errbuf,
+                     size_t errlen) {
+    *out = NULL;
+    security_update_t *u = calloc(1, sizeof(*u));
+    if (!u) {
+        snprintf(errbuf, errlen, "out of memory");
+        return -1;
+    }
+    if (load_files(cfg, &u->db, &u->acl, errbuf, errlen) != 0) {
+        free(u);
+        return -1;
+    }
+    *out = u;
+    return 0;
+}
+
+void security_commit(security_t *s, const config_auth_t *cfg, security_update_t *u) {
+    auth_db_free(s->db);
+    acl_free(s->acl);
+    s->cfg = cfg;
+    s->db = u->db;
+    s->acl = u->acl;
+    free(u);
+    if (++s->generation == 0)
+        s->generation = 1;
+}
+
+void security_update_free(security_update_t *u) {
+    if (!u)
+        return;
+    auth_db_free(u->db);
+    acl_free(u->acl);
+    free(u);
+}
+
+int security_reload(security_t *s, char *errbuf, size_t errlen) {
+    security_update_t *u;
+    if (security_prepare(s->cfg, &u, errbuf, errlen) != 0)
+        return -1;
+    security_commit(s, s->cfg, u);
+    return 0;
+}
+
+uint32_t security_generation(const security_t *s) {
+    return s->generation;
+}
+
+bool security_has_acl(const security_t *s) {
+    return s->acl != NULL;
+}
+
+void security_addr_ip(const char *addr, char *out, size_t cap) {
+    if (!cap)
+        return;
+    size_t n;
+    bool v6 = addr[0] == '[';
+    if (v6) {
+        const char *rb = strchr(addr, ']');
+        addr++;
+        n = rb ? (size_t)(rb - addr) : strlen(addr);
+    } else {
+        const char *colon = strrchr(addr, ':');
+        n = colon ? (size_t)(colon - addr) : strlen(addr);
+    }
+    char host[INET6_ADDRSTRLEN];
+    struct in6_addr a6;
+    if (v6 && n < sizeof(host)) {
+        memcpy(host, addr, n);
+        host[n] = '\0';
+        if (inet_pton(AF_INET6, host, &a6) == 1) {
+            /* One IPv6 host usually owns a whole /64 (SLAAC, privacy
+             * addresses): its addresses share one key, or every limit keyed
+             * by address would be 2^64 times too generous. An IPv4-mapped
+             * address stays the IPv4 address it is. */
+            if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+                inet_ntop(AF_INET, &a6.s6_addr[12], host, sizeof(host));
+                snprintf(out, cap, "%s", host);
+            } else {
+                memset(&a6.s6_addr[8], 0, 8);
+                inet_ntop(AF_INET6, &a6, host, sizeof(host));
+                snprintf(out, cap, "%s/64", host);
+            }
+            return;
+        }
+    }
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, addr, n);
+    out[n] = '\0';
+}
+
+int security_connect(security_t *s, const char *addr, const char *identity, bool has_user,
+                     const char *user, size_t ulen, bool has_pw, const uint8_t *pw, size_t pwlen,
+                     uint64_t now_ms, uint32_t *delay_ms) {
+    char ip[AUTH_THROTTLE_ADDR_MAX + 1];
+    security_addr_ip(addr, ip, sizeof(ip));
+    /* Every answer to an address with recent failures waits, the good ones
+     * too: otherwise a guesser could treat a slow answer as a wrong guess
+     * and move on without waiting. */
+    *delay_ms = auth_throttle_delay_ms(s->throttle, ip, now_ms);
+    int rc;
+    if (identity) {
+        rc = MQTT_CONNACK_ACCEPTED; /* the certificate is the credential */
+    } else if (!has_user) {
+        rc = s->cfg->allow_anonymous ? MQTT_CONNACK_ACCEPTED : MQTT_CONNACK_NOT_AUTHORIZED;
+    } else if (!s->db) {
+        rc = MQTT_CONNACK_ACCEPTED; /* no password file: user names are labels only */
+    } else {
+        rc = auth_db_check(s->db, user, ulen, has_pw ? pw : NULL, has_pw ? pwlen : 0) == AUTH_OK
+                 ? MQTT_CONNACK_ACCEPTED
+                 : MQTT_CONNACK_BAD_CREDENTIALS;
+    }
+    /* Only a verified password clears the address's failures: an anonymous
+     * or certificate login must not reset a password guesser's count. */
+    if (rc != MQTT_CONNACK_ACCEPTED)
+        auth_throttle_fail(s->throttle, ip, now_ms);
+    else if (has_user && s->db && !identity)
+        auth_throttle_success(s->throttle, ip, now_ms);
+    return rc;
+}
+
+bool security_can_publish(const security_t *s, const char *user, const char *client_id,
+                          const char *topic, size_t topic_len) {
+    if (!s->acl)
+        return true;
+    return acl_can_publish(s->acl, user, client_id, topic, topic_len);
+}

@@ -1,0 +1,521 @@
+/* Kafka producer: the only module that uses librdkafka.
+ *
+ * Threading: librdkafka runs its own threads; everything it hands back to us
+ * (delivery reports, errors) goes through the main queue, which we serve with
+ * rd_kafka_poll() from the caller's thread in kafka_poll(). The main queue's IO
+ * event writes to a non-blocking eventfd, so an event loop can watch one fd.
+ * Only the log callback runs on librdkafka's threads; it calls log_write, which
+ * emits each line with a single fwrite. */
+#include "kafka/producer.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "util/log.h"
+
+/* The opaque travels as the message's pointer-sized _private field. */
+_Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "kafka.c needs 64-bit pointers");
+
+#define KAFKA_EMBEDDED "embedded"
+#define KAFKA_EMBEDDED_BROKERS 3
+/* Fixed members of one produceva call: topic, key, value, opaque, flags,
+ * timestamp. Headers come on top. */
+#define KAFKA_VU_FIXED 6
+/* One cached rd_kafka_topic_t: producing with the handle skips librdkafka's
+ * per-message lookup by name (a lock, a search, a reference count). */
+typedef struct {
+    char *name; /* NULL = empty slot */
+    size_t len;
+    uint64_t hash;
+    rd_kafka_topic_t *rkt;
+} kafka_topic_slot_t;
+
+struct kafka {
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *mainq;
+    int efd;
+
+    /* "embedded": the mock cluster lives on its own handle so it outlives
+     * nothing it depends on and is destroyed after the producer. */
+    rd_kafka_t *mock_rk;
+    rd_kafka_mock_cluster_t *mcluster;
+    char *bootstrap;
+
+    kafka_delivery_cb on_delivery;
+    kafka_fatal_cb on_fatal;
+    kafka_stats_cb on_stats;
+    void *ud;
+
+    /* Loop thread only (error_cb and delivery reports are served there). */
+    bool unreachable;
+    char unreachable_why[256];
+
+    /* Produced and whose delivery report has not been served yet. Touched only
+     * on the caller's thread (produce, and reports served by poll/flush). */
+    int64_t outstanding;
+    bool fatal_reported;
+    /* Set by kafka_free: reports served while destroying must not reach a
+     * caller that is tearing itself down. */
+    bool closing;
+
+    rd_kafka_vu_t *vus; /* produceva argument array, grown on demand */
+    size_t vus_cap;
+
+    kafka_topic_slot_t *topics; /* open addressing, power-of-two capacity */
+    size_t topics_cap, topics_count;
+
+    char errstr[512];
+};
+
+static log_level_t kafka_log_level(int syslog_level) {
+    if (syslog_level <= 3)
+        return LOG_ERROR;
+    if (syslog_level == 4)
+        return LOG_WARN;
+    if (syslog_level <= 6)
+        return LOG_INFO;
+    return LOG_DEBUG;
+}
+
+/* Runs on librdkafka's threads. */
+static void kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    log_level_t l = kafka_log_level(level);
+    if (l > log_get_level())
+        return;
+    log_write(l, "kafka: %s: [%s] %s", rd_kafka_name(rk), fac, buf);
+}
+
+/* Served by rd_kafka_poll, i.e. on the caller's thread. */
+static void kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    kafka_t *k = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        kafka_set_reachable(k, false, reason);
+    if (err != RD_KAFKA_RESP_ERR__FATAL) {
+        /* Transient (broker down, all brokers down, ...): librdkafka retries
+         * on its own; the delivery reports carry the final verdict. */
+        log_warn("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+        return;
+    }
+    char fatal[512];
+    rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+    log_error("kafka: fatal error %s: %s", rd_kafka_err2name(orig), fatal);
+    if (k->fatal_reported || k->closing)
+        return;
+    k->fatal_reported = true;
+    if (k->on_fatal != NULL)
+        k->on_fatal(k->ud, fatal);
+}
+
+/* Served by rd_kafka_poll or rd_kafka_flush, i.e. on the caller's thread. */
+static void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
+    kafka_t *k = opaque;
+    k->outstanding--;
+    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR && k->unreachable)
+        kafka_set_reachable(k, true, NULL);
+    if (k->closing || k->on_delivery == NULL)
+        return;
+    /* Not rd_kafka_message_errstr: for a delivery report it returns the
+     * payload, which is the record's value. */
+    k->on_delivery(k->ud, (uint64_t)(uintptr_t)msg->_private, (int)msg->err,
+                   rd_kafka_err2str(msg->err));
+}
+
+/* Served by rd_kafka_poll, i.e. on the caller's thread. */
+static int kafka_on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+    kafka_t *k = opaque;
+    (void)rk;
+    if (!k->closing && k->on_stats != NULL)
+        k->on_stats(k->ud, json, len);
+    return 0; /* librdkafka frees json */
+}
+
+static int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errbuf,
+                          size_t errlen) {
+    char rderr[512];
+    if (rd_kafka_conf_set(conf, name, value, rderr, sizeof(rderr)) != RD_KAFKA_CONF_OK) {
+        snprintf(errbuf, errlen, "kafka property %s: %s", name, rderr);
+        return -1;
+    }
+    return 0;
+}
+
+int kafka_check_property(const char *name, const char *value, char *errbuf, size_t errlen) {
+    /* A fresh conf each time, and librdkafka's message unprefixed: the caller
+     * adds the file:line:col and the property name. */
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, name, value, errbuf, errlen);
+    rd_kafka_conf_destroy(conf);
+    return res == RD_KAFKA_CONF_OK ? 0 : -1;
+}
+
+static int kafka_start_embedded(kafka_t *k, char *errbuf, size_t errlen) {
+    char rderr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, kafka_on_log);
+    /* This handle only hosts the cluster; its own notices ("no
+     * bootstrap.servers configured") would only confuse. */
+    if (kafka_conf_set(conf, "client.id", "mqtt2kafka-embedded", errbuf, errlen) != 0 ||
+        kafka_conf_set(conf, "log_level", "4", errbuf, errlen) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    k->mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof(rderr));
+    if (k->mock_rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errbuf, errlen, "embedded Kafka: %s", rderr);
+        return -1;
+    }
+    k->mcluster = rd_kafka_mock_cluster_new(k->mock_rk, KAFKA_EMBEDDED_BROKERS);
+    if (k->mcluster == NULL) {
+        snprintf(errbuf, errlen, "embedded Kafka: cannot start the mock cluster");
+        return -1;
+    }
+    k->bootstrap = strdup(rd_kafka_mock_cluster_bootstraps(k->mcluster));
+    if (k->bootstrap == NULL) {
+        snprintf(errbuf, errlen, "out of memory");
+        return -1;
+    }
+    log_warn("embedded Kafka is librdkafka's in-memory mock cluster: for trying out only, "
+             "records are not durable and vanish when mqtt2kafka exits");
+    log_info("embedded Kafka (mock cluster) listening on %s; read with: kcat -b %s -C -t <topic>",
+             k->bootstrap, k->bootstrap);
+    return 0;
+}
+
+int kafka_new(const kafka_opts_t *opts, kafka_t **out, char *errbuf, size_t errlen) {
+    char rderr[512];
+    rd_kafka_conf_t *conf = NULL;
+    kafka_t *k = calloc(1, sizeof(*k));
+    if (k == NULL) {
+        snprintf(errbuf, errlen, "out of memory");
+        return -1;
+    }
+    k->efd = -1;
+    k->on_delivery = opts->on_delivery;
+    k->on_fatal = opts->on_fatal;
+    k->on_stats = opts->on_stats;
+    k->ud = opts->ud;
+
+    const char *bootstrap = opts->bootstrap_servers != NULL ? opts->bootstrap_servers : "";
+    if (strcmp(bootstrap, KAFKA_EMBEDDED) == 0) {
+        if (kafka_start_embedded(k, errbuf, errlen) != 0)
+            goto fail;
+    } else {
+        k->bootstrap = strdup(bootstrap);
+        if (k->bootstrap == NULL) {
+            snprintf(errbuf, errlen, "out of memory");
+            goto fail;
+        }
+    }
+
+    conf = rd_kafka_conf_new();
+    /* Ours first, so that the user's properties, applied after, win. */
+    if (kafka_conf_set(conf, "bootstrap.servers", k->bootstrap, errbuf, errlen) != 0 ||
+        kafka_conf_set(conf, "client.id", "mqtt2kafka", errbuf, errlen) != 0)
+        goto fail;
+    if (k->on_stats != NULL && kafka_conf_set(conf, "statistics.interval.ms",
+                                              KAFKA_STATS_INTERVAL_MS_DEFAULT, errbuf, errlen) != 0)
+        goto fail;
+    for (size_t i = 0; i < opts->n_properties; i++) {
+        const char *name = opts->properties[2 * i];
+        if (kafka_conf_set(conf, name, opts->properties[2 * i + 1], errbuf, errlen) != 0)
+            goto fail;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, kafka_on_delivery);
+    rd_kafka_conf_set_error_cb(conf, kafka_on_error);
+    rd_kafka_conf_set_log_cb(conf, kafka_on_log);
+    if (k->on_stats != NULL)
+        rd_kafka_conf_set_stats_cb(conf, kafka_on_stats);
+    rd_kafka_conf_set_opaque(conf, k);
+
+    k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof(rderr));
+    if (k->rk == NULL) {
+        snprintf(errbuf, errlen, "kafka producer: %s", rderr);
+        goto fail;
+    }
+    conf = NULL; /* owned by k->rk now */
+
+    k->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (k->efd < 0) {
+        snprintf(errbuf, errlen, "eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    /* An eventfd takes 8-byte writes; librdkafka writes this payload when
+     * an event lands on the empty main queue. */
+    static const uint64_t one = 1;
+    k->mainq = rd_kafka_queue_get_main(k->rk);
+    rd_kafka_queue_io_event_enable(k->mainq, k->efd, &one, sizeof(one));
+    *out = k;
+    return 0;
+
+fail:
+    if (conf != NULL)
+        rd_kafka_conf_destroy(conf);
+    kafka_free(k);
+    return -1;
+}
+
+static void kafka_topics_free(kafka_t *k) {
+    for (size_t i = 0; i < k->topics_cap; i++) {
+        if (k->topics[i].name != NULL) {
+            rd_kafka_topic_destroy(k->topics[i].rkt);
+            free(k->topics[i].name);
+        }
+    }
+    free(k->topics);
+    k->topics = NULL;
+    k->topics_cap = k->topics_count = 0;
+}
+
+void kafka_free(kafka_t *k) {
+    if (k == NULL)
+        return;
+    k->closing = true;
+    kafka_topics_free(k);
+    if (k->rk != NULL) {
+        rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        if (k->mainq != NULL) {
+            rd_kafka_queue_io_event_enable(k->mainq, -1, NULL, 0);
+            rd_kafka_queue_destroy(k->mainq);
+        }
+        rd_kafka_destroy(k->rk);
+    }
+    if (k->efd >= 0)
+        close(k->efd);
+    if (k->mcluster != NULL)
+        rd_kafka_mock_cluster_destroy(k->mcluster);
+    if (k->mock_rk != NULL)
+        rd_kafka_destroy(k->mock_rk);
+    free(k->bootstrap);
+    free(k->vus);
+    free(k);
+}
+
+int kafka_event_fd(const kafka_t *k) {
+    return k->efd;
+}
+
+int kafka_poll(kafka_t *k) {
+    /* Drain first: an event enqueued after this read writes the fd again,
+     * because serving the queue re-arms librdkafka's IO trigger. */
+    uint64_t v;
+    while (read(k->efd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
+    }
+    int total = 0;
+    int n;
+    while ((n = rd_kafka_poll(k->rk, 0)) > 0)
+        total += n;
+    return total;
+}
+
+static int kafka_reserve_vus(kafka_t *k, size_t n) {
+    if (n <= k->vus_cap)
+        return 0;
+    size_t cap = k->vus_cap ? k->vus_cap : 16;
+    while (cap < n)
+        cap *= 2;
+    rd_kafka_vu_t *vus = realloc(k->vus, cap * sizeof(*vus));
+    if (vus == NULL)
+        return -1;
+    k->vus = vus;
+    k->vus_cap = cap;
+    return 0;
+}
+
+static uint64_t kafka_hash(const char *p, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+    return h;
+}
+
+static kafka_topic_slot_t *kafka_topic_probe(kafka_topic_slot_t *tab, size_t cap, const char *name,
+                                             size_t len, uint64_t h) {
+    for (size_t i = (size_t)h & (cap - 1);; i = (i + 1) & (cap - 1)) {
+        kafka_topic_slot_t *e = &tab[i];
+        if (e->name == NULL || (e->hash == h && e->len == len && memcmp(e->name, name, len) == 0))
+            return e;
+    }
+}
+
+/* The cached handle of `topic`, created on first use; NULL when the cache is
+ * full or librdkafka refuses the name (the caller then produces by name, which
+ * reports the error the usual way). */
+static rd_kafka_topic_t *kafka_topic_get(kafka_t *k, const char *topic) {
+    size_t len = strlen(topic);
+    uint64_t h = kafka_hash(topic, len);
+    if (k->topics_cap) {
+        kafka_topic_slot_t *e = kafka_topic_probe(k->topics, k->topics_cap, topic, len, h);
+        if (e->name != NULL)
+            return e->rkt;
+    }
+    if (k->topics_count >= KAFKA_TOPIC_CACHE_MAX)
+        return NULL;
+    if ((k->topics_count + 1) * 2 > k->topics_cap) { /* load factor <= 1/2 */
+        size_t cap = k->topics_cap ? k->topics_cap * 2 : 16;
+        kafka_topic_slot_t *tab = calloc(cap, sizeof(*tab));
+        if (tab == NULL)
+            return NULL;
+        for (size_t i = 0; i < k->topics_cap; i++)
+            if (k->topics[i].name != NULL)
+                *kafka_topic_probe(tab, cap, k->topics[i].name, k->topics[i].len,
+                                   k->topics[i].hash) = k->topics[i];
+        free(k->topics);
+        k->topics = tab;
+        k->topics_cap = cap;
+    }
+    char *name = malloc(len + 1);
+    if (name == NULL)
+        return NULL;
+    memcpy(name, topic, len + 1);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(k->rk, topic, NULL);
+    if (rkt == NULL) {
+        free(name);
+        return NULL;
+    }
+    kafka_topic_slot_t *e = kafka_topic_probe(k->topics, k->topics_cap, topic, len, h);
+    *e = (kafka_topic_slot_t){name, len, h, rkt};
+    k->topics_count++;
+    return rkt;
+}
+
+int kafka_produce(kafka_t *k, const kafka_record_t *rec, uint64_t opaque) {
+    if (kafka_reserve_vus(k, KAFKA_VU_FIXED + rec->n_headers) != 0) {
+        snprintf(k->errstr, sizeof(k->errstr), "out of memory");
+        return KAFKA_ERR_PRODUCE;
+    }
+    rd_kafka_vu_t *vu = k->vus;
+    size_t n = 0;
+    rd_kafka_topic_t *rkt = kafka_topic_get(k, rec->topic);
+    if (rkt != NULL) {
+        vu[n].vtype = RD_KAFKA_VTYPE_RKT;
+        vu[n++].u.rkt = rkt;
+    } else {
+        vu[n].vtype = RD_KAFKA_VTYPE_TOPIC;
+        vu[n++].u.cstr = rec->topic;
+    }
+    vu[n].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+    vu[n++].u.i = RD_KAFKA_MSG_F_COPY;
+    if (rec->key != NULL) {
+        vu[n].vtype = RD_KAFKA_VTYPE_KEY;
+        vu[n].u.mem.ptr = (void *)rec->key;
+        vu[n++].u.mem.size = rec->key_len;
+    }
+    vu[n].vtype = RD_KAFKA_VTYPE_VALUE;
+    vu[n].u.mem.ptr = (void *)rec->value;
+    vu[n++].u.mem.size = rec->value_len;
+    vu[n].vtype = RD_KAFKA_VTYPE_OPAQUE;
+    vu[n++].u.ptr = (void *)(uintptr_t)opaque;
+    if (rec->timestamp_ms != 0) {
+        vu[n].vtype = RD_KAFKA_VTYPE_TIMESTAMP;
+        vu[n++].u.i64 = rec->timestamp_ms;
+    }
+    for (size_t i = 0; i < rec->n_headers; i++) {
+        vu[n].vtype = RD_KAFKA_VTYPE_HEADER;
+        vu[n].u.header.name = rec->headers[i].name;
+        vu[n].u.header.val = rec->headers[i].value;
+        vu[n++].u.header.size = (ssize_t)rec->headers[i].len;
+    }
+
+    rd_kafka_error_t *error = rd_kafka_produceva(k->rk, vu, n);
+    if (error == NULL) {
+        k->outstanding++;
+        return KAFKA_OK;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_error_code(error);
+    snprintf(k->errstr, sizeof(k->errstr), "%s", rd_kafka_error_string(error));
+    int fatal = rd_kafka_error_is_fatal(error) || err == RD_KAFKA_RESP_ERR__FATAL;
+    rd_kafka_error_destroy(error);
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        return KAFKA_ERR_QUEUE_FULL;
+    if (fatal)
+        return KAFKA_ERR_FATAL;
+    return KAFKA_ERR_PRODUCE;
+}
+
+const char *kafka_last_error(const kafka_t *k) {
+    return k->errstr;
+}
+
+static int64_t kafka_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int kafka_wait_metadata(kafka_t *k, int timeout_ms) {
+    int64_t deadline = kafka_now_ms() + timeout_ms;
+    for (;;) {
+        const struct rd_kafka_metadata *md = NULL;
+        int64_t left = deadline - kafka_now_ms();
+        /* Brokers only (no topics): proves the cluster answers. librdkafka
+         * gives up early while no broker is connected, so retry until the
+         * deadline: brokers may be starting along with us. */
+        rd_kafka_resp_err_t err = rd_kafka_metadata(k->rk, 0, NULL, &md, left > 0 ? (int)left : 0);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            rd_kafka_metadata_destroy(md);
+            return 0;
+        }
+        snprintf(k->errstr, sizeof(k->errstr), "metadata: %s", rd_kafka_err2str(err));
+        left = deadline - kafka_now_ms();
+        if (left <= 0)
+            return -1;
+        struct timespec pause = {0, (left < 100 ? left : 100) * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+}
+
+int kafka_outq_len(const kafka_t *k) {
+    return (int)k->outstanding;
+}
+
+int kafka_flush(kafka_t *k, int timeout_ms) {
+    /* rd_kafka_flush serves the delivery reports through our callback on
+     * this thread; ignore its verdict and count what we still owe. */
+    (void)rd_kafka_flush(k->rk, timeout_ms);
+    /* flush may stop once the queue is empty while reports still wait. */
+    kafka_poll(k);
+    return (int)k->outstanding;
+}
+
+int kafka_purge(kafka_t *k) {
+    int n = (int)k->outstanding;
+    rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    return n;
+}
+
+bool kafka_reachable(const kafka_t *k, char *why, size_t cap) {
+    if (k->unreachable && why != NULL && cap > 0)
+        snprintf(why, cap, "%s", k->unreachable_why);
+    return !k->unreachable;
+}
+
+void kafka_set_reachable(kafka_t *k, bool up, const char *why) {
+    if (up == !k->unreachable)
+        return;
+    k->unreachable = !up;
+    if (up) {
+        log_info("kafka: reachable again (%s)", k->bootstrap);
+    } else {
+        snprintf(k->unreachable_why, sizeof(k->unreachable_why), "%s",
+                 why != NULL ? why : "unreachable");
+        log_warn("kafka: unreachable: %s", k->unreachable_why);
+    }
+}
+
+const char *kafka_err_name(int err) {
+    return rd_kafka_err2name((rd_kafka_resp_err_t)err);
+}
+
+const char *kafka_bootstrap_servers(const kafka_t *k) {
+    return k->bootstrap;
+}

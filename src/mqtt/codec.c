@@ -1,0 +1,697 @@
+/* MQTT 3.1.1 codec. See include/mqtt_codec.h for the contract.
+ *
+ * Decoding is strict, as the standard's normative statements require of a
+ * server: every reserved bit, every length and every string is checked, and
+ * each malformed class gets its own error code. The body of a packet is only
+ * looked at once all of it is in the buffer, so the result for a complete
+ * packet never depends on how its bytes arrived. */
+#include "mqtt/codec.h"
+
+#include <string.h>
+
+/* ---- Errors and names -------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    const char *text;
+} err_table[] = {
+    {"MQTT_OK", "success"},
+    {"MQTT_ERR_REMAINING_LENGTH", "remaining length uses more than 4 bytes"},
+    {"MQTT_ERR_LENGTH_NOT_MINIMAL", "remaining length is not in its shortest encoding"},
+    {"MQTT_ERR_RESERVED_TYPE", "reserved packet type 0 or 15"},
+    {"MQTT_ERR_FIXED_HEADER_FLAGS", "reserved fixed header flags are wrong for the packet type"},
+    {"MQTT_ERR_PACKET_TOO_SHORT", "a field runs past the end of the packet"},
+    {"MQTT_ERR_TRAILING_BYTES", "bytes left over after the last field of the packet"},
+    {"MQTT_ERR_QOS_INVALID", "PUBLISH with QoS 3"},
+    {"MQTT_ERR_DUP_ON_QOS0", "PUBLISH with QoS 0 and DUP set"},
+    {"MQTT_ERR_PACKET_ID_ZERO", "packet identifier 0 where a non-zero one is required"},
+    {"MQTT_ERR_PROTOCOL_NAME", "CONNECT protocol name is not \"MQTT\""},
+    {"MQTT_ERR_PROTOCOL_LEVEL", "CONNECT protocol level is not 4 (MQTT 3.1.1)"},
+    {"MQTT_ERR_CONNECT_RESERVED", "CONNECT reserved flag bit is set"},
+    {"MQTT_ERR_WILL_FLAGS", "will QoS or will retain set without the will flag"},
+    {"MQTT_ERR_WILL_QOS", "will QoS 3"},
+    {"MQTT_ERR_PASSWORD_NO_USERNAME", "password flag set without the username flag"},
+    {"MQTT_ERR_UTF8_INVALID", "string is not well-formed UTF-8"},
+    {"MQTT_ERR_UTF8_NUL", "string contains U+0000"},
+    {"MQTT_ERR_UTF8_SURROGATE", "string encodes a surrogate code point (U+D800..U+DFFF)"},
+    {"MQTT_ERR_TOPIC_EMPTY", "topic name is empty"},
+    {"MQTT_ERR_TOPIC_WILDCARD", "topic name contains a wildcard (+ or #)"},
+    {"MQTT_ERR_FILTER_INVALID", "topic filter is empty or has a misplaced wildcard"},
+    {"MQTT_ERR_NO_FILTERS", "SUBSCRIBE or UNSUBSCRIBE without a topic filter"},
+    {"MQTT_ERR_SUBSCRIBE_QOS", "SUBSCRIBE requested QoS above 2 or reserved option bits set"},
+    {"MQTT_ERR_CONNACK_FLAGS",
+     "CONNACK reserved acknowledge flags set, or session present with a refusal"},
+    {"MQTT_ERR_PACKET_TOO_LARGE", "packet larger than the configured maximum"},
+    {"MQTT_ERR_CONNACK_CODE", "CONNACK return code above 5"},
+    {"MQTT_ERR_SUBACK_CODE", "SUBACK return code is not 0, 1, 2 or 0x80"},
+    {"MQTT_ERR_STRING_TOO_LONG", "string longer than 65,535 bytes"},
+};
+
+#define ERR_COUNT (sizeof(err_table) / sizeof(err_table[0]))
+
+const char *mqtt_strerror(int err) {
+    if (err > 0 || (size_t)-err >= ERR_COUNT)
+        return "unknown MQTT codec error";
+    return err_table[-err].text;
+}
+
+const char *mqtt_errname(int err) {
+    if (err > 0 || (size_t)-err >= ERR_COUNT)
+        return "MQTT_ERR_UNKNOWN";
+    return err_table[-err].name;
+}
+
+static const char *const type_names[16] = {
+    "RESERVED0", "CONNECT",  "CONNACK",    "PUBLISH",    "PUBACK",      "PUBREC",
+    "PUBREL",    "PUBCOMP",  "SUBSCRIBE",  "SUBACK",     "UNSUBSCRIBE", "UNSUBACK",
+    "PINGREQ",   "PINGRESP", "DISCONNECT", "RESERVED15",
+};
+
+const char *mqtt_type_name(int type) {
+    if (type < 0 || type > 15)
+        return "UNKNOWN";
+    return type_names[type];
+}
+
+/* ---- UTF-8 and topic checks -------------------------------------------- */
+
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+#define PLUSES (ONES * '+')
+#define HASHES (ONES * '#')
+/* Non-zero iff some byte of v is 0 (exact as a yes/no answer). */
+#define HAS_ZERO(v) (((v)-ONES) & ~(v)&HIGHS)
+
+static inline uint64_t load64(const uint8_t *p) {
+    uint64_t w;
+    memcpy(&w, p, sizeof(w));
+    return w;
+}
+
+/* A word that is plain ASCII without NUL. */
+static inline uint64_t utf8_word_suspect(uint64_t w) {
+    return (w & HIGHS) | HAS_ZERO(w);
+}
+
+/* ... and without a wildcard: the common case for a PUBLISH topic. */
+static inline uint64_t topic_word_suspect(uint64_t w) {
+    return (w & HIGHS) | HAS_ZERO(w) | HAS_ZERO(w ^ PLUSES) | HAS_ZERO(w ^ HASHES);
+}
+
+/* Validates one multi-byte sequence starting at s[0] >= 0x80 (RFC 3629
+ * table 3-7, which excludes overlongs, surrogates and code points above
+ * U+10FFFF). Returns its length or a negative error. */
+static int utf8_sequence(const uint8_t *s, size_t left) {
+    uint8_t c = s[0], lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c < 0xC2) /* stray continuation byte or overlong 2-byte lead */
+        return MQTT_ERR_UTF8_INVALID;
+    if (c < 0xE0) {
+        n = 2;
+    } else if (c < 0xF0) {
+        n = 3;
+        if (c == 0xE0)
+            lo = 0xA0; /* overlong */
+    } else if (c < 0xF5) {
+        n = 4;
+        if (c == 0xF0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xF4)
+            hi = 0x8F; /* above U+10FFFF */
+    } else {
+        return MQTT_ERR_UTF8_INVALID;
+    }
+    if (left < n || s[1] < lo || s[1] > hi)
+        return MQTT_ERR_UTF8_INVALID;
+    for (size_t k = 2; k < n; k++)
+        if ((s[k] & 0xC0) != 0x80)
+            return MQTT_ERR_UTF8_INVALID;
+    if (c == 0xED && s[1] >= 0xA0)
+        return MQTT_ERR_UTF8_SURROGATE;
+    return (int)n;
+}
+
+/* Byte by byte from `i`, reporting the first problem by position. */
+static int utf8_check_slow(const uint8_t *s, size_t len, size_t i, bool topic) {
+    while (i < len) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            if (c == 0)
+                return MQTT_ERR_UTF8_NUL;
+            if (topic && (c == '+' || c == '#'))
+                return MQTT_ERR_TOPIC_WILDCARD;
+            i++;
+            continue;
+        }
+        int n = utf8_sequence(s + i, len - i);
+        if (n < 0)
+            return n;
+        i += (size_t)n;
+    }
+    return 0;
+}
+
+/* Eight bytes at a time while the text is plain ASCII; the last word overlaps
+ * the previous one rather than going byte by byte. Anything suspect goes to
+ * the exact byte-wise check from the start of its word. */
+static inline int string_scan(const uint8_t *s, size_t len, bool topic) {
+    size_t i = 0;
+    if (len >= 8) {
+        for (; i + 8 <= len; i += 8) {
+            uint64_t w = load64(s + i);
+            if (topic ? topic_word_suspect(w) : utf8_word_suspect(w))
+                return utf8_check_slow(s, len, i, topic);
+        }
+        if (i == len)
+            return 0;
+        uint64_t w = load64(s + len - 8);
+        if (!(topic ? topic_word_suspect(w) : utf8_word_suspect(w)))
+            return 0;
+    }
+    return utf8_check_slow(s, len, i, topic);
+}
+
+int mqtt_utf8_check(const uint8_t *s, size_t len) {
+    return string_scan(s, len, false);
+}
+
+int mqtt_topic_name_check(const uint8_t *s, size_t len) {
+    if (len == 0)
+        return MQTT_ERR_TOPIC_EMPTY;
+    if (len > UINT16_MAX)
+        return MQTT_ERR_STRING_TOO_LONG;
+    return string_scan(s, len, true);
+}
+
+int mqtt_topic_filter_check(const uint8_t *s, size_t len) {
+    if (len == 0)
+        return MQTT_ERR_FILTER_INVALID;
+    if (len > UINT16_MAX)
+        return MQTT_ERR_STRING_TOO_LONG;
+    int rc = string_scan(s, len, false);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < len; i++) {
+        bool level_start = i == 0 || s[i - 1] == '/';
+        if (s[i] == '#') {
+            if (!level_start || i + 1 != len)
+                return MQTT_ERR_FILTER_INVALID;
+        } else if (s[i] == '+') {
+            if (!level_start || (i + 1 < len && s[i + 1] != '/'))
+                return MQTT_ERR_FILTER_INVALID;
+        }
+    }
+    return 0;
+}
+
+/* ---- Fixed header ------------------------------------------------------- */
+
+/* Required low nibble per type; PUBLISH (3) is checked separately. */
+static const uint8_t required_flags[16] = {
+    [MQTT_PUBREL] = 2,
+    [MQTT_SUBSCRIBE] = 2,
+    [MQTT_UNSUBSCRIBE] = 2,
+};
+
+/* Remaining length of the fixed-size packets, -1 for variable ones: a wrong
+ * length is refused from the header alone. */
+static const int8_t fixed_length[16] = {
+    -1, -1, 2, -1, 2, 2, 2, 2, -1, -1, -1, 2, 0, 0, 0, -1,
+};
+
+int mqtt_decode_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header_t *fh) {
+    if (len == 0)
+        return 0;
+    unsigned type = buf[0] >> 4, flags = buf[0] & 0x0F;
+    if (type == 0 || type == 15)
+        return MQTT_ERR_RESERVED_TYPE;
+    if (type == MQTT_PUBLISH) {
+        unsigned qos = (flags >> 1) & 3;
+        if (qos == 3)
+            return MQTT_ERR_QOS_INVALID;
+        if (qos == 0 && (flags & 8))
+            return MQTT_ERR_DUP_ON_QOS0;
+    } else if (flags != required_flags[type]) {
+        return MQTT_ERR_FIXED_HEADER_FLAGS;
+    }
+    /* Plain shifts up to 21 bits: unlike the standard's sample decoder this
+     * stays exact up to 268,435,455. */
+    uint32_t rl = 0;
+    size_t i = 1;
+    for (;;) {
+        if (i >= len)
+            return 0;
+        uint8_t b = buf[i];
+        rl |= (uint32_t)(b & 0x7F) << (7 * (i - 1));
+        if (!(b & 0x80)) {
+            if (b == 0 && i > 1)
+                return MQTT_ERR_LENGTH_NOT_MINIMAL;
+            break;
+        }
+        if (i == 4)
+            return MQTT_ERR_REMAINING_LENGTH;
+        i++;
+    }
+    int want = fixed_length[type];
+    if (want >= 0 && rl != (uint32_t)want)
+        return rl > (uint32_t)want ? MQTT_ERR_TRAILING_BYTES : MQTT_ERR_PACKET_TOO_SHORT;
+    fh->type = (mqtt_type_t)type;
+    fh->flags = (uint8_t)flags;
+    fh->remaining_length = rl;
+    fh->header_len = (uint8_t)(i + 1);
+    return (int)(i + 1);
+}
+
+/* ---- Body decoders ------------------------------------------------------ */
+
+typedef struct {
+    const uint8_t *p;
+    const uint8_t *end;
+} reader_t;
+
+static inline int read_u8(reader_t *r, uint8_t *v) {
+    if (r->p >= r->end)
+        return MQTT_ERR_PACKET_TOO_SHORT;
+    *v = *r->p++;
+    return 0;
+}
+
+static inline int read_u16(reader_t *r, uint16_t *v) {
+    if (r->end - r->p < 2)
+        return MQTT_ERR_PACKET_TOO_SHORT;
+    *v = (uint16_t)(r->p[0] << 8 | r->p[1]);
+    r->p += 2;
+    return 0;
+}
+
+/* A two-byte length followed by that many bytes. */
+static inline int read_str(reader_t *r, mqtt_str_t *s) {
+    uint16_t n;
+    int rc = read_u16(r, &n);
+    if (rc < 0)
+        return rc;
+    if ((size_t)(r->end - r->p) < n)
+        return MQTT_ERR_PACKET_TOO_SHORT;
+    s->ptr = r->p;
+    s->len = n;
+    r->p += n;
+    return 0;
+}
+
+static inline int read_packet_id(reader_t *r, uint16_t *id) {
+    int rc = read_u16(r, id);
+    if (rc < 0)
+        return rc;
+    return *id == 0 ? MQTT_ERR_PACKET_ID_ZERO : 0;
+}
+
+static bool str_is(const mqtt_str_t *s, const char *lit) {
+    size_t n = strlen(lit);
+    return s->len == n && memcmp(s->ptr, lit, n) == 0;
+}
+
+/* "MQIsdp" is MQTT 3.1: reported as MQTT_ERR_PROTOCOL_LEVEL, so the session
+ * answers CONNACK 0x01 ("unacceptable protocol version"), which 3.1 clients
+ * understand, instead of dropping them without a word. */
+static int decode_connect(reader_t *r, mqtt_connect_t *c) {
+    memset(c, 0, sizeof(*c));
+    int rc = read_str(r, &c->protocol_name);
+    if (rc < 0)
+        return rc;
+    bool v311 = str_is(&c->protocol_name, "MQTT");
+    if (!v311 && !str_is(&c->protocol_name, "MQIsdp"))
+        return MQTT_ERR_PROTOCOL_NAME;
+    if ((rc = read_u8(r, &c->protocol_level)) < 0)
+        return rc;
+    if (!v311 || c->protocol_level != MQTT_PROTOCOL_LEVEL_311)
+        return MQTT_ERR_PROTOCOL_LEVEL;
+
+    uint8_t f;
+    if ((rc = read_u8(r, &f)) < 0)
+        return rc;
+    if (f & 0x01)
+        return MQTT_ERR_CONNECT_RESERVED;
+    c->clean_session = f & 0x02;
+    c->will_flag = f & 0x04;
+    c->will_qos = (f >> 3) & 3;
+    c->will_retain = f & 0x20;
+    c->has_password = f & 0x40;
+    c->has_username = f & 0x80;
+    if (!c->will_flag && (c->will_qos || c->will_retain))
+        return MQTT_ERR_WILL_FLAGS;
+    if (c->will_qos == 3)
+        return MQTT_ERR_WILL_QOS;
+    if (c->has_password && !c->has_username)
+        return MQTT_ERR_PASSWORD_NO_USERNAME;
+    if ((rc = read_u16(r, &c->keepalive)) < 0)
+        return rc;
+
+    /* A zero-length client id is the session's decision, not a codec error. */
+    if ((rc = read_str(r, &c->client_id)) < 0 ||
+        (rc = mqtt_utf8_check(c->client_id.ptr, c->client_id.len)) < 0)
+        return rc;
+    if (c->will_flag) {
+        if ((rc = read_str(r, &c->will_topic)) < 0 ||
+            (rc = mqtt_topic_name_check(c->will_topic.ptr, c->will_topic.len)) < 0 ||
+            (rc = read_str(r, &c->will_payload)) < 0)
+            return rc;
+    }
+    if (c->has_username) {
+        if ((rc = read_str(r, &c->username)) < 0 ||
+            (rc = mqtt_utf8_check(c->username.ptr, c->username.len)) < 0)
+            return rc;
+    }
+    if (c->has_password && (rc = read_str(r, &c->password)) < 0)
+        return rc;
+    /* A field present without its flag shows up as leftover bytes. */
+    return r->p == r->end ? 0 : MQTT_ERR_TRAILING_BYTES;
+}
+
+static int decode_connack(reader_t *r, mqtt_connack_t *a) {
+    uint8_t flags = r->p[0], code = r->p[1]; /* length 2 checked from the header */
+    a->session_present = flags & 1;
+    a->return_code = code;
+    if (flags & 0xFE)
+        return MQTT_ERR_CONNACK_FLAGS;
+    if (code > MQTT_CONNACK_NOT_AUTHORIZED)
+        return MQTT_ERR_CONNACK_CODE;
+    if (a->session_present && code != MQTT_CONNACK_ACCEPTED) /* [MQTT-3.2.2-4] */
+        return MQTT_ERR_CONNACK_FLAGS;
+    return 0;
+}
+
+static inline int decode_publish(reader_t *r, uint8_t flags, mqtt_publish_t *pub) {
+    pub->dup = flags & 8;
+    pub->qos = (flags >> 1) & 3;
+    pub->retain = flags & 1;
+    pub->packet_id = 0;
+    int rc = read_str(r, &pub->topic);
+    if (rc < 0)
+        return rc;
+    if ((rc = mqtt_topic_name_check(pub->topic.ptr, pub->topic.len)) < 0)
+        return rc;
+    if (pub->qos && (rc = read_packet_id(r, &pub->packet_id)) < 0)
+        return rc;
+    pub->payload.ptr = r->p;
+    pub->payload.len = (size_t)(r->end - r->p);
+    return 0;
+}
+
+static int decode_subscribe(reader_t *r, bool with_qos, mqtt_subscribe_t *s) {
+    s->with_qos = with_qos;
+    s->count = 0;
+    int rc = read_packet_id(r, &s->packet_id);
+    if (rc < 0)
+        return rc;
+    s->entries.ptr = r->p;
+    s->entries.len = (size_t)(r->end - r->p);
+    while (r->p < r->end) {
+        mqtt_str_t f;
+        if ((rc = read_str(r, &f)) < 0 || (rc = mqtt_topic_filter_check(f.ptr, f.len)) < 0)
+            return rc;
+        if (with_qos) {
+            uint8_t q;
+            if ((rc = read_u8(r, &q)) < 0)
+                return rc;
+            if (q > 2) /* also catches the reserved bits 7..2 */
+                return MQTT_ERR_SUBSCRIBE_QOS;
+        }
+        s->count++;
+    }
+    return s->count ? 0 : MQTT_ERR_NO_FILTERS;
+}
+
+static int decode_suback(reader_t *r, mqtt_suback_t *s) {
+    int rc = read_packet_id(r, &s->packet_id);
+    if (rc < 0)
+        return rc;
+    if (r->p == r->end)
+        return MQTT_ERR_PACKET_TOO_SHORT; /* at least one return code */
+    s->return_codes.ptr = r->p;
+    s->return_codes.len = (size_t)(r->end - r->p);
+    for (; r->p < r->end; r->p++) {
+        uint8_t c = *r->p;
+        if (c > 2 && c != MQTT_SUBACK_FAILURE)
+            return MQTT_ERR_SUBACK_CODE;
+    }
+    return 0;
+}
+
+ssize_t mqtt_decode(const uint8_t *buf, size_t len, size_t max_packet, mqtt_packet_t *pkt) {
+    mqtt_fixed_header_t fh;
+    int hl = mqtt_decode_fixed_header(buf, len, &fh);
+    if (hl <= 0)
+        return hl;
+    size_t total = (size_t)hl + fh.remaining_length;
+    if (max_packet && total > max_packet)
+        return MQTT_ERR_PACKET_TOO_LARGE;
+    if (len < total)
+        return 0;
+    pkt->type = fh.type;
+    pkt->flags = fh.flags;
+    reader_t r = {buf + hl, buf + total};
+    int rc = 0;
+    switch (fh.type) {
+    case MQTT_PUBLISH:
+        rc = decode_publish(&r, fh.flags, &pkt->u.publish);
+        break;
+    case MQTT_CONNECT:
+        rc = decode_connect(&r, &pkt->u.connect);
+        break;
+    case MQTT_CONNACK:
+        rc = decode_connack(&r, &pkt->u.connack);
+        break;
+    case MQTT_PUBACK:
+    case MQTT_PUBREC:
+    case MQTT_PUBREL:
+    case MQTT_PUBCOMP:
+    case MQTT_UNSUBACK:
+        rc = read_packet_id(&r, &pkt->u.packet_id);
+        break;
+    case MQTT_SUBSCRIBE:
+    case MQTT_UNSUBSCRIBE:
+        rc = decode_subscribe(&r, fh.type == MQTT_SUBSCRIBE, &pkt->u.subscribe);
+        break;
+    case MQTT_SUBACK:
+        rc = decode_suback(&r, &pkt->u.suback);
+        break;
+    case MQTT_PINGREQ:
+    case MQTT_PINGRESP:
+    case MQTT_DISCONNECT:
+        break;
+    }
+    return rc < 0 ? rc : (ssize_t)total;
+}
+
+int mqtt_filter_next(const mqtt_subscribe_t *s, size_t *offset, mqtt_str_t *filter, uint8_t *qos) {
+    size_t o = *offset, len = s->entries.len;
+    const uint8_t *p = s->entries.ptr;
+    if (o > len || len - o < 2)
+        return 0;
+    size_t n = (size_t)p[o] << 8 | p[o + 1];
+    size_t need = 2 + n + (s->with_qos ? 1 : 0);
+    if (len - o < need)
+        return 0;
+    filter->ptr = p + o + 2;
+    filter->len = n;
+    if (qos)
+        *qos = s->with_qos ? p[o + 2 + n] : 0;
+    *offset = o + need;
+    return 1;
+}
+
+/* ---- Encoders ----------------------------------------------------------- */
+
+/* Total size of a packet with remaining length rl, 0 if it cannot exist. */
+static size_t packet_size(size_t rl) {
+    if (rl > MQTT_MAX_REMAINING_LENGTH)
+        return 0;
+    size_t vl = rl < 128 ? 1 : rl < 16384 ? 2 : rl < 2097152 ? 3 : 4;
+    return 1 + vl + rl;
+}
+
+static uint8_t *put_header(uint8_t *p, uint8_t b0, size_t rl) {
+    *p++ = b0;
+    do {
+        uint8_t b = rl & 0x7F;
+        rl >>= 7;
+        if (rl)
+            b |= 0x80;
+        *p++ = b;
+    } while (rl);
+    return p;
+}
+
+static inline uint8_t *put_u16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+    return p + 2;
+}
+
+static uint8_t *put_bytes(uint8_t *p, const uint8_t *s, size_t n) {
+    if (n)
+        memcpy(p, s, n);
+    return p + n;
+}
+
+static uint8_t *put_str(uint8_t *p, const mqtt_str_t *s) {
+    return put_bytes(put_u16(p, (uint16_t)s->len), s->ptr, s->len);
+}
+
+size_t mqtt_encode_connack(uint8_t *buf, size_t cap, bool session_present, uint8_t rc) {
+    if (cap >= 4) {
+        buf[0] = MQTT_CONNACK << 4;
+        buf[1] = 2;
+        buf[2] = session_present ? 1 : 0;
+        buf[3] = rc;
+    }
+    return 4;
+}
+
+size_t mqtt_encode_ack(uint8_t *buf, size_t cap, mqtt_type_t type, uint16_t packet_id) {
+    if (type != MQTT_PUBACK && type != MQTT_PUBREC && type != MQTT_PUBREL && type != MQTT_PUBCOMP &&
+        type != MQTT_UNSUBACK)
+        return 0;
+    if (cap >= 4) {
+        buf[0] = (uint8_t)(type << 4 | required_flags[type]);
+        buf[1] = 2;
+        put_u16(buf + 2, packet_id);
+    }
+    return 4;
+}
+
+size_t mqtt_encode_suback(uint8_t *buf, size_t cap, uint16_t packet_id, const uint8_t *codes,
+                          size_t n) {
+    if (n > MQTT_MAX_REMAINING_LENGTH)
+        return 0;
+    size_t rl = 2 + n, size = packet_size(rl);
+    if (size && size <= cap)
+        put_bytes(put_u16(put_header(buf, MQTT_SUBACK << 4, rl), packet_id), codes, n);
+    return size;
+}
+
+size_t mqtt_encode_publish(uint8_t *buf, size_t cap, const mqtt_publish_t *p) {
+    if (p->qos > 2 || p->topic.len > UINT16_MAX || p->payload.len > MQTT_MAX_REMAINING_LENGTH)
+        return 0;
+    size_t rl = 2 + p->topic.len + (p->qos ? 2 : 0) + p->payload.len;
+    size_t size = packet_size(rl);
+    if (!size || size > cap)
+        return size;
+    uint8_t b0 =
+        (uint8_t)(MQTT_PUBLISH << 4 | (p->dup ? 8 : 0) | p->qos << 1 | (p->retain ? 1 : 0));
+    uint8_t *w = put_str(put_header(buf, b0, rl), &p->topic);
+    if (p->qos)
+        w = put_u16(w, p->packet_id);
+    put_bytes(w, p->payload.ptr, p->payload.len);
+    return size;
+}
+
+size_t mqtt_encode_empty(uint8_t *buf, size_t cap, mqtt_type_t type) {
+    if (type != MQTT_PINGREQ && type != MQTT_PINGRESP && type != MQTT_DISCONNECT)
+        return 0;
+    if (cap >= 2) {
+        buf[0] = (uint8_t)(type << 4);
+        buf[1] = 0;
+    }
+    return 2;
+}
+
+/* protocol_name.ptr == NULL means "MQTT", protocol_level 0 means 4. */
+size_t mqtt_encode_connect(uint8_t *buf, size_t cap, const mqtt_connect_t *c) {
+    static const uint8_t mqtt_name[] = "MQTT";
+    mqtt_str_t name = c->protocol_name;
+    if (!name.ptr) {
+        name.ptr = mqtt_name;
+        name.len = 4;
+    }
+    const mqtt_str_t *strs[] = {&name,        &c->client_id, &c->will_topic, &c->will_payload,
+                                &c->username, &c->password};
+    bool present[] = {true, true, c->will_flag, c->will_flag, c->has_username, c->has_password};
+    size_t rl = 4; /* level, flags, keepalive */
+    for (size_t i = 0; i < 6; i++) {
+        if (!present[i])
+            continue;
+        if (strs[i]->len > UINT16_MAX)
+            return 0;
+        rl += 2 + strs[i]->len;
+    }
+    size_t size = packet_size(rl);
+    if (!size || size > cap)
+        return size;
+    uint8_t *w = put_header(buf, MQTT_CONNECT << 4, rl);
+    w = put_str(w, &name);
+    *w++ = c->protocol_level ? c->protocol_level : MQTT_PROTOCOL_LEVEL_311;
+    *w++ = (uint8_t)((c->has_username ? 0x80 : 0) | (c->has_password ? 0x40 : 0) |
+                     (c->will_retain ? 0x20 : 0) | (c->will_qos & 3) << 3 |
+                     (c->will_flag ? 0x04 : 0) | (c->clean_session ? 0x02 : 0));
+    w = put_u16(w, c->keepalive);
+    for (size_t i = 1; i < 6; i++)
+        if (present[i])
+            w = put_str(w, strs[i]);
+    return size;
+}
+
+size_t mqtt_encode_subscribe(uint8_t *buf, size_t cap, uint16_t packet_id,
+                             const mqtt_str_t *filters, const uint8_t *qos, size_t n) {
+    size_t rl = 2;
+    for (size_t i = 0; i < n; i++) {
+        if (filters[i].len > UINT16_MAX)
+            return 0;
+        rl += 2 + filters[i].len + (qos ? 1 : 0);
+        if (rl > MQTT_MAX_REMAINING_LENGTH)
+            return 0;
+    }
+    size_t size = packet_size(rl);
+    if (!size || size > cap)
+        return size;
+    uint8_t b0 = qos ? (MQTT_SUBSCRIBE << 4 | 2) : (MQTT_UNSUBSCRIBE << 4 | 2);
+    uint8_t *w = put_u16(put_header(buf, b0, rl), packet_id);
+    for (size_t i = 0; i < n; i++) {
+        w = put_str(w, &filters[i]);
+        if (qos)
+            *w++ = qos[i];
+    }
+    return size;
+}
+
+/* SUBSCRIBE/UNSUBSCRIBE from the raw entries the decoder validated. */
+static size_t encode_subscribe_raw(uint8_t *buf, size_t cap, bool with_qos,
+                                   const mqtt_subscribe_t *s) {
+    if (s->entries.len > MQTT_MAX_REMAINING_LENGTH)
+        return 0;
+    size_t rl = 2 + s->entries.len, size = packet_size(rl);
+    if (!size || size > cap)
+        return size;
+    uint8_t b0 = with_qos ? (MQTT_SUBSCRIBE << 4 | 2) : (MQTT_UNSUBSCRIBE << 4 | 2);
+    put_bytes(put_u16(put_header(buf, b0, rl), s->packet_id), s->entries.ptr, s->entries.len);
+    return size;
+}
+
+size_t mqtt_encode(uint8_t *buf, size_t cap, const mqtt_packet_t *pkt) {
+    switch (pkt->type) {
+    case MQTT_CONNECT:
+        return mqtt_encode_connect(buf, cap, &pkt->u.connect);
+    case MQTT_CONNACK:
+        return mqtt_encode_connack(buf, cap, pkt->u.connack.session_present,
+                                   pkt->u.connack.return_code);
+    case MQTT_PUBLISH:
+        return mqtt_encode_publish(buf, cap, &pkt->u.publish);
+    case MQTT_PUBACK:
+    case MQTT_PUBREC:
+    case MQTT_PUBREL:
+    case MQTT_PUBCOMP:
+    case MQTT_UNSUBACK:
+        return mqtt_encode_ack(buf, cap, pkt->type, pkt->u.packet_id);
+    case MQTT_SUBSCRIBE:
+    case MQTT_UNSUBSCRIBE:
+        return encode_subscribe_raw(buf, cap, pkt->type == MQTT_SUBSCRIBE, &pkt->u.subscribe);
+    case MQTT_SUBACK:
+        return mqtt_encode_suback(buf, cap, pkt->u.suback.packet_id, pkt->u.suback.return_codes.ptr,
+                                  pkt->u.suback.return_codes.len);
+    case MQTT_PINGREQ:
+    case MQTT_PINGRESP:
+    case MQTT_DISCONNECT:
+        return mqtt_encode_empty(buf, cap, pkt->type);
+    }
+    return 0;
+}

@@ -1,0 +1,432 @@
+#include "ops/metrics.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "config/config.h"
+#include "version.h"
+
+_Static_assert((int)METRICS_UNMAPPED_DISCONNECT == (int)UNMAPPED_DISCONNECT &&
+                   (int)METRICS_UNMAPPED_DROP == (int)UNMAPPED_DROP &&
+                   (int)METRICS_UNMAPPED_TOPIC == (int)UNMAPPED_TOPIC,
+               "metrics_unmapped_t must index like config_unmapped_t");
+
+const uint64_t metrics_latency_bounds_usec[METRICS_LATENCY_BUCKETS] = {
+    500,    1000,   2500,   5000,    10000,   25000,   50000,
+    100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+/* The same bounds as Prometheus `le` values, written once so they are exact. */
+static const char *const latency_le[METRICS_LATENCY_BUCKETS] = {
+    "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
+    "0.1",    "0.25",  "0.5",    "1",     "2.5",  "5",     "10"};
+
+static const char *const refused_names[METRICS_REFUSED__COUNT] = {
+    "max_connections",     "connect_timeout",    "protocol_error", "protocol_version",
+    "identifier_rejected", "server_unavailable", "not_authorized", "max_connections_per_ip",
+    "connect_rate_per_ip", "tls_handshake"};
+
+static const char *const unmapped_names[METRICS_UNMAPPED__COUNT] = {"disconnect", "drop", "topic"};
+
+/* MQTT 3.1.1 control packet types 1..14 (0 and 15 are reserved). */
+static const char *const packet_names[METRICS_PACKET_TYPES] = {
+    NULL,      "connect",  "connack",    "publish", "puback",      "pubrec",
+    "pubrel",  "pubcomp",  "subscribe",  "suback",  "unsubscribe", "unsuback",
+    "pingreq", "pingresp", "disconnect", NULL};
+
+#define OTHER "other"
+
+void metrics_init(metrics_t *m) {
+    memset(m, 0, sizeof(*m));
+}
+
+void metrics_label_add(metrics_label_table_t *t, const char *value, uint64_t n) {
+    size_t len = strlen(value);
+    if (len < METRICS_LABEL_MAX) {
+        for (uint32_t i = 0; i < t->used; i++) {
+            if (strcmp(t->slots[i].value, value) == 0) {
+                t->slots[i].count += n;
+                return;
+            }
+        }
+        if (t->used < METRICS_LABEL_SLOTS - 1 && strcmp(value, OTHER) != 0) {
+            metrics_label_slot_t *s = &t->slots[t->used++];
+            memcpy(s->value, value, len + 1);
+            s->count = n;
+            return;
+        }
+    }
+    /* "other" takes the next free slot when first needed; at most
+     * METRICS_LABEL_SLOTS - 1 other values exist, so one is always free. */
+    for (uint32_t i = 0; i < t->used; i++) {
+        if (strcmp(t->slots[i].value, OTHER) == 0) {
+            t->slots[i].count += n;
+            return;
+        }
+    }
+    metrics_label_slot_t *o = &t->slots[t->used++];
+    strcpy(o->value, OTHER);
+    o->count = n;
+}
+
+uint64_t metrics_label_get(const metrics_label_table_t *t, const char *value) {
+    for (uint32_t i = 0; i < t->used; i++)
+        if (strcmp(t->slots[i].value, value) == 0)
+            return t->slots[i].count;
+    return 0;
+}
+
+void metrics_histogram_observe(metrics_histogram_t *h, uint64_t usec) {
+    size_t i = 0;
+    while (i < METRICS_LATENCY_BUCKETS && usec > metrics_latency_bounds_usec[i])
+        i++;
+    h->buckets[i]++;
+    h->count++;
+    h->sum_usec += usec;
+}
+
+/* ---- librdkafka statistics ---- */
+
+static uint64_t json_u64(const cJSON *obj, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= 1.8e19)
+        return 0; /* absent, or librdkafka's -1 for "never" */
+    return (uint64_t)v->valuedouble;
+}
+
+int metrics_rdkafka_update(metrics_t *m, const char *json, size_t len) {
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    int rc = -1;
+    if (!cJSON_IsObject(root) || !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(root, "msg_cnt")))
+        goto out;
+    metrics_rdkafka_t *r = &m->rdkafka;
+    memset(r, 0, sizeof(*r));
+    r->valid = true;
+    r->msg_cnt = json_u64(root, "msg_cnt");
+    r->msg_size = json_u64(root, "msg_size");
+    r->msg_max = json_u64(root, "msg_max");
+    r->msg_size_max = json_u64(root, "msg_size_max");
+    r->txmsgs = json_u64(root, "txmsgs");
+    r->txmsg_bytes = json_u64(root, "txmsg_bytes");
+    const cJSON *brokers = cJSON_GetObjectItemCaseSensitive(root, "brokers");
+    const cJSON *b;
+    cJSON_ArrayForEach(b, brokers) {
+        if (!cJSON_IsObject(b))
+            continue;
+        const cJSON *src = cJSON_GetObjectItemCaseSensitive(b, "source");
+        if (cJSON_IsString(src) && strcmp(src->valuestring, "internal") == 0)
+            continue;
+        if (r->n_brokers == METRICS_MAX_BROKERS) {
+            r->brokers_dropped++;
+            continue;
+        }
+        metrics_broker_t *mb = &r->brokers[r->n_brokers++];
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(b, "name");
+        snprintf(mb->name, sizeof(mb->name), "%s",
+                 cJSON_IsString(name) ? name->valuestring : (b->string ? b->string : "?"));
+        const cJSON *state = cJSON_GetObjectItemCaseSensitive(b, "state");
+        mb->up = cJSON_IsString(state) && strcmp(state->valuestring, "UP") == 0;
+        const cJSON *rtt = cJSON_GetObjectItemCaseSensitive(b, "rtt");
+        mb->rtt_avg_usec = json_u64(rtt, "avg");
+        mb->rtt_p99_usec = json_u64(rtt, "p99");
+        mb->outbuf_msg_cnt = json_u64(b, "outbuf_msg_cnt");
+        mb->waitresp_msg_cnt = json_u64(b, "waitresp_msg_cnt");
+        mb->tx = json_u64(b, "tx");
+        mb->rx = json_u64(b, "rx");
+        mb->txerrs = json_u64(b, "txerrs");
+        mb->rxerrs = json_u64(b, "rxerrs");
+        mb->txretries = json_u64(b, "txretries");
+        mb->req_timeouts = json_u64(b, "req_timeouts");
+        mb->connects = json_u64(b, "connects");
+        mb->disconnects = json_u64(b, "disconnects");
+    }
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    return rc;
+}
+
+int metrics_rdkafka_brokers_up(const metrics_t *m) {
+    if (!m->rdkafka.valid)
+        return -1;
+    int n = 0;
+    for (uint32_t i = 0; i < m->rdkafka.n_brokers; i++)
+        n += m->rdkafka.brokers[i].up;
+    return n;
+}
+
+/* ---- rendering ---- */
+
+/* Counts every byte it would write, like snprintf, and writes what fits. */
+typedef struct {
+    char *buf;
+    size_t cap;
+    size_t len;
+} writer_t;
+
+static void w_put(writer_t *w, const char *s, size_t n) {
+    if (w->len < w->cap) {
+        size_t room = w->cap - w->len - 1;
+        memcpy(w->buf + w->len, s, n < room ? n : room);
+    }
+    w->len += n;
+}
+
+__attribute__((format(printf, 2, 3))) static void w_printf(writer_t *w, const char *fmt, ...) {
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        w_put(w, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+/* Label values escape backslash, double quote and newline (format 0.0.4). */
+static void w_label_value(writer_t *w, const char *s) {
+    for (; *s; s++) {
+        if (*s == '\\')
+            w_put(w, "\\\\", 2);
+        else if (*s == '"')
+            w_put(w, "\\\"", 2);
+        else if (*s == '\n')
+            w_put(w, "\\n", 2);
+        else
+            w_put(w, s, 1);
+    }
+}
+
+static void family(writer_t *w, const char *name, const char *type, const char *help) {
+    w_printf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void sample(writer_t *w, const char *name, uint64_t v) {
+    w_printf(w, "%s %" PRIu64 "\n", name, v);
+}
+
+static void sample_label(writer_t *w, const char *name, const char *label, const char *value,
+                         const char *v) {
+    w_printf(w, "%s{%s=\"", name, label);
+    w_label_value(w, value);
+    w_printf(w, "\"} %s\n", v);
+}
+
+static void sample_label_u64(writer_t *w, const char *name, const char *label, const char *value,
+                             uint64_t v) {
+    char num[32];
+    snprintf(num, sizeof(num), "%" PRIu64, v);
+    sample_label(w, name, label, value, num);
+}
+
+/* Microseconds as exact decimal seconds. */
+static void usec_seconds(char *buf, size_t cap, uint64_t usec) {
+    snprintf(buf, cap, "%" PRIu64 ".%06" PRIu64, usec / 1000000u, usec % 1000000u);
+}
+
+static void counter(writer_t *w, const char *name, const char *help, uint64_t v) {
+    family(w, name, "counter", help);
+    sample(w, name, v);
+}
+
+static void gauge(writer_t *w, const char *name, const char *help, uint64_t v) {
+    family(w, name, "gauge", help);
+    sample(w, name, v);
+}
+
+static void label_table(writer_t *w, const char *name, const char *help, const char *label,
+                        const metrics_label_table_t *t) {
+    family(w, name, "counter", help);
+    for (uint32_t i = 0; i < t->used; i++)
+        sample_label_u64(w, name, label, t->slots[i].value, t->slots[i].count);
+}
+
+static void packets(writer_t *w, const char *name, const char *help, const uint64_t *v) {
+    family(w, name, "counter", help);
+    for (int t = 1; t < 15; t++)
+        sample_label_u64(w, name, "type", packet_names[t], v[t]);
+}
+
+typedef enum { B_GAUGE, B_COUNTER } btype_t;
+
+/* One per-broker family; `field` picks the value. */
+static void broker_family(writer_t *w, const metrics_rdkafka_t *r, const char *name, btype_t type,
+                          const char *help, size_t offset, bool seconds) {
+    family(w, name, type == B_GAUGE ? "gauge" : "counter", help);
+    for (uint32_t i = 0; i < r->n_brokers; i++) {
+        const metrics_broker_t *b = &r->brokers[i];
+        uint64_t v;
+        if (offset == (size_t)-1)
+            v = b->up;
+        else
+            memcpy(&v, (const char *)b + offset, sizeof(v));
+        char num[40];
+        if (seconds)
+            usec_seconds(num, sizeof(num), v);
+        else
+            snprintf(num, sizeof(num), "%" PRIu64, v);
+        sample_label(w, name, "broker", b->name, num);
+    }
+}
+
+#define BF(name, type, help, field, secs)                                                          \
+    broker_family(w, r, "mqtt2kafka_kafka_broker_" name, type, help,                               \
+                  offsetof(metrics_broker_t, field), secs)
+
+static void render_rdkafka(writer_t *w, const metrics_rdkafka_t *r) {
+    if (!r->valid)
+        return;
+    gauge(w, "mqtt2kafka_kafka_queue_messages",
+          "Records in librdkafka's producer queue, not yet delivered (msg_cnt).", r->msg_cnt);
+    gauge(w, "mqtt2kafka_kafka_queue_bytes",
+          "Bytes of records in librdkafka's producer queue (msg_size).", r->msg_size);
+    gauge(w, "mqtt2kafka_kafka_queue_max_messages",
+          "Capacity of librdkafka's producer queue in records (queue.buffering.max.messages).",
+          r->msg_max);
+    gauge(w, "mqtt2kafka_kafka_queue_max_bytes",
+          "Capacity of librdkafka's producer queue in bytes (queue.buffering.max.kbytes).",
+          r->msg_size_max);
+    counter(w, "mqtt2kafka_kafka_messages_sent_total",
+            "Records librdkafka sent to brokers, retries included (txmsgs).", r->txmsgs);
+    counter(w, "mqtt2kafka_kafka_message_bytes_sent_total",
+            "Record bytes librdkafka sent to brokers (txmsg_bytes).", r->txmsg_bytes);
+    if (r->n_brokers == 0)
+        return;
+    broker_family(w, r, "mqtt2kafka_kafka_broker_up", B_GAUGE,
+                  "1 when librdkafka's connection to the broker is UP.", (size_t)-1, false);
+    BF("rtt_avg_seconds", B_GAUGE,
+       "Average request round-trip time to the broker over the last statistics interval.",
+       rtt_avg_usec, true);
+    BF("rtt_p99_seconds", B_GAUGE,
+       "99th percentile request round-trip time over the last statistics interval.", rtt_p99_usec,
+       true);
+    BF("outbuf_messages", B_GAUGE, "Records waiting to be sent to the broker.", outbuf_msg_cnt,
+       false);
+    BF("waitresp_messages", B_GAUGE, "Records sent to the broker, waiting for its response.",
+       waitresp_msg_cnt, false);
+    BF("requests_sent_total", B_COUNTER, "Requests sent to the broker (tx).", tx, false);
+    BF("responses_received_total", B_COUNTER, "Responses received from the broker (rx).", rx,
+       false);
+    BF("request_retries_total", B_COUNTER, "Requests retried to the broker (txretries).", txretries,
+       false);
+    BF("send_errors_total", B_COUNTER, "Transmission errors to the broker (txerrs).", txerrs,
+       false);
+    BF("receive_errors_total", B_COUNTER, "Receive errors from the broker (rxerrs).", rxerrs,
+       false);
+    BF("request_timeouts_total", B_COUNTER, "Requests to the broker that timed out.", req_timeouts,
+       false);
+    BF("connects_total", B_COUNTER, "Connection attempts to the broker, failed ones included.",
+       connects, false);
+    BF("disconnects_total", B_COUNTER, "Connections to the broker that were lost.", disconnects,
+       false);
+}
+
+size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
+    writer_t w_ = {buf, cap, 0};
+    writer_t *w = &w_;
+    char num[40];
+
+    family(w, "mqtt2kafka_build_info", "gauge", "Version of the running mqtt2kafka (value 1).");
+    sample_label(w, "mqtt2kafka_build_info", "version", M2K_VERSION, "1");
+    gauge(w, "mqtt2kafka_start_time_seconds", "Start time of the process, unix seconds.",
+          m->start_time_seconds);
+    counter(w, "mqtt2kafka_config_reloads_total", "Configuration reloads (SIGHUP) applied.",
+            m->config_reloads);
+    counter(w, "mqtt2kafka_config_reload_failures_total",
+            "Configuration reloads (SIGHUP) rejected; the old configuration stays.",
+            m->config_reload_failures);
+
+    gauge(w, "mqtt2kafka_connections", "Open MQTT connections.", m->connections);
+    counter(w, "mqtt2kafka_connections_total", "MQTT connections accepted.", m->connections_total);
+    family(w, "mqtt2kafka_connections_refused_total", "counter",
+           "Connections refused or closed before a successful CONNECT, by reason.");
+    for (int i = 0; i < METRICS_REFUSED__COUNT; i++)
+        sample_label_u64(w, "mqtt2kafka_connections_refused_total", "reason", refused_names[i],
+                         m->connections_refused[i]);
+    counter(w, "mqtt2kafka_auth_failures_total",
+            "CONNECTs refused by authentication (bad credentials, or anonymous not allowed).",
+            m->auth_failures);
+    counter(w, "mqtt2kafka_acl_denied_total",
+            "PUBLISHes (and will topics at CONNECT) the ACL refused.", m->acl_denied);
+    counter(w, "mqtt2kafka_output_limit_closed_total",
+            "Connections cut at mqtt.max_output_buffer (the client does not read).",
+            m->output_limit_closed);
+
+    packets(w, "mqtt2kafka_packets_received_total", "MQTT packets received, by type.",
+            m->packets_received);
+    packets(w, "mqtt2kafka_packets_sent_total", "MQTT packets sent, by type.", m->packets_sent);
+    family(w, "mqtt2kafka_messages_received_total", "counter",
+           "PUBLISH messages received, by QoS.");
+    for (int q = 0; q < 3; q++) {
+        const char qos[2] = {(char)('0' + q), '\0'};
+        sample_label_u64(w, "mqtt2kafka_messages_received_total", "qos", qos,
+                         m->messages_received[q]);
+    }
+    counter(w, "mqtt2kafka_bytes_received_total", "Bytes read from MQTT clients.",
+            m->bytes_received);
+    counter(w, "mqtt2kafka_bytes_sent_total", "Bytes written to MQTT clients.", m->bytes_sent);
+    label_table(w, "mqtt2kafka_protocol_errors_total",
+                "Connections closed for a protocol violation, by kind.", "kind",
+                &m->protocol_errors);
+    family(w, "mqtt2kafka_unmapped_total", "counter",
+           "PUBLISH messages whose topic matched no rule, by the action taken.");
+    for (int i = 0; i < METRICS_UNMAPPED__COUNT; i++)
+        sample_label_u64(w, "mqtt2kafka_unmapped_total", "action", unmapped_names[i],
+                         m->unmapped[i]);
+
+    gauge(w, "mqtt2kafka_inflight_messages",
+          "QoS 1/2 messages produced to Kafka and not yet acknowledged to the client.",
+          m->inflight_messages);
+    gauge(w, "mqtt2kafka_paused_readers",
+          "Connections whose reading is paused by backpressure (inflight limit, Kafka queue).",
+          m->paused_readers);
+
+    const metrics_histogram_t *h = &m->ack_latency;
+    family(w, "mqtt2kafka_ack_latency_seconds", "histogram",
+           "Time from a QoS 1/2 PUBLISH received to its PUBACK/PUBREC sent.");
+    uint64_t cum = 0;
+    for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++) {
+        cum += h->buckets[i];
+        w_printf(w, "mqtt2kafka_ack_latency_seconds_bucket{le=\"%s\"} %" PRIu64 "\n", latency_le[i],
+                 cum);
+    }
+    cum += h->buckets[METRICS_LATENCY_BUCKETS];
+    w_printf(w, "mqtt2kafka_ack_latency_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
+    usec_seconds(num, sizeof(num), h->sum_usec);
+    w_printf(w, "mqtt2kafka_ack_latency_seconds_sum %s\n", num);
+    w_printf(w, "mqtt2kafka_ack_latency_seconds_count %" PRIu64 "\n", h->count);
+
+    counter(w, "mqtt2kafka_kafka_records_produced_total", "Records handed to the Kafka producer.",
+            m->kafka_records_produced);
+    counter(w, "mqtt2kafka_kafka_records_delivered_total",
+            "Records Kafka confirmed (delivery report without error).", m->kafka_records_delivered);
+    label_table(w, "mqtt2kafka_kafka_records_failed_total",
+                "Records whose delivery failed, by librdkafka error name.", "error",
+                &m->kafka_records_failed);
+    counter(w, "mqtt2kafka_kafka_queue_full_total",
+            "Produce attempts refused because librdkafka's queue was full.", m->kafka_queue_full);
+    render_rdkafka(w, &m->rdkafka);
+
+    if (cap > 0)
+        buf[w->len < cap ? w->len : cap - 1] = '\0';
+    return w->len;
+}
+
+char *metrics_render_alloc(const metrics_t *m, size_t *len) {
+    size_t cap = 16384;
+    for (;;) {
+        char *buf = malloc(cap);
+        if (!buf)
+            return NULL;
+        size_t n = metrics_render(m, buf, cap);
+        if (n < cap) {
+            if (len)
+                *len = n;
+            return buf;
+        }
+        free(buf);
+        cap = n + 1;
+    }
+}
