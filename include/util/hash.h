@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define M2K_HASH_INIT 1469598103934665603ull
+#define M2K_HASH_INIT 0xcbf29ce484222325ull
 
 /* Continues a hash over n more bytes: m2k_hash_seed(M2K_HASH_INIT, p, n) is
  * m2k_hash(p, n); chaining two calls hashes the concatenation. */

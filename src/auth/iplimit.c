@@ -1,13 +1,16 @@
-/* Per-address admission (see iplimit.h): a chained hash table. */
+/* Per-address admission (see iplimit.h): entries in the util hash map. */
 #include "auth/iplimit.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/hash.h"
+#include "util/hmap.h"
+
 typedef struct entry entry_t;
 struct entry {
-    entry_t *next;
+    hmap_node_t node;
     uint32_t conns;
     uint64_t milli_tokens; /* tokens x 1000 */
     uint64_t refill_ms;
@@ -16,9 +19,14 @@ struct entry {
 
 struct iplimit {
     uint32_t max_per_ip, rate, burst;
-    size_t max_entries, n, nb;
-    entry_t **b;
+    size_t max_entries;
+    hmap_t map; /* of entry_t, by address */
 };
+
+static uint64_t entry_hash(const hmap_node_t *n) {
+    const entry_t *e = HMAP_ENTRY(n, entry_t, node);
+    return m2k_hash(e->ip, strlen(e->ip));
+}
 
 iplimit_t *iplimit_new(uint32_t max_per_ip, uint32_t rate, uint32_t burst, size_t max_entries) {
     iplimit_t *l = calloc(1, sizeof(*l));
@@ -28,35 +36,20 @@ iplimit_t *iplimit_new(uint32_t max_per_ip, uint32_t rate, uint32_t burst, size_
     l->rate = rate;
     l->burst = burst ? burst : 1;
     l->max_entries = max_entries ? max_entries : 1;
-    l->nb = 1024;
-    while (l->nb < l->max_entries / 2 && l->nb < (1u << 20))
-        l->nb *= 2;
-    l->b = calloc(l->nb, sizeof(*l->b));
-    if (!l->b) {
-        free(l);
-        return NULL;
-    }
+    hmap_init(&l->map, entry_hash, 1024);
     return l;
+}
+
+static void entry_free(hmap_node_t *n, void *ud) {
+    free(HMAP_ENTRY(n, entry_t, node));
 }
 
 void iplimit_free(iplimit_t *l) {
     if (!l)
         return;
-    for (size_t i = 0; i < l->nb; i++) {
-        for (entry_t *e = l->b[i], *nx; e; e = nx) {
-            nx = e->next;
-            free(e);
-        }
-    }
-    free(l->b);
+    hmap_each(&l->map, entry_free, NULL);
+    hmap_free(&l->map);
     free(l);
-}
-
-static size_t slot(const iplimit_t *l, const char *ip) {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)ip; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
-    return (size_t)(h & (l->nb - 1));
 }
 
 static void refill(const iplimit_t *l, entry_t *e, uint64_t now_ms) {
@@ -80,28 +73,26 @@ static bool idle(const iplimit_t *l, const entry_t *e) {
     return e->conns == 0 && (l->rate == 0 || e->milli_tokens >= (uint64_t)l->burst * 1000u);
 }
 
-static entry_t *find(const iplimit_t *l, const char *ip, entry_t ***link) {
-    entry_t **pp = &l->b[slot(l, ip)];
-    for (; *pp; pp = &(*pp)->next) {
-        if (strcmp((*pp)->ip, ip) == 0)
-            break;
+static entry_t *find(const iplimit_t *l, const char *ip, uint64_t h) {
+    hmap_node_t *n;
+    HMAP_FOR_BUCKET(n, &l->map, h) {
+        entry_t *e = HMAP_ENTRY(n, entry_t, node);
+        if (strcmp(e->ip, ip) == 0)
+            return e;
     }
-    if (link)
-        *link = pp;
-    return *pp;
+    return NULL;
 }
 
 int iplimit_accept(iplimit_t *l, const char *ip, uint64_t now_ms) {
     if (l->max_per_ip == 0 && l->rate == 0)
         return IPLIMIT_OK;
-    entry_t **link;
-    entry_t *e = find(l, ip, &link);
+    uint64_t h = m2k_hash(ip, strlen(ip));
+    entry_t *e = find(l, ip, h);
     if (!e) {
-        if (l->n >= l->max_entries) {
+        if (l->map.n >= l->max_entries) {
             iplimit_prune(l, now_ms);
-            if (l->n >= l->max_entries)
+            if (l->map.n >= l->max_entries)
                 return IPLIMIT_TABLE_FULL;
-            find(l, ip, &link);
         }
         e = calloc(1, sizeof(*e));
         if (!e)
@@ -109,8 +100,10 @@ int iplimit_accept(iplimit_t *l, const char *ip, uint64_t now_ms) {
         strncpy(e->ip, ip, sizeof(e->ip) - 1);
         e->milli_tokens = (uint64_t)l->burst * 1000u;
         e->refill_ms = now_ms;
-        *link = e;
-        l->n++;
+        if (hmap_insert(&l->map, &e->node, h) != 0) {
+            free(e);
+            return IPLIMIT_NOMEM;
+        }
     }
     refill(l, e, now_ms);
     if (l->max_per_ip && e->conns >= l->max_per_ip)
@@ -130,45 +123,49 @@ void iplimit_set_limits(iplimit_t *l, uint32_t max_per_ip, uint32_t rate, uint32
     l->burst = burst ? burst : 1;
 }
 
+/* Frees e if it holds nothing: no connection and a full bucket of tokens. */
+static void drop_if_idle(iplimit_t *l, entry_t *e, uint64_t h, uint64_t now_ms) {
+    refill(l, e, now_ms);
+    if (idle(l, e)) {
+        hmap_remove(&l->map, &e->node, h);
+        free(e);
+    }
+}
+
 void iplimit_release(iplimit_t *l, const char *ip, uint64_t now_ms) {
     /* No shortcut when both limits are 0: a reload may have turned them
      * off while connections counted before are still open. */
-    entry_t **link;
-    entry_t *e = find(l, ip, &link);
+    uint64_t h = m2k_hash(ip, strlen(ip));
+    entry_t *e = find(l, ip, h);
     if (!e)
         return;
     if (e->conns)
         e->conns--;
-    refill(l, e, now_ms);
-    if (idle(l, e)) {
-        *link = e->next;
-        free(e);
-        l->n--;
-    }
+    drop_if_idle(l, e, h, now_ms);
+}
+
+typedef struct {
+    iplimit_t *l;
+    uint64_t now_ms;
+} prune_t;
+
+static void prune_one(hmap_node_t *n, void *ud) {
+    prune_t *p = ud;
+    entry_t *e = HMAP_ENTRY(n, entry_t, node);
+    drop_if_idle(p->l, e, entry_hash(n), p->now_ms);
 }
 
 void iplimit_prune(iplimit_t *l, uint64_t now_ms) {
-    for (size_t i = 0; i < l->nb && l->n; i++) {
-        for (entry_t **pp = &l->b[i]; *pp;) {
-            entry_t *e = *pp;
-            refill(l, e, now_ms);
-            if (idle(l, e)) {
-                *pp = e->next;
-                free(e);
-                l->n--;
-            } else {
-                pp = &e->next;
-            }
-        }
-    }
+    prune_t p = {l, now_ms};
+    hmap_each(&l->map, prune_one, &p);
 }
 
 size_t iplimit_size(const iplimit_t *l) {
-    return l->n;
+    return l->map.n;
 }
 
 uint32_t iplimit_count(const iplimit_t *l, const char *ip) {
-    entry_t *e = find(l, ip, NULL);
+    entry_t *e = find(l, ip, m2k_hash(ip, strlen(ip)));
     return e ? e->conns : 0;
 }
 

@@ -15,6 +15,7 @@
 #include <openssl/rand.h>
 
 #include "util/file_read.h"
+#include "util/hash.h"
 #include "mqtt/codec.h"
 
 typedef enum { HASH_SHA512 = 6, HASH_PBKDF2 = 7 } hash_type_t;
@@ -465,11 +466,8 @@ size_t auth_throttle_size(const auth_throttle_t *t) {
 }
 
 static uint64_t addr_hash(const auth_throttle_t *t, const char *addr, size_t len) {
-    uint64_t h = 0xcbf29ce484222325ull ^ t->seed;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)addr[i];
-        h *= 0x100000001b3ull;
-    }
+    /* Seeded: a client picks its address's low bits, not which set it lands in. */
+    uint64_t h = m2k_hash_seed(M2K_HASH_INIT ^ t->seed, addr, len);
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdull;
     h ^= h >> 33;

@@ -20,6 +20,8 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "util/hash.h"
+#include "util/hmap.h"
 #include "util/log.h"
 
 /* The opaque travels as the message's pointer-sized _private field. */
@@ -33,11 +35,13 @@ _Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "kafka.c needs 64-bit poin
 /* One cached rd_kafka_topic_t: producing with the handle skips librdkafka's
  * per-message lookup by name (a lock, a search, a reference count). */
 typedef struct {
-    char *name; /* NULL = empty slot */
-    size_t len;
-    uint64_t hash;
+    hmap_node_t node;
     rd_kafka_topic_t *rkt;
+    size_t len;
+    char name[]; /* NUL-terminated */
 } kafka_topic_slot_t;
+
+static uint64_t kafka_topic_hash(const hmap_node_t *n);
 
 struct kafka {
     rd_kafka_t *rk;
@@ -70,8 +74,7 @@ struct kafka {
     rd_kafka_vu_t *vus; /* produceva argument array, grown on demand */
     size_t vus_cap;
 
-    kafka_topic_slot_t *topics; /* open addressing, power-of-two capacity */
-    size_t topics_cap, topics_count;
+    hmap_t topics; /* of kafka_topic_slot_t */
 
     char errstr[512];
 };
@@ -199,6 +202,7 @@ int kafka_new(const kafka_opts_t *opts, kafka_t **out, char *errbuf, size_t errl
         snprintf(errbuf, errlen, "out of memory");
         return -1;
     }
+    hmap_init(&k->topics, kafka_topic_hash, 16);
     k->efd = -1;
     k->on_delivery = opts->on_delivery;
     k->on_fatal = opts->on_fatal;
@@ -264,16 +268,15 @@ fail:
     return -1;
 }
 
+static void kafka_topic_slot_free(hmap_node_t *n, void *ud) {
+    kafka_topic_slot_t *e = HMAP_ENTRY(n, kafka_topic_slot_t, node);
+    rd_kafka_topic_destroy(e->rkt);
+    free(e);
+}
+
 static void kafka_topics_free(kafka_t *k) {
-    for (size_t i = 0; i < k->topics_cap; i++) {
-        if (k->topics[i].name != NULL) {
-            rd_kafka_topic_destroy(k->topics[i].rkt);
-            free(k->topics[i].name);
-        }
-    }
-    free(k->topics);
-    k->topics = NULL;
-    k->topics_cap = k->topics_count = 0;
+    hmap_each(&k->topics, kafka_topic_slot_free, NULL);
+    hmap_free(&k->topics);
 }
 
 void kafka_free(kafka_t *k) {
@@ -331,20 +334,9 @@ static int kafka_reserve_vus(kafka_t *k, size_t n) {
     return 0;
 }
 
-static uint64_t kafka_hash(const char *p, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
-    return h;
-}
-
-static kafka_topic_slot_t *kafka_topic_probe(kafka_topic_slot_t *tab, size_t cap, const char *name,
-                                             size_t len, uint64_t h) {
-    for (size_t i = (size_t)h & (cap - 1);; i = (i + 1) & (cap - 1)) {
-        kafka_topic_slot_t *e = &tab[i];
-        if (e->name == NULL || (e->hash == h && e->len == len && memcmp(e->name, name, len) == 0))
-            return e;
-    }
+static uint64_t kafka_topic_hash(const hmap_node_t *n) {
+    const kafka_topic_slot_t *e = HMAP_ENTRY(n, kafka_topic_slot_t, node);
+    return m2k_hash(e->name, e->len);
 }
 
 /* The cached handle of `topic`, created on first use; NULL when the cache is
@@ -352,40 +344,28 @@ static kafka_topic_slot_t *kafka_topic_probe(kafka_topic_slot_t *tab, size_t cap
  * reports the error the usual way). */
 static rd_kafka_topic_t *kafka_topic_get(kafka_t *k, const char *topic) {
     size_t len = strlen(topic);
-    uint64_t h = kafka_hash(topic, len);
-    if (k->topics_cap) {
-        kafka_topic_slot_t *e = kafka_topic_probe(k->topics, k->topics_cap, topic, len, h);
-        if (e->name != NULL)
+    uint64_t h = m2k_hash(topic, len);
+    hmap_node_t *n;
+    HMAP_FOR_BUCKET(n, &k->topics, h) {
+        kafka_topic_slot_t *e = HMAP_ENTRY(n, kafka_topic_slot_t, node);
+        if (e->len == len && memcmp(e->name, topic, len) == 0)
             return e->rkt;
     }
-    if (k->topics_count >= KAFKA_TOPIC_CACHE_MAX)
+    if (k->topics.n >= KAFKA_TOPIC_CACHE_MAX)
         return NULL;
-    if ((k->topics_count + 1) * 2 > k->topics_cap) { /* load factor <= 1/2 */
-        size_t cap = k->topics_cap ? k->topics_cap * 2 : 16;
-        kafka_topic_slot_t *tab = calloc(cap, sizeof(*tab));
-        if (tab == NULL)
-            return NULL;
-        for (size_t i = 0; i < k->topics_cap; i++)
-            if (k->topics[i].name != NULL)
-                *kafka_topic_probe(tab, cap, k->topics[i].name, k->topics[i].len,
-                                   k->topics[i].hash) = k->topics[i];
-        free(k->topics);
-        k->topics = tab;
-        k->topics_cap = cap;
-    }
-    char *name = malloc(len + 1);
-    if (name == NULL)
+    kafka_topic_slot_t *e = malloc(sizeof(*e) + len + 1);
+    if (e == NULL)
         return NULL;
-    memcpy(name, topic, len + 1);
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(k->rk, topic, NULL);
-    if (rkt == NULL) {
-        free(name);
+    memcpy(e->name, topic, len + 1);
+    e->len = len;
+    e->rkt = rd_kafka_topic_new(k->rk, topic, NULL);
+    if (e->rkt == NULL || hmap_insert(&k->topics, &e->node, h) != 0) {
+        if (e->rkt != NULL)
+            rd_kafka_topic_destroy(e->rkt);
+        free(e);
         return NULL;
     }
-    kafka_topic_slot_t *e = kafka_topic_probe(k->topics, k->topics_cap, topic, len, h);
-    *e = (kafka_topic_slot_t){name, len, h, rkt};
-    k->topics_count++;
-    return rkt;
+    return e->rkt;
 }
 
 int kafka_produce(kafka_t *k, const kafka_record_t *rec, uint64_t opaque) {

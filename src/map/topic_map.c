@@ -9,6 +9,7 @@
 #include "map/topic_map.h"
 
 #include "mqtt/codec.h"
+#include "util/hash.h"
 
 #include <regex.h>
 #include <stdbool.h>
@@ -356,12 +357,8 @@ int topic_map_rule_check(const config_rule_t *rule, size_t index, topic_map_repo
 /* ---- trie ---- */
 
 static uint32_t level_hash(uint32_t parent, const char *s, size_t len) {
-    uint32_t h = 2166136261u ^ (parent * 0x9e3779b1u);
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
+    uint64_t h = m2k_hash_seed(M2K_HASH_INIT ^ (parent * 0x9e3779b97f4a7c15ull), s, len);
+    return (uint32_t)(h ^ (h >> 32));
 }
 
 static int32_t edge_find(const topic_map_t *m, uint32_t parent, const char *s, size_t len) {

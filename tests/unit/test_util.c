@@ -1,0 +1,142 @@
+/* util/: the one hash function (FNV-1a vectors), the intrusive list and the
+ * hash map (growth keeps every element findable, removal, iteration that
+ * frees). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "util/hash.h"
+#include "util/hmap.h"
+#include "util/list.h"
+
+static void test_hash_vectors(void **state) {
+    (void)state;
+    /* The FNV-1a 64-bit reference values (draft-eastlake-fnv). */
+    assert_true(m2k_hash("", 0) == 0xcbf29ce484222325ull);
+    assert_true(m2k_hash("a", 1) == 0xaf63dc4c8601ec8cull);
+    assert_true(m2k_hash("foobar", 6) == 0x85944171f73967e8ull);
+    /* Chaining hashes the concatenation. */
+    assert_true(m2k_hash_seed(m2k_hash("foo", 3), "bar", 3) == m2k_hash("foobar", 6));
+    assert_true(m2k_hash_u32(1) != m2k_hash_u32(2));
+}
+
+typedef struct {
+    list_t node;
+    int v;
+} item_t;
+
+static void test_list(void **state) {
+    (void)state;
+    list_t head;
+    list_init(&head);
+    assert_true(list_empty(&head));
+    assert_null(list_first(&head));
+    item_t it[4];
+    for (int i = 0; i < 4; i++) {
+        it[i].v = i;
+        list_init(&it[i].node);
+        assert_false(list_linked(&it[i].node));
+    }
+    list_insert_tail(&head, &it[1].node);
+    list_insert_tail(&head, &it[2].node);
+    list_insert_head(&head, &it[0].node);
+    list_insert_tail(&head, &it[3].node);
+    assert_true(list_linked(&it[2].node));
+    int want = 0;
+    list_t *n, *nx;
+    LIST_FOREACH_SAFE(n, nx, &head) {
+        assert_int_equal(LIST_ENTRY(n, item_t, node)->v, want++);
+    }
+    assert_int_equal(want, 4);
+    /* Removing while iterating, and removing twice, are both safe. */
+    LIST_FOREACH_SAFE(n, nx, &head) {
+        if (LIST_ENTRY(n, item_t, node)->v % 2 == 0)
+            list_remove(n);
+    }
+    list_remove(&it[0].node);
+    assert_false(list_linked(&it[0].node));
+    assert_ptr_equal(list_first(&head), &it[1].node);
+    assert_ptr_equal(head.next->next, &it[3].node);
+    assert_ptr_equal(head.prev, &it[3].node);
+    list_remove(&it[1].node);
+    list_remove(&it[3].node);
+    assert_true(list_empty(&head));
+}
+
+typedef struct {
+    hmap_node_t node;
+    uint32_t key;
+} entry_t;
+
+static uint64_t entry_hash(const hmap_node_t *n) {
+    return m2k_hash_u32(HMAP_ENTRY(n, entry_t, node)->key);
+}
+
+static entry_t *find(hmap_t *m, uint32_t key) {
+    hmap_node_t *n;
+    HMAP_FOR_BUCKET(n, m, m2k_hash_u32(key)) {
+        entry_t *e = HMAP_ENTRY(n, entry_t, node);
+        if (e->key == key)
+            return e;
+    }
+    return NULL;
+}
+
+static void count_and_free(hmap_node_t *n, void *ud) {
+    (*(size_t *)ud)++;
+    free(HMAP_ENTRY(n, entry_t, node));
+}
+
+static void test_hmap(void **state) {
+    (void)state;
+    hmap_t m;
+    hmap_init(&m, entry_hash, 0);
+    assert_null(find(&m, 7)); /* no bucket array yet */
+    hmap_remove(&m, NULL, 0); /* ignored on an empty map */
+    enum { N = 1000 };
+    for (uint32_t i = 0; i < N; i++) {
+        entry_t *e = malloc(sizeof(*e));
+        assert_non_null(e);
+        e->key = i * 7919u;
+        assert_int_equal(hmap_insert(&m, &e->node, m2k_hash_u32(e->key)), 0);
+    }
+    assert_int_equal(m.n, N);
+    assert_true(m.nb >= N); /* doubled as it filled */
+    assert_int_equal(m.nb & (m.nb - 1), 0);
+    for (uint32_t i = 0; i < N; i++)
+        assert_non_null(find(&m, i * 7919u));
+    assert_null(find(&m, 1));
+    /* Remove every other one; the rest stay findable. */
+    for (uint32_t i = 0; i < N; i += 2) {
+        entry_t *e = find(&m, i * 7919u);
+        hmap_remove(&m, &e->node, m2k_hash_u32(e->key));
+        free(e);
+    }
+    assert_int_equal(m.n, N / 2);
+    for (uint32_t i = 0; i < N; i++) {
+        if (i % 2)
+            assert_non_null(find(&m, i * 7919u));
+        else
+            assert_null(find(&m, i * 7919u));
+    }
+    size_t seen = 0;
+    hmap_each(&m, count_and_free, &seen);
+    assert_int_equal(seen, N / 2);
+    hmap_free(&m);
+    assert_int_equal(m.n, 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hash_vectors),
+        cmocka_unit_test(test_list),
+        cmocka_unit_test(test_hmap),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
