@@ -101,6 +101,10 @@ int main(int argc, char **argv) {
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
+        } else if (strcmp(a, "--settings-markdown") == 0) {
+            /* Not in the usage: regenerates docs/configuration.md's table. */
+            config_settings_markdown(stdout);
+            return 0;
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--check") == 0) {
             check = 1;
         } else if (strcmp(a, "-c") == 0 || strcmp(a, "--import-confluent") == 0) {

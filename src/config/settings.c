@@ -69,8 +69,8 @@ const setting_t config_settings[] = {
      .pos_off = offsetof(config_listener_t, tls.pos),
      .check = cfg_check_tls,
      .doc_default = "none (plain TCP)",
-     .doc = "makes this listener TLS-only; see [security](security.md#tls). Its files are read "
-            "again on SIGHUP"},
+     .doc = "makes this listener TLS-only; see [security](security.md#tls). Adding or removing "
+            "it needs a restart; its files are read again on every SIGHUP"},
     {.path = "listeners[].tls.cert",
      .type = SET_FILE,
      .flags = SETTING_REQUIRED,
