@@ -40,7 +40,7 @@ typedef enum {
 
 enum {
     SETTING_RESTART = 1u << 0,      /* a SIGHUP does not apply it; a change is named */
-    SETTING_REQUIRED = 1u << 1,     /* must be given (see .missing) */
+    SETTING_REQUIRED = 1u << 1,     /* its key must be there (see .missing) */
     SETTING_DERIVED = 1u << 2,      /* its default depends on other settings (config.c) */
     SETTING_LATE = 1u << 3,         /* parsed after the rest of its section */
     SETTING_STRING_FIRST = 1u << 4, /* SET_ENUM: "expected a string" before the words */
@@ -74,12 +74,12 @@ struct setting {
     const char *path; /* "mqtt.max_inflight", "listeners[].tls.cert" */
     setting_type_t type;
     unsigned flags;
-    bool field;       /* .off names a field (sections without a "present" flag have none) */
-    size_t off;       /* offsetof(config_t, ...) or offsetof(<list item>, ...) */
-    size_t pos_off;   /* SETTING_POS */
-    size_t count_off; /* SET_LIST, SET_MAP: the size_t count; SET_LIST: .item_size */
-    size_t item_size;
-    uint32_t min, max, def;      /* SET_UINT range (SET_LIST: .min items); default */
+    bool field;             /* .off names a field (sections without a "present" flag have none) */
+    size_t off;             /* offsetof(config_t, ...) or offsetof(<list item>, ...) */
+    size_t pos_off;         /* SETTING_POS */
+    size_t count_off;       /* SET_LIST, SET_MAP: offsetof the size_t count */
+    size_t item_size;       /* SET_LIST: the item struct's size */
+    uint32_t min, max, def; /* SET_UINT range (SET_LIST: .min items); default */
     const setting_word_t *words; /* SET_ENUM, ended by {NULL, 0} */
     const char *const *defaults; /* SET_MAP: name, value, ..., NULL (applied first) */
     const char *expected;        /* SET_STRING: what an empty value should have been */
@@ -143,13 +143,15 @@ void cfg_parse_section(parse_ctx_t *c, const setting_t *s, yaml_node_t *n, const
 /* Walks the mapping `n` of section `sec` (a row path: "mqtt", "listeners[]"),
  * reporting keys that are not strings, duplicates and unknown keys (with
  * the list of known ones). With `parse`, each value is parsed into `base`
- * by its row, in file order (SETTING_LATE rows after the rest); without,
- * the values are only collected. found[i] is the value of row i. Returns
- * false when a key was bad. */
+ * by its row, in file order (except SETTING_LATE rows, which
+ * cfg_parse_section parses after the rest); without, the values are only
+ * collected. found[i] is the value of row i. Returns false when a key was
+ * bad. */
 bool cfg_walk(parse_ctx_t *c, yaml_node_t *n, const char *sec, const char *where, void *base,
               yaml_node_t **found, bool parse);
-/* Reports every SETTING_REQUIRED row below `sec` that `found` lacks, at the
- * position of `n`; true when one was missing. */
+/* Reports every SETTING_REQUIRED row below `sec` that `found` lacks (also
+ * those of an absent section without a "present" field, such as kafka), at
+ * the position of `n`; true when one was missing. */
 bool cfg_check_required(parse_ctx_t *c, const yaml_node_t *n, const char *sec, const char *where,
                         yaml_node_t *const *found);
 /* The value collected for the row with this path, or NULL. */
