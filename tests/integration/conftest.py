@@ -3,7 +3,7 @@
 - mock_kafka: a fresh m2k-mock-kafka process per test (.bootstrap, .cmd()).
 - daemon: a factory; daemon() or daemon({"unmapped": "drop"}) starts
   mqtt2kafka on a free loopback port against mock_kafka and returns an
-  m2k.Daemon (.port, .proc, .log(), .wait_log(), .stop()). Every
+  m2k.Daemon (.port, .proc, .mark(), .log(), .wait_log(), .stop()). Every
   daemon must exit with status 0 when the test ends.
 """
 import os
