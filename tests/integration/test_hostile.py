@@ -97,8 +97,12 @@ def run_vector(d, v, check_log=True):
         if v["expect_open"]:
             if not c.nothing_within(0.3):
                 problems.append("expected the connection to stay open and quiet")
-        elif not c.closed_within(8):
-            problems.append("expected the connection to be closed")
+        else:
+            extra, closed = c.read_until_close(8)
+            if not closed:
+                problems.append("expected the connection to be closed")
+            elif extra:
+                problems.append(f"expected nothing more before the close, got {extra.hex()}")
     finally:
         c.close()
     if check_log and v["log"]:
