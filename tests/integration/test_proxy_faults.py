@@ -6,7 +6,7 @@ import time
 
 import m2k
 from m2k import Raw, publish, puback
-from test_metrics import scrape
+from test_metrics import scrape, start as metrics_daemon
 
 NOT_CONFIRMED = "closing: Kafka did not confirm a message; the client must resend it"
 
@@ -19,16 +19,6 @@ def warm(d, mock_kafka, topic="test/warm"):
     cl.expect(puback(1), timeout=15)
     cl.send(m2k.DISCONNECT)
     cl.close()
-
-
-def metrics_daemon(daemon, **kafka_props):
-    """A daemon with a metrics listener; returns (daemon, metrics port)."""
-    over = {"metrics": {"listen": "127.0.0.1:0"}}
-    if kafka_props:
-        over["kafka"] = {"properties": {"linger.ms": 5, **kafka_props}}
-    d = daemon(over)
-    # A start-up line: the whole log is the right scope.
-    return d, int(d.wait_log(r"metrics listening on 127\.0\.0\.1:(\d+) ", since=0).group(1))
 
 
 def wait_produced(mport, n):
