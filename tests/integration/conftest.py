@@ -3,8 +3,8 @@
 - mock_kafka: a fresh m2k-mock-kafka process per test (.bootstrap, .cmd()).
 - daemon: a factory; daemon() or daemon({"unmapped": "drop"}) starts
   mqtt2kafka on a free loopback port against mock_kafka and returns an
-  m2k.Daemon (.port, .proc, .log(), .wait_log(), .stop()). Tests that need the
-  daemon SKIP while the binary does not serve (the daemon not merged yet).
+  m2k.Daemon (.port, .proc, .mark(), .log(), .wait_log(), .stop()). Every
+  daemon must exit with status 0 when the test ends.
 """
 import os
 import sys
@@ -35,9 +35,11 @@ def daemon(tmp_path, mock_kafka):
         return d
 
     yield start
-    for d in started:
-        d.stop()
-    # Under the ASan/UBSan build (make sanitize) any report fails the test,
-    # whatever the test itself checked.
+    # Each daemon ends with status 0 (a crash, or a shutdown that hung and
+    # was killed, fails the test that passed otherwise). Under the ASan/UBSan
+    # build (make sanitize) any report fails the test too, whatever the test
+    # itself checked.
+    exits = {d.log_path.name: d.stop() for d in started}
     reports = [line for d in started for line in d.sanitizer_reports()]
     assert not reports, "sanitizer reported:\n" + "\n".join(reports)
+    assert all(rc == 0 for rc in exits.values()), f"exit status: {exits}"

@@ -61,6 +61,16 @@ class Run:
     def check(self, ok, text):
         self.checks.append((bool(ok), text))
 
+    def wait(self, pred, timeout, what):
+        """m2k.wait_until as a check: True, or False with a violation naming
+        `what` (the run goes on to its reconciliation)."""
+        try:
+            m2k.wait_until(pred, timeout, what)
+            return True
+        except AssertionError as e:
+            self.check(False, str(e))
+            return False
+
     def restart(self, sig):
         st = self.daemon.stop(sig)
         self.daemon.start()
@@ -82,19 +92,19 @@ class Run:
                 d.done.wait(5)
             if d.error:
                 self.check(False, f"{d.cid}: {d.error}")
-        # Every MQTT connection is gone once the clients are (bounded wait).
-        fds = m2k.wait_until(lambda: (lambda f: f if f[0] == 0 else None)(
-            self.daemon.fds(self.broker_ports)), 10) or self.daemon.fds(self.broker_ports)
-        self.check(fds[0] == 0, f"MQTT sockets left in the daemon after every client left: "
-                                f"{fds[0]}")
-        self.check(fds[2] == self.fd_start[2],
-                   f"daemon fds other than sockets: {self.fd_start[2]} at "
-                   f"start, {fds[2]} at the end")
-        self.extra["fds"] = f"{self.fd_start} -> {fds}"
         alive = self.daemon.alive()
-        st = self.daemon.stop(signal.SIGTERM)
+        self.check(alive, f"the daemon exited on its own: {self.daemon.proc.returncode}")
         if alive:
-            self.check(st == 0, f"exit status after the final SIGTERM: {st}")
+            # Every MQTT connection is gone once the clients are (bounded wait).
+            self.wait(lambda: self.daemon.fds(self.broker_ports)[0] == 0, 10,
+                      "no MQTT sockets left in the daemon after every client left")
+            fds = self.daemon.fds(self.broker_ports)
+            self.check(fds[2] == self.fd_start[2],
+                       f"daemon fds other than sockets: {self.fd_start[2]} at "
+                       f"start, {fds[2]} at the end")
+            self.extra["fds"] = f"{self.fd_start} -> {fds}"
+        st = self.daemon.stop(signal.SIGTERM)
+        self.check(st == 0, f"exit status after the final SIGTERM: {st}")
         t = time.monotonic()
         records = self.reader.finish()
         self.mock.close()
@@ -283,16 +293,16 @@ def sc_client_kill(a):
     present0 = sum(d.session_present for d in q2)
     for d in q2:
         d.kill_next_pubrec.set()
-    back = m2k.wait_until(lambda: all(d.connects > c for d, c in zip(q2, conns0)), 10)
-    run.check(back, "every QoS 2 device died between PUBREC and PUBREL and reconnected")
+    run.wait(lambda: all(d.connects > c for d, c in zip(q2, conns0)), 10,
+             "every QoS 2 device to die between PUBREC and PUBREL and reconnect")
     present_before = sum(d.session_present for d in q2) - present0
     run.sleep(T / 3)
     # 2) Same, but they reconnect to a restarted daemon (sessions are gone).
     run.hold.set()
     for d in q2:
         d.kill_next_pubrec.set()
-    killed = m2k.wait_until(lambda: all(not d.kill_next_pubrec.is_set() for d in q2), 10)
-    run.check(killed, "every QoS 2 device died between PUBREC and PUBREL")
+    run.wait(lambda: all(not d.kill_next_pubrec.is_set() for d in q2), 10,
+             "every QoS 2 device to die between PUBREC and PUBREL")
     st = run.restart(signal.SIGTERM)
     run.check(st == 0, f"exit status after SIGTERM: {st}")
     run.hold.clear()
