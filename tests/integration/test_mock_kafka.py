@@ -1,11 +1,15 @@
 """The test fixtures themselves, without the daemon: m2k-mock-kafka and the
 consumer helpers, driven by a real confluent_kafka Producer."""
+import os
 import time
 
 import pytest
 from confluent_kafka import KafkaError, Producer
 
 import m2k
+
+pytestmark = pytest.mark.skipif(os.environ.get("M2K_KAFKA") == "real",
+                                reason="tests the mock Kafka process itself")
 
 
 def produce(bootstrap, topic, records, **conf):
