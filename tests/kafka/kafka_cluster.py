@@ -228,6 +228,7 @@ class Cluster:
         ports = free_ports(2 * nodes)
         self.nodes = [Node(self, i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(nodes)]
         for n in self.nodes:
+            shutil.rmtree(n.dir, ignore_errors=True)  # an earlier run's cluster
             n.write_config(extra_props or {})
         for n in self.nodes:
             n.format()
@@ -352,18 +353,31 @@ class RealKafka:
                     raise ClusterError(f"deleting topic {t}: {e}") from None
         wait_for(lambda: not (self.user_topics(a) & topics), timeout, f"{sorted(topics)} deleted")
 
-    def create_topic(self, name, partitions=1, replication=1, config=None, timeout=30):
+    def create_topic(self, name, partitions=1, replication=1, config=None, replicas=None,
+                     timeout=30):
+        """Creates `name` and waits until every partition has a leader;
+        `replicas` ([[node, ...] per partition]) places the replicas, the
+        first of each list being the preferred leader."""
         from confluent_kafka.admin import NewTopic
         a = self._admin()
-        f = a.create_topics([NewTopic(name, partitions, replication, config=config or {})],
-                            operation_timeout=timeout)[name]
-        f.result(timeout)
+        if replicas:
+            partitions = len(replicas)
+            t = NewTopic(name, partitions, replica_assignment=replicas, config=config or {})
+        else:
+            t = NewTopic(name, partitions, replication, config=config or {})
+        a.create_topics([t], operation_timeout=timeout)[name].result(timeout)
 
         def ready():
             t = a.list_topics(name, timeout=5).topics.get(name)
             return (t is not None and t.error is None and len(t.partitions) == partitions
                     and all(p.leader >= 0 for p in t.partitions.values()))
         wait_for(ready, timeout, f"topic {name} with {partitions} partitions and leaders")
+
+    def partition(self, topic, partition=0):
+        """(leader, replicas, isr) of one partition, from the metadata."""
+        t = self._admin().list_topics(topic, timeout=10).topics[topic]
+        p = t.partitions[partition]
+        return p.leader, list(p.replicas), sorted(p.isrs)
 
     def cmd(self, line, timeout=10):
         words = line.split()
