@@ -31,6 +31,7 @@ Every wait is bounded and raises ClusterError when its bound is hit.
 """
 import argparse
 import fcntl
+import hashlib
 import os
 import shutil
 import signal
@@ -67,7 +68,7 @@ def cache_dir():
 
 
 def fetch(timeout=900):
-    """The pinned jars, fetched once (under a lock, so parallel callers wait
+    """The pinned jars, fetched once per version of pom.xml (under a lock, so parallel callers wait
     for one download); returns the libs directory."""
     base = cache_dir()
     libs = os.path.join(base, "libs")
@@ -75,7 +76,9 @@ def fetch(timeout=900):
     os.makedirs(base, exist_ok=True)
     with open(os.path.join(base, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.path.exists(done):
+        with open(POM, "rb") as f:
+            pin = hashlib.sha256(f.read()).hexdigest()
+        if os.path.exists(done) and open(done).read().strip() == pin:
             return libs
         tmp = tempfile.mkdtemp(prefix="libs-", dir=base)
         cmd = ["mvn", "-B", "-q", "-f", POM, "dependency:copy-dependencies",
@@ -92,7 +95,7 @@ def fetch(timeout=900):
         shutil.rmtree(libs, ignore_errors=True)
         os.rename(tmp, libs)
         with open(done, "w") as f:
-            f.write(kafka_version() + "\n")
+            f.write(pin + "\n")  # a changed pom fetches again
         return libs
 
 
@@ -123,9 +126,10 @@ def wait_for(pred, timeout, what, interval=0.2):
 
 
 class Node:
-    def __init__(self, cluster, node_id, port, controller_port):
+    def __init__(self, cluster, node_id, port, controller_port, secure_port=None):
         self.cluster, self.id = cluster, node_id
         self.port, self.controller_port = port, controller_port
+        self.secure_port = secure_port
         self.dir = os.path.join(cluster.dir, f"node-{node_id}")
         self.data = os.path.join(self.dir, "data")
         self.props = os.path.join(self.dir, "server.properties")
@@ -170,16 +174,48 @@ class Node:
             "broker.heartbeat.interval.ms": 500,
             "replica.lag.time.max.ms": 5000,
         }
+        if c.secure:
+            props.update(self._secure_props(c.secure))
         props.update(extra)
         os.makedirs(self.dir, exist_ok=True)
         with open(self.props, "w") as f:
             for k, v in props.items():
                 f.write(f"{k}={v}\n")
 
+    def _secure_props(self, sec):
+        """A SASL_SSL listener (SCRAM-SHA-256 or PLAIN over TLS, the same
+        users for both) for the proxy, and the standard authorizer: only ACLs
+        let its principal in. PLAINTEXT (the tests' admin, replication) and
+        CONTROLLER stay; their principal, ANONYMOUS, is a super user."""
+        plain_users = " ".join(f'user_{u}="{p}"' for u, p in sec["users"].items())
+        return {
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
+                         f"CONTROLLER://127.0.0.1:{self.controller_port},"
+                         f"SASL_SSL://127.0.0.1:{self.secure_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
+                                    f"SASL_SSL://127.0.0.1:{self.secure_port}",
+            "listener.security.protocol.map":
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-256,PLAIN",
+            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.sasl_ssl.plain.sasl.jaas.config":
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": sec["keystore"],
+            "ssl.keystore.password": sec["keystore_password"],
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": "User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+
     def format(self):
+        scram = []
+        for user, password in (self.cluster.secure or {}).get("users", {}).items():
+            scram += ["--add-scram", f"SCRAM-SHA-256=[name={user},password={password}]"]
         r = subprocess.run(
             ["java", *JVM_OPTS, "-cp", self.cluster.classpath, "kafka.tools.StorageTool",
-             "format", "-t", self.cluster.cluster_id, "-c", self.props],
+             "format", "-t", self.cluster.cluster_id, "-c", self.props, *scram],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
         if r.returncode != 0:
             raise ClusterError(f"StorageTool format node {self.id} failed:\n{r.stdout}")
@@ -220,13 +256,20 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, directory, nodes=1, extra_props=None, start=True, ready_timeout=90):
+    """`secure`, when given: {"keystore": PKCS12 path, "keystore_password": ...,
+    "users": {name: password}} adds a SASL_SSL listener on every node
+    (.secure_bootstrap) and turns the ACL authorizer on (.acl())."""
+
+    def __init__(self, directory, nodes=1, extra_props=None, start=True, ready_timeout=90,
+                 secure=None):
         self.dir = os.path.abspath(directory)
         os.makedirs(self.dir, exist_ok=True)
         self.classpath = os.path.join(fetch(), "*")
         self.cluster_id = _random_cluster_id()
-        ports = free_ports(2 * nodes)
-        self.nodes = [Node(self, i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(nodes)]
+        self.secure = secure
+        k = 3 if secure else 2
+        ports = free_ports(k * nodes)
+        self.nodes = [Node(self, i + 1, *ports[k * i:k * i + k]) for i in range(nodes)]
         for n in self.nodes:
             shutil.rmtree(n.dir, ignore_errors=True)  # an earlier run's cluster
             n.write_config(extra_props or {})
@@ -239,8 +282,23 @@ class Cluster:
     def bootstrap(self):
         return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
+    @property
+    def secure_bootstrap(self):
+        return ",".join(f"127.0.0.1:{n.secure_port}" for n in self.nodes)
+
     def node(self, node_id):
         return self.nodes[node_id - 1]
+
+    def acl(self, *args, timeout=60):
+        """Kafka's AclCommand over PLAINTEXT, e.g. acl("--add", "--allow-principal",
+        "User:m2k", "--operation", "Write", "--topic", "test")."""
+        r = subprocess.run(
+            ["java", *JVM_OPTS, "-Dlog4j2.configurationFile=" + LOG4J, "-cp", self.classpath,
+             "org.apache.kafka.tools.AclCommand", "--bootstrap-server", self.bootstrap, *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise ClusterError(f"AclCommand {' '.join(args)} failed:\n{r.stdout}")
+        return r.stdout
 
     def start(self, timeout=90):
         for n in self.nodes:
