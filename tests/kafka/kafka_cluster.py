@@ -215,7 +215,9 @@ class Node:
             scram += ["--add-scram", f"SCRAM-SHA-256=[name={user},password={password}]"]
         r = subprocess.run(
             ["java", *JVM_OPTS, "-cp", self.cluster.classpath, "kafka.tools.StorageTool",
-             "format", "-t", self.cluster.cluster_id, "-c", self.props, *scram],
+             # "=": a random id may begin with "-"
+             "format", f"--cluster-id={self.cluster.cluster_id}", f"--config={self.props}",
+             *scram],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
         if r.returncode != 0:
             raise ClusterError(f"StorageTool format node {self.id} failed:\n{r.stdout}")
