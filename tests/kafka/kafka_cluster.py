@@ -278,7 +278,11 @@ class Cluster:
         for n in self.nodes:
             n.format()
         if start:
-            self.start(ready_timeout)
+            try:
+                self.start(ready_timeout)
+            except BaseException:
+                self.close()  # no JVM left behind by a start that failed
+                raise
 
     @property
     def bootstrap(self):
@@ -357,14 +361,18 @@ class Cluster:
                 f"--- node {n.id} ({n.log_path}):\n{n.log_tail()}" for n in self.nodes)) from None
 
     def close(self, timeout=30):
-        for n in self.nodes:
-            if n.alive():
-                n.proc.send_signal(signal.SIGTERM)
-        for n in self.nodes:
+        """SIGTERM to every node at once; -9 to any still running `timeout`
+        seconds later."""
+        running = self.alive_nodes()
+        for n in running:
+            n.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for n in running:
             try:
-                n.signal(signal.SIGTERM, timeout)
-            except ClusterError:
-                pass
+                n.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                n.proc.kill()
+                n.proc.wait(10)
 
     def __enter__(self):
         return self
