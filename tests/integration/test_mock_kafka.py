@@ -3,12 +3,16 @@ driven by a real confluent_kafka Producer, and the harness's own checks,
 which must be able to fail: a Kafka read against brokers that are down
 raises, a wait that times out raises, a log check sees only what follows
 its mark."""
+import os
 import time
 
 import pytest
 from confluent_kafka import KafkaError, Producer
 
 import m2k
+
+pytestmark = pytest.mark.skipif(os.environ.get("M2K_KAFKA") == "real",
+                                reason="tests the mock Kafka process itself")
 
 
 def produce(bootstrap, topic, records, **conf):
