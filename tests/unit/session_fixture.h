@@ -1,9 +1,10 @@
 /* The fixture of the session tests (test_session*.c): a fake producer, a fake
- * topic map, fake connections, a hand-driven clock and MQTT packet builders.
- * Each test file uses a subset. */
+ * topic map, a fake security (auth ops), fake connections, a hand-driven clock,
+ * MQTT packet builders and a log capture. Each test file uses a subset. */
 #ifndef M2K_TEST_SESSION_FIXTURE_H
 #define M2K_TEST_SESSION_FIXTURE_H
 
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,12 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "mqtt/codec.h"
 #include "mqtt/session.h"
 #include "ops/metrics.h"
+#include "util/log.h"
 
 #pragma GCC diagnostic ignored "-Wunused-function"
 
@@ -95,7 +98,9 @@ static int fake_route(void *ud, const char *topic, size_t len, const topic_map_c
 typedef struct {
     uint8_t out[8192];
     size_t out_len;
-    int closes, pauses, resumes;
+    int closes, pauses, resumes, holds;
+    uint32_t held_ms;
+    size_t out_at_hold; /* bytes queued when hold was called */
     bool paused;
     bool fail_send;
     session_conn_t *c;
@@ -123,14 +128,75 @@ static void f_resume(void *ud) {
     f->resumes++;
     f->paused = false;
 }
+static void f_hold(void *ud, uint32_t ms) {
+    fconn_t *f = ud;
+    f->holds++;
+    f->held_ms = ms;
+    f->out_at_hold = f->out_len;
+}
 static const session_conn_ops_t f_ops = {f_send, f_close, f_pause, f_resume, NULL};
+static const session_conn_ops_t f_ops_hold = {f_send, f_close, f_pause, f_resume, f_hold};
+
+/* The auth ops: answers set by the test, calls and last arguments recorded. */
+typedef struct {
+    int rc;            /* connect's answer */
+    uint32_t delay_ms; /* connect's throttle delay */
+    uint32_t gen;      /* acl_generation's answer (0: no ACL) */
+    const char *deny;  /* can_publish refuses the topics that start with it */
+    int connects, checks, gens;
+    bool has_user, has_pw;
+    uint64_t now_ms;
+    char identity[64], user[64], pass[64];          /* connect's last arguments */
+    char acl_user[64], acl_cid[64], acl_topic[128]; /* can_publish's */
+} fake_auth_t;
+
+static void copy_arg(char *out, size_t cap, const void *p, size_t n) {
+    snprintf(out, cap, "%.*s", p ? (int)n : 0, p ? (const char *)p : "");
+}
+
+static int fa_connect(void *ud, const char *addr, const char *identity, bool has_user,
+                      const char *user, size_t ulen, bool has_pw, const uint8_t *pw, size_t pwlen,
+                      uint64_t now_ms, uint32_t *delay_ms) {
+    fake_auth_t *a = ud;
+    a->connects++;
+    assert_string_equal(addr, "127.0.0.1:5000");
+    copy_arg(a->identity, sizeof(a->identity), identity, identity ? strlen(identity) : 0);
+    a->has_user = has_user;
+    copy_arg(a->user, sizeof(a->user), user, ulen);
+    a->has_pw = has_pw;
+    copy_arg(a->pass, sizeof(a->pass), pw, pwlen);
+    a->now_ms = now_ms;
+    *delay_ms = a->delay_ms;
+    return a->rc;
+}
+
+static bool fa_can_publish(void *ud, const char *user, const char *client_id, const char *topic,
+                           size_t len) {
+    fake_auth_t *a = ud;
+    a->checks++;
+    copy_arg(a->acl_user, sizeof(a->acl_user), user ? user : "(null)",
+             strlen(user ? user : "(null)"));
+    copy_arg(a->acl_cid, sizeof(a->acl_cid), client_id, strlen(client_id));
+    copy_arg(a->acl_topic, sizeof(a->acl_topic), topic, len);
+    size_t n = a->deny ? strlen(a->deny) : 0;
+    return !(a->deny && len >= n && memcmp(topic, a->deny, n) == 0);
+}
+
+static uint32_t fa_generation(void *ud) {
+    fake_auth_t *a = ud;
+    a->gens++;
+    return a->gen;
+}
+
 typedef struct {
     config_t cfg;
     producer_t prod;
     session_mgr_t *m;
     fconn_t conns[4];
     uint64_t now;
-    metrics_histogram_t lat;       /* the ack latencies the session reported */
+    metrics_histogram_t lat; /* the ack latencies the session reported */
+    bool with_auth;          /* opts.auth: the fake below */
+    fake_auth_t auth;
     const session_conn_ops_t *ops; /* of the connections open_conn makes */
 } fx_t;
 
@@ -148,6 +214,8 @@ static void fx_start(fx_t *fx) {
         .ack_latency = fx_ack_latency,
         .ack_latency_ud = fx,
     };
+    if (fx->with_auth)
+        o.auth = (session_auth_ops_t){fa_connect, fa_can_publish, fa_generation, &fx->auth};
     memset(&fx->lat, 0, sizeof(fx->lat));
     fx->m = session_mgr_new(&o);
     assert_non_null(fx->m);
@@ -169,6 +237,17 @@ static int setup(void **state) {
     fx->ops = &f_ops;
     fx_start(fx);
     *state = fx;
+    return 0;
+}
+
+/* With the fake auth ops (accepting, no ACL) and connections that can be held. */
+static int setup_auth(void **state) {
+    setup(state);
+    fx_t *fx = *state;
+    fx->with_auth = true;
+    fx->ops = &f_ops_hold;
+    session_mgr_free(fx->m);
+    fx_start(fx);
     return 0;
 }
 
@@ -245,13 +324,14 @@ typedef struct {
     uint8_t will_qos;
     bool will_retain;
     const char *user;
+    const char *pass;
 } cn_t;
 
 static pk_t connect_pk(cn_t c) {
     pk_t b = {.n = 0};
     put_str(&b, "MQTT");
     put_u8(&b, c.level ? c.level : 4);
-    uint8_t flags = (uint8_t)((c.clean ? 0x02 : 0) | (c.user ? 0x80 : 0));
+    uint8_t flags = (uint8_t)((c.clean ? 0x02 : 0) | (c.user ? 0x80 : 0) | (c.pass ? 0x40 : 0));
     if (c.will_topic)
         flags |= (uint8_t)(0x04 | (c.will_qos << 3) | (c.will_retain ? 0x20 : 0));
     put_u8(&b, flags);
@@ -263,6 +343,8 @@ static pk_t connect_pk(cn_t c) {
     }
     if (c.user)
         put_str(&b, c.user);
+    if (c.pass)
+        put_str(&b, c.pass);
     return frame(0x10, &b);
 }
 
@@ -308,6 +390,27 @@ static fconn_t *connected(fx_t *fx, int i, cn_t c) {
 
 static void deliver(fx_t *fx, int rec, int err) {
     session_on_delivery(fx->m, fx->prod.recs[rec].opaque, err, err ? "Broker: boom" : NULL);
+}
+
+/* ---- log capture ---------------------------------------------------------------- */
+
+static int log_pipe[2] = {-1, -1}, log_saved_fd = -1;
+
+/* Lines go to a pipe until log_capture_end (a test logs far less than it holds). */
+static void log_capture_begin(void) {
+    assert_int_equal(pipe2(log_pipe, O_NONBLOCK), 0);
+    log_saved_fd = log_set_fd(log_pipe[1]);
+}
+
+/* Everything logged since log_capture_begin (static buffer, NUL-terminated). */
+static const char *log_capture_end(void) {
+    static char buf[16384];
+    log_set_fd(log_saved_fd);
+    close(log_pipe[1]);
+    ssize_t n = read(log_pipe[0], buf, sizeof(buf) - 1);
+    close(log_pipe[0]);
+    buf[n > 0 ? n : 0] = '\0';
+    return buf;
 }
 
 #endif
