@@ -17,7 +17,7 @@ import subprocess
 import time
 
 import yaml
-from confluent_kafka import Consumer, KafkaException, TopicPartition, OFFSET_BEGINNING
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition, OFFSET_BEGINNING
 
 SOURCE_DIR = os.environ.get(
     "M2K_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -121,10 +121,12 @@ class KafkaReadError(AssertionError):
     Kafka fails, it never takes that for "no records"."""
 
 
-def _partitions(c, topic, deadline):
+def _partitions(c, topic, deadline, missing_ok=False):
     """Every partition of `topic` (the mock creates a topic on its first
-    metadata request, a consumer's included). Retries until `deadline`, then
-    raises KafkaReadError with the last error."""
+    metadata request, a consumer's included; Apache Kafka does not). With
+    `missing_ok`, a broker's answer that the topic does not exist gives []
+    (the broker answered, and a topic that does not exist holds nothing).
+    Retries until `deadline`, then raises KafkaReadError with the last error."""
     last = None
     while True:
         try:
@@ -132,6 +134,9 @@ def _partitions(c, topic, deadline):
             t = md.topics.get(topic)
             if t is not None and t.error is None and t.partitions:
                 return sorted(t.partitions)
+            if (missing_ok and t is not None and t.error is not None
+                    and t.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+                return []
             last = "no partitions" if t is None or t.error is None else t.error
         except KafkaException as e:
             last = e
@@ -140,7 +145,7 @@ def _partitions(c, topic, deadline):
         time.sleep(0.1)
 
 
-def read_topic(bootstrap, topic, n, timeout=15.0, settle=0.0):
+def read_topic(bootstrap, topic, n, timeout=15.0, settle=0.0, missing_ok=False):
     """Reads `topic` from the beginning of every partition until `n` records
     arrived or `timeout` passed, then `settle` seconds more (so a caller can
     check that nothing beyond `n` arrives). Returns (Records, each partition
@@ -151,7 +156,9 @@ def read_topic(bootstrap, topic, n, timeout=15.0, settle=0.0):
     out = []
     try:
         deadline = time.monotonic() + timeout
-        parts = _partitions(c, topic, deadline)
+        parts = _partitions(c, topic, deadline, missing_ok)
+        if not parts:
+            return [], 0
         c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
         end = None
         while True:
@@ -199,7 +206,7 @@ def assert_records(bootstrap, topic, n, timeout=15.0, settle=1.0):
 def assert_no_records(bootstrap, topic, window=1.5):
     """Nothing arrives within `window`, and the brokers (which must answer)
     then say the topic is empty."""
-    recs, total = read_topic(bootstrap, topic, 1, timeout=window)
+    recs, total = read_topic(bootstrap, topic, 1, timeout=window, missing_ok=True)
     assert (recs, total) == ([], 0), \
         f"{topic}: expected no records, read {len(recs)}, the topic holds {total}: {recs[:5]}"
 
