@@ -567,7 +567,8 @@ void conn_on_connection(uv_stream_t *ls, int status) {
     list_insert_head(&s->conns, &c->node);
     svc->n_conns++;
     svc->st.accepted++;
-    log_debug("accepted %s on %s", peer, l->name);
+    if (svc->limits) /* the metrics listener's accepts are not logged */
+        log_debug("accepted %s on %s", peer, l->name);
     if (!c->tr->type->handshake)
         conn_set_state(c, CONN_OPEN);
     conn_read_start(c);
