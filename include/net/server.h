@@ -169,8 +169,8 @@ void server_conn_resume(server_conn_t *c);
  * answer); a close requested meanwhile happens after the hold. */
 void server_conn_hold(server_conn_t *c, uint32_t ms);
 /* Calls conn_timer once after ms, unless the connection is closing by then.
- * A connection has one timer: a hold replaces it. 0, or -1 (no memory, or
- * held). */
+ * A connection has one timer: a hold replaces it. 0, or -1 (no memory, held
+ * or closing). */
 int server_conn_timer(server_conn_t *c, uint32_t ms);
 
 #endif
