@@ -20,6 +20,7 @@
 #include "net/server.h"
 #include "mqtt/session.h"
 #include "map/topic_map.h"
+#include "runtime.h"
 
 #define METADATA_WAIT_MS 10000
 #define SHUTDOWN_TICK_MS 50
@@ -276,163 +277,41 @@ static void finish_shutdown(daemon_t *d) {
 
 /* ---- SIGHUP reload ------------------------------------------------------------
  *
- * A reload loads the file again into a new config_t, then runs every step in
- * reload_steps[] in two phases:
- *   prepare(d, next, &state, err, errlen): build what `next` needs (compile,
- *     read files) WITHOUT touching the running state; may fail (return -1 with
- *     a message): the reload is then rejected, abort() runs for every step
- *     already prepared, and the old configuration stays entirely;
- *   commit(d, next, state): swap it in; must not fail; runs on the loop
- *     thread between two callbacks, so no packet sees half of a reload.
- * After all commits the sessions and the server switch to `next` (limits,
- * unmapped policy, headers, log level and format), and the old configuration
- * is freed. Settings that need a restart are compared and named in the log.
+ * A reload loads the file again into a new config_t and builds what it needs
+ * with the same steps as the start and --check (runtime.c): runtime_prepare
+ * builds without touching the running state and may fail, which rejects the
+ * whole reload (fail closed: the running files and settings stay); then the
+ * settings that need a restart are named (their rows in the settings table
+ * say so), runtime_commit swaps the new objects in, and the sessions and the
+ * server switch to `next` (limits, unmapped policy, headers, log level and
+ * format). All of it runs in one signal callback on the loop thread, so no
+ * packet sees half of a reload.
  *
  * The password/ACL files and the TLS certificates are steps too, so they are
  * read again on every SIGHUP, also when the YAML is unchanged, and a file
- * that does not load rejects the whole reload (the YAML changes included):
- * fail closed, the running files and settings stay. To reload another
- * module, add a step: prepare loads the new files into a new object, commit
- * swaps the pointer the module reads and frees the old object. */
-typedef struct {
-    const char *name;
-    int (*prepare)(daemon_t *d, const config_t *next, void **state, char *err, size_t errlen);
-    void (*commit)(daemon_t *d, const config_t *next, void *state);
-    void (*abort)(daemon_t *d, void *state);
-} reload_step_t;
+ * that does not load rejects the whole reload (the YAML changes included). */
 
-static int topics_prepare(daemon_t *d, const config_t *next, void **state, char *err,
-                          size_t errlen) {
-    (void)d;
-    topic_map_t *tm = topic_map_new(next->rules, next->n_rules, err, errlen);
-    *state = tm;
-    return tm ? 0 : -1;
-}
-
-static void topics_commit(daemon_t *d, const config_t *next, void *state) {
-    (void)next;
-    topic_map_t *old = d->tm;
-    /* Records already produced carry their rendered topic; nothing refers
-     * to the old map once this returns. */
-    d->tm = state;
-    topic_map_free(old);
-}
-
-static void topics_abort(daemon_t *d, void *state) {
-    (void)d;
-    if (state)
-        topic_map_free(state);
-}
-
-/* The password and ACL files, read again on every SIGHUP (also when the
- * YAML did not change), from the paths in `next`. */
-static int auth_prepare(daemon_t *d, const config_t *next, void **state, char *err, size_t errlen) {
-    (void)d;
-    security_update_t *u = NULL;
-    int rc = security_prepare(&next->auth, &u, err, errlen);
-    *state = u;
-    return rc;
-}
-
-static void auth_commit(daemon_t *d, const config_t *next, void *state) {
-    /* Sessions compare the generation: cached ACL decisions become stale. */
-    security_commit(d->sec, &next->auth, state);
-    if (next->auth.password_file || next->auth.acl_file)
-        log_info("reload: password and ACL files reloaded (password file %s, ACL file %s, "
-                 "anonymous clients %s)",
-                 next->auth.password_file ? next->auth.password_file : "none",
-                 next->auth.acl_file ? next->auth.acl_file : "none",
-                 next->auth.allow_anonymous ? "allowed" : "refused");
-}
-
-static void auth_abort(daemon_t *d, void *state) {
-    (void)d;
-    security_update_free(state);
-}
-
-/* Certificate, key and CA of every TLS listener, read again on every SIGHUP. */
-static int tls_prepare(daemon_t *d, const config_t *next, void **state, char *err, size_t errlen) {
-    server_tls_update_t *u = NULL;
-    int rc = server_tls_prepare(d->srv, next, &u, err, errlen);
-    *state = u;
-    return rc;
-}
-
-static void tls_commit(daemon_t *d, const config_t *next, void *state) {
-    (void)next;
-    server_tls_commit(d->srv, state);
-}
-
-static void tls_abort(daemon_t *d, void *state) {
-    (void)d;
-    server_tls_abort(state);
-}
-
-static const reload_step_t reload_steps[] = {
-    {"topic map", topics_prepare, topics_commit, topics_abort},
-    {"auth files", auth_prepare, auth_commit, auth_abort},
-    {"TLS certificates", tls_prepare, tls_commit, tls_abort},
-};
-#define N_RELOAD_STEPS (sizeof(reload_steps) / sizeof(reload_steps[0]))
-
-static bool str_differs(const char *a, const char *b) {
-    if (!a || !b)
-        return a != b;
-    return strcmp(a, b) != 0;
-}
-
-/* Names every changed setting that is only read at start. */
-static void report_restart_needed(const config_t *old, const config_t *next) {
-    bool listeners = old->n_listeners != next->n_listeners;
-    for (size_t i = 0; !listeners && i < old->n_listeners; i++)
-        listeners = strcmp(old->listeners[i].listen, next->listeners[i].listen) != 0 ||
-                    old->listeners[i].tls.enabled != next->listeners[i].tls.enabled ||
-                    old->listeners[i].tls.use_identity_as_username !=
-                        next->listeners[i].tls.use_identity_as_username;
-    bool props = old->n_kafka_properties != next->n_kafka_properties;
-    for (size_t i = 0; !props && i < old->n_kafka_properties; i++)
-        props = strcmp(old->kafka_properties[i].name, next->kafka_properties[i].name) != 0 ||
-                strcmp(old->kafka_properties[i].value, next->kafka_properties[i].value) != 0;
-    if (listeners)
-        log_warn("reload: listeners changed; this needs a restart (still listening as before)");
-    if (str_differs(old->bootstrap_servers, next->bootstrap_servers))
-        log_warn("reload: kafka.bootstrap_servers changed; this needs a restart (still using %s)",
-                 old->bootstrap_servers);
-    if (props)
-        log_warn("reload: kafka.properties changed; this needs a restart (the producer keeps "
-                 "its settings)");
-    if (str_differs(old->metrics_listen, next->metrics_listen))
-        log_warn("reload: metrics.listen changed; this needs a restart (still %s)",
-                 old->metrics_listen ? old->metrics_listen : "off");
+/* The running objects, for runtime_prepare and runtime_commit. */
+static runtime_t daemon_runtime(daemon_t *d) {
+    return (runtime_t){.kafka = &d->k, .topics = &d->tm, .security = &d->sec, .server = d->srv};
 }
 
 /* Every error of a rejected configuration, one log line each. */
 static void log_error_lines(const char *what, char *errs) {
     for (char *line = strtok(errs, "\n"); line; line = strtok(NULL, "\n"))
-        log_error("reload: %s: %s", what, line);
+        log_error("reload: %s%s%s", what ? what : "", what ? ": " : "", line);
 }
 
-static int check_kafka_properties(const config_t *cfg, char *err, size_t errlen) {
-    int errors = 0;
-    size_t off = 0;
-    for (size_t i = 0; i < cfg->n_kafka_properties; i++) {
-        const config_property_t *p = &cfg->kafka_properties[i];
-        char e[512];
-        if (kafka_check_property(p->name, p->value, e, sizeof(e)) == 0)
-            continue;
-        errors++;
-        if (off < errlen)
-            off += (size_t)snprintf(err + off, errlen - off, "%s:%d:%d: kafka.properties.%s: %s\n",
-                                    cfg->path, p->pos.line, p->pos.col, p->name, e);
-    }
-    return errors ? -1 : 0;
+static void log_restart_needed(void *ud, const char *msg) {
+    (void)ud;
+    log_warn("reload: %s", msg);
 }
 
 static void daemon_reload(daemon_t *d) {
     const char *path = d->cfg->path;
     config_t *next = NULL;
-    void *state[N_RELOAD_STEPS] = {0};
-    size_t prepared = 0;
+    runtime_prep_t *prep = NULL;
+    runtime_t rt = daemon_runtime(d);
     char *err = malloc(RELOAD_ERRBUF);
     notify(d, "RELOADING=1\nSTATUS=reloading %s", path);
     log_info("SIGHUP: reloading %s", path);
@@ -445,21 +324,13 @@ static void daemon_reload(daemon_t *d) {
         log_error_lines("configuration rejected", err);
         goto fail;
     }
-    if (check_kafka_properties(next, err, RELOAD_ERRBUF) != 0) {
-        log_error_lines("configuration rejected", err);
+    /* Each line names its step: "auth files: ...", "TLS certificates: ...". */
+    if (runtime_prepare(&rt, next, RUNTIME_RELOAD, &prep, err, RELOAD_ERRBUF) != 0) {
+        log_error_lines(NULL, err);
         goto fail;
     }
-    for (; prepared < N_RELOAD_STEPS; prepared++) {
-        const reload_step_t *st = &reload_steps[prepared];
-        err[0] = '\0';
-        if (st->prepare(d, next, &state[prepared], err, RELOAD_ERRBUF) != 0) {
-            log_error_lines(st->name, err);
-            goto fail;
-        }
-    }
-    report_restart_needed(d->cfg, next);
-    for (size_t i = 0; i < N_RELOAD_STEPS; i++)
-        reload_steps[i].commit(d, next, state[i]);
+    config_restart_changes(d->cfg, next, log_restart_needed, NULL);
+    runtime_commit(&rt, prep);
     session_mgr_set_config(d->sm, next);
     server_set_config(d->srv, next);
     log_set_level(next->log_level);
@@ -478,10 +349,6 @@ static void daemon_reload(daemon_t *d) {
     notify_status(d, "READY=1\n");
     return;
 fail:
-    while (prepared > 0) {
-        prepared--;
-        reload_steps[prepared].abort(d, state[prepared]);
-    }
     config_free(next);
     free(err);
     d->m.config_reload_failures++;
@@ -537,12 +404,14 @@ static void on_fatal(void *ud, const char *errstr) {
 int daemon_run(const config_t *cfg) {
     daemon_t *d = calloc(1, sizeof(*d));
     char err[1024];
-    const char **props = NULL;
+    runtime_prep_t *prep = NULL;
+    char *errs = NULL;
     int rc = 1;
 
     signal(SIGPIPE, SIG_IGN);
-    if (!d) {
+    if (!d || !(errs = malloc(RELOAD_ERRBUF))) {
         log_error("out of memory");
+        free(d);
         return 1;
     }
     d->cfg = cfg;
@@ -551,44 +420,23 @@ int daemon_run(const config_t *cfg) {
     metrics_init(&d->m);
     d->m.start_time_seconds = (uint64_t)time(NULL);
 
-    props = calloc(cfg->n_kafka_properties * 2 + 1, sizeof(*props));
-    if (!props) {
-        log_error("out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < cfg->n_kafka_properties; i++) {
-        props[2 * i] = cfg->kafka_properties[i].name;
-        props[2 * i + 1] = cfg->kafka_properties[i].value;
-    }
-    kafka_opts_t ko = {
-        .bootstrap_servers = cfg->bootstrap_servers,
-        .properties = props,
-        .n_properties = cfg->n_kafka_properties,
+    /* The producer, the topic map and the security files: the same steps as
+     * --check (which prints the errors the same way), then committed. */
+    runtime_t rt = daemon_runtime(d);
+    rt.kafka_opts = (kafka_opts_t){
         .on_delivery = on_delivery,
         .on_fatal = on_fatal,
         .on_stats = on_stats,
         .ud = d,
     };
-    if (kafka_new(&ko, &d->k, err, sizeof(err)) != 0) {
-        log_error("kafka: %s", err);
-        goto out;
+    if (runtime_prepare(&rt, cfg, RUNTIME_START, &prep, errs, RELOAD_ERRBUF) != 0) {
+        fputs(errs, stderr);
+        free(errs);
+        free(d);
+        return 1;
     }
-    d->tm = topic_map_new(cfg->rules, cfg->n_rules, err, sizeof(err));
-    if (!d->tm) {
-        log_error("topic map: %s", err);
-        goto out;
-    }
-    if (security_new(&cfg->auth, &d->sec, err, sizeof(err)) != 0) {
-        log_error("auth: %s", err);
-        goto out;
-    }
-    if (cfg->auth.password_file || cfg->auth.acl_file || !cfg->auth.allow_anonymous) {
-        log_info("auth: %s%s%s, anonymous clients %s",
-                 cfg->auth.password_file ? "password file " : "no password file",
-                 cfg->auth.password_file ? cfg->auth.password_file : "",
-                 cfg->auth.acl_file ? ", ACL file loaded" : ", no ACL file",
-                 cfg->auth.allow_anonymous ? "allowed" : "refused");
-    }
+    free(errs);
+    runtime_commit(&rt, prep);
     session_mgr_opts_t so = {
         .cfg = cfg,
         .security = d->sec,
@@ -667,7 +515,6 @@ out:
     security_free(d->sec);
     if (d->tm)
         topic_map_free(d->tm);
-    free(props);
     config_free(d->owned);
     free(d);
     log_info("exiting with status %d", rc);

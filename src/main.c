@@ -7,11 +7,9 @@
 #include "config/config.h"
 #include "config/confluent_import.h"
 #include "daemon.h"
-#include "kafka/producer.h"
 #include "util/log.h"
 #include "auth/passwd_tool.h"
-#include "auth/security.h"
-#include "net/tls.h"
+#include "runtime.h"
 #include "version.h"
 
 #define ERRBUF_SIZE 65536
@@ -40,53 +38,6 @@ static void usage(FILE *out) {
             "  passwd -D FILE USER  delete USER\n");
 }
 
-/* librdkafka is the judge of its own properties; our defaults are checked too
- * (a librdkafka without idempotence support would reject them). */
-static int check_kafka_properties(const config_t *cfg) {
-    int errors = 0;
-    char err[512];
-    for (size_t i = 0; i < cfg->n_kafka_properties; i++) {
-        const config_property_t *p = &cfg->kafka_properties[i];
-        if (kafka_check_property(p->name, p->value, err, sizeof(err)) == 0)
-            continue;
-        errors++;
-        if (p->pos.line > 0)
-            fprintf(stderr, "%s:%d:%d: kafka.properties.%s: %s\n", cfg->path, p->pos.line,
-                    p->pos.col, p->name, err);
-        else
-            fprintf(stderr, "%s: kafka.properties.%s (built-in default): %s\n", cfg->path, p->name,
-                    err);
-    }
-    return errors;
-}
-
-/* --check also loads what the daemon would load at start: each listener's
- * certificate, key and CA, the password file and the ACL file. */
-static int check_files(const config_t *cfg) {
-    int errors = 0;
-    char err[1024];
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        const config_listener_t *l = &cfg->listeners[i];
-        tls_ctx_t *t = NULL;
-        if (!l->tls.enabled)
-            continue;
-        if (tls_ctx_new(&l->tls, &t, err, sizeof(err)) != 0) {
-            fprintf(stderr, "%s:%d:%d: listeners[%zu].tls: %s\n", cfg->path, l->tls.pos.line,
-                    l->tls.pos.col, i, err);
-            errors++;
-        }
-        tls_ctx_free(t);
-    }
-    security_t *sec = NULL;
-    if (security_new(&cfg->auth, &sec, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s:%d:%d: auth: %s\n", cfg->path, cfg->auth.pos.line, cfg->auth.pos.col,
-                err);
-        errors++;
-    }
-    security_free(sec);
-    return errors;
-}
-
 int main(int argc, char **argv) {
     const char *path = CONFIG_DEFAULT_PATH;
     const char *import = NULL;
@@ -100,6 +51,10 @@ int main(int argc, char **argv) {
             return 0;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--settings-markdown") == 0) {
+            /* Not in the usage: regenerates docs/configuration.md's table. */
+            config_settings_markdown(stdout);
             return 0;
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--check") == 0) {
             check = 1;
@@ -138,11 +93,14 @@ int main(int argc, char **argv) {
         fputs(errbuf, stderr);
         goto out;
     }
-    if (check_kafka_properties(cfg) > 0)
-        goto out;
     if (check) {
-        if (check_files(cfg) > 0)
+        /* What the start would build, built and thrown away (runtime.h). */
+        runtime_prep_t *prep;
+        if (runtime_prepare(NULL, cfg, RUNTIME_CHECK, &prep, errbuf, ERRBUF_SIZE) != 0) {
+            fputs(errbuf, stderr);
             goto out;
+        }
+        runtime_abort(prep);
         printf("configuration OK\n");
         rc = 0;
         goto out;

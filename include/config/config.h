@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "util/log.h"
 
@@ -133,6 +134,17 @@ void config_free(config_t *cfg);
 /* Parses "host:port" / "[v6]:port" (IP literals only) into a malloc'd host and
  * a port. Returns 0, or -1 with a static reason in *why. */
 int config_parse_listen(const char *s, char **host, uint16_t *port, const char **why);
+
+/* Every setting a SIGHUP does not apply (its row in the settings table says
+ * it needs a restart) that differs between `running` and `next`, in table
+ * order: report(ud, "kafka.bootstrap_servers changed; this needs a restart
+ * (still using k1:9092)"). Returns how many. */
+size_t config_restart_changes(const config_t *running, const config_t *next,
+                              void (*report)(void *ud, const char *msg), void *ud);
+
+/* The settings table of docs/configuration.md, generated from the table
+ * (`mqtt2kafka --settings-markdown`). */
+void config_settings_markdown(FILE *out);
 
 /* Default path used when -c is not given. */
 #define CONFIG_DEFAULT_PATH "/etc/mqtt2kafka/mqtt2kafka.yaml"

@@ -1,42 +1,29 @@
 /* Configuration: YAML -> config_t. The whole file is loaded as a libyaml node
- * graph (marks give line:col for every value), then walked once; every error
- * is collected, so an operator fixes a file in one round instead of one error
- * per run. */
+ * graph (marks give line:col for every value), then walked once with the
+ * settings table (settings.c): each mapping's keys are the rows below its
+ * section, each value is parsed by its row's type. Every error is collected,
+ * so an operator fixes a file in one round instead of one error per run. */
 #include "config/config.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
+#include "settings.h"
 #include "util/file_read.h"
-#include "map/topic_map.h"
 
-/* MQTT's largest packet: 1 byte header, 4 bytes remaining length, 268435455. */
-#define MQTT_MAX_PACKET 268435460u
-#define MIN_PACKET 128u
-
-typedef struct {
+struct errs {
     const char *file;
     char *buf;
     size_t cap, len;
     int count;
     bool oom;
-} errs_t;
-
-typedef struct {
-    yaml_document_t *doc;
-    errs_t *errs;
-    config_t *cfg;
-    config_pos_t shutdown_pos; /* where shutdown_timeout_s was set, line 0 if not */
-    config_pos_t max_packet_pos;
-    bool max_packet_set;
-    bool max_persistent_set;
-} ctx_t;
+};
+typedef struct errs errs_t;
 
 static void errs_vadd(errs_t *e, config_pos_t pos, const char *fmt, va_list ap) {
     e->count++;
@@ -67,23 +54,22 @@ static void errs_vadd(errs_t *e, config_pos_t pos, const char *fmt, va_list ap) 
         e->len = e->cap - 1;
 }
 
-__attribute__((format(printf, 3, 4))) static void err_at(ctx_t *c, config_pos_t pos,
-                                                         const char *fmt, ...) {
+void cfg_err(parse_ctx_t *c, config_pos_t pos, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     errs_vadd(c->errs, pos, fmt, ap);
     va_end(ap);
 }
 
-static void report_cb(void *ud, config_pos_t pos, const char *msg) {
-    err_at(ud, pos, "%s", msg);
+void cfg_oom(parse_ctx_t *c) {
+    c->errs->oom = true;
 }
 
-static config_pos_t pos_of(const yaml_node_t *n) {
+config_pos_t cfg_pos_of(const yaml_node_t *n) {
     return (config_pos_t){(int)n->start_mark.line + 1, (int)n->start_mark.column + 1};
 }
 
-static bool is_null(const yaml_node_t *n) {
+bool cfg_is_null(const yaml_node_t *n) {
     if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
     const char *v = (const char *)n->data.scalar.value;
@@ -91,14 +77,14 @@ static bool is_null(const yaml_node_t *n) {
            strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
 }
 
-static const char *describe(const yaml_node_t *n, char *buf, size_t len) {
+const char *cfg_describe(const yaml_node_t *n, char *buf, size_t len) {
     switch (n->type) {
     case YAML_MAPPING_NODE:
         return "a mapping";
     case YAML_SEQUENCE_NODE:
         return "a list";
     case YAML_SCALAR_NODE:
-        if (is_null(n))
+        if (cfg_is_null(n))
             return "nothing";
         snprintf(buf, len, "\"%.60s\"", (const char *)n->data.scalar.value);
         return buf;
@@ -113,24 +99,25 @@ static const char *scalar(const yaml_node_t *n) {
 
 /* ---- typed getters: each reports its own error and returns -1 ---- */
 
-static int get_string(ctx_t *c, const yaml_node_t *n, const char *where, const char **out) {
+int cfg_get_string(parse_ctx_t *c, const yaml_node_t *n, const char *where, const char **out) {
     char d[80];
-    if (n->type != YAML_SCALAR_NODE || is_null(n)) {
-        err_at(c, pos_of(n), "%s: expected a string, got %s", where, describe(n, d, sizeof(d)));
+    if (n->type != YAML_SCALAR_NODE || cfg_is_null(n)) {
+        cfg_err(c, cfg_pos_of(n), "%s: expected a string, got %s", where,
+                cfg_describe(n, d, sizeof(d)));
         return -1;
     }
     if (strlen(scalar(n)) != n->data.scalar.length) {
-        err_at(c, pos_of(n), "%s: must not contain U+0000", where);
+        cfg_err(c, cfg_pos_of(n), "%s: must not contain U+0000", where);
         return -1;
     }
     *out = scalar(n);
     return 0;
 }
 
-static int get_uint(ctx_t *c, const yaml_node_t *n, const char *where, unsigned long lo,
+static int get_uint(parse_ctx_t *c, const yaml_node_t *n, const char *where, unsigned long lo,
                     unsigned long hi, uint32_t *out) {
     char d[80];
-    bool ok = n->type == YAML_SCALAR_NODE && !is_null(n);
+    bool ok = n->type == YAML_SCALAR_NODE && !cfg_is_null(n);
     unsigned long v = 0;
     if (ok) {
         const char *s = scalar(n);
@@ -143,15 +130,15 @@ static int get_uint(ctx_t *c, const yaml_node_t *n, const char *where, unsigned 
         }
     }
     if (!ok) {
-        err_at(c, pos_of(n), "%s: expected an integer from %lu to %lu, got %s", where, lo, hi,
-               describe(n, d, sizeof(d)));
+        cfg_err(c, cfg_pos_of(n), "%s: expected an integer from %lu to %lu, got %s", where, lo, hi,
+                cfg_describe(n, d, sizeof(d)));
         return -1;
     }
     *out = (uint32_t)v;
     return 0;
 }
 
-static int get_bool(ctx_t *c, const yaml_node_t *n, const char *where, bool *out) {
+static int get_bool(parse_ctx_t *c, const yaml_node_t *n, const char *where, bool *out) {
     char d[80];
     if (n->type == YAML_SCALAR_NODE) {
         const char *s = scalar(n);
@@ -164,54 +151,92 @@ static int get_bool(ctx_t *c, const yaml_node_t *n, const char *where, bool *out
             return 0;
         }
     }
-    err_at(c, pos_of(n), "%s: expected true or false, got %s", where, describe(n, d, sizeof(d)));
+    cfg_err(c, cfg_pos_of(n), "%s: expected true or false, got %s", where,
+            cfg_describe(n, d, sizeof(d)));
     return -1;
 }
 
-static bool expect_type(ctx_t *c, const yaml_node_t *n, yaml_node_type_t t, const char *where) {
+/* SET_STRING and SET_FILE: a non-empty string. Whether a file can be read is
+ * checked when the daemon loads it (the check runs as another user). */
+static void get_nonempty(parse_ctx_t *c, const yaml_node_t *n, const char *where,
+                         const setting_t *s, char **out) {
+    const char *v;
+    if (cfg_get_string(c, n, where, &v) < 0)
+        return;
+    if (v[0] == '\0') {
+        cfg_err(c, cfg_pos_of(n), "%s: expected %s, got \"\"", where,
+                s->type == SET_FILE ? "a file name" : s->expected);
+        return;
+    }
+    free(*out);
+    *out = cfg_strdup(c, v);
+}
+
+/* SET_ENUM: one of the row's words ("expected error, warn, info or debug"). */
+static void get_enum(parse_ctx_t *c, const yaml_node_t *n, const char *where, const setting_t *s,
+                     int *out) {
+    const char *v = NULL;
+    if (s->flags & SETTING_STRING_FIRST) {
+        if (cfg_get_string(c, n, where, &v) < 0)
+            return;
+    } else if (n->type == YAML_SCALAR_NODE) {
+        v = scalar(n);
+    }
+    for (const setting_word_t *w = s->words; v && w->word; w++) {
+        if (strcmp(v, w->word) == 0) {
+            *out = w->value;
+            return;
+        }
+    }
+    char words[256], d[80];
+    size_t o = 0;
+    const char *q = s->flags & SETTING_QUOTED ? "\"" : "";
+    for (const setting_word_t *w = s->words; w->word && o < sizeof(words); w++)
+        o += (size_t)snprintf(words + o, sizeof(words) - o, "%s%s%s%s",
+                              w == s->words ? "" : (w[1].word ? ", " : " or "), q, w->word, q);
+    if (s->flags & SETTING_STRING_FIRST)
+        cfg_err(c, cfg_pos_of(n), "%s: expected %s, got \"%s\"", where, words, v);
+    else
+        cfg_err(c, cfg_pos_of(n), "%s: expected %s, got %s", where, words,
+                cfg_describe(n, d, sizeof(d)));
+}
+
+bool cfg_expect(parse_ctx_t *c, const yaml_node_t *n, yaml_node_type_t t, const char *where) {
     char d[80];
     if (n->type == t)
         return true;
-    err_at(c, pos_of(n), "%s: expected %s, got %s", where,
-           t == YAML_MAPPING_NODE ? "a mapping" : "a list", describe(n, d, sizeof(d)));
+    cfg_err(c, cfg_pos_of(n), "%s: expected %s, got %s", where,
+            t == YAML_MAPPING_NODE ? "a mapping" : "a list", cfg_describe(n, d, sizeof(d)));
     return false;
 }
 
-/* Iterates a mapping's pairs, reporting non-string keys and duplicates (which
- * libyaml accepts silently; the last would win and hide a mistake). Returns
- * the key for pair i, or NULL to skip it. */
-static const char *pair_key(ctx_t *c, const yaml_node_t *map, yaml_node_pair_t *pair,
-                            const char *where, yaml_node_t **value) {
+/* Duplicate keys are errors: libyaml accepts them silently, and the last
+ * would win and hide a mistake. */
+const char *cfg_pair_key(parse_ctx_t *c, const yaml_node_t *map, yaml_node_pair_t *pair,
+                         const char *where, yaml_node_t **value) {
     yaml_node_t *k = yaml_document_get_node(c->doc, pair->key);
     *value = yaml_document_get_node(c->doc, pair->value);
-    if (k->type != YAML_SCALAR_NODE || is_null(k)) {
+    if (k->type != YAML_SCALAR_NODE || cfg_is_null(k)) {
         char d[80];
-        err_at(c, pos_of(k), "%s: expected a key name, got %s", where, describe(k, d, sizeof(d)));
+        cfg_err(c, cfg_pos_of(k), "%s: expected a key name, got %s", where,
+                cfg_describe(k, d, sizeof(d)));
         return NULL;
     }
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < pair; p++) {
         yaml_node_t *pk = yaml_document_get_node(c->doc, p->key);
         if (pk->type == YAML_SCALAR_NODE && strcmp(scalar(pk), scalar(k)) == 0) {
-            err_at(c, pos_of(k), "%s%s%s: duplicate key (first at line %d)", where,
-                   where[0] ? "." : "", scalar(k), pos_of(pk).line);
+            cfg_err(c, cfg_pos_of(k), "%s%s%s: duplicate key (first at line %d)", where,
+                    where[0] ? "." : "", scalar(k), cfg_pos_of(pk).line);
             return NULL;
         }
     }
     return scalar(k);
 }
 
-static void unknown_key(ctx_t *c, const yaml_node_t *map, yaml_node_pair_t *pair, const char *where,
-                        const char *key, const char *expected) {
-    yaml_node_t *k = yaml_document_get_node(c->doc, pair->key);
-    (void)map;
-    err_at(c, pos_of(k), "%s%s%s: unknown key (expected one of: %s)", where, where[0] ? "." : "",
-           key, expected);
-}
-
-static char *xstrdup(ctx_t *c, const char *s) {
+char *cfg_strdup(parse_ctx_t *c, const char *s) {
     char *p = strdup(s);
     if (!p)
-        c->errs->oom = true;
+        cfg_oom(c);
     return p;
 }
 
@@ -284,7 +309,7 @@ int config_parse_listen(const char *s, char **host, uint16_t *port, const char *
 }
 
 /* Same address family, bytes and port. */
-static bool same_endpoint(const char *h1, uint16_t p1, const char *h2, uint16_t p2) {
+bool cfg_same_endpoint(const char *h1, uint16_t p1, const char *h2, uint16_t p2) {
     unsigned char a[16] = {0}, b[16] = {0};
     /* Port 0 binds any free port: two of them never collide. */
     if (p1 != p2 || p1 == 0)
@@ -297,549 +322,226 @@ static bool same_endpoint(const char *h1, uint16_t p1, const char *h2, uint16_t 
     return memcmp(a, b, 16) == 0;
 }
 
-/* ---- sections ---- */
-
-static void parse_tls(ctx_t *c, yaml_node_t *n, const char *where, config_tls_t *t);
-
-static void parse_listeners(ctx_t *c, yaml_node_t *n) {
-    config_t *cfg = c->cfg;
-    if (!expect_type(c, n, YAML_SEQUENCE_NODE, "listeners"))
-        return;
-    size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-    if (count == 0) {
-        err_at(c, pos_of(n), "listeners: at least one listener is needed");
-        return;
+int cfg_get_listen(parse_ctx_t *c, const yaml_node_t *n, const char *where, const char **s,
+                   char **host, uint16_t *port) {
+    const char *why;
+    if (cfg_get_string(c, n, where, s) < 0)
+        return -1;
+    if (config_parse_listen(*s, host, port, &why) < 0) {
+        cfg_err(c, cfg_pos_of(n), "%s: expected \"host:port\" or \"[IPv6]:port\", got \"%s\": %s",
+                where, *s, why);
+        return -1;
     }
-    cfg->listeners = calloc(count, sizeof(*cfg->listeners));
-    if (!cfg->listeners) {
-        c->errs->oom = true;
-        return;
-    }
-    size_t idx = 0;
-    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
-         it++, idx++) {
-        yaml_node_t *item = yaml_document_get_node(c->doc, *it);
-        char where[64];
-        snprintf(where, sizeof(where), "listeners[%zu]", idx);
-        if (!expect_type(c, item, YAML_MAPPING_NODE, where))
-            continue;
-        yaml_node_t *listen = NULL, *tls = NULL;
-        for (yaml_node_pair_t *p = item->data.mapping.pairs.start; p < item->data.mapping.pairs.top;
-             p++) {
-            yaml_node_t *v;
-            const char *k = pair_key(c, item, p, where, &v);
-            if (!k)
-                continue;
-            if (strcmp(k, "listen") == 0)
-                listen = v;
-            else if (strcmp(k, "tls") == 0)
-                tls = v;
-            else
-                unknown_key(c, item, p, where, k, "listen, tls");
-        }
-        if (!listen) {
-            err_at(c, pos_of(item), "%s: missing 'listen' (\"host:port\")", where);
-            continue;
-        }
-        snprintf(where, sizeof(where), "listeners[%zu].listen", idx);
-        const char *s, *why;
-        char *host;
-        uint16_t port;
-        if (get_string(c, listen, where, &s) < 0)
-            continue;
-        if (config_parse_listen(s, &host, &port, &why) < 0) {
-            err_at(c, pos_of(listen),
-                   "%s: expected \"host:port\" or \"[IPv6]:port\", got \"%s\": %s", where, s, why);
-            continue;
-        }
-        bool dup = false;
-        for (size_t j = 0; j < cfg->n_listeners; j++) {
-            if (port != 0 &&
-                same_endpoint(cfg->listeners[j].host, cfg->listeners[j].port, host, port)) {
-                err_at(c, pos_of(listen), "%s: duplicate listener \"%s\" (first at line %d)", where,
-                       s, cfg->listeners[j].pos.line);
-                dup = true;
-                break;
-            }
-        }
-        if (dup) {
-            free(host);
-            continue;
-        }
-        config_listener_t *l = &cfg->listeners[cfg->n_listeners++];
-        l->listen = xstrdup(c, s);
-        l->host = host;
-        l->port = port;
-        l->pos = pos_of(listen);
-        if (tls) {
-            snprintf(where, sizeof(where), "listeners[%zu].tls", idx);
-            parse_tls(c, tls, where, &l->tls);
-        }
-    }
+    return 0;
 }
 
-/* A file the daemon will read: must be a non-empty string; whether it can be
- * read is checked when the daemon loads it (the check runs as another user). */
-static void get_path(ctx_t *c, yaml_node_t *v, const char *where, char **out) {
-    const char *s;
-    if (get_string(c, v, where, &s) < 0)
-        return;
-    if (s[0] == '\0') {
-        err_at(c, pos_of(v), "%s: expected a file name, got \"\"", where);
-        return;
-    }
-    free(*out);
-    *out = xstrdup(c, s);
-}
-
-static void parse_tls(ctx_t *c, yaml_node_t *n, const char *where, config_tls_t *t) {
-    char field[96];
-    if (!expect_type(c, n, YAML_MAPPING_NODE, where))
-        return;
-    t->enabled = true;
-    t->min_version = CONFIG_TLS_1_2;
-    t->pos = pos_of(n);
-    bool req_set = false, ident_set = false;
-    config_pos_t ident_pos = {0, 0};
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *v;
-        const char *k = pair_key(c, n, p, where, &v);
-        if (!k)
-            continue;
-        snprintf(field, sizeof(field), "%s.%s", where, k);
-        if (strcmp(k, "cert") == 0) {
-            get_path(c, v, field, &t->cert);
-        } else if (strcmp(k, "key") == 0) {
-            get_path(c, v, field, &t->key);
-        } else if (strcmp(k, "ca") == 0) {
-            get_path(c, v, field, &t->ca);
-        } else if (strcmp(k, "require_client_cert") == 0) {
-            req_set = get_bool(c, v, field, &t->require_client_cert) == 0;
-        } else if (strcmp(k, "use_identity_as_username") == 0) {
-            ident_set = get_bool(c, v, field, &t->use_identity_as_username) == 0;
-            ident_pos = pos_of(v);
-        } else if (strcmp(k, "min_version") == 0) {
-            const char *s;
-            char d[80];
-            if (v->type == YAML_SCALAR_NODE && (s = scalar(v)) != NULL &&
-                (strcmp(s, "1.2") == 0 || strcmp(s, "1.3") == 0))
-                t->min_version = s[2] == '2' ? CONFIG_TLS_1_2 : CONFIG_TLS_1_3;
-            else
-                err_at(c, pos_of(v), "%s: expected \"1.2\" or \"1.3\", got %s", field,
-                       describe(v, d, sizeof(d)));
-        } else {
-            unknown_key(c, n, p, where, k,
-                        "cert, key, ca, require_client_cert, use_identity_as_username, "
-                        "min_version");
-        }
-    }
-    (void)req_set;
-    if (!t->cert)
-        err_at(c, pos_of(n), "%s: missing 'cert' (PEM certificate file)", where);
-    if (!t->key)
-        err_at(c, pos_of(n), "%s: missing 'key' (PEM private key file)", where);
-    if (t->require_client_cert && !t->ca)
-        err_at(c, pos_of(n),
-               "%s: require_client_cert needs 'ca' (the CA that signs client "
-               "certificates)",
-               where);
-    if (ident_set && t->use_identity_as_username && !t->require_client_cert)
-        err_at(c, ident_pos, "%s.use_identity_as_username: needs require_client_cert: true", where);
-}
-
-static void parse_auth(ctx_t *c, yaml_node_t *n) {
-    config_auth_t *a = &c->cfg->auth;
-    if (!expect_type(c, n, YAML_MAPPING_NODE, "auth"))
-        return;
-    a->pos = pos_of(n);
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *v;
-        const char *k = pair_key(c, n, p, "auth", &v);
-        if (!k)
-            continue;
-        char where[64];
-        snprintf(where, sizeof(where), "auth.%s", k);
-        if (strcmp(k, "allow_anonymous") == 0) {
-            a->allow_anonymous_set = get_bool(c, v, where, &a->allow_anonymous) == 0;
-        } else if (strcmp(k, "password_file") == 0) {
-            get_path(c, v, where, &a->password_file);
-        } else if (strcmp(k, "acl_file") == 0) {
-            get_path(c, v, where, &a->acl_file);
-        } else if (strcmp(k, "acl_deny") == 0) {
-            const char *s;
-            if (get_string(c, v, where, &s) < 0)
-                continue;
-            if (strcmp(s, "disconnect") == 0)
-                a->acl_deny = ACL_DENY_DISCONNECT;
-            else if (strcmp(s, "drop") == 0)
-                a->acl_deny = ACL_DENY_DROP;
-            else
-                err_at(c, pos_of(v), "auth.acl_deny: expected disconnect or drop, got \"%s\"", s);
-        } else {
-            unknown_key(c, n, p, "auth", k, "allow_anonymous, password_file, acl_file, acl_deny");
-        }
-    }
-}
-
-static int add_property(ctx_t *c, const char *name, const char *value, config_pos_t pos) {
+int cfg_add_property(parse_ctx_t *c, const char *name, const char *value, config_pos_t pos) {
     config_t *cfg = c->cfg;
     config_property_t *p =
         realloc(cfg->kafka_properties, (cfg->n_kafka_properties + 1) * sizeof(*p));
     if (!p) {
-        c->errs->oom = true;
+        cfg_oom(c);
         return -1;
     }
     cfg->kafka_properties = p;
     p += cfg->n_kafka_properties++;
-    p->name = xstrdup(c, name);
-    p->value = xstrdup(c, value);
+    p->name = cfg_strdup(c, name);
+    p->value = cfg_strdup(c, value);
     p->pos = pos;
     return 0;
 }
 
-static void parse_properties(ctx_t *c, yaml_node_t *n) {
-    if (!expect_type(c, n, YAML_MAPPING_NODE, "kafka.properties"))
-        return;
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *v;
-        const char *k = pair_key(c, n, p, "kafka.properties", &v);
-        if (!k)
-            continue;
-        char d[80];
-        if (strcmp(k, "bootstrap.servers") == 0 || strcmp(k, "metadata.broker.list") == 0) {
-            err_at(c, pos_of(v), "kafka.properties.%s: set kafka.bootstrap_servers instead", k);
-            continue;
-        }
-        if (v->type != YAML_SCALAR_NODE || is_null(v)) {
-            err_at(c, pos_of(v), "kafka.properties.%s: expected a value (string or number), got %s",
-                   k, describe(v, d, sizeof(d)));
-            continue;
-        }
-        add_property(c, k, scalar(v), pos_of(v));
-    }
+/* ---- the walk ---- */
+
+static void join(char *out, size_t cap, const char *where, const char *name) {
+    snprintf(out, cap, "%s%s%s", where, where[0] ? "." : "", name);
 }
 
-static void parse_kafka(ctx_t *c, yaml_node_t *n) {
-    config_t *cfg = c->cfg;
-    if (!expect_type(c, n, YAML_MAPPING_NODE, "kafka"))
-        return;
-    bool have_bootstrap = false;
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *v;
-        const char *k = pair_key(c, n, p, "kafka", &v);
-        if (!k)
-            continue;
-        if (strcmp(k, "bootstrap_servers") == 0) {
-            const char *s;
-            have_bootstrap = true;
-            if (get_string(c, v, "kafka.bootstrap_servers", &s) < 0)
-                continue;
-            if (s[0] == '\0') {
-                err_at(c, pos_of(v),
-                       "kafka.bootstrap_servers: expected \"host:port,...\" or \"embedded\", got "
-                       "\"\"");
-                continue;
-            }
-            cfg->bootstrap_servers = xstrdup(c, s);
-        } else if (strcmp(k, "properties") == 0) {
-            parse_properties(c, v);
-        } else if (strcmp(k, "shutdown_timeout_s") == 0) {
-            if (c->shutdown_pos.line) {
-                err_at(c, pos_of(v), "kafka.shutdown_timeout_s: also set at line %d; keep one",
-                       c->shutdown_pos.line);
-                continue;
-            }
-            c->shutdown_pos = pos_of(v);
-            get_uint(c, v, "kafka.shutdown_timeout_s", 0, 3600, &cfg->shutdown_timeout_s);
-        } else {
-            unknown_key(c, n, p, "kafka", k, "bootstrap_servers, properties, shutdown_timeout_s");
-        }
-    }
-    if (!have_bootstrap)
-        err_at(c, pos_of(n),
-               "kafka.bootstrap_servers: missing (\"host:port,...\", or \"embedded\" for the "
-               "in-process test cluster)");
-}
-
-static void parse_rules(ctx_t *c, yaml_node_t *n) {
-    config_t *cfg = c->cfg;
-    if (!expect_type(c, n, YAML_SEQUENCE_NODE, "topics"))
+/* SET_LIST: the array (as long as the list; items that fail are left out),
+ * then each item by the row's item parser. */
+static void parse_list(parse_ctx_t *c, const setting_t *s, yaml_node_t *n, const char *where,
+                       void *base) {
+    if (!cfg_expect(c, n, YAML_SEQUENCE_NODE, where))
         return;
     size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-    cfg->rules = calloc(count ? count : 1, sizeof(*cfg->rules));
-    if (!cfg->rules) {
-        c->errs->oom = true;
+    if (count < s->min) {
+        cfg_err(c, cfg_pos_of(n), "%s: %s", where, s->missing);
         return;
     }
+    void *items = calloc(count ? count : 1, s->item_size);
+    if (!items) {
+        cfg_oom(c);
+        return;
+    }
+    *(void **)((char *)base + s->off) = items;
+    char sec[64];
+    snprintf(sec, sizeof(sec), "%s[]", s->path);
     size_t idx = 0;
     for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
          it++, idx++) {
         yaml_node_t *item = yaml_document_get_node(c->doc, *it);
-        char where[64], field[80];
-        snprintf(where, sizeof(where), "topics[%zu]", idx);
-        if (!expect_type(c, item, YAML_MAPPING_NODE, where))
-            continue;
-        const char *mqtt = NULL, *regex = NULL, *kafka = NULL, *key = NULL;
-        config_rule_t r = {0};
-        bool bad = false, have_mqtt = false, have_regex = false, have_kafka = false;
-        for (yaml_node_pair_t *p = item->data.mapping.pairs.start; p < item->data.mapping.pairs.top;
-             p++) {
-            yaml_node_t *v;
-            const char *k = pair_key(c, item, p, where, &v);
-            if (!k) {
-                bad = true;
-                continue;
-            }
-            snprintf(field, sizeof(field), "%s.%s", where, k);
-            if (strcmp(k, "mqtt") == 0) {
-                have_mqtt = true;
-                r.pattern_pos = pos_of(v);
-                bad |= get_string(c, v, field, &mqtt) < 0;
-            } else if (strcmp(k, "regex") == 0) {
-                have_regex = true;
-                if (!have_mqtt)
-                    r.pattern_pos = pos_of(v);
-                bad |= get_string(c, v, field, &regex) < 0;
-            } else if (strcmp(k, "kafka") == 0) {
-                have_kafka = true;
-                r.kafka_pos = pos_of(v);
-                bad |= get_string(c, v, field, &kafka) < 0;
-            } else if (strcmp(k, "key") == 0) {
-                r.key_pos = pos_of(v);
-                /* An empty plain value means "no key": records go to any partition. */
-                if (is_null(v))
-                    key = "";
-                else
-                    bad |= get_string(c, v, field, &key) < 0;
-            } else {
-                unknown_key(c, item, p, where, k, "mqtt, regex, kafka, key");
-                bad = true;
-            }
-        }
-        if (have_mqtt && have_regex) {
-            err_at(c, pos_of(item), "%s: give either 'mqtt' (a topic filter) or 'regex', not both",
-                   where);
-            bad = true;
-        } else if (!have_mqtt && !have_regex) {
-            err_at(c, pos_of(item), "%s: missing 'mqtt' (a topic filter) or 'regex'", where);
-            bad = true;
-        }
-        if (!have_kafka) {
-            err_at(c, pos_of(item), "%s: missing 'kafka' (the Kafka topic template)", where);
-            bad = true;
-        }
-        if (bad)
-            continue;
-        r.kind = mqtt ? RULE_FILTER : RULE_REGEX;
-        r.pattern = (char *)(mqtt ? mqtt : regex);
-        r.kafka = (char *)kafka;
-        r.key = (char *)(key ? key : "{topic}");
-        r.pos = pos_of(item);
-        r.file = cfg->path;
-        if (topic_map_rule_check(&r, idx, report_cb, c) > 0)
-            continue;
-        /* Index = position in the file, so messages and metrics agree with it. */
-        r.pattern = xstrdup(c, r.pattern);
-        r.kafka = xstrdup(c, r.kafka);
-        r.key = xstrdup(c, r.key);
-        cfg->rules[cfg->n_rules++] = r;
+        char at[64];
+        snprintf(at, sizeof(at), "%s[%zu]", where, idx);
+        if (cfg_expect(c, item, YAML_MAPPING_NODE, at))
+            s->item(c, s, item, sec, at, idx, base);
     }
 }
 
-static void parse_unmapped(ctx_t *c, yaml_node_t *n) {
-    const char *s, *why;
-    if (get_string(c, n, "unmapped", &s) < 0)
-        return;
-    c->cfg->unmapped_pos = pos_of(n);
-    if (strcmp(s, "disconnect") == 0) {
-        c->cfg->unmapped = UNMAPPED_DISCONNECT;
-    } else if (strcmp(s, "drop") == 0) {
-        c->cfg->unmapped = UNMAPPED_DROP;
-    } else if (topic_map_kafka_topic_check(s, strlen(s), &why) < 0) {
-        err_at(c, pos_of(n),
-               "unmapped: expected disconnect, drop or a Kafka topic name, got \"%s\": %s", s, why);
-    } else {
-        c->cfg->unmapped = UNMAPPED_TOPIC;
-        c->cfg->unmapped_topic = xstrdup(c, s);
+static void parse_value(parse_ctx_t *c, const setting_t *s, yaml_node_t *v, const char *where,
+                        void *base) {
+    const setting_t *t = s->type == SET_ALIAS ? settings_find(s->alias) : s;
+    /* A setting outside lists is set once, also when it has two places. */
+    if (!strstr(t->path, "[]")) {
+        config_pos_t *seen = &c->seen[t - config_settings];
+        if (seen->line) {
+            cfg_err(c, cfg_pos_of(v), "%s: also set at line %d; keep one", where, seen->line);
+            return;
+        }
+        *seen = cfg_pos_of(v);
+    }
+    char *f = (char *)base + t->off;
+    switch (t->type) {
+    case SET_BOOL:
+        get_bool(c, v, where, (bool *)f);
+        break;
+    case SET_UINT:
+        get_uint(c, v, where, t->min, t->max, (uint32_t *)f);
+        break;
+    case SET_STRING:
+    case SET_FILE:
+        get_nonempty(c, v, where, t, (char **)f);
+        break;
+    case SET_ENUM:
+        get_enum(c, v, where, t, (int *)f);
+        break;
+    case SET_SECTION:
+        cfg_parse_section(c, t, v, where, base);
+        break;
+    case SET_LIST:
+        parse_list(c, t, v, where, base);
+        break;
+    default:
+        t->parse(c, t, v, where, base);
     }
 }
 
-static void parse_mqtt(ctx_t *c, yaml_node_t *n) {
-    config_mqtt_t *m = &c->cfg->mqtt;
-    if (!expect_type(c, n, YAML_MAPPING_NODE, "mqtt"))
-        return;
+bool cfg_walk(parse_ctx_t *c, yaml_node_t *n, const char *sec, const char *where, void *base,
+              yaml_node_t **found, bool parse) {
+    bool ok = true;
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *v;
-        const char *k = pair_key(c, n, p, "mqtt", &v);
-        if (!k)
+        const char *k = cfg_pair_key(c, n, p, where, &v);
+        const setting_t *s = NULL;
+        const char *name;
+        for (size_t i = 0; k && !s && i < config_settings_count; i++)
+            if (settings_is_child(&config_settings[i], sec, &name) && strcmp(name, k) == 0)
+                s = &config_settings[i];
+        if (k && !s) {
+            char known[512];
+            size_t o = 0;
+            for (size_t i = 0; i < config_settings_count && o < sizeof(known); i++)
+                if (settings_is_child(&config_settings[i], sec, &name))
+                    o +=
+                        (size_t)snprintf(known + o, sizeof(known) - o, "%s%s", o ? ", " : "", name);
+            cfg_err(c, cfg_pos_of(yaml_document_get_node(c->doc, p->key)),
+                    "%s%s%s: unknown key (expected one of: %s)", where, where[0] ? "." : "", k,
+                    known);
+        }
+        if (!s) {
+            ok = false;
             continue;
-        char where[64];
-        snprintf(where, sizeof(where), "mqtt.%s", k);
-        if (strcmp(k, "max_packet_size") == 0) {
-            if (get_uint(c, v, where, MIN_PACKET, MQTT_MAX_PACKET, &m->max_packet_size) == 0) {
-                c->max_packet_set = true;
-                c->max_packet_pos = pos_of(v);
-            }
-        } else if (strcmp(k, "max_inflight") == 0) {
-            get_uint(c, v, where, 1, 65535, &m->max_inflight);
-        } else if (strcmp(k, "max_connections") == 0) {
-            get_uint(c, v, where, 1, 10000000, &m->max_connections);
-        } else if (strcmp(k, "connect_timeout_s") == 0) {
-            get_uint(c, v, where, 1, 3600, &m->connect_timeout_s);
-        } else if (strcmp(k, "max_keepalive_s") == 0) {
-            get_uint(c, v, where, 1, 65535, &m->max_keepalive_s);
-        } else if (strcmp(k, "session_expiry_s") == 0) {
-            get_uint(c, v, where, 0, UINT32_MAX, &m->session_expiry_s);
-        } else if (strcmp(k, "max_connections_per_ip") == 0) {
-            get_uint(c, v, where, 0, 10000000, &m->max_connections_per_ip);
-        } else if (strcmp(k, "connect_rate_per_ip") == 0) {
-            get_uint(c, v, where, 0, 1000000, &m->connect_rate_per_ip);
-        } else if (strcmp(k, "connect_burst_per_ip") == 0) {
-            get_uint(c, v, where, 1, 1000000, &m->connect_burst_per_ip);
-        } else if (strcmp(k, "max_output_buffer") == 0) {
-            get_uint(c, v, where, 4096, 1u << 30, &m->max_output_buffer);
-        } else if (strcmp(k, "max_persistent_sessions") == 0) {
-            get_uint(c, v, where, 0, 10000000, &m->max_persistent_sessions);
-            c->max_persistent_set = true;
-        } else {
-            unknown_key(c, n, p, "mqtt", k,
-                        "max_packet_size, max_inflight, max_connections, connect_timeout_s, "
-                        "max_keepalive_s, session_expiry_s, max_connections_per_ip, "
-                        "connect_rate_per_ip, connect_burst_per_ip, max_output_buffer, "
-                        "max_persistent_sessions");
+        }
+        found[s - config_settings] = v;
+        if (parse && !(s->flags & SETTING_LATE)) {
+            char field[128];
+            join(field, sizeof(field), where, k);
+            parse_value(c, s, v, field, base);
         }
     }
+    return ok;
 }
 
-static void parse_metrics(ctx_t *c, yaml_node_t *n) {
-    if (!expect_type(c, n, YAML_MAPPING_NODE, "metrics"))
+bool cfg_check_required(parse_ctx_t *c, const yaml_node_t *n, const char *sec, const char *where,
+                        yaml_node_t *const *found) {
+    bool missing = false;
+    for (size_t i = 0; i < config_settings_count; i++) {
+        const setting_t *s = &config_settings[i];
+        const char *name;
+        if (found[i] || !settings_is_child(s, sec, &name))
+            continue;
+        char field[128];
+        join(field, sizeof(field), where, name);
+        if ((s->flags & SETTING_REQUIRED) && strstr(s->path, "[]")) {
+            /* A list item names the key it lacks. */
+            cfg_err(c, cfg_pos_of(n), "%s: missing '%s' (%s)", where, name, s->missing);
+            missing = true;
+        } else if (s->flags & SETTING_REQUIRED) {
+            cfg_err(c, cfg_pos_of(n), "%s: missing (%s)", field, s->missing);
+            missing = true;
+        } else if (s->type == SET_SECTION && !s->field) {
+            /* An absent section lacks what it requires (an optional one, such as
+             * a listener's tls:, does not). */
+            yaml_node_t *none[SETTINGS_MAX] = {0};
+            missing |= cfg_check_required(c, n, s->path, field, none);
+        }
+    }
+    return missing;
+}
+
+yaml_node_t *cfg_found(yaml_node_t *const *found, const char *path) {
+    return found[settings_find(path) - config_settings];
+}
+
+/* s = NULL: the top level. */
+void cfg_parse_section(parse_ctx_t *c, const setting_t *s, yaml_node_t *n, const char *where,
+                       void *base) {
+    const char *sec = s ? s->path : "";
+    if (!cfg_expect(c, n, YAML_MAPPING_NODE, s ? where : "the top level"))
         return;
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *v;
-        const char *k = pair_key(c, n, p, "metrics", &v);
-        if (!k)
-            continue;
-        if (strcmp(k, "listen") != 0) {
-            unknown_key(c, n, p, "metrics", k, "listen");
-            continue;
-        }
-        const char *s, *why;
-        if (get_string(c, v, "metrics.listen", &s) < 0)
-            continue;
-        char *host;
-        uint16_t port;
-        if (config_parse_listen(s, &host, &port, &why) < 0) {
-            err_at(c, pos_of(v),
-                   "metrics.listen: expected \"host:port\" or \"[IPv6]:port\", got \"%s\": %s", s,
-                   why);
-            continue;
-        }
-        c->cfg->metrics_listen = xstrdup(c, s);
-        c->cfg->metrics_host = host;
-        c->cfg->metrics_port = port;
-        for (size_t j = 0; j < c->cfg->n_listeners; j++) {
-            const config_listener_t *l = &c->cfg->listeners[j];
-            if (same_endpoint(l->host, l->port, host, port))
-                err_at(c, pos_of(v), "metrics.listen: \"%s\" is also an MQTT listener (line %d)", s,
-                       l->pos.line);
+    if (s && s->field) {
+        /* An optional section (a listener's tls:): present, with its defaults. */
+        *(bool *)((char *)base + s->off) = true;
+        settings_defaults(sec, base);
+    }
+    if (s && (s->flags & SETTING_POS))
+        *(config_pos_t *)((char *)base + s->pos_off) = cfg_pos_of(n);
+    yaml_node_t *found[SETTINGS_MAX] = {0};
+    cfg_walk(c, n, sec, where, base, found, true);
+    cfg_check_required(c, n, sec, where, found);
+    for (size_t i = 0; i < config_settings_count; i++) {
+        const char *name;
+        if (found[i] && (config_settings[i].flags & SETTING_LATE) &&
+            settings_is_child(&config_settings[i], sec, &name)) {
+            char field[128];
+            join(field, sizeof(field), where, name);
+            parse_value(c, &config_settings[i], found[i], field, base);
         }
     }
+    if (s && s->check)
+        s->check(c, n, where, base, found);
 }
 
-static void parse_log(ctx_t *c, yaml_node_t *n) {
-    if (!expect_type(c, n, YAML_MAPPING_NODE, "log"))
-        return;
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *v;
-        const char *k = pair_key(c, n, p, "log", &v);
-        if (!k)
-            continue;
-        char d[80];
-        if (strcmp(k, "level") == 0) {
-            if (v->type != YAML_SCALAR_NODE || log_level_parse(scalar(v), &c->cfg->log_level) < 0)
-                err_at(c, pos_of(v), "log.level: expected error, warn, info or debug, got %s",
-                       describe(v, d, sizeof(d)));
-        } else if (strcmp(k, "format") == 0) {
-            if (v->type != YAML_SCALAR_NODE || log_format_parse(scalar(v), &c->cfg->log_format) < 0)
-                err_at(c, pos_of(v), "log.format: expected text or json, got %s",
-                       describe(v, d, sizeof(d)));
-        } else {
-            unknown_key(c, n, p, "log", k, "level, format");
-        }
-    }
-}
-
-static void parse_root(ctx_t *c, yaml_node_t *root) {
-    config_t *cfg = c->cfg;
-    yaml_node_t *metrics = NULL;
-    bool have_kafka = false;
-    if (!expect_type(c, root, YAML_MAPPING_NODE, "the top level"))
-        return;
-    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
-         p++) {
-        yaml_node_t *v;
-        const char *k = pair_key(c, root, p, "", &v);
-        if (!k)
-            continue;
-        if (strcmp(k, "listeners") == 0) {
-            parse_listeners(c, v);
-        } else if (strcmp(k, "kafka") == 0) {
-            have_kafka = true;
-            parse_kafka(c, v);
-        } else if (strcmp(k, "topics") == 0) {
-            parse_rules(c, v);
-        } else if (strcmp(k, "unmapped") == 0) {
-            parse_unmapped(c, v);
-        } else if (strcmp(k, "headers") == 0) {
-            get_bool(c, v, "headers", &cfg->headers);
-        } else if (strcmp(k, "mqtt") == 0) {
-            parse_mqtt(c, v);
-        } else if (strcmp(k, "shutdown_timeout_s") == 0) {
-            if (c->shutdown_pos.line)
-                err_at(c, pos_of(v), "shutdown_timeout_s: also set at line %d; keep one",
-                       c->shutdown_pos.line);
-            else if (get_uint(c, v, "shutdown_timeout_s", 0, 3600, &cfg->shutdown_timeout_s) == 0)
-                c->shutdown_pos = pos_of(v);
-        } else if (strcmp(k, "metrics") == 0) {
-            metrics = v;
-        } else if (strcmp(k, "log") == 0) {
-            parse_log(c, v);
-        } else if (strcmp(k, "auth") == 0) {
-            parse_auth(c, v);
-        } else {
-            unknown_key(c, root, p, "", k,
-                        "listeners, kafka, topics, unmapped, headers, mqtt, auth, "
-                        "shutdown_timeout_s, metrics, log");
-        }
-    }
-    if (!have_kafka)
-        err_at(c, pos_of(root),
-               "kafka.bootstrap_servers: missing (\"host:port,...\", or \"embedded\" for the "
-               "in-process test cluster)");
-    /* After the listeners, wherever it was in the file: it is compared with them. */
-    if (metrics)
-        parse_metrics(c, metrics);
-}
-
-/* Fills in what the file did not say, after parsing so that defaults can
- * depend on what it did say. */
-static void apply_defaults(ctx_t *c) {
+/* Fills in the defaults that depend on what the file said, after parsing. */
+static void apply_derived(parse_ctx_t *c) {
     config_t *cfg = c->cfg;
     if (!cfg->listeners) {
         cfg->listeners = calloc(1, sizeof(*cfg->listeners));
         if (!cfg->listeners) {
-            c->errs->oom = true;
+            cfg_oom(c);
             return;
         }
-        cfg->listeners[0].listen = xstrdup(c, "127.0.0.1:1883");
-        cfg->listeners[0].host = xstrdup(c, "127.0.0.1");
+        cfg->listeners[0].listen = cfg_strdup(c, "127.0.0.1:1883");
+        cfg->listeners[0].host = cfg_strdup(c, "127.0.0.1");
         cfg->listeners[0].port = 1883;
         cfg->n_listeners = 1;
     }
-    if (!c->max_persistent_set)
+    const config_pos_t *seen = c->seen;
+    if (!seen[settings_find("mqtt.max_persistent_sessions") - config_settings].line)
         cfg->mqtt.max_persistent_sessions = cfg->mqtt.max_connections;
     /* Like Mosquitto 2.0: once a password file is configured, a client must
      * log in unless the operator says otherwise. */
+    cfg->auth.allow_anonymous_set =
+        seen[settings_find("auth.allow_anonymous") - config_settings].line != 0;
     if (!cfg->auth.allow_anonymous_set)
         cfg->auth.allow_anonymous = cfg->auth.password_file == NULL;
     /* message.max.bytes as librdkafka will see it (the last setting wins). */
@@ -855,30 +557,25 @@ static void apply_defaults(ctx_t *c) {
         if (p->value[0] >= '0' && p->value[0] <= '9' && *end == '\0' && errno == 0)
             mmb = v;
     }
-    if (!c->max_packet_set)
-        cfg->mqtt.max_packet_size = (uint32_t)(mmb < MQTT_MAX_PACKET ? mmb : MQTT_MAX_PACKET);
+    config_pos_t max_packet = seen[settings_find("mqtt.max_packet_size") - config_settings];
+    if (!max_packet.line)
+        cfg->mqtt.max_packet_size =
+            (uint32_t)(mmb < CONFIG_MQTT_MAX_PACKET ? mmb : CONFIG_MQTT_MAX_PACKET);
     else if (cfg->mqtt.max_packet_size > mmb)
-        err_at(c, c->max_packet_pos,
-               "mqtt.max_packet_size: %u is above Kafka's message.max.bytes (%lu); lower it or "
-               "raise kafka.properties.message.max.bytes",
-               cfg->mqtt.max_packet_size, mmb);
+        cfg_err(c, max_packet,
+                "mqtt.max_packet_size: %u is above Kafka's message.max.bytes (%lu); lower it or "
+                "raise kafka.properties.message.max.bytes",
+                cfg->mqtt.max_packet_size, mmb);
 }
 
-static void config_init(config_t *cfg) {
-    cfg->unmapped = UNMAPPED_DISCONNECT;
-    cfg->headers = true;
-    cfg->mqtt.max_inflight = 1024;
-    cfg->mqtt.max_connections = 100000;
-    cfg->mqtt.connect_timeout_s = 10;
-    cfg->mqtt.max_keepalive_s = 65535;
-    cfg->mqtt.session_expiry_s = 86400;
-    cfg->mqtt.max_connections_per_ip = 10000;
-    cfg->mqtt.connect_rate_per_ip = 1000;
-    cfg->mqtt.connect_burst_per_ip = 2000;
-    cfg->mqtt.max_output_buffer = 1024 * 1024;
-    cfg->shutdown_timeout_s = 30;
-    cfg->log_level = LOG_INFO;
-    cfg->log_format = LOG_FORMAT_TEXT;
+/* The defaults the settings table gives, before parsing. */
+static void config_init(parse_ctx_t *c) {
+    settings_defaults("", c->cfg);
+    for (size_t i = 0; i < config_settings_count; i++) {
+        const setting_t *s = &config_settings[i];
+        for (const char *const *d = s->type == SET_MAP ? s->defaults : NULL; d && d[0]; d += 2)
+            cfg_add_property(c, d[0], d[1], (config_pos_t){0, 0});
+    }
 }
 
 /* libyaml's reader errors carry an offset, not a mark. */
@@ -895,20 +592,20 @@ static config_pos_t pos_from_offset(const char *s, size_t len, size_t off) {
     return p;
 }
 
-static void yaml_error(ctx_t *c, const yaml_parser_t *parser, const char *yaml, size_t len) {
+static void yaml_error(parse_ctx_t *c, const yaml_parser_t *parser, const char *yaml, size_t len) {
     config_pos_t pos;
     if (parser->error == YAML_READER_ERROR) {
         pos = pos_from_offset(yaml, len, parser->problem_offset);
-        err_at(c, pos, "invalid YAML: %s", parser->problem ? parser->problem : "read error");
+        cfg_err(c, pos, "invalid YAML: %s", parser->problem ? parser->problem : "read error");
         return;
     }
     pos = (config_pos_t){(int)parser->problem_mark.line + 1, (int)parser->problem_mark.column + 1};
     if (parser->context)
-        err_at(c, pos, "invalid YAML: %s (%s at line %d)",
-               parser->problem ? parser->problem : "syntax error", parser->context,
-               (int)parser->context_mark.line + 1);
+        cfg_err(c, pos, "invalid YAML: %s (%s at line %d)",
+                parser->problem ? parser->problem : "syntax error", parser->context,
+                (int)parser->context_mark.line + 1);
     else
-        err_at(c, pos, "invalid YAML: %s", parser->problem ? parser->problem : "syntax error");
+        cfg_err(c, pos, "invalid YAML: %s", parser->problem ? parser->problem : "syntax error");
 }
 
 int config_load_string(const char *yaml, size_t len, const char *name, config_t **out, char *errbuf,
@@ -924,16 +621,8 @@ int config_load_string(const char *yaml, size_t len, const char *name, config_t 
             snprintf(errbuf, errlen, "%s: out of memory\n", name);
         return -1;
     }
-    config_init(cfg);
-    ctx_t c = {NULL, &errs, cfg, {0, 0}, {0, 0}, false, false};
-    /* Our defaults first: applied in order, the user's entries override them. */
-    add_property(&c, "enable.idempotence", "true", (config_pos_t){0, 0});
-    add_property(&c, "acks", "all", (config_pos_t){0, 0});
-    add_property(&c, "linger.ms", "5", (config_pos_t){0, 0});
-    /* The Java client's key hashing (murmur2), as Confluent MQTT Proxy and
-     * every Java producer use: a key lands on the partition it did before a
-     * migration and that other producers of the topic pick. */
-    add_property(&c, "partitioner", "murmur2_random", (config_pos_t){0, 0});
+    parse_ctx_t c = {.errs = &errs, .cfg = cfg};
+    config_init(&c);
 
     yaml_parser_t parser;
     yaml_document_t doc;
@@ -952,8 +641,8 @@ int config_load_string(const char *yaml, size_t len, const char *name, config_t 
     c.doc = &doc;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (!root) {
-        err_at(&c, (config_pos_t){1, 1},
-               "the file is empty; expected a mapping with at least kafka.bootstrap_servers");
+        cfg_err(&c, (config_pos_t){1, 1},
+                "the file is empty; expected a mapping with at least kafka.bootstrap_servers");
     } else {
         yaml_document_t next;
         if (!yaml_parser_load(&parser, &next)) {
@@ -961,11 +650,11 @@ int config_load_string(const char *yaml, size_t len, const char *name, config_t 
         } else {
             yaml_node_t *r2 = yaml_document_get_root_node(&next);
             if (r2)
-                err_at(&c, pos_of(r2), "only one YAML document is allowed");
+                cfg_err(&c, cfg_pos_of(r2), "only one YAML document is allowed");
             yaml_document_delete(&next);
         }
-        parse_root(&c, root);
-        apply_defaults(&c);
+        cfg_parse_section(&c, NULL, root, "", cfg);
+        apply_derived(&c);
     }
     yaml_parser_delete(&parser);
 done:

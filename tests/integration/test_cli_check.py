@@ -147,3 +147,17 @@ def test_check_loads_tls_password_and_acl_files(tmp_path):
                    timeout=60, check=True)
     r = run("--check", "-c", str(_auth_config(tmp_path, (crt, other), (pw, acl))))
     assert r.returncode == 1 and f"{tmp_path / 'files.yaml'}:4:7: listeners[0].tls: " in r.stderr
+
+
+def test_settings_markdown_is_the_documented_table():
+    """The hidden --settings-markdown prints the settings table that
+    docs/configuration.md carries between its two markers."""
+    r = run("--settings-markdown")
+    assert (r.returncode, r.stderr) == (0, "")
+    with open(os.path.join(SOURCE, "docs", "configuration.md")) as f:
+        doc = f.read()
+    start = doc.index("<!-- settings table")
+    start = doc.index("-->\n", start) + len("-->\n")
+    end = doc.index("<!-- end of the settings table -->")
+    assert r.stdout == doc[start:end]
+    assert "--settings-markdown" not in run("--help").stdout

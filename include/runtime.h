@@ -1,0 +1,63 @@
+/* Building what the daemon runs with from a configuration: one path, in two
+ * phases, for the start, `--check` and a SIGHUP reload.
+ *
+ *   runtime_prepare  builds everything `next` needs without touching what
+ *                    runs: librdkafka checks the producer properties, the
+ *                    topic map is compiled, every TLS listener's certificate,
+ *                    key and CA and the password and ACL files are loaded,
+ *                    and at the start the producer is created (last, once
+ *                    everything else is good). Every failure is reported.
+ *   runtime_commit   swaps the prepared objects into the running ones; it
+ *                    cannot fail.
+ *   runtime_abort    frees them instead.
+ *
+ * The start is prepare + commit, `--check` is prepare + abort (so it loads
+ * and checks exactly what the start does), a reload is prepare, then the
+ * settings that need a restart are named (config_restart_changes), then
+ * commit. Each object has one step in runtime.c (docs/architecture.md). */
+#ifndef M2K_RUNTIME_H
+#define M2K_RUNTIME_H
+
+#include <stddef.h>
+
+#include "auth/security.h"
+#include "config/config.h"
+#include "kafka/producer.h"
+#include "map/topic_map.h"
+#include "net/server.h"
+
+typedef enum {
+    RUNTIME_CHECK,  /* mqtt2kafka --check: nothing runs */
+    RUNTIME_START,  /* the objects are created */
+    RUNTIME_RELOAD, /* SIGHUP: the objects exist and are replaced */
+} runtime_mode_t;
+
+/* The running objects, as the daemon owns them: a commit stores into and
+ * replaces what these point at (the daemon's own fields). */
+typedef struct {
+    kafka_t **kafka;
+    topic_map_t **topics;
+    security_t **security;
+    server_t *server; /* RUNTIME_RELOAD: its TLS listeners take the new certificates */
+    /* RUNTIME_START: the producer's callbacks; bootstrap_servers and the
+     * properties come from the configuration. */
+    kafka_opts_t kafka_opts;
+} runtime_t;
+
+typedef struct runtime_prep runtime_prep_t;
+
+/* Prepares every object `next` (borrowed; it must outlive the commit and
+ * what is committed) needs. `rt` is NULL for RUNTIME_CHECK. Returns 0 with
+ * *out, or -1 with every error in errbuf, one line each: at the start and in
+ * --check as "file:line:col: setting: message" (or "kafka: message" for the
+ * producer), in a reload prefixed with the step instead ("auth files: ...",
+ * "TLS certificates: ...", "configuration rejected: ..."), as the reload
+ * logs them. */
+int runtime_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
+                    runtime_prep_t **out, char *errbuf, size_t errlen);
+/* Swaps the prepared objects in (freeing what they replace) and frees p. */
+void runtime_commit(const runtime_t *rt, runtime_prep_t *p);
+/* Frees p and what it prepared; NULL is allowed. */
+void runtime_abort(runtime_prep_t *p);
+
+#endif

@@ -1,0 +1,197 @@
+/* The parsers of the settings rows that hold more than one value: the
+ * listeners and topics lists, kafka.properties, and the two values checked
+ * against others (unmapped: a word or a topic name; metrics.listen: not an
+ * MQTT listener), plus the checks across a listener's tls: keys. The keys
+ * each list item may hold, and their plain values, come from the settings
+ * table like everywhere else (settings.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "map/topic_map.h"
+#include "settings.h"
+
+/* ---- listeners ---- */
+
+void cfg_parse_listener(parse_ctx_t *c, const setting_t *s, yaml_node_t *item, const char *sec,
+                        const char *at, size_t idx, void *base) {
+    (void)s;
+    (void)idx;
+    config_t *cfg = base;
+    char field[80];
+    /* The keys first, then the address, then TLS (only with a valid address). */
+    yaml_node_t *found[SETTINGS_MAX] = {0};
+    cfg_walk(c, item, sec, at, NULL, found, false);
+    if (cfg_check_required(c, item, sec, at, found))
+        return;
+    yaml_node_t *listen = cfg_found(found, "listeners[].listen");
+    yaml_node_t *tls = cfg_found(found, "listeners[].tls");
+    snprintf(field, sizeof(field), "%s.listen", at);
+    const char *str;
+    char *host;
+    uint16_t port;
+    if (cfg_get_listen(c, listen, field, &str, &host, &port) < 0)
+        return;
+    for (size_t j = 0; j < cfg->n_listeners; j++) {
+        if (port != 0 &&
+            cfg_same_endpoint(cfg->listeners[j].host, cfg->listeners[j].port, host, port)) {
+            cfg_err(c, cfg_pos_of(listen), "%s: duplicate listener \"%s\" (first at line %d)",
+                    field, str, cfg->listeners[j].pos.line);
+            free(host);
+            return;
+        }
+    }
+    config_listener_t *l = &cfg->listeners[cfg->n_listeners++];
+    l->listen = cfg_strdup(c, str);
+    l->host = host;
+    l->port = port;
+    l->pos = cfg_pos_of(listen);
+    if (tls) {
+        snprintf(field, sizeof(field), "%s.tls", at);
+        cfg_parse_section(c, settings_find("listeners[].tls"), tls, field, l);
+    }
+}
+
+void cfg_check_tls(parse_ctx_t *c, yaml_node_t *n, const char *where, void *base,
+                   yaml_node_t *const *found) {
+    const config_tls_t *t = &((const config_listener_t *)base)->tls;
+    yaml_node_t *ident = cfg_found(found, "listeners[].tls.use_identity_as_username");
+    if (t->require_client_cert && !t->ca)
+        cfg_err(c, cfg_pos_of(n),
+                "%s: require_client_cert needs 'ca' (the CA that signs client certificates)",
+                where);
+    if (ident && t->use_identity_as_username && !t->require_client_cert)
+        cfg_err(c, cfg_pos_of(ident),
+                "%s.use_identity_as_username: needs require_client_cert: true", where);
+}
+
+/* ---- kafka.properties: librdkafka's names, checked by librdkafka later ---- */
+
+void cfg_parse_properties(parse_ctx_t *c, const setting_t *s, yaml_node_t *n, const char *where,
+                          void *base) {
+    (void)s;
+    (void)base;
+    if (!cfg_expect(c, n, YAML_MAPPING_NODE, where))
+        return;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *v;
+        const char *k = cfg_pair_key(c, n, p, where, &v);
+        if (!k)
+            continue;
+        char d[80];
+        if (strcmp(k, "bootstrap.servers") == 0 || strcmp(k, "metadata.broker.list") == 0) {
+            cfg_err(c, cfg_pos_of(v), "%s.%s: set kafka.bootstrap_servers instead", where, k);
+            continue;
+        }
+        if (v->type != YAML_SCALAR_NODE || cfg_is_null(v)) {
+            cfg_err(c, cfg_pos_of(v), "%s.%s: expected a value (string or number), got %s", where,
+                    k, cfg_describe(v, d, sizeof(d)));
+            continue;
+        }
+        cfg_add_property(c, k, (const char *)v->data.scalar.value, cfg_pos_of(v));
+    }
+}
+
+/* ---- topics ---- */
+
+/* One rule while its keys are parsed: the rows "topics[].x" point into r,
+ * which holds the YAML's strings until the rule is checked and copied. */
+typedef struct {
+    config_rule_t r;
+    bool bad;
+} rule_build_t;
+
+void cfg_parse_rule_string(parse_ctx_t *c, const setting_t *s, yaml_node_t *v, const char *where,
+                           void *base) {
+    rule_build_t *b = base;
+    const char *str = "";
+    *(config_pos_t *)((char *)&b->r + s->pos_off) = cfg_pos_of(v);
+    /* key: an empty plain value means "no key": records go to any partition. */
+    if (!(s->flags & SETTING_NULL_EMPTY) || !cfg_is_null(v))
+        b->bad |= cfg_get_string(c, v, where, &str) < 0;
+    *(const char **)((char *)&b->r + s->off) = str;
+}
+
+static void report_rule_error(void *ud, config_pos_t pos, const char *msg) {
+    cfg_err(ud, pos, "%s", msg);
+}
+
+void cfg_parse_rule(parse_ctx_t *c, const setting_t *s, yaml_node_t *item, const char *sec,
+                    const char *at, size_t idx, void *base) {
+    (void)s;
+    config_t *cfg = base;
+    rule_build_t b = {0};
+    yaml_node_t *found[SETTINGS_MAX] = {0};
+    if (!cfg_walk(c, item, sec, at, &b, found, true))
+        b.bad = true;
+    bool have_mqtt = cfg_found(found, "topics[].mqtt") != NULL;
+    bool have_regex = cfg_found(found, "topics[].regex") != NULL;
+    if (have_mqtt && have_regex) {
+        cfg_err(c, cfg_pos_of(item), "%s: give either 'mqtt' (a topic filter) or 'regex', not both",
+                at);
+        b.bad = true;
+    } else if (!have_mqtt && !have_regex) {
+        cfg_err(c, cfg_pos_of(item), "%s: missing 'mqtt' (a topic filter) or 'regex'", at);
+        b.bad = true;
+    }
+    b.bad |= cfg_check_required(c, item, sec, at, found);
+    if (b.bad)
+        return;
+    config_rule_t r = b.r;
+    r.kind = have_mqtt ? RULE_FILTER : RULE_REGEX;
+    if (!r.key)
+        r.key = (char *)"{topic}";
+    r.pos = cfg_pos_of(item);
+    r.file = cfg->path;
+    if (topic_map_rule_check(&r, idx, report_rule_error, c) > 0)
+        return;
+    /* Index = position in the file, so messages and metrics agree with it. */
+    r.pattern = cfg_strdup(c, r.pattern);
+    r.kafka = cfg_strdup(c, r.kafka);
+    r.key = cfg_strdup(c, r.key);
+    cfg->rules[cfg->n_rules++] = r;
+}
+
+/* ---- unmapped, metrics.listen ---- */
+
+void cfg_parse_unmapped(parse_ctx_t *c, const setting_t *s, yaml_node_t *n, const char *where,
+                        void *base) {
+    (void)s;
+    config_t *cfg = base;
+    const char *str, *why;
+    if (cfg_get_string(c, n, where, &str) < 0)
+        return;
+    cfg->unmapped_pos = cfg_pos_of(n);
+    if (strcmp(str, "disconnect") == 0) {
+        cfg->unmapped = UNMAPPED_DISCONNECT;
+    } else if (strcmp(str, "drop") == 0) {
+        cfg->unmapped = UNMAPPED_DROP;
+    } else if (topic_map_kafka_topic_check(str, strlen(str), &why) < 0) {
+        cfg_err(c, cfg_pos_of(n),
+                "%s: expected disconnect, drop or a Kafka topic name, got \"%s\": %s", where, str,
+                why);
+    } else {
+        cfg->unmapped = UNMAPPED_TOPIC;
+        cfg->unmapped_topic = cfg_strdup(c, str);
+    }
+}
+
+void cfg_parse_metrics_listen(parse_ctx_t *c, const setting_t *s, yaml_node_t *v, const char *where,
+                              void *base) {
+    (void)s;
+    config_t *cfg = base;
+    const char *str;
+    char *host;
+    uint16_t port;
+    if (cfg_get_listen(c, v, where, &str, &host, &port) < 0)
+        return;
+    cfg->metrics_listen = cfg_strdup(c, str);
+    cfg->metrics_host = host;
+    cfg->metrics_port = port;
+    for (size_t j = 0; j < cfg->n_listeners; j++) {
+        const config_listener_t *l = &cfg->listeners[j];
+        if (cfg_same_endpoint(l->host, l->port, host, port))
+            cfg_err(c, cfg_pos_of(v), "%s: \"%s\" is also an MQTT listener (line %d)", where, str,
+                    l->pos.line);
+    }
+}

@@ -1,0 +1,555 @@
+/* The settings table: one row per setting (see settings.h). The YAML walk
+ * (config.c), the defaults, the "needs a restart" comparison of a reload and
+ * the settings table of docs/configuration.md all come from it; a new
+ * setting is a new row (and a config_t field). */
+#include "settings.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util/log.h"
+
+static_assert(sizeof(log_level_t) == sizeof(int) && sizeof(log_format_t) == sizeof(int) &&
+                  sizeof(config_acl_deny_t) == sizeof(int) &&
+                  sizeof(config_unmapped_t) == sizeof(int),
+              "SET_ENUM fields are stored as int");
+
+#define CFG(f) .field = true, .off = offsetof(config_t, f)
+#define LISTENER(f) .field = true, .off = offsetof(config_listener_t, f)
+#define RULE(f) .field = true, .off = offsetof(config_rule_t, f)
+#define RULE_POS(f) .pos_off = offsetof(config_rule_t, f), .parse = cfg_parse_rule_string
+#define LIST_OF(n, type) .count_off = offsetof(config_t, n), .item_size = sizeof(type)
+
+static const setting_word_t tls_versions[] = {
+    {"1.2", CONFIG_TLS_1_2}, {"1.3", CONFIG_TLS_1_3}, {NULL, 0}};
+static const setting_word_t acl_deny_words[] = {
+    {"disconnect", ACL_DENY_DISCONNECT}, {"drop", ACL_DENY_DROP}, {NULL, 0}};
+static const setting_word_t log_levels[] = {
+    {"error", LOG_ERROR}, {"warn", LOG_WARN}, {"info", LOG_INFO}, {"debug", LOG_DEBUG}, {NULL, 0}};
+static const setting_word_t log_formats[] = {
+    {"text", LOG_FORMAT_TEXT}, {"json", LOG_FORMAT_JSON}, {NULL, 0}};
+/* Applied before the user's properties, which override them. partitioner:
+ * the Java client's key hashing (murmur2), as Confluent MQTT Proxy and every
+ * Java producer use: a key lands on the partition it did before a migration
+ * and that other producers of the topic pick. */
+static const char *const kafka_defaults[] = {
+    "enable.idempotence", "true",           "acks", "all", "linger.ms", "5",
+    "partitioner",        "murmur2_random", NULL};
+
+/* Depth first: each section's rows follow it, in the order the "expected
+ * one of" messages list them. */
+const setting_t config_settings[] = {
+    {.path = "listeners",
+     .type = SET_LIST,
+     .flags = SETTING_RESTART,
+     CFG(listeners),
+     LIST_OF(n_listeners, config_listener_t),
+     .item = cfg_parse_listener,
+     .min = 1,
+     .missing = "at least one listener is needed",
+     .restart_note = "still listening as before",
+     .doc_default = "one: `127.0.0.1:1883`",
+     .doc_allowed = "list of mappings",
+     .doc = "the MQTT listeners; at least one entry when the key is given, no two for the same "
+            "address and port (`[::]` and `[0::0]` are the same)"},
+    {.path = "listeners[].listen",
+     .type = SET_LISTEN,
+     .flags = SETTING_RESTART | SETTING_REQUIRED,
+     LISTENER(listen),
+     .missing = "\"host:port\"",
+     .doc_default = "**required**",
+     .doc_allowed = "`IPv4:port`, `[IPv6]:port`, port 0..65535",
+     .doc = "where MQTT clients connect (port 0: the kernel picks a free port and the `listening "
+            "on` log line names it; for tests). Host names are not resolved: give an address."},
+    {.path = "listeners[].tls",
+     .type = SET_SECTION,
+     .flags = SETTING_RESTART | SETTING_POS,
+     LISTENER(tls.enabled),
+     .pos_off = offsetof(config_listener_t, tls.pos),
+     .check = cfg_check_tls,
+     .doc_default = "none (plain TCP)",
+     .doc = "makes this listener TLS-only; see [security](security.md#tls). Adding or removing "
+            "it needs a restart; its files are read again on every SIGHUP"},
+    {.path = "listeners[].tls.cert",
+     .type = SET_FILE,
+     .flags = SETTING_REQUIRED,
+     LISTENER(tls.cert),
+     .missing = "PEM certificate file",
+     .doc_default = "**required** with `tls`",
+     .doc = "PEM server certificate, chain after it"},
+    {.path = "listeners[].tls.key",
+     .type = SET_FILE,
+     .flags = SETTING_REQUIRED,
+     LISTENER(tls.key),
+     .missing = "PEM private key file",
+     .doc_default = "**required** with `tls`",
+     .doc = "PEM private key (unencrypted)"},
+    {.path = "listeners[].tls.ca",
+     .type = SET_FILE,
+     LISTENER(tls.ca),
+     .doc = "PEM CA certificates client certificates must chain to; with it a client "
+            "certificate is asked for and verified when sent"},
+    {.path = "listeners[].tls.require_client_cert",
+     .type = SET_BOOL,
+     LISTENER(tls.require_client_cert),
+     .doc = "refuse the handshake without a valid client certificate (mutual TLS); needs `ca`"},
+    {.path = "listeners[].tls.use_identity_as_username",
+     .type = SET_BOOL,
+     .flags = SETTING_RESTART,
+     LISTENER(tls.use_identity_as_username),
+     .doc = "the user name is the client certificate's subject CN; the CONNECT's user name and "
+            "password are ignored (no password check); needs `require_client_cert: true`"},
+    {.path = "listeners[].tls.min_version",
+     .type = SET_ENUM,
+     .flags = SETTING_QUOTED,
+     LISTENER(tls.min_version),
+     .words = tls_versions,
+     .def = CONFIG_TLS_1_2,
+     .doc = "oldest TLS version accepted"},
+
+    {.path = "kafka", .type = SET_SECTION},
+    {.path = "kafka.bootstrap_servers",
+     .type = SET_STRING,
+     .flags = SETTING_RESTART | SETTING_REQUIRED,
+     CFG(bootstrap_servers),
+     .expected = "\"host:port,...\" or \"embedded\"",
+     .missing = "\"host:port,...\", or \"embedded\" for the in-process test cluster",
+     .restart_note = "still using %s",
+     .doc_default = "**required**",
+     .doc_allowed = "`host:port,...` or `embedded`",
+     .doc = "the Kafka cluster. `embedded` starts librdkafka's in-process mock cluster: for "
+            "trying mqtt2kafka out and for tests, never for data you need."},
+    {.path = "kafka.properties",
+     .type = SET_MAP,
+     .flags = SETTING_RESTART,
+     CFG(kafka_properties),
+     LIST_OF(n_kafka_properties, config_property_t),
+     .defaults = kafka_defaults,
+     .parse = cfg_parse_properties,
+     .restart_note = "the producer keeps its settings",
+     .doc_allowed = "any librdkafka producer property",
+     .doc = "passed to librdkafka verbatim (values as strings), after these defaults; a later "
+            "setting of the same name wins. `bootstrap.servers` is refused here: use "
+            "`kafka.bootstrap_servers`. `murmur2_random` is the Java client's key hash: a key "
+            "goes to the partition Confluent MQTT Proxy and Java producers choose (librdkafka's "
+            "own default, `consistent_random`, hashes with CRC32 and would move keys); keyless "
+            "records spread at random."},
+    {.path = "kafka.shutdown_timeout_s", .type = SET_ALIAS, .alias = "shutdown_timeout_s"},
+
+    {.path = "topics",
+     .type = SET_LIST,
+     CFG(rules),
+     LIST_OF(n_rules, config_rule_t),
+     .item = cfg_parse_rule,
+     .doc_default = "`[]` (no rule)",
+     .doc_allowed = "list of rules",
+     .doc = "tried in file order; the first rule that matches wins (see [Topic "
+            "rules](#topic-rules))"},
+    {.path = "topics[].mqtt",
+     .type = SET_CUSTOM,
+     RULE(pattern),
+     RULE_POS(pattern_pos),
+     .doc_default = "`mqtt` or `regex` is required",
+     .doc_allowed = "MQTT topic filter",
+     .doc = "the topics the rule takes, with MQTT's wildcards `+` and `#`"},
+    {.path = "topics[].regex",
+     .type = SET_CUSTOM,
+     RULE(pattern),
+     RULE_POS(pattern_pos),
+     .doc_default = "`mqtt` or `regex` is required",
+     .doc_allowed = "POSIX extended regex",
+     .doc = "instead of `mqtt`: the topics this regex finds (anchor it with `^...$`)"},
+    {.path = "topics[].kafka",
+     .type = SET_CUSTOM,
+     .flags = SETTING_REQUIRED,
+     RULE(kafka),
+     RULE_POS(kafka_pos),
+     .missing = "the Kafka topic template",
+     .doc_default = "**required**",
+     .doc_allowed = "template",
+     .doc = "the Kafka topic"},
+    {.path = "topics[].key",
+     .type = SET_CUSTOM,
+     .flags = SETTING_NULL_EMPTY,
+     RULE(key),
+     RULE_POS(key_pos),
+     .doc_default = "`{topic}`",
+     .doc_allowed = "template, or empty",
+     .doc = "the record key; `key: \"\"` (or `key:` with nothing) sends records without a key"},
+
+    {.path = "unmapped",
+     .type = SET_CUSTOM,
+     CFG(unmapped),
+     .parse = cfg_parse_unmapped,
+     .doc_default = "`disconnect`",
+     .doc_allowed = "`disconnect`, `drop`, a Kafka topic name",
+     .doc = "a PUBLISH no rule matches: close the connection; acknowledge and count it; or send "
+            "it to that topic (key = the MQTT topic). A topic literally named `drop` or "
+            "`disconnect` cannot be used here."},
+    {.path = "headers",
+     .type = SET_BOOL,
+     CFG(headers),
+     .def = true,
+     .doc = "add `mqtt.*` headers (topic, client id, QoS, ...) to every record"},
+
+    {.path = "mqtt", .type = SET_SECTION},
+    {.path = "mqtt.max_packet_size",
+     .type = SET_UINT,
+     .flags = SETTING_DERIVED,
+     CFG(mqtt.max_packet_size),
+     .min = 128,
+     .max = CONFIG_MQTT_MAX_PACKET,
+     .doc_default = "Kafka's `message.max.bytes` (librdkafka default 1000000), at most 268435460",
+     .doc_allowed = "128..268435460, and not above `message.max.bytes`",
+     .doc = "the largest MQTT packet accepted, whole packet including header and topic"},
+    {.path = "mqtt.max_inflight",
+     .type = SET_UINT,
+     CFG(mqtt.max_inflight),
+     .min = 1,
+     .max = 65535,
+     .def = 1024,
+     .doc = "unacknowledged QoS 1/2 PUBLISH per client; reading from the client pauses at the "
+            "limit"},
+    {.path = "mqtt.max_connections",
+     .type = SET_UINT,
+     CFG(mqtt.max_connections),
+     .min = 1,
+     .max = 10000000,
+     .def = 100000,
+     .doc = "connections beyond it are refused"},
+    {.path = "mqtt.connect_timeout_s",
+     .type = SET_UINT,
+     CFG(mqtt.connect_timeout_s),
+     .min = 1,
+     .max = 3600,
+     .def = 10,
+     .doc = "time from TCP accept to CONNECT"},
+    {.path = "mqtt.max_keepalive_s",
+     .type = SET_UINT,
+     CFG(mqtt.max_keepalive_s),
+     .min = 1,
+     .max = 65535,
+     .def = 65535,
+     .doc = "upper bound on the keepalive a client asks for"},
+    {.path = "mqtt.session_expiry_s",
+     .type = SET_UINT,
+     CFG(mqtt.session_expiry_s),
+     .min = 0,
+     .max = UINT32_MAX,
+     .def = 86400,
+     .doc = "how long a `clean session = 0` session is kept after its client leaves"},
+    {.path = "mqtt.max_connections_per_ip",
+     .type = SET_UINT,
+     CFG(mqtt.max_connections_per_ip),
+     .min = 0,
+     .max = 10000000,
+     .def = 10000,
+     .doc_allowed = "0..10000000 (0 = no limit)",
+     .doc = "live connections from one source IP (IPv6: from one /64, the usual size of one "
+            "host's or one customer's allocation; IPv4-mapped IPv6 counts as its IPv4); more are "
+            "accepted and closed at once (logged, rate-limited)"},
+    {.path = "mqtt.connect_rate_per_ip",
+     .type = SET_UINT,
+     CFG(mqtt.connect_rate_per_ip),
+     .min = 0,
+     .max = 1000000,
+     .def = 1000,
+     .doc_allowed = "0..1000000 (0 = no limit)",
+     .doc = "new connections per second from one source IP, or IPv6 /64 (token bucket)"},
+    {.path = "mqtt.connect_burst_per_ip",
+     .type = SET_UINT,
+     CFG(mqtt.connect_burst_per_ip),
+     .min = 1,
+     .max = 1000000,
+     .def = 2000,
+     .doc = "the bucket's size: connections one IP may open at once"},
+    {.path = "mqtt.max_output_buffer",
+     .type = SET_UINT,
+     CFG(mqtt.max_output_buffer),
+     .min = 4096,
+     .max = 1u << 30,
+     .def = 1024 * 1024,
+     .doc = "bytes queued for one client that does not read before it is cut"},
+    {.path = "mqtt.max_persistent_sessions",
+     .type = SET_UINT,
+     .flags = SETTING_DERIVED,
+     CFG(mqtt.max_persistent_sessions),
+     .min = 0,
+     .max = 10000000,
+     .doc_default = "`max_connections`",
+     .doc = "`clean session = 0` sessions kept without a connection; beyond it the oldest is "
+            "discarded (0: none kept)"},
+
+    {.path = "auth",
+     .type = SET_SECTION,
+     .flags = SETTING_POS,
+     .pos_off = offsetof(config_t, auth.pos)},
+    {.path = "auth.allow_anonymous",
+     .type = SET_BOOL,
+     .flags = SETTING_DERIVED,
+     CFG(auth.allow_anonymous),
+     .doc_default = "`false` when `password_file` is set, else `true`",
+     .doc = "whether a CONNECT without a user name is accepted (refused: CONNACK 5)"},
+    {.path = "auth.password_file",
+     .type = SET_FILE,
+     CFG(auth.password_file),
+     .doc = "Mosquitto-format password file (`mosquitto_passwd`, `mqtt2kafka passwd`); a CONNECT "
+            "with a user name must carry its password. Read again on every SIGHUP"},
+    {.path = "auth.acl_file",
+     .type = SET_FILE,
+     CFG(auth.acl_file),
+     .doc_default = "none (every publish allowed)",
+     .doc = "Mosquitto-format ACL; each PUBLISH and will topic is checked for write access. Read "
+            "again on every SIGHUP"},
+    {.path = "auth.acl_deny",
+     .type = SET_ENUM,
+     .flags = SETTING_STRING_FIRST,
+     CFG(auth.acl_deny),
+     .words = acl_deny_words,
+     .def = ACL_DENY_DISCONNECT,
+     .doc = "a PUBLISH the ACL refuses: close the connection (3.1.1 has no negative ack), or "
+            "acknowledge it without producing (counted, rate-limited log)"},
+
+    {.path = "shutdown_timeout_s",
+     .type = SET_UINT,
+     CFG(shutdown_timeout_s),
+     .min = 0,
+     .max = 3600,
+     .def = 30,
+     .doc = "on SIGTERM, how long to wait for Kafka to confirm what is in flight. Top level or "
+            "under `kafka:`, not both."},
+
+    /* After the listeners, wherever it is in the file: it is compared with them. */
+    {.path = "metrics", .type = SET_SECTION, .flags = SETTING_LATE},
+    {.path = "metrics.listen",
+     .type = SET_LISTEN,
+     .flags = SETTING_RESTART,
+     CFG(metrics_listen),
+     .parse = cfg_parse_metrics_listen,
+     .restart_note = "still %s",
+     .doc_default = "none (no metrics endpoint)",
+     .doc_allowed = "`IPv4:port`, `[IPv6]:port`",
+     .doc = "HTTP `GET /metrics`, `/healthz`, `/readyz` (see [operations.md](operations.md)); "
+            "must differ from every MQTT listener (port 0: any free port, named in the log)"},
+
+    {.path = "log", .type = SET_SECTION},
+    {.path = "log.level",
+     .type = SET_ENUM,
+     CFG(log_level),
+     .words = log_levels,
+     .def = LOG_INFO,
+     .doc = "the most verbose level logged"},
+    {.path = "log.format",
+     .type = SET_ENUM,
+     CFG(log_format),
+     .words = log_formats,
+     .def = LOG_FORMAT_TEXT,
+     .doc = "`json`: one JSON object per line with `ts`, `level`, `msg` and fields such as "
+            "`client` and `addr` (see [operations.md](operations.md#logs))"},
+};
+const size_t config_settings_count = sizeof(config_settings) / sizeof(config_settings[0]);
+static_assert(sizeof(config_settings) / sizeof(config_settings[0]) <= SETTINGS_MAX,
+              "raise SETTINGS_MAX");
+
+const setting_t *settings_find(const char *path) {
+    for (size_t i = 0; i < config_settings_count; i++)
+        if (strcmp(config_settings[i].path, path) == 0)
+            return &config_settings[i];
+    return NULL;
+}
+
+/* The part of `path` below section `sec`, or NULL when it is not below it. */
+static const char *below(const char *path, const char *sec) {
+    size_t n = strlen(sec);
+    if (n == 0)
+        return path;
+    return strncmp(path, sec, n) == 0 && path[n] == '.' ? path + n + 1 : NULL;
+}
+
+bool settings_is_child(const setting_t *s, const char *sec, const char **name) {
+    const char *rest = below(s->path, sec);
+    if (!rest || strchr(rest, '.'))
+        return false;
+    *name = rest;
+    return true;
+}
+
+void settings_defaults(const char *sec, void *base) {
+    for (size_t i = 0; i < config_settings_count; i++) {
+        const setting_t *s = &config_settings[i];
+        const char *rest = below(s->path, sec);
+        if (!rest || strstr(rest, "[]") || !s->field || (s->flags & SETTING_DERIVED))
+            continue;
+        char *f = (char *)base + s->off;
+        if (s->type == SET_UINT)
+            *(uint32_t *)f = s->def;
+        else if (s->type == SET_BOOL)
+            *(bool *)f = s->def != 0;
+        else if (s->type == SET_ENUM)
+            *(int *)f = (int)s->def;
+    }
+}
+
+/* ---- the reload's comparison ---- */
+
+static bool str_differs(const char *a, const char *b) {
+    if (!a || !b)
+        return a != b;
+    return strcmp(a, b) != 0;
+}
+
+static bool differs(const setting_t *s, const void *a, const void *b);
+
+/* The rows of one list item that need a restart, compared item by item. */
+static bool list_differs(const setting_t *s, const void *a, const void *b) {
+    size_t n = *(const size_t *)((const char *)a + s->count_off);
+    if (n != *(const size_t *)((const char *)b + s->count_off))
+        return true;
+    const char *ia = *(const char *const *)((const char *)a + s->off);
+    const char *ib = *(const char *const *)((const char *)b + s->off);
+    char item[64];
+    snprintf(item, sizeof(item), "%s[]", s->path);
+    for (size_t k = 0; k < n; k++, ia += s->item_size, ib += s->item_size) {
+        for (size_t i = 0; i < config_settings_count; i++) {
+            const setting_t *r = &config_settings[i];
+            const char *rest = below(r->path, item);
+            if (rest && !strstr(rest, "[]") && (r->flags & SETTING_RESTART) && differs(r, ia, ib))
+                return true;
+        }
+    }
+    return false;
+}
+
+static bool differs(const setting_t *s, const void *a, const void *b) {
+    const char *fa = (const char *)a + s->off, *fb = (const char *)b + s->off;
+    switch (s->type) {
+    case SET_SECTION:
+    case SET_BOOL:
+        return s->field && *(const bool *)fa != *(const bool *)fb;
+    case SET_UINT:
+        return *(const uint32_t *)fa != *(const uint32_t *)fb;
+    case SET_ENUM:
+        return *(const int *)fa != *(const int *)fb;
+    case SET_STRING:
+    case SET_FILE:
+    case SET_LISTEN:
+        return str_differs(*(char *const *)fa, *(char *const *)fb);
+    case SET_LIST:
+        return list_differs(s, a, b);
+    case SET_MAP: {
+        size_t n = *(const size_t *)((const char *)a + s->count_off);
+        if (n != *(const size_t *)((const char *)b + s->count_off))
+            return true;
+        const config_property_t *pa = *(config_property_t *const *)fa;
+        const config_property_t *pb = *(config_property_t *const *)fb;
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(pa[i].name, pb[i].name) != 0 || strcmp(pa[i].value, pb[i].value) != 0)
+                return true;
+        return false;
+    }
+    case SET_CUSTOM:
+    case SET_ALIAS:
+        break;
+    }
+    return false;
+}
+
+size_t config_restart_changes(const config_t *running, const config_t *next,
+                              void (*report)(void *ud, const char *msg), void *ud) {
+    size_t changed = 0;
+    for (size_t i = 0; i < config_settings_count; i++) {
+        const setting_t *s = &config_settings[i];
+        /* A row of a list item is compared as part of its list. */
+        if (!(s->flags & SETTING_RESTART) || strstr(s->path, "[]") || !differs(s, running, next))
+            continue;
+        /* The note names the running value where it has "%s". */
+        char note[256];
+        const char *pct = strstr(s->restart_note, "%s");
+        if (pct) {
+            const char *old = *(char *const *)((const char *)running + s->off);
+            snprintf(note, sizeof(note), "%.*s%s%s", (int)(pct - s->restart_note), s->restart_note,
+                     old ? old : "off", pct + 2);
+        } else {
+            snprintf(note, sizeof(note), "%s", s->restart_note);
+        }
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s changed; this needs a restart (%s)", s->path, note);
+        report(ud, msg);
+        changed++;
+    }
+    return changed;
+}
+
+/* ---- docs/configuration.md ---- */
+
+static void put_words(FILE *out, const setting_t *s, const char *sep) {
+    for (const setting_word_t *w = s->words; w->word; w++)
+        fprintf(out, "%s`%s%s%s`", w == s->words ? "" : sep, s->flags & SETTING_QUOTED ? "\"" : "",
+                w->word, s->flags & SETTING_QUOTED ? "\"" : "");
+}
+
+static void put_default(FILE *out, const setting_t *s) {
+    if (s->doc_default) {
+        fputs(s->doc_default, out);
+        return;
+    }
+    switch (s->type) {
+    case SET_UINT:
+        fprintf(out, "%u", (unsigned)s->def);
+        return;
+    case SET_BOOL:
+        fputs(s->def ? "`true`" : "`false`", out);
+        return;
+    case SET_ENUM:
+        for (const setting_word_t *w = s->words; w->word; w++)
+            if (w->value == (int)s->def)
+                fprintf(out, s->flags & SETTING_QUOTED ? "`\"%s\"`" : "`%s`", w->word);
+        return;
+    case SET_MAP:
+        for (const char *const *d = s->defaults; d[0]; d += 2)
+            fprintf(out, "%s`%s: %s`", d == s->defaults ? "" : ", ", d[0], d[1]);
+        return;
+    default:
+        fputs("none", out);
+    }
+}
+
+static void put_allowed(FILE *out, const setting_t *s) {
+    if (s->doc_allowed) {
+        fputs(s->doc_allowed, out);
+        return;
+    }
+    switch (s->type) {
+    case SET_UINT:
+        fprintf(out, "%u..%u", (unsigned)s->min, (unsigned)s->max);
+        return;
+    case SET_BOOL:
+        fputs("`true`, `false`", out);
+        return;
+    case SET_ENUM:
+        put_words(out, s, ", ");
+        return;
+    case SET_FILE:
+        fputs("file name", out);
+        return;
+    default:
+        fputs("mapping", out);
+    }
+}
+
+void config_settings_markdown(FILE *out) {
+    fputs("| setting | default | allowed | on SIGHUP | meaning |\n"
+          "|---|---|---|---|---|\n",
+          out);
+    for (size_t i = 0; i < config_settings_count; i++) {
+        const setting_t *s = &config_settings[i];
+        if (!s->doc)
+            continue;
+        fprintf(out, "| `%s` | ", s->path);
+        put_default(out, s);
+        fputs(" | ", out);
+        put_allowed(out, s);
+        fprintf(out, " | %s | %s |\n", s->flags & SETTING_RESTART ? "restart" : "applies", s->doc);
+    }
+}

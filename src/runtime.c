@@ -1,0 +1,327 @@
+/* The one path from a configuration to the objects the daemon runs with
+ * (see runtime.h): a table of steps, one per object, each with a prepare
+ * that builds without touching what runs, a commit that swaps in and cannot
+ * fail, and an abort that frees. It grew out of the SIGHUP reload's two
+ * phases; the start and --check now go through the same steps.
+ *
+ * To build another object from the configuration, add a step. */
+#include "runtime.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/tls.h"
+#include "util/log.h"
+
+/* Where a step reports its errors: one line each, with the step's name in
+ * front during a reload (the reload logs "reload: <line>"). */
+typedef struct {
+    char *buf;
+    size_t cap, len;
+    const char *prefix; /* NULL: none */
+} report_t;
+
+__attribute__((format(printf, 2, 3))) static void report(report_t *r, const char *fmt, ...) {
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (r->len + 1 >= r->cap)
+        return;
+    int n = snprintf(r->buf + r->len, r->cap - r->len, "%s%s%s\n", r->prefix ? r->prefix : "",
+                     r->prefix ? ": " : "", line);
+    if (n > 0)
+        r->len += (size_t)n;
+    if (r->len >= r->cap)
+        r->len = r->cap - 1;
+}
+
+/* A message of several lines, one report each. */
+static void report_lines(report_t *r, char *msg) {
+    char *save = NULL;
+    for (char *line = strtok_r(msg, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        report(r, "%s", line);
+}
+
+typedef struct {
+    const char *name; /* in a reload's errors */
+    /* Built only when every step before it succeeded: creating the producer
+     * starts connecting, pointless for a configuration that fails. */
+    bool last;
+    /* 0 with *state (may stay NULL), or -1 after reporting; *state is then NULL. */
+    int (*prepare)(const runtime_t *rt, const config_t *next, runtime_mode_t mode, void **state,
+                   report_t *r);
+    void (*commit)(const runtime_t *rt, const config_t *next, runtime_mode_t mode, void *state);
+    void (*abort)(runtime_mode_t mode, void *state); /* state is not NULL */
+} step_t;
+
+/* ---- kafka.properties: librdkafka is the judge of its own properties (our
+ * defaults are checked too: a librdkafka without idempotence would refuse
+ * them) ---- */
+
+static int props_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
+                         void **state, report_t *r) {
+    (void)rt;
+    (void)mode;
+    (void)state;
+    int errors = 0;
+    for (size_t i = 0; i < next->n_kafka_properties; i++) {
+        const config_property_t *p = &next->kafka_properties[i];
+        char e[512];
+        if (kafka_check_property(p->name, p->value, e, sizeof(e)) == 0)
+            continue;
+        errors++;
+        if (p->pos.line > 0)
+            report(r, "%s:%d:%d: kafka.properties.%s: %s", next->path, p->pos.line, p->pos.col,
+                   p->name, e);
+        else
+            report(r, "%s: kafka.properties.%s (built-in default): %s", next->path, p->name, e);
+    }
+    return errors ? -1 : 0;
+}
+
+/* ---- the topic map ---- */
+
+static int topics_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
+                          void **state, report_t *r) {
+    (void)rt;
+    (void)mode;
+    char e[4096];
+    topic_map_t *tm = topic_map_new(next->rules, next->n_rules, e, sizeof(e));
+    if (!tm) {
+        report_lines(r, e);
+        return -1;
+    }
+    *state = tm;
+    return 0;
+}
+
+static void topics_commit(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
+                          void *state) {
+    (void)next;
+    (void)mode;
+    topic_map_t *old = *rt->topics;
+    /* Records already produced carry their rendered topic; nothing refers to
+     * the old map once this returns (the daemon's route callback reads the
+     * pointer on every lookup). */
+    *rt->topics = state;
+    if (old)
+        topic_map_free(old);
+}
+
+static void topics_abort(runtime_mode_t mode, void *state) {
+    (void)mode;
+    topic_map_free(state);
+}
+
+/* ---- TLS: certificate, key and CA of every TLS listener ---- */
+
+static int tls_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mode, void **state,
+                       report_t *r) {
+    char e[4096];
+    if (mode == RUNTIME_RELOAD && rt->server) {
+        /* The running listeners' new contexts (a listener that changed in
+         * `next` needs a restart and reloads the files it started with). */
+        server_tls_update_t *u = NULL;
+        if (server_tls_prepare(rt->server, next, &u, e, sizeof(e)) != 0) {
+            report_lines(r, e);
+            return -1;
+        }
+        *state = u;
+        return 0;
+    }
+    /* Loaded and checked, then freed: server_listen loads them again at the
+     * start, as its interface takes no prepared context. */
+    int errors = 0;
+    for (size_t i = 0; i < next->n_listeners; i++) {
+        const config_listener_t *l = &next->listeners[i];
+        tls_ctx_t *t = NULL;
+        if (!l->tls.enabled)
+            continue;
+        if (tls_ctx_new(&l->tls, &t, e, sizeof(e)) != 0) {
+            report(r, "%s:%d:%d: listeners[%zu].tls: %s", next->path, l->tls.pos.line,
+                   l->tls.pos.col, i, e);
+            errors++;
+        }
+        tls_ctx_free(t);
+    }
+    return errors ? -1 : 0;
+}
+
+static void tls_commit(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
+                       void *state) {
+    (void)next;
+    if (mode == RUNTIME_RELOAD && rt->server)
+        server_tls_commit(rt->server, state); /* logs each listener it switched */
+}
+
+static void tls_abort(runtime_mode_t mode, void *state) {
+    (void)mode;
+    server_tls_abort(state);
+}
+
+/* ---- the password and ACL files (read again on every SIGHUP, also when
+ * the YAML did not change) ---- */
+
+static int auth_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
+                        void **state, report_t *r) {
+    char e[1024];
+    if (mode == RUNTIME_RELOAD) {
+        security_update_t *u = NULL;
+        if (security_prepare(&next->auth, &u, e, sizeof(e)) != 0) {
+            report(r, "%s", e);
+            return -1;
+        }
+        *state = u;
+        return 0;
+    }
+    security_t *s = NULL;
+    if (security_new(&next->auth, &s, e, sizeof(e)) != 0) {
+        report(r, "%s:%d:%d: auth: %s", next->path, next->auth.pos.line, next->auth.pos.col, e);
+        return -1;
+    }
+    *state = s;
+    return 0;
+}
+
+static void auth_commit(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
+                        void *state) {
+    const config_auth_t *a = &next->auth;
+    if (mode == RUNTIME_RELOAD) {
+        /* Sessions compare the generation: cached ACL decisions become stale. */
+        security_commit(*rt->security, a, state);
+        if (a->password_file || a->acl_file)
+            log_info("reload: password and ACL files reloaded (password file %s, ACL file %s, "
+                     "anonymous clients %s)",
+                     a->password_file ? a->password_file : "none",
+                     a->acl_file ? a->acl_file : "none",
+                     a->allow_anonymous ? "allowed" : "refused");
+        return;
+    }
+    security_free(*rt->security);
+    *rt->security = state;
+    if (a->password_file || a->acl_file || !a->allow_anonymous)
+        log_info("auth: %s%s%s, anonymous clients %s",
+                 a->password_file ? "password file " : "no password file",
+                 a->password_file ? a->password_file : "",
+                 a->acl_file ? ", ACL file loaded" : ", no ACL file",
+                 a->allow_anonymous ? "allowed" : "refused");
+}
+
+static void auth_abort(runtime_mode_t mode, void *state) {
+    if (mode == RUNTIME_RELOAD)
+        security_update_free(state);
+    else
+        security_free(state);
+}
+
+/* ---- the producer: created at the start only (a change of
+ * kafka.bootstrap_servers or kafka.properties needs a restart) ---- */
+
+static int producer_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
+                            void **state, report_t *r) {
+    if (mode != RUNTIME_START)
+        return 0;
+    const char **props = calloc(next->n_kafka_properties * 2 + 1, sizeof(*props));
+    if (!props) {
+        report(r, "kafka: out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < next->n_kafka_properties; i++) {
+        props[2 * i] = next->kafka_properties[i].name;
+        props[2 * i + 1] = next->kafka_properties[i].value;
+    }
+    kafka_opts_t o = rt->kafka_opts;
+    o.bootstrap_servers = next->bootstrap_servers;
+    o.properties = props;
+    o.n_properties = next->n_kafka_properties;
+    kafka_t *k = NULL;
+    char e[1024];
+    int rc = kafka_new(&o, &k, e, sizeof(e));
+    free(props); /* librdkafka copied them */
+    if (rc != 0) {
+        report(r, "kafka: %s", e);
+        return -1;
+    }
+    *state = k;
+    return 0;
+}
+
+static void producer_commit(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
+                            void *state) {
+    (void)next;
+    if (mode == RUNTIME_START)
+        *rt->kafka = state;
+}
+
+static void producer_abort(runtime_mode_t mode, void *state) {
+    (void)mode;
+    kafka_free(state);
+}
+
+/* In this order: --check prints the errors so, and a reload logs the
+ * objects it switched so. */
+static const step_t steps[] = {
+    {"configuration rejected", false, props_prepare, NULL, NULL},
+    {"topic map", false, topics_prepare, topics_commit, topics_abort},
+    {"TLS certificates", false, tls_prepare, tls_commit, tls_abort},
+    {"auth files", false, auth_prepare, auth_commit, auth_abort},
+    {"kafka", true, producer_prepare, producer_commit, producer_abort},
+};
+#define N_STEPS (sizeof(steps) / sizeof(steps[0]))
+
+struct runtime_prep {
+    runtime_mode_t mode;
+    const config_t *cfg;
+    void *state[N_STEPS];
+};
+
+int runtime_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
+                    runtime_prep_t **out, char *errbuf, size_t errlen) {
+    *out = NULL;
+    if (errlen)
+        errbuf[0] = '\0';
+    runtime_prep_t *p = calloc(1, sizeof(*p));
+    if (!p) {
+        snprintf(errbuf, errlen, "out of memory\n");
+        return -1;
+    }
+    p->mode = mode;
+    p->cfg = next;
+    report_t r = {errbuf, errlen, 0, NULL};
+    bool failed = false;
+    /* Every step, so that one run reports every file that does not load. */
+    for (size_t i = 0; i < N_STEPS; i++) {
+        if (failed && steps[i].last)
+            continue;
+        r.prefix = mode == RUNTIME_RELOAD ? steps[i].name : NULL;
+        if (steps[i].prepare(rt, next, mode, &p->state[i], &r) != 0)
+            failed = true;
+    }
+    if (failed) {
+        runtime_abort(p);
+        return -1;
+    }
+    *out = p;
+    return 0;
+}
+
+void runtime_commit(const runtime_t *rt, runtime_prep_t *p) {
+    for (size_t i = 0; i < N_STEPS; i++)
+        if (steps[i].commit)
+            steps[i].commit(rt, p->cfg, p->mode, p->state[i]);
+    free(p);
+}
+
+void runtime_abort(runtime_prep_t *p) {
+    if (!p)
+        return;
+    for (size_t i = N_STEPS; i-- > 0;)
+        if (p->state[i] && steps[i].abort)
+            steps[i].abort(p->mode, p->state[i]);
+    free(p);
+}
