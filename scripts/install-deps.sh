@@ -5,7 +5,7 @@
 set -eu
 
 build_pkgs="build-essential cmake pkg-config libuv1-dev librdkafka-dev libyaml-dev libcjson-dev libssl-dev libhttp-parser-dev gzip"
-test_pkgs="libcmocka-dev clang-format python3 python3-pytest python3-yaml python3-paho-mqtt python3-confluent-kafka mosquitto mosquitto-clients kcat curl openssl procps dpkg-dev"
+test_pkgs="libcmocka-dev clang-format python3 python3-pytest python3-yaml python3-paho-mqtt python3-confluent-kafka mosquitto mosquitto-clients kcat curl openssl procps dpkg-dev openjdk-17-jre-headless maven"
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;

@@ -18,6 +18,7 @@
 #include "ops/sd_notify.h"
 #include "auth/security.h"
 #include "net/server.h"
+#include "mqtt/codec.h"
 #include "mqtt/session.h"
 #include "map/topic_map.h"
 #include "runtime.h"
@@ -92,6 +93,29 @@ static int produce_cb(void *ud, const kafka_record_t *rec, uint64_t opaque) {
     if (rc == KAFKA_ERR_PRODUCE || rc == KAFKA_ERR_FATAL)
         log_error("kafka: producing to topic %s failed: %s", rec->topic, kafka_last_error(d->k));
     return rc;
+}
+
+/* The session's auth ops over security_* (d->sec read at each call: runtime.c
+ * owns that pointer) and its ack latency into the registry's histogram. */
+static int auth_connect(void *ud, const char *addr, const char *identity, bool has_user,
+                        const char *user, size_t ulen, bool has_pw, const uint8_t *pw, size_t pwlen,
+                        uint64_t now_ms, uint32_t *delay_ms) {
+    return security_connect(((daemon_t *)ud)->sec, addr, identity, has_user, user, ulen, has_pw, pw,
+                            pwlen, now_ms, delay_ms);
+}
+
+static bool auth_can_publish(void *ud, const char *user, const char *client_id, const char *topic,
+                             size_t topic_len) {
+    return security_can_publish(((daemon_t *)ud)->sec, user, client_id, topic, topic_len);
+}
+
+static uint32_t auth_acl_generation(void *ud) {
+    const security_t *sec = ((daemon_t *)ud)->sec;
+    return security_has_acl(sec) ? security_generation(sec) : 0; /* a generation is never 0 */
+}
+
+static void on_ack_latency(void *ud, uint32_t usec) {
+    metrics_histogram_observe(&((daemon_t *)ud)->m.ack_latency, usec);
 }
 
 static void on_delivery(void *ud, uint64_t opaque, int err, const char *errstr) {
@@ -204,6 +228,30 @@ static char *on_metrics(void *ud, size_t *len) {
     m->output_limit_closed = sv->refused_output_limit;
     m->bytes_received = sv->bytes_in;
     m->bytes_sent = sv->bytes_out;
+    _Static_assert(sizeof(m->packets_received) == sizeof(st->packets_received) &&
+                       sizeof(m->messages_received) == sizeof(st->messages_received),
+                   "the same packet types and QoS levels");
+    memcpy(m->packets_received, st->packets_received, sizeof(m->packets_received));
+    memcpy(m->packets_sent, st->packets_sent, sizeof(m->packets_sent));
+    memcpy(m->messages_received, st->messages_received, sizeof(m->messages_received));
+    m->auth_failures = st->auth_failures;
+    m->acl_denied = st->acl_denied;
+    m->connections_refused[METRICS_REFUSED_CONNECT_TIMEOUT] = st->connect_timeouts;
+    m->connections_refused[METRICS_REFUSED_PROTOCOL_ERROR] = st->refused_protocol_errors;
+    m->connections_refused[METRICS_REFUSED_PROTOCOL_VERSION] =
+        st->connack_refused[MQTT_CONNACK_BAD_PROTOCOL];
+    m->connections_refused[METRICS_REFUSED_IDENTIFIER_REJECTED] =
+        st->connack_refused[MQTT_CONNACK_ID_REJECTED];
+    m->connections_refused[METRICS_REFUSED_SERVER_UNAVAILABLE] =
+        st->connack_refused[MQTT_CONNACK_UNAVAILABLE];
+    m->connections_refused[METRICS_REFUSED_NOT_AUTHORIZED] =
+        st->connack_refused[MQTT_CONNACK_BAD_CREDENTIALS] +
+        st->connack_refused[MQTT_CONNACK_NOT_AUTHORIZED];
+    memset(&m->protocol_errors, 0, sizeof(m->protocol_errors));
+    for (int k = 1; k < SESSION_ERR__COUNT; k++)
+        if (st->protocol_error_kinds[k])
+            metrics_label_add(&m->protocol_errors, session_error_name(k),
+                              st->protocol_error_kinds[k]);
     m->unmapped[METRICS_UNMAPPED_DISCONNECT] = st->unmapped_closed;
     m->unmapped[METRICS_UNMAPPED_DROP] = st->unmapped_dropped;
     m->unmapped[METRICS_UNMAPPED_TOPIC] = st->unmapped_routed;
@@ -439,12 +487,16 @@ int daemon_run(const config_t *cfg) {
     runtime_commit(&rt, prep);
     session_mgr_opts_t so = {
         .cfg = cfg,
-        .security = d->sec,
         .route = route_cb,
         .route_ud = d,
         .produce = produce_cb,
         .produce_ud = d,
-        .metrics = &d->m,
+        .auth = {.connect = auth_connect,
+                 .can_publish = auth_can_publish,
+                 .acl_generation = auth_acl_generation,
+                 .ud = d},
+        .ack_latency = on_ack_latency,
+        .ack_latency_ud = d,
     };
     d->sm = session_mgr_new(&so);
     if (!d->sm) {

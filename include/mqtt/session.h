@@ -16,11 +16,9 @@
 
 #include "config/config.h"
 #include "kafka/producer.h"
-#include "ops/metrics.h"
 #include "map/topic_map.h"
 
 typedef struct session_mgr session_mgr_t;
-typedef struct security security_t; /* security.h */
 typedef struct session_conn session_conn_t;
 
 /* Routes an MQTT topic (topic_map_lookup's contract; returns TOPIC_MAP_*). */
@@ -29,6 +27,27 @@ typedef int (*session_route_fn)(void *ud, const char *topic, size_t topic_len,
                                 topic_map_result_t *out);
 /* Enqueues one record; returns KAFKA_OK or KAFKA_ERR_* (kafka_produce's contract). */
 typedef int (*session_produce_fn)(void *ud, const kafka_record_t *rec, uint64_t opaque);
+
+/* Authentication and publish authorization (the daemon adapts auth/security.h).
+ * Every callback gets `ud`. connect NULL: no check at CONNECT (nor of the will
+ * topic); acl_generation NULL: every PUBLISH allowed. */
+typedef struct {
+    /* A CONNECT's credentials (security_connect's contract): MQTT_CONNACK_ACCEPTED,
+     * _BAD_CREDENTIALS or _NOT_AUTHORIZED, and in *delay_ms how long to hold the
+     * answer (failed-login throttle). `identity` (non-NULL) is a user name from a
+     * verified client certificate; `addr` is the remote "ip:port". */
+    int (*connect)(void *ud, const char *addr, const char *identity, bool has_user,
+                   const char *user, size_t ulen, bool has_pw, const uint8_t *pw, size_t pwlen,
+                   uint64_t now_ms, uint32_t *delay_ms);
+    /* Whether the client may publish on the topic (user NULL: none given). */
+    bool (*can_publish)(void *ud, const char *user, const char *client_id, const char *topic,
+                        size_t topic_len);
+    /* 0 while no ACL is in force (can_publish is then not called); otherwise a
+     * value that changes whenever earlier can_publish answers may be stale.
+     * Called once per PUBLISH: it guards each connection's cached decision. */
+    uint32_t (*acl_generation)(void *ud);
+    void *ud;
+} session_auth_ops_t;
 
 typedef struct {
     const config_t *cfg; /* borrowed; must outlive the manager */
@@ -40,14 +59,12 @@ typedef struct {
      * more would be kept, the one that disconnected first is discarded (logged).
      * 0 = cfg->mqtt.max_connections. */
     size_t max_detached_sessions;
-    /* Authentication and publish ACL (security.h); NULL: every client and
-     * publish allowed. Borrowed; must outlive the manager. */
-    security_t *security;
-    /* Registry fed from the hot path with plain increments (packets,
-     * messages by QoS, refusals, protocol errors by kind, ack latency);
-     * borrowed, must outlive the manager. NULL: a private one. Totals that
-     * session_stats_t already counts are not repeated there. */
-    metrics_t *metrics;
+    session_auth_ops_t auth;
+    /* Metrics: every count is a plain increment in session_stats_t, copied at
+     * scrape time; only the ack latency (PUBLISH received to PUBACK/PUBREC
+     * queued, in microseconds) is reported as it happens. NULL: not measured. */
+    void (*ack_latency)(void *ud, uint32_t usec);
+    void *ack_latency_ud;
 } session_mgr_opts_t;
 
 /* What the server does for one connection. Every callback gets the `ud` given
@@ -70,7 +87,24 @@ typedef struct {
     void (*hold)(void *ud, uint32_t ms);
 } session_conn_ops_t;
 
-/* Counters, for logs and metrics. */
+/* Kinds of protocol error (session_stats_t.protocol_error_kinds): 1 ..
+ * SESSION_ERR_CODEC_MAX are the codec's errors (kind = -MQTT_ERR_*), then the
+ * session's own. session_error_name() names them for metrics. */
+enum {
+    SESSION_ERR_CODEC_MAX = 31,
+    SESSION_ERR_FIRST_PACKET_NOT_CONNECT,
+    SESSION_ERR_SECOND_CONNECT,
+    SESSION_ERR_SERVER_ONLY_PACKET,
+    SESSION_ERR_UNEXPECTED_ACK,
+    SESSION_ERR_UNEXPECTED_PACKET_TYPE,
+    SESSION_ERR_QOS2_WINDOW_FULL,
+    SESSION_ERR_SUBSCRIBE_TOO_MANY_FILTERS,
+    SESSION_ERR__COUNT
+};
+/* "MQTT_ERR_QOS_INVALID" (mqtt_errname), "second_connect", ...; NULL for 0. */
+const char *session_error_name(int kind);
+
+/* Counters, for logs and metrics (plain increments on the loop thread). */
 typedef struct {
     uint64_t connects;        /* CONNACK 0 sent */
     uint64_t rejected;        /* CONNACK != 0 sent */
@@ -92,7 +126,14 @@ typedef struct {
     uint64_t wills_lost;           /* could not be produced (unmapped, queue full, produce error) */
     uint64_t auth_bad_credentials; /* CONNACK 4 sent */
     uint64_t auth_not_authorized;  /* CONNACK 5 sent (anonymous refused, will topic denied) */
-    uint64_t acl_denied;           /* PUBLISHes refused by the ACL (dropped or closed) */
+    uint64_t acl_denied;           /* PUBLISHes and will topics refused by the ACL */
+    uint64_t auth_failures;        /* CONNACK 4, and 5 for an anonymous client */
+    uint64_t connack_refused[6];   /* CONNACK != 0 sent, by return code ([0] unused) */
+    uint64_t refused_protocol_errors; /* protocol errors before CONNECT was accepted */
+    uint64_t packets_received[16];    /* by MQTT control packet type */
+    uint64_t packets_sent[16];
+    uint64_t messages_received[3]; /* PUBLISH by QoS */
+    uint64_t protocol_error_kinds[SESSION_ERR__COUNT];
 } session_stats_t;
 
 /* Creates a manager; NULL on allocation failure. */

@@ -1,7 +1,11 @@
 """Helpers for the integration tests: the mock Kafka process, a consumer that
 reads back exact records, the daemon under test, raw MQTT 3.1.1 packets.
 
-Every wait here is bounded; a bound that is hit fails the test.
+Every wait here is bounded, and a bound that is hit fails the test: waits
+raise (AssertionError) instead of returning a falsy value; a log check looks
+only after a mark() taken before the action it checks; a Kafka read raises on
+any broker error and compares with the brokers' watermarks, so an
+unreachable broker is a failure, never "no records".
 """
 import collections
 import os
@@ -33,14 +37,19 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_until(pred, timeout, interval=0.05):
+def wait_until(pred, timeout, what, interval=0.05):
+    """Polls `pred()` until it returns a truthy value and returns that value.
+    When `timeout` seconds pass first, fails (AssertionError) with `what` (a
+    string, or a callable giving one, evaluated then: for a log tail) and the
+    last value pred returned."""
     deadline = time.monotonic() + timeout
     while True:
         v = pred()
         if v:
             return v
         if time.monotonic() >= deadline:
-            return v
+            desc = what() if callable(what) else what
+            raise AssertionError(f"waited {timeout} s for {desc}; last value {v!r}")
         time.sleep(interval)
 
 
@@ -100,39 +109,50 @@ def _consumer(bootstrap):
         "group.id": "m2k-integration",  # never joined: we assign()
         "enable.auto.commit": False,
         "enable.partition.eof": False,
+        # A fetch waits at most this long for data; the watermark queries
+        # after reading wait behind it (librdkafka's default is 500 ms).
+        "fetch.wait.max.ms": 20,
         "log_level": 3,
     })
 
 
-def _assign_all(c, topic, deadline):
-    """Assigns every partition of `topic` from the beginning, waiting for the
-    topic to exist (the mock creates it on the producer's first metadata)."""
+class KafkaReadError(AssertionError):
+    """The brokers did not answer or answered with an error: a test that reads
+    Kafka fails, it never takes that for "no records"."""
+
+
+def _partitions(c, topic, deadline):
+    """Every partition of `topic` (the mock creates a topic on its first
+    metadata request, a consumer's included). Retries until `deadline`, then
+    raises KafkaReadError with the last error."""
+    last = None
     while True:
         try:
-            md = c.list_topics(topic, timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+            md = c.list_topics(topic, timeout=max(0.5, min(5.0, deadline - time.monotonic())))
             t = md.topics.get(topic)
             if t is not None and t.error is None and t.partitions:
-                parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(t.partitions)]
-                c.assign(parts)
-                return True
-        except KafkaException:
-            pass
+                return sorted(t.partitions)
+            last = "no partitions" if t is None or t.error is None else t.error
+        except KafkaException as e:
+            last = e
         if time.monotonic() >= deadline:
-            return False
+            raise KafkaReadError(f"{topic}: no metadata from the brokers: {last}")
         time.sleep(0.1)
 
 
-def consume(bootstrap, topic, n, timeout=15.0, settle=0.0):
+def read_topic(bootstrap, topic, n, timeout=15.0, settle=0.0):
     """Reads `topic` from the beginning of every partition until `n` records
-    arrived or `timeout` passed; then keeps reading `settle` seconds more (so a
-    caller can assert nothing beyond `n` arrives). Returns Records, each
-    partition in offset order."""
+    arrived or `timeout` passed, then `settle` seconds more (so a caller can
+    check that nothing beyond `n` arrives). Returns (Records, each partition
+    in offset order; the number of records the brokers then say the topic
+    holds, by its low and high watermarks). Raises KafkaReadError on any
+    broker error: an unreachable broker fails the test."""
     c = _consumer(bootstrap)
     out = []
     try:
         deadline = time.monotonic() + timeout
-        if not _assign_all(c, topic, deadline):
-            return out
+        parts = _partitions(c, topic, deadline)
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
         end = None
         while True:
             now = time.monotonic()
@@ -141,27 +161,47 @@ def consume(bootstrap, topic, n, timeout=15.0, settle=0.0):
             if end is not None and now >= end:
                 break
             m = c.poll(0.1)
-            if m is None or m.error():
+            if m is None:
                 continue
+            if m.error():
+                raise KafkaReadError(f"{topic}: {m.error()}")
             ts_type, ts = m.timestamp()
             out.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
                               dict(m.headers() or []), ts))
+        total = 0
+        for p in parts:
+            try:
+                lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=5.0,
+                                                 cached=False)
+            except KafkaException as e:
+                raise KafkaReadError(f"{topic} [{p}]: no watermarks: {e}") from None
+            total += hi - lo
     finally:
         c.close()
-    return out
+    return out, total
+
+
+def consume(bootstrap, topic, n, timeout=15.0, settle=0.0):
+    """The Records of read_topic (at most what arrived within the bounds)."""
+    return read_topic(bootstrap, topic, n, timeout, settle)[0]
 
 
 def assert_records(bootstrap, topic, n, timeout=15.0, settle=1.0):
-    """Exactly `n` records: fails if fewer arrive within timeout or more
-    arrive within `settle` after the n-th."""
-    recs = consume(bootstrap, topic, n, timeout=timeout, settle=settle)
-    assert len(recs) == n, f"{topic}: expected {n} records, got {len(recs)}: {recs[:5]}"
+    """Exactly `n` records: fails if fewer arrive within timeout, if more
+    arrive within `settle` after the n-th, or if the brokers then hold any
+    other number in the topic."""
+    recs, total = read_topic(bootstrap, topic, n, timeout=timeout, settle=settle)
+    assert (len(recs), total) == (n, n), \
+        f"{topic}: expected {n} records, read {len(recs)}, the topic holds {total}: {recs[:5]}"
     return recs
 
 
 def assert_no_records(bootstrap, topic, window=1.5):
-    recs = consume(bootstrap, topic, 1, timeout=window)
-    assert recs == [], f"{topic}: expected no records, got {recs[:5]}"
+    """Nothing arrives within `window`, and the brokers (which must answer)
+    then say the topic is empty."""
+    recs, total = read_topic(bootstrap, topic, 1, timeout=window)
+    assert (recs, total) == ([], 0), \
+        f"{topic}: expected no records, read {len(recs)}, the topic holds {total}: {recs[:5]}"
 
 
 def expected_headers(topic, client_id, qos, retain=False, username=None):
@@ -215,6 +255,18 @@ def merge(base, over):
     return out
 
 
+def line(msg, level=None, client=None, addr=r"127\.0\.0\.1:\d+", regex=False):
+    """A regex for one whole text log line that carries exactly `msg`
+    (include/util/log.h: "<ts> <level padded to 5> [client=<id> addr=<addr> ]<msg>").
+    `msg` is literal text unless `regex`; `client` is the client id ("-"
+    before CONNECT) for a client line, None for a line without client fields;
+    `addr` is a regex."""
+    body = msg if regex else re.escape(msg)
+    lvl = re.escape(f"{level:<5}") if level else r"(?:error|warn |info |debug)"
+    who = "" if client is None else f"client={re.escape(client)} addr={addr} "
+    return rf"^\S+ {lvl} {who}{body}$"
+
+
 class Daemon:
     def __init__(self, tmp_path, bootstrap, overrides=None, name="mqtt2kafka", env=None):
         assert os.path.exists(DAEMON), f"{DAEMON} does not exist: build first"
@@ -247,6 +299,9 @@ class Daemon:
                 self.port = int(m.group(1))
                 return
             time.sleep(0.05)
+        self.proc.kill()
+        self.proc.wait(5)
+        self._log.close()
         raise AssertionError(f"mqtt2kafka did not start listening:\n{self.log()}")
 
     def rewrite_config(self, overrides=None, text=None):
@@ -256,15 +311,30 @@ class Daemon:
             text = yaml.safe_dump(self.config, sort_keys=False)
         self.config_path.write_text(text)
 
-    def log(self):
+    def mark(self):
+        """The log's length now, in bytes: taken before an action, passed as
+        `since` to log() and wait_log() so a check sees only the lines the
+        daemon wrote after it (not the start-up lines, not an earlier case)."""
         if not self._log.closed:
             self._log.flush()
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.stat().st_size
 
-    def wait_log(self, pattern, timeout=5.0):
-        """Waits until a log line matches the regex; returns the match or None."""
+    def log(self, since=0):
+        """The log from byte offset `since` (a mark()) on."""
+        if not self._log.closed:
+            self._log.flush()
+        with open(self.log_path, "rb") as f:
+            f.seek(since)
+            return f.read().decode(errors="replace")
+
+    def wait_log(self, pattern, *, since, timeout=10.0):
+        """Waits until the regex (re.M) matches the log after the mark `since`
+        and returns the match; fails with the log tail when `timeout` passes.
+        `since=0` only for lines written at start-up (say so at the call)."""
         rx = re.compile(pattern, re.M)
-        return wait_until(lambda: rx.search(self.log()), timeout)
+        return wait_until(lambda: rx.search(self.log(since)), timeout,
+                          lambda: f"a log line matching {pattern!r} after byte {since}; "
+                                  f"the log from there:\n{self.log(since)[-3000:]}")
 
     def stop(self, sig=signal.SIGTERM, timeout=30.0):
         """Sends `sig`, waits (bounded), SIGKILLs if needed; returns the exit code."""
@@ -437,22 +507,38 @@ class Raw:
         r, _, _ = select.select([self.sock], [], [], window)
         return not r
 
-    def closed_within(self, timeout=5.0):
-        """True when the peer closes (EOF or reset) within timeout, discarding
-        whatever bytes come first; False if still open."""
+    def read_until_close(self, timeout=5.0):
+        """(every byte the peer sent until it closed, True) or (the bytes so
+        far, False) when it is still open after `timeout`."""
+        data = b""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                return False
+                return data, False
             self.sock.settimeout(left)
             try:
-                if not self.sock.recv(4096):
-                    return True
+                chunk = self.sock.recv(4096)
             except socket.timeout:
-                return False
+                return data, False
             except (ConnectionResetError, BrokenPipeError):
-                return True
+                return data, True
+            if not chunk:
+                return data, True
+            data += chunk
+
+    def closed_within(self, timeout=5.0):
+        """True when the peer closes (EOF or reset) within timeout, discarding
+        whatever bytes come first; False if still open."""
+        return self.read_until_close(timeout)[1]
+
+    def expect_close(self, data=b"", timeout=5.0):
+        """The peer sends exactly `data` (default nothing) and closes within
+        `timeout`."""
+        got, closed = self.read_until_close(timeout)
+        assert closed, f"still open after {timeout} s (got {got.hex(' ') or 'nothing'})"
+        assert got == data, f"expected {data.hex(' ') or 'nothing'} then a close, " \
+                            f"got {got.hex(' ') or 'nothing'}"
 
     def connect(self, client_id, clean=True, session_present=False, **kw):
         self.send(connect(client_id, clean=clean, **kw))

@@ -1,11 +1,18 @@
-"""The test fixtures themselves, without the daemon: m2k-mock-kafka and the
-consumer helpers, driven by a real confluent_kafka Producer."""
+"""The test fixtures themselves: m2k-mock-kafka and the consumer helpers,
+driven by a real confluent_kafka Producer, and the harness's own checks,
+which must be able to fail: a Kafka read against brokers that are down
+raises, a wait that times out raises, a log check sees only what follows
+its mark."""
+import os
 import time
 
 import pytest
 from confluent_kafka import KafkaError, Producer
 
 import m2k
+
+pytestmark = pytest.mark.skipif(os.environ.get("M2K_KAFKA") == "real",
+                                reason="tests the mock Kafka process itself")
 
 
 def produce(bootstrap, topic, records, **conf):
@@ -102,3 +109,49 @@ def test_exits_on_stdin_eof():
     mk = m2k.MockKafka()
     mk.proc.stdin.close()
     assert mk.proc.wait(10) == 0
+
+
+def test_reads_fail_while_the_brokers_are_down(mock_kafka):
+    """"No records" needs an answer from the brokers: unreachable ones fail
+    the read instead of passing for an empty topic."""
+    mock_kafka.cmd("create quiet 1 1")
+    mock_kafka.cmd("down -1")
+    with pytest.raises(m2k.KafkaReadError):
+        m2k.assert_no_records(mock_kafka.bootstrap, "quiet", window=1.0)
+    with pytest.raises(m2k.KafkaReadError):
+        m2k.consume(mock_kafka.bootstrap, "quiet", 1, timeout=1.0)
+    mock_kafka.cmd("up -1")
+    m2k.assert_no_records(mock_kafka.bootstrap, "quiet", window=0.5)
+
+
+def test_assert_records_counts_exactly(mock_kafka):
+    mock_kafka.cmd("create three 1 1")
+    assert produce(mock_kafka.bootstrap, "three", [(None, b"%d" % i, None) for i in range(3)]) \
+        == [None] * 3
+    for n in (2, 4):
+        with pytest.raises(AssertionError, match=f"expected {n} records, read "):
+            m2k.assert_records(mock_kafka.bootstrap, "three", n, timeout=1.0, settle=0.2)
+    with pytest.raises(AssertionError, match="expected no records"):
+        m2k.assert_no_records(mock_kafka.bootstrap, "three", window=0.2)
+    m2k.assert_records(mock_kafka.bootstrap, "three", 3, settle=0.2)
+
+
+def test_wait_until_fails_on_timeout():
+    calls = []
+    with pytest.raises(AssertionError, match=r"waited 0\.2 s for the impossible; last value 0"):
+        m2k.wait_until(lambda: calls.append(1) or 0, 0.2, "the impossible")
+    assert len(calls) > 1
+    assert m2k.wait_until(lambda: "yes", 0.2, "a value") == "yes"
+
+
+def test_wait_log_sees_only_what_follows_the_mark(daemon):
+    d = daemon()
+    connected = m2k.line(r"kafka: connected to \S+", level="info", regex=True)
+    d.wait_log(connected, since=0)  # a start-up line: in the whole log
+    mark = d.mark()
+    with pytest.raises(AssertionError, match="the log from there"):
+        d.wait_log(connected, since=mark, timeout=0.3)
+    m2k.Raw(d.port).connect("after-mark").close()
+    d.wait_log(m2k.line("connected (clean session 1, keepalive 60 s, session present 0)",
+                        level="info", client="after-mark"), since=mark)
+    assert "kafka: connected" not in d.log(mark)

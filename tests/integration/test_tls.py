@@ -8,10 +8,12 @@ import signal
 import socket
 import ssl
 import subprocess
+import time
 
 import pytest
 
 import m2k
+from test_auth import APPLIED, UNCHANGED
 
 
 def run(*args, timeout=30, **kw):
@@ -63,10 +65,16 @@ def tls_daemon(daemon, pki, **tls):
         "listeners": [{"listen": "127.0.0.1:0"}, {"listen": "127.0.0.1:0", "tls": conf}],
         "mqtt": {"connect_timeout_s": 2},
     })
-    m = d.wait_log(r"listening on 127\.0\.0\.1:(\d+) \(TLS\)$")
-    assert m, d.log()
+    # A start-up line: the whole log is the right scope.
+    m = d.wait_log(m2k.line(r"listening on 127\.0\.0\.1:(\d+) \(TLS\)", level="info",
+                            regex=True), since=0)
     d.tls_port = int(m.group(1))
     return d
+
+
+def refused(msg):
+    """The line of a TLS connection that failed: about the peer's address."""
+    return m2k.line(msg, level="warn", client="-", regex=True)
 
 
 def mosquitto_pub(d, pki, topic, msg, cert=None, cafile=None, extra=()):
@@ -99,42 +107,53 @@ def test_protocol_versions(daemon, pki):
     assert "Verify return code: 0 (ok)" in out
     out = s_client(d, pki, "-tls1_2")
     assert re.search(r"Protocol\s*: TLSv1\.2$", out, re.M), out
+    mark = d.mark()
     out = s_client(d, pki, "-tls1_1")
     assert not re.search(r"^New, TLSv", out, re.M), out
+    d.wait_log(refused("TLS handshake failed: unsupported protocol"), since=mark)
 
 
 def test_min_version_1_3(daemon, pki):
     d = tls_daemon(daemon, pki, min_version="1.3")
+    mark = d.mark()
     out = s_client(d, pki, "-tls1_2")
     assert not re.search(r"^New, TLSv1\.2", out, re.M), out
-    assert d.wait_log(r"TLS handshake failed: unsupported protocol"), d.log()
+    d.wait_log(refused("TLS handshake failed: unsupported protocol"), since=mark)
     out = s_client(d, pki, "-tls1_3")
     assert re.search(r"^New, TLSv1\.3, Cipher is ", out, re.M), out
 
 
 def test_client_with_wrong_ca_refuses_server(daemon, mock_kafka, pki):
     d = tls_daemon(daemon, pki)
+    mark = d.mark()
     r = mosquitto_pub(d, pki, "test/tls", "x", cafile=pki.other_ca[0])
     assert r.returncode != 0
-    assert d.wait_log(r"TLS handshake failed: .*(unknown ca|bad certificate)"), d.log()
+    # The client's alert, as OpenSSL names it.
+    d.wait_log(refused("TLS handshake failed: tlsv1 alert unknown ca"), since=mark)
     m2k.assert_no_records(mock_kafka.bootstrap, "test")
 
 
 def test_plaintext_client_on_tls_port(daemon, pki):
     d = tls_daemon(daemon, pki)
+    mark = d.mark()
     c = m2k.Raw(d.tls_port)
     c.send(m2k.connect("plain"))
     assert c.closed_within(5)
-    assert d.wait_log(r"TLS handshake failed: .*\(first byte 0x10 is not a TLS handshake: a "
-                      r"plaintext client on a TLS listener\?\)"), d.log()
+    d.wait_log(refused(re.escape("TLS handshake failed: wrong version number (first byte 0x10 is "
+                                 "not a TLS handshake: a plaintext client on a TLS listener?)")),
+               since=mark)
 
 
 def test_handshake_timeout(daemon, pki):
     d = tls_daemon(daemon, pki)
+    mark = d.mark()
+    t0 = time.monotonic()
     c = m2k.Raw(d.tls_port)
     c.send(b"\x16\x03\x01")  # the start of a ClientHello, then silence
-    assert c.closed_within(6)
-    assert d.wait_log(r"TLS handshake not completed within connect_timeout_s 2"), d.log()
+    c.expect_close(timeout=6)
+    assert time.monotonic() - t0 >= 2.0, "closed before connect_timeout_s"
+    d.wait_log(refused("TLS handshake not completed within connect_timeout_s 2"), since=mark)
+    d.wait_log(refused("closing: TLS handshake timeout"), since=mark)
 
 
 def mutual(daemon, pki, **extra):
@@ -150,14 +169,14 @@ def test_mutual_tls(daemon, mock_kafka, pki):
 
 def test_mutual_tls_refusals(daemon, mock_kafka, pki):
     d = mutual(daemon, pki)
-    assert mosquitto_pub(d, pki, "test/m", "nocert").returncode != 0
-    assert d.wait_log(r"TLS handshake failed: peer did not return a certificate"), d.log()
-    assert mosquitto_pub(d, pki, "test/m", "expired", cert=pki.expired).returncode != 0
-    assert d.wait_log(r"TLS handshake failed: client certificate verify failed: certificate has "
-                      r"expired"), d.log()
-    assert mosquitto_pub(d, pki, "test/m", "foreign", cert=pki.foreign).returncode != 0
-    assert d.wait_log(r"TLS handshake failed: client certificate verify failed: unable to get "
-                      r"local issuer certificate"), d.log()
+    for name, cert, why in [
+            ("nocert", None, "peer did not return a certificate"),
+            ("expired", pki.expired, "client certificate verify failed: certificate has expired"),
+            ("foreign", pki.foreign,
+             "client certificate verify failed: unable to get local issuer certificate")]:
+        mark = d.mark()
+        assert mosquitto_pub(d, pki, "test/m", name, cert=cert).returncode != 0, name
+        d.wait_log(refused(re.escape(f"TLS handshake failed: {why}")), since=mark)
     m2k.assert_no_records(mock_kafka.bootstrap, "test")
 
 
@@ -171,7 +190,8 @@ def test_identity_as_username(daemon, mock_kafka, pki, tmp_path):
                                "require_client_cert": True, "use_identity_as_username": True}}],
         "auth": {"acl_file": str(acl), "allow_anonymous": False},
     })
-    d.tls_port = int(d.wait_log(r"listening on 127\.0\.0\.1:(\d+) \(TLS\)$").group(1))
+    # A start-up line: the whole log is the right scope.
+    d.tls_port = int(d.wait_log(r"listening on 127\.0\.0\.1:(\d+) \(TLS\)$", since=0).group(1))
     # The CONNECT's user name is replaced by the certificate's CN.
     r = mosquitto_pub(d, pki, "test/device-17/t", "by-cn", cert=pki.client,
                       extra=("-u", "someone-else", "-P", "ignored"))
@@ -181,7 +201,7 @@ def test_identity_as_username(daemon, mock_kafka, pki, tmp_path):
     # Anonymous on the plain listener is still refused.
     c = m2k.Raw(d.port)
     c.send(m2k.connect("anon"))
-    c.expect(bytes([0x20, 2, 0, 5]))
+    c.expect_close(bytes([0x20, 2, 0, 5]))
 
 
 def tls_client(d, pki):
@@ -208,8 +228,11 @@ def test_sighup_reloads_certificate(daemon, mock_kafka, pki):
     assert old.getpeercert()["subject"] == ((("commonName", "127.0.0.1"),),)
     # New certificate (another CN) in the same files.
     pki.make_cert("server", "127.0.0.1-renewed", pki.ca, san="IP:127.0.0.1")
+    mark = d.mark()
     d.proc.send_signal(signal.SIGHUP)
-    assert d.wait_log(r"reload: listener 127\.0\.0\.1:0 \(TLS\): TLS certificate reloaded"), d.log()
+    d.wait_log(m2k.line("reload: listener 127.0.0.1:0 (TLS): TLS certificate reloaded (new "
+                        "handshakes use it)", level="info"), since=mark)
+    d.wait_log(APPLIED, since=mark)
     new = tls_client(d, pki)
     assert new.getpeercert()["subject"] == ((("commonName", "127.0.0.1-renewed"),),)
     new.close()
@@ -220,10 +243,13 @@ def test_sighup_reloads_certificate(daemon, mock_kafka, pki):
     # A broken key file: the old certificate stays in use.
     with open(pki.server[1], "w") as f:
         f.write("not a key\n")
+    mark = d.mark()
     d.proc.send_signal(signal.SIGHUP)
-    assert d.wait_log(r"reload: TLS certificates: listener 127\.0\.0\.1:0 \(TLS\): "
-                      r".*server\.key: "), d.log()
-    assert d.wait_log(r"reload: the running configuration stays unchanged"), d.log()
+    d.wait_log(m2k.line(r"reload: TLS certificates: listener 127\.0\.0\.1:0 \(TLS\): "
+                        + re.escape(pki.server[1]) + r": .+", level="error", regex=True),
+               since=mark)
+    d.wait_log(UNCHANGED, since=mark)
+    assert "TLS certificate reloaded" not in d.log(mark)
     again = tls_client(d, pki)
     assert again.getpeercert()["subject"] == ((("commonName", "127.0.0.1-renewed"),),)
     again.close()

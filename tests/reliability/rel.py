@@ -539,6 +539,10 @@ class Reader(threading.Thread):
             c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "m2k-rel",
                           "enable.auto.commit": False, "enable.partition.eof": False,
                           "auto.offset.reset": "error", "fetch.wait.max.ms": 100,
+                          # Back to a broker that was down within 1 s (the
+                          # default backoff grows to 10 s), so the final
+                          # read does not wait for it.
+                          "reconnect.backoff.max.ms": 1000,
                           # Connection failures during injected broker faults
                           # are expected; real failures arrive as message errors.
                           "log_level": 2})
@@ -577,15 +581,17 @@ class Reader(threading.Thread):
 
     def _partitions(self, c):
         deadline = time.monotonic() + 30
+        last = None
         while time.monotonic() < deadline:
             try:
                 t = c.list_topics(self.topic, timeout=5).topics.get(self.topic)
                 if t is not None and t.error is None and t.partitions:
                     return sorted(t.partitions)
-            except KafkaException:
-                pass
+                last = t.error if t is not None else "topic not in the metadata"
+            except KafkaException as e:  # retried until the deadline, then reported
+                last = e
             time.sleep(0.2)
-        raise AssertionError(f"no metadata for topic {self.topic}")
+        raise AssertionError(f"no metadata for topic {self.topic}: {last}")
 
     def _take(self, m):
         p, off = m.partition(), m.offset()

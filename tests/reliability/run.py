@@ -5,7 +5,11 @@
     /usr/bin/python3 tests/reliability/run.py --scenario soak --duration 600
     /usr/bin/python3 tests/reliability/run.py --build-dir build-asan --scenario all
 
-Each scenario starts a fresh mock Kafka cluster and daemon, runs careful
+    /usr/bin/python3 tests/reliability/run.py --kafka real --scenario all --duration 20
+
+Each scenario starts a fresh mock Kafka cluster (or, with --kafka real, empties
+a three-node Apache Kafka cluster started once for the run:
+tests/kafka/kafka_cluster.py) and a daemon, runs careful
 devices (QoS 0, 1 and 2; clean session 0; resend after reconnect) for
 --duration seconds while one fault is injected and healed, lets the devices
 drain (resend until acked), stops the daemon with SIGTERM and reconciles
@@ -23,8 +27,10 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kafka"))
 import rel  # noqa: E402
 import m2k  # noqa: E402
+import kafka_cluster  # noqa: E402
 
 SOURCE_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -35,8 +41,17 @@ class Run:
     def __init__(self, args, name, overrides=None, qos_list=(0, 1, 1, 2, 2), rate=None):
         self.args, self.name = args, name
         self.workdir = tempfile.mkdtemp(prefix=f"m2k-rel-{name}-", dir=args.workdir)
-        self.mock = m2k.MockKafka()
-        self.mock.cmd(f"create {rel.KAFKA_TOPIC} 4")
+        if args.kafka == "real":
+            # The cluster of the whole run, all nodes up, the topic new
+            # (replication factor 3, min.insync.replicas 2).
+            if len(args.cluster.alive_nodes()) < len(args.cluster.nodes):
+                args.cluster.start()
+            self.mock = args.cluster.admin
+            self.mock.delete_user_topics()
+            self.mock.create_topic(rel.KAFKA_TOPIC, 4, 3)
+        else:
+            self.mock = m2k.MockKafka()
+            self.mock.cmd(f"create {rel.KAFKA_TOPIC} 4")
         self.broker_ports = {int(a.rsplit(":", 1)[1]) for a in self.mock.bootstrap.split(",")}
         # Reads while the devices publish: the mock drops old records (rel.Reader).
         self.reader = rel.Reader(self.mock.bootstrap, rel.KAFKA_TOPIC)
@@ -61,6 +76,16 @@ class Run:
     def check(self, ok, text):
         self.checks.append((bool(ok), text))
 
+    def wait(self, pred, timeout, what):
+        """m2k.wait_until as a check: True, or False with a violation naming
+        `what` (the run goes on to its reconciliation)."""
+        try:
+            m2k.wait_until(pred, timeout, what)
+            return True
+        except AssertionError as e:
+            self.check(False, str(e))
+            return False
+
     def restart(self, sig):
         st = self.daemon.stop(sig)
         self.daemon.start()
@@ -82,19 +107,19 @@ class Run:
                 d.done.wait(5)
             if d.error:
                 self.check(False, f"{d.cid}: {d.error}")
-        # Every MQTT connection is gone once the clients are (bounded wait).
-        fds = m2k.wait_until(lambda: (lambda f: f if f[0] == 0 else None)(
-            self.daemon.fds(self.broker_ports)), 10) or self.daemon.fds(self.broker_ports)
-        self.check(fds[0] == 0, f"MQTT sockets left in the daemon after every client left: "
-                                f"{fds[0]}")
-        self.check(fds[2] == self.fd_start[2],
-                   f"daemon fds other than sockets: {self.fd_start[2]} at "
-                   f"start, {fds[2]} at the end")
-        self.extra["fds"] = f"{self.fd_start} -> {fds}"
         alive = self.daemon.alive()
-        st = self.daemon.stop(signal.SIGTERM)
+        self.check(alive, f"the daemon exited on its own: {self.daemon.proc.returncode}")
         if alive:
-            self.check(st == 0, f"exit status after the final SIGTERM: {st}")
+            # Every MQTT connection is gone once the clients are (bounded wait).
+            self.wait(lambda: self.daemon.fds(self.broker_ports)[0] == 0, 10,
+                      "no MQTT sockets left in the daemon after every client left")
+            fds = self.daemon.fds(self.broker_ports)
+            self.check(fds[2] == self.fd_start[2],
+                       f"daemon fds other than sockets: {self.fd_start[2]} at "
+                       f"start, {fds[2]} at the end")
+            self.extra["fds"] = f"{self.fd_start} -> {fds}"
+        st = self.daemon.stop(signal.SIGTERM)
+        self.check(st == 0, f"exit status after the final SIGTERM: {st}")
         t = time.monotonic()
         records = self.reader.finish()
         self.mock.close()
@@ -104,7 +129,8 @@ class Run:
                                    f"the last SIGTERM")
         # Batches librdkafka sent twice (its "msg" debug lines): the mock
         # appends them twice where Kafka would not (rel.resent_batches).
-        resent = rel.resent_batches(self.daemon.all_logs())
+        # Not against real Kafka: there every second copy is a duplicate.
+        resent = rel.resent_batches(self.daemon.all_logs()) if self.args.kafka == "mock" else {}
         self.extra["resent_batches"] = sum(len(v) for v in resent.values())
         r = rel.reconcile(self.devices, records, resent)
         san = self.daemon.sanitizer_reports()
@@ -283,16 +309,16 @@ def sc_client_kill(a):
     present0 = sum(d.session_present for d in q2)
     for d in q2:
         d.kill_next_pubrec.set()
-    back = m2k.wait_until(lambda: all(d.connects > c for d, c in zip(q2, conns0)), 10)
-    run.check(back, "every QoS 2 device died between PUBREC and PUBREL and reconnected")
+    run.wait(lambda: all(d.connects > c for d, c in zip(q2, conns0)), 10,
+             "every QoS 2 device to die between PUBREC and PUBREL and reconnect")
     present_before = sum(d.session_present for d in q2) - present0
     run.sleep(T / 3)
     # 2) Same, but they reconnect to a restarted daemon (sessions are gone).
     run.hold.set()
     for d in q2:
         d.kill_next_pubrec.set()
-    killed = m2k.wait_until(lambda: all(not d.kill_next_pubrec.is_set() for d in q2), 10)
-    run.check(killed, "every QoS 2 device died between PUBREC and PUBREL")
+    run.wait(lambda: all(not d.kill_next_pubrec.is_set() for d in q2), 10,
+             "every QoS 2 device to die between PUBREC and PUBREL")
     st = run.restart(signal.SIGTERM)
     run.check(st == 0, f"exit status after SIGTERM: {st}")
     run.hold.clear()
@@ -338,6 +364,76 @@ SCENARIOS = {
     "client_kill": sc_client_kill,
     "churn": sc_churn,
 }
+
+
+# Faults only a real cluster has (--kafka real): nodes of the three-node
+# cluster killed, stopped and restarted. librdkafka retries; with idempotence
+# the brokers drop its resent batches, so duplicates must be 0.
+
+def _leader(run, partition=0):
+    return run.mock.partition(rel.KAFKA_TOPIC, partition)[0]
+
+
+def sc_real_leader_kill(a):
+    run = Run(a, "real_leader_kill")
+    T = a.duration
+    run.sleep(T / 3)
+    victim = _leader(run)
+    a.cluster.kill(victim)
+    run.extra["killed"] = f"node {victim} (leader of partition 0) with SIGKILL"
+    run.sleep(T / 3)
+    a.cluster.start_node(victim, timeout=90)
+    run.sleep(T / 3)
+    r = run.finish()
+    run_expect_no_disconnect(r)
+    return r
+
+
+def sc_real_rolling_restart(a):
+    run = Run(a, "real_rolling_restart")
+    run.sleep(a.duration / 4)
+    for node in (1, 2, 3):
+        a.cluster.restart(node, timeout=90)
+        kafka_cluster.wait_for(lambda: all(len(run.mock.partition(rel.KAFKA_TOPIC, p)[2]) == 3
+                                           for p in range(4)), 60, f"node {node} in every ISR")
+    run.sleep(a.duration / 4)
+    r = run.finish()
+    run_expect_no_disconnect(r)
+    return r
+
+
+def sc_real_node_down(a):
+    run = Run(a, "real_node_down")
+    T = a.duration
+    run.sleep(T / 3)
+    a.cluster.stop_node(2)
+    run.sleep(T / 3)
+    a.cluster.start_node(2, timeout=90)
+    run.sleep(T / 3)
+    r = run.finish()
+    run_expect_no_disconnect(r)
+    return r
+
+
+REAL_SCENARIOS = {
+    "real_leader_kill": sc_real_leader_kill,
+    "real_rolling_restart": sc_real_rolling_restart,
+    "real_node_down": sc_real_node_down,
+}
+
+
+def real_fault(a, run, rnd):
+    """One random fault of the real cluster, healed before it returns."""
+    node = rnd.choice([1, 2, 3])
+    if rnd.random() < 0.5:
+        a.cluster.kill(node)
+        name = f"node {node} SIGKILL"
+    else:
+        a.cluster.stop_node(node)
+        name = f"node {node} SIGTERM"
+    run.sleep(rnd.uniform(1, 4))
+    a.cluster.start_node(node, timeout=90)
+    return name
 
 
 # --------------------------------------------------------------------------
@@ -388,6 +484,9 @@ def soak(a):
         run.sleep(rnd.uniform(2, 8))
         if time.monotonic() - t0 >= a.duration - 5:
             break
+        if a.kafka == "real":
+            faults.append(f"{time.monotonic() - t0:.1f}s {real_fault(a, run, rnd)}")
+            continue
         name, do, undo, hold = rnd.choice(FAULTS)
         faults.append(f"{time.monotonic() - t0:.1f}s {name}")
         if do == "kill":
@@ -439,7 +538,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", default="all",
-                    help="all, soak, or a comma list of: " + ", ".join(SCENARIOS))
+                    help="all, soak, or a comma list of: " + ", ".join(SCENARIOS) +
+                    " (mock), " + ", ".join(REAL_SCENARIOS) + " (real)")
+    ap.add_argument("--kafka", choices=("mock", "real"),
+                    default=os.environ.get("M2K_KAFKA", "mock"),
+                    help="librdkafka's mock cluster, or a three-node Apache Kafka (default "
+                         "$M2K_KAFKA, else mock)")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per scenario")
     ap.add_argument("--rate", type=float, default=100.0, help="messages/s per device")
     ap.add_argument("--soak-rate", type=float, default=50.0, help="messages/s per soak device")
@@ -447,10 +551,11 @@ def main():
     ap.add_argument("--max-slope", type=float, default=256.0,
                     help="soak: RSS slope bound in KiB/min (checked for runs >= 300 s)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--kafka-debug", default="msg",
+    ap.add_argument("--kafka-debug", default=None,
                     help="librdkafka debug contexts for the daemon, log level debug (default "
                          "msg: its Produce lines show the batches it sent twice, which the "
-                         "mock appends twice; none: off, and such copies count as duplicates)")
+                         "mock appends twice; none: off, and such copies count as duplicates; "
+                         "none is the default with --kafka real)")
     ap.add_argument("--build-dir", default=os.environ.get("M2K_BUILD_DIR",
                                                           os.path.join(SOURCE_DIR, "build")))
     ap.add_argument("--workdir", default=None, help="parent of the per-scenario directories")
@@ -465,13 +570,29 @@ def main():
         print(f"RLIMIT_NOFILE is {nofile}; the churn scenario needs 2600", file=sys.stderr)
         return 2
 
+    if a.kafka_debug is None:
+        a.kafka_debug = "none" if a.kafka == "real" else "msg"
+    scenarios = REAL_SCENARIOS if a.kafka == "real" else SCENARIOS
     if a.scenario == "all":
-        names = list(SCENARIOS)
+        names = list(scenarios)
     else:
         names = [n.strip() for n in a.scenario.split(",") if n.strip()]
+    if a.kafka == "real":
+        d = tempfile.mkdtemp(prefix="m2k-rel-kafka-", dir=a.workdir)
+        print(f"== starting a three-node Kafka in {d}", flush=True)
+        a.cluster = kafka_cluster.Cluster(d, nodes=3)
+        a.cluster.admin = kafka_cluster.RealKafka(a.cluster.bootstrap)
+    try:
+        return run_all(a, names, scenarios)
+    finally:
+        if a.kafka == "real":
+            a.cluster.close()
+
+
+def run_all(a, names, scenarios):
     results = []
     for n in names:
-        fn = soak if n == "soak" else SCENARIOS.get(n)
+        fn = soak if n == "soak" else scenarios.get(n)
         if fn is None:
             print(f"unknown scenario {n}", file=sys.stderr)
             return 2

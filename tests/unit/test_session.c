@@ -1,308 +1,17 @@
 /* Session state machine: raw MQTT bytes in, exact bytes and records out, with
- * a fake producer, a fake topic map and a hand-driven clock. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <cmocka.h>
-
-#include "mqtt/codec.h"
-#include "mqtt/session.h"
-
-/* ---- fakes ---------------------------------------------------------------- */
-
-#define MAX_RECS 64
-
-typedef struct {
-    char topic[128];
-    char key[128];
-    size_t key_len;
-    char value[256];
-    size_t value_len;
-    char headers[512]; /* "name=value;" ... */
-    int64_t ts;
-    uint64_t opaque;
-} rec_t;
-
-typedef struct {
-    rec_t recs[MAX_RECS];
-    int n;
-    int rc_queue[8]; /* return codes handed out first, then KAFKA_OK */
-    int n_rc;
-} producer_t;
-
-static int fake_produce(void *ud, const kafka_record_t *r, uint64_t opaque) {
-    producer_t *p = ud;
-    if (p->n_rc) {
-        int rc = p->rc_queue[0];
-        memmove(p->rc_queue, p->rc_queue + 1, sizeof(int) * (size_t)--p->n_rc);
-        if (rc != KAFKA_OK)
-            return rc;
-    }
-    assert_true(p->n < MAX_RECS);
-    rec_t *x = &p->recs[p->n++];
-    memset(x, 0, sizeof(*x));
-    snprintf(x->topic, sizeof(x->topic), "%s", r->topic);
-    memcpy(x->key, r->key, r->key_len);
-    x->key_len = r->key_len;
-    memcpy(x->value, r->value, r->value_len);
-    x->value_len = r->value_len;
-    for (size_t i = 0; i < r->n_headers; i++) {
-        size_t l = strlen(x->headers);
-        snprintf(x->headers + l, sizeof(x->headers) - l, "%s=%.*s;", r->headers[i].name,
-                 (int)r->headers[i].len, (const char *)r->headers[i].value);
-    }
-    x->ts = r->timestamp_ms;
-    x->opaque = opaque;
-    return KAFKA_OK;
-}
-
-/* "t/..." -> Kafka "kt", key "K:" + topic; "bad/..." and "room/..." give the
- * topic map's errors; anything else is unmapped. */
-static int fake_route(void *ud, const char *topic, size_t len, const topic_map_ctx_t *ctx,
-                      char *scratch, size_t cap, topic_map_result_t *out) {
-    (void)ud;
-    (void)ctx;
-    if (len >= 4 && memcmp(topic, "bad/", 4) == 0)
-        return TOPIC_MAP_ERR_BAD_TOPIC;
-    if (len >= 5 && memcmp(topic, "room/", 5) == 0)
-        return TOPIC_MAP_ERR_NO_ROOM;
-    if (len < 2 || memcmp(topic, "t/", 2) != 0)
-        return TOPIC_MAP_UNMAPPED;
-    assert_true(cap > len + 8);
-    memcpy(scratch, "kt", 3);
-    memcpy(scratch + 3, "K:", 2);
-    memcpy(scratch + 5, topic, len);
-    out->kafka_topic = scratch;
-    out->kafka_topic_len = 2;
-    out->key = scratch + 3;
-    out->key_len = len + 2;
-    out->rule = 0;
-    return TOPIC_MAP_MATCHED;
-}
-
-typedef struct {
-    uint8_t out[8192];
-    size_t out_len;
-    int closes, pauses, resumes;
-    bool paused;
-    bool fail_send;
-    session_conn_t *c;
-} fconn_t;
-
-static int f_send(void *ud, const void *buf, size_t len) {
-    fconn_t *f = ud;
-    if (f->fail_send)
-        return -1;
-    assert_true(f->out_len + len <= sizeof(f->out));
-    memcpy(f->out + f->out_len, buf, len);
-    f->out_len += len;
-    return 0;
-}
-static void f_close(void *ud) {
-    ((fconn_t *)ud)->closes++;
-}
-static void f_pause(void *ud) {
-    fconn_t *f = ud;
-    f->pauses++;
-    f->paused = true;
-}
-static void f_resume(void *ud) {
-    fconn_t *f = ud;
-    f->resumes++;
-    f->paused = false;
-}
-static const session_conn_ops_t f_ops = {f_send, f_close, f_pause, f_resume, NULL};
-
-typedef struct {
-    config_t cfg;
-    producer_t prod;
-    session_mgr_t *m;
-    fconn_t conns[4];
-    uint64_t now;
-    metrics_t mx;
-} fx_t;
-
-static void fx_start(fx_t *fx) {
-    session_mgr_opts_t o = {
-        .cfg = &fx->cfg,
-        .route = fake_route,
-        .produce = fake_produce,
-        .produce_ud = &fx->prod,
-        .max_detached_sessions = 2,
-        .metrics = &fx->mx,
-    };
-    metrics_init(&fx->mx);
-    fx->m = session_mgr_new(&o);
-    assert_non_null(fx->m);
-    session_mgr_set_now(fx->m, fx->now, 1700000000000);
-}
-
-static int setup(void **state) {
-    fx_t *fx = calloc(1, sizeof(*fx));
-    fx->cfg.mqtt.max_packet_size = 1024;
-    fx->cfg.mqtt.max_inflight = 4;
-    fx->cfg.mqtt.max_connections = 10;
-    fx->cfg.mqtt.connect_timeout_s = 10;
-    fx->cfg.mqtt.max_keepalive_s = 600;
-    fx->cfg.mqtt.session_expiry_s = 60;
-    fx->cfg.unmapped = UNMAPPED_DISCONNECT;
-    fx->cfg.unmapped_topic = "unmapped";
-    fx->cfg.headers = true;
-    fx->now = 1000;
-    fx_start(fx);
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fx_t *fx = *state;
-    session_mgr_free(fx->m);
-    free(fx);
-    return 0;
-}
-
-static void fx_restart(fx_t *fx) {
-    session_mgr_free(fx->m);
-    memset(fx->conns, 0, sizeof(fx->conns));
-    fx_start(fx);
-}
-
-static fconn_t *open_conn(fx_t *fx, int i) {
-    fconn_t *f = &fx->conns[i];
-    memset(f, 0, sizeof(*f));
-    f->c = session_conn_new(fx->m, &f_ops, f, "127.0.0.1:5000");
-    assert_non_null(f->c);
-    return f;
-}
-
-static void set_time(fx_t *fx, uint64_t ms) {
-    fx->now = ms;
-    session_mgr_set_now(fx->m, ms, 1700000000000 + (int64_t)ms);
-}
-
-/* ---- packet builders --------------------------------------------------------- */
-
-typedef struct {
-    uint8_t b[2048];
-    size_t n;
-} pk_t;
-
-static void put(pk_t *p, const void *d, size_t n) {
-    memcpy(p->b + p->n, d, n);
-    p->n += n;
-}
-static void put_u8(pk_t *p, uint8_t v) {
-    p->b[p->n++] = v;
-}
-static void put_u16(pk_t *p, uint16_t v) {
-    put_u8(p, (uint8_t)(v >> 8));
-    put_u8(p, (uint8_t)v);
-}
-static void put_str(pk_t *p, const char *s) {
-    put_u16(p, (uint16_t)strlen(s));
-    put(p, s, strlen(s));
-}
-
-/* Wraps a body with its fixed header. */
-static pk_t frame(uint8_t first, const pk_t *body) {
-    pk_t p = {.n = 0};
-    put_u8(&p, first);
-    size_t rl = body->n;
-    do {
-        uint8_t d = rl % 128;
-        rl /= 128;
-        put_u8(&p, (uint8_t)(d | (rl ? 0x80 : 0)));
-    } while (rl);
-    put(&p, body->b, body->n);
-    return p;
-}
-
-typedef struct {
-    const char *id;
-    bool clean;
-    uint16_t keepalive;
-    uint8_t level;
-    const char *will_topic; /* NULL: no will */
-    const char *will_payload;
-    uint8_t will_qos;
-    bool will_retain;
-    const char *user;
-} cn_t;
-
-static pk_t connect_pk(cn_t c) {
-    pk_t b = {.n = 0};
-    put_str(&b, "MQTT");
-    put_u8(&b, c.level ? c.level : 4);
-    uint8_t flags = (uint8_t)((c.clean ? 0x02 : 0) | (c.user ? 0x80 : 0));
-    if (c.will_topic)
-        flags |= (uint8_t)(0x04 | (c.will_qos << 3) | (c.will_retain ? 0x20 : 0));
-    put_u8(&b, flags);
-    put_u16(&b, c.keepalive);
-    put_str(&b, c.id);
-    if (c.will_topic) {
-        put_str(&b, c.will_topic);
-        put_str(&b, c.will_payload);
-    }
-    if (c.user)
-        put_str(&b, c.user);
-    return frame(0x10, &b);
-}
-
-static pk_t publish_pk(const char *topic, const char *payload, int qos, uint16_t id, bool retain) {
-    pk_t b = {.n = 0};
-    put_str(&b, topic);
-    if (qos)
-        put_u16(&b, id);
-    put(&b, payload, strlen(payload));
-    return frame((uint8_t)(0x30 | (qos << 1) | (retain ? 1 : 0)), &b);
-}
-
-static pk_t id_pk(uint8_t first, uint16_t id) {
-    pk_t b = {.n = 0};
-    put_u16(&b, id);
-    return frame(first, &b);
-}
-
-static ssize_t feed(fconn_t *f, pk_t p) {
-    return session_feed(f->c, p.b, p.n);
-}
-
-static void expect_out(fconn_t *f, const uint8_t *want, size_t n) {
-    assert_int_equal(f->out_len, n);
-    if (n)
-        assert_memory_equal(f->out, want, n);
-    f->out_len = 0;
-}
-#define EXPECT_OUT(f, ...)                                                                         \
-    do {                                                                                           \
-        static const uint8_t w_[] = {__VA_ARGS__};                                                 \
-        expect_out((f), w_, sizeof(w_));                                                           \
-    } while (0)
-#define EXPECT_NO_OUT(f) expect_out((f), NULL, 0)
-
-static fconn_t *connected(fx_t *fx, int i, cn_t c) {
-    fconn_t *f = open_conn(fx, i);
-    pk_t p = connect_pk(c);
-    assert_int_equal(feed(f, p), (ssize_t)p.n);
-    EXPECT_OUT(f, 0x20, 0x02, 0x00, 0x00);
-    return f;
-}
-
-static void deliver(fx_t *fx, int rec, int err) {
-    session_on_delivery(fx->m, fx->prod.recs[rec].opaque, err, err ? "Broker: boom" : NULL);
-}
+ * a fake producer, a fake topic map and a hand-driven clock
+ * (session_fixture.h). Authentication, the ACL and the dispatch table are in
+ * test_session_auth.c and test_session_dispatch.c. */
+#include "session_fixture.h"
 
 /* ---- CONNECT ---------------------------------------------------------------- */
 
-/* The registry the session feeds: exact counts per packet type, QoS, refusal
- * reason and protocol error kind, and the ack latency from the us clock. */
+/* The counters the session keeps for the metrics registry: exact counts per
+ * packet type, QoS, refusal reason and protocol error kind, and the ack
+ * latency from the us clock (reported through opts.ack_latency). */
 static void test_metrics_fed_by_the_session(void **state) {
     fx_t *fx = *state;
+    const session_stats_t *st = session_mgr_stats(fx->m);
     session_mgr_set_now_us(fx->m, 5000000);
     fconn_t *f = connected(fx, 0, (cn_t){.id = "a", .clean = true});
     feed(f, publish_pk("t/a", "x", 0, 0, false));
@@ -313,20 +22,20 @@ static void test_metrics_fed_by_the_session(void **state) {
     deliver(fx, 1, 0);
     deliver(fx, 2, 0);
     feed(f, id_pk(0x62, 8)); /* PUBREL */
-    assert_int_equal(fx->mx.packets_received[MQTT_CONNECT], 1);
-    assert_int_equal(fx->mx.packets_received[MQTT_PUBLISH], 3);
-    assert_int_equal(fx->mx.packets_received[MQTT_PUBREL], 1);
-    assert_int_equal(fx->mx.packets_sent[MQTT_CONNACK], 1);
-    assert_int_equal(fx->mx.packets_sent[MQTT_PUBACK], 1);
-    assert_int_equal(fx->mx.packets_sent[MQTT_PUBREC], 1);
-    assert_int_equal(fx->mx.packets_sent[MQTT_PUBCOMP], 1);
-    assert_int_equal(fx->mx.messages_received[0], 1);
-    assert_int_equal(fx->mx.messages_received[1], 1);
-    assert_int_equal(fx->mx.messages_received[2], 1);
+    assert_int_equal(st->packets_received[MQTT_CONNECT], 1);
+    assert_int_equal(st->packets_received[MQTT_PUBLISH], 3);
+    assert_int_equal(st->packets_received[MQTT_PUBREL], 1);
+    assert_int_equal(st->packets_sent[MQTT_CONNACK], 1);
+    assert_int_equal(st->packets_sent[MQTT_PUBACK], 1);
+    assert_int_equal(st->packets_sent[MQTT_PUBREC], 1);
+    assert_int_equal(st->packets_sent[MQTT_PUBCOMP], 1);
+    assert_int_equal(st->messages_received[0], 1);
+    assert_int_equal(st->messages_received[1], 1);
+    assert_int_equal(st->messages_received[2], 1);
     /* Two acks, each 3000 us: the 0.005 s bucket (index 3). */
-    assert_int_equal(fx->mx.ack_latency.count, 2);
-    assert_int_equal(fx->mx.ack_latency.sum_usec, 6000);
-    assert_int_equal(fx->mx.ack_latency.buckets[3], 2);
+    assert_int_equal(fx->lat.count, 2);
+    assert_int_equal(fx->lat.sum_usec, 6000);
+    assert_int_equal(fx->lat.buckets[3], 2);
     assert_int_equal(session_mgr_paused_count(fx->m), 0);
 
     /* Refusals: a bad protocol level, then a PUBLISH before CONNECT. */
@@ -336,12 +45,34 @@ static void test_metrics_fed_by_the_session(void **state) {
     assert_int_equal(feed(h, publish_pk("t/a", "x", 0, 0, false)), -1);
     /* A protocol error after CONNECT is not a refusal. */
     assert_int_equal(feed(f, connect_pk((cn_t){.id = "a", .clean = true})), -1);
-    assert_int_equal(fx->mx.connections_refused[METRICS_REFUSED_PROTOCOL_VERSION], 1);
-    assert_int_equal(fx->mx.connections_refused[METRICS_REFUSED_PROTOCOL_ERROR], 1);
-    assert_int_equal(metrics_label_get(&fx->mx.protocol_errors, "first_packet_not_connect"), 1);
-    assert_int_equal(metrics_label_get(&fx->mx.protocol_errors, "second_connect"), 1);
-    assert_int_equal(fx->mx.protocol_errors.used, 2);
-    assert_int_equal(fx->mx.packets_sent[MQTT_CONNACK], 2); /* + CONNACK 0x01 */
+    assert_int_equal(st->connack_refused[MQTT_CONNACK_BAD_PROTOCOL], 1);
+    assert_int_equal(st->refused_protocol_errors, 1);
+    assert_int_equal(st->protocol_error_kinds[SESSION_ERR_FIRST_PACKET_NOT_CONNECT], 1);
+    assert_int_equal(st->protocol_error_kinds[SESSION_ERR_SECOND_CONNECT], 1);
+    int kinds = 0;
+    for (int k = 0; k < SESSION_ERR__COUNT; k++)
+        kinds += st->protocol_error_kinds[k] != 0;
+    assert_int_equal(kinds, 2);
+    assert_int_equal(st->packets_sent[MQTT_CONNACK], 2); /* + CONNACK 0x01 */
+}
+
+/* The names the metrics label protocol errors with. */
+static void test_error_names(void **state) {
+    (void)state;
+    assert_null(session_error_name(0));
+    assert_string_equal(session_error_name(-MQTT_ERR_QOS_INVALID), "MQTT_ERR_QOS_INVALID");
+    assert_string_equal(session_error_name(-MQTT_ERR_STRING_TOO_LONG), "MQTT_ERR_STRING_TOO_LONG");
+    assert_string_equal(session_error_name(SESSION_ERR_FIRST_PACKET_NOT_CONNECT),
+                        "first_packet_not_connect");
+    assert_string_equal(session_error_name(SESSION_ERR_SECOND_CONNECT), "second_connect");
+    assert_string_equal(session_error_name(SESSION_ERR_SERVER_ONLY_PACKET), "server_only_packet");
+    assert_string_equal(session_error_name(SESSION_ERR_UNEXPECTED_ACK), "unexpected_ack");
+    assert_string_equal(session_error_name(SESSION_ERR_UNEXPECTED_PACKET_TYPE),
+                        "unexpected_packet_type");
+    assert_string_equal(session_error_name(SESSION_ERR_QOS2_WINDOW_FULL), "qos2_window_full");
+    assert_string_equal(session_error_name(SESSION_ERR_SUBSCRIBE_TOO_MANY_FILTERS),
+                        "subscribe_too_many_filters");
+    assert_null(session_error_name(SESSION_ERR__COUNT));
 }
 
 static void test_connect_accepted(void **state) {
@@ -974,6 +705,7 @@ int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
         T(test_connect_accepted),
         T(test_metrics_fed_by_the_session),
+        T(test_error_names),
         T(test_connect_bad_level),
         T(test_connect_empty_id_clean1_gets_generated_id),
         T(test_connect_empty_id_clean0_rejected),

@@ -1,0 +1,112 @@
+/* From bytes to handlers: session_feed decodes whole packets and dispatches
+ * each through a table indexed by packet type (the shape of librdkafka's
+ * rdkafka_mock_handlers.c), whose row names the handler and the protocol
+ * levels it serves as a bitmask (3 = MQTT 3.1, 4 = 3.1.1, 5 = 5.0). The codec
+ * accepts level 4 only, so every row says 4: an MQTT 5 handler adds LEVEL(5)
+ * to the rows it serves, and AUTH (type 15) gets a row. */
+#include <inttypes.h>
+
+#include "session_int.h"
+
+#define LEVEL(n) (1u << (n))
+#define V311 LEVEL(MQTT_PROTOCOL_LEVEL_311)
+
+static int on_server_only(session_conn_t *c, const mqtt_packet_t *pkt) {
+    session_violation(c, SESSION_ERR_SERVER_ONLY_PACKET, "%s is a server-only packet",
+                      mqtt_type_name(pkt->type));
+    return FEED_CLOSED;
+}
+
+static const struct {
+    session_handler_fn handle;
+    uint8_t levels;
+} handlers[16] = {
+    [MQTT_CONNECT] = {session_on_connect, V311},
+    [MQTT_CONNACK] = {on_server_only, V311},
+    [MQTT_PUBLISH] = {session_on_publish, V311},
+    [MQTT_PUBACK] = {session_on_client_ack, V311},
+    [MQTT_PUBREC] = {session_on_client_ack, V311},
+    [MQTT_PUBREL] = {session_on_pubrel, V311},
+    [MQTT_PUBCOMP] = {session_on_client_ack, V311},
+    [MQTT_SUBSCRIBE] = {session_on_subscribe, V311},
+    [MQTT_SUBACK] = {on_server_only, V311},
+    [MQTT_UNSUBSCRIBE] = {session_on_unsubscribe, V311},
+    [MQTT_UNSUBACK] = {on_server_only, V311},
+    [MQTT_PINGREQ] = {session_on_pingreq, V311},
+    [MQTT_PINGRESP] = {on_server_only, V311},
+    [MQTT_DISCONNECT] = {session_on_disconnect, V311},
+};
+
+static void refuse_level(session_conn_t *c, unsigned level) {
+    session_refuse(c, MQTT_CONNACK_BAD_PROTOCOL, LOG_WARN,
+                   "unsupported protocol level %u (only 4, MQTT 3.1.1) [MQTT-3.1.2-2]", level);
+}
+
+static int dispatch(session_conn_t *c, const mqtt_packet_t *pkt) {
+    unsigned type = pkt->type & 15;
+    c->mgr->st.packets_received[type]++;
+    if (c->state == CONN_NEW && type != MQTT_CONNECT) {
+        session_violation(c, SESSION_ERR_FIRST_PACKET_NOT_CONNECT,
+                          "first packet is %s, not CONNECT [MQTT-3.1.0-1]",
+                          mqtt_type_name(pkt->type));
+        return FEED_CLOSED;
+    }
+    if (c->state != CONN_NEW && type == MQTT_CONNECT) {
+        session_violation(c, SESSION_ERR_SECOND_CONNECT, "second CONNECT [MQTT-3.1.0-2]");
+        return FEED_CLOSED;
+    }
+    /* A CONNECT asks for its level; later packets have the accepted one. */
+    unsigned level = type == MQTT_CONNECT ? pkt->u.connect.protocol_level : c->level;
+    if (level < 8 && (handlers[type].levels & LEVEL(level)))
+        return handlers[type].handle(c, pkt);
+    if (type == MQTT_CONNECT)
+        refuse_level(c, level);
+    else
+        session_violation(c, SESSION_ERR_UNEXPECTED_PACKET_TYPE, "unexpected packet type %d",
+                          (int)pkt->type);
+    return FEED_CLOSED;
+}
+
+/* A packet the codec refused: closed with one log line. */
+static void decode_error(session_conn_t *c, const uint8_t *buf, size_t len, int err,
+                         const mqtt_packet_t *pkt) {
+    mqtt_fixed_header_t fh;
+    if (err == MQTT_ERR_PROTOCOL_LEVEL && c->state == CONN_NEW)
+        refuse_level(c, pkt->u.connect.protocol_level);
+    else if (err == MQTT_ERR_PACKET_TOO_LARGE && mqtt_decode_fixed_header(buf, len, &fh) > 0)
+        session_violation(c, err, "%s %s packet of %" PRIu64 " bytes is over max_packet_size %u",
+                          mqtt_errname(err), mqtt_type_name(fh.type),
+                          (uint64_t)fh.header_len + fh.remaining_length,
+                          c->mgr->cfg->mqtt.max_packet_size);
+    else
+        session_violation(c, err, "%s: %s", mqtt_errname(err), mqtt_strerror(err));
+}
+
+ssize_t session_feed(session_conn_t *c, const uint8_t *buf, size_t len) {
+    session_mgr_t *m = c->mgr;
+    size_t off = 0;
+    if (c->state == CONN_CLOSED)
+        return -1;
+    while (off < len && !c->paused_inflight && !c->paused_queue) {
+        mqtt_packet_t pkt;
+        ssize_t n = mqtt_decode(buf + off, len - off, m->cfg->mqtt.max_packet_size, &pkt);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            decode_error(c, buf + off, len - off, (int)n, &pkt);
+            return -1;
+        }
+        c->rx_ms = m->mono_ms;
+        int r = dispatch(c, &pkt);
+        if (r == FEED_RETRY)
+            break;
+        if (r == FEED_CLOSED || c->state == CONN_CLOSED)
+            return -1;
+        if (c->state == CONN_CLOSING) {
+            session_end(c, NULL, LOG_WARN, true, true, "output buffer limit reached");
+            return -1;
+        }
+        off += (size_t)n;
+    }
+    return (ssize_t)off;
+}

@@ -1,0 +1,180 @@
+/* CONNECT: the client id rules, authentication (opts.auth), takeover of a
+ * connected id [MQTT-3.1.4-2], session present; and the will, published when
+ * a connection ends without DISCONNECT. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "session_int.h"
+
+/* Password, anonymous policy and the will's ACL; on refusal sends the CONNACK
+ * (held by the throttle delay), logs without the password, closes, and
+ * returns -1. */
+static int authorize_connect(session_conn_t *c, const mqtt_connect_t *p, const char *cid,
+                             size_t cid_len) {
+    session_mgr_t *m = c->mgr;
+    const session_auth_ops_t *a = &m->o.auth;
+    char idb[LOG_ID_MAX], ub[LOG_ID_MAX], tb[LOG_ID_MAX] = "";
+    uint32_t delay = 0;
+    const char *user = c->identity ? c->identity : (const char *)p->username.ptr;
+    size_t ulen = c->identity ? strlen(c->identity) : p->username.len;
+    bool has_user = c->identity || p->has_username;
+    int rc = a->connect(a->ud, c->remote, c->identity, has_user, user, ulen, p->has_password,
+                        p->password.ptr, p->password.len, m->mono_ms, &delay);
+    const char *why = NULL;
+    if (rc == MQTT_CONNACK_BAD_CREDENTIALS) {
+        m->st.auth_bad_credentials++;
+        m->st.auth_failures++;
+        why = "bad user name or password";
+    } else if (rc != MQTT_CONNACK_ACCEPTED) {
+        m->st.auth_not_authorized++;
+        m->st.auth_failures++;
+        why = "anonymous clients are not allowed (auth.allow_anonymous: false)";
+    } else if (p->will_flag && a->acl_generation && a->acl_generation(a->ud)) {
+        /* The user name is NUL-terminated for the ACL: copy it. */
+        char *u = has_user ? session_dup(user, ulen) : NULL;
+        char *id = session_dup(cid, cid_len);
+        bool ok = id && (!has_user || u) &&
+                  a->can_publish(a->ud, u, id, (const char *)p->will_topic.ptr, p->will_topic.len);
+        free(u);
+        free(id);
+        if (!ok) {
+            rc = MQTT_CONNACK_NOT_AUTHORIZED;
+            m->st.auth_not_authorized++;
+            m->st.acl_denied++;
+            session_log_str(tb, sizeof(tb), (const char *)p->will_topic.ptr, p->will_topic.len);
+            why = "the ACL does not allow publishing on the will topic";
+        }
+    }
+    if (delay && c->ops->hold)
+        c->ops->hold(c->ud, delay);
+    if (rc == MQTT_CONNACK_ACCEPTED)
+        return 0;
+    /* Rate-limited: a guesser or a misconfigured fleet must not flood the log. */
+    session_refuse(c, (uint8_t)rc, LOG_WARN,
+                   "connection refused (CONNACK %d): client id '%s', user '%s': %s%s%s%s%s", rc,
+                   session_log_str(idb, sizeof(idb), cid, cid_len),
+                   has_user ? session_log_str(ub, sizeof(ub), user, ulen) : "(none)", why,
+                   tb[0] ? " '" : "", tb, tb[0] ? "'" : "",
+                   delay ? "; answer delayed after recent failures from this address" : "");
+    return -1;
+}
+
+int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
+    const mqtt_connect_t *p = &pkt->u.connect;
+    session_mgr_t *m = c->mgr;
+    const config_mqtt_t *mq = &m->cfg->mqtt;
+    char idb[LOG_ID_MAX];
+    const char *cid = (const char *)p->client_id.ptr;
+    size_t cid_len = p->client_id.len;
+    char gen[40];
+
+    if (mq->max_keepalive_s && p->keepalive > mq->max_keepalive_s) {
+        session_refuse(c, MQTT_CONNACK_ID_REJECTED, LOG_WARN,
+                       "keepalive %u s above max_keepalive_s %u", p->keepalive,
+                       mq->max_keepalive_s);
+        return FEED_CLOSED;
+    }
+    if (cid_len == 0) {
+        if (!p->clean_session) {
+            session_refuse(c, MQTT_CONNACK_ID_REJECTED, LOG_WARN,
+                           "empty client id with clean session 0 [MQTT-3.1.3-8]");
+            return FEED_CLOSED;
+        }
+        do {
+            snprintf(gen, sizeof(gen), "m2k-auto-%" PRIu64, ++m->next_auto_id);
+        } while (store_find_cid(m, gen, strlen(gen)));
+        cid = gen;
+        cid_len = strlen(gen);
+    }
+
+    /* Decided before the takeover below: a client that fails to log in must
+     * not disconnect the session it names. */
+    if (m->o.auth.connect && authorize_connect(c, p, cid, cid_len) != 0)
+        return FEED_CLOSED;
+
+    session_t *s = store_find_cid(m, cid, cid_len);
+    if (s && s->conn) {
+        m->st.takeovers++;
+        session_end(s->conn, NULL, LOG_INFO, true, true, "taken over by a new connection from %s",
+                    c->remote);
+        s = store_find_cid(m, cid, cid_len); /* a clean session is gone now */
+    }
+    bool present = false;
+    if (s && (p->clean_session || s->clean)) {
+        store_destroy(m, s);
+        s = NULL;
+    }
+    if (s) {
+        store_attach(m, s);
+        present = true;
+    } else {
+        s = store_create(m, cid, cid_len, p->clean_session);
+        if (!s) {
+            session_refuse(c, MQTT_CONNACK_UNAVAILABLE, LOG_ERROR,
+                           "out of memory creating a session");
+            return FEED_CLOSED;
+        }
+    }
+    if (p->will_flag) {
+        c->will_topic = session_dup(p->will_topic.ptr, p->will_topic.len);
+        c->will_payload = (uint8_t *)session_dup(p->will_payload.ptr, p->will_payload.len);
+        c->will_topic_len = (uint16_t)p->will_topic.len;
+        c->will_payload_len = (uint16_t)p->will_payload.len;
+        c->will_qos = p->will_qos;
+        c->will_retain = p->will_retain;
+        c->will = c->will_topic && c->will_payload;
+    }
+    if (c->identity || p->has_username) {
+        const char *u = c->identity ? c->identity : (const char *)p->username.ptr;
+        size_t ulen = c->identity ? strlen(c->identity) : p->username.len;
+        c->username = session_dup(u, ulen);
+        c->username_len = (uint16_t)ulen;
+        c->has_username = c->username != NULL;
+    }
+    s->conn = c;
+    c->s = s;
+    if ((p->will_flag && !c->will) || ((p->has_username || c->identity) && !c->has_username)) {
+        session_refuse(c, MQTT_CONNACK_UNAVAILABLE, LOG_ERROR, "out of memory in CONNECT");
+        return FEED_CLOSED;
+    }
+    if (++s->conn_gen == 0)
+        s->conn_gen = 1;
+    c->gen = s->conn_gen;
+    c->keepalive = p->keepalive;
+    c->level = p->protocol_level;
+    session_set_state(c, CONN_CONNECTED);
+    session_send_connack(c, present, MQTT_CONNACK_ACCEPTED);
+    m->st.connects++;
+    log_client(LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
+               "connected (clean session %d, keepalive %u s, session present %d)", p->clean_session,
+               p->keepalive, present);
+    inflight_check_window(c);
+    return FEED_OK;
+}
+
+void session_publish_will(session_conn_t *c) {
+    session_mgr_t *m = c->mgr;
+    char idb[LOG_ID_MAX];
+    msg_t msg = {c->will_topic,       c->will_topic_len, c->will_payload,
+                 c->will_payload_len, c->will_qos,       c->will_retain};
+    const char *ktopic, *key, *why = "";
+    size_t key_len;
+    int r = session_route(c, &msg, &ktopic, &key, &key_len, &why);
+    if (r != ROUTE_OK) {
+        m->st.wills_lost++;
+        log_client(LOG_WARN, session_log_id(c, idb, sizeof(idb)), c->remote,
+                   "will message not published: %s (unmapped policy)", why);
+        return;
+    }
+    int rc = session_produce(c, &msg, ktopic, key, key_len, SESSION_OPAQUE(0, 0));
+    if (rc != KAFKA_OK) {
+        m->st.wills_lost++;
+        log_client(LOG_ERROR, session_log_id(c, idb, sizeof(idb)), c->remote,
+                   "will message lost: producer refused it (%s)",
+                   rc == KAFKA_ERR_QUEUE_FULL ? "queue full" : "produce error");
+        return;
+    }
+    m->st.wills_published++;
+}

@@ -1,0 +1,244 @@
+/* PUBLISH from a client: QoS 2 duplicates, the ACL (opts.auth), routing
+ * through the topic map (opts.route), producing (opts.produce) into the
+ * in-flight ring; PUBREL; and the acks a client sends (PUBACK, PUBREC,
+ * PUBCOMP), which answer server-sent PUBLISHes: the server sends none yet,
+ * so today they are violations. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "session_int.h"
+
+#define ACL_CACHE_TOPIC_MAX 256
+
+int session_route(session_conn_t *c, const msg_t *msg, const char **ktopic, const char **key,
+                  size_t *key_len, const char **why) {
+    session_mgr_t *m = c->mgr;
+    topic_map_ctx_t ctx = {
+        .client_id = c->s->client_id,
+        .client_id_len = c->s->client_id_len,
+        .username = c->has_username ? c->username : NULL,
+        .username_len = c->has_username ? c->username_len : 0,
+    };
+    topic_map_result_t res;
+    int r =
+        m->o.route(m->o.route_ud, msg->topic, msg->topic_len, &ctx, m->scratch, SCRATCH_SIZE, &res);
+    if (r == TOPIC_MAP_MATCHED) {
+        *ktopic = res.kafka_topic;
+        *key = res.key;
+        *key_len = res.key_len;
+        return ROUTE_OK;
+    }
+    *why = r == TOPIC_MAP_UNMAPPED        ? "no rule matches"
+           : r == TOPIC_MAP_ERR_BAD_TOPIC ? "the rendered Kafka topic is not a legal name"
+           : r == TOPIC_MAP_ERR_NO_ROOM   ? "the rendered Kafka topic and key are too long"
+                                          : "topic map error";
+    switch (m->cfg->unmapped) {
+    case UNMAPPED_TOPIC:
+        if (m->cfg->unmapped_topic) {
+            *ktopic = m->cfg->unmapped_topic;
+            *key = msg->topic;
+            *key_len = msg->topic_len;
+            m->st.unmapped_routed++;
+            return ROUTE_OK;
+        }
+        return ROUTE_CLOSE;
+    case UNMAPPED_DROP:
+        return ROUTE_DROP;
+    case UNMAPPED_DISCONNECT:
+    default:
+        return ROUTE_CLOSE;
+    }
+}
+
+int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, const char *key,
+                    size_t key_len, uint64_t opaque) {
+    session_mgr_t *m = c->mgr;
+    static const char *const qos_str[] = {"0", "1", "2"};
+    kafka_header_t h[5];
+    size_t nh = 0;
+    if (m->cfg->headers) {
+        h[nh++] = (kafka_header_t){"mqtt.topic", msg->topic, msg->topic_len};
+        h[nh++] = (kafka_header_t){"mqtt.client_id", c->s->client_id, c->s->client_id_len};
+        h[nh++] = (kafka_header_t){"mqtt.qos", qos_str[msg->qos <= 2 ? msg->qos : 0], 1};
+        if (msg->retain)
+            h[nh++] = (kafka_header_t){"mqtt.retain", "1", 1};
+        if (c->has_username)
+            h[nh++] = (kafka_header_t){"mqtt.username", c->username, c->username_len};
+    }
+    kafka_record_t rec = {
+        .topic = ktopic,
+        .key = key,
+        .key_len = key_len,
+        .value = msg->payload,
+        .value_len = msg->payload_len,
+        .headers = nh ? h : NULL,
+        .n_headers = nh,
+        .timestamp_ms = m->wall_ms,
+    };
+    int rc = m->o.produce(m->o.produce_ud, &rec, opaque);
+    if (rc == KAFKA_OK)
+        m->st.published++;
+    else if (rc == KAFKA_ERR_QUEUE_FULL)
+        m->st.queue_full++;
+    return rc;
+}
+
+/* The ACL decision for a PUBLISH, with a one-topic cache per connection. */
+static bool publish_allowed(session_conn_t *c, const mqtt_publish_t *p) {
+    const session_auth_ops_t *a = &c->mgr->o.auth;
+    const char *topic = (const char *)p->topic.ptr;
+    size_t len = p->topic.len;
+    uint32_t gen = a->acl_generation(a->ud);
+    if (!gen)
+        return true;
+    if (c->acl_topic && c->acl_gen == gen && c->acl_topic_len == len &&
+        memcmp(c->acl_topic, topic, len) == 0)
+        return c->acl_ok;
+    bool ok =
+        a->can_publish(a->ud, c->has_username ? c->username : NULL, c->s->client_id, topic, len);
+    /* Cached only for short topics: the cache must not double a big packet. */
+    if (len <= ACL_CACHE_TOPIC_MAX) {
+        if (!c->acl_topic)
+            c->acl_topic = malloc(ACL_CACHE_TOPIC_MAX);
+        if (c->acl_topic) {
+            memcpy(c->acl_topic, topic, len);
+            c->acl_topic_len = (uint16_t)len;
+            c->acl_gen = gen;
+            c->acl_ok = ok;
+        }
+    }
+    return ok;
+}
+
+int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
+    const mqtt_publish_t *p = &pkt->u.publish;
+    session_mgr_t *m = c->mgr;
+    session_t *s = c->s;
+    char idb[LOG_ID_MAX], tb[LOG_ID_MAX];
+    uint32_t max = max_inflight(m);
+    m->st.messages_received[p->qos <= 2 ? p->qos : 0]++;
+
+    if (p->qos == 2) {
+        if (pubrel_has(s, p->packet_id)) {
+            m->st.qos2_duplicates++;
+            if (ring_push_done(c, 2, p->packet_id) != 0)
+                goto oom;
+            inflight_check_window(c);
+            return FEED_OK;
+        }
+        for (uint32_t i = 0; i < s->ring_count; i++) {
+            inflight_t *e = ring_at(s, i);
+            if (e->qos == 2 && e->packet_id == p->packet_id && e->state != IF_FAILED) {
+                /* Still in flight: the report answers this connection, once. */
+                e->ack_gen = c->gen;
+                m->st.qos2_duplicates++;
+                return FEED_OK;
+            }
+        }
+        if (s->pubrel_count + s->ring_qos2 >= max) {
+            session_violation(c, SESSION_ERR_QOS2_WINDOW_FULL,
+                              "%u QoS 2 messages await PUBREL or delivery (max_inflight %u)",
+                              s->pubrel_count + s->ring_qos2, max);
+            return FEED_CLOSED;
+        }
+    }
+    if (m->o.auth.acl_generation && !publish_allowed(c, p)) {
+        m->st.acl_denied++;
+        session_log_str(tb, sizeof(tb), (const char *)p->topic.ptr, p->topic.len);
+        if (m->cfg->auth.acl_deny == ACL_DENY_DISCONNECT) {
+            /* MQTT 3.1.1 has no negative acknowledgement: closing is the
+             * only way a QoS 1/2 sender learns it was refused. */
+            session_end(c, &m->rl_acl, LOG_WARN, true, true,
+                        "the ACL does not allow publishing on topic '%s' (auth.acl_deny: "
+                        "disconnect)",
+                        tb);
+            return FEED_CLOSED;
+        }
+        log_client_ratelimited(&m->rl_acl, LOG_WARN, session_log_id(c, idb, sizeof(idb)), c->remote,
+                               "the ACL does not allow publishing on topic '%s': dropped "
+                               "(auth.acl_deny: drop)",
+                               tb);
+        if (p->qos > 0) {
+            if (ring_push_done(c, p->qos, p->packet_id) != 0)
+                goto oom;
+            inflight_check_window(c);
+        }
+        return FEED_OK;
+    }
+
+    if (ring_reserve(m, s) != 0)
+        goto oom;
+
+    msg_t msg = {(const char *)p->topic.ptr,
+                 p->topic.len,
+                 p->payload.ptr,
+                 p->payload.len,
+                 p->qos,
+                 p->retain};
+    const char *ktopic, *key, *why = "";
+    size_t key_len;
+    int r = session_route(c, &msg, &ktopic, &key, &key_len, &why);
+    if (r == ROUTE_CLOSE) {
+        m->st.unmapped_closed++;
+        session_end(c, NULL, LOG_WARN, true, true, "topic '%s' is not mapped: %s",
+                    session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len), why);
+        return FEED_CLOSED;
+    }
+    if (r == ROUTE_DROP) {
+        m->st.unmapped_dropped++;
+        log_client_ratelimited(&m->rl_drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
+                               c->remote, "dropped a message on topic '%s': %s",
+                               session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len), why);
+        if (p->qos > 0 && ring_push_done(c, p->qos, p->packet_id) != 0)
+            goto oom;
+        inflight_check_window(c);
+        return FEED_OK;
+    }
+
+    int rc = session_produce(c, &msg, ktopic, key, key_len, SESSION_OPAQUE(s->id, s->next_seq));
+    if (rc == KAFKA_ERR_QUEUE_FULL) {
+        inflight_block(c);
+        return FEED_RETRY;
+    }
+    if (rc != KAFKA_OK) {
+        session_end(c, NULL, LOG_ERROR, true, true,
+                    "the producer refused a message on topic '%s' (%s)",
+                    session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len),
+                    rc == KAFKA_ERR_FATAL ? "fatal producer error" : "produce error");
+        return FEED_CLOSED;
+    }
+    inflight_t *e = ring_at(s, s->ring_count);
+    e->ack_gen = p->qos ? c->gen : 0;
+    e->packet_id = p->packet_id;
+    e->qos = p->qos;
+    e->state = IF_PENDING;
+    e->produced = 1;
+    e->recv_us = (uint32_t)m->mono_us;
+    e->topic_len =
+        (uint8_t)(msg.topic_len < INFLIGHT_TOPIC_MAX ? msg.topic_len : INFLIGHT_TOPIC_MAX);
+    memcpy(e->topic, msg.topic, e->topic_len);
+    s->ring_count++;
+    s->ring_qos2 += p->qos == 2;
+    s->next_seq++;
+    s->ring_used = true;
+    inflight_check_window(c);
+    return FEED_OK;
+oom:
+    session_end(c, NULL, LOG_ERROR, true, true, "out of memory for the in-flight window");
+    return FEED_CLOSED;
+}
+
+int session_on_pubrel(session_conn_t *c, const mqtt_packet_t *pkt) {
+    pubrel_remove(c->s, pkt->u.packet_id);
+    session_send_ack(c, MQTT_PUBCOMP, pkt->u.packet_id);
+    return FEED_OK;
+}
+
+/* Where a downlink's outbound QoS state will match PUBACK/PUBREC/PUBCOMP. */
+int session_on_client_ack(session_conn_t *c, const mqtt_packet_t *pkt) {
+    session_violation(c, SESSION_ERR_UNEXPECTED_ACK,
+                      "unexpected %s for id %u (the server sends no QoS 1/2 PUBLISH)",
+                      mqtt_type_name(pkt->type), pkt->u.packet_id);
+    return FEED_CLOSED;
+}

@@ -1,0 +1,230 @@
+/* The in-flight window. Each session keeps a FIFO ring of the PUBLISHes it has
+ * taken and not yet answered, QoS 0 included so QoS 0 is paced like the rest.
+ * A delivery report completes its entry (found by the session id and the
+ * sequence number packed into the opaque); completed entries are popped from
+ * the head only, so acks leave in the order the PUBLISHes arrived. Answers
+ * that need no Kafka round trip (QoS 2 duplicate, dropped message) also go
+ * through the ring so they cannot overtake earlier acks. Also here: the QoS 2
+ * ids awaiting PUBREL, and backpressure (a full window, a full producer
+ * queue). */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "session_int.h"
+
+int ring_grow(session_mgr_t *m, session_t *s) {
+    uint32_t max = max_inflight(m);
+    uint32_t cap = s->ring_cap ? s->ring_cap * 2 : 8;
+    if (cap > max)
+        cap = max;
+    if (cap <= s->ring_cap)
+        return -1;
+    inflight_t *r = malloc((size_t)cap * sizeof(*r));
+    if (!r)
+        return -1;
+    for (uint32_t i = 0; i < s->ring_count; i++)
+        r[i] = *ring_at(s, i);
+    free(s->ring);
+    s->ring = r;
+    s->ring_cap = cap;
+    s->ring_head = 0;
+    return 0;
+}
+
+void ring_release_idle(session_t *s) {
+    if (s->ring && s->ring_count == 0 && !s->ring_used) {
+        free(s->ring);
+        s->ring = NULL;
+        s->ring_cap = s->ring_head = 0;
+    }
+    s->ring_used = false;
+}
+
+bool pubrel_has(const session_t *s, uint16_t pid) {
+    for (uint32_t i = 0; i < s->pubrel_count; i++)
+        if (s->pubrel[i] == pid)
+            return true;
+    return false;
+}
+
+void pubrel_remove(session_t *s, uint16_t pid) {
+    for (uint32_t i = 0; i < s->pubrel_count; i++) {
+        if (s->pubrel[i] == pid) {
+            s->pubrel[i] = s->pubrel[--s->pubrel_count];
+            return;
+        }
+    }
+}
+
+static void pubrel_add(session_t *s, uint16_t pid) {
+    if (pubrel_has(s, pid))
+        return;
+    if (s->pubrel_count == s->pubrel_cap) {
+        uint32_t cap = s->pubrel_cap ? s->pubrel_cap * 2 : 8;
+        uint16_t *p = realloc(s->pubrel, cap * sizeof(*p));
+        if (!p) {
+            /* The admission bound keeps this rare; without the id a resend
+             * would be produced twice, which is what QoS 1 would give. */
+            log_error("session %" PRIu32 ": out of memory recording QoS 2 id %u", s->id, pid);
+            return;
+        }
+        s->pubrel = p;
+        s->pubrel_cap = cap;
+    }
+    s->pubrel[s->pubrel_count++] = pid;
+}
+
+void ring_pop_completed(session_mgr_t *m, session_t *s) {
+    while (s->ring_count) {
+        inflight_t *e = ring_at(s, 0);
+        if (e->state == IF_PENDING)
+            break;
+        if (e->state == IF_OK && e->qos == 2)
+            pubrel_add(s, e->packet_id);
+        if (e->state == IF_OK && e->ack_gen && s->conn && e->ack_gen == s->conn_gen) {
+            session_send_ack(s->conn, e->qos == 2 ? MQTT_PUBREC : MQTT_PUBACK, e->packet_id);
+            if (m->o.ack_latency)
+                m->o.ack_latency(m->o.ack_latency_ud, (uint32_t)m->mono_us - e->recv_us);
+        }
+        if (e->qos == 2)
+            s->ring_qos2--;
+        if (++s->ring_head == s->ring_cap)
+            s->ring_head = 0;
+        s->ring_count--;
+        s->head_seq++;
+    }
+}
+
+int ring_push_done(session_conn_t *c, uint8_t qos, uint16_t pid) {
+    session_t *s = c->s;
+    if (ring_reserve(c->mgr, s) != 0)
+        return -1;
+    inflight_t *e = ring_at(s, s->ring_count);
+    memset(e, 0, sizeof(*e));
+    e->ack_gen = c->gen;
+    e->packet_id = pid;
+    e->qos = qos;
+    e->state = IF_OK;
+    e->recv_us = (uint32_t)c->mgr->mono_us;
+    s->ring_count++;
+    s->ring_qos2 += qos == 2;
+    s->next_seq++;
+    s->ring_used = true;
+    ring_pop_completed(c->mgr, s);
+    return 0;
+}
+
+/* ---- backpressure ---------------------------------------------------------- */
+
+void inflight_pause(session_conn_t *c) {
+    c->paused_inflight = true;
+    if (log_get_level() >= LOG_DEBUG) {
+        char idb[LOG_ID_MAX];
+        log_client(LOG_DEBUG, session_log_id(c, idb, sizeof(idb)), c->remote,
+                   "%u messages in flight, pausing reads", c->s->ring_count);
+    }
+    if (!c->paused_queue)
+        c->ops->pause(c->ud);
+}
+
+/* Resumes reading once the window has drained to its low-water mark, so a
+ * busy client does not stop and start on every report. */
+static void maybe_resume(session_conn_t *c) {
+    uint32_t max = max_inflight(c->mgr);
+    uint32_t low = max - 1 - max / 4;
+    if (c->state != CONN_CLOSED && c->paused_inflight && c->s && c->s->ring_count <= low) {
+        c->paused_inflight = false;
+        if (!c->paused_queue)
+            c->ops->resume(c->ud);
+    }
+}
+
+void inflight_block(session_conn_t *c) {
+    if (!list_linked(&c->blocked)) {
+        char idb[LOG_ID_MAX];
+        log_client(LOG_DEBUG, session_log_id(c, idb, sizeof(idb)), c->remote,
+                   "producer queue full, pausing until reports drain");
+        list_insert_head(&c->mgr->blocked, &c->blocked);
+    }
+    if (!c->paused_queue) {
+        c->paused_queue = true;
+        if (!c->paused_inflight)
+            c->ops->pause(c->ud);
+    }
+}
+
+void inflight_wake_blocked(session_mgr_t *m) {
+    list_t *n;
+    while ((n = list_first(&m->blocked)) != NULL) {
+        session_conn_t *c = LIST_ENTRY(n, session_conn_t, blocked);
+        list_remove(n);
+        c->paused_queue = false;
+        if (!c->paused_inflight)
+            c->ops->resume(c->ud);
+    }
+}
+
+/* ---- delivery reports -------------------------------------------------------- */
+
+void session_on_delivery(session_mgr_t *m, uint64_t opaque, int err, const char *errstr) {
+    uint32_t id = (uint32_t)(opaque >> 32), seq = (uint32_t)opaque;
+    if (err == 0)
+        m->st.delivered++;
+    else
+        m->st.delivery_failed++;
+    if (id == 0) {
+        if (err)
+            log_ratelimited(&m->rl_delivery, LOG_ERROR, "will message not delivered to Kafka: %s",
+                            errstr ? errstr : "?");
+        inflight_wake_blocked(m);
+        return;
+    }
+    session_t *s = store_find_id(m, id);
+    uint32_t off = s ? seq - s->head_seq : 0;
+    if (!s || off >= s->ring_count || ring_at(s, off)->state != IF_PENDING) {
+        if (err)
+            log_ratelimited(&m->rl_delivery, LOG_WARN,
+                            "delivery failed for a message of a session that is gone: %s",
+                            errstr ? errstr : "?");
+        else
+            log_debug("delivery report for a session that is gone (opaque %" PRIx64 ")", opaque);
+        inflight_wake_blocked(m);
+        return;
+    }
+    inflight_t *e = ring_at(s, off);
+    session_conn_t *c = s->conn;
+    bool close_conn = false;
+    char idb[LOG_ID_MAX], tb[LOG_ID_MAX];
+    if (err == 0) {
+        e->state = IF_OK;
+    } else {
+        e->state = IF_FAILED;
+        log_client_ratelimited(
+            &m->rl_delivery, LOG_ERROR,
+            session_log_str(idb, sizeof(idb), s->client_id, s->client_id_len), c ? c->remote : NULL,
+            "Kafka did not take a QoS %u message on topic '%s%s': %s", e->qos,
+            session_log_str(tb, sizeof(tb), e->topic, e->topic_len),
+            e->topic_len == INFLIGHT_TOPIC_MAX ? "..." : "", errstr ? errstr : "?");
+        /* The client resends what it got no ack for once it reconnects. */
+        close_conn = c && e->ack_gen && e->ack_gen == s->conn_gen;
+    }
+    if (close_conn) {
+        /* Close before popping: no later ack may overtake the missing one. */
+        session_end(c, NULL, LOG_WARN, true, true,
+                    "Kafka did not confirm a message; the client must resend it");
+        s = store_find_id(m, id); /* a clean session is gone with its connection */
+        if (s)
+            ring_pop_completed(m, s);
+        inflight_wake_blocked(m);
+        return;
+    }
+    ring_pop_completed(m, s);
+    if (c) {
+        if (c->state == CONN_CLOSING)
+            session_end(c, NULL, LOG_WARN, true, true, "output buffer limit reached");
+        else
+            maybe_resume(c);
+    }
+    inflight_wake_blocked(m);
+}

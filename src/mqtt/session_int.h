@@ -1,0 +1,241 @@
+/* What the session files share; private to src/mqtt/ (include/mqtt/session.h
+ * is the contract with the server and the daemon). Which file holds what:
+ * docs/architecture.md, "The session in src/mqtt/". */
+#ifndef M2K_MQTT_SESSION_INT_H
+#define M2K_MQTT_SESSION_INT_H
+
+#include <stdarg.h>
+
+#include "mqtt/codec.h"
+#include "mqtt/session.h"
+#include "util/hash.h"
+#include "util/hmap.h"
+#include "util/list.h"
+#include "util/log.h"
+
+#define INFLIGHT_TOPIC_MAX 50     /* topic prefix kept for the failure log line */
+#define SCRATCH_SIZE (132 * 1024) /* rendered Kafka topic + key (topic <= 64 KiB) */
+#define LOG_ID_MAX 64
+
+enum { IF_PENDING = 0, IF_OK = 1, IF_FAILED = 2 };
+/* What a packet handler tells the feed loop: go on, stop here and feed this
+ * packet again later (producer queue full), or the connection is closed. */
+enum { FEED_OK = 0, FEED_RETRY = 1, FEED_CLOSED = 2 };
+
+/* A connection's life; session_set_state asserts the transitions:
+ * NEW -> CONNECTED (CONNECT accepted) -> CLOSING (the output bound was hit:
+ * nothing more is sent, and the step under way ends by closing) -> CLOSED.
+ * NEW and CONNECTED may go straight to CLOSED. */
+typedef enum { CONN_NEW, CONN_CONNECTED, CONN_CLOSING, CONN_CLOSED } conn_state_t;
+
+typedef struct {
+    uint32_t ack_gen; /* connection generation owed the ack; 0 = none */
+    /* PUBLISH received, low 32 bits of the us clock: the ack latency is the
+     * wrapping difference, right for anything under 71 minutes. */
+    uint32_t recv_us;
+    uint16_t packet_id;
+    uint8_t qos;
+    uint8_t state;
+    uint8_t produced; /* went to Kafka (else completed on arrival) */
+    uint8_t topic_len;
+    char topic[INFLIGHT_TOPIC_MAX];
+} inflight_t;
+_Static_assert(sizeof(inflight_t) == 64, "an in-flight entry is one cache line");
+
+typedef struct session session_t;
+/* Field order packs the struct: one of these lives as long as its client's
+ * session, so every byte counts per idle connection. */
+struct session {
+    session_conn_t *conn;
+    inflight_t *ring; /* lazily allocated, grown up to max_inflight */
+    uint16_t *pubrel; /* QoS 2 ids answered with PUBREC, awaiting PUBREL */
+    hmap_node_t by_id, by_cid;
+    list_t detached; /* in mgr->detached while kept without a connection */
+    uint64_t detached_at;
+    uint32_t id;
+    uint32_t conn_gen;
+    uint32_t ring_cap, ring_head, ring_count, ring_qos2;
+    uint32_t head_seq, next_seq;
+    uint32_t pubrel_count, pubrel_cap;
+    uint16_t client_id_len; /* MQTT strings are at most 65535 bytes */
+    bool clean;
+    bool ring_used;   /* since the last tick */
+    char client_id[]; /* NUL-terminated, allocated with the struct */
+};
+
+/* Packed like session_t: the remote address string is allocated with it. */
+struct session_conn {
+    session_mgr_t *mgr;
+    const session_conn_ops_t *ops;
+    void *ud;
+    session_t *s;
+    /* Creation time while CONN_NEW (the connect timeout: no complete packet
+     * is processed in that state but the CONNECT), then the time of the last
+     * complete packet (keepalive). */
+    uint64_t rx_ms;
+    char *will_topic;
+    uint8_t *will_payload;
+    char *username;
+    char *identity;  /* from a client certificate; overrides username */
+    char *acl_topic; /* the last ACL decision's topic (see publish_allowed) */
+    list_t node;     /* mgr->conns */
+    list_t blocked;  /* in mgr->blocked while the producer queue is full */
+    uint32_t gen;
+    /* The last ACL decision is valid for this topic and ACL generation: a
+     * client usually publishes on few topics, often the same one. */
+    uint32_t acl_gen;
+    uint16_t acl_topic_len;
+    uint16_t keepalive;
+    uint16_t will_topic_len, will_payload_len, username_len; /* 2-byte MQTT lengths */
+    uint8_t state;                                           /* conn_state_t */
+    uint8_t level; /* protocol level of the accepted CONNECT; 0 before */
+    uint8_t will_qos;
+    /* Packed: one of these per connection (idle memory, docs/performance.md). */
+    bool will : 1, will_retain : 1, has_username : 1, paused_inflight : 1, paused_queue : 1,
+        acl_ok : 1;
+    char remote[]; /* "addr:port", NUL-terminated */
+};
+
+struct session_mgr {
+    session_mgr_opts_t o;
+    const config_t *cfg;
+    uint64_t mono_ms;
+    int64_t wall_ms;
+    uint64_t mono_us;
+    hmap_t by_id, by_cid;
+    uint32_t next_session_id;
+    uint64_t next_auto_id;
+    list_t conns;    /* every session_conn_t */
+    list_t blocked;  /* connections waiting for room in the producer queue */
+    list_t detached; /* sessions without a connection, oldest first */
+    size_t n_conns, n_detached, max_detached;
+    char *scratch;
+    bool stopping;
+    log_ratelimit_t rl_protocol, rl_refused, rl_delivery, rl_drop, rl_acl;
+    session_stats_t st;
+};
+
+static inline uint32_t max_inflight(const session_mgr_t *m) {
+    return m->cfg->mqtt.max_inflight ? m->cfg->mqtt.max_inflight : 1;
+}
+
+/* ---- session.c: connections ---- */
+
+void session_set_state(session_conn_t *c, conn_state_t to);
+/* A client id or topic for a log line: bounded, control bytes masked. */
+const char *session_log_str(char *out, size_t cap, const char *p, size_t n);
+/* The connection's client id for a log line ("-" before CONNECT). */
+const char *session_log_id(const session_conn_t *c, char *buf, size_t cap);
+/* A NUL-terminated copy (malloc); NULL when out of memory. */
+char *session_dup(const void *p, size_t n);
+/* Queues one packet for the client; a refused send moves a connected
+ * connection to CLOSING. */
+void session_send(session_conn_t *c, const uint8_t *buf, size_t n);
+void session_send_ack(session_conn_t *c, mqtt_type_t type, uint16_t pid);
+void session_send_connack(session_conn_t *c, bool present, uint8_t rc);
+/* Ends a connection once: one log line (through `rl` when not NULL), the
+ * will unless `will` is false (DISCONNECT), detaches its session, and tells
+ * the server unless it told us (`call_close`). */
+void session_end(session_conn_t *c, log_ratelimit_t *rl, log_level_t lvl, bool will,
+                 bool call_close, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* Refuses a CONNECT: sends CONNACK rc, counts, logs rate-limited, closes. */
+void session_refuse(session_conn_t *c, uint8_t rc, log_level_t lvl, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Closes for a protocol violation of `kind` (SESSION_ERR_*, or -MQTT_ERR_*
+ * of the codec), counted as a refusal before CONNECT was accepted. */
+void session_violation(session_conn_t *c, int kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- store.c: sessions ---- */
+
+void store_init(session_mgr_t *m);
+/* Frees every session (their connections are gone or being freed). */
+void store_free(session_mgr_t *m);
+session_t *store_find_cid(const session_mgr_t *m, const char *cid, size_t len);
+/* NULL when out of memory or the client id is over 65535 bytes. */
+session_t *store_create(session_mgr_t *m, const char *cid, size_t len, bool clean);
+void store_destroy(session_mgr_t *m, session_t *s);
+/* Its connection is gone: destroys a clean session, keeps the others
+ * (discarding the oldest kept over the bound). */
+void store_detach(session_mgr_t *m, session_t *s);
+/* A kept session gets a connection again. */
+void store_attach(session_mgr_t *m, session_t *s);
+/* Destroys the sessions kept longer than session_expiry_s. */
+void store_expire(session_mgr_t *m);
+
+/* Hot: every delivery report looks up its session. */
+static inline session_t *store_find_id(const session_mgr_t *m, uint32_t id) {
+    hmap_node_t *n;
+    HMAP_FOR_BUCKET(n, &m->by_id, m2k_hash_u32(id)) {
+        session_t *s = HMAP_ENTRY(n, session_t, by_id);
+        if (s->id == id)
+            return s;
+    }
+    return NULL;
+}
+
+/* ---- inflight.c: the ring, QoS 2 ids, backpressure ---- */
+
+/* i < ring_cap and ring_head < ring_cap: one compare instead of a division
+ * (the capacity need not be a power of two: it stops at max_inflight). */
+static inline inflight_t *ring_at(session_t *s, uint32_t i) {
+    uint32_t j = s->ring_head + i;
+    return &s->ring[j >= s->ring_cap ? j - s->ring_cap : j];
+}
+int ring_grow(session_mgr_t *m, session_t *s);
+/* Room for one more entry at ring_at(s, s->ring_count): 0, or -1 (no memory). */
+static inline int ring_reserve(session_mgr_t *m, session_t *s) {
+    return s->ring_count < s->ring_cap ? 0 : ring_grow(m, s);
+}
+/* The tick: frees an empty ring not used since the last tick. */
+void ring_release_idle(session_t *s);
+/* Queues an answer that needs no Kafka round trip behind the pending ones. */
+int ring_push_done(session_conn_t *c, uint8_t qos, uint16_t pid);
+/* Pops completed entries from the head and sends the acks now in order. */
+void ring_pop_completed(session_mgr_t *m, session_t *s);
+bool pubrel_has(const session_t *s, uint16_t pid);
+void pubrel_remove(session_t *s, uint16_t pid);
+void inflight_pause(session_conn_t *c);
+/* Pauses reading when the window is full. */
+static inline void inflight_check_window(session_conn_t *c) {
+    if (c->s && !c->paused_inflight && c->s->ring_count >= max_inflight(c->mgr))
+        inflight_pause(c);
+}
+/* The producer queue is full: stop reading until a report (or the tick) wakes it. */
+void inflight_block(session_conn_t *c);
+void inflight_wake_blocked(session_mgr_t *m);
+
+/* ---- handle_*.c: packet handlers (the table is in dispatch.c) ---- */
+
+typedef int (*session_handler_fn)(session_conn_t *c, const mqtt_packet_t *pkt);
+
+int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt);
+/* Publishes the connection's will through the topic map (logged, counted). */
+void session_publish_will(session_conn_t *c);
+int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt);
+int session_on_pubrel(session_conn_t *c, const mqtt_packet_t *pkt);
+int session_on_client_ack(session_conn_t *c, const mqtt_packet_t *pkt);
+int session_on_subscribe(session_conn_t *c, const mqtt_packet_t *pkt);
+int session_on_unsubscribe(session_conn_t *c, const mqtt_packet_t *pkt);
+int session_on_pingreq(session_conn_t *c, const mqtt_packet_t *pkt);
+int session_on_disconnect(session_conn_t *c, const mqtt_packet_t *pkt);
+
+/* A message to route and produce: a PUBLISH or a will. */
+typedef struct {
+    const char *topic;
+    size_t topic_len;
+    const uint8_t *payload;
+    size_t payload_len;
+    uint8_t qos;
+    bool retain;
+} msg_t;
+
+enum { ROUTE_OK = 0, ROUTE_DROP = 1, ROUTE_CLOSE = 2 };
+/* Resolves the Kafka topic and key; applies the unmapped policy. */
+int session_route(session_conn_t *c, const msg_t *msg, const char **ktopic, const char **key,
+                  size_t *key_len, const char **why);
+/* Hands one record to the producer; returns its KAFKA_* code. */
+int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, const char *key,
+                    size_t key_len, uint64_t opaque);
+
+#endif

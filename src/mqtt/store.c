@@ -1,0 +1,128 @@
+/* The session store: sessions by client id (CONNECT) and by id (delivery
+ * reports, see SESSION_OPAQUE), and the sessions kept without a connection
+ * (clean session 0), oldest first, for expiry and for the bound on them. */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "session_int.h"
+
+static uint64_t hash_id(const hmap_node_t *n) {
+    return m2k_hash_u32(HMAP_ENTRY(n, session_t, by_id)->id);
+}
+
+static uint64_t hash_cid(const hmap_node_t *n) {
+    const session_t *s = HMAP_ENTRY(n, session_t, by_cid);
+    return m2k_hash(s->client_id, s->client_id_len);
+}
+
+void store_init(session_mgr_t *m) {
+    hmap_init(&m->by_id, hash_id, 0);
+    hmap_init(&m->by_cid, hash_cid, 0);
+    list_init(&m->detached);
+}
+
+static void free_session(hmap_node_t *n, void *ud) {
+    session_t *s = HMAP_ENTRY(n, session_t, by_id);
+    (void)ud;
+    free(s->ring);
+    free(s->pubrel);
+    free(s);
+}
+
+void store_free(session_mgr_t *m) {
+    hmap_each(&m->by_id, free_session, NULL);
+    hmap_free(&m->by_id);
+    hmap_free(&m->by_cid);
+}
+
+session_t *store_find_cid(const session_mgr_t *m, const char *cid, size_t len) {
+    hmap_node_t *n;
+    HMAP_FOR_BUCKET(n, &m->by_cid, m2k_hash(cid, len)) {
+        session_t *s = HMAP_ENTRY(n, session_t, by_cid);
+        if (s->client_id_len == len && memcmp(s->client_id, cid, len) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+session_t *store_create(session_mgr_t *m, const char *cid, size_t len, bool clean) {
+    if (len > UINT16_MAX)
+        return NULL;
+    session_t *s = calloc(1, sizeof(*s) + len + 1);
+    if (!s)
+        return NULL;
+    memcpy(s->client_id, cid, len);
+    s->client_id_len = (uint16_t)len;
+    s->clean = clean;
+    list_init(&s->detached);
+    /* Ids are never reused (0 is reserved for wills); after 2^32 - 1 sessions
+     * the counter would wrap, which a process does not reach in practice. */
+    if (++m->next_session_id == 0)
+        m->next_session_id = 1;
+    s->id = m->next_session_id;
+    if (hmap_insert(&m->by_id, &s->by_id, m2k_hash_u32(s->id)) != 0)
+        goto fail;
+    if (hmap_insert(&m->by_cid, &s->by_cid, m2k_hash(cid, len)) != 0) {
+        hmap_remove(&m->by_id, &s->by_id, m2k_hash_u32(s->id));
+        goto fail;
+    }
+    return s;
+fail:
+    free(s);
+    return NULL;
+}
+
+void store_attach(session_mgr_t *m, session_t *s) {
+    if (list_linked(&s->detached)) {
+        list_remove(&s->detached);
+        m->n_detached--;
+    }
+}
+
+void store_destroy(session_mgr_t *m, session_t *s) {
+    assert(!s->conn);
+    store_attach(m, s);
+    hmap_remove(&m->by_id, &s->by_id, m2k_hash_u32(s->id));
+    hmap_remove(&m->by_cid, &s->by_cid, m2k_hash(s->client_id, s->client_id_len));
+    free(s->ring);
+    free(s->pubrel);
+    free(s);
+}
+
+void store_detach(session_mgr_t *m, session_t *s) {
+    s->conn = NULL;
+    if (s->clean || m->cfg->mqtt.session_expiry_s == 0 || m->max_detached == 0) {
+        store_destroy(m, s);
+        return;
+    }
+    while (m->n_detached >= m->max_detached && !list_empty(&m->detached)) {
+        session_t *old = LIST_ENTRY(list_first(&m->detached), session_t, detached);
+        char idb[LOG_ID_MAX];
+        log_client(LOG_WARN, session_log_str(idb, sizeof(idb), old->client_id, old->client_id_len),
+                   NULL,
+                   "session limit: %zu sessions kept without a connection; discarding the "
+                   "oldest",
+                   m->n_detached);
+        m->st.sessions_evicted++;
+        store_destroy(m, old);
+    }
+    s->detached_at = m->mono_ms;
+    list_insert_tail(&m->detached, &s->detached);
+    m->n_detached++;
+}
+
+void store_expire(session_mgr_t *m) {
+    uint32_t expiry_s = m->cfg->mqtt.session_expiry_s;
+    list_t *first;
+    while ((first = list_first(&m->detached)) != NULL) {
+        session_t *s = LIST_ENTRY(first, session_t, detached);
+        if (m->mono_ms - s->detached_at < (uint64_t)expiry_s * 1000u)
+            break;
+        char idb[LOG_ID_MAX];
+        log_client(LOG_INFO, session_log_str(idb, sizeof(idb), s->client_id, s->client_id_len),
+                   NULL, "session expired after %u s without a connection", expiry_s);
+        m->st.sessions_expired++;
+        store_destroy(m, s);
+    }
+}
