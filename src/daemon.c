@@ -13,6 +13,7 @@
 
 #include "kafka/producer.h"
 #include "util/log.h"
+#include "ops/http_server.h"
 #include "ops/metrics.h"
 #include "ops/sd_notify.h"
 #include "auth/security.h"
@@ -34,7 +35,8 @@ struct daemon {
     topic_map_t *tm;
     session_mgr_t *sm;
     server_t *srv;
-    security_t *sec; /* always present: a reload may add a password or ACL file */
+    http_server_t *http; /* the protocol of the metrics listener */
+    security_t *sec;     /* always present: a reload may add a password or ACL file */
     metrics_t m;
     bool listening, stopping, fatal, done;
     bool status_kafka_up; /* what the last STATUS= line said */
@@ -133,6 +135,80 @@ static void on_stats(void *ud, const char *json, size_t len) {
     else if (up == 0)
         kafka_set_reachable(d->k, false, "no broker connection is up");
 }
+
+/* ---- MQTT sessions as the server's protocol ---------------------------------- */
+
+/* The server reaches the sessions only through server_protocol_ops_t; the
+ * session reaches its connection through session_conn_ops_t, whose `ud` is
+ * the server_conn_t. */
+static int mqtt_send(void *conn, const void *buf, size_t len) {
+    return server_conn_send(conn, buf, len);
+}
+static void mqtt_close(void *conn) {
+    server_conn_close(conn);
+}
+static void mqtt_pause(void *conn) {
+    server_conn_pause(conn);
+}
+static void mqtt_resume(void *conn) {
+    server_conn_resume(conn);
+}
+static void mqtt_hold(void *conn, uint32_t ms) {
+    server_conn_hold(conn, ms);
+}
+static const session_conn_ops_t mqtt_conn_ops = {mqtt_send, mqtt_close, mqtt_pause, mqtt_resume,
+                                                 mqtt_hold};
+
+static void *mqtt_open(void *sm, server_conn_t *conn, const char *remote) {
+    session_conn_t *sc = session_conn_new(sm, &mqtt_conn_ops, conn, remote);
+    if (!sc)
+        log_error("out of memory for the session of %s", remote);
+    return sc;
+}
+static int mqtt_identity(void *sc, const char *user) {
+    return session_conn_set_identity(sc, user);
+}
+static ssize_t mqtt_feed(void *sc, const uint8_t *buf, size_t len) {
+    return session_feed(sc, buf, len);
+}
+static void mqtt_lost(void *sc, const char *reason) {
+    session_conn_lost(sc, reason);
+}
+static void mqtt_end(void *sc, const char *reason) {
+    session_conn_close(sc, reason);
+}
+static bool mqtt_paused(const void *sc) {
+    return session_conn_paused(sc);
+}
+static uint32_t mqtt_inflight(const void *sc) {
+    return session_conn_inflight(sc);
+}
+static const char *mqtt_remote(const void *sc) {
+    return session_conn_remote(sc);
+}
+static void mqtt_free(void *sc) {
+    session_conn_free(sc);
+}
+static void mqtt_tick(void *sm) {
+    session_mgr_tick(sm);
+}
+static void mqtt_set_now(void *sm, uint64_t mono_ms, int64_t wall_ms, uint64_t mono_us) {
+    session_mgr_set_now(sm, mono_ms, wall_ms);
+    session_mgr_set_now_us(sm, mono_us);
+}
+static const server_protocol_ops_t mqtt_protocol = {
+    .conn_open = mqtt_open,
+    .conn_identity = mqtt_identity,
+    .conn_feed = mqtt_feed,
+    .conn_lost = mqtt_lost,
+    .conn_close = mqtt_end,
+    .conn_paused = mqtt_paused,
+    .conn_inflight = mqtt_inflight,
+    .conn_remote = mqtt_remote,
+    .conn_free = mqtt_free,
+    .tick = mqtt_tick,
+    .set_now = mqtt_set_now,
+};
 
 /* ---- HTTP endpoint ---------------------------------------------------------- */
 
@@ -427,16 +503,20 @@ int daemon_run(const config_t *cfg) {
         log_error("out of memory");
         goto out;
     }
+    d->http = http_server_new(&(http_server_opts_t){on_metrics, on_ready, d});
+    if (!d->http) {
+        log_error("out of memory");
+        goto out;
+    }
     server_opts_t sv = {
         .cfg = cfg,
-        .sessions = d->sm,
+        .mqtt = {&mqtt_protocol, d->sm},
+        .http = {&http_server_ops, d->http},
         .ud = d,
         .on_signal = on_signal,
         .watch_fd = kafka_event_fd(d->k),
         .on_fd = on_fd,
         .on_tick = on_tick,
-        .on_metrics = on_metrics,
-        .on_ready = on_ready,
     };
     if (server_new(&sv, &d->srv, err, sizeof(err)) != 0) {
         log_error("server: %s", err);
@@ -479,6 +559,7 @@ out:
     if (d->k)
         kafka_free(d->k);
     server_free(d->srv);
+    http_server_free(d->http);
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);

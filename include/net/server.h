@@ -1,43 +1,98 @@
-/* The network side (libuv is used here only): one loop, TCP listeners,
- * accept, per-connection read and write buffers, backpressure, timers,
- * signals and the close lifecycle. Protocol work is delegated to session.c. */
+/* The network side (libuv and OpenSSL's libssl are used in net/ only): one
+ * loop, listeners, accept admission, connections with their read and write
+ * buffers, transports (plain TCP, TLS; see src/net/transport.h),
+ * backpressure, timers, signals and the close lifecycle.
+ *
+ * What the bytes mean is a protocol's business. The server serves two, each
+ * given as a server_protocol_ops_t: one on the listeners (the daemon passes
+ * the MQTT session manager) and one on the metrics listener (the HTTP
+ * endpoint, ops/http_server.h). It never branches on which one it is; a
+ * protocol drives its connection with the server_conn_* functions. */
 #ifndef M2K_SERVER_H
 #define M2K_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "config/config.h"
-#include "mqtt/session.h"
 
 typedef struct server server_t;
+/* One accepted connection as its protocol sees it: valid until conn_free. */
+typedef struct server_conn server_conn_t;
+
+/* A protocol served on connections. `proto` is server_protocol_t.ud and `pc`
+ * what conn_open returned. Called on the loop thread; none may call back
+ * into the server for the same connection synchronously, except the
+ * server_conn_* functions. Fields marked optional may be NULL. */
+typedef struct {
+    /* An accepted connection from `remote` ("1.2.3.4:5", "[::1]:5"; copy it
+     * to keep it): the protocol's object, or NULL to refuse the connection
+     * (the socket is closed at once; the protocol logs and counts why). Only
+     * with a non-NULL result may it use server_conn_* on conn from here. */
+    void *(*conn_open)(void *proto, server_conn_t *conn, const char *remote);
+    /* Optional: the peer identity the transport established (the verified
+     * client certificate's user name), before any byte is fed. 0 or -1. */
+    int (*conn_identity)(void *pc, const char *user);
+    /* Bytes from the client: the count consumed (the server keeps the rest
+     * and feeds it again with the next bytes or after server_conn_resume),
+     * or -1 when the connection was closed. */
+    ssize_t (*conn_feed)(void *pc, const uint8_t *buf, size_t len);
+    /* The peer went away or the stream failed (`reason`); the server closes. */
+    void (*conn_lost)(void *pc, const char *reason);
+    /* The server needs the connection closed (output bound, transport
+     * failure or timeout, no memory): log `reason`, then server_conn_close. */
+    void (*conn_close)(void *pc, const char *reason);
+    /* True while the protocol wants no input. */
+    bool (*conn_paused)(const void *pc);
+    /* Optional: work outstanding; with none, an emptied output buffer is
+     * freed instead of kept for the next answers. */
+    uint32_t (*conn_inflight)(const void *pc);
+    /* The remote address given to conn_open. */
+    const char *(*conn_remote)(const void *pc);
+    /* Optional: the timer of server_conn_timer expired. */
+    void (*conn_timer)(void *pc);
+    /* The socket is closed: free pc. */
+    void (*conn_free)(void *pc);
+    /* Optional: every tick interval (1 s by default). */
+    void (*tick)(void *proto);
+    /* Optional: the time the next calls see (loop monotonic ms, wall clock
+     * in Unix ms, monotonic us), set before feeding, ticking and on_fd. */
+    void (*set_now)(void *proto, uint64_t mono_ms, int64_t wall_ms, uint64_t mono_us);
+} server_protocol_ops_t;
 
 typedef struct {
-    const config_t *cfg;                     /* borrowed */
-    session_mgr_t *sessions;                 /* borrowed */
+    const server_protocol_ops_t *ops; /* NULL: not served */
+    void *ud;                         /* `proto` of every call */
+} server_protocol_t;
+
+typedef struct {
+    const config_t *cfg; /* borrowed */
+    /* Served on cfg->listeners, under the mqtt: limits: max_connections, the
+     * per-address limits, connect_timeout_s for a transport handshake,
+     * max_output_buffer. */
+    server_protocol_t mqtt;
+    /* Served on cfg->metrics_listen (when set) without those limits: the
+     * protocol bounds itself. */
+    server_protocol_t http;
     void *ud;                                /* passed to the callbacks below */
     void (*on_signal)(void *ud, int signum); /* SIGTERM, SIGINT, SIGHUP */
     int watch_fd;                            /* -1: none; else on_fd when readable */
     void (*on_fd)(void *ud);
-    void (*on_tick)(void *ud); /* after the sessions' tick, every tick interval */
-    /* The HTTP endpoint on cfg->metrics_listen (see http.h): the metrics text
-     * (malloc'd, NULL = 500) and readiness (1, or 0 with a reason). */
-    char *(*on_metrics)(void *ud, size_t *len);
-    int (*on_ready)(void *ud, char *reason, size_t cap);
+    void (*on_tick)(void *ud); /* after the protocols' tick, every tick interval */
 } server_opts_t;
 
-/* At most this many HTTP connections at once; more are closed at accept. */
-#define SERVER_HTTP_MAX_CONNS 16
-
+/* The connections of the mqtt protocol (the listeners); the metrics
+ * listener's are not counted here. */
 typedef struct {
     uint64_t accepted;
     uint64_t refused_max_connections;
     uint64_t bytes_in, bytes_out;
-    uint64_t writes;               /* one per connection per loop turn with output */
-    uint64_t refused_per_ip;       /* max_connections_per_ip (or address table full) */
-    uint64_t refused_rate_per_ip;  /* connect_rate_per_ip */
-    uint64_t refused_output_limit; /* connections cut at max_output_buffer */
-    uint64_t http_requests, http_refused;
+    uint64_t writes;                 /* one per connection per loop turn with output */
+    uint64_t refused_per_ip;         /* max_connections_per_ip (or address table full) */
+    uint64_t refused_rate_per_ip;    /* connect_rate_per_ip */
+    uint64_t refused_output_limit;   /* connections cut at max_output_buffer */
     uint64_t tls_handshake_failures; /* handshake errors and timeouts */
 } server_stats_t;
 
@@ -47,6 +102,9 @@ int server_new(const server_opts_t *opts, server_t **out, char *errbuf, size_t e
 /* Binds and listens on every configured listener and the metrics listener
  * (cfg->metrics_listen); 0 or -1 with errbuf. */
 int server_listen(server_t *s, char *errbuf, size_t errlen);
+/* The port listener i (cfg->listeners order) is bound to, also when the
+ * system chose it (port 0); 0 when it is not listening. */
+uint16_t server_listener_port(const server_t *s, size_t i);
 /* Runs the loop until server_stop has closed everything. Returns 0. */
 int server_run(server_t *s);
 /* The loop's monotonic time in ms and the wall clock in Unix ms. */
@@ -63,7 +121,7 @@ void server_set_config(server_t *s, const config_t *cfg);
 void server_set_periodic(server_t *s, unsigned period_ms, void (*cb)(void *ud));
 /* Changes the tick interval (1000 ms by default). */
 void server_set_tick(server_t *s, unsigned ms);
-/* Closes the listeners. */
+/* Closes the listeners (the metrics listener stays until server_stop). */
 void server_stop_accepting(server_t *s);
 /* Stops reading from every connection for good (acks still go out). */
 void server_stop_reading(server_t *s);
@@ -73,6 +131,9 @@ void server_stop(server_t *s);
 /* Frees the server after server_run has returned. */
 void server_free(server_t *s);
 const server_stats_t *server_stats(const server_t *s);
+/* Connections of the mqtt protocol. */
+size_t server_conn_count(const server_t *s);
+
 /* SIGHUP, in two phases like every reload step (daemon.c):
  * server_tls_prepare loads a new certificate, key and CA for every TLS
  * listener without touching the running ones. Each listener uses the tls:
@@ -88,6 +149,28 @@ int server_tls_prepare(server_t *s, const config_t *next, server_tls_update_t **
                        size_t errlen);
 void server_tls_commit(server_t *s, server_tls_update_t *u);
 void server_tls_abort(server_tls_update_t *u);
-size_t server_conn_count(const server_t *s);
+
+/* ---- for protocols: one connection (`c` from conn_open) ---- */
+
+/* Queues bytes for the client (copied; each connection's output is written
+ * once per loop turn, in order): 0, or -1 when the output bound is hit
+ * (logged and counted; the protocol then closes) or the socket is closed. */
+int server_conn_send(server_conn_t *c, const void *buf, size_t len);
+/* Stops reading, flushes what was queued, sends the FIN and closes the
+ * socket (cut when it does not drain within 5 s); conn_free follows.
+ * Idempotent. */
+void server_conn_close(server_conn_t *c);
+/* Stops reading: the bytes conn_feed did not consume stay buffered. */
+void server_conn_pause(server_conn_t *c);
+/* Reading may go on: the buffered bytes are fed again from the loop (never
+ * from inside this call), then reading restarts. */
+void server_conn_resume(server_conn_t *c);
+/* Holds the connection's output and input for ms milliseconds (a throttled
+ * answer); a close requested meanwhile happens after the hold. */
+void server_conn_hold(server_conn_t *c, uint32_t ms);
+/* Calls conn_timer once after ms, unless the connection is closing by then.
+ * A connection has one timer: a hold replaces it. 0, or -1 (no memory, held
+ * or closing). */
+int server_conn_timer(server_conn_t *c, uint32_t ms);
 
 #endif

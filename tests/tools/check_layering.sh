@@ -14,8 +14,8 @@ map||util mqtt config map
 kafka|librdkafka/|util kafka
 config|yaml.h|util config map kafka
 auth|openssl/crypto.h openssl/evp.h openssl/rand.h|util auth mqtt config
-ops|cjson/ http_parser.h|util ops config
-net|uv.h openssl/ssl.h openssl/err.h openssl/x509v3.h openssl/x509.h|util net mqtt auth ops config
+ops|cjson/ http_parser.h|util ops config net
+net|uv.h openssl/ssl.h openssl/err.h openssl/x509v3.h openssl/x509.h|util net auth config
 '
 third_party='uv.h uv/ librdkafka/ yaml.h cjson/ http_parser.h openssl/'
 ours='util mqtt map kafka config auth ops net'
@@ -24,7 +24,7 @@ tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 echo "$rules" | while IFS='|' read -r folder owns may; do
     [ -n "$folder" ] || continue
-    for f in "$src/src/$folder"/*.c "$src/include/$folder"/*.h; do
+    for f in "$src/src/$folder"/*.c "$src/src/$folder"/*.h "$src/include/$folder"/*.h; do
         [ -f "$f" ] || continue
         grep -n '^[[:space:]]*#[[:space:]]*include' "$f" | while IFS= read -r line; do
             n=${line%%:*}

@@ -1,0 +1,625 @@
+/* The connection core (see conn.h): accept admission, reading, the write
+ * path and the close lifecycle, for every protocol and transport.
+ *
+ * Memory per idle connection: the uv_tcp_t, this module's conn_t and the
+ * protocol's object, no buffers. Reads land in one shared buffer; only the
+ * tail the protocol did not consume (an incomplete packet, or bytes left
+ * while paused) is copied into a per-connection buffer, freed again once
+ * consumed. Output produced during a loop turn is appended to a
+ * per-connection buffer and written once, from the check handle that runs
+ * after I/O polling; the write request owns the buffer until its callback. */
+#include "conn.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/security.h"
+
+#define CLOSE_GRACE_MS 5000 /* a closing connection that does not drain is cut */
+#define PENDING_ROUNDS 8    /* work a turn's feeding queues is done in the same turn */
+
+typedef struct {
+    uv_write_t req;
+    conn_t *c;
+    uv_buf_t buf;
+} write_req_t;
+
+static server_t *srv_of(const conn_t *c) {
+    return c->l->srv;
+}
+
+static const server_protocol_ops_t *ops_of(const conn_t *c) {
+    return c->l->svc->p.ops;
+}
+
+static void conn_set_state(conn_t *c, conn_state_t to) {
+    static const uint8_t allowed[] = {
+        [CONN_HANDSHAKE] = 1u << CONN_OPEN | 1u << CONN_CLOSING,
+        [CONN_OPEN] = 1u << CONN_CLOSING,
+        [CONN_CLOSING] = 1u << CONN_SHUTDOWN | 1u << CONN_CLOSED,
+        [CONN_SHUTDOWN] = 1u << CONN_CLOSED,
+        [CONN_CLOSED] = 0,
+    };
+    assert(allowed[c->state] & (1u << to));
+    (void)allowed; /* NDEBUG */
+    c->state = (uint8_t)to;
+}
+
+static void on_idle(uv_idle_t *h) {
+    conn_process_pending(h->data);
+}
+
+void conn_on_check(uv_check_t *h) {
+    conn_process_pending(h->data);
+}
+
+static void mark_pending(conn_t *c) {
+    server_t *s = srv_of(c);
+    if (!list_linked(&c->pending))
+        list_insert_tail(&s->pending, &c->pending);
+    /* The idle handle keeps the next poll from blocking while work waits. */
+    if (!s->stopping && !uv_is_active((uv_handle_t *)&s->idle))
+        uv_idle_start(&s->idle, on_idle);
+}
+
+/* ---- read side ------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    conn_t *c = h->data;
+    (void)suggested;
+    /* One read at a time on one thread: the shared buffer is free again once
+     * on_read returns. */
+    buf->base = (char *)srv_of(c)->rbuf;
+    buf->len = READ_BUF_SIZE;
+}
+
+/* Appends to a growable buffer with 32-bit sizes, doubling from `initial`.
+ * The sizes never get near the guard (max_packet_size plus one read for
+ * input, max_output_buffer for output), but they are 32-bit. */
+static int buf_append(uint8_t **buf, uint32_t *len, uint32_t *cap, uint32_t initial,
+                      const void *src, size_t n) {
+    if (n > UINT32_MAX / 4 || *len + n > UINT32_MAX / 4)
+        return -1;
+    if (*len + n > *cap) {
+        size_t ncap = *cap ? *cap : initial;
+        while (ncap < *len + n)
+            ncap *= 2;
+        uint8_t *b = realloc(*buf, ncap);
+        if (!b)
+            return -1;
+        *buf = b;
+        *cap = (uint32_t)ncap;
+    }
+    memcpy(*buf + *len, src, n);
+    *len += (uint32_t)n;
+    return 0;
+}
+
+static int in_append(conn_t *c, const uint8_t *p, size_t n) {
+    return buf_append(&c->in, &c->in_len, &c->in_cap, 256, p, n);
+}
+
+static void in_release(conn_t *c) {
+    free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+static void conn_read_start(conn_t *c) {
+    if (!c->reading && !c->paused && !c->held && c->state < CONN_CLOSING &&
+        !srv_of(c)->intake_stopped) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+            c->reading = true;
+    }
+}
+
+static void conn_read_stop(conn_t *c) {
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+/* Feeds the per-connection buffer; keeps what was not consumed. */
+static void feed_buffered(conn_t *c) {
+    if (c->state >= CONN_CLOSING || !c->in_len)
+        return;
+    ssize_t n = ops_of(c)->conn_feed(c->pc, c->in, c->in_len);
+    if (n < 0) {
+        in_release(c);
+        return;
+    }
+    if ((size_t)n == c->in_len) {
+        in_release(c);
+    } else if (n > 0) {
+        memmove(c->in, c->in + n, c->in_len - (size_t)n);
+        c->in_len -= (uint32_t)n;
+    }
+}
+
+void net_conn_deliver(conn_t *c, const uint8_t *p, size_t n) {
+    if (c->in_len) {
+        if (in_append(c, p, n) != 0) {
+            net_conn_end(c, "out of memory for the input buffer");
+            return;
+        }
+        feed_buffered(c);
+    } else {
+        ssize_t used = ops_of(c)->conn_feed(c->pc, p, n);
+        if (used >= 0 && (size_t)used < n && in_append(c, p + used, n - (size_t)used) != 0)
+            net_conn_end(c, "out of memory for the input buffer");
+    }
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    conn_t *c = stream->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        net_conn_lost(c, nread == UV_EOF ? "connection closed by the client"
+                                         : uv_strerror((int)nread));
+        return;
+    }
+    c->l->svc->st.bytes_in += (uint64_t)nread;
+    net_set_now(srv_of(c));
+    transport_input(c->tr, c, (const uint8_t *)buf->base, (size_t)nread);
+}
+
+/* ---- close lifecycle --------------------------------------------------------- */
+
+static void conn_begin_close(conn_t *c) {
+    if (c->state >= CONN_CLOSING)
+        return;
+    transport_shutdown(c->tr, c);
+    conn_set_state(c, CONN_CLOSING);
+    c->since_ms = uv_now(&srv_of(c)->loop);
+    conn_read_stop(c);
+    mark_pending(c);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+    conn_t *c = h->data;
+    server_t *s = srv_of(c);
+    if (c->counted_ip) {
+        char ip[IPLIMIT_KEY_MAX];
+        security_addr_ip(ops_of(c)->conn_remote(c->pc), ip, sizeof(ip));
+        iplimit_release(s->iplimit, ip, uv_now(&s->loop));
+    }
+    ops_of(c)->conn_free(c->pc);
+    transport_conn_free(c->tr);
+    list_remove(&c->node);
+    list_remove(&c->pending);
+    c->l->svc->n_conns--;
+    if (s->stopping && list_empty(&s->conns) && !s->stop_timer_closed) {
+        s->stop_timer_closed = true;
+        uv_close((uv_handle_t *)&s->stop_timer, NULL);
+    }
+    free(c->in);
+    free(c->out);
+    free(c);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+    free(h);
+}
+
+static void conn_timer_stop(conn_t *c) {
+    if (c->timer) {
+        uv_close((uv_handle_t *)c->timer, on_timer_closed);
+        c->timer = NULL;
+    }
+}
+
+static void conn_close_handle(conn_t *c) {
+    if (c->state == CONN_CLOSED)
+        return;
+    conn_set_state(c, CONN_CLOSED);
+    conn_timer_stop(c);
+    conn_read_stop(c);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+void net_conn_lost(conn_t *c, const char *reason) {
+    ops_of(c)->conn_lost(c->pc, reason);
+    conn_begin_close(c);
+}
+
+void net_conn_end(conn_t *c, const char *reason) {
+    ops_of(c)->conn_close(c->pc, reason);
+}
+
+/* A write to the client failed (not cancelled): the peer is gone. */
+static void conn_write_failed(conn_t *c, int status) {
+    if (c->state < CONN_CLOSING)
+        net_conn_lost(c, uv_strerror(status));
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    conn_t *c = req->data;
+    (void)status;
+    free(req);
+    conn_close_handle(c);
+}
+
+static void conn_finish_close(conn_t *c) {
+    if (c->state != CONN_CLOSING)
+        return;
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (req) {
+        req->data = c;
+        /* Lets the last answers reach the client before the FIN. */
+        if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) == 0) {
+            conn_set_state(c, CONN_SHUTDOWN);
+            return;
+        }
+        free(req);
+    }
+    conn_close_handle(c);
+}
+
+/* ---- write side -------------------------------------------------------------- */
+
+static void on_write(uv_write_t *req, int status) {
+    write_req_t *w = (write_req_t *)req;
+    conn_t *c = w->c;
+    c->queued -= w->buf.len;
+    free(w->buf.base);
+    free(w);
+    if (status < 0 && status != UV_ECANCELED)
+        conn_write_failed(c, status);
+}
+
+static void conn_flush(conn_t *c) {
+    server_stats_t *st = &c->l->svc->st;
+    if (!c->out_len || c->state == CONN_CLOSED)
+        return;
+    if (!c->queued) {
+        /* Nothing queued: write now, with no request, no copy and no change
+         * of epoll interest (a finished uv_write costs an epoll_ctl). */
+        uv_buf_t b = uv_buf_init((char *)c->out, (unsigned)c->out_len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n < 0 && n != UV_EAGAIN) {
+            conn_write_failed(c, n);
+            return;
+        }
+        if (n > 0) {
+            st->writes++;
+            st->bytes_out += (uint64_t)n;
+            c->out_len -= (uint32_t)n;
+            if (c->out_len) {
+                memmove(c->out, c->out + n, c->out_len);
+            } else {
+                /* A busy connection keeps its buffer for the next answers;
+                 * an idle one gives it back. */
+                const server_protocol_ops_t *ops = ops_of(c);
+                if (!ops->conn_inflight || !ops->conn_inflight(c->pc)) {
+                    free(c->out);
+                    c->out = NULL;
+                    c->out_cap = 0;
+                }
+                return;
+            }
+        }
+    }
+    write_req_t *w = malloc(sizeof(*w));
+    if (!w) {
+        net_conn_end(c, "out of memory for a write");
+        return;
+    }
+    w->c = c;
+    w->buf = uv_buf_init((char *)c->out, (unsigned)c->out_len);
+    c->queued += c->out_len;
+    c->out = NULL;
+    c->out_len = c->out_cap = 0;
+    int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &w->buf, 1, on_write);
+    if (r < 0) {
+        c->queued -= w->buf.len;
+        free(w->buf.base);
+        free(w);
+        conn_write_failed(c, r);
+        return;
+    }
+    st->writes++;
+    st->bytes_out += w->buf.len;
+}
+
+int net_conn_emit(conn_t *c, const void *p, size_t n) {
+    if (buf_append(&c->out, &c->out_len, &c->out_cap, 64, p, n) < 0)
+        return -1;
+    mark_pending(c);
+    return 0;
+}
+
+/* Runs once per loop turn after I/O: feeds what resumed connections kept,
+ * writes each connection's output in one write, finishes closes. */
+void conn_process_pending(server_t *s) {
+    net_set_now(s);
+    /* Feeding may queue more work (answers, closes of other connections):
+     * it is done in the next round. */
+    for (int round = 0; !list_empty(&s->pending) && round < PENDING_ROUNDS; round++) {
+        list_t *last = s->pending.prev, *n;
+        do {
+            n = s->pending.next;
+            list_remove(n);
+            conn_t *c = LIST_ENTRY(n, conn_t, pending);
+            if (c->feed_pending && c->state < CONN_CLOSING) {
+                c->feed_pending = false;
+                feed_buffered(c);
+                if (!ops_of(c)->conn_paused(c->pc))
+                    conn_read_start(c);
+            }
+            if (list_linked(&c->pending)) /* queued again while feeding */
+                continue;
+            if (c->held) /* the timer queues it again */
+                continue;
+            conn_flush(c);
+            if (c->state >= CONN_CLOSING)
+                conn_finish_close(c);
+        } while (n != last);
+    }
+    if (list_empty(&s->pending) && !s->stopping && uv_is_active((uv_handle_t *)&s->idle))
+        uv_idle_stop(&s->idle);
+}
+
+/* ---- what a protocol does with its connection ------------------------------------ */
+
+int server_conn_send(server_conn_t *c, const void *buf, size_t len) {
+    service_t *svc = c->l->svc;
+    if (c->state == CONN_CLOSED)
+        return -1;
+    uint32_t limit = srv_of(c)->cfg->mqtt.max_output_buffer;
+    if (svc->limits && c->out_len + c->queued + len > limit) {
+        static log_ratelimit_t rl = LOG_RATELIMIT_INIT("output buffer limit", 10, 10000);
+        log_client_ratelimited(&rl, LOG_WARN, NULL, net_conn_remote(c),
+                               "%zu bytes of output queued, over mqtt.max_output_buffer %u (the "
+                               "client does not read)",
+                               c->out_len + c->queued + len, limit);
+        svc->st.refused_output_limit++;
+        return -1;
+    }
+    return c->tr->type->output(c->tr, c, buf, len);
+}
+
+void server_conn_close(server_conn_t *c) {
+    conn_begin_close(c);
+}
+
+void server_conn_pause(server_conn_t *c) {
+    c->paused = true;
+    conn_read_stop(c);
+}
+
+void server_conn_resume(server_conn_t *c) {
+    c->paused = false;
+    /* Not synchronously: the protocol may be in the middle of a callback. */
+    c->feed_pending = true;
+    mark_pending(c);
+}
+
+static void on_conn_timer(uv_timer_t *t) {
+    conn_t *c = t->data;
+    bool held = c->held;
+    c->held = false;
+    conn_timer_stop(c);
+    net_set_now(srv_of(c));
+    if (held) {
+        mark_pending(c);
+        if (c->state < CONN_CLOSING && !ops_of(c)->conn_paused(c->pc))
+            conn_read_start(c);
+    } else if (c->state < CONN_CLOSING && ops_of(c)->conn_timer) {
+        ops_of(c)->conn_timer(c->pc);
+    }
+}
+
+static int conn_timer_start(conn_t *c, uint32_t ms) {
+    if (!c->timer) {
+        uv_timer_t *t = malloc(sizeof(*t));
+        if (!t)
+            return -1;
+        uv_timer_init(&srv_of(c)->loop, t);
+        t->data = c;
+        c->timer = t;
+    }
+    uv_timer_start(c->timer, on_conn_timer, ms, 0);
+    return 0;
+}
+
+void server_conn_hold(server_conn_t *c, uint32_t ms) {
+    if (c->held || c->state == CONN_CLOSED)
+        return;
+    if (conn_timer_start(c, ms) != 0)
+        return; /* answered at once: a missed delay, not a missed answer */
+    c->held = true;
+    conn_read_stop(c);
+}
+
+int server_conn_timer(server_conn_t *c, uint32_t ms) {
+    if (c->held || c->state >= CONN_CLOSING)
+        return -1;
+    return conn_timer_start(c, ms);
+}
+
+/* ---- what the connection does for its transports ------------------------------ */
+
+void net_conn_ready(conn_t *c) {
+    if (c->state == CONN_HANDSHAKE)
+        conn_set_state(c, CONN_OPEN);
+}
+
+int net_conn_set_identity(conn_t *c, const char *user) {
+    const server_protocol_ops_t *ops = ops_of(c);
+    return ops->conn_identity ? ops->conn_identity(c->pc, user) : 0;
+}
+
+const char *net_conn_remote(const conn_t *c) {
+    return ops_of(c)->conn_remote(c->pc);
+}
+
+server_stats_t *net_conn_stats(conn_t *c) {
+    return &c->l->svc->st;
+}
+
+bool net_conn_closing(const conn_t *c) {
+    return c->state >= CONN_CLOSING;
+}
+
+/* ---- accept ---------------------------------------------------------------------- */
+
+static void on_refused_closed(uv_handle_t *h) {
+    free(h);
+}
+
+static void format_peer(uv_tcp_t *tcp, char *out, size_t cap) {
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char host[64] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            uv_ip6_name(a, host, sizeof(host));
+            port = ntohs(a->sin6_port);
+            snprintf(out, cap, "[%s]:%d", host, port);
+            return;
+        }
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        uv_ip4_name(a, host, sizeof(host));
+        port = ntohs(a->sin_port);
+    }
+    snprintf(out, cap, "%s:%d", host, port);
+}
+
+/* max_connections: accepted and closed at once, so the client sees a
+ * refusal, not a hang. */
+static void refuse_over_max(server_t *s, listener_t *l, uv_stream_t *ls) {
+    uv_tcp_t *t = malloc(sizeof(*t));
+    if (!t)
+        return;
+    uv_tcp_init(&s->loop, t);
+    if (uv_accept(ls, (uv_stream_t *)t) == 0) {
+        l->svc->st.refused_max_connections++;
+        char peer[96];
+        format_peer(t, peer, sizeof(peer));
+        log_client_ratelimited(&s->rl_refused, LOG_WARN, NULL, peer,
+                               "refused: max_connections %u reached", s->cfg->mqtt.max_connections);
+    }
+    uv_close((uv_handle_t *)t, on_refused_closed);
+}
+
+void conn_on_connection(uv_stream_t *ls, int status) {
+    listener_t *l = ls->data;
+    server_t *s = l->srv;
+    service_t *svc = l->svc;
+    if (status < 0) {
+        log_warn("accept on %s: %s", l->name, uv_strerror(status));
+        return;
+    }
+    net_set_now(s);
+    if (svc->limits && svc->n_conns >= s->cfg->mqtt.max_connections) {
+        refuse_over_max(s, l, ls);
+        return;
+    }
+    conn_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        log_error("out of memory accepting a connection");
+        return;
+    }
+    c->l = l;
+    list_init(&c->node);
+    list_init(&c->pending);
+    uv_tcp_init(&s->loop, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    char peer[96], ip[IPLIMIT_KEY_MAX] = "";
+    format_peer(&c->tcp, peer, sizeof(peer));
+    if (svc->limits) {
+        security_addr_ip(peer, ip, sizeof(ip));
+        int lim = iplimit_accept(s->iplimit, ip, uv_now(&s->loop));
+        if (lim != IPLIMIT_OK) {
+            if (lim == IPLIMIT_RATE)
+                svc->st.refused_rate_per_ip++;
+            else
+                svc->st.refused_per_ip++;
+            log_ratelimited(&s->iplimit_log, LOG_WARN, "refusing %s on %s: %s", peer, l->name,
+                            iplimit_strerror(lim));
+            uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
+            return;
+        }
+    }
+    c->since_ms = uv_now(&s->loop);
+    if (!(c->tr = transport_conn_new(&l->stack, peer)) ||
+        !(c->pc = svc->p.ops->conn_open(svc->p.ud, c, peer))) {
+        transport_conn_free(c->tr);
+        if (svc->limits)
+            iplimit_release(s->iplimit, ip, uv_now(&s->loop));
+        uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
+        return;
+    }
+    c->counted_ip = svc->limits; /* released with the protocol's address, see conn_t */
+    list_insert_head(&s->conns, &c->node);
+    svc->n_conns++;
+    svc->st.accepted++;
+    if (svc->limits) /* the metrics listener's accepts are not logged */
+        log_debug("accepted %s on %s", peer, l->name);
+    if (!c->tr->type->handshake)
+        conn_set_state(c, CONN_OPEN);
+    conn_read_start(c);
+}
+
+/* ---- every connection ------------------------------------------------------------ */
+
+/* Each walk may close connections, never free them: that happens in a
+ * close callback. */
+#define FOREACH_CONN(c, s)                                                                         \
+    for (list_t *it_ = (s)->conns.next; it_ != &(s)->conns; it_ = it_->next)                       \
+        if (((c) = LIST_ENTRY(it_, conn_t, node)) != NULL)
+
+void conn_check_handshakes(server_t *s, uint64_t now) {
+    unsigned limit_s = s->cfg->mqtt.connect_timeout_s;
+    conn_t *c;
+    FOREACH_CONN(c, s) {
+        if (c->state == CONN_HANDSHAKE && now - c->since_ms >= (uint64_t)limit_s * 1000u) {
+            const char *why = transport_handshake_timeout(c->tr, c, limit_s);
+            if (why)
+                net_conn_end(c, why);
+        }
+    }
+}
+
+void conn_cut_stragglers(server_t *s, uint64_t now) {
+    conn_t *c;
+    FOREACH_CONN(c, s) {
+        if ((c->state == CONN_CLOSING || c->state == CONN_SHUTDOWN) &&
+            now - c->since_ms >= CLOSE_GRACE_MS)
+            conn_close_handle(c); /* the peer does not read: cut it */
+    }
+}
+
+void conn_stop_reading_all(server_t *s) {
+    conn_t *c;
+    FOREACH_CONN(c, s) {
+        conn_read_stop(c);
+    }
+}
+
+void conn_close_all(server_t *s) {
+    conn_t *c;
+    FOREACH_CONN(c, s) {
+        net_conn_lost(c, "server shutting down");
+    }
+}
+
+void conn_cut_all(server_t *s) {
+    conn_t *c;
+    FOREACH_CONN(c, s) {
+        conn_close_handle(c);
+    }
+}

@@ -1,0 +1,117 @@
+/* Private to net/: the server's and the connections' structures, shared by
+ * server.c (loop, listeners, timers, lifecycle) and conn.c (the connection
+ * core: accept, read, write, close). */
+#ifndef M2K_NET_CONN_H
+#define M2K_NET_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "auth/iplimit.h"
+#include "net/server.h"
+#include "transport.h"
+#include "util/list.h"
+#include "util/log.h"
+
+#define READ_BUF_SIZE (64 * 1024)
+
+typedef struct listener listener_t;
+
+/* The connections of one protocol. */
+typedef struct {
+    server_protocol_t p;
+    size_t n_conns;
+    bool limits; /* the mqtt: limits apply (see server_opts_t) */
+    server_stats_t st;
+} service_t;
+
+enum { SERVICE_MQTT, SERVICE_HTTP, SERVICE_COUNT };
+
+struct listener {
+    uv_tcp_t tcp;
+    server_t *srv;
+    service_t *svc;
+    char name[80];
+    const config_listener_t *cfg; /* NULL on the metrics listener */
+    transport_stack_t stack;      /* the layers of its connections */
+    uint16_t port;                /* bound */
+};
+
+/* A connection's life; conn_set_state asserts every transition. */
+typedef enum {
+    CONN_HANDSHAKE, /* a transport handshake (TLS) is under way */
+    CONN_OPEN,      /* the protocol's bytes flow */
+    CONN_CLOSING,   /* no more reading: queued output is flushed, then the FIN */
+    CONN_SHUTDOWN,  /* the FIN is queued behind the output (uv_shutdown) */
+    CONN_CLOSED,    /* the handle is closing; freed in its close callback */
+} conn_state_t;
+
+/* One per connection, idle ones included: sizes are 32-bit (input is
+ * bounded by max_packet_size, output by max_output_buffer) and flags are
+ * bits, to keep it small. The address for the per-IP limits is not kept:
+ * it is the protocol's remote address without the port. */
+struct server_conn {
+    uv_tcp_t tcp; /* first: a refused connection is freed as its handle */
+    listener_t *l;
+    void *pc;          /* the protocol's object */
+    transport_t *tr;   /* the top transport layer */
+    uv_timer_t *timer; /* while held, or while the protocol's timer runs */
+    /* Accepted at (handshake timeout) until closing starts, then the start
+     * of the close (grace timeout): the two never overlap. */
+    uint64_t since_ms;
+    uint8_t *in;
+    uint8_t *out;
+    list_t node;    /* server.conns */
+    list_t pending; /* server.pending: output to flush, bytes to feed again, a close */
+    uint32_t in_len, in_cap;
+    uint32_t out_len, out_cap;
+    uint32_t queued; /* bytes handed to uv_write and not yet written */
+    uint8_t state;   /* conn_state_t */
+    bool reading : 1, paused : 1, held : 1, feed_pending : 1, counted_ip : 1;
+};
+
+struct server {
+    server_opts_t o;
+    const config_t *cfg;
+    uv_loop_t loop;
+    uv_timer_t tick, stop_timer, periodic;
+    uv_check_t check;
+    uv_idle_t idle;
+    uv_poll_t poll;
+    uv_signal_t sig[3];
+    bool have_poll, have_metrics;
+    service_t svc[SERVICE_COUNT];
+    listener_t *listeners;
+    size_t n_listeners, n_listening;
+    size_t n_listener_slots; /* listeners[] entries, transport stacks among them */
+    listener_t metrics;
+    list_t conns;   /* every connection, newest first */
+    list_t pending; /* connections with work for the end of the loop turn */
+    bool intake_stopped, stopping, stop_timer_closed;
+    unsigned tick_ms;
+    uint8_t *rbuf; /* the read buffer shared by every connection */
+    log_ratelimit_t rl_refused, iplimit_log;
+    iplimit_t *iplimit;
+    void (*periodic_cb)(void *ud);
+};
+
+/* server.c: tells every protocol the time (before feeding, ticking, on_fd). */
+void net_set_now(server_t *s);
+
+/* conn.c, for server.c. */
+void conn_on_connection(uv_stream_t *ls, int status);
+void conn_on_check(uv_check_t *h);
+void conn_process_pending(server_t *s);
+/* Transport handshakes past connect_timeout_s are closed (before the
+ * protocols' tick, so the log says why). */
+void conn_check_handshakes(server_t *s, uint64_t now);
+/* Closing connections that did not drain within the grace period are cut. */
+void conn_cut_stragglers(server_t *s, uint64_t now);
+void conn_stop_reading_all(server_t *s);
+/* server_stop: every connection is told and begins to close. */
+void conn_close_all(server_t *s);
+/* The stop timer: whatever is left is cut. */
+void conn_cut_all(server_t *s);
+
+#endif

@@ -1,0 +1,193 @@
+/* The TLS layer (see transport.h) over tls.c's memory-BIO engine:
+ * ciphertext from below is fed to OpenSSL, handshake records and encrypted
+ * output go down, plaintext goes up. Its handshake failures and timeouts are
+ * logged (rate-limited) and counted as tls_handshake_failures; with
+ * use_identity_as_username the verified certificate's CN becomes the
+ * protocol's peer identity. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "net/tls.h"
+#include "transport.h"
+#include "util/log.h"
+
+#define PLAIN_BUF_SIZE (64 * 1024)
+
+/* One TLS listener. */
+typedef struct {
+    tls_ctx_t *ctx;
+    /* As the daemon started: use_identity_as_username, and the files a
+     * listener that changed in a reloaded configuration keeps using. */
+    const config_listener_t *cfg;
+    uint8_t *plain; /* one read's plaintext, for every connection of the listener */
+} tls_listen_t;
+
+typedef struct {
+    transport_t base;
+    tls_listen_t *l;
+    tls_conn_t *tls;
+} tls_layer_t;
+
+static log_ratelimit_t tls_log = LOG_RATELIMIT_INIT("TLS failure", 20, 10000);
+
+static int tls_listen_new(const config_listener_t *cl, void **ctx, char *errbuf, size_t errlen) {
+    *ctx = NULL;
+    if (!cl->tls.enabled)
+        return 0;
+    tls_listen_t *l = calloc(1, sizeof(*l));
+    uint8_t *plain = malloc(PLAIN_BUF_SIZE);
+    if (!l || !plain) {
+        free(l);
+        free(plain);
+        snprintf(errbuf, errlen, "out of memory");
+        return -1;
+    }
+    if (tls_ctx_new(&cl->tls, &l->ctx, errbuf, errlen) != 0) {
+        free(l);
+        free(plain);
+        return -1;
+    }
+    l->cfg = cl;
+    l->plain = plain;
+    *ctx = l;
+    return 0;
+}
+
+static void tls_listen_free(void *ctx) {
+    tls_listen_t *l = ctx;
+    tls_ctx_free(l->ctx);
+    free(l->plain);
+    free(l);
+}
+
+static int tls_reload_prepare(void *ctx, const config_listener_t *next, void **update, char *errbuf,
+                              size_t errlen) {
+    tls_listen_t *l = ctx;
+    const config_tls_t *tc = next && next->tls.enabled ? &next->tls : &l->cfg->tls;
+    return tls_ctx_new(tc, (tls_ctx_t **)update, errbuf, errlen);
+}
+
+static void tls_reload_commit(void *ctx, void *update, const char *listener_name) {
+    tls_listen_t *l = ctx;
+    tls_ctx_replace(l->ctx, update);
+    log_info("reload: listener %s: TLS certificate reloaded (new handshakes use it)",
+             listener_name);
+}
+
+static void tls_reload_abort(void *update) {
+    tls_ctx_free(update);
+}
+
+static transport_t *tls_layer_new(void *ctx) {
+    tls_listen_t *l = ctx;
+    tls_layer_t *x = calloc(1, sizeof(*x));
+    if (!x)
+        return NULL;
+    x->l = l;
+    x->tls = tls_conn_new(l->ctx);
+    if (!x->tls) {
+        free(x);
+        return NULL;
+    }
+    return &x->base;
+}
+
+static void tls_layer_free(transport_t *t) {
+    tls_layer_t *x = (tls_layer_t *)t;
+    tls_conn_free(x->tls);
+    free(x);
+}
+
+/* Moves the ciphertext OpenSSL produced down. */
+static int drain(tls_layer_t *x, conn_t *c) {
+    uint8_t chunk[16384];
+    size_t n;
+    while ((n = tls_conn_take_output(x->tls, chunk, sizeof(chunk))) > 0) {
+        if (transport_down(&x->base, c, chunk, n) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void handshake_done(tls_layer_t *x, conn_t *c) {
+    log_debug("%s: TLS handshake done (%s)", net_conn_remote(c), tls_conn_version(x->tls));
+    if (x->l->cfg->tls.use_identity_as_username) {
+        char cn[256];
+        if (tls_conn_peer_cn(x->tls, cn, sizeof(cn)) != 0) {
+            net_conn_end(c, "TLS: the client certificate has no usable common name "
+                            "(use_identity_as_username)");
+            return;
+        }
+        if (net_conn_set_identity(c, cn) != 0) {
+            net_conn_end(c, "out of memory for the certificate identity");
+            return;
+        }
+    }
+    transport_ready(&x->base, c);
+}
+
+/* Ciphertext in: handshake records out, plaintext up. */
+static void tls_input(transport_t *t, conn_t *c, const uint8_t *p, size_t n) {
+    tls_layer_t *x = (tls_layer_t *)t;
+    bool was_done = tls_conn_handshake_done(x->tls);
+    int rc = tls_conn_feed(x->tls, p, n);
+    drain(x, c);
+    if (rc != TLS_OK) {
+        if (!was_done)
+            net_conn_stats(c)->tls_handshake_failures++;
+        log_client_ratelimited(&tls_log, LOG_WARN, NULL, net_conn_remote(c), "%s",
+                               tls_conn_error(x->tls));
+        net_conn_lost(c, tls_conn_error(x->tls));
+        return;
+    }
+    if (!was_done && tls_conn_handshake_done(x->tls))
+        handshake_done(x, c);
+    while (!net_conn_closing(c) && tls_conn_handshake_done(x->tls)) {
+        ssize_t got = tls_conn_read(x->tls, x->l->plain, PLAIN_BUF_SIZE);
+        drain(x, c);
+        if (got < 0) {
+            net_conn_lost(c, tls_conn_error(x->tls));
+            return;
+        }
+        if (got == 0)
+            break;
+        transport_up(t, c, x->l->plain, (size_t)got);
+    }
+}
+
+static int tls_output(transport_t *t, conn_t *c, const void *p, size_t n) {
+    tls_layer_t *x = (tls_layer_t *)t;
+    return tls_conn_write(x->tls, p, n) == TLS_OK && drain(x, c) == 0 ? 0 : -1;
+}
+
+static void tls_shutdown(transport_t *t, conn_t *c) {
+    tls_layer_t *x = (tls_layer_t *)t;
+    tls_conn_shutdown(x->tls);
+    drain(x, c);
+}
+
+static const char *tls_handshake_timeout(transport_t *t, conn_t *c, unsigned limit_s) {
+    tls_layer_t *x = (tls_layer_t *)t;
+    if (tls_conn_handshake_done(x->tls))
+        return NULL;
+    net_conn_stats(c)->tls_handshake_failures++;
+    log_client_ratelimited(&tls_log, LOG_WARN, NULL, net_conn_remote(c),
+                           "TLS handshake not completed within connect_timeout_s %u", limit_s);
+    return "TLS handshake timeout";
+}
+
+const transport_type_t transport_tls_type = {
+    .name = "TLS",
+    .handshake = true,
+    .listen_new = tls_listen_new,
+    .listen_free = tls_listen_free,
+    .reload_prepare = tls_reload_prepare,
+    .reload_commit = tls_reload_commit,
+    .reload_abort = tls_reload_abort,
+    .conn_new = tls_layer_new,
+    .conn_free = tls_layer_free,
+    .input = tls_input,
+    .output = tls_output,
+    .shutdown = tls_shutdown,
+    .handshake_timeout = tls_handshake_timeout,
+};
