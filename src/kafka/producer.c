@@ -399,11 +399,20 @@ int kafka_produce(kafka_t *k, const kafka_record_t *rec, uint64_t opaque) {
         vu[n].vtype = RD_KAFKA_VTYPE_TIMESTAMP;
         vu[n++].u.i64 = rec->timestamp_ms;
     }
-    for (size_t i = 0; i < rec->n_headers; i++) {
-        vu[n].vtype = RD_KAFKA_VTYPE_HEADER;
-        vu[n].u.header.name = rec->headers[i].name;
-        vu[n].u.header.val = rec->headers[i].value;
-        vu[n++].u.header.size = (ssize_t)rec->headers[i].len;
+    /* One headers list of ours (VTYPE_HEADERS), not VTYPE_HEADER per header:
+     * librdkafka 2.0.2's rd_kafka_produceva frees a list it built from
+     * VTYPE_HEADER twice when the partitioner refuses the record (a topic
+     * whose metadata carries an error, such as a Kafka ACL's
+     * TOPIC_AUTHORIZATION_FAILED; librdkafka issue 4627). A list of ours is
+     * librdkafka's once the call succeeds and stays ours when it fails. */
+    rd_kafka_headers_t *hdrs = NULL;
+    if (rec->n_headers > 0) {
+        hdrs = rd_kafka_headers_new(rec->n_headers);
+        for (size_t i = 0; i < rec->n_headers; i++)
+            rd_kafka_header_add(hdrs, rec->headers[i].name, -1, rec->headers[i].value,
+                                (ssize_t)rec->headers[i].len);
+        vu[n].vtype = RD_KAFKA_VTYPE_HEADERS;
+        vu[n++].u.headers = hdrs;
     }
 
     rd_kafka_error_t *error = rd_kafka_produceva(k->rk, vu, n);
@@ -411,6 +420,8 @@ int kafka_produce(kafka_t *k, const kafka_record_t *rec, uint64_t opaque) {
         k->outstanding++;
         return KAFKA_OK;
     }
+    if (hdrs)
+        rd_kafka_headers_destroy(hdrs);
     rd_kafka_resp_err_t err = rd_kafka_error_code(error);
     snprintf(k->errstr, sizeof(k->errstr), "%s", rd_kafka_error_string(error));
     int fatal = rd_kafka_error_is_fatal(error) || err == RD_KAFKA_RESP_ERR__FATAL;
