@@ -238,6 +238,7 @@ static char *on_metrics(void *ud, size_t *len) {
     m->acl_denied = st->acl_denied;
     m->connections_refused[METRICS_REFUSED_CONNECT_TIMEOUT] = st->connect_timeouts;
     m->connections_refused[METRICS_REFUSED_PROTOCOL_ERROR] = st->refused_protocol_errors;
+    m->connections_refused[METRICS_REFUSED_CONNECT_TOO_LONG] = st->refused_too_long;
     m->connections_refused[METRICS_REFUSED_PROTOCOL_VERSION] =
         st->connack_refused[MQTT_CONNACK_BAD_PROTOCOL];
     m->connections_refused[METRICS_REFUSED_IDENTIFIER_REJECTED] =

@@ -130,7 +130,10 @@ typedef struct {
     uint64_t auth_failures;        /* CONNACK 4, and 5 for an anonymous client */
     uint64_t connack_refused[6];   /* CONNACK != 0 sent, by return code ([0] unused) */
     uint64_t refused_protocol_errors; /* protocol errors before CONNECT was accepted */
-    uint64_t packets_received[16];    /* by MQTT control packet type */
+    /* CONNECTs closed unanswered for a user name, will topic or will message
+     * over its mqtt.max_* cap (a client id over its cap gets CONNACK 2) */
+    uint64_t refused_too_long;
+    uint64_t packets_received[16]; /* by MQTT control packet type */
     uint64_t packets_sent[16];
     uint64_t messages_received[3]; /* PUBLISH by QoS */
     uint64_t protocol_error_kinds[SESSION_ERR__COUNT];

@@ -33,6 +33,7 @@ typedef enum {
     METRICS_REFUSED_PER_IP_LIMIT,        /* mqtt.max_connections_per_ip (or address table full) */
     METRICS_REFUSED_PER_IP_RATE,         /* mqtt.connect_rate_per_ip */
     METRICS_REFUSED_TLS_HANDSHAKE,       /* TLS handshake failed or timed out */
+    METRICS_REFUSED_CONNECT_TOO_LONG,    /* user name or will over its mqtt.max_* cap */
     METRICS_REFUSED__COUNT
 } metrics_refused_t;
 

@@ -129,7 +129,65 @@ static void test_connect_long_utf8_id(void **state) {
     for (int i = 0; i < 200; i++)
         memcpy(id + 3 * i, "\xe2\x82\xac", 3); /* U+20AC, 600 bytes */
     id[600] = '\0';
+    fx->cfg.mqtt.max_client_id_length = 600;
     connected(fx, 0, (cn_t){.id = id, .clean = true});
+}
+
+/* The caps on what a CONNECT makes the session keep: a client id over its
+ * cap gets CONNACK 2; a user name or will over its cap has no CONNACK code in
+ * 3.1.1, so the connection is closed unanswered, with a line and a count. */
+static void test_connect_client_id_cap(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.mqtt.max_client_id_length = 23;
+    char id[25];
+    memset(id, 'a', 24);
+    id[24] = '\0';
+    fconn_t *f = open_conn(fx, 0);
+    log_capture_begin();
+    assert_int_equal(feed(f, connect_pk((cn_t){.id = id, .clean = false})), -1);
+    const char *log = log_capture_end();
+    EXPECT_OUT(f, 0x20, 0x02, 0x00, 0x02);
+    assert_int_equal(f->closes, 1);
+    assert_non_null(strstr(log, "client id of 24 bytes above mqtt.max_client_id_length 23"));
+    assert_int_equal(session_mgr_stats(fx->m)->connack_refused[MQTT_CONNACK_ID_REJECTED], 1);
+    assert_int_equal(session_mgr_session_count(fx->m), 0);
+    id[23] = '\0'; /* 23 bytes: at the cap */
+    connected(fx, 1, (cn_t){.id = id, .clean = false});
+}
+
+static void refused_too_long(fx_t *fx, int i, cn_t cn, const char *line, uint64_t count) {
+    fconn_t *f = open_conn(fx, i);
+    log_capture_begin();
+    assert_int_equal(feed(f, connect_pk(cn)), -1);
+    const char *log = log_capture_end();
+    EXPECT_NO_OUT(f);
+    assert_int_equal(f->closes, 1);
+    assert_non_null(strstr(log, line));
+    assert_int_equal(session_mgr_stats(fx->m)->refused_too_long, count);
+    assert_int_equal(session_mgr_stats(fx->m)->rejected, 0);
+    assert_int_equal(session_mgr_session_count(fx->m), 0);
+}
+
+static void test_connect_user_and_will_caps(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.mqtt.max_username_length = 4;
+    fx->cfg.mqtt.max_will_topic_length = 5;
+    fx->cfg.mqtt.max_will_payload = 6;
+    refused_too_long(fx, 0, (cn_t){.id = "a", .clean = true, .user = "abcde"},
+                     "CONNECT refused: user name of 5 bytes above mqtt.max_username_length 4", 1);
+    refused_too_long(
+        fx, 1, (cn_t){.id = "a", .clean = true, .will_topic = "t/abcd", .will_payload = "x"},
+        "CONNECT refused: will topic of 6 bytes above mqtt.max_will_topic_length 5", 2);
+    refused_too_long(
+        fx, 2, (cn_t){.id = "a", .clean = true, .will_topic = "t/a", .will_payload = "1234567"},
+        "CONNECT refused: will message of 7 bytes above mqtt.max_will_payload 6", 3);
+    /* At the caps: accepted. */
+    connected(fx, 3,
+              (cn_t){.id = "a",
+                     .clean = true,
+                     .user = "abcd",
+                     .will_topic = "t/abc",
+                     .will_payload = "123456"});
 }
 
 static void test_first_packet_not_connect(void **state) {
@@ -711,6 +769,8 @@ int main(void) {
         T(test_connect_empty_id_clean0_rejected),
         T(test_connect_keepalive_too_large),
         T(test_connect_long_utf8_id),
+        T(test_connect_client_id_cap),
+        T(test_connect_user_and_will_caps),
         T(test_first_packet_not_connect),
         T(test_second_connect_closes),
         T(test_partial_packets),
