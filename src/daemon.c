@@ -259,6 +259,8 @@ static char *on_metrics(void *ud, size_t *len) {
     int outq = kafka_outq_len(d->k);
     m->inflight_messages = outq > 0 ? (uint64_t)outq : 0;
     m->paused_readers = session_mgr_paused_count(d->sm);
+    m->persistent_sessions = st->persistent_sessions;
+    m->persistent_session_bytes = st->persistent_session_bytes;
     m->kafka_records_produced = st->published;
     m->kafka_records_delivered = st->delivered;
     m->kafka_queue_full = st->queue_full;

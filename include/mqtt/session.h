@@ -122,6 +122,10 @@ typedef struct {
     uint64_t connect_timeouts;
     uint64_t sessions_expired;
     uint64_t sessions_evicted; /* detached sessions discarded over max_detached_sessions */
+    /* Gauges: clean session 0 sessions kept without a connection, and the
+     * bytes they hold (object, client id, in-flight ring, QoS 2 ids). */
+    uint64_t persistent_sessions;
+    uint64_t persistent_session_bytes;
     uint64_t wills_published;
     uint64_t wills_lost;           /* could not be produced (unmapped, queue full, produce error) */
     uint64_t auth_bad_credentials; /* CONNACK 4 sent */

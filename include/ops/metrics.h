@@ -135,8 +135,10 @@ typedef struct {
     uint64_t unmapped[METRICS_UNMAPPED__COUNT];
 
     /* flow */
-    uint64_t inflight_messages; /* gauge: produced, delivery report pending */
-    uint64_t paused_readers;    /* gauge: connections not read because of backpressure */
+    uint64_t inflight_messages;        /* gauge: produced, delivery report pending */
+    uint64_t paused_readers;           /* gauge: connections not read because of backpressure */
+    uint64_t persistent_sessions;      /* gauge: clean session 0 sessions without a connection */
+    uint64_t persistent_session_bytes; /* gauge: the bytes those sessions hold */
     metrics_histogram_t ack_latency;
 
     /* kafka */

@@ -73,11 +73,29 @@ fail:
     return NULL;
 }
 
+/* What a session kept without a connection holds: the object with its
+ * client id, its ring and its QoS 2 ids (docs/security.md, "Memory"). */
+static size_t session_bytes(const session_t *s) {
+    return sizeof(*s) + s->client_id_len + 1u + (size_t)s->ring_cap * sizeof(inflight_t) +
+           (size_t)s->pubrel_cap * sizeof(*s->pubrel);
+}
+
 void store_attach(session_mgr_t *m, session_t *s) {
     if (list_linked(&s->detached)) {
         list_remove(&s->detached);
         m->n_detached--;
+        m->st.persistent_sessions--;
+        m->st.persistent_session_bytes -= s->held;
+        s->held = 0;
     }
+}
+
+void store_resize(session_mgr_t *m, session_t *s) {
+    if (!list_linked(&s->detached))
+        return;
+    m->st.persistent_session_bytes -= s->held;
+    s->held = (uint32_t)session_bytes(s);
+    m->st.persistent_session_bytes += s->held;
 }
 
 void store_destroy(session_mgr_t *m, session_t *s) {
@@ -107,9 +125,13 @@ void store_detach(session_mgr_t *m, session_t *s) {
         m->st.sessions_evicted++;
         store_destroy(m, old);
     }
+    ring_shrink(s);
     s->detached_at = m->mono_ms;
     list_insert_tail(&m->detached, &s->detached);
     m->n_detached++;
+    m->st.persistent_sessions++;
+    s->held = (uint32_t)session_bytes(s);
+    m->st.persistent_session_bytes += s->held;
 }
 
 void store_expire(session_mgr_t *m) {

@@ -382,6 +382,12 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     gauge(w, "mqtt2kafka_paused_readers",
           "Connections whose reading is paused by backpressure (inflight limit, Kafka queue).",
           m->paused_readers);
+    gauge(w, "mqtt2kafka_persistent_sessions",
+          "Clean session 0 sessions kept without a connection.", m->persistent_sessions);
+    gauge(w, "mqtt2kafka_persistent_session_bytes",
+          "Bytes held by the sessions kept without a connection (session, client id, in-flight "
+          "entries, QoS 2 ids).",
+          m->persistent_session_bytes);
 
     const metrics_histogram_t *h = &m->ack_latency;
     family(w, "mqtt2kafka_ack_latency_seconds", "histogram",

@@ -34,3 +34,28 @@ def test_connect_caps(daemon):
     s = scrape(mport)
     assert s['mqtt2kafka_connections_refused_total{reason="identifier_rejected"}'] == 1
     assert s['mqtt2kafka_connections_refused_total{reason="connect_too_long"}'] == 1
+
+
+def test_persistent_session_gauges(daemon):
+    d, mport = start(daemon)
+    cid = "p" * 200
+    c = Raw(d.port).connect(cid, clean=False)
+    for pid in (1, 2, 3):
+        c.send(m2k.publish("test/gauge", b"x", qos=1, pid=pid))
+        c.expect(m2k.puback(pid))
+    assert scrape(mport)["mqtt2kafka_persistent_sessions"] == 0  # connected: not counted
+    c.close()
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_persistent_sessions"] == 1, 5,
+                   "the session kept after the close")
+    s = scrape(mport)
+    # The session object and its 200-byte client id; every report came back,
+    # so no in-flight ring is kept.
+    assert 201 < s["mqtt2kafka_persistent_session_bytes"] < 201 + 512
+    Raw(d.port).connect(cid, clean=False, session_present=True).close()
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_persistent_sessions"] == 1, 5,
+                   "the session kept again after the second close")
+    c = Raw(d.port).connect(cid, clean=True)
+    s = scrape(mport)
+    assert s["mqtt2kafka_persistent_sessions"] == 0
+    assert s["mqtt2kafka_persistent_session_bytes"] == 0
+    c.close()

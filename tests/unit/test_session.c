@@ -563,6 +563,48 @@ static void test_clean0_qos2_exactly_once_across_reconnect(void **state) {
     assert_int_equal(fx->prod.n, 1);
 }
 
+/* A kept session holds what is in flight, not the window its client used:
+ * the ring is cut to its entries when the connection goes, and freed when the
+ * last report arrives; the gauges follow. */
+static void test_detached_ring_shrinks(void **state) {
+    fx_t *fx = *state;
+    const session_stats_t *st = session_mgr_stats(fx->m);
+    fx->cfg.mqtt.max_inflight = 16;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev2", .clean = false});
+    session_conn_lost(f->c, "gone");
+    session_conn_free(f->c);
+    uint64_t empty = st->persistent_session_bytes; /* a session with a 4-byte id, no ring */
+    assert_int_equal(st->persistent_sessions, 1);
+    assert_true(empty > 0);
+
+    f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
+    for (uint16_t i = 1; i <= 9; i++) /* the ring grows to 16 entries */
+        feed(f, publish_pk("t/a", "x", 1, i, false));
+    for (int i = 0; i < 7; i++)
+        deliver(fx, i, 0);
+    f->out_len = 0;
+    assert_int_equal(st->persistent_sessions, 1);
+    assert_int_equal(st->persistent_session_bytes, empty);
+    session_conn_lost(f->c, "gone");
+    session_conn_free(f->c);
+    assert_int_equal(st->persistent_sessions, 2);
+    assert_int_equal(st->persistent_session_bytes, 2 * empty + 2 * 64); /* 2 entries kept */
+
+    deliver(fx, 7, 0); /* the reports still find their entries */
+    assert_int_equal(st->persistent_session_bytes, 2 * empty + 2 * 64);
+    deliver(fx, 8, 0);
+    assert_int_equal(st->persistent_session_bytes, 2 * empty); /* the ring is gone */
+
+    f = open_conn(fx, 1);
+    feed(f, connect_pk((cn_t){.id = "dev1", .clean = false}));
+    EXPECT_OUT(f, 0x20, 0x02, 0x01, 0x00);
+    assert_int_equal(st->persistent_sessions, 1);
+    assert_int_equal(st->persistent_session_bytes, empty);
+    feed(f, publish_pk("t/a", "x", 1, 10, false)); /* a ring again */
+    deliver(fx, 9, 0);
+    EXPECT_OUT(f, 0x40, 0x02, 0x00, 0x0a);
+}
+
 static void test_clean0_resend_while_in_flight(void **state) {
     fx_t *fx = *state;
     fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
@@ -799,6 +841,7 @@ int main(void) {
         T(test_connect_timeout),
         T(test_clean0_qos2_exactly_once_across_reconnect),
         T(test_clean0_resend_while_in_flight),
+        T(test_detached_ring_shrinks),
         T(test_clean1_discards_session),
         T(test_session_expiry),
         T(test_detached_session_bound),
