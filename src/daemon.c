@@ -261,6 +261,8 @@ static char *on_metrics(void *ud, size_t *len) {
     m->paused_readers = session_mgr_paused_count(d->sm);
     m->persistent_sessions = st->persistent_sessions;
     m->persistent_session_bytes = st->persistent_session_bytes;
+    m->sessions_evicted_count = st->sessions_evicted;
+    m->sessions_evicted_bytes = st->sessions_evicted_bytes;
     m->kafka_records_produced = st->published;
     m->kafka_records_delivered = st->delivered;
     m->kafka_queue_full = st->queue_full;

@@ -121,7 +121,8 @@ typedef struct {
     uint64_t keepalive_timeouts;
     uint64_t connect_timeouts;
     uint64_t sessions_expired;
-    uint64_t sessions_evicted; /* detached sessions discarded over max_detached_sessions */
+    uint64_t sessions_evicted;       /* detached sessions discarded over max_detached_sessions */
+    uint64_t sessions_evicted_bytes; /* ... over mqtt.max_session_bytes */
     /* Gauges: clean session 0 sessions kept without a connection, and the
      * bytes they hold (object, client id, in-flight ring, QoS 2 ids). */
     uint64_t persistent_sessions;

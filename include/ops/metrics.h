@@ -139,6 +139,8 @@ typedef struct {
     uint64_t paused_readers;           /* gauge: connections not read because of backpressure */
     uint64_t persistent_sessions;      /* gauge: clean session 0 sessions without a connection */
     uint64_t persistent_session_bytes; /* gauge: the bytes those sessions hold */
+    uint64_t sessions_evicted_count;   /* kept sessions discarded over max_persistent_sessions */
+    uint64_t sessions_evicted_bytes;   /* ... over mqtt.max_session_bytes */
     metrics_histogram_t ack_latency;
 
     /* kafka */

@@ -280,6 +280,15 @@ const setting_t config_settings[] = {
      .doc_default = "`max_connections`",
      .doc = "`clean session = 0` sessions kept without a connection; beyond it the oldest is "
             "discarded (0: none kept)"},
+    {.path = "mqtt.max_session_bytes",
+     .type = SET_UINT,
+     CFG(mqtt.max_session_bytes),
+     .min = 65536,
+     .max = UINT32_MAX,
+     .def = 256u * 1024 * 1024,
+     .doc = "bytes all `clean session = 0` sessions kept without a connection may hold together "
+            "(session, client id, messages still in flight, QoS 2 ids: the "
+            "`mqtt2kafka_persistent_session_bytes` gauge); beyond it the oldest are discarded"},
     {.path = "mqtt.max_client_id_length",
      .type = SET_UINT,
      CFG(mqtt.max_client_id_length),

@@ -2,6 +2,7 @@
  * reports, see SESSION_OPAQUE), and the sessions kept without a connection
  * (clean session 0), oldest first, for expiry and for the bound on them. */
 #include <assert.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,9 +115,11 @@ void store_detach(session_mgr_t *m, session_t *s) {
         store_destroy(m, s);
         return;
     }
+    ring_shrink(s);
+    uint64_t budget = m->cfg->mqtt.max_session_bytes, bytes = session_bytes(s);
+    char idb[LOG_ID_MAX];
     while (m->n_detached >= m->max_detached && !list_empty(&m->detached)) {
         session_t *old = LIST_ENTRY(list_first(&m->detached), session_t, detached);
-        char idb[LOG_ID_MAX];
         log_client(LOG_WARN, session_log_str(idb, sizeof(idb), old->client_id, old->client_id_len),
                    NULL,
                    "session limit: %zu sessions kept without a connection; discarding the "
@@ -125,7 +128,26 @@ void store_detach(session_mgr_t *m, session_t *s) {
         m->st.sessions_evicted++;
         store_destroy(m, old);
     }
-    ring_shrink(s);
+    while (m->st.persistent_session_bytes + bytes > budget && !list_empty(&m->detached)) {
+        session_t *old = LIST_ENTRY(list_first(&m->detached), session_t, detached);
+        log_client(LOG_WARN, session_log_str(idb, sizeof(idb), old->client_id, old->client_id_len),
+                   NULL,
+                   "session limit: %" PRIu64 " + %" PRIu64
+                   " bytes kept without a connection over mqtt.max_session_bytes %" PRIu64
+                   "; discarding the oldest",
+                   m->st.persistent_session_bytes, bytes, budget);
+        m->st.sessions_evicted_bytes++;
+        store_destroy(m, old);
+    }
+    if (bytes > budget) { /* alone over the budget (a large window in flight) */
+        log_client(
+            LOG_WARN, session_log_str(idb, sizeof(idb), s->client_id, s->client_id_len), NULL,
+            "session limit: %" PRIu64 " bytes over mqtt.max_session_bytes %" PRIu64 "; not kept",
+            bytes, budget);
+        m->st.sessions_evicted_bytes++;
+        store_destroy(m, s);
+        return;
+    }
     s->detached_at = m->mono_ms;
     list_insert_tail(&m->detached, &s->detached);
     m->n_detached++;

@@ -388,6 +388,12 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
           "Bytes held by the sessions kept without a connection (session, client id, in-flight "
           "entries, QoS 2 ids).",
           m->persistent_session_bytes);
+    family(w, "mqtt2kafka_sessions_evicted_total", "counter",
+           "Sessions kept without a connection discarded over a bound, oldest first.");
+    sample_label_u64(w, "mqtt2kafka_sessions_evicted_total", "bound", "max_persistent_sessions",
+                     m->sessions_evicted_count);
+    sample_label_u64(w, "mqtt2kafka_sessions_evicted_total", "bound", "max_session_bytes",
+                     m->sessions_evicted_bytes);
 
     const metrics_histogram_t *h = &m->ack_latency;
     family(w, "mqtt2kafka_ack_latency_seconds", "histogram",

@@ -605,6 +605,64 @@ static void test_detached_ring_shrinks(void **state) {
     EXPECT_OUT(f, 0x40, 0x02, 0x00, 0x0a);
 }
 
+static void kept(fx_t *fx, int i, const char *id, int in_flight) {
+    fconn_t *f = connected(fx, i, (cn_t){.id = id, .clean = false});
+    for (int n = 1; n <= in_flight; n++)
+        feed(f, publish_pk("t/a", "x", 1, (uint16_t)n, false));
+    session_conn_lost(f->c, "gone");
+    session_conn_free(f->c);
+}
+
+/* mqtt.max_session_bytes: the sessions kept without a connection are
+ * discarded oldest first until the one being kept fits, each with a line and
+ * a count; a session alone over the budget is not kept. */
+static void test_detached_session_byte_budget(void **state) {
+    fx_t *fx = *state;
+    const session_stats_t *st = session_mgr_stats(fx->m);
+    kept(fx, 0, "a1", 0);
+    uint64_t e = st->persistent_session_bytes; /* one session, 2-byte id, no ring */
+    fx->cfg.mqtt.max_session_bytes = (uint32_t)(2 * e + 3 * 64 - 1);
+    char want[256];
+    snprintf(want, sizeof(want),
+             "client=a1 addr=- session limit: %llu + %llu bytes kept without a connection over "
+             "mqtt.max_session_bytes %u; discarding the oldest",
+             (unsigned long long)e, (unsigned long long)(e + 3 * 64),
+             fx->cfg.mqtt.max_session_bytes);
+    log_capture_begin();
+    kept(fx, 1, "a2", 3); /* 3 messages in flight: over by one byte with a1 */
+    const char *log = log_capture_end();
+    assert_non_null(strstr(log, want));
+    assert_int_equal(st->sessions_evicted_bytes, 1);
+    assert_int_equal(st->sessions_evicted, 0);
+    assert_int_equal(st->persistent_sessions, 1);
+    assert_int_equal(st->persistent_session_bytes, e + 3 * 64);
+    fconn_t *f = open_conn(fx, 2); /* a1 is gone: session present 0 */
+    feed(f, connect_pk((cn_t){.id = "a1", .clean = false}));
+    EXPECT_OUT(f, 0x20, 0x02, 0x00, 0x00);
+    session_conn_lost(f->c, "gone");
+    session_conn_free(f->c);
+    /* a2 (now the oldest) leaves room for it. */
+    assert_int_equal(st->sessions_evicted_bytes, 2);
+    assert_int_equal(st->persistent_sessions, 1);
+    assert_int_equal(st->persistent_session_bytes, e);
+
+    /* Alone over the budget: everything older goes, then the session itself. */
+    fx->cfg.mqtt.max_session_bytes = (uint32_t)e;
+    log_capture_begin();
+    kept(fx, 3, "b1", 1);
+    log = log_capture_end();
+    snprintf(
+        want, sizeof(want),
+        "client=b1 addr=- session limit: %llu bytes over mqtt.max_session_bytes %llu; not kept",
+        (unsigned long long)(e + 64), (unsigned long long)e);
+    assert_non_null(strstr(log, want));
+    assert_int_equal(st->sessions_evicted_bytes, 4);
+    assert_int_equal(st->persistent_sessions, 0);
+    assert_int_equal(st->persistent_session_bytes, 0);
+    assert_int_equal(session_mgr_session_count(fx->m), 0);
+    deliver(fx, 3, 0); /* b1's report finds no session */
+}
+
 static void test_clean0_resend_while_in_flight(void **state) {
     fx_t *fx = *state;
     fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
@@ -842,6 +900,7 @@ int main(void) {
         T(test_clean0_qos2_exactly_once_across_reconnect),
         T(test_clean0_resend_while_in_flight),
         T(test_detached_ring_shrinks),
+        T(test_detached_session_byte_budget),
         T(test_clean1_discards_session),
         T(test_session_expiry),
         T(test_detached_session_bound),
