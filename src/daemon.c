@@ -238,6 +238,7 @@ static char *on_metrics(void *ud, size_t *len) {
     m->acl_denied = st->acl_denied;
     m->connections_refused[METRICS_REFUSED_CONNECT_TIMEOUT] = st->connect_timeouts;
     m->connections_refused[METRICS_REFUSED_PROTOCOL_ERROR] = st->refused_protocol_errors;
+    m->connections_refused[METRICS_REFUSED_CONNECT_TOO_LONG] = st->refused_too_long;
     m->connections_refused[METRICS_REFUSED_PROTOCOL_VERSION] =
         st->connack_refused[MQTT_CONNACK_BAD_PROTOCOL];
     m->connections_refused[METRICS_REFUSED_IDENTIFIER_REJECTED] =
@@ -258,6 +259,10 @@ static char *on_metrics(void *ud, size_t *len) {
     int outq = kafka_outq_len(d->k);
     m->inflight_messages = outq > 0 ? (uint64_t)outq : 0;
     m->paused_readers = session_mgr_paused_count(d->sm);
+    m->persistent_sessions = st->persistent_sessions;
+    m->persistent_session_bytes = st->persistent_session_bytes;
+    m->sessions_evicted_count = st->sessions_evicted;
+    m->sessions_evicted_bytes = st->sessions_evicted_bytes;
     m->kafka_records_produced = st->published;
     m->kafka_records_delivered = st->delivered;
     m->kafka_queue_full = st->queue_full;

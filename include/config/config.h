@@ -77,6 +77,12 @@ typedef struct {
     uint32_t connect_burst_per_ip;    /* token bucket size for connect_rate_per_ip */
     uint32_t max_output_buffer;       /* bytes queued for one client before it is cut */
     uint32_t max_persistent_sessions; /* clean session 0 sessions without a connection */
+    uint32_t max_session_bytes;       /* bytes those sessions may hold together */
+    /* CONNECT strings kept for the connection's (or session's) life. */
+    uint32_t max_client_id_length; /* longer: CONNACK 2 */
+    uint32_t max_username_length;  /* longer: closed without CONNACK */
+    uint32_t max_will_topic_length;
+    uint32_t max_will_payload;
 } config_mqtt_t;
 
 typedef enum {

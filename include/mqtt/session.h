@@ -121,7 +121,12 @@ typedef struct {
     uint64_t keepalive_timeouts;
     uint64_t connect_timeouts;
     uint64_t sessions_expired;
-    uint64_t sessions_evicted; /* detached sessions discarded over max_detached_sessions */
+    uint64_t sessions_evicted;       /* detached sessions discarded over max_detached_sessions */
+    uint64_t sessions_evicted_bytes; /* ... over mqtt.max_session_bytes */
+    /* Gauges: clean session 0 sessions kept without a connection, and the
+     * bytes they hold (object, client id, in-flight ring, QoS 2 ids). */
+    uint64_t persistent_sessions;
+    uint64_t persistent_session_bytes;
     uint64_t wills_published;
     uint64_t wills_lost;           /* could not be produced (unmapped, queue full, produce error) */
     uint64_t auth_bad_credentials; /* CONNACK 4 sent */
@@ -130,7 +135,10 @@ typedef struct {
     uint64_t auth_failures;        /* CONNACK 4, and 5 for an anonymous client */
     uint64_t connack_refused[6];   /* CONNACK != 0 sent, by return code ([0] unused) */
     uint64_t refused_protocol_errors; /* protocol errors before CONNECT was accepted */
-    uint64_t packets_received[16];    /* by MQTT control packet type */
+    /* CONNECTs closed unanswered for a user name, will topic or will message
+     * over its mqtt.max_* cap (a client id over its cap gets CONNACK 2) */
+    uint64_t refused_too_long;
+    uint64_t packets_received[16]; /* by MQTT control packet type */
     uint64_t packets_sent[16];
     uint64_t messages_received[3]; /* PUBLISH by QoS */
     uint64_t protocol_error_kinds[SESSION_ERR__COUNT];

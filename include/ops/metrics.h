@@ -33,6 +33,7 @@ typedef enum {
     METRICS_REFUSED_PER_IP_LIMIT,        /* mqtt.max_connections_per_ip (or address table full) */
     METRICS_REFUSED_PER_IP_RATE,         /* mqtt.connect_rate_per_ip */
     METRICS_REFUSED_TLS_HANDSHAKE,       /* TLS handshake failed or timed out */
+    METRICS_REFUSED_CONNECT_TOO_LONG,    /* user name or will over its mqtt.max_* cap */
     METRICS_REFUSED__COUNT
 } metrics_refused_t;
 
@@ -134,8 +135,12 @@ typedef struct {
     uint64_t unmapped[METRICS_UNMAPPED__COUNT];
 
     /* flow */
-    uint64_t inflight_messages; /* gauge: produced, delivery report pending */
-    uint64_t paused_readers;    /* gauge: connections not read because of backpressure */
+    uint64_t inflight_messages;        /* gauge: produced, delivery report pending */
+    uint64_t paused_readers;           /* gauge: connections not read because of backpressure */
+    uint64_t persistent_sessions;      /* gauge: clean session 0 sessions without a connection */
+    uint64_t persistent_session_bytes; /* gauge: the bytes those sessions hold */
+    uint64_t sessions_evicted_count;   /* kept sessions discarded over max_persistent_sessions */
+    uint64_t sessions_evicted_bytes;   /* ... over mqtt.max_session_bytes */
     metrics_histogram_t ack_latency;
 
     /* kafka */

@@ -280,6 +280,47 @@ const setting_t config_settings[] = {
      .doc_default = "`max_connections`",
      .doc = "`clean session = 0` sessions kept without a connection; beyond it the oldest is "
             "discarded (0: none kept)"},
+    {.path = "mqtt.max_session_bytes",
+     .type = SET_UINT,
+     CFG(mqtt.max_session_bytes),
+     .min = 65536,
+     .max = UINT32_MAX,
+     .def = 256u * 1024 * 1024,
+     .doc = "bytes all `clean session = 0` sessions kept without a connection may hold together "
+            "(session, client id, messages still in flight, QoS 2 ids: the "
+            "`mqtt2kafka_persistent_session_bytes` gauge); beyond it the oldest are discarded"},
+    {.path = "mqtt.max_client_id_length",
+     .type = SET_UINT,
+     CFG(mqtt.max_client_id_length),
+     .min = 23,
+     .max = 65535,
+     .def = 256,
+     .doc = "bytes of a CONNECT's client id; a longer one is refused with CONNACK 2 (identifier "
+            "rejected). 23 is the least MQTT 3.1.1 lets a server accept"},
+    {.path = "mqtt.max_username_length",
+     .type = SET_UINT,
+     CFG(mqtt.max_username_length),
+     .min = 1,
+     .max = 65535,
+     .def = 256,
+     .doc = "bytes of a CONNECT's user name; over it the connection is closed without CONNACK "
+            "(logged, counted: 3.1.1 has no return code for it)"},
+    {.path = "mqtt.max_will_topic_length",
+     .type = SET_UINT,
+     CFG(mqtt.max_will_topic_length),
+     .min = 1,
+     .max = 65535,
+     .def = 1024,
+     .doc = "bytes of a CONNECT's will topic; over it the connection is closed without CONNACK "
+            "(logged, counted)"},
+    {.path = "mqtt.max_will_payload",
+     .type = SET_UINT,
+     CFG(mqtt.max_will_payload),
+     .min = 0,
+     .max = 65535,
+     .def = 4096,
+     .doc = "bytes of a CONNECT's will message; over it the connection is closed without CONNACK "
+            "(logged, counted)"},
 
     {.path = "auth",
      .type = SET_SECTION,

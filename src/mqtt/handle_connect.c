@@ -61,6 +61,20 @@ static int authorize_connect(session_conn_t *c, const mqtt_connect_t *p, const c
     return -1;
 }
 
+/* A CONNECT string over its cap: MQTT 3.1.1 has no CONNACK code for it, so
+ * the connection is closed unanswered (logged rate-limited, counted).
+ * Returns true when it closed. */
+static bool refuse_too_long(session_conn_t *c, bool present, size_t len, uint32_t cap,
+                            const char *what, const char *setting) {
+    if (!present || len <= cap)
+        return false;
+    session_mgr_t *m = c->mgr;
+    m->st.refused_too_long++;
+    session_end(c, &m->rl_refused, LOG_WARN, false, true,
+                "CONNECT refused: %s of %zu bytes above %s %u", what, len, setting, cap);
+    return true;
+}
+
 int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     const mqtt_connect_t *p = &pkt->u.connect;
     session_mgr_t *m = c->mgr;
@@ -76,6 +90,22 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
                        mq->max_keepalive_s);
         return FEED_CLOSED;
     }
+    /* Before authentication and the takeover: these strings live as long as
+     * the connection (the client id as long as its session), so their caps
+     * bound the memory one client holds (docs/security.md). */
+    if (cid_len > mq->max_client_id_length) {
+        session_refuse(c, MQTT_CONNACK_ID_REJECTED, LOG_WARN,
+                       "client id of %zu bytes above mqtt.max_client_id_length %u", cid_len,
+                       mq->max_client_id_length);
+        return FEED_CLOSED;
+    }
+    if (refuse_too_long(c, p->has_username, p->username.len, mq->max_username_length, "user name",
+                        "mqtt.max_username_length") ||
+        refuse_too_long(c, p->will_flag, p->will_topic.len, mq->max_will_topic_length, "will topic",
+                        "mqtt.max_will_topic_length") ||
+        refuse_too_long(c, p->will_flag, p->will_payload.len, mq->max_will_payload, "will message",
+                        "mqtt.max_will_payload"))
+        return FEED_CLOSED;
     if (cid_len == 0) {
         if (!p->clean_session) {
             session_refuse(c, MQTT_CONNACK_ID_REJECTED, LOG_WARN,

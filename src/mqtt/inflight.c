@@ -41,6 +41,35 @@ void ring_release_idle(session_t *s) {
     s->ring_used = false;
 }
 
+void ring_shrink(session_t *s) {
+    if (s->ring_count == 0) {
+        free(s->ring);
+        s->ring = NULL;
+        s->ring_cap = s->ring_head = 0;
+    } else if (s->ring_cap > s->ring_count) {
+        inflight_t *r = malloc((size_t)s->ring_count * sizeof(*r));
+        if (r) { /* else it keeps its size, counted as such */
+            for (uint32_t i = 0; i < s->ring_count; i++)
+                r[i] = *ring_at(s, i);
+            free(s->ring);
+            s->ring = r;
+            s->ring_cap = s->ring_count;
+            s->ring_head = 0;
+        }
+    }
+    if (s->pubrel_count == 0) {
+        free(s->pubrel);
+        s->pubrel = NULL;
+        s->pubrel_cap = 0;
+    } else if (s->pubrel_cap > s->pubrel_count) {
+        uint16_t *p = realloc(s->pubrel, s->pubrel_count * sizeof(*p));
+        if (p) {
+            s->pubrel = p;
+            s->pubrel_cap = s->pubrel_count;
+        }
+    }
+}
+
 bool pubrel_has(const session_t *s, uint16_t pid) {
     for (uint32_t i = 0; i < s->pubrel_count; i++)
         if (s->pubrel[i] == pid)
@@ -93,6 +122,15 @@ void ring_pop_completed(session_mgr_t *m, session_t *s) {
             s->ring_head = 0;
         s->ring_count--;
         s->head_seq++;
+    }
+    if (!s->conn && list_linked(&s->detached)) {
+        /* A kept session's last report: nothing in flight, no ring. */
+        if (s->ring_count == 0 && s->ring) {
+            free(s->ring);
+            s->ring = NULL;
+            s->ring_cap = s->ring_head = 0;
+        }
+        store_resize(m, s);
     }
 }
 

@@ -57,6 +57,7 @@ struct session {
     uint32_t ring_cap, ring_head, ring_count, ring_qos2;
     uint32_t head_seq, next_seq;
     uint32_t pubrel_count, pubrel_cap;
+    uint32_t held;          /* bytes counted in st.persistent_session_bytes while detached */
     uint16_t client_id_len; /* MQTT strings are at most 65535 bytes */
     bool clean;
     bool ring_used;   /* since the last tick */
@@ -160,6 +161,8 @@ void store_destroy(session_mgr_t *m, session_t *s);
 void store_detach(session_mgr_t *m, session_t *s);
 /* A kept session gets a connection again. */
 void store_attach(session_mgr_t *m, session_t *s);
+/* A kept session's ring or QoS 2 ids changed size: counts its bytes again. */
+void store_resize(session_mgr_t *m, session_t *s);
 /* Destroys the sessions kept longer than session_expiry_s. */
 void store_expire(session_mgr_t *m);
 
@@ -189,6 +192,9 @@ static inline int ring_reserve(session_mgr_t *m, session_t *s) {
 }
 /* The tick: frees an empty ring not used since the last tick. */
 void ring_release_idle(session_t *s);
+/* The session lost its connection: the ring and the QoS 2 ids are cut to what
+ * they hold (freed when empty), so a kept session does not keep a window. */
+void ring_shrink(session_t *s);
 /* Queues an answer that needs no Kafka round trip behind the pending ones. */
 int ring_push_done(session_conn_t *c, uint8_t qos, uint16_t pid);
 /* Pops completed entries from the head and sends the acks now in order. */

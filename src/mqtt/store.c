@@ -2,6 +2,7 @@
  * reports, see SESSION_OPAQUE), and the sessions kept without a connection
  * (clean session 0), oldest first, for expiry and for the bound on them. */
 #include <assert.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,11 +74,29 @@ fail:
     return NULL;
 }
 
+/* What a session kept without a connection holds: the object with its
+ * client id, its ring and its QoS 2 ids (docs/security.md, "Memory"). */
+static size_t session_bytes(const session_t *s) {
+    return sizeof(*s) + s->client_id_len + 1u + (size_t)s->ring_cap * sizeof(inflight_t) +
+           (size_t)s->pubrel_cap * sizeof(*s->pubrel);
+}
+
 void store_attach(session_mgr_t *m, session_t *s) {
     if (list_linked(&s->detached)) {
         list_remove(&s->detached);
         m->n_detached--;
+        m->st.persistent_sessions--;
+        m->st.persistent_session_bytes -= s->held;
+        s->held = 0;
     }
+}
+
+void store_resize(session_mgr_t *m, session_t *s) {
+    if (!list_linked(&s->detached))
+        return;
+    m->st.persistent_session_bytes -= s->held;
+    s->held = (uint32_t)session_bytes(s);
+    m->st.persistent_session_bytes += s->held;
 }
 
 void store_destroy(session_mgr_t *m, session_t *s) {
@@ -96,9 +115,11 @@ void store_detach(session_mgr_t *m, session_t *s) {
         store_destroy(m, s);
         return;
     }
+    ring_shrink(s);
+    uint64_t budget = m->cfg->mqtt.max_session_bytes, bytes = session_bytes(s);
+    char idb[LOG_ID_MAX];
     while (m->n_detached >= m->max_detached && !list_empty(&m->detached)) {
         session_t *old = LIST_ENTRY(list_first(&m->detached), session_t, detached);
-        char idb[LOG_ID_MAX];
         log_client(LOG_WARN, session_log_str(idb, sizeof(idb), old->client_id, old->client_id_len),
                    NULL,
                    "session limit: %zu sessions kept without a connection; discarding the "
@@ -107,9 +128,32 @@ void store_detach(session_mgr_t *m, session_t *s) {
         m->st.sessions_evicted++;
         store_destroy(m, old);
     }
+    while (m->st.persistent_session_bytes + bytes > budget && !list_empty(&m->detached)) {
+        session_t *old = LIST_ENTRY(list_first(&m->detached), session_t, detached);
+        log_client(LOG_WARN, session_log_str(idb, sizeof(idb), old->client_id, old->client_id_len),
+                   NULL,
+                   "session limit: %" PRIu64 " + %" PRIu64
+                   " bytes kept without a connection over mqtt.max_session_bytes %" PRIu64
+                   "; discarding the oldest",
+                   m->st.persistent_session_bytes, bytes, budget);
+        m->st.sessions_evicted_bytes++;
+        store_destroy(m, old);
+    }
+    if (bytes > budget) { /* alone over the budget (a large window in flight) */
+        log_client(
+            LOG_WARN, session_log_str(idb, sizeof(idb), s->client_id, s->client_id_len), NULL,
+            "session limit: %" PRIu64 " bytes over mqtt.max_session_bytes %" PRIu64 "; not kept",
+            bytes, budget);
+        m->st.sessions_evicted_bytes++;
+        store_destroy(m, s);
+        return;
+    }
     s->detached_at = m->mono_ms;
     list_insert_tail(&m->detached, &s->detached);
     m->n_detached++;
+    m->st.persistent_sessions++;
+    s->held = (uint32_t)session_bytes(s);
+    m->st.persistent_session_bytes += s->held;
 }
 
 void store_expire(session_mgr_t *m) {

@@ -25,9 +25,9 @@ static const char *const latency_le[METRICS_LATENCY_BUCKETS] = {
     "0.1",    "0.25",  "0.5",    "1",     "2.5",  "5",     "10"};
 
 static const char *const refused_names[METRICS_REFUSED__COUNT] = {
-    "max_connections",     "connect_timeout",    "protocol_error", "protocol_version",
-    "identifier_rejected", "server_unavailable", "not_authorized", "max_connections_per_ip",
-    "connect_rate_per_ip", "tls_handshake"};
+    "max_connections",     "connect_timeout",    "protocol_error",  "protocol_version",
+    "identifier_rejected", "server_unavailable", "not_authorized",  "max_connections_per_ip",
+    "connect_rate_per_ip", "tls_handshake",      "connect_too_long"};
 
 static const char *const unmapped_names[METRICS_UNMAPPED__COUNT] = {"disconnect", "drop", "topic"};
 
@@ -382,6 +382,18 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     gauge(w, "mqtt2kafka_paused_readers",
           "Connections whose reading is paused by backpressure (inflight limit, Kafka queue).",
           m->paused_readers);
+    gauge(w, "mqtt2kafka_persistent_sessions",
+          "Clean session 0 sessions kept without a connection.", m->persistent_sessions);
+    gauge(w, "mqtt2kafka_persistent_session_bytes",
+          "Bytes held by the sessions kept without a connection (session, client id, in-flight "
+          "entries, QoS 2 ids).",
+          m->persistent_session_bytes);
+    family(w, "mqtt2kafka_sessions_evicted_total", "counter",
+           "Sessions kept without a connection discarded over a bound, oldest first.");
+    sample_label_u64(w, "mqtt2kafka_sessions_evicted_total", "bound", "max_persistent_sessions",
+                     m->sessions_evicted_count);
+    sample_label_u64(w, "mqtt2kafka_sessions_evicted_total", "bound", "max_session_bytes",
+                     m->sessions_evicted_bytes);
 
     const metrics_histogram_t *h = &m->ack_latency;
     family(w, "mqtt2kafka_ack_latency_seconds", "histogram",

@@ -230,6 +230,11 @@ static int setup(void **state) {
     fx->cfg.mqtt.connect_timeout_s = 10;
     fx->cfg.mqtt.max_keepalive_s = 600;
     fx->cfg.mqtt.session_expiry_s = 60;
+    fx->cfg.mqtt.max_session_bytes = 256u * 1024 * 1024;
+    fx->cfg.mqtt.max_client_id_length = 256;
+    fx->cfg.mqtt.max_username_length = 256;
+    fx->cfg.mqtt.max_will_topic_length = 1024;
+    fx->cfg.mqtt.max_will_payload = 4096;
     fx->cfg.unmapped = UNMAPPED_DISCONNECT;
     fx->cfg.unmapped_topic = "unmapped";
     fx->cfg.headers = true;

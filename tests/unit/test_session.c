@@ -129,7 +129,65 @@ static void test_connect_long_utf8_id(void **state) {
     for (int i = 0; i < 200; i++)
         memcpy(id + 3 * i, "\xe2\x82\xac", 3); /* U+20AC, 600 bytes */
     id[600] = '\0';
+    fx->cfg.mqtt.max_client_id_length = 600;
     connected(fx, 0, (cn_t){.id = id, .clean = true});
+}
+
+/* The caps on what a CONNECT makes the session keep: a client id over its
+ * cap gets CONNACK 2; a user name or will over its cap has no CONNACK code in
+ * 3.1.1, so the connection is closed unanswered, with a line and a count. */
+static void test_connect_client_id_cap(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.mqtt.max_client_id_length = 23;
+    char id[25];
+    memset(id, 'a', 24);
+    id[24] = '\0';
+    fconn_t *f = open_conn(fx, 0);
+    log_capture_begin();
+    assert_int_equal(feed(f, connect_pk((cn_t){.id = id, .clean = false})), -1);
+    const char *log = log_capture_end();
+    EXPECT_OUT(f, 0x20, 0x02, 0x00, 0x02);
+    assert_int_equal(f->closes, 1);
+    assert_non_null(strstr(log, "client id of 24 bytes above mqtt.max_client_id_length 23"));
+    assert_int_equal(session_mgr_stats(fx->m)->connack_refused[MQTT_CONNACK_ID_REJECTED], 1);
+    assert_int_equal(session_mgr_session_count(fx->m), 0);
+    id[23] = '\0'; /* 23 bytes: at the cap */
+    connected(fx, 1, (cn_t){.id = id, .clean = false});
+}
+
+static void refused_too_long(fx_t *fx, int i, cn_t cn, const char *line, uint64_t count) {
+    fconn_t *f = open_conn(fx, i);
+    log_capture_begin();
+    assert_int_equal(feed(f, connect_pk(cn)), -1);
+    const char *log = log_capture_end();
+    EXPECT_NO_OUT(f);
+    assert_int_equal(f->closes, 1);
+    assert_non_null(strstr(log, line));
+    assert_int_equal(session_mgr_stats(fx->m)->refused_too_long, count);
+    assert_int_equal(session_mgr_stats(fx->m)->rejected, 0);
+    assert_int_equal(session_mgr_session_count(fx->m), 0);
+}
+
+static void test_connect_user_and_will_caps(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.mqtt.max_username_length = 4;
+    fx->cfg.mqtt.max_will_topic_length = 5;
+    fx->cfg.mqtt.max_will_payload = 6;
+    refused_too_long(fx, 0, (cn_t){.id = "a", .clean = true, .user = "abcde"},
+                     "CONNECT refused: user name of 5 bytes above mqtt.max_username_length 4", 1);
+    refused_too_long(
+        fx, 1, (cn_t){.id = "a", .clean = true, .will_topic = "t/abcd", .will_payload = "x"},
+        "CONNECT refused: will topic of 6 bytes above mqtt.max_will_topic_length 5", 2);
+    refused_too_long(
+        fx, 2, (cn_t){.id = "a", .clean = true, .will_topic = "t/a", .will_payload = "1234567"},
+        "CONNECT refused: will message of 7 bytes above mqtt.max_will_payload 6", 3);
+    /* At the caps: accepted. */
+    connected(fx, 3,
+              (cn_t){.id = "a",
+                     .clean = true,
+                     .user = "abcd",
+                     .will_topic = "t/abc",
+                     .will_payload = "123456"});
 }
 
 static void test_first_packet_not_connect(void **state) {
@@ -505,6 +563,106 @@ static void test_clean0_qos2_exactly_once_across_reconnect(void **state) {
     assert_int_equal(fx->prod.n, 1);
 }
 
+/* A kept session holds what is in flight, not the window its client used:
+ * the ring is cut to its entries when the connection goes, and freed when the
+ * last report arrives; the gauges follow. */
+static void test_detached_ring_shrinks(void **state) {
+    fx_t *fx = *state;
+    const session_stats_t *st = session_mgr_stats(fx->m);
+    fx->cfg.mqtt.max_inflight = 16;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev2", .clean = false});
+    session_conn_lost(f->c, "gone");
+    session_conn_free(f->c);
+    uint64_t empty = st->persistent_session_bytes; /* a session with a 4-byte id, no ring */
+    assert_int_equal(st->persistent_sessions, 1);
+    assert_true(empty > 0);
+
+    f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
+    for (uint16_t i = 1; i <= 9; i++) /* the ring grows to 16 entries */
+        feed(f, publish_pk("t/a", "x", 1, i, false));
+    for (int i = 0; i < 7; i++)
+        deliver(fx, i, 0);
+    f->out_len = 0;
+    assert_int_equal(st->persistent_sessions, 1);
+    assert_int_equal(st->persistent_session_bytes, empty);
+    session_conn_lost(f->c, "gone");
+    session_conn_free(f->c);
+    assert_int_equal(st->persistent_sessions, 2);
+    assert_int_equal(st->persistent_session_bytes, 2 * empty + 2 * 64); /* 2 entries kept */
+
+    deliver(fx, 7, 0); /* the reports still find their entries */
+    assert_int_equal(st->persistent_session_bytes, 2 * empty + 2 * 64);
+    deliver(fx, 8, 0);
+    assert_int_equal(st->persistent_session_bytes, 2 * empty); /* the ring is gone */
+
+    f = open_conn(fx, 1);
+    feed(f, connect_pk((cn_t){.id = "dev1", .clean = false}));
+    EXPECT_OUT(f, 0x20, 0x02, 0x01, 0x00);
+    assert_int_equal(st->persistent_sessions, 1);
+    assert_int_equal(st->persistent_session_bytes, empty);
+    feed(f, publish_pk("t/a", "x", 1, 10, false)); /* a ring again */
+    deliver(fx, 9, 0);
+    EXPECT_OUT(f, 0x40, 0x02, 0x00, 0x0a);
+}
+
+static void kept(fx_t *fx, int i, const char *id, int in_flight) {
+    fconn_t *f = connected(fx, i, (cn_t){.id = id, .clean = false});
+    for (int n = 1; n <= in_flight; n++)
+        feed(f, publish_pk("t/a", "x", 1, (uint16_t)n, false));
+    session_conn_lost(f->c, "gone");
+    session_conn_free(f->c);
+}
+
+/* mqtt.max_session_bytes: the sessions kept without a connection are
+ * discarded oldest first until the one being kept fits, each with a line and
+ * a count; a session alone over the budget is not kept. */
+static void test_detached_session_byte_budget(void **state) {
+    fx_t *fx = *state;
+    const session_stats_t *st = session_mgr_stats(fx->m);
+    kept(fx, 0, "a1", 0);
+    uint64_t e = st->persistent_session_bytes; /* one session, 2-byte id, no ring */
+    fx->cfg.mqtt.max_session_bytes = (uint32_t)(2 * e + 3 * 64 - 1);
+    char want[256];
+    snprintf(want, sizeof(want),
+             "client=a1 addr=- session limit: %llu + %llu bytes kept without a connection over "
+             "mqtt.max_session_bytes %u; discarding the oldest",
+             (unsigned long long)e, (unsigned long long)(e + 3 * 64),
+             fx->cfg.mqtt.max_session_bytes);
+    log_capture_begin();
+    kept(fx, 1, "a2", 3); /* 3 messages in flight: over by one byte with a1 */
+    const char *log = log_capture_end();
+    assert_non_null(strstr(log, want));
+    assert_int_equal(st->sessions_evicted_bytes, 1);
+    assert_int_equal(st->sessions_evicted, 0);
+    assert_int_equal(st->persistent_sessions, 1);
+    assert_int_equal(st->persistent_session_bytes, e + 3 * 64);
+    fconn_t *f = open_conn(fx, 2); /* a1 is gone: session present 0 */
+    feed(f, connect_pk((cn_t){.id = "a1", .clean = false}));
+    EXPECT_OUT(f, 0x20, 0x02, 0x00, 0x00);
+    session_conn_lost(f->c, "gone");
+    session_conn_free(f->c);
+    /* a2 (now the oldest) leaves room for it. */
+    assert_int_equal(st->sessions_evicted_bytes, 2);
+    assert_int_equal(st->persistent_sessions, 1);
+    assert_int_equal(st->persistent_session_bytes, e);
+
+    /* Alone over the budget: everything older goes, then the session itself. */
+    fx->cfg.mqtt.max_session_bytes = (uint32_t)e;
+    log_capture_begin();
+    kept(fx, 3, "b1", 1);
+    log = log_capture_end();
+    snprintf(
+        want, sizeof(want),
+        "client=b1 addr=- session limit: %llu bytes over mqtt.max_session_bytes %llu; not kept",
+        (unsigned long long)(e + 64), (unsigned long long)e);
+    assert_non_null(strstr(log, want));
+    assert_int_equal(st->sessions_evicted_bytes, 4);
+    assert_int_equal(st->persistent_sessions, 0);
+    assert_int_equal(st->persistent_session_bytes, 0);
+    assert_int_equal(session_mgr_session_count(fx->m), 0);
+    deliver(fx, 3, 0); /* b1's report finds no session */
+}
+
 static void test_clean0_resend_while_in_flight(void **state) {
     fx_t *fx = *state;
     fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
@@ -711,6 +869,8 @@ int main(void) {
         T(test_connect_empty_id_clean0_rejected),
         T(test_connect_keepalive_too_large),
         T(test_connect_long_utf8_id),
+        T(test_connect_client_id_cap),
+        T(test_connect_user_and_will_caps),
         T(test_first_packet_not_connect),
         T(test_second_connect_closes),
         T(test_partial_packets),
@@ -739,6 +899,8 @@ int main(void) {
         T(test_connect_timeout),
         T(test_clean0_qos2_exactly_once_across_reconnect),
         T(test_clean0_resend_while_in_flight),
+        T(test_detached_ring_shrinks),
+        T(test_detached_session_byte_budget),
         T(test_clean1_discards_session),
         T(test_session_expiry),
         T(test_detached_session_bound),
