@@ -192,3 +192,33 @@ def test_reload_names_settings_that_need_a_restart(daemon, mock_kafka):
     r.send(m2k.PINGREQ)
     r.expect(m2k.PINGRESP)
     Raw(d.port).connect("rl-3b").close()
+
+
+def test_reload_restart_warnings_compare_with_what_runs(daemon, mock_kafka):
+    """Not with the last file read: the second change names the running
+    value, restoring the file is silent, and a changed listener warns on every
+    reload while it differs from the one listening."""
+    d = daemon()
+    running = d.config["kafka"]["bootstrap_servers"]
+    original = d.config_path.read_text()
+    applied = m2k.line("reload: configuration applied (3 topic rules, unmapped disconnect, "
+                       "log level info)", level="info")
+
+    def warnings(log):
+        return [l.split(" ", 2)[2].lstrip() for l in log.splitlines() if "needs a restart" in l]
+
+    bootstrap_warning = ("reload: kafka.bootstrap_servers changed; this needs a restart "
+                         f"(still using {running})")
+    for other in ("127.0.0.1:1", "127.0.0.1:2"):
+        d.rewrite_config({"kafka": {"bootstrap_servers": other}})
+        assert warnings(reload_and_wait(d, applied)) == [bootstrap_warning]
+    d.rewrite_config(text=original)
+    assert warnings(reload_and_wait(d, applied)) == []
+    d.rewrite_config({"kafka": {"bootstrap_servers": running},
+                      "listeners": [{"listen": f"127.0.0.1:{m2k.free_port()}"}]})
+    listener_warning = "reload: listeners changed; this needs a restart (still listening as before)"
+    for _ in range(2):
+        assert warnings(reload_and_wait(d, applied)) == [listener_warning]
+    r = Raw(d.port).connect("rl-4")
+    r.send(m2k.PINGREQ)
+    r.expect(m2k.PINGRESP)
