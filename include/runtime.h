@@ -39,6 +39,9 @@ typedef struct {
     topic_map_t **topics;
     security_t **security;
     server_t *server; /* RUNTIME_RELOAD: its TLS listeners take the new certificates */
+    /* RUNTIME_RELOAD: the configuration the running objects were built from
+     * (a new setting is checked against what a reload cannot change). */
+    const config_t *running;
     /* RUNTIME_START: the producer's callbacks; bootstrap_servers and the
      * properties come from the configuration. */
     kafka_opts_t kafka_opts;

@@ -345,7 +345,11 @@ static void finish_shutdown(daemon_t *d) {
 
 /* The running objects, for runtime_prepare and runtime_commit. */
 static runtime_t daemon_runtime(daemon_t *d) {
-    return (runtime_t){.kafka = &d->k, .topics = &d->tm, .security = &d->sec, .server = d->srv};
+    return (runtime_t){.kafka = &d->k,
+                       .topics = &d->tm,
+                       .security = &d->sec,
+                       .server = d->srv,
+                       .running = d->started};
 }
 
 /* Every error of a rejected configuration, one log line each. */

@@ -82,6 +82,22 @@ static int props_prepare(const runtime_t *rt, const config_t *next, runtime_mode
         else
             report(r, "%s: kafka.properties.%s (built-in default): %s", next->path, p->name, e);
     }
+    /* The producer keeps the message.max.bytes it started with (a restart
+     * setting): a larger packet would be accepted, then refused by Kafka on
+     * every retry. */
+    const config_t *run = rt && mode == RUNTIME_RELOAD ? rt->running : NULL;
+    if (run && next->mqtt.max_packet_size > run->kafka_message_max_bytes) {
+        errors++;
+        const config_pos_t *at = &next->mqtt.max_packet_size_pos;
+        char where[64] = "";
+        if (at->line > 0)
+            snprintf(where, sizeof(where), ":%d:%d", at->line, at->col);
+        report(r,
+               "%s%s: mqtt.max_packet_size%s: %u is above the running producer's "
+               "message.max.bytes (%lu), which changes only with a restart; lower it or restart",
+               next->path, where, at->line > 0 ? "" : " (from kafka.properties.message.max.bytes)",
+               next->mqtt.max_packet_size, run->kafka_message_max_bytes);
+    }
     return errors ? -1 : 0;
 }
 

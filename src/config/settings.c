@@ -201,7 +201,8 @@ const setting_t config_settings[] = {
      .min = 128,
      .max = CONFIG_MQTT_MAX_PACKET,
      .doc_default = "Kafka's `message.max.bytes` (librdkafka default 1000000), at most 268435460",
-     .doc_allowed = "128..268435460, and not above `message.max.bytes`",
+     .doc_allowed = "128..268435460, and not above `message.max.bytes` (on reload: the "
+                    "running producer's)",
      .doc = "the largest MQTT packet accepted, whole packet including header and topic"},
     {.path = "mqtt.max_inflight",
      .type = SET_UINT,

@@ -8,6 +8,8 @@ import signal
 import socket
 import time
 
+import yaml
+
 import m2k
 from m2k import Raw
 
@@ -222,3 +224,42 @@ def test_reload_restart_warnings_compare_with_what_runs(daemon, mock_kafka):
     r = Raw(d.port).connect("rl-4")
     r.send(m2k.PINGREQ)
     r.expect(m2k.PINGRESP)
+
+
+def test_reload_refuses_max_packet_size_above_the_running_message_max_bytes(daemon, mock_kafka):
+    """message.max.bytes needs a restart, so the running producer keeps its
+    own: a reload may not raise mqtt.max_packet_size above it (set, or derived
+    from the new message.max.bytes)."""
+    d = daemon()
+    original = d.config_path.read_text()
+    stays = m2k.line("reload: the running configuration stays unchanged", level="error")
+    d.rewrite_config({"kafka": {"properties": {"message.max.bytes": 2000000}},
+                      "mqtt": {"max_packet_size": 1500000}})
+    text = d.config_path.read_text()
+    lines = text.splitlines()
+    row = next(i for i, l in enumerate(lines) if "max_packet_size:" in l)
+    col = lines[row].index("1500000") + 1
+    log = reload_and_wait(d, stays)
+    rejected = [l.split(" ", 2)[2].lstrip() for l in log.splitlines() if "rejected" in l]
+    assert rejected == [
+        f"reload: configuration rejected: {d.config_path}:{row + 1}:{col}: mqtt.max_packet_size: "
+        "1500000 is above the running producer's message.max.bytes (1000000), which changes "
+        "only with a restart; lower it or restart"], log
+    assert "configuration applied" not in log
+    derived = yaml.safe_load(original)
+    derived["kafka"].setdefault("properties", {})["message.max.bytes"] = 2000000
+    derived["mqtt"].pop("max_packet_size")
+    d.rewrite_config(text=yaml.safe_dump(derived, sort_keys=False))
+    log = reload_and_wait(d, stays)
+    rejected = [l.split(" ", 2)[2].lstrip() for l in log.splitlines() if "rejected" in l]
+    assert rejected == [
+        f"reload: configuration rejected: {d.config_path}: mqtt.max_packet_size (from "
+        "kafka.properties.message.max.bytes): 2000000 is above the running producer's "
+        "message.max.bytes (1000000), which changes only with a restart; lower it or restart"], log
+    # Within the running bound, the same setting applies.
+    within = yaml.safe_load(original)
+    within["mqtt"]["max_packet_size"] = 500000
+    d.rewrite_config(text=yaml.safe_dump(within, sort_keys=False))
+    log = reload_and_wait(d, m2k.line("reload: configuration applied (3 topic rules, unmapped "
+                                      "disconnect, log level info)", level="info"))
+    assert "rejected" not in log
