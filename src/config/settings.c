@@ -158,7 +158,7 @@ const setting_t config_settings[] = {
      RULE(pattern),
      RULE_POS(pattern_pos),
      .doc_default = "`mqtt` or `regex` is required",
-     .doc_allowed = "POSIX extended regex",
+     .doc_allowed = "POSIX extended regex (no Perl escapes such as `\\d`)",
      .doc = "instead of `mqtt`: the topics this regex finds (anchor it with `^...$`)"},
     {.path = "topics[].kafka",
      .type = SET_CUSTOM,
