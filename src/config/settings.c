@@ -183,10 +183,11 @@ const setting_t config_settings[] = {
      CFG(unmapped),
      .parse = cfg_parse_unmapped,
      .doc_default = "`disconnect`",
-     .doc_allowed = "`disconnect`, `drop`, a Kafka topic name",
+     .doc_allowed = "`disconnect`, `drop`, `{topic: NAME}`",
      .doc = "a PUBLISH no rule matches: close the connection; acknowledge and count it; or send "
-            "it to that topic (key = the MQTT topic). A topic literally named `drop` or "
-            "`disconnect` cannot be used here."},
+            "it to the Kafka topic NAME (key = the MQTT topic). Any other word is an error (a "
+            "typo such as `Drop` must not become a topic name); a bare topic name, accepted "
+            "before, now needs the `{topic: NAME}` form."},
     {.path = "headers",
      .type = SET_BOOL,
      CFG(headers),
