@@ -6,7 +6,8 @@
  *                    topic map is compiled, every TLS listener's certificate,
  *                    key and CA and the password and ACL files are loaded,
  *                    and at the start the producer is created (last, once
- *                    everything else is good). Every failure is reported.
+ *                    everything else is good; --check creates it connecting
+ *                    to nothing). Every failure is reported.
  *   runtime_commit   swaps the prepared objects into the running ones; it
  *                    cannot fail.
  *   runtime_abort    frees them instead.
@@ -39,6 +40,9 @@ typedef struct {
     topic_map_t **topics;
     security_t **security;
     server_t *server; /* RUNTIME_RELOAD: its TLS listeners take the new certificates */
+    /* RUNTIME_RELOAD: the configuration the running objects were built from
+     * (a new setting is checked against what a reload cannot change). */
+    const config_t *running;
     /* RUNTIME_START: the producer's callbacks; bootstrap_servers and the
      * properties come from the configuration. */
     kafka_opts_t kafka_opts;
@@ -49,10 +53,11 @@ typedef struct runtime_prep runtime_prep_t;
 /* Prepares every object `next` (borrowed; it must outlive the commit and
  * what is committed) needs. `rt` is NULL for RUNTIME_CHECK. Returns 0 with
  * *out, or -1 with every error in errbuf, one line each: at the start and in
- * --check as "file:line:col: setting: message" (or "kafka: message" for the
- * producer), in a reload prefixed with the step instead ("auth files: ...",
- * "TLS certificates: ...", "configuration rejected: ..."), as the reload
- * logs them. */
+ * --check as "file:line:col: setting: message" (the producer's as
+ * "file:line:col: kafka.properties.NAME: message" for the property
+ * librdkafka's message names, else "file: kafka: message"), in a reload prefixed with the step
+ * instead ("auth files: ...", "TLS certificates: ...", "configuration rejected: ..."), as the
+ * reload logs them. */
 int runtime_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
                     runtime_prep_t **out, char *errbuf, size_t errlen);
 /* Swaps the prepared objects in (freeing what they replace) and frees p. */

@@ -31,6 +31,10 @@ typedef struct daemon daemon_t;
 struct daemon {
     const config_t *cfg; /* the running configuration */
     config_t *owned;     /* cfg when it came from a reload (freed by us), else NULL */
+    /* The configuration the start built from (main owns it): what a reload
+     * does not apply (the settings that need a restart) still runs as it
+     * says, so a reload compares with this, not with the last file read. */
+    const config_t *started;
     kafka_t *k;
     topic_map_t *tm;
     session_mgr_t *sm;
@@ -346,7 +350,11 @@ static void finish_shutdown(daemon_t *d) {
 
 /* The running objects, for runtime_prepare and runtime_commit. */
 static runtime_t daemon_runtime(daemon_t *d) {
-    return (runtime_t){.kafka = &d->k, .topics = &d->tm, .security = &d->sec, .server = d->srv};
+    return (runtime_t){.kafka = &d->k,
+                       .topics = &d->tm,
+                       .security = &d->sec,
+                       .server = d->srv,
+                       .running = d->started};
 }
 
 /* Every error of a rejected configuration, one log line each. */
@@ -382,7 +390,7 @@ static void daemon_reload(daemon_t *d) {
         log_error_lines(NULL, err);
         goto fail;
     }
-    config_restart_changes(d->cfg, next, log_restart_needed, NULL);
+    config_restart_changes(d->started, next, log_restart_needed, NULL);
     runtime_commit(&rt, prep);
     session_mgr_set_config(d->sm, next);
     server_set_config(d->srv, next);
@@ -468,6 +476,7 @@ int daemon_run(const config_t *cfg) {
         return 1;
     }
     d->cfg = cfg;
+    d->started = cfg;
     log_set_level(cfg->log_level);
     log_set_format(cfg->log_format);
     metrics_init(&d->m);

@@ -7,6 +7,7 @@
  * To build another object from the configuration, add a step. */
 #include "runtime.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -80,6 +81,22 @@ static int props_prepare(const runtime_t *rt, const config_t *next, runtime_mode
                    p->name, e);
         else
             report(r, "%s: kafka.properties.%s (built-in default): %s", next->path, p->name, e);
+    }
+    /* The producer keeps the message.max.bytes it started with (a restart
+     * setting): a larger packet would be accepted, then refused by Kafka on
+     * every retry. */
+    const config_t *run = rt && mode == RUNTIME_RELOAD ? rt->running : NULL;
+    if (run && next->mqtt.max_packet_size > run->kafka_message_max_bytes) {
+        errors++;
+        const config_pos_t *at = &next->mqtt.max_packet_size_pos;
+        char where[64] = "";
+        if (at->line > 0)
+            snprintf(where, sizeof(where), ":%d:%d", at->line, at->col);
+        report(r,
+               "%s%s: mqtt.max_packet_size%s: %u is above the running producer's "
+               "message.max.bytes (%lu), which changes only with a restart; lower it or restart",
+               next->path, where, at->line > 0 ? "" : " (from kafka.properties.message.max.bytes)",
+               next->mqtt.max_packet_size, run->kafka_message_max_bytes);
     }
     return errors ? -1 : 0;
 }
@@ -222,9 +239,53 @@ static void auth_abort(runtime_mode_t mode, void *state) {
 /* ---- the producer: created at the start only (a change of
  * kafka.bootstrap_servers or kafka.properties needs a restart) ---- */
 
+/* The user's property (the last one, as the last wins) that librdkafka's
+ * message names, else NULL: its position is where the error is reported. */
+static const config_property_t *producer_culprit(const config_t *c, const char *msg) {
+    const config_property_t *found = NULL;
+    for (size_t i = 0; i < c->n_kafka_properties; i++) {
+        const config_property_t *p = &c->kafka_properties[i];
+        size_t n = strlen(p->name);
+        if (p->pos.line <= 0 || n == 0)
+            continue;
+        for (const char *at = strstr(msg, p->name); at; at = strstr(at + 1, p->name)) {
+            /* A whole name: "acks" is not "sasl.acks" or "acksx". */
+            bool left =
+                at == msg || !(at[-1] == '.' || at[-1] == '_' || isalnum((unsigned char)at[-1]));
+            bool right = !(at[n] == '.' || at[n] == '_' || isalnum((unsigned char)at[n]));
+            if (left && right) {
+                /* The one written first in the file names the mistake best. */
+                if (!found || p->pos.line < found->pos.line)
+                    found = p;
+                break;
+            }
+        }
+    }
+    if (found)
+        return found;
+    /* librdkafka's own names for what the user may have written otherwise,
+     * and SASL settings that only security.protocol asked for. */
+    static const char *const aliases[][2] = {
+        {"max.in.flight", "max.in.flight.requests.per.connection"},
+        {"acks", "request.required.acks"},
+        {"sasl.", "security.protocol"},
+        {"ssl.", "security.protocol"},
+    };
+    for (size_t a = 0; a < sizeof(aliases) / sizeof(aliases[0]); a++) {
+        if (!strstr(msg, aliases[a][0]))
+            continue;
+        for (size_t i = c->n_kafka_properties; i-- > 0;) {
+            const config_property_t *p = &c->kafka_properties[i];
+            if (p->pos.line > 0 && strcmp(p->name, aliases[a][1]) == 0)
+                return p;
+        }
+    }
+    return NULL;
+}
+
 static int producer_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
                             void **state, report_t *r) {
-    if (mode != RUNTIME_START)
+    if (mode == RUNTIME_RELOAD)
         return 0;
     const char **props = calloc(next->n_kafka_properties * 2 + 1, sizeof(*props));
     if (!props) {
@@ -235,16 +296,26 @@ static int producer_prepare(const runtime_t *rt, const config_t *next, runtime_m
         props[2 * i] = next->kafka_properties[i].name;
         props[2 * i + 1] = next->kafka_properties[i].value;
     }
-    kafka_opts_t o = rt->kafka_opts;
+    kafka_opts_t o = {0};
+    if (rt)
+        o = rt->kafka_opts;
     o.bootstrap_servers = next->bootstrap_servers;
     o.properties = props;
     o.n_properties = next->n_kafka_properties;
     kafka_t *k = NULL;
     char e[1024];
-    int rc = kafka_new(&o, &k, e, sizeof(e));
+    /* --check builds the same configuration and lets librdkafka refuse it as
+     * rd_kafka_new at the start would, without connecting. */
+    int rc =
+        mode == RUNTIME_CHECK ? kafka_check(&o, e, sizeof(e)) : kafka_new(&o, &k, e, sizeof(e));
     free(props); /* librdkafka copied them */
     if (rc != 0) {
-        report(r, "kafka: %s", e);
+        const config_property_t *p = producer_culprit(next, e);
+        if (p)
+            report(r, "%s:%d:%d: kafka.properties.%s: %s", next->path, p->pos.line, p->pos.col,
+                   p->name, e);
+        else
+            report(r, "%s: kafka: %s", next->path, e);
         return -1;
     }
     *state = k;

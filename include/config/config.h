@@ -65,8 +65,9 @@ typedef enum {
 } config_unmapped_t;
 
 typedef struct {
-    uint32_t max_packet_size; /* bytes, whole packet */
-    uint32_t max_inflight;    /* unacknowledged QoS 1/2 PUBLISH per client */
+    uint32_t max_packet_size;         /* bytes, whole packet */
+    config_pos_t max_packet_size_pos; /* line 0 when derived from message.max.bytes */
+    uint32_t max_inflight;            /* unacknowledged QoS 1/2 PUBLISH per client */
     uint32_t max_connections;
     uint32_t connect_timeout_s; /* TCP accept to CONNECT */
     uint32_t max_keepalive_s;
@@ -110,6 +111,9 @@ typedef struct config {
      * entries override earlier ones when applied in order. */
     config_property_t *kafka_properties;
     size_t n_kafka_properties;
+    /* message.max.bytes as librdkafka will see it (librdkafka's default if
+     * not set), which mqtt.max_packet_size must not exceed. */
+    unsigned long kafka_message_max_bytes;
 
     config_rule_t *rules;
     size_t n_rules;

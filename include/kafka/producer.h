@@ -69,6 +69,11 @@ int kafka_new(const kafka_opts_t *opts, kafka_t **out, char *errbuf, size_t errl
 /* Flushes nothing; purges what is left and frees. Call kafka_flush first. */
 void kafka_free(kafka_t *k);
 
+/* Builds the producer's configuration as kafka_new does (opts' bootstrap
+ * servers aside) and lets librdkafka judge it whole by creating a handle that
+ * connects to nothing. 0, or -1 with "kafka producer: <librdkafka's message>"
+ * in errbuf. Used by `mqtt2kafka --check`. */
+int kafka_check(const kafka_opts_t *opts, char *errbuf, size_t errlen);
 /* Checks one producer property with librdkafka; 0 or -1 with librdkafka's
  * own message in errbuf. Used by `mqtt2kafka --check`. */
 int kafka_check_property(const char *name, const char *value, char *errbuf, size_t errlen);

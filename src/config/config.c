@@ -557,7 +557,9 @@ static void apply_derived(parse_ctx_t *c) {
         if (p->value[0] >= '0' && p->value[0] <= '9' && *end == '\0' && errno == 0)
             mmb = v;
     }
+    cfg->kafka_message_max_bytes = mmb;
     config_pos_t max_packet = seen[settings_find("mqtt.max_packet_size") - config_settings];
+    cfg->mqtt.max_packet_size_pos = max_packet;
     if (!max_packet.line)
         cfg->mqtt.max_packet_size =
             (uint32_t)(mmb < CONFIG_MQTT_MAX_PACKET ? mmb : CONFIG_MQTT_MAX_PACKET);

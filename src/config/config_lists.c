@@ -1,12 +1,14 @@
 /* The parsers of the settings rows that hold more than one value: the
  * listeners and topics lists, kafka.properties, and the two values checked
- * against others (unmapped: a word or a topic name; metrics.listen: not an
+ * against others (unmapped: a word or {topic: NAME}; metrics.listen: not an
  * MQTT listener), plus the checks across a listener's tls: keys. The keys
  * each list item may hold, and their plain values, come from the settings
  * table like everywhere else (settings.c). */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "map/topic_map.h"
 #include "settings.h"
@@ -154,25 +156,91 @@ void cfg_parse_rule(parse_ctx_t *c, const setting_t *s, yaml_node_t *item, const
 
 /* ---- unmapped, metrics.listen ---- */
 
+/* Whether `s` is a likely typo of `word`: the same but for case, or at most
+ * two edits away (dropp, disconect). */
+static bool near_word(const char *s, const char *word) {
+    if (strcasecmp(s, word) == 0)
+        return true;
+    size_t n = strlen(s), m = strlen(word);
+    if (n > 32 || (n > m ? n - m : m - n) > 2)
+        return false;
+    size_t d[33][33];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            size_t sub = d[i - 1][j - 1] + (tolower((unsigned char)s[i - 1]) != word[j - 1]);
+            size_t del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+            d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+    return d[n][m] <= 2;
+}
+
+/* `unmapped: disconnect`, `unmapped: drop` or `unmapped: {topic: NAME}`: a
+ * plain word that is neither is an error, so that a typo (Drop, dropp,
+ * discard) never becomes the name of a Kafka topic. */
 void cfg_parse_unmapped(parse_ctx_t *c, const setting_t *s, yaml_node_t *n, const char *where,
                         void *base) {
     (void)s;
     config_t *cfg = base;
     const char *str, *why;
+    cfg->unmapped_pos = cfg_pos_of(n);
+    if (n->type == YAML_MAPPING_NODE) {
+        yaml_node_t *topic = NULL;
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+             p++) {
+            yaml_node_t *v;
+            const char *k = cfg_pair_key(c, n, p, where, &v);
+            if (!k)
+                continue;
+            if (strcmp(k, "topic") == 0)
+                topic = v;
+            else
+                cfg_err(c, cfg_pos_of(yaml_document_get_node(c->doc, p->key)),
+                        "%s.%s: unknown key (expected topic)", where, k);
+        }
+        char at[64];
+        snprintf(at, sizeof(at), "%s.topic", where);
+        if (!topic) {
+            cfg_err(c, cfg_pos_of(n), "%s: missing 'topic' (unmapped: {topic: NAME})", where);
+            return;
+        }
+        if (cfg_get_string(c, topic, at, &str) < 0)
+            return;
+        if (topic_map_kafka_topic_check(str, strlen(str), &why) < 0) {
+            cfg_err(c, cfg_pos_of(topic), "%s: invalid Kafka topic name \"%s\": %s", at, str, why);
+            return;
+        }
+        cfg->unmapped = UNMAPPED_TOPIC;
+        cfg->unmapped_topic = cfg_strdup(c, str);
+        return;
+    }
+    if (n->type != YAML_SCALAR_NODE || cfg_is_null(n)) {
+        char d[80];
+        cfg_err(c, cfg_pos_of(n), "%s: expected disconnect, drop or {topic: NAME}, got %s", where,
+                cfg_describe(n, d, sizeof(d)));
+        return;
+    }
     if (cfg_get_string(c, n, where, &str) < 0)
         return;
-    cfg->unmapped_pos = cfg_pos_of(n);
     if (strcmp(str, "disconnect") == 0) {
         cfg->unmapped = UNMAPPED_DISCONNECT;
     } else if (strcmp(str, "drop") == 0) {
         cfg->unmapped = UNMAPPED_DROP;
-    } else if (topic_map_kafka_topic_check(str, strlen(str), &why) < 0) {
+    } else if (near_word(str, "drop") || near_word(str, "disconnect")) {
         cfg_err(c, cfg_pos_of(n),
-                "%s: expected disconnect, drop or a Kafka topic name, got \"%s\": %s", where, str,
-                why);
+                "%s: expected disconnect, drop or {topic: NAME}, got \"%s\" (did you mean %s?)",
+                where, str, near_word(str, "drop") ? "drop" : "disconnect");
+    } else if (topic_map_kafka_topic_check(str, strlen(str), &why) == 0) {
+        cfg_err(c, cfg_pos_of(n),
+                "%s: expected disconnect, drop or {topic: NAME}, got \"%s\" (to send unmapped "
+                "messages to the Kafka topic %s, write unmapped: {topic: %s})",
+                where, str, str, str);
     } else {
-        cfg->unmapped = UNMAPPED_TOPIC;
-        cfg->unmapped_topic = cfg_strdup(c, str);
+        cfg_err(c, cfg_pos_of(n), "%s: expected disconnect, drop or {topic: NAME}, got \"%s\"",
+                where, str);
     }
 }
 

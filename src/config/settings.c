@@ -158,7 +158,7 @@ const setting_t config_settings[] = {
      RULE(pattern),
      RULE_POS(pattern_pos),
      .doc_default = "`mqtt` or `regex` is required",
-     .doc_allowed = "POSIX extended regex",
+     .doc_allowed = "POSIX extended regex (no Perl escapes such as `\\d`)",
      .doc = "instead of `mqtt`: the topics this regex finds (anchor it with `^...$`)"},
     {.path = "topics[].kafka",
      .type = SET_CUSTOM,
@@ -183,10 +183,11 @@ const setting_t config_settings[] = {
      CFG(unmapped),
      .parse = cfg_parse_unmapped,
      .doc_default = "`disconnect`",
-     .doc_allowed = "`disconnect`, `drop`, a Kafka topic name",
+     .doc_allowed = "`disconnect`, `drop`, `{topic: NAME}`",
      .doc = "a PUBLISH no rule matches: close the connection; acknowledge and count it; or send "
-            "it to that topic (key = the MQTT topic). A topic literally named `drop` or "
-            "`disconnect` cannot be used here."},
+            "it to the Kafka topic NAME (key = the MQTT topic). Any other word is an error (a "
+            "typo such as `Drop` must not become a topic name); a bare topic name, accepted "
+            "before, now needs the `{topic: NAME}` form."},
     {.path = "headers",
      .type = SET_BOOL,
      CFG(headers),
@@ -201,7 +202,8 @@ const setting_t config_settings[] = {
      .min = 128,
      .max = CONFIG_MQTT_MAX_PACKET,
      .doc_default = "Kafka's `message.max.bytes` (librdkafka default 1000000), at most 268435460",
-     .doc_allowed = "128..268435460, and not above `message.max.bytes`",
+     .doc_allowed = "128..268435460, and not above `message.max.bytes` (on reload: the "
+                    "running producer's)",
      .doc = "the largest MQTT packet accepted, whole packet including header and topic"},
     {.path = "mqtt.max_inflight",
      .type = SET_UINT,

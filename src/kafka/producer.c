@@ -194,6 +194,55 @@ static int kafka_start_embedded(kafka_t *k, char *errbuf, size_t errlen) {
     return 0;
 }
 
+/* The producer's configuration as kafka_new and kafka_check build it: ours
+ * first, so that the user's properties, applied after, win. NULL with a
+ * message in errbuf. */
+static rd_kafka_conf_t *kafka_conf_build(const char *bootstrap, bool stats,
+                                         const kafka_opts_t *opts, char *errbuf, size_t errlen) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (kafka_conf_set(conf, "bootstrap.servers", bootstrap, errbuf, errlen) != 0 ||
+        kafka_conf_set(conf, "client.id", "mqtt2kafka", errbuf, errlen) != 0)
+        goto fail;
+    if (stats && kafka_conf_set(conf, "statistics.interval.ms", KAFKA_STATS_INTERVAL_MS_DEFAULT,
+                                errbuf, errlen) != 0)
+        goto fail;
+    for (size_t i = 0; i < opts->n_properties; i++) {
+        const char *name = opts->properties[2 * i];
+        if (kafka_conf_set(conf, name, opts->properties[2 * i + 1], errbuf, errlen) != 0)
+            goto fail;
+    }
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+static void kafka_on_log_discard(const rd_kafka_t *rk, int level, const char *fac,
+                                 const char *buf) {
+    (void)rk;
+    (void)level;
+    (void)fac;
+    (void)buf;
+}
+
+int kafka_check(const kafka_opts_t *opts, char *errbuf, size_t errlen) {
+    /* No bootstrap servers: rd_kafka_new checks the configuration as a whole
+     * (acks against idempotence, SASL settings...) and connects to nothing. */
+    rd_kafka_conf_t *conf = kafka_conf_build("", opts->on_stats != NULL, opts, errbuf, errlen);
+    if (conf == NULL)
+        return -1;
+    rd_kafka_conf_set_log_cb(conf, kafka_on_log_discard); /* "no bootstrap.servers" */
+    char rderr[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof(rderr));
+    if (rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errbuf, errlen, "kafka producer: %s", rderr);
+        return -1;
+    }
+    rd_kafka_destroy(rk);
+    return 0;
+}
+
 int kafka_new(const kafka_opts_t *opts, kafka_t **out, char *errbuf, size_t errlen) {
     char rderr[512];
     rd_kafka_conf_t *conf = NULL;
@@ -221,19 +270,9 @@ int kafka_new(const kafka_opts_t *opts, kafka_t **out, char *errbuf, size_t errl
         }
     }
 
-    conf = rd_kafka_conf_new();
-    /* Ours first, so that the user's properties, applied after, win. */
-    if (kafka_conf_set(conf, "bootstrap.servers", k->bootstrap, errbuf, errlen) != 0 ||
-        kafka_conf_set(conf, "client.id", "mqtt2kafka", errbuf, errlen) != 0)
+    conf = kafka_conf_build(k->bootstrap, k->on_stats != NULL, opts, errbuf, errlen);
+    if (conf == NULL)
         goto fail;
-    if (k->on_stats != NULL && kafka_conf_set(conf, "statistics.interval.ms",
-                                              KAFKA_STATS_INTERVAL_MS_DEFAULT, errbuf, errlen) != 0)
-        goto fail;
-    for (size_t i = 0; i < opts->n_properties; i++) {
-        const char *name = opts->properties[2 * i];
-        if (kafka_conf_set(conf, name, opts->properties[2 * i + 1], errbuf, errlen) != 0)
-            goto fail;
-    }
     rd_kafka_conf_set_dr_msg_cb(conf, kafka_on_delivery);
     rd_kafka_conf_set_error_cb(conf, kafka_on_error);
     rd_kafka_conf_set_log_cb(conf, kafka_on_log);

@@ -11,6 +11,7 @@
 #include "mqtt/codec.h"
 #include "util/hash.h"
 
+#include <ctype.h>
 #include <regex.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -289,6 +290,76 @@ static size_t filter_levels(const char *f) {
     return n;
 }
 
+/* POSIX ERE gives a backslash meaning only before a special character; glibc
+ * reads \d as a plain d (and \w \s \b as GNU extensions other libcs lack),
+ * and inside [...] a backslash is an ordinary character. A backslash before a
+ * letter is therefore a Perl habit that would silently match something else:
+ * returns the first such escape's letter (0 if none) and in *inside whether it
+ * stood in a bracket expression. */
+static char regex_perl_escape(const char *re, bool *inside) {
+    for (const char *p = re; *p; p++) {
+        if (*p == '\\') {
+            if (!p[1])
+                return 0;
+            if (isalpha((unsigned char)p[1])) {
+                *inside = false;
+                return p[1];
+            }
+            p++; /* \\, \. ...: an escaped special character */
+        } else if (*p == '[') {
+            const char *q = p + 1;
+            if (*q == '^')
+                q++;
+            if (*q == ']')
+                q++; /* a leading ] is literal */
+            for (; *q && *q != ']'; q++) {
+                if (*q == '[' && (q[1] == ':' || q[1] == '.' || q[1] == '=')) {
+                    const char *end = strchr(q + 2, q[1]);
+                    while (end && end[1] != ']')
+                        end = strchr(end + 1, q[1]);
+                    if (!end)
+                        return 0; /* regcomp reports it */
+                    q = end + 1;
+                } else if (*q == '\\' && isalpha((unsigned char)q[1])) {
+                    *inside = true;
+                    return q[1];
+                }
+            }
+            if (!*q)
+                return 0;
+            p = q;
+        }
+    }
+    return 0;
+}
+
+/* The POSIX form of a Perl escape (`inside` a bracket expression or not). */
+static const char *regex_posix_form(char e, bool inside) {
+    switch (e) {
+    case 'd':
+        return inside ? "0-9 (as in [0-9])" : "[0-9]";
+    case 'D':
+        return inside ? "a negated bracket [^0-9]" : "[^0-9]";
+    case 'w':
+        return inside ? "[:alnum:]_ (as in [[:alnum:]_])" : "[[:alnum:]_]";
+    case 'W':
+        return inside ? "a negated bracket [^[:alnum:]_]" : "[^[:alnum:]_]";
+    case 's':
+        return inside ? "[:space:] (as in [[:space:]])" : "[[:space:]]";
+    case 'S':
+        return inside ? "a negated bracket [^[:space:]]" : "[^[:space:]]";
+    case 'b':
+    case 'B':
+    case 'A':
+    case 'z':
+    case 'Z':
+        return "^, $ or the level separator (as in (^|/)name(/|$)): POSIX has no word "
+               "boundaries or \\A \\z";
+    default:
+        return "the letter itself, without the backslash, or a bracket expression";
+    }
+}
+
 /* Checks a rule; compiles its regex into *re when re != NULL and the rule is
  * valid (the caller frees it). */
 static int rule_check(const config_rule_t *r, size_t index, topic_map_report_fn report, void *ud,
@@ -316,8 +387,19 @@ static int rule_check(const config_rule_t *r, size_t index, topic_map_report_fn 
         }
     } else {
         regex_t tmp;
-        int rc = regcomp(&tmp, r->pattern, REG_EXTENDED);
-        if (rc != 0) {
+        bool inside = false;
+        char e = regex_perl_escape(r->pattern, &inside);
+        int rc = e ? 0 : regcomp(&tmp, r->pattern, REG_EXTENDED);
+        if (e) {
+            snprintf(msg, sizeof(msg),
+                     "topics[%zu].regex: \"\\%c\"%s in \"%.200s\" is a Perl escape, not POSIX "
+                     "extended regex (which would match something else): use %s",
+                     index, e, inside ? " inside [...]" : "", r->pattern,
+                     regex_posix_form(e, inside));
+            report(ud, r->pattern_pos, msg);
+            errors++;
+            pattern_ok = false;
+        } else if (rc != 0) {
             char rbuf[256];
             regerror(rc, &tmp, rbuf, sizeof(rbuf));
             snprintf(msg, sizeof(msg),

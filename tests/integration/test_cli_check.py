@@ -64,6 +64,54 @@ def test_check_asks_librdkafka_about_properties(tmp_path):
         )
 
 
+@pytest.mark.parametrize(
+    "prop,col,message",
+    [
+        ("acks: 1", 11, "`acks` must be set to `all` when `enable.idempotence` is true"),
+        (
+            "max.in.flight.requests.per.connection: 10",
+            44,
+            "`max.in.flight` must be set <= 5 when `enable.idempotence` is true",
+        ),
+        (
+            "security.protocol: sasl_ssl",
+            24,
+            'Invalid sasl.kerberos.kinit.cmd value: Property not available: "sasl.kerberos.keytab"',
+        ),
+    ],
+)
+def test_check_refuses_what_the_producer_refuses(tmp_path, prop, col, message):
+    """Each property is valid alone; librdkafka refuses the whole at
+    rd_kafka_new, so --check must build the producer as the start does."""
+    bad = tmp_path / "combo.yaml"
+    bad.write_text(
+        "kafka:\n"
+        "  bootstrap_servers: 127.0.0.1:1\n"
+        "  properties:\n"
+        f"    {prop}\n"
+        "topics:\n"
+        "  - mqtt: \"a/#\"\n"
+        "    kafka: t\n"
+    )
+    name = prop.split(":")[0]
+    r = run("--check", "-c", str(bad))
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == f"{bad}:4:{col}: kafka.properties.{name}: kafka producer: {message}\n"
+
+
+def test_check_passes_acks_1_without_idempotence(tmp_path):
+    ok = tmp_path / "acks1.yaml"
+    ok.write_text(
+        "kafka:\n"
+        "  bootstrap_servers: 127.0.0.1:1\n"
+        "  properties:\n"
+        "    acks: 1\n"
+        "    enable.idempotence: false\n"
+    )
+    r = run("--check", "-c", str(ok))
+    assert (r.returncode, r.stdout, r.stderr) == (0, "configuration OK\n", "")
+
+
 def test_missing_file_names_the_path(tmp_path):
     path = tmp_path / "absent.yaml"
     for args in (["-t", "-c", str(path)], ["-c", str(path)]):

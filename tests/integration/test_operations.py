@@ -8,6 +8,8 @@ import signal
 import socket
 import time
 
+import yaml
+
 import m2k
 from m2k import Raw
 
@@ -164,8 +166,8 @@ def test_reload_broken_config_keeps_the_old_one(daemon, mock_kafka):
     assert lines == [
         f"{rejected}:13:9: topics[2].mqtt: invalid topic filter \"test/#/x\": '#' must be alone "
         "in the last level",
-        f"{rejected}:15:11: unmapped: expected disconnect, drop or a Kafka topic name, got "
-        "\"bad topic!\": a Kafka topic name may only contain a-z A-Z 0-9 . _ -"], log
+        f"{rejected}:15:11: unmapped: expected disconnect, drop or {{topic: NAME}}, got "
+        "\"bad topic!\""], log
     assert "reload: configuration applied" not in log
     # Still the old rules, same connection.
     r.send(m2k.publish("test/b", "still", qos=1, pid=3))
@@ -192,3 +194,72 @@ def test_reload_names_settings_that_need_a_restart(daemon, mock_kafka):
     r.send(m2k.PINGREQ)
     r.expect(m2k.PINGRESP)
     Raw(d.port).connect("rl-3b").close()
+
+
+def test_reload_restart_warnings_compare_with_what_runs(daemon, mock_kafka):
+    """Not with the last file read: the second change names the running
+    value, restoring the file is silent, and a changed listener warns on every
+    reload while it differs from the one listening."""
+    d = daemon()
+    running = d.config["kafka"]["bootstrap_servers"]
+    original = d.config_path.read_text()
+    applied = m2k.line("reload: configuration applied (3 topic rules, unmapped disconnect, "
+                       "log level info)", level="info")
+
+    def warnings(log):
+        return [l.split(" ", 2)[2].lstrip() for l in log.splitlines() if "needs a restart" in l]
+
+    bootstrap_warning = ("reload: kafka.bootstrap_servers changed; this needs a restart "
+                         f"(still using {running})")
+    for other in ("127.0.0.1:1", "127.0.0.1:2"):
+        d.rewrite_config({"kafka": {"bootstrap_servers": other}})
+        assert warnings(reload_and_wait(d, applied)) == [bootstrap_warning]
+    d.rewrite_config(text=original)
+    assert warnings(reload_and_wait(d, applied)) == []
+    d.rewrite_config({"kafka": {"bootstrap_servers": running},
+                      "listeners": [{"listen": f"127.0.0.1:{m2k.free_port()}"}]})
+    listener_warning = "reload: listeners changed; this needs a restart (still listening as before)"
+    for _ in range(2):
+        assert warnings(reload_and_wait(d, applied)) == [listener_warning]
+    r = Raw(d.port).connect("rl-4")
+    r.send(m2k.PINGREQ)
+    r.expect(m2k.PINGRESP)
+
+
+def test_reload_refuses_max_packet_size_above_the_running_message_max_bytes(daemon, mock_kafka):
+    """message.max.bytes needs a restart, so the running producer keeps its
+    own: a reload may not raise mqtt.max_packet_size above it (set, or derived
+    from the new message.max.bytes)."""
+    d = daemon()
+    original = d.config_path.read_text()
+    stays = m2k.line("reload: the running configuration stays unchanged", level="error")
+    d.rewrite_config({"kafka": {"properties": {"message.max.bytes": 2000000}},
+                      "mqtt": {"max_packet_size": 1500000}})
+    text = d.config_path.read_text()
+    lines = text.splitlines()
+    row = next(i for i, l in enumerate(lines) if "max_packet_size:" in l)
+    col = lines[row].index("1500000") + 1
+    log = reload_and_wait(d, stays)
+    rejected = [l.split(" ", 2)[2].lstrip() for l in log.splitlines() if "rejected" in l]
+    assert rejected == [
+        f"reload: configuration rejected: {d.config_path}:{row + 1}:{col}: mqtt.max_packet_size: "
+        "1500000 is above the running producer's message.max.bytes (1000000), which changes "
+        "only with a restart; lower it or restart"], log
+    assert "configuration applied" not in log
+    derived = yaml.safe_load(original)
+    derived["kafka"].setdefault("properties", {})["message.max.bytes"] = 2000000
+    derived["mqtt"].pop("max_packet_size")
+    d.rewrite_config(text=yaml.safe_dump(derived, sort_keys=False))
+    log = reload_and_wait(d, stays)
+    rejected = [l.split(" ", 2)[2].lstrip() for l in log.splitlines() if "rejected" in l]
+    assert rejected == [
+        f"reload: configuration rejected: {d.config_path}: mqtt.max_packet_size (from "
+        "kafka.properties.message.max.bytes): 2000000 is above the running producer's "
+        "message.max.bytes (1000000), which changes only with a restart; lower it or restart"], log
+    # Within the running bound, the same setting applies.
+    within = yaml.safe_load(original)
+    within["mqtt"]["max_packet_size"] = 500000
+    d.rewrite_config(text=yaml.safe_dump(within, sort_keys=False))
+    log = reload_and_wait(d, m2k.line("reload: configuration applied (3 topic rules, unmapped "
+                                      "disconnect, log level info)", level="info"))
+    assert "rejected" not in log

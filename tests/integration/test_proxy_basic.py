@@ -143,7 +143,7 @@ def test_unmapped_drop_acks_and_produces_nothing(daemon, mock_kafka):
 
 
 def test_unmapped_to_topic(daemon, mock_kafka):
-    d = daemon({"unmapped": "unrouted"})
+    d = daemon({"unmapped": {"topic": "unrouted"}})
     cl = Raw(d.port).connect("unr")
     cl.send(publish("nowhere/x", "x", qos=1, pid=1))
     cl.expect(puback(1), timeout=15)

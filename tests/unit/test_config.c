@@ -187,7 +187,7 @@ static void test_port_zero_is_never_a_duplicate(void **state) {
 
 static void test_unmapped_and_shutdown_variants(void **state) {
     (void)state;
-    config_t *cfg = load_ok(MIN "unmapped: mqtt-unmapped\n");
+    config_t *cfg = load_ok(MIN "unmapped: {topic: mqtt-unmapped}\n");
     assert_int_equal(cfg->unmapped, UNMAPPED_TOPIC);
     assert_string_equal(cfg->unmapped_topic, "mqtt-unmapped");
     config_free(cfg);
@@ -421,11 +421,40 @@ static void test_errors_topics(void **state) {
                   "kafka, key)\n"
                   "t.yaml:19:11: topics[7].mqtt: expected a string, got a list\n"
                   "t.yaml:21:5: topics[8]: expected a mapping, got \"a\"\n"
-                  "t.yaml:22:11: unmapped: expected disconnect, drop or a Kafka topic name, got "
-                  "\"a b\": a Kafka topic name may only contain a-z A-Z 0-9 . _ -\n");
+                  "t.yaml:22:11: unmapped: expected disconnect, drop or {topic: NAME}, got "
+                  "\"a b\"\n");
     expect_errors(MIN "topics:\n  - mqtt: a\n    kafka: k\n    mqtt: b\n",
                   "t.yaml:6:5: topics[0].mqtt: duplicate key (first at line 4)\n");
-    expect_errors(MIN "unmapped: [x]\n", "t.yaml:3:11: unmapped: expected a string, got a list\n");
+    expect_errors(
+        MIN "unmapped: [x]\n",
+        "t.yaml:3:11: unmapped: expected disconnect, drop or {topic: NAME}, got a list\n");
+}
+
+/* Only the two words or the explicit topic form: a typo of a word, or a bare
+ * name, never becomes the name of a Kafka topic. */
+static void test_unmapped_typos_are_errors(void **state) {
+    (void)state;
+    expect_errors(MIN "unmapped: Drop\n", "t.yaml:3:11: unmapped: expected disconnect, drop or "
+                                          "{topic: NAME}, got \"Drop\" (did you mean drop?)\n");
+    expect_errors(MIN "unmapped: dropp\n", "t.yaml:3:11: unmapped: expected disconnect, drop or "
+                                           "{topic: NAME}, got \"dropp\" (did you mean drop?)\n");
+    expect_errors(MIN "unmapped: disconect\n",
+                  "t.yaml:3:11: unmapped: expected disconnect, drop or {topic: NAME}, got "
+                  "\"disconect\" (did you mean disconnect?)\n");
+    expect_errors(MIN "unmapped: discard\n",
+                  "t.yaml:3:11: unmapped: expected disconnect, drop or {topic: NAME}, got "
+                  "\"discard\" (to send unmapped messages to the Kafka topic discard, write "
+                  "unmapped: {topic: discard})\n");
+    expect_errors(MIN "unmapped: {topic: \"a b\"}\n",
+                  "t.yaml:3:19: unmapped.topic: invalid Kafka topic name \"a b\": a Kafka topic "
+                  "name may only contain a-z A-Z 0-9 . _ -\n");
+    expect_errors(MIN "unmapped: {topc: x}\n",
+                  "t.yaml:3:12: unmapped.topc: unknown key (expected topic)\n"
+                  "t.yaml:3:11: unmapped: missing 'topic' (unmapped: {topic: NAME})\n");
+    config_t *cfg = load_ok(MIN "unmapped:\n  topic: drop\n");
+    assert_int_equal(cfg->unmapped, UNMAPPED_TOPIC);
+    assert_string_equal(cfg->unmapped_topic, "drop");
+    config_free(cfg);
 }
 
 static void test_errbuf_truncation(void **state) {
@@ -501,6 +530,7 @@ int main(void) {
         cmocka_unit_test(test_minimal_defaults),
         cmocka_unit_test(test_every_field),
         cmocka_unit_test(test_unmapped_and_shutdown_variants),
+        cmocka_unit_test(test_unmapped_typos_are_errors),
         cmocka_unit_test(test_port_zero_is_never_a_duplicate),
         cmocka_unit_test(test_errors_structure),
         cmocka_unit_test(test_errors_yaml_syntax),

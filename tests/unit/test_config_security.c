@@ -151,8 +151,8 @@ static void test_limits(void **state) {
 static void test_control_characters_escaped(void **state) {
     (void)state;
     expect_errors(MIN "unmapped: \"a\\nb\\tc\"\n",
-                  "t.yaml:3:11: unmapped: expected disconnect, drop or a Kafka topic name, got "
-                  "\"a\\x0ab\\x09c\": a Kafka topic name may only contain a-z A-Z 0-9 . _ -\n");
+                  "t.yaml:3:11: unmapped: expected disconnect, drop or {topic: NAME}, got "
+                  "\"a\\x0ab\\x09c\"\n");
 }
 
 int main(void) {

@@ -374,6 +374,24 @@ static void test_new_reports_errors(void **state) {
          "nothing"},
         {{"regex", "a(", "t", NULL},
          "t.yaml:1:11: topics[0].regex: invalid POSIX extended regex \"a(\": Unmatched ( or \\("},
+        {{"regex", "^dev/\\d+/x$", "t", NULL},
+         "t.yaml:1:11: topics[0].regex: \"\\d\" in \"^dev/\\d+/x$\" is a Perl escape, not "
+         "POSIX extended regex (which would match something else): use [0-9]"},
+        {{"regex", "^a/\\\\\\W", "t", NULL},
+         "t.yaml:1:11: topics[0].regex: \"\\W\" in \"^a/\\\\\\W\" is a Perl escape, not "
+         "POSIX extended regex (which would match something else): use [^[:alnum:]_]"},
+        {{"regex", "^a[.\\s]$", "t", NULL},
+         "t.yaml:1:11: topics[0].regex: \"\\s\" inside [...] in \"^a[.\\s]$\" is a Perl "
+         "escape, not POSIX extended regex (which would match something else): use [:space:] (as "
+         "in [[:space:]])"},
+        {{"regex", "(^|/)\\bx", "t", NULL},
+         "t.yaml:1:11: topics[0].regex: \"\\b\" in \"(^|/)\\bx\" is a Perl escape, not POSIX "
+         "extended regex (which would match something else): use ^, $ or the level separator (as "
+         "in (^|/)name(/|$)): POSIX has no word boundaries or \\A \\z"},
+        {{"regex", "^a\\ex", "t", NULL},
+         "t.yaml:1:11: topics[0].regex: \"\\e\" in \"^a\\ex\" is a Perl escape, not POSIX "
+         "extended regex (which would match something else): use the letter itself, without the "
+         "backslash, or a bracket expression"},
         {{"mqtt", "a/+", "t{2}", NULL},
          "t.yaml:1:21: topics[0].kafka: {2} names capture 2 but "
          "the rule has 1"},
@@ -420,6 +438,25 @@ static void test_new_reports_errors(void **state) {
         char err[512];
         assert_null(topic_map_new(&r, 1, err, sizeof(err)));
         assert_string_equal(err, cases[i].err);
+    }
+}
+
+/* What POSIX does give a backslash, and bracket classes, stay accepted. */
+static void test_regex_posix_escapes_accepted(void **state) {
+    (void)state;
+    static const char *const ok[] = {"^a\\.b\\+c\\(d\\)$", "^a\\\\d$",
+                                     "^[[:alnum:]_]+/[^[:space:]]$", "^[]a]x\\[y$", "^[[.-.]a]$"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        config_rule_t r = {0};
+        r.kind = RULE_REGEX;
+        r.pattern = (char *)ok[i];
+        r.kafka = "t";
+        r.key = "{topic}";
+        r.file = "t.yaml";
+        char err[512];
+        topic_map_t *m = topic_map_new(&r, 1, err, sizeof(err));
+        assert_non_null(m);
+        topic_map_free(m);
     }
 }
 
@@ -596,6 +633,7 @@ int main(void) {
         cmocka_unit_test(test_scratch_bound),
         cmocka_unit_test(test_no_rules),
         cmocka_unit_test(test_new_reports_errors),
+        cmocka_unit_test(test_regex_posix_escapes_accepted),
         cmocka_unit_test(test_kafka_name_limits),
         cmocka_unit_test(test_against_reference),
         cmocka_unit_test(test_many_rules),
