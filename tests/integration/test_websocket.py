@@ -5,9 +5,12 @@ socket, the upgrade under connect_timeout_s, and the close frame on SIGTERM.
 Every wait is bounded."""
 import base64
 import hashlib
+import json
+import os
 import re
 import signal
 import ssl
+import subprocess
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -276,3 +279,22 @@ def test_sigterm_sends_a_close_frame(daemon, mock_kafka):
     assert d.stop(signal.SIGTERM) == 0
     c.expect_close(close_frame(1000), timeout=15)
     assert re.search(r"closing 1 connections", d.log())
+
+
+def test_mqtt_bench_over_websocket(daemon, mock_kafka):
+    """mqtt-bench --websocket (the bench row q1-c10-ws): every QoS 1 PUBLISH
+    acked and in Kafka, none missing, none duplicated."""
+    d = ws_daemon(daemon, origins=None)
+    bench = os.path.join(os.environ.get("M2K_BUILD_DIR", "build"), "bench", "mqtt-bench")
+    r = subprocess.run([bench, "-p", str(d.ws_port), "--websocket", "/mqtt", "--json", "-q", "1",
+                        "-c", "3", "-n", "200", "-s", "100", "-w", "16", "-t", "test/bench/%d"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["publish"]["sent"] == 600 and rep["publish"]["acked"] == 600
+    assert rep["errors"]["total"] == 0
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 600, timeout=30)
+    per_key = {}
+    for rec in recs:
+        per_key[rec.key] = per_key.get(rec.key, 0) + 1
+    assert per_key == {b"test/bench/0": 200, b"test/bench/1": 200, b"test/bench/2": 200}
