@@ -495,6 +495,26 @@ int ws_frames_input(ws_frames_t *f, const uint8_t *p, size_t n) {
 int ws_frames_send(ws_frames_t *f, const void *p, size_t n) {
     if (!wslay_event_get_write_enabled(f->ctx) || wslay_event_get_close_sent(f->ctx) || f->why)
         return -1;
+    if (!wslay_event_want_write(f->ctx)) {
+        /* Nothing of wslay's is pending (ops.send takes everything at once),
+         * so a server frame, which has no mask, is written here: a header
+         * and the bytes, without wslay's copy of each message. */
+        uint8_t head[10];
+        size_t h = 0;
+        head[h++] = 0x80 | WSLAY_BINARY_FRAME;
+        if (n < 126) {
+            head[h++] = (uint8_t)n;
+        } else if (n <= 0xffff) {
+            head[h++] = 126;
+            head[h++] = (uint8_t)(n >> 8);
+            head[h++] = (uint8_t)n;
+        } else {
+            head[h++] = 127;
+            for (int s = 56; s >= 0; s -= 8)
+                head[h++] = (uint8_t)((uint64_t)n >> s);
+        }
+        return f->ops.send(f->ud, head, h) == 0 && f->ops.send(f->ud, p, n) == 0 ? 0 : -1;
+    }
     struct wslay_event_msg m = {WSLAY_BINARY_FRAME, p, n};
     if (wslay_event_queue_msg(f->ctx, &m) != 0)
         return -1;

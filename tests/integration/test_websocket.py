@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 import m2k
+from test_metrics import scrape
 from test_tls import Pki
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 1.3
@@ -155,6 +156,37 @@ def test_wss_with_a_tls_client(daemon, mock_kafka, tmp_path):
     raw.close()
 
 
+def test_wss_client_certificate_is_the_user_and_the_acl_applies(daemon, mock_kafka, tmp_path):
+    pki = Pki(tmp_path)
+    acl = tmp_path / "acl"
+    acl.write_text("user device-17\ntopic write test/device-17/#\n")
+    d = ws_daemon(daemon, tls={"cert": pki.server[0], "key": pki.server[1], "ca": pki.ca[0],
+                               "require_client_cert": True, "use_identity_as_username": True},
+                  origins=None, auth={"acl_file": str(acl), "allow_anonymous": False})
+    c = mqtt.Client(client_id="wss-cert", transport="websockets")
+    c.ws_set_options(path="/mqtt")
+    c.tls_set(ca_certs=pki.ca[0], certfile=pki.client[0], keyfile=pki.client[1])
+    c.username_pw_set("someone-else", "ignored")
+    connected = []
+    c.on_connect = lambda cl, ud, flags, rc: connected.append(rc)
+    c.connect("127.0.0.1", d.ws_port, keepalive=30)
+    c.loop_start()
+    m2k.wait_until(lambda: connected, 10, "CONNACK over wss")
+    assert connected == [0]
+    publish_all(c, "test/device-17/t", [(1, b"by-cn")])
+    # Outside the ACL: the connection is closed (acl_deny: disconnect), nothing produced.
+    mark = d.mark()
+    c.publish("test/other", b"denied", qos=1)
+    d.wait_log(m2k.line("closing: the ACL does not allow publishing on topic 'test/other' "
+                        "(auth.acl_deny: disconnect)", level="warn", client="wss-cert"),
+               since=mark)
+    c.disconnect()
+    c.loop_stop()
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 1)
+    assert recs[0].value == b"by-cn"
+    assert recs[0].headers["mqtt.username"] == b"device-17"
+
+
 # --------------------------------------------------------------------------
 # The upgrade
 
@@ -183,6 +215,29 @@ def test_upgrade_refusals(daemon, req, status, phrase, why, extra):
     c.expect_close(refusal(status, phrase, why, extra))
     d.wait_log(m2k.line(f"WebSocket upgrade refused: {status} {why}", level="warn", client="-"),
                since=mark)
+
+
+def test_refusals_and_timeouts_are_counted(daemon):
+    d = ws_daemon(daemon, mqtt={"connect_timeout_s": 1}, metrics={"listen": "127.0.0.1:0"})
+    # A start-up line: the whole log is the right scope.
+    mport = int(d.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, "
+                                    r"/healthz, /readyz\)", level="info", regex=True),
+                           since=0).group(1))
+    key = 'mqtt2kafka_connections_refused_total{reason="websocket_upgrade"}'
+    assert scrape(mport)[key] == 0
+    c = m2k.Raw(d.ws_port)
+    c.send(upgrade_request(version="8"))
+    c.expect_close(refusal(426, "Upgrade Required", "WebSocket version 13 only",
+                           "Sec-WebSocket-Version: 13\r\n"))
+    c = m2k.Raw(d.ws_port)
+    c.send(upgrade_request()[:10])
+    c.expect_close(b"", timeout=10)
+    # An upgraded connection that then says nothing is MQTT's connect timeout.
+    c = upgraded(d)
+    c.expect_close(close_frame(1000), timeout=10)
+    s = scrape(mport)
+    assert s[key] == 2
+    assert s['mqtt2kafka_connections_refused_total{reason="connect_timeout"}'] == 1
 
 
 def test_allowed_origin_and_no_origin_pass(daemon):

@@ -281,6 +281,7 @@ static void test_frames_payload(void **state) {
         assert_int_equal(ws_frames_send(f, big, sizeof(big)), 0);
         assert_int_equal(s.out_len, 304);
         assert_memory_equal(s.out, "\x82\x7e\x01\x2c", 4);
+        assert_memory_equal(s.out + 4, big, sizeof(big));
         ws_frames_free(f);
     }
 }
@@ -386,6 +387,27 @@ static void test_frames_close_handshake(void **state) {
     ws_frames_free(f);
 }
 
+/* A payload over 65535 bytes: a 64-bit length. */
+static int count_send(void *ud, const uint8_t *p, size_t n) {
+    sink_t *s = ud;
+    if (s->out_len + n <= sizeof(s->out))
+        memcpy(s->out + s->out_len, p, n);
+    s->out_len += n;
+    return 0;
+}
+
+static void test_frames_send_64bit_length(void **state) {
+    (void)state;
+    static const ws_frames_ops_t ops = {sink_data, count_send};
+    sink_t s = {0};
+    ws_frames_t *f = ws_frames_new(&ops, &s, 1000);
+    static uint8_t big[70000];
+    assert_int_equal(ws_frames_send(f, big, sizeof(big)), 0);
+    assert_int_equal(s.out_len, 10 + sizeof(big));
+    assert_memory_equal(s.out, "\x82\x7f\x00\x00\x00\x00\x00\x01\x11\x70", 10);
+    ws_frames_free(f);
+}
+
 static void test_frames_stop(void **state) {
     (void)state;
     /* The protocol closed the connection: nothing more is delivered. */
@@ -401,10 +423,15 @@ static void test_frames_stop(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_upgrade_ok),         cmocka_unit_test(test_upgrade_subprotocols),
-        cmocka_unit_test(test_upgrade_refusals),   cmocka_unit_test(test_upgrade_origins),
-        cmocka_unit_test(test_upgrade_head_bound), cmocka_unit_test(test_frames_payload),
-        cmocka_unit_test(test_frames_violations),  cmocka_unit_test(test_frames_close_handshake),
+        cmocka_unit_test(test_upgrade_ok),
+        cmocka_unit_test(test_upgrade_subprotocols),
+        cmocka_unit_test(test_upgrade_refusals),
+        cmocka_unit_test(test_upgrade_origins),
+        cmocka_unit_test(test_upgrade_head_bound),
+        cmocka_unit_test(test_frames_payload),
+        cmocka_unit_test(test_frames_violations),
+        cmocka_unit_test(test_frames_close_handshake),
+        cmocka_unit_test(test_frames_send_64bit_length),
         cmocka_unit_test(test_frames_stop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
