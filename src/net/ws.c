@@ -3,6 +3,7 @@
  * wslay's event engine, fed from and writing to the caller's buffers. */
 #include "net/ws.h"
 
+#include <assert.h>
 #include <http_parser.h>
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -255,79 +256,103 @@ int ws_upgrade_parse(const uint8_t *buf, size_t len, const ws_upgrade_opts_t *o,
 
 /* ---- frames ---- */
 
-/* An incremental UTF-8 check (RFC 3629: no overlongs, surrogates or code
- * points past U+10FFFF). wslay checks close reasons itself, but per chunk
- * from its third byte, so a reason that arrives in small reads escapes it. */
-typedef struct {
-    uint8_t need, lo, hi;
-    bool bad;
-} utf8_t;
-
-static void utf8_feed(utf8_t *u, uint8_t b) {
-    if (u->bad)
-        return;
-    if (u->need) {
-        if (b < u->lo || b > u->hi) {
-            u->bad = true;
-            return;
-        }
-        u->need--;
-        u->lo = 0x80;
-        u->hi = 0xbf;
-        return;
-    }
-    u->lo = 0x80;
-    u->hi = 0xbf;
-    if (b < 0x80)
-        return;
-    if (b >= 0xc2 && b <= 0xdf)
-        u->need = 1;
-    else if (b >= 0xe0 && b <= 0xef)
-        u->need = 2;
-    else if (b >= 0xf0 && b <= 0xf4)
-        u->need = 3;
-    else
-        u->bad = true;
-    if (b == 0xe0)
-        u->lo = 0xa0;
-    else if (b == 0xed)
-        u->hi = 0x9f;
-    else if (b == 0xf0)
-        u->lo = 0x90;
-    else if (b == 0xf4)
-        u->hi = 0x8f;
-}
+/* Control frames reach wslay whole, in one read: wslay checks a close
+ * reason's UTF-8 per chunk from the chunk's third byte, so a reason split
+ * over two reads is misjudged both ways. The gate below follows the frames
+ * it hands wslay (headers parsed, payloads skipped) and holds a control
+ * frame back, in `held`, until all of it (at most 2 + 4 + 125 bytes) is there. */
+#define HELD_MAX (2 + 8 + 4 + 125)
 
 struct ws_frames {
     wslay_event_context_ptr ctx;
     ws_frames_ops_t ops;
     void *ud;
     uint64_t max;
-    const uint8_t *in; /* the bytes wslay_event_recv reads from */
+    const uint8_t *in; /* the bytes wslay_event_recv reads from, after `held` */
     size_t in_len;
+    uint8_t held[HELD_MAX]; /* the start of a frame not yet handed on */
+    size_t held_len;
+    uint64_t pass;    /* bytes of the current frame that may go on as they come */
     uint64_t msg_len; /* of the data message being received */
     bool stopped;     /* no more payload up */
     bool control;     /* the frame being received is a control frame */
-    bool close;       /* ... a close frame: its reason is checked as UTF-8 */
-    uint64_t close_off;
-    utf8_t utf8;
     bool in_input;
     bool by_peer; /* the client closed first */
     const char *why;
 };
 
+static uint8_t peek(const ws_frames_t *f, size_t i) {
+    return i < f->held_len ? f->held[i] : f->in[i - f->held_len];
+}
+
+/* Moves n bytes (held ones first) to buf. */
+static void take(ws_frames_t *f, uint8_t *buf, size_t n) {
+    size_t h = n < f->held_len ? n : f->held_len;
+    memcpy(buf, f->held, h);
+    memmove(f->held, f->held + h, f->held_len - h);
+    f->held_len -= h;
+    memcpy(buf + h, f->in, n - h);
+    f->in += n - h;
+    f->in_len -= n - h;
+}
+
+/* At a frame's start: its whole size, or 0 while its header is incomplete
+ * or (a control frame) its payload is. */
+static uint64_t next_frame(const ws_frames_t *f) {
+    size_t avail = f->held_len + f->in_len;
+    if (avail < 2)
+        return 0;
+    uint8_t b0 = peek(f, 0), b1 = peek(f, 1);
+    uint64_t plen = b1 & 0x7f;
+    size_t head = 2 + (plen == 126 ? 2 : plen == 127 ? 8 : 0);
+    if (avail < head)
+        return 0;
+    if (plen >= 126) {
+        plen = 0;
+        for (size_t i = 2; i < head; i++)
+            plen = plen << 8 | peek(f, i);
+    }
+    head += b1 & 0x80 ? 4 : 0;
+    if ((b0 & 0x8) && plen <= 125) /* a control frame wslay will take */
+        return avail >= head + plen ? head + plen : 0;
+    return plen > UINT64_MAX - head ? UINT64_MAX : head + plen;
+}
+
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud) {
     (void)flags;
     ws_frames_t *f = ud;
-    if (f->in_len == 0) {
+    size_t out = 0;
+    bool incomplete = false;
+    while (out < len && f->held_len + f->in_len > 0) {
+        if (f->pass == 0) {
+            uint64_t size = next_frame(f);
+            incomplete = size == 0;
+            if (incomplete || (out > 0 && (peek(f, 0) & 0x8) && size > len - out))
+                break; /* more to come, or the next read has room for it */
+            f->pass = size;
+        }
+        size_t avail = f->held_len + f->in_len;
+        size_t n = len - out < avail ? len - out : avail;
+        if (n > f->pass)
+            n = (size_t)f->pass;
+        take(f, buf + out, n);
+        out += n;
+        f->pass -= n;
+    }
+    if (incomplete && f->in_len > 0) {
+        /* The start of a frame that is not whole yet (under HELD_MAX bytes
+         * by next_frame): kept for the next read. */
+        assert(f->held_len + f->in_len <= HELD_MAX);
+        memcpy(f->held + f->held_len, f->in, f->in_len);
+        f->held_len += f->in_len;
+        f->in += f->in_len;
+        f->in_len = 0;
+    }
+    if (out == 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    size_t n = len < f->in_len ? len : f->in_len;
-    memcpy(buf, f->in, n);
-    f->in += n;
-    f->in_len -= n;
-    return (ssize_t)n;
+    return (ssize_t)out;
 }
 
 static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
@@ -355,9 +380,6 @@ static void on_frame_start(wslay_event_context_ptr ctx,
     (void)ctx;
     ws_frames_t *f = ud;
     f->control = (a->opcode & 0x8) != 0;
-    f->close = a->opcode == WSLAY_CONNECTION_CLOSE;
-    f->close_off = 0;
-    f->utf8 = (utf8_t){0};
     if (f->control) /* wslay answers them */
         return;
     if (a->opcode == WSLAY_TEXT_FRAME) {
@@ -374,28 +396,12 @@ static void on_frame_start(wslay_event_context_ptr ctx,
 static void on_chunk(wslay_event_context_ptr ctx,
                      const struct wslay_event_on_frame_recv_chunk_arg *a, void *ud) {
     ws_frames_t *f = ud;
-    if (f->close) {
-        for (size_t i = 0; i < a->data_length; i++, f->close_off++)
-            if (f->close_off >= 2)
-                utf8_feed(&f->utf8, a->data[i]);
-        if (f->utf8.bad)
-            fail(f, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, INVALID_UTF8);
-        return;
-    }
     if (f->stopped || f->control || a->data_length == 0)
         return;
     if (!f->ops.data(f->ud, a->data, a->data_length)) {
         f->stopped = true;
         wslay_event_shutdown_read(ctx);
     }
-}
-
-/* A truncated sequence at the end of a close reason. */
-static void on_frame_end(wslay_event_context_ptr ctx, void *ud) {
-    (void)ctx;
-    ws_frames_t *f = ud;
-    if (f->close && (f->utf8.need || f->utf8.bad))
-        fail(f, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, INVALID_UTF8);
 }
 
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a,
@@ -413,7 +419,6 @@ static const struct wslay_event_callbacks callbacks = {
     .send_callback = send_cb,
     .on_frame_recv_start_callback = on_frame_start,
     .on_frame_recv_chunk_callback = on_chunk,
-    .on_frame_recv_end_callback = on_frame_end,
     .on_msg_recv_callback = on_msg,
 };
 

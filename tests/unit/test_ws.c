@@ -376,6 +376,23 @@ static void test_frames_close_handshake(void **state) {
         assert_string_equal(ws_frames_why(f), "WebSocket: closed by the client");
         ws_frames_free(f);
     }
+    /* A close frame across wslay's 4 KiB read buffer, after 4,088 bytes of
+     * a data frame: its reason still reaches wslay's UTF-8 check whole. */
+    for (int bytewise = 0; bytewise < 2; bytewise++) {
+        sink_t s = {0};
+        ws_frames_t *f = ws_frames_new(&sink_ops, &s, 5000);
+        static uint8_t in[4200], body[4080];
+        memset(body, 'x', sizeof(body));
+        size_t n = frame(in, true, 0x2, body, sizeof(body), false);
+        assert_int_equal(n, 4088);
+        n += frame(in + n, true, 0x8, "\x03\xe8\xe2\x82\xac\xe2\x82\xac", 8, false);
+        assert_int_equal(feed(f, in, n, bytewise), WS_DONE);
+        assert_int_equal(s.in_len, 4080);
+        assert_true(ws_frames_by_peer(f));
+        assert_int_equal(s.out_len, 10);
+        assert_memory_equal(s.out, "\x88\x08\x03\xe8\xe2\x82\xac\xe2\x82\xac", 10);
+        ws_frames_free(f);
+    }
     /* Ours (the connection closes): one close frame, then nothing. */
     sink_t s = {0};
     ws_frames_t *f = ws_frames_new(&sink_ops, &s, 1000);
