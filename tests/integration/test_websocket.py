@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 import m2k
+from test_auth import APPLIED
 from test_metrics import scrape
 from test_tls import Pki
 
@@ -317,6 +318,27 @@ def test_frame_violations(daemon, data, code, why):
     c.send(data)
     c.expect_close(close_frame(code))
     d.wait_log(m2k.line(f"closing: {why}", level="warn", client="-"), since=mark)
+
+
+def test_frame_bound_follows_max_packet_size_on_sighup(daemon, mock_kafka):
+    d = ws_daemon(daemon, mqtt={"max_packet_size": 1024})
+    big = m2k.publish("test/big", b"x" * 1400, qos=1, pid=1)
+    c = upgraded(d)
+    c.send(frame(m2k.connect("ws-big")))
+    c.expect(server_frame(m2k.CONNACK_OK))
+    c.send(frame(big))
+    c.expect_close(close_frame(1009))
+    mark = d.mark()
+    d.rewrite_config({"mqtt": {"max_packet_size": 4096}})
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_log(APPLIED, since=mark)
+    c = upgraded(d)
+    c.send(frame(m2k.connect("ws-big")))
+    c.expect(server_frame(m2k.CONNACK_OK))
+    c.send(frame(big))
+    c.expect(server_frame(m2k.puback(1)), timeout=10)
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 1)
+    assert recs[0].value == b"x" * 1400
 
 
 def test_mqtt_violation_sends_a_close_frame(daemon):
