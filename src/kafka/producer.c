@@ -375,7 +375,7 @@ static int kafka_reserve_vus(kafka_t *k, size_t n) {
 
 static uint64_t kafka_topic_hash(const hmap_node_t *n) {
     const kafka_topic_slot_t *e = HMAP_ENTRY(n, kafka_topic_slot_t, node);
-    return m2k_hash(e->name, e->len);
+    return m2k_hash_keyed(e->name, e->len);
 }
 
 /* The cached handle of `topic`, created on first use; NULL when the cache is
@@ -383,7 +383,7 @@ static uint64_t kafka_topic_hash(const hmap_node_t *n) {
  * reports the error the usual way). */
 static rd_kafka_topic_t *kafka_topic_get(kafka_t *k, const char *topic) {
     size_t len = strlen(topic);
-    uint64_t h = m2k_hash(topic, len);
+    uint64_t h = m2k_hash_keyed(topic, len);
     hmap_node_t *n;
     HMAP_FOR_BUCKET(n, &k->topics, h) {
         kafka_topic_slot_t *e = HMAP_ENTRY(n, kafka_topic_slot_t, node);
