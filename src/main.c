@@ -23,7 +23,9 @@ static void usage(FILE *out) {
             "An MQTT 3.1.1 to Kafka proxy: acknowledges a QoS 1/2 PUBLISH only after\n"
             "Kafka has confirmed the record.\n"
             "\n"
-            "  -c FILE       configuration file (default " CONFIG_DEFAULT_PATH ")\n"
+            "  -c, --config FILE\n"
+            "                configuration file (default " CONFIG_DEFAULT_PATH ");\n"
+            "                also -c=FILE, --config=FILE\n"
             "  -t, --check   validate the configuration (and load its TLS, password and\n"
             "                ACL files), print \"configuration OK\" or every error as\n"
             "                file:line:col: message, and exit 0 or 1\n"
@@ -36,6 +38,31 @@ static void usage(FILE *out) {
             "  passwd FILE USER     add USER to a Mosquitto-format password file or change\n"
             "                       its password (read from the terminal, or one line of stdin)\n"
             "  passwd -D FILE USER  delete USER\n");
+}
+
+/* An option with a value, written "-c FILE", "-c=FILE", "--config FILE" or
+ * "--config=FILE": returns 1 when argv[*i] is the option (the value, or NULL
+ * when it is missing or empty, in *value; *i past what was used), else 0. */
+static int option_value(int argc, char **argv, int *i, const char *shrt, const char *lng,
+                        const char **value) {
+    const char *a = argv[*i];
+    const char *names[2] = {shrt, lng};
+    for (int n = 0; n < 2; n++) {
+        if (names[n] == NULL)
+            continue;
+        size_t len = strlen(names[n]);
+        if (strncmp(a, names[n], len) != 0)
+            continue;
+        if (a[len] == '=') {
+            *value = a[len + 1] != '\0' ? a + len + 1 : NULL;
+            return 1;
+        }
+        if (a[len] == '\0') {
+            *value = *i + 1 < argc ? argv[++*i] : NULL;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -58,16 +85,13 @@ int main(int argc, char **argv) {
             return 0;
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--check") == 0) {
             check = 1;
-        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--import-confluent") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "mqtt2kafka: %s needs a file name\n", a);
+        } else if (option_value(argc, argv, &i, "-c", "--config", &path) ||
+                   option_value(argc, argv, &i, NULL, "--import-confluent", &import)) {
+            if (path == NULL || (import == NULL && strncmp(a, "--import", 8) == 0)) {
+                fprintf(stderr, "mqtt2kafka: %.*s needs a file name\n", (int)strcspn(a, "="), a);
                 usage(stderr);
                 return 2;
             }
-            if (a[1] == 'c')
-                path = argv[++i];
-            else
-                import = argv[++i];
         } else {
             fprintf(stderr, "mqtt2kafka: unknown argument '%s'\n", a);
             usage(stderr);
