@@ -24,6 +24,7 @@
 #include "runtime.h"
 
 #define METADATA_WAIT_MS 10000
+#define METADATA_SLICE_MS 100 /* the longest the metrics listener waits at start */
 #define SHUTDOWN_TICK_MS 50
 #define RELOAD_ERRBUF 65536
 
@@ -43,6 +44,7 @@ struct daemon {
     security_t *sec;     /* always present: a reload may add a password or ACL file */
     metrics_t m;
     bool listening, stopping, fatal, done;
+    bool waiting_kafka;   /* the start's wait for metadata (/readyz says so) */
     bool status_kafka_up; /* what the last STATUS= line said */
     bool notify_warned;
     uint64_t deadline_ms;
@@ -280,6 +282,10 @@ static int on_ready(void *ud, char *reason, size_t cap) {
         snprintf(reason, cap, "shutting down");
         return 0;
     }
+    if (d->waiting_kafka) {
+        snprintf(reason, cap, "waiting for Kafka metadata from %s", kafka_bootstrap_servers(d->k));
+        return 0;
+    }
     if (!d->listening) {
         snprintf(reason, cap, "MQTT listeners not bound yet");
         return 0;
@@ -462,6 +468,30 @@ static void on_fatal(void *ud, const char *errstr) {
         begin_shutdown(d, "fatal Kafka error");
 }
 
+/* The start's wait for Kafka metadata, in slices that let the loop serve the
+ * metrics listener and signals in between; 0 once Kafka answered, -1 after
+ * METADATA_WAIT_MS or when a signal began the shutdown. */
+static int wait_metadata(daemon_t *d) {
+    d->waiting_kafka = true;
+    int64_t deadline = server_wall_ms() + METADATA_WAIT_MS;
+    int rc = -1;
+    while (!d->stopping) {
+        int64_t left = deadline - server_wall_ms();
+        if (left <= 0)
+            break;
+        if (kafka_wait_metadata(d->k, left < METADATA_SLICE_MS ? (int)left : METADATA_SLICE_MS) ==
+            0) {
+            rc = 0;
+            break;
+        }
+        server_run_once(d->srv);
+        if (server_wall_ms() >= deadline)
+            break;
+    }
+    d->waiting_kafka = false;
+    return rc;
+}
+
 int daemon_run(const config_t *cfg) {
     daemon_t *d = calloc(1, sizeof(*d));
     char err[1024];
@@ -536,15 +566,31 @@ int daemon_run(const config_t *cfg) {
         log_error("server: %s", err);
         goto out;
     }
+    /* The metrics listener first: /healthz answers and /readyz says why it
+     * is not ready while the start waits for Kafka. */
+    if (server_listen_metrics(d->srv, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        server_stop(d->srv);
+        server_run(d->srv);
+        goto out;
+    }
     log_info("kafka: waiting up to %d s for metadata from %s", METADATA_WAIT_MS / 1000,
              kafka_bootstrap_servers(d->k));
-    if (kafka_wait_metadata(d->k, METADATA_WAIT_MS) != 0) {
+    int waited = wait_metadata(d);
+    if (d->stopping) {
+        /* A signal during the wait: nothing was accepted, shut down. */
+    } else if (waited != 0) {
         log_error("kafka: no metadata from %s after %d s; starting anyway, librdkafka keeps "
                   "retrying and messages wait in its queue",
                   kafka_bootstrap_servers(d->k), METADATA_WAIT_MS / 1000);
         kafka_set_reachable(d->k, false, "no metadata at start");
     } else {
         log_info("kafka: connected to %s", kafka_bootstrap_servers(d->k));
+    }
+    if (d->stopping) {
+        server_run(d->srv);
+        rc = d->exit_code;
+        goto out;
     }
     if (server_listen(d->srv, err, sizeof(err)) != 0) {
         log_error("%s", err);

@@ -79,7 +79,9 @@ static int listener_open(server_t *s, listener_t *l, const char *host, uint16_t 
     return 0;
 }
 
-static int metrics_listen(server_t *s, char *errbuf, size_t errlen) {
+int server_listen_metrics(server_t *s, char *errbuf, size_t errlen) {
+    if (s->have_metrics || !s->cfg->metrics_listen || !s->svc[SERVICE_HTTP].p.ops)
+        return 0;
     const config_t *cfg = s->cfg;
     listener_t *l = &s->metrics;
     char what[128], host[INET6_ADDRSTRLEN];
@@ -125,9 +127,7 @@ int server_listen(server_t *s, char *errbuf, size_t errlen) {
         log_info(strchr(cl->host, ':') ? "listening on [%s]:%d%s" : "listening on %s:%d%s", host,
                  l->port, label);
     }
-    if (s->cfg->metrics_listen && s->svc[SERVICE_HTTP].p.ops)
-        return metrics_listen(s, errbuf, errlen);
-    return 0;
+    return server_listen_metrics(s, errbuf, errlen);
 }
 
 uint16_t server_listener_port(const server_t *s, size_t i) {
@@ -264,6 +264,10 @@ void server_set_periodic(server_t *s, unsigned period_ms, void (*cb)(void *ud)) 
 int server_run(server_t *s) {
     uv_run(&s->loop, UV_RUN_DEFAULT);
     return 0;
+}
+
+void server_run_once(server_t *s) {
+    uv_run(&s->loop, UV_RUN_NOWAIT);
 }
 
 void server_set_tick(server_t *s, unsigned ms) {
