@@ -156,6 +156,35 @@ static int get_bool(parse_ctx_t *c, const yaml_node_t *n, const char *where, boo
     return -1;
 }
 
+char *cfg_resolve_path(parse_ctx_t *c, const char *name) {
+    const char *slash = strrchr(c->cfg->path, '/');
+    if (name[0] == '/' || slash == NULL)
+        return cfg_strdup(c, name);
+    size_t dir = (size_t)(slash - c->cfg->path) + 1, len = strlen(name);
+    char *out = malloc(dir + len + 1);
+    if (!out) {
+        cfg_oom(c);
+        return NULL;
+    }
+    memcpy(out, c->cfg->path, dir);
+    memcpy(out + dir, name, len + 1);
+    return out;
+}
+
+bool cfg_property_is_file(const char *name, const char *value) {
+    static const char *const files[] = {"ssl.ca.location",     "ssl.certificate.location",
+                                        "ssl.key.location",    "ssl.keystore.location",
+                                        "ssl.crl.location",    "sasl.kerberos.keytab",
+                                        "ssl.engine.location", NULL};
+    /* ssl.ca.location: probe asks librdkafka to look in the system's places. */
+    if (strcmp(name, "ssl.ca.location") == 0 && strcmp(value, "probe") == 0)
+        return false;
+    for (const char *const *f = files; *f; f++)
+        if (strcmp(name, *f) == 0)
+            return value[0] != '\0';
+    return false;
+}
+
 /* SET_STRING and SET_FILE: a non-empty string. Whether a file can be read is
  * checked when the daemon loads it (the check runs as another user). */
 static void get_nonempty(parse_ctx_t *c, const yaml_node_t *n, const char *where,
@@ -169,7 +198,7 @@ static void get_nonempty(parse_ctx_t *c, const yaml_node_t *n, const char *where
         return;
     }
     free(*out);
-    *out = cfg_strdup(c, v);
+    *out = s->type == SET_FILE ? cfg_resolve_path(c, v) : cfg_strdup(c, v);
 }
 
 /* SET_ENUM: one of the row's words ("expected error, warn, info or debug"). */

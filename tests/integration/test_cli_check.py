@@ -254,3 +254,28 @@ def test_make_run_installs_the_demo_clients():
                        input=open(os.path.join(SOURCE, "scripts", "install-deps.sh")).read()
                        .split("case ")[0], capture_output=True, text=True, timeout=10)
     assert r.stdout.split() == ["mosquitto-clients", "kcat"], r
+
+
+def test_relative_paths_are_taken_from_the_config_files_directory(tmp_path):
+    """auth.password_file: passwd in /x/conf/m.yaml names /x/conf/passwd,
+    whatever the working directory (the check runs from elsewhere)."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    r = subprocess.run([BIN, "passwd", str(conf / "passwd"), "alice"], input="s3cret-Pw\n",
+                       text=True, capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    (conf / "acl").write_text("user alice\ntopic write sensors/#\n")
+    cfg = _auth_config(conf, None, ("passwd", "acl"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = run("--check", "-c", str(cfg), cwd=elsewhere)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "configuration OK\n", "")
+    # The configuration named relatively: still beside it.
+    r = run("--check", "-c", "conf/files.yaml", cwd=tmp_path)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "configuration OK\n", "")
+    # A missing one is named as the daemon looked for it.
+    (conf / "passwd").unlink()
+    r = run("--check", "-c", str(cfg), cwd=elsewhere)
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == (f"{cfg}:9:3: auth: {conf / 'passwd'}: cannot open: "
+                        "No such file or directory\n")
