@@ -156,8 +156,12 @@ size_t config_restart_changes(const config_t *running, const config_t *next,
  * (`mqtt2kafka --settings-markdown`). */
 void config_settings_markdown(FILE *out);
 
-/* Default path used when -c is not given. */
+/* Default path used when -c is not given: the build defines it from the
+ * install prefix (CMakeLists.txt: <prefix>/etc/mqtt2kafka/mqtt2kafka.yaml,
+ * /etc/mqtt2kafka/mqtt2kafka.yaml for the prefix /usr). */
+#ifndef CONFIG_DEFAULT_PATH
 #define CONFIG_DEFAULT_PATH "/etc/mqtt2kafka/mqtt2kafka.yaml"
+#endif
 /* librdkafka's default message.max.bytes, compared with mqtt.max_packet_size. */
 #define CONFIG_KAFKA_MESSAGE_MAX_BYTES_DEFAULT 1000000u
 
