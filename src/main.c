@@ -112,7 +112,20 @@ int main(int argc, char **argv) {
             rc = 0;
         goto out;
     }
-    if (config_load(path, &cfg, errbuf, ERRBUF_SIZE) < 0) {
+    config_t *partial = NULL;
+    if (config_load_partial(path, &cfg, &partial, errbuf, ERRBUF_SIZE) < 0) {
+        /* Every error of the run: the files and Kafka properties of what did
+         * parse are checked too, then all of it sorted by line. */
+        if (partial) {
+            size_t len = strlen(errbuf);
+            runtime_prep_t *prep;
+            if (runtime_prepare(NULL, partial, RUNTIME_CHECK, &prep, errbuf + len,
+                                ERRBUF_SIZE - len) == 0)
+                runtime_abort(prep);
+            else
+                runtime_sort_errors(errbuf, path);
+            config_free(partial);
+        }
         fputs(errbuf, stderr);
         goto out;
     }

@@ -139,6 +139,12 @@ int config_load(const char *path, config_t **out, char *errbuf, size_t errlen);
 /* The same from a string (tests); `name` stands in for the file name. */
 int config_load_string(const char *yaml, size_t len, const char *name, config_t **out, char *errbuf,
                        size_t errlen);
+/* config_load that, on failure, also leaves in *partial what did parse (the
+ * settings and list items without errors; NULL when the file is not a YAML
+ * mapping), so the files and properties it names can be checked in the same
+ * run (runtime_prepare with RUNTIME_CHECK); free it with config_free. */
+int config_load_partial(const char *path, config_t **out, config_t **partial, char *errbuf,
+                        size_t errlen);
 void config_free(config_t *cfg);
 
 /* Parses "host:port" / "[v6]:port" (IP literals only) into a malloc'd host and

@@ -639,12 +639,15 @@ static void yaml_error(parse_ctx_t *c, const yaml_parser_t *parser, const char *
         cfg_err(c, pos, "invalid YAML: %s", parser->problem ? parser->problem : "syntax error");
 }
 
-int config_load_string(const char *yaml, size_t len, const char *name, config_t **out, char *errbuf,
-                       size_t errlen) {
+static int load_string(const char *yaml, size_t len, const char *name, config_t **out,
+                       config_t **partial, char *errbuf, size_t errlen) {
     errs_t errs = {name, errbuf, errlen, 0, 0, false};
     if (errlen)
         errbuf[0] = '\0';
     *out = NULL;
+    if (partial)
+        *partial = NULL;
+    bool parsed = false;
     config_t *cfg = calloc(1, sizeof(*cfg));
     if (!cfg || !(cfg->path = strdup(name))) {
         free(cfg);
@@ -686,6 +689,7 @@ int config_load_string(const char *yaml, size_t len, const char *name, config_t 
         }
         cfg_parse_section(&c, NULL, root, "", cfg);
         apply_derived(&c);
+        parsed = root->type == YAML_MAPPING_NODE;
     }
     yaml_parser_delete(&parser);
 done:
@@ -697,15 +701,30 @@ done:
             snprintf(errbuf + errs.len, errlen - errs.len, "%s: out of memory\n", name);
     }
     if (errs.count > 0) {
-        config_free(cfg);
+        if (partial && parsed && !errs.oom)
+            *partial = cfg;
+        else
+            config_free(cfg);
         return -1;
     }
     *out = cfg;
     return 0;
 }
 
+int config_load_string(const char *yaml, size_t len, const char *name, config_t **out, char *errbuf,
+                       size_t errlen) {
+    return load_string(yaml, len, name, out, NULL, errbuf, errlen);
+}
+
 int config_load(const char *path, config_t **out, char *errbuf, size_t errlen) {
+    return config_load_partial(path, out, NULL, errbuf, errlen);
+}
+
+int config_load_partial(const char *path, config_t **out, config_t **partial, char *errbuf,
+                        size_t errlen) {
     *out = NULL;
+    if (partial)
+        *partial = NULL;
     char *buf;
     size_t len;
     char err[512];
@@ -715,7 +734,7 @@ int config_load(const char *path, config_t **out, char *errbuf, size_t errlen) {
             snprintf(errbuf, errlen, "%s\n", err);
         return -1;
     }
-    int rc = config_load_string(buf, len, path, out, errbuf, errlen);
+    int rc = load_string(buf, len, path, out, partial, errbuf, errlen);
     free(buf);
     return rc;
 }

@@ -279,3 +279,77 @@ def test_relative_paths_are_taken_from_the_config_files_directory(tmp_path):
     assert (r.returncode, r.stdout) == (1, "")
     assert r.stderr == (f"{cfg}:9:3: auth: {conf / 'passwd'}: cannot open: "
                         "No such file or directory\n")
+
+
+ALL_ERRORS_YAML = (
+    "listeners:\n"
+    "  - listen: \"127.0.0.1:8883\"\n"
+    "    tls:\n"
+    "      cert: none.pem\n"
+    "      key: none.key\n"
+    "      use_identity_as_username: true\n"
+    "kafka:\n"
+    "  bootstrap_servers: embedded\n"
+    "  properties:\n"
+    "    linger.ms: {linger}\n"
+    "    bootstrap.servers: x:9092\n"
+    "    acks: 1\n"
+    "topics:\n"
+    "  - mqtt: \"a/#/b\"\n"
+    "    kafka: x\n"
+    "  - mqtt: \"c/#\"\n"
+    "    kafka: c\n"
+    "auth:\n"
+    "  password_file: nopw\n"
+    "mqtt:\n"
+    "  max_inflight: 0\n")
+
+
+@pytest.mark.parametrize("linger", ["soon", "5"])
+def test_every_error_of_one_run_sorted_by_line(tmp_path, linger):
+    """Loader errors (a TLS identity setting, bootstrap.servers under
+    properties, a topic filter, a number) do not hide the files and Kafka
+    properties the rest names; the producer is checked when librdkafka took
+    every property; all of it sorted by line. The start prints the same."""
+    cfg = tmp_path / "all.yaml"
+    cfg.write_text(ALL_ERRORS_YAML.replace("{linger}", linger))
+    expect = [
+        f"{cfg}:4:7: listeners[0].tls: {tmp_path / 'none.pem'}: No such file or directory",
+        f"{cfg}:6:33: listeners[0].tls.use_identity_as_username: needs require_client_cert: true",
+        f"{cfg}:10:16: kafka.properties.linger.ms: Invalid value for configuration property "
+        "\"queue.buffering.max.ms\"" if linger == "soon" else None,
+        f"{cfg}:11:24: kafka.properties.bootstrap.servers: set kafka.bootstrap_servers instead",
+        None if linger == "soon" else
+        f"{cfg}:12:11: kafka.properties.acks: kafka producer: `acks` must be set to `all` when "
+        "`enable.idempotence` is true",
+        f"{cfg}:14:11: topics[0].mqtt: invalid topic filter \"a/#/b\": '#' must be alone in the "
+        "last level",
+        f"{cfg}:19:3: auth: {tmp_path / 'nopw'}: cannot open: No such file or directory",
+        f"{cfg}:21:17: mqtt.max_inflight: expected an integer from 1 to 65535, got \"0\"",
+    ]
+    expect = "".join(l + "\n" for l in expect if l)
+    for args in (["--check", "-c", str(cfg)], ["-c", str(cfg)]):
+        r = run(*args)
+        assert (r.returncode, r.stdout, r.stderr) == (1, "", expect), args
+
+
+def test_runtime_errors_sorted_by_line(tmp_path):
+    """A configuration the loader takes: librdkafka's property error (line 8)
+    after the TLS file (line 4), though the properties are checked first."""
+    cfg = tmp_path / "rt.yaml"
+    cfg.write_text("listeners:\n"
+                   "  - listen: \"127.0.0.1:8883\"\n"
+                   "    tls:\n"
+                   "      cert: none.pem\n"
+                   "      key: none.key\n"
+                   "kafka:\n"
+                   "  bootstrap_servers: embedded\n"
+                   "  properties: {linger.ms: soon}\n"
+                   "topics:\n"
+                   "  - {mqtt: \"#\", kafka: x}\n")
+    r = run("--check", "-c", str(cfg))
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == (
+        f"{cfg}:4:7: listeners[0].tls: {tmp_path / 'none.pem'}: No such file or directory\n"
+        f"{cfg}:8:27: kafka.properties.linger.ms: Invalid value for configuration property "
+        "\"queue.buffering.max.ms\"\n")
