@@ -242,6 +242,8 @@ static char *on_metrics(void *ud, size_t *len) {
     memcpy(m->messages_received, st->messages_received, sizeof(m->messages_received));
     m->auth_failures = st->auth_failures;
     m->acl_denied = st->acl_denied;
+    m->wills_published = st->wills_published;
+    m->wills_lost = st->wills_lost;
     m->connections_refused[METRICS_REFUSED_CONNECT_TIMEOUT] = st->connect_timeouts;
     m->connections_refused[METRICS_REFUSED_PROTOCOL_ERROR] = st->refused_protocol_errors;
     m->connections_refused[METRICS_REFUSED_CONNECT_TOO_LONG] = st->refused_too_long;

@@ -259,3 +259,25 @@ def test_healthz_answers_while_the_start_waits_for_kafka(tmp_path):
     assert re.search(m2k.line("Terminated: stopping intake; waiting up to 10 s for 0 messages "
                               "in flight to Kafka", level="info"), d.log(mark), re.M), d.log(mark)
     assert not re.search(r"listening on 127\.0\.0\.1:\d+$", d.log(), re.M), d.log()
+
+
+def test_wills_published_and_lost_are_exported(daemon, mock_kafka):
+    """A will on a mapped topic is published, one on an unmapped topic (under
+    unmapped: disconnect) is lost: both counted in /metrics."""
+    d, mport = start(daemon)
+    for cid, topic in (("w-mapped", "test/will"), ("w-unmapped", "nowhere/will")):
+        raw = Raw(d.port)
+        raw.send(m2k.connect(cid, will=(topic, "gone", 0, False)))
+        raw.expect(b"\x20\x02\x00\x00")
+        mark = d.mark()
+        raw.close()  # no DISCONNECT: the will goes out
+        if topic == "test/will":
+            d.wait_log(m2k.line("closing: connection closed by the client", client=cid), since=mark)
+        else:
+            d.wait_log(m2k.line("will message not published: no rule matches (unmapped policy)",
+                                level="warn", client=cid), since=mark)
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 1)
+    assert [r.value for r in recs] == [b"gone"]
+    s = m2k.wait_until(lambda: (lambda s: s if s["mqtt2kafka_connections"] == 0 else None)(
+        scrape(mport)), 10, "no connections left")
+    assert (s["mqtt2kafka_wills_published_total"], s["mqtt2kafka_wills_lost_total"]) == (1, 1)
