@@ -192,7 +192,9 @@ const setting_t config_settings[] = {
      .type = SET_BOOL,
      CFG(headers),
      .def = true,
-     .doc = "add `mqtt.*` headers (topic, client id, QoS, ...) to every record"},
+     .doc = "add the headers `mqtt.topic`, `mqtt.client_id`, `mqtt.qos`, `mqtt.retain` (when "
+            "set) and `mqtt.username` (when known) to every record (see "
+            "[semantics.md](semantics.md#the-kafka-record))"},
 
     {.path = "mqtt", .type = SET_SECTION},
     {.path = "mqtt.max_packet_size",

@@ -1,6 +1,7 @@
 """mqtt2kafka's command line: --check (nginx -t style), --import-confluent,
 and startup refusing a bad configuration. Runs the real binary; no network."""
 import os
+import re
 import subprocess
 
 import pytest
@@ -353,3 +354,24 @@ def test_runtime_errors_sorted_by_line(tmp_path):
         f"{cfg}:4:7: listeners[0].tls: {tmp_path / 'none.pem'}: No such file or directory\n"
         f"{cfg}:8:27: kafka.properties.linger.ms: Invalid value for configuration property "
         "\"queue.buffering.max.ms\"\n")
+
+
+def test_man_page_names_every_section_and_setting_group():
+    """The man page's CONFIGURATION names every top-level section of the
+    settings table (auth and tls were missing once) and the Kafka headers."""
+    r = run("--settings-markdown")
+    assert r.returncode == 0
+    names = set()
+    for line in r.stdout.splitlines():
+        m = re.match(r"\| `([a-z_]+)(?:\[\])?[.`]", line)
+        if m:
+            names.add(m.group(1))
+    with open(os.path.join(SOURCE, "man", "mqtt2kafka.8")) as f:
+        man = f.read()
+    conf = man[man.index(".SH CONFIGURATION"):man.index(".SH SIGNALS")]
+    words = set(re.findall(r"[a-z_.]+", conf))
+    assert {"listeners", "kafka", "topics", "unmapped", "headers", "mqtt", "auth", "metrics",
+            "log"} <= names, names
+    assert names - {"shutdown_timeout_s"} <= words, names - words
+    assert {"tls", "password_file", "acl_file", "mqtt.topic", "mqtt.client_id", "mqtt.qos",
+            "mqtt.retain", "mqtt.username"} <= words
