@@ -470,6 +470,21 @@ static void on_fatal(void *ud, const char *errstr) {
         begin_shutdown(d, "fatal Kafka error");
 }
 
+/* kafka.embedded_port: a relay from the fixed port to the mock cluster's
+ * first broker (its ports are the kernel's choice). */
+static int embedded_relay(daemon_t *d, char *err, size_t errlen) {
+    const char *all = kafka_bootstrap_servers(d->k);
+    char first[64];
+    snprintf(first, sizeof(first), "%.*s", (int)strcspn(all, ","), all);
+    uint16_t port = (uint16_t)d->cfg->kafka_embedded_port;
+    if (server_forward(d->srv, "127.0.0.1", port, first, err, errlen) != 0)
+        return -1;
+    log_info("embedded Kafka: bootstrap also on 127.0.0.1:%u (relayed to %s); read with: kcat -b "
+             "127.0.0.1:%u -C -t <topic>",
+             (unsigned)port, first, (unsigned)port);
+    return 0;
+}
+
 /* The start's wait for Kafka metadata, in slices that let the loop serve the
  * metrics listener and signals in between; 0 once Kafka answered, -1 after
  * METADATA_WAIT_MS or when a signal began the shutdown. */
@@ -572,6 +587,12 @@ int daemon_run(const config_t *cfg) {
      * is not ready while the start waits for Kafka. */
     if (server_listen_metrics(d->srv, err, sizeof(err)) != 0) {
         log_error("%s", err);
+        server_stop(d->srv);
+        server_run(d->srv);
+        goto out;
+    }
+    if (cfg->kafka_embedded_port && embedded_relay(d, err, sizeof(err)) != 0) {
+        log_error("embedded Kafka: kafka.embedded_port %u: %s", cfg->kafka_embedded_port, err);
         server_stop(d->srv);
         server_run(d->srv);
         goto out;

@@ -105,7 +105,8 @@ typedef struct config {
     config_listener_t *listeners;
     size_t n_listeners;
 
-    char *bootstrap_servers; /* "embedded" or "host:port,..." */
+    char *bootstrap_servers;      /* "embedded" or "host:port,..." */
+    uint32_t kafka_embedded_port; /* embedded: a fixed bootstrap port on 127.0.0.1 (0: none) */
     /* Producer properties with our defaults (enable.idempotence=true,
      * acks=all, linger.ms=5) first, then the user's in file order; later
      * entries override earlier ones when applied in order. */

@@ -107,6 +107,12 @@ int server_listen(server_t *s, char *errbuf, size_t errlen);
  * bound already), so /healthz and /readyz answer while the start still waits
  * for Kafka; 0 or -1 with errbuf. */
 int server_listen_metrics(server_t *s, char *errbuf, size_t errlen);
+/* A TCP relay from host:port (IPv4) to target ("IPv4:port"), served by the
+ * loop until server_stop: the embedded Kafka's fixed bootstrap address
+ * (kafka.embedded_port). 0, or -1 with errbuf. */
+typedef struct server_forward server_forward_t;
+int server_forward(server_t *s, const char *host, uint16_t port, const char *target, char *errbuf,
+                   size_t errlen);
 /* The port listener i (cfg->listeners order) is bound to, also when the
  * system chose it (port 0); 0 when it is not listening. */
 uint16_t server_listener_port(const server_t *s, size_t i);

@@ -553,6 +553,10 @@ void cfg_parse_section(parse_ctx_t *c, const setting_t *s, yaml_node_t *n, const
 /* Fills in the defaults that depend on what the file said, after parsing. */
 static void apply_derived(parse_ctx_t *c) {
     config_t *cfg = c->cfg;
+    config_pos_t eport = c->seen[settings_find("kafka.embedded_port") - config_settings];
+    if (cfg->kafka_embedded_port && cfg->bootstrap_servers &&
+        strcmp(cfg->bootstrap_servers, "embedded") != 0)
+        cfg_err(c, eport, "kafka.embedded_port: only with bootstrap_servers: embedded");
     if (!cfg->listeners) {
         cfg->listeners = calloc(1, sizeof(*cfg->listeners));
         if (!cfg->listeners) {

@@ -302,6 +302,7 @@ void server_stop(server_t *s) {
     uv_close((uv_handle_t *)&s->periodic, NULL);
     if (s->have_metrics)
         uv_close((uv_handle_t *)&s->metrics.tcp, NULL);
+    forward_stop(s);
     uv_close((uv_handle_t *)&s->check, NULL);
     uv_close((uv_handle_t *)&s->idle, NULL);
     /* Signal watchers stay installed (unreferenced, so the loop can end): a
@@ -331,6 +332,7 @@ void server_free(server_t *s) {
     for (size_t i = 0; s->listeners && i < s->n_listener_slots; i++)
         transport_stack_free(&s->listeners[i].stack);
     free(s->listeners);
+    forward_free(s);
     free(s->rbuf);
     iplimit_free(s->iplimit);
     free(s);

@@ -375,3 +375,12 @@ def test_man_page_names_every_section_and_setting_group():
     assert names - {"shutdown_timeout_s"} <= words, names - words
     assert {"tls", "password_file", "acl_file", "mqtt.topic", "mqtt.client_id", "mqtt.qos",
             "mqtt.retain", "mqtt.username"} <= words
+
+
+def test_embedded_port_needs_the_embedded_cluster(tmp_path):
+    cfg = tmp_path / "ep.yaml"
+    cfg.write_text("kafka:\n  bootstrap_servers: k1:9092\n  embedded_port: 19092\n"
+                   "topics:\n  - {mqtt: \"#\", kafka: x}\n")
+    r = run("--check", "-c", str(cfg))
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1, "", f"{cfg}:3:18: kafka.embedded_port: only with bootstrap_servers: embedded\n")

@@ -234,8 +234,9 @@ static void test_errors_structure(void **state) {
                                     "kafka, topics, unmapped, headers, mqtt, auth, "
                                     "shutdown_timeout_s, metrics, log)\n");
     expect_errors(MIN "kafka: {}\n", "t.yaml:3:1: kafka: duplicate key (first at line 1)\n");
-    expect_errors(MIN "  extra: 1\n", "t.yaml:3:3: kafka.extra: unknown key (expected one of: "
-                                      "bootstrap_servers, properties, shutdown_timeout_s)\n");
+    expect_errors(MIN "  extra: 1\n",
+                  "t.yaml:3:3: kafka.extra: unknown key (expected one of: "
+                  "bootstrap_servers, properties, embedded_port, shutdown_timeout_s)\n");
     expect_errors(MIN "? [a]\n: 1\n", "t.yaml:3:3: : expected a key name, got a list\n");
     expect_errors(MIN "mqtt: 5\n", "t.yaml:3:7: mqtt: expected a mapping, got \"5\"\n");
     expect_errors(MIN "topics: {}\n", "t.yaml:3:9: topics: expected a list, got a mapping\n");
@@ -505,6 +506,7 @@ static void test_shipped_configs(void **state) {
     if (rc != 0)
         fail_msg("%s", errbuf);
     assert_string_equal(cfg->bootstrap_servers, "embedded");
+    assert_int_equal(cfg->kafka_embedded_port, 19092);
     assert_int_equal(cfg->n_rules, 3);
     assert_string_equal(cfg->rules[0].pattern, "sensors/+/temperature");
     assert_string_equal(cfg->rules[0].kafka, "temperature");
