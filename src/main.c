@@ -9,6 +9,7 @@
 #include "daemon.h"
 #include "util/log.h"
 #include "auth/passwd_tool.h"
+#include "route_tool.h"
 #include "runtime.h"
 #include "version.h"
 
@@ -19,6 +20,7 @@ static void usage(FILE *out) {
             "usage: mqtt2kafka [-c FILE] [-t|--check] [--import-confluent FILE] [-V|--version] "
             "[-h|--help]\n"
             "       mqtt2kafka passwd [-D] FILE USER\n"
+            "       mqtt2kafka route [-c FILE] TOPIC [--client-id ID] [--username USER]\n"
             "\n"
             "An MQTT 3.1.1 to Kafka proxy: acknowledges a QoS 1/2 PUBLISH only after\n"
             "Kafka has confirmed the record.\n"
@@ -36,7 +38,10 @@ static void usage(FILE *out) {
             "\n"
             "  passwd FILE USER     add USER to a Mosquitto-format password file or change\n"
             "                       its password (read from the terminal, or one line of stdin)\n"
-            "  passwd -D FILE USER  delete USER\n");
+            "  passwd -D FILE USER  delete USER\n"
+            "  route [-c FILE] TOPIC [--client-id ID] [--username USER]\n"
+            "                       a dry run: the rule, Kafka topic, key and headers a PUBLISH\n"
+            "                       on TOPIC gets, or why it would not reach Kafka (exit 3)\n");
 }
 
 /* An option with a value, written "-c FILE", "-c=FILE", "--config FILE" or
@@ -70,6 +75,8 @@ int main(int argc, char **argv) {
     int check = 0;
     if (argc >= 2 && strcmp(argv[1], "passwd") == 0)
         return passwd_tool_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "route") == 0)
+        return route_tool_main(argc - 1, argv + 1, CONFIG_DEFAULT_PATH);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
