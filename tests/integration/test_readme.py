@@ -107,8 +107,7 @@ class MakeRun:
         self.port = int(m.group(1))
 
     def log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
+        return m2k.Daemon.log(self)  # the same fields (log_path, _log)
 
     def substitute(self, cmd):
         cmd = cmd.replace("127.0.0.1:19092", f"127.0.0.1:{self.eport}")
@@ -120,15 +119,7 @@ class MakeRun:
         return cmd
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # Ctrl-C, as the README says
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        return self.proc.returncode
+        return m2k.Daemon.stop(self, signal.SIGINT)  # Ctrl-C, as the README says
 
 
 def test_readme_command_blocks(tmp_path):

@@ -38,6 +38,14 @@ def write(tmp_path, unmapped="disconnect", headers="true"):
     return cfg
 
 
+def headers(topic, client_id, user=None):
+    return (f"headers:  mqtt.topic={topic}\n"
+            f"          mqtt.client_id={client_id}\n"
+            "          mqtt.qos=<the PUBLISH's QoS: 0, 1 or 2>\n"
+            "          mqtt.retain=1 (only when the PUBLISH has RETAIN)\n"
+            + (f"          mqtt.username={user}\n" if user else ""))
+
+
 def route(*args):
     return subprocess.run([BIN, "route", *args], capture_output=True, text=True, timeout=30)
 
@@ -51,11 +59,7 @@ def test_filter_rule_with_a_capture_key(tmp_path):
         "client:   sensor-17, no user name\n"
         f"rule:     {cfg}:4:5: topics[0] mqtt: \"sensors/+/temperature\"\n"
         "kafka:    temperature\n"
-        "key:      17\n"
-        "headers:  mqtt.topic=sensors/17/temperature\n"
-        "          mqtt.client_id=sensor-17\n"
-        "          mqtt.qos=<the PUBLISH's QoS: 0, 1 or 2>\n"
-        "          mqtt.retain=1 (only when the PUBLISH has RETAIN)\n")
+        "key:      17\n" + headers("sensors/17/temperature", "sensor-17"))
 
 
 def test_regex_rule_without_key_and_without_headers(tmp_path):
@@ -80,12 +84,7 @@ def test_username_in_the_template_and_the_acl(tmp_path):
         "client:   c1, user alice\n"
         f"rule:     {cfg}:10:5: topics[2] mqtt: \"tenant/#\"\n"
         "kafka:    t-alice\n"
-        "key:      tenant/a/b\n"
-        "headers:  mqtt.topic=tenant/a/b\n"
-        "          mqtt.client_id=c1\n"
-        "          mqtt.qos=<the PUBLISH's QoS: 0, 1 or 2>\n"
-        "          mqtt.retain=1 (only when the PUBLISH has RETAIN)\n"
-        "          mqtt.username=alice\n")
+        "key:      tenant/a/b\n" + headers("tenant/a/b", "c1", "alice"))
     # Without the user the ACL refuses it (acl_deny: drop).
     r = route("-c", str(cfg), "tenant/a/b")
     assert (r.returncode, r.stderr) == (3, "")
@@ -101,11 +100,8 @@ def test_username_in_the_template_and_the_acl(tmp_path):
                        "disconnected"]),
     ("drop", 3, ["unmapped: no rule matches; unmapped: drop: acknowledged and not produced"]),
     ("{topic: lost}", 0, ["unmapped: no rule matches; unmapped: {topic: lost}",
-                          "kafka:    lost", "key:      sensors/x",
-                          "headers:  mqtt.topic=sensors/x",
-                          "          mqtt.client_id=route-dry-run",
-                          "          mqtt.qos=<the PUBLISH's QoS: 0, 1 or 2>",
-                          "          mqtt.retain=1 (only when the PUBLISH has RETAIN)"]),
+                          "kafka:    lost", "key:      sensors/x"]
+     + headers("sensors/x", "route-dry-run").splitlines()),
 ])
 def test_unmapped(tmp_path, unmapped, rc, lines):
     cfg = write(tmp_path, unmapped=unmapped)
