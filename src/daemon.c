@@ -447,7 +447,9 @@ static void on_tick(void *ud) {
 static void on_signal(void *ud, int signum) {
     daemon_t *d = ud;
     if (signum == SIGHUP) {
-        if (d->stopping)
+        if (d->waiting_kafka)
+            log_warn("SIGHUP while the start waits for Kafka: ignored (reload once started)");
+        else if (d->stopping)
             log_warn("SIGHUP during shutdown: ignored");
         else
             daemon_reload(d);

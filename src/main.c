@@ -129,10 +129,9 @@ int main(int argc, char **argv) {
             if (runtime_prepare(NULL, partial, RUNTIME_CHECK, &prep, errbuf + len,
                                 ERRBUF_SIZE - len) == 0)
                 runtime_abort(prep);
-            else
-                runtime_sort_errors(errbuf, path);
             config_free(partial);
         }
+        runtime_sort_errors(errbuf, path);
         fputs(errbuf, stderr);
         goto out;
     }

@@ -384,3 +384,16 @@ def test_embedded_port_needs_the_embedded_cluster(tmp_path):
     r = run("--check", "-c", str(cfg))
     assert (r.returncode, r.stdout, r.stderr) == (
         1, "", f"{cfg}:3:18: kafka.embedded_port: only with bootstrap_servers: embedded\n")
+
+
+def test_loader_errors_sorted_too(tmp_path):
+    """A missing required key is found after the file is read (at 1:1): it
+    still comes first."""
+    cfg = tmp_path / "p1.yaml"
+    cfg.write_text("topics:\n  - {mqtt: \"#\", kafka: x}\nmqtt: {max_inflight: 0}\n")
+    r = run("--check", "-c", str(cfg))
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == (
+        f"{cfg}:1:1: kafka.bootstrap_servers: missing (\"host:port,...\", or \"embedded\" for the "
+        "in-process test cluster)\n"
+        f"{cfg}:3:22: mqtt.max_inflight: expected an integer from 1 to 65535, got \"0\"\n")

@@ -5,6 +5,7 @@ known load (raw clients: messages per QoS, protocol errors, refusals),
 Scrapes use curl, as an operator would. Every wait is bounded."""
 import os
 import re
+import signal
 import shutil
 import subprocess
 
@@ -252,6 +253,11 @@ def test_healthz_answers_while_the_start_waits_for_kafka(tmp_path):
         assert [l for l in d.log().splitlines() if "Connection refused" in l] == \
             [l for l in d.log().splitlines() if refused in l], d.log()
         assert "[FAIL]" not in d.log(), d.log()
+        # A reload must wait for the start (the listeners are not bound yet).
+        mark = d.mark()
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log(m2k.line("SIGHUP while the start waits for Kafka: ignored (reload once "
+                            "started)", level="warn"), since=mark)
         mark = d.mark()
     finally:
         rc = d.stop()
