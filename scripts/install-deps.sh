@@ -1,17 +1,20 @@
 #!/bin/sh
 # Install the Debian packages a make target needs, only those that are missing.
-# Usage: scripts/install-deps.sh build|test|all
+# Usage: scripts/install-deps.sh build|run|test|all
+#   run: build, plus the clients the README demo uses (mosquitto_pub, kcat)
 # Uses sudo when not root. Idempotent: installs nothing when all are present.
 set -eu
 
 build_pkgs="build-essential cmake pkg-config libuv1-dev librdkafka-dev libyaml-dev libcjson-dev libssl-dev libhttp-parser-dev gzip"
+run_pkgs="mosquitto-clients kcat"
 test_pkgs="libcmocka-dev clang-format python3 python3-pytest python3-yaml python3-paho-mqtt python3-confluent-kafka mosquitto mosquitto-clients kcat curl openssl procps dpkg-dev openjdk-17-jre-headless maven prometheus"
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;
+run) want="$build_pkgs $run_pkgs" ;;
 test | all) want="$build_pkgs $test_pkgs" ;;
 *)
-    echo "usage: $0 build|test|all" >&2
+    echo "usage: $0 build|run|test|all" >&2
     exit 2
     ;;
 esac
