@@ -125,6 +125,8 @@ typedef struct {
     uint64_t auth_failures;       /* CONNACK 4 (bad credentials) and 5 (anonymous refused) */
     uint64_t acl_denied;          /* PUBLISHes and will topics the ACL refused */
     uint64_t output_limit_closed; /* connections cut at mqtt.max_output_buffer */
+    uint64_t wills_published;     /* will messages handed to the producer */
+    uint64_t wills_lost;          /* will messages that could not be (unmapped, queue full) */
 
     /* traffic */
     uint64_t packets_received[METRICS_PACKET_TYPES];

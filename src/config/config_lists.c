@@ -151,7 +151,15 @@ void cfg_parse_properties(parse_ctx_t *c, const setting_t *s, yaml_node_t *n, co
                     k, cfg_describe(v, d, sizeof(d)));
             continue;
         }
-        cfg_add_property(c, k, (const char *)v->data.scalar.value, cfg_pos_of(v));
+        const char *value = (const char *)v->data.scalar.value;
+        if (cfg_property_is_file(k, value)) {
+            char *path = cfg_resolve_path(c, value);
+            if (path)
+                cfg_add_property(c, k, path, cfg_pos_of(v));
+            free(path);
+            continue;
+        }
+        cfg_add_property(c, k, value, cfg_pos_of(v));
     }
 }
 

@@ -162,6 +162,20 @@ const setting_t config_settings[] = {
             "goes to the partition Confluent MQTT Proxy and Java producers choose (librdkafka's "
             "own default, `consistent_random`, hashes with CRC32 and would move keys); keyless "
             "records spread at random."},
+    {.path = "kafka.embedded_port",
+     .type = SET_UINT,
+     .flags = SETTING_RESTART,
+     CFG(kafka_embedded_port),
+     .min = 0,
+     .max = 65535,
+     .def = 0,
+     .restart_note = "the relay keeps its port",
+     .doc_default = "0 (none)",
+     .doc = "with `bootstrap_servers: embedded` only: a fixed bootstrap address "
+            "`127.0.0.1:PORT` for Kafka clients such as kcat. librdkafka 2.0.2's mock brokers "
+            "listen on ports the kernel picks, so this is a relay to the first of them: a "
+            "client bootstraps through it and then connects to the brokers the metadata names. "
+            "The demo configuration sets 19092."},
     {.path = "kafka.shutdown_timeout_s", .type = SET_ALIAS, .alias = "shutdown_timeout_s"},
 
     {.path = "topics",
@@ -219,7 +233,9 @@ const setting_t config_settings[] = {
      .type = SET_BOOL,
      CFG(headers),
      .def = true,
-     .doc = "add `mqtt.*` headers (topic, client id, QoS, ...) to every record"},
+     .doc = "add the headers `mqtt.topic`, `mqtt.client_id`, `mqtt.qos`, `mqtt.retain` (when "
+            "set) and `mqtt.username` (when known) to every record (see "
+            "[semantics.md](semantics.md#the-kafka-record))"},
 
     {.path = "mqtt", .type = SET_SECTION},
     {.path = "mqtt.max_packet_size",

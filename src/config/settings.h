@@ -126,6 +126,11 @@ void cfg_err(parse_ctx_t *c, config_pos_t pos, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void cfg_oom(parse_ctx_t *c);
 char *cfg_strdup(parse_ctx_t *c, const char *s);
+/* A file name as the daemon opens it: a relative one is taken from the
+ * configuration file's directory (a copy, NULL when out of memory). */
+char *cfg_resolve_path(parse_ctx_t *c, const char *name);
+/* Whether a Kafka property names a file (ssl.key.location, ...). */
+bool cfg_property_is_file(const char *name, const char *value);
 int cfg_get_string(parse_ctx_t *c, const yaml_node_t *n, const char *where, const char **out);
 bool cfg_expect(parse_ctx_t *c, const yaml_node_t *n, yaml_node_type_t t, const char *where);
 /* A "host:port" value: 0 with a malloc'd host, or -1 after reporting. */

@@ -353,6 +353,12 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     counter(w, "mqtt2kafka_output_limit_closed_total",
             "Connections cut at mqtt.max_output_buffer (the client does not read).",
             m->output_limit_closed);
+    counter(w, "mqtt2kafka_wills_published_total",
+            "Will messages produced to Kafka (a connection ended without DISCONNECT).",
+            m->wills_published);
+    counter(w, "mqtt2kafka_wills_lost_total",
+            "Will messages that could not be produced (unmapped, producer queue full).",
+            m->wills_lost);
 
     packets(w, "mqtt2kafka_packets_received_total", "MQTT packets received, by type.",
             m->packets_received);

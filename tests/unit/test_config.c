@@ -234,8 +234,9 @@ static void test_errors_structure(void **state) {
                                     "kafka, topics, unmapped, headers, mqtt, auth, "
                                     "shutdown_timeout_s, metrics, log)\n");
     expect_errors(MIN "kafka: {}\n", "t.yaml:3:1: kafka: duplicate key (first at line 1)\n");
-    expect_errors(MIN "  extra: 1\n", "t.yaml:3:3: kafka.extra: unknown key (expected one of: "
-                                      "bootstrap_servers, properties, shutdown_timeout_s)\n");
+    expect_errors(MIN "  extra: 1\n",
+                  "t.yaml:3:3: kafka.extra: unknown key (expected one of: "
+                  "bootstrap_servers, properties, embedded_port, shutdown_timeout_s)\n");
     expect_errors(MIN "? [a]\n: 1\n", "t.yaml:3:3: : expected a key name, got a list\n");
     expect_errors(MIN "mqtt: 5\n", "t.yaml:3:7: mqtt: expected a mapping, got \"5\"\n");
     expect_errors(MIN "topics: {}\n", "t.yaml:3:9: topics: expected a list, got a mapping\n");
@@ -506,6 +507,7 @@ static void test_shipped_configs(void **state) {
     if (rc != 0)
         fail_msg("%s", errbuf);
     assert_string_equal(cfg->bootstrap_servers, "embedded");
+    assert_int_equal(cfg->kafka_embedded_port, 19092);
     assert_int_equal(cfg->n_rules, 3);
     assert_string_equal(cfg->rules[0].pattern, "sensors/+/temperature");
     assert_string_equal(cfg->rules[0].kafka, "temperature");
@@ -526,6 +528,55 @@ static void test_shipped_configs(void **state) {
     config_free(cfg);
 }
 
+static const char *property(const config_t *cfg, const char *name) {
+    for (size_t i = 0; i < cfg->n_kafka_properties; i++)
+        if (strcmp(cfg->kafka_properties[i].name, name) == 0)
+            return cfg->kafka_properties[i].value;
+    return NULL;
+}
+
+/* File names are taken from the configuration file's directory, not the
+ * working directory; absolute names and non-file properties stay as written. */
+static void test_relative_paths_follow_the_config_file(void **state) {
+    (void)state;
+    static const char yaml[] = "listeners:\n"
+                               "  - listen: \"127.0.0.1:8883\"\n"
+                               "    tls: {cert: certs/srv.pem, key: /abs/srv.key, ca: ../ca.pem}\n"
+                               "kafka:\n"
+                               "  bootstrap_servers: embedded\n"
+                               "  properties:\n"
+                               "    ssl.key.location: kafka.key\n"
+                               "    ssl.ca.location: probe\n"
+                               "    ssl.certificate.location: /etc/kafka.pem\n"
+                               "    client.id: relative/not/a/file\n"
+                               "auth: {password_file: pw, acl_file: acl/rules}\n";
+    config_t *cfg = NULL;
+    if (config_load_string(yaml, strlen(yaml), "/etc/m2k/mqtt2kafka.yaml", &cfg, errbuf,
+                           sizeof(errbuf)) != 0)
+        fail_msg("unexpected errors:\n%s", errbuf);
+    assert_string_equal(cfg->listeners[0].tls.cert, "/etc/m2k/certs/srv.pem");
+    assert_string_equal(cfg->listeners[0].tls.key, "/abs/srv.key");
+    assert_string_equal(cfg->listeners[0].tls.ca, "/etc/m2k/../ca.pem");
+    assert_string_equal(cfg->auth.password_file, "/etc/m2k/pw");
+    assert_string_equal(cfg->auth.acl_file, "/etc/m2k/acl/rules");
+    assert_string_equal(property(cfg, "ssl.key.location"), "/etc/m2k/kafka.key");
+    assert_string_equal(property(cfg, "ssl.ca.location"), "probe");
+    assert_string_equal(property(cfg, "ssl.certificate.location"), "/etc/kafka.pem");
+    assert_string_equal(property(cfg, "client.id"), "relative/not/a/file");
+    config_free(cfg);
+    /* A configuration in the working directory: the names as written. */
+    if (config_load_string(yaml, strlen(yaml), "m.yaml", &cfg, errbuf, sizeof(errbuf)) != 0)
+        fail_msg("unexpected errors:\n%s", errbuf);
+    assert_string_equal(cfg->auth.password_file, "pw");
+    assert_string_equal(cfg->listeners[0].tls.cert, "certs/srv.pem");
+    config_free(cfg);
+    /* A relative configuration path keeps its directory relative. */
+    if (config_load_string(yaml, strlen(yaml), "conf/m.yaml", &cfg, errbuf, sizeof(errbuf)) != 0)
+        fail_msg("unexpected errors:\n%s", errbuf);
+    assert_string_equal(cfg->auth.password_file, "conf/pw");
+    config_free(cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_minimal_defaults),
@@ -542,6 +593,7 @@ int main(void) {
         cmocka_unit_test(test_errbuf_truncation),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_shipped_configs),
+        cmocka_unit_test(test_relative_paths_follow_the_config_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
