@@ -231,6 +231,7 @@ static char *on_metrics(void *ud, size_t *len) {
     m->connections_refused[METRICS_REFUSED_PER_IP_LIMIT] = sv->refused_per_ip;
     m->connections_refused[METRICS_REFUSED_PER_IP_RATE] = sv->refused_rate_per_ip;
     m->connections_refused[METRICS_REFUSED_TLS_HANDSHAKE] = sv->tls_handshake_failures;
+    m->connections_refused[METRICS_REFUSED_WS_UPGRADE] = sv->ws_upgrade_failures;
     m->output_limit_closed = sv->refused_output_limit;
     m->bytes_received = sv->bytes_in;
     m->bytes_sent = sv->bytes_out;

@@ -30,12 +30,25 @@ typedef struct {
     config_pos_t pos;              /* the tls: mapping */
 } config_tls_t;
 
+/* MQTT over WebSocket on one listener (enabled when it has a websocket:
+ * mapping; with tls: too, wss). */
+#define CONFIG_WS_DEFAULT_PATH "/mqtt"
+typedef struct {
+    bool enabled;
+    char *path;     /* the request path the upgrade must name; "/mqtt" by default */
+    char **origins; /* allowed Origin values, "scheme://host[:port]"; none: any */
+    size_t n_origins;
+    uint32_t max_message; /* a frame's or message's payload bound: mqtt.max_packet_size */
+    config_pos_t pos;     /* the websocket: mapping */
+} config_ws_t;
+
 typedef struct {
     char *listen; /* as written: "0.0.0.0:1883", "[::]:1883" */
     char *host;   /* "0.0.0.0", "::" (brackets removed) */
     uint16_t port;
     config_pos_t pos;
     config_tls_t tls;
+    config_ws_t websocket;
 } config_listener_t;
 
 typedef struct {

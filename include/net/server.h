@@ -1,6 +1,6 @@
 /* The network side (libuv and OpenSSL's libssl are used in net/ only): one
  * loop, listeners, accept admission, connections with their read and write
- * buffers, transports (plain TCP, TLS; see src/net/transport.h),
+ * buffers, transports (plain TCP, TLS, WebSocket; see src/net/transport.h),
  * backpressure, timers, signals and the close lifecycle.
  *
  * What the bytes mean is a protocol's business. The server serves two, each
@@ -94,6 +94,7 @@ typedef struct {
     uint64_t refused_rate_per_ip;    /* connect_rate_per_ip */
     uint64_t refused_output_limit;   /* connections cut at max_output_buffer */
     uint64_t tls_handshake_failures; /* handshake errors and timeouts */
+    uint64_t ws_upgrade_failures;    /* WebSocket upgrades refused or timed out */
 } server_stats_t;
 
 /* Creates the loop, timers and signal watchers (no listening yet). Returns 0

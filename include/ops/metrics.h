@@ -34,6 +34,7 @@ typedef enum {
     METRICS_REFUSED_PER_IP_RATE,         /* mqtt.connect_rate_per_ip */
     METRICS_REFUSED_TLS_HANDSHAKE,       /* TLS handshake failed or timed out */
     METRICS_REFUSED_CONNECT_TOO_LONG,    /* user name or will over its mqtt.max_* cap */
+    METRICS_REFUSED_WS_UPGRADE,          /* WebSocket upgrade refused or timed out */
     METRICS_REFUSED__COUNT
 } metrics_refused_t;
 

@@ -601,6 +601,9 @@ static void apply_derived(parse_ctx_t *c) {
                 "mqtt.max_packet_size: %u is above Kafka's message.max.bytes (%lu); lower it or "
                 "raise kafka.properties.message.max.bytes",
                 cfg->mqtt.max_packet_size, mmb);
+    /* A WebSocket frame or message carries at most one packet's worth. */
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        cfg->listeners[i].websocket.max_message = cfg->mqtt.max_packet_size;
 }
 
 /* The defaults the settings table gives, before parsing. */
@@ -752,6 +755,10 @@ void config_free(config_t *cfg) {
         free(cfg->listeners[i].tls.cert);
         free(cfg->listeners[i].tls.key);
         free(cfg->listeners[i].tls.ca);
+        free(cfg->listeners[i].websocket.path);
+        for (size_t j = 0; j < cfg->listeners[i].websocket.n_origins; j++)
+            free(cfg->listeners[i].websocket.origins[j]);
+        free(cfg->listeners[i].websocket.origins);
     }
     free(cfg->listeners);
     free(cfg->bootstrap_servers);

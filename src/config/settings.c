@@ -107,6 +107,33 @@ const setting_t config_settings[] = {
      .words = tls_versions,
      .def = CONFIG_TLS_1_2,
      .doc = "oldest TLS version accepted"},
+    {.path = "listeners[].websocket",
+     .type = SET_SECTION,
+     .flags = SETTING_RESTART | SETTING_POS,
+     LISTENER(websocket.enabled),
+     .pos_off = offsetof(config_listener_t, websocket.pos),
+     .check = cfg_check_websocket,
+     .doc_default = "none (MQTT over TCP)",
+     .doc = "makes this listener MQTT over WebSocket (RFC 6455, subprotocol `mqtt` or "
+            "`mqttv3.1`); with `tls` too, wss. See [operations](operations.md#websocket)"},
+    {.path = "listeners[].websocket.path",
+     .type = SET_STRING,
+     .flags = SETTING_RESTART,
+     LISTENER(websocket.path),
+     .expected = "a path such as \"/mqtt\"",
+     .doc_default = "`/mqtt`",
+     .doc_allowed = "`/...`",
+     .doc = "the request path of the upgrade; another path is answered 404"},
+    {.path = "listeners[].websocket.origins",
+     .type = SET_STRINGS,
+     .flags = SETTING_RESTART,
+     LISTENER(websocket.origins),
+     .count_off = offsetof(config_listener_t, websocket.n_origins),
+     .parse = cfg_parse_origins,
+     .doc_default = "none (any)",
+     .doc_allowed = "list of `scheme://host[:port]`",
+     .doc = "the `Origin` values a browser may connect from, compared exactly; another is "
+            "answered 403. A request without `Origin` (not a browser) is let through"},
 
     {.path = "kafka", .type = SET_SECTION},
     {.path = "kafka.bootstrap_servers",
@@ -504,6 +531,16 @@ static bool differs(const setting_t *s, const void *a, const void *b) {
         const config_property_t *pb = *(config_property_t *const *)fb;
         for (size_t i = 0; i < n; i++)
             if (strcmp(pa[i].name, pb[i].name) != 0 || strcmp(pa[i].value, pb[i].value) != 0)
+                return true;
+        return false;
+    }
+    case SET_STRINGS: {
+        size_t n = *(const size_t *)((const char *)a + s->count_off);
+        if (n != *(const size_t *)((const char *)b + s->count_off))
+            return true;
+        char *const *sa = *(char **const *)fa, *const *sb = *(char **const *)fb;
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(sa[i], sb[i]) != 0)
                 return true;
         return false;
     }

@@ -25,9 +25,9 @@ static const char *const latency_le[METRICS_LATENCY_BUCKETS] = {
     "0.1",    "0.25",  "0.5",    "1",     "2.5",  "5",     "10"};
 
 static const char *const refused_names[METRICS_REFUSED__COUNT] = {
-    "max_connections",     "connect_timeout",    "protocol_error",  "protocol_version",
-    "identifier_rejected", "server_unavailable", "not_authorized",  "max_connections_per_ip",
-    "connect_rate_per_ip", "tls_handshake",      "connect_too_long"};
+    "max_connections",     "connect_timeout",    "protocol_error",   "protocol_version",
+    "identifier_rejected", "server_unavailable", "not_authorized",   "max_connections_per_ip",
+    "connect_rate_per_ip", "tls_handshake",      "connect_too_long", "websocket_upgrade"};
 
 static const char *const unmapped_names[METRICS_UNMAPPED__COUNT] = {"disconnect", "drop", "topic"};
 

@@ -43,7 +43,7 @@ EXPECTED_FILES = {
 # Every runtime library the daemon may link, by Debian 12 package.
 ALLOWED_DEPENDS = {
     "adduser", "libc6", "libuv1", "librdkafka1", "libyaml-0-2", "libcjson1", "libssl3",
-    "libhttp-parser2.9",
+    "libhttp-parser2.9", "libwslay1",
 }
 
 

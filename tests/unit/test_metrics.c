@@ -55,6 +55,7 @@ static const char expected_small[] =
     "mqtt2kafka_connections_refused_total{reason=\"connect_rate_per_ip\"} 7\n"
     "mqtt2kafka_connections_refused_total{reason=\"tls_handshake\"} 0\n"
     "mqtt2kafka_connections_refused_total{reason=\"connect_too_long\"} 0\n"
+    "mqtt2kafka_connections_refused_total{reason=\"websocket_upgrade\"} 0\n"
     "# HELP mqtt2kafka_auth_failures_total CONNECTs refused by authentication (bad credentials, "
     "or anonymous not allowed).\n"
     "# TYPE mqtt2kafka_auth_failures_total counter\n"
