@@ -1,17 +1,20 @@
 #!/bin/sh
 # Install the Debian packages a make target needs, only those that are missing.
-# Usage: scripts/install-deps.sh build|test|all
+# Usage: scripts/install-deps.sh build|test|e2e|all
 # Uses sudo when not root. Idempotent: installs nothing when all are present.
 set -eu
 
 build_pkgs="build-essential cmake pkg-config libuv1-dev librdkafka-dev libyaml-dev libcjson-dev libssl-dev libhttp-parser-dev gzip"
 test_pkgs="libcmocka-dev clang-format python3 python3-pytest python3-yaml python3-paho-mqtt python3-confluent-kafka mosquitto mosquitto-clients kcat curl openssl procps dpkg-dev openjdk-17-jre-headless maven"
+# make test-e2e: the CQL driver of the query, a JDK to build our sink connector (tests/e2e/sink).
+e2e_pkgs="python3-cassandra openjdk-17-jdk-headless"
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;
-test | all) want="$build_pkgs $test_pkgs" ;;
+test) want="$build_pkgs $test_pkgs" ;;
+e2e | all) want="$build_pkgs $test_pkgs $e2e_pkgs" ;;
 *)
-    echo "usage: $0 build|test|all" >&2
+    echo "usage: $0 build|test|e2e|all" >&2
     exit 2
     ;;
 esac
