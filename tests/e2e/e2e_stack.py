@@ -10,6 +10,7 @@ test's tmp dir), every wait is bounded, close() ends what start() began.
 
     python3 tests/e2e/e2e_stack.py fetch     # jars and the connector into the cache
 """
+import ctypes
 import fcntl
 import hashlib
 import os
@@ -116,15 +117,21 @@ def _log_tail(path, n=40):
         return ""
 
 
-class _Proc:
-    """One JVM in its own process group, its output in `log_path`."""
+def _die_with_parent():
+    # PR_SET_PDEATHSIG: a test runner killed before its cleanup leaves no JVM behind.
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)
 
-    def __init__(self, name, cmd, log_path, env=None):
+
+class _Proc:
+    """One JVM in its own process group, its output in `log_path`; killed if the process
+    that started it dies."""
+
+    def __init__(self, name, cmd, log_path):
         self.name, self.log_path = name, log_path
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
-                                         env=env)
+                                         preexec_fn=_die_with_parent)
 
     def check(self):
         rc = self.proc.poll()
