@@ -1,13 +1,16 @@
 #!/bin/sh
 # Install the Debian packages a make target needs, only those that are missing,
 # and for the tests MQTT.js's browser bundle (below).
-# Usage: scripts/install-deps.sh build|run|test|all
+# Usage: scripts/install-deps.sh build|run|test|e2e|all
 #   run: build, plus the clients the README demo uses (mosquitto_pub, kcat)
+#   e2e: test, plus what make test-e2e needs
 # Uses sudo when not root. Idempotent: installs nothing when all are present.
 set -eu
 
 build_pkgs="build-essential cmake pkg-config libuv1-dev librdkafka-dev libyaml-dev libcjson-dev libssl-dev libhttp-parser-dev libwslay-dev gzip"
 run_pkgs="mosquitto-clients kcat"
+# make test-e2e: the CQL driver of the query, a JDK to build our sink connector (tests/e2e/sink).
+e2e_pkgs="python3-cassandra openjdk-17-jdk-headless"
 test_pkgs="libcmocka-dev clang-format python3 python3-pytest python3-yaml python3-paho-mqtt python3-confluent-kafka mosquitto mosquitto-clients kcat curl openssl procps dpkg-dev openjdk-17-jre-headless maven prometheus chromium"
 
 # The MQTT.js release whose browser bundle (dist/mqtt.min.js) the browser
@@ -19,9 +22,10 @@ mqttjs_dir="${M2K_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mqtt2kafka}/mqttjs-
 case "${1:-build}" in
 build) want="$build_pkgs" ;;
 run) want="$build_pkgs $run_pkgs" ;;
-test | all) want="$build_pkgs $test_pkgs" ;;
+test) want="$build_pkgs $test_pkgs" ;;
+e2e | all) want="$build_pkgs $test_pkgs $e2e_pkgs" ;;
 *)
-    echo "usage: $0 build|run|test|all" >&2
+    echo "usage: $0 build|run|test|e2e|all" >&2
     exit 2
     ;;
 esac
