@@ -16,9 +16,10 @@ config|yaml.h|util config map kafka
 auth|openssl/crypto.h openssl/evp.h openssl/rand.h|util auth mqtt config
 ops|cjson/ http_parser.h|util ops config net
 net|uv.h openssl/ssl.h openssl/err.h openssl/x509v3.h openssl/x509.h|util net auth config
+spool||util spool
 '
 third_party='uv.h uv/ librdkafka/ yaml.h cjson/ http_parser.h openssl/'
-ours='util mqtt map kafka config auth ops net'
+ours='util mqtt map kafka config auth ops net spool'
 
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT

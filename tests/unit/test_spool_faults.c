@@ -1,0 +1,253 @@
+/* The spool's failure paths: a full disk (RLIMIT_FSIZE), a failing
+ * fdatasync, an unusable directory, and SIGKILL at seeded random points
+ * with the unsynced tail damaged as a power loss would. */
+#include "spool_fixture.h"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+
+/* In a child (RLIMIT_FSIZE is per process): the file stops growing with
+ * EFBIG; nothing partial stays, the synced records are intact, and appends
+ * work again once the limit is raised. Returns the failed check's line. */
+static int fsize_child(void) {
+    signal(SIGXFSZ, SIG_IGN);
+    spool_t *sp = open_spool(0, 0);
+    spool_record_t r;
+    uint64_t seq, synced;
+    make_record(1, 1000, &r);
+    size_t frame = SPOOL_FRAME_HEADER_SIZE + spool_body_size(&r);
+    struct rlimit rl = {SPOOL_SEG_HEADER_SIZE + 3 * frame + frame / 2, RLIM_INFINITY};
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+        return __LINE__;
+    for (int i = 0; i < 3; i++)
+        if (spool_append(sp, &r, &seq) != 0)
+            return __LINE__;
+    if (spool_append(sp, &r, &seq) != SPOOL_FULL)
+        return __LINE__;
+    char p[256];
+    seg_path(p, sizeof p, 1);
+    if (file_size(p) != (off_t)(SPOOL_SEG_HEADER_SIZE + 3 * frame))
+        return __LINE__;
+    if (spool_sync(sp, &synced) != 0 || synced != 3)
+        return __LINE__;
+    rl.rlim_cur = RLIM_INFINITY;
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+        return __LINE__;
+    if (spool_append(sp, &r, &seq) != 0 || seq != 4 || spool_sync(sp, &synced) != 0)
+        return __LINE__;
+    for (uint64_t s = 1; s <= 4; s++) {
+        spool_record_t got;
+        if (spool_peek(sp, &got, &seq) != 0 || seq != s || got.value_len != r.value_len)
+            return __LINE__;
+        spool_next(sp);
+    }
+    spool_close(sp);
+    return 0;
+}
+
+static void test_full_disk_rlimit_fsize(void **state) {
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(fsize_child());
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0)
+        fail_msg("check at test_spool.c:%d failed in the child", WEXITSTATUS(status));
+    assert_non_null(strstr(log_text(), "cannot write: File too large"));
+}
+
+static int failing_datasync(int fd) {
+    (void)fd;
+    errno = EIO;
+    return -1;
+}
+
+static void test_failed_sync_rolls_back(void **state) {
+    (void)state;
+    spool_t *sp = open_spool(0, 1024);
+    uint64_t synced;
+    append_n(sp, 1, 3, 300);
+    assert_int_equal(spool_sync(sp, &synced), 0);
+    spool_stats_t before;
+    spool_stats(sp, &before);
+    int segs = count_files(".seg");
+    /* A group across a roll, then the sync fails (EIO): all of it goes. */
+    append_n(sp, 4, 10, 300);
+    assert_true(count_files(".seg") > segs);
+    sp->datasync = failing_datasync;
+    assert_int_equal(spool_sync(sp, &synced), SPOOL_FULL);
+    sp->datasync = fdatasync;
+    spool_stats_t after;
+    spool_stats(sp, &after);
+    assert_int_equal(after.bytes, before.bytes);
+    assert_int_equal(after.next_seq, 4);
+    assert_int_equal(after.synced_seq, 3);
+    assert_int_equal(count_files(".seg"), segs);
+    read_expect(sp, 1, 3, 300);
+    /* Usable again: the group is appended anew. */
+    append_n(sp, 4, 10, 300);
+    assert_int_equal(spool_sync(sp, &synced), 0);
+    assert_int_equal(synced, 13);
+    read_expect(sp, 4, 13, 300);
+    spool_close(sp);
+    assert_non_null(strstr(log_text(), "fdatasync failed: Input/output error"));
+    sp = open_spool(0, 1024);
+    read_expect(sp, 1, 13, 300);
+    spool_stats(sp, &after);
+    assert_int_equal(after.corrupt_skipped + after.truncations, 0);
+    spool_close(sp);
+}
+
+static void test_unusable_dir(void **state) {
+    (void)state;
+    char p[256], err[256];
+    spool_t *sp;
+    path_of(p, sizeof p, "file");
+    put_file(p, (const uint8_t *)"x", 1);
+    spool_options_t o = {.dir = p};
+    assert_int_equal(spool_open(&o, &sp, err, sizeof err), SPOOL_EIO);
+    char want[600];
+    snprintf(want, sizeof want, "%s: cannot open the spool directory: Not a directory", p);
+    assert_string_equal(err, want);
+    path_of(p, sizeof p, "file/sub");
+    assert_int_equal(spool_open(&o, &sp, err, sizeof err), SPOOL_EIO);
+    snprintf(want, sizeof want, "%s: cannot create the spool directory: Not a directory", p);
+    assert_string_equal(err, want);
+    /* A missing directory is created; a second user of it is refused. */
+    path_of(p, sizeof p, "new");
+    spool_t *a = NULL;
+    assert_int_equal(spool_open(&o, &a, err, sizeof err), 0);
+    assert_int_equal(spool_open(&o, &sp, err, sizeof err), SPOOL_EIO);
+    snprintf(want, sizeof want,
+             "%s: the spool directory is in use: Resource temporarily unavailable", p);
+    assert_string_equal(err, want);
+    spool_close(a);
+}
+
+/* ---- crash consistency: SIGKILL at seeded random points ---- */
+
+#define CRASH_MAX_VALUE 20000
+#define CRASH_ROUNDS 40
+
+/* Appends groups of records numbered by seq and reports after each sync
+ * (synced seq, newest segment, its size) through the pipe until it is killed. */
+static void crash_child(int wfd, unsigned seed) {
+    spool_t *sp = open_spool(0, 1024 * 1024);
+    spool_stats_t st;
+    spool_stats(sp, &st);
+    uint64_t next = st.next_seq;
+    for (;;) {
+        int n = 1 + rand_r(&seed) % 20;
+        for (int i = 0; i < n; i++) {
+            spool_record_t r;
+            uint64_t seq;
+            make_record(next, CRASH_MAX_VALUE, &r);
+            if (spool_append(sp, &r, &seq) != 0 || seq != next)
+                _exit(2);
+            next++;
+        }
+        uint64_t rep[3];
+        if (spool_sync(sp, &rep[0]) != 0)
+            _exit(3);
+        rep[1] = sp->segs[sp->nsegs - 1].base;
+        rep[2] = sp->segs[sp->nsegs - 1].size;
+        if (write(wfd, rep, sizeof rep) != (ssize_t)sizeof rep)
+            _exit(4);
+    }
+}
+
+/* What a power loss may leave of what was not synced: a prefix of it, or a
+ * prefix followed by zeros (the size was updated, the data was not). */
+static void damage_unsynced(const uint64_t rep[3], unsigned *seed) {
+    char p[256];
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char newest[64] = "";
+    while ((e = readdir(d)) != NULL)
+        if (strstr(e->d_name, ".seg") && strcmp(e->d_name, newest) > 0)
+            snprintf(newest, sizeof newest, "%.40s", e->d_name);
+    closedir(d);
+    seg_path(p, sizeof p, rep[1]);
+    if (strcmp(newest, p + strlen(dir) + 1) != 0)
+        return; /* rolled since: left as the kill left it */
+    off_t cur = file_size(p);
+    if (cur <= (off_t)rep[2] || rand_r(seed) % 3 == 0)
+        return;
+    off_t keep = (off_t)rep[2] + (off_t)(rand_r(seed) % (unsigned)(cur - (off_t)rep[2]));
+    assert_int_equal(truncate(p, keep), 0);
+    if (rand_r(seed) % 2)
+        assert_int_equal(truncate(p, keep + 1 + rand_r(seed) % 5000), 0);
+}
+
+static void test_crash_sigkill_random_points(void **state) {
+    (void)state;
+    unsigned seed = 20261206;
+    uint64_t confirmed = 0, torn = 0, records = 0;
+    for (int round = 0; round < CRASH_ROUNDS; round++) {
+        int pfd[2];
+        assert_int_equal(pipe(pfd), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(pfd[0]);
+            crash_child(pfd[1], seed + (unsigned)round);
+        }
+        close(pfd[1]);
+        /* Wait for the first report, then kill it at a random point. */
+        uint64_t rep[3], v[3];
+        assert_int_equal(read(pfd[0], rep, sizeof rep), (ssize_t)sizeof rep);
+        struct timespec ts = {0, (long)(rand_r(&seed) % 20000) * 1000};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status));
+        while (read(pfd[0], v, sizeof v) == (ssize_t)sizeof v)
+            memcpy(rep, v, sizeof v);
+        close(pfd[0]);
+        uint64_t reported = rep[0];
+        damage_unsynced(rep, &seed);
+
+        /* Every record reported synced is there, in order, and intact;
+         * anything after it that survived is intact too. */
+        spool_t *sp = open_spool(0, 1024 * 1024);
+        spool_stats_t st;
+        spool_stats(sp, &st);
+        assert_int_equal(st.corrupt_skipped, 0);
+        assert_true(st.next_seq > reported);
+        torn += st.truncations;
+        records = st.next_seq - 1;
+        spool_record_t rec;
+        uint64_t seq, want = confirmed + 1;
+        while (spool_peek(sp, &rec, &seq) == 0) {
+            assert_int_equal(seq, want);
+            assert_int_equal(check_record(&rec, seq, CRASH_MAX_VALUE), 0);
+            spool_next(sp);
+            want++;
+        }
+        assert_true(want - 1 >= reported);
+        /* Confirm a random part of it, as Kafka would. */
+        uint64_t upto = confirmed + (uint64_t)rand_r(&seed) % (want - confirmed);
+        assert_int_equal(spool_confirm(sp, upto), 0);
+        if (upto > confirmed)
+            confirmed = upto;
+        spool_close(sp);
+    }
+    print_message("%d kills, %llu torn tails truncated, %llu records appended\n", CRASH_ROUNDS,
+                  (unsigned long long)torn, (unsigned long long)records);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_full_disk_rlimit_fsize, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_sync_rolls_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unusable_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_sigkill_random_points, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
