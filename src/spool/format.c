@@ -95,7 +95,7 @@ bool spool_checkpoint_decode(const uint8_t *buf, size_t len, uint64_t *confirmed
         get32(buf + 4) != FORMAT_VERSION || get32(buf + 16) != spool_crc32c(0, buf, 16))
         return false;
     *confirmed = get64(buf + 8);
-    return true;
+    return *confirmed <= SPOOL_SEQ_MAX;
 }
 
 /* A nullable blob's length on disk. */
@@ -249,7 +249,7 @@ spool_frame_result_t spool_frame_check(const uint8_t *buf, size_t len, uint64_t 
     if (spool_crc32c(0, buf + 8, 12 + (size_t)body_len) != get32(buf + 4))
         return SPOOL_FRAME_BAD;
     uint64_t s = get64(buf + 12);
-    if (s < min_seq)
+    if (s < min_seq || s > SPOOL_SEQ_MAX)
         return SPOOL_FRAME_BAD;
     *frame_len = SPOOL_FRAME_HEADER_SIZE + (size_t)body_len;
     *seq = s;

@@ -25,6 +25,9 @@
 #define SPOOL_FRAME_HEADER_SIZE 20
 #define SPOOL_CHECKPOINT_SIZE 24
 #define SPOOL_NULL_LEN 0xFFFFFFFFu
+/* Sequence numbers, segment names and the checkpoint above this are corrupt
+ * (so next_seq never wraps): 2^62, a million years at 100k records/s. */
+#define SPOOL_SEQ_MAX (UINT64_C(1) << 62)
 
 /* CRC32C (Castagnoli, as iSCSI, RFC 3720): crc32c_update(0, buf, len). */
 uint32_t spool_crc32c(uint32_t crc, const void *buf, size_t len);

@@ -384,7 +384,7 @@ static bool parse_seg_name(const char *name, uint64_t *base) {
         v = v * 10 + d;
     }
     *base = v;
-    return v > 0;
+    return v > 0 && v <= SPOOL_SEQ_MAX;
 }
 
 /* Moves a file the spool cannot read out of its way (kept for a human). */
@@ -478,15 +478,19 @@ static int recover_newest(spool_t *sp, uint64_t *highest) {
     int fd = openat(sp->dirfd, name, O_RDWR | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    uint8_t *buf = malloc(s->size ? s->size : 1);
-    if (!buf || read_all(fd, buf, s->size, 0) != (ssize_t)s->size) {
+    /* A segment holds at most segment_bytes, or one record past it. */
+    uint64_t cap =
+        sp->segment_bytes + SPOOL_SEG_HEADER_SIZE + SPOOL_FRAME_HEADER_SIZE + SPOOL_BODY_MAX;
+    size_t len = (size_t)(s->size < cap ? s->size : cap);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf || read_all(fd, buf, len, 0) != (ssize_t)len) {
         int err = buf ? errno : ENOMEM;
         free(buf);
         close(fd);
         errno = err;
         return -1;
     }
-    size_t off = SPOOL_SEG_HEADER_SIZE, len = (size_t)s->size;
+    size_t off = SPOOL_SEG_HEADER_SIZE;
     uint64_t min_seq = s->base, high = 0;
     const char *tail_why = NULL;
     while (off < len) {
@@ -510,10 +514,12 @@ static int recover_newest(spool_t *sp, uint64_t *highest) {
         tail_why = r == SPOOL_FRAME_SHORT ? "incomplete record" : "corrupt record";
         break;
     }
+    if (!tail_why && len < s->size)
+        tail_why = "past the segment bound";
     int rc = 0;
     if (tail_why) {
-        log_warn("spool: %s/%s: torn tail at offset %zu (%s, %zu bytes): truncated", sp->dir, name,
-                 off, tail_why, len - off);
+        log_warn("spool: %s/%s: torn tail at offset %zu (%s, %" PRIu64 " bytes): truncated",
+                 sp->dir, name, off, tail_why, s->size - off);
         sp->truncations++;
         if (ftruncate(fd, (off_t)off) != 0)
             rc = -1;

@@ -77,6 +77,19 @@ static void test_frame_exact_bytes(void **state) {
     for (size_t i = 0; i < body; i++)
         assert_int_equal(spool_body_decode(out + 20, i, &d, &hv, &hcap), -1);
     free(hv);
+    /* Sequence numbers above 2^62 are corrupt (next_seq never wraps), and so is
+     * a checkpoint that names one. */
+    spool_frame_encode(out, &r, body, SPOOL_SEQ_MAX + 1);
+    assert_int_equal(spool_frame_check(out, 20 + body, 0, &flen, &seq), SPOOL_FRAME_BAD);
+    spool_frame_encode(out, &r, body, SPOOL_SEQ_MAX);
+    assert_int_equal(spool_frame_check(out, 20 + body, 0, &flen, &seq), SPOOL_FRAME_OK);
+    uint8_t ck[SPOOL_CHECKPOINT_SIZE];
+    uint64_t confirmed;
+    spool_checkpoint_encode(ck, SPOOL_SEQ_MAX);
+    assert_true(spool_checkpoint_decode(ck, sizeof ck, &confirmed));
+    assert_int_equal(confirmed, SPOOL_SEQ_MAX);
+    spool_checkpoint_encode(ck, SPOOL_SEQ_MAX + 1);
+    assert_false(spool_checkpoint_decode(ck, sizeof ck, &confirmed));
     /* Field bounds. */
     r.topic_len = 0;
     assert_int_equal(spool_body_size(&r), 0);
@@ -333,6 +346,11 @@ static void test_garbage_files(void **state) {
     put_file(p, junk, 5);
     path_of(p, sizeof p, "notes.txt");
     put_file(p, (const uint8_t *)"x", 1);
+    /* Names past 2^62 (and past 2^64) are not segments. */
+    path_of(p, sizeof p, "09223372036854775807.seg");
+    put_file(p, junk, 100);
+    path_of(p, sizeof p, "99999999999999999999.seg");
+    put_file(p, junk, 100);
     seg_path(p, sizeof p, 2);
     assert_int_equal(mkdir(p, 0700), 0);
     path_of(p, sizeof p, "checkpoint");
@@ -359,6 +377,8 @@ static void test_garbage_files(void **state) {
                                 "aside as 00000000000000000003.seg.corrupt"));
     assert_non_null(strstr(log, "00000000000000000002.seg: not a regular file"));
     assert_non_null(strstr(log, "notes.txt: not a spool file: ignored"));
+    assert_non_null(strstr(log, "09223372036854775807.seg: not a spool file: ignored"));
+    assert_non_null(strstr(log, "99999999999999999999.seg: not a spool file: ignored"));
     assert_non_null(strstr(log, "checkpoint: corrupt checkpoint: ignored"));
     assert_non_null(strstr(log, "00000000000000000010.seg: torn tail at offset 16"));
     assert_int_equal(count_files(".corrupt"), 2);
