@@ -87,13 +87,15 @@ int spool_open(const spool_options_t *opts, spool_t **out, char *errbuf, size_t 
 void spool_close(spool_t *sp);
 
 /* Appends one record to the newest segment (rolling to a new one at
- * segment_bytes) and gives its sequence number. Not durable until
- * spool_sync returns 0. On SPOOL_FULL (max_bytes, or the disk full) nothing of
- * this record is left in the file and the records appended before it are
- * untouched; a later append may succeed once space returns. */
+ * segment_bytes) and gives its sequence number. The record is buffered (the
+ * buffer is written out when it passes 1 MiB, at a roll and by spool_sync);
+ * it is not durable until spool_sync returns 0. On SPOOL_FULL (max_bytes, or the disk full) nothing
+ * of this record is left in the file and the records appended before it are untouched; a later
+ * append may succeed once space returns. */
 int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out);
-/* Makes everything appended since the last sync durable (fdatasync of the
- * segments written, fsync of the directory when a segment was created) and
+/* Makes everything appended since the last sync durable (writes the buffer,
+ * fdatasync of the segments written, fsync of the directory when a segment
+ * was created) and
  * gives the highest durable sequence number. On failure every record appended
  * since the last successful sync is removed from the files (they were never
  * durable: do not ack them; append them again) and SPOOL_FULL or SPOOL_EIO is

@@ -126,6 +126,7 @@ static int seg_remove(spool_t *sp, size_t i) {
 /* Puts the files back to the last sync: segments created since are deleted,
  * the one the sync ended in is truncated to where it ended. */
 static int rollback(spool_t *sp) {
+    sp->wlen = 0; /* the buffered records go too */
     bool deleted = false;
     int rc = 0;
     while (sp->nsegs > sp->sync_nsegs) {
@@ -171,6 +172,34 @@ static int wbuf_reserve(spool_t *sp, size_t n) {
     return 0;
 }
 
+/* Writes the buffered records to the newest segment. On failure nothing of
+ * them stays in the file (they stay buffered) and errno is the write's. */
+static int flush(spool_t *sp) {
+    if (sp->wlen == 0)
+        return 0;
+    spool_segment_t *s = &sp->segs[sp->nsegs - 1];
+    uint64_t off = s->size - sp->wlen;
+    if (write_all(s->fd, sp->wbuf, sp->wlen, off) == 0) {
+        sp->wlen = 0;
+        return 0;
+    }
+    int err = errno;
+    char name[SPOOL_SEG_NAME_LEN + 1];
+    spool_seg_name(name, s->base);
+    log_ratelimited(&sp->rl_write, LOG_WARN, "spool: %s/%s: cannot write: %s", sp->dir, name,
+                    strerror(err));
+    /* A partial frame would read as a torn tail: cut it off. */
+    if (ftruncate(s->fd, (off_t)off) != 0) {
+        log_error("spool: %s/%s: cannot truncate a failed write: %s", sp->dir, name,
+                  strerror(errno));
+        sp->group_lost = true;
+        sp->lost_code = io_code(err);
+        rollback(sp);
+    }
+    errno = err;
+    return -1;
+}
+
 int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out) {
     if (sp->broken && rollback(sp) != 0)
         return SPOOL_EIO;
@@ -184,54 +213,39 @@ int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out) {
     size_t add = frame + (roll ? SPOOL_SEG_HEADER_SIZE : 0);
     if (sp->max_bytes && sp->seg_bytes + SPOOL_CHECKPOINT_SIZE + add > sp->max_bytes)
         return SPOOL_FULL;
-    if (wbuf_reserve(sp, add) != 0)
+    /* Records are buffered and written once per sync, at a roll, or when the
+     * buffer passes SPOOL_WBUF_FLUSH: one pwrite for many small records. */
+    if (sp->wlen > 0 && (roll || sp->wlen + add > SPOOL_WBUF_FLUSH) && flush(sp) != 0)
+        return io_code(errno);
+    if (sp->group_lost)
+        return sp->lost_code;
+    if (wbuf_reserve(sp, sp->wlen + add) != 0)
         return SPOOL_ENOMEM;
-    uint8_t *p = sp->wbuf;
     if (roll) {
-        spool_seg_header_encode(p, sp->next_seq);
-        p += SPOOL_SEG_HEADER_SIZE;
-    }
-    spool_frame_encode(p, rec, body, sp->next_seq);
-
-    char name[SPOOL_SEG_NAME_LEN + 1];
-    if (roll) {
+        char name[SPOOL_SEG_NAME_LEN + 1];
         spool_seg_name(name, sp->next_seq);
         /* O_TRUNC: a file of this name can only be one a failed rollback left. */
         int fd = openat(sp->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-        if (fd < 0 || write_all(fd, sp->wbuf, add, 0) != 0) {
+        if (fd < 0) {
             int err = errno;
-            if (fd >= 0) {
-                close(fd);
-                unlinkat(sp->dirfd, name, 0);
-            }
-            log_ratelimited(&sp->rl_write, LOG_WARN, "spool: %s/%s: cannot write: %s", sp->dir,
+            log_ratelimited(&sp->rl_write, LOG_WARN, "spool: %s/%s: cannot create: %s", sp->dir,
                             name, strerror(err));
             return io_code(err);
         }
-        if (segs_push(sp, sp->next_seq, add, fd) != 0) {
+        if (segs_push(sp, sp->next_seq, 0, fd) != 0) {
             close(fd);
             unlinkat(sp->dirfd, name, 0);
             return SPOOL_ENOMEM;
         }
         sp->need_dir_sync = true;
-    } else if (write_all(last->fd, sp->wbuf, add, last->size) != 0) {
-        int err = errno;
-        spool_seg_name(name, last->base);
-        log_ratelimited(&sp->rl_write, LOG_WARN, "spool: %s/%s: cannot write: %s", sp->dir, name,
-                        strerror(err));
-        /* Nothing of this record may stay: a partial frame would read as a torn tail. */
-        if (ftruncate(last->fd, (off_t)last->size) != 0) {
-            log_error("spool: %s/%s: cannot truncate a failed write: %s", sp->dir, name,
-                      strerror(errno));
-            sp->group_lost = true;
-            sp->lost_code = io_code(err);
-            rollback(sp);
-        }
-        return io_code(err);
-    } else {
-        last->size += add;
-        sp->seg_bytes += add;
+        last = &sp->segs[sp->nsegs - 1];
+        spool_seg_header_encode(sp->wbuf + sp->wlen, sp->next_seq);
+        sp->wlen += SPOOL_SEG_HEADER_SIZE;
     }
+    spool_frame_encode(sp->wbuf + sp->wlen, rec, body, sp->next_seq);
+    sp->wlen += frame;
+    last->size += add;
+    sp->seg_bytes += add;
     sp->dirty = true;
     if (seq_out)
         *seq_out = sp->next_seq;
@@ -247,6 +261,13 @@ int spool_sync(spool_t *sp, uint64_t *synced_seq_out) {
         return sp->lost_code;
     }
     if (sp->dirty) {
+        if (flush(sp) != 0) {
+            int err = errno;
+            if (!sp->group_lost)
+                rollback(sp);
+            sp->group_lost = false;
+            return io_code(err);
+        }
         size_t first = sp->sync_nsegs ? sp->sync_nsegs - 1 : 0;
         for (size_t i = first; i < sp->nsegs; i++) {
             if (sp->segs[i].fd >= 0 && sp->datasync(sp->segs[i].fd) != 0) {

@@ -15,6 +15,8 @@
 #define SPOOL_SEG_NAME_LEN 24
 #define SPOOL_CHECKPOINT_NAME "checkpoint"
 #define SPOOL_CHECKPOINT_TMP "checkpoint.tmp"
+/* Buffered appends are written out when they pass this. */
+#define SPOOL_WBUF_FLUSH (1024 * 1024)
 
 typedef struct {
     uint64_t base; /* the sequence number of its first record (its name) */
@@ -69,8 +71,10 @@ struct spool {
     /* fdatasync(2); a seam for the tests of a failing sync. */
     int (*datasync)(int fd);
 
+    /* Records appended and not yet written: the last wlen bytes of the newest
+     * segment (whose size counts them). */
     uint8_t *wbuf;
-    size_t wcap;
+    size_t wlen, wcap;
 
     uint64_t corrupt_skipped, truncations;
     /* Corruption the reader finds was logged and counted already when it is

@@ -24,22 +24,45 @@ static int fsize_child(void) {
     for (int i = 0; i < 3; i++)
         if (spool_append(sp, &r, &seq) != 0)
             return __LINE__;
-    if (spool_append(sp, &r, &seq) != SPOOL_FULL)
+    if (spool_sync(sp, &synced) != 0 || synced != 3)
         return __LINE__;
     char p[256];
     seg_path(p, sizeof p, 1);
     if (file_size(p) != (off_t)(SPOOL_SEG_HEADER_SIZE + 3 * frame))
         return __LINE__;
-    if (spool_sync(sp, &synced) != 0 || synced != 3)
+    /* The fourth is buffered; its write at the sync fails half way. */
+    if (spool_append(sp, &r, &seq) != 0 || seq != 4)
+        return __LINE__;
+    if (spool_sync(sp, &synced) != SPOOL_FULL)
+        return __LINE__;
+    if (file_size(p) != (off_t)(SPOOL_SEG_HEADER_SIZE + 3 * frame))
+        return __LINE__;
+    spool_stats_t st;
+    spool_stats(sp, &st);
+    if (st.next_seq != 4 || st.synced_seq != 3 ||
+        st.bytes != SPOOL_CHECKPOINT_SIZE + SPOOL_SEG_HEADER_SIZE + 3 * frame)
+        return __LINE__;
+    /* A record that fills the write buffer: the append that must write it
+     * out first fails, alone; the one before it stays buffered. */
+    static uint8_t big[600 * 1024];
+    spool_record_t b = {.topic = "t", .topic_len = 1, .value = big, .value_len = sizeof big};
+    if (spool_append(sp, &b, &seq) != 0 || seq != 4)
+        return __LINE__;
+    if (spool_append(sp, &b, &seq) != SPOOL_FULL)
+        return __LINE__;
+    if (file_size(p) != (off_t)(SPOOL_SEG_HEADER_SIZE + 3 * frame))
         return __LINE__;
     rl.rlim_cur = RLIM_INFINITY;
     if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
         return __LINE__;
-    if (spool_append(sp, &r, &seq) != 0 || seq != 4 || spool_sync(sp, &synced) != 0)
+    if (spool_sync(sp, &synced) != 0 || synced != 4)
         return __LINE__;
-    for (uint64_t s = 1; s <= 4; s++) {
+    if (spool_append(sp, &r, &seq) != 0 || seq != 5 || spool_sync(sp, &synced) != 0)
+        return __LINE__;
+    for (uint64_t s = 1; s <= 5; s++) {
         spool_record_t got;
-        if (spool_peek(sp, &got, &seq) != 0 || seq != s || got.value_len != r.value_len)
+        if (spool_peek(sp, &got, &seq) != 0 || seq != s ||
+            got.value_len != (s == 4 ? sizeof big : r.value_len))
             return __LINE__;
         spool_next(sp);
     }
@@ -57,7 +80,7 @@ static void test_full_disk_rlimit_fsize(void **state) {
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     if (WEXITSTATUS(status) != 0)
-        fail_msg("check at test_spool.c:%d failed in the child", WEXITSTATUS(status));
+        fail_msg("check at test_spool_faults.c:%d failed in the child", WEXITSTATUS(status));
     assert_non_null(strstr(log_text(), "cannot write: File too large"));
 }
 
