@@ -180,17 +180,34 @@ static void append_n(spool_t *sp, uint64_t first, uint64_t n, size_t max_value) 
     }
 }
 
-/* Reads every record; asserts they are first..last in order. */
-static void read_expect(spool_t *sp, uint64_t first, uint64_t last, size_t max_value) {
+/* Reads every record; asserts they are first..last in order, without `skip`
+ * (0: none), and then nothing. */
+static void read_expect_skip(spool_t *sp, uint64_t first, uint64_t last, uint64_t skip,
+                             size_t max_value) {
     spool_record_t rec;
     uint64_t seq;
     for (uint64_t s = first; s <= last; s++) {
+        if (s == skip)
+            continue;
         assert_int_equal(spool_peek(sp, &rec, &seq), 0);
         assert_int_equal(seq, s);
         assert_int_equal(check_record(&rec, s, max_value), 0);
         spool_next(sp);
     }
     assert_int_equal(spool_peek(sp, &rec, &seq), SPOOL_EMPTY);
+}
+
+static void read_expect(spool_t *sp, uint64_t first, uint64_t last, size_t max_value) {
+    read_expect_skip(sp, first, last, 0, max_value);
+}
+
+/* Appends first..first+n-1, syncs, reads them back. */
+static void append_sync_read(spool_t *sp, uint64_t first, uint64_t n, size_t max_value) {
+    uint64_t synced;
+    append_n(sp, first, n, max_value);
+    assert_int_equal(spool_sync(sp, &synced), 0);
+    assert_int_equal(synced, first + n - 1);
+    read_expect(sp, first, first + n - 1, max_value);
 }
 
 static uint8_t *slurp(const char *p, size_t *len) {
