@@ -450,7 +450,8 @@ static int scan_dir(spool_t *sp) {
     closedir(d);
     if (rc != 0)
         return rc;
-    qsort(sp->segs, sp->nsegs, sizeof *sp->segs, cmp_seg);
+    if (sp->nsegs > 1)
+        qsort(sp->segs, sp->nsegs, sizeof *sp->segs, cmp_seg);
     for (size_t i = 0; i < sp->nsegs;) {
         char name[SPOOL_SEG_NAME_LEN + 1];
         spool_seg_name(name, sp->segs[i].base);
