@@ -114,7 +114,11 @@ void spool_rewind(spool_t *sp);
  * (cumulative: the caller passes the highest seq with no undelivered record
  * before it; it must have been read). Writes the checkpoint atomically (temp
  * file, fsync, rename, fsync of the directory) and deletes fully drained
- * segments. Returns 0, SPOOL_EINVAL or SPOOL_EIO. */
+ * segments. Returns 0, SPOOL_EINVAL, or SPOOL_FULL / SPOOL_EIO when the
+ * checkpoint could not be written: the confirmation still counts, drained
+ * older segments are still deleted (so a full disk gets space back), and the
+ * next call writes the checkpoint again; until then a restart hands out the
+ * records since the last checkpoint again (at least once). */
 int spool_confirm(spool_t *sp, uint64_t seq);
 
 void spool_stats(spool_t *sp, spool_stats_t *out);

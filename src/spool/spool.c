@@ -326,38 +326,48 @@ static int checkpoint_write(spool_t *sp, uint64_t confirmed) {
 }
 
 int spool_confirm(spool_t *sp, uint64_t seq) {
-    if (seq <= sp->confirmed)
-        return 0;
-    if (seq > sp->r_last)
-        return SPOOL_EINVAL;
-    int rc = checkpoint_write(sp, seq);
-    if (rc != 0)
-        return rc;
-    sp->confirmed = seq;
-    while (sp->tsq_len > 0 && sp->tsq[sp->tsq_head].seq <= seq) {
-        sp->tsq_head = (sp->tsq_head + 1) % sp->tsq_cap;
-        sp->tsq_len--;
+    if (seq > sp->confirmed) {
+        if (seq > sp->r_last)
+            return SPOOL_EINVAL;
+        sp->confirmed = seq;
+        while (sp->tsq_len > 0 && sp->tsq[sp->tsq_head].seq <= seq) {
+            sp->tsq_head = (sp->tsq_head + 1) % sp->tsq_cap;
+            sp->tsq_len--;
+        }
+    }
+    /* On a full disk the checkpoint may not be writable: drained sealed
+     * segments are deleted all the same (recovery takes every record before
+     * the oldest segment as confirmed), which is how space comes back. */
+    int rc = 0;
+    if (sp->ckpt_seq != sp->confirmed) {
+        rc = checkpoint_write(sp, sp->confirmed);
+        if (rc == 0)
+            sp->ckpt_seq = sp->confirmed;
     }
     /* A sealed segment is drained when the next one starts after the
      * confirmed record; the newest when everything appended is confirmed and
-     * synced (the next append starts a new one). */
+     * synced and the checkpoint says so (it then carries the sequence
+     * numbers on; the next append starts a new segment). */
     size_t n = 0;
     while (n < sp->nsegs && n < sp->r_seg + 1) {
         bool sealed = n + 1 < sp->nsegs;
-        if (sealed ? sp->segs[n + 1].base - 1 > seq
-                   : (seq + 1 < sp->next_seq || sp->dirty || sp->nsegs != sp->sync_nsegs))
+        if (sealed ? sp->segs[n + 1].base - 1 > sp->confirmed
+                   : (rc != 0 || sp->confirmed + 1 < sp->next_seq || sp->dirty ||
+                      sp->nsegs != sp->sync_nsegs))
             break;
         n++;
     }
     if (n == 0)
-        return 0;
+        return rc;
     spool_reader_dropped(sp, n);
     for (size_t i = 0; i < n; i++)
         seg_remove(sp, 0);
     sp->sync_nsegs -= n;
     if (sp->sync_nsegs == 0)
         sp->sync_off = 0;
-    return sync_dir(sp) == 0 ? 0 : SPOOL_EIO;
+    if (sync_dir(sp) != 0 && rc == 0)
+        rc = SPOOL_EIO;
+    return rc;
 }
 
 void spool_stats(spool_t *sp, spool_stats_t *out) {
@@ -650,6 +660,7 @@ int spool_open(const spool_options_t *opts, spool_t **out, char *errbuf, size_t 
     }
     uint64_t oldest = sp->nsegs ? sp->segs[0].base : next;
     sp->confirmed = have_ckpt && ckpt + 1 >= oldest ? ckpt : oldest - 1;
+    sp->ckpt_seq = sp->confirmed;
     if (next < sp->confirmed + 1)
         next = sp->confirmed + 1;
     sp->next_seq = next;

@@ -50,6 +50,7 @@ struct spool {
     int lost_code;
 
     uint64_t confirmed;
+    uint64_t ckpt_seq; /* what the checkpoint file holds (or need not hold) */
 
     /* The reader: rbuf holds bytes [r_base, r_base + rlen) of segs[r_seg]. */
     size_t r_seg;
