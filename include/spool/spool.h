@@ -121,6 +121,8 @@ void spool_rewind(spool_t *sp);
  * records since the last checkpoint again (at least once). */
 int spool_confirm(spool_t *sp, uint64_t seq);
 
+/* The figures for metrics. When no read record awaits confirmation, the
+ * oldest timestamp comes from spool_peek (which may read from disk). */
 void spool_stats(spool_t *sp, spool_stats_t *out);
 const char *spool_strerror(int code);
 
