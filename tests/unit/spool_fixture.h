@@ -201,13 +201,33 @@ static void read_expect(spool_t *sp, uint64_t first, uint64_t last, size_t max_v
     read_expect_skip(sp, first, last, 0, max_value);
 }
 
-/* Appends first..first+n-1, syncs, reads them back. */
-static void append_sync_read(spool_t *sp, uint64_t first, uint64_t n, size_t max_value) {
+/* Appends first..first+n-1 and syncs them. */
+static void append_sync(spool_t *sp, uint64_t first, uint64_t n, size_t max_value) {
     uint64_t synced;
     append_n(sp, first, n, max_value);
     assert_int_equal(spool_sync(sp, &synced), 0);
     assert_int_equal(synced, first + n - 1);
+}
+
+/* The same, then reads them back. */
+static void append_sync_read(spool_t *sp, uint64_t first, uint64_t n, size_t max_value) {
+    append_sync(sp, first, n, max_value);
     read_expect(sp, first, first + n - 1, max_value);
+}
+
+/* What the spool's bytes should be: its segment files plus the checkpoint. */
+static uint64_t dir_bytes(void) {
+    uint64_t n = SPOOL_CHECKPOINT_SIZE;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[512];
+    while ((e = readdir(d)) != NULL)
+        if (strstr(e->d_name, ".seg") && !strstr(e->d_name, ".corrupt")) {
+            snprintf(p, sizeof p, "%s/%.40s", dir, e->d_name);
+            n += (uint64_t)file_size(p);
+        }
+    closedir(d);
+    return n;
 }
 
 static uint8_t *slurp(const char *p, size_t *len) {

@@ -133,10 +133,9 @@ static void test_round_trip_rolls_and_reopen(void **state) {
 static void test_checkpoint_and_deletion(void **state) {
     (void)state;
     spool_t *sp = open_spool(0, 2048);
-    uint64_t synced, seq;
+    uint64_t seq;
     spool_record_t rec;
-    append_n(sp, 1, 100, 400);
-    assert_int_equal(spool_sync(sp, &synced), 0);
+    append_sync(sp, 1, 100, 400);
     int segs = count_files(".seg");
     assert_true(segs > 5);
     /* Confirming what was not read is refused. */
@@ -160,16 +159,7 @@ static void test_checkpoint_and_deletion(void **state) {
     path_of(p, sizeof p, "checkpoint");
     assert_int_equal(file_size(p), SPOOL_CHECKPOINT_SIZE);
     /* The bytes are the files' sizes. */
-    uint64_t on_disk = SPOOL_CHECKPOINT_SIZE;
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (strstr(e->d_name, ".seg")) {
-            path_of(p, sizeof p, e->d_name);
-            on_disk += (uint64_t)file_size(p);
-        }
-    closedir(d);
-    assert_int_equal(st.bytes, on_disk);
+    assert_int_equal(st.bytes, dir_bytes());
     spool_close(sp);
 
     /* Reopen: the reader starts after the checkpoint. */
@@ -193,13 +183,10 @@ static void test_checkpoint_and_deletion(void **state) {
 /* Writes 5 records in one segment; returns the offset of the last one. */
 static off_t five_records(char *seg, size_t n) {
     spool_t *sp = open_spool(0, 0);
-    uint64_t synced;
-    append_n(sp, 1, 4, 300);
-    assert_int_equal(spool_sync(sp, &synced), 0);
+    append_sync(sp, 1, 4, 300);
     seg_path(seg, n, 1);
     off_t last = file_size(seg);
-    append_n(sp, 5, 1, 300);
-    assert_int_equal(spool_sync(sp, &synced), 0);
+    append_sync(sp, 5, 1, 300);
     spool_close(sp);
     return last;
 }
@@ -270,9 +257,7 @@ static void test_flipped_byte_sealed_segment(void **state) {
     (void)state;
     /* Small segments: the corrupt record is in a sealed one, found by the reader. */
     spool_t *sp = open_spool(0, 1024);
-    uint64_t synced;
-    append_n(sp, 1, 40, 300);
-    assert_int_equal(spool_sync(sp, &synced), 0);
+    append_sync(sp, 1, 40, 300);
     spool_close(sp);
     char seg[256];
     seg_path(seg, sizeof seg, 1);
