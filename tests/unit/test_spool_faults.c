@@ -240,36 +240,57 @@ static void test_unusable_dir(void **state) {
 #define CRASH_MAX_VALUE 20000
 #define CRASH_ROUNDS 40
 
-/* Appends groups of records numbered by seq and reports after each sync
- * (synced seq, newest segment, its size) through the pipe until it is killed. */
+/* One report through the pipe: the synced seq, the newest segment and its
+ * size (0, 0 when there is none), the confirmed seq. */
+static void crash_report(int wfd, spool_t *sp) {
+    spool_stats_t st;
+    spool_stats(sp, &st);
+    uint64_t rep[4] = {st.synced_seq, 0, 0, st.confirmed_seq};
+    if (sp->nsegs > 0) {
+        rep[1] = sp->segs[sp->nsegs - 1].base;
+        rep[2] = sp->segs[sp->nsegs - 1].size;
+    }
+    if (write(wfd, rep, sizeof rep) != (ssize_t)sizeof rep)
+        _exit(4);
+}
+
+/* Appends groups of records numbered by seq and syncs them; every other
+ * group, drains a few and confirms them (checkpoint, deletions); reports
+ * after each sync and confirm until it is killed. */
 static void crash_child(int wfd, unsigned seed) {
     spool_t *sp = open_spool(0, 1024 * 1024);
     spool_stats_t st;
     spool_stats(sp, &st);
-    uint64_t next = st.next_seq;
+    uint64_t next = st.next_seq, synced, seq;
     for (;;) {
         int n = 1 + rand_r(&seed) % 20;
         for (int i = 0; i < n; i++) {
             spool_record_t r;
-            uint64_t seq;
             make_record(next, CRASH_MAX_VALUE, &r);
             if (spool_append(sp, &r, &seq) != 0 || seq != next)
                 _exit(2);
             next++;
         }
-        uint64_t rep[3];
-        if (spool_sync(sp, &rep[0]) != 0)
+        if (spool_sync(sp, &synced) != 0)
             _exit(3);
-        rep[1] = sp->segs[sp->nsegs - 1].base;
-        rep[2] = sp->segs[sp->nsegs - 1].size;
-        if (write(wfd, rep, sizeof rep) != (ssize_t)sizeof rep)
-            _exit(4);
+        crash_report(wfd, sp);
+        if (rand_r(&seed) % 2)
+            continue;
+        uint64_t last = 0;
+        spool_record_t rec;
+        for (int k = 1 + rand_r(&seed) % 30; k > 0 && spool_peek(sp, &rec, &seq) == 0; k--) {
+            spool_next(sp);
+            last = seq;
+        }
+        if (last && spool_confirm(sp, last) != 0)
+            _exit(5);
+        crash_report(wfd, sp);
     }
 }
 
 /* What a power loss may leave of what was not synced: a prefix of it, or a
  * prefix followed by zeros (the size was updated, the data was not). */
-static void damage_unsynced(const uint64_t rep[3], unsigned *seed) {
+static void damage_unsynced(const uint64_t rep[4], unsigned *seed) {
     char p[256];
     DIR *d = opendir(dir);
     struct dirent *e;
@@ -293,7 +314,7 @@ static void damage_unsynced(const uint64_t rep[3], unsigned *seed) {
 static void test_crash_sigkill_random_points(void **state) {
     (void)state;
     unsigned seed = 20261206;
-    uint64_t confirmed = 0, torn = 0, records = 0;
+    uint64_t torn = 0, records = 0, deleted = 0;
     for (int round = 0; round < CRASH_ROUNDS; round++) {
         int pfd[2];
         assert_int_equal(pipe(pfd), 0);
@@ -305,7 +326,7 @@ static void test_crash_sigkill_random_points(void **state) {
         }
         close(pfd[1]);
         /* Wait for the first report, then kill it at a random point. */
-        uint64_t rep[3], v[3];
+        uint64_t rep[4], v[4];
         assert_int_equal(read(pfd[0], rep, sizeof rep), (ssize_t)sizeof rep);
         struct timespec ts = {0, (long)(rand_r(&seed) % 20000) * 1000};
         nanosleep(&ts, NULL);
@@ -319,17 +340,20 @@ static void test_crash_sigkill_random_points(void **state) {
         uint64_t reported = rep[0];
         damage_unsynced(rep, &seed);
 
-        /* Every record reported synced is there, in order, and intact;
-         * anything after it that survived is intact too. */
+        /* What was confirmed stays confirmed; every record reported synced
+         * after it is there, in order, and intact; anything after it that
+         * survived is intact too. */
         spool_t *sp = open_spool(0, 1024 * 1024);
         spool_stats_t st;
         spool_stats(sp, &st);
         assert_int_equal(st.corrupt_skipped, 0);
+        assert_true(st.confirmed_seq >= rep[3]);
+        assert_true(st.confirmed_seq <= reported);
         assert_true(st.next_seq > reported);
         torn += st.truncations;
         records = st.next_seq - 1;
         spool_record_t rec;
-        uint64_t seq, want = confirmed + 1;
+        uint64_t seq, want = st.confirmed_seq + 1;
         while (spool_peek(sp, &rec, &seq) == 0) {
             assert_int_equal(seq, want);
             assert_int_equal(check_record(&rec, seq, CRASH_MAX_VALUE), 0);
@@ -338,14 +362,15 @@ static void test_crash_sigkill_random_points(void **state) {
         }
         assert_true(want - 1 >= reported);
         /* Confirm a random part of it, as Kafka would. */
-        uint64_t upto = confirmed + (uint64_t)rand_r(&seed) % (want - confirmed);
+        uint64_t upto = st.confirmed_seq + (uint64_t)rand_r(&seed) % (want - st.confirmed_seq);
         assert_int_equal(spool_confirm(sp, upto), 0);
-        if (upto > confirmed)
-            confirmed = upto;
+        deleted += st.segments - (uint64_t)count_files(".seg");
         spool_close(sp);
     }
-    print_message("%d kills, %llu torn tails truncated, %llu records appended\n", CRASH_ROUNDS,
-                  (unsigned long long)torn, (unsigned long long)records);
+    print_message("%d kills, %llu torn tails truncated, %llu records appended, %llu segments "
+                  "deleted by the parent\n",
+                  CRASH_ROUNDS, (unsigned long long)torn, (unsigned long long)records,
+                  (unsigned long long)deleted);
 }
 
 int main(void) {
