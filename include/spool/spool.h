@@ -83,6 +83,11 @@ typedef struct {
  * *out (free with spool_close), or a negative code with "DIR: what: strerror"
  * in errbuf. */
 int spool_open(const spool_options_t *opts, spool_t **out, char *errbuf, size_t errlen);
+/* For --check beside a running daemon: whether spool_open could use dir,
+ * without creating, locking or reading anything. dir must be a writable
+ * directory, or missing with a writable parent. Returns 0, or SPOOL_EIO with
+ * "DIR: what: strerror" in errbuf (spool_open's wording). */
+int spool_check(const char *dir, char *errbuf, size_t errlen);
 /* Closes the files; does not sync (call spool_sync first to keep the tail). */
 void spool_close(spool_t *sp);
 

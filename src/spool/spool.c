@@ -596,6 +596,39 @@ static void read_checkpoint(spool_t *sp, bool *have, uint64_t *confirmed) {
                   sp->dir, SPOOL_CHECKPOINT_NAME);
 }
 
+int spool_check(const char *dir, char *errbuf, size_t errlen) {
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            return open_fail(errbuf, errlen, dir, "cannot open the spool directory", ENOTDIR);
+        if (access(dir, R_OK | W_OK | X_OK) != 0)
+            return open_fail(errbuf, errlen, dir, "the spool directory is not writable", errno);
+        return 0;
+    }
+    if (errno != ENOENT)
+        return open_fail(errbuf, errlen, dir, "cannot open the spool directory", errno);
+    /* Missing: spool_open creates it (one level) in its parent. */
+    char *parent = strdup(dir);
+    if (!parent) {
+        snprintf(errbuf, errlen, "%s: out of memory", dir);
+        return SPOOL_ENOMEM;
+    }
+    size_t n = strlen(parent);
+    while (n > 1 && parent[n - 1] == '/')
+        parent[--n] = '\0';
+    char *slash = strrchr(parent, '/');
+    const char *p = !slash ? "." : slash == parent ? "/" : (*slash = '\0', parent);
+    int err = 0;
+    if (stat(p, &st) != 0)
+        err = errno;
+    else if (!S_ISDIR(st.st_mode))
+        err = ENOTDIR;
+    else if (access(p, W_OK | X_OK) != 0)
+        err = errno;
+    free(parent);
+    return err ? open_fail(errbuf, errlen, dir, "cannot create the spool directory", err) : 0;
+}
+
 int spool_open(const spool_options_t *opts, spool_t **out, char *errbuf, size_t errlen) {
     *out = NULL;
     spool_t *sp = calloc(1, sizeof *sp);

@@ -232,7 +232,26 @@ static void test_unusable_dir(void **state) {
     snprintf(want, sizeof want,
              "%s: the spool directory is in use: Resource temporarily unavailable", p);
     assert_string_equal(err, want);
+    /* spool_check says the same without creating or locking: it passes on
+     * the directory a spool holds, and on a missing one in a usable parent. */
+    assert_int_equal(spool_check(p, err, sizeof err), 0);
     spool_close(a);
+    path_of(p, sizeof p, "later");
+    assert_int_equal(spool_check(p, err, sizeof err), 0);
+    assert_int_equal(file_size(p), -1);
+    path_of(p, sizeof p, "file");
+    assert_int_equal(spool_check(p, err, sizeof err), SPOOL_EIO);
+    snprintf(want, sizeof want, "%s: cannot open the spool directory: Not a directory", p);
+    assert_string_equal(err, want);
+    path_of(p, sizeof p, "file/sub/");
+    assert_int_equal(spool_check(p, err, sizeof err), SPOOL_EIO);
+    snprintf(want, sizeof want, "%s: cannot open the spool directory: Not a directory", p);
+    assert_string_equal(err, want);
+    path_of(p, sizeof p, "missing/sub");
+    assert_int_equal(spool_check(p, err, sizeof err), SPOOL_EIO);
+    snprintf(want, sizeof want, "%s: cannot create the spool directory: No such file or directory",
+             p);
+    assert_string_equal(err, want);
 }
 
 /* ---- crash consistency: SIGKILL at seeded random points ---- */
