@@ -248,4 +248,24 @@ static void put_file(const char *p, const uint8_t *b, size_t n) {
     close(fd);
 }
 
+/* The offsets of the frames in a segment's bytes (from their magic), at most
+ * max; returns how many. */
+static size_t frame_offsets(const uint8_t *b, size_t len, size_t *offs, size_t max) {
+    size_t n = 0;
+    for (size_t i = SPOOL_SEG_HEADER_SIZE; i + 4 <= len && n < max; i++)
+        if (memcmp(b + i, "M2KR", 4) == 0)
+            offs[n++] = i;
+    return n;
+}
+
+/* Records 1..40 in 1 KiB segments, closed; returns the first segment's bytes
+ * (free them) and its path in seg. */
+static uint8_t *forty_in_small_segments(char *seg, size_t seg_len, size_t *len) {
+    spool_t *sp = open_spool(0, 1024);
+    append_sync(sp, 1, 40, 300);
+    spool_close(sp);
+    seg_path(seg, seg_len, 1);
+    return slurp(seg, len);
+}
+
 #endif

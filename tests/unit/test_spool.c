@@ -226,12 +226,8 @@ static void test_flipped_byte_every_offset(void **state) {
     five_records(seg, sizeof seg);
     size_t len;
     uint8_t *orig = slurp(seg, &len);
-    /* The frames' offsets, from their magic. */
-    size_t offs[6], n = 0;
-    for (size_t i = 16; i + 4 <= len && n < 6; i++)
-        if (memcmp(orig + i, "M2KR", 4) == 0)
-            offs[n++] = i;
-    assert_int_equal(n, 5);
+    size_t offs[6];
+    assert_int_equal(frame_offsets(orig, len, offs, 6), 5);
     for (size_t at = offs[2]; at < offs[3]; at++) {
         orig[at] ^= 0x40;
         put_file(seg, orig, len);
@@ -256,25 +252,14 @@ static void test_flipped_byte_every_offset(void **state) {
 static void test_flipped_byte_sealed_segment(void **state) {
     (void)state;
     /* Small segments: the corrupt record is in a sealed one, found by the reader. */
-    spool_t *sp = open_spool(0, 1024);
-    append_sync(sp, 1, 40, 300);
-    spool_close(sp);
     char seg[256];
-    seg_path(seg, sizeof seg, 1);
-    size_t len;
-    uint8_t *b = slurp(seg, &len);
-    /* The second frame's value byte. */
-    size_t second = 0;
-    for (size_t i = 17; i + 4 <= len; i++)
-        if (memcmp(b + i, "M2KR", 4) == 0) {
-            second = i;
-            break;
-        }
-    assert_true(second > 0);
-    b[second + 40] ^= 1;
+    size_t len, offs[2];
+    uint8_t *b = forty_in_small_segments(seg, sizeof seg, &len);
+    assert_int_equal(frame_offsets(b, len, offs, 2), 2);
+    b[offs[1] + 40] ^= 1; /* in the second frame */
     put_file(seg, b, len);
     free(b);
-    sp = open_spool(0, 1024);
+    spool_t *sp = open_spool(0, 1024);
     read_expect_skip(sp, 1, 40, 2, 300);
     spool_stats_t st;
     spool_stats(sp, &st);
@@ -288,23 +273,14 @@ static void test_cut_sealed_segment(void **state) {
     /* A crash after a roll and before the sync can leave an older segment
      * with a torn end (never acked): the reader skips it, counts it once and
      * goes on with the next segment. */
-    spool_t *sp = open_spool(0, 1024);
-    append_sync(sp, 1, 40, 300);
-    spool_close(sp);
     char seg[256];
-    seg_path(seg, sizeof seg, 1);
-    size_t len;
-    uint8_t *b = slurp(seg, &len);
-    size_t last = 0;
-    for (size_t i = 16; i + 4 <= len; i++)
-        if (memcmp(b + i, "M2KR", 4) == 0)
-            last = i;
-    uint64_t in_first = 0;
-    for (size_t i = 16; i + 4 <= len; i++)
-        in_first += memcmp(b + i, "M2KR", 4) == 0;
+    size_t len, offs[64];
+    uint8_t *b = forty_in_small_segments(seg, sizeof seg, &len);
+    uint64_t in_first = frame_offsets(b, len, offs, 64);
+    size_t last = offs[in_first - 1];
     put_file(seg, b, last + 25);
     free(b);
-    sp = open_spool(0, 1024);
+    spool_t *sp = open_spool(0, 1024);
     read_expect_skip(sp, 1, 40, in_first, 300);
     spool_stats_t st;
     spool_stats(sp, &st);
