@@ -260,6 +260,11 @@ static char *on_metrics(void *ud, size_t *len) {
     m->unmapped[METRICS_UNMAPPED_DISCONNECT] = st->unmapped_closed;
     m->unmapped[METRICS_UNMAPPED_DROP] = st->unmapped_dropped;
     m->unmapped[METRICS_UNMAPPED_TOPIC] = st->unmapped_routed;
+    _Static_assert((int)METRICS_MSG_REFUSED__COUNT == (int)SESSION_REFUSED__COUNT &&
+                       (int)METRICS_MSG_REFUSED_TOPIC_LIMIT == (int)SESSION_REFUSED_TOPIC_LIMIT,
+                   "metrics_msg_refused_t must index like SESSION_REFUSED_*");
+    memcpy(m->messages_refused, st->messages_refused, sizeof(m->messages_refused));
+    m->kafka_topics = st->kafka_topics;
     int outq = kafka_outq_len(d->k);
     m->inflight_messages = outq > 0 ? (uint64_t)outq : 0;
     m->paused_readers = session_mgr_paused_count(d->sm);

@@ -84,6 +84,7 @@ typedef struct {
     uint32_t max_username_length;  /* longer: closed without CONNACK */
     uint32_t max_will_topic_length;
     uint32_t max_will_payload;
+    uint32_t max_regex_topic_length; /* longer topics skip regex rules */
 } config_mqtt_t;
 
 typedef enum {
@@ -114,6 +115,7 @@ typedef struct config {
     /* message.max.bytes as librdkafka will see it (librdkafka's default if
      * not set), which mqtt.max_packet_size must not exceed. */
     unsigned long kafka_message_max_bytes;
+    uint32_t kafka_max_topics; /* distinct rendered Kafka topics */
 
     config_rule_t *rules;
     size_t n_rules;

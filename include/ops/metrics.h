@@ -45,6 +45,15 @@ typedef enum {
     METRICS_UNMAPPED__COUNT
 } metrics_unmapped_t;
 
+/* Mapped messages refused (never acknowledged), by reason (session.h's
+ * SESSION_REFUSED_* in the same order). */
+typedef enum {
+    METRICS_MSG_REFUSED_ILLEGAL_TOPIC,  /* rendered Kafka topic illegal */
+    METRICS_MSG_REFUSED_RESERVED_TOPIC, /* starts with '_', the template does not */
+    METRICS_MSG_REFUSED_TOPIC_LIMIT,    /* one more than kafka.max_topics */
+    METRICS_MSG_REFUSED__COUNT
+} metrics_msg_refused_t;
+
 /* ---- string-labelled families: a bounded table ---- */
 
 #define METRICS_LABEL_MAX 64 /* bytes of a label value, NUL included */
@@ -133,6 +142,8 @@ typedef struct {
     uint64_t bytes_sent;
     metrics_label_table_t protocol_errors; /* by kind: mqtt_errname() or a session reason */
     uint64_t unmapped[METRICS_UNMAPPED__COUNT];
+    uint64_t messages_refused[METRICS_MSG_REFUSED__COUNT];
+    uint64_t kafka_topics; /* gauge: distinct Kafka topics rendered */
 
     /* flow */
     uint64_t inflight_messages;        /* gauge: produced, delivery report pending */

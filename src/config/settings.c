@@ -136,6 +136,16 @@ const setting_t config_settings[] = {
             "own default, `consistent_random`, hashes with CRC32 and would move keys); keyless "
             "records spread at random."},
     {.path = "kafka.shutdown_timeout_s", .type = SET_ALIAS, .alias = "shutdown_timeout_s"},
+    {.path = "kafka.max_topics",
+     .type = SET_UINT,
+     CFG(kafka_max_topics),
+     .min = 1,
+     .max = 10000000,
+     .def = 10000,
+     .doc = "distinct Kafka topics the topic map may render while the process runs (librdkafka "
+            "keeps an object per topic, and a `{N}` template lets clients choose names); a "
+            "message for one more is refused, never acknowledged (closed, counted in "
+            "`mqtt2kafka_messages_refused_total{reason=\"topic_limit\"}`)"},
 
     {.path = "topics",
      .type = SET_LIST,
@@ -323,6 +333,15 @@ const setting_t config_settings[] = {
      .def = 4096,
      .doc = "bytes of a CONNECT's will message; over it the connection is closed without CONNACK "
             "(logged, counted)"},
+    {.path = "mqtt.max_regex_topic_length",
+     .type = SET_UINT,
+     CFG(mqtt.max_regex_topic_length),
+     .min = 1,
+     .max = 65535,
+     .def = 1024,
+     .doc = "bytes of an MQTT topic up to which regex rules are tried (a regex costs time on the "
+            "event loop that grows with the topic, see [security.md](security.md#budgets)); a "
+            "longer topic skips every regex rule: filter rules still apply, then `unmapped`"},
 
     {.path = "auth",
      .type = SET_SECTION,

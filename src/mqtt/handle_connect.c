@@ -192,6 +192,14 @@ void session_publish_will(session_conn_t *c) {
     const char *ktopic, *key, *why = "";
     size_t key_len;
     int r = session_route(c, &msg, &ktopic, &key, &key_len, &why);
+    if (r == ROUTE_REFUSE) {
+        char kb[TOPIC_MAP_KAFKA_TOPIC_MAX + 8];
+        m->st.wills_lost++;
+        log_client(LOG_WARN, session_log_id(c, idb, sizeof(idb)), c->remote,
+                   "will message not published: its topic renders the Kafka topic '%s', %s",
+                   ktopic ? session_log_str(kb, sizeof(kb), ktopic, strlen(ktopic)) : "?", why);
+        return;
+    }
     if (r != ROUTE_OK) {
         m->st.wills_lost++;
         log_client(LOG_WARN, session_log_id(c, idb, sizeof(idb)), c->remote,

@@ -112,7 +112,8 @@ struct session_mgr {
     size_t n_conns, n_detached, max_detached;
     char *scratch;
     bool stopping;
-    log_ratelimit_t rl_protocol, rl_refused, rl_delivery, rl_drop, rl_acl;
+    log_ratelimit_t rl_protocol, rl_refused, rl_delivery, rl_drop, rl_acl, rl_route;
+    hmap_t ktopics; /* ktopic_t: the Kafka topics rendered so far */
     session_stats_t st;
 };
 
@@ -236,10 +237,14 @@ typedef struct {
     bool retain;
 } msg_t;
 
-enum { ROUTE_OK = 0, ROUTE_DROP = 1, ROUTE_CLOSE = 2 };
+/* ROUTE_REFUSE: a rule maps the message but its Kafka topic is refused
+ * (counted in st.messages_refused; *ktopic is the rendered name, or NULL). */
+enum { ROUTE_OK = 0, ROUTE_DROP = 1, ROUTE_CLOSE = 2, ROUTE_REFUSE = 3 };
 /* Resolves the Kafka topic and key; applies the unmapped policy. */
 int session_route(session_conn_t *c, const msg_t *msg, const char **ktopic, const char **key,
                   size_t *key_len, const char **why);
+void ktopics_init(session_mgr_t *m);
+void ktopics_free(session_mgr_t *m);
 /* Hands one record to the producer; returns its KAFKA_* code. */
 int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, const char *key,
                     size_t key_len, uint64_t opaque);

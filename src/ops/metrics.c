@@ -31,6 +31,9 @@ static const char *const refused_names[METRICS_REFUSED__COUNT] = {
 
 static const char *const unmapped_names[METRICS_UNMAPPED__COUNT] = {"disconnect", "drop", "topic"};
 
+static const char *const msg_refused_names[METRICS_MSG_REFUSED__COUNT] = {
+    "illegal_topic", "reserved_topic", "topic_limit"};
+
 /* MQTT 3.1.1 control packet types 1..14 (0 and 15 are reserved). */
 static const char *const packet_names[METRICS_PACKET_TYPES] = {
     NULL,      "connect",  "connack",    "publish", "puback",      "pubrec",
@@ -375,6 +378,15 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     for (int i = 0; i < METRICS_UNMAPPED__COUNT; i++)
         sample_label_u64(w, "mqtt2kafka_unmapped_total", "action", unmapped_names[i],
                          m->unmapped[i]);
+    family(w, "mqtt2kafka_messages_refused_total", "counter",
+           "Messages a rule maps whose rendered Kafka topic was refused (never acknowledged: "
+           "the connection is closed), by reason.");
+    for (int i = 0; i < METRICS_MSG_REFUSED__COUNT; i++)
+        sample_label_u64(w, "mqtt2kafka_messages_refused_total", "reason", msg_refused_names[i],
+                         m->messages_refused[i]);
+    gauge(w, "mqtt2kafka_kafka_topics",
+          "Distinct Kafka topics the topic map has rendered (bounded by kafka.max_topics).",
+          m->kafka_topics);
 
     gauge(w, "mqtt2kafka_inflight_messages",
           "QoS 1/2 messages produced to Kafka and not yet acknowledged to the client.",

@@ -235,7 +235,8 @@ static void test_errors_structure(void **state) {
                                     "shutdown_timeout_s, metrics, log)\n");
     expect_errors(MIN "kafka: {}\n", "t.yaml:3:1: kafka: duplicate key (first at line 1)\n");
     expect_errors(MIN "  extra: 1\n", "t.yaml:3:3: kafka.extra: unknown key (expected one of: "
-                                      "bootstrap_servers, properties, shutdown_timeout_s)\n");
+                                      "bootstrap_servers, properties, shutdown_timeout_s, "
+                                      "max_topics)\n");
     expect_errors(MIN "? [a]\n: 1\n", "t.yaml:3:3: : expected a key name, got a list\n");
     expect_errors(MIN "mqtt: 5\n", "t.yaml:3:7: mqtt: expected a mapping, got \"5\"\n");
     expect_errors(MIN "topics: {}\n", "t.yaml:3:9: topics: expected a list, got a mapping\n");
@@ -365,7 +366,7 @@ static void test_errors_mqtt_numbers(void **state) {
         "session_expiry_s, max_connections_per_ip, connect_rate_per_ip, "
         "connect_burst_per_ip, max_output_buffer, max_persistent_sessions, "
         "max_session_bytes, max_client_id_length, max_username_length, max_will_topic_length, "
-        "max_will_payload)\n"
+        "max_will_payload, max_regex_topic_length)\n"
         "t.yaml:11:3: mqtt.max_inflight: duplicate key (first at line 5)\n");
     expect_errors(MIN "mqtt:\n  max_packet_size: 1048576\n",
                   "t.yaml:4:20: mqtt.max_packet_size: 1048576 is above Kafka's message.max.bytes "

@@ -119,6 +119,16 @@ static const char expected_small[] =
     "mqtt2kafka_unmapped_total{action=\"disconnect\"} 0\n"
     "mqtt2kafka_unmapped_total{action=\"drop\"} 1\n"
     "mqtt2kafka_unmapped_total{action=\"topic\"} 0\n"
+    "# HELP mqtt2kafka_messages_refused_total Messages a rule maps whose rendered Kafka topic was "
+    "refused (never acknowledged: the connection is closed), by reason.\n"
+    "# TYPE mqtt2kafka_messages_refused_total counter\n"
+    "mqtt2kafka_messages_refused_total{reason=\"illegal_topic\"} 0\n"
+    "mqtt2kafka_messages_refused_total{reason=\"reserved_topic\"} 0\n"
+    "mqtt2kafka_messages_refused_total{reason=\"topic_limit\"} 2\n"
+    "# HELP mqtt2kafka_kafka_topics Distinct Kafka topics the topic map has rendered (bounded by "
+    "kafka.max_topics).\n"
+    "# TYPE mqtt2kafka_kafka_topics gauge\n"
+    "mqtt2kafka_kafka_topics 3\n"
     "# HELP mqtt2kafka_inflight_messages QoS 1/2 messages produced to Kafka and not yet "
     "acknowledged to the client.\n"
     "# TYPE mqtt2kafka_inflight_messages gauge\n"
@@ -292,6 +302,8 @@ static void fill_small(metrics_t *m) {
     m->bytes_sent = 56;
     metrics_label_inc(&m->protocol_errors, "MQTT_ERR_QOS_INVALID");
     m->unmapped[METRICS_UNMAPPED_DROP] = 1;
+    m->messages_refused[METRICS_MSG_REFUSED_TOPIC_LIMIT] = 2;
+    m->kafka_topics = 3;
     m->inflight_messages = 1;
     metrics_histogram_observe(&m->ack_latency, 800);      /* le 0.001 */
     metrics_histogram_observe(&m->ack_latency, 3000);     /* le 0.005 */

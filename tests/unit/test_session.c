@@ -424,8 +424,8 @@ static void test_unmapped_drop_acks_in_order(void **state) {
     fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
     feed(f, publish_pk("t/a", "x", 1, 1, false));
     feed(f, publish_pk("other", "x", 1, 2, false));
-    feed(f, publish_pk("bad/x", "x", 2, 3, false));
-    feed(f, publish_pk("room/x", "x", 0, 0, false));
+    feed(f, publish_pk("other/2", "x", 2, 3, false));
+    feed(f, publish_pk("other/0", "x", 0, 0, false));
     assert_int_equal(fx->prod.n, 1);
     EXPECT_NO_OUT(f);
     deliver(fx, 0, 0);
@@ -439,7 +439,7 @@ static void test_unmapped_topic_route(void **state) {
     fx->cfg.unmapped = UNMAPPED_TOPIC;
     fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
     feed(f, publish_pk("other/x", "v", 1, 1, false));
-    feed(f, publish_pk("bad/y", "w", 0, 0, false));
+    feed(f, publish_pk("other/y", "w", 0, 0, false));
     assert_int_equal(fx->prod.n, 2);
     assert_string_equal(fx->prod.recs[0].topic, "unmapped");
     assert_int_equal(fx->prod.recs[0].key_len, 7);
@@ -447,6 +447,62 @@ static void test_unmapped_topic_route(void **state) {
     assert_string_equal(fx->prod.recs[1].topic, "unmapped");
     deliver(fx, 0, 0);
     EXPECT_OUT(f, 0x40, 2, 0, 1);
+}
+
+/* Issue 19 bug 6: a message a rule maps whose Kafka topic cannot be used is
+ * not "unmapped": whatever `unmapped:` says, it is never acknowledged (3.1.1
+ * has no negative ack: the connection closes), never produced, and counted. */
+static void test_refused_mapped_message_closes_under_every_policy(void **state) {
+    fx_t *fx = *state;
+    static const struct {
+        const char *topic;
+        int kind;
+    } cases[] = {{"bad/a b", SESSION_REFUSED_ILLEGAL_TOPIC},
+                 {"res/schemas", SESSION_REFUSED_RESERVED_TOPIC},
+                 {"room/x", SESSION_REFUSED_ILLEGAL_TOPIC}};
+    const config_unmapped_t policies[] = {UNMAPPED_DISCONNECT, UNMAPPED_DROP, UNMAPPED_TOPIC};
+    uint64_t want[SESSION_REFUSED__COUNT] = {0};
+    for (size_t p = 0; p < 3; p++) {
+        for (size_t i = 0; i < 3; i++) {
+            fx->cfg.unmapped = policies[p];
+            fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+            assert_int_equal(feed(f, publish_pk(cases[i].topic, "x", 1, 7, false)), -1);
+            EXPECT_NO_OUT(f); /* no PUBACK */
+            assert_int_equal(f->closes, 1);
+            assert_int_equal(fx->prod.n, 0);
+            want[cases[i].kind]++;
+            assert_memory_equal(session_mgr_stats(fx->m)->messages_refused, want, sizeof(want));
+        }
+    }
+    const session_stats_t *st = session_mgr_stats(fx->m);
+    assert_int_equal(st->unmapped_closed + st->unmapped_dropped + st->unmapped_routed, 0);
+}
+
+/* Issue 20 finding 3: distinct Kafka topics are bounded by kafka.max_topics;
+ * a known one still goes through, one more is refused like an illegal name. */
+static void test_kafka_max_topics(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.kafka_max_topics = 2;
+    fx->cfg.unmapped = UNMAPPED_DROP;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    assert_true(feed(f, publish_pk("k/a", "1", 0, 0, false)) > 0);
+    assert_true(feed(f, publish_pk("k/b", "2", 0, 0, false)) > 0);
+    assert_true(feed(f, publish_pk("k/a", "3", 0, 0, false)) > 0);
+    assert_int_equal(fx->prod.n, 3);
+    assert_string_equal(fx->prod.recs[2].topic, "a");
+    assert_int_equal(session_mgr_stats(fx->m)->kafka_topics, 2);
+    assert_int_equal(feed(f, publish_pk("k/c", "4", 1, 1, false)), -1);
+    EXPECT_NO_OUT(f);
+    assert_int_equal(f->closes, 1);
+    assert_int_equal(fx->prod.n, 3);
+    assert_int_equal(session_mgr_stats(fx->m)->messages_refused[SESSION_REFUSED_TOPIC_LIMIT], 1);
+    assert_int_equal(session_mgr_stats(fx->m)->kafka_topics, 2);
+    /* A reload that raises the bound lets the next one in. */
+    fx->cfg.kafka_max_topics = 3;
+    f = connected(fx, 1, (cn_t){.id = "dev2", .clean = true});
+    assert_true(feed(f, publish_pk("k/c", "5", 0, 0, false)) > 0);
+    assert_int_equal(fx->prod.n, 4);
+    assert_int_equal(session_mgr_stats(fx->m)->kafka_topics, 3);
 }
 
 /* ---- will, takeover, timeouts ------------------------------------------------ */
@@ -890,6 +946,8 @@ int main(void) {
         T(test_unmapped_disconnect),
         T(test_unmapped_drop_acks_in_order),
         T(test_unmapped_topic_route),
+        T(test_refused_mapped_message_closes_under_every_policy),
+        T(test_kafka_max_topics),
         T(test_will_on_abrupt_close),
         T(test_no_will_after_disconnect),
         T(test_will_on_protocol_error),
