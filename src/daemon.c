@@ -230,6 +230,9 @@ static char *on_metrics(void *ud, size_t *len) {
     m->connections_refused[METRICS_REFUSED_PER_IP_RATE] = sv->refused_rate_per_ip;
     m->connections_refused[METRICS_REFUSED_TLS_HANDSHAKE] = sv->tls_handshake_failures;
     m->output_limit_closed = sv->refused_output_limit;
+    m->packet_timeout_closed = sv->packet_timeouts;
+    m->input_budget_closed = sv->input_budget_closed;
+    m->input_buffer_bytes = sv->input_bytes;
     m->bytes_received = sv->bytes_in;
     m->bytes_sent = sv->bytes_out;
     _Static_assert(sizeof(m->packets_received) == sizeof(st->packets_received) &&

@@ -4,6 +4,8 @@
 
     bench/budgets/budgets.py regex         regexec's cost per topic length
     bench/budgets/budgets.py topics N      RSS after N distinct Kafka topics
+    bench/budgets/budgets.py partial N     N clients each 100 bytes short of a
+                                           999,000-byte PUBLISH, keepalive 0
 """
 import ctypes
 import os
@@ -59,10 +61,50 @@ def topics(n):
     mk.close()
 
 
+def partial(n):
+    import m2k
+    from m2k import Raw
+    from test_metrics import scrape
+    mk = m2k.MockKafka(brokers=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        d = m2k.Daemon(pathlib.Path(tmp), mk.bootstrap, {"metrics": {"listen": "127.0.0.1:0"}})
+        import re
+        mport = int(re.search(r"metrics listening on 127\.0\.0\.1:(\d+)", d.log()).group(1))
+        r0 = d.rss_kb()
+        pkt = m2k.publish("test/big", b"x" * (999000 - 16), qos=1, pid=1)
+        assert len(pkt) == 999000
+        conns, peak = [], 0
+        for i in range(n):
+            c = Raw(d.port).connect(f"p{i}", keepalive=0)
+            try:
+                c.send(pkt[:-100])
+            except OSError:
+                pass  # closed over the budget while sending
+            conns.append(c)
+            peak = max(peak, d.rss_kb())
+        time.sleep(1)
+        s = scrape(mport)
+        closed = s['mqtt2kafka_input_closed_total{reason="input_budget"}']
+        print(f"{n} partial 999,000-byte PUBLISHes: RSS {r0} -> peak {peak} KiB, "
+              f"{d.rss_kb()} KiB after; buffered {s['mqtt2kafka_input_buffer_bytes']:.0f} bytes; "
+              f"closed over the budget: {closed:.0f}")
+        t0 = time.monotonic()
+        m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_input_buffer_bytes"] == 0, 60,
+                       "packet_timeout_s to close the rest")
+        print(f"every partial packet closed {time.monotonic() - t0:.1f} s later "
+              f"(packet_timeout_s 30); RSS {d.rss_kb()} KiB")
+        for c in conns:
+            c.close()
+        d.stop()
+    mk.close()
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["regex"]:
         regex()
     elif sys.argv[1:2] == ["topics"] and len(sys.argv) == 3:
         topics(int(sys.argv[2]))
+    elif sys.argv[1:2] == ["partial"] and len(sys.argv) == 3:
+        partial(int(sys.argv[2]))
     else:
         sys.exit(__doc__)

@@ -85,6 +85,8 @@ typedef struct {
     uint32_t max_will_topic_length;
     uint32_t max_will_payload;
     uint32_t max_regex_topic_length; /* longer topics skip regex rules */
+    uint32_t packet_timeout_s;       /* to complete a started packet; 0 = none */
+    uint32_t max_input_buffer_bytes; /* partly received packets, all connections */
 } config_mqtt_t;
 
 typedef enum {

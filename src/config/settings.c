@@ -243,7 +243,9 @@ const setting_t config_settings[] = {
      .min = 1,
      .max = 65535,
      .def = 65535,
-     .doc = "upper bound on the keepalive a client asks for"},
+     .doc = "upper bound on the keepalive a client asks for (above it: CONNACK 2); below 65535 "
+            "it is also the keepalive of a client that asks for 0 (none), so a silent connection "
+            "does not stay forever"},
     {.path = "mqtt.session_expiry_s",
      .type = SET_UINT,
      CFG(mqtt.session_expiry_s),
@@ -342,6 +344,25 @@ const setting_t config_settings[] = {
      .doc = "bytes of an MQTT topic up to which regex rules are tried (a regex costs time on the "
             "event loop that grows with the topic, see [security.md](security.md#budgets)); a "
             "longer topic skips every regex rule: filter rules still apply, then `unmapped`"},
+    {.path = "mqtt.packet_timeout_s",
+     .type = SET_UINT,
+     CFG(mqtt.packet_timeout_s),
+     .min = 0,
+     .max = 3600,
+     .def = 30,
+     .doc_allowed = "0..3600 (0 = no deadline)",
+     .doc = "time a client has to complete a packet it started sending, whatever its keepalive; "
+            "then the connection is closed (logged, `mqtt2kafka_input_closed_total{reason="
+            "\"packet_timeout\"}`)"},
+    {.path = "mqtt.max_input_buffer_bytes",
+     .type = SET_UINT,
+     CFG(mqtt.max_input_buffer_bytes),
+     .min = 65536,
+     .max = UINT32_MAX,
+     .def = 128u * 1024 * 1024,
+     .doc = "bytes all connections may hold in partly received packets together (keep it well "
+            "above `max_packet_size`); past it the connections holding the most are closed "
+            "first (logged, `mqtt2kafka_input_closed_total{reason=\"input_budget\"}`)"},
 
     {.path = "auth",
      .type = SET_SECTION,

@@ -172,14 +172,18 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     if (++s->conn_gen == 0)
         s->conn_gen = 1;
     c->gen = s->conn_gen;
-    c->keepalive = p->keepalive;
+    /* Keepalive 0 would let a silent connection stay forever: it gets
+     * max_keepalive_s when that is below MQTT's 65535. */
+    c->keepalive =
+        p->keepalive || mq->max_keepalive_s >= 65535 ? p->keepalive : (uint16_t)mq->max_keepalive_s;
     c->level = p->protocol_level;
     session_set_state(c, CONN_CONNECTED);
     session_send_connack(c, present, MQTT_CONNACK_ACCEPTED);
     m->st.connects++;
     log_client(LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
-               "connected (clean session %d, keepalive %u s, session present %d)", p->clean_session,
-               p->keepalive, present);
+               "connected (clean session %d, keepalive %u s%s, session present %d)",
+               p->clean_session, c->keepalive,
+               c->keepalive != p->keepalive ? " (asked 0: max_keepalive_s)" : "", present);
     inflight_check_window(c);
     return FEED_OK;
 }

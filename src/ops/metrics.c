@@ -356,6 +356,18 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     counter(w, "mqtt2kafka_output_limit_closed_total",
             "Connections cut at mqtt.max_output_buffer (the client does not read).",
             m->output_limit_closed);
+    family(w, "mqtt2kafka_input_closed_total", "counter",
+           "Connections closed for their partly received input: a packet not completed within "
+           "mqtt.packet_timeout_s, or the most buffered when all connections held more than "
+           "mqtt.max_input_buffer_bytes.");
+    sample_label_u64(w, "mqtt2kafka_input_closed_total", "reason", "packet_timeout",
+                     m->packet_timeout_closed);
+    sample_label_u64(w, "mqtt2kafka_input_closed_total", "reason", "input_budget",
+                     m->input_budget_closed);
+    gauge(w, "mqtt2kafka_input_buffer_bytes",
+          "Bytes of partly received packets buffered for MQTT connections (bounded by "
+          "mqtt.max_input_buffer_bytes).",
+          m->input_buffer_bytes);
 
     packets(w, "mqtt2kafka_packets_received_total", "MQTT packets received, by type.",
             m->packets_received);

@@ -66,6 +66,16 @@ static const char expected_small[] =
     "client does not read).\n"
     "# TYPE mqtt2kafka_output_limit_closed_total counter\n"
     "mqtt2kafka_output_limit_closed_total 0\n"
+    "# HELP mqtt2kafka_input_closed_total Connections closed for their partly received input: a "
+    "packet not completed within mqtt.packet_timeout_s, or the most buffered when all "
+    "connections held more than mqtt.max_input_buffer_bytes.\n"
+    "# TYPE mqtt2kafka_input_closed_total counter\n"
+    "mqtt2kafka_input_closed_total{reason=\"packet_timeout\"} 1\n"
+    "mqtt2kafka_input_closed_total{reason=\"input_budget\"} 2\n"
+    "# HELP mqtt2kafka_input_buffer_bytes Bytes of partly received packets buffered for MQTT "
+    "connections (bounded by mqtt.max_input_buffer_bytes).\n"
+    "# TYPE mqtt2kafka_input_buffer_bytes gauge\n"
+    "mqtt2kafka_input_buffer_bytes 3\n"
     "# HELP mqtt2kafka_packets_received_total MQTT packets received, by type.\n"
     "# TYPE mqtt2kafka_packets_received_total counter\n"
     "mqtt2kafka_packets_received_total{type=\"connect\"} 5\n"
@@ -304,6 +314,9 @@ static void fill_small(metrics_t *m) {
     m->unmapped[METRICS_UNMAPPED_DROP] = 1;
     m->messages_refused[METRICS_MSG_REFUSED_TOPIC_LIMIT] = 2;
     m->kafka_topics = 3;
+    m->packet_timeout_closed = 1;
+    m->input_budget_closed = 2;
+    m->input_buffer_bytes = 3;
     m->inflight_messages = 1;
     metrics_histogram_observe(&m->ack_latency, 800);      /* le 0.001 */
     metrics_histogram_observe(&m->ack_latency, 3000);     /* le 0.005 */

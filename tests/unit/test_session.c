@@ -581,11 +581,63 @@ static void test_keepalive_timeout(void **state) {
     assert_int_equal(session_mgr_stats(fx->m)->keepalive_timeouts, 1);
 }
 
-static void test_keepalive_zero_never_times_out(void **state) {
+/* Keepalive 0 never times out when max_keepalive_s is MQTT's 65535 (no
+ * cap); below that it gets max_keepalive_s (issue 20 finding 4). */
+static void test_keepalive_zero(void **state) {
     fx_t *fx = *state;
+    fx->cfg.mqtt.max_keepalive_s = 65535;
     fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true, .keepalive = 0});
     set_time(fx, 100000000);
     session_mgr_tick(fx->m);
+    assert_int_equal(f->closes, 0);
+    fx->cfg.mqtt.max_keepalive_s = 600; /* the fixture's */
+    set_time(fx, 200000000);
+    f = connected(fx, 1, (cn_t){.id = "dev2", .clean = true, .keepalive = 0});
+    set_time(fx, 200000000 + 899999);
+    session_mgr_tick(fx->m);
+    assert_int_equal(f->closes, 0);
+    set_time(fx, 200000000 + 900000);
+    session_mgr_tick(fx->m);
+    assert_int_equal(f->closes, 1);
+    assert_int_equal(fx->conns[0].closes, 0);
+    assert_int_equal(session_mgr_stats(fx->m)->keepalive_timeouts, 1);
+}
+
+/* A first packet's fixed header announcing more than a CONNECT within the
+ * caps can hold is refused at once, before its body is buffered (issue 20
+ * finding 4): with the fixture's caps 5 + 12 + 258 + 1026 + 4098 + 258 +
+ * 65537 = 71194 bytes, i.e. a remaining length of 71190 behind a 4-byte
+ * fixed header. */
+static void test_connect_length_bound(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.mqtt.max_packet_size = 1000000;
+    uint8_t at[] = {0x10, 0x96, 0xac, 0x04}; /* 71190 */
+    uint8_t over[] = {0x10, 0x97, 0xac, 0x04};
+    fconn_t *f = open_conn(fx, 0);
+    assert_int_equal(session_feed(f->c, at, sizeof(at)), 0); /* needs more */
+    assert_int_equal(f->closes, 0);
+    f = open_conn(fx, 1);
+    log_capture_begin();
+    assert_int_equal(session_feed(f->c, over, sizeof(over)), -1);
+    const char *log = log_capture_end();
+    assert_non_null(strstr(log, " closing: CONNECT refused: 71195 bytes announced, over the 71194 "
+                                "a CONNECT within mqtt.max_client_id_length, "
+                                "max_username_length, max_will_topic_length and "
+                                "max_will_payload can have\n"));
+    EXPECT_NO_OUT(f);
+    assert_int_equal(f->closes, 1);
+    assert_int_equal(session_mgr_stats(fx->m)->refused_too_long, 1);
+    /* Any other first packet that large is no CONNECT at all. */
+    over[0] = 0x30;
+    f = open_conn(fx, 2);
+    assert_int_equal(session_feed(f->c, over, sizeof(over)), -1);
+    assert_int_equal(f->closes, 1);
+    assert_int_equal(
+        session_mgr_stats(fx->m)->protocol_error_kinds[SESSION_ERR_FIRST_PACKET_NOT_CONNECT], 1);
+    /* After the CONNECT, max_packet_size is the bound. */
+    f = connected(fx, 3, (cn_t){.id = "dev1", .clean = true});
+    over[0] = 0x32;
+    assert_int_equal(session_feed(f->c, over, sizeof(over)), 0);
     assert_int_equal(f->closes, 0);
 }
 
@@ -953,7 +1005,8 @@ int main(void) {
         T(test_will_on_protocol_error),
         T(test_takeover),
         T(test_keepalive_timeout),
-        T(test_keepalive_zero_never_times_out),
+        T(test_keepalive_zero),
+        T(test_connect_length_bound),
         T(test_connect_timeout),
         T(test_clean0_qos2_exactly_once_across_reconnect),
         T(test_clean0_resend_while_in_flight),
