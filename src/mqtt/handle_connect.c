@@ -1,10 +1,12 @@
 /* CONNECT: the client id rules, authentication (opts.auth), takeover of a
  * connected id [MQTT-3.1.4-2], session present; and the will, published when
  * a connection ends without DISCONNECT. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "session_int.h"
 
@@ -82,7 +84,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     char idb[LOG_ID_MAX];
     const char *cid = (const char *)p->client_id.ptr;
     size_t cid_len = p->client_id.len;
-    char gen[40];
+    char gen[48]; /* "m2k-auto-" and 32 hex digits */
 
     if (mq->max_keepalive_s && p->keepalive > mq->max_keepalive_s) {
         session_refuse(c, MQTT_CONNACK_ID_REJECTED, LOG_WARN,
@@ -112,8 +114,18 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
                            "empty client id with clean session 0 [MQTT-3.1.3-8]");
             return FEED_CLOSED;
         }
+        /* Random, not a counter: a guessable id would let another client
+         * take this session over (CONNECT with the same id). */
         do {
-            snprintf(gen, sizeof(gen), "m2k-auto-%" PRIu64, ++m->next_auto_id);
+            uint8_t r[16];
+            if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+                session_refuse(c, MQTT_CONNACK_UNAVAILABLE, LOG_ERROR,
+                               "no random bytes for a client id: %s", strerror(errno));
+                return FEED_CLOSED;
+            }
+            int n = snprintf(gen, sizeof(gen), "m2k-auto-");
+            for (size_t i = 0; i < sizeof(r); i++)
+                n += snprintf(gen + n, sizeof(gen) - (size_t)n, "%02x", r[i]);
         } while (store_find_cid(m, gen, strlen(gen)));
         cid = gen;
         cid_len = strlen(gen);

@@ -105,7 +105,6 @@ struct session_mgr {
     uint64_t mono_us;
     hmap_t by_id, by_cid;
     uint32_t next_session_id;
-    uint64_t next_auto_id;
     list_t conns;    /* every session_conn_t */
     list_t blocked;  /* connections waiting for room in the producer queue */
     list_t detached; /* sessions without a connection, oldest first */

@@ -98,10 +98,20 @@ static void test_connect_empty_id_clean1_gets_generated_id(void **state) {
     feed(f, publish_pk("t/a", "x", 0, 0, false));
     feed(g, publish_pk("t/a", "y", 0, 0, false));
     assert_int_equal(fx->prod.n, 2);
-    assert_string_equal(fx->prod.recs[0].headers,
-                        "mqtt.topic=t/a;mqtt.client_id=m2k-auto-1;mqtt.qos=0;");
-    assert_string_equal(fx->prod.recs[1].headers,
-                        "mqtt.topic=t/a;mqtt.client_id=m2k-auto-2;mqtt.qos=0;");
+    /* 128 random bits, not a counter another client could guess (issue 20
+     * finding 10). */
+    char ids[2][64];
+    for (int i = 0; i < 2; i++) {
+        const char *h = fx->prod.recs[i].headers;
+        const char *pre = "mqtt.topic=t/a;mqtt.client_id=m2k-auto-";
+        assert_memory_equal(h, pre, strlen(pre));
+        const char *hex = h + strlen(pre);
+        assert_int_equal(strspn(hex, "0123456789abcdef"), 32);
+        assert_string_equal(hex + 32, ";mqtt.qos=0;");
+        snprintf(ids[i], sizeof(ids[i]), "%.32s", hex);
+        assert_string_not_equal(ids[i], "00000000000000000000000000000001");
+    }
+    assert_string_not_equal(ids[0], ids[1]);
 }
 
 static void test_connect_empty_id_clean0_rejected(void **state) {
