@@ -79,12 +79,16 @@ bool auth_line_user(const char *line, size_t len, const char **user, size_t *ule
  *
  * delay = 0 after 0 failures, then 100, 200, 400, 800, 1600, 2000 ms (cap).
  * Every AUTH_THROTTLE_DECAY_MS without a failure forgets one failure; a
- * success forgets all of them for that address. */
+ * success forgets all of them for that key. security.c keys it by address,
+ * and by address and user (so a success forgets only that user's failures),
+ * and refuses without checking the password while an address has
+ * AUTH_THROTTLE_BURST failures (a token bucket: one guess per DECAY_MS then). */
 #define AUTH_THROTTLE_BASE_MS 100
 #define AUTH_THROTTLE_MAX_MS 2000
 #define AUTH_THROTTLE_DECAY_MS 10000
 #define AUTH_THROTTLE_WAYS 4
 #define AUTH_THROTTLE_ADDR_MAX 63 /* longer keys are truncated */
+#define AUTH_THROTTLE_BURST 10
 
 typedef struct auth_throttle auth_throttle_t;
 
@@ -95,6 +99,10 @@ void auth_throttle_free(auth_throttle_t *t);
 uint32_t auth_throttle_delay_ms(auth_throttle_t *t, const char *addr, uint64_t now_ms);
 void auth_throttle_fail(auth_throttle_t *t, const char *addr, uint64_t now_ms);
 void auth_throttle_success(auth_throttle_t *t, const char *addr, uint64_t now_ms);
+/* The failures remembered for the key now (after the decay). */
+uint32_t auth_throttle_failures(auth_throttle_t *t, const char *addr, uint64_t now_ms);
+/* Forgets n of the key's failures (all of them: the key is freed). */
+void auth_throttle_forgive(auth_throttle_t *t, const char *addr, uint32_t n, uint64_t now_ms);
 /* Number of addresses currently remembered (tests, metrics). */
 size_t auth_throttle_size(const auth_throttle_t *t);
 

@@ -535,9 +535,22 @@ void auth_throttle_fail(auth_throttle_t *t, const char *addr, uint64_t now_ms) {
 }
 
 void auth_throttle_success(auth_throttle_t *t, const char *addr, uint64_t now_ms) {
+    auth_throttle_forgive(t, addr, UINT32_MAX, now_ms);
+}
+
+uint32_t auth_throttle_failures(auth_throttle_t *t, const char *addr, uint64_t now_ms) {
+    slot_t *s = slot_find(t, addr, now_ms, false);
+    return s ? s->failures : 0;
+}
+
+void auth_throttle_forgive(auth_throttle_t *t, const char *addr, uint32_t n, uint64_t now_ms) {
     slot_t *s = slot_find(t, addr, now_ms, false);
     if (!s)
         return;
+    if (n < s->failures) {
+        s->failures -= n;
+        return;
+    }
     s->addr[0] = '\0';
     s->failures = 0;
     t->used--;

@@ -20,6 +20,8 @@
 #include <cmocka.h>
 
 #include "auth/passwd_file.h"
+#include "auth/security.h"
+#include "mqtt/codec.h"
 #include "auth/passwd_tool.h"
 
 /* Made with mosquitto_passwd 2.0.11 (-b; bob with -H sha512, dave with -I 1000). */
@@ -482,6 +484,51 @@ static void test_passwd_tool(void **state) {
 
 /* ---- throttle ---- */
 
+static int sec_connect(security_t *s, const char *user, const char *pw, uint64_t now,
+                       uint32_t *delay) {
+    return security_connect(s, "192.0.2.7:4000", NULL, true, user, strlen(user), true,
+                            (const uint8_t *)pw, strlen(pw), now, delay);
+}
+
+/* Issue 20 finding 5: a guesser from one address gets AUTH_THROTTLE_BURST
+ * checked guesses, then one per decay period (refused before hashing, the
+ * right password too); another user's login clears only its own failures. */
+static void test_security_failure_budget(void **state) {
+    (void)state;
+    char path[] = "/tmp/m2k_sec_XXXXXX", bob[300], err[256];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    int n = auth_hash_password("bob", 3, (const uint8_t *)"pw", 2, 101, bob, sizeof(bob));
+    assert_true(n > 0);
+    dprintf(fd, "%s\n%s\n", ALICE, bob);
+    close(fd);
+    config_auth_t cfg = {.password_file = path};
+    security_t *s;
+    assert_int_equal(security_new(&cfg, &s, err, sizeof(err)), 0);
+    uint32_t delay;
+    uint64_t t = 1000000;
+    for (int i = 0; i < AUTH_THROTTLE_BURST - 1; i++)
+        assert_int_equal(sec_connect(s, "alice", "guess", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+    /* bob's login leaves alice's 9 failures: the answers stay delayed */
+    assert_int_equal(sec_connect(s, "bob", "pw", t, &delay), MQTT_CONNACK_ACCEPTED);
+    assert_int_equal(delay, AUTH_THROTTLE_MAX_MS);
+    assert_int_equal(sec_connect(s, "alice", "guess", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+    assert_int_equal(security_refused_unchecked(s), 0);
+    /* 10 failures: the right password is refused unchecked (and not counted) */
+    assert_int_equal(sec_connect(s, "alice", "secret", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+    assert_int_equal(sec_connect(s, "bob", "pw", t + 1, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+    assert_int_equal(security_refused_unchecked(s), 2);
+    /* one failure decays: one guess is checked again */
+    t += AUTH_THROTTLE_DECAY_MS;
+    assert_int_equal(sec_connect(s, "alice", "secret", t, &delay), MQTT_CONNACK_ACCEPTED);
+    assert_int_equal(security_refused_unchecked(s), 2);
+    /* alice's own failures are forgotten, the address's with them */
+    assert_int_equal(sec_connect(s, "alice", "guess", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+    assert_int_equal(delay, 0);
+    security_free(s);
+    unlink(path);
+}
+
 static void test_throttle_growth_and_reset(void **state) {
     (void)state;
     auth_throttle_t *t = auth_throttle_new(64);
@@ -615,6 +662,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_passwd_tool),
         cmocka_unit_test(test_throttle_growth_and_reset),
         cmocka_unit_test(test_throttle_decay),
+        cmocka_unit_test(test_security_failure_budget),
         cmocka_unit_test(test_throttle_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
