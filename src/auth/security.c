@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/rand.h>
 
@@ -15,6 +16,7 @@
 #include "auth/passwd_file.h"
 #include "mqtt/codec.h"
 #include "util/hash.h"
+#include "util/log.h"
 
 #define THROTTLE_CAPACITY 4096
 
@@ -28,6 +30,19 @@ struct security {
     uint32_t generation;
 };
 
+/* A password file others can read (offline guessing of its hashes) or
+ * write (a user of their own): warned about at every load, as Mosquitto
+ * does. */
+static void warn_permissions(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !(st.st_mode & (S_IROTH | S_IWOTH)))
+        return;
+    log_warn("auth.password_file %s: %s by every user (mode %04o): %s; chmod o-rw", path,
+             st.st_mode & S_IWOTH ? "writable" : "readable", (unsigned)(st.st_mode & 07777),
+             st.st_mode & S_IWOTH ? "anyone on the host can add a user"
+                                  : "its hashes can be guessed offline");
+}
+
 /* Loads both files into *db and *acl; on failure neither is returned. */
 static int load_files(const config_auth_t *cfg, auth_db_t **db, acl_t **acl, char *errbuf,
                       size_t errlen) {
@@ -37,6 +52,7 @@ static int load_files(const config_auth_t *cfg, auth_db_t **db, acl_t **acl, cha
         *db = auth_db_load(cfg->password_file, errbuf, errlen);
         if (!*db)
             return -1;
+        warn_permissions(cfg->password_file);
     }
     if (cfg->acl_file) {
         *acl = acl_load(cfg->acl_file, errbuf, errlen);

@@ -1,6 +1,7 @@
 """mqtt2kafka's command line: --check (nginx -t style), --import-confluent,
 and startup refusing a bad configuration. Runs the real binary; no network."""
 import os
+import re
 import subprocess
 
 import pytest
@@ -237,3 +238,24 @@ def test_check_warns_about_slow_regexes_and_illegal_topic_templates(tmp_path):
         "a Kafka topic name cannot hold (write the group with [a-zA-Z0-9._-])" + tail +
         f"{cfg}:11:12: warning: topics[3].kafka: {{2}} is what '#' matches, which may hold "
         "'/'" + tail)
+
+
+def test_password_file_readable_or_writable_by_others_is_warned_about(tmp_path):
+    """Issue 20 finding 11: such a file loaded silently (Mosquitto warns)."""
+    pw, acl = tmp_path / "passwd", tmp_path / "acl"
+    r = subprocess.run([BIN, "passwd", str(pw), "alice"], input="s3cret-Pw\n", text=True,
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    acl.write_text("user alice\ntopic write sensors/#\n")
+    cfg = _auth_config(tmp_path, None, (pw, acl))
+    assert oct(os.stat(pw).st_mode & 0o777) == "0o600"
+    assert run("--check", "-c", str(cfg)).stderr == ""
+    for mode, what, why in [
+            (0o644, "readable", "its hashes can be guessed offline"),
+            (0o666, "writable", "anyone on the host can add a user")]:
+        os.chmod(pw, mode)
+        r = run("--check", "-c", str(cfg))
+        assert (r.returncode, r.stdout) == (0, "configuration OK\n")
+        assert re.fullmatch(
+            rf"\S+ warn  auth\.password_file {re.escape(str(pw))}: {what} by every user "
+            rf"\(mode 0{mode:o}\): {why}; chmod o-rw\n", r.stderr), r.stderr
