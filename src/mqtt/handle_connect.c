@@ -192,10 +192,10 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     session_set_state(c, CONN_CONNECTED);
     session_send_connack(c, present, MQTT_CONNACK_ACCEPTED);
     m->st.connects++;
-    log_client(LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
-               "connected (clean session %d, keepalive %u s%s, session present %d)",
-               p->clean_session, c->keepalive,
-               c->keepalive != p->keepalive ? " (asked 0: max_keepalive_s)" : "", present);
+    log_client_ratelimited(
+        &m->rl_connected, LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
+        "connected (clean session %d, keepalive %u s%s, session present %d)", p->clean_session,
+        c->keepalive, c->keepalive != p->keepalive ? " (asked 0: max_keepalive_s)" : "", present);
     inflight_check_window(c);
     return FEED_OK;
 }

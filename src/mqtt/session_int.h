@@ -112,6 +112,9 @@ struct session_mgr {
     char *scratch;
     bool stopping;
     log_ratelimit_t rl_protocol, rl_refused, rl_delivery, rl_drop, rl_acl, rl_route;
+    /* "connected" and every other "closing" line, and discarded sessions: a
+     * reconnect storm must not flood the log */
+    log_ratelimit_t rl_connected, rl_closing, rl_evict;
     hmap_t ktopics; /* ktopic_t: the Kafka topics rendered so far */
     session_stats_t st;
 };

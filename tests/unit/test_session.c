@@ -651,6 +651,39 @@ static void test_connect_length_bound(void **state) {
     assert_int_equal(f->closes, 0);
 }
 
+static size_t count_lines(const char *log, const char *needle) {
+    size_t n = 0;
+    for (const char *p = log; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* Issue 20 finding 11: a reconnect storm does not flood the log: at most 100
+ * "connected" and 100 other "closing" lines per 10 s (then a "suppressed"
+ * line), 10 "discarding the oldest" ones. */
+static void test_connection_lines_rate_limited(void **state) {
+    fx_t *fx = *state;
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    int saved = log_set_fd(fileno(tmp));
+    for (int i = 0; i < 105; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "c%d", i);
+        fconn_t *f = connected(fx, i % 4, (cn_t){.id = id, .clean = i >= 20});
+        session_conn_close(f->c, "bye");
+    }
+    log_set_fd(saved);
+    static char log[65536];
+    rewind(tmp);
+    log[fread(log, 1, sizeof(log) - 1, tmp)] = '\0';
+    fclose(tmp);
+    assert_int_equal(count_lines(log, " connected (clean session "), 100);
+    assert_int_equal(count_lines(log, " closing: bye\n"), 100);
+    /* 20 kept sessions, 2 at most: 18 discarded, 10 lines */
+    assert_int_equal(session_mgr_stats(fx->m)->sessions_evicted, 18);
+    assert_int_equal(count_lines(log, "; discarding the oldest\n"), 10);
+}
+
 static void test_connect_timeout(void **state) {
     fx_t *fx = *state;
     fconn_t *f = open_conn(fx, 0);
@@ -1017,6 +1050,7 @@ int main(void) {
         T(test_keepalive_timeout),
         T(test_keepalive_zero),
         T(test_connect_length_bound),
+        T(test_connection_lines_rate_limited),
         T(test_connect_timeout),
         T(test_clean0_qos2_exactly_once_across_reconnect),
         T(test_clean0_resend_while_in_flight),
