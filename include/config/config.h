@@ -24,6 +24,7 @@ typedef struct {
     char *cert; /* PEM server certificate chain */
     char *key;  /* PEM private key */
     char *ca;   /* PEM CA bundle for client certificates; NULL when not set */
+    char *crl;  /* PEM CRLs of that CA; NULL when not set */
     bool require_client_cert;
     bool use_identity_as_username; /* user name = client certificate's CN */
     int min_version;               /* CONFIG_TLS_1_2 (default) or CONFIG_TLS_1_3 */

@@ -757,6 +757,7 @@ void config_free(config_t *cfg) {
         free(cfg->listeners[i].tls.cert);
         free(cfg->listeners[i].tls.key);
         free(cfg->listeners[i].tls.ca);
+        free(cfg->listeners[i].tls.crl);
     }
     free(cfg->listeners);
     free(cfg->bootstrap_servers);

@@ -90,6 +90,13 @@ const setting_t config_settings[] = {
      LISTENER(tls.ca),
      .doc = "PEM CA certificates client certificates must chain to; with it a client "
             "certificate is asked for and verified when sent"},
+    {.path = "listeners[].tls.crl_file",
+     .type = SET_FILE,
+     LISTENER(tls.crl),
+     .doc_default = "none (no revocation check)",
+     .doc = "PEM certificate revocation lists of `ca`: a revoked client certificate fails the "
+            "handshake, and so does one whose issuer has no CRL in the file. Needs `ca`; read "
+            "again on every SIGHUP"},
     {.path = "listeners[].tls.require_client_cert",
      .type = SET_BOOL,
      LISTENER(tls.require_client_cert),
