@@ -89,6 +89,9 @@ bool auth_line_user(const char *line, size_t len, const char **user, size_t *ule
 #define AUTH_THROTTLE_WAYS 4
 #define AUTH_THROTTLE_ADDR_MAX 63 /* longer keys are truncated */
 #define AUTH_THROTTLE_BURST 10
+/* CONNECTs of one address whose answer is being held: more are refused at
+ * once (security.c), so parallel connections cannot pile up held answers. */
+#define AUTH_THROTTLE_MAX_HELD 16
 
 typedef struct auth_throttle auth_throttle_t;
 
@@ -101,6 +104,11 @@ void auth_throttle_fail(auth_throttle_t *t, const char *addr, uint64_t now_ms);
 void auth_throttle_success(auth_throttle_t *t, const char *addr, uint64_t now_ms);
 /* The failures remembered for the key now (after the decay). */
 uint32_t auth_throttle_failures(auth_throttle_t *t, const char *addr, uint64_t now_ms);
+/* An answer to the key's address is held for delay_ms from now. */
+void auth_throttle_hold(auth_throttle_t *t, const char *addr, uint32_t delay_ms, uint64_t now_ms);
+/* Answers held since the address last had none held (an upper bound of
+ * those still held: they are forgotten together when the last is due). */
+uint32_t auth_throttle_held(auth_throttle_t *t, const char *addr, uint64_t now_ms);
 /* Forgets n of the key's failures (all of them: the key is freed). */
 void auth_throttle_forgive(auth_throttle_t *t, const char *addr, uint32_t n, uint64_t now_ms);
 /* Number of addresses currently remembered (tests, metrics). */

@@ -27,6 +27,7 @@ struct security {
     auth_throttle_t *throttle;
     uint64_t user_seed;         /* keys the user part of the throttle's keys */
     uint64_t refused_unchecked; /* refused before hashing (AUTH_THROTTLE_BURST) */
+    uint64_t refused_held;      /* refused at once (AUTH_THROTTLE_MAX_HELD) */
     uint32_t generation;
 };
 
@@ -199,6 +200,15 @@ int security_connect(security_t *s, const char *addr, const char *identity, bool
      * too: otherwise a guesser could treat a slow answer as a wrong guess
      * and move on without waiting. */
     *delay_ms = auth_throttle_delay_ms(s->throttle, ip, now_ms);
+    if (*delay_ms && auth_throttle_held(s->throttle, ip, now_ms) >= AUTH_THROTTLE_MAX_HELD) {
+        /* Refused at once, unchecked: one address cannot hold more answers
+         * (connections, timers) than this, however many it opens. */
+        *delay_ms = 0;
+        s->refused_held++;
+        return MQTT_CONNACK_BAD_CREDENTIALS;
+    }
+    if (*delay_ms)
+        auth_throttle_hold(s->throttle, ip, *delay_ms, now_ms);
     /* The address and user name: a success forgets this user's failures
      * only, not those of the others guessed from the same address. */
     char ukey[AUTH_THROTTLE_ADDR_MAX + 1];
@@ -239,7 +249,7 @@ int security_connect(security_t *s, const char *addr, const char *identity, bool
 }
 
 uint64_t security_refused_unchecked(const security_t *s) {
-    return s->refused_unchecked;
+    return s->refused_unchecked + s->refused_held;
 }
 
 bool security_can_publish(const security_t *s, const char *user, const char *client_id,

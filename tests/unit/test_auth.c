@@ -493,6 +493,41 @@ static int sec_connect(security_t *s, const char *user, const char *pw, uint64_t
 /* Issue 20 finding 5: a guesser from one address gets AUTH_THROTTLE_BURST
  * checked guesses, then one per decay period (refused before hashing, the
  * right password too); another user's login clears only its own failures. */
+/* Issue 20 finding 5: an address with recent failures has its answers held;
+ * at most AUTH_THROTTLE_MAX_HELD at once, then CONNECTs are refused at once
+ * (no hold, no hash) until the held ones are due. */
+static void test_security_held_answers_cap(void **state) {
+    (void)state;
+    char path[] = "/tmp/m2k_sec_XXXXXX", err[256];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    dprintf(fd, "%s\n", ALICE);
+    close(fd);
+    config_auth_t cfg = {.password_file = path};
+    security_t *s;
+    assert_int_equal(security_new(&cfg, &s, err, sizeof(err)), 0);
+    uint32_t delay;
+    uint64_t t = 5000000;
+    assert_int_equal(sec_connect(s, "alice", "guess", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+    assert_int_equal(delay, 0);
+    uint32_t longest = 0;
+    for (int i = 0; i < AUTH_THROTTLE_MAX_HELD; i++) {
+        assert_int_equal(sec_connect(s, "alice", "guess", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+        assert_true(delay > 0);
+        longest = delay > longest ? delay : longest;
+    }
+    uint64_t before = security_refused_unchecked(s);
+    assert_int_equal(sec_connect(s, "alice", "secret", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+    assert_int_equal(delay, 0);
+    assert_int_equal(security_refused_unchecked(s), before + 1);
+    /* once the held answers are due, answers are held again */
+    assert_int_equal(sec_connect(s, "alice", "guess", t + longest, &delay),
+                     MQTT_CONNACK_BAD_CREDENTIALS);
+    assert_true(delay > 0);
+    security_free(s);
+    unlink(path);
+}
+
 static void test_security_failure_budget(void **state) {
     (void)state;
     char path[] = "/tmp/m2k_sec_XXXXXX", bob[300], err[256];
@@ -663,6 +698,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_throttle_growth_and_reset),
         cmocka_unit_test(test_throttle_decay),
         cmocka_unit_test(test_security_failure_budget),
+        cmocka_unit_test(test_security_held_answers_cap),
         cmocka_unit_test(test_throttle_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
