@@ -120,17 +120,28 @@ static bool bracket_safe(const char *p, const char **end) {
     return safe;
 }
 
+/* Whether p starts an escape or a bracket expression, whose structure
+ * characters are literal; *last is then its last byte. */
+static bool atom(const char *p, const char **last) {
+    const char *e;
+    if (*p == '\\' && p[1]) {
+        *last = p + 1;
+    } else if (*p == '[') {
+        bracket_safe(p, &e);
+        *last = e - 1;
+    } else {
+        return false;
+    }
+    return true;
+}
+
 bool regex_group_kafka_safe(const char *re, int group) {
     int n = 0, depth = 0;
     const char *p = re;
     for (; *p; p++) { /* find the group's '(' */
-        if (*p == '\\' && p[1]) {
-            p++;
-        } else if (*p == '[') {
-            const char *e;
-            bracket_safe(p, &e);
-            p = e - 1;
-        } else if (*p == '(' && ++n == group) {
+        if (atom(p, &p))
+            continue;
+        if (*p == '(' && ++n == group) {
             break;
         }
     }
@@ -187,13 +198,9 @@ static bool regex_anchored(const char *re) {
         return false;
     int depth = 0;
     for (const char *p = re; *p; p++) {
-        if (*p == '\\' && p[1]) {
-            p++;
-        } else if (*p == '[') {
-            const char *e;
-            bracket_safe(p, &e);
-            p = e - 1;
-        } else if (*p == '(') {
+        if (atom(p, &p))
+            continue;
+        if (*p == '(') {
             depth++;
         } else if (*p == ')') {
             depth--;

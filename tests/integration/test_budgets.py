@@ -3,14 +3,8 @@ refuses rather than acknowledges (issue 19, bug 6): raw clients, exact bytes,
 exact log lines after a mark, exact counters. Every wait is bounded."""
 import m2k
 from m2k import Raw
-from test_metrics import metrics_overrides, scrape
-
-
-def start(daemon, **over):
-    d = daemon(m2k.merge(metrics_overrides(0), over))
-    m = d.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, /healthz, "
-                            r"/readyz\)", level="info", regex=True), since=0)
-    return d, int(m.group(1))
+from test_metrics import scrape
+from test_session_limits import start
 
 
 def refused_line(topic, ktopic, why):

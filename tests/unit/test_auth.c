@@ -493,19 +493,27 @@ static int sec_connect(security_t *s, const char *user, const char *pw, uint64_t
 /* Issue 20 finding 5: a guesser from one address gets AUTH_THROTTLE_BURST
  * checked guesses, then one per decay period (refused before hashing, the
  * right password too); another user's login clears only its own failures. */
+/* A security_t with a password file of `lines` (removed again at once: it is
+ * read by security_new). */
+static security_t *sec_with(const char *lines) {
+    char path[] = "/tmp/m2k_sec_XXXXXX", err[256];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, lines, strlen(lines)), (ssize_t)strlen(lines));
+    close(fd);
+    config_auth_t cfg = {.password_file = path};
+    security_t *s;
+    assert_int_equal(security_new(&cfg, &s, err, sizeof(err)), 0);
+    unlink(path);
+    return s;
+}
+
 /* Issue 20 finding 5: an address with recent failures has its answers held;
  * at most AUTH_THROTTLE_MAX_HELD at once, then CONNECTs are refused at once
  * (no hold, no hash) until the held ones are due. */
 static void test_security_held_answers_cap(void **state) {
     (void)state;
-    char path[] = "/tmp/m2k_sec_XXXXXX", err[256];
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    dprintf(fd, "%s\n", ALICE);
-    close(fd);
-    config_auth_t cfg = {.password_file = path};
-    security_t *s;
-    assert_int_equal(security_new(&cfg, &s, err, sizeof(err)), 0);
+    security_t *s = sec_with(ALICE "\n");
     uint32_t delay;
     uint64_t t = 5000000;
     assert_int_equal(sec_connect(s, "alice", "guess", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
@@ -525,21 +533,16 @@ static void test_security_held_answers_cap(void **state) {
                      MQTT_CONNACK_BAD_CREDENTIALS);
     assert_true(delay > 0);
     security_free(s);
-    unlink(path);
 }
 
 static void test_security_failure_budget(void **state) {
     (void)state;
-    char path[] = "/tmp/m2k_sec_XXXXXX", bob[300], err[256];
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    int n = auth_hash_password("bob", 3, (const uint8_t *)"pw", 2, 101, bob, sizeof(bob));
-    assert_true(n > 0);
-    dprintf(fd, "%s\n%s\n", ALICE, bob);
-    close(fd);
-    config_auth_t cfg = {.password_file = path};
-    security_t *s;
-    assert_int_equal(security_new(&cfg, &s, err, sizeof(err)), 0);
+    char lines[400];
+    int n = snprintf(lines, sizeof(lines), "%s\n", ALICE);
+    assert_true(auth_hash_password("bob", 3, (const uint8_t *)"pw", 2, 101, lines + n,
+                                   sizeof(lines) - (size_t)n - 1) > 0);
+    strcat(lines, "\n");
+    security_t *s = sec_with(lines);
     uint32_t delay;
     uint64_t t = 1000000;
     for (int i = 0; i < AUTH_THROTTLE_BURST - 1; i++)
@@ -561,7 +564,6 @@ static void test_security_failure_budget(void **state) {
     assert_int_equal(sec_connect(s, "alice", "guess", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
     assert_int_equal(delay, 0);
     security_free(s);
-    unlink(path);
 }
 
 static void test_throttle_growth_and_reset(void **state) {
