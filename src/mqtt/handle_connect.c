@@ -212,8 +212,10 @@ void session_publish_will(session_conn_t *c) {
         char kb[TOPIC_MAP_KAFKA_TOPIC_MAX + 8];
         m->st.wills_lost++;
         log_client(LOG_WARN, session_log_id(c, idb, sizeof(idb)), c->remote,
-                   "will message not published: its topic renders the Kafka topic '%s', %s",
-                   ktopic ? session_log_str(kb, sizeof(kb), ktopic, strlen(ktopic)) : "?", why);
+                   "will message not published: %s%s%s%s",
+                   ktopic ? "its topic renders the Kafka topic '" : "",
+                   ktopic ? session_log_str(kb, sizeof(kb), ktopic, strlen(ktopic)) : "",
+                   ktopic ? "', " : "", why);
         return;
     }
     if (r != ROUTE_OK) {

@@ -106,7 +106,7 @@ int session_route(session_conn_t *c, const msg_t *msg, const char **ktopic, cons
                             "and its tools keep such names)");
     case TOPIC_MAP_ERR_NO_ROOM:
         return route_refuse(m, SESSION_REFUSED_ILLEGAL_TOPIC, NULL, ktopic, why,
-                            "which with its key does not fit in the routing buffer");
+                            "its rendered Kafka topic and key do not fit in the routing buffer");
     default:
         return route_refuse(m, SESSION_REFUSED_ILLEGAL_TOPIC, res.kafka_topic, ktopic, why,
                             "which is not a legal Kafka topic name (a-z A-Z 0-9 . _ -, 1..249 "
@@ -261,12 +261,13 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     if (r == ROUTE_REFUSE) {
         /* MQTT 3.1.1 has no negative acknowledgement: the close tells the
          * sender; an ack would lose the message. */
-        char kb[TOPIC_MAP_KAFKA_TOPIC_MAX + 8];
+        char kb[TOPIC_MAP_KAFKA_TOPIC_MAX + 8], what[TOPIC_MAP_KAFKA_TOPIC_MAX + 64] = "";
+        if (ktopic)
+            snprintf(what, sizeof(what), "it renders the Kafka topic '%s', ",
+                     session_log_str(kb, sizeof(kb), ktopic, strlen(ktopic)));
         session_end(c, &m->rl_route, LOG_WARN, true, true,
-                    "refused a message on topic '%s': it renders the Kafka topic '%s', %s; not "
-                    "acknowledged",
-                    session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len),
-                    ktopic ? session_log_str(kb, sizeof(kb), ktopic, strlen(ktopic)) : "?", why);
+                    "refused a message on topic '%s': %s%s; not acknowledged",
+                    session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len), what, why);
         return FEED_CLOSED;
     }
     if (r == ROUTE_CLOSE) {

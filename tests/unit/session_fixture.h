@@ -57,7 +57,8 @@ static int fake_produce(void *ud, const kafka_record_t *r, uint64_t opaque) {
     rec_t *x = &p->recs[p->n++];
     memset(x, 0, sizeof(*x));
     snprintf(x->topic, sizeof(x->topic), "%s", r->topic);
-    memcpy(x->key, r->key, r->key_len);
+    if (r->key_len) /* a record without a key has key NULL */
+        memcpy(x->key, r->key, r->key_len);
     x->key_len = r->key_len;
     memcpy(x->value, r->value, r->value_len);
     x->value_len = r->value_len;
