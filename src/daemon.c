@@ -242,6 +242,7 @@ static char *on_metrics(void *ud, size_t *len) {
     memcpy(m->packets_sent, st->packets_sent, sizeof(m->packets_sent));
     memcpy(m->messages_received, st->messages_received, sizeof(m->messages_received));
     m->auth_failures = st->auth_failures;
+    m->auth_unchecked = security_refused_unchecked(d->sec);
     m->acl_denied = st->acl_denied;
     m->connections_refused[METRICS_REFUSED_CONNECT_TIMEOUT] = st->connect_timeouts;
     m->connections_refused[METRICS_REFUSED_PROTOCOL_ERROR] = st->refused_protocol_errors;

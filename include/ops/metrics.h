@@ -131,6 +131,7 @@ typedef struct {
     uint64_t connections_total;
     uint64_t connections_refused[METRICS_REFUSED__COUNT];
     uint64_t auth_failures;         /* CONNACK 4 (bad credentials) and 5 (anonymous refused) */
+    uint64_t auth_unchecked;        /* ... of which refused without a password check */
     uint64_t acl_denied;            /* PUBLISHes and will topics the ACL refused */
     uint64_t output_limit_closed;   /* connections cut at mqtt.max_output_buffer */
     uint64_t packet_timeout_closed; /* a started packet not completed in packet_timeout_s */

@@ -348,6 +348,10 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     for (int i = 0; i < METRICS_REFUSED__COUNT; i++)
         sample_label_u64(w, "mqtt2kafka_connections_refused_total", "reason", refused_names[i],
                          m->connections_refused[i]);
+    counter(w, "mqtt2kafka_auth_unchecked_refusals_total",
+            "CONNECTs refused without checking their password: their address had 10 recent "
+            "failures, or 16 answers held.",
+            m->auth_unchecked);
     counter(w, "mqtt2kafka_auth_failures_total",
             "CONNECTs refused by authentication (bad credentials, or anonymous not allowed).",
             m->auth_failures);

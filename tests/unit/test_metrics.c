@@ -55,6 +55,10 @@ static const char expected_small[] =
     "mqtt2kafka_connections_refused_total{reason=\"connect_rate_per_ip\"} 7\n"
     "mqtt2kafka_connections_refused_total{reason=\"tls_handshake\"} 0\n"
     "mqtt2kafka_connections_refused_total{reason=\"connect_too_long\"} 0\n"
+    "# HELP mqtt2kafka_auth_unchecked_refusals_total CONNECTs refused without checking their "
+    "password: their address had 10 recent failures, or 16 answers held.\n"
+    "# TYPE mqtt2kafka_auth_unchecked_refusals_total counter\n"
+    "mqtt2kafka_auth_unchecked_refusals_total 4\n"
     "# HELP mqtt2kafka_auth_failures_total CONNECTs refused by authentication (bad credentials, "
     "or anonymous not allowed).\n"
     "# TYPE mqtt2kafka_auth_failures_total counter\n"
@@ -301,6 +305,7 @@ static void fill_small(metrics_t *m) {
     m->connections_refused[METRICS_REFUSED_NOT_AUTHORIZED] = 6;
     m->connections_refused[METRICS_REFUSED_PER_IP_RATE] = 7;
     m->auth_failures = 5;
+    m->auth_unchecked = 4;
     m->acl_denied = 8;
     m->packets_received[1] = 5; /* CONNECT */
     m->packets_received[3] = 7; /* PUBLISH */
