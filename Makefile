@@ -19,7 +19,7 @@ CTEST_ARGS ?=
 BENCH_ARGS ?=
 SOAK_S    ?= 600
 
-.PHONY: all build run test soak bench sanitize fuzz format format-check clean deps-build deps-test
+.PHONY: all build run test soak bench sanitize fuzz format format-check clean deps-build deps-test deps-run
 
 all: build
 
@@ -29,6 +29,11 @@ deps-build:
 deps-test:
 	@scripts/install-deps.sh test
 
+# make run: the build dependencies and the README demo's clients
+# (mosquitto_pub, kcat).
+deps-run:
+	@scripts/install-deps.sh run
+
 $(BUILD_DIR)/CMakeCache.txt:
 	cmake -S . -B $(BUILD_DIR) -DWERROR=$(WERROR)
 
@@ -36,7 +41,7 @@ build: deps-build $(BUILD_DIR)/CMakeCache.txt
 	cmake -S . -B $(BUILD_DIR) -DWERROR=$(WERROR) >/dev/null
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-run: build
+run: deps-run build
 	./$(BUILD_DIR)/mqtt2kafka -c $(CONFIG)
 
 test: deps-test build

@@ -40,6 +40,22 @@ enum {
     TOPIC_MAP_ERR_RESERVED = -3,
 };
 
+/* Why a mapped message's rendered Kafka topic is refused (rc one of the
+ * TOPIC_MAP_ERR_*), as a clause after "it renders the Kafka topic 'NAME', "
+ * (TOPIC_MAP_ERR_NO_ROOM: a clause of its own, no name was rendered).
+ * Inline: the session (mqtt/) words its refusals with it without linking map/. */
+static inline const char *topic_map_refusal(int rc) {
+    switch (rc) {
+    case TOPIC_MAP_ERR_RESERVED:
+        return "which starts with '_' though the rule's template does not (Kafka and its tools "
+               "keep such names)";
+    case TOPIC_MAP_ERR_NO_ROOM:
+        return "its rendered Kafka topic and key do not fit in the routing buffer";
+    default:
+        return "which is not a legal Kafka topic name (a-z A-Z 0-9 . _ -, 1..249 characters)";
+    }
+}
+
 /* Compiles the rules; NULL on error with a "file:line:col: message" in errbuf. */
 topic_map_t *topic_map_new(const config_rule_t *rules, size_t n, char *errbuf, size_t errlen);
 void topic_map_free(topic_map_t *m);

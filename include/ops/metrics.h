@@ -34,6 +34,7 @@ typedef enum {
     METRICS_REFUSED_PER_IP_RATE,         /* mqtt.connect_rate_per_ip */
     METRICS_REFUSED_TLS_HANDSHAKE,       /* TLS handshake failed or timed out */
     METRICS_REFUSED_CONNECT_TOO_LONG,    /* user name or will over its mqtt.max_* cap */
+    METRICS_REFUSED_WS_UPGRADE,          /* WebSocket upgrade refused or timed out */
     METRICS_REFUSED__COUNT
 } metrics_refused_t;
 
@@ -137,6 +138,8 @@ typedef struct {
     uint64_t packet_timeout_closed; /* a started packet not completed in packet_timeout_s */
     uint64_t input_budget_closed;   /* closed over mqtt.max_input_buffer_bytes */
     uint64_t input_buffer_bytes;    /* gauge: partly received packets buffered */
+    uint64_t wills_published;       /* will messages handed to the producer */
+    uint64_t wills_lost;            /* will messages that could not be (unmapped, queue full) */
 
     /* traffic */
     uint64_t packets_received[METRICS_PACKET_TYPES];

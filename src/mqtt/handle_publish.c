@@ -22,7 +22,7 @@ typedef struct {
 
 static uint64_t ktopic_hash(const hmap_node_t *n) {
     const ktopic_t *t = HMAP_ENTRY(n, ktopic_t, node);
-    return m2k_hash(t->name, t->len);
+    return m2k_hash_keyed(t->name, t->len);
 }
 
 void ktopics_init(session_mgr_t *m) {
@@ -41,7 +41,7 @@ void ktopics_free(session_mgr_t *m) {
 
 /* Whether the (legal) name is known or fits under kafka.max_topics (0: no bound). */
 static bool ktopic_admit(session_mgr_t *m, const char *name, size_t len) {
-    uint64_t h = m2k_hash(name, len);
+    uint64_t h = m2k_hash_keyed(name, len); /* names a client chooses */
     hmap_node_t *n;
     HMAP_FOR_BUCKET(n, &m->ktopics, h) {
         const ktopic_t *t = HMAP_ENTRY(n, ktopic_t, node);
@@ -102,15 +102,13 @@ int session_route(session_conn_t *c, const msg_t *msg, const char **ktopic, cons
         break;
     case TOPIC_MAP_ERR_RESERVED:
         return route_refuse(m, SESSION_REFUSED_RESERVED_TOPIC, res.kafka_topic, ktopic, why,
-                            "which starts with '_' though the rule's template does not (Kafka "
-                            "and its tools keep such names)");
+                            topic_map_refusal(r));
     case TOPIC_MAP_ERR_NO_ROOM:
         return route_refuse(m, SESSION_REFUSED_ILLEGAL_TOPIC, NULL, ktopic, why,
-                            "its rendered Kafka topic and key do not fit in the routing buffer");
+                            topic_map_refusal(r));
     default:
         return route_refuse(m, SESSION_REFUSED_ILLEGAL_TOPIC, res.kafka_topic, ktopic, why,
-                            "which is not a legal Kafka topic name (a-z A-Z 0-9 . _ -, 1..249 "
-                            "characters)");
+                            topic_map_refusal(r));
     }
     switch (m->cfg->unmapped) {
     case UNMAPPED_TOPIC:
