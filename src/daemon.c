@@ -233,6 +233,9 @@ static char *on_metrics(void *ud, size_t *len) {
     m->connections_refused[METRICS_REFUSED_TLS_HANDSHAKE] = sv->tls_handshake_failures;
     m->connections_refused[METRICS_REFUSED_WS_UPGRADE] = sv->ws_upgrade_failures;
     m->output_limit_closed = sv->refused_output_limit;
+    m->packet_timeout_closed = sv->packet_timeouts;
+    m->input_budget_closed = sv->input_budget_closed;
+    m->input_buffer_bytes = sv->input_bytes;
     m->bytes_received = sv->bytes_in;
     m->bytes_sent = sv->bytes_out;
     _Static_assert(sizeof(m->packets_received) == sizeof(st->packets_received) &&
@@ -242,6 +245,7 @@ static char *on_metrics(void *ud, size_t *len) {
     memcpy(m->packets_sent, st->packets_sent, sizeof(m->packets_sent));
     memcpy(m->messages_received, st->messages_received, sizeof(m->messages_received));
     m->auth_failures = st->auth_failures;
+    m->auth_unchecked = security_refused_unchecked(d->sec);
     m->acl_denied = st->acl_denied;
     m->wills_published = st->wills_published;
     m->wills_lost = st->wills_lost;
@@ -265,6 +269,11 @@ static char *on_metrics(void *ud, size_t *len) {
     m->unmapped[METRICS_UNMAPPED_DISCONNECT] = st->unmapped_closed;
     m->unmapped[METRICS_UNMAPPED_DROP] = st->unmapped_dropped;
     m->unmapped[METRICS_UNMAPPED_TOPIC] = st->unmapped_routed;
+    _Static_assert((int)METRICS_MSG_REFUSED__COUNT == (int)SESSION_REFUSED__COUNT &&
+                       (int)METRICS_MSG_REFUSED_TOPIC_LIMIT == (int)SESSION_REFUSED_TOPIC_LIMIT,
+                   "metrics_msg_refused_t must index like SESSION_REFUSED_*");
+    memcpy(m->messages_refused, st->messages_refused, sizeof(m->messages_refused));
+    m->kafka_topics = st->kafka_topics;
     int outq = kafka_outq_len(d->k);
     m->inflight_messages = outq > 0 ? (uint64_t)outq : 0;
     m->paused_readers = session_mgr_paused_count(d->sm);

@@ -58,7 +58,7 @@ static int route_one(const config_t *cfg, const topic_map_t *tm, const security_
     }
     topic_map_ctx_t ctx = {client_id, strlen(client_id), user, user ? strlen(user) : 0};
     static char scratch[ROUTE_SCRATCH];
-    topic_map_result_t res;
+    topic_map_result_t res = {.rule = -1};
     int r = topic_map_lookup(tm, topic, len, &ctx, scratch, sizeof(scratch), &res);
     if (r == TOPIC_MAP_MATCHED) {
         const config_rule_t *rule = &cfg->rules[res.rule];
@@ -72,11 +72,26 @@ static int route_one(const config_t *cfg, const topic_map_t *tm, const security_
         print_headers(cfg, topic, client_id, user);
         return 0;
     }
-    const char *why = r == TOPIC_MAP_UNMAPPED ? "no rule matches"
-                      : r == TOPIC_MAP_ERR_BAD_TOPIC
-                          ? "the rendered Kafka topic is not a legal name"
-                      : r == TOPIC_MAP_ERR_NO_ROOM ? "the rendered Kafka topic and key are too long"
-                                                   : "topic map error";
+    if (r != TOPIC_MAP_UNMAPPED) {
+        /* Mapped, but its Kafka topic cannot be used: the daemon refuses it
+         * whatever unmapped: says (session_route). */
+        if (r != TOPIC_MAP_ERR_NO_ROOM) {
+            const config_rule_t *rule = &cfg->rules[res.rule];
+            printf("rule:     %s:%d:%d: topics[%d] %s: \"%s\"\n", cfg->path, rule->pos.line,
+                   rule->pos.col, res.rule, rule->kind == RULE_REGEX ? "regex" : "mqtt",
+                   rule->pattern);
+            printf("refused:  it renders the Kafka topic '%.*s', %s: never acknowledged, the "
+                   "client is disconnected\n",
+                   (int)res.kafka_topic_len, res.kafka_topic, topic_map_refusal(r));
+        } else {
+            printf("refused:  %s: never acknowledged, the client is disconnected\n",
+                   topic_map_refusal(r));
+        }
+        return 3;
+    }
+    const char *why = res.regex_skipped ? "no rule matches (regex rules skipped: the topic is "
+                                          "longer than mqtt.max_regex_topic_length)"
+                                        : "no rule matches";
     switch (cfg->unmapped) {
     case UNMAPPED_TOPIC:
         printf("unmapped: %s; unmapped: {topic: %s}\n", why, cfg->unmapped_topic);
@@ -148,6 +163,7 @@ int route_tool_main(int argc, char **argv, const char *default_config) {
         fputs(errbuf, stderr);
         goto out;
     }
+    topic_map_set_regex_topic_max(tm, cfg->mqtt.max_regex_topic_length); /* as runtime.c */
     if (security_new(&cfg->auth, &sec, errbuf, ROUTE_ERRBUF) != 0) {
         fprintf(stderr, "%s:%d:%d: auth: %s\n", cfg->path, cfg->auth.pos.line, cfg->auth.pos.col,
                 errbuf);

@@ -115,6 +115,7 @@ static int topics_prepare(const runtime_t *rt, const config_t *next, runtime_mod
         report_lines(r, e);
         return -1;
     }
+    topic_map_set_regex_topic_max(tm, next->mqtt.max_regex_topic_length);
     *state = tm;
     return 0;
 }

@@ -24,6 +24,7 @@ typedef struct {
     char *cert; /* PEM server certificate chain */
     char *key;  /* PEM private key */
     char *ca;   /* PEM CA bundle for client certificates; NULL when not set */
+    char *crl;  /* PEM CRLs of that CA; NULL when not set */
     bool require_client_cert;
     bool use_identity_as_username; /* user name = client certificate's CN */
     int min_version;               /* CONFIG_TLS_1_2 (default) or CONFIG_TLS_1_3 */
@@ -97,6 +98,9 @@ typedef struct {
     uint32_t max_username_length;  /* longer: closed without CONNACK */
     uint32_t max_will_topic_length;
     uint32_t max_will_payload;
+    uint32_t max_regex_topic_length; /* longer topics skip regex rules */
+    uint32_t packet_timeout_s;       /* to complete a started packet; 0 = none */
+    uint32_t max_input_buffer_bytes; /* partly received packets, all connections */
 } config_mqtt_t;
 
 typedef enum {
@@ -128,6 +132,7 @@ typedef struct config {
     /* message.max.bytes as librdkafka will see it (librdkafka's default if
      * not set), which mqtt.max_packet_size must not exceed. */
     unsigned long kafka_message_max_bytes;
+    uint32_t kafka_max_topics; /* distinct rendered Kafka topics */
 
     config_rule_t *rules;
     size_t n_rules;

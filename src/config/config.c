@@ -14,6 +14,7 @@
 #include <yaml.h>
 
 #include "settings.h"
+#include "util/hash.h"
 #include "util/file_read.h"
 
 struct errs {
@@ -239,6 +240,54 @@ bool cfg_expect(parse_ctx_t *c, const yaml_node_t *n, yaml_node_type_t t, const 
     return false;
 }
 
+#define KEYS_LINEAR 16 /* mappings up to this many pairs are searched in place */
+
+/* The slot of key `k` in the key table: its first occurrence, or the empty
+ * slot where it goes. */
+static yaml_node_t **key_slot(parse_ctx_t *c, const yaml_node_t *k) {
+    size_t mask = c->keys.cap - 1;
+    const char *s = scalar(k);
+    for (size_t i = m2k_hash(s, strlen(s)) & mask;; i = (i + 1) & mask) {
+        yaml_node_t **slot = &c->keys.slots[i];
+        if (!*slot || strcmp(scalar(*slot), s) == 0)
+            return slot;
+    }
+}
+
+/* The earlier key equal to pair's in a large mapping, NULL if none; the
+ * table follows the walk (rebuilt when another mapping was walked since). */
+static yaml_node_t *key_seen(parse_ctx_t *c, const yaml_node_t *map, yaml_node_pair_t *pair,
+                             yaml_node_t *k) {
+    yaml_node_pair_t *start = map->data.mapping.pairs.start;
+    size_t n = (size_t)(map->data.mapping.pairs.top - start);
+    if (c->keys.map != map || c->keys.next != pair) {
+        size_t cap = 16;
+        while (cap < 2 * n)
+            cap *= 2;
+        yaml_node_t **slots = calloc(cap, sizeof(*slots));
+        if (!slots) {
+            cfg_oom(c);
+            return NULL;
+        }
+        free(c->keys.slots);
+        c->keys.map = map;
+        c->keys.slots = slots;
+        c->keys.cap = cap;
+        for (yaml_node_pair_t *p = start; p < pair; p++) {
+            yaml_node_t *pk = yaml_document_get_node(c->doc, p->key);
+            yaml_node_t **slot;
+            if (pk->type == YAML_SCALAR_NODE && !*(slot = key_slot(c, pk)))
+                *slot = pk;
+        }
+    }
+    c->keys.next = pair + 1;
+    yaml_node_t **slot = key_slot(c, k);
+    if (*slot)
+        return *slot;
+    *slot = k;
+    return NULL;
+}
+
 /* Duplicate keys are errors: libyaml accepts them silently, and the last
  * would win and hide a mistake. */
 const char *cfg_pair_key(parse_ctx_t *c, const yaml_node_t *map, yaml_node_pair_t *pair,
@@ -251,13 +300,20 @@ const char *cfg_pair_key(parse_ctx_t *c, const yaml_node_t *map, yaml_node_pair_
                 cfg_describe(k, d, sizeof(d)));
         return NULL;
     }
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < pair; p++) {
-        yaml_node_t *pk = yaml_document_get_node(c->doc, p->key);
-        if (pk->type == YAML_SCALAR_NODE && strcmp(scalar(pk), scalar(k)) == 0) {
-            cfg_err(c, cfg_pos_of(k), "%s%s%s: duplicate key (first at line %d)", where,
-                    where[0] ? "." : "", scalar(k), cfg_pos_of(pk).line);
-            return NULL;
+    yaml_node_t *first = NULL;
+    if (map->data.mapping.pairs.top - map->data.mapping.pairs.start > KEYS_LINEAR) {
+        first = key_seen(c, map, pair, k);
+    } else {
+        for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < pair && !first; p++) {
+            yaml_node_t *pk = yaml_document_get_node(c->doc, p->key);
+            if (pk->type == YAML_SCALAR_NODE && strcmp(scalar(pk), scalar(k)) == 0)
+                first = pk;
         }
+    }
+    if (first) {
+        cfg_err(c, cfg_pos_of(k), "%s%s%s: duplicate key (first at line %d)", where,
+                where[0] ? "." : "", scalar(k), cfg_pos_of(first).line);
+        return NULL;
     }
     return scalar(k);
 }
@@ -700,6 +756,7 @@ static int load_string(const char *yaml, size_t len, const char *name, config_t 
     }
     yaml_parser_delete(&parser);
 done:
+    free(c.keys.slots);
     if (have_doc)
         yaml_document_delete(&doc);
     if (errs.oom) {
@@ -755,6 +812,7 @@ void config_free(config_t *cfg) {
         free(cfg->listeners[i].tls.cert);
         free(cfg->listeners[i].tls.key);
         free(cfg->listeners[i].tls.ca);
+        free(cfg->listeners[i].tls.crl);
         free(cfg->listeners[i].websocket.path);
         for (size_t j = 0; j < cfg->listeners[i].websocket.n_origins; j++)
             free(cfg->listeners[i].websocket.origins[j]);

@@ -123,6 +123,9 @@ void cfg_check_tls(parse_ctx_t *c, yaml_node_t *n, const char *where, void *base
         cfg_err(c, cfg_pos_of(n),
                 "%s: require_client_cert needs 'ca' (the CA that signs client certificates)",
                 where);
+    if (t->crl && !t->ca)
+        cfg_err(c, cfg_pos_of(n), "%s: crl_file needs 'ca' (the CA whose revocations it lists)",
+                where);
     if (ident && t->use_identity_as_username && !t->require_client_cert)
         cfg_err(c, cfg_pos_of(ident),
                 "%s.use_identity_as_username: needs require_client_cert: true", where);

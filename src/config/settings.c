@@ -90,6 +90,13 @@ const setting_t config_settings[] = {
      LISTENER(tls.ca),
      .doc = "PEM CA certificates client certificates must chain to; with it a client "
             "certificate is asked for and verified when sent"},
+    {.path = "listeners[].tls.crl_file",
+     .type = SET_FILE,
+     LISTENER(tls.crl),
+     .doc_default = "none (no revocation check)",
+     .doc = "PEM certificate revocation lists of `ca`: a revoked client certificate fails the "
+            "handshake, and so does one whose issuer has no CRL in the file. Needs `ca`; read "
+            "again on every SIGHUP"},
     {.path = "listeners[].tls.require_client_cert",
      .type = SET_BOOL,
      LISTENER(tls.require_client_cert),
@@ -177,6 +184,16 @@ const setting_t config_settings[] = {
             "client bootstraps through it and then connects to the brokers the metadata names. "
             "The demo configuration sets 19092."},
     {.path = "kafka.shutdown_timeout_s", .type = SET_ALIAS, .alias = "shutdown_timeout_s"},
+    {.path = "kafka.max_topics",
+     .type = SET_UINT,
+     CFG(kafka_max_topics),
+     .min = 1,
+     .max = 10000000,
+     .def = 10000,
+     .doc = "distinct Kafka topics the topic map may render while the process runs (librdkafka "
+            "keeps an object per topic, and a `{N}` template lets clients choose names); a "
+            "message for one more is refused, never acknowledged (closed, counted in "
+            "`mqtt2kafka_messages_refused_total{reason=\"topic_limit\"}`)"},
 
     {.path = "topics",
      .type = SET_LIST,
@@ -276,7 +293,9 @@ const setting_t config_settings[] = {
      .min = 1,
      .max = 65535,
      .def = 65535,
-     .doc = "upper bound on the keepalive a client asks for"},
+     .doc = "upper bound on the keepalive a client asks for (above it: CONNACK 2); below 65535 "
+            "it is also the keepalive of a client that asks for 0 (none), so a silent connection "
+            "does not stay forever"},
     {.path = "mqtt.session_expiry_s",
      .type = SET_UINT,
      CFG(mqtt.session_expiry_s),
@@ -366,6 +385,34 @@ const setting_t config_settings[] = {
      .def = 4096,
      .doc = "bytes of a CONNECT's will message; over it the connection is closed without CONNACK "
             "(logged, counted)"},
+    {.path = "mqtt.max_regex_topic_length",
+     .type = SET_UINT,
+     CFG(mqtt.max_regex_topic_length),
+     .min = 1,
+     .max = 65535,
+     .def = 1024,
+     .doc = "bytes of an MQTT topic up to which regex rules are tried (a regex costs time on the "
+            "event loop that grows with the topic, see [security.md](security.md#budgets)); a "
+            "longer topic skips every regex rule: filter rules still apply, then `unmapped`"},
+    {.path = "mqtt.packet_timeout_s",
+     .type = SET_UINT,
+     CFG(mqtt.packet_timeout_s),
+     .min = 0,
+     .max = 3600,
+     .def = 30,
+     .doc_allowed = "0..3600 (0 = no deadline)",
+     .doc = "time a client has to complete a packet it started sending, whatever its keepalive; "
+            "then the connection is closed (logged, `mqtt2kafka_input_closed_total{reason="
+            "\"packet_timeout\"}`)"},
+    {.path = "mqtt.max_input_buffer_bytes",
+     .type = SET_UINT,
+     CFG(mqtt.max_input_buffer_bytes),
+     .min = 65536,
+     .max = UINT32_MAX,
+     .def = 128u * 1024 * 1024,
+     .doc = "bytes all connections may hold in partly received packets together (keep it well "
+            "above `max_packet_size`); past it the connections holding the most are closed "
+            "first (logged, `mqtt2kafka_input_closed_total{reason=\"input_budget\"}`)"},
 
     {.path = "auth",
      .type = SET_SECTION,

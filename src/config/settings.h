@@ -117,6 +117,14 @@ struct parse_ctx {
     struct errs *errs;
     config_t *cfg;
     config_pos_t seen[SETTINGS_MAX]; /* where each row outside lists was set; line 0: not */
+    /* The keys of the large mapping cfg_pair_key walks (open addressing):
+     * its duplicate check stays linear however many keys a mapping has. */
+    struct {
+        const yaml_node_t *map;
+        const yaml_node_pair_t *next; /* the pair expected next */
+        yaml_node_t **slots;
+        size_t cap; /* a power of two, at least twice the pairs */
+    } keys;
 };
 
 config_pos_t cfg_pos_of(const yaml_node_t *n);

@@ -1,10 +1,12 @@
 /* CONNECT: the client id rules, authentication (opts.auth), takeover of a
  * connected id [MQTT-3.1.4-2], session present; and the will, published when
  * a connection ends without DISCONNECT. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "session_int.h"
 
@@ -82,7 +84,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     char idb[LOG_ID_MAX];
     const char *cid = (const char *)p->client_id.ptr;
     size_t cid_len = p->client_id.len;
-    char gen[40];
+    char gen[48]; /* "m2k-auto-" and 32 hex digits */
 
     if (mq->max_keepalive_s && p->keepalive > mq->max_keepalive_s) {
         session_refuse(c, MQTT_CONNACK_ID_REJECTED, LOG_WARN,
@@ -112,8 +114,18 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
                            "empty client id with clean session 0 [MQTT-3.1.3-8]");
             return FEED_CLOSED;
         }
+        /* Random, not a counter: a guessable id would let another client
+         * take this session over (CONNECT with the same id). */
         do {
-            snprintf(gen, sizeof(gen), "m2k-auto-%" PRIu64, ++m->next_auto_id);
+            uint8_t r[16];
+            if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+                session_refuse(c, MQTT_CONNACK_UNAVAILABLE, LOG_ERROR,
+                               "no random bytes for a client id: %s", strerror(errno));
+                return FEED_CLOSED;
+            }
+            int n = snprintf(gen, sizeof(gen), "m2k-auto-");
+            for (size_t i = 0; i < sizeof(r); i++)
+                n += snprintf(gen + n, sizeof(gen) - (size_t)n, "%02x", r[i]);
         } while (store_find_cid(m, gen, strlen(gen)));
         cid = gen;
         cid_len = strlen(gen);
@@ -172,14 +184,18 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     if (++s->conn_gen == 0)
         s->conn_gen = 1;
     c->gen = s->conn_gen;
-    c->keepalive = p->keepalive;
+    /* Keepalive 0 would let a silent connection stay forever: it gets
+     * max_keepalive_s when that is below MQTT's 65535. */
+    c->keepalive =
+        p->keepalive || mq->max_keepalive_s >= 65535 ? p->keepalive : (uint16_t)mq->max_keepalive_s;
     c->level = p->protocol_level;
     session_set_state(c, CONN_CONNECTED);
     session_send_connack(c, present, MQTT_CONNACK_ACCEPTED);
     m->st.connects++;
-    log_client(LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
-               "connected (clean session %d, keepalive %u s, session present %d)", p->clean_session,
-               p->keepalive, present);
+    log_client_ratelimited(
+        &m->rl_connected, LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
+        "connected (clean session %d, keepalive %u s%s, session present %d)", p->clean_session,
+        c->keepalive, c->keepalive != p->keepalive ? " (asked 0: max_keepalive_s)" : "", present);
     inflight_check_window(c);
     return FEED_OK;
 }
@@ -192,6 +208,16 @@ void session_publish_will(session_conn_t *c) {
     const char *ktopic, *key, *why = "";
     size_t key_len;
     int r = session_route(c, &msg, &ktopic, &key, &key_len, &why);
+    if (r == ROUTE_REFUSE) {
+        char kb[TOPIC_MAP_KAFKA_TOPIC_MAX + 8];
+        m->st.wills_lost++;
+        log_client(LOG_WARN, session_log_id(c, idb, sizeof(idb)), c->remote,
+                   "will message not published: %s%s%s%s",
+                   ktopic ? "its topic renders the Kafka topic '" : "",
+                   ktopic ? session_log_str(kb, sizeof(kb), ktopic, strlen(ktopic)) : "",
+                   ktopic ? "', " : "", why);
+        return;
+    }
     if (r != ROUTE_OK) {
         m->st.wills_lost++;
         log_client(LOG_WARN, session_log_id(c, idb, sizeof(idb)), c->remote,

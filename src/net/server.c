@@ -141,6 +141,7 @@ static void on_tick(uv_timer_t *t) {
     net_set_now(s);
     uint64_t now = uv_now(&s->loop);
     conn_check_handshakes(s, now);
+    conn_check_partial(s, now);
     for (int i = 0; i < SERVICE_COUNT; i++) {
         const server_protocol_t *p = &s->svc[i].p;
         if (p->ops && p->ops->tick)

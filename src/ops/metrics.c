@@ -31,6 +31,9 @@ static const char *const refused_names[METRICS_REFUSED__COUNT] = {
 
 static const char *const unmapped_names[METRICS_UNMAPPED__COUNT] = {"disconnect", "drop", "topic"};
 
+static const char *const msg_refused_names[METRICS_MSG_REFUSED__COUNT] = {
+    "illegal_topic", "reserved_topic", "topic_limit"};
+
 /* MQTT 3.1.1 control packet types 1..14 (0 and 15 are reserved). */
 static const char *const packet_names[METRICS_PACKET_TYPES] = {
     NULL,      "connect",  "connack",    "publish", "puback",      "pubrec",
@@ -345,6 +348,10 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     for (int i = 0; i < METRICS_REFUSED__COUNT; i++)
         sample_label_u64(w, "mqtt2kafka_connections_refused_total", "reason", refused_names[i],
                          m->connections_refused[i]);
+    counter(w, "mqtt2kafka_auth_unchecked_refusals_total",
+            "CONNECTs refused without checking their password: their address had 10 recent "
+            "failures, or 16 answers held.",
+            m->auth_unchecked);
     counter(w, "mqtt2kafka_auth_failures_total",
             "CONNECTs refused by authentication (bad credentials, or anonymous not allowed).",
             m->auth_failures);
@@ -353,6 +360,18 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     counter(w, "mqtt2kafka_output_limit_closed_total",
             "Connections cut at mqtt.max_output_buffer (the client does not read).",
             m->output_limit_closed);
+    family(w, "mqtt2kafka_input_closed_total", "counter",
+           "Connections closed for their partly received input: a packet not completed within "
+           "mqtt.packet_timeout_s, or the most buffered when all connections held more than "
+           "mqtt.max_input_buffer_bytes.");
+    sample_label_u64(w, "mqtt2kafka_input_closed_total", "reason", "packet_timeout",
+                     m->packet_timeout_closed);
+    sample_label_u64(w, "mqtt2kafka_input_closed_total", "reason", "input_budget",
+                     m->input_budget_closed);
+    gauge(w, "mqtt2kafka_input_buffer_bytes",
+          "Bytes of partly received packets buffered for MQTT connections (bounded by "
+          "mqtt.max_input_buffer_bytes).",
+          m->input_buffer_bytes);
     counter(w, "mqtt2kafka_wills_published_total",
             "Will messages produced to Kafka (a connection ended without DISCONNECT).",
             m->wills_published);
@@ -381,6 +400,15 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     for (int i = 0; i < METRICS_UNMAPPED__COUNT; i++)
         sample_label_u64(w, "mqtt2kafka_unmapped_total", "action", unmapped_names[i],
                          m->unmapped[i]);
+    family(w, "mqtt2kafka_messages_refused_total", "counter",
+           "Messages a rule maps whose rendered Kafka topic was refused (never acknowledged: "
+           "the connection is closed), by reason.");
+    for (int i = 0; i < METRICS_MSG_REFUSED__COUNT; i++)
+        sample_label_u64(w, "mqtt2kafka_messages_refused_total", "reason", msg_refused_names[i],
+                         m->messages_refused[i]);
+    gauge(w, "mqtt2kafka_kafka_topics",
+          "Distinct Kafka topics the topic map has rendered (bounded by kafka.max_topics).",
+          m->kafka_topics);
 
     gauge(w, "mqtt2kafka_inflight_messages",
           "QoS 1/2 messages produced to Kafka and not yet acknowledged to the client.",

@@ -212,6 +212,55 @@ def test_settings_markdown_is_the_documented_table():
     assert "--settings-markdown" not in run("--help").stdout
 
 
+def test_check_warns_about_slow_regexes_and_illegal_topic_templates(tmp_path):
+    cfg = tmp_path / "warn.yaml"
+    cfg.write_text(
+        "kafka:\n"
+        "  bootstrap_servers: embedded\n"
+        "topics:\n"
+        "  - regex: \"(.+)/alarm\"\n"
+        "    kafka: alarms\n"
+        "  - regex: \"^plant/([^/]+)/(.+)$\"\n"
+        "    kafka: \"plant-{1}\"\n"
+        "  - regex: \"^site/([a-z0-9-]+)/.+$\"\n"
+        "    kafka: \"site-{1}\"\n"
+        "  - mqtt: \"dev/+/#\"\n"
+        "    kafka: \"dev-{2}\"\n")
+    r = run("--check", "-c", str(cfg))
+    tail = (": a message whose rendered Kafka topic is illegal is refused, never acknowledged "
+            "(allowed: a-z A-Z 0-9 . _ -, 1..249 characters)\n")
+    assert (r.returncode, r.stdout) == (0, "configuration OK\n")
+    assert r.stderr == (
+        f"{cfg}:4:12: warning: topics[0].regex: \"(.+)/alarm\" is not anchored with '^': it is "
+        "tried from every position of the topic, in time up to quadratic in the topic's length "
+        "on the event loop (topics over mqtt.max_regex_topic_length skip regex rules)\n"
+        f"{cfg}:7:12: warning: topics[1].kafka: {{1}} is regex group 1, which may match a byte "
+        "a Kafka topic name cannot hold (write the group with [a-zA-Z0-9._-])" + tail +
+        f"{cfg}:11:12: warning: topics[3].kafka: {{2}} is what '#' matches, which may hold "
+        "'/'" + tail)
+
+
+def test_password_file_readable_or_writable_by_others_is_warned_about(tmp_path):
+    """Issue 20 finding 11: such a file loaded silently (Mosquitto warns)."""
+    pw, acl = tmp_path / "passwd", tmp_path / "acl"
+    r = subprocess.run([BIN, "passwd", str(pw), "alice"], input="s3cret-Pw\n", text=True,
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    acl.write_text("user alice\ntopic write sensors/#\n")
+    cfg = _auth_config(tmp_path, None, (pw, acl))
+    assert oct(os.stat(pw).st_mode & 0o777) == "0o600"
+    assert run("--check", "-c", str(cfg)).stderr == ""
+    for mode, what, why in [
+            (0o644, "readable", "its hashes can be guessed offline"),
+            (0o666, "writable", "anyone on the host can add a user")]:
+        os.chmod(pw, mode)
+        r = run("--check", "-c", str(cfg))
+        assert (r.returncode, r.stdout) == (0, "configuration OK\n")
+        assert re.fullmatch(
+            rf"\S+ warn  auth\.password_file {re.escape(str(pw))}: {what} by every user "
+            rf"\(mode 0{mode:o}\): {why}; chmod o-rw\n", r.stderr), r.stderr
+
+
 @pytest.mark.parametrize("form", [["-c", "{}"], ["--config", "{}"], ["-c={}"], ["--config={}"]])
 def test_config_option_forms(form):
     shipped = os.path.join(SOURCE, "config", "mqtt2kafka.yaml")

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import shutil
+import socket
 import subprocess
 
 import pytest
@@ -214,12 +215,21 @@ def test_readyz_503_when_all_brokers_down(daemon, mock_kafka):
                    lambda: f"/readyz to recover:\n{d.log()}", interval=0.2)
 
 
+def from_addr(src, port):
+    """A Raw connection to the metrics port from loopback address `src`."""
+    r = Raw.__new__(Raw)
+    r.sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(src, 0))
+    return r
+
+
 def test_http_connection_cap_and_idle_timeout(daemon):
-    """More than 16 idle HTTP connections: the 17th is closed at once; an idle
-    one gets 408 after 10 s (not waited for here: the cap is what is checked)."""
+    """More than 16 idle HTTP connections (4 from each of 4 addresses): the
+    17th is closed at once."""
     d, mport = start(daemon)
-    conns = [Raw(mport) for _ in range(16)]
-    extra = Raw(mport)
+    conns = [from_addr(f"127.0.0.{2 + i // 4}", mport) for i in range(16)]
+    m2k.wait_until(lambda: all(c.nothing_within(0.01) for c in conns), 5,
+                   "16 connections accepted and held")
+    extra = from_addr("127.0.0.6", mport)
     extra.expect_close()
     for c in conns:
         assert c.nothing_within(0.01)
@@ -228,6 +238,24 @@ def test_http_connection_cap_and_idle_timeout(daemon):
     # Slots are free again once the daemon saw the closes.
     m2k.wait_until(lambda: http_get(mport, "/healthz") == (200, "ok\n"), 5,
                    "/healthz to answer again")
+
+
+def test_probe_answered_while_one_address_holds_idle_sockets(daemon):
+    """Issue 20 finding 8: 16 idle sockets from one address took every slot
+    and /healthz failed. Now one address holds at most 4 (the rest closed at
+    once), a probe from another is answered, and an idle socket gets 408
+    after 2 s."""
+    d, mport = start(daemon)
+    mark = d.mark()
+    conns = [from_addr("127.0.0.2", mport) for _ in range(16)]
+    for c in conns[4:]:
+        c.expect_close()
+    d.wait_log(m2k.line(r"metrics listener: refusing 127\.0\.0\.2:\d+: 4 connections from its "
+                        r"address", level="warn", regex=True), since=mark)
+    assert all(c.nothing_within(0.01) for c in conns[:4])
+    assert http_get(mport, "/healthz") == (200, "ok\n")  # from 127.0.0.1
+    head, closed = conns[0].read_until_close(timeout=10)
+    assert closed and head.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), head
 
 
 def test_healthz_answers_while_the_start_waits_for_kafka(tmp_path):

@@ -150,3 +150,30 @@ def test_the_example_in_operations_md():
                         "--client-id", "sensor-17"], cwd=m2k.SOURCE_DIR, capture_output=True,
                        text=True, timeout=30)
     assert (r.returncode, r.stdout, r.stderr) == (0, expected, "")
+
+
+def test_mapped_but_refused_kafka_topic(tmp_path):
+    """Issue 19 bug 6: the daemon refuses such a message whatever unmapped:
+    says; the dry run says so (not "unmapped")."""
+    cfg = write(tmp_path, unmapped="drop")
+    r = route("-c", str(cfg), "plant/a b/x")
+    assert (r.returncode, r.stderr) == (3, "")
+    assert r.stdout == (
+        "topic:    plant/a b/x\n"
+        "client:   route-dry-run, no user name\n"
+        f"rule:     {cfg}:7:5: topics[1] regex: \"^plant/([^/]+)/(.+)$\"\n"
+        "refused:  it renders the Kafka topic 'plant-a b', which is not a legal Kafka topic name "
+        "(a-z A-Z 0-9 . _ -, 1..249 characters): never acknowledged, the client is "
+        "disconnected\n")
+
+
+def test_regex_rules_skipped_for_long_topics(tmp_path):
+    cfg = write(tmp_path)
+    cfg.write_text(cfg.read_text() + "mqtt:\n  max_regex_topic_length: 16\n")
+    r = route("-c", str(cfg), "plant/1234567/xy")  # 16 bytes: the regex applies
+    assert (r.returncode, r.stdout.splitlines()[3]) == (0, "kafka:    plant-1234567")
+    r = route("-c", str(cfg), "plant/1234567/xyz")
+    assert (r.returncode, r.stderr) == (3, "")
+    assert r.stdout.splitlines()[2:] == [
+        "unmapped: no rule matches (regex rules skipped: the topic is longer than "
+        "mqtt.max_regex_topic_length); unmapped: disconnect: the client is disconnected"]

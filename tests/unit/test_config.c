@@ -214,6 +214,34 @@ static void test_unmapped_and_shutdown_variants(void **state) {
     config_free(cfg);
 }
 
+/* Issue 20 finding 11: large mappings are checked for duplicate keys through
+ * a hash table (the pairwise check was quadratic), with the same errors. */
+static void test_duplicate_keys_in_a_large_mapping(void **state) {
+    (void)state;
+    static char yaml[8192];
+    size_t n = (size_t)snprintf(yaml, sizeof(yaml), "kafka:\n  properties:\n");
+    for (int i = 0; i < 40; i++) /* lines 3..42 */
+        n += (size_t)snprintf(yaml + n, sizeof(yaml) - n, "    p%d.x: %d\n", i, i);
+    n += (size_t)snprintf(yaml + n, sizeof(yaml) - n,
+                          "    p5.x: 1\n    p39.x: 2\n    q.x: 3\n    q.x: 4\n"
+                          "  bootstrap_servers: embedded\n  bootstrap_servers: x\n");
+    expect_errors(yaml, "t.yaml:43:5: kafka.properties.p5.x: duplicate key (first at line 8)\n"
+                        "t.yaml:44:5: kafka.properties.p39.x: duplicate key (first at line 42)\n"
+                        "t.yaml:46:5: kafka.properties.q.x: duplicate key (first at line 45)\n"
+                        "t.yaml:48:3: kafka.bootstrap_servers: duplicate key (first at line 47)\n");
+    /* 20,000 distinct keys load */
+    size_t cap = 20000 * 24 + 64;
+    char *big = malloc(cap);
+    assert_non_null(big);
+    n = (size_t)snprintf(big, cap, "kafka:\n  bootstrap_servers: embedded\n  properties:\n");
+    for (int i = 0; i < 20000; i++)
+        n += (size_t)snprintf(big + n, cap - n, "    k%d.x: 1\n", i);
+    config_t *cfg = load_ok(big);
+    assert_true(cfg->n_kafka_properties >= 20000);
+    config_free(cfg);
+    free(big);
+}
+
 static void test_errors_structure(void **state) {
     (void)state;
     expect_errors("", "t.yaml:1:1: the file is empty; expected a mapping with at least "
@@ -236,7 +264,8 @@ static void test_errors_structure(void **state) {
     expect_errors(MIN "kafka: {}\n", "t.yaml:3:1: kafka: duplicate key (first at line 1)\n");
     expect_errors(MIN "  extra: 1\n",
                   "t.yaml:3:3: kafka.extra: unknown key (expected one of: "
-                  "bootstrap_servers, properties, embedded_port, shutdown_timeout_s)\n");
+                  "bootstrap_servers, properties, embedded_port, shutdown_timeout_s, "
+                  "max_topics)\n");
     expect_errors(MIN "? [a]\n: 1\n", "t.yaml:3:3: : expected a key name, got a list\n");
     expect_errors(MIN "mqtt: 5\n", "t.yaml:3:7: mqtt: expected a mapping, got \"5\"\n");
     expect_errors(MIN "topics: {}\n", "t.yaml:3:9: topics: expected a list, got a mapping\n");
@@ -367,7 +396,7 @@ static void test_errors_mqtt_numbers(void **state) {
         "session_expiry_s, max_connections_per_ip, connect_rate_per_ip, "
         "connect_burst_per_ip, max_output_buffer, max_persistent_sessions, "
         "max_session_bytes, max_client_id_length, max_username_length, max_will_topic_length, "
-        "max_will_payload)\n"
+        "max_will_payload, max_regex_topic_length, packet_timeout_s, max_input_buffer_bytes)\n"
         "t.yaml:11:3: mqtt.max_inflight: duplicate key (first at line 5)\n");
     expect_errors(MIN "mqtt:\n  max_packet_size: 1048576\n",
                   "t.yaml:4:20: mqtt.max_packet_size: 1048576 is above Kafka's message.max.bytes "
@@ -585,6 +614,7 @@ int main(void) {
         cmocka_unit_test(test_unmapped_typos_are_errors),
         cmocka_unit_test(test_port_zero_is_never_a_duplicate),
         cmocka_unit_test(test_errors_structure),
+        cmocka_unit_test(test_duplicate_keys_in_a_large_mapping),
         cmocka_unit_test(test_errors_yaml_syntax),
         cmocka_unit_test(test_errors_listeners),
         cmocka_unit_test(test_errors_kafka),

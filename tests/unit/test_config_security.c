@@ -93,8 +93,12 @@ static void test_tls_errors(void **state) {
                   "t.yaml:5:41: listeners[0].tls.min_version: expected \"1.2\" or \"1.3\", got "
                   "\"1.1\"\n"
                   "t.yaml:5:48: listeners[0].tls.bogus: unknown key (expected one of: cert, key, "
-                  "ca, require_client_cert, use_identity_as_username, min_version)\n"
+                  "ca, crl_file, require_client_cert, use_identity_as_username, min_version)\n"
                   "t.yaml:5:62: listeners[0].tls.ca: expected a file name, got \"\"\n");
+    expect_errors(MIN "listeners:\n  - listen: \"127.0.0.1:8883\"\n"
+                      "    tls: {cert: a, key: b, crl_file: c}\n",
+                  "t.yaml:5:10: listeners[0].tls: crl_file needs 'ca' (the CA whose revocations "
+                  "it lists)\n");
     expect_errors(MIN "listeners:\n  - listen: \"127.0.0.1:8883\"\n"
                       "    tls: {cert: a, key: b, require_client_cert: true}\n",
                   "t.yaml:5:10: listeners[0].tls: require_client_cert needs 'ca' (the CA that "
