@@ -11,6 +11,7 @@ rules='
 util||util
 mqtt||util mqtt config map kafka
 map||util mqtt config map
+downlink||util downlink
 kafka|librdkafka/|util kafka
 config|yaml.h|util config map kafka
 auth|openssl/crypto.h openssl/evp.h openssl/rand.h|util auth mqtt config
@@ -18,7 +19,7 @@ ops|cjson/ http_parser.h|util ops config net
 net|uv.h openssl/ssl.h openssl/err.h openssl/x509v3.h openssl/x509.h|util net auth config
 '
 third_party='uv.h uv/ librdkafka/ yaml.h cjson/ http_parser.h openssl/'
-ours='util mqtt map kafka config auth ops net'
+ours='util mqtt map downlink kafka config auth ops net'
 
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
