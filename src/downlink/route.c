@@ -43,6 +43,14 @@ const char *dl_route_result_name(dl_route_result_t res) {
 static const char *tmpl_parse(const char *tmpl, part_t *parts, size_t *n, size_t *col) {
     size_t np = 0, i = 0, len = strlen(tmpl);
     while (i < len) {
+        /* "{{" and "}}" are a literal brace, as in the uplink's templates. */
+        if ((tmpl[i] == '{' || tmpl[i] == '}') && i + 1 < len && tmpl[i + 1] == tmpl[i]) {
+            if (parts)
+                parts[np] = (part_t){PART_LIT, tmpl + i, 1};
+            np++;
+            i += 2;
+            continue;
+        }
         if (tmpl[i] == '}') {
             *col = i;
             return "'}' without '{'";

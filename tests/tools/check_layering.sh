@@ -13,7 +13,7 @@ mqtt||util mqtt config map kafka
 map||util mqtt config map
 downlink||util downlink
 kafka|librdkafka/|util kafka
-config|yaml.h|util config map kafka
+config|yaml.h|util config map kafka downlink
 auth|openssl/crypto.h openssl/evp.h openssl/rand.h|util auth mqtt config
 ops|cjson/ http_parser.h|util ops config net
 net|uv.h openssl/ssl.h openssl/err.h openssl/x509v3.h openssl/x509.h|util net auth config

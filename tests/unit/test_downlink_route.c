@@ -18,9 +18,10 @@ static dl_router_t *router(void) {
         {"mqtt-events", NULL, 0},
         {"by-header", "site/{header:site}/{header:room}/set", 2},
         {"literal", "fixed/topic", 0},
+        {"braces", "{{x}}/{key}}}", 1},
     };
     char err[200] = "";
-    dl_router_t *r = dl_router_new(rules, 4, err, sizeof(err));
+    dl_router_t *r = dl_router_new(rules, 5, err, sizeof(err));
     if (!r)
         fail_msg("dl_router_new: %s", err);
     return r;
@@ -82,11 +83,15 @@ static void test_templates(void **state) {
     assert_int_equal(o.res, DL_ROUTED);
     assert_string_equal(o.topic, "devices//commands");
 
+    o = route(r, "braces", "k", 1, NULL, 0);
+    assert_int_equal(o.res, DL_ROUTED);
+    assert_string_equal(o.topic, "{x}/k}");
+
     assert_int_equal(dl_router_rule(r, "by-header"), 2);
     assert_int_equal(dl_router_rule(r, "nope"), -1);
     assert_int_equal(dl_router_rule_count(r, 0), 2);
     assert_int_equal(dl_router_rule_count(r, 1), 2);
-    assert_int_equal(dl_router_counts(r)[DL_ROUTED], 6);
+    assert_int_equal(dl_router_counts(r)[DL_ROUTED], 7);
     dl_router_free(r);
 }
 
@@ -158,6 +163,7 @@ static void test_template_errors(void **state) {
     } cases[] = {
         {"a/{key}", NULL, 0},
         {"{header:x}{key}", NULL, 0},
+        {"a{{b}}", NULL, 0},
         {"", "empty", 0},
         {"a/{keys}", "unknown placeholder (known: {key}, {header:NAME})", 2},
         {"a/{header:}", "unknown placeholder (known: {key}, {header:NAME})", 2},
