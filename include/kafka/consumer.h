@@ -48,6 +48,7 @@ typedef struct {
     uint32_t partitions;   /* partitions being read */
     uint32_t topics_found; /* configured topics with partitions being read */
     int64_t lag;           /* records behind the high watermarks Kafka last reported */
+    bool assigned;         /* the first metadata answer came: every existing partition is read */
 } kafka_consumer_stats_t;
 
 /* Creates the consumer and starts the metadata thread that assigns

@@ -181,6 +181,11 @@ void cfg_parse_downlink(parse_ctx_t *c, const setting_t *s, yaml_node_t *item, c
     snprintf(field, sizeof(field), "%s.kafka", at);
     if (!bad && d.kafka && !kafka_name_ok(c, d.kafka, kafka, field))
         bad = true;
+    if (!bad && cfg->retained.topic && strcmp(cfg->retained.topic, d.kafka) == 0) {
+        cfg_err(c, cfg_pos_of(kafka), "%s: \"%s\" is the retained topic (line %d)", field, d.kafka,
+                cfg->retained.pos.line);
+        bad = true;
+    }
     for (size_t j = 0; !bad && j < cfg->n_downlink; j++) {
         if (strcmp(cfg->downlink[j].kafka, d.kafka) == 0) {
             cfg_err(c, cfg_pos_of(kafka), "%s: \"%s\" is already read by the rule at line %d",
@@ -213,8 +218,14 @@ void cfg_check_retained(parse_ctx_t *c, yaml_node_t *n, const char *where, void 
     yaml_node_t *topic = cfg_found(found, "retained.topic");
     char field[80];
     snprintf(field, sizeof(field), "%s.topic", where);
-    if (topic && cfg->retained.topic)
-        kafka_name_ok(c, cfg->retained.topic, topic, field);
+    if (!topic || !cfg->retained.topic || !kafka_name_ok(c, cfg->retained.topic, topic, field))
+        return;
+    /* Its records update the store; delivered live as well, they would
+     * arrive twice (docs/semantics.md). */
+    for (size_t j = 0; j < cfg->n_downlink; j++)
+        if (strcmp(cfg->downlink[j].kafka, cfg->retained.topic) == 0)
+            cfg_err(c, cfg_pos_of(topic), "%s: \"%s\" is also a downlink topic (line %d)", field,
+                    cfg->retained.topic, cfg->downlink[j].pos.line);
 }
 
 /* ---- unmapped, metrics.listen ---- */

@@ -422,6 +422,7 @@ void kafka_consumer_stats(kafka_consumer_t *c, kafka_consumer_stats_t *st) {
     pthread_mutex_lock(&c->lock);
     st->partitions = c->partitions;
     st->topics_found = c->topics_found;
+    st->assigned = c->initial_done;
     for (size_t i = 0; i < c->n; i++) {
         for (int32_t p = 0; p < c->t[i].n_parts; p++) {
             int64_t lo, hi;

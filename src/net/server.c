@@ -156,11 +156,14 @@ static void on_poll(uv_poll_t *p, int status, int events) {
     server_t *s = p->data;
     (void)events;
     if (status < 0) {
-        log_error("watching the Kafka event fd: %s", uv_strerror(status));
+        log_error("watching the Kafka %sevent fd: %s", p == &s->poll2 ? "consumer " : "",
+                  uv_strerror(status));
         return;
     }
     net_set_now(s);
-    if (s->o.on_fd)
+    if (p == &s->poll2)
+        s->o.on_fd2(s->o.ud);
+    else if (s->o.on_fd)
         s->o.on_fd(s->o.ud);
 }
 
@@ -231,6 +234,19 @@ int server_new(const server_opts_t *opts, server_t **out, char *errbuf, size_t e
         s->have_poll = true;
         s->poll.data = s;
         uv_poll_start(&s->poll, UV_READABLE, on_poll);
+    }
+    if (opts->on_fd2) {
+        r = uv_poll_init(&s->loop, &s->poll2, opts->watch_fd2);
+        if (r < 0) {
+            snprintf(errbuf, errlen, "watching fd %d: %s", opts->watch_fd2, uv_strerror(r));
+            server_stop(s);
+            uv_run(&s->loop, UV_RUN_DEFAULT);
+            server_free(s);
+            return -1;
+        }
+        s->have_poll2 = true;
+        s->poll2.data = s;
+        uv_poll_start(&s->poll2, UV_READABLE, on_poll);
     }
     *out = s;
     return 0;
@@ -306,6 +322,8 @@ void server_stop(server_t *s) {
         uv_unref((uv_handle_t *)&s->sig[i]);
     if (s->have_poll)
         uv_close((uv_handle_t *)&s->poll, NULL);
+    if (s->have_poll2)
+        uv_close((uv_handle_t *)&s->poll2, NULL);
     /* Pending output and the shutdowns go out now; the timer cuts stragglers. */
     conn_process_pending(s);
     if (!list_empty(&s->conns)) {

@@ -92,6 +92,10 @@ static void test_downlink_errors(void **state) {
     expect_errors(MIN "retained:\n  topic: \"x/y\"\n",
                   "t.yaml:4:10: retained.topic: invalid Kafka topic name \"x/y\": a Kafka "
                   "topic name may only contain a-z A-Z 0-9 . _ -\n");
+    expect_errors(MIN "downlink:\n  - kafka: r\nretained: {topic: r}\n",
+                  "t.yaml:5:19: retained.topic: \"r\" is also a downlink topic (line 4)\n");
+    expect_errors(MIN "retained: {topic: r}\ndownlink:\n  - kafka: r\n",
+                  "t.yaml:5:12: downlink[0].kafka: \"r\" is the retained topic (line 3)\n");
     expect_errors(MIN "retained:\n  topic: r\n  max_bytes: -1\n",
                   "t.yaml:5:14: retained.max_bytes: expected an integer from 0 to 4294967295, got "
                   "\"-1\"\n");

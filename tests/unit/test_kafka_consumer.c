@@ -203,6 +203,7 @@ static void test_consume(void **state) {
     assert_int_equal(st.partitions, 4);
     assert_int_equal(st.topics_found, 3);
     assert_int_equal(st.out_of_range, 0);
+    assert_true(st.assigned);
     assert_int_equal(f->n, 5);
 }
 
