@@ -97,8 +97,9 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, 
     return 0;
 }
 
-/* Starts partitions [t->n_parts, count) of t; called with c->lock held. */
-static void start_partitions(kafka_consumer_t *c, ctopic_t *t, int32_t count) {
+/* Starts partitions [t->n_parts, count) of t at from[p - t->n_parts];
+ * called with c->lock held. */
+static void start_partitions(kafka_consumer_t *c, ctopic_t *t, int32_t count, const int64_t *from) {
     /* The handle is made once the topic exists: a handle asks for the
      * topic's metadata, which a broker that auto-creates topics obeys. */
     if (!t->rkt && !(t->rkt = rd_kafka_topic_new(c->rk, t->name, NULL))) {
@@ -111,13 +112,11 @@ static void start_partitions(kafka_consumer_t *c, ctopic_t *t, int32_t count) {
         return;
     }
     t->next = next;
-    int64_t from =
-        t->beginning || c->initial_done ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
     if (t->n_parts == 0)
         c->topics_found++;
     for (int32_t p = t->n_parts; p < count; p++) {
         t->next[p] = -1;
-        if (rd_kafka_consume_start_queue(t->rkt, p, from, c->q) != 0) {
+        if (rd_kafka_consume_start_queue(t->rkt, p, from[p - t->n_parts], c->q) != 0) {
             log_error("kafka consumer: cannot start %s [%" PRId32 "]: %s", t->name, p,
                       rd_kafka_err2str(rd_kafka_last_error()));
             count = p;
@@ -127,7 +126,8 @@ static void start_partitions(kafka_consumer_t *c, ctopic_t *t, int32_t count) {
     }
     if (count > t->n_parts)
         log_info("kafka consumer: reading %s partitions %" PRId32 "..%" PRId32 " from the %s",
-                 t->name, t->n_parts, count - 1, from == RD_KAFKA_OFFSET_END ? "end" : "beginning");
+                 t->name, t->n_parts, count - 1,
+                 from[0] == RD_KAFKA_OFFSET_BEGINNING ? "beginning" : "end");
     t->n_parts = count;
 }
 
@@ -138,16 +138,39 @@ static void refresh(kafka_consumer_t *c) {
         log_debug("kafka consumer: metadata: %s", rd_kafka_err2str(err));
         return;
     }
-    pthread_mutex_lock(&c->lock);
+    /* This thread is the only one that changes n_parts and initial_done:
+     * reading them unlocked is safe here, and the watermark queries (which
+     * block) hold no lock. */
     for (size_t i = 0; i < c->n; i++) {
         ctopic_t *t = &c->t[i];
         for (int k = 0; k < md->topic_cnt; k++) {
             const rd_kafka_metadata_topic_t *mt = &md->topics[k];
-            if (mt->err == RD_KAFKA_RESP_ERR_NO_ERROR && strcmp(mt->topic, t->name) == 0 &&
-                mt->partition_cnt > t->n_parts)
-                start_partitions(c, t, mt->partition_cnt);
+            if (mt->err != RD_KAFKA_RESP_ERR_NO_ERROR || strcmp(mt->topic, t->name) != 0 ||
+                mt->partition_cnt <= t->n_parts)
+                continue;
+            int64_t *from = calloc((size_t)(mt->partition_cnt - t->n_parts), sizeof(*from));
+            if (!from)
+                continue;
+            for (int32_t p = t->n_parts; p < mt->partition_cnt; p++) {
+                int64_t lo, hi;
+                /* "The end" as the offset asked for now, so that a record
+                 * produced after the "reading" line is read (librdkafka's
+                 * logical END is resolved later, once its fetcher runs). */
+                from[p - t->n_parts] = RD_KAFKA_OFFSET_BEGINNING;
+                if (t->beginning || c->initial_done)
+                    continue;
+                from[p - t->n_parts] =
+                    rd_kafka_query_watermark_offsets(c->rk, t->name, p, &lo, &hi, 5000) == 0
+                        ? hi
+                        : RD_KAFKA_OFFSET_END;
+            }
+            pthread_mutex_lock(&c->lock);
+            start_partitions(c, t, mt->partition_cnt, from);
+            pthread_mutex_unlock(&c->lock);
+            free(from);
         }
     }
+    pthread_mutex_lock(&c->lock);
     c->initial_done = true;
     pthread_mutex_unlock(&c->lock);
     rd_kafka_metadata_destroy(md);

@@ -167,6 +167,19 @@ static void on_poll(uv_poll_t *p, int status, int events) {
         s->o.on_fd(s->o.ud);
 }
 
+/* Watches fd with p (on_poll tells the two apart); 0, or -1 with errbuf. */
+static int watch(server_t *s, uv_poll_t *p, int fd, bool *have, char *errbuf, size_t errlen) {
+    int r = uv_poll_init(&s->loop, p, fd);
+    if (r < 0) {
+        snprintf(errbuf, errlen, "watching fd %d: %s", fd, uv_strerror(r));
+        return -1;
+    }
+    *have = true;
+    p->data = s;
+    uv_poll_start(p, UV_READABLE, on_poll);
+    return 0;
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
     server_t *s = h->data;
     if (s->o.on_signal)
@@ -222,31 +235,14 @@ int server_new(const server_opts_t *opts, server_t **out, char *errbuf, size_t e
         s->sig[i].data = s;
         uv_signal_start(&s->sig[i], on_signal, sigs[i]);
     }
-    if (opts->watch_fd >= 0) {
-        r = uv_poll_init(&s->loop, &s->poll, opts->watch_fd);
-        if (r < 0) {
-            snprintf(errbuf, errlen, "watching fd %d: %s", opts->watch_fd, uv_strerror(r));
-            server_stop(s);
-            uv_run(&s->loop, UV_RUN_DEFAULT);
-            server_free(s);
-            return -1;
-        }
-        s->have_poll = true;
-        s->poll.data = s;
-        uv_poll_start(&s->poll, UV_READABLE, on_poll);
-    }
-    if (opts->on_fd2) {
-        r = uv_poll_init(&s->loop, &s->poll2, opts->watch_fd2);
-        if (r < 0) {
-            snprintf(errbuf, errlen, "watching fd %d: %s", opts->watch_fd2, uv_strerror(r));
-            server_stop(s);
-            uv_run(&s->loop, UV_RUN_DEFAULT);
-            server_free(s);
-            return -1;
-        }
-        s->have_poll2 = true;
-        s->poll2.data = s;
-        uv_poll_start(&s->poll2, UV_READABLE, on_poll);
+    if ((opts->watch_fd >= 0 &&
+         watch(s, &s->poll, opts->watch_fd, &s->have_poll, errbuf, errlen) != 0) ||
+        (opts->on_fd2 &&
+         watch(s, &s->poll2, opts->watch_fd2, &s->have_poll2, errbuf, errlen) != 0)) {
+        server_stop(s);
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+        server_free(s);
+        return -1;
     }
     *out = s;
     return 0;
