@@ -4,6 +4,8 @@ the exact rendered MQTT topic and QoS, skips are counted by reason, topics are
 read from the end, and the retained store is loaded from the beginning of the
 retained topic, again after a restart. Until SUBSCRIBE is served, a routed
 record ends in a debug log line and the metrics. Every wait is bounded."""
+import subprocess
+
 from confluent_kafka import Producer
 
 import m2k
@@ -128,3 +130,30 @@ def test_retained_store_loaded_at_start_and_after_restart(daemon, mock_kafka):
         m2k.wait_until(lambda: {k: scrape(port).get(k) for k in want} == want, 15,
                        lambda: f"run {run}: {({k: scrape(port).get(k) for k in want})}")
         assert d.stop() == 0
+
+
+def test_check_names_downlink_errors_by_position(tmp_path):
+    """--check: a downlink configuration is checked as the start checks it."""
+    good = tmp_path / "good.yaml"
+    good.write_text("kafka: {bootstrap_servers: embedded}\n"
+                    "downlink:\n"
+                    "  - {kafka: commands, mqtt: \"devices/{key}/commands\", qos: 2}\n"
+                    "retained: {topic: mqtt-retained}\n")
+    r = subprocess.run([m2k.DAEMON, "--check", "-c", str(good)], capture_output=True, text=True,
+                       timeout=30)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "configuration OK\n", "")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kafka: {bootstrap_servers: embedded}\n"
+                   "downlink:\n"
+                   "  - kafka: commands\n"
+                   "    mqtt: \"devices/{kee}/commands\"\n"
+                   "  - kafka: commands\n"
+                   "    qos: 3\n"
+                   "retained: {topic: commands}\n")
+    r = subprocess.run([m2k.DAEMON, "--check", "-c", str(bad)], capture_output=True, text=True,
+                       timeout=30)
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == (
+        f"{bad}:4:20: downlink[0].mqtt: unknown placeholder (known: {{key}}, {{header:NAME}})\n"
+        f"{bad}:6:10: downlink[1].qos: expected an integer from 0 to 2, got \"3\"\n"
+        f"{bad}:7:19: retained.topic: \"commands\" is also a downlink topic (line 5)\n")
