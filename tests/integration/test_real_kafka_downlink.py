@@ -7,10 +7,11 @@ Runs under M2K_KAFKA=real only (ctest integration_real.test_real_kafka_downlink)
 import os
 
 import pytest
+from confluent_kafka import Producer
 from confluent_kafka.admin import NewPartitions
 
 import m2k
-from test_downlink import DOWNLINK, produce, routed
+from test_downlink import DOWNLINK, produce, routed, start
 
 pytestmark = pytest.mark.skipif(os.environ.get("M2K_KAFKA") != "real",
                                 reason="needs a real Kafka cluster: M2K_KAFKA=real")
@@ -40,3 +41,34 @@ def test_partitions_and_topics_that_appear_later(daemon, mock_kafka):
     d.wait_log(m2k.line("kafka consumer: reading lights partitions 0..0 from the beginning",
                         level="info"), since=mark, timeout=30)
     d.wait_log(routed("lights", 0, 0, "site/lyon/light", 0, 2), since=mark)
+
+
+def test_latency_produce_to_router(daemon, mock_kafka):
+    """Prints a FIGURES line (pytest -s): produce (confluent-kafka, acks=all,
+    one record at a time after its report) to the daemon's debug line, from
+    the wall clocks of this process and the daemon's log; not asserted."""
+    import datetime
+    import time
+    for topic, parts in (("commands", 2), ("mqtt-events", 1), ("lights", 1),
+                         ("mqtt-retained", 1)):
+        mock_kafka.cmd(f"create {topic} {parts}")
+    d, _ = start(daemon, mock_kafka)
+    p = Producer({"bootstrap.servers": mock_kafka.bootstrap, "linger.ms": 0})
+    p.produce("commands", b"warm-up", partition=0)
+    assert p.flush(15) == 0
+    lat = []
+    for i in range(20):
+        time.sleep(0.2)  # idle: the consumer sits in a fetch, as in production
+        mark = d.mark()
+        t0 = time.time()
+        p.produce("commands", b"x", key=f"dev-{i}".encode(), partition=i % 2)
+        assert p.flush(15) == 0
+        m = d.wait_log(r"^(\S+) debug downlink: commands \[\d\] offset \d+ -> "
+                       rf"devices/dev-{i}/commands ", since=mark)
+        at = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        lat.append((at - t0) * 1000)
+    lat.sort()
+    print(f"FIGURES downlink latency, Apache Kafka 1 node, fetch.wait.max.ms=10: produce start to "
+          f"routed, median {lat[10]:.1f} ms, max {lat[-1]:.1f} ms over 20 (the producer's "
+          f"round trip included)")
