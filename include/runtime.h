@@ -7,7 +7,8 @@
  *                    key and CA and the password and ACL files are loaded,
  *                    and at the start the producer is created (last, once
  *                    everything else is good; --check creates it connecting
- *                    to nothing). Every failure is reported.
+ *                    to nothing; after another failure it is only checked
+ *                    so). Every failure is reported, sorted by line.
  *   runtime_commit   swaps the prepared objects into the running ones; it
  *                    cannot fail.
  *   runtime_abort    frees them instead.
@@ -66,6 +67,11 @@ typedef struct runtime_prep runtime_prep_t;
  * reload logs them. */
 int runtime_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
                     runtime_prep_t **out, char *errbuf, size_t errlen);
+/* Sorts the lines of errbuf that start with "path:LINE:COL: " by line, then
+ * column, in place; the other lines (no position: a built-in default, the
+ * producer as a whole) follow in their order. runtime_prepare does it at the
+ * start and in --check; main merges the loader's lines with its own. */
+void runtime_sort_errors(char *errbuf, const char *path);
 /* Swaps the prepared objects in (freeing what they replace) and frees p. */
 void runtime_commit(const runtime_t *rt, runtime_prep_t *p);
 /* Frees p and what it prepared; NULL is allowed. */

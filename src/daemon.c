@@ -25,6 +25,7 @@
 #include "daemon_downlink.h"
 
 #define METADATA_WAIT_MS 10000
+#define METADATA_SLICE_MS 100 /* the longest the metrics listener waits at start */
 #define SHUTDOWN_TICK_MS 50
 #define RELOAD_ERRBUF 65536
 
@@ -48,6 +49,7 @@ struct daemon {
     daemon_downlink_t *dl;
     metrics_t m;
     bool listening, stopping, fatal, done;
+    bool waiting_kafka;   /* the start's wait for metadata (/readyz says so) */
     bool status_kafka_up; /* what the last STATUS= line said */
     bool notify_warned;
     uint64_t deadline_ms;
@@ -234,6 +236,7 @@ static char *on_metrics(void *ud, size_t *len) {
     m->connections_refused[METRICS_REFUSED_PER_IP_LIMIT] = sv->refused_per_ip;
     m->connections_refused[METRICS_REFUSED_PER_IP_RATE] = sv->refused_rate_per_ip;
     m->connections_refused[METRICS_REFUSED_TLS_HANDSHAKE] = sv->tls_handshake_failures;
+    m->connections_refused[METRICS_REFUSED_WS_UPGRADE] = sv->ws_upgrade_failures;
     m->output_limit_closed = sv->refused_output_limit;
     m->bytes_received = sv->bytes_in;
     m->bytes_sent = sv->bytes_out;
@@ -245,6 +248,8 @@ static char *on_metrics(void *ud, size_t *len) {
     memcpy(m->messages_received, st->messages_received, sizeof(m->messages_received));
     m->auth_failures = st->auth_failures;
     m->acl_denied = st->acl_denied;
+    m->wills_published = st->wills_published;
+    m->wills_lost = st->wills_lost;
     m->connections_refused[METRICS_REFUSED_CONNECT_TIMEOUT] = st->connect_timeouts;
     m->connections_refused[METRICS_REFUSED_PROTOCOL_ERROR] = st->refused_protocol_errors;
     m->connections_refused[METRICS_REFUSED_CONNECT_TOO_LONG] = st->refused_too_long;
@@ -285,6 +290,10 @@ static int on_ready(void *ud, char *reason, size_t cap) {
     char why[256];
     if (d->stopping) {
         snprintf(reason, cap, "shutting down");
+        return 0;
+    }
+    if (d->waiting_kafka) {
+        snprintf(reason, cap, "waiting for Kafka metadata from %s", kafka_bootstrap_servers(d->k));
         return 0;
     }
     if (!d->listening) {
@@ -457,7 +466,9 @@ static void on_tick(void *ud) {
 static void on_signal(void *ud, int signum) {
     daemon_t *d = ud;
     if (signum == SIGHUP) {
-        if (d->stopping)
+        if (d->waiting_kafka)
+            log_warn("SIGHUP while the start waits for Kafka: ignored (reload once started)");
+        else if (d->stopping)
             log_warn("SIGHUP during shutdown: ignored");
         else
             daemon_reload(d);
@@ -478,6 +489,45 @@ static void on_fatal(void *ud, const char *errstr) {
     d->exit_code = 1;
     if (d->srv)
         begin_shutdown(d, "fatal Kafka error");
+}
+
+/* kafka.embedded_port: a relay from the fixed port to the mock cluster's
+ * first broker (its ports are the kernel's choice). */
+static int embedded_relay(daemon_t *d, char *err, size_t errlen) {
+    const char *all = kafka_bootstrap_servers(d->k);
+    char first[64];
+    snprintf(first, sizeof(first), "%.*s", (int)strcspn(all, ","), all);
+    uint16_t port = (uint16_t)d->cfg->kafka_embedded_port;
+    if (server_forward(d->srv, "127.0.0.1", port, first, err, errlen) != 0)
+        return -1;
+    log_info("embedded Kafka: bootstrap also on 127.0.0.1:%u (relayed to %s); read with: kcat -b "
+             "127.0.0.1:%u -C -t <topic>",
+             (unsigned)port, first, (unsigned)port);
+    return 0;
+}
+
+/* The start's wait for Kafka metadata, in slices that let the loop serve the
+ * metrics listener and signals in between; 0 once Kafka answered, -1 after
+ * METADATA_WAIT_MS or when a signal began the shutdown. */
+static int wait_metadata(daemon_t *d) {
+    d->waiting_kafka = true;
+    int64_t deadline = server_wall_ms() + METADATA_WAIT_MS;
+    int rc = -1;
+    while (!d->stopping) {
+        int64_t left = deadline - server_wall_ms();
+        if (left <= 0)
+            break;
+        if (kafka_wait_metadata(d->k, left < METADATA_SLICE_MS ? (int)left : METADATA_SLICE_MS) ==
+            0) {
+            rc = 0;
+            break;
+        }
+        server_run_once(d->srv);
+        if (server_wall_ms() >= deadline)
+            break;
+    }
+    d->waiting_kafka = false;
+    return rc;
 }
 
 int daemon_run(const config_t *cfg) {
@@ -564,15 +614,37 @@ int daemon_run(const config_t *cfg) {
         log_error("server: %s", err);
         goto out;
     }
+    /* The metrics listener first: /healthz answers and /readyz says why it
+     * is not ready while the start waits for Kafka. */
+    if (server_listen_metrics(d->srv, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        server_stop(d->srv);
+        server_run(d->srv);
+        goto out;
+    }
+    if (cfg->kafka_embedded_port && embedded_relay(d, err, sizeof(err)) != 0) {
+        log_error("embedded Kafka: kafka.embedded_port %u: %s", cfg->kafka_embedded_port, err);
+        server_stop(d->srv);
+        server_run(d->srv);
+        goto out;
+    }
     log_info("kafka: waiting up to %d s for metadata from %s", METADATA_WAIT_MS / 1000,
              kafka_bootstrap_servers(d->k));
-    if (kafka_wait_metadata(d->k, METADATA_WAIT_MS) != 0) {
+    int waited = wait_metadata(d);
+    if (d->stopping) {
+        /* A signal during the wait: nothing was accepted, shut down. */
+    } else if (waited != 0) {
         log_error("kafka: no metadata from %s after %d s; starting anyway, librdkafka keeps "
                   "retrying and messages wait in its queue",
                   kafka_bootstrap_servers(d->k), METADATA_WAIT_MS / 1000);
         kafka_set_reachable(d->k, false, "no metadata at start");
     } else {
         log_info("kafka: connected to %s", kafka_bootstrap_servers(d->k));
+    }
+    if (d->stopping) {
+        server_run(d->srv);
+        rc = d->exit_code;
+        goto out;
     }
     if (server_listen(d->srv, err, sizeof(err)) != 0) {
         log_error("%s", err);

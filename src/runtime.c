@@ -8,6 +8,7 @@
 #include "runtime.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -51,7 +52,8 @@ static void report_lines(report_t *r, char *msg) {
 typedef struct {
     const char *name; /* in a reload's errors */
     /* Built only when every step before it succeeded: creating the producer
-     * starts connecting, pointless for a configuration that fails. */
+     * starts connecting, pointless for a configuration that fails (it is
+     * checked instead, as in --check). */
     bool last;
     /* 0 with *state (may stay NULL), or -1 after reporting; *state is then NULL. */
     int (*prepare)(const runtime_t *rt, const config_t *next, runtime_mode_t mode, void **state,
@@ -157,7 +159,8 @@ static int tls_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t
     for (size_t i = 0; i < next->n_listeners; i++) {
         const config_listener_t *l = &next->listeners[i];
         tls_ctx_t *t = NULL;
-        if (!l->tls.enabled)
+        /* Without both files the loader reported the listener already. */
+        if (!l->tls.enabled || !l->tls.cert || !l->tls.key)
             continue;
         if (tls_ctx_new(&l->tls, &t, e, sizeof(e)) != 0) {
             report(r, "%s:%d:%d: listeners[%zu].tls: %s", next->path, l->tls.pos.line,
@@ -430,20 +433,95 @@ int runtime_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mo
     p->cfg = next;
     report_t r = {errbuf, errlen, 0, NULL};
     bool failed = false;
-    /* Every step, so that one run reports every file that does not load. */
+    /* Every step, so that one run reports every file that does not load.
+     * After a failure the last step (the producer) is only checked, as
+     * --check does (connecting to nothing), so the start reports what
+     * --check reports. */
+    bool props_failed = false;
     for (size_t i = 0; i < N_STEPS; i++) {
-        if (failed && steps[i].last)
-            continue;
+        runtime_mode_t m = mode;
+        if (failed && steps[i].last) {
+            /* librdkafka refused a property already: it would only say so again. */
+            if (mode == RUNTIME_RELOAD || props_failed)
+                continue;
+            m = RUNTIME_CHECK;
+        }
         r.prefix = mode == RUNTIME_RELOAD ? steps[i].name : NULL;
-        if (steps[i].prepare(rt, next, mode, &p->state[i], &r) != 0)
+        if (steps[i].prepare(rt, next, m, &p->state[i], &r) != 0) {
             failed = true;
+            props_failed |= steps[i].prepare == props_prepare;
+        }
     }
     if (failed) {
+        if (mode != RUNTIME_RELOAD)
+            runtime_sort_errors(errbuf, next->path);
         runtime_abort(p);
         return -1;
     }
     *out = p;
     return 0;
+}
+
+typedef struct {
+    char *line;
+    long at; /* line * 2^20 + col, or LONG_MAX without a position */
+    size_t idx;
+} error_line_t;
+
+static int error_line_cmp(const void *a, const void *b) {
+    const error_line_t *x = a, *y = b;
+    if (x->at != y->at)
+        return x->at < y->at ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static long error_position(const char *line, const char *path) {
+    size_t n = strlen(path);
+    if (strncmp(line, path, n) != 0 || line[n] != ':' || !isdigit((unsigned char)line[n + 1]))
+        return LONG_MAX;
+    char *end;
+    long l = strtol(line + n + 1, &end, 10);
+    if (*end != ':' || !isdigit((unsigned char)end[1]))
+        return LONG_MAX;
+    long c = strtol(end + 1, &end, 10);
+    if (*end != ':' || l < 0 || l > 0x7ffffL || c < 0 || c >= (1L << 20))
+        return LONG_MAX;
+    return (l << 20) + c;
+}
+
+void runtime_sort_errors(char *errbuf, const char *path) {
+    size_t len = strlen(errbuf), n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += errbuf[i] == '\n';
+    /* Truncated output (no newline at its end) is left as it is. */
+    if (n < 2 || path == NULL || errbuf[len - 1] != '\n')
+        return;
+    char *copy = malloc(len + 1);
+    error_line_t *lines = calloc(n + 1, sizeof(*lines));
+    if (!copy || !lines) {
+        free(copy);
+        free(lines);
+        return; /* unsorted, but every line is still there */
+    }
+    memcpy(copy, errbuf, len + 1);
+    size_t k = 0;
+    for (char *s = copy; k < n; k++) {
+        char *nl = strchr(s, '\n'); /* n newlines: there is one */
+        *nl = '\0';
+        lines[k] = (error_line_t){s, error_position(s, path), k};
+        s = nl + 1;
+    }
+    qsort(lines, k, sizeof(*lines), error_line_cmp);
+    size_t off = 0;
+    for (size_t i = 0; i < k; i++) {
+        size_t l = strlen(lines[i].line);
+        memcpy(errbuf + off, lines[i].line, l);
+        errbuf[off + l] = '\n';
+        off += l + 1;
+    }
+    errbuf[off] = '\0';
+    free(lines);
+    free(copy);
 }
 
 void runtime_commit(const runtime_t *rt, runtime_prep_t *p) {

@@ -30,12 +30,25 @@ typedef struct {
     config_pos_t pos;              /* the tls: mapping */
 } config_tls_t;
 
+/* MQTT over WebSocket on one listener (enabled when it has a websocket:
+ * mapping; with tls: too, wss). */
+#define CONFIG_WS_DEFAULT_PATH "/mqtt"
+typedef struct {
+    bool enabled;
+    char *path;     /* the request path the upgrade must name; "/mqtt" by default */
+    char **origins; /* allowed Origin values, "scheme://host[:port]"; none: any */
+    size_t n_origins;
+    uint32_t max_message; /* a frame's or message's payload bound: mqtt.max_packet_size */
+    config_pos_t pos;     /* the websocket: mapping */
+} config_ws_t;
+
 typedef struct {
     char *listen; /* as written: "0.0.0.0:1883", "[::]:1883" */
     char *host;   /* "0.0.0.0", "::" (brackets removed) */
     uint16_t port;
     config_pos_t pos;
     config_tls_t tls;
+    config_ws_t websocket;
 } config_listener_t;
 
 typedef struct {
@@ -122,7 +135,8 @@ typedef struct config {
     config_listener_t *listeners;
     size_t n_listeners;
 
-    char *bootstrap_servers; /* "embedded" or "host:port,..." */
+    char *bootstrap_servers;      /* "embedded" or "host:port,..." */
+    uint32_t kafka_embedded_port; /* embedded: a fixed bootstrap port on 127.0.0.1 (0: none) */
     /* Producer properties with our defaults (enable.idempotence=true,
      * acks=all, linger.ms=5) first, then the user's in file order; later
      * entries override earlier ones when applied in order. */
@@ -160,6 +174,12 @@ int config_load(const char *path, config_t **out, char *errbuf, size_t errlen);
 /* The same from a string (tests); `name` stands in for the file name. */
 int config_load_string(const char *yaml, size_t len, const char *name, config_t **out, char *errbuf,
                        size_t errlen);
+/* config_load that, on failure, also leaves in *partial what did parse (the
+ * settings and list items without errors; NULL when the file is not a YAML
+ * mapping), so the files and properties it names can be checked in the same
+ * run (runtime_prepare with RUNTIME_CHECK); free it with config_free. */
+int config_load_partial(const char *path, config_t **out, config_t **partial, char *errbuf,
+                        size_t errlen);
 void config_free(config_t *cfg);
 
 /* Parses "host:port" / "[v6]:port" (IP literals only) into a malloc'd host and
@@ -177,8 +197,12 @@ size_t config_restart_changes(const config_t *running, const config_t *next,
  * (`mqtt2kafka --settings-markdown`). */
 void config_settings_markdown(FILE *out);
 
-/* Default path used when -c is not given. */
+/* Default path used when -c is not given: the build defines it from the
+ * install prefix (CMakeLists.txt: <prefix>/etc/mqtt2kafka/mqtt2kafka.yaml,
+ * /etc/mqtt2kafka/mqtt2kafka.yaml for the prefix /usr). */
+#ifndef CONFIG_DEFAULT_PATH
 #define CONFIG_DEFAULT_PATH "/etc/mqtt2kafka/mqtt2kafka.yaml"
+#endif
 /* librdkafka's default message.max.bytes, compared with mqtt.max_packet_size. */
 #define CONFIG_KAFKA_MESSAGE_MAX_BYTES_DEFAULT 1000000u
 

@@ -34,6 +34,7 @@ typedef enum {
     METRICS_REFUSED_PER_IP_RATE,         /* mqtt.connect_rate_per_ip */
     METRICS_REFUSED_TLS_HANDSHAKE,       /* TLS handshake failed or timed out */
     METRICS_REFUSED_CONNECT_TOO_LONG,    /* user name or will over its mqtt.max_* cap */
+    METRICS_REFUSED_WS_UPGRADE,          /* WebSocket upgrade refused or timed out */
     METRICS_REFUSED__COUNT
 } metrics_refused_t;
 
@@ -124,6 +125,8 @@ typedef struct {
     uint64_t auth_failures;       /* CONNACK 4 (bad credentials) and 5 (anonymous refused) */
     uint64_t acl_denied;          /* PUBLISHes and will topics the ACL refused */
     uint64_t output_limit_closed; /* connections cut at mqtt.max_output_buffer */
+    uint64_t wills_published;     /* will messages handed to the producer */
+    uint64_t wills_lost;          /* will messages that could not be (unmapped, queue full) */
 
     /* traffic */
     uint64_t packets_received[METRICS_PACKET_TYPES];

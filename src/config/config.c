@@ -156,6 +156,35 @@ static int get_bool(parse_ctx_t *c, const yaml_node_t *n, const char *where, boo
     return -1;
 }
 
+char *cfg_resolve_path(parse_ctx_t *c, const char *name) {
+    const char *slash = strrchr(c->cfg->path, '/');
+    if (name[0] == '/' || slash == NULL)
+        return cfg_strdup(c, name);
+    size_t dir = (size_t)(slash - c->cfg->path) + 1, len = strlen(name);
+    char *out = malloc(dir + len + 1);
+    if (!out) {
+        cfg_oom(c);
+        return NULL;
+    }
+    memcpy(out, c->cfg->path, dir);
+    memcpy(out + dir, name, len + 1);
+    return out;
+}
+
+bool cfg_property_is_file(const char *name, const char *value) {
+    static const char *const files[] = {"ssl.ca.location",     "ssl.certificate.location",
+                                        "ssl.key.location",    "ssl.keystore.location",
+                                        "ssl.crl.location",    "sasl.kerberos.keytab",
+                                        "ssl.engine.location", NULL};
+    /* ssl.ca.location: probe asks librdkafka to look in the system's places. */
+    if (strcmp(name, "ssl.ca.location") == 0 && strcmp(value, "probe") == 0)
+        return false;
+    for (const char *const *f = files; *f; f++)
+        if (strcmp(name, *f) == 0)
+            return value[0] != '\0';
+    return false;
+}
+
 /* SET_STRING and SET_FILE: a non-empty string. Whether a file can be read is
  * checked when the daemon loads it (the check runs as another user). */
 static void get_nonempty(parse_ctx_t *c, const yaml_node_t *n, const char *where,
@@ -169,7 +198,7 @@ static void get_nonempty(parse_ctx_t *c, const yaml_node_t *n, const char *where
         return;
     }
     free(*out);
-    *out = cfg_strdup(c, v);
+    *out = s->type == SET_FILE ? cfg_resolve_path(c, v) : cfg_strdup(c, v);
 }
 
 /* SET_ENUM: one of the row's words ("expected error, warn, info or debug"). */
@@ -524,6 +553,10 @@ void cfg_parse_section(parse_ctx_t *c, const setting_t *s, yaml_node_t *n, const
 /* Fills in the defaults that depend on what the file said, after parsing. */
 static void apply_derived(parse_ctx_t *c) {
     config_t *cfg = c->cfg;
+    config_pos_t eport = c->seen[settings_find("kafka.embedded_port") - config_settings];
+    if (cfg->kafka_embedded_port && cfg->bootstrap_servers &&
+        strcmp(cfg->bootstrap_servers, "embedded") != 0)
+        cfg_err(c, eport, "kafka.embedded_port: only with bootstrap_servers: embedded");
     if (!cfg->listeners) {
         cfg->listeners = calloc(1, sizeof(*cfg->listeners));
         if (!cfg->listeners) {
@@ -568,6 +601,9 @@ static void apply_derived(parse_ctx_t *c) {
                 "mqtt.max_packet_size: %u is above Kafka's message.max.bytes (%lu); lower it or "
                 "raise kafka.properties.message.max.bytes",
                 cfg->mqtt.max_packet_size, mmb);
+    /* A WebSocket frame or message carries at most one packet's worth. */
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        cfg->listeners[i].websocket.max_message = cfg->mqtt.max_packet_size;
 }
 
 /* The defaults the settings table gives, before parsing. */
@@ -610,12 +646,15 @@ static void yaml_error(parse_ctx_t *c, const yaml_parser_t *parser, const char *
         cfg_err(c, pos, "invalid YAML: %s", parser->problem ? parser->problem : "syntax error");
 }
 
-int config_load_string(const char *yaml, size_t len, const char *name, config_t **out, char *errbuf,
-                       size_t errlen) {
+static int load_string(const char *yaml, size_t len, const char *name, config_t **out,
+                       config_t **partial, char *errbuf, size_t errlen) {
     errs_t errs = {name, errbuf, errlen, 0, 0, false};
     if (errlen)
         errbuf[0] = '\0';
     *out = NULL;
+    if (partial)
+        *partial = NULL;
+    bool parsed = false;
     config_t *cfg = calloc(1, sizeof(*cfg));
     if (!cfg || !(cfg->path = strdup(name))) {
         free(cfg);
@@ -657,6 +696,7 @@ int config_load_string(const char *yaml, size_t len, const char *name, config_t 
         }
         cfg_parse_section(&c, NULL, root, "", cfg);
         apply_derived(&c);
+        parsed = root->type == YAML_MAPPING_NODE;
     }
     yaml_parser_delete(&parser);
 done:
@@ -668,15 +708,30 @@ done:
             snprintf(errbuf + errs.len, errlen - errs.len, "%s: out of memory\n", name);
     }
     if (errs.count > 0) {
-        config_free(cfg);
+        if (partial && parsed && !errs.oom)
+            *partial = cfg;
+        else
+            config_free(cfg);
         return -1;
     }
     *out = cfg;
     return 0;
 }
 
+int config_load_string(const char *yaml, size_t len, const char *name, config_t **out, char *errbuf,
+                       size_t errlen) {
+    return load_string(yaml, len, name, out, NULL, errbuf, errlen);
+}
+
 int config_load(const char *path, config_t **out, char *errbuf, size_t errlen) {
+    return config_load_partial(path, out, NULL, errbuf, errlen);
+}
+
+int config_load_partial(const char *path, config_t **out, config_t **partial, char *errbuf,
+                        size_t errlen) {
     *out = NULL;
+    if (partial)
+        *partial = NULL;
     char *buf;
     size_t len;
     char err[512];
@@ -686,7 +741,7 @@ int config_load(const char *path, config_t **out, char *errbuf, size_t errlen) {
             snprintf(errbuf, errlen, "%s\n", err);
         return -1;
     }
-    int rc = config_load_string(buf, len, path, out, errbuf, errlen);
+    int rc = load_string(buf, len, path, out, partial, errbuf, errlen);
     free(buf);
     return rc;
 }
@@ -700,6 +755,10 @@ void config_free(config_t *cfg) {
         free(cfg->listeners[i].tls.cert);
         free(cfg->listeners[i].tls.key);
         free(cfg->listeners[i].tls.ca);
+        free(cfg->listeners[i].websocket.path);
+        for (size_t j = 0; j < cfg->listeners[i].websocket.n_origins; j++)
+            free(cfg->listeners[i].websocket.origins[j]);
+        free(cfg->listeners[i].websocket.origins);
     }
     free(cfg->listeners);
     free(cfg->bootstrap_servers);

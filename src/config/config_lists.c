@@ -29,6 +29,7 @@ void cfg_parse_listener(parse_ctx_t *c, const setting_t *s, yaml_node_t *item, c
         return;
     yaml_node_t *listen = cfg_found(found, "listeners[].listen");
     yaml_node_t *tls = cfg_found(found, "listeners[].tls");
+    yaml_node_t *ws = cfg_found(found, "listeners[].websocket");
     snprintf(field, sizeof(field), "%s.listen", at);
     const char *str;
     char *host;
@@ -52,6 +53,66 @@ void cfg_parse_listener(parse_ctx_t *c, const setting_t *s, yaml_node_t *item, c
     if (tls) {
         snprintf(field, sizeof(field), "%s.tls", at);
         cfg_parse_section(c, settings_find("listeners[].tls"), tls, field, l);
+    }
+    if (ws) {
+        snprintf(field, sizeof(field), "%s.websocket", at);
+        cfg_parse_section(c, settings_find("listeners[].websocket"), ws, field, l);
+    }
+}
+
+void cfg_check_websocket(parse_ctx_t *c, yaml_node_t *n, const char *where, void *base,
+                         yaml_node_t *const *found) {
+    (void)n;
+    config_ws_t *w = &((config_listener_t *)base)->websocket;
+    yaml_node_t *path = cfg_found(found, "listeners[].websocket.path");
+    if (!w->path)
+        w->path = cfg_strdup(c, CONFIG_WS_DEFAULT_PATH);
+    else if (w->path[0] != '/' || strpbrk(w->path, "?# \t"))
+        cfg_err(c, cfg_pos_of(path), "%s.path: expected a path such as \"/mqtt\", got \"%s\"",
+                where, w->path);
+}
+
+/* An Origin as browsers send it (RFC 6454): scheme "://" host [":" port],
+ * lower case, nothing after. */
+static bool origin_ok(const char *o) {
+    const char *sep = strstr(o, "://");
+    if (!sep || sep == o || !sep[3])
+        return false;
+    for (const char *p = o; *p; p++)
+        if (isupper((unsigned char)*p) || isspace((unsigned char)*p) ||
+            (p > sep + 2 && (*p == '/' || *p == '?' || *p == '#')))
+            return false;
+    return true;
+}
+
+void cfg_parse_origins(parse_ctx_t *c, const setting_t *s, yaml_node_t *v, const char *where,
+                       void *base) {
+    if (!cfg_expect(c, v, YAML_SEQUENCE_NODE, where))
+        return;
+    char ***list = (char ***)((char *)base + s->off);
+    size_t *n = (size_t *)((char *)base + s->count_off);
+    size_t want = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+    *list = calloc(want ? want : 1, sizeof(**list));
+    if (!*list) {
+        cfg_oom(c);
+        return;
+    }
+    size_t idx = 0;
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+         it++, idx++) {
+        yaml_node_t *item = yaml_document_get_node(c->doc, *it);
+        char at[160];
+        snprintf(at, sizeof(at), "%s[%zu]", where, idx);
+        const char *str;
+        if (cfg_get_string(c, item, at, &str) < 0)
+            continue;
+        if (!origin_ok(str)) {
+            cfg_err(c, cfg_pos_of(item),
+                    "%s: expected an origin \"scheme://host[:port]\" in lower case, got \"%s\"", at,
+                    str);
+            continue;
+        }
+        (*list)[(*n)++] = cfg_strdup(c, str);
     }
 }
 
@@ -91,7 +152,15 @@ void cfg_parse_properties(parse_ctx_t *c, const setting_t *s, yaml_node_t *n, co
                     k, cfg_describe(v, d, sizeof(d)));
             continue;
         }
-        cfg_add_property(c, k, (const char *)v->data.scalar.value, cfg_pos_of(v));
+        const char *value = (const char *)v->data.scalar.value;
+        if (cfg_property_is_file(k, value)) {
+            char *path = cfg_resolve_path(c, value);
+            if (path)
+                cfg_add_property(c, k, path, cfg_pos_of(v));
+            free(path);
+            continue;
+        }
+        cfg_add_property(c, k, value, cfg_pos_of(v));
     }
 }
 

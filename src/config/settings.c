@@ -108,6 +108,33 @@ const setting_t config_settings[] = {
      .words = tls_versions,
      .def = CONFIG_TLS_1_2,
      .doc = "oldest TLS version accepted"},
+    {.path = "listeners[].websocket",
+     .type = SET_SECTION,
+     .flags = SETTING_RESTART | SETTING_POS,
+     LISTENER(websocket.enabled),
+     .pos_off = offsetof(config_listener_t, websocket.pos),
+     .check = cfg_check_websocket,
+     .doc_default = "none (MQTT over TCP)",
+     .doc = "makes this listener MQTT over WebSocket (RFC 6455, subprotocol `mqtt` or "
+            "`mqttv3.1`); with `tls` too, wss. See [operations](operations.md#websocket)"},
+    {.path = "listeners[].websocket.path",
+     .type = SET_STRING,
+     .flags = SETTING_RESTART,
+     LISTENER(websocket.path),
+     .expected = "a path such as \"/mqtt\"",
+     .doc_default = "`/mqtt`",
+     .doc_allowed = "`/...`",
+     .doc = "the request path of the upgrade; another path is answered 404"},
+    {.path = "listeners[].websocket.origins",
+     .type = SET_STRINGS,
+     .flags = SETTING_RESTART,
+     LISTENER(websocket.origins),
+     .count_off = offsetof(config_listener_t, websocket.n_origins),
+     .parse = cfg_parse_origins,
+     .doc_default = "none (any)",
+     .doc_allowed = "list of `scheme://host[:port]`",
+     .doc = "the `Origin` values a browser may connect from, compared exactly; another is "
+            "answered 403. A request without `Origin` (not a browser) is let through"},
 
     {.path = "kafka", .type = SET_SECTION},
     {.path = "kafka.bootstrap_servers",
@@ -136,6 +163,20 @@ const setting_t config_settings[] = {
             "goes to the partition Confluent MQTT Proxy and Java producers choose (librdkafka's "
             "own default, `consistent_random`, hashes with CRC32 and would move keys); keyless "
             "records spread at random."},
+    {.path = "kafka.embedded_port",
+     .type = SET_UINT,
+     .flags = SETTING_RESTART,
+     CFG(kafka_embedded_port),
+     .min = 0,
+     .max = 65535,
+     .def = 0,
+     .restart_note = "the relay keeps its port",
+     .doc_default = "0 (none)",
+     .doc = "with `bootstrap_servers: embedded` only: a fixed bootstrap address "
+            "`127.0.0.1:PORT` for Kafka clients such as kcat. librdkafka 2.0.2's mock brokers "
+            "listen on ports the kernel picks, so this is a relay to the first of them: a "
+            "client bootstraps through it and then connects to the brokers the metadata names. "
+            "The demo configuration sets 19092."},
     {.path = "kafka.shutdown_timeout_s", .type = SET_ALIAS, .alias = "shutdown_timeout_s"},
 
     {.path = "topics",
@@ -193,7 +234,9 @@ const setting_t config_settings[] = {
      .type = SET_BOOL,
      CFG(headers),
      .def = true,
-     .doc = "add `mqtt.*` headers (topic, client id, QoS, ...) to every record"},
+     .doc = "add the headers `mqtt.topic`, `mqtt.client_id`, `mqtt.qos`, `mqtt.retain` (when "
+            "set) and `mqtt.username` (when known) to every record (see "
+            "[semantics.md](semantics.md#the-kafka-record))"},
 
     {.path = "downlink",
      .type = SET_LIST,
@@ -564,6 +607,16 @@ static bool differs(const setting_t *s, const void *a, const void *b) {
         const config_property_t *pb = *(config_property_t *const *)fb;
         for (size_t i = 0; i < n; i++)
             if (strcmp(pa[i].name, pb[i].name) != 0 || strcmp(pa[i].value, pb[i].value) != 0)
+                return true;
+        return false;
+    }
+    case SET_STRINGS: {
+        size_t n = *(const size_t *)((const char *)a + s->count_off);
+        if (n != *(const size_t *)((const char *)b + s->count_off))
+            return true;
+        char *const *sa = *(char **const *)fa, *const *sb = *(char **const *)fb;
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(sa[i], sb[i]) != 0)
                 return true;
         return false;
     }

@@ -98,6 +98,10 @@ static void kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const
     log_level_t l = kafka_log_level(level);
     if (l > log_get_level())
         return;
+    /* A broker failure is logged as FAIL and raised as an error event with the
+     * same text: kafka_on_error logs it (with its error name), once. */
+    if (strcmp(fac, "FAIL") == 0)
+        return;
     log_write(l, "kafka: %s: [%s] %s", rd_kafka_name(rk), fac, buf);
 }
 

@@ -95,6 +95,7 @@ struct server {
     log_ratelimit_t rl_refused, iplimit_log;
     iplimit_t *iplimit;
     void (*periodic_cb)(void *ud);
+    server_forward_t *fwd; /* forward.c: the embedded Kafka's fixed bootstrap port */
 };
 
 /* server.c: tells every protocol the time (before feeding, ticking, on_fd). */
@@ -114,5 +115,9 @@ void conn_stop_reading_all(server_t *s);
 void conn_close_all(server_t *s);
 /* The stop timer: whatever is left is cut. */
 void conn_cut_all(server_t *s);
+/* forward.c, for server.c: server_stop closes the relay and its connections,
+ * server_free frees it. */
+void forward_stop(server_t *s);
+void forward_free(server_t *s);
 
 #endif

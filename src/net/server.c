@@ -79,7 +79,9 @@ static int listener_open(server_t *s, listener_t *l, const char *host, uint16_t 
     return 0;
 }
 
-static int metrics_listen(server_t *s, char *errbuf, size_t errlen) {
+int server_listen_metrics(server_t *s, char *errbuf, size_t errlen) {
+    if (s->have_metrics || !s->cfg->metrics_listen || !s->svc[SERVICE_HTTP].p.ops)
+        return 0;
     const config_t *cfg = s->cfg;
     listener_t *l = &s->metrics;
     char what[128], host[INET6_ADDRSTRLEN];
@@ -125,9 +127,7 @@ int server_listen(server_t *s, char *errbuf, size_t errlen) {
         log_info(strchr(cl->host, ':') ? "listening on [%s]:%d%s" : "listening on %s:%d%s", host,
                  l->port, label);
     }
-    if (s->cfg->metrics_listen && s->svc[SERVICE_HTTP].p.ops)
-        return metrics_listen(s, errbuf, errlen);
-    return 0;
+    return server_listen_metrics(s, errbuf, errlen);
 }
 
 uint16_t server_listener_port(const server_t *s, size_t i) {
@@ -278,6 +278,10 @@ int server_run(server_t *s) {
     return 0;
 }
 
+void server_run_once(server_t *s) {
+    uv_run(&s->loop, UV_RUN_NOWAIT);
+}
+
 void server_set_tick(server_t *s, unsigned ms) {
     s->tick_ms = ms ? ms : 1;
     if (uv_is_active((uv_handle_t *)&s->tick))
@@ -310,6 +314,7 @@ void server_stop(server_t *s) {
     uv_close((uv_handle_t *)&s->periodic, NULL);
     if (s->have_metrics)
         uv_close((uv_handle_t *)&s->metrics.tcp, NULL);
+    forward_stop(s);
     uv_close((uv_handle_t *)&s->check, NULL);
     uv_close((uv_handle_t *)&s->idle, NULL);
     /* Signal watchers stay installed (unreferenced, so the loop can end): a
@@ -341,6 +346,7 @@ void server_free(server_t *s) {
     for (size_t i = 0; s->listeners && i < s->n_listener_slots; i++)
         transport_stack_free(&s->listeners[i].stack);
     free(s->listeners);
+    forward_free(s);
     free(s->rbuf);
     iplimit_free(s->iplimit);
     free(s);

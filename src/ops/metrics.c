@@ -25,9 +25,9 @@ static const char *const latency_le[METRICS_LATENCY_BUCKETS] = {
     "0.1",    "0.25",  "0.5",    "1",     "2.5",  "5",     "10"};
 
 static const char *const refused_names[METRICS_REFUSED__COUNT] = {
-    "max_connections",     "connect_timeout",    "protocol_error",  "protocol_version",
-    "identifier_rejected", "server_unavailable", "not_authorized",  "max_connections_per_ip",
-    "connect_rate_per_ip", "tls_handshake",      "connect_too_long"};
+    "max_connections",     "connect_timeout",    "protocol_error",   "protocol_version",
+    "identifier_rejected", "server_unavailable", "not_authorized",   "max_connections_per_ip",
+    "connect_rate_per_ip", "tls_handshake",      "connect_too_long", "websocket_upgrade"};
 
 static const char *const unmapped_names[METRICS_UNMAPPED__COUNT] = {"disconnect", "drop", "topic"};
 
@@ -388,6 +388,12 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     counter(w, "mqtt2kafka_output_limit_closed_total",
             "Connections cut at mqtt.max_output_buffer (the client does not read).",
             m->output_limit_closed);
+    counter(w, "mqtt2kafka_wills_published_total",
+            "Will messages produced to Kafka (a connection ended without DISCONNECT).",
+            m->wills_published);
+    counter(w, "mqtt2kafka_wills_lost_total",
+            "Will messages that could not be produced (unmapped, producer queue full).",
+            m->wills_lost);
 
     packets(w, "mqtt2kafka_packets_received_total", "MQTT packets received, by type.",
             m->packets_received);

@@ -4,6 +4,8 @@ known load (raw clients: messages per QoS, protocol errors, refusals),
 
 Scrapes use curl, as an operator would. Every wait is bounded."""
 import os
+import re
+import signal
 import shutil
 import subprocess
 
@@ -226,3 +228,62 @@ def test_http_connection_cap_and_idle_timeout(daemon):
     # Slots are free again once the daemon saw the closes.
     m2k.wait_until(lambda: http_get(mport, "/healthz") == (200, "ok\n"), 5,
                    "/healthz to answer again")
+
+
+def test_healthz_answers_while_the_start_waits_for_kafka(tmp_path):
+    """The metrics listener binds before the start's wait for Kafka metadata
+    (up to 10 s): /healthz answers at once, /readyz says why it is not ready,
+    a SIGTERM during the wait exits 0; librdkafka's connection errors are
+    logged once (its error event, not also its FAIL log line)."""
+    dead = m2k.free_port()  # nothing listens there: every connect is refused
+    d = m2k.Daemon(tmp_path, f"127.0.0.1:{dead}", metrics_overrides(0), serving=False)
+    try:
+        m = d.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, "
+                                r"/healthz, /readyz\)", level="info", regex=True), since=0)
+        mport = int(m.group(1))
+        assert http_get(mport, "/healthz") == (200, "ok\n")
+        readyz = http_get(mport, "/readyz")
+        # Still inside the 10 s wait (else the answers below prove nothing).
+        assert "no metadata from" not in d.log(), d.log()
+        assert readyz == (503, f"not ready: waiting for Kafka metadata from 127.0.0.1:{dead}\n")
+        refused = (f"kafka: _TRANSPORT: 127.0.0.1:{dead}/bootstrap: Connect to "
+                   f"ipv4#127.0.0.1:{dead} failed: Connection refused (after ")
+        d.wait_log(m2k.line(re.escape(refused) + r"\d+ms in state CONNECT\)", level="warn",
+                            regex=True), since=0)
+        assert [l for l in d.log().splitlines() if "Connection refused" in l] == \
+            [l for l in d.log().splitlines() if refused in l], d.log()
+        assert "[FAIL]" not in d.log(), d.log()
+        # A reload must wait for the start (the listeners are not bound yet).
+        mark = d.mark()
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log(m2k.line("SIGHUP while the start waits for Kafka: ignored (reload once "
+                            "started)", level="warn"), since=mark)
+        mark = d.mark()
+    finally:
+        rc = d.stop()
+    assert rc == 0, d.log()
+    assert re.search(m2k.line("Terminated: stopping intake; waiting up to 10 s for 0 messages "
+                              "in flight to Kafka", level="info"), d.log(mark), re.M), d.log(mark)
+    assert not re.search(r"listening on 127\.0\.0\.1:\d+$", d.log(), re.M), d.log()
+
+
+def test_wills_published_and_lost_are_exported(daemon, mock_kafka):
+    """A will on a mapped topic is published, one on an unmapped topic (under
+    unmapped: disconnect) is lost: both counted in /metrics."""
+    d, mport = start(daemon)
+    for cid, topic in (("w-mapped", "test/will"), ("w-unmapped", "nowhere/will")):
+        raw = Raw(d.port)
+        raw.send(m2k.connect(cid, will=(topic, "gone", 0, False)))
+        raw.expect(b"\x20\x02\x00\x00")
+        mark = d.mark()
+        raw.close()  # no DISCONNECT: the will goes out
+        if topic == "test/will":
+            d.wait_log(m2k.line("closing: connection closed by the client", client=cid), since=mark)
+        else:
+            d.wait_log(m2k.line("will message not published: no rule matches (unmapped policy)",
+                                level="warn", client=cid), since=mark)
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 1)
+    assert [r.value for r in recs] == [b"gone"]
+    s = m2k.wait_until(lambda: (lambda s: s if s["mqtt2kafka_connections"] == 0 else None)(
+        scrape(mport)), 10, "no connections left")
+    assert (s["mqtt2kafka_wills_published_total"], s["mqtt2kafka_wills_lost_total"]) == (1, 1)

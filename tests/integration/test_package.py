@@ -43,7 +43,7 @@ EXPECTED_FILES = {
 # Every runtime library the daemon may link, by Debian 12 package.
 ALLOWED_DEPENDS = {
     "adduser", "libc6", "libuv1", "librdkafka1", "libyaml-0-2", "libcjson1", "libssl3",
-    "libhttp-parser2.9",
+    "libhttp-parser2.9", "libwslay1",
 }
 
 
@@ -229,3 +229,17 @@ def test_cmake_install_keeps_existing_config(tmp_path):
     out = install(tmp_path)
     assert f"-- Keeping existing: {tmp_path}{etc}/mqtt2kafka.yaml\n" in out
     assert conf.read_text() == "# edited by the administrator\n"
+
+
+def test_default_config_path_follows_the_install_prefix(tmp_path):
+    """Without -c the binary reads the configuration where `cmake --install`
+    put it for this build's prefix (the etc rule of install-extra.cmake)."""
+    prefix = cache_value("CMAKE_INSTALL_PREFIX")
+    etc = "/etc/mqtt2kafka" if prefix == "/usr" else prefix + "/etc/mqtt2kafka"
+    r = run([BIN, "-h"], timeout=30)
+    assert r.returncode == 0
+    assert f"                configuration file, default {etc}/mqtt2kafka.yaml\n" in r.stdout
+    if not os.path.exists(f"{etc}/mqtt2kafka.yaml"):
+        r = run([BIN, "--check"], cwd=str(tmp_path), timeout=30)
+        assert (r.returncode, r.stdout) == (1, "")
+        assert r.stderr == f"{etc}/mqtt2kafka.yaml: cannot open: No such file or directory\n"

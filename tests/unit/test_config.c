@@ -235,8 +235,9 @@ static void test_errors_structure(void **state) {
                                     "auth, "
                                     "shutdown_timeout_s, metrics, log)\n");
     expect_errors(MIN "kafka: {}\n", "t.yaml:3:1: kafka: duplicate key (first at line 1)\n");
-    expect_errors(MIN "  extra: 1\n", "t.yaml:3:3: kafka.extra: unknown key (expected one of: "
-                                      "bootstrap_servers, properties, shutdown_timeout_s)\n");
+    expect_errors(MIN "  extra: 1\n",
+                  "t.yaml:3:3: kafka.extra: unknown key (expected one of: "
+                  "bootstrap_servers, properties, embedded_port, shutdown_timeout_s)\n");
     expect_errors(MIN "? [a]\n: 1\n", "t.yaml:3:3: : expected a key name, got a list\n");
     expect_errors(MIN "mqtt: 5\n", "t.yaml:3:7: mqtt: expected a mapping, got \"5\"\n");
     expect_errors(MIN "topics: {}\n", "t.yaml:3:9: topics: expected a list, got a mapping\n");
@@ -258,45 +259,46 @@ static void test_errors_yaml_syntax(void **state) {
 
 static void test_errors_listeners(void **state) {
     (void)state;
-    expect_errors(MIN "listeners:\n"
-                      "  - listen: \"0.0.0.0:1883\"\n"
-                      "  - listen: \"0.0.0.0:1883\"\n"
-                      "  - listen: \"host.example:1883\"\n"
-                      "  - listen: \"1.2.3.4\"\n"
-                      "  - listen: \"1.2.3.4:8x\"\n"
-                      "  - listen: \"1.2.3.4:65536\"\n"
-                      "  - listen: \"::1:1883\"\n"
-                      "  - listen: \"[::1\"\n"
-                      "  - listen: \"[::1]\"\n"
-                      "  - listen: \"[zz]:1\"\n"
-                      "  - listen: 1883\n"
-                      "  - {}\n"
-                      "  - listen: \"[::]:1883\"\n"
-                      "    port: 1\n"
-                      "  - x\n",
-                  "t.yaml:5:13: listeners[1].listen: duplicate listener \"0.0.0.0:1883\" (first "
-                  "at line 4)\n"
-                  "t.yaml:6:13: listeners[2].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"host.example:1883\": not an IPv4 address (host names are not resolved)\n"
-                  "t.yaml:7:13: listeners[3].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"1.2.3.4\": missing ':port'\n"
-                  "t.yaml:8:13: listeners[4].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"1.2.3.4:8x\": the port must be a number from 0 to 65535\n"
-                  "t.yaml:9:13: listeners[5].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"1.2.3.4:65536\": the port must be a number from 0 to 65535\n"
-                  "t.yaml:10:13: listeners[6].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"::1:1883\": an IPv6 address needs brackets: \"[::]:1883\"\n"
-                  "t.yaml:11:13: listeners[7].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"[::1\": missing ']' after the IPv6 address\n"
-                  "t.yaml:12:13: listeners[8].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"[::1]\": missing ':port'\n"
-                  "t.yaml:13:13: listeners[9].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"[zz]:1\": not an IPv6 address\n"
-                  "t.yaml:14:13: listeners[10].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"1883\": missing ':port'\n"
-                  "t.yaml:15:5: listeners[11]: missing 'listen' (\"host:port\")\n"
-                  "t.yaml:17:5: listeners[12].port: unknown key (expected one of: listen, tls)\n"
-                  "t.yaml:18:5: listeners[13]: expected a mapping, got \"x\"\n");
+    expect_errors(
+        MIN "listeners:\n"
+            "  - listen: \"0.0.0.0:1883\"\n"
+            "  - listen: \"0.0.0.0:1883\"\n"
+            "  - listen: \"host.example:1883\"\n"
+            "  - listen: \"1.2.3.4\"\n"
+            "  - listen: \"1.2.3.4:8x\"\n"
+            "  - listen: \"1.2.3.4:65536\"\n"
+            "  - listen: \"::1:1883\"\n"
+            "  - listen: \"[::1\"\n"
+            "  - listen: \"[::1]\"\n"
+            "  - listen: \"[zz]:1\"\n"
+            "  - listen: 1883\n"
+            "  - {}\n"
+            "  - listen: \"[::]:1883\"\n"
+            "    port: 1\n"
+            "  - x\n",
+        "t.yaml:5:13: listeners[1].listen: duplicate listener \"0.0.0.0:1883\" (first "
+        "at line 4)\n"
+        "t.yaml:6:13: listeners[2].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"host.example:1883\": not an IPv4 address (host names are not resolved)\n"
+        "t.yaml:7:13: listeners[3].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"1.2.3.4\": missing ':port'\n"
+        "t.yaml:8:13: listeners[4].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"1.2.3.4:8x\": the port must be a number from 0 to 65535\n"
+        "t.yaml:9:13: listeners[5].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"1.2.3.4:65536\": the port must be a number from 0 to 65535\n"
+        "t.yaml:10:13: listeners[6].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"::1:1883\": an IPv6 address needs brackets: \"[::]:1883\"\n"
+        "t.yaml:11:13: listeners[7].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"[::1\": missing ']' after the IPv6 address\n"
+        "t.yaml:12:13: listeners[8].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"[::1]\": missing ':port'\n"
+        "t.yaml:13:13: listeners[9].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"[zz]:1\": not an IPv6 address\n"
+        "t.yaml:14:13: listeners[10].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"1883\": missing ':port'\n"
+        "t.yaml:15:5: listeners[11]: missing 'listen' (\"host:port\")\n"
+        "t.yaml:17:5: listeners[12].port: unknown key (expected one of: listen, tls, websocket)\n"
+        "t.yaml:18:5: listeners[13]: expected a mapping, got \"x\"\n");
     /* The same address written two ways is the same listener. */
     expect_errors(MIN "listeners:\n  - listen: \"[::]:1\"\n  - listen: \"[0::0]:1\"\n",
                   "t.yaml:5:13: listeners[1].listen: duplicate listener \"[0::0]:1\" (first at "
@@ -506,6 +508,7 @@ static void test_shipped_configs(void **state) {
     if (rc != 0)
         fail_msg("%s", errbuf);
     assert_string_equal(cfg->bootstrap_servers, "embedded");
+    assert_int_equal(cfg->kafka_embedded_port, 19092);
     assert_int_equal(cfg->n_rules, 3);
     assert_string_equal(cfg->rules[0].pattern, "sensors/+/temperature");
     assert_string_equal(cfg->rules[0].kafka, "temperature");
@@ -526,6 +529,55 @@ static void test_shipped_configs(void **state) {
     config_free(cfg);
 }
 
+static const char *property(const config_t *cfg, const char *name) {
+    for (size_t i = 0; i < cfg->n_kafka_properties; i++)
+        if (strcmp(cfg->kafka_properties[i].name, name) == 0)
+            return cfg->kafka_properties[i].value;
+    return NULL;
+}
+
+/* File names are taken from the configuration file's directory, not the
+ * working directory; absolute names and non-file properties stay as written. */
+static void test_relative_paths_follow_the_config_file(void **state) {
+    (void)state;
+    static const char yaml[] = "listeners:\n"
+                               "  - listen: \"127.0.0.1:8883\"\n"
+                               "    tls: {cert: certs/srv.pem, key: /abs/srv.key, ca: ../ca.pem}\n"
+                               "kafka:\n"
+                               "  bootstrap_servers: embedded\n"
+                               "  properties:\n"
+                               "    ssl.key.location: kafka.key\n"
+                               "    ssl.ca.location: probe\n"
+                               "    ssl.certificate.location: /etc/kafka.pem\n"
+                               "    client.id: relative/not/a/file\n"
+                               "auth: {password_file: pw, acl_file: acl/rules}\n";
+    config_t *cfg = NULL;
+    if (config_load_string(yaml, strlen(yaml), "/etc/m2k/mqtt2kafka.yaml", &cfg, errbuf,
+                           sizeof(errbuf)) != 0)
+        fail_msg("unexpected errors:\n%s", errbuf);
+    assert_string_equal(cfg->listeners[0].tls.cert, "/etc/m2k/certs/srv.pem");
+    assert_string_equal(cfg->listeners[0].tls.key, "/abs/srv.key");
+    assert_string_equal(cfg->listeners[0].tls.ca, "/etc/m2k/../ca.pem");
+    assert_string_equal(cfg->auth.password_file, "/etc/m2k/pw");
+    assert_string_equal(cfg->auth.acl_file, "/etc/m2k/acl/rules");
+    assert_string_equal(property(cfg, "ssl.key.location"), "/etc/m2k/kafka.key");
+    assert_string_equal(property(cfg, "ssl.ca.location"), "probe");
+    assert_string_equal(property(cfg, "ssl.certificate.location"), "/etc/kafka.pem");
+    assert_string_equal(property(cfg, "client.id"), "relative/not/a/file");
+    config_free(cfg);
+    /* A configuration in the working directory: the names as written. */
+    if (config_load_string(yaml, strlen(yaml), "m.yaml", &cfg, errbuf, sizeof(errbuf)) != 0)
+        fail_msg("unexpected errors:\n%s", errbuf);
+    assert_string_equal(cfg->auth.password_file, "pw");
+    assert_string_equal(cfg->listeners[0].tls.cert, "certs/srv.pem");
+    config_free(cfg);
+    /* A relative configuration path keeps its directory relative. */
+    if (config_load_string(yaml, strlen(yaml), "conf/m.yaml", &cfg, errbuf, sizeof(errbuf)) != 0)
+        fail_msg("unexpected errors:\n%s", errbuf);
+    assert_string_equal(cfg->auth.password_file, "conf/pw");
+    config_free(cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_minimal_defaults),
@@ -542,6 +594,7 @@ int main(void) {
         cmocka_unit_test(test_errbuf_truncation),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_shipped_configs),
+        cmocka_unit_test(test_relative_paths_follow_the_config_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
