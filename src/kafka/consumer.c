@@ -31,6 +31,11 @@
 
 #include "util/log.h"
 
+/* The metadata thread's requests block (they cannot be cancelled), and
+ * kafka_consumer_free joins the thread: a stop while Kafka does not answer
+ * waits up to this long. */
+#define REQUEST_TIMEOUT_MS 2000
+
 typedef struct {
     char *name;
     rd_kafka_topic_t *rkt;
@@ -133,7 +138,7 @@ static void start_partitions(kafka_consumer_t *c, ctopic_t *t, int32_t count, co
 
 static void refresh(kafka_consumer_t *c) {
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(c->rk, 1, NULL, &md, 5000);
+    rd_kafka_resp_err_t err = rd_kafka_metadata(c->rk, 1, NULL, &md, REQUEST_TIMEOUT_MS);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         log_debug("kafka consumer: metadata: %s", rd_kafka_err2str(err));
         return;
@@ -159,10 +164,10 @@ static void refresh(kafka_consumer_t *c) {
                 from[p - t->n_parts] = RD_KAFKA_OFFSET_BEGINNING;
                 if (t->beginning || c->initial_done)
                     continue;
-                from[p - t->n_parts] =
-                    rd_kafka_query_watermark_offsets(c->rk, t->name, p, &lo, &hi, 5000) == 0
-                        ? hi
-                        : RD_KAFKA_OFFSET_END;
+                from[p - t->n_parts] = rd_kafka_query_watermark_offsets(c->rk, t->name, p, &lo, &hi,
+                                                                        REQUEST_TIMEOUT_MS) == 0
+                                           ? hi
+                                           : RD_KAFKA_OFFSET_END;
             }
             pthread_mutex_lock(&c->lock);
             start_partitions(c, t, mt->partition_cnt, from);

@@ -277,11 +277,26 @@ static void test_latency(void **state) {
            N, KAFKA_CONSUMER_FETCH_WAIT_MS, (double)lat[N / 2] / 1000, (double)lat[N - 1] / 1000);
 }
 
+/* Before any metadata answer the consumer reads nothing and says so
+ * (the daemon's /readyz reason). Port 1 on loopback: nothing listens. */
+static void test_not_assigned_without_metadata(void **state) {
+    (void)state;
+    fixture_t f = {.bootstrap = "127.0.0.1:1"};
+    start(&f);
+    kafka_consumer_stats_t st;
+    kafka_consumer_stats(f.c, &st);
+    assert_false(st.assigned);
+    assert_int_equal(st.partitions, 0);
+    assert_int_equal(kafka_consumer_poll(f.c, 10), 0);
+    kafka_consumer_free(f.c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_consume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_out_of_range_resumes_at_earliest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latency, setup, teardown),
+        cmocka_unit_test(test_not_assigned_without_metadata),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
