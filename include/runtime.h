@@ -24,6 +24,8 @@
 
 #include "auth/security.h"
 #include "config/config.h"
+#include "downlink/retained.h"
+#include "downlink/route.h"
 #include "kafka/producer.h"
 #include "map/topic_map.h"
 #include "net/server.h"
@@ -40,6 +42,10 @@ typedef struct {
     kafka_t **kafka;
     topic_map_t **topics;
     security_t **security;
+    /* RUNTIME_START, with `downlink:` / `retained:`: the router of the
+     * downlink rules and the retained store (a change needs a restart). */
+    dl_router_t **router;
+    dl_retained_t **retained;
     server_t *server; /* RUNTIME_RELOAD: its TLS listeners take the new certificates */
     /* RUNTIME_RELOAD: the configuration the running objects were built from
      * (a new setting is checked against what a reload cannot change). */

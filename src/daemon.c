@@ -22,6 +22,7 @@
 #include "mqtt/session.h"
 #include "map/topic_map.h"
 #include "runtime.h"
+#include "daemon_downlink.h"
 
 #define METADATA_WAIT_MS 10000
 #define METADATA_SLICE_MS 100 /* the longest the metrics listener waits at start */
@@ -42,6 +43,10 @@ struct daemon {
     server_t *srv;
     http_server_t *http; /* the protocol of the metrics listener */
     security_t *sec;     /* always present: a reload may add a password or ACL file */
+    /* With `downlink:` or `retained:` (daemon_downlink.c); NULL otherwise. */
+    dl_router_t *router;
+    dl_retained_t *retained;
+    daemon_downlink_t *dl;
     metrics_t m;
     bool listening, stopping, fatal, done;
     bool waiting_kafka;   /* the start's wait for metadata (/readyz says so) */
@@ -284,6 +289,8 @@ static char *on_metrics(void *ud, size_t *len) {
     m->kafka_records_produced = st->published;
     m->kafka_records_delivered = st->delivered;
     m->kafka_queue_full = st->queue_full;
+    if (d->dl)
+        daemon_downlink_metrics(d->dl, m);
     return metrics_render_alloc(m, len);
 }
 
@@ -306,6 +313,8 @@ static int on_ready(void *ud, char *reason, size_t cap) {
         snprintf(reason, cap, "Kafka unreachable: %s", why);
         return 0;
     }
+    if (d->dl)
+        return daemon_downlink_ready(d->dl, reason, cap);
     return 1;
 }
 
@@ -371,6 +380,8 @@ static runtime_t daemon_runtime(daemon_t *d) {
     return (runtime_t){.kafka = &d->k,
                        .topics = &d->tm,
                        .security = &d->sec,
+                       .router = &d->router,
+                       .retained = &d->retained,
                        .server = d->srv,
                        .running = d->started};
 }
@@ -442,10 +453,17 @@ static void on_fd(void *ud) {
     kafka_poll(d->k);
 }
 
+static void on_downlink_fd(void *ud) {
+    daemon_t *d = ud;
+    daemon_downlink_poll(d->dl);
+}
+
 static void on_tick(void *ud) {
     daemon_t *d = ud;
     /* The event fd is the fast path; this catches anything it missed. */
     kafka_poll(d->k);
+    if (d->dl)
+        daemon_downlink_poll(d->dl);
     if (!d->stopping && d->listening && kafka_reachable(d->k, NULL, 0) != d->status_kafka_up)
         notify_status(d, "");
     if (!d->stopping || d->done)
@@ -576,6 +594,14 @@ int daemon_run(const config_t *cfg) {
         log_error("out of memory");
         goto out;
     }
+    if (cfg->n_downlink || cfg->retained.enabled) {
+        d->dl = daemon_downlink_new(cfg, kafka_bootstrap_servers(d->k), d->router, d->retained, err,
+                                    sizeof(err));
+        if (!d->dl) {
+            log_error("downlink: %s", err);
+            goto out;
+        }
+    }
     d->http = http_server_new(&(http_server_opts_t){on_metrics, on_ready, d});
     if (!d->http) {
         log_error("out of memory");
@@ -589,6 +615,8 @@ int daemon_run(const config_t *cfg) {
         .on_signal = on_signal,
         .watch_fd = kafka_event_fd(d->k),
         .on_fd = on_fd,
+        .watch_fd2 = d->dl ? daemon_downlink_fd(d->dl) : -1,
+        .on_fd2 = d->dl ? on_downlink_fd : NULL,
         .on_tick = on_tick,
     };
     if (server_new(&sv, &d->srv, err, sizeof(err)) != 0) {
@@ -651,6 +679,7 @@ int daemon_run(const config_t *cfg) {
 out:
     /* The producer goes first, while the server's signal watchers still
      * catch a repeated SIGTERM; afterwards the signals are ignored. */
+    daemon_downlink_free(d->dl);
     if (d->k)
         kafka_free(d->k);
     server_free(d->srv);
@@ -662,6 +691,8 @@ out:
     security_free(d->sec);
     if (d->tm)
         topic_map_free(d->tm);
+    dl_router_free(d->router);
+    dl_retained_free(d->retained);
     config_free(d->owned);
     free(d);
     log_info("exiting with status %d", rc);

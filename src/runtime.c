@@ -338,6 +338,70 @@ static void producer_abort(runtime_mode_t mode, void *state) {
     kafka_free(state);
 }
 
+/* ---- the downlink's router and retained store: built at the start (and by
+ * --check); `downlink` and `retained` need a restart. The consumer that
+ * feeds them needs the producer's bootstrap (the embedded cluster's address
+ * is known once the producer exists), so daemon.c creates it. ---- */
+
+typedef struct {
+    dl_router_t *router;
+    dl_retained_t *retained;
+} downlink_prep_t;
+
+static void downlink_abort(runtime_mode_t mode, void *state) {
+    (void)mode;
+    downlink_prep_t *p = state;
+    dl_router_free(p->router);
+    dl_retained_free(p->retained);
+    free(p);
+}
+
+static int downlink_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
+                            void **state, report_t *r) {
+    (void)rt;
+    if (mode == RUNTIME_RELOAD || (next->n_downlink == 0 && !next->retained.enabled))
+        return 0;
+    downlink_prep_t *p = calloc(1, sizeof(*p));
+    dl_rule_t *rules = calloc(next->n_downlink + 1, sizeof(*rules));
+    char e[512] = "out of memory";
+    if (!p || !rules)
+        goto fail;
+    for (size_t i = 0; i < next->n_downlink; i++)
+        rules[i] = (dl_rule_t){next->downlink[i].kafka, next->downlink[i].mqtt,
+                               (int)next->downlink[i].qos};
+    if (!(p->router = dl_router_new(rules, next->n_downlink, e, sizeof(e))))
+        goto fail;
+    if (next->retained.enabled &&
+        !(p->retained = dl_retained_new(next->retained.max_messages, next->retained.max_bytes))) {
+        snprintf(e, sizeof(e), "out of memory");
+        goto fail;
+    }
+    free(rules);
+    *state = p;
+    return 0;
+fail:
+    free(rules);
+    if (p)
+        downlink_abort(mode, p);
+    report(r, "%s: downlink: %s", next->path, e);
+    return -1;
+}
+
+static void downlink_commit(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
+                            void *state) {
+    (void)next;
+    downlink_prep_t *p = state;
+    if (!p)
+        return;
+    if (mode != RUNTIME_START || !rt->router || !rt->retained) {
+        downlink_abort(mode, p);
+        return;
+    }
+    *rt->router = p->router;
+    *rt->retained = p->retained;
+    free(p);
+}
+
 /* In this order: --check prints the errors so, and a reload logs the
  * objects it switched so. */
 static const step_t steps[] = {
@@ -345,6 +409,7 @@ static const step_t steps[] = {
     {"topic map", false, topics_prepare, topics_commit, topics_abort},
     {"TLS certificates", false, tls_prepare, tls_commit, tls_abort},
     {"auth files", false, auth_prepare, auth_commit, auth_abort},
+    {"downlink", false, downlink_prepare, downlink_commit, downlink_abort},
     {"kafka", true, producer_prepare, producer_commit, producer_abort},
 };
 #define N_STEPS (sizeof(steps) / sizeof(steps[0]))

@@ -72,6 +72,23 @@ typedef struct {
     const char *file;     /* the configuration's path (owned by config_t), for messages */
 } config_rule_t;
 
+/* One `downlink:` rule: a Kafka topic read towards MQTT (docs/semantics.md). */
+typedef struct {
+    char *kafka;      /* the Kafka topic */
+    char *mqtt;       /* topic template ({key}, {header:NAME}); NULL: the mqtt.topic header */
+    uint32_t qos;     /* 0..2, default 1; a record's mqtt.qos header overrides it */
+    config_pos_t pos; /* the rule's mapping */
+} config_downlink_t;
+
+/* `retained:`: the compacted Kafka topic of retained messages. */
+typedef struct {
+    bool enabled; /* the section is there */
+    char *topic;
+    uint32_t max_messages; /* held in memory at most */
+    uint32_t max_bytes;    /* topic + payload bytes held at most */
+    config_pos_t pos;
+} config_retained_t;
+
 typedef enum {
     UNMAPPED_DISCONNECT = 0, /* log and close the connection */
     UNMAPPED_DROP = 1,       /* acknowledge, count, rate-limited log */
@@ -140,6 +157,10 @@ typedef struct config {
     char *unmapped_topic; /* for UNMAPPED_TOPIC */
     bool headers;
     config_pos_t unmapped_pos;
+
+    config_downlink_t *downlink; /* Kafka -> MQTT rules, file order */
+    size_t n_downlink;
+    config_retained_t retained;
 
     config_mqtt_t mqtt;
     config_auth_t auth;

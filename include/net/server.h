@@ -80,6 +80,9 @@ typedef struct {
     void (*on_signal)(void *ud, int signum); /* SIGTERM, SIGINT, SIGHUP */
     int watch_fd;                            /* -1: none; else on_fd when readable */
     void (*on_fd)(void *ud);
+    /* A second fd (the downlink consumer's), watched when on_fd2 is set. */
+    int watch_fd2;
+    void (*on_fd2)(void *ud);
     void (*on_tick)(void *ud); /* after the protocols' tick, every tick interval */
 } server_opts_t;
 

@@ -167,6 +167,20 @@ typedef struct {
     metrics_label_table_t kafka_records_failed; /* by rd_kafka_err2name() */
     uint64_t kafka_queue_full;                  /* produce attempts refused with QUEUE_FULL */
     metrics_rdkafka_t rdkafka;
+
+    /* downlink (Kafka -> MQTT): rendered only when `downlink` is set */
+    bool downlink;
+    metrics_label_table_t downlink_consumed; /* records read, by Kafka topic */
+    uint64_t downlink_routed;                /* records given an MQTT topic and QoS */
+    metrics_label_table_t downlink_skipped;  /* by reason (dl_route_result_name) */
+    uint64_t downlink_out_of_range;          /* partitions resumed at the earliest offset */
+    uint64_t downlink_consumer_errors;
+    uint64_t downlink_partitions; /* gauge: partitions being read */
+    uint64_t downlink_lag;        /* gauge: records behind the high watermarks */
+    /* the retained store (rendered with `downlink`) */
+    uint64_t retained_messages, retained_bytes; /* gauges */
+    uint64_t retained_updates[2];               /* set, deleted */
+    metrics_label_table_t retained_refused;     /* by reason: full, invalid_topic */
 } metrics_t;
 
 /* Zeroes the registry. No allocation: embed metrics_t where convenient. */

@@ -831,6 +831,12 @@ void config_free(config_t *cfg) {
         free(cfg->rules[i].key);
     }
     free(cfg->rules);
+    for (size_t i = 0; i < cfg->n_downlink; i++) {
+        free(cfg->downlink[i].kafka);
+        free(cfg->downlink[i].mqtt);
+    }
+    free(cfg->downlink);
+    free(cfg->retained.topic);
     free(cfg->unmapped_topic);
     free(cfg->auth.password_file);
     free(cfg->auth.acl_file);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "downlink/route.h"
 #include "map/topic_map.h"
 #include "settings.h"
 
@@ -224,6 +225,79 @@ void cfg_parse_rule(parse_ctx_t *c, const setting_t *s, yaml_node_t *item, const
     r.kafka = cfg_strdup(c, r.kafka);
     r.key = cfg_strdup(c, r.key);
     cfg->rules[cfg->n_rules++] = r;
+}
+
+/* ---- downlink, retained ---- */
+
+static bool kafka_name_ok(parse_ctx_t *c, const char *name, yaml_node_t *v, const char *where) {
+    const char *why;
+    if (topic_map_kafka_topic_check(name, strlen(name), &why) == 0)
+        return true;
+    cfg_err(c, cfg_pos_of(v), "%s: invalid Kafka topic name \"%s\": %s", where, name, why);
+    return false;
+}
+
+void cfg_parse_downlink(parse_ctx_t *c, const setting_t *s, yaml_node_t *item, const char *sec,
+                        const char *at, size_t idx, void *base) {
+    (void)s;
+    (void)idx;
+    config_t *cfg = base;
+    config_downlink_t d = {0};
+    settings_defaults(sec, &d);
+    yaml_node_t *found[SETTINGS_MAX] = {0};
+    bool bad = !cfg_walk(c, item, sec, at, &d, found, true);
+    bad |= cfg_check_required(c, item, sec, at, found);
+    yaml_node_t *kafka = cfg_found(found, "downlink[].kafka");
+    yaml_node_t *mqtt = cfg_found(found, "downlink[].mqtt");
+    char field[80];
+    snprintf(field, sizeof(field), "%s.kafka", at);
+    if (!bad && d.kafka && !kafka_name_ok(c, d.kafka, kafka, field))
+        bad = true;
+    if (!bad && cfg->retained.topic && strcmp(cfg->retained.topic, d.kafka) == 0) {
+        cfg_err(c, cfg_pos_of(kafka), "%s: \"%s\" is the retained topic (line %d)", field, d.kafka,
+                cfg->retained.pos.line);
+        bad = true;
+    }
+    for (size_t j = 0; !bad && j < cfg->n_downlink; j++) {
+        if (strcmp(cfg->downlink[j].kafka, d.kafka) == 0) {
+            cfg_err(c, cfg_pos_of(kafka), "%s: \"%s\" is already read by the rule at line %d",
+                    field, d.kafka, cfg->downlink[j].pos.line);
+            bad = true;
+        }
+    }
+    size_t col;
+    const char *err = d.mqtt ? dl_template_check(d.mqtt, &col) : NULL;
+    if (err) {
+        /* The value's own column when it is plain, one more after a quote. */
+        config_pos_t p = cfg_pos_of(mqtt);
+        p.col += (int)col + (mqtt->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? 0 : 1);
+        cfg_err(c, p, "%s.mqtt: %s", at, err);
+        bad = true;
+    }
+    if (bad) {
+        free(d.kafka);
+        free(d.mqtt);
+        return;
+    }
+    d.pos = cfg_pos_of(item);
+    cfg->downlink[cfg->n_downlink++] = d;
+}
+
+void cfg_check_retained(parse_ctx_t *c, yaml_node_t *n, const char *where, void *base,
+                        yaml_node_t *const *found) {
+    (void)n;
+    const config_t *cfg = base;
+    yaml_node_t *topic = cfg_found(found, "retained.topic");
+    char field[80];
+    snprintf(field, sizeof(field), "%s.topic", where);
+    if (!topic || !cfg->retained.topic || !kafka_name_ok(c, cfg->retained.topic, topic, field))
+        return;
+    /* Its records update the store; delivered live as well, they would
+     * arrive twice (docs/semantics.md). */
+    for (size_t j = 0; j < cfg->n_downlink; j++)
+        if (strcmp(cfg->downlink[j].kafka, cfg->retained.topic) == 0)
+            cfg_err(c, cfg_pos_of(topic), "%s: \"%s\" is also a downlink topic (line %d)", field,
+                    cfg->retained.topic, cfg->downlink[j].pos.line);
 }
 
 /* ---- unmapped, metrics.listen ---- */

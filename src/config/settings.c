@@ -19,6 +19,7 @@ static_assert(sizeof(log_level_t) == sizeof(int) && sizeof(log_format_t) == size
 #define LISTENER(f) .field = true, .off = offsetof(config_listener_t, f)
 #define RULE(f) .field = true, .off = offsetof(config_rule_t, f)
 #define RULE_POS(f) .pos_off = offsetof(config_rule_t, f), .parse = cfg_parse_rule_string
+#define DOWNLINK(f) .field = true, .off = offsetof(config_downlink_t, f)
 #define LIST_OF(n, type) .count_off = offsetof(config_t, n), .item_size = sizeof(type)
 
 static const setting_word_t tls_versions[] = {
@@ -253,6 +254,81 @@ const setting_t config_settings[] = {
      .doc = "add the headers `mqtt.topic`, `mqtt.client_id`, `mqtt.qos`, `mqtt.retain` (when "
             "set) and `mqtt.username` (when known) to every record (see "
             "[semantics.md](semantics.md#the-kafka-record))"},
+
+    {.path = "downlink",
+     .type = SET_LIST,
+     .flags = SETTING_RESTART,
+     CFG(downlink),
+     LIST_OF(n_downlink, config_downlink_t),
+     .item = cfg_parse_downlink,
+     .restart_note = "the consumer keeps its topics and rules",
+     .doc_default = "`[]` (nothing is read from Kafka)",
+     .doc_allowed = "list of rules",
+     .doc = "Kafka topics read towards MQTT, every partition, from the end (see [Downlink "
+            "rules](#downlink-rules)); a Kafka topic in one rule only"},
+    {.path = "downlink[].kafka",
+     .type = SET_STRING,
+     .flags = SETTING_RESTART | SETTING_REQUIRED,
+     DOWNLINK(kafka),
+     .expected = "a Kafka topic name",
+     .missing = "the Kafka topic to read",
+     .doc_default = "**required**",
+     .doc_allowed = "Kafka topic name",
+     .doc = "the Kafka topic"},
+    {.path = "downlink[].mqtt",
+     .type = SET_STRING,
+     .flags = SETTING_RESTART,
+     DOWNLINK(mqtt),
+     .expected = "an MQTT topic template",
+     .doc_default = "none: the record's `mqtt.topic` header",
+     .doc_allowed = "template with `{key}`, `{header:NAME}`",
+     .doc = "the MQTT topic of each record; a record it cannot be rendered for, or that renders "
+            "to an invalid topic name, is skipped and counted"},
+    {.path = "downlink[].qos",
+     .type = SET_UINT,
+     .flags = SETTING_RESTART,
+     DOWNLINK(qos),
+     .min = 0,
+     .max = 2,
+     .def = 1,
+     .doc = "the QoS of the rule's records; a record's `mqtt.qos` header (`0`, `1`, `2`) "
+            "overrides it"},
+    {.path = "retained",
+     .type = SET_SECTION,
+     .flags = SETTING_POS,
+     CFG(retained.enabled),
+     .pos_off = offsetof(config_t, retained.pos),
+     .check = cfg_check_retained,
+     .doc_default = "none (no retained messages)",
+     .doc = "retained messages, kept in a compacted Kafka topic and in memory"},
+    {.path = "retained.topic",
+     .type = SET_STRING,
+     .flags = SETTING_RESTART | SETTING_REQUIRED,
+     CFG(retained.topic),
+     .expected = "a Kafka topic name",
+     .missing = "the compacted Kafka topic of retained messages",
+     .restart_note = "the retained store still reads %s",
+     .doc_default = "**required** with `retained`",
+     .doc_allowed = "Kafka topic name",
+     .doc = "read from the beginning at the start: key = MQTT topic, value = payload, an empty "
+            "value deletes; `mqtt.qos` header = its QoS (default 0)"},
+    {.path = "retained.max_messages",
+     .type = SET_UINT,
+     .flags = SETTING_RESTART,
+     CFG(retained.max_messages),
+     .min = 0,
+     .max = 100000000,
+     .def = 100000,
+     .doc = "retained messages held in memory at most; one more is refused and counted"},
+    {.path = "retained.max_bytes",
+     .type = SET_UINT,
+     .flags = SETTING_RESTART,
+     CFG(retained.max_bytes),
+     .min = 0,
+     .max = 4294967295u,
+     .def = 67108864,
+     .doc = "bytes (topic + payload) of retained messages held in memory at most; a message "
+            "that would exceed it is refused and counted"},
 
     {.path = "mqtt", .type = SET_SECTION},
     {.path = "mqtt.max_packet_size",

@@ -81,8 +81,9 @@ struct server {
     uv_check_t check;
     uv_idle_t idle;
     uv_poll_t poll;
+    uv_poll_t poll2; /* opts.watch_fd2 */
     uv_signal_t sig[3];
-    bool have_poll, have_metrics;
+    bool have_poll, have_poll2, have_metrics;
     service_t svc[SERVICE_COUNT];
     listener_t *listeners;
     size_t n_listeners, n_listening;

@@ -157,12 +157,28 @@ static void on_poll(uv_poll_t *p, int status, int events) {
     server_t *s = p->data;
     (void)events;
     if (status < 0) {
-        log_error("watching the Kafka event fd: %s", uv_strerror(status));
+        log_error("watching the Kafka %sevent fd: %s", p == &s->poll2 ? "consumer " : "",
+                  uv_strerror(status));
         return;
     }
     net_set_now(s);
-    if (s->o.on_fd)
+    if (p == &s->poll2)
+        s->o.on_fd2(s->o.ud);
+    else if (s->o.on_fd)
         s->o.on_fd(s->o.ud);
+}
+
+/* Watches fd with p (on_poll tells the two apart); 0, or -1 with errbuf. */
+static int watch(server_t *s, uv_poll_t *p, int fd, bool *have, char *errbuf, size_t errlen) {
+    int r = uv_poll_init(&s->loop, p, fd);
+    if (r < 0) {
+        snprintf(errbuf, errlen, "watching fd %d: %s", fd, uv_strerror(r));
+        return -1;
+    }
+    *have = true;
+    p->data = s;
+    uv_poll_start(p, UV_READABLE, on_poll);
+    return 0;
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -220,18 +236,14 @@ int server_new(const server_opts_t *opts, server_t **out, char *errbuf, size_t e
         s->sig[i].data = s;
         uv_signal_start(&s->sig[i], on_signal, sigs[i]);
     }
-    if (opts->watch_fd >= 0) {
-        r = uv_poll_init(&s->loop, &s->poll, opts->watch_fd);
-        if (r < 0) {
-            snprintf(errbuf, errlen, "watching fd %d: %s", opts->watch_fd, uv_strerror(r));
-            server_stop(s);
-            uv_run(&s->loop, UV_RUN_DEFAULT);
-            server_free(s);
-            return -1;
-        }
-        s->have_poll = true;
-        s->poll.data = s;
-        uv_poll_start(&s->poll, UV_READABLE, on_poll);
+    if ((opts->watch_fd >= 0 &&
+         watch(s, &s->poll, opts->watch_fd, &s->have_poll, errbuf, errlen) != 0) ||
+        (opts->on_fd2 &&
+         watch(s, &s->poll2, opts->watch_fd2, &s->have_poll2, errbuf, errlen) != 0)) {
+        server_stop(s);
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+        server_free(s);
+        return -1;
     }
     *out = s;
     return 0;
@@ -312,6 +324,8 @@ void server_stop(server_t *s) {
         uv_unref((uv_handle_t *)&s->sig[i]);
     if (s->have_poll)
         uv_close((uv_handle_t *)&s->poll, NULL);
+    if (s->have_poll2)
+        uv_close((uv_handle_t *)&s->poll2, NULL);
     /* Pending output and the shutdowns go out now; the timer cuts stragglers. */
     conn_process_pending(s);
     if (!list_empty(&s->conns)) {

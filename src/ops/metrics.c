@@ -246,6 +246,41 @@ static void label_table(writer_t *w, const char *name, const char *help, const c
         sample_label_u64(w, name, label, t->slots[i].value, t->slots[i].count);
 }
 
+static void render_downlink(writer_t *w, const metrics_t *m) {
+    label_table(w, "mqtt2kafka_downlink_records_consumed_total",
+                "Records read from the downlink and retained Kafka topics, by topic.", "topic",
+                &m->downlink_consumed);
+    counter(w, "mqtt2kafka_downlink_records_routed_total",
+            "Downlink records given an MQTT topic and QoS.", m->downlink_routed);
+    label_table(w, "mqtt2kafka_downlink_records_skipped_total",
+                "Downlink records skipped, by reason (no rendered topic, an invalid one, a bad "
+                "mqtt.qos header).",
+                "reason", &m->downlink_skipped);
+    counter(w, "mqtt2kafka_downlink_offset_out_of_range_total",
+            "Partitions the consumer found behind Kafka's retention and resumed at the earliest "
+            "offset.",
+            m->downlink_out_of_range);
+    counter(w, "mqtt2kafka_downlink_consumer_errors_total",
+            "Other errors the downlink consumer reported.", m->downlink_consumer_errors);
+    gauge(w, "mqtt2kafka_downlink_partitions", "Partitions the downlink consumer reads.",
+          m->downlink_partitions);
+    gauge(w, "mqtt2kafka_downlink_consumer_lag",
+          "Records the downlink consumer is behind the high watermarks Kafka last reported.",
+          m->downlink_lag);
+    gauge(w, "mqtt2kafka_retained_messages", "Retained messages held in memory.",
+          m->retained_messages);
+    gauge(w, "mqtt2kafka_retained_bytes", "Bytes (topic + payload) of the retained messages held.",
+          m->retained_bytes);
+    family(w, "mqtt2kafka_retained_updates_total", "counter",
+           "Records of the retained topic applied to the store.");
+    sample_label_u64(w, "mqtt2kafka_retained_updates_total", "op", "set", m->retained_updates[0]);
+    sample_label_u64(w, "mqtt2kafka_retained_updates_total", "op", "delete",
+                     m->retained_updates[1]);
+    label_table(w, "mqtt2kafka_retained_refused_total",
+                "Records of the retained topic not applied, by reason.", "reason",
+                &m->retained_refused);
+}
+
 static void packets(writer_t *w, const char *name, const char *help, const uint64_t *v) {
     family(w, name, "counter", help);
     for (int t = 1; t < 15; t++)
@@ -454,6 +489,8 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     counter(w, "mqtt2kafka_kafka_queue_full_total",
             "Produce attempts refused because librdkafka's queue was full.", m->kafka_queue_full);
     render_rdkafka(w, &m->rdkafka);
+    if (m->downlink)
+        render_downlink(w, m);
 
     if (cap > 0)
         buf[w->len < cap ? w->len : cap - 1] = '\0';
