@@ -99,7 +99,7 @@ struct setting {
 
 extern const setting_t config_settings[];
 extern const size_t config_settings_count;
-#define SETTINGS_MAX 64 /* config_settings_count is below it (checked in settings.c) */
+#define SETTINGS_MAX 128 /* config_settings_count is below it (checked in settings.c) */
 
 /* The row with this path, or NULL. */
 const setting_t *settings_find(const char *path);
