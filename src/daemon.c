@@ -376,6 +376,22 @@ static void log_restart_needed(void *ud, const char *msg) {
     log_warn("reload: %s", msg);
 }
 
+/* The configuration's lint warnings (config_lint), sorted by line, each a
+ * warn log line ("reload: " in front during a reload). */
+static void log_lint(const config_t *cfg, const char *prefix) {
+    char *buf = malloc(RELOAD_ERRBUF);
+    if (!buf)
+        return;
+    buf[0] = '\0';
+    if (config_lint(cfg, buf, RELOAD_ERRBUF) > 0) {
+        runtime_sort_errors(buf, cfg->path);
+        for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line;
+             line = strtok_r(NULL, "\n", &save))
+            log_warn("%s%s", prefix, line);
+    }
+    free(buf);
+}
+
 static void daemon_reload(daemon_t *d) {
     const char *path = d->cfg->path;
     config_t *next = NULL;
@@ -398,6 +414,7 @@ static void daemon_reload(daemon_t *d) {
         log_error_lines(NULL, err);
         goto fail;
     }
+    log_lint(next, "reload: ");
     config_restart_changes(d->started, next, log_restart_needed, NULL);
     runtime_commit(&rt, prep);
     session_mgr_set_config(d->sm, next);
@@ -541,12 +558,16 @@ int daemon_run(const config_t *cfg) {
         .ud = d,
     };
     if (runtime_prepare(&rt, cfg, RUNTIME_START, &prep, errs, RELOAD_ERRBUF) != 0) {
+        /* With the warnings, as --check prints them. */
+        config_lint(cfg, errs, RELOAD_ERRBUF);
+        runtime_sort_errors(errs, cfg->path);
         fputs(errs, stderr);
         free(errs);
         free(d);
         return 1;
     }
     free(errs);
+    log_lint(cfg, "");
     runtime_commit(&rt, prep);
     session_mgr_opts_t so = {
         .cfg = cfg,

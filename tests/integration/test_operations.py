@@ -196,6 +196,24 @@ def test_reload_names_settings_that_need_a_restart(daemon, mock_kafka):
     Raw(d.port).connect("rl-3b").close()
 
 
+def test_lint_warnings_logged_at_start_and_reload(daemon, mock_kafka):
+    """--check's warnings are warn lines at the start and in a reload, which
+    they never refuse."""
+    d = daemon({"unmapped": "drop"})
+    path = d.config_path
+    # since=0: the start-up lines are what is checked here.
+    d.wait_log(m2k.line(f"{path}:15:11: warning: unmapped: drop: QoS 1 and 2 messages to topics "
+                        "no rule maps are acknowledged and thrown away", level="warn"), since=0)
+    rules = d.config["topics"] + [{"mqtt": "test/a/+", "kafka": "never"}]
+    d.rewrite_config({"topics": rules, "unmapped": "disconnect"})
+    log = reload_and_wait(d, m2k.line("reload: configuration applied (4 topic rules, unmapped "
+                                      "disconnect, log level info)", level="info"))
+    warned = [l.split(" ", 2)[2].lstrip() for l in log.splitlines() if "warning:" in l]
+    assert warned == [
+        f"reload: {path}:15:9: warning: topics[3].mqtt: \"test/a/+\" never applies: topics[2] "
+        "\"test/#\" (line 13) comes first and matches every topic it matches"], log
+
+
 def test_reload_restart_warnings_compare_with_what_runs(daemon, mock_kafka):
     """Not with the last file read: the second change names the running
     value, restoring the file is silent, and a changed listener warns on every
