@@ -49,7 +49,16 @@ struct daemon {
     bool notify_warned;
     uint64_t deadline_ms;
     int exit_code;
+    /* At log.level debug, the MQTT topic of the last match (cut), for the
+     * line of the record produced right after it (route_cb, produce_cb). */
+    bool routed;
+    int routed_len;
+    char routed_topic[256];
+    log_ratelimit_t rl_routed;
 };
+
+/* At most this many "routed" debug lines per second (log.level: debug). */
+#define ROUTED_LOG_PER_S 10
 
 /* ---- systemd notifications ---------------------------------------------- */
 
@@ -88,7 +97,23 @@ static int route_cb(void *ud, const char *topic, size_t topic_len, const topic_m
                     char *scratch, size_t cap, topic_map_result_t *out) {
     daemon_t *d = ud;
     /* d->tm, not a captured map: a reload swaps it between two callbacks. */
-    return topic_map_lookup(d->tm, topic, topic_len, ctx, scratch, cap, out);
+    int rc = topic_map_lookup(d->tm, topic, topic_len, ctx, scratch, cap, out);
+    d->routed = rc == TOPIC_MAP_MATCHED && log_get_level() >= LOG_DEBUG;
+    if (d->routed) {
+        size_t n = topic_len < sizeof(d->routed_topic) ? topic_len : sizeof(d->routed_topic);
+        memcpy(d->routed_topic, topic, n);
+        d->routed_len = (int)n;
+    }
+    return rc;
+}
+
+/* "routed topic=T kafka=K key=KEY" for a record a rule mapped, at debug,
+ * rate-limited: log.level: debug shows the routing without flooding. */
+static void log_routed(daemon_t *d, const kafka_record_t *rec) {
+    int kl = (int)(rec->key_len < sizeof(d->routed_topic) ? rec->key_len : sizeof(d->routed_topic));
+    log_ratelimited(&d->rl_routed, LOG_DEBUG, "routed topic=%.*s kafka=%s key=%.*s", d->routed_len,
+                    d->routed_topic, rec->topic, rec->key ? kl : 6,
+                    rec->key ? (const char *)rec->key : "(none)");
 }
 
 static int produce_cb(void *ud, const kafka_record_t *rec, uint64_t opaque) {
@@ -96,6 +121,9 @@ static int produce_cb(void *ud, const kafka_record_t *rec, uint64_t opaque) {
     if (d->fatal)
         return KAFKA_ERR_FATAL;
     int rc = kafka_produce(d->k, rec, opaque);
+    if (rc == KAFKA_OK && d->routed)
+        log_routed(d, rec);
+    d->routed = false;
     if (rc == KAFKA_ERR_PRODUCE || rc == KAFKA_ERR_FATAL)
         log_error("kafka: producing to topic %s failed: %s", rec->topic, kafka_last_error(d->k));
     return rc;
@@ -543,6 +571,7 @@ int daemon_run(const config_t *cfg) {
     }
     d->cfg = cfg;
     d->started = cfg;
+    d->rl_routed = (log_ratelimit_t)LOG_RATELIMIT_INIT("routed messages", ROUTED_LOG_PER_S, 1000);
     log_set_level(cfg->log_level);
     log_set_format(cfg->log_format);
     metrics_init(&d->m);
