@@ -2,6 +2,7 @@
  * metrics and health, systemd notifications, SIGHUP reload and the ordered
  * shutdown (see daemon.h). */
 #include "daemon.h"
+#include "introspect.h"
 
 #include <inttypes.h>
 #include <signal.h>
@@ -303,6 +304,11 @@ static char *on_metrics(void *ud, size_t *len) {
     m->kafka_records_delivered = st->delivered;
     m->kafka_queue_full = st->queue_full;
     return metrics_render_alloc(m, len);
+}
+
+static char *on_list(void *ud, int kind, size_t offset, size_t limit, size_t *len) {
+    daemon_t *d = ud;
+    return introspect_page(d->sm, d->srv, kind, offset, limit, len);
 }
 
 static int on_ready(void *ud, char *reason, size_t cap) {
@@ -616,7 +622,7 @@ int daemon_run(const config_t *cfg) {
         log_error("out of memory");
         goto out;
     }
-    d->http = http_server_new(&(http_server_opts_t){on_metrics, on_ready, d});
+    d->http = http_server_new(&(http_server_opts_t){on_metrics, on_ready, on_list, d});
     if (!d->http) {
         log_error("out of memory");
         goto out;
