@@ -2,6 +2,7 @@
  * metrics and health, systemd notifications, SIGHUP reload and the ordered
  * shutdown (see daemon.h). */
 #include "daemon.h"
+#include "introspect.h"
 
 #include <inttypes.h>
 #include <signal.h>
@@ -54,7 +55,16 @@ struct daemon {
     bool notify_warned;
     uint64_t deadline_ms;
     int exit_code;
+    /* At log.level debug, the MQTT topic of the last match (cut), for the
+     * line of the record produced right after it (route_cb, produce_cb). */
+    bool routed;
+    int routed_len;
+    char routed_topic[256];
+    log_ratelimit_t rl_routed;
 };
+
+/* At most this many "routed" debug lines per second (log.level: debug). */
+#define ROUTED_LOG_PER_S 10
 
 /* ---- systemd notifications ---------------------------------------------- */
 
@@ -93,7 +103,23 @@ static int route_cb(void *ud, const char *topic, size_t topic_len, const topic_m
                     char *scratch, size_t cap, topic_map_result_t *out) {
     daemon_t *d = ud;
     /* d->tm, not a captured map: a reload swaps it between two callbacks. */
-    return topic_map_lookup(d->tm, topic, topic_len, ctx, scratch, cap, out);
+    int rc = topic_map_lookup(d->tm, topic, topic_len, ctx, scratch, cap, out);
+    d->routed = rc == TOPIC_MAP_MATCHED && log_get_level() >= LOG_DEBUG;
+    if (d->routed) {
+        size_t n = topic_len < sizeof(d->routed_topic) ? topic_len : sizeof(d->routed_topic);
+        memcpy(d->routed_topic, topic, n);
+        d->routed_len = (int)n;
+    }
+    return rc;
+}
+
+/* "routed topic=T kafka=K key=KEY" for a record a rule mapped, at debug,
+ * rate-limited: log.level: debug shows the routing without flooding. */
+static void log_routed(daemon_t *d, const kafka_record_t *rec) {
+    int kl = (int)(rec->key_len < sizeof(d->routed_topic) ? rec->key_len : sizeof(d->routed_topic));
+    log_ratelimited(&d->rl_routed, LOG_DEBUG, "routed topic=%.*s kafka=%s key=%.*s", d->routed_len,
+                    d->routed_topic, rec->topic, rec->key ? kl : 6,
+                    rec->key ? (const char *)rec->key : "(none)");
 }
 
 static int produce_cb(void *ud, const kafka_record_t *rec, uint64_t opaque) {
@@ -101,6 +127,9 @@ static int produce_cb(void *ud, const kafka_record_t *rec, uint64_t opaque) {
     if (d->fatal)
         return KAFKA_ERR_FATAL;
     int rc = kafka_produce(d->k, rec, opaque);
+    if (rc == KAFKA_OK && d->routed)
+        log_routed(d, rec);
+    d->routed = false;
     if (rc == KAFKA_ERR_PRODUCE || rc == KAFKA_ERR_FATAL)
         log_error("kafka: producing to topic %s failed: %s", rec->topic, kafka_last_error(d->k));
     return rc;
@@ -294,6 +323,11 @@ static char *on_metrics(void *ud, size_t *len) {
     return metrics_render_alloc(m, len);
 }
 
+static char *on_list(void *ud, int kind, size_t offset, size_t limit, size_t *len) {
+    daemon_t *d = ud;
+    return introspect_page(d->sm, d->srv, kind, offset, limit, len);
+}
+
 static int on_ready(void *ud, char *reason, size_t cap) {
     daemon_t *d = ud;
     char why[256];
@@ -397,6 +431,22 @@ static void log_restart_needed(void *ud, const char *msg) {
     log_warn("reload: %s", msg);
 }
 
+/* The configuration's lint warnings (config_lint), sorted by line, each a
+ * warn log line ("reload: " in front during a reload). */
+static void log_lint(const config_t *cfg, const char *prefix) {
+    char *buf = malloc(RELOAD_ERRBUF);
+    if (!buf)
+        return;
+    buf[0] = '\0';
+    if (config_lint(cfg, buf, RELOAD_ERRBUF) > 0) {
+        runtime_sort_errors(buf, cfg->path);
+        for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line;
+             line = strtok_r(NULL, "\n", &save))
+            log_warn("%s%s", prefix, line);
+    }
+    free(buf);
+}
+
 static void daemon_reload(daemon_t *d) {
     const char *path = d->cfg->path;
     config_t *next = NULL;
@@ -419,6 +469,7 @@ static void daemon_reload(daemon_t *d) {
         log_error_lines(NULL, err);
         goto fail;
     }
+    log_lint(next, "reload: ");
     config_restart_changes(d->started, next, log_restart_needed, NULL);
     runtime_commit(&rt, prep);
     session_mgr_set_config(d->sm, next);
@@ -554,6 +605,7 @@ int daemon_run(const config_t *cfg) {
     }
     d->cfg = cfg;
     d->started = cfg;
+    d->rl_routed = (log_ratelimit_t)LOG_RATELIMIT_INIT("routed messages", ROUTED_LOG_PER_S, 1000);
     log_set_level(cfg->log_level);
     log_set_format(cfg->log_format);
     metrics_init(&d->m);
@@ -569,12 +621,16 @@ int daemon_run(const config_t *cfg) {
         .ud = d,
     };
     if (runtime_prepare(&rt, cfg, RUNTIME_START, &prep, errs, RELOAD_ERRBUF) != 0) {
+        /* With the warnings, as --check prints them. */
+        config_lint(cfg, errs, RELOAD_ERRBUF);
+        runtime_sort_errors(errs, cfg->path);
         fputs(errs, stderr);
         free(errs);
         free(d);
         return 1;
     }
     free(errs);
+    log_lint(cfg, "");
     runtime_commit(&rt, prep);
     session_mgr_opts_t so = {
         .cfg = cfg,
@@ -602,7 +658,7 @@ int daemon_run(const config_t *cfg) {
             goto out;
         }
     }
-    d->http = http_server_new(&(http_server_opts_t){on_metrics, on_ready, d});
+    d->http = http_server_new(&(http_server_opts_t){on_metrics, on_ready, on_list, d});
     if (!d->http) {
         log_error("out of memory");
         goto out;

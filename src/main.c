@@ -134,6 +134,7 @@ int main(int argc, char **argv) {
             if (runtime_prepare(NULL, partial, RUNTIME_CHECK, &prep, errbuf + len,
                                 ERRBUF_SIZE - len) == 0)
                 runtime_abort(prep);
+            config_lint(partial, errbuf, ERRBUF_SIZE);
             config_free(partial);
         }
         runtime_sort_errors(errbuf, path);
@@ -143,10 +144,13 @@ int main(int argc, char **argv) {
     if (check) {
         /* What the start would build, built and thrown away (runtime.h). */
         runtime_prep_t *prep;
-        if (runtime_prepare(NULL, cfg, RUNTIME_CHECK, &prep, errbuf, ERRBUF_SIZE) != 0) {
-            fputs(errbuf, stderr);
+        int failed = runtime_prepare(NULL, cfg, RUNTIME_CHECK, &prep, errbuf, ERRBUF_SIZE);
+        /* Warnings with the errors, sorted by line; alone they pass. */
+        config_lint(cfg, errbuf, ERRBUF_SIZE);
+        runtime_sort_errors(errbuf, path);
+        fputs(errbuf, stderr);
+        if (failed)
             goto out;
-        }
         runtime_abort(prep);
         for (size_t i = 0; i < cfg->n_rules; i++)
             topic_map_rule_lint(&cfg->rules[i], i, print_warning, cfg->path);

@@ -131,6 +131,7 @@ typedef struct {
     char *password_file; /* NULL: no password check (every user name accepted) */
     char *acl_file;      /* NULL: every publish allowed */
     config_acl_deny_t acl_deny;
+    config_pos_t acl_deny_pos; /* line 0 when defaulted */
     config_pos_t pos;
 } config_auth_t;
 
@@ -197,6 +198,14 @@ int config_parse_listen(const char *s, char **host, uint16_t *port, const char *
  * (still using k1:9092)"). Returns how many. */
 size_t config_restart_changes(const config_t *running, const config_t *next,
                               void (*report)(void *ud, const char *msg), void *ud);
+
+/* Appends to buf (NUL-terminated, `len` its size) one line per lint warning
+ * of `cfg`, as "file:line:col: warning: message\n": rules an earlier rule
+ * shadows and regexes that never match (map/rule_lint.h), and settings that
+ * trade safety (acks other than all with idempotence off, enable.idempotence
+ * false, unmapped: drop, auth.acl_deny: drop). Warnings never refuse a
+ * configuration. Returns how many. */
+size_t config_lint(const config_t *cfg, char *buf, size_t len);
 
 /* The settings table of docs/configuration.md, generated from the table
  * (`mqtt2kafka --settings-markdown`). */

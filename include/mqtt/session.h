@@ -215,6 +215,36 @@ const char *session_conn_remote(const session_conn_t *c);
 /* Frees the connection object (closes it first if still open, as "freed"). */
 void session_conn_free(session_conn_t *c);
 
+/* Read-only views for the introspection endpoint (they walk the lists: for
+ * an operator's request, not the hot path). The strings are valid until the
+ * next call into the manager. */
+typedef struct {
+    const char *client_id; /* NUL-terminated */
+    const char *remote;
+    const char *username; /* the certificate identity when set; NULL without one */
+    size_t username_len;
+    int protocol_level; /* of the accepted CONNECT: 3 (3.1), 4 (3.1.1) */
+    uint32_t inflight;  /* not yet acknowledged to the client */
+    bool paused;
+    void *ud; /* session_conn_new's */
+} session_client_info_t;
+typedef struct {
+    const char *client_id;
+    uint64_t detached_ms; /* monotonic (session_mgr_set_now's clock) */
+    uint32_t inflight;    /* messages kept for the client's return */
+    uint32_t bytes_held;  /* counted against mqtt.max_session_bytes */
+} session_detached_info_t;
+/* Calls `each` for the connected clients (CONNECT accepted, not closing),
+ * oldest connection first, from the offset-th on, until it returns false.
+ * Returns how many there are. */
+size_t session_mgr_list_clients(const session_mgr_t *m, size_t offset,
+                                bool (*each)(void *ctx, const session_client_info_t *), void *ctx);
+/* The same for the persistent sessions kept without a connection, oldest
+ * first. */
+size_t session_mgr_list_detached(const session_mgr_t *m, size_t offset,
+                                 bool (*each)(void *ctx, const session_detached_info_t *),
+                                 void *ctx);
+
 /* Opaque layout: session id (never reused while the process runs) in the high
  * 32 bits, the session's in-flight sequence number in the low 32 bits. Session
  * id 0 marks records nobody waits for (wills). */

@@ -193,5 +193,10 @@ void server_conn_hold(server_conn_t *c, uint32_t ms);
  * A connection has one timer: a hold replaces it. 0, or -1 (no memory, held
  * or closing). */
 int server_conn_timer(server_conn_t *c, uint32_t ms);
+/* The accepting listener's name ("127.0.0.1:1883", "0.0.0.0:8883 (TLS)")
+ * and the accept time on the loop's clock (server_now_ms), while the
+ * connection is not closing (the introspection endpoint). */
+const char *server_conn_listener(const server_conn_t *c);
+uint64_t server_conn_accepted_ms(const server_conn_t *c);
 
 #endif

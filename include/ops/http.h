@@ -11,10 +11,14 @@
  *   /metrics   200, Prometheus text 0.0.4 from handlers.metrics (500 if NULL)
  *   /healthz   200 "ok\n": the process is alive and its loop turns
  *   /readyz    200 "ready\n", or 503 "not ready: <reason>\n" (handlers.ready)
+ *   /clients, /sessions   200, a JSON page from handlers.list (introspect.h;
+ *              404 when NULL, 500 when it fails) for the query's offset
+ *              (default 0) and limit (default 100, 1 .. 1000); 400 with
+ *              the reason for another value
  *   other      404 "not found\n"
- * The query string is ignored. Limits: request head and body together at
- * most HTTP_MAX_REQUEST bytes (431 while the head is incomplete, 413 after),
- * URL at most HTTP_MAX_URL bytes (414), malformed requests 400.
+ * Other paths ignore the query string, and every path other parameters. Limits: request head and
+ * body together at most HTTP_MAX_REQUEST bytes (431 while the head is incomplete, 413 after), URL
+ * at most HTTP_MAX_URL bytes (414), malformed requests 400.
  *
  * What the server should do around it: close a connection that has not
  * produced a response HTTP_IDLE_TIMEOUT_MS after accept (call
@@ -42,6 +46,8 @@ typedef struct {
     /* Returns 1 when ready; 0 when not, with a one-line reason written into
      * reason (cap bytes). NULL callback: always ready. */
     int (*ready)(void *ud, char *reason, size_t cap);
+    /* A JSON page of an ops_list_kind_t (malloc'd, http frees it; *len). */
+    char *(*list)(void *ud, int kind, size_t offset, size_t limit, size_t *len);
     void *ud;
 } http_handlers_t;
 

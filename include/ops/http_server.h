@@ -26,6 +26,8 @@ typedef struct {
     char *(*metrics)(void *ud, size_t *len);
     /* Readiness: 1, or 0 with a one-line reason in reason (cap bytes). */
     int (*ready)(void *ud, char *reason, size_t cap);
+    /* /clients and /sessions (http.h); NULL: 404. */
+    char *(*list)(void *ud, int kind, size_t offset, size_t limit, size_t *len);
     void *ud;
 } http_server_opts_t;
 

@@ -633,6 +633,7 @@ static void apply_derived(parse_ctx_t *c) {
         seen[settings_find("auth.allow_anonymous") - config_settings].line != 0;
     if (!cfg->auth.allow_anonymous_set)
         cfg->auth.allow_anonymous = cfg->auth.password_file == NULL;
+    cfg->auth.acl_deny_pos = seen[settings_find("auth.acl_deny") - config_settings];
     /* message.max.bytes as librdkafka will see it (the last setting wins). */
     unsigned long mmb = CONFIG_KAFKA_MESSAGE_MAX_BYTES_DEFAULT;
     for (size_t i = 0; i < cfg->n_kafka_properties; i++) {

@@ -539,7 +539,8 @@ const setting_t config_settings[] = {
      .restart_note = "still %s",
      .doc_default = "none (no metrics endpoint)",
      .doc_allowed = "`IPv4:port`, `[IPv6]:port`",
-     .doc = "HTTP `GET /metrics`, `/healthz`, `/readyz` (see [operations.md](operations.md)); "
+     .doc = "HTTP `GET /metrics`, `/healthz`, `/readyz`, `/clients`, `/sessions` (see "
+            "[operations.md](operations.md)); "
             "must differ from every MQTT listener (port 0: any free port, named in the log)"},
 
     {.path = "log", .type = SET_SECTION},

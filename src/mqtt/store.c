@@ -173,3 +173,49 @@ void store_expire(session_mgr_t *m) {
         store_destroy(m, s);
     }
 }
+
+/* ---- read-only views (session.h) ---- */
+
+size_t session_mgr_list_clients(const session_mgr_t *m, size_t offset,
+                                bool (*each)(void *ctx, const session_client_info_t *), void *ctx) {
+    size_t total = 0;
+    bool more = true;
+    /* New connections are inserted at the head: the tail is the oldest. */
+    for (const list_t *n = m->conns.prev; n != &m->conns; n = n->prev) {
+        const session_conn_t *c = LIST_ENTRY(n, session_conn_t, node);
+        if (c->state != CONN_CONNECTED || !c->s)
+            continue;
+        if (more && total >= offset) {
+            const char *user = c->identity ? c->identity : c->has_username ? c->username : NULL;
+            session_client_info_t info = {
+                .client_id = c->s->client_id,
+                .remote = c->remote,
+                .username = user,
+                .username_len = c->identity ? strlen(c->identity) : c->username_len,
+                .protocol_level = c->level,
+                .inflight = c->s->ring_count,
+                .paused = c->paused_inflight || c->paused_queue,
+                .ud = c->ud,
+            };
+            more = each(ctx, &info);
+        }
+        total++;
+    }
+    return total;
+}
+
+size_t session_mgr_list_detached(const session_mgr_t *m, size_t offset,
+                                 bool (*each)(void *ctx, const session_detached_info_t *),
+                                 void *ctx) {
+    size_t total = 0;
+    bool more = true;
+    for (const list_t *n = m->detached.next; n != &m->detached; n = n->next) {
+        const session_t *s = LIST_ENTRY(n, session_t, detached);
+        if (more && total >= offset) {
+            session_detached_info_t info = {s->client_id, s->detached_at, s->ring_count, s->held};
+            more = each(ctx, &info);
+        }
+        total++;
+    }
+    return total;
+}

@@ -700,3 +700,11 @@ void conn_cut_all(server_t *s) {
         conn_close_handle(c);
     }
 }
+
+const char *server_conn_listener(const server_conn_t *c) {
+    return c->l->name;
+}
+
+uint64_t server_conn_accepted_ms(const server_conn_t *c) {
+    return c->since_ms; /* the accept time until the close begins */
+}

@@ -7,6 +7,7 @@
 
 #include <http_parser.h>
 
+#include "ops/introspect.h"
 #include "ops/metrics.h"
 
 struct http_conn {
@@ -96,6 +97,63 @@ static bool path_is(const char *path, size_t len, const char *want) {
     return len == strlen(want) && memcmp(path, want, len) == 0;
 }
 
+/* A decimal parameter of the query "a=1&b=2" (`q`, `qlen`): 1 with *v, 0 when
+ * absent, -1 when not digits or above max. */
+static int query_uint(const char *q, size_t qlen, const char *name, size_t max, size_t *v) {
+    size_t nlen = strlen(name);
+    for (size_t i = 0; i < qlen;) {
+        size_t end = i;
+        while (end < qlen && q[end] != '&')
+            end++;
+        if (end - i > nlen && memcmp(q + i, name, nlen) == 0 && q[i + nlen] == '=') {
+            size_t val = 0, j = i + nlen + 1;
+            if (j == end)
+                return -1;
+            for (; j < end; j++) {
+                if (q[j] < '0' || q[j] > '9')
+                    return -1;
+                val = val * 10 + (size_t)(q[j] - '0');
+                if (val > max)
+                    return -1;
+            }
+            *v = val;
+            return 1;
+        }
+        i = end + 1;
+    }
+    return 0;
+}
+
+/* GET /clients, /sessions: a JSON page (introspect.h) for offset and limit. */
+static void respond_list(http_conn_t *c, int kind, bool head_only) {
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    const char *q = "";
+    size_t qlen = 0;
+    if (http_parser_parse_url(c->url, c->url_len, 0, &u) == 0 && (u.field_set & (1 << UF_QUERY))) {
+        q = c->url + u.field_data[UF_QUERY].off;
+        qlen = u.field_data[UF_QUERY].len;
+    }
+    size_t offset = 0, limit = OPS_LIST_DEFAULT_LIMIT;
+    if (query_uint(q, qlen, "offset", 1000000000, &offset) < 0) {
+        respond_text(c, 400, "bad request: offset must be an integer from 0 to 1000000000\n",
+                     head_only);
+        return;
+    }
+    if (query_uint(q, qlen, "limit", OPS_LIST_MAX_LIMIT, &limit) < 0 || limit == 0) {
+        respond_text(c, 400, "bad request: limit must be an integer from 1 to 1000\n", head_only);
+        return;
+    }
+    size_t len = 0;
+    char *body = c->h.list(c->h.ud, kind, offset, limit, &len);
+    if (!body) {
+        respond_text(c, 500, "out of memory\n", head_only);
+        return;
+    }
+    respond(c, 200, "application/json", body, len, head_only);
+    free(body);
+}
+
 static void route(http_conn_t *c) {
     enum http_method m = (enum http_method)c->parser.method;
     bool head_only = m == HTTP_HEAD;
@@ -126,6 +184,9 @@ static void route(http_conn_t *c) {
         }
         respond(c, 200, METRICS_CONTENT_TYPE, body, body_len, head_only);
         free(body);
+    } else if (c->h.list && (path_is(path, len, "/clients") || path_is(path, len, "/sessions"))) {
+        respond_list(c, path_is(path, len, "/clients") ? OPS_LIST_CLIENTS : OPS_LIST_SESSIONS,
+                     head_only);
     } else if (path_is(path, len, "/healthz")) {
         respond_text(c, 200, "ok\n", head_only);
     } else if (path_is(path, len, "/readyz")) {

@@ -49,6 +49,11 @@ static char *on_metrics(void *ud, size_t *len) {
     return c->srv->o.metrics ? c->srv->o.metrics(c->srv->o.ud, len) : NULL;
 }
 
+static char *on_list(void *ud, int kind, size_t offset, size_t limit, size_t *len) {
+    hconn_t *c = ud;
+    return c->srv->o.list(c->srv->o.ud, kind, offset, limit, len);
+}
+
 static int on_ready(void *ud, char *reason, size_t cap) {
     hconn_t *c = ud;
     return c->srv->o.ready ? c->srv->o.ready(c->srv->o.ud, reason, cap) : 1;
@@ -75,7 +80,7 @@ static void *hs_open(void *proto, server_conn_t *conn, const char *remote) {
         c->srv = s;
         c->conn = conn;
         memcpy(c->remote, remote, rlen + 1);
-        http_handlers_t hh = {on_write, on_metrics, on_ready, c};
+        http_handlers_t hh = {on_write, on_metrics, on_ready, s->o.list ? on_list : NULL, c};
         c->h = http_conn_new(&hh);
     }
     if (!c || !c->h || server_conn_timer(conn, HTTP_IDLE_TIMEOUT_MS) != 0) {

@@ -110,7 +110,101 @@ def test_check_passes_acks_1_without_idempotence(tmp_path):
         "    enable.idempotence: false\n"
     )
     r = run("--check", "-c", str(ok))
-    assert (r.returncode, r.stdout, r.stderr) == (0, "configuration OK\n", "")
+    # Accepted, with the lint's warnings (it trades safety).
+    assert (r.returncode, r.stdout) == (0, "configuration OK\n")
+    assert r.stderr == (
+        f"{ok}:4:11: warning: kafka.properties.acks: 1: a record counts as delivered (and its "
+        "QoS 1/2 message is acknowledged) before every in-sync replica has it; a leader failure "
+        "can lose it (acks: all keeps it)\n"
+        f"{ok}:5:25: warning: kafka.properties.enable.idempotence: false: a retried produce "
+        "request can write a record twice or out of order\n"
+    )
+
+
+LINT_YAML = (
+    "kafka:\n"
+    "  bootstrap_servers: embedded\n"
+    "  properties:\n"
+    "    enable.idempotence: \"False\"\n"
+    "    request.required.acks: 0\n"
+    "topics:\n"
+    "  - mqtt: \"a/#\"\n"
+    "    kafka: a\n"
+    "  - mqtt: \"a/+/b\"\n"
+    "    kafka: b\n"
+    "  - regex: \"^a$/b\"\n"
+    "    kafka: c\n"
+    "  - regex: \"^dev/\\\\+\"\n"
+    "    kafka: c\n"
+    "  - mqtt: \"#\"\n"
+    "    kafka: all\n"
+    "  - regex: \"^dev/\"\n"
+    "    kafka: d\n"
+    "  - regex: \"x$\"\n"
+    "    kafka: d\n"
+    "  - mqtt: \"$SYS/x\"\n"
+    "    kafka: sys\n"
+    "unmapped: drop\n"
+    "auth:\n"
+    "  acl_deny: drop\n"
+    "headers: false\n"
+)
+
+
+def lint_lines(cfg):
+    return [
+        f"{cfg}:4:25: warning: kafka.properties.enable.idempotence: False: a retried produce "
+        "request can write a record twice or out of order",
+        f"{cfg}:5:28: warning: kafka.properties.request.required.acks: 0: a record counts as "
+        "delivered (and its QoS 1/2 message is acknowledged) before every in-sync replica has "
+        "it; a leader failure can lose it (acks: all keeps it)",
+        f"{cfg}:9:11: warning: topics[1].mqtt: \"a/+/b\" never applies: topics[0] \"a/#\" "
+        "(line 7) comes first and matches every topic it matches",
+        f"{cfg}:11:12: warning: topics[2].regex: \"^a$/b\" can never match: '$' (the end of "
+        "the topic) is followed by more to match",
+        f"{cfg}:13:12: warning: topics[3].regex: \"^dev/\\+\" can never match: it requires a "
+        "'+', which a PUBLISH topic cannot contain",
+        f"{cfg}:17:12: warning: topics[5].regex: \"^dev/\" never applies: topics[4] \"#\" "
+        "(line 15) comes first and matches every topic it matches",
+        f"{cfg}:19:12: warning: topics[6].regex: \"x$\" applies only to topics beginning with "
+        "'$': topics[4] \"#\" (line 15) comes first and matches every other topic",
+        f"{cfg}:23:11: warning: unmapped: drop: QoS 1 and 2 messages to topics no rule maps are "
+        "acknowledged and thrown away",
+        f"{cfg}:25:13: warning: auth.acl_deny: drop: QoS 1 and 2 messages the ACL refuses are "
+        "acknowledged and thrown away",
+    ]
+
+
+def test_check_lint_warnings_pass(tmp_path):
+    """Warnings alone: every one, sorted by line, and the check passes
+    (headers: false and "$SYS/x" after "#" are fine)."""
+    cfg = tmp_path / "lint.yaml"
+    cfg.write_text(LINT_YAML)
+    r = run("--check", "-c", str(cfg))
+    assert (r.returncode, r.stdout) == (0, "configuration OK\n")
+    assert r.stderr == "".join(l + "\n" for l in lint_lines(cfg))
+
+
+def test_check_lint_warnings_sorted_with_errors(tmp_path):
+    """With loader errors (a partial configuration) and with a runtime error
+    (a missing password file), in --check and at the start: one list by line."""
+    cfg = tmp_path / "lintbad.yaml"
+    cfg.write_text(LINT_YAML.replace("  - mqtt: \"$SYS/x\"\n", "  - mqtt: \"$SYS/#/x\"\n")
+                   .replace("  acl_deny: drop\n", "  acl_deny: drop\n  password_file: nopw\n"))
+    lines = lint_lines(cfg)
+    loader = (f"{cfg}:21:11: topics[7].mqtt: invalid topic filter \"$SYS/#/x\": '#' must be "
+              "alone in the last level")
+    pw = f"{cfg}:25:3: auth: {tmp_path / 'nopw'}: cannot open: No such file or directory"
+    expect = "".join(l + "\n" for l in lines[:7] + [loader, lines[7], pw, lines[8]])
+    for args in (["--check", "-c", str(cfg)], ["-c", str(cfg)]):
+        r = run(*args)
+        assert (r.returncode, r.stdout, r.stderr) == (1, "", expect), args
+    cfg.write_text(LINT_YAML.replace("  acl_deny: drop\n",
+                                     "  acl_deny: drop\n  password_file: nopw\n"))
+    expect = "".join(l + "\n" for l in lines[:8] + [pw, lines[8]])
+    for args in (["--check", "-c", str(cfg)], ["-c", str(cfg)]):
+        r = run(*args)
+        assert (r.returncode, r.stdout, r.stderr) == (1, "", expect), args
 
 
 def test_missing_file_names_the_path(tmp_path):

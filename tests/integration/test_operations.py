@@ -196,6 +196,24 @@ def test_reload_names_settings_that_need_a_restart(daemon, mock_kafka):
     Raw(d.port).connect("rl-3b").close()
 
 
+def test_lint_warnings_logged_at_start_and_reload(daemon, mock_kafka):
+    """--check's warnings are warn lines at the start and in a reload, which
+    they never refuse."""
+    d = daemon({"unmapped": "drop"})
+    path = d.config_path
+    # since=0: the start-up lines are what is checked here.
+    d.wait_log(m2k.line(f"{path}:15:11: warning: unmapped: drop: QoS 1 and 2 messages to topics "
+                        "no rule maps are acknowledged and thrown away", level="warn"), since=0)
+    rules = d.config["topics"] + [{"mqtt": "test/a/+", "kafka": "never"}]
+    d.rewrite_config({"topics": rules, "unmapped": "disconnect"})
+    log = reload_and_wait(d, m2k.line("reload: configuration applied (4 topic rules, unmapped "
+                                      "disconnect, log level info)", level="info"))
+    warned = [l.split(" ", 2)[2].lstrip() for l in log.splitlines() if "warning:" in l]
+    assert warned == [
+        f"reload: {path}:15:9: warning: topics[3].mqtt: \"test/a/+\" never applies: topics[2] "
+        "\"test/#\" (line 13) comes first and matches every topic it matches"], log
+
+
 def test_reload_restart_warnings_compare_with_what_runs(daemon, mock_kafka):
     """Not with the last file read: the second change names the running
     value, restoring the file is silent, and a changed listener warns on every
@@ -263,3 +281,46 @@ def test_reload_refuses_max_packet_size_above_the_running_message_max_bytes(daem
     log = reload_and_wait(d, m2k.line("reload: configuration applied (3 topic rules, unmapped "
                                       "disconnect, log level info)", level="info"))
     assert "rejected" not in log
+
+
+def test_debug_log_routed_lines_rate_limited(daemon, mock_kafka):
+    """log.level: debug shows one "routed" line per record a rule mapped, at
+    most 10 per second: the lines let through plus the suppressed counts add
+    up to the records produced (an unmapped or refused message has none)."""
+    d = daemon({"log": {"level": "debug"}})
+    r = Raw(d.port).connect("dbg-1")
+    mark = d.mark()
+    r.send(m2k.publish("sensors/7/temperature", b"x", qos=1, pid=1))
+    r.expect(m2k.puback(1))
+    d.wait_log(m2k.line("routed topic=sensors/7/temperature kafka=temperature key=7",
+                        level="debug"), since=mark)
+    routed = re.compile(r"^\S+ debug routed topic=test/n(\d+) kafka=test key=test/n\d+$", re.M)
+    suppressed = re.compile(r"^\S+ debug suppressed (\d+) similar lines: routed messages$", re.M)
+    mark = d.mark()
+    sent = 0
+    for _ in range(30):  # a burst: more than one second's lines
+        sent += 1
+        r.send(m2k.publish(f"test/n{sent}", b"x", qos=1, pid=sent % 60000 + 1))
+        r.expect(m2k.puback(sent % 60000 + 1))
+
+    def suppressed_reported():
+        # One message more (bounded) until the window's count is written.
+        nonlocal sent
+        if suppressed.search(d.log(mark)):
+            return True
+        if sent < 200:
+            sent += 1
+            r.send(m2k.publish(f"test/n{sent}", b"x", qos=1, pid=sent % 60000 + 1))
+            r.expect(m2k.puback(sent % 60000 + 1))
+        return False
+
+    m2k.wait_until(suppressed_reported, 30, "a 'suppressed ... routed messages' line", interval=0.2)
+    m2k.assert_records(mock_kafka.bootstrap, "test", sent)
+    log = d.log(mark)
+    let_through = [int(n) for n in routed.findall(log)]
+    dropped = sum(int(n) for n in suppressed.findall(log))
+    last = max(let_through)
+    # Up to the last line let through, every record is a line or counted.
+    assert len(let_through) + dropped == last, log
+    assert dropped > 0 and last <= sent
+    r.close()

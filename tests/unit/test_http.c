@@ -3,6 +3,7 @@
  * connection; timeout. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -21,6 +22,8 @@ typedef struct {
     const char *reason;
     const char *metrics_body; /* NULL: the callback fails */
     int metrics_calls;
+    char list_args[64]; /* "kind offset limit" of the last list call */
+    bool list_fails;
 } fixture_t;
 
 static void cb_write(void *ud, const char *buf, size_t len) {
@@ -49,6 +52,15 @@ static int cb_ready(void *ud, char *reason, size_t cap) {
     return 0;
 }
 
+static char *cb_list(void *ud, int kind, size_t offset, size_t limit, size_t *len) {
+    fixture_t *f = ud;
+    snprintf(f->list_args, sizeof(f->list_args), "%d %zu %zu", kind, offset, limit);
+    if (f->list_fails)
+        return NULL;
+    *len = 3;
+    return strdup("{}\n");
+}
+
 static fixture_t fx;
 
 static void fixture_reset(void) {
@@ -58,7 +70,7 @@ static void fixture_reset(void) {
 }
 
 static http_conn_t *conn_new(void) {
-    http_handlers_t h = {cb_write, cb_metrics, cb_ready, &fx};
+    http_handlers_t h = {cb_write, cb_metrics, cb_ready, cb_list, &fx};
     http_conn_t *c = http_conn_new(&h);
     assert_non_null(c);
     return c;
@@ -127,7 +139,7 @@ static void test_metrics_failure_and_absent(void **state) {
           RESP("500 Internal Server Error", TEXT, 20, "", "metrics unavailable\n"), 500);
 
     fixture_reset();
-    http_handlers_t h = {cb_write, NULL, NULL, &fx};
+    http_handlers_t h = {cb_write, NULL, NULL, NULL, &fx};
     http_conn_t *c = http_conn_new(&h);
     const char req[] = "GET /metrics HTTP/1.1\r\n\r\n";
     assert_int_equal(http_feed(c, req, sizeof(req) - 1), HTTP_DONE);
@@ -284,9 +296,54 @@ static void test_timeout(void **state) {
     http_conn_free(c);
 }
 
+#define JSON "application/json"
+
+/* GET /clients and /sessions: the query's offset and limit, bounded. */
+static void test_list_pages(void **state) {
+    (void)state;
+    fixture_reset();
+    CHECK("GET /clients HTTP/1.1\r\n\r\n", RESP("200 OK", JSON, 3, "", "{}\n"), 200);
+    assert_string_equal(fx.list_args, "0 0 100");
+    CHECK("GET /sessions?offset=7&limit=2 HTTP/1.1\r\n\r\n", RESP("200 OK", JSON, 3, "", "{}\n"),
+          200);
+    assert_string_equal(fx.list_args, "1 7 2");
+    CHECK("GET /clients?x=1&limit=1000&offset=1000000000 HTTP/1.1\r\n\r\n",
+          RESP("200 OK", JSON, 3, "", "{}\n"), 200);
+    assert_string_equal(fx.list_args, "0 1000000000 1000");
+    CHECK("HEAD /clients HTTP/1.1\r\n\r\n", RESP("200 OK", JSON, 3, "", ""), 200);
+    fx.list_args[0] = '\0';
+#define BAD_LIMIT                                                                                  \
+    RESP("400 Bad Request", TEXT, 53, "", "bad request: limit must be an integer from 1 to 1000\n")
+#define BAD_OFFSET                                                                                 \
+    RESP("400 Bad Request", TEXT, 60, "",                                                          \
+         "bad request: offset must be an integer from 0 to 1000000000\n")
+    CHECK("GET /clients?limit=1001 HTTP/1.1\r\n\r\n", BAD_LIMIT, 400);
+    CHECK("GET /clients?limit=0 HTTP/1.1\r\n\r\n", BAD_LIMIT, 400);
+    CHECK("GET /clients?limit= HTTP/1.1\r\n\r\n", BAD_LIMIT, 400);
+    CHECK("GET /clients?limit=-1 HTTP/1.1\r\n\r\n", BAD_LIMIT, 400);
+    CHECK("GET /sessions?offset=1000000001 HTTP/1.1\r\n\r\n", BAD_OFFSET, 400);
+    CHECK("GET /sessions?offset=99999999999999999999999 HTTP/1.1\r\n\r\n", BAD_OFFSET, 400);
+    CHECK("GET /sessions?offset=1x HTTP/1.1\r\n\r\n", BAD_OFFSET, 400);
+    assert_string_equal(fx.list_args, "");
+    fx.list_fails = true;
+    CHECK("GET /clients HTTP/1.1\r\n\r\n",
+          RESP("500 Internal Server Error", TEXT, 14, "", "out of memory\n"), 500);
+    /* Other paths stay 404; without the callback these do too. */
+    CHECK("GET /clients/x HTTP/1.1\r\n\r\n", RESP("404 Not Found", TEXT, 10, "", "not found\n"),
+          404);
+    http_handlers_t h = {cb_write, NULL, NULL, NULL, &fx};
+    http_conn_t *c = http_conn_new(&h);
+    fx.len = 0;
+    const char req[] = "GET /sessions HTTP/1.1\r\n\r\n";
+    assert_int_equal(http_feed(c, req, sizeof(req) - 1), HTTP_DONE);
+    assert_string_equal(fx.out, RESP("404 Not Found", TEXT, 10, "", "not found\n"));
+    http_conn_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_list_pages),
         cmocka_unit_test(test_metrics_failure_and_absent),
         cmocka_unit_test(test_health_and_ready),
         cmocka_unit_test(test_not_found_and_methods),
