@@ -16,10 +16,6 @@
 #define ERRBUF_SIZE 65536
 
 /* --check's warnings: "file:line:col: warning: message" on stderr. */
-static void print_warning(void *ud, config_pos_t pos, const char *msg) {
-    fprintf(stderr, "%s:%d:%d: warning: %s\n", (const char *)ud, pos.line, pos.col, msg);
-}
-
 static void usage(FILE *out) {
     fprintf(out,
             "usage: mqtt2kafka [-c FILE] [-t|--check] [--import-confluent FILE] [-V|--version] "
@@ -152,8 +148,6 @@ int main(int argc, char **argv) {
         if (failed)
             goto out;
         runtime_abort(prep);
-        for (size_t i = 0; i < cfg->n_rules; i++)
-            topic_map_rule_lint(&cfg->rules[i], i, print_warning, cfg->path);
         printf("configuration OK\n");
         rc = 0;
         goto out;

@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "map/rule_lint.h"
+#include "map/topic_map.h"
 
 typedef struct {
     const config_t *cfg;
@@ -58,6 +59,10 @@ static bool rdkafka_false(const char *v) {
 size_t config_lint(const config_t *cfg, char *buf, size_t len) {
     lint_t l = {cfg, buf, len, strlen(buf), 0};
     topic_map_lint(cfg->rules, cfg->n_rules, lint_add, &l);
+    /* Each rule alone: unanchored regexes, templates that can render an
+     * illegal Kafka topic name (regex_lint.c). */
+    for (size_t i = 0; i < cfg->n_rules; i++)
+        (void)topic_map_rule_lint(&cfg->rules[i], i, lint_add, &l);
 
     /* With idempotence on, librdkafka refuses acks other than all: an error
      * of the producer step, not a warning. */

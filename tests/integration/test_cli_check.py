@@ -168,6 +168,9 @@ def lint_lines(cfg):
         "(line 15) comes first and matches every topic it matches",
         f"{cfg}:19:12: warning: topics[6].regex: \"x$\" applies only to topics beginning with "
         "'$': topics[4] \"#\" (line 15) comes first and matches every other topic",
+        f"{cfg}:19:12: warning: topics[6].regex: \"x$\" is not anchored with '^': it is tried "
+        "from every position of the topic, in time up to quadratic in the topic's length on "
+        "the event loop (topics over mqtt.max_regex_topic_length skip regex rules)",
         f"{cfg}:23:11: warning: unmapped: drop: QoS 1 and 2 messages to topics no rule maps are "
         "acknowledged and thrown away",
         f"{cfg}:25:13: warning: auth.acl_deny: drop: QoS 1 and 2 messages the ACL refuses are "
@@ -195,13 +198,13 @@ def test_check_lint_warnings_sorted_with_errors(tmp_path):
     loader = (f"{cfg}:21:11: topics[7].mqtt: invalid topic filter \"$SYS/#/x\": '#' must be "
               "alone in the last level")
     pw = f"{cfg}:25:3: auth: {tmp_path / 'nopw'}: cannot open: No such file or directory"
-    expect = "".join(l + "\n" for l in lines[:7] + [loader, lines[7], pw, lines[8]])
+    expect = "".join(l + "\n" for l in lines[:8] + [loader, lines[8], pw, lines[9]])
     for args in (["--check", "-c", str(cfg)], ["-c", str(cfg)]):
         r = run(*args)
         assert (r.returncode, r.stdout, r.stderr) == (1, "", expect), args
     cfg.write_text(LINT_YAML.replace("  acl_deny: drop\n",
                                      "  acl_deny: drop\n  password_file: nopw\n"))
-    expect = "".join(l + "\n" for l in lines[:8] + [pw, lines[8]])
+    expect = "".join(l + "\n" for l in lines[:9] + [pw, lines[9]])
     for args in (["--check", "-c", str(cfg)], ["-c", str(cfg)]):
         r = run(*args)
         assert (r.returncode, r.stdout, r.stderr) == (1, "", expect), args
