@@ -1,4 +1,4 @@
-/* MQTT 3.1.1 codec. See include/mqtt_codec.h for the contract.
+/* MQTT 3.1.1 and 3.1 codec. See include/mqtt/codec.h for the contract.
  *
  * Decoding is strict, as the standard's normative statements require of a
  * server: every reserved bit, every length and every string is checked, and
@@ -25,8 +25,9 @@ static const struct {
     {"MQTT_ERR_QOS_INVALID", "PUBLISH with QoS 3"},
     {"MQTT_ERR_DUP_ON_QOS0", "PUBLISH with QoS 0 and DUP set"},
     {"MQTT_ERR_PACKET_ID_ZERO", "packet identifier 0 where a non-zero one is required"},
-    {"MQTT_ERR_PROTOCOL_NAME", "CONNECT protocol name is not \"MQTT\""},
-    {"MQTT_ERR_PROTOCOL_LEVEL", "CONNECT protocol level is not 4 (MQTT 3.1.1)"},
+    {"MQTT_ERR_PROTOCOL_NAME", "CONNECT protocol name is not \"MQTT\" or \"MQIsdp\""},
+    {"MQTT_ERR_PROTOCOL_LEVEL",
+     "CONNECT protocol level is not 4 (\"MQTT\", 3.1.1) or 3 (\"MQIsdp\", 3.1)"},
     {"MQTT_ERR_CONNECT_RESERVED", "CONNECT reserved flag bit is set"},
     {"MQTT_ERR_WILL_FLAGS", "will QoS or will retain set without the will flag"},
     {"MQTT_ERR_WILL_QOS", "will QoS 3"},
@@ -45,6 +46,10 @@ static const struct {
     {"MQTT_ERR_CONNACK_CODE", "CONNACK return code above 5"},
     {"MQTT_ERR_SUBACK_CODE", "SUBACK return code is not 0, 1, 2 or 0x80"},
     {"MQTT_ERR_STRING_TOO_LONG", "string longer than 65,535 bytes"},
+    {"MQTT_ERR_UTF8_CONTROL",
+     "string contains a control character (U+0001..U+001F, U+007F..U+009F)"},
+    {"MQTT_ERR_UTF8_NONCHARACTER",
+     "string contains a non-character (U+FDD0..U+FDEF, U+xFFFE, U+xFFFF)"},
 };
 
 #define ERR_COUNT (sizeof(err_table) / sizeof(err_table[0]))
@@ -81,6 +86,18 @@ const char *mqtt_type_name(int type) {
 #define HASHES (ONES * '#')
 /* Non-zero iff some byte of v is 0 (exact as a yes/no answer). */
 #define HAS_ZERO(v) (((v)-ONES) & ~(v)&HIGHS)
+/* Non-zero iff some byte of v is below n, n <= 128 (exact as a yes/no answer). */
+#define HAS_LESS(v, n) (((v)-ONES * (n)) & ~(v)&HIGHS)
+/* Non-zero iff some byte of v is 0x7F or above: a carry out of a byte comes
+ * only from 0xFF, whose own high bit already answers. */
+#define HAS_DEL_OR_HIGH(v) ((((v) + ONES) | (v)) & HIGHS)
+
+/* What a string scan refuses besides ill-formed UTF-8 and U+0000. */
+enum {
+    SCAN_UTF8 = 0,
+    SCAN_STRICT = 1, /* control characters and non-characters */
+    SCAN_TOPIC = 3,  /* strict, and + or # */
+};
 
 static inline uint64_t load64(const uint8_t *p) {
     uint64_t w;
@@ -93,9 +110,30 @@ static inline uint64_t utf8_word_suspect(uint64_t w) {
     return (w & HIGHS) | HAS_ZERO(w);
 }
 
-/* ... and without a wildcard: the common case for a PUBLISH topic. */
-static inline uint64_t topic_word_suspect(uint64_t w) {
-    return (w & HIGHS) | HAS_ZERO(w) | HAS_ZERO(w ^ PLUSES) | HAS_ZERO(w ^ HASHES);
+/* A word that is printable ASCII (0x20..0x7E), and for a topic without a
+ * wildcard: the common case for a PUBLISH topic. */
+static inline uint64_t word_suspect(uint64_t w, int mode) {
+    if (mode == SCAN_UTF8)
+        return utf8_word_suspect(w);
+    uint64_t x = HAS_DEL_OR_HIGH(w) | HAS_LESS(w, 0x20);
+    if (mode == SCAN_TOPIC)
+        x |= HAS_ZERO(w ^ PLUSES) | HAS_ZERO(w ^ HASHES);
+    return x;
+}
+
+/* The strict checks of one valid multi-byte sequence of n bytes: C1 controls
+ * (U+0080..U+009F, C2 80..C2 9F) and non-characters (U+FDD0..U+FDEF and
+ * U+xFFFE/U+xFFFF of every plane, Unicode 15 section 23.7). */
+static int strict_sequence(const uint8_t *s, int n) {
+    if (n == 2)
+        return s[0] == 0xC2 && s[1] <= 0x9F ? MQTT_ERR_UTF8_CONTROL : 0;
+    uint32_t cp = n == 3 ? (uint32_t)(s[0] & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 |
+                               (uint32_t)(s[2] & 0x3F)
+                         : (uint32_t)(s[0] & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 |
+                               (uint32_t)(s[2] & 0x3F) << 6 | (uint32_t)(s[3] & 0x3F);
+    if ((cp >= 0xFDD0 && cp <= 0xFDEF) || (cp & 0xFFFE) == 0xFFFE)
+        return MQTT_ERR_UTF8_NONCHARACTER;
+    return 0;
 }
 
 /* Validates one multi-byte sequence starting at s[0] >= 0x80 (RFC 3629
@@ -132,13 +170,15 @@ static int utf8_sequence(const uint8_t *s, size_t left) {
 }
 
 /* Byte by byte from `i`, reporting the first problem by position. */
-static int utf8_check_slow(const uint8_t *s, size_t len, size_t i, bool topic) {
+static int utf8_check_slow(const uint8_t *s, size_t len, size_t i, int mode) {
     while (i < len) {
         uint8_t c = s[i];
         if (c < 0x80) {
             if (c == 0)
                 return MQTT_ERR_UTF8_NUL;
-            if (topic && (c == '+' || c == '#'))
+            if ((mode & SCAN_STRICT) && (c < 0x20 || c == 0x7F))
+                return MQTT_ERR_UTF8_CONTROL;
+            if (mode == SCAN_TOPIC && (c == '+' || c == '#'))
                 return MQTT_ERR_TOPIC_WILDCARD;
             i++;
             continue;
@@ -146,6 +186,11 @@ static int utf8_check_slow(const uint8_t *s, size_t len, size_t i, bool topic) {
         int n = utf8_sequence(s + i, len - i);
         if (n < 0)
             return n;
+        if (mode & SCAN_STRICT) {
+            int rc = strict_sequence(s + i, n);
+            if (rc < 0)
+                return rc;
+        }
         i += (size_t)n;
     }
     return 0;
@@ -154,25 +199,29 @@ static int utf8_check_slow(const uint8_t *s, size_t len, size_t i, bool topic) {
 /* Eight bytes at a time while the text is plain ASCII; the last word overlaps
  * the previous one rather than going byte by byte. Anything suspect goes to
  * the exact byte-wise check from the start of its word. */
-static inline int string_scan(const uint8_t *s, size_t len, bool topic) {
+static inline int string_scan(const uint8_t *s, size_t len, int mode) {
     size_t i = 0;
     if (len >= 8) {
         for (; i + 8 <= len; i += 8) {
             uint64_t w = load64(s + i);
-            if (topic ? topic_word_suspect(w) : utf8_word_suspect(w))
-                return utf8_check_slow(s, len, i, topic);
+            if (word_suspect(w, mode))
+                return utf8_check_slow(s, len, i, mode);
         }
         if (i == len)
             return 0;
         uint64_t w = load64(s + len - 8);
-        if (!(topic ? topic_word_suspect(w) : utf8_word_suspect(w)))
+        if (!word_suspect(w, mode))
             return 0;
     }
-    return utf8_check_slow(s, len, i, topic);
+    return utf8_check_slow(s, len, i, mode);
 }
 
 int mqtt_utf8_check(const uint8_t *s, size_t len) {
-    return string_scan(s, len, false);
+    return string_scan(s, len, SCAN_UTF8);
+}
+
+int mqtt_text_check(const uint8_t *s, size_t len) {
+    return string_scan(s, len, SCAN_STRICT);
 }
 
 int mqtt_topic_name_check(const uint8_t *s, size_t len) {
@@ -180,7 +229,7 @@ int mqtt_topic_name_check(const uint8_t *s, size_t len) {
         return MQTT_ERR_TOPIC_EMPTY;
     if (len > UINT16_MAX)
         return MQTT_ERR_STRING_TOO_LONG;
-    return string_scan(s, len, true);
+    return string_scan(s, len, SCAN_TOPIC);
 }
 
 int mqtt_topic_filter_check(const uint8_t *s, size_t len) {
@@ -188,7 +237,7 @@ int mqtt_topic_filter_check(const uint8_t *s, size_t len) {
         return MQTT_ERR_FILTER_INVALID;
     if (len > UINT16_MAX)
         return MQTT_ERR_STRING_TOO_LONG;
-    int rc = string_scan(s, len, false);
+    int rc = string_scan(s, len, SCAN_UTF8);
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < len; i++) {
@@ -310,9 +359,9 @@ static bool str_is(const mqtt_str_t *s, const char *lit) {
     return s->len == n && memcmp(s->ptr, lit, n) == 0;
 }
 
-/* "MQIsdp" is MQTT 3.1: reported as MQTT_ERR_PROTOCOL_LEVEL, so the session
- * answers CONNACK 0x01 ("unacceptable protocol version"), which 3.1 clients
- * understand, instead of dropping them without a word. */
+/* "MQIsdp" level 3 is MQTT 3.1, whose CONNECT has the 3.1.1 layout; a wrong
+ * level with either name is MQTT_ERR_PROTOCOL_LEVEL, so the session answers
+ * CONNACK 0x01 ("unacceptable protocol version"), which both understand. */
 static int decode_connect(reader_t *r, mqtt_connect_t *c) {
     memset(c, 0, sizeof(*c));
     int rc = read_str(r, &c->protocol_name);
@@ -323,7 +372,7 @@ static int decode_connect(reader_t *r, mqtt_connect_t *c) {
         return MQTT_ERR_PROTOCOL_NAME;
     if ((rc = read_u8(r, &c->protocol_level)) < 0)
         return rc;
-    if (!v311 || c->protocol_level != MQTT_PROTOCOL_LEVEL_311)
+    if (c->protocol_level != (v311 ? MQTT_PROTOCOL_LEVEL_311 : MQTT_PROTOCOL_LEVEL_31))
         return MQTT_ERR_PROTOCOL_LEVEL;
 
     uint8_t f;
@@ -358,7 +407,7 @@ static int decode_connect(reader_t *r, mqtt_connect_t *c) {
     }
     if (c->has_username) {
         if ((rc = read_str(r, &c->username)) < 0 ||
-            (rc = mqtt_utf8_check(c->username.ptr, c->username.len)) < 0)
+            (rc = mqtt_text_check(c->username.ptr, c->username.len)) < 0)
             return rc;
     }
     if (c->has_password && (rc = read_str(r, &c->password)) < 0)

@@ -2,14 +2,15 @@
  * each through a table indexed by packet type (the shape of librdkafka's
  * rdkafka_mock_handlers.c), whose row names the handler and the protocol
  * levels it serves as a bitmask (3 = MQTT 3.1, 4 = 3.1.1, 5 = 5.0). The codec
- * accepts level 4 only, so every row says 4: an MQTT 5 handler adds LEVEL(5)
- * to the rows it serves, and AUTH (type 15) gets a row. */
+ * accepts levels 3 ("MQIsdp") and 4 ("MQTT"); MQTT 3.1 is 3.1.1 apart from its
+ * CONNECT, so every row serves both. An MQTT 5 handler adds LEVEL(5) to the
+ * rows it serves, and AUTH (type 15) gets a row. */
 #include <inttypes.h>
 
 #include "session_int.h"
 
 #define LEVEL(n) (1u << (n))
-#define V311 LEVEL(MQTT_PROTOCOL_LEVEL_311)
+#define V311 (LEVEL(MQTT_PROTOCOL_LEVEL_31) | LEVEL(MQTT_PROTOCOL_LEVEL_311))
 
 static int on_server_only(session_conn_t *c, const mqtt_packet_t *pkt) {
     session_violation(c, SESSION_ERR_SERVER_ONLY_PACKET, "%s is a server-only packet",
@@ -37,9 +38,16 @@ static const struct {
     [MQTT_DISCONNECT] = {session_on_disconnect, V311},
 };
 
-static void refuse_level(session_conn_t *c, unsigned level) {
-    session_refuse(c, MQTT_CONNACK_BAD_PROTOCOL, LOG_WARN,
-                   "unsupported protocol level %u (only 4, MQTT 3.1.1) [MQTT-3.1.2-2]", level);
+static void refuse_level(session_conn_t *c, const mqtt_connect_t *p) {
+    if (p->protocol_name.len == 6) /* "MQIsdp": the codec let no other name through */
+        session_refuse(c, MQTT_CONNACK_BAD_PROTOCOL, LOG_WARN,
+                       "unsupported protocol level %u for \"MQIsdp\" (only 3, MQTT 3.1) "
+                       "[MQTT-3.1.2-2]",
+                       p->protocol_level);
+    else
+        session_refuse(c, MQTT_CONNACK_BAD_PROTOCOL, LOG_WARN,
+                       "unsupported protocol level %u (only 4, MQTT 3.1.1) [MQTT-3.1.2-2]",
+                       p->protocol_level);
 }
 
 static int dispatch(session_conn_t *c, const mqtt_packet_t *pkt) {
@@ -60,7 +68,7 @@ static int dispatch(session_conn_t *c, const mqtt_packet_t *pkt) {
     if (level < 8 && (handlers[type].levels & LEVEL(level)))
         return handlers[type].handle(c, pkt);
     if (type == MQTT_CONNECT)
-        refuse_level(c, level);
+        refuse_level(c, &pkt->u.connect);
     else
         session_violation(c, SESSION_ERR_UNEXPECTED_PACKET_TYPE, "unexpected packet type %d",
                           (int)pkt->type);
@@ -72,7 +80,7 @@ static void decode_error(session_conn_t *c, const uint8_t *buf, size_t len, int 
                          const mqtt_packet_t *pkt) {
     mqtt_fixed_header_t fh;
     if (err == MQTT_ERR_PROTOCOL_LEVEL && c->state == CONN_NEW)
-        refuse_level(c, pkt->u.connect.protocol_level);
+        refuse_level(c, &pkt->u.connect);
     else if (err == MQTT_ERR_PACKET_TOO_LARGE && mqtt_decode_fixed_header(buf, len, &fh) > 0)
         session_violation(c, err, "%s %s packet of %" PRIu64 " bytes is over max_packet_size %u",
                           mqtt_errname(err), mqtt_type_name(fh.type),

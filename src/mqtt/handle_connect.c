@@ -90,6 +90,12 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
                        mq->max_keepalive_s);
         return FEED_CLOSED;
     }
+    bool v31 = p->protocol_level == MQTT_PROTOCOL_LEVEL_31;
+    if (v31 && (cid_len == 0 || cid_len > MQTT_31_MAX_CLIENT_ID)) {
+        session_refuse(c, MQTT_CONNACK_ID_REJECTED, LOG_WARN,
+                       "client id of %zu bytes: MQTT 3.1 allows 1 to 23", cid_len);
+        return FEED_CLOSED;
+    }
     /* Before authentication and the takeover: these strings live as long as
      * the connection (the client id as long as its session), so their caps
      * bound the memory one client holds (docs/security.md). */
@@ -97,6 +103,15 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
         session_refuse(c, MQTT_CONNACK_ID_REJECTED, LOG_WARN,
                        "client id of %zu bytes above mqtt.max_client_id_length %u", cid_len,
                        mq->max_client_id_length);
+        return FEED_CLOSED;
+    }
+    /* The codec let these through as UTF-8: a client id with a control
+     * character or a non-character is refused as an identifier (CONNACK 0x02),
+     * as Mosquitto does. */
+    int bad = mqtt_text_check(p->client_id.ptr, cid_len);
+    if (bad < 0) {
+        session_refuse(c, MQTT_CONNACK_ID_REJECTED, LOG_WARN, "client id '%s' refused: %s",
+                       session_log_str(idb, sizeof(idb), cid, cid_len), mqtt_strerror(bad));
         return FEED_CLOSED;
     }
     if (refuse_too_long(c, p->has_username, p->username.len, mq->max_username_length, "user name",
@@ -175,11 +190,12 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     c->keepalive = p->keepalive;
     c->level = p->protocol_level;
     session_set_state(c, CONN_CONNECTED);
-    session_send_connack(c, present, MQTT_CONNACK_ACCEPTED);
+    /* MQTT 3.1's CONNACK has no session present flag: its byte is reserved. */
+    session_send_connack(c, present && !v31, MQTT_CONNACK_ACCEPTED);
     m->st.connects++;
     log_client(LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
-               "connected (clean session %d, keepalive %u s, session present %d)", p->clean_session,
-               p->keepalive, present);
+               "connected (%sclean session %d, keepalive %u s, session present %d)",
+               v31 ? "MQTT 3.1, " : "", p->clean_session, p->keepalive, present && !v31);
     inflight_check_window(c);
     return FEED_OK;
 }
