@@ -96,6 +96,14 @@ typedef enum {
     MQTT_ERR_STRING_TOO_LONG = -28,      /* topic over 65,535 bytes (the check helpers) */
     MQTT_ERR_UTF8_CONTROL = -29,         /* U+0001..U+001F or U+007F..U+009F (strict strings) */
     MQTT_ERR_UTF8_NONCHARACTER = -30,    /* U+FDD0..U+FDEF, U+xFFFE, U+xFFFF (strict strings) */
+    /* MQTT 5.0 (codec5.h) */
+    MQTT_ERR_VBI = -31,                  /* variable byte integer over 4 bytes or not minimal */
+    MQTT_ERR_PROPERTY_UNKNOWN = -32,     /* property identifier not defined */
+    MQTT_ERR_PROPERTY_NOT_ALLOWED = -33, /* property not allowed in the packet: 0x81 */
+    MQTT_ERR_PROPERTY_DUPLICATE = -34,   /* single-use property given twice: 0x82 */
+    MQTT_ERR_PROPERTY_VALUE = -35,       /* property value out of its range: 0x82 */
+    MQTT_ERR_REASON_CODE = -36,          /* reason code not defined for the packet */
+    MQTT_ERR_SUBSCRIBE_OPTIONS = -37,    /* reserved option bits, QoS 3 or retain handling 3 */
 } mqtt_err_t;
 
 const char *mqtt_strerror(int err);

@@ -91,7 +91,7 @@ typedef struct {
  * SESSION_ERR_CODEC_MAX are the codec's errors (kind = -MQTT_ERR_*), then the
  * session's own. session_error_name() names them for metrics. */
 enum {
-    SESSION_ERR_CODEC_MAX = 31,
+    SESSION_ERR_CODEC_MAX = 47,
     SESSION_ERR_FIRST_PACKET_NOT_CONNECT,
     SESSION_ERR_SECOND_CONNECT,
     SESSION_ERR_SERVER_ONLY_PACKET,

@@ -9,6 +9,8 @@
 
 #include <string.h>
 
+#include "codec_int.h"
+
 /* ---- Errors and names -------------------------------------------------- */
 
 static const struct {
@@ -50,6 +52,14 @@ static const struct {
      "string contains a control character (U+0001..U+001F, U+007F..U+009F)"},
     {"MQTT_ERR_UTF8_NONCHARACTER",
      "string contains a non-character (U+FDD0..U+FDEF, U+xFFFE, U+xFFFF)"},
+    {"MQTT_ERR_VBI", "variable byte integer longer than 4 bytes or not in its shortest encoding"},
+    {"MQTT_ERR_PROPERTY_UNKNOWN", "unknown property identifier"},
+    {"MQTT_ERR_PROPERTY_NOT_ALLOWED", "property not allowed in this packet"},
+    {"MQTT_ERR_PROPERTY_DUPLICATE", "property that may appear once given twice"},
+    {"MQTT_ERR_PROPERTY_VALUE", "property value out of its range"},
+    {"MQTT_ERR_REASON_CODE", "reason code not defined for this packet"},
+    {"MQTT_ERR_SUBSCRIBE_OPTIONS",
+     "subscription options with reserved bits, QoS 3 or retain handling 3"},
 };
 
 #define ERR_COUNT (sizeof(err_table) / sizeof(err_table[0]))
@@ -256,7 +266,7 @@ int mqtt_topic_filter_check(const uint8_t *s, size_t len) {
 /* ---- Fixed header ------------------------------------------------------- */
 
 /* Required low nibble per type; PUBLISH (3) is checked separately. */
-static const uint8_t required_flags[16] = {
+const uint8_t codec_required_flags[16] = {
     [MQTT_PUBREL] = 2,
     [MQTT_SUBSCRIBE] = 2,
     [MQTT_UNSUBSCRIBE] = 2,
@@ -268,11 +278,11 @@ static const int8_t fixed_length[16] = {
     -1, -1, 2, -1, 2, 2, 2, 2, -1, -1, -1, 2, 0, 0, 0, -1,
 };
 
-int mqtt_decode_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header_t *fh) {
+int codec_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header_t *fh, bool v5) {
     if (len == 0)
         return 0;
     unsigned type = buf[0] >> 4, flags = buf[0] & 0x0F;
-    if (type == 0 || type == 15)
+    if (type == 0 || (type == 15 && !v5))
         return MQTT_ERR_RESERVED_TYPE;
     if (type == MQTT_PUBLISH) {
         unsigned qos = (flags >> 1) & 3;
@@ -280,7 +290,7 @@ int mqtt_decode_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header_t
             return MQTT_ERR_QOS_INVALID;
         if (qos == 0 && (flags & 8))
             return MQTT_ERR_DUP_ON_QOS0;
-    } else if (flags != required_flags[type]) {
+    } else if (flags != codec_required_flags[type]) {
         return MQTT_ERR_FIXED_HEADER_FLAGS;
     }
     /* Plain shifts up to 21 bits: unlike the standard's sample decoder this
@@ -302,6 +312,8 @@ int mqtt_decode_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header_t
         i++;
     }
     int want = fixed_length[type];
+    if (v5 && type != MQTT_PINGREQ && type != MQTT_PINGRESP)
+        want = -1;
     if (want >= 0 && rl != (uint32_t)want)
         return rl > (uint32_t)want ? MQTT_ERR_TRAILING_BYTES : MQTT_ERR_PACKET_TOO_SHORT;
     fh->type = (mqtt_type_t)type;
@@ -311,53 +323,11 @@ int mqtt_decode_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header_t
     return (int)(i + 1);
 }
 
+int mqtt_decode_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header_t *fh) {
+    return codec_fixed_header(buf, len, fh, false);
+}
+
 /* ---- Body decoders ------------------------------------------------------ */
-
-typedef struct {
-    const uint8_t *p;
-    const uint8_t *end;
-} reader_t;
-
-static inline int read_u8(reader_t *r, uint8_t *v) {
-    if (r->p >= r->end)
-        return MQTT_ERR_PACKET_TOO_SHORT;
-    *v = *r->p++;
-    return 0;
-}
-
-static inline int read_u16(reader_t *r, uint16_t *v) {
-    if (r->end - r->p < 2)
-        return MQTT_ERR_PACKET_TOO_SHORT;
-    *v = (uint16_t)(r->p[0] << 8 | r->p[1]);
-    r->p += 2;
-    return 0;
-}
-
-/* A two-byte length followed by that many bytes. */
-static inline int read_str(reader_t *r, mqtt_str_t *s) {
-    uint16_t n;
-    int rc = read_u16(r, &n);
-    if (rc < 0)
-        return rc;
-    if ((size_t)(r->end - r->p) < n)
-        return MQTT_ERR_PACKET_TOO_SHORT;
-    s->ptr = r->p;
-    s->len = n;
-    r->p += n;
-    return 0;
-}
-
-static inline int read_packet_id(reader_t *r, uint16_t *id) {
-    int rc = read_u16(r, id);
-    if (rc < 0)
-        return rc;
-    return *id == 0 ? MQTT_ERR_PACKET_ID_ZERO : 0;
-}
-
-static bool str_is(const mqtt_str_t *s, const char *lit) {
-    size_t n = strlen(lit);
-    return s->len == n && memcmp(s->ptr, lit, n) == 0;
-}
 
 /* "MQIsdp" level 3 is MQTT 3.1, whose CONNECT has the 3.1.1 layout; a wrong
  * level with either name is MQTT_ERR_PROTOCOL_LEVEL, so the session answers
@@ -551,42 +521,6 @@ int mqtt_filter_next(const mqtt_subscribe_t *s, size_t *offset, mqtt_str_t *filt
 
 /* ---- Encoders ----------------------------------------------------------- */
 
-/* Total size of a packet with remaining length rl, 0 if it cannot exist. */
-static size_t packet_size(size_t rl) {
-    if (rl > MQTT_MAX_REMAINING_LENGTH)
-        return 0;
-    size_t vl = rl < 128 ? 1 : rl < 16384 ? 2 : rl < 2097152 ? 3 : 4;
-    return 1 + vl + rl;
-}
-
-static uint8_t *put_header(uint8_t *p, uint8_t b0, size_t rl) {
-    *p++ = b0;
-    do {
-        uint8_t b = rl & 0x7F;
-        rl >>= 7;
-        if (rl)
-            b |= 0x80;
-        *p++ = b;
-    } while (rl);
-    return p;
-}
-
-static inline uint8_t *put_u16(uint8_t *p, uint16_t v) {
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-    return p + 2;
-}
-
-static uint8_t *put_bytes(uint8_t *p, const uint8_t *s, size_t n) {
-    if (n)
-        memcpy(p, s, n);
-    return p + n;
-}
-
-static uint8_t *put_str(uint8_t *p, const mqtt_str_t *s) {
-    return put_bytes(put_u16(p, (uint16_t)s->len), s->ptr, s->len);
-}
-
 size_t mqtt_encode_connack(uint8_t *buf, size_t cap, bool session_present, uint8_t rc) {
     if (cap >= 4) {
         buf[0] = MQTT_CONNACK << 4;
@@ -602,7 +536,7 @@ size_t mqtt_encode_ack(uint8_t *buf, size_t cap, mqtt_type_t type, uint16_t pack
         type != MQTT_UNSUBACK)
         return 0;
     if (cap >= 4) {
-        buf[0] = (uint8_t)(type << 4 | required_flags[type]);
+        buf[0] = (uint8_t)(type << 4 | codec_required_flags[type]);
         buf[1] = 2;
         put_u16(buf + 2, packet_id);
     }

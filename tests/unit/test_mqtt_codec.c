@@ -32,47 +32,7 @@ typedef struct {
     int err;
 } malformed_t;
 
-/* ---- Guard page --------------------------------------------------------- */
-
-/* Copies an input so that it ends exactly where a PROT_NONE page starts: any
- * read past the end of the input faults. */
-typedef struct {
-    uint8_t *base;
-    size_t usable, total;
-} guard_t;
-
-static guard_t guard;
-
-static void guard_init(size_t usable) {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    usable = (usable + page - 1) / page * page;
-    guard.total = usable + page;
-    guard.base =
-        mmap(NULL, guard.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    assert_true(guard.base != MAP_FAILED);
-    assert_int_equal(mprotect(guard.base + usable, page, PROT_NONE), 0);
-    guard.usable = usable;
-}
-
-static const uint8_t *guard_place(const uint8_t *bytes, size_t len) {
-    assert_true(len <= guard.usable);
-    uint8_t *p = guard.base + guard.usable - len;
-    if (len)
-        memcpy(p, bytes, len);
-    return p;
-}
-
-static int setup_guard(void **state) {
-    (void)state;
-    guard_init(1 << 16);
-    return 0;
-}
-
-static int teardown_guard(void **state) {
-    (void)state;
-    munmap(guard.base, guard.total);
-    return 0;
-}
+#include "codec_guard.h"
 
 /* Decodes a copy placed before the guard page. */
 static ssize_t decode_guarded(const uint8_t *bytes, size_t len, size_t max, mqtt_packet_t *pkt) {
@@ -1234,11 +1194,11 @@ static void test_error_names(void **state) {
     assert_string_equal(mqtt_strerror(MQTT_ERR_UTF8_SURROGATE),
                         "string encodes a surrogate code point (U+D800..U+DFFF)");
     assert_string_equal(mqtt_errname(0), "MQTT_OK");
-    assert_string_equal(mqtt_errname(-31), "MQTT_ERR_UNKNOWN");
+    assert_string_equal(mqtt_errname(-38), "MQTT_ERR_UNKNOWN");
     assert_string_equal(mqtt_errname(1), "MQTT_ERR_UNKNOWN");
     assert_string_equal(mqtt_strerror(-1000), "unknown MQTT codec error");
     /* Every code has its own name and text. */
-    for (int a = -30; a <= -1; a++) {
+    for (int a = -37; a <= -1; a++) {
         assert_true(strncmp(mqtt_errname(a), "MQTT_ERR_", 9) == 0);
         assert_string_not_equal(mqtt_errname(a), "MQTT_ERR_UNKNOWN");
         for (int b = a + 1; b <= -1; b++) {
