@@ -136,8 +136,9 @@ const char *mqtt5_prop_name(int id) {
     return id > 0 && (size_t)id < NPROPS ? props[id].name : NULL;
 }
 
-/* Reads one property's value (its identifier already read). */
-static int read_value(reader_t *r, const prop_def_t *d, mqtt5_prop_t *out) {
+/* Reads one property's value (its identifier already read); `check`: the
+ * strings too (not needed again for properties already decoded). */
+static int read_value(reader_t *r, const prop_def_t *d, mqtt5_prop_t *out, bool check) {
     int rc = 0;
     uint8_t b;
     uint16_t u16;
@@ -161,11 +162,11 @@ static int read_value(reader_t *r, const prop_def_t *d, mqtt5_prop_t *out) {
         rc = read_vbi(r, &out->num);
         break;
     case T_UTF8:
-        if ((rc = read_str(r, &out->str)) == 0)
+        if ((rc = read_str(r, &out->str)) == 0 && check)
             rc = mqtt_utf8_check(out->str.ptr, out->str.len);
         break;
     case T_TOPIC:
-        if ((rc = read_str(r, &out->str)) == 0)
+        if ((rc = read_str(r, &out->str)) == 0 && check)
             rc = mqtt_topic_name_check(out->str.ptr, out->str.len);
         break;
     case T_BIN:
@@ -173,8 +174,8 @@ static int read_value(reader_t *r, const prop_def_t *d, mqtt5_prop_t *out) {
         break;
     case T_PAIR:
         if ((rc = read_str(r, &out->str)) == 0 &&
-            (rc = mqtt_utf8_check(out->str.ptr, out->str.len)) == 0 &&
-            (rc = read_str(r, &out->value)) == 0)
+            (!check || (rc = mqtt_utf8_check(out->str.ptr, out->str.len)) == 0) &&
+            (rc = read_str(r, &out->value)) == 0 && check)
             rc = mqtt_utf8_check(out->value.ptr, out->value.len);
         break;
     }
@@ -221,7 +222,7 @@ int codec5_props_decode(reader_t *r, unsigned where, mqtt5_props_t *p) {
         if (!(d->allowed & P(where)))
             return MQTT_ERR_PROPERTY_NOT_ALLOWED;
         mqtt5_prop_t v = {.id = (uint8_t)id};
-        if ((rc = read_value(&pr, d, &v)) < 0)
+        if ((rc = read_value(&pr, d, &v, true)) < 0)
             return rc;
         bool again = MQTT5_HAS(p, id);
         if (again && !(d->repeat & P(where)))
@@ -248,7 +249,7 @@ int mqtt5_prop_next(const mqtt5_props_t *p, size_t *offset, mqtt5_prop_t *out) {
         return 0;
     memset(out, 0, sizeof(*out));
     out->id = (uint8_t)id;
-    if (read_value(&r, &props[id], out) < 0)
+    if (read_value(&r, &props[id], out, false) < 0)
         return 0;
     *offset = (size_t)(r.p - p->raw.ptr);
     return 1;
