@@ -3,14 +3,17 @@
  * rdkafka_mock_handlers.c), whose row names the handler and the protocol
  * levels it serves as a bitmask (3 = MQTT 3.1, 4 = 3.1.1, 5 = 5.0). The codec
  * accepts levels 3 ("MQIsdp") and 4 ("MQTT"); MQTT 3.1 is 3.1.1 apart from its
- * CONNECT, so every row serves both. An MQTT 5 handler adds LEVEL(5) to the
- * rows it serves, and AUTH (type 15) gets a row. */
+ * CONNECT, so every row serves both. A level 5 CONNECT (the 3.1.1 codec's
+ * level error) is decoded again by the v5 codec, and so is everything after
+ * it on that connection (session5.c); the handlers see the 3.1.1 view and
+ * c->p5, and AUTH (type 15) has a row of its own. */
 #include <inttypes.h>
 
 #include "session_int.h"
 
 #define LEVEL(n) (1u << (n))
 #define V311 (LEVEL(MQTT_PROTOCOL_LEVEL_31) | LEVEL(MQTT_PROTOCOL_LEVEL_311))
+#define ALL (V311 | LEVEL(MQTT_PROTOCOL_LEVEL_5))
 
 static int on_server_only(session_conn_t *c, const mqtt_packet_t *pkt) {
     session_violation(c, SESSION_ERR_SERVER_ONLY_PACKET, "%s is a server-only packet",
@@ -22,20 +25,21 @@ static const struct {
     session_handler_fn handle;
     uint8_t levels;
 } handlers[16] = {
-    [MQTT_CONNECT] = {session_on_connect, V311},
-    [MQTT_CONNACK] = {on_server_only, V311},
-    [MQTT_PUBLISH] = {session_on_publish, V311},
-    [MQTT_PUBACK] = {session_on_client_ack, V311},
-    [MQTT_PUBREC] = {session_on_client_ack, V311},
-    [MQTT_PUBREL] = {session_on_pubrel, V311},
-    [MQTT_PUBCOMP] = {session_on_client_ack, V311},
-    [MQTT_SUBSCRIBE] = {session_on_subscribe, V311},
-    [MQTT_SUBACK] = {on_server_only, V311},
-    [MQTT_UNSUBSCRIBE] = {session_on_unsubscribe, V311},
-    [MQTT_UNSUBACK] = {on_server_only, V311},
-    [MQTT_PINGREQ] = {session_on_pingreq, V311},
-    [MQTT_PINGRESP] = {on_server_only, V311},
-    [MQTT_DISCONNECT] = {session_on_disconnect, V311},
+    [MQTT_CONNECT] = {session_on_connect, ALL},
+    [MQTT_CONNACK] = {on_server_only, ALL},
+    [MQTT_PUBLISH] = {session_on_publish, ALL},
+    [MQTT_PUBACK] = {session_on_client_ack, ALL},
+    [MQTT_PUBREC] = {session_on_client_ack, ALL},
+    [MQTT_PUBREL] = {session_on_pubrel, ALL},
+    [MQTT_PUBCOMP] = {session_on_client_ack, ALL},
+    [MQTT_SUBSCRIBE] = {session_on_subscribe, ALL},
+    [MQTT_SUBACK] = {on_server_only, ALL},
+    [MQTT_UNSUBSCRIBE] = {session_on_unsubscribe, ALL},
+    [MQTT_UNSUBACK] = {on_server_only, ALL},
+    [MQTT_PINGREQ] = {session_on_pingreq, ALL},
+    [MQTT_PINGRESP] = {on_server_only, ALL},
+    [MQTT_DISCONNECT] = {session_on_disconnect, ALL},
+    [MQTT5_AUTH] = {session5_on_auth, LEVEL(MQTT_PROTOCOL_LEVEL_5)},
 };
 
 static void refuse_level(session_conn_t *c, const mqtt_connect_t *p) {
@@ -97,7 +101,19 @@ ssize_t session_feed(session_conn_t *c, const uint8_t *buf, size_t len) {
         return -1;
     while (off < len && !c->paused_inflight && !c->paused_queue) {
         mqtt_packet_t pkt;
-        ssize_t n = mqtt_decode(buf + off, len - off, m->cfg->mqtt.max_packet_size, &pkt);
+        mqtt5_packet_t p5;
+        ssize_t n;
+        if (c->v5) {
+            n = session5_decode(c, buf + off, len - off, &pkt, &p5);
+        } else {
+            n = mqtt_decode(buf + off, len - off, m->cfg->mqtt.max_packet_size, &pkt);
+            if (n == MQTT_ERR_PROTOCOL_LEVEL && c->state == CONN_NEW &&
+                pkt.u.connect.protocol_level == MQTT_PROTOCOL_LEVEL_5 &&
+                pkt.u.connect.protocol_name.len == 4) { /* "MQTT" */
+                c->v5 = true;
+                n = session5_decode(c, buf + off, len - off, &pkt, &p5);
+            }
+        }
         if (n == 0)
             break;
         if (n < 0) {
@@ -105,7 +121,9 @@ ssize_t session_feed(session_conn_t *c, const uint8_t *buf, size_t len) {
             return -1;
         }
         c->rx_ms = m->mono_ms;
+        c->p5 = c->v5 ? &p5 : NULL;
         int r = dispatch(c, &pkt);
+        c->p5 = NULL;
         if (r == FEED_RETRY)
             break;
         if (r == FEED_CLOSED || c->state == CONN_CLOSED)

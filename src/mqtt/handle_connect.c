@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "session_int.h"
 
@@ -75,6 +76,48 @@ static bool refuse_too_long(session_conn_t *c, bool present, size_t len, uint32_
     return true;
 }
 
+/* MQTT 5: an id the server assigns is random, not a guessable sequence
+ * (getentropy); "m2k-" and 16 hex digits. */
+static void random_client_id(session_mgr_t *m, char *out, size_t cap) {
+    uint8_t r[8];
+    if (getentropy(r, sizeof(r)) != 0) {
+        snprintf(out, cap, "m2k-auto-%" PRIu64, ++m->next_auto_id);
+        return;
+    }
+    snprintf(out, cap, "m2k-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5],
+             r[6], r[7]);
+}
+
+/* The CONNACK properties of an accepted MQTT 5 CONNECT (3.2.2.3). */
+static void connack5(session_conn_t *c, bool present, uint32_t expiry, bool keepalive_lowered,
+                     const char *assigned) {
+    const config_mqtt_t *mq = &c->mgr->cfg->mqtt;
+    mqtt5_props_t a = {0};
+    uint32_t mi = max_inflight(c->mgr);
+    a.present = 1ull << MQTT5_PROP_RECEIVE_MAXIMUM | 1ull << MQTT5_PROP_RETAIN_AVAILABLE |
+                1ull << MQTT5_PROP_WILDCARD_AVAILABLE |
+                1ull << MQTT5_PROP_SUBSCRIPTION_ID_AVAILABLE | 1ull << MQTT5_PROP_SHARED_AVAILABLE;
+    a.receive_maximum = (uint16_t)(mi < 65535 ? mi : 65535);
+    a.retain_available = 1; /* a retained PUBLISH is taken (mqtt.retain header) */
+    if (mq->max_packet_size) {
+        a.present |= 1ull << MQTT5_PROP_MAXIMUM_PACKET_SIZE;
+        a.maximum_packet_size = mq->max_packet_size;
+    }
+    if (expiry > mq->session_expiry_s) { /* the server's value wins [MQTT-3.2.2-?] */
+        a.present |= 1ull << MQTT5_PROP_SESSION_EXPIRY;
+        a.session_expiry = mq->session_expiry_s;
+    }
+    if (keepalive_lowered) {
+        a.present |= 1ull << MQTT5_PROP_SERVER_KEEP_ALIVE;
+        a.server_keep_alive = c->keepalive;
+    }
+    if (assigned) {
+        a.present |= 1ull << MQTT5_PROP_ASSIGNED_CLIENT_ID;
+        a.assigned_client_id = (mqtt_str_t){(const uint8_t *)assigned, strlen(assigned)};
+    }
+    session5_send_connack(c, present, MQTT5_RC_SUCCESS, &a);
+}
+
 int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     const mqtt_connect_t *p = &pkt->u.connect;
     session_mgr_t *m = c->mgr;
@@ -83,8 +126,24 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     const char *cid = (const char *)p->client_id.ptr;
     size_t cid_len = p->client_id.len;
     char gen[40];
+    const mqtt5_props_t *cp = c->p5 ? &c->p5->props : NULL;
+    uint16_t keepalive = p->keepalive;
+    bool keepalive_lowered = false, assigned = false;
 
-    if (mq->max_keepalive_s && p->keepalive > mq->max_keepalive_s) {
+    if (cp && MQTT5_HAS(cp, MQTT5_PROP_AUTH_METHOD)) {
+        session_refuse(c, MQTT5_RC_BAD_AUTH_METHOD, LOG_WARN,
+                       "authentication method '%s' not supported (enhanced authentication)",
+                       session_log_str(idb, sizeof(idb), (const char *)cp->auth_method.ptr,
+                                       cp->auth_method.len));
+        return FEED_CLOSED;
+    }
+    /* MQTT 5 can tell the client a lower keep alive [MQTT-3.2.2-21] where
+     * 3.1.1 refuses it; 0 (none) stays 0, as in 3.1.1. */
+    if (cp && mq->max_keepalive_s && keepalive > mq->max_keepalive_s) {
+        keepalive = (uint16_t)mq->max_keepalive_s;
+        keepalive_lowered = true;
+    }
+    if (mq->max_keepalive_s && keepalive > mq->max_keepalive_s) {
         session_refuse(c, MQTT_CONNACK_ID_REJECTED, LOG_WARN,
                        "keepalive %u s above max_keepalive_s %u", p->keepalive,
                        mq->max_keepalive_s);
@@ -128,11 +187,20 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
             return FEED_CLOSED;
         }
         do {
-            snprintf(gen, sizeof(gen), "m2k-auto-%" PRIu64, ++m->next_auto_id);
+            if (cp)
+                random_client_id(m, gen, sizeof(gen));
+            else
+                snprintf(gen, sizeof(gen), "m2k-auto-%" PRIu64, ++m->next_auto_id);
         } while (store_find_cid(m, gen, strlen(gen)));
         cid = gen;
         cid_len = strlen(gen);
+        assigned = true;
     }
+    /* MQTT 5: the session expiry interval says whether the session outlives
+     * the connection (0, the default: it ends with it) [MQTT-3.1.2-23]; clean
+     * start only whether an old one is discarded. */
+    uint32_t expiry = cp ? cp->session_expiry : 0;
+    bool ends = cp ? expiry == 0 : p->clean_session;
 
     /* Decided before the takeover below: a client that fails to log in must
      * not disconnect the session it names. */
@@ -155,7 +223,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
         store_attach(m, s);
         present = true;
     } else {
-        s = store_create(m, cid, cid_len, p->clean_session);
+        s = store_create(m, cid, cid_len, ends);
         if (!s) {
             session_refuse(c, MQTT_CONNACK_UNAVAILABLE, LOG_ERROR,
                            "out of memory creating a session");
@@ -186,10 +254,26 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     }
     if (++s->conn_gen == 0)
         s->conn_gen = 1;
+    s->clean = ends;
     c->gen = s->conn_gen;
-    c->keepalive = p->keepalive;
+    c->keepalive = keepalive;
     c->level = p->protocol_level;
     session_set_state(c, CONN_CONNECTED);
+    if (cp) {
+        c->max_out = MQTT5_HAS(cp, MQTT5_PROP_MAXIMUM_PACKET_SIZE) ? cp->maximum_packet_size : 0;
+        c->problem_info =
+            !MQTT5_HAS(cp, MQTT5_PROP_REQUEST_PROBLEM_INFO) || cp->request_problem_info;
+        c->expiry_zero = expiry == 0;
+        connack5(c, present, expiry, keepalive_lowered, assigned ? gen : NULL);
+        m->st.connects++;
+        log_client(LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
+                   "connected (MQTT 5, clean start %d, session expiry %" PRIu32
+                   " s, keepalive %u s, session present %d)",
+                   p->clean_session, expiry < mq->session_expiry_s ? expiry : mq->session_expiry_s,
+                   keepalive, present);
+        inflight_check_window(c);
+        return FEED_OK;
+    }
     /* MQTT 3.1's CONNACK has no session present flag: its byte is reserved. */
     session_send_connack(c, present && !v31, MQTT_CONNACK_ACCEPTED);
     m->st.connects++;
@@ -203,8 +287,13 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
 void session_publish_will(session_conn_t *c) {
     session_mgr_t *m = c->mgr;
     char idb[LOG_ID_MAX];
-    msg_t msg = {c->will_topic,       c->will_topic_len, c->will_payload,
-                 c->will_payload_len, c->will_qos,       c->will_retain};
+    msg_t msg = {c->will_topic,
+                 c->will_topic_len,
+                 c->will_payload,
+                 c->will_payload_len,
+                 c->will_qos,
+                 c->will_retain,
+                 NULL};
     const char *ktopic, *key, *why = "";
     size_t key_len;
     int r = session_route(c, &msg, &ktopic, &key, &key_len, &why);

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 
 #include "mqtt/codec.h"
+#include "mqtt/codec5.h"
 #include "mqtt/session.h"
 #include "util/hash.h"
 #include "util/hmap.h"
@@ -17,7 +18,8 @@
 #define SCRATCH_SIZE (132 * 1024) /* rendered Kafka topic + key (topic <= 64 KiB) */
 #define LOG_ID_MAX 64
 
-enum { IF_PENDING = 0, IF_OK = 1, IF_FAILED = 2 };
+/* IF_NACK: answered with a reason code >= 0x80 (MQTT 5), no PUBREL follows. */
+enum { IF_PENDING = 0, IF_OK = 1, IF_FAILED = 2, IF_NACK = 3 };
 /* What a packet handler tells the feed loop: go on, stop here and feed this
  * packet again later (producer queue full), or the connection is closed. */
 enum { FEED_OK = 0, FEED_RETRY = 1, FEED_CLOSED = 2 };
@@ -34,9 +36,9 @@ typedef struct {
      * wrapping difference, right for anything under 71 minutes. */
     uint32_t recv_us;
     uint16_t packet_id;
-    uint8_t qos;
+    uint8_t qos : 2, produced : 1; /* produced: went to Kafka (else completed on arrival) */
     uint8_t state;
-    uint8_t produced; /* went to Kafka (else completed on arrival) */
+    uint8_t reason; /* MQTT 5: the ack's reason code (0: success) */
     uint8_t topic_len;
     char topic[INFLIGHT_TOPIC_MAX];
 } inflight_t;
@@ -81,6 +83,10 @@ struct session_conn {
     char *acl_topic; /* the last ACL decision's topic (see publish_allowed) */
     list_t node;     /* mgr->conns */
     list_t blocked;  /* in mgr->blocked while the producer queue is full */
+    /* MQTT 5: the packet being handled (NULL for 3.1.1), and the client's
+     * maximum packet size (0: the protocol's). */
+    const mqtt5_packet_t *p5;
+    uint32_t max_out;
     uint32_t gen;
     /* The last ACL decision is valid for this topic and ACL generation: a
      * client usually publishes on few topics, often the same one. */
@@ -94,6 +100,9 @@ struct session_conn {
     /* Packed: one of these per connection (idle memory, docs/performance.md). */
     bool will : 1, will_retain : 1, has_username : 1, paused_inflight : 1, paused_queue : 1,
         acl_ok : 1;
+    /* MQTT 5: the CONNECT was level 5 (set before it is handled); the client
+     * takes reason strings; its session ends at disconnect (expiry 0). */
+    bool v5 : 1, problem_info : 1, expiry_zero : 1;
     char remote[]; /* "addr:port", NUL-terminated */
 };
 
@@ -197,6 +206,8 @@ void ring_release_idle(session_t *s);
 void ring_shrink(session_t *s);
 /* Queues an answer that needs no Kafka round trip behind the pending ones. */
 int ring_push_done(session_conn_t *c, uint8_t qos, uint16_t pid);
+/* The same with an MQTT 5 reason code (>= 0x80: a negative ack). */
+int ring_push_reason(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason);
 /* Pops completed entries from the head and sends the acks now in order. */
 void ring_pop_completed(session_mgr_t *m, session_t *s);
 bool pubrel_has(const session_t *s, uint16_t pid);
@@ -234,6 +245,7 @@ typedef struct {
     size_t payload_len;
     uint8_t qos;
     bool retain;
+    const mqtt5_props_t *props; /* MQTT 5 PUBLISH: its properties; else NULL */
 } msg_t;
 
 enum { ROUTE_OK = 0, ROUTE_DROP = 1, ROUTE_CLOSE = 2 };
@@ -243,5 +255,29 @@ int session_route(session_conn_t *c, const msg_t *msg, const char **ktopic, cons
 /* Hands one record to the producer; returns its KAFKA_* code. */
 int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, const char *key,
                     size_t key_len, uint64_t opaque);
+
+/* ---- session5.c: what MQTT 5 adds ---- */
+
+/* Decodes one level 5 packet and gives its 3.1.1 view in pkt for the shared
+ * handlers (the rest stays in p5); returns as mqtt_decode does. */
+ssize_t session5_decode(session_conn_t *c, const uint8_t *buf, size_t len, mqtt_packet_t *pkt,
+                        mqtt5_packet_t *p5);
+/* The v5 reason code for a 3.1.1 CONNACK return code. */
+uint8_t session5_connack_reason(uint8_t rc);
+void session5_send_connack(session_conn_t *c, bool present, uint8_t reason,
+                           const mqtt5_props_t *props);
+/* PUBACK, PUBREC, PUBREL, PUBCOMP with a reason code (0: the 3.1.1 bytes). */
+void session5_send_ack(session_conn_t *c, mqtt_type_t type, uint16_t pid, uint8_t reason);
+/* Before a close for a protocol violation of `kind`: CONNACK (before the
+ * CONNECT is accepted) or DISCONNECT with the reason code. */
+void session5_tell_violation(session_conn_t *c, int kind);
+/* Sends DISCONNECT with a reason code (a connected level 5 client only). */
+void session5_send_disconnect(session_conn_t *c, uint8_t reason);
+/* The headers an MQTT 5 PUBLISH adds after ours: mqtt.content_type,
+ * mqtt.response_topic, mqtt.correlation_data, then the user properties in
+ * order. Returns how many there are and sets *name_bytes to the room their
+ * NUL-terminated names take; with h, writes them (names into `names`). */
+size_t session5_headers(const mqtt5_props_t *p, kafka_header_t *h, char *names, size_t *name_bytes);
+int session5_on_auth(session_conn_t *c, const mqtt_packet_t *pkt);
 
 #endif
