@@ -210,6 +210,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     session_t *s = store_find_cid(m, cid, cid_len);
     if (s && s->conn) {
         m->st.takeovers++;
+        session5_send_disconnect(s->conn, MQTT5_RC_SESSION_TAKEN_OVER);
         session_end(s->conn, NULL, LOG_INFO, true, true, "taken over by a new connection from %s",
                     c->remote);
         s = store_find_cid(m, cid, cid_len); /* a clean session is gone now */

@@ -292,6 +292,7 @@ void session_mgr_tick(session_mgr_t *m) {
             c->rx_ms = m->mono_ms;
         } else if (c->keepalive && m->mono_ms - c->rx_ms >= (uint64_t)c->keepalive * 1500u) {
             m->st.keepalive_timeouts++;
+            session5_send_disconnect(c, MQTT5_RC_KEEP_ALIVE_TIMEOUT);
             session_end(c, NULL, LOG_WARN, true, true, "no packet within 1.5 x keepalive %u s",
                         c->keepalive);
             continue;

@@ -410,6 +410,24 @@ static void test_v5_acl_nack(void **state) {
     assert_int_equal(session_mgr_stats(fx->m)->acl_denied, 2);
 }
 
+/* The server's other closes a v5 client is told about: a takeover gets
+ * DISCONNECT 0x8E [MQTT-3.1.4-3], a keep alive timeout 0x8D. */
+static void test_v5_takeover_and_keepalive_disconnect(void **state) {
+    fx_t *fx = *state;
+    fconn_t *a = connected5(fx, 0, (cn5_t){.id = "tk", .clean = true});
+    connected5(fx, 1, (cn5_t){.id = "tk", .clean = true});
+    assert_int_equal(a->closes, 1);
+    EXPECT_OUT(a, 0xe0, 0x01, 0x8e);
+    fconn_t *k = connected5(fx, 2, (cn5_t){.id = "ka", .clean = true, .keepalive = 10});
+    set_time(fx, 1000 + 14999);
+    session_mgr_tick(fx->m);
+    EXPECT_NO_OUT(k);
+    set_time(fx, 1000 + 15000);
+    session_mgr_tick(fx->m);
+    assert_int_equal(k->closes, 1);
+    EXPECT_OUT(k, 0xe0, 0x01, 0x8d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -429,6 +447,7 @@ int main(void) {
         T(test_v5_kafka_failure_nack),
         T(test_v5_unmapped_nack),
         T(test_v5_produce_refused_nack),
+        T(test_v5_takeover_and_keepalive_disconnect),
         T(test_v5_payload_format_invalid),
         cmocka_unit_test_setup_teardown(test_v5_acl_nack, setup_auth, teardown),
 #undef T
