@@ -29,7 +29,8 @@ static pk_t connect5(cn5_t c) {
     put_u8(&b, (uint8_t)((c.clean ? 0x02 : 0) | (c.will_topic ? 0x04 : 0)));
     put_u16(&b, c.keepalive);
     put_vbi(&b, c.props_len);
-    put(&b, c.props, c.props_len);
+    if (c.props_len)
+        put(&b, c.props, c.props_len);
     put_str(&b, c.id);
     if (c.will_topic) {
         put_u8(&b, 0); /* no will properties */
@@ -46,7 +47,8 @@ static pk_t publish5(const char *topic, int qos, uint16_t id, const char *props,
     if (qos)
         put_u16(&b, id);
     put_vbi(&b, props_len);
-    put(&b, props, props_len);
+    if (props_len)
+        put(&b, props, props_len);
     put(&b, payload, strlen(payload));
     return frame((uint8_t)(0x30 | qos << 1), &b);
 }
