@@ -581,37 +581,7 @@ size_t mqtt_encode_empty(uint8_t *buf, size_t cap, mqtt_type_t type) {
 
 /* protocol_name.ptr == NULL means "MQTT", protocol_level 0 means 4. */
 size_t mqtt_encode_connect(uint8_t *buf, size_t cap, const mqtt_connect_t *c) {
-    static const uint8_t mqtt_name[] = "MQTT";
-    mqtt_str_t name = c->protocol_name;
-    if (!name.ptr) {
-        name.ptr = mqtt_name;
-        name.len = 4;
-    }
-    const mqtt_str_t *strs[] = {&name,        &c->client_id, &c->will_topic, &c->will_payload,
-                                &c->username, &c->password};
-    bool present[] = {true, true, c->will_flag, c->will_flag, c->has_username, c->has_password};
-    size_t rl = 4; /* level, flags, keepalive */
-    for (size_t i = 0; i < 6; i++) {
-        if (!present[i])
-            continue;
-        if (strs[i]->len > UINT16_MAX)
-            return 0;
-        rl += 2 + strs[i]->len;
-    }
-    size_t size = packet_size(rl);
-    if (!size || size > cap)
-        return size;
-    uint8_t *w = put_header(buf, MQTT_CONNECT << 4, rl);
-    w = put_str(w, &name);
-    *w++ = c->protocol_level ? c->protocol_level : MQTT_PROTOCOL_LEVEL_311;
-    *w++ = (uint8_t)((c->has_username ? 0x80 : 0) | (c->has_password ? 0x40 : 0) |
-                     (c->will_retain ? 0x20 : 0) | (c->will_qos & 3) << 3 |
-                     (c->will_flag ? 0x04 : 0) | (c->clean_session ? 0x02 : 0));
-    w = put_u16(w, c->keepalive);
-    for (size_t i = 1; i < 6; i++)
-        if (present[i])
-            w = put_str(w, strs[i]);
-    return size;
+    return codec_encode_connect(buf, cap, c, NULL, NULL);
 }
 
 size_t mqtt_encode_subscribe(uint8_t *buf, size_t cap, uint16_t packet_id,

@@ -301,17 +301,21 @@ size_t mqtt5_encode_publish(uint8_t *buf, size_t cap, const mqtt_publish_t *p,
     return size;
 }
 
-static size_t encode_connect(uint8_t *buf, size_t cap, const mqtt5_packet_t *pkt) {
+size_t codec_encode_connect(uint8_t *buf, size_t cap, const mqtt_connect_t *c,
+                            const mqtt5_props_t *props, const mqtt5_props_t *will) {
     static const uint8_t mqtt_name[] = "MQTT";
-    const mqtt_connect_t *c = &pkt->u.connect.c;
     mqtt_str_t name = c->protocol_name;
     if (!name.ptr) {
         name.ptr = mqtt_name;
         name.len = 4;
     }
-    size_t pn, pt = props_total(&pkt->props, &pn), wn = 0, wt = 0;
-    if (c->will_flag)
-        wt = props_total(&pkt->u.connect.will, &wn);
+    bool v5 = props != NULL;
+    size_t pn = 0, pt = 0, wn = 0, wt = 0;
+    if (v5) {
+        pt = props_total(props, &pn);
+        if (c->will_flag)
+            wt = props_total(will, &wn);
+    }
     if (pt == SIZE_MAX || wt == SIZE_MAX)
         return 0;
     const mqtt_str_t *strs[] = {&name,        &c->client_id, &c->will_topic, &c->will_payload,
@@ -329,19 +333,20 @@ static size_t encode_connect(uint8_t *buf, size_t cap, const mqtt5_packet_t *pkt
     if (!size || size > cap)
         return size;
     uint8_t *w = put_str(put_header(buf, MQTT_CONNECT << 4, rl), &name);
-    *w++ = c->protocol_level ? c->protocol_level : MQTT_PROTOCOL_LEVEL_5;
+    *w++ = c->protocol_level ? c->protocol_level
+                             : (v5 ? MQTT_PROTOCOL_LEVEL_5 : MQTT_PROTOCOL_LEVEL_311);
     *w++ = (uint8_t)((c->has_username ? 0x80 : 0) | (c->has_password ? 0x40 : 0) |
                      (c->will_retain ? 0x20 : 0) | (c->will_qos & 3) << 3 |
                      (c->will_flag ? 0x04 : 0) | (c->clean_session ? 0x02 : 0));
-    w = codec5_props_put(put_u16(w, c->keepalive), &pkt->props, pn);
-    w = put_str(w, &c->client_id);
-    if (c->will_flag)
-        w = put_str(put_str(codec5_props_put(w, &pkt->u.connect.will, wn), &c->will_topic),
-                    &c->will_payload);
-    if (c->has_username)
-        w = put_str(w, &c->username);
-    if (c->has_password)
-        put_str(w, &c->password);
+    w = put_u16(w, c->keepalive);
+    if (v5)
+        w = codec5_props_put(w, props, pn);
+    for (size_t i = 1; i < 6; i++) {
+        if (i == 2 && v5 && c->will_flag)
+            w = codec5_props_put(w, will, wn);
+        if (present[i])
+            w = put_str(w, strs[i]);
+    }
     return size;
 }
 
@@ -363,7 +368,7 @@ static size_t encode_list(uint8_t *buf, size_t cap, uint8_t b0, uint16_t id,
 size_t mqtt5_encode(uint8_t *buf, size_t cap, const mqtt5_packet_t *pkt) {
     switch (pkt->type) {
     case MQTT_CONNECT:
-        return encode_connect(buf, cap, pkt);
+        return codec_encode_connect(buf, cap, &pkt->u.connect.c, &pkt->props, &pkt->u.connect.will);
     case MQTT_CONNACK:
         return mqtt5_encode_connack(buf, cap, pkt->u.session_present, pkt->reason, &pkt->props);
     case MQTT_PUBLISH:

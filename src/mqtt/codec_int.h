@@ -103,6 +103,12 @@ static inline uint8_t *put_str(uint8_t *p, const mqtt_str_t *s) {
     return put_bytes(put_u16(p, (uint16_t)s->len), s->ptr, s->len);
 }
 
+/* CONNECT for 3.1.1 (props NULL: level 4 unless given) or 5.0 (props
+ * non-NULL: level 5 unless given, the properties, and the will's when the
+ * will flag is set). Returns as the other encoders do. */
+size_t codec_encode_connect(uint8_t *buf, size_t cap, const mqtt_connect_t *c,
+                            const mqtt5_props_t *props, const mqtt5_props_t *will);
+
 /* ---- MQTT 5.0 properties (props.c) ------------------------------------ */
 
 /* Reads a property length and the properties of packet type `where` (0: the

@@ -124,6 +124,41 @@ static bool publish_allowed(session_conn_t *c, const mqtt_publish_t *p) {
     return ok;
 }
 
+/* A QoS 2 PUBLISH whose id is still in flight or awaits PUBREL: the same
+ * message again, not a new one. */
+static bool qos2_known(session_t *s, uint16_t pid) {
+    if (pubrel_has(s, pid))
+        return true;
+    for (uint32_t i = 0; i < s->ring_count; i++) {
+        inflight_t *e = ring_at(s, i);
+        if (e->qos == 2 && e->packet_id == pid && e->state != IF_FAILED)
+            return true;
+    }
+    return false;
+}
+
+/* MQTT 5: CONNACK's receive maximum is max_inflight; a client with that
+ * many QoS 1/2 messages unacknowledged (QoS 2 until PUBCOMP) that sends
+ * another gets DISCONNECT 0x93 [MQTT-3.3.4-9]. Such a client is read on at
+ * the limit; a message that finds the ring full waits (reading paused). */
+static int receive_window(session_conn_t *c, const mqtt_publish_t *p, uint32_t max) {
+    session_t *s = c->s;
+    uint32_t unacked = s->ring_qos1 + s->ring_qos2 - s->ring_again + s->pubrel_count;
+    uint32_t rmax = max < 65535 ? max : 65535;
+    if (p->qos && unacked >= rmax && !(p->qos == 2 && qos2_known(s, p->packet_id))) {
+        session_violation(c, SESSION_ERR_RECEIVE_MAXIMUM,
+                          "%u QoS 1/2 messages unacknowledged, receive maximum %u exceeded "
+                          "[MQTT-3.3.4-9]",
+                          unacked, rmax);
+        return FEED_CLOSED;
+    }
+    if (s->ring_count >= max) {
+        inflight_pause(c);
+        return FEED_RETRY;
+    }
+    return FEED_OK;
+}
+
 int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     const mqtt_publish_t *p = &pkt->u.publish;
     session_mgr_t *m = c->mgr;
@@ -141,10 +176,15 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
         return FEED_CLOSED;
     }
 
+    if (c->p5) {
+        int r = receive_window(c, p, max);
+        if (r != FEED_OK)
+            return r;
+    }
     if (p->qos == 2) {
         if (pubrel_has(s, p->packet_id)) {
             m->st.qos2_duplicates++;
-            if (ring_push_done(c, 2, p->packet_id) != 0)
+            if (ring_push_again(c, p->packet_id) != 0)
                 goto oom;
             inflight_check_window(c);
             return FEED_OK;
@@ -287,6 +327,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     e->qos = p->qos;
     e->state = IF_PENDING;
     e->reason = 0;
+    e->again = 0;
     e->produced = 1;
     e->recv_us = (uint32_t)m->mono_us;
     e->topic_len =
@@ -294,6 +335,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     memcpy(e->topic, msg.topic, e->topic_len);
     s->ring_count++;
     s->ring_qos2 += p->qos == 2;
+    s->ring_qos1 += p->qos == 1;
     s->next_seq++;
     s->ring_used = true;
     inflight_check_window(c);

@@ -123,6 +123,9 @@ void ring_pop_completed(session_mgr_t *m, session_t *s) {
         }
         if (e->qos == 2)
             s->ring_qos2--;
+        else if (e->qos == 1)
+            s->ring_qos1--;
+        s->ring_again -= e->again;
         if (++s->ring_head == s->ring_cap)
             s->ring_head = 0;
         s->ring_count--;
@@ -139,11 +142,21 @@ void ring_pop_completed(session_mgr_t *m, session_t *s) {
     }
 }
 
+static int ring_push(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason, bool again);
+
 int ring_push_done(session_conn_t *c, uint8_t qos, uint16_t pid) {
-    return ring_push_reason(c, qos, pid, 0);
+    return ring_push(c, qos, pid, 0, false);
 }
 
 int ring_push_reason(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason) {
+    return ring_push(c, qos, pid, reason, false);
+}
+
+int ring_push_again(session_conn_t *c, uint16_t pid) {
+    return ring_push(c, 2, pid, 0, true);
+}
+
+static int ring_push(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason, bool again) {
     session_t *s = c->s;
     if (ring_reserve(c->mgr, s) != 0)
         return -1;
@@ -154,9 +167,12 @@ int ring_push_reason(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reaso
     e->qos = qos & 3;
     e->state = reason >= 0x80 ? IF_NACK : IF_OK;
     e->reason = reason;
+    e->again = again;
+    s->ring_again += again;
     e->recv_us = (uint32_t)c->mgr->mono_us;
     s->ring_count++;
     s->ring_qos2 += qos == 2;
+    s->ring_qos1 += qos == 1;
     s->next_seq++;
     s->ring_used = true;
     ring_pop_completed(c->mgr, s);

@@ -21,6 +21,7 @@ const char *session_error_name(int kind) {
         "subscribe_too_many_filters",
         "topic_alias_invalid",
         "auth_unexpected",
+        "receive_maximum_exceeded",
     };
     _Static_assert(sizeof(names) / sizeof(names[0]) ==
                        SESSION_ERR__COUNT - SESSION_ERR_CODEC_MAX - 1,

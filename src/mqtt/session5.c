@@ -91,6 +91,8 @@ void session5_tell_violation(session_conn_t *c, int kind) {
         reason = mqtt5_err_reason(-kind);
     else if (kind == SESSION_ERR_TOPIC_ALIAS_INVALID)
         reason = MQTT5_RC_TOPIC_ALIAS_INVALID;
+    else if (kind == SESSION_ERR_RECEIVE_MAXIMUM)
+        reason = MQTT5_RC_RECEIVE_MAXIMUM_EXCEEDED;
     if (c->state == CONN_NEW)
         session5_send_connack(c, false, reason, NULL);
     else

@@ -36,7 +36,9 @@ typedef struct {
      * wrapping difference, right for anything under 71 minutes. */
     uint32_t recv_us;
     uint16_t packet_id;
-    uint8_t qos : 2, produced : 1; /* produced: went to Kafka (else completed on arrival) */
+    /* produced: went to Kafka (else completed on arrival); again: the answer
+     * to a QoS 2 PUBLISH resent while its id awaits PUBREL */
+    uint8_t qos : 2, produced : 1, again : 1;
     uint8_t state;
     uint8_t reason; /* MQTT 5: the ack's reason code (0: success) */
     uint8_t topic_len;
@@ -56,7 +58,7 @@ struct session {
     uint64_t detached_at;
     uint32_t id;
     uint32_t conn_gen;
-    uint32_t ring_cap, ring_head, ring_count, ring_qos2;
+    uint32_t ring_cap, ring_head, ring_count, ring_qos2, ring_qos1, ring_again;
     uint32_t head_seq, next_seq;
     uint32_t pubrel_count, pubrel_cap;
     uint32_t held;          /* bytes counted in st.persistent_session_bytes while detached */
@@ -208,14 +210,18 @@ void ring_shrink(session_t *s);
 int ring_push_done(session_conn_t *c, uint8_t qos, uint16_t pid);
 /* The same with an MQTT 5 reason code (>= 0x80: a negative ack). */
 int ring_push_reason(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason);
+/* The PUBREC again for a QoS 2 PUBLISH resent while its id awaits PUBREL. */
+int ring_push_again(session_conn_t *c, uint16_t pid);
 /* Pops completed entries from the head and sends the acks now in order. */
 void ring_pop_completed(session_mgr_t *m, session_t *s);
 bool pubrel_has(const session_t *s, uint16_t pid);
 void pubrel_remove(session_t *s, uint16_t pid);
 void inflight_pause(session_conn_t *c);
-/* Pauses reading when the window is full. */
+/* Pauses reading when the window is full; not an MQTT 5 client's, which is
+ * read on so that a PUBLISH over its receive maximum is seen (handle_publish.c
+ * pauses it when a message finds no room). */
 static inline void inflight_check_window(session_conn_t *c) {
-    if (c->s && !c->paused_inflight && c->s->ring_count >= max_inflight(c->mgr))
+    if (c->s && !c->v5 && !c->paused_inflight && c->s->ring_count >= max_inflight(c->mgr))
         inflight_pause(c);
 }
 /* The producer queue is full: stop reading until a report (or the tick) wakes it. */

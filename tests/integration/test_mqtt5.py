@@ -160,3 +160,20 @@ def test_v5_unmapped_is_puback_0x90(daemon, mock_kafka):
                         level="warn", client="unm5"), since=mark)
     cl.send(packet(0x30, enc_str("nowhere/x") + b"\x00" + b"x"))
     cl.expect_close(b"\xe0\x01\x90")
+
+
+def test_v5_receive_maximum_exceeded(daemon, mock_kafka):
+    """CONNACK's receive maximum is max_inflight (4 here); a fifth QoS 1
+    PUBLISH while four wait for Kafka gets DISCONNECT 0x93."""
+    d = daemon({"mqtt": {"max_inflight": 4}})
+    mock_kafka.cmd("rtt -1 2000")
+    cl = Raw(d.port)
+    cl.send(connect5("rmax5"))
+    assert cl.recv_packet()[:8] == b"\x20\x13\x00\x00\x10\x21\x00\x04"
+    mark = d.mark()
+    cl.send(b"".join(packet(0x32, enc_str("test/r") + bytes([0, i, 0]) + b"x")
+                     for i in range(1, 6)))
+    cl.expect_close(b"\xe0\x01\x93", timeout=10)
+    d.wait_log(m2k.line("closing: 4 QoS 1/2 messages unacknowledged, receive maximum 4 exceeded "
+                        "[MQTT-3.3.4-9]", level="warn", client="rmax5"), since=mark)
+    mock_kafka.cmd("rtt -1 0")

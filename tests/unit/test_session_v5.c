@@ -430,6 +430,48 @@ static void test_v5_takeover_and_keepalive_disconnect(void **state) {
     EXPECT_OUT(k, 0xe0, 0x01, 0x8d);
 }
 
+/* Receive maximum (max_inflight, 4 here): a v5 client is read on with 4
+ * QoS 1/2 messages unacknowledged, and a fifth gets DISCONNECT 0x93
+ * [MQTT-3.3.4-9]; a QoS 2 message counts until PUBCOMP. */
+static void test_v5_receive_maximum_exceeded(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected5(fx, 0, (cn5_t){.id = "rm", .clean = true});
+    assert_int_equal(feed(f, publish5("t/a", 2, 1, NULL, 0, "a")), 11);
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x50, 0x02, 0x00, 0x01); /* PUBREC: counts until PUBCOMP */
+    for (uint16_t id = 2; id <= 4; id++)
+        assert_int_equal(feed(f, publish5("t/a", 1, id, NULL, 0, "a")), 11);
+    assert_int_equal(f->pauses, 0);
+    /* A resent QoS 2 awaiting PUBREL is not a new message. */
+    assert_int_equal(feed(f, publish5("t/a", 2, 1, NULL, 0, "a")), 11);
+    const char *log = closed(f, publish5("t/a", 1, 5, NULL, 0, "a"));
+    EXPECT_OUT(f, 0xe0, 0x01, 0x93);
+    assert_logged(log, "closing: 4 QoS 1/2 messages unacknowledged, receive maximum 4 exceeded "
+                       "[MQTT-3.3.4-9]\n");
+    assert_int_equal(fx->prod.n, 4);
+}
+
+/* At the limit, a QoS 0 message that finds the ring full waits: reading
+ * pauses, the packet is fed again after a report, nothing is refused. */
+static void test_v5_full_ring_waits(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected5(fx, 0, (cn5_t){.id = "fr", .clean = true});
+    for (uint16_t id = 1; id <= 4; id++)
+        assert_int_equal(feed(f, publish5("t/a", 1, id, NULL, 0, "a")), 11);
+    pk_t q0 = publish5("t/a", 0, 0, NULL, 0, "z");
+    assert_int_equal(feed(f, q0), 0);
+    assert_int_equal(f->pauses, 1);
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x40, 0x02, 0x00, 0x01);
+    assert_int_equal(f->resumes, 0); /* resumed at the low-water mark, 2 */
+    deliver(fx, 1, 0);
+    EXPECT_OUT(f, 0x40, 0x02, 0x00, 0x02);
+    assert_int_equal(f->resumes, 1);
+    assert_int_equal(feed(f, q0), (ssize_t)q0.n);
+    assert_int_equal(fx->prod.n, 5);
+    assert_int_equal(f->closes, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -450,6 +492,8 @@ int main(void) {
         T(test_v5_unmapped_nack),
         T(test_v5_produce_refused_nack),
         T(test_v5_takeover_and_keepalive_disconnect),
+        T(test_v5_receive_maximum_exceeded),
+        T(test_v5_full_ring_waits),
         T(test_v5_payload_format_invalid),
         cmocka_unit_test_setup_teardown(test_v5_acl_nack, setup_auth, teardown),
 #undef T
