@@ -84,6 +84,7 @@ typedef struct {
     uint32_t max_username_length;  /* longer: closed without CONNACK */
     uint32_t max_will_topic_length;
     uint32_t max_will_payload;
+    uint32_t topic_alias_maximum; /* MQTT 5 topic aliases per connection; 0 = none */
 } config_mqtt_t;
 
 typedef enum {

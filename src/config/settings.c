@@ -323,6 +323,15 @@ const setting_t config_settings[] = {
      .def = 4096,
      .doc = "bytes of a CONNECT's will message; over it the connection is closed without CONNACK "
             "(logged, counted)"},
+    {.path = "mqtt.topic_alias_maximum",
+     .type = SET_UINT,
+     CFG(mqtt.topic_alias_maximum),
+     .min = 0,
+     .max = 65535,
+     .def = 0,
+     .doc = "MQTT 5 topic aliases a client may set per connection (CONNACK's topic alias "
+            "maximum); each keeps a copy of its topic, so a connection may hold this many topics "
+            "of up to 65,535 bytes. 0: every alias gets DISCONNECT 0x94"},
 
     {.path = "auth",
      .type = SET_SECTION,

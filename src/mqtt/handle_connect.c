@@ -111,6 +111,10 @@ static void connack5(session_conn_t *c, bool present, uint32_t expiry, bool keep
         a.present |= 1ull << MQTT5_PROP_SERVER_KEEP_ALIVE;
         a.server_keep_alive = c->keepalive;
     }
+    if (c->alias_max) {
+        a.present |= 1ull << MQTT5_PROP_TOPIC_ALIAS_MAXIMUM;
+        a.topic_alias_maximum = c->alias_max;
+    }
     if (assigned) {
         a.present |= 1ull << MQTT5_PROP_ASSIGNED_CLIENT_ID;
         a.assigned_client_id = (mqtt_str_t){(const uint8_t *)assigned, strlen(assigned)};
@@ -265,6 +269,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
         c->problem_info =
             !MQTT5_HAS(cp, MQTT5_PROP_REQUEST_PROBLEM_INFO) || cp->request_problem_info;
         c->expiry_zero = expiry == 0;
+        c->alias_max = (uint16_t)mq->topic_alias_maximum;
         connack5(c, present, expiry, keepalive_lowered, assigned ? gen : NULL);
         m->st.connects++;
         log_client(LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,

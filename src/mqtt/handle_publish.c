@@ -161,19 +161,19 @@ static int receive_window(session_conn_t *c, const mqtt_publish_t *p, uint32_t m
 
 int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     const mqtt_publish_t *p = &pkt->u.publish;
+    mqtt_publish_t aliased;
     session_mgr_t *m = c->mgr;
     session_t *s = c->s;
     char idb[LOG_ID_MAX], tb[LOG_ID_MAX];
     uint32_t max = max_inflight(m);
     m->st.messages_received[p->qos <= 2 ? p->qos : 0]++;
 
-    /* No topic alias maximum in CONNACK means 0: every alias is invalid
-     * [MQTT-3.3.2-9] (an empty topic always comes with one, the codec saw). */
+    /* An empty topic always comes with an alias (the codec saw to it). */
     if (c->p5 && MQTT5_HAS(&c->p5->props, MQTT5_PROP_TOPIC_ALIAS)) {
-        session_violation(c, SESSION_ERR_TOPIC_ALIAS_INVALID,
-                          "topic alias %u above the topic alias maximum 0 [MQTT-3.3.2-9]",
-                          c->p5->props.topic_alias);
-        return FEED_CLOSED;
+        aliased = *p;
+        if (session5_topic_alias(c, &aliased) != FEED_OK)
+            return FEED_CLOSED;
+        p = &aliased;
     }
 
     if (c->p5) {

@@ -22,6 +22,7 @@ const char *session_error_name(int kind) {
         "topic_alias_invalid",
         "auth_unexpected",
         "receive_maximum_exceeded",
+        "topic_alias_unknown",
     };
     _Static_assert(sizeof(names) / sizeof(names[0]) ==
                        SESSION_ERR__COUNT - SESSION_ERR_CODEC_MAX - 1,
@@ -359,6 +360,9 @@ void session_conn_free(session_conn_t *c) {
     free(c->username);
     free(c->identity);
     free(c->acl_topic);
+    for (uint32_t i = 0; c->aliases && i < c->alias_max; i++)
+        free(c->aliases[i].topic);
+    free(c->aliases);
     free(c);
 }
 

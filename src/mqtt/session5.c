@@ -2,6 +2,7 @@
  * the shared handlers take, the v5 forms of CONNACK, the acks and
  * DISCONNECT, the reason code before a close, AUTH, and the Kafka headers a
  * PUBLISH's properties become. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "session_int.h"
@@ -106,6 +107,45 @@ int session5_on_auth(session_conn_t *c, const mqtt_packet_t *pkt) {
     session_violation(c, SESSION_ERR_AUTH_UNEXPECTED,
                       "AUTH without an authentication method in CONNECT [MQTT-4.12.0-6]");
     return FEED_CLOSED;
+}
+
+int session5_topic_alias(session_conn_t *c, mqtt_publish_t *p) {
+    uint16_t a = c->p5->props.topic_alias;
+    if (a == 0 || a > c->alias_max) {
+        if (c->alias_max)
+            session_violation(c, SESSION_ERR_TOPIC_ALIAS_INVALID,
+                              "topic alias %u outside 1..%u [MQTT-3.3.2-10]", a, c->alias_max);
+        else
+            session_violation(c, SESSION_ERR_TOPIC_ALIAS_INVALID,
+                              "topic alias %u, but the topic alias maximum is 0 [MQTT-3.3.2-10]",
+                              a);
+        return FEED_CLOSED;
+    }
+    if (!c->aliases && !(c->aliases = calloc(c->alias_max, sizeof(*c->aliases)))) {
+        session_end(c, NULL, LOG_ERROR, true, true, "out of memory for topic aliases");
+        return FEED_CLOSED;
+    }
+    struct alias *e = &c->aliases[a - 1];
+    if (p->topic.len == 0) {
+        if (!e->topic) {
+            session_violation(c, SESSION_ERR_TOPIC_ALIAS_UNKNOWN,
+                              "empty topic with topic alias %u, which was never set "
+                              "[MQTT-3.3.2-12]",
+                              a);
+            return FEED_CLOSED;
+        }
+        p->topic = (mqtt_str_t){(const uint8_t *)e->topic, e->len};
+        return FEED_OK;
+    }
+    char *t = session_dup(p->topic.ptr, p->topic.len);
+    if (!t) {
+        session_end(c, NULL, LOG_ERROR, true, true, "out of memory for topic aliases");
+        return FEED_CLOSED;
+    }
+    free(e->topic);
+    e->topic = t;
+    e->len = (uint16_t)p->topic.len;
+    return FEED_OK;
 }
 
 size_t session5_headers(const mqtt5_props_t *p, kafka_header_t *h, char *names,

@@ -89,6 +89,11 @@ struct session_conn {
      * maximum packet size (0: the protocol's). */
     const mqtt5_packet_t *p5;
     uint32_t max_out;
+    struct alias { /* MQTT 5 topic aliases, alias_max of them once one is set */
+        char *topic;
+        uint16_t len;
+    } * aliases;
+    uint16_t alias_max;
     uint32_t gen;
     /* The last ACL decision is valid for this topic and ACL generation: a
      * client usually publishes on few topics, often the same one. */
@@ -285,5 +290,10 @@ void session5_send_disconnect(session_conn_t *c, uint8_t reason);
  * NUL-terminated names take; with h, writes them (names into `names`). */
 size_t session5_headers(const mqtt5_props_t *p, kafka_header_t *h, char *names, size_t *name_bytes);
 int session5_on_auth(session_conn_t *c, const mqtt_packet_t *pkt);
+/* A PUBLISH's topic alias [MQTT-3.3.2-10..12]: sets the alias (a topic
+ * given) or replaces the empty topic by the alias's (in *p). Returns FEED_OK,
+ * or FEED_CLOSED after DISCONNECT 0x94 (0 or above alias_max), 0x82 (an alias
+ * never set) or running out of memory. */
+int session5_topic_alias(session_conn_t *c, mqtt_publish_t *p);
 
 #endif

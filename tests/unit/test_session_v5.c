@@ -260,14 +260,15 @@ static void test_v5_malformed_disconnects(void **state) {
     assert_int_equal(fx->prod.n, 0);
 }
 
-/* A topic alias: none is allowed (no topic alias maximum in CONNACK means
- * 0), DISCONNECT 0x94 [MQTT-3.3.2-9]. */
+/* A topic alias with mqtt.topic_alias_maximum 0 (the default; no topic
+ * alias maximum in CONNACK means 0): DISCONNECT 0x94 [MQTT-3.3.2-10]. */
 static void test_v5_topic_alias_refused(void **state) {
     fx_t *fx = *state;
     fconn_t *f = connected5(fx, 0, (cn5_t){.id = "ta", .clean = true});
     const char *log = closed(f, publish5("t/a", 0, 0, P("\x23\x00\x01"), "x"));
     EXPECT_OUT(f, 0xe0, 0x01, 0x94);
-    assert_logged(log, "closing: topic alias 1 above the topic alias maximum 0 [MQTT-3.3.2-9]\n");
+    assert_logged(log,
+                  "closing: topic alias 1, but the topic alias maximum is 0 [MQTT-3.3.2-10]\n");
     f = connected5(fx, 1, (cn5_t){.id = "tb", .clean = true});
     closed(f, publish5("", 0, 0, P("\x23\x00\x02"), "x"));
     EXPECT_OUT(f, 0xe0, 0x01, 0x94);
@@ -472,6 +473,32 @@ static void test_v5_full_ring_waits(void **state) {
     assert_int_equal(f->closes, 0);
 }
 
+/* With mqtt.topic_alias_maximum 2: CONNACK says 2; a PUBLISH with topic and
+ * alias sets it, one with an empty topic uses it [MQTT-3.3.2-11/-12] (the
+ * record has the topic); 3 is over the maximum (0x94), an alias never set
+ * is a protocol error (0x82). */
+static void test_v5_topic_aliases(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.mqtt.topic_alias_maximum = 2;
+    fconn_t *f = open_conn(fx, 0);
+    pk_t p = connect5((cn5_t){.id = "al", .clean = true});
+    assert_int_equal(feed(f, p), (ssize_t)p.n);
+    EXPECT_OUT(f, 0x20, 0x16, 0x00, 0x00, 0x13, 0x21, 0x00, 0x04, 0x22, 0x00, 0x02, 0x25, 0x01,
+               0x27, 0x00, 0x00, 0x04, 0x00, 0x28, 0x00, 0x29, 0x00, 0x2a, 0x00);
+    assert_int_equal(feed(f, publish5("t/a", 1, 1, P("\x23\x00\x01"), "x")), 14);
+    assert_int_equal(feed(f, publish5("", 1, 2, P("\x23\x00\x01"), "y")), 11);
+    assert_int_equal(feed(f, publish5("t/b", 0, 0, P("\x23\x00\x01"), "z")), 12);
+    assert_int_equal(feed(f, publish5("", 0, 0, P("\x23\x00\x01"), "w")), 9);
+    assert_int_equal(fx->prod.n, 4);
+    assert_string_equal(fx->prod.recs[1].headers, "mqtt.topic=t/a;mqtt.client_id=al;mqtt.qos=1;");
+    assert_string_equal(fx->prod.recs[3].headers, "mqtt.topic=t/b;mqtt.client_id=al;mqtt.qos=0;");
+    const char *log = closed(f, publish5("", 0, 0, P("\x23\x00\x02"), "v"));
+    EXPECT_OUT(f, 0xe0, 0x01, 0x82);
+    assert_logged(log, "closing: empty topic with topic alias 2, which was never set "
+                       "[MQTT-3.3.2-12]\n");
+    assert_int_equal(fx->prod.n, 4);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -486,6 +513,7 @@ int main(void) {
         T(test_v5_malformed_disconnects),
         T(test_v5_auth_and_server_packets),
         T(test_v5_topic_alias_refused),
+        T(test_v5_topic_aliases),
         T(test_v5_disconnect_with_will),
         T(test_v5_subscribe_refused),
         T(test_v5_kafka_failure_nack),
