@@ -213,6 +213,14 @@ session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts) {
     return m;
 }
 
+/* The MQTT 5 topic aliases a connection set. */
+static void free_aliases(session_conn_t *c) {
+    for (uint32_t i = 0; c->aliases && i < c->alias_max; i++)
+        free(c->aliases[i].topic);
+    free(c->aliases);
+    c->aliases = NULL;
+}
+
 void session_mgr_free(session_mgr_t *m) {
     if (!m)
         return;
@@ -224,6 +232,7 @@ void session_mgr_free(session_mgr_t *m) {
         free(c->username);
         free(c->identity);
         free(c->acl_topic);
+        free_aliases(c);
         if (c->s)
             c->s->conn = NULL;
         free(c);
@@ -360,9 +369,7 @@ void session_conn_free(session_conn_t *c) {
     free(c->username);
     free(c->identity);
     free(c->acl_topic);
-    for (uint32_t i = 0; c->aliases && i < c->alias_max; i++)
-        free(c->aliases[i].topic);
-    free(c->aliases);
+    free_aliases(c);
     free(c);
 }
 
