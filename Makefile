@@ -3,6 +3,10 @@
 #               embedded (in-process mock) Kafka with config/mqtt2kafka.yaml
 #   make test   install missing dependencies, build, run every test
 #
+#   make test-e2e  the seed pipeline end to end: sensors -> mqtt2kafka -> Apache
+#               Kafka -> Kafka Connect -> Apache Cassandra -> a CQL query, all on
+#               loopback (docs/end-to-end.md); logs in $(BUILD_DIR)/e2e
+#
 # Other targets: build, sanitize (ASan+UBSan build running every test),
 # fuzz (libFuzzer build with clang), soak (SOAK_S seconds of load with random
 # faults, exact accounting, RSS slope; default 600), bench (comparison with
@@ -19,7 +23,7 @@ CTEST_ARGS ?=
 BENCH_ARGS ?=
 SOAK_S    ?= 600
 
-.PHONY: all build run test soak bench sanitize fuzz format format-check clean deps-build deps-test
+.PHONY: all build run test test-e2e soak bench sanitize fuzz format format-check clean deps-build deps-test deps-run deps-e2e
 
 all: build
 
@@ -29,6 +33,14 @@ deps-build:
 deps-test:
 	@scripts/install-deps.sh test
 
+# make run: the build dependencies and the README demo's clients
+# (mosquitto_pub, kcat).
+deps-run:
+	@scripts/install-deps.sh run
+
+deps-e2e:
+	@scripts/install-deps.sh e2e
+
 $(BUILD_DIR)/CMakeCache.txt:
 	cmake -S . -B $(BUILD_DIR) -DWERROR=$(WERROR)
 
@@ -36,11 +48,15 @@ build: deps-build $(BUILD_DIR)/CMakeCache.txt
 	cmake -S . -B $(BUILD_DIR) -DWERROR=$(WERROR) >/dev/null
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-run: build
+run: deps-run build
 	./$(BUILD_DIR)/mqtt2kafka -c $(CONFIG)
 
 test: deps-test build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+test-e2e: deps-e2e build
+	M2K_BUILD_DIR=$(abspath $(BUILD_DIR)) /usr/bin/python3 -m pytest -v -p no:cacheprovider \
+		-rP --basetemp=$(BUILD_DIR)/e2e tests/e2e
 
 soak: deps-test build
 	/usr/bin/python3 tests/reliability/run.py --scenario soak --duration $(SOAK_S) \

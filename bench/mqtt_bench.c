@@ -40,6 +40,8 @@ static void usage(FILE *f) {
           "      --drain-timeout S       wait for outstanding acks after sending stops (5)\n"
           "      --conns-per-source N    loopback: connections per 127.0.0.x source (25000)\n"
           "      --server-pid PID        report the server's VmRSS before and after\n"
+          "      --websocket PATH        MQTT over WebSocket (ws://HOST:PORT/PATH, subprotocol "
+          "mqtt)\n"
           "      --progress              a status line per second on stderr\n"
           "      --json                  one JSON object on stdout instead of text\n"
           "      --smoke, --self-test    ~1 s self-check against an in-process fake broker\n"
@@ -356,6 +358,7 @@ int main(int argc, char **argv) {
         OPT_PROGRESS,
         OPT_JSON,
         OPT_SMOKE,
+        OPT_WS,
     };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, 'H'},
@@ -389,6 +392,7 @@ int main(int argc, char **argv) {
         {"json", no_argument, NULL, OPT_JSON},
         {"smoke", no_argument, NULL, OPT_SMOKE},
         {"self-test", no_argument, NULL, OPT_SMOKE},
+        {"websocket", required_argument, NULL, OPT_WS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -429,6 +433,9 @@ int main(int argc, char **argv) {
             continue;
         case OPT_PROGRESS:
             o.progress = true;
+            continue;
+        case OPT_WS:
+            o.ws_path = optarg;
             continue;
         case OPT_JSON:
             json = true;

@@ -47,6 +47,7 @@ typedef struct {
     uint32_t conns_per_source;    /* loopback targets: connections per 127.0.0.x source */
     pid_t server_pid;             /* > 0: read the server's VmRSS before and after */
     bool progress;                /* one status line a second on stderr */
+    const char *ws_path;          /* MQTT over WebSocket to this path; NULL: plain TCP */
 } bench_opts_t;
 
 /* Latency histogram in nanoseconds: log-linear buckets, 64 per power of two
@@ -132,6 +133,24 @@ typedef struct {
 int fake_broker_start(fake_broker_t **out, uint16_t *port);
 /* Stops the thread, fills stats, frees everything. */
 void fake_broker_stop(fake_broker_t *fb, fake_stats_t *stats);
+
+/* --websocket (mqtt_bench_ws.c). */
+#define BENCH_WS_HEAD_MAX 14 /* a client frame header with its mask */
+typedef struct {
+    bool upgraded;      /* the 101 head was read */
+    uint8_t http_match; /* bytes of "\r\n\r\n" matched */
+    uint8_t hdr_len;
+    uint8_t hdr[12]; /* the status line's start, then a frame header */
+    uint64_t left;   /* payload bytes left in the current frame */
+} bench_ws_rx_t;
+/* The upgrade request; its length, or -1 when it does not fit. */
+int bench_ws_request(char *out, size_t cap, const char *host, uint16_t port, const char *path);
+/* Frames p[0..n) in place as one masked binary frame (p has room for
+ * BENCH_WS_HEAD_MAX more bytes); returns the frame's length. */
+size_t bench_ws_frame(uint8_t *p, size_t n, uint32_t mask);
+/* Strips the 101 head and frame headers from p[0..n) in place; returns the
+ * payload bytes left at p, or -1 on anything but 101 and binary frames. */
+ssize_t bench_ws_rx(bench_ws_rx_t *s, uint8_t *p, size_t n);
 
 /* Reads VmRSS of a process in kB; -1 if unavailable. */
 long bench_read_rss_kb(pid_t pid);

@@ -64,6 +64,8 @@ typedef struct {
     uint32_t index;
     uint8_t *obuf;
     uint32_t olen, ooff, ocap;
+    uint32_t oframed;   /* --websocket: obuf[0..oframed) is in wire form */
+    bench_ws_rx_t wsrx; /* --websocket: the input side */
     uint64_t t_connect;
     uint64_t last_tx;
     uint64_t next_due;
@@ -265,7 +267,7 @@ static void conn_close(bench_t *b, conn_t *c) {
     }
     free(c->obuf);
     c->obuf = NULL;
-    c->olen = c->ooff = c->ocap = 0;
+    c->olen = c->ooff = c->ocap = c->oframed = 0;
 }
 
 static void set_out(bench_t *b, conn_t *c, bool on) {
@@ -278,6 +280,17 @@ static void set_out(bench_t *b, conn_t *c, bool on) {
 
 /* Writes what is queued; returns -1 if the connection was closed. */
 static int conn_write(bench_t *b, conn_t *c) {
+    if (b->o->ws_path && c->oframed < c->olen) {
+        if (obuf_reserve(c, BENCH_WS_HEAD_MAX) < 0) {
+            b->r->err_protocol++;
+            conn_close(b, c);
+            return -1;
+        }
+        c->olen =
+            c->oframed + (uint32_t)bench_ws_frame(c->obuf + c->oframed, c->olen - c->oframed,
+                                                  (uint32_t)(c->sent * 2654435761u) ^ c->index);
+        c->oframed = c->olen;
+    }
     while (c->ooff < c->olen) {
         ssize_t w = send(c->fd, c->obuf + c->ooff, c->olen - c->ooff, MSG_NOSIGNAL);
         if (w < 0) {
@@ -294,7 +307,7 @@ static int conn_write(bench_t *b, conn_t *c) {
         c->ooff += (uint32_t)w;
         b->r->bytes_sent += (uint64_t)w;
     }
-    c->olen = c->ooff = 0;
+    c->olen = c->ooff = c->oframed = 0;
     c->last_tx = now_ns();
     set_out(b, c, false);
     return 0;
@@ -409,6 +422,18 @@ static void on_connected(bench_t *b, conn_t *c) {
         return;
     }
     c->state = C_CONNACK;
+    if (b->o->ws_path) {
+        char req[512];
+        int n = bench_ws_request(req, sizeof(req), b->o->host, b->o->port, b->o->ws_path);
+        if (n < 0 || obuf_reserve(c, (size_t)n) < 0) {
+            b->r->err_connect_failed++;
+            conn_close(b, c);
+            return;
+        }
+        memcpy(c->obuf + c->olen, req, (size_t)n);
+        c->olen += (uint32_t)n;
+        c->oframed = c->olen;
+    }
     if (queue_connect(b, c) < 0) {
         b->r->err_connect_failed++;
         conn_close(b, c);
@@ -589,7 +614,7 @@ static void conn_flush(bench_t *b, conn_t *c) {
     if (c->olen > c->ooff)
         conn_write(b, c);
     else if (c->olen == c->ooff)
-        c->olen = c->ooff = 0;
+        c->olen = c->ooff = c->oframed = 0;
 }
 
 /* ---- reading ---- */
@@ -689,6 +714,13 @@ static void on_readable(bench_t *b, conn_t *c) {
     if (n < 0)
         return;
     uint64_t t = now_ns();
+    if (b->o->ws_path) {
+        n = bench_ws_rx(&c->wsrx, buf + c->carry_len, (size_t)n);
+        if (n < 0) {
+            protocol_error(b, c);
+            return;
+        }
+    }
     size_t len = c->carry_len + (size_t)n, off = 0;
     while (off < len && c->state != C_CLOSED) {
         mqtt_packet_t p;

@@ -7,7 +7,8 @@
  *                    key and CA and the password and ACL files are loaded,
  *                    and at the start the producer is created (last, once
  *                    everything else is good; --check creates it connecting
- *                    to nothing). Every failure is reported.
+ *                    to nothing; after another failure it is only checked
+ *                    so). Every failure is reported, sorted by line.
  *   runtime_commit   swaps the prepared objects into the running ones; it
  *                    cannot fail.
  *   runtime_abort    frees them instead.
@@ -23,6 +24,8 @@
 
 #include "auth/security.h"
 #include "config/config.h"
+#include "downlink/retained.h"
+#include "downlink/route.h"
 #include "kafka/producer.h"
 #include "map/topic_map.h"
 #include "net/server.h"
@@ -39,6 +42,10 @@ typedef struct {
     kafka_t **kafka;
     topic_map_t **topics;
     security_t **security;
+    /* RUNTIME_START, with `downlink:` / `retained:`: the router of the
+     * downlink rules and the retained store (a change needs a restart). */
+    dl_router_t **router;
+    dl_retained_t **retained;
     server_t *server; /* RUNTIME_RELOAD: its TLS listeners take the new certificates */
     /* RUNTIME_RELOAD: the configuration the running objects were built from
      * (a new setting is checked against what a reload cannot change). */
@@ -60,6 +67,11 @@ typedef struct runtime_prep runtime_prep_t;
  * reload logs them. */
 int runtime_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
                     runtime_prep_t **out, char *errbuf, size_t errlen);
+/* Sorts the lines of errbuf that start with "path:LINE:COL: " by line, then
+ * column, in place; the other lines (no position: a built-in default, the
+ * producer as a whole) follow in their order. runtime_prepare does it at the
+ * start and in --check; main merges the loader's lines with its own. */
+void runtime_sort_errors(char *errbuf, const char *path);
 /* Swaps the prepared objects in (freeing what they replace) and frees p. */
 void runtime_commit(const runtime_t *rt, runtime_prep_t *p);
 /* Frees p and what it prepared; NULL is allowed. */

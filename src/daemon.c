@@ -22,8 +22,10 @@
 #include "mqtt/session.h"
 #include "map/topic_map.h"
 #include "runtime.h"
+#include "daemon_downlink.h"
 
 #define METADATA_WAIT_MS 10000
+#define METADATA_SLICE_MS 100 /* the longest the metrics listener waits at start */
 #define SHUTDOWN_TICK_MS 50
 #define RELOAD_ERRBUF 65536
 
@@ -41,8 +43,13 @@ struct daemon {
     server_t *srv;
     http_server_t *http; /* the protocol of the metrics listener */
     security_t *sec;     /* always present: a reload may add a password or ACL file */
+    /* With `downlink:` or `retained:` (daemon_downlink.c); NULL otherwise. */
+    dl_router_t *router;
+    dl_retained_t *retained;
+    daemon_downlink_t *dl;
     metrics_t m;
     bool listening, stopping, fatal, done;
+    bool waiting_kafka;   /* the start's wait for metadata (/readyz says so) */
     bool status_kafka_up; /* what the last STATUS= line said */
     bool notify_warned;
     uint64_t deadline_ms;
@@ -229,7 +236,11 @@ static char *on_metrics(void *ud, size_t *len) {
     m->connections_refused[METRICS_REFUSED_PER_IP_LIMIT] = sv->refused_per_ip;
     m->connections_refused[METRICS_REFUSED_PER_IP_RATE] = sv->refused_rate_per_ip;
     m->connections_refused[METRICS_REFUSED_TLS_HANDSHAKE] = sv->tls_handshake_failures;
+    m->connections_refused[METRICS_REFUSED_WS_UPGRADE] = sv->ws_upgrade_failures;
     m->output_limit_closed = sv->refused_output_limit;
+    m->packet_timeout_closed = sv->packet_timeouts;
+    m->input_budget_closed = sv->input_budget_closed;
+    m->input_buffer_bytes = sv->input_bytes;
     m->bytes_received = sv->bytes_in;
     m->bytes_sent = sv->bytes_out;
     _Static_assert(sizeof(m->packets_received) == sizeof(st->packets_received) &&
@@ -239,7 +250,10 @@ static char *on_metrics(void *ud, size_t *len) {
     memcpy(m->packets_sent, st->packets_sent, sizeof(m->packets_sent));
     memcpy(m->messages_received, st->messages_received, sizeof(m->messages_received));
     m->auth_failures = st->auth_failures;
+    m->auth_unchecked = security_refused_unchecked(d->sec);
     m->acl_denied = st->acl_denied;
+    m->wills_published = st->wills_published;
+    m->wills_lost = st->wills_lost;
     m->connections_refused[METRICS_REFUSED_CONNECT_TIMEOUT] = st->connect_timeouts;
     m->connections_refused[METRICS_REFUSED_PROTOCOL_ERROR] = st->refused_protocol_errors;
     m->connections_refused[METRICS_REFUSED_CONNECT_TOO_LONG] = st->refused_too_long;
@@ -260,6 +274,11 @@ static char *on_metrics(void *ud, size_t *len) {
     m->unmapped[METRICS_UNMAPPED_DISCONNECT] = st->unmapped_closed;
     m->unmapped[METRICS_UNMAPPED_DROP] = st->unmapped_dropped;
     m->unmapped[METRICS_UNMAPPED_TOPIC] = st->unmapped_routed;
+    _Static_assert((int)METRICS_MSG_REFUSED__COUNT == (int)SESSION_REFUSED__COUNT &&
+                       (int)METRICS_MSG_REFUSED_TOPIC_LIMIT == (int)SESSION_REFUSED_TOPIC_LIMIT,
+                   "metrics_msg_refused_t must index like SESSION_REFUSED_*");
+    memcpy(m->messages_refused, st->messages_refused, sizeof(m->messages_refused));
+    m->kafka_topics = st->kafka_topics;
     int outq = kafka_outq_len(d->k);
     m->inflight_messages = outq > 0 ? (uint64_t)outq : 0;
     m->paused_readers = session_mgr_paused_count(d->sm);
@@ -270,6 +289,8 @@ static char *on_metrics(void *ud, size_t *len) {
     m->kafka_records_produced = st->published;
     m->kafka_records_delivered = st->delivered;
     m->kafka_queue_full = st->queue_full;
+    if (d->dl)
+        daemon_downlink_metrics(d->dl, m);
     return metrics_render_alloc(m, len);
 }
 
@@ -280,6 +301,10 @@ static int on_ready(void *ud, char *reason, size_t cap) {
         snprintf(reason, cap, "shutting down");
         return 0;
     }
+    if (d->waiting_kafka) {
+        snprintf(reason, cap, "waiting for Kafka metadata from %s", kafka_bootstrap_servers(d->k));
+        return 0;
+    }
     if (!d->listening) {
         snprintf(reason, cap, "MQTT listeners not bound yet");
         return 0;
@@ -288,6 +313,8 @@ static int on_ready(void *ud, char *reason, size_t cap) {
         snprintf(reason, cap, "Kafka unreachable: %s", why);
         return 0;
     }
+    if (d->dl)
+        return daemon_downlink_ready(d->dl, reason, cap);
     return 1;
 }
 
@@ -353,6 +380,8 @@ static runtime_t daemon_runtime(daemon_t *d) {
     return (runtime_t){.kafka = &d->k,
                        .topics = &d->tm,
                        .security = &d->sec,
+                       .router = &d->router,
+                       .retained = &d->retained,
                        .server = d->srv,
                        .running = d->started};
 }
@@ -424,10 +453,17 @@ static void on_fd(void *ud) {
     kafka_poll(d->k);
 }
 
+static void on_downlink_fd(void *ud) {
+    daemon_t *d = ud;
+    daemon_downlink_poll(d->dl);
+}
+
 static void on_tick(void *ud) {
     daemon_t *d = ud;
     /* The event fd is the fast path; this catches anything it missed. */
     kafka_poll(d->k);
+    if (d->dl)
+        daemon_downlink_poll(d->dl);
     if (!d->stopping && d->listening && kafka_reachable(d->k, NULL, 0) != d->status_kafka_up)
         notify_status(d, "");
     if (!d->stopping || d->done)
@@ -439,7 +475,9 @@ static void on_tick(void *ud) {
 static void on_signal(void *ud, int signum) {
     daemon_t *d = ud;
     if (signum == SIGHUP) {
-        if (d->stopping)
+        if (d->waiting_kafka)
+            log_warn("SIGHUP while the start waits for Kafka: ignored (reload once started)");
+        else if (d->stopping)
             log_warn("SIGHUP during shutdown: ignored");
         else
             daemon_reload(d);
@@ -460,6 +498,45 @@ static void on_fatal(void *ud, const char *errstr) {
     d->exit_code = 1;
     if (d->srv)
         begin_shutdown(d, "fatal Kafka error");
+}
+
+/* kafka.embedded_port: a relay from the fixed port to the mock cluster's
+ * first broker (its ports are the kernel's choice). */
+static int embedded_relay(daemon_t *d, char *err, size_t errlen) {
+    const char *all = kafka_bootstrap_servers(d->k);
+    char first[64];
+    snprintf(first, sizeof(first), "%.*s", (int)strcspn(all, ","), all);
+    uint16_t port = (uint16_t)d->cfg->kafka_embedded_port;
+    if (server_forward(d->srv, "127.0.0.1", port, first, err, errlen) != 0)
+        return -1;
+    log_info("embedded Kafka: bootstrap also on 127.0.0.1:%u (relayed to %s); read with: kcat -b "
+             "127.0.0.1:%u -C -t <topic>",
+             (unsigned)port, first, (unsigned)port);
+    return 0;
+}
+
+/* The start's wait for Kafka metadata, in slices that let the loop serve the
+ * metrics listener and signals in between; 0 once Kafka answered, -1 after
+ * METADATA_WAIT_MS or when a signal began the shutdown. */
+static int wait_metadata(daemon_t *d) {
+    d->waiting_kafka = true;
+    int64_t deadline = server_wall_ms() + METADATA_WAIT_MS;
+    int rc = -1;
+    while (!d->stopping) {
+        int64_t left = deadline - server_wall_ms();
+        if (left <= 0)
+            break;
+        if (kafka_wait_metadata(d->k, left < METADATA_SLICE_MS ? (int)left : METADATA_SLICE_MS) ==
+            0) {
+            rc = 0;
+            break;
+        }
+        server_run_once(d->srv);
+        if (server_wall_ms() >= deadline)
+            break;
+    }
+    d->waiting_kafka = false;
+    return rc;
 }
 
 int daemon_run(const config_t *cfg) {
@@ -517,6 +594,14 @@ int daemon_run(const config_t *cfg) {
         log_error("out of memory");
         goto out;
     }
+    if (cfg->n_downlink || cfg->retained.enabled) {
+        d->dl = daemon_downlink_new(cfg, kafka_bootstrap_servers(d->k), d->router, d->retained, err,
+                                    sizeof(err));
+        if (!d->dl) {
+            log_error("downlink: %s", err);
+            goto out;
+        }
+    }
     d->http = http_server_new(&(http_server_opts_t){on_metrics, on_ready, d});
     if (!d->http) {
         log_error("out of memory");
@@ -530,21 +615,45 @@ int daemon_run(const config_t *cfg) {
         .on_signal = on_signal,
         .watch_fd = kafka_event_fd(d->k),
         .on_fd = on_fd,
+        .watch_fd2 = d->dl ? daemon_downlink_fd(d->dl) : -1,
+        .on_fd2 = d->dl ? on_downlink_fd : NULL,
         .on_tick = on_tick,
     };
     if (server_new(&sv, &d->srv, err, sizeof(err)) != 0) {
         log_error("server: %s", err);
         goto out;
     }
+    /* The metrics listener first: /healthz answers and /readyz says why it
+     * is not ready while the start waits for Kafka. */
+    if (server_listen_metrics(d->srv, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        server_stop(d->srv);
+        server_run(d->srv);
+        goto out;
+    }
+    if (cfg->kafka_embedded_port && embedded_relay(d, err, sizeof(err)) != 0) {
+        log_error("embedded Kafka: kafka.embedded_port %u: %s", cfg->kafka_embedded_port, err);
+        server_stop(d->srv);
+        server_run(d->srv);
+        goto out;
+    }
     log_info("kafka: waiting up to %d s for metadata from %s", METADATA_WAIT_MS / 1000,
              kafka_bootstrap_servers(d->k));
-    if (kafka_wait_metadata(d->k, METADATA_WAIT_MS) != 0) {
+    int waited = wait_metadata(d);
+    if (d->stopping) {
+        /* A signal during the wait: nothing was accepted, shut down. */
+    } else if (waited != 0) {
         log_error("kafka: no metadata from %s after %d s; starting anyway, librdkafka keeps "
                   "retrying and messages wait in its queue",
                   kafka_bootstrap_servers(d->k), METADATA_WAIT_MS / 1000);
         kafka_set_reachable(d->k, false, "no metadata at start");
     } else {
         log_info("kafka: connected to %s", kafka_bootstrap_servers(d->k));
+    }
+    if (d->stopping) {
+        server_run(d->srv);
+        rc = d->exit_code;
+        goto out;
     }
     if (server_listen(d->srv, err, sizeof(err)) != 0) {
         log_error("%s", err);
@@ -570,6 +679,7 @@ int daemon_run(const config_t *cfg) {
 out:
     /* The producer goes first, while the server's signal watchers still
      * catch a repeated SIGTERM; afterwards the signals are ignored. */
+    daemon_downlink_free(d->dl);
     if (d->k)
         kafka_free(d->k);
     server_free(d->srv);
@@ -581,6 +691,8 @@ out:
     security_free(d->sec);
     if (d->tm)
         topic_map_free(d->tm);
+    dl_router_free(d->router);
+    dl_retained_free(d->retained);
     config_free(d->owned);
     free(d);
     log_info("exiting with status %d", rc);

@@ -8,6 +8,7 @@
 #include "runtime.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -51,7 +52,8 @@ static void report_lines(report_t *r, char *msg) {
 typedef struct {
     const char *name; /* in a reload's errors */
     /* Built only when every step before it succeeded: creating the producer
-     * starts connecting, pointless for a configuration that fails. */
+     * starts connecting, pointless for a configuration that fails (it is
+     * checked instead, as in --check). */
     bool last;
     /* 0 with *state (may stay NULL), or -1 after reporting; *state is then NULL. */
     int (*prepare)(const runtime_t *rt, const config_t *next, runtime_mode_t mode, void **state,
@@ -113,6 +115,7 @@ static int topics_prepare(const runtime_t *rt, const config_t *next, runtime_mod
         report_lines(r, e);
         return -1;
     }
+    topic_map_set_regex_topic_max(tm, next->mqtt.max_regex_topic_length);
     *state = tm;
     return 0;
 }
@@ -157,7 +160,8 @@ static int tls_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t
     for (size_t i = 0; i < next->n_listeners; i++) {
         const config_listener_t *l = &next->listeners[i];
         tls_ctx_t *t = NULL;
-        if (!l->tls.enabled)
+        /* Without both files the loader reported the listener already. */
+        if (!l->tls.enabled || !l->tls.cert || !l->tls.key)
             continue;
         if (tls_ctx_new(&l->tls, &t, e, sizeof(e)) != 0) {
             report(r, "%s:%d:%d: listeners[%zu].tls: %s", next->path, l->tls.pos.line,
@@ -334,6 +338,70 @@ static void producer_abort(runtime_mode_t mode, void *state) {
     kafka_free(state);
 }
 
+/* ---- the downlink's router and retained store: built at the start (and by
+ * --check); `downlink` and `retained` need a restart. The consumer that
+ * feeds them needs the producer's bootstrap (the embedded cluster's address
+ * is known once the producer exists), so daemon.c creates it. ---- */
+
+typedef struct {
+    dl_router_t *router;
+    dl_retained_t *retained;
+} downlink_prep_t;
+
+static void downlink_abort(runtime_mode_t mode, void *state) {
+    (void)mode;
+    downlink_prep_t *p = state;
+    dl_router_free(p->router);
+    dl_retained_free(p->retained);
+    free(p);
+}
+
+static int downlink_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
+                            void **state, report_t *r) {
+    (void)rt;
+    if (mode == RUNTIME_RELOAD || (next->n_downlink == 0 && !next->retained.enabled))
+        return 0;
+    downlink_prep_t *p = calloc(1, sizeof(*p));
+    dl_rule_t *rules = calloc(next->n_downlink + 1, sizeof(*rules));
+    char e[512] = "out of memory";
+    if (!p || !rules)
+        goto fail;
+    for (size_t i = 0; i < next->n_downlink; i++)
+        rules[i] = (dl_rule_t){next->downlink[i].kafka, next->downlink[i].mqtt,
+                               (int)next->downlink[i].qos};
+    if (!(p->router = dl_router_new(rules, next->n_downlink, e, sizeof(e))))
+        goto fail;
+    if (next->retained.enabled &&
+        !(p->retained = dl_retained_new(next->retained.max_messages, next->retained.max_bytes))) {
+        snprintf(e, sizeof(e), "out of memory");
+        goto fail;
+    }
+    free(rules);
+    *state = p;
+    return 0;
+fail:
+    free(rules);
+    if (p)
+        downlink_abort(mode, p);
+    report(r, "%s: downlink: %s", next->path, e);
+    return -1;
+}
+
+static void downlink_commit(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
+                            void *state) {
+    (void)next;
+    downlink_prep_t *p = state;
+    if (!p)
+        return;
+    if (mode != RUNTIME_START || !rt->router || !rt->retained) {
+        downlink_abort(mode, p);
+        return;
+    }
+    *rt->router = p->router;
+    *rt->retained = p->retained;
+    free(p);
+}
+
 /* In this order: --check prints the errors so, and a reload logs the
  * objects it switched so. */
 static const step_t steps[] = {
@@ -341,6 +409,7 @@ static const step_t steps[] = {
     {"topic map", false, topics_prepare, topics_commit, topics_abort},
     {"TLS certificates", false, tls_prepare, tls_commit, tls_abort},
     {"auth files", false, auth_prepare, auth_commit, auth_abort},
+    {"downlink", false, downlink_prepare, downlink_commit, downlink_abort},
     {"kafka", true, producer_prepare, producer_commit, producer_abort},
 };
 #define N_STEPS (sizeof(steps) / sizeof(steps[0]))
@@ -365,20 +434,95 @@ int runtime_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mo
     p->cfg = next;
     report_t r = {errbuf, errlen, 0, NULL};
     bool failed = false;
-    /* Every step, so that one run reports every file that does not load. */
+    /* Every step, so that one run reports every file that does not load.
+     * After a failure the last step (the producer) is only checked, as
+     * --check does (connecting to nothing), so the start reports what
+     * --check reports. */
+    bool props_failed = false;
     for (size_t i = 0; i < N_STEPS; i++) {
-        if (failed && steps[i].last)
-            continue;
+        runtime_mode_t m = mode;
+        if (failed && steps[i].last) {
+            /* librdkafka refused a property already: it would only say so again. */
+            if (mode == RUNTIME_RELOAD || props_failed)
+                continue;
+            m = RUNTIME_CHECK;
+        }
         r.prefix = mode == RUNTIME_RELOAD ? steps[i].name : NULL;
-        if (steps[i].prepare(rt, next, mode, &p->state[i], &r) != 0)
+        if (steps[i].prepare(rt, next, m, &p->state[i], &r) != 0) {
             failed = true;
+            props_failed |= steps[i].prepare == props_prepare;
+        }
     }
     if (failed) {
+        if (mode != RUNTIME_RELOAD)
+            runtime_sort_errors(errbuf, next->path);
         runtime_abort(p);
         return -1;
     }
     *out = p;
     return 0;
+}
+
+typedef struct {
+    char *line;
+    long at; /* line * 2^20 + col, or LONG_MAX without a position */
+    size_t idx;
+} error_line_t;
+
+static int error_line_cmp(const void *a, const void *b) {
+    const error_line_t *x = a, *y = b;
+    if (x->at != y->at)
+        return x->at < y->at ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static long error_position(const char *line, const char *path) {
+    size_t n = strlen(path);
+    if (strncmp(line, path, n) != 0 || line[n] != ':' || !isdigit((unsigned char)line[n + 1]))
+        return LONG_MAX;
+    char *end;
+    long l = strtol(line + n + 1, &end, 10);
+    if (*end != ':' || !isdigit((unsigned char)end[1]))
+        return LONG_MAX;
+    long c = strtol(end + 1, &end, 10);
+    if (*end != ':' || l < 0 || l > 0x7ffffL || c < 0 || c >= (1L << 20))
+        return LONG_MAX;
+    return (l << 20) + c;
+}
+
+void runtime_sort_errors(char *errbuf, const char *path) {
+    size_t len = strlen(errbuf), n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += errbuf[i] == '\n';
+    /* Truncated output (no newline at its end) is left as it is. */
+    if (n < 2 || path == NULL || errbuf[len - 1] != '\n')
+        return;
+    char *copy = malloc(len + 1);
+    error_line_t *lines = calloc(n + 1, sizeof(*lines));
+    if (!copy || !lines) {
+        free(copy);
+        free(lines);
+        return; /* unsorted, but every line is still there */
+    }
+    memcpy(copy, errbuf, len + 1);
+    size_t k = 0;
+    for (char *s = copy; k < n; k++) {
+        char *nl = strchr(s, '\n'); /* n newlines: there is one */
+        *nl = '\0';
+        lines[k] = (error_line_t){s, error_position(s, path), k};
+        s = nl + 1;
+    }
+    qsort(lines, k, sizeof(*lines), error_line_cmp);
+    size_t off = 0;
+    for (size_t i = 0; i < k; i++) {
+        size_t l = strlen(lines[i].line);
+        memcpy(errbuf + off, lines[i].line, l);
+        errbuf[off + l] = '\n';
+        off += l + 1;
+    }
+    errbuf[off] = '\0';
+    free(lines);
+    free(copy);
 }
 
 void runtime_commit(const runtime_t *rt, runtime_prep_t *p) {

@@ -79,12 +79,19 @@ bool auth_line_user(const char *line, size_t len, const char **user, size_t *ule
  *
  * delay = 0 after 0 failures, then 100, 200, 400, 800, 1600, 2000 ms (cap).
  * Every AUTH_THROTTLE_DECAY_MS without a failure forgets one failure; a
- * success forgets all of them for that address. */
+ * success forgets all of them for that key. security.c keys it by address,
+ * and by address and user (so a success forgets only that user's failures),
+ * and refuses without checking the password while an address has
+ * AUTH_THROTTLE_BURST failures (a token bucket: one guess per DECAY_MS then). */
 #define AUTH_THROTTLE_BASE_MS 100
 #define AUTH_THROTTLE_MAX_MS 2000
 #define AUTH_THROTTLE_DECAY_MS 10000
 #define AUTH_THROTTLE_WAYS 4
 #define AUTH_THROTTLE_ADDR_MAX 63 /* longer keys are truncated */
+#define AUTH_THROTTLE_BURST 10
+/* CONNECTs of one address whose answer is being held: more are refused at
+ * once (security.c), so parallel connections cannot pile up held answers. */
+#define AUTH_THROTTLE_MAX_HELD 16
 
 typedef struct auth_throttle auth_throttle_t;
 
@@ -95,6 +102,15 @@ void auth_throttle_free(auth_throttle_t *t);
 uint32_t auth_throttle_delay_ms(auth_throttle_t *t, const char *addr, uint64_t now_ms);
 void auth_throttle_fail(auth_throttle_t *t, const char *addr, uint64_t now_ms);
 void auth_throttle_success(auth_throttle_t *t, const char *addr, uint64_t now_ms);
+/* The failures remembered for the key now (after the decay). */
+uint32_t auth_throttle_failures(auth_throttle_t *t, const char *addr, uint64_t now_ms);
+/* An answer to the key's address is held for delay_ms from now. */
+void auth_throttle_hold(auth_throttle_t *t, const char *addr, uint32_t delay_ms, uint64_t now_ms);
+/* Answers held since the address last had none held (an upper bound of
+ * those still held: they are forgotten together when the last is due). */
+uint32_t auth_throttle_held(auth_throttle_t *t, const char *addr, uint64_t now_ms);
+/* Forgets n of the key's failures (all of them: the key is freed). */
+void auth_throttle_forgive(auth_throttle_t *t, const char *addr, uint32_t n, uint64_t now_ms);
 /* Number of addresses currently remembered (tests, metrics). */
 size_t auth_throttle_size(const auth_throttle_t *t);
 

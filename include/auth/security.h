@@ -48,10 +48,18 @@ uint32_t security_generation(const security_t *s);
  * allowed). `identity` (non-NULL) is a user name established by a verified
  * client certificate: it is accepted without a password. `addr` is the
  * remote "ip:port"; failures are counted per IP and *delay_ms is how long to
- * hold the CONNACK (0..AUTH_THROTTLE_MAX_MS). Nothing is logged here. */
+ * hold the CONNACK (0..AUTH_THROTTLE_MAX_MS). While the address has
+ * AUTH_THROTTLE_BURST recent failures, a user name and password are refused
+ * (MQTT_CONNACK_BAD_CREDENTIALS) without being checked, and while
+ * AUTH_THROTTLE_MAX_HELD of its answers are held any CONNECT is refused at
+ * once (*delay_ms 0) without being checked; a success forgets
+ * the failures of its user only. Nothing is logged here. */
 int security_connect(security_t *s, const char *addr, const char *identity, bool has_user,
                      const char *user, size_t ulen, bool has_pw, const uint8_t *pw, size_t pwlen,
                      uint64_t now_ms, uint32_t *delay_ms);
+/* CONNECTs refused without checking their password (AUTH_THROTTLE_BURST
+ * failures, or AUTH_THROTTLE_MAX_HELD answers already held). */
+uint64_t security_refused_unchecked(const security_t *s);
 /* Whether the client may publish on the topic (true without an ACL file). */
 bool security_can_publish(const security_t *s, const char *user, const char *client_id,
                           const char *topic, size_t topic_len);

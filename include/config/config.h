@@ -24,11 +24,24 @@ typedef struct {
     char *cert; /* PEM server certificate chain */
     char *key;  /* PEM private key */
     char *ca;   /* PEM CA bundle for client certificates; NULL when not set */
+    char *crl;  /* PEM CRLs of that CA; NULL when not set */
     bool require_client_cert;
     bool use_identity_as_username; /* user name = client certificate's CN */
     int min_version;               /* CONFIG_TLS_1_2 (default) or CONFIG_TLS_1_3 */
     config_pos_t pos;              /* the tls: mapping */
 } config_tls_t;
+
+/* MQTT over WebSocket on one listener (enabled when it has a websocket:
+ * mapping; with tls: too, wss). */
+#define CONFIG_WS_DEFAULT_PATH "/mqtt"
+typedef struct {
+    bool enabled;
+    char *path;     /* the request path the upgrade must name; "/mqtt" by default */
+    char **origins; /* allowed Origin values, "scheme://host[:port]"; none: any */
+    size_t n_origins;
+    uint32_t max_message; /* a frame's or message's payload bound: mqtt.max_packet_size */
+    config_pos_t pos;     /* the websocket: mapping */
+} config_ws_t;
 
 typedef struct {
     char *listen; /* as written: "0.0.0.0:1883", "[::]:1883" */
@@ -36,6 +49,7 @@ typedef struct {
     uint16_t port;
     config_pos_t pos;
     config_tls_t tls;
+    config_ws_t websocket;
 } config_listener_t;
 
 typedef struct {
@@ -57,6 +71,23 @@ typedef struct {
     config_pos_t key_pos; /* line 0 when defaulted */
     const char *file;     /* the configuration's path (owned by config_t), for messages */
 } config_rule_t;
+
+/* One `downlink:` rule: a Kafka topic read towards MQTT (docs/semantics.md). */
+typedef struct {
+    char *kafka;      /* the Kafka topic */
+    char *mqtt;       /* topic template ({key}, {header:NAME}); NULL: the mqtt.topic header */
+    uint32_t qos;     /* 0..2, default 1; a record's mqtt.qos header overrides it */
+    config_pos_t pos; /* the rule's mapping */
+} config_downlink_t;
+
+/* `retained:`: the compacted Kafka topic of retained messages. */
+typedef struct {
+    bool enabled; /* the section is there */
+    char *topic;
+    uint32_t max_messages; /* held in memory at most */
+    uint32_t max_bytes;    /* topic + payload bytes held at most */
+    config_pos_t pos;
+} config_retained_t;
 
 typedef enum {
     UNMAPPED_DISCONNECT = 0, /* log and close the connection */
@@ -84,7 +115,10 @@ typedef struct {
     uint32_t max_username_length;  /* longer: closed without CONNACK */
     uint32_t max_will_topic_length;
     uint32_t max_will_payload;
-    uint32_t topic_alias_maximum; /* MQTT 5 topic aliases per connection; 0 = none */
+    uint32_t max_regex_topic_length; /* longer topics skip regex rules */
+    uint32_t packet_timeout_s;       /* to complete a started packet; 0 = none */
+    uint32_t max_input_buffer_bytes; /* partly received packets, all connections */
+    uint32_t topic_alias_maximum;    /* MQTT 5 topic aliases per connection; 0 = none */
 } config_mqtt_t;
 
 typedef enum {
@@ -106,7 +140,8 @@ typedef struct config {
     config_listener_t *listeners;
     size_t n_listeners;
 
-    char *bootstrap_servers; /* "embedded" or "host:port,..." */
+    char *bootstrap_servers;      /* "embedded" or "host:port,..." */
+    uint32_t kafka_embedded_port; /* embedded: a fixed bootstrap port on 127.0.0.1 (0: none) */
     /* Producer properties with our defaults (enable.idempotence=true,
      * acks=all, linger.ms=5) first, then the user's in file order; later
      * entries override earlier ones when applied in order. */
@@ -115,6 +150,7 @@ typedef struct config {
     /* message.max.bytes as librdkafka will see it (librdkafka's default if
      * not set), which mqtt.max_packet_size must not exceed. */
     unsigned long kafka_message_max_bytes;
+    uint32_t kafka_max_topics; /* distinct rendered Kafka topics */
 
     config_rule_t *rules;
     size_t n_rules;
@@ -122,6 +158,10 @@ typedef struct config {
     char *unmapped_topic; /* for UNMAPPED_TOPIC */
     bool headers;
     config_pos_t unmapped_pos;
+
+    config_downlink_t *downlink; /* Kafka -> MQTT rules, file order */
+    size_t n_downlink;
+    config_retained_t retained;
 
     config_mqtt_t mqtt;
     config_auth_t auth;
@@ -140,6 +180,12 @@ int config_load(const char *path, config_t **out, char *errbuf, size_t errlen);
 /* The same from a string (tests); `name` stands in for the file name. */
 int config_load_string(const char *yaml, size_t len, const char *name, config_t **out, char *errbuf,
                        size_t errlen);
+/* config_load that, on failure, also leaves in *partial what did parse (the
+ * settings and list items without errors; NULL when the file is not a YAML
+ * mapping), so the files and properties it names can be checked in the same
+ * run (runtime_prepare with RUNTIME_CHECK); free it with config_free. */
+int config_load_partial(const char *path, config_t **out, config_t **partial, char *errbuf,
+                        size_t errlen);
 void config_free(config_t *cfg);
 
 /* Parses "host:port" / "[v6]:port" (IP literals only) into a malloc'd host and
@@ -157,8 +203,12 @@ size_t config_restart_changes(const config_t *running, const config_t *next,
  * (`mqtt2kafka --settings-markdown`). */
 void config_settings_markdown(FILE *out);
 
-/* Default path used when -c is not given. */
+/* Default path used when -c is not given: the build defines it from the
+ * install prefix (CMakeLists.txt: <prefix>/etc/mqtt2kafka/mqtt2kafka.yaml,
+ * /etc/mqtt2kafka/mqtt2kafka.yaml for the prefix /usr). */
+#ifndef CONFIG_DEFAULT_PATH
 #define CONFIG_DEFAULT_PATH "/etc/mqtt2kafka/mqtt2kafka.yaml"
+#endif
 /* librdkafka's default message.max.bytes, compared with mqtt.max_packet_size. */
 #define CONFIG_KAFKA_MESSAGE_MAX_BYTES_DEFAULT 1000000u
 

@@ -25,6 +25,9 @@ typedef struct {
                         key template is "" (record without a key) */
     size_t key_len;
     int rule; /* index of the matching rule in config order, -1 for unmapped */
+    /* UNMAPPED only: regex rules were not tried, the topic being longer than
+     * topic_map_set_regex_topic_max's bound */
+    int regex_skipped;
 } topic_map_result_t;
 
 enum {
@@ -32,11 +35,34 @@ enum {
     TOPIC_MAP_MATCHED = 1,        /* out is filled */
     TOPIC_MAP_ERR_NO_ROOM = -1,   /* rendered topic + key do not fit in scratch */
     TOPIC_MAP_ERR_BAD_TOPIC = -2, /* rendered Kafka topic is not a legal Kafka name */
+    /* rendered Kafka topic starts with '_' (Kafka's internal topics, Schema
+     * Registry's _schemas) though the rule's template does not */
+    TOPIC_MAP_ERR_RESERVED = -3,
 };
+
+/* Why a mapped message's rendered Kafka topic is refused (rc one of the
+ * TOPIC_MAP_ERR_*), as a clause after "it renders the Kafka topic 'NAME', "
+ * (TOPIC_MAP_ERR_NO_ROOM: a clause of its own, no name was rendered).
+ * Inline: the session (mqtt/) words its refusals with it without linking map/. */
+static inline const char *topic_map_refusal(int rc) {
+    switch (rc) {
+    case TOPIC_MAP_ERR_RESERVED:
+        return "which starts with '_' though the rule's template does not (Kafka and its tools "
+               "keep such names)";
+    case TOPIC_MAP_ERR_NO_ROOM:
+        return "its rendered Kafka topic and key do not fit in the routing buffer";
+    default:
+        return "which is not a legal Kafka topic name (a-z A-Z 0-9 . _ -, 1..249 characters)";
+    }
+}
 
 /* Compiles the rules; NULL on error with a "file:line:col: message" in errbuf. */
 topic_map_t *topic_map_new(const config_rule_t *rules, size_t n, char *errbuf, size_t errlen);
 void topic_map_free(topic_map_t *m);
+/* Topics longer than `max` bytes skip the regex rules (regexec's cost grows
+ * with the topic, up to quadratically for an unanchored pattern); filter
+ * rules still apply. 0 (the default) = no bound. */
+void topic_map_set_regex_topic_max(topic_map_t *m, size_t max);
 
 /* Looks up an MQTT topic (not NUL-terminated) and renders the Kafka topic and
  * key into `scratch`; when regex rules are tried, `scratch` first holds a
@@ -54,6 +80,14 @@ int topic_map_lookup(const topic_map_t *m, const char *topic, size_t topic_len,
 typedef void (*topic_map_report_fn)(void *ud, config_pos_t pos, const char *msg);
 int topic_map_rule_check(const config_rule_t *rule, size_t index, topic_map_report_fn report,
                          void *ud);
+
+/* Warnings for --check about a valid rule (`report` as above, once per
+ * warning): an unanchored regex (slow on long topics), and a Kafka topic
+ * template that can render an illegal name from what the client chooses (a
+ * {N} that may hold a '/', '+' or a character Kafka refuses, {topic},
+ * {client_id}, {username}): such messages are refused. Returns the count. */
+int topic_map_rule_lint(const config_rule_t *rule, size_t index, topic_map_report_fn report,
+                        void *ud);
 
 /* An MQTT topic filter: non-empty, '#' alone in the last level, '+' alone in
  * its level. Returns 0 or -1 with a static reason in *why. */

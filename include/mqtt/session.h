@@ -108,6 +108,16 @@ enum {
 /* "MQTT_ERR_QOS_INVALID" (mqtt_errname), "second_connect", ...; NULL for 0. */
 const char *session_error_name(int kind);
 
+/* Why a message a rule maps was refused (never acknowledged): its rendered
+ * Kafka topic is illegal (or with its key too long), starts with '_' though
+ * its template does not, or is one more than kafka.max_topics. */
+enum {
+    SESSION_REFUSED_ILLEGAL_TOPIC,
+    SESSION_REFUSED_RESERVED_TOPIC,
+    SESSION_REFUSED_TOPIC_LIMIT,
+    SESSION_REFUSED__COUNT
+};
+
 /* Counters, for logs and metrics (plain increments on the loop thread). */
 typedef struct {
     uint64_t connects;        /* CONNACK 0 sent */
@@ -119,6 +129,8 @@ typedef struct {
     uint64_t unmapped_dropped;
     uint64_t unmapped_routed;
     uint64_t unmapped_closed;
+    uint64_t messages_refused[SESSION_REFUSED__COUNT]; /* wills included */
+    uint64_t kafka_topics;    /* gauge: distinct Kafka topics rendered (kafka.max_topics) */
     uint64_t qos2_duplicates; /* QoS 2 PUBLISH answered without producing again */
     uint64_t queue_full;      /* produce attempts refused with KAFKA_ERR_QUEUE_FULL */
     uint64_t takeovers;

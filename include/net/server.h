@@ -1,6 +1,6 @@
 /* The network side (libuv and OpenSSL's libssl are used in net/ only): one
  * loop, listeners, accept admission, connections with their read and write
- * buffers, transports (plain TCP, TLS; see src/net/transport.h),
+ * buffers, transports (plain TCP, TLS, WebSocket; see src/net/transport.h),
  * backpressure, timers, signals and the close lifecycle.
  *
  * What the bytes mean is a protocol's business. The server serves two, each
@@ -80,6 +80,9 @@ typedef struct {
     void (*on_signal)(void *ud, int signum); /* SIGTERM, SIGINT, SIGHUP */
     int watch_fd;                            /* -1: none; else on_fd when readable */
     void (*on_fd)(void *ud);
+    /* A second fd (the downlink consumer's), watched when on_fd2 is set. */
+    int watch_fd2;
+    void (*on_fd2)(void *ud);
     void (*on_tick)(void *ud); /* after the protocols' tick, every tick interval */
 } server_opts_t;
 
@@ -94,19 +97,37 @@ typedef struct {
     uint64_t refused_rate_per_ip;    /* connect_rate_per_ip */
     uint64_t refused_output_limit;   /* connections cut at max_output_buffer */
     uint64_t tls_handshake_failures; /* handshake errors and timeouts */
+    uint64_t packet_timeouts;        /* a started packet not completed in packet_timeout_s */
+    uint64_t input_budget_closed;    /* closed over max_input_buffer_bytes */
+    uint64_t input_bytes;            /* gauge: bytes of partly received packets buffered */
+    uint64_t ws_upgrade_failures;    /* WebSocket upgrades refused or timed out */
 } server_stats_t;
 
 /* Creates the loop, timers and signal watchers (no listening yet). Returns 0
  * or -1 with a message in errbuf. */
 int server_new(const server_opts_t *opts, server_t **out, char *errbuf, size_t errlen);
 /* Binds and listens on every configured listener and the metrics listener
- * (cfg->metrics_listen); 0 or -1 with errbuf. */
+ * (cfg->metrics_listen) unless server_listen_metrics already did; 0 or -1
+ * with errbuf. */
 int server_listen(server_t *s, char *errbuf, size_t errlen);
+/* Binds the metrics listener alone (nothing when none is configured or it is
+ * bound already), so /healthz and /readyz answer while the start still waits
+ * for Kafka; 0 or -1 with errbuf. */
+int server_listen_metrics(server_t *s, char *errbuf, size_t errlen);
+/* A TCP relay from host:port (IPv4) to target ("IPv4:port"), served by the
+ * loop until server_stop: the embedded Kafka's fixed bootstrap address
+ * (kafka.embedded_port). 0, or -1 with errbuf. */
+typedef struct server_forward server_forward_t;
+int server_forward(server_t *s, const char *host, uint16_t port, const char *target, char *errbuf,
+                   size_t errlen);
 /* The port listener i (cfg->listeners order) is bound to, also when the
  * system chose it (port 0); 0 when it is not listening. */
 uint16_t server_listener_port(const server_t *s, size_t i);
 /* Runs the loop until server_stop has closed everything. Returns 0. */
 int server_run(server_t *s);
+/* Serves what is ready on the loop (connections, timers, signals) without
+ * blocking, for the start's wait for Kafka. */
+void server_run_once(server_t *s);
 /* The loop's monotonic time in ms and the wall clock in Unix ms. */
 uint64_t server_now_ms(const server_t *s);
 int64_t server_wall_ms(void);

@@ -27,7 +27,9 @@
 
 #define HTTP_MAX_REQUEST 8192
 #define HTTP_MAX_URL 1024
-#define HTTP_IDLE_TIMEOUT_MS 10000
+/* Short: a request is one line and a few headers; idle sockets would hold
+ * the few connection slots (a health probe must get one). */
+#define HTTP_IDLE_TIMEOUT_MS 2000
 
 typedef struct {
     /* Receives response bytes, possibly in several calls during one

@@ -3,8 +3,10 @@
  * http_server_ops and an http_server_t as server_opts_t.http, and the server
  * accepts, reads and writes for it on cfg->metrics_listen.
  *
- * At most HTTP_SERVER_MAX_CONNS connections at once (more are closed at
- * accept, so a scraper that opens connections without end costs no memory);
+ * At most HTTP_SERVER_MAX_CONNS connections at once, HTTP_SERVER_MAX_PER_ADDR
+ * from one address (more are closed at accept, so a scraper that opens
+ * connections without end costs no memory, and one address cannot starve a
+ * health probe);
  * one request per connection; a connection without a complete request
  * HTTP_IDLE_TIMEOUT_MS after accept gets 408; after the response the
  * connection is flushed and closed. */
@@ -17,6 +19,7 @@
 #include "net/server.h"
 
 #define HTTP_SERVER_MAX_CONNS 16
+#define HTTP_SERVER_MAX_PER_ADDR 4
 
 typedef struct {
     /* The metrics text (malloc'd, freed by the server; NULL: 500). */
@@ -28,7 +31,7 @@ typedef struct {
 
 typedef struct {
     uint64_t requests; /* answered after a complete (or malformed) request */
-    uint64_t refused;  /* closed at accept, over HTTP_SERVER_MAX_CONNS */
+    uint64_t refused;  /* closed at accept, over HTTP_SERVER_MAX_CONNS or _PER_ADDR */
 } http_server_stats_t;
 
 typedef struct http_server http_server_t;

@@ -34,6 +34,7 @@ typedef enum {
     METRICS_REFUSED_PER_IP_RATE,         /* mqtt.connect_rate_per_ip */
     METRICS_REFUSED_TLS_HANDSHAKE,       /* TLS handshake failed or timed out */
     METRICS_REFUSED_CONNECT_TOO_LONG,    /* user name or will over its mqtt.max_* cap */
+    METRICS_REFUSED_WS_UPGRADE,          /* WebSocket upgrade refused or timed out */
     METRICS_REFUSED__COUNT
 } metrics_refused_t;
 
@@ -44,6 +45,15 @@ typedef enum {
     METRICS_UNMAPPED_TOPIC = 2,
     METRICS_UNMAPPED__COUNT
 } metrics_unmapped_t;
+
+/* Mapped messages refused (never acknowledged), by reason (session.h's
+ * SESSION_REFUSED_* in the same order). */
+typedef enum {
+    METRICS_MSG_REFUSED_ILLEGAL_TOPIC,  /* rendered Kafka topic illegal */
+    METRICS_MSG_REFUSED_RESERVED_TOPIC, /* starts with '_', the template does not */
+    METRICS_MSG_REFUSED_TOPIC_LIMIT,    /* one more than kafka.max_topics */
+    METRICS_MSG_REFUSED__COUNT
+} metrics_msg_refused_t;
 
 /* ---- string-labelled families: a bounded table ---- */
 
@@ -121,9 +131,15 @@ typedef struct {
     uint64_t connections; /* gauge: open MQTT connections (accepted, not closed) */
     uint64_t connections_total;
     uint64_t connections_refused[METRICS_REFUSED__COUNT];
-    uint64_t auth_failures;       /* CONNACK 4 (bad credentials) and 5 (anonymous refused) */
-    uint64_t acl_denied;          /* PUBLISHes and will topics the ACL refused */
-    uint64_t output_limit_closed; /* connections cut at mqtt.max_output_buffer */
+    uint64_t auth_failures;         /* CONNACK 4 (bad credentials) and 5 (anonymous refused) */
+    uint64_t auth_unchecked;        /* ... of which refused without a password check */
+    uint64_t acl_denied;            /* PUBLISHes and will topics the ACL refused */
+    uint64_t output_limit_closed;   /* connections cut at mqtt.max_output_buffer */
+    uint64_t packet_timeout_closed; /* a started packet not completed in packet_timeout_s */
+    uint64_t input_budget_closed;   /* closed over mqtt.max_input_buffer_bytes */
+    uint64_t input_buffer_bytes;    /* gauge: partly received packets buffered */
+    uint64_t wills_published;       /* will messages handed to the producer */
+    uint64_t wills_lost;            /* will messages that could not be (unmapped, queue full) */
 
     /* traffic */
     uint64_t packets_received[METRICS_PACKET_TYPES];
@@ -133,6 +149,8 @@ typedef struct {
     uint64_t bytes_sent;
     metrics_label_table_t protocol_errors; /* by kind: mqtt_errname() or a session reason */
     uint64_t unmapped[METRICS_UNMAPPED__COUNT];
+    uint64_t messages_refused[METRICS_MSG_REFUSED__COUNT];
+    uint64_t kafka_topics; /* gauge: distinct Kafka topics rendered */
 
     /* flow */
     uint64_t inflight_messages;        /* gauge: produced, delivery report pending */
@@ -149,6 +167,20 @@ typedef struct {
     metrics_label_table_t kafka_records_failed; /* by rd_kafka_err2name() */
     uint64_t kafka_queue_full;                  /* produce attempts refused with QUEUE_FULL */
     metrics_rdkafka_t rdkafka;
+
+    /* downlink (Kafka -> MQTT): rendered only when `downlink` is set */
+    bool downlink;
+    metrics_label_table_t downlink_consumed; /* records read, by Kafka topic */
+    uint64_t downlink_routed;                /* records given an MQTT topic and QoS */
+    metrics_label_table_t downlink_skipped;  /* by reason (dl_route_result_name) */
+    uint64_t downlink_out_of_range;          /* partitions resumed at the earliest offset */
+    uint64_t downlink_consumer_errors;
+    uint64_t downlink_partitions; /* gauge: partitions being read */
+    uint64_t downlink_lag;        /* gauge: records behind the high watermarks */
+    /* the retained store (rendered with `downlink`) */
+    uint64_t retained_messages, retained_bytes; /* gauges */
+    uint64_t retained_updates[2];               /* set, deleted */
+    metrics_label_table_t retained_refused;     /* by reason: full, invalid_topic */
 } metrics_t;
 
 /* Zeroes the registry. No allocation: embed metrics_t where convenient. */

@@ -25,7 +25,7 @@ struct iplimit {
 
 static uint64_t entry_hash(const hmap_node_t *n) {
     const entry_t *e = HMAP_ENTRY(n, entry_t, node);
-    return m2k_hash(e->ip, strlen(e->ip));
+    return m2k_hash_keyed(e->ip, strlen(e->ip));
 }
 
 iplimit_t *iplimit_new(uint32_t max_per_ip, uint32_t rate, uint32_t burst, size_t max_entries) {
@@ -86,7 +86,7 @@ static entry_t *find(const iplimit_t *l, const char *ip, uint64_t h) {
 int iplimit_accept(iplimit_t *l, const char *ip, uint64_t now_ms) {
     if (l->max_per_ip == 0 && l->rate == 0)
         return IPLIMIT_OK;
-    uint64_t h = m2k_hash(ip, strlen(ip));
+    uint64_t h = m2k_hash_keyed(ip, strlen(ip));
     entry_t *e = find(l, ip, h);
     if (!e) {
         if (l->map.n >= l->max_entries) {
@@ -135,7 +135,7 @@ static void drop_if_idle(iplimit_t *l, entry_t *e, uint64_t h, uint64_t now_ms) 
 void iplimit_release(iplimit_t *l, const char *ip, uint64_t now_ms) {
     /* No shortcut when both limits are 0: a reload may have turned them
      * off while connections counted before are still open. */
-    uint64_t h = m2k_hash(ip, strlen(ip));
+    uint64_t h = m2k_hash_keyed(ip, strlen(ip));
     entry_t *e = find(l, ip, h);
     if (!e)
         return;
@@ -165,7 +165,7 @@ size_t iplimit_size(const iplimit_t *l) {
 }
 
 uint32_t iplimit_count(const iplimit_t *l, const char *ip) {
-    entry_t *e = find(l, ip, m2k_hash(ip, strlen(ip)));
+    entry_t *e = find(l, ip, m2k_hash_keyed(ip, strlen(ip)));
     return e ? e->conns : 0;
 }
 

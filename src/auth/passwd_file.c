@@ -423,8 +423,10 @@ const char *auth_strerror(int err) {
 typedef struct {
     char addr[AUTH_THROTTLE_ADDR_MAX + 1]; /* "" = free slot */
     uint32_t failures;
-    uint64_t last_fail_ms; /* decay reference */
-    uint64_t touched_ms;   /* replacement order within a set */
+    uint64_t last_fail_ms;  /* decay reference */
+    uint64_t touched_ms;    /* replacement order within a set */
+    uint64_t held_until_ms; /* the last held answer is due */
+    uint32_t held;          /* answers held since none was */
 } slot_t;
 
 struct auth_throttle {
@@ -535,9 +537,38 @@ void auth_throttle_fail(auth_throttle_t *t, const char *addr, uint64_t now_ms) {
 }
 
 void auth_throttle_success(auth_throttle_t *t, const char *addr, uint64_t now_ms) {
+    auth_throttle_forgive(t, addr, UINT32_MAX, now_ms);
+}
+
+void auth_throttle_hold(auth_throttle_t *t, const char *addr, uint32_t delay_ms, uint64_t now_ms) {
     slot_t *s = slot_find(t, addr, now_ms, false);
     if (!s)
         return;
+    if (now_ms >= s->held_until_ms)
+        s->held = 0;
+    s->held++;
+    if (now_ms + delay_ms > s->held_until_ms)
+        s->held_until_ms = now_ms + delay_ms;
+}
+
+uint32_t auth_throttle_held(auth_throttle_t *t, const char *addr, uint64_t now_ms) {
+    slot_t *s = slot_find(t, addr, now_ms, false);
+    return s && now_ms < s->held_until_ms ? s->held : 0;
+}
+
+uint32_t auth_throttle_failures(auth_throttle_t *t, const char *addr, uint64_t now_ms) {
+    slot_t *s = slot_find(t, addr, now_ms, false);
+    return s ? s->failures : 0;
+}
+
+void auth_throttle_forgive(auth_throttle_t *t, const char *addr, uint32_t n, uint64_t now_ms) {
+    slot_t *s = slot_find(t, addr, now_ms, false);
+    if (!s)
+        return;
+    if (n < s->failures) {
+        s->failures -= n;
+        return;
+    }
     s->addr[0] = '\0';
     s->failures = 0;
     t->used--;

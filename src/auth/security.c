@@ -2,15 +2,21 @@
 #include "auth/security.h"
 
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/rand.h>
 
 #include "auth/acl.h"
 #include "auth/passwd_file.h"
 #include "mqtt/codec.h"
+#include "util/hash.h"
+#include "util/log.h"
 
 #define THROTTLE_CAPACITY 4096
 
@@ -19,8 +25,24 @@ struct security {
     auth_db_t *db; /* NULL: no password file */
     acl_t *acl;    /* NULL: no ACL file */
     auth_throttle_t *throttle;
+    uint64_t user_seed;         /* keys the user part of the throttle's keys */
+    uint64_t refused_unchecked; /* refused before hashing (AUTH_THROTTLE_BURST) */
+    uint64_t refused_held;      /* refused at once (AUTH_THROTTLE_MAX_HELD) */
     uint32_t generation;
 };
+
+/* A password file others can read (offline guessing of its hashes) or
+ * write (a user of their own): warned about at every load, as Mosquitto
+ * does. */
+static void warn_permissions(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !(st.st_mode & (S_IROTH | S_IWOTH)))
+        return;
+    log_warn("auth.password_file %s: %s by every user (mode %04o): %s; chmod o-rw", path,
+             st.st_mode & S_IWOTH ? "writable" : "readable", (unsigned)(st.st_mode & 07777),
+             st.st_mode & S_IWOTH ? "anyone on the host can add a user"
+                                  : "its hashes can be guessed offline");
+}
 
 /* Loads both files into *db and *acl; on failure neither is returned. */
 static int load_files(const config_auth_t *cfg, auth_db_t **db, acl_t **acl, char *errbuf,
@@ -31,6 +53,7 @@ static int load_files(const config_auth_t *cfg, auth_db_t **db, acl_t **acl, cha
         *db = auth_db_load(cfg->password_file, errbuf, errlen);
         if (!*db)
             return -1;
+        warn_permissions(cfg->password_file);
     }
     if (cfg->acl_file) {
         *acl = acl_load(cfg->acl_file, errbuf, errlen);
@@ -52,6 +75,8 @@ int security_new(const config_auth_t *cfg, security_t **out, char *errbuf, size_
         return -1;
     }
     s->cfg = cfg;
+    if (RAND_bytes((unsigned char *)&s->user_seed, sizeof(s->user_seed)) != 1)
+        s->user_seed = M2K_HASH_INIT ^ (uintptr_t)s;
     if (load_files(cfg, &s->db, &s->acl, errbuf, errlen) != 0) {
         security_free(s);
         return -1;
@@ -175,25 +200,56 @@ int security_connect(security_t *s, const char *addr, const char *identity, bool
      * too: otherwise a guesser could treat a slow answer as a wrong guess
      * and move on without waiting. */
     *delay_ms = auth_throttle_delay_ms(s->throttle, ip, now_ms);
+    if (*delay_ms && auth_throttle_held(s->throttle, ip, now_ms) >= AUTH_THROTTLE_MAX_HELD) {
+        /* Refused at once, unchecked: one address cannot hold more answers
+         * (connections, timers) than this, however many it opens. */
+        *delay_ms = 0;
+        s->refused_held++;
+        return MQTT_CONNACK_BAD_CREDENTIALS;
+    }
+    if (*delay_ms)
+        auth_throttle_hold(s->throttle, ip, *delay_ms, now_ms);
+    /* The address and user name: a success forgets this user's failures
+     * only, not those of the others guessed from the same address. */
+    char ukey[AUTH_THROTTLE_ADDR_MAX + 1];
+    snprintf(ukey, sizeof(ukey), "%.42s|%016" PRIx64, ip,
+             m2k_hash_seed(s->user_seed, has_user ? user : "", has_user ? ulen : 0));
     int rc;
+    bool checked = false; /* a password was checked */
     if (identity) {
         rc = MQTT_CONNACK_ACCEPTED; /* the certificate is the credential */
     } else if (!has_user) {
         rc = s->cfg->allow_anonymous ? MQTT_CONNACK_ACCEPTED : MQTT_CONNACK_NOT_AUTHORIZED;
     } else if (!s->db) {
         rc = MQTT_CONNACK_ACCEPTED; /* no password file: user names are labels only */
+    } else if (auth_throttle_failures(s->throttle, ip, now_ms) >= AUTH_THROTTLE_BURST) {
+        /* The address spent its failures: refused before hashing (the cost
+         * a guesser makes us pay), right password or not, until one decays;
+         * not counted, so one guess per AUTH_THROTTLE_DECAY_MS gets through. */
+        s->refused_unchecked++;
+        return MQTT_CONNACK_BAD_CREDENTIALS;
     } else {
+        checked = true;
         rc = auth_db_check(s->db, user, ulen, has_pw ? pw : NULL, has_pw ? pwlen : 0) == AUTH_OK
                  ? MQTT_CONNACK_ACCEPTED
                  : MQTT_CONNACK_BAD_CREDENTIALS;
     }
-    /* Only a verified password clears the address's failures: an anonymous
-     * or certificate login must not reset a password guesser's count. */
-    if (rc != MQTT_CONNACK_ACCEPTED)
+    /* Only a verified password clears failures, and only its user's: an
+     * anonymous or certificate login, or another user's, must not reset a
+     * password guesser's count. */
+    if (rc != MQTT_CONNACK_ACCEPTED) {
         auth_throttle_fail(s->throttle, ip, now_ms);
-    else if (has_user && s->db && !identity)
-        auth_throttle_success(s->throttle, ip, now_ms);
+        auth_throttle_fail(s->throttle, ukey, now_ms);
+    } else if (checked) {
+        auth_throttle_forgive(s->throttle, ip, auth_throttle_failures(s->throttle, ukey, now_ms),
+                              now_ms);
+        auth_throttle_success(s->throttle, ukey, now_ms);
+    }
     return rc;
+}
+
+uint64_t security_refused_unchecked(const security_t *s) {
+    return s->refused_unchecked + s->refused_held;
 }
 
 bool security_can_publish(const security_t *s, const char *user, const char *client_id,

@@ -14,6 +14,7 @@
 #include <yaml.h>
 
 #include "settings.h"
+#include "util/hash.h"
 #include "util/file_read.h"
 
 struct errs {
@@ -156,6 +157,35 @@ static int get_bool(parse_ctx_t *c, const yaml_node_t *n, const char *where, boo
     return -1;
 }
 
+char *cfg_resolve_path(parse_ctx_t *c, const char *name) {
+    const char *slash = strrchr(c->cfg->path, '/');
+    if (name[0] == '/' || slash == NULL)
+        return cfg_strdup(c, name);
+    size_t dir = (size_t)(slash - c->cfg->path) + 1, len = strlen(name);
+    char *out = malloc(dir + len + 1);
+    if (!out) {
+        cfg_oom(c);
+        return NULL;
+    }
+    memcpy(out, c->cfg->path, dir);
+    memcpy(out + dir, name, len + 1);
+    return out;
+}
+
+bool cfg_property_is_file(const char *name, const char *value) {
+    static const char *const files[] = {"ssl.ca.location",     "ssl.certificate.location",
+                                        "ssl.key.location",    "ssl.keystore.location",
+                                        "ssl.crl.location",    "sasl.kerberos.keytab",
+                                        "ssl.engine.location", NULL};
+    /* ssl.ca.location: probe asks librdkafka to look in the system's places. */
+    if (strcmp(name, "ssl.ca.location") == 0 && strcmp(value, "probe") == 0)
+        return false;
+    for (const char *const *f = files; *f; f++)
+        if (strcmp(name, *f) == 0)
+            return value[0] != '\0';
+    return false;
+}
+
 /* SET_STRING and SET_FILE: a non-empty string. Whether a file can be read is
  * checked when the daemon loads it (the check runs as another user). */
 static void get_nonempty(parse_ctx_t *c, const yaml_node_t *n, const char *where,
@@ -169,7 +199,7 @@ static void get_nonempty(parse_ctx_t *c, const yaml_node_t *n, const char *where
         return;
     }
     free(*out);
-    *out = cfg_strdup(c, v);
+    *out = s->type == SET_FILE ? cfg_resolve_path(c, v) : cfg_strdup(c, v);
 }
 
 /* SET_ENUM: one of the row's words ("expected error, warn, info or debug"). */
@@ -210,6 +240,54 @@ bool cfg_expect(parse_ctx_t *c, const yaml_node_t *n, yaml_node_type_t t, const 
     return false;
 }
 
+#define KEYS_LINEAR 16 /* mappings up to this many pairs are searched in place */
+
+/* The slot of key `k` in the key table: its first occurrence, or the empty
+ * slot where it goes. */
+static yaml_node_t **key_slot(parse_ctx_t *c, const yaml_node_t *k) {
+    size_t mask = c->keys.cap - 1;
+    const char *s = scalar(k);
+    for (size_t i = m2k_hash(s, strlen(s)) & mask;; i = (i + 1) & mask) {
+        yaml_node_t **slot = &c->keys.slots[i];
+        if (!*slot || strcmp(scalar(*slot), s) == 0)
+            return slot;
+    }
+}
+
+/* The earlier key equal to pair's in a large mapping, NULL if none; the
+ * table follows the walk (rebuilt when another mapping was walked since). */
+static yaml_node_t *key_seen(parse_ctx_t *c, const yaml_node_t *map, yaml_node_pair_t *pair,
+                             yaml_node_t *k) {
+    yaml_node_pair_t *start = map->data.mapping.pairs.start;
+    size_t n = (size_t)(map->data.mapping.pairs.top - start);
+    if (c->keys.map != map || c->keys.next != pair) {
+        size_t cap = 16;
+        while (cap < 2 * n)
+            cap *= 2;
+        yaml_node_t **slots = calloc(cap, sizeof(*slots));
+        if (!slots) {
+            cfg_oom(c);
+            return NULL;
+        }
+        free(c->keys.slots);
+        c->keys.map = map;
+        c->keys.slots = slots;
+        c->keys.cap = cap;
+        for (yaml_node_pair_t *p = start; p < pair; p++) {
+            yaml_node_t *pk = yaml_document_get_node(c->doc, p->key);
+            yaml_node_t **slot;
+            if (pk->type == YAML_SCALAR_NODE && !*(slot = key_slot(c, pk)))
+                *slot = pk;
+        }
+    }
+    c->keys.next = pair + 1;
+    yaml_node_t **slot = key_slot(c, k);
+    if (*slot)
+        return *slot;
+    *slot = k;
+    return NULL;
+}
+
 /* Duplicate keys are errors: libyaml accepts them silently, and the last
  * would win and hide a mistake. */
 const char *cfg_pair_key(parse_ctx_t *c, const yaml_node_t *map, yaml_node_pair_t *pair,
@@ -222,13 +300,20 @@ const char *cfg_pair_key(parse_ctx_t *c, const yaml_node_t *map, yaml_node_pair_
                 cfg_describe(k, d, sizeof(d)));
         return NULL;
     }
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < pair; p++) {
-        yaml_node_t *pk = yaml_document_get_node(c->doc, p->key);
-        if (pk->type == YAML_SCALAR_NODE && strcmp(scalar(pk), scalar(k)) == 0) {
-            cfg_err(c, cfg_pos_of(k), "%s%s%s: duplicate key (first at line %d)", where,
-                    where[0] ? "." : "", scalar(k), cfg_pos_of(pk).line);
-            return NULL;
+    yaml_node_t *first = NULL;
+    if (map->data.mapping.pairs.top - map->data.mapping.pairs.start > KEYS_LINEAR) {
+        first = key_seen(c, map, pair, k);
+    } else {
+        for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < pair && !first; p++) {
+            yaml_node_t *pk = yaml_document_get_node(c->doc, p->key);
+            if (pk->type == YAML_SCALAR_NODE && strcmp(scalar(pk), scalar(k)) == 0)
+                first = pk;
         }
+    }
+    if (first) {
+        cfg_err(c, cfg_pos_of(k), "%s%s%s: duplicate key (first at line %d)", where,
+                where[0] ? "." : "", scalar(k), cfg_pos_of(first).line);
+        return NULL;
     }
     return scalar(k);
 }
@@ -524,6 +609,10 @@ void cfg_parse_section(parse_ctx_t *c, const setting_t *s, yaml_node_t *n, const
 /* Fills in the defaults that depend on what the file said, after parsing. */
 static void apply_derived(parse_ctx_t *c) {
     config_t *cfg = c->cfg;
+    config_pos_t eport = c->seen[settings_find("kafka.embedded_port") - config_settings];
+    if (cfg->kafka_embedded_port && cfg->bootstrap_servers &&
+        strcmp(cfg->bootstrap_servers, "embedded") != 0)
+        cfg_err(c, eport, "kafka.embedded_port: only with bootstrap_servers: embedded");
     if (!cfg->listeners) {
         cfg->listeners = calloc(1, sizeof(*cfg->listeners));
         if (!cfg->listeners) {
@@ -568,6 +657,9 @@ static void apply_derived(parse_ctx_t *c) {
                 "mqtt.max_packet_size: %u is above Kafka's message.max.bytes (%lu); lower it or "
                 "raise kafka.properties.message.max.bytes",
                 cfg->mqtt.max_packet_size, mmb);
+    /* A WebSocket frame or message carries at most one packet's worth. */
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        cfg->listeners[i].websocket.max_message = cfg->mqtt.max_packet_size;
 }
 
 /* The defaults the settings table gives, before parsing. */
@@ -610,12 +702,15 @@ static void yaml_error(parse_ctx_t *c, const yaml_parser_t *parser, const char *
         cfg_err(c, pos, "invalid YAML: %s", parser->problem ? parser->problem : "syntax error");
 }
 
-int config_load_string(const char *yaml, size_t len, const char *name, config_t **out, char *errbuf,
-                       size_t errlen) {
+static int load_string(const char *yaml, size_t len, const char *name, config_t **out,
+                       config_t **partial, char *errbuf, size_t errlen) {
     errs_t errs = {name, errbuf, errlen, 0, 0, false};
     if (errlen)
         errbuf[0] = '\0';
     *out = NULL;
+    if (partial)
+        *partial = NULL;
+    bool parsed = false;
     config_t *cfg = calloc(1, sizeof(*cfg));
     if (!cfg || !(cfg->path = strdup(name))) {
         free(cfg);
@@ -657,9 +752,11 @@ int config_load_string(const char *yaml, size_t len, const char *name, config_t 
         }
         cfg_parse_section(&c, NULL, root, "", cfg);
         apply_derived(&c);
+        parsed = root->type == YAML_MAPPING_NODE;
     }
     yaml_parser_delete(&parser);
 done:
+    free(c.keys.slots);
     if (have_doc)
         yaml_document_delete(&doc);
     if (errs.oom) {
@@ -668,15 +765,30 @@ done:
             snprintf(errbuf + errs.len, errlen - errs.len, "%s: out of memory\n", name);
     }
     if (errs.count > 0) {
-        config_free(cfg);
+        if (partial && parsed && !errs.oom)
+            *partial = cfg;
+        else
+            config_free(cfg);
         return -1;
     }
     *out = cfg;
     return 0;
 }
 
+int config_load_string(const char *yaml, size_t len, const char *name, config_t **out, char *errbuf,
+                       size_t errlen) {
+    return load_string(yaml, len, name, out, NULL, errbuf, errlen);
+}
+
 int config_load(const char *path, config_t **out, char *errbuf, size_t errlen) {
+    return config_load_partial(path, out, NULL, errbuf, errlen);
+}
+
+int config_load_partial(const char *path, config_t **out, config_t **partial, char *errbuf,
+                        size_t errlen) {
     *out = NULL;
+    if (partial)
+        *partial = NULL;
     char *buf;
     size_t len;
     char err[512];
@@ -686,7 +798,7 @@ int config_load(const char *path, config_t **out, char *errbuf, size_t errlen) {
             snprintf(errbuf, errlen, "%s\n", err);
         return -1;
     }
-    int rc = config_load_string(buf, len, path, out, errbuf, errlen);
+    int rc = load_string(buf, len, path, out, partial, errbuf, errlen);
     free(buf);
     return rc;
 }
@@ -700,6 +812,11 @@ void config_free(config_t *cfg) {
         free(cfg->listeners[i].tls.cert);
         free(cfg->listeners[i].tls.key);
         free(cfg->listeners[i].tls.ca);
+        free(cfg->listeners[i].tls.crl);
+        free(cfg->listeners[i].websocket.path);
+        for (size_t j = 0; j < cfg->listeners[i].websocket.n_origins; j++)
+            free(cfg->listeners[i].websocket.origins[j]);
+        free(cfg->listeners[i].websocket.origins);
     }
     free(cfg->listeners);
     free(cfg->bootstrap_servers);
@@ -714,6 +831,12 @@ void config_free(config_t *cfg) {
         free(cfg->rules[i].key);
     }
     free(cfg->rules);
+    for (size_t i = 0; i < cfg->n_downlink; i++) {
+        free(cfg->downlink[i].kafka);
+        free(cfg->downlink[i].mqtt);
+    }
+    free(cfg->downlink);
+    free(cfg->retained.topic);
     free(cfg->unmapped_topic);
     free(cfg->auth.password_file);
     free(cfg->auth.acl_file);

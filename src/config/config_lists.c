@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "downlink/route.h"
 #include "map/topic_map.h"
 #include "settings.h"
 
@@ -28,6 +29,7 @@ void cfg_parse_listener(parse_ctx_t *c, const setting_t *s, yaml_node_t *item, c
         return;
     yaml_node_t *listen = cfg_found(found, "listeners[].listen");
     yaml_node_t *tls = cfg_found(found, "listeners[].tls");
+    yaml_node_t *ws = cfg_found(found, "listeners[].websocket");
     snprintf(field, sizeof(field), "%s.listen", at);
     const char *str;
     char *host;
@@ -52,6 +54,66 @@ void cfg_parse_listener(parse_ctx_t *c, const setting_t *s, yaml_node_t *item, c
         snprintf(field, sizeof(field), "%s.tls", at);
         cfg_parse_section(c, settings_find("listeners[].tls"), tls, field, l);
     }
+    if (ws) {
+        snprintf(field, sizeof(field), "%s.websocket", at);
+        cfg_parse_section(c, settings_find("listeners[].websocket"), ws, field, l);
+    }
+}
+
+void cfg_check_websocket(parse_ctx_t *c, yaml_node_t *n, const char *where, void *base,
+                         yaml_node_t *const *found) {
+    (void)n;
+    config_ws_t *w = &((config_listener_t *)base)->websocket;
+    yaml_node_t *path = cfg_found(found, "listeners[].websocket.path");
+    if (!w->path)
+        w->path = cfg_strdup(c, CONFIG_WS_DEFAULT_PATH);
+    else if (w->path[0] != '/' || strpbrk(w->path, "?# \t"))
+        cfg_err(c, cfg_pos_of(path), "%s.path: expected a path such as \"/mqtt\", got \"%s\"",
+                where, w->path);
+}
+
+/* An Origin as browsers send it (RFC 6454): scheme "://" host [":" port],
+ * lower case, nothing after. */
+static bool origin_ok(const char *o) {
+    const char *sep = strstr(o, "://");
+    if (!sep || sep == o || !sep[3])
+        return false;
+    for (const char *p = o; *p; p++)
+        if (isupper((unsigned char)*p) || isspace((unsigned char)*p) ||
+            (p > sep + 2 && (*p == '/' || *p == '?' || *p == '#')))
+            return false;
+    return true;
+}
+
+void cfg_parse_origins(parse_ctx_t *c, const setting_t *s, yaml_node_t *v, const char *where,
+                       void *base) {
+    if (!cfg_expect(c, v, YAML_SEQUENCE_NODE, where))
+        return;
+    char ***list = (char ***)((char *)base + s->off);
+    size_t *n = (size_t *)((char *)base + s->count_off);
+    size_t want = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+    *list = calloc(want ? want : 1, sizeof(**list));
+    if (!*list) {
+        cfg_oom(c);
+        return;
+    }
+    size_t idx = 0;
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+         it++, idx++) {
+        yaml_node_t *item = yaml_document_get_node(c->doc, *it);
+        char at[160];
+        snprintf(at, sizeof(at), "%s[%zu]", where, idx);
+        const char *str;
+        if (cfg_get_string(c, item, at, &str) < 0)
+            continue;
+        if (!origin_ok(str)) {
+            cfg_err(c, cfg_pos_of(item),
+                    "%s: expected an origin \"scheme://host[:port]\" in lower case, got \"%s\"", at,
+                    str);
+            continue;
+        }
+        (*list)[(*n)++] = cfg_strdup(c, str);
+    }
 }
 
 void cfg_check_tls(parse_ctx_t *c, yaml_node_t *n, const char *where, void *base,
@@ -61,6 +123,9 @@ void cfg_check_tls(parse_ctx_t *c, yaml_node_t *n, const char *where, void *base
     if (t->require_client_cert && !t->ca)
         cfg_err(c, cfg_pos_of(n),
                 "%s: require_client_cert needs 'ca' (the CA that signs client certificates)",
+                where);
+    if (t->crl && !t->ca)
+        cfg_err(c, cfg_pos_of(n), "%s: crl_file needs 'ca' (the CA whose revocations it lists)",
                 where);
     if (ident && t->use_identity_as_username && !t->require_client_cert)
         cfg_err(c, cfg_pos_of(ident),
@@ -90,7 +155,15 @@ void cfg_parse_properties(parse_ctx_t *c, const setting_t *s, yaml_node_t *n, co
                     k, cfg_describe(v, d, sizeof(d)));
             continue;
         }
-        cfg_add_property(c, k, (const char *)v->data.scalar.value, cfg_pos_of(v));
+        const char *value = (const char *)v->data.scalar.value;
+        if (cfg_property_is_file(k, value)) {
+            char *path = cfg_resolve_path(c, value);
+            if (path)
+                cfg_add_property(c, k, path, cfg_pos_of(v));
+            free(path);
+            continue;
+        }
+        cfg_add_property(c, k, value, cfg_pos_of(v));
     }
 }
 
@@ -152,6 +225,79 @@ void cfg_parse_rule(parse_ctx_t *c, const setting_t *s, yaml_node_t *item, const
     r.kafka = cfg_strdup(c, r.kafka);
     r.key = cfg_strdup(c, r.key);
     cfg->rules[cfg->n_rules++] = r;
+}
+
+/* ---- downlink, retained ---- */
+
+static bool kafka_name_ok(parse_ctx_t *c, const char *name, yaml_node_t *v, const char *where) {
+    const char *why;
+    if (topic_map_kafka_topic_check(name, strlen(name), &why) == 0)
+        return true;
+    cfg_err(c, cfg_pos_of(v), "%s: invalid Kafka topic name \"%s\": %s", where, name, why);
+    return false;
+}
+
+void cfg_parse_downlink(parse_ctx_t *c, const setting_t *s, yaml_node_t *item, const char *sec,
+                        const char *at, size_t idx, void *base) {
+    (void)s;
+    (void)idx;
+    config_t *cfg = base;
+    config_downlink_t d = {0};
+    settings_defaults(sec, &d);
+    yaml_node_t *found[SETTINGS_MAX] = {0};
+    bool bad = !cfg_walk(c, item, sec, at, &d, found, true);
+    bad |= cfg_check_required(c, item, sec, at, found);
+    yaml_node_t *kafka = cfg_found(found, "downlink[].kafka");
+    yaml_node_t *mqtt = cfg_found(found, "downlink[].mqtt");
+    char field[80];
+    snprintf(field, sizeof(field), "%s.kafka", at);
+    if (!bad && d.kafka && !kafka_name_ok(c, d.kafka, kafka, field))
+        bad = true;
+    if (!bad && cfg->retained.topic && strcmp(cfg->retained.topic, d.kafka) == 0) {
+        cfg_err(c, cfg_pos_of(kafka), "%s: \"%s\" is the retained topic (line %d)", field, d.kafka,
+                cfg->retained.pos.line);
+        bad = true;
+    }
+    for (size_t j = 0; !bad && j < cfg->n_downlink; j++) {
+        if (strcmp(cfg->downlink[j].kafka, d.kafka) == 0) {
+            cfg_err(c, cfg_pos_of(kafka), "%s: \"%s\" is already read by the rule at line %d",
+                    field, d.kafka, cfg->downlink[j].pos.line);
+            bad = true;
+        }
+    }
+    size_t col;
+    const char *err = d.mqtt ? dl_template_check(d.mqtt, &col) : NULL;
+    if (err) {
+        /* The value's own column when it is plain, one more after a quote. */
+        config_pos_t p = cfg_pos_of(mqtt);
+        p.col += (int)col + (mqtt->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? 0 : 1);
+        cfg_err(c, p, "%s.mqtt: %s", at, err);
+        bad = true;
+    }
+    if (bad) {
+        free(d.kafka);
+        free(d.mqtt);
+        return;
+    }
+    d.pos = cfg_pos_of(item);
+    cfg->downlink[cfg->n_downlink++] = d;
+}
+
+void cfg_check_retained(parse_ctx_t *c, yaml_node_t *n, const char *where, void *base,
+                        yaml_node_t *const *found) {
+    (void)n;
+    const config_t *cfg = base;
+    yaml_node_t *topic = cfg_found(found, "retained.topic");
+    char field[80];
+    snprintf(field, sizeof(field), "%s.topic", where);
+    if (!topic || !cfg->retained.topic || !kafka_name_ok(c, cfg->retained.topic, topic, field))
+        return;
+    /* Its records update the store; delivered live as well, they would
+     * arrive twice (docs/semantics.md). */
+    for (size_t j = 0; j < cfg->n_downlink; j++)
+        if (strcmp(cfg->downlink[j].kafka, cfg->retained.topic) == 0)
+            cfg_err(c, cfg_pos_of(topic), "%s: \"%s\" is also a downlink topic (line %d)", field,
+                    cfg->retained.topic, cfg->downlink[j].pos.line);
 }
 
 /* ---- unmapped, metrics.listen ---- */

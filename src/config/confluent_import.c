@@ -271,8 +271,9 @@ static void emit_listeners(sb_t *b, sb_t *nc, props_t *ps) {
     bool tls = sec && strcasecmp(trim(sec->value), "PLAINTEXT") != 0;
     if (tls)
         not_carried(nc, sec,
-                    "mqtt2kafka serves plain MQTT only; the listeners are left out rather than "
-                    "exposed unencrypted (terminate TLS in front, then add them)");
+                    "mqtt2kafka's TLS listeners take PEM files (listeners[].tls: cert, key, ca), "
+                    "not Java keystores; the listeners are left out rather than exposed "
+                    "unencrypted: add them with a tls: section");
     char *list = strdup(l ? l->value : "0.0.0.0:1883");
     if (!list) {
         b->oom = true;
@@ -297,7 +298,9 @@ static void emit_listeners(sb_t *b, sb_t *nc, props_t *ps) {
         prop_t tmp = {"listeners", e, l ? l->line : 0, true};
         if (skip || tls) {
             if (!tls)
-                not_carried(nc, &tmp, "a TLS or SASL listener; mqtt2kafka serves plain MQTT only");
+                not_carried(nc, &tmp,
+                            "a TLS or SASL listener; add it with listeners[].tls (PEM files; no "
+                            "SASL for MQTT)");
             continue;
         }
         char addr[300];
@@ -528,7 +531,8 @@ static void emit_rest(sb_t *nc, props_t *ps) {
             not_carried(nc, p, "Confluent license settings; mqtt2kafka needs none");
         else if (strncmp(k, "listeners.ssl.", 14) == 0 || strncmp(k, "mqtt.ssl.", 9) == 0 ||
                  strncmp(k, "listeners.sasl.", 15) == 0 || strncmp(k, "ssl.", 4) == 0)
-            not_carried(nc, p, "TLS for MQTT clients is not configured here");
+            not_carried(
+                nc, p, "Java keystore/TLS setting; TLS listeners take PEM files (listeners[].tls)");
         else if (strncmp(k, "network.", 8) == 0 || strcmp(k, "stream.threads.num") == 0)
             not_carried(nc, p, "mqtt2kafka runs one event loop; no thread settings");
         else if (strncmp(k, "mqtt.", 5) == 0)

@@ -19,6 +19,7 @@ static_assert(sizeof(log_level_t) == sizeof(int) && sizeof(log_format_t) == size
 #define LISTENER(f) .field = true, .off = offsetof(config_listener_t, f)
 #define RULE(f) .field = true, .off = offsetof(config_rule_t, f)
 #define RULE_POS(f) .pos_off = offsetof(config_rule_t, f), .parse = cfg_parse_rule_string
+#define DOWNLINK(f) .field = true, .off = offsetof(config_downlink_t, f)
 #define LIST_OF(n, type) .count_off = offsetof(config_t, n), .item_size = sizeof(type)
 
 static const setting_word_t tls_versions[] = {
@@ -90,6 +91,13 @@ const setting_t config_settings[] = {
      LISTENER(tls.ca),
      .doc = "PEM CA certificates client certificates must chain to; with it a client "
             "certificate is asked for and verified when sent"},
+    {.path = "listeners[].tls.crl_file",
+     .type = SET_FILE,
+     LISTENER(tls.crl),
+     .doc_default = "none (no revocation check)",
+     .doc = "PEM certificate revocation lists of `ca`: a revoked client certificate fails the "
+            "handshake, and so does one whose issuer has no CRL in the file. Needs `ca`; read "
+            "again on every SIGHUP"},
     {.path = "listeners[].tls.require_client_cert",
      .type = SET_BOOL,
      LISTENER(tls.require_client_cert),
@@ -107,6 +115,33 @@ const setting_t config_settings[] = {
      .words = tls_versions,
      .def = CONFIG_TLS_1_2,
      .doc = "oldest TLS version accepted"},
+    {.path = "listeners[].websocket",
+     .type = SET_SECTION,
+     .flags = SETTING_RESTART | SETTING_POS,
+     LISTENER(websocket.enabled),
+     .pos_off = offsetof(config_listener_t, websocket.pos),
+     .check = cfg_check_websocket,
+     .doc_default = "none (MQTT over TCP)",
+     .doc = "makes this listener MQTT over WebSocket (RFC 6455, subprotocol `mqtt` or "
+            "`mqttv3.1`); with `tls` too, wss. See [operations](operations.md#websocket)"},
+    {.path = "listeners[].websocket.path",
+     .type = SET_STRING,
+     .flags = SETTING_RESTART,
+     LISTENER(websocket.path),
+     .expected = "a path such as \"/mqtt\"",
+     .doc_default = "`/mqtt`",
+     .doc_allowed = "`/...`",
+     .doc = "the request path of the upgrade; another path is answered 404"},
+    {.path = "listeners[].websocket.origins",
+     .type = SET_STRINGS,
+     .flags = SETTING_RESTART,
+     LISTENER(websocket.origins),
+     .count_off = offsetof(config_listener_t, websocket.n_origins),
+     .parse = cfg_parse_origins,
+     .doc_default = "none (any)",
+     .doc_allowed = "list of `scheme://host[:port]`",
+     .doc = "the `Origin` values a browser may connect from, compared exactly; another is "
+            "answered 403. A request without `Origin` (not a browser) is let through"},
 
     {.path = "kafka", .type = SET_SECTION},
     {.path = "kafka.bootstrap_servers",
@@ -135,7 +170,31 @@ const setting_t config_settings[] = {
             "goes to the partition Confluent MQTT Proxy and Java producers choose (librdkafka's "
             "own default, `consistent_random`, hashes with CRC32 and would move keys); keyless "
             "records spread at random."},
+    {.path = "kafka.embedded_port",
+     .type = SET_UINT,
+     .flags = SETTING_RESTART,
+     CFG(kafka_embedded_port),
+     .min = 0,
+     .max = 65535,
+     .def = 0,
+     .restart_note = "the relay keeps its port",
+     .doc_default = "0 (none)",
+     .doc = "with `bootstrap_servers: embedded` only: a fixed bootstrap address "
+            "`127.0.0.1:PORT` for Kafka clients such as kcat. librdkafka 2.0.2's mock brokers "
+            "listen on ports the kernel picks, so this is a relay to the first of them: a "
+            "client bootstraps through it and then connects to the brokers the metadata names. "
+            "The demo configuration sets 19092."},
     {.path = "kafka.shutdown_timeout_s", .type = SET_ALIAS, .alias = "shutdown_timeout_s"},
+    {.path = "kafka.max_topics",
+     .type = SET_UINT,
+     CFG(kafka_max_topics),
+     .min = 1,
+     .max = 10000000,
+     .def = 10000,
+     .doc = "distinct Kafka topics the topic map may render while the process runs (librdkafka "
+            "keeps an object per topic, and a `{N}` template lets clients choose names); a "
+            "message for one more is refused, never acknowledged (closed, counted in "
+            "`mqtt2kafka_messages_refused_total{reason=\"topic_limit\"}`)"},
 
     {.path = "topics",
      .type = SET_LIST,
@@ -192,7 +251,84 @@ const setting_t config_settings[] = {
      .type = SET_BOOL,
      CFG(headers),
      .def = true,
-     .doc = "add `mqtt.*` headers (topic, client id, QoS, ...) to every record"},
+     .doc = "add the headers `mqtt.topic`, `mqtt.client_id`, `mqtt.qos`, `mqtt.retain` (when "
+            "set) and `mqtt.username` (when known) to every record (see "
+            "[semantics.md](semantics.md#the-kafka-record))"},
+
+    {.path = "downlink",
+     .type = SET_LIST,
+     .flags = SETTING_RESTART,
+     CFG(downlink),
+     LIST_OF(n_downlink, config_downlink_t),
+     .item = cfg_parse_downlink,
+     .restart_note = "the consumer keeps its topics and rules",
+     .doc_default = "`[]` (nothing is read from Kafka)",
+     .doc_allowed = "list of rules",
+     .doc = "Kafka topics read towards MQTT, every partition, from the end (see [Downlink "
+            "rules](#downlink-rules)); a Kafka topic in one rule only"},
+    {.path = "downlink[].kafka",
+     .type = SET_STRING,
+     .flags = SETTING_RESTART | SETTING_REQUIRED,
+     DOWNLINK(kafka),
+     .expected = "a Kafka topic name",
+     .missing = "the Kafka topic to read",
+     .doc_default = "**required**",
+     .doc_allowed = "Kafka topic name",
+     .doc = "the Kafka topic"},
+    {.path = "downlink[].mqtt",
+     .type = SET_STRING,
+     .flags = SETTING_RESTART,
+     DOWNLINK(mqtt),
+     .expected = "an MQTT topic template",
+     .doc_default = "none: the record's `mqtt.topic` header",
+     .doc_allowed = "template with `{key}`, `{header:NAME}`",
+     .doc = "the MQTT topic of each record; a record it cannot be rendered for, or that renders "
+            "to an invalid topic name, is skipped and counted"},
+    {.path = "downlink[].qos",
+     .type = SET_UINT,
+     .flags = SETTING_RESTART,
+     DOWNLINK(qos),
+     .min = 0,
+     .max = 2,
+     .def = 1,
+     .doc = "the QoS of the rule's records; a record's `mqtt.qos` header (`0`, `1`, `2`) "
+            "overrides it"},
+    {.path = "retained",
+     .type = SET_SECTION,
+     .flags = SETTING_POS,
+     CFG(retained.enabled),
+     .pos_off = offsetof(config_t, retained.pos),
+     .check = cfg_check_retained,
+     .doc_default = "none (no retained messages)",
+     .doc = "retained messages, kept in a compacted Kafka topic and in memory"},
+    {.path = "retained.topic",
+     .type = SET_STRING,
+     .flags = SETTING_RESTART | SETTING_REQUIRED,
+     CFG(retained.topic),
+     .expected = "a Kafka topic name",
+     .missing = "the compacted Kafka topic of retained messages",
+     .restart_note = "the retained store still reads %s",
+     .doc_default = "**required** with `retained`",
+     .doc_allowed = "Kafka topic name",
+     .doc = "read from the beginning at the start: key = MQTT topic, value = payload, an empty "
+            "value deletes; `mqtt.qos` header = its QoS (default 0)"},
+    {.path = "retained.max_messages",
+     .type = SET_UINT,
+     .flags = SETTING_RESTART,
+     CFG(retained.max_messages),
+     .min = 0,
+     .max = 100000000,
+     .def = 100000,
+     .doc = "retained messages held in memory at most; one more is refused and counted"},
+    {.path = "retained.max_bytes",
+     .type = SET_UINT,
+     .flags = SETTING_RESTART,
+     CFG(retained.max_bytes),
+     .min = 0,
+     .max = 4294967295u,
+     .def = 67108864,
+     .doc = "bytes (topic + payload) of retained messages held in memory at most; a message "
+            "that would exceed it is refused and counted"},
 
     {.path = "mqtt", .type = SET_SECTION},
     {.path = "mqtt.max_packet_size",
@@ -233,7 +369,9 @@ const setting_t config_settings[] = {
      .min = 1,
      .max = 65535,
      .def = 65535,
-     .doc = "upper bound on the keepalive a client asks for"},
+     .doc = "upper bound on the keepalive a client asks for (above it: CONNACK 2); below 65535 "
+            "it is also the keepalive of a client that asks for 0 (none), so a silent connection "
+            "does not stay forever"},
     {.path = "mqtt.session_expiry_s",
      .type = SET_UINT,
      CFG(mqtt.session_expiry_s),
@@ -323,6 +461,34 @@ const setting_t config_settings[] = {
      .def = 4096,
      .doc = "bytes of a CONNECT's will message; over it the connection is closed without CONNACK "
             "(logged, counted)"},
+    {.path = "mqtt.max_regex_topic_length",
+     .type = SET_UINT,
+     CFG(mqtt.max_regex_topic_length),
+     .min = 1,
+     .max = 65535,
+     .def = 1024,
+     .doc = "bytes of an MQTT topic up to which regex rules are tried (a regex costs time on the "
+            "event loop that grows with the topic, see [security.md](security.md#budgets)); a "
+            "longer topic skips every regex rule: filter rules still apply, then `unmapped`"},
+    {.path = "mqtt.packet_timeout_s",
+     .type = SET_UINT,
+     CFG(mqtt.packet_timeout_s),
+     .min = 0,
+     .max = 3600,
+     .def = 30,
+     .doc_allowed = "0..3600 (0 = no deadline)",
+     .doc = "time a client has to complete a packet it started sending, whatever its keepalive; "
+            "then the connection is closed (logged, `mqtt2kafka_input_closed_total{reason="
+            "\"packet_timeout\"}`)"},
+    {.path = "mqtt.max_input_buffer_bytes",
+     .type = SET_UINT,
+     CFG(mqtt.max_input_buffer_bytes),
+     .min = 65536,
+     .max = UINT32_MAX,
+     .def = 128u * 1024 * 1024,
+     .doc = "bytes all connections may hold in partly received packets together (keep it well "
+            "above `max_packet_size`); past it the connections holding the most are closed "
+            "first (logged, `mqtt2kafka_input_closed_total{reason=\"input_budget\"}`)"},
     {.path = "mqtt.topic_alias_maximum",
      .type = SET_UINT,
      CFG(mqtt.topic_alias_maximum),
@@ -497,6 +663,16 @@ static bool differs(const setting_t *s, const void *a, const void *b) {
         const config_property_t *pb = *(config_property_t *const *)fb;
         for (size_t i = 0; i < n; i++)
             if (strcmp(pa[i].name, pb[i].name) != 0 || strcmp(pa[i].value, pb[i].value) != 0)
+                return true;
+        return false;
+    }
+    case SET_STRINGS: {
+        size_t n = *(const size_t *)((const char *)a + s->count_off);
+        if (n != *(const size_t *)((const char *)b + s->count_off))
+            return true;
+        char *const *sa = *(char **const *)fa, *const *sb = *(char **const *)fb;
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(sa[i], sb[i]) != 0)
                 return true;
         return false;
     }

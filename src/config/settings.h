@@ -26,13 +26,15 @@ typedef enum {
                     fewer), each parsed by .item into the array at .off */
     SET_MAP,     /* free keys to string values: config_property_t[] at .off, count at .count_off */
     SET_BOOL,
-    SET_UINT,   /* uint32_t from .min to .max */
-    SET_STRING, /* a non-empty string (.expected names what an empty one should be) */
-    SET_FILE,   /* a non-empty string naming a file the daemon reads */
-    SET_ENUM,   /* one of .words, stored as int */
-    SET_LISTEN, /* "IPv4:port" or "[IPv6]:port" (char * at .off); parsed by .parse */
-    SET_CUSTOM, /* parsed by .parse */
-    SET_ALIAS,  /* another place for the row .alias (same value, set once) */
+    SET_UINT,    /* uint32_t from .min to .max */
+    SET_STRING,  /* a non-empty string (.expected names what an empty one should be) */
+    SET_FILE,    /* a non-empty string naming a file the daemon reads */
+    SET_ENUM,    /* one of .words, stored as int */
+    SET_LISTEN,  /* "IPv4:port" or "[IPv6]:port" (char * at .off); parsed by .parse */
+    SET_CUSTOM,  /* parsed by .parse */
+    SET_ALIAS,   /* another place for the row .alias (same value, set once) */
+    SET_STRINGS, /* a list of strings: char ** at .off, size_t count at .count_off; parsed
+                    (and checked) by .parse */
 } setting_type_t;
 
 /* MQTT's largest packet: 1 byte header, 4 bytes remaining length, 268435455. */
@@ -97,7 +99,7 @@ struct setting {
 
 extern const setting_t config_settings[];
 extern const size_t config_settings_count;
-#define SETTINGS_MAX 64 /* config_settings_count is below it (checked in settings.c) */
+#define SETTINGS_MAX 128 /* config_settings_count is below it (checked in settings.c) */
 
 /* The row with this path, or NULL. */
 const setting_t *settings_find(const char *path);
@@ -115,6 +117,14 @@ struct parse_ctx {
     struct errs *errs;
     config_t *cfg;
     config_pos_t seen[SETTINGS_MAX]; /* where each row outside lists was set; line 0: not */
+    /* The keys of the large mapping cfg_pair_key walks (open addressing):
+     * its duplicate check stays linear however many keys a mapping has. */
+    struct {
+        const yaml_node_t *map;
+        const yaml_node_pair_t *next; /* the pair expected next */
+        yaml_node_t **slots;
+        size_t cap; /* a power of two, at least twice the pairs */
+    } keys;
 };
 
 config_pos_t cfg_pos_of(const yaml_node_t *n);
@@ -124,6 +134,11 @@ void cfg_err(parse_ctx_t *c, config_pos_t pos, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void cfg_oom(parse_ctx_t *c);
 char *cfg_strdup(parse_ctx_t *c, const char *s);
+/* A file name as the daemon opens it: a relative one is taken from the
+ * configuration file's directory (a copy, NULL when out of memory). */
+char *cfg_resolve_path(parse_ctx_t *c, const char *name);
+/* Whether a Kafka property names a file (ssl.key.location, ...). */
+bool cfg_property_is_file(const char *name, const char *value);
 int cfg_get_string(parse_ctx_t *c, const yaml_node_t *n, const char *where, const char **out);
 bool cfg_expect(parse_ctx_t *c, const yaml_node_t *n, yaml_node_type_t t, const char *where);
 /* A "host:port" value: 0 with a malloc'd host, or -1 after reporting. */
@@ -169,8 +184,16 @@ void cfg_parse_rule(parse_ctx_t *c, const setting_t *s, yaml_node_t *item, const
                     const char *where, size_t idx, void *base);
 void cfg_parse_rule_string(parse_ctx_t *c, const setting_t *s, yaml_node_t *v, const char *where,
                            void *base);
+void cfg_parse_downlink(parse_ctx_t *c, const setting_t *s, yaml_node_t *item, const char *sec,
+                        const char *where, size_t idx, void *base);
+void cfg_check_retained(parse_ctx_t *c, yaml_node_t *n, const char *where, void *base,
+                        yaml_node_t *const *found);
 void cfg_parse_unmapped(parse_ctx_t *c, const setting_t *s, yaml_node_t *v, const char *where,
                         void *base);
+void cfg_check_websocket(parse_ctx_t *c, yaml_node_t *n, const char *where, void *base,
+                         yaml_node_t *const *found);
+void cfg_parse_origins(parse_ctx_t *c, const setting_t *s, yaml_node_t *v, const char *where,
+                       void *base);
 void cfg_parse_metrics_listen(parse_ctx_t *c, const setting_t *s, yaml_node_t *v, const char *where,
                               void *base);
 

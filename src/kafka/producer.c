@@ -75,6 +75,10 @@ struct kafka {
     size_t vus_cap;
 
     hmap_t topics; /* of kafka_topic_slot_t */
+    /* The slot found last: most records go to the topic of the one before,
+     * and comparing names is cheaper than the keyed hash. Slots live until
+     * kafka_free. */
+    kafka_topic_slot_t *last_topic;
 
     char errstr[512];
 };
@@ -93,6 +97,10 @@ static log_level_t kafka_log_level(int syslog_level) {
 static void kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
     log_level_t l = kafka_log_level(level);
     if (l > log_get_level())
+        return;
+    /* A broker failure is logged as FAIL and raised as an error event with the
+     * same text: kafka_on_error logs it (with its error name), once. */
+    if (strcmp(fac, "FAIL") == 0)
         return;
     log_write(l, "kafka: %s: [%s] %s", rd_kafka_name(rk), fac, buf);
 }
@@ -316,6 +324,7 @@ static void kafka_topic_slot_free(hmap_node_t *n, void *ud) {
 static void kafka_topics_free(kafka_t *k) {
     hmap_each(&k->topics, kafka_topic_slot_free, NULL);
     hmap_free(&k->topics);
+    k->last_topic = NULL;
 }
 
 void kafka_free(kafka_t *k) {
@@ -375,7 +384,7 @@ static int kafka_reserve_vus(kafka_t *k, size_t n) {
 
 static uint64_t kafka_topic_hash(const hmap_node_t *n) {
     const kafka_topic_slot_t *e = HMAP_ENTRY(n, kafka_topic_slot_t, node);
-    return m2k_hash(e->name, e->len);
+    return m2k_hash_keyed(e->name, e->len);
 }
 
 /* The cached handle of `topic`, created on first use; NULL when the cache is
@@ -383,12 +392,17 @@ static uint64_t kafka_topic_hash(const hmap_node_t *n) {
  * reports the error the usual way). */
 static rd_kafka_topic_t *kafka_topic_get(kafka_t *k, const char *topic) {
     size_t len = strlen(topic);
-    uint64_t h = m2k_hash(topic, len);
+    kafka_topic_slot_t *last = k->last_topic;
+    if (last != NULL && last->len == len && memcmp(last->name, topic, len) == 0)
+        return last->rkt;
+    uint64_t h = m2k_hash_keyed(topic, len);
     hmap_node_t *n;
     HMAP_FOR_BUCKET(n, &k->topics, h) {
         kafka_topic_slot_t *e = HMAP_ENTRY(n, kafka_topic_slot_t, node);
-        if (e->len == len && memcmp(e->name, topic, len) == 0)
+        if (e->len == len && memcmp(e->name, topic, len) == 0) {
+            k->last_topic = e;
             return e->rkt;
+        }
     }
     if (k->topics.n >= KAFKA_TOPIC_CACHE_MAX)
         return NULL;
@@ -404,6 +418,7 @@ static rd_kafka_topic_t *kafka_topic_get(kafka_t *k, const char *topic) {
         free(e);
         return NULL;
     }
+    k->last_topic = e;
     return e->rkt;
 }
 

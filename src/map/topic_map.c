@@ -34,8 +34,9 @@ typedef struct {
 typedef struct {
     tmpl_part_t *parts;
     size_t n;
-    char *lits;      /* literal bytes, '{{' and '}}' already unescaped */
-    bool topic_only; /* the template is exactly "{topic}" */
+    char *lits;          /* literal bytes, '{{' and '}}' already unescaped */
+    bool topic_only;     /* the template is exactly "{topic}" */
+    bool lit_underscore; /* the template starts with a literal '_' */
 } tmpl_t;
 
 typedef struct {
@@ -75,6 +76,7 @@ struct topic_map {
     size_t n_strs, cap_strs;
     int32_t *regex_rules; /* indexes of regex rules in order */
     size_t n_regex;
+    size_t regex_topic_max; /* 0: no bound */
 };
 
 /* ---- validation ---- */
@@ -105,7 +107,7 @@ int topic_map_filter_check(const char *f, size_t len, const char **why) {
     return -1;
 }
 
-static bool kafka_char_ok(unsigned char c) {
+bool map_kafka_char_ok(unsigned char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
            c == '_' || c == '-';
 }
@@ -124,7 +126,7 @@ int topic_map_kafka_topic_check(const char *name, size_t len, const char **why) 
         return -1;
     }
     for (size_t i = 0; i < len; i++) {
-        if (!kafka_char_ok((unsigned char)name[i])) {
+        if (!map_kafka_char_ok((unsigned char)name[i])) {
             *why = "a Kafka topic name may only contain a-z A-Z 0-9 . _ -";
             return -1;
         }
@@ -223,7 +225,7 @@ static int tmpl_parse(const char *s, int n_captures, bool kafka_topic, const cha
             i += nlen + 1;
             continue;
         }
-        if (kafka_topic && !kafka_char_ok((unsigned char)c)) {
+        if (kafka_topic && !map_kafka_char_ok((unsigned char)c)) {
             if ((unsigned char)c >= 0x20 && (unsigned char)c < 0x7f)
                 snprintf(
                     msg, sizeof(msg),
@@ -269,6 +271,8 @@ static int tmpl_parse(const char *s, int n_captures, bool kafka_topic, const cha
             out->n = n_parts;
             out->lits = lits;
             out->topic_only = n_parts == 1 && parts[0].kind == PART_TOPIC;
+            out->lit_underscore =
+                n_parts > 0 && parts[0].kind == PART_LIT && parts[0].lit[0] == '_';
         }
     }
     return errors;
@@ -612,6 +616,10 @@ fail:
     return NULL;
 }
 
+void topic_map_set_regex_topic_max(topic_map_t *m, size_t max) {
+    m->regex_topic_max = max;
+}
+
 /* ---- lookup ---- */
 
 typedef struct {
@@ -704,7 +712,11 @@ int topic_map_lookup(const topic_map_t *m, const char *topic, size_t topic_len,
      * spare the copy, but it is not POSIX and sanitizers' regexec checks the
      * string with strlen anyway, reading past the view. */
     const char *cstr = NULL;
-    if (m->n_regex && m->regex_rules[0] < best) {
+    out->regex_skipped = 0;
+    if (m->n_regex && m->regex_rules[0] < best && m->regex_topic_max &&
+        topic_len > m->regex_topic_max) {
+        out->regex_skipped = 1;
+    } else if (m->n_regex && m->regex_rules[0] < best) {
         if (topic_len >= scratch_cap)
             return TOPIC_MAP_ERR_NO_ROOM;
         memcpy(scratch, topic, topic_len);
@@ -748,10 +760,13 @@ int topic_map_lookup(const topic_map_t *m, const char *topic, size_t topic_len,
         return TOPIC_MAP_ERR_NO_ROOM;
     const char *why;
     out->rule = (int)best;
-    if (topic_map_kafka_topic_check(scratch, topic_end, &why) < 0)
-        return TOPIC_MAP_ERR_BAD_TOPIC;
+    /* Set for the refusals too: the caller logs the name it refuses. */
     out->kafka_topic = scratch;
     out->kafka_topic_len = topic_end;
+    if (topic_map_kafka_topic_check(scratch, topic_end, &why) < 0)
+        return TOPIC_MAP_ERR_BAD_TOPIC;
+    if (scratch[0] == '_' && !r->kafka.lit_underscore)
+        return TOPIC_MAP_ERR_RESERVED;
     out->key = r->no_key ? NULL : scratch + topic_end + 1;
     out->key_len = o.len - topic_end - 1;
     return TOPIC_MAP_MATCHED;

@@ -79,13 +79,40 @@ static int dispatch(session_conn_t *c, const mqtt_packet_t *pkt) {
     return FEED_CLOSED;
 }
 
+/* The largest CONNECT the caps allow, whole packet: fixed header (5),
+ * variable header (12 with 3.1's "MQIsdp"), then each string with its
+ * 2-byte length, the password up to MQTT's 65535. A first packet announcing
+ * more is refused from its fixed header, before it is buffered. */
+static size_t connect_max(const config_mqtt_t *mq) {
+    return 5 + 12 + (2 + (size_t)mq->max_client_id_length) +
+           (2 + (size_t)mq->max_will_topic_length) + (2 + (size_t)mq->max_will_payload) +
+           (2 + (size_t)mq->max_username_length) + (2 + 65535);
+}
+
 /* A packet the codec refused: closed with one log line. */
 static void decode_error(session_conn_t *c, const uint8_t *buf, size_t len, int err,
                          const mqtt_packet_t *pkt) {
     mqtt_fixed_header_t fh;
-    if (err == MQTT_ERR_PROTOCOL_LEVEL && c->state == CONN_NEW)
+    const config_mqtt_t *mq = &c->mgr->cfg->mqtt;
+    if (err == MQTT_ERR_PROTOCOL_LEVEL && c->state == CONN_NEW) {
         refuse_level(c, &pkt->u.connect);
-    else if (err == MQTT_ERR_PACKET_TOO_LARGE && mqtt_decode_fixed_header(buf, len, &fh) > 0)
+    } else if (err == MQTT_ERR_PACKET_TOO_LARGE && c->state == CONN_NEW &&
+               mqtt_decode_fixed_header(buf, len, &fh) > 0 &&
+               (uint64_t)fh.header_len + fh.remaining_length <= mq->max_packet_size) {
+        /* Over connect_max only: the first packet cannot be a valid CONNECT. */
+        if (fh.type == MQTT_CONNECT) {
+            c->mgr->st.refused_too_long++;
+            session_end(c, &c->mgr->rl_refused, LOG_WARN, false, true,
+                        "CONNECT refused: %" PRIu64 " bytes announced, over the %zu a CONNECT "
+                        "within mqtt.max_client_id_length, max_username_length, "
+                        "max_will_topic_length and max_will_payload can have",
+                        (uint64_t)fh.header_len + fh.remaining_length, connect_max(mq));
+        } else {
+            session_violation(c, SESSION_ERR_FIRST_PACKET_NOT_CONNECT,
+                              "first packet is %s, not CONNECT [MQTT-3.1.0-1]",
+                              mqtt_type_name(fh.type));
+        }
+    } else if (err == MQTT_ERR_PACKET_TOO_LARGE && mqtt_decode_fixed_header(buf, len, &fh) > 0)
         session_violation(c, err, "%s %s packet of %" PRIu64 " bytes is over max_packet_size %u",
                           mqtt_errname(err), mqtt_type_name(fh.type),
                           (uint64_t)fh.header_len + fh.remaining_length,
@@ -101,17 +128,20 @@ ssize_t session_feed(session_conn_t *c, const uint8_t *buf, size_t len) {
         return -1;
     while (off < len && !c->paused_inflight && !c->paused_queue) {
         mqtt_packet_t pkt;
+        size_t max = m->cfg->mqtt.max_packet_size;
+        if (c->state == CONN_NEW && connect_max(&m->cfg->mqtt) < max)
+            max = connect_max(&m->cfg->mqtt);
         mqtt5_packet_t p5;
         ssize_t n;
         if (c->v5) {
-            n = session5_decode(c, buf + off, len - off, &pkt, &p5);
+            n = session5_decode(c, buf + off, len - off, max, &pkt, &p5);
         } else {
-            n = mqtt_decode(buf + off, len - off, m->cfg->mqtt.max_packet_size, &pkt);
+            n = mqtt_decode(buf + off, len - off, max, &pkt);
             if (n == MQTT_ERR_PROTOCOL_LEVEL && c->state == CONN_NEW &&
                 pkt.u.connect.protocol_level == MQTT_PROTOCOL_LEVEL_5 &&
                 pkt.u.connect.protocol_name.len == 4) { /* "MQTT" */
                 c->v5 = true;
-                n = session5_decode(c, buf + off, len - off, &pkt, &p5);
+                n = session5_decode(c, buf + off, len - off, max, &pkt, &p5);
             }
         }
         if (n == 0)

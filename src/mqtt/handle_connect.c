@@ -1,11 +1,12 @@
 /* CONNECT: the client id rules, authentication (opts.auth), takeover of a
  * connected id [MQTT-3.1.4-2], session present; and the will, published when
  * a connection ends without DISCONNECT. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <sys/random.h>
 
 #include "session_int.h"
 
@@ -76,18 +77,6 @@ static bool refuse_too_long(session_conn_t *c, bool present, size_t len, uint32_
     return true;
 }
 
-/* MQTT 5: an id the server assigns is random, not a guessable sequence
- * (getentropy); "m2k-" and 16 hex digits. */
-static void random_client_id(session_mgr_t *m, char *out, size_t cap) {
-    uint8_t r[8];
-    if (getentropy(r, sizeof(r)) != 0) {
-        snprintf(out, cap, "m2k-auto-%" PRIu64, ++m->next_auto_id);
-        return;
-    }
-    snprintf(out, cap, "m2k-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5],
-             r[6], r[7]);
-}
-
 /* The CONNACK properties of an accepted MQTT 5 CONNECT (3.2.2.3). */
 static void connack5(session_conn_t *c, bool present, uint32_t expiry, bool keepalive_lowered,
                      const char *assigned) {
@@ -129,7 +118,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     char idb[LOG_ID_MAX];
     const char *cid = (const char *)p->client_id.ptr;
     size_t cid_len = p->client_id.len;
-    char gen[40];
+    char gen[48]; /* "m2k-auto-" and 32 hex digits */
     const mqtt5_props_t *cp = c->p5 ? &c->p5->props : NULL;
     uint16_t keepalive = p->keepalive;
     bool keepalive_lowered = false, assigned = false;
@@ -190,11 +179,18 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
                            "empty client id with clean session 0 [MQTT-3.1.3-8]");
             return FEED_CLOSED;
         }
+        /* Random, not a counter: a guessable id would let another client
+         * take this session over (CONNECT with the same id). */
         do {
-            if (cp)
-                random_client_id(m, gen, sizeof(gen));
-            else
-                snprintf(gen, sizeof(gen), "m2k-auto-%" PRIu64, ++m->next_auto_id);
+            uint8_t r[16];
+            if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+                session_refuse(c, MQTT_CONNACK_UNAVAILABLE, LOG_ERROR,
+                               "no random bytes for a client id: %s", strerror(errno));
+                return FEED_CLOSED;
+            }
+            int n = snprintf(gen, sizeof(gen), "m2k-auto-");
+            for (size_t i = 0; i < sizeof(r); i++)
+                n += snprintf(gen + n, sizeof(gen) - (size_t)n, "%02x", r[i]);
         } while (store_find_cid(m, gen, strlen(gen)));
         cid = gen;
         cid_len = strlen(gen);
@@ -261,7 +257,12 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
         s->conn_gen = 1;
     s->clean = ends;
     c->gen = s->conn_gen;
-    c->keepalive = keepalive;
+    /* Keepalive 0 would let a silent connection stay forever: it gets
+     * max_keepalive_s when that is below MQTT's 65535 (an MQTT 5 client is
+     * told, server keep alive). */
+    c->keepalive =
+        keepalive || mq->max_keepalive_s >= 65535 ? keepalive : (uint16_t)mq->max_keepalive_s;
+    keepalive_lowered = keepalive_lowered || (cp && c->keepalive != keepalive);
     c->level = p->protocol_level;
     session_set_state(c, CONN_CONNECTED);
     if (cp) {
@@ -272,20 +273,23 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
         c->alias_max = (uint16_t)mq->topic_alias_maximum;
         connack5(c, present, expiry, keepalive_lowered, assigned ? gen : NULL);
         m->st.connects++;
-        log_client(LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
-                   "connected (MQTT 5, clean start %d, session expiry %" PRIu32
-                   " s, keepalive %u s, session present %d)",
-                   p->clean_session, expiry < mq->session_expiry_s ? expiry : mq->session_expiry_s,
-                   keepalive, present);
+        log_client_ratelimited(
+            &m->rl_connected, LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
+            "connected (MQTT 5, clean start %d, session expiry %" PRIu32
+            " s, keepalive %u s, session present %d)",
+            p->clean_session, expiry < mq->session_expiry_s ? expiry : mq->session_expiry_s,
+            c->keepalive, present);
         inflight_check_window(c);
         return FEED_OK;
     }
     /* MQTT 3.1's CONNACK has no session present flag: its byte is reserved. */
     session_send_connack(c, present && !v31, MQTT_CONNACK_ACCEPTED);
     m->st.connects++;
-    log_client(LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
-               "connected (%sclean session %d, keepalive %u s, session present %d)",
-               v31 ? "MQTT 3.1, " : "", p->clean_session, p->keepalive, present && !v31);
+    log_client_ratelimited(
+        &m->rl_connected, LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
+        "connected (%sclean session %d, keepalive %u s%s, session present %d)",
+        v31 ? "MQTT 3.1, " : "", p->clean_session, c->keepalive,
+        c->keepalive != p->keepalive ? " (asked 0: max_keepalive_s)" : "", present && !v31);
     inflight_check_window(c);
     return FEED_OK;
 }
@@ -303,6 +307,16 @@ void session_publish_will(session_conn_t *c) {
     const char *ktopic, *key, *why = "";
     size_t key_len;
     int r = session_route(c, &msg, &ktopic, &key, &key_len, &why);
+    if (r == ROUTE_REFUSE) {
+        char kb[TOPIC_MAP_KAFKA_TOPIC_MAX + 8];
+        m->st.wills_lost++;
+        log_client(LOG_WARN, session_log_id(c, idb, sizeof(idb)), c->remote,
+                   "will message not published: %s%s%s%s",
+                   ktopic ? "its topic renders the Kafka topic '" : "",
+                   ktopic ? session_log_str(kb, sizeof(kb), ktopic, strlen(ktopic)) : "",
+                   ktopic ? "', " : "", why);
+        return;
+    }
     if (r != ROUTE_OK) {
         m->st.wills_lost++;
         log_client(LOG_WARN, session_log_id(c, idb, sizeof(idb)), c->remote,

@@ -11,6 +11,69 @@
 
 #define ACL_CACHE_TOPIC_MAX 256
 
+/* ---- the Kafka topics rendered so far (kafka.max_topics): librdkafka keeps
+ * an object per topic for the process's life, so neither does this forget */
+
+typedef struct {
+    hmap_node_t node;
+    uint8_t len; /* a legal name has at most 249 bytes */
+    char name[];
+} ktopic_t;
+
+static uint64_t ktopic_hash(const hmap_node_t *n) {
+    const ktopic_t *t = HMAP_ENTRY(n, ktopic_t, node);
+    return m2k_hash_keyed(t->name, t->len);
+}
+
+void ktopics_init(session_mgr_t *m) {
+    hmap_init(&m->ktopics, ktopic_hash, 0);
+}
+
+static void ktopic_free(hmap_node_t *n, void *ud) {
+    (void)ud;
+    free(HMAP_ENTRY(n, ktopic_t, node));
+}
+
+void ktopics_free(session_mgr_t *m) {
+    hmap_each(&m->ktopics, ktopic_free, NULL);
+    hmap_free(&m->ktopics);
+}
+
+/* Whether the (legal) name is known or fits under kafka.max_topics (0: no bound). */
+static bool ktopic_admit(session_mgr_t *m, const char *name, size_t len) {
+    uint64_t h = m2k_hash_keyed(name, len); /* names a client chooses */
+    hmap_node_t *n;
+    HMAP_FOR_BUCKET(n, &m->ktopics, h) {
+        const ktopic_t *t = HMAP_ENTRY(n, ktopic_t, node);
+        if (t->len == len && memcmp(t->name, name, len) == 0)
+            return true;
+    }
+    uint32_t max = m->cfg->kafka_max_topics;
+    if ((max && m->ktopics.n >= max) || len > UINT8_MAX)
+        return false;
+    ktopic_t *t = malloc(sizeof(*t) + len);
+    if (!t)
+        return false;
+    t->len = (uint8_t)len;
+    memcpy(t->name, name, len);
+    if (hmap_insert(&m->ktopics, &t->node, h) != 0) {
+        free(t);
+        return false;
+    }
+    m->st.kafka_topics = m->ktopics.n;
+    return true;
+}
+
+/* A message a rule maps whose Kafka topic is refused: counted, never routed
+ * elsewhere (the unmapped policy is for messages no rule maps). */
+static int route_refuse(session_mgr_t *m, int kind, const char *ktopic, const char **out,
+                        const char **why, const char *reason) {
+    m->st.messages_refused[kind]++;
+    *out = ktopic;
+    *why = reason;
+    return ROUTE_REFUSE;
+}
+
 int session_route(session_conn_t *c, const msg_t *msg, const char **ktopic, const char **key,
                   size_t *key_len, const char **why) {
     session_mgr_t *m = c->mgr;
@@ -20,19 +83,33 @@ int session_route(session_conn_t *c, const msg_t *msg, const char **ktopic, cons
         .username = c->has_username ? c->username : NULL,
         .username_len = c->has_username ? c->username_len : 0,
     };
-    topic_map_result_t res;
+    topic_map_result_t res = {0};
     int r =
         m->o.route(m->o.route_ud, msg->topic, msg->topic_len, &ctx, m->scratch, SCRATCH_SIZE, &res);
-    if (r == TOPIC_MAP_MATCHED) {
+    switch (r) {
+    case TOPIC_MAP_MATCHED:
+        if (!ktopic_admit(m, res.kafka_topic, res.kafka_topic_len))
+            return route_refuse(m, SESSION_REFUSED_TOPIC_LIMIT, res.kafka_topic, ktopic, why,
+                                "a new topic past kafka.max_topics distinct Kafka topics");
         *ktopic = res.kafka_topic;
         *key = res.key;
         *key_len = res.key_len;
         return ROUTE_OK;
+    case TOPIC_MAP_UNMAPPED:
+        *why = res.regex_skipped ? "no rule matches (regex rules skipped: the topic is longer "
+                                   "than mqtt.max_regex_topic_length)"
+                                 : "no rule matches";
+        break;
+    case TOPIC_MAP_ERR_RESERVED:
+        return route_refuse(m, SESSION_REFUSED_RESERVED_TOPIC, res.kafka_topic, ktopic, why,
+                            topic_map_refusal(r));
+    case TOPIC_MAP_ERR_NO_ROOM:
+        return route_refuse(m, SESSION_REFUSED_ILLEGAL_TOPIC, NULL, ktopic, why,
+                            topic_map_refusal(r));
+    default:
+        return route_refuse(m, SESSION_REFUSED_ILLEGAL_TOPIC, res.kafka_topic, ktopic, why,
+                            topic_map_refusal(r));
     }
-    *why = r == TOPIC_MAP_UNMAPPED        ? "no rule matches"
-           : r == TOPIC_MAP_ERR_BAD_TOPIC ? "the rendered Kafka topic is not a legal name"
-           : r == TOPIC_MAP_ERR_NO_ROOM   ? "the rendered Kafka topic and key are too long"
-                                          : "topic map error";
     switch (m->cfg->unmapped) {
     case UNMAPPED_TOPIC:
         if (m->cfg->unmapped_topic) {
@@ -269,8 +346,9 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     const char *ktopic, *key, *why = "";
     size_t key_len;
     int r = session_route(c, &msg, &ktopic, &key, &key_len, &why);
-    if (r == ROUTE_CLOSE && c->p5 && p->qos > 0) { /* MQTT 5: a negative ack, 0x90 */
-        m->st.unmapped_closed++;
+    if ((r == ROUTE_CLOSE || r == ROUTE_REFUSE) && c->p5 && p->qos > 0) { /* MQTT 5: 0x90 */
+        if (r == ROUTE_CLOSE)
+            m->st.unmapped_closed++;
         log_client_ratelimited(&m->rl_drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
                                c->remote, "topic '%s' is not mapped: %s: refused (0x90)",
                                session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len), why);
@@ -278,6 +356,19 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
             goto oom;
         inflight_check_window(c);
         return FEED_OK;
+    }
+    if (r == ROUTE_REFUSE) {
+        /* MQTT 3.1.1 has no negative acknowledgement: the close tells the
+         * sender; an ack would lose the message. */
+        char kb[TOPIC_MAP_KAFKA_TOPIC_MAX + 8], what[TOPIC_MAP_KAFKA_TOPIC_MAX + 64] = "";
+        if (ktopic)
+            snprintf(what, sizeof(what), "it renders the Kafka topic '%s', ",
+                     session_log_str(kb, sizeof(kb), ktopic, strlen(ktopic)));
+        session5_send_disconnect(c, MQTT5_RC_TOPIC_NAME_INVALID);
+        session_end(c, &m->rl_route, LOG_WARN, true, true,
+                    "refused a message on topic '%s': %s%s; not acknowledged",
+                    session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len), what, why);
+        return FEED_CLOSED;
     }
     if (r == ROUTE_CLOSE) {
         m->st.unmapped_closed++;

@@ -111,14 +111,11 @@ static void session_end_v(session_conn_t *c, log_ratelimit_t *rl, log_level_t lv
     if (c->state == CONN_CLOSED)
         return;
     session_mgr_t *m = c->mgr;
-    char reason[256], idb[LOG_ID_MAX];
+    char reason[512], idb[LOG_ID_MAX];
     if (lvl <= log_get_level()) {
         vsnprintf(reason, sizeof(reason), fmt, ap);
-        if (rl)
-            log_client_ratelimited(rl, lvl, session_log_id(c, idb, sizeof(idb)), c->remote,
-                                   "closing: %s", reason);
-        else
-            log_client(lvl, session_log_id(c, idb, sizeof(idb)), c->remote, "closing: %s", reason);
+        log_client_ratelimited(rl ? rl : &m->rl_closing, lvl, session_log_id(c, idb, sizeof(idb)),
+                               c->remote, "closing: %s", reason);
     }
     bool was_connected = c->state != CONN_NEW;
     session_set_state(c, CONN_CLOSED);
@@ -200,11 +197,16 @@ session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts) {
     m->rl_delivery = (log_ratelimit_t)LOG_RATELIMIT_INIT("delivery failures", 10, 10000);
     m->rl_drop = (log_ratelimit_t)LOG_RATELIMIT_INIT("unmapped messages dropped", 10, 10000);
     m->rl_acl = (log_ratelimit_t)LOG_RATELIMIT_INIT("ACL denied publish", 10, 10000);
+    m->rl_route = (log_ratelimit_t)LOG_RATELIMIT_INIT("refused messages", 10, 10000);
+    m->rl_connected = (log_ratelimit_t)LOG_RATELIMIT_INIT("connected", 100, 10000);
+    m->rl_closing = (log_ratelimit_t)LOG_RATELIMIT_INIT("closing", 100, 10000);
+    m->rl_evict = (log_ratelimit_t)LOG_RATELIMIT_INIT("discarded sessions", 10, 10000);
     m->max_detached = opts->max_detached_sessions ? opts->max_detached_sessions
                                                   : m->cfg->mqtt.max_persistent_sessions;
     list_init(&m->conns);
     list_init(&m->blocked);
     store_init(m);
+    ktopics_init(m);
     m->scratch = malloc(SCRATCH_SIZE);
     if (!m->scratch) {
         free(m);
@@ -238,6 +240,7 @@ void session_mgr_free(session_mgr_t *m) {
         free(c);
     }
     store_free(m);
+    ktopics_free(m);
     free(m->scratch);
     free(m);
 }

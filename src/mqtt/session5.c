@@ -7,9 +7,10 @@
 
 #include "session_int.h"
 
-ssize_t session5_decode(session_conn_t *c, const uint8_t *buf, size_t len, mqtt_packet_t *pkt,
-                        mqtt5_packet_t *p5) {
-    ssize_t n = mqtt5_decode(buf, len, c->mgr->cfg->mqtt.max_packet_size, p5);
+ssize_t session5_decode(session_conn_t *c, const uint8_t *buf, size_t len, size_t max,
+                        mqtt_packet_t *pkt, mqtt5_packet_t *p5) {
+    (void)c;
+    ssize_t n = mqtt5_decode(buf, len, max, p5);
     pkt->type = (mqtt_type_t)p5->type;
     pkt->flags = p5->flags;
     if (n <= 0)

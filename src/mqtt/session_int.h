@@ -121,14 +121,17 @@ struct session_mgr {
     uint64_t mono_us;
     hmap_t by_id, by_cid;
     uint32_t next_session_id;
-    uint64_t next_auto_id;
     list_t conns;    /* every session_conn_t */
     list_t blocked;  /* connections waiting for room in the producer queue */
     list_t detached; /* sessions without a connection, oldest first */
     size_t n_conns, n_detached, max_detached;
     char *scratch;
     bool stopping;
-    log_ratelimit_t rl_protocol, rl_refused, rl_delivery, rl_drop, rl_acl;
+    log_ratelimit_t rl_protocol, rl_refused, rl_delivery, rl_drop, rl_acl, rl_route;
+    /* "connected" and every other "closing" line, and discarded sessions: a
+     * reconnect storm must not flood the log */
+    log_ratelimit_t rl_connected, rl_closing, rl_evict;
+    hmap_t ktopics; /* ktopic_t: the Kafka topics rendered so far */
     session_stats_t st;
 };
 
@@ -259,20 +262,25 @@ typedef struct {
     const mqtt5_props_t *props; /* MQTT 5 PUBLISH: its properties; else NULL */
 } msg_t;
 
-enum { ROUTE_OK = 0, ROUTE_DROP = 1, ROUTE_CLOSE = 2 };
+/* ROUTE_REFUSE: a rule maps the message but its Kafka topic is refused
+ * (counted in st.messages_refused; *ktopic is the rendered name, or NULL). */
+enum { ROUTE_OK = 0, ROUTE_DROP = 1, ROUTE_CLOSE = 2, ROUTE_REFUSE = 3 };
 /* Resolves the Kafka topic and key; applies the unmapped policy. */
 int session_route(session_conn_t *c, const msg_t *msg, const char **ktopic, const char **key,
                   size_t *key_len, const char **why);
+void ktopics_init(session_mgr_t *m);
+void ktopics_free(session_mgr_t *m);
 /* Hands one record to the producer; returns its KAFKA_* code. */
 int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, const char *key,
                     size_t key_len, uint64_t opaque);
 
 /* ---- session5.c: what MQTT 5 adds ---- */
 
-/* Decodes one level 5 packet and gives its 3.1.1 view in pkt for the shared
- * handlers (the rest stays in p5); returns as mqtt_decode does. */
-ssize_t session5_decode(session_conn_t *c, const uint8_t *buf, size_t len, mqtt_packet_t *pkt,
-                        mqtt5_packet_t *p5);
+/* Decodes one level 5 packet (at most max bytes) and gives its 3.1.1 view in
+ * pkt for the shared handlers (the rest stays in p5); returns as mqtt_decode
+ * does. */
+ssize_t session5_decode(session_conn_t *c, const uint8_t *buf, size_t len, size_t max,
+                        mqtt_packet_t *pkt, mqtt5_packet_t *p5);
 /* The v5 reason code for a 3.1.1 CONNACK return code. */
 uint8_t session5_connack_reason(uint8_t rc);
 void session5_send_connack(session_conn_t *c, bool present, uint8_t reason,

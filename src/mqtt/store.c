@@ -14,7 +14,7 @@ static uint64_t hash_id(const hmap_node_t *n) {
 
 static uint64_t hash_cid(const hmap_node_t *n) {
     const session_t *s = HMAP_ENTRY(n, session_t, by_cid);
-    return m2k_hash(s->client_id, s->client_id_len);
+    return m2k_hash_keyed(s->client_id, s->client_id_len);
 }
 
 void store_init(session_mgr_t *m) {
@@ -39,7 +39,7 @@ void store_free(session_mgr_t *m) {
 
 session_t *store_find_cid(const session_mgr_t *m, const char *cid, size_t len) {
     hmap_node_t *n;
-    HMAP_FOR_BUCKET(n, &m->by_cid, m2k_hash(cid, len)) {
+    HMAP_FOR_BUCKET(n, &m->by_cid, m2k_hash_keyed(cid, len)) {
         session_t *s = HMAP_ENTRY(n, session_t, by_cid);
         if (s->client_id_len == len && memcmp(s->client_id, cid, len) == 0)
             return s;
@@ -64,7 +64,7 @@ session_t *store_create(session_mgr_t *m, const char *cid, size_t len, bool clea
     s->id = m->next_session_id;
     if (hmap_insert(&m->by_id, &s->by_id, m2k_hash_u32(s->id)) != 0)
         goto fail;
-    if (hmap_insert(&m->by_cid, &s->by_cid, m2k_hash(cid, len)) != 0) {
+    if (hmap_insert(&m->by_cid, &s->by_cid, m2k_hash_keyed(cid, len)) != 0) {
         hmap_remove(&m->by_id, &s->by_id, m2k_hash_u32(s->id));
         goto fail;
     }
@@ -103,7 +103,7 @@ void store_destroy(session_mgr_t *m, session_t *s) {
     assert(!s->conn);
     store_attach(m, s);
     hmap_remove(&m->by_id, &s->by_id, m2k_hash_u32(s->id));
-    hmap_remove(&m->by_cid, &s->by_cid, m2k_hash(s->client_id, s->client_id_len));
+    hmap_remove(&m->by_cid, &s->by_cid, m2k_hash_keyed(s->client_id, s->client_id_len));
     free(s->ring);
     free(s->pubrel);
     free(s);
@@ -120,28 +120,31 @@ void store_detach(session_mgr_t *m, session_t *s) {
     char idb[LOG_ID_MAX];
     while (m->n_detached >= m->max_detached && !list_empty(&m->detached)) {
         session_t *old = LIST_ENTRY(list_first(&m->detached), session_t, detached);
-        log_client(LOG_WARN, session_log_str(idb, sizeof(idb), old->client_id, old->client_id_len),
-                   NULL,
-                   "session limit: %zu sessions kept without a connection; discarding the "
-                   "oldest",
-                   m->n_detached);
+        log_client_ratelimited(
+            &m->rl_evict, LOG_WARN,
+            session_log_str(idb, sizeof(idb), old->client_id, old->client_id_len), NULL,
+            "session limit: %zu sessions kept without a connection; discarding the "
+            "oldest",
+            m->n_detached);
         m->st.sessions_evicted++;
         store_destroy(m, old);
     }
     while (m->st.persistent_session_bytes + bytes > budget && !list_empty(&m->detached)) {
         session_t *old = LIST_ENTRY(list_first(&m->detached), session_t, detached);
-        log_client(LOG_WARN, session_log_str(idb, sizeof(idb), old->client_id, old->client_id_len),
-                   NULL,
-                   "session limit: %" PRIu64 " + %" PRIu64
-                   " bytes kept without a connection over mqtt.max_session_bytes %" PRIu64
-                   "; discarding the oldest",
-                   m->st.persistent_session_bytes, bytes, budget);
+        log_client_ratelimited(
+            &m->rl_evict, LOG_WARN,
+            session_log_str(idb, sizeof(idb), old->client_id, old->client_id_len), NULL,
+            "session limit: %" PRIu64 " + %" PRIu64
+            " bytes kept without a connection over mqtt.max_session_bytes %" PRIu64
+            "; discarding the oldest",
+            m->st.persistent_session_bytes, bytes, budget);
         m->st.sessions_evicted_bytes++;
         store_destroy(m, old);
     }
     if (bytes > budget) { /* alone over the budget (a large window in flight) */
-        log_client(
-            LOG_WARN, session_log_str(idb, sizeof(idb), s->client_id, s->client_id_len), NULL,
+        log_client_ratelimited(
+            &m->rl_evict, LOG_WARN,
+            session_log_str(idb, sizeof(idb), s->client_id, s->client_id_len), NULL,
             "session limit: %" PRIu64 " bytes over mqtt.max_session_bytes %" PRIu64 "; not kept",
             bytes, budget);
         m->st.sessions_evicted_bytes++;

@@ -11,6 +11,7 @@
 #include "conn.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,11 +98,36 @@ static int buf_append(uint8_t **buf, uint32_t *len, uint32_t *cap, uint32_t init
     return 0;
 }
 
+static void input_over_budget(server_t *s, service_t *svc);
+
+/* Keeps bytes the protocol did not consume: an incomplete packet (its
+ * deadline starts with its first byte) or input left while paused. */
 static int in_append(conn_t *c, const uint8_t *p, size_t n) {
-    return buf_append(&c->in, &c->in_len, &c->in_cap, 256, p, n);
+    service_t *svc = c->l->svc;
+    uint32_t cap0 = c->in_cap;
+    if (c->in_len == 0 && c->state == CONN_OPEN)
+        c->since_ms = uv_now(&srv_of(c)->loop);
+    if (buf_append(&c->in, &c->in_len, &c->in_cap, 256, p, n) != 0)
+        return -1;
+    if (svc->limits && c->state < CONN_CLOSING) {
+        svc->st.input_bytes += c->in_cap - (c->in_counted ? cap0 : 0);
+        c->in_counted = true;
+        if (svc->st.input_bytes > srv_of(c)->cfg->mqtt.max_input_buffer_bytes)
+            input_over_budget(srv_of(c), svc);
+    }
+    return 0;
+}
+
+/* The input buffer no longer counts against the budget (freed, or closing). */
+static void in_uncount(conn_t *c) {
+    if (c->in_counted) {
+        c->l->svc->st.input_bytes -= c->in_cap;
+        c->in_counted = false;
+    }
 }
 
 static void in_release(conn_t *c) {
+    in_uncount(c);
     free(c->in);
     c->in = NULL;
     c->in_len = c->in_cap = 0;
@@ -138,10 +164,13 @@ static void feed_buffered(conn_t *c) {
     } else if (n > 0) {
         memmove(c->in, c->in + n, c->in_len - (size_t)n);
         c->in_len -= (uint32_t)n;
+        c->since_ms = uv_now(&srv_of(c)->loop); /* the next packet has begun */
     }
 }
 
 void net_conn_deliver(conn_t *c, const uint8_t *p, size_t n) {
+    if (c->state >= CONN_CLOSING)
+        return; /* nobody reads it any more */
     if (c->in_len) {
         if (in_append(c, p, n) != 0) {
             net_conn_end(c, "out of memory for the input buffer");
@@ -175,6 +204,9 @@ static void conn_begin_close(conn_t *c) {
     if (c->state >= CONN_CLOSING)
         return;
     transport_shutdown(c->tr, c);
+    /* Freed with the connection (a feed may still be reading it), but no
+     * longer held against the input budget. */
+    in_uncount(c);
     conn_set_state(c, CONN_CLOSING);
     c->since_ms = uv_now(&srv_of(c)->loop);
     conn_read_stop(c);
@@ -395,6 +427,8 @@ void server_conn_pause(server_conn_t *c) {
 
 void server_conn_resume(server_conn_t *c) {
     c->paused = false;
+    if (c->state == CONN_OPEN) /* backpressure is not the client's delay */
+        c->since_ms = uv_now(&srv_of(c)->loop);
     /* Not synchronously: the protocol may be in the middle of a callback. */
     c->feed_pending = true;
     mark_pending(c);
@@ -591,6 +625,49 @@ void conn_check_handshakes(server_t *s, uint64_t now) {
             if (why)
                 net_conn_end(c, why);
         }
+    }
+}
+
+void conn_check_partial(server_t *s, uint64_t now) {
+    unsigned limit_s = s->cfg->mqtt.packet_timeout_s;
+    conn_t *c;
+    if (!limit_s)
+        return;
+    FOREACH_CONN(c, s) {
+        if (c->state != CONN_OPEN || !c->in_len || !c->l->svc->limits || c->paused || c->held ||
+            ops_of(c)->conn_paused(c->pc) || now - c->since_ms < (uint64_t)limit_s * 1000u)
+            continue;
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "a packet not completed within mqtt.packet_timeout_s %u s (%u bytes of it "
+                 "received)",
+                 limit_s, c->in_len);
+        c->l->svc->st.packet_timeouts++;
+        net_conn_end(c, why);
+        conn_begin_close(c);
+    }
+}
+
+/* Over max_input_buffer_bytes: the connections holding the largest partial
+ * packets are closed first, until the rest fits. */
+static void input_over_budget(server_t *s, service_t *svc) {
+    uint64_t budget = s->cfg->mqtt.max_input_buffer_bytes;
+    while (svc->st.input_bytes > budget) {
+        conn_t *big = NULL, *c;
+        FOREACH_CONN(c, s) {
+            if (c->l->svc == svc && c->in_counted && (!big || c->in_cap > big->in_cap))
+                big = c;
+        }
+        if (!big)
+            break;
+        char why[200];
+        snprintf(why, sizeof(why),
+                 "%u bytes of a partly received packet buffered, the most of any connection, "
+                 "while all hold %" PRIu64 ", over mqtt.max_input_buffer_bytes %" PRIu64,
+                 big->in_cap, svc->st.input_bytes, budget);
+        svc->st.input_budget_closed++;
+        net_conn_end(big, why);
+        conn_begin_close(big); /* uncounts it, whatever the protocol did */
     }
 }
 

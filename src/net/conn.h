@@ -57,8 +57,9 @@ struct server_conn {
     void *pc;          /* the protocol's object */
     transport_t *tr;   /* the top transport layer */
     uv_timer_t *timer; /* while held, or while the protocol's timer runs */
-    /* Accepted at (handshake timeout) until closing starts, then the start
-     * of the close (grace timeout): the two never overlap. */
+    /* Accepted at (handshake timeout); while open, when the packet being
+     * received started (packet_timeout_s); then the start of the close
+     * (grace timeout): they never overlap. */
     uint64_t since_ms;
     uint8_t *in;
     uint8_t *out;
@@ -69,6 +70,7 @@ struct server_conn {
     uint32_t queued; /* bytes handed to uv_write and not yet written */
     uint8_t state;   /* conn_state_t */
     bool reading : 1, paused : 1, held : 1, feed_pending : 1, counted_ip : 1;
+    bool in_counted : 1; /* in_cap is in the service's st.input_bytes */
 };
 
 struct server {
@@ -79,8 +81,9 @@ struct server {
     uv_check_t check;
     uv_idle_t idle;
     uv_poll_t poll;
+    uv_poll_t poll2; /* opts.watch_fd2 */
     uv_signal_t sig[3];
-    bool have_poll, have_metrics;
+    bool have_poll, have_poll2, have_metrics;
     service_t svc[SERVICE_COUNT];
     listener_t *listeners;
     size_t n_listeners, n_listening;
@@ -94,6 +97,7 @@ struct server {
     log_ratelimit_t rl_refused, iplimit_log;
     iplimit_t *iplimit;
     void (*periodic_cb)(void *ud);
+    server_forward_t *fwd; /* forward.c: the embedded Kafka's fixed bootstrap port */
 };
 
 /* server.c: tells every protocol the time (before feeding, ticking, on_fd). */
@@ -106,6 +110,9 @@ void conn_process_pending(server_t *s);
 /* Transport handshakes past connect_timeout_s are closed (before the
  * protocols' tick, so the log says why). */
 void conn_check_handshakes(server_t *s, uint64_t now);
+/* Open connections that started a packet more than packet_timeout_s ago
+ * (and are not paused by backpressure) are closed. */
+void conn_check_partial(server_t *s, uint64_t now);
 /* Closing connections that did not drain within the grace period are cut. */
 void conn_cut_stragglers(server_t *s, uint64_t now);
 void conn_stop_reading_all(server_t *s);
@@ -113,5 +120,9 @@ void conn_stop_reading_all(server_t *s);
 void conn_close_all(server_t *s);
 /* The stop timer: whatever is left is cut. */
 void conn_cut_all(server_t *s);
+/* forward.c, for server.c: server_stop closes the relay and its connections,
+ * server_free frees it. */
+void forward_stop(server_t *s);
+void forward_free(server_t *s);
 
 #endif

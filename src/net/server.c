@@ -79,7 +79,9 @@ static int listener_open(server_t *s, listener_t *l, const char *host, uint16_t 
     return 0;
 }
 
-static int metrics_listen(server_t *s, char *errbuf, size_t errlen) {
+int server_listen_metrics(server_t *s, char *errbuf, size_t errlen) {
+    if (s->have_metrics || !s->cfg->metrics_listen || !s->svc[SERVICE_HTTP].p.ops)
+        return 0;
     const config_t *cfg = s->cfg;
     listener_t *l = &s->metrics;
     char what[128], host[INET6_ADDRSTRLEN];
@@ -125,9 +127,7 @@ int server_listen(server_t *s, char *errbuf, size_t errlen) {
         log_info(strchr(cl->host, ':') ? "listening on [%s]:%d%s" : "listening on %s:%d%s", host,
                  l->port, label);
     }
-    if (s->cfg->metrics_listen && s->svc[SERVICE_HTTP].p.ops)
-        return metrics_listen(s, errbuf, errlen);
-    return 0;
+    return server_listen_metrics(s, errbuf, errlen);
 }
 
 uint16_t server_listener_port(const server_t *s, size_t i) {
@@ -141,6 +141,7 @@ static void on_tick(uv_timer_t *t) {
     net_set_now(s);
     uint64_t now = uv_now(&s->loop);
     conn_check_handshakes(s, now);
+    conn_check_partial(s, now);
     for (int i = 0; i < SERVICE_COUNT; i++) {
         const server_protocol_t *p = &s->svc[i].p;
         if (p->ops && p->ops->tick)
@@ -156,12 +157,28 @@ static void on_poll(uv_poll_t *p, int status, int events) {
     server_t *s = p->data;
     (void)events;
     if (status < 0) {
-        log_error("watching the Kafka event fd: %s", uv_strerror(status));
+        log_error("watching the Kafka %sevent fd: %s", p == &s->poll2 ? "consumer " : "",
+                  uv_strerror(status));
         return;
     }
     net_set_now(s);
-    if (s->o.on_fd)
+    if (p == &s->poll2)
+        s->o.on_fd2(s->o.ud);
+    else if (s->o.on_fd)
         s->o.on_fd(s->o.ud);
+}
+
+/* Watches fd with p (on_poll tells the two apart); 0, or -1 with errbuf. */
+static int watch(server_t *s, uv_poll_t *p, int fd, bool *have, char *errbuf, size_t errlen) {
+    int r = uv_poll_init(&s->loop, p, fd);
+    if (r < 0) {
+        snprintf(errbuf, errlen, "watching fd %d: %s", fd, uv_strerror(r));
+        return -1;
+    }
+    *have = true;
+    p->data = s;
+    uv_poll_start(p, UV_READABLE, on_poll);
+    return 0;
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -219,18 +236,14 @@ int server_new(const server_opts_t *opts, server_t **out, char *errbuf, size_t e
         s->sig[i].data = s;
         uv_signal_start(&s->sig[i], on_signal, sigs[i]);
     }
-    if (opts->watch_fd >= 0) {
-        r = uv_poll_init(&s->loop, &s->poll, opts->watch_fd);
-        if (r < 0) {
-            snprintf(errbuf, errlen, "watching fd %d: %s", opts->watch_fd, uv_strerror(r));
-            server_stop(s);
-            uv_run(&s->loop, UV_RUN_DEFAULT);
-            server_free(s);
-            return -1;
-        }
-        s->have_poll = true;
-        s->poll.data = s;
-        uv_poll_start(&s->poll, UV_READABLE, on_poll);
+    if ((opts->watch_fd >= 0 &&
+         watch(s, &s->poll, opts->watch_fd, &s->have_poll, errbuf, errlen) != 0) ||
+        (opts->on_fd2 &&
+         watch(s, &s->poll2, opts->watch_fd2, &s->have_poll2, errbuf, errlen) != 0)) {
+        server_stop(s);
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+        server_free(s);
+        return -1;
     }
     *out = s;
     return 0;
@@ -266,6 +279,10 @@ int server_run(server_t *s) {
     return 0;
 }
 
+void server_run_once(server_t *s) {
+    uv_run(&s->loop, UV_RUN_NOWAIT);
+}
+
 void server_set_tick(server_t *s, unsigned ms) {
     s->tick_ms = ms ? ms : 1;
     if (uv_is_active((uv_handle_t *)&s->tick))
@@ -298,6 +315,7 @@ void server_stop(server_t *s) {
     uv_close((uv_handle_t *)&s->periodic, NULL);
     if (s->have_metrics)
         uv_close((uv_handle_t *)&s->metrics.tcp, NULL);
+    forward_stop(s);
     uv_close((uv_handle_t *)&s->check, NULL);
     uv_close((uv_handle_t *)&s->idle, NULL);
     /* Signal watchers stay installed (unreferenced, so the loop can end): a
@@ -306,6 +324,8 @@ void server_stop(server_t *s) {
         uv_unref((uv_handle_t *)&s->sig[i]);
     if (s->have_poll)
         uv_close((uv_handle_t *)&s->poll, NULL);
+    if (s->have_poll2)
+        uv_close((uv_handle_t *)&s->poll2, NULL);
     /* Pending output and the shutdowns go out now; the timer cuts stragglers. */
     conn_process_pending(s);
     if (!list_empty(&s->conns)) {
@@ -327,6 +347,7 @@ void server_free(server_t *s) {
     for (size_t i = 0; s->listeners && i < s->n_listener_slots; i++)
         transport_stack_free(&s->listeners[i].stack);
     free(s->listeners);
+    forward_free(s);
     free(s->rbuf);
     iplimit_free(s->iplimit);
     free(s);

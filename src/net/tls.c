@@ -74,6 +74,18 @@ static SSL_CTX *ctx_build(const config_tls_t *cfg, char *errbuf, size_t errlen) 
         file = cfg->ca;
         if (SSL_CTX_load_verify_locations(ctx, cfg->ca, NULL) != 1)
             goto fail;
+        if (cfg->crl) {
+            /* Every certificate of the chain is checked: one whose issuer
+             * has no CRL here fails, so a CRL file cannot silently cover
+             * only part of the chain. */
+            file = cfg->crl;
+            X509_STORE *st = SSL_CTX_get_cert_store(ctx);
+            X509_LOOKUP *lu = X509_STORE_add_lookup(st, X509_LOOKUP_file());
+            if (!lu || X509_load_crl_file(lu, cfg->crl, X509_FILETYPE_PEM) <= 0)
+                goto fail;
+            X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+            file = cfg->ca;
+        }
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->ca);
         if (names)
             SSL_CTX_set_client_CA_list(ctx, names);

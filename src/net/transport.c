@@ -9,7 +9,7 @@
 
 /* Every layer a listener may ask for, bottom first: a new transport is
  * added here (and in its own file). */
-static const transport_type_t *const layers[] = {&transport_tls_type};
+static const transport_type_t *const layers[] = {&transport_tls_type, &transport_ws_type};
 
 int transport_stack_init(transport_stack_t *st, const config_listener_t *cl, char *errbuf,
                          size_t errlen) {

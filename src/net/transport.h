@@ -2,8 +2,8 @@
  * connection's socket and its protocol.
  *
  * A listener has a stack of layers, bottom first, chosen from its
- * configuration (today TLS; a WebSocket layer would sit above it, giving
- * wss, or alone over the socket, giving ws). An empty stack is plain TCP:
+ * configuration: TLS, and WebSocket above it (wss) or alone over the socket
+ * (ws). An empty stack is plain TCP:
  * the shared transport_tcp, which passes bytes through. Each accepted
  * connection gets one transport_t per layer, linked by up and down.
  *
@@ -71,6 +71,7 @@ struct transport_type {
 /* The implementations. */
 extern transport_t transport_tcp; /* shared by every plain connection; no state */
 extern const transport_type_t transport_tls_type;
+extern const transport_type_t transport_ws_type;
 
 /* ---- what the connection core does for transports (conn.c) ---- */
 

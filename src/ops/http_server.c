@@ -7,18 +7,36 @@
 #include "ops/http.h"
 #include "util/log.h"
 
+typedef struct hconn hconn_t;
+
 struct http_server {
     http_server_opts_t o;
     size_t n_conns;
+    hconn_t *conns[HTTP_SERVER_MAX_CONNS]; /* the first n_conns */
     http_server_stats_t st;
+    log_ratelimit_t rl;
 };
 
-typedef struct {
+struct hconn {
     http_server_t *srv;
     server_conn_t *conn;
     http_conn_t *h;
     char remote[]; /* as given at accept */
-} hconn_t;
+};
+
+/* The length of the address part of "1.2.3.4:5" or "[::1]:5". */
+static size_t addr_len(const char *remote) {
+    const char *colon = strrchr(remote, ':');
+    return colon ? (size_t)(colon - remote) : strlen(remote);
+}
+
+/* Connections from the address of `remote`. */
+static size_t conns_from(const http_server_t *s, const char *remote) {
+    size_t n = 0, len = addr_len(remote);
+    for (size_t i = 0; i < s->n_conns; i++)
+        n += addr_len(s->conns[i]->remote) == len && memcmp(s->conns[i]->remote, remote, len) == 0;
+    return n;
+}
 
 static void on_write(void *ud, const char *buf, size_t len) {
     hconn_t *c = ud;
@@ -42,6 +60,15 @@ static void *hs_open(void *proto, server_conn_t *conn, const char *remote) {
         s->st.refused++;
         return NULL;
     }
+    /* One address cannot take every slot: a health probe from another
+     * still gets one (idle sockets are cut after HTTP_IDLE_TIMEOUT_MS). */
+    if (conns_from(s, remote) >= HTTP_SERVER_MAX_PER_ADDR) {
+        s->st.refused++;
+        log_ratelimited(&s->rl, LOG_WARN,
+                        "metrics listener: refusing %s: %d connections from its address", remote,
+                        HTTP_SERVER_MAX_PER_ADDR);
+        return NULL;
+    }
     size_t rlen = strlen(remote);
     hconn_t *c = calloc(1, sizeof(*c) + rlen + 1);
     if (c) {
@@ -58,7 +85,7 @@ static void *hs_open(void *proto, server_conn_t *conn, const char *remote) {
         free(c);
         return NULL;
     }
-    s->n_conns++;
+    s->conns[s->n_conns++] = c;
     return c;
 }
 
@@ -100,7 +127,12 @@ static const char *hs_remote(const void *pc) {
 
 static void hs_free(void *pc) {
     hconn_t *c = pc;
-    c->srv->n_conns--;
+    http_server_t *s = c->srv;
+    for (size_t i = 0; i < s->n_conns; i++)
+        if (s->conns[i] == c) {
+            s->conns[i] = s->conns[--s->n_conns];
+            break;
+        }
     http_conn_free(c->h);
     free(c);
 }
@@ -118,8 +150,10 @@ const server_protocol_ops_t http_server_ops = {
 
 http_server_t *http_server_new(const http_server_opts_t *opts) {
     http_server_t *s = calloc(1, sizeof(*s));
-    if (s)
+    if (s) {
         s->o = *opts;
+        s->rl = (log_ratelimit_t)LOG_RATELIMIT_INIT("metrics connections refused", 10, 10000);
+    }
     return s;
 }
 

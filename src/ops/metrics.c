@@ -25,11 +25,14 @@ static const char *const latency_le[METRICS_LATENCY_BUCKETS] = {
     "0.1",    "0.25",  "0.5",    "1",     "2.5",  "5",     "10"};
 
 static const char *const refused_names[METRICS_REFUSED__COUNT] = {
-    "max_connections",     "connect_timeout",    "protocol_error",  "protocol_version",
-    "identifier_rejected", "server_unavailable", "not_authorized",  "max_connections_per_ip",
-    "connect_rate_per_ip", "tls_handshake",      "connect_too_long"};
+    "max_connections",     "connect_timeout",    "protocol_error",   "protocol_version",
+    "identifier_rejected", "server_unavailable", "not_authorized",   "max_connections_per_ip",
+    "connect_rate_per_ip", "tls_handshake",      "connect_too_long", "websocket_upgrade"};
 
 static const char *const unmapped_names[METRICS_UNMAPPED__COUNT] = {"disconnect", "drop", "topic"};
+
+static const char *const msg_refused_names[METRICS_MSG_REFUSED__COUNT] = {
+    "illegal_topic", "reserved_topic", "topic_limit"};
 
 /* MQTT 3.1.1 control packet types 1..14 (0 and 15 are reserved). */
 static const char *const packet_names[METRICS_PACKET_TYPES] = {
@@ -243,6 +246,41 @@ static void label_table(writer_t *w, const char *name, const char *help, const c
         sample_label_u64(w, name, label, t->slots[i].value, t->slots[i].count);
 }
 
+static void render_downlink(writer_t *w, const metrics_t *m) {
+    label_table(w, "mqtt2kafka_downlink_records_consumed_total",
+                "Records read from the downlink and retained Kafka topics, by topic.", "topic",
+                &m->downlink_consumed);
+    counter(w, "mqtt2kafka_downlink_records_routed_total",
+            "Downlink records given an MQTT topic and QoS.", m->downlink_routed);
+    label_table(w, "mqtt2kafka_downlink_records_skipped_total",
+                "Downlink records skipped, by reason (no rendered topic, an invalid one, a bad "
+                "mqtt.qos header).",
+                "reason", &m->downlink_skipped);
+    counter(w, "mqtt2kafka_downlink_offset_out_of_range_total",
+            "Partitions the consumer found behind Kafka's retention and resumed at the earliest "
+            "offset.",
+            m->downlink_out_of_range);
+    counter(w, "mqtt2kafka_downlink_consumer_errors_total",
+            "Other errors the downlink consumer reported.", m->downlink_consumer_errors);
+    gauge(w, "mqtt2kafka_downlink_partitions", "Partitions the downlink consumer reads.",
+          m->downlink_partitions);
+    gauge(w, "mqtt2kafka_downlink_consumer_lag",
+          "Records the downlink consumer is behind the high watermarks Kafka last reported.",
+          m->downlink_lag);
+    gauge(w, "mqtt2kafka_retained_messages", "Retained messages held in memory.",
+          m->retained_messages);
+    gauge(w, "mqtt2kafka_retained_bytes", "Bytes (topic + payload) of the retained messages held.",
+          m->retained_bytes);
+    family(w, "mqtt2kafka_retained_updates_total", "counter",
+           "Records of the retained topic applied to the store.");
+    sample_label_u64(w, "mqtt2kafka_retained_updates_total", "op", "set", m->retained_updates[0]);
+    sample_label_u64(w, "mqtt2kafka_retained_updates_total", "op", "delete",
+                     m->retained_updates[1]);
+    label_table(w, "mqtt2kafka_retained_refused_total",
+                "Records of the retained topic not applied, by reason.", "reason",
+                &m->retained_refused);
+}
+
 static void packets(writer_t *w, const char *name, const char *help, const uint64_t *v) {
     family(w, name, "counter", help);
     for (int t = 1; t < 15; t++)
@@ -345,6 +383,10 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     for (int i = 0; i < METRICS_REFUSED__COUNT; i++)
         sample_label_u64(w, "mqtt2kafka_connections_refused_total", "reason", refused_names[i],
                          m->connections_refused[i]);
+    counter(w, "mqtt2kafka_auth_unchecked_refusals_total",
+            "CONNECTs refused without checking their password: their address had 10 recent "
+            "failures, or 16 answers held.",
+            m->auth_unchecked);
     counter(w, "mqtt2kafka_auth_failures_total",
             "CONNECTs refused by authentication (bad credentials, or anonymous not allowed).",
             m->auth_failures);
@@ -353,6 +395,24 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     counter(w, "mqtt2kafka_output_limit_closed_total",
             "Connections cut at mqtt.max_output_buffer (the client does not read).",
             m->output_limit_closed);
+    family(w, "mqtt2kafka_input_closed_total", "counter",
+           "Connections closed for their partly received input: a packet not completed within "
+           "mqtt.packet_timeout_s, or the most buffered when all connections held more than "
+           "mqtt.max_input_buffer_bytes.");
+    sample_label_u64(w, "mqtt2kafka_input_closed_total", "reason", "packet_timeout",
+                     m->packet_timeout_closed);
+    sample_label_u64(w, "mqtt2kafka_input_closed_total", "reason", "input_budget",
+                     m->input_budget_closed);
+    gauge(w, "mqtt2kafka_input_buffer_bytes",
+          "Bytes of partly received packets buffered for MQTT connections (bounded by "
+          "mqtt.max_input_buffer_bytes).",
+          m->input_buffer_bytes);
+    counter(w, "mqtt2kafka_wills_published_total",
+            "Will messages produced to Kafka (a connection ended without DISCONNECT).",
+            m->wills_published);
+    counter(w, "mqtt2kafka_wills_lost_total",
+            "Will messages that could not be produced (unmapped, producer queue full).",
+            m->wills_lost);
 
     packets(w, "mqtt2kafka_packets_received_total", "MQTT packets received, by type.",
             m->packets_received);
@@ -375,6 +435,15 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     for (int i = 0; i < METRICS_UNMAPPED__COUNT; i++)
         sample_label_u64(w, "mqtt2kafka_unmapped_total", "action", unmapped_names[i],
                          m->unmapped[i]);
+    family(w, "mqtt2kafka_messages_refused_total", "counter",
+           "Messages a rule maps whose rendered Kafka topic was refused (never acknowledged: "
+           "the connection is closed), by reason.");
+    for (int i = 0; i < METRICS_MSG_REFUSED__COUNT; i++)
+        sample_label_u64(w, "mqtt2kafka_messages_refused_total", "reason", msg_refused_names[i],
+                         m->messages_refused[i]);
+    gauge(w, "mqtt2kafka_kafka_topics",
+          "Distinct Kafka topics the topic map has rendered (bounded by kafka.max_topics).",
+          m->kafka_topics);
 
     gauge(w, "mqtt2kafka_inflight_messages",
           "QoS 1/2 messages produced to Kafka and not yet acknowledged to the client.",
@@ -420,6 +489,8 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     counter(w, "mqtt2kafka_kafka_queue_full_total",
             "Produce attempts refused because librdkafka's queue was full.", m->kafka_queue_full);
     render_rdkafka(w, &m->rdkafka);
+    if (m->downlink)
+        render_downlink(w, m);
 
     if (cap > 0)
         buf[w->len < cap ? w->len : cap - 1] = '\0';

@@ -85,11 +85,13 @@ static int out_str(out_t *o, const char *s) {
     return out_put(o, s, strlen(s));
 }
 
-/* Length of the well-formed UTF-8 sequence at s (n bytes left), 0 if none. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
+/* Length of the well-formed UTF-8 sequence at s (n bytes left), 0 if none;
+ * its code point in *cp. */
+static size_t utf8_decode(const unsigned char *s, size_t n, unsigned *cp_out) {
     unsigned c = s[0];
     size_t len;
     unsigned min;
+    *cp_out = c;
     if (c < 0x80)
         return 1;
     if (c >= 0xc2 && c <= 0xdf) {
@@ -114,7 +116,16 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
     }
     if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
         return 0;
+    *cp_out = cp;
     return len;
+}
+
+/* C1 controls (U+0080..U+009F: U+009B is a terminal's CSI) and the
+ * bidirectional formatting characters (U+202E reverses what follows): a
+ * log reader must see them, not their effect. */
+static bool cp_escaped(unsigned cp) {
+    return (cp >= 0x80 && cp <= 0x9f) || cp == 0x61c || cp == 0x200e || cp == 0x200f ||
+           (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
 }
 
 /* JSON string contents; invalid UTF-8 becomes U+FFFD so the line stays valid JSON. */
@@ -142,11 +153,17 @@ static void out_json_escaped(out_t *o, const char *s) {
             }
             i++;
         } else {
-            size_t len = utf8_len(u + i, n - i);
+            unsigned cp;
+            size_t len = utf8_decode(u + i, n - i, &cp);
             if (len == 0) {
                 if (out_str(o, "\\ufffd") < 0)
                     return;
                 i++;
+            } else if (cp_escaped(cp)) {
+                snprintf(esc, sizeof(esc), "\\u%04x", cp);
+                if (out_put(o, esc, 6) < 0)
+                    return;
+                i += len;
             } else {
                 if (out_put(o, s + i, len) < 0)
                     return;
@@ -156,15 +173,27 @@ static void out_json_escaped(out_t *o, const char *s) {
     }
 }
 
-/* Text: control characters as \xHH so untrusted input cannot start a new
- * line; with `quoted`, also \" and \\ (for field values in quotes). */
+/* Text: control characters and bytes that are not UTF-8 as \xHH, C1 and
+ * bidi characters as \uHHHH, so untrusted input cannot start a new line or
+ * drive the terminal; with `quoted`, also \" and \\ (for field values in
+ * quotes). */
 static void out_text_escaped(out_t *o, const char *s, int quoted) {
+    size_t n = strlen(s);
     for (const unsigned char *u = (const unsigned char *)s; *u; u++) {
         char esc[8];
-        if (*u < 0x20 || *u == 0x7f) {
+        unsigned cp = 0;
+        size_t len =
+            *u >= 0x80 ? utf8_decode(u, n - (size_t)(u - (const unsigned char *)s), &cp) : 1;
+        if (*u < 0x20 || *u == 0x7f || len == 0) {
             snprintf(esc, sizeof(esc), "\\x%02x", *u);
             if (out_put(o, esc, 4) < 0)
                 return;
+        } else if (len > 1) {
+            if (cp_escaped(cp))
+                snprintf(esc, sizeof(esc), "\\u%04x", cp);
+            if (out_put(o, cp_escaped(cp) ? esc : (const char *)u, cp_escaped(cp) ? 6 : len) < 0)
+                return;
+            u += len - 1;
         } else if (quoted && (*u == '"' || *u == '\\')) {
             esc[0] = '\\';
             esc[1] = (char)*u;

@@ -277,7 +277,10 @@ def line(msg, level=None, client=None, addr=r"127\.0\.0\.1:\d+", regex=False):
 
 
 class Daemon:
-    def __init__(self, tmp_path, bootstrap, overrides=None, name="mqtt2kafka", env=None):
+    def __init__(self, tmp_path, bootstrap, overrides=None, name="mqtt2kafka", env=None,
+                 serving=True):
+        """serving=False: return once started, without waiting for the MQTT
+        listener (a start that waits for an unreachable Kafka)."""
         assert os.path.exists(DAEMON), f"{DAEMON} does not exist: build first"
         # Port 0: the daemon binds any free port and names it in its log, so
         # no other process can take the port between choosing and binding.
@@ -290,7 +293,8 @@ class Daemon:
         self.proc = subprocess.Popen([DAEMON, "-c", str(self.config_path)],
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      env=None if env is None else {**os.environ, **env})
-        self._wait_serving(10.0)
+        if serving:
+            self._wait_serving(10.0)
 
     def _wait_serving(self, timeout):
         deadline = time.monotonic() + timeout

@@ -286,3 +286,23 @@ def test_refusals_on_metrics(daemon, mock_kafka, tmp_path):
         'mqtt2kafka_connections_refused_total{reason="max_connections_per_ip"}': 0,
         'mqtt2kafka_connections_refused_total{reason="connect_rate_per_ip"}': 0,
         'mqtt2kafka_connections_refused_total{reason="tls_handshake"}': 0}
+
+
+def test_guesses_from_one_address_are_bounded(daemon, mock_kafka, tmp_path):
+    """Issue 20 finding 5: parallel connections bought guesses (the throttle
+    held answers, it did not limit them). Now one address gets 10 password
+    checks; later CONNECTs are refused unchecked, the right password too."""
+    pw = make_passwd(tmp_path, {"alice": "s3cret-Pw"})
+    d = daemon({"auth": {"password_file": str(pw)}, "metrics": {"listen": "127.0.0.1:0"}})
+    mport = int(d.wait_log(r"metrics listening on 127\.0\.0\.1:(\d+) ", since=0).group(1))
+    conns = [m2k.Raw(d.port) for _ in range(20)]
+    for i, c in enumerate(conns):
+        c.send(m2k.connect(f"g-{i}", username="alice", password=f"guess-{i}"))
+    for c in conns:
+        c.expect_close(CONNACK_BAD_CREDENTIALS, timeout=10)
+    c = m2k.Raw(d.port)
+    c.send(m2k.connect("g-right", username="alice", password="s3cret-Pw"))
+    c.expect_close(CONNACK_BAD_CREDENTIALS, timeout=10)
+    s = scrape(mport)
+    assert s["mqtt2kafka_auth_failures_total"] == 21
+    assert s["mqtt2kafka_auth_unchecked_refusals_total"] == 11

@@ -1,6 +1,7 @@
 """mqtt2kafka's command line: --check (nginx -t style), --import-confluent,
 and startup refusing a bad configuration. Runs the real binary; no network."""
 import os
+import re
 import subprocess
 
 import pytest
@@ -209,3 +210,239 @@ def test_settings_markdown_is_the_documented_table():
     end = doc.index("<!-- end of the settings table -->")
     assert r.stdout == doc[start:end]
     assert "--settings-markdown" not in run("--help").stdout
+
+
+def test_check_warns_about_slow_regexes_and_illegal_topic_templates(tmp_path):
+    cfg = tmp_path / "warn.yaml"
+    cfg.write_text(
+        "kafka:\n"
+        "  bootstrap_servers: embedded\n"
+        "topics:\n"
+        "  - regex: \"(.+)/alarm\"\n"
+        "    kafka: alarms\n"
+        "  - regex: \"^plant/([^/]+)/(.+)$\"\n"
+        "    kafka: \"plant-{1}\"\n"
+        "  - regex: \"^site/([a-z0-9-]+)/.+$\"\n"
+        "    kafka: \"site-{1}\"\n"
+        "  - mqtt: \"dev/+/#\"\n"
+        "    kafka: \"dev-{2}\"\n")
+    r = run("--check", "-c", str(cfg))
+    tail = (": a message whose rendered Kafka topic is illegal is refused, never acknowledged "
+            "(allowed: a-z A-Z 0-9 . _ -, 1..249 characters)\n")
+    assert (r.returncode, r.stdout) == (0, "configuration OK\n")
+    assert r.stderr == (
+        f"{cfg}:4:12: warning: topics[0].regex: \"(.+)/alarm\" is not anchored with '^': it is "
+        "tried from every position of the topic, in time up to quadratic in the topic's length "
+        "on the event loop (topics over mqtt.max_regex_topic_length skip regex rules)\n"
+        f"{cfg}:7:12: warning: topics[1].kafka: {{1}} is regex group 1, which may match a byte "
+        "a Kafka topic name cannot hold (write the group with [a-zA-Z0-9._-])" + tail +
+        f"{cfg}:11:12: warning: topics[3].kafka: {{2}} is what '#' matches, which may hold "
+        "'/'" + tail)
+
+
+def test_password_file_readable_or_writable_by_others_is_warned_about(tmp_path):
+    """Issue 20 finding 11: such a file loaded silently (Mosquitto warns)."""
+    pw, acl = tmp_path / "passwd", tmp_path / "acl"
+    r = subprocess.run([BIN, "passwd", str(pw), "alice"], input="s3cret-Pw\n", text=True,
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    acl.write_text("user alice\ntopic write sensors/#\n")
+    cfg = _auth_config(tmp_path, None, (pw, acl))
+    assert oct(os.stat(pw).st_mode & 0o777) == "0o600"
+    assert run("--check", "-c", str(cfg)).stderr == ""
+    for mode, what, why in [
+            (0o644, "readable", "its hashes can be guessed offline"),
+            (0o666, "writable", "anyone on the host can add a user")]:
+        os.chmod(pw, mode)
+        r = run("--check", "-c", str(cfg))
+        assert (r.returncode, r.stdout) == (0, "configuration OK\n")
+        assert re.fullmatch(
+            rf"\S+ warn  auth\.password_file {re.escape(str(pw))}: {what} by every user "
+            rf"\(mode 0{mode:o}\): {why}; chmod o-rw\n", r.stderr), r.stderr
+
+
+@pytest.mark.parametrize("form", [["-c", "{}"], ["--config", "{}"], ["-c={}"], ["--config={}"]])
+def test_config_option_forms(form):
+    shipped = os.path.join(SOURCE, "config", "mqtt2kafka.yaml")
+    r = run("--check", *[f.format(shipped) for f in form])
+    assert (r.returncode, r.stdout, r.stderr) == (0, "configuration OK\n", "")
+
+
+@pytest.mark.parametrize("arg,name", [("--config", "--config"), ("-c=", "-c"),
+                                      ("--config=", "--config")])
+def test_config_option_without_a_file(arg, name):
+    r = run(arg)
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"mqtt2kafka: {name} needs a file name\nusage: mqtt2kafka ")
+
+
+def test_config_option_prefix_is_not_the_option():
+    r = run("--configx")
+    assert r.returncode == 2
+    assert r.stderr.startswith("mqtt2kafka: unknown argument '--configx'\n")
+
+
+def test_topic_map_bench_help_prints_usage():
+    bench = os.path.join(BUILD, "bench", "topic_map_bench")
+    # Without --help handling the benchmark runs for seconds: the timeout fails it.
+    r = subprocess.run([bench, "--help"], capture_output=True, text=True, timeout=5)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.startswith("usage: topic_map_bench [--smoke] [-h|--help]\n")
+    r = subprocess.run([bench, "--bogus"], capture_output=True, text=True, timeout=5)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("topic_map_bench: unknown argument '--bogus'\nusage: ")
+
+
+def test_make_run_installs_the_demo_clients():
+    """`make run` installs what the README demo runs (mosquitto_pub, kcat)."""
+    r = subprocess.run(["make", "-n", "run"], cwd=SOURCE, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "scripts/install-deps.sh run\n" in r.stdout, r.stdout
+    # install-deps.sh's own listing: what `run` wants, without installing.
+    r = subprocess.run(["sh", "-c", '. /dev/stdin; echo "$run_pkgs"'],
+                       input=open(os.path.join(SOURCE, "scripts", "install-deps.sh")).read()
+                       .split("case ")[0], capture_output=True, text=True, timeout=10)
+    assert r.stdout.split() == ["mosquitto-clients", "kcat"], r
+
+
+def test_relative_paths_are_taken_from_the_config_files_directory(tmp_path):
+    """auth.password_file: passwd in /x/conf/m.yaml names /x/conf/passwd,
+    whatever the working directory (the check runs from elsewhere)."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    r = subprocess.run([BIN, "passwd", str(conf / "passwd"), "alice"], input="s3cret-Pw\n",
+                       text=True, capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    (conf / "acl").write_text("user alice\ntopic write sensors/#\n")
+    cfg = _auth_config(conf, None, ("passwd", "acl"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = run("--check", "-c", str(cfg), cwd=elsewhere)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "configuration OK\n", "")
+    # The configuration named relatively: still beside it.
+    r = run("--check", "-c", "conf/files.yaml", cwd=tmp_path)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "configuration OK\n", "")
+    # A missing one is named as the daemon looked for it.
+    (conf / "passwd").unlink()
+    r = run("--check", "-c", str(cfg), cwd=elsewhere)
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == (f"{cfg}:9:3: auth: {conf / 'passwd'}: cannot open: "
+                        "No such file or directory\n")
+
+
+ALL_ERRORS_YAML = (
+    "listeners:\n"
+    "  - listen: \"127.0.0.1:8883\"\n"
+    "    tls:\n"
+    "      cert: none.pem\n"
+    "      key: none.key\n"
+    "      use_identity_as_username: true\n"
+    "kafka:\n"
+    "  bootstrap_servers: embedded\n"
+    "  properties:\n"
+    "    linger.ms: {linger}\n"
+    "    bootstrap.servers: x:9092\n"
+    "    acks: 1\n"
+    "topics:\n"
+    "  - mqtt: \"a/#/b\"\n"
+    "    kafka: x\n"
+    "  - mqtt: \"c/#\"\n"
+    "    kafka: c\n"
+    "auth:\n"
+    "  password_file: nopw\n"
+    "mqtt:\n"
+    "  max_inflight: 0\n")
+
+
+@pytest.mark.parametrize("linger", ["soon", "5"])
+def test_every_error_of_one_run_sorted_by_line(tmp_path, linger):
+    """Loader errors (a TLS identity setting, bootstrap.servers under
+    properties, a topic filter, a number) do not hide the files and Kafka
+    properties the rest names; the producer is checked when librdkafka took
+    every property; all of it sorted by line. The start prints the same."""
+    cfg = tmp_path / "all.yaml"
+    cfg.write_text(ALL_ERRORS_YAML.replace("{linger}", linger))
+    expect = [
+        f"{cfg}:4:7: listeners[0].tls: {tmp_path / 'none.pem'}: No such file or directory",
+        f"{cfg}:6:33: listeners[0].tls.use_identity_as_username: needs require_client_cert: true",
+        f"{cfg}:10:16: kafka.properties.linger.ms: Invalid value for configuration property "
+        "\"queue.buffering.max.ms\"" if linger == "soon" else None,
+        f"{cfg}:11:24: kafka.properties.bootstrap.servers: set kafka.bootstrap_servers instead",
+        None if linger == "soon" else
+        f"{cfg}:12:11: kafka.properties.acks: kafka producer: `acks` must be set to `all` when "
+        "`enable.idempotence` is true",
+        f"{cfg}:14:11: topics[0].mqtt: invalid topic filter \"a/#/b\": '#' must be alone in the "
+        "last level",
+        f"{cfg}:19:3: auth: {tmp_path / 'nopw'}: cannot open: No such file or directory",
+        f"{cfg}:21:17: mqtt.max_inflight: expected an integer from 1 to 65535, got \"0\"",
+    ]
+    expect = "".join(l + "\n" for l in expect if l)
+    for args in (["--check", "-c", str(cfg)], ["-c", str(cfg)]):
+        r = run(*args)
+        assert (r.returncode, r.stdout, r.stderr) == (1, "", expect), args
+
+
+def test_runtime_errors_sorted_by_line(tmp_path):
+    """A configuration the loader takes: librdkafka's property error (line 8)
+    after the TLS file (line 4), though the properties are checked first."""
+    cfg = tmp_path / "rt.yaml"
+    cfg.write_text("listeners:\n"
+                   "  - listen: \"127.0.0.1:8883\"\n"
+                   "    tls:\n"
+                   "      cert: none.pem\n"
+                   "      key: none.key\n"
+                   "kafka:\n"
+                   "  bootstrap_servers: embedded\n"
+                   "  properties: {linger.ms: soon}\n"
+                   "topics:\n"
+                   "  - {mqtt: \"#\", kafka: x}\n")
+    r = run("--check", "-c", str(cfg))
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == (
+        f"{cfg}:4:7: listeners[0].tls: {tmp_path / 'none.pem'}: No such file or directory\n"
+        f"{cfg}:8:27: kafka.properties.linger.ms: Invalid value for configuration property "
+        "\"queue.buffering.max.ms\"\n")
+
+
+def test_man_page_names_every_section_and_setting_group():
+    """The man page's CONFIGURATION names every top-level section of the
+    settings table (auth and tls were missing once) and the Kafka headers."""
+    r = run("--settings-markdown")
+    assert r.returncode == 0
+    names = set()
+    for line in r.stdout.splitlines():
+        m = re.match(r"\| `([a-z_]+)(?:\[\])?[.`]", line)
+        if m:
+            names.add(m.group(1))
+    with open(os.path.join(SOURCE, "man", "mqtt2kafka.8")) as f:
+        man = f.read()
+    conf = man[man.index(".SH CONFIGURATION"):man.index(".SH SIGNALS")]
+    words = set(re.findall(r"[a-z_.]+", conf))
+    assert {"listeners", "kafka", "topics", "unmapped", "headers", "mqtt", "auth", "metrics",
+            "log"} <= names, names
+    assert names - {"shutdown_timeout_s"} <= words, names - words
+    assert {"tls", "password_file", "acl_file", "mqtt.topic", "mqtt.client_id", "mqtt.qos",
+            "mqtt.retain", "mqtt.username"} <= words
+
+
+def test_embedded_port_needs_the_embedded_cluster(tmp_path):
+    cfg = tmp_path / "ep.yaml"
+    cfg.write_text("kafka:\n  bootstrap_servers: k1:9092\n  embedded_port: 19092\n"
+                   "topics:\n  - {mqtt: \"#\", kafka: x}\n")
+    r = run("--check", "-c", str(cfg))
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1, "", f"{cfg}:3:18: kafka.embedded_port: only with bootstrap_servers: embedded\n")
+
+
+def test_loader_errors_sorted_too(tmp_path):
+    """A missing required key is found after the file is read (at 1:1): it
+    still comes first."""
+    cfg = tmp_path / "p1.yaml"
+    cfg.write_text("topics:\n  - {mqtt: \"#\", kafka: x}\nmqtt: {max_inflight: 0}\n")
+    r = run("--check", "-c", str(cfg))
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == (
+        f"{cfg}:1:1: kafka.bootstrap_servers: missing (\"host:port,...\", or \"embedded\" for the "
+        "in-process test cluster)\n"
+        f"{cfg}:3:22: mqtt.max_inflight: expected an integer from 1 to 65535, got \"0\"\n")

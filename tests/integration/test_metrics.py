@@ -4,7 +4,10 @@ known load (raw clients: messages per QoS, protocol errors, refusals),
 
 Scrapes use curl, as an operator would. Every wait is bounded."""
 import os
+import re
+import signal
 import shutil
+import socket
 import subprocess
 
 import pytest
@@ -212,12 +215,21 @@ def test_readyz_503_when_all_brokers_down(daemon, mock_kafka):
                    lambda: f"/readyz to recover:\n{d.log()}", interval=0.2)
 
 
+def from_addr(src, port):
+    """A Raw connection to the metrics port from loopback address `src`."""
+    r = Raw.__new__(Raw)
+    r.sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(src, 0))
+    return r
+
+
 def test_http_connection_cap_and_idle_timeout(daemon):
-    """More than 16 idle HTTP connections: the 17th is closed at once; an idle
-    one gets 408 after 10 s (not waited for here: the cap is what is checked)."""
+    """More than 16 idle HTTP connections (4 from each of 4 addresses): the
+    17th is closed at once."""
     d, mport = start(daemon)
-    conns = [Raw(mport) for _ in range(16)]
-    extra = Raw(mport)
+    conns = [from_addr(f"127.0.0.{2 + i // 4}", mport) for i in range(16)]
+    m2k.wait_until(lambda: all(c.nothing_within(0.01) for c in conns), 5,
+                   "16 connections accepted and held")
+    extra = from_addr("127.0.0.6", mport)
     extra.expect_close()
     for c in conns:
         assert c.nothing_within(0.01)
@@ -226,3 +238,80 @@ def test_http_connection_cap_and_idle_timeout(daemon):
     # Slots are free again once the daemon saw the closes.
     m2k.wait_until(lambda: http_get(mport, "/healthz") == (200, "ok\n"), 5,
                    "/healthz to answer again")
+
+
+def test_probe_answered_while_one_address_holds_idle_sockets(daemon):
+    """Issue 20 finding 8: 16 idle sockets from one address took every slot
+    and /healthz failed. Now one address holds at most 4 (the rest closed at
+    once), a probe from another is answered, and an idle socket gets 408
+    after 2 s."""
+    d, mport = start(daemon)
+    mark = d.mark()
+    conns = [from_addr("127.0.0.2", mport) for _ in range(16)]
+    for c in conns[4:]:
+        c.expect_close()
+    d.wait_log(m2k.line(r"metrics listener: refusing 127\.0\.0\.2:\d+: 4 connections from its "
+                        r"address", level="warn", regex=True), since=mark)
+    assert all(c.nothing_within(0.01) for c in conns[:4])
+    assert http_get(mport, "/healthz") == (200, "ok\n")  # from 127.0.0.1
+    head, closed = conns[0].read_until_close(timeout=10)
+    assert closed and head.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), head
+
+
+def test_healthz_answers_while_the_start_waits_for_kafka(tmp_path):
+    """The metrics listener binds before the start's wait for Kafka metadata
+    (up to 10 s): /healthz answers at once, /readyz says why it is not ready,
+    a SIGTERM during the wait exits 0; librdkafka's connection errors are
+    logged once (its error event, not also its FAIL log line)."""
+    dead = m2k.free_port()  # nothing listens there: every connect is refused
+    d = m2k.Daemon(tmp_path, f"127.0.0.1:{dead}", metrics_overrides(0), serving=False)
+    try:
+        m = d.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, "
+                                r"/healthz, /readyz\)", level="info", regex=True), since=0)
+        mport = int(m.group(1))
+        assert http_get(mport, "/healthz") == (200, "ok\n")
+        readyz = http_get(mport, "/readyz")
+        # Still inside the 10 s wait (else the answers below prove nothing).
+        assert "no metadata from" not in d.log(), d.log()
+        assert readyz == (503, f"not ready: waiting for Kafka metadata from 127.0.0.1:{dead}\n")
+        refused = (f"kafka: _TRANSPORT: 127.0.0.1:{dead}/bootstrap: Connect to "
+                   f"ipv4#127.0.0.1:{dead} failed: Connection refused (after ")
+        d.wait_log(m2k.line(re.escape(refused) + r"\d+ms in state CONNECT\)", level="warn",
+                            regex=True), since=0)
+        assert [l for l in d.log().splitlines() if "Connection refused" in l] == \
+            [l for l in d.log().splitlines() if refused in l], d.log()
+        assert "[FAIL]" not in d.log(), d.log()
+        # A reload must wait for the start (the listeners are not bound yet).
+        mark = d.mark()
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log(m2k.line("SIGHUP while the start waits for Kafka: ignored (reload once "
+                            "started)", level="warn"), since=mark)
+        mark = d.mark()
+    finally:
+        rc = d.stop()
+    assert rc == 0, d.log()
+    assert re.search(m2k.line("Terminated: stopping intake; waiting up to 10 s for 0 messages "
+                              "in flight to Kafka", level="info"), d.log(mark), re.M), d.log(mark)
+    assert not re.search(r"listening on 127\.0\.0\.1:\d+$", d.log(), re.M), d.log()
+
+
+def test_wills_published_and_lost_are_exported(daemon, mock_kafka):
+    """A will on a mapped topic is published, one on an unmapped topic (under
+    unmapped: disconnect) is lost: both counted in /metrics."""
+    d, mport = start(daemon)
+    for cid, topic in (("w-mapped", "test/will"), ("w-unmapped", "nowhere/will")):
+        raw = Raw(d.port)
+        raw.send(m2k.connect(cid, will=(topic, "gone", 0, False)))
+        raw.expect(b"\x20\x02\x00\x00")
+        mark = d.mark()
+        raw.close()  # no DISCONNECT: the will goes out
+        if topic == "test/will":
+            d.wait_log(m2k.line("closing: connection closed by the client", client=cid), since=mark)
+        else:
+            d.wait_log(m2k.line("will message not published: no rule matches (unmapped policy)",
+                                level="warn", client=cid), since=mark)
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 1)
+    assert [r.value for r in recs] == [b"gone"]
+    s = m2k.wait_until(lambda: (lambda s: s if s["mqtt2kafka_connections"] == 0 else None)(
+        scrape(mport)), 10, "no connections left")
+    assert (s["mqtt2kafka_wills_published_total"], s["mqtt2kafka_wills_lost_total"]) == (1, 1)

@@ -22,19 +22,28 @@ EXPECTED_FILES = {
     "./usr/share/doc/mqtt2kafka/README.md": "-rw-r--r--",
     "./usr/share/doc/mqtt2kafka/configuration.md": "-rw-r--r--",
     "./usr/share/doc/mqtt2kafka/copyright": "-rw-r--r--",
+    "./usr/share/doc/mqtt2kafka/deploy/mqtt2kafka-dashboard.json": "-rw-r--r--",
+    "./usr/share/doc/mqtt2kafka/deploy/mqtt2kafka.rules.test.yml": "-rw-r--r--",
+    "./usr/share/doc/mqtt2kafka/deploy/mqtt2kafka.rules.yml": "-rw-r--r--",
+    "./usr/share/doc/mqtt2kafka/examples/acl-per-tenant.yaml": "-rw-r--r--",
+    "./usr/share/doc/mqtt2kafka/examples/devices.acl": "-rw-r--r--",
+    "./usr/share/doc/mqtt2kafka/examples/managed-kafka-scram.yaml": "-rw-r--r--",
     "./usr/share/doc/mqtt2kafka/examples/mqtt2kafka.yaml": "-rw-r--r--",
+    "./usr/share/doc/mqtt2kafka/examples/mtls-devices.yaml": "-rw-r--r--",
     "./usr/share/doc/mqtt2kafka/examples/production.example.yaml": "-rw-r--r--",
+    "./usr/share/doc/mqtt2kafka/examples/tenants.acl": "-rw-r--r--",
     "./usr/share/doc/mqtt2kafka/install.md": "-rw-r--r--",
     "./usr/share/doc/mqtt2kafka/migrating-from-confluent.md": "-rw-r--r--",
     "./usr/share/doc/mqtt2kafka/operations.md": "-rw-r--r--",
     "./usr/share/doc/mqtt2kafka/semantics.md": "-rw-r--r--",
+    "./usr/share/man/man5/mqtt2kafka.yaml.5.gz": "-rw-r--r--",
     "./usr/share/man/man8/mqtt2kafka.8.gz": "-rw-r--r--",
 }
 
 # Every runtime library the daemon may link, by Debian 12 package.
 ALLOWED_DEPENDS = {
     "adduser", "libc6", "libuv1", "librdkafka1", "libyaml-0-2", "libcjson1", "libssl3",
-    "libhttp-parser2.9",
+    "libhttp-parser2.9", "libwslay1",
 }
 
 
@@ -176,6 +185,8 @@ def test_payload_contents(deb):
         src("systemd/mqtt2kafka.service")
     with gzip.open(root / "usr/share/man/man8/mqtt2kafka.8.gz") as f:
         assert f.read() == src("man/mqtt2kafka.8")
+    with gzip.open(root / "usr/share/man/man5/mqtt2kafka.yaml.5.gz") as f:
+        assert f.read() == src("man/mqtt2kafka.yaml.5")
     r = run([str(root / "usr/sbin/mqtt2kafka"), "-V"], timeout=30)
     assert (r.returncode, r.stdout) == (0, f"mqtt2kafka {version()}\n")
     r = run([str(root / "usr/sbin/mqtt2kafka"), "--check", "-c",
@@ -218,3 +229,17 @@ def test_cmake_install_keeps_existing_config(tmp_path):
     out = install(tmp_path)
     assert f"-- Keeping existing: {tmp_path}{etc}/mqtt2kafka.yaml\n" in out
     assert conf.read_text() == "# edited by the administrator\n"
+
+
+def test_default_config_path_follows_the_install_prefix(tmp_path):
+    """Without -c the binary reads the configuration where `cmake --install`
+    put it for this build's prefix (the etc rule of install-extra.cmake)."""
+    prefix = cache_value("CMAKE_INSTALL_PREFIX")
+    etc = "/etc/mqtt2kafka" if prefix == "/usr" else prefix + "/etc/mqtt2kafka"
+    r = run([BIN, "-h"], timeout=30)
+    assert r.returncode == 0
+    assert f"                configuration file, default {etc}/mqtt2kafka.yaml\n" in r.stdout
+    if not os.path.exists(f"{etc}/mqtt2kafka.yaml"):
+        r = run([BIN, "--check"], cwd=str(tmp_path), timeout=30)
+        assert (r.returncode, r.stdout) == (1, "")
+        assert r.stderr == f"{etc}/mqtt2kafka.yaml: cannot open: No such file or directory\n"

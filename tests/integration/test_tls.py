@@ -254,3 +254,38 @@ def test_sighup_reloads_certificate(daemon, mock_kafka, pki):
     assert again.getpeercert()["subject"] == ((("commonName", "127.0.0.1-renewed"),),)
     again.close()
     old.close()
+
+
+def make_crl(pki, revoked_crt, out):
+    """A CRL of the test CA revoking one certificate (python3-cryptography)."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    ca = x509.load_pem_x509_certificate(open(pki.ca[0], "rb").read())
+    key = serialization.load_pem_private_key(open(pki.ca[1], "rb").read(), None)
+    serial = x509.load_pem_x509_certificate(open(revoked_crt, "rb").read()).serial_number
+    now = datetime.datetime.now(datetime.timezone.utc)
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject)
+           .last_update(now - datetime.timedelta(hours=1))
+           .next_update(now + datetime.timedelta(days=1))
+           .add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(serial)
+                                    .revocation_date(now - datetime.timedelta(hours=1)).build())
+           .sign(key, hashes.SHA256()))
+    out.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    return str(out)
+
+
+def test_crl_refuses_a_revoked_client_certificate(daemon, mock_kafka, pki, tmp_path):
+    """Issue 20 finding 11: tls.crl_file (without it a revoked certificate
+    still logged in)."""
+    other = pki.make_cert("client2", "device-18", pki.ca)
+    crl = make_crl(pki, pki.client[0], tmp_path / "ca.crl")
+    d = mutual(daemon, pki, crl_file=crl)
+    mark = d.mark()
+    assert mosquitto_pub(d, pki, "test/m", "revoked", cert=pki.client).returncode != 0
+    d.wait_log(refused(re.escape("TLS handshake failed: client certificate verify failed: "
+                                 "certificate revoked")), since=mark)
+    r = mosquitto_pub(d, pki, "test/m", "not revoked", cert=other)
+    assert r.returncode == 0, r.stderr
+    assert [x.value for x in m2k.assert_records(mock_kafka.bootstrap, "test", 1)] == \
+        [b"not revoked"]

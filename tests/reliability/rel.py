@@ -25,6 +25,8 @@ from confluent_kafka import Consumer, TopicPartition, KafkaError, KafkaException
 
 KAFKA_TOPIC = "rel"
 DISCONNECT = b"\xe0\x00"
+PINGREQ = b"\xc0\x00"
+KEEPALIVE_S = 30
 
 
 def raise_nofile(want):
@@ -273,7 +275,7 @@ class Device(threading.Thread):
         s = socket.create_connection(("127.0.0.1", self.h.daemon.port), timeout=3)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         inc = self.h.daemon.incarnation
-        s.sendall(connect(self.cid, clean=False, keepalive=30))
+        s.sendall(connect(self.cid, clean=False, keepalive=KEEPALIVE_S))
         buf = b""
         deadline = time.monotonic() + 5
         while len(buf) < 4:
@@ -287,6 +289,7 @@ class Device(threading.Thread):
         s.settimeout(None)
         s.setblocking(False)
         self.sock, self.inc, self._buf = s, inc, b""
+        self.last_out = time.monotonic()
         self.conn_no += 1
         self.connects += 1
         self.session_present += buf[2] & 1
@@ -298,6 +301,7 @@ class Device(threading.Thread):
             self._sendall_blocking(bytes(out))
 
     def _sendall_blocking(self, data):
+        self.last_out = time.monotonic()
         self.sock.setblocking(True)
         self.sock.settimeout(5)
         try:
@@ -406,8 +410,8 @@ class Device(threading.Thread):
             try:
                 now = time.monotonic()
                 out = bytearray()
-                while (not self.stop_new.is_set() and now >= next_at
-                       and len(self.pending) < self.window):
+                while (not self.stop_new.is_set() and not self.h.pause.is_set()
+                       and now >= next_at and len(self.pending) < self.window):
                     m = Msg(len(self.msgs), self.qos)
                     self.msgs.append(m)
                     if self.qos:
@@ -418,6 +422,8 @@ class Device(threading.Thread):
                     next_at += interval
                 if now > next_at + 1.0:
                     next_at = now  # do not burst after a stall
+                if not out and now - self.last_out >= KEEPALIVE_S / 3:
+                    out += PINGREQ  # a full window while Kafka stalls: keep alive
                 if out:
                     self._sendall_blocking(bytes(out))
                 if self.stop_new.is_set() and not self.pending:

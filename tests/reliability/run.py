@@ -38,7 +38,10 @@ SOURCE_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")
 class Run:
     """One scenario: mock cluster, daemon, devices, checks."""
 
-    def __init__(self, args, name, overrides=None, qos_list=(0, 1, 1, 2, 2), rate=None):
+    def __init__(self, args, name, overrides=None, qos_list=(0, 1, 1, 2, 2), rate=None,
+                 topic=None):
+        """`topic`: create_topic's arguments for the real cluster's topic (default 4
+        partitions, replication factor 3)."""
         self.args, self.name = args, name
         self.workdir = tempfile.mkdtemp(prefix=f"m2k-rel-{name}-", dir=args.workdir)
         if args.kafka == "real":
@@ -48,7 +51,8 @@ class Run:
                 args.cluster.start()
             self.mock = args.cluster.admin
             self.mock.delete_user_topics()
-            self.mock.create_topic(rel.KAFKA_TOPIC, 4, 3)
+            self.mock.create_topic(rel.KAFKA_TOPIC, **(topic or {"partitions": 4,
+                                                                  "replication": 3}))
         else:
             self.mock = m2k.MockKafka()
             self.mock.cmd(f"create {rel.KAFKA_TOPIC} 4")
@@ -60,6 +64,8 @@ class Run:
                 "kafka": {"properties": {"debug": args.kafka_debug}}, "log": {"level": "debug"}})
         self.daemon = rel.Daemon(self.workdir, args.build_dir, self.mock.bootstrap, overrides)
         self.hold = threading.Event()
+        self.pause = threading.Event()  # connected devices send nothing new while set
+        self.prior_records = []  # read from a topic deleted during the run
         self.checks = []  # (ok, text): scenario-specific expectations
         self.extra = {}
         self.daemon.start()
@@ -121,8 +127,10 @@ class Run:
         st = self.daemon.stop(signal.SIGTERM)
         self.check(st == 0, f"exit status after the final SIGTERM: {st}")
         t = time.monotonic()
-        records = self.reader.finish()
+        records = self.prior_records + self.reader.finish()
         self.mock.close()
+        if self.prior_records:
+            self.extra["read_back_deleted_topic"] = f"{len(self.prior_records)} records"
         self.extra["read_back"] = (f"{len(records)} records, offsets 0..high-1 of every "
                                    f"partition, high {self.reader.high}, log start at the end "
                                    f"{self.reader.low}, {time.monotonic() - t:.1f} s after "
@@ -415,10 +423,132 @@ def sc_real_node_down(a):
     return r
 
 
+def acked(run):
+    """QoS 1/2 messages acked so far. With no disconnect every message was sent once, so
+    `excess` (rel.reconcile) counts any duplicate: with idempotence there must be none."""
+    return sum(m.acked for d in run.devices for m in list(d.msgs))
+
+
+def sc_real_isr_below_min(a):
+    # Every partition on nodes 2 and 3 only (2 the leader): stopping node 3
+    # leaves each ISR at [2], below min.insync.replicas=2, while the KRaft
+    # quorum (2 of 3) stays. Node 2 refuses with NOT_ENOUGH_REPLICAS, which
+    # librdkafka retries: no QoS 1/2 ack until node 3 is back, then acks resume.
+    run = Run(a, "real_isr_below_min", topic={"replicas": [[2, 3]] * 4})
+    T = max(a.duration, 12)
+    run.sleep(T / 3)
+    log2 = a.cluster.node(2).log_path
+    mark = os.path.getsize(log2)
+    t = time.monotonic()
+    a.cluster.stop_node(3)
+    t_stopped = time.monotonic()
+    refused = run.wait(lambda: "NotEnoughReplicas" in _tail_from(log2, mark), 30,
+                       "node 2 to refuse records with NOT_ENOUGH_REPLICAS")
+    run.extra["node_3_stopped"] = (f"in {t_stopped - t:.1f} s; NOT_ENOUGH_REPLICAS "
+                                   f"{time.monotonic() - t_stopped:.1f} s later")
+    if refused:
+        # What was acked by both replicas before the shrink may still arrive.
+        run.sleep(1)
+        before = acked(run)
+        run.sleep(T / 3)
+        stalled = acked(run) - before
+        run.check(stalled == 0, f"{stalled} QoS 1/2 acks while the ISR was below "
+                                f"min.insync.replicas")
+        run.extra["isr_below_min"] = (f"{stalled} acks in the {T / 3 + 1:.0f} s after the "
+                                      f"first NOT_ENOUGH_REPLICAS")
+    t = time.monotonic()
+    a.cluster.start_node(3, timeout=90)
+    t_ready, resumed = time.monotonic(), acked(run)
+    if run.wait(lambda: acked(run) > resumed, 60, "acks to resume with node 3 back"):
+        run.extra["acks_resumed"] = (f"{time.monotonic() - t:.1f} s after node 3 was started "
+                                     f"({t_ready - t:.1f} s until it served)")
+    run.sleep(T / 3)
+    r = run.finish()
+    run_expect_no_disconnect(r)
+    return r
+
+
+def _tail_from(path, offset):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+BIG = 20000  # bytes of payload, above the topic's max.message.bytes
+
+
+def sc_real_record_too_large(a):
+    # The topic takes records up to 10000 bytes; at T/3 one client publishes
+    # a 20000-byte QoS 1 and one a QoS 2 message. Kafka refuses them
+    # (MESSAGE_TOO_LARGE, not retriable): each client is closed without an
+    # ack, the record is not in Kafka (a "phantom" otherwise), and the
+    # devices publishing meanwhile see nothing of it.
+    run = Run(a, "real_record_too_large",
+              {"kafka": {"properties": {"batch.size": 8000}}},
+              topic={"partitions": 4, "replication": 3,
+                     "config": {"max.message.bytes": "10000"}})
+    T = a.duration
+    run.sleep(T / 3)
+    lines = []
+    for qos in (1, 2):
+        mark = len(run.daemon.log())
+        cl = m2k.Raw(run.daemon.port).connect(f"big-q{qos}", keepalive=0)
+        try:
+            cl.send(m2k.publish(f"rel/big-q{qos}", b"B" * BIG, qos=qos, pid=1))
+            cl.expect_close(timeout=30)
+        except AssertionError as e:
+            run.check(False, f"QoS {qos} {BIG}-byte PUBLISH: {e}")
+        finally:
+            cl.close()
+        want = (f"Kafka did not take a QoS {qos} message on topic 'rel/big-q{qos}': "
+                f"Broker: Message size too large")
+        if run.wait(lambda: want in run.daemon.log()[mark:], 5, f"the log line {want!r}"):
+            lines.append(f"QoS {qos}: closed, no ack")
+    run.extra["too_large"] = ", ".join(lines)
+    run.sleep(2 * T / 3)
+    r = run.finish()
+    run_expect_no_disconnect(r)
+    return r
+
+
+def sc_real_topic_recreated(a):
+    # At T/3 the devices stop sending (they stay connected) until every
+    # QoS 1/2 message is acked and every record sent is read back; then the
+    # topic is deleted and recreated (new, empty) and the devices go on.
+    # Accounting: the old topic's records read before the deletion plus the
+    # new topic's, exactly once each. Acks resume into the new topic.
+    run = Run(a, "real_topic_recreated")
+    T = a.duration
+    run.sleep(T / 3)
+    run.pause.set()
+    drained = run.wait(lambda: all(not d.pending for d in run.devices), 30,
+                       "every QoS 1/2 message acked before the deletion")
+    sent = sum(len(d.msgs) for d in run.devices)
+    drained = drained and run.wait(lambda: len(run.reader.records) >= sent, 30,
+                                   f"the {sent} records sent read back before the deletion")
+    if drained:
+        run.prior_records = run.reader.finish()
+        run.mock.delete_user_topics()
+        run.mock.create_topic(rel.KAFKA_TOPIC, 4, 3)
+        run.reader = rel.Reader(run.mock.bootstrap, rel.KAFKA_TOPIC)
+        run.extra["deleted"] = f"after {len(run.prior_records)} records"
+    before, t = acked(run), time.monotonic()
+    run.pause.clear()
+    if run.wait(lambda: acked(run) > before, 60, "acks into the recreated topic"):
+        run.extra["acks_resumed"] = f"{time.monotonic() - t:.1f} s after the devices went on"
+    run.sleep(2 * T / 3)
+    r = run.finish()
+    run_expect_no_disconnect(r)
+    return r
+
+
 REAL_SCENARIOS = {
     "real_leader_kill": sc_real_leader_kill,
     "real_rolling_restart": sc_real_rolling_restart,
     "real_node_down": sc_real_node_down,
+    "real_isr_below_min": sc_real_isr_below_min,
+    "real_record_too_large": sc_real_record_too_large,
+    "real_topic_recreated": sc_real_topic_recreated,
 }
 
 
@@ -538,8 +668,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", default="all",
-                    help="all, soak, or a comma list of: " + ", ".join(SCENARIOS) +
-                    " (mock), " + ", ".join(REAL_SCENARIOS) + " (real)")
+                    help="a comma list of: all (every scenario but soak), soak, " +
+                    ", ".join(SCENARIOS) + " (mock), " + ", ".join(REAL_SCENARIOS) + " (real)")
     ap.add_argument("--kafka", choices=("mock", "real"),
                     default=os.environ.get("M2K_KAFKA", "mock"),
                     help="librdkafka's mock cluster, or a three-node Apache Kafka (default "
@@ -573,10 +703,9 @@ def main():
     if a.kafka_debug is None:
         a.kafka_debug = "none" if a.kafka == "real" else "msg"
     scenarios = REAL_SCENARIOS if a.kafka == "real" else SCENARIOS
-    if a.scenario == "all":
-        names = list(scenarios)
-    else:
-        names = [n.strip() for n in a.scenario.split(",") if n.strip()]
+    names = []
+    for n in (n.strip() for n in a.scenario.split(",")):
+        names += list(scenarios) if n == "all" else [n] if n else []
     if a.kafka == "real":
         d = tempfile.mkdtemp(prefix="m2k-rel-kafka-", dir=a.workdir)
         print(f"== starting a three-node Kafka in {d}", flush=True)

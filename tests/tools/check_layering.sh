@@ -11,14 +11,19 @@ rules='
 util||util
 mqtt||util mqtt config map kafka
 map||util mqtt config map
+downlink||util downlink
 kafka|librdkafka/|util kafka
-config|yaml.h|util config map kafka
+config|yaml.h|util config map kafka downlink
 auth|openssl/crypto.h openssl/evp.h openssl/rand.h|util auth mqtt config
 ops|cjson/ http_parser.h|util ops config net
-net|uv.h openssl/ssl.h openssl/err.h openssl/x509v3.h openssl/x509.h|util net auth config
+net|uv.h openssl/ssl.h openssl/err.h openssl/x509v3.h openssl/x509.h openssl/sha.h wslay/ http_parser.h|util net auth config
+spool||util spool
 '
-third_party='uv.h uv/ librdkafka/ yaml.h cjson/ http_parser.h openssl/'
-ours='util mqtt map kafka config auth ops net'
+# http_parser.h is the one header two folders own: ops/ (the HTTP endpoint)
+# and net/ (the WebSocket upgrade request, net/ws.c); ops/ may not include
+# wslay and net/ may not include cJSON.
+third_party='uv.h uv/ librdkafka/ yaml.h cjson/ http_parser.h openssl/ wslay/'
+ours='util mqtt map downlink kafka config auth ops net spool'
 
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT

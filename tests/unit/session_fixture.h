@@ -57,7 +57,8 @@ static int fake_produce(void *ud, const kafka_record_t *r, uint64_t opaque) {
     rec_t *x = &p->recs[p->n++];
     memset(x, 0, sizeof(*x));
     snprintf(x->topic, sizeof(x->topic), "%s", r->topic);
-    memcpy(x->key, r->key, r->key_len);
+    if (r->key_len) /* a record without a key has key NULL */
+        memcpy(x->key, r->key, r->key_len);
     x->key_len = r->key_len;
     memcpy(x->value, r->value, r->value_len);
     x->value_len = r->value_len;
@@ -71,16 +72,32 @@ static int fake_produce(void *ud, const kafka_record_t *r, uint64_t opaque) {
     return KAFKA_OK;
 }
 
-/* "t/..." -> Kafka "kt", key "K:" + topic; "bad/..." and "room/..." give the
- * topic map's errors; anything else is unmapped. */
+/* "t/..." -> Kafka "kt", key "K:" + topic; "k/NAME" -> Kafka "NAME", no key;
+ * "bad/..." (rendered as the topic itself), "res/NAME" (rendered "_NAME")
+ * and "room/..." give the topic map's errors; anything else is unmapped. */
 static int fake_route(void *ud, const char *topic, size_t len, const topic_map_ctx_t *ctx,
                       char *scratch, size_t cap, topic_map_result_t *out) {
     (void)ud;
     (void)ctx;
-    if (len >= 4 && memcmp(topic, "bad/", 4) == 0)
-        return TOPIC_MAP_ERR_BAD_TOPIC;
     if (len >= 5 && memcmp(topic, "room/", 5) == 0)
         return TOPIC_MAP_ERR_NO_ROOM;
+    bool res = len >= 4 && memcmp(topic, "res/", 4) == 0;
+    bool bad = len >= 4 && memcmp(topic, "bad/", 4) == 0;
+    bool k = len >= 2 && memcmp(topic, "k/", 2) == 0;
+    if (res || bad || k) {
+        size_t skip = res ? 3 : k ? 2 : 0; /* "res/a" -> "_a" */
+        assert_true(cap > len + 2);
+        memcpy(scratch, topic + skip, len - skip);
+        if (res)
+            scratch[0] = '_';
+        scratch[len - skip] = '\0';
+        out->kafka_topic = scratch;
+        out->kafka_topic_len = len - skip;
+        out->key = NULL;
+        out->key_len = 0;
+        out->rule = 1;
+        return res ? TOPIC_MAP_ERR_RESERVED : bad ? TOPIC_MAP_ERR_BAD_TOPIC : TOPIC_MAP_MATCHED;
+    }
     if (len < 2 || memcmp(topic, "t/", 2) != 0)
         return TOPIC_MAP_UNMAPPED;
     assert_true(cap > len + 8);

@@ -20,6 +20,8 @@
 #include <cmocka.h>
 
 #include "auth/passwd_file.h"
+#include "auth/security.h"
+#include "mqtt/codec.h"
 #include "auth/passwd_tool.h"
 
 /* Made with mosquitto_passwd 2.0.11 (-b; bob with -H sha512, dave with -I 1000). */
@@ -482,6 +484,88 @@ static void test_passwd_tool(void **state) {
 
 /* ---- throttle ---- */
 
+static int sec_connect(security_t *s, const char *user, const char *pw, uint64_t now,
+                       uint32_t *delay) {
+    return security_connect(s, "192.0.2.7:4000", NULL, true, user, strlen(user), true,
+                            (const uint8_t *)pw, strlen(pw), now, delay);
+}
+
+/* Issue 20 finding 5: a guesser from one address gets AUTH_THROTTLE_BURST
+ * checked guesses, then one per decay period (refused before hashing, the
+ * right password too); another user's login clears only its own failures. */
+/* A security_t with a password file of `lines` (removed again at once: it is
+ * read by security_new). */
+static security_t *sec_with(const char *lines) {
+    char path[] = "/tmp/m2k_sec_XXXXXX", err[256];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, lines, strlen(lines)), (ssize_t)strlen(lines));
+    close(fd);
+    config_auth_t cfg = {.password_file = path};
+    security_t *s;
+    assert_int_equal(security_new(&cfg, &s, err, sizeof(err)), 0);
+    unlink(path);
+    return s;
+}
+
+/* Issue 20 finding 5: an address with recent failures has its answers held;
+ * at most AUTH_THROTTLE_MAX_HELD at once, then CONNECTs are refused at once
+ * (no hold, no hash) until the held ones are due. */
+static void test_security_held_answers_cap(void **state) {
+    (void)state;
+    security_t *s = sec_with(ALICE "\n");
+    uint32_t delay;
+    uint64_t t = 5000000;
+    assert_int_equal(sec_connect(s, "alice", "guess", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+    assert_int_equal(delay, 0);
+    uint32_t longest = 0;
+    for (int i = 0; i < AUTH_THROTTLE_MAX_HELD; i++) {
+        assert_int_equal(sec_connect(s, "alice", "guess", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+        assert_true(delay > 0);
+        longest = delay > longest ? delay : longest;
+    }
+    uint64_t before = security_refused_unchecked(s);
+    assert_int_equal(sec_connect(s, "alice", "secret", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+    assert_int_equal(delay, 0);
+    assert_int_equal(security_refused_unchecked(s), before + 1);
+    /* once the held answers are due, answers are held again */
+    assert_int_equal(sec_connect(s, "alice", "guess", t + longest, &delay),
+                     MQTT_CONNACK_BAD_CREDENTIALS);
+    assert_true(delay > 0);
+    security_free(s);
+}
+
+static void test_security_failure_budget(void **state) {
+    (void)state;
+    char lines[400];
+    int n = snprintf(lines, sizeof(lines), "%s\n", ALICE);
+    assert_true(auth_hash_password("bob", 3, (const uint8_t *)"pw", 2, 101, lines + n,
+                                   sizeof(lines) - (size_t)n - 1) > 0);
+    strcat(lines, "\n");
+    security_t *s = sec_with(lines);
+    uint32_t delay;
+    uint64_t t = 1000000;
+    for (int i = 0; i < AUTH_THROTTLE_BURST - 1; i++)
+        assert_int_equal(sec_connect(s, "alice", "guess", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+    /* bob's login leaves alice's 9 failures: the answers stay delayed */
+    assert_int_equal(sec_connect(s, "bob", "pw", t, &delay), MQTT_CONNACK_ACCEPTED);
+    assert_int_equal(delay, AUTH_THROTTLE_MAX_MS);
+    assert_int_equal(sec_connect(s, "alice", "guess", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+    assert_int_equal(security_refused_unchecked(s), 0);
+    /* 10 failures: the right password is refused unchecked (and not counted) */
+    assert_int_equal(sec_connect(s, "alice", "secret", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+    assert_int_equal(sec_connect(s, "bob", "pw", t + 1, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+    assert_int_equal(security_refused_unchecked(s), 2);
+    /* one failure decays: one guess is checked again */
+    t += AUTH_THROTTLE_DECAY_MS;
+    assert_int_equal(sec_connect(s, "alice", "secret", t, &delay), MQTT_CONNACK_ACCEPTED);
+    assert_int_equal(security_refused_unchecked(s), 2);
+    /* alice's own failures are forgotten, the address's with them */
+    assert_int_equal(sec_connect(s, "alice", "guess", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+    assert_int_equal(delay, 0);
+    security_free(s);
+}
+
 static void test_throttle_growth_and_reset(void **state) {
     (void)state;
     auth_throttle_t *t = auth_throttle_new(64);
@@ -615,6 +699,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_passwd_tool),
         cmocka_unit_test(test_throttle_growth_and_reset),
         cmocka_unit_test(test_throttle_decay),
+        cmocka_unit_test(test_security_failure_budget),
+        cmocka_unit_test(test_security_held_answers_cap),
         cmocka_unit_test(test_throttle_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

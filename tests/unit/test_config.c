@@ -214,6 +214,34 @@ static void test_unmapped_and_shutdown_variants(void **state) {
     config_free(cfg);
 }
 
+/* Issue 20 finding 11: large mappings are checked for duplicate keys through
+ * a hash table (the pairwise check was quadratic), with the same errors. */
+static void test_duplicate_keys_in_a_large_mapping(void **state) {
+    (void)state;
+    static char yaml[8192];
+    size_t n = (size_t)snprintf(yaml, sizeof(yaml), "kafka:\n  properties:\n");
+    for (int i = 0; i < 40; i++) /* lines 3..42 */
+        n += (size_t)snprintf(yaml + n, sizeof(yaml) - n, "    p%d.x: %d\n", i, i);
+    n += (size_t)snprintf(yaml + n, sizeof(yaml) - n,
+                          "    p5.x: 1\n    p39.x: 2\n    q.x: 3\n    q.x: 4\n"
+                          "  bootstrap_servers: embedded\n  bootstrap_servers: x\n");
+    expect_errors(yaml, "t.yaml:43:5: kafka.properties.p5.x: duplicate key (first at line 8)\n"
+                        "t.yaml:44:5: kafka.properties.p39.x: duplicate key (first at line 42)\n"
+                        "t.yaml:46:5: kafka.properties.q.x: duplicate key (first at line 45)\n"
+                        "t.yaml:48:3: kafka.bootstrap_servers: duplicate key (first at line 47)\n");
+    /* 20,000 distinct keys load */
+    size_t cap = 20000 * 24 + 64;
+    char *big = malloc(cap);
+    assert_non_null(big);
+    n = (size_t)snprintf(big, cap, "kafka:\n  bootstrap_servers: embedded\n  properties:\n");
+    for (int i = 0; i < 20000; i++)
+        n += (size_t)snprintf(big + n, cap - n, "    k%d.x: 1\n", i);
+    config_t *cfg = load_ok(big);
+    assert_true(cfg->n_kafka_properties >= 20000);
+    config_free(cfg);
+    free(big);
+}
+
 static void test_errors_structure(void **state) {
     (void)state;
     expect_errors("", "t.yaml:1:1: the file is empty; expected a mapping with at least "
@@ -231,11 +259,14 @@ static void test_errors_structure(void **state) {
     expect_errors("kafka:\n  bootstrap_servers:\n",
                   "t.yaml:2:21: kafka.bootstrap_servers: expected a string, got nothing\n");
     expect_errors(MIN "bogus: 1\n", "t.yaml:3:1: bogus: unknown key (expected one of: listeners, "
-                                    "kafka, topics, unmapped, headers, mqtt, auth, "
+                                    "kafka, topics, unmapped, headers, downlink, retained, mqtt, "
+                                    "auth, "
                                     "shutdown_timeout_s, metrics, log)\n");
     expect_errors(MIN "kafka: {}\n", "t.yaml:3:1: kafka: duplicate key (first at line 1)\n");
-    expect_errors(MIN "  extra: 1\n", "t.yaml:3:3: kafka.extra: unknown key (expected one of: "
-                                      "bootstrap_servers, properties, shutdown_timeout_s)\n");
+    expect_errors(MIN "  extra: 1\n",
+                  "t.yaml:3:3: kafka.extra: unknown key (expected one of: "
+                  "bootstrap_servers, properties, embedded_port, shutdown_timeout_s, "
+                  "max_topics)\n");
     expect_errors(MIN "? [a]\n: 1\n", "t.yaml:3:3: : expected a key name, got a list\n");
     expect_errors(MIN "mqtt: 5\n", "t.yaml:3:7: mqtt: expected a mapping, got \"5\"\n");
     expect_errors(MIN "topics: {}\n", "t.yaml:3:9: topics: expected a list, got a mapping\n");
@@ -257,45 +288,46 @@ static void test_errors_yaml_syntax(void **state) {
 
 static void test_errors_listeners(void **state) {
     (void)state;
-    expect_errors(MIN "listeners:\n"
-                      "  - listen: \"0.0.0.0:1883\"\n"
-                      "  - listen: \"0.0.0.0:1883\"\n"
-                      "  - listen: \"host.example:1883\"\n"
-                      "  - listen: \"1.2.3.4\"\n"
-                      "  - listen: \"1.2.3.4:8x\"\n"
-                      "  - listen: \"1.2.3.4:65536\"\n"
-                      "  - listen: \"::1:1883\"\n"
-                      "  - listen: \"[::1\"\n"
-                      "  - listen: \"[::1]\"\n"
-                      "  - listen: \"[zz]:1\"\n"
-                      "  - listen: 1883\n"
-                      "  - {}\n"
-                      "  - listen: \"[::]:1883\"\n"
-                      "    port: 1\n"
-                      "  - x\n",
-                  "t.yaml:5:13: listeners[1].listen: duplicate listener \"0.0.0.0:1883\" (first "
-                  "at line 4)\n"
-                  "t.yaml:6:13: listeners[2].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"host.example:1883\": not an IPv4 address (host names are not resolved)\n"
-                  "t.yaml:7:13: listeners[3].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"1.2.3.4\": missing ':port'\n"
-                  "t.yaml:8:13: listeners[4].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"1.2.3.4:8x\": the port must be a number from 0 to 65535\n"
-                  "t.yaml:9:13: listeners[5].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"1.2.3.4:65536\": the port must be a number from 0 to 65535\n"
-                  "t.yaml:10:13: listeners[6].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"::1:1883\": an IPv6 address needs brackets: \"[::]:1883\"\n"
-                  "t.yaml:11:13: listeners[7].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"[::1\": missing ']' after the IPv6 address\n"
-                  "t.yaml:12:13: listeners[8].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"[::1]\": missing ':port'\n"
-                  "t.yaml:13:13: listeners[9].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"[zz]:1\": not an IPv6 address\n"
-                  "t.yaml:14:13: listeners[10].listen: expected \"host:port\" or \"[IPv6]:port\", "
-                  "got \"1883\": missing ':port'\n"
-                  "t.yaml:15:5: listeners[11]: missing 'listen' (\"host:port\")\n"
-                  "t.yaml:17:5: listeners[12].port: unknown key (expected one of: listen, tls)\n"
-                  "t.yaml:18:5: listeners[13]: expected a mapping, got \"x\"\n");
+    expect_errors(
+        MIN "listeners:\n"
+            "  - listen: \"0.0.0.0:1883\"\n"
+            "  - listen: \"0.0.0.0:1883\"\n"
+            "  - listen: \"host.example:1883\"\n"
+            "  - listen: \"1.2.3.4\"\n"
+            "  - listen: \"1.2.3.4:8x\"\n"
+            "  - listen: \"1.2.3.4:65536\"\n"
+            "  - listen: \"::1:1883\"\n"
+            "  - listen: \"[::1\"\n"
+            "  - listen: \"[::1]\"\n"
+            "  - listen: \"[zz]:1\"\n"
+            "  - listen: 1883\n"
+            "  - {}\n"
+            "  - listen: \"[::]:1883\"\n"
+            "    port: 1\n"
+            "  - x\n",
+        "t.yaml:5:13: listeners[1].listen: duplicate listener \"0.0.0.0:1883\" (first "
+        "at line 4)\n"
+        "t.yaml:6:13: listeners[2].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"host.example:1883\": not an IPv4 address (host names are not resolved)\n"
+        "t.yaml:7:13: listeners[3].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"1.2.3.4\": missing ':port'\n"
+        "t.yaml:8:13: listeners[4].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"1.2.3.4:8x\": the port must be a number from 0 to 65535\n"
+        "t.yaml:9:13: listeners[5].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"1.2.3.4:65536\": the port must be a number from 0 to 65535\n"
+        "t.yaml:10:13: listeners[6].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"::1:1883\": an IPv6 address needs brackets: \"[::]:1883\"\n"
+        "t.yaml:11:13: listeners[7].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"[::1\": missing ']' after the IPv6 address\n"
+        "t.yaml:12:13: listeners[8].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"[::1]\": missing ':port'\n"
+        "t.yaml:13:13: listeners[9].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"[zz]:1\": not an IPv6 address\n"
+        "t.yaml:14:13: listeners[10].listen: expected \"host:port\" or \"[IPv6]:port\", "
+        "got \"1883\": missing ':port'\n"
+        "t.yaml:15:5: listeners[11]: missing 'listen' (\"host:port\")\n"
+        "t.yaml:17:5: listeners[12].port: unknown key (expected one of: listen, tls, websocket)\n"
+        "t.yaml:18:5: listeners[13]: expected a mapping, got \"x\"\n");
     /* The same address written two ways is the same listener. */
     expect_errors(MIN "listeners:\n  - listen: \"[::]:1\"\n  - listen: \"[0::0]:1\"\n",
                   "t.yaml:5:13: listeners[1].listen: duplicate listener \"[0::0]:1\" (first at "
@@ -365,7 +397,8 @@ static void test_errors_mqtt_numbers(void **state) {
         "session_expiry_s, max_connections_per_ip, connect_rate_per_ip, "
         "connect_burst_per_ip, max_output_buffer, max_persistent_sessions, "
         "max_session_bytes, max_client_id_length, max_username_length, max_will_topic_length, "
-        "max_will_payload, topic_alias_maximum)\n"
+        "max_will_payload, max_regex_topic_length, packet_timeout_s, max_input_buffer_bytes, "
+        "topic_alias_maximum)\n"
         "t.yaml:11:3: mqtt.max_inflight: duplicate key (first at line 5)\n");
     expect_errors(MIN "mqtt:\n  max_packet_size: 1048576\n",
                   "t.yaml:4:20: mqtt.max_packet_size: 1048576 is above Kafka's message.max.bytes "
@@ -505,6 +538,7 @@ static void test_shipped_configs(void **state) {
     if (rc != 0)
         fail_msg("%s", errbuf);
     assert_string_equal(cfg->bootstrap_servers, "embedded");
+    assert_int_equal(cfg->kafka_embedded_port, 19092);
     assert_int_equal(cfg->n_rules, 3);
     assert_string_equal(cfg->rules[0].pattern, "sensors/+/temperature");
     assert_string_equal(cfg->rules[0].kafka, "temperature");
@@ -525,6 +559,55 @@ static void test_shipped_configs(void **state) {
     config_free(cfg);
 }
 
+static const char *property(const config_t *cfg, const char *name) {
+    for (size_t i = 0; i < cfg->n_kafka_properties; i++)
+        if (strcmp(cfg->kafka_properties[i].name, name) == 0)
+            return cfg->kafka_properties[i].value;
+    return NULL;
+}
+
+/* File names are taken from the configuration file's directory, not the
+ * working directory; absolute names and non-file properties stay as written. */
+static void test_relative_paths_follow_the_config_file(void **state) {
+    (void)state;
+    static const char yaml[] = "listeners:\n"
+                               "  - listen: \"127.0.0.1:8883\"\n"
+                               "    tls: {cert: certs/srv.pem, key: /abs/srv.key, ca: ../ca.pem}\n"
+                               "kafka:\n"
+                               "  bootstrap_servers: embedded\n"
+                               "  properties:\n"
+                               "    ssl.key.location: kafka.key\n"
+                               "    ssl.ca.location: probe\n"
+                               "    ssl.certificate.location: /etc/kafka.pem\n"
+                               "    client.id: relative/not/a/file\n"
+                               "auth: {password_file: pw, acl_file: acl/rules}\n";
+    config_t *cfg = NULL;
+    if (config_load_string(yaml, strlen(yaml), "/etc/m2k/mqtt2kafka.yaml", &cfg, errbuf,
+                           sizeof(errbuf)) != 0)
+        fail_msg("unexpected errors:\n%s", errbuf);
+    assert_string_equal(cfg->listeners[0].tls.cert, "/etc/m2k/certs/srv.pem");
+    assert_string_equal(cfg->listeners[0].tls.key, "/abs/srv.key");
+    assert_string_equal(cfg->listeners[0].tls.ca, "/etc/m2k/../ca.pem");
+    assert_string_equal(cfg->auth.password_file, "/etc/m2k/pw");
+    assert_string_equal(cfg->auth.acl_file, "/etc/m2k/acl/rules");
+    assert_string_equal(property(cfg, "ssl.key.location"), "/etc/m2k/kafka.key");
+    assert_string_equal(property(cfg, "ssl.ca.location"), "probe");
+    assert_string_equal(property(cfg, "ssl.certificate.location"), "/etc/kafka.pem");
+    assert_string_equal(property(cfg, "client.id"), "relative/not/a/file");
+    config_free(cfg);
+    /* A configuration in the working directory: the names as written. */
+    if (config_load_string(yaml, strlen(yaml), "m.yaml", &cfg, errbuf, sizeof(errbuf)) != 0)
+        fail_msg("unexpected errors:\n%s", errbuf);
+    assert_string_equal(cfg->auth.password_file, "pw");
+    assert_string_equal(cfg->listeners[0].tls.cert, "certs/srv.pem");
+    config_free(cfg);
+    /* A relative configuration path keeps its directory relative. */
+    if (config_load_string(yaml, strlen(yaml), "conf/m.yaml", &cfg, errbuf, sizeof(errbuf)) != 0)
+        fail_msg("unexpected errors:\n%s", errbuf);
+    assert_string_equal(cfg->auth.password_file, "conf/pw");
+    config_free(cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_minimal_defaults),
@@ -533,6 +616,7 @@ int main(void) {
         cmocka_unit_test(test_unmapped_typos_are_errors),
         cmocka_unit_test(test_port_zero_is_never_a_duplicate),
         cmocka_unit_test(test_errors_structure),
+        cmocka_unit_test(test_duplicate_keys_in_a_large_mapping),
         cmocka_unit_test(test_errors_yaml_syntax),
         cmocka_unit_test(test_errors_listeners),
         cmocka_unit_test(test_errors_kafka),
@@ -541,6 +625,7 @@ int main(void) {
         cmocka_unit_test(test_errbuf_truncation),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_shipped_configs),
+        cmocka_unit_test(test_relative_paths_follow_the_config_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

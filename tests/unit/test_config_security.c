@@ -93,8 +93,12 @@ static void test_tls_errors(void **state) {
                   "t.yaml:5:41: listeners[0].tls.min_version: expected \"1.2\" or \"1.3\", got "
                   "\"1.1\"\n"
                   "t.yaml:5:48: listeners[0].tls.bogus: unknown key (expected one of: cert, key, "
-                  "ca, require_client_cert, use_identity_as_username, min_version)\n"
+                  "ca, crl_file, require_client_cert, use_identity_as_username, min_version)\n"
                   "t.yaml:5:62: listeners[0].tls.ca: expected a file name, got \"\"\n");
+    expect_errors(MIN "listeners:\n  - listen: \"127.0.0.1:8883\"\n"
+                      "    tls: {cert: a, key: b, crl_file: c}\n",
+                  "t.yaml:5:10: listeners[0].tls: crl_file needs 'ca' (the CA whose revocations "
+                  "it lists)\n");
     expect_errors(MIN "listeners:\n  - listen: \"127.0.0.1:8883\"\n"
                       "    tls: {cert: a, key: b, require_client_cert: true}\n",
                   "t.yaml:5:10: listeners[0].tls: require_client_cert needs 'ca' (the CA that "
@@ -105,6 +109,55 @@ static void test_tls_errors(void **state) {
                   "require_client_cert: true\n");
     expect_errors(MIN "listeners:\n  - listen: \"127.0.0.1:8883\"\n    tls: yes\n",
                   "t.yaml:5:10: listeners[0].tls: expected a mapping, got \"yes\"\n");
+}
+
+static void test_websocket(void **state) {
+    (void)state;
+    config_t *cfg = load_ok(MIN "listeners:\n  - listen: \"127.0.0.1:8083\"\n    websocket: {}\n"
+                                "  - listen: \"127.0.0.1:8084\"\n"
+                                "    tls: {cert: a, key: b}\n"
+                                "    websocket:\n      path: /ws/mqtt\n"
+                                "      origins: [\"https://ops.example.com\", "
+                                "\"http://localhost:8080\"]\n"
+                                "  - listen: \"127.0.0.1:1883\"\n"
+                                "mqtt:\n  max_packet_size: 4096\n");
+    const config_ws_t *w = &cfg->listeners[0].websocket;
+    assert_true(w->enabled);
+    assert_string_equal(w->path, "/mqtt");
+    assert_int_equal(w->n_origins, 0);
+    assert_int_equal(w->max_message, 4096);
+    w = &cfg->listeners[1].websocket;
+    assert_true(w->enabled && cfg->listeners[1].tls.enabled);
+    assert_string_equal(w->path, "/ws/mqtt");
+    assert_int_equal(w->n_origins, 2);
+    assert_string_equal(w->origins[0], "https://ops.example.com");
+    assert_string_equal(w->origins[1], "http://localhost:8080");
+    assert_false(cfg->listeners[2].websocket.enabled);
+    config_free(cfg);
+}
+
+static void test_websocket_errors(void **state) {
+    (void)state;
+    expect_errors(
+        MIN "listeners:\n  - listen: \"127.0.0.1:8083\"\n"
+            "    websocket: {path: mqtt, bogus: 1}\n",
+        "t.yaml:5:29: listeners[0].websocket.bogus: unknown key (expected one of: path, "
+        "origins)\n"
+        "t.yaml:5:23: listeners[0].websocket.path: expected a path such as \"/mqtt\", got "
+        "\"mqtt\"\n");
+    expect_errors(MIN "listeners:\n  - listen: \"127.0.0.1:8083\"\n"
+                      "    websocket:\n      origins: [\"https://a.example/\", \"HTTPS://B\", "
+                      "\"a.example\", 7]\n",
+                  "t.yaml:6:17: listeners[0].websocket.origins[0]: expected an origin "
+                  "\"scheme://host[:port]\" in lower case, got \"https://a.example/\"\n"
+                  "t.yaml:6:39: listeners[0].websocket.origins[1]: expected an origin "
+                  "\"scheme://host[:port]\" in lower case, got \"HTTPS://B\"\n"
+                  "t.yaml:6:52: listeners[0].websocket.origins[2]: expected an origin "
+                  "\"scheme://host[:port]\" in lower case, got \"a.example\"\n"
+                  "t.yaml:6:65: listeners[0].websocket.origins[3]: expected an origin "
+                  "\"scheme://host[:port]\" in lower case, got \"7\"\n");
+    expect_errors(MIN "listeners:\n  - listen: \"127.0.0.1:8083\"\n    websocket: {origins: x}\n",
+                  "t.yaml:5:26: listeners[0].websocket.origins: expected a list, got \"x\"\n");
 }
 
 static void test_auth(void **state) {
@@ -157,9 +210,10 @@ static void test_control_characters_escaped(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),   cmocka_unit_test(test_tls_full),
-        cmocka_unit_test(test_tls_errors), cmocka_unit_test(test_auth),
-        cmocka_unit_test(test_limits),     cmocka_unit_test(test_control_characters_escaped),
+        cmocka_unit_test(test_defaults),         cmocka_unit_test(test_tls_full),
+        cmocka_unit_test(test_tls_errors),       cmocka_unit_test(test_websocket),
+        cmocka_unit_test(test_websocket_errors), cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_limits),           cmocka_unit_test(test_control_characters_escaped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

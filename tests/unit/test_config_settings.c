@@ -94,6 +94,25 @@ static void test_settings_listener_rows(void **state) {
                    MIN "listeners:\n  - listen: \"127.0.0.1:1883\"\n"
                        "    tls: {cert: x, key: y, ca: z}\n",
                    "");
+    /* WebSocket on or off, its path and its origins; the frame bound follows
+     * mqtt.max_packet_size, which a reload applies. */
+    const char *ws = MIN "listeners:\n  - listen: \"127.0.0.1:1883\"\n"
+                         "    websocket: {origins: [\"https://a.example\"]}\n";
+    expect_changes(one, ws, msg);
+    expect_changes(ws, one, msg);
+    expect_changes(ws,
+                   MIN "listeners:\n  - listen: \"127.0.0.1:1883\"\n"
+                       "    websocket: {path: /ws, origins: [\"https://a.example\"]}\n",
+                   msg);
+    expect_changes(ws,
+                   MIN "listeners:\n  - listen: \"127.0.0.1:1883\"\n"
+                       "    websocket: {origins: [\"https://b.example\"]}\n",
+                   msg);
+    expect_changes(ws,
+                   MIN "listeners:\n  - listen: \"127.0.0.1:1883\"\n"
+                       "    websocket: {path: /mqtt, origins: [\"https://a.example\"]}\n"
+                       "mqtt:\n  max_packet_size: 4096\n",
+                   "");
     /* The same property list in the same order is no change. */
     expect_changes(MIN "  properties:\n    acks: all\n", MIN "  properties:\n    acks: all\n", "");
 }

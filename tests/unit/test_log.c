@@ -111,6 +111,23 @@ static void test_text_escapes_control_characters(void **state) {
     assert_text_line(capture_end(), "info  topic a\\x0ab\\x1b[31m\\x7f\n");
 }
 
+/* Issue 20 finding 11: C1 controls (U+009B is CSI), bidi overrides and
+ * bytes that are not UTF-8 are escaped; other UTF-8 stays as it is. */
+static void test_text_escapes_c1_bidi_and_bad_utf8(void **state) {
+    capture_begin();
+    log_info("csi \xc2\x9b"
+             "31m rlo \xe2\x80\xae lri \xe2\x81\xa6 raw \x9b\xff"
+             " e \xc3\xa9 "
+             "euro \xe2\x82\xac");
+    assert_text_line(capture_end(), "info  csi \\u009b31m rlo \\u202e lri \\u2066 raw \\x9b\\xff "
+                                    "e \xc3\xa9 euro \xe2\x82\xac\n");
+    log_set_format(LOG_FORMAT_JSON);
+    capture_begin();
+    log_info("csi \xc2\x9b rlo \xe2\x80\xae");
+    const char *out = capture_end();
+    assert_non_null(strstr(out, "\"msg\":\"csi \\u009b rlo \\u202e\"}\n"));
+}
+
 static void test_text_client_fields(void **state) {
     capture_begin();
     log_client(LOG_WARN, "sensor-1", "10.0.0.7:40122", "keepalive timeout after %u s", 90u);
@@ -339,6 +356,7 @@ int main(void) {
         cmocka_unit_test_setup(test_levels, setup),
         cmocka_unit_test_setup(test_parse, setup),
         cmocka_unit_test_setup(test_text_escapes_control_characters, setup),
+        cmocka_unit_test_setup(test_text_escapes_c1_bidi_and_bad_utf8, setup),
         cmocka_unit_test_setup(test_text_client_fields, setup),
         cmocka_unit_test_setup(test_json_line, setup),
         cmocka_unit_test_setup(test_json_client_fields, setup),

@@ -55,6 +55,11 @@ static const char expected_small[] =
     "mqtt2kafka_connections_refused_total{reason=\"connect_rate_per_ip\"} 7\n"
     "mqtt2kafka_connections_refused_total{reason=\"tls_handshake\"} 0\n"
     "mqtt2kafka_connections_refused_total{reason=\"connect_too_long\"} 0\n"
+    "mqtt2kafka_connections_refused_total{reason=\"websocket_upgrade\"} 0\n"
+    "# HELP mqtt2kafka_auth_unchecked_refusals_total CONNECTs refused without checking their "
+    "password: their address had 10 recent failures, or 16 answers held.\n"
+    "# TYPE mqtt2kafka_auth_unchecked_refusals_total counter\n"
+    "mqtt2kafka_auth_unchecked_refusals_total 4\n"
     "# HELP mqtt2kafka_auth_failures_total CONNECTs refused by authentication (bad credentials, "
     "or anonymous not allowed).\n"
     "# TYPE mqtt2kafka_auth_failures_total counter\n"
@@ -66,6 +71,24 @@ static const char expected_small[] =
     "client does not read).\n"
     "# TYPE mqtt2kafka_output_limit_closed_total counter\n"
     "mqtt2kafka_output_limit_closed_total 0\n"
+    "# HELP mqtt2kafka_input_closed_total Connections closed for their partly received input: a "
+    "packet not completed within mqtt.packet_timeout_s, or the most buffered when all "
+    "connections held more than mqtt.max_input_buffer_bytes.\n"
+    "# TYPE mqtt2kafka_input_closed_total counter\n"
+    "mqtt2kafka_input_closed_total{reason=\"packet_timeout\"} 1\n"
+    "mqtt2kafka_input_closed_total{reason=\"input_budget\"} 2\n"
+    "# HELP mqtt2kafka_input_buffer_bytes Bytes of partly received packets buffered for MQTT "
+    "connections (bounded by mqtt.max_input_buffer_bytes).\n"
+    "# TYPE mqtt2kafka_input_buffer_bytes gauge\n"
+    "mqtt2kafka_input_buffer_bytes 3\n"
+    "# HELP mqtt2kafka_wills_published_total Will messages produced to Kafka (a connection ended "
+    "without DISCONNECT).\n"
+    "# TYPE mqtt2kafka_wills_published_total counter\n"
+    "mqtt2kafka_wills_published_total 0\n"
+    "# HELP mqtt2kafka_wills_lost_total Will messages that could not be produced (unmapped, "
+    "producer queue full).\n"
+    "# TYPE mqtt2kafka_wills_lost_total counter\n"
+    "mqtt2kafka_wills_lost_total 0\n"
     "# HELP mqtt2kafka_packets_received_total MQTT packets received, by type.\n"
     "# TYPE mqtt2kafka_packets_received_total counter\n"
     "mqtt2kafka_packets_received_total{type=\"connect\"} 5\n"
@@ -119,6 +142,16 @@ static const char expected_small[] =
     "mqtt2kafka_unmapped_total{action=\"disconnect\"} 0\n"
     "mqtt2kafka_unmapped_total{action=\"drop\"} 1\n"
     "mqtt2kafka_unmapped_total{action=\"topic\"} 0\n"
+    "# HELP mqtt2kafka_messages_refused_total Messages a rule maps whose rendered Kafka topic was "
+    "refused (never acknowledged: the connection is closed), by reason.\n"
+    "# TYPE mqtt2kafka_messages_refused_total counter\n"
+    "mqtt2kafka_messages_refused_total{reason=\"illegal_topic\"} 0\n"
+    "mqtt2kafka_messages_refused_total{reason=\"reserved_topic\"} 0\n"
+    "mqtt2kafka_messages_refused_total{reason=\"topic_limit\"} 2\n"
+    "# HELP mqtt2kafka_kafka_topics Distinct Kafka topics the topic map has rendered (bounded by "
+    "kafka.max_topics).\n"
+    "# TYPE mqtt2kafka_kafka_topics gauge\n"
+    "mqtt2kafka_kafka_topics 3\n"
     "# HELP mqtt2kafka_inflight_messages QoS 1/2 messages produced to Kafka and not yet "
     "acknowledged to the client.\n"
     "# TYPE mqtt2kafka_inflight_messages gauge\n"
@@ -281,6 +314,7 @@ static void fill_small(metrics_t *m) {
     m->connections_refused[METRICS_REFUSED_NOT_AUTHORIZED] = 6;
     m->connections_refused[METRICS_REFUSED_PER_IP_RATE] = 7;
     m->auth_failures = 5;
+    m->auth_unchecked = 4;
     m->acl_denied = 8;
     m->packets_received[1] = 5; /* CONNECT */
     m->packets_received[3] = 7; /* PUBLISH */
@@ -292,6 +326,11 @@ static void fill_small(metrics_t *m) {
     m->bytes_sent = 56;
     metrics_label_inc(&m->protocol_errors, "MQTT_ERR_QOS_INVALID");
     m->unmapped[METRICS_UNMAPPED_DROP] = 1;
+    m->messages_refused[METRICS_MSG_REFUSED_TOPIC_LIMIT] = 2;
+    m->kafka_topics = 3;
+    m->packet_timeout_closed = 1;
+    m->input_budget_closed = 2;
+    m->input_buffer_bytes = 3;
     m->inflight_messages = 1;
     metrics_histogram_observe(&m->ack_latency, 800);      /* le 0.001 */
     metrics_histogram_observe(&m->ack_latency, 3000);     /* le 0.005 */

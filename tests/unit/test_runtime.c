@@ -70,7 +70,7 @@ static void test_check_ok(void **state) {
     config_free(cfg);
 }
 
-/* Every step reports, in order: properties, TLS listeners, auth. */
+/* Every step reports (properties, TLS listeners, auth), sorted by line. */
 static void test_check_reports_every_step(void **state) {
     (void)state;
     config_t *cfg = load("listeners:\n"
@@ -85,10 +85,10 @@ static void test_check_reports_every_step(void **state) {
     assert_int_equal(runtime_prepare(NULL, cfg, RUNTIME_CHECK, &p, errbuf, sizeof(errbuf)), -1);
     assert_null(p);
     assert_string_equal(
-        errbuf, "t.yaml:9:16: kafka.properties.linger.ms: Invalid value for configuration "
-                "property \"queue.buffering.max.ms\"\n"
-                "t.yaml:3:10: listeners[0].tls: /nonexistent/c.pem: No such file or directory\n"
+        errbuf, "t.yaml:3:10: listeners[0].tls: /nonexistent/c.pem: No such file or directory\n"
                 "t.yaml:5:10: listeners[1].tls: /nonexistent/d.pem: No such file or directory\n"
+                "t.yaml:9:16: kafka.properties.linger.ms: Invalid value for configuration "
+                "property \"queue.buffering.max.ms\"\n"
                 "t.yaml:11:3: auth: /nonexistent/passwd: cannot open: No such file or "
                 "directory\n");
     config_free(cfg);
@@ -169,7 +169,8 @@ static void test_start_then_reload(void **state) {
     config_free(cfg);
 }
 
-/* The producer is created last, and not at all when a file fails. */
+/* The producer is created last, and not at all when a file fails: it is
+ * only checked then, as --check does, so its error is reported too. */
 static void test_start_failure_builds_no_producer(void **state) {
     (void)state;
     kafka_t *k = NULL;
@@ -181,13 +182,38 @@ static void test_start_failure_builds_no_producer(void **state) {
                          "auth:\n  acl_file: /nonexistent/acl\n");
     runtime_prep_t *p = NULL;
     assert_int_equal(runtime_prepare(&rt, cfg, RUNTIME_START, &p, errbuf, sizeof(errbuf)), -1);
-    /* acks: 1 with idempotence is refused by the producer, which was never made. */
-    assert_string_equal(errbuf, "t.yaml:6:3: auth: /nonexistent/acl: cannot open: No such file or "
+    /* acks: 1 with idempotence is refused by the producer's check; none was made. */
+    assert_string_equal(errbuf, "t.yaml:4:11: kafka.properties.acks: kafka producer: `acks` must "
+                                "be set to `all` when `enable.idempotence` is true\n"
+                                "t.yaml:6:3: auth: /nonexistent/acl: cannot open: No such file or "
                                 "directory\n");
     assert_null(k);
     assert_null(tm);
     assert_null(sec);
     config_free(cfg);
+}
+
+/* Lines with a position by line then column (stable); the others after them,
+ * in their order; another file's name is no position. */
+static void test_sort_errors(void **state) {
+    (void)state;
+    char buf[512] = "t.yaml:12:3: c\n"
+                    "t.yaml: kafka.properties.x (built-in default): d\n"
+                    "t.yaml:2:9: b\n"
+                    "other.yaml:1:1: e\n"
+                    "t.yaml:2:5: a\n"
+                    "t.yaml:12:3: c2\n";
+    runtime_sort_errors(buf, "t.yaml");
+    assert_string_equal(buf, "t.yaml:2:5: a\n"
+                             "t.yaml:2:9: b\n"
+                             "t.yaml:12:3: c\n"
+                             "t.yaml:12:3: c2\n"
+                             "t.yaml: kafka.properties.x (built-in default): d\n"
+                             "other.yaml:1:1: e\n");
+    /* Truncated output (no final newline) stays as it is. */
+    char cut[64] = "t.yaml:9:1: z\nt.yaml:1:1: a";
+    runtime_sort_errors(cut, "t.yaml");
+    assert_string_equal(cut, "t.yaml:9:1: z\nt.yaml:1:1: a");
 }
 
 int main(void) {
@@ -196,6 +222,7 @@ int main(void) {
         cmocka_unit_test(test_check_reports_every_step),
         cmocka_unit_test(test_start_then_reload),
         cmocka_unit_test(test_start_failure_builds_no_producer),
+        cmocka_unit_test(test_sort_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -98,10 +98,20 @@ static void test_connect_empty_id_clean1_gets_generated_id(void **state) {
     feed(f, publish_pk("t/a", "x", 0, 0, false));
     feed(g, publish_pk("t/a", "y", 0, 0, false));
     assert_int_equal(fx->prod.n, 2);
-    assert_string_equal(fx->prod.recs[0].headers,
-                        "mqtt.topic=t/a;mqtt.client_id=m2k-auto-1;mqtt.qos=0;");
-    assert_string_equal(fx->prod.recs[1].headers,
-                        "mqtt.topic=t/a;mqtt.client_id=m2k-auto-2;mqtt.qos=0;");
+    /* 128 random bits, not a counter another client could guess (issue 20
+     * finding 10). */
+    char ids[2][64];
+    for (int i = 0; i < 2; i++) {
+        const char *h = fx->prod.recs[i].headers;
+        const char *pre = "mqtt.topic=t/a;mqtt.client_id=m2k-auto-";
+        assert_memory_equal(h, pre, strlen(pre));
+        const char *hex = h + strlen(pre);
+        assert_int_equal(strspn(hex, "0123456789abcdef"), 32);
+        assert_string_equal(hex + 32, ";mqtt.qos=0;");
+        snprintf(ids[i], sizeof(ids[i]), "%.32s", hex);
+        assert_string_not_equal(ids[i], "00000000000000000000000000000001");
+    }
+    assert_string_not_equal(ids[0], ids[1]);
 }
 
 static void test_connect_empty_id_clean0_rejected(void **state) {
@@ -424,8 +434,8 @@ static void test_unmapped_drop_acks_in_order(void **state) {
     fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
     feed(f, publish_pk("t/a", "x", 1, 1, false));
     feed(f, publish_pk("other", "x", 1, 2, false));
-    feed(f, publish_pk("bad/x", "x", 2, 3, false));
-    feed(f, publish_pk("room/x", "x", 0, 0, false));
+    feed(f, publish_pk("other/2", "x", 2, 3, false));
+    feed(f, publish_pk("other/0", "x", 0, 0, false));
     assert_int_equal(fx->prod.n, 1);
     EXPECT_NO_OUT(f);
     deliver(fx, 0, 0);
@@ -439,7 +449,7 @@ static void test_unmapped_topic_route(void **state) {
     fx->cfg.unmapped = UNMAPPED_TOPIC;
     fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
     feed(f, publish_pk("other/x", "v", 1, 1, false));
-    feed(f, publish_pk("bad/y", "w", 0, 0, false));
+    feed(f, publish_pk("other/y", "w", 0, 0, false));
     assert_int_equal(fx->prod.n, 2);
     assert_string_equal(fx->prod.recs[0].topic, "unmapped");
     assert_int_equal(fx->prod.recs[0].key_len, 7);
@@ -447,6 +457,62 @@ static void test_unmapped_topic_route(void **state) {
     assert_string_equal(fx->prod.recs[1].topic, "unmapped");
     deliver(fx, 0, 0);
     EXPECT_OUT(f, 0x40, 2, 0, 1);
+}
+
+/* Issue 19 bug 6: a message a rule maps whose Kafka topic cannot be used is
+ * not "unmapped": whatever `unmapped:` says, it is never acknowledged (3.1.1
+ * has no negative ack: the connection closes), never produced, and counted. */
+static void test_refused_mapped_message_closes_under_every_policy(void **state) {
+    fx_t *fx = *state;
+    static const struct {
+        const char *topic;
+        int kind;
+    } cases[] = {{"bad/a b", SESSION_REFUSED_ILLEGAL_TOPIC},
+                 {"res/schemas", SESSION_REFUSED_RESERVED_TOPIC},
+                 {"room/x", SESSION_REFUSED_ILLEGAL_TOPIC}};
+    const config_unmapped_t policies[] = {UNMAPPED_DISCONNECT, UNMAPPED_DROP, UNMAPPED_TOPIC};
+    uint64_t want[SESSION_REFUSED__COUNT] = {0};
+    for (size_t p = 0; p < 3; p++) {
+        for (size_t i = 0; i < 3; i++) {
+            fx->cfg.unmapped = policies[p];
+            fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+            assert_int_equal(feed(f, publish_pk(cases[i].topic, "x", 1, 7, false)), -1);
+            EXPECT_NO_OUT(f); /* no PUBACK */
+            assert_int_equal(f->closes, 1);
+            assert_int_equal(fx->prod.n, 0);
+            want[cases[i].kind]++;
+            assert_memory_equal(session_mgr_stats(fx->m)->messages_refused, want, sizeof(want));
+        }
+    }
+    const session_stats_t *st = session_mgr_stats(fx->m);
+    assert_int_equal(st->unmapped_closed + st->unmapped_dropped + st->unmapped_routed, 0);
+}
+
+/* Issue 20 finding 3: distinct Kafka topics are bounded by kafka.max_topics;
+ * a known one still goes through, one more is refused like an illegal name. */
+static void test_kafka_max_topics(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.kafka_max_topics = 2;
+    fx->cfg.unmapped = UNMAPPED_DROP;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    assert_true(feed(f, publish_pk("k/a", "1", 0, 0, false)) > 0);
+    assert_true(feed(f, publish_pk("k/b", "2", 0, 0, false)) > 0);
+    assert_true(feed(f, publish_pk("k/a", "3", 0, 0, false)) > 0);
+    assert_int_equal(fx->prod.n, 3);
+    assert_string_equal(fx->prod.recs[2].topic, "a");
+    assert_int_equal(session_mgr_stats(fx->m)->kafka_topics, 2);
+    assert_int_equal(feed(f, publish_pk("k/c", "4", 1, 1, false)), -1);
+    EXPECT_NO_OUT(f);
+    assert_int_equal(f->closes, 1);
+    assert_int_equal(fx->prod.n, 3);
+    assert_int_equal(session_mgr_stats(fx->m)->messages_refused[SESSION_REFUSED_TOPIC_LIMIT], 1);
+    assert_int_equal(session_mgr_stats(fx->m)->kafka_topics, 2);
+    /* A reload that raises the bound lets the next one in. */
+    fx->cfg.kafka_max_topics = 3;
+    f = connected(fx, 1, (cn_t){.id = "dev2", .clean = true});
+    assert_true(feed(f, publish_pk("k/c", "5", 0, 0, false)) > 0);
+    assert_int_equal(fx->prod.n, 4);
+    assert_int_equal(session_mgr_stats(fx->m)->kafka_topics, 3);
 }
 
 /* ---- will, takeover, timeouts ------------------------------------------------ */
@@ -525,12 +591,97 @@ static void test_keepalive_timeout(void **state) {
     assert_int_equal(session_mgr_stats(fx->m)->keepalive_timeouts, 1);
 }
 
-static void test_keepalive_zero_never_times_out(void **state) {
+/* Keepalive 0 never times out when max_keepalive_s is MQTT's 65535 (no
+ * cap); below that it gets max_keepalive_s (issue 20 finding 4). */
+static void test_keepalive_zero(void **state) {
     fx_t *fx = *state;
+    fx->cfg.mqtt.max_keepalive_s = 65535;
     fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true, .keepalive = 0});
     set_time(fx, 100000000);
     session_mgr_tick(fx->m);
     assert_int_equal(f->closes, 0);
+    fx->cfg.mqtt.max_keepalive_s = 600; /* the fixture's */
+    set_time(fx, 200000000);
+    f = connected(fx, 1, (cn_t){.id = "dev2", .clean = true, .keepalive = 0});
+    set_time(fx, 200000000 + 899999);
+    session_mgr_tick(fx->m);
+    assert_int_equal(f->closes, 0);
+    set_time(fx, 200000000 + 900000);
+    session_mgr_tick(fx->m);
+    assert_int_equal(f->closes, 1);
+    assert_int_equal(fx->conns[0].closes, 0);
+    assert_int_equal(session_mgr_stats(fx->m)->keepalive_timeouts, 1);
+}
+
+/* A first packet's fixed header announcing more than a CONNECT within the
+ * caps can hold is refused at once, before its body is buffered (issue 20
+ * finding 4): with the fixture's caps 5 + 12 + 258 + 1026 + 4098 + 258 +
+ * 65537 = 71194 bytes, i.e. a remaining length of 71190 behind a 4-byte
+ * fixed header. */
+static void test_connect_length_bound(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.mqtt.max_packet_size = 1000000;
+    uint8_t at[] = {0x10, 0x96, 0xac, 0x04}; /* 71190 */
+    uint8_t over[] = {0x10, 0x97, 0xac, 0x04};
+    fconn_t *f = open_conn(fx, 0);
+    assert_int_equal(session_feed(f->c, at, sizeof(at)), 0); /* needs more */
+    assert_int_equal(f->closes, 0);
+    f = open_conn(fx, 1);
+    log_capture_begin();
+    assert_int_equal(session_feed(f->c, over, sizeof(over)), -1);
+    const char *log = log_capture_end();
+    assert_non_null(strstr(log, " closing: CONNECT refused: 71195 bytes announced, over the 71194 "
+                                "a CONNECT within mqtt.max_client_id_length, "
+                                "max_username_length, max_will_topic_length and "
+                                "max_will_payload can have\n"));
+    EXPECT_NO_OUT(f);
+    assert_int_equal(f->closes, 1);
+    assert_int_equal(session_mgr_stats(fx->m)->refused_too_long, 1);
+    /* Any other first packet that large is no CONNECT at all. */
+    over[0] = 0x30;
+    f = open_conn(fx, 2);
+    assert_int_equal(session_feed(f->c, over, sizeof(over)), -1);
+    assert_int_equal(f->closes, 1);
+    assert_int_equal(
+        session_mgr_stats(fx->m)->protocol_error_kinds[SESSION_ERR_FIRST_PACKET_NOT_CONNECT], 1);
+    /* After the CONNECT, max_packet_size is the bound. */
+    f = connected(fx, 3, (cn_t){.id = "dev1", .clean = true});
+    over[0] = 0x32;
+    assert_int_equal(session_feed(f->c, over, sizeof(over)), 0);
+    assert_int_equal(f->closes, 0);
+}
+
+static size_t count_lines(const char *log, const char *needle) {
+    size_t n = 0;
+    for (const char *p = log; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* Issue 20 finding 11: a reconnect storm does not flood the log: at most 100
+ * "connected" and 100 other "closing" lines per 10 s (then a "suppressed"
+ * line), 10 "discarding the oldest" ones. */
+static void test_connection_lines_rate_limited(void **state) {
+    fx_t *fx = *state;
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    int saved = log_set_fd(fileno(tmp));
+    for (int i = 0; i < 105; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "c%d", i);
+        fconn_t *f = connected(fx, i % 4, (cn_t){.id = id, .clean = i >= 20});
+        session_conn_close(f->c, "bye");
+    }
+    log_set_fd(saved);
+    static char log[65536];
+    rewind(tmp);
+    log[fread(log, 1, sizeof(log) - 1, tmp)] = '\0';
+    fclose(tmp);
+    assert_int_equal(count_lines(log, " connected (clean session "), 100);
+    assert_int_equal(count_lines(log, " closing: bye\n"), 100);
+    /* 20 kept sessions, 2 at most: 18 discarded, 10 lines */
+    assert_int_equal(session_mgr_stats(fx->m)->sessions_evicted, 18);
+    assert_int_equal(count_lines(log, "; discarding the oldest\n"), 10);
 }
 
 static void test_connect_timeout(void **state) {
@@ -890,12 +1041,16 @@ int main(void) {
         T(test_unmapped_disconnect),
         T(test_unmapped_drop_acks_in_order),
         T(test_unmapped_topic_route),
+        T(test_refused_mapped_message_closes_under_every_policy),
+        T(test_kafka_max_topics),
         T(test_will_on_abrupt_close),
         T(test_no_will_after_disconnect),
         T(test_will_on_protocol_error),
         T(test_takeover),
         T(test_keepalive_timeout),
-        T(test_keepalive_zero_never_times_out),
+        T(test_keepalive_zero),
+        T(test_connect_length_bound),
+        T(test_connection_lines_rate_limited),
         T(test_connect_timeout),
         T(test_clean0_qos2_exactly_once_across_reconnect),
         T(test_clean0_resend_while_in_flight),

@@ -110,7 +110,7 @@ static void test_client_id_strict(void **state) {
                   "(U+0001..U+001F, U+007F..U+009F)\n"},
         {"a\x7f", "closing: client id 'a?' refused: string contains a control character "
                   "(U+0001..U+001F, U+007F..U+009F)\n"},
-        {"a\xc2\x80", "closing: client id 'a\xc2\x80' refused: string contains a control "
+        {"a\xc2\x80", "closing: client id 'a\\u0080' refused: string contains a control "
                       "character (U+0001..U+001F, U+007F..U+009F)\n"},
         {"a\xef\xb7\x90", "closing: client id 'a\xef\xb7\x90' refused: string contains a "
                           "non-character (U+FDD0..U+FDEF, U+xFFFE, U+xFFFF)\n"},

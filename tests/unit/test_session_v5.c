@@ -63,6 +63,20 @@ static pk_t publish5(const char *topic, int qos, uint16_t id, const char *props,
 #define CONNACK_PROPS                                                                              \
     0x21, 0x00, 0x04, 0x25, 0x01, 0x27, 0x00, 0x00, 0x04, 0x00, 0x28, 0x00, 0x29, 0x00, 0x2a, 0x00
 
+/* max_keepalive_s 65535: a keep alive of 0 stays 0 (below it, 0 gets
+ * max_keepalive_s and CONNACK's server keep alive says so). */
+static int setup5(void **state) {
+    setup(state);
+    ((fx_t *)*state)->cfg.mqtt.max_keepalive_s = 65535;
+    return 0;
+}
+
+static int setup5_auth(void **state) {
+    setup_auth(state);
+    ((fx_t *)*state)->cfg.mqtt.max_keepalive_s = 65535;
+    return 0;
+}
+
 static fconn_t *connected5(fx_t *fx, int i, cn5_t c) {
     fconn_t *f = open_conn(fx, i);
     pk_t p = connect5(c);
@@ -104,6 +118,7 @@ static void test_v5_connect_connack(void **state) {
  * with server keep alive [MQTT-3.2.2-21] (3.1.1 refuses it). */
 static void test_v5_server_keep_alive(void **state) {
     fx_t *fx = *state;
+    fx->cfg.mqtt.max_keepalive_s = 600;
     fconn_t *f = open_conn(fx, 0);
     pk_t p = connect5((cn5_t){.id = "k", .clean = true, .keepalive = 601});
     assert_int_equal(feed(f, p), (ssize_t)p.n);
@@ -147,26 +162,26 @@ static void test_v5_disconnect_expiry_after_zero(void **state) {
  * assigned client identifier [MQTT-3.2.2-16]. */
 static void test_v5_assigned_client_id(void **state) {
     fx_t *fx = *state;
-    char ids[2][21];
+    char ids[2][42]; /* "m2k-auto-" and 32 hex digits, as for 3.1.1 */
     for (int i = 0; i < 2; i++) {
         fconn_t *f = open_conn(fx, i);
         pk_t p = connect5((cn5_t){.id = "", .clean = true});
         assert_int_equal(feed(f, p), (ssize_t)p.n);
-        assert_int_equal(f->out_len, 44);
-        static const uint8_t head[] = {0x20, 0x2a, 0x00, 0x00, 0x27, 0x12, 0x00, 0x14};
+        assert_int_equal(f->out_len, 65);
+        static const uint8_t head[] = {0x20, 0x3f, 0x00, 0x00, 0x3c, 0x12, 0x00, 0x29};
         assert_memory_equal(f->out, head, sizeof(head));
-        memcpy(ids[i], f->out + 8, 20);
-        ids[i][20] = '\0';
+        memcpy(ids[i], f->out + 8, 41);
+        ids[i][41] = '\0';
         static const uint8_t tail[] = {CONNACK_PROPS};
-        assert_memory_equal(f->out + 28, tail, sizeof(tail));
-        assert_memory_equal(ids[i], "m2k-", 4);
-        for (int k = 4; k < 20; k++)
+        assert_memory_equal(f->out + 49, tail, sizeof(tail));
+        assert_memory_equal(ids[i], "m2k-auto-", 9);
+        for (int k = 9; k < 41; k++)
             assert_non_null(strchr("0123456789abcdef", ids[i][k]));
         f->out_len = 0;
         assert_int_equal(feed(f, publish5("t/a", 0, 0, NULL, 0, "x")), 9);
     }
     assert_string_not_equal(ids[0], ids[1]);
-    char want[96];
+    char want[128];
     snprintf(want, sizeof(want), "mqtt.topic=t/a;mqtt.client_id=%s;mqtt.qos=0;", ids[1]);
     assert_string_equal(fx->prod.recs[1].headers, want);
     /* Without clean start, an empty id is refused: 0x85. */
@@ -501,7 +516,7 @@ static void test_v5_topic_aliases(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, setup5, teardown)
         T(test_v5_connect_connack),
         T(test_v5_server_keep_alive),
         T(test_v5_session_expiry),
@@ -523,7 +538,7 @@ int main(void) {
         T(test_v5_receive_maximum_exceeded),
         T(test_v5_full_ring_waits),
         T(test_v5_payload_format_invalid),
-        cmocka_unit_test_setup_teardown(test_v5_acl_nack, setup_auth, teardown),
+        cmocka_unit_test_setup_teardown(test_v5_acl_nack, setup5_auth, teardown),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

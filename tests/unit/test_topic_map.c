@@ -315,6 +315,143 @@ static void test_bad_rendered_topic(void **state) {
     topic_map_free(m);
 }
 
+/* Finding 3: a rendered name starting with '_' (Kafka's __consumer_offsets,
+ * Schema Registry's _schemas) only from a template that starts with it. */
+static void test_reserved_rendered_topic(void **state) {
+    (void)state;
+    rule_spec_t a[] = {
+        {"mqtt", "a/+", "{1}", NULL}, {"mqtt", "b/+", "_{1}", NULL}, {"mqtt", "c/+", "x{1}", NULL}};
+    topic_map_t *m = map_of(a, 3);
+    res_t r = lookup(m, "a/_schemas");
+    assert_int_equal(r.rc, TOPIC_MAP_ERR_RESERVED);
+    assert_int_equal(r.rule, 0);
+    assert_int_equal(lookup(m, "a/__consumer_offsets").rc, TOPIC_MAP_ERR_RESERVED);
+    assert_int_equal(lookup(m, "a/x_").rc, TOPIC_MAP_MATCHED);
+    r = lookup(m, "b/_x");
+    assert_int_equal(r.rc, TOPIC_MAP_MATCHED);
+    assert_string_equal(r.topic, "__x");
+    assert_int_equal(lookup(m, "c/_x").rc, TOPIC_MAP_MATCHED);
+    topic_map_free(m);
+    /* The refused name is handed back for the log line. */
+    m = map_of(a, 1);
+    char scratch[64];
+    topic_map_result_t out;
+    assert_int_equal(topic_map_lookup(m, "a/_s", 4, NULL, scratch, sizeof(scratch), &out),
+                     TOPIC_MAP_ERR_RESERVED);
+    assert_int_equal(out.kafka_topic_len, 2);
+    assert_memory_equal(out.kafka_topic, "_s", 2);
+    assert_int_equal(topic_map_lookup(m, "a/a b", 5, NULL, scratch, sizeof(scratch), &out),
+                     TOPIC_MAP_ERR_BAD_TOPIC);
+    assert_int_equal(out.kafka_topic_len, 3);
+    assert_memory_equal(out.kafka_topic, "a b", 3);
+    topic_map_free(m);
+}
+
+/* Finding 2: topics over the bound skip regex rules (not filter rules). */
+static void test_regex_topic_bound(void **state) {
+    (void)state;
+    rule_spec_t a[] = {{"regex", "(.+)/alarm", "alarms", NULL}, {"mqtt", "f/#", "f", NULL}};
+    topic_map_t *m = map_of(a, 2);
+    topic_map_set_regex_topic_max(m, 16);
+    char t[64];
+    snprintf(t, sizeof(t), "%s", "0123456789/alarm"); /* 16 bytes */
+    res_t r = lookup(m, t);
+    assert_int_equal(r.rc, TOPIC_MAP_MATCHED);
+    assert_int_equal(r.rule, 0);
+    snprintf(t, sizeof(t), "%s", "01234567890/alarm"); /* 17 */
+    char scratch[64];
+    topic_map_result_t out;
+    assert_int_equal(topic_map_lookup(m, t, strlen(t), NULL, scratch, sizeof(scratch), &out),
+                     TOPIC_MAP_UNMAPPED);
+    assert_int_equal(out.regex_skipped, 1);
+    assert_int_equal(topic_map_lookup(m, "x/alarm", 7, NULL, scratch, sizeof(scratch), &out),
+                     TOPIC_MAP_MATCHED);
+    assert_int_equal(out.regex_skipped, 0);
+    snprintf(t, sizeof(t), "%s", "f/01234567890/alarm"); /* the filter rule still applies */
+    r = lookup(m, t);
+    assert_int_equal(r.rc, TOPIC_MAP_MATCHED);
+    assert_int_equal(r.rule, 1);
+    topic_map_free(m);
+}
+
+typedef struct {
+    char buf[4096];
+    size_t len;
+} lint_out_t;
+
+static void lint_report(void *ud, config_pos_t pos, const char *msg) {
+    lint_out_t *o = ud;
+    o->len += (size_t)snprintf(o->buf + o->len, sizeof(o->buf) - o->len, "%d:%d: %s\n", pos.line,
+                               pos.col, msg);
+}
+
+static const char *lint_of(const char *kind, const char *pattern, const char *kafka,
+                           lint_out_t *o) {
+    config_rule_t r = {0};
+    r.kind = strcmp(kind, "regex") == 0 ? RULE_REGEX : RULE_FILTER;
+    r.pattern = (char *)pattern;
+    r.kafka = (char *)kafka;
+    r.key = (char *)"{topic}";
+    r.pattern_pos = (config_pos_t){4, 12};
+    r.kafka_pos = (config_pos_t){5, 12};
+    o->len = 0;
+    o->buf[0] = '\0';
+    int n = topic_map_rule_lint(&r, 0, lint_report, o);
+    size_t lines = 0;
+    for (const char *p = o->buf; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal((size_t)n, lines);
+    return o->buf;
+}
+
+#define TAIL                                                                                       \
+    ": a message whose rendered Kafka topic is illegal is refused, never acknowledged (allowed: "  \
+    "a-z A-Z 0-9 . _ -, 1..249 characters)\n"
+
+/* --check's warnings (finding 2, issue 19 bug 6). */
+static void test_rule_lint(void **state) {
+    (void)state;
+    lint_out_t o;
+    assert_string_equal(lint_of("regex", "(.+)/alarm", "alarms", &o),
+                        "4:12: topics[0].regex: \"(.+)/alarm\" is not anchored with '^': it is "
+                        "tried from every position of the topic, in time up to quadratic in the "
+                        "topic's length on the event loop (topics over "
+                        "mqtt.max_regex_topic_length skip regex rules)\n");
+    assert_string_equal(lint_of("regex", "^a/(.+)$|b", "x", &o),
+                        "4:12: topics[0].regex: \"^a/(.+)$|b\" is not anchored with '^': it is "
+                        "tried from every position of the topic, in time up to quadratic in the "
+                        "topic's length on the event loop (topics over "
+                        "mqtt.max_regex_topic_length skip regex rules)\n");
+    assert_string_equal(lint_of("regex", "^a/(.+)$|^b(c|d)", "x", &o), "");
+    /* groups that can only match legal bytes */
+    assert_string_equal(lint_of("regex", "^plant/([a-z0-9-]+)/([^/]+)/.+$", "plant-{1}", &o), "");
+    assert_string_equal(lint_of("regex", "^p/([[:alnum:]_.]{1,20}|x\\.y)/(.*)$", "p-{1}", &o), "");
+    assert_string_equal(
+        lint_of("regex", "^plant/([^/]+)/(.+)$", "plant-{1}", &o),
+        "5:12: topics[0].kafka: {1} is regex group 1, which may match a byte a Kafka topic name "
+        "cannot hold (write the group with [a-zA-Z0-9._-])" TAIL);
+    assert_string_equal(lint_of("regex", "^p/([a-z]+)/(.)", "p-{2}", &o),
+                        "5:12: topics[0].kafka: {2} is regex group 2, which may match a byte a "
+                        "Kafka topic name cannot hold (write the group with [a-zA-Z0-9._-])" TAIL);
+    assert_string_equal(lint_of("regex", "^p/([a-~]+)$", "p-{1}", &o),
+                        "5:12: topics[0].kafka: {1} is regex group 1, which may match a byte a "
+                        "Kafka topic name cannot hold (write the group with [a-zA-Z0-9._-])" TAIL);
+    assert_string_equal(lint_of("mqtt", "a/+/#", "a-{1}-{2}", &o),
+                        "5:12: topics[0].kafka: {1} is a whole topic level ('+'), which may hold "
+                        "any character but '/' (a regex rule with a [a-zA-Z0-9._-] group bounds "
+                        "it)" TAIL "5:12: topics[0].kafka: {2} is what '#' matches, which may hold "
+                        "'/'" TAIL);
+    assert_string_equal(lint_of("mqtt", "a/b", "{topic}", &o),
+                        "5:12: topics[0].kafka: {topic} is the MQTT topic, whose '/' a Kafka "
+                        "topic name cannot hold" TAIL);
+    assert_string_equal(lint_of("mqtt", "ab", "{topic}", &o), "");
+    assert_string_equal(lint_of("mqtt", "a/+", "a-{{1}}", &o), "");
+    assert_string_equal(lint_of("mqtt", "a", "c-{client_id}-{username}", &o),
+                        "5:12: topics[0].kafka: {client_id} is chosen by the client and may hold "
+                        "any character" TAIL
+                        "5:12: topics[0].kafka: {username} may hold any character" TAIL);
+}
+
 static void test_scratch_bound(void **state) {
     (void)state;
     rule_spec_t a[] = {{"mqtt", "s/+", "topic-{1}", "key-{1}"}};
@@ -630,6 +767,9 @@ int main(void) {
         cmocka_unit_test(test_captures),
         cmocka_unit_test(test_templates),
         cmocka_unit_test(test_bad_rendered_topic),
+        cmocka_unit_test(test_reserved_rendered_topic),
+        cmocka_unit_test(test_regex_topic_bound),
+        cmocka_unit_test(test_rule_lint),
         cmocka_unit_test(test_scratch_bound),
         cmocka_unit_test(test_no_rules),
         cmocka_unit_test(test_new_reports_errors),

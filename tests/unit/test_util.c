@@ -1,4 +1,4 @@
-/* util/: the one hash function (FNV-1a vectors), the intrusive list and the
+/* util/: the hash functions (FNV-1a and SipHash-2-4 vectors), the intrusive list and the
  * hash map (growth keeps every element findable, removal, iteration that
  * frees). */
 #include <setjmp.h>
@@ -24,6 +24,31 @@ static void test_hash_vectors(void **state) {
     /* Chaining hashes the concatenation. */
     assert_true(m2k_hash_seed(m2k_hash("foo", 3), "bar", 3) == m2k_hash("foobar", 6));
     assert_true(m2k_hash_u32(1) != m2k_hash_u32(2));
+}
+
+static void test_siphash_vectors(void **state) {
+    (void)state;
+    /* The reference's vectors (veorq/SipHash vectors.h): key 00..0f, message
+     * 00, 01, ... of length 0..17, each hash as 8 little-endian bytes. */
+    static const uint64_t want[18] = {
+        0x726fdb47dd0e0e31ull, 0x74f839c593dc67fdull, 0x0d6c8009d9a94f5aull, 0x85676696d7fb7e2dull,
+        0xcf2794e0277187b7ull, 0x18765564cd99a68dull, 0xcbc9466e58fee3ceull, 0xab0200f58b01d137ull,
+        0x93f5f5799a932462ull, 0x9e0082df0ba9e4b0ull, 0x7a5dbbc594ddb9f3ull, 0xf4b32f46226bada7ull,
+        0x751e8fbc860ee5fbull, 0x14ea5627c0843d90ull, 0xf723ca908e7af2eeull, 0xa129ca6149be45e5ull,
+        0x3f2acc7f57c29bdbull, 0x699ae9f52cbe4794ull,
+    };
+    uint8_t key[16], msg[18];
+    for (int i = 0; i < 16; i++)
+        key[i] = (uint8_t)i;
+    for (int i = 0; i < 18; i++)
+        msg[i] = (uint8_t)i;
+    for (size_t n = 0; n < 18; n++)
+        assert_true(m2k_siphash24(key, msg, n) == want[n]);
+    /* The process key is not all zeroes (it came from getrandom), and it is
+     * the same for every call. */
+    static const uint8_t zero[16];
+    assert_true(m2k_hash_keyed("client-1", 8) != m2k_siphash24(zero, "client-1", 8));
+    assert_true(m2k_hash_keyed("client-1", 8) == m2k_hash_keyed("client-1", 8));
 }
 
 typedef struct {
@@ -135,6 +160,7 @@ static void test_hmap(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hash_vectors),
+        cmocka_unit_test(test_siphash_vectors),
         cmocka_unit_test(test_list),
         cmocka_unit_test(test_hmap),
     };

@@ -1,0 +1,110 @@
+#!/usr/bin/python3
+"""The figures of docs/security.md, "Budgets" (run from the source tree after
+`make build`; by hand, never in the suite):
+
+    bench/budgets/budgets.py regex         regexec's cost per topic length
+    bench/budgets/budgets.py topics N      RSS after N distinct Kafka topics
+    bench/budgets/budgets.py partial N     N clients each 100 bytes short of a
+                                           999,000-byte PUBLISH, keepalive 0
+"""
+import ctypes
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+SRC = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(SRC / "tests" / "integration"))
+os.environ.setdefault("M2K_BUILD_DIR", str(SRC / "build"))
+
+
+def regex():
+    """glibc's regexec, as the topic map calls it (REG_EXTENDED, 10 groups)."""
+    libc = ctypes.CDLL("libc.so.6")
+    for pat in ["(.+)/alarm", "^(.+)/alarm$", "^plant/([^/]+)/(.+)$"]:
+        re = ctypes.create_string_buffer(256)  # regex_t is 64 bytes on x86-64
+        assert libc.regcomp(re, pat.encode(), 1) == 0  # REG_EXTENDED
+        pm = ctypes.create_string_buffer(8 * 10)
+        for n in (64, 1024, 4096, 65401):
+            topic = b"a" * (n - 6) + b"/alerm"  # no match: the worst case
+            reps = 1 if n > 10000 else 5 if n > 2000 else 200
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                libc.regexec(re, topic, 10, pm, 0)
+            print(f"{pat:24} {n:6} bytes: {(time.perf_counter() - t0) / reps * 1e6:12.1f} us")
+        libc.regfree(re)
+
+
+def topics(n):
+    import m2k
+    from m2k import Raw
+    mk = m2k.MockKafka(brokers=1)  # its own process: its memory is not counted
+    with tempfile.TemporaryDirectory() as tmp:
+        d = m2k.Daemon(pathlib.Path(tmp), mk.bootstrap,
+                       {"topics": [{"regex": "^t/([a-z0-9]+)$", "kafka": "t-{1}"}],
+                        "kafka": {"max_topics": n}})
+        c = Raw(d.port).connect("dev1")
+        c.send(m2k.publish("t/warm", b"v", qos=1, pid=1))
+        c.expect(m2k.puback(1), timeout=30)
+        r0 = d.rss_kb()
+        for i in range(1, n):
+            pid = i % 65535 + 1
+            c.send(m2k.publish(f"t/x{i}", b"v", qos=1, pid=pid))
+            c.expect(m2k.puback(pid), timeout=30)
+        r1 = d.rss_kb()
+        c.send(m2k.publish("t/onemore", b"v", qos=1, pid=7))
+        c.expect_close(b"")
+        print(f"{n} Kafka topics: RSS {r0} -> {r1} KiB ({(r1 - r0) / max(n - 1, 1):.1f} KiB per "
+              f"topic); topic {n + 1} refused")
+        d.stop()
+    mk.close()
+
+
+def partial(n):
+    import m2k
+    from m2k import Raw
+    from test_metrics import scrape
+    mk = m2k.MockKafka(brokers=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        d = m2k.Daemon(pathlib.Path(tmp), mk.bootstrap, {"metrics": {"listen": "127.0.0.1:0"}})
+        import re
+        mport = int(re.search(r"metrics listening on 127\.0\.0\.1:(\d+)", d.log()).group(1))
+        r0 = d.rss_kb()
+        pkt = m2k.publish("test/big", b"x" * (999000 - 16), qos=1, pid=1)
+        assert len(pkt) == 999000
+        conns, peak = [], 0
+        for i in range(n):
+            c = Raw(d.port).connect(f"p{i}", keepalive=0)
+            try:
+                c.send(pkt[:-100])
+            except OSError:
+                pass  # closed over the budget while sending
+            conns.append(c)
+            peak = max(peak, d.rss_kb())
+        time.sleep(1)
+        s = scrape(mport)
+        closed = s['mqtt2kafka_input_closed_total{reason="input_budget"}']
+        print(f"{n} partial 999,000-byte PUBLISHes: RSS {r0} -> peak {peak} KiB, "
+              f"{d.rss_kb()} KiB after; buffered {s['mqtt2kafka_input_buffer_bytes']:.0f} bytes; "
+              f"closed over the budget: {closed:.0f}")
+        t0 = time.monotonic()
+        m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_input_buffer_bytes"] == 0, 60,
+                       "packet_timeout_s to close the rest")
+        print(f"every partial packet closed {time.monotonic() - t0:.1f} s later "
+              f"(packet_timeout_s 30); RSS {d.rss_kb()} KiB")
+        for c in conns:
+            c.close()
+        d.stop()
+    mk.close()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["regex"]:
+        regex()
+    elif sys.argv[1:2] == ["topics"] and len(sys.argv) == 3:
+        topics(int(sys.argv[2]))
+    elif sys.argv[1:2] == ["partial"] and len(sys.argv) == 3:
+        partial(int(sys.argv[2]))
+    else:
+        sys.exit(__doc__)

@@ -1,0 +1,134 @@
+/* The crash-safe local spool: records Kafka could not take yet, on disk in
+ * segment files like Kafka's own log (docs/architecture.md, "Spool").
+ *
+ * One owner, one thread. Appends go to the newest segment; spool_sync() makes
+ * every record appended since the last sync durable with one fdatasync (group
+ * commit); the reader hands out synced records in append order; the caller
+ * confirms what Kafka took with spool_confirm(), which writes the checkpoint
+ * and deletes drained segments. spool_open() recovers after a crash: a torn
+ * tail is truncated, a corrupt record in the middle is skipped and counted.
+ *
+ *   spool_t *sp;
+ *   if (spool_open(&opts, &sp, err, sizeof err) != 0) die(err);
+ *   spool_append(sp, &rec, &seq);  ...            (a loop turn's records)
+ *   if (spool_sync(sp, &durable) == 0) ack every record with seq <= durable;
+ *   while (spool_peek(sp, &rec, &seq) == 0) { produce(&rec, seq); spool_next(sp); }
+ *   spool_confirm(sp, highest seq such that all before it were delivered);
+ */
+#ifndef M2K_SPOOL_H
+#define M2K_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Return codes: 0 or one of these. */
+enum {
+    SPOOL_FULL = -1,   /* max_bytes reached, or the disk said ENOSPC/EDQUOT/EIO/EFBIG */
+    SPOOL_EMPTY = -2,  /* spool_peek: no synced record left to read */
+    SPOOL_EINVAL = -3, /* a record too large, a field too long, a confirm beyond the reader */
+    SPOOL_EIO = -4,    /* any other I/O error (errno in the log line) */
+    SPOOL_ENOMEM = -5,
+};
+
+/* The largest record body (topic + key + value + headers + tag + fixed fields). */
+#define SPOOL_BODY_MAX (64u * 1024 * 1024)
+#define SPOOL_SEGMENT_BYTES_DEFAULT (64ull * 1024 * 1024)
+
+typedef struct spool spool_t;
+
+typedef struct {
+    const char *name;
+    size_t name_len;
+    const void *value; /* NULL: a null header value */
+    size_t value_len;
+} spool_header_t;
+
+/* What a Kafka record needs, plus an opaque tag for the MQTT side. A NULL
+ * key or value is stored as null (not as empty). In records handed out by
+ * spool_peek every pointer is a view into the spool's read buffer, valid
+ * until the next spool_* call on the same spool. */
+typedef struct {
+    const char *topic; /* 1..65535 bytes */
+    size_t topic_len;
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+    const spool_header_t *headers; /* from spool_peek: NULL when n_headers is 0 */
+    size_t n_headers;              /* at most 65535 */
+    int64_t timestamp_ms;
+    const void *tag; /* at most 65535 bytes */
+    size_t tag_len;
+} spool_record_t;
+
+typedef struct {
+    const char *dir;        /* created (one level) if missing */
+    uint64_t max_bytes;     /* every byte of segments + checkpoint; 0: no bound */
+    uint64_t segment_bytes; /* roll size; 0: SPOOL_SEGMENT_BYTES_DEFAULT */
+} spool_options_t;
+
+typedef struct {
+    uint64_t bytes;              /* on disk: segments + the checkpoint (always counted) */
+    uint64_t records;            /* appended and not confirmed (by sequence number) */
+    int64_t oldest_timestamp_ms; /* of the oldest unconfirmed synced record; 0: none */
+    uint64_t corrupt_skipped;    /* corrupt records (or runs of bytes) skipped */
+    uint64_t truncations;        /* torn tails truncated at open */
+    uint64_t segments;
+    uint64_t next_seq;      /* the sequence number the next append gets */
+    uint64_t synced_seq;    /* every record <= this one is durable */
+    uint64_t confirmed_seq; /* every record <= this one was confirmed */
+} spool_stats_t;
+
+/* Opens (or creates) the spool in opts->dir and recovers it. Returns 0 and
+ * *out (free with spool_close), or a negative code with "DIR: what: strerror"
+ * in errbuf. */
+int spool_open(const spool_options_t *opts, spool_t **out, char *errbuf, size_t errlen);
+/* For --check beside a running daemon: whether spool_open could use dir,
+ * without creating, locking or reading anything. dir must be a writable
+ * directory, or missing with a writable parent. Returns 0, or SPOOL_EIO with
+ * "DIR: what: strerror" in errbuf (spool_open's wording). */
+int spool_check(const char *dir, char *errbuf, size_t errlen);
+/* Closes the files; does not sync (call spool_sync first to keep the tail). */
+void spool_close(spool_t *sp);
+
+/* Appends one record to the newest segment (rolling to a new one at
+ * segment_bytes) and gives its sequence number. The record is buffered (the
+ * buffer is written out when it passes 1 MiB, at a roll and by spool_sync);
+ * it is not durable until spool_sync returns 0. On SPOOL_FULL (max_bytes, or the disk full) nothing
+ * of this record is left in the file and the records appended before it are untouched; a later
+ * append may succeed once space returns. */
+int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out);
+/* Makes everything appended since the last sync durable (writes the buffer,
+ * fdatasync of the segments written, fsync of the directory when a segment
+ * was created) and
+ * gives the highest durable sequence number. On failure every record appended
+ * since the last successful sync is removed from the files (they were never
+ * durable: do not ack them; append them again) and SPOOL_FULL or SPOOL_EIO is
+ * returned; what was synced before is untouched. */
+int spool_sync(spool_t *sp, uint64_t *synced_seq_out);
+
+/* The next synced record in append order, without moving past it. Returns 0,
+ * SPOOL_EMPTY, SPOOL_EIO or SPOOL_ENOMEM. */
+int spool_peek(spool_t *sp, spool_record_t *rec, uint64_t *seq_out);
+/* Moves past the record the last successful spool_peek returned. */
+void spool_next(spool_t *sp);
+/* Moves the reader back to the first unconfirmed record (after Kafka gave
+ * back records the reader had handed out). */
+void spool_rewind(spool_t *sp);
+/* Records that every record with a sequence number <= seq reached Kafka
+ * (cumulative: the caller passes the highest seq with no undelivered record
+ * before it; it must have been read). Writes the checkpoint atomically (temp
+ * file, fsync, rename, fsync of the directory) and deletes fully drained
+ * segments. Returns 0, SPOOL_EINVAL, or SPOOL_FULL / SPOOL_EIO when the
+ * checkpoint could not be written: the confirmation still counts, drained
+ * older segments are still deleted (so a full disk gets space back), and the
+ * next call writes the checkpoint again; until then a restart hands out the
+ * records since the last checkpoint again (at least once). */
+int spool_confirm(spool_t *sp, uint64_t seq);
+
+/* The figures for metrics. When no read record awaits confirmation, the
+ * oldest timestamp comes from spool_peek (which may read from disk). */
+void spool_stats(spool_t *sp, spool_stats_t *out);
+const char *spool_strerror(int code);
+
+#endif

@@ -1,0 +1,32 @@
+/* The daemon's downlink (Kafka -> MQTT) side, outside the MQTT session: the
+ * consumer, records into the router and the retained store, their metrics.
+ * Until the session subscribes (docs/architecture.md "The downlink"), a
+ * routed record ends here: counted, and logged at debug level. */
+#ifndef M2K_DAEMON_DOWNLINK_H
+#define M2K_DAEMON_DOWNLINK_H
+
+#include "config/config.h"
+#include "downlink/retained.h"
+#include "downlink/route.h"
+#include "ops/metrics.h"
+
+typedef struct daemon_downlink daemon_downlink_t;
+
+/* Starts the consumer of cfg's downlink and retained topics against
+ * bootstrap (borrowed: router, retained, which the runtime built; either may
+ * be NULL). NULL with a message in errbuf. */
+daemon_downlink_t *daemon_downlink_new(const config_t *cfg, const char *bootstrap,
+                                       dl_router_t *router, dl_retained_t *retained, char *errbuf,
+                                       size_t errlen);
+/* Stops the consumer (the router and retained store stay the caller's). */
+void daemon_downlink_free(daemon_downlink_t *dd);
+
+int daemon_downlink_fd(const daemon_downlink_t *dd);
+/* Serves waiting records (a bounded batch per call). */
+void daemon_downlink_poll(daemon_downlink_t *dd);
+/* Copies the counts into the registry (at scrape time). */
+void daemon_downlink_metrics(daemon_downlink_t *dd, metrics_t *m);
+/* 1 when the consumer has its assignment, else 0 with the reason. */
+int daemon_downlink_ready(daemon_downlink_t *dd, char *reason, size_t cap);
+
+#endif

@@ -1,0 +1,101 @@
+/* A session's outbound queue (queue.h): two intrusive lists over the same
+ * entries, every message oldest first and the QoS 0 ones oldest first, so
+ * both the next message to send and the QoS 0 message to drop are O(1). */
+#include "downlink/queue.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+dl_msg_t *dl_msg_new(const char *topic, size_t topic_len, const void *payload, size_t len,
+                     uint8_t qos, bool retain) {
+    dl_msg_t *m = malloc(sizeof(*m) + topic_len + 1 + len);
+    if (!m)
+        return NULL;
+    m->refs = 1;
+    m->qos = qos;
+    m->retain = retain;
+    m->topic = (char *)(m + 1);
+    memcpy(m->topic, topic, topic_len);
+    m->topic[topic_len] = '\0';
+    m->topic_len = topic_len;
+    m->payload = (uint8_t *)m->topic + topic_len + 1;
+    if (len)
+        memcpy(m->payload, payload, len);
+    m->len = len;
+    return m;
+}
+
+dl_msg_t *dl_msg_ref(dl_msg_t *m) {
+    m->refs++;
+    return m;
+}
+
+void dl_msg_unref(dl_msg_t *m) {
+    if (m && --m->refs == 0)
+        free(m);
+}
+
+void dl_queue_init(dl_queue_t *q, dl_queue_stats_t *stats) {
+    list_init(&q->all);
+    list_init(&q->qos0);
+    q->n = 0;
+    q->stats = stats;
+}
+
+void dl_qentry_free(dl_qentry_t *e) {
+    if (!e)
+        return;
+    dl_msg_unref(e->msg);
+    free(e);
+}
+
+static void entry_unlink(dl_queue_t *q, dl_qentry_t *e) {
+    list_remove(&e->all);
+    list_remove(&e->q0);
+    q->n--;
+    q->stats->depth--;
+}
+
+void dl_queue_clear(dl_queue_t *q) {
+    dl_qentry_t *e;
+    while ((e = dl_queue_pop(q)))
+        dl_qentry_free(e);
+}
+
+int dl_queue_push(dl_queue_t *q, dl_msg_t *msg, uint8_t qos, size_t max) {
+    int rc = 0;
+    if (q->n >= max) {
+        list_t *old = list_first(&q->qos0);
+        if (!old || max == 0) {
+            q->stats->refused_full++;
+            return DL_EFULL;
+        }
+        dl_qentry_t *e = LIST_ENTRY(old, dl_qentry_t, q0);
+        entry_unlink(q, e);
+        dl_qentry_free(e);
+        q->stats->dropped_oldest_0++;
+        rc = 1;
+    }
+    dl_qentry_t *e = malloc(sizeof(*e));
+    if (!e)
+        return DL_ENOMEM;
+    e->msg = dl_msg_ref(msg);
+    e->qos = qos;
+    list_insert_tail(&q->all, &e->all);
+    list_init(&e->q0);
+    if (qos == 0)
+        list_insert_tail(&q->qos0, &e->q0);
+    q->n++;
+    q->stats->depth++;
+    q->stats->queued++;
+    return rc;
+}
+
+dl_qentry_t *dl_queue_pop(dl_queue_t *q) {
+    list_t *first = list_first(&q->all);
+    if (!first)
+        return NULL;
+    dl_qentry_t *e = LIST_ENTRY(first, dl_qentry_t, all);
+    entry_unlink(q, e);
+    return e;
+}

@@ -1,0 +1,734 @@
+/* The spool's files: open and recovery, append, group commit, rollback,
+ * checkpoint and deletion of drained segments (spool.h; the format in
+ * format.h; the rules in docs/architecture.md, "Spool"). */
+#include "spool_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *spool_strerror(int code) {
+    switch (code) {
+    case 0:
+        return "ok";
+    case SPOOL_FULL:
+        return "spool full";
+    case SPOOL_EMPTY:
+        return "spool empty";
+    case SPOOL_EINVAL:
+        return "invalid argument";
+    case SPOOL_EIO:
+        return "I/O error";
+    case SPOOL_ENOMEM:
+        return "out of memory";
+    default:
+        return "unknown spool error";
+    }
+}
+
+void spool_seg_name(char out[SPOOL_SEG_NAME_LEN + 1], uint64_t base) {
+    snprintf(out, SPOOL_SEG_NAME_LEN + 1, "%020" PRIu64 ".seg", base);
+}
+
+/* The disk is full (or refuses to grow the file): the caller stops acking. */
+static int io_code(int err) {
+    return err == ENOSPC || err == EDQUOT || err == EIO || err == EFBIG ? SPOOL_FULL : SPOOL_EIO;
+}
+
+static int write_all(int fd, const uint8_t *buf, size_t len, uint64_t off) {
+    while (len > 0) {
+        ssize_t n = pwrite(fd, buf, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (n == 0) {
+            errno = EIO;
+            return -1;
+        }
+        buf += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Reads up to len bytes at off; returns the count read or -1. */
+static ssize_t read_all(int fd, uint8_t *buf, size_t len, uint64_t off) {
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, buf + got, len - got, (off_t)(off + got));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+uint64_t spool_seg_limit(const spool_t *sp, size_t i) {
+    if (i + 1 < sp->sync_nsegs)
+        return sp->segs[i].size;
+    if (i + 1 == sp->sync_nsegs)
+        return sp->sync_off;
+    return 0;
+}
+
+static int segs_push(spool_t *sp, uint64_t base, uint64_t size, int fd) {
+    if (sp->nsegs == sp->segs_cap) {
+        size_t cap = sp->segs_cap ? sp->segs_cap * 2 : 16;
+        spool_segment_t *n = realloc(sp->segs, cap * sizeof *n);
+        if (!n)
+            return SPOOL_ENOMEM;
+        sp->segs = n;
+        sp->segs_cap = cap;
+    }
+    sp->segs[sp->nsegs++] = (spool_segment_t){base, size, fd};
+    sp->seg_bytes += size;
+    return 0;
+}
+
+static int sync_dir(spool_t *sp) {
+    if (fsync(sp->dirfd) != 0) {
+        log_error("spool: %s: fsync of the directory failed: %s", sp->dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Removes segs[i] (closing and unlinking its file). */
+static int seg_remove(spool_t *sp, size_t i) {
+    char name[SPOOL_SEG_NAME_LEN + 1];
+    spool_seg_name(name, sp->segs[i].base);
+    if (sp->segs[i].fd >= 0)
+        close(sp->segs[i].fd);
+    int rc = unlinkat(sp->dirfd, name, 0);
+    if (rc != 0)
+        log_error("spool: %s/%s: cannot delete: %s", sp->dir, name, strerror(errno));
+    sp->seg_bytes -= sp->segs[i].size;
+    memmove(&sp->segs[i], &sp->segs[i + 1], (sp->nsegs - i - 1) * sizeof *sp->segs);
+    sp->nsegs--;
+    return rc;
+}
+
+/* Puts the files back to the last sync: segments created since are deleted,
+ * the one the sync ended in is truncated to where it ended. */
+static int rollback(spool_t *sp) {
+    sp->wlen = 0; /* the buffered records go too */
+    bool deleted = false;
+    int rc = 0;
+    while (sp->nsegs > sp->sync_nsegs) {
+        if (seg_remove(sp, sp->nsegs - 1) != 0 && errno != ENOENT)
+            rc = -1;
+        deleted = true;
+    }
+    if (sp->nsegs > 0) {
+        spool_segment_t *s = &sp->segs[sp->nsegs - 1];
+        if (s->size != sp->sync_off) {
+            if (ftruncate(s->fd, (off_t)sp->sync_off) != 0 || fdatasync(s->fd) != 0) {
+                log_error("spool: %s: cannot truncate a segment back to %" PRIu64 ": %s", sp->dir,
+                          sp->sync_off, strerror(errno));
+                rc = -1;
+            } else {
+                sp->seg_bytes -= s->size - sp->sync_off;
+                s->size = sp->sync_off;
+            }
+        }
+    }
+    if (deleted && sync_dir(sp) != 0)
+        rc = -1;
+    sp->broken = rc != 0;
+    if (rc == 0) {
+        sp->next_seq = sp->synced_seq + 1;
+        sp->dirty = false;
+        sp->need_dir_sync = false;
+    }
+    return rc;
+}
+
+static int wbuf_reserve(spool_t *sp, size_t n) {
+    if (n <= sp->wcap)
+        return 0;
+    size_t cap = sp->wcap ? sp->wcap : 4096;
+    while (cap < n)
+        cap *= 2;
+    uint8_t *b = realloc(sp->wbuf, cap);
+    if (!b)
+        return SPOOL_ENOMEM;
+    sp->wbuf = b;
+    sp->wcap = cap;
+    return 0;
+}
+
+/* Writes the buffered records to the newest segment. On failure nothing of
+ * them stays in the file (they stay buffered) and errno is the write's. */
+static int flush(spool_t *sp) {
+    if (sp->wlen == 0)
+        return 0;
+    spool_segment_t *s = &sp->segs[sp->nsegs - 1];
+    uint64_t off = s->size - sp->wlen;
+    if (write_all(s->fd, sp->wbuf, sp->wlen, off) == 0) {
+        sp->wlen = 0;
+        return 0;
+    }
+    int err = errno;
+    char name[SPOOL_SEG_NAME_LEN + 1];
+    spool_seg_name(name, s->base);
+    log_ratelimited(&sp->rl_write, LOG_WARN, "spool: %s/%s: cannot write: %s", sp->dir, name,
+                    strerror(err));
+    /* A partial frame would read as a torn tail: cut it off. */
+    if (ftruncate(s->fd, (off_t)off) != 0) {
+        log_error("spool: %s/%s: cannot truncate a failed write: %s", sp->dir, name,
+                  strerror(errno));
+        sp->group_lost = true;
+        sp->lost_code = io_code(err);
+        rollback(sp);
+    }
+    errno = err;
+    return -1;
+}
+
+int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out) {
+    if (sp->broken && rollback(sp) != 0)
+        return SPOOL_EIO;
+    size_t body = spool_body_size(rec);
+    if (body == 0)
+        return SPOOL_EINVAL;
+    size_t frame = SPOOL_FRAME_HEADER_SIZE + body;
+    spool_segment_t *last = sp->nsegs ? &sp->segs[sp->nsegs - 1] : NULL;
+    bool roll =
+        !last || (last->size > SPOOL_SEG_HEADER_SIZE && last->size + frame > sp->segment_bytes);
+    size_t add = frame + (roll ? SPOOL_SEG_HEADER_SIZE : 0);
+    if (sp->max_bytes && sp->seg_bytes + SPOOL_CHECKPOINT_SIZE + add > sp->max_bytes)
+        return SPOOL_FULL;
+    /* Records are buffered and written once per sync, at a roll, or when the
+     * buffer passes SPOOL_WBUF_FLUSH: one pwrite for many small records. */
+    if (sp->wlen > 0 && (roll || sp->wlen + add > SPOOL_WBUF_FLUSH) && flush(sp) != 0)
+        return io_code(errno);
+    if (sp->group_lost)
+        return sp->lost_code;
+    if (wbuf_reserve(sp, sp->wlen + add) != 0)
+        return SPOOL_ENOMEM;
+    if (roll) {
+        char name[SPOOL_SEG_NAME_LEN + 1];
+        spool_seg_name(name, sp->next_seq);
+        /* O_TRUNC: a file of this name can only be one a failed rollback left. */
+        int fd = openat(sp->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+        if (fd < 0) {
+            int err = errno;
+            log_ratelimited(&sp->rl_write, LOG_WARN, "spool: %s/%s: cannot create: %s", sp->dir,
+                            name, strerror(err));
+            return io_code(err);
+        }
+        if (segs_push(sp, sp->next_seq, 0, fd) != 0) {
+            close(fd);
+            unlinkat(sp->dirfd, name, 0);
+            return SPOOL_ENOMEM;
+        }
+        sp->need_dir_sync = true;
+        last = &sp->segs[sp->nsegs - 1];
+        spool_seg_header_encode(sp->wbuf + sp->wlen, sp->next_seq);
+        sp->wlen += SPOOL_SEG_HEADER_SIZE;
+    }
+    spool_frame_encode(sp->wbuf + sp->wlen, rec, body, sp->next_seq);
+    sp->wlen += frame;
+    last->size += add;
+    sp->seg_bytes += add;
+    sp->dirty = true;
+    if (seq_out)
+        *seq_out = sp->next_seq;
+    sp->next_seq++;
+    return 0;
+}
+
+int spool_sync(spool_t *sp, uint64_t *synced_seq_out) {
+    if (sp->broken && rollback(sp) != 0)
+        return SPOOL_EIO;
+    if (sp->group_lost) {
+        sp->group_lost = false;
+        return sp->lost_code;
+    }
+    if (sp->dirty) {
+        if (flush(sp) != 0) {
+            int err = errno;
+            if (!sp->group_lost)
+                rollback(sp);
+            sp->group_lost = false;
+            return io_code(err);
+        }
+        size_t first = sp->sync_nsegs ? sp->sync_nsegs - 1 : 0;
+        for (size_t i = first; i < sp->nsegs; i++) {
+            if (sp->segs[i].fd >= 0 && sp->datasync(sp->segs[i].fd) != 0) {
+                int err = errno;
+                char name[SPOOL_SEG_NAME_LEN + 1];
+                spool_seg_name(name, sp->segs[i].base);
+                log_ratelimited(&sp->rl_write, LOG_WARN, "spool: %s/%s: fdatasync failed: %s",
+                                sp->dir, name, strerror(err));
+                rollback(sp);
+                return io_code(err);
+            }
+        }
+        if (sp->need_dir_sync && sync_dir(sp) != 0) {
+            int err = errno;
+            rollback(sp);
+            return io_code(err);
+        }
+        for (size_t i = first; i + 1 < sp->nsegs; i++) {
+            if (sp->segs[i].fd >= 0)
+                close(sp->segs[i].fd);
+            sp->segs[i].fd = -1;
+        }
+        sp->sync_nsegs = sp->nsegs;
+        sp->sync_off = sp->nsegs ? sp->segs[sp->nsegs - 1].size : 0;
+        sp->synced_seq = sp->next_seq - 1;
+        sp->dirty = false;
+        sp->need_dir_sync = false;
+    }
+    if (synced_seq_out)
+        *synced_seq_out = sp->synced_seq;
+    return 0;
+}
+
+/* Writes the checkpoint: temp file, fsync, rename over, fsync of the dir. */
+static int checkpoint_write(spool_t *sp, uint64_t confirmed) {
+    uint8_t buf[SPOOL_CHECKPOINT_SIZE];
+    spool_checkpoint_encode(buf, confirmed);
+    int fd =
+        openat(sp->dirfd, SPOOL_CHECKPOINT_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0 || write_all(fd, buf, sizeof buf, 0) != 0 || fdatasync(fd) != 0) {
+        int err = errno;
+        log_ratelimited(&sp->rl_write, LOG_WARN, "spool: %s/%s: cannot write: %s", sp->dir,
+                        SPOOL_CHECKPOINT_TMP, strerror(err));
+        if (fd >= 0)
+            close(fd);
+        unlinkat(sp->dirfd, SPOOL_CHECKPOINT_TMP, 0);
+        return io_code(err);
+    }
+    close(fd);
+    if (renameat(sp->dirfd, SPOOL_CHECKPOINT_TMP, sp->dirfd, SPOOL_CHECKPOINT_NAME) != 0) {
+        int err = errno;
+        log_error("spool: %s/%s: cannot rename: %s", sp->dir, SPOOL_CHECKPOINT_TMP, strerror(err));
+        return io_code(err);
+    }
+    return sync_dir(sp) == 0 ? 0 : SPOOL_EIO;
+}
+
+int spool_confirm(spool_t *sp, uint64_t seq) {
+    if (seq > sp->confirmed) {
+        if (seq > sp->r_last)
+            return SPOOL_EINVAL;
+        sp->confirmed = seq;
+        while (sp->tsq_len > 0 && sp->tsq[sp->tsq_head].seq <= seq) {
+            sp->tsq_head = (sp->tsq_head + 1) % sp->tsq_cap;
+            sp->tsq_len--;
+        }
+    }
+    /* On a full disk the checkpoint may not be writable: drained sealed
+     * segments are deleted all the same (recovery takes every record before
+     * the oldest segment as confirmed), which is how space comes back. */
+    int rc = 0;
+    if (sp->ckpt_seq != sp->confirmed) {
+        rc = checkpoint_write(sp, sp->confirmed);
+        if (rc == 0)
+            sp->ckpt_seq = sp->confirmed;
+    }
+    /* A sealed segment is drained when the next one starts after the
+     * confirmed record; the newest when everything appended is confirmed and
+     * synced and the checkpoint says so (it then carries the sequence
+     * numbers on; the next append starts a new segment). */
+    size_t n = 0;
+    while (n < sp->nsegs && n < sp->r_seg + 1) {
+        bool sealed = n + 1 < sp->nsegs;
+        if (sealed ? sp->segs[n + 1].base - 1 > sp->confirmed
+                   : (rc != 0 || sp->confirmed + 1 < sp->next_seq || sp->dirty ||
+                      sp->nsegs != sp->sync_nsegs))
+            break;
+        n++;
+    }
+    if (n == 0)
+        return rc;
+    spool_reader_dropped(sp, n);
+    for (size_t i = 0; i < n; i++)
+        seg_remove(sp, 0);
+    sp->sync_nsegs -= n;
+    if (sp->sync_nsegs == 0)
+        sp->sync_off = 0;
+    if (sync_dir(sp) != 0 && rc == 0)
+        rc = SPOOL_EIO;
+    return rc;
+}
+
+void spool_stats(spool_t *sp, spool_stats_t *out) {
+    memset(out, 0, sizeof *out);
+    out->bytes = sp->seg_bytes + SPOOL_CHECKPOINT_SIZE;
+    out->records = sp->next_seq - 1 - sp->confirmed;
+    out->corrupt_skipped = sp->corrupt_skipped;
+    out->truncations = sp->truncations;
+    out->segments = sp->nsegs;
+    out->next_seq = sp->next_seq;
+    out->synced_seq = sp->synced_seq;
+    out->confirmed_seq = sp->confirmed;
+    if (sp->tsq_len > 0) {
+        out->oldest_timestamp_ms = sp->tsq[sp->tsq_head].ts;
+    } else {
+        spool_record_t rec;
+        uint64_t s;
+        if (spool_peek(sp, &rec, &s) == 0)
+            out->oldest_timestamp_ms = rec.timestamp_ms;
+    }
+}
+
+/* ---- open and recovery ---- */
+
+static int open_fail(char *errbuf, size_t errlen, const char *dir, const char *what, int err) {
+    snprintf(errbuf, errlen, "%s: %s: %s", dir, what, strerror(err));
+    return SPOOL_EIO;
+}
+
+static int cmp_seg(const void *a, const void *b) {
+    uint64_t x = ((const spool_segment_t *)a)->base, y = ((const spool_segment_t *)b)->base;
+    return x < y ? -1 : x > y;
+}
+
+static bool parse_seg_name(const char *name, uint64_t *base) {
+    if (strlen(name) != SPOOL_SEG_NAME_LEN || strcmp(name + 20, ".seg") != 0)
+        return false;
+    uint64_t v = 0;
+    for (int i = 0; i < 20; i++) {
+        if (name[i] < '0' || name[i] > '9')
+            return false;
+        uint64_t d = (uint64_t)(name[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *base = v;
+    return v > 0 && v <= SPOOL_SEQ_MAX;
+}
+
+/* Moves a file the spool cannot read out of its way (kept for a human). */
+static void set_aside(spool_t *sp, const char *name, const char *why) {
+    char aside[SPOOL_SEG_NAME_LEN + 16];
+    snprintf(aside, sizeof aside, "%s.corrupt", name);
+    log_error("spool: %s/%s: %s: moved aside as %s", sp->dir, name, why, aside);
+    if (renameat(sp->dirfd, name, sp->dirfd, aside) != 0)
+        log_error("spool: %s/%s: cannot rename: %s", sp->dir, name, strerror(errno));
+    sp->corrupt_skipped++;
+}
+
+/* Lists the segment files, sorted; sets aside those whose header is wrong. */
+static int scan_dir(spool_t *sp) {
+    int fd = dup(sp->dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d)) != NULL) {
+        uint64_t base;
+        if (!parse_seg_name(e->d_name, &base)) {
+            const char *n = e->d_name;
+            size_t l = strlen(n);
+            if (strcmp(n, ".") != 0 && strcmp(n, "..") != 0 &&
+                strcmp(n, SPOOL_CHECKPOINT_NAME) != 0 &&
+                !(l > 8 && strcmp(n + l - 8, ".corrupt") == 0))
+                log_warn("spool: %s/%s: not a spool file: ignored", sp->dir, n);
+            continue;
+        }
+        if (sp->next_seq < base)
+            sp->next_seq = base; /* sequence numbers go past every name seen */
+        if (segs_push(sp, base, 0, -1) != 0) {
+            rc = SPOOL_ENOMEM;
+            break;
+        }
+    }
+    closedir(d);
+    if (rc != 0)
+        return rc;
+    if (sp->nsegs > 1)
+        qsort(sp->segs, sp->nsegs, sizeof *sp->segs, cmp_seg);
+    for (size_t i = 0; i < sp->nsegs;) {
+        char name[SPOOL_SEG_NAME_LEN + 1];
+        spool_seg_name(name, sp->segs[i].base);
+        int sfd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        struct stat st;
+        uint8_t hdr[SPOOL_SEG_HEADER_SIZE];
+        const char *why = NULL;
+        if (sfd < 0 || fstat(sfd, &st) != 0)
+            why = "cannot open";
+        else if (!S_ISREG(st.st_mode))
+            why = "not a regular file";
+        else if (st.st_size < SPOOL_SEG_HEADER_SIZE && i + 1 == sp->nsegs)
+            why = "torn"; /* created, header not written: a crash at a roll */
+        else if (read_all(sfd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
+                 !spool_seg_header_valid(hdr, sizeof hdr, sp->segs[i].base))
+            why = "not a spool segment (bad header)";
+        if (sfd >= 0)
+            close(sfd);
+        if (!why) {
+            sp->segs[i].size = (uint64_t)st.st_size;
+            sp->seg_bytes += (uint64_t)st.st_size;
+            i++;
+            continue;
+        }
+        if (strcmp(why, "torn") == 0) {
+            log_warn("spool: %s/%s: torn at offset 0 (%lld bytes, no header): deleted", sp->dir,
+                     name, (long long)st.st_size);
+            unlinkat(sp->dirfd, name, 0);
+            sp->truncations++;
+        } else {
+            set_aside(sp, name, why);
+        }
+        memmove(&sp->segs[i], &sp->segs[i + 1], (sp->nsegs - i - 1) * sizeof *sp->segs);
+        sp->nsegs--;
+    }
+    return 0;
+}
+
+/* Scans the newest segment: truncates a torn or corrupt tail, skips corrupt
+ * records before a valid one, finds the highest sequence number. Returns 0
+ * (*highest = 0 when it holds no record), or -1 (errno). */
+static int recover_newest(spool_t *sp, uint64_t *highest) {
+    spool_segment_t *s = &sp->segs[sp->nsegs - 1];
+    char name[SPOOL_SEG_NAME_LEN + 1];
+    spool_seg_name(name, s->base);
+    int fd = openat(sp->dirfd, name, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    /* A segment holds at most segment_bytes, or one record past it. */
+    uint64_t cap =
+        sp->segment_bytes + SPOOL_SEG_HEADER_SIZE + SPOOL_FRAME_HEADER_SIZE + SPOOL_BODY_MAX;
+    size_t len = (size_t)(s->size < cap ? s->size : cap);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf || read_all(fd, buf, len, 0) != (ssize_t)len) {
+        int err = buf ? errno : ENOMEM;
+        free(buf);
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    size_t off = SPOOL_SEG_HEADER_SIZE;
+    uint64_t min_seq = s->base, high = 0;
+    const char *tail_why = NULL;
+    while (off < len) {
+        size_t flen;
+        uint64_t seq;
+        spool_frame_result_t r = spool_frame_check(buf + off, len - off, min_seq, &flen, &seq);
+        if (r == SPOOL_FRAME_OK) {
+            high = seq;
+            min_seq = seq + 1;
+            off += flen;
+            continue;
+        }
+        size_t skip = spool_frame_resync(buf + off, len - off, min_seq);
+        if (off + skip < len) {
+            log_error("spool: %s/%s: corrupt record at offset %zu (%s): %zu bytes skipped", sp->dir,
+                      name, off, r == SPOOL_FRAME_BAD_BODY ? "bad body" : "bad frame", skip);
+            sp->corrupt_skipped++;
+            off += skip;
+            continue;
+        }
+        tail_why = r == SPOOL_FRAME_SHORT ? "incomplete record" : "corrupt record";
+        break;
+    }
+    if (!tail_why && len < s->size)
+        tail_why = "past the segment bound";
+    int rc = 0;
+    if (tail_why) {
+        log_warn("spool: %s/%s: torn tail at offset %zu (%s, %" PRIu64 " bytes): truncated",
+                 sp->dir, name, off, tail_why, s->size - off);
+        sp->truncations++;
+        if (ftruncate(fd, (off_t)off) != 0)
+            rc = -1;
+        sp->seg_bytes -= s->size - off;
+        s->size = off;
+    }
+    sp->scan_base = s->base;
+    sp->scan_end = s->size;
+    /* What a killed process left is in the page cache, maybe not on disk:
+     * make it durable before appending after it. */
+    if (rc == 0 && fdatasync(fd) != 0)
+        rc = -1;
+    free(buf);
+    if (rc != 0 || high == 0) {
+        int err = errno;
+        close(fd);
+        errno = err;
+    } else {
+        s->fd = fd;
+    }
+    *highest = high;
+    return rc;
+}
+
+static void read_checkpoint(spool_t *sp, bool *have, uint64_t *confirmed) {
+    *have = false;
+    int fd = openat(sp->dirfd, SPOOL_CHECKPOINT_NAME, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno != ENOENT)
+            log_error("spool: %s/%s: cannot open: %s", sp->dir, SPOOL_CHECKPOINT_NAME,
+                      strerror(errno));
+        return;
+    }
+    uint8_t buf[SPOOL_CHECKPOINT_SIZE + 1];
+    ssize_t n = read_all(fd, buf, sizeof buf, 0);
+    close(fd);
+    if (n >= 0 && spool_checkpoint_decode(buf, (size_t)n, confirmed))
+        *have = true;
+    else
+        log_error("spool: %s/%s: corrupt checkpoint: ignored (records are read from the oldest "
+                  "segment)",
+                  sp->dir, SPOOL_CHECKPOINT_NAME);
+}
+
+int spool_check(const char *dir, char *errbuf, size_t errlen) {
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            return open_fail(errbuf, errlen, dir, "cannot open the spool directory", ENOTDIR);
+        if (access(dir, R_OK | W_OK | X_OK) != 0)
+            return open_fail(errbuf, errlen, dir, "the spool directory is not writable", errno);
+        return 0;
+    }
+    if (errno != ENOENT)
+        return open_fail(errbuf, errlen, dir, "cannot open the spool directory", errno);
+    /* Missing: spool_open creates it (one level) in its parent. */
+    char *parent = strdup(dir);
+    if (!parent) {
+        snprintf(errbuf, errlen, "%s: out of memory", dir);
+        return SPOOL_ENOMEM;
+    }
+    size_t n = strlen(parent);
+    while (n > 1 && parent[n - 1] == '/')
+        parent[--n] = '\0';
+    char *slash = strrchr(parent, '/');
+    const char *p = !slash ? "." : slash == parent ? "/" : (*slash = '\0', parent);
+    int err = 0;
+    if (stat(p, &st) != 0)
+        err = errno;
+    else if (!S_ISDIR(st.st_mode))
+        err = ENOTDIR;
+    else if (access(p, W_OK | X_OK) != 0)
+        err = errno;
+    free(parent);
+    return err ? open_fail(errbuf, errlen, dir, "cannot create the spool directory", err) : 0;
+}
+
+int spool_open(const spool_options_t *opts, spool_t **out, char *errbuf, size_t errlen) {
+    *out = NULL;
+    spool_t *sp = calloc(1, sizeof *sp);
+    if (!sp || !(sp->dir = strdup(opts->dir))) {
+        free(sp);
+        snprintf(errbuf, errlen, "%s: out of memory", opts->dir);
+        return SPOOL_ENOMEM;
+    }
+    sp->dirfd = sp->r_fd = -1;
+    sp->datasync = fdatasync;
+    sp->max_bytes = opts->max_bytes;
+    sp->segment_bytes = opts->segment_bytes ? opts->segment_bytes : SPOOL_SEGMENT_BYTES_DEFAULT;
+    sp->rl_write = (log_ratelimit_t)LOG_RATELIMIT_INIT("spool write failed", 10, 10000);
+    int rc;
+    if (mkdir(sp->dir, 0750) != 0 && errno != EEXIST) {
+        rc = open_fail(errbuf, errlen, sp->dir, "cannot create the spool directory", errno);
+        goto fail;
+    }
+    sp->dirfd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sp->dirfd < 0) {
+        rc = open_fail(errbuf, errlen, sp->dir, "cannot open the spool directory", errno);
+        goto fail;
+    }
+    if (faccessat(sp->dirfd, ".", R_OK | W_OK | X_OK, AT_EACCESS) != 0) {
+        rc = open_fail(errbuf, errlen, sp->dir, "the spool directory is not writable", errno);
+        goto fail;
+    }
+    if (flock(sp->dirfd, LOCK_EX | LOCK_NB) != 0) {
+        rc = open_fail(errbuf, errlen, sp->dir, "the spool directory is in use", errno);
+        goto fail;
+    }
+    unlinkat(sp->dirfd, SPOOL_CHECKPOINT_TMP, 0);
+    bool have_ckpt;
+    uint64_t ckpt = 0;
+    read_checkpoint(sp, &have_ckpt, &ckpt);
+    if ((rc = scan_dir(sp)) != 0) {
+        if (rc != SPOOL_ENOMEM)
+            rc = open_fail(errbuf, errlen, sp->dir, "cannot list the spool directory", errno);
+        else
+            snprintf(errbuf, errlen, "%s: out of memory", sp->dir);
+        goto fail;
+    }
+    uint64_t next = sp->next_seq ? sp->next_seq : 1;
+    bool changed = false;
+    while (sp->nsegs > 0) {
+        uint64_t high;
+        if (recover_newest(sp, &high) != 0) {
+            rc = open_fail(errbuf, errlen, sp->dir, "cannot recover the newest segment", errno);
+            goto fail;
+        }
+        spool_segment_t *s = &sp->segs[sp->nsegs - 1];
+        if (next < s->base)
+            next = s->base;
+        if (high > 0) {
+            if (next < high + 1)
+                next = high + 1;
+            break;
+        }
+        /* No record survived: the segment goes, the one before is the newest. */
+        seg_remove(sp, sp->nsegs - 1);
+        changed = true;
+    }
+    uint64_t oldest = sp->nsegs ? sp->segs[0].base : next;
+    sp->confirmed = have_ckpt && ckpt + 1 >= oldest ? ckpt : oldest - 1;
+    sp->ckpt_seq = sp->confirmed;
+    if (next < sp->confirmed + 1)
+        next = sp->confirmed + 1;
+    sp->next_seq = next;
+    sp->synced_seq = next - 1;
+    sp->sync_nsegs = sp->nsegs;
+    sp->sync_off = sp->nsegs ? sp->segs[sp->nsegs - 1].size : 0;
+    sp->r_min_seq = 0;
+    sp->r_last = sp->confirmed;
+    if ((changed || sp->truncations || sp->corrupt_skipped) && sync_dir(sp) != 0) {
+        rc = open_fail(errbuf, errlen, sp->dir, "cannot fsync the spool directory", errno);
+        goto fail;
+    }
+    if (sp->nsegs > 0 || sp->truncations || sp->corrupt_skipped)
+        log_info("spool: %s: opened: %zu segment(s), %" PRIu64 " bytes, records %" PRIu64
+                 "..%" PRIu64 " unconfirmed, %" PRIu64 " corrupt skipped, %" PRIu64 " truncated",
+                 sp->dir, sp->nsegs, sp->seg_bytes, sp->confirmed + 1, sp->next_seq - 1,
+                 sp->corrupt_skipped, sp->truncations);
+    *out = sp;
+    return 0;
+fail:
+    spool_close(sp);
+    return rc;
+}
+
+void spool_close(spool_t *sp) {
+    if (!sp)
+        return;
+    for (size_t i = 0; i < sp->nsegs; i++)
+        if (sp->segs[i].fd >= 0)
+            close(sp->segs[i].fd);
+    spool_reader_free(sp);
+    if (sp->dirfd >= 0)
+        close(sp->dirfd); /* releases the flock */
+    free(sp->segs);
+    free(sp->wbuf);
+    free(sp->dir);
+    free(sp);
+}

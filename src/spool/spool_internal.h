@@ -1,0 +1,97 @@
+/* The spool object, shared by spool.c (open, recovery, append, sync, confirm)
+ * and reader.c (peek, next, rewind). */
+#ifndef M2K_SPOOL_INTERNAL_H
+#define M2K_SPOOL_INTERNAL_H
+
+#include "format.h"
+#include "spool/spool.h"
+#include "util/log.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* "00000000000000000001.seg": the base sequence number, 20 digits. */
+#define SPOOL_SEG_NAME_LEN 24
+#define SPOOL_CHECKPOINT_NAME "checkpoint"
+#define SPOOL_CHECKPOINT_TMP "checkpoint.tmp"
+/* Buffered appends are written out when they pass this. */
+#define SPOOL_WBUF_FLUSH (1024 * 1024)
+
+typedef struct {
+    uint64_t base; /* the sequence number of its first record (its name) */
+    uint64_t size; /* bytes in the file */
+    int fd;        /* open for writing while it is newest or written since the last sync */
+} spool_segment_t;
+
+typedef struct {
+    uint64_t seq;
+    int64_t ts;
+} spool_ts_t;
+
+struct spool {
+    char *dir;
+    int dirfd;
+    uint64_t max_bytes, segment_bytes;
+
+    spool_segment_t *segs; /* oldest first; the last is the one appended to */
+    size_t nsegs, segs_cap;
+    uint64_t seg_bytes; /* the sum of segs[].size */
+    uint64_t next_seq;
+
+    /* The last successful sync: the first sync_nsegs segments, the last of
+     * them sync_off bytes long, hold every record <= synced_seq. */
+    size_t sync_nsegs;
+    uint64_t sync_off;
+    uint64_t synced_seq;
+    bool dirty, need_dir_sync;
+    bool broken;     /* a rollback failed: retried before any other write */
+    bool group_lost; /* records appended since the sync were removed: the next sync fails */
+    int lost_code;
+
+    uint64_t confirmed;
+    uint64_t ckpt_seq; /* what the checkpoint file holds (or need not hold) */
+
+    /* The reader: rbuf holds bytes [r_base, r_base + rlen) of segs[r_seg]. */
+    size_t r_seg;
+    int r_fd;
+    uint8_t *rbuf;
+    size_t rlen, rcap, r_off;
+    uint64_t r_base;
+    uint64_t r_min_seq; /* the lowest sequence number the next record may have */
+    uint64_t r_last;    /* the last record spool_next moved past (0: none) */
+    bool peeked;
+    size_t peek_len;
+    uint64_t peek_seq;
+    int64_t peek_ts;
+    spool_header_t *hdrs;
+    size_t hdrs_cap;
+    spool_ts_t *tsq; /* read and not confirmed: (seq, timestamp), oldest at tsq_head */
+    size_t tsq_head, tsq_len, tsq_cap;
+
+    /* fdatasync(2); a seam for the tests of a failing sync. */
+    int (*datasync)(int fd);
+
+    /* Records appended and not yet written: the last wlen bytes of the newest
+     * segment (whose size counts them). */
+    uint8_t *wbuf;
+    size_t wlen, wcap;
+
+    uint64_t corrupt_skipped, truncations;
+    /* Corruption the reader finds was logged and counted already when it is
+     * before the reader's mark (seen_*: a rewind) or in what the scan at open
+     * covered (scan_*: the newest segment). */
+    uint64_t seen_base, seen_off, scan_base, scan_end;
+    log_ratelimit_t rl_write;
+};
+
+void spool_seg_name(char out[SPOOL_SEG_NAME_LEN + 1], uint64_t base);
+/* The readable end of segs[i]: what the last sync covered. */
+uint64_t spool_seg_limit(const spool_t *sp, size_t i);
+/* Drops the reader's buffer and file; the reader starts again at segs[0]. */
+void spool_reader_reset(spool_t *sp);
+void spool_reader_free(spool_t *sp);
+/* Called when segs[0..n) were deleted: shifts the reader. */
+void spool_reader_dropped(spool_t *sp, size_t n);
+
+#endif

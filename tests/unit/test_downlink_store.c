@@ -1,0 +1,197 @@
+/* downlink/retained.c and queue.c: the retained store (set, replace, delete
+ * by empty payload, filter match with the '$' rule, bounds counted) and the
+ * session queue (order, the overflow rules, counts, shared messages). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "downlink/queue.h"
+#include "downlink/retained.h"
+
+typedef struct {
+    char buf[1024];
+    size_t o;
+} acc_t;
+
+static void collect(void *ud, const char *topic, size_t topic_len, const void *payload, size_t len,
+                    uint8_t qos) {
+    acc_t *a = ud;
+    assert_int_equal(strlen(topic), topic_len);
+    a->o += (size_t)snprintf(a->buf + a->o, sizeof(a->buf) - a->o, "%s=%.*s@%u;", topic, (int)len,
+                             (const char *)payload, qos);
+}
+
+static int cmpstr(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The matches of filter as "topic=payload@qos;" sorted. */
+static const char *rmatch(const dl_retained_t *r, const char *filter) {
+    static char out[1024];
+    acc_t a = {.o = 0};
+    a.buf[0] = '\0';
+    int n = dl_retained_match(r, filter, strlen(filter), collect, &a);
+    assert_true(n >= 0);
+    char *parts[64];
+    int k = 0;
+    for (char *p = strtok(a.buf, ";"); p; p = strtok(NULL, ";"))
+        parts[k++] = p;
+    assert_int_equal(k, n);
+    qsort(parts, (size_t)k, sizeof(*parts), cmpstr);
+    size_t o = 0;
+    out[0] = '\0';
+    for (int i = 0; i < k; i++)
+        o += (size_t)snprintf(out + o, sizeof(out) - o, "%s;", parts[i]);
+    return out;
+}
+
+static int set(dl_retained_t *r, const char *t, const char *p, uint8_t qos) {
+    return dl_retained_set(r, t, strlen(t), p, strlen(p), qos);
+}
+
+static void test_retained(void **state) {
+    (void)state;
+    dl_retained_t *r = dl_retained_new(100, 10000);
+    assert_int_equal(set(r, "home/kitchen/temp", "21", 1), 0);
+    assert_int_equal(set(r, "home/kitchen", "k", 0), 0);
+    assert_int_equal(set(r, "home/hall/temp", "19", 2), 0);
+    assert_int_equal(set(r, "$SYS/uptime", "5", 0), 0);
+    assert_int_equal(set(r, "other", "o", 1), 0);
+    assert_string_equal(rmatch(r, "home/+/temp"), "home/hall/temp=19@2;home/kitchen/temp=21@1;");
+    assert_string_equal(rmatch(r, "home/#"),
+                        "home/hall/temp=19@2;home/kitchen/temp=21@1;home/kitchen=k@0;");
+    assert_string_equal(rmatch(r, "home/kitchen/#"), "home/kitchen/temp=21@1;home/kitchen=k@0;");
+    assert_string_equal(rmatch(r, "#"), "home/hall/temp=19@2;home/kitchen/temp=21@1;"
+                                        "home/kitchen=k@0;other=o@1;");
+    assert_string_equal(rmatch(r, "+"), "other=o@1;");
+    assert_string_equal(rmatch(r, "$SYS/#"), "$SYS/uptime=5@0;");
+    assert_string_equal(rmatch(r, "+/uptime"), "");
+    assert_string_equal(rmatch(r, "home"), "");
+    assert_string_equal(rmatch(r, "home/kitchen"), "home/kitchen=k@0;");
+    assert_int_equal(dl_retained_match(r, "a/#/b", 5, collect, NULL), DL_EINVAL);
+
+    const dl_retained_stats_t *st = dl_retained_stats(r);
+    assert_int_equal(st->messages, 5);
+    assert_int_equal(st->bytes, 17 + 2 + 12 + 1 + 14 + 2 + 11 + 1 + 5 + 1);
+    /* Replace, then delete by an empty payload; a delete of nothing is 0. */
+    assert_int_equal(set(r, "home/kitchen/temp", "22.5", 0), 0);
+    assert_string_equal(rmatch(r, "home/kitchen/temp"), "home/kitchen/temp=22.5@0;");
+    assert_int_equal(set(r, "home/kitchen", "", 0), 0);
+    assert_int_equal(set(r, "home/kitchen", "", 0), 0);
+    assert_int_equal(set(r, "nothing/here", "", 0), 0);
+    assert_string_equal(rmatch(r, "home/kitchen/#"), "home/kitchen/temp=22.5@0;");
+    assert_int_equal(st->messages, 4);
+    assert_int_equal(st->bytes, 17 + 4 + 14 + 2 + 11 + 1 + 5 + 1);
+    assert_int_equal(st->set, 6);
+    assert_int_equal(st->deleted, 1);
+    assert_int_equal(set(r, "a/+", "x", 0), DL_EINVAL);
+    assert_int_equal(dl_retained_set(r, "a\0", 2, "x", 1, 0), DL_EINVAL);
+    assert_int_equal(dl_retained_set(r, "\xff", 1, "x", 1, 0), DL_EINVAL);
+    assert_int_equal(st->refused_invalid, 3);
+    dl_retained_free(r);
+}
+
+static void test_retained_bounds(void **state) {
+    (void)state;
+    dl_retained_t *r = dl_retained_new(2, 20);
+    assert_int_equal(set(r, "a", "123456789", 0), 0); /* 10 bytes */
+    assert_int_equal(set(r, "b", "12345", 0), 0);     /* 16 */
+    assert_int_equal(set(r, "c", "1", 0), DL_EFULL);  /* a third message */
+    assert_int_equal(set(r, "b", "12345678", 0), 0);  /* replaced: 19 */
+    assert_int_equal(set(r, "b", "123456789", 0), 0); /* 20: the bound is inclusive */
+    assert_int_equal(set(r, "b", "1234567890", 0), DL_EFULL);
+    assert_string_equal(rmatch(r, "#"), "a=123456789@0;b=123456789@0;"); /* the old one kept */
+    const dl_retained_stats_t *st = dl_retained_stats(r);
+    assert_int_equal(st->refused_full, 2);
+    assert_int_equal(st->messages, 2);
+    assert_int_equal(st->bytes, 20);
+    assert_int_equal(set(r, "a", "", 0), 0);
+    assert_int_equal(set(r, "c", "1", 0), 0);
+    dl_retained_set_limits(r, 1, 100);
+    assert_int_equal(set(r, "d", "1", 0), DL_EFULL);
+    assert_int_equal(set(r, "c", "2", 0), 0); /* a replacement adds no message */
+    dl_retained_set_limits(r, 10, 12);
+    assert_int_equal(set(r, "b", "1234567890", 0), DL_EFULL); /* grows past 12 bytes */
+    assert_int_equal(set(r, "b", "12", 0), 0);                /* shrinks */
+    assert_int_equal(st->bytes, 5);
+    dl_retained_free(r);
+}
+
+static void test_queue_overflow(void **state) {
+    (void)state;
+    dl_queue_stats_t st = {0};
+    dl_queue_t q;
+    dl_queue_init(&q, &st);
+    dl_msg_t *m[6];
+    for (int i = 0; i < 6; i++) {
+        char t[8];
+        snprintf(t, sizeof(t), "t/%d", i);
+        m[i] = dl_msg_new(t, strlen(t), "p", 1, 1, false);
+        assert_non_null(m[i]);
+    }
+    /* max 3: QoS 1, 0, 0 */
+    assert_int_equal(dl_queue_push(&q, m[0], 1, 3), 0);
+    assert_int_equal(dl_queue_push(&q, m[1], 0, 3), 0);
+    assert_int_equal(dl_queue_push(&q, m[2], 0, 3), 0);
+    /* Full: the oldest QoS 0 (t/1) goes, for a QoS 2 and then a QoS 0. */
+    assert_int_equal(dl_queue_push(&q, m[3], 2, 3), 1);
+    assert_int_equal(dl_queue_push(&q, m[4], 0, 3), 1); /* drops t/2 */
+    /* Full of QoS 1/2 but t/4: it goes for t/5; then nothing is QoS 0. */
+    assert_int_equal(dl_queue_push(&q, m[5], 1, 3), 1);
+    assert_int_equal(dl_queue_push(&q, m[1], 0, 3), DL_EFULL);
+    assert_int_equal(dl_queue_push(&q, m[1], 2, 3), DL_EFULL);
+    assert_int_equal(st.queued, 6);
+    assert_int_equal(st.dropped_oldest_0, 3);
+    assert_int_equal(st.refused_full, 2);
+    assert_int_equal(st.depth, 3);
+    assert_int_equal(dl_queue_len(&q), 3);
+    const char *want[] = {"t/0", "t/3", "t/5"};
+    const uint8_t wqos[] = {1, 2, 1};
+    for (int i = 0; i < 3; i++) {
+        dl_qentry_t *e = dl_queue_pop(&q);
+        assert_non_null(e);
+        assert_string_equal(e->msg->topic, want[i]);
+        assert_int_equal(e->qos, wqos[i]);
+        dl_qentry_free(e);
+    }
+    assert_null(dl_queue_pop(&q));
+    assert_int_equal(st.depth, 0);
+    /* A bound of 0 takes nothing. */
+    assert_int_equal(dl_queue_push(&q, m[0], 0, 0), DL_EFULL);
+
+    /* One message in two queues: freed with the last reference. */
+    dl_queue_t q2;
+    dl_queue_init(&q2, &st);
+    assert_int_equal(dl_queue_push(&q, m[0], 1, 10), 0);
+    assert_int_equal(dl_queue_push(&q2, m[0], 0, 10), 0);
+    assert_int_equal(m[0]->refs, 3);
+    assert_int_equal(st.depth, 2);
+    dl_queue_clear(&q);
+    dl_queue_clear(&q2);
+    assert_int_equal(m[0]->refs, 1);
+    assert_int_equal(st.depth, 0);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(m[i]->refs, 1);
+        dl_msg_unref(m[i]);
+    }
+    dl_msg_t *e = dl_msg_new("x", 1, NULL, 0, 2, true);
+    assert_int_equal(e->len, 0);
+    assert_true(e->retain);
+    assert_string_equal(e->topic, "x");
+    dl_msg_unref(e);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_retained),
+        cmocka_unit_test(test_retained_bounds),
+        cmocka_unit_test(test_queue_overflow),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
