@@ -554,19 +554,7 @@ size_t mqtt_encode_suback(uint8_t *buf, size_t cap, uint16_t packet_id, const ui
 }
 
 size_t mqtt_encode_publish(uint8_t *buf, size_t cap, const mqtt_publish_t *p) {
-    if (p->qos > 2 || p->topic.len > UINT16_MAX || p->payload.len > MQTT_MAX_REMAINING_LENGTH)
-        return 0;
-    size_t rl = 2 + p->topic.len + (p->qos ? 2 : 0) + p->payload.len;
-    size_t size = packet_size(rl);
-    if (!size || size > cap)
-        return size;
-    uint8_t b0 =
-        (uint8_t)(MQTT_PUBLISH << 4 | (p->dup ? 8 : 0) | p->qos << 1 | (p->retain ? 1 : 0));
-    uint8_t *w = put_str(put_header(buf, b0, rl), &p->topic);
-    if (p->qos)
-        w = put_u16(w, p->packet_id);
-    put_bytes(w, p->payload.ptr, p->payload.len);
-    return size;
+    return codec_encode_publish(buf, cap, p, NULL);
 }
 
 size_t mqtt_encode_empty(uint8_t *buf, size_t cap, mqtt_type_t type) {

@@ -283,7 +283,13 @@ size_t mqtt5_encode_reason(uint8_t *buf, size_t cap, int type, uint8_t reason,
 
 size_t mqtt5_encode_publish(uint8_t *buf, size_t cap, const mqtt_publish_t *p,
                             const mqtt5_props_t *props) {
-    size_t pn, pt = props_total(props, &pn);
+    static const mqtt5_props_t none = {0};
+    return codec_encode_publish(buf, cap, p, props ? props : &none);
+}
+
+size_t codec_encode_publish(uint8_t *buf, size_t cap, const mqtt_publish_t *p,
+                            const mqtt5_props_t *props) {
+    size_t pn = 0, pt = props ? props_total(props, &pn) : 0;
     if (pt == SIZE_MAX || p->qos > 2 || p->topic.len > UINT16_MAX ||
         p->payload.len > MQTT_MAX_REMAINING_LENGTH)
         return 0;
@@ -296,7 +302,8 @@ size_t mqtt5_encode_publish(uint8_t *buf, size_t cap, const mqtt_publish_t *p,
     uint8_t *w = put_str(put_header(buf, b0, rl), &p->topic);
     if (p->qos)
         w = put_u16(w, p->packet_id);
-    w = codec5_props_put(w, props, pn);
+    if (props)
+        w = codec5_props_put(w, props, pn);
     put_bytes(w, p->payload.ptr, p->payload.len);
     return size;
 }

@@ -109,6 +109,10 @@ static inline uint8_t *put_str(uint8_t *p, const mqtt_str_t *s) {
 size_t codec_encode_connect(uint8_t *buf, size_t cap, const mqtt_connect_t *c,
                             const mqtt5_props_t *props, const mqtt5_props_t *will);
 
+/* PUBLISH for 3.1.1 (props NULL) or 5.0 (props non-NULL, perhaps empty). */
+size_t codec_encode_publish(uint8_t *buf, size_t cap, const mqtt_publish_t *p,
+                            const mqtt5_props_t *props);
+
 /* ---- MQTT 5.0 properties (props.c) ------------------------------------ */
 
 /* Reads a property length and the properties of packet type `where` (0: the
