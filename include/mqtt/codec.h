@@ -1,4 +1,5 @@
-/* MQTT 3.1.1 codec: decodes and encodes all 14 control packets.
+/* MQTT 3.1.1 codec (and MQTT 3.1, which differs only in its CONNECT protocol
+ * name and level): decodes and encodes all 14 control packets.
  *
  * Pure: works on (buffer, length), does no I/O, never allocates, keeps no
  * globals. Decoded strings and payloads are views into the caller's buffer and
@@ -12,9 +13,13 @@
  * remaining length over MQTT_MAX_REMAINING_LENGTH.
  *
  * Strings: well-formed UTF-8 (RFC 3629: no overlongs, nothing above U+10FFFF),
- * no U+0000, no surrogates. Other control characters and non-characters are
- * accepted (the standard lets a server choose); a BOM is kept. When a string
- * has several problems, the first one by position is reported. */
+ * no U+0000, no surrogates. Topic names (PUBLISH, will) and user names also
+ * refuse the control characters U+0001..U+001F and U+007F..U+009F and the
+ * non-characters (U+FDD0..U+FDEF and the last two code points of every plane),
+ * as Mosquitto does (the standard lets a server choose [MQTT-1.5.3-2]); the
+ * client id is only checked as UTF-8 here, so the session can answer CONNACK
+ * 0x02 for it (mqtt_text_check). A BOM is kept. When a string has several
+ * problems, the first one by position is reported. */
 #ifndef M2K_MQTT_CODEC_H
 #define M2K_MQTT_CODEC_H
 
@@ -25,7 +30,9 @@
 
 #define MQTT_MAX_REMAINING_LENGTH 268435455u
 #define MQTT_MAX_FIXED_HEADER 5
+#define MQTT_PROTOCOL_LEVEL_31 3 /* with the protocol name "MQIsdp" */
 #define MQTT_PROTOCOL_LEVEL_311 4
+#define MQTT_31_MAX_CLIENT_ID 23 /* MQTT 3.1: a client id has 1 to 23 bytes */
 
 typedef enum {
     MQTT_CONNECT = 1,
@@ -68,8 +75,8 @@ typedef enum {
     MQTT_ERR_QOS_INVALID = -7,           /* PUBLISH QoS 3 */
     MQTT_ERR_DUP_ON_QOS0 = -8,           /* PUBLISH QoS 0 with DUP set */
     MQTT_ERR_PACKET_ID_ZERO = -9,        /* packet identifier 0 where one is required */
-    MQTT_ERR_PROTOCOL_NAME = -10,        /* CONNECT protocol name is not "MQTT" */
-    MQTT_ERR_PROTOCOL_LEVEL = -11,       /* CONNECT level is not 4: answer CONNACK 0x01 */
+    MQTT_ERR_PROTOCOL_NAME = -10,        /* CONNECT protocol name not "MQTT" or "MQIsdp" */
+    MQTT_ERR_PROTOCOL_LEVEL = -11,       /* level not 4 ("MQTT") or 3 ("MQIsdp"): CONNACK 0x01 */
     MQTT_ERR_CONNECT_RESERVED = -12,     /* CONNECT reserved flag bit 0 set */
     MQTT_ERR_WILL_FLAGS = -13,           /* will QoS/retain set without will flag */
     MQTT_ERR_WILL_QOS = -14,             /* will QoS 3 */
@@ -87,6 +94,16 @@ typedef enum {
     MQTT_ERR_CONNACK_CODE = -26,         /* CONNACK return code above 5 */
     MQTT_ERR_SUBACK_CODE = -27,          /* SUBACK return code not 0, 1, 2 or 0x80 */
     MQTT_ERR_STRING_TOO_LONG = -28,      /* topic over 65,535 bytes (the check helpers) */
+    MQTT_ERR_UTF8_CONTROL = -29,         /* U+0001..U+001F or U+007F..U+009F (strict strings) */
+    MQTT_ERR_UTF8_NONCHARACTER = -30,    /* U+FDD0..U+FDEF, U+xFFFE, U+xFFFF (strict strings) */
+    /* MQTT 5.0 (codec5.h) */
+    MQTT_ERR_VBI = -31,                  /* variable byte integer over 4 bytes or not minimal */
+    MQTT_ERR_PROPERTY_UNKNOWN = -32,     /* property identifier not defined */
+    MQTT_ERR_PROPERTY_NOT_ALLOWED = -33, /* property not allowed in the packet: 0x81 */
+    MQTT_ERR_PROPERTY_DUPLICATE = -34,   /* single-use property given twice: 0x82 */
+    MQTT_ERR_PROPERTY_VALUE = -35,       /* property value out of its range: 0x82 */
+    MQTT_ERR_REASON_CODE = -36,          /* reason code not defined for the packet */
+    MQTT_ERR_SUBSCRIBE_OPTIONS = -37,    /* reserved option bits, QoS 3 or retain handling 3 */
 } mqtt_err_t;
 
 const char *mqtt_strerror(int err);
@@ -182,11 +199,13 @@ int mqtt_decode_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header_t
  * CONNECT: the protocol name is checked before the level. For
  * MQTT_ERR_PROTOCOL_NAME and MQTT_ERR_PROTOCOL_LEVEL, pkt->type and
  * pkt->u.connect.protocol_name are filled in, and for the level error also
- * pkt->u.connect.protocol_level. "MQIsdp" (MQTT 3.1) with any level gives
- * MQTT_ERR_PROTOCOL_LEVEL, so the session answers CONNACK 0x01, which 3.1
- * clients understand; any other name gives MQTT_ERR_PROTOCOL_NAME (close
- * without CONNACK). A zero-length client id is accepted (the session decides).
- * The will topic is checked as a topic name (no wildcards, not empty). */
+ * pkt->u.connect.protocol_level. "MQTT" with level 4 is MQTT 3.1.1 and
+ * "MQIsdp" with level 3 is MQTT 3.1; either name with another level gives
+ * MQTT_ERR_PROTOCOL_LEVEL (the session answers CONNACK 0x01, which 3.1
+ * clients understand too); any other name gives MQTT_ERR_PROTOCOL_NAME (close
+ * without CONNACK). A client id of any length is accepted (the session
+ * decides). The will topic is checked as a topic name (no wildcards, not
+ * empty, strict), the user name as a strict string. */
 ssize_t mqtt_decode(const uint8_t *buf, size_t len, size_t max_packet, mqtt_packet_t *pkt);
 
 /* Walks the entries of a decoded SUBSCRIBE/UNSUBSCRIBE: `*offset` starts at 0.
@@ -195,7 +214,10 @@ ssize_t mqtt_decode(const uint8_t *buf, size_t len, size_t max_packet, mqtt_pack
 int mqtt_filter_next(const mqtt_subscribe_t *s, size_t *offset, mqtt_str_t *filter, uint8_t *qos);
 
 /* Validation helpers, also used outside the decoder (topic map, config). */
-int mqtt_utf8_check(const uint8_t *s, size_t len);         /* 0 or MQTT_ERR_UTF8_* */
+int mqtt_utf8_check(const uint8_t *s, size_t len); /* 0 or MQTT_ERR_UTF8_* */
+/* mqtt_utf8_check plus no control characters and no non-characters. */
+int mqtt_text_check(const uint8_t *s, size_t len); /* 0 or MQTT_ERR_UTF8_* */
+/* Not empty, at most 65,535 bytes, strict (as mqtt_text_check), no + or #. */
 int mqtt_topic_name_check(const uint8_t *s, size_t len);   /* 0 or an error */
 int mqtt_topic_filter_check(const uint8_t *s, size_t len); /* 0 or an error */
 

@@ -91,7 +91,7 @@ typedef struct {
  * SESSION_ERR_CODEC_MAX are the codec's errors (kind = -MQTT_ERR_*), then the
  * session's own. session_error_name() names them for metrics. */
 enum {
-    SESSION_ERR_CODEC_MAX = 31,
+    SESSION_ERR_CODEC_MAX = 47,
     SESSION_ERR_FIRST_PACKET_NOT_CONNECT,
     SESSION_ERR_SECOND_CONNECT,
     SESSION_ERR_SERVER_ONLY_PACKET,
@@ -99,6 +99,10 @@ enum {
     SESSION_ERR_UNEXPECTED_PACKET_TYPE,
     SESSION_ERR_QOS2_WINDOW_FULL,
     SESSION_ERR_SUBSCRIBE_TOO_MANY_FILTERS,
+    SESSION_ERR_TOPIC_ALIAS_INVALID, /* MQTT 5: DISCONNECT 0x94 */
+    SESSION_ERR_AUTH_UNEXPECTED,     /* MQTT 5: AUTH without an authentication method */
+    SESSION_ERR_RECEIVE_MAXIMUM,     /* MQTT 5: DISCONNECT 0x93 */
+    SESSION_ERR_TOPIC_ALIAS_UNKNOWN, /* MQTT 5: an empty topic with an alias never set: 0x82 */
     SESSION_ERR__COUNT
 };
 /* "MQTT_ERR_QOS_INVALID" (mqtt_errname), "second_connect", ...; NULL for 0. */

@@ -489,6 +489,15 @@ const setting_t config_settings[] = {
      .doc = "bytes all connections may hold in partly received packets together (keep it well "
             "above `max_packet_size`); past it the connections holding the most are closed "
             "first (logged, `mqtt2kafka_input_closed_total{reason=\"input_budget\"}`)"},
+    {.path = "mqtt.topic_alias_maximum",
+     .type = SET_UINT,
+     CFG(mqtt.topic_alias_maximum),
+     .min = 0,
+     .max = 65535,
+     .def = 0,
+     .doc = "MQTT 5 topic aliases a client may set per connection (CONNACK's topic alias "
+            "maximum); each keeps a copy of its topic, so a connection may hold this many topics "
+            "of up to 65,535 bytes. 0: every alias gets DISCONNECT 0x94"},
 
     {.path = "auth",
      .type = SET_SECTION,

@@ -1,4 +1,4 @@
-/* MQTT 3.1.1 codec. See include/mqtt_codec.h for the contract.
+/* MQTT 3.1.1 and 3.1 codec. See include/mqtt/codec.h for the contract.
  *
  * Decoding is strict, as the standard's normative statements require of a
  * server: every reserved bit, every length and every string is checked, and
@@ -8,6 +8,8 @@
 #include "mqtt/codec.h"
 
 #include <string.h>
+
+#include "codec_int.h"
 
 /* ---- Errors and names -------------------------------------------------- */
 
@@ -25,8 +27,9 @@ static const struct {
     {"MQTT_ERR_QOS_INVALID", "PUBLISH with QoS 3"},
     {"MQTT_ERR_DUP_ON_QOS0", "PUBLISH with QoS 0 and DUP set"},
     {"MQTT_ERR_PACKET_ID_ZERO", "packet identifier 0 where a non-zero one is required"},
-    {"MQTT_ERR_PROTOCOL_NAME", "CONNECT protocol name is not \"MQTT\""},
-    {"MQTT_ERR_PROTOCOL_LEVEL", "CONNECT protocol level is not 4 (MQTT 3.1.1)"},
+    {"MQTT_ERR_PROTOCOL_NAME", "CONNECT protocol name is not \"MQTT\" or \"MQIsdp\""},
+    {"MQTT_ERR_PROTOCOL_LEVEL",
+     "CONNECT protocol level is not 4 (\"MQTT\", 3.1.1) or 3 (\"MQIsdp\", 3.1)"},
     {"MQTT_ERR_CONNECT_RESERVED", "CONNECT reserved flag bit is set"},
     {"MQTT_ERR_WILL_FLAGS", "will QoS or will retain set without the will flag"},
     {"MQTT_ERR_WILL_QOS", "will QoS 3"},
@@ -45,6 +48,18 @@ static const struct {
     {"MQTT_ERR_CONNACK_CODE", "CONNACK return code above 5"},
     {"MQTT_ERR_SUBACK_CODE", "SUBACK return code is not 0, 1, 2 or 0x80"},
     {"MQTT_ERR_STRING_TOO_LONG", "string longer than 65,535 bytes"},
+    {"MQTT_ERR_UTF8_CONTROL",
+     "string contains a control character (U+0001..U+001F, U+007F..U+009F)"},
+    {"MQTT_ERR_UTF8_NONCHARACTER",
+     "string contains a non-character (U+FDD0..U+FDEF, U+xFFFE, U+xFFFF)"},
+    {"MQTT_ERR_VBI", "variable byte integer longer than 4 bytes or not in its shortest encoding"},
+    {"MQTT_ERR_PROPERTY_UNKNOWN", "unknown property identifier"},
+    {"MQTT_ERR_PROPERTY_NOT_ALLOWED", "property not allowed in this packet"},
+    {"MQTT_ERR_PROPERTY_DUPLICATE", "property that may appear once given twice"},
+    {"MQTT_ERR_PROPERTY_VALUE", "property value out of its range"},
+    {"MQTT_ERR_REASON_CODE", "reason code not defined for this packet"},
+    {"MQTT_ERR_SUBSCRIBE_OPTIONS",
+     "subscription options with reserved bits, QoS 3 or retain handling 3"},
 };
 
 #define ERR_COUNT (sizeof(err_table) / sizeof(err_table[0]))
@@ -81,6 +96,18 @@ const char *mqtt_type_name(int type) {
 #define HASHES (ONES * '#')
 /* Non-zero iff some byte of v is 0 (exact as a yes/no answer). */
 #define HAS_ZERO(v) (((v)-ONES) & ~(v)&HIGHS)
+/* Non-zero iff some byte of v is below n, n <= 128 (exact as a yes/no answer). */
+#define HAS_LESS(v, n) (((v)-ONES * (n)) & ~(v)&HIGHS)
+/* Non-zero iff some byte of v is 0x7F or above: a carry out of a byte comes
+ * only from 0xFF, whose own high bit already answers. */
+#define HAS_DEL_OR_HIGH(v) ((((v) + ONES) | (v)) & HIGHS)
+
+/* What a string scan refuses besides ill-formed UTF-8 and U+0000. */
+enum {
+    SCAN_UTF8 = 0,
+    SCAN_STRICT = 1, /* control characters and non-characters */
+    SCAN_TOPIC = 3,  /* strict, and + or # */
+};
 
 static inline uint64_t load64(const uint8_t *p) {
     uint64_t w;
@@ -93,9 +120,30 @@ static inline uint64_t utf8_word_suspect(uint64_t w) {
     return (w & HIGHS) | HAS_ZERO(w);
 }
 
-/* ... and without a wildcard: the common case for a PUBLISH topic. */
-static inline uint64_t topic_word_suspect(uint64_t w) {
-    return (w & HIGHS) | HAS_ZERO(w) | HAS_ZERO(w ^ PLUSES) | HAS_ZERO(w ^ HASHES);
+/* A word that is printable ASCII (0x20..0x7E), and for a topic without a
+ * wildcard: the common case for a PUBLISH topic. */
+static inline uint64_t word_suspect(uint64_t w, int mode) {
+    if (mode == SCAN_UTF8)
+        return utf8_word_suspect(w);
+    uint64_t x = HAS_DEL_OR_HIGH(w) | HAS_LESS(w, 0x20);
+    if (mode == SCAN_TOPIC)
+        x |= HAS_ZERO(w ^ PLUSES) | HAS_ZERO(w ^ HASHES);
+    return x;
+}
+
+/* The strict checks of one valid multi-byte sequence of n bytes: C1 controls
+ * (U+0080..U+009F, C2 80..C2 9F) and non-characters (U+FDD0..U+FDEF and
+ * U+xFFFE/U+xFFFF of every plane, Unicode 15 section 23.7). */
+static int strict_sequence(const uint8_t *s, int n) {
+    if (n == 2)
+        return s[0] == 0xC2 && s[1] <= 0x9F ? MQTT_ERR_UTF8_CONTROL : 0;
+    uint32_t cp = n == 3 ? (uint32_t)(s[0] & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 |
+                               (uint32_t)(s[2] & 0x3F)
+                         : (uint32_t)(s[0] & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 |
+                               (uint32_t)(s[2] & 0x3F) << 6 | (uint32_t)(s[3] & 0x3F);
+    if ((cp >= 0xFDD0 && cp <= 0xFDEF) || (cp & 0xFFFE) == 0xFFFE)
+        return MQTT_ERR_UTF8_NONCHARACTER;
+    return 0;
 }
 
 /* Validates one multi-byte sequence starting at s[0] >= 0x80 (RFC 3629
@@ -132,13 +180,15 @@ static int utf8_sequence(const uint8_t *s, size_t left) {
 }
 
 /* Byte by byte from `i`, reporting the first problem by position. */
-static int utf8_check_slow(const uint8_t *s, size_t len, size_t i, bool topic) {
+static int utf8_check_slow(const uint8_t *s, size_t len, size_t i, int mode) {
     while (i < len) {
         uint8_t c = s[i];
         if (c < 0x80) {
             if (c == 0)
                 return MQTT_ERR_UTF8_NUL;
-            if (topic && (c == '+' || c == '#'))
+            if ((mode & SCAN_STRICT) && (c < 0x20 || c == 0x7F))
+                return MQTT_ERR_UTF8_CONTROL;
+            if (mode == SCAN_TOPIC && (c == '+' || c == '#'))
                 return MQTT_ERR_TOPIC_WILDCARD;
             i++;
             continue;
@@ -146,6 +196,11 @@ static int utf8_check_slow(const uint8_t *s, size_t len, size_t i, bool topic) {
         int n = utf8_sequence(s + i, len - i);
         if (n < 0)
             return n;
+        if (mode & SCAN_STRICT) {
+            int rc = strict_sequence(s + i, n);
+            if (rc < 0)
+                return rc;
+        }
         i += (size_t)n;
     }
     return 0;
@@ -154,25 +209,29 @@ static int utf8_check_slow(const uint8_t *s, size_t len, size_t i, bool topic) {
 /* Eight bytes at a time while the text is plain ASCII; the last word overlaps
  * the previous one rather than going byte by byte. Anything suspect goes to
  * the exact byte-wise check from the start of its word. */
-static inline int string_scan(const uint8_t *s, size_t len, bool topic) {
+static inline int string_scan(const uint8_t *s, size_t len, int mode) {
     size_t i = 0;
     if (len >= 8) {
         for (; i + 8 <= len; i += 8) {
             uint64_t w = load64(s + i);
-            if (topic ? topic_word_suspect(w) : utf8_word_suspect(w))
-                return utf8_check_slow(s, len, i, topic);
+            if (word_suspect(w, mode))
+                return utf8_check_slow(s, len, i, mode);
         }
         if (i == len)
             return 0;
         uint64_t w = load64(s + len - 8);
-        if (!(topic ? topic_word_suspect(w) : utf8_word_suspect(w)))
+        if (!word_suspect(w, mode))
             return 0;
     }
-    return utf8_check_slow(s, len, i, topic);
+    return utf8_check_slow(s, len, i, mode);
 }
 
 int mqtt_utf8_check(const uint8_t *s, size_t len) {
-    return string_scan(s, len, false);
+    return string_scan(s, len, SCAN_UTF8);
+}
+
+int mqtt_text_check(const uint8_t *s, size_t len) {
+    return string_scan(s, len, SCAN_STRICT);
 }
 
 int mqtt_topic_name_check(const uint8_t *s, size_t len) {
@@ -180,7 +239,7 @@ int mqtt_topic_name_check(const uint8_t *s, size_t len) {
         return MQTT_ERR_TOPIC_EMPTY;
     if (len > UINT16_MAX)
         return MQTT_ERR_STRING_TOO_LONG;
-    return string_scan(s, len, true);
+    return string_scan(s, len, SCAN_TOPIC);
 }
 
 int mqtt_topic_filter_check(const uint8_t *s, size_t len) {
@@ -188,7 +247,7 @@ int mqtt_topic_filter_check(const uint8_t *s, size_t len) {
         return MQTT_ERR_FILTER_INVALID;
     if (len > UINT16_MAX)
         return MQTT_ERR_STRING_TOO_LONG;
-    int rc = string_scan(s, len, false);
+    int rc = string_scan(s, len, SCAN_UTF8);
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < len; i++) {
@@ -207,7 +266,7 @@ int mqtt_topic_filter_check(const uint8_t *s, size_t len) {
 /* ---- Fixed header ------------------------------------------------------- */
 
 /* Required low nibble per type; PUBLISH (3) is checked separately. */
-static const uint8_t required_flags[16] = {
+const uint8_t codec_required_flags[16] = {
     [MQTT_PUBREL] = 2,
     [MQTT_SUBSCRIBE] = 2,
     [MQTT_UNSUBSCRIBE] = 2,
@@ -219,11 +278,11 @@ static const int8_t fixed_length[16] = {
     -1, -1, 2, -1, 2, 2, 2, 2, -1, -1, -1, 2, 0, 0, 0, -1,
 };
 
-int mqtt_decode_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header_t *fh) {
+int codec_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header_t *fh, bool v5) {
     if (len == 0)
         return 0;
     unsigned type = buf[0] >> 4, flags = buf[0] & 0x0F;
-    if (type == 0 || type == 15)
+    if (type == 0 || (type == 15 && !v5))
         return MQTT_ERR_RESERVED_TYPE;
     if (type == MQTT_PUBLISH) {
         unsigned qos = (flags >> 1) & 3;
@@ -231,7 +290,7 @@ int mqtt_decode_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header_t
             return MQTT_ERR_QOS_INVALID;
         if (qos == 0 && (flags & 8))
             return MQTT_ERR_DUP_ON_QOS0;
-    } else if (flags != required_flags[type]) {
+    } else if (flags != codec_required_flags[type]) {
         return MQTT_ERR_FIXED_HEADER_FLAGS;
     }
     /* Plain shifts up to 21 bits: unlike the standard's sample decoder this
@@ -253,6 +312,8 @@ int mqtt_decode_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header_t
         i++;
     }
     int want = fixed_length[type];
+    if (v5 && type != MQTT_PINGREQ && type != MQTT_PINGRESP)
+        want = -1;
     if (want >= 0 && rl != (uint32_t)want)
         return rl > (uint32_t)want ? MQTT_ERR_TRAILING_BYTES : MQTT_ERR_PACKET_TOO_SHORT;
     fh->type = (mqtt_type_t)type;
@@ -262,57 +323,15 @@ int mqtt_decode_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header_t
     return (int)(i + 1);
 }
 
+int mqtt_decode_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header_t *fh) {
+    return codec_fixed_header(buf, len, fh, false);
+}
+
 /* ---- Body decoders ------------------------------------------------------ */
 
-typedef struct {
-    const uint8_t *p;
-    const uint8_t *end;
-} reader_t;
-
-static inline int read_u8(reader_t *r, uint8_t *v) {
-    if (r->p >= r->end)
-        return MQTT_ERR_PACKET_TOO_SHORT;
-    *v = *r->p++;
-    return 0;
-}
-
-static inline int read_u16(reader_t *r, uint16_t *v) {
-    if (r->end - r->p < 2)
-        return MQTT_ERR_PACKET_TOO_SHORT;
-    *v = (uint16_t)(r->p[0] << 8 | r->p[1]);
-    r->p += 2;
-    return 0;
-}
-
-/* A two-byte length followed by that many bytes. */
-static inline int read_str(reader_t *r, mqtt_str_t *s) {
-    uint16_t n;
-    int rc = read_u16(r, &n);
-    if (rc < 0)
-        return rc;
-    if ((size_t)(r->end - r->p) < n)
-        return MQTT_ERR_PACKET_TOO_SHORT;
-    s->ptr = r->p;
-    s->len = n;
-    r->p += n;
-    return 0;
-}
-
-static inline int read_packet_id(reader_t *r, uint16_t *id) {
-    int rc = read_u16(r, id);
-    if (rc < 0)
-        return rc;
-    return *id == 0 ? MQTT_ERR_PACKET_ID_ZERO : 0;
-}
-
-static bool str_is(const mqtt_str_t *s, const char *lit) {
-    size_t n = strlen(lit);
-    return s->len == n && memcmp(s->ptr, lit, n) == 0;
-}
-
-/* "MQIsdp" is MQTT 3.1: reported as MQTT_ERR_PROTOCOL_LEVEL, so the session
- * answers CONNACK 0x01 ("unacceptable protocol version"), which 3.1 clients
- * understand, instead of dropping them without a word. */
+/* "MQIsdp" level 3 is MQTT 3.1, whose CONNECT has the 3.1.1 layout; a wrong
+ * level with either name is MQTT_ERR_PROTOCOL_LEVEL, so the session answers
+ * CONNACK 0x01 ("unacceptable protocol version"), which both understand. */
 static int decode_connect(reader_t *r, mqtt_connect_t *c) {
     memset(c, 0, sizeof(*c));
     int rc = read_str(r, &c->protocol_name);
@@ -323,7 +342,7 @@ static int decode_connect(reader_t *r, mqtt_connect_t *c) {
         return MQTT_ERR_PROTOCOL_NAME;
     if ((rc = read_u8(r, &c->protocol_level)) < 0)
         return rc;
-    if (!v311 || c->protocol_level != MQTT_PROTOCOL_LEVEL_311)
+    if (c->protocol_level != (v311 ? MQTT_PROTOCOL_LEVEL_311 : MQTT_PROTOCOL_LEVEL_31))
         return MQTT_ERR_PROTOCOL_LEVEL;
 
     uint8_t f;
@@ -358,7 +377,7 @@ static int decode_connect(reader_t *r, mqtt_connect_t *c) {
     }
     if (c->has_username) {
         if ((rc = read_str(r, &c->username)) < 0 ||
-            (rc = mqtt_utf8_check(c->username.ptr, c->username.len)) < 0)
+            (rc = mqtt_text_check(c->username.ptr, c->username.len)) < 0)
             return rc;
     }
     if (c->has_password && (rc = read_str(r, &c->password)) < 0)
@@ -502,42 +521,6 @@ int mqtt_filter_next(const mqtt_subscribe_t *s, size_t *offset, mqtt_str_t *filt
 
 /* ---- Encoders ----------------------------------------------------------- */
 
-/* Total size of a packet with remaining length rl, 0 if it cannot exist. */
-static size_t packet_size(size_t rl) {
-    if (rl > MQTT_MAX_REMAINING_LENGTH)
-        return 0;
-    size_t vl = rl < 128 ? 1 : rl < 16384 ? 2 : rl < 2097152 ? 3 : 4;
-    return 1 + vl + rl;
-}
-
-static uint8_t *put_header(uint8_t *p, uint8_t b0, size_t rl) {
-    *p++ = b0;
-    do {
-        uint8_t b = rl & 0x7F;
-        rl >>= 7;
-        if (rl)
-            b |= 0x80;
-        *p++ = b;
-    } while (rl);
-    return p;
-}
-
-static inline uint8_t *put_u16(uint8_t *p, uint16_t v) {
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-    return p + 2;
-}
-
-static uint8_t *put_bytes(uint8_t *p, const uint8_t *s, size_t n) {
-    if (n)
-        memcpy(p, s, n);
-    return p + n;
-}
-
-static uint8_t *put_str(uint8_t *p, const mqtt_str_t *s) {
-    return put_bytes(put_u16(p, (uint16_t)s->len), s->ptr, s->len);
-}
-
 size_t mqtt_encode_connack(uint8_t *buf, size_t cap, bool session_present, uint8_t rc) {
     if (cap >= 4) {
         buf[0] = MQTT_CONNACK << 4;
@@ -553,7 +536,7 @@ size_t mqtt_encode_ack(uint8_t *buf, size_t cap, mqtt_type_t type, uint16_t pack
         type != MQTT_UNSUBACK)
         return 0;
     if (cap >= 4) {
-        buf[0] = (uint8_t)(type << 4 | required_flags[type]);
+        buf[0] = (uint8_t)(type << 4 | codec_required_flags[type]);
         buf[1] = 2;
         put_u16(buf + 2, packet_id);
     }
@@ -571,19 +554,7 @@ size_t mqtt_encode_suback(uint8_t *buf, size_t cap, uint16_t packet_id, const ui
 }
 
 size_t mqtt_encode_publish(uint8_t *buf, size_t cap, const mqtt_publish_t *p) {
-    if (p->qos > 2 || p->topic.len > UINT16_MAX || p->payload.len > MQTT_MAX_REMAINING_LENGTH)
-        return 0;
-    size_t rl = 2 + p->topic.len + (p->qos ? 2 : 0) + p->payload.len;
-    size_t size = packet_size(rl);
-    if (!size || size > cap)
-        return size;
-    uint8_t b0 =
-        (uint8_t)(MQTT_PUBLISH << 4 | (p->dup ? 8 : 0) | p->qos << 1 | (p->retain ? 1 : 0));
-    uint8_t *w = put_str(put_header(buf, b0, rl), &p->topic);
-    if (p->qos)
-        w = put_u16(w, p->packet_id);
-    put_bytes(w, p->payload.ptr, p->payload.len);
-    return size;
+    return codec_encode_publish(buf, cap, p, NULL);
 }
 
 size_t mqtt_encode_empty(uint8_t *buf, size_t cap, mqtt_type_t type) {
@@ -598,37 +569,7 @@ size_t mqtt_encode_empty(uint8_t *buf, size_t cap, mqtt_type_t type) {
 
 /* protocol_name.ptr == NULL means "MQTT", protocol_level 0 means 4. */
 size_t mqtt_encode_connect(uint8_t *buf, size_t cap, const mqtt_connect_t *c) {
-    static const uint8_t mqtt_name[] = "MQTT";
-    mqtt_str_t name = c->protocol_name;
-    if (!name.ptr) {
-        name.ptr = mqtt_name;
-        name.len = 4;
-    }
-    const mqtt_str_t *strs[] = {&name,        &c->client_id, &c->will_topic, &c->will_payload,
-                                &c->username, &c->password};
-    bool present[] = {true, true, c->will_flag, c->will_flag, c->has_username, c->has_password};
-    size_t rl = 4; /* level, flags, keepalive */
-    for (size_t i = 0; i < 6; i++) {
-        if (!present[i])
-            continue;
-        if (strs[i]->len > UINT16_MAX)
-            return 0;
-        rl += 2 + strs[i]->len;
-    }
-    size_t size = packet_size(rl);
-    if (!size || size > cap)
-        return size;
-    uint8_t *w = put_header(buf, MQTT_CONNECT << 4, rl);
-    w = put_str(w, &name);
-    *w++ = c->protocol_level ? c->protocol_level : MQTT_PROTOCOL_LEVEL_311;
-    *w++ = (uint8_t)((c->has_username ? 0x80 : 0) | (c->has_password ? 0x40 : 0) |
-                     (c->will_retain ? 0x20 : 0) | (c->will_qos & 3) << 3 |
-                     (c->will_flag ? 0x04 : 0) | (c->clean_session ? 0x02 : 0));
-    w = put_u16(w, c->keepalive);
-    for (size_t i = 1; i < 6; i++)
-        if (present[i])
-            w = put_str(w, strs[i]);
-    return size;
+    return codec_encode_connect(buf, cap, c, NULL, NULL);
 }
 
 size_t mqtt_encode_subscribe(uint8_t *buf, size_t cap, uint16_t packet_id,

@@ -2,14 +2,18 @@
  * each through a table indexed by packet type (the shape of librdkafka's
  * rdkafka_mock_handlers.c), whose row names the handler and the protocol
  * levels it serves as a bitmask (3 = MQTT 3.1, 4 = 3.1.1, 5 = 5.0). The codec
- * accepts level 4 only, so every row says 4: an MQTT 5 handler adds LEVEL(5)
- * to the rows it serves, and AUTH (type 15) gets a row. */
+ * accepts levels 3 ("MQIsdp") and 4 ("MQTT"); MQTT 3.1 is 3.1.1 apart from its
+ * CONNECT, so every row serves both. A level 5 CONNECT (the 3.1.1 codec's
+ * level error) is decoded again by the v5 codec, and so is everything after
+ * it on that connection (session5.c); the handlers see the 3.1.1 view and
+ * c->p5, and AUTH (type 15) has a row of its own. */
 #include <inttypes.h>
 
 #include "session_int.h"
 
 #define LEVEL(n) (1u << (n))
-#define V311 LEVEL(MQTT_PROTOCOL_LEVEL_311)
+#define V311 (LEVEL(MQTT_PROTOCOL_LEVEL_31) | LEVEL(MQTT_PROTOCOL_LEVEL_311))
+#define ALL (V311 | LEVEL(MQTT_PROTOCOL_LEVEL_5))
 
 static int on_server_only(session_conn_t *c, const mqtt_packet_t *pkt) {
     session_violation(c, SESSION_ERR_SERVER_ONLY_PACKET, "%s is a server-only packet",
@@ -21,25 +25,33 @@ static const struct {
     session_handler_fn handle;
     uint8_t levels;
 } handlers[16] = {
-    [MQTT_CONNECT] = {session_on_connect, V311},
-    [MQTT_CONNACK] = {on_server_only, V311},
-    [MQTT_PUBLISH] = {session_on_publish, V311},
-    [MQTT_PUBACK] = {session_on_client_ack, V311},
-    [MQTT_PUBREC] = {session_on_client_ack, V311},
-    [MQTT_PUBREL] = {session_on_pubrel, V311},
-    [MQTT_PUBCOMP] = {session_on_client_ack, V311},
-    [MQTT_SUBSCRIBE] = {session_on_subscribe, V311},
-    [MQTT_SUBACK] = {on_server_only, V311},
-    [MQTT_UNSUBSCRIBE] = {session_on_unsubscribe, V311},
-    [MQTT_UNSUBACK] = {on_server_only, V311},
-    [MQTT_PINGREQ] = {session_on_pingreq, V311},
-    [MQTT_PINGRESP] = {on_server_only, V311},
-    [MQTT_DISCONNECT] = {session_on_disconnect, V311},
+    [MQTT_CONNECT] = {session_on_connect, ALL},
+    [MQTT_CONNACK] = {on_server_only, ALL},
+    [MQTT_PUBLISH] = {session_on_publish, ALL},
+    [MQTT_PUBACK] = {session_on_client_ack, ALL},
+    [MQTT_PUBREC] = {session_on_client_ack, ALL},
+    [MQTT_PUBREL] = {session_on_pubrel, ALL},
+    [MQTT_PUBCOMP] = {session_on_client_ack, ALL},
+    [MQTT_SUBSCRIBE] = {session_on_subscribe, ALL},
+    [MQTT_SUBACK] = {on_server_only, ALL},
+    [MQTT_UNSUBSCRIBE] = {session_on_unsubscribe, ALL},
+    [MQTT_UNSUBACK] = {on_server_only, ALL},
+    [MQTT_PINGREQ] = {session_on_pingreq, ALL},
+    [MQTT_PINGRESP] = {on_server_only, ALL},
+    [MQTT_DISCONNECT] = {session_on_disconnect, ALL},
+    [MQTT5_AUTH] = {session5_on_auth, LEVEL(MQTT_PROTOCOL_LEVEL_5)},
 };
 
-static void refuse_level(session_conn_t *c, unsigned level) {
-    session_refuse(c, MQTT_CONNACK_BAD_PROTOCOL, LOG_WARN,
-                   "unsupported protocol level %u (only 4, MQTT 3.1.1) [MQTT-3.1.2-2]", level);
+static void refuse_level(session_conn_t *c, const mqtt_connect_t *p) {
+    if (p->protocol_name.len == 6) /* "MQIsdp": the codec let no other name through */
+        session_refuse(c, MQTT_CONNACK_BAD_PROTOCOL, LOG_WARN,
+                       "unsupported protocol level %u for \"MQIsdp\" (only 3, MQTT 3.1) "
+                       "[MQTT-3.1.2-2]",
+                       p->protocol_level);
+    else
+        session_refuse(c, MQTT_CONNACK_BAD_PROTOCOL, LOG_WARN,
+                       "unsupported protocol level %u (only 4, MQTT 3.1.1) [MQTT-3.1.2-2]",
+                       p->protocol_level);
 }
 
 static int dispatch(session_conn_t *c, const mqtt_packet_t *pkt) {
@@ -60,7 +72,7 @@ static int dispatch(session_conn_t *c, const mqtt_packet_t *pkt) {
     if (level < 8 && (handlers[type].levels & LEVEL(level)))
         return handlers[type].handle(c, pkt);
     if (type == MQTT_CONNECT)
-        refuse_level(c, level);
+        refuse_level(c, &pkt->u.connect);
     else
         session_violation(c, SESSION_ERR_UNEXPECTED_PACKET_TYPE, "unexpected packet type %d",
                           (int)pkt->type);
@@ -83,7 +95,7 @@ static void decode_error(session_conn_t *c, const uint8_t *buf, size_t len, int 
     mqtt_fixed_header_t fh;
     const config_mqtt_t *mq = &c->mgr->cfg->mqtt;
     if (err == MQTT_ERR_PROTOCOL_LEVEL && c->state == CONN_NEW) {
-        refuse_level(c, pkt->u.connect.protocol_level);
+        refuse_level(c, &pkt->u.connect);
     } else if (err == MQTT_ERR_PACKET_TOO_LARGE && c->state == CONN_NEW &&
                mqtt_decode_fixed_header(buf, len, &fh) > 0 &&
                (uint64_t)fh.header_len + fh.remaining_length <= mq->max_packet_size) {
@@ -119,7 +131,19 @@ ssize_t session_feed(session_conn_t *c, const uint8_t *buf, size_t len) {
         size_t max = m->cfg->mqtt.max_packet_size;
         if (c->state == CONN_NEW && connect_max(&m->cfg->mqtt) < max)
             max = connect_max(&m->cfg->mqtt);
-        ssize_t n = mqtt_decode(buf + off, len - off, max, &pkt);
+        mqtt5_packet_t p5;
+        ssize_t n;
+        if (c->v5) {
+            n = session5_decode(c, buf + off, len - off, max, &pkt, &p5);
+        } else {
+            n = mqtt_decode(buf + off, len - off, max, &pkt);
+            if (n == MQTT_ERR_PROTOCOL_LEVEL && c->state == CONN_NEW &&
+                pkt.u.connect.protocol_level == MQTT_PROTOCOL_LEVEL_5 &&
+                pkt.u.connect.protocol_name.len == 4) { /* "MQTT" */
+                c->v5 = true;
+                n = session5_decode(c, buf + off, len - off, max, &pkt, &p5);
+            }
+        }
         if (n == 0)
             break;
         if (n < 0) {
@@ -127,7 +151,9 @@ ssize_t session_feed(session_conn_t *c, const uint8_t *buf, size_t len) {
             return -1;
         }
         c->rx_ms = m->mono_ms;
+        c->p5 = c->v5 ? &p5 : NULL;
         int r = dispatch(c, &pkt);
+        c->p5 = NULL;
         if (r == FEED_RETRY)
             break;
         if (r == FEED_CLOSED || c->state == CONN_CLOSED)

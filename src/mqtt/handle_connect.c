@@ -77,6 +77,40 @@ static bool refuse_too_long(session_conn_t *c, bool present, size_t len, uint32_
     return true;
 }
 
+/* The CONNACK properties of an accepted MQTT 5 CONNECT (3.2.2.3). */
+static void connack5(session_conn_t *c, bool present, uint32_t expiry, bool keepalive_lowered,
+                     const char *assigned) {
+    const config_mqtt_t *mq = &c->mgr->cfg->mqtt;
+    mqtt5_props_t a = {0};
+    uint32_t mi = max_inflight(c->mgr);
+    a.present = 1ull << MQTT5_PROP_RECEIVE_MAXIMUM | 1ull << MQTT5_PROP_RETAIN_AVAILABLE |
+                1ull << MQTT5_PROP_WILDCARD_AVAILABLE |
+                1ull << MQTT5_PROP_SUBSCRIPTION_ID_AVAILABLE | 1ull << MQTT5_PROP_SHARED_AVAILABLE;
+    a.receive_maximum = (uint16_t)(mi < 65535 ? mi : 65535);
+    a.retain_available = 1; /* a retained PUBLISH is taken (mqtt.retain header) */
+    if (mq->max_packet_size) {
+        a.present |= 1ull << MQTT5_PROP_MAXIMUM_PACKET_SIZE;
+        a.maximum_packet_size = mq->max_packet_size;
+    }
+    if (expiry > mq->session_expiry_s) { /* the server's value wins [MQTT-3.2.2-?] */
+        a.present |= 1ull << MQTT5_PROP_SESSION_EXPIRY;
+        a.session_expiry = mq->session_expiry_s;
+    }
+    if (keepalive_lowered) {
+        a.present |= 1ull << MQTT5_PROP_SERVER_KEEP_ALIVE;
+        a.server_keep_alive = c->keepalive;
+    }
+    if (c->alias_max) {
+        a.present |= 1ull << MQTT5_PROP_TOPIC_ALIAS_MAXIMUM;
+        a.topic_alias_maximum = c->alias_max;
+    }
+    if (assigned) {
+        a.present |= 1ull << MQTT5_PROP_ASSIGNED_CLIENT_ID;
+        a.assigned_client_id = (mqtt_str_t){(const uint8_t *)assigned, strlen(assigned)};
+    }
+    session5_send_connack(c, present, MQTT5_RC_SUCCESS, &a);
+}
+
 int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     const mqtt_connect_t *p = &pkt->u.connect;
     session_mgr_t *m = c->mgr;
@@ -85,11 +119,33 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     const char *cid = (const char *)p->client_id.ptr;
     size_t cid_len = p->client_id.len;
     char gen[48]; /* "m2k-auto-" and 32 hex digits */
+    const mqtt5_props_t *cp = c->p5 ? &c->p5->props : NULL;
+    uint16_t keepalive = p->keepalive;
+    bool keepalive_lowered = false, assigned = false;
 
-    if (mq->max_keepalive_s && p->keepalive > mq->max_keepalive_s) {
+    if (cp && MQTT5_HAS(cp, MQTT5_PROP_AUTH_METHOD)) {
+        session_refuse(c, MQTT5_RC_BAD_AUTH_METHOD, LOG_WARN,
+                       "authentication method '%s' not supported (enhanced authentication)",
+                       session_log_str(idb, sizeof(idb), (const char *)cp->auth_method.ptr,
+                                       cp->auth_method.len));
+        return FEED_CLOSED;
+    }
+    /* MQTT 5 can tell the client a lower keep alive [MQTT-3.2.2-21] where
+     * 3.1.1 refuses it; 0 (none) stays 0, as in 3.1.1. */
+    if (cp && mq->max_keepalive_s && keepalive > mq->max_keepalive_s) {
+        keepalive = (uint16_t)mq->max_keepalive_s;
+        keepalive_lowered = true;
+    }
+    if (mq->max_keepalive_s && keepalive > mq->max_keepalive_s) {
         session_refuse(c, MQTT_CONNACK_ID_REJECTED, LOG_WARN,
                        "keepalive %u s above max_keepalive_s %u", p->keepalive,
                        mq->max_keepalive_s);
+        return FEED_CLOSED;
+    }
+    bool v31 = p->protocol_level == MQTT_PROTOCOL_LEVEL_31;
+    if (v31 && (cid_len == 0 || cid_len > MQTT_31_MAX_CLIENT_ID)) {
+        session_refuse(c, MQTT_CONNACK_ID_REJECTED, LOG_WARN,
+                       "client id of %zu bytes: MQTT 3.1 allows 1 to 23", cid_len);
         return FEED_CLOSED;
     }
     /* Before authentication and the takeover: these strings live as long as
@@ -99,6 +155,15 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
         session_refuse(c, MQTT_CONNACK_ID_REJECTED, LOG_WARN,
                        "client id of %zu bytes above mqtt.max_client_id_length %u", cid_len,
                        mq->max_client_id_length);
+        return FEED_CLOSED;
+    }
+    /* The codec let these through as UTF-8: a client id with a control
+     * character or a non-character is refused as an identifier (CONNACK 0x02),
+     * as Mosquitto does. */
+    int bad = mqtt_text_check(p->client_id.ptr, cid_len);
+    if (bad < 0) {
+        session_refuse(c, MQTT_CONNACK_ID_REJECTED, LOG_WARN, "client id '%s' refused: %s",
+                       session_log_str(idb, sizeof(idb), cid, cid_len), mqtt_strerror(bad));
         return FEED_CLOSED;
     }
     if (refuse_too_long(c, p->has_username, p->username.len, mq->max_username_length, "user name",
@@ -129,7 +194,13 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
         } while (store_find_cid(m, gen, strlen(gen)));
         cid = gen;
         cid_len = strlen(gen);
+        assigned = true;
     }
+    /* MQTT 5: the session expiry interval says whether the session outlives
+     * the connection (0, the default: it ends with it) [MQTT-3.1.2-23]; clean
+     * start only whether an old one is discarded. */
+    uint32_t expiry = cp ? cp->session_expiry : 0;
+    bool ends = cp ? expiry == 0 : p->clean_session;
 
     /* Decided before the takeover below: a client that fails to log in must
      * not disconnect the session it names. */
@@ -139,6 +210,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     session_t *s = store_find_cid(m, cid, cid_len);
     if (s && s->conn) {
         m->st.takeovers++;
+        session5_send_disconnect(s->conn, MQTT5_RC_SESSION_TAKEN_OVER);
         session_end(s->conn, NULL, LOG_INFO, true, true, "taken over by a new connection from %s",
                     c->remote);
         s = store_find_cid(m, cid, cid_len); /* a clean session is gone now */
@@ -152,7 +224,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
         store_attach(m, s);
         present = true;
     } else {
-        s = store_create(m, cid, cid_len, p->clean_session);
+        s = store_create(m, cid, cid_len, ends);
         if (!s) {
             session_refuse(c, MQTT_CONNACK_UNAVAILABLE, LOG_ERROR,
                            "out of memory creating a session");
@@ -183,19 +255,41 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     }
     if (++s->conn_gen == 0)
         s->conn_gen = 1;
+    s->clean = ends;
     c->gen = s->conn_gen;
     /* Keepalive 0 would let a silent connection stay forever: it gets
-     * max_keepalive_s when that is below MQTT's 65535. */
+     * max_keepalive_s when that is below MQTT's 65535 (an MQTT 5 client is
+     * told, server keep alive). */
     c->keepalive =
-        p->keepalive || mq->max_keepalive_s >= 65535 ? p->keepalive : (uint16_t)mq->max_keepalive_s;
+        keepalive || mq->max_keepalive_s >= 65535 ? keepalive : (uint16_t)mq->max_keepalive_s;
+    keepalive_lowered = keepalive_lowered || (cp && c->keepalive != keepalive);
     c->level = p->protocol_level;
     session_set_state(c, CONN_CONNECTED);
-    session_send_connack(c, present, MQTT_CONNACK_ACCEPTED);
+    if (cp) {
+        c->max_out = MQTT5_HAS(cp, MQTT5_PROP_MAXIMUM_PACKET_SIZE) ? cp->maximum_packet_size : 0;
+        c->problem_info =
+            !MQTT5_HAS(cp, MQTT5_PROP_REQUEST_PROBLEM_INFO) || cp->request_problem_info;
+        c->expiry_zero = expiry == 0;
+        c->alias_max = (uint16_t)mq->topic_alias_maximum;
+        connack5(c, present, expiry, keepalive_lowered, assigned ? gen : NULL);
+        m->st.connects++;
+        log_client_ratelimited(
+            &m->rl_connected, LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
+            "connected (MQTT 5, clean start %d, session expiry %" PRIu32
+            " s, keepalive %u s, session present %d)",
+            p->clean_session, expiry < mq->session_expiry_s ? expiry : mq->session_expiry_s,
+            c->keepalive, present);
+        inflight_check_window(c);
+        return FEED_OK;
+    }
+    /* MQTT 3.1's CONNACK has no session present flag: its byte is reserved. */
+    session_send_connack(c, present && !v31, MQTT_CONNACK_ACCEPTED);
     m->st.connects++;
     log_client_ratelimited(
         &m->rl_connected, LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
-        "connected (clean session %d, keepalive %u s%s, session present %d)", p->clean_session,
-        c->keepalive, c->keepalive != p->keepalive ? " (asked 0: max_keepalive_s)" : "", present);
+        "connected (%sclean session %d, keepalive %u s%s, session present %d)",
+        v31 ? "MQTT 3.1, " : "", p->clean_session, c->keepalive,
+        c->keepalive != p->keepalive ? " (asked 0: max_keepalive_s)" : "", present && !v31);
     inflight_check_window(c);
     return FEED_OK;
 }
@@ -203,8 +297,13 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
 void session_publish_will(session_conn_t *c) {
     session_mgr_t *m = c->mgr;
     char idb[LOG_ID_MAX];
-    msg_t msg = {c->will_topic,       c->will_topic_len, c->will_payload,
-                 c->will_payload_len, c->will_qos,       c->will_retain};
+    msg_t msg = {c->will_topic,
+                 c->will_topic_len,
+                 c->will_payload,
+                 c->will_payload_len,
+                 c->will_qos,
+                 c->will_retain,
+                 NULL};
     const char *ktopic, *key, *why = "";
     size_t key_len;
     int r = session_route(c, &msg, &ktopic, &key, &key_len, &why);

@@ -7,8 +7,27 @@ int session_on_pingreq(session_conn_t *c, const mqtt_packet_t *pkt) {
     return FEED_OK;
 }
 
-/* Closes without the will [MQTT-3.14.4-3]. */
+/* Closes without the will [MQTT-3.14.4-3], unless an MQTT 5 client asks for
+ * it (reason 0x04). MQTT 5 may also change the session expiry interval, but
+ * not from 0 [MQTT-3.14.2-2]. */
 int session_on_disconnect(session_conn_t *c, const mqtt_packet_t *pkt) {
-    session_end(c, NULL, LOG_INFO, false, true, "DISCONNECT received");
+    (void)pkt;
+    const mqtt5_packet_t *p5 = c->p5;
+    if (!p5) {
+        session_end(c, NULL, LOG_INFO, false, true, "DISCONNECT received");
+        return FEED_CLOSED;
+    }
+    if (MQTT5_HAS(&p5->props, MQTT5_PROP_SESSION_EXPIRY)) {
+        if (c->expiry_zero && p5->props.session_expiry) {
+            session_violation(c, SESSION_ERR_UNEXPECTED_PACKET_TYPE,
+                              "DISCONNECT sets a session expiry interval after 0 in CONNECT "
+                              "[MQTT-3.14.2-2]");
+            return FEED_CLOSED;
+        }
+        c->s->clean = p5->props.session_expiry == 0;
+    }
+    bool will = p5->reason == MQTT5_RC_DISCONNECT_WITH_WILL;
+    session_end(c, NULL, LOG_INFO, will, true, "DISCONNECT received (reason 0x%02x%s)", p5->reason,
+                will ? ": publish the will" : "");
     return FEED_CLOSED;
 }

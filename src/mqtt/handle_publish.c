@@ -132,8 +132,17 @@ int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, con
                     size_t key_len, uint64_t opaque) {
     session_mgr_t *m = c->mgr;
     static const char *const qos_str[] = {"0", "1", "2"};
-    kafka_header_t h[5];
-    size_t nh = 0;
+    kafka_header_t hs[5], *h = hs;
+    char *names = NULL;
+    size_t nh = 0, extra = 0, name_bytes = 0;
+    if (m->cfg->headers && msg->props &&
+        (extra = session5_headers(msg->props, NULL, NULL, &name_bytes)) > 0) {
+        /* Ours (5 at most) first, then what the properties add. */
+        h = malloc((5 + extra) * sizeof(*h) + name_bytes);
+        if (!h)
+            return KAFKA_ERR_PRODUCE;
+        names = (char *)(h + 5 + extra);
+    }
     if (m->cfg->headers) {
         h[nh++] = (kafka_header_t){"mqtt.topic", msg->topic, msg->topic_len};
         h[nh++] = (kafka_header_t){"mqtt.client_id", c->s->client_id, c->s->client_id_len};
@@ -142,6 +151,8 @@ int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, con
             h[nh++] = (kafka_header_t){"mqtt.retain", "1", 1};
         if (c->has_username)
             h[nh++] = (kafka_header_t){"mqtt.username", c->username, c->username_len};
+        if (extra)
+            nh += session5_headers(msg->props, h + nh, names, NULL);
     }
     kafka_record_t rec = {
         .topic = ktopic,
@@ -154,6 +165,8 @@ int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, con
         .timestamp_ms = m->wall_ms,
     };
     int rc = m->o.produce(m->o.produce_ud, &rec, opaque);
+    if (h != hs)
+        free(h);
     if (rc == KAFKA_OK)
         m->st.published++;
     else if (rc == KAFKA_ERR_QUEUE_FULL)
@@ -188,18 +201,67 @@ static bool publish_allowed(session_conn_t *c, const mqtt_publish_t *p) {
     return ok;
 }
 
+/* A QoS 2 PUBLISH whose id is still in flight or awaits PUBREL: the same
+ * message again, not a new one. */
+static bool qos2_known(session_t *s, uint16_t pid) {
+    if (pubrel_has(s, pid))
+        return true;
+    for (uint32_t i = 0; i < s->ring_count; i++) {
+        inflight_t *e = ring_at(s, i);
+        if (e->qos == 2 && e->packet_id == pid && e->state != IF_FAILED)
+            return true;
+    }
+    return false;
+}
+
+/* MQTT 5: CONNACK's receive maximum is max_inflight; a client with that
+ * many QoS 1/2 messages unacknowledged (QoS 2 until PUBCOMP) that sends
+ * another gets DISCONNECT 0x93 [MQTT-3.3.4-9]. Such a client is read on at
+ * the limit; a message that finds the ring full waits (reading paused). */
+static int receive_window(session_conn_t *c, const mqtt_publish_t *p, uint32_t max) {
+    session_t *s = c->s;
+    uint32_t unacked = s->ring_qos1 + s->ring_qos2 - s->ring_again + s->pubrel_count;
+    uint32_t rmax = max < 65535 ? max : 65535;
+    if (p->qos && unacked >= rmax && !(p->qos == 2 && qos2_known(s, p->packet_id))) {
+        session_violation(c, SESSION_ERR_RECEIVE_MAXIMUM,
+                          "%u QoS 1/2 messages unacknowledged, receive maximum %u exceeded "
+                          "[MQTT-3.3.4-9]",
+                          unacked, rmax);
+        return FEED_CLOSED;
+    }
+    if (s->ring_count >= max) {
+        inflight_pause(c);
+        return FEED_RETRY;
+    }
+    return FEED_OK;
+}
+
 int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     const mqtt_publish_t *p = &pkt->u.publish;
+    mqtt_publish_t aliased;
     session_mgr_t *m = c->mgr;
     session_t *s = c->s;
     char idb[LOG_ID_MAX], tb[LOG_ID_MAX];
     uint32_t max = max_inflight(m);
     m->st.messages_received[p->qos <= 2 ? p->qos : 0]++;
 
+    /* An empty topic always comes with an alias (the codec saw to it). */
+    if (c->p5 && MQTT5_HAS(&c->p5->props, MQTT5_PROP_TOPIC_ALIAS)) {
+        aliased = *p;
+        if (session5_topic_alias(c, &aliased) != FEED_OK)
+            return FEED_CLOSED;
+        p = &aliased;
+    }
+
+    if (c->p5) {
+        int r = receive_window(c, p, max);
+        if (r != FEED_OK)
+            return r;
+    }
     if (p->qos == 2) {
         if (pubrel_has(s, p->packet_id)) {
             m->st.qos2_duplicates++;
-            if (ring_push_done(c, 2, p->packet_id) != 0)
+            if (ring_push_again(c, p->packet_id) != 0)
                 goto oom;
             inflight_check_window(c);
             return FEED_OK;
@@ -220,10 +282,37 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
             return FEED_CLOSED;
         }
     }
+    /* MQTT 5: a payload that says it is UTF-8 and is not: PUBACK/PUBREC
+     * 0x99 [MQTT-3.3.2-4]; QoS 0 has no answer: dropped. */
+    if (c->p5 && c->p5->props.payload_format == 1 &&
+        mqtt_utf8_check(p->payload.ptr, p->payload.len) != 0) {
+        log_client_ratelimited(
+            &m->rl_drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)), c->remote,
+            "payload on topic '%s' is not UTF-8 as its payload format "
+            "indicator says: refused (0x99)",
+            session_log_str(tb, sizeof(tb), (const char *)p->topic.ptr, p->topic.len));
+        if (p->qos > 0 &&
+            ring_push_reason(c, p->qos, p->packet_id, MQTT5_RC_PAYLOAD_FORMAT_INVALID) != 0)
+            goto oom;
+        inflight_check_window(c);
+        return FEED_OK;
+    }
     if (m->o.auth.acl_generation && !publish_allowed(c, p)) {
         m->st.acl_denied++;
         session_log_str(tb, sizeof(tb), (const char *)p->topic.ptr, p->topic.len);
+        if (c->p5 && p->qos > 0) { /* MQTT 5 has a negative ack: 0x87 */
+            log_client_ratelimited(&m->rl_acl, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
+                                   c->remote,
+                                   "the ACL does not allow publishing on topic '%s': refused "
+                                   "(0x87)",
+                                   tb);
+            if (ring_push_reason(c, p->qos, p->packet_id, MQTT5_RC_NOT_AUTHORIZED) != 0)
+                goto oom;
+            inflight_check_window(c);
+            return FEED_OK;
+        }
         if (m->cfg->auth.acl_deny == ACL_DENY_DISCONNECT) {
+            session5_send_disconnect(c, MQTT5_RC_NOT_AUTHORIZED);
             /* MQTT 3.1.1 has no negative acknowledgement: closing is the
              * only way a QoS 1/2 sender learns it was refused. */
             session_end(c, &m->rl_acl, LOG_WARN, true, true,
@@ -252,10 +341,22 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
                  p->payload.ptr,
                  p->payload.len,
                  p->qos,
-                 p->retain};
+                 p->retain,
+                 c->p5 ? &c->p5->props : NULL};
     const char *ktopic, *key, *why = "";
     size_t key_len;
     int r = session_route(c, &msg, &ktopic, &key, &key_len, &why);
+    if ((r == ROUTE_CLOSE || r == ROUTE_REFUSE) && c->p5 && p->qos > 0) { /* MQTT 5: 0x90 */
+        if (r == ROUTE_CLOSE)
+            m->st.unmapped_closed++;
+        log_client_ratelimited(&m->rl_drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
+                               c->remote, "topic '%s' is not mapped: %s: refused (0x90)",
+                               session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len), why);
+        if (ring_push_reason(c, p->qos, p->packet_id, MQTT5_RC_TOPIC_NAME_INVALID) != 0)
+            goto oom;
+        inflight_check_window(c);
+        return FEED_OK;
+    }
     if (r == ROUTE_REFUSE) {
         /* MQTT 3.1.1 has no negative acknowledgement: the close tells the
          * sender; an ack would lose the message. */
@@ -263,6 +364,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
         if (ktopic)
             snprintf(what, sizeof(what), "it renders the Kafka topic '%s', ",
                      session_log_str(kb, sizeof(kb), ktopic, strlen(ktopic)));
+        session5_send_disconnect(c, MQTT5_RC_TOPIC_NAME_INVALID);
         session_end(c, &m->rl_route, LOG_WARN, true, true,
                     "refused a message on topic '%s': %s%s; not acknowledged",
                     session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len), what, why);
@@ -270,6 +372,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     }
     if (r == ROUTE_CLOSE) {
         m->st.unmapped_closed++;
+        session5_send_disconnect(c, MQTT5_RC_TOPIC_NAME_INVALID);
         session_end(c, NULL, LOG_WARN, true, true, "topic '%s' is not mapped: %s",
                     session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len), why);
         return FEED_CLOSED;
@@ -290,7 +393,19 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
         inflight_block(c);
         return FEED_RETRY;
     }
+    if (rc != KAFKA_OK && c->p5 && p->qos > 0) { /* MQTT 5: a negative ack, 0x80 */
+        log_client_ratelimited(&m->rl_delivery, LOG_ERROR, session_log_id(c, idb, sizeof(idb)),
+                               c->remote,
+                               "the producer refused a message on topic '%s' (%s): refused (0x80)",
+                               session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len),
+                               rc == KAFKA_ERR_FATAL ? "fatal producer error" : "produce error");
+        if (ring_push_reason(c, p->qos, p->packet_id, MQTT5_RC_UNSPECIFIED) != 0)
+            goto oom;
+        inflight_check_window(c);
+        return FEED_OK;
+    }
     if (rc != KAFKA_OK) {
+        session5_send_disconnect(c, MQTT5_RC_UNSPECIFIED);
         session_end(c, NULL, LOG_ERROR, true, true,
                     "the producer refused a message on topic '%s' (%s)",
                     session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len),
@@ -302,6 +417,8 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     e->packet_id = p->packet_id;
     e->qos = p->qos;
     e->state = IF_PENDING;
+    e->reason = 0;
+    e->again = 0;
     e->produced = 1;
     e->recv_us = (uint32_t)m->mono_us;
     e->topic_len =
@@ -309,6 +426,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     memcpy(e->topic, msg.topic, e->topic_len);
     s->ring_count++;
     s->ring_qos2 += p->qos == 2;
+    s->ring_qos1 += p->qos == 1;
     s->next_seq++;
     s->ring_used = true;
     inflight_check_window(c);

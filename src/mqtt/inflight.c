@@ -111,13 +111,21 @@ void ring_pop_completed(session_mgr_t *m, session_t *s) {
             break;
         if (e->state == IF_OK && e->qos == 2)
             pubrel_add(s, e->packet_id);
-        if (e->state == IF_OK && e->ack_gen && s->conn && e->ack_gen == s->conn_gen) {
-            session_send_ack(s->conn, e->qos == 2 ? MQTT_PUBREC : MQTT_PUBACK, e->packet_id);
+        if ((e->state == IF_OK || e->state == IF_NACK) && e->ack_gen && s->conn &&
+            e->ack_gen == s->conn_gen) {
+            mqtt_type_t t = e->qos == 2 ? MQTT_PUBREC : MQTT_PUBACK;
+            if (e->reason)
+                session5_send_ack(s->conn, t, e->packet_id, e->reason);
+            else
+                session_send_ack(s->conn, t, e->packet_id);
             if (m->o.ack_latency)
                 m->o.ack_latency(m->o.ack_latency_ud, (uint32_t)m->mono_us - e->recv_us);
         }
         if (e->qos == 2)
             s->ring_qos2--;
+        else if (e->qos == 1)
+            s->ring_qos1--;
+        s->ring_again -= e->again;
         if (++s->ring_head == s->ring_cap)
             s->ring_head = 0;
         s->ring_count--;
@@ -134,7 +142,21 @@ void ring_pop_completed(session_mgr_t *m, session_t *s) {
     }
 }
 
+static int ring_push(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason, bool again);
+
 int ring_push_done(session_conn_t *c, uint8_t qos, uint16_t pid) {
+    return ring_push(c, qos, pid, 0, false);
+}
+
+int ring_push_reason(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason) {
+    return ring_push(c, qos, pid, reason, false);
+}
+
+int ring_push_again(session_conn_t *c, uint16_t pid) {
+    return ring_push(c, 2, pid, 0, true);
+}
+
+static int ring_push(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason, bool again) {
     session_t *s = c->s;
     if (ring_reserve(c->mgr, s) != 0)
         return -1;
@@ -142,11 +164,15 @@ int ring_push_done(session_conn_t *c, uint8_t qos, uint16_t pid) {
     memset(e, 0, sizeof(*e));
     e->ack_gen = c->gen;
     e->packet_id = pid;
-    e->qos = qos;
-    e->state = IF_OK;
+    e->qos = qos & 3;
+    e->state = reason >= 0x80 ? IF_NACK : IF_OK;
+    e->reason = reason;
+    e->again = again;
+    s->ring_again += again;
     e->recv_us = (uint32_t)c->mgr->mono_us;
     s->ring_count++;
     s->ring_qos2 += qos == 2;
+    s->ring_qos1 += qos == 1;
     s->next_seq++;
     s->ring_used = true;
     ring_pop_completed(c->mgr, s);
@@ -244,8 +270,14 @@ void session_on_delivery(session_mgr_t *m, uint64_t opaque, int err, const char 
             "Kafka did not take a QoS %u message on topic '%s%s': %s", e->qos,
             session_log_str(tb, sizeof(tb), e->topic, e->topic_len),
             e->topic_len == INFLIGHT_TOPIC_MAX ? "..." : "", errstr ? errstr : "?");
-        /* The client resends what it got no ack for once it reconnects. */
+        /* The client resends what it got no ack for once it reconnects. An
+         * MQTT 5 client is told instead: PUBACK/PUBREC 0x80, and it decides. */
         close_conn = c && e->ack_gen && e->ack_gen == s->conn_gen;
+        if (close_conn && c->v5) {
+            close_conn = false;
+            e->state = IF_NACK;
+            e->reason = MQTT5_RC_UNSPECIFIED;
+        }
     }
     if (close_conn) {
         /* Close before popping: no later ack may overtake the missing one. */

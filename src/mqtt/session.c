@@ -12,10 +12,17 @@
 
 const char *session_error_name(int kind) {
     static const char *const names[] = {
-        "first_packet_not_connect",   "second_connect",
-        "server_only_packet",         "unexpected_ack",
-        "unexpected_packet_type",     "qos2_window_full",
+        "first_packet_not_connect",
+        "second_connect",
+        "server_only_packet",
+        "unexpected_ack",
+        "unexpected_packet_type",
+        "qos2_window_full",
         "subscribe_too_many_filters",
+        "topic_alias_invalid",
+        "auth_unexpected",
+        "receive_maximum_exceeded",
+        "topic_alias_unknown",
     };
     _Static_assert(sizeof(names) / sizeof(names[0]) ==
                        SESSION_ERR__COUNT - SESSION_ERR_CODEC_MAX - 1,
@@ -87,6 +94,10 @@ void session_send_ack(session_conn_t *c, mqtt_type_t type, uint16_t pid) {
 }
 
 void session_send_connack(session_conn_t *c, bool present, uint8_t rc) {
+    if (c->v5) { /* a refusal: the accepted CONNACK has properties (handle_connect.c) */
+        session5_send_connack(c, false, session5_connack_reason(rc), NULL);
+        return;
+    }
     uint8_t b[4];
     size_t n = mqtt_encode_connack(b, sizeof(b), present, rc);
     assert(n == sizeof(b));
@@ -141,10 +152,15 @@ void session_end(session_conn_t *c, log_ratelimit_t *rl, log_level_t lvl, bool w
 /* Rate-limited: a misconfigured fleet reconnects in a loop. */
 void session_refuse(session_conn_t *c, uint8_t rc, log_level_t lvl, const char *fmt, ...) {
     session_mgr_t *m = c->mgr;
-    assert(rc > 0 && rc < sizeof(m->st.connack_refused) / sizeof(m->st.connack_refused[0]));
-    session_send_connack(c, false, rc);
+    if (rc >= 0x80) { /* an MQTT 5 reason code without a 3.1.1 equivalent */
+        assert(c->v5);
+        session5_send_connack(c, false, rc, NULL);
+    } else {
+        assert(rc > 0 && rc < sizeof(m->st.connack_refused) / sizeof(m->st.connack_refused[0]));
+        session_send_connack(c, false, rc);
+        m->st.connack_refused[rc]++;
+    }
     m->st.rejected++;
-    m->st.connack_refused[rc]++;
     va_list ap;
     va_start(ap, fmt);
     session_end_v(c, &m->rl_refused, lvl, false, true, fmt, ap);
@@ -160,6 +176,8 @@ void session_violation(session_conn_t *c, int kind, const char *fmt, ...) {
     m->st.protocol_error_kinds[kind]++;
     if (c->state == CONN_NEW)
         m->st.refused_protocol_errors++;
+    if (c->v5) /* the reason before the close [MQTT-4.13.1-1] */
+        session5_tell_violation(c, kind);
     va_list ap;
     va_start(ap, fmt);
     session_end_v(c, &m->rl_protocol, LOG_WARN, true, true, fmt, ap);
@@ -197,6 +215,14 @@ session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts) {
     return m;
 }
 
+/* The MQTT 5 topic aliases a connection set. */
+static void free_aliases(session_conn_t *c) {
+    for (uint32_t i = 0; c->aliases && i < c->alias_max; i++)
+        free(c->aliases[i].topic);
+    free(c->aliases);
+    c->aliases = NULL;
+}
+
 void session_mgr_free(session_mgr_t *m) {
     if (!m)
         return;
@@ -208,6 +234,7 @@ void session_mgr_free(session_mgr_t *m) {
         free(c->username);
         free(c->identity);
         free(c->acl_topic);
+        free_aliases(c);
         if (c->s)
             c->s->conn = NULL;
         free(c);
@@ -279,6 +306,7 @@ void session_mgr_tick(session_mgr_t *m) {
             c->rx_ms = m->mono_ms;
         } else if (c->keepalive && m->mono_ms - c->rx_ms >= (uint64_t)c->keepalive * 1500u) {
             m->st.keepalive_timeouts++;
+            session5_send_disconnect(c, MQTT5_RC_KEEP_ALIVE_TIMEOUT);
             session_end(c, NULL, LOG_WARN, true, true, "no packet within 1.5 x keepalive %u s",
                         c->keepalive);
             continue;
@@ -344,6 +372,7 @@ void session_conn_free(session_conn_t *c) {
     free(c->username);
     free(c->identity);
     free(c->acl_topic);
+    free_aliases(c);
     free(c);
 }
 

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 
 #include "mqtt/codec.h"
+#include "mqtt/codec5.h"
 #include "mqtt/session.h"
 #include "util/hash.h"
 #include "util/hmap.h"
@@ -17,7 +18,8 @@
 #define SCRATCH_SIZE (132 * 1024) /* rendered Kafka topic + key (topic <= 64 KiB) */
 #define LOG_ID_MAX 64
 
-enum { IF_PENDING = 0, IF_OK = 1, IF_FAILED = 2 };
+/* IF_NACK: answered with a reason code >= 0x80 (MQTT 5), no PUBREL follows. */
+enum { IF_PENDING = 0, IF_OK = 1, IF_FAILED = 2, IF_NACK = 3 };
 /* What a packet handler tells the feed loop: go on, stop here and feed this
  * packet again later (producer queue full), or the connection is closed. */
 enum { FEED_OK = 0, FEED_RETRY = 1, FEED_CLOSED = 2 };
@@ -34,9 +36,11 @@ typedef struct {
      * wrapping difference, right for anything under 71 minutes. */
     uint32_t recv_us;
     uint16_t packet_id;
-    uint8_t qos;
+    /* produced: went to Kafka (else completed on arrival); again: the answer
+     * to a QoS 2 PUBLISH resent while its id awaits PUBREL */
+    uint8_t qos : 2, produced : 1, again : 1;
     uint8_t state;
-    uint8_t produced; /* went to Kafka (else completed on arrival) */
+    uint8_t reason; /* MQTT 5: the ack's reason code (0: success) */
     uint8_t topic_len;
     char topic[INFLIGHT_TOPIC_MAX];
 } inflight_t;
@@ -54,7 +58,7 @@ struct session {
     uint64_t detached_at;
     uint32_t id;
     uint32_t conn_gen;
-    uint32_t ring_cap, ring_head, ring_count, ring_qos2;
+    uint32_t ring_cap, ring_head, ring_count, ring_qos2, ring_qos1, ring_again;
     uint32_t head_seq, next_seq;
     uint32_t pubrel_count, pubrel_cap;
     uint32_t held;          /* bytes counted in st.persistent_session_bytes while detached */
@@ -81,6 +85,15 @@ struct session_conn {
     char *acl_topic; /* the last ACL decision's topic (see publish_allowed) */
     list_t node;     /* mgr->conns */
     list_t blocked;  /* in mgr->blocked while the producer queue is full */
+    /* MQTT 5: the packet being handled (NULL for 3.1.1), and the client's
+     * maximum packet size (0: the protocol's). */
+    const mqtt5_packet_t *p5;
+    uint32_t max_out;
+    struct alias { /* MQTT 5 topic aliases, alias_max of them once one is set */
+        char *topic;
+        uint16_t len;
+    } * aliases;
+    uint16_t alias_max;
     uint32_t gen;
     /* The last ACL decision is valid for this topic and ACL generation: a
      * client usually publishes on few topics, often the same one. */
@@ -94,6 +107,9 @@ struct session_conn {
     /* Packed: one of these per connection (idle memory, docs/performance.md). */
     bool will : 1, will_retain : 1, has_username : 1, paused_inflight : 1, paused_queue : 1,
         acl_ok : 1;
+    /* MQTT 5: the CONNECT was level 5 (set before it is handled); the client
+     * takes reason strings; its session ends at disconnect (expiry 0). */
+    bool v5 : 1, problem_info : 1, expiry_zero : 1;
     char remote[]; /* "addr:port", NUL-terminated */
 };
 
@@ -200,14 +216,20 @@ void ring_release_idle(session_t *s);
 void ring_shrink(session_t *s);
 /* Queues an answer that needs no Kafka round trip behind the pending ones. */
 int ring_push_done(session_conn_t *c, uint8_t qos, uint16_t pid);
+/* The same with an MQTT 5 reason code (>= 0x80: a negative ack). */
+int ring_push_reason(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason);
+/* The PUBREC again for a QoS 2 PUBLISH resent while its id awaits PUBREL. */
+int ring_push_again(session_conn_t *c, uint16_t pid);
 /* Pops completed entries from the head and sends the acks now in order. */
 void ring_pop_completed(session_mgr_t *m, session_t *s);
 bool pubrel_has(const session_t *s, uint16_t pid);
 void pubrel_remove(session_t *s, uint16_t pid);
 void inflight_pause(session_conn_t *c);
-/* Pauses reading when the window is full. */
+/* Pauses reading when the window is full; not an MQTT 5 client's, which is
+ * read on so that a PUBLISH over its receive maximum is seen (handle_publish.c
+ * pauses it when a message finds no room). */
 static inline void inflight_check_window(session_conn_t *c) {
-    if (c->s && !c->paused_inflight && c->s->ring_count >= max_inflight(c->mgr))
+    if (c->s && !c->v5 && !c->paused_inflight && c->s->ring_count >= max_inflight(c->mgr))
         inflight_pause(c);
 }
 /* The producer queue is full: stop reading until a report (or the tick) wakes it. */
@@ -237,6 +259,7 @@ typedef struct {
     size_t payload_len;
     uint8_t qos;
     bool retain;
+    const mqtt5_props_t *props; /* MQTT 5 PUBLISH: its properties; else NULL */
 } msg_t;
 
 /* ROUTE_REFUSE: a rule maps the message but its Kafka topic is refused
@@ -250,5 +273,35 @@ void ktopics_free(session_mgr_t *m);
 /* Hands one record to the producer; returns its KAFKA_* code. */
 int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, const char *key,
                     size_t key_len, uint64_t opaque);
+
+/* ---- session5.c: what MQTT 5 adds ---- */
+
+/* Decodes one level 5 packet (at most max bytes) and gives its 3.1.1 view in
+ * pkt for the shared handlers (the rest stays in p5); returns as mqtt_decode
+ * does. */
+ssize_t session5_decode(session_conn_t *c, const uint8_t *buf, size_t len, size_t max,
+                        mqtt_packet_t *pkt, mqtt5_packet_t *p5);
+/* The v5 reason code for a 3.1.1 CONNACK return code. */
+uint8_t session5_connack_reason(uint8_t rc);
+void session5_send_connack(session_conn_t *c, bool present, uint8_t reason,
+                           const mqtt5_props_t *props);
+/* PUBACK, PUBREC, PUBREL, PUBCOMP with a reason code (0: the 3.1.1 bytes). */
+void session5_send_ack(session_conn_t *c, mqtt_type_t type, uint16_t pid, uint8_t reason);
+/* Before a close for a protocol violation of `kind`: CONNACK (before the
+ * CONNECT is accepted) or DISCONNECT with the reason code. */
+void session5_tell_violation(session_conn_t *c, int kind);
+/* Sends DISCONNECT with a reason code (a connected level 5 client only). */
+void session5_send_disconnect(session_conn_t *c, uint8_t reason);
+/* The headers an MQTT 5 PUBLISH adds after ours: mqtt.content_type,
+ * mqtt.response_topic, mqtt.correlation_data, then the user properties in
+ * order. Returns how many there are and sets *name_bytes to the room their
+ * NUL-terminated names take; with h, writes them (names into `names`). */
+size_t session5_headers(const mqtt5_props_t *p, kafka_header_t *h, char *names, size_t *name_bytes);
+int session5_on_auth(session_conn_t *c, const mqtt_packet_t *pkt);
+/* A PUBLISH's topic alias [MQTT-3.3.2-10..12]: sets the alias (a topic
+ * given) or replaces the empty topic by the alias's (in *p). Returns FEED_OK,
+ * or FEED_CLOSED after DISCONNECT 0x94 (0 or above alias_max), 0x82 (an alias
+ * never set) or running out of memory. */
+int session5_topic_alias(session_conn_t *c, mqtt_publish_t *p);
 
 #endif

@@ -22,7 +22,8 @@ typedef struct {
     uint8_t level; /* protocol level for MQTT_ERR_PROTOCOL_LEVEL */
 } event_t;
 
-static int ref_utf8(const uint8_t *s, size_t n, bool topic) {
+/* strict: control characters and non-characters refused too. */
+static int ref_utf8(const uint8_t *s, size_t n, bool strict, bool topic) {
     size_t i = 0;
     while (i < n) {
         uint32_t c = s[i], min;
@@ -30,6 +31,8 @@ static int ref_utf8(const uint8_t *s, size_t n, bool topic) {
         if (c < 0x80) {
             if (c == 0)
                 return MQTT_ERR_UTF8_NUL;
+            if (strict && (c < 0x20 || c == 0x7F))
+                return MQTT_ERR_UTF8_CONTROL;
             if (topic && (c == '+' || c == '#'))
                 return MQTT_ERR_TOPIC_WILDCARD;
             i++;
@@ -54,6 +57,10 @@ static int ref_utf8(const uint8_t *s, size_t n, bool topic) {
             return MQTT_ERR_UTF8_INVALID;
         if (c >= 0xD800 && c <= 0xDFFF)
             return MQTT_ERR_UTF8_SURROGATE;
+        if (strict && c >= 0x80 && c <= 0x9F)
+            return MQTT_ERR_UTF8_CONTROL;
+        if (strict && ((c >= 0xFDD0 && c <= 0xFDEF) || (c & 0xFFFF) >= 0xFFFE))
+            return MQTT_ERR_UTF8_NONCHARACTER;
         i += len;
     }
     return 0;
@@ -169,14 +176,15 @@ static void decode_chunked(const uint8_t *data, size_t size, const event_t *ev, 
 static void check_strings(const uint8_t *data, size_t size) {
     size_t n = size > 70000 ? 70000 : size;
     int u = mqtt_utf8_check(data, n);
-    CHECK(u == ref_utf8(data, n, false));
+    CHECK(u == ref_utf8(data, n, false, false));
+    CHECK(mqtt_text_check(data, n) == ref_utf8(data, n, true, false));
     int t = mqtt_topic_name_check(data, n);
     if (n == 0)
         CHECK(t == MQTT_ERR_TOPIC_EMPTY);
     else if (n > 65535)
         CHECK(t == MQTT_ERR_STRING_TOO_LONG);
     else
-        CHECK(t == ref_utf8(data, n, true));
+        CHECK(t == ref_utf8(data, n, true, true));
     int f = mqtt_topic_filter_check(data, n);
     if (u < 0 && n > 0 && n <= 65535)
         CHECK(f == u);

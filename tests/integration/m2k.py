@@ -98,8 +98,10 @@ class MockKafka:
 # --------------------------------------------------------------------------
 # Reading records back
 
+# headers: a dict; header_list: every header in order, duplicates kept.
 Record = collections.namedtuple(
-    "Record", "topic partition offset key value headers timestamp"
+    "Record", "topic partition offset key value headers timestamp header_list",
+    defaults=(None,)
 )
 
 
@@ -174,7 +176,7 @@ def read_topic(bootstrap, topic, n, timeout=15.0, settle=0.0, missing_ok=False):
                 raise KafkaReadError(f"{topic}: {m.error()}")
             ts_type, ts = m.timestamp()
             out.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
-                              dict(m.headers() or []), ts))
+                              dict(m.headers() or []), ts, list(m.headers() or [])))
         total = 0
         for p in parts:
             try:

@@ -57,10 +57,11 @@ MALFORMED = [
      "MQTT_ERR_PASSWORD_NO_USERNAME: password flag set without the username flag"),
     ("connect_will_qos3", False, connect("w", will=("t/w", "x", 3, False)), b"",
      "MQTT_ERR_WILL_QOS: will QoS 3"),
-    # MQTT 3.1's name gets CONNACK 1, which 3.1 clients understand (codec.c);
-    # the line names the level the client sent.
+    # MQTT 3.1's name with 3.1.1's level gets CONNACK 1, which 3.1 clients
+    # understand (codec.c); the line names the level the client sent and the
+    # one "MQIsdp" goes with (test_mqtt31.py: level 3 is served).
     ("connect_bad_name", False, connect("n", name="MQIsdp"), CONNACK_BAD_PROTOCOL,
-     "unsupported protocol level 4 (only 4, MQTT 3.1.1) [MQTT-3.1.2-2]"),
+     'unsupported protocol level 4 for "MQIsdp" (only 3, MQTT 3.1) [MQTT-3.1.2-2]'),
     ("connect_trailing_bytes", False,
      packet(0x10, enc_str("MQTT") + b"\x04\x02\x00\x3c" + enc_str("t") + b"junk"), b"",
      "MQTT_ERR_TRAILING_BYTES: bytes left over after the last field of the packet"),

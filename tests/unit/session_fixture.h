@@ -347,11 +347,12 @@ typedef struct {
     bool will_retain;
     const char *user;
     const char *pass;
+    const char *name; /* protocol name; NULL: "MQTT" */
 } cn_t;
 
 static pk_t connect_pk(cn_t c) {
     pk_t b = {.n = 0};
-    put_str(&b, "MQTT");
+    put_str(&b, c.name ? c.name : "MQTT");
     put_u8(&b, c.level ? c.level : 4);
     uint8_t flags = (uint8_t)((c.clean ? 0x02 : 0) | (c.user ? 0x80 : 0) | (c.pass ? 0x40 : 0));
     if (c.will_topic)

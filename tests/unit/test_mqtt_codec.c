@@ -1,4 +1,4 @@
-/* Unit tests for the MQTT 3.1.1 codec: vectors for every packet type and
+/* Unit tests for the MQTT 3.1.1 (and 3.1) codec: vectors for every packet type and
  * every malformed class, every prefix, round trips, encoders, and all of it
  * again with the input ending right at a PROT_NONE guard page. */
 #include <stdarg.h>
@@ -32,47 +32,7 @@ typedef struct {
     int err;
 } malformed_t;
 
-/* ---- Guard page --------------------------------------------------------- */
-
-/* Copies an input so that it ends exactly where a PROT_NONE page starts: any
- * read past the end of the input faults. */
-typedef struct {
-    uint8_t *base;
-    size_t usable, total;
-} guard_t;
-
-static guard_t guard;
-
-static void guard_init(size_t usable) {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    usable = (usable + page - 1) / page * page;
-    guard.total = usable + page;
-    guard.base =
-        mmap(NULL, guard.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    assert_true(guard.base != MAP_FAILED);
-    assert_int_equal(mprotect(guard.base + usable, page, PROT_NONE), 0);
-    guard.usable = usable;
-}
-
-static const uint8_t *guard_place(const uint8_t *bytes, size_t len) {
-    assert_true(len <= guard.usable);
-    uint8_t *p = guard.base + guard.usable - len;
-    if (len)
-        memcpy(p, bytes, len);
-    return p;
-}
-
-static int setup_guard(void **state) {
-    (void)state;
-    guard_init(1 << 16);
-    return 0;
-}
-
-static int teardown_guard(void **state) {
-    (void)state;
-    munmap(guard.base, guard.total);
-    return 0;
-}
+#include "codec_guard.h"
 
 /* Decodes a copy placed before the guard page. */
 static ssize_t decode_guarded(const uint8_t *bytes, size_t len, size_t max, mqtt_packet_t *pkt) {
@@ -92,6 +52,14 @@ static const valid_t valid[] = {
        "cid\x00\x03w/t\x00\x02\x00\xff\x00\x01u\x00\x02\x00p"),
      MQTT_CONNECT},
     {"connect_username_only", B("\x10\x10\x00\x04MQTT\x04\x80\x00\x00\x00\x01x\x00\x01u"),
+     MQTT_CONNECT},
+    /* MQTT 3.1: "MQIsdp" level 3, the 3.1.1 layout after it. */
+    {"connect_mqisdp",
+     B("\x10\x10\x00\x06MQIsdp\x03\x02\x00\x3c\x00\x02"
+       "c1"),
+     MQTT_CONNECT},
+    /* Control characters in a client id are the session's to refuse (CONNACK 0x02). */
+    {"connect_client_id_control", B("\x10\x0e\x00\x04MQTT\x04\x02\x00\x3c\x00\x02\x01\x7f"),
      MQTT_CONNECT},
     {"connack_session_present", B("\x20\x02\x01\x00"), MQTT_CONNACK},
     {"connack_refused", B("\x20\x02\x00\x05"), MQTT_CONNACK},
@@ -195,6 +163,20 @@ static const malformed_t malformed[] = {
     {"publish_qos1_no_id", B("\x32\x03\x00\x01t"), MQTT_ERR_PACKET_TOO_SHORT},
     {"publish_qos1_half_id", B("\x32\x04\x00\x01t\x00"), MQTT_ERR_PACKET_TOO_SHORT},
     {"publish_topic_empty", B("\x30\x04\x00\x00hi"), MQTT_ERR_TOPIC_EMPTY},
+    {"publish_topic_control",
+     B("\x30\x05\x00\x03"
+       "a\x1b/"),
+     MQTT_ERR_UTF8_CONTROL},
+    {"publish_topic_del",
+     B("\x30\x05\x00\x03"
+       "a/\x7f"),
+     MQTT_ERR_UTF8_CONTROL},
+    {"publish_topic_c1_control",
+     B("\x30\x05\x00\x03"
+       "a\xc2\x9f"),
+     MQTT_ERR_UTF8_CONTROL},
+    {"publish_topic_noncharacter", B("\x30\x06\x00\x04\xf4\x8f\xbf\xbe"),
+     MQTT_ERR_UTF8_NONCHARACTER},
     {"publish_topic_plus",
      B("\x30\x05\x00\x03"
        "a/+"),
@@ -251,8 +233,12 @@ static const malformed_t malformed[] = {
      MQTT_ERR_PROTOCOL_NAME},
     {"connect_level3", B("\x10\x0c\x00\x04MQTT\x03\x02\x00\x3c\x00\x00"), MQTT_ERR_PROTOCOL_LEVEL},
     {"connect_level5", B("\x10\x0c\x00\x04MQTT\x05\x02\x00\x3c\x00\x00"), MQTT_ERR_PROTOCOL_LEVEL},
-    {"connect_mqisdp", B("\x10\x0e\x00\x06MQIsdp\x03\x02\x00\x3c\x00\x00"),
+    {"connect_mqisdp_level4", B("\x10\x0e\x00\x06MQIsdp\x04\x02\x00\x3c\x00\x00"),
      MQTT_ERR_PROTOCOL_LEVEL},
+    {"connect_mqisdp_level5", B("\x10\x0e\x00\x06MQIsdp\x05\x02\x00\x3c\x00\x00"),
+     MQTT_ERR_PROTOCOL_LEVEL},
+    {"connect_name_mqisd", B("\x10\x0d\x00\x05MQIsd\x03\x02\x00\x3c\x00\x00"),
+     MQTT_ERR_PROTOCOL_NAME},
     {"connect_reserved_flag", B("\x10\x0c" CONNECT_HDR "\x03\x00\x3c\x00\x00"),
      MQTT_ERR_CONNECT_RESERVED},
     {"connect_will_qos_without_will", B("\x10\x0c" CONNECT_HDR "\x0a\x00\x3c\x00\x00"),
@@ -285,6 +271,21 @@ static const malformed_t malformed[] = {
      B("\x10\x11" CONNECT_HDR "\x06\x00\x3c\x00\x00\x00\x01#\x00\x00"), MQTT_ERR_TOPIC_WILDCARD},
     {"connect_will_topic_empty", B("\x10\x10" CONNECT_HDR "\x06\x00\x3c\x00\x00\x00\x00\x00\x00"),
      MQTT_ERR_TOPIC_EMPTY},
+    /* Strict strings (issue 13, as Mosquitto): the user name and the will topic. */
+    {"connect_username_control", B("\x10\x0f" CONNECT_HDR "\x82\x00\x3c\x00\x00\x00\x01\x1f"),
+     MQTT_ERR_UTF8_CONTROL},
+    {"connect_username_c1_control",
+     B("\x10\x10" CONNECT_HDR "\x82\x00\x3c\x00\x00\x00\x02\xc2\x85"), MQTT_ERR_UTF8_CONTROL},
+    {"connect_username_noncharacter",
+     B("\x10\x11" CONNECT_HDR "\x82\x00\x3c\x00\x00\x00\x03\xef\xbf\xbe"),
+     MQTT_ERR_UTF8_NONCHARACTER},
+    {"connect_will_topic_control",
+     B("\x10\x13" CONNECT_HDR "\x06\x00\x3c\x00\x00\x00\x03w/\x0a\x00\x00"), MQTT_ERR_UTF8_CONTROL},
+    {"connect_will_topic_noncharacter",
+     B("\x10\x13" CONNECT_HDR "\x06\x00\x3c\x00\x00\x00\x03\xef\xb7\x90\x00\x00"),
+     MQTT_ERR_UTF8_NONCHARACTER},
+    {"mqisdp_username_control", B("\x10\x11\x00\x06MQIsdp\x03\x82\x00\x3c\x00\x00\x00\x01\x7f"),
+     MQTT_ERR_UTF8_CONTROL},
     /* CONNACK */
     {"connack_reserved_flags", B("\x20\x02\x02\x00"), MQTT_ERR_CONNACK_FLAGS},
     {"connack_session_present_refused", B("\x20\x02\x01\x02"), MQTT_ERR_CONNACK_FLAGS},
@@ -518,13 +519,16 @@ static void test_connect_protocol_level_reported(void **state) {
     assert_int_equal(pkt.u.connect.protocol_level, 3);
     ASSERT_STR(pkt.u.connect.protocol_name, "MQTT");
 
-    /* MQTT 3.1 ("MQIsdp"): level error, so the session can answer 0x01. */
+    /* MQTT 3.1 ("MQIsdp" level 3) decodes; the client id length is the
+     * session's (1..23 in 3.1). */
     assert_int_equal(decode_guarded(B("\x10\x0e\x00\x06MQIsdp\x03\x02\x00\x3c\x00\x00"), 0, &pkt),
-                     MQTT_ERR_PROTOCOL_LEVEL);
-    assert_int_equal(pkt.u.connect.protocol_level, 3);
+                     16);
+    assert_int_equal(pkt.u.connect.protocol_level, MQTT_PROTOCOL_LEVEL_31);
     ASSERT_STR(pkt.u.connect.protocol_name, "MQIsdp");
+    assert_true(pkt.u.connect.clean_session);
+    assert_int_equal(pkt.u.connect.keepalive, 60);
 
-    /* Even "MQIsdp" with level 4 is not 3.1.1. */
+    /* "MQIsdp" with level 4 is neither 3.1 nor 3.1.1. */
     assert_int_equal(decode_guarded(B("\x10\x0e\x00\x06MQIsdp\x04\x02\x00\x3c\x00\x00"), 0, &pkt),
                      MQTT_ERR_PROTOCOL_LEVEL);
     assert_int_equal(pkt.u.connect.protocol_level, 4);
@@ -822,6 +826,80 @@ static void test_string_first_error_wins(void **state) {
     assert_int_equal(mqtt_utf8_check(B("\xed\xa0")), MQTT_ERR_UTF8_INVALID);
 }
 
+/* Strict strings (client ids in the session, user names, topic names, will
+ * topics): control characters and non-characters refused, as Mosquitto does;
+ * mqtt_utf8_check (ACL and password files) still accepts them
+ * [MQTT-1.5.3-1: the standard lets a server refuse them]. */
+static void test_strict_strings(void **state) {
+    (void)state;
+    static const struct {
+        const char *s;
+        int err;
+    } cases[] = {
+        {"\x01", MQTT_ERR_UTF8_CONTROL},
+        {"\x1f", MQTT_ERR_UTF8_CONTROL},
+        {"\x7f", MQTT_ERR_UTF8_CONTROL},
+        {"\xc2\x80", MQTT_ERR_UTF8_CONTROL},
+        {"\xc2\x9f", MQTT_ERR_UTF8_CONTROL},
+        {"\xef\xb7\x90", MQTT_ERR_UTF8_NONCHARACTER},     /* U+FDD0 */
+        {"\xef\xb7\xaf", MQTT_ERR_UTF8_NONCHARACTER},     /* U+FDEF */
+        {"\xef\xbf\xbe", MQTT_ERR_UTF8_NONCHARACTER},     /* U+FFFE */
+        {"\xef\xbf\xbf", MQTT_ERR_UTF8_NONCHARACTER},     /* U+FFFF */
+        {"\xf0\x9f\xbf\xbe", MQTT_ERR_UTF8_NONCHARACTER}, /* U+1FFFE */
+        {"\xf4\x8f\xbf\xbf", MQTT_ERR_UTF8_NONCHARACTER}, /* U+10FFFF */
+        {" ", 0},
+        {"~", 0},
+        {"\xc2\xa0", 0},         /* U+00A0 */
+        {"\xef\xb7\x8f", 0},     /* U+FDCF */
+        {"\xef\xb7\xb0", 0},     /* U+FDF0 */
+        {"\xef\xbf\xbd", 0},     /* U+FFFD */
+        {"\xef\xbb\xbf", 0},     /* BOM */
+        {"\xf0\x9f\xbf\xbd", 0}, /* U+1FFFD */
+        {"\xf0\x9f\x98\x80", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = strlen(cases[i].s);
+        const uint8_t *p = guard_place((const uint8_t *)cases[i].s, n);
+        assert_int_equal(mqtt_text_check(p, n), cases[i].err);
+        assert_int_equal(mqtt_topic_name_check(p, n), cases[i].err);
+        assert_int_equal(mqtt_utf8_check(p, n), 0);
+    }
+    /* Every position of every length up to 40: the word loop, the
+     * overlapping last word and the byte loop all see it. */
+    uint8_t s[40];
+    static const uint8_t bad[] = {0x01, 0x09, 0x1f, 0x7f};
+    for (size_t len = 1; len <= sizeof(s); len++) {
+        for (size_t pos = 0; pos < len; pos++) {
+            for (size_t b = 0; b < sizeof(bad); b++) {
+                memset(s, 'a', len);
+                s[pos] = bad[b];
+                assert_int_equal(mqtt_text_check(guard_place(s, len), len), MQTT_ERR_UTF8_CONTROL);
+                assert_int_equal(mqtt_topic_name_check(guard_place(s, len), len),
+                                 MQTT_ERR_UTF8_CONTROL);
+                assert_int_equal(mqtt_utf8_check(guard_place(s, len), len), 0);
+            }
+            memset(s, 'a', len);
+            s[pos] = ' ';
+            assert_int_equal(mqtt_text_check(guard_place(s, len), len), 0);
+            s[pos] = '~';
+            assert_int_equal(mqtt_topic_name_check(guard_place(s, len), len), 0);
+            s[pos] = '+';
+            assert_int_equal(mqtt_text_check(guard_place(s, len), len), 0);
+        }
+    }
+    /* The first problem by position wins. */
+    assert_int_equal(mqtt_topic_name_check(B("a\x01+")), MQTT_ERR_UTF8_CONTROL);
+    assert_int_equal(mqtt_topic_name_check(B("a+\x01")), MQTT_ERR_TOPIC_WILDCARD);
+    assert_int_equal(mqtt_text_check(B("\x01\x00")), MQTT_ERR_UTF8_CONTROL);
+    assert_int_equal(mqtt_text_check(B("\x00\x01")), MQTT_ERR_UTF8_NUL);
+    assert_int_equal(mqtt_text_check(B("\xef\xbf\xbe\xff")), MQTT_ERR_UTF8_NONCHARACTER);
+    assert_int_equal(mqtt_text_check(B("\xff\xef\xbf\xbe")), MQTT_ERR_UTF8_INVALID);
+    /* Topic filters and plain UTF-8 are not strict. */
+    assert_int_equal(mqtt_topic_filter_check(B("a/\x01/#")), 0);
+    assert_int_equal(mqtt_utf8_check(NULL, 0), 0);
+    assert_int_equal(mqtt_text_check(NULL, 0), 0);
+}
+
 static void test_topic_name_check(void **state) {
     (void)state;
     assert_int_equal(mqtt_topic_name_check(B("")), MQTT_ERR_TOPIC_EMPTY);
@@ -1116,11 +1194,11 @@ static void test_error_names(void **state) {
     assert_string_equal(mqtt_strerror(MQTT_ERR_UTF8_SURROGATE),
                         "string encodes a surrogate code point (U+D800..U+DFFF)");
     assert_string_equal(mqtt_errname(0), "MQTT_OK");
-    assert_string_equal(mqtt_errname(-29), "MQTT_ERR_UNKNOWN");
+    assert_string_equal(mqtt_errname(-38), "MQTT_ERR_UNKNOWN");
     assert_string_equal(mqtt_errname(1), "MQTT_ERR_UNKNOWN");
     assert_string_equal(mqtt_strerror(-1000), "unknown MQTT codec error");
     /* Every code has its own name and text. */
-    for (int a = -28; a <= -1; a++) {
+    for (int a = -37; a <= -1; a++) {
         assert_true(strncmp(mqtt_errname(a), "MQTT_ERR_", 9) == 0);
         assert_string_not_equal(mqtt_errname(a), "MQTT_ERR_UNKNOWN");
         for (int b = a + 1; b <= -1; b++) {
@@ -1155,6 +1233,7 @@ int main(void) {
         cmocka_unit_test(test_utf8_valid_boundaries),
         cmocka_unit_test(test_string_bad_byte_every_position),
         cmocka_unit_test(test_string_first_error_wins),
+        cmocka_unit_test(test_strict_strings),
         cmocka_unit_test(test_topic_name_check),
         cmocka_unit_test(test_topic_filter_check),
         cmocka_unit_test(test_encode_server_packets),

@@ -105,10 +105,11 @@ static void test_refusing_rows_after_connect(void **state) {
     }
 }
 
-/* A CONNECT at another level than 4 (the codec's and the table's) gets CONNACK 0x01. */
+/* A CONNECT named "MQTT" at a level the table does not serve (3 is
+ * "MQIsdp"'s, 5 is served since MQTT 5) gets CONNACK 0x01. */
 static void test_connect_at_an_unserved_level(void **state) {
     fx_t *fx = *state;
-    static const uint8_t levels[] = {3, 5};
+    static const uint8_t levels[] = {3, 6};
     for (size_t i = 0; i < sizeof(levels); i++) {
         fx_restart(fx);
         fconn_t *f = open_conn(fx, 0);
@@ -124,16 +125,15 @@ static void test_connect_at_an_unserved_level(void **state) {
     }
 }
 
-/* A packet whose row does not include the connection's level: every row is
- * level 4 only, so a connection at level 5 (as an MQTT 5 CONNECT will make
- * one) may send nothing yet. */
+/* A packet whose row does not include the connection's level: no row
+ * serves level 6, so a connection at it may send nothing. */
 static void test_packet_not_allowed_at_the_level(void **state) {
     fx_t *fx = *state;
     for (size_t i = 0; i < N_OTHERS; i++) {
         fx_restart(fx);
         fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
         assert_int_equal(f->c->level, 4);
-        f->c->level = 5;
+        f->c->level = 6;
         const char *log = closing_line(fx, f, raw(others[i].b, others[i].n));
         char want[64];
         snprintf(want, sizeof(want), "closing: unexpected packet type %d\n", others[i].b[0] >> 4);
