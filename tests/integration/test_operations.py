@@ -210,6 +210,10 @@ def test_lint_warnings_logged_at_start_and_reload(daemon, mock_kafka):
                                       "disconnect, log level info)", level="info"))
     warned = [l.split(" ", 2)[2].lstrip() for l in log.splitlines() if "warning:" in l]
     assert warned == [
+        f"reload: {path}:12:10: warning: topics[1].kafka: {{1}} is regex group 1, which may match "
+        "a byte a Kafka topic name cannot hold (write the group with [a-zA-Z0-9._-]): a message "
+        "whose rendered Kafka topic is illegal is refused, never acknowledged (allowed: a-z A-Z "
+        "0-9 . _ -, 1..249 characters)",
         f"reload: {path}:15:9: warning: topics[3].mqtt: \"test/a/+\" never applies: topics[2] "
         "\"test/#\" (line 13) comes first and matches every topic it matches"], log
 
