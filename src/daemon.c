@@ -308,6 +308,16 @@ static char *on_metrics(void *ud, size_t *len) {
                    "metrics_msg_refused_t must index like SESSION_REFUSED_*");
     memcpy(m->messages_refused, st->messages_refused, sizeof(m->messages_refused));
     m->kafka_topics = st->kafka_topics;
+    kafka_topic_stat_t ts[METRICS_KAFKA_TOPICS], rest;
+    m->n_kafka_topic = kafka_topic_stats(d->k, ts, METRICS_KAFKA_TOPICS, &rest);
+    for (size_t i = 0; i < m->n_kafka_topic; i++) {
+        metrics_kafka_topic_t *t = &m->kafka_topic[i];
+        snprintf(t->topic, sizeof(t->topic), "%s", ts[i].topic);
+        t->produced = ts[i].produced;
+        t->delivered = ts[i].delivered;
+        t->failed = ts[i].failed;
+    }
+    m->kafka_topic_rest = (metrics_kafka_topic_t){"", rest.produced, rest.delivered, rest.failed};
     int outq = kafka_outq_len(d->k);
     m->inflight_messages = outq > 0 ? (uint64_t)outq : 0;
     m->paused_readers = session_mgr_paused_count(d->sm);

@@ -107,6 +107,18 @@ int kafka_purge(kafka_t *k);
 bool kafka_reachable(const kafka_t *k, char *why, size_t cap);
 void kafka_set_reachable(kafka_t *k, bool up, const char *why);
 
+/* Records per Kafka topic: handed to librdkafka, confirmed, failed. */
+typedef struct {
+    const char *topic; /* valid until kafka_free */
+    uint64_t produced, delivered, failed;
+} kafka_topic_stat_t;
+
+/* The counts of the first `max` topics the producer used, in order of first
+ * use, into out (returns how many); the rest, and records produced by name
+ * past KAFKA_TOPIC_CACHE_MAX topics, summed into *rest (topic NULL). */
+size_t kafka_topic_stats(const kafka_t *k, kafka_topic_stat_t *out, size_t max,
+                         kafka_topic_stat_t *rest);
+
 /* librdkafka's name of an error code ("_MSG_TIMED_OUT", ...), for metrics. */
 const char *kafka_err_name(int err);
 

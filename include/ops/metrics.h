@@ -55,6 +55,16 @@ typedef enum {
     METRICS_MSG_REFUSED__COUNT
 } metrics_msg_refused_t;
 
+/* ---- records per Kafka topic (bounded: the first topics by first use) ---- */
+
+#define METRICS_KAFKA_TOPICS 100
+#define METRICS_KAFKA_TOPIC_MAX 250 /* a Kafka topic name is at most 249 bytes */
+
+typedef struct {
+    char topic[METRICS_KAFKA_TOPIC_MAX];
+    uint64_t produced, delivered, failed;
+} metrics_kafka_topic_t;
+
 /* ---- string-labelled families: a bounded table ---- */
 
 #define METRICS_LABEL_MAX 64 /* bytes of a label value, NUL included */
@@ -151,6 +161,12 @@ typedef struct {
     uint64_t unmapped[METRICS_UNMAPPED__COUNT];
     uint64_t messages_refused[METRICS_MSG_REFUSED__COUNT];
     uint64_t kafka_topics; /* gauge: distinct Kafka topics rendered */
+    /* Records per Kafka topic, the first METRICS_KAFKA_TOPICS topics by first
+     * use, the rest in kafka_topic_rest (rendered as topic="(other)", which
+     * no Kafka topic can be called). */
+    metrics_kafka_topic_t kafka_topic[METRICS_KAFKA_TOPICS];
+    size_t n_kafka_topic;
+    metrics_kafka_topic_t kafka_topic_rest;
 
     /* flow */
     uint64_t inflight_messages;        /* gauge: produced, delivery report pending */

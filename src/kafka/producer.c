@@ -36,7 +36,8 @@ _Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "kafka.c needs 64-bit poin
  * per-message lookup by name (a lock, a search, a reference count). */
 typedef struct {
     hmap_node_t node;
-    rd_kafka_topic_t *rkt;
+    rd_kafka_topic_t *rkt; /* its opaque is this slot (delivery reports count here) */
+    uint64_t produced, delivered, failed;
     size_t len;
     char name[]; /* NUL-terminated */
 } kafka_topic_slot_t;
@@ -79,6 +80,11 @@ struct kafka {
      * and comparing names is cheaper than the keyed hash. Slots live until
      * kafka_free. */
     kafka_topic_slot_t *last_topic;
+    /* The slots in order of first use, for kafka_topic_stats; and the counts
+     * of records produced by name (no slot: the cache was full). */
+    kafka_topic_slot_t **slot_order;
+    size_t n_slots;
+    kafka_topic_stat_t unslotted;
 
     char errstr[512];
 };
@@ -132,7 +138,14 @@ static void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, voi
     k->outstanding--;
     if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR && k->unreachable)
         kafka_set_reachable(k, true, NULL);
-    if (k->closing || k->on_delivery == NULL)
+    if (k->closing)
+        return;
+    kafka_topic_slot_t *slot = msg->rkt ? rd_kafka_topic_opaque(msg->rkt) : NULL;
+    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        slot ? slot->delivered++ : k->unslotted.delivered++;
+    else
+        slot ? slot->failed++ : k->unslotted.failed++;
+    if (k->on_delivery == NULL)
         return;
     /* Not rd_kafka_message_errstr: for a delivery report it returns the
      * payload, which is the record's value. */
@@ -325,6 +338,9 @@ static void kafka_topics_free(kafka_t *k) {
     hmap_each(&k->topics, kafka_topic_slot_free, NULL);
     hmap_free(&k->topics);
     k->last_topic = NULL;
+    free(k->slot_order);
+    k->slot_order = NULL;
+    k->n_slots = 0;
 }
 
 void kafka_free(kafka_t *k) {
@@ -387,39 +403,70 @@ static uint64_t kafka_topic_hash(const hmap_node_t *n) {
     return m2k_hash_keyed(e->name, e->len);
 }
 
-/* The cached handle of `topic`, created on first use; NULL when the cache is
+/* The cached slot of `topic`, created on first use; NULL when the cache is
  * full or librdkafka refuses the name (the caller then produces by name, which
  * reports the error the usual way). */
-static rd_kafka_topic_t *kafka_topic_get(kafka_t *k, const char *topic) {
+static kafka_topic_slot_t *kafka_topic_get(kafka_t *k, const char *topic) {
     size_t len = strlen(topic);
     kafka_topic_slot_t *last = k->last_topic;
     if (last != NULL && last->len == len && memcmp(last->name, topic, len) == 0)
-        return last->rkt;
+        return last;
     uint64_t h = m2k_hash_keyed(topic, len);
     hmap_node_t *n;
     HMAP_FOR_BUCKET(n, &k->topics, h) {
         kafka_topic_slot_t *e = HMAP_ENTRY(n, kafka_topic_slot_t, node);
         if (e->len == len && memcmp(e->name, topic, len) == 0) {
             k->last_topic = e;
-            return e->rkt;
+            return e;
         }
     }
     if (k->topics.n >= KAFKA_TOPIC_CACHE_MAX)
         return NULL;
-    kafka_topic_slot_t *e = malloc(sizeof(*e) + len + 1);
+    if (k->slot_order == NULL) {
+        k->slot_order = malloc(KAFKA_TOPIC_CACHE_MAX * sizeof(*k->slot_order));
+        if (k->slot_order == NULL)
+            return NULL;
+    }
+    kafka_topic_slot_t *e = calloc(1, sizeof(*e) + len + 1);
     if (e == NULL)
         return NULL;
     memcpy(e->name, topic, len + 1);
     e->len = len;
-    e->rkt = rd_kafka_topic_new(k->rk, topic, NULL);
-    if (e->rkt == NULL || hmap_insert(&k->topics, &e->node, h) != 0) {
+    /* The slot as the topic's opaque: a delivery report names its rkt, so it
+     * is counted without a lookup by name. A copy of the producer's default
+     * topic configuration, which holds the topic-level properties
+     * (acks, partitioner, message.timeout.ms, ...); a new one would not. */
+    rd_kafka_topic_conf_t *tc = rd_kafka_default_topic_conf_dup(k->rk);
+    if (tc != NULL)
+        rd_kafka_topic_conf_set_opaque(tc, e);
+    e->rkt = tc ? rd_kafka_topic_new(k->rk, topic, tc) : NULL; /* takes tc */
+    if (e->rkt == NULL || rd_kafka_topic_opaque(e->rkt) != e ||
+        hmap_insert(&k->topics, &e->node, h) != 0) {
         if (e->rkt != NULL)
             rd_kafka_topic_destroy(e->rkt);
         free(e);
         return NULL;
     }
+    k->slot_order[k->n_slots++] = e;
     k->last_topic = e;
-    return e->rkt;
+    return e;
+}
+
+size_t kafka_topic_stats(const kafka_t *k, kafka_topic_stat_t *out, size_t max,
+                         kafka_topic_stat_t *rest) {
+    *rest = k->unslotted;
+    rest->topic = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < k->n_slots; i++) {
+        const kafka_topic_slot_t *e = k->slot_order[i];
+        kafka_topic_stat_t *t = n < max ? &out[n++] : rest;
+        if (t != rest)
+            *t = (kafka_topic_stat_t){e->name, 0, 0, 0};
+        t->produced += e->produced;
+        t->delivered += e->delivered;
+        t->failed += e->failed;
+    }
+    return n;
 }
 
 int kafka_produce(kafka_t *k, const kafka_record_t *rec, uint64_t opaque) {
@@ -429,10 +476,10 @@ int kafka_produce(kafka_t *k, const kafka_record_t *rec, uint64_t opaque) {
     }
     rd_kafka_vu_t *vu = k->vus;
     size_t n = 0;
-    rd_kafka_topic_t *rkt = kafka_topic_get(k, rec->topic);
-    if (rkt != NULL) {
+    kafka_topic_slot_t *slot = kafka_topic_get(k, rec->topic);
+    if (slot != NULL) {
         vu[n].vtype = RD_KAFKA_VTYPE_RKT;
-        vu[n++].u.rkt = rkt;
+        vu[n++].u.rkt = slot->rkt;
     } else {
         vu[n].vtype = RD_KAFKA_VTYPE_TOPIC;
         vu[n++].u.cstr = rec->topic;
@@ -472,6 +519,7 @@ int kafka_produce(kafka_t *k, const kafka_record_t *rec, uint64_t opaque) {
     rd_kafka_error_t *error = rd_kafka_produceva(k->rk, vu, n);
     if (error == NULL) {
         k->outstanding++;
+        slot ? slot->produced++ : k->unslotted.produced++;
         return KAFKA_OK;
     }
     if (hdrs)

@@ -246,6 +246,37 @@ static void label_table(writer_t *w, const char *name, const char *help, const c
         sample_label_u64(w, name, label, t->slots[i].value, t->slots[i].count);
 }
 
+/* One family per count, a sample per topic; "(other)" holds the topics past
+ * METRICS_KAFKA_TOPICS (shown once there are any). */
+static void render_kafka_topics(writer_t *w, const metrics_t *m) {
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } fams[] = {
+        {"mqtt2kafka_kafka_topic_records_produced_total",
+         "Records handed to the producer, by Kafka topic (the first 100 topics by first use; "
+         "the rest as \"(other)\").",
+         offsetof(metrics_kafka_topic_t, produced)},
+        {"mqtt2kafka_kafka_topic_records_delivered_total",
+         "Records Kafka confirmed, by Kafka topic.", offsetof(metrics_kafka_topic_t, delivered)},
+        {"mqtt2kafka_kafka_topic_records_failed_total",
+         "Records whose delivery failed, by Kafka topic.", offsetof(metrics_kafka_topic_t, failed)},
+    };
+    const metrics_kafka_topic_t *rest = &m->kafka_topic_rest;
+    bool any_rest = rest->produced || rest->delivered || rest->failed;
+    for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
+        family(w, fams[f].name, "counter", fams[f].help);
+        for (size_t i = 0; i < m->n_kafka_topic && i < METRICS_KAFKA_TOPICS; i++) {
+            const metrics_kafka_topic_t *t = &m->kafka_topic[i];
+            sample_label_u64(w, fams[f].name, "topic", t->topic,
+                             *(const uint64_t *)(const void *)((const char *)t + fams[f].off));
+        }
+        if (any_rest)
+            sample_label_u64(w, fams[f].name, "topic", "(other)",
+                             *(const uint64_t *)(const void *)((const char *)rest + fams[f].off));
+    }
+}
+
 static void render_downlink(writer_t *w, const metrics_t *m) {
     label_table(w, "mqtt2kafka_downlink_records_consumed_total",
                 "Records read from the downlink and retained Kafka topics, by topic.", "topic",
@@ -444,6 +475,7 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     gauge(w, "mqtt2kafka_kafka_topics",
           "Distinct Kafka topics the topic map has rendered (bounded by kafka.max_topics).",
           m->kafka_topics);
+    render_kafka_topics(w, m);
 
     gauge(w, "mqtt2kafka_inflight_messages",
           "QoS 1/2 messages produced to Kafka and not yet acknowledged to the client.",

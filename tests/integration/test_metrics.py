@@ -163,6 +163,9 @@ def test_counters_match_the_load(daemon, mock_kafka):
         "mqtt2kafka_ack_latency_seconds_count": 7,
         "mqtt2kafka_kafka_records_produced_total": 12,
         "mqtt2kafka_kafka_records_delivered_total": 12,
+        'mqtt2kafka_kafka_topic_records_produced_total{topic="test"}': 12,
+        'mqtt2kafka_kafka_topic_records_delivered_total{topic="test"}': 12,
+        'mqtt2kafka_kafka_topic_records_failed_total{topic="test"}': 0,
         "mqtt2kafka_inflight_messages": 0,
         "mqtt2kafka_paused_readers": 0,
         'mqtt2kafka_unmapped_total{action="disconnect"}': 0,
@@ -173,6 +176,9 @@ def test_counters_match_the_load(daemon, mock_kafka):
     assert s['mqtt2kafka_ack_latency_seconds_bucket{le="+Inf"}'] == 7
     assert not [k for k in s if k.startswith("mqtt2kafka_kafka_records_failed_total")
                 and s[k] != 0]
+    # One Kafka topic was used: one sample per per-topic family, no "(other)".
+    assert sorted(k for k in s if k.startswith("mqtt2kafka_kafka_topic_records_")) == sorted(
+        k for k in expect if k.startswith("mqtt2kafka_kafka_topic_records_"))
     # Exactly three protocol error kinds were seen.
     kinds = [k for k in s if k.startswith("mqtt2kafka_protocol_errors_total")]
     assert sorted(kinds) == sorted(k for k in expect

@@ -288,6 +288,22 @@ static void test_more_topics_than_the_handle_cache(void **state) {
     assert_int_equal(cnt.failed, 0);
     assert_true(cnt.opaque_sum == want);
     assert_int_equal(kafka_outq_len(f->k), 0);
+    /* Per-topic counts: the cached topics each 2 records; the 8 produced by
+     * name and the topics past `max` in the rest. */
+    static kafka_topic_stat_t ts[KAFKA_TOPIC_CACHE_MAX];
+    kafka_topic_stat_t rest;
+    assert_int_equal(kafka_topic_stats(f->k, ts, 10, &rest), 10);
+    for (int i = 0; i < 10; i++) {
+        char topic[32];
+        snprintf(topic, sizeof(topic), "many-%d", i);
+        assert_string_equal(ts[i].topic, topic);
+        assert_true(ts[i].produced == 2 && ts[i].delivered == 2 && ts[i].failed == 0);
+    }
+    assert_null(rest.topic);
+    assert_true(rest.produced == 2 * (uint64_t)(n - 10) && rest.delivered == rest.produced);
+    assert_int_equal(kafka_topic_stats(f->k, ts, KAFKA_TOPIC_CACHE_MAX, &rest),
+                     KAFKA_TOPIC_CACHE_MAX);
+    assert_true(rest.produced == 16 && rest.delivered == 16 && rest.failed == 0);
 }
 
 /* A name librdkafka refuses (over 512 bytes) is not cached and fails the
@@ -441,6 +457,13 @@ static void test_delivery_failure_timeout_brokers_down(void **state) {
     wait_reports(f, 1);
     assert_true(f->sink.reports[0].opaque == 5);
     assert_int_equal(f->sink.reports[0].err, RD_KAFKA_RESP_ERR__MSG_TIMED_OUT);
+    /* Counted as failed for its topic; the topic handle kept the producer's
+     * message.timeout.ms (a fresh topic configuration would wait 300 s). */
+    kafka_topic_stat_t ts[2], rest;
+    assert_int_equal(kafka_topic_stats(f->k, ts, 2, &rest), 1);
+    assert_string_equal(ts[0].topic, "down");
+    assert_true(ts[0].produced == 1 && ts[0].delivered == 0 && ts[0].failed == 1);
+    assert_true(rest.produced == 0 && rest.delivered == 0 && rest.failed == 0);
 }
 
 static void test_purge_fails_reports(void **state) {

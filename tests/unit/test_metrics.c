@@ -152,6 +152,24 @@ static const char expected_small[] =
     "kafka.max_topics).\n"
     "# TYPE mqtt2kafka_kafka_topics gauge\n"
     "mqtt2kafka_kafka_topics 3\n"
+    "# HELP mqtt2kafka_kafka_topic_records_produced_total Records handed to the producer, by "
+    "Kafka topic (the first 100 topics by first use; the rest as \"(other)\").\n"
+    "# TYPE mqtt2kafka_kafka_topic_records_produced_total counter\n"
+    "mqtt2kafka_kafka_topic_records_produced_total{topic=\"temperature\"} 7\n"
+    "mqtt2kafka_kafka_topic_records_produced_total{topic=\"plant-a\"} 2\n"
+    "mqtt2kafka_kafka_topic_records_produced_total{topic=\"(other)\"} 1\n"
+    "# HELP mqtt2kafka_kafka_topic_records_delivered_total Records Kafka confirmed, by Kafka "
+    "topic.\n"
+    "# TYPE mqtt2kafka_kafka_topic_records_delivered_total counter\n"
+    "mqtt2kafka_kafka_topic_records_delivered_total{topic=\"temperature\"} 6\n"
+    "mqtt2kafka_kafka_topic_records_delivered_total{topic=\"plant-a\"} 1\n"
+    "mqtt2kafka_kafka_topic_records_delivered_total{topic=\"(other)\"} 0\n"
+    "# HELP mqtt2kafka_kafka_topic_records_failed_total Records whose delivery failed, by Kafka "
+    "topic.\n"
+    "# TYPE mqtt2kafka_kafka_topic_records_failed_total counter\n"
+    "mqtt2kafka_kafka_topic_records_failed_total{topic=\"temperature\"} 0\n"
+    "mqtt2kafka_kafka_topic_records_failed_total{topic=\"plant-a\"} 1\n"
+    "mqtt2kafka_kafka_topic_records_failed_total{topic=\"(other)\"} 1\n"
     "# HELP mqtt2kafka_inflight_messages QoS 1/2 messages produced to Kafka and not yet "
     "acknowledged to the client.\n"
     "# TYPE mqtt2kafka_inflight_messages gauge\n"
@@ -338,6 +356,10 @@ static void fill_small(metrics_t *m) {
     m->kafka_records_produced = 5;
     m->kafka_records_delivered = 3;
     metrics_label_inc(&m->kafka_records_failed, "_MSG_TIMED_OUT");
+    m->kafka_topic[0] = (metrics_kafka_topic_t){"temperature", 7, 6, 0};
+    m->kafka_topic[1] = (metrics_kafka_topic_t){"plant-a", 2, 1, 1};
+    m->n_kafka_topic = 2;
+    m->kafka_topic_rest = (metrics_kafka_topic_t){"", 1, 0, 1};
 }
 
 static char *read_file(const char *path, size_t *len) {
