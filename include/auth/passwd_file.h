@@ -43,8 +43,15 @@ auth_db_t *auth_db_load(const char *path, char *errbuf, size_t errlen);
  * messages. A NUL byte in the buffer is an error. */
 auth_db_t *auth_db_load_string(const char *name, const char *buf, size_t len, char *errbuf,
                                size_t errlen);
+/* Frees the database, or drops one reference auth_db_ref took: a password
+ * check running on another thread keeps the file it started with alive
+ * across a reload. Both on one thread (the loop). */
 void auth_db_free(auth_db_t *db);
+void auth_db_ref(auth_db_t *db);
 size_t auth_db_count(const auth_db_t *db);
+/* The highest `$7$` iteration count in the file (what an unknown user's
+ * check costs); 0 when every entry is `$6$`. */
+unsigned auth_db_max_iterations(const auth_db_t *db);
 bool auth_db_has_user(const auth_db_t *db, const char *user, size_t ulen);
 
 /* Verifies a CONNECT's user name and password. `pw` may be NULL (no password

@@ -131,6 +131,8 @@ typedef struct {
     char *password_file; /* NULL: no password check (every user name accepted) */
     char *acl_file;      /* NULL: every publish allowed */
     config_acl_deny_t acl_deny;
+    uint32_t max_hashing;       /* password checks running on the threadpool at once */
+    uint32_t max_hashing_queue; /* CONNECTs waiting for one; more: CONNACK 3 */
     config_pos_t pos;
 } config_auth_t;
 

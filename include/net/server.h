@@ -171,6 +171,12 @@ int server_tls_prepare(server_t *s, const config_t *next, server_tls_update_t **
 void server_tls_commit(server_t *s, server_tls_update_t *u);
 void server_tls_abort(server_tls_update_t *u);
 
+/* Runs work(arg) on libuv's threadpool (shared with DNS and file requests;
+ * UV_THREADPOOL_SIZE, 4 by default), then done(arg) on the loop thread.
+ * work() must touch nothing the loop thread uses unlocked. 0, or -1 (no
+ * memory): nothing was queued. server_free waits for every done(). */
+int server_work(server_t *s, void (*work)(void *arg), void (*done)(void *arg), void *arg);
+
 /* ---- for protocols: one connection (`c` from conn_open) ---- */
 
 /* Queues bytes for the client (copied; each connection's output is written

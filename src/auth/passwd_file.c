@@ -36,6 +36,7 @@ struct auth_db {
     /* Parameters of the work done for an unknown user: those of the most
      * expensive entry, so no answer is slower for a user that exists. */
     entry_t dummy;
+    unsigned refs; /* holders besides the loader (auth_db_ref), loop thread only */
 };
 
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -206,9 +207,17 @@ static void set_err(char *errbuf, size_t errlen, const char *fmt, ...) {
     va_end(ap);
 }
 
+void auth_db_ref(auth_db_t *db) {
+    db->refs++;
+}
+
 void auth_db_free(auth_db_t *db) {
     if (!db)
         return;
+    if (db->refs) {
+        db->refs--;
+        return;
+    }
     for (size_t i = 0; i < db->count; i++)
         free(db->entries[i].user);
     free(db->entries);
@@ -344,6 +353,10 @@ static const entry_t *find(const auth_db_t *db, const char *user, size_t ulen) {
             hi = mid;
     }
     return NULL;
+}
+
+unsigned auth_db_max_iterations(const auth_db_t *db) {
+    return db->dummy.type == HASH_PBKDF2 ? db->dummy.iterations : 0;
 }
 
 bool auth_db_has_user(const auth_db_t *db, const char *user, size_t ulen) {

@@ -98,7 +98,11 @@ struct server {
     iplimit_t *iplimit;
     void (*periodic_cb)(void *ud);
     server_forward_t *fwd; /* forward.c: the embedded Kafka's fixed bootstrap port */
+    size_t work_pending;   /* work.c: requests on the threadpool */
 };
+
+/* work.c: runs the loop until every threadpool request has called done(). */
+void net_work_drain(server_t *s);
 
 /* server.c: tells every protocol the time (before feeding, ticking, on_fd). */
 void net_set_now(server_t *s);

@@ -595,6 +595,39 @@ static void test_security_held_answers_cap(void **state) {
     security_free(s);
 }
 
+/* Issue 20 finding 6: the daemon hashes on the threadpool and hands the
+ * verdict in; security_connect then does not hash, uses it once, and keeps
+ * the throttle's bookkeeping. */
+static void test_security_verdict(void **state) {
+    (void)state;
+    security_t *s = sec_with(ALICE "\n");
+    uint32_t delay;
+    uint64_t t = 1000000;
+    assert_true(security_will_hash(s, "192.0.2.7:4000", NULL, true, t));
+    assert_false(security_will_hash(s, "192.0.2.7:4000", NULL, false, t));
+    assert_false(security_will_hash(s, "192.0.2.7:4000", "cert-user", true, t));
+    struct auth_db *db = security_db_ref(s);
+    assert_non_null(db);
+    hashes_t h = {0};
+    auth_set_hash_observer(count_hash, &h);
+    security_set_verdict(s, AUTH_OK); /* what the thread found */
+    assert_int_equal(sec_connect(s, "alice", "secret", t, &delay), MQTT_CONNACK_ACCEPTED);
+    assert_int_equal(h.calls, 0);
+    security_set_verdict(s, AUTH_BAD_CREDENTIALS);
+    assert_int_equal(sec_connect(s, "alice", "secret", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+    assert_int_equal(h.calls, 0);
+    assert_int_equal(delay, 0);
+    /* Used once: the next check hashes, and the failure above delays it. */
+    assert_int_equal(sec_connect(s, "alice", "secret", t, &delay), MQTT_CONNACK_ACCEPTED);
+    assert_int_equal(h.calls, 1);
+    assert_int_equal(delay, AUTH_THROTTLE_BASE_MS);
+    auth_set_hash_observer(NULL, NULL);
+    /* The reference keeps the file after security_free. */
+    security_free(s);
+    assert_int_equal(auth_db_check(db, "alice", 5, (const uint8_t *)"secret", 6), AUTH_OK);
+    auth_db_free(db);
+}
+
 static void test_security_failure_budget(void **state) {
     (void)state;
     char lines[400];
@@ -761,6 +794,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_throttle_growth_and_reset),
         cmocka_unit_test(test_throttle_decay),
         cmocka_unit_test(test_security_failure_budget),
+        cmocka_unit_test(test_security_verdict),
         cmocka_unit_test(test_security_held_answers_cap),
         cmocka_unit_test(test_throttle_bounded),
     };
