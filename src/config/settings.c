@@ -489,6 +489,16 @@ const setting_t config_settings[] = {
      .doc = "bytes all connections may hold in partly received packets together (keep it well "
             "above `max_packet_size`); past it the connections holding the most are closed "
             "first (logged, `mqtt2kafka_input_closed_total{reason=\"input_budget\"}`)"},
+    {.path = "mqtt.max_tls_handshakes",
+     .type = SET_UINT,
+     CFG(mqtt.max_tls_handshakes),
+     .min = 1,
+     .max = 10000000,
+     .def = 256,
+     .doc = "TLS handshakes in progress at once, all TLS listeners together (each costs the "
+            "event loop a private-key operation); a connection to a TLS listener past it is "
+            "closed at accept (logged rate-limited, "
+            "`mqtt2kafka_connections_refused_total{reason=\"tls_handshake\"}`)"},
 
     {.path = "auth",
      .type = SET_SECTION,
