@@ -20,7 +20,10 @@ def slow_daemon(daemon, tmp_path, iterations=1000000, **auth):
                    check=True, capture_output=True, timeout=60)
     cfg = {"password_file": str(pw), "allow_anonymous": True}
     cfg.update(auth)
-    d = daemon({"auth": cfg, "metrics": {"listen": "127.0.0.1:0"}})
+    # The CONNECTs wait for the checks, one after another (~3 s each under
+    # ASan on a loaded machine): connect_timeout_s must not close them first.
+    d = daemon({"auth": cfg, "metrics": {"listen": "127.0.0.1:0"},
+                "mqtt": {"connect_timeout_s": 120}})
     mport = int(d.wait_log(r"metrics listening on 127\.0\.0\.1:(\d+) ", since=0).group(1))
     d.wait_log(m2k.line(rf"auth\.password_file {pw}: an entry with \$7\$ {iterations} iterations "
                         r"costs \d+\.\d ms per CONNECT \(measured at load; over 10 ms\): at most "

@@ -114,51 +114,37 @@ static void count_hash(int type, unsigned iterations, void *ud) {
     h->iterations = iterations;
 }
 
-/* The hash one check computes, through the seam. */
-static hashes_t hashes_of(const auth_db_t *db, const char *user, const char *pw, int want) {
+/* One check computes exactly one hash, of this type and iteration count
+ * (seen through the seam), and answers `want`. */
+static void expect_hash(const auth_db_t *db, const char *user, const char *pw, int want, int type,
+                        unsigned iterations) {
     hashes_t h = {0};
     auth_set_hash_observer(count_hash, &h);
     assert_int_equal(check(db, user, pw), want);
     auth_set_hash_observer(NULL, NULL);
-    return h;
+    assert_int_equal(h.calls, 1);
+    assert_int_equal(h.type, type);
+    assert_int_equal(h.iterations, iterations);
 }
 
 static void test_unknown_user_pays_the_most_expensive_entry(void **state) {
     (void)state;
     /* A `$6$` entry first, the most expensive (dave, 1000 iterations) third. */
     auth_db_t *db = load(BOB "\n" ALICE "\n" DAVE "\n" CAROL "\n");
-    hashes_t h = hashes_of(db, "mallory", "secret", AUTH_BAD_CREDENTIALS);
-    assert_int_equal(h.calls, 1);
-    assert_int_equal(h.type, 7);
-    assert_int_equal(h.iterations, 1000);
-    h = hashes_of(db, NULL, "secret", AUTH_BAD_CREDENTIALS);
-    assert_int_equal(h.calls, 1);
-    assert_int_equal(h.iterations, 1000);
+    expect_hash(db, "mallory", "secret", AUTH_BAD_CREDENTIALS, 7, 1000);
+    expect_hash(db, NULL, "secret", AUTH_BAD_CREDENTIALS, 7, 1000);
     /* Known users hash with their own parameters. */
-    h = hashes_of(db, "dave", "x", AUTH_OK);
-    assert_int_equal(h.calls, 1);
-    assert_int_equal(h.type, 7);
-    assert_int_equal(h.iterations, 1000);
-    h = hashes_of(db, "alice", "secret", AUTH_OK);
-    assert_int_equal(h.type, 7);
-    assert_int_equal(h.iterations, 101);
-    h = hashes_of(db, "bob", "hunter2", AUTH_OK);
-    assert_int_equal(h.calls, 1);
-    assert_int_equal(h.type, 6);
-    assert_int_equal(h.iterations, 0);
+    expect_hash(db, "dave", "x", AUTH_OK, 7, 1000);
+    expect_hash(db, "alice", "secret", AUTH_OK, 7, 101);
+    expect_hash(db, "bob", "hunter2", AUTH_OK, 6, 0);
     auth_db_free(db);
     /* Only `$6$` entries: the dummy is `$6$`. */
     db = load(BOB "\n");
-    h = hashes_of(db, "mallory", "secret", AUTH_BAD_CREDENTIALS);
-    assert_int_equal(h.calls, 1);
-    assert_int_equal(h.type, 6);
+    expect_hash(db, "mallory", "secret", AUTH_BAD_CREDENTIALS, 6, 0);
     auth_db_free(db);
     /* An empty file: the mosquitto_passwd default. */
     db = load("# nobody\n");
-    h = hashes_of(db, "mallory", "secret", AUTH_BAD_CREDENTIALS);
-    assert_int_equal(h.calls, 1);
-    assert_int_equal(h.type, 7);
-    assert_int_equal(h.iterations, AUTH_DEFAULT_ITERATIONS);
+    expect_hash(db, "mallory", "secret", AUTH_BAD_CREDENTIALS, 7, AUTH_DEFAULT_ITERATIONS);
     auth_db_free(db);
 }
 
