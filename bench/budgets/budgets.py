@@ -11,6 +11,10 @@
                                            CONNECTs/s log in as a user whose `$7$`
                                            entry has 100,000 iterations
                                            (M2K_BUILD_DIR=... picks the binary)
+    bench/budgets/budgets.py tls THREADS   the same ack latency while THREADS
+                                           clients complete TLS handshakes
+                                           against an RSA-4096 certificate
+                                           one after another
 """
 import ctypes
 import os
@@ -157,12 +161,63 @@ def hashing(rate):
         t.join()
         for a in conns:
             a.close()
-
-        def fig(lat):
-            return (f"median {lat[len(lat) // 2]:.1f} ms, p99 {lat[len(lat) * 99 // 100]:.1f} ms, "
-                    f"max {lat[-1]:.1f} ms over {len(lat)}")
         print(f"{os.environ['M2K_BUILD_DIR']}: innocent ack latency, quiet: {fig(quiet)}")
         print(f"  during {opened[0]} CONNECTs in 10 s ($7$ 100,000 iterations): {fig(loud)}")
+        d.stop()
+    mk.close()
+
+
+def fig(lat):
+    return (f"median {lat[len(lat) // 2]:.1f} ms, p99 {lat[len(lat) * 99 // 100]:.1f} ms, "
+            f"max {lat[-1]:.1f} ms over {len(lat)}")
+
+
+def tls(threads):
+    import socket
+    import ssl
+    import subprocess
+    import threading
+    import m2k
+    from m2k import Raw
+    mk = m2k.MockKafka(brokers=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = f"{tmp}/cert.pem", f"{tmp}/key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:4096", "-nodes", "-keyout",
+                        key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"],
+                       check=True, capture_output=True, timeout=120)
+        d = m2k.Daemon(pathlib.Path(tmp), mk.bootstrap,
+                       {"listeners": [{"listen": "127.0.0.1:0"},
+                                      {"listen": "127.0.0.1:0",
+                                       "tls": {"cert": cert, "key": key}}]})
+        import re
+        tport = int(re.search(r"listening on 127\.0\.0\.1:(\d+) \(TLS\)", d.log()).group(1))
+        c = Raw(d.port).connect("innocent")
+        ack_latencies(c, 1)
+        quiet = ack_latencies(c, 10)
+        stop, done = threading.Event(), [0]
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+
+        def attack():
+            while not stop.is_set():
+                try:
+                    with socket.create_connection(("127.0.0.1", tport), timeout=10) as raw:
+                        with ctx.wrap_socket(raw):
+                            done[0] += 1
+                except OSError:
+                    pass
+
+        ts = [threading.Thread(target=attack) for _ in range(threads)]
+        for t in ts:
+            t.start()
+        loud = ack_latencies(c, 10)
+        stop.set()
+        for t in ts:
+            t.join()
+        print(f"{os.environ['M2K_BUILD_DIR']}: innocent ack latency, quiet: {fig(quiet)}")
+        print(f"  during {done[0]} TLS handshakes in 10 s (RSA-4096, {threads} clients): "
+              f"{fig(loud)}")
         d.stop()
     mk.close()
 
@@ -176,5 +231,7 @@ if __name__ == "__main__":
         partial(int(sys.argv[2]))
     elif sys.argv[1:2] == ["hashing"] and len(sys.argv) == 3:
         hashing(int(sys.argv[2]))
+    elif sys.argv[1:2] == ["tls"] and len(sys.argv) == 3:
+        tls(int(sys.argv[2]))
     else:
         sys.exit(__doc__)
