@@ -3,7 +3,9 @@ with 1,000,000 iterations (~0.5 s a check) is warned about at load; while
 checks run on the threadpool another client's PINGREQ is answered; at most
 auth.max_hashing run and auth.max_hashing_queue wait, the next CONNECT gets
 CONNACK 3 (server unavailable), logged and counted; a connection that goes
-away while its check runs is handled. Every wait is bounded."""
+away while its check runs is handled; a reload while a check waits or runs
+has it checked against the new file. Every wait is bounded."""
+import signal
 import socket
 import subprocess
 
@@ -90,3 +92,31 @@ def test_connection_gone_while_checking(daemon, tmp_path):
     m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_connections"] == 0, 10, "0 connections")
     # The daemon goes on: the next login waits for the check still running.
     m2k.Raw(d.port).connect("after", username="alice", password="s3cret")
+
+
+def test_reload_during_a_check_checks_the_new_file(daemon, tmp_path):
+    d, mport = slow_daemon(daemon, tmp_path, max_hashing=1)
+    # The next file, made beforehand: alice's password changed (`$6$`, cheap).
+    new = tmp_path / "passwd.new"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", "-H", "sha512", str(new), "alice", "n3w"],
+                   check=True, capture_output=True, timeout=60)
+    innocent = m2k.Raw(d.port).connect("innocent")
+    # Two logins ahead of it in the one slot: c-old's check (against the file
+    # it was queued with) ends ~1.5 s later, well after the reload.
+    ahead = [m2k.Raw(d.port) for _ in range(2)]
+    for i, a in enumerate(ahead):
+        a.send(m2k.connect(f"ahead{i}", username="alice", password="s3cret"))
+    c = m2k.Raw(d.port)
+    c.send(m2k.connect("c-old", username="alice", password="s3cret"))
+    innocent.send(m2k.PINGREQ)  # answered after the CONNECTs were read: queued
+    innocent.expect(m2k.PINGRESP)
+    new.replace(tmp_path / "passwd")
+    mark = d.mark()
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_log(m2k.line(r"reload: configuration applied \(\d+ topic rules, unmapped \S+, log "
+                        r"level \w+\)", level="info", regex=True), since=mark)
+    # Checked again against the new file: the old password is refused.
+    c.expect_close(bytes([0x20, 0x02, 0x00, 0x04]), timeout=30)
+    m2k.Raw(d.port).connect("c-new", username="alice", password="n3w")
+    for a in ahead:
+        a.close()
