@@ -42,6 +42,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
+    /* The same users with a `$6$` entry first (the unknown user used to pay
+     * the first entry's cost: 1.6 us, which told it did not exist). */
+    const char *text6 = BOB ALICE DAVE;
+    auth_db_t *db6 = auth_db_load_string("bench6", text6, strlen(text6), err, sizeof(err));
+    if (!db6) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
     const pw_case_t cases[] = {
         {"$7$ 101 iterations (mosquitto_passwd default), right password", "alice", "secret",
          AUTH_OK},
@@ -49,14 +57,19 @@ int main(int argc, char **argv) {
         {"unknown user (dummy work)", "mallory", "secret", AUTH_BAD_CREDENTIALS},
         {"$6$ salted SHA-512", "bob", "hunter2", AUTH_OK},
         {"$7$ 1000 iterations", "dave", "x", AUTH_OK},
+        {"$6$ first: $6$ user bob", "bob", "hunter2", AUTH_OK},
+        {"$6$ first: $7$ 101 user alice", "alice", "secret", AUTH_OK},
+        {"$6$ first: $7$ 1000 user dave", "dave", "x", AUTH_OK},
+        {"$6$ first: unknown user", "mallory", "secret", AUTH_BAD_CREDENTIALS},
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         const pw_case_t *k = &cases[c];
         long n = 0;
         double t0 = now_s(), t;
+        const auth_db_t *in = strncmp(k->name, "$6$ first", 9) == 0 ? db6 : db;
         do {
             int rc =
-                auth_db_check(db, k->user, strlen(k->user), (const uint8_t *)k->pw, strlen(k->pw));
+                auth_db_check(in, k->user, strlen(k->user), (const uint8_t *)k->pw, strlen(k->pw));
             if (rc != k->want) {
                 fprintf(stderr, "%s: got %d\n", k->name, rc);
                 return 1;
@@ -68,6 +81,7 @@ int main(int argc, char **argv) {
             printf("auth_db_check  %-62s %8.1f us/check\n", k->name, t / (double)n * 1e6);
     }
     auth_db_free(db);
+    auth_db_free(db6);
 
     /* A mid-sized ACL: 1,000 users with 5 entries each and 10 patterns. */
     size_t cap = 1 << 20, len = 0;

@@ -23,6 +23,7 @@
 #include "mqtt/session.h"
 #include "map/topic_map.h"
 #include "runtime.h"
+#include "daemon_auth.h"
 #include "daemon_downlink.h"
 
 #define METADATA_WAIT_MS 10000
@@ -48,6 +49,7 @@ struct daemon {
     dl_router_t *router;
     dl_retained_t *retained;
     daemon_downlink_t *dl;
+    daemon_auth_t *auth; /* password checks on the threadpool */
     metrics_t m;
     bool listening, stopping, fatal, done;
     bool waiting_kafka;   /* the start's wait for metadata (/readyz says so) */
@@ -199,42 +201,54 @@ static void mqtt_hold(void *conn, uint32_t ms) {
 static const session_conn_ops_t mqtt_conn_ops = {mqtt_send, mqtt_close, mqtt_pause, mqtt_resume,
                                                  mqtt_hold};
 
-static void *mqtt_open(void *sm, server_conn_t *conn, const char *remote) {
-    session_conn_t *sc = session_conn_new(sm, &mqtt_conn_ops, conn, remote);
-    if (!sc)
+/* The protocol object is an mqtt_pc_t (daemon_auth.h): the session and the
+ * password check its CONNECT may be waiting for. */
+static void *mqtt_open(void *ud, server_conn_t *conn, const char *remote) {
+    daemon_t *d = ud;
+    mqtt_pc_t *pc = calloc(1, sizeof(*pc));
+    if (pc && !(pc->sc = session_conn_new(d->sm, &mqtt_conn_ops, conn, remote))) {
+        free(pc);
+        pc = NULL;
+    }
+    if (!pc) {
         log_error("out of memory for the session of %s", remote);
-    return sc;
+        return NULL;
+    }
+    pc->conn = conn;
+    pc->auth = d->auth;
+    return pc;
 }
-static int mqtt_identity(void *sc, const char *user) {
-    return session_conn_set_identity(sc, user);
+static int mqtt_identity(void *pc, const char *user) {
+    ((mqtt_pc_t *)pc)->has_identity = true;
+    return session_conn_set_identity(((mqtt_pc_t *)pc)->sc, user);
 }
-static ssize_t mqtt_feed(void *sc, const uint8_t *buf, size_t len) {
-    return session_feed(sc, buf, len);
+static ssize_t mqtt_feed(void *pc, const uint8_t *buf, size_t len) {
+    return daemon_auth_feed(pc, buf, len);
 }
-static void mqtt_lost(void *sc, const char *reason) {
-    session_conn_lost(sc, reason);
+static void mqtt_lost(void *pc, const char *reason) {
+    session_conn_lost(((mqtt_pc_t *)pc)->sc, reason);
 }
-static void mqtt_end(void *sc, const char *reason) {
-    session_conn_close(sc, reason);
+static void mqtt_end(void *pc, const char *reason) {
+    session_conn_close(((mqtt_pc_t *)pc)->sc, reason);
 }
-static bool mqtt_paused(const void *sc) {
-    return session_conn_paused(sc);
+static bool mqtt_paused(const void *pc) {
+    return daemon_auth_waiting(pc) || session_conn_paused(((const mqtt_pc_t *)pc)->sc);
 }
-static uint32_t mqtt_inflight(const void *sc) {
-    return session_conn_inflight(sc);
+static uint32_t mqtt_inflight(const void *pc) {
+    return session_conn_inflight(((const mqtt_pc_t *)pc)->sc);
 }
-static const char *mqtt_remote(const void *sc) {
-    return session_conn_remote(sc);
+static const char *mqtt_remote(const void *pc) {
+    return session_conn_remote(((const mqtt_pc_t *)pc)->sc);
 }
-static void mqtt_free(void *sc) {
-    session_conn_free(sc);
+static void mqtt_free(void *pc) {
+    daemon_auth_conn_free(pc);
 }
-static void mqtt_tick(void *sm) {
-    session_mgr_tick(sm);
+static void mqtt_tick(void *ud) {
+    session_mgr_tick(((daemon_t *)ud)->sm);
 }
-static void mqtt_set_now(void *sm, uint64_t mono_ms, int64_t wall_ms, uint64_t mono_us) {
-    session_mgr_set_now(sm, mono_ms, wall_ms);
-    session_mgr_set_now_us(sm, mono_us);
+static void mqtt_set_now(void *ud, uint64_t mono_ms, int64_t wall_ms, uint64_t mono_us) {
+    session_mgr_set_now(((daemon_t *)ud)->sm, mono_ms, wall_ms);
+    session_mgr_set_now_us(((daemon_t *)ud)->sm, mono_us);
 }
 static const server_protocol_ops_t mqtt_protocol = {
     .conn_open = mqtt_open,
@@ -291,7 +305,7 @@ static char *on_metrics(void *ud, size_t *len) {
     m->connections_refused[METRICS_REFUSED_IDENTIFIER_REJECTED] =
         st->connack_refused[MQTT_CONNACK_ID_REJECTED];
     m->connections_refused[METRICS_REFUSED_SERVER_UNAVAILABLE] =
-        st->connack_refused[MQTT_CONNACK_UNAVAILABLE];
+        st->connack_refused[MQTT_CONNACK_UNAVAILABLE] + daemon_auth_refused(d->auth);
     m->connections_refused[METRICS_REFUSED_NOT_AUTHORIZED] =
         st->connack_refused[MQTT_CONNACK_BAD_CREDENTIALS] +
         st->connack_refused[MQTT_CONNACK_NOT_AUTHORIZED];
@@ -675,7 +689,7 @@ int daemon_run(const config_t *cfg) {
     }
     server_opts_t sv = {
         .cfg = cfg,
-        .mqtt = {&mqtt_protocol, d->sm},
+        .mqtt = {&mqtt_protocol, d},
         .http = {&http_server_ops, d->http},
         .ud = d,
         .on_signal = on_signal,
@@ -687,6 +701,11 @@ int daemon_run(const config_t *cfg) {
     };
     if (server_new(&sv, &d->srv, err, sizeof(err)) != 0) {
         log_error("server: %s", err);
+        goto out;
+    }
+    d->auth = daemon_auth_new(d->srv, &d->sec, &d->cfg);
+    if (!d->auth) {
+        log_error("out of memory");
         goto out;
     }
     /* The metrics listener first: /healthz answers and /readyz says why it
@@ -748,7 +767,8 @@ out:
     daemon_downlink_free(d->dl);
     if (d->k)
         kafka_free(d->k);
-    server_free(d->srv);
+    server_free(d->srv); /* waits for the password checks still running */
+    daemon_auth_free(d->auth);
     http_server_free(d->http);
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);

@@ -6,6 +6,15 @@
     bench/budgets/budgets.py topics N      RSS after N distinct Kafka topics
     bench/budgets/budgets.py partial N     N clients each 100 bytes short of a
                                            999,000-byte PUBLISH, keepalive 0
+    bench/budgets/budgets.py hashing RATE  an innocent client's QoS 1 ack latency
+                                           for 10 s, then for 10 s while RATE
+                                           CONNECTs/s log in as a user whose `$7$`
+                                           entry has 100,000 iterations
+                                           (M2K_BUILD_DIR=... picks the binary)
+    bench/budgets/budgets.py tls THREADS   the same ack latency while THREADS
+                                           clients complete TLS handshakes
+                                           against an RSA-4096 certificate
+                                           one after another
 """
 import ctypes
 import os
@@ -99,6 +108,120 @@ def partial(n):
     mk.close()
 
 
+def ack_latencies(c, seconds):
+    """Sends QoS 1 PUBLISHes one after another for `seconds`; their ack
+    latencies in ms."""
+    import m2k
+    lat, pid, end = [], 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        pid = pid % 65535 + 1
+        t0 = time.perf_counter()
+        c.send(m2k.publish("test/innocent", b"v", qos=1, pid=pid))
+        c.expect(m2k.puback(pid), timeout=60)
+        lat.append((time.perf_counter() - t0) * 1e3)
+        time.sleep(0.02)
+    return sorted(lat)
+
+
+def hashing(rate):
+    import subprocess
+    import threading
+    import m2k
+    from m2k import Raw
+    mk = m2k.MockKafka(brokers=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        pw = pathlib.Path(tmp) / "passwd"
+        subprocess.run(["mosquitto_passwd", "-b", "-c", "-I", "100000", str(pw), "alice", "s3"],
+                       check=True, capture_output=True, timeout=60)
+        d = m2k.Daemon(pathlib.Path(tmp), mk.bootstrap,
+                       {"auth": {"password_file": str(pw), "allow_anonymous": True}})
+        c = Raw(d.port).connect("innocent")
+        ack_latencies(c, 1)  # warm up (producer, metadata)
+        quiet = ack_latencies(c, 10)
+        stop, opened, conns = threading.Event(), [0], []
+
+        def attack():
+            while not stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    a = Raw(d.port)
+                    a.send(m2k.connect(f"a{opened[0]}", username="alice", password="s3"))
+                    conns.append(a)
+                    opened[0] += 1
+                except OSError:
+                    pass
+                while len(conns) > 4 * rate:
+                    conns.pop(0).close()
+                time.sleep(max(0.0, 1.0 / rate - (time.monotonic() - t0)))
+
+        t = threading.Thread(target=attack)
+        t.start()
+        loud = ack_latencies(c, 10)
+        stop.set()
+        t.join()
+        for a in conns:
+            a.close()
+        print(f"{os.environ['M2K_BUILD_DIR']}: innocent ack latency, quiet: {fig(quiet)}")
+        print(f"  during {opened[0]} CONNECTs in 10 s ($7$ 100,000 iterations): {fig(loud)}")
+        d.stop()
+    mk.close()
+
+
+def fig(lat):
+    return (f"median {lat[len(lat) // 2]:.1f} ms, p99 {lat[len(lat) * 99 // 100]:.1f} ms, "
+            f"max {lat[-1]:.1f} ms over {len(lat)}")
+
+
+def tls(threads):
+    import socket
+    import ssl
+    import subprocess
+    import threading
+    import m2k
+    from m2k import Raw
+    mk = m2k.MockKafka(brokers=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = f"{tmp}/cert.pem", f"{tmp}/key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:4096", "-nodes", "-keyout",
+                        key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"],
+                       check=True, capture_output=True, timeout=120)
+        d = m2k.Daemon(pathlib.Path(tmp), mk.bootstrap,
+                       {"listeners": [{"listen": "127.0.0.1:0"},
+                                      {"listen": "127.0.0.1:0",
+                                       "tls": {"cert": cert, "key": key}}]})
+        import re
+        tport = int(re.search(r"listening on 127\.0\.0\.1:(\d+) \(TLS\)", d.log()).group(1))
+        c = Raw(d.port).connect("innocent")
+        ack_latencies(c, 1)
+        quiet = ack_latencies(c, 10)
+        stop, done = threading.Event(), [0]
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+
+        def attack():
+            while not stop.is_set():
+                try:
+                    with socket.create_connection(("127.0.0.1", tport), timeout=10) as raw:
+                        with ctx.wrap_socket(raw):
+                            done[0] += 1
+                except OSError:
+                    pass
+
+        ts = [threading.Thread(target=attack) for _ in range(threads)]
+        for t in ts:
+            t.start()
+        loud = ack_latencies(c, 10)
+        stop.set()
+        for t in ts:
+            t.join()
+        print(f"{os.environ['M2K_BUILD_DIR']}: innocent ack latency, quiet: {fig(quiet)}")
+        print(f"  during {done[0]} TLS handshakes in 10 s (RSA-4096, {threads} clients): "
+              f"{fig(loud)}")
+        d.stop()
+    mk.close()
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["regex"]:
         regex()
@@ -106,5 +229,9 @@ if __name__ == "__main__":
         topics(int(sys.argv[2]))
     elif sys.argv[1:2] == ["partial"] and len(sys.argv) == 3:
         partial(int(sys.argv[2]))
+    elif sys.argv[1:2] == ["hashing"] and len(sys.argv) == 3:
+        hashing(int(sys.argv[2]))
+    elif sys.argv[1:2] == ["tls"] and len(sys.argv) == 3:
+        tls(int(sys.argv[2]))
     else:
         sys.exit(__doc__)

@@ -43,17 +43,32 @@ auth_db_t *auth_db_load(const char *path, char *errbuf, size_t errlen);
  * messages. A NUL byte in the buffer is an error. */
 auth_db_t *auth_db_load_string(const char *name, const char *buf, size_t len, char *errbuf,
                                size_t errlen);
+/* Frees the database, or drops one reference auth_db_ref took: a password
+ * check running on another thread keeps the file it started with alive
+ * across a reload. Both on one thread (the loop). */
 void auth_db_free(auth_db_t *db);
+void auth_db_ref(auth_db_t *db);
 size_t auth_db_count(const auth_db_t *db);
+/* The highest `$7$` iteration count in the file (what an unknown user's
+ * check costs); 0 when every entry is `$6$`. */
+unsigned auth_db_max_iterations(const auth_db_t *db);
 bool auth_db_has_user(const auth_db_t *db, const char *user, size_t ulen);
 
 /* Verifies a CONNECT's user name and password. `pw` may be NULL (no password
  * flag), as is a password longer than AUTH_MAX_PASSWORD_LEN: both are
- * AUTH_BAD_CREDENTIALS. An unknown user costs the same
- * hashing work as a known one, and the hash comparison is constant-time.
+ * AUTH_BAD_CREDENTIALS. An unknown user costs the hashing work of the most
+ * expensive entry in the file (the highest `$7$` iteration count, or `$6$`
+ * when there is no `$7$` entry), so no existing user answers more slowly
+ * than an unknown one; the hash comparison is constant-time.
  * Cost: one PBKDF2 with the entry's iteration count (see docs/security.md). */
 int auth_db_check(const auth_db_t *db, const char *user, size_t ulen, const uint8_t *pw,
                   size_t pwlen);
+
+/* Test seam: called before each hash this module computes, with the hash
+ * type (6 or 7) and the iteration count (0 for 6). NULL (the default): none.
+ * Set it only while no check runs on another thread. */
+typedef void (*auth_hash_observer_t)(int type, unsigned iterations, void *ud);
+void auth_set_hash_observer(auth_hash_observer_t fn, void *ud);
 
 /* Writes "user:$7$<iterations>$<salt>$<hash>" (no newline) with a fresh random
  * salt into out. Returns the length written, AUTH_ERR_SPACE or

@@ -57,6 +57,20 @@ uint32_t security_generation(const security_t *s);
 int security_connect(security_t *s, const char *addr, const char *identity, bool has_user,
                      const char *user, size_t ulen, bool has_pw, const uint8_t *pw, size_t pwlen,
                      uint64_t now_ms, uint32_t *delay_ms);
+/* For a check off the loop thread: whether security_connect would hash a
+ * password for this CONNECT now (a user name, a password file, no
+ * certificate identity, the address not throttled to an unchecked refusal).
+ * security_db_ref: the password file, kept alive (auth_db_free releases it)
+ * across a reload, or NULL. security_set_verdict: the next security_connect
+ * that would hash uses `auth_rc` (auth_db_check's answer, computed
+ * elsewhere) instead; SECURITY_NO_VERDICT clears it. The throttle's
+ * bookkeeping is the same either way. */
+#define SECURITY_NO_VERDICT 1
+bool security_will_hash(security_t *s, const char *addr, const char *identity, bool has_user,
+                        uint64_t now_ms);
+struct auth_db;
+struct auth_db *security_db_ref(security_t *s);
+void security_set_verdict(security_t *s, int auth_rc);
 /* CONNECTs refused without checking their password (AUTH_THROTTLE_BURST
  * failures, or AUTH_THROTTLE_MAX_HELD answers already held). */
 uint64_t security_refused_unchecked(const security_t *s);

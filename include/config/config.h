@@ -100,7 +100,8 @@ typedef struct {
     config_pos_t max_packet_size_pos; /* line 0 when derived from message.max.bytes */
     uint32_t max_inflight;            /* unacknowledged QoS 1/2 PUBLISH per client */
     uint32_t max_connections;
-    uint32_t connect_timeout_s; /* TCP accept to CONNECT */
+    uint32_t max_tls_handshakes; /* TLS handshakes in progress, all listeners */
+    uint32_t connect_timeout_s;  /* TCP accept to CONNECT */
     uint32_t max_keepalive_s;
     uint32_t session_expiry_s; /* clean-session=0 sessions */
     /* Hostile-client bounds (docs/security.md). 0 = no limit where noted. */
@@ -133,6 +134,8 @@ typedef struct {
     char *acl_file;      /* NULL: every publish allowed */
     config_acl_deny_t acl_deny;
     config_pos_t acl_deny_pos; /* line 0 when defaulted */
+    uint32_t max_hashing;       /* password checks running on the threadpool at once */
+    uint32_t max_hashing_queue; /* CONNECTs waiting for one; more: CONNACK 3 */
     config_pos_t pos;
 } config_auth_t;
 

@@ -96,7 +96,7 @@ typedef struct {
     uint64_t refused_per_ip;         /* max_connections_per_ip (or address table full) */
     uint64_t refused_rate_per_ip;    /* connect_rate_per_ip */
     uint64_t refused_output_limit;   /* connections cut at max_output_buffer */
-    uint64_t tls_handshake_failures; /* handshake errors and timeouts */
+    uint64_t tls_handshake_failures; /* handshake errors and timeouts, max_tls_handshakes */
     uint64_t packet_timeouts;        /* a started packet not completed in packet_timeout_s */
     uint64_t input_budget_closed;    /* closed over max_input_buffer_bytes */
     uint64_t input_bytes;            /* gauge: bytes of partly received packets buffered */
@@ -170,6 +170,12 @@ int server_tls_prepare(server_t *s, const config_t *next, server_tls_update_t **
                        size_t errlen);
 void server_tls_commit(server_t *s, server_tls_update_t *u);
 void server_tls_abort(server_tls_update_t *u);
+
+/* Runs work(arg) on libuv's threadpool (shared with DNS and file requests;
+ * UV_THREADPOOL_SIZE, 4 by default), then done(arg) on the loop thread.
+ * work() must touch nothing the loop thread uses unlocked. 0, or -1 (no
+ * memory): nothing was queued. server_free waits for every done(). */
+int server_work(server_t *s, void (*work)(void *arg), void (*done)(void *arg), void *arg);
 
 /* ---- for protocols: one connection (`c` from conn_open) ---- */
 

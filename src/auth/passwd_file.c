@@ -33,9 +33,10 @@ typedef struct {
 struct auth_db {
     entry_t *entries;
     size_t count;
-    /* Parameters of the work done for an unknown user: those of a real entry,
-     * so the time taken does not tell whether the user exists. */
+    /* Parameters of the work done for an unknown user: those of the most
+     * expensive entry, so no answer is slower for a user that exists. */
     entry_t dummy;
+    unsigned refs; /* holders besides the loader (auth_db_ref), loop thread only */
 };
 
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -178,6 +179,12 @@ static const char *parse_hash(const char *s, size_t len, entry_t *e) {
     return NULL;
 }
 
+/* An order of hashing cost: one PBKDF2 iteration (two HMAC-SHA512) costs
+ * more than the single SHA-512 of a `$6$` entry. */
+static uint64_t entry_cost(const entry_t *e) {
+    return e->type == HASH_PBKDF2 ? 1 + (uint64_t)e->iterations : 0;
+}
+
 static int entry_cmp(const void *a, const void *b) {
     const entry_t *x = a, *y = b;
     size_t n = x->ulen < y->ulen ? x->ulen : y->ulen;
@@ -200,9 +207,17 @@ static void set_err(char *errbuf, size_t errlen, const char *fmt, ...) {
     va_end(ap);
 }
 
+void auth_db_ref(auth_db_t *db) {
+    db->refs++;
+}
+
 void auth_db_free(auth_db_t *db) {
     if (!db)
         return;
+    if (db->refs) {
+        db->refs--;
+        return;
+    }
     for (size_t i = 0; i < db->count; i++)
         free(db->entries[i].user);
     free(db->entries);
@@ -279,7 +294,11 @@ auth_db_t *auth_db_load_string(const char *name, const char *buf, size_t len, ch
         db->count++;
     }
     if (db->count) {
-        db->dummy = db->entries[0];
+        const entry_t *worst = &db->entries[0];
+        for (size_t i = 1; i < db->count; i++)
+            if (entry_cost(&db->entries[i]) > entry_cost(worst))
+                worst = &db->entries[i];
+        db->dummy = *worst;
         db->dummy.user = NULL;
         qsort(db->entries, db->count, sizeof(entry_t), entry_cmp);
         for (size_t i = 1; i < db->count; i++) {
@@ -336,14 +355,28 @@ static const entry_t *find(const auth_db_t *db, const char *user, size_t ulen) {
     return NULL;
 }
 
+unsigned auth_db_max_iterations(const auth_db_t *db) {
+    return db->dummy.type == HASH_PBKDF2 ? db->dummy.iterations : 0;
+}
+
 bool auth_db_has_user(const auth_db_t *db, const char *user, size_t ulen) {
     return find(db, user, ulen) != NULL;
+}
+
+static auth_hash_observer_t hash_observer;
+static void *hash_observer_ud;
+
+void auth_set_hash_observer(auth_hash_observer_t fn, void *ud) {
+    hash_observer = fn;
+    hash_observer_ud = ud;
 }
 
 static int compute(const entry_t *e, const uint8_t *pw, size_t pwlen, uint8_t out[AUTH_HASH_LEN]) {
     static const uint8_t empty[1] = {0};
     if (!pw)
         pw = empty;
+    if (hash_observer)
+        hash_observer((int)e->type, e->type == HASH_PBKDF2 ? e->iterations : 0, hash_observer_ud);
     if (e->type == HASH_PBKDF2) {
         if (PKCS5_PBKDF2_HMAC((const char *)pw, (int)pwlen, e->salt, AUTH_SALT_LEN,
                               (int)e->iterations, EVP_sha512(), AUTH_HASH_LEN, out) != 1)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <openssl/rand.h>
 
@@ -29,6 +30,7 @@ struct security {
     uint64_t refused_unchecked; /* refused before hashing (AUTH_THROTTLE_BURST) */
     uint64_t refused_held;      /* refused at once (AUTH_THROTTLE_MAX_HELD) */
     uint32_t generation;
+    int verdict; /* security_set_verdict: the next check's answer, or SECURITY_NO_VERDICT */
 };
 
 /* A password file others can read (offline guessing of its hashes) or
@@ -44,6 +46,29 @@ static void warn_permissions(const char *path) {
                                   : "its hashes can be guessed offline");
 }
 
+/* A check costing more than this is warned about at load: the threadpool
+ * keeps it off the loop, but auth.max_hashing of them at once bound the
+ * logins per second. */
+#define SLOW_CHECK_MS 10.0
+
+/* Measures once what an unknown user's check costs (the most expensive
+ * entry's hash, passwd_file.c) and warns when it is slow. */
+static void warn_cost(const char *path, const auth_db_t *db) {
+    unsigned it = auth_db_max_iterations(db);
+    if (!it)
+        return;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    (void)auth_db_check(db, NULL, 0, (const uint8_t *)"x", 1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    if (ms > SLOW_CHECK_MS)
+        log_warn("auth.password_file %s: an entry with $7$ %u iterations costs %.1f ms per "
+                 "CONNECT (measured at load; over %.0f ms): at most auth.max_hashing of them run "
+                 "at once; mosquitto_passwd's default is 101",
+                 path, it, ms, SLOW_CHECK_MS);
+}
+
 /* Loads both files into *db and *acl; on failure neither is returned. */
 static int load_files(const config_auth_t *cfg, auth_db_t **db, acl_t **acl, char *errbuf,
                       size_t errlen) {
@@ -54,6 +79,7 @@ static int load_files(const config_auth_t *cfg, auth_db_t **db, acl_t **acl, cha
         if (!*db)
             return -1;
         warn_permissions(cfg->password_file);
+        warn_cost(cfg->password_file, *db);
     }
     if (cfg->acl_file) {
         *acl = acl_load(cfg->acl_file, errbuf, errlen);
@@ -75,6 +101,7 @@ int security_new(const config_auth_t *cfg, security_t **out, char *errbuf, size_
         return -1;
     }
     s->cfg = cfg;
+    s->verdict = SECURITY_NO_VERDICT;
     if (RAND_bytes((unsigned char *)&s->user_seed, sizeof(s->user_seed)) != 1)
         s->user_seed = M2K_HASH_INIT ^ (uintptr_t)s;
     if (load_files(cfg, &s->db, &s->acl, errbuf, errlen) != 0) {
@@ -230,9 +257,11 @@ int security_connect(security_t *s, const char *addr, const char *identity, bool
         return MQTT_CONNACK_BAD_CREDENTIALS;
     } else {
         checked = true;
-        rc = auth_db_check(s->db, user, ulen, has_pw ? pw : NULL, has_pw ? pwlen : 0) == AUTH_OK
-                 ? MQTT_CONNACK_ACCEPTED
-                 : MQTT_CONNACK_BAD_CREDENTIALS;
+        int v = s->verdict != SECURITY_NO_VERDICT
+                    ? s->verdict
+                    : auth_db_check(s->db, user, ulen, has_pw ? pw : NULL, has_pw ? pwlen : 0);
+        s->verdict = SECURITY_NO_VERDICT;
+        rc = v == AUTH_OK ? MQTT_CONNACK_ACCEPTED : MQTT_CONNACK_BAD_CREDENTIALS;
     }
     /* Only a verified password clears failures, and only its user's: an
      * anonymous or certificate login, or another user's, must not reset a
@@ -246,6 +275,28 @@ int security_connect(security_t *s, const char *addr, const char *identity, bool
         auth_throttle_success(s->throttle, ukey, now_ms);
     }
     return rc;
+}
+
+bool security_will_hash(security_t *s, const char *addr, const char *identity, bool has_user,
+                        uint64_t now_ms) {
+    if (identity || !has_user || !s->db)
+        return false;
+    char ip[AUTH_THROTTLE_ADDR_MAX + 1];
+    security_addr_ip(addr, ip, sizeof(ip));
+    if (auth_throttle_delay_ms(s->throttle, ip, now_ms) &&
+        auth_throttle_held(s->throttle, ip, now_ms) >= AUTH_THROTTLE_MAX_HELD)
+        return false;
+    return auth_throttle_failures(s->throttle, ip, now_ms) < AUTH_THROTTLE_BURST;
+}
+
+auth_db_t *security_db_ref(security_t *s) {
+    if (s->db)
+        auth_db_ref(s->db);
+    return s->db;
+}
+
+void security_set_verdict(security_t *s, int auth_rc) {
+    s->verdict = auth_rc;
 }
 
 uint64_t security_refused_unchecked(const security_t *s) {

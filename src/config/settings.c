@@ -498,6 +498,16 @@ const setting_t config_settings[] = {
      .doc = "MQTT 5 topic aliases a client may set per connection (CONNACK's topic alias "
             "maximum); each keeps a copy of its topic, so a connection may hold this many topics "
             "of up to 65,535 bytes. 0: every alias gets DISCONNECT 0x94"},
+    {.path = "mqtt.max_tls_handshakes",
+     .type = SET_UINT,
+     CFG(mqtt.max_tls_handshakes),
+     .min = 1,
+     .max = 10000000,
+     .def = 256,
+     .doc = "TLS handshakes in progress at once, all TLS listeners together (each costs the "
+            "event loop a private-key operation); a connection to a TLS listener past it is "
+            "closed at accept (logged rate-limited, "
+            "`mqtt2kafka_connections_refused_total{reason=\"tls_handshake\"}`)"},
 
     {.path = "auth",
      .type = SET_SECTION,
@@ -528,6 +538,24 @@ const setting_t config_settings[] = {
      .def = ACL_DENY_DISCONNECT,
      .doc = "a PUBLISH the ACL refuses: close the connection (3.1.1 has no negative ack), or "
             "acknowledge it without producing (counted, rate-limited log)"},
+    {.path = "auth.max_hashing",
+     .type = SET_UINT,
+     CFG(auth.max_hashing),
+     .min = 1,
+     .max = 64,
+     .def = 2,
+     .doc = "password checks (`password_file`) running at once on libuv's threadpool, off the "
+            "event loop (keep it below `UV_THREADPOOL_SIZE`, 4 by default); more CONNECTs wait "
+            "in a queue"},
+    {.path = "auth.max_hashing_queue",
+     .type = SET_UINT,
+     CFG(auth.max_hashing_queue),
+     .min = 0,
+     .max = 65536,
+     .def = 256,
+     .doc = "CONNECTs waiting for a password check; past it a CONNECT is refused with CONNACK 3 "
+            "(server unavailable), logged and counted "
+            "(`mqtt2kafka_connections_refused_total{reason=\"server_unavailable\"}`)"},
 
     {.path = "shutdown_timeout_s",
      .type = SET_UINT,

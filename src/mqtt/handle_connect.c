@@ -306,6 +306,20 @@ void session_publish_will(session_conn_t *c) {
                  NULL};
     const char *ktopic, *key, *why = "";
     size_t key_len;
+    /* The ACL in force now, not the one checked at CONNECT: a reload may have
+     * revoked the right since. */
+    const session_auth_ops_t *a = &m->o.auth;
+    if (a->acl_generation && a->acl_generation(a->ud) &&
+        !a->can_publish(a->ud, c->has_username ? c->username : NULL, c->s->client_id, c->will_topic,
+                        c->will_topic_len)) {
+        char tb[LOG_ID_MAX];
+        m->st.wills_lost++;
+        log_client(LOG_WARN, session_log_id(c, idb, sizeof(idb)), c->remote,
+                   "will message not published: the ACL in force does not allow publishing "
+                   "on topic '%s'",
+                   session_log_str(tb, sizeof(tb), c->will_topic, c->will_topic_len));
+        return;
+    }
     int r = session_route(c, &msg, &ktopic, &key, &key_len, &why);
     if (r == ROUTE_REFUSE) {
         char kb[TOPIC_MAP_KAFKA_TOPIC_MAX + 8];

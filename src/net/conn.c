@@ -45,6 +45,10 @@ static void conn_set_state(conn_t *c, conn_state_t to) {
     };
     assert(allowed[c->state] & (1u << to));
     (void)allowed; /* NDEBUG */
+    if (c->state == CONN_HANDSHAKE && c->tls_counted) {
+        c->tls_counted = false;
+        srv_of(c)->handshakes--;
+    }
     c->state = (uint8_t)to;
 }
 
@@ -527,19 +531,27 @@ static void format_peer(uv_tcp_t *tcp, char *out, size_t cap) {
     snprintf(out, cap, "%s:%d", host, port);
 }
 
-/* max_connections: accepted and closed at once, so the client sees a
- * refusal, not a hang. */
-static void refuse_over_max(server_t *s, listener_t *l, uv_stream_t *ls) {
+/* max_connections and max_tls_handshakes: accepted and closed at once, so
+ * the client sees a refusal, not a hang. */
+static void refuse_over_max(server_t *s, listener_t *l, uv_stream_t *ls, bool handshakes) {
     uv_tcp_t *t = malloc(sizeof(*t));
     if (!t)
         return;
     uv_tcp_init(&s->loop, t);
     if (uv_accept(ls, (uv_stream_t *)t) == 0) {
-        l->svc->st.refused_max_connections++;
         char peer[96];
         format_peer(t, peer, sizeof(peer));
-        log_client_ratelimited(&s->rl_refused, LOG_WARN, NULL, peer,
-                               "refused: max_connections %u reached", s->cfg->mqtt.max_connections);
+        if (handshakes) {
+            l->svc->st.tls_handshake_failures++;
+            log_client_ratelimited(&s->rl_refused, LOG_WARN, NULL, peer,
+                                   "refused: mqtt.max_tls_handshakes %u in progress",
+                                   s->cfg->mqtt.max_tls_handshakes);
+        } else {
+            l->svc->st.refused_max_connections++;
+            log_client_ratelimited(&s->rl_refused, LOG_WARN, NULL, peer,
+                                   "refused: max_connections %u reached",
+                                   s->cfg->mqtt.max_connections);
+        }
     }
     uv_close((uv_handle_t *)t, on_refused_closed);
 }
@@ -554,7 +566,14 @@ void conn_on_connection(uv_stream_t *ls, int status) {
     }
     net_set_now(s);
     if (svc->limits && svc->n_conns >= s->cfg->mqtt.max_connections) {
-        refuse_over_max(s, l, ls);
+        refuse_over_max(s, l, ls, false);
+        return;
+    }
+    bool tls = false; /* its handshake's private-key work runs on the loop */
+    for (size_t i = 0; i < l->stack.n; i++)
+        tls |= strcmp(l->stack.type[i]->name, "TLS") == 0;
+    if (svc->limits && tls && s->handshakes >= s->cfg->mqtt.max_tls_handshakes) {
+        refuse_over_max(s, l, ls, true);
         return;
     }
     conn_t *c = calloc(1, sizeof(*c));
@@ -603,6 +622,10 @@ void conn_on_connection(uv_stream_t *ls, int status) {
     svc->st.accepted++;
     if (svc->limits) /* the metrics listener's accepts are not logged */
         log_debug("accepted %s on %s", peer, l->name);
+    if (svc->limits && tls) { /* it starts in CONN_HANDSHAKE */
+        c->tls_counted = true;
+        s->handshakes++;
+    }
     if (!c->tr->type->handshake)
         conn_set_state(c, CONN_OPEN);
     conn_read_start(c);

@@ -70,7 +70,8 @@ struct server_conn {
     uint32_t queued; /* bytes handed to uv_write and not yet written */
     uint8_t state;   /* conn_state_t */
     bool reading : 1, paused : 1, held : 1, feed_pending : 1, counted_ip : 1;
-    bool in_counted : 1; /* in_cap is in the service's st.input_bytes */
+    bool in_counted : 1;  /* in_cap is in the service's st.input_bytes */
+    bool tls_counted : 1; /* in the server's handshakes until it leaves CONN_HANDSHAKE */
 };
 
 struct server {
@@ -98,7 +99,12 @@ struct server {
     iplimit_t *iplimit;
     void (*periodic_cb)(void *ud);
     server_forward_t *fwd; /* forward.c: the embedded Kafka's fixed bootstrap port */
+    size_t work_pending;   /* work.c: requests on the threadpool */
+    uint32_t handshakes;   /* connections in CONN_HANDSHAKE (mqtt.max_tls_handshakes) */
 };
+
+/* work.c: runs the loop until every threadpool request has called done(). */
+void net_work_drain(server_t *s);
 
 /* server.c: tells every protocol the time (before feeding, ticking, on_fd). */
 void net_set_now(server_t *s);

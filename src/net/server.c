@@ -339,6 +339,7 @@ void server_stop(server_t *s) {
 void server_free(server_t *s) {
     if (!s)
         return;
+    net_work_drain(s); /* their done() may still use the protocol's objects */
     for (int i = 0; i < 3; i++)
         uv_close((uv_handle_t *)&s->sig[i], NULL);
     uv_run(&s->loop, UV_RUN_NOWAIT);

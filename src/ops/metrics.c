@@ -442,7 +442,8 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
             "Will messages produced to Kafka (a connection ended without DISCONNECT).",
             m->wills_published);
     counter(w, "mqtt2kafka_wills_lost_total",
-            "Will messages that could not be produced (unmapped, producer queue full).",
+            "Will messages not produced (refused by the ACL in force, unmapped, producer queue "
+            "full).",
             m->wills_lost);
 
     packets(w, "mqtt2kafka_packets_received_total", "MQTT packets received, by type.",

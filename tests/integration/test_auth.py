@@ -36,7 +36,7 @@ def make_passwd(tmp_path, users):
     return pw
 
 
-def auth_daemon(daemon, tmp_path, acl=None, **auth):
+def auth_daemon(daemon, tmp_path, acl=None, extra=None, **auth):
     pw = make_passwd(tmp_path, {"alice": "s3cret-Pw", "bob": "hunter2"})
     cfg = {"password_file": str(pw)}
     if acl is not None:
@@ -44,7 +44,7 @@ def auth_daemon(daemon, tmp_path, acl=None, **auth):
         aclf.write_text(acl)
         cfg["acl_file"] = str(aclf)
     cfg.update(auth)
-    return daemon({"auth": cfg})
+    return daemon({"auth": cfg, **(extra or {})})
 
 
 def test_right_password_publishes(daemon, mock_kafka, tmp_path):
@@ -189,6 +189,36 @@ def test_sighup_reload(daemon, mock_kafka, tmp_path):
     c.expect_close()
     vals = sorted(r.value for r in m2k.assert_records(mock_kafka.bootstrap, "test", 2))
     assert vals == [b"new-acl", b"old-acl"]
+
+
+def test_will_rechecked_against_the_acl_in_force(daemon, mock_kafka, tmp_path):
+    d = auth_daemon(daemon, tmp_path, acl=ACL,
+                    extra={"metrics": {"listen": "127.0.0.1:0"}})
+    aclf = tmp_path / "acl"
+    mport = int(d.wait_log(r"metrics listening on 127\.0\.0\.1:(\d+) ", since=0).group(1))
+    will = ("test/alice/will", b"gone", 0, False)
+    revoked = m2k.Raw(d.port).connect("c-will", username="alice", password="s3cret-Pw",
+                                      will=will)
+    # A reload that revokes alice's write right on her will topic.
+    aclf.write_text("user alice\ntopic write test/bob/#\n")
+    reload(d, reloaded_files(tmp_path / "passwd", acl=aclf))
+    mark = d.mark()
+    revoked.close()  # no DISCONNECT: the will is due
+    d.wait_log(m2k.line("will message not published: the ACL in force does not allow "
+                        "publishing on topic 'test/alice/will'", level="warn", client="c-will"),
+               since=mark)
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_wills_lost_total"] == 1, 10,
+                   "mqtt2kafka_wills_lost_total 1")
+    # The positive case: a reload that grants it back; the will is produced.
+    allowed = m2k.Raw(d.port).connect("c-will2", username="alice", password="s3cret-Pw",
+                                      will=("test/bob/will", b"bye", 0, False))
+    aclf.write_text("user alice\ntopic write test/bob/#\ntopic write test/alice/#\n")
+    reload(d, reloaded_files(tmp_path / "passwd", acl=aclf))
+    allowed.close()
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_wills_published_total"] == 1, 10,
+                   "mqtt2kafka_wills_published_total 1")
+    assert [r.value for r in m2k.assert_records(mock_kafka.bootstrap, "test", 1)] == [b"bye"]
+    assert scrape(mport)["mqtt2kafka_wills_lost_total"] == 1
 
 
 def test_sighup_unchanged_yaml_applies_new_password(daemon, mock_kafka, tmp_path):

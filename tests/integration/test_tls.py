@@ -14,6 +14,7 @@ import pytest
 
 import m2k
 from test_auth import APPLIED, UNCHANGED
+from test_metrics import scrape
 
 
 def run(*args, timeout=30, **kw):
@@ -289,3 +290,42 @@ def test_crl_refuses_a_revoked_client_certificate(daemon, mock_kafka, pki, tmp_p
     assert r.returncode == 0, r.stderr
     assert [x.value for x in m2k.assert_records(mock_kafka.bootstrap, "test", 1)] == \
         [b"not revoked"]
+
+
+def test_max_tls_handshakes(daemon, mock_kafka, pki):
+    d = daemon({
+        "listeners": [{"listen": "127.0.0.1:0"},
+                      {"listen": "127.0.0.1:0",
+                       "tls": {"cert": pki.server[0], "key": pki.server[1]}}],
+        "mqtt": {"connect_timeout_s": 30, "max_tls_handshakes": 2},
+        "metrics": {"listen": "127.0.0.1:0"},
+    })
+    port = d.tls_port = int(d.wait_log(m2k.line(r"listening on 127\.0\.0\.1:(\d+) \(TLS\)",
+                                                level="info", regex=True), since=0).group(1))
+    mport = int(d.wait_log(r"metrics listening on 127\.0\.0\.1:(\d+) ", since=0).group(1))
+    mark = d.mark()
+    stalled = []
+    for _ in range(2):  # the start of a ClientHello, then silence: in progress
+        c = m2k.Raw(port)
+        c.send(b"\x16\x03\x01")
+        stalled.append(c)
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_connections"] == 2, 10, "2 connections")
+    third = m2k.Raw(port)
+    third.expect_close()
+    d.wait_log(m2k.line("refused: mqtt.max_tls_handshakes 2 in progress", level="warn",
+                        client="-"), since=mark)
+    assert scrape(mport)['mqtt2kafka_connections_refused_total{reason="tls_handshake"}'] == 1
+    # The plain listener is not limited; a finished handshake frees its slot.
+    m2k.Raw(d.port).connect("plain").close()
+    stalled.pop().close()
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_connections"] == 1, 10, "1 connection")
+    s = tls_client(d, pki)
+    s.sendall(m2k.connect("tls-ok"))
+    assert recv_n(s, 4) == m2k.CONNACK_OK
+    # Open, it no longer counts: another handshake gets the freed slot.
+    s2 = tls_client(d, pki)
+    s2.sendall(m2k.connect("tls-ok2"))
+    assert recv_n(s2, 4) == m2k.CONNACK_OK
+    for x in (s, s2, *stalled):
+        x.close()
+

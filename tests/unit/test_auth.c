@@ -102,6 +102,52 @@ static void test_mosquitto_vectors(void **state) {
     auth_db_free(db);
 }
 
+typedef struct {
+    int calls, type;
+    unsigned iterations;
+} hashes_t;
+
+static void count_hash(int type, unsigned iterations, void *ud) {
+    hashes_t *h = ud;
+    h->calls++;
+    h->type = type;
+    h->iterations = iterations;
+}
+
+/* One check computes exactly one hash, of this type and iteration count
+ * (seen through the seam), and answers `want`. */
+static void expect_hash(const auth_db_t *db, const char *user, const char *pw, int want, int type,
+                        unsigned iterations) {
+    hashes_t h = {0};
+    auth_set_hash_observer(count_hash, &h);
+    assert_int_equal(check(db, user, pw), want);
+    auth_set_hash_observer(NULL, NULL);
+    assert_int_equal(h.calls, 1);
+    assert_int_equal(h.type, type);
+    assert_int_equal(h.iterations, iterations);
+}
+
+static void test_unknown_user_pays_the_most_expensive_entry(void **state) {
+    (void)state;
+    /* A `$6$` entry first, the most expensive (dave, 1000 iterations) third. */
+    auth_db_t *db = load(BOB "\n" ALICE "\n" DAVE "\n" CAROL "\n");
+    expect_hash(db, "mallory", "secret", AUTH_BAD_CREDENTIALS, 7, 1000);
+    expect_hash(db, NULL, "secret", AUTH_BAD_CREDENTIALS, 7, 1000);
+    /* Known users hash with their own parameters. */
+    expect_hash(db, "dave", "x", AUTH_OK, 7, 1000);
+    expect_hash(db, "alice", "secret", AUTH_OK, 7, 101);
+    expect_hash(db, "bob", "hunter2", AUTH_OK, 6, 0);
+    auth_db_free(db);
+    /* Only `$6$` entries: the dummy is `$6$`. */
+    db = load(BOB "\n");
+    expect_hash(db, "mallory", "secret", AUTH_BAD_CREDENTIALS, 6, 0);
+    auth_db_free(db);
+    /* An empty file: the mosquitto_passwd default. */
+    db = load("# nobody\n");
+    expect_hash(db, "mallory", "secret", AUTH_BAD_CREDENTIALS, 7, AUTH_DEFAULT_ITERATIONS);
+    auth_db_free(db);
+}
+
 static void test_layout_accepted(void **state) {
     (void)state;
     /* Comments, blanks, CRLF, blanks around fields, no final newline. */
@@ -535,6 +581,39 @@ static void test_security_held_answers_cap(void **state) {
     security_free(s);
 }
 
+/* Issue 20 finding 6: the daemon hashes on the threadpool and hands the
+ * verdict in; security_connect then does not hash, uses it once, and keeps
+ * the throttle's bookkeeping. */
+static void test_security_verdict(void **state) {
+    (void)state;
+    security_t *s = sec_with(ALICE "\n");
+    uint32_t delay;
+    uint64_t t = 1000000;
+    assert_true(security_will_hash(s, "192.0.2.7:4000", NULL, true, t));
+    assert_false(security_will_hash(s, "192.0.2.7:4000", NULL, false, t));
+    assert_false(security_will_hash(s, "192.0.2.7:4000", "cert-user", true, t));
+    struct auth_db *db = security_db_ref(s);
+    assert_non_null(db);
+    hashes_t h = {0};
+    auth_set_hash_observer(count_hash, &h);
+    security_set_verdict(s, AUTH_OK); /* what the thread found */
+    assert_int_equal(sec_connect(s, "alice", "secret", t, &delay), MQTT_CONNACK_ACCEPTED);
+    assert_int_equal(h.calls, 0);
+    security_set_verdict(s, AUTH_BAD_CREDENTIALS);
+    assert_int_equal(sec_connect(s, "alice", "secret", t, &delay), MQTT_CONNACK_BAD_CREDENTIALS);
+    assert_int_equal(h.calls, 0);
+    assert_int_equal(delay, 0);
+    /* Used once: the next check hashes, and the failure above delays it. */
+    assert_int_equal(sec_connect(s, "alice", "secret", t, &delay), MQTT_CONNACK_ACCEPTED);
+    assert_int_equal(h.calls, 1);
+    assert_int_equal(delay, AUTH_THROTTLE_BASE_MS);
+    auth_set_hash_observer(NULL, NULL);
+    /* The reference keeps the file after security_free. */
+    security_free(s);
+    assert_int_equal(auth_db_check(db, "alice", 5, (const uint8_t *)"secret", 6), AUTH_OK);
+    auth_db_free(db);
+}
+
 static void test_security_failure_budget(void **state) {
     (void)state;
     char lines[400];
@@ -690,6 +769,7 @@ int main(int argc, char **argv) {
         return helper_main(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mosquitto_vectors),
+        cmocka_unit_test(test_unknown_user_pays_the_most_expensive_entry),
         cmocka_unit_test(test_layout_accepted),
         cmocka_unit_test(test_malformed_lines),
         cmocka_unit_test(test_load_file),
@@ -700,6 +780,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_throttle_growth_and_reset),
         cmocka_unit_test(test_throttle_decay),
         cmocka_unit_test(test_security_failure_budget),
+        cmocka_unit_test(test_security_verdict),
         cmocka_unit_test(test_security_held_answers_cap),
         cmocka_unit_test(test_throttle_bounded),
     };

@@ -179,7 +179,7 @@ static void test_auth(void **state) {
                   "t.yaml:4:13: auth.acl_deny: expected disconnect or drop, got \"ignore\"\n"
                   "t.yaml:5:20: auth.allow_anonymous: expected true or false, got \"1\"\n"
                   "t.yaml:6:3: auth.user: unknown key (expected one of: allow_anonymous, "
-                  "password_file, acl_file, acl_deny)\n");
+                  "password_file, acl_file, acl_deny, max_hashing, max_hashing_queue)\n");
 }
 
 static void test_limits(void **state) {

@@ -1,0 +1,228 @@
+/* Password checks on the threadpool, bounded (see daemon_auth.h). */
+#include "daemon_auth.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/passwd_file.h"
+#include "mqtt/codec.h"
+#include "util/list.h"
+#include "util/log.h"
+
+struct daemon_auth {
+    server_t *srv;
+    security_t **sec;
+    const config_t **cfg;
+    uint32_t running; /* jobs on the threadpool */
+    list_t queue;     /* jobs waiting for a slot, oldest first */
+    size_t queued;
+    uint64_t refused;
+};
+
+typedef enum { JOB_QUEUED, JOB_RUNNING, JOB_DONE } job_state_t;
+
+struct auth_job {
+    list_t node; /* in queue while JOB_QUEUED */
+    daemon_auth_t *a;
+    mqtt_pc_t *pc; /* NULL once the connection is gone */
+    job_state_t state;
+    auth_db_t *db; /* a reference: a reload may replace the file meanwhile */
+    uint32_t generation;
+    char *user;
+    size_t ulen;
+    uint8_t *pw; /* NULL: no password flag */
+    size_t pwlen;
+    int rc; /* auth_db_check's answer */
+};
+
+daemon_auth_t *daemon_auth_new(server_t *srv, security_t **sec, const config_t **cfg) {
+    daemon_auth_t *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->srv = srv;
+    a->sec = sec;
+    a->cfg = cfg;
+    list_init(&a->queue);
+    return a;
+}
+
+/* After server_free: every running job has called done. */
+void daemon_auth_free(daemon_auth_t *a) {
+    free(a);
+}
+
+uint64_t daemon_auth_refused(const daemon_auth_t *a) {
+    return a->refused;
+}
+
+static void job_free(auth_job_t *j) {
+    auth_db_free(j->db);
+    free(j->user);
+    if (j->pw)
+        explicit_bzero(j->pw, j->pwlen);
+    free(j->pw);
+    free(j);
+}
+
+/* On a threadpool thread: reads only the job and its immutable database. */
+static void job_work(void *arg) {
+    auth_job_t *j = arg;
+    j->rc = auth_db_check(j->db, j->user, j->ulen, j->pw, j->pwlen);
+}
+
+static void job_done(void *arg);
+
+/* Starts queued jobs while slots are free. */
+static void pump(daemon_auth_t *a) {
+    list_t *n;
+    /* The queue first: at shutdown (server_free's drain) it is empty and the
+     * configuration may be gone. */
+    while ((n = list_first(&a->queue)) && a->running < (*a->cfg)->auth.max_hashing) {
+        auth_job_t *j = LIST_ENTRY(n, auth_job_t, node);
+        list_remove(n);
+        a->queued--;
+        if (server_work(a->srv, job_work, job_done, j) != 0) {
+            /* No memory for the request: checked here, on the loop. */
+            job_work(j);
+            j->state = JOB_DONE;
+            server_conn_resume(j->pc->conn);
+            continue;
+        }
+        j->state = JOB_RUNNING;
+        a->running++;
+    }
+}
+
+static void job_done(void *arg) {
+    auth_job_t *j = arg;
+    daemon_auth_t *a = j->a;
+    a->running--;
+    if (!j->pc) {
+        job_free(j); /* the connection closed meanwhile */
+    } else if (security_generation(*a->sec) != j->generation) {
+        /* A reload replaced the password file: check against the new one. */
+        auth_db_free(j->db);
+        j->db = security_db_ref(*a->sec);
+        j->generation = security_generation(*a->sec);
+        if (j->db) {
+            j->state = JOB_QUEUED;
+            list_insert_head(&a->queue, &j->node);
+            a->queued++;
+        } else {
+            j->state = JOB_DONE; /* no password file now: the session decides */
+            j->rc = SECURITY_NO_VERDICT;
+            server_conn_resume(j->pc->conn);
+        }
+    } else {
+        j->state = JOB_DONE;
+        server_conn_resume(j->pc->conn);
+    }
+    pump(a);
+}
+
+/* The first packet is a whole CONNECT that security_connect would hash a
+ * password for: queue its check. Returns 1 (queued: wait), 0 (not such a
+ * CONNECT: feed it to the session) or -1 (refused and closed). */
+static int screen(mqtt_pc_t *pc, const uint8_t *buf, size_t len) {
+    daemon_auth_t *a = pc->auth;
+    mqtt_packet_t pkt;
+    if (mqtt_decode(buf, len, 0, &pkt) <= 0 || pkt.type != MQTT_CONNECT)
+        return 0;
+    const mqtt_connect_t *p = &pkt.u.connect;
+    const char *remote = session_conn_remote(pc->sc);
+    if (!security_will_hash(*a->sec, remote, pc->has_identity ? "" : NULL, p->has_username,
+                            server_now_ms(a->srv)))
+        return 0;
+    uint32_t max_queue = (*a->cfg)->auth.max_hashing_queue;
+    bool slot = a->running < (*a->cfg)->auth.max_hashing && list_empty(&a->queue);
+    if (!slot && a->queued >= max_queue) {
+        static const uint8_t connack3[] = {0x20, 0x02, 0x00, MQTT_CONNACK_UNAVAILABLE};
+        a->refused++;
+        (void)server_conn_send(pc->conn, connack3, sizeof(connack3));
+        char why[200];
+        snprintf(why, sizeof(why),
+                 "connection refused (CONNACK 3): %" PRIu32 " password checks running and %zu "
+                 "waiting (auth.max_hashing_queue %" PRIu32 ")",
+                 a->running, a->queued, max_queue);
+        session_conn_close(pc->sc, why);
+        return -1;
+    }
+    auth_job_t *j = calloc(1, sizeof(*j));
+    if (!j)
+        return 0; /* checked on the loop, as before */
+    j->a = a;
+    j->pc = pc;
+    list_init(&j->node);
+    j->ulen = p->username.len;
+    j->user = malloc(j->ulen + 1);
+    j->pwlen = p->has_password ? p->password.len : 0;
+    j->pw = p->has_password ? malloc(j->pwlen + 1) : NULL;
+    if (!j->user || (p->has_password && !j->pw)) {
+        job_free(j);
+        return 0;
+    }
+    memcpy(j->user, p->username.ptr, j->ulen);
+    if (j->pw)
+        memcpy(j->pw, p->password.ptr, j->pwlen);
+    j->db = security_db_ref(*a->sec);
+    j->generation = security_generation(*a->sec);
+    j->state = JOB_QUEUED;
+    list_insert_tail(&a->queue, &j->node);
+    a->queued++;
+    pc->job = j;
+    server_conn_pause(pc->conn);
+    pump(a);
+    return 1;
+}
+
+ssize_t daemon_auth_feed(mqtt_pc_t *pc, const uint8_t *buf, size_t len) {
+    if (pc->screened)
+        return session_feed(pc->sc, buf, len);
+    if (pc->job) {
+        auth_job_t *j = pc->job;
+        if (j->state != JOB_DONE)
+            return 0;
+        pc->job = NULL;
+        pc->screened = true;
+        security_t *sec = *pc->auth->sec;
+        security_set_verdict(sec, j->rc);
+        job_free(j);
+        ssize_t r = session_feed(pc->sc, buf, len);
+        security_set_verdict(sec, SECURITY_NO_VERDICT);
+        return r;
+    }
+    int r = screen(pc, buf, len);
+    if (r < 0)
+        return -1;
+    if (r > 0)
+        return 0;
+    /* Not a whole CONNECT yet: screened again with more bytes. */
+    mqtt_fixed_header_t fh;
+    int h = mqtt_decode_fixed_header(buf, len, &fh);
+    if (h < 0 || (h > 0 && len >= fh.header_len + (size_t)fh.remaining_length))
+        pc->screened = true;
+    return session_feed(pc->sc, buf, len);
+}
+
+bool daemon_auth_waiting(const mqtt_pc_t *pc) {
+    return pc->job && pc->job->state != JOB_DONE;
+}
+
+void daemon_auth_conn_free(mqtt_pc_t *pc) {
+    auth_job_t *j = pc->job;
+    if (j) {
+        if (j->state == JOB_RUNNING) {
+            j->pc = NULL; /* job_done frees it */
+        } else {
+            if (j->state == JOB_QUEUED) {
+                list_remove(&j->node);
+                pc->auth->queued--;
+            }
+            job_free(j);
+        }
+    }
+    session_conn_free(pc->sc);
+    free(pc);
+}

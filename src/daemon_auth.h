@@ -1,0 +1,50 @@
+/* Password checks off the loop thread (issue 20 finding 6): a connection's
+ * CONNECT is held back from its session while auth_db_check runs on the
+ * server's threadpool (server_work), at most auth.max_hashing at once, the
+ * others waiting in a queue of auth.max_hashing_queue; past it the CONNECT
+ * is answered CONNACK 3 (server unavailable) and closed. When the check is
+ * done the CONNECT is fed to the session, which answers it as always with
+ * the verdict given through security_set_verdict. */
+#ifndef M2K_DAEMON_AUTH_H
+#define M2K_DAEMON_AUTH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "auth/security.h"
+#include "config/config.h"
+#include "mqtt/session.h"
+#include "net/server.h"
+
+typedef struct daemon_auth daemon_auth_t;
+typedef struct auth_job auth_job_t;
+
+/* The protocol object of an MQTT connection: its session and, while the
+ * CONNECT waits for its password check, the job. */
+typedef struct {
+    session_conn_t *sc;
+    server_conn_t *conn;
+    daemon_auth_t *auth;
+    auth_job_t *job;
+    bool has_identity; /* a certificate identity: no password is checked */
+    bool screened;     /* the CONNECT was seen: bytes go straight to the session */
+} mqtt_pc_t;
+
+/* `sec` and `cfg` point at the daemon's pointers (read at each CONNECT: a
+ * reload may replace them). NULL when out of memory. */
+daemon_auth_t *daemon_auth_new(server_t *srv, security_t **sec, const config_t **cfg);
+void daemon_auth_free(daemon_auth_t *a);
+/* CONNECTs refused because the queue was full. */
+uint64_t daemon_auth_refused(const daemon_auth_t *a);
+
+/* The connection's input: session_feed, except for a CONNECT whose password
+ * must be hashed, which is consumed only once its check is done (0 until
+ * then; the connection is paused). -1: the connection was closed. */
+ssize_t daemon_auth_feed(mqtt_pc_t *pc, const uint8_t *buf, size_t len);
+/* True while the CONNECT waits for its check. */
+bool daemon_auth_waiting(const mqtt_pc_t *pc);
+/* Frees pc and its session; a check still running finishes on its own. */
+void daemon_auth_conn_free(mqtt_pc_t *pc);
+
+#endif

@@ -1,0 +1,122 @@
+"""Password checks off the event loop (issue 20 finding 6): a `$7$` entry
+with 1,000,000 iterations (~0.5 s a check) is warned about at load; while
+checks run on the threadpool another client's PINGREQ is answered; at most
+auth.max_hashing run and auth.max_hashing_queue wait, the next CONNECT gets
+CONNACK 3 (server unavailable), logged and counted; a connection that goes
+away while its check runs is handled; a reload while a check waits or runs
+has it checked against the new file. Every wait is bounded."""
+import signal
+import socket
+import subprocess
+
+import m2k
+from test_metrics import scrape
+
+CONNACK_UNAVAILABLE = bytes([0x20, 0x02, 0x00, 0x03])
+
+
+def slow_daemon(daemon, tmp_path, iterations=1000000, **auth):
+    pw = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", "-I", str(iterations), str(pw), "alice",
+                    "s3cret"],
+                   check=True, capture_output=True, timeout=60)
+    cfg = {"password_file": str(pw), "allow_anonymous": True}
+    cfg.update(auth)
+    # The CONNECTs wait for the checks, one after another (~3 s each under
+    # ASan on a loaded machine): connect_timeout_s must not close them first.
+    d = daemon({"auth": cfg, "metrics": {"listen": "127.0.0.1:0"},
+                "mqtt": {"connect_timeout_s": 120}})
+    mport = int(d.wait_log(r"metrics listening on 127\.0\.0\.1:(\d+) ", since=0).group(1))
+    d.wait_log(m2k.line(rf"auth\.password_file {pw}: an entry with \$7\$ {iterations} iterations "
+                        r"costs \d+\.\d ms per CONNECT \(measured at load; over 10 ms\): at most "
+                        r"auth\.max_hashing of them run at once; mosquitto_passwd's default is 101",
+                        level="warn", regex=True), since=0)
+    return d, mport
+
+
+def nothing_received(c):
+    c.sock.setblocking(False)
+    try:
+        c.sock.recv(1, socket.MSG_PEEK)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        c.sock.setblocking(True)
+
+
+def test_checks_off_the_loop_queue_bounded(daemon, tmp_path):
+    d, mport = slow_daemon(daemon, tmp_path, max_hashing=1, max_hashing_queue=1)
+    innocent = m2k.Raw(d.port).connect("innocent")
+    mark = d.mark()
+    logins = []
+    for i in range(3):
+        c = m2k.Raw(d.port)
+        c.send(m2k.connect(f"c{i}", username="alice", password="s3cret"))
+        logins.append(c)
+    # The loop answers while the checks run (each ~0.5 s, one at a time).
+    innocent.send(m2k.PINGREQ)
+    innocent.expect(m2k.PINGRESP)
+    assert sum(nothing_received(c) for c in logins) >= 1
+    # One runs, one waits, the third is refused at once.
+    d.wait_log(m2k.line("closing: connection refused (CONNACK 3): 1 password checks running and "
+                        "1 waiting (auth.max_hashing_queue 1)", level="warn", client="-"),
+               since=mark)
+    answers = []
+    for c in logins:
+        got = c.recv_exact(4, timeout=20)
+        answers.append(got)
+        if got == CONNACK_UNAVAILABLE:
+            c.expect_close()
+    assert sorted(answers) == sorted([m2k.CONNACK_OK, m2k.CONNACK_OK, CONNACK_UNAVAILABLE])
+    assert scrape(mport)['mqtt2kafka_connections_refused_total{reason="server_unavailable"}'] == 1
+    # A wrong password is checked off the loop too, and refused as before.
+    c = m2k.Raw(d.port)
+    c.send(m2k.connect("c-bad", username="alice", password="wrong"))
+    c.expect_close(bytes([0x20, 0x02, 0x00, 0x04]), timeout=20)
+
+
+def test_connection_gone_while_checking(daemon, tmp_path):
+    # ~55 ms a check (more under ASan): the three are done well within the waits.
+    d, mport = slow_daemon(daemon, tmp_path, iterations=100000, max_hashing=1,
+                           max_hashing_queue=4)
+    gone = []
+    for i in range(3):  # one running, two waiting: all three go away
+        c = m2k.Raw(d.port)
+        c.send(m2k.connect(f"gone{i}", username="alice", password="s3cret"))
+        gone.append(c)
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_connections"] == 3, 10, "3 connections")
+    for c in gone:
+        c.close()
+    # A paused connection reads nothing: each close is seen once its check is done.
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_connections"] == 0, 10, "0 connections")
+    # The daemon goes on: the next login waits for the check still running.
+    m2k.Raw(d.port).connect("after", username="alice", password="s3cret")
+
+
+def test_reload_during_a_check_checks_the_new_file(daemon, tmp_path):
+    d, mport = slow_daemon(daemon, tmp_path, max_hashing=1)
+    # The next file, made beforehand: alice's password changed (`$6$`, cheap).
+    new = tmp_path / "passwd.new"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", "-H", "sha512", str(new), "alice", "n3w"],
+                   check=True, capture_output=True, timeout=60)
+    innocent = m2k.Raw(d.port).connect("innocent")
+    # Two logins ahead of it in the one slot: c-old's check (against the file
+    # it was queued with) ends ~1.5 s later, well after the reload.
+    ahead = [m2k.Raw(d.port) for _ in range(2)]
+    for i, a in enumerate(ahead):
+        a.send(m2k.connect(f"ahead{i}", username="alice", password="s3cret"))
+    c = m2k.Raw(d.port)
+    c.send(m2k.connect("c-old", username="alice", password="s3cret"))
+    innocent.send(m2k.PINGREQ)  # answered after the CONNECTs were read: queued
+    innocent.expect(m2k.PINGRESP)
+    new.replace(tmp_path / "passwd")
+    mark = d.mark()
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_log(m2k.line(r"reload: configuration applied \(\d+ topic rules, unmapped \S+, log "
+                        r"level \w+\)", level="info", regex=True), since=mark)
+    # Checked again against the new file: the old password is refused.
+    c.expect_close(bytes([0x20, 0x02, 0x00, 0x04]), timeout=30)
+    m2k.Raw(d.port).connect("c-new", username="alice", password="n3w")
+    for a in ahead:
+        a.close()
