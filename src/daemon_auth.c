@@ -8,6 +8,7 @@
 
 #include "auth/passwd_file.h"
 #include "mqtt/codec.h"
+#include "mqtt/codec5.h"
 #include "util/list.h"
 #include "util/log.h"
 
@@ -128,9 +129,17 @@ static void job_done(void *arg) {
 static int screen(mqtt_pc_t *pc, const uint8_t *buf, size_t len) {
     daemon_auth_t *a = pc->auth;
     mqtt_packet_t pkt;
-    if (mqtt_decode(buf, len, 0, &pkt) <= 0 || pkt.type != MQTT_CONNECT)
+    mqtt5_packet_t pkt5;
+    const mqtt_connect_t *p;
+    bool v5 = false;
+    if (mqtt_decode(buf, len, 0, &pkt) > 0 && pkt.type == MQTT_CONNECT) {
+        p = &pkt.u.connect;
+    } else if (mqtt5_decode(buf, len, 0, &pkt5) > 0 && pkt5.type == MQTT_CONNECT) {
+        p = &pkt5.u.connect.c; /* MQTT 5: the same user name and password */
+        v5 = true;
+    } else {
         return 0;
-    const mqtt_connect_t *p = &pkt.u.connect;
+    }
     const char *remote = session_conn_remote(pc->sc);
     if (!security_will_hash(*a->sec, remote, pc->has_identity ? "" : NULL, p->has_username,
                             server_now_ms(a->srv)))
@@ -139,13 +148,18 @@ static int screen(mqtt_pc_t *pc, const uint8_t *buf, size_t len) {
     bool slot = a->running < (*a->cfg)->auth.max_hashing && list_empty(&a->queue);
     if (!slot && a->queued >= max_queue) {
         static const uint8_t connack3[] = {0x20, 0x02, 0x00, MQTT_CONNACK_UNAVAILABLE};
+        /* MQTT 5: reason 0x89 server busy, no properties. */
+        static const uint8_t connack5[] = {0x20, 0x03, 0x00, 0x89, 0x00};
         a->refused++;
-        (void)server_conn_send(pc->conn, connack3, sizeof(connack3));
+        if (v5)
+            (void)server_conn_send(pc->conn, connack5, sizeof(connack5));
+        else
+            (void)server_conn_send(pc->conn, connack3, sizeof(connack3));
         char why[200];
         snprintf(why, sizeof(why),
-                 "connection refused (CONNACK 3): %" PRIu32 " password checks running and %zu "
+                 "connection refused (CONNACK %s): %" PRIu32 " password checks running and %zu "
                  "waiting (auth.max_hashing_queue %" PRIu32 ")",
-                 a->running, a->queued, max_queue);
+                 v5 ? "0x89" : "3", a->running, a->queued, max_queue);
         session_conn_close(pc->sc, why);
         return -1;
     }

@@ -133,7 +133,7 @@ typedef struct {
     char *password_file; /* NULL: no password check (every user name accepted) */
     char *acl_file;      /* NULL: every publish allowed */
     config_acl_deny_t acl_deny;
-    config_pos_t acl_deny_pos; /* line 0 when defaulted */
+    config_pos_t acl_deny_pos;  /* line 0 when defaulted */
     uint32_t max_hashing;       /* password checks running on the threadpool at once */
     uint32_t max_hashing_queue; /* CONNECTs waiting for one; more: CONNACK 3 */
     config_pos_t pos;

@@ -120,3 +120,39 @@ def test_reload_during_a_check_checks_the_new_file(daemon, tmp_path):
     m2k.Raw(d.port).connect("c-new", username="alice", password="n3w")
     for a in ahead:
         a.close()
+
+
+def connect5_login(client_id, username, password):
+    """An MQTT 5 CONNECT with a user name and password (clean start, no
+    properties)."""
+    body = m2k.enc_str("MQTT") + bytes([5, 0xC2]) + (60).to_bytes(2, "big") + b"\x00"
+    body += m2k.enc_str(client_id) + m2k.enc_str(username) + m2k.enc_str(password)
+    return m2k.packet(0x10, body)
+
+
+def test_v5_checks_off_the_loop_queue_bounded(daemon, tmp_path):
+    """MQTT 5 CONNECTs take the same queue; the one past it gets CONNACK
+    0x89 (server busy) in the MQTT 5 form."""
+    d, mport = slow_daemon(daemon, tmp_path, max_hashing=1, max_hashing_queue=1)
+    mark = d.mark()
+    logins = []
+    for i in range(3):
+        c = m2k.Raw(d.port)
+        c.send(connect5_login(f"v5-{i}", "alice", "s3cret"))
+        logins.append(c)
+    d.wait_log(m2k.line("closing: connection refused (CONNACK 0x89): 1 password checks running "
+                        "and 1 waiting (auth.max_hashing_queue 1)", level="warn", client="-"),
+               since=mark)
+    busy = bytes([0x20, 0x03, 0x00, 0x89, 0x00])
+    answers = []
+    for c in logins:
+        got = c.recv_exact(4, timeout=20)
+        answers.append(got[:4])
+        if got == busy[:4]:
+            assert c.recv_exact(1, timeout=5) == busy[4:]
+            c.expect_close()
+    # Two accepted (CONNACK, remaining length, flags 0, reason 0), one busy.
+    assert sorted(a[3] for a in answers) == [0x00, 0x00, 0x89], answers
+    assert all(a[0] == 0x20 for a in answers), answers
+    assert scrape(mport)['mqtt2kafka_connections_refused_total{reason="server_unavailable"}'] == 1
+
