@@ -47,6 +47,7 @@ struct daemon {
     dl_router_t *router;
     dl_retained_t *retained;
     daemon_downlink_t *dl;
+    spool_t *spool; /* with `spool:` (runtime.c opened it); NULL otherwise */
     metrics_t m;
     bool listening, stopping, fatal, done;
     bool waiting_kafka;   /* the start's wait for metadata (/readyz says so) */
@@ -382,6 +383,7 @@ static runtime_t daemon_runtime(daemon_t *d) {
                        .security = &d->sec,
                        .router = &d->router,
                        .retained = &d->retained,
+                       .spool = &d->spool,
                        .server = d->srv,
                        .running = d->started};
 }
@@ -682,6 +684,7 @@ out:
     daemon_downlink_free(d->dl);
     if (d->k)
         kafka_free(d->k);
+    spool_close(d->spool);
     server_free(d->srv);
     http_server_free(d->http);
     signal(SIGTERM, SIG_IGN);
