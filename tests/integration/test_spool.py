@@ -6,6 +6,8 @@ import subprocess
 import yaml
 
 import m2k
+from m2k import Raw, publish, puback
+from test_metrics import http_get, scrape
 
 
 def spool_cfg(tmp_path, **kw):
@@ -49,3 +51,69 @@ def test_outage_mode_is_refused_as_not_implemented(tmp_path):
         1, f"{path}:{n}:3: spool.mode: outage (the default) is not implemented yet; write "
            "`mode: always`\n")
     assert not (tmp_path / "s").exists()
+
+
+FAST_RECONNECT = {"linger.ms": 5, "reconnect.backoff.max.ms": 500}
+
+
+def start(daemon, tmp_path, name=None, **spool):
+    """A daemon with the spool (mode always) and a metrics listener; (d, metrics port)."""
+    d = daemon(m2k.merge(spool_cfg(tmp_path, **spool),
+                         {"kafka": {"properties": FAST_RECONNECT},
+                          "metrics": {"listen": "127.0.0.1:0"}}), name=name)
+    m = d.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, /healthz, "
+                            r"/readyz\)", level="info", regex=True), since=0)  # a start-up line
+    return d, int(m.group(1))
+
+
+def publish_acked(port, client_id, n, first=0, qos2_every=0):
+    """n QoS 1 PUBLISH (every qos2_every-th one QoS 2) on test/spool, each
+    acked before the next is sent; returns their payloads in order."""
+    cl = Raw(port).connect(client_id, keepalive=0)
+    sent = []
+    for i in range(first, first + n):
+        pid = i % 60000 + 1
+        payload = f"m{i:05d}"
+        if qos2_every and i % qos2_every == 0:
+            cl.send(publish("test/spool", payload, qos=2, pid=pid))
+            cl.expect(m2k.pubrec(pid), timeout=10)
+            cl.send(m2k.pubrel(pid))
+            cl.expect(m2k.pubcomp(pid))
+        else:
+            cl.send(publish("test/spool", payload, qos=1, pid=pid))
+            cl.expect(puback(pid), timeout=10)
+        sent.append(payload.encode())
+    cl.send(m2k.DISCONNECT)
+    cl.close()
+    return sent
+
+
+def values_in_order(bootstrap, n, topic="test"):
+    recs = m2k.assert_records(bootstrap, topic, n, timeout=30)
+    assert len({r.partition for r in recs}) == 1  # one MQTT topic, one key, one partition
+    return [r.value for r in sorted(recs, key=lambda r: r.offset)]
+
+
+def test_acked_from_the_spool_while_every_broker_is_down_then_in_order(daemon, mock_kafka,
+                                                                          tmp_path):
+    mock_kafka.cmd("down -1")
+    d, mport = start(daemon, tmp_path)
+    sent = publish_acked(d.port, "spooled", 60, qos2_every=3)
+    s = scrape(mport)
+    assert s["mqtt2kafka_spool_records_spooled_total"] == 60
+    assert s["mqtt2kafka_spool_records"] == 60
+    assert s["mqtt2kafka_spool_records_drained_total"] == 0
+    assert s["mqtt2kafka_spool_bytes"] > 60 * 20
+    # Acked from the spool: ready while Kafka is down.
+    assert http_get(mport, "/readyz")[0] == 200
+    mock_kafka.cmd("up -1")
+    assert values_in_order(mock_kafka.bootstrap, 60) == sent
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_records"] == 0, 15,
+                   "the spool confirms every record")
+    s = scrape(mport)
+    assert s["mqtt2kafka_spool_records_drained_total"] == 60
+    assert s["mqtt2kafka_spool_bytes"] == 24  # the checkpoint only: the segments are deleted
+    assert s["mqtt2kafka_spool_oldest_record_age_seconds"] == 0
+    # New records keep their place behind the drained ones.
+    sent += publish_acked(d.port, "later", 5, first=60)
+    assert values_in_order(mock_kafka.bootstrap, 65) == sent
