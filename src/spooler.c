@@ -109,7 +109,7 @@ int spooler_produce(spooler_t *f, const kafka_record_t *rec, uint64_t opaque) {
     int rc = spool_append(f->sp, &r, &seq);
     if (rc == SPOOL_FULL) {
         if (!f->st.full)
-            log_warn("spool: full (max_bytes or the disk): publishers pause, QoS 0 is dropped");
+            log_warn("spool: full (max_bytes or the disk): publishers pause");
         f->st.full = true;
         f->st.refused_full++;
         return KAFKA_ERR_QUEUE_FULL;

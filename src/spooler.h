@@ -47,7 +47,7 @@ spooler_t *spooler_new(spool_t *sp, kafka_t *k, spooler_complete_fn complete, vo
 void spooler_free(spooler_t *f);
 /* The session's produce op: appends the record. KAFKA_OK (completed at the
  * next spooler_turn), KAFKA_ERR_QUEUE_FULL (the spool is full: the session
- * pauses the reader, QoS 0 is dropped and counted), KAFKA_ERR_PRODUCE. */
+ * pauses the reader, as for a full producer queue), KAFKA_ERR_PRODUCE. */
 int spooler_produce(spooler_t *f, const kafka_record_t *rec, uint64_t opaque);
 /* Whether records wait for spooler_turn's sync. */
 bool spooler_pending(const spooler_t *f);

@@ -358,8 +358,8 @@ const setting_t config_settings[] = {
      .parse = cfg_parse_u64,
      .doc_default = "0 (no bound but the disk)",
      .doc_allowed = "0..18446744073709551615",
-     .doc = "every byte the spool holds on disk; at the bound nothing more is acked (publishers "
-            "pause, QoS 0 is dropped and counted)"},
+     .doc = "every byte the spool holds on disk; at the bound nothing more is taken: publishers "
+            "pause as with a full producer queue"},
     {.path = "spool.mode",
      .type = SET_ENUM,
      .flags = SETTING_RESTART,

@@ -1,6 +1,7 @@
 """The spool (`spool:`, mode `always`): acked once fsync'ed, Kafka fed from
 the spool in order, restarts replay what Kafka did not confirm, max_bytes
 backpressure, and the refusal of an unusable directory."""
+import re
 import subprocess
 
 import yaml
@@ -60,6 +61,8 @@ def start(daemon, tmp_path, name=None, **spool):
     """A daemon with the spool (mode always) and a metrics listener; (d, metrics port)."""
     d = daemon(m2k.merge(spool_cfg(tmp_path, **spool),
                          {"kafka": {"properties": FAST_RECONNECT},
+                          "topics": [{"mqtt": "test/spool", "kafka": "test"},
+                                     {"mqtt": "test/other", "kafka": "test-other"}],
                           "metrics": {"listen": "127.0.0.1:0"}}), name=name)
     m = d.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, /healthz, "
                             r"/readyz\)", level="info", regex=True), since=0)  # a start-up line
@@ -117,3 +120,101 @@ def test_acked_from_the_spool_while_every_broker_is_down_then_in_order(daemon, m
     # New records keep their place behind the drained ones.
     sent += publish_acked(d.port, "later", 5, first=60)
     assert values_in_order(mock_kafka.bootstrap, 65) == sent
+
+
+def test_sigkill_after_acks_with_brokers_down_then_restart_sends_every_acked_record(
+        daemon, mock_kafka, tmp_path):
+    mock_kafka.cmd("down -1")
+    over = m2k.merge(spool_cfg(tmp_path), {"kafka": {"properties": FAST_RECONNECT}})
+    # Not the fixture's: this one is SIGKILLed, its exit status is -9.
+    d1 = m2k.Daemon(tmp_path, mock_kafka.bootstrap, over, name="killed")
+    try:
+        sent = publish_acked(d1.port, "before", 40, qos2_every=4)
+    finally:
+        d1.proc.kill()
+        d1.proc.wait(10)
+        d1._log.close()
+    mock_kafka.cmd("up -1")
+    d2, mport = start(daemon, tmp_path, name="restarted")
+    # A start-up line: the spool found every acked record.
+    d2.wait_log(m2k.line(f"spool: {tmp_path / 'spool'}, mode always: 40 records (", level="info",
+                         regex=False)[:-1], since=0)
+    sent += publish_acked(d2.port, "after", 5, first=40)
+    # Brokers were down for the whole first run: nothing was confirmed, so
+    # nothing goes twice; the spooled records go before the new ones.
+    assert values_in_order(mock_kafka.bootstrap, 45) == sent
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_records"] == 0, 15,
+                   "the spool confirms every record")
+
+
+def test_sigterm_syncs_and_keeps_what_kafka_did_not_confirm(daemon, mock_kafka, tmp_path):
+    mock_kafka.cmd("down -1")
+    d1, _ = start(daemon, tmp_path, name="first")
+    sent = publish_acked(d1.port, "c", 10)
+    mark = d1.mark()
+    assert d1.stop() == 0
+    assert re.search(m2k.line("Terminated: stopping; the spool is synced and keeps 10 records "
+                              "Kafka has not confirmed for the next start", level="info"),
+                     d1.log(mark), re.M)
+    mock_kafka.cmd("up -1")
+    start(daemon, tmp_path, name="second")
+    assert values_in_order(mock_kafka.bootstrap, 10) == sent
+
+
+def test_max_bytes_pauses_without_ack_and_loses_nothing(daemon, mock_kafka, tmp_path):
+    mock_kafka.cmd("down -1")
+    d, mport = start(daemon, tmp_path, max_bytes=4096)
+    cl = Raw(d.port).connect("full", keepalive=0)
+    sent = []
+    for i in range(100):
+        payload = f"{i:03d}".encode() + b"x" * 300
+        cl.send(publish("test/spool", payload, qos=1, pid=i + 1))
+        sent.append(payload)
+        if cl.nothing_within(1.0):
+            break
+        cl.expect(puback(i + 1))
+    acked = len(sent) - 1
+    assert 3 <= acked < 100, acked
+    s = scrape(mport)
+    assert s["mqtt2kafka_spool_full_total"] >= 1
+    assert s["mqtt2kafka_spool_bytes"] <= 4096
+    assert s["mqtt2kafka_spool_records"] == acked
+    assert http_get(mport, "/readyz") == (
+        503, "not ready: the spool is full (spool.max_bytes or the disk)\n")
+    # QoS 0 (no smaller than the refused message, so it cannot fit where
+    # that one did not) waits as with a full producer queue: refused, counted,
+    # the reader paused and retried.
+    q0 = Raw(d.port).connect("qos0", keepalive=0)
+    before = scrape(mport)["mqtt2kafka_spool_full_total"]
+    q0.send(publish("test/other", b"q0" + b"x" * 300, qos=0))
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_full_total"] > before, 10,
+                   "the QoS 0 message refused")
+    # Kafka back: the spool drains, gives its space back, the paused
+    # message is taken and acked; every message once, in order.
+    mock_kafka.cmd("up -1")
+    cl.expect(puback(len(sent)), timeout=30)
+    cl.send(m2k.DISCONNECT)
+    cl.close()
+    assert values_in_order(mock_kafka.bootstrap, len(sent)) == sent
+    q0.send(m2k.DISCONNECT)  # read after the paused QoS 0 message
+    q0.close()
+    assert [r.value for r in m2k.assert_records(mock_kafka.bootstrap, "test-other", 1)] == [
+        b"q0" + b"x" * 300]
+    m2k.wait_until(lambda: http_get(mport, "/readyz")[0] == 200, 10, "ready again")
+
+
+def test_failed_deliveries_rewind_the_feed_and_keep_the_order(daemon, mock_kafka, tmp_path):
+    mock_kafka.cmd("down -1")
+    d = daemon(m2k.merge(spool_cfg(tmp_path),
+                         {"kafka": {"properties": {**FAST_RECONNECT,
+                                                   "message.timeout.ms": 1000}}}))
+    mark = d.mark()
+    sent = publish_acked(d.port, "rw", 20)
+    d.wait_log(m2k.line("spool: Kafka did not take record 1 (Local: Message timed out); the feed "
+                        "starts again from the first record not confirmed once the records in "
+                        "flight are back", level="warn"), since=mark)
+    d.wait_log(m2k.line("spool: the feed to Kafka starts again after record 0", level="info"),
+               since=mark)
+    mock_kafka.cmd("up -1")
+    # Nothing was delivered before the failures: every record once, in order.
+    assert values_in_order(mock_kafka.bootstrap, 20) == sent
