@@ -155,6 +155,17 @@ static void on_spooled(void *ud, uint64_t opaque, int err, const char *errstr) {
     session_on_delivery(d->sm, opaque, err, errstr);
 }
 
+static int produce_spooled(void *ud, const kafka_record_t *rec, uint64_t seq) {
+    daemon_t *d = ud;
+    int rc = kafka_produce(d->k, rec, seq);
+    if (rc == KAFKA_ERR_PRODUCE || rc == KAFKA_ERR_FATAL) {
+        static log_ratelimit_t rl = LOG_RATELIMIT_INIT("spool produce", 10, 10000);
+        log_ratelimited(&rl, LOG_ERROR, "kafka: producing to topic %s failed: %s", rec->topic,
+                        kafka_last_error(d->k));
+    }
+    return rc;
+}
+
 static void on_turn(void *ud) {
     daemon_t *d = ud;
     spooler_turn(d->fwd);
@@ -660,7 +671,8 @@ int daemon_run(const config_t *cfg) {
         .ack_latency_ud = d,
     };
     d->sm = session_mgr_new(&so);
-    if (!d->sm || (d->spool && !(d->fwd = spooler_new(d->spool, d->k, on_spooled, d)))) {
+    if (!d->sm || (d->spool && !(d->fwd = spooler_new(&(spooler_opts_t){d->spool, produce_spooled,
+                                                                        d, on_spooled, d})))) {
         log_error("out of memory");
         goto out;
     }

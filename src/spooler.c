@@ -11,9 +11,7 @@
 
 struct spooler {
     spool_t *sp;
-    kafka_t *k;
-    spooler_complete_fn complete;
-    void *ud;
+    spooler_opts_t o;
     /* The opaques of the records appended since the last sync, in order,
      * and the array they are completed from (swapped: a completion may
      * produce again). */
@@ -52,16 +50,14 @@ static int grow(void **p, size_t *cap, size_t need, size_t size) {
     return 0;
 }
 
-spooler_t *spooler_new(spool_t *sp, kafka_t *k, spooler_complete_fn complete, void *ud) {
+spooler_t *spooler_new(const spooler_opts_t *o) {
     spooler_t *f = calloc(1, sizeof(*f));
     if (!f)
         return NULL;
-    f->sp = sp;
-    f->k = k;
-    f->complete = complete;
-    f->ud = ud;
+    f->sp = o->spool;
+    f->o = *o;
     spool_stats_t ss;
-    spool_stats(sp, &ss);
+    spool_stats(f->sp, &ss);
     f->confirm_to = ss.confirmed_seq;
     return f;
 }
@@ -149,8 +145,8 @@ static void sync_and_complete(spooler_t *f) {
         f->st.spooled += n;
     }
     for (size_t i = 0; i < n; i++)
-        f->complete(f->ud, done[i], rc == 0 ? 0 : -1,
-                    rc == 0 ? NULL : "the spool could not make the record durable");
+        f->o.complete(f->o.complete_ud, done[i], rc == 0 ? 0 : -1,
+                      rc == 0 ? NULL : "the spool could not make the record durable");
 }
 
 static void confirm(spooler_t *f) {
@@ -213,14 +209,14 @@ static void feed(spooler_t *f) {
                             spool_strerror(rc));
             return;
         }
-        int kr_rc = kafka_produce(f->k, &kr, seq);
+        int kr_rc = f->o.produce(f->o.produce_ud, &kr, seq);
         if (kr_rc == KAFKA_ERR_QUEUE_FULL)
             return;
         if (kr_rc != KAFKA_OK) {
             static log_ratelimit_t rl = LOG_RATELIMIT_INIT("spool produce", 10, 10000);
             log_ratelimited(&rl, LOG_ERROR,
-                            "spool: producing record %" PRIu64 " to topic %s failed: %s (retried)",
-                            seq, kr.topic, kafka_last_error(f->k));
+                            "spool: producing record %" PRIu64 " to topic %s failed (retried)", seq,
+                            kr.topic);
             return;
         }
         size_t at = (f->head + f->n) % SPOOLER_WINDOW;

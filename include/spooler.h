@@ -42,8 +42,19 @@ typedef struct {
     bool full; /* the last append was refused with SPOOL_FULL */
 } spooler_stats_t;
 
-/* sp and k are borrowed and must outlive the spooler. NULL: no memory. */
-spooler_t *spooler_new(spool_t *sp, kafka_t *k, spooler_complete_fn complete, void *ud);
+/* kafka_produce's contract (the daemon passes it; tests a fake). */
+typedef int (*spooler_produce_fn)(void *ud, const kafka_record_t *rec, uint64_t opaque);
+
+typedef struct {
+    spool_t *spool; /* borrowed; must outlive the spooler */
+    spooler_produce_fn produce;
+    void *produce_ud;
+    spooler_complete_fn complete;
+    void *complete_ud;
+} spooler_opts_t;
+
+/* NULL: no memory. */
+spooler_t *spooler_new(const spooler_opts_t *o);
 void spooler_free(spooler_t *f);
 /* The session's produce op: appends the record. KAFKA_OK (completed at the
  * next spooler_turn), KAFKA_ERR_QUEUE_FULL (the spool is full: the session
