@@ -265,7 +265,7 @@ void spooler_on_delivery(spooler_t *f, uint64_t opaque, int err, const char *err
     } else {
         f->state[at] = FAILED;
         f->st.failed++;
-        if (!f->rewind)
+        if (!f->rewind && !f->stopping) /* at shutdown: the purge of what is left */
             log_warn("spool: Kafka did not take record %" PRIu64 " (%s); the feed starts again "
                      "from the first record not confirmed once the records in flight are back",
                      opaque, errstr ? errstr : "?");
