@@ -82,8 +82,8 @@ static void notify_status(daemon_t *d, const char *prefix) {
     if (up)
         notify(d, "%sSTATUS=serving; Kafka %s reachable", prefix, kafka_bootstrap_servers(d->k));
     else
-        notify(d, "%sSTATUS=serving; Kafka unreachable (%s): messages wait in the producer queue",
-               prefix, why);
+        notify(d, "%sSTATUS=serving; Kafka unreachable (%s): messages wait in the %s", prefix, why,
+               d->fwd ? "spool" : "producer queue");
 }
 
 static void on_watchdog(void *ud) {
