@@ -29,6 +29,7 @@
 #include "kafka/producer.h"
 #include "map/topic_map.h"
 #include "net/server.h"
+#include "spool/spool.h"
 
 typedef enum {
     RUNTIME_CHECK,  /* mqtt2kafka --check: nothing runs */
@@ -46,6 +47,9 @@ typedef struct {
      * downlink rules and the retained store (a change needs a restart). */
     dl_router_t **router;
     dl_retained_t **retained;
+    /* RUNTIME_START, with `spool:`: the spool, opened and recovered (a
+     * change needs a restart). */
+    spool_t **spool;
     server_t *server; /* RUNTIME_RELOAD: its TLS listeners take the new certificates */
     /* RUNTIME_RELOAD: the configuration the running objects were built from
      * (a new setting is checked against what a reload cannot change). */

@@ -25,6 +25,7 @@
 #include "runtime.h"
 #include "daemon_auth.h"
 #include "daemon_downlink.h"
+#include "spooler.h"
 
 #define METADATA_WAIT_MS 10000
 #define METADATA_SLICE_MS 100 /* the longest the metrics listener waits at start */
@@ -50,6 +51,8 @@ struct daemon {
     dl_retained_t *retained;
     daemon_downlink_t *dl;
     daemon_auth_t *auth; /* password checks on the threadpool */
+    spool_t *spool; /* with `spool:` (runtime.c opened it); NULL otherwise */
+    spooler_t *fwd; /* with `spool:`: records go through the spool (spooler.h) */
     metrics_t m;
     bool listening, stopping, fatal, done;
     bool waiting_kafka;   /* the start's wait for metadata (/readyz says so) */
@@ -91,8 +94,8 @@ static void notify_status(daemon_t *d, const char *prefix) {
     if (up)
         notify(d, "%sSTATUS=serving; Kafka %s reachable", prefix, kafka_bootstrap_servers(d->k));
     else
-        notify(d, "%sSTATUS=serving; Kafka unreachable (%s): messages wait in the producer queue",
-               prefix, why);
+        notify(d, "%sSTATUS=serving; Kafka unreachable (%s): messages wait in the %s", prefix, why,
+               d->fwd ? "spool" : "producer queue");
 }
 
 static void on_watchdog(void *ud) {
@@ -128,6 +131,13 @@ static int produce_cb(void *ud, const kafka_record_t *rec, uint64_t opaque) {
     daemon_t *d = ud;
     if (d->fatal)
         return KAFKA_ERR_FATAL;
+    if (d->fwd) {
+        int frc = spooler_produce(d->fwd, rec, opaque);
+        /* A will published as a connection closes: the turn's sync must come. */
+        if (frc == KAFKA_OK && d->srv)
+            server_request_turn(d->srv);
+        return frc;
+    }
     int rc = kafka_produce(d->k, rec, opaque);
     if (rc == KAFKA_OK && d->routed)
         log_routed(d, rec);
@@ -164,7 +174,32 @@ static void on_delivery(void *ud, uint64_t opaque, int err, const char *errstr) 
     daemon_t *d = ud;
     if (err != 0)
         metrics_label_inc(&d->m.kafka_records_failed, kafka_err_name(err));
+    if (d->fwd)
+        spooler_on_delivery(d->fwd, opaque, err, errstr);
+    else
+        session_on_delivery(d->sm, opaque, err, errstr);
+}
+
+/* The spool's completions: what a delivery report says today. */
+static void on_spooled(void *ud, uint64_t opaque, int err, const char *errstr) {
+    daemon_t *d = ud;
     session_on_delivery(d->sm, opaque, err, errstr);
+}
+
+static int produce_spooled(void *ud, const kafka_record_t *rec, uint64_t seq) {
+    daemon_t *d = ud;
+    int rc = kafka_produce(d->k, rec, seq);
+    if (rc == KAFKA_ERR_PRODUCE || rc == KAFKA_ERR_FATAL) {
+        static log_ratelimit_t rl = LOG_RATELIMIT_INIT("spool produce", 10, 10000);
+        log_ratelimited(&rl, LOG_ERROR, "kafka: producing to topic %s failed: %s", rec->topic,
+                        kafka_last_error(d->k));
+    }
+    return rc;
+}
+
+static void on_turn(void *ud) {
+    daemon_t *d = ud;
+    spooler_turn(d->fwd);
 }
 
 static void on_stats(void *ud, const char *json, size_t len) {
@@ -342,6 +377,24 @@ static char *on_metrics(void *ud, size_t *len) {
     m->kafka_records_produced = st->published;
     m->kafka_records_delivered = st->delivered;
     m->kafka_queue_full = st->queue_full;
+    if (d->fwd) {
+        const spooler_stats_t *fs = spooler_stats(d->fwd);
+        spool_stats_t ss;
+        spool_stats(d->spool, &ss);
+        /* The session counts the spool's acks as delivered; Kafka confirmed these. */
+        m->kafka_records_delivered = fs->drained;
+        m->spool = true;
+        m->spool_bytes = ss.bytes;
+        m->spool_records = ss.records;
+        int64_t age = ss.oldest_timestamp_ms ? server_wall_ms() - ss.oldest_timestamp_ms : 0;
+        m->spool_oldest_age_seconds = age > 0 ? (uint64_t)age / 1000 : 0;
+        m->spool_records_spooled = fs->spooled;
+        m->spool_records_drained = fs->drained;
+        m->spool_full = fs->refused_full;
+        m->spool_corrupt_skipped = ss.corrupt_skipped;
+        m->spool_truncations = ss.truncations;
+        m->spool_rewinds = fs->rewinds;
+    }
     if (d->dl)
         daemon_downlink_metrics(d->dl, m);
     return metrics_render_alloc(m, len);
@@ -367,7 +420,12 @@ static int on_ready(void *ud, char *reason, size_t cap) {
         snprintf(reason, cap, "MQTT listeners not bound yet");
         return 0;
     }
-    if (!kafka_reachable(d->k, why, sizeof(why))) {
+    if (d->fwd && spooler_stats(d->fwd)->full) {
+        snprintf(reason, cap, "the spool is full (spool.max_bytes or the disk)");
+        return 0;
+    }
+    /* With the spool, records are acked from it whether Kafka is up or not. */
+    if (!d->fwd && !kafka_reachable(d->k, why, sizeof(why))) {
         snprintf(reason, cap, "Kafka unreachable: %s", why);
         return 0;
     }
@@ -378,10 +436,28 @@ static int on_ready(void *ud, char *reason, size_t cap) {
 
 /* ---- shutdown --------------------------------------------------------------- */
 
+static void finish_shutdown(daemon_t *d);
+
 static void begin_shutdown(daemon_t *d, const char *why) {
     if (d->stopping)
         return;
     d->stopping = true;
+    if (d->fwd) {
+        /* The final sync (its records are acked); what Kafka has not
+         * confirmed stays in the spool for the next start. */
+        spooler_stop(d->fwd);
+        spool_stats_t ss;
+        spool_stats(d->spool, &ss);
+        notify(d, "STOPPING=1\nSTATUS=stopping (%s): the spool keeps %" PRIu64 " records", why,
+               ss.records);
+        log_info("%s: stopping; the spool is synced and keeps %" PRIu64
+                 " records Kafka has not confirmed for the next start",
+                 why, ss.records);
+        server_stop_accepting(d->srv);
+        server_stop_reading(d->srv);
+        finish_shutdown(d);
+        return;
+    }
     d->deadline_ms = server_now_ms(d->srv) + (uint64_t)d->cfg->shutdown_timeout_s * 1000u;
     notify(d, "STOPPING=1\nSTATUS=stopping (%s): waiting for Kafka to confirm %d messages", why,
            kafka_outq_len(d->k));
@@ -399,7 +475,11 @@ static void finish_shutdown(daemon_t *d) {
         return;
     d->done = true;
     int left = kafka_outq_len(d->k);
-    if (left > 0) {
+    if (left > 0 && d->fwd) {
+        /* Acked from the spool already; they stay in it (not confirmed). */
+        kafka_purge(d->k);
+        kafka_poll(d->k);
+    } else if (left > 0) {
         int purged = kafka_purge(d->k);
         log_warn("shutdown: %d messages not confirmed by Kafka within shutdown_timeout_s %u s; "
                  "purged, not acknowledged",
@@ -440,6 +520,7 @@ static runtime_t daemon_runtime(daemon_t *d) {
                        .security = &d->sec,
                        .router = &d->router,
                        .retained = &d->retained,
+                       .spool = &d->spool,
                        .server = d->srv,
                        .running = d->started};
 }
@@ -670,7 +751,8 @@ int daemon_run(const config_t *cfg) {
         .ack_latency_ud = d,
     };
     d->sm = session_mgr_new(&so);
-    if (!d->sm) {
+    if (!d->sm || (d->spool && !(d->fwd = spooler_new(&(spooler_opts_t){d->spool, produce_spooled,
+                                                                        d, on_spooled, d})))) {
         log_error("out of memory");
         goto out;
     }
@@ -698,6 +780,7 @@ int daemon_run(const config_t *cfg) {
         .watch_fd2 = d->dl ? daemon_downlink_fd(d->dl) : -1,
         .on_fd2 = d->dl ? on_downlink_fd : NULL,
         .on_tick = on_tick,
+        .on_turn = d->fwd ? on_turn : NULL,
     };
     if (server_new(&sv, &d->srv, err, sizeof(err)) != 0) {
         log_error("server: %s", err);
@@ -722,9 +805,18 @@ int daemon_run(const config_t *cfg) {
         server_run(d->srv);
         goto out;
     }
-    log_info("kafka: waiting up to %d s for metadata from %s", METADATA_WAIT_MS / 1000,
-             kafka_bootstrap_servers(d->k));
-    int waited = wait_metadata(d);
+    int waited = 0;
+    if (d->fwd) {
+        spool_stats_t ss;
+        spool_stats(d->spool, &ss);
+        log_info("spool: %s, mode always: %" PRIu64 " records (%" PRIu64
+                 " bytes) to send to Kafka first; not waiting for Kafka metadata from %s",
+                 d->cfg->spool.dir, ss.records, ss.bytes, kafka_bootstrap_servers(d->k));
+    } else {
+        log_info("kafka: waiting up to %d s for metadata from %s", METADATA_WAIT_MS / 1000,
+                 kafka_bootstrap_servers(d->k));
+        waited = wait_metadata(d);
+    }
     if (d->stopping) {
         /* A signal during the wait: nothing was accepted, shut down. */
     } else if (waited != 0) {
@@ -732,7 +824,7 @@ int daemon_run(const config_t *cfg) {
                   "retrying and messages wait in its queue",
                   kafka_bootstrap_servers(d->k), METADATA_WAIT_MS / 1000);
         kafka_set_reachable(d->k, false, "no metadata at start");
-    } else {
+    } else if (!d->fwd) {
         log_info("kafka: connected to %s", kafka_bootstrap_servers(d->k));
     }
     if (d->stopping) {
@@ -767,6 +859,8 @@ out:
     daemon_downlink_free(d->dl);
     if (d->k)
         kafka_free(d->k);
+    spooler_free(d->fwd);
+    spool_close(d->spool);
     server_free(d->srv); /* waits for the password checks still running */
     daemon_auth_free(d->auth);
     http_server_free(d->http);

@@ -402,6 +402,50 @@ static void downlink_commit(const runtime_t *rt, const config_t *next, runtime_m
     free(p);
 }
 
+/* ---- the spool (`spool:`, needs a restart): --check only looks at the
+ * directory (spool_check: a running daemon holds its lock), the start opens
+ * and recovers it; an unusable directory refuses the start. ---- */
+
+static int spool_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
+                         void **state, report_t *r) {
+    (void)rt;
+    const config_spool_t *c = &next->spool;
+    if (mode == RUNTIME_RELOAD || !c->enabled || !c->dir)
+        return 0;
+    char e[1024];
+    int rc;
+    if (mode == RUNTIME_CHECK) {
+        rc = spool_check(c->dir, e, sizeof(e));
+    } else {
+        spool_t *sp = NULL;
+        spool_options_t o = {.dir = c->dir, .max_bytes = c->max_bytes};
+        rc = spool_open(&o, &sp, e, sizeof(e));
+        *state = sp;
+    }
+    if (rc != 0) {
+        report(r, "%s:%d:%d: spool.dir: %s", next->path, c->pos.line, c->pos.col, e);
+        return -1;
+    }
+    return 0;
+}
+
+static void spool_abort(runtime_mode_t mode, void *state) {
+    (void)mode;
+    spool_close(state);
+}
+
+static void spool_commit(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
+                         void *state) {
+    (void)next;
+    if (!state)
+        return;
+    if (mode != RUNTIME_START || !rt->spool) {
+        spool_close(state);
+        return;
+    }
+    *rt->spool = state;
+}
+
 /* In this order: --check prints the errors so, and a reload logs the
  * objects it switched so. */
 static const step_t steps[] = {
@@ -410,6 +454,7 @@ static const step_t steps[] = {
     {"TLS certificates", false, tls_prepare, tls_commit, tls_abort},
     {"auth files", false, auth_prepare, auth_commit, auth_abort},
     {"downlink", false, downlink_prepare, downlink_commit, downlink_abort},
+    {"spool", false, spool_prepare, spool_commit, spool_abort},
     {"kafka", true, producer_prepare, producer_commit, producer_abort},
 };
 #define N_STEPS (sizeof(steps) / sizeof(steps[0]))

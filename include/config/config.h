@@ -89,6 +89,20 @@ typedef struct {
     config_pos_t pos;
 } config_retained_t;
 
+/* `spool:`: the crash-safe local spool (docs/semantics.md, "The spool"). */
+typedef enum {
+    SPOOL_MODE_OUTAGE = 0, /* the default; refused for now (not implemented yet) */
+    SPOOL_MODE_ALWAYS = 1, /* every record is spooled and acked after the fsync */
+} config_spool_mode_t;
+
+typedef struct {
+    bool enabled; /* the section is there */
+    char *dir;
+    uint64_t max_bytes; /* 0: no bound */
+    int mode;           /* config_spool_mode_t */
+    config_pos_t pos;
+} config_spool_t;
+
 typedef enum {
     UNMAPPED_DISCONNECT = 0, /* log and close the connection */
     UNMAPPED_DROP = 1,       /* acknowledge, count, rate-limited log */
@@ -166,6 +180,7 @@ typedef struct config {
     config_downlink_t *downlink; /* Kafka -> MQTT rules, file order */
     size_t n_downlink;
     config_retained_t retained;
+    config_spool_t spool;
 
     config_mqtt_t mqtt;
     config_auth_t auth;

@@ -84,6 +84,10 @@ typedef struct {
     int watch_fd2;
     void (*on_fd2)(void *ud);
     void (*on_tick)(void *ud); /* after the protocols' tick, every tick interval */
+    /* Optional: once per loop turn, before the turn's pending connections are
+     * fed and their output written, and again after (the spool's group
+     * commit: what it answers then goes out in the same or the next turn). */
+    void (*on_turn)(void *ud);
 } server_opts_t;
 
 /* The connections of the mqtt protocol (the listeners); the metrics
@@ -123,6 +127,9 @@ int server_forward(server_t *s, const char *host, uint16_t port, const char *tar
 /* The port listener i (cfg->listeners order) is bound to, also when the
  * system chose it (port 0); 0 when it is not listening. */
 uint16_t server_listener_port(const server_t *s, size_t i);
+/* Makes the loop run one more turn (with its on_turn hooks) without waiting
+ * for I/O: for work queued outside a connection's callbacks. */
+void server_request_turn(server_t *s);
 /* Runs the loop until server_stop has closed everything. Returns 0. */
 int server_run(server_t *s);
 /* Serves what is ready on the loop (connections, timers, signals) without

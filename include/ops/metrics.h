@@ -197,6 +197,17 @@ typedef struct {
     uint64_t retained_messages, retained_bytes; /* gauges */
     uint64_t retained_updates[2];               /* set, deleted */
     metrics_label_table_t retained_refused;     /* by reason: full, invalid_topic */
+    /* the spool: rendered only with `spool` */
+    bool spool;
+    uint64_t spool_bytes;              /* gauge: on disk, segments + checkpoint */
+    uint64_t spool_records;            /* gauge: appended and not confirmed by Kafka */
+    uint64_t spool_oldest_age_seconds; /* gauge: of the oldest unconfirmed record; 0: none */
+    uint64_t spool_records_spooled;    /* appended and synced (acked) */
+    uint64_t spool_records_drained;    /* confirmed by Kafka from the spool */
+    uint64_t spool_full;               /* appends refused: max_bytes or the disk full */
+    uint64_t spool_corrupt_skipped;    /* corrupt records (or runs of bytes) skipped */
+    uint64_t spool_truncations;        /* torn tails truncated at open */
+    uint64_t spool_rewinds;            /* the feed started again after a failed delivery */
 } metrics_t;
 
 /* Zeroes the registry. No allocation: embed metrics_t where convenient. */

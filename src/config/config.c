@@ -838,6 +838,7 @@ void config_free(config_t *cfg) {
     }
     free(cfg->downlink);
     free(cfg->retained.topic);
+    free(cfg->spool.dir);
     free(cfg->unmapped_topic);
     free(cfg->auth.password_file);
     free(cfg->auth.acl_file);

@@ -5,6 +5,7 @@
  * each list item may hold, and their plain values, come from the settings
  * table like everywhere else (settings.c). */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,6 +299,47 @@ void cfg_check_retained(parse_ctx_t *c, yaml_node_t *n, const char *where, void 
         if (strcmp(cfg->downlink[j].kafka, cfg->retained.topic) == 0)
             cfg_err(c, cfg_pos_of(topic), "%s: \"%s\" is also a downlink topic (line %d)", field,
                     cfg->retained.topic, cfg->downlink[j].pos.line);
+}
+
+/* ---- spool ---- */
+
+void cfg_check_spool(parse_ctx_t *c, yaml_node_t *n, const char *where, void *base,
+                     yaml_node_t *const *found) {
+    const config_t *cfg = base;
+    if (cfg->spool.mode != SPOOL_MODE_OUTAGE)
+        return;
+    yaml_node_t *mode = cfg_found(found, "spool.mode");
+    if (mode && (mode->type != YAML_SCALAR_NODE ||
+                 strcmp((const char *)mode->data.scalar.value, "outage") != 0))
+        return; /* not a mode: said already */
+    cfg_err(c, cfg_pos_of(mode ? mode : n),
+            "%s.mode: outage%s is not implemented yet; write `mode: always`", where,
+            mode ? "" : " (the default)");
+}
+
+/* A uint64_t from 0 up (spool.max_bytes). */
+void cfg_parse_u64(parse_ctx_t *c, const setting_t *s, yaml_node_t *n, const char *where,
+                   void *base) {
+    char d[80];
+    bool ok = n->type == YAML_SCALAR_NODE && !cfg_is_null(n);
+    unsigned long long v = 0;
+    if (ok) {
+        const char *str = (const char *)n->data.scalar.value;
+        ok = str[0] != '\0' && strlen(str) <= 20;
+        for (const char *p = str; ok && *p; p++)
+            ok = *p >= '0' && *p <= '9';
+        if (ok) {
+            errno = 0;
+            v = strtoull(str, NULL, 10);
+            ok = errno == 0;
+        }
+    }
+    if (!ok) {
+        cfg_err(c, cfg_pos_of(n), "%s: expected an integer from 0 to %llu, got %s", where,
+                (unsigned long long)UINT64_MAX, cfg_describe(n, d, sizeof(d)));
+        return;
+    }
+    *(uint64_t *)((char *)base + s->off) = (uint64_t)v;
 }
 
 /* ---- unmapped, metrics.listen ---- */

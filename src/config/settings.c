@@ -14,6 +14,7 @@ static_assert(sizeof(log_level_t) == sizeof(int) && sizeof(log_format_t) == size
                   sizeof(config_acl_deny_t) == sizeof(int) &&
                   sizeof(config_unmapped_t) == sizeof(int),
               "SET_ENUM fields are stored as int");
+static_assert(sizeof(config_spool_mode_t) == sizeof(int), "SET_ENUM fields are stored as int");
 
 #define CFG(f) .field = true, .off = offsetof(config_t, f)
 #define LISTENER(f) .field = true, .off = offsetof(config_listener_t, f)
@@ -30,6 +31,8 @@ static const setting_word_t log_levels[] = {
     {"error", LOG_ERROR}, {"warn", LOG_WARN}, {"info", LOG_INFO}, {"debug", LOG_DEBUG}, {NULL, 0}};
 static const setting_word_t log_formats[] = {
     {"text", LOG_FORMAT_TEXT}, {"json", LOG_FORMAT_JSON}, {NULL, 0}};
+static const setting_word_t spool_modes[] = {
+    {"outage", SPOOL_MODE_OUTAGE}, {"always", SPOOL_MODE_ALWAYS}, {NULL, 0}};
 /* Applied before the user's properties, which override them. partitioner:
  * the Java client's key hashing (murmur2), as Confluent MQTT Proxy and every
  * Java producer use: a key lands on the partition it did before a migration
@@ -329,6 +332,43 @@ const setting_t config_settings[] = {
      .def = 67108864,
      .doc = "bytes (topic + payload) of retained messages held in memory at most; a message "
             "that would exceed it is refused and counted"},
+    {.path = "spool",
+     .type = SET_SECTION,
+     .flags = SETTING_POS | SETTING_RESTART,
+     CFG(spool.enabled),
+     .pos_off = offsetof(config_t, spool.pos),
+     .check = cfg_check_spool,
+     .restart_note = "the spool stays as it started",
+     .doc_default = "none (no spool: acked after Kafka's delivery report)",
+     .doc = "the crash-safe local spool (docs/semantics.md, \"The spool\"); needs a restart"},
+    {.path = "spool.dir",
+     .type = SET_FILE,
+     .flags = SETTING_RESTART | SETTING_REQUIRED,
+     CFG(spool.dir),
+     .missing = "the spool directory",
+     .restart_note = "still spooling to %s",
+     .doc_default = "**required** with `spool`",
+     .doc_allowed = "directory (created if missing, its parent must exist)",
+     .doc = "the segment files and the checkpoint; the daemon refuses to start when it is "
+            "unusable, and takes an exclusive lock on it"},
+    {.path = "spool.max_bytes",
+     .type = SET_CUSTOM,
+     .flags = SETTING_RESTART,
+     CFG(spool.max_bytes),
+     .parse = cfg_parse_u64,
+     .doc_default = "0 (no bound but the disk)",
+     .doc_allowed = "0..18446744073709551615",
+     .doc = "every byte the spool holds on disk; at the bound nothing more is taken: publishers "
+            "pause as with a full producer queue"},
+    {.path = "spool.mode",
+     .type = SET_ENUM,
+     .flags = SETTING_RESTART,
+     CFG(spool.mode),
+     .words = spool_modes,
+     .def = SPOOL_MODE_OUTAGE,
+     .restart_note = "the spool keeps its mode",
+     .doc = "`always`: every record is spooled and acked once fsync'ed, Kafka is fed from the "
+            "spool; `outage` is not implemented yet (refused: write `mode: always`)"},
 
     {.path = "mqtt", .type = SET_SECTION},
     {.path = "mqtt.max_packet_size",

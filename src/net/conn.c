@@ -52,12 +52,26 @@ static void conn_set_state(conn_t *c, conn_state_t to) {
     c->state = (uint8_t)to;
 }
 
+/* One round of the pending connections, between the optional turn hooks. */
+static void turn(server_t *s) {
+    if (s->o.on_turn)
+        s->o.on_turn(s->o.ud);
+    conn_process_pending(s);
+    if (s->o.on_turn)
+        s->o.on_turn(s->o.ud);
+}
+
 static void on_idle(uv_idle_t *h) {
-    conn_process_pending(h->data);
+    turn(h->data);
 }
 
 void conn_on_check(uv_check_t *h) {
-    conn_process_pending(h->data);
+    turn(h->data);
+}
+
+void server_request_turn(server_t *s) {
+    if (!s->stopping && !uv_is_active((uv_handle_t *)&s->idle))
+        uv_idle_start(&s->idle, on_idle);
 }
 
 static void mark_pending(conn_t *c) {

@@ -277,6 +277,31 @@ static void render_kafka_topics(writer_t *w, const metrics_t *m) {
     }
 }
 
+static void render_spool(writer_t *w, const metrics_t *m) {
+    gauge(w, "mqtt2kafka_spool_bytes", "Bytes the spool holds on disk (segments + checkpoint).",
+          m->spool_bytes);
+    gauge(w, "mqtt2kafka_spool_records", "Records in the spool that Kafka has not confirmed.",
+          m->spool_records);
+    gauge(w, "mqtt2kafka_spool_oldest_record_age_seconds",
+          "Age of the oldest record Kafka has not confirmed; 0 when there is none.",
+          m->spool_oldest_age_seconds);
+    counter(w, "mqtt2kafka_spool_records_spooled_total",
+            "Records appended to the spool and made durable (then acknowledged).",
+            m->spool_records_spooled);
+    counter(w, "mqtt2kafka_spool_records_drained_total",
+            "Records from the spool that Kafka confirmed.", m->spool_records_drained);
+    counter(w, "mqtt2kafka_spool_full_total",
+            "Records the spool refused (max_bytes or the disk full): not acknowledged.",
+            m->spool_full);
+    counter(w, "mqtt2kafka_spool_corrupt_records_skipped_total",
+            "Corrupt records (or runs of bytes) the spool skipped.", m->spool_corrupt_skipped);
+    counter(w, "mqtt2kafka_spool_torn_tails_truncated_total",
+            "Torn tails the spool truncated at its start.", m->spool_truncations);
+    counter(w, "mqtt2kafka_spool_rewinds_total",
+            "Times the feed to Kafka started again after a failed delivery (at least once).",
+            m->spool_rewinds);
+}
+
 static void render_downlink(writer_t *w, const metrics_t *m) {
     label_table(w, "mqtt2kafka_downlink_records_consumed_total",
                 "Records read from the downlink and retained Kafka topics, by topic.", "topic",
@@ -524,6 +549,8 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     render_rdkafka(w, &m->rdkafka);
     if (m->downlink)
         render_downlink(w, m);
+    if (m->spool)
+        render_spool(w, m);
 
     if (cap > 0)
         buf[w->len < cap ? w->len : cap - 1] = '\0';

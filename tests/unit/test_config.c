@@ -259,7 +259,8 @@ static void test_errors_structure(void **state) {
     expect_errors("kafka:\n  bootstrap_servers:\n",
                   "t.yaml:2:21: kafka.bootstrap_servers: expected a string, got nothing\n");
     expect_errors(MIN "bogus: 1\n", "t.yaml:3:1: bogus: unknown key (expected one of: listeners, "
-                                    "kafka, topics, unmapped, headers, downlink, retained, mqtt, "
+                                    "kafka, topics, unmapped, headers, downlink, retained, spool, "
+                                    "mqtt, "
                                     "auth, "
                                     "shutdown_timeout_s, metrics, log)\n");
     expect_errors(MIN "kafka: {}\n", "t.yaml:3:1: kafka: duplicate key (first at line 1)\n");

@@ -1,0 +1,266 @@
+"""The spool (`spool:`, mode `always`): acked once fsync'ed, Kafka fed from
+the spool in order, restarts replay what Kafka did not confirm, max_bytes
+backpressure, and the refusal of an unusable directory."""
+import re
+import subprocess
+
+import yaml
+
+import m2k
+from m2k import Raw, publish, puback
+from test_metrics import http_get, scrape
+
+
+def spool_cfg(tmp_path, **kw):
+    return {"spool": {"dir": str(tmp_path / "spool"), "mode": "always", **kw}}
+
+
+def run(*args):
+    return subprocess.run([m2k.DAEMON, *args], capture_output=True, text=True, timeout=30)
+
+
+def test_unusable_dir_is_refused_by_check_and_at_start(tmp_path):
+    (tmp_path / "file").write_text("not a directory\n")
+    cases = [
+        (tmp_path / "file", "cannot open the spool directory: Not a directory"),
+        (tmp_path / "missing" / "spool", "cannot create the spool directory: No such file or "
+                                         "directory"),
+    ]
+    for where, why in cases:
+        cfg = m2k.merge(m2k.base_config(0, "embedded"),
+                        {"spool": {"dir": str(where), "mode": "always"}})
+        path = tmp_path / "m.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        # The spool section is the last key: its mapping starts at "dir".
+        n = path.read_text().splitlines().index("spool:") + 2
+        want = f"{path}:{n}:3: spool.dir: {where}: {why}\n"
+        r = run("--check", "-c", str(path))
+        assert (r.returncode, r.stdout + r.stderr) == (1, want)
+        r = run("-c", str(path))
+        assert r.returncode == 1
+        assert r.stderr == want, r.stderr
+    assert not (tmp_path / "missing").exists()
+
+
+def test_outage_mode_is_refused_as_not_implemented(tmp_path):
+    cfg = m2k.merge(m2k.base_config(0, "embedded"), {"spool": {"dir": str(tmp_path / "s")}})
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    n = path.read_text().splitlines().index("spool:") + 2
+    r = run("--check", "-c", str(path))
+    assert (r.returncode, r.stdout + r.stderr) == (
+        1, f"{path}:{n}:3: spool.mode: outage (the default) is not implemented yet; write "
+           "`mode: always`\n")
+    assert not (tmp_path / "s").exists()
+
+
+FAST_RECONNECT = {"linger.ms": 5, "reconnect.backoff.max.ms": 500}
+
+
+def start(daemon, tmp_path, name=None, **spool):
+    """A daemon with the spool (mode always) and a metrics listener; (d, metrics port)."""
+    d = daemon(m2k.merge(spool_cfg(tmp_path, **spool),
+                         {"kafka": {"properties": FAST_RECONNECT},
+                          "topics": [{"mqtt": "test/spool", "kafka": "test"},
+                                     {"mqtt": "test/other", "kafka": "test-other"}],
+                          "metrics": {"listen": "127.0.0.1:0"}}), name=name)
+    m = d.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, /healthz, "
+                            r"/readyz\)", level="info", regex=True), since=0)  # a start-up line
+    return d, int(m.group(1))
+
+
+def publish_acked(port, client_id, n, first=0, qos2_every=0):
+    """n QoS 1 PUBLISH (every qos2_every-th one QoS 2) on test/spool, each
+    acked before the next is sent; returns their payloads in order."""
+    cl = Raw(port).connect(client_id, keepalive=0)
+    sent = []
+    for i in range(first, first + n):
+        pid = i % 60000 + 1
+        payload = f"m{i:05d}"
+        if qos2_every and i % qos2_every == 0:
+            cl.send(publish("test/spool", payload, qos=2, pid=pid))
+            cl.expect(m2k.pubrec(pid), timeout=10)
+            cl.send(m2k.pubrel(pid))
+            cl.expect(m2k.pubcomp(pid))
+        else:
+            cl.send(publish("test/spool", payload, qos=1, pid=pid))
+            cl.expect(puback(pid), timeout=10)
+        sent.append(payload.encode())
+    cl.send(m2k.DISCONNECT)
+    cl.close()
+    return sent
+
+
+def values_in_order(bootstrap, n, topic="test"):
+    recs = m2k.assert_records(bootstrap, topic, n, timeout=30)
+    assert len({r.partition for r in recs}) == 1  # one MQTT topic, one key, one partition
+    return [r.value for r in sorted(recs, key=lambda r: r.offset)]
+
+
+def test_acked_from_the_spool_while_every_broker_is_down_then_in_order(daemon, mock_kafka,
+                                                                          tmp_path):
+    mock_kafka.cmd("down -1")
+    d, mport = start(daemon, tmp_path)
+    sent = publish_acked(d.port, "spooled", 60, qos2_every=3)
+    s = scrape(mport)
+    assert s["mqtt2kafka_spool_records_spooled_total"] == 60
+    assert s["mqtt2kafka_spool_records"] == 60
+    assert s["mqtt2kafka_spool_records_drained_total"] == 0
+    assert s["mqtt2kafka_spool_bytes"] > 60 * 20
+    # Acked from the spool: ready while Kafka is down.
+    assert http_get(mport, "/readyz")[0] == 200
+    mock_kafka.cmd("up -1")
+    assert values_in_order(mock_kafka.bootstrap, 60) == sent
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_records"] == 0, 15,
+                   "the spool confirms every record")
+    s = scrape(mport)
+    assert s["mqtt2kafka_spool_records_drained_total"] == 60
+    assert s["mqtt2kafka_spool_bytes"] == 24  # the checkpoint only: the segments are deleted
+    assert s["mqtt2kafka_spool_oldest_record_age_seconds"] == 0
+    # New records keep their place behind the drained ones.
+    sent += publish_acked(d.port, "later", 5, first=60)
+    assert values_in_order(mock_kafka.bootstrap, 65) == sent
+
+
+def test_sigkill_after_acks_with_brokers_down_then_restart_sends_every_acked_record(
+        daemon, mock_kafka, tmp_path):
+    mock_kafka.cmd("down -1")
+    over = m2k.merge(spool_cfg(tmp_path), {"kafka": {"properties": FAST_RECONNECT}})
+    # Not the fixture's: this one is SIGKILLed, its exit status is -9.
+    d1 = m2k.Daemon(tmp_path, mock_kafka.bootstrap, over, name="killed")
+    try:
+        sent = publish_acked(d1.port, "before", 40, qos2_every=4)
+    finally:
+        d1.proc.kill()
+        d1.proc.wait(10)
+        d1._log.close()
+    mock_kafka.cmd("up -1")
+    d2, mport = start(daemon, tmp_path, name="restarted")
+    # A start-up line: the spool found every acked record.
+    d2.wait_log(m2k.line(f"spool: {tmp_path / 'spool'}, mode always: 40 records (", level="info",
+                         regex=False)[:-1], since=0)
+    sent += publish_acked(d2.port, "after", 5, first=40)
+    # Brokers were down for the whole first run: nothing was confirmed, so
+    # nothing goes twice; the spooled records go before the new ones.
+    assert values_in_order(mock_kafka.bootstrap, 45) == sent
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_records"] == 0, 15,
+                   "the spool confirms every record")
+
+
+def test_sigterm_syncs_and_keeps_what_kafka_did_not_confirm(daemon, mock_kafka, tmp_path):
+    mock_kafka.cmd("down -1")
+    d1, _ = start(daemon, tmp_path, name="first")
+    sent = publish_acked(d1.port, "c", 10)
+    mark = d1.mark()
+    assert d1.stop() == 0
+    assert re.search(m2k.line("Terminated: stopping; the spool is synced and keeps 10 records "
+                              "Kafka has not confirmed for the next start", level="info"),
+                     d1.log(mark), re.M)
+    mock_kafka.cmd("up -1")
+    start(daemon, tmp_path, name="second")
+    assert values_in_order(mock_kafka.bootstrap, 10) == sent
+
+
+def test_max_bytes_pauses_without_ack_and_loses_nothing(daemon, mock_kafka, tmp_path):
+    mock_kafka.cmd("down -1")
+    d, mport = start(daemon, tmp_path, max_bytes=4096)
+    cl = Raw(d.port).connect("full", keepalive=0)
+    sent = []
+    for i in range(100):
+        payload = f"{i:03d}".encode() + b"x" * 300
+        cl.send(publish("test/spool", payload, qos=1, pid=i + 1))
+        sent.append(payload)
+        if cl.nothing_within(1.0):
+            break
+        cl.expect(puback(i + 1))
+    acked = len(sent) - 1
+    assert 3 <= acked < 100, acked
+    s = scrape(mport)
+    assert s["mqtt2kafka_spool_full_total"] >= 1
+    assert s["mqtt2kafka_spool_bytes"] <= 4096
+    assert s["mqtt2kafka_spool_records"] == acked
+    assert http_get(mport, "/readyz") == (
+        503, "not ready: the spool is full (spool.max_bytes or the disk)\n")
+    # QoS 0 (no smaller than the refused message, so it cannot fit where
+    # that one did not) waits as with a full producer queue: refused, counted,
+    # the reader paused and retried.
+    q0 = Raw(d.port).connect("qos0", keepalive=0)
+    before = scrape(mport)["mqtt2kafka_spool_full_total"]
+    q0.send(publish("test/other", b"q0" + b"x" * 300, qos=0))
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_full_total"] > before, 10,
+                   "the QoS 0 message refused")
+    # Kafka back: the spool drains, gives its space back, the paused
+    # message is taken and acked; every message once, in order.
+    mock_kafka.cmd("up -1")
+    cl.expect(puback(len(sent)), timeout=30)
+    cl.send(m2k.DISCONNECT)
+    cl.close()
+    assert values_in_order(mock_kafka.bootstrap, len(sent)) == sent
+    q0.send(m2k.DISCONNECT)  # read after the paused QoS 0 message
+    q0.close()
+    assert [r.value for r in m2k.assert_records(mock_kafka.bootstrap, "test-other", 1)] == [
+        b"q0" + b"x" * 300]
+    m2k.wait_until(lambda: http_get(mport, "/readyz")[0] == 200, 10, "ready again")
+
+
+def test_failed_deliveries_rewind_the_feed_and_keep_the_order(daemon, mock_kafka, tmp_path):
+    mock_kafka.cmd("down -1")
+    d = daemon(m2k.merge(spool_cfg(tmp_path),
+                         {"kafka": {"properties": {**FAST_RECONNECT,
+                                                   "message.timeout.ms": 1000}}}))
+    mark = d.mark()
+    sent = publish_acked(d.port, "rw", 20)
+    d.wait_log(m2k.line("spool: Kafka did not take record 1 (Local: Message timed out); the feed "
+                        "starts again from the first record not confirmed once the records in "
+                        "flight are back", level="warn"), since=mark)
+    d.wait_log(m2k.line("spool: the feed to Kafka starts again after record 0", level="info"),
+               since=mark)
+    mock_kafka.cmd("up -1")
+    # Nothing was delivered before the failures: every record once, in order.
+    assert values_in_order(mock_kafka.bootstrap, 20) == sent
+
+
+def test_sigkill_while_draining_duplicates_only_what_was_not_checkpointed(daemon, mock_kafka,
+                                                                          tmp_path):
+    over = m2k.merge(spool_cfg(tmp_path), {"kafka": {"properties": FAST_RECONNECT}})
+    d1 = m2k.Daemon(tmp_path, mock_kafka.bootstrap, over, name="killed")  # SIGKILLed: not the fixture's
+    try:
+        sent = publish_acked(d1.port, "drain", 200)
+    finally:
+        d1.proc.kill()
+        d1.proc.wait(10)
+        d1._log.close()
+    d2, mport = start(daemon, tmp_path, name="restarted")
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_records"] == 0, 20,
+                   "the spool confirms every record")
+    n = scrape(mport)["mqtt2kafka_spool_records_drained_total"]
+    # Kafka holds sent[:k] from the first run, then sent[c:] from the
+    # restart (c = the checkpoint, c <= k): the k - c records Kafka confirmed
+    # after the last checkpoint go twice, no record is missing or reordered.
+    recs, total = m2k.read_topic(mock_kafka.bootstrap, "test", 200, timeout=30, settle=1.0)
+    assert len(recs) == total and len({r.partition for r in recs}) == 1
+    got = [r.value for r in sorted(recs, key=lambda r: r.offset)]
+    c = 200 - int(n)
+    k = len(got) - int(n)
+    assert 0 <= c <= k <= 200
+    assert got == sent[:k] + sent[c:], f"first run {k}, checkpoint {c}"
+    print(f"duplicates after SIGKILL while draining: {k - c} (first run delivered {k}, "
+          f"checkpoint {c})")
+
+
+def test_corrupt_record_is_skipped_logged_and_counted(daemon, mock_kafka, tmp_path):
+    mock_kafka.cmd("down -1")
+    d1, _ = start(daemon, tmp_path, name="first")
+    sent = publish_acked(d1.port, "flip", 5)
+    assert d1.stop() == 0
+    seg = tmp_path / "spool" / "00000000000000000001.seg"
+    data = bytearray(seg.read_bytes())
+    at = data.index(b"m00002")
+    data[at] ^= 0x01
+    seg.write_bytes(bytes(data))
+    mock_kafka.cmd("up -1")
+    d2, mport = start(daemon, tmp_path, name="second")
+    d2.wait_log(m2k.line(rf"spool: {seg}: corrupt record at offset \d+ \(bad frame\): \d+ bytes skipped",
+                         level="error", regex=True), since=0)  # a start-up line
+    assert scrape(mport)["mqtt2kafka_spool_corrupt_records_skipped_total"] == 1
+    assert values_in_order(mock_kafka.bootstrap, 4) == sent[:2] + sent[3:]
