@@ -51,8 +51,8 @@ struct daemon {
     dl_retained_t *retained;
     daemon_downlink_t *dl;
     daemon_auth_t *auth; /* password checks on the threadpool */
-    spool_t *spool; /* with `spool:` (runtime.c opened it); NULL otherwise */
-    spooler_t *fwd; /* with `spool:`: records go through the spool (spooler.h) */
+    spool_t *spool;      /* with `spool:` (runtime.c opened it); NULL otherwise */
+    spooler_t *fwd;      /* with `spool:`: records go through the spool (spooler.h) */
     metrics_t m;
     bool listening, stopping, fatal, done;
     bool waiting_kafka;   /* the start's wait for metadata (/readyz says so) */
