@@ -130,8 +130,10 @@ static void session_end_v(session_conn_t *c, log_ratelimit_t *rl, log_level_t lv
     c->will = false;
     free(c->will_topic);
     free(c->will_payload);
+    free(c->will_props);
     c->will_topic = NULL;
     c->will_payload = NULL;
+    c->will_props = NULL;
     if (c->s) {
         session_t *s = c->s;
         c->s = NULL;
@@ -231,6 +233,7 @@ void session_mgr_free(session_mgr_t *m) {
         session_conn_t *c = LIST_ENTRY(it, session_conn_t, node);
         free(c->will_topic);
         free(c->will_payload);
+        free(c->will_props);
         free(c->username);
         free(c->identity);
         free(c->acl_topic);

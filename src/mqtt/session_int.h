@@ -80,6 +80,7 @@ struct session_conn {
     uint64_t rx_ms;
     char *will_topic;
     uint8_t *will_payload;
+    mqtt5_props_t *will_props; /* MQTT 5: the will's properties (session5_props_dup) */
     char *username;
     char *identity;  /* from a client certificate; overrides username */
     char *acl_topic; /* the last ACL decision's topic (see publish_allowed) */
@@ -290,6 +291,9 @@ void session5_send_ack(session_conn_t *c, mqtt_type_t type, uint16_t pid, uint8_
 /* Before a close for a protocol violation of `kind`: CONNACK (before the
  * CONNECT is accepted) or DISCONNECT with the reason code. */
 void session5_tell_violation(session_conn_t *c, int kind);
+/* A copy of decoded properties that outlives the packet: one allocation
+ * (free() it) holding the struct and its bytes; NULL when out of memory. */
+mqtt5_props_t *session5_props_dup(const mqtt5_props_t *p);
 /* Sends DISCONNECT with a reason code (a connected level 5 client only). */
 void session5_send_disconnect(session_conn_t *c, uint8_t reason);
 /* The headers an MQTT 5 PUBLISH adds after ours: mqtt.content_type,
