@@ -351,6 +351,7 @@ static void begin_shutdown(daemon_t *d, const char *why) {
     if (d->stopping)
         return;
     d->stopping = true;
+    session_mgr_publish_delayed_wills(d->sm); /* before the drain (or the spool's last sync) */
     if (d->fwd) {
         /* The final sync (its records are acked); what Kafka has not
          * confirmed stays in the spool for the next start. */

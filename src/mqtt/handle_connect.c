@@ -260,6 +260,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
         c->will_qos = p->will_qos;
         c->will_retain = p->will_retain;
         c->will_props = wp ? session5_props_dup(wp) : NULL;
+        c->will_delay = wp ? wp->will_delay : 0;
         c->will = c->will_topic && c->will_payload && (!wp || c->will_props);
     }
     if (c->identity || p->has_username) {

@@ -124,7 +124,7 @@ static void session_end_v(session_conn_t *c, log_ratelimit_t *rl, log_level_t lv
         if (m->stopping)
             log_client(LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
                        "will message not published: shutting down");
-        else
+        else if (!will_defer(c))
             session_publish_will(c);
     }
     c->will = false;
@@ -207,6 +207,7 @@ session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts) {
                                                   : m->cfg->mqtt.max_persistent_sessions;
     list_init(&m->conns);
     list_init(&m->blocked);
+    list_init(&m->wills);
     store_init(m);
     ktopics_init(m);
     m->scratch = malloc(SCRATCH_SIZE);
@@ -316,6 +317,7 @@ void session_mgr_tick(session_mgr_t *m) {
         }
         ring_release_idle(c->s);
     }
+    wills_tick(m);
     store_expire(m);
     /* A full queue also drains when no report is ours to see: retry now and then. */
     inflight_wake_blocked(m);

@@ -1,7 +1,10 @@
 """The will of an MQTT 5 client (issue 13): its properties become the
 record's headers as a PUBLISH's do; the payload format indicator is checked
-at CONNECT. Records read back with their headers in order, exact bytes with
-Raw."""
+at CONNECT; the will delay interval (published after it, dropped when the
+client comes back to its session, published at SIGTERM). Records read back
+with their headers in order, exact bytes with Raw."""
+import re
+
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
@@ -62,3 +65,68 @@ def test_v5_will_payload_not_utf8_connack_0x99(daemon, mock_kafka):
                         "format indicator says (CONNACK 0x99)", level="warn", client="-"),
                since=mark)
     m2k.assert_no_records(mock_kafka.bootstrap, "test")
+
+
+def kept(seconds=60):
+    p = Properties(PacketTypes.CONNECT)
+    p.SessionExpiryInterval = seconds
+    return p
+
+
+def delayed(seconds):
+    p = Properties(PacketTypes.WILLMESSAGE)
+    p.WillDelayInterval = seconds
+    return p
+
+
+def drop(d, c, client_id):
+    mark = d.mark()
+    c.socket().close()
+    d.wait_log(m2k.line("closing: connection closed by the client", level="info",
+                        client=client_id), since=mark)
+
+
+def test_v5_will_delay_published_after_it(daemon, mock_kafka):
+    d = daemon()
+    c = paho5_with_will(d.port, "delay5", delayed(1), kept())
+    mark = d.mark()
+    drop(d, c, "delay5")
+    d.wait_log(m2k.line("publishing the will message after its will delay interval of 1 s",
+                        level="info", client="delay5"), since=mark)
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 1)
+    assert (recs[0].value, recs[0].header_list) == (b"gone", ours("test/will", "delay5", 1))
+
+
+def test_v5_will_delay_cancelled_by_reconnect(daemon, mock_kafka):
+    """[MQTT-3.1.3-9]: back to the session within the delay, no will."""
+    d = daemon()
+    c = paho5_with_will(d.port, "back5", delayed(30), kept())
+    drop(d, c, "back5")
+    mark = d.mark()
+    again = mqtt.Client(client_id="back5", protocol=mqtt.MQTTv5)
+    flags = []
+    again.on_connect = lambda cl, ud, f, rc, props: flags.append((f["session present"], rc))
+    again.connect("127.0.0.1", d.port, keepalive=30, clean_start=False, properties=kept())
+    m2k.wait_until(lambda: again.loop(0.1) != 0 or flags, 10, "the second CONNACK")
+    assert flags == [(1, 0)]
+    d.wait_log(m2k.line("will message not published: the client came back to its session "
+                        "within the will delay interval of 30 s [MQTT-3.1.3-9]", level="info",
+                        client="back5"), since=mark)
+    again.disconnect()
+    m2k.assert_no_records(mock_kafka.bootstrap, "test")
+
+
+def test_v5_will_delay_published_at_sigterm(daemon, mock_kafka):
+    """Sessions live in memory and end with the process: a will still
+    waiting for its delay is published at SIGTERM, before the drain."""
+    d = daemon()
+    c = paho5_with_will(d.port, "term5", delayed(300), kept())
+    drop(d, c, "term5")
+    mark = d.mark()
+    assert d.stop() == 0
+    log = d.log(mark)
+    assert re.search(m2k.line("publishing the will message at shutdown, before its will "
+                                  "delay interval passed (sessions end with the process)",
+                                  level="info", client="term5"), log, re.M), log
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 1)
+    assert recs[0].header_list == ours("test/will", "term5", 1)
