@@ -214,6 +214,11 @@ void session_conn_lost(session_conn_t *c, const char *reason);
 /* Closes for a server-side reason (output bound, shutdown): logs, publishes the
  * will, calls ops->close. Idempotent. */
 void session_conn_close(session_conn_t *c, const char *reason);
+/* What the server says before it closes a connection for a reason of its
+ * own: an MQTT 5 client gets DISCONNECT 0x89 server busy (`busy`: a bound of
+ * the server's) or 0x8B server shutting down; MQTT 3.1.1 has no such packet
+ * (nothing is sent). The close follows (session_conn_lost or _close). */
+void session_conn_goodbye(session_conn_t *c, bool busy);
 /* True while the session wants no input (in-flight window or producer queue full). */
 bool session_conn_paused(const session_conn_t *c);
 /* Messages of this connection's session not yet acknowledged to the client. */

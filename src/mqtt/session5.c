@@ -112,6 +112,10 @@ void session5_send_disconnect(session_conn_t *c, uint8_t reason) {
     send_bounded(c, b, sizeof(b), n, n);
 }
 
+void session_conn_goodbye(session_conn_t *c, bool busy) {
+    session5_send_disconnect(c, busy ? MQTT5_RC_SERVER_BUSY : MQTT5_RC_SERVER_SHUTTING_DOWN);
+}
+
 void session5_tell_violation(session_conn_t *c, int kind) {
     uint8_t reason = MQTT5_RC_PROTOCOL_ERROR;
     if (kind <= SESSION_ERR_CODEC_MAX)

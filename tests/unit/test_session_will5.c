@@ -1,7 +1,8 @@
 /* The will of an MQTT 5 client (issue 13): its properties become the record's
  * headers as a PUBLISH's do, its payload format indicator is checked at
- * CONNECT, its will delay interval is honoured and bounded. Exact bytes out;
- * statement ids of OASIS MQTT 5.0. */
+ * CONNECT, its will delay interval is honoured and bounded; and the
+ * DISCONNECT a v5 client gets before the server closes it for a reason of
+ * its own. Exact bytes out; statement ids of OASIS MQTT 5.0. */
 #include "session_fixture.h"
 
 typedef struct {
@@ -290,6 +291,42 @@ static void test_will_delay_published_at_shutdown(void **state) {
     assert_int_equal(session_mgr_stats(fx->m)->wills_delayed, 0);
 }
 
+/* ---- the server's own closes: the reason first (4.13.2) ---- */
+
+/* Shutdown: DISCONNECT 0x8B server shutting down, then the close. */
+static void test_goodbye_shutdown_0x8b(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected_will5(fx, 0, (wc_t){.id = "g1"});
+    session_conn_goodbye(f->c, false);
+    EXPECT_OUT(f, 0xe0, 0x01, 0x8b);
+    session_conn_lost(f->c, "server shutting down");
+    assert_int_equal(fx->prod.n, 1); /* the will: the client did not DISCONNECT */
+    session_conn_free(f->c);
+}
+
+/* A bound of the server's: DISCONNECT 0x89 server busy. */
+static void test_goodbye_busy_0x89(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected_will5(fx, 0, (wc_t){.id = "g2"});
+    session_conn_goodbye(f->c, true);
+    EXPECT_OUT(f, 0xe0, 0x01, 0x89);
+    session_conn_free(f->c);
+}
+
+/* MQTT 3.1.1 has no DISCONNECT from the server, and before CONNACK there is
+ * no session to say goodbye to: nothing is sent. */
+static void test_goodbye_not_v5_or_not_connected(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "g3", .clean = true});
+    session_conn_goodbye(f->c, false);
+    EXPECT_NO_OUT(f);
+    fconn_t *g = open_conn(fx, 1);
+    session_conn_goodbye(g->c, true);
+    EXPECT_NO_OUT(g);
+    session_conn_free(f->c);
+    session_conn_free(g->c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_will_properties_become_headers, setup5, teardown),
@@ -306,6 +343,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_will_delay_bounded_by_session_limits, setup5,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_will_delay_published_at_shutdown, setup5, teardown),
+        cmocka_unit_test_setup_teardown(test_goodbye_shutdown_0x8b, setup5, teardown),
+        cmocka_unit_test_setup_teardown(test_goodbye_busy_0x89, setup5, teardown),
+        cmocka_unit_test_setup_teardown(test_goodbye_not_v5_or_not_connected, setup5, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
