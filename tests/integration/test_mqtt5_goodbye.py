@@ -1,7 +1,8 @@
 """What an MQTT 5 client is told when the server closes its connection for a
 reason of its own (issue 13): DISCONNECT 0x8B server shutting down at
 SIGTERM after the drain, 0x89 server busy over mqtt.max_input_buffer_bytes;
-an MQTT 3.1.1 client gets the plain close it always got. Exact bytes (Raw)."""
+an MQTT 3.1.1 client gets the plain close it always got; over WebSocket the
+DISCONNECT frame comes before the close frame. Exact bytes (Raw)."""
 import re
 
 import m2k
@@ -9,6 +10,7 @@ from m2k import Raw, packet, enc_str
 from test_metrics import scrape
 from test_mqtt5 import connect5
 from test_session_limits import start
+from test_websocket import close_frame, frame, server_frame, upgraded, ws_daemon
 
 
 def connected5(port, client_id):
@@ -47,3 +49,13 @@ def test_input_budget_disconnect_0x89_to_v5(daemon):
     d.wait_log(m2k.line("closing: 65536 bytes of a partly received packet buffered, the most of "
                         "any connection, while all hold 65792, over mqtt.max_input_buffer_bytes "
                         "65536", level="warn", client="big5"), since=mark)
+
+
+def test_sigterm_disconnect_0x8b_before_the_ws_close_frame(daemon, mock_kafka):
+    d = ws_daemon(daemon)
+    c = upgraded(d)
+    c.send(frame(connect5("ws5")))
+    assert c.recv_exact(2) == b"\x82\x15"  # one binary frame of 21 bytes:
+    assert c.recv_exact(0x15)[:4] == b"\x20\x13\x00\x00"  # CONNACK 0 and its properties
+    assert d.stop() == 0
+    c.expect_close(server_frame(b"\xe0\x01\x8b") + close_frame(1000))

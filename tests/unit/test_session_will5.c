@@ -239,6 +239,18 @@ static void test_will_delay_session_expires_first(void **state) {
     assert_int_equal(session_mgr_session_count(fx->m), 0);
 }
 
+/* DISCONNECT 0x04 (with will message): the will waits for its delay too. */
+static void test_will_delay_after_disconnect_with_will(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected_will5(fx, 0, (wc_t){.id = "d6", KEPT_DELAY30});
+    assert_int_equal(feed(f, frame(0xe0, &(pk_t){.b = {0x04}, .n = 1})), -1);
+    session_conn_free(f->c);
+    assert_int_equal(fx->prod.n, 0);
+    assert_int_equal(session_mgr_stats(fx->m)->wills_delayed, 1);
+    tick_at(fx, 31000);
+    assert_int_equal(fx->prod.n, 1);
+}
+
 /* Session expiry 0: the session ends with the connection, before any delay. */
 static void test_will_delay_session_ends_with_connection(void **state) {
     fx_t *fx = *state;
@@ -338,6 +350,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_will_delay_cancelled_by_reconnect, setup5, teardown),
         cmocka_unit_test_setup_teardown(test_will_delay_clean_start_ends_session, setup5, teardown),
         cmocka_unit_test_setup_teardown(test_will_delay_session_expires_first, setup5, teardown),
+        cmocka_unit_test_setup_teardown(test_will_delay_after_disconnect_with_will, setup5,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_will_delay_session_ends_with_connection, setup5,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_will_delay_bounded_by_session_limits, setup5,
