@@ -28,10 +28,12 @@ static pk_t connect_will5(wc_t c) {
     put_u16(&b, 0);
     assert_true(c.props_len < 128 && c.will_props_len < 128); /* one-byte lengths */
     put_u8(&b, (uint8_t)c.props_len);
-    put(&b, c.props, c.props_len);
+    if (c.props_len)
+        put(&b, c.props, c.props_len);
     put_str(&b, c.id);
     put_u8(&b, (uint8_t)c.will_props_len);
-    put(&b, c.will_props, c.will_props_len);
+    if (c.will_props_len)
+        put(&b, c.will_props, c.will_props_len);
     put_str(&b, "t/w");
     if (c.will_payload) {
         put_u16(&b, (uint16_t)c.will_payload_len);
