@@ -77,7 +77,8 @@ struct session_conn {
     session_t *s;
     /* Creation time while CONN_NEW (the connect timeout: no complete packet
      * is processed in that state but the CONNECT), then the time of the last
-     * complete packet (keepalive). */
+     * complete packet (keepalive); a waiting will's stand-in (will.c): when
+     * the will is due. */
     uint64_t rx_ms;
     char *will_topic;
     uint8_t *will_payload;
