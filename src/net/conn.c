@@ -154,7 +154,7 @@ static void in_release(conn_t *c) {
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
 static void conn_read_start(conn_t *c) {
-    if (!c->reading && !c->paused && !c->held && c->state < CONN_CLOSING &&
+    if (!c->reading && !c->paused && !c->held && !c->tr_wait && c->state < CONN_CLOSING &&
         !srv_of(c)->intake_stopped) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
             c->reading = true;
@@ -502,6 +502,14 @@ void net_conn_ready(conn_t *c) {
         conn_set_state(c, CONN_OPEN);
 }
 
+void net_conn_input_wait(conn_t *c, bool wait) {
+    c->tr_wait = wait;
+    if (wait)
+        conn_read_stop(c);
+    else if (!ops_of(c)->conn_paused(c->pc))
+        conn_read_start(c);
+}
+
 int net_conn_set_identity(conn_t *c, const char *user) {
     const server_protocol_ops_t *ops = ops_of(c);
     return ops->conn_identity ? ops->conn_identity(c->pc, user) : 0;
@@ -583,7 +591,7 @@ void conn_on_connection(uv_stream_t *ls, int status) {
         refuse_over_max(s, l, ls, false);
         return;
     }
-    bool tls = false; /* its handshake's private-key work runs on the loop */
+    bool tls = false; /* its handshake's private-key work waits for a worker */
     for (size_t i = 0; i < l->stack.n; i++)
         tls |= strcmp(l->stack.type[i]->name, "TLS") == 0;
     if (svc->limits && tls && s->handshakes >= s->cfg->mqtt.max_tls_handshakes) {
