@@ -116,6 +116,7 @@ typedef struct {
     uint32_t max_connections;
     uint32_t max_tls_handshakes;        /* TLS handshakes in progress, all listeners */
     uint32_t max_tls_handshake_workers; /* handshake steps on the threadpool at once */
+    uint32_t max_tls_handshakes_per_ip; /* ... in progress from one address; 0 = no limit */
     uint32_t connect_timeout_s;         /* TCP accept to CONNECT */
     uint32_t max_keepalive_s;
     uint32_t session_expiry_s; /* clean-session=0 sessions */

@@ -558,6 +558,14 @@ const setting_t config_settings[] = {
             "once on libuv's threadpool, off the event loop, all TLS listeners together; the "
             "others wait in order. The pool is shared with `auth.max_hashing`: keep the two "
             "together at most `UV_THREADPOOL_SIZE` (4 by default)"},
+    {.path = "mqtt.max_tls_handshakes_per_ip",
+     .type = SET_UINT,
+     CFG(mqtt.max_tls_handshakes_per_ip),
+     .max = 10000000,
+     .def = 64,
+     .doc_allowed = "0..10000000 (0 = no limit)",
+     .doc = "of `max_tls_handshakes`, those one source IP (IPv6: /64) may have in progress; "
+            "past it, closed at accept like `max_tls_handshakes`"},
 
     {.path = "auth",
      .type = SET_SECTION,

@@ -49,6 +49,12 @@ static void conn_set_state(conn_t *c, conn_state_t to) {
         c->tls_counted = false;
         srv_of(c)->handshakes--;
     }
+    if (c->state == CONN_HANDSHAKE && c->tls_counted_ip) {
+        char ip[IPLIMIT_KEY_MAX];
+        c->tls_counted_ip = false;
+        security_addr_ip(ops_of(c)->conn_remote(c->pc), ip, sizeof(ip));
+        iplimit_handshake_end(srv_of(c)->iplimit, ip, uv_now(&srv_of(c)->loop));
+    }
     c->state = (uint8_t)to;
 }
 
@@ -629,12 +635,33 @@ void conn_on_connection(uv_stream_t *ls, int status) {
             return;
         }
     }
+    uint32_t tls_per_ip = s->cfg->mqtt.max_tls_handshakes_per_ip;
+    if (svc->limits && tls && tls_per_ip) {
+        /* One address cannot take every handshake slot (and worker turn). */
+        int lim = iplimit_handshake_begin(s->iplimit, ip, tls_per_ip, uv_now(&s->loop));
+        if (lim != IPLIMIT_OK) {
+            svc->st.tls_handshake_failures++;
+            if (lim == IPLIMIT_HANDSHAKES)
+                log_ratelimited(&s->iplimit_log, LOG_WARN,
+                                "refusing %s on %s: mqtt.max_tls_handshakes_per_ip %u in progress",
+                                peer, l->name, tls_per_ip);
+            else
+                log_ratelimited(&s->iplimit_log, LOG_WARN, "refusing %s on %s: %s", peer, l->name,
+                                iplimit_strerror(lim));
+            iplimit_release(s->iplimit, ip, uv_now(&s->loop));
+            uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
+            return;
+        }
+        c->tls_counted_ip = true;
+    }
     c->since_ms = uv_now(&s->loop);
     if (!(c->tr = transport_conn_new(&l->stack, peer)) ||
         !(c->pc = svc->p.ops->conn_open(svc->p.ud, c, peer))) {
         transport_conn_free(c->tr);
         if (svc->limits)
             iplimit_release(s->iplimit, ip, uv_now(&s->loop));
+        if (c->tls_counted_ip)
+            iplimit_handshake_end(s->iplimit, ip, uv_now(&s->loop));
         uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
         return;
     }

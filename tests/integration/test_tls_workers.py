@@ -129,3 +129,49 @@ def test_shutdown_while_steps_run_and_wait(daemon):
     assert d.log(mark).rstrip().endswith("exiting with status 0"), d.log(mark)[-2000:]
     for s in held:
         s.close()
+
+
+def tls_login(d, client_id, source="127.0.0.1"):
+    """A whole TLS handshake from `source`, then CONNECT and its CONNACK."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", d.tls_port), timeout=30,
+                                   source_address=(source, 0))
+    s = ctx.wrap_socket(raw)
+    s.sendall(m2k.connect(client_id))
+    got = b""
+    while len(got) < 4:
+        chunk = s.recv(4 - len(got))
+        assert chunk, f"closed after {got!r}"
+        got += chunk
+    assert got == m2k.CONNACK_OK
+    return s
+
+
+def test_one_address_cannot_take_every_handshake_slot(daemon, mock_kafka):
+    """mqtt.max_tls_handshakes_per_ip: handshakes in progress are counted per
+    source address (the per-address connection limits' table); past the cap
+    the address is refused at accept while another still gets a slot."""
+    d = tls_daemon(daemon, max_tls_handshakes=4, max_tls_handshakes_per_ip=2)
+    mark = d.mark()
+    stalled = []
+    for _ in range(2):  # the start of a ClientHello, then silence: in progress
+        c = m2k.Raw(d.tls_port)
+        c.send(b"\x16\x03\x01")
+        stalled.append(c)
+    m2k.wait_until(lambda: scrape(d.mport)["mqtt2kafka_connections"] == 2, 10, "2 connections")
+    m2k.Raw(d.tls_port).expect_close()
+    d.wait_log(m2k.line(r"refusing 127\.0\.0\.1:\d+ on 127\.0\.0\.1:\d+ \(TLS\): "
+                        r"mqtt\.max_tls_handshakes_per_ip 2 in progress", level="warn",
+                        regex=True), since=mark)
+    assert scrape(d.mport)['mqtt2kafka_connections_refused_total{reason="tls_handshake"}'] == 1
+    # Another address still has slots (4 in all): a whole handshake.
+    other = tls_login(d, "other", source="127.0.0.2")
+    # A handshake that ends frees its address's slot.
+    stalled.pop().close()
+    m2k.wait_until(lambda: scrape(d.mport)["mqtt2kafka_connections"] == 2, 10, "2 connections")
+    again = tls_login(d, "again")
+    assert scrape(d.mport)['mqtt2kafka_connections_refused_total{reason="tls_handshake"}'] == 1
+    for s in (other, again, *stalled):
+        s.close()
