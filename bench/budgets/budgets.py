@@ -178,21 +178,6 @@ def fig(lat):
             f"max {lat[-1]:.1f} ms over {len(lat)}")
 
 
-def client_hello():
-    """One ClientHello record from Python's TLS client, to replay."""
-    import ssl
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_side=False)
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return out.read()
-
-
 def tls(threads, replay=False):
     import socket
     import ssl
@@ -220,6 +205,7 @@ def tls(threads, replay=False):
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
 
+        from test_tls_workers import client_hello
         hello = client_hello()
 
         def attack():

@@ -145,16 +145,22 @@ static void drop_if_idle(iplimit_t *l, entry_t *e, uint64_t h, uint64_t now_ms) 
     }
 }
 
-void iplimit_release(iplimit_t *l, const char *ip, uint64_t now_ms) {
-    /* No shortcut when both limits are 0: a reload may have turned them
-     * off while connections counted before are still open. */
+/* One connection, or one handshake, of ip fewer. */
+static void uncount(iplimit_t *l, const char *ip, uint64_t now_ms, bool handshake) {
     uint64_t h = m2k_hash_keyed(ip, strlen(ip));
     entry_t *e = find(l, ip, h);
     if (!e)
         return;
-    if (e->conns)
-        e->conns--;
+    uint32_t *n = handshake ? &e->handshakes : &e->conns;
+    if (*n)
+        (*n)--;
     drop_if_idle(l, e, h, now_ms);
+}
+
+void iplimit_release(iplimit_t *l, const char *ip, uint64_t now_ms) {
+    /* No shortcut when both limits are 0: a reload may have turned them
+     * off while connections counted before are still open. */
+    uncount(l, ip, now_ms, false);
 }
 
 int iplimit_handshake_begin(iplimit_t *l, const char *ip, uint32_t max, uint64_t now_ms) {
@@ -172,13 +178,7 @@ int iplimit_handshake_begin(iplimit_t *l, const char *ip, uint32_t max, uint64_t
 }
 
 void iplimit_handshake_end(iplimit_t *l, const char *ip, uint64_t now_ms) {
-    uint64_t h = m2k_hash_keyed(ip, strlen(ip));
-    entry_t *e = find(l, ip, h);
-    if (!e)
-        return;
-    if (e->handshakes)
-        e->handshakes--;
-    drop_if_idle(l, e, h, now_ms);
+    uncount(l, ip, now_ms, true);
 }
 
 typedef struct {
