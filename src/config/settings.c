@@ -544,10 +544,28 @@ const setting_t config_settings[] = {
      .min = 1,
      .max = 10000000,
      .def = 256,
-     .doc = "TLS handshakes in progress at once, all TLS listeners together (each costs the "
-            "event loop a private-key operation); a connection to a TLS listener past it is "
-            "closed at accept (logged rate-limited, "
+     .doc = "TLS handshakes in progress at once, all TLS listeners together (each holds a "
+            "connection and waits for a `max_tls_handshake_workers` slot); a connection to a TLS "
+            "listener past it is closed at accept (logged rate-limited, "
             "`mqtt2kafka_connections_refused_total{reason=\"tls_handshake\"}`)"},
+    {.path = "mqtt.max_tls_handshake_workers",
+     .type = SET_UINT,
+     CFG(mqtt.max_tls_handshake_workers),
+     .min = 1,
+     .max = 64,
+     .def = 2,
+     .doc = "TLS handshake steps (`SSL_do_handshake`: the private-key operations) running at "
+            "once on libuv's threadpool, off the event loop, all TLS listeners together; the "
+            "others wait in order. The pool is shared with `auth.max_hashing`: keep the two "
+            "together at most `UV_THREADPOOL_SIZE` (4 by default)"},
+    {.path = "mqtt.max_tls_handshakes_per_ip",
+     .type = SET_UINT,
+     CFG(mqtt.max_tls_handshakes_per_ip),
+     .max = 10000000,
+     .def = 64,
+     .doc_allowed = "0..10000000 (0 = no limit)",
+     .doc = "of `max_tls_handshakes`, those one source IP (IPv6: /64) may have in progress; "
+            "past it, closed at accept like `max_tls_handshakes`"},
 
     {.path = "auth",
      .type = SET_SECTION,
