@@ -102,6 +102,14 @@ typedef struct {
 
 /* NULL: no memory. */
 spooler_t *spooler_new(const spooler_opts_t *o);
+/* Runs run(arg) on another thread, then done(arg) on the owner's; 0, or -1
+ * (nothing queued). The daemon's is server_work. */
+typedef int (*spooler_work_fn)(void *ud, void (*run)(void *arg), void (*done)(void *arg),
+                               void *arg);
+/* The group commit's fdatasync on work's thread: the records appended while
+ * one runs are the next group, synced once it returned; acks still follow
+ * their sync, in order. Without it, spooler_turn syncs on the caller's thread. */
+void spooler_set_worker(spooler_t *f, spooler_work_fn work, void *ud);
 /* `mode: outage`, right after spooler_new: direct unless the spool holds
  * records (they drain first). */
 void spooler_set_outage(spooler_t *f, const spooler_outage_t *o);

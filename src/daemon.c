@@ -681,6 +681,8 @@ int daemon_run(const config_t *cfg) {
         log_error("server: %s", err);
         goto out;
     }
+    if (d->ds)
+        daemon_spool_set_server(d->ds, d->srv);
     d->auth = daemon_auth_new(d->srv, &d->sec, &d->cfg);
     if (!d->auth) {
         log_error("out of memory");

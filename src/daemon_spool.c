@@ -67,6 +67,14 @@ void daemon_spool_free(daemon_spool_t *ds) {
     free(ds);
 }
 
+static int work(void *ud, void (*run)(void *arg), void (*done)(void *arg), void *arg) {
+    return server_work(ud, run, done, arg);
+}
+
+void daemon_spool_set_server(daemon_spool_t *ds, server_t *srv) {
+    spooler_set_worker(ds->f, work, srv);
+}
+
 spooler_t *daemon_spool_spooler(const daemon_spool_t *ds) {
     return ds ? ds->f : NULL;
 }

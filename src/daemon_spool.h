@@ -7,6 +7,7 @@
 #include "config/config.h"
 #include "kafka/producer.h"
 #include "mqtt/session.h"
+#include "net/server.h"
 #include "spool/spool.h"
 #include "spooler.h"
 
@@ -18,6 +19,8 @@ daemon_spool_t *daemon_spool_new(const config_t *cfg, spool_t *sp, kafka_t *cons
                                  session_mgr_t *const *sm);
 void daemon_spool_free(daemon_spool_t *ds);
 spooler_t *daemon_spool_spooler(const daemon_spool_t *ds);
+/* The group commit's fdatasync on srv's threadpool (server_work). */
+void daemon_spool_set_server(daemon_spool_t *ds, server_t *srv);
 /* One delivery report of the producer (the daemon's on_delivery). */
 void daemon_spool_on_delivery(daemon_spool_t *ds, uint64_t opaque, int err, const char *errstr);
 /* The start's line: the mode and what the spool holds. */

@@ -4,6 +4,7 @@
 #include "spooler.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,11 @@ struct spooler {
      * and the array they are completed from (swapped: a completion may
      * produce again). */
     uint64_t *pending, *completing;
-    size_t n_pending, cap_pending, cap_completing;
+    size_t n_pending, cap_pending, n_completing, cap_completing;
+    /* The sync on the worker, when there is one (spooler_set_worker). */
+    spooler_work_fn work;
+    void *work_ud;
+    struct sync_holder *inflight;
     /* The feed's window: the sequence numbers handed to the producer, in
      * order (a ring), with their state. */
     uint64_t seq[SPOOLER_WINDOW];
@@ -108,9 +113,13 @@ void spooler_set_outage(spooler_t *f, const spooler_outage_t *o) {
     f->outage_start = f->rate_t = now_ms(f);
 }
 
+static void sync_wait(spooler_t *f, bool complete);
+
 void spooler_free(spooler_t *f) {
     if (!f)
         return;
+    if (f->inflight)
+        sync_wait(f, false);
     free(f->pending);
     free(f->completing);
     free(f->sh);
@@ -378,17 +387,24 @@ bool spooler_pending(const spooler_t *f) {
     return f->n_pending > 0;
 }
 
-/* The group commit: one sync for the turn's records, then their completions. */
-static void sync_and_complete(spooler_t *f) {
-    uint64_t synced;
-    int rc = spool_sync(f->sp, &synced);
+/* The records appended since the last sync become the group being synced
+ * (completing); new appends go to the next group. */
+static void take_group(spooler_t *f) {
     uint64_t *done = f->pending;
-    size_t n = f->n_pending, cap = f->cap_pending;
+    size_t cap = f->cap_pending;
+    f->n_completing = f->n_pending;
     f->pending = f->completing;
     f->cap_pending = f->cap_completing;
     f->completing = done;
     f->cap_completing = cap;
     f->n_pending = 0;
+}
+
+/* The group's completions, in order, once its sync returned rc. */
+static void complete_group(spooler_t *f, int rc) {
+    uint64_t *done = f->completing;
+    size_t n = f->n_completing;
+    f->n_completing = 0;
     if (rc != 0) {
         f->st.sync_failures++;
         log_error("spool: sync failed (%s): %zu records not acknowledged", spool_strerror(rc), n);
@@ -398,6 +414,94 @@ static void sync_and_complete(spooler_t *f) {
     for (size_t i = 0; i < n; i++)
         f->o.complete(f->o.complete_ud, done[i], rc == 0 ? 0 : -1,
                       rc == 0 ? NULL : "the spool could not make the record durable");
+}
+
+/* The fdatasync on the worker (spooler_set_worker): the holder outlives
+ * the spooler if it is freed first (consumed: done only frees it). */
+struct sync_holder {
+    spooler_t *f;
+    spool_sync_job_t *job;
+    atomic_bool finished;
+    bool consumed;
+};
+
+static void sync_run(void *arg) {
+    struct sync_holder *h = arg;
+    spool_sync_run(h->job);
+    atomic_store(&h->finished, true);
+}
+
+/* The sync in flight has returned: publish it, complete its group. */
+static void sync_finish(spooler_t *f, bool complete) {
+    struct sync_holder *h = f->inflight;
+    int rc = spool_sync_end(f->sp, h->job, NULL);
+    h->consumed = true;
+    f->inflight = NULL;
+    if (complete)
+        complete_group(f, rc);
+}
+
+/* Waits for the worker (a few ms at most: one fdatasync). */
+static void sync_wait(spooler_t *f, bool complete) {
+    while (!atomic_load(&f->inflight->finished))
+        nanosleep(&(struct timespec){0, 200000}, NULL);
+    sync_finish(f, complete);
+}
+
+static void sync_begin(spooler_t *f);
+
+static void sync_done(void *arg) {
+    struct sync_holder *h = arg;
+    if (!h->consumed) {
+        spooler_t *f = h->f;
+        sync_finish(f, true);
+        /* What was appended meanwhile is the next group. */
+        if (f->n_pending && !f->stopping)
+            sync_begin(f);
+    }
+    free(h);
+}
+
+/* Starts the group commit of the records appended since the last sync: on
+ * the worker when there is one, here otherwise. */
+static void sync_begin(spooler_t *f) {
+    spool_sync_job_t *job;
+    take_group(f);
+    int rc = spool_sync_begin(f->sp, &job, NULL);
+    if (rc == 0 && job && f->work) {
+        struct sync_holder *h = malloc(sizeof(*h));
+        if (h) {
+            *h = (struct sync_holder){.f = f, .job = job};
+            atomic_init(&h->finished, false);
+            f->inflight = h;
+            if (f->work(f->work_ud, sync_run, sync_done, h) == 0)
+                return;
+            f->inflight = NULL;
+            free(h);
+        }
+    }
+    if (rc == 0 && job) {
+        spool_sync_run(job);
+        rc = spool_sync_end(f->sp, job, NULL);
+    }
+    complete_group(f, rc);
+}
+
+/* The group commit, here and now (shutdown, and without a worker). */
+static void sync_and_complete(spooler_t *f) {
+    if (f->inflight)
+        sync_wait(f, true);
+    if (!f->n_pending)
+        return;
+    spooler_work_fn saved = f->work;
+    f->work = NULL;
+    sync_begin(f);
+    f->work = saved;
+}
+
+void spooler_set_worker(spooler_t *f, spooler_work_fn work, void *ud) {
+    f->work = work;
+    f->work_ud = ud;
 }
 
 static void confirm(spooler_t *f) {
@@ -485,8 +589,8 @@ void spooler_turn(spooler_t *f) {
         check_switch(f, now);
     if (f->taking_back && f->st.state != SPOOLER_DIRECT && f->d_head == f->d_next)
         append_kept(f);
-    if (f->n_pending)
-        sync_and_complete(f);
+    if (f->n_pending && !f->inflight)
+        sync_begin(f);
     if (f->rewind && f->n_waiting == 0) {
         /* Every record handed out has its report: confirm the delivered
          * prefix and read again from the first record not confirmed. */
@@ -558,7 +662,7 @@ void spooler_on_report(spooler_t *f, uint64_t opaque, int err, const char *errst
 void spooler_stop(spooler_t *f) {
     if (f->n_kept)
         append_kept(f); /* what came back; reports due after this fail to their sessions */
-    if (f->n_pending)
+    if (f->n_pending || f->inflight)
         sync_and_complete(f);
     confirm(f);
     f->stopping = true;
