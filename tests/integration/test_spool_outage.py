@@ -3,6 +3,7 @@ records, the spool while it cannot (every broker down, a retriable delivery
 error, a hung broker), records in the producer taken back at the switch and
 spooled ahead of newer ones, the spool drained in order when Kafka is back,
 then Kafka directly again; a start with Kafka unreachable serves at once."""
+import signal
 import subprocess
 
 import yaml
@@ -147,3 +148,27 @@ def test_start_with_kafka_unreachable_serves_at_once(daemon, tmp_path):
     assert s["mqtt2kafka_spool_state"] == 1
     assert s["mqtt2kafka_spool_records"] == 2
     assert http_get(mport, "/readyz")[0] == 200
+
+
+def test_sigterm_waits_for_the_records_sent_directly(daemon, mock_kafka, tmp_path):
+    """Records with the producer when SIGTERM comes (no outage) are waited
+    for as without a spool, acked on Kafka's reports; the spool stays empty."""
+    d, mport = start(daemon, tmp_path, outage_after_ms=60000)
+    sent = publish_acked(d.port, "warm", 1)
+    mock_kafka.cmd("rtt -1 500")
+    cl = Raw(d.port).connect("term", keepalive=0)
+    n = 10
+    cl.send(b"".join(publish("test/spool", f"t{i}", qos=1, pid=i) for i in range(1, n + 1)))
+    key = "mqtt2kafka_kafka_records_produced_total"
+    m2k.wait_until(lambda: scrape(mport)[key] == n + 1, 10, "the records are with the producer")
+    mark = d.mark()
+    d.proc.send_signal(signal.SIGTERM)
+    cl.expect_close(b"".join(puback(i) for i in range(1, n + 1)), timeout=30)
+    assert d.stop(timeout=30) == 0
+    m = d.wait_log(m2k.line(r"Terminated: stopping intake; waiting up to 10 s for (\d+) "
+                            r"messages in flight to Kafka", level="info", regex=True), since=mark)
+    assert 0 < int(m.group(1)) <= n, m.group(0)
+    mock_kafka.cmd("rtt -1 0")
+    assert values_in_order(mock_kafka.bootstrap, n + 1) == sent + [b"t%d" % i
+                                                                   for i in range(1, n + 1)]
+    assert [p.name for p in (tmp_path / "spool").iterdir()] == []  # nothing was spooled
