@@ -252,7 +252,8 @@ static int by_counter(const void *a, const void *b) {
 /* Every direct record has its report: the kept records go to the spool in
  * the order they were produced, ahead of every record produced after them. */
 static void append_kept(spooler_t *f) {
-    qsort(f->kept, f->n_kept, sizeof(*f->kept), by_counter);
+    if (f->n_kept > 1)
+        qsort(f->kept, f->n_kept, sizeof(*f->kept), by_counter);
     for (size_t i = 0; i < f->n_kept; i++) {
         struct kept *k = &f->kept[i];
         if (append(f, &k->rec, k->opaque) != KAFKA_OK)
