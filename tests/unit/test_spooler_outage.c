@@ -211,6 +211,13 @@ static void test_brokers_down_takes_back_in_order_then_drains_then_direct(void *
     assert_int_equal(spooler_stats(cur)->outage_ms, 2500);
     assert_int_equal(spooler_stats(cur)->outages, 1);
     assert_int_equal(spooler_stats(cur)->drained, 5);
+    /* The drain rate: records confirmed per second, sampled once a second
+     * (the last sample was when Kafka came back, before any report). */
+    assert_int_equal(spooler_stats(cur)->drain_rate, 0);
+    clock_ms += 1000;
+    spooler_turn(cur);
+    assert_int_equal(spooler_stats(cur)->drain_rate, 5);
+    assert_int_equal(spooler_stats(cur)->outage_ms, 2500); /* direct again: no longer grows */
     spool_stats_t ss;
     spool_stats(sp, &ss);
     assert_int_equal(ss.records, 0);
