@@ -60,12 +60,12 @@ typedef struct {
     uint64_t failed;       /* delivery reports with an error (the feed rewinds) */
     uint64_t rewinds;
     uint64_t sync_failures;
-    bool full;        /* the last append was refused with SPOOL_FULL */
-    int state;        /* spooler_state_t */
-    bool outage_mode; /* `mode: outage` */
+    bool full; /* the last append was refused with SPOOL_FULL */
+    int state; /* spooler_state_t */
     /* mode outage */
     uint64_t outages;     /* switches from DIRECT to the spool */
     uint64_t outage_ms;   /* time out of DIRECT, the current outage included */
+    uint64_t direct;      /* records Kafka confirmed that went to it directly */
     uint64_t taken_back;  /* records given to the producer, then spooled (purged or failed) */
     uint64_t maybe_twice; /* of those, records Kafka may have written too (were in flight) */
     uint64_t drain_rate;  /* records Kafka confirmed from the spool per second, last second */

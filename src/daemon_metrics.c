@@ -84,8 +84,7 @@ void daemon_metrics_collect(metrics_t *m, const daemon_parts_t *p) {
         spool_stats_t ss;
         spool_stats(p->spool, &ss);
         /* The session counts the spool's acks as delivered; Kafka confirmed these. */
-        m->kafka_records_delivered =
-            fs->outage_mode ? st->delivered - fs->spooled + fs->drained : fs->drained;
+        m->kafka_records_delivered = fs->direct + fs->drained;
         m->spool = true;
         m->spool_bytes = ss.bytes;
         m->spool_records = ss.records;

@@ -105,7 +105,6 @@ spooler_t *spooler_new(const spooler_opts_t *o) {
 void spooler_set_outage(spooler_t *f, const spooler_outage_t *o) {
     f->out = *o;
     f->outage = true;
-    f->st.outage_mode = true;
     spool_stats_t ss;
     spool_stats(f->sp, &ss);
     if (ss.records == 0)
@@ -297,6 +296,7 @@ static void direct_report(spooler_t *f, uint64_t n, int err, const char *errstr,
         f->taking_back = true;
         return;
     }
+    f->st.direct += err == 0;
     f->o.complete(f->o.complete_ud, opaque, err, errstr);
 }
 

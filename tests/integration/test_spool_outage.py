@@ -92,7 +92,10 @@ def test_brokers_down_takes_back_the_producer_spools_and_drains_in_order(daemon,
     assert s["mqtt2kafka_spool_records_drained_total"] == 30
     # Kafka directly again, behind the drained records.
     sent += publish_acked(d.port, "after", 5, first=40)
-    assert scrape(mport)["mqtt2kafka_spool_records_spooled_total"] == 30
+    s = scrape(mport)
+    assert s["mqtt2kafka_spool_records_spooled_total"] == 30
+    # Kafka confirmed 15 sent directly and 30 from the spool.
+    assert s["mqtt2kafka_kafka_records_delivered_total"] == 45
     # The errored requests wrote nothing and the brokers were down: every
     # acked record once, in the order it was acked, across both switches.
     assert values_in_order(mock_kafka.bootstrap, 45) == sent

@@ -161,6 +161,7 @@ static void test_direct_while_kafka_takes_records(void **state) {
     assert_int_equal(ss.records, 0);
     assert_int_equal(spooler_stats(cur)->state, SPOOLER_DIRECT);
     assert_int_equal(spooler_stats(cur)->spooled, 0);
+    assert_int_equal(spooler_stats(cur)->direct, 2);
     assert_int_equal(spooler_direct_inflight(cur), 0);
     spooler_free(cur);
     spool_close(sp);
