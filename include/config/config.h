@@ -91,15 +91,16 @@ typedef struct {
 
 /* `spool:`: the crash-safe local spool (docs/semantics.md, "The spool"). */
 typedef enum {
-    SPOOL_MODE_OUTAGE = 0, /* the default; refused for now (not implemented yet) */
+    SPOOL_MODE_OUTAGE = 0, /* the default: the spool only while Kafka cannot take records */
     SPOOL_MODE_ALWAYS = 1, /* every record is spooled and acked after the fsync */
 } config_spool_mode_t;
 
 typedef struct {
     bool enabled; /* the section is there */
     char *dir;
-    uint64_t max_bytes; /* 0: no bound */
-    int mode;           /* config_spool_mode_t */
+    uint64_t max_bytes;       /* 0: no bound */
+    int mode;                 /* config_spool_mode_t */
+    uint32_t outage_after_ms; /* mode outage: a delivery report this late is an outage */
     config_pos_t pos;
 } config_spool_t;
 

@@ -209,6 +209,12 @@ typedef struct {
     uint64_t spool_corrupt_skipped;    /* corrupt records (or runs of bytes) skipped */
     uint64_t spool_truncations;        /* torn tails truncated at open */
     uint64_t spool_rewinds;            /* the feed started again after a failed delivery */
+    uint64_t spool_state;              /* gauge: 0 direct, 1 spooling, 2 draining */
+    uint64_t spool_outages;            /* mode outage: switches from direct to the spool */
+    uint64_t spool_outage_seconds;     /* mode outage: time on the spool */
+    uint64_t spool_drain_rate;         /* gauge: records/s Kafka confirmed from the spool */
+    uint64_t spool_taken_back;         /* records taken back from the producer and spooled */
+    uint64_t spool_maybe_twice;        /* of those, records Kafka may have written too */
 } metrics_t;
 
 /* Zeroes the registry. No allocation: embed metrics_t where convenient. */

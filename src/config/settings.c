@@ -337,7 +337,6 @@ const setting_t config_settings[] = {
      .flags = SETTING_POS | SETTING_RESTART,
      CFG(spool.enabled),
      .pos_off = offsetof(config_t, spool.pos),
-     .check = cfg_check_spool,
      .restart_note = "the spool stays as it started",
      .doc_default = "none (no spool: acked after Kafka's delivery report)",
      .doc = "the crash-safe local spool (docs/semantics.md, \"The spool\"); needs a restart"},
@@ -367,8 +366,19 @@ const setting_t config_settings[] = {
      .words = spool_modes,
      .def = SPOOL_MODE_OUTAGE,
      .restart_note = "the spool keeps its mode",
-     .doc = "`always`: every record is spooled and acked once fsync'ed, Kafka is fed from the "
-            "spool; `outage` is not implemented yet (refused: write `mode: always`)"},
+     .doc = "`outage`: records go to Kafka directly while it takes them and to the spool (acked "
+            "once fsync'ed) while it cannot, then the spool drains in order; `always`: every "
+            "record is spooled and acked once fsync'ed, Kafka is fed from the spool"},
+    {.path = "spool.outage_after_ms",
+     .type = SET_UINT,
+     .flags = SETTING_RESTART,
+     CFG(spool.outage_after_ms),
+     .min = 100,
+     .max = 3600000,
+     .def = 5000,
+     .doc = "`mode: outage`: a record waiting this long for Kafka's delivery report (a hung "
+            "broker) switches to the spool, as every broker down or a retriable delivery error "
+            "does"},
 
     {.path = "mqtt", .type = SET_SECTION},
     {.path = "mqtt.max_packet_size",

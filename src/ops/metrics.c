@@ -300,6 +300,23 @@ static void render_spool(writer_t *w, const metrics_t *m) {
     counter(w, "mqtt2kafka_spool_rewinds_total",
             "Times the feed to Kafka started again after a failed delivery (at least once).",
             m->spool_rewinds);
+    gauge(w, "mqtt2kafka_spool_state",
+          "Where records go: 0 Kafka directly (mode outage), 1 the spool while Kafka is "
+          "unreachable, 2 the spool while it drains to Kafka.",
+          m->spool_state);
+    counter(w, "mqtt2kafka_spool_outages_total",
+            "Switches from Kafka directly to the spool (mode outage).", m->spool_outages);
+    counter(w, "mqtt2kafka_spool_outage_seconds_total",
+            "Seconds records went to the spool instead of Kafka (mode outage).",
+            m->spool_outage_seconds);
+    gauge(w, "mqtt2kafka_spool_drain_records_per_second",
+          "Records Kafka confirmed from the spool in the last second.", m->spool_drain_rate);
+    counter(w, "mqtt2kafka_spool_records_taken_back_total",
+            "Records taken back from the producer at a switch to the spool and spooled.",
+            m->spool_taken_back);
+    counter(w, "mqtt2kafka_spool_records_maybe_twice_total",
+            "Records taken back from flight: Kafka may have written them too (a duplicate).",
+            m->spool_maybe_twice);
 }
 
 static void render_downlink(writer_t *w, const metrics_t *m) {
