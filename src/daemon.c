@@ -615,6 +615,7 @@ int daemon_run(const config_t *cfg) {
     log_set_format(cfg->log_format);
     metrics_init(&d->m);
     d->m.start_time_seconds = (uint64_t)time(NULL);
+    daemon_threadpool_size(cfg);
 
     /* The producer, the topic map and the security files: the same steps as
      * --check (which prints the errors the same way), then committed. */

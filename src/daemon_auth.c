@@ -240,3 +240,22 @@ void daemon_auth_conn_free(mqtt_pc_t *pc) {
     session_conn_free(pc->sc);
     free(pc);
 }
+
+unsigned daemon_threadpool_size(const config_t *cfg) {
+    unsigned want = cfg->auth.max_hashing + cfg->mqtt.max_tls_handshake_workers + 2;
+    const char *env = getenv("UV_THREADPOOL_SIZE");
+    if (env && *env) {
+        unsigned have = (unsigned)strtoul(env, NULL, 10);
+        if (have < want)
+            log_warn("UV_THREADPOOL_SIZE=%s is below auth.max_hashing + "
+                     "mqtt.max_tls_handshake_workers + 2 = %u: password checks, TLS handshakes "
+                     "and the spool's fsync may wait for each other",
+                     env, want);
+        return have;
+    }
+    char buf[16];
+    snprintf(buf, sizeof(buf), "%u", want);
+    setenv("UV_THREADPOOL_SIZE", buf, 1);
+    log_debug("libuv's threadpool: %u threads", want);
+    return want;
+}

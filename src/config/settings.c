@@ -566,8 +566,8 @@ const setting_t config_settings[] = {
      .def = 2,
      .doc = "TLS handshake steps (`SSL_do_handshake`: the private-key operations) running at "
             "once on libuv's threadpool, off the event loop, all TLS listeners together; the "
-            "others wait in order. The pool is shared with `auth.max_hashing`: keep the two "
-            "together at most `UV_THREADPOOL_SIZE` (4 by default)"},
+            "others wait in order. The daemon sizes the pool to this + `auth.max_hashing` + 2 "
+            "(the spool's fsync and a spare) unless `UV_THREADPOOL_SIZE` is set"},
     {.path = "mqtt.max_tls_handshakes_per_ip",
      .type = SET_UINT,
      CFG(mqtt.max_tls_handshakes_per_ip),
@@ -613,8 +613,8 @@ const setting_t config_settings[] = {
      .max = 64,
      .def = 2,
      .doc = "password checks (`password_file`) running at once on libuv's threadpool, off the "
-            "event loop (keep it below `UV_THREADPOOL_SIZE`, 4 by default); more CONNECTs wait "
-            "in a queue"},
+            "event loop (the pool is sized to leave room for the TLS handshakes and the spool, "
+            "see `mqtt.max_tls_handshake_workers`); more CONNECTs wait in a queue"},
     {.path = "auth.max_hashing_queue",
      .type = SET_UINT,
      CFG(auth.max_hashing_queue),
