@@ -5,9 +5,10 @@
  * protocol's object, no buffers. Reads land in one shared buffer; only the
  * tail the protocol did not consume (an incomplete packet, or bytes left
  * while paused) is copied into a per-connection buffer, freed again once
- * consumed. Output produced during a loop turn is appended to a
- * per-connection buffer and written once, from the check handle that runs
- * after I/O polling; the write request owns the buffer until its callback. */
+ * consumed; the next read completes it with the missing bytes only.
+ * Output produced during a loop turn is appended to a per-connection buffer
+ * and written once, from the check handle that runs after I/O polling; the
+ * write request owns the buffer until its callback. */
 #include "conn.h"
 
 #include <assert.h>
