@@ -1,6 +1,5 @@
 /* mqtt2kafka: command line. Loads and checks the configuration, then hands
  * over to daemon_run (wiring, signals, ordered shutdown). */
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include "config/confluent_import.h"
 #include "daemon.h"
 #include "util/log.h"
+#include "util/malloc_tune.h"
 #include "auth/passwd_tool.h"
 #include "route_tool.h"
 #include "runtime.h"
@@ -71,23 +71,8 @@ static int option_value(int argc, char **argv, int *i, const char *shrt, const c
     return 0;
 }
 
-/* glibc's fastbins off (unless GLIBC_TUNABLES sets mxfast). librdkafka
- * allocates each record and each of its headers on this thread and frees them
- * in bursts as delivery reports are served; with QoS 0 many thousands of
- * small chunks then sit in the fastbins, and every larger request walks and
- * merges them all (malloc_consolidate) through cold memory. Without fastbins
- * they go to the tcache and the unsorted bin instead: CPU per QoS 0 message
- * with the default headers 1.4-1.8x lower here (docs/performance.md). */
-static void tune_malloc(void) {
-#ifdef M_MXFAST
-    const char *t = getenv("GLIBC_TUNABLES");
-    if (t == NULL || strstr(t, "mxfast") == NULL)
-        mallopt(M_MXFAST, 0);
-#endif
-}
-
 int main(int argc, char **argv) {
-    tune_malloc();
+    m2k_malloc_tune();
     const char *path = CONFIG_DEFAULT_PATH;
     const char *import = NULL;
     int check = 0;
