@@ -245,6 +245,11 @@ static int mqtt_identity(void *pc, const char *user) {
 static ssize_t mqtt_feed(void *pc, const uint8_t *buf, size_t len) {
     return daemon_auth_feed(pc, buf, len);
 }
+static size_t mqtt_need(const void *pc, const uint8_t *buf, size_t len) {
+    mqtt_fixed_header_t fh;
+    (void)pc; /* a packet's length is in its fixed header, in every version */
+    return mqtt_decode_fixed_header(buf, len, &fh) > 0 ? fh.header_len + fh.remaining_length : 0;
+}
 static void mqtt_lost(void *pc, const char *reason) {
     session_conn_lost(((mqtt_pc_t *)pc)->sc, reason);
 }
@@ -277,6 +282,7 @@ static const server_protocol_ops_t mqtt_protocol = {
     .conn_open = mqtt_open,
     .conn_identity = mqtt_identity,
     .conn_feed = mqtt_feed,
+    .conn_need = mqtt_need,
     .conn_lost = mqtt_lost,
     .conn_close = mqtt_end,
     .conn_goodbye = mqtt_goodbye,

@@ -39,6 +39,11 @@ typedef struct {
      * and feeds it again with the next bytes or after server_conn_resume),
      * or -1 when the connection was closed. */
     ssize_t (*conn_feed)(void *pc, const uint8_t *buf, size_t len);
+    /* Optional: the whole length of the unit (packet) that starts at buf,
+     * once its header tells, else 0. With it, a unit begun in an earlier read
+     * is completed by copying only its missing bytes; what follows in the
+     * read is fed from the read buffer without a copy. */
+    size_t (*conn_need)(const void *pc, const uint8_t *buf, size_t len);
     /* The peer went away or the stream failed (`reason`); the server closes. */
     void (*conn_lost)(void *pc, const char *reason);
     /* The server needs the connection closed (output bound, transport

@@ -5,9 +5,10 @@
  * protocol's object, no buffers. Reads land in one shared buffer; only the
  * tail the protocol did not consume (an incomplete packet, or bytes left
  * while paused) is copied into a per-connection buffer, freed again once
- * consumed. Output produced during a loop turn is appended to a
- * per-connection buffer and written once, from the check handle that runs
- * after I/O polling; the write request owns the buffer until its callback. */
+ * consumed; the next read completes it with the missing bytes only.
+ * Output produced during a loop turn is appended to a per-connection buffer
+ * and written once, from the check handle that runs after I/O polling; the
+ * write request owns the buffer until its callback. */
 #include "conn.h"
 
 #include <assert.h>
@@ -196,16 +197,30 @@ void net_conn_deliver(conn_t *c, const uint8_t *p, size_t n) {
     if (c->state >= CONN_CLOSING)
         return; /* nobody reads it any more */
     if (c->in_len) {
-        if (in_append(c, p, n) != 0) {
+        /* A packet begun in an earlier read: only its missing bytes join it
+         * (a big payload is copied once, not once more per read); when it
+         * is consumed, the rest of this read is fed from `p`. */
+        const server_protocol_ops_t *ops = ops_of(c);
+        size_t need = ops->conn_need ? ops->conn_need(c->pc, c->in, c->in_len) : 0;
+        size_t take = need > c->in_len && need - c->in_len < n ? need - c->in_len : n;
+        if (in_append(c, p, take) != 0) {
             net_conn_end(c, "out of memory for the input buffer");
             return;
         }
         feed_buffered(c);
-    } else {
-        ssize_t used = ops_of(c)->conn_feed(c->pc, p, n);
-        if (used >= 0 && (size_t)used < n && in_append(c, p + used, n - (size_t)used) != 0)
-            net_conn_end(c, "out of memory for the input buffer");
+        if (take == n || c->state >= CONN_CLOSING)
+            return;
+        p += take;
+        n -= take;
+        if (c->in_len) { /* not consumed (paused): the rest waits with it */
+            if (in_append(c, p, n) != 0)
+                net_conn_end(c, "out of memory for the input buffer");
+            return;
+        }
     }
+    ssize_t used = ops_of(c)->conn_feed(c->pc, p, n);
+    if (used >= 0 && (size_t)used < n && in_append(c, p + used, n - (size_t)used) != 0)
+        net_conn_end(c, "out of memory for the input buffer");
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
