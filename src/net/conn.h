@@ -113,8 +113,12 @@ void net_work_drain(server_t *s);
 /* server.c: tells every protocol the time (before feeding, ticking, on_fd). */
 void net_set_now(server_t *s);
 
-/* conn.c, for server.c. */
+/* conn.c, for conn_accept.c. */
+void conn_set_state(conn_t *c, conn_state_t to);
+void conn_read_start(conn_t *c);
+/* conn_accept.c, for server.c. */
 void conn_on_connection(uv_stream_t *ls, int status);
+/* conn.c, for server.c. */
 void conn_on_check(uv_check_t *h);
 void conn_process_pending(server_t *s);
 /* Transport handshakes past connect_timeout_s are closed (before the
