@@ -82,6 +82,8 @@ int session_route(session_conn_t *c, const msg_t *msg, const char **ktopic, cons
         .client_id_len = c->s->client_id_len,
         .username = c->has_username ? c->username : NULL,
         .username_len = c->has_username ? c->username_len : 0,
+        .property = msg->props ? session5_user_property : NULL,
+        .props = msg->props,
     };
     topic_map_result_t res = {0};
     int r =

@@ -149,6 +149,22 @@ int session5_topic_alias(session_conn_t *c, mqtt_publish_t *p) {
     return FEED_OK;
 }
 
+bool session5_user_property(const void *props, const char *name, size_t name_len, const char **val,
+                            size_t *val_len) {
+    const mqtt5_props_t *p = props;
+    size_t off = 0;
+    mqtt5_prop_t pr;
+    while (p->n_user && mqtt5_prop_next(p, &off, &pr)) {
+        if (pr.id == MQTT5_PROP_USER_PROPERTY && pr.str.len == name_len &&
+            memcmp(pr.str.ptr, name, name_len) == 0) {
+            *val = (const char *)pr.value.ptr;
+            *val_len = pr.value.len;
+            return true;
+        }
+    }
+    return false;
+}
+
 size_t session5_headers(const mqtt5_props_t *p, kafka_header_t *h, char *names,
                         size_t *name_bytes) {
     static const struct {

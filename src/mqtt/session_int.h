@@ -298,6 +298,10 @@ void session5_send_disconnect(session_conn_t *c, uint8_t reason);
  * NUL-terminated names take; with h, writes them (names into `names`). */
 size_t session5_headers(const mqtt5_props_t *p, kafka_header_t *h, char *names, size_t *name_bytes);
 int session5_on_auth(session_conn_t *c, const mqtt_packet_t *pkt);
+/* topic_map_ctx_t.property over an mqtt5_props_t: the first user property
+ * named `name` (bytes compared). */
+bool session5_user_property(const void *props, const char *name, size_t name_len, const char **val,
+                            size_t *val_len);
 /* A PUBLISH's topic alias [MQTT-3.3.2-10..12]: sets the alias (a topic
  * given) or replaces the empty topic by the alias's (in *p). Returns FEED_OK,
  * or FEED_CLOSED after DISCONNECT 0x94 (0 or above alias_max), 0x82 (an alias

@@ -41,6 +41,28 @@ def test_mosquitto_pub_v5_user_properties_headers(daemon, mock_kafka):
         ("mqtt.topic", b"not-ours")]
 
 
+def test_property_templates_topic_and_key(daemon, mock_kafka):
+    """{property:NAME} in the Kafka topic and key templates: the first user
+    property NAME of a v5 PUBLISH; an MQTT 3.1.1 message renders it empty."""
+    rules = [{"mqtt": "site/+", "kafka": "site-{property:site}",
+              "key": "{property:dev}/{1}"}]
+    d = daemon({"topics": rules})
+    subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(d.port), "-V", "mqttv5",
+                    "-q", "1", "-i", "prop5", "-t", "site/a", "-m", "v5",
+                    "-D", "publish", "user-property", "site", "berlin",
+                    "-D", "publish", "user-property", "dev", "d-17",
+                    "-D", "publish", "user-property", "site", "paris"],
+                   check=True, timeout=20)
+    recs = m2k.assert_records(mock_kafka.bootstrap, "site-berlin", 1)
+    assert (recs[0].key, recs[0].value) == (b"d-17/a", b"v5")
+    subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(d.port), "-V", "mqttv311",
+                    "-q", "1", "-i", "prop3", "-t", "site/b", "-m", "v3"],
+                   check=True, timeout=20)
+    # "site-" is a legal name: the 3.1.1 message lands there, key "/b".
+    recs = m2k.assert_records(mock_kafka.bootstrap, "site-", 1)
+    assert (recs[0].key, recs[0].value) == (b"/b", b"v3")
+
+
 def test_mosquitto_pub_v5_session_expiry(daemon, mock_kafka):
     d = daemon()
     mark = d.mark()

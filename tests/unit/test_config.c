@@ -444,7 +444,7 @@ static void test_errors_topics(void **state) {
                   "or \\(\n"
                   "t.yaml:9:12: topics[2].kafka: {2} names capture 2 but the rule has 1\n"
                   "t.yaml:10:10: topics[2].key: unknown placeholder {foo} (expected {1}..{9}, "
-                  "{topic}, {client_id} or {username})\n"
+                  "{topic}, {client_id}, {username} or {property:NAME})\n"
                   "t.yaml:11:5: topics[3]: missing 'mqtt' (a topic filter) or 'regex'\n"
                   "t.yaml:12:5: topics[4]: give either 'mqtt' (a topic filter) or 'regex', not "
                   "both\n"
