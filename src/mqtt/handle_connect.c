@@ -123,6 +123,11 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     uint16_t keepalive = p->keepalive;
     bool keepalive_lowered = false, assigned = false;
 
+    if (cp) { /* before any answer: a refusing CONNACK respects them too */
+        c->max_out = MQTT5_HAS(cp, MQTT5_PROP_MAXIMUM_PACKET_SIZE) ? cp->maximum_packet_size : 0;
+        c->problem_info =
+            !MQTT5_HAS(cp, MQTT5_PROP_REQUEST_PROBLEM_INFO) || cp->request_problem_info;
+    }
     if (cp && MQTT5_HAS(cp, MQTT5_PROP_AUTH_METHOD)) {
         session_refuse(c, MQTT5_RC_BAD_AUTH_METHOD, LOG_WARN,
                        "authentication method '%s' not supported (enhanced authentication)",
@@ -266,9 +271,6 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     c->level = p->protocol_level;
     session_set_state(c, CONN_CONNECTED);
     if (cp) {
-        c->max_out = MQTT5_HAS(cp, MQTT5_PROP_MAXIMUM_PACKET_SIZE) ? cp->maximum_packet_size : 0;
-        c->problem_info =
-            !MQTT5_HAS(cp, MQTT5_PROP_REQUEST_PROBLEM_INFO) || cp->request_problem_info;
         c->expiry_zero = expiry == 0;
         c->alias_max = (uint16_t)mq->topic_alias_maximum;
         connack5(c, present, expiry, keepalive_lowered, assigned ? gen : NULL);

@@ -285,12 +285,19 @@ ssize_t session5_decode(session_conn_t *c, const uint8_t *buf, size_t len, size_
 uint8_t session5_connack_reason(uint8_t rc);
 void session5_send_connack(session_conn_t *c, bool present, uint8_t reason,
                            const mqtt5_props_t *props);
-/* PUBACK, PUBREC, PUBREL, PUBCOMP with a reason code (0: the 3.1.1 bytes). */
+/* A refusing CONNACK with the reason string `why` (NULL: none). */
+void session5_refuse_connack(session_conn_t *c, uint8_t reason, const char *why);
+/* PUBACK, PUBREC, PUBREL, PUBCOMP with a reason code (0: the 3.1.1 bytes);
+ * a code >= 0x80 carries a reason string when the client takes problem
+ * information. */
 void session5_send_ack(session_conn_t *c, mqtt_type_t type, uint16_t pid, uint8_t reason);
 /* Before a close for a protocol violation of `kind`: CONNACK (before the
  * CONNECT is accepted) or DISCONNECT with the reason code. */
-void session5_tell_violation(session_conn_t *c, int kind);
-/* Sends DISCONNECT with a reason code (a connected level 5 client only). */
+void session5_tell_violation(session_conn_t *c, int kind, const char *why);
+/* Sends DISCONNECT with a reason code and the reason string `why` (NULL:
+ * none), to a connected level 5 client only. */
+void session5_disconnect_why(session_conn_t *c, uint8_t reason, const char *why);
+/* The same with the reason code's own short text. */
 void session5_send_disconnect(session_conn_t *c, uint8_t reason);
 /* The headers an MQTT 5 PUBLISH adds after ours: mqtt.content_type,
  * mqtt.response_topic, mqtt.correlation_data, then the user properties in

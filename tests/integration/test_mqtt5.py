@@ -22,6 +22,22 @@ def connect5(client_id, props=b"", flags=0x02):
     return packet(0x10, body)
 
 
+def reason5(first, rc, why=None, pid=None):
+    """A v5 CONNACK (0x20), PUBACK (0x40), PUBREC (0x50) or DISCONNECT (0xe0)
+    with reason code rc and the reason string why (property 0x1F)."""
+    body = (b"\x00" if first == 0x20 else b"") + (pid.to_bytes(2, "big") if pid else b"")
+    body += bytes([rc])
+    if why is not None:
+        body += bytes([len(why) + 3]) + b"\x1f" + enc_str(why)
+    elif first == 0x20:
+        body += b"\x00"
+    return packet(first, body)
+
+
+NO_RULE = "no rule maps this topic to a legal Kafka topic"
+NOT_TAKEN = "Kafka did not take the message"
+
+
 def test_mosquitto_pub_v5_user_properties_headers(daemon, mock_kafka):
     d = daemon()
     mark = d.mark()
@@ -108,7 +124,8 @@ def test_v5_authentication_method_refused(daemon):
     cl = Raw(d.port)
     mark = d.mark()
     cl.send(connect5("am", props=b"\x15" + enc_str("SCRAM-SHA-1")))
-    cl.expect_close(b"\x20\x03\x00\x8c\x00")
+    cl.expect_close(reason5(0x20, 0x8c, "authentication method 'SCRAM-SHA-1' not supported "
+                                      "(enhanced authentication)"))
     d.wait_log(m2k.line("closing: authentication method 'SCRAM-SHA-1' not supported (enhanced "
                         "authentication)", level="warn", client="-"), since=mark)
 
@@ -122,7 +139,8 @@ def test_v5_malformed_property_disconnect(daemon, mock_kafka):
     mark = d.mark()
     # Topic alias maximum is a CONNECT/CONNACK property, not PUBLISH's.
     cl.send(packet(0x30, enc_str("test/x") + b"\x03\x22\x00\x01" + b"x"))
-    cl.expect_close(b"\xe0\x01\x81")
+    cl.expect_close(reason5(0xe0, 0x81, "MQTT_ERR_PROPERTY_NOT_ALLOWED: property not allowed "
+                                      "in this packet"))
     d.wait_log(m2k.line("closing: MQTT_ERR_PROPERTY_NOT_ALLOWED: property not allowed in this "
                         "packet", level="warn", client="mal5"), since=mark)
     m2k.assert_no_records(mock_kafka.bootstrap, "test")
@@ -164,7 +182,7 @@ def test_v5_kafka_failure_is_puback_0x80(daemon, mock_kafka):
     assert cl.recv_packet()[:4] == b"\x20\x13\x00\x00"
     mark = d.mark()
     cl.send(packet(0x32, enc_str("test/denied") + b"\x00\x02\x00" + b"x"))
-    cl.expect(b"\x40\x03\x00\x02\x80", timeout=15)
+    cl.expect(reason5(0x40, 0x80, NOT_TAKEN, pid=2), timeout=15)
     d.wait_log(m2k.line("Kafka did not take a QoS 1 message on topic 'test/denied': Broker: "
                         "Topic authorization failed", level="error", client="nack5"), since=mark)
     cl.send(m2k.PINGREQ)
@@ -173,7 +191,7 @@ def test_v5_kafka_failure_is_puback_0x80(daemon, mock_kafka):
     # at once, and that is a negative ack too.
     mark = d.mark()
     cl.send(packet(0x32, enc_str("test/again") + b"\x00\x03\x00" + b"y"))
-    cl.expect(b"\x40\x03\x00\x03\x80", timeout=15)
+    cl.expect(reason5(0x40, 0x80, NOT_TAKEN, pid=3), timeout=15)
     d.wait_log(m2k.line("the producer refused a message on topic 'test/again' (produce error): "
                         "refused (0x80)", level="error", client="nack5"), since=mark)
     mock_kafka.cmd("clear_errors Produce")
@@ -189,11 +207,11 @@ def test_v5_unmapped_is_puback_0x90(daemon, mock_kafka):
     assert cl.recv_packet()[:4] == b"\x20\x13\x00\x00"
     mark = d.mark()
     cl.send(packet(0x32, enc_str("nowhere/x") + b"\x00\x05\x00" + b"x"))
-    cl.expect(b"\x40\x03\x00\x05\x90")
+    cl.expect(reason5(0x40, 0x90, NO_RULE, pid=5))
     d.wait_log(m2k.line("topic 'nowhere/x' is not mapped: no rule matches: refused (0x90)",
                         level="warn", client="unm5"), since=mark)
     cl.send(packet(0x30, enc_str("nowhere/x") + b"\x00" + b"x"))
-    cl.expect_close(b"\xe0\x01\x90")
+    cl.expect_close(reason5(0xe0, 0x90, NO_RULE))
 
 
 def test_v5_receive_maximum_exceeded(daemon, mock_kafka):
@@ -207,7 +225,8 @@ def test_v5_receive_maximum_exceeded(daemon, mock_kafka):
     mark = d.mark()
     cl.send(b"".join(packet(0x32, enc_str("test/r") + bytes([0, i, 0]) + b"x")
                      for i in range(1, 6)))
-    cl.expect_close(b"\xe0\x01\x93", timeout=10)
+    cl.expect_close(reason5(0xe0, 0x93, "4 QoS 1/2 messages unacknowledged, receive maximum 4 "
+                                      "exceeded [MQTT-3.3.4-9]"), timeout=10)
     d.wait_log(m2k.line("closing: 4 QoS 1/2 messages unacknowledged, receive maximum 4 exceeded "
                         "[MQTT-3.3.4-9]", level="warn", client="rmax5"), since=mark)
     mock_kafka.cmd("rtt -1 0")

@@ -94,6 +94,46 @@ static const char *closed(fconn_t *f, pk_t p) {
     return log;
 }
 
+/* Appends the v5 packet `first` (CONNACK 0x20, PUBACK 0x40, PUBREC 0x50,
+ * DISCONNECT 0xe0; pid < 0: none) with reason code rc and the reason string
+ * (property 0x1F) why, NULL for none. */
+static void reason5(pk_t *out, uint8_t first, int pid, uint8_t rc, const char *why) {
+    pk_t b = {.n = 0};
+    if (first == 0x20)
+        put_u8(&b, 0); /* session present 0 */
+    if (pid >= 0)
+        put_u16(&b, (uint16_t)pid);
+    put_u8(&b, rc);
+    size_t n = why ? strlen(why) : 0;
+    if (why || first == 0x20) /* else the shortest form: no property length */
+        put_vbi(&b, why ? n + 3 : 0);
+    if (why) {
+        put_u8(&b, 0x1f);
+        put_str(&b, why);
+    }
+    pk_t p = frame(first, &b);
+    put(out, p.b, p.n);
+}
+
+static void expect_pk(fconn_t *f, const pk_t *want) {
+    if (f->out_len != want->n || memcmp(f->out, want->b, want->n) != 0) {
+        char got[4096] = "";
+        for (size_t i = 0, o = 0; i < f->out_len && o + 5 < sizeof(got); i++)
+            o += (size_t)snprintf(got + o, sizeof(got) - o,
+                                  f->out[i] >= 0x20 && f->out[i] < 0x7f ? "%c" : "\\x%02x",
+                                  f->out[i]);
+        fail_msg("got %zu bytes: %s", f->out_len, got);
+    }
+    f->out_len = 0;
+}
+
+/* One packet from reason5 expected. */
+static void expect_reason(fconn_t *f, uint8_t first, int pid, uint8_t rc, const char *why) {
+    pk_t w = {.n = 0};
+    reason5(&w, first, pid, rc, why);
+    expect_pk(f, &w);
+}
+
 static void assert_logged(const char *log, const char *line) {
     if (!strstr(log, line))
         fail_msg("no line \"%s\" in:\n%s", line, log);
@@ -153,7 +193,8 @@ static void test_v5_disconnect_expiry_after_zero(void **state) {
     fx_t *fx = *state;
     fconn_t *f = connected5(fx, 0, (cn5_t){.id = "z", .clean = true});
     const char *log = closed(f, frame(0xe0, &(pk_t){.b = {0x00, 0x05, 0x11, 0, 0, 0, 1}, .n = 7}));
-    EXPECT_OUT(f, 0xe0, 0x01, 0x82);
+    expect_reason(f, 0xe0, -1, 0x82,
+                  "DISCONNECT sets a session expiry interval after 0 in CONNECT [MQTT-3.14.2-2]");
     assert_logged(log, "closing: DISCONNECT sets a session expiry interval after 0 in CONNECT "
                        "[MQTT-3.14.2-2]\n");
 }
@@ -187,7 +228,7 @@ static void test_v5_assigned_client_id(void **state) {
     /* Without clean start, an empty id is refused: 0x85. */
     fconn_t *f = open_conn(fx, 2);
     closed(f, connect5((cn5_t){.id = "", .clean = false}));
-    EXPECT_OUT(f, 0x20, 0x03, 0x00, 0x85, 0x00);
+    expect_reason(f, 0x20, -1, 0x85, "empty client id with clean session 0 [MQTT-3.1.3-8]");
 }
 
 /* Enhanced authentication is not offered: CONNACK 0x8C [MQTT-4.12.0-1]. */
@@ -196,7 +237,8 @@ static void test_v5_auth_method_refused(void **state) {
     fconn_t *f = open_conn(fx, 0);
     const char *log =
         closed(f, connect5((cn5_t){.id = "a", .clean = true, PROPS("\x15\x00\x05SCRAM")}));
-    EXPECT_OUT(f, 0x20, 0x03, 0x00, 0x8c, 0x00);
+    expect_reason(f, 0x20, -1, 0x8c,
+                  "authentication method 'SCRAM' not supported (enhanced authentication)");
     assert_logged(log, "closing: authentication method 'SCRAM' not supported (enhanced "
                        "authentication)\n");
     assert_int_equal(session_mgr_stats(fx->m)->rejected, 1);
@@ -208,17 +250,21 @@ static void test_v5_connect_refusals(void **state) {
     fx_t *fx = *state;
     fconn_t *f = open_conn(fx, 0);
     closed(f, connect5((cn5_t){.id = "a\x01", .clean = true}));
-    EXPECT_OUT(f, 0x20, 0x03, 0x00, 0x85, 0x00);
+    expect_reason(f, 0x20, -1, 0x85,
+                  "client id 'a?' refused: string contains a control character (U+0001..U+001F, "
+                  "U+007F..U+009F)");
     f = open_conn(fx, 1);
     const char *log = closed(
         f, connect5((cn5_t){
                .id = "b", .clean = true, PROPS("\x11\x00\x00\x00\x01\x11\x00\x00\x00\x02")}));
-    EXPECT_OUT(f, 0x20, 0x03, 0x00, 0x82, 0x00);
+    expect_reason(f, 0x20, -1, 0x82,
+                  "MQTT_ERR_PROPERTY_DUPLICATE: property that may appear once given twice");
     assert_logged(log, "closing: MQTT_ERR_PROPERTY_DUPLICATE: property that may appear once given "
                        "twice\n");
     f = open_conn(fx, 2);
     closed(f, connect5((cn5_t){.id = "c", .clean = true, PROPS("\x23\x00\x01")}));
-    EXPECT_OUT(f, 0x20, 0x03, 0x00, 0x81, 0x00);
+    expect_reason(f, 0x20, -1, 0x81,
+                  "MQTT_ERR_PROPERTY_NOT_ALLOWED: property not allowed in this packet");
 }
 
 /* User properties become Kafka headers after ours, names and values
@@ -259,19 +305,25 @@ static void test_v5_malformed_disconnects(void **state) {
     fx_t *fx = *state;
     fconn_t *f = connected5(fx, 0, (cn5_t){.id = "m", .clean = true});
     const char *log = closed(f, publish5("t/a", 0, 0, P("\x22\x00\x01"), "x"));
-    EXPECT_OUT(f, 0xe0, 0x01, 0x81);
+    expect_reason(f, 0xe0, -1, 0x81,
+                  "MQTT_ERR_PROPERTY_NOT_ALLOWED: property not allowed in this packet");
     assert_logged(log, "closing: MQTT_ERR_PROPERTY_NOT_ALLOWED: property not allowed in this "
                        "packet\n");
     f = connected5(fx, 1, (cn5_t){.id = "n", .clean = true});
     closed(f, publish5("t/a", 0, 0, P("\x01\x01\x01\x00"), "x"));
-    EXPECT_OUT(f, 0xe0, 0x01, 0x82);
+    expect_reason(f, 0xe0, -1, 0x82,
+                  "MQTT_ERR_PROPERTY_DUPLICATE: property that may appear once given twice");
     f = connected5(fx, 2, (cn5_t){.id = "o", .clean = true});
     closed(f, publish5("t/\x01", 0, 0, NULL, 0, "x"));
-    EXPECT_OUT(f, 0xe0, 0x01, 0x81);
+    expect_reason(f, 0xe0, -1, 0x81,
+                  "MQTT_ERR_UTF8_CONTROL: string contains a control character (U+0001..U+001F, "
+                  "U+007F..U+009F)");
     /* Over max_packet_size: 0x95. */
     f = connected5(fx, 3, (cn5_t){.id = "p", .clean = true});
     closed(f, (pk_t){.b = {0x30, 0x80, 0x10}, .n = 3});
-    EXPECT_OUT(f, 0xe0, 0x01, 0x95);
+    expect_reason(
+        f, 0xe0, -1, 0x95,
+        "MQTT_ERR_PACKET_TOO_LARGE PUBLISH packet of 2051 bytes is over max_packet_size 1024");
     assert_int_equal(fx->prod.n, 0);
 }
 
@@ -281,12 +333,14 @@ static void test_v5_topic_alias_refused(void **state) {
     fx_t *fx = *state;
     fconn_t *f = connected5(fx, 0, (cn5_t){.id = "ta", .clean = true});
     const char *log = closed(f, publish5("t/a", 0, 0, P("\x23\x00\x01"), "x"));
-    EXPECT_OUT(f, 0xe0, 0x01, 0x94);
+    expect_reason(f, 0xe0, -1, 0x94,
+                  "topic alias 1, but the topic alias maximum is 0 [MQTT-3.3.2-10]");
     assert_logged(log,
                   "closing: topic alias 1, but the topic alias maximum is 0 [MQTT-3.3.2-10]\n");
     f = connected5(fx, 1, (cn5_t){.id = "tb", .clean = true});
     closed(f, publish5("", 0, 0, P("\x23\x00\x02"), "x"));
-    EXPECT_OUT(f, 0xe0, 0x01, 0x94);
+    expect_reason(f, 0xe0, -1, 0x94,
+                  "topic alias 2, but the topic alias maximum is 0 [MQTT-3.3.2-10]");
     assert_int_equal(fx->prod.n, 0);
     assert_int_equal(
         session_mgr_stats(fx->m)->protocol_error_kinds[SESSION_ERR_TOPIC_ALIAS_INVALID], 2);
@@ -298,12 +352,13 @@ static void test_v5_auth_and_server_packets(void **state) {
     fx_t *fx = *state;
     fconn_t *f = connected5(fx, 0, (cn5_t){.id = "q", .clean = true});
     const char *log = closed(f, frame(0xf0, &(pk_t){.n = 0}));
-    EXPECT_OUT(f, 0xe0, 0x01, 0x82);
+    expect_reason(f, 0xe0, -1, 0x82,
+                  "AUTH without an authentication method in CONNECT [MQTT-4.12.0-6]");
     assert_logged(log, "closing: AUTH without an authentication method in CONNECT "
                        "[MQTT-4.12.0-6]\n");
     f = connected5(fx, 1, (cn5_t){.id = "r", .clean = true});
     closed(f, frame(0xd0, &(pk_t){.n = 0}));
-    EXPECT_OUT(f, 0xe0, 0x01, 0x82);
+    expect_reason(f, 0xe0, -1, 0x82, "PINGRESP is a server-only packet");
 }
 
 /* DISCONNECT 0x04 publishes the will; 0x00 does not [MQTT-3.14.4-3]. */
@@ -348,7 +403,10 @@ static void test_v5_kafka_failure_nack(void **state) {
     deliver(fx, 1, 1);
     const char *log = log_capture_end();
     assert_logged(log, "Kafka did not take a QoS 1 message on topic 't/a': Broker: boom\n");
-    EXPECT_OUT(f, 0x40, 0x03, 0x00, 0x07, 0x80, 0x50, 0x03, 0x00, 0x08, 0x80);
+    pk_t two = {.n = 0};
+    reason5(&two, 0x40, 7, 0x80, "Kafka did not take the message");
+    reason5(&two, 0x50, 8, 0x80, "Kafka did not take the message");
+    expect_pk(f, &two);
     deliver(fx, 2, 0);
     EXPECT_OUT(f, 0x40, 0x02, 0x00, 0x09);
     assert_int_equal(f->closes, 0);
@@ -368,11 +426,11 @@ static void test_v5_produce_refused_nack(void **state) {
     log_capture_begin();
     assert_int_equal(feed(f, publish5("t/a", 1, 6, NULL, 0, "a")), 11);
     const char *log = log_capture_end();
-    EXPECT_OUT(f, 0x40, 0x03, 0x00, 0x06, 0x80);
+    expect_reason(f, 0x40, 0x06, 0x80, "Kafka did not take the message");
     assert_logged(log, "the producer refused a message on topic 't/a' (produce error): refused "
                        "(0x80)\n");
     closed(f, publish5("t/a", 0, 0, NULL, 0, "a"));
-    EXPECT_OUT(f, 0xe0, 0x01, 0x80);
+    expect_reason(f, 0xe0, -1, 0x80, "Kafka did not take the message");
     assert_int_equal(fx->prod.n, 0);
 }
 
@@ -384,11 +442,11 @@ static void test_v5_unmapped_nack(void **state) {
     log_capture_begin();
     assert_int_equal(feed(f, publish5("zzz", 1, 3, NULL, 0, "a")), 11);
     const char *log = log_capture_end();
-    EXPECT_OUT(f, 0x40, 0x03, 0x00, 0x03, 0x90);
+    expect_reason(f, 0x40, 0x03, 0x90, "no rule maps this topic to a legal Kafka topic");
     assert_logged(log, "topic 'zzz' is not mapped: no rule matches: refused (0x90)\n");
     assert_int_equal(f->closes, 0);
     closed(f, publish5("zzz", 0, 0, NULL, 0, "a"));
-    EXPECT_OUT(f, 0xe0, 0x01, 0x90);
+    expect_reason(f, 0xe0, -1, 0x90, "no rule maps this topic to a legal Kafka topic");
     assert_int_equal(fx->prod.n, 0);
 }
 
@@ -398,7 +456,8 @@ static void test_v5_payload_format_invalid(void **state) {
     fx_t *fx = *state;
     fconn_t *f = connected5(fx, 0, (cn5_t){.id = "pf", .clean = true});
     assert_int_equal(feed(f, publish5("t/a", 1, 4, P("\x01\x01"), "\xff")), 13);
-    EXPECT_OUT(f, 0x40, 0x03, 0x00, 0x04, 0x99);
+    expect_reason(f, 0x40, 0x04, 0x99,
+                  "the payload is not UTF-8 as its payload format indicator says");
     assert_int_equal(feed(f, publish5("t/a", 0, 0, P("\x01\x01"), "\xc3")), 11);
     EXPECT_NO_OUT(f);
     assert_int_equal(fx->prod.n, 0);
@@ -419,11 +478,11 @@ static void test_v5_acl_nack(void **state) {
     log_capture_begin();
     assert_int_equal(feed(f, publish5("t/no", 1, 2, NULL, 0, "a")), 12);
     const char *log = log_capture_end();
-    EXPECT_OUT(f, 0x40, 0x03, 0x00, 0x02, 0x87);
+    expect_reason(f, 0x40, 0x02, 0x87, "the ACL does not allow publishing on this topic");
     assert_logged(log, "the ACL does not allow publishing on topic 't/no': refused (0x87)\n");
     assert_int_equal(f->closes, 0);
     closed(f, publish5("t/no", 0, 0, NULL, 0, "a"));
-    EXPECT_OUT(f, 0xe0, 0x01, 0x87);
+    expect_reason(f, 0xe0, -1, 0x87, "the ACL does not allow publishing on this topic");
     assert_int_equal(fx->prod.n, 0);
     assert_int_equal(session_mgr_stats(fx->m)->acl_denied, 2);
 }
@@ -435,7 +494,7 @@ static void test_v5_takeover_and_keepalive_disconnect(void **state) {
     fconn_t *a = connected5(fx, 0, (cn5_t){.id = "tk", .clean = true});
     connected5(fx, 1, (cn5_t){.id = "tk", .clean = true});
     assert_int_equal(a->closes, 1);
-    EXPECT_OUT(a, 0xe0, 0x01, 0x8e);
+    expect_reason(a, 0xe0, -1, 0x8e, "a new connection with this client id took the session over");
     fconn_t *k = connected5(fx, 2, (cn5_t){.id = "ka", .clean = true, .keepalive = 10});
     set_time(fx, 1000 + 14999);
     session_mgr_tick(fx->m);
@@ -443,7 +502,7 @@ static void test_v5_takeover_and_keepalive_disconnect(void **state) {
     set_time(fx, 1000 + 15000);
     session_mgr_tick(fx->m);
     assert_int_equal(k->closes, 1);
-    EXPECT_OUT(k, 0xe0, 0x01, 0x8d);
+    expect_reason(k, 0xe0, -1, 0x8d, "no packet within 1.5 x keep alive");
 }
 
 /* Receive maximum (max_inflight, 4 here): a v5 client is read on with 4
@@ -461,7 +520,8 @@ static void test_v5_receive_maximum_exceeded(void **state) {
     /* A resent QoS 2 awaiting PUBREL is not a new message. */
     assert_int_equal(feed(f, publish5("t/a", 2, 1, NULL, 0, "a")), 11);
     const char *log = closed(f, publish5("t/a", 1, 5, NULL, 0, "a"));
-    EXPECT_OUT(f, 0xe0, 0x01, 0x93);
+    expect_reason(f, 0xe0, -1, 0x93,
+                  "4 QoS 1/2 messages unacknowledged, receive maximum 4 exceeded [MQTT-3.3.4-9]");
     assert_logged(log, "closing: 4 QoS 1/2 messages unacknowledged, receive maximum 4 exceeded "
                        "[MQTT-3.3.4-9]\n");
     assert_int_equal(fx->prod.n, 4);
@@ -508,10 +568,77 @@ static void test_v5_topic_aliases(void **state) {
     assert_string_equal(fx->prod.recs[1].headers, "mqtt.topic=t/a;mqtt.client_id=al;mqtt.qos=1;");
     assert_string_equal(fx->prod.recs[3].headers, "mqtt.topic=t/b;mqtt.client_id=al;mqtt.qos=0;");
     const char *log = closed(f, publish5("", 0, 0, P("\x23\x00\x02"), "v"));
-    EXPECT_OUT(f, 0xe0, 0x01, 0x82);
+    expect_reason(f, 0xe0, -1, 0x82,
+                  "empty topic with topic alias 2, which was never set [MQTT-3.3.2-12]");
     assert_logged(log, "closing: empty topic with topic alias 2, which was never set "
                        "[MQTT-3.3.2-12]\n");
     assert_int_equal(fx->prod.n, 4);
+}
+
+/* Request problem information 0: the negative acks go without a reason
+ * string, CONNACK and DISCONNECT keep theirs [MQTT-3.1.2-29]. */
+static void test_v5_no_problem_info(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected5(fx, 0, (cn5_t){.id = "np", .clean = true, PROPS("\x17\x00")});
+    assert_int_equal(feed(f, publish5("zzz", 1, 3, NULL, 0, "a")), 11);
+    EXPECT_OUT(f, 0x40, 0x03, 0x00, 0x03, 0x90);
+    assert_int_equal(feed(f, publish5("t/a", 2, 4, P("\x01\x01"), "\xff")), 13);
+    EXPECT_OUT(f, 0x50, 0x03, 0x00, 0x04, 0x99);
+    closed(f, publish5("zzz", 0, 0, NULL, 0, "a"));
+    expect_reason(f, 0xe0, -1, 0x90, "no rule maps this topic to a legal Kafka topic");
+    f = open_conn(fx, 1);
+    closed(f, connect5((cn5_t){.id = "", .clean = false, PROPS("\x17\x00")}));
+    expect_reason(f, 0x20, -1, 0x85, "empty client id with clean session 0 [MQTT-3.1.3-8]");
+}
+
+/* The client's maximum packet size: the reason string is left out where
+ * it would make a packet larger [MQTT-3.2.2-19] [MQTT-3.4.2-2]
+ * [MQTT-3.14.2-3]; PUBACK 0x90 with its string is 55 bytes. */
+static void test_v5_reason_string_max_packet_size(void **state) {
+    fx_t *fx = *state;
+    static const char why[] = "no rule maps this topic to a legal Kafka topic";
+    fconn_t *f = connected5(fx, 0, (cn5_t){.id = "m55", PROPS("\x27\x00\x00\x00\x37")});
+    assert_int_equal(feed(f, publish5("zzz", 1, 3, NULL, 0, "a")), 11);
+    expect_reason(f, 0x40, 3, 0x90, why);
+    f = connected5(fx, 1, (cn5_t){.id = "m54", PROPS("\x27\x00\x00\x00\x36")});
+    assert_int_equal(feed(f, publish5("zzz", 1, 3, NULL, 0, "a")), 11);
+    EXPECT_OUT(f, 0x40, 0x03, 0x00, 0x03, 0x90);
+    closed(f, publish5("zzz", 0, 0, NULL, 0, "a")); /* DISCONNECT with it: 53 bytes */
+    expect_reason(f, 0xe0, -1, 0x90, why);
+    f = connected5(fx, 3, (cn5_t){.id = "m52", PROPS("\x27\x00\x00\x00\x34")});
+    closed(f, publish5("zzz", 0, 0, NULL, 0, "a"));
+    EXPECT_OUT(f, 0xe0, 0x01, 0x90);
+    f = open_conn(fx, 2);
+    closed(f, connect5((cn5_t){.id = "a", PROPS("\x27\x00\x00\x00\x0a\x15\x00\x01x")}));
+    EXPECT_OUT(f, 0x20, 0x03, 0x00, 0x8c, 0x00);
+}
+
+/* A reason string is the log line's text cut to 160 bytes, on a character
+ * boundary; none when that text is not UTF-8 (a client id cut in the log). */
+static void test_v5_reason_string_cut(void **state) {
+    fx_t *fx = *state;
+    fx->auth.gen = 1;
+    fx->auth.deny = "w/";
+    char topic[64] = "w/", full[256];
+    for (int i = 0; i < 29; i++)
+        strcat(topic, "\xc3\xa9"); /* 60 bytes */
+    snprintf(full, sizeof(full),
+             "connection refused (CONNACK 5): client id 'c', user '(none)': the ACL does not "
+             "allow publishing on the will topic '%s'",
+             topic);
+    fconn_t *f = open_conn(fx, 0);
+    const char *log =
+        closed(f, connect5((cn5_t){.id = "c", .will_topic = topic, .will_payload = "x"}));
+    assert_logged(log, full);
+    assert_int_equal((uint8_t)full[159], 0xc3); /* byte 160 is inside an 'é' */
+    full[159] = '\0';
+    expect_reason(f, 0x20, -1, 0x87, full);
+    f = open_conn(fx, 1);
+    char cid[64];
+    memset(cid, 'a', 59);
+    memcpy(cid + 59, "\xc3\xa9", 3); /* the log keeps 60 bytes: half an 'é' */
+    closed(f, connect5((cn5_t){.id = cid, .will_topic = "w/x", .will_payload = "x"}));
+    EXPECT_OUT(f, 0x20, 0x03, 0x00, 0x87, 0x00);
 }
 
 int main(void) {
@@ -538,7 +665,10 @@ int main(void) {
         T(test_v5_receive_maximum_exceeded),
         T(test_v5_full_ring_waits),
         T(test_v5_payload_format_invalid),
+        T(test_v5_no_problem_info),
+        T(test_v5_reason_string_max_packet_size),
         cmocka_unit_test_setup_teardown(test_v5_acl_nack, setup5_auth, teardown),
+        cmocka_unit_test_setup_teardown(test_v5_reason_string_cut, setup5_auth, teardown),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
