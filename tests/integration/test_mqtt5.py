@@ -119,6 +119,27 @@ def test_paho_v5_publish_with_properties(daemon, mock_kafka):
         ("k", b"v1"), ("k", b"v2")]
 
 
+def test_paho_v5_request_response_information(daemon):
+    """Request response information 1: the daemon offers none, so CONNACK has
+    no response information property (docs/semantics.md)."""
+    d = daemon()
+    c = mqtt.Client(client_id="rri5", protocol=mqtt.MQTTv5)
+    connected = []
+    c.on_connect = lambda cl, ud, flags, rc, props: connected.append((rc, props))
+    p = Properties(PacketTypes.CONNECT)
+    p.RequestResponseInformation = 1
+    c.connect("127.0.0.1", d.port, keepalive=30, clean_start=True, properties=p)
+    c.loop_start()
+    try:
+        m2k.wait_until(lambda: connected, 10, "paho's MQTT 5 CONNACK")
+        rc, props = connected[0]
+        assert rc == 0 and props.ReceiveMaximum == 1024
+        assert not hasattr(props, "ResponseInformation")
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
 def test_v5_authentication_method_refused(daemon):
     d = daemon()
     cl = Raw(d.port)

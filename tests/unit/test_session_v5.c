@@ -165,6 +165,12 @@ static void test_v5_server_keep_alive(void **state) {
     EXPECT_OUT(f, 0x20, 0x16, 0x00, 0x00, 0x13, 0x13, 0x02, 0x58, CONNACK_PROPS);
 }
 
+/* Request response information 1: the server MAY send response information
+ * (0 forbids it, [MQTT-3.1.2-28]); none is offered, so CONNACK is the usual. */
+static void test_v5_request_response_information(void **state) {
+    connected5(*state, 0, (cn5_t){.id = "rr", .clean = true, PROPS("\x19\x01")});
+}
+
 /* Session expiry replaces clean session: 0 ends the session with the
  * connection; above session_expiry_s (60) CONNACK gives the server's value. */
 static void test_v5_session_expiry(void **state) {
@@ -646,6 +652,7 @@ int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup5, teardown)
         T(test_v5_connect_connack),
         T(test_v5_server_keep_alive),
+        T(test_v5_request_response_information),
         T(test_v5_session_expiry),
         T(test_v5_disconnect_expiry_after_zero),
         T(test_v5_assigned_client_id),
