@@ -418,7 +418,8 @@ const setting_t config_settings[] = {
      .min = 0,
      .max = UINT32_MAX,
      .def = 86400,
-     .doc = "how long a `clean session = 0` session is kept after its client leaves"},
+     .doc = "how long a `clean session = 0` session is kept after its client leaves (an MQTT 5 "
+            "client may ask for less with its session expiry interval; more is capped)"},
     {.path = "mqtt.max_connections_per_ip",
      .type = SET_UINT,
      CFG(mqtt.max_connections_per_ip),

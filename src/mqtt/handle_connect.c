@@ -261,6 +261,9 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     if (++s->conn_gen == 0)
         s->conn_gen = 1;
     s->clean = ends;
+    /* A shorter interval than ours is honoured; a longer one is capped, and
+     * CONNACK says so (connack5). */
+    s->expiry_s = expiry < mq->session_expiry_s ? expiry : 0;
     c->gen = s->conn_gen;
     /* Keepalive 0 would let a silent connection stay forever: it gets
      * max_keepalive_s when that is below MQTT's 65535 (an MQTT 5 client is

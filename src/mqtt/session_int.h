@@ -61,7 +61,10 @@ struct session {
     uint32_t ring_cap, ring_head, ring_count, ring_qos2, ring_qos1, ring_again;
     uint32_t head_seq, next_seq;
     uint32_t pubrel_count, pubrel_cap;
-    uint32_t held;          /* bytes counted in st.persistent_session_bytes while detached */
+    uint32_t held; /* bytes counted in st.persistent_session_bytes while detached */
+    /* MQTT 5: the session expiry interval asked for, when below
+     * session_expiry_s (0: session_expiry_s, as for 3.1.1). */
+    uint32_t expiry_s;
     uint16_t client_id_len; /* MQTT strings are at most 65535 bytes */
     bool clean;
     bool ring_used;   /* since the last tick */
@@ -125,6 +128,7 @@ struct session_mgr {
     list_t blocked;  /* connections waiting for room in the producer queue */
     list_t detached; /* sessions without a connection, oldest first */
     size_t n_conns, n_detached, max_detached;
+    size_t n_detached_short; /* detached sessions with their own expiry_s */
     char *scratch;
     bool stopping;
     log_ratelimit_t rl_protocol, rl_refused, rl_delivery, rl_drop, rl_acl, rl_route;
@@ -182,7 +186,8 @@ void store_detach(session_mgr_t *m, session_t *s);
 void store_attach(session_mgr_t *m, session_t *s);
 /* A kept session's ring or QoS 2 ids changed size: counts its bytes again. */
 void store_resize(session_mgr_t *m, session_t *s);
-/* Destroys the sessions kept longer than session_expiry_s. */
+/* Destroys the sessions kept longer than their expiry (session_expiry_s, or
+ * a shorter one an MQTT 5 client asked for). */
 void store_expire(session_mgr_t *m);
 
 /* Hot: every delivery report looks up its session. */

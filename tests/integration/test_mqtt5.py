@@ -91,6 +91,58 @@ def test_mosquitto_pub_v5_session_expiry(daemon, mock_kafka):
     m2k.assert_records(mock_kafka.bootstrap, "test", 1)
 
 
+def paho5_connect(d, client_id, clean_start, **props):
+    """A paho MQTTv5 client, connected (CONNECT properties from props); returns
+    it and CONNACK's (flags, rc, properties)."""
+    c = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv5)
+    connected = []
+    c.on_connect = lambda cl, ud, flags, rc, p: connected.append((flags, rc, p))
+    p = Properties(PacketTypes.CONNECT)
+    for k, v in props.items():
+        setattr(p, k, v)
+    c.connect("127.0.0.1", d.port, keepalive=30, clean_start=clean_start, properties=p)
+    c.loop_start()
+    m2k.wait_until(lambda: connected, 10, f"paho's MQTT 5 CONNACK for {client_id}")
+    return c, connected[0]
+
+
+def paho5_close(c):
+    c.disconnect()
+    c.loop_stop()
+
+
+def test_paho_v5_shorter_session_expiry(daemon, mock_kafka):
+    """A session expiry interval below mqtt.session_expiry_s is honoured (the
+    session ends after it); above, CONNACK says the interval in use."""
+    d = daemon({"mqtt": {"session_expiry_s": 600}})
+    c, (flags, rc, props) = paho5_connect(d, "exp2", False, SessionExpiryInterval=2)
+    assert rc == 0 and not hasattr(props, "SessionExpiryInterval")
+    c.publish("test/exp", b"e", qos=1).wait_for_publish(20)
+    mark = d.mark()
+    paho5_close(c)
+    d.wait_log(m2k.line("session expired after 2 s without a connection", level="info",
+                        client="exp2", addr="-"), since=mark)
+    c, (flags, rc, props) = paho5_connect(d, "exp2", False, SessionExpiryInterval=100000)
+    assert (flags["session present"], rc) == (0, 0)
+    assert props.SessionExpiryInterval == 600
+    paho5_close(c)
+    m2k.assert_records(mock_kafka.bootstrap, "test", 1)
+
+
+def test_v5_disconnect_expiry_after_zero_raw(daemon):
+    """DISCONNECT may not give a session expiry interval when CONNECT's was 0
+    [MQTT-3.14.2-2]: DISCONNECT 0x82 with its reason string, and the close."""
+    d = daemon()
+    cl = Raw(d.port)
+    cl.send(connect5("zero5"))
+    assert cl.recv_packet()[:4] == b"\x20\x13\x00\x00"
+    mark = d.mark()
+    cl.send(packet(0xe0, b"\x00\x05\x11\x00\x00\x00\x0a"))
+    why = "DISCONNECT sets a session expiry interval after 0 in CONNECT [MQTT-3.14.2-2]"
+    cl.expect_close(reason5(0xe0, 0x82, why))
+    d.wait_log(m2k.line("closing: " + why, level="warn", client="zero5"), since=mark)
+
+
 def test_paho_v5_publish_with_properties(daemon, mock_kafka):
     d = daemon()
     c = mqtt.Client(client_id="paho5", protocol=mqtt.MQTTv5)

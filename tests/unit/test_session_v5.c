@@ -194,6 +194,51 @@ static void test_v5_session_expiry(void **state) {
     assert_int_equal(session_mgr_session_count(fx->m), 0);
 }
 
+/* A session expiry interval below session_expiry_s (60) is honoured: "s5"
+ * ends 5 s after its client left though "long" (60 s), detached before it,
+ * is still there [MQTT-3.1.2-23]; DISCONNECT changes a non-zero interval:
+ * to 2 s, or to 1000 s, which is capped at 60 [MQTT-3.14.2-2]. At most 2
+ * sessions are kept here (max_detached_sessions). */
+static void test_v5_shorter_session_expiry(void **state) {
+    fx_t *fx = *state;
+    pk_t disconnect = frame(0xe0, &(pk_t){.n = 0});
+    fconn_t *f = connected5(fx, 0, (cn5_t){.id = "long", PROPS("\x11\x00\x00\x00\x3c")});
+    assert_int_equal(feed(f, disconnect), -1);
+    f = connected5(fx, 1, (cn5_t){.id = "s5", PROPS("\x11\x00\x00\x00\x05")});
+    assert_int_equal(feed(f, disconnect), -1);
+    set_time(fx, 1000 + 4999);
+    session_mgr_tick(fx->m);
+    assert_int_equal(session_mgr_session_count(fx->m), 2);
+    set_time(fx, 1000 + 5000);
+    log_capture_begin();
+    session_mgr_tick(fx->m);
+    assert_logged(log_capture_end(),
+                  "client=s5 addr=- session expired after 5 s without a connection\n");
+    assert_int_equal(session_mgr_session_count(fx->m), 1);
+    f = connected5(fx, 2, (cn5_t){.id = "d2", PROPS("\x11\x00\x00\x00\x3c")});
+    assert_int_equal(feed(f, frame(0xe0, &(pk_t){.b = {0x00, 0x05, 0x11, 0, 0, 0, 2}, .n = 7})),
+                     -1);
+    set_time(fx, 6000 + 1999);
+    session_mgr_tick(fx->m);
+    assert_int_equal(session_mgr_session_count(fx->m), 2);
+    set_time(fx, 6000 + 2000);
+    session_mgr_tick(fx->m);
+    assert_int_equal(session_mgr_session_count(fx->m), 1);
+    f = connected5(fx, 3, (cn5_t){.id = "cap", PROPS("\x11\x00\x00\x00\x05")});
+    assert_int_equal(
+        feed(f, frame(0xe0, &(pk_t){.b = {0x00, 0x05, 0x11, 0, 0, 0x03, 0xe8}, .n = 7})), -1);
+    set_time(fx, 61000); /* "long" goes */
+    session_mgr_tick(fx->m);
+    assert_int_equal(session_mgr_session_count(fx->m), 1);
+    set_time(fx, 8000 + 59999);
+    session_mgr_tick(fx->m);
+    assert_int_equal(session_mgr_session_count(fx->m), 1);
+    set_time(fx, 8000 + 60000);
+    session_mgr_tick(fx->m);
+    assert_int_equal(session_mgr_session_count(fx->m), 0);
+    assert_int_equal(session_mgr_stats(fx->m)->sessions_expired, 4);
+}
+
 /* DISCONNECT may not set a session expiry after 0 in CONNECT [MQTT-3.14.2-2]. */
 static void test_v5_disconnect_expiry_after_zero(void **state) {
     fx_t *fx = *state;
@@ -654,6 +699,7 @@ int main(void) {
         T(test_v5_server_keep_alive),
         T(test_v5_request_response_information),
         T(test_v5_session_expiry),
+        T(test_v5_shorter_session_expiry),
         T(test_v5_disconnect_expiry_after_zero),
         T(test_v5_assigned_client_id),
         T(test_v5_auth_method_refused),
