@@ -535,10 +535,20 @@ const setting_t config_settings[] = {
      CFG(mqtt.topic_alias_maximum),
      .min = 0,
      .max = 65535,
-     .def = 0,
+     .def = 10,
      .doc = "MQTT 5 topic aliases a client may set per connection (CONNACK's topic alias "
-            "maximum); each keeps a copy of its topic, so a connection may hold this many topics "
-            "of up to 65,535 bytes. 0: every alias gets DISCONNECT 0x94"},
+            "maximum; 10 as Mosquitto); each keeps a copy of its topic, together at most "
+            "`mqtt.max_topic_alias_bytes`. 0: every alias gets DISCONNECT 0x94"},
+    {.path = "mqtt.max_topic_alias_bytes",
+     .type = SET_UINT,
+     CFG(mqtt.max_topic_alias_bytes),
+     .min = 256,
+     .max = 16u << 20,
+     .def = 4096,
+     .doc = "bytes of the topics one connection's MQTT 5 topic aliases hold together (with 16 "
+            "bytes a slot, the whole of its alias memory); a PUBLISH setting an alias past it "
+            "gets DISCONNECT 0x97 (quota exceeded, counted as "
+            "`mqtt2kafka_protocol_errors_total{kind=\"topic_alias_quota\"}`)"},
     {.path = "mqtt.max_tls_handshakes",
      .type = SET_UINT,
      CFG(mqtt.max_tls_handshakes),

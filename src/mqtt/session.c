@@ -23,6 +23,7 @@ const char *session_error_name(int kind) {
         "auth_unexpected",
         "receive_maximum_exceeded",
         "topic_alias_unknown",
+        "topic_alias_quota",
     };
     _Static_assert(sizeof(names) / sizeof(names[0]) ==
                        SESSION_ERR__COUNT - SESSION_ERR_CODEC_MAX - 1,

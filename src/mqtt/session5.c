@@ -168,6 +168,8 @@ void session5_tell_violation(session_conn_t *c, int kind, const char *why) {
         reason = MQTT5_RC_TOPIC_ALIAS_INVALID;
     else if (kind == SESSION_ERR_RECEIVE_MAXIMUM)
         reason = MQTT5_RC_RECEIVE_MAXIMUM_EXCEEDED;
+    else if (kind == SESSION_ERR_TOPIC_ALIAS_QUOTA)
+        reason = MQTT5_RC_QUOTA_EXCEEDED;
     if (c->state == CONN_NEW)
         session5_refuse_connack(c, reason, why);
     else
@@ -211,6 +213,16 @@ int session5_topic_alias(session_conn_t *c, mqtt_publish_t *p) {
         p->topic = (mqtt_str_t){(const uint8_t *)e->topic, e->len};
         return FEED_OK;
     }
+    /* The topics are the client's choice: their bytes are bounded. */
+    uint32_t bytes = c->alias_bytes - e->len + (uint32_t)p->topic.len;
+    uint32_t cap = c->mgr->cfg->mqtt.max_topic_alias_bytes;
+    if (bytes > cap) {
+        session_violation(c, SESSION_ERR_TOPIC_ALIAS_QUOTA,
+                          "topic alias %u would hold %u bytes of topics, over "
+                          "mqtt.max_topic_alias_bytes %u",
+                          a, bytes, cap);
+        return FEED_CLOSED;
+    }
     char *t = session_dup(p->topic.ptr, p->topic.len);
     if (!t) {
         session_end(c, NULL, LOG_ERROR, true, true, "out of memory for topic aliases");
@@ -219,6 +231,7 @@ int session5_topic_alias(session_conn_t *c, mqtt_publish_t *p) {
     free(e->topic);
     e->topic = t;
     e->len = (uint16_t)p->topic.len;
+    c->alias_bytes = bytes;
     return FEED_OK;
 }
 

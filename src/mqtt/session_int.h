@@ -92,7 +92,8 @@ struct session_conn {
      * maximum packet size (0: the protocol's). */
     const mqtt5_packet_t *p5;
     uint32_t max_out;
-    struct alias { /* MQTT 5 topic aliases, alias_max of them once one is set */
+    uint32_t alias_bytes; /* the topics the aliases hold (mqtt.max_topic_alias_bytes) */
+    struct alias {        /* MQTT 5 topic aliases, alias_max of them once one is set */
         char *topic;
         uint16_t len;
     } * aliases;

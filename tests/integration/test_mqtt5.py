@@ -34,6 +34,16 @@ def reason5(first, rc, why=None, pid=None):
     return packet(first, body)
 
 
+def connack5(receive_maximum=1024):
+    """The CONNACK of an accepted CONNECT with the base configuration:
+    receive maximum, topic alias maximum 10 (the default), retain available,
+    maximum packet size 1000000, no wildcard, subscription identifier or
+    shared subscriptions."""
+    props = (b"\x21" + receive_maximum.to_bytes(2, "big") + b"\x22\x00\x0a\x25\x01"
+             b"\x27\x00\x0f\x42\x40\x28\x00\x29\x00\x2a\x00")
+    return packet(0x20, b"\x00\x00" + bytes([len(props)]) + props)
+
+
 NO_RULE = "no rule maps this topic to a legal Kafka topic"
 NOT_TAKEN = "Kafka did not take the message"
 
@@ -135,7 +145,7 @@ def test_v5_disconnect_expiry_after_zero_raw(daemon):
     d = daemon()
     cl = Raw(d.port)
     cl.send(connect5("zero5"))
-    assert cl.recv_packet()[:4] == b"\x20\x13\x00\x00"
+    assert cl.recv_packet() == connack5()
     mark = d.mark()
     cl.send(packet(0xe0, b"\x00\x05\x11\x00\x00\x00\x0a"))
     why = "DISCONNECT sets a session expiry interval after 0 in CONNECT [MQTT-3.14.2-2]"
@@ -208,7 +218,7 @@ def test_v5_malformed_property_disconnect(daemon, mock_kafka):
     cl = Raw(d.port)
     cl.send(connect5("mal5"))
     ack = cl.recv_packet()
-    assert ack[:4] == b"\x20\x13\x00\x00"
+    assert ack == connack5()
     mark = d.mark()
     # Topic alias maximum is a CONNECT/CONNACK property, not PUBLISH's.
     cl.send(packet(0x30, enc_str("test/x") + b"\x03\x22\x00\x01" + b"x"))
@@ -220,7 +230,7 @@ def test_v5_malformed_property_disconnect(daemon, mock_kafka):
 
 
 def test_v5_topic_alias_disconnect(daemon):
-    d = daemon()
+    d = daemon({"mqtt": {"topic_alias_maximum": 0}})
     mark = d.mark()
     r = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(d.port), "-V", "mqttv5",
                         "-q", "1", "-i", "alias5", "-t", "test/a", "-m", "x",
@@ -231,15 +241,33 @@ def test_v5_topic_alias_disconnect(daemon):
 
 
 def test_mosquitto_pub_v5_topic_alias(daemon, mock_kafka):
-    """With mqtt.topic_alias_maximum: mosquitto_pub -D publish topic-alias
-    sets the alias with the first message and sends the next ones with an
-    empty topic; every record has the topic."""
-    d = daemon({"mqtt": {"topic_alias_maximum": 4}})
+    """With the default mqtt.topic_alias_maximum (10): mosquitto_pub -D
+    publish topic-alias sets the alias with the first message and sends the
+    next ones with an empty topic; every record has the topic."""
+    d = daemon()
     subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(d.port), "-V", "mqttv5",
                     "-q", "1", "-i", "alias5ok", "-t", "test/alias", "--repeat", "3",
                     "-m", "r", "-D", "publish", "topic-alias", "1"], check=True, timeout=20)
     recs = m2k.assert_records(mock_kafka.bootstrap, "test", 3)
     assert [r.headers["mqtt.topic"] for r in recs] == [b"test/alias"] * 3
+
+
+def test_v5_topic_alias_bytes_quota(daemon, mock_kafka):
+    """The topics a connection's aliases hold are bounded
+    (mqtt.max_topic_alias_bytes): one more is DISCONNECT 0x97."""
+    d = daemon({"mqtt": {"max_topic_alias_bytes": 256}})
+    cl = Raw(d.port)
+    cl.send(connect5("quota5"))
+    assert cl.recv_packet() == connack5()
+    topic = "test/" + "a" * 200
+    cl.send(packet(0x30, enc_str(topic) + b"\x03\x23\x00\x01" + b"x"))
+    mark = d.mark()
+    cl.send(packet(0x30, enc_str("test/" + "b" * 95) + b"\x03\x23\x00\x02" + b"y"))
+    why = "topic alias 2 would hold 305 bytes of topics, over mqtt.max_topic_alias_bytes 256"
+    cl.expect_close(reason5(0xe0, 0x97, why))
+    d.wait_log(m2k.line("closing: " + why, level="warn", client="quota5"), since=mark)
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 1)
+    assert recs[0].headers["mqtt.topic"] == topic.encode()
 
 
 def test_v5_kafka_failure_is_puback_0x80(daemon, mock_kafka):
@@ -252,7 +280,7 @@ def test_v5_kafka_failure_is_puback_0x80(daemon, mock_kafka):
     mock_kafka.cmd("push_errors Produce 10 TOPIC_AUTHORIZATION_FAILED")
     cl = Raw(d.port)
     cl.send(connect5("nack5"))
-    assert cl.recv_packet()[:4] == b"\x20\x13\x00\x00"
+    assert cl.recv_packet() == connack5()
     mark = d.mark()
     cl.send(packet(0x32, enc_str("test/denied") + b"\x00\x02\x00" + b"x"))
     cl.expect(reason5(0x40, 0x80, NOT_TAKEN, pid=2), timeout=15)
@@ -277,7 +305,7 @@ def test_v5_unmapped_is_puback_0x90(daemon, mock_kafka):
     d = daemon()
     cl = Raw(d.port)
     cl.send(connect5("unm5"))
-    assert cl.recv_packet()[:4] == b"\x20\x13\x00\x00"
+    assert cl.recv_packet() == connack5()
     mark = d.mark()
     cl.send(packet(0x32, enc_str("nowhere/x") + b"\x00\x05\x00" + b"x"))
     cl.expect(reason5(0x40, 0x90, NO_RULE, pid=5))
@@ -294,7 +322,7 @@ def test_v5_receive_maximum_exceeded(daemon, mock_kafka):
     mock_kafka.cmd("rtt -1 2000")
     cl = Raw(d.port)
     cl.send(connect5("rmax5"))
-    assert cl.recv_packet()[:8] == b"\x20\x13\x00\x00\x10\x21\x00\x04"
+    assert cl.recv_packet() == connack5(receive_maximum=4)
     mark = d.mark()
     cl.send(b"".join(packet(0x32, enc_str("test/r") + bytes([0, i, 0]) + b"x")
                      for i in range(1, 6)))

@@ -378,8 +378,8 @@ static void test_v5_malformed_disconnects(void **state) {
     assert_int_equal(fx->prod.n, 0);
 }
 
-/* A topic alias with mqtt.topic_alias_maximum 0 (the default; no topic
- * alias maximum in CONNACK means 0): DISCONNECT 0x94 [MQTT-3.3.2-10]. */
+/* A topic alias with mqtt.topic_alias_maximum 0 (no topic alias maximum
+ * in CONNACK means 0): DISCONNECT 0x94 [MQTT-3.3.2-10]. */
 static void test_v5_topic_alias_refused(void **state) {
     fx_t *fx = *state;
     fconn_t *f = connected5(fx, 0, (cn5_t){.id = "ta", .clean = true});
@@ -692,6 +692,37 @@ static void test_v5_reason_string_cut(void **state) {
     EXPECT_OUT(f, 0x20, 0x03, 0x00, 0x87, 0x00);
 }
 
+/* The topics one connection's aliases hold are bounded
+ * (mqtt.max_topic_alias_bytes, 256 here): an alias replaced gives its bytes
+ * back; one more byte is DISCONNECT 0x97 (quota exceeded). */
+static void test_v5_topic_alias_quota(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.mqtt.topic_alias_maximum = 2;
+    fx->cfg.mqtt.max_topic_alias_bytes = 256;
+    fconn_t *f = open_conn(fx, 0);
+    pk_t p = connect5((cn5_t){.id = "aq", .clean = true});
+    assert_int_equal(feed(f, p), (ssize_t)p.n);
+    f->out_len = 0;
+    char t200[201] = "t/", t58[59] = "t/";
+    memset(t200 + 2, 'a', 198);
+    memset(t58 + 2, 'b', 56);
+    assert_int_equal(feed(f, publish5(t200, 0, 0, P("\x23\x00\x01"), "x")), 210);
+    t58[56] = '\0';
+    assert_int_equal(feed(f, publish5(t58, 0, 0, P("\x23\x00\x02"), "x")), 65);   /* 256 */
+    assert_int_equal(feed(f, publish5("t/c", 0, 0, P("\x23\x00\x01"), "x")), 12); /* 59 */
+    t200[199] = '\0';
+    assert_int_equal(feed(f, publish5(t200, 0, 0, P("\x23\x00\x01"), "x")), 209); /* 255 */
+    t58[56] = 'b';
+    const char *log = closed(f, publish5(t58, 0, 0, P("\x23\x00\x02"), "x"));
+    static const char why[] =
+        "topic alias 2 would hold 257 bytes of topics, over mqtt.max_topic_alias_bytes 256";
+    expect_reason(f, 0xe0, -1, 0x97, why);
+    assert_logged(log, why);
+    assert_int_equal(fx->prod.n, 4);
+    assert_int_equal(session_mgr_stats(fx->m)->protocol_error_kinds[SESSION_ERR_TOPIC_ALIAS_QUOTA],
+                     1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup5, teardown)
@@ -709,6 +740,7 @@ int main(void) {
         T(test_v5_auth_and_server_packets),
         T(test_v5_topic_alias_refused),
         T(test_v5_topic_aliases),
+        T(test_v5_topic_alias_quota),
         T(test_v5_disconnect_with_will),
         T(test_v5_subscribe_refused),
         T(test_v5_kafka_failure_nack),
