@@ -196,7 +196,8 @@ const setting_t config_settings[] = {
      .def = 10000,
      .doc = "distinct Kafka topics the topic map may render while the process runs (librdkafka "
             "keeps an object per topic, and a `{N}` template lets clients choose names); a "
-            "message for one more is refused, never acknowledged (closed, counted in "
+            "message for one more is refused, never acknowledged (closed; an MQTT 5 client gets "
+            "PUBACK/PUBREC 0x97; counted in "
             "`mqtt2kafka_messages_refused_total{reason=\"topic_limit\"}`)"},
 
     {.path = "topics",
@@ -485,7 +486,7 @@ const setting_t config_settings[] = {
      .max = 65535,
      .def = 256,
      .doc = "bytes of a CONNECT's user name; over it the connection is closed without CONNACK "
-            "(logged, counted: 3.1.1 has no return code for it)"},
+            "(logged, counted: 3.1.1 has no return code for it; MQTT 5 gets CONNACK 0x97)"},
     {.path = "mqtt.max_will_topic_length",
      .type = SET_UINT,
      CFG(mqtt.max_will_topic_length),
@@ -493,7 +494,7 @@ const setting_t config_settings[] = {
      .max = 65535,
      .def = 1024,
      .doc = "bytes of a CONNECT's will topic; over it the connection is closed without CONNACK "
-            "(logged, counted)"},
+            "(logged, counted; MQTT 5 gets CONNACK 0x97)"},
     {.path = "mqtt.max_will_payload",
      .type = SET_UINT,
      CFG(mqtt.max_will_payload),
@@ -501,7 +502,7 @@ const setting_t config_settings[] = {
      .max = 65535,
      .def = 4096,
      .doc = "bytes of a CONNECT's will message; over it the connection is closed without CONNACK "
-            "(logged, counted)"},
+            "(logged, counted; MQTT 5 gets CONNACK 0x97)"},
     {.path = "mqtt.max_regex_topic_length",
      .type = SET_UINT,
      CFG(mqtt.max_regex_topic_length),

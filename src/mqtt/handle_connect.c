@@ -64,7 +64,8 @@ static int authorize_connect(session_conn_t *c, const mqtt_connect_t *p, const c
 }
 
 /* A CONNECT string over its cap: MQTT 3.1.1 has no CONNACK code for it, so
- * the connection is closed unanswered (logged rate-limited, counted).
+ * the connection is closed unanswered (logged rate-limited, counted); MQTT 5
+ * gets CONNACK 0x97.
  * Returns true when it closed. */
 static bool refuse_too_long(session_conn_t *c, bool present, size_t len, uint32_t cap,
                             const char *what, const char *setting) {
@@ -72,8 +73,12 @@ static bool refuse_too_long(session_conn_t *c, bool present, size_t len, uint32_
         return false;
     session_mgr_t *m = c->mgr;
     m->st.refused_too_long++;
-    session_end(c, &m->rl_refused, LOG_WARN, false, true,
-                "CONNECT refused: %s of %zu bytes above %s %u", what, len, setting, cap);
+    if (c->v5) /* MQTT 5 has a code for a bound: CONNACK 0x97, quota exceeded */
+        session_refuse(c, MQTT5_RC_QUOTA_EXCEEDED, LOG_WARN,
+                       "CONNECT refused: %s of %zu bytes above %s %u", what, len, setting, cap);
+    else
+        session_end(c, &m->rl_refused, LOG_WARN, false, true,
+                    "CONNECT refused: %s of %zu bytes above %s %u", what, len, setting, cap);
     return true;
 }
 

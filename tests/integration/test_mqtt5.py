@@ -270,6 +270,40 @@ def test_v5_topic_alias_bytes_quota(daemon, mock_kafka):
     assert recs[0].headers["mqtt.topic"] == topic.encode()
 
 
+def test_v5_max_topics_is_puback_0x97(daemon, mock_kafka):
+    """kafka.max_topics reached: PUBACK 0x97 (quota exceeded) for an MQTT 5
+    client, which stays connected; 3.1.1 closes (test_budgets.py)."""
+    d = daemon({"kafka": {"max_topics": 1}})
+    cl = Raw(d.port)
+    cl.send(connect5("topics5"))
+    assert cl.recv_packet() == connack5()
+    cl.send(packet(0x32, enc_str("test/a") + b"\x00\x01\x00" + b"a"))
+    cl.expect(m2k.puback(1), timeout=15)
+    mark = d.mark()
+    cl.send(packet(0x32, enc_str("sensors/7/temperature") + b"\x00\x02\x00" + b"b"))
+    cl.expect(reason5(0x40, 0x97, "a new Kafka topic past kafka.max_topics", pid=2))
+    d.wait_log(m2k.line("topic 'sensors/7/temperature': a new topic past kafka.max_topics "
+                        "distinct Kafka topics: refused (0x97)", level="warn", client="topics5"),
+               since=mark)
+    cl.send(m2k.PINGREQ)
+    cl.expect(m2k.PINGRESP)
+    assert [r.value for r in m2k.assert_records(mock_kafka.bootstrap, "test", 1)] == [b"a"]
+
+
+def test_v5_will_topic_over_cap_is_connack_0x97(daemon):
+    """A CONNECT string over its cap: MQTT 5 gets CONNACK 0x97 where 3.1.1
+    is closed unanswered (test_hostile.py)."""
+    d = daemon({"mqtt": {"max_will_topic_length": 16}})
+    cl = Raw(d.port)
+    mark = d.mark()
+    body = enc_str("MQTT") + bytes([5, 0x06]) + (60).to_bytes(2, "big") + b"\x00"
+    body += enc_str("will5") + b"\x00" + enc_str("test/0123456789ab") + enc_str("x")
+    cl.send(packet(0x10, body))
+    why = "CONNECT refused: will topic of 17 bytes above mqtt.max_will_topic_length 16"
+    cl.expect_close(reason5(0x20, 0x97, why))
+    d.wait_log(m2k.line("closing: " + why, level="warn", client="-"), since=mark)
+
+
 def test_v5_kafka_failure_is_puback_0x80(daemon, mock_kafka):
     """Where 3.1.1 closes (test_proxy_faults.py), an MQTT 5 client gets a
     negative ack and stays connected."""

@@ -2,142 +2,7 @@
  * CONNACK's properties, PUBLISH with user properties as Kafka headers, the
  * reason code before a close, DISCONNECT with the will, SUBSCRIBE refused in
  * the v5 form, AUTH. Exact bytes out; statement ids of OASIS MQTT 5.0. */
-#include "session_fixture.h"
-
-typedef struct {
-    const char *id;
-    bool clean;
-    uint16_t keepalive;
-    const char *props; /* property bytes (without their length) */
-    size_t props_len;
-    const char *will_topic; /* NULL: no will */
-    const char *will_payload;
-} cn5_t;
-
-static void put_vbi(pk_t *p, size_t v) {
-    do {
-        uint8_t d = v % 128;
-        v /= 128;
-        put_u8(p, (uint8_t)(d | (v ? 0x80 : 0)));
-    } while (v);
-}
-
-static pk_t connect5(cn5_t c) {
-    pk_t b = {.n = 0};
-    put_str(&b, "MQTT");
-    put_u8(&b, 5);
-    put_u8(&b, (uint8_t)((c.clean ? 0x02 : 0) | (c.will_topic ? 0x04 : 0)));
-    put_u16(&b, c.keepalive);
-    put_vbi(&b, c.props_len);
-    if (c.props_len)
-        put(&b, c.props, c.props_len);
-    put_str(&b, c.id);
-    if (c.will_topic) {
-        put_u8(&b, 0); /* no will properties */
-        put_str(&b, c.will_topic);
-        put_str(&b, c.will_payload);
-    }
-    return frame(0x10, &b);
-}
-
-static pk_t publish5(const char *topic, int qos, uint16_t id, const char *props, size_t props_len,
-                     const char *payload) {
-    pk_t b = {.n = 0};
-    put_str(&b, topic);
-    if (qos)
-        put_u16(&b, id);
-    put_vbi(&b, props_len);
-    if (props_len)
-        put(&b, props, props_len);
-    put(&b, payload, strlen(payload));
-    return frame((uint8_t)(0x30 | qos << 1), &b);
-}
-
-#define P(lit) lit, sizeof(lit) - 1
-#define PROPS(lit) .props = lit, .props_len = sizeof(lit) - 1
-
-/* The CONNACK properties every accepted CONNECT gets with this fixture, in
- * identifier order: receive maximum 4 (max_inflight), retain available 1,
- * maximum packet size 1024, wildcard, subscription identifier and shared
- * subscription availability 0 (SUBSCRIBE is refused). */
-#define CONNACK_PROPS                                                                              \
-    0x21, 0x00, 0x04, 0x25, 0x01, 0x27, 0x00, 0x00, 0x04, 0x00, 0x28, 0x00, 0x29, 0x00, 0x2a, 0x00
-
-/* max_keepalive_s 65535: a keep alive of 0 stays 0 (below it, 0 gets
- * max_keepalive_s and CONNACK's server keep alive says so). */
-static int setup5(void **state) {
-    setup(state);
-    ((fx_t *)*state)->cfg.mqtt.max_keepalive_s = 65535;
-    return 0;
-}
-
-static int setup5_auth(void **state) {
-    setup_auth(state);
-    ((fx_t *)*state)->cfg.mqtt.max_keepalive_s = 65535;
-    return 0;
-}
-
-static fconn_t *connected5(fx_t *fx, int i, cn5_t c) {
-    fconn_t *f = open_conn(fx, i);
-    pk_t p = connect5(c);
-    assert_int_equal(feed(f, p), (ssize_t)p.n);
-    EXPECT_OUT(f, 0x20, 0x13, 0x00, 0x00, 0x10, CONNACK_PROPS);
-    return f;
-}
-
-static const char *closed(fconn_t *f, pk_t p) {
-    log_capture_begin();
-    ssize_t r = feed(f, p);
-    const char *log = log_capture_end();
-    assert_int_equal(r, -1);
-    assert_int_equal(f->closes, 1);
-    return log;
-}
-
-/* Appends the v5 packet `first` (CONNACK 0x20, PUBACK 0x40, PUBREC 0x50,
- * DISCONNECT 0xe0; pid < 0: none) with reason code rc and the reason string
- * (property 0x1F) why, NULL for none. */
-static void reason5(pk_t *out, uint8_t first, int pid, uint8_t rc, const char *why) {
-    pk_t b = {.n = 0};
-    if (first == 0x20)
-        put_u8(&b, 0); /* session present 0 */
-    if (pid >= 0)
-        put_u16(&b, (uint16_t)pid);
-    put_u8(&b, rc);
-    size_t n = why ? strlen(why) : 0;
-    if (why || first == 0x20) /* else the shortest form: no property length */
-        put_vbi(&b, why ? n + 3 : 0);
-    if (why) {
-        put_u8(&b, 0x1f);
-        put_str(&b, why);
-    }
-    pk_t p = frame(first, &b);
-    put(out, p.b, p.n);
-}
-
-static void expect_pk(fconn_t *f, const pk_t *want) {
-    if (f->out_len != want->n || memcmp(f->out, want->b, want->n) != 0) {
-        char got[4096] = "";
-        for (size_t i = 0, o = 0; i < f->out_len && o + 5 < sizeof(got); i++)
-            o += (size_t)snprintf(got + o, sizeof(got) - o,
-                                  f->out[i] >= 0x20 && f->out[i] < 0x7f ? "%c" : "\\x%02x",
-                                  f->out[i]);
-        fail_msg("got %zu bytes: %s", f->out_len, got);
-    }
-    f->out_len = 0;
-}
-
-/* One packet from reason5 expected. */
-static void expect_reason(fconn_t *f, uint8_t first, int pid, uint8_t rc, const char *why) {
-    pk_t w = {.n = 0};
-    reason5(&w, first, pid, rc, why);
-    expect_pk(f, &w);
-}
-
-static void assert_logged(const char *log, const char *line) {
-    if (!strstr(log, line))
-        fail_msg("no line \"%s\" in:\n%s", line, log);
-}
+#include "session5_fixture.h"
 
 /* [MQTT-3.2.2-?] CONNACK properties; the line says MQTT 5. */
 static void test_v5_connect_connack(void **state) {
@@ -165,12 +30,6 @@ static void test_v5_server_keep_alive(void **state) {
     EXPECT_OUT(f, 0x20, 0x16, 0x00, 0x00, 0x13, 0x13, 0x02, 0x58, CONNACK_PROPS);
 }
 
-/* Request response information 1: the server MAY send response information
- * (0 forbids it, [MQTT-3.1.2-28]); none is offered, so CONNACK is the usual. */
-static void test_v5_request_response_information(void **state) {
-    connected5(*state, 0, (cn5_t){.id = "rr", .clean = true, PROPS("\x19\x01")});
-}
-
 /* Session expiry replaces clean session: 0 ends the session with the
  * connection; above session_expiry_s (60) CONNACK gives the server's value. */
 static void test_v5_session_expiry(void **state) {
@@ -192,51 +51,6 @@ static void test_v5_session_expiry(void **state) {
     assert_int_equal(feed(f, frame(0xe0, &(pk_t){.b = {0x00, 0x05, 0x11, 0, 0, 0, 0}, .n = 7})),
                      -1);
     assert_int_equal(session_mgr_session_count(fx->m), 0);
-}
-
-/* A session expiry interval below session_expiry_s (60) is honoured: "s5"
- * ends 5 s after its client left though "long" (60 s), detached before it,
- * is still there [MQTT-3.1.2-23]; DISCONNECT changes a non-zero interval:
- * to 2 s, or to 1000 s, which is capped at 60 [MQTT-3.14.2-2]. At most 2
- * sessions are kept here (max_detached_sessions). */
-static void test_v5_shorter_session_expiry(void **state) {
-    fx_t *fx = *state;
-    pk_t disconnect = frame(0xe0, &(pk_t){.n = 0});
-    fconn_t *f = connected5(fx, 0, (cn5_t){.id = "long", PROPS("\x11\x00\x00\x00\x3c")});
-    assert_int_equal(feed(f, disconnect), -1);
-    f = connected5(fx, 1, (cn5_t){.id = "s5", PROPS("\x11\x00\x00\x00\x05")});
-    assert_int_equal(feed(f, disconnect), -1);
-    set_time(fx, 1000 + 4999);
-    session_mgr_tick(fx->m);
-    assert_int_equal(session_mgr_session_count(fx->m), 2);
-    set_time(fx, 1000 + 5000);
-    log_capture_begin();
-    session_mgr_tick(fx->m);
-    assert_logged(log_capture_end(),
-                  "client=s5 addr=- session expired after 5 s without a connection\n");
-    assert_int_equal(session_mgr_session_count(fx->m), 1);
-    f = connected5(fx, 2, (cn5_t){.id = "d2", PROPS("\x11\x00\x00\x00\x3c")});
-    assert_int_equal(feed(f, frame(0xe0, &(pk_t){.b = {0x00, 0x05, 0x11, 0, 0, 0, 2}, .n = 7})),
-                     -1);
-    set_time(fx, 6000 + 1999);
-    session_mgr_tick(fx->m);
-    assert_int_equal(session_mgr_session_count(fx->m), 2);
-    set_time(fx, 6000 + 2000);
-    session_mgr_tick(fx->m);
-    assert_int_equal(session_mgr_session_count(fx->m), 1);
-    f = connected5(fx, 3, (cn5_t){.id = "cap", PROPS("\x11\x00\x00\x00\x05")});
-    assert_int_equal(
-        feed(f, frame(0xe0, &(pk_t){.b = {0x00, 0x05, 0x11, 0, 0, 0x03, 0xe8}, .n = 7})), -1);
-    set_time(fx, 61000); /* "long" goes */
-    session_mgr_tick(fx->m);
-    assert_int_equal(session_mgr_session_count(fx->m), 1);
-    set_time(fx, 8000 + 59999);
-    session_mgr_tick(fx->m);
-    assert_int_equal(session_mgr_session_count(fx->m), 1);
-    set_time(fx, 8000 + 60000);
-    session_mgr_tick(fx->m);
-    assert_int_equal(session_mgr_session_count(fx->m), 0);
-    assert_int_equal(session_mgr_stats(fx->m)->sessions_expired, 4);
 }
 
 /* DISCONNECT may not set a session expiry after 0 in CONNECT [MQTT-3.14.2-2]. */
@@ -626,111 +440,12 @@ static void test_v5_topic_aliases(void **state) {
     assert_int_equal(fx->prod.n, 4);
 }
 
-/* Request problem information 0: the negative acks go without a reason
- * string, CONNACK and DISCONNECT keep theirs [MQTT-3.1.2-29]. */
-static void test_v5_no_problem_info(void **state) {
-    fx_t *fx = *state;
-    fconn_t *f = connected5(fx, 0, (cn5_t){.id = "np", .clean = true, PROPS("\x17\x00")});
-    assert_int_equal(feed(f, publish5("zzz", 1, 3, NULL, 0, "a")), 11);
-    EXPECT_OUT(f, 0x40, 0x03, 0x00, 0x03, 0x90);
-    assert_int_equal(feed(f, publish5("t/a", 2, 4, P("\x01\x01"), "\xff")), 13);
-    EXPECT_OUT(f, 0x50, 0x03, 0x00, 0x04, 0x99);
-    closed(f, publish5("zzz", 0, 0, NULL, 0, "a"));
-    expect_reason(f, 0xe0, -1, 0x90, "no rule maps this topic to a legal Kafka topic");
-    f = open_conn(fx, 1);
-    closed(f, connect5((cn5_t){.id = "", .clean = false, PROPS("\x17\x00")}));
-    expect_reason(f, 0x20, -1, 0x85, "empty client id with clean session 0 [MQTT-3.1.3-8]");
-}
-
-/* The client's maximum packet size: the reason string is left out where
- * it would make a packet larger [MQTT-3.2.2-19] [MQTT-3.4.2-2]
- * [MQTT-3.14.2-3]; PUBACK 0x90 with its string is 55 bytes. */
-static void test_v5_reason_string_max_packet_size(void **state) {
-    fx_t *fx = *state;
-    static const char why[] = "no rule maps this topic to a legal Kafka topic";
-    fconn_t *f = connected5(fx, 0, (cn5_t){.id = "m55", PROPS("\x27\x00\x00\x00\x37")});
-    assert_int_equal(feed(f, publish5("zzz", 1, 3, NULL, 0, "a")), 11);
-    expect_reason(f, 0x40, 3, 0x90, why);
-    f = connected5(fx, 1, (cn5_t){.id = "m54", PROPS("\x27\x00\x00\x00\x36")});
-    assert_int_equal(feed(f, publish5("zzz", 1, 3, NULL, 0, "a")), 11);
-    EXPECT_OUT(f, 0x40, 0x03, 0x00, 0x03, 0x90);
-    closed(f, publish5("zzz", 0, 0, NULL, 0, "a")); /* DISCONNECT with it: 53 bytes */
-    expect_reason(f, 0xe0, -1, 0x90, why);
-    f = connected5(fx, 3, (cn5_t){.id = "m52", PROPS("\x27\x00\x00\x00\x34")});
-    closed(f, publish5("zzz", 0, 0, NULL, 0, "a"));
-    EXPECT_OUT(f, 0xe0, 0x01, 0x90);
-    f = open_conn(fx, 2);
-    closed(f, connect5((cn5_t){.id = "a", PROPS("\x27\x00\x00\x00\x0a\x15\x00\x01x")}));
-    EXPECT_OUT(f, 0x20, 0x03, 0x00, 0x8c, 0x00);
-}
-
-/* A reason string is the log line's text cut to 160 bytes, on a character
- * boundary; none when that text is not UTF-8 (a client id cut in the log). */
-static void test_v5_reason_string_cut(void **state) {
-    fx_t *fx = *state;
-    fx->auth.gen = 1;
-    fx->auth.deny = "w/";
-    char topic[64] = "w/", full[256];
-    for (int i = 0; i < 29; i++)
-        strcat(topic, "\xc3\xa9"); /* 60 bytes */
-    snprintf(full, sizeof(full),
-             "connection refused (CONNACK 5): client id 'c', user '(none)': the ACL does not "
-             "allow publishing on the will topic '%s'",
-             topic);
-    fconn_t *f = open_conn(fx, 0);
-    const char *log =
-        closed(f, connect5((cn5_t){.id = "c", .will_topic = topic, .will_payload = "x"}));
-    assert_logged(log, full);
-    assert_int_equal((uint8_t)full[159], 0xc3); /* byte 160 is inside an 'é' */
-    full[159] = '\0';
-    expect_reason(f, 0x20, -1, 0x87, full);
-    f = open_conn(fx, 1);
-    char cid[64];
-    memset(cid, 'a', 59);
-    memcpy(cid + 59, "\xc3\xa9", 3); /* the log keeps 60 bytes: half an 'é' */
-    closed(f, connect5((cn5_t){.id = cid, .will_topic = "w/x", .will_payload = "x"}));
-    EXPECT_OUT(f, 0x20, 0x03, 0x00, 0x87, 0x00);
-}
-
-/* The topics one connection's aliases hold are bounded
- * (mqtt.max_topic_alias_bytes, 256 here): an alias replaced gives its bytes
- * back; one more byte is DISCONNECT 0x97 (quota exceeded). */
-static void test_v5_topic_alias_quota(void **state) {
-    fx_t *fx = *state;
-    fx->cfg.mqtt.topic_alias_maximum = 2;
-    fx->cfg.mqtt.max_topic_alias_bytes = 256;
-    fconn_t *f = open_conn(fx, 0);
-    pk_t p = connect5((cn5_t){.id = "aq", .clean = true});
-    assert_int_equal(feed(f, p), (ssize_t)p.n);
-    f->out_len = 0;
-    char t200[201] = "t/", t58[59] = "t/";
-    memset(t200 + 2, 'a', 198);
-    memset(t58 + 2, 'b', 56);
-    assert_int_equal(feed(f, publish5(t200, 0, 0, P("\x23\x00\x01"), "x")), 210);
-    t58[56] = '\0';
-    assert_int_equal(feed(f, publish5(t58, 0, 0, P("\x23\x00\x02"), "x")), 65);   /* 256 */
-    assert_int_equal(feed(f, publish5("t/c", 0, 0, P("\x23\x00\x01"), "x")), 12); /* 59 */
-    t200[199] = '\0';
-    assert_int_equal(feed(f, publish5(t200, 0, 0, P("\x23\x00\x01"), "x")), 209); /* 255 */
-    t58[56] = 'b';
-    const char *log = closed(f, publish5(t58, 0, 0, P("\x23\x00\x02"), "x"));
-    static const char why[] =
-        "topic alias 2 would hold 257 bytes of topics, over mqtt.max_topic_alias_bytes 256";
-    expect_reason(f, 0xe0, -1, 0x97, why);
-    assert_logged(log, why);
-    assert_int_equal(fx->prod.n, 4);
-    assert_int_equal(session_mgr_stats(fx->m)->protocol_error_kinds[SESSION_ERR_TOPIC_ALIAS_QUOTA],
-                     1);
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup5, teardown)
         T(test_v5_connect_connack),
         T(test_v5_server_keep_alive),
-        T(test_v5_request_response_information),
         T(test_v5_session_expiry),
-        T(test_v5_shorter_session_expiry),
         T(test_v5_disconnect_expiry_after_zero),
         T(test_v5_assigned_client_id),
         T(test_v5_auth_method_refused),
@@ -740,7 +455,6 @@ int main(void) {
         T(test_v5_auth_and_server_packets),
         T(test_v5_topic_alias_refused),
         T(test_v5_topic_aliases),
-        T(test_v5_topic_alias_quota),
         T(test_v5_disconnect_with_will),
         T(test_v5_subscribe_refused),
         T(test_v5_kafka_failure_nack),
@@ -750,10 +464,7 @@ int main(void) {
         T(test_v5_receive_maximum_exceeded),
         T(test_v5_full_ring_waits),
         T(test_v5_payload_format_invalid),
-        T(test_v5_no_problem_info),
-        T(test_v5_reason_string_max_packet_size),
         cmocka_unit_test_setup_teardown(test_v5_acl_nack, setup5_auth, teardown),
-        cmocka_unit_test_setup_teardown(test_v5_reason_string_cut, setup5_auth, teardown),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
