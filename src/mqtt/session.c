@@ -150,6 +150,14 @@ void session_end(session_conn_t *c, log_ratelimit_t *rl, log_level_t lvl, bool w
     va_end(ap);
 }
 
+/* The log line's text (fmt, ap), an MQTT 5 reason string; ap stays usable. */
+static void why_v(char *out, size_t cap, const char *fmt, va_list ap) {
+    va_list aq;
+    va_copy(aq, ap);
+    vsnprintf(out, cap, fmt, aq);
+    va_end(aq);
+}
+
 /* Rate-limited: a misconfigured fleet reconnects in a loop. */
 void session_refuse(session_conn_t *c, uint8_t rc, log_level_t lvl, const char *fmt, ...) {
     session_mgr_t *m = c->mgr;
@@ -157,10 +165,7 @@ void session_refuse(session_conn_t *c, uint8_t rc, log_level_t lvl, const char *
     va_start(ap, fmt);
     if (c->v5) { /* the log line's text is the reason string */
         char why[512];
-        va_list aq;
-        va_copy(aq, ap);
-        vsnprintf(why, sizeof(why), fmt, aq);
-        va_end(aq);
+        why_v(why, sizeof(why), fmt, ap);
         session5_refuse_connack(c, rc >= 0x80 ? rc : session5_connack_reason(rc), why);
     } else {
         session_send_connack(c, false, rc);
@@ -189,10 +194,7 @@ void session_violation(session_conn_t *c, int kind, const char *fmt, ...) {
     va_start(ap, fmt);
     if (c->v5) { /* the reason, and the log line's text, before the close [MQTT-4.13.1-1] */
         char why[512];
-        va_list aq;
-        va_copy(aq, ap);
-        vsnprintf(why, sizeof(why), fmt, aq);
-        va_end(aq);
+        why_v(why, sizeof(why), fmt, ap);
         session5_tell_violation(c, kind, why);
     }
     session_end_v(c, &m->rl_protocol, LOG_WARN, true, true, fmt, ap);
