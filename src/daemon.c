@@ -267,6 +267,9 @@ static void mqtt_lost(void *pc, const char *reason) {
 static void mqtt_end(void *pc, const char *reason) {
     session_conn_close(((mqtt_pc_t *)pc)->sc, reason);
 }
+static void mqtt_goodbye(void *pc, int why) {
+    session_conn_goodbye(((mqtt_pc_t *)pc)->sc, why == SERVER_GOODBYE_BUSY);
+}
 static bool mqtt_paused(const void *pc) {
     return daemon_auth_waiting(pc) || session_conn_paused(((const mqtt_pc_t *)pc)->sc);
 }
@@ -292,6 +295,7 @@ static const server_protocol_ops_t mqtt_protocol = {
     .conn_feed = mqtt_feed,
     .conn_lost = mqtt_lost,
     .conn_close = mqtt_end,
+    .conn_goodbye = mqtt_goodbye,
     .conn_paused = mqtt_paused,
     .conn_inflight = mqtt_inflight,
     .conn_remote = mqtt_remote,
@@ -351,6 +355,7 @@ static void begin_shutdown(daemon_t *d, const char *why) {
     if (d->stopping)
         return;
     d->stopping = true;
+    session_mgr_publish_delayed_wills(d->sm); /* before the drain (or the spool's last sync) */
     if (d->fwd) {
         /* The final sync (its records are acked); what Kafka has not
          * confirmed stays in the spool for the next start. */

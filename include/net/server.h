@@ -44,6 +44,11 @@ typedef struct {
     /* The server needs the connection closed (output bound, transport
      * failure or timeout, no memory): log `reason`, then server_conn_close. */
     void (*conn_close)(void *pc, const char *reason);
+    /* Optional: the server is about to close an open connection for a
+     * reason of its own (SERVER_GOODBYE_*): the protocol may queue its last
+     * words (MQTT 5: DISCONNECT 0x8B, 0x89), which go out before the close
+     * (and before a transport's own goodbye, as the ws close frame). */
+    void (*conn_goodbye)(void *pc, int why);
     /* True while the protocol wants no input. */
     bool (*conn_paused)(const void *pc);
     /* Optional: work outstanding; with none, an emptied output buffer is
@@ -61,6 +66,10 @@ typedef struct {
      * in Unix ms, monotonic us), set before feeding, ticking and on_fd. */
     void (*set_now)(void *proto, uint64_t mono_ms, int64_t wall_ms, uint64_t mono_us);
 } server_protocol_ops_t;
+
+/* conn_goodbye's reasons: shutdown after the drain (server_stop), a bound
+ * of the server's (mqtt.max_input_buffer_bytes). */
+enum { SERVER_GOODBYE_SHUTDOWN, SERVER_GOODBYE_BUSY };
 
 typedef struct {
     const server_protocol_ops_t *ops; /* NULL: not served */

@@ -501,8 +501,8 @@ const setting_t config_settings[] = {
      .min = 0,
      .max = 65535,
      .def = 4096,
-     .doc = "bytes of a CONNECT's will message; over it the connection is closed without CONNACK "
-            "(logged, counted; MQTT 5 gets CONNACK 0x97)"},
+     .doc = "bytes of a CONNECT's will message, and of an MQTT 5 will's properties; over it the "
+            "connection is closed without CONNACK (logged, counted; MQTT 5 gets CONNACK 0x97)"},
     {.path = "mqtt.max_regex_topic_length",
      .type = SET_UINT,
      CFG(mqtt.max_regex_topic_length),

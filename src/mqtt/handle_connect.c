@@ -82,6 +82,22 @@ static bool refuse_too_long(session_conn_t *c, bool present, size_t len, uint32_
     return true;
 }
 
+/* MQTT 5: a will whose payload format indicator says UTF-8 and whose
+ * payload is not gets CONNACK 0x99 (3.1.3.2.3), as a PUBLISH gets PUBACK
+ * 0x99. Returns true when it refused. */
+static bool will_format_invalid(session_conn_t *c, const mqtt_connect_t *p,
+                                const mqtt5_props_t *wp) {
+    if (wp->payload_format != 1 || mqtt_utf8_check(p->will_payload.ptr, p->will_payload.len) == 0)
+        return false;
+    char idb[LOG_ID_MAX];
+    session_refuse(
+        c, MQTT5_RC_PAYLOAD_FORMAT_INVALID, LOG_WARN,
+        "will message of client id '%s' is not UTF-8 as its payload format indicator "
+        "says (CONNACK 0x99)",
+        session_log_str(idb, sizeof(idb), (const char *)p->client_id.ptr, p->client_id.len));
+    return true;
+}
+
 /* The CONNACK properties of an accepted MQTT 5 CONNECT (3.2.2.3). */
 static void connack5(session_conn_t *c, bool present, uint32_t expiry, bool keepalive_lowered,
                      const char *assigned) {
@@ -183,6 +199,11 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
         refuse_too_long(c, p->will_flag, p->will_payload.len, mq->max_will_payload, "will message",
                         "mqtt.max_will_payload"))
         return FEED_CLOSED;
+    const mqtt5_props_t *wp = c->p5 && p->will_flag ? &c->p5->u.connect.will : NULL;
+    if (wp && (refuse_too_long(c, true, wp->raw.len, mq->max_will_payload, "will properties",
+                               "mqtt.max_will_payload") ||
+               will_format_invalid(c, p, wp)))
+        return FEED_CLOSED;
     if (cid_len == 0) {
         if (!p->clean_session) {
             session_refuse(c, MQTT_CONNACK_ID_REJECTED, LOG_WARN,
@@ -248,7 +269,9 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
         c->will_payload_len = (uint16_t)p->will_payload.len;
         c->will_qos = p->will_qos;
         c->will_retain = p->will_retain;
-        c->will = c->will_topic && c->will_payload;
+        c->will_props = wp ? session5_props_dup(wp) : NULL;
+        c->will_delay = wp ? wp->will_delay : 0;
+        c->will = c->will_topic && c->will_payload && (!wp || c->will_props);
     }
     if (c->identity || p->has_username) {
         const char *u = c->identity ? c->identity : (const char *)p->username.ptr;
@@ -307,13 +330,8 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
 void session_publish_will(session_conn_t *c) {
     session_mgr_t *m = c->mgr;
     char idb[LOG_ID_MAX];
-    msg_t msg = {c->will_topic,
-                 c->will_topic_len,
-                 c->will_payload,
-                 c->will_payload_len,
-                 c->will_qos,
-                 c->will_retain,
-                 NULL};
+    msg_t msg = {c->will_topic, c->will_topic_len, c->will_payload, c->will_payload_len,
+                 c->will_qos,   c->will_retain,    c->will_props};
     const char *ktopic, *key, *why = "";
     size_t key_len;
     /* The ACL in force now, not the one checked at CONNECT: a reload may have

@@ -125,14 +125,16 @@ static void session_end_v(session_conn_t *c, log_ratelimit_t *rl, log_level_t lv
         if (m->stopping)
             log_client(LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
                        "will message not published: shutting down");
-        else
+        else if (!will_defer(c))
             session_publish_will(c);
     }
     c->will = false;
     free(c->will_topic);
     free(c->will_payload);
+    free(c->will_props);
     c->will_topic = NULL;
     c->will_payload = NULL;
+    c->will_props = NULL;
     if (c->s) {
         session_t *s = c->s;
         c->s = NULL;
@@ -222,6 +224,7 @@ session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts) {
                                                   : m->cfg->mqtt.max_persistent_sessions;
     list_init(&m->conns);
     list_init(&m->blocked);
+    list_init(&m->wills);
     store_init(m);
     ktopics_init(m);
     m->scratch = malloc(SCRATCH_SIZE);
@@ -248,6 +251,7 @@ void session_mgr_free(session_mgr_t *m) {
         session_conn_t *c = LIST_ENTRY(it, session_conn_t, node);
         free(c->will_topic);
         free(c->will_payload);
+        free(c->will_props);
         free(c->username);
         free(c->identity);
         free(c->acl_topic);
@@ -330,6 +334,7 @@ void session_mgr_tick(session_mgr_t *m) {
         }
         ring_release_idle(c->s);
     }
+    wills_tick(m);
     store_expire(m);
     /* A full queue also drains when no report is ours to see: retry now and then. */
     inflight_wake_blocked(m);

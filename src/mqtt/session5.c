@@ -90,6 +90,10 @@ static const char *reason_text(uint8_t rc) {
         return "a new connection with this client id took the session over";
     case MQTT5_RC_KEEP_ALIVE_TIMEOUT:
         return "no packet within 1.5 x keep alive";
+    case MQTT5_RC_SERVER_SHUTTING_DOWN:
+        return "the server is shutting down";
+    case MQTT5_RC_SERVER_BUSY: /* session_conn_goodbye: the input budget */
+        return "the server holds too many bytes of partly received packets";
     default:
         return NULL;
     }
@@ -156,8 +160,37 @@ void session5_disconnect_why(session_conn_t *c, uint8_t reason, const char *why)
     send_reason(c, enc_disconnect, &reason, why);
 }
 
+mqtt5_props_t *session5_props_dup(const mqtt5_props_t *p) {
+    mqtt5_props_t *d = malloc(sizeof(*d) + p->raw.len);
+    if (!d)
+        return NULL;
+    *d = *p;
+    uint8_t *raw = (uint8_t *)(d + 1);
+    if (p->raw.len)
+        memcpy(raw, p->raw.ptr, p->raw.len);
+    d->raw.ptr = raw;
+    d->user = NULL; /* encoding only; decoded user properties are walked in raw */
+    /* The string properties are views into raw: the same offsets in the copy. */
+    mqtt_str_t *views[] = {&d->content_type,       &d->response_topic,   &d->correlation_data,
+                           &d->assigned_client_id, &d->auth_method,      &d->auth_data,
+                           &d->response_info,      &d->server_reference, &d->reason_string};
+    uintptr_t lo = (uintptr_t)p->raw.ptr, hi = lo + p->raw.len;
+    for (size_t i = 0; i < sizeof(views) / sizeof(views[0]); i++) {
+        uintptr_t v = (uintptr_t)views[i]->ptr;
+        if (views[i]->ptr && p->raw.ptr && v >= lo && v <= hi)
+            views[i]->ptr = raw + (v - lo);
+        else
+            *views[i] = (mqtt_str_t){0};
+    }
+    return d;
+}
+
 void session5_send_disconnect(session_conn_t *c, uint8_t reason) {
     session5_disconnect_why(c, reason, reason_text(reason));
+}
+
+void session_conn_goodbye(session_conn_t *c, bool busy) {
+    session5_send_disconnect(c, busy ? MQTT5_RC_SERVER_BUSY : MQTT5_RC_SERVER_SHUTTING_DOWN);
 }
 
 void session5_tell_violation(session_conn_t *c, int kind, const char *why) {

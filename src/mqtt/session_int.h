@@ -51,8 +51,9 @@ typedef struct session session_t;
  * session, so every byte counts per idle connection. */
 struct session {
     session_conn_t *conn;
-    inflight_t *ring; /* lazily allocated, grown up to max_inflight */
-    uint16_t *pubrel; /* QoS 2 ids answered with PUBREC, awaiting PUBREL */
+    session_conn_t *will; /* MQTT 5: a will waiting for its delay (will.c) */
+    inflight_t *ring;     /* lazily allocated, grown up to max_inflight */
+    uint16_t *pubrel;     /* QoS 2 ids answered with PUBREC, awaiting PUBREL */
     hmap_node_t by_id, by_cid;
     list_t detached; /* in mgr->detached while kept without a connection */
     uint64_t detached_at;
@@ -79,10 +80,12 @@ struct session_conn {
     session_t *s;
     /* Creation time while CONN_NEW (the connect timeout: no complete packet
      * is processed in that state but the CONNECT), then the time of the last
-     * complete packet (keepalive). */
+     * complete packet (keepalive); a waiting will's stand-in (will.c): when
+     * the will is due. */
     uint64_t rx_ms;
     char *will_topic;
     uint8_t *will_payload;
+    mqtt5_props_t *will_props; /* MQTT 5: the will's properties (session5_props_dup) */
     char *username;
     char *identity;  /* from a client certificate; overrides username */
     char *acl_topic; /* the last ACL decision's topic (see publish_allowed) */
@@ -99,6 +102,7 @@ struct session_conn {
     } * aliases;
     uint16_t alias_max;
     uint32_t gen;
+    uint32_t will_delay; /* MQTT 5: the will delay interval, s */
     /* The last ACL decision is valid for this topic and ACL generation: a
      * client usually publishes on few topics, often the same one. */
     uint32_t acl_gen;
@@ -128,10 +132,12 @@ struct session_mgr {
     list_t conns;    /* every session_conn_t */
     list_t blocked;  /* connections waiting for room in the producer queue */
     list_t detached; /* sessions without a connection, oldest first */
+    list_t wills;    /* the stand-ins of wills waiting for their delay (will.c) */
     size_t n_conns, n_detached, max_detached;
     size_t n_detached_short; /* detached sessions with their own expiry_s */
     char *scratch;
     bool stopping;
+    bool wills_now; /* shutdown began: no will waits for its delay any more */
     log_ratelimit_t rl_protocol, rl_refused, rl_delivery, rl_drop, rl_acl, rl_route;
     /* "connected" and every other "closing" line, and discarded sessions: a
      * reconnect storm must not flood the log */
@@ -280,6 +286,22 @@ void ktopics_free(session_mgr_t *m);
 int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, const char *key,
                     size_t key_len, uint64_t opaque);
 
+/* ---- will.c: the will delay interval ---- */
+
+/* The connection ends with its will owed: keeps the will in the session for
+ * its delay when the session outlives the connection (moved into a stand-in
+ * connection). Returns false when it is to be published now. */
+bool will_defer(session_conn_t *c);
+/* Publishes the session's waiting will, if any (`when` ends the log line). */
+void will_publish(session_mgr_t *m, session_t *s, const char *when);
+/* The client came back to its session: its waiting will is dropped. */
+void will_cancel(session_mgr_t *m, session_t *s);
+/* Publishes the wills whose delay has passed. */
+void wills_tick(session_mgr_t *m);
+/* The bytes a waiting will holds (counted as its session's). */
+size_t will_bytes(const session_conn_t *w);
+void will_free(session_conn_t *w);
+
 /* ---- session5.c: what MQTT 5 adds ---- */
 
 /* Decodes one level 5 packet (at most max bytes) and gives its 3.1.1 view in
@@ -300,6 +322,9 @@ void session5_send_ack(session_conn_t *c, mqtt_type_t type, uint16_t pid, uint8_
 /* Before a close for a protocol violation of `kind`: CONNACK (before the
  * CONNECT is accepted) or DISCONNECT with the reason code. */
 void session5_tell_violation(session_conn_t *c, int kind, const char *why);
+/* A copy of decoded properties that outlives the packet: one allocation
+ * (free() it) holding the struct and its bytes; NULL when out of memory. */
+mqtt5_props_t *session5_props_dup(const mqtt5_props_t *p);
 /* Sends DISCONNECT with a reason code and the reason string `why` (NULL:
  * none), to a connected level 5 client only. */
 void session5_disconnect_why(session_conn_t *c, uint8_t reason, const char *why);

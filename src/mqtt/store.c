@@ -26,6 +26,8 @@ void store_init(session_mgr_t *m) {
 static void free_session(hmap_node_t *n, void *ud) {
     session_t *s = HMAP_ENTRY(n, session_t, by_id);
     (void)ud;
+    if (s->will) /* the manager is freed: after shutdown published them */
+        will_free(s->will);
     free(s->ring);
     free(s->pubrel);
     free(s);
@@ -75,13 +77,15 @@ fail:
 }
 
 /* What a session kept without a connection holds: the object with its
- * client id, its ring and its QoS 2 ids (docs/security.md, "Memory"). */
+ * client id, its ring, its QoS 2 ids and a will waiting for its delay
+ * (docs/security.md, "Memory"). */
 static size_t session_bytes(const session_t *s) {
     return sizeof(*s) + s->client_id_len + 1u + (size_t)s->ring_cap * sizeof(inflight_t) +
-           (size_t)s->pubrel_cap * sizeof(*s->pubrel);
+           (size_t)s->pubrel_cap * sizeof(*s->pubrel) + (s->will ? will_bytes(s->will) : 0);
 }
 
 void store_attach(session_mgr_t *m, session_t *s) {
+    will_cancel(m, s);
     if (list_linked(&s->detached)) {
         list_remove(&s->detached);
         m->n_detached--;
@@ -102,6 +106,8 @@ void store_resize(session_mgr_t *m, session_t *s) {
 
 void store_destroy(session_mgr_t *m, session_t *s) {
     assert(!s->conn);
+    /* The session ends before the will delay: the will goes now (3.1.3.2.2). */
+    will_publish(m, s, "at the end of its session, before its will delay interval passed");
     store_attach(m, s);
     hmap_remove(&m->by_id, &s->by_id, m2k_hash_u32(s->id));
     hmap_remove(&m->by_cid, &s->by_cid, m2k_hash_keyed(s->client_id, s->client_id_len));

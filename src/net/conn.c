@@ -282,6 +282,12 @@ void net_conn_end(conn_t *c, const char *reason) {
     ops_of(c)->conn_close(c->pc, reason);
 }
 
+/* The protocol's last words before the server closes an open connection. */
+static void conn_goodbye(conn_t *c, int why) {
+    if (c->state == CONN_OPEN && ops_of(c)->conn_goodbye)
+        ops_of(c)->conn_goodbye(c->pc, why);
+}
+
 /* A write to the client failed (not cancelled): the peer is gone. */
 static void conn_write_failed(conn_t *c, int status) {
     if (c->state < CONN_CLOSING)
@@ -703,6 +709,7 @@ static void input_over_budget(server_t *s, service_t *svc) {
                  "while all hold %" PRIu64 ", over mqtt.max_input_buffer_bytes %" PRIu64,
                  big->in_cap, svc->st.input_bytes, budget);
         svc->st.input_budget_closed++;
+        conn_goodbye(big, SERVER_GOODBYE_BUSY);
         net_conn_end(big, why);
         conn_begin_close(big); /* uncounts it, whatever the protocol did */
     }
@@ -727,6 +734,7 @@ void conn_stop_reading_all(server_t *s) {
 void conn_close_all(server_t *s) {
     conn_t *c;
     FOREACH_CONN(c, s) {
+        conn_goodbye(c, SERVER_GOODBYE_SHUTDOWN);
         net_conn_lost(c, "server shutting down");
     }
 }
