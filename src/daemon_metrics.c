@@ -17,6 +17,7 @@ void daemon_metrics_collect(metrics_t *m, const daemon_parts_t *p) {
     m->connections_refused[METRICS_REFUSED_PER_IP_RATE] = sv->refused_rate_per_ip;
     m->connections_refused[METRICS_REFUSED_TLS_HANDSHAKE] = sv->tls_handshake_failures;
     m->connections_refused[METRICS_REFUSED_WS_UPGRADE] = sv->ws_upgrade_failures;
+    m->tls_handshake_steps = sv->tls_handshake_steps;
     m->output_limit_closed = sv->refused_output_limit;
     m->packet_timeout_closed = sv->packet_timeouts;
     m->input_budget_closed = sv->input_budget_closed;

@@ -114,8 +114,10 @@ typedef struct {
     config_pos_t max_packet_size_pos; /* line 0 when derived from message.max.bytes */
     uint32_t max_inflight;            /* unacknowledged QoS 1/2 PUBLISH per client */
     uint32_t max_connections;
-    uint32_t max_tls_handshakes; /* TLS handshakes in progress, all listeners */
-    uint32_t connect_timeout_s;  /* TCP accept to CONNECT */
+    uint32_t max_tls_handshakes;        /* TLS handshakes in progress, all listeners */
+    uint32_t max_tls_handshake_workers; /* handshake steps on the threadpool at once */
+    uint32_t max_tls_handshakes_per_ip; /* ... in progress from one address; 0 = no limit */
+    uint32_t connect_timeout_s;         /* TCP accept to CONNECT */
     uint32_t max_keepalive_s;
     uint32_t session_expiry_s; /* clean-session=0 sessions */
     /* Hostile-client bounds (docs/security.md). 0 = no limit where noted. */

@@ -110,6 +110,7 @@ typedef struct {
     uint64_t refused_rate_per_ip;    /* connect_rate_per_ip */
     uint64_t refused_output_limit;   /* connections cut at max_output_buffer */
     uint64_t tls_handshake_failures; /* handshake errors and timeouts, max_tls_handshakes */
+    uint64_t tls_handshake_steps;    /* SSL_do_handshake runs handed to the threadpool */
     uint64_t packet_timeouts;        /* a started packet not completed in packet_timeout_s */
     uint64_t input_budget_closed;    /* closed over max_input_buffer_bytes */
     uint64_t input_bytes;            /* gauge: bytes of partly received packets buffered */

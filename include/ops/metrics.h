@@ -141,6 +141,7 @@ typedef struct {
     uint64_t connections; /* gauge: open MQTT connections (accepted, not closed) */
     uint64_t connections_total;
     uint64_t connections_refused[METRICS_REFUSED__COUNT];
+    uint64_t tls_handshake_steps;   /* SSL_do_handshake runs on the threadpool */
     uint64_t auth_failures;         /* CONNACK 4 (bad credentials) and 5 (anonymous refused) */
     uint64_t auth_unchecked;        /* ... of which refused without a password check */
     uint64_t acl_denied;            /* PUBLISHes and will topics the ACL refused */

@@ -49,6 +49,12 @@ static void conn_set_state(conn_t *c, conn_state_t to) {
         c->tls_counted = false;
         srv_of(c)->handshakes--;
     }
+    if (c->state == CONN_HANDSHAKE && c->tls_counted_ip) {
+        char ip[IPLIMIT_KEY_MAX];
+        c->tls_counted_ip = false;
+        security_addr_ip(ops_of(c)->conn_remote(c->pc), ip, sizeof(ip));
+        iplimit_handshake_end(srv_of(c)->iplimit, ip, uv_now(&srv_of(c)->loop));
+    }
     c->state = (uint8_t)to;
 }
 
@@ -154,7 +160,7 @@ static void in_release(conn_t *c) {
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
 static void conn_read_start(conn_t *c) {
-    if (!c->reading && !c->paused && !c->held && c->state < CONN_CLOSING &&
+    if (!c->reading && !c->paused && !c->held && !c->tr_wait && c->state < CONN_CLOSING &&
         !srv_of(c)->intake_stopped) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
             c->reading = true;
@@ -508,6 +514,14 @@ void net_conn_ready(conn_t *c) {
         conn_set_state(c, CONN_OPEN);
 }
 
+void net_conn_input_wait(conn_t *c, bool wait) {
+    c->tr_wait = wait;
+    if (wait)
+        conn_read_stop(c);
+    else if (!ops_of(c)->conn_paused(c->pc))
+        conn_read_start(c);
+}
+
 int net_conn_set_identity(conn_t *c, const char *user) {
     const server_protocol_ops_t *ops = ops_of(c);
     return ops->conn_identity ? ops->conn_identity(c->pc, user) : 0;
@@ -589,7 +603,7 @@ void conn_on_connection(uv_stream_t *ls, int status) {
         refuse_over_max(s, l, ls, false);
         return;
     }
-    bool tls = false; /* its handshake's private-key work runs on the loop */
+    bool tls = false; /* its handshake's private-key work waits for a worker */
     for (size_t i = 0; i < l->stack.n; i++)
         tls |= strcmp(l->stack.type[i]->name, "TLS") == 0;
     if (svc->limits && tls && s->handshakes >= s->cfg->mqtt.max_tls_handshakes) {
@@ -627,12 +641,33 @@ void conn_on_connection(uv_stream_t *ls, int status) {
             return;
         }
     }
+    uint32_t tls_per_ip = s->cfg->mqtt.max_tls_handshakes_per_ip;
+    if (svc->limits && tls && tls_per_ip) {
+        /* One address cannot take every handshake slot (and worker turn). */
+        int lim = iplimit_handshake_begin(s->iplimit, ip, tls_per_ip, uv_now(&s->loop));
+        if (lim != IPLIMIT_OK) {
+            svc->st.tls_handshake_failures++;
+            if (lim == IPLIMIT_HANDSHAKES)
+                log_ratelimited(&s->iplimit_log, LOG_WARN,
+                                "refusing %s on %s: mqtt.max_tls_handshakes_per_ip %u in progress",
+                                peer, l->name, tls_per_ip);
+            else
+                log_ratelimited(&s->iplimit_log, LOG_WARN, "refusing %s on %s: %s", peer, l->name,
+                                iplimit_strerror(lim));
+            iplimit_release(s->iplimit, ip, uv_now(&s->loop));
+            uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
+            return;
+        }
+        c->tls_counted_ip = true;
+    }
     c->since_ms = uv_now(&s->loop);
     if (!(c->tr = transport_conn_new(&l->stack, peer)) ||
         !(c->pc = svc->p.ops->conn_open(svc->p.ud, c, peer))) {
         transport_conn_free(c->tr);
         if (svc->limits)
             iplimit_release(s->iplimit, ip, uv_now(&s->loop));
+        if (c->tls_counted_ip)
+            iplimit_handshake_end(s->iplimit, ip, uv_now(&s->loop));
         uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
         return;
     }

@@ -439,6 +439,10 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     for (int i = 0; i < METRICS_REFUSED__COUNT; i++)
         sample_label_u64(w, "mqtt2kafka_connections_refused_total", "reason", refused_names[i],
                          m->connections_refused[i]);
+    counter(w, "mqtt2kafka_tls_handshake_steps_total",
+            "TLS handshake steps (one per read of the client's handshake flights) run on "
+            "libuv's threadpool, mqtt.max_tls_handshake_workers at once.",
+            m->tls_handshake_steps);
     counter(w, "mqtt2kafka_auth_unchecked_refusals_total",
             "CONNECTs refused without checking their password: their address had 10 recent "
             "failures, or 16 answers held.",
