@@ -87,6 +87,16 @@ def test_property_templates_topic_and_key(daemon, mock_kafka):
     # "site-" is a legal name: the 3.1.1 message lands there, key "/b".
     recs = m2k.assert_records(mock_kafka.bootstrap, "site-", 1)
     assert (recs[0].key, recs[0].value) == (b"/b", b"v3")
+    # A will's user properties are its will properties' (as its headers are).
+    cl = Raw(d.port)
+    wprops = b"\x26" + enc_str("site") + enc_str("rome")
+    body = enc_str("MQTT") + bytes([5, 0x06]) + (60).to_bytes(2, "big") + b"\x00"
+    body += enc_str("propw") + bytes([len(wprops)]) + wprops + enc_str("site/w") + enc_str("w")
+    cl.send(packet(0x10, body))
+    assert cl.recv_packet() == connack5()
+    cl.close()
+    recs = m2k.assert_records(mock_kafka.bootstrap, "site-rome", 1)
+    assert (recs[0].key, recs[0].value) == (b"/w", b"w")
 
 
 def test_mosquitto_pub_v5_session_expiry(daemon, mock_kafka):
