@@ -137,6 +137,7 @@ typedef struct {
     uint32_t packet_timeout_s;       /* to complete a started packet; 0 = none */
     uint32_t max_input_buffer_bytes; /* partly received packets, all connections */
     uint32_t topic_alias_maximum;    /* MQTT 5 topic aliases per connection; 0 = none */
+    uint32_t max_topic_alias_bytes;  /* bytes of the topics one connection's aliases hold */
 } config_mqtt_t;
 
 typedef enum {

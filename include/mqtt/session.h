@@ -103,6 +103,7 @@ enum {
     SESSION_ERR_AUTH_UNEXPECTED,     /* MQTT 5: AUTH without an authentication method */
     SESSION_ERR_RECEIVE_MAXIMUM,     /* MQTT 5: DISCONNECT 0x93 */
     SESSION_ERR_TOPIC_ALIAS_UNKNOWN, /* MQTT 5: an empty topic with an alias never set: 0x82 */
+    SESSION_ERR_TOPIC_ALIAS_QUOTA,   /* MQTT 5: past mqtt.max_topic_alias_bytes: 0x97 */
     SESSION_ERR__COUNT
 };
 /* "MQTT_ERR_QOS_INVALID" (mqtt_errname), "second_connect", ...; NULL for 0. */

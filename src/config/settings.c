@@ -196,7 +196,8 @@ const setting_t config_settings[] = {
      .def = 10000,
      .doc = "distinct Kafka topics the topic map may render while the process runs (librdkafka "
             "keeps an object per topic, and a `{N}` template lets clients choose names); a "
-            "message for one more is refused, never acknowledged (closed, counted in "
+            "message for one more is refused, never acknowledged (closed; an MQTT 5 client gets "
+            "PUBACK/PUBREC 0x97; counted in "
             "`mqtt2kafka_messages_refused_total{reason=\"topic_limit\"}`)"},
 
     {.path = "topics",
@@ -428,7 +429,8 @@ const setting_t config_settings[] = {
      .min = 0,
      .max = UINT32_MAX,
      .def = 86400,
-     .doc = "how long a `clean session = 0` session is kept after its client leaves"},
+     .doc = "how long a `clean session = 0` session is kept after its client leaves (an MQTT 5 "
+            "client may ask for less with its session expiry interval; more is capped)"},
     {.path = "mqtt.max_connections_per_ip",
      .type = SET_UINT,
      CFG(mqtt.max_connections_per_ip),
@@ -494,7 +496,7 @@ const setting_t config_settings[] = {
      .max = 65535,
      .def = 256,
      .doc = "bytes of a CONNECT's user name; over it the connection is closed without CONNACK "
-            "(logged, counted: 3.1.1 has no return code for it)"},
+            "(logged, counted: 3.1.1 has no return code for it; MQTT 5 gets CONNACK 0x97)"},
     {.path = "mqtt.max_will_topic_length",
      .type = SET_UINT,
      CFG(mqtt.max_will_topic_length),
@@ -502,7 +504,7 @@ const setting_t config_settings[] = {
      .max = 65535,
      .def = 1024,
      .doc = "bytes of a CONNECT's will topic; over it the connection is closed without CONNACK "
-            "(logged, counted)"},
+            "(logged, counted; MQTT 5 gets CONNACK 0x97)"},
     {.path = "mqtt.max_will_payload",
      .type = SET_UINT,
      CFG(mqtt.max_will_payload),
@@ -510,7 +512,7 @@ const setting_t config_settings[] = {
      .max = 65535,
      .def = 4096,
      .doc = "bytes of a CONNECT's will message, and of an MQTT 5 will's properties; over it the "
-            "connection is closed without CONNACK (logged, counted)"},
+            "connection is closed without CONNACK (logged, counted; MQTT 5 gets CONNACK 0x97)"},
     {.path = "mqtt.max_regex_topic_length",
      .type = SET_UINT,
      CFG(mqtt.max_regex_topic_length),
@@ -544,10 +546,20 @@ const setting_t config_settings[] = {
      CFG(mqtt.topic_alias_maximum),
      .min = 0,
      .max = 65535,
-     .def = 0,
+     .def = 10,
      .doc = "MQTT 5 topic aliases a client may set per connection (CONNACK's topic alias "
-            "maximum); each keeps a copy of its topic, so a connection may hold this many topics "
-            "of up to 65,535 bytes. 0: every alias gets DISCONNECT 0x94"},
+            "maximum; 10 as Mosquitto); each keeps a copy of its topic, together at most "
+            "`mqtt.max_topic_alias_bytes`. 0: every alias gets DISCONNECT 0x94"},
+    {.path = "mqtt.max_topic_alias_bytes",
+     .type = SET_UINT,
+     CFG(mqtt.max_topic_alias_bytes),
+     .min = 256,
+     .max = 16u << 20,
+     .def = 4096,
+     .doc = "bytes of the topics one connection's MQTT 5 topic aliases hold together (with 16 "
+            "bytes a slot, the whole of its alias memory); a PUBLISH setting an alias past it "
+            "gets DISCONNECT 0x97 (quota exceeded, counted as "
+            "`mqtt2kafka_protocol_errors_total{kind=\"topic_alias_quota\"}`)"},
     {.path = "mqtt.max_tls_handshakes",
      .type = SET_UINT,
      CFG(mqtt.max_tls_handshakes),

@@ -64,7 +64,8 @@ static int authorize_connect(session_conn_t *c, const mqtt_connect_t *p, const c
 }
 
 /* A CONNECT string over its cap: MQTT 3.1.1 has no CONNACK code for it, so
- * the connection is closed unanswered (logged rate-limited, counted).
+ * the connection is closed unanswered (logged rate-limited, counted); MQTT 5
+ * gets CONNACK 0x97.
  * Returns true when it closed. */
 static bool refuse_too_long(session_conn_t *c, bool present, size_t len, uint32_t cap,
                             const char *what, const char *setting) {
@@ -72,8 +73,12 @@ static bool refuse_too_long(session_conn_t *c, bool present, size_t len, uint32_
         return false;
     session_mgr_t *m = c->mgr;
     m->st.refused_too_long++;
-    session_end(c, &m->rl_refused, LOG_WARN, false, true,
-                "CONNECT refused: %s of %zu bytes above %s %u", what, len, setting, cap);
+    if (c->v5) /* MQTT 5 has a code for a bound: CONNACK 0x97, quota exceeded */
+        session_refuse(c, MQTT5_RC_QUOTA_EXCEEDED, LOG_WARN,
+                       "CONNECT refused: %s of %zu bytes above %s %u", what, len, setting, cap);
+    else
+        session_end(c, &m->rl_refused, LOG_WARN, false, true,
+                    "CONNECT refused: %s of %zu bytes above %s %u", what, len, setting, cap);
     return true;
 }
 
@@ -139,6 +144,11 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     uint16_t keepalive = p->keepalive;
     bool keepalive_lowered = false, assigned = false;
 
+    if (cp) { /* before any answer: a refusing CONNACK respects them too */
+        c->max_out = MQTT5_HAS(cp, MQTT5_PROP_MAXIMUM_PACKET_SIZE) ? cp->maximum_packet_size : 0;
+        c->problem_info =
+            !MQTT5_HAS(cp, MQTT5_PROP_REQUEST_PROBLEM_INFO) || cp->request_problem_info;
+    }
     if (cp && MQTT5_HAS(cp, MQTT5_PROP_AUTH_METHOD)) {
         session_refuse(c, MQTT5_RC_BAD_AUTH_METHOD, LOG_WARN,
                        "authentication method '%s' not supported (enhanced authentication)",
@@ -279,6 +289,9 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     if (++s->conn_gen == 0)
         s->conn_gen = 1;
     s->clean = ends;
+    /* A shorter interval than ours is honoured; a longer one is capped, and
+     * CONNACK says so (connack5). */
+    s->expiry_s = expiry < mq->session_expiry_s ? expiry : 0;
     c->gen = s->conn_gen;
     /* Keepalive 0 would let a silent connection stay forever: it gets
      * max_keepalive_s when that is below MQTT's 65535 (an MQTT 5 client is
@@ -289,9 +302,6 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     c->level = p->protocol_level;
     session_set_state(c, CONN_CONNECTED);
     if (cp) {
-        c->max_out = MQTT5_HAS(cp, MQTT5_PROP_MAXIMUM_PACKET_SIZE) ? cp->maximum_packet_size : 0;
-        c->problem_info =
-            !MQTT5_HAS(cp, MQTT5_PROP_REQUEST_PROBLEM_INFO) || cp->request_problem_info;
         c->expiry_zero = expiry == 0;
         c->alias_max = (uint16_t)mq->topic_alias_maximum;
         connack5(c, present, expiry, keepalive_lowered, assigned ? gen : NULL);

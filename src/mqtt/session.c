@@ -23,6 +23,7 @@ const char *session_error_name(int kind) {
         "auth_unexpected",
         "receive_maximum_exceeded",
         "topic_alias_unknown",
+        "topic_alias_quota",
     };
     _Static_assert(sizeof(names) / sizeof(names[0]) ==
                        SESSION_ERR__COUNT - SESSION_ERR_CODEC_MAX - 1,
@@ -151,20 +152,33 @@ void session_end(session_conn_t *c, log_ratelimit_t *rl, log_level_t lvl, bool w
     va_end(ap);
 }
 
+/* The log line's text (fmt, ap), an MQTT 5 reason string; ap stays usable. */
+static void why_v(char *out, size_t cap, const char *fmt, va_list ap) {
+    va_list aq;
+    va_copy(aq, ap);
+    vsnprintf(out, cap, fmt, aq);
+    va_end(aq);
+}
+
 /* Rate-limited: a misconfigured fleet reconnects in a loop. */
 void session_refuse(session_conn_t *c, uint8_t rc, log_level_t lvl, const char *fmt, ...) {
     session_mgr_t *m = c->mgr;
-    if (rc >= 0x80) { /* an MQTT 5 reason code without a 3.1.1 equivalent */
-        assert(c->v5);
-        session5_send_connack(c, false, rc, NULL);
-    } else {
-        assert(rc > 0 && rc < sizeof(m->st.connack_refused) / sizeof(m->st.connack_refused[0]));
-        session_send_connack(c, false, rc);
-        m->st.connack_refused[rc]++;
-    }
-    m->st.rejected++;
     va_list ap;
     va_start(ap, fmt);
+    if (c->v5) { /* the log line's text is the reason string */
+        char why[512];
+        why_v(why, sizeof(why), fmt, ap);
+        session5_refuse_connack(c, rc >= 0x80 ? rc : session5_connack_reason(rc), why);
+    } else {
+        session_send_connack(c, false, rc);
+    }
+    /* an MQTT 5 reason code without a 3.1.1 equivalent is not counted here */
+    assert(rc >= 0x80
+               ? c->v5
+               : rc > 0 && rc < sizeof(m->st.connack_refused) / sizeof(m->st.connack_refused[0]));
+    if (rc < 0x80)
+        m->st.connack_refused[rc]++;
+    m->st.rejected++;
     session_end_v(c, &m->rl_refused, lvl, false, true, fmt, ap);
     va_end(ap);
 }
@@ -178,10 +192,13 @@ void session_violation(session_conn_t *c, int kind, const char *fmt, ...) {
     m->st.protocol_error_kinds[kind]++;
     if (c->state == CONN_NEW)
         m->st.refused_protocol_errors++;
-    if (c->v5) /* the reason before the close [MQTT-4.13.1-1] */
-        session5_tell_violation(c, kind);
     va_list ap;
     va_start(ap, fmt);
+    if (c->v5) { /* the reason, and the log line's text, before the close [MQTT-4.13.1-1] */
+        char why[512];
+        why_v(why, sizeof(why), fmt, ap);
+        session5_tell_violation(c, kind, why);
+    }
     session_end_v(c, &m->rl_protocol, LOG_WARN, true, true, fmt, ap);
     va_end(ap);
 }

@@ -89,6 +89,7 @@ void store_attach(session_mgr_t *m, session_t *s) {
     if (list_linked(&s->detached)) {
         list_remove(&s->detached);
         m->n_detached--;
+        m->n_detached_short -= s->expiry_s != 0;
         m->st.persistent_sessions--;
         m->st.persistent_session_bytes -= s->held;
         s->held = 0;
@@ -160,18 +161,26 @@ void store_detach(session_mgr_t *m, session_t *s) {
     s->detached_at = m->mono_ms;
     list_insert_tail(&m->detached, &s->detached);
     m->n_detached++;
+    m->n_detached_short += s->expiry_s != 0;
     m->st.persistent_sessions++;
     s->held = (uint32_t)session_bytes(s);
     m->st.persistent_session_bytes += s->held;
 }
 
 void store_expire(session_mgr_t *m) {
-    uint32_t expiry_s = m->cfg->mqtt.session_expiry_s;
-    list_t *first;
-    while ((first = list_first(&m->detached)) != NULL) {
-        session_t *s = LIST_ENTRY(first, session_t, detached);
-        if (m->mono_ms - s->detached_at < (uint64_t)expiry_s * 1000u)
-            break;
+    uint32_t cfg_s = m->cfg->mqtt.session_expiry_s;
+    list_t *it, *nx;
+    /* Oldest first: while every detached session has session_expiry_s the
+     * first one not due ends the walk; an MQTT 5 session with a shorter
+     * interval of its own can be due behind it, so then all are looked at. */
+    LIST_FOREACH_SAFE(it, nx, &m->detached) {
+        session_t *s = LIST_ENTRY(it, session_t, detached);
+        uint32_t expiry_s = s->expiry_s && s->expiry_s < cfg_s ? s->expiry_s : cfg_s;
+        if (m->mono_ms - s->detached_at < (uint64_t)expiry_s * 1000u) {
+            if (m->n_detached_short == 0)
+                break;
+            continue;
+        }
         char idb[LOG_ID_MAX];
         log_client(LOG_INFO, session_log_str(idb, sizeof(idb), s->client_id, s->client_id_len),
                    NULL, "session expired after %u s without a connection", expiry_s);

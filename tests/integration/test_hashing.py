@@ -143,13 +143,16 @@ def test_v5_checks_off_the_loop_queue_bounded(daemon, tmp_path):
     d.wait_log(m2k.line("closing: connection refused (CONNACK 0x89): 1 password checks running "
                         "and 1 waiting (auth.max_hashing_queue 1)", level="warn", client="-"),
                since=mark)
-    busy = bytes([0x20, 0x03, 0x00, 0x89, 0x00])
+    why = ("connection refused (CONNACK 0x89): 1 password checks running and 1 waiting "
+           "(auth.max_hashing_queue 1)")
+    # with the log line's text as its reason string (property 0x1F)
+    busy = m2k.packet(0x20, bytes([0x00, 0x89, len(why) + 3, 0x1f]) + m2k.enc_str(why))
     answers = []
     for c in logins:
         got = c.recv_exact(4, timeout=20)
         answers.append(got[:4])
         if got == busy[:4]:
-            assert c.recv_exact(1, timeout=5) == busy[4:]
+            assert c.recv_exact(len(busy) - 4, timeout=5) == busy[4:]
             c.expect_close()
     # Two accepted (CONNACK, remaining length, flags 0, reason 0), one busy.
     assert sorted(a[3] for a in answers) == [0x00, 0x00, 0x89], answers

@@ -8,7 +8,7 @@ import re
 import m2k
 from m2k import Raw, packet, enc_str
 from test_metrics import scrape
-from test_mqtt5 import connect5
+from test_mqtt5 import connack5, connect5, reason5
 from test_session_limits import start
 from test_websocket import close_frame, frame, server_frame, upgraded, ws_daemon
 
@@ -16,7 +16,7 @@ from test_websocket import close_frame, frame, server_frame, upgraded, ws_daemon
 def connected5(port, client_id):
     cl = Raw(port)
     cl.send(connect5(client_id))
-    assert cl.recv_packet()[:4] == b"\x20\x13\x00\x00"  # CONNACK 0 and its properties
+    assert cl.recv_packet() == connack5()
     return cl
 
 
@@ -26,7 +26,8 @@ def test_sigterm_disconnect_0x8b_to_v5_plain_close_to_v311(daemon):
     v311 = Raw(d.port).connect("bye4")
     mark = d.mark()
     assert d.stop() == 0
-    v5.expect_close(b"\xe0\x01\x8b")  # [MQTT-4.13.2-1]: the reason before the close
+    # [MQTT-4.13.2-1]: the reason before the close
+    v5.expect_close(reason5(0xe0, 0x8b, "the server is shutting down"))
     v311.expect_close(b"")
     log = d.log(mark)
     for cid in ("bye5", "bye4"):
@@ -45,7 +46,8 @@ def test_input_budget_disconnect_0x89_to_v5(daemon):
                    "40,000 bytes buffered")
     mark = d.mark()
     small.send(m2k.publish("test/b", b"b" * 100, qos=1, pid=2)[:10])  # 256 bytes more: over
-    big.expect_close(b"\xe0\x01\x89")
+    big.expect_close(reason5(0xe0, 0x89, "the server holds too many bytes of partly received "
+                                         "packets"))
     d.wait_log(m2k.line("closing: 65536 bytes of a partly received packet buffered, the most of "
                         "any connection, while all hold 65792, over mqtt.max_input_buffer_bytes "
                         "65536", level="warn", client="big5"), since=mark)
@@ -55,7 +57,8 @@ def test_sigterm_disconnect_0x8b_before_the_ws_close_frame(daemon, mock_kafka):
     d = ws_daemon(daemon)
     c = upgraded(d)
     c.send(frame(connect5("ws5")))
-    assert c.recv_exact(2) == b"\x82\x15"  # one binary frame of 21 bytes:
-    assert c.recv_exact(0x15)[:4] == b"\x20\x13\x00\x00"  # CONNACK 0 and its properties
+    assert c.recv_exact(2) == b"\x82\x18"  # one binary frame of 24 bytes:
+    assert c.recv_exact(0x18) == connack5()
     assert d.stop() == 0
-    c.expect_close(server_frame(b"\xe0\x01\x8b") + close_frame(1000))
+    c.expect_close(server_frame(reason5(0xe0, 0x8b, "the server is shutting down")) +
+                   close_frame(1000))

@@ -11,6 +11,7 @@ from paho.mqtt.packettypes import PacketTypes
 
 import m2k
 from m2k import Raw, packet, enc_str
+from test_mqtt5 import reason5
 
 
 def ours(topic, client_id, qos):
@@ -60,7 +61,8 @@ def test_v5_will_payload_not_utf8_connack_0x99(daemon, mock_kafka):
     body = enc_str("MQTT") + bytes([5, 0x06]) + (60).to_bytes(2, "big") + b"\x00"
     body += enc_str("fmt5") + b"\x02\x01\x01" + enc_str("test/will") + b"\x00\x02\xff\xfe"
     cl.send(packet(0x10, body))
-    cl.expect_close(b"\x20\x03\x00\x99\x00")
+    cl.expect_close(reason5(0x20, 0x99, "will message of client id 'fmt5' is not UTF-8 as its "
+                                        "payload format indicator says (CONNACK 0x99)"))
     d.wait_log(m2k.line("closing: will message of client id 'fmt5' is not UTF-8 as its payload "
                         "format indicator says (CONNACK 0x99)", level="warn", client="-"),
                since=mark)
