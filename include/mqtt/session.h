@@ -131,9 +131,10 @@ typedef struct {
     uint64_t unmapped_routed;
     uint64_t unmapped_closed;
     uint64_t messages_refused[SESSION_REFUSED__COUNT]; /* wills included */
-    uint64_t kafka_topics;    /* gauge: distinct Kafka topics rendered (kafka.max_topics) */
-    uint64_t qos2_duplicates; /* QoS 2 PUBLISH answered without producing again */
-    uint64_t queue_full;      /* produce attempts refused with KAFKA_ERR_QUEUE_FULL */
+    uint64_t kafka_topics;            /* gauge: distinct Kafka topics rendered (kafka.max_topics) */
+    uint64_t qos2_duplicates;         /* QoS 2 PUBLISH answered without producing again */
+    uint64_t queue_full;              /* produce attempts refused with KAFKA_ERR_QUEUE_FULL */
+    uint64_t qos0_dropped_spool_full; /* QoS 0 PUBLISH refused with KAFKA_ERR_SPOOL_FULL */
     uint64_t takeovers;
     uint64_t keepalive_timeouts;
     uint64_t connect_timeouts;

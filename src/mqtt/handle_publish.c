@@ -401,7 +401,16 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     }
 
     int rc = session_produce(c, &msg, ktopic, key, key_len, SESSION_OPAQUE(s->id, s->next_seq));
-    if (rc == KAFKA_ERR_QUEUE_FULL) {
+    if (rc == KAFKA_ERR_SPOOL_FULL && p->qos == 0) {
+        /* Nothing acked waits on it: QoS 0 does not pause the client. */
+        m->st.qos0_dropped_spool_full++;
+        log_client_ratelimited(&m->rl_spool_drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
+                               c->remote,
+                               "dropped a QoS 0 message on topic '%s': the spool is full",
+                               session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len));
+        return FEED_OK;
+    }
+    if (rc == KAFKA_ERR_QUEUE_FULL || rc == KAFKA_ERR_SPOOL_FULL) {
         inflight_block(c);
         return FEED_RETRY;
     }

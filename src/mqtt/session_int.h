@@ -138,7 +138,7 @@ struct session_mgr {
     char *scratch;
     bool stopping;
     bool wills_now; /* shutdown began: no will waits for its delay any more */
-    log_ratelimit_t rl_protocol, rl_refused, rl_delivery, rl_drop, rl_acl, rl_route;
+    log_ratelimit_t rl_protocol, rl_refused, rl_delivery, rl_drop, rl_acl, rl_route, rl_spool_drop;
     /* "connected" and every other "closing" line, and discarded sessions: a
      * reconnect storm must not flood the log */
     log_ratelimit_t rl_connected, rl_closing, rl_evict;
