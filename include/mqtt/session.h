@@ -231,6 +231,22 @@ const char *session_conn_remote(const session_conn_t *c);
 /* Frees the connection object (closes it first if still open, as "freed"). */
 void session_conn_free(session_conn_t *c);
 
+/* QoS 2 across a restart (with the spool; docs/semantics.md). The version
+ * changes whenever the ids session_mgr_qos2_each reports may have changed.
+ * each gets, per session that outlives its connection, the QoS 2 ids that
+ * await PUBREL or are in flight (ids valid during the call); returns 0 or -1
+ * (no memory). session_mgr_qos2_restore puts such a session back at start,
+ * detached (session expiry and the detached-session bounds apply): a PUBLISH
+ * with DUP 1 and one of its ids gets PUBREC without a record, one with DUP 0
+ * is a new message, PUBREL gets PUBCOMP; 0, or -1 (no memory, no ids, the
+ * client id taken). */
+typedef void (*session_qos2_each_fn)(void *ctx, const char *client_id, size_t len,
+                                     const uint16_t *ids, size_t n);
+uint64_t session_mgr_qos2_version(const session_mgr_t *m);
+int session_mgr_qos2_each(session_mgr_t *m, session_qos2_each_fn each, void *ctx);
+int session_mgr_qos2_restore(session_mgr_t *m, const char *client_id, size_t len,
+                             const uint16_t *ids, size_t n);
+
 /* Read-only views for the introspection endpoint (they walk the lists: for
  * an operator's request, not the hot path). The strings are valid until the
  * next call into the manager. */
