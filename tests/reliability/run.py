@@ -653,6 +653,9 @@ FAULTS = [
      ["clear_errors Produce"], 1),
     ("QoS 2 device killed at PUBREC", "kill", None, 0),
 ]
+# With --spool the soak also kills the daemon (restarted on the same spool),
+# as often as all the other faults together.
+SPOOL_FAULTS = FAULTS + [("daemon SIGKILL", "sigkill", None, 0)] * len(FAULTS)
 
 
 def slope_kib_per_min(samples):
@@ -669,7 +672,8 @@ def slope_kib_per_min(samples):
 
 def soak(a):
     qos = tuple([0, 1, 2] * 4)
-    run = Run(a, "soak", qos_list=qos, rate=a.soak_rate)
+    run = Run(a, "soak_spool" if a.spool else "soak", qos_list=qos, rate=a.soak_rate,
+              spool=a.spool)
     rnd = random.Random(a.seed)
     samples, faults = [], []
     t0 = time.monotonic()
@@ -689,8 +693,12 @@ def soak(a):
         if a.kafka == "real":
             faults.append(f"{time.monotonic() - t0:.1f}s {real_fault(a, run, rnd)}")
             continue
-        name, do, undo, hold = rnd.choice(FAULTS)
+        name, do, undo, hold = rnd.choice(SPOOL_FAULTS if a.spool else FAULTS)
         faults.append(f"{time.monotonic() - t0:.1f}s {name}")
+        if do == "sigkill":
+            st = run.restart(signal.SIGKILL)
+            run.check(st == -signal.SIGKILL, f"exit status after SIGKILL: {st}")
+            continue
         if do == "kill":
             rnd.choice([d for d in run.devices if d.qos == 2]).kill_next_pubrec.set()
             continue
@@ -710,6 +718,9 @@ def soak(a):
     r["extra"].update(faults=", ".join(faults), rss_samples=len(samples),
                       rss_kib_min_max=f"{min(rss)}..{max(rss)}",
                       rss_slope_kib_per_min=round(slope, 1), warmup_s=warm)
+    if a.spool:
+        r["extra"]["spool_replayed"] = (f"{r['spool_replayed']} records sent again from the "
+                                        f"spool after {run.restarts} restarts")
     if a.duration >= 300 and slope > a.max_slope:
         r["violations"].append(f"RSS grows {slope:.1f} KiB/min after warm-up "
                                f"(bound {a.max_slope})")
@@ -753,6 +764,9 @@ def main():
     ap.add_argument("--max-slope", type=float, default=256.0,
                     help="soak: RSS slope bound in KiB/min (checked for runs >= 300 s)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--spool", action="store_true",
+                    help="soak: the daemon with spool: {mode: always}, and SIGKILLs of it among "
+                         "the faults")
     ap.add_argument("--kafka-debug", default=None,
                     help="librdkafka debug contexts for the daemon, log level debug (default "
                          "msg: its Produce lines show the batches it sent twice, which the "
