@@ -115,8 +115,9 @@ void spooler_set_worker(spooler_t *f, spooler_work_fn work, void *ud);
 void spooler_set_outage(spooler_t *f, const spooler_outage_t *o);
 void spooler_free(spooler_t *f);
 /* The session's produce op: appends the record. KAFKA_OK (completed at the
- * next spooler_turn), KAFKA_ERR_QUEUE_FULL (the spool is full: the session
- * pauses the reader, as for a full producer queue), KAFKA_ERR_PRODUCE. */
+ * next spooler_turn), KAFKA_ERR_SPOOL_FULL (the spool is full: the session
+ * pauses a QoS 1/2 publisher's reader, as for a full producer queue, and
+ * drops QoS 0), KAFKA_ERR_QUEUE_FULL (stopping), KAFKA_ERR_PRODUCE. */
 int spooler_produce(spooler_t *f, const kafka_record_t *rec, uint64_t opaque);
 /* Whether records wait for spooler_turn's sync. */
 bool spooler_pending(const spooler_t *f);

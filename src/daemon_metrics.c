@@ -94,6 +94,7 @@ void daemon_metrics_collect(metrics_t *m, const daemon_parts_t *p) {
         m->spool_records_spooled = fs->spooled;
         m->spool_records_drained = fs->drained;
         m->spool_full = fs->refused_full;
+        m->spool_qos0_dropped = st->qos0_dropped_spool_full;
         m->spool_corrupt_skipped = ss.corrupt_skipped;
         m->spool_truncations = ss.truncations;
         m->spool_rewinds = fs->rewinds;

@@ -4,16 +4,21 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
+#include "daemon_qos2.h"
 #include "util/log.h"
 
 struct daemon_spool {
     spooler_t *f;
     kafka_t *const *k;
     session_mgr_t *const *sm;
+    daemon_qos2_t *q2; /* QoS 2 ids across restarts */
 };
 
+/* Every ack of a record goes through here, spooled or direct: the QoS 2 ids
+ * are saved before a PUBREC goes out. */
 static void on_complete(void *ud, uint64_t opaque, int err, const char *errstr) {
     daemon_spool_t *ds = ud;
+    daemon_qos2_before_ack(ds->q2, err);
     session_on_delivery(*ds->sm, opaque, err, errstr);
 }
 
@@ -53,6 +58,7 @@ daemon_spool_t *daemon_spool_new(const config_t *cfg, spool_t *sp, kafka_t *cons
         free(ds);
         return NULL;
     }
+    ds->q2 = daemon_qos2_new(*sm, sp); /* NULL (logged): the ids are not kept */
     if (cfg->spool.mode == SPOOL_MODE_OUTAGE)
         spooler_set_outage(ds->f, &(spooler_outage_t){.outage_after_ms = cfg->spool.outage_after_ms,
                                                       .reachable = reachable,
@@ -64,6 +70,7 @@ void daemon_spool_free(daemon_spool_t *ds) {
     if (!ds)
         return;
     spooler_free(ds->f);
+    daemon_qos2_free(ds->q2); /* saves the last changes first */
     free(ds);
 }
 

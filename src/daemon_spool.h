@@ -14,9 +14,11 @@
 typedef struct daemon_spool daemon_spool_t;
 
 /* A spooler over sp (borrowed) for cfg's spool mode; *k and *sm are read at
- * each call. NULL: no memory. */
+ * each call. Restores the QoS 2 ids saved in the spool into *sm
+ * (daemon_qos2.h). NULL: no memory. */
 daemon_spool_t *daemon_spool_new(const config_t *cfg, spool_t *sp, kafka_t *const *k,
                                  session_mgr_t *const *sm);
+/* Saves the QoS 2 ids' last changes, then frees. */
 void daemon_spool_free(daemon_spool_t *ds);
 spooler_t *daemon_spool_spooler(const daemon_spool_t *ds);
 /* The group commit's fdatasync on srv's threadpool (server_work). */

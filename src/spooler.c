@@ -165,7 +165,7 @@ static int append(spooler_t *f, const kafka_record_t *rec, uint64_t opaque) {
             log_warn("spool: full (max_bytes or the disk): publishers pause");
         f->st.full = true;
         f->st.refused_full++;
-        return KAFKA_ERR_QUEUE_FULL;
+        return KAFKA_ERR_SPOOL_FULL;
     }
     if (rc != 0) {
         static log_ratelimit_t rl = LOG_RATELIMIT_INIT("spool append", 10, 10000);

@@ -61,6 +61,9 @@ enum {
     KAFKA_ERR_QUEUE_FULL = -1, /* librdkafka's queue is full: pause intake, retry later */
     KAFKA_ERR_PRODUCE = -2,    /* any other produce error (see kafka_last_error) */
     KAFKA_ERR_FATAL = -3,      /* the producer is in a fatal state */
+    /* Not kafka_produce's: the spool (spooler.h) is full. QoS 1/2 wait as
+     * for KAFKA_ERR_QUEUE_FULL (no ack); QoS 0 is dropped and counted. */
+    KAFKA_ERR_SPOOL_FULL = -4,
 };
 
 /* Creates the producer (and the mock cluster for "embedded"). Returns 0 or -1

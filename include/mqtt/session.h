@@ -131,9 +131,10 @@ typedef struct {
     uint64_t unmapped_routed;
     uint64_t unmapped_closed;
     uint64_t messages_refused[SESSION_REFUSED__COUNT]; /* wills included */
-    uint64_t kafka_topics;    /* gauge: distinct Kafka topics rendered (kafka.max_topics) */
-    uint64_t qos2_duplicates; /* QoS 2 PUBLISH answered without producing again */
-    uint64_t queue_full;      /* produce attempts refused with KAFKA_ERR_QUEUE_FULL */
+    uint64_t kafka_topics;            /* gauge: distinct Kafka topics rendered (kafka.max_topics) */
+    uint64_t qos2_duplicates;         /* QoS 2 PUBLISH answered without producing again */
+    uint64_t queue_full;              /* produce attempts refused with KAFKA_ERR_QUEUE_FULL */
+    uint64_t qos0_dropped_spool_full; /* QoS 0 PUBLISH refused with KAFKA_ERR_SPOOL_FULL */
     uint64_t takeovers;
     uint64_t keepalive_timeouts;
     uint64_t connect_timeouts;
@@ -229,6 +230,22 @@ bool session_conn_closed(const session_conn_t *c);
 const char *session_conn_remote(const session_conn_t *c);
 /* Frees the connection object (closes it first if still open, as "freed"). */
 void session_conn_free(session_conn_t *c);
+
+/* QoS 2 across a restart (with the spool; docs/semantics.md). The version
+ * changes whenever the ids session_mgr_qos2_each reports may have changed.
+ * each gets, per session that outlives its connection, the QoS 2 ids that
+ * await PUBREL or are in flight (ids valid during the call); returns 0 or -1
+ * (no memory). session_mgr_qos2_restore puts such a session back at start,
+ * detached (session expiry and the detached-session bounds apply): a PUBLISH
+ * with DUP 1 and one of its ids gets PUBREC without a record, one with DUP 0
+ * is a new message, PUBREL gets PUBCOMP; 0, or -1 (no memory, no ids, the
+ * client id taken). */
+typedef void (*session_qos2_each_fn)(void *ctx, const char *client_id, size_t len,
+                                     const uint16_t *ids, size_t n);
+uint64_t session_mgr_qos2_version(const session_mgr_t *m);
+int session_mgr_qos2_each(session_mgr_t *m, session_qos2_each_fn each, void *ctx);
+int session_mgr_qos2_restore(session_mgr_t *m, const char *client_id, size_t len,
+                             const uint16_t *ids, size_t n);
 
 /* Read-only views for the introspection endpoint (they walk the lists: for
  * an operator's request, not the hot path). The strings are valid until the

@@ -206,6 +206,7 @@ typedef struct {
     uint64_t spool_records_spooled;    /* appended and synced (acked) */
     uint64_t spool_records_drained;    /* confirmed by Kafka from the spool */
     uint64_t spool_full;               /* appends refused: max_bytes or the disk full */
+    uint64_t spool_qos0_dropped;       /* QoS 0 PUBLISH dropped at a full spool */
     uint64_t spool_corrupt_skipped;    /* corrupt records (or runs of bytes) skipped */
     uint64_t spool_truncations;        /* torn tails truncated at open */
     uint64_t spool_rewinds;            /* the feed started again after a failed delivery */

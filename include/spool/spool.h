@@ -142,6 +142,17 @@ void spool_rewind(spool_t *sp);
  * records since the last checkpoint again (at least once). */
 int spool_confirm(spool_t *sp, uint64_t seq);
 
+/* The caller's state beside the records (the daemon's QoS 2 ids, at most
+ * SPOOL_STATE_MAX bytes): spool_state_save replaces the file "state" durably
+ * (temp file, fdatasync, rename, fsync of the directory) and returns 0,
+ * SPOOL_EINVAL (too large), SPOOL_FULL or SPOOL_EIO (the old state stays);
+ * spool_state_load gives the last saved state (malloc'ed, free it; NULL and
+ * 0 when there is none) and returns 0, or SPOOL_ENOMEM; a corrupt state file
+ * is logged, moved aside as "state.corrupt" and reads as none. */
+#define SPOOL_STATE_MAX (64u * 1024 * 1024)
+int spool_state_save(spool_t *sp, const void *buf, size_t len);
+int spool_state_load(spool_t *sp, uint8_t **buf, size_t *len);
+
 /* The figures for metrics. When no read record awaits confirmation, the
  * oldest timestamp comes from spool_peek (which may read from disk). */
 void spool_stats(spool_t *sp, spool_stats_t *out);

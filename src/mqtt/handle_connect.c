@@ -370,7 +370,9 @@ void session_publish_will(session_conn_t *c) {
         m->st.wills_lost++;
         log_client(LOG_ERROR, session_log_id(c, idb, sizeof(idb)), c->remote,
                    "will message lost: producer refused it (%s)",
-                   rc == KAFKA_ERR_QUEUE_FULL ? "queue full" : "produce error");
+                   rc == KAFKA_ERR_QUEUE_FULL   ? "queue full"
+                   : rc == KAFKA_ERR_SPOOL_FULL ? "spool full"
+                                                : "produce error");
         return;
     }
     m->st.wills_published++;

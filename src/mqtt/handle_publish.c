@@ -265,7 +265,15 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
             return r;
     }
     if (p->qos == 2) {
-        if (pubrel_has(s, p->packet_id)) {
+        int at = pubrel_index(s, p->packet_id);
+        if (at >= 0 && at < s->pubrel_restored && !p->dup) {
+            /* An id from before a restart that the client released and
+             * reuses (the release may not have reached the state file). */
+            pubrel_remove(s, p->packet_id);
+            qos2_changed(m, s);
+            at = -1;
+        }
+        if (at >= 0) {
             m->st.qos2_duplicates++;
             if (ring_push_again(c, p->packet_id) != 0)
                 goto oom;
@@ -401,7 +409,16 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     }
 
     int rc = session_produce(c, &msg, ktopic, key, key_len, SESSION_OPAQUE(s->id, s->next_seq));
-    if (rc == KAFKA_ERR_QUEUE_FULL) {
+    if (rc == KAFKA_ERR_SPOOL_FULL && p->qos == 0) {
+        /* Nothing acked waits on it: QoS 0 does not pause the client. */
+        m->st.qos0_dropped_spool_full++;
+        log_client_ratelimited(&m->rl_spool_drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
+                               c->remote,
+                               "dropped a QoS 0 message on topic '%s': the spool is full",
+                               session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len));
+        return FEED_OK;
+    }
+    if (rc == KAFKA_ERR_QUEUE_FULL || rc == KAFKA_ERR_SPOOL_FULL) {
         inflight_block(c);
         return FEED_RETRY;
     }
@@ -441,6 +458,8 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     s->ring_qos1 += p->qos == 1;
     s->next_seq++;
     s->ring_used = true;
+    if (p->qos == 2)
+        qos2_changed(m, s);
     inflight_check_window(c);
     return FEED_OK;
 oom:
@@ -449,7 +468,8 @@ oom:
 }
 
 int session_on_pubrel(session_conn_t *c, const mqtt_packet_t *pkt) {
-    pubrel_remove(c->s, pkt->u.packet_id);
+    if (pubrel_remove(c->s, pkt->u.packet_id))
+        qos2_changed(c->mgr, c->s);
     session_send_ack(c, MQTT_PUBCOMP, pkt->u.packet_id);
     return FEED_OK;
 }

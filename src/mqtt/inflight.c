@@ -70,20 +70,28 @@ void ring_shrink(session_t *s) {
     }
 }
 
-bool pubrel_has(const session_t *s, uint16_t pid) {
+int pubrel_index(const session_t *s, uint16_t pid) {
     for (uint32_t i = 0; i < s->pubrel_count; i++)
         if (s->pubrel[i] == pid)
-            return true;
-    return false;
+            return (int)i;
+    return -1;
 }
 
-void pubrel_remove(session_t *s, uint16_t pid) {
-    for (uint32_t i = 0; i < s->pubrel_count; i++) {
-        if (s->pubrel[i] == pid) {
-            s->pubrel[i] = s->pubrel[--s->pubrel_count];
-            return;
-        }
+bool pubrel_has(const session_t *s, uint16_t pid) {
+    return pubrel_index(s, pid) >= 0;
+}
+
+bool pubrel_remove(session_t *s, uint16_t pid) {
+    int at = pubrel_index(s, pid);
+    if (at < 0)
+        return false;
+    uint32_t i = (uint32_t)at;
+    if (i < s->pubrel_restored) { /* the restored ids stay a prefix */
+        s->pubrel[i] = s->pubrel[--s->pubrel_restored];
+        i = s->pubrel_restored;
     }
+    s->pubrel[i] = s->pubrel[--s->pubrel_count];
+    return true;
 }
 
 static void pubrel_add(session_t *s, uint16_t pid) {
@@ -111,6 +119,8 @@ void ring_pop_completed(session_mgr_t *m, session_t *s) {
             break;
         if (e->state == IF_OK && e->qos == 2)
             pubrel_add(s, e->packet_id);
+        else if (e->qos == 2)
+            qos2_changed(m, s);
         if ((e->state == IF_OK || e->state == IF_NACK) && e->ack_gen && s->conn &&
             e->ack_gen == s->conn_gen) {
             mqtt_type_t t = e->qos == 2 ? MQTT_PUBREC : MQTT_PUBACK;
@@ -169,6 +179,8 @@ static int ring_push(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reaso
     e->reason = reason;
     e->again = again;
     s->ring_again += again;
+    if (qos == 2)
+        qos2_changed(c->mgr, s);
     e->recv_us = (uint32_t)c->mgr->mono_us;
     s->ring_count++;
     s->ring_qos2 += qos == 2;

@@ -215,6 +215,8 @@ session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts) {
     m->rl_refused = (log_ratelimit_t)LOG_RATELIMIT_INIT("refused connections", 10, 10000);
     m->rl_delivery = (log_ratelimit_t)LOG_RATELIMIT_INIT("delivery failures", 10, 10000);
     m->rl_drop = (log_ratelimit_t)LOG_RATELIMIT_INIT("unmapped messages dropped", 10, 10000);
+    m->rl_spool_drop =
+        (log_ratelimit_t)LOG_RATELIMIT_INIT("QoS 0 dropped at a full spool", 10, 10000);
     m->rl_acl = (log_ratelimit_t)LOG_RATELIMIT_INIT("ACL denied publish", 10, 10000);
     m->rl_route = (log_ratelimit_t)LOG_RATELIMIT_INIT("refused messages", 10, 10000);
     m->rl_connected = (log_ratelimit_t)LOG_RATELIMIT_INIT("connected", 100, 10000);

@@ -67,6 +67,9 @@ struct session {
      * session_expiry_s (0: session_expiry_s, as for 3.1.1). */
     uint32_t expiry_s;
     uint16_t client_id_len; /* MQTT strings are at most 65535 bytes */
+    /* pubrel[0 .. pubrel_restored) came from the spool's state file at start
+     * (store_qos2.c): they match a PUBLISH with DUP 1 only. */
+    uint16_t pubrel_restored;
     bool clean;
     bool ring_used;   /* since the last tick */
     char client_id[]; /* NUL-terminated, allocated with the struct */
@@ -138,12 +141,13 @@ struct session_mgr {
     char *scratch;
     bool stopping;
     bool wills_now; /* shutdown began: no will waits for its delay any more */
-    log_ratelimit_t rl_protocol, rl_refused, rl_delivery, rl_drop, rl_acl, rl_route;
+    log_ratelimit_t rl_protocol, rl_refused, rl_delivery, rl_drop, rl_acl, rl_route, rl_spool_drop;
     /* "connected" and every other "closing" line, and discarded sessions: a
      * reconnect storm must not flood the log */
     log_ratelimit_t rl_connected, rl_closing, rl_evict;
     hmap_t ktopics; /* ktopic_t: the Kafka topics rendered so far */
     session_stats_t st;
+    uint64_t qos2_version; /* session_mgr_qos2_version */
 };
 
 static inline uint32_t max_inflight(const session_mgr_t *m) {
@@ -235,7 +239,16 @@ int ring_push_again(session_conn_t *c, uint16_t pid);
 /* Pops completed entries from the head and sends the acks now in order. */
 void ring_pop_completed(session_mgr_t *m, session_t *s);
 bool pubrel_has(const session_t *s, uint16_t pid);
-void pubrel_remove(session_t *s, uint16_t pid);
+/* The id's index in s->pubrel, or -1. */
+int pubrel_index(const session_t *s, uint16_t pid);
+/* Whether the id was there. */
+bool pubrel_remove(session_t *s, uint16_t pid);
+/* The set session_mgr_qos2_each reports may have changed (a session that
+ * outlives its connection gained or lost a QoS 2 id). */
+static inline void qos2_changed(session_mgr_t *m, const session_t *s) {
+    if (!s->clean)
+        m->qos2_version++;
+}
 void inflight_pause(session_conn_t *c);
 /* Pauses reading when the window is full; not an MQTT 5 client's, which is
  * read on so that a PUBLISH over its receive maximum is seen (handle_publish.c

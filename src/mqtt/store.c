@@ -108,6 +108,8 @@ void store_destroy(session_mgr_t *m, session_t *s) {
     assert(!s->conn);
     /* The session ends before the will delay: the will goes now (3.1.3.2.2). */
     will_publish(m, s, "at the end of its session, before its will delay interval passed");
+    if (s->pubrel_count || s->ring_qos2)
+        qos2_changed(m, s);
     store_attach(m, s);
     hmap_remove(&m->by_id, &s->by_id, m2k_hash_u32(s->id));
     hmap_remove(&m->by_cid, &s->by_cid, m2k_hash_keyed(s->client_id, s->client_id_len));

@@ -293,6 +293,8 @@ static void render_spool(writer_t *w, const metrics_t *m) {
     counter(w, "mqtt2kafka_spool_full_total",
             "Records the spool refused (max_bytes or the disk full): not acknowledged.",
             m->spool_full);
+    counter(w, "mqtt2kafka_spool_qos0_dropped_total",
+            "QoS 0 messages dropped because the spool was full.", m->spool_qos0_dropped);
     counter(w, "mqtt2kafka_spool_corrupt_records_skipped_total",
             "Corrupt records (or runs of bytes) the spool skipped.", m->spool_corrupt_skipped);
     counter(w, "mqtt2kafka_spool_torn_tails_truncated_total",

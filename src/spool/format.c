@@ -98,6 +98,23 @@ bool spool_checkpoint_decode(const uint8_t *buf, size_t len, uint64_t *confirmed
     return *confirmed <= SPOOL_SEQ_MAX;
 }
 
+static const uint8_t STATE_MAGIC[4] = {'M', '2', 'K', 'T'};
+
+void spool_state_header_encode(uint8_t out[SPOOL_STATE_HEADER_SIZE], const uint8_t *payload,
+                               size_t len) {
+    memcpy(out, STATE_MAGIC, 4);
+    put32(out + 4, FORMAT_VERSION);
+    put32(out + 8, (uint32_t)len);
+    put32(out + 12, spool_crc32c(0, payload, len));
+}
+
+bool spool_state_valid(const uint8_t *buf, size_t len) {
+    return len >= SPOOL_STATE_HEADER_SIZE && memcmp(buf, STATE_MAGIC, 4) == 0 &&
+           get32(buf + 4) == FORMAT_VERSION && get32(buf + 8) == len - SPOOL_STATE_HEADER_SIZE &&
+           get32(buf + 12) ==
+               spool_crc32c(0, buf + SPOOL_STATE_HEADER_SIZE, len - SPOOL_STATE_HEADER_SIZE);
+}
+
 /* A nullable blob's length on disk. */
 static uint32_t blob_len(const void *p, size_t len) {
     return p ? (uint32_t)len : SPOOL_NULL_LEN;

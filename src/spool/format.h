@@ -11,6 +11,8 @@
  *             a length of 0xFFFFFFFF is a null key, value or header value
  * checkpoint: "M2KC" | u32 version (1) | u64 confirmed_seq | u32 crc32c of
  *             the 16 bytes before it | u32 zero
+ * state:      "M2KT" | u32 version (1) | u32 len | u32 crc32c of the payload |
+ *             payload (len bytes, the caller's)
  */
 #ifndef M2K_SPOOL_FORMAT_H
 #define M2K_SPOOL_FORMAT_H
@@ -37,6 +39,12 @@ bool spool_seg_header_valid(const uint8_t *buf, size_t len, uint64_t base_seq);
 
 void spool_checkpoint_encode(uint8_t out[SPOOL_CHECKPOINT_SIZE], uint64_t confirmed);
 bool spool_checkpoint_decode(const uint8_t *buf, size_t len, uint64_t *confirmed);
+
+#define SPOOL_STATE_HEADER_SIZE 16
+void spool_state_header_encode(uint8_t out[SPOOL_STATE_HEADER_SIZE], const uint8_t *payload,
+                               size_t len);
+/* Whether buf is a whole state file; its payload is buf + SPOOL_STATE_HEADER_SIZE. */
+bool spool_state_valid(const uint8_t *buf, size_t len);
 
 /* The body's size, or 0 when a field is too long or the body would pass
  * SPOOL_BODY_MAX. */

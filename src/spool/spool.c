@@ -62,7 +62,7 @@ static int write_all(int fd, const uint8_t *buf, size_t len, uint64_t off) {
 }
 
 /* Reads up to len bytes at off; returns the count read or -1. */
-static ssize_t read_all(int fd, uint8_t *buf, size_t len, uint64_t off) {
+ssize_t spool_read_all(int fd, uint8_t *buf, size_t len, uint64_t off) {
     size_t got = 0;
     while (got < len) {
         ssize_t n = pread(fd, buf + got, len - got, (off_t)(off + got));
@@ -254,28 +254,31 @@ int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out) {
     return 0;
 }
 
-/* Writes the checkpoint: temp file, fsync, rename over, fsync of the dir. */
-static int checkpoint_write(spool_t *sp, uint64_t confirmed) {
-    uint8_t buf[SPOOL_CHECKPOINT_SIZE];
-    spool_checkpoint_encode(buf, confirmed);
-    int fd =
-        openat(sp->dirfd, SPOOL_CHECKPOINT_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0 || write_all(fd, buf, sizeof buf, 0) != 0 || fdatasync(fd) != 0) {
+int spool_replace_file(spool_t *sp, const char *name, const char *tmp, const uint8_t *buf,
+                       size_t len) {
+    int fd = openat(sp->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0 || write_all(fd, buf, len, 0) != 0 || fdatasync(fd) != 0) {
         int err = errno;
-        log_ratelimited(&sp->rl_write, LOG_WARN, "spool: %s/%s: cannot write: %s", sp->dir,
-                        SPOOL_CHECKPOINT_TMP, strerror(err));
+        log_ratelimited(&sp->rl_write, LOG_WARN, "spool: %s/%s: cannot write: %s", sp->dir, tmp,
+                        strerror(err));
         if (fd >= 0)
             close(fd);
-        unlinkat(sp->dirfd, SPOOL_CHECKPOINT_TMP, 0);
+        unlinkat(sp->dirfd, tmp, 0);
         return spool_io_code(err);
     }
     close(fd);
-    if (renameat(sp->dirfd, SPOOL_CHECKPOINT_TMP, sp->dirfd, SPOOL_CHECKPOINT_NAME) != 0) {
+    if (renameat(sp->dirfd, tmp, sp->dirfd, name) != 0) {
         int err = errno;
-        log_error("spool: %s/%s: cannot rename: %s", sp->dir, SPOOL_CHECKPOINT_TMP, strerror(err));
+        log_error("spool: %s/%s: cannot rename: %s", sp->dir, tmp, strerror(err));
         return spool_io_code(err);
     }
     return spool_sync_dir(sp) == 0 ? 0 : SPOOL_EIO;
+}
+
+static int checkpoint_write(spool_t *sp, uint64_t confirmed) {
+    uint8_t buf[SPOOL_CHECKPOINT_SIZE];
+    spool_checkpoint_encode(buf, confirmed);
+    return spool_replace_file(sp, SPOOL_CHECKPOINT_NAME, SPOOL_CHECKPOINT_TMP, buf, sizeof buf);
 }
 
 int spool_confirm(spool_t *sp, uint64_t seq) {
@@ -398,7 +401,7 @@ static int scan_dir(spool_t *sp) {
             const char *n = e->d_name;
             size_t l = strlen(n);
             if (strcmp(n, ".") != 0 && strcmp(n, "..") != 0 &&
-                strcmp(n, SPOOL_CHECKPOINT_NAME) != 0 &&
+                strcmp(n, SPOOL_CHECKPOINT_NAME) != 0 && strcmp(n, SPOOL_STATE_NAME) != 0 &&
                 !(l > 8 && strcmp(n + l - 8, ".corrupt") == 0))
                 log_warn("spool: %s/%s: not a spool file: ignored", sp->dir, n);
             continue;
@@ -428,7 +431,7 @@ static int scan_dir(spool_t *sp) {
             why = "not a regular file";
         else if (st.st_size < SPOOL_SEG_HEADER_SIZE && i + 1 == sp->nsegs)
             why = "torn"; /* created, header not written: a crash at a roll */
-        else if (read_all(sfd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
+        else if (spool_read_all(sfd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
                  !spool_seg_header_valid(hdr, sizeof hdr, sp->segs[i].base))
             why = "not a spool segment (bad header)";
         if (sfd >= 0)
@@ -468,7 +471,7 @@ static int recover_newest(spool_t *sp, uint64_t *highest) {
         sp->segment_bytes + SPOOL_SEG_HEADER_SIZE + SPOOL_FRAME_HEADER_SIZE + SPOOL_BODY_MAX;
     size_t len = (size_t)(s->size < cap ? s->size : cap);
     uint8_t *buf = malloc(len ? len : 1);
-    if (!buf || read_all(fd, buf, len, 0) != (ssize_t)len) {
+    if (!buf || spool_read_all(fd, buf, len, 0) != (ssize_t)len) {
         int err = buf ? errno : ENOMEM;
         free(buf);
         close(fd);
@@ -539,7 +542,7 @@ static void read_checkpoint(spool_t *sp, bool *have, uint64_t *confirmed) {
         return;
     }
     uint8_t buf[SPOOL_CHECKPOINT_SIZE + 1];
-    ssize_t n = read_all(fd, buf, sizeof buf, 0);
+    ssize_t n = spool_read_all(fd, buf, sizeof buf, 0);
     close(fd);
     if (n >= 0 && spool_checkpoint_decode(buf, (size_t)n, confirmed))
         *have = true;

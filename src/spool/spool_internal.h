@@ -10,11 +10,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* "00000000000000000001.seg": the base sequence number, 20 digits. */
 #define SPOOL_SEG_NAME_LEN 24
 #define SPOOL_CHECKPOINT_NAME "checkpoint"
 #define SPOOL_CHECKPOINT_TMP "checkpoint.tmp"
+#define SPOOL_STATE_NAME "state"
+#define SPOOL_STATE_TMP "state.tmp"
 /* Buffered appends are written out when they pass this. */
 #define SPOOL_WBUF_FLUSH (1024 * 1024)
 
@@ -99,6 +102,12 @@ int spool_sync_dir(spool_t *sp);
 int spool_rollback(spool_t *sp);
 int spool_flush(spool_t *sp);
 void spool_sync_job_free(spool_sync_job_t *job);
+/* Replaces the file `name` with buf, durably: tmp, fdatasync, rename over,
+ * fsync of the directory. 0, SPOOL_FULL (the disk) or SPOOL_EIO. */
+int spool_replace_file(spool_t *sp, const char *name, const char *tmp, const uint8_t *buf,
+                       size_t len);
+/* Reads up to len bytes at off; returns the count read or -1. */
+ssize_t spool_read_all(int fd, uint8_t *buf, size_t len, uint64_t off);
 /* The readable end of segs[i]: what the last sync covered. */
 uint64_t spool_seg_limit(const spool_t *sp, size_t i);
 /* Drops the reader's buffer and file; the reader starts again at segs[0]. */

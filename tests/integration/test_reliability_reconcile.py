@@ -161,3 +161,34 @@ def test_record_the_daemon_produced_twice_is_still_a_duplicate():
                      rec(a, 2, off=4)], ts={3: 1000, 4: 1002})
     r = rel.reconcile([a], records, {0: [(5, 2)]})
     assert (r["mock_reappended"], r["excess"]) == (0, 2)
+
+
+def stamped(r, ts):
+    return r + (ts,)
+
+
+def test_spool_replay_after_a_restart_is_counted_not_excess():
+    # sent[:4] then, after a restart, sent[2:]: records 2 and 3 (same value
+    # and timestamp: the spool keeps it) went again from the spool.
+    d = FakeDevice("a", 1, 6)
+    first = [stamped(rec(d, i), 100 + i) for i in range(4)]
+    again = [stamped(rec(d, i, off=4 + i - 2), 100 + i) for i in range(2, 6)]
+    r = rel.reconcile([d], first + again, spool_restarts=1)
+    assert (r["spool_replayed"], r["dup_q1"], r["excess"], r["order"]) == (2, 0, 0, 0)
+    assert r["violations"] == [] and r["in_kafka"] == 6
+    # Without a restart the same records are a violation.
+    r = rel.reconcile([d], first + again, spool_restarts=0)
+    assert r["spool_replayed"] == 0 and r["excess"] == 2 and r["order"] >= 1
+
+
+def test_spool_replay_needs_the_same_timestamps_and_one_run_per_restart():
+    d = FakeDevice("a", 1, 6)
+    first = [stamped(rec(d, i), 100 + i) for i in range(6)]
+    # A copy produced anew (a later timestamp) is not a replay.
+    r = rel.reconcile([d], first + [stamped(rec(d, 4, off=6), 999)], spool_restarts=1)
+    assert (r["spool_replayed"], r["excess"]) == (0, 1)
+    # Two separate runs, one restart: only the longer run is a replay.
+    runs = [stamped(rec(d, 1, off=6), 101), stamped(rec(d, 2, off=7), 102),
+            stamped(rec(d, 4, off=8), 104)]
+    r = rel.reconcile([d], first + runs, spool_restarts=1)
+    assert (r["spool_replayed"], r["excess"]) == (2, 1)

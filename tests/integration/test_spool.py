@@ -154,7 +154,7 @@ def test_sigterm_syncs_and_keeps_what_kafka_did_not_confirm(daemon, mock_kafka, 
     assert values_in_order(mock_kafka.bootstrap, 10) == sent
 
 
-def test_max_bytes_pauses_without_ack_and_loses_nothing(daemon, mock_kafka, tmp_path):
+def test_max_bytes_pauses_qos1_without_ack_drops_qos0_and_loses_nothing(daemon, mock_kafka, tmp_path):
     mock_kafka.cmd("down -1")
     d, mport = start(daemon, tmp_path, max_bytes=4096)
     cl = Raw(d.port).connect("full", keepalive=0)
@@ -175,24 +175,34 @@ def test_max_bytes_pauses_without_ack_and_loses_nothing(daemon, mock_kafka, tmp_
     assert http_get(mport, "/readyz") == (
         503, "not ready: the spool is full (spool.max_bytes or the disk)\n")
     # QoS 0 (no smaller than the refused message, so it cannot fit where
-    # that one did not) waits as with a full producer queue: refused, counted,
-    # the reader paused and retried.
+    # that one did not) is dropped, counted and logged; its client is read on.
     q0 = Raw(d.port).connect("qos0", keepalive=0)
     before = scrape(mport)["mqtt2kafka_spool_full_total"]
-    q0.send(publish("test/other", b"q0" + b"x" * 300, qos=0))
-    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_full_total"] > before, 10,
-                   "the QoS 0 message refused")
+    mark = d.mark()
+    for _ in range(3):
+        q0.send(publish("test/other", b"q0" + b"x" * 300, qos=0))
+    q0.send(m2k.PINGREQ)
+    q0.expect(m2k.PINGRESP)  # read after the three: not paused
+    d.wait_log(m2k.line("dropped a QoS 0 message on topic 'test/other': the spool is full",
+                        level="warn", client="qos0"), since=mark)
+    s = scrape(mport)
+    assert s["mqtt2kafka_spool_qos0_dropped_total"] == 3
+    assert s["mqtt2kafka_spool_full_total"] >= before + 3
+    assert s["mqtt2kafka_spool_records"] == acked  # the QoS 1 message still waits, unacked
     # Kafka back: the spool drains, gives its space back, the paused
-    # message is taken and acked; every message once, in order.
+    # message is taken and acked; every acked message once, in order.
     mock_kafka.cmd("up -1")
     cl.expect(puback(len(sent)), timeout=30)
     cl.send(m2k.DISCONNECT)
     cl.close()
     assert values_in_order(mock_kafka.bootstrap, len(sent)) == sent
-    q0.send(m2k.DISCONNECT)  # read after the paused QoS 0 message
+    # Room again: QoS 0 goes; the dropped ones never reach Kafka.
+    q0.send(publish("test/other", b"after", qos=0))
+    q0.send(m2k.DISCONNECT)
     q0.close()
     assert [r.value for r in m2k.assert_records(mock_kafka.bootstrap, "test-other", 1)] == [
-        b"q0" + b"x" * 300]
+        b"after"]
+    assert scrape(mport)["mqtt2kafka_spool_qos0_dropped_total"] == 3
     m2k.wait_until(lambda: http_get(mport, "/readyz")[0] == 200, 10, "ready again")
 
 

@@ -61,6 +61,7 @@ class Daemon:
         with open(self.config_path, "w") as f:
             yaml.safe_dump(self.config, f, sort_keys=False)
         self.incarnation = 0
+        self.fd_exclude = None
         self.proc = None
         self.exits = []  # exit status of each incarnation
         self.hwm_kb = 0
@@ -171,7 +172,7 @@ class Daemon:
     # -- /proc
     def fds(self, broker_ports=()):
         """(MQTT connection sockets, other sockets, non-socket fds) of the daemon."""
-        return fd_census(self.proc.pid, self.port, broker_ports)
+        return fd_census(self.proc.pid, self.port, broker_ports, self.fd_exclude)
 
 
 def proc_status(pid):
@@ -204,12 +205,13 @@ def _tcp_table():
     return t
 
 
-def fd_census(pid, mqtt_port, broker_ports=()):
+def fd_census(pid, mqtt_port, broker_ports=(), exclude=None):
     """(MQTT connection sockets, other sockets, non-socket fds). An MQTT
     connection the daemon failed to close stays in /proc/net/tcp (CLOSE_WAIT)
     with our port, so it is counted. Other sockets (listeners, librdkafka's
     broker connections, which come and go with broker faults) are reported
-    only."""
+    only. Files under `exclude` (the spool's segments, open as they come and
+    go) are not counted."""
     tcp = _tcp_table()
     mqtt = sockets = other = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -223,6 +225,8 @@ def fd_census(pid, mqtt_port, broker_ports=()):
                 mqtt += 1
             else:
                 sockets += 1
+            continue
+        if exclude and target.startswith(exclude):
             continue
         other += 1
     return mqtt, sockets, other
@@ -674,12 +678,27 @@ def mock_reappends(records, resent):
     (each resend used once). Anything else stays a duplicate for reconcile to
     judge."""
     left = {p: sorted(v) for p, v in resent.items()}
+    out = set()
+    for part, runs in repeated_runs(records).items():
+        for run in runs:
+            if _take_batches(left.get(part, []), len(run)):
+                out.update(run)
+    return out
+
+
+def repeated_runs(records, skip=()):
+    """{partition: [[index into records, ...], ...]}: the runs of second
+    copies of records (same value and create timestamp) that sit at
+    consecutive offsets and whose first copies sit at consecutive offsets too,
+    in the same order. Records whose index is in `skip` are left out."""
     by_part = collections.defaultdict(list)
     for i, r in enumerate(records):
+        if i in skip:
+            continue
         # A copy of the same batch has the same create timestamp; a record
         # produced twice by the daemon would not (read back: 5-tuples).
         by_part[r[0]].append((r[1], i, (r[3], r[4] if len(r) > 4 else None)))
-    out = set()
+    out = {}
     for part, recs in by_part.items():
         recs.sort()
         first, runs = {}, []
@@ -691,9 +710,23 @@ def mock_reappends(records, resent):
                 runs[-1].append((pos, first[value], i))
             else:
                 runs.append([(pos, first[value], i)])
-        for run in runs:
-            if _take_batches(left.get(part, []), len(run)):
-                out.update(i for _, _, i in run)
+        out[part] = [[i for _, _, i in run] for run in runs]
+    return out
+
+
+def spool_replays(records, restarts, skip=()):
+    """Indexes into `records` of the copies a restarted daemon sent again
+    from its spool: the records Kafka had taken after the spool's last
+    checkpoint (docs/semantics.md, "The spool"). The spool keeps each
+    record's timestamp, and a restart sends the unconfirmed tail again in
+    spool order before anything new, so in each partition a restart
+    repeats one run of records (repeated_runs). At most `restarts` runs per
+    partition count (the longest); anything else stays a duplicate for
+    reconcile to judge."""
+    out = set()
+    for runs in repeated_runs(records, skip).values():
+        for run in sorted(runs, key=len, reverse=True)[:restarts]:
+            out.update(run)
     return out
 
 
@@ -713,7 +746,7 @@ def _take_batches(batches, n):
     return False
 
 
-def reconcile(devices, records, resent=None):
+def reconcile(devices, records, resent=None, spool_restarts=0):
     """Exact accounting. Rules (each violation is listed in `violations`):
     - lost: a QoS 1/2 message the device saw acked (PUBACK/PUBREC) that is not
       in Kafka. Must be 0.
@@ -727,9 +760,13 @@ def reconcile(devices, records, resent=None):
       partition; the copies one connection sent are in Kafka in the order sent
       (seq strictly increasing, none twice); copies sent by a later connection
       come after those of earlier connections.
+    With the spool, `spool_restarts` daemon restarts may each send one run of
+    records per partition again (spool_replays); those are counted
+    (spool_replayed) and left out of the rules above.
     """
     reappended = mock_reappends(records, resent) if resent else set()
-    records = [r for i, r in enumerate(records) if i not in reappended]
+    replayed = spool_replays(records, spool_restarts, reappended) if spool_restarts else set()
+    records = [r for i, r in enumerate(records) if i not in reappended and i not in replayed]
     by_cid = {d.cid: d for d in devices}
     count = collections.Counter()
     phantom = 0
@@ -752,7 +789,8 @@ def reconcile(devices, records, resent=None):
 
     r = dict(sent=0, sent_q=[0, 0, 0], acked=0, in_kafka=0, records=len(records),
              dup_q1=0, dup_q2=0, lost=0, excess=0, unacked=0, phantom=phantom,
-             qos0_missing=0, order=0, mock_reappended=len(reappended), violations=[])
+             qos0_missing=0, order=0, mock_reappended=len(reappended),
+             spool_replayed=len(replayed), violations=[])
     v = r["violations"]
     if phantom:
         v.append(f"{phantom} records in Kafka that no device sent")

@@ -17,6 +17,7 @@ every record in Kafka against what the devices sent and saw acknowledged
 (rules in rel.reconcile). Exit status 0 only when every scenario passed.
 """
 import argparse
+import collections
 import json
 import os
 import random
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kafka"))
@@ -39,11 +41,21 @@ class Run:
     """One scenario: mock cluster, daemon, devices, checks."""
 
     def __init__(self, args, name, overrides=None, qos_list=(0, 1, 1, 2, 2), rate=None,
-                 topic=None):
+                 topic=None, spool=False):
         """`topic`: create_topic's arguments for the real cluster's topic (default 4
-        partitions, replication factor 3)."""
+        partitions, replication factor 3). `spool`: the daemon runs with
+        `spool: {mode: always}` in the scenario's directory and a metrics
+        listener (finish waits for the spool to drain)."""
         self.args, self.name = args, name
         self.workdir = tempfile.mkdtemp(prefix=f"m2k-rel-{name}-", dir=args.workdir)
+        self.spool = os.path.join(self.workdir, "spool") if spool else None
+        self.restarts = 0
+        if spool:
+            self.metrics_port = m2k.free_port()
+            overrides = m2k.merge(overrides or {}, {
+                "spool": {"dir": self.spool, "mode": "always"},
+                "metrics": {"listen": f"127.0.0.1:{self.metrics_port}"},
+                "kafka": {"properties": {"reconnect.backoff.max.ms": 500}}})
         if args.kafka == "real":
             # The cluster of the whole run, all nodes up, the topic new
             # (replication factor 3, min.insync.replicas 2).
@@ -63,6 +75,8 @@ class Run:
             overrides = m2k.merge(overrides or {}, {
                 "kafka": {"properties": {"debug": args.kafka_debug}}, "log": {"level": "debug"}})
         self.daemon = rel.Daemon(self.workdir, args.build_dir, self.mock.bootstrap, overrides)
+        if spool:
+            self.daemon.fd_exclude = self.spool + "/"
         self.hold = threading.Event()
         self.pause = threading.Event()  # connected devices send nothing new while set
         self.prior_records = []  # read from a topic deleted during the run
@@ -94,8 +108,21 @@ class Run:
 
     def restart(self, sig):
         st = self.daemon.stop(sig)
+        self.restarts += 1
         self.daemon.start()
         return st
+
+    def spool_records(self):
+        """The spool's mqtt2kafka_spool_records, or None when /metrics does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                        timeout=5) as resp:
+                for line in resp.read().decode().splitlines():
+                    if line.startswith("mqtt2kafka_spool_records "):
+                        return int(float(line.split()[1]))
+        except OSError:
+            return None
+        return None
 
     def finish(self):
         """Drain, stop, reconcile; returns the result row."""
@@ -115,6 +142,9 @@ class Run:
                 self.check(False, f"{d.cid}: {d.error}")
         alive = self.daemon.alive()
         self.check(alive, f"the daemon exited on its own: {self.daemon.proc.returncode}")
+        if alive and self.spool:
+            # Acked means in the spool: Kafka has it once the spool is empty.
+            self.wait(lambda: self.spool_records() == 0, 60, "the spool to drain into Kafka")
         if alive:
             # Every MQTT connection is gone once the clients are (bounded wait).
             self.wait(lambda: self.daemon.fds(self.broker_ports)[0] == 0, 10,
@@ -140,7 +170,7 @@ class Run:
         # Not against real Kafka: there every second copy is a duplicate.
         resent = rel.resent_batches(self.daemon.all_logs()) if self.args.kafka == "mock" else {}
         self.extra["resent_batches"] = sum(len(v) for v in resent.values())
-        r = rel.reconcile(self.devices, records, resent)
+        r = rel.reconcile(self.devices, records, resent, self.restarts if self.spool else 0)
         san = self.daemon.sanitizer_reports()
         for line in san[:5]:
             self.check(False, f"sanitizer: {line}")
@@ -340,6 +370,47 @@ def sc_client_kill(a):
     return r
 
 
+def sc_spool_kill(a):
+    """The spool (mode always) under a seeded loop of SIGKILLs of the
+    daemon: while every broker is down (records pile up in the spool), while
+    the spool drains after they came back, and in steady state; each time
+    restarted on the same spool and port, the brokers up in the end."""
+    run = Run(a, "spool_kill", spool=True)
+    rnd = random.Random(a.seed)
+    T = max(a.duration, 8)
+    t0 = time.monotonic()
+    kills = collections.Counter()
+    while time.monotonic() - t0 < T - 2:
+        phase = rnd.choice(("ingest", "drain", "steady"))
+        if phase != "steady":
+            run.mock.cmd("down -1")
+            run.sleep(rnd.uniform(0.3, 2.0))
+        if phase == "drain":
+            run.mock.cmd("up -1")
+            run.sleep(rnd.uniform(0.0, 1.0))
+        elif phase == "steady":
+            run.sleep(rnd.uniform(0.3, 2.0))
+        st = run.restart(signal.SIGKILL)
+        run.check(st == -signal.SIGKILL, f"exit status after SIGKILL ({phase}): {st}")
+        kills[phase] += 1
+        if phase == "ingest":
+            run.sleep(rnd.uniform(0.2, 1.0))
+            run.mock.cmd("up -1")
+        run.sleep(rnd.uniform(0.5, 2.0))
+    run.mock.cmd("up -1")
+    r = run.finish()
+    r["extra"]["sigkills"] = (f"{sum(kills.values())} (while ingesting {kills['ingest']}, "
+                              f"draining {kills['drain']}, steady {kills['steady']}), seed "
+                              f"{a.seed}")
+    r["extra"]["spool_replayed"] = (f"{r['spool_replayed']} records sent again from the spool "
+                                    f"after a restart (confirmed by Kafka, not yet "
+                                    f"checkpointed)")
+    if not kills["ingest"] or not kills["drain"]:
+        # A short run may draw no kill of a phase: say so, the seed decides.
+        r["extra"]["note"] = "not every phase drew a kill with this seed and duration"
+    return r
+
+
 def sc_churn(a):
     run = Run(a, "churn_1000")
     churn = rel.Churn(run, 1000)
@@ -371,6 +442,7 @@ SCENARIOS = {
     "sigkill": sc_sigkill,
     "client_kill": sc_client_kill,
     "churn": sc_churn,
+    "spool_kill": sc_spool_kill,
 }
 
 
@@ -581,6 +653,9 @@ FAULTS = [
      ["clear_errors Produce"], 1),
     ("QoS 2 device killed at PUBREC", "kill", None, 0),
 ]
+# With --spool the soak also kills the daemon (restarted on the same spool),
+# as often as all the other faults together.
+SPOOL_FAULTS = FAULTS + [("daemon SIGKILL", "sigkill", None, 0)] * len(FAULTS)
 
 
 def slope_kib_per_min(samples):
@@ -597,7 +672,8 @@ def slope_kib_per_min(samples):
 
 def soak(a):
     qos = tuple([0, 1, 2] * 4)
-    run = Run(a, "soak", qos_list=qos, rate=a.soak_rate)
+    run = Run(a, "soak_spool" if a.spool else "soak", qos_list=qos, rate=a.soak_rate,
+              spool=a.spool)
     rnd = random.Random(a.seed)
     samples, faults = [], []
     t0 = time.monotonic()
@@ -617,8 +693,12 @@ def soak(a):
         if a.kafka == "real":
             faults.append(f"{time.monotonic() - t0:.1f}s {real_fault(a, run, rnd)}")
             continue
-        name, do, undo, hold = rnd.choice(FAULTS)
+        name, do, undo, hold = rnd.choice(SPOOL_FAULTS if a.spool else FAULTS)
         faults.append(f"{time.monotonic() - t0:.1f}s {name}")
+        if do == "sigkill":
+            st = run.restart(signal.SIGKILL)
+            run.check(st == -signal.SIGKILL, f"exit status after SIGKILL: {st}")
+            continue
         if do == "kill":
             rnd.choice([d for d in run.devices if d.qos == 2]).kill_next_pubrec.set()
             continue
@@ -638,6 +718,9 @@ def soak(a):
     r["extra"].update(faults=", ".join(faults), rss_samples=len(samples),
                       rss_kib_min_max=f"{min(rss)}..{max(rss)}",
                       rss_slope_kib_per_min=round(slope, 1), warmup_s=warm)
+    if a.spool:
+        r["extra"]["spool_replayed"] = (f"{r['spool_replayed']} records sent again from the "
+                                        f"spool after {run.restarts} restarts")
     if a.duration >= 300 and slope > a.max_slope:
         r["violations"].append(f"RSS grows {slope:.1f} KiB/min after warm-up "
                                f"(bound {a.max_slope})")
@@ -681,6 +764,9 @@ def main():
     ap.add_argument("--max-slope", type=float, default=256.0,
                     help="soak: RSS slope bound in KiB/min (checked for runs >= 300 s)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--spool", action="store_true",
+                    help="soak: the daemon with spool: {mode: always}, and SIGKILLs of it among "
+                         "the faults")
     ap.add_argument("--kafka-debug", default=None,
                     help="librdkafka debug contexts for the daemon, log level debug (default "
                          "msg: its Produce lines show the batches it sent twice, which the "

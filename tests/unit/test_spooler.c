@@ -1,7 +1,7 @@
 /* The spooler (src/spooler.c, spool: {mode: always}): group commit then
  * completions in order; the feed in sequence order up to the window; the
  * confirmation of the contiguous delivered prefix; the rewind after a failed
- * delivery; a full spool as a full producer queue; a reopened spool feeds
+ * delivery; a full spool refused as KAFKA_ERR_SPOOL_FULL; a reopened spool feeds
  * what was not confirmed first. The producer is a fake that records what it
  * was given. */
 #include "spool_fixture.h"
@@ -197,7 +197,7 @@ static void test_window_and_a_full_producer_queue(void **state) {
     spool_close(sp);
 }
 
-static void test_full_spool_is_a_full_queue(void **state) {
+static void test_full_spool_is_refused_as_spool_full(void **state) {
     (void)state;
     spool_t *sp = open_spool(24 + 16 + 2 * 60, 0); /* checkpoint, header, about two records */
     spooler_t *f = new_spooler(sp);
@@ -206,7 +206,7 @@ static void test_full_spool_is_a_full_queue(void **state) {
     size_t n = 0;
     while ((rc = produce_one(f, "v", n + 1)) == KAFKA_OK && n < 10)
         n++;
-    assert_int_equal(rc, KAFKA_ERR_QUEUE_FULL);
+    assert_int_equal(rc, KAFKA_ERR_SPOOL_FULL);
     assert_true(n >= 1 && n < 10);
     assert_true(spooler_stats(f)->full);
     assert_int_equal(spooler_stats(f)->refused_full, 1);
@@ -253,7 +253,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_failed_delivery_rewinds_after_the_window_is_back,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_and_a_full_producer_queue, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_full_spool_is_a_full_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_spool_is_refused_as_spool_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopened_spool_feeds_the_unconfirmed_first, setup,
                                         teardown),
     };

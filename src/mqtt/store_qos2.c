@@ -1,0 +1,78 @@
+/* QoS 2 ids across a restart (session.h, session_mgr_qos2_*): what sessions
+ * that outlive their connection hold between PUBLISH and PUBREL, read out
+ * for the spool's state file and put back at start as detached sessions. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "session_int.h"
+
+uint64_t session_mgr_qos2_version(const session_mgr_t *m) {
+    return m->qos2_version;
+}
+
+typedef struct {
+    session_qos2_each_fn each;
+    void *ctx;
+    uint16_t *ids;
+    size_t cap;
+    int rc;
+} walk_t;
+
+static void walk_one(hmap_node_t *n, void *ud) {
+    walk_t *w = ud;
+    session_t *s = HMAP_ENTRY(n, session_t, by_id);
+    if (w->rc != 0 || s->clean || (s->pubrel_count == 0 && s->ring_qos2 == 0))
+        return;
+    size_t need = (size_t)s->pubrel_count + s->ring_qos2;
+    if (need > w->cap) {
+        uint16_t *ids = realloc(w->ids, need * sizeof(*ids));
+        if (!ids) {
+            w->rc = -1;
+            return;
+        }
+        w->ids = ids;
+        w->cap = need;
+    }
+    size_t k = s->pubrel_count;
+    if (k)
+        memcpy(w->ids, s->pubrel, k * sizeof(*w->ids));
+    /* In flight: PUBREC follows the spool's sync, which came first. A
+     * failed or refused message is not the client's to resend as a duplicate. */
+    for (uint32_t i = 0; i < s->ring_count && k < need; i++) {
+        const inflight_t *e = ring_at(s, i);
+        if (e->qos == 2 && !e->again && (e->state == IF_PENDING || e->state == IF_OK))
+            w->ids[k++] = e->packet_id;
+    }
+    if (k)
+        w->each(w->ctx, s->client_id, s->client_id_len, w->ids, k);
+}
+
+int session_mgr_qos2_each(session_mgr_t *m, session_qos2_each_fn each, void *ctx) {
+    walk_t w = {each, ctx, NULL, 0, 0};
+    hmap_each(&m->by_id, walk_one, &w);
+    free(w.ids);
+    return w.rc;
+}
+
+int session_mgr_qos2_restore(session_mgr_t *m, const char *cid, size_t len, const uint16_t *ids,
+                             size_t n) {
+    if (n == 0 || n > UINT16_MAX || store_find_cid(m, cid, len))
+        return -1;
+    session_t *s = store_create(m, cid, len, false);
+    if (!s)
+        return -1;
+    s->pubrel = malloc(n * sizeof(*s->pubrel));
+    if (!s->pubrel) {
+        store_destroy(m, s);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!pubrel_has(s, ids[i]))
+            s->pubrel[s->pubrel_count++] = ids[i];
+    s->pubrel_cap = (uint32_t)n;
+    s->pubrel_restored = (uint16_t)s->pubrel_count;
+    /* Kept as any session without a connection: session expiry and the
+     * bounds on detached sessions apply from now. */
+    store_detach(m, s);
+    return 0;
+}

@@ -1,0 +1,136 @@
+"""QoS 2 across a daemon restart with the spool: the ids a persistent
+session holds between PUBREC and PUBREL are kept in the spool's state file,
+so a resend with DUP after SIGKILL or SIGTERM gets PUBREC without a second
+Kafka record, and its PUBREL gets PUBCOMP."""
+import pytest
+
+import m2k
+from m2k import Raw, publish
+from test_spool import FAST_RECONNECT, spool_cfg
+
+
+def daemon_cfg(tmp_path, mode="always"):
+    return m2k.merge(spool_cfg(tmp_path),
+                     {"spool": {"mode": mode}, "kafka": {"properties": FAST_RECONNECT},
+                      "topics": [{"mqtt": "test/q2", "kafka": "test"}]})
+
+
+def first_run(tmp_path, mock_kafka, client_id, pid, payload, how="kill"):
+    """A first daemon, every broker down: client_id (clean session 0)
+    publishes QoS 2 and gets PUBREC from the spool; returns the connection
+    (for more) and a function that stops the daemon with SIGKILL or SIGTERM
+    and brings the brokers up. Brokers down, so Kafka confirms nothing in
+    the first run: the spool's own replay of what Kafka took after its last
+    checkpoint (at least once, tested in test_spool.py) adds no copy here,
+    and every second copy would be the QoS 2 resend's."""
+    mock_kafka.cmd("down -1")
+    d1 = m2k.Daemon(tmp_path, mock_kafka.bootstrap, daemon_cfg(tmp_path), name="first")
+
+    def end():
+        if how == "kill":  # not the fixture's: its exit status is -9
+            d1.proc.kill()
+            d1.proc.wait(10)
+            d1._log.close()
+        else:
+            assert d1.stop() == 0
+        mock_kafka.cmd("up -1")
+    try:
+        cl = Raw(d1.port).connect(client_id, clean=False, keepalive=0)
+        cl.send(publish("test/q2", payload, qos=2, pid=pid))
+        cl.expect(m2k.pubrec(pid))  # acked from the spool: the id awaits PUBREL
+    except BaseException:
+        end()
+        raise
+    return d1, cl, end
+
+
+@pytest.mark.parametrize("how", ["kill", "term"])
+def test_qos2_id_awaiting_pubrel_survives_a_restart(daemon, mock_kafka, tmp_path, how):
+    d1, cl, end = first_run(tmp_path, mock_kafka, "q2dev", 7, b"once", how)
+    try:
+        cl.send(publish("test/q2", b"released", qos=2, pid=8))
+        cl.expect(m2k.pubrec(8))
+        cl.send(m2k.pubrel(8))
+        cl.expect(m2k.pubcomp(8))
+        # Another client's clean session: its ids are not kept.
+        other = Raw(d1.port).connect("clean", keepalive=0)
+        other.send(publish("test/q2", b"clean", qos=2, pid=9))
+        other.expect(m2k.pubrec(9))
+    finally:
+        end()
+    d2 = daemon(daemon_cfg(tmp_path), name="second")
+    d2.wait_log(m2k.line("spool: restored 1 sessions with 1 QoS 2 ids awaiting PUBREL "
+                         "(0 not restored)", level="info"), since=0)  # a start-up line
+    # The session is back (present), holding id 7 and nothing else.
+    cl = Raw(d2.port).connect("q2dev", clean=False, session_present=True, keepalive=0)
+    cl.send(publish("test/q2", b"once", qos=2, pid=7, dup=True))
+    cl.expect(m2k.pubrec(7))  # the same message: no second record
+    cl.send(m2k.pubrel(7))
+    cl.expect(m2k.pubcomp(7))
+    # Id 8 was released before the restart: reused, it is a new message.
+    cl.send(publish("test/q2", b"new", qos=2, pid=8))
+    cl.expect(m2k.pubrec(8))
+    cl.send(m2k.pubrel(8))
+    cl.expect(m2k.pubcomp(8))
+    # Released now: a new message with id 7 (DUP 0) goes to Kafka too.
+    cl.send(publish("test/q2", b"seven", qos=2, pid=7))
+    cl.expect(m2k.pubrec(7))
+    cl.send(m2k.pubrel(7))
+    cl.expect(m2k.pubcomp(7))
+    cl.send(m2k.DISCONNECT)
+    cl.close()
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 5)
+    assert sorted(r.value for r in recs) == sorted(
+        [b"once", b"released", b"clean", b"new", b"seven"])
+
+
+def test_restored_id_with_dup_0_is_a_new_message(daemon, mock_kafka, tmp_path):
+    """An id the client released (PUBCOMP) but whose release the state file
+    may not have caught before a crash: reused with DUP 0, it is produced."""
+    first_run(tmp_path, mock_kafka, "reuse", 5, b"first")[2]()
+    d2 = daemon(daemon_cfg(tmp_path), name="second")
+    cl = Raw(d2.port).connect("reuse", clean=False, session_present=True, keepalive=0)
+    cl.send(publish("test/q2", b"second", qos=2, pid=5))
+    cl.expect(m2k.pubrec(5))
+    cl.send(m2k.pubrel(5))
+    cl.expect(m2k.pubcomp(5))
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 2)
+    assert sorted(r.value for r in recs) == [b"first", b"second"]
+
+
+def test_corrupt_state_file_is_set_aside_and_logged(daemon, mock_kafka, tmp_path):
+    first_run(tmp_path, mock_kafka, "flip", 3, b"x", how="term")[2]()
+    state = tmp_path / "spool" / "state"
+    data = bytearray(state.read_bytes())
+    data[-1] ^= 0x01
+    state.write_bytes(bytes(data))
+    d2 = daemon(daemon_cfg(tmp_path), name="second")
+    d2.wait_log(m2k.line(f"spool: {state}: bad checksum: moved aside as state.corrupt (its QoS 2 "
+                         "ids are lost: a resend of those messages goes to Kafka again)",
+                         level="error"), since=0)  # a start-up line
+    assert (tmp_path / "spool" / "state.corrupt").exists()
+    Raw(d2.port).connect("flip", clean=False, session_present=False, keepalive=0)
+
+
+def test_qos2_id_acked_directly_in_outage_mode_survives_sigkill(daemon, mock_kafka, tmp_path):
+    """mode outage with Kafka up: the record goes to Kafka directly and PUBREC
+    follows its delivery report; the id is saved before that PUBREC too."""
+    d1 = m2k.Daemon(tmp_path, mock_kafka.bootstrap, daemon_cfg(tmp_path, "outage"),
+                    name="first")  # SIGKILLed: not the fixture's
+    try:
+        cl = Raw(d1.port).connect("direct", clean=False, keepalive=0)
+        cl.send(publish("test/q2", b"direct", qos=2, pid=11))
+        cl.expect(m2k.pubrec(11), timeout=10)
+    finally:
+        d1.proc.kill()
+        d1.proc.wait(10)
+        d1._log.close()
+    d2 = daemon(daemon_cfg(tmp_path, "outage"), name="second")
+    d2.wait_log(m2k.line("spool: restored 1 sessions with 1 QoS 2 ids awaiting PUBREL "
+                         "(0 not restored)", level="info"), since=0)  # a start-up line
+    cl = Raw(d2.port).connect("direct", clean=False, session_present=True, keepalive=0)
+    cl.send(publish("test/q2", b"direct", qos=2, pid=11, dup=True))
+    cl.expect(m2k.pubrec(11))
+    cl.send(m2k.pubrel(11))
+    cl.expect(m2k.pubcomp(11))
+    assert [r.value for r in m2k.assert_records(mock_kafka.bootstrap, "test", 1)] == [b"direct"]

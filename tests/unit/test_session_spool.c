@@ -1,0 +1,152 @@
+/* The session with the spool. At a full spool (KAFKA_ERR_SPOOL_FULL from
+ * the produce op) QoS 0 is dropped, counted and logged and the client is
+ * read on; QoS 1 waits unacknowledged with its reader paused, then goes
+ * once. QoS 2 ids across a restart: what session_mgr_qos2_each reports and
+ * when the version changes; a restored session's ids answer a DUP resend
+ * with PUBREC and no record, a DUP 0 reuse is a new message. */
+#include "session_fixture.h"
+
+static void test_qos0_dropped_and_counted_at_a_full_spool(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    fx->prod.rc_queue[0] = KAFKA_ERR_SPOOL_FULL;
+    fx->prod.rc_queue[1] = KAFKA_ERR_SPOOL_FULL;
+    fx->prod.n_rc = 2;
+    pk_t p = publish_pk("t/a", "x", 0, 0, false);
+    log_capture_begin();
+    assert_int_equal(feed(f, p), (ssize_t)p.n);
+    assert_int_equal(feed(f, p), (ssize_t)p.n);
+    const char *logged = log_capture_end();
+    assert_non_null(strstr(logged, "dropped a QoS 0 message on topic 't/a': the spool is full"));
+    assert_false(f->paused);
+    assert_int_equal(f->pauses, 0);
+    assert_int_equal(session_mgr_stats(fx->m)->qos0_dropped_spool_full, 2);
+    assert_int_equal(session_mgr_stats(fx->m)->queue_full, 0);
+    assert_int_equal(session_mgr_stats(fx->m)->published, 0);
+    /* Room again: the next one goes. */
+    assert_int_equal(feed(f, p), (ssize_t)p.n);
+    assert_int_equal(fx->prod.n, 1);
+    assert_int_equal(session_mgr_stats(fx->m)->published, 1);
+    EXPECT_NO_OUT(f);
+}
+
+static void test_qos1_waits_unacked_at_a_full_spool(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    fx->prod.rc_queue[0] = KAFKA_ERR_SPOOL_FULL;
+    fx->prod.n_rc = 1;
+    pk_t p = publish_pk("t/a", "x", 1, 7, false);
+    assert_int_equal(feed(f, p), 0); /* not taken: retried */
+    assert_true(f->paused);
+    EXPECT_NO_OUT(f);
+    assert_int_equal(session_mgr_stats(fx->m)->qos0_dropped_spool_full, 0);
+    session_mgr_tick(fx->m); /* the periodic retry */
+    assert_false(f->paused);
+    assert_int_equal(feed(f, p), (ssize_t)p.n);
+    assert_int_equal(fx->prod.n, 1);
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x40, 2, 0, 7);
+}
+
+typedef struct {
+    char out[256];
+    size_t len;
+} ids_t;
+
+static void collect(void *ctx, const char *cid, size_t len, const uint16_t *ids, size_t n) {
+    ids_t *x = ctx;
+    x->len += (size_t)snprintf(x->out + x->len, sizeof(x->out) - x->len, "%.*s:", (int)len, cid);
+    for (size_t i = 0; i < n; i++)
+        x->len += (size_t)snprintf(x->out + x->len, sizeof(x->out) - x->len, " %u", ids[i]);
+    x->len += (size_t)snprintf(x->out + x->len, sizeof(x->out) - x->len, "\n");
+}
+
+static const char *qos2_ids(fx_t *fx) {
+    static ids_t x;
+    x = (ids_t){0};
+    assert_int_equal(session_mgr_qos2_each(fx->m, collect, &x), 0);
+    return x.out;
+}
+
+static void test_qos2_ids_reported_while_awaiting_pubrel(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
+    fconn_t *g = connected(fx, 1, (cn_t){.id = "dev2", .clean = true});
+    uint64_t v0 = session_mgr_qos2_version(fx->m);
+    feed(f, publish_pk("t/a", "x", 2, 7, false));
+    uint64_t v1 = session_mgr_qos2_version(fx->m);
+    assert_true(v1 != v0);
+    assert_string_equal(qos2_ids(fx), "dev1: 7\n"); /* in flight: PUBREC comes after the save */
+    feed(g, publish_pk("t/a", "y", 2, 9, false));   /* a clean session: not kept */
+    assert_int_equal(session_mgr_qos2_version(fx->m), v1);
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x50, 2, 0, 7);
+    assert_int_equal(session_mgr_qos2_version(fx->m), v1); /* the same id, now awaiting PUBREL */
+    assert_string_equal(qos2_ids(fx), "dev1: 7\n");
+    feed(f, publish_pk("t/a", "z", 2, 8, false));
+    deliver(fx, 2, 0);
+    EXPECT_OUT(f, 0x50, 2, 0, 8);
+    assert_string_equal(qos2_ids(fx), "dev1: 7 8\n");
+    uint64_t v2 = session_mgr_qos2_version(fx->m);
+    feed(f, id_pk(0x62, 8));
+    EXPECT_OUT(f, 0x70, 2, 0, 8);
+    assert_true(session_mgr_qos2_version(fx->m) != v2);
+    assert_string_equal(qos2_ids(fx), "dev1: 7\n");
+    /* Detached, the session keeps them; a clean session replacing it drops them. */
+    session_conn_lost(f->c, "gone");
+    assert_string_equal(qos2_ids(fx), "dev1: 7\n");
+    uint64_t v3 = session_mgr_qos2_version(fx->m);
+    connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
+    assert_true(session_mgr_qos2_version(fx->m) != v3);
+    assert_string_equal(qos2_ids(fx), "");
+}
+
+static void test_restored_ids_answer_a_dup_resend(void **state) {
+    fx_t *fx = *state;
+    static const uint16_t ids[] = {7, 9};
+    assert_int_equal(session_mgr_qos2_restore(fx->m, "dev1", 4, ids, 2), 0);
+    assert_int_equal(session_mgr_qos2_restore(fx->m, "dev1", 4, ids, 2), -1); /* taken */
+    assert_int_equal(session_mgr_stats(fx->m)->persistent_sessions, 1);
+    assert_string_equal(qos2_ids(fx), "dev1: 7 9\n");
+    fconn_t *f = open_conn(fx, 0);
+    pk_t c = connect_pk((cn_t){.id = "dev1", .clean = false});
+    assert_int_equal(feed(f, c), (ssize_t)c.n);
+    EXPECT_OUT(f, 0x20, 0x02, 0x01, 0x00); /* session present */
+    pk_t dup = publish_pk("t/a", "x", 2, 7, false);
+    dup.b[0] |= 0x08;
+    assert_int_equal(feed(f, dup), (ssize_t)dup.n);
+    EXPECT_OUT(f, 0x50, 2, 0, 7); /* PUBREC, no record */
+    assert_int_equal(fx->prod.n, 0);
+    assert_int_equal(session_mgr_stats(fx->m)->qos2_duplicates, 1);
+    feed(f, id_pk(0x62, 7));
+    EXPECT_OUT(f, 0x70, 2, 0, 7);
+    /* DUP 0 with a restored id: released before the restart, reused. */
+    feed(f, publish_pk("t/a", "new", 2, 9, false));
+    assert_int_equal(fx->prod.n, 1);
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x50, 2, 0, 9);
+    assert_string_equal(qos2_ids(fx), "dev1: 9\n");
+}
+
+static void test_restored_session_expires(void **state) {
+    fx_t *fx = *state;
+    static const uint16_t ids[] = {1};
+    assert_int_equal(session_mgr_qos2_restore(fx->m, "old", 3, ids, 1), 0);
+    set_time(fx, fx->now + 60 * 1000);
+    session_mgr_tick(fx->m);
+    assert_int_equal(session_mgr_stats(fx->m)->sessions_expired, 1);
+    assert_string_equal(qos2_ids(fx), "");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_qos0_dropped_and_counted_at_a_full_spool, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_qos1_waits_unacked_at_a_full_spool, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_qos2_ids_reported_while_awaiting_pubrel, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_restored_ids_answer_a_dup_resend, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restored_session_expires, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

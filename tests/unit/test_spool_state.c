@@ -1,0 +1,90 @@
+/* The spool's state file (spool_state_save / spool_state_load): exact bytes
+ * on disk, the round trip, none at first, a corrupt file set aside and read
+ * as none, the size bound; the file is no segment to the spool's scan. */
+#include "spool_fixture.h"
+
+static void read_file(const char *p, uint8_t *buf, size_t cap, size_t *n) {
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    *n = fread(buf, 1, cap, f);
+    fclose(f);
+}
+
+static void test_round_trip_and_exact_bytes(void **state) {
+    (void)state;
+    spool_t *sp = open_spool(0, 0);
+    uint8_t *b;
+    size_t len;
+    assert_int_equal(spool_state_load(sp, &b, &len), 0);
+    assert_null(b);
+    assert_int_equal(len, 0);
+    assert_int_equal(spool_state_save(sp, "abc", 3), 0);
+    char p[128];
+    path_of(p, sizeof p, "state");
+    uint8_t file[64];
+    size_t n;
+    read_file(p, file, sizeof file, &n);
+    /* "M2KT" | version 1 | length 3 | crc32c("abc") = 0x364b3fb7 | "abc" */
+    static const uint8_t want[] = {'M', '2', 'K',  'T',  1,    0,    0,   0,   3,  0,
+                                   0,   0,   0xb7, 0x3f, 0x4b, 0x36, 'a', 'b', 'c'};
+    assert_int_equal(n, sizeof want);
+    assert_memory_equal(file, want, sizeof want);
+    assert_int_equal(spool_state_save(sp, "hello", 5), 0); /* replaced */
+    spool_close(sp);
+    sp = open_spool(0, 0);
+    assert_null(strstr(log_text(), "not a spool file"));
+    assert_int_equal(spool_state_load(sp, &b, &len), 0);
+    assert_int_equal(len, 5);
+    assert_memory_equal(b, "hello", 5);
+    free(b);
+    assert_int_equal(spool_state_save(sp, "", 0), 0); /* empty is a state too */
+    assert_int_equal(spool_state_load(sp, &b, &len), 0);
+    assert_non_null(b);
+    assert_int_equal(len, 0);
+    free(b);
+    assert_int_equal(spool_state_save(sp, "x", (size_t)SPOOL_STATE_MAX + 1), SPOOL_EINVAL);
+    spool_close(sp);
+}
+
+static void test_corrupt_state_is_set_aside(void **state) {
+    (void)state;
+    spool_t *sp = open_spool(0, 0);
+    assert_int_equal(spool_state_save(sp, "abcdef", 6), 0);
+    char p[128], aside[128];
+    path_of(p, sizeof p, "state");
+    path_of(aside, sizeof aside, "state.corrupt");
+    FILE *f = fopen(p, "r+b");
+    assert_non_null(f);
+    fseek(f, 18, SEEK_SET);
+    fputc('X', f); /* "abXdef": the CRC no longer matches */
+    fclose(f);
+    uint8_t *b;
+    size_t len;
+    assert_int_equal(spool_state_load(sp, &b, &len), 0);
+    assert_null(b);
+    assert_int_equal(len, 0);
+    assert_int_equal(file_size(p), -1);
+    assert_int_equal(file_size(aside), 16 + 6);
+    char want[256];
+    snprintf(want, sizeof want,
+             "spool: %s/state: bad checksum: moved aside as state.corrupt (its QoS 2 ids are "
+             "lost: a resend of those messages goes to Kafka again)",
+             dir);
+    assert_non_null(strstr(log_text(), want));
+    /* A truncated one too. */
+    assert_int_equal(spool_state_save(sp, "abcdef", 6), 0);
+    assert_int_equal(truncate(p, 10), 0);
+    assert_int_equal(spool_state_load(sp, &b, &len), 0);
+    assert_null(b);
+    snprintf(want, sizeof want, "spool: %s/state: bad size: moved aside", dir);
+    assert_non_null(strstr(log_text(), want));
+    spool_close(sp);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_round_trip_and_exact_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_state_is_set_aside, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
