@@ -97,6 +97,13 @@ void daemon_metrics_collect(metrics_t *m, const daemon_parts_t *p) {
         m->spool_truncations = ss.truncations;
         m->spool_rewinds = fs->rewinds;
     }
-    if (p->dl)
+    if (p->dl) {
         daemon_downlink_metrics(p->dl, m);
+        memcpy(m->downlink_deliveries, st->deliveries, sizeof(m->downlink_deliveries));
+        m->downlink_not_delivered[0] = st->delivery_denied;
+        m->downlink_not_delivered[1] = st->delivery_too_large;
+        m->subscribe_refused[0] = st->subscribe_denied;
+        m->subscribe_refused[1] = st->subscribe_invalid;
+        m->subscriptions = session_mgr_subscription_count(p->sm);
+    }
 }

@@ -47,6 +47,13 @@ typedef struct {
      * Called once per PUBLISH: it guards each connection's cached decision. */
     uint32_t (*acl_generation)(void *ud);
     void *ud;
+    /* Downlink (called only while acl_generation is not 0): whether the
+     * client may subscribe to the filter (some read rule meets it), and may
+     * receive a message on the topic name. NULL: allowed. */
+    bool (*can_subscribe)(void *ud, const char *user, const char *client_id, const char *filter,
+                          size_t filter_len);
+    bool (*can_read)(void *ud, const char *user, const char *client_id, const char *topic,
+                     size_t topic_len);
 } session_auth_ops_t;
 
 typedef struct {
@@ -158,6 +165,13 @@ typedef struct {
     uint64_t packets_sent[16];
     uint64_t messages_received[3]; /* PUBLISH by QoS */
     uint64_t protocol_error_kinds[SESSION_ERR__COUNT];
+    /* Downlink (Kafka -> MQTT): server-sent PUBLISH by QoS; deliveries not
+     * made, by reason; SUBSCRIBE filters refused by the ACL or as invalid. */
+    uint64_t deliveries[3];
+    uint64_t delivery_denied;    /* the ACL's read rules refused the topic */
+    uint64_t delivery_too_large; /* over the MQTT 5 client's maximum packet size */
+    uint64_t subscribe_denied;
+    uint64_t subscribe_invalid;
 } session_stats_t;
 
 /* Creates a manager; NULL on allocation failure. */
@@ -218,6 +232,16 @@ bool session_conn_closed(const session_conn_t *c);
 const char *session_conn_remote(const session_conn_t *c);
 /* Frees the connection object (closes it first if still open, as "freed"). */
 void session_conn_free(session_conn_t *c);
+
+/* Delivers one downlink message (topic name checked by the router, QoS 0..2)
+ * to every matching subscription of every connected client, each checked
+ * against the ACL's read rules; the views need only live during the call.
+ * Returns the number of PUBLISH packets queued. Today every delivery is a
+ * QoS 0 PUBLISH (outbound QoS 1/2 is not built yet). */
+size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len,
+                           const void *payload, size_t len, uint8_t qos);
+/* Subscriptions held (every session, shared ones included). */
+size_t session_mgr_subscription_count(const session_mgr_t *m);
 
 /* Read-only views for the introspection endpoint (they walk the lists: for
  * an operator's request, not the hot path). The strings are valid until the

@@ -8,6 +8,7 @@
 
 #include "mqtt/codec.h"
 #include "mqtt/codec5.h"
+#include "downlink/subs.h"
 #include "mqtt/session.h"
 #include "util/hash.h"
 #include "util/hmap.h"
@@ -132,6 +133,11 @@ struct session_mgr {
      * reconnect storm must not flood the log */
     log_ratelimit_t rl_connected, rl_closing, rl_evict;
     hmap_t ktopics; /* ktopic_t: the Kafka topics rendered so far */
+    /* Downlink: every session's subscriptions, keyed by session id (never
+     * reused), and the match vector reused by each delivery. */
+    dl_subs_t *subs;
+    dl_matches_t matches;
+    log_ratelimit_t rl_sub;
     session_stats_t st;
 };
 

@@ -104,6 +104,7 @@ void store_destroy(session_mgr_t *m, session_t *s) {
     store_attach(m, s);
     hmap_remove(&m->by_id, &s->by_id, m2k_hash_u32(s->id));
     hmap_remove(&m->by_cid, &s->by_cid, m2k_hash_keyed(s->client_id, s->client_id_len));
+    dl_subs_remove_client(m->subs, s->id); /* the subscriptions end with the session */
     free(s->ring);
     free(s->pubrel);
     free(s);

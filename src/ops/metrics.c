@@ -323,6 +323,24 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
     gauge(w, "mqtt2kafka_downlink_consumer_lag",
           "Records the downlink consumer is behind the high watermarks Kafka last reported.",
           m->downlink_lag);
+    family(w, "mqtt2kafka_downlink_deliveries_total", "counter",
+           "PUBLISH packets sent to subscribers, by QoS.");
+    for (int q = 0; q < 3; q++)
+        sample_label_u64(w, "mqtt2kafka_downlink_deliveries_total", "qos",
+                         (const char *[]){"0", "1", "2"}[q], m->downlink_deliveries[q]);
+    family(w, "mqtt2kafka_downlink_not_delivered_total", "counter",
+           "Deliveries to a matching subscription not made, by reason.");
+    sample_label_u64(w, "mqtt2kafka_downlink_not_delivered_total", "reason", "acl_read",
+                     m->downlink_not_delivered[0]);
+    sample_label_u64(w, "mqtt2kafka_downlink_not_delivered_total", "reason", "too_large",
+                     m->downlink_not_delivered[1]);
+    family(w, "mqtt2kafka_subscribe_refused_total", "counter",
+           "SUBSCRIBE filters refused, by reason.");
+    sample_label_u64(w, "mqtt2kafka_subscribe_refused_total", "reason", "acl",
+                     m->subscribe_refused[0]);
+    sample_label_u64(w, "mqtt2kafka_subscribe_refused_total", "reason", "invalid",
+                     m->subscribe_refused[1]);
+    gauge(w, "mqtt2kafka_subscriptions", "Subscriptions held (every session).", m->subscriptions);
     gauge(w, "mqtt2kafka_retained_messages", "Retained messages held in memory.",
           m->retained_messages);
     gauge(w, "mqtt2kafka_retained_bytes", "Bytes (topic + payload) of the retained messages held.",

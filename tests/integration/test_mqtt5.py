@@ -64,7 +64,9 @@ def test_paho_v5_publish_with_properties(daemon, mock_kafka):
         m2k.wait_until(lambda: connected, 10, "paho's MQTT 5 CONNACK")
         rc, props = connected[0]
         assert rc == 0
-        assert props.ReceiveMaximum == 1024 and props.WildcardSubscriptionAvailable == 0
+        assert props.ReceiveMaximum == 1024 and props.WildcardSubscriptionAvailable == 1
+        assert props.SharedSubscriptionAvailable == 1
+        assert props.SubscriptionIdentifierAvailable == 0
         p = Properties(PacketTypes.PUBLISH)
         p.UserProperty = [("k", "v1"), ("k", "v2")]
         p.CorrelationData = b"\x00\x01"

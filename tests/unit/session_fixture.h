@@ -165,6 +165,9 @@ typedef struct {
     uint64_t now_ms;
     char identity[64], user[64], pass[64];          /* connect's last arguments */
     char acl_user[64], acl_cid[64], acl_topic[128]; /* can_publish's */
+    const char *deny_sub;  /* can_subscribe refuses the filters that start with it */
+    const char *deny_read; /* can_read refuses the topics that start with it */
+    int sub_checks, read_checks;
 } fake_auth_t;
 
 static void copy_arg(char *out, size_t cap, const void *p, size_t n) {
@@ -197,6 +200,27 @@ static bool fa_can_publish(void *ud, const char *user, const char *client_id, co
     copy_arg(a->acl_topic, sizeof(a->acl_topic), topic, len);
     size_t n = a->deny ? strlen(a->deny) : 0;
     return !(a->deny && len >= n && memcmp(topic, a->deny, n) == 0);
+}
+
+static bool fa_prefix(const char *deny, const char *s, size_t len) {
+    size_t n = deny ? strlen(deny) : 0;
+    return deny && len >= n && memcmp(s, deny, n) == 0;
+}
+
+static bool fa_can_subscribe(void *ud, const char *user, const char *client_id, const char *filter,
+                             size_t len) {
+    fake_auth_t *a = ud;
+    (void)user, (void)client_id;
+    a->sub_checks++;
+    return !fa_prefix(a->deny_sub, filter, len);
+}
+
+static bool fa_can_read(void *ud, const char *user, const char *client_id, const char *topic,
+                        size_t len) {
+    fake_auth_t *a = ud;
+    (void)user, (void)client_id;
+    a->read_checks++;
+    return !fa_prefix(a->deny_read, topic, len);
 }
 
 static uint32_t fa_generation(void *ud) {
@@ -232,7 +256,12 @@ static void fx_start(fx_t *fx) {
         .ack_latency_ud = fx,
     };
     if (fx->with_auth)
-        o.auth = (session_auth_ops_t){fa_connect, fa_can_publish, fa_generation, &fx->auth};
+        o.auth = (session_auth_ops_t){.connect = fa_connect,
+                                      .can_publish = fa_can_publish,
+                                      .acl_generation = fa_generation,
+                                      .ud = &fx->auth,
+                                      .can_subscribe = fa_can_subscribe,
+                                      .can_read = fa_can_read};
     memset(&fx->lat, 0, sizeof(fx->lat));
     fx->m = session_mgr_new(&o);
     assert_non_null(fx->m);
@@ -408,6 +437,59 @@ static fconn_t *connected(fx_t *fx, int i, cn_t c) {
     pk_t p = connect_pk(c);
     assert_int_equal(feed(f, p), (ssize_t)p.n);
     EXPECT_OUT(f, 0x20, 0x02, 0x00, 0x00);
+    return f;
+}
+
+/* ---- MQTT 5 clients ---- */
+
+typedef struct {
+    const char *id;
+    bool clean;
+    uint16_t keepalive;
+    const char *props; /* property bytes (without their length) */
+    size_t props_len;
+    const char *will_topic; /* NULL: no will */
+    const char *will_payload;
+} cn5_t;
+
+static void put_vbi(pk_t *p, size_t v) {
+    do {
+        uint8_t d = v % 128;
+        v /= 128;
+        put_u8(p, (uint8_t)(d | (v ? 0x80 : 0)));
+    } while (v);
+}
+
+static pk_t connect5(cn5_t c) {
+    pk_t b = {.n = 0};
+    put_str(&b, "MQTT");
+    put_u8(&b, 5);
+    put_u8(&b, (uint8_t)((c.clean ? 0x02 : 0) | (c.will_topic ? 0x04 : 0)));
+    put_u16(&b, c.keepalive);
+    put_vbi(&b, c.props_len);
+    if (c.props_len)
+        put(&b, c.props, c.props_len);
+    put_str(&b, c.id);
+    if (c.will_topic) {
+        put_u8(&b, 0); /* no will properties */
+        put_str(&b, c.will_topic);
+        put_str(&b, c.will_payload);
+    }
+    return frame(0x10, &b);
+}
+
+/* The CONNACK properties every accepted CONNECT gets with this fixture, in
+ * identifier order: receive maximum 4 (max_inflight), retain available 1,
+ * maximum packet size 1024, wildcard subscriptions available 1, subscription
+ * identifiers 0 (not supported), shared subscriptions 1. */
+#define CONNACK_PROPS                                                                              \
+    0x21, 0x00, 0x04, 0x25, 0x01, 0x27, 0x00, 0x00, 0x04, 0x00, 0x28, 0x01, 0x29, 0x00, 0x2a, 0x01
+
+static fconn_t *connected5(fx_t *fx, int i, cn5_t c) {
+    fconn_t *f = open_conn(fx, i);
+    pk_t p = connect5(c);
+    assert_int_equal(feed(f, p), (ssize_t)p.n);
+    EXPECT_OUT(f, 0x20, 0x13, 0x00, 0x00, 0x10, CONNACK_PROPS);
     return f;
 }
 

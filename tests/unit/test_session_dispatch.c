@@ -153,7 +153,7 @@ static void test_served_rows(void **state) {
     assert_int_equal(feed(f, raw(others[4].b, others[4].n)), (ssize_t)others[4].n);
     EXPECT_OUT(f, 0x70, 0x02, 0x00, 0x01);
     assert_int_equal(feed(f, raw(others[6].b, others[6].n)), (ssize_t)others[6].n);
-    EXPECT_OUT(f, 0x90, 0x03, 0x00, 0x01, 0x80);
+    EXPECT_OUT(f, 0x90, 0x03, 0x00, 0x01, 0x00);
     assert_int_equal(feed(f, raw(others[8].b, others[8].n)), (ssize_t)others[8].n);
     EXPECT_OUT(f, 0xb0, 0x02, 0x00, 0x01);
     assert_int_equal(feed(f, raw(others[10].b, others[10].n)), 2);

@@ -1,0 +1,159 @@
+"""Kafka -> MQTT delivery to subscribers (issue 15, first step): records
+produced with python3-confluent-kafka reach mosquitto_sub and a paho
+subscriber with the exact topic, payload, QoS (0 for now: outbound QoS 1/2
+is not built) and Kafka's order; SUBSCRIBE refusals by the ACL with exact
+SUBACK bytes (3.1.1 and 5.0); a delivery the read rules refuse is not made.
+Every wait is bounded."""
+import subprocess
+import threading
+
+import paho.mqtt.client as mqtt
+
+import m2k
+from m2k import Raw, packet, enc_str
+from test_downlink import produce
+from test_metrics import scrape
+
+CONFIG = {
+    "downlink": [{"kafka": "commands", "mqtt": "devices/{key}/commands"}],
+    "metrics": {"listen": "127.0.0.1:0"},
+}
+
+
+def start(daemon, mock_kafka, extra=None):
+    mock_kafka.cmd("create commands 2")
+    d = daemon(m2k.merge(CONFIG, extra or {}))
+    port = int(d.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, "
+                                   r"/healthz, /readyz\)", level="info", regex=True),
+                          since=0).group(1))
+    d.wait_log(m2k.line("kafka consumer: reading commands partitions 0..1 from the end",
+                        level="info"), since=0)
+    return d, port
+
+
+def metric(port, name):
+    return scrape(port).get(name)
+
+
+def test_records_reach_mosquitto_sub_and_paho_in_order(daemon, mock_kafka):
+    d, port = start(daemon, mock_kafka)
+    got, done = [], threading.Event()
+
+    def on_message(client, userdata, msg):
+        got.append((msg.topic, msg.payload, msg.qos, msg.retain))
+        if len(got) == 4:
+            done.set()
+
+    granted = []
+    c = mqtt.Client(client_id="paho-sub", protocol=mqtt.MQTTv311)
+    c.on_message = on_message
+    c.on_subscribe = lambda cl, ud, mid, qos: granted.append(qos)
+    c.connect("127.0.0.1", d.port, keepalive=30)
+    c.loop_start()
+    sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(d.port), "-i",
+                            "mosq-sub", "-q", "1", "-t", "devices/bulb-7/#", "-v", "-C", "3",
+                            "-W", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        c.subscribe([("devices/+/commands", 2), ("other/#", 0)])
+        m2k.wait_until(lambda: granted, 10, "paho's SUBACK")
+        assert list(granted[0]) == [2, 0]
+        m2k.wait_until(lambda: metric(port, "mqtt2kafka_subscriptions") == 3, 10,
+                       "three subscriptions")
+        produce(mock_kafka.bootstrap, [
+            ("commands", 0, b"bulb-7", b"on", None),
+            ("commands", 0, b"bulb-7", b"dim 40", None),
+            ("commands", 0, b"valve-2", b"close", None),
+            ("commands", 0, b"bulb-7", b"off", None),
+        ])
+        assert done.wait(15), got
+        out, err = sub.communicate(timeout=30)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+        if sub.poll() is None:
+            sub.kill()
+            sub.communicate()
+    assert got == [("devices/bulb-7/commands", b"on", 0, 0),
+                   ("devices/bulb-7/commands", b"dim 40", 0, 0),
+                   ("devices/valve-2/commands", b"close", 0, 0),
+                   ("devices/bulb-7/commands", b"off", 0, 0)]
+    assert sub.returncode == 0, err
+    assert out == (b"devices/bulb-7/commands on\ndevices/bulb-7/commands dim 40\n"
+                   b"devices/bulb-7/commands off\n")
+    s = scrape(port)
+    assert s.get('mqtt2kafka_downlink_deliveries_total{qos="0"}') == 7
+    assert s.get('mqtt2kafka_downlink_deliveries_total{qos="1"}') == 0
+
+
+def test_unsubscribe_ends_delivery(daemon, mock_kafka):
+    d, port = start(daemon, mock_kafka)
+    cl = Raw(d.port).connect("raw-sub")
+    cl.send(m2k.subscribe(1, [("devices/+/commands", 1)]))
+    cl.expect(b"\x90\x03\x00\x01\x01")
+    produce(mock_kafka.bootstrap, [("commands", 1, b"k", b"v", None)])
+    cl.expect(m2k.publish("devices/k/commands", b"v"), timeout=15)
+    cl.send(m2k.unsubscribe(2, ["devices/+/commands"]))
+    cl.expect(b"\xb0\x02\x00\x02")
+    m2k.wait_until(lambda: metric(port, "mqtt2kafka_subscriptions") == 0, 10,
+                   "no subscription")
+    produce(mock_kafka.bootstrap, [("commands", 1, b"k", b"w", None)])
+    m2k.wait_until(lambda: metric(port, 'mqtt2kafka_downlink_records_consumed_total'
+                                        '{topic="commands"}') == 2, 15, "the second record")
+    cl.send(m2k.PINGREQ)
+    cl.expect(m2k.PINGRESP)  # and no PUBLISH before it
+    cl.close()
+
+
+ACL = """\
+pattern read devices/%c/commands
+topic read public/#
+user alice
+topic readwrite alice/#
+"""
+
+
+def connect5(client_id, username=None, password=None):
+    flags = 0x02 | (0x80 if username else 0) | (0x40 if password else 0)
+    body = enc_str("MQTT") + bytes([5, flags]) + (60).to_bytes(2, "big") + b"\x00"
+    body += enc_str(client_id)
+    if username:
+        body += enc_str(username)
+    if password:
+        body += enc_str(password)
+    return packet(0x10, body)
+
+
+def test_acl_refusals_exact_suback(daemon, mock_kafka, tmp_path):
+    aclf = tmp_path / "acl"
+    aclf.write_text(ACL)
+    d, port = start(daemon, mock_kafka, {"auth": {"acl_file": str(aclf)},
+                                         "log": {"level": "info"}})
+    cl = Raw(d.port).connect("bulb-7")
+    mark = d.mark()
+    cl.send(m2k.subscribe(5, [("devices/bulb-7/commands", 1), ("devices/+/commands", 0),
+                              ("alice/#", 2), ("#", 0)]))
+    # devices/+/commands meets the pattern (granted, deliveries checked);
+    # alice/# is alice's only; # meets public/#.
+    cl.expect(b"\x90\x06\x00\x05\x01\x00\x80\x00")
+    d.wait_log(m2k.line("client bulb-7: SUBSCRIBE to 'alice/#' refused by the ACL",
+                        level="warn"), since=mark)
+    c5 = Raw(d.port)
+    c5.send(connect5("valve-2"))
+    c5.recv_packet()  # CONNACK with properties
+    c5.send(packet(0x82, b"\x00\x06\x00" + enc_str("alice/x") + b"\x01" +
+                   enc_str("devices/valve-2/commands") + b"\x02"))
+    c5.expect(b"\x90\x05\x00\x06\x00\x87\x02")
+    # Each delivery is checked against the read rules: bulb-7's
+    # devices/+/commands does not take valve-2's commands.
+    produce(mock_kafka.bootstrap, [("commands", 0, b"valve-2", b"shut", None),
+                                   ("commands", 0, b"bulb-7", b"on", None)])
+    c5.expect(packet(0x30, enc_str("devices/valve-2/commands") + b"\x00shut"), timeout=15)
+    cl.expect(m2k.publish("devices/bulb-7/commands", b"on"), timeout=15)
+    cl.send(m2k.PINGREQ)
+    cl.expect(m2k.PINGRESP)  # and no valve-2 PUBLISH before it
+    s = scrape(port)
+    assert s.get('mqtt2kafka_subscribe_refused_total{reason="acl"}') == 2
+    assert s.get('mqtt2kafka_downlink_not_delivered_total{reason="acl_read"}') == 1
+    assert s.get('mqtt2kafka_downlink_deliveries_total{qos="0"}') == 2
+    cl.close()
+    c5.close()
