@@ -105,5 +105,9 @@ void daemon_metrics_collect(metrics_t *m, const daemon_parts_t *p) {
         m->subscribe_refused[0] = st->subscribe_denied;
         m->subscribe_refused[1] = st->subscribe_invalid;
         m->subscriptions = session_mgr_subscription_count(p->sm);
+        const dl_queue_stats_t *qs = session_mgr_queue_stats(p->sm);
+        m->downlink_queued = qs->depth;
+        m->downlink_dropped[0] = qs->dropped_oldest_0;
+        m->downlink_dropped[1] = qs->refused_full;
     }
 }

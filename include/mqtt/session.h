@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include "config/config.h"
+#include "downlink/queue.h"
 #include "kafka/producer.h"
 #include "map/topic_map.h"
 
@@ -234,14 +235,17 @@ const char *session_conn_remote(const session_conn_t *c);
 void session_conn_free(session_conn_t *c);
 
 /* Delivers one downlink message (topic name checked by the router, QoS 0..2)
- * to every matching subscription of every connected client, each checked
- * against the ACL's read rules; the views need only live during the call.
- * Returns the number of PUBLISH packets queued. Today every delivery is a
- * QoS 0 PUBLISH (outbound QoS 1/2 is not built yet). */
+ * to every session with a matching subscription at min(qos, granted QoS):
+ * written at once, or queued (mqtt.max_queued_messages) for room in the
+ * client's window or a persistent session's return; each checked against the
+ * ACL's read rules when written. The views need only live during the call.
+ * Returns the number of sessions that took it (written or queued). */
 size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len,
                            const void *payload, size_t len, uint8_t qos);
 /* Subscriptions held (every session, shared ones included). */
 size_t session_mgr_subscription_count(const session_mgr_t *m);
+/* The sessions' queues: depth now, messages dropped and refused. */
+const dl_queue_stats_t *session_mgr_queue_stats(const session_mgr_t *m);
 
 /* Read-only views for the introspection endpoint (they walk the lists: for
  * an operator's request, not the hot path). The strings are valid until the

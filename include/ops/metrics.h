@@ -198,6 +198,8 @@ typedef struct {
     uint64_t downlink_not_delivered[2]; /* acl_read, too_large */
     uint64_t subscribe_refused[2];      /* acl, invalid */
     uint64_t subscriptions;             /* gauge */
+    uint64_t downlink_queued;           /* gauge: messages in the sessions' queues */
+    uint64_t downlink_dropped[2];       /* oldest_qos0, queue_full */
     /* the retained store (rendered with `downlink`) */
     uint64_t retained_messages, retained_bytes; /* gauges */
     uint64_t retained_updates[2];               /* set, deleted */

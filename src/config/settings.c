@@ -549,6 +549,15 @@ const setting_t config_settings[] = {
             "closed at accept (logged rate-limited, "
             "`mqtt2kafka_connections_refused_total{reason=\"tls_handshake\"}`)"},
 
+    {.path = "mqtt.max_queued_messages",
+     .type = SET_UINT,
+     CFG(mqtt.max_queued_messages),
+     .min = 1,
+     .max = 10000000,
+     .def = 1000,
+     .doc = "downlink messages waiting per session (for room in the client's window, or for a "
+            "persistent session's return); when full the oldest QoS 0 one is dropped, else the "
+            "new one is refused; both counted"},
     {.path = "auth",
      .type = SET_SECTION,
      .flags = SETTING_POS,
@@ -568,8 +577,9 @@ const setting_t config_settings[] = {
      .type = SET_FILE,
      CFG(auth.acl_file),
      .doc_default = "none (every publish allowed)",
-     .doc = "Mosquitto-format ACL; each PUBLISH and will topic is checked for write access. Read "
-            "again on every SIGHUP"},
+     .doc = "Mosquitto-format ACL; each PUBLISH and will topic is checked for write access, "
+            "each SUBSCRIBE filter and downlink delivery for read access. Read again on every "
+            "SIGHUP"},
     {.path = "auth.acl_deny",
      .type = SET_ENUM,
      .flags = SETTING_STRING_FIRST,

@@ -274,6 +274,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
             !MQTT5_HAS(cp, MQTT5_PROP_REQUEST_PROBLEM_INFO) || cp->request_problem_info;
         c->expiry_zero = expiry == 0;
         c->alias_max = (uint16_t)mq->topic_alias_maximum;
+        c->recv_max = MQTT5_HAS(cp, MQTT5_PROP_RECEIVE_MAXIMUM) ? cp->receive_maximum : 65535;
         connack5(c, present, expiry, keepalive_lowered, assigned ? gen : NULL);
         m->st.connects++;
         log_client_ratelimited(
@@ -283,6 +284,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
             p->clean_session, expiry < mq->session_expiry_s ? expiry : mq->session_expiry_s,
             c->keepalive, present);
         inflight_check_window(c);
+        outbound_resume(c);
         return FEED_OK;
     }
     /* MQTT 3.1's CONNACK has no session present flag: its byte is reserved. */
@@ -294,6 +296,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
         v31 ? "MQTT 3.1, " : "", p->clean_session, c->keepalive,
         c->keepalive != p->keepalive ? " (asked 0: max_keepalive_s)" : "", present && !v31);
     inflight_check_window(c);
+    outbound_resume(c);
     return FEED_OK;
 }
 

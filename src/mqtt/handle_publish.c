@@ -1,8 +1,8 @@
 /* PUBLISH from a client: QoS 2 duplicates, the ACL (opts.auth), routing
  * through the topic map (opts.route), producing (opts.produce) into the
  * in-flight ring; PUBREL; and the acks a client sends (PUBACK, PUBREC,
- * PUBCOMP), which answer server-sent PUBLISHes: the server sends none yet,
- * so today they are violations. */
+ * PUBCOMP), which answer server-sent PUBLISHes and are matched in
+ * outbound.c. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -444,8 +444,5 @@ int session_on_pubrel(session_conn_t *c, const mqtt_packet_t *pkt) {
 
 /* Where a downlink's outbound QoS state will match PUBACK/PUBREC/PUBCOMP. */
 int session_on_client_ack(session_conn_t *c, const mqtt_packet_t *pkt) {
-    session_violation(c, SESSION_ERR_UNEXPECTED_ACK,
-                      "unexpected %s for id %u (the server sends no QoS 1/2 PUBLISH)",
-                      mqtt_type_name(pkt->type), pkt->u.packet_id);
-    return FEED_CLOSED;
+    return outbound_on_ack(c, pkt); /* the server's QoS 1/2 PUBLISH (outbound.c) */
 }

@@ -1,8 +1,12 @@
 /* Kafka -> MQTT delivery to the sessions (docs/architecture.md "The
- * downlink"): one message matched against the subscription trie, one
- * server-sent PUBLISH per matching client, each checked against the ACL's
- * read rules. Every delivery is QoS 0 for now; the outbound QoS 1/2 state
- * (packet ids, the window, the queue of a session) is not built yet. */
+ * downlink"): a message matched against the subscription trie goes to each
+ * matching session at min(message QoS, granted QoS). A QoS 0 message to a
+ * connected client with nothing queued is written at once; anything else
+ * goes through the session's queue (mqtt.max_queued_messages), from which
+ * QoS 1/2 messages enter the in-flight window (MQTT 5: the client's receive
+ * maximum; 3.1.1: mqtt.max_inflight) with a packet id of the session's. The
+ * ACL's read rules are checked as a message is written. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "session_int.h"
@@ -10,13 +14,14 @@
 /* The PUBLISH's fixed header, topic, packet id and (MQTT 5) empty property
  * length, for a payload of plen bytes sent after it; its size, or 0 when the
  * packet would be over max (0: the protocol's maximum). */
-static size_t publish_head(uint8_t *b, bool v5, uint8_t qos, bool retain, uint16_t pid,
-                           const char *topic, size_t tlen, size_t plen, uint32_t max) {
+static size_t publish_head(uint8_t *b, bool v5, uint8_t flags, uint16_t pid, const char *topic,
+                           size_t tlen, size_t plen, uint32_t max) {
+    uint8_t qos = (flags >> 1) & 3;
     size_t rem = 2 + tlen + (qos ? 2 : 0) + (v5 ? 1 : 0) + plen;
     if (rem > 268435455u)
         return 0;
     size_t i = 0;
-    b[i++] = (uint8_t)(MQTT_PUBLISH << 4 | qos << 1 | (retain ? 1 : 0));
+    b[i++] = (uint8_t)(MQTT_PUBLISH << 4 | flags);
     i += mqtt5_vbi_encode(b + i, 4, (uint32_t)rem);
     if (max && i + rem > max)
         return 0;
@@ -40,47 +45,247 @@ static bool read_allowed(session_conn_t *c, const char *topic, size_t len) {
     return a->can_read(a->ud, c->has_username ? c->username : NULL, c->s->client_id, topic, len);
 }
 
-/* One QoS 0 PUBLISH to a connected client: the head from the scratch buffer,
- * the payload straight from the caller's view (no copy into a packet). */
-static bool deliver_one(session_conn_t *c, const char *topic, size_t tlen, const void *payload,
-                        size_t plen) {
+/* After a send: a connection over its output bound is closed (its session
+ * detached). Returns false when it was. */
+static bool still_open(session_conn_t *c) {
+    if (c->state != CONN_CLOSING)
+        return c->state == CONN_CONNECTED;
+    session_end(c, NULL, LOG_WARN, true, true, "output buffer limit reached");
+    return false;
+}
+
+/* Writes one PUBLISH: the head from the scratch buffer, the payload from the
+ * message itself (no copy into a packet). 1 sent, 0 not sent (too large for
+ * the client: discarded as if sent [MQTT-3.1.2-25]), -1 the connection
+ * closed. */
+static int send_publish(session_conn_t *c, uint8_t flags, uint16_t pid, const char *topic,
+                        size_t tlen, const void *payload, size_t plen) {
     session_mgr_t *m = c->mgr;
-    if (!read_allowed(c, topic, tlen)) {
-        m->st.delivery_denied++;
-        return false;
-    }
     uint8_t *h = (uint8_t *)m->scratch;
-    size_t hn = publish_head(h, c->v5, 0, false, 0, topic, tlen, plen, c->v5 ? c->max_out : 0);
-    if (!hn) { /* too large for the client: discarded as if sent [MQTT-3.1.2-25] */
+    size_t hn = publish_head(h, c->v5, flags, pid, topic, tlen, plen, c->v5 ? c->max_out : 0);
+    if (!hn) {
         m->st.delivery_too_large++;
-        return false;
+        return 0;
     }
     session_send(c, h, hn);
     if (plen && c->state == CONN_CONNECTED && c->ops->send(c->ud, payload, plen) != 0)
         session_set_state(c, CONN_CLOSING);
-    if (c->state == CONN_CLOSING) {
-        session_end(c, NULL, LOG_WARN, true, true, "output buffer limit reached");
-        return false;
+    return still_open(c) ? 1 : -1;
+}
+
+/* ---- the in-flight ring ---- */
+
+static inline ob_flight_t *fl_at(outbound_t *ob, uint32_t i) {
+    uint32_t j = ob->head + i;
+    return &ob->fl[j >= ob->cap ? j - ob->cap : j];
+}
+
+static uint32_t window(const session_conn_t *c) {
+    uint32_t w = max_inflight(c->mgr);
+    return c->v5 && c->recv_max < w ? c->recv_max : w;
+}
+
+static int fl_find(outbound_t *ob, uint16_t pid) {
+    for (uint32_t i = 0; i < ob->n; i++)
+        if (fl_at(ob, i)->pid == pid)
+            return (int)i;
+    return -1;
+}
+
+/* Removes entry i: the ones before it move up one place, so acks in order
+ * (the usual case) cost O(1) and the send order stays. */
+static void fl_remove(outbound_t *ob, uint32_t i) {
+    dl_qentry_free(fl_at(ob, i)->e);
+    for (; i > 0; i--)
+        *fl_at(ob, i) = *fl_at(ob, i - 1);
+    ob->head = ob->head + 1 == ob->cap ? 0 : ob->head + 1;
+    ob->n--;
+}
+
+static int fl_push(outbound_t *ob, ob_flight_t f) {
+    if (ob->n == ob->cap) {
+        uint32_t ncap = ob->cap ? ob->cap * 2 : 8;
+        ob_flight_t *nf = malloc(ncap * sizeof(*nf));
+        if (!nf)
+            return -1;
+        for (uint32_t i = 0; i < ob->n; i++)
+            nf[i] = *fl_at(ob, i);
+        free(ob->fl);
+        ob->fl = nf;
+        ob->cap = ncap;
+        ob->head = 0;
     }
-    m->st.deliveries[0]++;
-    return true;
+    *fl_at(ob, ob->n++) = f;
+    return 0;
+}
+
+/* The next packet id: after the last one, skipping 0 and any still in flight
+ * (only possible once the ids wrapped around a message never acked). */
+static uint16_t next_pid(outbound_t *ob) {
+    uint16_t p = ob->last_pid;
+    do {
+        if (++p == 0)
+            p = 1;
+    } while (ob->n && fl_find(ob, p) >= 0 &&
+             (uint16_t)(p - fl_at(ob, 0)->pid) <= (uint16_t)(ob->last_pid - fl_at(ob, 0)->pid));
+    return ob->last_pid = p;
+}
+
+/* ---- the queue into the window ---- */
+
+/* Writes what the window and the order allow: the queue's head goes first,
+ * a QoS 0 message included, so no message overtakes an older one. */
+static void flush(session_conn_t *c) {
+    session_mgr_t *m = c->mgr;
+    outbound_t *ob = c->s->ob;
+    uint32_t w = window(c);
+    list_t *first;
+    while (ob && c->state == CONN_CONNECTED && (first = list_first(&ob->q.all))) {
+        dl_qentry_t *e = LIST_ENTRY(first, dl_qentry_t, all);
+        if (e->qos && ob->n >= w)
+            return;
+        e = dl_queue_pop(&ob->q);
+        const dl_msg_t *msg = e->msg;
+        if (!read_allowed(c, msg->topic, msg->topic_len)) {
+            m->st.delivery_denied++;
+            dl_qentry_free(e);
+            continue;
+        }
+        uint16_t pid = 0;
+        if (e->qos && fl_push(ob, (ob_flight_t){e, pid = next_pid(ob),
+                                                e->qos == 1 ? OB_PUBACK : OB_PUBREC}) != 0) {
+            dl_qentry_free(e); /* out of memory: lost, as a full queue's refusal */
+            m->qstats.refused_full++;
+            continue;
+        }
+        uint8_t flags = (uint8_t)(e->qos << 1 | (msg->retain ? 1 : 0));
+        uint8_t qos = e->qos;
+        int r = send_publish(c, flags, pid, msg->topic, msg->topic_len, msg->payload, msg->len);
+        if (r > 0)
+            m->st.deliveries[qos]++;
+        if (!qos || r == 0) { /* done: QoS 0 written, or too large (as if acked) */
+            if (qos)
+                fl_remove(ob, ob->n - 1);
+            else
+                dl_qentry_free(e);
+        }
+        if (r < 0)
+            return;
+        ob = c->s ? c->s->ob : NULL;
+    }
+}
+
+static outbound_t *ob_get(session_mgr_t *m, session_t *s) {
+    if (!s->ob && (s->ob = calloc(1, sizeof(*s->ob))) != NULL)
+        dl_queue_init(&s->ob->q, &m->qstats);
+    return s->ob;
+}
+
+void outbound_free(session_t *s) {
+    outbound_t *ob = s->ob;
+    if (!ob)
+        return;
+    while (ob->n)
+        fl_remove(ob, 0);
+    dl_queue_clear(&ob->q);
+    free(ob->fl);
+    free(ob);
+    s->ob = NULL;
+}
+
+void outbound_resume(session_conn_t *c) {
+    outbound_t *ob = c->s->ob;
+    if (!ob)
+        return;
+    for (uint32_t i = 0; i < ob->n && c->state == CONN_CONNECTED; i++) {
+        ob_flight_t *f = fl_at(ob, i);
+        if (f->state == OB_PUBCOMP) {
+            session5_send_ack(c, MQTT_PUBREL, f->pid, 0);
+            if (!still_open(c))
+                return;
+            continue;
+        }
+        const dl_msg_t *msg = f->e->msg;
+        uint8_t flags = (uint8_t)(0x08 | f->e->qos << 1 | (msg->retain ? 1 : 0)); /* DUP */
+        if (send_publish(c, flags, f->pid, msg->topic, msg->topic_len, msg->payload, msg->len) < 0)
+            return;
+    }
+    flush(c);
+}
+
+int outbound_on_ack(session_conn_t *c, const mqtt_packet_t *pkt) {
+    outbound_t *ob = c->s->ob;
+    uint16_t pid = pkt->u.packet_id;
+    int i = ob ? fl_find(ob, pid) : -1;
+    ob_flight_t *f = i >= 0 ? fl_at(ob, (uint32_t)i) : NULL;
+    uint8_t want = pkt->type == MQTT_PUBACK   ? OB_PUBACK
+                   : pkt->type == MQTT_PUBREC ? OB_PUBREC
+                                              : OB_PUBCOMP;
+    /* A PUBREC again while PUBCOMP is awaited: its PUBREL was lost. */
+    if (f && pkt->type == MQTT_PUBREC && f->state == OB_PUBCOMP) {
+        session5_send_ack(c, MQTT_PUBREL, pid, 0);
+        return still_open(c) ? FEED_OK : FEED_CLOSED;
+    }
+    if (!f || f->state != want) {
+        session_violation(c, SESSION_ERR_UNEXPECTED_ACK,
+                          "unexpected %s for id %u (no server PUBLISH awaits it)",
+                          mqtt_type_name(pkt->type), pid);
+        return FEED_CLOSED;
+    }
+    /* MQTT 5: a PUBREC with a reason code >= 0x80 ends the exchange. */
+    if (pkt->type == MQTT_PUBREC && !(c->p5 && c->p5->reason >= 0x80)) {
+        dl_qentry_free(f->e);
+        f->e = NULL;
+        f->state = OB_PUBCOMP;
+        session5_send_ack(c, MQTT_PUBREL, pid, 0);
+        if (!still_open(c))
+            return FEED_CLOSED;
+    } else {
+        fl_remove(ob, (uint32_t)i);
+    }
+    flush(c);
+    return c->state == CONN_CONNECTED ? FEED_OK : FEED_CLOSED;
 }
 
 size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len,
                            const void *payload, size_t len, uint8_t qos) {
-    (void)qos; /* min(qos, granted QoS) once outbound QoS 1/2 exists */
     if (topic_len > 65535 || dl_subs_match(m->subs, topic, topic_len, &m->matches) != 0)
         return 0;
-    size_t n = 0;
+    size_t n = 0, max = m->cfg->mqtt.max_queued_messages;
+    dl_msg_t *msg = NULL; /* made once, for the first session that queues it */
     for (size_t i = 0; i < m->matches.n; i++) {
         session_t *s = store_find_id(m, (uint32_t)m->matches.v[i].client);
-        if (s && s->conn && s->conn->state == CONN_CONNECTED &&
-            deliver_one(s->conn, topic, topic_len, payload, len))
-            n++;
+        if (!s)
+            continue;
+        session_conn_t *c = s->conn && s->conn->state == CONN_CONNECTED ? s->conn : NULL;
+        uint8_t q = m->matches.v[i].qos < qos ? m->matches.v[i].qos : qos;
+        if (c && !q && (!s->ob || !s->ob->q.n)) { /* the fast path: written at once */
+            if (!read_allowed(c, topic, topic_len)) {
+                m->st.delivery_denied++;
+            } else if (send_publish(c, 0, 0, topic, topic_len, payload, len) > 0) {
+                m->st.deliveries[0]++;
+                n++;
+            }
+            continue;
+        }
+        if (!c && s->clean)
+            continue; /* a session ending with its connection */
+        if (!msg && !(msg = dl_msg_new(topic, topic_len, payload, len, qos, false)))
+            break;
+        if (!ob_get(m, s) || dl_queue_push(&s->ob->q, msg, q, max) < 0)
+            continue; /* refused: counted in qstats (or out of memory) */
+        n++;
+        if (c)
+            flush(c);
     }
+    dl_msg_unref(msg);
     return n;
 }
 
 size_t session_mgr_subscription_count(const session_mgr_t *m) {
     return dl_subs_count(m->subs);
+}
+
+const dl_queue_stats_t *session_mgr_queue_stats(const session_mgr_t *m) {
+    return &m->qstats;
 }

@@ -8,6 +8,7 @@
 
 #include "mqtt/codec.h"
 #include "mqtt/codec5.h"
+#include "downlink/queue.h"
 #include "downlink/subs.h"
 #include "mqtt/session.h"
 #include "util/hash.h"
@@ -47,6 +48,24 @@ typedef struct {
 } inflight_t;
 _Static_assert(sizeof(inflight_t) == 64, "an in-flight entry is one cache line");
 
+/* A server-sent QoS 1/2 PUBLISH the client has not acknowledged yet. */
+enum { OB_PUBACK = 1, OB_PUBREC = 2, OB_PUBCOMP = 3 };
+typedef struct {
+    dl_qentry_t *e; /* the message; NULL once PUBREC came (only PUBCOMP awaited) */
+    uint16_t pid;
+    uint8_t state; /* OB_* */
+} ob_flight_t;
+
+/* A session's downlink state, allocated with its first message: the queue
+ * (mqtt.max_queued_messages) and the in-flight ring in send order, which is
+ * the order of the resend after a reconnect. */
+typedef struct {
+    dl_queue_t q;
+    ob_flight_t *fl;
+    uint32_t head, n, cap;
+    uint16_t last_pid;
+} outbound_t;
+
 typedef struct session session_t;
 /* Field order packs the struct: one of these lives as long as its client's
  * session, so every byte counts per idle connection. */
@@ -56,6 +75,7 @@ struct session {
     uint16_t *pubrel; /* QoS 2 ids answered with PUBREC, awaiting PUBREL */
     hmap_node_t by_id, by_cid;
     list_t detached; /* in mgr->detached while kept without a connection */
+    outbound_t *ob;  /* downlink: NULL until a message is queued for it */
     uint64_t detached_at;
     uint32_t id;
     uint32_t conn_gen;
@@ -95,6 +115,7 @@ struct session_conn {
         uint16_t len;
     } * aliases;
     uint16_t alias_max;
+    uint16_t recv_max; /* MQTT 5: the client's receive maximum (65535 if not given) */
     uint32_t gen;
     /* The last ACL decision is valid for this topic and ACL generation: a
      * client usually publishes on few topics, often the same one. */
@@ -137,6 +158,7 @@ struct session_mgr {
      * reused), and the match vector reused by each delivery. */
     dl_subs_t *subs;
     dl_matches_t matches;
+    dl_queue_stats_t qstats; /* every session's queue */
     log_ratelimit_t rl_sub;
     session_stats_t st;
 };
@@ -279,6 +301,17 @@ void ktopics_free(session_mgr_t *m);
 /* Hands one record to the producer; returns its KAFKA_* code. */
 int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, const char *key,
                     size_t key_len, uint64_t opaque);
+
+/* ---- outbound.c: downlink delivery ---- */
+
+/* The connection (re)attached to its session after CONNACK: in-flight
+ * messages are resent (PUBLISH with DUP, or PUBREL), then the queue flows. */
+void outbound_resume(session_conn_t *c);
+/* PUBACK, PUBREC, PUBCOMP from the client: FEED_OK, or FEED_CLOSED for an
+ * id the server is not waiting for in that state. */
+int outbound_on_ack(session_conn_t *c, const mqtt_packet_t *pkt);
+/* Frees a session's downlink state (the session ends). */
+void outbound_free(session_t *s);
 
 /* ---- session5.c: what MQTT 5 adds ---- */
 

@@ -26,6 +26,7 @@ void store_init(session_mgr_t *m) {
 static void free_session(hmap_node_t *n, void *ud) {
     session_t *s = HMAP_ENTRY(n, session_t, by_id);
     (void)ud;
+    outbound_free(s);
     free(s->ring);
     free(s->pubrel);
     free(s);
@@ -105,6 +106,7 @@ void store_destroy(session_mgr_t *m, session_t *s) {
     hmap_remove(&m->by_id, &s->by_id, m2k_hash_u32(s->id));
     hmap_remove(&m->by_cid, &s->by_cid, m2k_hash_keyed(s->client_id, s->client_id_len));
     dl_subs_remove_client(m->subs, s->id); /* the subscriptions end with the session */
+    outbound_free(s);
     free(s->ring);
     free(s->pubrel);
     free(s);

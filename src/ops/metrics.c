@@ -341,6 +341,15 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
     sample_label_u64(w, "mqtt2kafka_subscribe_refused_total", "reason", "invalid",
                      m->subscribe_refused[1]);
     gauge(w, "mqtt2kafka_subscriptions", "Subscriptions held (every session).", m->subscriptions);
+    gauge(w, "mqtt2kafka_downlink_queued_messages",
+          "Messages waiting in the sessions' queues (window full, or the client away).",
+          m->downlink_queued);
+    family(w, "mqtt2kafka_downlink_dropped_total", "counter",
+           "Messages a full session queue dropped (its oldest QoS 0) or refused.");
+    sample_label_u64(w, "mqtt2kafka_downlink_dropped_total", "reason", "oldest_qos0",
+                     m->downlink_dropped[0]);
+    sample_label_u64(w, "mqtt2kafka_downlink_dropped_total", "reason", "queue_full",
+                     m->downlink_dropped[1]);
     gauge(w, "mqtt2kafka_retained_messages", "Retained messages held in memory.",
           m->retained_messages);
     gauge(w, "mqtt2kafka_retained_bytes", "Bytes (topic + payload) of the retained messages held.",

@@ -1,7 +1,7 @@
-"""Kafka -> MQTT delivery to subscribers (issue 15, first step): records
-produced with python3-confluent-kafka reach mosquitto_sub and a paho
-subscriber with the exact topic, payload, QoS (0 for now: outbound QoS 1/2
-is not built) and Kafka's order; SUBSCRIBE refusals by the ACL with exact
+"""Kafka -> MQTT delivery to subscribers (issue 15): records produced with
+python3-confluent-kafka reach mosquitto_sub and a paho subscriber with the
+exact topic, payload, QoS (min of the record's and the subscription's) and
+Kafka's order; SUBSCRIBE refusals by the ACL with exact
 SUBACK bytes (3.1.1 and 5.0); a delivery the read rules refuse is not made.
 Every wait is bounded."""
 import subprocess
@@ -73,16 +73,17 @@ def test_records_reach_mosquitto_sub_and_paho_in_order(daemon, mock_kafka):
         if sub.poll() is None:
             sub.kill()
             sub.communicate()
-    assert got == [("devices/bulb-7/commands", b"on", 0, 0),
-                   ("devices/bulb-7/commands", b"dim 40", 0, 0),
-                   ("devices/valve-2/commands", b"close", 0, 0),
-                   ("devices/bulb-7/commands", b"off", 0, 0)]
+    # The rule's QoS 1, below paho's granted 2.
+    assert got == [("devices/bulb-7/commands", b"on", 1, 0),
+                   ("devices/bulb-7/commands", b"dim 40", 1, 0),
+                   ("devices/valve-2/commands", b"close", 1, 0),
+                   ("devices/bulb-7/commands", b"off", 1, 0)]
     assert sub.returncode == 0, err
     assert out == (b"devices/bulb-7/commands on\ndevices/bulb-7/commands dim 40\n"
                    b"devices/bulb-7/commands off\n")
     s = scrape(port)
-    assert s.get('mqtt2kafka_downlink_deliveries_total{qos="0"}') == 7
-    assert s.get('mqtt2kafka_downlink_deliveries_total{qos="1"}') == 0
+    assert s.get('mqtt2kafka_downlink_deliveries_total{qos="1"}') == 7
+    assert s.get('mqtt2kafka_downlink_deliveries_total{qos="0"}') == 0
 
 
 def test_unsubscribe_ends_delivery(daemon, mock_kafka):
@@ -91,7 +92,8 @@ def test_unsubscribe_ends_delivery(daemon, mock_kafka):
     cl.send(m2k.subscribe(1, [("devices/+/commands", 1)]))
     cl.expect(b"\x90\x03\x00\x01\x01")
     produce(mock_kafka.bootstrap, [("commands", 1, b"k", b"v", None)])
-    cl.expect(m2k.publish("devices/k/commands", b"v"), timeout=15)
+    cl.expect(m2k.publish("devices/k/commands", b"v", qos=1, pid=1), timeout=15)
+    cl.send(m2k.puback(1))
     cl.send(m2k.unsubscribe(2, ["devices/+/commands"]))
     cl.expect(b"\xb0\x02\x00\x02")
     m2k.wait_until(lambda: metric(port, "mqtt2kafka_subscriptions") == 0, 10,
@@ -147,13 +149,86 @@ def test_acl_refusals_exact_suback(daemon, mock_kafka, tmp_path):
     # devices/+/commands does not take valve-2's commands.
     produce(mock_kafka.bootstrap, [("commands", 0, b"valve-2", b"shut", None),
                                    ("commands", 0, b"bulb-7", b"on", None)])
-    c5.expect(packet(0x30, enc_str("devices/valve-2/commands") + b"\x00shut"), timeout=15)
-    cl.expect(m2k.publish("devices/bulb-7/commands", b"on"), timeout=15)
+    c5.expect(packet(0x32, enc_str("devices/valve-2/commands") + b"\x00\x01\x00shut"),
+              timeout=15)
+    cl.expect(m2k.publish("devices/bulb-7/commands", b"on", qos=1, pid=1), timeout=15)
     cl.send(m2k.PINGREQ)
     cl.expect(m2k.PINGRESP)  # and no valve-2 PUBLISH before it
     s = scrape(port)
     assert s.get('mqtt2kafka_subscribe_refused_total{reason="acl"}') == 2
     assert s.get('mqtt2kafka_downlink_not_delivered_total{reason="acl_read"}') == 1
-    assert s.get('mqtt2kafka_downlink_deliveries_total{qos="0"}') == 2
+    assert s.get('mqtt2kafka_downlink_deliveries_total{qos="1"}') == 2
     cl.close()
     c5.close()
+
+
+def test_unacked_qos1_resent_with_dup_after_reconnect(daemon, mock_kafka):
+    d, port = start(daemon, mock_kafka)
+    cl = Raw(d.port).connect("nack", clean=False)
+    cl.send(m2k.subscribe(1, [("devices/#", 1)]))
+    cl.expect(b"\x90\x03\x00\x01\x01")
+    produce(mock_kafka.bootstrap, [("commands", 0, b"v1", b"open", None)])
+    cl.expect(m2k.publish("devices/v1/commands", b"open", qos=1, pid=1), timeout=15)
+    cl.close()  # no PUBACK
+    m2k.wait_until(lambda: metric(port, "mqtt2kafka_persistent_sessions") == 1, 10,
+                   "the session kept")
+    cl = Raw(d.port)
+    cl.send(m2k.connect("nack", clean=False))
+    cl.expect(m2k.CONNACK_OK_SESSION + m2k.publish("devices/v1/commands", b"open", qos=1, pid=1,
+                                                   dup=True))
+    cl.send(m2k.puback(1))
+    cl.send(m2k.PINGREQ)
+    cl.expect(m2k.PINGRESP)  # nothing else resent
+    cl.close()
+
+
+def test_persistent_session_gets_what_was_produced_while_away(daemon, mock_kafka):
+    d, port = start(daemon, mock_kafka)
+    cl = Raw(d.port).connect("away", clean=False)
+    cl.send(m2k.subscribe(1, [("devices/+/commands", 2)]))
+    cl.expect(b"\x90\x03\x00\x01\x02")
+    cl.send(m2k.DISCONNECT)
+    cl.closed_within(5)
+    m2k.wait_until(lambda: metric(port, "mqtt2kafka_persistent_sessions") == 1, 10,
+                   "the session kept")
+    produce(mock_kafka.bootstrap, [("commands", 0, b"a", b"1", None),
+                                   ("commands", 0, b"b", b"2", [("mqtt.qos", b"2")]),
+                                   ("commands", 0, b"c", b"3", [("mqtt.qos", b"0")])])
+    m2k.wait_until(lambda: metric(port, "mqtt2kafka_downlink_queued_messages") == 3, 15,
+                   "three messages queued")
+    cl = Raw(d.port)
+    cl.send(m2k.connect("away", clean=False))
+    cl.expect(m2k.CONNACK_OK_SESSION +
+              m2k.publish("devices/a/commands", b"1", qos=1, pid=1) +
+              m2k.publish("devices/b/commands", b"2", qos=2, pid=2) +
+              m2k.publish("devices/c/commands", b"3"))
+    cl.send(m2k.puback(1) + m2k.pubrec(2))
+    cl.expect(m2k.pubrel(2))
+    cl.send(m2k.pubcomp(2))
+    cl.send(m2k.PINGREQ)
+    cl.expect(m2k.PINGRESP)
+    assert metric(port, "mqtt2kafka_downlink_queued_messages") == 0
+    cl.close()
+
+
+def test_queue_bound_with_a_client_that_never_reads(daemon, mock_kafka):
+    d, port = start(daemon, mock_kafka, {"mqtt": {"max_inflight": 2, "max_queued_messages": 3}})
+    slow = Raw(d.port).connect("slow")
+    slow.send(m2k.subscribe(1, [("devices/#", 1)]))
+    slow.expect(b"\x90\x03\x00\x01\x01")
+    fast = Raw(d.port).connect("fast")
+    fast.send(m2k.subscribe(1, [("devices/#", 0)]))
+    fast.expect(b"\x90\x03\x00\x01\x00")
+    produce(mock_kafka.bootstrap, [("commands", 0, b"k", str(i).encode(), None)
+                                   for i in range(10)])
+    # The client that never acks (nor reads) does not hold the other up.
+    fast.expect(b"".join(m2k.publish("devices/k/commands", str(i)) for i in range(10)),
+                timeout=15)
+    s = scrape(port)
+    assert s.get("mqtt2kafka_downlink_queued_messages") == 3
+    assert s.get('mqtt2kafka_downlink_dropped_total{reason="queue_full"}') == 5
+    assert s.get('mqtt2kafka_downlink_dropped_total{reason="oldest_qos0"}') == 0
+    assert s.get('mqtt2kafka_downlink_deliveries_total{qos="1"}') == 2
+    assert s.get('mqtt2kafka_downlink_deliveries_total{qos="0"}') == 10
+    slow.close()
+    fast.close()

@@ -42,7 +42,7 @@ static void test_subscribe_and_deliver_311(void **state) {
     assert_int_equal(feed(a, s), (ssize_t)s.n);
     EXPECT_OUT(a, 0x90, 0x05, 0x00, 0x07, 0x01, 0x02, 0x00);
     assert_int_equal(session_mgr_subscription_count(fx->m), 3);
-    assert_int_equal(deliver_msg(fx, "a/b", "hi", 1), 1);
+    assert_int_equal(deliver_msg(fx, "a/b", "hi", 0), 1);
     EXPECT_OUT(a, 0x30, 0x07, 0x00, 0x03, 'a', '/', 'b', 'h', 'i');
     EXPECT_NO_OUT(b);
     assert_int_equal(deliver_msg(fx, "b", "no", 0), 0);
@@ -79,12 +79,12 @@ static void test_deliver_v5_and_max_packet(void **state) {
     EXPECT_OUT(a, 0x90, 0x04, 0x00, 0x01, 0x00, 0x02);
     assert_int_equal(feed(b, s), (ssize_t)s.n);
     EXPECT_OUT(b, 0x90, 0x04, 0x00, 0x01, 0x00, 0x02);
-    assert_int_equal(deliver_msg(fx, "t/a", "hi", 2), 2);
+    assert_int_equal(deliver_msg(fx, "t/a", "hi", 0), 2);
     EXPECT_OUT(a, 0x30, 0x08, 0x00, 0x03, 't', '/', 'a', 0x00, 'h', 'i');
     EXPECT_OUT(b, 0x30, 0x08, 0x00, 0x03, 't', '/', 'a', 0x00, 'h', 'i');
     /* b's maximum packet size is 30: 2 + 2 + 3 + 1 + 22 bytes; one more is too many */
     const char *p22 = "1234567890123456789012", *p23 = "12345678901234567890123";
-    assert_int_equal(deliver_msg(fx, "t/a", p22, 2), 2);
+    assert_int_equal(deliver_msg(fx, "t/a", p22, 0), 2);
     assert_int_equal(a->out_len, 30);
     assert_int_equal(b->out_len, 30);
     assert_memory_equal(b->out,
@@ -92,7 +92,7 @@ static void test_deliver_v5_and_max_packet(void **state) {
                         "1234567890123456789012",
                         30);
     a->out_len = b->out_len = 0;
-    assert_int_equal(deliver_msg(fx, "t/a", p23, 2), 1);
+    assert_int_equal(deliver_msg(fx, "t/a", p23, 0), 1);
     assert_int_equal(a->out_len, 31);
     a->out_len = 0;
     EXPECT_NO_OUT(b);
@@ -142,12 +142,12 @@ static void test_persistent_session_keeps_subscriptions(void **state) {
     EXPECT_OUT(a, 0x90, 0x03, 0x00, 0x01, 0x00);
     session_conn_lost(a->c, "gone");
     session_conn_free(a->c);
-    assert_int_equal(deliver_msg(fx, "c/1", "x", 0), 0);
+    assert_int_equal(deliver_msg(fx, "c/1", "w", 0), 1); /* queued for its return */
     assert_int_equal(session_mgr_subscription_count(fx->m), 1);
     a = open_conn(fx, 0);
     pk_t c = connect_pk((cn_t){.id = "p", .clean = false});
     assert_int_equal(feed(a, c), (ssize_t)c.n);
-    EXPECT_OUT(a, 0x20, 0x02, 0x01, 0x00);
+    EXPECT_OUT(a, 0x20, 0x02, 0x01, 0x00, 0x30, 0x06, 0x00, 0x03, 'c', '/', '1', 'w');
     assert_int_equal(deliver_msg(fx, "c/1", "x", 0), 1);
     EXPECT_OUT(a, 0x30, 0x06, 0x00, 0x03, 'c', '/', '1', 'x');
     session_conn_lost(a->c, "gone");
@@ -215,16 +215,191 @@ static void test_acl_subscribe_and_read(void **state) {
     EXPECT_OUT(b, 0x30, 0x08, 0x00, 0x04, 'o', 'k', '/', '1', 0x00, 'x');
 }
 
+/* ---- outbound QoS 1 and 2 ---- */
+
+/* The PUBLISH the server sends (first byte with its flags). */
+static pk_t spub(uint8_t first, uint16_t pid, const char *topic, const char *payload, bool v5) {
+    pk_t b = {.n = 0};
+    put_str(&b, topic);
+    if (first & 0x06)
+        put_u16(&b, pid);
+    if (v5)
+        put_u8(&b, 0);
+    put(&b, payload, strlen(payload));
+    return frame(first, &b);
+}
+
+static void expect_pk(fconn_t *f, pk_t p) {
+    expect_out(f, p.b, p.n);
+}
+
+static fconn_t *subscribed(fx_t *fx, int i, cn_t cn, const char *filter, uint8_t qos) {
+    fconn_t *f = connected(fx, i, cn);
+    const char *fl[] = {filter};
+    pk_t s = sub_pk(1, fl, &qos, 1, false);
+    assert_int_equal(feed(f, s), (ssize_t)s.n);
+    const uint8_t ack[] = {0x90, 0x03, 0x00, 0x01, qos};
+    expect_out(f, ack, sizeof(ack));
+    return f;
+}
+
+/* QoS 1 at min(record, granted): packet ids 1, 2, ... up to the window
+ * (mqtt.max_inflight 4 here), then the queue (3 here): a new message finding
+ * it full of QoS 1 is refused and counted; each PUBACK lets the next one go,
+ * in order; a PUBACK for an id not in flight closes. */
+static void test_qos1_window_queue_and_acks(void **state) {
+    fx_t *fx = *state;
+    fconn_t *a = subscribed(fx, 0, (cn_t){.id = "a", .clean = true}, "q/#", 1);
+    const char *pl[] = {"0", "1", "2", "3", "4", "5", "6", "7", "8"};
+    for (int i = 0; i < 9; i++)
+        assert_int_equal(deliver_msg(fx, "q/1", pl[i], 2), i < 7 ? 1 : 0);
+    pk_t want = {.n = 0};
+    for (int i = 0; i < 4; i++) {
+        pk_t p = spub(0x32, (uint16_t)(i + 1), "q/1", pl[i], false);
+        put(&want, p.b, p.n);
+    }
+    assert_memory_equal(want.b,
+                        "\x32\x08\x00\x03q/1\x00\x01"
+                        "0",
+                        10); /* the first */
+    expect_pk(a, want);
+    const dl_queue_stats_t *qs = session_mgr_queue_stats(fx->m);
+    assert_int_equal(qs->depth, 3);
+    assert_int_equal(qs->refused_full, 2);
+    assert_int_equal(feed(a, id_pk(0x40, 1)), 4);
+    expect_pk(a, spub(0x32, 5, "q/1", "4", false));
+    assert_int_equal(feed(a, id_pk(0x40, 3)), 4); /* out of order */
+    expect_pk(a, spub(0x32, 6, "q/1", "5", false));
+    assert_int_equal(qs->depth, 1);
+    assert_int_equal(session_mgr_stats(fx->m)->deliveries[1], 6);
+    log_capture_begin();
+    assert_int_equal(feed(a, id_pk(0x40, 3)), -1);
+    const char *log = log_capture_end();
+    assert_non_null(strstr(log, "closing: unexpected PUBACK for id 3 (no server PUBLISH awaits "
+                                "it)\n"));
+}
+
+/* QoS 2: PUBREC gets PUBREL (again for a repeated PUBREC), PUBCOMP ends it;
+ * a record at QoS 1 to a QoS 2 subscription goes at QoS 1. */
+static void test_qos2_flow(void **state) {
+    fx_t *fx = *state;
+    fconn_t *a = subscribed(fx, 0, (cn_t){.id = "a", .clean = true}, "t", 2);
+    assert_int_equal(deliver_msg(fx, "t", "x", 2), 1);
+    EXPECT_OUT(a, 0x34, 0x06, 0x00, 0x01, 't', 0x00, 0x01, 'x');
+    assert_int_equal(deliver_msg(fx, "t", "y", 1), 1);
+    EXPECT_OUT(a, 0x32, 0x06, 0x00, 0x01, 't', 0x00, 0x02, 'y');
+    assert_int_equal(feed(a, id_pk(0x50, 1)), 4);
+    EXPECT_OUT(a, 0x62, 0x02, 0x00, 0x01);
+    assert_int_equal(feed(a, id_pk(0x50, 1)), 4);
+    EXPECT_OUT(a, 0x62, 0x02, 0x00, 0x01);
+    assert_int_equal(feed(a, id_pk(0x70, 1)), 4);
+    assert_int_equal(feed(a, id_pk(0x40, 2)), 4);
+    EXPECT_NO_OUT(a);
+    const session_stats_t *st = session_mgr_stats(fx->m);
+    assert_int_equal(st->deliveries[2], 1);
+    assert_int_equal(st->deliveries[1], 1);
+    assert_int_equal(feed(a, id_pk(0x70, 1)), -1); /* PUBCOMP for nothing */
+}
+
+/* A full queue drops its oldest QoS 0 message for a new one; order holds. */
+static void test_queue_drops_oldest_qos0(void **state) {
+    fx_t *fx = *state;
+    fconn_t *a = subscribed(fx, 0, (cn_t){.id = "a", .clean = true}, "t", 1);
+    const char *pl[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
+    for (int i = 0; i < 4; i++) /* the window */
+        deliver_msg(fx, "t", pl[i], 1);
+    a->out_len = 0;
+    /* Nothing queued: a QoS 0 message goes at once (after the ones in flight). */
+    assert_int_equal(deliver_msg(fx, "t", "e", 0), 1);
+    expect_pk(a, spub(0x30, 0, "t", "e", false));
+    assert_int_equal(deliver_msg(fx, "t", "f", 1), 1);
+    assert_int_equal(deliver_msg(fx, "t", "g", 0), 1); /* behind "f": queued */
+    assert_int_equal(deliver_msg(fx, "t", "h", 1), 1);
+    EXPECT_NO_OUT(a);
+    assert_int_equal(deliver_msg(fx, "t", "i", 1), 1); /* full: drops "g" */
+    assert_int_equal(session_mgr_queue_stats(fx->m)->dropped_oldest_0, 1);
+    assert_int_equal(deliver_msg(fx, "t", "j", 0), 0); /* full of QoS 1: refused */
+    assert_int_equal(session_mgr_queue_stats(fx->m)->refused_full, 1);
+    assert_int_equal(feed(a, id_pk(0x40, 1)), 4);
+    expect_pk(a, spub(0x32, 5, "t", "f", false));
+    assert_int_equal(feed(a, id_pk(0x40, 2)), 4);
+    expect_pk(a, spub(0x32, 6, "t", "h", false));
+    assert_int_equal(feed(a, id_pk(0x40, 3)), 4);
+    expect_pk(a, spub(0x32, 7, "t", "i", false));
+}
+
+/* A persistent session: what is unacknowledged is resent after the
+ * reconnect (PUBLISH with DUP, PUBREL), then what was queued while away;
+ * nothing is kept for a clean session. */
+static void test_persistent_resend_with_dup(void **state) {
+    fx_t *fx = *state;
+    fconn_t *a = subscribed(fx, 0, (cn_t){.id = "p", .clean = false}, "r", 2);
+    deliver_msg(fx, "r", "1", 1);
+    deliver_msg(fx, "r", "2", 2);
+    pk_t want = spub(0x32, 1, "r", "1", false), p = spub(0x34, 2, "r", "2", false);
+    put(&want, p.b, p.n);
+    expect_pk(a, want);
+    assert_int_equal(feed(a, id_pk(0x50, 2)), 4);
+    EXPECT_OUT(a, 0x62, 0x02, 0x00, 0x02);
+    session_conn_lost(a->c, "gone");
+    session_conn_free(a->c);
+    assert_int_equal(deliver_msg(fx, "r", "3", 1), 1); /* kept for its return */
+    assert_int_equal(deliver_msg(fx, "r", "4", 0), 1);
+    a = open_conn(fx, 0);
+    pk_t c = connect_pk((cn_t){.id = "p", .clean = false});
+    assert_int_equal(feed(a, c), (ssize_t)c.n);
+    want = (pk_t){.n = 0};
+    put(&want, "\x20\x02\x01\x00", 4);
+    p = spub(0x3a, 1, "r", "1", false); /* DUP */
+    put(&want, p.b, p.n);
+    put(&want, "\x62\x02\x00\x02", 4);
+    p = spub(0x32, 3, "r", "3", false);
+    put(&want, p.b, p.n);
+    p = spub(0x30, 0, "r", "4", false);
+    put(&want, p.b, p.n);
+    expect_pk(a, want);
+    assert_int_equal(feed(a, id_pk(0x70, 2)), 4);
+    assert_int_equal(feed(a, id_pk(0x40, 1)), 4);
+    assert_int_equal(feed(a, id_pk(0x40, 3)), 4);
+    EXPECT_NO_OUT(a);
+    assert_int_equal(session_mgr_queue_stats(fx->m)->depth, 0);
+    fconn_t *b = subscribed(fx, 1, (cn_t){.id = "c", .clean = true}, "r", 1);
+    session_conn_lost(b->c, "gone");
+    assert_int_equal(deliver_msg(fx, "r", "5", 1), 1); /* to p only */
+}
+
+/* MQTT 5: the client's receive maximum is the window. */
+static void test_v5_receive_maximum_window(void **state) {
+    fx_t *fx = *state;
+    fconn_t *a = open_conn(fx, 0);
+    pk_t c = connect5((cn5_t){.id = "a", .clean = true, .props = "\x21\x00\x01", .props_len = 3});
+    assert_int_equal(feed(a, c), (ssize_t)c.n);
+    EXPECT_OUT(a, 0x20, 0x13, 0x00, 0x00, 0x10, CONNACK_PROPS);
+    const char *f[] = {"t"};
+    const uint8_t q[] = {1};
+    pk_t s = sub_pk(1, f, q, 1, true);
+    assert_int_equal(feed(a, s), (ssize_t)s.n);
+    EXPECT_OUT(a, 0x90, 0x04, 0x00, 0x01, 0x00, 0x01);
+    deliver_msg(fx, "t", "1", 1);
+    deliver_msg(fx, "t", "2", 1);
+    expect_pk(a, spub(0x32, 1, "t", "1", true));
+    pk_t ack = {.b = {0x40, 0x03, 0x00, 0x01, 0x00}, .n = 5}; /* with a reason code */
+    assert_int_equal(feed(a, ack), 5);
+    expect_pk(a, spub(0x32, 2, "t", "2", true));
+}
+
 /* A keep alive of 0 stays 0, so connected5's CONNACK has no server keep alive. */
 static int setup_s(void **state) {
     setup(state);
     ((fx_t *)*state)->cfg.mqtt.max_keepalive_s = 65535;
+    ((fx_t *)*state)->cfg.mqtt.max_queued_messages = 3;
     return 0;
 }
 
 static int setup_s_auth(void **state) {
     setup_auth(state);
     ((fx_t *)*state)->cfg.mqtt.max_keepalive_s = 65535;
+    ((fx_t *)*state)->cfg.mqtt.max_queued_messages = 3;
     return 0;
 }
 
@@ -237,6 +412,11 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_deliver_output_bound, setup_s, teardown),
         cmocka_unit_test_setup_teardown(test_acl_subscribe_and_read, setup_s_auth, teardown),
+        cmocka_unit_test_setup_teardown(test_qos1_window_queue_and_acks, setup_s, teardown),
+        cmocka_unit_test_setup_teardown(test_qos2_flow, setup_s, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_drops_oldest_qos0, setup_s, teardown),
+        cmocka_unit_test_setup_teardown(test_persistent_resend_with_dup, setup_s, teardown),
+        cmocka_unit_test_setup_teardown(test_v5_receive_maximum_window, setup_s, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
