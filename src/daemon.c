@@ -637,6 +637,7 @@ int daemon_run(const config_t *cfg) {
         .auth = daemon_auth_session_ops(&d->sec),
         .ack_latency = on_ack_latency,
         .ack_latency_ud = d,
+        .retained = d->retained,
     };
     d->sm = session_mgr_new(&so);
     if (!d->sm || (d->spool && !(d->fwd = spooler_new(&(spooler_opts_t){d->spool, produce_spooled,

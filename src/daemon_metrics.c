@@ -107,6 +107,7 @@ void daemon_metrics_collect(metrics_t *m, const daemon_parts_t *p) {
         m->subscriptions = session_mgr_subscription_count(p->sm);
         const dl_queue_stats_t *qs = session_mgr_queue_stats(p->sm);
         m->downlink_queued = qs->depth;
+        m->retained_copies_lost = st->retained_lost;
         m->downlink_dropped[0] = qs->dropped_oldest_0;
         m->downlink_dropped[1] = qs->refused_full;
     }

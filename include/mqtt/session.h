@@ -16,6 +16,7 @@
 
 #include "config/config.h"
 #include "downlink/queue.h"
+#include "downlink/retained.h"
 #include "kafka/producer.h"
 #include "map/topic_map.h"
 
@@ -73,6 +74,9 @@ typedef struct {
      * queued, in microseconds) is reported as it happens. NULL: not measured. */
     void (*ack_latency)(void *ud, uint32_t usec);
     void *ack_latency_ud;
+    /* The retained store (borrowed; NULL without `retained:`): a new
+     * subscription gets its matching messages first. */
+    const dl_retained_t *retained;
 } session_mgr_opts_t;
 
 /* What the server does for one connection. Every callback gets the `ud` given
@@ -173,6 +177,7 @@ typedef struct {
     uint64_t delivery_too_large; /* over the MQTT 5 client's maximum packet size */
     uint64_t subscribe_denied;
     uint64_t subscribe_invalid;
+    uint64_t retained_lost; /* RETAIN 1 copies the producer refused (retained topic) */
 } session_stats_t;
 
 /* Creates a manager; NULL on allocation failure. */

@@ -1,6 +1,7 @@
 /* SUBSCRIBE and UNSUBSCRIBE: the session's subscriptions in the manager's
  * trie (downlink/subs.h), keyed by session id, so a persistent session keeps
  * them across connections and store_destroy() removes them. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "session_int.h"
@@ -94,6 +95,21 @@ int session_on_subscribe(session_conn_t *c, const mqtt_packet_t *pkt) {
                             : subscribe_one(c, (const char *)f.ptr, f.len, qos);
     }
     send_codes(c, MQTT_SUBACK, pkt->u.subscribe.packet_id, codes, i);
+    if (!c->mgr->o.retained)
+        return FEED_OK;
+    /* After the SUBACK: each granted filter's retained messages (not for a
+     * shared subscription [MQTT-4.8.2]). The codes are copied: sending
+     * reuses the scratch buffer. */
+    uint8_t *granted = malloc(i);
+    if (!granted)
+        return FEED_OK; /* out of memory: no retained messages this time */
+    memcpy(granted, codes, i);
+    off = 0;
+    for (uint32_t j = 0; j < i && mqtt_filter_next(&pkt->u.subscribe, &off, &f, &o) == 1; j++)
+        if (granted[j] <= 2 && !(f.len >= 7 && memcmp(f.ptr, "$share/", 7) == 0) &&
+            c->state == CONN_CONNECTED)
+            outbound_retained(c, (const char *)f.ptr, f.len, granted[j]);
+    free(granted);
     return FEED_OK;
 }
 

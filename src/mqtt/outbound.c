@@ -193,6 +193,29 @@ void outbound_free(session_t *s) {
     s->ob = NULL;
 }
 
+typedef struct {
+    session_conn_t *c;
+    uint8_t qos;
+} retained_ctx_t;
+
+static void queue_retained(void *ud, const char *topic, size_t topic_len, const void *payload,
+                           size_t len, uint8_t qos) {
+    retained_ctx_t *x = ud;
+    session_mgr_t *m = x->c->mgr;
+    dl_msg_t *msg = dl_msg_new(topic, topic_len, payload, len, qos, true);
+    if (msg && ob_get(m, x->c->s))
+        dl_queue_push(&x->c->s->ob->q, msg, qos < x->qos ? qos : x->qos,
+                      m->cfg->mqtt.max_queued_messages);
+    dl_msg_unref(msg);
+}
+
+void outbound_retained(session_conn_t *c, const char *filter, size_t len, uint8_t qos) {
+    const dl_retained_t *r = c->mgr->o.retained;
+    retained_ctx_t x = {c, qos};
+    if (r && dl_retained_match(r, filter, len, queue_retained, &x) > 0)
+        flush(c);
+}
+
 void outbound_resume(session_conn_t *c) {
     outbound_t *ob = c->s->ob;
     if (!ob)

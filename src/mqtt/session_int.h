@@ -312,6 +312,10 @@ void outbound_resume(session_conn_t *c);
 int outbound_on_ack(session_conn_t *c, const mqtt_packet_t *pkt);
 /* Frees a session's downlink state (the session ends). */
 void outbound_free(session_t *s);
+/* A subscription granted at qos: the retained messages its filter matches
+ * are queued for the client (RETAIN 1, at min(their QoS, qos)), then sent as
+ * the window allows. */
+void outbound_retained(session_conn_t *c, const char *filter, size_t len, uint8_t qos);
 
 /* ---- session5.c: what MQTT 5 adds ---- */
 

@@ -354,6 +354,9 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
           m->retained_messages);
     gauge(w, "mqtt2kafka_retained_bytes", "Bytes (topic + payload) of the retained messages held.",
           m->retained_bytes);
+    counter(w, "mqtt2kafka_retained_copies_lost_total",
+            "PUBLISH with RETAIN 1 whose copy for the retained topic the producer refused.",
+            m->retained_copies_lost);
     family(w, "mqtt2kafka_retained_updates_total", "counter",
            "Records of the retained topic applied to the store.");
     sample_label_u64(w, "mqtt2kafka_retained_updates_total", "op", "set", m->retained_updates[0]);

@@ -232,3 +232,57 @@ def test_queue_bound_with_a_client_that_never_reads(daemon, mock_kafka):
     assert s.get('mqtt2kafka_downlink_deliveries_total{qos="0"}') == 10
     slow.close()
     fast.close()
+
+
+RETAINED = {"retained": {"topic": "mqtt-retained"}, "metrics": {"listen": "127.0.0.1:0"}}
+
+
+def start_retained(daemon):
+    d = daemon(RETAINED)
+    port = int(d.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, "
+                                   r"/healthz, /readyz\)", level="info", regex=True),
+                          since=0).group(1))
+    d.wait_log(m2k.line("kafka consumer: reading mqtt-retained partitions 0..0 from the "
+                        "beginning", level="info"), since=0)
+    return d, port
+
+
+def mosquitto_pub(port, *args):
+    subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-r",
+                    *args], check=True, timeout=30)
+
+
+def test_retained_publish_subscribe_delete_and_restart(daemon, mock_kafka):
+    mock_kafka.cmd("create mqtt-retained 1")
+    d, port = start_retained(daemon)
+    mosquitto_pub(d.port, "-t", "test/lamp", "-m", "on")
+    mosquitto_pub(d.port, "-t", "test/old", "-m", "x")
+    m2k.wait_until(lambda: metric(port, "mqtt2kafka_retained_messages") == 2, 15,
+                   "two retained messages")
+    recs = m2k.assert_records(mock_kafka.bootstrap, "mqtt-retained", 2)
+    assert [(r.key, r.value, r.header_list) for r in recs] == [
+        (b"test/lamp", b"on", [("mqtt.qos", b"1")]), (b"test/old", b"x", [("mqtt.qos", b"1")])]
+    cl = Raw(d.port).connect("late")
+    cl.send(m2k.subscribe(1, [("test/lamp", 2)]))
+    cl.expect(b"\x90\x03\x00\x01\x02" + m2k.publish("test/lamp", b"on", qos=1, pid=1, retain=True))
+    cl.send(m2k.puback(1))
+    # An empty payload deletes.
+    mosquitto_pub(d.port, "-t", "test/old", "-n")
+    m2k.wait_until(lambda: metric(port, "mqtt2kafka_retained_messages") == 1, 15,
+                   "one retained message")
+    cl.send(m2k.subscribe(2, [("test/old", 1)]))
+    cl.expect(b"\x90\x03\x00\x02\x01")
+    cl.send(m2k.PINGREQ)
+    cl.expect(m2k.PINGRESP)  # nothing retained for test/old
+    cl.close()
+    assert d.stop() == 0
+    # A restart reads the retained topic again from the beginning.
+    d, port = start_retained(daemon)
+    m2k.wait_until(lambda: metric(port, "mqtt2kafka_retained_messages") == 1, 15,
+                   "the retained message after the restart")
+    cl = Raw(d.port).connect("after")
+    cl.send(m2k.subscribe(1, [("test/+", 0)]))
+    cl.expect(b"\x90\x03\x00\x01\x00" + m2k.publish("test/lamp", b"on", retain=True))
+    cl.send(m2k.PINGREQ)
+    cl.expect(m2k.PINGRESP)
+    cl.close()

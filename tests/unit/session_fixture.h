@@ -60,7 +60,8 @@ static int fake_produce(void *ud, const kafka_record_t *r, uint64_t opaque) {
     if (r->key_len) /* a record without a key has key NULL */
         memcpy(x->key, r->key, r->key_len);
     x->key_len = r->key_len;
-    memcpy(x->value, r->value, r->value_len);
+    if (r->value_len) /* a tombstone has value NULL */
+        memcpy(x->value, r->value, r->value_len);
     x->value_len = r->value_len;
     for (size_t i = 0; i < r->n_headers; i++) {
         size_t l = strlen(x->headers);
@@ -239,6 +240,7 @@ typedef struct {
     bool with_auth;          /* opts.auth: the fake below */
     fake_auth_t auth;
     const session_conn_ops_t *ops; /* of the connections open_conn makes */
+    dl_retained_t *retained;       /* opts.retained (the test owns it) */
 } fx_t;
 
 static void fx_ack_latency(void *ud, uint32_t usec) {
@@ -254,6 +256,7 @@ static void fx_start(fx_t *fx) {
         .max_detached_sessions = 2,
         .ack_latency = fx_ack_latency,
         .ack_latency_ud = fx,
+        .retained = fx->retained,
     };
     if (fx->with_auth)
         o.auth = (session_auth_ops_t){.connect = fa_connect,

@@ -388,6 +388,63 @@ static void test_v5_receive_maximum_window(void **state) {
     expect_pk(a, spub(0x32, 2, "t", "2", true));
 }
 
+/* ---- retained messages ---- */
+
+/* A PUBLISH with RETAIN 1 is produced to its mapped topic and, with
+ * `retained:`, to the retained topic: key = topic, mqtt.qos header, an empty
+ * payload as a tombstone; nobody waits for that copy's report. */
+static void test_retain_publish_copied_to_retained_topic(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.retained = (config_retained_t){.enabled = true, .topic = "ret"};
+    fconn_t *a = connected(fx, 0, (cn_t){.id = "a", .clean = true});
+    assert_int_equal(feed(a, publish_pk("t/r", "v", 1, 9, true)), 10);
+    assert_int_equal(feed(a, publish_pk("t/r", "", 0, 0, true)), 7);
+    assert_int_equal(feed(a, publish_pk("t/n", "w", 0, 0, false)), 8);
+    assert_int_equal(fx->prod.n, 5);
+    assert_string_equal(fx->prod.recs[0].topic, "kt");
+    assert_string_equal(fx->prod.recs[1].topic, "ret");
+    assert_memory_equal(fx->prod.recs[1].key, "t/r", 3);
+    assert_int_equal(fx->prod.recs[1].value_len, 1);
+    assert_string_equal(fx->prod.recs[1].headers, "mqtt.qos=1;");
+    assert_int_equal(fx->prod.recs[1].opaque, SESSION_OPAQUE(0, 0));
+    assert_string_equal(fx->prod.recs[3].topic, "ret");
+    assert_int_equal(fx->prod.recs[3].value_len, 0);
+    assert_string_equal(fx->prod.recs[3].headers, "mqtt.qos=0;");
+    assert_string_equal(fx->prod.recs[4].topic, "kt");
+    deliver(fx, 0, 0);
+    EXPECT_OUT(a, 0x40, 0x02, 0x00, 0x09);
+}
+
+/* A new subscription gets the matching retained messages after its SUBACK,
+ * RETAIN 1, at min(retained QoS, granted QoS); a shared one does not. */
+static void test_retained_on_subscribe(void **state) {
+    fx_t *fx = *state;
+    fx->retained = dl_retained_new(10, 1000);
+    assert_int_equal(dl_retained_set(fx->retained, "r/a", 3, "1", 1, 2), 0);
+    assert_int_equal(dl_retained_set(fx->retained, "r/b", 3, "2", 1, 0), 0);
+    fx_restart(fx);
+    fconn_t *a = connected(fx, 0, (cn_t){.id = "a", .clean = true});
+    const char *f[] = {"r/a", "r/b", "$share/g/r/a", "x"};
+    const uint8_t q[] = {1, 2, 2, 0};
+    pk_t s = sub_pk(4, f, q, 4, false);
+    assert_int_equal(feed(a, s), (ssize_t)s.n);
+    pk_t want = {.n = 0};
+    put(&want, "\x90\x06\x00\x04\x01\x02\x02\x00", 8);
+    pk_t p = spub(0x33, 1, "r/a", "1", false); /* QoS 1, RETAIN */
+    put(&want, p.b, p.n);
+    p = spub(0x31, 0, "r/b", "2", false); /* QoS 0, RETAIN */
+    put(&want, p.b, p.n);
+    expect_pk(a, want);
+    /* Live messages after them have RETAIN 0. */
+    assert_int_equal(deliver_msg(fx, "r/b", "3", 0), 1);
+    expect_pk(a, spub(0x30, 0, "r/b", "3", false));
+    session_mgr_free(fx->m);
+    fx->m = NULL;
+    dl_retained_free(fx->retained);
+    fx->retained = NULL;
+    fx_start(fx);
+}
+
 /* A keep alive of 0 stays 0, so connected5's CONNACK has no server keep alive. */
 static int setup_s(void **state) {
     setup(state);
@@ -417,6 +474,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_queue_drops_oldest_qos0, setup_s, teardown),
         cmocka_unit_test_setup_teardown(test_persistent_resend_with_dup, setup_s, teardown),
         cmocka_unit_test_setup_teardown(test_v5_receive_maximum_window, setup_s, teardown),
+        cmocka_unit_test_setup_teardown(test_retain_publish_copied_to_retained_topic, setup_s,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_retained_on_subscribe, setup_s, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
