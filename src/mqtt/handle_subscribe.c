@@ -24,7 +24,8 @@ static const char *acl_filter(const char *f, size_t len, size_t *out_len) {
 
 /* One filter: the granted QoS, or the refusal's code (3.1.1 0x80; MQTT 5
  * 0x87 not authorized, 0x8F invalid). */
-static uint8_t subscribe_one(session_conn_t *c, const char *f, size_t len, uint8_t qos) {
+static uint8_t subscribe_one(session_conn_t *c, const char *f, size_t len, uint8_t qos,
+                             bool *is_new) {
     session_mgr_t *m = c->mgr;
     const session_auth_ops_t *a = &m->o.auth;
     char fb[128], idb[LOG_ID_MAX];
@@ -39,6 +40,7 @@ static uint8_t subscribe_one(session_conn_t *c, const char *f, size_t len, uint8
         return c->v5 ? MQTT5_RC_NOT_AUTHORIZED : MQTT_SUBACK_FAILURE;
     }
     int rc = af ? dl_subs_add(m->subs, c->s->id, f, len, qos) : DL_EINVAL;
+    *is_new = rc == 0;
     if (rc >= 0)
         return qos;
     if (rc == DL_EINVAL)
@@ -86,29 +88,40 @@ int session_on_subscribe(session_conn_t *c, const mqtt_packet_t *pkt) {
     /* MQTT 5: subscription identifiers are not supported (CONNACK says so). */
     bool sub_id = c->p5 && MQTT5_HAS(&c->p5->props, MQTT5_PROP_SUBSCRIPTION_ID);
     size_t off = 0;
-    uint32_t i = 0;
+    uint32_t i = 0, n_new = 0;
     mqtt_str_t f;
     uint8_t o;
     while (mqtt_filter_next(&pkt->u.subscribe, &off, &f, &o) == 1) {
         uint8_t qos = c->v5 ? MQTT5_SUB_QOS(o) : o;
+        bool is_new = false;
         codes[i++] = sub_id ? MQTT5_RC_SUBSCRIPTION_IDS_NOT_SUPPORTED
-                            : subscribe_one(c, (const char *)f.ptr, f.len, qos);
+                            : subscribe_one(c, (const char *)f.ptr, f.len, qos, &is_new);
+        /* the "new" mark, for MQTT 5 retain handling 1, in a bit the
+         * granted QoS does not use (masked before the SUBACK) */
+        if (is_new) {
+            codes[i - 1] |= 0x40;
+            n_new++;
+        }
     }
+    uint8_t *granted = c->mgr->o.retained ? malloc(i) : NULL;
+    if (granted) /* sending reuses the scratch buffer */
+        memcpy(granted, codes, i);
+    for (uint32_t j = 0; n_new && j < i; j++)
+        codes[j] &= (uint8_t)~0x40;
     send_codes(c, MQTT_SUBACK, pkt->u.subscribe.packet_id, codes, i);
-    if (!c->mgr->o.retained)
-        return FEED_OK;
-    /* After the SUBACK: each granted filter's retained messages (not for a
-     * shared subscription [MQTT-4.8.2]). The codes are copied: sending
-     * reuses the scratch buffer. */
-    uint8_t *granted = malloc(i);
     if (!granted)
-        return FEED_OK; /* out of memory: no retained messages this time */
-    memcpy(granted, codes, i);
+        return FEED_OK; /* no retained store (or out of memory: none this time) */
+    /* After the SUBACK: each granted filter's retained messages, not for a
+     * shared subscription [MQTT-4.8.2]; MQTT 5 retain handling 1: only for
+     * a new subscription, 2: never. */
     off = 0;
-    for (uint32_t j = 0; j < i && mqtt_filter_next(&pkt->u.subscribe, &off, &f, &o) == 1; j++)
-        if (granted[j] <= 2 && !(f.len >= 7 && memcmp(f.ptr, "$share/", 7) == 0) &&
-            c->state == CONN_CONNECTED)
-            outbound_retained(c, (const char *)f.ptr, f.len, granted[j]);
+    for (uint32_t j = 0; j < i && mqtt_filter_next(&pkt->u.subscribe, &off, &f, &o) == 1; j++) {
+        uint8_t rh = c->v5 ? MQTT5_SUB_RETAIN_HANDLING(o) : 0;
+        uint8_t code = granted[j] & (uint8_t)~0x40;
+        if (code <= 2 && !(f.len >= 7 && memcmp(f.ptr, "$share/", 7) == 0) &&
+            (rh == 0 || (rh == 1 && (granted[j] & 0x40))) && c->state == CONN_CONNECTED)
+            outbound_retained(c, (const char *)f.ptr, f.len, code);
+    }
     free(granted);
     return FEED_OK;
 }

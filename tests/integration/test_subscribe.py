@@ -286,3 +286,42 @@ def test_retained_publish_subscribe_delete_and_restart(daemon, mock_kafka):
     cl.send(m2k.PINGREQ)
     cl.expect(m2k.PINGRESP)
     cl.close()
+
+
+ROUND_TRIP = {
+    "topics": [{"mqtt": "#", "kafka": "mqtt-events"}],
+    "downlink": [{"kafka": "mqtt-events"}],
+    "metrics": {"listen": "127.0.0.1:0"},
+}
+
+
+def test_round_trip_through_kafka_behaves_as_a_broker(daemon, mock_kafka):
+    """What clients publish reaches the subscribers through Kafka (the
+    mqtt.topic header), in Kafka's order, at min(publish QoS, granted QoS)."""
+    mock_kafka.cmd("create mqtt-events 1")
+    d = daemon(ROUND_TRIP)
+    d.wait_log(m2k.line("kafka consumer: reading mqtt-events partitions 0..0 from the end",
+                        level="info"), since=0)
+    sub = Raw(d.port).connect("sub")
+    sub.send(m2k.subscribe(1, [("home/#", 1)]))
+    sub.expect(b"\x90\x03\x00\x01\x01")
+    pubs = [Raw(d.port).connect("pub-a"), Raw(d.port).connect("pub-b")]
+    sent = []
+    for i in range(6):
+        topic, payload = f"home/{'ab'[i % 2]}", f"m{i}"
+        pubs[i % 2].send(m2k.publish(topic, payload, qos=2 if i == 5 else 1, pid=i + 1))
+        if i == 5:
+            pubs[1].expect(m2k.pubrec(6), timeout=15)
+            pubs[1].send(m2k.pubrel(6))
+            pubs[1].expect(m2k.pubcomp(6))
+        else:
+            pubs[i % 2].expect(m2k.puback(i + 1), timeout=15)
+        sent.append((topic, payload))
+    # Each PUBLISH was acked (in Kafka) before the next was sent: Kafka's
+    # order is the publishing order, and so is the subscriber's.
+    want = b"".join(m2k.publish(t, p, qos=1, pid=i + 1) for i, (t, p) in enumerate(sent))
+    sub.expect(want, timeout=15)
+    recs = m2k.assert_records(mock_kafka.bootstrap, "mqtt-events", 6)
+    assert [r.headers["mqtt.topic"] for r in recs] == [t.encode() for t, _ in sent]
+    for c in pubs + [sub]:
+        c.close()

@@ -445,6 +445,39 @@ static void test_retained_on_subscribe(void **state) {
     fx_start(fx);
 }
 
+/* MQTT 5 retain handling: 0 always, 1 only for a new subscription, 2 never. */
+static void test_v5_retain_handling(void **state) {
+    fx_t *fx = *state;
+    fx->retained = dl_retained_new(10, 1000);
+    assert_int_equal(dl_retained_set(fx->retained, "r", 1, "1", 1, 0), 0);
+    fx_restart(fx);
+    fconn_t *a = connected5(fx, 0, (cn5_t){.id = "a", .clean = true});
+    const char *f[] = {"r"};
+    const uint8_t rh1[] = {0x10}, rh2[] = {0x20}, rh0[] = {0x00};
+    pk_t s = sub_pk(1, f, rh1, 1, true);
+    assert_int_equal(feed(a, s), (ssize_t)s.n);
+    pk_t want = {.n = 0}, p = spub(0x31, 0, "r", "1", true);
+    put(&want, "\x90\x04\x00\x01\x00\x00", 6);
+    put(&want, p.b, p.n);
+    expect_pk(a, want);
+    assert_int_equal(feed(a, s), (ssize_t)s.n); /* not new: nothing */
+    EXPECT_OUT(a, 0x90, 0x04, 0x00, 0x01, 0x00, 0x00);
+    s = sub_pk(2, f, rh2, 1, true);
+    assert_int_equal(feed(a, s), (ssize_t)s.n);
+    EXPECT_OUT(a, 0x90, 0x04, 0x00, 0x02, 0x00, 0x00);
+    s = sub_pk(3, f, rh0, 1, true);
+    assert_int_equal(feed(a, s), (ssize_t)s.n);
+    want.n = 0;
+    put(&want, "\x90\x04\x00\x03\x00\x00", 6);
+    put(&want, p.b, p.n);
+    expect_pk(a, want);
+    session_mgr_free(fx->m);
+    fx->m = NULL;
+    dl_retained_free(fx->retained);
+    fx->retained = NULL;
+    fx_start(fx);
+}
+
 /* A keep alive of 0 stays 0, so connected5's CONNACK has no server keep alive. */
 static int setup_s(void **state) {
     setup(state);
@@ -477,6 +510,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_retain_publish_copied_to_retained_topic, setup_s,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_retained_on_subscribe, setup_s, teardown),
+        cmocka_unit_test_setup_teardown(test_v5_retain_handling, setup_s, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
