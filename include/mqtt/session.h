@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "downlink/queue.h"
 #include "downlink/retained.h"
+#include "downlink/route.h"
 #include "kafka/producer.h"
 #include "map/topic_map.h"
 
@@ -243,10 +244,13 @@ void session_conn_free(session_conn_t *c);
  * to every session with a matching subscription at min(qos, granted QoS):
  * written at once, or queued (mqtt.max_queued_messages) for room in the
  * client's window or a persistent session's return; each checked against the
- * ACL's read rules when written. The views need only live during the call.
+ * ACL's read rules when written. MQTT 5 clients get the headers whose names do
+ * not start with "mqtt." as user properties (valid UTF-8 ones, in order).
+ * The views need only live during the call.
  * Returns the number of sessions that took it (written or queued). */
 size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len,
-                           const void *payload, size_t len, uint8_t qos);
+                           const void *payload, size_t len, uint8_t qos, const dl_header_t *headers,
+                           size_t n_headers);
 /* Subscriptions held (every session, shared ones included). */
 size_t session_mgr_subscription_count(const session_mgr_t *m);
 /* The sessions' queues: depth now, messages dropped and refused. */

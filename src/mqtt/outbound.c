@@ -11,14 +11,16 @@
 
 #include "session_int.h"
 
-/* The PUBLISH's fixed header, topic, packet id and (MQTT 5) empty property
- * length, for a payload of plen bytes sent after it; its size, or 0 when the
- * packet would be over max (0: the protocol's maximum). */
+/* The PUBLISH's fixed header, topic, packet id and (MQTT 5) property length,
+ * for plen property bytes and a payload of len bytes sent after it; its size,
+ * or 0 when the packet would be over max (0: the protocol's maximum). */
 static size_t publish_head(uint8_t *b, bool v5, uint8_t flags, uint16_t pid, const char *topic,
-                           size_t tlen, size_t plen, uint32_t max) {
+                           size_t tlen, size_t plen, size_t len, uint32_t max) {
     uint8_t qos = (flags >> 1) & 3;
-    size_t rem = 2 + tlen + (qos ? 2 : 0) + (v5 ? 1 : 0) + plen;
-    if (rem > 268435455u)
+    uint8_t pl[4];
+    size_t pn = v5 ? mqtt5_vbi_encode(pl, sizeof(pl), (uint32_t)plen) : 0;
+    size_t rem = 2 + tlen + (qos ? 2 : 0) + pn + (v5 ? plen : 0) + len;
+    if (rem > 268435455u || plen > 268435455u)
         return 0;
     size_t i = 0;
     b[i++] = (uint8_t)(MQTT_PUBLISH << 4 | flags);
@@ -33,9 +35,35 @@ static size_t publish_head(uint8_t *b, bool v5, uint8_t flags, uint16_t pid, con
         b[i++] = (uint8_t)(pid >> 8);
         b[i++] = (uint8_t)pid;
     }
-    if (v5)
-        b[i++] = 0;
-    return i;
+    memcpy(b + i, pl, pn);
+    return i + pn;
+}
+
+/* The user properties of a record's headers for MQTT 5 clients: every header
+ * whose name does not start with "mqtt." and whose name and value are valid
+ * UTF-8 strings of at most 65535 bytes (others are left out), in order. The
+ * byte count; writes only when out is not NULL. */
+static size_t user_props(uint8_t *out, const dl_header_t *h, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t nl = strlen(h[i].name), vl = h[i].value ? h[i].value_len : 0;
+        if ((nl >= 5 && memcmp(h[i].name, "mqtt.", 5) == 0) || nl > 65535 || vl > 65535 ||
+            mqtt_utf8_check((const uint8_t *)h[i].name, nl) != 0 ||
+            mqtt_utf8_check(h[i].value, vl) != 0)
+            continue;
+        if (out) {
+            out[k] = MQTT5_PROP_USER_PROPERTY;
+            out[k + 1] = (uint8_t)(nl >> 8);
+            out[k + 2] = (uint8_t)nl;
+            memcpy(out + k + 3, h[i].name, nl);
+            out[k + 3 + nl] = (uint8_t)(vl >> 8);
+            out[k + 4 + nl] = (uint8_t)vl;
+            if (vl)
+                memcpy(out + k + 5 + nl, h[i].value, vl);
+        }
+        k += 5 + nl + vl;
+    }
+    return k;
 }
 
 static bool read_allowed(session_conn_t *c, const char *topic, size_t len) {
@@ -54,23 +82,33 @@ static bool still_open(session_conn_t *c) {
     return false;
 }
 
-/* Writes one PUBLISH: the head from the scratch buffer, the payload from the
- * message itself (no copy into a packet). 1 sent, 0 not sent (too large for
- * the client: discarded as if sent [MQTT-3.1.2-25]), -1 the connection
- * closed. */
+/* Writes one PUBLISH: the head from the scratch buffer, the MQTT 5
+ * properties and the payload from the message itself (no copy into a
+ * packet). 1 sent, 0 not sent (too large for the client: discarded as if sent
+ * [MQTT-3.1.2-25]), -1 the connection closed. */
 static int send_publish(session_conn_t *c, uint8_t flags, uint16_t pid, const char *topic,
-                        size_t tlen, const void *payload, size_t plen) {
+                        size_t tlen, const uint8_t *props, size_t plen, const void *payload,
+                        size_t len) {
     session_mgr_t *m = c->mgr;
     uint8_t *h = (uint8_t *)m->scratch;
-    size_t hn = publish_head(h, c->v5, flags, pid, topic, tlen, plen, c->v5 ? c->max_out : 0);
+    if (!c->v5)
+        plen = 0;
+    size_t hn = publish_head(h, c->v5, flags, pid, topic, tlen, plen, len, c->v5 ? c->max_out : 0);
     if (!hn) {
         m->st.delivery_too_large++;
         return 0;
     }
     session_send(c, h, hn);
-    if (plen && c->state == CONN_CONNECTED && c->ops->send(c->ud, payload, plen) != 0)
+    if (plen && c->state == CONN_CONNECTED && c->ops->send(c->ud, props, plen) != 0)
+        session_set_state(c, CONN_CLOSING);
+    if (len && c->state == CONN_CONNECTED && c->ops->send(c->ud, payload, len) != 0)
         session_set_state(c, CONN_CLOSING);
     return still_open(c) ? 1 : -1;
+}
+
+static int send_msg(session_conn_t *c, uint8_t flags, uint16_t pid, const dl_msg_t *msg) {
+    return send_publish(c, flags, pid, msg->topic, msg->topic_len, msg->props, msg->props_len,
+                        msg->payload, msg->len);
 }
 
 /* ---- the in-flight ring ---- */
@@ -160,7 +198,7 @@ static void flush(session_conn_t *c) {
         }
         uint8_t flags = (uint8_t)(e->qos << 1 | (msg->retain ? 1 : 0));
         uint8_t qos = e->qos;
-        int r = send_publish(c, flags, pid, msg->topic, msg->topic_len, msg->payload, msg->len);
+        int r = send_msg(c, flags, pid, msg);
         if (r > 0)
             m->st.deliveries[qos]++;
         if (!qos || r == 0) { /* done: QoS 0 written, or too large (as if acked) */
@@ -230,7 +268,7 @@ void outbound_resume(session_conn_t *c) {
         }
         const dl_msg_t *msg = f->e->msg;
         uint8_t flags = (uint8_t)(0x08 | f->e->qos << 1 | (msg->retain ? 1 : 0)); /* DUP */
-        if (send_publish(c, flags, f->pid, msg->topic, msg->topic_len, msg->payload, msg->len) < 0)
+        if (send_msg(c, flags, f->pid, msg) < 0)
             return;
     }
     flush(c);
@@ -271,9 +309,18 @@ int outbound_on_ack(session_conn_t *c, const mqtt_packet_t *pkt) {
 }
 
 size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len,
-                           const void *payload, size_t len, uint8_t qos) {
-    if (topic_len > 65535 || dl_subs_match(m->subs, topic, topic_len, &m->matches) != 0)
+                           const void *payload, size_t len, uint8_t qos, const dl_header_t *headers,
+                           size_t n_headers) {
+    if (topic_len > 65535 || dl_subs_match(m->subs, topic, topic_len, &m->matches) != 0 ||
+        !m->matches.n)
         return 0;
+    /* MQTT 5 user properties from the headers, once per record. */
+    size_t plen = n_headers ? user_props(NULL, headers, n_headers) : 0;
+    uint8_t *props = plen ? malloc(plen) : NULL;
+    if (props)
+        user_props(props, headers, n_headers);
+    else
+        plen = 0;
     size_t n = 0, max = m->cfg->mqtt.max_queued_messages;
     dl_msg_t *msg = NULL; /* made once, for the first session that queues it */
     for (size_t i = 0; i < m->matches.n; i++) {
@@ -285,7 +332,7 @@ size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len
         if (c && !q && (!s->ob || !s->ob->q.n)) { /* the fast path: written at once */
             if (!read_allowed(c, topic, topic_len)) {
                 m->st.delivery_denied++;
-            } else if (send_publish(c, 0, 0, topic, topic_len, payload, len) > 0) {
+            } else if (send_publish(c, 0, 0, topic, topic_len, props, plen, payload, len) > 0) {
                 m->st.deliveries[0]++;
                 n++;
             }
@@ -293,7 +340,8 @@ size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len
         }
         if (!c && s->clean)
             continue; /* a session ending with its connection */
-        if (!msg && !(msg = dl_msg_new(topic, topic_len, payload, len, qos, false)))
+        if (!msg &&
+            !(msg = dl_msg_new_props(topic, topic_len, props, plen, payload, len, qos, false)))
             break;
         if (!ob_get(m, s) || dl_queue_push(&s->ob->q, msg, q, max) < 0)
             continue; /* refused: counted in qstats (or out of memory) */
@@ -302,6 +350,7 @@ size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len
             flush(c);
     }
     dl_msg_unref(msg);
+    free(props);
     return n;
 }
 

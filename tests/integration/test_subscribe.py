@@ -325,3 +325,58 @@ def test_round_trip_through_kafka_behaves_as_a_broker(daemon, mock_kafka):
     assert [r.headers["mqtt.topic"] for r in recs] == [t.encode() for t, _ in sent]
     for c in pubs + [sub]:
         c.close()
+
+
+def test_1000_subscribers_with_10000_filters(daemon, mock_kafka):
+    """Each client has its own command topic and nine other filters (10,000
+    in all); ten of them also take every device's commands. A record reaches
+    exactly its owner and those ten."""
+    d, port = start(daemon, mock_kafka, {"mqtt": {"max_connections": 2000}})
+    clients = []
+    for i in range(1000):
+        c = Raw(d.port).connect(f"c{i}")
+        filters = [(f"devices/d{i}/commands", 0)] + [(f"fleet/{i}/+/x{j}", 1) for j in range(8)]
+        filters.append(("devices/+/commands", 0) if i % 100 == 0 else (f"site/{i}/#", 2))
+        c.send(m2k.subscribe(1, filters))
+        clients.append(c)
+    for i, c in enumerate(clients):
+        c.expect(m2k.packet(0x90, b"\x00\x01\x00" + b"\x01" * 8 + (b"\x00" if i % 100 == 0
+                                                                   else b"\x02")), timeout=10)
+    assert metric(port, "mqtt2kafka_subscriptions") == 10000
+    produce(mock_kafka.bootstrap, [("commands", 0, f"d{k}".encode(), f"go {k}".encode(), None)
+                                   for k in (5, 123, 999)])
+    for k in (5, 123, 999):
+        if k % 100:
+            clients[k].expect(m2k.publish(f"devices/d{k}/commands", f"go {k}"), timeout=15)
+    for i in range(0, 1000, 100):
+        clients[i].expect(b"".join(m2k.publish(f"devices/d{k}/commands", f"go {k}")
+                                   for k in (5, 123, 999)), timeout=15)
+    for c in clients:  # and nothing else, to anyone
+        c.send(m2k.PINGREQ)
+    for c in clients:
+        c.expect(m2k.PINGRESP)
+        c.close()
+    s = scrape(port)
+    assert s.get('mqtt2kafka_downlink_deliveries_total{qos="0"}') == 3 + 30
+
+
+def test_paho_v5_gets_user_properties_from_headers(daemon, mock_kafka):
+    d, port = start(daemon, mock_kafka)
+    got, granted = [], []
+    c = mqtt.Client(client_id="paho5-sub", protocol=mqtt.MQTTv5)
+    c.on_message = lambda cl, ud, msg: got.append(
+        (msg.topic, msg.payload, msg.qos, getattr(msg.properties, "UserProperty", None)))
+    c.on_subscribe = lambda cl, ud, mid, codes, props: granted.append(codes)
+    c.connect("127.0.0.1", d.port, keepalive=30, clean_start=True)
+    c.loop_start()
+    try:
+        c.subscribe("devices/+/commands", qos=1)
+        m2k.wait_until(lambda: granted, 10, "paho's SUBACK")
+        produce(mock_kafka.bootstrap, [("commands", 1, b"lamp", b"on",
+                                        [("trace", b"t-1"), ("mqtt.qos", b"0"),
+                                         ("bin", b"\xff"), ("user", b"ops")])])
+        m2k.wait_until(lambda: got, 15, "the command")
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    assert got == [("devices/lamp/commands", b"on", 0, [("trace", "t-1"), ("user", "ops")])]

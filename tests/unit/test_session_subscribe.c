@@ -27,7 +27,7 @@ static pk_t unsub_pk(uint16_t pid, const char *filter, bool v5) {
 }
 
 static size_t deliver_msg(fx_t *fx, const char *topic, const char *payload, uint8_t qos) {
-    return session_mgr_deliver(fx->m, topic, strlen(topic), payload, strlen(payload), qos);
+    return session_mgr_deliver(fx->m, topic, strlen(topic), payload, strlen(payload), qos, NULL, 0);
 }
 
 /* Overlapping subscriptions give one PUBLISH; granted QoS = requested; the
@@ -478,6 +478,36 @@ static void test_v5_retain_handling(void **state) {
     fx_start(fx);
 }
 
+/* MQTT 5 subscribers get the record's headers not named mqtt.* as user
+ * properties (valid UTF-8 only, in order); 3.1.1 subscribers the same
+ * PUBLISH without them. Queued messages keep them. */
+static void test_v5_user_properties_from_headers(void **state) {
+    fx_t *fx = *state;
+    fconn_t *a = connected5(fx, 0, (cn5_t){.id = "a", .clean = true});
+    fconn_t *b = connected(fx, 1, (cn_t){.id = "b", .clean = true});
+    const char *f[] = {"t"};
+    const uint8_t q0[] = {0}, q1[] = {1};
+    pk_t s = sub_pk(1, f, q0, 1, true);
+    assert_int_equal(feed(a, s), (ssize_t)s.n);
+    EXPECT_OUT(a, 0x90, 0x04, 0x00, 0x01, 0x00, 0x00);
+    s = sub_pk(1, f, q1, 1, false);
+    assert_int_equal(feed(b, s), (ssize_t)s.n);
+    EXPECT_OUT(b, 0x90, 0x03, 0x00, 0x01, 0x01);
+    const dl_header_t h[] = {
+        {"mqtt.topic", "x", 1}, {"k", "v", 1}, {"bad", "\xff", 1}, {"k2", NULL, 0}};
+    assert_int_equal(session_mgr_deliver(fx->m, "t", 1, "p", 1, 1, h, 4), 2);
+    EXPECT_OUT(a, 0x30, 0x13, 0x00, 0x01, 't', 0x0e, 0x26, 0x00, 0x01, 'k', 0x00, 0x01, 'v', 0x26,
+               0x00, 0x02, 'k', '2', 0x00, 0x00, 'p');
+    EXPECT_OUT(b, 0x32, 0x06, 0x00, 0x01, 't', 0x00, 0x01, 'p');
+    s = sub_pk(2, f, q1, 1, true); /* now QoS 1: through the queue */
+    assert_int_equal(feed(a, s), (ssize_t)s.n);
+    EXPECT_OUT(a, 0x90, 0x04, 0x00, 0x02, 0x00, 0x01);
+    assert_int_equal(session_mgr_deliver(fx->m, "t", 1, "p", 1, 1, h + 1, 1), 2);
+    EXPECT_OUT(a, 0x32, 0x0e, 0x00, 0x01, 't', 0x00, 0x01, 0x07, 0x26, 0x00, 0x01, 'k', 0x00, 0x01,
+               'v', 'p');
+    EXPECT_OUT(b, 0x32, 0x06, 0x00, 0x01, 't', 0x00, 0x02, 'p');
+}
+
 /* A keep alive of 0 stays 0, so connected5's CONNACK has no server keep alive. */
 static int setup_s(void **state) {
     setup(state);
@@ -511,6 +541,7 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_retained_on_subscribe, setup_s, teardown),
         cmocka_unit_test_setup_teardown(test_v5_retain_handling, setup_s, teardown),
+        cmocka_unit_test_setup_teardown(test_v5_user_properties_from_headers, setup_s, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
