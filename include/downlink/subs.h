@@ -22,7 +22,17 @@ typedef struct {
     uint64_t client;
     uint8_t qos;
     bool shared;
+    /* MQTT 5 options over the client's matching subscriptions: the highest
+     * QoS among those without no local (DL_QOS_NONE: every one has it), and
+     * whether one asks for retain as published. */
+    uint8_t qos_local;
+    bool rap;
 } dl_match_t;
+
+/* Subscription options (dl_subs_add_opts). */
+#define DL_SUB_NO_LOCAL 1
+#define DL_SUB_RETAIN_AS_PUBLISHED 2
+#define DL_QOS_NONE 0xFF
 
 /* A growable result vector, owned by the caller (reuse it across matches;
  * free v when done). */
@@ -39,6 +49,9 @@ void dl_subs_free(dl_subs_t *s);
  * filter (its QoS is updated), DL_EINVAL for an invalid filter or share
  * name, DL_ENOMEM. */
 int dl_subs_add(dl_subs_t *s, uint64_t client, const char *filter, size_t len, uint8_t qos);
+/* The same with options (DL_SUB_*), kept with the subscription. */
+int dl_subs_add_opts(dl_subs_t *s, uint64_t client, const char *filter, size_t len, uint8_t qos,
+                     uint8_t opts);
 
 /* 0, or DL_ENOENT when the client has no such subscription (DL_EINVAL for an
  * invalid filter). */

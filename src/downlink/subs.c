@@ -45,6 +45,7 @@ typedef struct {
     group_t *group;
     client_t *client;
     uint8_t qos;
+    uint8_t opts; /* DL_SUB_* */
 } sub_t;
 
 struct dl_subs {
@@ -217,6 +218,11 @@ static sub_t *sub_find(dl_subs_t *s, snode_t *n, group_t *g, uint64_t client) {
 }
 
 int dl_subs_add(dl_subs_t *s, uint64_t client, const char *filter, size_t len, uint8_t qos) {
+    return dl_subs_add_opts(s, client, filter, len, qos, 0);
+}
+
+int dl_subs_add_opts(dl_subs_t *s, uint64_t client, const char *filter, size_t len, uint8_t qos,
+                     uint8_t opts) {
     const char *gname = NULL;
     size_t glen = 0;
     int shared = share_parse(&filter, &len, &gname, &glen);
@@ -243,6 +249,7 @@ int dl_subs_add(dl_subs_t *s, uint64_t client, const char *filter, size_t len, u
     }
     if ((x = sub_find(s, n, g, client))) {
         x->qos = qos;
+        x->opts = opts;
         return 1;
     }
     if (!(c = client_find(s, client))) {
@@ -262,6 +269,7 @@ int dl_subs_add(dl_subs_t *s, uint64_t client, const char *filter, size_t len, u
     x->group = g;
     x->client = c;
     x->qos = qos;
+    x->opts = opts;
     if (hmap_insert(&s->index, &x->h, key_hash(n, g, client)) != 0) {
         free(x);
         goto nomem;
@@ -359,10 +367,15 @@ static void collect(walk_t *w, snode_t *n) {
     for (it = n->subs.next; it != &n->subs; it = it->next) {
         sub_t *x = LIST_ENTRY(it, sub_t, at);
         client_t *c = x->client;
+        bool local = !(x->opts & DL_SUB_NO_LOCAL);
+        bool rap = x->opts & DL_SUB_RETAIN_AS_PUBLISHED;
         if (c->mark == w->s->gen) {
             dl_match_t *m = &w->out->v[c->slot];
             if (x->qos > m->qos)
                 m->qos = x->qos;
+            if (local && (m->qos_local == DL_QOS_NONE || x->qos > m->qos_local))
+                m->qos_local = x->qos;
+            m->rap = m->rap || rap;
             continue;
         }
         dl_match_t *m = out_push(w);
@@ -370,7 +383,7 @@ static void collect(walk_t *w, snode_t *n) {
             return;
         c->mark = w->s->gen;
         c->slot = w->out->n - 1;
-        *m = (dl_match_t){c->handle, x->qos, false};
+        *m = (dl_match_t){c->handle, x->qos, false, local ? x->qos : DL_QOS_NONE, rap};
     }
     for (it = n->groups.next; it != &n->groups; it = it->next) {
         group_t *g = LIST_ENTRY(it, group_t, at);
@@ -381,7 +394,9 @@ static void collect(walk_t *w, snode_t *n) {
         dl_match_t *m = out_push(w);
         if (!m)
             return;
-        *m = (dl_match_t){x->client->handle, x->qos, true};
+        *m = (dl_match_t){x->client->handle, x->qos, true,
+                          x->opts & DL_SUB_NO_LOCAL ? DL_QOS_NONE : x->qos,
+                          (x->opts & DL_SUB_RETAIN_AS_PUBLISHED) != 0};
     }
 }
 

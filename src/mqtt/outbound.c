@@ -308,6 +308,20 @@ int outbound_on_ack(session_conn_t *c, const mqtt_packet_t *pkt) {
     return c->state == CONN_CONNECTED ? FEED_OK : FEED_CLOSED;
 }
 
+/* What the uplink's headers say about a record that came from MQTT (the
+ * round trip): its publisher's client id and its RETAIN flag. */
+static void origin_of(const dl_header_t *h, size_t n, const char **cid, size_t *cid_len,
+                      bool *retain) {
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(h[i].name, "mqtt.client_id") == 0 && h[i].value) {
+            *cid = h[i].value;
+            *cid_len = h[i].value_len;
+        } else if (strcmp(h[i].name, "mqtt.retain") == 0) {
+            *retain = h[i].value_len == 1 && ((const char *)h[i].value)[0] == '1';
+        }
+    }
+}
+
 size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len,
                            const void *payload, size_t len, uint8_t qos, const dl_header_t *headers,
                            size_t n_headers) {
@@ -321,18 +335,32 @@ size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len
         user_props(props, headers, n_headers);
     else
         plen = 0;
+    const char *origin = NULL;
+    size_t origin_len = 0;
+    bool published_retain = false;
+    origin_of(headers, n_headers, &origin, &origin_len, &published_retain);
     size_t n = 0, max = m->cfg->mqtt.max_queued_messages;
-    dl_msg_t *msg = NULL; /* made once, for the first session that queues it */
+    dl_msg_t *msg[2] = {NULL, NULL}; /* made once each (RETAIN 0, 1), when first queued */
     for (size_t i = 0; i < m->matches.n; i++) {
-        session_t *s = store_find_id(m, (uint32_t)m->matches.v[i].client);
+        const dl_match_t *x = &m->matches.v[i];
+        session_t *s = store_find_id(m, (uint32_t)x->client);
         if (!s)
             continue;
+        /* MQTT 5 no local: the publisher's own subscriptions with it do not count. */
+        uint8_t sq = origin && origin_len == s->client_id_len &&
+                             memcmp(origin, s->client_id, origin_len) == 0
+                         ? x->qos_local
+                         : x->qos;
+        if (sq == DL_QOS_NONE)
+            continue;
+        bool retain = published_retain && x->rap; /* MQTT 5 retain as published */
         session_conn_t *c = s->conn && s->conn->state == CONN_CONNECTED ? s->conn : NULL;
-        uint8_t q = m->matches.v[i].qos < qos ? m->matches.v[i].qos : qos;
+        uint8_t q = sq < qos ? sq : qos;
         if (c && !q && (!s->ob || !s->ob->q.n)) { /* the fast path: written at once */
             if (!read_allowed(c, topic, topic_len)) {
                 m->st.delivery_denied++;
-            } else if (send_publish(c, 0, 0, topic, topic_len, props, plen, payload, len) > 0) {
+            } else if (send_publish(c, retain, 0, topic, topic_len, props, plen, payload, len) >
+                       0) {
                 m->st.deliveries[0]++;
                 n++;
             }
@@ -340,16 +368,17 @@ size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len
         }
         if (!c && s->clean)
             continue; /* a session ending with its connection */
-        if (!msg &&
-            !(msg = dl_msg_new_props(topic, topic_len, props, plen, payload, len, qos, false)))
+        if (!msg[retain] && !(msg[retain] = dl_msg_new_props(topic, topic_len, props, plen, payload,
+                                                             len, qos, retain)))
             break;
-        if (!ob_get(m, s) || dl_queue_push(&s->ob->q, msg, q, max) < 0)
+        if (!ob_get(m, s) || dl_queue_push(&s->ob->q, msg[retain], q, max) < 0)
             continue; /* refused: counted in qstats (or out of memory) */
         n++;
         if (c)
             flush(c);
     }
-    dl_msg_unref(msg);
+    dl_msg_unref(msg[0]);
+    dl_msg_unref(msg[1]);
     free(props);
     return n;
 }

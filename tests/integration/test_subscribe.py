@@ -380,3 +380,33 @@ def test_paho_v5_gets_user_properties_from_headers(daemon, mock_kafka):
         c.disconnect()
         c.loop_stop()
     assert got == [("devices/lamp/commands", b"on", 0, [("trace", "t-1"), ("user", "ops")])]
+
+
+def test_round_trip_no_local_with_paho_v5(daemon, mock_kafka):
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+    mock_kafka.cmd("create mqtt-events 1")
+    d = daemon(ROUND_TRIP)
+    d.wait_log(m2k.line("kafka consumer: reading mqtt-events partitions 0..0 from the end",
+                        level="info"), since=0)
+    got, granted = [], []
+    c = mqtt.Client(client_id="self", protocol=mqtt.MQTTv5)
+    c.on_message = lambda cl, ud, msg: got.append((msg.topic, msg.payload))
+    c.on_subscribe = lambda cl, ud, mid, codes, props: granted.append(codes)
+    c.connect("127.0.0.1", d.port, keepalive=30, clean_start=True)
+    c.loop_start()
+    try:
+        c.subscribe("home/#", options=SubscribeOptions(qos=1, noLocal=True))
+        m2k.wait_until(lambda: granted, 10, "paho's SUBACK")
+        c.publish("home/mine", b"1", qos=1).wait_for_publish(10)
+        other = Raw(d.port).connect("other")
+        other.send(m2k.publish("home/theirs", b"2", qos=1, pid=1))
+        other.expect(m2k.puback(1), timeout=15)
+        m2k.wait_until(lambda: got, 15, "the other client's message")
+        other.close()
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    # Both went through Kafka in this order; only the other's came back.
+    recs = m2k.assert_records(mock_kafka.bootstrap, "mqtt-events", 2)
+    assert [r.headers["mqtt.client_id"] for r in recs] == [b"self", b"other"]
+    assert got == [("home/theirs", b"2")]

@@ -508,6 +508,39 @@ static void test_v5_user_properties_from_headers(void **state) {
     EXPECT_OUT(b, 0x32, 0x06, 0x00, 0x01, 't', 0x00, 0x02, 'p');
 }
 
+/* MQTT 5 no local: a record whose mqtt.client_id header names the
+ * subscriber skips its no-local subscriptions; retain as published: the
+ * record's mqtt.retain header sets RETAIN. */
+static void test_v5_no_local_and_retain_as_published(void **state) {
+    fx_t *fx = *state;
+    fconn_t *a = connected5(fx, 0, (cn5_t){.id = "a", .clean = true});
+    fconn_t *b = connected5(fx, 1, (cn5_t){.id = "b", .clean = true});
+    const char *f[] = {"t"}, *all[] = {"#"};
+    const uint8_t nl1[] = {0x05}, rap0[] = {0x08}, plain0[] = {0x00};
+    pk_t s = sub_pk(1, f, nl1, 1, true);
+    assert_int_equal(feed(a, s), (ssize_t)s.n);
+    EXPECT_OUT(a, 0x90, 0x04, 0x00, 0x01, 0x00, 0x01);
+    s = sub_pk(1, f, rap0, 1, true);
+    assert_int_equal(feed(b, s), (ssize_t)s.n);
+    EXPECT_OUT(b, 0x90, 0x04, 0x00, 0x01, 0x00, 0x00);
+    const dl_header_t from_a[] = {
+        {"mqtt.topic", "t", 1}, {"mqtt.client_id", "a", 1}, {"mqtt.retain", "1", 1}};
+    assert_int_equal(session_mgr_deliver(fx->m, "t", 1, "p", 1, 1, from_a, 3), 1);
+    EXPECT_NO_OUT(a);
+    EXPECT_OUT(b, 0x31, 0x05, 0x00, 0x01, 't', 0x00, 'p'); /* RETAIN as published */
+    assert_int_equal(session_mgr_deliver(fx->m, "t", 1, "q", 1, 1, from_a, 2), 1);
+    EXPECT_OUT(b, 0x30, 0x05, 0x00, 0x01, 't', 0x00, 'q'); /* no mqtt.retain: 0 */
+    s = sub_pk(2, all, plain0, 1, true);                   /* a subscription without no local */
+    assert_int_equal(feed(a, s), (ssize_t)s.n);
+    EXPECT_OUT(a, 0x90, 0x04, 0x00, 0x02, 0x00, 0x00);
+    assert_int_equal(session_mgr_deliver(fx->m, "t", 1, "r", 1, 1, from_a, 3), 2);
+    EXPECT_OUT(a, 0x30, 0x05, 0x00, 0x01, 't', 0x00, 'r'); /* at that one's QoS 0 */
+    EXPECT_OUT(b, 0x31, 0x05, 0x00, 0x01, 't', 0x00, 'r');
+    const dl_header_t from_b[] = {{"mqtt.client_id", "b", 1}};
+    assert_int_equal(session_mgr_deliver(fx->m, "t", 1, "s", 1, 1, from_b, 1), 2);
+    EXPECT_OUT(a, 0x32, 0x07, 0x00, 0x01, 't', 0x00, 0x01, 0x00, 's'); /* QoS 1 of "t" */
+}
+
 /* A keep alive of 0 stays 0, so connected5's CONNACK has no server keep alive. */
 static int setup_s(void **state) {
     setup(state);
@@ -542,6 +575,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_retained_on_subscribe, setup_s, teardown),
         cmocka_unit_test_setup_teardown(test_v5_retain_handling, setup_s, teardown),
         cmocka_unit_test_setup_teardown(test_v5_user_properties_from_headers, setup_s, teardown),
+        cmocka_unit_test_setup_teardown(test_v5_no_local_and_retain_as_published, setup_s,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
