@@ -385,6 +385,16 @@ static bool subst_ok(const char *s, size_t len) {
     return len > 0 && !memchr(s, '+', len) && !memchr(s, '#', len) && !memchr(s, '/', len);
 }
 
+/* The %u and %c values of a client; false when it may match no pattern at
+ * all (as in Mosquitto: not only the patterns that name %u or %c). */
+static bool subst_init(const char *user, const char *client_id, subst_t *su, subst_t *sc) {
+    *su = (subst_t){user, user ? strlen(user) : 0, false};
+    *sc = (subst_t){client_id, client_id ? strlen(client_id) : 0, false};
+    su->valid = user && subst_ok(su->s, su->len);
+    sc->valid = client_id && subst_ok(sc->s, sc->len);
+    return !((user && !su->valid) || !sc->valid);
+}
+
 bool acl_check(const acl_t *acl, const char *user, const char *client_id, const char *topic,
                size_t topic_len, int access) {
     if (topic_len == 0 || memchr(topic, '+', topic_len) || memchr(topic, '#', topic_len))
@@ -395,15 +405,8 @@ bool acl_check(const acl_t *acl, const char *user, const char *client_id, const 
         if (d != 0)
             return d > 0;
     }
-    if (acl->pat_deny.n == 0 && acl->pat_allow.n == 0)
-        return false;
-    subst_t su = {user, user ? strlen(user) : 0, false};
-    subst_t sc = {client_id, client_id ? strlen(client_id) : 0, false};
-    su.valid = user && subst_ok(su.s, su.len);
-    sc.valid = client_id && subst_ok(sc.s, sc.len);
-    /* As in Mosquitto: such a client matches no pattern at all, not only the
-     * patterns that name %u or %c. */
-    if ((user && !su.valid) || !sc.valid)
+    subst_t su, sc;
+    if ((acl->pat_deny.n == 0 && acl->pat_allow.n == 0) || !subst_init(user, client_id, &su, &sc))
         return false;
     return rules_decide(&acl->pat_deny, &acl->pat_allow, topic, topic_len, access, &su, &sc) > 0;
 }
@@ -472,13 +475,9 @@ bool acl_can_subscribe(const acl_t *acl, const char *user, const char *client_id
     const acl_user_t *uu = user ? user_find(acl, user, strlen(user)) : &acl->anon;
     if (uu && rules_meet(&uu->allow, filter, filter_len, NULL, NULL))
         return true;
-    subst_t su = {user, user ? strlen(user) : 0, false};
-    subst_t sc = {client_id, client_id ? strlen(client_id) : 0, false};
-    su.valid = user && subst_ok(su.s, su.len);
-    sc.valid = client_id && subst_ok(sc.s, sc.len);
-    if ((user && !su.valid) || !sc.valid)
-        return false;
-    return rules_meet(&acl->pat_allow, filter, filter_len, &su, &sc);
+    subst_t su, sc;
+    return subst_init(user, client_id, &su, &sc) &&
+           rules_meet(&acl->pat_allow, filter, filter_len, &su, &sc);
 }
 
 bool acl_can_publish(const acl_t *acl, const char *user, const char *client_id, const char *topic,

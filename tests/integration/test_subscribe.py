@@ -20,15 +20,21 @@ CONFIG = {
 }
 
 
-def start(daemon, mock_kafka, extra=None):
-    mock_kafka.cmd("create commands 2")
-    d = daemon(m2k.merge(CONFIG, extra or {}))
+def started(d, topic, parts, where="end"):
+    """The metrics port, once the consumer reads `topic` (start-up lines:
+    the whole log is the right scope)."""
     port = int(d.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, "
                                    r"/healthz, /readyz\)", level="info", regex=True),
                           since=0).group(1))
-    d.wait_log(m2k.line("kafka consumer: reading commands partitions 0..1 from the end",
+    d.wait_log(m2k.line(f"kafka consumer: reading {topic} partitions {parts} from the {where}",
                         level="info"), since=0)
-    return d, port
+    return port
+
+
+def start(daemon, mock_kafka, extra=None):
+    mock_kafka.cmd("create commands 2")
+    d = daemon(m2k.merge(CONFIG, extra or {}))
+    return d, started(d, "commands", "0..1")
 
 
 def metric(port, name):
@@ -239,12 +245,7 @@ RETAINED = {"retained": {"topic": "mqtt-retained"}, "metrics": {"listen": "127.0
 
 def start_retained(daemon):
     d = daemon(RETAINED)
-    port = int(d.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, "
-                                   r"/healthz, /readyz\)", level="info", regex=True),
-                          since=0).group(1))
-    d.wait_log(m2k.line("kafka consumer: reading mqtt-retained partitions 0..0 from the "
-                        "beginning", level="info"), since=0)
-    return d, port
+    return d, started(d, "mqtt-retained", "0..0", "beginning")
 
 
 def mosquitto_pub(port, *args):

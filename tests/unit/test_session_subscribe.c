@@ -390,6 +390,23 @@ static void test_v5_receive_maximum_window(void **state) {
 
 /* ---- retained messages ---- */
 
+/* A manager with fx->retained as its retained store. */
+static void use_retained(fx_t *fx, const char *topic, const char *payload, uint8_t qos) {
+    if (!fx->retained)
+        fx->retained = dl_retained_new(10, 1000);
+    assert_int_equal(
+        dl_retained_set(fx->retained, topic, strlen(topic), payload, strlen(payload), qos), 0);
+}
+
+/* Back to a manager without it (teardown frees the manager only). */
+static void drop_retained(fx_t *fx) {
+    session_mgr_free(fx->m);
+    fx->m = NULL;
+    dl_retained_free(fx->retained);
+    fx->retained = NULL;
+    fx_start(fx);
+}
+
 /* A PUBLISH with RETAIN 1 is produced to its mapped topic and, with
  * `retained:`, to the retained topic: key = topic, mqtt.qos header, an empty
  * payload as a tombstone; nobody waits for that copy's report. */
@@ -419,9 +436,8 @@ static void test_retain_publish_copied_to_retained_topic(void **state) {
  * RETAIN 1, at min(retained QoS, granted QoS); a shared one does not. */
 static void test_retained_on_subscribe(void **state) {
     fx_t *fx = *state;
-    fx->retained = dl_retained_new(10, 1000);
-    assert_int_equal(dl_retained_set(fx->retained, "r/a", 3, "1", 1, 2), 0);
-    assert_int_equal(dl_retained_set(fx->retained, "r/b", 3, "2", 1, 0), 0);
+    use_retained(fx, "r/a", "1", 2);
+    use_retained(fx, "r/b", "2", 0);
     fx_restart(fx);
     fconn_t *a = connected(fx, 0, (cn_t){.id = "a", .clean = true});
     const char *f[] = {"r/a", "r/b", "$share/g/r/a", "x"};
@@ -438,18 +454,13 @@ static void test_retained_on_subscribe(void **state) {
     /* Live messages after them have RETAIN 0. */
     assert_int_equal(deliver_msg(fx, "r/b", "3", 0), 1);
     expect_pk(a, spub(0x30, 0, "r/b", "3", false));
-    session_mgr_free(fx->m);
-    fx->m = NULL;
-    dl_retained_free(fx->retained);
-    fx->retained = NULL;
-    fx_start(fx);
+    drop_retained(fx);
 }
 
 /* MQTT 5 retain handling: 0 always, 1 only for a new subscription, 2 never. */
 static void test_v5_retain_handling(void **state) {
     fx_t *fx = *state;
-    fx->retained = dl_retained_new(10, 1000);
-    assert_int_equal(dl_retained_set(fx->retained, "r", 1, "1", 1, 0), 0);
+    use_retained(fx, "r", "1", 0);
     fx_restart(fx);
     fconn_t *a = connected5(fx, 0, (cn5_t){.id = "a", .clean = true});
     const char *f[] = {"r"};
@@ -471,11 +482,7 @@ static void test_v5_retain_handling(void **state) {
     put(&want, "\x90\x04\x00\x03\x00\x00", 6);
     put(&want, p.b, p.n);
     expect_pk(a, want);
-    session_mgr_free(fx->m);
-    fx->m = NULL;
-    dl_retained_free(fx->retained);
-    fx->retained = NULL;
-    fx_start(fx);
+    drop_retained(fx);
 }
 
 /* MQTT 5 subscribers get the record's headers not named mqtt.* as user
