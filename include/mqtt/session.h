@@ -176,6 +176,8 @@ typedef struct {
     uint64_t deliveries[3];
     uint64_t delivery_denied;    /* the ACL's read rules refused the topic */
     uint64_t delivery_too_large; /* over the MQTT 5 client's maximum packet size */
+    /* not queued for a session kept without a connection: mqtt.max_session_bytes */
+    uint64_t delivery_session_bytes;
     uint64_t subscribe_denied;
     uint64_t subscribe_invalid;
     uint64_t retained_lost; /* RETAIN 1 copies the producer refused (retained topic) */

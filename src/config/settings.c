@@ -467,8 +467,9 @@ const setting_t config_settings[] = {
      .max = UINT32_MAX,
      .def = 256u * 1024 * 1024,
      .doc = "bytes all `clean session = 0` sessions kept without a connection may hold together "
-            "(session, client id, messages still in flight, QoS 2 ids: the "
-            "`mqtt2kafka_persistent_session_bytes` gauge); beyond it the oldest are discarded"},
+            "(session, client id, messages still in flight, QoS 2 ids, downlink messages queued "
+            "for them: the `mqtt2kafka_persistent_session_bytes` gauge); beyond it the oldest are "
+            "discarded, and a downlink message that does not fit is not queued"},
     {.path = "mqtt.max_client_id_length",
      .type = SET_UINT,
      CFG(mqtt.max_client_id_length),

@@ -113,6 +113,11 @@ static int send_msg(session_conn_t *c, uint8_t flags, uint16_t pid, const dl_msg
 
 /* ---- the in-flight ring ---- */
 
+/* What one queued or in-flight message counts (outbound_bytes). */
+static size_t entry_bytes(const dl_msg_t *msg) {
+    return sizeof(dl_qentry_t) + sizeof(*msg) + msg->topic_len + 1 + msg->len + msg->props_len;
+}
+
 static inline ob_flight_t *fl_at(outbound_t *ob, uint32_t i) {
     uint32_t j = ob->head + i;
     return &ob->fl[j >= ob->cap ? j - ob->cap : j];
@@ -133,7 +138,10 @@ static int fl_find(outbound_t *ob, uint16_t pid) {
 /* Removes entry i: the ones before it move up one place, so acks in order
  * (the usual case) cost O(1) and the send order stays. */
 static void fl_remove(outbound_t *ob, uint32_t i) {
-    dl_qentry_free(fl_at(ob, i)->e);
+    dl_qentry_t *e = fl_at(ob, i)->e;
+    if (e)
+        ob->bytes -= entry_bytes(e->msg);
+    dl_qentry_free(e);
     for (; i > 0; i--)
         *fl_at(ob, i) = *fl_at(ob, i - 1);
     ob->head = ob->head + 1 == ob->cap ? 0 : ob->head + 1;
@@ -184,14 +192,19 @@ static void flush(session_conn_t *c) {
             return;
         e = dl_queue_pop(&ob->q);
         const dl_msg_t *msg = e->msg;
+        if (!e->qos) /* leaves the session now, written or not */
+            ob->bytes -= entry_bytes(msg);
         if (!read_allowed(c, msg->topic, msg->topic_len)) {
             m->st.delivery_denied++;
+            if (e->qos)
+                ob->bytes -= entry_bytes(msg);
             dl_qentry_free(e);
             continue;
         }
         uint16_t pid = 0;
         if (e->qos && fl_push(ob, (ob_flight_t){e, pid = next_pid(ob),
                                                 e->qos == 1 ? OB_PUBACK : OB_PUBREC}) != 0) {
+            ob->bytes -= entry_bytes(msg);
             dl_qentry_free(e); /* out of memory: lost, as a full queue's refusal */
             m->qstats.refused_full++;
             continue;
@@ -213,10 +226,28 @@ static void flush(session_conn_t *c) {
     }
 }
 
+/* dl_queue_push with the byte count kept (a full queue may drop its oldest
+ * QoS 0 message for this one). */
+static int ob_push(session_mgr_t *m, outbound_t *ob, dl_msg_t *msg, uint8_t qos) {
+    size_t max = m->cfg->mqtt.max_queued_messages, dropped = 0;
+    list_t *old = ob->q.n >= max ? list_first(&ob->q.qos0) : NULL;
+    if (old)
+        dropped = entry_bytes(LIST_ENTRY(old, dl_qentry_t, q0)->msg);
+    int rc = dl_queue_push(&ob->q, msg, qos, max);
+    if (rc >= 0)
+        ob->bytes += entry_bytes(msg) - (rc == 1 ? dropped : 0);
+    return rc;
+}
+
 static outbound_t *ob_get(session_mgr_t *m, session_t *s) {
     if (!s->ob && (s->ob = calloc(1, sizeof(*s->ob))) != NULL)
         dl_queue_init(&s->ob->q, &m->qstats);
     return s->ob;
+}
+
+size_t outbound_bytes(const session_t *s) {
+    const outbound_t *ob = s->ob;
+    return ob ? sizeof(*ob) + (size_t)ob->cap * sizeof(ob_flight_t) + ob->bytes : 0;
 }
 
 void outbound_free(session_t *s) {
@@ -242,8 +273,7 @@ static void queue_retained(void *ud, const char *topic, size_t topic_len, const 
     session_mgr_t *m = x->c->mgr;
     dl_msg_t *msg = dl_msg_new(topic, topic_len, payload, len, qos, true);
     if (msg && ob_get(m, x->c->s))
-        dl_queue_push(&x->c->s->ob->q, msg, qos < x->qos ? qos : x->qos,
-                      m->cfg->mqtt.max_queued_messages);
+        ob_push(m, x->c->s->ob, msg, qos < x->qos ? qos : x->qos);
     dl_msg_unref(msg);
 }
 
@@ -295,6 +325,7 @@ int outbound_on_ack(session_conn_t *c, const mqtt_packet_t *pkt) {
     }
     /* MQTT 5: a PUBREC with a reason code >= 0x80 ends the exchange. */
     if (pkt->type == MQTT_PUBREC && !(c->p5 && c->p5->reason >= 0x80)) {
+        ob->bytes -= entry_bytes(f->e->msg);
         dl_qentry_free(f->e);
         f->e = NULL;
         f->state = OB_PUBCOMP;
@@ -339,7 +370,7 @@ size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len
     size_t origin_len = 0;
     bool published_retain = false;
     origin_of(headers, n_headers, &origin, &origin_len, &published_retain);
-    size_t n = 0, max = m->cfg->mqtt.max_queued_messages;
+    size_t n = 0;
     dl_msg_t *msg[2] = {NULL, NULL}; /* made once each (RETAIN 0, 1), when first queued */
     for (size_t i = 0; i < m->matches.n; i++) {
         const dl_match_t *x = &m->matches.v[i];
@@ -371,11 +402,22 @@ size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len
         if (!msg[retain] && !(msg[retain] = dl_msg_new_props(topic, topic_len, props, plen, payload,
                                                              len, qos, retain)))
             break;
-        if (!ob_get(m, s) || dl_queue_push(&s->ob->q, msg[retain], q, max) < 0)
+        /* A session kept without a connection stays within
+         * mqtt.max_session_bytes, with the others kept. */
+        if (!c && list_linked(&s->detached) &&
+            m->st.persistent_session_bytes - s->held + store_held(s) + entry_bytes(msg[retain]) +
+                    (s->ob ? 0 : sizeof(outbound_t)) >
+                m->cfg->mqtt.max_session_bytes) {
+            m->st.delivery_session_bytes++;
+            continue;
+        }
+        if (!ob_get(m, s) || ob_push(m, s->ob, msg[retain], q) < 0)
             continue; /* refused: counted in qstats (or out of memory) */
         n++;
         if (c)
             flush(c);
+        else
+            store_resize(m, s);
     }
     dl_msg_unref(msg[0]);
     dl_msg_unref(msg[1]);

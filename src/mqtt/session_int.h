@@ -64,6 +64,7 @@ typedef struct {
     ob_flight_t *fl;
     uint32_t head, n, cap;
     uint16_t last_pid;
+    size_t bytes; /* the messages queued and in flight (outbound_bytes) */
 } outbound_t;
 
 typedef struct session session_t;
@@ -208,8 +209,11 @@ void store_destroy(session_mgr_t *m, session_t *s);
 void store_detach(session_mgr_t *m, session_t *s);
 /* A kept session gets a connection again. */
 void store_attach(session_mgr_t *m, session_t *s);
-/* A kept session's ring or QoS 2 ids changed size: counts its bytes again. */
+/* A kept session's ring, QoS 2 ids or downlink messages changed size:
+ * counts its bytes again. */
 void store_resize(session_mgr_t *m, session_t *s);
+/* What the session holds now, as counted against mqtt.max_session_bytes. */
+size_t store_held(const session_t *s);
 /* Destroys the sessions kept longer than session_expiry_s. */
 void store_expire(session_mgr_t *m);
 
@@ -312,6 +316,11 @@ void outbound_resume(session_conn_t *c);
 int outbound_on_ack(session_conn_t *c, const mqtt_packet_t *pkt);
 /* Frees a session's downlink state (the session ends). */
 void outbound_free(session_t *s);
+/* The bytes a session's downlink state holds (each queued or in-flight
+ * message counted whole, though it may be shared): part of what a
+ * persistent session kept without a connection counts against
+ * mqtt.max_session_bytes. O(1): kept up to date as messages come and go. */
+size_t outbound_bytes(const session_t *s);
 /* A subscription granted at qos: the retained messages its filter matches
  * are queued for the client (RETAIN 1, at min(their QoS, qos)), then sent as
  * the window allows. */

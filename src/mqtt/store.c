@@ -76,10 +76,12 @@ fail:
 }
 
 /* What a session kept without a connection holds: the object with its
- * client id, its ring and its QoS 2 ids (docs/security.md, "Memory"). */
+ * client id, its ring, its QoS 2 ids (docs/security.md, "Memory") and its
+ * downlink messages. */
 static size_t session_bytes(const session_t *s) {
-    return sizeof(*s) + s->client_id_len + 1u + (size_t)s->ring_cap * sizeof(inflight_t) +
-           (size_t)s->pubrel_cap * sizeof(*s->pubrel);
+    size_t n = sizeof(*s) + s->client_id_len + 1u + (size_t)s->ring_cap * sizeof(inflight_t) +
+               (size_t)s->pubrel_cap * sizeof(*s->pubrel) + outbound_bytes(s);
+    return n < UINT32_MAX ? n : UINT32_MAX;
 }
 
 void store_attach(session_mgr_t *m, session_t *s) {
@@ -90,6 +92,10 @@ void store_attach(session_mgr_t *m, session_t *s) {
         m->st.persistent_session_bytes -= s->held;
         s->held = 0;
     }
+}
+
+size_t store_held(const session_t *s) {
+    return session_bytes(s);
 }
 
 void store_resize(session_mgr_t *m, session_t *s) {

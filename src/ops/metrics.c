@@ -350,6 +350,8 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
                      m->downlink_dropped[0]);
     sample_label_u64(w, "mqtt2kafka_downlink_dropped_total", "reason", "queue_full",
                      m->downlink_dropped[1]);
+    sample_label_u64(w, "mqtt2kafka_downlink_dropped_total", "reason", "session_bytes",
+                     m->downlink_dropped[2]);
     gauge(w, "mqtt2kafka_retained_messages", "Retained messages held in memory.",
           m->retained_messages);
     gauge(w, "mqtt2kafka_retained_bytes", "Bytes (topic + payload) of the retained messages held.",

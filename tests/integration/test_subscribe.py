@@ -234,6 +234,7 @@ def test_queue_bound_with_a_client_that_never_reads(daemon, mock_kafka):
     assert s.get("mqtt2kafka_downlink_queued_messages") == 3
     assert s.get('mqtt2kafka_downlink_dropped_total{reason="queue_full"}') == 5
     assert s.get('mqtt2kafka_downlink_dropped_total{reason="oldest_qos0"}') == 0
+    assert s.get('mqtt2kafka_downlink_dropped_total{reason="session_bytes"}') == 0
     assert s.get('mqtt2kafka_downlink_deliveries_total{qos="1"}') == 2
     assert s.get('mqtt2kafka_downlink_deliveries_total{qos="0"}') == 10
     slow.close()

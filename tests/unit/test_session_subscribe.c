@@ -368,6 +368,40 @@ static void test_persistent_resend_with_dup(void **state) {
     assert_int_equal(deliver_msg(fx, "r", "5", 1), 1); /* to p only */
 }
 
+/* What a session kept without a connection queues counts against
+ * mqtt.max_session_bytes: past it a message is not queued (counted). */
+static void test_detached_queue_within_session_bytes(void **state) {
+    fx_t *fx = *state;
+    fconn_t *a = subscribed(fx, 0, (cn_t){.id = "p", .clean = false}, "b", 1);
+    session_conn_lost(a->c, "gone");
+    session_conn_free(a->c);
+    const session_stats_t *st = session_mgr_stats(fx->m);
+    uint64_t held0 = st->persistent_session_bytes;
+    assert_int_equal(deliver_msg(fx, "b", "1", 1), 1);
+    uint64_t held1 = st->persistent_session_bytes;
+    assert_true(held1 > held0);
+    assert_int_equal(deliver_msg(fx, "b", "2", 1), 1);
+    uint64_t e = st->persistent_session_bytes - held1; /* one message */
+    assert_int_equal(e, sizeof(dl_qentry_t) + sizeof(dl_msg_t) + 2 + 1);
+    fx->cfg.mqtt.max_session_bytes = held1 + 2 * e; /* room for one more */
+    assert_int_equal(deliver_msg(fx, "b", "3", 1), 1);
+    assert_int_equal(deliver_msg(fx, "b", "4", 1), 0);
+    assert_int_equal(st->delivery_session_bytes, 1);
+    assert_int_equal(st->persistent_session_bytes, held1 + 2 * e);
+    a = open_conn(fx, 0);
+    pk_t c = connect_pk((cn_t){.id = "p", .clean = false});
+    assert_int_equal(feed(a, c), (ssize_t)c.n);
+    pk_t want = {.n = 0};
+    put(&want, "\x20\x02\x01\x00", 4);
+    const char *pl[] = {"1", "2", "3"};
+    for (int i = 0; i < 3; i++) {
+        pk_t p = spub(0x32, (uint16_t)(i + 1), "b", pl[i], false);
+        put(&want, p.b, p.n);
+    }
+    expect_pk(a, want);
+    assert_int_equal(st->persistent_session_bytes, 0);
+}
+
 /* MQTT 5: the client's receive maximum is the window. */
 static void test_v5_receive_maximum_window(void **state) {
     fx_t *fx = *state;
@@ -577,6 +611,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_queue_drops_oldest_qos0, setup_s, teardown),
         cmocka_unit_test_setup_teardown(test_persistent_resend_with_dup, setup_s, teardown),
         cmocka_unit_test_setup_teardown(test_v5_receive_maximum_window, setup_s, teardown),
+        cmocka_unit_test_setup_teardown(test_detached_queue_within_session_bytes, setup_s,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_retain_publish_copied_to_retained_topic, setup_s,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_retained_on_subscribe, setup_s, teardown),
