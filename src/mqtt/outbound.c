@@ -172,8 +172,9 @@ static uint16_t next_pid(outbound_t *ob) {
     do {
         if (++p == 0)
             p = 1;
-    } while (ob->n && fl_find(ob, p) >= 0 &&
-             (uint16_t)(p - fl_at(ob, 0)->pid) <= (uint16_t)(ob->last_pid - fl_at(ob, 0)->pid));
+    } while (ob->n &&
+             (uint16_t)(p - fl_at(ob, 0)->pid) <= (uint16_t)(ob->last_pid - fl_at(ob, 0)->pid) &&
+             fl_find(ob, p) >= 0); /* the ids in flight lie between the oldest's and the last */
     return ob->last_pid = p;
 }
 

@@ -279,6 +279,27 @@ static void test_qos1_window_queue_and_acks(void **state) {
                                 "it)\n"));
 }
 
+/* Packet ids wrap around after 65535, skipping 0 and an id still in flight
+ * (1 here, never acked). */
+static void test_packet_ids_wrap_around_one_in_flight(void **state) {
+    fx_t *fx = *state;
+    fconn_t *a = subscribed(fx, 0, (cn_t){.id = "a", .clean = true}, "t", 1);
+    for (int i = 0; i < 4; i++)
+        deliver_msg(fx, "t", "x", 1);
+    a->out_len = 0;
+    uint16_t oldest = 2, next = 5;
+    for (int k = 0; k < 65540; k++) {
+        deliver_msg(fx, "t", "x", 1); /* queued: the window (4) is full */
+        assert_int_equal(feed(a, id_pk(0x40, oldest)), 4);
+        assert_int_equal(a->out_len, 8); /* 0x32 0x06 0x00 0x01 't' id id 'x' */
+        assert_int_equal(a->out[5] << 8 | a->out[6], next);
+        a->out_len = 0;
+        oldest = oldest == 65535 ? 2 : (uint16_t)(oldest + 1);
+        next = next == 65535 ? 2 : (uint16_t)(next + 1);
+    }
+    assert_true(next > 2 && next < 100); /* wrapped */
+}
+
 /* QoS 2: PUBREC gets PUBREL (again for a repeated PUBREC), PUBCOMP ends it;
  * a record at QoS 1 to a QoS 2 subscription goes at QoS 1. */
 static void test_qos2_flow(void **state) {
@@ -608,6 +629,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_acl_subscribe_and_read, setup_s_auth, teardown),
         cmocka_unit_test_setup_teardown(test_qos1_window_queue_and_acks, setup_s, teardown),
         cmocka_unit_test_setup_teardown(test_qos2_flow, setup_s, teardown),
+        cmocka_unit_test_setup_teardown(test_packet_ids_wrap_around_one_in_flight, setup_s,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_queue_drops_oldest_qos0, setup_s, teardown),
         cmocka_unit_test_setup_teardown(test_persistent_resend_with_dup, setup_s, teardown),
         cmocka_unit_test_setup_teardown(test_v5_receive_maximum_window, setup_s, teardown),
