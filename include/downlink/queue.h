@@ -50,6 +50,9 @@ typedef struct {
 typedef struct {
     list_t all, q0;
     dl_msg_t *msg;
+    uint8_t *xprops; /* MQTT 5 properties of this delivery alone (malloc), sent before the
+                      * message's; NULL: none. dl_qentry_free frees them. */
+    uint16_t xlen;
     uint8_t qos; /* min(message QoS, subscription QoS) */
 } dl_qentry_t;
 

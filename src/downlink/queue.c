@@ -55,6 +55,7 @@ void dl_qentry_free(dl_qentry_t *e) {
     if (!e)
         return;
     dl_msg_unref(e->msg);
+    free(e->xprops);
     free(e);
 }
 
@@ -89,6 +90,8 @@ int dl_queue_push(dl_queue_t *q, dl_msg_t *msg, uint8_t qos, size_t max) {
     if (!e)
         return DL_ENOMEM;
     e->msg = dl_msg_ref(msg);
+    e->xprops = NULL;
+    e->xlen = 0;
     e->qos = qos;
     list_insert_tail(&q->all, &e->all);
     list_init(&e->q0);

@@ -88,8 +88,9 @@ static void connack5(session_conn_t *c, bool present, uint32_t expiry, bool keep
                 1ull << MQTT5_PROP_SUBSCRIPTION_ID_AVAILABLE | 1ull << MQTT5_PROP_SHARED_AVAILABLE;
     a.receive_maximum = (uint16_t)(mi < 65535 ? mi : 65535);
     a.retain_available = 1; /* a retained PUBLISH is taken (mqtt.retain header) */
-    /* SUBSCRIBE: wildcards and $share/GROUP/filter yes, identifiers not yet. */
+    /* SUBSCRIBE: wildcards, $share/GROUP/filter and identifiers. */
     a.wildcard_available = 1;
+    a.subscription_id_available = 1;
     a.shared_available = 1;
     if (mq->max_packet_size) {
         a.present |= 1ull << MQTT5_PROP_MAXIMUM_PACKET_SIZE;

@@ -25,7 +25,7 @@ static const char *acl_filter(const char *f, size_t len, size_t *out_len) {
 /* One filter: the granted QoS, or the refusal's code (3.1.1 0x80; MQTT 5
  * 0x87 not authorized, 0x8F invalid). */
 static uint8_t subscribe_one(session_conn_t *c, const char *f, size_t len, uint8_t qos,
-                             uint8_t opts, bool *is_new) {
+                             uint8_t opts, uint32_t sub_id, bool *is_new) {
     session_mgr_t *m = c->mgr;
     const session_auth_ops_t *a = &m->o.auth;
     char fb[128], idb[LOG_ID_MAX];
@@ -39,7 +39,7 @@ static uint8_t subscribe_one(session_conn_t *c, const char *f, size_t len, uint8
                         session_log_str(fb, sizeof(fb), f, len));
         return c->v5 ? MQTT5_RC_NOT_AUTHORIZED : MQTT_SUBACK_FAILURE;
     }
-    int rc = af ? dl_subs_add_opts(m->subs, c->s->id, f, len, qos, opts) : DL_EINVAL;
+    int rc = af ? dl_subs_add_opts(m->subs, c->s->id, f, len, qos, opts, sub_id) : DL_EINVAL;
     *is_new = rc == 0;
     if (rc >= 0)
         return qos;
@@ -85,8 +85,10 @@ int session_on_subscribe(session_conn_t *c, const mqtt_packet_t *pkt) {
     uint8_t *codes = codes_for(c, pkt, "SUBSCRIBE");
     if (!codes)
         return FEED_CLOSED;
-    /* MQTT 5: subscription identifiers are not supported (CONNACK says so). */
-    bool sub_id = c->p5 && MQTT5_HAS(&c->p5->props, MQTT5_PROP_SUBSCRIPTION_ID);
+    /* MQTT 5: the subscription identifier, kept with each of its filters. */
+    uint32_t sub_id = c->p5 && MQTT5_HAS(&c->p5->props, MQTT5_PROP_SUBSCRIPTION_ID)
+                          ? c->p5->props.subscription_id
+                          : 0;
     size_t off = 0;
     uint32_t i = 0, n_new = 0;
     mqtt_str_t f;
@@ -99,8 +101,7 @@ int session_on_subscribe(session_conn_t *c, const mqtt_packet_t *pkt) {
                 : (uint8_t)((o & MQTT5_SUB_NO_LOCAL ? DL_SUB_NO_LOCAL : 0) |
                             (o & MQTT5_SUB_RETAIN_AS_PUBLISHED ? DL_SUB_RETAIN_AS_PUBLISHED : 0));
         bool is_new = false;
-        codes[i++] = sub_id ? MQTT5_RC_SUBSCRIPTION_IDS_NOT_SUPPORTED
-                            : subscribe_one(c, (const char *)f.ptr, f.len, qos, opts, &is_new);
+        codes[i++] = subscribe_one(c, (const char *)f.ptr, f.len, qos, opts, sub_id, &is_new);
         /* the "new" mark, for MQTT 5 retain handling 1, in a bit the
          * granted QoS does not use (masked before the SUBACK) */
         if (is_new) {
@@ -125,7 +126,7 @@ int session_on_subscribe(session_conn_t *c, const mqtt_packet_t *pkt) {
         uint8_t code = granted[j] & (uint8_t)~0x40;
         if (code <= 2 && !(f.len >= 7 && memcmp(f.ptr, "$share/", 7) == 0) &&
             (rh == 0 || (rh == 1 && (granted[j] & 0x40))) && c->state == CONN_CONNECTED)
-            outbound_retained(c, (const char *)f.ptr, f.len, code);
+            outbound_retained(c, (const char *)f.ptr, f.len, code, sub_id);
     }
     free(granted);
     return FEED_OK;

@@ -87,18 +87,21 @@ static bool still_open(session_conn_t *c) {
  * packet). 1 sent, 0 not sent (too large for the client: discarded as if sent
  * [MQTT-3.1.2-25]), -1 the connection closed. */
 static int send_publish(session_conn_t *c, uint8_t flags, uint16_t pid, const char *topic,
-                        size_t tlen, const uint8_t *props, size_t plen, const void *payload,
-                        size_t len) {
+                        size_t tlen, const uint8_t *x, size_t xlen, const uint8_t *props,
+                        size_t plen, const void *payload, size_t len) {
     session_mgr_t *m = c->mgr;
     uint8_t *h = (uint8_t *)m->scratch;
     if (!c->v5)
-        plen = 0;
-    size_t hn = publish_head(h, c->v5, flags, pid, topic, tlen, plen, len, c->v5 ? c->max_out : 0);
+        plen = xlen = 0;
+    size_t hn =
+        publish_head(h, c->v5, flags, pid, topic, tlen, xlen + plen, len, c->v5 ? c->max_out : 0);
     if (!hn) {
         m->st.delivery_too_large++;
         return 0;
     }
     session_send(c, h, hn);
+    if (xlen && c->state == CONN_CONNECTED && c->ops->send(c->ud, x, xlen) != 0)
+        session_set_state(c, CONN_CLOSING);
     if (plen && c->state == CONN_CONNECTED && c->ops->send(c->ud, props, plen) != 0)
         session_set_state(c, CONN_CLOSING);
     if (len && c->state == CONN_CONNECTED && c->ops->send(c->ud, payload, len) != 0)
@@ -106,16 +109,22 @@ static int send_publish(session_conn_t *c, uint8_t flags, uint16_t pid, const ch
     return still_open(c) ? 1 : -1;
 }
 
-static int send_msg(session_conn_t *c, uint8_t flags, uint16_t pid, const dl_msg_t *msg) {
-    return send_publish(c, flags, pid, msg->topic, msg->topic_len, msg->props, msg->props_len,
-                        msg->payload, msg->len);
+static int send_entry(session_conn_t *c, uint8_t flags, uint16_t pid, const dl_qentry_t *e) {
+    const dl_msg_t *msg = e->msg;
+    return send_publish(c, flags, pid, msg->topic, msg->topic_len, e->xprops, e->xlen, msg->props,
+                        msg->props_len, msg->payload, msg->len);
 }
 
 /* ---- the in-flight ring ---- */
 
 /* What one queued or in-flight message counts (outbound_bytes). */
-static size_t entry_bytes(const dl_msg_t *msg) {
-    return sizeof(dl_qentry_t) + sizeof(*msg) + msg->topic_len + 1 + msg->len + msg->props_len;
+static size_t entry_bytes(const dl_msg_t *msg, size_t xlen) {
+    return sizeof(dl_qentry_t) + sizeof(*msg) + msg->topic_len + 1 + msg->len + msg->props_len +
+           xlen;
+}
+
+static size_t qentry_bytes(const dl_qentry_t *e) {
+    return entry_bytes(e->msg, e->xlen);
 }
 
 static inline ob_flight_t *fl_at(outbound_t *ob, uint32_t i) {
@@ -140,7 +149,7 @@ static int fl_find(outbound_t *ob, uint16_t pid) {
 static void fl_remove(outbound_t *ob, uint32_t i) {
     dl_qentry_t *e = fl_at(ob, i)->e;
     if (e)
-        ob->bytes -= entry_bytes(e->msg);
+        ob->bytes -= qentry_bytes(e);
     dl_qentry_free(e);
     for (; i > 0; i--)
         *fl_at(ob, i) = *fl_at(ob, i - 1);
@@ -194,25 +203,25 @@ static void flush(session_conn_t *c) {
         e = dl_queue_pop(&ob->q);
         const dl_msg_t *msg = e->msg;
         if (!e->qos) /* leaves the session now, written or not */
-            ob->bytes -= entry_bytes(msg);
+            ob->bytes -= qentry_bytes(e);
         if (!read_allowed(c, msg->topic, msg->topic_len)) {
             m->st.delivery_denied++;
             if (e->qos)
-                ob->bytes -= entry_bytes(msg);
+                ob->bytes -= qentry_bytes(e);
             dl_qentry_free(e);
             continue;
         }
         uint16_t pid = 0;
         if (e->qos && fl_push(ob, (ob_flight_t){e, pid = next_pid(ob),
                                                 e->qos == 1 ? OB_PUBACK : OB_PUBREC}) != 0) {
-            ob->bytes -= entry_bytes(msg);
+            ob->bytes -= qentry_bytes(e);
             dl_qentry_free(e); /* out of memory: lost, as a full queue's refusal */
             m->qstats.refused_full++;
             continue;
         }
         uint8_t flags = (uint8_t)(e->qos << 1 | (msg->retain ? 1 : 0));
         uint8_t qos = e->qos;
-        int r = send_msg(c, flags, pid, msg);
+        int r = send_entry(c, flags, pid, e);
         if (r > 0)
             m->st.deliveries[qos]++;
         if (!qos || r == 0) { /* done: QoS 0 written, or too large (as if acked) */
@@ -229,15 +238,35 @@ static void flush(session_conn_t *c) {
 
 /* dl_queue_push with the byte count kept (a full queue may drop its oldest
  * QoS 0 message for this one). */
-static int ob_push(session_mgr_t *m, outbound_t *ob, dl_msg_t *msg, uint8_t qos) {
+static int ob_push(session_mgr_t *m, outbound_t *ob, dl_msg_t *msg, uint8_t qos, const uint8_t *x,
+                   size_t xlen) {
     size_t max = m->cfg->mqtt.max_queued_messages, dropped = 0;
     list_t *old = ob->q.n >= max ? list_first(&ob->q.qos0) : NULL;
     if (old)
-        dropped = entry_bytes(LIST_ENTRY(old, dl_qentry_t, q0)->msg);
+        dropped = qentry_bytes(LIST_ENTRY(old, dl_qentry_t, q0));
     int rc = dl_queue_push(&ob->q, msg, qos, max);
-    if (rc >= 0)
-        ob->bytes += entry_bytes(msg) - (rc == 1 ? dropped : 0);
+    if (rc < 0)
+        return rc;
+    dl_qentry_t *e = LIST_ENTRY(ob->q.all.prev, dl_qentry_t, all); /* the one just queued */
+    if (xlen && (e->xprops = malloc(xlen)) != NULL) {
+        memcpy(e->xprops, x, xlen);
+        e->xlen = (uint16_t)xlen;
+    }
+    ob->bytes += qentry_bytes(e) - (rc == 1 ? dropped : 0);
     return rc;
+}
+
+/* The subscription identifier properties of a delivery (MQTT 5) into out
+ * (cap bytes); their length, 0 when there are none or they do not fit. */
+static size_t sub_id_props(uint8_t *out, size_t cap, const dl_matches_t *ms, uint32_t ids) {
+    size_t n = 0;
+    for (uint32_t i = ids; i; i = ms->ids[i - 1].next) {
+        if (n + 5 > cap)
+            return 0;
+        out[n++] = MQTT5_PROP_SUBSCRIPTION_ID;
+        n += mqtt5_vbi_encode(out + n, 4, ms->ids[i - 1].id);
+    }
+    return n;
 }
 
 static outbound_t *ob_get(session_mgr_t *m, session_t *s) {
@@ -266,6 +295,8 @@ void outbound_free(session_t *s) {
 typedef struct {
     session_conn_t *c;
     uint8_t qos;
+    uint8_t x[5]; /* the subscription identifier property, if any */
+    size_t xlen;
 } retained_ctx_t;
 
 static void queue_retained(void *ud, const char *topic, size_t topic_len, const void *payload,
@@ -274,13 +305,16 @@ static void queue_retained(void *ud, const char *topic, size_t topic_len, const 
     session_mgr_t *m = x->c->mgr;
     dl_msg_t *msg = dl_msg_new(topic, topic_len, payload, len, qos, true);
     if (msg && ob_get(m, x->c->s))
-        ob_push(m, x->c->s->ob, msg, qos < x->qos ? qos : x->qos);
+        ob_push(m, x->c->s->ob, msg, qos < x->qos ? qos : x->qos, x->x, x->xlen);
     dl_msg_unref(msg);
 }
 
-void outbound_retained(session_conn_t *c, const char *filter, size_t len, uint8_t qos) {
+void outbound_retained(session_conn_t *c, const char *filter, size_t len, uint8_t qos,
+                       uint32_t sub_id) {
     const dl_retained_t *r = c->mgr->o.retained;
-    retained_ctx_t x = {c, qos};
+    retained_ctx_t x = {c, qos, {MQTT5_PROP_SUBSCRIPTION_ID}, 0};
+    if (sub_id)
+        x.xlen = 1 + mqtt5_vbi_encode(x.x + 1, 4, sub_id);
     if (r && dl_retained_match(r, filter, len, queue_retained, &x) > 0)
         flush(c);
 }
@@ -299,7 +333,7 @@ void outbound_resume(session_conn_t *c) {
         }
         const dl_msg_t *msg = f->e->msg;
         uint8_t flags = (uint8_t)(0x08 | f->e->qos << 1 | (msg->retain ? 1 : 0)); /* DUP */
-        if (send_msg(c, flags, f->pid, msg) < 0)
+        if (send_entry(c, flags, f->pid, f->e) < 0)
             return;
     }
     flush(c);
@@ -326,7 +360,7 @@ int outbound_on_ack(session_conn_t *c, const mqtt_packet_t *pkt) {
     }
     /* MQTT 5: a PUBREC with a reason code >= 0x80 ends the exchange. */
     if (pkt->type == MQTT_PUBREC && !(c->p5 && c->p5->reason >= 0x80)) {
-        ob->bytes -= entry_bytes(f->e->msg);
+        ob->bytes -= qentry_bytes(f->e);
         dl_qentry_free(f->e);
         f->e = NULL;
         f->state = OB_PUBCOMP;
@@ -388,11 +422,13 @@ size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len
         bool retain = published_retain && x->rap; /* MQTT 5 retain as published */
         session_conn_t *c = s->conn && s->conn->state == CONN_CONNECTED ? s->conn : NULL;
         uint8_t q = sq < qos ? sq : qos;
+        uint8_t xb[255]; /* this client's subscription identifiers (MQTT 5; at most 51) */
+        size_t xlen = x->ids ? sub_id_props(xb, sizeof(xb), &m->matches, x->ids) : 0;
         if (c && !q && (!s->ob || !s->ob->q.n)) { /* the fast path: written at once */
             if (!read_allowed(c, topic, topic_len)) {
                 m->st.delivery_denied++;
-            } else if (send_publish(c, retain, 0, topic, topic_len, props, plen, payload, len) >
-                       0) {
+            } else if (send_publish(c, retain, 0, topic, topic_len, xb, xlen, props, plen, payload,
+                                    len) > 0) {
                 m->st.deliveries[0]++;
                 n++;
             }
@@ -406,13 +442,13 @@ size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len
         /* A session kept without a connection stays within
          * mqtt.max_session_bytes, with the others kept. */
         if (!c && list_linked(&s->detached) &&
-            m->st.persistent_session_bytes - s->held + store_held(s) + entry_bytes(msg[retain]) +
-                    (s->ob ? 0 : sizeof(outbound_t)) >
+            m->st.persistent_session_bytes - s->held + store_held(s) +
+                    entry_bytes(msg[retain], xlen) + (s->ob ? 0 : sizeof(outbound_t)) >
                 m->cfg->mqtt.max_session_bytes) {
             m->st.delivery_session_bytes++;
             continue;
         }
-        if (!ob_get(m, s) || ob_push(m, s->ob, msg[retain], q) < 0)
+        if (!ob_get(m, s) || ob_push(m, s->ob, msg[retain], q, xb, xlen) < 0)
             continue; /* refused: counted in qstats (or out of memory) */
         n++;
         if (c)

@@ -247,6 +247,7 @@ void session_mgr_free(session_mgr_t *m) {
     ktopics_free(m);
     dl_subs_free(m->subs);
     free(m->matches.v);
+    free(m->matches.ids);
     free(m->scratch);
     free(m);
 }

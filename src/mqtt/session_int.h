@@ -322,9 +322,10 @@ void outbound_free(session_t *s);
  * mqtt.max_session_bytes. O(1): kept up to date as messages come and go. */
 size_t outbound_bytes(const session_t *s);
 /* A subscription granted at qos: the retained messages its filter matches
- * are queued for the client (RETAIN 1, at min(their QoS, qos)), then sent as
- * the window allows. */
-void outbound_retained(session_conn_t *c, const char *filter, size_t len, uint8_t qos);
+ * are queued for the client (RETAIN 1, at min(their QoS, qos), with its MQTT 5
+ * subscription identifier when not 0), then sent as the window allows. */
+void outbound_retained(session_conn_t *c, const char *filter, size_t len, uint8_t qos,
+                       uint32_t sub_id);
 
 /* ---- session5.c: what MQTT 5 adds ---- */
 

@@ -66,7 +66,7 @@ def test_paho_v5_publish_with_properties(daemon, mock_kafka):
         assert rc == 0
         assert props.ReceiveMaximum == 1024 and props.WildcardSubscriptionAvailable == 1
         assert props.SharedSubscriptionAvailable == 1
-        assert props.SubscriptionIdentifierAvailable == 0
+        assert props.SubscriptionIdentifierAvailable == 1
         p = Properties(PacketTypes.PUBLISH)
         p.UserProperty = [("k", "v1"), ("k", "v2")]
         p.CorrelationData = b"\x00\x01"

@@ -362,17 +362,22 @@ def test_1000_subscribers_with_10000_filters(daemon, mock_kafka):
     assert s.get('mqtt2kafka_downlink_deliveries_total{qos="0"}') == 3 + 30
 
 
-def test_paho_v5_gets_user_properties_from_headers(daemon, mock_kafka):
+def test_paho_v5_gets_user_properties_and_subscription_ids(daemon, mock_kafka):
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.packettypes import PacketTypes
     d, port = start(daemon, mock_kafka)
     got, granted = [], []
     c = mqtt.Client(client_id="paho5-sub", protocol=mqtt.MQTTv5)
     c.on_message = lambda cl, ud, msg: got.append(
-        (msg.topic, msg.payload, msg.qos, getattr(msg.properties, "UserProperty", None)))
+        (msg.topic, msg.payload, msg.qos, getattr(msg.properties, "UserProperty", None),
+         getattr(msg.properties, "SubscriptionIdentifier", None)))
     c.on_subscribe = lambda cl, ud, mid, codes, props: granted.append(codes)
     c.connect("127.0.0.1", d.port, keepalive=30, clean_start=True)
     c.loop_start()
     try:
-        c.subscribe("devices/+/commands", qos=1)
+        sp = Properties(PacketTypes.SUBSCRIBE)
+        sp.SubscriptionIdentifier = 7
+        c.subscribe("devices/+/commands", qos=1, properties=sp)
         m2k.wait_until(lambda: granted, 10, "paho's SUBACK")
         produce(mock_kafka.bootstrap, [("commands", 1, b"lamp", b"on",
                                         [("trace", b"t-1"), ("mqtt.qos", b"0"),
@@ -381,7 +386,7 @@ def test_paho_v5_gets_user_properties_from_headers(daemon, mock_kafka):
     finally:
         c.disconnect()
         c.loop_stop()
-    assert got == [("devices/lamp/commands", b"on", 0, [("trace", "t-1"), ("user", "ops")])]
+    assert got == [("devices/lamp/commands", b"on", 0, [("trace", "t-1"), ("user", "ops")], [7])]
 
 
 def test_round_trip_no_local_with_paho_v5(daemon, mock_kafka):

@@ -483,10 +483,10 @@ static pk_t connect5(cn5_t c) {
 
 /* The CONNACK properties every accepted CONNECT gets with this fixture, in
  * identifier order: receive maximum 4 (max_inflight), retain available 1,
- * maximum packet size 1024, wildcard subscriptions available 1, subscription
- * identifiers 0 (not supported), shared subscriptions 1. */
+ * maximum packet size 1024, wildcard subscriptions, subscription identifiers
+ * and shared subscriptions available 1. */
 #define CONNACK_PROPS                                                                              \
-    0x21, 0x00, 0x04, 0x25, 0x01, 0x27, 0x00, 0x00, 0x04, 0x00, 0x28, 0x01, 0x29, 0x00, 0x2a, 0x01
+    0x21, 0x00, 0x04, 0x25, 0x01, 0x27, 0x00, 0x00, 0x04, 0x00, 0x28, 0x01, 0x29, 0x01, 0x2a, 0x01
 
 static fconn_t *connected5(fx_t *fx, int i, cn5_t c) {
     fconn_t *f = open_conn(fx, i);

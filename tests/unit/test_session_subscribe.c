@@ -99,8 +99,7 @@ static void test_deliver_v5_and_max_packet(void **state) {
     assert_int_equal(session_mgr_stats(fx->m)->delivery_too_large, 1);
 }
 
-/* Invalid shared subscriptions: 0x80 (3.1.1), 0x8F (5.0); a subscription
- * identifier: 0xA1 (CONNACK says they are not available). */
+/* Invalid shared subscriptions: 0x80 (3.1.1), 0x8F (5.0). */
 static void test_subscribe_invalid(void **state) {
     fx_t *fx = *state;
     fconn_t *a = connected(fx, 0, (cn_t){.id = "a", .clean = true});
@@ -118,10 +117,6 @@ static void test_subscribe_invalid(void **state) {
     assert_int_equal(feed(b, s), (ssize_t)s.n);
     EXPECT_OUT(b, 0x90, 0x06, 0x00, 0x03, 0x00, 0x8f, 0x8f, 0x01);
     assert_int_equal(session_mgr_stats(fx->m)->subscribe_invalid, 4);
-    pk_t id = {.b = {0x82, 0x09, 0x00, 0x04, 0x02, 0x0b, 0x05, 0x00, 0x01, 'z', 0x00}, .n = 11};
-    assert_int_equal(feed(b, id), 11);
-    EXPECT_OUT(b, 0x90, 0x04, 0x00, 0x04, 0x00, 0xa1);
-    assert_int_equal(deliver_msg(fx, "z", "", 0), 0);
     /* One member of the group per message, round robin. */
     assert_int_equal(deliver_msg(fx, "t", "1", 0), 1);
     assert_int_equal(deliver_msg(fx, "t", "2", 0), 1);
@@ -570,6 +565,39 @@ static void test_v5_user_properties_from_headers(void **state) {
     EXPECT_OUT(b, 0x32, 0x06, 0x00, 0x01, 't', 0x00, 0x02, 'p');
 }
 
+/* MQTT 5 subscription identifiers: each matching subscription's, in the
+ * PUBLISH to that client (queued ones and retained ones too), none for
+ * 3.1.1 clients or subscriptions without one. */
+static void test_v5_subscription_identifiers(void **state) {
+    fx_t *fx = *state;
+    use_retained(fx, "z/r", "R", 0);
+    fx_restart(fx);
+    fconn_t *b = connected5(fx, 1, (cn5_t){.id = "b", .clean = true});
+    /* SUBSCRIBE id 4, subscription identifier 5, "z/#" QoS 0 */
+    pk_t id = {.b = {0x82, 0x0b, 0x00, 0x04, 0x02, 0x0b, 0x05, 0x00, 0x03, 'z', '/', '#', 0x00},
+               .n = 13};
+    assert_int_equal(feed(b, id), 13);
+    EXPECT_OUT(b, 0x90, 0x04, 0x00, 0x04, 0x00, 0x00, /* then the retained one with id 5 */
+               0x31, 0x09, 0x00, 0x03, 'z', '/', 'r', 0x02, 0x0b, 0x05, 'R');
+    assert_int_equal(deliver_msg(fx, "z/a", "", 0), 1);
+    EXPECT_OUT(b, 0x30, 0x08, 0x00, 0x03, 'z', '/', 'a', 0x02, 0x0b, 0x05);
+    /* identifier 200 (two bytes) on "+/a" QoS 1: both ids, one PUBLISH */
+    pk_t id2 = {
+        .b = {0x82, 0x0c, 0x00, 0x05, 0x03, 0x0b, 0xc8, 0x01, 0x00, 0x03, '+', '/', 'a', 0x01},
+        .n = 14};
+    assert_int_equal(feed(b, id2), 14);
+    EXPECT_OUT(b, 0x90, 0x04, 0x00, 0x05, 0x00, 0x01);
+    assert_int_equal(deliver_msg(fx, "z/a", "q", 1), 1);
+    assert_int_equal(b->out_len, 16);
+    assert_memory_equal(b->out, "\x32\x0e\x00\x03z/a\x00\x01\x05", 10);
+    /* the two ids, in either order */
+    assert_true(memcmp(b->out + 10, "\x0b\xc8\x01\x0b\x05", 5) == 0 ||
+                memcmp(b->out + 10, "\x0b\x05\x0b\xc8\x01", 5) == 0);
+    assert_int_equal(b->out[15], 'q');
+    b->out_len = 0;
+    drop_retained(fx);
+}
+
 /* MQTT 5 no local: a record whose mqtt.client_id header names the
  * subscriber skips its no-local subscriptions; retain as published: the
  * record's mqtt.retain header sets RETAIN. */
@@ -643,6 +671,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_v5_user_properties_from_headers, setup_s, teardown),
         cmocka_unit_test_setup_teardown(test_v5_no_local_and_retain_as_published, setup_s,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_v5_subscription_identifiers, setup_s, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
