@@ -302,6 +302,14 @@ static void render_spool(writer_t *w, const metrics_t *m) {
             m->spool_rewinds);
 }
 
+/* A counter family with one sample per label value. */
+static void counters(writer_t *w, const char *name, const char *help, const char *label,
+                     const char *const *values, const uint64_t *v, size_t n) {
+    family(w, name, "counter", help);
+    for (size_t i = 0; i < n; i++)
+        sample_label_u64(w, name, label, values[i], v[i]);
+}
+
 static void render_downlink(writer_t *w, const metrics_t *m) {
     label_table(w, "mqtt2kafka_downlink_records_consumed_total",
                 "Records read from the downlink and retained Kafka topics, by topic.", "topic",
@@ -323,35 +331,24 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
     gauge(w, "mqtt2kafka_downlink_consumer_lag",
           "Records the downlink consumer is behind the high watermarks Kafka last reported.",
           m->downlink_lag);
-    family(w, "mqtt2kafka_downlink_deliveries_total", "counter",
-           "PUBLISH packets sent to subscribers, by QoS.");
-    for (int q = 0; q < 3; q++)
-        sample_label_u64(w, "mqtt2kafka_downlink_deliveries_total", "qos",
-                         (const char *[]){"0", "1", "2"}[q], m->downlink_deliveries[q]);
-    family(w, "mqtt2kafka_downlink_not_delivered_total", "counter",
-           "Deliveries to a matching subscription not made, by reason.");
-    sample_label_u64(w, "mqtt2kafka_downlink_not_delivered_total", "reason", "acl_read",
-                     m->downlink_not_delivered[0]);
-    sample_label_u64(w, "mqtt2kafka_downlink_not_delivered_total", "reason", "too_large",
-                     m->downlink_not_delivered[1]);
-    family(w, "mqtt2kafka_subscribe_refused_total", "counter",
-           "SUBSCRIBE filters refused, by reason.");
-    sample_label_u64(w, "mqtt2kafka_subscribe_refused_total", "reason", "acl",
-                     m->subscribe_refused[0]);
-    sample_label_u64(w, "mqtt2kafka_subscribe_refused_total", "reason", "invalid",
-                     m->subscribe_refused[1]);
+    static const char *const qos[] = {"0", "1", "2"},
+                             *const not_delivered[] = {"acl_read", "too_large"},
+                             *const refused[] = {"acl", "invalid"},
+                             *const dropped[] = {"oldest_qos0", "queue_full", "session_bytes"};
+    counters(w, "mqtt2kafka_downlink_deliveries_total",
+             "PUBLISH packets sent to subscribers, by QoS.", "qos", qos, m->downlink_deliveries, 3);
+    counters(w, "mqtt2kafka_downlink_not_delivered_total",
+             "Deliveries to a matching subscription not made, by reason.", "reason", not_delivered,
+             m->downlink_not_delivered, 2);
+    counters(w, "mqtt2kafka_subscribe_refused_total", "SUBSCRIBE filters refused, by reason.",
+             "reason", refused, m->subscribe_refused, 2);
     gauge(w, "mqtt2kafka_subscriptions", "Subscriptions held (every session).", m->subscriptions);
     gauge(w, "mqtt2kafka_downlink_queued_messages",
           "Messages waiting in the sessions' queues (window full, or the client away).",
           m->downlink_queued);
-    family(w, "mqtt2kafka_downlink_dropped_total", "counter",
-           "Messages a full session queue dropped (its oldest QoS 0) or refused.");
-    sample_label_u64(w, "mqtt2kafka_downlink_dropped_total", "reason", "oldest_qos0",
-                     m->downlink_dropped[0]);
-    sample_label_u64(w, "mqtt2kafka_downlink_dropped_total", "reason", "queue_full",
-                     m->downlink_dropped[1]);
-    sample_label_u64(w, "mqtt2kafka_downlink_dropped_total", "reason", "session_bytes",
-                     m->downlink_dropped[2]);
+    counters(w, "mqtt2kafka_downlink_dropped_total",
+             "Messages a session's queue dropped (its oldest QoS 0) or did not take.", "reason",
+             dropped, m->downlink_dropped, 3);
     gauge(w, "mqtt2kafka_retained_messages", "Retained messages held in memory.",
           m->retained_messages);
     gauge(w, "mqtt2kafka_retained_bytes", "Bytes (topic + payload) of the retained messages held.",
