@@ -107,7 +107,7 @@ static double run(size_t n_rules, char (*topics)[96], long iters, int check, int
     size_t lens[N_TOPICS];
     for (int i = 0; i < N_TOPICS; i++)
         lens[i] = strlen(topics[i]);
-    topic_map_ctx_t ctx = {"client", 6, NULL, 0};
+    topic_map_ctx_t ctx = {"client", 6, NULL, 0, NULL, NULL};
     char scratch[512];
     topic_map_result_t out;
     long matched = 0;

@@ -26,7 +26,7 @@
 #include "daemon_auth.h"
 #include "daemon_downlink.h"
 #include "daemon_metrics.h"
-#include "spooler.h"
+#include "daemon_spool.h"
 
 #define METADATA_WAIT_MS 10000
 #define METADATA_SLICE_MS 100 /* the longest the metrics listener waits at start */
@@ -53,7 +53,8 @@ struct daemon {
     daemon_downlink_t *dl;
     daemon_auth_t *auth; /* password checks on the threadpool */
     spool_t *spool;      /* with `spool:` (runtime.c opened it); NULL otherwise */
-    spooler_t *fwd;      /* with `spool:`: records go through the spool (spooler.h) */
+    daemon_spool_t *ds;  /* with `spool:`: records go through the spooler (spooler.h) */
+    spooler_t *fwd;      /* its spooler */
     metrics_t m;
     bool listening, stopping, fatal, done;
     bool waiting_kafka;   /* the start's wait for metadata (/readyz says so) */
@@ -135,7 +136,7 @@ static int produce_cb(void *ud, const kafka_record_t *rec, uint64_t opaque) {
     if (d->fwd) {
         int frc = spooler_produce(d->fwd, rec, opaque);
         /* A will published as a connection closes: the turn's sync must come. */
-        if (frc == KAFKA_OK && d->srv)
+        if (frc == KAFKA_OK && d->srv && spooler_pending(d->fwd))
             server_request_turn(d->srv);
         return frc;
     }
@@ -157,27 +158,10 @@ static void on_delivery(void *ud, uint64_t opaque, int err, const char *errstr) 
     daemon_t *d = ud;
     if (err != 0)
         metrics_label_inc(&d->m.kafka_records_failed, kafka_err_name(err));
-    if (d->fwd)
-        spooler_on_delivery(d->fwd, opaque, err, errstr);
+    if (d->ds)
+        daemon_spool_on_delivery(d->ds, opaque, err, errstr);
     else
         session_on_delivery(d->sm, opaque, err, errstr);
-}
-
-/* The spool's completions: what a delivery report says today. */
-static void on_spooled(void *ud, uint64_t opaque, int err, const char *errstr) {
-    daemon_t *d = ud;
-    session_on_delivery(d->sm, opaque, err, errstr);
-}
-
-static int produce_spooled(void *ud, const kafka_record_t *rec, uint64_t seq) {
-    daemon_t *d = ud;
-    int rc = kafka_produce(d->k, rec, seq);
-    if (rc == KAFKA_ERR_PRODUCE || rc == KAFKA_ERR_FATAL) {
-        static log_ratelimit_t rl = LOG_RATELIMIT_INIT("spool produce", 10, 10000);
-        log_ratelimited(&rl, LOG_ERROR, "kafka: producing to topic %s failed: %s", rec->topic,
-                        kafka_last_error(d->k));
-    }
-    return rc;
 }
 
 static void on_turn(void *ud) {
@@ -243,11 +227,19 @@ static int mqtt_identity(void *pc, const char *user) {
 static ssize_t mqtt_feed(void *pc, const uint8_t *buf, size_t len) {
     return daemon_auth_feed(pc, buf, len);
 }
+static size_t mqtt_need(const void *pc, const uint8_t *buf, size_t len) {
+    mqtt_fixed_header_t fh;
+    (void)pc; /* a packet's length is in its fixed header, in every version */
+    return mqtt_decode_fixed_header(buf, len, &fh) > 0 ? fh.header_len + fh.remaining_length : 0;
+}
 static void mqtt_lost(void *pc, const char *reason) {
     session_conn_lost(((mqtt_pc_t *)pc)->sc, reason);
 }
 static void mqtt_end(void *pc, const char *reason) {
     session_conn_close(((mqtt_pc_t *)pc)->sc, reason);
+}
+static void mqtt_goodbye(void *pc, int why) {
+    session_conn_goodbye(((mqtt_pc_t *)pc)->sc, why == SERVER_GOODBYE_BUSY);
 }
 static bool mqtt_paused(const void *pc) {
     return daemon_auth_waiting(pc) || session_conn_paused(((const mqtt_pc_t *)pc)->sc);
@@ -272,8 +264,10 @@ static const server_protocol_ops_t mqtt_protocol = {
     .conn_open = mqtt_open,
     .conn_identity = mqtt_identity,
     .conn_feed = mqtt_feed,
+    .conn_need = mqtt_need,
     .conn_lost = mqtt_lost,
     .conn_close = mqtt_end,
+    .conn_goodbye = mqtt_goodbye,
     .conn_paused = mqtt_paused,
     .conn_inflight = mqtt_inflight,
     .conn_remote = mqtt_remote,
@@ -333,10 +327,13 @@ static void begin_shutdown(daemon_t *d, const char *why) {
     if (d->stopping)
         return;
     d->stopping = true;
-    if (d->fwd) {
+    session_mgr_publish_delayed_wills(d->sm); /* before the drain (or the spool's last sync) */
+    if (d->fwd)
+        spooler_stop(d->fwd);
+    /* mode outage: records produced directly wait for Kafka as without a spool. */
+    if (d->fwd && !spooler_direct_inflight(d->fwd)) {
         /* The final sync (its records are acked); what Kafka has not
          * confirmed stays in the spool for the next start. */
-        spooler_stop(d->fwd);
         spool_stats_t ss;
         spool_stats(d->spool, &ss);
         notify(d, "STOPPING=1\nSTATUS=stopping (%s): the spool keeps %" PRIu64 " records", why,
@@ -366,7 +363,7 @@ static void finish_shutdown(daemon_t *d) {
         return;
     d->done = true;
     int left = kafka_outq_len(d->k);
-    if (left > 0 && d->fwd) {
+    if (left > 0 && d->fwd && !spooler_direct_inflight(d->fwd)) {
         /* Acked from the spool already; they stay in it (not confirmed). */
         kafka_purge(d->k);
         kafka_poll(d->k);
@@ -606,6 +603,7 @@ int daemon_run(const config_t *cfg) {
     log_set_format(cfg->log_format);
     metrics_init(&d->m);
     d->m.start_time_seconds = (uint64_t)time(NULL);
+    daemon_threadpool_size(cfg);
 
     /* The producer, the topic map and the security files: the same steps as
      * --check (which prints the errors the same way), then committed. */
@@ -640,11 +638,11 @@ int daemon_run(const config_t *cfg) {
         .retained = d->retained,
     };
     d->sm = session_mgr_new(&so);
-    if (!d->sm || (d->spool && !(d->fwd = spooler_new(&(spooler_opts_t){d->spool, produce_spooled,
-                                                                        d, on_spooled, d})))) {
+    if (!d->sm || (d->spool && !(d->ds = daemon_spool_new(cfg, d->spool, &d->k, &d->sm)))) {
         log_error("out of memory");
         goto out;
     }
+    d->fwd = daemon_spool_spooler(d->ds);
     if (cfg->n_downlink || cfg->retained.enabled) {
         d->dl = daemon_downlink_new(cfg, kafka_bootstrap_servers(d->k), d->router, d->retained,
                                     d->sm, err, sizeof(err));
@@ -675,6 +673,8 @@ int daemon_run(const config_t *cfg) {
         log_error("server: %s", err);
         goto out;
     }
+    if (d->ds)
+        daemon_spool_set_server(d->ds, d->srv);
     d->auth = daemon_auth_new(d->srv, &d->sec, &d->cfg);
     if (!d->auth) {
         log_error("out of memory");
@@ -696,11 +696,7 @@ int daemon_run(const config_t *cfg) {
     }
     int waited = 0;
     if (d->fwd) {
-        spool_stats_t ss;
-        spool_stats(d->spool, &ss);
-        log_info("spool: %s, mode always: %" PRIu64 " records (%" PRIu64
-                 " bytes) to send to Kafka first; not waiting for Kafka metadata from %s",
-                 d->cfg->spool.dir, ss.records, ss.bytes, kafka_bootstrap_servers(d->k));
+        daemon_spool_log_start(d->ds, d->cfg, d->spool);
     } else {
         log_info("kafka: waiting up to %d s for metadata from %s", METADATA_WAIT_MS / 1000,
                  kafka_bootstrap_servers(d->k));
@@ -748,7 +744,7 @@ out:
     daemon_downlink_free(d->dl);
     if (d->k)
         kafka_free(d->k);
-    spooler_free(d->fwd);
+    daemon_spool_free(d->ds);
     spool_close(d->spool);
     server_free(d->srv); /* waits for the password checks still running */
     daemon_auth_free(d->auth);

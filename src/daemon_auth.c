@@ -148,18 +148,28 @@ static int screen(mqtt_pc_t *pc, const uint8_t *buf, size_t len) {
     bool slot = a->running < (*a->cfg)->auth.max_hashing && list_empty(&a->queue);
     if (!slot && a->queued >= max_queue) {
         static const uint8_t connack3[] = {0x20, 0x02, 0x00, MQTT_CONNACK_UNAVAILABLE};
-        /* MQTT 5: reason 0x89 server busy, no properties. */
-        static const uint8_t connack5[] = {0x20, 0x03, 0x00, 0x89, 0x00};
-        a->refused++;
-        if (v5)
-            (void)server_conn_send(pc->conn, connack5, sizeof(connack5));
-        else
-            (void)server_conn_send(pc->conn, connack3, sizeof(connack3));
         char why[200];
         snprintf(why, sizeof(why),
                  "connection refused (CONNACK %s): %" PRIu32 " password checks running and %zu "
                  "waiting (auth.max_hashing_queue %" PRIu32 ")",
                  v5 ? "0x89" : "3", a->running, a->queued, max_queue);
+        a->refused++;
+        if (v5) {
+            /* MQTT 5: reason 0x89 server busy, with the reason string unless
+             * that makes it larger than the client's maximum [MQTT-3.2.2-19]. */
+            uint8_t b[256];
+            mqtt5_props_t rp = {.present = 1ull << MQTT5_PROP_REASON_STRING,
+                                .reason_string = {(const uint8_t *)why, strlen(why)}};
+            uint32_t max = MQTT5_HAS(&pkt5.props, MQTT5_PROP_MAXIMUM_PACKET_SIZE)
+                               ? pkt5.props.maximum_packet_size
+                               : 0;
+            size_t n = mqtt5_encode_connack(b, sizeof(b), false, MQTT5_RC_SERVER_BUSY, &rp);
+            if (n > sizeof(b) || (max && n > max))
+                n = mqtt5_encode_connack(b, sizeof(b), false, MQTT5_RC_SERVER_BUSY, NULL);
+            (void)server_conn_send(pc->conn, b, n);
+        } else {
+            (void)server_conn_send(pc->conn, connack3, sizeof(connack3));
+        }
         session_conn_close(pc->sc, why);
         return -1;
     }
@@ -239,6 +249,25 @@ void daemon_auth_conn_free(mqtt_pc_t *pc) {
     }
     session_conn_free(pc->sc);
     free(pc);
+}
+
+unsigned daemon_threadpool_size(const config_t *cfg) {
+    unsigned want = cfg->auth.max_hashing + cfg->mqtt.max_tls_handshake_workers + 2;
+    const char *env = getenv("UV_THREADPOOL_SIZE");
+    if (env && *env) {
+        unsigned have = (unsigned)strtoul(env, NULL, 10);
+        if (have < want)
+            log_warn("UV_THREADPOOL_SIZE=%s is below auth.max_hashing + "
+                     "mqtt.max_tls_handshake_workers + 2 = %u: password checks, TLS handshakes "
+                     "and the spool's fsync may wait for each other",
+                     env, want);
+        return have;
+    }
+    char buf[16];
+    snprintf(buf, sizeof(buf), "%u", want);
+    setenv("UV_THREADPOOL_SIZE", buf, 1);
+    log_debug("libuv's threadpool: %u threads", want);
+    return want;
 }
 
 /* ---- the session's auth ops over security_* (*sec read at each call: the

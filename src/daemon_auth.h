@@ -35,6 +35,13 @@ typedef struct {
  * reload may replace them). NULL when out of memory. */
 daemon_auth_t *daemon_auth_new(server_t *srv, security_t **sec, const config_t **cfg);
 void daemon_auth_free(daemon_auth_t *a);
+/* Sizes libuv's threadpool (UV_THREADPOOL_SIZE, read once at its first use)
+ * so the password checks (auth.max_hashing), the TLS handshake steps
+ * (mqtt.max_tls_handshake_workers) and the spool's fdatasync never wait
+ * for each other: their sum plus 2 (the sync and one spare), unless the
+ * environment sets it already (then a warning when it is smaller). Called
+ * at start, before anything runs on the pool. Returns the size in force. */
+unsigned daemon_threadpool_size(const config_t *cfg);
 /* CONNECTs refused because the queue was full. */
 uint64_t daemon_auth_refused(const daemon_auth_t *a);
 

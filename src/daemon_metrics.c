@@ -17,6 +17,7 @@ void daemon_metrics_collect(metrics_t *m, const daemon_parts_t *p) {
     m->connections_refused[METRICS_REFUSED_PER_IP_RATE] = sv->refused_rate_per_ip;
     m->connections_refused[METRICS_REFUSED_TLS_HANDSHAKE] = sv->tls_handshake_failures;
     m->connections_refused[METRICS_REFUSED_WS_UPGRADE] = sv->ws_upgrade_failures;
+    m->tls_handshake_steps = sv->tls_handshake_steps;
     m->output_limit_closed = sv->refused_output_limit;
     m->packet_timeout_closed = sv->packet_timeouts;
     m->input_budget_closed = sv->input_budget_closed;
@@ -84,7 +85,7 @@ void daemon_metrics_collect(metrics_t *m, const daemon_parts_t *p) {
         spool_stats_t ss;
         spool_stats(p->spool, &ss);
         /* The session counts the spool's acks as delivered; Kafka confirmed these. */
-        m->kafka_records_delivered = fs->drained;
+        m->kafka_records_delivered = fs->direct + fs->drained;
         m->spool = true;
         m->spool_bytes = ss.bytes;
         m->spool_records = ss.records;
@@ -96,6 +97,12 @@ void daemon_metrics_collect(metrics_t *m, const daemon_parts_t *p) {
         m->spool_corrupt_skipped = ss.corrupt_skipped;
         m->spool_truncations = ss.truncations;
         m->spool_rewinds = fs->rewinds;
+        m->spool_state = (uint64_t)fs->state;
+        m->spool_outages = fs->outages;
+        m->spool_outage_seconds = fs->outage_ms / 1000;
+        m->spool_drain_rate = fs->drain_rate;
+        m->spool_taken_back = fs->taken_back;
+        m->spool_maybe_twice = fs->maybe_twice;
     }
     if (p->dl) {
         daemon_downlink_metrics(p->dl, m);

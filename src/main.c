@@ -8,6 +8,7 @@
 #include "config/confluent_import.h"
 #include "daemon.h"
 #include "util/log.h"
+#include "util/malloc_tune.h"
 #include "auth/passwd_tool.h"
 #include "route_tool.h"
 #include "runtime.h"
@@ -71,6 +72,7 @@ static int option_value(int argc, char **argv, int *i, const char *shrt, const c
 }
 
 int main(int argc, char **argv) {
+    m2k_malloc_tune();
     const char *path = CONFIG_DEFAULT_PATH;
     const char *import = NULL;
     int check = 0;

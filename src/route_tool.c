@@ -56,7 +56,10 @@ static int route_one(const config_t *cfg, const topic_map_t *tm, const security_
                    : "the client is disconnected (auth.acl_deny: disconnect)");
         return 3;
     }
-    topic_map_ctx_t ctx = {client_id, strlen(client_id), user, user ? strlen(user) : 0};
+    topic_map_ctx_t ctx = {.client_id = client_id,
+                           .client_id_len = strlen(client_id),
+                           .username = user,
+                           .username_len = user ? strlen(user) : 0};
     static char scratch[ROUTE_SCRATCH];
     topic_map_result_t res = {.rule = -1};
     int r = topic_map_lookup(tm, topic, len, &ctx, scratch, sizeof(scratch), &res);

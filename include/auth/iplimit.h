@@ -13,6 +13,7 @@
 #define IPLIMIT_RATE (-2)       /* the address's bucket is empty */
 #define IPLIMIT_TABLE_FULL (-3) /* max_entries addresses are tracked */
 #define IPLIMIT_NOMEM (-4)
+#define IPLIMIT_HANDSHAKES (-5) /* the address's TLS handshakes in progress are at the cap */
 #define IPLIMIT_KEY_MAX 64
 
 typedef struct iplimit iplimit_t;
@@ -30,11 +31,18 @@ void iplimit_set_limits(iplimit_t *l, uint32_t max_per_ip, uint32_t rate, uint32
 int iplimit_accept(iplimit_t *l, const char *ip, uint64_t now_ms);
 /* A connection admitted with iplimit_accept has ended. */
 void iplimit_release(iplimit_t *l, const char *ip, uint64_t now_ms);
+/* One more TLS handshake in progress from ip, unless it has `max` already
+ * (IPLIMIT_HANDSHAKES; or IPLIMIT_TABLE_FULL / IPLIMIT_NOMEM). Counted
+ * whatever the connection limits, in the same entry. */
+int iplimit_handshake_begin(iplimit_t *l, const char *ip, uint32_t max, uint64_t now_ms);
+/* A handshake counted with iplimit_handshake_begin is over (done or closed). */
+void iplimit_handshake_end(iplimit_t *l, const char *ip, uint64_t now_ms);
 /* Forgets addresses with no connection and a full bucket. */
 void iplimit_prune(iplimit_t *l, uint64_t now_ms);
 size_t iplimit_size(const iplimit_t *l);
-/* Live connections counted for ip (tests). */
+/* Live connections, and handshakes in progress, counted for ip (tests). */
 uint32_t iplimit_count(const iplimit_t *l, const char *ip);
+uint32_t iplimit_handshakes(const iplimit_t *l, const char *ip);
 const char *iplimit_strerror(int rc);
 
 #endif

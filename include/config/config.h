@@ -91,15 +91,16 @@ typedef struct {
 
 /* `spool:`: the crash-safe local spool (docs/semantics.md, "The spool"). */
 typedef enum {
-    SPOOL_MODE_OUTAGE = 0, /* the default; refused for now (not implemented yet) */
+    SPOOL_MODE_OUTAGE = 0, /* the default: the spool only while Kafka cannot take records */
     SPOOL_MODE_ALWAYS = 1, /* every record is spooled and acked after the fsync */
 } config_spool_mode_t;
 
 typedef struct {
     bool enabled; /* the section is there */
     char *dir;
-    uint64_t max_bytes; /* 0: no bound */
-    int mode;           /* config_spool_mode_t */
+    uint64_t max_bytes;       /* 0: no bound */
+    int mode;                 /* config_spool_mode_t */
+    uint32_t outage_after_ms; /* mode outage: a delivery report this late is an outage */
     config_pos_t pos;
 } config_spool_t;
 
@@ -115,8 +116,10 @@ typedef struct {
     uint32_t max_inflight;            /* unacknowledged QoS 1/2 PUBLISH per client */
     uint32_t max_queued_messages;     /* downlink messages waiting per session */
     uint32_t max_connections;
-    uint32_t max_tls_handshakes; /* TLS handshakes in progress, all listeners */
-    uint32_t connect_timeout_s;  /* TCP accept to CONNECT */
+    uint32_t max_tls_handshakes;        /* TLS handshakes in progress, all listeners */
+    uint32_t max_tls_handshake_workers; /* handshake steps on the threadpool at once */
+    uint32_t max_tls_handshakes_per_ip; /* ... in progress from one address; 0 = no limit */
+    uint32_t connect_timeout_s;         /* TCP accept to CONNECT */
     uint32_t max_keepalive_s;
     uint32_t session_expiry_s; /* clean-session=0 sessions */
     /* Hostile-client bounds (docs/security.md). 0 = no limit where noted. */
@@ -135,6 +138,7 @@ typedef struct {
     uint32_t packet_timeout_s;       /* to complete a started packet; 0 = none */
     uint32_t max_input_buffer_bytes; /* partly received packets, all connections */
     uint32_t topic_alias_maximum;    /* MQTT 5 topic aliases per connection; 0 = none */
+    uint32_t max_topic_alias_bytes;  /* bytes of the topics one connection's aliases hold */
 } config_mqtt_t;
 
 typedef enum {

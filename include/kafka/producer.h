@@ -119,6 +119,16 @@ typedef struct {
 size_t kafka_topic_stats(const kafka_t *k, kafka_topic_stat_t *out, size_t max,
                          kafka_topic_stat_t *rest);
 
+/* During on_delivery for a failed report only: the record as it was
+ * produced (views valid during the callback) and whether Kafka may have
+ * written it anyway (taken back from flight, or timed out there). 0, or -1
+ * outside a failed report. */
+int kafka_report_record(kafka_t *k, kafka_record_t *out, bool *maybe_written);
+/* Whether a delivery error says Kafka could not take the record now (a
+ * timeout, a transport error, brokers down, a purge, a retriable broker
+ * error) rather than that it refuses this record. */
+bool kafka_err_retriable(int err);
+
 /* librdkafka's name of an error code ("_MSG_TIMED_OUT", ...), for metrics. */
 const char *kafka_err_name(int err);
 

@@ -16,6 +16,12 @@ typedef struct {
     size_t client_id_len;
     const char *username; /* NULL when the client gave none */
     size_t username_len;
+    /* {property:NAME}: the value of the message's first MQTT 5 user property
+     * NAME into *val, *val_len; false when it has none (renders empty).
+     * NULL for a message without properties (MQTT 3.1.1, wills). */
+    bool (*property)(const void *props, const char *name, size_t name_len, const char **val,
+                     size_t *val_len);
+    const void *props;
 } topic_map_ctx_t;
 
 typedef struct {

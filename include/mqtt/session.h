@@ -116,6 +116,7 @@ enum {
     SESSION_ERR_AUTH_UNEXPECTED,     /* MQTT 5: AUTH without an authentication method */
     SESSION_ERR_RECEIVE_MAXIMUM,     /* MQTT 5: DISCONNECT 0x93 */
     SESSION_ERR_TOPIC_ALIAS_UNKNOWN, /* MQTT 5: an empty topic with an alias never set: 0x82 */
+    SESSION_ERR_TOPIC_ALIAS_QUOTA,   /* MQTT 5: past mqtt.max_topic_alias_bytes: 0x97 */
     SESSION_ERR__COUNT
 };
 /* "MQTT_ERR_QOS_INVALID" (mqtt_errname), "second_connect", ...; NULL for 0. */
@@ -158,6 +159,7 @@ typedef struct {
     uint64_t persistent_session_bytes;
     uint64_t wills_published;
     uint64_t wills_lost;           /* could not be produced (unmapped, queue full, produce error) */
+    uint64_t wills_delayed;        /* gauge: MQTT 5 wills waiting for their will delay interval */
     uint64_t auth_bad_credentials; /* CONNACK 4 sent */
     uint64_t auth_not_authorized;  /* CONNACK 5 sent (anonymous refused, will topic denied) */
     uint64_t acl_denied;           /* PUBLISHes and will topics refused by the ACL */
@@ -191,6 +193,10 @@ void session_mgr_free(session_mgr_t *m);
 /* Shutdown: connections closed from now on publish no will (the producer is
  * being flushed and freed; a will produced now could not be confirmed). */
 void session_mgr_set_stopping(session_mgr_t *m);
+/* Shutdown begins: the wills waiting for their will delay interval are
+ * published now (their sessions end with the process), before the producer
+ * drains; from now on a will does not wait. */
+void session_mgr_publish_delayed_wills(session_mgr_t *m);
 /* The time the next calls see: a monotonic clock for timeouts and the wall
  * clock (Unix ms) stamped on records. */
 void session_mgr_set_now(session_mgr_t *m, uint64_t mono_ms, int64_t wall_ms);
@@ -232,6 +238,11 @@ void session_conn_lost(session_conn_t *c, const char *reason);
 /* Closes for a server-side reason (output bound, shutdown): logs, publishes the
  * will, calls ops->close. Idempotent. */
 void session_conn_close(session_conn_t *c, const char *reason);
+/* What the server says before it closes a connection for a reason of its
+ * own: an MQTT 5 client gets DISCONNECT 0x89 server busy (`busy`: a bound of
+ * the server's) or 0x8B server shutting down; MQTT 3.1.1 has no such packet
+ * (nothing is sent). The close follows (session_conn_lost or _close). */
+void session_conn_goodbye(session_conn_t *c, bool busy);
 /* True while the session wants no input (in-flight window or producer queue full). */
 bool session_conn_paused(const session_conn_t *c);
 /* Messages of this connection's session not yet acknowledged to the client. */

@@ -39,11 +39,21 @@ typedef struct {
      * and feeds it again with the next bytes or after server_conn_resume),
      * or -1 when the connection was closed. */
     ssize_t (*conn_feed)(void *pc, const uint8_t *buf, size_t len);
+    /* Optional: the whole length of the unit (packet) that starts at buf,
+     * once its header tells, else 0. With it, a unit begun in an earlier read
+     * is completed by copying only its missing bytes; what follows in the
+     * read is fed from the read buffer without a copy. */
+    size_t (*conn_need)(const void *pc, const uint8_t *buf, size_t len);
     /* The peer went away or the stream failed (`reason`); the server closes. */
     void (*conn_lost)(void *pc, const char *reason);
     /* The server needs the connection closed (output bound, transport
      * failure or timeout, no memory): log `reason`, then server_conn_close. */
     void (*conn_close)(void *pc, const char *reason);
+    /* Optional: the server is about to close an open connection for a
+     * reason of its own (SERVER_GOODBYE_*): the protocol may queue its last
+     * words (MQTT 5: DISCONNECT 0x8B, 0x89), which go out before the close
+     * (and before a transport's own goodbye, as the ws close frame). */
+    void (*conn_goodbye)(void *pc, int why);
     /* True while the protocol wants no input. */
     bool (*conn_paused)(const void *pc);
     /* Optional: work outstanding; with none, an emptied output buffer is
@@ -61,6 +71,10 @@ typedef struct {
      * in Unix ms, monotonic us), set before feeding, ticking and on_fd. */
     void (*set_now)(void *proto, uint64_t mono_ms, int64_t wall_ms, uint64_t mono_us);
 } server_protocol_ops_t;
+
+/* conn_goodbye's reasons: shutdown after the drain (server_stop), a bound
+ * of the server's (mqtt.max_input_buffer_bytes). */
+enum { SERVER_GOODBYE_SHUTDOWN, SERVER_GOODBYE_BUSY };
 
 typedef struct {
     const server_protocol_ops_t *ops; /* NULL: not served */
@@ -101,6 +115,7 @@ typedef struct {
     uint64_t refused_rate_per_ip;    /* connect_rate_per_ip */
     uint64_t refused_output_limit;   /* connections cut at max_output_buffer */
     uint64_t tls_handshake_failures; /* handshake errors and timeouts, max_tls_handshakes */
+    uint64_t tls_handshake_steps;    /* SSL_do_handshake runs handed to the threadpool */
     uint64_t packet_timeouts;        /* a started packet not completed in packet_timeout_s */
     uint64_t input_budget_closed;    /* closed over max_input_buffer_bytes */
     uint64_t input_bytes;            /* gauge: bytes of partly received packets buffered */

@@ -40,6 +40,12 @@ void tls_conn_free(tls_conn_t *c);
 /* Feeds ciphertext from the socket and advances the handshake. TLS_OK or
  * TLS_ERR (handshake or record failure). */
 int tls_conn_feed(tls_conn_t *c, const uint8_t *buf, size_t len);
+/* The same in two halves, for a handshake run off the loop thread: put
+ * buffers the ciphertext (TLS_ERR: no memory); handshake_step runs
+ * SSL_do_handshake over what was put (the private-key operations), on any
+ * thread, as long as no other thread touches c meanwhile. */
+int tls_conn_put(tls_conn_t *c, const uint8_t *buf, size_t len);
+int tls_conn_handshake_step(tls_conn_t *c);
 /* Decrypted bytes into buf: the count (0 when none is ready) or TLS_ERR. */
 ssize_t tls_conn_read(tls_conn_t *c, uint8_t *buf, size_t cap);
 /* Encrypts plaintext (after the handshake). TLS_OK or TLS_ERR. */

@@ -141,6 +141,7 @@ typedef struct {
     uint64_t connections; /* gauge: open MQTT connections (accepted, not closed) */
     uint64_t connections_total;
     uint64_t connections_refused[METRICS_REFUSED__COUNT];
+    uint64_t tls_handshake_steps;   /* SSL_do_handshake runs on the threadpool */
     uint64_t auth_failures;         /* CONNACK 4 (bad credentials) and 5 (anonymous refused) */
     uint64_t auth_unchecked;        /* ... of which refused without a password check */
     uint64_t acl_denied;            /* PUBLISHes and will topics the ACL refused */
@@ -216,6 +217,12 @@ typedef struct {
     uint64_t spool_corrupt_skipped;    /* corrupt records (or runs of bytes) skipped */
     uint64_t spool_truncations;        /* torn tails truncated at open */
     uint64_t spool_rewinds;            /* the feed started again after a failed delivery */
+    uint64_t spool_state;              /* gauge: 0 direct, 1 spooling, 2 draining */
+    uint64_t spool_outages;            /* mode outage: switches from direct to the spool */
+    uint64_t spool_outage_seconds;     /* mode outage: time on the spool */
+    uint64_t spool_drain_rate;         /* gauge: records/s Kafka confirmed from the spool */
+    uint64_t spool_taken_back;         /* records taken back from the producer and spooled */
+    uint64_t spool_maybe_twice;        /* of those, records Kafka may have written too */
 } metrics_t;
 
 /* Zeroes the registry. No allocation: embed metrics_t where convenient. */

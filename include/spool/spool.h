@@ -107,6 +107,22 @@ int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out);
  * returned; what was synced before is untouched. */
 int spool_sync(spool_t *sp, uint64_t *synced_seq_out);
 
+/* spool_sync in three parts, so the fdatasync can run on another thread while
+ * the owner appends the next group. begin (owner's thread) writes the buffer
+ * and takes the sync point: 0 and *job NULL when nothing waits for a sync
+ * (*synced_seq_out set), 0 and a job, or spool_sync's failure (the records
+ * since the last successful sync are gone). spool_sync_run(job) does the
+ * fdatasyncs and touches nothing but the job (any thread). end (owner's
+ * thread, once run returned) publishes the sync point: 0 and the highest
+ * durable sequence number (the records appended before begin), or a
+ * failure as spool_sync's, which also removes the records appended since
+ * begin (the next sync reports them lost). One job at a time; until end,
+ * appends, reads and confirms go on, spool_sync and spool_close may not. */
+typedef struct spool_sync_job spool_sync_job_t;
+int spool_sync_begin(spool_t *sp, spool_sync_job_t **job, uint64_t *synced_seq_out);
+void spool_sync_run(spool_sync_job_t *job);
+int spool_sync_end(spool_t *sp, spool_sync_job_t *job, uint64_t *synced_seq_out);
+
 /* The next synced record in append order, without moving past it. Returns 0,
  * SPOOL_EMPTY, SPOOL_EIO or SPOOL_ENOMEM. */
 int spool_peek(spool_t *sp, spool_record_t *rec, uint64_t *seq_out);

@@ -12,6 +12,7 @@ typedef struct entry entry_t;
 struct entry {
     hmap_node_t node;
     uint32_t conns;
+    uint32_t handshakes;   /* TLS handshakes in progress */
     uint64_t milli_tokens; /* tokens x 1000 */
     uint64_t refill_ms;
     char ip[IPLIMIT_KEY_MAX];
@@ -70,7 +71,8 @@ static void refill(const iplimit_t *l, entry_t *e, uint64_t now_ms) {
 }
 
 static bool idle(const iplimit_t *l, const entry_t *e) {
-    return e->conns == 0 && (l->rate == 0 || e->milli_tokens >= (uint64_t)l->burst * 1000u);
+    return e->conns == 0 && e->handshakes == 0 &&
+           (l->rate == 0 || e->milli_tokens >= (uint64_t)l->burst * 1000u);
 }
 
 static entry_t *find(const iplimit_t *l, const char *ip, uint64_t h) {
@@ -83,28 +85,39 @@ static entry_t *find(const iplimit_t *l, const char *ip, uint64_t h) {
     return NULL;
 }
 
+/* ip's entry, made when there is none: NULL with *rc when that fails. */
+static entry_t *get(iplimit_t *l, const char *ip, uint64_t h, uint64_t now_ms, int *rc) {
+    entry_t *e = find(l, ip, h);
+    if (e)
+        return e;
+    *rc = IPLIMIT_TABLE_FULL;
+    if (l->map.n >= l->max_entries) {
+        iplimit_prune(l, now_ms);
+        if (l->map.n >= l->max_entries)
+            return NULL;
+    }
+    *rc = IPLIMIT_NOMEM;
+    e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    strncpy(e->ip, ip, sizeof(e->ip) - 1);
+    e->milli_tokens = (uint64_t)l->burst * 1000u;
+    e->refill_ms = now_ms;
+    if (hmap_insert(&l->map, &e->node, h) != 0) {
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
 int iplimit_accept(iplimit_t *l, const char *ip, uint64_t now_ms) {
     if (l->max_per_ip == 0 && l->rate == 0)
         return IPLIMIT_OK;
     uint64_t h = m2k_hash_keyed(ip, strlen(ip));
-    entry_t *e = find(l, ip, h);
-    if (!e) {
-        if (l->map.n >= l->max_entries) {
-            iplimit_prune(l, now_ms);
-            if (l->map.n >= l->max_entries)
-                return IPLIMIT_TABLE_FULL;
-        }
-        e = calloc(1, sizeof(*e));
-        if (!e)
-            return IPLIMIT_NOMEM;
-        strncpy(e->ip, ip, sizeof(e->ip) - 1);
-        e->milli_tokens = (uint64_t)l->burst * 1000u;
-        e->refill_ms = now_ms;
-        if (hmap_insert(&l->map, &e->node, h) != 0) {
-            free(e);
-            return IPLIMIT_NOMEM;
-        }
-    }
+    int rc;
+    entry_t *e = get(l, ip, h, now_ms, &rc);
+    if (!e)
+        return rc;
     refill(l, e, now_ms);
     if (l->max_per_ip && e->conns >= l->max_per_ip)
         return IPLIMIT_TOO_MANY;
@@ -132,16 +145,40 @@ static void drop_if_idle(iplimit_t *l, entry_t *e, uint64_t h, uint64_t now_ms) 
     }
 }
 
-void iplimit_release(iplimit_t *l, const char *ip, uint64_t now_ms) {
-    /* No shortcut when both limits are 0: a reload may have turned them
-     * off while connections counted before are still open. */
+/* One connection, or one handshake, of ip fewer. */
+static void uncount(iplimit_t *l, const char *ip, uint64_t now_ms, bool handshake) {
     uint64_t h = m2k_hash_keyed(ip, strlen(ip));
     entry_t *e = find(l, ip, h);
     if (!e)
         return;
-    if (e->conns)
-        e->conns--;
+    uint32_t *n = handshake ? &e->handshakes : &e->conns;
+    if (*n)
+        (*n)--;
     drop_if_idle(l, e, h, now_ms);
+}
+
+void iplimit_release(iplimit_t *l, const char *ip, uint64_t now_ms) {
+    /* No shortcut when both limits are 0: a reload may have turned them
+     * off while connections counted before are still open. */
+    uncount(l, ip, now_ms, false);
+}
+
+int iplimit_handshake_begin(iplimit_t *l, const char *ip, uint32_t max, uint64_t now_ms) {
+    uint64_t h = m2k_hash_keyed(ip, strlen(ip));
+    int rc;
+    entry_t *e = get(l, ip, h, now_ms, &rc);
+    if (!e)
+        return rc;
+    if (e->handshakes >= max) {
+        drop_if_idle(l, e, h, now_ms);
+        return IPLIMIT_HANDSHAKES;
+    }
+    e->handshakes++;
+    return IPLIMIT_OK;
+}
+
+void iplimit_handshake_end(iplimit_t *l, const char *ip, uint64_t now_ms) {
+    uncount(l, ip, now_ms, true);
 }
 
 typedef struct {
@@ -169,6 +206,11 @@ uint32_t iplimit_count(const iplimit_t *l, const char *ip) {
     return e ? e->conns : 0;
 }
 
+uint32_t iplimit_handshakes(const iplimit_t *l, const char *ip) {
+    entry_t *e = find(l, ip, m2k_hash_keyed(ip, strlen(ip)));
+    return e ? e->handshakes : 0;
+}
+
 const char *iplimit_strerror(int rc) {
     switch (rc) {
     case IPLIMIT_OK:
@@ -181,6 +223,8 @@ const char *iplimit_strerror(int rc) {
         return "too many source addresses tracked";
     case IPLIMIT_NOMEM:
         return "out of memory";
+    case IPLIMIT_HANDSHAKES:
+        return "max_tls_handshakes_per_ip in progress";
     default:
         return "?";
     }

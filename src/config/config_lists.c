@@ -303,20 +303,6 @@ void cfg_check_retained(parse_ctx_t *c, yaml_node_t *n, const char *where, void 
 
 /* ---- spool ---- */
 
-void cfg_check_spool(parse_ctx_t *c, yaml_node_t *n, const char *where, void *base,
-                     yaml_node_t *const *found) {
-    const config_t *cfg = base;
-    if (cfg->spool.mode != SPOOL_MODE_OUTAGE)
-        return;
-    yaml_node_t *mode = cfg_found(found, "spool.mode");
-    if (mode && (mode->type != YAML_SCALAR_NODE ||
-                 strcmp((const char *)mode->data.scalar.value, "outage") != 0))
-        return; /* not a mode: said already */
-    cfg_err(c, cfg_pos_of(mode ? mode : n),
-            "%s.mode: outage%s is not implemented yet; write `mode: always`", where,
-            mode ? "" : " (the default)");
-}
-
 /* A uint64_t from 0 up (spool.max_bytes). */
 void cfg_parse_u64(parse_ctx_t *c, const setting_t *s, yaml_node_t *n, const char *where,
                    void *base) {

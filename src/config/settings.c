@@ -196,7 +196,8 @@ const setting_t config_settings[] = {
      .def = 10000,
      .doc = "distinct Kafka topics the topic map may render while the process runs (librdkafka "
             "keeps an object per topic, and a `{N}` template lets clients choose names); a "
-            "message for one more is refused, never acknowledged (closed, counted in "
+            "message for one more is refused, never acknowledged (closed; an MQTT 5 client gets "
+            "PUBACK/PUBREC 0x97; counted in "
             "`mqtt2kafka_messages_refused_total{reason=\"topic_limit\"}`)"},
 
     {.path = "topics",
@@ -337,7 +338,6 @@ const setting_t config_settings[] = {
      .flags = SETTING_POS | SETTING_RESTART,
      CFG(spool.enabled),
      .pos_off = offsetof(config_t, spool.pos),
-     .check = cfg_check_spool,
      .restart_note = "the spool stays as it started",
      .doc_default = "none (no spool: acked after Kafka's delivery report)",
      .doc = "the crash-safe local spool (docs/semantics.md, \"The spool\"); needs a restart"},
@@ -367,8 +367,19 @@ const setting_t config_settings[] = {
      .words = spool_modes,
      .def = SPOOL_MODE_OUTAGE,
      .restart_note = "the spool keeps its mode",
-     .doc = "`always`: every record is spooled and acked once fsync'ed, Kafka is fed from the "
-            "spool; `outage` is not implemented yet (refused: write `mode: always`)"},
+     .doc = "`outage`: records go to Kafka directly while it takes them and to the spool (acked "
+            "once fsync'ed) while it cannot, then the spool drains in order; `always`: every "
+            "record is spooled and acked once fsync'ed, Kafka is fed from the spool"},
+    {.path = "spool.outage_after_ms",
+     .type = SET_UINT,
+     .flags = SETTING_RESTART,
+     CFG(spool.outage_after_ms),
+     .min = 100,
+     .max = 3600000,
+     .def = 5000,
+     .doc = "`mode: outage`: a record waiting this long for Kafka's delivery report (a hung "
+            "broker) switches to the spool, as every broker down or a retriable delivery error "
+            "does"},
 
     {.path = "mqtt", .type = SET_SECTION},
     {.path = "mqtt.max_packet_size",
@@ -418,7 +429,8 @@ const setting_t config_settings[] = {
      .min = 0,
      .max = UINT32_MAX,
      .def = 86400,
-     .doc = "how long a `clean session = 0` session is kept after its client leaves"},
+     .doc = "how long a `clean session = 0` session is kept after its client leaves (an MQTT 5 "
+            "client may ask for less with its session expiry interval; more is capped)"},
     {.path = "mqtt.max_connections_per_ip",
      .type = SET_UINT,
      CFG(mqtt.max_connections_per_ip),
@@ -485,7 +497,7 @@ const setting_t config_settings[] = {
      .max = 65535,
      .def = 256,
      .doc = "bytes of a CONNECT's user name; over it the connection is closed without CONNACK "
-            "(logged, counted: 3.1.1 has no return code for it)"},
+            "(logged, counted: 3.1.1 has no return code for it; MQTT 5 gets CONNACK 0x97)"},
     {.path = "mqtt.max_will_topic_length",
      .type = SET_UINT,
      CFG(mqtt.max_will_topic_length),
@@ -493,15 +505,15 @@ const setting_t config_settings[] = {
      .max = 65535,
      .def = 1024,
      .doc = "bytes of a CONNECT's will topic; over it the connection is closed without CONNACK "
-            "(logged, counted)"},
+            "(logged, counted; MQTT 5 gets CONNACK 0x97)"},
     {.path = "mqtt.max_will_payload",
      .type = SET_UINT,
      CFG(mqtt.max_will_payload),
      .min = 0,
      .max = 65535,
      .def = 4096,
-     .doc = "bytes of a CONNECT's will message; over it the connection is closed without CONNACK "
-            "(logged, counted)"},
+     .doc = "bytes of a CONNECT's will message, and of an MQTT 5 will's properties; over it the "
+            "connection is closed without CONNACK (logged, counted; MQTT 5 gets CONNACK 0x97)"},
     {.path = "mqtt.max_regex_topic_length",
      .type = SET_UINT,
      CFG(mqtt.max_regex_topic_length),
@@ -535,20 +547,48 @@ const setting_t config_settings[] = {
      CFG(mqtt.topic_alias_maximum),
      .min = 0,
      .max = 65535,
-     .def = 0,
+     .def = 10,
      .doc = "MQTT 5 topic aliases a client may set per connection (CONNACK's topic alias "
-            "maximum); each keeps a copy of its topic, so a connection may hold this many topics "
-            "of up to 65,535 bytes. 0: every alias gets DISCONNECT 0x94"},
+            "maximum; 10 as Mosquitto); each keeps a copy of its topic, together at most "
+            "`mqtt.max_topic_alias_bytes`. 0: every alias gets DISCONNECT 0x94"},
+    {.path = "mqtt.max_topic_alias_bytes",
+     .type = SET_UINT,
+     CFG(mqtt.max_topic_alias_bytes),
+     .min = 256,
+     .max = 16u << 20,
+     .def = 4096,
+     .doc = "bytes of the topics one connection's MQTT 5 topic aliases hold together (with 16 "
+            "bytes a slot, the whole of its alias memory); a PUBLISH setting an alias past it "
+            "gets DISCONNECT 0x97 (quota exceeded, counted as "
+            "`mqtt2kafka_protocol_errors_total{kind=\"topic_alias_quota\"}`)"},
     {.path = "mqtt.max_tls_handshakes",
      .type = SET_UINT,
      CFG(mqtt.max_tls_handshakes),
      .min = 1,
      .max = 10000000,
      .def = 256,
-     .doc = "TLS handshakes in progress at once, all TLS listeners together (each costs the "
-            "event loop a private-key operation); a connection to a TLS listener past it is "
-            "closed at accept (logged rate-limited, "
+     .doc = "TLS handshakes in progress at once, all TLS listeners together (each holds a "
+            "connection and waits for a `max_tls_handshake_workers` slot); a connection to a TLS "
+            "listener past it is closed at accept (logged rate-limited, "
             "`mqtt2kafka_connections_refused_total{reason=\"tls_handshake\"}`)"},
+    {.path = "mqtt.max_tls_handshake_workers",
+     .type = SET_UINT,
+     CFG(mqtt.max_tls_handshake_workers),
+     .min = 1,
+     .max = 64,
+     .def = 2,
+     .doc = "TLS handshake steps (`SSL_do_handshake`: the private-key operations) running at "
+            "once on libuv's threadpool, off the event loop, all TLS listeners together; the "
+            "others wait in order. The daemon sizes the pool to this + `auth.max_hashing` + 2 "
+            "(the spool's fsync and a spare) unless `UV_THREADPOOL_SIZE` is set"},
+    {.path = "mqtt.max_tls_handshakes_per_ip",
+     .type = SET_UINT,
+     CFG(mqtt.max_tls_handshakes_per_ip),
+     .max = 10000000,
+     .def = 64,
+     .doc_allowed = "0..10000000 (0 = no limit)",
+     .doc = "of `max_tls_handshakes`, those one source IP (IPv6: /64) may have in progress; "
+            "past it, closed at accept like `max_tls_handshakes`"},
 
     {.path = "mqtt.max_queued_messages",
      .type = SET_UINT,
@@ -596,8 +636,8 @@ const setting_t config_settings[] = {
      .max = 64,
      .def = 2,
      .doc = "password checks (`password_file`) running at once on libuv's threadpool, off the "
-            "event loop (keep it below `UV_THREADPOOL_SIZE`, 4 by default); more CONNECTs wait "
-            "in a queue"},
+            "event loop (the pool is sized to leave room for the TLS handshakes and the spool, "
+            "see `mqtt.max_tls_handshake_workers`); more CONNECTs wait in a queue"},
     {.path = "auth.max_hashing_queue",
      .type = SET_UINT,
      CFG(auth.max_hashing_queue),
@@ -649,144 +689,3 @@ const setting_t config_settings[] = {
 const size_t config_settings_count = sizeof(config_settings) / sizeof(config_settings[0]);
 static_assert(sizeof(config_settings) / sizeof(config_settings[0]) <= SETTINGS_MAX,
               "raise SETTINGS_MAX");
-
-const setting_t *settings_find(const char *path) {
-    for (size_t i = 0; i < config_settings_count; i++)
-        if (strcmp(config_settings[i].path, path) == 0)
-            return &config_settings[i];
-    return NULL;
-}
-
-/* The part of `path` below section `sec`, or NULL when it is not below it. */
-static const char *below(const char *path, const char *sec) {
-    size_t n = strlen(sec);
-    if (n == 0)
-        return path;
-    return strncmp(path, sec, n) == 0 && path[n] == '.' ? path + n + 1 : NULL;
-}
-
-bool settings_is_child(const setting_t *s, const char *sec, const char **name) {
-    const char *rest = below(s->path, sec);
-    if (!rest || strchr(rest, '.'))
-        return false;
-    *name = rest;
-    return true;
-}
-
-void settings_defaults(const char *sec, void *base) {
-    for (size_t i = 0; i < config_settings_count; i++) {
-        const setting_t *s = &config_settings[i];
-        const char *rest = below(s->path, sec);
-        if (!rest || strstr(rest, "[]") || !s->field || (s->flags & SETTING_DERIVED))
-            continue;
-        char *f = (char *)base + s->off;
-        if (s->type == SET_UINT)
-            *(uint32_t *)f = s->def;
-        else if (s->type == SET_BOOL)
-            *(bool *)f = s->def != 0;
-        else if (s->type == SET_ENUM)
-            *(int *)f = (int)s->def;
-    }
-}
-
-/* ---- the reload's comparison ---- */
-
-static bool str_differs(const char *a, const char *b) {
-    if (!a || !b)
-        return a != b;
-    return strcmp(a, b) != 0;
-}
-
-static bool differs(const setting_t *s, const void *a, const void *b);
-
-/* The rows of one list item that need a restart, compared item by item. */
-static bool list_differs(const setting_t *s, const void *a, const void *b) {
-    size_t n = *(const size_t *)((const char *)a + s->count_off);
-    if (n != *(const size_t *)((const char *)b + s->count_off))
-        return true;
-    const char *ia = *(const char *const *)((const char *)a + s->off);
-    const char *ib = *(const char *const *)((const char *)b + s->off);
-    char item[64];
-    snprintf(item, sizeof(item), "%s[]", s->path);
-    for (size_t k = 0; k < n; k++, ia += s->item_size, ib += s->item_size) {
-        for (size_t i = 0; i < config_settings_count; i++) {
-            const setting_t *r = &config_settings[i];
-            const char *rest = below(r->path, item);
-            if (rest && !strstr(rest, "[]") && (r->flags & SETTING_RESTART) && differs(r, ia, ib))
-                return true;
-        }
-    }
-    return false;
-}
-
-static bool differs(const setting_t *s, const void *a, const void *b) {
-    const char *fa = (const char *)a + s->off, *fb = (const char *)b + s->off;
-    switch (s->type) {
-    case SET_SECTION:
-    case SET_BOOL:
-        return s->field && *(const bool *)fa != *(const bool *)fb;
-    case SET_UINT:
-        return *(const uint32_t *)fa != *(const uint32_t *)fb;
-    case SET_ENUM:
-        return *(const int *)fa != *(const int *)fb;
-    case SET_STRING:
-    case SET_FILE:
-    case SET_LISTEN:
-        return str_differs(*(char *const *)fa, *(char *const *)fb);
-    case SET_LIST:
-        return list_differs(s, a, b);
-    case SET_MAP: {
-        size_t n = *(const size_t *)((const char *)a + s->count_off);
-        if (n != *(const size_t *)((const char *)b + s->count_off))
-            return true;
-        const config_property_t *pa = *(config_property_t *const *)fa;
-        const config_property_t *pb = *(config_property_t *const *)fb;
-        for (size_t i = 0; i < n; i++)
-            if (strcmp(pa[i].name, pb[i].name) != 0 || strcmp(pa[i].value, pb[i].value) != 0)
-                return true;
-        return false;
-    }
-    case SET_STRINGS: {
-        size_t n = *(const size_t *)((const char *)a + s->count_off);
-        if (n != *(const size_t *)((const char *)b + s->count_off))
-            return true;
-        char *const *sa = *(char **const *)fa, *const *sb = *(char **const *)fb;
-        for (size_t i = 0; i < n; i++)
-            if (strcmp(sa[i], sb[i]) != 0)
-                return true;
-        return false;
-    }
-    case SET_CUSTOM:
-    case SET_ALIAS:
-        break;
-    }
-    return false;
-}
-
-size_t config_restart_changes(const config_t *running, const config_t *next,
-                              void (*report)(void *ud, const char *msg), void *ud) {
-    size_t changed = 0;
-    for (size_t i = 0; i < config_settings_count; i++) {
-        const setting_t *s = &config_settings[i];
-        /* A row of a list item is compared as part of its list. */
-        if (!(s->flags & SETTING_RESTART) || strstr(s->path, "[]") || !differs(s, running, next))
-            continue;
-        /* The note names the running value where it has "%s". */
-        char note[256];
-        const char *pct = strstr(s->restart_note, "%s");
-        if (pct) {
-            const char *old = *(char *const *)((const char *)running + s->off);
-            snprintf(note, sizeof(note), "%.*s%s%s", (int)(pct - s->restart_note), s->restart_note,
-                     old ? old : "off", pct + 2);
-        } else {
-            snprintf(note, sizeof(note), "%s", s->restart_note);
-        }
-        char msg[512];
-        snprintf(msg, sizeof(msg), "%s changed; this needs a restart (%s)", s->path, note);
-        report(ud, msg);
-        changed++;
-    }
-    return changed;
-}
-
-/* docs/configuration.md's table: settings_doc.c */

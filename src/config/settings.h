@@ -188,8 +188,6 @@ void cfg_parse_downlink(parse_ctx_t *c, const setting_t *s, yaml_node_t *item, c
                         const char *where, size_t idx, void *base);
 void cfg_check_retained(parse_ctx_t *c, yaml_node_t *n, const char *where, void *base,
                         yaml_node_t *const *found);
-void cfg_check_spool(parse_ctx_t *c, yaml_node_t *n, const char *where, void *base,
-                     yaml_node_t *const *found);
 void cfg_parse_u64(parse_ctx_t *c, const setting_t *s, yaml_node_t *v, const char *where,
                    void *base);
 void cfg_parse_unmapped(parse_ctx_t *c, const setting_t *s, yaml_node_t *v, const char *where,

@@ -72,6 +72,12 @@ struct kafka {
      * caller that is tearing itself down. */
     bool closing;
 
+    /* The failed delivery report being served (kafka_report_record) and the
+     * header views of its record, grown on demand. */
+    const rd_kafka_message_t *report;
+    kafka_header_t *report_hdrs;
+    size_t report_hdrs_cap;
+
     rd_kafka_vu_t *vus; /* produceva argument array, grown on demand */
     size_t vus_cap;
 
@@ -149,8 +155,10 @@ static void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, voi
         return;
     /* Not rd_kafka_message_errstr: for a delivery report it returns the
      * payload, which is the record's value. */
+    k->report = msg->err != RD_KAFKA_RESP_ERR_NO_ERROR ? msg : NULL;
     k->on_delivery(k->ud, (uint64_t)(uintptr_t)msg->_private, (int)msg->err,
                    rd_kafka_err2str(msg->err));
+    k->report = NULL;
 }
 
 /* Served by rd_kafka_poll, i.e. on the caller's thread. */
@@ -364,6 +372,7 @@ void kafka_free(kafka_t *k) {
         rd_kafka_destroy(k->mock_rk);
     free(k->bootstrap);
     free(k->vus);
+    free(k->report_hdrs);
     free(k);
 }
 
@@ -602,6 +611,67 @@ void kafka_set_reachable(kafka_t *k, bool up, const char *why) {
         snprintf(k->unreachable_why, sizeof(k->unreachable_why), "%s",
                  why != NULL ? why : "unreachable");
         log_warn("kafka: unreachable: %s", k->unreachable_why);
+    }
+}
+
+int kafka_report_record(kafka_t *k, kafka_record_t *out, bool *maybe_written) {
+    const rd_kafka_message_t *m = k->report;
+    if (m == NULL || m->rkt == NULL)
+        return -1;
+    rd_kafka_headers_t *hdrs = NULL;
+    size_t n = 0;
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        n = rd_kafka_header_cnt(hdrs);
+    if (n > k->report_hdrs_cap) {
+        kafka_header_t *h = realloc(k->report_hdrs, n * sizeof(*h));
+        if (h == NULL)
+            return -1;
+        k->report_hdrs = h;
+        k->report_hdrs_cap = n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *name;
+        const void *value;
+        size_t len;
+        if (rd_kafka_header_get_all(hdrs, i, &name, &value, &len) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            return -1;
+        k->report_hdrs[i] = (kafka_header_t){name, value, len};
+    }
+    *out = (kafka_record_t){.topic = rd_kafka_topic_name(m->rkt),
+                            .key = m->key,
+                            .key_len = m->key_len,
+                            .value = m->payload,
+                            .value_len = m->len,
+                            .headers = n ? k->report_hdrs : NULL,
+                            .n_headers = n,
+                            .timestamp_ms = rd_kafka_message_timestamp(m, NULL)};
+    if (out->timestamp_ms < 0)
+        out->timestamp_ms = 0;
+    if (maybe_written)
+        *maybe_written = rd_kafka_message_status(m) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED;
+    return 0;
+}
+
+bool kafka_err_retriable(int err) {
+    switch ((rd_kafka_resp_err_t)err) {
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT_QUEUE:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+    case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_BROKER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+    case RD_KAFKA_RESP_ERR_KAFKA_STORAGE_ERROR:
+        return true;
+    default:
+        return false;
     }
 }
 

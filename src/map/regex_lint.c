@@ -280,6 +280,8 @@ int topic_map_rule_lint(const config_rule_t *r, size_t index, topic_map_report_f
             what = "{client_id} is chosen by the client and may hold any character";
         } else if (len == 8 && memcmp(name, "username", 8) == 0) {
             what = "{username} may hold any character";
+        } else if (len > 9 && memcmp(name, "property:", 9) == 0) {
+            what = "{property:NAME} is chosen by the client and may hold any character";
         }
         if (what) {
             snprintf(msg, sizeof(msg), "topics[%zu].kafka: %s" LINT_TAIL, index, what);

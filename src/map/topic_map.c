@@ -22,12 +22,19 @@
 #define MAX_CAPTURES 9
 #define NO_RULE INT32_MAX
 
-typedef enum { PART_LIT, PART_CAPTURE, PART_TOPIC, PART_CLIENT_ID, PART_USERNAME } part_kind_t;
+typedef enum {
+    PART_LIT,
+    PART_CAPTURE,
+    PART_TOPIC,
+    PART_CLIENT_ID,
+    PART_USERNAME,
+    PART_PROPERTY
+} part_kind_t;
 
 typedef struct {
     part_kind_t kind;
-    int capture; /* 1..9 for PART_CAPTURE */
-    const char *lit;
+    int capture;     /* 1..9 for PART_CAPTURE */
+    const char *lit; /* the literal, or PART_PROPERTY's name */
     size_t len;
 } tmpl_part_t;
 
@@ -210,16 +217,24 @@ static int tmpl_parse(const char *s, int n_captures, bool kafka_topic, const cha
                 p.kind = PART_CLIENT_ID;
             } else if (nlen == 8 && memcmp(name, "username", 8) == 0) {
                 p.kind = PART_USERNAME;
+            } else if (nlen > 9 && memcmp(name, "property:", 9) == 0) {
+                p.kind = PART_PROPERTY; /* the name is kept with the literals */
+                p.len = nlen - 9;
             } else {
                 snprintf(msg, sizeof(msg),
                          "%s: unknown placeholder {%.*s} (expected {1}..{9}, {topic}, "
-                         "{client_id} or {username})",
+                         "{client_id}, {username} or {property:NAME})",
                          field, (int)(nlen > 64 ? 64 : nlen), name);
                 report(ud, pos, msg);
                 errors++;
             }
             has_placeholder = true;
             FLUSH_LIT();
+            if (out && p.kind == PART_PROPERTY) {
+                memcpy(lits + lit_start, name + 9, p.len);
+                p.lit = lits + lit_start;
+                lit_start += p.len;
+            }
             if (out)
                 parts[n_parts++] = p;
             i += nlen + 1;
@@ -692,6 +707,13 @@ static void tmpl_render(const tmpl_t *t, const span_t *caps, int n_caps, const c
             if (ctx && ctx->username)
                 out_put(o, ctx->username, ctx->username_len);
             break;
+        case PART_PROPERTY: {
+            const char *v;
+            size_t vl;
+            if (ctx && ctx->property && ctx->property(ctx->props, p->lit, p->len, &v, &vl))
+                out_put(o, v, vl);
+            break;
+        }
         }
     }
 }

@@ -64,7 +64,8 @@ static int authorize_connect(session_conn_t *c, const mqtt_connect_t *p, const c
 }
 
 /* A CONNECT string over its cap: MQTT 3.1.1 has no CONNACK code for it, so
- * the connection is closed unanswered (logged rate-limited, counted).
+ * the connection is closed unanswered (logged rate-limited, counted); MQTT 5
+ * gets CONNACK 0x97.
  * Returns true when it closed. */
 static bool refuse_too_long(session_conn_t *c, bool present, size_t len, uint32_t cap,
                             const char *what, const char *setting) {
@@ -72,8 +73,28 @@ static bool refuse_too_long(session_conn_t *c, bool present, size_t len, uint32_
         return false;
     session_mgr_t *m = c->mgr;
     m->st.refused_too_long++;
-    session_end(c, &m->rl_refused, LOG_WARN, false, true,
-                "CONNECT refused: %s of %zu bytes above %s %u", what, len, setting, cap);
+    if (c->v5) /* MQTT 5 has a code for a bound: CONNACK 0x97, quota exceeded */
+        session_refuse(c, MQTT5_RC_QUOTA_EXCEEDED, LOG_WARN,
+                       "CONNECT refused: %s of %zu bytes above %s %u", what, len, setting, cap);
+    else
+        session_end(c, &m->rl_refused, LOG_WARN, false, true,
+                    "CONNECT refused: %s of %zu bytes above %s %u", what, len, setting, cap);
+    return true;
+}
+
+/* MQTT 5: a will whose payload format indicator says UTF-8 and whose
+ * payload is not gets CONNACK 0x99 (3.1.3.2.3), as a PUBLISH gets PUBACK
+ * 0x99. Returns true when it refused. */
+static bool will_format_invalid(session_conn_t *c, const mqtt_connect_t *p,
+                                const mqtt5_props_t *wp) {
+    if (wp->payload_format != 1 || mqtt_utf8_check(p->will_payload.ptr, p->will_payload.len) == 0)
+        return false;
+    char idb[LOG_ID_MAX];
+    session_refuse(
+        c, MQTT5_RC_PAYLOAD_FORMAT_INVALID, LOG_WARN,
+        "will message of client id '%s' is not UTF-8 as its payload format indicator "
+        "says (CONNACK 0x99)",
+        session_log_str(idb, sizeof(idb), (const char *)p->client_id.ptr, p->client_id.len));
     return true;
 }
 
@@ -127,6 +148,11 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     uint16_t keepalive = p->keepalive;
     bool keepalive_lowered = false, assigned = false;
 
+    if (cp) { /* before any answer: a refusing CONNACK respects them too */
+        c->max_out = MQTT5_HAS(cp, MQTT5_PROP_MAXIMUM_PACKET_SIZE) ? cp->maximum_packet_size : 0;
+        c->problem_info =
+            !MQTT5_HAS(cp, MQTT5_PROP_REQUEST_PROBLEM_INFO) || cp->request_problem_info;
+    }
     if (cp && MQTT5_HAS(cp, MQTT5_PROP_AUTH_METHOD)) {
         session_refuse(c, MQTT5_RC_BAD_AUTH_METHOD, LOG_WARN,
                        "authentication method '%s' not supported (enhanced authentication)",
@@ -176,6 +202,11 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
                         "mqtt.max_will_topic_length") ||
         refuse_too_long(c, p->will_flag, p->will_payload.len, mq->max_will_payload, "will message",
                         "mqtt.max_will_payload"))
+        return FEED_CLOSED;
+    const mqtt5_props_t *wp = c->p5 && p->will_flag ? &c->p5->u.connect.will : NULL;
+    if (wp && (refuse_too_long(c, true, wp->raw.len, mq->max_will_payload, "will properties",
+                               "mqtt.max_will_payload") ||
+               will_format_invalid(c, p, wp)))
         return FEED_CLOSED;
     if (cid_len == 0) {
         if (!p->clean_session) {
@@ -242,7 +273,9 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
         c->will_payload_len = (uint16_t)p->will_payload.len;
         c->will_qos = p->will_qos;
         c->will_retain = p->will_retain;
-        c->will = c->will_topic && c->will_payload;
+        c->will_props = wp ? session5_props_dup(wp) : NULL;
+        c->will_delay = wp ? wp->will_delay : 0;
+        c->will = c->will_topic && c->will_payload && (!wp || c->will_props);
     }
     if (c->identity || p->has_username) {
         const char *u = c->identity ? c->identity : (const char *)p->username.ptr;
@@ -260,6 +293,9 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     if (++s->conn_gen == 0)
         s->conn_gen = 1;
     s->clean = ends;
+    /* A shorter interval than ours is honoured; a longer one is capped, and
+     * CONNACK says so (connack5). */
+    s->expiry_s = expiry < mq->session_expiry_s ? expiry : 0;
     c->gen = s->conn_gen;
     /* Keepalive 0 would let a silent connection stay forever: it gets
      * max_keepalive_s when that is below MQTT's 65535 (an MQTT 5 client is
@@ -270,9 +306,6 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     c->level = p->protocol_level;
     session_set_state(c, CONN_CONNECTED);
     if (cp) {
-        c->max_out = MQTT5_HAS(cp, MQTT5_PROP_MAXIMUM_PACKET_SIZE) ? cp->maximum_packet_size : 0;
-        c->problem_info =
-            !MQTT5_HAS(cp, MQTT5_PROP_REQUEST_PROBLEM_INFO) || cp->request_problem_info;
         c->expiry_zero = expiry == 0;
         c->alias_max = (uint16_t)mq->topic_alias_maximum;
         c->recv_max = MQTT5_HAS(cp, MQTT5_PROP_RECEIVE_MAXIMUM) ? cp->receive_maximum : 65535;
@@ -304,13 +337,8 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
 void session_publish_will(session_conn_t *c) {
     session_mgr_t *m = c->mgr;
     char idb[LOG_ID_MAX];
-    msg_t msg = {c->will_topic,
-                 c->will_topic_len,
-                 c->will_payload,
-                 c->will_payload_len,
-                 c->will_qos,
-                 c->will_retain,
-                 NULL};
+    msg_t msg = {c->will_topic, c->will_topic_len, c->will_payload, c->will_payload_len,
+                 c->will_qos,   c->will_retain,    c->will_props};
     const char *ktopic, *key, *why = "";
     size_t key_len;
     /* The ACL in force now, not the one checked at CONNECT: a reload may have

@@ -24,7 +24,11 @@ int session_on_disconnect(session_conn_t *c, const mqtt_packet_t *pkt) {
                               "[MQTT-3.14.2-2]");
             return FEED_CLOSED;
         }
-        c->s->clean = p5->props.session_expiry == 0;
+        /* Changed from non-zero: 0 ends the session at this close, another
+         * value is honoured as in CONNECT (capped at session_expiry_s). */
+        uint32_t e = p5->props.session_expiry;
+        c->s->clean = e == 0;
+        c->s->expiry_s = e < c->mgr->cfg->mqtt.session_expiry_s ? e : 0;
     }
     bool will = p5->reason == MQTT5_RC_DISCONNECT_WITH_WILL;
     session_end(c, NULL, LOG_INFO, will, true, "DISCONNECT received (reason 0x%02x%s)", p5->reason,

@@ -64,6 +64,10 @@ static bool ktopic_admit(session_mgr_t *m, const char *name, size_t len) {
     return true;
 }
 
+/* The refusal for kafka.max_topics: MQTT 5 tells it apart (0x97, a quota,
+ * not a bad name) by this pointer. */
+static const char topic_limit_why[] = "a new topic past kafka.max_topics distinct Kafka topics";
+
 /* A message a rule maps whose Kafka topic is refused: counted, never routed
  * elsewhere (the unmapped policy is for messages no rule maps). */
 static int route_refuse(session_mgr_t *m, int kind, const char *ktopic, const char **out,
@@ -82,6 +86,8 @@ int session_route(session_conn_t *c, const msg_t *msg, const char **ktopic, cons
         .client_id_len = c->s->client_id_len,
         .username = c->has_username ? c->username : NULL,
         .username_len = c->has_username ? c->username_len : 0,
+        .property = msg->props ? session5_user_property : NULL,
+        .props = msg->props,
     };
     topic_map_result_t res = {0};
     int r =
@@ -90,7 +96,7 @@ int session_route(session_conn_t *c, const msg_t *msg, const char **ktopic, cons
     case TOPIC_MAP_MATCHED:
         if (!ktopic_admit(m, res.kafka_topic, res.kafka_topic_len))
             return route_refuse(m, SESSION_REFUSED_TOPIC_LIMIT, res.kafka_topic, ktopic, why,
-                                "a new topic past kafka.max_topics distinct Kafka topics");
+                                topic_limit_why);
         *ktopic = res.kafka_topic;
         *key = res.key;
         *key_len = res.key_len;
@@ -371,13 +377,19 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     const char *ktopic, *key, *why = "";
     size_t key_len;
     int r = session_route(c, &msg, &ktopic, &key, &key_len, &why);
-    if ((r == ROUTE_CLOSE || r == ROUTE_REFUSE) && c->p5 && p->qos > 0) { /* MQTT 5: 0x90 */
+    /* MQTT 5: 0x90, or 0x97 for kafka.max_topics (a bound backpressure
+     * cannot absorb: waiting frees no topic). */
+    uint8_t refusal =
+        why == topic_limit_why ? MQTT5_RC_QUOTA_EXCEEDED : MQTT5_RC_TOPIC_NAME_INVALID;
+    if ((r == ROUTE_CLOSE || r == ROUTE_REFUSE) && c->p5 && p->qos > 0) {
         if (r == ROUTE_CLOSE)
             m->st.unmapped_closed++;
         log_client_ratelimited(&m->rl_drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
-                               c->remote, "topic '%s' is not mapped: %s: refused (0x90)",
-                               session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len), why);
-        if (ring_push_reason(c, p->qos, p->packet_id, MQTT5_RC_TOPIC_NAME_INVALID) != 0)
+                               c->remote, "topic '%s'%s: %s: refused (0x%02x)",
+                               session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len),
+                               refusal == MQTT5_RC_QUOTA_EXCEEDED ? "" : " is not mapped", why,
+                               refusal);
+        if (ring_push_reason(c, p->qos, p->packet_id, refusal) != 0)
             goto oom;
         inflight_check_window(c);
         return FEED_OK;
@@ -389,7 +401,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
         if (ktopic)
             snprintf(what, sizeof(what), "it renders the Kafka topic '%s', ",
                      session_log_str(kb, sizeof(kb), ktopic, strlen(ktopic)));
-        session5_send_disconnect(c, MQTT5_RC_TOPIC_NAME_INVALID);
+        session5_send_disconnect(c, refusal);
         session_end(c, &m->rl_route, LOG_WARN, true, true,
                     "refused a message on topic '%s': %s%s; not acknowledged",
                     session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len), what, why);

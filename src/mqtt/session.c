@@ -23,6 +23,7 @@ const char *session_error_name(int kind) {
         "auth_unexpected",
         "receive_maximum_exceeded",
         "topic_alias_unknown",
+        "topic_alias_quota",
     };
     _Static_assert(sizeof(names) / sizeof(names[0]) ==
                        SESSION_ERR__COUNT - SESSION_ERR_CODEC_MAX - 1,
@@ -124,14 +125,16 @@ static void session_end_v(session_conn_t *c, log_ratelimit_t *rl, log_level_t lv
         if (m->stopping)
             log_client(LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
                        "will message not published: shutting down");
-        else
+        else if (!will_defer(c))
             session_publish_will(c);
     }
     c->will = false;
     free(c->will_topic);
     free(c->will_payload);
+    free(c->will_props);
     c->will_topic = NULL;
     c->will_payload = NULL;
+    c->will_props = NULL;
     if (c->s) {
         session_t *s = c->s;
         c->s = NULL;
@@ -149,20 +152,33 @@ void session_end(session_conn_t *c, log_ratelimit_t *rl, log_level_t lvl, bool w
     va_end(ap);
 }
 
+/* The log line's text (fmt, ap), an MQTT 5 reason string; ap stays usable. */
+static void why_v(char *out, size_t cap, const char *fmt, va_list ap) {
+    va_list aq;
+    va_copy(aq, ap);
+    vsnprintf(out, cap, fmt, aq);
+    va_end(aq);
+}
+
 /* Rate-limited: a misconfigured fleet reconnects in a loop. */
 void session_refuse(session_conn_t *c, uint8_t rc, log_level_t lvl, const char *fmt, ...) {
     session_mgr_t *m = c->mgr;
-    if (rc >= 0x80) { /* an MQTT 5 reason code without a 3.1.1 equivalent */
-        assert(c->v5);
-        session5_send_connack(c, false, rc, NULL);
-    } else {
-        assert(rc > 0 && rc < sizeof(m->st.connack_refused) / sizeof(m->st.connack_refused[0]));
-        session_send_connack(c, false, rc);
-        m->st.connack_refused[rc]++;
-    }
-    m->st.rejected++;
     va_list ap;
     va_start(ap, fmt);
+    if (c->v5) { /* the log line's text is the reason string */
+        char why[512];
+        why_v(why, sizeof(why), fmt, ap);
+        session5_refuse_connack(c, rc >= 0x80 ? rc : session5_connack_reason(rc), why);
+    } else {
+        session_send_connack(c, false, rc);
+    }
+    /* an MQTT 5 reason code without a 3.1.1 equivalent is not counted here */
+    assert(rc >= 0x80
+               ? c->v5
+               : rc > 0 && rc < sizeof(m->st.connack_refused) / sizeof(m->st.connack_refused[0]));
+    if (rc < 0x80)
+        m->st.connack_refused[rc]++;
+    m->st.rejected++;
     session_end_v(c, &m->rl_refused, lvl, false, true, fmt, ap);
     va_end(ap);
 }
@@ -176,10 +192,13 @@ void session_violation(session_conn_t *c, int kind, const char *fmt, ...) {
     m->st.protocol_error_kinds[kind]++;
     if (c->state == CONN_NEW)
         m->st.refused_protocol_errors++;
-    if (c->v5) /* the reason before the close [MQTT-4.13.1-1] */
-        session5_tell_violation(c, kind);
     va_list ap;
     va_start(ap, fmt);
+    if (c->v5) { /* the reason, and the log line's text, before the close [MQTT-4.13.1-1] */
+        char why[512];
+        why_v(why, sizeof(why), fmt, ap);
+        session5_tell_violation(c, kind, why);
+    }
     session_end_v(c, &m->rl_protocol, LOG_WARN, true, true, fmt, ap);
     va_end(ap);
 }
@@ -205,6 +224,7 @@ session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts) {
                                                   : m->cfg->mqtt.max_persistent_sessions;
     list_init(&m->conns);
     list_init(&m->blocked);
+    list_init(&m->wills);
     store_init(m);
     ktopics_init(m);
     m->rl_sub = (log_ratelimit_t)LOG_RATELIMIT_INIT("refused subscriptions", 10, 10000);
@@ -235,6 +255,7 @@ void session_mgr_free(session_mgr_t *m) {
         session_conn_t *c = LIST_ENTRY(it, session_conn_t, node);
         free(c->will_topic);
         free(c->will_payload);
+        free(c->will_props);
         free(c->username);
         free(c->identity);
         free(c->acl_topic);
@@ -320,6 +341,7 @@ void session_mgr_tick(session_mgr_t *m) {
         }
         ring_release_idle(c->s);
     }
+    wills_tick(m);
     store_expire(m);
     /* A full queue also drains when no report is ours to see: retry now and then. */
     inflight_wake_blocked(m);

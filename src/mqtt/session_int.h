@@ -72,8 +72,9 @@ typedef struct session session_t;
  * session, so every byte counts per idle connection. */
 struct session {
     session_conn_t *conn;
-    inflight_t *ring; /* lazily allocated, grown up to max_inflight */
-    uint16_t *pubrel; /* QoS 2 ids answered with PUBREC, awaiting PUBREL */
+    session_conn_t *will; /* MQTT 5: a will waiting for its delay (will.c) */
+    inflight_t *ring;     /* lazily allocated, grown up to max_inflight */
+    uint16_t *pubrel;     /* QoS 2 ids answered with PUBREC, awaiting PUBREL */
     hmap_node_t by_id, by_cid;
     list_t detached; /* in mgr->detached while kept without a connection */
     outbound_t *ob;  /* downlink: NULL until a message is queued for it */
@@ -83,7 +84,10 @@ struct session {
     uint32_t ring_cap, ring_head, ring_count, ring_qos2, ring_qos1, ring_again;
     uint32_t head_seq, next_seq;
     uint32_t pubrel_count, pubrel_cap;
-    uint32_t held;          /* bytes counted in st.persistent_session_bytes while detached */
+    uint32_t held; /* bytes counted in st.persistent_session_bytes while detached */
+    /* MQTT 5: the session expiry interval asked for, when below
+     * session_expiry_s (0: session_expiry_s, as for 3.1.1). */
+    uint32_t expiry_s;
     uint16_t client_id_len; /* MQTT strings are at most 65535 bytes */
     bool clean;
     bool ring_used;   /* since the last tick */
@@ -98,10 +102,12 @@ struct session_conn {
     session_t *s;
     /* Creation time while CONN_NEW (the connect timeout: no complete packet
      * is processed in that state but the CONNECT), then the time of the last
-     * complete packet (keepalive). */
+     * complete packet (keepalive); a waiting will's stand-in (will.c): when
+     * the will is due. */
     uint64_t rx_ms;
     char *will_topic;
     uint8_t *will_payload;
+    mqtt5_props_t *will_props; /* MQTT 5: the will's properties (session5_props_dup) */
     char *username;
     char *identity;  /* from a client certificate; overrides username */
     char *acl_topic; /* the last ACL decision's topic (see publish_allowed) */
@@ -111,13 +117,15 @@ struct session_conn {
      * maximum packet size (0: the protocol's). */
     const mqtt5_packet_t *p5;
     uint32_t max_out;
-    struct alias { /* MQTT 5 topic aliases, alias_max of them once one is set */
+    uint32_t alias_bytes; /* the topics the aliases hold (mqtt.max_topic_alias_bytes) */
+    struct alias {        /* MQTT 5 topic aliases, alias_max of them once one is set */
         char *topic;
         uint16_t len;
     } * aliases;
     uint16_t alias_max;
     uint16_t recv_max; /* MQTT 5: the client's receive maximum (65535 if not given) */
     uint32_t gen;
+    uint32_t will_delay; /* MQTT 5: the will delay interval, s */
     /* The last ACL decision is valid for this topic and ACL generation: a
      * client usually publishes on few topics, often the same one. */
     uint32_t acl_gen;
@@ -147,9 +155,12 @@ struct session_mgr {
     list_t conns;    /* every session_conn_t */
     list_t blocked;  /* connections waiting for room in the producer queue */
     list_t detached; /* sessions without a connection, oldest first */
+    list_t wills;    /* the stand-ins of wills waiting for their delay (will.c) */
     size_t n_conns, n_detached, max_detached;
+    size_t n_detached_short; /* detached sessions with their own expiry_s */
     char *scratch;
     bool stopping;
+    bool wills_now; /* shutdown began: no will waits for its delay any more */
     log_ratelimit_t rl_protocol, rl_refused, rl_delivery, rl_drop, rl_acl, rl_route;
     /* "connected" and every other "closing" line, and discarded sessions: a
      * reconnect storm must not flood the log */
@@ -214,7 +225,8 @@ void store_attach(session_mgr_t *m, session_t *s);
 void store_resize(session_mgr_t *m, session_t *s);
 /* What the session holds now, as counted against mqtt.max_session_bytes. */
 size_t store_held(const session_t *s);
-/* Destroys the sessions kept longer than session_expiry_s. */
+/* Destroys the sessions kept longer than their expiry (session_expiry_s, or
+ * a shorter one an MQTT 5 client asked for). */
 void store_expire(session_mgr_t *m);
 
 /* Hot: every delivery report looks up its session. */
@@ -327,6 +339,22 @@ size_t outbound_bytes(const session_t *s);
 void outbound_retained(session_conn_t *c, const char *filter, size_t len, uint8_t qos,
                        uint32_t sub_id);
 
+/* ---- will.c: the will delay interval ---- */
+
+/* The connection ends with its will owed: keeps the will in the session for
+ * its delay when the session outlives the connection (moved into a stand-in
+ * connection). Returns false when it is to be published now. */
+bool will_defer(session_conn_t *c);
+/* Publishes the session's waiting will, if any (`when` ends the log line). */
+void will_publish(session_mgr_t *m, session_t *s, const char *when);
+/* The client came back to its session: its waiting will is dropped. */
+void will_cancel(session_mgr_t *m, session_t *s);
+/* Publishes the wills whose delay has passed. */
+void wills_tick(session_mgr_t *m);
+/* The bytes a waiting will holds (counted as its session's). */
+size_t will_bytes(const session_conn_t *w);
+void will_free(session_conn_t *w);
+
 /* ---- session5.c: what MQTT 5 adds ---- */
 
 /* Decodes one level 5 packet (at most max bytes) and gives its 3.1.1 view in
@@ -338,12 +366,22 @@ ssize_t session5_decode(session_conn_t *c, const uint8_t *buf, size_t len, size_
 uint8_t session5_connack_reason(uint8_t rc);
 void session5_send_connack(session_conn_t *c, bool present, uint8_t reason,
                            const mqtt5_props_t *props);
-/* PUBACK, PUBREC, PUBREL, PUBCOMP with a reason code (0: the 3.1.1 bytes). */
+/* A refusing CONNACK with the reason string `why` (NULL: none). */
+void session5_refuse_connack(session_conn_t *c, uint8_t reason, const char *why);
+/* PUBACK, PUBREC, PUBREL, PUBCOMP with a reason code (0: the 3.1.1 bytes);
+ * a code >= 0x80 carries a reason string when the client takes problem
+ * information. */
 void session5_send_ack(session_conn_t *c, mqtt_type_t type, uint16_t pid, uint8_t reason);
 /* Before a close for a protocol violation of `kind`: CONNACK (before the
  * CONNECT is accepted) or DISCONNECT with the reason code. */
-void session5_tell_violation(session_conn_t *c, int kind);
-/* Sends DISCONNECT with a reason code (a connected level 5 client only). */
+void session5_tell_violation(session_conn_t *c, int kind, const char *why);
+/* A copy of decoded properties that outlives the packet: one allocation
+ * (free() it) holding the struct and its bytes; NULL when out of memory. */
+mqtt5_props_t *session5_props_dup(const mqtt5_props_t *p);
+/* Sends DISCONNECT with a reason code and the reason string `why` (NULL:
+ * none), to a connected level 5 client only. */
+void session5_disconnect_why(session_conn_t *c, uint8_t reason, const char *why);
+/* The same with the reason code's own short text. */
 void session5_send_disconnect(session_conn_t *c, uint8_t reason);
 /* The headers an MQTT 5 PUBLISH adds after ours: mqtt.content_type,
  * mqtt.response_topic, mqtt.correlation_data, then the user properties in
@@ -351,6 +389,10 @@ void session5_send_disconnect(session_conn_t *c, uint8_t reason);
  * NUL-terminated names take; with h, writes them (names into `names`). */
 size_t session5_headers(const mqtt5_props_t *p, kafka_header_t *h, char *names, size_t *name_bytes);
 int session5_on_auth(session_conn_t *c, const mqtt_packet_t *pkt);
+/* topic_map_ctx_t.property over an mqtt5_props_t: the first user property
+ * named `name` (bytes compared). */
+bool session5_user_property(const void *props, const char *name, size_t name_len, const char **val,
+                            size_t *val_len);
 /* A PUBLISH's topic alias [MQTT-3.3.2-10..12]: sets the alias (a topic
  * given) or replaces the empty topic by the alias's (in *p). Returns FEED_OK,
  * or FEED_CLOSED after DISCONNECT 0x94 (0 or above alias_max), 0x82 (an alias

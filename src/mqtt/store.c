@@ -27,6 +27,8 @@ static void free_session(hmap_node_t *n, void *ud) {
     session_t *s = HMAP_ENTRY(n, session_t, by_id);
     (void)ud;
     outbound_free(s);
+    if (s->will) /* the manager is freed: after shutdown published them */
+        will_free(s->will);
     free(s->ring);
     free(s->pubrel);
     free(s);
@@ -76,18 +78,21 @@ fail:
 }
 
 /* What a session kept without a connection holds: the object with its
- * client id, its ring, its QoS 2 ids (docs/security.md, "Memory") and its
- * downlink messages. */
+ * client id, its ring, its QoS 2 ids, a will waiting for its delay
+ * (docs/security.md, "Memory") and its downlink messages. */
 static size_t session_bytes(const session_t *s) {
     size_t n = sizeof(*s) + s->client_id_len + 1u + (size_t)s->ring_cap * sizeof(inflight_t) +
-               (size_t)s->pubrel_cap * sizeof(*s->pubrel) + outbound_bytes(s);
+               (size_t)s->pubrel_cap * sizeof(*s->pubrel) + (s->will ? will_bytes(s->will) : 0) +
+               outbound_bytes(s);
     return n < UINT32_MAX ? n : UINT32_MAX;
 }
 
 void store_attach(session_mgr_t *m, session_t *s) {
+    will_cancel(m, s);
     if (list_linked(&s->detached)) {
         list_remove(&s->detached);
         m->n_detached--;
+        m->n_detached_short -= s->expiry_s != 0;
         m->st.persistent_sessions--;
         m->st.persistent_session_bytes -= s->held;
         s->held = 0;
@@ -108,6 +113,8 @@ void store_resize(session_mgr_t *m, session_t *s) {
 
 void store_destroy(session_mgr_t *m, session_t *s) {
     assert(!s->conn);
+    /* The session ends before the will delay: the will goes now (3.1.3.2.2). */
+    will_publish(m, s, "at the end of its session, before its will delay interval passed");
     store_attach(m, s);
     hmap_remove(&m->by_id, &s->by_id, m2k_hash_u32(s->id));
     hmap_remove(&m->by_cid, &s->by_cid, m2k_hash_keyed(s->client_id, s->client_id_len));
@@ -163,18 +170,26 @@ void store_detach(session_mgr_t *m, session_t *s) {
     s->detached_at = m->mono_ms;
     list_insert_tail(&m->detached, &s->detached);
     m->n_detached++;
+    m->n_detached_short += s->expiry_s != 0;
     m->st.persistent_sessions++;
     s->held = (uint32_t)session_bytes(s);
     m->st.persistent_session_bytes += s->held;
 }
 
 void store_expire(session_mgr_t *m) {
-    uint32_t expiry_s = m->cfg->mqtt.session_expiry_s;
-    list_t *first;
-    while ((first = list_first(&m->detached)) != NULL) {
-        session_t *s = LIST_ENTRY(first, session_t, detached);
-        if (m->mono_ms - s->detached_at < (uint64_t)expiry_s * 1000u)
-            break;
+    uint32_t cfg_s = m->cfg->mqtt.session_expiry_s;
+    list_t *it, *nx;
+    /* Oldest first: while every detached session has session_expiry_s the
+     * first one not due ends the walk; an MQTT 5 session with a shorter
+     * interval of its own can be due behind it, so then all are looked at. */
+    LIST_FOREACH_SAFE(it, nx, &m->detached) {
+        session_t *s = LIST_ENTRY(it, session_t, detached);
+        uint32_t expiry_s = s->expiry_s && s->expiry_s < cfg_s ? s->expiry_s : cfg_s;
+        if (m->mono_ms - s->detached_at < (uint64_t)expiry_s * 1000u) {
+            if (m->n_detached_short == 0)
+                break;
+            continue;
+        }
         char idb[LOG_ID_MAX];
         log_client(LOG_INFO, session_log_str(idb, sizeof(idb), s->client_id, s->client_id_len),
                    NULL, "session expired after %u s without a connection", expiry_s);

@@ -1,13 +1,15 @@
-/* The connection core (see conn.h): accept admission, reading, the write
- * path and the close lifecycle, for every protocol and transport.
+/* The connection core (see conn.h): reading, the write path and the close
+ * lifecycle, for every protocol and transport (accept admission is in
+ * conn_accept.c).
  *
  * Memory per idle connection: the uv_tcp_t, this module's conn_t and the
  * protocol's object, no buffers. Reads land in one shared buffer; only the
  * tail the protocol did not consume (an incomplete packet, or bytes left
  * while paused) is copied into a per-connection buffer, freed again once
- * consumed. Output produced during a loop turn is appended to a
- * per-connection buffer and written once, from the check handle that runs
- * after I/O polling; the write request owns the buffer until its callback. */
+ * consumed; the next read completes it with the missing bytes only.
+ * Output produced during a loop turn is appended to a per-connection buffer
+ * and written once, from the check handle that runs after I/O polling; the
+ * write request owns the buffer until its callback. */
 #include "conn.h"
 
 #include <assert.h>
@@ -35,7 +37,7 @@ static const server_protocol_ops_t *ops_of(const conn_t *c) {
     return c->l->svc->p.ops;
 }
 
-static void conn_set_state(conn_t *c, conn_state_t to) {
+void conn_set_state(conn_t *c, conn_state_t to) {
     static const uint8_t allowed[] = {
         [CONN_HANDSHAKE] = 1u << CONN_OPEN | 1u << CONN_CLOSING,
         [CONN_OPEN] = 1u << CONN_CLOSING,
@@ -48,6 +50,12 @@ static void conn_set_state(conn_t *c, conn_state_t to) {
     if (c->state == CONN_HANDSHAKE && c->tls_counted) {
         c->tls_counted = false;
         srv_of(c)->handshakes--;
+    }
+    if (c->state == CONN_HANDSHAKE && c->tls_counted_ip) {
+        char ip[IPLIMIT_KEY_MAX];
+        c->tls_counted_ip = false;
+        security_addr_ip(ops_of(c)->conn_remote(c->pc), ip, sizeof(ip));
+        iplimit_handshake_end(srv_of(c)->iplimit, ip, uv_now(&srv_of(c)->loop));
     }
     c->state = (uint8_t)to;
 }
@@ -153,8 +161,8 @@ static void in_release(conn_t *c) {
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
-static void conn_read_start(conn_t *c) {
-    if (!c->reading && !c->paused && !c->held && c->state < CONN_CLOSING &&
+void conn_read_start(conn_t *c) {
+    if (!c->reading && !c->paused && !c->held && !c->tr_wait && c->state < CONN_CLOSING &&
         !srv_of(c)->intake_stopped) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
             c->reading = true;
@@ -190,16 +198,30 @@ void net_conn_deliver(conn_t *c, const uint8_t *p, size_t n) {
     if (c->state >= CONN_CLOSING)
         return; /* nobody reads it any more */
     if (c->in_len) {
-        if (in_append(c, p, n) != 0) {
+        /* A packet begun in an earlier read: only its missing bytes join it
+         * (a big payload is copied once, not once more per read); when it
+         * is consumed, the rest of this read is fed from `p`. */
+        const server_protocol_ops_t *ops = ops_of(c);
+        size_t need = ops->conn_need ? ops->conn_need(c->pc, c->in, c->in_len) : 0;
+        size_t take = need > c->in_len && need - c->in_len < n ? need - c->in_len : n;
+        if (in_append(c, p, take) != 0) {
             net_conn_end(c, "out of memory for the input buffer");
             return;
         }
         feed_buffered(c);
-    } else {
-        ssize_t used = ops_of(c)->conn_feed(c->pc, p, n);
-        if (used >= 0 && (size_t)used < n && in_append(c, p + used, n - (size_t)used) != 0)
-            net_conn_end(c, "out of memory for the input buffer");
+        if (take == n || c->state >= CONN_CLOSING)
+            return;
+        p += take;
+        n -= take;
+        if (c->in_len) { /* not consumed (paused): the rest waits with it */
+            if (in_append(c, p, n) != 0)
+                net_conn_end(c, "out of memory for the input buffer");
+            return;
+        }
     }
+    ssize_t used = ops_of(c)->conn_feed(c->pc, p, n);
+    if (used >= 0 && (size_t)used < n && in_append(c, p + used, n - (size_t)used) != 0)
+        net_conn_end(c, "out of memory for the input buffer");
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
@@ -280,6 +302,12 @@ void net_conn_lost(conn_t *c, const char *reason) {
 
 void net_conn_end(conn_t *c, const char *reason) {
     ops_of(c)->conn_close(c->pc, reason);
+}
+
+/* The protocol's last words before the server closes an open connection. */
+static void conn_goodbye(conn_t *c, int why) {
+    if (c->state == CONN_OPEN && ops_of(c)->conn_goodbye)
+        ops_of(c)->conn_goodbye(c->pc, why);
 }
 
 /* A write to the client failed (not cancelled): the peer is gone. */
@@ -502,6 +530,14 @@ void net_conn_ready(conn_t *c) {
         conn_set_state(c, CONN_OPEN);
 }
 
+void net_conn_input_wait(conn_t *c, bool wait) {
+    c->tr_wait = wait;
+    if (wait)
+        conn_read_stop(c);
+    else if (!ops_of(c)->conn_paused(c->pc))
+        conn_read_start(c);
+}
+
 int net_conn_set_identity(conn_t *c, const char *user) {
     const server_protocol_ops_t *ops = ops_of(c);
     return ops->conn_identity ? ops->conn_identity(c->pc, user) : 0;
@@ -517,132 +553,6 @@ server_stats_t *net_conn_stats(conn_t *c) {
 
 bool net_conn_closing(const conn_t *c) {
     return c->state >= CONN_CLOSING;
-}
-
-/* ---- accept ---------------------------------------------------------------------- */
-
-static void on_refused_closed(uv_handle_t *h) {
-    free(h);
-}
-
-static void format_peer(uv_tcp_t *tcp, char *out, size_t cap) {
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    char host[64] = "?";
-    int port = 0;
-    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            uv_ip6_name(a, host, sizeof(host));
-            port = ntohs(a->sin6_port);
-            snprintf(out, cap, "[%s]:%d", host, port);
-            return;
-        }
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        uv_ip4_name(a, host, sizeof(host));
-        port = ntohs(a->sin_port);
-    }
-    snprintf(out, cap, "%s:%d", host, port);
-}
-
-/* max_connections and max_tls_handshakes: accepted and closed at once, so
- * the client sees a refusal, not a hang. */
-static void refuse_over_max(server_t *s, listener_t *l, uv_stream_t *ls, bool handshakes) {
-    uv_tcp_t *t = malloc(sizeof(*t));
-    if (!t)
-        return;
-    uv_tcp_init(&s->loop, t);
-    if (uv_accept(ls, (uv_stream_t *)t) == 0) {
-        char peer[96];
-        format_peer(t, peer, sizeof(peer));
-        if (handshakes) {
-            l->svc->st.tls_handshake_failures++;
-            log_client_ratelimited(&s->rl_refused, LOG_WARN, NULL, peer,
-                                   "refused: mqtt.max_tls_handshakes %u in progress",
-                                   s->cfg->mqtt.max_tls_handshakes);
-        } else {
-            l->svc->st.refused_max_connections++;
-            log_client_ratelimited(&s->rl_refused, LOG_WARN, NULL, peer,
-                                   "refused: max_connections %u reached",
-                                   s->cfg->mqtt.max_connections);
-        }
-    }
-    uv_close((uv_handle_t *)t, on_refused_closed);
-}
-
-void conn_on_connection(uv_stream_t *ls, int status) {
-    listener_t *l = ls->data;
-    server_t *s = l->srv;
-    service_t *svc = l->svc;
-    if (status < 0) {
-        log_warn("accept on %s: %s", l->name, uv_strerror(status));
-        return;
-    }
-    net_set_now(s);
-    if (svc->limits && svc->n_conns >= s->cfg->mqtt.max_connections) {
-        refuse_over_max(s, l, ls, false);
-        return;
-    }
-    bool tls = false; /* its handshake's private-key work runs on the loop */
-    for (size_t i = 0; i < l->stack.n; i++)
-        tls |= strcmp(l->stack.type[i]->name, "TLS") == 0;
-    if (svc->limits && tls && s->handshakes >= s->cfg->mqtt.max_tls_handshakes) {
-        refuse_over_max(s, l, ls, true);
-        return;
-    }
-    conn_t *c = calloc(1, sizeof(*c));
-    if (!c) {
-        log_error("out of memory accepting a connection");
-        return;
-    }
-    c->l = l;
-    list_init(&c->node);
-    list_init(&c->pending);
-    uv_tcp_init(&s->loop, &c->tcp);
-    c->tcp.data = c;
-    if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
-        uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
-        return;
-    }
-    uv_tcp_nodelay(&c->tcp, 1);
-    char peer[96], ip[IPLIMIT_KEY_MAX] = "";
-    format_peer(&c->tcp, peer, sizeof(peer));
-    if (svc->limits) {
-        security_addr_ip(peer, ip, sizeof(ip));
-        int lim = iplimit_accept(s->iplimit, ip, uv_now(&s->loop));
-        if (lim != IPLIMIT_OK) {
-            if (lim == IPLIMIT_RATE)
-                svc->st.refused_rate_per_ip++;
-            else
-                svc->st.refused_per_ip++;
-            log_ratelimited(&s->iplimit_log, LOG_WARN, "refusing %s on %s: %s", peer, l->name,
-                            iplimit_strerror(lim));
-            uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
-            return;
-        }
-    }
-    c->since_ms = uv_now(&s->loop);
-    if (!(c->tr = transport_conn_new(&l->stack, peer)) ||
-        !(c->pc = svc->p.ops->conn_open(svc->p.ud, c, peer))) {
-        transport_conn_free(c->tr);
-        if (svc->limits)
-            iplimit_release(s->iplimit, ip, uv_now(&s->loop));
-        uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
-        return;
-    }
-    c->counted_ip = svc->limits; /* released with the protocol's address, see conn_t */
-    list_insert_head(&s->conns, &c->node);
-    svc->n_conns++;
-    svc->st.accepted++;
-    if (svc->limits) /* the metrics listener's accepts are not logged */
-        log_debug("accepted %s on %s", peer, l->name);
-    if (svc->limits && tls) { /* it starts in CONN_HANDSHAKE */
-        c->tls_counted = true;
-        s->handshakes++;
-    }
-    if (!c->tr->type->handshake)
-        conn_set_state(c, CONN_OPEN);
-    conn_read_start(c);
 }
 
 /* ---- every connection ------------------------------------------------------------ */
@@ -703,6 +613,7 @@ static void input_over_budget(server_t *s, service_t *svc) {
                  "while all hold %" PRIu64 ", over mqtt.max_input_buffer_bytes %" PRIu64,
                  big->in_cap, svc->st.input_bytes, budget);
         svc->st.input_budget_closed++;
+        conn_goodbye(big, SERVER_GOODBYE_BUSY);
         net_conn_end(big, why);
         conn_begin_close(big); /* uncounts it, whatever the protocol did */
     }
@@ -727,6 +638,7 @@ void conn_stop_reading_all(server_t *s) {
 void conn_close_all(server_t *s) {
     conn_t *c;
     FOREACH_CONN(c, s) {
+        conn_goodbye(c, SERVER_GOODBYE_SHUTDOWN);
         net_conn_lost(c, "server shutting down");
     }
 }

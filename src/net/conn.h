@@ -70,8 +70,10 @@ struct server_conn {
     uint32_t queued; /* bytes handed to uv_write and not yet written */
     uint8_t state;   /* conn_state_t */
     bool reading : 1, paused : 1, held : 1, feed_pending : 1, counted_ip : 1;
-    bool in_counted : 1;  /* in_cap is in the service's st.input_bytes */
-    bool tls_counted : 1; /* in the server's handshakes until it leaves CONN_HANDSHAKE */
+    bool tr_wait : 1;        /* a transport job runs: no reading (net_conn_input_wait) */
+    bool in_counted : 1;     /* in_cap is in the service's st.input_bytes */
+    bool tls_counted : 1;    /* in the server's handshakes until it leaves CONN_HANDSHAKE */
+    bool tls_counted_ip : 1; /* ... and in its address's (max_tls_handshakes_per_ip) */
 };
 
 struct server {
@@ -100,6 +102,8 @@ struct server {
     void (*periodic_cb)(void *ud);
     server_forward_t *fwd; /* forward.c: the embedded Kafka's fixed bootstrap port */
     size_t work_pending;   /* work.c: requests on the threadpool */
+    list_t jobs;           /* work.c: transport jobs waiting for a worker, oldest first */
+    uint32_t jobs_running; /* ... and on the threadpool (mqtt.max_tls_handshake_workers) */
     uint32_t handshakes;   /* connections in CONN_HANDSHAKE (mqtt.max_tls_handshakes) */
 };
 
@@ -109,8 +113,12 @@ void net_work_drain(server_t *s);
 /* server.c: tells every protocol the time (before feeding, ticking, on_fd). */
 void net_set_now(server_t *s);
 
-/* conn.c, for server.c. */
+/* conn.c, for conn_accept.c. */
+void conn_set_state(conn_t *c, conn_state_t to);
+void conn_read_start(conn_t *c);
+/* conn_accept.c, for server.c. */
 void conn_on_connection(uv_stream_t *ls, int status);
+/* conn.c, for server.c. */
 void conn_on_check(uv_check_t *h);
 void conn_process_pending(server_t *s);
 /* Transport handshakes past connect_timeout_s are closed (before the

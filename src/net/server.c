@@ -202,6 +202,7 @@ int server_new(const server_opts_t *opts, server_t **out, char *errbuf, size_t e
     s->svc[SERVICE_HTTP] = (service_t){.p = opts->http};
     list_init(&s->conns);
     list_init(&s->pending);
+    list_init(&s->jobs);
     s->rl_refused = (log_ratelimit_t)LOG_RATELIMIT_INIT("connections refused at max_connections",
                                                         LOG_RATELIMIT_DEFAULT_BURST,
                                                         LOG_RATELIMIT_DEFAULT_INTERVAL_MS);

@@ -198,7 +198,7 @@ static int step_handshake(tls_conn_t *c) {
     return fail(c, "TLS handshake failed");
 }
 
-int tls_conn_feed(tls_conn_t *c, const uint8_t *buf, size_t len) {
+int tls_conn_put(tls_conn_t *c, const uint8_t *buf, size_t len) {
     if (c->failed)
         return TLS_ERR;
     if (len && !c->first_seen) {
@@ -210,7 +210,17 @@ int tls_conn_feed(tls_conn_t *c, const uint8_t *buf, size_t len) {
         c->failed = true;
         return TLS_ERR;
     }
-    return step_handshake(c);
+    return TLS_OK;
+}
+
+int tls_conn_handshake_step(tls_conn_t *c) {
+    /* OpenSSL's error queue is per thread: fail() reads this thread's. */
+    return c->failed ? TLS_ERR : step_handshake(c);
+}
+
+int tls_conn_feed(tls_conn_t *c, const uint8_t *buf, size_t len) {
+    int rc = tls_conn_put(c, buf, len);
+    return rc == TLS_OK ? step_handshake(c) : rc;
 }
 
 ssize_t tls_conn_read(tls_conn_t *c, uint8_t *buf, size_t cap) {

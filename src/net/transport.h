@@ -23,6 +23,7 @@
 
 #include "config/config.h"
 #include "net/server.h"
+#include "util/list.h"
 
 typedef struct server_conn conn_t;
 typedef struct transport transport_t;
@@ -91,6 +92,26 @@ const char *net_conn_remote(const conn_t *c);
 server_stats_t *net_conn_stats(conn_t *c);
 /* True once the connection is closing: decode nothing more. */
 bool net_conn_closing(const conn_t *c);
+/* While a layer's job runs (wait true), the socket is not read, so no input
+ * reaches the layer; false: reading resumes (unless paused or closing). */
+void net_conn_input_wait(conn_t *c, bool wait);
+
+/* A layer's job off the loop thread (a TLS handshake step), work.c: the
+ * server's jobs run on libuv's threadpool, at most
+ * mqtt.max_tls_handshake_workers at once, the others waiting in order. The
+ * layer owns j (embedded) and keeps it until done() or a cancel. */
+typedef struct {
+    list_t node; /* in the server's queue while waiting */
+    server_t *s;
+    void (*work)(void *arg); /* on a threadpool thread */
+    void (*done)(void *arg); /* then on the loop thread */
+    void *arg;
+    bool running;
+} net_job_t;
+
+void net_job_submit(conn_t *c, net_job_t *j);
+/* A waiting job is dropped: true. False when it runs: done() follows. */
+bool net_job_cancel(net_job_t *j);
 
 static inline void transport_up(transport_t *t, conn_t *c, const uint8_t *p, size_t n) {
     if (t->up)

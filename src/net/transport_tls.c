@@ -3,7 +3,14 @@
  * output go down, plaintext goes up. Its handshake failures and timeouts are
  * logged (rate-limited) and counted as tls_handshake_failures; with
  * use_identity_as_username the verified certificate's CN becomes the
- * protocol's peer identity. */
+ * protocol's peer identity.
+ *
+ * Until the handshake is done, each read's ciphertext is put into the
+ * memory BIO on the loop and SSL_do_handshake (the private-key operations)
+ * runs as a job on a worker (work.c): one step per connection at a time,
+ * the socket not read meanwhile, so the SSL object is touched by one thread
+ * at a time; the loop then writes what the step produced. After the
+ * handshake, records are decrypted and encrypted on the loop. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -26,6 +33,12 @@ typedef struct {
     transport_t base;
     tls_listen_t *l;
     tls_conn_t *tls;
+    net_job_t job;
+    conn_t *conn; /* while the job is queued or runs */
+    int step_rc;  /* the job's answer, TLS_OK or TLS_ERR */
+    bool busy;    /* the job is queued or runs: the loop keeps off tls */
+    bool orphan;  /* freed while the job ran: done() frees it */
+    bool open;    /* the handshake is done (as the loop saw it) */
 } tls_layer_t;
 
 static log_ratelimit_t tls_log = LOG_RATELIMIT_INIT("TLS failure", 20, 10000);
@@ -94,6 +107,10 @@ static transport_t *tls_layer_new(void *ctx) {
 
 static void tls_layer_free(transport_t *t) {
     tls_layer_t *x = (tls_layer_t *)t;
+    if (x->busy && !net_job_cancel(&x->job)) {
+        x->orphan = true; /* its step runs on a worker: step_done frees */
+        return;
+    }
     tls_conn_free(x->tls);
     free(x);
 }
@@ -126,23 +143,17 @@ static void handshake_done(tls_layer_t *x, conn_t *c) {
     transport_ready(&x->base, c);
 }
 
-/* Ciphertext in: handshake records out, plaintext up. */
-static void tls_input(transport_t *t, conn_t *c, const uint8_t *p, size_t n) {
-    tls_layer_t *x = (tls_layer_t *)t;
-    bool was_done = tls_conn_handshake_done(x->tls);
-    int rc = tls_conn_feed(x->tls, p, n);
-    drain(x, c);
-    if (rc != TLS_OK) {
-        if (!was_done)
-            net_conn_stats(c)->tls_handshake_failures++;
-        log_client_ratelimited(&tls_log, LOG_WARN, NULL, net_conn_remote(c), "%s",
-                               tls_conn_error(x->tls));
-        net_conn_lost(c, tls_conn_error(x->tls));
-        return;
-    }
-    if (!was_done && tls_conn_handshake_done(x->tls))
-        handshake_done(x, c);
-    while (!net_conn_closing(c) && tls_conn_handshake_done(x->tls)) {
+static void tls_failed(tls_layer_t *x, conn_t *c) {
+    if (!x->open)
+        net_conn_stats(c)->tls_handshake_failures++;
+    log_client_ratelimited(&tls_log, LOG_WARN, NULL, net_conn_remote(c), "%s",
+                           tls_conn_error(x->tls));
+    net_conn_lost(c, tls_conn_error(x->tls));
+}
+
+/* Plaintext up while there is any. */
+static void read_plain(tls_layer_t *x, conn_t *c) {
+    while (!net_conn_closing(c)) {
         ssize_t got = tls_conn_read(x->tls, x->l->plain, PLAIN_BUF_SIZE);
         drain(x, c);
         if (got < 0) {
@@ -151,24 +162,89 @@ static void tls_input(transport_t *t, conn_t *c, const uint8_t *p, size_t n) {
         }
         if (got == 0)
             break;
-        transport_up(t, c, x->l->plain, (size_t)got);
+        transport_up(&x->base, c, x->l->plain, (size_t)got);
     }
+}
+
+/* On a worker: the only thread touching x->tls until step_done. */
+static void step_work(void *arg) {
+    tls_layer_t *x = arg;
+    x->step_rc = tls_conn_handshake_step(x->tls);
+}
+
+/* Back on the loop: write what the step produced, then open or go on. */
+static void step_done(void *arg) {
+    tls_layer_t *x = arg;
+    conn_t *c = x->conn;
+    x->busy = false;
+    x->conn = NULL;
+    if (x->orphan) { /* the connection closed while the step ran */
+        tls_conn_free(x->tls);
+        free(x);
+        return;
+    }
+    if (net_conn_closing(c))
+        return; /* closed meanwhile (timeout, shutdown): nothing more to say */
+    net_conn_input_wait(c, false);
+    drain(x, c);
+    if (x->step_rc != TLS_OK) {
+        tls_failed(x, c);
+        return;
+    }
+    if (!tls_conn_handshake_done(x->tls))
+        return; /* the client's next flight comes with the next read */
+    x->open = true;
+    handshake_done(x, c);
+    read_plain(x, c); /* application data that came with the client's Finished */
+}
+
+/* Ciphertext in: handshake records out, plaintext up. */
+static void tls_input(transport_t *t, conn_t *c, const uint8_t *p, size_t n) {
+    tls_layer_t *x = (tls_layer_t *)t;
+    if (x->busy) { /* cannot happen: the socket is not read while a step runs */
+        net_conn_lost(c, "TLS: input while a handshake step runs");
+        return;
+    }
+    if (!x->open) {
+        if (tls_conn_put(x->tls, p, n) != TLS_OK) {
+            tls_failed(x, c);
+            return;
+        }
+        x->busy = true;
+        x->conn = c;
+        x->job = (net_job_t){.work = step_work, .done = step_done, .arg = x};
+        net_conn_stats(c)->tls_handshake_steps++;
+        net_conn_input_wait(c, true);
+        net_job_submit(c, &x->job); /* may run step_done at once (no memory): x is done with */
+        return;
+    }
+    int rc = tls_conn_feed(x->tls, p, n);
+    drain(x, c);
+    if (rc != TLS_OK) {
+        tls_failed(x, c);
+        return;
+    }
+    read_plain(x, c);
 }
 
 static int tls_output(transport_t *t, conn_t *c, const void *p, size_t n) {
     tls_layer_t *x = (tls_layer_t *)t;
+    if (!x->open)
+        return -1; /* nothing goes out before the handshake (nor while a step runs) */
     return tls_conn_write(x->tls, p, n) == TLS_OK && drain(x, c) == 0 ? 0 : -1;
 }
 
 static void tls_shutdown(transport_t *t, conn_t *c) {
     tls_layer_t *x = (tls_layer_t *)t;
+    if (x->busy)
+        return; /* a worker has the SSL object; the handshake is not done anyway */
     tls_conn_shutdown(x->tls);
     drain(x, c);
 }
 
 static const char *tls_handshake_timeout(transport_t *t, conn_t *c, unsigned limit_s) {
     tls_layer_t *x = (tls_layer_t *)t;
-    if (tls_conn_handshake_done(x->tls))
+    if (x->open)
         return NULL;
     net_conn_stats(c)->tls_handshake_failures++;
     log_client_ratelimited(&tls_log, LOG_WARN, NULL, net_conn_remote(c),

@@ -300,6 +300,23 @@ static void render_spool(writer_t *w, const metrics_t *m) {
     counter(w, "mqtt2kafka_spool_rewinds_total",
             "Times the feed to Kafka started again after a failed delivery (at least once).",
             m->spool_rewinds);
+    gauge(w, "mqtt2kafka_spool_state",
+          "Where records go: 0 Kafka directly (mode outage), 1 the spool while Kafka is "
+          "unreachable, 2 the spool while it drains to Kafka.",
+          m->spool_state);
+    counter(w, "mqtt2kafka_spool_outages_total",
+            "Switches from Kafka directly to the spool (mode outage).", m->spool_outages);
+    counter(w, "mqtt2kafka_spool_outage_seconds_total",
+            "Seconds records went to the spool instead of Kafka (mode outage).",
+            m->spool_outage_seconds);
+    gauge(w, "mqtt2kafka_spool_drain_records_per_second",
+          "Records Kafka confirmed from the spool in the last second.", m->spool_drain_rate);
+    counter(w, "mqtt2kafka_spool_records_taken_back_total",
+            "Records taken back from the producer at a switch to the spool and spooled.",
+            m->spool_taken_back);
+    counter(w, "mqtt2kafka_spool_records_maybe_twice_total",
+            "Records taken back from flight: Kafka may have written them too (a duplicate).",
+            m->spool_maybe_twice);
 }
 
 /* A counter family with one sample per label value. */
@@ -468,6 +485,10 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     for (int i = 0; i < METRICS_REFUSED__COUNT; i++)
         sample_label_u64(w, "mqtt2kafka_connections_refused_total", "reason", refused_names[i],
                          m->connections_refused[i]);
+    counter(w, "mqtt2kafka_tls_handshake_steps_total",
+            "TLS handshake steps (one per read of the client's handshake flights) run on "
+            "libuv's threadpool, mqtt.max_tls_handshake_workers at once.",
+            m->tls_handshake_steps);
     counter(w, "mqtt2kafka_auth_unchecked_refusals_total",
             "CONNECTs refused without checking their password: their address had 10 recent "
             "failures, or 16 answers held.",

@@ -38,7 +38,7 @@ void spool_seg_name(char out[SPOOL_SEG_NAME_LEN + 1], uint64_t base) {
 }
 
 /* The disk is full (or refuses to grow the file): the caller stops acking. */
-static int io_code(int err) {
+int spool_io_code(int err) {
     return err == ENOSPC || err == EDQUOT || err == EIO || err == EFBIG ? SPOOL_FULL : SPOOL_EIO;
 }
 
@@ -100,7 +100,7 @@ static int segs_push(spool_t *sp, uint64_t base, uint64_t size, int fd) {
     return 0;
 }
 
-static int sync_dir(spool_t *sp) {
+int spool_sync_dir(spool_t *sp) {
     if (fsync(sp->dirfd) != 0) {
         log_error("spool: %s: fsync of the directory failed: %s", sp->dir, strerror(errno));
         return -1;
@@ -125,7 +125,7 @@ static int seg_remove(spool_t *sp, size_t i) {
 
 /* Puts the files back to the last sync: segments created since are deleted,
  * the one the sync ended in is truncated to where it ended. */
-static int rollback(spool_t *sp) {
+int spool_rollback(spool_t *sp) {
     sp->wlen = 0; /* the buffered records go too */
     bool deleted = false;
     int rc = 0;
@@ -147,9 +147,10 @@ static int rollback(spool_t *sp) {
             }
         }
     }
-    if (deleted && sync_dir(sp) != 0)
+    if (deleted && spool_sync_dir(sp) != 0)
         rc = -1;
     sp->broken = rc != 0;
+    sp->gen++; /* a sync in flight covers records that are gone */
     if (rc == 0) {
         sp->next_seq = sp->synced_seq + 1;
         sp->dirty = false;
@@ -174,7 +175,7 @@ static int wbuf_reserve(spool_t *sp, size_t n) {
 
 /* Writes the buffered records to the newest segment. On failure nothing of
  * them stays in the file (they stay buffered) and errno is the write's. */
-static int flush(spool_t *sp) {
+int spool_flush(spool_t *sp) {
     if (sp->wlen == 0)
         return 0;
     spool_segment_t *s = &sp->segs[sp->nsegs - 1];
@@ -193,15 +194,15 @@ static int flush(spool_t *sp) {
         log_error("spool: %s/%s: cannot truncate a failed write: %s", sp->dir, name,
                   strerror(errno));
         sp->group_lost = true;
-        sp->lost_code = io_code(err);
-        rollback(sp);
+        sp->lost_code = spool_io_code(err);
+        spool_rollback(sp);
     }
     errno = err;
     return -1;
 }
 
 int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out) {
-    if (sp->broken && rollback(sp) != 0)
+    if (sp->broken && spool_rollback(sp) != 0)
         return SPOOL_EIO;
     size_t body = spool_body_size(rec);
     if (body == 0)
@@ -215,8 +216,8 @@ int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out) {
         return SPOOL_FULL;
     /* Records are buffered and written once per sync, at a roll, or when the
      * buffer passes SPOOL_WBUF_FLUSH: one pwrite for many small records. */
-    if (sp->wlen > 0 && (roll || sp->wlen + add > SPOOL_WBUF_FLUSH) && flush(sp) != 0)
-        return io_code(errno);
+    if (sp->wlen > 0 && (roll || sp->wlen + add > SPOOL_WBUF_FLUSH) && spool_flush(sp) != 0)
+        return spool_io_code(errno);
     if (sp->group_lost)
         return sp->lost_code;
     if (wbuf_reserve(sp, sp->wlen + add) != 0)
@@ -230,7 +231,7 @@ int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out) {
             int err = errno;
             log_ratelimited(&sp->rl_write, LOG_WARN, "spool: %s/%s: cannot create: %s", sp->dir,
                             name, strerror(err));
-            return io_code(err);
+            return spool_io_code(err);
         }
         if (segs_push(sp, sp->next_seq, 0, fd) != 0) {
             close(fd);
@@ -253,54 +254,6 @@ int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out) {
     return 0;
 }
 
-int spool_sync(spool_t *sp, uint64_t *synced_seq_out) {
-    if (sp->broken && rollback(sp) != 0)
-        return SPOOL_EIO;
-    if (sp->group_lost) {
-        sp->group_lost = false;
-        return sp->lost_code;
-    }
-    if (sp->dirty) {
-        if (flush(sp) != 0) {
-            int err = errno;
-            if (!sp->group_lost)
-                rollback(sp);
-            sp->group_lost = false;
-            return io_code(err);
-        }
-        size_t first = sp->sync_nsegs ? sp->sync_nsegs - 1 : 0;
-        for (size_t i = first; i < sp->nsegs; i++) {
-            if (sp->segs[i].fd >= 0 && sp->datasync(sp->segs[i].fd) != 0) {
-                int err = errno;
-                char name[SPOOL_SEG_NAME_LEN + 1];
-                spool_seg_name(name, sp->segs[i].base);
-                log_ratelimited(&sp->rl_write, LOG_WARN, "spool: %s/%s: fdatasync failed: %s",
-                                sp->dir, name, strerror(err));
-                rollback(sp);
-                return io_code(err);
-            }
-        }
-        if (sp->need_dir_sync && sync_dir(sp) != 0) {
-            int err = errno;
-            rollback(sp);
-            return io_code(err);
-        }
-        for (size_t i = first; i + 1 < sp->nsegs; i++) {
-            if (sp->segs[i].fd >= 0)
-                close(sp->segs[i].fd);
-            sp->segs[i].fd = -1;
-        }
-        sp->sync_nsegs = sp->nsegs;
-        sp->sync_off = sp->nsegs ? sp->segs[sp->nsegs - 1].size : 0;
-        sp->synced_seq = sp->next_seq - 1;
-        sp->dirty = false;
-        sp->need_dir_sync = false;
-    }
-    if (synced_seq_out)
-        *synced_seq_out = sp->synced_seq;
-    return 0;
-}
-
 /* Writes the checkpoint: temp file, fsync, rename over, fsync of the dir. */
 static int checkpoint_write(spool_t *sp, uint64_t confirmed) {
     uint8_t buf[SPOOL_CHECKPOINT_SIZE];
@@ -314,15 +267,15 @@ static int checkpoint_write(spool_t *sp, uint64_t confirmed) {
         if (fd >= 0)
             close(fd);
         unlinkat(sp->dirfd, SPOOL_CHECKPOINT_TMP, 0);
-        return io_code(err);
+        return spool_io_code(err);
     }
     close(fd);
     if (renameat(sp->dirfd, SPOOL_CHECKPOINT_TMP, sp->dirfd, SPOOL_CHECKPOINT_NAME) != 0) {
         int err = errno;
         log_error("spool: %s/%s: cannot rename: %s", sp->dir, SPOOL_CHECKPOINT_TMP, strerror(err));
-        return io_code(err);
+        return spool_io_code(err);
     }
-    return sync_dir(sp) == 0 ? 0 : SPOOL_EIO;
+    return spool_sync_dir(sp) == 0 ? 0 : SPOOL_EIO;
 }
 
 int spool_confirm(spool_t *sp, uint64_t seq) {
@@ -365,7 +318,7 @@ int spool_confirm(spool_t *sp, uint64_t seq) {
     sp->sync_nsegs -= n;
     if (sp->sync_nsegs == 0)
         sp->sync_off = 0;
-    if (sync_dir(sp) != 0 && rc == 0)
+    if (spool_sync_dir(sp) != 0 && rc == 0)
         rc = SPOOL_EIO;
     return rc;
 }
@@ -702,7 +655,7 @@ int spool_open(const spool_options_t *opts, spool_t **out, char *errbuf, size_t 
     sp->sync_off = sp->nsegs ? sp->segs[sp->nsegs - 1].size : 0;
     sp->r_min_seq = 0;
     sp->r_last = sp->confirmed;
-    if ((changed || sp->truncations || sp->corrupt_skipped) && sync_dir(sp) != 0) {
+    if ((changed || sp->truncations || sp->corrupt_skipped) && spool_sync_dir(sp) != 0) {
         rc = open_fail(errbuf, errlen, sp->dir, "cannot fsync the spool directory", errno);
         goto fail;
     }
@@ -728,6 +681,7 @@ void spool_close(spool_t *sp) {
     if (sp->dirfd >= 0)
         close(sp->dirfd); /* releases the flock */
     free(sp->segs);
+    spool_sync_job_free(sp->job);
     free(sp->wbuf);
     free(sp->dir);
     free(sp);

@@ -71,6 +71,11 @@ struct spool {
 
     /* fdatasync(2); a seam for the tests of a failing sync. */
     int (*datasync)(int fd);
+    /* spool_sync_begin..end (sync.c): the one sync in flight; gen counts
+     * rollbacks, so a sync that one overtook does not publish. */
+    spool_sync_job_t *job;
+    bool job_busy;
+    uint64_t gen;
 
     /* Records appended and not yet written: the last wlen bytes of the newest
      * segment (whose size counts them). */
@@ -86,6 +91,14 @@ struct spool {
 };
 
 void spool_seg_name(char out[SPOOL_SEG_NAME_LEN + 1], uint64_t base);
+/* spool.c's helpers for sync.c: SPOOL_FULL or SPOOL_EIO for an errno; fsync
+ * of the directory; the files back to the last successful sync (records
+ * appended since are gone); the append buffer written out (-1 and errno). */
+int spool_io_code(int err);
+int spool_sync_dir(spool_t *sp);
+int spool_rollback(spool_t *sp);
+int spool_flush(spool_t *sp);
+void spool_sync_job_free(spool_sync_job_t *job);
 /* The readable end of segs[i]: what the last sync covered. */
 uint64_t spool_seg_limit(const spool_t *sp, size_t i);
 /* Drops the reader's buffer and file; the reader starts again at segs[0]. */

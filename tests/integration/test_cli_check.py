@@ -121,6 +121,28 @@ def test_check_passes_acks_1_without_idempotence(tmp_path):
     )
 
 
+def test_check_accepts_property_templates_and_warns(tmp_path):
+    """{property:NAME} (MQTT 5 user properties) is accepted in the key and
+    Kafka topic templates; in the Kafka topic it is client input, warned
+    about like {client_id}."""
+    ok = tmp_path / "prop.yaml"
+    ok.write_text(
+        "kafka:\n"
+        "  bootstrap_servers: 127.0.0.1:1\n"
+        "topics:\n"
+        "  - mqtt: a/+\n"
+        "    kafka: a-{property:site}\n"
+        "    key: \"{property:dev}-{1}\"\n"
+    )
+    r = run("--check", "-c", str(ok))
+    assert (r.returncode, r.stdout) == (0, "configuration OK\n")
+    assert r.stderr == (
+        f"{ok}:5:12: warning: topics[0].kafka: {{property:NAME}} is chosen by the client and "
+        "may hold any character: a message whose rendered Kafka topic is illegal is refused, "
+        "never acknowledged (allowed: a-z A-Z 0-9 . _ -, 1..249 characters)\n"
+    )
+
+
 LINT_YAML = (
     "kafka:\n"
     "  bootstrap_servers: embedded\n"

@@ -143,16 +143,57 @@ def test_v5_checks_off_the_loop_queue_bounded(daemon, tmp_path):
     d.wait_log(m2k.line("closing: connection refused (CONNACK 0x89): 1 password checks running "
                         "and 1 waiting (auth.max_hashing_queue 1)", level="warn", client="-"),
                since=mark)
-    busy = bytes([0x20, 0x03, 0x00, 0x89, 0x00])
+    why = ("connection refused (CONNACK 0x89): 1 password checks running and 1 waiting "
+           "(auth.max_hashing_queue 1)")
+    # with the log line's text as its reason string (property 0x1F)
+    busy = m2k.packet(0x20, bytes([0x00, 0x89, len(why) + 3, 0x1f]) + m2k.enc_str(why))
     answers = []
     for c in logins:
         got = c.recv_exact(4, timeout=20)
         answers.append(got[:4])
         if got == busy[:4]:
-            assert c.recv_exact(1, timeout=5) == busy[4:]
+            assert c.recv_exact(len(busy) - 4, timeout=5) == busy[4:]
             c.expect_close()
     # Two accepted (CONNACK, remaining length, flags 0, reason 0), one busy.
     assert sorted(a[3] for a in answers) == [0x00, 0x00, 0x89], answers
     assert all(a[0] == 0x20 for a in answers), answers
     assert scrape(mport)['mqtt2kafka_connections_refused_total{reason="server_unavailable"}'] == 1
 
+
+
+def test_threadpool_fits_hashing_and_the_spool_sync(daemon, tmp_path):
+    """libuv's threadpool is sized auth.max_hashing + max_tls_handshake_workers
+    + 2 (here 4 + 2 + 2): with four password checks running, the spool's
+    fsync still gets a thread, so a QoS 1 PUBLISH is acked while every check
+    still runs. With libuv's default of 4 threads the sync waited behind the
+    checks, queued first, and the PUBACK came after their CONNACKs."""
+    pw = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", "-I", "1000000", str(pw), "alice", "s3cret"],
+                   check=True, capture_output=True, timeout=60)
+    d = daemon({"auth": {"password_file": str(pw), "allow_anonymous": True, "max_hashing": 4,
+                         "max_hashing_queue": 1},
+                "mqtt": {"connect_timeout_s": 120},
+                "spool": {"dir": str(tmp_path / "spool"), "mode": "always"},
+                "log": {"level": "debug"}})
+    d.wait_log(m2k.line("libuv's threadpool: 8 threads", level="debug"), since=0)
+    innocent = m2k.Raw(d.port).connect("innocent")
+    mark = d.mark()
+    logins = []
+    for i in range(6):
+        c = m2k.Raw(d.port)
+        c.send(m2k.connect(f"c{i}", username="alice", password="s3cret"))
+        logins.append(c)
+    # Four checks were handed to the threadpool, one waits, the sixth is refused.
+    d.wait_log(m2k.line("closing: connection refused (CONNACK 3): 4 password checks running and "
+                        "1 waiting (auth.max_hashing_queue 1)", level="warn", client="-"),
+               since=mark)
+    innocent.send(m2k.publish("test/t", b"while hashing", qos=1, pid=1))
+    innocent.expect(m2k.puback(1), timeout=20)
+    assert all(nothing_received(c) for c in logins[:5])
+
+
+def test_threadpool_size_from_the_environment_is_kept_and_warned(daemon, tmp_path):
+    d = daemon({}, env={"UV_THREADPOOL_SIZE": "3"})
+    d.wait_log(m2k.line("UV_THREADPOOL_SIZE=3 is below auth.max_hashing + "
+                        "mqtt.max_tls_handshake_workers + 2 = 6: password checks, TLS handshakes "
+                        "and the spool's fsync may wait for each other", level="warn"), since=0)

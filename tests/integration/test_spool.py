@@ -1,4 +1,4 @@
-"""The spool (`spool:`, mode `always`): acked once fsync'ed, Kafka fed from
+"""The spool (`spool:`, mode `always`; mode `outage` in test_spool_outage.py): acked once fsync'ed, Kafka fed from
 the spool in order, restarts replay what Kafka did not confirm, max_bytes
 backpressure, and the refusal of an unusable directory."""
 import re
@@ -45,19 +45,6 @@ def test_unusable_dir_is_refused_by_check_and_at_start(tmp_path):
         assert r.returncode == 1
         assert r.stderr == want, r.stderr
     assert not (tmp_path / "missing").exists()
-
-
-def test_outage_mode_is_refused_as_not_implemented(tmp_path):
-    cfg = m2k.merge(m2k.base_config(0, "embedded"),
-                    {"spool": {"dir": str(tmp_path / "s")}, "topics": QUIET_TOPICS})
-    path = tmp_path / "m.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    n = path.read_text().splitlines().index("spool:") + 2
-    r = run("--check", "-c", str(path))
-    assert (r.returncode, r.stdout + r.stderr) == (
-        1, f"{path}:{n}:3: spool.mode: outage (the default) is not implemented yet; write "
-           "`mode: always`\n")
-    assert not (tmp_path / "s").exists()
 
 
 FAST_RECONNECT = {"linger.ms": 5, "reconnect.backoff.max.ms": 500}

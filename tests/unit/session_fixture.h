@@ -284,6 +284,7 @@ static int setup(void **state) {
     fx->cfg.mqtt.max_username_length = 256;
     fx->cfg.mqtt.max_will_topic_length = 1024;
     fx->cfg.mqtt.max_will_payload = 4096;
+    fx->cfg.mqtt.max_topic_alias_bytes = 4096;
     fx->cfg.unmapped = UNMAPPED_DISCONNECT;
     fx->cfg.unmapped_topic = "unmapped";
     fx->cfg.headers = true;
@@ -440,59 +441,6 @@ static fconn_t *connected(fx_t *fx, int i, cn_t c) {
     pk_t p = connect_pk(c);
     assert_int_equal(feed(f, p), (ssize_t)p.n);
     EXPECT_OUT(f, 0x20, 0x02, 0x00, 0x00);
-    return f;
-}
-
-/* ---- MQTT 5 clients ---- */
-
-typedef struct {
-    const char *id;
-    bool clean;
-    uint16_t keepalive;
-    const char *props; /* property bytes (without their length) */
-    size_t props_len;
-    const char *will_topic; /* NULL: no will */
-    const char *will_payload;
-} cn5_t;
-
-static void put_vbi(pk_t *p, size_t v) {
-    do {
-        uint8_t d = v % 128;
-        v /= 128;
-        put_u8(p, (uint8_t)(d | (v ? 0x80 : 0)));
-    } while (v);
-}
-
-static pk_t connect5(cn5_t c) {
-    pk_t b = {.n = 0};
-    put_str(&b, "MQTT");
-    put_u8(&b, 5);
-    put_u8(&b, (uint8_t)((c.clean ? 0x02 : 0) | (c.will_topic ? 0x04 : 0)));
-    put_u16(&b, c.keepalive);
-    put_vbi(&b, c.props_len);
-    if (c.props_len)
-        put(&b, c.props, c.props_len);
-    put_str(&b, c.id);
-    if (c.will_topic) {
-        put_u8(&b, 0); /* no will properties */
-        put_str(&b, c.will_topic);
-        put_str(&b, c.will_payload);
-    }
-    return frame(0x10, &b);
-}
-
-/* The CONNACK properties every accepted CONNECT gets with this fixture, in
- * identifier order: receive maximum 4 (max_inflight), retain available 1,
- * maximum packet size 1024, wildcard subscriptions, subscription identifiers
- * and shared subscriptions available 1. */
-#define CONNACK_PROPS                                                                              \
-    0x21, 0x00, 0x04, 0x25, 0x01, 0x27, 0x00, 0x00, 0x04, 0x00, 0x28, 0x01, 0x29, 0x01, 0x2a, 0x01
-
-static fconn_t *connected5(fx_t *fx, int i, cn5_t c) {
-    fconn_t *f = open_conn(fx, i);
-    pk_t p = connect5(c);
-    assert_int_equal(feed(f, p), (ssize_t)p.n);
-    EXPECT_OUT(f, 0x20, 0x13, 0x00, 0x00, 0x10, CONNACK_PROPS);
     return f;
 }
 

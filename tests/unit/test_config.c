@@ -399,7 +399,8 @@ static void test_errors_mqtt_numbers(void **state) {
         "connect_burst_per_ip, max_output_buffer, max_persistent_sessions, "
         "max_session_bytes, max_client_id_length, max_username_length, max_will_topic_length, "
         "max_will_payload, max_regex_topic_length, packet_timeout_s, max_input_buffer_bytes, "
-        "topic_alias_maximum, max_tls_handshakes, max_queued_messages)\n"
+        "topic_alias_maximum, max_topic_alias_bytes, max_tls_handshakes, "
+        "max_tls_handshake_workers, max_tls_handshakes_per_ip, max_queued_messages)\n"
         "t.yaml:11:3: mqtt.max_inflight: duplicate key (first at line 5)\n");
     expect_errors(MIN "mqtt:\n  max_packet_size: 1048576\n",
                   "t.yaml:4:20: mqtt.max_packet_size: 1048576 is above Kafka's message.max.bytes "
@@ -444,7 +445,7 @@ static void test_errors_topics(void **state) {
                   "or \\(\n"
                   "t.yaml:9:12: topics[2].kafka: {2} names capture 2 but the rule has 1\n"
                   "t.yaml:10:10: topics[2].key: unknown placeholder {foo} (expected {1}..{9}, "
-                  "{topic}, {client_id} or {username})\n"
+                  "{topic}, {client_id}, {username} or {property:NAME})\n"
                   "t.yaml:11:5: topics[3]: missing 'mqtt' (a topic filter) or 'regex'\n"
                   "t.yaml:12:5: topics[4]: give either 'mqtt' (a topic filter) or 'regex', not "
                   "both\n"

@@ -1,6 +1,5 @@
 /* downlink:, retained: and spool: in the configuration: defaults, every
- * error with its file:line:col (spool mode `outage` is refused: not
- * implemented yet), and the reload's "needs a restart". */
+ * error with its file:line:col, and the reload's "needs a restart". */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -153,14 +152,23 @@ static void test_spool_rows(void **state) {
     assert_string_equal(cfg->spool.dir, "/var/s");
     assert_true(cfg->spool.max_bytes == UINT64_MAX);
     config_free(cfg);
+
+    /* outage is the default mode, with its threshold. */
+    cfg = load_ok(MIN "spool:\n  dir: /s\n");
+    assert_int_equal(cfg->spool.mode, SPOOL_MODE_OUTAGE);
+    assert_int_equal(cfg->spool.outage_after_ms, 5000);
+    config_free(cfg);
+    cfg = load_ok(MIN "spool: {dir: /s, mode: outage, outage_after_ms: 250}\n");
+    assert_int_equal(cfg->spool.mode, SPOOL_MODE_OUTAGE);
+    assert_int_equal(cfg->spool.outage_after_ms, 250);
+    config_free(cfg);
 }
 
 static void test_spool_errors(void **state) {
     (void)state;
-    expect_errors(MIN "spool:\n  dir: /s\n", "t.yaml:4:3: spool.mode: outage (the default) is not "
-                                             "implemented yet; write `mode: always`\n");
-    expect_errors(MIN "spool:\n  dir: /s\n  mode: outage\n",
-                  "t.yaml:5:9: spool.mode: outage is not implemented yet; write `mode: always`\n");
+    expect_errors(MIN "spool:\n  dir: /s\n  outage_after_ms: 99\n",
+                  "t.yaml:5:20: spool.outage_after_ms: expected an integer from 100 to 3600000, "
+                  "got \"99\"\n");
     expect_errors(MIN "spool:\n  mode: always\n",
                   "t.yaml:4:3: spool.dir: missing (the spool directory)\n");
     expect_errors(MIN "spool:\n  dir: /s\n  mode: sometimes\n",
@@ -173,7 +181,7 @@ static void test_spool_errors(void **state) {
                   "18446744073709551615, got \"-1\"\n");
     expect_errors(MIN "spool:\n  dir: /s\n  mode: always\n  segment: 1\n",
                   "t.yaml:6:3: spool.segment: unknown key (expected one of: dir, max_bytes, "
-                  "mode)\n");
+                  "mode, outage_after_ms)\n");
 }
 
 static void test_spool_restart(void **state) {

@@ -122,11 +122,46 @@ static void test_address_keys(void **state) {
     iplimit_free(l);
 }
 
+/* TLS handshakes in progress per address (max_tls_handshakes_per_ip):
+ * counted whatever the connection limits, in the address's entry, which
+ * goes once its connections and handshakes are over. */
+static void test_handshakes(void **state) {
+    (void)state;
+    iplimit_t *l = iplimit_new(0, 0, 1, 2); /* connection limits off, 2 addresses */
+    assert_int_equal(iplimit_handshake_begin(l, "10.0.0.1", 2, 0), IPLIMIT_OK);
+    assert_int_equal(iplimit_handshake_begin(l, "10.0.0.1", 2, 0), IPLIMIT_OK);
+    assert_int_equal(iplimit_handshake_begin(l, "10.0.0.1", 2, 0), IPLIMIT_HANDSHAKES);
+    assert_string_equal(iplimit_strerror(IPLIMIT_HANDSHAKES),
+                        "max_tls_handshakes_per_ip in progress");
+    assert_int_equal(iplimit_handshake_begin(l, "10.0.0.2", 2, 0), IPLIMIT_OK);
+    assert_int_equal(iplimit_handshakes(l, "10.0.0.1"), 2);
+    assert_int_equal(iplimit_handshakes(l, "10.0.0.2"), 1);
+    assert_int_equal(iplimit_handshake_begin(l, "10.0.0.3", 2, 0), IPLIMIT_TABLE_FULL);
+    iplimit_handshake_end(l, "10.0.0.1", 0); /* one done: a slot again */
+    assert_int_equal(iplimit_handshake_begin(l, "10.0.0.1", 2, 0), IPLIMIT_OK);
+    for (int i = 0; i < 2; i++)
+        iplimit_handshake_end(l, "10.0.0.1", 0);
+    iplimit_handshake_end(l, "10.0.0.2", 0);
+    iplimit_handshake_end(l, "10.0.0.2", 0); /* not counted: ignored */
+    assert_int_equal(iplimit_size(l), 0);
+    /* With a connection limit both counts share the entry. */
+    iplimit_set_limits(l, 1, 0, 1);
+    assert_int_equal(iplimit_accept(l, "10.0.0.1", 0), IPLIMIT_OK);
+    assert_int_equal(iplimit_handshake_begin(l, "10.0.0.1", 2, 0), IPLIMIT_OK);
+    iplimit_release(l, "10.0.0.1", 0);
+    assert_int_equal(iplimit_size(l), 1); /* its handshake still counts */
+    assert_int_equal(iplimit_count(l, "10.0.0.1"), 0);
+    iplimit_handshake_end(l, "10.0.0.1", 0);
+    assert_int_equal(iplimit_size(l), 0);
+    iplimit_free(l);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_count_limit), cmocka_unit_test(test_token_bucket),
         cmocka_unit_test(test_table_bound), cmocka_unit_test(test_disabled),
         cmocka_unit_test(test_set_limits),  cmocka_unit_test(test_address_keys),
+        cmocka_unit_test(test_handshakes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -56,6 +56,11 @@ static const char expected_small[] =
     "mqtt2kafka_connections_refused_total{reason=\"tls_handshake\"} 0\n"
     "mqtt2kafka_connections_refused_total{reason=\"connect_too_long\"} 0\n"
     "mqtt2kafka_connections_refused_total{reason=\"websocket_upgrade\"} 0\n"
+    "# HELP mqtt2kafka_tls_handshake_steps_total TLS handshake steps (one per read of the "
+    "client's handshake flights) run on libuv's threadpool, mqtt.max_tls_handshake_workers at "
+    "once.\n"
+    "# TYPE mqtt2kafka_tls_handshake_steps_total counter\n"
+    "mqtt2kafka_tls_handshake_steps_total 6\n"
     "# HELP mqtt2kafka_auth_unchecked_refusals_total CONNECTs refused without checking their "
     "password: their address had 10 recent failures, or 16 answers held.\n"
     "# TYPE mqtt2kafka_auth_unchecked_refusals_total counter\n"
@@ -349,6 +354,7 @@ static void fill_small(metrics_t *m) {
     m->packet_timeout_closed = 1;
     m->input_budget_closed = 2;
     m->input_buffer_bytes = 3;
+    m->tls_handshake_steps = 6;
     m->inflight_messages = 1;
     metrics_histogram_observe(&m->ack_latency, 800);      /* le 0.001 */
     metrics_histogram_observe(&m->ack_latency, 3000);     /* le 0.005 */

@@ -4,7 +4,8 @@
  * got and on what the protocol saw: write-queue order and one write per
  * loop turn, partial writes up to the output bound (the connection is cut
  * and counted), close while writing (the queued output is flushed before
- * the FIN), pause and resume (the buffered input is fed again).
+ * the FIN), pause and resume (the buffered input is fed again), a unit
+ * begun in one read completed from the next without copying what follows.
  *
  * The fake protocol takes commands, one byte each: 'o' sends 100 small
  * pieces, 'b' sends 16 MiB and closes, 'f' fills the output from the tick
@@ -50,6 +51,8 @@ struct fake {
     char lost_reason[128];
     char feeds[256]; /* every conn_feed's bytes, each followed by '|' */
     int fed_while_paused;
+    bool framed;      /* units "<length digit><bytes>", consumed whole only */
+    atomic_int n_fed; /* conn_feed calls */
     bool paused, filling;
     unsigned ticks, paused_at;
     uint64_t sent; /* bytes server_conn_send took: the running pattern */
@@ -99,6 +102,13 @@ static ssize_t fk_feed(void *pc, const uint8_t *buf, size_t len) {
     fake_t *f = pc;
     size_t fl = strlen(f->feeds);
     snprintf(f->feeds + fl, sizeof(f->feeds) - fl, "%.*s|", (int)len, (const char *)buf);
+    atomic_fetch_add(&f->n_fed, 1);
+    if (f->framed) {
+        size_t off = 0;
+        while (off < len && buf[off] - '0' > 0 && (size_t)(buf[off] - '0') <= len - off)
+            off += (size_t)(buf[off] - '0');
+        return (ssize_t)off;
+    }
     if (f->paused)
         f->fed_while_paused++;
     for (size_t i = 0; i < len; i++) {
@@ -127,6 +137,11 @@ static ssize_t fk_feed(void *pc, const uint8_t *buf, size_t len) {
         }
     }
     return (ssize_t)len;
+}
+
+static size_t fk_need(const void *pc, const uint8_t *buf, size_t len) {
+    const fake_t *f = pc;
+    return f->framed && len > 0 && buf[0] > '0' && buf[0] <= '9' ? (size_t)(buf[0] - '0') : 0;
 }
 
 static void fk_lost(void *pc, const char *reason) {
@@ -176,6 +191,7 @@ static void fk_tick(void *proto) {
 static const server_protocol_ops_t fake_ops = {
     .conn_open = fk_open,
     .conn_feed = fk_feed,
+    .conn_need = fk_need,
     .conn_lost = fk_lost,
     .conn_close = fk_close,
     .conn_paused = fk_paused,
@@ -253,7 +269,8 @@ typedef struct script {
     int rcvbuf;       /* > 0: a small receive buffer */
     bool wait_bound;  /* read nothing until the output bound was hit */
     unsigned delay_ms;
-    size_t read_n; /* bytes to read; 0: until EOF */
+    size_t read_n;    /* bytes to read; 0: until EOF */
+    const char *then; /* sent once the server has fed `send` */
 } script_t;
 
 /* Runs the script, closes, waits until the server freed the connection and
@@ -265,6 +282,14 @@ static void *client(void *arg) {
     size_t n = strlen(sc->send);
     if (fd < 0 || send(fd, sc->send, n, MSG_NOSIGNAL) != (ssize_t)n)
         fprintf(stderr, "client: connect or send failed\n");
+    if (sc->then) {
+        uint64_t end = mono_ms() + CLIENT_WAIT_MS;
+        while (atomic_load(&f->n_fed) == 0 && mono_ms() < end)
+            usleep(1000);
+        n = strlen(sc->then);
+        if (send(fd, sc->then, n, MSG_NOSIGNAL) != (ssize_t)n)
+            fprintf(stderr, "client: send failed\n");
+    }
     if (sc->wait_bound)
         wait_flag(&f->bound_hit);
     usleep(sc->delay_ms * 1000u);
@@ -386,13 +411,24 @@ static void test_pause_resume(void **state) {
     assert_int_equal(st.bytes_in, 4);
 }
 
+/* A unit begun in one read ("4ab" of "4abc") is completed with its missing
+ * byte only; the unit after it in the same read is fed from the read buffer
+ * on its own, not copied behind the first. */
+static void test_split_unit(void **state) {
+    (void)state;
+    fake_t f = {.framed = true};
+    server_stats_t st;
+    run(&f, "  max_output_buffer: 65536\n", &(script_t){.send = "4ab", .then = "c3xy2z"}, &st);
+    assert_string_equal(f.feeds, "4ab|4abc|3xy2z|");
+    assert_int_equal(st.bytes_in, 9);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_write_queue_order),
-        cmocka_unit_test(test_output_bound),
-        cmocka_unit_test(test_close_while_writing),
-        cmocka_unit_test(test_pause_resume),
+        cmocka_unit_test(test_write_queue_order),   cmocka_unit_test(test_output_bound),
+        cmocka_unit_test(test_close_while_writing), cmocka_unit_test(test_pause_resume),
+        cmocka_unit_test(test_split_unit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

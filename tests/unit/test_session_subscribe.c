@@ -2,7 +2,7 @@
  * sessions (issue 15, first step): exact SUBACK/UNSUBACK and PUBLISH bytes
  * for 3.1.1 and 5.0, the ACL's read rules, persistent sessions keeping their
  * subscriptions, shared subscriptions. */
-#include "session_fixture.h"
+#include "session5_fixture.h"
 
 static pk_t sub_pk(uint16_t pid, const char *const *filters, const uint8_t *qos, size_t n,
                    bool v5) {
@@ -224,7 +224,7 @@ static pk_t spub(uint8_t first, uint16_t pid, const char *topic, const char *pay
     return frame(first, &b);
 }
 
-static void expect_pk(fconn_t *f, pk_t p) {
+static void expect_pkt(fconn_t *f, pk_t p) {
     expect_out(f, p.b, p.n);
 }
 
@@ -257,14 +257,14 @@ static void test_qos1_window_queue_and_acks(void **state) {
                         "\x32\x08\x00\x03q/1\x00\x01"
                         "0",
                         10); /* the first */
-    expect_pk(a, want);
+    expect_pkt(a, want);
     const dl_queue_stats_t *qs = session_mgr_queue_stats(fx->m);
     assert_int_equal(qs->depth, 3);
     assert_int_equal(qs->refused_full, 2);
     assert_int_equal(feed(a, id_pk(0x40, 1)), 4);
-    expect_pk(a, spub(0x32, 5, "q/1", "4", false));
+    expect_pkt(a, spub(0x32, 5, "q/1", "4", false));
     assert_int_equal(feed(a, id_pk(0x40, 3)), 4); /* out of order */
-    expect_pk(a, spub(0x32, 6, "q/1", "5", false));
+    expect_pkt(a, spub(0x32, 6, "q/1", "5", false));
     assert_int_equal(qs->depth, 1);
     assert_int_equal(session_mgr_stats(fx->m)->deliveries[1], 6);
     log_capture_begin();
@@ -327,7 +327,7 @@ static void test_queue_drops_oldest_qos0(void **state) {
     a->out_len = 0;
     /* Nothing queued: a QoS 0 message goes at once (after the ones in flight). */
     assert_int_equal(deliver_msg(fx, "t", "e", 0), 1);
-    expect_pk(a, spub(0x30, 0, "t", "e", false));
+    expect_pkt(a, spub(0x30, 0, "t", "e", false));
     assert_int_equal(deliver_msg(fx, "t", "f", 1), 1);
     assert_int_equal(deliver_msg(fx, "t", "g", 0), 1); /* behind "f": queued */
     assert_int_equal(deliver_msg(fx, "t", "h", 1), 1);
@@ -337,11 +337,11 @@ static void test_queue_drops_oldest_qos0(void **state) {
     assert_int_equal(deliver_msg(fx, "t", "j", 0), 0); /* full of QoS 1: refused */
     assert_int_equal(session_mgr_queue_stats(fx->m)->refused_full, 1);
     assert_int_equal(feed(a, id_pk(0x40, 1)), 4);
-    expect_pk(a, spub(0x32, 5, "t", "f", false));
+    expect_pkt(a, spub(0x32, 5, "t", "f", false));
     assert_int_equal(feed(a, id_pk(0x40, 2)), 4);
-    expect_pk(a, spub(0x32, 6, "t", "h", false));
+    expect_pkt(a, spub(0x32, 6, "t", "h", false));
     assert_int_equal(feed(a, id_pk(0x40, 3)), 4);
-    expect_pk(a, spub(0x32, 7, "t", "i", false));
+    expect_pkt(a, spub(0x32, 7, "t", "i", false));
 }
 
 /* A persistent session: what is unacknowledged is resent after the
@@ -354,7 +354,7 @@ static void test_persistent_resend_with_dup(void **state) {
     deliver_msg(fx, "r", "2", 2);
     pk_t want = spub(0x32, 1, "r", "1", false), p = spub(0x34, 2, "r", "2", false);
     put(&want, p.b, p.n);
-    expect_pk(a, want);
+    expect_pkt(a, want);
     assert_int_equal(feed(a, id_pk(0x50, 2)), 4);
     EXPECT_OUT(a, 0x62, 0x02, 0x00, 0x02);
     session_conn_lost(a->c, "gone");
@@ -373,7 +373,7 @@ static void test_persistent_resend_with_dup(void **state) {
     put(&want, p.b, p.n);
     p = spub(0x30, 0, "r", "4", false);
     put(&want, p.b, p.n);
-    expect_pk(a, want);
+    expect_pkt(a, want);
     assert_int_equal(feed(a, id_pk(0x70, 2)), 4);
     assert_int_equal(feed(a, id_pk(0x40, 1)), 4);
     assert_int_equal(feed(a, id_pk(0x40, 3)), 4);
@@ -414,7 +414,7 @@ static void test_detached_queue_within_session_bytes(void **state) {
         pk_t p = spub(0x32, (uint16_t)(i + 1), "b", pl[i], false);
         put(&want, p.b, p.n);
     }
-    expect_pk(a, want);
+    expect_pkt(a, want);
     assert_int_equal(st->persistent_session_bytes, 0);
 }
 
@@ -432,10 +432,10 @@ static void test_v5_receive_maximum_window(void **state) {
     EXPECT_OUT(a, 0x90, 0x04, 0x00, 0x01, 0x00, 0x01);
     deliver_msg(fx, "t", "1", 1);
     deliver_msg(fx, "t", "2", 1);
-    expect_pk(a, spub(0x32, 1, "t", "1", true));
+    expect_pkt(a, spub(0x32, 1, "t", "1", true));
     pk_t ack = {.b = {0x40, 0x03, 0x00, 0x01, 0x00}, .n = 5}; /* with a reason code */
     assert_int_equal(feed(a, ack), 5);
-    expect_pk(a, spub(0x32, 2, "t", "2", true));
+    expect_pkt(a, spub(0x32, 2, "t", "2", true));
 }
 
 /* ---- retained messages ---- */
@@ -500,10 +500,10 @@ static void test_retained_on_subscribe(void **state) {
     put(&want, p.b, p.n);
     p = spub(0x31, 0, "r/b", "2", false); /* QoS 0, RETAIN */
     put(&want, p.b, p.n);
-    expect_pk(a, want);
+    expect_pkt(a, want);
     /* Live messages after them have RETAIN 0. */
     assert_int_equal(deliver_msg(fx, "r/b", "3", 0), 1);
-    expect_pk(a, spub(0x30, 0, "r/b", "3", false));
+    expect_pkt(a, spub(0x30, 0, "r/b", "3", false));
     drop_retained(fx);
 }
 
@@ -520,7 +520,7 @@ static void test_v5_retain_handling(void **state) {
     pk_t want = {.n = 0}, p = spub(0x31, 0, "r", "1", true);
     put(&want, "\x90\x04\x00\x01\x00\x00", 6);
     put(&want, p.b, p.n);
-    expect_pk(a, want);
+    expect_pkt(a, want);
     assert_int_equal(feed(a, s), (ssize_t)s.n); /* not new: nothing */
     EXPECT_OUT(a, 0x90, 0x04, 0x00, 0x01, 0x00, 0x00);
     s = sub_pk(2, f, rh2, 1, true);
@@ -531,7 +531,7 @@ static void test_v5_retain_handling(void **state) {
     want.n = 0;
     put(&want, "\x90\x04\x00\x03\x00\x00", 6);
     put(&want, p.b, p.n);
-    expect_pk(a, want);
+    expect_pkt(a, want);
     drop_retained(fx);
 }
 

@@ -268,7 +268,7 @@ static void test_templates(void **state) {
         {"mqtt", "default", "d", NULL},
     };
     topic_map_t *m = map_of(a, 4);
-    topic_map_ctx_t ctx = {"dev-7", 5, "alice", 5};
+    topic_map_ctx_t ctx = {"dev-7", 5, "alice", 5, NULL, NULL};
     res_t r = lookup_ctx(m, "u/x", &ctx);
     assert_string_equal(r.key, "alice|dev-7|u/x");
     ctx.username = NULL;
@@ -285,6 +285,56 @@ static void test_templates(void **state) {
     r = lookup(m, "default");
     assert_string_equal(r.key, "default");
     assert_int_equal(r.key_null, 0);
+    topic_map_free(m);
+}
+
+/* A fake MQTT 5 property list: "name=value" strings, NULL-terminated; the
+ * first entry with the name wins, as session5_user_property does. */
+static bool fake_property(const void *props, const char *name, size_t len, const char **val,
+                          size_t *val_len) {
+    for (const char *const *p = props; *p; p++) {
+        const char *eq = strchr(*p, '=');
+        if ((size_t)(eq - *p) == len && memcmp(*p, name, len) == 0) {
+            *val = eq + 1;
+            *val_len = strlen(eq + 1);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void test_property_templates(void **state) {
+    (void)state;
+    rule_spec_t a[] = {
+        {"mqtt", "p/+", "t-{property:site}", "{property:dev}|{property:site}|{1}"},
+        {"mqtt", "q", "q", "{{property:dev}}{property:a b}}}x"},
+    };
+    topic_map_t *m = map_of(a, 2);
+    const char *const props[] = {"site=berlin", "dev=d1", "dev=d2", "a b=sp", NULL};
+    topic_map_ctx_t ctx = {"c", 1, NULL, 0, fake_property, props};
+    res_t r = lookup_ctx(m, "p/x", &ctx);
+    assert_int_equal(r.rc, TOPIC_MAP_MATCHED);
+    assert_string_equal(r.topic, "t-berlin");
+    assert_string_equal(r.key, "d1|berlin|x"); /* the first of two "dev" */
+    /* Names are bytes up to the first '}' (spaces too); {{ }} stay literal. */
+    r = lookup_ctx(m, "q", &ctx);
+    assert_string_equal(r.key, "{property:dev}sp}x");
+    /* Absent: empty; a Kafka topic needs what it renders to be legal. */
+    const char *const other[] = {"site=", "Dev=d9", NULL};
+    ctx.props = other;
+    r = lookup_ctx(m, "p/y", &ctx);
+    assert_string_equal(r.topic, "t-");
+    assert_string_equal(r.key, "||y");
+    /* MQTT 3.1.1 (no property callback) and no context at all: empty. */
+    ctx.property = NULL;
+    r = lookup_ctx(m, "p/z", &ctx);
+    assert_string_equal(r.key, "||z");
+    r = lookup(m, "p/z");
+    assert_string_equal(r.key, "||z");
+    const char *const bad[] = {"site=a/b", NULL};
+    ctx = (topic_map_ctx_t){"c", 1, NULL, 0, fake_property, bad};
+    r = lookup_ctx(m, "p/x", &ctx);
+    assert_int_equal(r.rc, TOPIC_MAP_ERR_BAD_TOPIC);
     topic_map_free(m);
 }
 
@@ -450,6 +500,9 @@ static void test_rule_lint(void **state) {
                         "5:12: topics[0].kafka: {client_id} is chosen by the client and may hold "
                         "any character" TAIL
                         "5:12: topics[0].kafka: {username} may hold any character" TAIL);
+    assert_string_equal(lint_of("mqtt", "a", "c-{property:site}", &o),
+                        "5:12: topics[0].kafka: {property:NAME} is chosen by the client and may "
+                        "hold any character" TAIL);
 }
 
 static void test_scratch_bound(void **state) {
@@ -540,10 +593,13 @@ static void test_new_reports_errors(void **state) {
          "has 0"},
         {{"mqtt", "a", "t{x}", NULL},
          "t.yaml:1:21: topics[0].kafka: unknown placeholder {x} (expected {1}..{9}, {topic}, "
-         "{client_id} or {username})"},
+         "{client_id}, {username} or {property:NAME})"},
         {{"mqtt", "a", "t{0}", NULL},
          "t.yaml:1:21: topics[0].kafka: unknown placeholder {0} (expected {1}..{9}, {topic}, "
-         "{client_id} or {username})"},
+         "{client_id}, {username} or {property:NAME})"},
+        {{"mqtt", "a", "t{property:}", NULL},
+         "t.yaml:1:21: topics[0].kafka: unknown placeholder {property:} (expected {1}..{9}, "
+         "{topic}, {client_id}, {username} or {property:NAME})"},
         {{"mqtt", "a", "t{topic", NULL},
          "t.yaml:1:21: topics[0].kafka: unmatched '{' at offset "
          "1 (write '{{' for a literal '{')"},
@@ -766,6 +822,7 @@ int main(void) {
         cmocka_unit_test(test_regex_sees_only_the_view),
         cmocka_unit_test(test_captures),
         cmocka_unit_test(test_templates),
+        cmocka_unit_test(test_property_templates),
         cmocka_unit_test(test_bad_rendered_topic),
         cmocka_unit_test(test_reserved_rendered_topic),
         cmocka_unit_test(test_regex_topic_bound),

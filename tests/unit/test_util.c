@@ -1,6 +1,7 @@
 /* util/: the hash functions (FNV-1a and SipHash-2-4 vectors), the intrusive list and the
  * hash map (growth keeps every element findable, removal, iteration that
- * frees). */
+ * frees), the allocator settings (fastbins off unless GLIBC_TUNABLES says). */
+#include <malloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include "util/hash.h"
 #include "util/hmap.h"
 #include "util/list.h"
+#include "util/malloc_tune.h"
 
 static void test_hash_vectors(void **state) {
     (void)state;
@@ -157,12 +159,39 @@ static void test_hmap(void **state) {
     assert_int_equal(m.n, 0);
 }
 
+#if !defined(__SANITIZE_ADDRESS__) && defined(M_MXFAST)
+/* Small chunks freed past the tcache's 7 per size: the bytes glibc keeps in
+ * fastbins for them (mallinfo2's fsmblks). */
+static size_t fastbin_bytes_after_frees(void) {
+    void *p[32];
+    for (int i = 0; i < 32; i++)
+        p[i] = malloc(24);
+    for (int i = 0; i < 32; i++)
+        free(p[i]);
+    return mallinfo2().fsmblks;
+}
+#endif
+
+static void test_malloc_tune(void **state) {
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__) || !defined(M_MXFAST)
+    skip(); /* ASan's allocator has no fastbins */
+#else
+    /* An mxfast in GLIBC_TUNABLES is the operator's: left alone. */
+    assert_int_equal(setenv("GLIBC_TUNABLES", "glibc.malloc.mxfast=64", 1), 0);
+    assert_false(m2k_malloc_tune());
+    assert_true(fastbin_bytes_after_frees() > 0);
+    assert_int_equal(unsetenv("GLIBC_TUNABLES"), 0);
+    assert_true(m2k_malloc_tune());
+    assert_int_equal(fastbin_bytes_after_frees(), 0);
+#endif
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hash_vectors),
-        cmocka_unit_test(test_siphash_vectors),
-        cmocka_unit_test(test_list),
-        cmocka_unit_test(test_hmap),
+        cmocka_unit_test(test_hash_vectors), cmocka_unit_test(test_siphash_vectors),
+        cmocka_unit_test(test_list),         cmocka_unit_test(test_hmap),
+        cmocka_unit_test(test_malloc_tune),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
