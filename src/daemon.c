@@ -149,25 +149,7 @@ static int produce_cb(void *ud, const kafka_record_t *rec, uint64_t opaque) {
     return rc;
 }
 
-/* The session's auth ops over security_* (d->sec read at each call: runtime.c
- * owns that pointer) and its ack latency into the registry's histogram. */
-static int auth_connect(void *ud, const char *addr, const char *identity, bool has_user,
-                        const char *user, size_t ulen, bool has_pw, const uint8_t *pw, size_t pwlen,
-                        uint64_t now_ms, uint32_t *delay_ms) {
-    return security_connect(((daemon_t *)ud)->sec, addr, identity, has_user, user, ulen, has_pw, pw,
-                            pwlen, now_ms, delay_ms);
-}
-
-static bool auth_can_publish(void *ud, const char *user, const char *client_id, const char *topic,
-                             size_t topic_len) {
-    return security_can_publish(((daemon_t *)ud)->sec, user, client_id, topic, topic_len);
-}
-
-static uint32_t auth_acl_generation(void *ud) {
-    const security_t *sec = ((daemon_t *)ud)->sec;
-    return security_has_acl(sec) ? security_generation(sec) : 0; /* a generation is never 0 */
-}
-
+/* The ack latency into the registry's histogram. */
 static void on_ack_latency(void *ud, uint32_t usec) {
     metrics_histogram_observe(&((daemon_t *)ud)->m.ack_latency, usec);
 }
@@ -650,12 +632,10 @@ int daemon_run(const config_t *cfg) {
         .route_ud = d,
         .produce = produce_cb,
         .produce_ud = d,
-        .auth = {.connect = auth_connect,
-                 .can_publish = auth_can_publish,
-                 .acl_generation = auth_acl_generation,
-                 .ud = d},
+        .auth = daemon_auth_session_ops(&d->sec),
         .ack_latency = on_ack_latency,
         .ack_latency_ud = d,
+        .retained = d->retained,
     };
     d->sm = session_mgr_new(&so);
     if (!d->sm || (d->spool && !(d->ds = daemon_spool_new(cfg, d->spool, &d->k, &d->sm)))) {
@@ -664,8 +644,8 @@ int daemon_run(const config_t *cfg) {
     }
     d->fwd = daemon_spool_spooler(d->ds);
     if (cfg->n_downlink || cfg->retained.enabled) {
-        d->dl = daemon_downlink_new(cfg, kafka_bootstrap_servers(d->k), d->router, d->retained, err,
-                                    sizeof(err));
+        d->dl = daemon_downlink_new(cfg, kafka_bootstrap_servers(d->k), d->router, d->retained,
+                                    d->sm, err, sizeof(err));
         if (!d->dl) {
             log_error("downlink: %s", err);
             goto out;

@@ -269,3 +269,42 @@ unsigned daemon_threadpool_size(const config_t *cfg) {
     log_debug("libuv's threadpool: %u threads", want);
     return want;
 }
+
+/* ---- the session's auth ops over security_* (*sec read at each call: the
+ * runtime owns that pointer and a reload replaces it) ---- */
+
+static int ops_connect(void *ud, const char *addr, const char *identity, bool has_user,
+                       const char *user, size_t ulen, bool has_pw, const uint8_t *pw, size_t pwlen,
+                       uint64_t now_ms, uint32_t *delay_ms) {
+    return security_connect(*(security_t **)ud, addr, identity, has_user, user, ulen, has_pw, pw,
+                            pwlen, now_ms, delay_ms);
+}
+
+static bool ops_can_publish(void *ud, const char *user, const char *client_id, const char *topic,
+                            size_t topic_len) {
+    return security_can_publish(*(security_t **)ud, user, client_id, topic, topic_len);
+}
+
+static bool ops_can_subscribe(void *ud, const char *user, const char *client_id, const char *filter,
+                              size_t len) {
+    return security_can_subscribe(*(security_t **)ud, user, client_id, filter, len);
+}
+
+static bool ops_can_read(void *ud, const char *user, const char *client_id, const char *topic,
+                         size_t topic_len) {
+    return security_can_read(*(security_t **)ud, user, client_id, topic, topic_len);
+}
+
+static uint32_t ops_acl_generation(void *ud) {
+    const security_t *sec = *(security_t **)ud;
+    return security_has_acl(sec) ? security_generation(sec) : 0; /* a generation is never 0 */
+}
+
+session_auth_ops_t daemon_auth_session_ops(security_t **sec) {
+    return (session_auth_ops_t){.connect = ops_connect,
+                                .can_publish = ops_can_publish,
+                                .acl_generation = ops_acl_generation,
+                                .can_subscribe = ops_can_subscribe,
+                                .can_read = ops_can_read,
+                                .ud = sec};
+}

@@ -54,4 +54,8 @@ bool daemon_auth_waiting(const mqtt_pc_t *pc);
 /* Frees pc and its session; a check still running finishes on its own. */
 void daemon_auth_conn_free(mqtt_pc_t *pc);
 
+/* The session's auth ops (CONNECT, publish, subscribe and read decisions)
+ * over security_*; `sec` points at the daemon's pointer, read at each call. */
+session_auth_ops_t daemon_auth_session_ops(security_t **sec);
+
 #endif

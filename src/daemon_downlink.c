@@ -14,6 +14,7 @@
 
 struct daemon_downlink {
     const config_t *cfg;
+    session_mgr_t *sm;
     kafka_consumer_t *kc;
     dl_router_t *router;
     dl_retained_t *retained;
@@ -28,8 +29,8 @@ struct daemon_downlink {
 static void on_message(void *ud, const kafka_message_t *m);
 
 daemon_downlink_t *daemon_downlink_new(const config_t *cfg, const char *bootstrap,
-                                       dl_router_t *router, dl_retained_t *retained, char *errbuf,
-                                       size_t errlen) {
+                                       dl_router_t *router, dl_retained_t *retained,
+                                       session_mgr_t *sm, char *errbuf, size_t errlen) {
     daemon_downlink_t *dd = calloc(1, sizeof(*dd));
     const char **topics = calloc(cfg->n_downlink + 1, sizeof(*topics));
     const char **props = calloc(cfg->n_kafka_properties * 2 + 1, sizeof(*props));
@@ -38,6 +39,7 @@ daemon_downlink_t *daemon_downlink_new(const config_t *cfg, const char *bootstra
         goto fail;
     }
     dd->cfg = cfg;
+    dd->sm = sm;
     dd->router = router;
     dd->retained = retained;
     dd->retained_topic = cfg->retained.enabled ? cfg->retained.topic : NULL;
@@ -153,11 +155,13 @@ static void on_message(void *ud, const kafka_message_t *m) {
     int qos;
     dl_route_result_t res =
         dl_router_route(dd->router, &rec, dd->topic, sizeof(dd->topic), &len, &qos);
-    if (res == DL_ROUTED)
+    if (res == DL_ROUTED) {
         log_ratelimited(&dd->rl_routed, LOG_DEBUG,
                         "downlink: %s [%" PRId32 "] offset %" PRId64 " -> %s (qos %d, %zu bytes)",
                         m->topic, m->partition, m->offset, dd->topic, qos, m->value_len);
-    else
+        session_mgr_deliver(dd->sm, dd->topic, len, m->value, m->value_len, (uint8_t)qos, dd->hv,
+                            m->n_headers);
+    } else
         log_ratelimited(&dd->rl_skipped, LOG_DEBUG,
                         "downlink: %s [%" PRId32 "] offset %" PRId64 " skipped: %s", m->topic,
                         m->partition, m->offset, dl_route_result_name(res));

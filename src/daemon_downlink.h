@@ -1,23 +1,23 @@
 /* The daemon's downlink (Kafka -> MQTT) side, outside the MQTT session: the
- * consumer, records into the router and the retained store, their metrics.
- * Until the session subscribes (docs/architecture.md "The downlink"), a
- * routed record ends here: counted, and logged at debug level. */
+ * consumer, records into the router and the retained store, their metrics;
+ * a routed record goes to the sessions' subscriptions (session_mgr_deliver). */
 #ifndef M2K_DAEMON_DOWNLINK_H
 #define M2K_DAEMON_DOWNLINK_H
 
 #include "config/config.h"
 #include "downlink/retained.h"
 #include "downlink/route.h"
+#include "mqtt/session.h"
 #include "ops/metrics.h"
 
 typedef struct daemon_downlink daemon_downlink_t;
 
 /* Starts the consumer of cfg's downlink and retained topics against
- * bootstrap (borrowed: router, retained, which the runtime built; either may
- * be NULL). NULL with a message in errbuf. */
+ * bootstrap (borrowed: router, retained, which the runtime built, either may
+ * be NULL; sm, which gets the routed records). NULL with a message in errbuf. */
 daemon_downlink_t *daemon_downlink_new(const config_t *cfg, const char *bootstrap,
-                                       dl_router_t *router, dl_retained_t *retained, char *errbuf,
-                                       size_t errlen);
+                                       dl_router_t *router, dl_retained_t *retained,
+                                       session_mgr_t *sm, char *errbuf, size_t errlen);
 /* Stops the consumer (the router and retained store stay the caller's). */
 void daemon_downlink_free(daemon_downlink_t *dd);
 

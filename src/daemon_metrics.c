@@ -105,6 +105,19 @@ void daemon_metrics_collect(metrics_t *m, const daemon_parts_t *p) {
         m->spool_taken_back = fs->taken_back;
         m->spool_maybe_twice = fs->maybe_twice;
     }
-    if (p->dl)
+    if (p->dl) {
         daemon_downlink_metrics(p->dl, m);
+        memcpy(m->downlink_deliveries, st->deliveries, sizeof(m->downlink_deliveries));
+        m->downlink_not_delivered[0] = st->delivery_denied;
+        m->downlink_not_delivered[1] = st->delivery_too_large;
+        m->subscribe_refused[0] = st->subscribe_denied;
+        m->subscribe_refused[1] = st->subscribe_invalid;
+        m->subscriptions = session_mgr_subscription_count(p->sm);
+        const dl_queue_stats_t *qs = session_mgr_queue_stats(p->sm);
+        m->downlink_queued = qs->depth;
+        m->retained_copies_lost = st->retained_lost;
+        m->downlink_dropped[0] = qs->dropped_oldest_0;
+        m->downlink_dropped[1] = qs->refused_full;
+        m->downlink_dropped[2] = st->delivery_session_bytes;
+    }
 }

@@ -43,6 +43,14 @@ bool acl_check(const acl_t *acl, const char *user, const char *client_id, const 
 bool acl_can_publish(const acl_t *acl, const char *user, const char *client_id, const char *topic,
                      size_t topic_len);
 
+/* Whether a SUBSCRIBE to the (valid) topic filter may be granted: some
+ * `read`/`readwrite` entry of the client's (its own `topic` lines, then the
+ * patterns with %u/%c replaced) matches a topic the filter matches. Deny
+ * entries are not consulted here: a filter wider than the rules is granted
+ * and each delivery is checked with acl_check(ACL_READ). */
+bool acl_can_subscribe(const acl_t *acl, const char *user, const char *client_id,
+                       const char *filter, size_t filter_len);
+
 /* MQTT 3.1.1 matching of a valid filter against a topic name, including '#'
  * matching its parent level and wildcards at the first level not matching a
  * topic that starts with '$' [4.7.2-1]. Exposed for tests and the fuzzer. */

@@ -77,6 +77,13 @@ uint64_t security_refused_unchecked(const security_t *s);
 /* Whether the client may publish on the topic (true without an ACL file). */
 bool security_can_publish(const security_t *s, const char *user, const char *client_id,
                           const char *topic, size_t topic_len);
+/* Whether the client may receive a message on the topic name (an ACL
+ * `read`/`readwrite` entry grants it, no deny refuses it), and whether it may
+ * subscribe to the filter (acl_can_subscribe); true without an ACL file. */
+bool security_can_read(const security_t *s, const char *user, const char *client_id,
+                       const char *topic, size_t topic_len);
+bool security_can_subscribe(const security_t *s, const char *user, const char *client_id,
+                            const char *filter, size_t filter_len);
 /* Whether an ACL file is in force (a session skips its cache otherwise). */
 bool security_has_acl(const security_t *s);
 

@@ -114,6 +114,7 @@ typedef struct {
     uint32_t max_packet_size;         /* bytes, whole packet */
     config_pos_t max_packet_size_pos; /* line 0 when derived from message.max.bytes */
     uint32_t max_inflight;            /* unacknowledged QoS 1/2 PUBLISH per client */
+    uint32_t max_queued_messages;     /* downlink messages waiting per session */
     uint32_t max_connections;
     uint32_t max_tls_handshakes;        /* TLS handshakes in progress, all listeners */
     uint32_t max_tls_handshake_workers; /* handshake steps on the threadpool at once */

@@ -19,11 +19,16 @@ typedef struct {
     size_t topic_len;
     uint8_t *payload; /* in the same allocation */
     size_t len;
+    uint8_t *props; /* MQTT 5 property bytes to send with it (NULL: none), same allocation */
+    size_t props_len;
 } dl_msg_t;
 
 /* A message with one reference; NULL when out of memory. */
 dl_msg_t *dl_msg_new(const char *topic, size_t topic_len, const void *payload, size_t len,
                      uint8_t qos, bool retain);
+/* The same with MQTT 5 property bytes (copied; for MQTT 5 clients only). */
+dl_msg_t *dl_msg_new_props(const char *topic, size_t topic_len, const void *props, size_t props_len,
+                           const void *payload, size_t len, uint8_t qos, bool retain);
 dl_msg_t *dl_msg_ref(dl_msg_t *m);
 void dl_msg_unref(dl_msg_t *m);
 
@@ -45,6 +50,9 @@ typedef struct {
 typedef struct {
     list_t all, q0;
     dl_msg_t *msg;
+    uint8_t *xprops; /* MQTT 5 properties of this delivery alone (malloc), sent before the
+                      * message's; NULL: none. dl_qentry_free frees them. */
+    uint16_t xlen;
     uint8_t qos; /* min(message QoS, subscription QoS) */
 } dl_qentry_t;
 

@@ -22,13 +22,33 @@ typedef struct {
     uint64_t client;
     uint8_t qos;
     bool shared;
+    /* MQTT 5 options over the client's matching subscriptions: the highest
+     * QoS among those without no local (DL_QOS_NONE: every one has it), and
+     * whether one asks for retain as published. */
+    uint8_t qos_local;
+    bool rap;
+    /* MQTT 5 subscription identifiers of the matching subscriptions: a list
+     * through dl_matches_t.ids (1-based index of its head, 0: none). */
+    uint32_t ids;
 } dl_match_t;
+
+/* One subscription identifier of a match, and the next (1-based, 0: end). */
+typedef struct {
+    uint32_t id, next;
+} dl_match_id_t;
+
+/* Subscription options (dl_subs_add_opts). */
+#define DL_SUB_NO_LOCAL 1
+#define DL_SUB_RETAIN_AS_PUBLISHED 2
+#define DL_QOS_NONE 0xFF
 
 /* A growable result vector, owned by the caller (reuse it across matches;
  * free v when done). */
 typedef struct {
     dl_match_t *v;
     size_t n, cap;
+    dl_match_id_t *ids; /* free it too when done */
+    size_t n_ids, cap_ids;
 } dl_matches_t;
 
 dl_subs_t *dl_subs_new(void);
@@ -39,6 +59,10 @@ void dl_subs_free(dl_subs_t *s);
  * filter (its QoS is updated), DL_EINVAL for an invalid filter or share
  * name, DL_ENOMEM. */
 int dl_subs_add(dl_subs_t *s, uint64_t client, const char *filter, size_t len, uint8_t qos);
+/* The same with options (DL_SUB_*) and an MQTT 5 subscription identifier
+ * (0: none), kept with the subscription. */
+int dl_subs_add_opts(dl_subs_t *s, uint64_t client, const char *filter, size_t len, uint8_t qos,
+                     uint8_t opts, uint32_t sub_id);
 
 /* 0, or DL_ENOENT when the client has no such subscription (DL_EINVAL for an
  * invalid filter). */

@@ -15,6 +15,9 @@
 #include <sys/types.h>
 
 #include "config/config.h"
+#include "downlink/queue.h"
+#include "downlink/retained.h"
+#include "downlink/route.h"
 #include "kafka/producer.h"
 #include "map/topic_map.h"
 
@@ -47,6 +50,13 @@ typedef struct {
      * Called once per PUBLISH: it guards each connection's cached decision. */
     uint32_t (*acl_generation)(void *ud);
     void *ud;
+    /* Downlink (called only while acl_generation is not 0): whether the
+     * client may subscribe to the filter (some read rule meets it), and may
+     * receive a message on the topic name. NULL: allowed. */
+    bool (*can_subscribe)(void *ud, const char *user, const char *client_id, const char *filter,
+                          size_t filter_len);
+    bool (*can_read)(void *ud, const char *user, const char *client_id, const char *topic,
+                     size_t topic_len);
 } session_auth_ops_t;
 
 typedef struct {
@@ -65,6 +75,9 @@ typedef struct {
      * queued, in microseconds) is reported as it happens. NULL: not measured. */
     void (*ack_latency)(void *ud, uint32_t usec);
     void *ack_latency_ud;
+    /* The retained store (borrowed; NULL without `retained:`): a new
+     * subscription gets its matching messages first. */
+    const dl_retained_t *retained;
 } session_mgr_opts_t;
 
 /* What the server does for one connection. Every callback gets the `ud` given
@@ -161,6 +174,16 @@ typedef struct {
     uint64_t packets_sent[16];
     uint64_t messages_received[3]; /* PUBLISH by QoS */
     uint64_t protocol_error_kinds[SESSION_ERR__COUNT];
+    /* Downlink (Kafka -> MQTT): server-sent PUBLISH by QoS; deliveries not
+     * made, by reason; SUBSCRIBE filters refused by the ACL or as invalid. */
+    uint64_t deliveries[3];
+    uint64_t delivery_denied;    /* the ACL's read rules refused the topic */
+    uint64_t delivery_too_large; /* over the MQTT 5 client's maximum packet size */
+    /* not queued for a session kept without a connection: mqtt.max_session_bytes */
+    uint64_t delivery_session_bytes;
+    uint64_t subscribe_denied;
+    uint64_t subscribe_invalid;
+    uint64_t retained_lost; /* RETAIN 1 copies the producer refused (retained topic) */
 } session_stats_t;
 
 /* Creates a manager; NULL on allocation failure. */
@@ -246,6 +269,21 @@ uint64_t session_mgr_qos2_version(const session_mgr_t *m);
 int session_mgr_qos2_each(session_mgr_t *m, session_qos2_each_fn each, void *ctx);
 int session_mgr_qos2_restore(session_mgr_t *m, const char *client_id, size_t len,
                              const uint16_t *ids, size_t n);
+/* Delivers one downlink message (topic name checked by the router, QoS 0..2)
+ * to every session with a matching subscription at min(qos, granted QoS):
+ * written at once, or queued (mqtt.max_queued_messages) for room in the
+ * client's window or a persistent session's return; each checked against the
+ * ACL's read rules when written. MQTT 5 clients get the headers whose names do
+ * not start with "mqtt." as user properties (valid UTF-8 ones, in order).
+ * The views need only live during the call.
+ * Returns the number of sessions that took it (written or queued). */
+size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len,
+                           const void *payload, size_t len, uint8_t qos, const dl_header_t *headers,
+                           size_t n_headers);
+/* Subscriptions held (every session, shared ones included). */
+size_t session_mgr_subscription_count(const session_mgr_t *m);
+/* The sessions' queues: depth now, messages dropped and refused. */
+const dl_queue_stats_t *session_mgr_queue_stats(const session_mgr_t *m);
 
 /* Read-only views for the introspection endpoint (they walk the lists: for
  * an operator's request, not the hot path). The strings are valid until the

@@ -385,6 +385,16 @@ static bool subst_ok(const char *s, size_t len) {
     return len > 0 && !memchr(s, '+', len) && !memchr(s, '#', len) && !memchr(s, '/', len);
 }
 
+/* The %u and %c values of a client; false when it may match no pattern at
+ * all (as in Mosquitto: not only the patterns that name %u or %c). */
+static bool subst_init(const char *user, const char *client_id, subst_t *su, subst_t *sc) {
+    *su = (subst_t){user, user ? strlen(user) : 0, false};
+    *sc = (subst_t){client_id, client_id ? strlen(client_id) : 0, false};
+    su->valid = user && subst_ok(su->s, su->len);
+    sc->valid = client_id && subst_ok(sc->s, sc->len);
+    return !((user && !su->valid) || !sc->valid);
+}
+
 bool acl_check(const acl_t *acl, const char *user, const char *client_id, const char *topic,
                size_t topic_len, int access) {
     if (topic_len == 0 || memchr(topic, '+', topic_len) || memchr(topic, '#', topic_len))
@@ -395,17 +405,79 @@ bool acl_check(const acl_t *acl, const char *user, const char *client_id, const 
         if (d != 0)
             return d > 0;
     }
-    if (acl->pat_deny.n == 0 && acl->pat_allow.n == 0)
-        return false;
-    subst_t su = {user, user ? strlen(user) : 0, false};
-    subst_t sc = {client_id, client_id ? strlen(client_id) : 0, false};
-    su.valid = user && subst_ok(su.s, su.len);
-    sc.valid = client_id && subst_ok(sc.s, sc.len);
-    /* As in Mosquitto: such a client matches no pattern at all, not only the
-     * patterns that name %u or %c. */
-    if ((user && !su.valid) || !sc.valid)
+    subst_t su, sc;
+    if ((acl->pat_deny.n == 0 && acl->pat_allow.n == 0) || !subst_init(user, client_id, &su, &sc))
         return false;
     return rules_decide(&acl->pat_deny, &acl->pat_allow, topic, topic_len, access, &su, &sc) > 0;
+}
+
+/* One level of a rule as it applies to this client: %u / %c replaced. */
+static bool level_subst(const char **l, size_t *n, const subst_t *u, const subst_t *c) {
+    if (*n == 2 && (*l)[0] == '%' && ((*l)[1] == 'u' || (*l)[1] == 'c')) {
+        const subst_t *x = (*l)[1] == 'u' ? u : c;
+        if (!x || !x->valid)
+            return false;
+        *l = x->s;
+        *n = x->len;
+    }
+    return true;
+}
+
+/* Whether some topic name matches both the rule's filter r and the
+ * subscription's filter f: level by level, '+' meets any level, '#' the rest,
+ * "a/#" also meets "a"; a wildcard first level meets no '$' level. */
+static bool filters_meet(const char *r, size_t rlen, const char *f, size_t flen, const subst_t *u,
+                         const subst_t *c) {
+    size_t ri = 0, fi = 0;
+    for (bool first = true;; first = false) {
+        size_t re = ri, fe = fi;
+        while (re < rlen && r[re] != '/')
+            re++;
+        while (fe < flen && f[fe] != '/')
+            fe++;
+        const char *rl = r + ri, *fl = f + fi;
+        size_t rn = re - ri, fn = fe - fi;
+        if (!level_subst(&rl, &rn, u, c))
+            return false;
+        bool rw = rn == 1 && (rl[0] == '+' || rl[0] == '#');
+        bool fw = fn == 1 && (fl[0] == '+' || fl[0] == '#');
+        if (first && ((rw && fn && fl[0] == '$') || (fw && rn && rl[0] == '$')))
+            return false;
+        if ((rn == 1 && rl[0] == '#') || (fn == 1 && fl[0] == '#'))
+            return true;
+        if (!rw && !fw && (rn != fn || memcmp(rl, fl, rn) != 0))
+            return false;
+        bool rend = re >= rlen, fend = fe >= flen;
+        if (rend && fend)
+            return true;
+        if (rend)
+            return flen - fe == 2 && f[fe + 1] == '#';
+        if (fend)
+            return rlen - re == 2 && r[re + 1] == '#';
+        ri = re + 1;
+        fi = fe + 1;
+    }
+}
+
+static bool rules_meet(const rules_t *allow, const char *f, size_t flen, const subst_t *u,
+                       const subst_t *c) {
+    for (size_t i = 0; i < allow->n; i++)
+        if ((allow->v[i].access & ACL_READ) &&
+            filters_meet(allow->v[i].filter, allow->v[i].flen, f, flen, u, c))
+            return true;
+    return false;
+}
+
+bool acl_can_subscribe(const acl_t *acl, const char *user, const char *client_id,
+                       const char *filter, size_t filter_len) {
+    if (filter_len == 0)
+        return false;
+    const acl_user_t *uu = user ? user_find(acl, user, strlen(user)) : &acl->anon;
+    if (uu && rules_meet(&uu->allow, filter, filter_len, NULL, NULL))
+        return true;
+    subst_t su, sc;
+    return subst_init(user, client_id, &su, &sc) &&
+           rules_meet(&acl->pat_allow, filter, filter_len, &su, &sc);
 }
 
 bool acl_can_publish(const acl_t *acl, const char *user, const char *client_id, const char *topic,

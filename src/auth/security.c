@@ -303,6 +303,16 @@ uint64_t security_refused_unchecked(const security_t *s) {
     return s->refused_unchecked + s->refused_held;
 }
 
+bool security_can_read(const security_t *s, const char *user, const char *client_id,
+                       const char *topic, size_t topic_len) {
+    return !s->acl || acl_check(s->acl, user, client_id, topic, topic_len, ACL_READ);
+}
+
+bool security_can_subscribe(const security_t *s, const char *user, const char *client_id,
+                            const char *filter, size_t filter_len) {
+    return !s->acl || acl_can_subscribe(s->acl, user, client_id, filter, filter_len);
+}
+
 bool security_can_publish(const security_t *s, const char *user, const char *client_id,
                           const char *topic, size_t topic_len) {
     if (!s->acl)

@@ -427,7 +427,7 @@ bool cfg_walk(parse_ctx_t *c, yaml_node_t *n, const char *sec, const char *where
             if (settings_is_child(&config_settings[i], sec, &name) && strcmp(name, k) == 0)
                 s = &config_settings[i];
         if (k && !s) {
-            char known[512];
+            char known[1024]; /* every key of a section (mqtt: about 600 bytes) */
             size_t o = 0;
             for (size_t i = 0; i < config_settings_count && o < sizeof(known); i++)
                 if (settings_is_child(&config_settings[i], sec, &name))

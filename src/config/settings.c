@@ -479,8 +479,9 @@ const setting_t config_settings[] = {
      .max = UINT32_MAX,
      .def = 256u * 1024 * 1024,
      .doc = "bytes all `clean session = 0` sessions kept without a connection may hold together "
-            "(session, client id, messages still in flight, QoS 2 ids: the "
-            "`mqtt2kafka_persistent_session_bytes` gauge); beyond it the oldest are discarded"},
+            "(session, client id, messages still in flight, QoS 2 ids, downlink messages queued "
+            "for them: the `mqtt2kafka_persistent_session_bytes` gauge); beyond it the oldest are "
+            "discarded, and a downlink message that does not fit is not queued"},
     {.path = "mqtt.max_client_id_length",
      .type = SET_UINT,
      CFG(mqtt.max_client_id_length),
@@ -589,6 +590,15 @@ const setting_t config_settings[] = {
      .doc = "of `max_tls_handshakes`, those one source IP (IPv6: /64) may have in progress; "
             "past it, closed at accept like `max_tls_handshakes`"},
 
+    {.path = "mqtt.max_queued_messages",
+     .type = SET_UINT,
+     CFG(mqtt.max_queued_messages),
+     .min = 1,
+     .max = 10000000,
+     .def = 1000,
+     .doc = "downlink messages waiting per session (for room in the client's window, or for a "
+            "persistent session's return); when full the oldest QoS 0 one is dropped, else the "
+            "new one is refused; both counted"},
     {.path = "auth",
      .type = SET_SECTION,
      .flags = SETTING_POS,
@@ -608,8 +618,9 @@ const setting_t config_settings[] = {
      .type = SET_FILE,
      CFG(auth.acl_file),
      .doc_default = "none (every publish allowed)",
-     .doc = "Mosquitto-format ACL; each PUBLISH and will topic is checked for write access. Read "
-            "again on every SIGHUP"},
+     .doc = "Mosquitto-format ACL; each PUBLISH and will topic is checked for write access, "
+            "each SUBSCRIBE filter and downlink delivery for read access. Read again on every "
+            "SIGHUP"},
     {.path = "auth.acl_deny",
      .type = SET_ENUM,
      .flags = SETTING_STRING_FIRST,

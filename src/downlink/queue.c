@@ -8,7 +8,12 @@
 
 dl_msg_t *dl_msg_new(const char *topic, size_t topic_len, const void *payload, size_t len,
                      uint8_t qos, bool retain) {
-    dl_msg_t *m = malloc(sizeof(*m) + topic_len + 1 + len);
+    return dl_msg_new_props(topic, topic_len, NULL, 0, payload, len, qos, retain);
+}
+
+dl_msg_t *dl_msg_new_props(const char *topic, size_t topic_len, const void *props, size_t props_len,
+                           const void *payload, size_t len, uint8_t qos, bool retain) {
+    dl_msg_t *m = malloc(sizeof(*m) + topic_len + 1 + len + props_len);
     if (!m)
         return NULL;
     m->refs = 1;
@@ -22,6 +27,10 @@ dl_msg_t *dl_msg_new(const char *topic, size_t topic_len, const void *payload, s
     if (len)
         memcpy(m->payload, payload, len);
     m->len = len;
+    m->props = props_len ? m->payload + len : NULL;
+    if (props_len)
+        memcpy(m->props, props, props_len);
+    m->props_len = props_len;
     return m;
 }
 
@@ -46,6 +55,7 @@ void dl_qentry_free(dl_qentry_t *e) {
     if (!e)
         return;
     dl_msg_unref(e->msg);
+    free(e->xprops);
     free(e);
 }
 
@@ -80,6 +90,8 @@ int dl_queue_push(dl_queue_t *q, dl_msg_t *msg, uint8_t qos, size_t max) {
     if (!e)
         return DL_ENOMEM;
     e->msg = dl_msg_ref(msg);
+    e->xprops = NULL;
+    e->xlen = 0;
     e->qos = qos;
     list_insert_tail(&q->all, &e->all);
     list_init(&e->q0);

@@ -45,6 +45,8 @@ typedef struct {
     group_t *group;
     client_t *client;
     uint8_t qos;
+    uint8_t opts;    /* DL_SUB_* */
+    uint32_t sub_id; /* MQTT 5 subscription identifier, 0: none */
 } sub_t;
 
 struct dl_subs {
@@ -217,6 +219,11 @@ static sub_t *sub_find(dl_subs_t *s, snode_t *n, group_t *g, uint64_t client) {
 }
 
 int dl_subs_add(dl_subs_t *s, uint64_t client, const char *filter, size_t len, uint8_t qos) {
+    return dl_subs_add_opts(s, client, filter, len, qos, 0, 0);
+}
+
+int dl_subs_add_opts(dl_subs_t *s, uint64_t client, const char *filter, size_t len, uint8_t qos,
+                     uint8_t opts, uint32_t sub_id) {
     const char *gname = NULL;
     size_t glen = 0;
     int shared = share_parse(&filter, &len, &gname, &glen);
@@ -243,6 +250,8 @@ int dl_subs_add(dl_subs_t *s, uint64_t client, const char *filter, size_t len, u
     }
     if ((x = sub_find(s, n, g, client))) {
         x->qos = qos;
+        x->opts = opts;
+        x->sub_id = sub_id;
         return 1;
     }
     if (!(c = client_find(s, client))) {
@@ -262,6 +271,8 @@ int dl_subs_add(dl_subs_t *s, uint64_t client, const char *filter, size_t len, u
     x->group = g;
     x->client = c;
     x->qos = qos;
+    x->opts = opts;
+    x->sub_id = sub_id;
     if (hmap_insert(&s->index, &x->h, key_hash(n, g, client)) != 0) {
         free(x);
         goto nomem;
@@ -354,15 +365,40 @@ static dl_match_t *out_push(walk_t *w) {
     return &o->v[o->n++];
 }
 
+/* Adds a subscription's identifier to the match at index slot. */
+static void id_push(walk_t *w, size_t slot, uint32_t id) {
+    dl_matches_t *o = w->out;
+    if (!id || w->rc)
+        return;
+    if (o->n_ids == o->cap_ids) {
+        size_t cap = o->cap_ids ? o->cap_ids * 2 : 16;
+        dl_match_id_t *v = realloc(o->ids, cap * sizeof(*v));
+        if (!v) {
+            w->rc = DL_ENOMEM;
+            return;
+        }
+        o->ids = v;
+        o->cap_ids = cap;
+    }
+    o->ids[o->n_ids] = (dl_match_id_t){id, o->v[slot].ids};
+    o->v[slot].ids = (uint32_t)++o->n_ids;
+}
+
 static void collect(walk_t *w, snode_t *n) {
     list_t *it;
     for (it = n->subs.next; it != &n->subs; it = it->next) {
         sub_t *x = LIST_ENTRY(it, sub_t, at);
         client_t *c = x->client;
+        bool local = !(x->opts & DL_SUB_NO_LOCAL);
+        bool rap = x->opts & DL_SUB_RETAIN_AS_PUBLISHED;
         if (c->mark == w->s->gen) {
             dl_match_t *m = &w->out->v[c->slot];
             if (x->qos > m->qos)
                 m->qos = x->qos;
+            if (local && (m->qos_local == DL_QOS_NONE || x->qos > m->qos_local))
+                m->qos_local = x->qos;
+            m->rap = m->rap || rap;
+            id_push(w, c->slot, x->sub_id);
             continue;
         }
         dl_match_t *m = out_push(w);
@@ -370,7 +406,8 @@ static void collect(walk_t *w, snode_t *n) {
             return;
         c->mark = w->s->gen;
         c->slot = w->out->n - 1;
-        *m = (dl_match_t){c->handle, x->qos, false};
+        *m = (dl_match_t){c->handle, x->qos, false, local ? x->qos : DL_QOS_NONE, rap, 0};
+        id_push(w, c->slot, x->sub_id);
     }
     for (it = n->groups.next; it != &n->groups; it = it->next) {
         group_t *g = LIST_ENTRY(it, group_t, at);
@@ -381,7 +418,13 @@ static void collect(walk_t *w, snode_t *n) {
         dl_match_t *m = out_push(w);
         if (!m)
             return;
-        *m = (dl_match_t){x->client->handle, x->qos, true};
+        *m = (dl_match_t){x->client->handle,
+                          x->qos,
+                          true,
+                          x->opts & DL_SUB_NO_LOCAL ? DL_QOS_NONE : x->qos,
+                          (x->opts & DL_SUB_RETAIN_AS_PUBLISHED) != 0,
+                          0};
+        id_push(w, w->out->n - 1, x->sub_id);
     }
 }
 
@@ -404,6 +447,7 @@ static void walk(walk_t *w, snode_t *n, const char *t, size_t len, size_t pos) {
 
 int dl_subs_match(dl_subs_t *s, const char *topic, size_t len, dl_matches_t *out) {
     out->n = 0;
+    out->n_ids = 0;
     if (dl_topic_check(topic, len, NULL) != 0)
         return DL_EINVAL;
     walk_t w = {s, out, 0};

@@ -109,6 +109,10 @@ static void connack5(session_conn_t *c, bool present, uint32_t expiry, bool keep
                 1ull << MQTT5_PROP_SUBSCRIPTION_ID_AVAILABLE | 1ull << MQTT5_PROP_SHARED_AVAILABLE;
     a.receive_maximum = (uint16_t)(mi < 65535 ? mi : 65535);
     a.retain_available = 1; /* a retained PUBLISH is taken (mqtt.retain header) */
+    /* SUBSCRIBE: wildcards, $share/GROUP/filter and identifiers. */
+    a.wildcard_available = 1;
+    a.subscription_id_available = 1;
+    a.shared_available = 1;
     if (mq->max_packet_size) {
         a.present |= 1ull << MQTT5_PROP_MAXIMUM_PACKET_SIZE;
         a.maximum_packet_size = mq->max_packet_size;
@@ -304,6 +308,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     if (cp) {
         c->expiry_zero = expiry == 0;
         c->alias_max = (uint16_t)mq->topic_alias_maximum;
+        c->recv_max = MQTT5_HAS(cp, MQTT5_PROP_RECEIVE_MAXIMUM) ? cp->receive_maximum : 65535;
         connack5(c, present, expiry, keepalive_lowered, assigned ? gen : NULL);
         m->st.connects++;
         log_client_ratelimited(
@@ -313,6 +318,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
             p->clean_session, expiry < mq->session_expiry_s ? expiry : mq->session_expiry_s,
             c->keepalive, present);
         inflight_check_window(c);
+        outbound_resume(c);
         return FEED_OK;
     }
     /* MQTT 3.1's CONNACK has no session present flag: its byte is reserved. */
@@ -324,6 +330,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
         v31 ? "MQTT 3.1, " : "", p->clean_session, c->keepalive,
         c->keepalive != p->keepalive ? " (asked 0: max_keepalive_s)" : "", present && !v31);
     inflight_check_window(c);
+    outbound_resume(c);
     return FEED_OK;
 }
 

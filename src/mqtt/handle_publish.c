@@ -1,8 +1,8 @@
 /* PUBLISH from a client: QoS 2 duplicates, the ACL (opts.auth), routing
  * through the topic map (opts.route), producing (opts.produce) into the
  * in-flight ring; PUBREL; and the acks a client sends (PUBACK, PUBREC,
- * PUBCOMP), which answer server-sent PUBLISHes: the server sends none yet,
- * so today they are violations. */
+ * PUBCOMP), which answer server-sent PUBLISHes and are matched in
+ * outbound.c. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +178,31 @@ int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, con
     else if (rc == KAFKA_ERR_QUEUE_FULL)
         m->st.queue_full++;
     return rc;
+}
+
+/* A PUBLISH with RETAIN 1 also goes to the retained topic: key = MQTT topic,
+ * value = payload (none: a tombstone, which deletes), mqtt.qos header. Nobody
+ * waits for its report (session id 0): the client's ack follows the mapped
+ * record alone; a copy the producer refuses is logged and counted. */
+static void produce_retained(session_conn_t *c, const msg_t *msg) {
+    session_mgr_t *m = c->mgr;
+    static const char *const qos_str[] = {"0", "1", "2"};
+    kafka_header_t h = {"mqtt.qos", qos_str[msg->qos <= 2 ? msg->qos : 0], 1};
+    kafka_record_t rec = {.topic = m->cfg->retained.topic,
+                          .key = msg->topic,
+                          .key_len = msg->topic_len,
+                          .value = msg->payload_len ? msg->payload : NULL,
+                          .value_len = msg->payload_len,
+                          .headers = &h,
+                          .n_headers = 1,
+                          .timestamp_ms = m->wall_ms};
+    if (m->o.produce(m->o.produce_ud, &rec, SESSION_OPAQUE(0, 0)) == KAFKA_OK)
+        return;
+    m->st.retained_lost++;
+    char idb[LOG_ID_MAX], tb[128];
+    log_client_ratelimited(&m->rl_delivery, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
+                           c->remote, "retained copy of a message on topic '%s' not produced",
+                           session_log_str(tb, sizeof(tb), msg->topic, msg->topic_len));
 }
 
 /* The ACL decision for a PUBLISH, with a one-topic cache per connection. */
@@ -418,6 +443,8 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
                                session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len));
         return FEED_OK;
     }
+    if (rc == KAFKA_OK && msg.retain && m->cfg->retained.enabled)
+        produce_retained(c, &msg);
     if (rc == KAFKA_ERR_QUEUE_FULL || rc == KAFKA_ERR_SPOOL_FULL) {
         inflight_block(c);
         return FEED_RETRY;
@@ -476,8 +503,5 @@ int session_on_pubrel(session_conn_t *c, const mqtt_packet_t *pkt) {
 
 /* Where a downlink's outbound QoS state will match PUBACK/PUBREC/PUBCOMP. */
 int session_on_client_ack(session_conn_t *c, const mqtt_packet_t *pkt) {
-    session_violation(c, SESSION_ERR_UNEXPECTED_ACK,
-                      "unexpected %s for id %u (the server sends no QoS 1/2 PUBLISH)",
-                      mqtt_type_name(pkt->type), pkt->u.packet_id);
-    return FEED_CLOSED;
+    return outbound_on_ack(c, pkt); /* the server's QoS 1/2 PUBLISH (outbound.c) */
 }

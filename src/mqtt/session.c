@@ -229,8 +229,12 @@ session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts) {
     list_init(&m->wills);
     store_init(m);
     ktopics_init(m);
+    m->rl_sub = (log_ratelimit_t)LOG_RATELIMIT_INIT("refused subscriptions", 10, 10000);
     m->scratch = malloc(SCRATCH_SIZE);
-    if (!m->scratch) {
+    m->subs = dl_subs_new();
+    if (!m->scratch || !m->subs) {
+        dl_subs_free(m->subs);
+        free(m->scratch);
         free(m);
         return NULL;
     }
@@ -264,6 +268,9 @@ void session_mgr_free(session_mgr_t *m) {
     }
     store_free(m);
     ktopics_free(m);
+    dl_subs_free(m->subs);
+    free(m->matches.v);
+    free(m->matches.ids);
     free(m->scratch);
     free(m);
 }

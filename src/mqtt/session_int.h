@@ -8,6 +8,8 @@
 
 #include "mqtt/codec.h"
 #include "mqtt/codec5.h"
+#include "downlink/queue.h"
+#include "downlink/subs.h"
 #include "mqtt/session.h"
 #include "util/hash.h"
 #include "util/hmap.h"
@@ -46,6 +48,25 @@ typedef struct {
 } inflight_t;
 _Static_assert(sizeof(inflight_t) == 64, "an in-flight entry is one cache line");
 
+/* A server-sent QoS 1/2 PUBLISH the client has not acknowledged yet. */
+enum { OB_PUBACK = 1, OB_PUBREC = 2, OB_PUBCOMP = 3 };
+typedef struct {
+    dl_qentry_t *e; /* the message; NULL once PUBREC came (only PUBCOMP awaited) */
+    uint16_t pid;
+    uint8_t state; /* OB_* */
+} ob_flight_t;
+
+/* A session's downlink state, allocated with its first message: the queue
+ * (mqtt.max_queued_messages) and the in-flight ring in send order, which is
+ * the order of the resend after a reconnect. */
+typedef struct {
+    dl_queue_t q;
+    ob_flight_t *fl;
+    uint32_t head, n, cap;
+    uint16_t last_pid;
+    size_t bytes; /* the messages queued and in flight (outbound_bytes) */
+} outbound_t;
+
 typedef struct session session_t;
 /* Field order packs the struct: one of these lives as long as its client's
  * session, so every byte counts per idle connection. */
@@ -56,6 +77,7 @@ struct session {
     uint16_t *pubrel;     /* QoS 2 ids answered with PUBREC, awaiting PUBREL */
     hmap_node_t by_id, by_cid;
     list_t detached; /* in mgr->detached while kept without a connection */
+    outbound_t *ob;  /* downlink: NULL until a message is queued for it */
     uint64_t detached_at;
     uint32_t id;
     uint32_t conn_gen;
@@ -104,6 +126,7 @@ struct session_conn {
         uint16_t len;
     } * aliases;
     uint16_t alias_max;
+    uint16_t recv_max; /* MQTT 5: the client's receive maximum (65535 if not given) */
     uint32_t gen;
     uint32_t will_delay; /* MQTT 5: the will delay interval, s */
     /* The last ACL decision is valid for this topic and ACL generation: a
@@ -146,6 +169,12 @@ struct session_mgr {
      * reconnect storm must not flood the log */
     log_ratelimit_t rl_connected, rl_closing, rl_evict;
     hmap_t ktopics; /* ktopic_t: the Kafka topics rendered so far */
+    /* Downlink: every session's subscriptions, keyed by session id (never
+     * reused), and the match vector reused by each delivery. */
+    dl_subs_t *subs;
+    dl_matches_t matches;
+    dl_queue_stats_t qstats; /* every session's queue */
+    log_ratelimit_t rl_sub;
     session_stats_t st;
     uint64_t qos2_version; /* session_mgr_qos2_version */
 };
@@ -195,8 +224,11 @@ void store_destroy(session_mgr_t *m, session_t *s);
 void store_detach(session_mgr_t *m, session_t *s);
 /* A kept session gets a connection again. */
 void store_attach(session_mgr_t *m, session_t *s);
-/* A kept session's ring or QoS 2 ids changed size: counts its bytes again. */
+/* A kept session's ring, QoS 2 ids or downlink messages changed size:
+ * counts its bytes again. */
 void store_resize(session_mgr_t *m, session_t *s);
+/* What the session holds now, as counted against mqtt.max_session_bytes. */
+size_t store_held(const session_t *s);
 /* Destroys the sessions kept longer than their expiry (session_expiry_s, or
  * a shorter one an MQTT 5 client asked for). */
 void store_expire(session_mgr_t *m);
@@ -298,6 +330,27 @@ void ktopics_free(session_mgr_t *m);
 /* Hands one record to the producer; returns its KAFKA_* code. */
 int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, const char *key,
                     size_t key_len, uint64_t opaque);
+
+/* ---- outbound.c: downlink delivery ---- */
+
+/* The connection (re)attached to its session after CONNACK: in-flight
+ * messages are resent (PUBLISH with DUP, or PUBREL), then the queue flows. */
+void outbound_resume(session_conn_t *c);
+/* PUBACK, PUBREC, PUBCOMP from the client: FEED_OK, or FEED_CLOSED for an
+ * id the server is not waiting for in that state. */
+int outbound_on_ack(session_conn_t *c, const mqtt_packet_t *pkt);
+/* Frees a session's downlink state (the session ends). */
+void outbound_free(session_t *s);
+/* The bytes a session's downlink state holds (each queued or in-flight
+ * message counted whole, though it may be shared): part of what a
+ * persistent session kept without a connection counts against
+ * mqtt.max_session_bytes. O(1): kept up to date as messages come and go. */
+size_t outbound_bytes(const session_t *s);
+/* A subscription granted at qos: the retained messages its filter matches
+ * are queued for the client (RETAIN 1, at min(their QoS, qos), with its MQTT 5
+ * subscription identifier when not 0), then sent as the window allows. */
+void outbound_retained(session_conn_t *c, const char *filter, size_t len, uint8_t qos,
+                       uint32_t sub_id);
 
 /* ---- will.c: the will delay interval ---- */
 

@@ -26,6 +26,7 @@ void store_init(session_mgr_t *m) {
 static void free_session(hmap_node_t *n, void *ud) {
     session_t *s = HMAP_ENTRY(n, session_t, by_id);
     (void)ud;
+    outbound_free(s);
     if (s->will) /* the manager is freed: after shutdown published them */
         will_free(s->will);
     free(s->ring);
@@ -77,11 +78,13 @@ fail:
 }
 
 /* What a session kept without a connection holds: the object with its
- * client id, its ring, its QoS 2 ids and a will waiting for its delay
- * (docs/security.md, "Memory"). */
+ * client id, its ring, its QoS 2 ids, a will waiting for its delay
+ * (docs/security.md, "Memory") and its downlink messages. */
 static size_t session_bytes(const session_t *s) {
-    return sizeof(*s) + s->client_id_len + 1u + (size_t)s->ring_cap * sizeof(inflight_t) +
-           (size_t)s->pubrel_cap * sizeof(*s->pubrel) + (s->will ? will_bytes(s->will) : 0);
+    size_t n = sizeof(*s) + s->client_id_len + 1u + (size_t)s->ring_cap * sizeof(inflight_t) +
+               (size_t)s->pubrel_cap * sizeof(*s->pubrel) + (s->will ? will_bytes(s->will) : 0) +
+               outbound_bytes(s);
+    return n < UINT32_MAX ? n : UINT32_MAX;
 }
 
 void store_attach(session_mgr_t *m, session_t *s) {
@@ -94,6 +97,10 @@ void store_attach(session_mgr_t *m, session_t *s) {
         m->st.persistent_session_bytes -= s->held;
         s->held = 0;
     }
+}
+
+size_t store_held(const session_t *s) {
+    return session_bytes(s);
 }
 
 void store_resize(session_mgr_t *m, session_t *s) {
@@ -113,6 +120,8 @@ void store_destroy(session_mgr_t *m, session_t *s) {
     store_attach(m, s);
     hmap_remove(&m->by_id, &s->by_id, m2k_hash_u32(s->id));
     hmap_remove(&m->by_cid, &s->by_cid, m2k_hash_keyed(s->client_id, s->client_id_len));
+    dl_subs_remove_client(m->subs, s->id); /* the subscriptions end with the session */
+    outbound_free(s);
     free(s->ring);
     free(s->pubrel);
     free(s);

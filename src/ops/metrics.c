@@ -321,6 +321,14 @@ static void render_spool(writer_t *w, const metrics_t *m) {
             m->spool_maybe_twice);
 }
 
+/* A counter family with one sample per label value. */
+static void counters(writer_t *w, const char *name, const char *help, const char *label,
+                     const char *const *values, const uint64_t *v, size_t n) {
+    family(w, name, "counter", help);
+    for (size_t i = 0; i < n; i++)
+        sample_label_u64(w, name, label, values[i], v[i]);
+}
+
 static void render_downlink(writer_t *w, const metrics_t *m) {
     label_table(w, "mqtt2kafka_downlink_records_consumed_total",
                 "Records read from the downlink and retained Kafka topics, by topic.", "topic",
@@ -342,10 +350,31 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
     gauge(w, "mqtt2kafka_downlink_consumer_lag",
           "Records the downlink consumer is behind the high watermarks Kafka last reported.",
           m->downlink_lag);
+    static const char *const qos[] = {"0", "1", "2"},
+                             *const not_delivered[] = {"acl_read", "too_large"},
+                             *const refused[] = {"acl", "invalid"},
+                             *const dropped[] = {"oldest_qos0", "queue_full", "session_bytes"};
+    counters(w, "mqtt2kafka_downlink_deliveries_total",
+             "PUBLISH packets sent to subscribers, by QoS.", "qos", qos, m->downlink_deliveries, 3);
+    counters(w, "mqtt2kafka_downlink_not_delivered_total",
+             "Deliveries to a matching subscription not made, by reason.", "reason", not_delivered,
+             m->downlink_not_delivered, 2);
+    counters(w, "mqtt2kafka_subscribe_refused_total", "SUBSCRIBE filters refused, by reason.",
+             "reason", refused, m->subscribe_refused, 2);
+    gauge(w, "mqtt2kafka_subscriptions", "Subscriptions held (every session).", m->subscriptions);
+    gauge(w, "mqtt2kafka_downlink_queued_messages",
+          "Messages waiting in the sessions' queues (window full, or the client away).",
+          m->downlink_queued);
+    counters(w, "mqtt2kafka_downlink_dropped_total",
+             "Messages a session's queue dropped (its oldest QoS 0) or did not take.", "reason",
+             dropped, m->downlink_dropped, 3);
     gauge(w, "mqtt2kafka_retained_messages", "Retained messages held in memory.",
           m->retained_messages);
     gauge(w, "mqtt2kafka_retained_bytes", "Bytes (topic + payload) of the retained messages held.",
           m->retained_bytes);
+    counter(w, "mqtt2kafka_retained_copies_lost_total",
+            "PUBLISH with RETAIN 1 whose copy for the retained topic the producer refused.",
+            m->retained_copies_lost);
     family(w, "mqtt2kafka_retained_updates_total", "counter",
            "Records of the retained topic applied to the store.");
     sample_label_u64(w, "mqtt2kafka_retained_updates_total", "op", "set", m->retained_updates[0]);

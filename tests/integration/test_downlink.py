@@ -2,8 +2,8 @@
 produced with python3-confluent-kafka reach the daemon's downlink router with
 the exact rendered MQTT topic and QoS, skips are counted by reason, topics are
 read from the end, and the retained store is loaded from the beginning of the
-retained topic, again after a restart. Until SUBSCRIBE is served, a routed
-record ends in a debug log line and the metrics. Every wait is bounded."""
+retained topic, again after a restart. A routed record is logged at debug
+level and counted (its delivery to subscribers: test_subscribe.py). Every wait is bounded."""
 import subprocess
 
 from confluent_kafka import Producer

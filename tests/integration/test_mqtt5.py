@@ -37,10 +37,10 @@ def reason5(first, rc, why=None, pid=None):
 def connack5(receive_maximum=1024):
     """The CONNACK of an accepted CONNECT with the base configuration:
     receive maximum, topic alias maximum 10 (the default), retain available,
-    maximum packet size 1000000, no wildcard, subscription identifier or
-    shared subscriptions."""
+    maximum packet size 1000000, wildcard subscriptions, subscription
+    identifiers and shared subscriptions available."""
     props = (b"\x21" + receive_maximum.to_bytes(2, "big") + b"\x22\x00\x0a\x25\x01"
-             b"\x27\x00\x0f\x42\x40\x28\x00\x29\x00\x2a\x00")
+             b"\x27\x00\x0f\x42\x40\x28\x01\x29\x01\x2a\x01")
     return packet(0x20, b"\x00\x00" + bytes([len(props)]) + props)
 
 
@@ -174,7 +174,9 @@ def test_paho_v5_publish_with_properties(daemon, mock_kafka):
         m2k.wait_until(lambda: connected, 10, "paho's MQTT 5 CONNACK")
         rc, props = connected[0]
         assert rc == 0
-        assert props.ReceiveMaximum == 1024 and props.WildcardSubscriptionAvailable == 0
+        assert props.ReceiveMaximum == 1024 and props.WildcardSubscriptionAvailable == 1
+        assert props.SharedSubscriptionAvailable == 1
+        assert props.SubscriptionIdentifierAvailable == 1
         p = Properties(PacketTypes.PUBLISH)
         p.UserProperty = [("k", "v1"), ("k", "v2")]
         p.CorrelationData = b"\x00\x01"

@@ -141,11 +141,11 @@ def test_zero_length_client_id(daemon):
                         level="warn", client="-"), since=mark)
 
 
-def test_subscribe_refused_per_filter(daemon):
+def test_subscribe_granted_per_filter(daemon):
     d = daemon()
     cl = Raw(d.port).connect("sub")
     cl.send(m2k.subscribe(0x0105, [("a/b", 0), ("c/#", 1), ("+/d", 2)]))
-    cl.expect(b"\x90\x05\x01\x05\x80\x80\x80")
+    cl.expect(b"\x90\x05\x01\x05\x00\x01\x02")
     cl.send(m2k.unsubscribe(0x0106, ["a/b"]))
     cl.expect(b"\xb0\x02\x01\x06")
     cl.send(m2k.PINGREQ)

@@ -9,7 +9,7 @@ src="${1:?usage: check_layering.sh SOURCE_DIR}"
 # folder | third-party headers it owns (prefixes) | our folders it may include
 rules='
 util||util
-mqtt||util mqtt config map kafka
+mqtt||util mqtt config map kafka downlink
 map||util mqtt config map
 downlink||util downlink
 kafka|librdkafka/|util kafka

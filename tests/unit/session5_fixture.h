@@ -60,10 +60,10 @@ static pk_t publish5(const char *topic, int qos, uint16_t id, const char *props,
 
 /* The CONNACK properties every accepted CONNECT gets with this fixture, in
  * identifier order: receive maximum 4 (max_inflight), retain available 1,
- * maximum packet size 1024, wildcard, subscription identifier and shared
- * subscription availability 0 (SUBSCRIBE is refused). */
+ * maximum packet size 1024, wildcard subscriptions, subscription identifiers
+ * and shared subscriptions available 1. */
 #define CONNACK_PROPS                                                                              \
-    0x21, 0x00, 0x04, 0x25, 0x01, 0x27, 0x00, 0x00, 0x04, 0x00, 0x28, 0x00, 0x29, 0x00, 0x2a, 0x00
+    0x21, 0x00, 0x04, 0x25, 0x01, 0x27, 0x00, 0x00, 0x04, 0x00, 0x28, 0x01, 0x29, 0x01, 0x2a, 0x01
 
 /* max_keepalive_s 65535: a keep alive of 0 stays 0 (below it, 0 gets
  * max_keepalive_s and CONNACK's server keep alive says so). */

@@ -60,7 +60,8 @@ static int fake_produce(void *ud, const kafka_record_t *r, uint64_t opaque) {
     if (r->key_len) /* a record without a key has key NULL */
         memcpy(x->key, r->key, r->key_len);
     x->key_len = r->key_len;
-    memcpy(x->value, r->value, r->value_len);
+    if (r->value_len) /* a tombstone has value NULL */
+        memcpy(x->value, r->value, r->value_len);
     x->value_len = r->value_len;
     for (size_t i = 0; i < r->n_headers; i++) {
         size_t l = strlen(x->headers);
@@ -165,6 +166,9 @@ typedef struct {
     uint64_t now_ms;
     char identity[64], user[64], pass[64];          /* connect's last arguments */
     char acl_user[64], acl_cid[64], acl_topic[128]; /* can_publish's */
+    const char *deny_sub;  /* can_subscribe refuses the filters that start with it */
+    const char *deny_read; /* can_read refuses the topics that start with it */
+    int sub_checks, read_checks;
 } fake_auth_t;
 
 static void copy_arg(char *out, size_t cap, const void *p, size_t n) {
@@ -199,6 +203,27 @@ static bool fa_can_publish(void *ud, const char *user, const char *client_id, co
     return !(a->deny && len >= n && memcmp(topic, a->deny, n) == 0);
 }
 
+static bool fa_prefix(const char *deny, const char *s, size_t len) {
+    size_t n = deny ? strlen(deny) : 0;
+    return deny && len >= n && memcmp(s, deny, n) == 0;
+}
+
+static bool fa_can_subscribe(void *ud, const char *user, const char *client_id, const char *filter,
+                             size_t len) {
+    fake_auth_t *a = ud;
+    (void)user, (void)client_id;
+    a->sub_checks++;
+    return !fa_prefix(a->deny_sub, filter, len);
+}
+
+static bool fa_can_read(void *ud, const char *user, const char *client_id, const char *topic,
+                        size_t len) {
+    fake_auth_t *a = ud;
+    (void)user, (void)client_id;
+    a->read_checks++;
+    return !fa_prefix(a->deny_read, topic, len);
+}
+
 static uint32_t fa_generation(void *ud) {
     fake_auth_t *a = ud;
     a->gens++;
@@ -215,6 +240,7 @@ typedef struct {
     bool with_auth;          /* opts.auth: the fake below */
     fake_auth_t auth;
     const session_conn_ops_t *ops; /* of the connections open_conn makes */
+    dl_retained_t *retained;       /* opts.retained (the test owns it) */
 } fx_t;
 
 static void fx_ack_latency(void *ud, uint32_t usec) {
@@ -230,9 +256,15 @@ static void fx_start(fx_t *fx) {
         .max_detached_sessions = 2,
         .ack_latency = fx_ack_latency,
         .ack_latency_ud = fx,
+        .retained = fx->retained,
     };
     if (fx->with_auth)
-        o.auth = (session_auth_ops_t){fa_connect, fa_can_publish, fa_generation, &fx->auth};
+        o.auth = (session_auth_ops_t){.connect = fa_connect,
+                                      .can_publish = fa_can_publish,
+                                      .acl_generation = fa_generation,
+                                      .ud = &fx->auth,
+                                      .can_subscribe = fa_can_subscribe,
+                                      .can_read = fa_can_read};
     memset(&fx->lat, 0, sizeof(fx->lat));
     fx->m = session_mgr_new(&o);
     assert_non_null(fx->m);

@@ -263,6 +263,54 @@ static void test_dollar_topics(void **state) {
     acl_free(acl);
 }
 
+static bool sub(const acl_t *acl, const char *user, const char *cid, const char *f) {
+    return acl_can_subscribe(acl, user, cid, f, strlen(f));
+}
+
+/* A SUBSCRIBE is granted when some read rule meets the filter; deny rules
+ * and write rules do not count (each delivery is checked instead). */
+static void test_can_subscribe(void **state) {
+    (void)state;
+    acl_t *acl = load("topic read pub/#\n"
+                      "topic write wr/#\n"
+                      "topic deny pub/secret\n"
+                      "pattern read dev/%c/cmd\n"
+                      "pattern readwrite users/%u/+/x\n"
+                      "user alice\n"
+                      "topic read a/b/c\n"
+                      "topic read $SYS/info\n");
+    assert_true(sub(acl, NULL, "c1", "pub/#"));
+    assert_true(sub(acl, NULL, "c1", "pub"));
+    assert_true(sub(acl, NULL, "c1", "pub/secret")); /* deny: checked per delivery */
+    assert_true(sub(acl, NULL, "c1", "#"));          /* wider than the rules */
+    assert_true(sub(acl, NULL, "c1", "+/x"));
+    assert_false(sub(acl, NULL, "c1", "wr/x")); /* write only */
+    assert_false(sub(acl, NULL, "c1", "other/#"));
+    assert_true(sub(acl, NULL, "c1", "dev/c1/cmd"));
+    assert_true(sub(acl, NULL, "c1", "dev/+/cmd"));
+    assert_false(sub(acl, NULL, "c1", "dev/c2/cmd"));
+    assert_false(sub(acl, NULL, "c1", "dev/c1/cmd/x"));
+    assert_true(sub(acl, "alice", "c1", "a/+/c"));
+    assert_true(sub(acl, "alice", "c1", "a/#"));
+    assert_true(sub(acl, "alice", "c1", "a/b/c/#")); /* "a/b/c/#" matches "a/b/c" */
+    assert_false(sub(acl, "alice", "c1", "a/b"));
+    assert_false(sub(acl, "alice", "c1", "a/b/c/d"));
+    assert_true(sub(acl, "alice", "c1", "users/alice/q/x"));
+    assert_true(sub(acl, "alice", "c1", "users/+/+/+"));
+    assert_false(sub(acl, "alice", "c1", "users/bob/q/x"));
+    assert_false(sub(acl, "alice", "c1", "pub/#")); /* the anonymous section is not alice's */
+    /* '$' topics: a wildcard first level does not reach them. */
+    assert_true(sub(acl, "alice", "c1", "$SYS/#"));
+    assert_false(sub(acl, "alice", "c1", "+/info"));
+    assert_false(sub(acl, NULL, "a/b", "dev/+/cmd")); /* a client id no pattern takes */
+    assert_false(sub(acl, NULL, "c1", ""));
+    acl_free(acl);
+    acl = load("topic read #\n");
+    assert_true(sub(acl, NULL, "c", "a/b"));
+    assert_false(sub(acl, NULL, "c", "$SYS/x"));
+    acl_free(acl);
+}
+
 static void test_malformed(void **state) {
     (void)state;
     expect_error("# ok\nbogus x\n",
@@ -374,7 +422,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_deny_precedence),  cmocka_unit_test(test_patterns),
         cmocka_unit_test(test_dangerous_names),  cmocka_unit_test(test_dollar_topics),
         cmocka_unit_test(test_malformed),        cmocka_unit_test(test_load_file),
-        cmocka_unit_test(test_many_users),
+        cmocka_unit_test(test_many_users),       cmocka_unit_test(test_can_subscribe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -963,7 +963,7 @@ static void test_subscribe_unsubscribe_ping(void **state) {
     put_u8(&b, 0);
     pk_t sub = frame(0x82, &b);
     assert_int_equal(feed(f, sub), (ssize_t)sub.n);
-    EXPECT_OUT(f, 0x90, 0x04, 0x00, 0x01, 0x80, 0x80);
+    EXPECT_OUT(f, 0x90, 0x04, 0x00, 0x01, 0x01, 0x00); /* the requested QoS granted */
     pk_t u = {.n = 0};
     put_u16(&u, 2);
     put_str(&u, "a/#");

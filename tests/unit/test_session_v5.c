@@ -1,6 +1,6 @@
 /* The session with MQTT 5 clients (issue 13): CONNECT and its properties,
  * CONNACK's properties, PUBLISH with user properties as Kafka headers, the
- * reason code before a close, DISCONNECT with the will, SUBSCRIBE refused in
+ * reason code before a close, DISCONNECT with the will, SUBSCRIBE granted in
  * the v5 form, AUTH. Exact bytes out; statement ids of OASIS MQTT 5.0. */
 #include "session5_fixture.h"
 
@@ -240,16 +240,18 @@ static void test_v5_disconnect_with_will(void **state) {
     assert_int_equal(fx->prod.n, 1);
 }
 
-/* SUBSCRIBE is refused per filter in the v5 SUBACK form (0x80), and
- * UNSUBSCRIBE answered with 0x11 per filter (no subscription existed). */
-static void test_v5_subscribe_refused(void **state) {
+/* SUBSCRIBE is granted per filter at the requested QoS in the v5 SUBACK
+ * form; UNSUBSCRIBE answers 0x00 for a subscription removed, 0x11 for none. */
+static void test_v5_subscribe_granted(void **state) {
     fx_t *fx = *state;
     fconn_t *f = connected5(fx, 0, (cn5_t){.id = "s", .clean = true});
     pk_t sub = {.b = {0x82, 0x0b, 0x00, 0x01, 0x00, 0x00, 0x01, 'a', 0x01, 0x00, 0x01, 'b', 0x00},
                 .n = 13};
     assert_int_equal(feed(f, sub), 13);
-    EXPECT_OUT(f, 0x90, 0x05, 0x00, 0x01, 0x00, 0x80, 0x80);
+    EXPECT_OUT(f, 0x90, 0x05, 0x00, 0x01, 0x00, 0x01, 0x00);
     pk_t unsub = {.b = {0xa2, 0x06, 0x00, 0x02, 0x00, 0x00, 0x01, 'a'}, .n = 8};
+    assert_int_equal(feed(f, unsub), 8);
+    EXPECT_OUT(f, 0xb0, 0x04, 0x00, 0x02, 0x00, 0x00);
     assert_int_equal(feed(f, unsub), 8);
     EXPECT_OUT(f, 0xb0, 0x04, 0x00, 0x02, 0x00, 0x11);
 }
@@ -424,7 +426,7 @@ static void test_v5_topic_aliases(void **state) {
     pk_t p = connect5((cn5_t){.id = "al", .clean = true});
     assert_int_equal(feed(f, p), (ssize_t)p.n);
     EXPECT_OUT(f, 0x20, 0x16, 0x00, 0x00, 0x13, 0x21, 0x00, 0x04, 0x22, 0x00, 0x02, 0x25, 0x01,
-               0x27, 0x00, 0x00, 0x04, 0x00, 0x28, 0x00, 0x29, 0x00, 0x2a, 0x00);
+               0x27, 0x00, 0x00, 0x04, 0x00, 0x28, 0x01, 0x29, 0x01, 0x2a, 0x01);
     assert_int_equal(feed(f, publish5("t/a", 1, 1, P("\x23\x00\x01"), "x")), 14);
     assert_int_equal(feed(f, publish5("", 1, 2, P("\x23\x00\x01"), "y")), 11);
     assert_int_equal(feed(f, publish5("t/b", 0, 0, P("\x23\x00\x01"), "z")), 12);
@@ -456,7 +458,7 @@ int main(void) {
         T(test_v5_topic_alias_refused),
         T(test_v5_topic_aliases),
         T(test_v5_disconnect_with_will),
-        T(test_v5_subscribe_refused),
+        T(test_v5_subscribe_granted),
         T(test_v5_kafka_failure_nack),
         T(test_v5_unmapped_nack),
         T(test_v5_produce_refused_nack),
