@@ -13,6 +13,8 @@
 #include "util/file_read.h"
 #include "mqtt/codec.h"
 
+#include "auth_int.h"
+
 #define ACCESS_DENY 0
 
 typedef struct {
@@ -38,17 +40,6 @@ struct acl {
     acl_user_t anon;
     rules_t pat_deny, pat_allow;
 };
-
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...) {
-    if (!errbuf || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static void rules_free(rules_t *r) {
     for (size_t i = 0; i < r->n; i++)

@@ -18,6 +18,8 @@
 #include "util/hash.h"
 #include "mqtt/codec.h"
 
+#include "auth_int.h"
+
 typedef enum { HASH_SHA512 = 6, HASH_PBKDF2 = 7 } hash_type_t;
 
 typedef struct {
@@ -194,17 +196,6 @@ static int entry_cmp(const void *a, const void *b) {
     if (x->ulen != y->ulen)
         return x->ulen < y->ulen ? -1 : 1;
     return x->line < y->line ? -1 : x->line > y->line;
-}
-
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...) {
-    if (!errbuf || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
 }
 
 void auth_db_ref(auth_db_t *db) {

@@ -31,6 +31,8 @@
 
 #include "util/log.h"
 
+#include "headers.h"
+
 /* The metadata thread's requests block (they cannot be cancelled), and
  * kafka_consumer_free joins the thread: a stop while Kafka does not answer
  * waits up to this long. */
@@ -371,29 +373,13 @@ static void on_consume_error(kafka_consumer_t *c, const rd_kafka_message_t *m) {
 
 static void on_record(kafka_consumer_t *c, const rd_kafka_message_t *m) {
     ctopic_t *t = topic_of(c, m);
-    rd_kafka_headers_t *hdrs = NULL;
-    size_t nh = 0;
-    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        size_t count = rd_kafka_header_cnt(hdrs);
-        if (count > c->hcap) {
-            kafka_header_t *hv = realloc(c->hv, count * sizeof(*hv));
-            if (!hv) {
-                c->errors++;
-                log_ratelimited(&c->rl_err, LOG_ERROR,
-                                "kafka consumer: out of memory for %zu headers", count);
-                return;
-            }
-            c->hv = hv;
-            c->hcap = count;
-        }
-        for (size_t i = 0; i < count; i++) {
-            const char *name;
-            const void *val;
-            size_t size;
-            if (rd_kafka_header_get_all(hdrs, i, &name, &val, &size) != RD_KAFKA_RESP_ERR_NO_ERROR)
-                break;
-            c->hv[nh++] = (kafka_header_t){name, val, size};
-        }
+    size_t count; /* a header that cannot be read ends the list */
+    ssize_t nh = kafka_headers_view(m, &c->hv, &c->hcap, &count);
+    if (nh < 0) {
+        c->errors++;
+        log_ratelimited(&c->rl_err, LOG_ERROR, "kafka consumer: out of memory for %zu headers",
+                        count);
+        return;
     }
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(m, &tstype);
@@ -407,7 +393,7 @@ static void on_record(kafka_consumer_t *c, const rd_kafka_message_t *m) {
         .value = m->payload,
         .value_len = m->len,
         .headers = c->hv,
-        .n_headers = nh,
+        .n_headers = (size_t)nh,
     };
     if (t) {
         pthread_mutex_lock(&c->lock);

@@ -24,6 +24,8 @@
 #include "util/hmap.h"
 #include "util/log.h"
 
+#include "headers.h"
+
 /* The opaque travels as the message's pointer-sized _private field. */
 _Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "kafka.c needs 64-bit pointers");
 
@@ -618,25 +620,10 @@ int kafka_report_record(kafka_t *k, kafka_record_t *out, bool *maybe_written) {
     const rd_kafka_message_t *m = k->report;
     if (m == NULL || m->rkt == NULL)
         return -1;
-    rd_kafka_headers_t *hdrs = NULL;
-    size_t n = 0;
-    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
-        n = rd_kafka_header_cnt(hdrs);
-    if (n > k->report_hdrs_cap) {
-        kafka_header_t *h = realloc(k->report_hdrs, n * sizeof(*h));
-        if (h == NULL)
-            return -1;
-        k->report_hdrs = h;
-        k->report_hdrs_cap = n;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const char *name;
-        const void *value;
-        size_t len;
-        if (rd_kafka_header_get_all(hdrs, i, &name, &value, &len) != RD_KAFKA_RESP_ERR_NO_ERROR)
-            return -1;
-        k->report_hdrs[i] = (kafka_header_t){name, value, len};
-    }
+    size_t n;
+    ssize_t got = kafka_headers_view(m, &k->report_hdrs, &k->report_hdrs_cap, &n);
+    if (got < 0 || (size_t)got != n)
+        return -1;
     *out = (kafka_record_t){.topic = rd_kafka_topic_name(m->rkt),
                             .key = m->key,
                             .key_len = m->key_len,

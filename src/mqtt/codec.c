@@ -329,6 +329,26 @@ int mqtt_decode_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header_t
 
 /* ---- Body decoders ------------------------------------------------------ */
 
+int codec_connect_flags(reader_t *r, mqtt_connect_t *c) {
+    uint8_t f;
+    int rc = read_u8(r, &f);
+    if (rc < 0)
+        return rc;
+    if (f & 0x01) /* [MQTT-3.1.2-3] */
+        return MQTT_ERR_CONNECT_RESERVED;
+    c->clean_session = f & 0x02;
+    c->will_flag = f & 0x04;
+    c->will_qos = (f >> 3) & 3;
+    c->will_retain = f & 0x20;
+    c->has_password = f & 0x40;
+    c->has_username = f & 0x80;
+    if (!c->will_flag && (c->will_qos || c->will_retain)) /* [MQTT-3.1.2-11], [MQTT-3.1.2-13] */
+        return MQTT_ERR_WILL_FLAGS;
+    if (c->will_qos == 3) /* [MQTT-3.1.2-12] */
+        return MQTT_ERR_WILL_QOS;
+    return 0;
+}
+
 /* "MQIsdp" level 3 is MQTT 3.1, whose CONNECT has the 3.1.1 layout; a wrong
  * level with either name is MQTT_ERR_PROTOCOL_LEVEL, so the session answers
  * CONNACK 0x01 ("unacceptable protocol version"), which both understand. */
@@ -345,21 +365,8 @@ static int decode_connect(reader_t *r, mqtt_connect_t *c) {
     if (c->protocol_level != (v311 ? MQTT_PROTOCOL_LEVEL_311 : MQTT_PROTOCOL_LEVEL_31))
         return MQTT_ERR_PROTOCOL_LEVEL;
 
-    uint8_t f;
-    if ((rc = read_u8(r, &f)) < 0)
+    if ((rc = codec_connect_flags(r, c)) < 0)
         return rc;
-    if (f & 0x01)
-        return MQTT_ERR_CONNECT_RESERVED;
-    c->clean_session = f & 0x02;
-    c->will_flag = f & 0x04;
-    c->will_qos = (f >> 3) & 3;
-    c->will_retain = f & 0x20;
-    c->has_password = f & 0x40;
-    c->has_username = f & 0x80;
-    if (!c->will_flag && (c->will_qos || c->will_retain))
-        return MQTT_ERR_WILL_FLAGS;
-    if (c->will_qos == 3)
-        return MQTT_ERR_WILL_QOS;
     if (c->has_password && !c->has_username)
         return MQTT_ERR_PASSWORD_NO_USERNAME;
     if ((rc = read_u16(r, &c->keepalive)) < 0)

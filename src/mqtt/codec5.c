@@ -22,21 +22,9 @@ static int decode_connect(reader_t *r, mqtt5_packet_t *pkt) {
         return rc;
     if (c->protocol_level != MQTT_PROTOCOL_LEVEL_5) /* [MQTT-3.1.2-2]: CONNACK 0x84 */
         return MQTT_ERR_PROTOCOL_LEVEL;
-    uint8_t f;
-    if ((rc = read_u8(r, &f)) < 0)
+    /* A password without a user name is allowed, unlike 3.1.1 [MQTT-3.1.2-19]. */
+    if ((rc = codec_connect_flags(r, c)) < 0)
         return rc;
-    if (f & 0x01) /* [MQTT-3.1.2-3] */
-        return MQTT_ERR_CONNECT_RESERVED;
-    c->clean_session = f & 0x02;
-    c->will_flag = f & 0x04;
-    c->will_qos = (f >> 3) & 3;
-    c->will_retain = f & 0x20;
-    c->has_password = f & 0x40; /* without a user name too, unlike 3.1.1 [MQTT-3.1.2-19] */
-    c->has_username = f & 0x80;
-    if (!c->will_flag && (c->will_qos || c->will_retain)) /* [MQTT-3.1.2-11], [MQTT-3.1.2-13] */
-        return MQTT_ERR_WILL_FLAGS;
-    if (c->will_qos == 3) /* [MQTT-3.1.2-12] */
-        return MQTT_ERR_WILL_QOS;
     if ((rc = read_u16(r, &c->keepalive)) < 0 ||
         (rc = codec5_props_decode(r, MQTT_CONNECT, &pkt->props)) < 0)
         return rc;

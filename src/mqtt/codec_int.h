@@ -65,6 +65,11 @@ static inline bool str_is(const mqtt_str_t *s, const char *lit) {
     return s->len == n && memcmp(s->ptr, lit, n) == 0;
 }
 
+/* The CONNECT flags byte, the same in 3.1.1 and 5.0: the reserved bit, the
+ * will's flag, QoS and retain checked; whether a password needs a user name
+ * is the caller's (it differs). Fills c's flag fields; 0 or an error. */
+int codec_connect_flags(reader_t *r, mqtt_connect_t *c);
+
 /* ---- Writers --------------------------------------------------------- */
 
 /* Total size of a packet with remaining length rl, 0 if it cannot exist. */

@@ -246,6 +246,14 @@ static void label_table(writer_t *w, const char *name, const char *help, const c
         sample_label_u64(w, name, label, t->slots[i].value, t->slots[i].count);
 }
 
+/* A counter family with one sample per label value. */
+static void counters(writer_t *w, const char *name, const char *help, const char *label,
+                     const char *const *values, const uint64_t *v, size_t n) {
+    family(w, name, "counter", help);
+    for (size_t i = 0; i < n; i++)
+        sample_label_u64(w, name, label, values[i], v[i]);
+}
+
 /* One family per count, a sample per topic; "(other)" holds the topics past
  * METRICS_KAFKA_TOPICS (shown once there are any). */
 static void render_kafka_topics(writer_t *w, const metrics_t *m) {
@@ -321,14 +329,6 @@ static void render_spool(writer_t *w, const metrics_t *m) {
             m->spool_maybe_twice);
 }
 
-/* A counter family with one sample per label value. */
-static void counters(writer_t *w, const char *name, const char *help, const char *label,
-                     const char *const *values, const uint64_t *v, size_t n) {
-    family(w, name, "counter", help);
-    for (size_t i = 0; i < n; i++)
-        sample_label_u64(w, name, label, values[i], v[i]);
-}
-
 static void render_downlink(writer_t *w, const metrics_t *m) {
     label_table(w, "mqtt2kafka_downlink_records_consumed_total",
                 "Records read from the downlink and retained Kafka topics, by topic.", "topic",
@@ -386,9 +386,7 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
 }
 
 static void packets(writer_t *w, const char *name, const char *help, const uint64_t *v) {
-    family(w, name, "counter", help);
-    for (int t = 1; t < 15; t++)
-        sample_label_u64(w, name, "type", packet_names[t], v[t]);
+    counters(w, name, help, "type", packet_names + 1, v + 1, 14);
 }
 
 typedef enum { B_GAUGE, B_COUNTER } btype_t;
@@ -482,11 +480,9 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
 
     gauge(w, "mqtt2kafka_connections", "Open MQTT connections.", m->connections);
     counter(w, "mqtt2kafka_connections_total", "MQTT connections accepted.", m->connections_total);
-    family(w, "mqtt2kafka_connections_refused_total", "counter",
-           "Connections refused or closed before a successful CONNECT, by reason.");
-    for (int i = 0; i < METRICS_REFUSED__COUNT; i++)
-        sample_label_u64(w, "mqtt2kafka_connections_refused_total", "reason", refused_names[i],
-                         m->connections_refused[i]);
+    counters(w, "mqtt2kafka_connections_refused_total",
+             "Connections refused or closed before a successful CONNECT, by reason.", "reason",
+             refused_names, m->connections_refused, METRICS_REFUSED__COUNT);
     counter(w, "mqtt2kafka_tls_handshake_steps_total",
             "TLS handshake steps (one per read of the client's handshake flights) run on "
             "libuv's threadpool, mqtt.max_tls_handshake_workers at once.",
@@ -503,14 +499,13 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     counter(w, "mqtt2kafka_output_limit_closed_total",
             "Connections cut at mqtt.max_output_buffer (the client does not read).",
             m->output_limit_closed);
-    family(w, "mqtt2kafka_input_closed_total", "counter",
-           "Connections closed for their partly received input: a packet not completed within "
-           "mqtt.packet_timeout_s, or the most buffered when all connections held more than "
-           "mqtt.max_input_buffer_bytes.");
-    sample_label_u64(w, "mqtt2kafka_input_closed_total", "reason", "packet_timeout",
-                     m->packet_timeout_closed);
-    sample_label_u64(w, "mqtt2kafka_input_closed_total", "reason", "input_budget",
-                     m->input_budget_closed);
+    static const char *const input_closed[] = {"packet_timeout", "input_budget"};
+    const uint64_t input_closed_v[] = {m->packet_timeout_closed, m->input_budget_closed};
+    counters(w, "mqtt2kafka_input_closed_total",
+             "Connections closed for their partly received input: a packet not completed within "
+             "mqtt.packet_timeout_s, or the most buffered when all connections held more than "
+             "mqtt.max_input_buffer_bytes.",
+             "reason", input_closed, input_closed_v, 2);
     gauge(w, "mqtt2kafka_input_buffer_bytes",
           "Bytes of partly received packets buffered for MQTT connections (bounded by "
           "mqtt.max_input_buffer_bytes).",
@@ -526,30 +521,22 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     packets(w, "mqtt2kafka_packets_received_total", "MQTT packets received, by type.",
             m->packets_received);
     packets(w, "mqtt2kafka_packets_sent_total", "MQTT packets sent, by type.", m->packets_sent);
-    family(w, "mqtt2kafka_messages_received_total", "counter",
-           "PUBLISH messages received, by QoS.");
-    for (int q = 0; q < 3; q++) {
-        const char qos[2] = {(char)('0' + q), '\0'};
-        sample_label_u64(w, "mqtt2kafka_messages_received_total", "qos", qos,
-                         m->messages_received[q]);
-    }
+    static const char *const qos[] = {"0", "1", "2"};
+    counters(w, "mqtt2kafka_messages_received_total", "PUBLISH messages received, by QoS.", "qos",
+             qos, m->messages_received, 3);
     counter(w, "mqtt2kafka_bytes_received_total", "Bytes read from MQTT clients.",
             m->bytes_received);
     counter(w, "mqtt2kafka_bytes_sent_total", "Bytes written to MQTT clients.", m->bytes_sent);
     label_table(w, "mqtt2kafka_protocol_errors_total",
                 "Connections closed for a protocol violation, by kind.", "kind",
                 &m->protocol_errors);
-    family(w, "mqtt2kafka_unmapped_total", "counter",
-           "PUBLISH messages whose topic matched no rule, by the action taken.");
-    for (int i = 0; i < METRICS_UNMAPPED__COUNT; i++)
-        sample_label_u64(w, "mqtt2kafka_unmapped_total", "action", unmapped_names[i],
-                         m->unmapped[i]);
-    family(w, "mqtt2kafka_messages_refused_total", "counter",
-           "Messages a rule maps whose rendered Kafka topic was refused (never acknowledged: "
-           "the connection is closed), by reason.");
-    for (int i = 0; i < METRICS_MSG_REFUSED__COUNT; i++)
-        sample_label_u64(w, "mqtt2kafka_messages_refused_total", "reason", msg_refused_names[i],
-                         m->messages_refused[i]);
+    counters(w, "mqtt2kafka_unmapped_total",
+             "PUBLISH messages whose topic matched no rule, by the action taken.", "action",
+             unmapped_names, m->unmapped, METRICS_UNMAPPED__COUNT);
+    counters(w, "mqtt2kafka_messages_refused_total",
+             "Messages a rule maps whose rendered Kafka topic was refused (never acknowledged: "
+             "the connection is closed), by reason.",
+             "reason", msg_refused_names, m->messages_refused, METRICS_MSG_REFUSED__COUNT);
     gauge(w, "mqtt2kafka_kafka_topics",
           "Distinct Kafka topics the topic map has rendered (bounded by kafka.max_topics).",
           m->kafka_topics);
@@ -567,12 +554,11 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
           "Bytes held by the sessions kept without a connection (session, client id, in-flight "
           "entries, QoS 2 ids).",
           m->persistent_session_bytes);
-    family(w, "mqtt2kafka_sessions_evicted_total", "counter",
-           "Sessions kept without a connection discarded over a bound, oldest first.");
-    sample_label_u64(w, "mqtt2kafka_sessions_evicted_total", "bound", "max_persistent_sessions",
-                     m->sessions_evicted_count);
-    sample_label_u64(w, "mqtt2kafka_sessions_evicted_total", "bound", "max_session_bytes",
-                     m->sessions_evicted_bytes);
+    static const char *const evicted[] = {"max_persistent_sessions", "max_session_bytes"};
+    const uint64_t evicted_v[] = {m->sessions_evicted_count, m->sessions_evicted_bytes};
+    counters(w, "mqtt2kafka_sessions_evicted_total",
+             "Sessions kept without a connection discarded over a bound, oldest first.", "bound",
+             evicted, evicted_v, 2);
 
     const metrics_histogram_t *h = &m->ack_latency;
     family(w, "mqtt2kafka_ack_latency_seconds", "histogram",

@@ -134,18 +134,10 @@ static size_t decode_whole(const uint8_t *data, size_t size, size_t max, event_t
 
 static void decode_chunked(const uint8_t *data, size_t size, const event_t *ev, size_t nev) {
     uint8_t buf[SMALL_MAX];
-    size_t have = 0, in = 0, k = 0, i = 0;
+    fuzz_chunks_t feed = {.data = data, .size = size};
+    size_t have = 0, i = 0;
     for (;;) {
-        if (in < size && have < sizeof(buf)) {
-            size_t c = 1 + data[(k++ * 7) % size] % 61;
-            if (c > sizeof(buf) - have)
-                c = sizeof(buf) - have;
-            if (c > size - in)
-                c = size - in;
-            memcpy(buf + have, data + in, c);
-            have += c;
-            in += c;
-        }
+        fuzz_chunk_next(&feed, buf, sizeof(buf), &have);
         for (;;) {
             mqtt_packet_t pkt;
             ssize_t rc = mqtt_decode(buf, have, sizeof(buf), &pkt);
@@ -164,7 +156,7 @@ static void decode_chunked(const uint8_t *data, size_t size, const event_t *ev, 
             }
             /* A complete packet of at most sizeof(buf) bytes must decode. */
             CHECK(have < sizeof(buf));
-            if (in == size) {
+            if (feed.in == size) {
                 CHECK(i == nev - 1 && ev[i].rc == 0);
                 return;
             }

@@ -18,18 +18,9 @@
 #include <unistd.h>
 
 #include "../../src/spool/format.h"
+#include "fuzz.h"
 #include "spool/spool.h"
 #include "util/log.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static char dir[64];
 

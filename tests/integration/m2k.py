@@ -563,3 +563,18 @@ class Raw:
             self.sock.close()
         except OSError:
             pass
+
+
+def sigterm_with_acks_in_flight(d, cl, n):
+    """SIGTERM while the records of cl's QoS 1 PUBLISHes 1..n are with the
+    producer: every PUBACK comes before the close, the daemon exits 0 and
+    says it waited for some of them (at most n). Returns the mark taken
+    before the signal."""
+    mark = d.mark()
+    d.proc.send_signal(signal.SIGTERM)
+    cl.expect_close(b"".join(puback(i) for i in range(1, n + 1)), timeout=30)
+    assert d.stop(timeout=30) == 0
+    m = d.wait_log(line(r"Terminated: stopping intake; waiting up to 10 s for (\d+) "
+                        r"messages in flight to Kafka", level="info", regex=True), since=mark)
+    assert 0 < int(m.group(1)) <= n, m.group(0)  # the flush had something to wait for
+    return mark

@@ -3,7 +3,6 @@ records, the spool while it cannot (every broker down, a retriable delivery
 error, a hung broker), records in the producer taken back at the switch and
 spooled ahead of newer ones, the spool drained in order when Kafka is back,
 then Kafka directly again; a start with Kafka unreachable serves at once."""
-import signal
 import subprocess
 
 import yaml
@@ -164,13 +163,7 @@ def test_sigterm_waits_for_the_records_sent_directly(daemon, mock_kafka, tmp_pat
     cl.send(b"".join(publish("test/spool", f"t{i}", qos=1, pid=i) for i in range(1, n + 1)))
     key = "mqtt2kafka_kafka_records_produced_total"
     m2k.wait_until(lambda: scrape(mport)[key] == n + 1, 10, "the records are with the producer")
-    mark = d.mark()
-    d.proc.send_signal(signal.SIGTERM)
-    cl.expect_close(b"".join(puback(i) for i in range(1, n + 1)), timeout=30)
-    assert d.stop(timeout=30) == 0
-    m = d.wait_log(m2k.line(r"Terminated: stopping intake; waiting up to 10 s for (\d+) "
-                            r"messages in flight to Kafka", level="info", regex=True), since=mark)
-    assert 0 < int(m.group(1)) <= n, m.group(0)
+    m2k.sigterm_with_acks_in_flight(d, cl, n)
     mock_kafka.cmd("rtt -1 0")
     assert values_in_order(mock_kafka.bootstrap, n + 1) == sent + [b"t%d" % i
                                                                    for i in range(1, n + 1)]

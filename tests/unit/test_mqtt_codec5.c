@@ -16,8 +16,6 @@
 
 #include "codec_guard.h"
 
-#define B(lit) (const uint8_t *)(lit), sizeof(lit) - 1
-
 static ssize_t decode5(const uint8_t *bytes, size_t len, size_t max, mqtt5_packet_t *pkt) {
     return mqtt5_decode(guard_place(bytes, len), len, max, pkt);
 }
