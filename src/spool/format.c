@@ -1,48 +1,9 @@
-/* The spool's byte format (format.h): CRC32C, frames, bodies, checkpoint.
- * Pure: no I/O, no globals but the CRC tables built once. */
+/* The spool's byte format (format.h): frames, bodies, checkpoint (CRC32C
+ * in crc32c.c). Pure: no I/O, no globals. */
 #include "format.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* Debian ships no C CRC32C library (only Python bindings), so it is ours:
- * slicing-by-8 over the reflected Castagnoli polynomial (RFC 3720 B.4). */
-#define CRC32C_POLY 0x82F63B78u
-
-static uint32_t crc_table[8][256];
-static int crc_ready;
-
-static void crc_init(void) {
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++)
-            c = (c & 1) ? (c >> 1) ^ CRC32C_POLY : c >> 1;
-        crc_table[0][i] = c;
-    }
-    for (uint32_t i = 0; i < 256; i++)
-        for (int t = 1; t < 8; t++)
-            crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xFF];
-    crc_ready = 1;
-}
-
-uint32_t spool_crc32c(uint32_t crc, const void *buf, size_t len) {
-    if (!crc_ready)
-        crc_init();
-    const uint8_t *p = buf;
-    crc = ~crc;
-    while (len >= 8) {
-        uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                             (uint32_t)p[3] << 24);
-        crc = crc_table[7][lo & 0xFF] ^ crc_table[6][(lo >> 8) & 0xFF] ^
-              crc_table[5][(lo >> 16) & 0xFF] ^ crc_table[4][lo >> 24] ^ crc_table[3][p[4]] ^
-              crc_table[2][p[5]] ^ crc_table[1][p[6]] ^ crc_table[0][p[7]];
-        p += 8;
-        len -= 8;
-    }
-    while (len--)
-        crc = (crc >> 8) ^ crc_table[0][(crc ^ *p++) & 0xFF];
-    return ~crc;
-}
 
 static void put16(uint8_t *p, uint16_t v) {
     p[0] = (uint8_t)v;

@@ -33,6 +33,11 @@
 
 /* CRC32C (Castagnoli, as iSCSI, RFC 3720): crc32c_update(0, buf, len). */
 uint32_t spool_crc32c(uint32_t crc, const void *buf, size_t len);
+/* The two implementations behind it (crc32c.c), for the tests: the SSE4.2
+ * instruction (the table where the CPU or the build has none) and the table. */
+bool spool_crc32c_hw_available(void);
+uint32_t spool_crc32c_hw(uint32_t crc, const void *buf, size_t len);
+uint32_t spool_crc32c_table(uint32_t crc, const void *buf, size_t len);
 
 void spool_seg_header_encode(uint8_t out[SPOOL_SEG_HEADER_SIZE], uint64_t base_seq);
 bool spool_seg_header_valid(const uint8_t *buf, size_t len, uint64_t base_seq);

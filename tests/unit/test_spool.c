@@ -4,22 +4,54 @@
  * max_bytes bound. The failure paths are in test_spool_faults.c. */
 #include "spool_fixture.h"
 
-static void test_crc32c_rfc3720_vectors(void **state) {
-    (void)state;
+typedef uint32_t (*crc_fn)(uint32_t, const void *, size_t);
+
+static void crc_vectors(crc_fn crc) {
     uint8_t b[32];
     memset(b, 0, 32);
-    assert_int_equal(spool_crc32c(0, b, 32), 0x8A9136AA);
+    assert_int_equal(crc(0, b, 32), 0x8A9136AA);
     memset(b, 0xFF, 32);
-    assert_int_equal(spool_crc32c(0, b, 32), 0x62A8AB43);
+    assert_int_equal(crc(0, b, 32), 0x62A8AB43);
     for (int i = 0; i < 32; i++)
         b[i] = (uint8_t)i;
-    assert_int_equal(spool_crc32c(0, b, 32), 0x46DD794E);
+    assert_int_equal(crc(0, b, 32), 0x46DD794E);
     for (int i = 0; i < 32; i++)
         b[i] = (uint8_t)(31 - i);
-    assert_int_equal(spool_crc32c(0, b, 32), 0x113FDB5C);
-    assert_int_equal(spool_crc32c(0, "123456789", 9), 0xE3069283);
+    assert_int_equal(crc(0, b, 32), 0x113FDB5C);
+    assert_int_equal(crc(0, "123456789", 9), 0xE3069283);
     /* Incremental equals whole. */
-    assert_int_equal(spool_crc32c(spool_crc32c(0, "1234", 4), "56789", 5), 0xE3069283);
+    assert_int_equal(crc(crc(0, "1234", 4), "56789", 5), 0xE3069283);
+}
+
+/* The RFC 3720 vectors through spool_crc32c and each implementation. */
+static void test_crc32c_rfc3720_vectors(void **state) {
+    (void)state;
+    crc_vectors(spool_crc32c);
+    crc_vectors(spool_crc32c_table);
+    crc_vectors(spool_crc32c_hw);
+}
+
+/* The SSE4.2 instruction and the table agree on every length 0..300 at
+ * every alignment 0..7, and in pieces. */
+static void test_crc32c_hw_and_table_agree(void **state) {
+    (void)state;
+    uint8_t b[320];
+    uint32_t x = 12345;
+    for (size_t i = 0; i < sizeof b; i++) {
+        x = x * 1103515245u + 12345u;
+        b[i] = (uint8_t)(x >> 16);
+    }
+    for (size_t off = 0; off < 8; off++)
+        for (size_t len = 0; len <= 300; len++) {
+            uint32_t t = spool_crc32c_table(0, b + off, len);
+            assert_int_equal(spool_crc32c_hw(0, b + off, len), t);
+            assert_int_equal(spool_crc32c(0, b + off, len), t);
+            assert_int_equal(spool_crc32c_hw(spool_crc32c_hw(0, b + off, len / 3),
+                                             b + off + len / 3, len - len / 3),
+                             t);
+        }
+    print_message("crc32c: the SSE4.2 instruction is %s\n",
+                  spool_crc32c_hw_available() ? "used" : "not available (table both ways)");
 }
 
 static void test_frame_exact_bytes(void **state) {
@@ -399,6 +431,7 @@ static void test_max_bytes_exact(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c_rfc3720_vectors),
+        cmocka_unit_test(test_crc32c_hw_and_table_agree),
         cmocka_unit_test(test_frame_exact_bytes),
         cmocka_unit_test_setup_teardown(test_round_trip_rolls_and_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_and_deletion, setup, teardown),
