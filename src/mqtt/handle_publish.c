@@ -289,11 +289,16 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
         if (r != FEED_OK)
             return r;
     }
+    uint64_t hash = 0; /* QoS 2 kept across restarts: what the id acknowledges */
+    if (p->qos == 2 && !s->clean && m->qos2_keyed)
+        hash = session_mgr_qos2_hash(m, p->topic.ptr, p->topic.len, p->payload.ptr, p->payload.len);
     if (p->qos == 2) {
         int at = pubrel_index(s, p->packet_id);
-        if (at >= 0 && at < s->pubrel_restored && !p->dup) {
+        if (at >= 0 && at < s->pubrel_restored && (!p->dup || s->pubrel[at].hash != hash)) {
             /* An id from before a restart that the client released and
-             * reuses (the release may not have reached the state file). */
+             * reuses (the release may not have reached the state file): a
+             * new message says so with DUP 0, or, resent after a crash cut
+             * it off, with another topic or payload. */
             pubrel_remove(s, p->packet_id);
             qos2_changed(m, s);
             at = -1;
@@ -473,6 +478,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     e->packet_id = p->packet_id;
     e->qos = p->qos;
     e->state = IF_PENDING;
+    e->hash = hash;
     e->reason = 0;
     e->again = 0;
     e->produced = 1;

@@ -62,7 +62,7 @@ void ring_shrink(session_t *s) {
         s->pubrel = NULL;
         s->pubrel_cap = 0;
     } else if (s->pubrel_cap > s->pubrel_count) {
-        uint16_t *p = realloc(s->pubrel, s->pubrel_count * sizeof(*p));
+        session_qos2_id_t *p = realloc(s->pubrel, s->pubrel_count * sizeof(*p));
         if (p) {
             s->pubrel = p;
             s->pubrel_cap = s->pubrel_count;
@@ -72,7 +72,7 @@ void ring_shrink(session_t *s) {
 
 int pubrel_index(const session_t *s, uint16_t pid) {
     for (uint32_t i = 0; i < s->pubrel_count; i++)
-        if (s->pubrel[i] == pid)
+        if (s->pubrel[i].id == pid)
             return (int)i;
     return -1;
 }
@@ -94,12 +94,12 @@ bool pubrel_remove(session_t *s, uint16_t pid) {
     return true;
 }
 
-static void pubrel_add(session_t *s, uint16_t pid) {
+static void pubrel_add(session_t *s, uint16_t pid, uint64_t hash) {
     if (pubrel_has(s, pid))
         return;
     if (s->pubrel_count == s->pubrel_cap) {
         uint32_t cap = s->pubrel_cap ? s->pubrel_cap * 2 : 8;
-        uint16_t *p = realloc(s->pubrel, cap * sizeof(*p));
+        session_qos2_id_t *p = realloc(s->pubrel, cap * sizeof(*p));
         if (!p) {
             /* The admission bound keeps this rare; without the id a resend
              * would be produced twice, which is what QoS 1 would give. */
@@ -109,7 +109,7 @@ static void pubrel_add(session_t *s, uint16_t pid) {
         s->pubrel = p;
         s->pubrel_cap = cap;
     }
-    s->pubrel[s->pubrel_count++] = pid;
+    s->pubrel[s->pubrel_count++] = (session_qos2_id_t){hash, pid};
 }
 
 void ring_pop_completed(session_mgr_t *m, session_t *s) {
@@ -118,7 +118,7 @@ void ring_pop_completed(session_mgr_t *m, session_t *s) {
         if (e->state == IF_PENDING)
             break;
         if (e->state == IF_OK && e->qos == 2)
-            pubrel_add(s, e->packet_id);
+            pubrel_add(s, e->packet_id, e->hash);
         else if (e->qos == 2)
             qos2_changed(m, s);
         if ((e->state == IF_OK || e->state == IF_NACK) && e->ack_gen && s->conn &&

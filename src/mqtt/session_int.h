@@ -16,7 +16,7 @@
 #include "util/list.h"
 #include "util/log.h"
 
-#define INFLIGHT_TOPIC_MAX 50     /* topic prefix kept for the failure log line */
+#define INFLIGHT_TOPIC_MAX 42     /* topic prefix kept for the failure log line */
 #define SCRATCH_SIZE (132 * 1024) /* rendered Kafka topic + key (topic <= 64 KiB) */
 #define LOG_ID_MAX 64
 
@@ -33,6 +33,7 @@ enum { FEED_OK = 0, FEED_RETRY = 1, FEED_CLOSED = 2 };
 typedef enum { CONN_NEW, CONN_CONNECTED, CONN_CLOSING, CONN_CLOSED } conn_state_t;
 
 typedef struct {
+    uint64_t hash;    /* QoS 2: session_mgr_qos2_hash of the message (0: none) */
     uint32_t ack_gen; /* connection generation owed the ack; 0 = none */
     /* PUBLISH received, low 32 bits of the us clock: the ack latency is the
      * wrapping difference, right for anything under 71 minutes. */
@@ -72,9 +73,9 @@ typedef struct session session_t;
  * session, so every byte counts per idle connection. */
 struct session {
     session_conn_t *conn;
-    session_conn_t *will; /* MQTT 5: a will waiting for its delay (will.c) */
-    inflight_t *ring;     /* lazily allocated, grown up to max_inflight */
-    uint16_t *pubrel;     /* QoS 2 ids answered with PUBREC, awaiting PUBREL */
+    session_conn_t *will;      /* MQTT 5: a will waiting for its delay (will.c) */
+    inflight_t *ring;          /* lazily allocated, grown up to max_inflight */
+    session_qos2_id_t *pubrel; /* QoS 2 ids answered with PUBREC, awaiting PUBREL */
     hmap_node_t by_id, by_cid;
     list_t detached; /* in mgr->detached while kept without a connection */
     outbound_t *ob;  /* downlink: NULL until a message is queued for it */
@@ -177,6 +178,8 @@ struct session_mgr {
     log_ratelimit_t rl_sub;
     session_stats_t st;
     uint64_t qos2_version; /* session_mgr_qos2_version */
+    uint8_t qos2_key[16];  /* session_mgr_qos2_set_key */
+    bool qos2_keyed;
 };
 
 static inline uint32_t max_inflight(const session_mgr_t *m) {

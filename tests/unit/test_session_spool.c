@@ -4,6 +4,8 @@
  * once. QoS 2 ids across a restart: what session_mgr_qos2_each reports and
  * when the version changes; a restored session's ids answer a DUP resend
  * with PUBREC and no record, a DUP 0 reuse is a new message. */
+#include <inttypes.h>
+
 #include "session_fixture.h"
 
 static void test_qos0_dropped_and_counted_at_a_full_spool(void **state) {
@@ -53,11 +55,23 @@ typedef struct {
     size_t len;
 } ids_t;
 
-static void collect(void *ctx, const char *cid, size_t len, const uint16_t *ids, size_t n) {
+static void collect(void *ctx, const char *cid, size_t len, const session_qos2_id_t *ids,
+                    size_t n) {
     ids_t *x = ctx;
     x->len += (size_t)snprintf(x->out + x->len, sizeof(x->out) - x->len, "%.*s:", (int)len, cid);
     for (size_t i = 0; i < n; i++)
-        x->len += (size_t)snprintf(x->out + x->len, sizeof(x->out) - x->len, " %u", ids[i]);
+        x->len += (size_t)snprintf(x->out + x->len, sizeof(x->out) - x->len, " %u", ids[i].id);
+    x->len += (size_t)snprintf(x->out + x->len, sizeof(x->out) - x->len, "\n");
+}
+
+static void collect_hash(void *ctx, const char *cid, size_t len, const session_qos2_id_t *ids,
+                         size_t n) {
+    ids_t *x = ctx;
+    (void)cid;
+    (void)len;
+    for (size_t i = 0; i < n; i++)
+        x->len += (size_t)snprintf(x->out + x->len, sizeof(x->out) - x->len, "%s%u=%016" PRIx64,
+                                   i ? " " : "", ids[i].id, ids[i].hash);
     x->len += (size_t)snprintf(x->out + x->len, sizeof(x->out) - x->len, "\n");
 }
 
@@ -103,7 +117,7 @@ static void test_qos2_ids_reported_while_awaiting_pubrel(void **state) {
 
 static void test_restored_ids_answer_a_dup_resend(void **state) {
     fx_t *fx = *state;
-    static const uint16_t ids[] = {7, 9};
+    static const session_qos2_id_t ids[] = {{0, 7}, {0, 9}};
     assert_int_equal(session_mgr_qos2_restore(fx->m, "dev1", 4, ids, 2), 0);
     assert_int_equal(session_mgr_qos2_restore(fx->m, "dev1", 4, ids, 2), -1); /* taken */
     assert_int_equal(session_mgr_stats(fx->m)->persistent_sessions, 1);
@@ -128,9 +142,76 @@ static void test_restored_ids_answer_a_dup_resend(void **state) {
     assert_string_equal(qos2_ids(fx), "dev1: 9\n");
 }
 
+static const uint8_t KEY[16] = "0123456789abcdef";
+
+static void test_qos2_hash_keys_topic_and_payload(void **state) {
+    fx_t *fx = *state;
+    session_mgr_qos2_set_key(fx->m, KEY);
+    uint64_t h = session_mgr_qos2_hash(fx->m, "ab", 2, "c", 1);
+    assert_true(h != 0);
+    assert_true(h == session_mgr_qos2_hash(fx->m, "ab", 2, "c", 1));
+    assert_true(h != session_mgr_qos2_hash(fx->m, "a", 1, "bc", 2)); /* another split */
+    assert_true(h != session_mgr_qos2_hash(fx->m, "ab", 2, "d", 1));
+    assert_true(h != session_mgr_qos2_hash(fx->m, "ac", 2, "c", 1));
+    static const uint8_t other[16] = "fedcba9876543210";
+    session_mgr_qos2_set_key(fx->m, other);
+    assert_true(h != session_mgr_qos2_hash(fx->m, "ab", 2, "c", 1));
+}
+
+static void test_qos2_ids_reported_with_their_hash(void **state) {
+    fx_t *fx = *state;
+    session_mgr_qos2_set_key(fx->m, KEY);
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
+    feed(f, publish_pk("t/a", "x", 2, 7, false));
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x50, 2, 0, 7);
+    feed(f, publish_pk("t/b", "y", 2, 8, false)); /* in flight */
+    ids_t x = {0};
+    assert_int_equal(session_mgr_qos2_each(fx->m, collect_hash, &x), 0);
+    char want[128];
+    snprintf(want, sizeof(want), "7=%016" PRIx64 " 8=%016" PRIx64 "\n",
+             session_mgr_qos2_hash(fx->m, "t/a", 3, "x", 1),
+             session_mgr_qos2_hash(fx->m, "t/b", 3, "y", 1));
+    assert_string_equal(x.out, want);
+}
+
+/* The window the hash closes: id 7 released (PUBCOMP) before the restart but
+ * still in the state file, reused for a new message the crash cut off, which
+ * the client resends with DUP 1. */
+static void test_restored_id_with_dup_1_and_another_message_is_new(void **state) {
+    fx_t *fx = *state;
+    session_mgr_qos2_set_key(fx->m, KEY);
+    const session_qos2_id_t ids[] = {{session_mgr_qos2_hash(fx->m, "t/a", 3, "old", 3), 7},
+                                     {session_mgr_qos2_hash(fx->m, "t/a", 3, "x", 1), 9}};
+    assert_int_equal(session_mgr_qos2_restore(fx->m, "dev1", 4, ids, 2), 0);
+    fconn_t *f = open_conn(fx, 0);
+    pk_t c = connect_pk((cn_t){.id = "dev1", .clean = false});
+    assert_int_equal(feed(f, c), (ssize_t)c.n);
+    EXPECT_OUT(f, 0x20, 0x02, 0x01, 0x00);
+    pk_t same = publish_pk("t/a", "x", 2, 9, false); /* what id 9 acknowledged */
+    same.b[0] |= 0x08;
+    assert_int_equal(feed(f, same), (ssize_t)same.n);
+    EXPECT_OUT(f, 0x50, 2, 0, 9); /* PUBREC, no record */
+    assert_int_equal(fx->prod.n, 0);
+    pk_t other_topic = publish_pk("t/b", "old", 2, 7, false);
+    other_topic.b[0] |= 0x08;
+    assert_int_equal(feed(f, other_topic), (ssize_t)other_topic.n);
+    assert_int_equal(fx->prod.n, 1); /* produced: a new message */
+    EXPECT_NO_OUT(f);                /* PUBREC after its delivery report */
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x50, 2, 0, 7);
+    assert_int_equal(session_mgr_stats(fx->m)->qos2_duplicates, 1);
+    char want[128];
+    ids_t x = {0};
+    assert_int_equal(session_mgr_qos2_each(fx->m, collect_hash, &x), 0);
+    snprintf(want, sizeof(want), "9=%016" PRIx64 " 7=%016" PRIx64 "\n", ids[1].hash,
+             session_mgr_qos2_hash(fx->m, "t/b", 3, "old", 3));
+    assert_string_equal(x.out, want); /* id 7 now stands for the new message */
+}
+
 static void test_restored_session_expires(void **state) {
     fx_t *fx = *state;
-    static const uint16_t ids[] = {1};
+    static const session_qos2_id_t ids[] = {{0, 1}};
     assert_int_equal(session_mgr_qos2_restore(fx->m, "old", 3, ids, 1), 0);
     set_time(fx, fx->now + 60 * 1000);
     session_mgr_tick(fx->m);
@@ -147,6 +228,10 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_restored_ids_answer_a_dup_resend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restored_session_expires, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_qos2_hash_keys_topic_and_payload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_qos2_ids_reported_with_their_hash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restored_id_with_dup_1_and_another_message_is_new,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
