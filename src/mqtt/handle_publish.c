@@ -450,6 +450,18 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     }
     if (rc == KAFKA_OK && msg.retain && m->cfg->retained.enabled)
         produce_retained(c, &msg);
+    if (rc == KAFKA_ERR_SPOOL_FULL && c->p5) {
+        /* MQTT 5 has a negative ack for it: 0x97, and the client is read on
+         * (3.1.1 waits unacknowledged, paused, below). Nothing is acked. */
+        log_client_ratelimited(&m->rl_spool_drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
+                               c->remote,
+                               "refused a QoS %u message on topic '%s': the spool is full (0x97)",
+                               p->qos, session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len));
+        if (ring_push_spool_full(c, p->qos, p->packet_id) != 0)
+            goto oom;
+        inflight_check_window(c);
+        return FEED_OK;
+    }
     if (rc == KAFKA_ERR_QUEUE_FULL || rc == KAFKA_ERR_SPOOL_FULL) {
         inflight_block(c);
         return FEED_RETRY;
@@ -481,6 +493,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     e->hash = hash;
     e->reason = 0;
     e->again = 0;
+    e->spool_full = 0;
     e->produced = 1;
     e->recv_us = (uint32_t)m->mono_us;
     e->topic_len =

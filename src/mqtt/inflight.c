@@ -125,7 +125,8 @@ void ring_pop_completed(session_mgr_t *m, session_t *s) {
             e->ack_gen == s->conn_gen) {
             mqtt_type_t t = e->qos == 2 ? MQTT_PUBREC : MQTT_PUBACK;
             if (e->reason)
-                session5_send_ack(s->conn, t, e->packet_id, e->reason);
+                session5_send_ack_why(s->conn, t, e->packet_id, e->reason,
+                                      e->spool_full ? SESSION_SPOOL_FULL_WHY : NULL);
             else
                 session_send_ack(s->conn, t, e->packet_id);
             if (m->o.ack_latency)
@@ -152,21 +153,27 @@ void ring_pop_completed(session_mgr_t *m, session_t *s) {
     }
 }
 
-static int ring_push(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason, bool again);
+static int ring_push(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason, bool again,
+                     bool spool_full);
 
 int ring_push_done(session_conn_t *c, uint8_t qos, uint16_t pid) {
-    return ring_push(c, qos, pid, 0, false);
+    return ring_push(c, qos, pid, 0, false, false);
 }
 
 int ring_push_reason(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason) {
-    return ring_push(c, qos, pid, reason, false);
+    return ring_push(c, qos, pid, reason, false, false);
+}
+
+int ring_push_spool_full(session_conn_t *c, uint8_t qos, uint16_t pid) {
+    return ring_push(c, qos, pid, MQTT5_RC_QUOTA_EXCEEDED, false, true);
 }
 
 int ring_push_again(session_conn_t *c, uint16_t pid) {
-    return ring_push(c, 2, pid, 0, true);
+    return ring_push(c, 2, pid, 0, true, false);
 }
 
-static int ring_push(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason, bool again) {
+static int ring_push(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason, bool again,
+                     bool spool_full) {
     session_t *s = c->s;
     if (ring_reserve(c->mgr, s) != 0)
         return -1;
@@ -178,6 +185,7 @@ static int ring_push(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reaso
     e->state = reason >= 0x80 ? IF_NACK : IF_OK;
     e->reason = reason;
     e->again = again;
+    e->spool_full = spool_full;
     s->ring_again += again;
     if (qos == 2)
         qos2_changed(c->mgr, s);

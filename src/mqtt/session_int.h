@@ -42,6 +42,7 @@ typedef struct {
     /* produced: went to Kafka (else completed on arrival); again: the answer
      * to a QoS 2 PUBLISH resent while its id awaits PUBREL */
     uint8_t qos : 2, produced : 1, again : 1;
+    uint8_t spool_full : 1; /* refused (0x97) by a full spool */
     uint8_t state;
     uint8_t reason; /* MQTT 5: the ack's reason code (0: success) */
     uint8_t topic_len;
@@ -271,6 +272,9 @@ int ring_push_done(session_conn_t *c, uint8_t qos, uint16_t pid);
 int ring_push_reason(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason);
 /* The PUBREC again for a QoS 2 PUBLISH resent while its id awaits PUBREL. */
 int ring_push_again(session_conn_t *c, uint16_t pid);
+/* MQTT 5 at a full spool: PUBACK/PUBREC 0x97 with SESSION_SPOOL_FULL_WHY. */
+int ring_push_spool_full(session_conn_t *c, uint8_t qos, uint16_t pid);
+#define SESSION_SPOOL_FULL_WHY "the spool is full (spool.max_bytes or the disk)"
 /* Pops completed entries from the head and sends the acks now in order. */
 void ring_pop_completed(session_mgr_t *m, session_t *s);
 bool pubrel_has(const session_t *s, uint16_t pid);
@@ -388,6 +392,9 @@ void session5_refuse_connack(session_conn_t *c, uint8_t reason, const char *why)
  * a code >= 0x80 carries a reason string when the client takes problem
  * information. */
 void session5_send_ack(session_conn_t *c, mqtt_type_t type, uint16_t pid, uint8_t reason);
+/* The same with the reason string why (NULL: the reason code's own). */
+void session5_send_ack_why(session_conn_t *c, mqtt_type_t type, uint16_t pid, uint8_t reason,
+                           const char *why);
 /* Before a close for a protocol violation of `kind`: CONNACK (before the
  * CONNECT is accepted) or DISCONNECT with the reason code. */
 void session5_tell_violation(session_conn_t *c, int kind, const char *why);

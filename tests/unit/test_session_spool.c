@@ -6,7 +6,7 @@
  * with PUBREC and no record, a DUP 0 reuse is a new message. */
 #include <inttypes.h>
 
-#include "session_fixture.h"
+#include "session5_fixture.h"
 
 static void test_qos0_dropped_and_counted_at_a_full_spool(void **state) {
     fx_t *fx = *state;
@@ -45,6 +45,41 @@ static void test_qos1_waits_unacked_at_a_full_spool(void **state) {
     session_mgr_tick(fx->m); /* the periodic retry */
     assert_false(f->paused);
     assert_int_equal(feed(f, p), (ssize_t)p.n);
+    assert_int_equal(fx->prod.n, 1);
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x40, 2, 0, 7);
+}
+
+static const char *qos2_ids(fx_t *fx);
+
+/* MQTT 5 has a negative ack for it: PUBACK/PUBREC 0x97 with a reason
+ * string (none when the client asked for no problem information), the
+ * client read on, nothing produced; the ids are free again. */
+static void test_v5_gets_0x97_at_a_full_spool(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected5(fx, 0, (cn5_t){.id = "v5", .clean = false});
+    for (int i = 0; i < 3; i++)
+        fx->prod.rc_queue[i] = KAFKA_ERR_SPOOL_FULL;
+    fx->prod.n_rc = 3;
+    pk_t p1 = publish5("t/a", 1, 7, NULL, 0, "x");
+    log_capture_begin();
+    assert_int_equal(feed(f, p1), (ssize_t)p1.n);
+    const char *logged = log_capture_end();
+    assert_logged(logged, "refused a QoS 1 message on topic 't/a': the spool is full (0x97)");
+    expect_reason(f, 0x40, 7, 0x97, "the spool is full (spool.max_bytes or the disk)");
+    pk_t p2 = publish5("t/a", 2, 8, NULL, 0, "y");
+    assert_int_equal(feed(f, p2), (ssize_t)p2.n);
+    expect_reason(f, 0x50, 8, 0x97, "the spool is full (spool.max_bytes or the disk)");
+    assert_false(f->paused);
+    assert_int_equal(f->pauses, 0);
+    assert_int_equal(fx->prod.n, 0);
+    assert_string_equal(qos2_ids(fx), ""); /* refused: no PUBREL follows */
+    fconn_t *g = connected5(fx, 1, (cn5_t){.id = "quiet", .clean = true, PROPS("\x17\x00")});
+    pk_t p3 = publish5("t/a", 1, 9, NULL, 0, "z");
+    assert_int_equal(feed(g, p3), (ssize_t)p3.n);
+    expect_reason(g, 0x40, 9, 0x97, NULL);
+    /* Room again: the same message goes, acked after its report. */
+    assert_int_equal(feed(f, p1), (ssize_t)p1.n);
     assert_int_equal(fx->prod.n, 1);
     deliver(fx, 0, 0);
     EXPECT_OUT(f, 0x40, 2, 0, 7);
@@ -229,6 +264,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_restored_ids_answer_a_dup_resend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restored_session_expires, setup, teardown),
         cmocka_unit_test_setup_teardown(test_qos2_hash_keys_topic_and_payload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v5_gets_0x97_at_a_full_spool, setup5, teardown),
         cmocka_unit_test_setup_teardown(test_qos2_ids_reported_with_their_hash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restored_id_with_dup_1_and_another_message_is_new,
                                         setup, teardown),
