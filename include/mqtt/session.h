@@ -275,6 +275,12 @@ uint64_t session_mgr_qos2_version(const session_mgr_t *m);
 int session_mgr_qos2_each(session_mgr_t *m, session_qos2_each_fn each, void *ctx);
 int session_mgr_qos2_restore(session_mgr_t *m, const char *client_id, size_t len,
                              const session_qos2_id_t *ids, size_t n);
+/* The message of opaque (a session_produce_fn's) is durable (synced in the
+ * spool, or confirmed by Kafka) though not yet delivered: its QoS 2 id is
+ * reported by session_mgr_qos2_each from now. Until then an id in flight is
+ * not (saved, a resend of a message never made durable would be answered
+ * as a duplicate after a crash: lost). */
+void session_mgr_qos2_durable(session_mgr_t *m, uint64_t opaque);
 /* The key of the QoS 2 hashes (kept in the state file, so the hashes of a
  * restored session compare): until it is set no hash is computed. */
 void session_mgr_qos2_set_key(session_mgr_t *m, const uint8_t key[16]);

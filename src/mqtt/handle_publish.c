@@ -494,6 +494,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     e->reason = 0;
     e->again = 0;
     e->spool_full = 0;
+    e->durable = 0;
     e->produced = 1;
     e->recv_us = (uint32_t)m->mono_us;
     e->topic_len =

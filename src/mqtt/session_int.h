@@ -43,6 +43,7 @@ typedef struct {
      * to a QoS 2 PUBLISH resent while its id awaits PUBREL */
     uint8_t qos : 2, produced : 1, again : 1;
     uint8_t spool_full : 1; /* refused (0x97) by a full spool */
+    uint8_t durable : 1;    /* session_mgr_qos2_durable */
     uint8_t state;
     uint8_t reason; /* MQTT 5: the ack's reason code (0: success) */
     uint8_t topic_len;

@@ -11,6 +11,19 @@ uint64_t session_mgr_qos2_version(const session_mgr_t *m) {
     return m->qos2_version;
 }
 
+void session_mgr_qos2_durable(session_mgr_t *m, uint64_t opaque) {
+    uint32_t id = (uint32_t)(opaque >> 32), seq = (uint32_t)opaque;
+    session_t *s = id ? store_find_id(m, id) : NULL;
+    uint32_t off = s ? seq - s->head_seq : 0;
+    if (!s || off >= s->ring_count)
+        return;
+    inflight_t *e = ring_at(s, off);
+    if (e->state == IF_PENDING && e->qos == 2 && !e->durable) {
+        e->durable = 1;
+        qos2_changed(m, s);
+    }
+}
+
 void session_mgr_qos2_set_key(session_mgr_t *m, const uint8_t key[16]) {
     memcpy(m->qos2_key, key, sizeof(m->qos2_key));
     m->qos2_keyed = true;
@@ -55,11 +68,13 @@ static void walk_one(hmap_node_t *n, void *ud) {
     size_t k = s->pubrel_count;
     if (k)
         memcpy(w->ids, s->pubrel, k * sizeof(*w->ids));
-    /* In flight: PUBREC follows the spool's sync, which came first. A
-     * failed or refused message is not the client's to resend as a duplicate. */
+    /* In flight: only what is durable (PUBREC follows this save). A pending
+     * message not yet synced, a failed or a refused one is not the
+     * client's to resend as a duplicate. */
     for (uint32_t i = 0; i < s->ring_count && k < need; i++) {
         const inflight_t *e = ring_at(s, i);
-        if (e->qos == 2 && !e->again && (e->state == IF_PENDING || e->state == IF_OK))
+        if (e->qos == 2 && !e->again &&
+            (e->state == IF_OK || (e->state == IF_PENDING && e->durable)))
             w->ids[k++] = (session_qos2_id_t){e->hash, e->packet_id};
     }
     if (k)

@@ -125,15 +125,25 @@ static void test_qos2_ids_reported_while_awaiting_pubrel(void **state) {
     feed(f, publish_pk("t/a", "x", 2, 7, false));
     uint64_t v1 = session_mgr_qos2_version(fx->m);
     assert_true(v1 != v0);
-    assert_string_equal(qos2_ids(fx), "dev1: 7\n"); /* in flight: PUBREC comes after the save */
-    feed(g, publish_pk("t/a", "y", 2, 9, false));   /* a clean session: not kept */
+    /* In flight and not durable yet: not saved (after a crash its resend
+     * must go to Kafka, not be taken for a duplicate). */
+    assert_string_equal(qos2_ids(fx), "");
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[0].opaque);
+    assert_true(session_mgr_qos2_version(fx->m) != v1);
+    v1 = session_mgr_qos2_version(fx->m);
+    assert_string_equal(qos2_ids(fx), "dev1: 7\n"); /* durable: PUBREC comes after the save */
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[0].opaque); /* once is enough */
+    assert_int_equal(session_mgr_qos2_version(fx->m), v1);
+    feed(g, publish_pk("t/a", "y", 2, 9, false)); /* a clean session: not kept */
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[1].opaque);
     assert_int_equal(session_mgr_qos2_version(fx->m), v1);
     deliver(fx, 0, 0);
     EXPECT_OUT(f, 0x50, 2, 0, 7);
     assert_int_equal(session_mgr_qos2_version(fx->m), v1); /* the same id, now awaiting PUBREL */
     assert_string_equal(qos2_ids(fx), "dev1: 7\n");
     feed(f, publish_pk("t/a", "z", 2, 8, false));
-    deliver(fx, 2, 0);
+    assert_string_equal(qos2_ids(fx), "dev1: 7\n");
+    deliver(fx, 2, 0); /* a delivery report: durable too */
     EXPECT_OUT(f, 0x50, 2, 0, 8);
     assert_string_equal(qos2_ids(fx), "dev1: 7 8\n");
     uint64_t v2 = session_mgr_qos2_version(fx->m);
@@ -200,7 +210,8 @@ static void test_qos2_ids_reported_with_their_hash(void **state) {
     feed(f, publish_pk("t/a", "x", 2, 7, false));
     deliver(fx, 0, 0);
     EXPECT_OUT(f, 0x50, 2, 0, 7);
-    feed(f, publish_pk("t/b", "y", 2, 8, false)); /* in flight */
+    feed(f, publish_pk("t/b", "y", 2, 8, false));
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[1].opaque); /* in flight, durable */
     ids_t x = {0};
     assert_int_equal(session_mgr_qos2_each(fx->m, collect_hash, &x), 0);
     char want[128];
