@@ -47,6 +47,14 @@ def first_run(tmp_path, mock_kafka, client_id, pid, payload, how="kill"):
     return d1, cl, end
 
 
+def exchange(cl, payload, pid, dup=False):
+    """A whole QoS 2 exchange on test/q2: PUBLISH, PUBREC, PUBREL, PUBCOMP."""
+    cl.send(publish("test/q2", payload, qos=2, pid=pid, dup=dup))
+    cl.expect(m2k.pubrec(pid))
+    cl.send(m2k.pubrel(pid))
+    cl.expect(m2k.pubcomp(pid))
+
+
 @pytest.mark.parametrize("how", ["kill", "term"])
 def test_qos2_id_awaiting_pubrel_survives_a_restart(daemon, mock_kafka, tmp_path, how):
     d1, cl, end = first_run(tmp_path, mock_kafka, "q2dev", 7, b"once", how)
@@ -173,10 +181,7 @@ def test_released_id_reused_before_the_save_is_a_new_message_after_sigkill(
     d2.wait_log(m2k.line("spool: restored 1 sessions with 1 QoS 2 ids awaiting PUBREL "
                          "(0 not restored)", level="info"), since=0)  # a start-up line
     cl = Raw(d2.port).connect("reuse7", clean=False, session_present=True, keepalive=0)
-    cl.send(publish("test/q2", b"N" * 8000, qos=2, pid=7, dup=True))
-    cl.expect(m2k.pubrec(7))
-    cl.send(m2k.pubrel(7))
-    cl.expect(m2k.pubcomp(7))
+    exchange(cl, b"N" * 8000, 7, dup=True)
     cl.send(m2k.DISCONNECT)
     cl.close()
     recs = m2k.assert_records(mock_kafka.bootstrap, "test", 2)
