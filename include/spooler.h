@@ -110,6 +110,11 @@ typedef int (*spooler_work_fn)(void *ud, void (*run)(void *arg), void (*done)(vo
  * one runs are the next group, synced once it returned; acks still follow
  * their sync, in order. Without it, spooler_turn syncs on the caller's thread. */
 void spooler_set_worker(spooler_t *f, spooler_work_fn work, void *ud);
+/* Optional: durable(complete_ud, opaques, n) gets a synced group's opaques
+ * before their completions, so one save of the caller's state covers the
+ * group (daemon_spool.c: the QoS 2 ids). */
+typedef void (*spooler_durable_fn)(void *ud, const uint64_t *opaques, size_t n);
+void spooler_set_durable(spooler_t *f, spooler_durable_fn durable);
 /* `mode: outage`, right after spooler_new: direct unless the spool holds
  * records (they drain first). */
 void spooler_set_outage(spooler_t *f, const spooler_outage_t *o);

@@ -1,10 +1,15 @@
 /* The QoS 2 state file's payload (daemon_qos2.h), all integers little-endian:
- *   { u16 client_id_len | client_id | u16 n | n x u16 packet id }*
- * The spool frames it (magic, length, CRC32C) and replaces it atomically. */
+ *   "M2Q2" | 16-byte hash key |
+ *   { u16 client_id_len | client_id | u16 n | n x (u16 packet id | u64 hash) }*
+ * The hash (session_mgr_qos2_hash, under the file's key) tells a resend of
+ * the message an id acknowledged from a new message under a released id
+ * (docs/semantics.md). The spool frames it (magic, length, CRC32C) and
+ * replaces it atomically. */
 #include "daemon_qos2.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "util/log.h"
@@ -13,6 +18,7 @@ struct daemon_qos2 {
     session_mgr_t *sm;
     spool_t *sp;
     uint64_t saved; /* the session manager's qos2 version on disk */
+    uint8_t key[16];
     uint8_t *buf;
     size_t len, cap;
     size_t sessions, ids;
@@ -28,11 +34,18 @@ static uint16_t get16(const uint8_t *p) {
     return (uint16_t)(p[0] | p[1] << 8);
 }
 
-static void encode_one(void *ctx, const char *cid, size_t len, const uint16_t *ids, size_t n) {
-    daemon_qos2_t *q = ctx;
-    size_t need = q->len + 4 + len + 2 * n;
-    if (q->oom || len > UINT16_MAX || n > UINT16_MAX)
-        return;
+static uint64_t get64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+#define QOS2_MAGIC "M2Q2"
+#define QOS2_HEAD (4 + 16) /* magic and key */
+#define QOS2_ID 10         /* u16 packet id, u64 hash */
+
+static bool reserve(daemon_qos2_t *q, size_t need) {
     if (need > q->cap) {
         size_t cap = q->cap ? q->cap : 4096;
         while (cap < need)
@@ -40,18 +53,31 @@ static void encode_one(void *ctx, const char *cid, size_t len, const uint16_t *i
         uint8_t *b = realloc(q->buf, cap);
         if (!b) {
             q->oom = true;
-            return;
+            return false;
         }
         q->buf = b;
         q->cap = cap;
     }
+    return true;
+}
+
+static void encode_one(void *ctx, const char *cid, size_t len, const session_qos2_id_t *ids,
+                       size_t n) {
+    daemon_qos2_t *q = ctx;
+    size_t need = q->len + 4 + len + QOS2_ID * n;
+    if (q->oom || len > UINT16_MAX || n > UINT16_MAX || !reserve(q, need))
+        return;
     uint8_t *p = q->buf + q->len;
     put16(p, (uint16_t)len);
     memcpy(p + 2, cid, len);
     p += 2 + len;
     put16(p, (uint16_t)n);
-    for (size_t i = 0; i < n; i++)
-        put16(p + 2 + 2 * i, ids[i]);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *r = p + 2 + QOS2_ID * i;
+        put16(r, ids[i].id);
+        for (int b = 0; b < 8; b++)
+            r[2 + b] = (uint8_t)(ids[i].hash >> (8 * b));
+    }
     q->len = need;
     q->sessions++;
     q->ids += n;
@@ -62,7 +88,12 @@ static void save(daemon_qos2_t *q) {
     if (v == q->saved)
         return;
     q->len = q->sessions = q->ids = 0;
-    q->oom = false;
+    q->oom = !reserve(q, QOS2_HEAD);
+    if (!q->oom) {
+        memcpy(q->buf, QOS2_MAGIC, 4);
+        memcpy(q->buf + 4, q->key, sizeof(q->key));
+        q->len = QOS2_HEAD;
+    }
     int rc = session_mgr_qos2_each(q->sm, encode_one, q) != 0 || q->oom
                  ? SPOOL_ENOMEM
                  : spool_state_save(q->sp, q->buf, q->len);
@@ -85,10 +116,16 @@ void daemon_qos2_before_ack(daemon_qos2_t *q, int err) {
 }
 
 /* Puts the saved sessions back; a malformed payload ends the walk (its CRC
- * was right: a bug, not a disk error). */
+ * was right: a bug, or a file of another version). */
 static void restore(daemon_qos2_t *q, const uint8_t *b, size_t len) {
-    size_t off = 0, sessions = 0, ids = 0, skipped = 0;
-    uint16_t *scratch = malloc(65535 * sizeof(*scratch));
+    size_t off = QOS2_HEAD, sessions = 0, ids = 0, skipped = 0;
+    if (len < QOS2_HEAD || memcmp(b, QOS2_MAGIC, 4) != 0) {
+        log_error("spool: the QoS 2 state is not of this version: its ids are ignored (a resend "
+                  "of those messages goes to Kafka again)");
+        return;
+    }
+    memcpy(q->key, b + 4, sizeof(q->key));
+    session_qos2_id_t *scratch = malloc(65535 * sizeof(*scratch));
     while (scratch && off + 2 <= len) {
         size_t cl = get16(b + off);
         if (off + 2 + cl + 2 > len)
@@ -96,17 +133,17 @@ static void restore(daemon_qos2_t *q, const uint8_t *b, size_t len) {
         const char *cid = (const char *)b + off + 2;
         size_t n = get16(b + off + 2 + cl);
         const uint8_t *p = b + off + 4 + cl;
-        if ((size_t)(b + len - p) < 2 * n)
+        if ((size_t)(b + len - p) < QOS2_ID * n)
             break;
         for (size_t i = 0; i < n; i++)
-            scratch[i] = get16(p + 2 * i);
+            scratch[i] = (session_qos2_id_t){get64(p + QOS2_ID * i + 2), get16(p + QOS2_ID * i)};
         if (session_mgr_qos2_restore(q->sm, cid, cl, scratch, n) == 0) {
             sessions++;
             ids += n;
         } else {
             skipped++;
         }
-        off += 4 + cl + 2 * n;
+        off += 4 + cl + QOS2_ID * n;
     }
     free(scratch);
     if (off != len)
@@ -139,9 +176,18 @@ daemon_qos2_t *daemon_qos2_new(session_mgr_t *sm, spool_t *sp) {
     clock_gettime(CLOCK_REALTIME, &wall);
     session_mgr_set_now(sm, (uint64_t)mono.tv_sec * 1000u + (uint64_t)mono.tv_nsec / 1000000u,
                         (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000);
+    /* A new key unless the file brings one (its hashes were made under it). */
+    if (getrandom(q->key, sizeof(q->key), 0) != (ssize_t)sizeof(q->key)) {
+        log_error("spool: no random bytes for the QoS 2 hash key: QoS 2 ids are not kept "
+                  "across restarts");
+        free(b);
+        free(q);
+        return NULL;
+    }
     if (b)
         restore(q, b, len);
     free(b);
+    session_mgr_qos2_set_key(sm, q->key);
     /* What the file holds now: the restored sessions, minus any the
      * detached-session bounds discarded (saved again at the next change). */
     q->saved = session_mgr_qos2_version(sm);

@@ -18,8 +18,16 @@ struct daemon_spool {
  * are saved before a PUBREC goes out. */
 static void on_complete(void *ud, uint64_t opaque, int err, const char *errstr) {
     daemon_spool_t *ds = ud;
+    if (err == 0)
+        session_mgr_qos2_durable(*ds->sm, opaque);
     daemon_qos2_before_ack(ds->q2, err);
     session_on_delivery(*ds->sm, opaque, err, errstr);
+}
+
+static void on_durable(void *ud, const uint64_t *opaques, size_t n) {
+    daemon_spool_t *ds = ud;
+    for (size_t i = 0; i < n; i++)
+        session_mgr_qos2_durable(*ds->sm, opaques[i]);
 }
 
 static int produce(void *ud, const kafka_record_t *rec, uint64_t opaque) {
@@ -58,6 +66,7 @@ daemon_spool_t *daemon_spool_new(const config_t *cfg, spool_t *sp, kafka_t *cons
         free(ds);
         return NULL;
     }
+    spooler_set_durable(ds->f, on_durable);
     ds->q2 = daemon_qos2_new(*sm, sp); /* NULL (logged): the ids are not kept */
     if (cfg->spool.mode == SPOOL_MODE_OUTAGE)
         spooler_set_outage(ds->f, &(spooler_outage_t){.outage_after_ms = cfg->spool.outage_after_ms,

@@ -25,6 +25,7 @@ struct spooler {
     /* The sync on the worker, when there is one (spooler_set_worker). */
     spooler_work_fn work;
     void *work_ud;
+    spooler_durable_fn durable; /* spooler_set_durable */
     struct sync_holder *inflight;
     /* The feed's window: the sequence numbers handed to the producer, in
      * order (a ring), with their state. */
@@ -411,6 +412,8 @@ static void complete_group(spooler_t *f, int rc) {
         log_error("spool: sync failed (%s): %zu records not acknowledged", spool_strerror(rc), n);
     } else {
         f->st.spooled += n;
+        if (f->durable)
+            f->durable(f->o.complete_ud, done, n);
     }
     for (size_t i = 0; i < n; i++)
         f->o.complete(f->o.complete_ud, done[i], rc == 0 ? 0 : -1,
@@ -503,6 +506,10 @@ static void sync_and_complete(spooler_t *f) {
 void spooler_set_worker(spooler_t *f, spooler_work_fn work, void *ud) {
     f->work = work;
     f->work_ud = ud;
+}
+
+void spooler_set_durable(spooler_t *f, spooler_durable_fn durable) {
+    f->durable = durable;
 }
 
 static void confirm(spooler_t *f) {

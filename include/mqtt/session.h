@@ -257,18 +257,36 @@ void session_conn_free(session_conn_t *c);
 /* QoS 2 across a restart (with the spool; docs/semantics.md). The version
  * changes whenever the ids session_mgr_qos2_each reports may have changed.
  * each gets, per session that outlives its connection, the QoS 2 ids that
- * await PUBREL or are in flight (ids valid during the call); returns 0 or -1
+ * await PUBREL or are in flight (ids valid during the call), each with the
+ * hash of the message it acknowledged (session_mgr_qos2_hash); returns 0 or -1
  * (no memory). session_mgr_qos2_restore puts such a session back at start,
  * detached (session expiry and the detached-session bounds apply): a PUBLISH
- * with DUP 1 and one of its ids gets PUBREC without a record, one with DUP 0
- * is a new message, PUBREL gets PUBCOMP; 0, or -1 (no memory, no ids, the
- * client id taken). */
+ * with DUP 1, one of its ids and that id's hash gets PUBREC without a record;
+ * one with DUP 0 or another hash is a new message (the id was released and
+ * reused before the release was saved); PUBREL gets PUBCOMP; 0, or -1 (no
+ * memory, no ids, the client id taken). */
+typedef struct {
+    uint64_t hash; /* session_mgr_qos2_hash of the message; 0 before a key is set */
+    uint16_t id;
+} session_qos2_id_t;
 typedef void (*session_qos2_each_fn)(void *ctx, const char *client_id, size_t len,
-                                     const uint16_t *ids, size_t n);
+                                     const session_qos2_id_t *ids, size_t n);
 uint64_t session_mgr_qos2_version(const session_mgr_t *m);
 int session_mgr_qos2_each(session_mgr_t *m, session_qos2_each_fn each, void *ctx);
 int session_mgr_qos2_restore(session_mgr_t *m, const char *client_id, size_t len,
-                             const uint16_t *ids, size_t n);
+                             const session_qos2_id_t *ids, size_t n);
+/* The message of opaque (a session_produce_fn's) is durable (synced in the
+ * spool, or confirmed by Kafka) though not yet delivered: its QoS 2 id is
+ * reported by session_mgr_qos2_each from now. Until then an id in flight is
+ * not (saved, a resend of a message never made durable would be answered
+ * as a duplicate after a crash: lost). */
+void session_mgr_qos2_durable(session_mgr_t *m, uint64_t opaque);
+/* The key of the QoS 2 hashes (kept in the state file, so the hashes of a
+ * restored session compare): until it is set no hash is computed. */
+void session_mgr_qos2_set_key(session_mgr_t *m, const uint8_t key[16]);
+/* SipHash-2-4 under the key of a message's topic and payload (never 0). */
+uint64_t session_mgr_qos2_hash(const session_mgr_t *m, const void *topic, size_t topic_len,
+                               const void *payload, size_t payload_len);
 /* Delivers one downlink message (topic name checked by the router, QoS 0..2)
  * to every session with a matching subscription at min(qos, granted QoS):
  * written at once, or queued (mqtt.max_queued_messages) for room in the

@@ -63,12 +63,12 @@ typedef struct {
 
 typedef struct {
     const char *dir;        /* created (one level) if missing */
-    uint64_t max_bytes;     /* every byte of segments + checkpoint; 0: no bound */
+    uint64_t max_bytes;     /* every byte of segments + checkpoint + state; 0: no bound */
     uint64_t segment_bytes; /* roll size; 0: SPOOL_SEGMENT_BYTES_DEFAULT */
 } spool_options_t;
 
 typedef struct {
-    uint64_t bytes;              /* on disk: segments + the checkpoint (always counted) */
+    uint64_t bytes;              /* on disk: segments + the checkpoint (always counted) + state */
     uint64_t records;            /* appended and not confirmed (by sequence number) */
     int64_t oldest_timestamp_ms; /* of the oldest unconfirmed synced record; 0: none */
     uint64_t corrupt_skipped;    /* corrupt records (or runs of bytes) skipped */

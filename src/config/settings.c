@@ -358,8 +358,8 @@ const setting_t config_settings[] = {
      .parse = cfg_parse_u64,
      .doc_default = "0 (no bound but the disk)",
      .doc_allowed = "0..18446744073709551615",
-     .doc = "every byte the spool holds on disk; at the bound nothing more is taken: publishers "
-            "pause as with a full producer queue"},
+     .doc = "every byte the spool holds on disk; at the bound nothing more is taken: MQTT 3.1.1 "
+            "publishers pause as with a full producer queue, MQTT 5 ones get PUBACK/PUBREC 0x97"},
     {.path = "spool.mode",
      .type = SET_ENUM,
      .flags = SETTING_RESTART,

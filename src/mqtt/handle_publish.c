@@ -289,11 +289,16 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
         if (r != FEED_OK)
             return r;
     }
+    uint64_t hash = 0; /* QoS 2 kept across restarts: what the id acknowledges */
+    if (p->qos == 2 && !s->clean && m->qos2_keyed)
+        hash = session_mgr_qos2_hash(m, p->topic.ptr, p->topic.len, p->payload.ptr, p->payload.len);
     if (p->qos == 2) {
         int at = pubrel_index(s, p->packet_id);
-        if (at >= 0 && at < s->pubrel_restored && !p->dup) {
+        if (at >= 0 && at < s->pubrel_restored && (!p->dup || s->pubrel[at].hash != hash)) {
             /* An id from before a restart that the client released and
-             * reuses (the release may not have reached the state file). */
+             * reuses (the release may not have reached the state file): a
+             * new message says so with DUP 0, or, resent after a crash cut
+             * it off, with another topic or payload. */
             pubrel_remove(s, p->packet_id);
             qos2_changed(m, s);
             at = -1;
@@ -445,6 +450,18 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     }
     if (rc == KAFKA_OK && msg.retain && m->cfg->retained.enabled)
         produce_retained(c, &msg);
+    if (rc == KAFKA_ERR_SPOOL_FULL && c->p5) {
+        /* MQTT 5 has a negative ack for it: 0x97, and the client is read on
+         * (3.1.1 waits unacknowledged, paused, below). Nothing is acked. */
+        log_client_ratelimited(&m->rl_spool_drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
+                               c->remote,
+                               "refused a QoS %u message on topic '%s': the spool is full (0x97)",
+                               p->qos, session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len));
+        if (ring_push_spool_full(c, p->qos, p->packet_id) != 0)
+            goto oom;
+        inflight_check_window(c);
+        return FEED_OK;
+    }
     if (rc == KAFKA_ERR_QUEUE_FULL || rc == KAFKA_ERR_SPOOL_FULL) {
         inflight_block(c);
         return FEED_RETRY;
@@ -473,8 +490,11 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     e->packet_id = p->packet_id;
     e->qos = p->qos;
     e->state = IF_PENDING;
+    e->hash = hash;
     e->reason = 0;
     e->again = 0;
+    e->spool_full = 0;
+    e->durable = 0;
     e->produced = 1;
     e->recv_us = (uint32_t)m->mono_us;
     e->topic_len =

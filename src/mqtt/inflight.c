@@ -62,7 +62,7 @@ void ring_shrink(session_t *s) {
         s->pubrel = NULL;
         s->pubrel_cap = 0;
     } else if (s->pubrel_cap > s->pubrel_count) {
-        uint16_t *p = realloc(s->pubrel, s->pubrel_count * sizeof(*p));
+        session_qos2_id_t *p = realloc(s->pubrel, s->pubrel_count * sizeof(*p));
         if (p) {
             s->pubrel = p;
             s->pubrel_cap = s->pubrel_count;
@@ -72,7 +72,7 @@ void ring_shrink(session_t *s) {
 
 int pubrel_index(const session_t *s, uint16_t pid) {
     for (uint32_t i = 0; i < s->pubrel_count; i++)
-        if (s->pubrel[i] == pid)
+        if (s->pubrel[i].id == pid)
             return (int)i;
     return -1;
 }
@@ -94,12 +94,12 @@ bool pubrel_remove(session_t *s, uint16_t pid) {
     return true;
 }
 
-static void pubrel_add(session_t *s, uint16_t pid) {
+static void pubrel_add(session_t *s, uint16_t pid, uint64_t hash) {
     if (pubrel_has(s, pid))
         return;
     if (s->pubrel_count == s->pubrel_cap) {
         uint32_t cap = s->pubrel_cap ? s->pubrel_cap * 2 : 8;
-        uint16_t *p = realloc(s->pubrel, cap * sizeof(*p));
+        session_qos2_id_t *p = realloc(s->pubrel, cap * sizeof(*p));
         if (!p) {
             /* The admission bound keeps this rare; without the id a resend
              * would be produced twice, which is what QoS 1 would give. */
@@ -109,7 +109,7 @@ static void pubrel_add(session_t *s, uint16_t pid) {
         s->pubrel = p;
         s->pubrel_cap = cap;
     }
-    s->pubrel[s->pubrel_count++] = pid;
+    s->pubrel[s->pubrel_count++] = (session_qos2_id_t){hash, pid};
 }
 
 void ring_pop_completed(session_mgr_t *m, session_t *s) {
@@ -118,14 +118,15 @@ void ring_pop_completed(session_mgr_t *m, session_t *s) {
         if (e->state == IF_PENDING)
             break;
         if (e->state == IF_OK && e->qos == 2)
-            pubrel_add(s, e->packet_id);
+            pubrel_add(s, e->packet_id, e->hash);
         else if (e->qos == 2)
             qos2_changed(m, s);
         if ((e->state == IF_OK || e->state == IF_NACK) && e->ack_gen && s->conn &&
             e->ack_gen == s->conn_gen) {
             mqtt_type_t t = e->qos == 2 ? MQTT_PUBREC : MQTT_PUBACK;
             if (e->reason)
-                session5_send_ack(s->conn, t, e->packet_id, e->reason);
+                session5_send_ack_why(s->conn, t, e->packet_id, e->reason,
+                                      e->spool_full ? SESSION_SPOOL_FULL_WHY : NULL);
             else
                 session_send_ack(s->conn, t, e->packet_id);
             if (m->o.ack_latency)
@@ -152,21 +153,27 @@ void ring_pop_completed(session_mgr_t *m, session_t *s) {
     }
 }
 
-static int ring_push(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason, bool again);
+static int ring_push(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason, bool again,
+                     bool spool_full);
 
 int ring_push_done(session_conn_t *c, uint8_t qos, uint16_t pid) {
-    return ring_push(c, qos, pid, 0, false);
+    return ring_push(c, qos, pid, 0, false, false);
 }
 
 int ring_push_reason(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason) {
-    return ring_push(c, qos, pid, reason, false);
+    return ring_push(c, qos, pid, reason, false, false);
+}
+
+int ring_push_spool_full(session_conn_t *c, uint8_t qos, uint16_t pid) {
+    return ring_push(c, qos, pid, MQTT5_RC_QUOTA_EXCEEDED, false, true);
 }
 
 int ring_push_again(session_conn_t *c, uint16_t pid) {
-    return ring_push(c, 2, pid, 0, true);
+    return ring_push(c, 2, pid, 0, true, false);
 }
 
-static int ring_push(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason, bool again) {
+static int ring_push(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason, bool again,
+                     bool spool_full) {
     session_t *s = c->s;
     if (ring_reserve(c->mgr, s) != 0)
         return -1;
@@ -178,6 +185,7 @@ static int ring_push(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reaso
     e->state = reason >= 0x80 ? IF_NACK : IF_OK;
     e->reason = reason;
     e->again = again;
+    e->spool_full = spool_full;
     s->ring_again += again;
     if (qos == 2)
         qos2_changed(c->mgr, s);

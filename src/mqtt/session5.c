@@ -143,11 +143,17 @@ static size_t enc_ack(uint8_t *b, size_t cap, const mqtt5_props_t *props, const 
     return mqtt5_encode_ack(b, cap, a->type, a->pid, a->reason, props);
 }
 
-void session5_send_ack(session_conn_t *c, mqtt_type_t type, uint16_t pid, uint8_t reason) {
+void session5_send_ack_why(session_conn_t *c, mqtt_type_t type, uint16_t pid, uint8_t reason,
+                           const char *why) {
     struct ack_arg a = {type, pid, reason};
     /* Only CONNACK and DISCONNECT carry one when the client asked for no
      * problem information [MQTT-3.1.2-29]. */
-    send_reason(c, enc_ack, &a, reason >= 0x80 && c->problem_info ? reason_text(reason) : NULL);
+    send_reason(c, enc_ack, &a,
+                reason >= 0x80 && c->problem_info ? (why ? why : reason_text(reason)) : NULL);
+}
+
+void session5_send_ack(session_conn_t *c, mqtt_type_t type, uint16_t pid, uint8_t reason) {
+    session5_send_ack_why(c, type, pid, reason, NULL);
 }
 
 static size_t enc_disconnect(uint8_t *b, size_t cap, const mqtt5_props_t *props, const void *arg) {

@@ -16,7 +16,7 @@
 #include "util/list.h"
 #include "util/log.h"
 
-#define INFLIGHT_TOPIC_MAX 50     /* topic prefix kept for the failure log line */
+#define INFLIGHT_TOPIC_MAX 42     /* topic prefix kept for the failure log line */
 #define SCRATCH_SIZE (132 * 1024) /* rendered Kafka topic + key (topic <= 64 KiB) */
 #define LOG_ID_MAX 64
 
@@ -33,6 +33,7 @@ enum { FEED_OK = 0, FEED_RETRY = 1, FEED_CLOSED = 2 };
 typedef enum { CONN_NEW, CONN_CONNECTED, CONN_CLOSING, CONN_CLOSED } conn_state_t;
 
 typedef struct {
+    uint64_t hash;    /* QoS 2: session_mgr_qos2_hash of the message (0: none) */
     uint32_t ack_gen; /* connection generation owed the ack; 0 = none */
     /* PUBLISH received, low 32 bits of the us clock: the ack latency is the
      * wrapping difference, right for anything under 71 minutes. */
@@ -41,6 +42,8 @@ typedef struct {
     /* produced: went to Kafka (else completed on arrival); again: the answer
      * to a QoS 2 PUBLISH resent while its id awaits PUBREL */
     uint8_t qos : 2, produced : 1, again : 1;
+    uint8_t spool_full : 1; /* refused (0x97) by a full spool */
+    uint8_t durable : 1;    /* session_mgr_qos2_durable */
     uint8_t state;
     uint8_t reason; /* MQTT 5: the ack's reason code (0: success) */
     uint8_t topic_len;
@@ -72,9 +75,9 @@ typedef struct session session_t;
  * session, so every byte counts per idle connection. */
 struct session {
     session_conn_t *conn;
-    session_conn_t *will; /* MQTT 5: a will waiting for its delay (will.c) */
-    inflight_t *ring;     /* lazily allocated, grown up to max_inflight */
-    uint16_t *pubrel;     /* QoS 2 ids answered with PUBREC, awaiting PUBREL */
+    session_conn_t *will;      /* MQTT 5: a will waiting for its delay (will.c) */
+    inflight_t *ring;          /* lazily allocated, grown up to max_inflight */
+    session_qos2_id_t *pubrel; /* QoS 2 ids answered with PUBREC, awaiting PUBREL */
     hmap_node_t by_id, by_cid;
     list_t detached; /* in mgr->detached while kept without a connection */
     outbound_t *ob;  /* downlink: NULL until a message is queued for it */
@@ -177,6 +180,8 @@ struct session_mgr {
     log_ratelimit_t rl_sub;
     session_stats_t st;
     uint64_t qos2_version; /* session_mgr_qos2_version */
+    uint8_t qos2_key[16];  /* session_mgr_qos2_set_key */
+    bool qos2_keyed;
 };
 
 static inline uint32_t max_inflight(const session_mgr_t *m) {
@@ -268,6 +273,9 @@ int ring_push_done(session_conn_t *c, uint8_t qos, uint16_t pid);
 int ring_push_reason(session_conn_t *c, uint8_t qos, uint16_t pid, uint8_t reason);
 /* The PUBREC again for a QoS 2 PUBLISH resent while its id awaits PUBREL. */
 int ring_push_again(session_conn_t *c, uint16_t pid);
+/* MQTT 5 at a full spool: PUBACK/PUBREC 0x97 with SESSION_SPOOL_FULL_WHY. */
+int ring_push_spool_full(session_conn_t *c, uint8_t qos, uint16_t pid);
+#define SESSION_SPOOL_FULL_WHY "the spool is full (spool.max_bytes or the disk)"
 /* Pops completed entries from the head and sends the acks now in order. */
 void ring_pop_completed(session_mgr_t *m, session_t *s);
 bool pubrel_has(const session_t *s, uint16_t pid);
@@ -385,6 +393,9 @@ void session5_refuse_connack(session_conn_t *c, uint8_t reason, const char *why)
  * a code >= 0x80 carries a reason string when the client takes problem
  * information. */
 void session5_send_ack(session_conn_t *c, mqtt_type_t type, uint16_t pid, uint8_t reason);
+/* The same with the reason string why (NULL: the reason code's own). */
+void session5_send_ack_why(session_conn_t *c, mqtt_type_t type, uint16_t pid, uint8_t reason,
+                           const char *why);
 /* Before a close for a protocol violation of `kind`: CONNACK (before the
  * CONNECT is accepted) or DISCONNECT with the reason code. */
 void session5_tell_violation(session_conn_t *c, int kind, const char *why);

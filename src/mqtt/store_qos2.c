@@ -5,15 +5,47 @@
 #include <string.h>
 
 #include "session_int.h"
+#include "util/hash.h"
 
 uint64_t session_mgr_qos2_version(const session_mgr_t *m) {
     return m->qos2_version;
 }
 
+void session_mgr_qos2_durable(session_mgr_t *m, uint64_t opaque) {
+    uint32_t id = (uint32_t)(opaque >> 32), seq = (uint32_t)opaque;
+    session_t *s = id ? store_find_id(m, id) : NULL;
+    uint32_t off = s ? seq - s->head_seq : 0;
+    if (!s || off >= s->ring_count)
+        return;
+    inflight_t *e = ring_at(s, off);
+    if (e->state == IF_PENDING && e->qos == 2 && !e->durable) {
+        e->durable = 1;
+        qos2_changed(m, s);
+    }
+}
+
+void session_mgr_qos2_set_key(session_mgr_t *m, const uint8_t key[16]) {
+    memcpy(m->qos2_key, key, sizeof(m->qos2_key));
+    m->qos2_keyed = true;
+}
+
+/* The payload's hash keys the topic's: no pair of (topic, payload) splits
+ * the same bytes differently into the same input. */
+uint64_t session_mgr_qos2_hash(const session_mgr_t *m, const void *topic, size_t topic_len,
+                               const void *payload, size_t payload_len) {
+    uint8_t key[16];
+    memcpy(key, m->qos2_key, sizeof(key));
+    uint64_t h = m2k_siphash24(key, payload, payload_len);
+    for (int i = 0; i < 8; i++)
+        key[i] ^= (uint8_t)(h >> (8 * i));
+    h = m2k_siphash24(key, topic, topic_len);
+    return h ? h : 1;
+}
+
 typedef struct {
     session_qos2_each_fn each;
     void *ctx;
-    uint16_t *ids;
+    session_qos2_id_t *ids;
     size_t cap;
     int rc;
 } walk_t;
@@ -25,7 +57,7 @@ static void walk_one(hmap_node_t *n, void *ud) {
         return;
     size_t need = (size_t)s->pubrel_count + s->ring_qos2;
     if (need > w->cap) {
-        uint16_t *ids = realloc(w->ids, need * sizeof(*ids));
+        session_qos2_id_t *ids = realloc(w->ids, need * sizeof(*ids));
         if (!ids) {
             w->rc = -1;
             return;
@@ -36,12 +68,14 @@ static void walk_one(hmap_node_t *n, void *ud) {
     size_t k = s->pubrel_count;
     if (k)
         memcpy(w->ids, s->pubrel, k * sizeof(*w->ids));
-    /* In flight: PUBREC follows the spool's sync, which came first. A
-     * failed or refused message is not the client's to resend as a duplicate. */
+    /* In flight: only what is durable (PUBREC follows this save). A pending
+     * message not yet synced, a failed or a refused one is not the
+     * client's to resend as a duplicate. */
     for (uint32_t i = 0; i < s->ring_count && k < need; i++) {
         const inflight_t *e = ring_at(s, i);
-        if (e->qos == 2 && !e->again && (e->state == IF_PENDING || e->state == IF_OK))
-            w->ids[k++] = e->packet_id;
+        if (e->qos == 2 && !e->again &&
+            (e->state == IF_OK || (e->state == IF_PENDING && e->durable)))
+            w->ids[k++] = (session_qos2_id_t){e->hash, e->packet_id};
     }
     if (k)
         w->each(w->ctx, s->client_id, s->client_id_len, w->ids, k);
@@ -54,8 +88,8 @@ int session_mgr_qos2_each(session_mgr_t *m, session_qos2_each_fn each, void *ctx
     return w.rc;
 }
 
-int session_mgr_qos2_restore(session_mgr_t *m, const char *cid, size_t len, const uint16_t *ids,
-                             size_t n) {
+int session_mgr_qos2_restore(session_mgr_t *m, const char *cid, size_t len,
+                             const session_qos2_id_t *ids, size_t n) {
     if (n == 0 || n > UINT16_MAX || store_find_cid(m, cid, len))
         return -1;
     session_t *s = store_create(m, cid, len, false);
@@ -67,7 +101,7 @@ int session_mgr_qos2_restore(session_mgr_t *m, const char *cid, size_t len, cons
         return -1;
     }
     for (size_t i = 0; i < n; i++)
-        if (!pubrel_has(s, ids[i]))
+        if (!pubrel_has(s, ids[i].id))
             s->pubrel[s->pubrel_count++] = ids[i];
     s->pubrel_cap = (uint32_t)n;
     s->pubrel_restored = (uint16_t)s->pubrel_count;

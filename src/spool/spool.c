@@ -212,7 +212,8 @@ int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out) {
     bool roll =
         !last || (last->size > SPOOL_SEG_HEADER_SIZE && last->size + frame > sp->segment_bytes);
     size_t add = frame + (roll ? SPOOL_SEG_HEADER_SIZE : 0);
-    if (sp->max_bytes && sp->seg_bytes + SPOOL_CHECKPOINT_SIZE + add > sp->max_bytes)
+    if (sp->max_bytes &&
+        sp->seg_bytes + SPOOL_CHECKPOINT_SIZE + sp->state_bytes + add > sp->max_bytes)
         return SPOOL_FULL;
     /* Records are buffered and written once per sync, at a roll, or when the
      * buffer passes SPOOL_WBUF_FLUSH: one pwrite for many small records. */
@@ -328,7 +329,7 @@ int spool_confirm(spool_t *sp, uint64_t seq) {
 
 void spool_stats(spool_t *sp, spool_stats_t *out) {
     memset(out, 0, sizeof *out);
-    out->bytes = sp->seg_bytes + SPOOL_CHECKPOINT_SIZE;
+    out->bytes = sp->seg_bytes + SPOOL_CHECKPOINT_SIZE + sp->state_bytes;
     out->records = sp->next_seq - 1 - sp->confirmed;
     out->corrupt_skipped = sp->corrupt_skipped;
     out->truncations = sp->truncations;

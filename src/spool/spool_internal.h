@@ -39,7 +39,8 @@ struct spool {
 
     spool_segment_t *segs; /* oldest first; the last is the one appended to */
     size_t nsegs, segs_cap;
-    uint64_t seg_bytes; /* the sum of segs[].size */
+    uint64_t seg_bytes;   /* the sum of segs[].size */
+    uint64_t state_bytes; /* the state file (spool_state_*), counted in max_bytes */
     uint64_t next_seq;
 
     /* The last successful sync: the first sync_nsegs segments, the last of

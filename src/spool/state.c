@@ -21,6 +21,10 @@ int spool_state_save(spool_t *sp, const void *buf, size_t len) {
     int rc = spool_replace_file(sp, SPOOL_STATE_NAME, SPOOL_STATE_TMP, file,
                                 SPOOL_STATE_HEADER_SIZE + len);
     free(file);
+    /* Counted, never refused at max_bytes: it is bounded by the sessions'
+     * QoS 2 windows, and without it a resend would go to Kafka twice. */
+    if (rc == 0)
+        sp->state_bytes = SPOOL_STATE_HEADER_SIZE + len;
     return rc;
 }
 
@@ -60,6 +64,7 @@ int spool_state_load(spool_t *sp, uint8_t **buf, size_t *len) {
         free(file);
         return corrupt(sp, got != (ssize_t)n ? "cannot read" : "bad checksum");
     }
+    sp->state_bytes = n;
     memmove(file, file + SPOOL_STATE_HEADER_SIZE, n - SPOOL_STATE_HEADER_SIZE);
     *buf = file;
     *len = n - SPOOL_STATE_HEADER_SIZE;

@@ -9,6 +9,7 @@ import yaml
 import m2k
 from m2k import Raw, publish, puback
 from test_metrics import http_get, scrape
+from test_mqtt5 import connack5, connect5, reason5
 
 
 def spool_cfg(tmp_path, **kw):
@@ -204,6 +205,47 @@ def test_max_bytes_pauses_qos1_without_ack_drops_qos0_and_loses_nothing(daemon, 
         b"after"]
     assert scrape(mport)["mqtt2kafka_spool_qos0_dropped_total"] == 3
     m2k.wait_until(lambda: http_get(mport, "/readyz")[0] == 200, 10, "ready again")
+
+
+def test_max_bytes_answers_mqtt5_with_0x97_and_reads_on(daemon, mock_kafka, tmp_path):
+    """MQTT 5 at a full spool: PUBACK/PUBREC 0x97 quota exceeded with its
+    reason string, the client read on (3.1.1 waits paused, above); nothing
+    refused is in Kafka, nothing acked is lost."""
+    mock_kafka.cmd("down -1")
+    d, mport = start(daemon, tmp_path, max_bytes=4096)
+    cl = Raw(d.port)
+    cl.send(connect5("full5"))
+    assert cl.recv_packet() == connack5()
+    why = "the spool is full (spool.max_bytes or the disk)"
+    sent = []
+    mark = d.mark()
+    for i in range(100):
+        payload = f"{i:03d}".encode() + b"x" * 300
+        cl.send(m2k.packet(0x32, m2k.enc_str("test/spool") + (i + 1).to_bytes(2, "big") +
+                           b"\x00" + payload))
+        got = cl.recv_packet(timeout=10)
+        if got != puback(i + 1):
+            assert got == reason5(0x40, 0x97, why, pid=i + 1)
+            break
+        sent.append(payload)
+    assert 3 <= len(sent) < 100, len(sent)
+    d.wait_log(m2k.line("refused a QoS 1 message on topic 'test/spool': the spool is full "
+                        "(0x97)", level="warn", client="full5"), since=mark)
+    cl.send(m2k.packet(0x34, m2k.enc_str("test/spool") + b"\x00\x65\x00" + b"q2" * 200))
+    cl.expect(reason5(0x50, 0x97, why, pid=0x65))
+    cl.send(m2k.PINGREQ)
+    cl.expect(m2k.PINGRESP)  # read on: not paused
+    assert scrape(mport)["mqtt2kafka_spool_records"] == len(sent)
+    # Kafka back: the spool drains and gives its space back; the refused
+    # message, sent again, is taken.
+    mock_kafka.cmd("up -1")
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_records"] == 0, 30, "spool drained")
+    again = b"again" + b"x" * 300
+    cl.send(m2k.packet(0x32, m2k.enc_str("test/spool") + b"\x01\x00\x00" + again))
+    cl.expect(puback(0x100), timeout=10)
+    cl.send(m2k.DISCONNECT)
+    cl.close()
+    assert values_in_order(mock_kafka.bootstrap, len(sent) + 1) == sent + [again]
 
 
 def test_failed_deliveries_rewind_the_feed_and_keep_the_order(daemon, mock_kafka, tmp_path):

@@ -2,10 +2,13 @@
 session holds between PUBREC and PUBREL are kept in the spool's state file,
 so a resend with DUP after SIGKILL or SIGTERM gets PUBREC without a second
 Kafka record, and its PUBREL gets PUBCOMP."""
+import struct
+
 import pytest
 
 import m2k
 from m2k import Raw, publish
+from test_metrics import scrape
 from test_spool import FAST_RECONNECT, spool_cfg
 
 
@@ -42,6 +45,14 @@ def first_run(tmp_path, mock_kafka, client_id, pid, payload, how="kill"):
         end()
         raise
     return d1, cl, end
+
+
+def exchange(cl, payload, pid, dup=False):
+    """A whole QoS 2 exchange on test/q2: PUBLISH, PUBREC, PUBREL, PUBCOMP."""
+    cl.send(publish("test/q2", payload, qos=2, pid=pid, dup=dup))
+    cl.expect(m2k.pubrec(pid))
+    cl.send(m2k.pubrel(pid))
+    cl.expect(m2k.pubcomp(pid))
 
 
 @pytest.mark.parametrize("how", ["kill", "term"])
@@ -134,3 +145,68 @@ def test_qos2_id_acked_directly_in_outage_mode_survives_sigkill(daemon, mock_kaf
     cl.send(m2k.pubrel(11))
     cl.expect(m2k.pubcomp(11))
     assert [r.value for r in m2k.assert_records(mock_kafka.bootstrap, "test", 1)] == [b"direct"]
+
+
+def test_released_id_reused_before_the_save_is_a_new_message_after_sigkill(
+        daemon, mock_kafka, tmp_path):
+    """The release of id 7 (PUBCOMP) is saved lazily; a NEW message under id 7
+    that the first daemon never took (its spool full: no PUBREC, no save)
+    leaves the file holding the old id 7. Resent with DUP 1 to the next
+    daemon, its topic and payload differ from what the saved id acknowledged
+    (the hash kept with it), so it is produced: one record of each message."""
+    mock_kafka.cmd("down -1")
+    cfg = m2k.merge(daemon_cfg(tmp_path), {"spool": {"max_bytes": 4096},
+                                           "metrics": {"listen": "127.0.0.1:0"}})
+    d1 = m2k.Daemon(tmp_path, mock_kafka.bootstrap, cfg, name="first")  # SIGKILLed
+    try:
+        m = d1.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, "
+                                 r"/healthz, /readyz\)", level="info", regex=True),
+                        since=0)  # a start-up line
+        mport = int(m.group(1))
+        cl = Raw(d1.port).connect("reuse7", clean=False, keepalive=0)
+        cl.send(publish("test/q2", b"old", qos=2, pid=7))
+        cl.expect(m2k.pubrec(7))  # spooled; the state file holds id 7
+        cl.send(m2k.pubrel(7))
+        cl.expect(m2k.pubcomp(7))  # released: not saved until the next ack
+        # Too large for what is left of max_bytes: not taken, not acked.
+        cl.send(publish("test/q2", b"N" * 8000, qos=2, pid=7))
+        m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_full_total"] >= 1, 10,
+                       "the new message refused by the full spool")
+    finally:
+        d1.proc.kill()
+        d1.proc.wait(10)
+        d1._log.close()
+    mock_kafka.cmd("up -1")
+    d2 = daemon(daemon_cfg(tmp_path), name="second")
+    d2.wait_log(m2k.line("spool: restored 1 sessions with 1 QoS 2 ids awaiting PUBREL "
+                         "(0 not restored)", level="info"), since=0)  # a start-up line
+    cl = Raw(d2.port).connect("reuse7", clean=False, session_present=True, keepalive=0)
+    exchange(cl, b"N" * 8000, 7, dup=True)
+    cl.send(m2k.DISCONNECT)
+    cl.close()
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 2)
+    assert sorted(r.value for r in recs) == sorted([b"old", b"N" * 8000])
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def test_state_file_without_hashes_is_ignored_and_logged(daemon, mock_kafka, tmp_path):
+    """The payload of the version before the hashes (client id, ids only),
+    framed right: its ids cannot be matched to a message, so none is kept."""
+    payload = struct.pack("<H", 5) + b"olddv" + struct.pack("<HH", 1, 4)
+    first_run(tmp_path, mock_kafka, "frame", 3, b"x", how="term")[2]()
+    state = tmp_path / "spool" / "state"
+    head = state.read_bytes()[:8]  # the frame's magic and version, as the daemon writes them
+    state.write_bytes(head + struct.pack("<II", len(payload), crc32c(payload)) + payload)
+    d2 = daemon(daemon_cfg(tmp_path), name="second")
+    d2.wait_log(m2k.line("spool: the QoS 2 state is not of this version: its ids are ignored "
+                         "(a resend of those messages goes to Kafka again)", level="error"),
+                since=0)  # a start-up line
+    Raw(d2.port).connect("olddv", clean=False, session_present=False, keepalive=0)

@@ -4,7 +4,9 @@
  * once. QoS 2 ids across a restart: what session_mgr_qos2_each reports and
  * when the version changes; a restored session's ids answer a DUP resend
  * with PUBREC and no record, a DUP 0 reuse is a new message. */
-#include "session_fixture.h"
+#include <inttypes.h>
+
+#include "session5_fixture.h"
 
 static void test_qos0_dropped_and_counted_at_a_full_spool(void **state) {
     fx_t *fx = *state;
@@ -48,16 +50,63 @@ static void test_qos1_waits_unacked_at_a_full_spool(void **state) {
     EXPECT_OUT(f, 0x40, 2, 0, 7);
 }
 
+static const char *qos2_ids(fx_t *fx);
+
+/* MQTT 5 has a negative ack for it: PUBACK/PUBREC 0x97 with a reason
+ * string (none when the client asked for no problem information), the
+ * client read on, nothing produced; the ids are free again. */
+static void test_v5_gets_0x97_at_a_full_spool(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected5(fx, 0, (cn5_t){.id = "v5", .clean = false});
+    for (int i = 0; i < 3; i++)
+        fx->prod.rc_queue[i] = KAFKA_ERR_SPOOL_FULL;
+    fx->prod.n_rc = 3;
+    pk_t p1 = publish5("t/a", 1, 7, NULL, 0, "x");
+    log_capture_begin();
+    assert_int_equal(feed(f, p1), (ssize_t)p1.n);
+    const char *logged = log_capture_end();
+    assert_logged(logged, "refused a QoS 1 message on topic 't/a': the spool is full (0x97)");
+    expect_reason(f, 0x40, 7, 0x97, "the spool is full (spool.max_bytes or the disk)");
+    pk_t p2 = publish5("t/a", 2, 8, NULL, 0, "y");
+    assert_int_equal(feed(f, p2), (ssize_t)p2.n);
+    expect_reason(f, 0x50, 8, 0x97, "the spool is full (spool.max_bytes or the disk)");
+    assert_false(f->paused);
+    assert_int_equal(f->pauses, 0);
+    assert_int_equal(fx->prod.n, 0);
+    assert_string_equal(qos2_ids(fx), ""); /* refused: no PUBREL follows */
+    fconn_t *g = connected5(fx, 1, (cn5_t){.id = "quiet", .clean = true, PROPS("\x17\x00")});
+    pk_t p3 = publish5("t/a", 1, 9, NULL, 0, "z");
+    assert_int_equal(feed(g, p3), (ssize_t)p3.n);
+    expect_reason(g, 0x40, 9, 0x97, NULL);
+    /* Room again: the same message goes, acked after its report. */
+    assert_int_equal(feed(f, p1), (ssize_t)p1.n);
+    assert_int_equal(fx->prod.n, 1);
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x40, 2, 0, 7);
+}
+
 typedef struct {
     char out[256];
     size_t len;
 } ids_t;
 
-static void collect(void *ctx, const char *cid, size_t len, const uint16_t *ids, size_t n) {
+static void collect(void *ctx, const char *cid, size_t len, const session_qos2_id_t *ids,
+                    size_t n) {
     ids_t *x = ctx;
     x->len += (size_t)snprintf(x->out + x->len, sizeof(x->out) - x->len, "%.*s:", (int)len, cid);
     for (size_t i = 0; i < n; i++)
-        x->len += (size_t)snprintf(x->out + x->len, sizeof(x->out) - x->len, " %u", ids[i]);
+        x->len += (size_t)snprintf(x->out + x->len, sizeof(x->out) - x->len, " %u", ids[i].id);
+    x->len += (size_t)snprintf(x->out + x->len, sizeof(x->out) - x->len, "\n");
+}
+
+static void collect_hash(void *ctx, const char *cid, size_t len, const session_qos2_id_t *ids,
+                         size_t n) {
+    ids_t *x = ctx;
+    (void)cid;
+    (void)len;
+    for (size_t i = 0; i < n; i++)
+        x->len += (size_t)snprintf(x->out + x->len, sizeof(x->out) - x->len, "%s%u=%016" PRIx64,
+                                   i ? " " : "", ids[i].id, ids[i].hash);
     x->len += (size_t)snprintf(x->out + x->len, sizeof(x->out) - x->len, "\n");
 }
 
@@ -76,15 +125,25 @@ static void test_qos2_ids_reported_while_awaiting_pubrel(void **state) {
     feed(f, publish_pk("t/a", "x", 2, 7, false));
     uint64_t v1 = session_mgr_qos2_version(fx->m);
     assert_true(v1 != v0);
-    assert_string_equal(qos2_ids(fx), "dev1: 7\n"); /* in flight: PUBREC comes after the save */
-    feed(g, publish_pk("t/a", "y", 2, 9, false));   /* a clean session: not kept */
+    /* In flight and not durable yet: not saved (after a crash its resend
+     * must go to Kafka, not be taken for a duplicate). */
+    assert_string_equal(qos2_ids(fx), "");
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[0].opaque);
+    assert_true(session_mgr_qos2_version(fx->m) != v1);
+    v1 = session_mgr_qos2_version(fx->m);
+    assert_string_equal(qos2_ids(fx), "dev1: 7\n"); /* durable: PUBREC comes after the save */
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[0].opaque); /* once is enough */
+    assert_int_equal(session_mgr_qos2_version(fx->m), v1);
+    feed(g, publish_pk("t/a", "y", 2, 9, false)); /* a clean session: not kept */
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[1].opaque);
     assert_int_equal(session_mgr_qos2_version(fx->m), v1);
     deliver(fx, 0, 0);
     EXPECT_OUT(f, 0x50, 2, 0, 7);
     assert_int_equal(session_mgr_qos2_version(fx->m), v1); /* the same id, now awaiting PUBREL */
     assert_string_equal(qos2_ids(fx), "dev1: 7\n");
     feed(f, publish_pk("t/a", "z", 2, 8, false));
-    deliver(fx, 2, 0);
+    assert_string_equal(qos2_ids(fx), "dev1: 7\n");
+    deliver(fx, 2, 0); /* a delivery report: durable too */
     EXPECT_OUT(f, 0x50, 2, 0, 8);
     assert_string_equal(qos2_ids(fx), "dev1: 7 8\n");
     uint64_t v2 = session_mgr_qos2_version(fx->m);
@@ -103,7 +162,7 @@ static void test_qos2_ids_reported_while_awaiting_pubrel(void **state) {
 
 static void test_restored_ids_answer_a_dup_resend(void **state) {
     fx_t *fx = *state;
-    static const uint16_t ids[] = {7, 9};
+    static const session_qos2_id_t ids[] = {{0, 7}, {0, 9}};
     assert_int_equal(session_mgr_qos2_restore(fx->m, "dev1", 4, ids, 2), 0);
     assert_int_equal(session_mgr_qos2_restore(fx->m, "dev1", 4, ids, 2), -1); /* taken */
     assert_int_equal(session_mgr_stats(fx->m)->persistent_sessions, 1);
@@ -128,9 +187,77 @@ static void test_restored_ids_answer_a_dup_resend(void **state) {
     assert_string_equal(qos2_ids(fx), "dev1: 9\n");
 }
 
+static const uint8_t KEY[16] = "0123456789abcdef";
+
+static void test_qos2_hash_keys_topic_and_payload(void **state) {
+    fx_t *fx = *state;
+    session_mgr_qos2_set_key(fx->m, KEY);
+    uint64_t h = session_mgr_qos2_hash(fx->m, "ab", 2, "c", 1);
+    assert_true(h != 0);
+    assert_true(h == session_mgr_qos2_hash(fx->m, "ab", 2, "c", 1));
+    assert_true(h != session_mgr_qos2_hash(fx->m, "a", 1, "bc", 2)); /* another split */
+    assert_true(h != session_mgr_qos2_hash(fx->m, "ab", 2, "d", 1));
+    assert_true(h != session_mgr_qos2_hash(fx->m, "ac", 2, "c", 1));
+    static const uint8_t other[16] = "fedcba9876543210";
+    session_mgr_qos2_set_key(fx->m, other);
+    assert_true(h != session_mgr_qos2_hash(fx->m, "ab", 2, "c", 1));
+}
+
+static void test_qos2_ids_reported_with_their_hash(void **state) {
+    fx_t *fx = *state;
+    session_mgr_qos2_set_key(fx->m, KEY);
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
+    feed(f, publish_pk("t/a", "x", 2, 7, false));
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x50, 2, 0, 7);
+    feed(f, publish_pk("t/b", "y", 2, 8, false));
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[1].opaque); /* in flight, durable */
+    ids_t x = {0};
+    assert_int_equal(session_mgr_qos2_each(fx->m, collect_hash, &x), 0);
+    char want[128];
+    snprintf(want, sizeof(want), "7=%016" PRIx64 " 8=%016" PRIx64 "\n",
+             session_mgr_qos2_hash(fx->m, "t/a", 3, "x", 1),
+             session_mgr_qos2_hash(fx->m, "t/b", 3, "y", 1));
+    assert_string_equal(x.out, want);
+}
+
+/* The window the hash closes: id 7 released (PUBCOMP) before the restart but
+ * still in the state file, reused for a new message the crash cut off, which
+ * the client resends with DUP 1. */
+static void test_restored_id_with_dup_1_and_another_message_is_new(void **state) {
+    fx_t *fx = *state;
+    session_mgr_qos2_set_key(fx->m, KEY);
+    const session_qos2_id_t ids[] = {{session_mgr_qos2_hash(fx->m, "t/a", 3, "old", 3), 7},
+                                     {session_mgr_qos2_hash(fx->m, "t/a", 3, "x", 1), 9}};
+    assert_int_equal(session_mgr_qos2_restore(fx->m, "dev1", 4, ids, 2), 0);
+    fconn_t *f = open_conn(fx, 0);
+    pk_t c = connect_pk((cn_t){.id = "dev1", .clean = false});
+    assert_int_equal(feed(f, c), (ssize_t)c.n);
+    EXPECT_OUT(f, 0x20, 0x02, 0x01, 0x00);
+    pk_t same = publish_pk("t/a", "x", 2, 9, false); /* what id 9 acknowledged */
+    same.b[0] |= 0x08;
+    assert_int_equal(feed(f, same), (ssize_t)same.n);
+    EXPECT_OUT(f, 0x50, 2, 0, 9); /* PUBREC, no record */
+    assert_int_equal(fx->prod.n, 0);
+    pk_t other_topic = publish_pk("t/b", "old", 2, 7, false);
+    other_topic.b[0] |= 0x08;
+    assert_int_equal(feed(f, other_topic), (ssize_t)other_topic.n);
+    assert_int_equal(fx->prod.n, 1); /* produced: a new message */
+    EXPECT_NO_OUT(f);                /* PUBREC after its delivery report */
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x50, 2, 0, 7);
+    assert_int_equal(session_mgr_stats(fx->m)->qos2_duplicates, 1);
+    char want[128];
+    ids_t x = {0};
+    assert_int_equal(session_mgr_qos2_each(fx->m, collect_hash, &x), 0);
+    snprintf(want, sizeof(want), "9=%016" PRIx64 " 7=%016" PRIx64 "\n", ids[1].hash,
+             session_mgr_qos2_hash(fx->m, "t/b", 3, "old", 3));
+    assert_string_equal(x.out, want); /* id 7 now stands for the new message */
+}
+
 static void test_restored_session_expires(void **state) {
     fx_t *fx = *state;
-    static const uint16_t ids[] = {1};
+    static const session_qos2_id_t ids[] = {{0, 1}};
     assert_int_equal(session_mgr_qos2_restore(fx->m, "old", 3, ids, 1), 0);
     set_time(fx, fx->now + 60 * 1000);
     session_mgr_tick(fx->m);
@@ -147,6 +274,11 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_restored_ids_answer_a_dup_resend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restored_session_expires, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_qos2_hash_keys_topic_and_payload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v5_gets_0x97_at_a_full_spool, setup5, teardown),
+        cmocka_unit_test_setup_teardown(test_qos2_ids_reported_with_their_hash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restored_id_with_dup_1_and_another_message_is_new,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* The spool's state file (spool_state_save / spool_state_load): exact bytes
  * on disk, the round trip, none at first, a corrupt file set aside and read
- * as none, the size bound; the file is no segment to the spool's scan. */
+ * as none, the size bound; the file is no segment to the spool's scan; its
+ * bytes count in max_bytes. */
 #include "spool_fixture.h"
 
 static void read_file(const char *p, uint8_t *buf, size_t cap, size_t *n) {
@@ -81,10 +82,49 @@ static void test_corrupt_state_is_set_aside(void **state) {
     spool_close(sp);
 }
 
+/* The state file's bytes count in max_bytes and in the stats (after a save,
+ * and after a load at the next start); a save itself is never refused. */
+static void test_state_counts_in_max_bytes(void **state) {
+    (void)state;
+    spool_record_t r;
+    make_record(1, 100, &r);
+    size_t frame = SPOOL_FRAME_HEADER_SIZE + spool_body_size(&r);
+    uint64_t max = SPOOL_CHECKPOINT_SIZE + SPOOL_SEG_HEADER_SIZE + 3 * frame;
+    spool_t *sp = open_spool(max, 0);
+    static const uint8_t blob[64] = {0};
+    assert_int_equal(spool_state_save(sp, blob, sizeof blob), 0);
+    spool_stats_t st;
+    spool_stats(sp, &st);
+    assert_int_equal(st.bytes, SPOOL_CHECKPOINT_SIZE + SPOOL_STATE_HEADER_SIZE + sizeof blob);
+    uint64_t seq;
+    for (int i = 0; i < 2; i++) {
+        make_record(1, 100, &r);
+        assert_int_equal(spool_append(sp, &r, &seq), 0);
+    }
+    assert_int_equal(spool_append(sp, &r, &seq), SPOOL_FULL); /* the state took its room */
+    assert_int_equal(spool_sync(sp, &seq), 0);
+    spool_close(sp);
+    sp = open_spool(max, 0);
+    uint8_t *b;
+    size_t len;
+    assert_int_equal(spool_state_load(sp, &b, &len), 0);
+    free(b);
+    spool_stats(sp, &st);
+    assert_int_equal(st.bytes, SPOOL_CHECKPOINT_SIZE + SPOOL_SEG_HEADER_SIZE + 2 * frame +
+                                   SPOOL_STATE_HEADER_SIZE + sizeof blob);
+    assert_int_equal(spool_append(sp, &r, &seq), SPOOL_FULL);
+    assert_int_equal(spool_state_save(sp, "", 0), 0); /* replaced: its own size counts */
+    spool_stats(sp, &st);
+    assert_int_equal(st.bytes, SPOOL_CHECKPOINT_SIZE + SPOOL_SEG_HEADER_SIZE + 2 * frame +
+                                   SPOOL_STATE_HEADER_SIZE);
+    spool_close(sp);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip_and_exact_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_state_is_set_aside, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_counts_in_max_bytes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

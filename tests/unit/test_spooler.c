@@ -103,6 +103,38 @@ static void test_group_commit_then_completions_in_order(void **state) {
     spool_close(sp);
 }
 
+/* spooler_set_durable: a synced group's opaques, at once, before the
+ * first of its completions. */
+static size_t durable_n, durable_calls, durable_done_before;
+static uint64_t durable_opaque[4];
+
+static void on_durable(void *ud, const uint64_t *opaques, size_t n) {
+    (void)ud;
+    durable_calls++;
+    durable_done_before = done.n;
+    for (size_t i = 0; i < n && durable_n < 4; i++)
+        durable_opaque[durable_n++] = opaques[i];
+}
+
+static void test_durable_hook_gets_the_group_before_its_completions(void **state) {
+    (void)state;
+    spool_t *sp = open_spool(0, 0);
+    spooler_t *f = new_spooler(sp);
+    durable_n = durable_calls = 0;
+    spooler_set_durable(f, on_durable);
+    assert_int_equal(produce_one(f, "a", 201), KAFKA_OK);
+    assert_int_equal(produce_one(f, "b", 202), KAFKA_OK);
+    spooler_turn(f);
+    assert_int_equal(durable_calls, 1);
+    assert_int_equal(durable_done_before, 0);
+    assert_int_equal(durable_n, 2);
+    assert_int_equal(durable_opaque[0], 201);
+    assert_int_equal(durable_opaque[1], 202);
+    assert_int_equal(done.n, 2);
+    spooler_free(f);
+    spool_close(sp);
+}
+
 static void test_confirms_the_contiguous_delivered_prefix(void **state) {
     (void)state;
     spool_t *sp = open_spool(0, 0);
@@ -250,6 +282,8 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_confirms_the_contiguous_delivered_prefix, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_durable_hook_gets_the_group_before_its_completions,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_delivery_rewinds_after_the_window_is_back,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_and_a_full_producer_queue, setup, teardown),
