@@ -183,7 +183,8 @@ typedef struct {
     uint64_t delivery_session_bytes;
     uint64_t subscribe_denied;
     uint64_t subscribe_invalid;
-    uint64_t retained_lost; /* RETAIN 1 copies the producer refused (retained topic) */
+    uint64_t subscribe_quota; /* past mqtt.max_subscription(s|_bytes)_per_session */
+    uint64_t retained_lost;   /* RETAIN 1 copies the producer refused (retained topic) */
 } session_stats_t;
 
 /* Creates a manager; NULL on allocation failure. */

@@ -256,15 +256,26 @@ static int ob_push(session_mgr_t *m, outbound_t *ob, dl_msg_t *msg, uint8_t qos,
     return rc;
 }
 
-/* The subscription identifier properties of a delivery (MQTT 5) into out
- * (cap bytes); their length, 0 when there are none or they do not fit. */
-static size_t sub_id_props(uint8_t *out, size_t cap, const dl_matches_t *ms, uint32_t ids) {
-    size_t n = 0;
-    for (uint32_t i = ids; i; i = ms->ids[i - 1].next) {
-        if (n + 5 > cap)
+/* The subscription identifier properties of one delivery, in m->xids: every
+ * one of the client's matching subscriptions' identifiers, as many as fit in
+ * the 65,535 bytes a queue entry keeps (13,107 at least: more only with
+ * mqtt.max_subscriptions_per_session above that). The length; 0 when there
+ * is no room (out of memory: sent without them). */
+static size_t sub_id_props(session_mgr_t *m, uint32_t ids) {
+    size_t need = 0;
+    for (uint32_t i = ids; i && need + 5 <= 65535; i = m->matches.ids[i - 1].next)
+        need += 5;
+    if (need > m->xids_cap) {
+        uint8_t *b = realloc(m->xids, need);
+        if (!b)
             return 0;
-        out[n++] = MQTT5_PROP_SUBSCRIPTION_ID;
-        n += mqtt5_vbi_encode(out + n, 4, ms->ids[i - 1].id);
+        m->xids = b;
+        m->xids_cap = need;
+    }
+    size_t n = 0;
+    for (uint32_t i = ids; i && n + 5 <= need; i = m->matches.ids[i - 1].next) {
+        m->xids[n++] = MQTT5_PROP_SUBSCRIPTION_ID;
+        n += mqtt5_vbi_encode(m->xids + n, 4, m->matches.ids[i - 1].id);
     }
     return n;
 }
@@ -422,8 +433,8 @@ size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len
         bool retain = published_retain && x->rap; /* MQTT 5 retain as published */
         session_conn_t *c = s->conn && s->conn->state == CONN_CONNECTED ? s->conn : NULL;
         uint8_t q = sq < qos ? sq : qos;
-        uint8_t xb[255]; /* this client's subscription identifiers (MQTT 5; at most 51) */
-        size_t xlen = x->ids ? sub_id_props(xb, sizeof(xb), &m->matches, x->ids) : 0;
+        size_t xlen = x->ids ? sub_id_props(m, x->ids) : 0; /* MQTT 5 */
+        const uint8_t *xb = m->xids;
         if (c && !q && (!s->ob || !s->ob->q.n)) { /* the fast path: written at once */
             if (!read_allowed(c, topic, topic_len)) {
                 m->st.delivery_denied++;

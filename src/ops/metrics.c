@@ -352,7 +352,7 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
           m->downlink_lag);
     static const char *const qos[] = {"0", "1", "2"},
                              *const not_delivered[] = {"acl_read", "too_large"},
-                             *const refused[] = {"acl", "invalid"},
+                             *const refused[] = {"acl", "invalid", "quota"},
                              *const dropped[] = {"oldest_qos0", "queue_full", "session_bytes"};
     counters(w, "mqtt2kafka_downlink_deliveries_total",
              "PUBLISH packets sent to subscribers, by QoS.", "qos", qos, m->downlink_deliveries, 3);
@@ -360,7 +360,7 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
              "Deliveries to a matching subscription not made, by reason.", "reason", not_delivered,
              m->downlink_not_delivered, 2);
     counters(w, "mqtt2kafka_subscribe_refused_total", "SUBSCRIBE filters refused, by reason.",
-             "reason", refused, m->subscribe_refused, 2);
+             "reason", refused, m->subscribe_refused, 3);
     gauge(w, "mqtt2kafka_subscriptions", "Subscriptions held (every session).", m->subscriptions);
     gauge(w, "mqtt2kafka_downlink_queued_messages",
           "Messages waiting in the sessions' queues (window full, or the client away).",

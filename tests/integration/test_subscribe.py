@@ -417,3 +417,27 @@ def test_round_trip_no_local_with_paho_v5(daemon, mock_kafka):
     recs = m2k.assert_records(mock_kafka.bootstrap, "mqtt-events", 2)
     assert [r.headers["mqtt.client_id"] for r in recs] == [b"self", b"other"]
     assert got == [("home/theirs", b"2")]
+
+
+def test_subscription_bounds_per_session(daemon, mock_kafka):
+    """mqtt.max_subscriptions_per_session and ..._bytes_per_session: a new
+    filter past either is refused (0x80) with a log line and a count; what
+    was granted is still delivered."""
+    d, port = start(daemon, mock_kafka, {"mqtt": {"max_subscriptions_per_session": 2,
+                                                  "max_subscription_bytes_per_session": 40}})
+    cl = Raw(d.port).connect("bulb-7")
+    mark = d.mark()
+    cl.send(m2k.subscribe(3, [("devices/bulb-7/commands", 1), ("x", 0), ("y", 0)]))
+    cl.expect(b"\x90\x05\x00\x03\x01\x00\x80")
+    d.wait_log(m2k.line("client bulb-7: SUBSCRIBE to 'y' refused: the session holds 2 "
+                        "subscriptions of 24 bytes (mqtt.max_subscriptions_per_session 2, "
+                        "mqtt.max_subscription_bytes_per_session 40)", level="warn"), since=mark)
+    cl.send(m2k.unsubscribe(4, ["x"]))
+    cl.expect(b"\xb0\x02\x00\x04")
+    cl.send(m2k.subscribe(5, [("a" * 18, 0), ("a" * 17, 0)]))  # 23 + 18 > 40; 23 + 17 = 40
+    cl.expect(b"\x90\x04\x00\x05\x80\x00")
+    assert metric(port, 'mqtt2kafka_subscribe_refused_total{reason="quota"}') == 2
+    assert metric(port, "mqtt2kafka_subscriptions") == 2
+    produce(mock_kafka.bootstrap, [("commands", 0, b"bulb-7", b"on", None)])
+    cl.expect(m2k.publish("devices/bulb-7/commands", b"on", qos=1, pid=1), timeout=15)
+    cl.close()
