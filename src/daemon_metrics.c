@@ -120,5 +120,6 @@ void daemon_metrics_collect(metrics_t *m, const daemon_parts_t *p) {
         m->downlink_dropped[0] = qs->dropped_oldest_0;
         m->downlink_dropped[1] = qs->refused_full;
         m->downlink_dropped[2] = st->delivery_session_bytes;
+        m->downlink_dropped[3] = qs->expired;
     }
 }

@@ -281,6 +281,14 @@ int session_mgr_qos2_restore(session_mgr_t *m, const char *client_id, size_t len
 size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len,
                            const void *payload, size_t len, uint8_t qos, const dl_header_t *headers,
                            size_t n_headers);
+/* The same for a record with its Kafka timestamp (ms since the epoch; -1:
+ * none): an mqtt.message_expiry header (decimal seconds) counts from it. A
+ * message past its expiry is not sent (a queued one is dropped when its
+ * turn comes, counted in the queue stats' expired); an MQTT 5 PUBLISH
+ * carries what is left of it. */
+size_t session_mgr_deliver_at(session_mgr_t *m, const char *topic, size_t topic_len,
+                              const void *payload, size_t len, uint8_t qos,
+                              const dl_header_t *headers, size_t n_headers, int64_t timestamp_ms);
 /* Subscriptions held (every session, shared ones included). */
 size_t session_mgr_subscription_count(const session_mgr_t *m);
 /* The sessions' queues: depth now, messages dropped and refused. */

@@ -353,7 +353,8 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
     static const char *const qos[] = {"0", "1", "2"},
                              *const not_delivered[] = {"acl_read", "too_large"},
                              *const refused[] = {"acl", "invalid", "quota"},
-                             *const dropped[] = {"oldest_qos0", "queue_full", "session_bytes"};
+                             *const dropped[] = {"oldest_qos0", "queue_full", "session_bytes",
+                                                 "expired"};
     counters(w, "mqtt2kafka_downlink_deliveries_total",
              "PUBLISH packets sent to subscribers, by QoS.", "qos", qos, m->downlink_deliveries, 3);
     counters(w, "mqtt2kafka_downlink_not_delivered_total",
@@ -367,7 +368,7 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
           m->downlink_queued);
     counters(w, "mqtt2kafka_downlink_dropped_total",
              "Messages a session's queue dropped (its oldest QoS 0) or did not take.", "reason",
-             dropped, m->downlink_dropped, 3);
+             dropped, m->downlink_dropped, 4);
     gauge(w, "mqtt2kafka_retained_messages", "Retained messages held in memory.",
           m->retained_messages);
     gauge(w, "mqtt2kafka_retained_bytes", "Bytes (topic + payload) of the retained messages held.",

@@ -2,12 +2,15 @@
 python3-confluent-kafka reach mosquitto_sub and a paho subscriber with the
 exact topic, payload, QoS (min of the record's and the subscription's) and
 Kafka's order; SUBSCRIBE refusals by the ACL with exact
-SUBACK bytes (3.1.1 and 5.0); a delivery the read rules refuse is not made.
+SUBACK bytes (3.1.1 and 5.0); a delivery the read rules refuse is not made;
+the subscription bounds per session; message expiry from a record header.
 Every wait is bounded."""
 import subprocess
 import threading
+import time
 
 import paho.mqtt.client as mqtt
+from confluent_kafka import Producer
 
 import m2k
 from m2k import Raw, packet, enc_str
@@ -441,3 +444,35 @@ def test_subscription_bounds_per_session(daemon, mock_kafka):
     produce(mock_kafka.bootstrap, [("commands", 0, b"bulb-7", b"on", None)])
     cl.expect(m2k.publish("devices/bulb-7/commands", b"on", qos=1, pid=1), timeout=15)
     cl.close()
+
+
+def test_message_expiry_header(daemon, mock_kafka):
+    """A record's mqtt.message_expiry counts from its Kafka timestamp: one
+    written 60 s ago with 10 s goes to nobody (counted); an MQTT 5
+    subscriber gets the other with what is left of its 3600 s."""
+    d, port = start(daemon, mock_kafka)
+    c5 = Raw(d.port)
+    c5.send(connect5("valve-2"))
+    c5.recv_packet()  # CONNACK with properties
+    c5.send(packet(0x82, b"\x00\x01\x00" + enc_str("devices/valve-2/commands") + b"\x01"))
+    c5.expect(b"\x90\x04\x00\x01\x00\x01")
+    p = Producer({"bootstrap.servers": mock_kafka.bootstrap, "linger.ms": 0})
+    now = int(time.time() * 1000)
+    p.produce("commands", value=b"old", key=b"valve-2", partition=0, timestamp=now - 60000,
+              headers=[("mqtt.message_expiry", b"10")])
+    p.produce("commands", value=b"shut", key=b"valve-2", partition=0, timestamp=now,
+              headers=[("mqtt.message_expiry", b"3600"), ("site", b"b")])
+    assert p.flush(15) == 0, "records left unconfirmed"
+    got = c5.recv_packet(timeout=15)
+    head = b"\x32\x30" + enc_str("devices/valve-2/commands") + b"\x00\x01" + b"\x0f\x02"
+    tail = b"\x26" + enc_str("site") + enc_str("b") + b"shut"
+    assert got[:len(head)] == head and got[len(head) + 4:] == tail, got.hex(" ")
+    left = int.from_bytes(got[len(head):len(head) + 4], "big")
+    # less its age, rounded up; the waits above bound that age below 60 s
+    assert 3540 <= left <= 3600, left
+    c5.send(packet(0x40, b"\x00\x01"))
+    c5.send(m2k.PINGREQ)
+    c5.expect(m2k.PINGRESP)  # and nothing else before it
+    expired = 'mqtt2kafka_downlink_dropped_total{reason="expired"}'
+    m2k.wait_until(lambda: metric(port, expired) == 1, 10, "the expired record counted")
+    c5.close()
