@@ -3,18 +3,12 @@
  * timestamp; a message past it is not sent (one queued is dropped when its
  * turn comes, counted), and an MQTT 5 PUBLISH carries what is left of it,
  * rounded up [MQTT-3.3.2-6]. Exact bytes. */
-#include "session5_fixture.h"
+#include "subscribe_fixture.h"
 
 #define WALL0 1700000000000 /* the fixture's wall clock at time 0 */
 
 static void subscribe(fconn_t *f, const char *filter, uint8_t qos, bool v5) {
-    pk_t b = {.n = 0};
-    put_u16(&b, 1);
-    if (v5)
-        put_u8(&b, 0);
-    put_str(&b, filter);
-    put_u8(&b, qos);
-    pk_t s = frame(0x82, &b);
+    pk_t s = sub_pk(1, &filter, &qos, 1, v5);
     assert_int_equal(feed(f, s), (ssize_t)s.n);
     const uint8_t w5[] = {0x90, 0x04, 0x00, 0x01, 0x00, qos}, w[] = {0x90, 0x03, 0x00, 0x01, qos};
     if (v5)

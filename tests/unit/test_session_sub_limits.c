@@ -3,29 +3,7 @@
  * (mqtt.max_subscription_bytes_per_session); past either a new filter is
  * refused (SUBACK 0x80, MQTT 5 0x97), counted and logged, a held one is
  * still replaced, and UNSUBSCRIBE gives the room back. */
-#include "session5_fixture.h"
-
-static pk_t sub_pk(uint16_t pid, const char *const *filters, const uint8_t *qos, size_t n,
-                   bool v5) {
-    pk_t b = {.n = 0};
-    put_u16(&b, pid);
-    if (v5)
-        put_u8(&b, 0); /* no properties */
-    for (size_t i = 0; i < n; i++) {
-        put_str(&b, filters[i]);
-        put_u8(&b, qos[i]);
-    }
-    return frame(0x82, &b);
-}
-
-static pk_t unsub_pk(uint16_t pid, const char *filter, bool v5) {
-    pk_t b = {.n = 0};
-    put_u16(&b, pid);
-    if (v5)
-        put_u8(&b, 0);
-    put_str(&b, filter);
-    return frame(0xa2, &b);
-}
+#include "subscribe_fixture.h"
 
 /* 3.1.1, a bound of 2: the third new filter gets 0x80, the held one is
  * replaced; an UNSUBSCRIBE makes room; other sessions have their own. */
