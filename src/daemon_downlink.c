@@ -159,8 +159,8 @@ static void on_message(void *ud, const kafka_message_t *m) {
         log_ratelimited(&dd->rl_routed, LOG_DEBUG,
                         "downlink: %s [%" PRId32 "] offset %" PRId64 " -> %s (qos %d, %zu bytes)",
                         m->topic, m->partition, m->offset, dd->topic, qos, m->value_len);
-        session_mgr_deliver(dd->sm, dd->topic, len, m->value, m->value_len, (uint8_t)qos, dd->hv,
-                            m->n_headers);
+        session_mgr_deliver_at(dd->sm, dd->topic, len, m->value, m->value_len, (uint8_t)qos, dd->hv,
+                               m->n_headers, m->timestamp_ms);
     } else
         log_ratelimited(&dd->rl_skipped, LOG_DEBUG,
                         "downlink: %s [%" PRId32 "] offset %" PRId64 " skipped: %s", m->topic,

@@ -112,6 +112,7 @@ void daemon_metrics_collect(metrics_t *m, const daemon_parts_t *p) {
         m->downlink_not_delivered[1] = st->delivery_too_large;
         m->subscribe_refused[0] = st->subscribe_denied;
         m->subscribe_refused[1] = st->subscribe_invalid;
+        m->subscribe_refused[2] = st->subscribe_quota;
         m->subscriptions = session_mgr_subscription_count(p->sm);
         const dl_queue_stats_t *qs = session_mgr_queue_stats(p->sm);
         m->downlink_queued = qs->depth;
@@ -119,5 +120,6 @@ void daemon_metrics_collect(metrics_t *m, const daemon_parts_t *p) {
         m->downlink_dropped[0] = qs->dropped_oldest_0;
         m->downlink_dropped[1] = qs->refused_full;
         m->downlink_dropped[2] = st->delivery_session_bytes;
+        m->downlink_dropped[3] = qs->expired;
     }
 }

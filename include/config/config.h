@@ -115,6 +115,8 @@ typedef struct {
     config_pos_t max_packet_size_pos; /* line 0 when derived from message.max.bytes */
     uint32_t max_inflight;            /* unacknowledged QoS 1/2 PUBLISH per client */
     uint32_t max_queued_messages;     /* downlink messages waiting per session */
+    uint32_t max_subscriptions_per_session;
+    uint32_t max_subscription_bytes_per_session; /* the filters' bytes together */
     uint32_t max_connections;
     uint32_t max_tls_handshakes;        /* TLS handshakes in progress, all listeners */
     uint32_t max_tls_handshake_workers; /* handshake steps on the threadpool at once */

@@ -21,6 +21,9 @@ typedef struct {
     size_t len;
     uint8_t *props; /* MQTT 5 property bytes to send with it (NULL: none), same allocation */
     size_t props_len;
+    /* Message expiry (the record's mqtt.message_expiry header): when it
+     * expires on the caller's monotonic clock, in ms; 0: never. */
+    uint64_t expires_ms;
 } dl_msg_t;
 
 /* A message with one reference; NULL when out of memory. */
@@ -37,6 +40,7 @@ typedef struct {
     uint64_t queued;           /* messages accepted */
     uint64_t dropped_oldest_0; /* a queued QoS 0 message dropped for a new one */
     uint64_t refused_full;     /* a new message refused: full of QoS 1/2 */
+    uint64_t expired;          /* past its message expiry before it was sent */
     uint64_t depth;            /* messages in every queue now */
 } dl_queue_stats_t;
 

@@ -183,7 +183,8 @@ typedef struct {
     uint64_t delivery_session_bytes;
     uint64_t subscribe_denied;
     uint64_t subscribe_invalid;
-    uint64_t retained_lost; /* RETAIN 1 copies the producer refused (retained topic) */
+    uint64_t subscribe_quota; /* past mqtt.max_subscription(s|_bytes)_per_session */
+    uint64_t retained_lost;   /* RETAIN 1 copies the producer refused (retained topic) */
 } session_stats_t;
 
 /* Creates a manager; NULL on allocation failure. */
@@ -298,6 +299,14 @@ uint64_t session_mgr_qos2_hash(const session_mgr_t *m, const void *topic, size_t
 size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len,
                            const void *payload, size_t len, uint8_t qos, const dl_header_t *headers,
                            size_t n_headers);
+/* The same for a record with its Kafka timestamp (ms since the epoch; -1:
+ * none): an mqtt.message_expiry header (decimal seconds) counts from it. A
+ * message past its expiry is not sent (a queued one is dropped when its
+ * turn comes, counted in the queue stats' expired); an MQTT 5 PUBLISH
+ * carries what is left of it. */
+size_t session_mgr_deliver_at(session_mgr_t *m, const char *topic, size_t topic_len,
+                              const void *payload, size_t len, uint8_t qos,
+                              const dl_header_t *headers, size_t n_headers, int64_t timestamp_ms);
 /* Subscriptions held (every session, shared ones included). */
 size_t session_mgr_subscription_count(const session_mgr_t *m);
 /* The sessions' queues: depth now, messages dropped and refused. */

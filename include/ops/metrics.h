@@ -197,10 +197,10 @@ typedef struct {
     /* delivery to subscribers (the session's counts) */
     uint64_t downlink_deliveries[3];    /* server-sent PUBLISH by QoS */
     uint64_t downlink_not_delivered[2]; /* acl_read, too_large */
-    uint64_t subscribe_refused[2];      /* acl, invalid */
+    uint64_t subscribe_refused[3];      /* acl, invalid, quota */
     uint64_t subscriptions;             /* gauge */
     uint64_t downlink_queued;           /* gauge: messages in the sessions' queues */
-    uint64_t downlink_dropped[3];       /* oldest_qos0, queue_full, session_bytes */
+    uint64_t downlink_dropped[4];       /* oldest_qos0, queue_full, session_bytes, expired */
     uint64_t retained_copies_lost;      /* RETAIN 1 PUBLISH copies not produced */
     /* the retained store (rendered with `downlink`) */
     uint64_t retained_messages, retained_bytes; /* gauges */

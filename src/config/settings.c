@@ -599,6 +599,25 @@ const setting_t config_settings[] = {
      .doc = "downlink messages waiting per session (for room in the client's window, or for a "
             "persistent session's return); when full the oldest QoS 0 one is dropped, else the "
             "new one is refused; both counted"},
+    {.path = "mqtt.max_subscriptions_per_session",
+     .type = SET_UINT,
+     CFG(mqtt.max_subscriptions_per_session),
+     .min = 1,
+     .max = 65535,
+     .def = 100,
+     .doc = "subscriptions one session may hold (shared ones included); a new filter past it "
+            "is refused (SUBACK 0x80, MQTT 5 0x97 quota exceeded; subscribing again to a held "
+            "filter still replaces it), logged rate-limited and counted "
+            "(`mqtt2kafka_subscribe_refused_total{reason=\"quota\"}`)"},
+    {.path = "mqtt.max_subscription_bytes_per_session",
+     .type = SET_UINT,
+     CFG(mqtt.max_subscription_bytes_per_session),
+     .min = 1,
+     .max = 16777216,
+     .def = 4096,
+     .doc = "bytes of topic filters one session may hold together; each level of a filter is a "
+            "node of the subscription trie (about 300 bytes), so this bounds what one session "
+            "can make the trie hold; past it, refused like `max_subscriptions_per_session`"},
     {.path = "auth",
      .type = SET_SECTION,
      .flags = SETTING_POS,

@@ -31,6 +31,7 @@ dl_msg_t *dl_msg_new_props(const char *topic, size_t topic_len, const void *prop
     if (props_len)
         memcpy(m->props, props, props_len);
     m->props_len = props_len;
+    m->expires_ms = 0;
     return m;
 }
 

@@ -88,18 +88,27 @@ static bool still_open(session_conn_t *c) {
  * [MQTT-3.1.2-25]), -1 the connection closed. */
 static int send_publish(session_conn_t *c, uint8_t flags, uint16_t pid, const char *topic,
                         size_t tlen, const uint8_t *x, size_t xlen, const uint8_t *props,
-                        size_t plen, const void *payload, size_t len) {
+                        size_t plen, const void *payload, size_t len, uint64_t expires_ms) {
     session_mgr_t *m = c->mgr;
     uint8_t *h = (uint8_t *)m->scratch;
     if (!c->v5)
         plen = xlen = 0;
-    size_t hn =
-        publish_head(h, c->v5, flags, pid, topic, tlen, xlen + plen, len, c->v5 ? c->max_out : 0);
+    /* MQTT 5: what is left of the message expiry interval, in whole
+     * seconds rounded up [MQTT-3.3.2-6] (a resend past it: 0). */
+    size_t elen = c->v5 && expires_ms ? 5 : 0;
+    size_t hn = publish_head(h, c->v5, flags, pid, topic, tlen, elen + xlen + plen, len,
+                             c->v5 ? c->max_out : 0);
     if (!hn) {
         m->st.delivery_too_large++;
         return 0;
     }
-    session_send(c, h, hn);
+    if (elen) {
+        uint64_t left = expires_ms > m->mono_ms ? (expires_ms - m->mono_ms + 999) / 1000 : 0;
+        h[hn] = MQTT5_PROP_MESSAGE_EXPIRY;
+        for (int i = 0; i < 4; i++)
+            h[hn + 1 + (size_t)i] = (uint8_t)(left >> (24 - 8 * i));
+    }
+    session_send(c, h, hn + elen);
     if (xlen && c->state == CONN_CONNECTED && c->ops->send(c->ud, x, xlen) != 0)
         session_set_state(c, CONN_CLOSING);
     if (plen && c->state == CONN_CONNECTED && c->ops->send(c->ud, props, plen) != 0)
@@ -112,7 +121,7 @@ static int send_publish(session_conn_t *c, uint8_t flags, uint16_t pid, const ch
 static int send_entry(session_conn_t *c, uint8_t flags, uint16_t pid, const dl_qentry_t *e) {
     const dl_msg_t *msg = e->msg;
     return send_publish(c, flags, pid, msg->topic, msg->topic_len, e->xprops, e->xlen, msg->props,
-                        msg->props_len, msg->payload, msg->len);
+                        msg->props_len, msg->payload, msg->len, msg->expires_ms);
 }
 
 /* ---- the in-flight ring ---- */
@@ -204,8 +213,12 @@ static void flush(session_conn_t *c) {
         const dl_msg_t *msg = e->msg;
         if (!e->qos) /* leaves the session now, written or not */
             ob->bytes -= qentry_bytes(e);
-        if (!read_allowed(c, msg->topic, msg->topic_len)) {
-            m->st.delivery_denied++;
+        bool expired = msg->expires_ms && m->mono_ms >= msg->expires_ms;
+        if (expired || !read_allowed(c, msg->topic, msg->topic_len)) {
+            if (expired) /* [MQTT-3.3.2-5] */
+                m->qstats.expired++;
+            else
+                m->st.delivery_denied++;
             if (e->qos)
                 ob->bytes -= qentry_bytes(e);
             dl_qentry_free(e);
@@ -256,15 +269,26 @@ static int ob_push(session_mgr_t *m, outbound_t *ob, dl_msg_t *msg, uint8_t qos,
     return rc;
 }
 
-/* The subscription identifier properties of a delivery (MQTT 5) into out
- * (cap bytes); their length, 0 when there are none or they do not fit. */
-static size_t sub_id_props(uint8_t *out, size_t cap, const dl_matches_t *ms, uint32_t ids) {
-    size_t n = 0;
-    for (uint32_t i = ids; i; i = ms->ids[i - 1].next) {
-        if (n + 5 > cap)
+/* The subscription identifier properties of one delivery, in m->xids: every
+ * one of the client's matching subscriptions' identifiers, as many as fit in
+ * the 65,535 bytes a queue entry keeps (13,107 at least: more only with
+ * mqtt.max_subscriptions_per_session above that). The length; 0 when there
+ * is no room (out of memory: sent without them). */
+static size_t sub_id_props(session_mgr_t *m, uint32_t ids) {
+    size_t need = 0;
+    for (uint32_t i = ids; i && need + 5 <= 65535; i = m->matches.ids[i - 1].next)
+        need += 5;
+    if (need > m->xids_cap) {
+        uint8_t *b = realloc(m->xids, need);
+        if (!b)
             return 0;
-        out[n++] = MQTT5_PROP_SUBSCRIPTION_ID;
-        n += mqtt5_vbi_encode(out + n, 4, ms->ids[i - 1].id);
+        m->xids = b;
+        m->xids_cap = need;
+    }
+    size_t n = 0;
+    for (uint32_t i = ids; i && n + 5 <= need; i = m->matches.ids[i - 1].next) {
+        m->xids[n++] = MQTT5_PROP_SUBSCRIPTION_ID;
+        n += mqtt5_vbi_encode(m->xids + n, 4, m->matches.ids[i - 1].id);
     }
     return n;
 }
@@ -374,16 +398,33 @@ int outbound_on_ack(session_conn_t *c, const mqtt_packet_t *pkt) {
     return c->state == CONN_CONNECTED ? FEED_OK : FEED_CLOSED;
 }
 
+/* An mqtt.message_expiry header: decimal seconds, 1..4294967295 (as MQTT
+ * 5's message expiry interval); anything else is 0, no expiry. */
+static uint32_t expiry_value(const void *v, size_t len) {
+    const char *s = v;
+    uint64_t x = 0;
+    if (!len || len > 10)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        x = x * 10 + (uint64_t)(s[i] - '0');
+    }
+    return x <= UINT32_MAX ? (uint32_t)x : 0;
+}
+
 /* What the uplink's headers say about a record that came from MQTT (the
  * round trip): its publisher's client id and its RETAIN flag. */
 static void origin_of(const dl_header_t *h, size_t n, const char **cid, size_t *cid_len,
-                      bool *retain) {
+                      bool *retain, uint32_t *expiry_s) {
     for (size_t i = 0; i < n; i++) {
         if (strcmp(h[i].name, "mqtt.client_id") == 0 && h[i].value) {
             *cid = h[i].value;
             *cid_len = h[i].value_len;
         } else if (strcmp(h[i].name, "mqtt.retain") == 0) {
             *retain = h[i].value_len == 1 && ((const char *)h[i].value)[0] == '1';
+        } else if (strcmp(h[i].name, "mqtt.message_expiry") == 0) {
+            *expiry_s = expiry_value(h[i].value, h[i].value ? h[i].value_len : 0);
         }
     }
 }
@@ -391,9 +432,33 @@ static void origin_of(const dl_header_t *h, size_t n, const char **cid, size_t *
 size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len,
                            const void *payload, size_t len, uint8_t qos, const dl_header_t *headers,
                            size_t n_headers) {
+    return session_mgr_deliver_at(m, topic, topic_len, payload, len, qos, headers, n_headers, -1);
+}
+
+size_t session_mgr_deliver_at(session_mgr_t *m, const char *topic, size_t topic_len,
+                              const void *payload, size_t len, uint8_t qos,
+                              const dl_header_t *headers, size_t n_headers, int64_t timestamp_ms) {
     if (topic_len > 65535 || dl_subs_match(m->subs, topic, topic_len, &m->matches) != 0 ||
         !m->matches.n)
         return 0;
+    const char *origin = NULL;
+    size_t origin_len = 0;
+    bool published_retain = false;
+    uint32_t expiry_s = 0;
+    origin_of(headers, n_headers, &origin, &origin_len, &published_retain, &expiry_s);
+    /* Message expiry counts from the record's timestamp (its age in Kafka
+     * is time waited); one already past it goes to nobody. */
+    uint64_t expires_ms = 0;
+    if (expiry_s) {
+        int64_t age =
+            timestamp_ms >= 0 && m->wall_ms > timestamp_ms ? m->wall_ms - timestamp_ms : 0;
+        int64_t left = (int64_t)expiry_s * 1000 - age;
+        if (left <= 0) {
+            m->qstats.expired += m->matches.n;
+            return 0;
+        }
+        expires_ms = m->mono_ms + (uint64_t)left;
+    }
     /* MQTT 5 user properties from the headers, once per record. */
     size_t plen = n_headers ? user_props(NULL, headers, n_headers) : 0;
     uint8_t *props = plen ? malloc(plen) : NULL;
@@ -401,10 +466,6 @@ size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len
         user_props(props, headers, n_headers);
     else
         plen = 0;
-    const char *origin = NULL;
-    size_t origin_len = 0;
-    bool published_retain = false;
-    origin_of(headers, n_headers, &origin, &origin_len, &published_retain);
     size_t n = 0;
     dl_msg_t *msg[2] = {NULL, NULL}; /* made once each (RETAIN 0, 1), when first queued */
     for (size_t i = 0; i < m->matches.n; i++) {
@@ -422,13 +483,13 @@ size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len
         bool retain = published_retain && x->rap; /* MQTT 5 retain as published */
         session_conn_t *c = s->conn && s->conn->state == CONN_CONNECTED ? s->conn : NULL;
         uint8_t q = sq < qos ? sq : qos;
-        uint8_t xb[255]; /* this client's subscription identifiers (MQTT 5; at most 51) */
-        size_t xlen = x->ids ? sub_id_props(xb, sizeof(xb), &m->matches, x->ids) : 0;
+        size_t xlen = x->ids ? sub_id_props(m, x->ids) : 0; /* MQTT 5 */
+        const uint8_t *xb = m->xids;
         if (c && !q && (!s->ob || !s->ob->q.n)) { /* the fast path: written at once */
             if (!read_allowed(c, topic, topic_len)) {
                 m->st.delivery_denied++;
             } else if (send_publish(c, retain, 0, topic, topic_len, xb, xlen, props, plen, payload,
-                                    len) > 0) {
+                                    len, expires_ms) > 0) {
                 m->st.deliveries[0]++;
                 n++;
             }
@@ -436,9 +497,12 @@ size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len
         }
         if (!c && s->clean)
             continue; /* a session ending with its connection */
-        if (!msg[retain] && !(msg[retain] = dl_msg_new_props(topic, topic_len, props, plen, payload,
-                                                             len, qos, retain)))
-            break;
+        if (!msg[retain]) {
+            if (!(msg[retain] =
+                      dl_msg_new_props(topic, topic_len, props, plen, payload, len, qos, retain)))
+                break;
+            msg[retain]->expires_ms = expires_ms;
+        }
         /* A session kept without a connection stays within
          * mqtt.max_session_bytes, with the others kept. */
         if (!c && list_linked(&s->detached) &&

@@ -271,6 +271,7 @@ void session_mgr_free(session_mgr_t *m) {
     dl_subs_free(m->subs);
     free(m->matches.v);
     free(m->matches.ids);
+    free(m->xids);
     free(m->scratch);
     free(m);
 }

@@ -91,7 +91,9 @@ struct session {
     /* MQTT 5: the session expiry interval asked for, when below
      * session_expiry_s (0: session_expiry_s, as for 3.1.1). */
     uint32_t expiry_s;
+    uint32_t sub_bytes;     /* the filters' bytes (mqtt.max_subscription_bytes_per_session) */
     uint16_t client_id_len; /* MQTT strings are at most 65535 bytes */
+    uint16_t n_subs;        /* subscriptions held (mqtt.max_subscriptions_per_session) */
     /* pubrel[0 .. pubrel_restored) came from the spool's state file at start
      * (store_qos2.c): they match a PUBLISH with DUP 1 only. */
     uint16_t pubrel_restored;
@@ -176,6 +178,8 @@ struct session_mgr {
      * reused), and the match vector reused by each delivery. */
     dl_subs_t *subs;
     dl_matches_t matches;
+    uint8_t *xids; /* one delivery's subscription identifier properties, grown */
+    size_t xids_cap;
     dl_queue_stats_t qstats; /* every session's queue */
     log_ratelimit_t rl_sub;
     session_stats_t st;

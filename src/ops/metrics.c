@@ -352,22 +352,23 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
           m->downlink_lag);
     static const char *const qos[] = {"0", "1", "2"},
                              *const not_delivered[] = {"acl_read", "too_large"},
-                             *const refused[] = {"acl", "invalid"},
-                             *const dropped[] = {"oldest_qos0", "queue_full", "session_bytes"};
+                             *const refused[] = {"acl", "invalid", "quota"},
+                             *const dropped[] = {"oldest_qos0", "queue_full", "session_bytes",
+                                                 "expired"};
     counters(w, "mqtt2kafka_downlink_deliveries_total",
              "PUBLISH packets sent to subscribers, by QoS.", "qos", qos, m->downlink_deliveries, 3);
     counters(w, "mqtt2kafka_downlink_not_delivered_total",
              "Deliveries to a matching subscription not made, by reason.", "reason", not_delivered,
              m->downlink_not_delivered, 2);
     counters(w, "mqtt2kafka_subscribe_refused_total", "SUBSCRIBE filters refused, by reason.",
-             "reason", refused, m->subscribe_refused, 2);
+             "reason", refused, m->subscribe_refused, 3);
     gauge(w, "mqtt2kafka_subscriptions", "Subscriptions held (every session).", m->subscriptions);
     gauge(w, "mqtt2kafka_downlink_queued_messages",
           "Messages waiting in the sessions' queues (window full, or the client away).",
           m->downlink_queued);
     counters(w, "mqtt2kafka_downlink_dropped_total",
              "Messages a session's queue dropped (its oldest QoS 0) or did not take.", "reason",
-             dropped, m->downlink_dropped, 3);
+             dropped, m->downlink_dropped, 4);
     gauge(w, "mqtt2kafka_retained_messages", "Retained messages held in memory.",
           m->retained_messages);
     gauge(w, "mqtt2kafka_retained_bytes", "Bytes (topic + payload) of the retained messages held.",

@@ -2,12 +2,15 @@
 python3-confluent-kafka reach mosquitto_sub and a paho subscriber with the
 exact topic, payload, QoS (min of the record's and the subscription's) and
 Kafka's order; SUBSCRIBE refusals by the ACL with exact
-SUBACK bytes (3.1.1 and 5.0); a delivery the read rules refuse is not made.
+SUBACK bytes (3.1.1 and 5.0); a delivery the read rules refuse is not made;
+the subscription bounds per session; message expiry from a record header.
 Every wait is bounded."""
 import subprocess
 import threading
+import time
 
 import paho.mqtt.client as mqtt
+from confluent_kafka import Producer
 
 import m2k
 from m2k import Raw, packet, enc_str
@@ -417,3 +420,59 @@ def test_round_trip_no_local_with_paho_v5(daemon, mock_kafka):
     recs = m2k.assert_records(mock_kafka.bootstrap, "mqtt-events", 2)
     assert [r.headers["mqtt.client_id"] for r in recs] == [b"self", b"other"]
     assert got == [("home/theirs", b"2")]
+
+
+def test_subscription_bounds_per_session(daemon, mock_kafka):
+    """mqtt.max_subscriptions_per_session and ..._bytes_per_session: a new
+    filter past either is refused (0x80) with a log line and a count; what
+    was granted is still delivered."""
+    d, port = start(daemon, mock_kafka, {"mqtt": {"max_subscriptions_per_session": 2,
+                                                  "max_subscription_bytes_per_session": 40}})
+    cl = Raw(d.port).connect("bulb-7")
+    mark = d.mark()
+    cl.send(m2k.subscribe(3, [("devices/bulb-7/commands", 1), ("x", 0), ("y", 0)]))
+    cl.expect(b"\x90\x05\x00\x03\x01\x00\x80")
+    d.wait_log(m2k.line("client bulb-7: SUBSCRIBE to 'y' refused: the session holds 2 "
+                        "subscriptions of 24 bytes (mqtt.max_subscriptions_per_session 2, "
+                        "mqtt.max_subscription_bytes_per_session 40)", level="warn"), since=mark)
+    cl.send(m2k.unsubscribe(4, ["x"]))
+    cl.expect(b"\xb0\x02\x00\x04")
+    cl.send(m2k.subscribe(5, [("a" * 18, 0), ("a" * 17, 0)]))  # 23 + 18 > 40; 23 + 17 = 40
+    cl.expect(b"\x90\x04\x00\x05\x80\x00")
+    assert metric(port, 'mqtt2kafka_subscribe_refused_total{reason="quota"}') == 2
+    assert metric(port, "mqtt2kafka_subscriptions") == 2
+    produce(mock_kafka.bootstrap, [("commands", 0, b"bulb-7", b"on", None)])
+    cl.expect(m2k.publish("devices/bulb-7/commands", b"on", qos=1, pid=1), timeout=15)
+    cl.close()
+
+
+def test_message_expiry_header(daemon, mock_kafka):
+    """A record's mqtt.message_expiry counts from its Kafka timestamp: one
+    written 60 s ago with 10 s goes to nobody (counted); an MQTT 5
+    subscriber gets the other with what is left of its 3600 s."""
+    d, port = start(daemon, mock_kafka)
+    c5 = Raw(d.port)
+    c5.send(connect5("valve-2"))
+    c5.recv_packet()  # CONNACK with properties
+    c5.send(packet(0x82, b"\x00\x01\x00" + enc_str("devices/valve-2/commands") + b"\x01"))
+    c5.expect(b"\x90\x04\x00\x01\x00\x01")
+    p = Producer({"bootstrap.servers": mock_kafka.bootstrap, "linger.ms": 0})
+    now = int(time.time() * 1000)
+    p.produce("commands", value=b"old", key=b"valve-2", partition=0, timestamp=now - 60000,
+              headers=[("mqtt.message_expiry", b"10")])
+    p.produce("commands", value=b"shut", key=b"valve-2", partition=0, timestamp=now,
+              headers=[("mqtt.message_expiry", b"3600"), ("site", b"b")])
+    assert p.flush(15) == 0, "records left unconfirmed"
+    got = c5.recv_packet(timeout=15)
+    head = b"\x32\x30" + enc_str("devices/valve-2/commands") + b"\x00\x01" + b"\x0f\x02"
+    tail = b"\x26" + enc_str("site") + enc_str("b") + b"shut"
+    assert got[:len(head)] == head and got[len(head) + 4:] == tail, got.hex(" ")
+    left = int.from_bytes(got[len(head):len(head) + 4], "big")
+    # less its age, rounded up; the waits above bound that age below 60 s
+    assert 3540 <= left <= 3600, left
+    c5.send(packet(0x40, b"\x00\x01"))
+    c5.send(m2k.PINGREQ)
+    c5.expect(m2k.PINGRESP)  # and nothing else before it
+    expired = 'mqtt2kafka_downlink_dropped_total{reason="expired"}'
+    m2k.wait_until(lambda: metric(port, expired) == 1, 10, "the expired record counted")
+    c5.close()

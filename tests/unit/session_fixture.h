@@ -285,6 +285,8 @@ static int setup(void **state) {
     fx->cfg.mqtt.max_will_topic_length = 1024;
     fx->cfg.mqtt.max_will_payload = 4096;
     fx->cfg.mqtt.max_topic_alias_bytes = 4096;
+    fx->cfg.mqtt.max_subscriptions_per_session = 100;
+    fx->cfg.mqtt.max_subscription_bytes_per_session = 4096;
     fx->cfg.unmapped = UNMAPPED_DISCONNECT;
     fx->cfg.unmapped_topic = "unmapped";
     fx->cfg.headers = true;

@@ -400,7 +400,8 @@ static void test_errors_mqtt_numbers(void **state) {
         "max_session_bytes, max_client_id_length, max_username_length, max_will_topic_length, "
         "max_will_payload, max_regex_topic_length, packet_timeout_s, max_input_buffer_bytes, "
         "topic_alias_maximum, max_topic_alias_bytes, max_tls_handshakes, "
-        "max_tls_handshake_workers, max_tls_handshakes_per_ip, max_queued_messages)\n"
+        "max_tls_handshake_workers, max_tls_handshakes_per_ip, max_queued_messages, "
+        "max_subscriptions_per_session, max_subscription_bytes_per_session)\n"
         "t.yaml:11:3: mqtt.max_inflight: duplicate key (first at line 5)\n");
     expect_errors(MIN "mqtt:\n  max_packet_size: 1048576\n",
                   "t.yaml:4:20: mqtt.max_packet_size: 1048576 is above Kafka's message.max.bytes "

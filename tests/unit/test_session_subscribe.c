@@ -2,29 +2,7 @@
  * sessions (issue 15, first step): exact SUBACK/UNSUBACK and PUBLISH bytes
  * for 3.1.1 and 5.0, the ACL's read rules, persistent sessions keeping their
  * subscriptions, shared subscriptions. */
-#include "session5_fixture.h"
-
-static pk_t sub_pk(uint16_t pid, const char *const *filters, const uint8_t *qos, size_t n,
-                   bool v5) {
-    pk_t b = {.n = 0};
-    put_u16(&b, pid);
-    if (v5)
-        put_u8(&b, 0); /* no properties */
-    for (size_t i = 0; i < n; i++) {
-        put_str(&b, filters[i]);
-        put_u8(&b, qos[i]);
-    }
-    return frame(0x82, &b);
-}
-
-static pk_t unsub_pk(uint16_t pid, const char *filter, bool v5) {
-    pk_t b = {.n = 0};
-    put_u16(&b, pid);
-    if (v5)
-        put_u8(&b, 0);
-    put_str(&b, filter);
-    return frame(0xa2, &b);
-}
+#include "subscribe_fixture.h"
 
 static size_t deliver_msg(fx_t *fx, const char *topic, const char *payload, uint8_t qos) {
     return session_mgr_deliver(fx->m, topic, strlen(topic), payload, strlen(payload), qos, NULL, 0);
