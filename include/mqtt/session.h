@@ -344,7 +344,10 @@ size_t session_mgr_list_detached(const session_mgr_t *m, size_t offset,
 
 /* Opaque layout: session id (never reused while the process runs) in the high
  * 32 bits, the session's in-flight sequence number in the low 32 bits. Session
- * id 0 marks records nobody waits for (wills). */
+ * id 0 marks records nobody waits for: wills (SESSION_OPAQUE_WILL) and the
+ * retained topic's copies of RETAIN 1 PUBLISHes (SESSION_OPAQUE_RETAINED). */
 #define SESSION_OPAQUE(id, seq) (((uint64_t)(id) << 32) | (uint32_t)(seq))
+#define SESSION_OPAQUE_WILL SESSION_OPAQUE(0, 0)
+#define SESSION_OPAQUE_RETAINED SESSION_OPAQUE(0, 1)
 
 #endif

@@ -372,7 +372,7 @@ void session_publish_will(session_conn_t *c) {
                    "will message not published: %s (unmapped policy)", why);
         return;
     }
-    int rc = session_produce(c, &msg, ktopic, key, key_len, SESSION_OPAQUE(0, 0));
+    int rc = session_produce(c, &msg, ktopic, key, key_len, SESSION_OPAQUE_WILL);
     if (rc != KAFKA_OK) {
         m->st.wills_lost++;
         log_client(LOG_ERROR, session_log_id(c, idb, sizeof(idb)), c->remote,

@@ -196,7 +196,7 @@ static void produce_retained(session_conn_t *c, const msg_t *msg) {
                           .headers = &h,
                           .n_headers = 1,
                           .timestamp_ms = m->wall_ms};
-    if (m->o.produce(m->o.produce_ud, &rec, SESSION_OPAQUE(0, 0)) == KAFKA_OK)
+    if (m->o.produce(m->o.produce_ud, &rec, SESSION_OPAQUE_RETAINED) == KAFKA_OK)
         return;
     m->st.retained_lost++;
     char idb[LOG_ID_MAX], tb[128];

@@ -258,8 +258,12 @@ void session_on_delivery(session_mgr_t *m, uint64_t opaque, int err, const char 
     else
         m->st.delivery_failed++;
     if (id == 0) {
+        bool retained = opaque == SESSION_OPAQUE_RETAINED;
+        if (err && retained)
+            m->st.retained_lost++;
         if (err)
-            log_ratelimited(&m->rl_delivery, LOG_ERROR, "will message not delivered to Kafka: %s",
+            log_ratelimited(&m->rl_delivery, LOG_ERROR, "%s not delivered to Kafka: %s",
+                            retained ? "retained copy of a message" : "will message",
                             errstr ? errstr : "?");
         inflight_wake_blocked(m);
         return;
