@@ -391,6 +391,22 @@ const char *session_conn_remote(const session_conn_t *c) {
     return c->remote;
 }
 
+void *session_conn_ud(const session_conn_t *c) {
+    return c->ud;
+}
+
+bool session_conn_has_identity(const session_conn_t *c) {
+    return c->identity != NULL;
+}
+
+void *session_conn_data(const session_conn_t *c) {
+    return c->data;
+}
+
+void session_conn_set_data(session_conn_t *c, void *data) {
+    c->data = data;
+}
+
 bool session_conn_closed(const session_conn_t *c) {
     return c->state == CONN_CLOSED;
 }

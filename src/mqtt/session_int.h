@@ -107,6 +107,7 @@ struct session_conn {
     session_mgr_t *mgr;
     const session_conn_ops_t *ops;
     void *ud;
+    void *data; /* session_conn_set_data's */
     session_t *s;
     /* Creation time while CONN_NEW (the connect timeout: no complete packet
      * is processed in that state but the CONNECT), then the time of the last
