@@ -213,20 +213,20 @@ static bool publish_allowed(session_conn_t *c, const mqtt_publish_t *p) {
     uint32_t gen = a->acl_generation(a->ud);
     if (!gen)
         return true;
-    if (c->acl_topic && c->acl_gen == gen && c->acl_topic_len == len &&
-        memcmp(c->acl_topic, topic, len) == 0)
-        return c->acl_ok;
+    if (c->acl && c->acl->gen == gen && c->acl->len == len &&
+        memcmp(c->acl->topic, topic, len) == 0)
+        return c->acl->ok;
     bool ok =
         a->can_publish(a->ud, c->has_username ? c->username : NULL, c->s->client_id, topic, len);
     /* Cached only for short topics: the cache must not double a big packet. */
     if (len <= ACL_CACHE_TOPIC_MAX) {
-        if (!c->acl_topic)
-            c->acl_topic = malloc(ACL_CACHE_TOPIC_MAX);
-        if (c->acl_topic) {
-            memcpy(c->acl_topic, topic, len);
-            c->acl_topic_len = (uint16_t)len;
-            c->acl_gen = gen;
-            c->acl_ok = ok;
+        if (!c->acl)
+            c->acl = malloc(sizeof(*c->acl) + ACL_CACHE_TOPIC_MAX);
+        if (c->acl) {
+            memcpy(c->acl->topic, topic, len);
+            c->acl->len = (uint16_t)len;
+            c->acl->gen = gen;
+            c->acl->ok = ok;
         }
     }
     return ok;

@@ -128,13 +128,8 @@ static void session_end_v(session_conn_t *c, log_ratelimit_t *rl, log_level_t lv
         else if (!will_defer(c))
             session_publish_will(c);
     }
-    c->will = false;
-    free(c->will_topic);
-    free(c->will_payload);
-    free(c->will_props);
-    c->will_topic = NULL;
-    c->will_payload = NULL;
-    c->will_props = NULL;
+    will_data_free(c->will);
+    c->will = NULL;
     if (c->s) {
         session_t *s = c->s;
         c->s = NULL;
@@ -255,12 +250,10 @@ void session_mgr_free(session_mgr_t *m) {
     list_t *it, *nx;
     LIST_FOREACH_SAFE(it, nx, &m->conns) {
         session_conn_t *c = LIST_ENTRY(it, session_conn_t, node);
-        free(c->will_topic);
-        free(c->will_payload);
-        free(c->will_props);
+        will_data_free(c->will);
         free(c->username);
         free(c->identity);
-        free(c->acl_topic);
+        free(c->acl);
         free_aliases(c);
         if (c->s)
             c->s->conn = NULL;
@@ -419,7 +412,7 @@ void session_conn_free(session_conn_t *c) {
     c->mgr->n_conns--;
     free(c->username);
     free(c->identity);
-    free(c->acl_topic);
+    free(c->acl);
     free_aliases(c);
     free(c);
 }

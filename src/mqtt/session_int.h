@@ -70,6 +70,29 @@ typedef struct {
     size_t bytes; /* the messages queued and in flight (outbound_bytes) */
 } outbound_t;
 
+/* A connection's will (CONNECT with the will flag) in one allocation, so a
+ * connection without one keeps a NULL pointer only: the topic and then the
+ * payload (each NUL-terminated) follow the struct. */
+typedef struct {
+    mqtt5_props_t *props; /* MQTT 5: the will's properties (session5_props_dup) */
+    uint8_t *payload;     /* in this allocation, after the topic */
+    uint32_t delay;       /* MQTT 5: the will delay interval, s */
+    uint16_t topic_len, payload_len;
+    uint8_t qos;
+    bool retain;
+    char topic[];
+} session_will_t;
+
+/* The last ACL decision for a PUBLISH (publish_allowed), allocated with the
+ * first one an ACL decides: valid for this topic and ACL generation (a client
+ * usually publishes on few topics, often the same one). */
+typedef struct {
+    uint32_t gen;
+    uint16_t len;
+    bool ok;
+    char topic[];
+} acl_cache_t;
+
 typedef struct session session_t;
 /* Field order packs the struct: one of these lives as long as its client's
  * session, so every byte counts per idle connection. */
@@ -114,14 +137,12 @@ struct session_conn {
      * complete packet (keepalive); a waiting will's stand-in (will.c): when
      * the will is due. */
     uint64_t rx_ms;
-    char *will_topic;
-    uint8_t *will_payload;
-    mqtt5_props_t *will_props; /* MQTT 5: the will's properties (session5_props_dup) */
+    session_will_t *will; /* NULL: none (or it was published, dropped or moved) */
     char *username;
-    char *identity;  /* from a client certificate; overrides username */
-    char *acl_topic; /* the last ACL decision's topic (see publish_allowed) */
-    list_t node;     /* mgr->conns */
-    list_t blocked;  /* in mgr->blocked while the producer queue is full */
+    char *identity;   /* from a client certificate; overrides username */
+    acl_cache_t *acl; /* NULL until an ACL decides a PUBLISH */
+    list_t node;      /* mgr->conns */
+    list_t blocked;   /* in mgr->blocked while the producer queue is full */
     /* MQTT 5: the packet being handled (NULL for 3.1.1), and the client's
      * maximum packet size (0: the protocol's). */
     const mqtt5_packet_t *p5;
@@ -134,24 +155,21 @@ struct session_conn {
     uint16_t alias_max;
     uint16_t recv_max; /* MQTT 5: the client's receive maximum (65535 if not given) */
     uint32_t gen;
-    uint32_t will_delay; /* MQTT 5: the will delay interval, s */
-    /* The last ACL decision is valid for this topic and ACL generation: a
-     * client usually publishes on few topics, often the same one. */
-    uint32_t acl_gen;
-    uint16_t acl_topic_len;
     uint16_t keepalive;
-    uint16_t will_topic_len, will_payload_len, username_len; /* 2-byte MQTT lengths */
-    uint8_t state;                                           /* conn_state_t */
-    uint8_t level; /* protocol level of the accepted CONNECT; 0 before */
-    uint8_t will_qos;
+    uint16_t username_len; /* 2-byte MQTT length */
+    uint8_t state;         /* conn_state_t */
+    uint8_t level;         /* protocol level of the accepted CONNECT; 0 before */
     /* Packed: one of these per connection (idle memory, docs/performance.md). */
-    bool will : 1, will_retain : 1, has_username : 1, paused_inflight : 1, paused_queue : 1,
-        acl_ok : 1;
+    bool has_username : 1, paused_inflight : 1, paused_queue : 1;
     /* MQTT 5: the CONNECT was level 5 (set before it is handled); the client
      * takes reason strings; its session ends at disconnect (expiry 0). */
     bool v5 : 1, problem_info : 1, expiry_zero : 1;
     char remote[]; /* "addr:port", NUL-terminated */
 };
+/* One per connection, idle ones included: with a 16-byte address it fills a
+ * 176-byte malloc chunk (docs/performance.md, idle connections). What only
+ * some connections need goes behind a pointer (will, acl, aliases). */
+_Static_assert(sizeof(session_conn_t) <= 152, "session_conn_t grew: idle memory");
 
 struct session_mgr {
     session_mgr_opts_t o;
@@ -380,6 +398,10 @@ void wills_tick(session_mgr_t *m);
 /* The bytes a waiting will holds (counted as its session's). */
 size_t will_bytes(const session_conn_t *w);
 void will_free(session_conn_t *w);
+/* The CONNECT's will (wp: its MQTT 5 properties, or NULL); NULL when out of
+ * memory. */
+session_will_t *will_new(const mqtt_connect_t *p, const mqtt5_props_t *wp);
+void will_data_free(session_will_t *w);
 
 /* ---- session5.c: what MQTT 5 adds ---- */
 
