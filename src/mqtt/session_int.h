@@ -107,14 +107,15 @@ struct session {
     uint64_t detached_at;
     uint32_t id;
     uint32_t conn_gen;
-    uint32_t ring_cap, ring_head, ring_count, ring_qos2, ring_qos1, ring_again;
     uint32_t head_seq, next_seq;
     uint32_t pubrel_count, pubrel_cap;
     uint32_t held; /* bytes counted in st.persistent_session_bytes while detached */
     /* MQTT 5: the session expiry interval asked for, when below
      * session_expiry_s (0: session_expiry_s, as for 3.1.1). */
     uint32_t expiry_s;
-    uint32_t sub_bytes;     /* the filters' bytes (mqtt.max_subscription_bytes_per_session) */
+    uint32_t sub_bytes; /* the filters' bytes (mqtt.max_subscription_bytes_per_session) */
+    /* Each at most mqtt.max_inflight (1..65535): ring_grow caps the ring there. */
+    uint16_t ring_cap, ring_head, ring_count, ring_qos2, ring_qos1, ring_again;
     uint16_t client_id_len; /* MQTT strings are at most 65535 bytes */
     uint16_t n_subs;        /* subscriptions held (mqtt.max_subscriptions_per_session) */
     /* pubrel[0 .. pubrel_restored) came from the spool's state file at start
@@ -124,6 +125,9 @@ struct session {
     bool ring_used;   /* since the last tick */
     char client_id[]; /* NUL-terminated, allocated with the struct */
 };
+/* With a client id of up to 23 bytes it fills a 176-byte malloc chunk
+ * (docs/performance.md, idle connections). */
+_Static_assert(sizeof(session_t) <= 136, "session_t grew: idle memory");
 
 /* Packed like session_t: the remote address string is allocated with it. */
 struct session_conn {
