@@ -350,7 +350,7 @@ session_conn_t *session_conn_new(session_mgr_t *m, const session_conn_ops_t *ops
     if (!remote)
         remote = "?";
     size_t rlen = strnlen(remote, 63);
-    session_conn_t *c = calloc(1, sizeof(*c) + rlen + 1);
+    session_conn_t *c = calloc(1, FLEX_SIZE(session_conn_t, remote, rlen + 1));
     if (!c)
         return NULL;
     c->mgr = m;

@@ -5,6 +5,7 @@
 #define M2K_MQTT_SESSION_INT_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 #include "mqtt/codec.h"
 #include "mqtt/codec5.h"
@@ -19,6 +20,13 @@
 #define INFLIGHT_TOPIC_MAX 42     /* topic prefix kept for the failure log line */
 #define SCRATCH_SIZE (132 * 1024) /* rendered Kafka topic + key (topic <= 64 KiB) */
 #define LOG_ID_MAX 64
+
+/* The bytes to allocate for a struct whose flexible array member holds n
+ * bytes: counted from the member's offset, not from sizeof (its tail padding
+ * can push a session or connection into the next malloc size class, 16 bytes
+ * more per idle connection), and never less than sizeof. */
+#define FLEX_SIZE(type, member, n)                                                                 \
+    (offsetof(type, member) + (n) > sizeof(type) ? offsetof(type, member) + (n) : sizeof(type))
 
 /* IF_NACK: answered with a reason code >= 0x80 (MQTT 5), no PUBREL follows. */
 enum { IF_PENDING = 0, IF_OK = 1, IF_FAILED = 2, IF_NACK = 3 };
@@ -121,13 +129,13 @@ struct session {
     /* pubrel[0 .. pubrel_restored) came from the spool's state file at start
      * (store_qos2.c): they match a PUBLISH with DUP 1 only. */
     uint16_t pubrel_restored;
-    bool clean;
-    bool ring_used;   /* since the last tick */
-    char client_id[]; /* NUL-terminated, allocated with the struct */
+    bool clean : 1;
+    bool ring_used : 1; /* since the last tick */
+    char client_id[];   /* NUL-terminated, allocated with the struct */
 };
-/* With a client id of up to 23 bytes it fills a 176-byte malloc chunk
- * (docs/performance.md, idle connections). */
-_Static_assert(sizeof(session_t) <= 136, "session_t grew: idle memory");
+/* With a client id of up to 17 bytes (NUL included) it fills a 160-byte
+ * malloc chunk (docs/performance.md, idle connections). */
+_Static_assert(offsetof(session_t, client_id) <= 135, "session_t grew: idle memory");
 
 /* Packed like session_t: the remote address string is allocated with it. */
 struct session_conn {

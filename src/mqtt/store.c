@@ -53,7 +53,7 @@ session_t *store_find_cid(const session_mgr_t *m, const char *cid, size_t len) {
 session_t *store_create(session_mgr_t *m, const char *cid, size_t len, bool clean) {
     if (len > UINT16_MAX)
         return NULL;
-    session_t *s = calloc(1, sizeof(*s) + len + 1);
+    session_t *s = calloc(1, FLEX_SIZE(session_t, client_id, len + 1));
     if (!s)
         return NULL;
     memcpy(s->client_id, cid, len);

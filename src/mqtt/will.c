@@ -64,7 +64,7 @@ bool will_defer(session_conn_t *c) {
         return false;
     assert(!s->will);
     size_t rlen = strlen(c->remote);
-    session_conn_t *w = calloc(1, sizeof(*w) + rlen + 1);
+    session_conn_t *w = calloc(1, FLEX_SIZE(session_conn_t, remote, rlen + 1));
     char *user = c->has_username ? session_dup(c->username, c->username_len) : NULL;
     if (!w || (c->has_username && !user)) {
         free(w);
