@@ -277,16 +277,17 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     }
     s->conn = c;
     c->s = s;
-    if ((p->will_flag && !c->will) || ((p->has_username || c->identity) && !c->has_username)) {
+    /* A shorter interval than ours is honoured; a longer one is capped, and
+     * CONNACK says so (connack5). */
+    bool no_expiry = store_set_expiry(m, s, expiry < mq->session_expiry_s ? expiry : 0) != 0;
+    if (no_expiry || (p->will_flag && !c->will) ||
+        ((p->has_username || c->identity) && !c->has_username)) {
         session_refuse(c, MQTT_CONNACK_UNAVAILABLE, LOG_ERROR, "out of memory in CONNECT");
         return FEED_CLOSED;
     }
     if (++s->conn_gen == 0)
         s->conn_gen = 1;
     s->clean = ends;
-    /* A shorter interval than ours is honoured; a longer one is capped, and
-     * CONNACK says so (connack5). */
-    s->expiry_s = expiry < mq->session_expiry_s ? expiry : 0;
     c->gen = s->conn_gen;
     /* Keepalive 0 would let a silent connection stay forever: it gets
      * max_keepalive_s when that is below MQTT's 65535 (an MQTT 5 client is

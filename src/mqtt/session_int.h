@@ -67,15 +67,24 @@ typedef struct {
     uint8_t state; /* OB_* */
 } ob_flight_t;
 
-/* A session's downlink state, allocated with its first message: the queue
- * (mqtt.max_queued_messages) and the in-flight ring in send order, which is
- * the order of the resend after a reconnect. */
+/* A session's downlink state, allocated with its first message or
+ * subscription: the queue (mqtt.max_queued_messages) and the in-flight ring
+ * in send order, which is the order of the resend after a reconnect. Also
+ * what else only some sessions need (an MQTT 5 expiry, a will waiting for its
+ * delay), so that session_t stays small (idle memory). Kept until the
+ * session ends. */
 typedef struct {
     dl_queue_t q;
     ob_flight_t *fl;
     uint32_t head, n, cap;
     uint16_t last_pid;
-    size_t bytes; /* the messages queued and in flight (outbound_bytes) */
+    uint16_t n_subs;    /* subscriptions held (mqtt.max_subscriptions_per_session) */
+    size_t bytes;       /* the messages queued and in flight (outbound_bytes) */
+    uint32_t sub_bytes; /* the filters' bytes (mqtt.max_subscription_bytes_per_session) */
+    /* MQTT 5: the session expiry interval asked for, when below
+     * session_expiry_s (0: session_expiry_s, as for 3.1.1). */
+    uint32_t expiry_s;
+    session_conn_t *will; /* MQTT 5: a will waiting for its delay (will.c) */
 } outbound_t;
 
 /* A connection's will (CONNECT with the will flag) in one allocation, so a
@@ -106,26 +115,20 @@ typedef struct session session_t;
  * session, so every byte counts per idle connection. */
 struct session {
     session_conn_t *conn;
-    session_conn_t *will;      /* MQTT 5: a will waiting for its delay (will.c) */
     inflight_t *ring;          /* lazily allocated, grown up to max_inflight */
     session_qos2_id_t *pubrel; /* QoS 2 ids answered with PUBREC, awaiting PUBREL */
     hmap_node_t by_id, by_cid;
     list_t detached; /* in mgr->detached while kept without a connection */
-    outbound_t *ob;  /* downlink: NULL until a message is queued for it */
+    outbound_t *ob;  /* downlink and more: NULL until needed (outbound_get) */
     uint64_t detached_at;
     uint32_t id;
     uint32_t conn_gen;
     uint32_t head_seq, next_seq;
     uint32_t pubrel_count, pubrel_cap;
     uint32_t held; /* bytes counted in st.persistent_session_bytes while detached */
-    /* MQTT 5: the session expiry interval asked for, when below
-     * session_expiry_s (0: session_expiry_s, as for 3.1.1). */
-    uint32_t expiry_s;
-    uint32_t sub_bytes; /* the filters' bytes (mqtt.max_subscription_bytes_per_session) */
     /* Each at most mqtt.max_inflight (1..65535): ring_grow caps the ring there. */
     uint16_t ring_cap, ring_head, ring_count, ring_qos2, ring_qos1, ring_again;
     uint16_t client_id_len; /* MQTT strings are at most 65535 bytes */
-    uint16_t n_subs;        /* subscriptions held (mqtt.max_subscriptions_per_session) */
     /* pubrel[0 .. pubrel_restored) came from the spool's state file at start
      * (store_qos2.c): they match a PUBLISH with DUP 1 only. */
     uint16_t pubrel_restored;
@@ -133,9 +136,9 @@ struct session {
     bool ring_used : 1; /* since the last tick */
     char client_id[];   /* NUL-terminated, allocated with the struct */
 };
-/* With a client id of up to 17 bytes (NUL included) it fills a 160-byte
+/* With a client id of up to 17 bytes (NUL included) it fills a 144-byte
  * malloc chunk (docs/performance.md, idle connections). */
-_Static_assert(offsetof(session_t, client_id) <= 135, "session_t grew: idle memory");
+_Static_assert(offsetof(session_t, client_id) <= 119, "session_t grew: idle memory");
 
 /* Packed like session_t: the remote address string is allocated with it. */
 struct session_conn {
@@ -267,6 +270,9 @@ void store_attach(session_mgr_t *m, session_t *s);
 /* A kept session's ring, QoS 2 ids or downlink messages changed size:
  * counts its bytes again. */
 void store_resize(session_mgr_t *m, session_t *s);
+/* Sets the session's MQTT 5 expiry interval (0: session_expiry_s) while it
+ * has a connection; 0, or -1 when out of memory (unchanged then). */
+int store_set_expiry(session_mgr_t *m, session_t *s, uint32_t expiry_s);
 /* What the session holds now, as counted against mqtt.max_session_bytes. */
 size_t store_held(const session_t *s);
 /* Destroys the sessions kept longer than their expiry (session_expiry_s, or
@@ -384,6 +390,16 @@ void outbound_resume(session_conn_t *c);
 int outbound_on_ack(session_conn_t *c, const mqtt_packet_t *pkt);
 /* Frees a session's downlink state (the session ends). */
 void outbound_free(session_t *s);
+/* The session's outbound_t, allocated (its queue empty) when it has none;
+ * NULL when out of memory. */
+outbound_t *outbound_get(session_mgr_t *m, session_t *s);
+/* Its fields for what only some sessions need (0 or NULL without one). */
+static inline uint32_t session_expiry(const session_t *s) {
+    return s->ob ? s->ob->expiry_s : 0;
+}
+static inline session_conn_t *session_will(const session_t *s) {
+    return s->ob ? s->ob->will : NULL;
+}
 /* The bytes a session's downlink state holds (each queued or in-flight
  * message counted whole, though it may be shared): part of what a
  * persistent session kept without a connection counts against

@@ -62,11 +62,12 @@ bool will_defer(session_conn_t *c) {
     if (!c->will->delay || !s || s->clean || m->wills_now || m->cfg->mqtt.session_expiry_s == 0 ||
         m->max_detached == 0)
         return false;
-    assert(!s->will);
+    assert(!session_will(s));
     size_t rlen = strlen(c->remote);
     session_conn_t *w = calloc(1, FLEX_SIZE(session_conn_t, remote, rlen + 1));
     char *user = c->has_username ? session_dup(c->username, c->username_len) : NULL;
-    if (!w || (c->has_username && !user)) {
+    outbound_t *x = outbound_get(m, s); /* holds the waiting will */
+    if (!x || !w || (c->has_username && !user)) {
         free(w);
         free(user);
         return false; /* published now rather than lost */
@@ -83,7 +84,7 @@ bool will_defer(session_conn_t *c) {
     w->has_username = c->has_username;
     w->rx_ms = m->mono_ms + (uint64_t)w->will->delay * 1000u; /* when it is due */
     w->s = s;
-    s->will = w;
+    x->will = w;
     list_insert_tail(&m->wills, &w->node);
     m->st.wills_delayed++;
     return true;
@@ -92,15 +93,15 @@ bool will_defer(session_conn_t *c) {
 /* Takes the session's pending will off the list (it keeps w->s for the
  * publish); the caller frees it. */
 static session_conn_t *will_take(session_mgr_t *m, session_t *s) {
-    session_conn_t *w = s->will;
-    s->will = NULL;
+    session_conn_t *w = s->ob->will;
+    s->ob->will = NULL;
     list_remove(&w->node);
     m->st.wills_delayed--;
     return w;
 }
 
 void will_publish(session_mgr_t *m, session_t *s, const char *when) {
-    if (!s->will)
+    if (!session_will(s))
         return;
     session_conn_t *w = will_take(m, s);
     char idb[LOG_ID_MAX];
@@ -112,7 +113,7 @@ void will_publish(session_mgr_t *m, session_t *s, const char *when) {
 }
 
 void will_cancel(session_mgr_t *m, session_t *s) {
-    if (!s->will)
+    if (!session_will(s))
         return;
     session_conn_t *w = will_take(m, s);
     char idb[LOG_ID_MAX];
