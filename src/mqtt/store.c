@@ -20,6 +20,10 @@ static uint64_t hash_cid(const hmap_node_t *n) {
 void store_init(session_mgr_t *m) {
     hmap_init(&m->by_id, hash_id, 0);
     hmap_init(&m->by_cid, hash_cid, 0);
+    /* Looked up only at CONNECT (by_id at every delivery report keeps 1):
+     * two sessions a bucket halve this array, 8 bytes per 1-2 sessions
+     * (idle memory, docs/performance.md). */
+    hmap_set_load(&m->by_cid, 2);
     list_init(&m->detached);
 }
 
