@@ -19,10 +19,11 @@ static int authorize_connect(session_conn_t *c, const mqtt_connect_t *p, const c
     const session_auth_ops_t *a = &m->o.auth;
     char idb[LOG_ID_MAX], ub[LOG_ID_MAX], tb[LOG_ID_MAX] = "";
     uint32_t delay = 0;
-    const char *user = c->identity ? c->identity : (const char *)p->username.ptr;
-    size_t ulen = c->identity ? strlen(c->identity) : p->username.len;
-    bool has_user = c->identity || p->has_username;
-    int rc = a->connect(a->ud, c->remote, c->identity, has_user, user, ulen, p->has_password,
+    const char *identity = c->has_identity ? c->username : NULL;
+    const char *user = identity ? identity : (const char *)p->username.ptr;
+    size_t ulen = identity ? strlen(identity) : p->username.len;
+    bool has_user = identity || p->has_username;
+    int rc = a->connect(a->ud, c->remote, identity, has_user, user, ulen, p->has_password,
                         p->password.ptr, p->password.len, m->mono_ms, &delay);
     const char *why = NULL;
     if (rc == MQTT_CONNACK_BAD_CREDENTIALS) {
@@ -268,11 +269,11 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     }
     if (p->will_flag)
         c->will = will_new(p, wp);
-    if (c->identity || p->has_username) {
-        const char *u = c->identity ? c->identity : (const char *)p->username.ptr;
-        size_t ulen = c->identity ? strlen(c->identity) : p->username.len;
-        c->username = session_dup(u, ulen);
-        c->username_len = (uint16_t)ulen;
+    if (c->has_identity) { /* set before the CONNECT: it is the user name */
+        c->has_username = true;
+    } else if (p->has_username) {
+        c->username = session_dup((const char *)p->username.ptr, p->username.len);
+        c->username_len = (uint16_t)p->username.len;
         c->has_username = c->username != NULL;
     }
     s->conn = c;
@@ -281,7 +282,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
      * CONNACK says so (connack5). */
     bool no_expiry = store_set_expiry(m, s, expiry < mq->session_expiry_s ? expiry : 0) != 0;
     if (no_expiry || (p->will_flag && !c->will) ||
-        ((p->has_username || c->identity) && !c->has_username)) {
+        ((p->has_username || c->has_identity) && !c->has_username)) {
         session_refuse(c, MQTT_CONNACK_UNAVAILABLE, LOG_ERROR, "out of memory in CONNECT");
         return FEED_CLOSED;
     }

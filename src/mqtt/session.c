@@ -236,12 +236,23 @@ session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts) {
     return m;
 }
 
-/* The MQTT 5 topic aliases a connection set. */
-static void free_aliases(session_conn_t *c) {
-    for (uint32_t i = 0; c->aliases && i < c->alias_max; i++)
-        free(c->aliases[i].topic);
-    free(c->aliases);
-    c->aliases = NULL;
+session_caches_t *session_conn_caches(session_conn_t *c) {
+    if (!c->caches)
+        c->caches = calloc(1, sizeof(*c->caches));
+    return c->caches;
+}
+
+/* The last ACL decision and the MQTT 5 topic aliases a connection set. */
+static void free_caches(session_conn_t *c) {
+    session_caches_t *x = c->caches;
+    if (!x)
+        return;
+    for (uint32_t i = 0; x->aliases && i < c->alias_max; i++)
+        free(x->aliases[i].topic);
+    free(x->aliases);
+    free(x->acl);
+    free(x);
+    c->caches = NULL;
 }
 
 void session_mgr_free(session_mgr_t *m) {
@@ -252,9 +263,7 @@ void session_mgr_free(session_mgr_t *m) {
         session_conn_t *c = LIST_ENTRY(it, session_conn_t, node);
         will_data_free(c->will);
         free(c->username);
-        free(c->identity);
-        free(c->acl);
-        free_aliases(c);
+        free_caches(c);
         if (c->s)
             c->s->conn = NULL;
         free(c);
@@ -389,7 +398,7 @@ void *session_conn_ud(const session_conn_t *c) {
 }
 
 bool session_conn_has_identity(const session_conn_t *c) {
-    return c->identity != NULL;
+    return c->has_identity;
 }
 
 void *session_conn_data(const session_conn_t *c) {
@@ -411,9 +420,7 @@ void session_conn_free(session_conn_t *c) {
     list_remove(&c->node);
     c->mgr->n_conns--;
     free(c->username);
-    free(c->identity);
-    free(c->acl);
-    free_aliases(c);
+    free_caches(c);
     free(c);
 }
 
@@ -421,7 +428,9 @@ int session_conn_set_identity(session_conn_t *c, const char *user) {
     char *d = session_dup(user, strlen(user));
     if (!d)
         return -1;
-    free(c->identity);
-    c->identity = d;
+    free(c->username);
+    c->username = d;
+    c->username_len = (uint16_t)strlen(d);
+    c->has_identity = true;
     return 0;
 }

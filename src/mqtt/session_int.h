@@ -110,6 +110,20 @@ typedef struct {
     char topic[];
 } acl_cache_t;
 
+/* What a connection that publishes may cache, allocated with the first of
+ * them (session_conn_caches): the last ACL decision, its MQTT 5 topic
+ * aliases (alias_max of them once one is set) and the bytes of their topics
+ * (mqtt.max_topic_alias_bytes). */
+struct alias {
+    char *topic;
+    uint16_t len;
+};
+typedef struct {
+    acl_cache_t *acl;
+    struct alias *aliases;
+    uint32_t alias_bytes;
+} session_caches_t;
+
 typedef struct session session_t;
 /* Field order packs the struct: one of these lives as long as its client's
  * session, so every byte counts per idle connection. */
@@ -153,38 +167,35 @@ struct session_conn {
      * the will is due. */
     uint64_t rx_ms;
     session_will_t *will; /* NULL: none (or it was published, dropped or moved) */
+    /* The CONNECT's user name; before it, a client certificate's identity
+     * (has_identity), which then overrides the CONNECT's. */
     char *username;
-    char *identity;   /* from a client certificate; overrides username */
-    acl_cache_t *acl; /* NULL until an ACL decides a PUBLISH */
-    list_t node;      /* mgr->conns */
-    list_t blocked;   /* in mgr->blocked while the producer queue is full */
+    session_caches_t *caches; /* NULL until a PUBLISH needs one */
+    list_t node;              /* mgr->conns */
+    list_t blocked;           /* in mgr->blocked while the producer queue is full */
     /* MQTT 5: the packet being handled (NULL for 3.1.1), and the client's
      * maximum packet size (0: the protocol's). */
     const mqtt5_packet_t *p5;
     uint32_t max_out;
-    uint32_t alias_bytes; /* the topics the aliases hold (mqtt.max_topic_alias_bytes) */
-    struct alias {        /* MQTT 5 topic aliases, alias_max of them once one is set */
-        char *topic;
-        uint16_t len;
-    } * aliases;
-    uint16_t alias_max;
-    uint16_t recv_max; /* MQTT 5: the client's receive maximum (65535 if not given) */
+    uint16_t alias_max; /* MQTT 5: the topic alias maximum its CONNACK gave */
+    uint16_t recv_max;  /* MQTT 5: the client's receive maximum (65535 if not given) */
     uint32_t gen;
     uint16_t keepalive;
     uint16_t username_len; /* 2-byte MQTT length */
     uint8_t state;         /* conn_state_t */
     uint8_t level;         /* protocol level of the accepted CONNECT; 0 before */
     /* Packed: one of these per connection (idle memory, docs/performance.md). */
-    bool has_username : 1, paused_inflight : 1, paused_queue : 1;
+    bool has_username : 1, has_identity : 1, paused_inflight : 1, paused_queue : 1;
     /* MQTT 5: the CONNECT was level 5 (set before it is handled); the client
      * takes reason strings; its session ends at disconnect (expiry 0). */
     bool v5 : 1, problem_info : 1, expiry_zero : 1;
     char remote[]; /* "addr:port", NUL-terminated */
 };
-/* One per connection, idle ones included: with a 16-byte address it fills a
- * 176-byte malloc chunk (docs/performance.md, idle connections). What only
- * some connections need goes behind a pointer (will, acl, aliases). */
-_Static_assert(sizeof(session_conn_t) <= 152, "session_conn_t grew: idle memory");
+/* One per connection, idle ones included: with an address of up to 17 bytes
+ * (NUL included) it fills a 160-byte malloc chunk (docs/performance.md, idle
+ * connections). What only some connections need goes behind a pointer (the
+ * will, the caches). */
+_Static_assert(offsetof(session_conn_t, remote) <= 135, "session_conn_t grew: idle memory");
 
 struct session_mgr {
     session_mgr_opts_t o;
@@ -227,6 +238,10 @@ static inline uint32_t max_inflight(const session_mgr_t *m) {
 }
 
 /* ---- session.c: connections ---- */
+
+/* The connection's caches, allocated when it has none; NULL when out of
+ * memory. */
+session_caches_t *session_conn_caches(session_conn_t *c);
 
 void session_set_state(session_conn_t *c, conn_state_t to);
 /* A client id or topic for a log line: bounded, control bytes masked. */

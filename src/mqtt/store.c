@@ -227,12 +227,12 @@ size_t session_mgr_list_clients(const session_mgr_t *m, size_t offset,
         if (c->state != CONN_CONNECTED || !c->s)
             continue;
         if (more && total >= offset) {
-            const char *user = c->identity ? c->identity : c->has_username ? c->username : NULL;
+            const char *user = c->has_username ? c->username : NULL;
             session_client_info_t info = {
                 .client_id = c->s->client_id,
                 .remote = c->remote,
                 .username = user,
-                .username_len = c->identity ? strlen(c->identity) : c->username_len,
+                .username_len = c->username_len,
                 .protocol_level = c->level,
                 .inflight = c->s->ring_count,
                 .paused = c->paused_inflight || c->paused_queue,

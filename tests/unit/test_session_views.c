@@ -92,6 +92,15 @@ static void test_owner_views(void **state) {
     assert_true(session_conn_has_identity(f->c));
     session_conn_set_data(f->c, NULL);
     assert_null(session_conn_data(f->c));
+    /* The identity, kept in the user name's place, overrides the CONNECT's. */
+    pk_t p = connect_pk((cn_t){.id = "a", .clean = true, .user = "u"});
+    assert_int_equal(feed(f, p), (ssize_t)p.n);
+    EXPECT_OUT(f, 0x20, 0x02, 0x00, 0x00);
+    the_fx = fx;
+    seen_t s = {.conn_of = conn_index};
+    assert_int_equal(session_mgr_list_clients(fx->m, 0, each_client, &s), 1);
+    assert_string_equal(s.out,
+                        "a 127.0.0.1:5000 user=device-1 level=4 inflight=0 paused=0 conn=0\n");
 }
 
 int main(void) {
