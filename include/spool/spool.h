@@ -151,6 +151,15 @@ int spool_confirm(spool_t *sp, uint64_t seq);
  * is logged, moved aside as "state.corrupt" and reads as none. */
 #define SPOOL_STATE_MAX (64u * 1024 * 1024)
 int spool_state_save(spool_t *sp, const void *buf, size_t len);
+/* spool_state_save in parts, for the write and syncs on another thread:
+ * begin copies and frames buf (0, SPOOL_EINVAL or SPOOL_ENOMEM: no job);
+ * run touches only the job (any thread, one at a time per spool); end, on
+ * the owner's thread, frees the job and returns 0, SPOOL_FULL or SPOOL_EIO
+ * with why ("<dir>/state.tmp: cannot write: <strerror>") filled. */
+typedef struct spool_state_job spool_state_job_t;
+int spool_state_begin(spool_t *sp, const void *buf, size_t len, spool_state_job_t **job);
+void spool_state_run(spool_state_job_t *job);
+int spool_state_end(spool_t *sp, spool_state_job_t *job, char *why, size_t cap);
 int spool_state_load(spool_t *sp, uint8_t **buf, size_t *len);
 
 /* The figures for metrics. When no read record awaits confirmation, the

@@ -186,6 +186,10 @@ struct session_mgr {
     uint64_t qos2_version; /* session_mgr_qos2_version */
     uint8_t qos2_key[16];  /* session_mgr_qos2_set_key */
     bool qos2_keyed;
+    uint64_t qos2_saved; /* session_mgr_qos2_saved: the version on disk */
+    /* PUBCOMPs waiting for a save (store_qos2.c), oldest at pubcomp_head. */
+    struct qos2_pubcomp *pubcomp;
+    size_t pubcomp_head, pubcomp_n, pubcomp_cap;
 };
 
 static inline uint32_t max_inflight(const session_mgr_t *m) {
@@ -287,6 +291,14 @@ bool pubrel_has(const session_t *s, uint16_t pid);
 int pubrel_index(const session_t *s, uint16_t pid);
 /* Whether the id was there. */
 bool pubrel_remove(session_t *s, uint16_t pid);
+/* ---- store_qos2.c: QoS 2 ids across a restart ---- */
+
+/* PUBREL: the id is released; PUBCOMP now, or once a state save without it
+ * is on disk (session_mgr_qos2_saved). FEED_OK, or FEED_CLOSED when
+ * SESSION_QOS2_PUBCOMP_MAX PUBCOMPs wait already. */
+int qos2_pubrel(session_conn_t *c, uint16_t pid);
+#define SESSION_QOS2_PUBCOMP_MAX (1u << 16)
+void qos2_free(session_mgr_t *m);
 /* The set session_mgr_qos2_each reports may have changed (a session that
  * outlives its connection gained or lost a QoS 2 id). */
 static inline void qos2_changed(session_mgr_t *m, const session_t *s) {

@@ -11,17 +11,94 @@ uint64_t session_mgr_qos2_version(const session_mgr_t *m) {
     return m->qos2_version;
 }
 
-void session_mgr_qos2_durable(session_mgr_t *m, uint64_t opaque) {
+bool session_mgr_qos2_durable(session_mgr_t *m, uint64_t opaque) {
     uint32_t id = (uint32_t)(opaque >> 32), seq = (uint32_t)opaque;
     session_t *s = id ? store_find_id(m, id) : NULL;
     uint32_t off = s ? seq - s->head_seq : 0;
     if (!s || off >= s->ring_count)
-        return;
+        return false;
     inflight_t *e = ring_at(s, off);
-    if (e->state == IF_PENDING && e->qos == 2 && !e->durable) {
+    if (e->state != IF_PENDING || e->qos != 2 || s->clean)
+        return false;
+    if (!e->durable) {
         e->durable = 1;
         qos2_changed(m, s);
     }
+    return true;
+}
+
+/* ---- PUBCOMP after the release is saved ------------------------------------ */
+
+/* A PUBCOMP that waits for the state of `version` to be on disk. */
+struct qos2_pubcomp {
+    uint64_t version;
+    uint32_t sid, gen;
+    uint16_t pid;
+};
+
+int qos2_pubrel(session_conn_t *c, uint16_t pid) {
+    session_mgr_t *m = c->mgr;
+    session_t *s = c->s;
+    if (pubrel_remove(s, pid))
+        qos2_changed(m, s);
+    /* Once the client has PUBCOMP it may reuse the id: the state file must
+     * not hold it then, or a crash would take the new message's resend for
+     * the old one. An unknown id waits too when anything is unsaved: it may
+     * be a PUBREL again whose release is not on disk yet. */
+    if (!m->qos2_keyed || s->clean || m->qos2_version == m->qos2_saved) {
+        session_send_ack(c, MQTT_PUBCOMP, pid);
+        return FEED_OK;
+    }
+    if (m->pubcomp_n == m->pubcomp_cap && m->pubcomp_head > 0) {
+        memmove(m->pubcomp, m->pubcomp + m->pubcomp_head,
+                (m->pubcomp_n - m->pubcomp_head) * sizeof(*m->pubcomp));
+        m->pubcomp_n -= m->pubcomp_head;
+        m->pubcomp_head = 0;
+    }
+    if (m->pubcomp_n == m->pubcomp_cap) {
+        size_t cap = m->pubcomp_cap ? m->pubcomp_cap * 2 : 64;
+        struct qos2_pubcomp *p =
+            cap <= SESSION_QOS2_PUBCOMP_MAX ? realloc(m->pubcomp, cap * sizeof(*p)) : NULL;
+        if (!p) {
+            m->st.qos2_pubcomp_wait_full++;
+            session_end(c, &m->rl_spool_drop, LOG_ERROR, true, true,
+                        "%zu PUBCOMPs wait for the QoS 2 state to be saved; the client sends "
+                        "PUBREL again",
+                        m->pubcomp_n - m->pubcomp_head);
+            return FEED_CLOSED;
+        }
+        m->pubcomp = p;
+        m->pubcomp_cap = cap;
+    }
+    m->pubcomp[m->pubcomp_n++] = (struct qos2_pubcomp){m->qos2_version, s->id, c->gen, pid};
+    return FEED_OK;
+}
+
+void session_mgr_qos2_saved(session_mgr_t *m, uint64_t version) {
+    m->qos2_saved = version;
+    while (m->pubcomp_head < m->pubcomp_n && m->pubcomp[m->pubcomp_head].version <= version) {
+        const struct qos2_pubcomp *p = &m->pubcomp[m->pubcomp_head++];
+        session_t *s = store_find_id(m, p->sid);
+        /* Another connection's: the client sends PUBREL again on that one. */
+        if (s && s->conn && s->conn->gen == p->gen && s->conn->state == CONN_CONNECTED)
+            session_send_ack(s->conn, MQTT_PUBCOMP, p->pid);
+    }
+    if (m->pubcomp_head == m->pubcomp_n)
+        m->pubcomp_head = m->pubcomp_n = 0;
+}
+
+size_t session_mgr_qos2_pubcomps_waiting(const session_mgr_t *m) {
+    return m->pubcomp_n - m->pubcomp_head;
+}
+
+void session_mgr_qos2_save_failed(session_mgr_t *m) {
+    m->st.qos2_save_failures++;
+}
+
+void qos2_free(session_mgr_t *m) {
+    free(m->pubcomp);
+    m->pubcomp = NULL;
+    m->pubcomp_head = m->pubcomp_n = m->pubcomp_cap = 0;
 }
 
 void session_mgr_qos2_set_key(session_mgr_t *m, const uint8_t key[16]) {

@@ -1,7 +1,9 @@
 """QoS 2 across a daemon restart with the spool: the ids a persistent
 session holds between PUBREC and PUBREL are kept in the spool's state file,
 so a resend with DUP after SIGKILL or SIGTERM gets PUBREC without a second
-Kafka record, and its PUBREL gets PUBCOMP."""
+Kafka record, and its PUBREL gets PUBCOMP. A PUBCOMP goes out only once the
+state without its id is on disk (a reused id is a new message after a
+crash), and a state save that fails answers nothing until one succeeds."""
 import struct
 
 import pytest
@@ -147,29 +149,27 @@ def test_qos2_id_acked_directly_in_outage_mode_survives_sigkill(daemon, mock_kaf
     assert [r.value for r in m2k.assert_records(mock_kafka.bootstrap, "test", 1)] == [b"direct"]
 
 
-def test_released_id_reused_before_the_save_is_a_new_message_after_sigkill(
-        daemon, mock_kafka, tmp_path):
-    """The release of id 7 (PUBCOMP) is saved lazily; a NEW message under id 7
-    that the first daemon never took (its spool full: no PUBREC, no save)
-    leaves the file holding the old id 7. Resent with DUP 1 to the next
-    daemon, its topic and payload differ from what the saved id acknowledged
-    (the hash kept with it), so it is produced: one record of each message."""
+def metrics_port(d):
+    m = d.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, "
+                            r"/healthz, /readyz\)", level="info", regex=True),
+                   since=0)  # a start-up line
+    return int(m.group(1))
+
+
+def reused_after_pubcomp_then_sigkill(tmp_path, mock_kafka, client_id, old, new):
+    """A first daemon, every broker down and a spool of 4096 bytes: id 7
+    carries `old` (PUBREC, PUBREL, PUBCOMP), then the client reuses id 7
+    for `new`, which the full spool refuses (no PUBREC); SIGKILL."""
     mock_kafka.cmd("down -1")
     cfg = m2k.merge(daemon_cfg(tmp_path), {"spool": {"max_bytes": 4096},
                                            "metrics": {"listen": "127.0.0.1:0"}})
     d1 = m2k.Daemon(tmp_path, mock_kafka.bootstrap, cfg, name="first")  # SIGKILLed
     try:
-        m = d1.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, "
-                                 r"/healthz, /readyz\)", level="info", regex=True),
-                        since=0)  # a start-up line
-        mport = int(m.group(1))
-        cl = Raw(d1.port).connect("reuse7", clean=False, keepalive=0)
-        cl.send(publish("test/q2", b"old", qos=2, pid=7))
-        cl.expect(m2k.pubrec(7))  # spooled; the state file holds id 7
-        cl.send(m2k.pubrel(7))
-        cl.expect(m2k.pubcomp(7))  # released: not saved until the next ack
+        mport = metrics_port(d1)
+        cl = Raw(d1.port).connect(client_id, clean=False, keepalive=0)
+        exchange(cl, old, 7)  # PUBCOMP once the state without id 7 is on disk
         # Too large for what is left of max_bytes: not taken, not acked.
-        cl.send(publish("test/q2", b"N" * 8000, qos=2, pid=7))
+        cl.send(publish("test/q2", new, qos=2, pid=7))
         m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_full_total"] >= 1, 10,
                        "the new message refused by the full spool")
     finally:
@@ -177,15 +177,62 @@ def test_released_id_reused_before_the_save_is_a_new_message_after_sigkill(
         d1.proc.wait(10)
         d1._log.close()
     mock_kafka.cmd("up -1")
+
+
+@pytest.mark.parametrize("new", [b"N" * 8000, b"S" * 2500])
+def test_released_id_reused_then_sigkill_the_resend_reaches_kafka(daemon, mock_kafka, tmp_path,
+                                                                  new):
+    """PUBCOMP for id 7 went out only once a state file without id 7 was on
+    disk, so the next daemon restores nothing for the client, and the resend
+    (DUP 1) of the new message under id 7 is produced, whether it differs
+    from the released one or is the same topic and payload (which the hash
+    alone could not tell from a resend of the old one)."""
+    old = b"S" * 2500 if new == b"S" * 2500 else b"old"
+    reused_after_pubcomp_then_sigkill(tmp_path, mock_kafka, "reuse7", old, new)
     d2 = daemon(daemon_cfg(tmp_path), name="second")
-    d2.wait_log(m2k.line("spool: restored 1 sessions with 1 QoS 2 ids awaiting PUBREL "
-                         "(0 not restored)", level="info"), since=0)  # a start-up line
-    cl = Raw(d2.port).connect("reuse7", clean=False, session_present=True, keepalive=0)
-    exchange(cl, b"N" * 8000, 7, dup=True)
+    cl = Raw(d2.port).connect("reuse7", clean=False, session_present=False, keepalive=0)
+    exchange(cl, new, 7, dup=True)
     cl.send(m2k.DISCONNECT)
     cl.close()
     recs = m2k.assert_records(mock_kafka.bootstrap, "test", 2)
-    assert sorted(r.value for r in recs) == sorted([b"old", b"N" * 8000])
+    assert sorted(r.value for r in recs) == sorted([old, new])
+
+
+def test_failed_state_save_holds_pubrec_and_pubcomp_until_a_save_succeeds(
+        daemon, mock_kafka, tmp_path):
+    """A save of the state that fails (here its temp file cannot be created:
+    a directory in its place) answers nothing: a PUBREL waits for its
+    PUBCOMP and a durable QoS 2 message for its PUBREC. Logged once, counted,
+    retried; once a save succeeds both go out."""
+    d = daemon(m2k.merge(daemon_cfg(tmp_path), {"metrics": {"listen": "127.0.0.1:0"}}))
+    mport = metrics_port(d)
+    cl = Raw(d.port).connect("faildisk", clean=False, keepalive=0)
+    cl.send(publish("test/q2", b"one", qos=2, pid=1))
+    cl.expect(m2k.pubrec(1))
+    blocker = tmp_path / "spool" / "state.tmp"
+    blocker.mkdir()
+    mark = d.mark()
+    cl.send(m2k.pubrel(1))
+    d.wait_log(m2k.line(f"spool: saving the QoS 2 state failed: {blocker}: cannot create: Is a "
+                        "directory (0 PUBRECs and 1 PUBCOMPs wait; retried)", level="error"),
+               since=mark)
+    cl.send(publish("test/q2", b"two", qos=2, pid=2))
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_records_spooled_total"] >= 2, 10,
+                   "the second message synced in the spool")
+    failures = scrape(mport)["mqtt2kafka_spool_state_save_failures_total"]
+    m2k.wait_until(
+        lambda: scrape(mport)["mqtt2kafka_spool_state_save_failures_total"] > failures, 10,
+        "a save holding the second message's id tried and failed")
+    assert cl.nothing_within(0.2)  # neither PUBCOMP 1 nor PUBREC 2
+    blocker.rmdir()
+    cl.expect(m2k.pubcomp(1) + m2k.pubrec(2))
+    d.wait_log(m2k.line(r"spool: the QoS 2 state is saved again \(after \d+ failed saves\)",
+                        level="info", regex=True), since=mark)
+    assert d.log(mark).count("spool: saving the QoS 2 state failed") == 1
+    cl.send(m2k.pubrel(2))
+    cl.expect(m2k.pubcomp(2))
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 2)
+    assert [r.value for r in recs] == [b"one", b"two"]
 
 
 def crc32c(data):

@@ -3,7 +3,8 @@
  * read on; QoS 1 waits unacknowledged with its reader paused, then goes
  * once. QoS 2 ids across a restart: what session_mgr_qos2_each reports and
  * when the version changes; a restored session's ids answer a DUP resend
- * with PUBREC and no record, a DUP 0 reuse is a new message. */
+ * with PUBREC and no record, a DUP 0 reuse is a new message; PUBCOMP waits
+ * for the save of the release. */
 #include <inttypes.h>
 
 #include "session5_fixture.h"
@@ -255,6 +256,59 @@ static void test_restored_id_with_dup_1_and_another_message_is_new(void **state)
     assert_string_equal(x.out, want); /* id 7 now stands for the new message */
 }
 
+/* With the ids kept (a key set), PUBCOMP waits until a state without the
+ * released id is on disk: after PUBCOMP the client may reuse the id, and a
+ * file still holding it would take the new message's resend after a crash
+ * for the old one. */
+static void test_pubcomp_waits_for_the_save_of_the_release(void **state) {
+    fx_t *fx = *state;
+    session_mgr_qos2_set_key(fx->m, KEY);
+    session_mgr_qos2_saved(fx->m, session_mgr_qos2_version(fx->m));
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
+    fconn_t *g = connected(fx, 1, (cn_t){.id = "dev2", .clean = true});
+    feed(f, publish_pk("t/a", "x", 2, 7, false));
+    assert_true(session_mgr_qos2_durable(fx->m, fx->prod.recs[0].opaque));
+    feed(g, publish_pk("t/a", "y", 2, 9, false));
+    assert_false(session_mgr_qos2_durable(fx->m, fx->prod.recs[1].opaque)); /* clean */
+    feed(f, publish_pk("t/a", "q1", 1, 3, false));
+    assert_false(session_mgr_qos2_durable(fx->m, fx->prod.recs[2].opaque)); /* QoS 1 */
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x50, 2, 0, 7);
+    deliver(fx, 1, 0);
+    EXPECT_OUT(g, 0x50, 2, 0, 9);
+    deliver(fx, 2, 0);
+    EXPECT_OUT(f, 0x40, 2, 0, 3);
+    session_mgr_qos2_saved(fx->m, session_mgr_qos2_version(fx->m)); /* id 7 on disk */
+    feed(f, id_pk(0x62, 7));
+    EXPECT_NO_OUT(f);
+    assert_int_equal(session_mgr_qos2_pubcomps_waiting(fx->m), 1);
+    uint64_t v = session_mgr_qos2_version(fx->m);
+    feed(g, id_pk(0x62, 9)); /* a clean session's ids are not kept: at once */
+    EXPECT_OUT(g, 0x70, 2, 0, 9);
+    session_mgr_qos2_saved(fx->m, v - 1); /* an older save still holds id 7 */
+    EXPECT_NO_OUT(f);
+    session_mgr_qos2_saved(fx->m, v);
+    EXPECT_OUT(f, 0x70, 2, 0, 7);
+    assert_int_equal(session_mgr_qos2_pubcomps_waiting(fx->m), 0);
+    feed(f, id_pk(0x62, 7)); /* again, nothing unsaved: at once */
+    EXPECT_OUT(f, 0x70, 2, 0, 7);
+    /* Unsaved changes: a PUBREL of an unknown id waits as well (it may be a
+     * PUBREL again whose release is not on disk yet). */
+    feed(f, publish_pk("t/a", "z", 2, 8, false));
+    feed(f, id_pk(0x62, 5));
+    EXPECT_NO_OUT(f);
+    /* The connection is gone before the save: its PUBCOMP is not sent to
+     * the next one (the client sends PUBREL again there). */
+    session_conn_lost(f->c, "gone");
+    fconn_t *h = open_conn(fx, 2);
+    pk_t c = connect_pk((cn_t){.id = "dev1", .clean = false});
+    assert_int_equal(feed(h, c), (ssize_t)c.n);
+    EXPECT_OUT(h, 0x20, 0x02, 0x01, 0x00); /* session present */
+    session_mgr_qos2_saved(fx->m, session_mgr_qos2_version(fx->m));
+    EXPECT_NO_OUT(h);
+    assert_int_equal(session_mgr_qos2_pubcomps_waiting(fx->m), 0);
+}
+
 static void test_restored_session_expires(void **state) {
     fx_t *fx = *state;
     static const session_qos2_id_t ids[] = {{0, 1}};
@@ -279,6 +333,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_qos2_ids_reported_with_their_hash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restored_id_with_dup_1_and_another_message_is_new,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pubcomp_waits_for_the_save_of_the_release, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,11 @@
 /* The spool's state file (spool_state_save / spool_state_load): exact bytes
  * on disk, the round trip, none at first, a corrupt file set aside and read
  * as none, the size bound; the file is no segment to the spool's scan; its
- * bytes count in max_bytes. */
+ * bytes count in max_bytes; the save in parts for another thread, and its
+ * failures (ENOSPC, EIO, no temp file). */
 #include "spool_fixture.h"
+
+#include <pthread.h>
 
 static void read_file(const char *p, uint8_t *buf, size_t cap, size_t *n) {
     FILE *f = fopen(p, "rb");
@@ -120,11 +123,82 @@ static void test_state_counts_in_max_bytes(void **state) {
     spool_close(sp);
 }
 
+static int datasync_errno;
+static int failing_datasync(int fd) {
+    (void)fd;
+    errno = datasync_errno;
+    return -1;
+}
+
+static void *run_job(void *job) {
+    spool_state_run(job);
+    return NULL;
+}
+
+static void expect_state(spool_t *sp, const char *want) {
+    uint8_t *b;
+    size_t len;
+    assert_int_equal(spool_state_load(sp, &b, &len), 0);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(b, want, len);
+    free(b);
+}
+
+/* The save in parts (begin on the owner's thread, run on another, end back
+ * on the owner's): the file replaced as spool_state_save does; a failure
+ * leaves the old state and no temp file, and says what failed. */
+static void test_save_on_another_thread_and_its_failures(void **state) {
+    (void)state;
+    spool_t *sp = open_spool(0, 0);
+    assert_int_equal(spool_state_save(sp, "abc", 3), 0);
+    spool_state_job_t *job;
+    assert_int_equal(spool_state_begin(sp, "hello", 5, &job), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, run_job, job), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    char why[256] = "";
+    assert_int_equal(spool_state_end(sp, job, why, sizeof why), 0);
+    assert_string_equal(why, "");
+    expect_state(sp, "hello");
+    spool_stats_t before, after;
+    spool_stats(sp, &before);
+    char want[256], tmp[128];
+    path_of(tmp, sizeof tmp, "state.tmp");
+    /* fdatasync fails: a full disk (ENOSPC) and an I/O error (EIO). */
+    static const int errs[] = {ENOSPC, EIO};
+    for (int i = 0; i < 2; i++) {
+        datasync_errno = errs[i];
+        sp->datasync = failing_datasync;
+        assert_int_equal(spool_state_begin(sp, "xyz", 3, &job), 0);
+        sp->datasync = fdatasync;
+        spool_state_run(job);
+        assert_int_equal(spool_state_end(sp, job, why, sizeof why), SPOOL_FULL);
+        snprintf(want, sizeof want, "%s: fdatasync failed: %s", tmp, strerror(errs[i]));
+        assert_string_equal(why, want);
+        assert_int_equal(access(tmp, F_OK), -1);
+        expect_state(sp, "hello");
+        spool_stats(sp, &after);
+        assert_int_equal(after.bytes, before.bytes);
+    }
+    /* The temp file cannot be created. */
+    assert_int_equal(mkdir(tmp, 0700), 0);
+    assert_int_equal(spool_state_begin(sp, "xyz", 3, &job), 0);
+    spool_state_run(job);
+    assert_int_equal(spool_state_end(sp, job, why, sizeof why), SPOOL_EIO);
+    snprintf(want, sizeof want, "%s: cannot create: Is a directory", tmp);
+    assert_string_equal(why, want);
+    assert_int_equal(rmdir(tmp), 0);
+    expect_state(sp, "hello");
+    spool_close(sp);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip_and_exact_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_state_is_set_aside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_counts_in_max_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_on_another_thread_and_its_failures, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
