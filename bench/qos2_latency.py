@@ -4,9 +4,11 @@ clients, each in a loop PUBLISH (QoS 2, 100 bytes) -> PUBREC -> PUBREL ->
 PUBCOMP for S seconds, once with persistent sessions (clean session 0:
 their ids go to the spool's state file) and once with clean ones. Prints
 exchanges and PUBREC / PUBCOMP latency (p50, p90, p99, ms) per kind,
-through the daemon and librdkafka's mock cluster on loopback. Needs a
-build (M2K_BUILD_DIR, default build/).
-Usage: bench/qos2_latency.py [clients (4)] [seconds (10)]"""
+through the daemon and librdkafka's mock cluster on loopback. With `idle`
+> 0, that many persistent sessions (no QoS 2 id held) are created and left
+first: a save that walks every session pays for them. Needs a build
+(M2K_BUILD_DIR, default build/).
+Usage: bench/qos2_latency.py [clients (4)] [seconds (10)] [idle (0)]"""
 import os
 import pathlib
 import sys
@@ -59,16 +61,27 @@ def run(port, clean, n, seconds):
           f"PUBCOMP p50 {q(comp, .5):.2f} p90 {q(comp, .9):.2f} p99 {q(comp, .99):.2f} ms")
 
 
+def idle_sessions(port, n):
+    for i in range(n):
+        c = m2k.Raw(port, timeout=10).connect(f"idle{i}", clean=False, keepalive=0)
+        c.send(m2k.DISCONNECT)
+        c.close()
+
+
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 4
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 10
+    idle = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     mk = m2k.MockKafka()
     tmp = pathlib.Path(tempfile.mkdtemp())
     try:
         d = m2k.Daemon(tmp, mk.bootstrap, {
             "spool": {"dir": str(tmp / "spool"), "mode": "always"},
+            "mqtt": {"connect_rate_per_ip": 0, "max_persistent_sessions": idle + 1000},
             "topics": [{"mqtt": "bench/#", "kafka": "bench"}]})
-        print(f"{os.environ['M2K_BUILD_DIR']}/mqtt2kafka, spool in {tmp}")
+        idle_sessions(d.port, idle)
+        print(f"{os.environ['M2K_BUILD_DIR']}/mqtt2kafka, spool in {tmp}, "
+              f"{idle} idle persistent sessions")
         run(d.port, False, n, seconds)
         run(d.port, True, n, seconds)
         d.stop()

@@ -96,6 +96,9 @@ void session_mgr_qos2_save_failed(session_mgr_t *m) {
 }
 
 void qos2_free(session_mgr_t *m) {
+    free(m->qos2_sids);
+    m->qos2_sids = NULL;
+    m->qos2_n = m->qos2_cap = 0;
     free(m->pubcomp);
     m->pubcomp = NULL;
     m->pubcomp_head = m->pubcomp_n = m->pubcomp_cap = 0;
@@ -104,6 +107,22 @@ void qos2_free(session_mgr_t *m) {
 void session_mgr_qos2_set_key(session_mgr_t *m, const uint8_t key[16]) {
     memcpy(m->qos2_key, key, sizeof(m->qos2_key));
     m->qos2_keyed = true;
+    m->qos2_all = true; /* the first walk lists what is there */
+}
+
+void qos2_list(session_mgr_t *m, session_t *s) {
+    if (m->qos2_n == m->qos2_cap) {
+        size_t cap = m->qos2_cap ? m->qos2_cap * 2 : 64;
+        uint32_t *v = realloc(m->qos2_sids, cap * sizeof(*v));
+        if (!v) {
+            m->qos2_all = true;
+            return;
+        }
+        m->qos2_sids = v;
+        m->qos2_cap = cap;
+    }
+    m->qos2_sids[m->qos2_n++] = s->id;
+    s->qos2_listed = true;
 }
 
 /* The payload's hash keys the topic's: no pair of (topic, payload) splits
@@ -127,11 +146,11 @@ typedef struct {
     int rc;
 } walk_t;
 
-static void walk_one(hmap_node_t *n, void *ud) {
-    walk_t *w = ud;
-    session_t *s = HMAP_ENTRY(n, session_t, by_id);
-    if (w->rc != 0 || s->clean || (s->pubrel_count == 0 && s->ring_qos2 == 0))
-        return;
+static bool holds_ids(const session_t *s) {
+    return !s->clean && (s->pubrel_count || s->ring_qos2);
+}
+
+static void walk_session(walk_t *w, session_t *s) {
     size_t need = (size_t)s->pubrel_count + s->ring_qos2;
     if (need > w->cap) {
         session_qos2_id_t *ids = realloc(w->ids, need * sizeof(*ids));
@@ -158,11 +177,52 @@ static void walk_one(hmap_node_t *n, void *ud) {
         w->each(w->ctx, s->client_id, s->client_id_len, w->ids, k);
 }
 
+typedef struct {
+    walk_t w;
+    session_mgr_t *m;
+} walk_all_t;
+
+/* Every session; with a key, the list is built anew on the way. */
+static void walk_one(hmap_node_t *n, void *ud) {
+    walk_all_t *a = ud;
+    session_t *s = HMAP_ENTRY(n, session_t, by_id);
+    s->qos2_listed = false;
+    if (a->w.rc != 0 || !holds_ids(s))
+        return;
+    if (a->m->qos2_keyed)
+        qos2_list(a->m, s);
+    walk_session(&a->w, s);
+}
+
+/* With a key, only the listed sessions: those holding ids, and those that
+ * changed since the last walk (dropped from the list when they hold none:
+ * a session gone, or whose ids were all released). */
 int session_mgr_qos2_each(session_mgr_t *m, session_qos2_each_fn each, void *ctx) {
-    walk_t w = {each, ctx, NULL, 0, 0};
-    hmap_each(&m->by_id, walk_one, &w);
-    free(w.ids);
-    return w.rc;
+    walk_all_t a = {{each, ctx, NULL, 0, 0}, m};
+    if (!m->qos2_keyed || m->qos2_all) {
+        m->qos2_all = false;
+        m->qos2_n = 0;
+        hmap_each(&m->by_id, walk_one, &a);
+        if (a.w.rc != 0)
+            m->qos2_all = true;
+    } else {
+        size_t kept = 0;
+        for (size_t i = 0; i < m->qos2_n; i++) {
+            session_t *s = store_find_id(m, m->qos2_sids[i]);
+            if (!s)
+                continue;
+            if (!holds_ids(s)) {
+                s->qos2_listed = false;
+                continue;
+            }
+            m->qos2_sids[kept++] = s->id;
+            if (a.w.rc == 0)
+                walk_session(&a.w, s);
+        }
+        m->qos2_n = kept;
+    }
+    free(a.w.ids);
+    return a.w.rc;
 }
 
 int session_mgr_qos2_restore(session_mgr_t *m, const char *cid, size_t len,
@@ -182,6 +242,7 @@ int session_mgr_qos2_restore(session_mgr_t *m, const char *cid, size_t len,
             s->pubrel[s->pubrel_count++] = ids[i];
     s->pubrel_cap = (uint32_t)n;
     s->pubrel_restored = (uint16_t)s->pubrel_count;
+    qos2_changed(m, s);
     /* Kept as any session without a connection: session expiry and the
      * bounds on detached sessions apply from now. */
     store_detach(m, s);

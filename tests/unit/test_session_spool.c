@@ -9,6 +9,8 @@
 
 #include "session5_fixture.h"
 
+#include "../../src/mqtt/session_int.h" /* white box: the sessions a walk visits */
+
 static void test_qos0_dropped_and_counted_at_a_full_spool(void **state) {
     fx_t *fx = *state;
     fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = true});
@@ -309,6 +311,40 @@ static void test_pubcomp_waits_for_the_save_of_the_release(void **state) {
     assert_int_equal(session_mgr_qos2_pubcomps_waiting(fx->m), 0);
 }
 
+/* With a key, a walk visits only the sessions that hold QoS 2 ids or
+ * changed since the last walk, not every session; the first walk after
+ * the key is set visits all of them and lists those with ids. */
+static void test_keyed_walk_visits_only_listed_sessions(void **state) {
+    fx_t *fx = *state;
+    static const session_qos2_id_t ids[] = {{0, 4}};
+    assert_int_equal(session_mgr_qos2_restore(fx->m, "old", 3, ids, 1), 0);
+    session_mgr_qos2_set_key(fx->m, KEY);
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
+    fconn_t *g = connected(fx, 1, (cn_t){.id = "dev2", .clean = false});
+    assert_string_equal(qos2_ids(fx), "old: 4\n"); /* the full walk */
+    assert_int_equal(fx->m->qos2_n, 1);
+    feed(g, publish_pk("t/a", "q1", 1, 3, false)); /* QoS 1: not listed */
+    feed(f, publish_pk("t/a", "x", 2, 7, false));
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[1].opaque);
+    assert_string_equal(qos2_ids(fx), "old: 4\ndev1: 7\n");
+    assert_int_equal(fx->m->qos2_n, 2);
+    deliver(fx, 1, 0);
+    EXPECT_OUT(f, 0x50, 2, 0, 7);
+    session_mgr_qos2_saved(fx->m, session_mgr_qos2_version(fx->m));
+    feed(f, id_pk(0x62, 7));
+    assert_string_equal(qos2_ids(fx), "old: 4\n"); /* released: dropped from the list */
+    assert_int_equal(fx->m->qos2_n, 1);
+    session_mgr_qos2_saved(fx->m, session_mgr_qos2_version(fx->m));
+    EXPECT_OUT(f, 0x70, 2, 0, 7);
+    feed(f, publish_pk("t/a", "y", 2, 8, false)); /* listed again */
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[2].opaque);
+    assert_string_equal(qos2_ids(fx), "old: 4\ndev1: 8\n");
+    /* A clean session replaces "old": gone from the list at the next walk. */
+    connected(fx, 2, (cn_t){.id = "old", .clean = true});
+    assert_string_equal(qos2_ids(fx), "dev1: 8\n");
+    assert_int_equal(fx->m->qos2_n, 1);
+}
+
 static void test_restored_session_expires(void **state) {
     fx_t *fx = *state;
     static const session_qos2_id_t ids[] = {{0, 1}};
@@ -334,6 +370,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_restored_id_with_dup_1_and_another_message_is_new,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_pubcomp_waits_for_the_save_of_the_release, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_keyed_walk_visits_only_listed_sessions, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
