@@ -138,6 +138,8 @@ static int build(daemon_qos2_t *q) {
 
 /* The held completions wait[0 .. n) go to their sessions (PUBREC). */
 static void release(daemon_qos2_t *q, size_t n) {
+    if (n == 0)
+        return;
     for (size_t i = 0; i < n; i++)
         session_on_delivery(q->sm, q->wait[i], 0, NULL);
     memmove(q->wait, q->wait + n, (q->n_wait - n) * sizeof(*q->wait));
@@ -170,14 +172,19 @@ static void saved(daemon_qos2_t *q, uint64_t v) {
     session_mgr_qos2_saved(q->sm, v);
 }
 
-/* The save in flight has returned: on disk, its answers go out. */
-static void finish(daemon_qos2_t *q, spool_state_job_t *job) {
+/* The save in flight has returned: on disk, its answers go out (unless
+ * the daemon is going: then the clients resend). */
+static void finish(daemon_qos2_t *q, spool_state_job_t *job, bool answer) {
     char why[sizeof(q->why)] = "";
     int rc = spool_state_end(q->sp, job, why, sizeof(why));
     size_t covered = q->covered;
     q->covered = 0;
     if (rc != 0) {
         failed(q, rc, why);
+        return;
+    }
+    if (!answer) {
+        q->saved = q->inflight_version;
         return;
     }
     saved(q, q->inflight_version);
@@ -195,7 +202,7 @@ static void save_done(void *arg) {
     if (!h->consumed) {
         daemon_qos2_t *q = h->q;
         q->inflight = NULL;
-        finish(q, h->job);
+        finish(q, h->job, true);
         /* What changed meanwhile is the next save's. */
         daemon_qos2_turn(q);
     }
@@ -203,13 +210,13 @@ static void save_done(void *arg) {
 }
 
 /* Waits for the worker (one write and two fsyncs). */
-static void save_wait(daemon_qos2_t *q) {
+static void save_wait(daemon_qos2_t *q, bool answer) {
     struct save_holder *h = q->inflight;
     while (!atomic_load(&h->finished))
         nanosleep(&(struct timespec){0, 200000}, NULL);
     h->consumed = true;
     q->inflight = NULL;
-    finish(q, h->job);
+    finish(q, h->job, answer);
 }
 
 /* Starts a save of the ids as they are now: on the worker when there is
@@ -238,7 +245,7 @@ static void start(daemon_qos2_t *q, uint64_t v) {
         }
     }
     spool_state_run(job);
-    finish(q, job);
+    finish(q, job, true);
 }
 
 void daemon_qos2_turn(daemon_qos2_t *q) {
@@ -264,7 +271,7 @@ bool daemon_qos2_hold(daemon_qos2_t *q, uint64_t opaque) {
         if (!w) {
             /* Here and now instead: the loop waits for the disk once. */
             if (q->inflight)
-                save_wait(q);
+                save_wait(q, true);
             uint64_t v = session_mgr_qos2_version(q->sm);
             if (v != q->saved && build(q) == 0 && spool_state_save(q->sp, q->buf, q->len) == 0)
                 saved(q, v);
@@ -368,7 +375,7 @@ void daemon_qos2_free(daemon_qos2_t *q) {
     if (!q)
         return;
     if (q->inflight)
-        save_wait(q);
+        save_wait(q, false);
     /* The last changes, here and now; the held completions' connections
      * are gone (their clients resend). */
     uint64_t v = session_mgr_qos2_version(q->sm);

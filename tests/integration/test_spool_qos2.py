@@ -179,7 +179,7 @@ def reused_after_pubcomp_then_sigkill(tmp_path, mock_kafka, client_id, old, new)
     mock_kafka.cmd("up -1")
 
 
-@pytest.mark.parametrize("new", [b"N" * 8000, b"S" * 2500])
+@pytest.mark.parametrize("new", [b"N" * 8000, b"S" * 2500], ids=["another", "the same"])
 def test_released_id_reused_then_sigkill_the_resend_reaches_kafka(daemon, mock_kafka, tmp_path,
                                                                   new):
     """PUBCOMP for id 7 went out only once a state file without id 7 was on
