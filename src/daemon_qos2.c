@@ -3,8 +3,8 @@
  *   { u16 client_id_len | client_id | u16 n | n x (u16 packet id | u64 hash) }*
  * The hash (session_mgr_qos2_hash, under the file's key) tells a resend of
  * the message an id acknowledged from a new message under a released id
- * (docs/semantics.md). The spool frames it (magic, length, CRC32C) and
- * replaces it atomically.
+ * (docs/semantics.md). The spool frames it (magic, length, generation,
+ * CRC32C) and writes it into the older of its two slots (spool.h).
  *
  * The group commit of the ids: the PUBRECs (their completions, held here)
  * and the PUBCOMPs (held by the session manager) that wait for the state of
@@ -209,7 +209,7 @@ static void save_done(void *arg) {
     free(h);
 }
 
-/* Waits for the worker (one write and two fsyncs). */
+/* Waits for the worker (one write and one fdatasync). */
 static void save_wait(daemon_qos2_t *q, bool answer) {
     struct save_holder *h = q->inflight;
     while (!atomic_load(&h->finished))
