@@ -16,6 +16,15 @@ static void read_file(const char *p, uint8_t *buf, size_t cap, size_t *n) {
     fclose(f);
 }
 
+static void expect_state(spool_t *sp, const char *want) {
+    uint8_t *b;
+    size_t len;
+    assert_int_equal(spool_state_load(sp, &b, &len), 0);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(b, want, len);
+    free(b);
+}
+
 static void test_round_trip_and_exact_bytes(void **state) {
     (void)state;
     spool_t *sp = open_spool(0, 0);
@@ -60,6 +69,13 @@ static void test_round_trip_and_exact_bytes(void **state) {
     spool_close(sp);
 }
 
+static void write_file(const char *p, const void *buf, size_t n) {
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, n, f), n);
+    fclose(f);
+}
+
 static void flip(const char *p, long at) {
     FILE *f = fopen(p, "r+b");
     assert_non_null(f);
@@ -82,12 +98,7 @@ static void test_torn_slot_falls_back_and_corrupt_state_is_set_aside(void **stat
     path_of(p1, sizeof p1, "state.1");
     path_of(aside, sizeof aside, "state.1.corrupt");
     flip(p0, 26);
-    uint8_t *b;
-    size_t len;
-    assert_int_equal(spool_state_load(sp, &b, &len), 0);
-    assert_int_equal(len, 6);
-    assert_memory_equal(b, "abcdef", 6);
-    free(b);
+    expect_state(sp, "abcdef");
     char want[256];
     snprintf(want, sizeof want,
              "spool: %s/state.0: bad checksum (a save cut short): the state saved before it is "
@@ -96,13 +107,13 @@ static void test_torn_slot_falls_back_and_corrupt_state_is_set_aside(void **stat
     assert_non_null(strstr(log_text(), want));
     /* The next save goes to the torn slot again; then both are whole. */
     assert_int_equal(spool_state_save(sp, "mnopqr", 6), 0);
-    assert_int_equal(spool_state_load(sp, &b, &len), 0);
-    assert_memory_equal(b, "mnopqr", 6);
-    free(b);
+    expect_state(sp, "mnopqr");
     spool_close(sp);
     assert_int_equal(unlink(p0), 0);
     flip(p1, 29);
     sp = open_spool(0, 0);
+    uint8_t *b;
+    size_t len;
     assert_int_equal(spool_state_load(sp, &b, &len), 0);
     assert_null(b);
     assert_int_equal(len, 0);
@@ -127,16 +138,8 @@ static void test_legacy_state_file(void **state) {
     uint8_t file[16 + 3];
     spool_state_header_encode(file, (const uint8_t *)"old", 3);
     memcpy(file + 16, "old", 3);
-    FILE *f = fopen(legacy, "wb");
-    assert_non_null(f);
-    fwrite(file, 1, sizeof file, f);
-    fclose(f);
-    uint8_t *b;
-    size_t len;
-    assert_int_equal(spool_state_load(sp, &b, &len), 0);
-    assert_int_equal(len, 3);
-    assert_memory_equal(b, "old", 3);
-    free(b);
+    write_file(legacy, file, sizeof file);
+    expect_state(sp, "old");
     spool_stats_t st;
     spool_stats(sp, &st);
     assert_int_equal(st.bytes, SPOOL_CHECKPOINT_SIZE + sizeof file);
@@ -145,20 +148,17 @@ static void test_legacy_state_file(void **state) {
     spool_stats(sp, &st);
     assert_int_equal(st.bytes, SPOOL_CHECKPOINT_SIZE + 24 + 3);
     spool_close(sp);
-    f = fopen(legacy, "wb"); /* beside a valid slot it is older: not read */
-    assert_non_null(f);
-    fwrite(file, 1, sizeof file, f);
-    fclose(f);
+    write_file(legacy, file, sizeof file); /* beside a valid slot it is older: not read */
     sp = open_spool(0, 0);
-    assert_int_equal(spool_state_load(sp, &b, &len), 0);
-    assert_memory_equal(b, "new", 3);
-    free(b);
+    expect_state(sp, "new");
     spool_close(sp);
     char p1[128];
     path_of(p1, sizeof p1, "state.1");
     assert_int_equal(unlink(p1), 0);
     flip(legacy, 17);
     sp = open_spool(0, 0);
+    uint8_t *b;
+    size_t len;
     assert_int_equal(spool_state_load(sp, &b, &len), 0);
     assert_null(b);
     assert_int_equal(file_size(aside), sizeof file);
@@ -216,15 +216,6 @@ static int failing_datasync(int fd) {
 static void *run_job(void *job) {
     spool_state_run(job);
     return NULL;
-}
-
-static void expect_state(spool_t *sp, const char *want) {
-    uint8_t *b;
-    size_t len;
-    assert_int_equal(spool_state_load(sp, &b, &len), 0);
-    assert_int_equal(len, strlen(want));
-    assert_memory_equal(b, want, len);
-    free(b);
 }
 
 /* The save in parts (begin on the owner's thread, run on another, end back
