@@ -345,6 +345,29 @@ static void test_keyed_walk_visits_only_listed_sessions(void **state) {
     assert_int_equal(fx->m->qos2_n, 1);
 }
 
+/* The PUBCOMPs waiting for a save are bounded: past SESSION_QOS2_PUBCOMP_MAX
+ * the connection is closed (its client sends PUBREL again), counted. */
+static void test_pubcomps_waiting_are_bounded(void **state) {
+    fx_t *fx = *state;
+    session_mgr_qos2_set_key(fx->m, KEY);
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
+    feed(f, publish_pk("t/a", "x", 2, 7, false)); /* unsaved from here on */
+    for (uint32_t i = 0; i < SESSION_QOS2_PUBCOMP_MAX; i++)
+        feed(f, id_pk(0x62, (uint16_t)(i % 65535 + 1)));
+    assert_int_equal(session_mgr_qos2_pubcomps_waiting(fx->m), SESSION_QOS2_PUBCOMP_MAX);
+    assert_int_equal(f->closes, 0);
+    log_capture_begin();
+    feed(f, id_pk(0x62, 9));
+    const char *logged = log_capture_end();
+    assert_int_equal(f->closes, 1);
+    assert_int_equal(session_mgr_stats(fx->m)->qos2_pubcomp_wait_full, 1);
+    assert_non_null(strstr(logged, "65536 PUBCOMPs wait for the QoS 2 state to be saved; the "
+                                   "client sends PUBREL again"));
+    session_mgr_qos2_saved(fx->m, session_mgr_qos2_version(fx->m));
+    assert_int_equal(session_mgr_qos2_pubcomps_waiting(fx->m), 0);
+    EXPECT_NO_OUT(f); /* that connection is gone */
+}
+
 static void test_restored_session_expires(void **state) {
     fx_t *fx = *state;
     static const session_qos2_id_t ids[] = {{0, 1}};
@@ -373,6 +396,7 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_keyed_walk_visits_only_listed_sessions, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_pubcomps_waiting_are_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
