@@ -11,6 +11,7 @@ first: a save that walks every session pays for them. Needs a build
 Usage: bench/qos2_latency.py [clients (4)] [seconds (10)] [idle (0)]"""
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 import threading
@@ -80,13 +81,14 @@ def main():
             "mqtt": {"connect_rate_per_ip": 0, "max_persistent_sessions": idle + 1000},
             "topics": [{"mqtt": "bench/#", "kafka": "bench"}]})
         idle_sessions(d.port, idle)
-        print(f"{os.environ['M2K_BUILD_DIR']}/mqtt2kafka, spool in {tmp}, "
+        print(f"{os.environ['M2K_BUILD_DIR']}/mqtt2kafka, "
               f"{idle} idle persistent sessions")
         run(d.port, False, n, seconds)
         run(d.port, True, n, seconds)
         d.stop()
     finally:
         mk.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
