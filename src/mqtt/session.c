@@ -138,6 +138,7 @@ static void session_end_v(session_conn_t *c, log_ratelimit_t *rl, log_level_t lv
     if (c->s) {
         session_t *s = c->s;
         c->s = NULL;
+        inflight_abandon_owed(m, s);
         store_detach(m, s);
     }
     if (call_close)
