@@ -76,8 +76,9 @@ typedef struct {
     void (*ack_latency)(void *ud, uint32_t usec);
     void *ack_latency_ud;
     /* The retained store (borrowed; NULL without `retained:`): a new
-     * subscription gets its matching messages first. */
-    const dl_retained_t *retained;
+     * subscription gets its matching messages first; those past their
+     * message expiry are dropped from it then. */
+    dl_retained_t *retained;
 } session_mgr_opts_t;
 
 /* What the server does for one connection. Every callback gets the `ud` given

@@ -205,6 +205,7 @@ typedef struct {
     /* the retained store (rendered with `downlink`) */
     uint64_t retained_messages, retained_bytes; /* gauges */
     uint64_t retained_updates[2];               /* set, deleted */
+    uint64_t retained_expired;                  /* dropped past their message expiry */
     metrics_label_table_t retained_refused;     /* by reason: full, invalid_topic */
     /* the spool: rendered only with `spool` */
     bool spool;

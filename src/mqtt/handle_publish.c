@@ -135,20 +135,28 @@ int session_route(session_conn_t *c, const msg_t *msg, const char **ktopic, cons
     }
 }
 
+/* MQTT 5: a message's expiry interval as an mqtt.message_expiry header value
+ * (decimal seconds, as the downlink reads it) into buf; 0 without one. */
+static size_t expiry_header(const msg_t *msg, char buf[static 11]) {
+    if (!msg->props || !MQTT5_HAS(msg->props, MQTT5_PROP_MESSAGE_EXPIRY))
+        return 0;
+    return (size_t)snprintf(buf, 11, "%" PRIu32, msg->props->message_expiry);
+}
+
 int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, const char *key,
                     size_t key_len, uint64_t opaque) {
     session_mgr_t *m = c->mgr;
     static const char *const qos_str[] = {"0", "1", "2"};
-    kafka_header_t hs[5], *h = hs;
-    char *names = NULL;
+    kafka_header_t hs[6], *h = hs;
+    char *names = NULL, expiry[11];
     size_t nh = 0, extra = 0, name_bytes = 0;
     if (m->cfg->headers && msg->props &&
         (extra = session5_headers(msg->props, NULL, NULL, &name_bytes)) > 0) {
-        /* Ours (5 at most) first, then what the properties add. */
-        h = malloc((5 + extra) * sizeof(*h) + name_bytes);
+        /* Ours (6 at most) first, then what the properties add. */
+        h = malloc((6 + extra) * sizeof(*h) + name_bytes);
         if (!h)
             return KAFKA_ERR_PRODUCE;
-        names = (char *)(h + 5 + extra);
+        names = (char *)(h + 6 + extra);
     }
     if (m->cfg->headers) {
         h[nh++] = (kafka_header_t){"mqtt.topic", msg->topic, msg->topic_len};
@@ -158,6 +166,9 @@ int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, con
             h[nh++] = (kafka_header_t){"mqtt.retain", "1", 1};
         if (c->has_username)
             h[nh++] = (kafka_header_t){"mqtt.username", c->username, c->username_len};
+        size_t elen = expiry_header(msg, expiry);
+        if (elen)
+            h[nh++] = (kafka_header_t){"mqtt.message_expiry", expiry, elen};
         if (extra)
             nh += session5_headers(msg->props, h + nh, names, NULL);
     }
@@ -182,18 +193,22 @@ int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, con
 }
 
 /* A PUBLISH with RETAIN 1 also goes to the retained topic: key = MQTT topic,
- * value = payload (none: a tombstone, which deletes), mqtt.qos header. */
+ * value = payload (none: a tombstone, which deletes), mqtt.qos header and,
+ * with an expiry, mqtt.message_expiry (whatever `headers` says: the store
+ * drops it once expired). */
 int session_produce_copy(session_conn_t *c, const msg_t *msg, uint64_t opaque) {
     session_mgr_t *m = c->mgr;
     static const char *const qos_str[] = {"0", "1", "2"};
-    kafka_header_t h = {"mqtt.qos", qos_str[msg->qos <= 2 ? msg->qos : 0], 1};
+    char expiry[11];
+    kafka_header_t h[2] = {{"mqtt.qos", qos_str[msg->qos <= 2 ? msg->qos : 0], 1},
+                           {"mqtt.message_expiry", expiry, expiry_header(msg, expiry)}};
     kafka_record_t rec = {.topic = m->cfg->retained.topic,
                           .key = msg->topic,
                           .key_len = msg->topic_len,
                           .value = msg->payload_len ? msg->payload : NULL,
                           .value_len = msg->payload_len,
-                          .headers = &h,
-                          .n_headers = 1,
+                          .headers = h,
+                          .n_headers = h[1].len ? 2 : 1,
                           .timestamp_ms = m->wall_ms};
     int rc = m->o.produce(m->o.produce_ud, &rec, opaque);
     if (rc == KAFKA_ERR_QUEUE_FULL)

@@ -385,6 +385,10 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
     label_table(w, "mqtt2kafka_retained_refused_total",
                 "Records of the retained topic not applied, by reason.", "reason",
                 &m->retained_refused);
+    counter(w, "mqtt2kafka_retained_expired_total",
+            "Retained messages dropped past their message expiry (checked when a new "
+            "subscription matches them).",
+            m->retained_expired);
 }
 
 static void packets(writer_t *w, const char *name, const char *help, const uint64_t *v) {

@@ -262,6 +262,33 @@ static void test_will_retain_copied(void **state) {
     assert_int_equal(fx->prod.recs[1].opaque, SESSION_OPAQUE_RETAINED);
 }
 
+/* MQTT 5: a PUBLISH's message expiry interval is written as the
+ * mqtt.message_expiry header (decimal seconds) on its record when `headers`
+ * is on, and on the retained copy always. */
+static void test_message_expiry_header(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = connected5(fx, 0, (cn5_t){.id = "v", .clean = true});
+    pk_t p = publish5("t/r", 1, 7, P("\x02\x00\x01\x51\x80"), "a"); /* 86400 s */
+    p.b[0] |= 1;
+    assert_int_equal(feed(f, p), (ssize_t)p.n);
+    assert_int_equal(fx->prod.n, 2);
+    assert_string_equal(fx->prod.recs[0].headers,
+                        "mqtt.topic=t/r;mqtt.client_id=v;mqtt.qos=1;mqtt.retain=1;"
+                        "mqtt.message_expiry=86400;");
+    assert_string_equal(fx->prod.recs[1].headers, "mqtt.qos=1;mqtt.message_expiry=86400;");
+    fx->cfg.headers = false;
+    pk_t q = publish5("t/r", 0, 0, P("\x02\x00\x00\x00\x01"), "b");
+    q.b[0] |= 1;
+    assert_int_equal(feed(f, q), (ssize_t)q.n);
+    assert_string_equal(fx->prod.recs[2].headers, "");
+    assert_string_equal(fx->prod.recs[3].headers, "mqtt.qos=0;mqtt.message_expiry=1;");
+    /* None without the property. */
+    fx->cfg.headers = true;
+    pk_t r = publish5("t/n", 0, 0, NULL, 0, "c");
+    assert_int_equal(feed(f, r), (ssize_t)r.n);
+    assert_string_equal(fx->prod.recs[4].headers, "mqtt.topic=t/n;mqtt.client_id=v;mqtt.qos=0;");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ack_waits_for_both_reports, setup_r, teardown),
@@ -275,6 +302,7 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_qos0_copy_best_effort, setup_r, teardown),
         cmocka_unit_test_setup_teardown(test_will_retain_copied, setup_r, teardown),
+        cmocka_unit_test_setup_teardown(test_message_expiry_header, setup_r, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
