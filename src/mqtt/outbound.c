@@ -266,7 +266,23 @@ static int ob_push(session_mgr_t *m, outbound_t *ob, dl_msg_t *msg, uint8_t qos,
         e->xlen = (uint16_t)xlen;
     }
     ob->bytes += qentry_bytes(e) - (rc == 1 ? dropped : 0);
+    if (msg->expires_ms && (!ob->next_expiry_ms || msg->expires_ms < ob->next_expiry_ms))
+        ob->next_expiry_ms = msg->expires_ms;
     return rc;
+}
+
+static void expired_bytes(void *ud, const dl_qentry_t *e) {
+    ((outbound_t *)ud)->bytes -= qentry_bytes(e);
+}
+
+void outbound_expire(session_mgr_t *m, session_t *s) {
+    outbound_t *ob = s->ob;
+    if (!ob || !ob->next_expiry_ms || m->mono_ms < ob->next_expiry_ms)
+        return;
+    size_t before = ob->q.n;
+    ob->next_expiry_ms = dl_queue_drop_expired(&ob->q, m->mono_ms, expired_bytes, ob);
+    if (ob->q.n != before)
+        store_resize(m, s);
 }
 
 /* The subscription identifier properties of one delivery, in m->xids: every

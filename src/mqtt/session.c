@@ -346,6 +346,10 @@ void session_mgr_tick(session_mgr_t *m) {
         ring_release_idle(c->s);
     }
     wills_tick(m);
+    /* Sessions kept without a connection: what expired in their queues. */
+    LIST_FOREACH_SAFE(it, nx, &m->detached) {
+        outbound_expire(m, LIST_ENTRY(it, session_t, detached));
+    }
     store_expire(m);
     /* A full queue also drains when no report is ours to see: retry now and then. */
     inflight_wake_blocked(m);

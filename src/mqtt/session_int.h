@@ -76,6 +76,9 @@ typedef struct {
     uint32_t head, n, cap;
     uint16_t last_pid;
     size_t bytes; /* the messages queued and in flight (outbound_bytes) */
+    /* No queued message expires before this (mono ms; 0: none expires):
+     * outbound_expire looks at the queue only from then. */
+    uint64_t next_expiry_ms;
 } outbound_t;
 
 typedef struct session session_t;
@@ -375,6 +378,10 @@ void outbound_resume(session_conn_t *c);
 int outbound_on_ack(session_conn_t *c, const mqtt_packet_t *pkt);
 /* Frees a session's downlink state (the session ends). */
 void outbound_free(session_t *s);
+/* The tick, for a session kept without a connection: its queued messages
+ * past their expiry are dropped now (not when their turn comes), so they
+ * hold no mqtt.max_queued_messages slot and no mqtt.max_session_bytes. */
+void outbound_expire(session_mgr_t *m, session_t *s);
 /* The bytes a session's downlink state holds (each queued or in-flight
  * message counted whole, though it may be shared): part of what a
  * persistent session kept without a connection counts against

@@ -188,6 +188,42 @@ static void test_queue_overflow(void **state) {
     dl_msg_unref(e);
 }
 
+static void count_dropped(void *ud, const dl_qentry_t *e) {
+    acc_t *a = ud;
+    a->o += (size_t)snprintf(a->buf + a->o, sizeof(a->buf) - a->o, "%s;", e->msg->topic);
+}
+
+/* Expired entries leave from anywhere in the queue (QoS 0 list too); the
+ * earliest expiry of what stays is returned. */
+static void test_queue_drop_expired(void **state) {
+    (void)state;
+    dl_queue_stats_t st = {0};
+    dl_queue_t q;
+    dl_queue_init(&q, &st);
+    const char *topics[] = {"a", "b", "c", "d"};
+    const uint64_t at[] = {0, 100, 300, 200};
+    for (int i = 0; i < 4; i++) {
+        dl_msg_t *m = dl_msg_new(topics[i], 1, "x", 1, 1, false);
+        m->expires_ms = at[i];
+        assert_int_equal(dl_queue_push(&q, m, (uint8_t)(i % 2), 10), 0);
+        dl_msg_unref(m);
+    }
+    acc_t a = {.o = 0};
+    assert_int_equal(dl_queue_drop_expired(&q, 99, count_dropped, &a), 100);
+    assert_int_equal(st.expired, 0);
+    assert_int_equal(dl_queue_drop_expired(&q, 250, count_dropped, &a), 300);
+    assert_string_equal(a.buf, "b;d;");
+    assert_int_equal(st.expired, 2);
+    assert_int_equal(st.depth, 2);
+    assert_int_equal(dl_queue_drop_expired(&q, 300, NULL, NULL), 0);
+    dl_qentry_t *e = dl_queue_pop(&q);
+    assert_string_equal(e->msg->topic, "a");
+    dl_qentry_free(e);
+    assert_null(dl_queue_pop(&q));
+    assert_true(list_empty(&q.qos0));
+    assert_int_equal(st.depth, 0);
+}
+
 static void collect_at(void *ud, const char *topic, size_t topic_len, const void *payload,
                        size_t len, uint8_t qos, int64_t expires_ms) {
     acc_t *a = ud;
@@ -234,9 +270,8 @@ static void test_retained_expiry(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_retained),
-        cmocka_unit_test(test_retained_bounds),
-        cmocka_unit_test(test_retained_expiry),
+        cmocka_unit_test(test_retained),        cmocka_unit_test(test_retained_bounds),
+        cmocka_unit_test(test_retained_expiry), cmocka_unit_test(test_queue_drop_expired),
         cmocka_unit_test(test_queue_overflow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

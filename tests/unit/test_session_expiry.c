@@ -124,6 +124,38 @@ static void test_persistent_session_return(void **state) {
     assert_int_equal(session_mgr_queue_stats(fx->m)->expired, 1);
 }
 
+/* A session kept without a connection: the tick drops what expired in its
+ * queue wherever it is (not only when its turn comes), so it frees its
+ * mqtt.max_queued_messages slot and its bytes; what has not expired stays. */
+static void test_away_queue_expired_at_the_tick(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.mqtt.max_queued_messages = 2;
+    set_time(fx, 1000);
+    fconn_t *a = open_conn(fx, 0);
+    pk_t c = connect5((cn5_t){.id = "p", .clean = false, PROPS("\x11\x00\x00\x0e\x10")});
+    assert_int_equal(feed(a, c), (ssize_t)c.n);
+    a->out_len = 0;
+    subscribe(a, "t", 1, true);
+    session_conn_lost(a->c, "gone");
+    session_conn_free(a->c);
+    assert_int_equal(dl_record(fx, 1, NULL, 0), 1);
+    uint64_t first = session_mgr_stats(fx->m)->persistent_session_bytes;
+    assert_int_equal(dl_record(fx, 1, "5", 0), 1); /* behind the first */
+    uint64_t full = session_mgr_stats(fx->m)->persistent_session_bytes;
+    assert_true(full > first);
+    session_mgr_tick(fx->m); /* not expired yet: kept */
+    assert_int_equal(session_mgr_queue_stats(fx->m)->depth, 2);
+    set_time(fx, 6000);
+    session_mgr_tick(fx->m);
+    const dl_queue_stats_t *qs = session_mgr_queue_stats(fx->m);
+    assert_int_equal(qs->expired, 1);
+    assert_int_equal(qs->depth, 1);
+    assert_int_equal(session_mgr_stats(fx->m)->persistent_session_bytes, first);
+    assert_int_equal(dl_record(fx, 1, NULL, 0), 1); /* its slot is free again */
+    assert_int_equal(qs->refused_full, 0);
+    assert_int_equal(qs->depth, 2);
+}
+
 /* A retained message with an expiry (the retained record's mqtt.message_expiry
  * from its timestamp: dl_retained_set_expiring's wall time): a subscription
  * after it has passed gets nothing and the store drops it; before, an MQTT 5
@@ -171,6 +203,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_queued_expiry, setup_e, teardown),
         cmocka_unit_test_setup_teardown(test_persistent_session_return, setup_e, teardown),
         cmocka_unit_test_setup_teardown(test_retained_expiry_on_subscribe, setup_e, teardown),
+        cmocka_unit_test_setup_teardown(test_away_queue_expired_at_the_tick, setup_e, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
