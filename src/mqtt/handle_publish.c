@@ -256,6 +256,17 @@ static int publish_copy(session_conn_t *c, const msg_t *msg, inflight_t *e, uint
     return FEED_OK;
 }
 
+/* The message of a PUBLISH (its topic alias resolved). */
+static msg_t publish_msg(const session_conn_t *c, const mqtt_publish_t *p) {
+    return (msg_t){(const char *)p->topic.ptr,
+                   p->topic.len,
+                   p->payload.ptr,
+                   p->payload.len,
+                   p->qos,
+                   p->retain,
+                   c->p5 ? &c->p5->props : NULL};
+}
+
 /* The PUBLISH fed again after publish_copy's FEED_RETRY (the ring's last
  * entry owes its copy: nothing else of this connection was read since). */
 static int publish_owed_copy(session_conn_t *c, const mqtt_publish_t *p) {
@@ -265,13 +276,7 @@ static int publish_owed_copy(session_conn_t *c, const mqtt_publish_t *p) {
     assert(e->packet_id == p->packet_id);
     int r = FEED_OK;
     if (!e->reason) { /* else the mapped record failed: the copy would be a lie */
-        msg_t msg = {(const char *)p->topic.ptr,
-                     p->topic.len,
-                     p->payload.ptr,
-                     p->payload.len,
-                     p->qos,
-                     p->retain,
-                     c->p5 ? &c->p5->props : NULL};
+        msg_t msg = publish_msg(c, p);
         r = publish_copy(c, &msg, e, s->next_seq - 1);
         if (r == FEED_RETRY)
             return r;
@@ -464,13 +469,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     if (ring_reserve(m, s) != 0)
         goto oom;
 
-    msg_t msg = {(const char *)p->topic.ptr,
-                 p->topic.len,
-                 p->payload.ptr,
-                 p->payload.len,
-                 p->qos,
-                 p->retain,
-                 c->p5 ? &c->p5->props : NULL};
+    msg_t msg = publish_msg(c, p);
     const char *ktopic, *key, *why = "";
     size_t key_len;
     int r = session_route(c, &msg, &ktopic, &key, &key_len, &why);

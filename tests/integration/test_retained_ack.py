@@ -10,7 +10,7 @@ import m2k
 from m2k import Raw, packet, enc_str
 from test_mqtt5 import connect5, connack5, reason5, NOT_TAKEN
 from test_proxy_faults import NOT_CONFIRMED
-from test_subscribe import metric
+from test_subscribe import metric, started
 
 CONFIG = {
     "retained": {"topic": "mqtt-retained"},
@@ -28,11 +28,7 @@ def test_retained_copy_failure_withholds_the_ack(daemon, mock_kafka):
     mock_kafka.cmd("create mqtt-retained 1")
     mock_kafka.cmd("leader mqtt-retained 0 3")
     d = daemon(CONFIG)
-    port = int(d.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, "
-                                   r"/healthz, /readyz\)", level="info", regex=True),
-                          since=0).group(1))
-    d.wait_log(m2k.line("kafka consumer: reading mqtt-retained partitions 0..0 from the "
-                        "beginning", level="info"), since=0)
+    port = started(d, "mqtt-retained", "0..0", "beginning")
     mock_kafka.cmd("down 3")
 
     cl = Raw(d.port).connect("lamp311")
@@ -91,11 +87,7 @@ def test_message_expiry_round_trip_with_paho_v5(daemon, mock_kafka):
     mock_kafka.cmd("create mqtt-events 1")
     mock_kafka.cmd("create mqtt-retained 1")
     d = daemon(ROUND_TRIP)
-    port = int(d.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, "
-                                   r"/healthz, /readyz\)", level="info", regex=True),
-                          since=0).group(1))
-    d.wait_log(m2k.line("kafka consumer: reading mqtt-events partitions 0..0 from the end",
-                        level="info"), since=0)
+    port = started(d, "mqtt-events", "0..0")
     got, granted = [], []
 
     def on_message(client, userdata, msg):
