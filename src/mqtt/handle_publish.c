@@ -580,6 +580,8 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     e->copy = 0;
     e->owed = 0;
     e->mapped_in = 0;
+    e->map_durable = 0;
+    e->copy_durable = 0;
     e->recv_us = (uint32_t)m->mono_us;
     e->topic_len =
         (uint8_t)(msg.topic_len < INFLIGHT_TOPIC_MAX ? msg.topic_len : INFLIGHT_TOPIC_MAX);

@@ -49,7 +49,9 @@ typedef struct {
      * record's; owed: the copy is not produced yet (its producer queue or
      * the spool was full), the PUBLISH is fed again for it alone. */
     uint8_t copy : 1, owed : 1;
-    uint8_t state;
+    /* IF_*; with the spool, RETAIN 1: which of the two records is durable
+     * (durable above is set once both are) */
+    uint8_t state : 2, map_durable : 1, copy_durable : 1;
     /* MQTT 5: the ack's reason code (0: success). While IF_PENDING: non-zero
      * once one of the entry's two reports failed (the other still awaited). */
     uint8_t reason;
