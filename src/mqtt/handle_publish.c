@@ -361,7 +361,8 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     session_t *s = c->s;
     char idb[LOG_ID_MAX], tb[LOG_ID_MAX];
     uint32_t max = max_inflight(m);
-    m->st.messages_received[p->qos <= 2 ? p->qos : 0]++;
+    if (!c->refeed)
+        m->st.messages_received[p->qos <= 2 ? p->qos : 0]++;
 
     /* An empty topic always comes with an alias (the codec saw to it). */
     if (c->p5 && MQTT5_HAS(&c->p5->props, MQTT5_PROP_TOPIC_ALIAS)) {

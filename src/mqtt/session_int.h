@@ -162,6 +162,9 @@ struct session_conn {
     /* MQTT 5: the CONNECT was level 5 (set before it is handled); the client
      * takes reason strings; its session ends at disconnect (expiry 0). */
     bool v5 : 1, problem_info : 1, expiry_zero : 1;
+    /* The packet being fed is one a handler answered FEED_RETRY (a full
+     * producer queue, spool or in-flight ring): it is not counted again. */
+    bool refeed : 1;
     char remote[]; /* "addr:port", NUL-terminated */
 };
 
