@@ -76,8 +76,9 @@ typedef struct {
     void (*ack_latency)(void *ud, uint32_t usec);
     void *ack_latency_ud;
     /* The retained store (borrowed; NULL without `retained:`): a new
-     * subscription gets its matching messages first. */
-    const dl_retained_t *retained;
+     * subscription gets its matching messages first; those past their
+     * message expiry are dropped from it then. */
+    dl_retained_t *retained;
 } session_mgr_opts_t;
 
 /* What the server does for one connection. Every callback gets the `ud` given
@@ -186,7 +187,7 @@ typedef struct {
     uint64_t subscribe_denied;
     uint64_t subscribe_invalid;
     uint64_t subscribe_quota; /* past mqtt.max_subscription(s|_bytes)_per_session */
-    uint64_t retained_lost;   /* RETAIN 1 copies the producer refused (retained topic) */
+    uint64_t retained_lost;   /* retained-topic copies nobody waits for (QoS 0, wills) lost */
 } session_stats_t;
 
 /* Creates a manager; NULL on allocation failure. */
@@ -355,11 +356,16 @@ size_t session_mgr_list_detached(const session_mgr_t *m, size_t offset,
                                  bool (*each)(void *ctx, const session_detached_info_t *),
                                  void *ctx);
 
-/* Opaque layout: session id (never reused while the process runs) in the high
- * 32 bits, the session's in-flight sequence number in the low 32 bits. Session
- * id 0 marks records nobody waits for: wills (SESSION_OPAQUE_WILL) and the
- * retained topic's copies of RETAIN 1 PUBLISHes (SESSION_OPAQUE_RETAINED). */
+/* Opaque layout: session id (below 2^31, never reused while the process
+ * runs) in the high 32 bits, the session's in-flight sequence number in the
+ * low 32 bits. The top bit marks the retained topic's copy of a QoS 1/2
+ * RETAIN 1 PUBLISH (SESSION_OPAQUE_COPY): its entry awaits both reports.
+ * Session id 0 marks records nobody waits for: wills (SESSION_OPAQUE_WILL)
+ * and the copies of QoS 0 RETAIN 1 PUBLISHes and of wills
+ * (SESSION_OPAQUE_RETAINED). */
 #define SESSION_OPAQUE(id, seq) (((uint64_t)(id) << 32) | (uint32_t)(seq))
+#define SESSION_OPAQUE_COPY_BIT (1ull << 63)
+#define SESSION_OPAQUE_COPY(id, seq) (SESSION_OPAQUE(id, seq) | SESSION_OPAQUE_COPY_BIT)
 #define SESSION_OPAQUE_WILL SESSION_OPAQUE(0, 0)
 #define SESSION_OPAQUE_RETAINED SESSION_OPAQUE(0, 1)
 

@@ -201,10 +201,11 @@ typedef struct {
     uint64_t subscriptions;             /* gauge */
     uint64_t downlink_queued;           /* gauge: messages in the sessions' queues */
     uint64_t downlink_dropped[4];       /* oldest_qos0, queue_full, session_bytes, expired */
-    uint64_t retained_copies_lost;      /* RETAIN 1 PUBLISH copies not produced */
+    uint64_t retained_copies_lost;      /* RETAIN 1 copies nobody waits for (QoS 0, wills) lost */
     /* the retained store (rendered with `downlink`) */
     uint64_t retained_messages, retained_bytes; /* gauges */
     uint64_t retained_updates[2];               /* set, deleted */
+    uint64_t retained_expired;                  /* dropped past their message expiry */
     metrics_label_table_t retained_refused;     /* by reason: full, invalid_topic */
     /* the spool: rendered only with `spool` */
     bool spool;

@@ -44,9 +44,19 @@ typedef struct {
     uint8_t qos : 2, produced : 1, again : 1;
     uint8_t spool_full : 1; /* refused (0x97) by a full spool */
     uint8_t durable : 1;    /* session_mgr_qos2_durable */
-    uint8_t state;
-    uint8_t reason; /* MQTT 5: the ack's reason code (0: success) */
-    uint8_t topic_len;
+    /* RETAIN 1 with `retained:` (QoS 1/2): the copy to the retained topic
+     * has its own report (SESSION_OPAQUE_COPY), awaited beside the mapped
+     * record's; owed: the copy is not produced yet (its producer queue or
+     * the spool was full), the PUBLISH is fed again for it alone. */
+    uint8_t copy : 1, owed : 1;
+    /* IF_*; with the spool, RETAIN 1: which of the two records is durable
+     * (durable above is set once both are) */
+    uint8_t state : 2, map_durable : 1, copy_durable : 1;
+    /* MQTT 5: the ack's reason code (0: success). While IF_PENDING: non-zero
+     * once one of the entry's two reports failed (the other still awaited). */
+    uint8_t reason;
+    uint8_t topic_len : 6;
+    uint8_t mapped_in : 1; /* the mapped record's report came */
     char topic[INFLIGHT_TOPIC_MAX];
 } inflight_t;
 _Static_assert(sizeof(inflight_t) == 64, "an in-flight entry is one cache line");
@@ -68,6 +78,9 @@ typedef struct {
     uint32_t head, n, cap;
     uint16_t last_pid;
     size_t bytes; /* the messages queued and in flight (outbound_bytes) */
+    /* No queued message expires before this (mono ms; 0: none expires):
+     * outbound_expire looks at the queue only from then. */
+    uint64_t next_expiry_ms;
 } outbound_t;
 
 typedef struct session session_t;
@@ -150,6 +163,9 @@ struct session_conn {
     /* MQTT 5: the CONNECT was level 5 (set before it is handled); the client
      * takes reason strings; its session ends at disconnect (expiry 0). */
     bool v5 : 1, problem_info : 1, expiry_zero : 1;
+    /* The packet being fed is one a handler answered FEED_RETRY (a full
+     * producer queue, spool or in-flight ring): it is not counted again. */
+    bool refeed : 1;
     char remote[]; /* "addr:port", NUL-terminated */
 };
 
@@ -294,6 +310,13 @@ int ring_push_spool_full(session_conn_t *c, uint8_t qos, uint16_t pid);
 #define SESSION_SPOOL_FULL_WHY "the spool is full (spool.max_bytes or the disk)"
 /* Pops completed entries from the head and sends the acks now in order. */
 void ring_pop_completed(session_mgr_t *m, session_t *s);
+/* Every report of e (in s, whose id is id) is in, or will never come: its
+ * answer (e->reason non-zero: today's failure rules), then the acks in order.
+ * May close s's connection (and free s with it). */
+void inflight_settle(session_mgr_t *m, session_t *s, uint32_t id, inflight_t *e);
+/* s's connection ends: a retained copy still owed will not be produced (the
+ * PUBLISH is not fed again): its entry fails. */
+void inflight_abandon_owed(session_mgr_t *m, session_t *s);
 bool pubrel_has(const session_t *s, uint16_t pid);
 /* The id's index in s->pubrel, or -1. */
 int pubrel_index(const session_t *s, uint16_t pid);
@@ -366,6 +389,13 @@ void ktopics_free(session_mgr_t *m);
 /* Hands one record to the producer; returns its KAFKA_* code. */
 int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, const char *key,
                     size_t key_len, uint64_t opaque);
+/* Hands a RETAIN 1 message's copy to the retained topic (key = MQTT topic,
+ * value = payload, none: a tombstone; mqtt.qos header); returns its KAFKA_*
+ * code. */
+int session_produce_copy(session_conn_t *c, const msg_t *msg, uint64_t opaque);
+/* A copy nobody waits for (QoS 0, a will): produced best effort; one the
+ * producer refuses is logged and counted (st.retained_lost). */
+void session_produce_copy_best_effort(session_conn_t *c, const msg_t *msg);
 
 /* ---- outbound.c: downlink delivery ---- */
 
@@ -377,6 +407,10 @@ void outbound_resume(session_conn_t *c);
 int outbound_on_ack(session_conn_t *c, const mqtt_packet_t *pkt);
 /* Frees a session's downlink state (the session ends). */
 void outbound_free(session_t *s);
+/* The tick, for a session kept without a connection: its queued messages
+ * past their expiry are dropped now (not when their turn comes), so they
+ * hold no mqtt.max_queued_messages slot and no mqtt.max_session_bytes. */
+void outbound_expire(session_mgr_t *m, session_t *s);
 /* The bytes a session's downlink state holds (each queued or in-flight
  * message counted whole, though it may be shared): part of what a
  * persistent session kept without a connection counts against

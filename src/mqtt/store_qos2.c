@@ -12,19 +12,28 @@ uint64_t session_mgr_qos2_version(const session_mgr_t *m) {
 }
 
 bool session_mgr_qos2_durable(session_mgr_t *m, uint64_t opaque) {
-    uint32_t id = (uint32_t)(opaque >> 32), seq = (uint32_t)opaque;
+    bool copy = opaque & SESSION_OPAQUE_COPY_BIT;
+    uint32_t id = (uint32_t)(opaque >> 32) & INT32_MAX, seq = (uint32_t)opaque;
     session_t *s = id ? store_find_id(m, id) : NULL;
     uint32_t off = s ? seq - s->head_seq : 0;
     if (!s || off >= s->ring_count)
         return false;
     inflight_t *e = ring_at(s, off);
-    if (e->state != IF_PENDING || e->qos != 2 || s->clean)
+    if (e->state != IF_PENDING || e->qos != 2)
         return false;
     if (!e->durable) {
-        e->durable = 1;
-        qos2_changed(m, s);
+        if (copy)
+            e->copy_durable = 1;
+        else
+            e->map_durable = 1;
+        /* RETAIN 1: durable once its retained copy is too (a copy's event
+         * comes before its report, so one no longer awaited was durable). */
+        if (e->map_durable && (e->copy_durable || !(e->copy || e->owed))) {
+            e->durable = 1;
+            qos2_changed(m, s);
+        }
     }
-    return true;
+    return !s->clean;
 }
 
 /* ---- PUBCOMP after the release is saved ------------------------------------ */

@@ -380,7 +380,8 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
     gauge(w, "mqtt2kafka_retained_bytes", "Bytes (topic + payload) of the retained messages held.",
           m->retained_bytes);
     counter(w, "mqtt2kafka_retained_copies_lost_total",
-            "PUBLISH with RETAIN 1 whose copy for the retained topic the producer refused.",
+            "QoS 0 PUBLISHes and wills with RETAIN 1 whose copy for the retained topic the "
+            "producer refused or Kafka did not confirm (a QoS 1/2 one fails the message).",
             m->retained_copies_lost);
     family(w, "mqtt2kafka_retained_updates_total", "counter",
            "Records of the retained topic applied to the store.");
@@ -390,6 +391,10 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
     label_table(w, "mqtt2kafka_retained_refused_total",
                 "Records of the retained topic not applied, by reason.", "reason",
                 &m->retained_refused);
+    counter(w, "mqtt2kafka_retained_expired_total",
+            "Retained messages dropped past their message expiry (checked when a new "
+            "subscription matches them).",
+            m->retained_expired);
 }
 
 static void packets(writer_t *w, const char *name, const char *help, const uint64_t *v) {

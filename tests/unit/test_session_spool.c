@@ -378,6 +378,33 @@ static void test_restored_session_expires(void **state) {
     assert_string_equal(qos2_ids(fx), "");
 }
 
+/* A QoS 2 RETAIN 1 message (with `retained:`) is durable, and its id saved,
+ * once both its record and its retained copy are, in either order: an id
+ * saved with only the record durable would answer the resend after a crash
+ * as a duplicate, and the copy would be lost. */
+static void test_retained_qos2_durable_with_both_records(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.retained = (config_retained_t){.enabled = true, .topic = "ret"};
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
+    feed(f, publish_pk("t/a", "x", 2, 7, true));
+    feed(f, publish_pk("t/b", "y", 2, 8, true));
+    assert_int_equal(fx->prod.n, 4);
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[0].opaque); /* 7's record */
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[0].opaque);
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[3].opaque); /* 8's copy */
+    assert_string_equal(qos2_ids(fx), "");
+    uint64_t v = session_mgr_qos2_version(fx->m);
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[1].opaque); /* 7's copy */
+    assert_true(session_mgr_qos2_version(fx->m) != v);
+    assert_string_equal(qos2_ids(fx), "dev1: 7\n");
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[2].opaque); /* 8's record */
+    assert_string_equal(qos2_ids(fx), "dev1: 7 8\n");
+    for (int i = 0; i < 4; i++)
+        deliver(fx, i, 0);
+    EXPECT_OUT(f, 0x50, 2, 0, 7, 0x50, 2, 0, 8);
+    assert_string_equal(qos2_ids(fx), "dev1: 7 8\n");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_qos0_dropped_and_counted_at_a_full_spool, setup,
@@ -392,6 +419,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_qos2_ids_reported_with_their_hash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restored_id_with_dup_1_and_another_message_is_new,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retained_qos2_durable_with_both_records, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_pubcomp_waits_for_the_save_of_the_release, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_keyed_walk_visits_only_listed_sessions, setup,
