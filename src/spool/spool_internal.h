@@ -111,8 +111,6 @@ int spool_sync_dir(spool_t *sp);
 int spool_rollback(spool_t *sp);
 int spool_flush(spool_t *sp);
 void spool_sync_job_free(spool_sync_job_t *job);
-/* Whether a file in the directory is one of the state's (state.c). */
-bool spool_state_file(const char *name);
 /* Replaces the file `name` with buf, durably: tmp, fdatasync, rename over,
  * fsync of the directory. 0, SPOOL_FULL (the disk) or SPOOL_EIO. */
 int spool_replace_file(spool_t *sp, const char *name, const char *tmp, const uint8_t *buf,
@@ -121,6 +119,8 @@ int spool_replace_file(spool_t *sp, const char *name, const char *tmp, const uin
 ssize_t spool_read_all(int fd, uint8_t *buf, size_t len, uint64_t off);
 /* The readable end of segs[i]: what the last sync covered. */
 uint64_t spool_seg_limit(const spool_t *sp, size_t i);
+/* Whether a file in the directory is one of the state's (state.c). */
+bool spool_state_file(const char *name);
 /* Drops the reader's buffer and file; the reader starts again at segs[0]. */
 void spool_reader_reset(spool_t *sp);
 void spool_reader_free(spool_t *sp);
