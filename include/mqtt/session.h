@@ -147,6 +147,8 @@ typedef struct {
     uint64_t messages_refused[SESSION_REFUSED__COUNT]; /* wills included */
     uint64_t kafka_topics;            /* gauge: distinct Kafka topics rendered (kafka.max_topics) */
     uint64_t qos2_duplicates;         /* QoS 2 PUBLISH answered without producing again */
+    uint64_t qos2_save_failures;      /* saves of the QoS 2 state that failed (retried) */
+    uint64_t qos2_pubcomp_wait_full;  /* closed: SESSION_QOS2_PUBCOMP_MAX PUBCOMPs waited */
     uint64_t queue_full;              /* produce attempts refused with KAFKA_ERR_QUEUE_FULL */
     uint64_t qos0_dropped_spool_full; /* QoS 0 PUBLISH refused with KAFKA_ERR_SPOOL_FULL */
     uint64_t takeovers;
@@ -281,8 +283,19 @@ int session_mgr_qos2_restore(session_mgr_t *m, const char *client_id, size_t len
  * spool, or confirmed by Kafka) though not yet delivered: its QoS 2 id is
  * reported by session_mgr_qos2_each from now. Until then an id in flight is
  * not (saved, a resend of a message never made durable would be answered
- * as a duplicate after a crash: lost). */
-void session_mgr_qos2_durable(session_mgr_t *m, uint64_t opaque);
+ * as a duplicate after a crash: lost). Returns whether it is a QoS 2
+ * message of a session that outlives its connection, still in flight: its
+ * PUBREC (session_on_delivery) must wait for a save of the ids. */
+bool session_mgr_qos2_durable(session_mgr_t *m, uint64_t opaque);
+/* The ids of `version` (session_mgr_qos2_version) are on disk: the PUBCOMPs
+ * that waited for it go out. Once a key is set, a PUBREL of a session that
+ * outlives its connection is answered only when the state without its id
+ * is on disk (the client may reuse the id after PUBCOMP). */
+void session_mgr_qos2_saved(session_mgr_t *m, uint64_t version);
+/* PUBCOMPs waiting for a save. */
+size_t session_mgr_qos2_pubcomps_waiting(const session_mgr_t *m);
+/* A save failed: counted in qos2_save_failures. */
+void session_mgr_qos2_save_failed(session_mgr_t *m);
 /* The key of the QoS 2 hashes (kept in the state file, so the hashes of a
  * restored session compare): until it is set no hash is computed. */
 void session_mgr_qos2_set_key(session_mgr_t *m, const uint8_t key[16]);

@@ -609,10 +609,7 @@ oom:
 }
 
 int session_on_pubrel(session_conn_t *c, const mqtt_packet_t *pkt) {
-    if (pubrel_remove(c->s, pkt->u.packet_id))
-        qos2_changed(c->mgr, c->s);
-    session_send_ack(c, MQTT_PUBCOMP, pkt->u.packet_id);
-    return FEED_OK;
+    return qos2_pubrel(c, pkt->u.packet_id); /* store_qos2.c */
 }
 
 /* Where a downlink's outbound QoS state will match PUBACK/PUBREC/PUBCOMP. */

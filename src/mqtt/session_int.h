@@ -112,6 +112,7 @@ struct session {
     uint16_t pubrel_restored;
     bool clean;
     bool ring_used;   /* since the last tick */
+    bool qos2_listed; /* its id is in mgr->qos2_sids (store_qos2.c) */
     char client_id[]; /* NUL-terminated, allocated with the struct */
 };
 
@@ -202,6 +203,17 @@ struct session_mgr {
     uint64_t qos2_version; /* session_mgr_qos2_version */
     uint8_t qos2_key[16];  /* session_mgr_qos2_set_key */
     bool qos2_keyed;
+    uint64_t qos2_saved; /* session_mgr_qos2_saved: the version on disk */
+    /* PUBCOMPs waiting for a save (store_qos2.c), oldest at pubcomp_head. */
+    struct qos2_pubcomp *pubcomp;
+    size_t pubcomp_head, pubcomp_n, pubcomp_cap;
+    /* Once a key is set, the ids of the sessions session_mgr_qos2_each
+     * visits: every one that holds QoS 2 ids or changed since the last walk
+     * (qos2_changed adds it); qos2_all: walk every session instead (the
+     * first walk, or an id not added for want of memory). */
+    uint32_t *qos2_sids;
+    size_t qos2_n, qos2_cap;
+    bool qos2_all;
 };
 
 static inline uint32_t max_inflight(const session_mgr_t *m) {
@@ -310,11 +322,23 @@ bool pubrel_has(const session_t *s, uint16_t pid);
 int pubrel_index(const session_t *s, uint16_t pid);
 /* Whether the id was there. */
 bool pubrel_remove(session_t *s, uint16_t pid);
+/* ---- store_qos2.c: QoS 2 ids across a restart ---- */
+
+/* PUBREL: the id is released; PUBCOMP now, or once a state save without it
+ * is on disk (session_mgr_qos2_saved). FEED_OK, or FEED_CLOSED when
+ * SESSION_QOS2_PUBCOMP_MAX PUBCOMPs wait already. */
+int qos2_pubrel(session_conn_t *c, uint16_t pid);
+#define SESSION_QOS2_PUBCOMP_MAX (1u << 16)
+void qos2_free(session_mgr_t *m);
 /* The set session_mgr_qos2_each reports may have changed (a session that
  * outlives its connection gained or lost a QoS 2 id). */
-static inline void qos2_changed(session_mgr_t *m, const session_t *s) {
-    if (!s->clean)
+void qos2_list(session_mgr_t *m, session_t *s);
+static inline void qos2_changed(session_mgr_t *m, session_t *s) {
+    if (!s->clean) {
         m->qos2_version++;
+        if (!s->qos2_listed && m->qos2_keyed)
+            qos2_list(m, s);
+    }
 }
 void inflight_pause(session_conn_t *c);
 /* Pauses reading when the window is full; not an MQTT 5 client's, which is

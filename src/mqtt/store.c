@@ -35,6 +35,7 @@ static void free_session(hmap_node_t *n, void *ud) {
 }
 
 void store_free(session_mgr_t *m) {
+    qos2_free(m);
     hmap_each(&m->by_id, free_session, NULL);
     hmap_free(&m->by_id);
     hmap_free(&m->by_cid);

@@ -327,6 +327,12 @@ static void render_spool(writer_t *w, const metrics_t *m) {
     counter(w, "mqtt2kafka_spool_records_maybe_twice_total",
             "Records taken back from flight: Kafka may have written them too (a duplicate).",
             m->spool_maybe_twice);
+    counter(w, "mqtt2kafka_spool_state_save_failures_total",
+            "Saves of the QoS 2 state file that failed; their PUBREC and PUBCOMP wait (retried).",
+            m->spool_state_save_failures);
+    counter(w, "mqtt2kafka_spool_state_pubcomp_wait_full_total",
+            "Connections closed because too many PUBCOMPs waited for a QoS 2 state save.",
+            m->spool_state_pubcomp_full);
 }
 
 static void render_downlink(writer_t *w, const metrics_t *m) {
