@@ -166,7 +166,7 @@ static void on_delivery(void *ud, uint64_t opaque, int err, const char *errstr) 
 
 static void on_turn(void *ud) {
     daemon_t *d = ud;
-    spooler_turn(d->fwd);
+    daemon_spool_turn(d->ds);
 }
 
 static void on_stats(void *ud, const char *json, size_t len) {

@@ -376,4 +376,9 @@ void session_publish_will(session_conn_t *c) {
         return;
     }
     m->st.wills_published++;
+    /* A will with RETAIN 1 updates the retained store too; nobody waits for
+     * either report (a will has no ack), so its copy is best effort, as a QoS
+     * 0 PUBLISH's: a lost one is counted in st.retained_lost. */
+    if (msg.retain && m->cfg->retained.enabled)
+        session_produce_copy_best_effort(c, &msg);
 }

@@ -133,6 +133,7 @@ static void session_end_v(session_conn_t *c, log_ratelimit_t *rl, log_level_t lv
     if (c->s) {
         session_t *s = c->s;
         c->s = NULL;
+        inflight_abandon_owed(m, s);
         store_detach(m, s);
     }
     if (call_close)
@@ -347,6 +348,10 @@ void session_mgr_tick(session_mgr_t *m) {
         ring_release_idle(c->s);
     }
     wills_tick(m);
+    /* Sessions kept without a connection: what expired in their queues. */
+    LIST_FOREACH_SAFE(it, nx, &m->detached) {
+        outbound_expire(m, LIST_ENTRY(it, session_t, detached));
+    }
     store_expire(m);
     /* A full queue also drains when no report is ours to see: retry now and then. */
     inflight_wake_blocked(m);

@@ -52,9 +52,19 @@ typedef struct {
     uint8_t qos : 2, produced : 1, again : 1;
     uint8_t spool_full : 1; /* refused (0x97) by a full spool */
     uint8_t durable : 1;    /* session_mgr_qos2_durable */
-    uint8_t state;
-    uint8_t reason; /* MQTT 5: the ack's reason code (0: success) */
-    uint8_t topic_len;
+    /* RETAIN 1 with `retained:` (QoS 1/2): the copy to the retained topic
+     * has its own report (SESSION_OPAQUE_COPY), awaited beside the mapped
+     * record's; owed: the copy is not produced yet (its producer queue or
+     * the spool was full), the PUBLISH is fed again for it alone. */
+    uint8_t copy : 1, owed : 1;
+    /* IF_*; with the spool, RETAIN 1: which of the two records is durable
+     * (durable above is set once both are) */
+    uint8_t state : 2, map_durable : 1, copy_durable : 1;
+    /* MQTT 5: the ack's reason code (0: success). While IF_PENDING: non-zero
+     * once one of the entry's two reports failed (the other still awaited). */
+    uint8_t reason;
+    uint8_t topic_len : 6;
+    uint8_t mapped_in : 1; /* the mapped record's report came */
     char topic[INFLIGHT_TOPIC_MAX];
 } inflight_t;
 _Static_assert(sizeof(inflight_t) == 64, "an in-flight entry is one cache line");
@@ -78,8 +88,11 @@ typedef struct {
     ob_flight_t *fl;
     uint32_t head, n, cap;
     uint16_t last_pid;
-    uint16_t n_subs;    /* subscriptions held (mqtt.max_subscriptions_per_session) */
-    size_t bytes;       /* the messages queued and in flight (outbound_bytes) */
+    uint16_t n_subs; /* subscriptions held (mqtt.max_subscriptions_per_session) */
+    size_t bytes;    /* the messages queued and in flight (outbound_bytes) */
+    /* No queued message expires before this (mono ms; 0: none expires):
+     * outbound_expire looks at the queue only from then. */
+    uint64_t next_expiry_ms;
     uint32_t sub_bytes; /* the filters' bytes (mqtt.max_subscription_bytes_per_session) */
     /* MQTT 5: the session expiry interval asked for, when below
      * session_expiry_s (0: session_expiry_s, as for 3.1.1). */
@@ -147,8 +160,9 @@ struct session {
      * (store_qos2.c): they match a PUBLISH with DUP 1 only. */
     uint16_t pubrel_restored;
     bool clean : 1;
-    bool ring_used : 1; /* since the last tick */
-    char client_id[];   /* NUL-terminated, allocated with the struct */
+    bool ring_used : 1;   /* since the last tick */
+    bool qos2_listed : 1; /* its id is in mgr->qos2_sids (store_qos2.c) */
+    char client_id[];     /* NUL-terminated, allocated with the struct */
 };
 /* With a client id of up to 17 bytes (NUL included) it fills a 144-byte
  * malloc chunk (docs/performance.md, idle connections). */
@@ -189,6 +203,9 @@ struct session_conn {
     /* MQTT 5: the CONNECT was level 5 (set before it is handled); the client
      * takes reason strings; its session ends at disconnect (expiry 0). */
     bool v5 : 1, problem_info : 1, expiry_zero : 1;
+    /* The packet being fed is one a handler answered FEED_RETRY (a full
+     * producer queue, spool or in-flight ring): it is not counted again. */
+    bool refeed : 1;
     char remote[]; /* "addr:port", NUL-terminated */
 };
 /* One per connection, idle ones included: with an address of up to 17 bytes
@@ -231,6 +248,17 @@ struct session_mgr {
     uint64_t qos2_version; /* session_mgr_qos2_version */
     uint8_t qos2_key[16];  /* session_mgr_qos2_set_key */
     bool qos2_keyed;
+    uint64_t qos2_saved; /* session_mgr_qos2_saved: the version on disk */
+    /* PUBCOMPs waiting for a save (store_qos2.c), oldest at pubcomp_head. */
+    struct qos2_pubcomp *pubcomp;
+    size_t pubcomp_head, pubcomp_n, pubcomp_cap;
+    /* Once a key is set, the ids of the sessions session_mgr_qos2_each
+     * visits: every one that holds QoS 2 ids or changed since the last walk
+     * (qos2_changed adds it); qos2_all: walk every session instead (the
+     * first walk, or an id not added for want of memory). */
+    uint32_t *qos2_sids;
+    size_t qos2_n, qos2_cap;
+    bool qos2_all;
 };
 
 static inline uint32_t max_inflight(const session_mgr_t *m) {
@@ -334,16 +362,35 @@ int ring_push_spool_full(session_conn_t *c, uint8_t qos, uint16_t pid);
 #define SESSION_SPOOL_FULL_WHY "the spool is full (spool.max_bytes or the disk)"
 /* Pops completed entries from the head and sends the acks now in order. */
 void ring_pop_completed(session_mgr_t *m, session_t *s);
+/* Every report of e (in s, whose id is id) is in, or will never come: its
+ * answer (e->reason non-zero: today's failure rules), then the acks in order.
+ * May close s's connection (and free s with it). */
+void inflight_settle(session_mgr_t *m, session_t *s, uint32_t id, inflight_t *e);
+/* s's connection ends: a retained copy still owed will not be produced (the
+ * PUBLISH is not fed again): its entry fails. */
+void inflight_abandon_owed(session_mgr_t *m, session_t *s);
 bool pubrel_has(const session_t *s, uint16_t pid);
 /* The id's index in s->pubrel, or -1. */
 int pubrel_index(const session_t *s, uint16_t pid);
 /* Whether the id was there. */
 bool pubrel_remove(session_t *s, uint16_t pid);
+/* ---- store_qos2.c: QoS 2 ids across a restart ---- */
+
+/* PUBREL: the id is released; PUBCOMP now, or once a state save without it
+ * is on disk (session_mgr_qos2_saved). FEED_OK, or FEED_CLOSED when
+ * SESSION_QOS2_PUBCOMP_MAX PUBCOMPs wait already. */
+int qos2_pubrel(session_conn_t *c, uint16_t pid);
+#define SESSION_QOS2_PUBCOMP_MAX (1u << 16)
+void qos2_free(session_mgr_t *m);
 /* The set session_mgr_qos2_each reports may have changed (a session that
  * outlives its connection gained or lost a QoS 2 id). */
-static inline void qos2_changed(session_mgr_t *m, const session_t *s) {
-    if (!s->clean)
+void qos2_list(session_mgr_t *m, session_t *s);
+static inline void qos2_changed(session_mgr_t *m, session_t *s) {
+    if (!s->clean) {
         m->qos2_version++;
+        if (!s->qos2_listed && m->qos2_keyed)
+            qos2_list(m, s);
+    }
 }
 void inflight_pause(session_conn_t *c);
 /* Pauses reading when the window is full; not an MQTT 5 client's, which is
@@ -394,6 +441,13 @@ void ktopics_free(session_mgr_t *m);
 /* Hands one record to the producer; returns its KAFKA_* code. */
 int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, const char *key,
                     size_t key_len, uint64_t opaque);
+/* Hands a RETAIN 1 message's copy to the retained topic (key = MQTT topic,
+ * value = payload, none: a tombstone; mqtt.qos header); returns its KAFKA_*
+ * code. */
+int session_produce_copy(session_conn_t *c, const msg_t *msg, uint64_t opaque);
+/* A copy nobody waits for (QoS 0, a will): produced best effort; one the
+ * producer refuses is logged and counted (st.retained_lost). */
+void session_produce_copy_best_effort(session_conn_t *c, const msg_t *msg);
 
 /* ---- outbound.c: downlink delivery ---- */
 
@@ -415,6 +469,10 @@ static inline uint32_t session_expiry(const session_t *s) {
 static inline session_conn_t *session_will(const session_t *s) {
     return s->ob ? s->ob->will : NULL;
 }
+/* The tick, for a session kept without a connection: its queued messages
+ * past their expiry are dropped now (not when their turn comes), so they
+ * hold no mqtt.max_queued_messages slot and no mqtt.max_session_bytes. */
+void outbound_expire(session_mgr_t *m, session_t *s);
 /* The bytes a session's downlink state holds (each queued or in-flight
  * message counted whole, though it may be shared): part of what a
  * persistent session kept without a connection counts against

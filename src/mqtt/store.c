@@ -39,6 +39,7 @@ static void free_session(hmap_node_t *n, void *ud) {
 }
 
 void store_free(session_mgr_t *m) {
+    qos2_free(m);
     hmap_each(&m->by_id, free_session, NULL);
     hmap_free(&m->by_id);
     hmap_free(&m->by_cid);
@@ -64,10 +65,15 @@ session_t *store_create(session_mgr_t *m, const char *cid, size_t len, bool clea
     s->client_id_len = (uint16_t)len;
     s->clean = clean;
     list_init(&s->detached);
-    /* Ids are never reused (0 is reserved for wills); after 2^32 - 1 sessions
-     * the counter would wrap, which a process does not reach in practice. */
-    if (++m->next_session_id == 0)
-        m->next_session_id = 1;
+    /* Ids are not reused while their session lives (0 is reserved for wills,
+     * the top bit for SESSION_OPAQUE_COPY): after 2^31 - 1 sessions (25 days
+     * at 1,000 new sessions a second) the counter wraps and skips the ids
+     * still held, by a persistent session for example. A report for an id
+     * released that long ago no longer exists (message.timeout.ms). */
+    do {
+        if (++m->next_session_id > INT32_MAX)
+            m->next_session_id = 1;
+    } while (store_find_id(m, m->next_session_id));
     s->id = m->next_session_id;
     if (hmap_insert(&m->by_id, &s->by_id, m2k_hash_u32(s->id)) != 0)
         goto fail;

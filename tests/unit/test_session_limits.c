@@ -50,6 +50,8 @@ static void test_queue_full_retries_same_packet(void **state) {
     assert_memory_equal(fx->prod.recs[1].value, "x", 1);
     deliver(fx, 1, 0);
     EXPECT_OUT(f, 0x40, 2, 0, 1);
+    /* Fed twice, received once (and g's). */
+    assert_int_equal(session_mgr_stats(fx->m)->messages_received[1], 2);
 }
 
 static void test_queue_full_tick_retries(void **state) {
