@@ -203,26 +203,20 @@ static void mqtt_hold(void *conn, uint32_t ms) {
 static const session_conn_ops_t mqtt_conn_ops = {mqtt_send, mqtt_close, mqtt_pause, mqtt_resume,
                                                  mqtt_hold};
 
-/* The protocol object is an mqtt_pc_t (daemon_auth.h): the session and the
- * password check its CONNECT may be waiting for. */
+/* The protocol object is the session_conn_t; its password check, while its
+ * CONNECT waits for one, is daemon_auth's (session_conn_data). */
 static void *mqtt_open(void *ud, server_conn_t *conn, const char *remote) {
     daemon_t *d = ud;
-    mqtt_pc_t *pc = calloc(1, sizeof(*pc));
-    if (pc && !(pc->sc = session_conn_new(d->sm, &mqtt_conn_ops, conn, remote))) {
-        free(pc);
-        pc = NULL;
-    }
-    if (!pc) {
+    session_conn_t *sc = session_conn_new(d->sm, &mqtt_conn_ops, conn, remote);
+    if (!sc) {
         log_error("out of memory for the session of %s", remote);
         return NULL;
     }
-    pc->conn = conn;
-    pc->auth = d->auth;
-    return pc;
+    daemon_auth_conn_open(d->auth, sc);
+    return sc;
 }
 static int mqtt_identity(void *pc, const char *user) {
-    ((mqtt_pc_t *)pc)->has_identity = true;
-    return session_conn_set_identity(((mqtt_pc_t *)pc)->sc, user);
+    return session_conn_set_identity(pc, user);
 }
 static ssize_t mqtt_feed(void *pc, const uint8_t *buf, size_t len) {
     return daemon_auth_feed(pc, buf, len);
@@ -233,22 +227,22 @@ static size_t mqtt_need(const void *pc, const uint8_t *buf, size_t len) {
     return mqtt_decode_fixed_header(buf, len, &fh) > 0 ? fh.header_len + fh.remaining_length : 0;
 }
 static void mqtt_lost(void *pc, const char *reason) {
-    session_conn_lost(((mqtt_pc_t *)pc)->sc, reason);
+    session_conn_lost(pc, reason);
 }
 static void mqtt_end(void *pc, const char *reason) {
-    session_conn_close(((mqtt_pc_t *)pc)->sc, reason);
+    session_conn_close(pc, reason);
 }
 static void mqtt_goodbye(void *pc, int why) {
-    session_conn_goodbye(((mqtt_pc_t *)pc)->sc, why == SERVER_GOODBYE_BUSY);
+    session_conn_goodbye(pc, why == SERVER_GOODBYE_BUSY);
 }
 static bool mqtt_paused(const void *pc) {
-    return daemon_auth_waiting(pc) || session_conn_paused(((const mqtt_pc_t *)pc)->sc);
+    return daemon_auth_waiting(pc) || session_conn_paused(pc);
 }
 static uint32_t mqtt_inflight(const void *pc) {
-    return session_conn_inflight(((const mqtt_pc_t *)pc)->sc);
+    return session_conn_inflight(pc);
 }
 static const char *mqtt_remote(const void *pc) {
-    return session_conn_remote(((const mqtt_pc_t *)pc)->sc);
+    return session_conn_remote(pc);
 }
 static void mqtt_free(void *pc) {
     daemon_auth_conn_free(pc);

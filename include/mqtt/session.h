@@ -255,6 +255,15 @@ uint32_t session_conn_inflight(const session_conn_t *c);
 bool session_conn_closed(const session_conn_t *c);
 /* The remote address given to session_conn_new. */
 const char *session_conn_remote(const session_conn_t *c);
+/* The `ud` given to session_conn_new. */
+void *session_conn_ud(const session_conn_t *c);
+/* True once session_conn_set_identity succeeded. */
+bool session_conn_has_identity(const session_conn_t *c);
+/* One pointer the connection's owner keeps with it (NULL at first; the
+ * session never reads it): the daemon's password-check state, without an
+ * allocation of its own per connection (idle memory, docs/performance.md). */
+void *session_conn_data(const session_conn_t *c);
+void session_conn_set_data(session_conn_t *c, void *data);
 /* Frees the connection object (closes it first if still open, as "freed"). */
 void session_conn_free(session_conn_t *c);
 

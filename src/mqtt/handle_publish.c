@@ -300,20 +300,21 @@ static bool publish_allowed(session_conn_t *c, const mqtt_publish_t *p) {
     uint32_t gen = a->acl_generation(a->ud);
     if (!gen)
         return true;
-    if (c->acl_topic && c->acl_gen == gen && c->acl_topic_len == len &&
-        memcmp(c->acl_topic, topic, len) == 0)
-        return c->acl_ok;
+    acl_cache_t *acl = c->caches ? c->caches->acl : NULL;
+    if (acl && acl->gen == gen && acl->len == len && memcmp(acl->topic, topic, len) == 0)
+        return acl->ok;
     bool ok =
         a->can_publish(a->ud, c->has_username ? c->username : NULL, c->s->client_id, topic, len);
     /* Cached only for short topics: the cache must not double a big packet. */
     if (len <= ACL_CACHE_TOPIC_MAX) {
-        if (!c->acl_topic)
-            c->acl_topic = malloc(ACL_CACHE_TOPIC_MAX);
-        if (c->acl_topic) {
-            memcpy(c->acl_topic, topic, len);
-            c->acl_topic_len = (uint16_t)len;
-            c->acl_gen = gen;
-            c->acl_ok = ok;
+        session_caches_t *x = session_conn_caches(c);
+        if (x && !x->acl)
+            x->acl = malloc(sizeof(*x->acl) + ACL_CACHE_TOPIC_MAX);
+        if (x && x->acl) {
+            memcpy(x->acl->topic, topic, len);
+            x->acl->len = (uint16_t)len;
+            x->acl->gen = gen;
+            x->acl->ok = ok;
         }
     }
     return ok;

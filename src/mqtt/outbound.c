@@ -309,7 +309,7 @@ static size_t sub_id_props(session_mgr_t *m, uint32_t ids) {
     return n;
 }
 
-static outbound_t *ob_get(session_mgr_t *m, session_t *s) {
+outbound_t *outbound_get(session_mgr_t *m, session_t *s) {
     if (!s->ob && (s->ob = calloc(1, sizeof(*s->ob))) != NULL)
         dl_queue_init(&s->ob->q, &m->qstats);
     return s->ob;
@@ -346,7 +346,7 @@ static void queue_retained(void *ud, const char *topic, size_t topic_len, const 
     dl_msg_t *msg = dl_msg_new(topic, topic_len, payload, len, qos, true);
     if (msg && expires_ms) /* from the wall clock to the session's monotonic one */
         msg->expires_ms = m->mono_ms + (uint64_t)(expires_ms - m->wall_ms);
-    if (msg && ob_get(m, x->c->s))
+    if (msg && outbound_get(m, x->c->s))
         ob_push(m, x->c->s->ob, msg, qos < x->qos ? qos : x->qos, x->x, x->xlen);
     dl_msg_unref(msg);
 }
@@ -515,7 +515,7 @@ size_t session_mgr_deliver_at(session_mgr_t *m, const char *topic, size_t topic_
             m->st.delivery_session_bytes++;
             continue;
         }
-        if (!ob_get(m, s) || ob_push(m, s->ob, msg[retain], q, xb, xlen) < 0)
+        if (!outbound_get(m, s) || ob_push(m, s->ob, msg[retain], q, xb, xlen) < 0)
             continue; /* refused: counted in qstats (or out of memory) */
         n++;
         if (c)

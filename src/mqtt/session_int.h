@@ -5,6 +5,7 @@
 #define M2K_MQTT_SESSION_INT_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 #include "mqtt/codec.h"
 #include "mqtt/codec5.h"
@@ -19,6 +20,13 @@
 #define INFLIGHT_TOPIC_MAX 42     /* topic prefix kept for the failure log line */
 #define SCRATCH_SIZE (132 * 1024) /* rendered Kafka topic + key (topic <= 64 KiB) */
 #define LOG_ID_MAX 64
+
+/* The bytes to allocate for a struct whose flexible array member holds n
+ * bytes: counted from the member's offset, not from sizeof (its tail padding
+ * can push a session or connection into the next malloc size class, 16 bytes
+ * more per idle connection), and never less than sizeof. */
+#define FLEX_SIZE(type, member, n)                                                                 \
+    (offsetof(type, member) + (n) > sizeof(type) ? offsetof(type, member) + (n) : sizeof(type))
 
 /* IF_NACK: answered with a reason code >= 0x80 (MQTT 5), no PUBREL follows. */
 enum { IF_PENDING = 0, IF_OK = 1, IF_FAILED = 2, IF_NACK = 3 };
@@ -69,97 +77,129 @@ typedef struct {
     uint8_t state; /* OB_* */
 } ob_flight_t;
 
-/* A session's downlink state, allocated with its first message: the queue
- * (mqtt.max_queued_messages) and the in-flight ring in send order, which is
- * the order of the resend after a reconnect. */
+/* A session's downlink state, allocated with its first message or
+ * subscription: the queue (mqtt.max_queued_messages) and the in-flight ring
+ * in send order, which is the order of the resend after a reconnect. Also
+ * what else only some sessions need (an MQTT 5 expiry, a will waiting for its
+ * delay), so that session_t stays small (idle memory). Kept until the
+ * session ends. */
 typedef struct {
     dl_queue_t q;
     ob_flight_t *fl;
     uint32_t head, n, cap;
     uint16_t last_pid;
-    size_t bytes; /* the messages queued and in flight (outbound_bytes) */
+    uint16_t n_subs; /* subscriptions held (mqtt.max_subscriptions_per_session) */
+    size_t bytes;    /* the messages queued and in flight (outbound_bytes) */
     /* No queued message expires before this (mono ms; 0: none expires):
      * outbound_expire looks at the queue only from then. */
     uint64_t next_expiry_ms;
+    uint32_t sub_bytes; /* the filters' bytes (mqtt.max_subscription_bytes_per_session) */
+    /* MQTT 5: the session expiry interval asked for, when below
+     * session_expiry_s (0: session_expiry_s, as for 3.1.1). */
+    uint32_t expiry_s;
+    session_conn_t *will; /* MQTT 5: a will waiting for its delay (will.c) */
 } outbound_t;
+
+/* A connection's will (CONNECT with the will flag) in one allocation, so a
+ * connection without one keeps a NULL pointer only: the topic and then the
+ * payload (each NUL-terminated) follow the struct. */
+typedef struct {
+    mqtt5_props_t *props; /* MQTT 5: the will's properties (session5_props_dup) */
+    uint8_t *payload;     /* in this allocation, after the topic */
+    uint32_t delay;       /* MQTT 5: the will delay interval, s */
+    uint16_t topic_len, payload_len;
+    uint8_t qos;
+    bool retain;
+    char topic[];
+} session_will_t;
+
+/* The last ACL decision for a PUBLISH (publish_allowed), allocated with the
+ * first one an ACL decides: valid for this topic and ACL generation (a client
+ * usually publishes on few topics, often the same one). */
+typedef struct {
+    uint32_t gen;
+    uint16_t len;
+    bool ok;
+    char topic[];
+} acl_cache_t;
+
+/* What a connection that publishes may cache, allocated with the first of
+ * them (session_conn_caches): the last ACL decision, its MQTT 5 topic
+ * aliases (alias_max of them once one is set) and the bytes of their topics
+ * (mqtt.max_topic_alias_bytes). */
+struct alias {
+    char *topic;
+    uint16_t len;
+};
+typedef struct {
+    acl_cache_t *acl;
+    struct alias *aliases;
+    uint32_t alias_bytes;
+} session_caches_t;
 
 typedef struct session session_t;
 /* Field order packs the struct: one of these lives as long as its client's
  * session, so every byte counts per idle connection. */
 struct session {
     session_conn_t *conn;
-    session_conn_t *will;      /* MQTT 5: a will waiting for its delay (will.c) */
     inflight_t *ring;          /* lazily allocated, grown up to max_inflight */
     session_qos2_id_t *pubrel; /* QoS 2 ids answered with PUBREC, awaiting PUBREL */
     hmap_node_t by_id, by_cid;
     list_t detached; /* in mgr->detached while kept without a connection */
-    outbound_t *ob;  /* downlink: NULL until a message is queued for it */
+    outbound_t *ob;  /* downlink and more: NULL until needed (outbound_get) */
     uint64_t detached_at;
     uint32_t id;
     uint32_t conn_gen;
-    uint32_t ring_cap, ring_head, ring_count, ring_qos2, ring_qos1, ring_again;
     uint32_t head_seq, next_seq;
     uint32_t pubrel_count, pubrel_cap;
     uint32_t held; /* bytes counted in st.persistent_session_bytes while detached */
-    /* MQTT 5: the session expiry interval asked for, when below
-     * session_expiry_s (0: session_expiry_s, as for 3.1.1). */
-    uint32_t expiry_s;
-    uint32_t sub_bytes;     /* the filters' bytes (mqtt.max_subscription_bytes_per_session) */
+    /* Each at most mqtt.max_inflight (1..65535): ring_grow caps the ring there. */
+    uint16_t ring_cap, ring_head, ring_count, ring_qos2, ring_qos1, ring_again;
     uint16_t client_id_len; /* MQTT strings are at most 65535 bytes */
-    uint16_t n_subs;        /* subscriptions held (mqtt.max_subscriptions_per_session) */
     /* pubrel[0 .. pubrel_restored) came from the spool's state file at start
      * (store_qos2.c): they match a PUBLISH with DUP 1 only. */
     uint16_t pubrel_restored;
-    bool clean;
-    bool ring_used;   /* since the last tick */
-    bool qos2_listed; /* its id is in mgr->qos2_sids (store_qos2.c) */
-    char client_id[]; /* NUL-terminated, allocated with the struct */
+    bool clean : 1;
+    bool ring_used : 1;   /* since the last tick */
+    bool qos2_listed : 1; /* its id is in mgr->qos2_sids (store_qos2.c) */
+    char client_id[];     /* NUL-terminated, allocated with the struct */
 };
+/* With a client id of up to 17 bytes (NUL included) it fills a 144-byte
+ * malloc chunk (docs/performance.md, idle connections). */
+_Static_assert(offsetof(session_t, client_id) <= 119, "session_t grew: idle memory");
 
 /* Packed like session_t: the remote address string is allocated with it. */
 struct session_conn {
     session_mgr_t *mgr;
     const session_conn_ops_t *ops;
     void *ud;
+    void *data; /* session_conn_set_data's */
     session_t *s;
     /* Creation time while CONN_NEW (the connect timeout: no complete packet
      * is processed in that state but the CONNECT), then the time of the last
      * complete packet (keepalive); a waiting will's stand-in (will.c): when
      * the will is due. */
     uint64_t rx_ms;
-    char *will_topic;
-    uint8_t *will_payload;
-    mqtt5_props_t *will_props; /* MQTT 5: the will's properties (session5_props_dup) */
+    session_will_t *will; /* NULL: none (or it was published, dropped or moved) */
+    /* The CONNECT's user name; before it, a client certificate's identity
+     * (has_identity), which then overrides the CONNECT's. */
     char *username;
-    char *identity;  /* from a client certificate; overrides username */
-    char *acl_topic; /* the last ACL decision's topic (see publish_allowed) */
-    list_t node;     /* mgr->conns */
-    list_t blocked;  /* in mgr->blocked while the producer queue is full */
+    session_caches_t *caches; /* NULL until a PUBLISH needs one */
+    list_t node;              /* mgr->conns */
+    list_t blocked;           /* in mgr->blocked while the producer queue is full */
     /* MQTT 5: the packet being handled (NULL for 3.1.1), and the client's
      * maximum packet size (0: the protocol's). */
     const mqtt5_packet_t *p5;
     uint32_t max_out;
-    uint32_t alias_bytes; /* the topics the aliases hold (mqtt.max_topic_alias_bytes) */
-    struct alias {        /* MQTT 5 topic aliases, alias_max of them once one is set */
-        char *topic;
-        uint16_t len;
-    } * aliases;
-    uint16_t alias_max;
-    uint16_t recv_max; /* MQTT 5: the client's receive maximum (65535 if not given) */
+    uint16_t alias_max; /* MQTT 5: the topic alias maximum its CONNACK gave */
+    uint16_t recv_max;  /* MQTT 5: the client's receive maximum (65535 if not given) */
     uint32_t gen;
-    uint32_t will_delay; /* MQTT 5: the will delay interval, s */
-    /* The last ACL decision is valid for this topic and ACL generation: a
-     * client usually publishes on few topics, often the same one. */
-    uint32_t acl_gen;
-    uint16_t acl_topic_len;
     uint16_t keepalive;
-    uint16_t will_topic_len, will_payload_len, username_len; /* 2-byte MQTT lengths */
-    uint8_t state;                                           /* conn_state_t */
-    uint8_t level; /* protocol level of the accepted CONNECT; 0 before */
-    uint8_t will_qos;
+    uint16_t username_len; /* 2-byte MQTT length */
+    uint8_t state;         /* conn_state_t */
+    uint8_t level;         /* protocol level of the accepted CONNECT; 0 before */
     /* Packed: one of these per connection (idle memory, docs/performance.md). */
-    bool will : 1, will_retain : 1, has_username : 1, paused_inflight : 1, paused_queue : 1,
-        acl_ok : 1;
+    bool has_username : 1, has_identity : 1, paused_inflight : 1, paused_queue : 1;
     /* MQTT 5: the CONNECT was level 5 (set before it is handled); the client
      * takes reason strings; its session ends at disconnect (expiry 0). */
     bool v5 : 1, problem_info : 1, expiry_zero : 1;
@@ -168,6 +208,11 @@ struct session_conn {
     bool refeed : 1;
     char remote[]; /* "addr:port", NUL-terminated */
 };
+/* One per connection, idle ones included: with an address of up to 17 bytes
+ * (NUL included) it fills a 160-byte malloc chunk (docs/performance.md, idle
+ * connections). What only some connections need goes behind a pointer (the
+ * will, the caches). */
+_Static_assert(offsetof(session_conn_t, remote) <= 135, "session_conn_t grew: idle memory");
 
 struct session_mgr {
     session_mgr_opts_t o;
@@ -222,6 +267,10 @@ static inline uint32_t max_inflight(const session_mgr_t *m) {
 
 /* ---- session.c: connections ---- */
 
+/* The connection's caches, allocated when it has none; NULL when out of
+ * memory. */
+session_caches_t *session_conn_caches(session_conn_t *c);
+
 void session_set_state(session_conn_t *c, conn_state_t to);
 /* A client id or topic for a log line: bounded, control bytes masked. */
 const char *session_log_str(char *out, size_t cap, const char *p, size_t n);
@@ -264,6 +313,9 @@ void store_attach(session_mgr_t *m, session_t *s);
 /* A kept session's ring, QoS 2 ids or downlink messages changed size:
  * counts its bytes again. */
 void store_resize(session_mgr_t *m, session_t *s);
+/* Sets the session's MQTT 5 expiry interval (0: session_expiry_s) while it
+ * has a connection; 0, or -1 when out of memory (unchanged then). */
+int store_set_expiry(session_mgr_t *m, session_t *s, uint32_t expiry_s);
 /* What the session holds now, as counted against mqtt.max_session_bytes. */
 size_t store_held(const session_t *s);
 /* Destroys the sessions kept longer than their expiry (session_expiry_s, or
@@ -407,6 +459,16 @@ void outbound_resume(session_conn_t *c);
 int outbound_on_ack(session_conn_t *c, const mqtt_packet_t *pkt);
 /* Frees a session's downlink state (the session ends). */
 void outbound_free(session_t *s);
+/* The session's outbound_t, allocated (its queue empty) when it has none;
+ * NULL when out of memory. */
+outbound_t *outbound_get(session_mgr_t *m, session_t *s);
+/* Its fields for what only some sessions need (0 or NULL without one). */
+static inline uint32_t session_expiry(const session_t *s) {
+    return s->ob ? s->ob->expiry_s : 0;
+}
+static inline session_conn_t *session_will(const session_t *s) {
+    return s->ob ? s->ob->will : NULL;
+}
 /* The tick, for a session kept without a connection: its queued messages
  * past their expiry are dropped now (not when their turn comes), so they
  * hold no mqtt.max_queued_messages slot and no mqtt.max_session_bytes. */
@@ -437,6 +499,10 @@ void wills_tick(session_mgr_t *m);
 /* The bytes a waiting will holds (counted as its session's). */
 size_t will_bytes(const session_conn_t *w);
 void will_free(session_conn_t *w);
+/* The CONNECT's will (wp: its MQTT 5 properties, or NULL); NULL when out of
+ * memory. */
+session_will_t *will_new(const mqtt_connect_t *p, const mqtt5_props_t *wp);
+void will_data_free(session_will_t *w);
 
 /* ---- session5.c: what MQTT 5 adds ---- */
 
