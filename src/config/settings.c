@@ -559,7 +559,8 @@ const setting_t config_settings[] = {
      .max = 16u << 20,
      .def = 4096,
      .doc = "bytes of the topics one connection's MQTT 5 topic aliases hold together (with 16 "
-            "bytes a slot, the whole of its alias memory); a PUBLISH setting an alias past it "
+            "bytes a slot and a 24-byte block shared with the ACL cache, the whole of its alias "
+            "memory); a PUBLISH setting an alias past it "
             "gets DISCONNECT 0x97 (quota exceeded, counted as "
             "`mqtt2kafka_protocol_errors_total{kind=\"topic_alias_quota\"}`)"},
     {.path = "mqtt.max_tls_handshakes",
