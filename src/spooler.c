@@ -2,6 +2,7 @@
  * reader -> producer -> confirm; with `mode: outage`, sessions -> producer
  * while Kafka takes records, and the switches between the two. */
 #include "spooler.h"
+#include "spooler_ckpt.h"
 
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -33,7 +34,9 @@ struct spooler {
     uint8_t state[SPOOLER_WINDOW]; /* WAITING, DELIVERED, FAILED */
     size_t head, n, n_waiting;
     uint64_t confirm_to; /* every record <= this one reached Kafka */
-    bool confirm_due, rewind, stopping;
+    bool confirm_due;    /* confirm_to moved since the spool was told */
+    bool rewind, stopping;
+    spooler_ckpt_t *ckpt; /* the checkpoint's writes (spooler_ckpt.c) */
     /* Scratch for the conversions: header arrays and NUL-terminated names. */
     spool_header_t *sh;
     size_t cap_sh;
@@ -95,6 +98,10 @@ spooler_t *spooler_new(const spooler_opts_t *o) {
         return NULL;
     f->sp = o->spool;
     f->o = *o;
+    if (!(f->ckpt = spooler_ckpt_new(f->sp))) {
+        free(f);
+        return NULL;
+    }
     spool_stats_t ss;
     spool_stats(f->sp, &ss);
     f->confirm_to = ss.confirmed_seq;
@@ -114,12 +121,15 @@ void spooler_set_outage(spooler_t *f, const spooler_outage_t *o) {
 }
 
 static void sync_wait(spooler_t *f, bool complete);
+static void confirm(spooler_t *f, bool force);
 
 void spooler_free(spooler_t *f) {
     if (!f)
         return;
     if (f->inflight)
         sync_wait(f, false);
+    confirm(f, true); /* what Kafka confirmed after spooler_stop */
+    spooler_ckpt_free(f->ckpt);
     free(f->pending);
     free(f->completing);
     free(f->sh);
@@ -506,24 +516,21 @@ static void sync_and_complete(spooler_t *f) {
 void spooler_set_worker(spooler_t *f, spooler_work_fn work, void *ud) {
     f->work = work;
     f->work_ud = ud;
+    spooler_ckpt_set_worker(f->ckpt, work, ud);
 }
 
 void spooler_set_durable(spooler_t *f, spooler_durable_fn durable) {
     f->durable = durable;
 }
 
-static void confirm(spooler_t *f) {
-    if (!f->confirm_due)
-        return;
-    int rc = spool_confirm(f->sp, f->confirm_to);
-    /* On a failed checkpoint the confirmation still counts; the next call
-     * writes it again. */
-    f->confirm_due = rc != 0;
-    if (rc != 0) {
-        static log_ratelimit_t rl = LOG_RATELIMIT_INIT("spool checkpoint", 10, 10000);
-        log_ratelimited(&rl, LOG_WARN, "spool: writing the checkpoint failed: %s (retried)",
-                        spool_strerror(rc));
+/* What Kafka confirmed counts in the spool at once; its checkpoint follows
+ * (spooler_ckpt.h): throttled, here and now when force. */
+static void confirm(spooler_t *f, bool force) {
+    if (f->confirm_due) {
+        spooler_ckpt_confirm(f->ckpt, f->confirm_to);
+        f->confirm_due = false;
     }
+    spooler_ckpt_turn(f->ckpt, now_ms(f), force);
 }
 
 /* A spool record as a Kafka record: the topic and header names need NULs. */
@@ -602,7 +609,7 @@ void spooler_turn(spooler_t *f) {
     if (f->rewind && f->n_waiting == 0) {
         /* Every record handed out has its report: confirm the delivered
          * prefix and read again from the first record not confirmed. */
-        confirm(f);
+        confirm(f, false);
         spool_rewind(f->sp);
         f->n = 0;
         f->rewind = false;
@@ -611,7 +618,7 @@ void spooler_turn(spooler_t *f) {
     }
     if (!f->stopping && !f->rewind && f->st.state != SPOOLER_DIRECT)
         feed(f);
-    confirm(f);
+    confirm(f, false);
     update_state(f, now);
     if (f->st.state != SPOOLER_DIRECT && f->outage)
         f->st.outage_ms = f->outage_done_ms + (now - f->outage_start);
@@ -672,7 +679,7 @@ void spooler_stop(spooler_t *f) {
         append_kept(f); /* what came back; reports due after this fail to their sessions */
     if (f->n_pending || f->inflight)
         sync_and_complete(f);
-    confirm(f);
+    confirm(f, true);
     f->stopping = true;
 }
 

@@ -1,0 +1,140 @@
+/* The spooler's checkpoint (spooler_ckpt.h): throttled, and off the loop
+ * thread as the group commit's fdatasync (spooler.c, sync_holder). */
+#include "spooler_ckpt.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "util/log.h"
+
+/* The job on the worker: the holder outlives the spooler if it is freed
+ * first (consumed: done only frees it). */
+struct ckpt_holder {
+    spooler_ckpt_t *c;
+    spool_confirm_job_t *job;
+    atomic_bool finished;
+    bool consumed;
+};
+
+struct spooler_ckpt {
+    spool_t *sp;
+    spooler_work_fn work;
+    void *work_ud;
+    struct ckpt_holder *inflight;
+    uint64_t last_ms; /* when the last job started */
+    bool started;
+};
+
+spooler_ckpt_t *spooler_ckpt_new(spool_t *sp) {
+    spooler_ckpt_t *c = calloc(1, sizeof(*c));
+    if (c)
+        c->sp = sp;
+    return c;
+}
+
+void spooler_ckpt_set_worker(spooler_ckpt_t *c, spooler_work_fn work, void *ud) {
+    c->work = work;
+    c->work_ud = ud;
+}
+
+void spooler_ckpt_confirm(spooler_ckpt_t *c, uint64_t seq) {
+    /* seq came from the feed's window: it was read (SPOOL_EINVAL cannot be). */
+    spool_confirm_note(c->sp, seq);
+}
+
+static void failed(int rc) {
+    static log_ratelimit_t rl = LOG_RATELIMIT_INIT("spool checkpoint", 10, 10000);
+    log_ratelimited(&rl, LOG_WARN, "spool: writing the checkpoint failed: %s (retried)",
+                    spool_strerror(rc));
+}
+
+static void finish(spooler_ckpt_t *c) {
+    struct ckpt_holder *h = c->inflight;
+    int rc = spool_confirm_end(c->sp, h->job);
+    h->consumed = true;
+    c->inflight = NULL;
+    if (rc != 0)
+        failed(rc);
+}
+
+static void wait_inflight(spooler_ckpt_t *c) {
+    /* One checkpoint write and a few unlinks: milliseconds. */
+    while (!atomic_load(&c->inflight->finished))
+        nanosleep(&(struct timespec){0, 200000}, NULL);
+    finish(c);
+}
+
+static void run(void *arg) {
+    struct ckpt_holder *h = arg;
+    spool_confirm_run(h->job);
+    atomic_store(&h->finished, true);
+}
+
+static void done(void *arg) {
+    struct ckpt_holder *h = arg;
+    if (!h->consumed)
+        finish(h->c);
+    free(h);
+}
+
+/* Starts the job: on the worker when there is one, here otherwise. */
+static void start(spooler_ckpt_t *c) {
+    spool_stats_t ss;
+    spool_stats(c->sp, &ss);
+    spool_confirm_job_t *job;
+    int rc = spool_confirm_begin(c->sp, ss.confirmed_seq, &job);
+    if (rc != 0 || !job) {
+        if (rc != 0)
+            failed(rc);
+        return;
+    }
+    if (c->work) {
+        struct ckpt_holder *h = malloc(sizeof(*h));
+        if (h) {
+            *h = (struct ckpt_holder){.c = c, .job = job};
+            atomic_init(&h->finished, false);
+            c->inflight = h;
+            if (c->work(c->work_ud, run, done, h) == 0)
+                return;
+            c->inflight = NULL;
+            free(h);
+        }
+    }
+    spool_confirm_run(job);
+    rc = spool_confirm_end(c->sp, job);
+    if (rc != 0)
+        failed(rc);
+}
+
+void spooler_ckpt_turn(spooler_ckpt_t *c, uint64_t now_ms, bool force) {
+    if (c->inflight) {
+        if (!force)
+            return;
+        wait_inflight(c);
+    }
+    bool drained = spool_drained(c->sp);
+    if (!drained && !spool_checkpoint_behind(c->sp))
+        return;
+    if (force) {
+        spool_stats_t ss;
+        spool_stats(c->sp, &ss);
+        int rc = spool_confirm(c->sp, ss.confirmed_seq);
+        if (rc != 0)
+            failed(rc);
+        return;
+    }
+    if (!drained && c->started && now_ms - c->last_ms < SPOOLER_CHECKPOINT_MS)
+        return;
+    c->started = true;
+    c->last_ms = now_ms;
+    start(c);
+}
+
+void spooler_ckpt_free(spooler_ckpt_t *c) {
+    if (!c)
+        return;
+    if (c->inflight)
+        wait_inflight(c);
+    free(c);
+}
