@@ -20,6 +20,8 @@
 #define SPOOL_STATE_TMP "state.tmp"
 /* Buffered appends are written out when they pass this. */
 #define SPOOL_WBUF_FLUSH (1024 * 1024)
+/* The reader reads this much at a time (a larger frame whole). */
+#define SPOOL_READ_CHUNK (1024 * 1024)
 
 typedef struct {
     uint64_t base; /* the sequence number of its first record (its name) */
