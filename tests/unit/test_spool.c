@@ -32,9 +32,28 @@ static void test_crc32c_rfc3720_vectors(void **state) {
 }
 
 /* The SSE4.2 instruction and the table agree on every length 0..300 at
- * every alignment 0..7, and in pieces. */
+ * every alignment 0..7, and in pieces; and on lengths around the three-way
+ * blocks (3 x 256 and 3 x 4096 bytes) up to 40,000. */
 static void test_crc32c_hw_and_table_agree(void **state) {
     (void)state;
+    static uint8_t big[40008];
+    uint32_t y = 777;
+    for (size_t i = 0; i < sizeof big; i++) {
+        y = y * 1103515245u + 12345u;
+        big[i] = (uint8_t)(y >> 16);
+    }
+    static const size_t lens[] = {767,   768,   769,   775,   776,   1535,  1536,
+                                  2311,  12287, 12288, 12289, 12295, 13056, 16384,
+                                  16400, 24576, 24577, 36863, 36864, 40000};
+    for (size_t off = 0; off < 8; off++)
+        for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+            uint32_t t = spool_crc32c_table(0, big + off, lens[i]);
+            assert_int_equal(spool_crc32c_hw(0, big + off, lens[i]), t);
+            size_t cut = lens[i] / 3;
+            assert_int_equal(
+                spool_crc32c_hw(spool_crc32c_hw(0, big + off, cut), big + off + cut, lens[i] - cut),
+                t);
+        }
     uint8_t b[320];
     uint32_t x = 12345;
     for (size_t i = 0; i < sizeof b; i++) {
