@@ -3,6 +3,7 @@
  * while Kafka takes records, and the switches between the two. */
 #include "spooler.h"
 #include "spooler_ckpt.h"
+#include "spooler_task.h"
 
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -27,7 +28,9 @@ struct spooler {
     spooler_work_fn work;
     void *work_ud;
     spooler_durable_fn durable; /* spooler_set_durable */
-    struct sync_holder *inflight;
+    spooler_task_t *inflight;   /* the sync on the worker */
+    spool_sync_job_t *sync_job;
+    bool freeing;
     /* The feed's window: the sequence numbers handed to the producer, in
      * order (a ring), with their state. */
     uint64_t seq[SPOOLER_WINDOW];
@@ -120,14 +123,14 @@ void spooler_set_outage(spooler_t *f, const spooler_outage_t *o) {
     f->outage_start = f->rate_t = now_ms(f);
 }
 
-static void sync_wait(spooler_t *f, bool complete);
 static void confirm(spooler_t *f, bool force);
 
 void spooler_free(spooler_t *f) {
     if (!f)
         return;
+    f->freeing = true; /* a sync in flight is published, its group not completed */
     if (f->inflight)
-        sync_wait(f, false);
+        spooler_task_wait(f->inflight);
     confirm(f, true); /* what Kafka confirmed after spooler_stop */
     spooler_ckpt_free(f->ckpt);
     free(f->pending);
@@ -430,50 +433,24 @@ static void complete_group(spooler_t *f, int rc) {
                       rc == 0 ? NULL : "the spool could not make the record durable");
 }
 
-/* The fdatasync on the worker (spooler_set_worker): the holder outlives
- * the spooler if it is freed first (consumed: done only frees it). */
-struct sync_holder {
-    spooler_t *f;
-    spool_sync_job_t *job;
-    atomic_bool finished;
-    bool consumed;
-};
-
-static void sync_run(void *arg) {
-    struct sync_holder *h = arg;
-    spool_sync_run(h->job);
-    atomic_store(&h->finished, true);
-}
-
-/* The sync in flight has returned: publish it, complete its group. */
-static void sync_finish(spooler_t *f, bool complete) {
-    struct sync_holder *h = f->inflight;
-    int rc = spool_sync_end(f->sp, h->job, NULL);
-    h->consumed = true;
-    f->inflight = NULL;
-    if (complete)
-        complete_group(f, rc);
-}
-
-/* Waits for the worker (a few ms at most: one fdatasync). */
-static void sync_wait(spooler_t *f, bool complete) {
-    while (!atomic_load(&f->inflight->finished))
-        nanosleep(&(struct timespec){0, 200000}, NULL);
-    sync_finish(f, complete);
-}
-
 static void sync_begin(spooler_t *f);
 
-static void sync_done(void *arg) {
-    struct sync_holder *h = arg;
-    if (!h->consumed) {
-        spooler_t *f = h->f;
-        sync_finish(f, true);
-        /* What was appended meanwhile is the next group. */
-        if (f->n_pending && !f->stopping)
-            sync_begin(f);
-    }
-    free(h);
+static void sync_run(void *arg) {
+    spool_sync_run(((spooler_t *)arg)->sync_job);
+}
+
+/* The sync on the worker has returned: publish it, complete its group (not
+ * at spooler_free); from the worker's done, start the group appended
+ * meanwhile. */
+static void sync_finish(void *arg, bool from_worker) {
+    spooler_t *f = arg;
+    int rc = spool_sync_end(f->sp, f->sync_job, NULL);
+    f->inflight = NULL;
+    if (f->freeing)
+        return;
+    complete_group(f, rc);
+    if (from_worker && f->n_pending && !f->stopping)
+        sync_begin(f);
 }
 
 /* Starts the group commit of the records appended since the last sync: on
@@ -482,19 +459,10 @@ static void sync_begin(spooler_t *f) {
     spool_sync_job_t *job;
     take_group(f);
     int rc = spool_sync_begin(f->sp, &job, NULL);
-    if (rc == 0 && job && f->work) {
-        struct sync_holder *h = malloc(sizeof(*h));
-        if (h) {
-            *h = (struct sync_holder){.f = f, .job = job};
-            atomic_init(&h->finished, false);
-            f->inflight = h;
-            if (f->work(f->work_ud, sync_run, sync_done, h) == 0)
-                return;
-            f->inflight = NULL;
-            free(h);
-        }
-    }
     if (rc == 0 && job) {
+        f->sync_job = job;
+        if ((f->inflight = spooler_task_start(f->work, f->work_ud, sync_run, sync_finish, f)))
+            return;
         spool_sync_run(job);
         rc = spool_sync_end(f->sp, job, NULL);
     }
@@ -504,7 +472,7 @@ static void sync_begin(spooler_t *f) {
 /* The group commit, here and now (shutdown, and without a worker). */
 static void sync_and_complete(spooler_t *f) {
     if (f->inflight)
-        sync_wait(f, true);
+        spooler_task_wait(f->inflight);
     if (!f->n_pending)
         return;
     spooler_work_fn saved = f->work;

@@ -1,27 +1,19 @@
 /* The spooler's checkpoint (spooler_ckpt.h): throttled, and off the loop
- * thread as the group commit's fdatasync (spooler.c, sync_holder). */
+ * thread as the group commit's fdatasync (spooler_task.h). */
 #include "spooler_ckpt.h"
 
-#include <stdatomic.h>
+#include "spooler_task.h"
+
 #include <stdlib.h>
-#include <time.h>
 
 #include "util/log.h"
-
-/* The job on the worker: the holder outlives the spooler if it is freed
- * first (consumed: done only frees it). */
-struct ckpt_holder {
-    spooler_ckpt_t *c;
-    spool_confirm_job_t *job;
-    atomic_bool finished;
-    bool consumed;
-};
 
 struct spooler_ckpt {
     spool_t *sp;
     spooler_work_fn work;
     void *work_ud;
-    struct ckpt_holder *inflight;
+    spooler_task_t *inflight;
+    spool_confirm_job_t *job;
     uint64_t last_ms; /* when the last job started */
     bool started;
 };
@@ -49,33 +41,17 @@ static void failed(int rc) {
                     spool_strerror(rc));
 }
 
-static void finish(spooler_ckpt_t *c) {
-    struct ckpt_holder *h = c->inflight;
-    int rc = spool_confirm_end(c->sp, h->job);
-    h->consumed = true;
+static void run(void *arg) {
+    spool_confirm_run(((spooler_ckpt_t *)arg)->job);
+}
+
+static void finish(void *arg, bool from_worker) {
+    (void)from_worker;
+    spooler_ckpt_t *c = arg;
+    int rc = spool_confirm_end(c->sp, c->job);
     c->inflight = NULL;
     if (rc != 0)
         failed(rc);
-}
-
-static void wait_inflight(spooler_ckpt_t *c) {
-    /* One checkpoint write and a few unlinks: milliseconds. */
-    while (!atomic_load(&c->inflight->finished))
-        nanosleep(&(struct timespec){0, 200000}, NULL);
-    finish(c);
-}
-
-static void run(void *arg) {
-    struct ckpt_holder *h = arg;
-    spool_confirm_run(h->job);
-    atomic_store(&h->finished, true);
-}
-
-static void done(void *arg) {
-    struct ckpt_holder *h = arg;
-    if (!h->consumed)
-        finish(h->c);
-    free(h);
 }
 
 /* Starts the job: on the worker when there is one, here otherwise. */
@@ -89,18 +65,9 @@ static void start(spooler_ckpt_t *c) {
             failed(rc);
         return;
     }
-    if (c->work) {
-        struct ckpt_holder *h = malloc(sizeof(*h));
-        if (h) {
-            *h = (struct ckpt_holder){.c = c, .job = job};
-            atomic_init(&h->finished, false);
-            c->inflight = h;
-            if (c->work(c->work_ud, run, done, h) == 0)
-                return;
-            c->inflight = NULL;
-            free(h);
-        }
-    }
+    c->job = job;
+    if ((c->inflight = spooler_task_start(c->work, c->work_ud, run, finish, c)))
+        return;
     spool_confirm_run(job);
     rc = spool_confirm_end(c->sp, job);
     if (rc != 0)
@@ -111,7 +78,7 @@ void spooler_ckpt_turn(spooler_ckpt_t *c, uint64_t now_ms, bool force) {
     if (c->inflight) {
         if (!force)
             return;
-        wait_inflight(c);
+        spooler_task_wait(c->inflight);
     }
     bool drained = spool_drained(c->sp);
     if (!drained && !spool_checkpoint_behind(c->sp))
@@ -135,6 +102,6 @@ void spooler_ckpt_free(spooler_ckpt_t *c) {
     if (!c)
         return;
     if (c->inflight)
-        wait_inflight(c);
+        spooler_task_wait(c->inflight);
     free(c);
 }
