@@ -41,8 +41,11 @@ typedef struct spooler spooler_t;
 /* What a delivery report would have told the session (session_on_delivery). */
 typedef void (*spooler_complete_fn)(void *ud, uint64_t opaque, int err, const char *errstr);
 
-/* Records handed to the producer at most (the feed's window). */
-#define SPOOLER_WINDOW 8192
+/* Records handed to the producer at most (the feed's window), and their
+ * bytes (topic, key, value, headers: the producer copies them) at most,
+ * past one record. */
+#define SPOOLER_WINDOW 65536
+#define SPOOLER_WINDOW_BYTES (64u * 1024 * 1024)
 /* What Kafka confirmed is written to the spool's checkpoint at most this
  * often (at once when a segment is drained, and at shutdown): a crash
  * re-sends what was confirmed since (docs/semantics.md). */

@@ -34,10 +34,12 @@ struct spooler {
     /* The feed's window: the sequence numbers handed to the producer, in
      * order (a ring), with their state. */
     uint64_t seq[SPOOLER_WINDOW];
-    uint8_t state[SPOOLER_WINDOW]; /* WAITING, DELIVERED, FAILED */
+    uint8_t state[SPOOLER_WINDOW];  /* WAITING, DELIVERED, FAILED */
+    uint32_t bytes[SPOOLER_WINDOW]; /* each record's key + value + headers */
     size_t head, n, n_waiting;
-    uint64_t confirm_to; /* every record <= this one reached Kafka */
-    bool confirm_due;    /* confirm_to moved since the spool was told */
+    uint64_t window_bytes; /* the sum of bytes[] over the window */
+    uint64_t confirm_to;   /* every record <= this one reached Kafka */
+    bool confirm_due;      /* confirm_to moved since the spool was told */
     bool rewind, stopping;
     spooler_ckpt_t *ckpt; /* the checkpoint's writes (spooler_ckpt.c) */
     /* Scratch for the conversions: header arrays and NUL-terminated names. */
@@ -498,7 +500,7 @@ static void confirm(spooler_t *f, bool force) {
         spooler_ckpt_confirm(f->ckpt, f->confirm_to);
         f->confirm_due = false;
     }
-    spooler_ckpt_turn(f->ckpt, now_ms(f), force);
+    spooler_ckpt_turn(f->ckpt, now_ms(f), force, f->st.full);
 }
 
 /* A spool record as a Kafka record: the topic and header names need NULs. */
@@ -530,9 +532,17 @@ static int to_kafka(spooler_t *f, const spool_record_t *r, kafka_record_t *out) 
     return 0;
 }
 
+/* What a record holds in the producer's queue, roughly (its copy). */
+static uint32_t record_bytes(const spool_record_t *r) {
+    size_t n = r->topic_len + r->key_len + r->value_len;
+    for (size_t i = 0; i < r->n_headers; i++)
+        n += r->headers[i].name_len + r->headers[i].value_len;
+    return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
 /* Feeds the producer from the reader, in order, up to the window. */
 static void feed(spooler_t *f) {
-    while (f->n < SPOOLER_WINDOW) {
+    while (f->n < SPOOLER_WINDOW && (f->n == 0 || f->window_bytes < SPOOLER_WINDOW_BYTES)) {
         spool_record_t r;
         uint64_t seq;
         int rc = spool_peek(f->sp, &r, &seq);
@@ -560,6 +570,8 @@ static void feed(spooler_t *f) {
         size_t at = (f->head + f->n) % SPOOLER_WINDOW;
         f->seq[at] = seq;
         f->state[at] = WAITING;
+        f->bytes[at] = record_bytes(&r);
+        f->window_bytes += f->bytes[at];
         f->n++;
         f->n_waiting++;
         spool_next(f->sp);
@@ -580,6 +592,7 @@ void spooler_turn(spooler_t *f) {
         confirm(f, false);
         spool_rewind(f->sp);
         f->n = 0;
+        f->window_bytes = 0;
         f->rewind = false;
         f->st.rewinds++;
         log_info("spool: the feed to Kafka starts again after record %" PRIu64, f->confirm_to);
@@ -637,6 +650,7 @@ void spooler_on_report(spooler_t *f, uint64_t opaque, int err, const char *errst
         f->confirm_to = f->seq[f->head];
         f->confirm_due = true;
         f->st.drained++;
+        f->window_bytes -= f->bytes[f->head];
         f->head = (f->head + 1) % SPOOLER_WINDOW;
         f->n--;
     }

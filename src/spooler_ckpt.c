@@ -74,7 +74,12 @@ static void start(spooler_ckpt_t *c) {
         failed(rc);
 }
 
-void spooler_ckpt_turn(spooler_ckpt_t *c, uint64_t now_ms, bool force) {
+void spooler_ckpt_turn(spooler_ckpt_t *c, uint64_t now_ms, bool force, bool full) {
+    /* A full spool (and shutdown) writes here and now, the newest segment
+     * deleted in the same call once drained: the space is back before the
+     * confirmation shows (mqtt2kafka_spool_records), as a refused client
+     * may expect. */
+    force = force || full;
     if (c->inflight) {
         if (!force)
             return;

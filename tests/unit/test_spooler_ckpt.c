@@ -176,6 +176,35 @@ static void test_drained_segment_deleted_at_once(void **state) {
     spool_close(sp);
 }
 
+/* A full spool is not throttled: as Kafka confirms, the checkpoint goes
+ * out in the same turn, and the newest segment, drained, with it, so the
+ * space is back before the confirmation shows. */
+static void test_full_spool_checkpoint_not_throttled(void **state) {
+    (void)state;
+    spool_t *sp = open_spool(24 + 16 + 2 * 60, 0); /* checkpoint, header, ~two records */
+    spooler_t *f = new_spooler(sp);
+    kafka_record_t r = {.topic = "t", .value = "v", .value_len = 1, .timestamp_ms = 1};
+    size_t n = 0;
+    while (n < 10 && spooler_produce(f, &r, 100 + n) == KAFKA_OK)
+        n++;
+    assert_true(n >= 1 && n < 10);
+    assert_true(spooler_stats(f)->full);
+    spooler_turn(f);
+    assert_int_equal(n_produced, n);
+    spooler_on_delivery(f, 1, 0, NULL);
+    spooler_turn(f);
+    assert_int_equal(ckpt_on_disk(), 1);
+    clock_ms += 1;
+    for (uint64_t s = 2; s <= n; s++)
+        spooler_on_delivery(f, s, 0, NULL);
+    spooler_turn(f); /* within the interval: written all the same */
+    assert_int_equal(ckpt_on_disk(), n);
+    assert_int_equal(count_files(".seg"), 0);                /* the newest, drained, went with it */
+    assert_int_equal(spooler_produce(f, &r, 999), KAFKA_OK); /* the space is back */
+    spooler_free(f);
+    spool_close(sp);
+}
+
 static void test_checkpoint_on_the_worker_one_job_at_a_time(void **state) {
     (void)state;
     spool_t *sp = open_spool(0, 64);
@@ -262,6 +291,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_checkpoint_at_most_every_interval_and_at_stop, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_drained_segment_deleted_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_spool_checkpoint_not_throttled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_on_the_worker_one_job_at_a_time, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_confirm_in_parts, setup, teardown),
