@@ -6,7 +6,6 @@
 #include "spooler_task.h"
 
 #include <inttypes.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +34,7 @@ struct spooler {
      * order (a ring), with their state. */
     uint64_t seq[SPOOLER_WINDOW];
     uint8_t state[SPOOLER_WINDOW];  /* WAITING, DELIVERED, FAILED */
-    uint32_t bytes[SPOOLER_WINDOW]; /* each record's key + value + headers */
+    uint32_t bytes[SPOOLER_WINDOW]; /* each record's topic, key, value, headers */
     size_t head, n, n_waiting;
     uint64_t window_bytes; /* the sum of bytes[] over the window */
     uint64_t confirm_to;   /* every record <= this one reached Kafka */
