@@ -41,8 +41,15 @@ typedef struct spooler spooler_t;
 /* What a delivery report would have told the session (session_on_delivery). */
 typedef void (*spooler_complete_fn)(void *ud, uint64_t opaque, int err, const char *errstr);
 
-/* Records handed to the producer at most (the feed's window). */
-#define SPOOLER_WINDOW 8192
+/* Records handed to the producer at most (the feed's window), and their
+ * bytes (topic, key, value, headers: the producer copies them) at most,
+ * past one record. */
+#define SPOOLER_WINDOW 65536
+#define SPOOLER_WINDOW_BYTES (64u * 1024 * 1024)
+/* What Kafka confirmed is written to the spool's checkpoint at most this
+ * often (at once when a segment is drained, and at shutdown): a crash
+ * re-sends what was confirmed since (docs/semantics.md). */
+#define SPOOLER_CHECKPOINT_MS 50
 /* The opaque of a record produced directly (mode outage, state DIRECT);
  * the feed's opaques are spool sequence numbers, below it. */
 #define SPOOLER_DIRECT_BIT (UINT64_C(1) << 63)
@@ -108,7 +115,9 @@ typedef int (*spooler_work_fn)(void *ud, void (*run)(void *arg), void (*done)(vo
                                void *arg);
 /* The group commit's fdatasync on work's thread: the records appended while
  * one runs are the next group, synced once it returned; acks still follow
- * their sync, in order. Without it, spooler_turn syncs on the caller's thread. */
+ * their sync, in order. The checkpoint's write and the deletion of drained
+ * segments go there too (spooler_ckpt.h). Without it, spooler_turn syncs
+ * and writes on the caller's thread. */
 void spooler_set_worker(spooler_t *f, spooler_work_fn work, void *ud);
 /* Optional: durable(complete_ud, opaques, n) gets a synced group's opaques
  * before their completions, so one save of the caller's state covers the

@@ -2,9 +2,10 @@
  * reader -> producer -> confirm; with `mode: outage`, sessions -> producer
  * while Kafka takes records, and the switches between the two. */
 #include "spooler.h"
+#include "spooler_ckpt.h"
+#include "spooler_task.h"
 
 #include <inttypes.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,14 +27,20 @@ struct spooler {
     spooler_work_fn work;
     void *work_ud;
     spooler_durable_fn durable; /* spooler_set_durable */
-    struct sync_holder *inflight;
+    spooler_task_t *inflight;   /* the sync on the worker */
+    spool_sync_job_t *sync_job;
+    bool freeing;
     /* The feed's window: the sequence numbers handed to the producer, in
      * order (a ring), with their state. */
     uint64_t seq[SPOOLER_WINDOW];
-    uint8_t state[SPOOLER_WINDOW]; /* WAITING, DELIVERED, FAILED */
+    uint8_t state[SPOOLER_WINDOW];  /* WAITING, DELIVERED, FAILED */
+    uint32_t bytes[SPOOLER_WINDOW]; /* each record's topic, key, value, headers */
     size_t head, n, n_waiting;
-    uint64_t confirm_to; /* every record <= this one reached Kafka */
-    bool confirm_due, rewind, stopping;
+    uint64_t window_bytes; /* the sum of bytes[] over the window */
+    uint64_t confirm_to;   /* every record <= this one reached Kafka */
+    bool confirm_due;      /* confirm_to moved since the spool was told */
+    bool rewind, stopping;
+    spooler_ckpt_t *ckpt; /* the checkpoint's writes (spooler_ckpt.c) */
     /* Scratch for the conversions: header arrays and NUL-terminated names. */
     spool_header_t *sh;
     size_t cap_sh;
@@ -95,6 +102,10 @@ spooler_t *spooler_new(const spooler_opts_t *o) {
         return NULL;
     f->sp = o->spool;
     f->o = *o;
+    if (!(f->ckpt = spooler_ckpt_new(f->sp))) {
+        free(f);
+        return NULL;
+    }
     spool_stats_t ss;
     spool_stats(f->sp, &ss);
     f->confirm_to = ss.confirmed_seq;
@@ -113,13 +124,16 @@ void spooler_set_outage(spooler_t *f, const spooler_outage_t *o) {
     f->outage_start = f->rate_t = now_ms(f);
 }
 
-static void sync_wait(spooler_t *f, bool complete);
+static void confirm(spooler_t *f, bool force);
 
 void spooler_free(spooler_t *f) {
     if (!f)
         return;
+    f->freeing = true; /* a sync in flight is published, its group not completed */
     if (f->inflight)
-        sync_wait(f, false);
+        spooler_task_wait(f->inflight);
+    confirm(f, true); /* what Kafka confirmed after spooler_stop */
+    spooler_ckpt_free(f->ckpt);
     free(f->pending);
     free(f->completing);
     free(f->sh);
@@ -420,50 +434,24 @@ static void complete_group(spooler_t *f, int rc) {
                       rc == 0 ? NULL : "the spool could not make the record durable");
 }
 
-/* The fdatasync on the worker (spooler_set_worker): the holder outlives
- * the spooler if it is freed first (consumed: done only frees it). */
-struct sync_holder {
-    spooler_t *f;
-    spool_sync_job_t *job;
-    atomic_bool finished;
-    bool consumed;
-};
-
-static void sync_run(void *arg) {
-    struct sync_holder *h = arg;
-    spool_sync_run(h->job);
-    atomic_store(&h->finished, true);
-}
-
-/* The sync in flight has returned: publish it, complete its group. */
-static void sync_finish(spooler_t *f, bool complete) {
-    struct sync_holder *h = f->inflight;
-    int rc = spool_sync_end(f->sp, h->job, NULL);
-    h->consumed = true;
-    f->inflight = NULL;
-    if (complete)
-        complete_group(f, rc);
-}
-
-/* Waits for the worker (a few ms at most: one fdatasync). */
-static void sync_wait(spooler_t *f, bool complete) {
-    while (!atomic_load(&f->inflight->finished))
-        nanosleep(&(struct timespec){0, 200000}, NULL);
-    sync_finish(f, complete);
-}
-
 static void sync_begin(spooler_t *f);
 
-static void sync_done(void *arg) {
-    struct sync_holder *h = arg;
-    if (!h->consumed) {
-        spooler_t *f = h->f;
-        sync_finish(f, true);
-        /* What was appended meanwhile is the next group. */
-        if (f->n_pending && !f->stopping)
-            sync_begin(f);
-    }
-    free(h);
+static void sync_run(void *arg) {
+    spool_sync_run(((spooler_t *)arg)->sync_job);
+}
+
+/* The sync on the worker has returned: publish it, complete its group (not
+ * at spooler_free); from the worker's done, start the group appended
+ * meanwhile. */
+static void sync_finish(void *arg, bool from_worker) {
+    spooler_t *f = arg;
+    int rc = spool_sync_end(f->sp, f->sync_job, NULL);
+    f->inflight = NULL;
+    if (f->freeing)
+        return;
+    complete_group(f, rc);
+    if (from_worker && f->n_pending && !f->stopping)
+        sync_begin(f);
 }
 
 /* Starts the group commit of the records appended since the last sync: on
@@ -472,19 +460,10 @@ static void sync_begin(spooler_t *f) {
     spool_sync_job_t *job;
     take_group(f);
     int rc = spool_sync_begin(f->sp, &job, NULL);
-    if (rc == 0 && job && f->work) {
-        struct sync_holder *h = malloc(sizeof(*h));
-        if (h) {
-            *h = (struct sync_holder){.f = f, .job = job};
-            atomic_init(&h->finished, false);
-            f->inflight = h;
-            if (f->work(f->work_ud, sync_run, sync_done, h) == 0)
-                return;
-            f->inflight = NULL;
-            free(h);
-        }
-    }
     if (rc == 0 && job) {
+        f->sync_job = job;
+        if ((f->inflight = spooler_task_start(f->work, f->work_ud, sync_run, sync_finish, f)))
+            return;
         spool_sync_run(job);
         rc = spool_sync_end(f->sp, job, NULL);
     }
@@ -494,7 +473,7 @@ static void sync_begin(spooler_t *f) {
 /* The group commit, here and now (shutdown, and without a worker). */
 static void sync_and_complete(spooler_t *f) {
     if (f->inflight)
-        sync_wait(f, true);
+        spooler_task_wait(f->inflight);
     if (!f->n_pending)
         return;
     spooler_work_fn saved = f->work;
@@ -506,24 +485,21 @@ static void sync_and_complete(spooler_t *f) {
 void spooler_set_worker(spooler_t *f, spooler_work_fn work, void *ud) {
     f->work = work;
     f->work_ud = ud;
+    spooler_ckpt_set_worker(f->ckpt, work, ud);
 }
 
 void spooler_set_durable(spooler_t *f, spooler_durable_fn durable) {
     f->durable = durable;
 }
 
-static void confirm(spooler_t *f) {
-    if (!f->confirm_due)
-        return;
-    int rc = spool_confirm(f->sp, f->confirm_to);
-    /* On a failed checkpoint the confirmation still counts; the next call
-     * writes it again. */
-    f->confirm_due = rc != 0;
-    if (rc != 0) {
-        static log_ratelimit_t rl = LOG_RATELIMIT_INIT("spool checkpoint", 10, 10000);
-        log_ratelimited(&rl, LOG_WARN, "spool: writing the checkpoint failed: %s (retried)",
-                        spool_strerror(rc));
+/* What Kafka confirmed counts in the spool at once; its checkpoint follows
+ * (spooler_ckpt.h): throttled, here and now when force. */
+static void confirm(spooler_t *f, bool force) {
+    if (f->confirm_due) {
+        spooler_ckpt_confirm(f->ckpt, f->confirm_to);
+        f->confirm_due = false;
     }
+    spooler_ckpt_turn(f->ckpt, now_ms(f), force, f->st.full);
 }
 
 /* A spool record as a Kafka record: the topic and header names need NULs. */
@@ -555,9 +531,17 @@ static int to_kafka(spooler_t *f, const spool_record_t *r, kafka_record_t *out) 
     return 0;
 }
 
+/* What a record holds in the producer's queue, roughly (its copy). */
+static uint32_t record_bytes(const spool_record_t *r) {
+    size_t n = r->topic_len + r->key_len + r->value_len;
+    for (size_t i = 0; i < r->n_headers; i++)
+        n += r->headers[i].name_len + r->headers[i].value_len;
+    return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
 /* Feeds the producer from the reader, in order, up to the window. */
 static void feed(spooler_t *f) {
-    while (f->n < SPOOLER_WINDOW) {
+    while (f->n < SPOOLER_WINDOW && (f->n == 0 || f->window_bytes < SPOOLER_WINDOW_BYTES)) {
         spool_record_t r;
         uint64_t seq;
         int rc = spool_peek(f->sp, &r, &seq);
@@ -585,6 +569,8 @@ static void feed(spooler_t *f) {
         size_t at = (f->head + f->n) % SPOOLER_WINDOW;
         f->seq[at] = seq;
         f->state[at] = WAITING;
+        f->bytes[at] = record_bytes(&r);
+        f->window_bytes += f->bytes[at];
         f->n++;
         f->n_waiting++;
         spool_next(f->sp);
@@ -602,16 +588,17 @@ void spooler_turn(spooler_t *f) {
     if (f->rewind && f->n_waiting == 0) {
         /* Every record handed out has its report: confirm the delivered
          * prefix and read again from the first record not confirmed. */
-        confirm(f);
+        confirm(f, false);
         spool_rewind(f->sp);
         f->n = 0;
+        f->window_bytes = 0;
         f->rewind = false;
         f->st.rewinds++;
         log_info("spool: the feed to Kafka starts again after record %" PRIu64, f->confirm_to);
     }
     if (!f->stopping && !f->rewind && f->st.state != SPOOLER_DIRECT)
         feed(f);
-    confirm(f);
+    confirm(f, false);
     update_state(f, now);
     if (f->st.state != SPOOLER_DIRECT && f->outage)
         f->st.outage_ms = f->outage_done_ms + (now - f->outage_start);
@@ -662,6 +649,7 @@ void spooler_on_report(spooler_t *f, uint64_t opaque, int err, const char *errst
         f->confirm_to = f->seq[f->head];
         f->confirm_due = true;
         f->st.drained++;
+        f->window_bytes -= f->bytes[f->head];
         f->head = (f->head + 1) % SPOOLER_WINDOW;
         f->n--;
     }
@@ -672,7 +660,7 @@ void spooler_stop(spooler_t *f) {
         append_kept(f); /* what came back; reports due after this fail to their sessions */
     if (f->n_pending || f->inflight)
         sync_and_complete(f);
-    confirm(f);
+    confirm(f, true);
     f->stopping = true;
 }
 

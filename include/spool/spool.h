@@ -18,6 +18,7 @@
 #ifndef M2K_SPOOL_H
 #define M2K_SPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -141,6 +142,32 @@ void spool_rewind(spool_t *sp);
  * next call writes the checkpoint again; until then a restart hands out the
  * records since the last checkpoint again (at least once). */
 int spool_confirm(spool_t *sp, uint64_t seq);
+
+/* spool_confirm in three parts, so the checkpoint's and the deletions' I/O
+ * run on another thread. begin (owner's thread) records the confirmation at
+ * once (SPOOL_EINVAL as spool_confirm), takes the drained segments out of the
+ * spool (their bytes no longer counted) and gives a job that writes the
+ * checkpoint and deletes their files, or 0 and *job NULL when there is
+ * nothing to write or delete (SPOOL_ENOMEM: the confirmation still counts).
+ * spool_confirm_run(job) does the I/O and touches nothing but the job (any
+ * thread). end (owner's thread, once run returned) logs what failed and
+ * returns 0, or SPOOL_FULL / SPOOL_EIO when the checkpoint could not be
+ * written (the next begin writes it again). The newest segment, once
+ * drained, goes with the job after the one whose checkpoint covers it. One
+ * job at a time; until end, appends, syncs and reads go on, spool_confirm
+ * and spool_close may not. */
+typedef struct spool_confirm_job spool_confirm_job_t;
+int spool_confirm_begin(spool_t *sp, uint64_t seq, spool_confirm_job_t **job);
+void spool_confirm_run(spool_confirm_job_t *job);
+int spool_confirm_end(spool_t *sp, spool_confirm_job_t *job);
+/* The confirmation alone, in memory (the reader, the stats, a rewind): the
+ * next spool_confirm or spool_confirm_begin writes it. 0 or SPOOL_EINVAL.
+ * Allowed while a confirm job runs. */
+int spool_confirm_note(spool_t *sp, uint64_t seq);
+/* Whether a segment is drained: the next spool_confirm_begin deletes it. */
+bool spool_drained(const spool_t *sp);
+/* Whether the checkpoint on disk is behind the confirmation. */
+bool spool_checkpoint_behind(const spool_t *sp);
 
 /* The caller's state beside the records (the daemon's QoS 2 ids, at most
  * SPOOL_STATE_MAX bytes), in two slot files with a generation (state.c):

@@ -47,8 +47,9 @@ void spool_rewind(spool_t *sp) {
     sp->tsq_head = sp->tsq_len = 0;
 }
 
-/* Reads the rest of segs[r_seg] up to what the last sync covered into rbuf,
- * after dropping the bytes already consumed. Returns 0 or a code. */
+/* Reads the next SPOOL_READ_CHUNK bytes of segs[r_seg] (a frame larger than
+ * that whole), up to what the last sync covered, into rbuf, after dropping
+ * the bytes already consumed. Returns 0 or a code. */
 static int reader_fill(spool_t *sp, uint64_t limit) {
     if (sp->r_fd < 0) {
         char name[SPOOL_SEG_NAME_LEN + 1];
@@ -68,7 +69,16 @@ static int reader_fill(spool_t *sp, uint64_t limit) {
     uint64_t end = sp->r_base + sp->rlen;
     if (end >= limit)
         return 0;
-    size_t want = (size_t)(limit - end);
+    size_t want = (size_t)(limit - end), chunk = SPOOL_READ_CHUNK;
+    if (sp->rlen >= SPOOL_FRAME_HEADER_SIZE) {
+        const uint8_t *l = sp->rbuf + 8; /* the partial frame's body_len */
+        size_t flen = SPOOL_FRAME_HEADER_SIZE +
+                      ((size_t)l[0] | (size_t)l[1] << 8 | (size_t)l[2] << 16 | (size_t)l[3] << 24);
+        if (flen > sp->rlen && flen - sp->rlen > chunk)
+            chunk = flen - sp->rlen;
+    }
+    if (want > chunk)
+        want = chunk;
     if (sp->rlen + want > sp->rcap) {
         uint8_t *b = realloc(sp->rbuf, sp->rlen + want);
         if (!b)

@@ -1,5 +1,5 @@
 /* The spool's files: open and recovery, append, group commit, rollback,
- * checkpoint and deletion of drained segments (spool.h; the format in
+ * deletion of segments (spool.h; the checkpoint in confirm.c; the format in
  * format.h; the rules in docs/architecture.md, "Spool"). */
 #include "spool_internal.h"
 
@@ -108,18 +108,27 @@ int spool_sync_dir(spool_t *sp) {
     return 0;
 }
 
+void spool_seg_drop(spool_t *sp, size_t i) {
+    if (sp->segs[i].fd >= 0)
+        close(sp->segs[i].fd);
+    sp->seg_bytes -= sp->segs[i].size;
+    memmove(&sp->segs[i], &sp->segs[i + 1], (sp->nsegs - i - 1) * sizeof *sp->segs);
+    sp->nsegs--;
+}
+
 /* Removes segs[i] (closing and unlinking its file). */
 static int seg_remove(spool_t *sp, size_t i) {
     char name[SPOOL_SEG_NAME_LEN + 1];
     spool_seg_name(name, sp->segs[i].base);
     if (sp->segs[i].fd >= 0)
         close(sp->segs[i].fd);
+    sp->segs[i].fd = -1;
     int rc = unlinkat(sp->dirfd, name, 0);
     if (rc != 0)
         log_error("spool: %s/%s: cannot delete: %s", sp->dir, name, strerror(errno));
-    sp->seg_bytes -= sp->segs[i].size;
-    memmove(&sp->segs[i], &sp->segs[i + 1], (sp->nsegs - i - 1) * sizeof *sp->segs);
-    sp->nsegs--;
+    int err = errno;
+    spool_seg_drop(sp, i);
+    errno = err;
     return rc;
 }
 
@@ -274,57 +283,6 @@ int spool_replace_file(spool_t *sp, const char *name, const char *tmp, const uin
         return spool_io_code(err);
     }
     return spool_sync_dir(sp) == 0 ? 0 : SPOOL_EIO;
-}
-
-static int checkpoint_write(spool_t *sp, uint64_t confirmed) {
-    uint8_t buf[SPOOL_CHECKPOINT_SIZE];
-    spool_checkpoint_encode(buf, confirmed);
-    return spool_replace_file(sp, SPOOL_CHECKPOINT_NAME, SPOOL_CHECKPOINT_TMP, buf, sizeof buf);
-}
-
-int spool_confirm(spool_t *sp, uint64_t seq) {
-    if (seq > sp->confirmed) {
-        if (seq > sp->r_last)
-            return SPOOL_EINVAL;
-        sp->confirmed = seq;
-        while (sp->tsq_len > 0 && sp->tsq[sp->tsq_head].seq <= seq) {
-            sp->tsq_head = (sp->tsq_head + 1) % sp->tsq_cap;
-            sp->tsq_len--;
-        }
-    }
-    /* On a full disk the checkpoint may not be writable: drained sealed
-     * segments are deleted all the same (recovery takes every record before
-     * the oldest segment as confirmed), which is how space comes back. */
-    int rc = 0;
-    if (sp->ckpt_seq != sp->confirmed) {
-        rc = checkpoint_write(sp, sp->confirmed);
-        if (rc == 0)
-            sp->ckpt_seq = sp->confirmed;
-    }
-    /* A sealed segment is drained when the next one starts after the
-     * confirmed record; the newest when everything appended is confirmed and
-     * synced and the checkpoint says so (it then carries the sequence
-     * numbers on; the next append starts a new segment). */
-    size_t n = 0;
-    while (n < sp->nsegs && n < sp->r_seg + 1) {
-        bool sealed = n + 1 < sp->nsegs;
-        if (sealed ? sp->segs[n + 1].base - 1 > sp->confirmed
-                   : (rc != 0 || sp->confirmed + 1 < sp->next_seq || sp->dirty ||
-                      sp->nsegs != sp->sync_nsegs))
-            break;
-        n++;
-    }
-    if (n == 0)
-        return rc;
-    spool_reader_dropped(sp, n);
-    for (size_t i = 0; i < n; i++)
-        seg_remove(sp, 0);
-    sp->sync_nsegs -= n;
-    if (sp->sync_nsegs == 0)
-        sp->sync_off = 0;
-    if (spool_sync_dir(sp) != 0 && rc == 0)
-        rc = SPOOL_EIO;
-    return rc;
 }
 
 void spool_stats(spool_t *sp, spool_stats_t *out) {
@@ -686,6 +644,7 @@ void spool_close(spool_t *sp) {
         close(sp->dirfd); /* releases the flock */
     free(sp->segs);
     spool_sync_job_free(sp->job);
+    spool_confirm_job_free(sp->cjob);
     free(sp->wbuf);
     free(sp->dir);
     free(sp);

@@ -22,6 +22,8 @@
 #define SPOOL_STATE_SLOT1_NAME "state.1"
 /* Buffered appends are written out when they pass this. */
 #define SPOOL_WBUF_FLUSH (1024 * 1024)
+/* The reader reads this much at a time (a larger frame whole). */
+#define SPOOL_READ_CHUNK (1024 * 1024)
 
 typedef struct {
     uint64_t base; /* the sequence number of its first record (its name) */
@@ -88,6 +90,9 @@ struct spool {
     spool_sync_job_t *job;
     bool job_busy;
     uint64_t gen;
+    /* spool_confirm_begin..end (confirm.c): the one checkpoint job. */
+    spool_confirm_job_t *cjob;
+    bool cjob_busy;
 
     /* Records appended and not yet written: the last wlen bytes of the newest
      * segment (whose size counts them). */
@@ -111,6 +116,10 @@ int spool_sync_dir(spool_t *sp);
 int spool_rollback(spool_t *sp);
 int spool_flush(spool_t *sp);
 void spool_sync_job_free(spool_sync_job_t *job);
+void spool_confirm_job_free(spool_confirm_job_t *job);
+/* Takes segs[i] out of the list: its file closed (not deleted), its bytes
+ * no longer counted. */
+void spool_seg_drop(spool_t *sp, size_t i);
 /* Replaces the file `name` with buf, durably: tmp, fdatasync, rename over,
  * fsync of the directory. 0, SPOOL_FULL (the disk) or SPOOL_EIO. */
 int spool_replace_file(spool_t *sp, const char *name, const char *tmp, const uint8_t *buf,

@@ -760,9 +760,10 @@ def reconcile(devices, records, resent=None, spool_restarts=0):
       partition; the copies one connection sent are in Kafka in the order sent
       (seq strictly increasing, none twice); copies sent by a later connection
       come after those of earlier connections.
-    With the spool, `spool_restarts` daemon restarts may each send one run of
-    records per partition again (spool_replays); those are counted
-    (spool_replayed) and left out of the rules above.
+    With the spool, `spool_restarts` daemon restarts and rewinds of the
+    spool's feed may each send one run of records per partition again
+    (spool_replays); those are counted (spool_replayed) and left out of the
+    rules above.
     """
     reappended = mock_reappends(records, resent) if resent else set()
     replayed = spool_replays(records, spool_restarts, reappended) if spool_restarts else set()

@@ -170,7 +170,14 @@ class Run:
         # Not against real Kafka: there every second copy is a duplicate.
         resent = rel.resent_batches(self.daemon.all_logs()) if self.args.kafka == "mock" else {}
         self.extra["resent_batches"] = sum(len(v) for v in resent.values())
-        r = rel.reconcile(self.devices, records, resent, self.restarts if self.spool else 0)
+        # The spool's feed also sends again, after a record Kafka refused,
+        # what Kafka took after it (a rewind; docs/semantics.md, "The
+        # spool"): one run per partition, as a restart's replay.
+        rewinds = self.daemon.all_logs().count("spool: the feed to Kafka starts again after")
+        if self.spool:
+            self.extra["spool_rewinds"] = rewinds
+        r = rel.reconcile(self.devices, records, resent,
+                          self.restarts + rewinds if self.spool else 0)
         san = self.daemon.sanitizer_reports()
         for line in san[:5]:
             self.check(False, f"sanitizer: {line}")

@@ -32,9 +32,28 @@ static void test_crc32c_rfc3720_vectors(void **state) {
 }
 
 /* The SSE4.2 instruction and the table agree on every length 0..300 at
- * every alignment 0..7, and in pieces. */
+ * every alignment 0..7, and in pieces; and on lengths around the three-way
+ * blocks (3 x 256 and 3 x 4096 bytes) up to 40,000. */
 static void test_crc32c_hw_and_table_agree(void **state) {
     (void)state;
+    static uint8_t big[40008];
+    uint32_t y = 777;
+    for (size_t i = 0; i < sizeof big; i++) {
+        y = y * 1103515245u + 12345u;
+        big[i] = (uint8_t)(y >> 16);
+    }
+    static const size_t lens[] = {767,   768,   769,   775,   776,   1535,  1536,
+                                  2311,  12287, 12288, 12289, 12295, 13056, 16384,
+                                  16400, 24576, 24577, 36863, 36864, 40000};
+    for (size_t off = 0; off < 8; off++)
+        for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+            uint32_t t = spool_crc32c_table(0, big + off, lens[i]);
+            assert_int_equal(spool_crc32c_hw(0, big + off, lens[i]), t);
+            size_t cut = lens[i] / 3;
+            assert_int_equal(
+                spool_crc32c_hw(spool_crc32c_hw(0, big + off, cut), big + off + cut, lens[i] - cut),
+                t);
+        }
     uint8_t b[320];
     uint32_t x = 12345;
     for (size_t i = 0; i < sizeof b; i++) {
@@ -160,6 +179,42 @@ static void test_round_trip_rolls_and_reopen(void **state) {
     spool_close(sp);
     if (strstr(log_text(), "corrupt record") || strstr(log_text(), "torn tail"))
         fail_msg("unexpected log: %s", log_text());
+}
+
+/* The reader reads SPOOL_READ_CHUNK at a time, a frame larger than that
+ * whole: every record comes back across the chunks' boundaries, and the
+ * read buffer stays at a chunk plus a frame, not the segment. */
+static void test_reader_reads_in_chunks(void **state) {
+    (void)state;
+    spool_t *sp = open_spool(0, 0);
+    append_sync(sp, 1, 3000, 1000); /* ~1.6 MB in one segment */
+    size_t big_len = 3 * SPOOL_READ_CHUNK;
+    uint8_t *big = malloc(big_len);
+    assert_non_null(big);
+    for (size_t i = 0; i < big_len; i++)
+        big[i] = (uint8_t)(i * 7);
+    spool_record_t r = {.topic = "big", .topic_len = 3, .value = big, .value_len = big_len};
+    uint64_t seq, synced;
+    assert_int_equal(spool_append(sp, &r, &seq), 0);
+    assert_int_equal(seq, 3001);
+    append_n(sp, 3002, 10, 1000);
+    assert_int_equal(spool_sync(sp, &synced), 0);
+    spool_record_t rec;
+    for (uint64_t s = 1; s <= 3000; s++) {
+        assert_int_equal(spool_peek(sp, &rec, &seq), 0);
+        assert_int_equal(seq, s);
+        assert_int_equal(check_record(&rec, s, 1000), 0);
+        spool_next(sp);
+        assert_true(sp->rcap <= SPOOL_READ_CHUNK + SPOOL_FRAME_HEADER_SIZE + 1200);
+    }
+    assert_int_equal(spool_peek(sp, &rec, &seq), 0);
+    assert_int_equal(seq, 3001);
+    assert_int_equal(rec.value_len, big_len);
+    assert_memory_equal(rec.value, big, big_len);
+    spool_next(sp);
+    read_expect(sp, 3002, 3011, 1000);
+    free(big);
+    spool_close(sp);
 }
 
 static void test_checkpoint_and_deletion(void **state) {
@@ -434,6 +489,7 @@ int main(void) {
         cmocka_unit_test(test_crc32c_hw_and_table_agree),
         cmocka_unit_test(test_frame_exact_bytes),
         cmocka_unit_test_setup_teardown(test_round_trip_rolls_and_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reader_reads_in_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_and_deletion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_every_offset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flipped_byte_every_offset, setup, teardown),

@@ -229,6 +229,33 @@ static void test_window_and_a_full_producer_queue(void **state) {
     spool_close(sp);
 }
 
+/* The window's bytes: 1 MiB records, 64 of them in the producer at most
+ * (SPOOLER_WINDOW_BYTES), the next once the first is delivered. */
+static void test_window_bytes(void **state) {
+    (void)state;
+    spool_t *sp = open_spool(0, 0);
+    spooler_t *f = new_spooler(sp);
+    size_t len = 1024 * 1024, max = SPOOLER_WINDOW_BYTES / len;
+    char *v = malloc(len + 1);
+    assert_non_null(v);
+    memset(v, 'm', len);
+    v[len] = '\0';
+    for (size_t i = 0; i < max + 2; i++)
+        assert_int_equal(produce_one(f, v, i + 1), KAFKA_OK);
+    free(v);
+    spooler_turn(f);
+    assert_int_equal(done.n, max + 2);
+    assert_int_equal(prod.n, max);
+    spooler_turn(f);
+    assert_int_equal(prod.n, max); /* nothing delivered: nothing more */
+    spooler_on_delivery(f, 1, 0, NULL);
+    spooler_turn(f);
+    assert_int_equal(prod.n, max + 1);
+    assert_int_equal(prod.seq[max], max + 1);
+    spooler_free(f);
+    spool_close(sp);
+}
+
 static void test_full_spool_is_refused_as_spool_full(void **state) {
     (void)state;
     spool_t *sp = open_spool(24 + 16 + 2 * 60, 0); /* checkpoint, header, about two records */
@@ -287,6 +314,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_failed_delivery_rewinds_after_the_window_is_back,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_and_a_full_producer_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_spool_is_refused_as_spool_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopened_spool_feeds_the_unconfirmed_first, setup,
                                         teardown),
