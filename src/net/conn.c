@@ -49,13 +49,13 @@ void conn_set_state(conn_t *c, conn_state_t to) {
     (void)allowed; /* NDEBUG */
     if (c->state == CONN_HANDSHAKE && c->tls_counted) {
         c->tls_counted = false;
-        srv_of(c)->handshakes--;
+        atomic_fetch_sub(&srv_of(c)->sh->handshakes, 1);
     }
     if (c->state == CONN_HANDSHAKE && c->tls_counted_ip) {
         char ip[IPLIMIT_KEY_MAX];
         c->tls_counted_ip = false;
         security_addr_ip(ops_of(c)->conn_remote(c->pc), ip, sizeof(ip));
-        iplimit_handshake_end(srv_of(c)->iplimit, ip, uv_now(&srv_of(c)->loop));
+        net_ip_handshake_end(srv_of(c), ip);
     }
     c->state = (uint8_t)to;
 }
@@ -82,7 +82,7 @@ void server_request_turn(server_t *s) {
         uv_idle_start(&s->idle, on_idle);
 }
 
-static void mark_pending(conn_t *c) {
+void conn_mark_pending(conn_t *c) {
     server_t *s = srv_of(c);
     if (!list_linked(&c->pending))
         list_insert_tail(&s->pending, &c->pending);
@@ -136,9 +136,11 @@ static int in_append(conn_t *c, const uint8_t *p, size_t n) {
     if (buf_append(&c->in, &c->in_len, &c->in_cap, 256, p, n) != 0)
         return -1;
     if (svc->limits && c->state < CONN_CLOSING) {
-        svc->st.input_bytes += c->in_cap - (c->in_counted ? cap0 : 0);
+        uint32_t add = c->in_cap - (c->in_counted ? cap0 : 0);
+        svc->st.input_bytes += add;
         c->in_counted = true;
-        if (svc->st.input_bytes > srv_of(c)->cfg->mqtt.max_input_buffer_bytes)
+        uint64_t all = atomic_fetch_add(&srv_of(c)->sh->input, add) + add;
+        if (all > srv_of(c)->cfg->mqtt.max_input_buffer_bytes)
             input_over_budget(srv_of(c), svc);
     }
     return 0;
@@ -148,6 +150,7 @@ static int in_append(conn_t *c, const uint8_t *p, size_t n) {
 static void in_uncount(conn_t *c) {
     if (c->in_counted) {
         c->l->svc->st.input_bytes -= c->in_cap;
+        atomic_fetch_sub(&srv_of(c)->sh->input, c->in_cap);
         c->in_counted = false;
     }
 }
@@ -169,7 +172,7 @@ void conn_read_start(conn_t *c) {
     }
 }
 
-static void conn_read_stop(conn_t *c) {
+void conn_read_stop(conn_t *c) {
     if (c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
@@ -250,7 +253,7 @@ static void conn_begin_close(conn_t *c) {
     conn_set_state(c, CONN_CLOSING);
     c->since_ms = uv_now(&srv_of(c)->loop);
     conn_read_stop(c);
-    mark_pending(c);
+    conn_mark_pending(c);
 }
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -259,13 +262,17 @@ static void on_handle_closed(uv_handle_t *h) {
     if (c->counted_ip) {
         char ip[IPLIMIT_KEY_MAX];
         security_addr_ip(ops_of(c)->conn_remote(c->pc), ip, sizeof(ip));
-        iplimit_release(s->iplimit, ip, uv_now(&s->loop));
+        net_ip_release(s, ip);
     }
     ops_of(c)->conn_free(c->pc);
     transport_conn_free(c->tr);
     list_remove(&c->node);
     list_remove(&c->pending);
     c->l->svc->n_conns--;
+    if (c->move) /* closed before it could go (cut, or no socket to hand over) */
+        net_move_abandon(c);
+    if (c->l->svc->limits && !c->moved) /* a moved one counts on its new server */
+        atomic_fetch_sub(&s->sh->conns, 1);
     if (s->stopping && list_empty(&s->conns) && !s->stop_timer_closed) {
         s->stop_timer_closed = true;
         uv_close((uv_handle_t *)&s->stop_timer, NULL);
@@ -286,7 +293,7 @@ static void conn_timer_stop(conn_t *c) {
     }
 }
 
-static void conn_close_handle(conn_t *c) {
+void conn_close_handle(conn_t *c) {
     if (c->state == CONN_CLOSED)
         return;
     conn_set_state(c, CONN_CLOSED);
@@ -349,6 +356,8 @@ static void on_write(uv_write_t *req, int status) {
     free(w);
     if (status < 0 && status != UV_ECANCELED)
         conn_write_failed(c, status);
+    else if (c->move && !c->queued)
+        conn_mark_pending(c); /* its output is out: it can go */
 }
 
 static void conn_flush(conn_t *c) {
@@ -408,7 +417,7 @@ static void conn_flush(conn_t *c) {
 int net_conn_emit(conn_t *c, const void *p, size_t n) {
     if (buf_append(&c->out, &c->out_len, &c->out_cap, 64, p, n) < 0)
         return -1;
-    mark_pending(c);
+    conn_mark_pending(c);
     return 0;
 }
 
@@ -434,6 +443,12 @@ void conn_process_pending(server_t *s) {
                 continue;
             if (c->held) /* the timer queues it again */
                 continue;
+            if (c->move) { /* server_conn_move: once the output is out, it goes */
+                conn_flush(c);
+                if (c->move && !c->out_len && !c->queued && c->state == CONN_CLOSING)
+                    net_move_send(c);
+                continue;
+            }
             conn_flush(c);
             if (c->state >= CONN_CLOSING)
                 conn_finish_close(c);
@@ -477,7 +492,7 @@ void server_conn_resume(server_conn_t *c) {
         c->since_ms = uv_now(&srv_of(c)->loop);
     /* Not synchronously: the protocol may be in the middle of a callback. */
     c->feed_pending = true;
-    mark_pending(c);
+    conn_mark_pending(c);
 }
 
 static void on_conn_timer(uv_timer_t *t) {
@@ -487,7 +502,7 @@ static void on_conn_timer(uv_timer_t *t) {
     conn_timer_stop(c);
     net_set_now(srv_of(c));
     if (held) {
-        mark_pending(c);
+        conn_mark_pending(c);
         if (c->state < CONN_CLOSING && !ops_of(c)->conn_paused(c->pc))
             conn_read_start(c);
     } else if (c->state < CONN_CLOSING && ops_of(c)->conn_timer) {
@@ -599,7 +614,9 @@ void conn_check_partial(server_t *s, uint64_t now) {
  * packets are closed first, until the rest fits. */
 static void input_over_budget(server_t *s, service_t *svc) {
     uint64_t budget = s->cfg->mqtt.max_input_buffer_bytes;
-    while (svc->st.input_bytes > budget) {
+    /* Shared by every worker: this one closes its own largest until the
+     * whole fits (or it holds none). */
+    while (atomic_load(&s->sh->input) > budget) {
         conn_t *big = NULL, *c;
         FOREACH_CONN(c, s) {
             if (c->l->svc == svc && c->in_counted && (!big || c->in_cap > big->in_cap))
@@ -611,7 +628,7 @@ static void input_over_budget(server_t *s, service_t *svc) {
         snprintf(why, sizeof(why),
                  "%u bytes of a partly received packet buffered, the most of any connection, "
                  "while all hold %" PRIu64 ", over mqtt.max_input_buffer_bytes %" PRIu64,
-                 big->in_cap, svc->st.input_bytes, budget);
+                 big->in_cap, (uint64_t)atomic_load(&s->sh->input), budget);
         svc->st.input_budget_closed++;
         conn_goodbye(big, SERVER_GOODBYE_BUSY);
         net_conn_end(big, why);
@@ -638,6 +655,8 @@ void conn_stop_reading_all(server_t *s) {
 void conn_close_all(server_t *s) {
     conn_t *c;
     FOREACH_CONN(c, s) {
+        if (c->move) /* on its way to another server: sent now, or closed there */
+            continue;
         conn_goodbye(c, SERVER_GOODBYE_SHUTDOWN);
         net_conn_lost(c, "server shutting down");
     }

@@ -242,6 +242,17 @@ static void tls_shutdown(transport_t *t, conn_t *c) {
     drain(x, c);
 }
 
+static void tls_conn_rebind(transport_t *t, void *ctx) {
+    ((tls_layer_t *)t)->l = ctx; /* its plaintext buffer is the new loop's */
+}
+
+/* Records that came with the CONNECT and were not decrypted before the move. */
+static void tls_resume(transport_t *t, conn_t *c) {
+    tls_layer_t *x = (tls_layer_t *)t;
+    if (x->open && !x->busy)
+        read_plain(x, c);
+}
+
 static const char *tls_handshake_timeout(transport_t *t, conn_t *c, unsigned limit_s) {
     tls_layer_t *x = (tls_layer_t *)t;
     if (x->open)
@@ -265,5 +276,7 @@ const transport_type_t transport_tls_type = {
     .input = tls_input,
     .output = tls_output,
     .shutdown = tls_shutdown,
+    .conn_rebind = tls_conn_rebind,
+    .resume = tls_resume,
     .handshake_timeout = tls_handshake_timeout,
 };

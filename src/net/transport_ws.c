@@ -189,6 +189,10 @@ static const char *ws_handshake_timeout(transport_t *t, conn_t *c, unsigned limi
     return "WebSocket upgrade timeout";
 }
 
+static void ws_conn_rebind(transport_t *t, void *ctx) {
+    ((ws_layer_t *)t)->l = ctx;
+}
+
 const transport_type_t transport_ws_type = {
     .name = "WebSocket",
     .handshake = true,
@@ -202,5 +206,6 @@ const transport_type_t transport_ws_type = {
     .input = ws_input,
     .output = ws_output,
     .shutdown = ws_shutdown,
+    .conn_rebind = ws_conn_rebind,
     .handshake_timeout = ws_handshake_timeout,
 };
