@@ -16,6 +16,7 @@ struct daemon_auth {
     server_t *srv;
     security_t **sec;
     const config_t **cfg;
+    unsigned workers; /* auth.max_hashing and its queue are shared among them */
     uint32_t running; /* jobs on the threadpool */
     list_t queue;     /* jobs waiting for a slot, oldest first */
     size_t queued;
@@ -38,10 +39,12 @@ struct auth_job {
     int rc; /* auth_db_check's answer */
 };
 
-daemon_auth_t *daemon_auth_new(server_t *srv, security_t **sec, const config_t **cfg) {
+daemon_auth_t *daemon_auth_new(server_t *srv, security_t **sec, const config_t **cfg,
+                               unsigned workers) {
     daemon_auth_t *a = calloc(1, sizeof(*a));
     if (!a)
         return NULL;
+    a->workers = workers;
     a->srv = srv;
     a->sec = sec;
     a->cfg = cfg;
@@ -80,7 +83,8 @@ static void pump(daemon_auth_t *a) {
     list_t *n;
     /* The queue first: at shutdown (server_free's drain) it is empty and the
      * configuration may be gone. */
-    while ((n = list_first(&a->queue)) && a->running < (*a->cfg)->auth.max_hashing) {
+    while ((n = list_first(&a->queue)) &&
+           a->running < config_share((*a->cfg)->auth.max_hashing, a->workers)) {
         auth_job_t *j = LIST_ENTRY(n, auth_job_t, node);
         list_remove(n);
         a->queued--;
@@ -144,8 +148,9 @@ static int screen(mqtt_pc_t *pc, const uint8_t *buf, size_t len) {
     if (!security_will_hash(*a->sec, remote, pc->has_identity ? "" : NULL, p->has_username,
                             server_now_ms(a->srv)))
         return 0;
-    uint32_t max_queue = (*a->cfg)->auth.max_hashing_queue;
-    bool slot = a->running < (*a->cfg)->auth.max_hashing && list_empty(&a->queue);
+    uint32_t max_queue = config_share((*a->cfg)->auth.max_hashing_queue, a->workers);
+    bool slot =
+        a->running < config_share((*a->cfg)->auth.max_hashing, a->workers) && list_empty(&a->queue);
     if (!slot && a->queued >= max_queue) {
         static const uint8_t connack3[] = {0x20, 0x02, 0x00, MQTT_CONNACK_UNAVAILABLE};
         char why[200];
@@ -251,8 +256,11 @@ void daemon_auth_conn_free(mqtt_pc_t *pc) {
     free(pc);
 }
 
-unsigned daemon_threadpool_size(const config_t *cfg) {
-    unsigned want = cfg->auth.max_hashing + cfg->mqtt.max_tls_handshake_workers + 2;
+unsigned daemon_threadpool_size(const config_t *cfg, unsigned workers) {
+    /* Each worker runs its share (config_share) of both bounds. */
+    unsigned n = workers ? workers : 1;
+    unsigned want = n * config_share(cfg->auth.max_hashing, n) +
+                    n * config_share(cfg->mqtt.max_tls_handshake_workers, n) + 2;
     const char *env = getenv("UV_THREADPOOL_SIZE");
     if (env && *env) {
         unsigned have = (unsigned)strtoul(env, NULL, 10);

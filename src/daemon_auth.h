@@ -27,21 +27,27 @@ typedef struct {
     server_conn_t *conn;
     daemon_auth_t *auth;
     auth_job_t *job;
-    bool has_identity; /* a certificate identity: no password is checked */
+    struct worker *worker; /* the worker serving it (daemon_int.h) */
+    bool placed;           /* its CONNECT's client id lives on this worker */
+    bool has_identity;     /* a certificate identity: no password is checked */
     bool screened;     /* the CONNECT was seen: bytes go straight to the session */
 } mqtt_pc_t;
 
 /* `sec` and `cfg` point at the daemon's pointers (read at each CONNECT: a
- * reload may replace them). NULL when out of memory. */
-daemon_auth_t *daemon_auth_new(server_t *srv, security_t **sec, const config_t **cfg);
+ * reload may replace them). With several workers (threads: N) each has one,
+ * running its config_share of auth.max_hashing and auth.max_hashing_queue.
+ * NULL when out of memory. */
+daemon_auth_t *daemon_auth_new(server_t *srv, security_t **sec, const config_t **cfg,
+                               unsigned workers);
 void daemon_auth_free(daemon_auth_t *a);
 /* Sizes libuv's threadpool (UV_THREADPOOL_SIZE, read once at its first use)
  * so the password checks (auth.max_hashing), the TLS handshake steps
  * (mqtt.max_tls_handshake_workers) and the spool's fdatasync never wait
  * for each other: their sum plus 2 (the sync and one spare), unless the
  * environment sets it already (then a warning when it is smaller). Called
- * at start, before anything runs on the pool. Returns the size in force. */
-unsigned daemon_threadpool_size(const config_t *cfg);
+ * at start, before anything runs on the pool. With `workers` sharing the
+ * pool, the sum of their shares. Returns the size in force. */
+unsigned daemon_threadpool_size(const config_t *cfg, unsigned workers);
 /* CONNECTs refused because the queue was full. */
 uint64_t daemon_auth_refused(const daemon_auth_t *a);
 

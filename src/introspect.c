@@ -40,13 +40,18 @@ static bool each_session(void *ctx, const session_detached_info_t *i) {
     return ops_list_add_session(w->page, &s);
 }
 
-char *introspect_page(const session_mgr_t *sm, const server_t *srv, int kind, size_t offset,
-                      size_t limit, size_t *len) {
+char *introspect_page(const session_mgr_t *const *sm, size_t n, const server_t *srv, int kind,
+                      size_t offset, size_t limit, size_t *len) {
     walk_t w = {ops_list_new(kind, offset, limit), server_wall_ms(), server_now_ms(srv)};
     if (!w.page)
         return NULL;
-    size_t total = kind == OPS_LIST_CLIENTS
-                       ? session_mgr_list_clients(sm, offset, each_client, &w)
-                       : session_mgr_list_detached(sm, offset, each_session, &w);
+    /* One list over every worker: each skips what the offset leaves of it. */
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t skip = offset > total ? offset - total : 0;
+        total += kind == OPS_LIST_CLIENTS
+                     ? session_mgr_list_clients(sm[i], skip, each_client, &w)
+                     : session_mgr_list_detached(sm[i], skip, each_session, &w);
+    }
     return ops_list_finish(w.page, total, len);
 }

@@ -100,6 +100,10 @@ typedef struct {
     const server_t *first;
     /* The listeners are opened with SO_REUSEPORT (several workers). */
     bool reuseport;
+    /* The servers (workers) sharing libuv's threadpool: each runs
+     * config_share(mqtt.max_tls_handshake_workers, workers) handshake steps
+     * at once. 0 counts as 1. */
+    unsigned workers;
     /* Served on cfg->listeners, under the mqtt: limits: max_connections, the
      * per-address limits, connect_timeout_s for a transport handshake,
      * max_output_buffer. */
@@ -209,6 +213,11 @@ int server_tls_prepare(server_t *s, const config_t *next, server_tls_update_t **
                        size_t errlen);
 void server_tls_commit(server_t *s, server_tls_update_t *u);
 void server_tls_abort(server_tls_update_t *u);
+
+/* Runs fn(arg) on s's loop thread, soon; callable from any thread. A call
+ * posted before server_stop runs at the latest in server_stop. 0, or -1 (no
+ * memory, or s stopped already: fn does not run). */
+int server_post(server_t *s, void (*fn)(void *arg), void *arg);
 
 /* Runs work(arg) on libuv's threadpool (shared with DNS and file requests;
  * UV_THREADPOOL_SIZE, 4 by default), then done(arg) on the loop thread.

@@ -122,6 +122,7 @@ struct server {
     uv_async_t inbox_async;
     pthread_mutex_t inbox_mu;
     list_t inbox;
+    list_t calls;      /* server_post */
     bool inbox_closed; /* under inbox_mu: server_stop ran; moves are refused */
 };
 

@@ -157,26 +157,65 @@ static void move_open(server_t *s, struct net_move *m) {
     conn_read_start(c);
 }
 
+/* A call from another thread (server_post). */
+typedef struct {
+    list_t node;
+    void (*fn)(void *arg);
+    void *arg;
+} net_call_t;
+
+int server_post(server_t *s, void (*fn)(void *arg), void *arg) {
+    net_call_t *call = malloc(sizeof(*call));
+    if (!call)
+        return -1;
+    call->fn = fn;
+    call->arg = arg;
+    pthread_mutex_lock(&s->inbox_mu);
+    bool closed = s->inbox_closed;
+    if (!closed)
+        list_insert_tail(&s->calls, &call->node);
+    pthread_mutex_unlock(&s->inbox_mu);
+    if (closed) {
+        free(call);
+        return -1;
+    }
+    uv_async_send(&s->inbox_async);
+    return 0;
+}
+
+static void take_all(list_t *from, list_t *to) {
+    while (!list_empty(from)) {
+        list_t *n = from->next;
+        list_remove(n);
+        list_insert_tail(to, n);
+    }
+}
+
 static void on_inbox(uv_async_t *h) {
     server_t *s = h->data;
-    list_t q;
+    list_t q, calls;
     list_init(&q);
+    list_init(&calls);
     pthread_mutex_lock(&s->inbox_mu);
-    while (!list_empty(&s->inbox)) {
-        list_t *n = s->inbox.next;
-        list_remove(n);
-        list_insert_tail(&q, n);
-    }
+    take_all(&s->inbox, &q);
+    take_all(&s->calls, &calls);
     pthread_mutex_unlock(&s->inbox_mu);
     while (!list_empty(&q)) {
         list_t *n = q.next;
         list_remove(n);
         move_open(s, LIST_ENTRY(n, struct net_move, node));
     }
+    while (!list_empty(&calls)) {
+        net_call_t *call = LIST_ENTRY(calls.next, net_call_t, node);
+        list_remove(&call->node);
+        call->fn(call->arg);
+        free(call);
+    }
 }
 
 int net_inbox_init(server_t *s) {
     list_init(&s->inbox);
+    list_init(&s->calls);
     if (pthread_mutex_init(&s->inbox_mu, NULL) != 0)
         return -1;
     if (uv_async_init(&s->loop, &s->inbox_async, on_inbox) != 0) {
@@ -196,7 +235,7 @@ void net_inbox_close(server_t *s) {
     if (was)
         return;
     uv_close((uv_handle_t *)&s->inbox_async, NULL);
-    on_inbox(&s->inbox_async); /* s->intake_stopped: each is dropped */
+    on_inbox(&s->inbox_async); /* s->intake_stopped: moves are dropped, calls run */
 }
 
 void net_inbox_free(server_t *s) {

@@ -481,6 +481,22 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
 
     gauge(w, "mqtt2kafka_connections", "Open MQTT connections.", m->connections);
     counter(w, "mqtt2kafka_connections_total", "MQTT connections accepted.", m->connections_total);
+    if (m->workers > 1) {
+        family(w, "mqtt2kafka_worker_connections_accepted_total", "counter",
+               "MQTT connections accepted by each worker's listening socket (threads).");
+        for (uint32_t i = 0; i < m->workers && i < METRICS_MAX_WORKERS; i++) {
+            snprintf(num, sizeof(num), "%" PRIu32, i);
+            sample_label_u64(w, "mqtt2kafka_worker_connections_accepted_total", "worker", num,
+                             m->worker_accepted[i]);
+        }
+        family(w, "mqtt2kafka_worker_connections", "gauge",
+               "Open MQTT connections each worker serves (its client ids).");
+        for (uint32_t i = 0; i < m->workers && i < METRICS_MAX_WORKERS; i++) {
+            snprintf(num, sizeof(num), "%" PRIu32, i);
+            sample_label_u64(w, "mqtt2kafka_worker_connections", "worker", num,
+                             m->worker_connections[i]);
+        }
+    }
     counters(w, "mqtt2kafka_connections_refused_total",
              "Connections refused or closed before a successful CONNECT, by reason.", "reason",
              refused_names, m->connections_refused, METRICS_REFUSED__COUNT);
