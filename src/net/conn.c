@@ -198,6 +198,10 @@ static void feed_buffered(conn_t *c) {
 }
 
 void net_conn_deliver(conn_t *c, const uint8_t *p, size_t n) {
+    if (c->move && c->state != CONN_CLOSED) { /* decoded after the CONNECT: goes along */
+        net_move_append(c, p, n);
+        return;
+    }
     if (c->state >= CONN_CLOSING)
         return; /* nobody reads it any more */
     if (c->in_len) {
@@ -567,7 +571,8 @@ server_stats_t *net_conn_stats(conn_t *c) {
 }
 
 bool net_conn_closing(const conn_t *c) {
-    return c->state >= CONN_CLOSING;
+    /* A moving connection's layers decode on: what they pass up goes along. */
+    return c->state == CONN_CLOSED || (c->state >= CONN_CLOSING && !c->move);
 }
 
 /* ---- every connection ------------------------------------------------------------ */

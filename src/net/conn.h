@@ -139,6 +139,9 @@ void net_inbox_free(server_t *s);
 /* move.c, for conn.c: sends a moving connection once its output is written
  * (true: it is gone, its handle closing). */
 bool net_move_send(conn_t *c);
+/* Bytes a transport layer decoded after server_conn_move (the rest of the
+ * read the CONNECT came in): they go along, after the moved bytes. */
+void net_move_append(conn_t *c, const uint8_t *p, size_t n);
 void net_move_abandon(conn_t *c);
 
 /* work.c: runs the loop until every threadpool request has called done(). */

@@ -73,6 +73,19 @@ int server_conn_move(server_conn_t *c, server_t *to, const uint8_t *buf, size_t 
     return 0;
 }
 
+void net_move_append(conn_t *c, const uint8_t *p, size_t n) {
+    struct net_move *m = c->move;
+    struct net_move *b = realloc(m, sizeof(*m) + m->len + n);
+    if (!b) {
+        log_error("%s: out of memory moving the connection to another worker", m->remote);
+        conn_close_handle(c); /* on_handle_closed abandons the move */
+        return;
+    }
+    memcpy(b->bytes + b->len, p, n);
+    b->len += n;
+    c->move = b;
+}
+
 bool net_move_send(conn_t *c) {
     server_t *s = c->l->srv;
     struct net_move *m = c->move;

@@ -5,12 +5,15 @@ its keyed hash names, so a connection whose CONNECT landed on the other one
 is handed over before anything else happens. Which worker accepted a
 connection is read from mqtt2kafka_worker_connections_accepted_total."""
 import signal
+import socket
+import ssl
 import subprocess
-import time
 
 import m2k
 from m2k import Raw, connect, publish, puback, pubrec, pubrel, pubcomp
 from test_metrics import scrape
+from test_tls import pki  # noqa: F401 (a fixture)
+from test_websocket import frame, server_frame, switching, upgrade_request
 
 THREADS = {"threads": 2, "metrics": {"listen": "127.0.0.1:0"}}
 
@@ -100,3 +103,208 @@ def test_connections_spread_and_every_record_in_kafka(daemon, mock_kafka):
     assert s["mqtt2kafka_connections_total"] == n
     for c in conns:
         c.close()
+
+
+def where(mport, open_conn):
+    """(the worker that accepted, the worker that serves) a connection that
+    open_conn() opens and CONNECTs (nothing else may connect meanwhile)."""
+    a0, s0 = accepted(mport), serving(mport)
+    c = open_conn()
+    a1, s1 = accepted(mport), serving(mport)
+    acc = [i for i in range(2) if a1[i] == a0[i] + 1]
+    srv = [i for i in range(2) if s1[i] == s0[i] + 1]
+    assert len(acc) == 1 and len(srv) == 1, (a0, a1, s0, s1)
+    return c, acc[0], srv[0]
+
+
+def served_on_both(d, mport, prefix, **kw):
+    """Connected clients until each worker serves one: [(raw, id, worker)]."""
+    out, seen = [], set()
+    for i in range(40):
+        cid = f"{prefix}{i}"
+        c, _, w = where(mport, lambda: Raw(d.port).connect(cid, **kw))
+        out.append((c, cid, w))
+        seen.add(w)
+        if seen == {0, 1}:
+            return out
+    raise AssertionError("40 client ids, all on one worker")
+
+
+def test_takeover_of_a_client_id_first_seen_on_the_other_worker(daemon, mock_kafka):
+    """The first connection is accepted by one worker, the second by the
+    other; the same client id lives on one of them, so one connection was
+    handed over: the second CONNECT closes the first, session present 1."""
+    d, mport = start(daemon)
+    keep = []
+    c1 = open_on(d, mport, 0, keep)
+    c2 = open_on(d, mport, 1, keep)
+    c1.connect("twice", clean=False)
+    c1.send(publish("test/t", b"one", qos=1, pid=1))
+    c1.expect(puback(1))
+    c2.connect("twice", clean=False, session_present=True)
+    c1.expect_close()
+    c2.send(publish("test/t", b"two", qos=1, pid=2))
+    c2.expect(puback(2))
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 2)
+    assert [r.value for r in recs] == [b"one", b"two"]
+    m2k.wait_until(lambda: sum(serving(mport)) == 1 + len(keep), 10, "the first one closed")
+    for c in keep + [c2]:
+        c.close()
+
+
+def test_persistent_qos2_resumed_through_the_other_worker(daemon, mock_kafka):
+    """A QoS 2 PUBLISH acked with PUBREC on a connection one worker accepted;
+    the client reconnects through the other worker's socket: PUBREL gets
+    PUBCOMP from the kept session and the record is in Kafka once."""
+    d, mport = start(daemon)
+    keep = []
+    c1 = open_on(d, mport, 0, keep)
+    c1.connect("q2", clean=False)
+    c1.send(publish("test/q2", b"exactly once", qos=2, pid=7))
+    c1.expect(pubrec(7))
+    c1.close()
+    c2 = open_on(d, mport, 1, keep)
+    c2.connect("q2", clean=False, session_present=True)
+    c2.send(pubrel(7))
+    c2.expect(pubcomp(7))
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 1)
+    assert [r.value for r in recs] == [b"exactly once"]
+    for c in keep + [c2]:
+        c.close()
+
+
+def test_wills_on_both_workers(daemon, mock_kafka):
+    """A will is published when its connection drops, whichever worker
+    accepted it and whichever serves its client id."""
+    d, mport = start(daemon)
+    keep = []
+    wills = []
+    for w in (0, 1):
+        c = open_on(d, mport, w, keep)
+        c.connect(f"mortal{w}", will=("test/will", f"gone{w}", 1, False))
+        wills.append(c)
+    for c in wills:
+        c.close()  # no DISCONNECT
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 2)
+    assert sorted(r.value for r in recs) == [b"gone0", b"gone1"]
+    for c in keep:
+        c.close()
+
+
+def test_sighup_changes_the_topic_map_on_both_workers(daemon, mock_kafka):
+    d, mport = start(daemon)
+    clients = served_on_both(d, mport, "hup")
+    for i, (c, _, _) in enumerate(clients):
+        c.send(publish("test/x", b"before", qos=1, pid=1))
+        c.expect(puback(1))
+    m2k.assert_records(mock_kafka.bootstrap, "test", len(clients))
+    topics = [{"mqtt": "test/#", "kafka": "after"}]
+    d.rewrite_config({"topics": topics})
+    mark = d.mark()
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_log(m2k.line("reload: configuration applied (1 topic rules, unmapped disconnect, log "
+                        "level info)", level="info"), since=mark)
+    for c, cid, _ in clients:
+        c.send(publish("test/x", cid.encode(), qos=1, pid=2))
+        c.expect(puback(2))
+    recs = m2k.assert_records(mock_kafka.bootstrap, "after", len(clients))
+    assert sorted(r.value for r in recs) == sorted(cid.encode() for _, cid, _ in clients)
+    assert scrape(mport)["mqtt2kafka_config_reloads_total"] == 1
+    for c, _, _ in clients:
+        c.close()
+
+
+def test_sigterm_drains_both_workers(daemon, mock_kafka):
+    """SIGTERM while QoS 1 records of connections on both workers wait for a
+    slow broker: every PUBACK comes before the close, every acked record is
+    in Kafka, the process exits 0."""
+    d, mport = start(daemon)
+    clients = served_on_both(d, mport, "term")
+    for c, _, _ in clients:  # metadata and broker connections up on both producers
+        c.send(publish("test/warm", b"w", qos=1, pid=100))
+        c.expect(puback(100), timeout=15)
+    mock_kafka.cmd("rtt -1 500")
+    n = 10
+    for c, cid, _ in clients:
+        c.send(b"".join(publish("test/term", f"{cid}-{i}", qos=1, pid=i)
+                        for i in range(1, n + 1)))
+    key = "mqtt2kafka_kafka_records_produced_total"
+    total = len(clients) * (n + 1)
+    m2k.wait_until(lambda: scrape(mport)[key] == total, 10, f"{key} {total}")
+    mark = d.mark()
+    d.proc.send_signal(signal.SIGTERM)
+    for c, _, _ in clients:
+        c.expect_close(b"".join(puback(i) for i in range(1, n + 1)), timeout=30)
+    assert d.stop(timeout=30) == 0
+    d.wait_log(m2k.line(r"Terminated: stopping intake; waiting up to 10 s for \d+ messages in "
+                        r"flight to Kafka", level="info", regex=True), since=mark)
+    mock_kafka.cmd("rtt -1 0")
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", total)
+    for _, cid, _ in clients:
+        assert [r.value for r in recs if r.value.startswith(f"{cid}-".encode())] == \
+            [f"{cid}-{i}".encode() for i in range(1, n + 1)]
+
+
+def moved_connection(mport, open_conn, tries=40):
+    """open_conn(i) until one connection is served by another worker than
+    the one that accepted it: (its index, the connection)."""
+    for i in range(tries):
+        c, acc, srv = where(mport, lambda: open_conn(i))
+        if acc != srv:
+            return i, c
+        c.close()
+    raise AssertionError(f"{tries} connections, none handed over")
+
+
+def test_tls_connection_moved_between_workers(daemon, mock_kafka, pki):  # noqa: F811
+    """A TLS connection whose CONNECT and first PUBLISH came in one write
+    lands on the worker that does not own its client id: its TLS session
+    moves (the PUBLISH's record may still be in it) and it publishes."""
+    tls = {"cert": pki.server[0], "key": pki.server[1]}
+    d, mport = start(daemon, listeners=[{"listen": "127.0.0.1:0"},
+                                        {"listen": "127.0.0.1:0", "tls": tls}])
+    m = d.wait_log(m2k.line(r"listening on 127\.0\.0\.1:(\d+) \(TLS\)", level="info",
+                            regex=True), since=0)
+    tls_port = int(m.group(1))
+    ctx = ssl.create_default_context(cafile=pki.ca[0])
+
+    def open_conn(i):
+        c = Raw.__new__(Raw)
+        c.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", tls_port), timeout=5),
+                                 server_hostname="127.0.0.1")
+        c.send(connect(f"tls{i}") + publish("test/tls", f"tls{i}", qos=1, pid=1))
+        c.expect(m2k.CONNACK_OK + puback(1))
+        return c
+
+    i, c = moved_connection(mport, open_conn)
+    c.send(publish("test/tls", b"after", qos=1, pid=2))
+    c.expect(puback(2))
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", i + 2)
+    assert [r.value for r in recs if r.headers == m2k.expected_headers("test/tls", f"tls{i}", 1)] \
+        == [f"tls{i}".encode(), b"after"]
+    c.close()
+
+
+def test_websocket_connection_moved_between_workers(daemon, mock_kafka):
+    ws = {"listen": "127.0.0.1:0", "websocket": {"path": "/mqtt"}}
+    d, mport = start(daemon, listeners=[{"listen": "127.0.0.1:0"}, ws])
+    m = d.wait_log(m2k.line(r"listening on 127\.0\.0\.1:(\d+) \(WebSocket\)", level="info",
+                            regex=True), since=0)
+    ws_port = int(m.group(1))
+
+    def open_conn(i):
+        c = Raw(ws_port)
+        c.send(upgrade_request())
+        c.expect(switching())
+        # The PUBLISH's frame in the same write: decoded after the move.
+        c.send(frame(connect(f"ws{i}")) + frame(publish("test/ws", f"ws{i}", qos=1, pid=1)))
+        c.expect(server_frame(m2k.CONNACK_OK) + server_frame(puback(1)))
+        return c
+
+    i, c = moved_connection(mport, open_conn)
+    c.send(frame(publish("test/ws", b"over ws", qos=1, pid=2)))
+    c.expect(server_frame(puback(2)))
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", i + 2)
+    assert [r.value for r in recs if r.headers == m2k.expected_headers("test/ws", f"ws{i}", 1)] \
+        == [f"ws{i}".encode(), b"over ws"]
+    c.close()
