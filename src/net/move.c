@@ -45,6 +45,19 @@ static void move_drop(server_t *s, struct net_move *m) {
     free(m);
 }
 
+/* Queues node on one of s's inbox lists and wakes s's loop: false when s
+ * has stopped (nothing queued). */
+static bool inbox_push(server_t *s, list_t *list, list_t *node) {
+    pthread_mutex_lock(&s->inbox_mu);
+    bool closed = s->inbox_closed;
+    if (!closed)
+        list_insert_tail(list, node);
+    pthread_mutex_unlock(&s->inbox_mu);
+    if (!closed)
+        uv_async_send(&s->inbox_async);
+    return !closed;
+}
+
 int server_conn_move(server_conn_t *c, server_t *to, const uint8_t *buf, size_t len) {
     server_t *s = c->l->srv;
     if (to == s || c->state != CONN_OPEN || c->move || !c->l->svc->limits || c->l < s->listeners ||
@@ -103,15 +116,8 @@ bool net_move_send(conn_t *c) {
     c->counted_ip = false;
     c->move = NULL;
     c->moved = true;
-    pthread_mutex_lock(&to->inbox_mu);
-    bool closed = to->inbox_closed;
-    if (!closed)
-        list_insert_tail(&to->inbox, &m->node);
-    pthread_mutex_unlock(&to->inbox_mu);
-    if (closed)
+    if (!inbox_push(to, &to->inbox, &m->node))
         move_drop(s, m); /* the target stops: the client sees a close */
-    else
-        uv_async_send(&to->inbox_async);
     conn_close_handle(c);
     return true;
 }
@@ -183,16 +189,10 @@ int server_post(server_t *s, void (*fn)(void *arg), void *arg) {
         return -1;
     call->fn = fn;
     call->arg = arg;
-    pthread_mutex_lock(&s->inbox_mu);
-    bool closed = s->inbox_closed;
-    if (!closed)
-        list_insert_tail(&s->calls, &call->node);
-    pthread_mutex_unlock(&s->inbox_mu);
-    if (closed) {
+    if (!inbox_push(s, &s->calls, &call->node)) {
         free(call);
         return -1;
     }
-    uv_async_send(&s->inbox_async);
     return 0;
 }
 

@@ -37,10 +37,7 @@
 #define WAIT_MS 20000
 
 typedef struct side side_t;
-typedef struct {
-    side_t *a, *b;
-    atomic_bool done; /* the client is done: both servers stop */
-} pair_t;
+typedef struct pair pair_t;
 
 struct side {
     pair_t *p;
@@ -50,6 +47,15 @@ struct side {
     /* On this side's loop thread; read after its thread is joined. */
     atomic_int opened, freed, lost, closed, moved;
     char fed[256];
+};
+
+/* Two servers on two loop threads, sharing their bounds. */
+struct pair {
+    side_t a, b;
+    config_t *cfg;
+    server_shared_t *sh;
+    pthread_t ta, tb;
+    atomic_bool done; /* the client is done: both servers stop */
 };
 
 /* One connection's protocol object. */
@@ -140,30 +146,6 @@ static void *loop_thread(void *arg) {
     return NULL;
 }
 
-/* A, then B with A's bound ports, both with SO_REUSEPORT, sharing sh. */
-static void start(pair_t *p, side_t *a, side_t *b, config_t *cfg, server_shared_t *sh) {
-    char err[1024];
-    side_t *sides[2] = {a, b};
-    for (int i = 0; i < 2; i++) {
-        server_opts_t o = {
-            .cfg = cfg,
-            .shared = sh,
-            .first = i ? a->srv : NULL,
-            .reuseport = true,
-            .mqtt = {&ops, sides[i]},
-            .ud = sides[i],
-            .watch_fd = -1,
-            .on_tick = on_tick,
-        };
-        sides[i]->p = p;
-        if (server_new(&o, &sides[i]->srv, err, sizeof(err)) != 0 ||
-            server_listen(sides[i]->srv, err, sizeof(err)) != 0)
-            fail_msg("server: %s", err);
-        server_set_tick(sides[i]->srv, 2);
-    }
-    assert_int_equal(server_listener_port(b->srv, 0), server_listener_port(a->srv, 0));
-}
-
 static config_t *load(const char *extra) {
     char yaml[1024], err[1024];
     snprintf(yaml, sizeof(yaml),
@@ -207,14 +189,47 @@ static void wait_for(atomic_int *v, int want) {
     assert_int_equal(atomic_load(v), want);
 }
 
-static void finish(pair_t *p, pthread_t ta, pthread_t tb) {
+/* A, then B with A's bound ports, both with SO_REUSEPORT, each on its
+ * thread; with `move`, A hands every connection it accepts to B. */
+static void pair_start(pair_t *p, const char *extra_yaml, bool move) {
+    char err[1024];
+    p->cfg = load(extra_yaml);
+    p->sh = server_shared_new(p->cfg);
+    side_t *sides[2] = {&p->a, &p->b};
+    for (int i = 0; i < 2; i++) {
+        server_opts_t o = {
+            .cfg = p->cfg,
+            .shared = p->sh,
+            .first = i ? p->a.srv : NULL,
+            .reuseport = true,
+            .mqtt = {&ops, sides[i]},
+            .ud = sides[i],
+            .watch_fd = -1,
+            .on_tick = on_tick,
+        };
+        sides[i]->p = p;
+        if (server_new(&o, &sides[i]->srv, err, sizeof(err)) != 0 ||
+            server_listen(sides[i]->srv, err, sizeof(err)) != 0)
+            fail_msg("server: %s", err);
+        server_set_tick(sides[i]->srv, 2);
+    }
+    assert_int_equal(server_listener_port(p->b.srv, 0), server_listener_port(p->a.srv, 0));
+    if (move)
+        p->a.to = &p->b;
+    assert_int_equal(pthread_create(&p->ta, NULL, loop_thread, &p->a), 0);
+    assert_int_equal(pthread_create(&p->tb, NULL, loop_thread, &p->b), 0);
+}
+
+static void pair_finish(pair_t *p) {
     atomic_store(&p->done, true);
-    pthread_join(ta, NULL);
-    pthread_join(tb, NULL);
-    assert_int_equal(server_conn_count(p->a->srv), 0);
-    assert_int_equal(server_conn_count(p->b->srv), 0);
-    server_free(p->a->srv);
-    server_free(p->b->srv);
+    pthread_join(p->ta, NULL);
+    pthread_join(p->tb, NULL);
+    assert_int_equal(server_conn_count(p->a.srv), 0);
+    assert_int_equal(server_conn_count(p->b.srv), 0);
+    server_free(p->a.srv);
+    server_free(p->b.srv);
+    server_shared_free(p->sh);
+    config_free(p->cfg);
 }
 
 /* The connection lands on whichever server the kernel picks: the one that
@@ -222,36 +237,28 @@ static void finish(pair_t *p, pthread_t ta, pthread_t tb) {
  * feeds go to a side whose `to` is cleared once it took one over). */
 static void test_move_bytes_in_order(void **state) {
     (void)state;
-    config_t *cfg = load("");
-    server_shared_t *sh = server_shared_new(cfg);
     pair_t p = {0};
-    side_t a = {0}, b = {0};
-    p.a = &a;
-    p.b = &b;
-    start(&p, &a, &b, cfg, sh);
-    uint16_t port = server_listener_port(a.srv, 0);
-    a.to = &b; /* A moves, B keeps: only A's accepted connections move */
-    pthread_t ta, tb;
-    assert_int_equal(pthread_create(&ta, NULL, loop_thread, &a), 0);
-    assert_int_equal(pthread_create(&tb, NULL, loop_thread, &b), 0);
+    pair_start(&p, "", true);
+    side_t *a = &p.a, *b = &p.b;
+    uint16_t port = server_listener_port(a->srv, 0);
     /* Connect until one lands on A (the kernel spreads by the source port). */
     int fd = -1, extra[16], n_extra = 0;
     for (int i = 0; i < 16 && fd < 0; i++) {
-        int before = atomic_load(&a.opened);
+        int before = atomic_load(&a->opened);
         int c = client_connect(port);
         assert_int_equal(send(c, "move", 4, MSG_NOSIGNAL), 4);
         uint64_t end = mono_ms() + WAIT_MS;
-        while (atomic_load(&a.opened) == before && atomic_load(&b.opened) <= n_extra &&
+        while (atomic_load(&a->opened) == before && atomic_load(&b->opened) <= n_extra &&
                mono_ms() < end)
             usleep(1000);
-        if (atomic_load(&a.opened) > before)
+        if (atomic_load(&a->opened) > before)
             fd = c;
         else
             extra[n_extra++] = c;
     }
     assert_true(fd >= 0);
-    wait_for(&a.moved, 1);
-    wait_for(&b.opened, n_extra + 1);
+    wait_for(&a->moved, 1);
+    wait_for(&b->opened, n_extra + 1);
     assert_int_equal(send(fd, "after", 5, MSG_NOSIGNAL), 5);
     char got[32] = "";
     assert_int_equal(read_some(fd, got, 9), 9);
@@ -259,35 +266,26 @@ static void test_move_bytes_in_order(void **state) {
     close(fd);
     for (int i = 0; i < n_extra; i++)
         close(extra[i]);
-    wait_for(&b.freed, n_extra + 1);
-    finish(&p, ta, tb);
+    wait_for(&b->freed, n_extra + 1);
+    pair_finish(&p);
     /* A: opened and freed, never told of a loss or a close. */
-    assert_int_equal(atomic_load(&a.opened), 1);
-    assert_int_equal(atomic_load(&a.freed), 1);
-    assert_int_equal(atomic_load(&a.lost), 0);
-    assert_int_equal(atomic_load(&a.closed), 0);
+    assert_int_equal(atomic_load(&a->opened), 1);
+    assert_int_equal(atomic_load(&a->freed), 1);
+    assert_int_equal(atomic_load(&a->lost), 0);
+    assert_int_equal(atomic_load(&a->closed), 0);
     /* B: the moved bytes first, then the socket's. */
-    assert_int_equal(atomic_load(&b.lost), n_extra + 1);
-    assert_non_null(strstr(b.fed, "move|after|"));
-    server_shared_free(sh);
-    config_free(cfg);
+    assert_int_equal(atomic_load(&b->lost), n_extra + 1);
+    assert_non_null(strstr(b->fed, "move|after|"));
 }
 
 /* mqtt.max_connections 1 over two servers: the second connection is
  * refused whichever server the kernel gives it to. */
 static void test_max_connections_shared(void **state) {
     (void)state;
-    config_t *cfg = load("mqtt:\n  max_connections: 1\n");
-    server_shared_t *sh = server_shared_new(cfg);
     pair_t p = {0};
-    side_t a = {0}, b = {0};
-    p.a = &a;
-    p.b = &b;
-    start(&p, &a, &b, cfg, sh);
-    uint16_t port = server_listener_port(a.srv, 0);
-    pthread_t ta, tb;
-    assert_int_equal(pthread_create(&ta, NULL, loop_thread, &a), 0);
-    assert_int_equal(pthread_create(&tb, NULL, loop_thread, &b), 0);
+    pair_start(&p, "mqtt:\n  max_connections: 1\n", false);
+    side_t *a = &p.a, *b = &p.b;
+    uint16_t port = server_listener_port(a->srv, 0);
     int c1 = client_connect(port);
     char got[8];
     assert_int_equal(send(c1, "x", 1, MSG_NOSIGNAL), 1);
@@ -300,16 +298,14 @@ static void test_max_connections_shared(void **state) {
         close(c2);
     }
     close(c1);
-    int open_n = atomic_load(&a.opened) + atomic_load(&b.opened);
+    int open_n = atomic_load(&a->opened) + atomic_load(&b->opened);
     assert_int_equal(open_n, 1);
-    wait_for(&a.freed, atomic_load(&a.opened));
-    wait_for(&b.freed, atomic_load(&b.opened));
-    uint64_t refused =
-        server_stats(a.srv)->refused_max_connections + server_stats(b.srv)->refused_max_connections;
-    finish(&p, ta, tb);
+    wait_for(&a->freed, atomic_load(&a->opened));
+    wait_for(&b->freed, atomic_load(&b->opened));
+    uint64_t refused = server_stats(a->srv)->refused_max_connections +
+                       server_stats(b->srv)->refused_max_connections;
+    pair_finish(&p);
     assert_int_equal(refused, 6);
-    server_shared_free(sh);
-    config_free(cfg);
 }
 
 /* ---- TLS: the session moves with the connection ---- */
@@ -347,33 +343,25 @@ static void test_move_tls(void **state) {
     char extra_yaml[512];
     snprintf(extra_yaml, sizeof(extra_yaml), "    tls:\n      cert: %s\n      key: %s\n", cert,
              key);
-    config_t *cfg = load(extra_yaml);
-    server_shared_t *sh = server_shared_new(cfg);
     pair_t p = {0};
-    side_t a = {0}, b = {0};
-    p.a = &a;
-    p.b = &b;
-    start(&p, &a, &b, cfg, sh);
-    a.to = &b;
-    uint16_t port = server_listener_port(a.srv, 0);
-    pthread_t ta, tb;
-    assert_int_equal(pthread_create(&ta, NULL, loop_thread, &a), 0);
-    assert_int_equal(pthread_create(&tb, NULL, loop_thread, &b), 0);
+    pair_start(&p, extra_yaml, true);
+    side_t *a = &p.a, *b = &p.b;
+    uint16_t port = server_listener_port(a->srv, 0);
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     assert_non_null(ctx);
     SSL *ssl = NULL, *extra[16];
     int fd = -1, extra_fd[16], n_extra = 0;
     for (int i = 0; i < 16 && !ssl; i++) {
-        int before = atomic_load(&a.opened);
+        int before = atomic_load(&a->opened);
         int c = client_connect(port);
         SSL *x = SSL_new(ctx);
         SSL_set_fd(x, c);
         assert_int_equal(SSL_connect(x), 1);
         uint64_t end = mono_ms() + WAIT_MS;
-        while (atomic_load(&a.opened) == before && atomic_load(&b.opened) <= n_extra &&
+        while (atomic_load(&a->opened) == before && atomic_load(&b->opened) <= n_extra &&
                mono_ms() < end)
             usleep(1000);
-        if (atomic_load(&a.opened) > before) {
+        if (atomic_load(&a->opened) > before) {
             ssl = x;
             fd = c;
         } else {
@@ -394,21 +382,19 @@ static void test_move_tls(void **state) {
     }
     assert_int_equal(got_n, 9);
     assert_memory_equal(got, "moveafter", 9);
-    wait_for(&a.moved, 1);
+    wait_for(&a->moved, 1);
     SSL_free(ssl);
     close(fd);
     for (int i = 0; i < n_extra; i++) {
         SSL_free(extra[i]);
         close(extra_fd[i]);
     }
-    wait_for(&b.freed, n_extra + 1);
-    wait_for(&a.freed, 1);
-    finish(&p, ta, tb);
-    assert_int_equal(atomic_load(&a.lost), 0);
-    assert_int_equal(atomic_load(&a.closed), 0);
+    wait_for(&b->freed, n_extra + 1);
+    wait_for(&a->freed, 1);
+    pair_finish(&p);
+    assert_int_equal(atomic_load(&a->lost), 0);
+    assert_int_equal(atomic_load(&a->closed), 0);
     SSL_CTX_free(ctx);
-    server_shared_free(sh);
-    config_free(cfg);
 }
 
 int main(void) {
