@@ -2,6 +2,7 @@
 #include "daemon_auth.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,14 +13,27 @@
 #include "util/list.h"
 #include "util/log.h"
 
+#define AUTH_MAX_WORKERS 64 /* CONFIG_THREADS_MAX */
+
+/* auth.max_hashing and auth.max_hashing_queue count every worker's checks
+ * (threads: N): the counts are atomics here, each worker keeps its own queue
+ * (its checks complete on its loop), and a worker that frees a slot while
+ * others wait wakes them (server_post). */
+typedef struct {
+    atomic_uint running; /* jobs on the threadpool */
+    atomic_size_t queued;
+    daemon_auth_t *all[AUTH_MAX_WORKERS]; /* every worker's, set before they run */
+    unsigned n;
+} auth_shared_t;
+
 struct daemon_auth {
     server_t *srv;
     security_t **sec;
     const config_t **cfg;
-    unsigned workers; /* auth.max_hashing and its queue are shared among them */
-    uint32_t running; /* jobs on the threadpool */
-    list_t queue;     /* jobs waiting for a slot, oldest first */
-    size_t queued;
+    auth_shared_t *sh; /* the first worker's */
+    bool own_sh;
+    list_t queue;            /* jobs waiting for a slot, oldest first */
+    atomic_size_t n_waiting; /* ... their count (read by the other workers) */
     uint64_t refused;
 };
 
@@ -40,11 +54,18 @@ struct auth_job {
 };
 
 daemon_auth_t *daemon_auth_new(server_t *srv, security_t **sec, const config_t **cfg,
-                               unsigned workers) {
+                               daemon_auth_t *first) {
     daemon_auth_t *a = calloc(1, sizeof(*a));
     if (!a)
         return NULL;
-    a->workers = workers;
+    a->sh = first ? first->sh : calloc(1, sizeof(*a->sh));
+    if (!a->sh || a->sh->n == AUTH_MAX_WORKERS) {
+        free(first ? NULL : a->sh);
+        free(a);
+        return NULL;
+    }
+    a->own_sh = !first;
+    a->sh->all[a->sh->n++] = a;
     a->srv = srv;
     a->sec = sec;
     a->cfg = cfg;
@@ -52,8 +73,11 @@ daemon_auth_t *daemon_auth_new(server_t *srv, security_t **sec, const config_t *
     return a;
 }
 
-/* After server_free: every running job has called done. */
+/* After server_free: every running job has called done. The first worker's
+ * goes last. */
 void daemon_auth_free(daemon_auth_t *a) {
+    if (a && a->own_sh)
+        free(a->sh);
     free(a);
 }
 
@@ -78,32 +102,70 @@ static void job_work(void *arg) {
 
 static void job_done(void *arg);
 
+/* Takes a slot of auth.max_hashing (every worker's): true, or false when all
+ * are taken. */
+static bool take_slot(daemon_auth_t *a) {
+    uint32_t max = (*a->cfg)->auth.max_hashing;
+    if (atomic_fetch_add(&a->sh->running, 1) < max)
+        return true;
+    atomic_fetch_sub(&a->sh->running, 1);
+    return false;
+}
+
+static void queue_add(daemon_auth_t *a, auth_job_t *j, bool head) {
+    if (head)
+        list_insert_head(&a->queue, &j->node);
+    else
+        list_insert_tail(&a->queue, &j->node);
+    atomic_fetch_add(&a->n_waiting, 1);
+    atomic_fetch_add(&a->sh->queued, 1);
+}
+
+static void unqueue(daemon_auth_t *a, auth_job_t *j) {
+    list_remove(&j->node);
+    atomic_fetch_sub(&a->n_waiting, 1);
+    atomic_fetch_sub(&a->sh->queued, 1);
+}
+
 /* Starts queued jobs while slots are free. */
 static void pump(daemon_auth_t *a) {
     list_t *n;
     /* The queue first: at shutdown (server_free's drain) it is empty and the
      * configuration may be gone. */
-    while ((n = list_first(&a->queue)) &&
-           a->running < config_share((*a->cfg)->auth.max_hashing, a->workers)) {
+    while ((n = list_first(&a->queue)) && take_slot(a)) {
         auth_job_t *j = LIST_ENTRY(n, auth_job_t, node);
-        list_remove(n);
-        a->queued--;
+        unqueue(a, j);
         if (server_work(a->srv, job_work, job_done, j) != 0) {
             /* No memory for the request: checked here, on the loop. */
+            atomic_fetch_sub(&a->sh->running, 1);
             job_work(j);
             j->state = JOB_DONE;
             server_conn_resume(j->pc->conn);
             continue;
         }
         j->state = JOB_RUNNING;
-        a->running++;
+    }
+}
+
+static void pump_posted(void *arg) {
+    pump(arg);
+}
+
+/* A slot was freed: the other workers with checks waiting try their queue. */
+static void wake_others(daemon_auth_t *a) {
+    if (atomic_load(&a->sh->queued) == 0)
+        return;
+    for (unsigned i = 0; i < a->sh->n; i++) {
+        daemon_auth_t *o = a->sh->all[i];
+        if (o != a && atomic_load(&o->n_waiting) > 0)
+            server_post(o->srv, pump_posted, o);
     }
 }
 
 static void job_done(void *arg) {
     auth_job_t *j = arg;
     daemon_auth_t *a = j->a;
-    a->running--;
+    atomic_fetch_sub(&a->sh->running, 1);
     if (!j->pc) {
         job_free(j); /* the connection closed meanwhile */
     } else if (security_generation(*a->sec) != j->generation) {
@@ -113,8 +175,7 @@ static void job_done(void *arg) {
         j->generation = security_generation(*a->sec);
         if (j->db) {
             j->state = JOB_QUEUED;
-            list_insert_head(&a->queue, &j->node);
-            a->queued++;
+            queue_add(a, j, true);
         } else {
             j->state = JOB_DONE; /* no password file now: the session decides */
             j->rc = SECURITY_NO_VERDICT;
@@ -125,6 +186,7 @@ static void job_done(void *arg) {
         server_conn_resume(j->pc->conn);
     }
     pump(a);
+    wake_others(a);
 }
 
 /* The first packet is a whole CONNECT that security_connect would hash a
@@ -148,16 +210,17 @@ static int screen(mqtt_pc_t *pc, const uint8_t *buf, size_t len) {
     if (!security_will_hash(*a->sec, remote, pc->has_identity ? "" : NULL, p->has_username,
                             server_now_ms(a->srv)))
         return 0;
-    uint32_t max_queue = config_share((*a->cfg)->auth.max_hashing_queue, a->workers);
-    bool slot =
-        a->running < config_share((*a->cfg)->auth.max_hashing, a->workers) && list_empty(&a->queue);
-    if (!slot && a->queued >= max_queue) {
+    uint32_t max_queue = (*a->cfg)->auth.max_hashing_queue;
+    uint32_t running = atomic_load(&a->sh->running);
+    size_t queued = atomic_load(&a->sh->queued);
+    bool slot = running < (*a->cfg)->auth.max_hashing && queued == 0;
+    if (!slot && queued >= max_queue) {
         static const uint8_t connack3[] = {0x20, 0x02, 0x00, MQTT_CONNACK_UNAVAILABLE};
         char why[200];
         snprintf(why, sizeof(why),
                  "connection refused (CONNACK %s): %" PRIu32 " password checks running and %zu "
                  "waiting (auth.max_hashing_queue %" PRIu32 ")",
-                 v5 ? "0x89" : "3", a->running, a->queued, max_queue);
+                 v5 ? "0x89" : "3", running, queued, max_queue);
         a->refused++;
         if (v5) {
             /* MQTT 5: reason 0x89 server busy, with the reason string unless
@@ -198,8 +261,7 @@ static int screen(mqtt_pc_t *pc, const uint8_t *buf, size_t len) {
     j->db = security_db_ref(*a->sec);
     j->generation = security_generation(*a->sec);
     j->state = JOB_QUEUED;
-    list_insert_tail(&a->queue, &j->node);
-    a->queued++;
+    queue_add(a, j, false);
     pc->job = j;
     server_conn_pause(pc->conn);
     pump(a);
@@ -245,10 +307,8 @@ void daemon_auth_conn_free(mqtt_pc_t *pc) {
         if (j->state == JOB_RUNNING) {
             j->pc = NULL; /* job_done frees it */
         } else {
-            if (j->state == JOB_QUEUED) {
-                list_remove(&j->node);
-                pc->auth->queued--;
-            }
+            if (j->state == JOB_QUEUED)
+                unqueue(pc->auth, j);
             job_free(j);
         }
     }
@@ -257,10 +317,11 @@ void daemon_auth_conn_free(mqtt_pc_t *pc) {
 }
 
 unsigned daemon_threadpool_size(const config_t *cfg, unsigned workers) {
-    /* Each worker runs its share (config_share) of both bounds. */
+    /* auth.max_hashing counts every worker's checks; each worker runs its
+     * share (config_share) of the TLS handshake steps. */
     unsigned n = workers ? workers : 1;
-    unsigned want = n * config_share(cfg->auth.max_hashing, n) +
-                    n * config_share(cfg->mqtt.max_tls_handshake_workers, n) + 2;
+    unsigned want =
+        cfg->auth.max_hashing + n * config_share(cfg->mqtt.max_tls_handshake_workers, n) + 2;
     const char *env = getenv("UV_THREADPOOL_SIZE");
     if (env && *env) {
         unsigned have = (unsigned)strtoul(env, NULL, 10);

@@ -34,11 +34,12 @@ typedef struct {
 } mqtt_pc_t;
 
 /* `sec` and `cfg` point at the daemon's pointers (read at each CONNECT: a
- * reload may replace them). With several workers (threads: N) each has one,
- * running its config_share of auth.max_hashing and auth.max_hashing_queue.
- * NULL when out of memory. */
+ * reload may replace them). With several workers (threads: N) each has one
+ * on its server; `first` is the first worker's (NULL for it): auth.max_hashing
+ * and auth.max_hashing_queue count every worker's checks. NULL when out of
+ * memory. Made before the workers run; the first freed last. */
 daemon_auth_t *daemon_auth_new(server_t *srv, security_t **sec, const config_t **cfg,
-                               unsigned workers);
+                               daemon_auth_t *first);
 void daemon_auth_free(daemon_auth_t *a);
 /* Sizes libuv's threadpool (UV_THREADPOOL_SIZE, read once at its first use)
  * so the password checks (auth.max_hashing), the TLS handshake steps

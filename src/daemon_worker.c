@@ -155,14 +155,16 @@ static int mqtt_identity(void *pc, const char *user) {
 }
 
 /* The worker a CONNECT's client id lives on: keyed hash mod N; -1 for a
- * first packet that is not a whole, valid CONNECT with a client id (served
- * where it is: the session answers it), -2 while it is incomplete. */
-static int owner_of(const uint8_t *buf, size_t len, unsigned n) {
+ * first packet that is not a whole, valid CONNECT with a client id or is
+ * over mqtt.max_packet_size (served where it is: the session answers it),
+ * -2 while it is incomplete (the session sees it then: it consumes none of
+ * an incomplete packet, and refuses one longer than its caps allow). */
+static int owner_of(const uint8_t *buf, size_t len, unsigned n, uint32_t max_packet) {
     mqtt_fixed_header_t fh;
     int h = mqtt_decode_fixed_header(buf, len, &fh);
     if (h == 0)
         return -2;
-    if (h < 0 || fh.type != MQTT_CONNECT)
+    if (h < 0 || fh.type != MQTT_CONNECT || fh.header_len + fh.remaining_length > max_packet)
         return -1;
     if (len < fh.header_len + fh.remaining_length)
         return -2;
@@ -184,9 +186,9 @@ static ssize_t mqtt_feed(void *pcv, const uint8_t *buf, size_t len) {
     mqtt_pc_t *pc = pcv;
     if (!pc->placed) {
         worker_t *w = pc->worker;
-        int owner = owner_of(buf, len, w->d->n_workers);
-        if (owner == -2)
-            return 0; /* the rest of the CONNECT comes with the next read */
+        int owner = owner_of(buf, len, w->d->n_workers, w->d->cfg->mqtt.max_packet_size);
+        if (owner == -2) /* the session refuses one over its caps from its header */
+            return daemon_auth_feed(pc, buf, len);
         pc->placed = true;
         if (owner >= 0 && (unsigned)owner != w->idx) {
             char why[64];
@@ -343,7 +345,7 @@ int worker_serve(worker_t *w, const server_opts_t *extra) {
         log_error("server: %s", err);
         return -1;
     }
-    w->auth = daemon_auth_new(w->srv, &d->sec, &d->cfg, d->n_workers);
+    w->auth = daemon_auth_new(w->srv, &d->sec, &d->cfg, w->idx ? d->w[0]->auth : NULL);
     if (!w->auth) {
         log_error("out of memory");
         return -1;

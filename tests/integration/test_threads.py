@@ -308,3 +308,29 @@ def test_websocket_connection_moved_between_workers(daemon, mock_kafka):
     assert [r.value for r in recs if r.headers == m2k.expected_headers("test/ws", f"ws{i}", 1)] \
         == [f"ws{i}".encode(), b"over ws"]
     c.close()
+
+
+def test_first_packets_that_name_no_worker(daemon, mock_kafka):
+    """A CONNECT over mqtt.max_packet_size is refused from its fixed header
+    (not waited for to find its client id), a first packet that is not a
+    CONNECT is refused as with one worker, and a CONNECT without a client id
+    is served where it landed."""
+    d, mport = start(daemon, mqtt={"max_packet_size": 1024})
+    cl = Raw(d.port)
+    mark = d.mark()
+    cl.send(b"\x10" + m2k.enc_len(100000))
+    cl.expect_close()
+    d.wait_log(m2k.line("closing: MQTT_ERR_PACKET_TOO_LARGE CONNECT packet of 100004 bytes is "
+                        "over max_packet_size 1024", level="warn", client="-"), since=mark)
+    cl = Raw(d.port)
+    mark = d.mark()
+    cl.send(publish("test/a", "x"))
+    cl.expect_close()
+    d.wait_log(m2k.line("closing: first packet is PUBLISH, not CONNECT [MQTT-3.1.0-1]",
+                        level="warn", client="-"), since=mark)
+    for _ in range(4):
+        c, acc, srv = where(mport, lambda: Raw(d.port).connect(""))
+        assert acc == srv
+        c.send(publish("test/anon", b"a", qos=1, pid=1))
+        c.expect(puback(1))
+        c.close()
