@@ -140,6 +140,9 @@ static int in_append(conn_t *c, const uint8_t *p, size_t n) {
         svc->st.input_bytes += add;
         c->in_counted = true;
         uint64_t all = atomic_fetch_add(&srv_of(c)->sh->input, add) + add;
+        server_t *s = srv_of(c);
+        if (s->sh_idx < SHARED_SERVERS_MAX && c->in_cap > atomic_load(&s->sh->largest[s->sh_idx]))
+            atomic_store(&s->sh->largest[s->sh_idx], c->in_cap);
         if (all > srv_of(c)->cfg->mqtt.max_input_buffer_bytes)
             input_over_budget(srv_of(c), svc);
     }
@@ -616,18 +619,46 @@ void conn_check_partial(server_t *s, uint64_t now) {
     }
 }
 
-/* Over max_input_buffer_bytes: the connections holding the largest partial
- * packets are closed first, until the rest fits. */
+static void budget_posted(void *arg) {
+    server_t *s = arg;
+    input_over_budget(s, &s->svc[SERVICE_MQTT]);
+}
+
+/* Another server (worker) whose largest partial packet is larger than
+ * `mine`, as each last published it; NULL when none. */
+static server_t *larger_elsewhere(server_t *s, uint64_t mine) {
+    server_shared_t *sh = s->sh;
+    unsigned n = atomic_load(&sh->n_servers);
+    server_t *best = NULL;
+    for (unsigned i = 0; i < n && i < SHARED_SERVERS_MAX; i++) {
+        server_t *o = atomic_load(&sh->servers[i]);
+        uint64_t l = atomic_load(&sh->largest[i]);
+        if (o && o != s && l > mine) {
+            mine = l;
+            best = o;
+        }
+    }
+    return best;
+}
+
+/* Over max_input_buffer_bytes (every worker's input counts): the
+ * connections holding the largest partial packets are closed first, until
+ * the rest fits. When another worker holds a larger one, that worker is
+ * asked (on its loop) to do the same. */
 static void input_over_budget(server_t *s, service_t *svc) {
     uint64_t budget = s->cfg->mqtt.max_input_buffer_bytes;
-    /* Shared by every worker: this one closes its own largest until the
-     * whole fits (or it holds none). */
     while (atomic_load(&s->sh->input) > budget) {
         conn_t *big = NULL, *c;
         FOREACH_CONN(c, s) {
             if (c->l->svc == svc && c->in_counted && (!big || c->in_cap > big->in_cap))
                 big = c;
         }
+        uint64_t mine = big ? big->in_cap : 0;
+        if (s->sh_idx < SHARED_SERVERS_MAX)
+            atomic_store(&s->sh->largest[s->sh_idx], mine);
+        server_t *o = larger_elsewhere(s, mine);
+        if (o && server_post(o, budget_posted, o) == 0)
+            break;
         if (!big)
             break;
         char why[200];

@@ -20,6 +20,8 @@
 
 typedef struct listener listener_t;
 
+#define SHARED_SERVERS_MAX 64 /* threads: at most CONFIG_THREADS_MAX */
+
 /* The bounds several servers share (server.h). */
 struct server_shared {
     atomic_size_t conns;        /* mqtt connections of every server (max_connections) */
@@ -27,6 +29,12 @@ struct server_shared {
     atomic_uint_fast64_t input; /* bytes of partial packets (max_input_buffer_bytes) */
     pthread_mutex_t mu;         /* iplimit */
     iplimit_t *iplimit;
+    /* max_input_buffer_bytes' largest first across servers: each server's
+     * largest partial packet as it last saw it (possibly high once it is
+     * released), and the servers, to ask the one holding the largest. */
+    atomic_uint_fast64_t largest[SHARED_SERVERS_MAX];
+    _Atomic(server_t *) servers[SHARED_SERVERS_MAX];
+    atomic_uint n_servers;
 };
 
 /* The connections of one protocol. */
@@ -118,6 +126,7 @@ struct server {
     uint32_t jobs_running; /* ... and on the threadpool (mqtt.max_tls_handshake_workers) */
     server_shared_t *sh;   /* the bounds shared with other servers (opts.shared or own) */
     bool own_sh;
+    unsigned sh_idx; /* this server's slot in sh->largest and sh->servers */
     /* move.c: connections other servers hand over (server_conn_move). */
     uv_async_t inbox_async;
     pthread_mutex_t inbox_mu;

@@ -251,6 +251,9 @@ int server_new(const server_opts_t *opts, server_t **out, char *errbuf, size_t e
         s->own_sh = true;
     }
     s->iplimit_log = (log_ratelimit_t)LOG_RATELIMIT_INIT("per-address limit", 10, 10000);
+    s->sh_idx = SHARED_SERVERS_MAX;
+    if (s->sh && (s->sh_idx = atomic_fetch_add(&s->sh->n_servers, 1)) < SHARED_SERVERS_MAX)
+        atomic_store(&s->sh->servers[s->sh_idx], s);
     int r = s->rbuf && s->sh ? uv_loop_init(&s->loop) : UV_ENOMEM;
     if (r == 0 && net_inbox_init(s) != 0) {
         uv_loop_close(&s->loop);
@@ -400,6 +403,8 @@ void server_free(server_t *s) {
     free(s->listeners);
     forward_free(s);
     free(s->rbuf);
+    if (s->sh_idx < SHARED_SERVERS_MAX)
+        atomic_store(&s->sh->servers[s->sh_idx], NULL);
     net_inbox_free(s);
     if (s->own_sh)
         server_shared_free(s->sh);

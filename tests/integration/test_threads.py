@@ -334,3 +334,32 @@ def test_first_packets_that_name_no_worker(daemon, mock_kafka):
         c.send(publish("test/anon", b"a", qos=1, pid=1))
         c.expect(puback(1))
         c.close()
+
+
+def test_input_budget_closes_the_largest_partial_packet_of_any_worker(daemon):
+    """mqtt.max_input_buffer_bytes counts both workers' partial packets; the
+    worker whose append goes over asks the one holding the largest to close
+    it: the big one on the other worker goes, the small one stays."""
+    d, mport = start(daemon, mqtt={"max_input_buffer_bytes": 65536})
+    clients = served_on_both(d, mport, "budget")
+    big = next(c for c, _, w in clients if w == 0)
+    small = next(c for c, _, w in clients if w == 1)
+    big_id = next(cid for c, cid, w in clients if c is big)
+    pa = publish("test/a", b"a" * 50000, qos=1, pid=1)
+    pb = publish("test/b", b"b" * 100, qos=1, pid=2)
+    big.send(pa[:40000])  # buffered in 65,536 bytes: the whole budget
+    m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_input_buffer_bytes"] == 65536, 5,
+                   "40,000 bytes buffered")
+    mark = d.mark()
+    small.send(pb[:10])  # 256 bytes more, on the other worker: over
+    big.expect_close(b"")
+    d.wait_log(m2k.line("closing: 65536 bytes of a partly received packet buffered, the most of "
+                        "any connection, while all hold 65792, over mqtt.max_input_buffer_bytes "
+                        "65536", level="warn", client=big_id), since=mark)
+    small.send(pb[10:])
+    small.expect(puback(2))
+    s = scrape(mport)
+    assert s['mqtt2kafka_input_closed_total{reason="input_budget"}'] == 1
+    assert s["mqtt2kafka_input_buffer_bytes"] == 0
+    for c, _, _ in clients:
+        c.close()
