@@ -82,12 +82,14 @@ static char *on_metrics(void *ud, size_t *len) {
     daemon_park(d);
     *d->sum = W0(d)->m;
     for (unsigned i = 1; i < d->n_workers; i++) {
+        if (!d->w[i] || !d->w[i]->still)
+            continue; /* not made yet, or closing its loop (shutdown) */
         collect(d->w[i], d);
         metrics_add(d->sum, &d->w[i]->m);
     }
     daemon_unpark(d);
     d->sum->workers = d->n_workers;
-    for (unsigned i = 0; i < d->n_workers && i < METRICS_MAX_WORKERS; i++) {
+    for (unsigned i = 0; i < d->n_workers && i < METRICS_MAX_WORKERS && d->w[i]; i++) {
         d->sum->worker_accepted[i] = d->w[i]->m.connections_total;
         d->sum->worker_connections[i] = d->w[i]->m.connections;
     }
@@ -97,10 +99,12 @@ static char *on_metrics(void *ud, size_t *len) {
 static char *on_list(void *ud, int kind, size_t offset, size_t limit, size_t *len) {
     daemon_t *d = ud;
     const session_mgr_t *sm[CONFIG_THREADS_MAX];
-    for (unsigned i = 0; i < d->n_workers; i++)
-        sm[i] = d->w[i]->sm;
+    size_t n = 0;
     daemon_park(d);
-    char *page = introspect_page(sm, d->n_workers, W0(d)->srv, kind, offset, limit, len);
+    for (unsigned i = 0; i < d->n_workers; i++)
+        if (i == 0 || (d->w[i] && d->w[i]->still))
+            sm[n++] = d->w[i]->sm;
+    char *page = introspect_page(sm, n, W0(d)->srv, kind, offset, limit, len);
     daemon_unpark(d);
     return page;
 }
@@ -130,11 +134,10 @@ static int on_ready(void *ud, char *reason, size_t cap) {
     int ready = 1;
     daemon_park(d);
     for (unsigned i = 0; i < d->n_workers && !d->fwd && ready; i++) {
+        if (i && (!d->w[i] || !d->w[i]->still))
+            continue;
         if (!kafka_reachable(d->w[i]->k, why, sizeof(why))) {
-            if (d->n_workers > 1)
-                snprintf(reason, cap, "Kafka unreachable from worker %u: %s", i, why);
-            else
-                snprintf(reason, cap, "Kafka unreachable: %s", why);
+            snprintf(reason, cap, "Kafka unreachable: %s", why);
             ready = 0;
         }
     }
@@ -149,7 +152,8 @@ static int on_ready(void *ud, char *reason, size_t cap) {
 static int outq_all(daemon_t *d) {
     int n = 0; /* rd_kafka_outq_len may be called from any thread */
     for (unsigned i = 0; i < d->n_workers; i++)
-        n += kafka_outq_len(d->w[i]->k);
+        if (d->w[i]) /* the others are made once the start's wait is over */
+            n += kafka_outq_len(d->w[i]->k);
     return n;
 }
 
@@ -416,7 +420,7 @@ static void free_workers(daemon_t *d) {
             /* A start that failed after it began: stop it on its loop. */
             server_post(w->srv, post_finish, w);
             worker_join(w);
-        } else {
+        } else if (w->srv) {
             server_stop(w->srv);
             server_run(w->srv);
         }

@@ -44,6 +44,7 @@ struct worker {
     pthread_t thread;
     bool have_thread;
     atomic_bool ended; /* its loop returned: its objects are still */
+    bool still;        /* daemon_park: parked or ended, so worker 0 may read it */
     /* At log.level debug, the MQTT topic of the last match (cut), for the
      * line of the record produced right after it (route_cb, produce_cb). */
     bool routed;
@@ -110,7 +111,9 @@ void worker_finish_shutdown(worker_t *w);
 void worker_tick(worker_t *w);
 
 /* From worker 0: every other running worker waits, parked in a call on its
- * loop, until daemon_unpark; their state may be read and switched. */
+ * loop, until daemon_unpark; the state of those with `still` set (parked,
+ * or their loop ended) may be read and switched. A worker whose loop is
+ * closing (shutdown) is not still and is left alone. */
 void daemon_park(daemon_t *d);
 void daemon_unpark(daemon_t *d);
 /* From worker 0: fn(w) runs on every other worker's loop thread. */

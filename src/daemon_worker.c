@@ -463,10 +463,14 @@ void daemon_park(daemon_t *d) {
     unsigned want = 0;
     for (unsigned i = 1; i < d->n_workers; i++) {
         worker_t *w = d->w[i];
+        if (!w)
+            continue;
         /* A worker not started or ended touches nothing. */
-        if (w && w->have_thread && !atomic_load(&w->ended) &&
-            server_post(w->srv, park_here, w) == 0)
+        w->still = !w->have_thread || atomic_load(&w->ended);
+        if (!w->still && server_post(w->srv, park_here, w) == 0) {
+            w->still = true;
             want++;
+        }
     }
     pthread_mutex_lock(&d->park_mu);
     while (d->parked < want)

@@ -363,3 +363,19 @@ def test_input_budget_closes_the_largest_partial_packet_of_any_worker(daemon):
     assert s["mqtt2kafka_input_buffer_bytes"] == 0
     for c, _, _ in clients:
         c.close()
+
+
+def test_sigterm_while_the_start_waits_for_kafka(tmp_path):
+    """Worker 0 alone exists during the start's wait for metadata (the
+    others are made once it is over): a SIGTERM then stops it, exit 0."""
+    dead = m2k.free_port()  # nothing listens there: every connect is refused
+    d = m2k.Daemon(tmp_path, f"127.0.0.1:{dead}", THREADS, serving=False)
+    try:
+        m = d.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, "
+                                r"/healthz, /readyz\)", level="info", regex=True), since=0)
+        mport = int(m.group(1))
+        assert "no metadata from" not in d.log(), d.log()
+        assert scrape(mport)["mqtt2kafka_connections"] == 0
+    finally:
+        rc = d.stop()
+    assert rc == 0, d.log()
