@@ -220,16 +220,25 @@ static void pair_start(pair_t *p, const char *extra_yaml, bool move) {
     assert_int_equal(pthread_create(&p->tb, NULL, loop_thread, &p->b), 0);
 }
 
-static void pair_finish(pair_t *p) {
+/* Both loops stop; the servers stay to be read. */
+static void pair_join(pair_t *p) {
     atomic_store(&p->done, true);
     pthread_join(p->ta, NULL);
     pthread_join(p->tb, NULL);
+}
+
+static void pair_free(pair_t *p) {
     assert_int_equal(server_conn_count(p->a.srv), 0);
     assert_int_equal(server_conn_count(p->b.srv), 0);
     server_free(p->a.srv);
     server_free(p->b.srv);
     server_shared_free(p->sh);
     config_free(p->cfg);
+}
+
+static void pair_finish(pair_t *p) {
+    pair_join(p);
+    pair_free(p);
 }
 
 /* The connection lands on whichever server the kernel picks: the one that
@@ -302,9 +311,10 @@ static void test_max_connections_shared(void **state) {
     assert_int_equal(open_n, 1);
     wait_for(&a->freed, atomic_load(&a->opened));
     wait_for(&b->freed, atomic_load(&b->opened));
+    pair_join(&p);
     uint64_t refused = server_stats(a->srv)->refused_max_connections +
                        server_stats(b->srv)->refused_max_connections;
-    pair_finish(&p);
+    pair_free(&p);
     assert_int_equal(refused, 6);
 }
 
