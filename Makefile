@@ -52,7 +52,7 @@ run: deps-run build
 	./$(BUILD_DIR)/mqtt2kafka -c $(CONFIG)
 
 test: deps-test build
-	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) $(value CTEST_ARGS)
 
 test-e2e: deps-e2e build
 	M2K_BUILD_DIR=$(abspath $(BUILD_DIR)) /usr/bin/python3 -m pytest -v -p no:cacheprovider \
@@ -65,7 +65,7 @@ soak: deps-test build
 sanitize: deps-test
 	cmake -S . -B $(SAN_DIR) -DENABLE_SANITIZERS=ON -DWERROR=$(WERROR) -DCMAKE_BUILD_TYPE=Debug
 	cmake --build $(SAN_DIR) -j $(JOBS)
-	ctest --test-dir $(SAN_DIR) --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+	ctest --test-dir $(SAN_DIR) --output-on-failure -j $(JOBS) $(value CTEST_ARGS)
 
 fuzz: deps-test
 	CC=clang cmake -S . -B $(FUZZ_DIR) -DENABLE_FUZZ=ON -DWERROR=$(WERROR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -78,10 +78,10 @@ bench: deps-test build
 	/usr/bin/python3 bench/run-comparison --build-dir $(BUILD_DIR) $(BENCH_ARGS)
 
 format:
-	clang-format -i src/*.c src/*/*.c src/*/*.h include/*.h include/*/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c tests/tools/*.c bench/*.c
+	clang-format -i src/*.c src/*/*.c src/*/*.h include/*.h include/*/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c tests/tools/*.c bench/*.c bench/*.h
 
 format-check:
-	clang-format --dry-run --Werror src/*.c src/*/*.c src/*/*.h include/*.h include/*/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c tests/tools/*.c bench/*.c
+	clang-format --dry-run --Werror src/*.c src/*/*.c src/*/*.h include/*.h include/*/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c tests/tools/*.c bench/*.c bench/*.h
 
 clean:
 	rm -rf $(BUILD_DIR) $(SAN_DIR) $(FUZZ_DIR) $(PKG_DIR)

@@ -13,6 +13,12 @@
 #include "util/list.h"
 #include "util/log.h"
 
+/* A connection's session_conn_data: its daemon_auth_t until its first
+ * packet is screened, then the job its CONNECT waits for until the CONNECT is
+ * fed, then NULL (the CONNECT was seen: bytes go straight to the session).
+ * Both structs begin with their kind. */
+typedef enum { DATA_AUTH = 1, DATA_JOB } data_kind_t;
+
 #define AUTH_MAX_WORKERS 64 /* CONFIG_THREADS_MAX */
 
 /* auth.max_hashing and auth.max_hashing_queue count every worker's checks
@@ -27,6 +33,7 @@ typedef struct {
 } auth_shared_t;
 
 struct daemon_auth {
+    data_kind_t kind; /* DATA_AUTH */
     server_t *srv;
     security_t **sec;
     const config_t **cfg;
@@ -40,9 +47,10 @@ struct daemon_auth {
 typedef enum { JOB_QUEUED, JOB_RUNNING, JOB_DONE } job_state_t;
 
 struct auth_job {
-    list_t node; /* in queue while JOB_QUEUED */
+    data_kind_t kind; /* DATA_JOB */
+    list_t node;      /* in queue while JOB_QUEUED */
     daemon_auth_t *a;
-    mqtt_pc_t *pc; /* NULL once the connection is gone */
+    session_conn_t *sc; /* NULL once the connection is gone */
     job_state_t state;
     auth_db_t *db; /* a reference: a reload may replace the file meanwhile */
     uint32_t generation;
@@ -66,6 +74,7 @@ daemon_auth_t *daemon_auth_new(server_t *srv, security_t **sec, const config_t *
     }
     a->own_sh = !first;
     a->sh->all[a->sh->n++] = a;
+    a->kind = DATA_AUTH;
     a->srv = srv;
     a->sec = sec;
     a->cfg = cfg;
@@ -140,7 +149,7 @@ static void pump(daemon_auth_t *a) {
             atomic_fetch_sub(&a->sh->running, 1);
             job_work(j);
             j->state = JOB_DONE;
-            server_conn_resume(j->pc->conn);
+            server_conn_resume(session_conn_ud(j->sc));
             continue;
         }
         j->state = JOB_RUNNING;
@@ -166,7 +175,7 @@ static void job_done(void *arg) {
     auth_job_t *j = arg;
     daemon_auth_t *a = j->a;
     atomic_fetch_sub(&a->sh->running, 1);
-    if (!j->pc) {
+    if (!j->sc) {
         job_free(j); /* the connection closed meanwhile */
     } else if (security_generation(*a->sec) != j->generation) {
         /* A reload replaced the password file: check against the new one. */
@@ -179,11 +188,11 @@ static void job_done(void *arg) {
         } else {
             j->state = JOB_DONE; /* no password file now: the session decides */
             j->rc = SECURITY_NO_VERDICT;
-            server_conn_resume(j->pc->conn);
+            server_conn_resume(session_conn_ud(j->sc));
         }
     } else {
         j->state = JOB_DONE;
-        server_conn_resume(j->pc->conn);
+        server_conn_resume(session_conn_ud(j->sc));
     }
     pump(a);
     wake_others(a);
@@ -192,8 +201,7 @@ static void job_done(void *arg) {
 /* The first packet is a whole CONNECT that security_connect would hash a
  * password for: queue its check. Returns 1 (queued: wait), 0 (not such a
  * CONNECT: feed it to the session) or -1 (refused and closed). */
-static int screen(mqtt_pc_t *pc, const uint8_t *buf, size_t len) {
-    daemon_auth_t *a = pc->auth;
+static int screen(daemon_auth_t *a, session_conn_t *sc, const uint8_t *buf, size_t len) {
     mqtt_packet_t pkt;
     mqtt5_packet_t pkt5;
     const mqtt_connect_t *p;
@@ -206,9 +214,9 @@ static int screen(mqtt_pc_t *pc, const uint8_t *buf, size_t len) {
     } else {
         return 0;
     }
-    const char *remote = session_conn_remote(pc->sc);
-    if (!security_will_hash(*a->sec, remote, pc->has_identity ? "" : NULL, p->has_username,
-                            server_now_ms(a->srv)))
+    const char *remote = session_conn_remote(sc);
+    if (!security_will_hash(*a->sec, remote, session_conn_has_identity(sc) ? "" : NULL,
+                            p->has_username, server_now_ms(a->srv)))
         return 0;
     uint32_t max_queue = (*a->cfg)->auth.max_hashing_queue;
     uint32_t running = atomic_load(&a->sh->running);
@@ -234,18 +242,19 @@ static int screen(mqtt_pc_t *pc, const uint8_t *buf, size_t len) {
             size_t n = mqtt5_encode_connack(b, sizeof(b), false, MQTT5_RC_SERVER_BUSY, &rp);
             if (n > sizeof(b) || (max && n > max))
                 n = mqtt5_encode_connack(b, sizeof(b), false, MQTT5_RC_SERVER_BUSY, NULL);
-            (void)server_conn_send(pc->conn, b, n);
+            (void)server_conn_send(session_conn_ud(sc), b, n);
         } else {
-            (void)server_conn_send(pc->conn, connack3, sizeof(connack3));
+            (void)server_conn_send(session_conn_ud(sc), connack3, sizeof(connack3));
         }
-        session_conn_close(pc->sc, why);
+        session_conn_close(sc, why);
         return -1;
     }
     auth_job_t *j = calloc(1, sizeof(*j));
     if (!j)
         return 0; /* checked on the loop, as before */
+    j->kind = DATA_JOB;
     j->a = a;
-    j->pc = pc;
+    j->sc = sc;
     list_init(&j->node);
     j->ulen = p->username.len;
     j->user = malloc(j->ulen + 1);
@@ -262,29 +271,33 @@ static int screen(mqtt_pc_t *pc, const uint8_t *buf, size_t len) {
     j->generation = security_generation(*a->sec);
     j->state = JOB_QUEUED;
     queue_add(a, j, false);
-    pc->job = j;
-    server_conn_pause(pc->conn);
+    session_conn_set_data(sc, j);
+    server_conn_pause(session_conn_ud(sc));
     pump(a);
     return 1;
 }
 
-ssize_t daemon_auth_feed(mqtt_pc_t *pc, const uint8_t *buf, size_t len) {
-    if (pc->screened)
-        return session_feed(pc->sc, buf, len);
-    if (pc->job) {
-        auth_job_t *j = pc->job;
+void daemon_auth_conn_open(daemon_auth_t *a, session_conn_t *sc) {
+    session_conn_set_data(sc, a);
+}
+
+ssize_t daemon_auth_feed(session_conn_t *sc, const uint8_t *buf, size_t len) {
+    data_kind_t *k = session_conn_data(sc);
+    if (!k)
+        return session_feed(sc, buf, len);
+    if (*k == DATA_JOB) {
+        auth_job_t *j = (auth_job_t *)k;
         if (j->state != JOB_DONE)
             return 0;
-        pc->job = NULL;
-        pc->screened = true;
-        security_t *sec = *pc->auth->sec;
+        session_conn_set_data(sc, NULL);
+        security_t *sec = *j->a->sec;
         security_set_verdict(sec, j->rc);
         job_free(j);
-        ssize_t r = session_feed(pc->sc, buf, len);
+        ssize_t r = session_feed(sc, buf, len);
         security_set_verdict(sec, SECURITY_NO_VERDICT);
         return r;
     }
-    int r = screen(pc, buf, len);
+    int r = screen((daemon_auth_t *)k, sc, buf, len);
     if (r < 0)
         return -1;
     if (r > 0)
@@ -293,27 +306,37 @@ ssize_t daemon_auth_feed(mqtt_pc_t *pc, const uint8_t *buf, size_t len) {
     mqtt_fixed_header_t fh;
     int h = mqtt_decode_fixed_header(buf, len, &fh);
     if (h < 0 || (h > 0 && len >= fh.header_len + (size_t)fh.remaining_length))
-        pc->screened = true;
-    return session_feed(pc->sc, buf, len);
+        session_conn_set_data(sc, NULL);
+    return session_feed(sc, buf, len);
 }
 
-bool daemon_auth_waiting(const mqtt_pc_t *pc) {
-    return pc->job && pc->job->state != JOB_DONE;
+bool daemon_auth_screened(const session_conn_t *sc) {
+    const data_kind_t *k = session_conn_data(sc);
+    return !k || *k != DATA_AUTH;
 }
 
-void daemon_auth_conn_free(mqtt_pc_t *pc) {
-    auth_job_t *j = pc->job;
+static auth_job_t *job_of(const session_conn_t *sc) {
+    data_kind_t *k = session_conn_data(sc);
+    return k && *k == DATA_JOB ? (auth_job_t *)k : NULL;
+}
+
+bool daemon_auth_waiting(const session_conn_t *sc) {
+    const auth_job_t *j = job_of(sc);
+    return j && j->state != JOB_DONE;
+}
+
+void daemon_auth_conn_free(session_conn_t *sc) {
+    auth_job_t *j = job_of(sc);
     if (j) {
         if (j->state == JOB_RUNNING) {
-            j->pc = NULL; /* job_done frees it */
+            j->sc = NULL; /* job_done frees it */
         } else {
             if (j->state == JOB_QUEUED)
-                unqueue(pc->auth, j);
+                unqueue(j->a, j);
             job_free(j);
         }
     }
-    session_conn_free(pc->sc);
-    free(pc);
+    session_conn_free(sc);
 }
 
 unsigned daemon_threadpool_size(const config_t *cfg, unsigned workers) {

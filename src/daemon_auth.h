@@ -19,20 +19,6 @@
 
 typedef struct daemon_auth daemon_auth_t;
 typedef struct auth_job auth_job_t;
-
-/* The protocol object of an MQTT connection: its session and, while the
- * CONNECT waits for its password check, the job. */
-typedef struct {
-    session_conn_t *sc;
-    server_conn_t *conn;
-    daemon_auth_t *auth;
-    auth_job_t *job;
-    struct worker *worker; /* the worker serving it (daemon_int.h) */
-    bool placed;           /* its CONNECT's client id lives on this worker */
-    bool has_identity;     /* a certificate identity: no password is checked */
-    bool screened;     /* the CONNECT was seen: bytes go straight to the session */
-} mqtt_pc_t;
-
 /* `sec` and `cfg` point at the daemon's pointers (read at each CONNECT: a
  * reload may replace them). With several workers (threads: N) each has one
  * on its server; `first` is the first worker's (NULL for it): auth.max_hashing
@@ -47,19 +33,27 @@ void daemon_auth_free(daemon_auth_t *a);
  * for each other: their sum plus 2 (the sync and one spare), unless the
  * environment sets it already (then a warning when it is smaller). Called
  * at start, before anything runs on the pool. With `workers` sharing the
- * pool, the sum of their shares. Returns the size in force. */
+ * pool, each runs its share of the handshake steps. Returns the size in
+ * force. */
 unsigned daemon_threadpool_size(const config_t *cfg, unsigned workers);
 /* CONNECTs refused because the queue was full. */
 uint64_t daemon_auth_refused(const daemon_auth_t *a);
 
+/* The protocol object of an MQTT connection is its session_conn_t; its
+ * session_conn_data is this module's (no allocation per connection). Call
+ * once the connection's session exists, before it is fed. */
+void daemon_auth_conn_open(daemon_auth_t *a, session_conn_t *sc);
 /* The connection's input: session_feed, except for a CONNECT whose password
  * must be hashed, which is consumed only once its check is done (0 until
  * then; the connection is paused). -1: the connection was closed. */
-ssize_t daemon_auth_feed(mqtt_pc_t *pc, const uint8_t *buf, size_t len);
+ssize_t daemon_auth_feed(session_conn_t *sc, const uint8_t *buf, size_t len);
+/* True once the first packet was screened (a CONNECT waits for its check, or
+ * the bytes go to the session): the client id's worker was settled. */
+bool daemon_auth_screened(const session_conn_t *sc);
 /* True while the CONNECT waits for its check. */
-bool daemon_auth_waiting(const mqtt_pc_t *pc);
-/* Frees pc and its session; a check still running finishes on its own. */
-void daemon_auth_conn_free(mqtt_pc_t *pc);
+bool daemon_auth_waiting(const session_conn_t *sc);
+/* Frees the session's connection; a check still running finishes on its own. */
+void daemon_auth_conn_free(session_conn_t *sc);
 
 /* The session's auth ops (CONNECT, publish, subscribe and read decisions)
  * over security_*; `sec` points at the daemon's pointer, read at each call. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kafka/consumer.h"
+#include "net/server.h"
 #include "util/log.h"
 
 /* Records served per poll: the loop turns between batches. */
@@ -95,17 +96,25 @@ void daemon_downlink_poll(daemon_downlink_t *dd) {
 }
 
 /* The retained topic: key = MQTT topic, value = payload (none or empty
- * deletes), mqtt.qos header = QoS (default 0). */
+ * deletes), mqtt.qos header = QoS (default 0), mqtt.message_expiry header =
+ * seconds from the record's timestamp (none: it does not expire). */
 static void on_retained(daemon_downlink_t *dd, const kafka_message_t *m) {
     uint8_t qos = 0;
+    uint32_t expiry_s = 0;
     for (size_t i = 0; i < m->n_headers; i++) {
         const kafka_header_t *h = &m->headers[i];
         if (strcmp(h->name, "mqtt.qos") == 0 && h->len == 1 && ((const char *)h->value)[0] >= '0' &&
             ((const char *)h->value)[0] <= '2')
             qos = (uint8_t)(((const char *)h->value)[0] - '0');
+        else if (strcmp(h->name, "mqtt.message_expiry") == 0)
+            expiry_s = dl_expiry_parse(h->value, h->len);
     }
-    int rc = m->key ? dl_retained_set(dd->retained, m->key, m->key_len, m->value,
-                                      m->value ? m->value_len : 0, qos)
+    int64_t expires_ms = 0;
+    if (expiry_s)
+        expires_ms =
+            (m->timestamp_ms >= 0 ? m->timestamp_ms : server_wall_ms()) + (int64_t)expiry_s * 1000;
+    int rc = m->key ? dl_retained_set_expiring(dd->retained, m->key, m->key_len, m->value,
+                                               m->value ? m->value_len : 0, qos, expires_ms)
                     : DL_EINVAL;
     if (rc == 0)
         return;
@@ -193,6 +202,7 @@ void daemon_downlink_metrics(daemon_downlink_t *dd, metrics_t *m) {
         m->retained_bytes = rs->bytes;
         m->retained_updates[0] = rs->set;
         m->retained_updates[1] = rs->deleted;
+        m->retained_expired = rs->expired;
         metrics_label_add(&m->retained_refused, "full", rs->refused_full);
         metrics_label_add(&m->retained_refused, "invalid_topic", rs->refused_invalid);
     }

@@ -104,6 +104,8 @@ void daemon_metrics_collect(metrics_t *m, const daemon_parts_t *p) {
         m->spool_drain_rate = fs->drain_rate;
         m->spool_taken_back = fs->taken_back;
         m->spool_maybe_twice = fs->maybe_twice;
+        m->spool_state_save_failures = st->qos2_save_failures;
+        m->spool_state_pubcomp_full = st->qos2_pubcomp_wait_full;
     }
     if (p->dl) {
         daemon_downlink_metrics(p->dl, m);

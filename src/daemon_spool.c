@@ -14,13 +14,13 @@ struct daemon_spool {
     daemon_qos2_t *q2; /* QoS 2 ids across restarts */
 };
 
-/* Every ack of a record goes through here, spooled or direct: the QoS 2 ids
- * are saved before a PUBREC goes out. */
+/* Every ack of a record goes through here, spooled or direct: a PUBREC of
+ * a session that outlives its connection waits for a save of its id. */
 static void on_complete(void *ud, uint64_t opaque, int err, const char *errstr) {
     daemon_spool_t *ds = ud;
-    if (err == 0)
-        session_mgr_qos2_durable(*ds->sm, opaque);
-    daemon_qos2_before_ack(ds->q2, err);
+    if (err == 0 && ds->q2 && session_mgr_qos2_durable(*ds->sm, opaque) &&
+        daemon_qos2_hold(ds->q2, opaque))
+        return; /* daemon_qos2_turn */
     session_on_delivery(*ds->sm, opaque, err, errstr);
 }
 
@@ -89,6 +89,12 @@ static int work(void *ud, void (*run)(void *arg), void (*done)(void *arg), void 
 
 void daemon_spool_set_server(daemon_spool_t *ds, server_t *srv) {
     spooler_set_worker(ds->f, work, srv);
+    daemon_qos2_set_worker(ds->q2, work, srv);
+}
+
+void daemon_spool_turn(daemon_spool_t *ds) {
+    spooler_turn(ds->f);
+    daemon_qos2_turn(ds->q2);
 }
 
 spooler_t *daemon_spool_spooler(const daemon_spool_t *ds) {

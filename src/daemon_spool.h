@@ -21,8 +21,12 @@ daemon_spool_t *daemon_spool_new(const config_t *cfg, spool_t *sp, kafka_t *cons
 /* Saves the QoS 2 ids' last changes, then frees. */
 void daemon_spool_free(daemon_spool_t *ds);
 spooler_t *daemon_spool_spooler(const daemon_spool_t *ds);
-/* The group commit's fdatasync on srv's threadpool (server_work). */
+/* The group commit's fdatasync and the QoS 2 state's saves on srv's
+ * threadpool (server_work). */
 void daemon_spool_set_server(daemon_spool_t *ds, server_t *srv);
+/* Once per loop turn: the spooler's group commit and feed, then the save
+ * of the QoS 2 ids the turn changed (daemon_qos2_turn). */
+void daemon_spool_turn(daemon_spool_t *ds);
 /* One delivery report of the producer (the daemon's on_delivery). */
 void daemon_spool_on_delivery(daemon_spool_t *ds, uint64_t opaque, int err, const char *errstr);
 /* The start's line: the mode and what the spool holds. */

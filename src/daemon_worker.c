@@ -130,28 +130,20 @@ static void mqtt_hold(void *conn, uint32_t ms) {
 static const session_conn_ops_t mqtt_conn_ops = {mqtt_send, mqtt_close, mqtt_pause, mqtt_resume,
                                                  mqtt_hold};
 
-/* The protocol object is an mqtt_pc_t (daemon_auth.h): the session and the
- * password check its CONNECT may be waiting for. */
+/* The protocol object is the session_conn_t; its password check, while its
+ * CONNECT waits for one, is daemon_auth's (session_conn_data). */
 static void *mqtt_open(void *ud, server_conn_t *conn, const char *remote) {
     worker_t *w = ud;
-    mqtt_pc_t *pc = calloc(1, sizeof(*pc));
-    if (pc && !(pc->sc = session_conn_new(w->sm, &mqtt_conn_ops, conn, remote))) {
-        free(pc);
-        pc = NULL;
-    }
-    if (!pc) {
+    session_conn_t *sc = session_conn_new(w->sm, &mqtt_conn_ops, conn, remote);
+    if (!sc) {
         log_error("out of memory for the session of %s", remote);
         return NULL;
     }
-    pc->conn = conn;
-    pc->auth = w->auth;
-    pc->worker = w;
-    pc->placed = w->d->n_workers < 2;
-    return pc;
+    daemon_auth_conn_open(w->auth, sc);
+    return sc;
 }
 static int mqtt_identity(void *pc, const char *user) {
-    ((mqtt_pc_t *)pc)->has_identity = true;
-    return session_conn_set_identity(((mqtt_pc_t *)pc)->sc, user);
+    return session_conn_set_identity(pc, user);
 }
 
 /* The worker a CONNECT's client id lives on: keyed hash mod N; -1 for a
@@ -182,26 +174,29 @@ static int owner_of(const uint8_t *buf, size_t len, unsigned n, uint32_t max_pac
     return (int)(m2k_hash_keyed(id->ptr, id->len) % n);
 }
 
-static ssize_t mqtt_feed(void *pcv, const uint8_t *buf, size_t len) {
-    mqtt_pc_t *pc = pcv;
-    if (!pc->placed) {
-        worker_t *w = pc->worker;
+/* Until its first packet is screened (daemon_auth_screened), a connection
+ * may belong to another worker: a whole CONNECT whose client id another
+ * worker owns is handed over (server_conn_move) before anything else. */
+static ssize_t mqtt_feed(void *pc, const uint8_t *buf, size_t len) {
+    session_conn_t *sc = pc;
+    server_conn_t *conn = session_conn_ud(sc);
+    worker_t *w = server_conn_proto(conn);
+    if (w->d->n_workers > 1 && !daemon_auth_screened(sc)) {
         int owner = owner_of(buf, len, w->d->n_workers, w->d->cfg->mqtt.max_packet_size);
-        if (owner == -2) /* the session refuses one over its caps from its header */
-            return daemon_auth_feed(pc, buf, len);
-        pc->placed = true;
         if (owner >= 0 && (unsigned)owner != w->idx) {
             char why[64];
             snprintf(why, sizeof(why), "handed to worker %d", owner);
-            if (server_conn_move(pc->conn, w->d->w[owner]->srv, buf, len) == 0) {
-                session_conn_forget(pc->sc, why);
+            if (server_conn_move(conn, w->d->w[owner]->srv, buf, len) == 0) {
+                session_conn_forget(sc, why);
                 return -1;
             }
             log_warn("%s: could not hand the connection to worker %d; served by worker %u",
-                     session_conn_remote(pc->sc), owner, w->idx);
+                     session_conn_remote(sc), owner, w->idx);
         }
+        /* -2: incomplete; the session refuses one over its caps from its
+         * header, and consumes none of it otherwise. */
     }
-    return daemon_auth_feed(pc, buf, len);
+    return daemon_auth_feed(sc, buf, len);
 }
 static size_t mqtt_need(const void *pc, const uint8_t *buf, size_t len) {
     mqtt_fixed_header_t fh;
@@ -209,22 +204,22 @@ static size_t mqtt_need(const void *pc, const uint8_t *buf, size_t len) {
     return mqtt_decode_fixed_header(buf, len, &fh) > 0 ? fh.header_len + fh.remaining_length : 0;
 }
 static void mqtt_lost(void *pc, const char *reason) {
-    session_conn_lost(((mqtt_pc_t *)pc)->sc, reason);
+    session_conn_lost(pc, reason);
 }
 static void mqtt_end(void *pc, const char *reason) {
-    session_conn_close(((mqtt_pc_t *)pc)->sc, reason);
+    session_conn_close(pc, reason);
 }
 static void mqtt_goodbye(void *pc, int why) {
-    session_conn_goodbye(((mqtt_pc_t *)pc)->sc, why == SERVER_GOODBYE_BUSY);
+    session_conn_goodbye(pc, why == SERVER_GOODBYE_BUSY);
 }
 static bool mqtt_paused(const void *pc) {
-    return daemon_auth_waiting(pc) || session_conn_paused(((const mqtt_pc_t *)pc)->sc);
+    return daemon_auth_waiting(pc) || session_conn_paused(pc);
 }
 static uint32_t mqtt_inflight(const void *pc) {
-    return session_conn_inflight(((const mqtt_pc_t *)pc)->sc);
+    return session_conn_inflight(pc);
 }
 static const char *mqtt_remote(const void *pc) {
-    return session_conn_remote(((const mqtt_pc_t *)pc)->sc);
+    return session_conn_remote(pc);
 }
 static void mqtt_free(void *pc) {
     daemon_auth_conn_free(pc);
@@ -261,7 +256,7 @@ static void on_fd(void *ud) {
 
 static void on_turn(void *ud) {
     worker_t *w = ud;
-    spooler_turn(w->d->fwd);
+    daemon_spool_turn(w->d->ds);
 }
 
 static void on_tick(void *ud) {

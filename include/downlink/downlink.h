@@ -29,4 +29,9 @@ int dl_filter_check(const char *f, size_t len, const char **why);
 /* Well-formed UTF-8 (no overlongs, no surrogates, at most U+10FFFF). */
 bool dl_utf8_valid(const char *s, size_t len);
 
+/* An mqtt.message_expiry header's value: decimal seconds, 1..4294967295 (as
+ * MQTT 5's message expiry interval); anything else (0, signs, spaces, more
+ * digits) is 0: no expiry. */
+uint32_t dl_expiry_parse(const void *v, size_t len);
+
 #endif

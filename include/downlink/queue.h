@@ -69,6 +69,13 @@ void dl_queue_clear(dl_queue_t *q);
  * DL_ENOMEM. */
 int dl_queue_push(dl_queue_t *q, dl_msg_t *msg, uint8_t qos, size_t max);
 
+/* Drops the entries whose message has expired at now_ms (0 < expires_ms <=
+ * now_ms) wherever they are, counted in stats->expired; each (may be NULL)
+ * sees every one before it is freed. Returns the earliest expires_ms of the
+ * entries left (0: none of them expires). O(entries). */
+uint64_t dl_queue_drop_expired(dl_queue_t *q, uint64_t now_ms,
+                               void (*each)(void *ud, const dl_qentry_t *e), void *ud);
+
 /* The oldest entry, or NULL; the caller owns it (dl_qentry_free). */
 dl_qentry_t *dl_queue_pop(dl_queue_t *q);
 void dl_qentry_free(dl_qentry_t *e);

@@ -13,6 +13,7 @@ typedef struct dl_retained dl_retained_t;
 typedef struct {
     uint64_t messages, bytes; /* held now */
     uint64_t set, deleted;    /* accepted updates */
+    uint64_t expired;         /* dropped past their message expiry (dl_retained_match_at) */
     uint64_t refused_full;    /* over max_messages or max_bytes */
     uint64_t refused_invalid; /* not a valid topic name */
 } dl_retained_stats_t;
@@ -28,6 +29,10 @@ void dl_retained_set_limits(dl_retained_t *r, size_t max_messages, size_t max_by
  * topic not held is 0. */
 int dl_retained_set(dl_retained_t *r, const char *topic, size_t topic_len, const void *payload,
                     size_t len, uint8_t qos);
+/* The same with a message expiry: expires_ms on the caller's wall clock (the
+ * record's timestamp plus its mqtt.message_expiry), 0 = never. */
+int dl_retained_set_expiring(dl_retained_t *r, const char *topic, size_t topic_len,
+                             const void *payload, size_t len, uint8_t qos, int64_t expires_ms);
 
 /* Calls fn for every retained message whose topic filter matches ('$' rule
  * included); the views are valid during the call only. The count, or
@@ -36,6 +41,15 @@ typedef void (*dl_retained_fn)(void *ud, const char *topic, size_t topic_len, co
                                size_t len, uint8_t qos);
 int dl_retained_match(const dl_retained_t *r, const char *filter, size_t len, dl_retained_fn fn,
                       void *ud);
+/* The same at wall time now_ms: a matching message whose expiry has come is
+ * dropped from the store (counted in expired) instead of passed to fn; fn
+ * gets each one's expires_ms (0: none). Expiry is checked here only: an
+ * expired message no subscription matches stays held (counted in messages
+ * and bytes) until one does, or its topic is set again or deleted. */
+typedef void (*dl_retained_at_fn)(void *ud, const char *topic, size_t topic_len,
+                                  const void *payload, size_t len, uint8_t qos, int64_t expires_ms);
+int dl_retained_match_at(dl_retained_t *r, const char *filter, size_t len, int64_t now_ms,
+                         dl_retained_at_fn fn, void *ud);
 
 const dl_retained_stats_t *dl_retained_stats(const dl_retained_t *r);
 

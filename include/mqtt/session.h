@@ -76,8 +76,9 @@ typedef struct {
     void (*ack_latency)(void *ud, uint32_t usec);
     void *ack_latency_ud;
     /* The retained store (borrowed; NULL without `retained:`): a new
-     * subscription gets its matching messages first. */
-    const dl_retained_t *retained;
+     * subscription gets its matching messages first; those past their
+     * message expiry are dropped from it then. */
+    dl_retained_t *retained;
 } session_mgr_opts_t;
 
 /* What the server does for one connection. Every callback gets the `ud` given
@@ -146,6 +147,8 @@ typedef struct {
     uint64_t messages_refused[SESSION_REFUSED__COUNT]; /* wills included */
     uint64_t kafka_topics;            /* gauge: distinct Kafka topics rendered (kafka.max_topics) */
     uint64_t qos2_duplicates;         /* QoS 2 PUBLISH answered without producing again */
+    uint64_t qos2_save_failures;      /* saves of the QoS 2 state that failed (retried) */
+    uint64_t qos2_pubcomp_wait_full;  /* closed: SESSION_QOS2_PUBCOMP_MAX PUBCOMPs waited */
     uint64_t queue_full;              /* produce attempts refused with KAFKA_ERR_QUEUE_FULL */
     uint64_t qos0_dropped_spool_full; /* QoS 0 PUBLISH refused with KAFKA_ERR_SPOOL_FULL */
     uint64_t takeovers;
@@ -184,7 +187,7 @@ typedef struct {
     uint64_t subscribe_denied;
     uint64_t subscribe_invalid;
     uint64_t subscribe_quota; /* past mqtt.max_subscription(s|_bytes)_per_session */
-    uint64_t retained_lost;   /* RETAIN 1 copies the producer refused (retained topic) */
+    uint64_t retained_lost;   /* retained-topic copies nobody waits for (QoS 0, wills) lost */
 } session_stats_t;
 
 /* Creates a manager; NULL on allocation failure. */
@@ -252,6 +255,15 @@ uint32_t session_conn_inflight(const session_conn_t *c);
 bool session_conn_closed(const session_conn_t *c);
 /* The remote address given to session_conn_new. */
 const char *session_conn_remote(const session_conn_t *c);
+/* The `ud` given to session_conn_new. */
+void *session_conn_ud(const session_conn_t *c);
+/* True once session_conn_set_identity succeeded. */
+bool session_conn_has_identity(const session_conn_t *c);
+/* One pointer the connection's owner keeps with it (NULL at first; the
+ * session never reads it): the daemon's password-check state, without an
+ * allocation of its own per connection (idle memory, docs/performance.md). */
+void *session_conn_data(const session_conn_t *c);
+void session_conn_set_data(session_conn_t *c, void *data);
 /* Frees the connection object (closes it first if still open, as "freed"). */
 void session_conn_free(session_conn_t *c);
 /* Before its CONNECT was fed: the connection goes on elsewhere (another
@@ -283,8 +295,19 @@ int session_mgr_qos2_restore(session_mgr_t *m, const char *client_id, size_t len
  * spool, or confirmed by Kafka) though not yet delivered: its QoS 2 id is
  * reported by session_mgr_qos2_each from now. Until then an id in flight is
  * not (saved, a resend of a message never made durable would be answered
- * as a duplicate after a crash: lost). */
-void session_mgr_qos2_durable(session_mgr_t *m, uint64_t opaque);
+ * as a duplicate after a crash: lost). Returns whether it is a QoS 2
+ * message of a session that outlives its connection, still in flight: its
+ * PUBREC (session_on_delivery) must wait for a save of the ids. */
+bool session_mgr_qos2_durable(session_mgr_t *m, uint64_t opaque);
+/* The ids of `version` (session_mgr_qos2_version) are on disk: the PUBCOMPs
+ * that waited for it go out. Once a key is set, a PUBREL of a session that
+ * outlives its connection is answered only when the state without its id
+ * is on disk (the client may reuse the id after PUBCOMP). */
+void session_mgr_qos2_saved(session_mgr_t *m, uint64_t version);
+/* PUBCOMPs waiting for a save. */
+size_t session_mgr_qos2_pubcomps_waiting(const session_mgr_t *m);
+/* A save failed: counted in qos2_save_failures. */
+void session_mgr_qos2_save_failed(session_mgr_t *m);
 /* The key of the QoS 2 hashes (kept in the state file, so the hashes of a
  * restored session compare): until it is set no hash is computed. */
 void session_mgr_qos2_set_key(session_mgr_t *m, const uint8_t key[16]);
@@ -345,11 +368,16 @@ size_t session_mgr_list_detached(const session_mgr_t *m, size_t offset,
                                  bool (*each)(void *ctx, const session_detached_info_t *),
                                  void *ctx);
 
-/* Opaque layout: session id (never reused while the process runs) in the high
- * 32 bits, the session's in-flight sequence number in the low 32 bits. Session
- * id 0 marks records nobody waits for: wills (SESSION_OPAQUE_WILL) and the
- * retained topic's copies of RETAIN 1 PUBLISHes (SESSION_OPAQUE_RETAINED). */
+/* Opaque layout: session id (below 2^31, never reused while the process
+ * runs) in the high 32 bits, the session's in-flight sequence number in the
+ * low 32 bits. The top bit marks the retained topic's copy of a QoS 1/2
+ * RETAIN 1 PUBLISH (SESSION_OPAQUE_COPY): its entry awaits both reports.
+ * Session id 0 marks records nobody waits for: wills (SESSION_OPAQUE_WILL)
+ * and the copies of QoS 0 RETAIN 1 PUBLISHes and of wills
+ * (SESSION_OPAQUE_RETAINED). */
 #define SESSION_OPAQUE(id, seq) (((uint64_t)(id) << 32) | (uint32_t)(seq))
+#define SESSION_OPAQUE_COPY_BIT (1ull << 63)
+#define SESSION_OPAQUE_COPY(id, seq) (SESSION_OPAQUE(id, seq) | SESSION_OPAQUE_COPY_BIT)
 #define SESSION_OPAQUE_WILL SESSION_OPAQUE(0, 0)
 #define SESSION_OPAQUE_RETAINED SESSION_OPAQUE(0, 1)
 

@@ -261,6 +261,8 @@ int server_conn_timer(server_conn_t *c, uint32_t ms);
  * and the accept time on the loop's clock (server_now_ms), while the
  * connection is not closing (the introspection endpoint). */
 const char *server_conn_listener(const server_conn_t *c);
+/* The `ud` of the protocol the connection is served by (server_protocol_t). */
+void *server_conn_proto(const server_conn_t *c);
 uint64_t server_conn_accepted_ms(const server_conn_t *c);
 
 #endif

@@ -209,29 +209,32 @@ typedef struct {
     uint64_t subscriptions;             /* gauge */
     uint64_t downlink_queued;           /* gauge: messages in the sessions' queues */
     uint64_t downlink_dropped[4];       /* oldest_qos0, queue_full, session_bytes, expired */
-    uint64_t retained_copies_lost;      /* RETAIN 1 PUBLISH copies not produced */
+    uint64_t retained_copies_lost;      /* RETAIN 1 copies nobody waits for (QoS 0, wills) lost */
     /* the retained store (rendered with `downlink`) */
     uint64_t retained_messages, retained_bytes; /* gauges */
     uint64_t retained_updates[2];               /* set, deleted */
+    uint64_t retained_expired;                  /* dropped past their message expiry */
     metrics_label_table_t retained_refused;     /* by reason: full, invalid_topic */
     /* the spool: rendered only with `spool` */
     bool spool;
-    uint64_t spool_bytes;              /* gauge: on disk, segments + checkpoint */
-    uint64_t spool_records;            /* gauge: appended and not confirmed by Kafka */
-    uint64_t spool_oldest_age_seconds; /* gauge: of the oldest unconfirmed record; 0: none */
-    uint64_t spool_records_spooled;    /* appended and synced (acked) */
-    uint64_t spool_records_drained;    /* confirmed by Kafka from the spool */
-    uint64_t spool_full;               /* appends refused: max_bytes or the disk full */
-    uint64_t spool_qos0_dropped;       /* QoS 0 PUBLISH dropped at a full spool */
-    uint64_t spool_corrupt_skipped;    /* corrupt records (or runs of bytes) skipped */
-    uint64_t spool_truncations;        /* torn tails truncated at open */
-    uint64_t spool_rewinds;            /* the feed started again after a failed delivery */
-    uint64_t spool_state;              /* gauge: 0 direct, 1 spooling, 2 draining */
-    uint64_t spool_outages;            /* mode outage: switches from direct to the spool */
-    uint64_t spool_outage_seconds;     /* mode outage: time on the spool */
-    uint64_t spool_drain_rate;         /* gauge: records/s Kafka confirmed from the spool */
-    uint64_t spool_taken_back;         /* records taken back from the producer and spooled */
-    uint64_t spool_maybe_twice;        /* of those, records Kafka may have written too */
+    uint64_t spool_bytes;               /* gauge: on disk, segments + checkpoint */
+    uint64_t spool_records;             /* gauge: appended and not confirmed by Kafka */
+    uint64_t spool_oldest_age_seconds;  /* gauge: of the oldest unconfirmed record; 0: none */
+    uint64_t spool_records_spooled;     /* appended and synced (acked) */
+    uint64_t spool_records_drained;     /* confirmed by Kafka from the spool */
+    uint64_t spool_full;                /* appends refused: max_bytes or the disk full */
+    uint64_t spool_qos0_dropped;        /* QoS 0 PUBLISH dropped at a full spool */
+    uint64_t spool_corrupt_skipped;     /* corrupt records (or runs of bytes) skipped */
+    uint64_t spool_truncations;         /* torn tails truncated at open */
+    uint64_t spool_rewinds;             /* the feed started again after a failed delivery */
+    uint64_t spool_state;               /* gauge: 0 direct, 1 spooling, 2 draining */
+    uint64_t spool_outages;             /* mode outage: switches from direct to the spool */
+    uint64_t spool_outage_seconds;      /* mode outage: time on the spool */
+    uint64_t spool_drain_rate;          /* gauge: records/s Kafka confirmed from the spool */
+    uint64_t spool_taken_back;          /* records taken back from the producer and spooled */
+    uint64_t spool_maybe_twice;         /* of those, records Kafka may have written too */
+    uint64_t spool_state_save_failures; /* saves of the QoS 2 state that failed (retried) */
+    uint64_t spool_state_pubcomp_full;  /* closed: too many PUBCOMPs waited for a save */
 } metrics_t;
 
 /* Zeroes the registry. No allocation: embed metrics_t where convenient. */

@@ -143,14 +143,27 @@ void spool_rewind(spool_t *sp);
 int spool_confirm(spool_t *sp, uint64_t seq);
 
 /* The caller's state beside the records (the daemon's QoS 2 ids, at most
- * SPOOL_STATE_MAX bytes): spool_state_save replaces the file "state" durably
- * (temp file, fdatasync, rename, fsync of the directory) and returns 0,
- * SPOOL_EINVAL (too large), SPOOL_FULL or SPOOL_EIO (the old state stays);
- * spool_state_load gives the last saved state (malloc'ed, free it; NULL and
- * 0 when there is none) and returns 0, or SPOOL_ENOMEM; a corrupt state file
- * is logged, moved aside as "state.corrupt" and reads as none. */
+ * SPOOL_STATE_MAX bytes), in two slot files with a generation (state.c):
+ * spool_state_save overwrites the slot the newest does not hold, in place,
+ * and fdatasyncs it (the directory too after creating it), and returns 0,
+ * SPOOL_EINVAL (too large), SPOOL_FULL or SPOOL_EIO (the last saved state
+ * stays in the other slot); spool_state_load gives the last saved state
+ * (the valid slot with the highest generation, else the file "state" of the
+ * daemons before the slots; malloc'ed, free it; NULL and 0 when there is
+ * none) and returns 0, or SPOOL_ENOMEM; a torn slot beside a valid one is
+ * logged, corrupt files when none is valid are logged, moved aside as
+ * "<name>.corrupt" and read as none. */
 #define SPOOL_STATE_MAX (64u * 1024 * 1024)
 int spool_state_save(spool_t *sp, const void *buf, size_t len);
+/* spool_state_save in parts, for the write and syncs on another thread:
+ * begin copies and frames buf (0, SPOOL_EINVAL or SPOOL_ENOMEM: no job);
+ * run touches only the job (any thread, one at a time per spool); end, on
+ * the owner's thread, frees the job and returns 0, SPOOL_FULL or SPOOL_EIO
+ * with why ("<dir>/state.1: cannot write: <strerror>") filled. */
+typedef struct spool_state_job spool_state_job_t;
+int spool_state_begin(spool_t *sp, const void *buf, size_t len, spool_state_job_t **job);
+void spool_state_run(spool_state_job_t *job);
+int spool_state_end(spool_t *sp, spool_state_job_t *job, char *why, size_t cap);
 int spool_state_load(spool_t *sp, uint8_t **buf, size_t *len);
 
 /* The figures for metrics. When no read record awaits confirmation, the

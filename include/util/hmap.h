@@ -1,5 +1,6 @@
 /* The project's one hash map: intrusive, chained, power-of-two buckets that
- * double when the map holds as many entries as buckets. An element embeds an
+ * double when the map holds as many entries as buckets (or `load` times as
+ * many, hmap_set_load). An element embeds an
  * hmap_node_t; the map stores no hash, so it is given a function that hashes
  * an element (used when it grows) and callers pass the hash of a key to
  * look up. No allocation but the bucket array; elements are owned by the
@@ -25,6 +26,7 @@ typedef struct {
     hmap_node_t **b;
     size_t nb, n; /* buckets (0 until the first insert), elements */
     size_t min_nb;
+    size_t load; /* entries per bucket before the array doubles (1) */
     hmap_hash_fn hash;
 } hmap_t;
 
@@ -37,6 +39,10 @@ typedef struct {
 /* An empty map; min_buckets (rounded up to a power of two, 0 = lazily 16) is
  * allocated on the first insert. */
 void hmap_init(hmap_t *m, hmap_hash_fn hash, size_t min_buckets);
+/* Lets the map hold `load` (>= 1) entries per bucket on average before its
+ * bucket array doubles: longer chains, half the array per doubling of load
+ * (for a map looked up rarely whose array is memory per element). */
+void hmap_set_load(hmap_t *m, size_t load);
 /* Frees the bucket array (not the elements). */
 void hmap_free(hmap_t *m);
 /* Links n, whose hash is h (= m->hash(n)); 0, or -1 when the bucket array

@@ -256,7 +256,8 @@ const setting_t config_settings[] = {
      CFG(headers),
      .def = true,
      .doc = "add the headers `mqtt.topic`, `mqtt.client_id`, `mqtt.qos`, `mqtt.retain` (when "
-            "set) and `mqtt.username` (when known) to every record (see "
+            "set), `mqtt.username` (when known) and `mqtt.message_expiry` (an MQTT 5 message "
+            "expiry, when set) to every record (see "
             "[semantics.md](semantics.md#the-kafka-record))"},
 
     {.path = "downlink",

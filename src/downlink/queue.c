@@ -112,3 +112,25 @@ dl_qentry_t *dl_queue_pop(dl_queue_t *q) {
     entry_unlink(q, e);
     return e;
 }
+
+uint64_t dl_queue_drop_expired(dl_queue_t *q, uint64_t now_ms,
+                               void (*each)(void *ud, const dl_qentry_t *e), void *ud) {
+    uint64_t next = 0;
+    list_t *it, *nx;
+    LIST_FOREACH_SAFE(it, nx, &q->all) {
+        dl_qentry_t *e = LIST_ENTRY(it, dl_qentry_t, all);
+        uint64_t at = e->msg->expires_ms;
+        if (!at)
+            continue;
+        if (at > now_ms) {
+            next = next && next < at ? next : at;
+            continue;
+        }
+        if (each)
+            each(ud, e);
+        entry_unlink(q, e);
+        dl_qentry_free(e);
+        q->stats->expired++;
+    }
+    return next;
+}

@@ -10,6 +10,7 @@
 
 typedef struct {
     uint8_t qos;
+    int64_t expires_ms; /* wall clock; 0: never */
     size_t len, topic_len;
     char *topic;    /* NUL-terminated, in the same allocation */
     uint8_t data[]; /* payload, then the topic */
@@ -81,6 +82,11 @@ static void prune(dl_retained_t *r, rnode_t *n) {
 
 int dl_retained_set(dl_retained_t *r, const char *topic, size_t topic_len, const void *payload,
                     size_t len, uint8_t qos) {
+    return dl_retained_set_expiring(r, topic, topic_len, payload, len, qos, 0);
+}
+
+int dl_retained_set_expiring(dl_retained_t *r, const char *topic, size_t topic_len,
+                             const void *payload, size_t len, uint8_t qos, int64_t expires_ms) {
     if (dl_topic_check(topic, topic_len, NULL) != 0 || qos > 2) {
         r->st.refused_invalid++;
         return DL_EINVAL;
@@ -114,6 +120,7 @@ int dl_retained_set(dl_retained_t *r, const char *topic, size_t topic_len, const
         return DL_ENOMEM;
     }
     m->qos = qos;
+    m->expires_ms = expires_ms;
     m->len = len;
     m->topic_len = topic_len;
     memcpy(m->data, payload, len);
@@ -134,16 +141,38 @@ int dl_retained_set(dl_retained_t *r, const char *topic, size_t topic_len, const
 
 typedef struct {
     dl_retained_fn fn;
+    dl_retained_at_fn fn_at; /* dl_retained_match_at's, with now_ms */
     void *ud;
     int count;
     bool root_dollar; /* skip '$' children: the subtree walk started at the root */
+    int64_t now_ms;
+    /* The expired nodes met, dropped after the walk (a node is freed only
+     * once the walk is over); when out of memory, skipped but kept. */
+    rnode_t **expired;
+    size_t n_expired, cap_expired;
 } walk_t;
 
 static void emit(walk_t *w, const rnode_t *n) {
-    if (!n->msg)
+    const rmsg_t *m = n->msg;
+    if (!m)
         return;
+    if (w->fn_at && m->expires_ms && w->now_ms >= m->expires_ms) {
+        if (w->n_expired == w->cap_expired) {
+            size_t cap = w->cap_expired ? w->cap_expired * 2 : 8;
+            rnode_t **e = realloc(w->expired, cap * sizeof(*e));
+            if (!e)
+                return;
+            w->expired = e;
+            w->cap_expired = cap;
+        }
+        w->expired[w->n_expired++] = (rnode_t *)n;
+        return;
+    }
     w->count++;
-    w->fn(w->ud, n->msg->topic, n->msg->topic_len, n->msg->data, n->msg->len, n->msg->qos);
+    if (w->fn_at)
+        w->fn_at(w->ud, m->topic, m->topic_len, m->data, m->len, m->qos, m->expires_ms);
+    else
+        w->fn(w->ud, m->topic, m->topic_len, m->data, m->len, m->qos);
 }
 
 static void subtree(ltrie_node_t *t, void *ud) {
@@ -196,8 +225,28 @@ int dl_retained_match(const dl_retained_t *r, const char *filter, size_t len, dl
                       void *ud) {
     if (dl_filter_check(filter, len, NULL) != 0)
         return DL_EINVAL;
-    walk_t w = {fn, ud, 0, false};
+    walk_t w = {.fn = fn, .ud = ud};
     walk(&w, &r->root, filter, len, 0);
+    return w.count;
+}
+
+int dl_retained_match_at(dl_retained_t *r, const char *filter, size_t len, int64_t now_ms,
+                         dl_retained_at_fn fn, void *ud) {
+    if (dl_filter_check(filter, len, NULL) != 0)
+        return DL_EINVAL;
+    walk_t w = {.fn_at = fn, .ud = ud, .now_ms = now_ms};
+    walk(&w, &r->root, filter, len, 0);
+    /* Each still holds its message, so no prune frees another one met. */
+    for (size_t i = 0; i < w.n_expired; i++) {
+        rnode_t *n = w.expired[i];
+        r->st.messages--;
+        r->st.bytes -= n->msg->len + n->msg->topic_len;
+        r->st.expired++;
+        free(n->msg);
+        n->msg = NULL;
+        prune(r, n);
+    }
+    free(w.expired);
     return w.count;
 }
 

@@ -86,3 +86,16 @@ int dl_topic_check(const char *t, size_t len, const char **why) {
 int dl_filter_check(const char *f, size_t len, const char **why) {
     return check(f, len, true, why);
 }
+
+uint32_t dl_expiry_parse(const void *v, size_t len) {
+    const char *s = v;
+    uint64_t x = 0;
+    if (!s || !len || len > 10)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        x = x * 10 + (uint64_t)(s[i] - '0');
+    }
+    return x <= UINT32_MAX ? (uint32_t)x : 0;
+}

@@ -154,6 +154,7 @@ ssize_t session_feed(session_conn_t *c, const uint8_t *buf, size_t len) {
         c->p5 = c->v5 ? &p5 : NULL;
         int r = dispatch(c, &pkt);
         c->p5 = NULL;
+        c->refeed = r == FEED_RETRY;
         if (r == FEED_RETRY)
             break;
         if (r == FEED_CLOSED || c->state == CONN_CLOSED)

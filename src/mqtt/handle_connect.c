@@ -19,10 +19,11 @@ static int authorize_connect(session_conn_t *c, const mqtt_connect_t *p, const c
     const session_auth_ops_t *a = &m->o.auth;
     char idb[LOG_ID_MAX], ub[LOG_ID_MAX], tb[LOG_ID_MAX] = "";
     uint32_t delay = 0;
-    const char *user = c->identity ? c->identity : (const char *)p->username.ptr;
-    size_t ulen = c->identity ? strlen(c->identity) : p->username.len;
-    bool has_user = c->identity || p->has_username;
-    int rc = a->connect(a->ud, c->remote, c->identity, has_user, user, ulen, p->has_password,
+    const char *identity = c->has_identity ? c->username : NULL;
+    const char *user = identity ? identity : (const char *)p->username.ptr;
+    size_t ulen = identity ? strlen(identity) : p->username.len;
+    bool has_user = identity || p->has_username;
+    int rc = a->connect(a->ud, c->remote, identity, has_user, user, ulen, p->has_password,
                         p->password.ptr, p->password.len, m->mono_ms, &delay);
     const char *why = NULL;
     if (rc == MQTT_CONNACK_BAD_CREDENTIALS) {
@@ -266,36 +267,28 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
             return FEED_CLOSED;
         }
     }
-    if (p->will_flag) {
-        c->will_topic = session_dup(p->will_topic.ptr, p->will_topic.len);
-        c->will_payload = (uint8_t *)session_dup(p->will_payload.ptr, p->will_payload.len);
-        c->will_topic_len = (uint16_t)p->will_topic.len;
-        c->will_payload_len = (uint16_t)p->will_payload.len;
-        c->will_qos = p->will_qos;
-        c->will_retain = p->will_retain;
-        c->will_props = wp ? session5_props_dup(wp) : NULL;
-        c->will_delay = wp ? wp->will_delay : 0;
-        c->will = c->will_topic && c->will_payload && (!wp || c->will_props);
-    }
-    if (c->identity || p->has_username) {
-        const char *u = c->identity ? c->identity : (const char *)p->username.ptr;
-        size_t ulen = c->identity ? strlen(c->identity) : p->username.len;
-        c->username = session_dup(u, ulen);
-        c->username_len = (uint16_t)ulen;
+    if (p->will_flag)
+        c->will = will_new(p, wp);
+    if (c->has_identity) { /* set before the CONNECT: it is the user name */
+        c->has_username = true;
+    } else if (p->has_username) {
+        c->username = session_dup((const char *)p->username.ptr, p->username.len);
+        c->username_len = (uint16_t)p->username.len;
         c->has_username = c->username != NULL;
     }
     s->conn = c;
     c->s = s;
-    if ((p->will_flag && !c->will) || ((p->has_username || c->identity) && !c->has_username)) {
+    /* A shorter interval than ours is honoured; a longer one is capped, and
+     * CONNACK says so (connack5). */
+    bool no_expiry = store_set_expiry(m, s, expiry < mq->session_expiry_s ? expiry : 0) != 0;
+    if (no_expiry || (p->will_flag && !c->will) ||
+        ((p->has_username || c->has_identity) && !c->has_username)) {
         session_refuse(c, MQTT_CONNACK_UNAVAILABLE, LOG_ERROR, "out of memory in CONNECT");
         return FEED_CLOSED;
     }
     if (++s->conn_gen == 0)
         s->conn_gen = 1;
     s->clean = ends;
-    /* A shorter interval than ours is honoured; a longer one is capped, and
-     * CONNACK says so (connack5). */
-    s->expiry_s = expiry < mq->session_expiry_s ? expiry : 0;
     c->gen = s->conn_gen;
     /* Keepalive 0 would let a silent connection stay forever: it gets
      * max_keepalive_s when that is below MQTT's 65535 (an MQTT 5 client is
@@ -337,22 +330,22 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
 void session_publish_will(session_conn_t *c) {
     session_mgr_t *m = c->mgr;
     char idb[LOG_ID_MAX];
-    msg_t msg = {c->will_topic, c->will_topic_len, c->will_payload, c->will_payload_len,
-                 c->will_qos,   c->will_retain,    c->will_props};
+    const session_will_t *w = c->will;
+    msg_t msg = {w->topic, w->topic_len, w->payload, w->payload_len, w->qos, w->retain, w->props};
     const char *ktopic, *key, *why = "";
     size_t key_len;
     /* The ACL in force now, not the one checked at CONNECT: a reload may have
      * revoked the right since. */
     const session_auth_ops_t *a = &m->o.auth;
     if (a->acl_generation && a->acl_generation(a->ud) &&
-        !a->can_publish(a->ud, c->has_username ? c->username : NULL, c->s->client_id, c->will_topic,
-                        c->will_topic_len)) {
+        !a->can_publish(a->ud, c->has_username ? c->username : NULL, c->s->client_id, w->topic,
+                        w->topic_len)) {
         char tb[LOG_ID_MAX];
         m->st.wills_lost++;
         log_client(LOG_WARN, session_log_id(c, idb, sizeof(idb)), c->remote,
                    "will message not published: the ACL in force does not allow publishing "
                    "on topic '%s'",
-                   session_log_str(tb, sizeof(tb), c->will_topic, c->will_topic_len));
+                   session_log_str(tb, sizeof(tb), w->topic, w->topic_len));
         return;
     }
     int r = session_route(c, &msg, &ktopic, &key, &key_len, &why);
@@ -383,4 +376,9 @@ void session_publish_will(session_conn_t *c) {
         return;
     }
     m->st.wills_published++;
+    /* A will with RETAIN 1 updates the retained store too; nobody waits for
+     * either report (a will has no ack), so its copy is best effort, as a QoS
+     * 0 PUBLISH's: a lost one is counted in st.retained_lost. */
+    if (msg.retain && m->cfg->retained.enabled)
+        session_produce_copy_best_effort(c, &msg);
 }

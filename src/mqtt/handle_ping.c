@@ -28,7 +28,8 @@ int session_on_disconnect(session_conn_t *c, const mqtt_packet_t *pkt) {
          * value is honoured as in CONNECT (capped at session_expiry_s). */
         uint32_t e = p5->props.session_expiry;
         c->s->clean = e == 0;
-        c->s->expiry_s = e < c->mgr->cfg->mqtt.session_expiry_s ? e : 0;
+        if (store_set_expiry(c->mgr, c->s, e < c->mgr->cfg->mqtt.session_expiry_s ? e : 0) != 0)
+            log_error("session expiry interval %u from DISCONNECT not kept: out of memory", e);
     }
     bool will = p5->reason == MQTT5_RC_DISCONNECT_WITH_WILL;
     session_end(c, NULL, LOG_INFO, will, true, "DISCONNECT received (reason 0x%02x%s)", p5->reason,

@@ -3,6 +3,7 @@
  * in-flight ring; PUBREL; and the acks a client sends (PUBACK, PUBREC,
  * PUBCOMP), which answer server-sent PUBLISHes and are matched in
  * outbound.c. */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,20 +135,28 @@ int session_route(session_conn_t *c, const msg_t *msg, const char **ktopic, cons
     }
 }
 
+/* MQTT 5: a message's expiry interval as an mqtt.message_expiry header value
+ * (decimal seconds, as the downlink reads it) into buf; 0 without one. */
+static size_t expiry_header(const msg_t *msg, char buf[static 11]) {
+    if (!msg->props || !MQTT5_HAS(msg->props, MQTT5_PROP_MESSAGE_EXPIRY))
+        return 0;
+    return (size_t)snprintf(buf, 11, "%" PRIu32, msg->props->message_expiry);
+}
+
 int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, const char *key,
                     size_t key_len, uint64_t opaque) {
     session_mgr_t *m = c->mgr;
     static const char *const qos_str[] = {"0", "1", "2"};
-    kafka_header_t hs[5], *h = hs;
-    char *names = NULL;
+    kafka_header_t hs[6], *h = hs;
+    char *names = NULL, expiry[11];
     size_t nh = 0, extra = 0, name_bytes = 0;
     if (m->cfg->headers && msg->props &&
         (extra = session5_headers(msg->props, NULL, NULL, &name_bytes)) > 0) {
-        /* Ours (5 at most) first, then what the properties add. */
-        h = malloc((5 + extra) * sizeof(*h) + name_bytes);
+        /* Ours (6 at most) first, then what the properties add. */
+        h = malloc((6 + extra) * sizeof(*h) + name_bytes);
         if (!h)
             return KAFKA_ERR_PRODUCE;
-        names = (char *)(h + 5 + extra);
+        names = (char *)(h + 6 + extra);
     }
     if (m->cfg->headers) {
         h[nh++] = (kafka_header_t){"mqtt.topic", msg->topic, msg->topic_len};
@@ -157,6 +166,9 @@ int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, con
             h[nh++] = (kafka_header_t){"mqtt.retain", "1", 1};
         if (c->has_username)
             h[nh++] = (kafka_header_t){"mqtt.username", c->username, c->username_len};
+        size_t elen = expiry_header(msg, expiry);
+        if (elen)
+            h[nh++] = (kafka_header_t){"mqtt.message_expiry", expiry, elen};
         if (extra)
             nh += session5_headers(msg->props, h + nh, names, NULL);
     }
@@ -181,28 +193,103 @@ int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, con
 }
 
 /* A PUBLISH with RETAIN 1 also goes to the retained topic: key = MQTT topic,
- * value = payload (none: a tombstone, which deletes), mqtt.qos header. Nobody
- * waits for its report (session id 0): the client's ack follows the mapped
- * record alone; a copy the producer refuses is logged and counted. */
-static void produce_retained(session_conn_t *c, const msg_t *msg) {
+ * value = payload (none: a tombstone, which deletes), mqtt.qos header and,
+ * with an expiry, mqtt.message_expiry (whatever `headers` says: the store
+ * drops it once expired). */
+int session_produce_copy(session_conn_t *c, const msg_t *msg, uint64_t opaque) {
     session_mgr_t *m = c->mgr;
     static const char *const qos_str[] = {"0", "1", "2"};
-    kafka_header_t h = {"mqtt.qos", qos_str[msg->qos <= 2 ? msg->qos : 0], 1};
+    char expiry[11];
+    kafka_header_t h[2] = {{"mqtt.qos", qos_str[msg->qos <= 2 ? msg->qos : 0], 1},
+                           {"mqtt.message_expiry", expiry, expiry_header(msg, expiry)}};
     kafka_record_t rec = {.topic = m->cfg->retained.topic,
                           .key = msg->topic,
                           .key_len = msg->topic_len,
                           .value = msg->payload_len ? msg->payload : NULL,
                           .value_len = msg->payload_len,
-                          .headers = &h,
-                          .n_headers = 1,
+                          .headers = h,
+                          .n_headers = h[1].len ? 2 : 1,
                           .timestamp_ms = m->wall_ms};
-    if (m->o.produce(m->o.produce_ud, &rec, SESSION_OPAQUE_RETAINED) == KAFKA_OK)
+    int rc = m->o.produce(m->o.produce_ud, &rec, opaque);
+    if (rc == KAFKA_ERR_QUEUE_FULL)
+        m->st.queue_full++;
+    return rc;
+}
+
+void session_produce_copy_best_effort(session_conn_t *c, const msg_t *msg) {
+    session_mgr_t *m = c->mgr;
+    if (session_produce_copy(c, msg, SESSION_OPAQUE_RETAINED) == KAFKA_OK)
         return;
     m->st.retained_lost++;
     char idb[LOG_ID_MAX], tb[128];
     log_client_ratelimited(&m->rl_delivery, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
                            c->remote, "retained copy of a message on topic '%s' not produced",
                            session_log_str(tb, sizeof(tb), msg->topic, msg->topic_len));
+}
+
+/* The copy of the QoS 1/2 message of entry e (seq its sequence number): its
+ * report is awaited beside the mapped record's. FEED_RETRY when the producer
+ * queue or the spool is full: the entry owes it, and the PUBLISH is fed
+ * again for the copy alone (publish_owed_copy), so the mapped record is never
+ * produced twice. A refused copy fails the message (e->reason): answered as a
+ * failed delivery once the mapped record's report is in. */
+static int publish_copy(session_conn_t *c, const msg_t *msg, inflight_t *e, uint32_t seq) {
+    session_mgr_t *m = c->mgr;
+    int rc = session_produce_copy(c, msg, SESSION_OPAQUE_COPY(c->s->id, seq));
+    e->copy = 1;
+    e->owed = rc == KAFKA_ERR_QUEUE_FULL || rc == KAFKA_ERR_SPOOL_FULL;
+    if (e->owed) {
+        inflight_block(c);
+        return FEED_RETRY;
+    }
+    if (rc != KAFKA_OK) {
+        char idb[LOG_ID_MAX], tb[LOG_ID_MAX];
+        log_client_ratelimited(&m->rl_delivery, LOG_ERROR, session_log_id(c, idb, sizeof(idb)),
+                               c->remote,
+                               "the producer refused the retained copy of a message on topic "
+                               "'%s' (%s): the message fails",
+                               session_log_str(tb, sizeof(tb), msg->topic, msg->topic_len),
+                               rc == KAFKA_ERR_FATAL ? "fatal producer error" : "produce error");
+        e->copy = 0;
+        e->reason = MQTT5_RC_UNSPECIFIED;
+    }
+    return FEED_OK;
+}
+
+/* The message of a PUBLISH (its topic alias resolved). */
+static msg_t publish_msg(const session_conn_t *c, const mqtt_publish_t *p) {
+    return (msg_t){(const char *)p->topic.ptr,
+                   p->topic.len,
+                   p->payload.ptr,
+                   p->payload.len,
+                   p->qos,
+                   p->retain,
+                   c->p5 ? &c->p5->props : NULL};
+}
+
+/* The PUBLISH fed again after publish_copy's FEED_RETRY (the ring's last
+ * entry owes its copy: nothing else of this connection was read since). */
+static int publish_owed_copy(session_conn_t *c, const mqtt_publish_t *p) {
+    session_mgr_t *m = c->mgr;
+    session_t *s = c->s;
+    inflight_t *e = ring_at(s, s->ring_count - 1);
+    assert(e->packet_id == p->packet_id);
+    int r = FEED_OK;
+    if (!e->reason) { /* else the mapped record failed: the copy would be a lie */
+        msg_t msg = publish_msg(c, p);
+        r = publish_copy(c, &msg, e, s->next_seq - 1);
+        if (r == FEED_RETRY)
+            return r;
+        if (e->copy) {
+            inflight_check_window(c);
+            return FEED_OK;
+        }
+    }
+    e->owed = 0;
+    e->copy = 0;
+    if (e->mapped_in)
+        inflight_settle(m, s, s->id, e);
+    return c->state == CONN_CLOSED ? FEED_CLOSED : FEED_OK;
 }
 
 /* The ACL decision for a PUBLISH, with a one-topic cache per connection. */
@@ -213,20 +300,21 @@ static bool publish_allowed(session_conn_t *c, const mqtt_publish_t *p) {
     uint32_t gen = a->acl_generation(a->ud);
     if (!gen)
         return true;
-    if (c->acl_topic && c->acl_gen == gen && c->acl_topic_len == len &&
-        memcmp(c->acl_topic, topic, len) == 0)
-        return c->acl_ok;
+    acl_cache_t *acl = c->caches ? c->caches->acl : NULL;
+    if (acl && acl->gen == gen && acl->len == len && memcmp(acl->topic, topic, len) == 0)
+        return acl->ok;
     bool ok =
         a->can_publish(a->ud, c->has_username ? c->username : NULL, c->s->client_id, topic, len);
     /* Cached only for short topics: the cache must not double a big packet. */
     if (len <= ACL_CACHE_TOPIC_MAX) {
-        if (!c->acl_topic)
-            c->acl_topic = malloc(ACL_CACHE_TOPIC_MAX);
-        if (c->acl_topic) {
-            memcpy(c->acl_topic, topic, len);
-            c->acl_topic_len = (uint16_t)len;
-            c->acl_gen = gen;
-            c->acl_ok = ok;
+        session_caches_t *x = session_conn_caches(c);
+        if (x && !x->acl)
+            x->acl = malloc(sizeof(*x->acl) + ACL_CACHE_TOPIC_MAX);
+        if (x && x->acl) {
+            memcpy(x->acl->topic, topic, len);
+            x->acl->len = (uint16_t)len;
+            x->acl->gen = gen;
+            x->acl->ok = ok;
         }
     }
     return ok;
@@ -274,7 +362,8 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     session_t *s = c->s;
     char idb[LOG_ID_MAX], tb[LOG_ID_MAX];
     uint32_t max = max_inflight(m);
-    m->st.messages_received[p->qos <= 2 ? p->qos : 0]++;
+    if (!c->refeed)
+        m->st.messages_received[p->qos <= 2 ? p->qos : 0]++;
 
     /* An empty topic always comes with an alias (the codec saw to it). */
     if (c->p5 && MQTT5_HAS(&c->p5->props, MQTT5_PROP_TOPIC_ALIAS)) {
@@ -284,6 +373,8 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
         p = &aliased;
     }
 
+    if (s->ring_count && ring_at(s, s->ring_count - 1)->owed)
+        return publish_owed_copy(c, p);
     if (c->p5) {
         int r = receive_window(c, p, max);
         if (r != FEED_OK)
@@ -380,13 +471,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     if (ring_reserve(m, s) != 0)
         goto oom;
 
-    msg_t msg = {(const char *)p->topic.ptr,
-                 p->topic.len,
-                 p->payload.ptr,
-                 p->payload.len,
-                 p->qos,
-                 p->retain,
-                 c->p5 ? &c->p5->props : NULL};
+    msg_t msg = publish_msg(c, p);
     const char *ktopic, *key, *why = "";
     size_t key_len;
     int r = session_route(c, &msg, &ktopic, &key, &key_len, &why);
@@ -448,8 +533,6 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
                                session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len));
         return FEED_OK;
     }
-    if (rc == KAFKA_OK && msg.retain && m->cfg->retained.enabled)
-        produce_retained(c, &msg);
     if (rc == KAFKA_ERR_SPOOL_FULL && c->p5) {
         /* MQTT 5 has a negative ack for it: 0x97, and the client is read on
          * (3.1.1 waits unacknowledged, paused, below). Nothing is acked. */
@@ -496,6 +579,11 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     e->spool_full = 0;
     e->durable = 0;
     e->produced = 1;
+    e->copy = 0;
+    e->owed = 0;
+    e->mapped_in = 0;
+    e->map_durable = 0;
+    e->copy_durable = 0;
     e->recv_us = (uint32_t)m->mono_us;
     e->topic_len =
         (uint8_t)(msg.topic_len < INFLIGHT_TOPIC_MAX ? msg.topic_len : INFLIGHT_TOPIC_MAX);
@@ -507,6 +595,13 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     s->ring_used = true;
     if (p->qos == 2)
         qos2_changed(m, s);
+    if (msg.retain && m->cfg->retained.enabled) {
+        /* QoS 0: nothing is acked, both records are best effort. */
+        if (p->qos == 0)
+            session_produce_copy_best_effort(c, &msg);
+        else if (publish_copy(c, &msg, e, s->next_seq - 1) == FEED_RETRY)
+            return FEED_RETRY;
+    }
     inflight_check_window(c);
     return FEED_OK;
 oom:
@@ -515,10 +610,7 @@ oom:
 }
 
 int session_on_pubrel(session_conn_t *c, const mqtt_packet_t *pkt) {
-    if (pubrel_remove(c->s, pkt->u.packet_id))
-        qos2_changed(c->mgr, c->s);
-    session_send_ack(c, MQTT_PUBCOMP, pkt->u.packet_id);
-    return FEED_OK;
+    return qos2_pubrel(c, pkt->u.packet_id); /* store_qos2.c */
 }
 
 /* Where a downlink's outbound QoS state will match PUBACK/PUBREC/PUBCOMP. */

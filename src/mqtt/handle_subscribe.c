@@ -44,12 +44,18 @@ static uint8_t subscribe_one(session_conn_t *c, const char *f, size_t len, uint8
      * the trie is touched. Another new filter past the session's bounds is
      * taken back out (one held, subscribed to again, only gets its options
      * replaced). */
+    outbound_t *x = outbound_get(m, s); /* holds the session's subscription counts */
+    if (!x) {
+        log_client(LOG_ERROR, session_log_id(c, idb, sizeof(idb)), c->remote,
+                   "SUBSCRIBE refused: out of memory");
+        return c->v5 ? MQTT5_RC_UNSPECIFIED : MQTT_SUBACK_FAILURE;
+    }
     bool too_long = len > m->cfg->mqtt.max_subscription_bytes_per_session;
     int rc = !af        ? DL_EINVAL
              : too_long ? 0
                         : dl_subs_add_opts(m->subs, s->id, f, len, qos, opts, sub_id);
-    if (rc == 0 && (s->n_subs >= m->cfg->mqtt.max_subscriptions_per_session ||
-                    s->sub_bytes + len > m->cfg->mqtt.max_subscription_bytes_per_session)) {
+    if (rc == 0 && (x->n_subs >= m->cfg->mqtt.max_subscriptions_per_session ||
+                    x->sub_bytes + len > m->cfg->mqtt.max_subscription_bytes_per_session)) {
         if (!too_long)
             dl_subs_remove(m->subs, s->id, f, len);
         m->st.subscribe_quota++;
@@ -58,16 +64,16 @@ static uint8_t subscribe_one(session_conn_t *c, const char *f, size_t len, uint8
                         "of %u bytes (mqtt.max_subscriptions_per_session %u, "
                         "mqtt.max_subscription_bytes_per_session %u)",
                         session_log_id(c, idb, sizeof(idb)),
-                        session_log_str(fb, sizeof(fb), f, len), (unsigned)s->n_subs,
-                        (unsigned)s->sub_bytes,
+                        session_log_str(fb, sizeof(fb), f, len), (unsigned)x->n_subs,
+                        (unsigned)x->sub_bytes,
                         (unsigned)m->cfg->mqtt.max_subscriptions_per_session,
                         (unsigned)m->cfg->mqtt.max_subscription_bytes_per_session);
         return c->v5 ? MQTT5_RC_QUOTA_EXCEEDED : MQTT_SUBACK_FAILURE;
     }
     *is_new = rc == 0;
     if (rc == 0) {
-        s->n_subs++;
-        s->sub_bytes += (uint32_t)len;
+        x->n_subs++;
+        x->sub_bytes += (uint32_t)len;
     }
     if (rc >= 0)
         return qos;
@@ -169,9 +175,9 @@ int session_on_unsubscribe(session_conn_t *c, const mqtt_packet_t *pkt) {
     mqtt_str_t f;
     while (mqtt_filter_next(&pkt->u.subscribe, &off, &f, NULL) == 1) {
         int rc = dl_subs_remove(c->mgr->subs, c->s->id, (const char *)f.ptr, f.len);
-        if (rc == 0) {
-            c->s->n_subs--;
-            c->s->sub_bytes -= (uint32_t)f.len;
+        if (rc == 0) { /* held, so counted in c->s->ob */
+            c->s->ob->n_subs--;
+            c->s->ob->sub_bytes -= (uint32_t)f.len;
         }
         /* MQTT 5: 0x11 "no subscription existed" */
         codes[i++] = rc == 0 ? 0x00 : 0x11;

@@ -252,7 +252,8 @@ void inflight_wake_blocked(session_mgr_t *m) {
 /* ---- delivery reports -------------------------------------------------------- */
 
 void session_on_delivery(session_mgr_t *m, uint64_t opaque, int err, const char *errstr) {
-    uint32_t id = (uint32_t)(opaque >> 32), seq = (uint32_t)opaque;
+    bool copy = opaque & SESSION_OPAQUE_COPY_BIT;
+    uint32_t id = (uint32_t)(opaque >> 32) & INT32_MAX, seq = (uint32_t)opaque;
     if (err == 0)
         m->st.delivered++;
     else
@@ -270,7 +271,8 @@ void session_on_delivery(session_mgr_t *m, uint64_t opaque, int err, const char 
     }
     session_t *s = store_find_id(m, id);
     uint32_t off = s ? seq - s->head_seq : 0;
-    if (!s || off >= s->ring_count || ring_at(s, off)->state != IF_PENDING) {
+    inflight_t *e = s && off < s->ring_count ? ring_at(s, off) : NULL;
+    if (!e || e->state != IF_PENDING || (copy ? !e->copy || e->owed : e->mapped_in)) {
         if (err)
             log_ratelimited(&m->rl_delivery, LOG_WARN,
                             "delivery failed for a message of a session that is gone: %s",
@@ -280,20 +282,36 @@ void session_on_delivery(session_mgr_t *m, uint64_t opaque, int err, const char 
         inflight_wake_blocked(m);
         return;
     }
-    inflight_t *e = ring_at(s, off);
+    if (err) {
+        char idb[LOG_ID_MAX], tb[LOG_ID_MAX];
+        log_client_ratelimited(&m->rl_delivery, LOG_ERROR,
+                               session_log_str(idb, sizeof(idb), s->client_id, s->client_id_len),
+                               s->conn ? s->conn->remote : NULL,
+                               "Kafka did not take %sa QoS %u message on topic '%s%s': %s",
+                               copy ? "the retained copy of " : "", e->qos,
+                               session_log_str(tb, sizeof(tb), e->topic, e->topic_len),
+                               e->topic_len == INFLIGHT_TOPIC_MAX ? "..." : "",
+                               errstr ? errstr : "?");
+        e->reason = MQTT5_RC_UNSPECIFIED;
+    }
+    if (copy)
+        e->copy = 0;
+    else
+        e->mapped_in = 1;
+    if (e->copy || !e->mapped_in) { /* the other report is still to come */
+        inflight_wake_blocked(m);
+        return;
+    }
+    inflight_settle(m, s, id, e);
+}
+
+void inflight_settle(session_mgr_t *m, session_t *s, uint32_t id, inflight_t *e) {
     session_conn_t *c = s->conn;
     bool close_conn = false;
-    char idb[LOG_ID_MAX], tb[LOG_ID_MAX];
-    if (err == 0) {
+    if (!e->reason) {
         e->state = IF_OK;
     } else {
         e->state = IF_FAILED;
-        log_client_ratelimited(
-            &m->rl_delivery, LOG_ERROR,
-            session_log_str(idb, sizeof(idb), s->client_id, s->client_id_len), c ? c->remote : NULL,
-            "Kafka did not take a QoS %u message on topic '%s%s': %s", e->qos,
-            session_log_str(tb, sizeof(tb), e->topic, e->topic_len),
-            e->topic_len == INFLIGHT_TOPIC_MAX ? "..." : "", errstr ? errstr : "?");
         /* The client resends what it got no ack for once it reconnects. An
          * MQTT 5 client is told instead: PUBACK/PUBREC 0x80, and it decides. */
         close_conn = c && e->ack_gen && e->ack_gen == s->conn_gen;
@@ -321,4 +339,17 @@ void session_on_delivery(session_mgr_t *m, uint64_t opaque, int err, const char 
             maybe_resume(c);
     }
     inflight_wake_blocked(m);
+}
+
+void inflight_abandon_owed(session_mgr_t *m, session_t *s) {
+    inflight_t *e = s->ring_count ? ring_at(s, s->ring_count - 1) : NULL;
+    if (!e || e->state != IF_PENDING || !e->owed)
+        return;
+    e->owed = 0;
+    e->copy = 0;
+    e->reason = MQTT5_RC_UNSPECIFIED;
+    if (e->mapped_in) { /* no ack can reach the connection that is closing */
+        e->state = IF_FAILED;
+        ring_pop_completed(m, s);
+    }
 }

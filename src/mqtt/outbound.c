@@ -266,7 +266,23 @@ static int ob_push(session_mgr_t *m, outbound_t *ob, dl_msg_t *msg, uint8_t qos,
         e->xlen = (uint16_t)xlen;
     }
     ob->bytes += qentry_bytes(e) - (rc == 1 ? dropped : 0);
+    if (msg->expires_ms && (!ob->next_expiry_ms || msg->expires_ms < ob->next_expiry_ms))
+        ob->next_expiry_ms = msg->expires_ms;
     return rc;
+}
+
+static void expired_bytes(void *ud, const dl_qentry_t *e) {
+    ((outbound_t *)ud)->bytes -= qentry_bytes(e);
+}
+
+void outbound_expire(session_mgr_t *m, session_t *s) {
+    outbound_t *ob = s->ob;
+    if (!ob || !ob->next_expiry_ms || m->mono_ms < ob->next_expiry_ms)
+        return;
+    size_t before = ob->q.n;
+    ob->next_expiry_ms = dl_queue_drop_expired(&ob->q, m->mono_ms, expired_bytes, ob);
+    if (ob->q.n != before)
+        store_resize(m, s);
 }
 
 /* The subscription identifier properties of one delivery, in m->xids: every
@@ -293,7 +309,7 @@ static size_t sub_id_props(session_mgr_t *m, uint32_t ids) {
     return n;
 }
 
-static outbound_t *ob_get(session_mgr_t *m, session_t *s) {
+outbound_t *outbound_get(session_mgr_t *m, session_t *s) {
     if (!s->ob && (s->ob = calloc(1, sizeof(*s->ob))) != NULL)
         dl_queue_init(&s->ob->q, &m->qstats);
     return s->ob;
@@ -324,22 +340,24 @@ typedef struct {
 } retained_ctx_t;
 
 static void queue_retained(void *ud, const char *topic, size_t topic_len, const void *payload,
-                           size_t len, uint8_t qos) {
+                           size_t len, uint8_t qos, int64_t expires_ms) {
     retained_ctx_t *x = ud;
     session_mgr_t *m = x->c->mgr;
     dl_msg_t *msg = dl_msg_new(topic, topic_len, payload, len, qos, true);
-    if (msg && ob_get(m, x->c->s))
+    if (msg && expires_ms) /* from the wall clock to the session's monotonic one */
+        msg->expires_ms = m->mono_ms + (uint64_t)(expires_ms - m->wall_ms);
+    if (msg && outbound_get(m, x->c->s))
         ob_push(m, x->c->s->ob, msg, qos < x->qos ? qos : x->qos, x->x, x->xlen);
     dl_msg_unref(msg);
 }
 
 void outbound_retained(session_conn_t *c, const char *filter, size_t len, uint8_t qos,
                        uint32_t sub_id) {
-    const dl_retained_t *r = c->mgr->o.retained;
+    dl_retained_t *r = c->mgr->o.retained;
     retained_ctx_t x = {c, qos, {MQTT5_PROP_SUBSCRIPTION_ID}, 0};
     if (sub_id)
         x.xlen = 1 + mqtt5_vbi_encode(x.x + 1, 4, sub_id);
-    if (r && dl_retained_match(r, filter, len, queue_retained, &x) > 0)
+    if (r && dl_retained_match_at(r, filter, len, c->mgr->wall_ms, queue_retained, &x) > 0)
         flush(c);
 }
 
@@ -398,21 +416,6 @@ int outbound_on_ack(session_conn_t *c, const mqtt_packet_t *pkt) {
     return c->state == CONN_CONNECTED ? FEED_OK : FEED_CLOSED;
 }
 
-/* An mqtt.message_expiry header: decimal seconds, 1..4294967295 (as MQTT
- * 5's message expiry interval); anything else is 0, no expiry. */
-static uint32_t expiry_value(const void *v, size_t len) {
-    const char *s = v;
-    uint64_t x = 0;
-    if (!len || len > 10)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        x = x * 10 + (uint64_t)(s[i] - '0');
-    }
-    return x <= UINT32_MAX ? (uint32_t)x : 0;
-}
-
 /* What the uplink's headers say about a record that came from MQTT (the
  * round trip): its publisher's client id and its RETAIN flag. */
 static void origin_of(const dl_header_t *h, size_t n, const char **cid, size_t *cid_len,
@@ -424,7 +427,7 @@ static void origin_of(const dl_header_t *h, size_t n, const char **cid, size_t *
         } else if (strcmp(h[i].name, "mqtt.retain") == 0) {
             *retain = h[i].value_len == 1 && ((const char *)h[i].value)[0] == '1';
         } else if (strcmp(h[i].name, "mqtt.message_expiry") == 0) {
-            *expiry_s = expiry_value(h[i].value, h[i].value ? h[i].value_len : 0);
+            *expiry_s = dl_expiry_parse(h[i].value, h[i].value ? h[i].value_len : 0);
         }
     }
 }
@@ -512,7 +515,7 @@ size_t session_mgr_deliver_at(session_mgr_t *m, const char *topic, size_t topic_
             m->st.delivery_session_bytes++;
             continue;
         }
-        if (!ob_get(m, s) || ob_push(m, s->ob, msg[retain], q, xb, xlen) < 0)
+        if (!outbound_get(m, s) || ob_push(m, s->ob, msg[retain], q, xb, xlen) < 0)
             continue; /* refused: counted in qstats (or out of memory) */
         n++;
         if (c)

@@ -128,16 +128,12 @@ static void session_end_v(session_conn_t *c, log_ratelimit_t *rl, log_level_t lv
         else if (!will_defer(c))
             session_publish_will(c);
     }
-    c->will = false;
-    free(c->will_topic);
-    free(c->will_payload);
-    free(c->will_props);
-    c->will_topic = NULL;
-    c->will_payload = NULL;
-    c->will_props = NULL;
+    will_data_free(c->will);
+    c->will = NULL;
     if (c->s) {
         session_t *s = c->s;
         c->s = NULL;
+        inflight_abandon_owed(m, s);
         store_detach(m, s);
     }
     if (call_close)
@@ -241,12 +237,23 @@ session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts) {
     return m;
 }
 
-/* The MQTT 5 topic aliases a connection set. */
-static void free_aliases(session_conn_t *c) {
-    for (uint32_t i = 0; c->aliases && i < c->alias_max; i++)
-        free(c->aliases[i].topic);
-    free(c->aliases);
-    c->aliases = NULL;
+session_caches_t *session_conn_caches(session_conn_t *c) {
+    if (!c->caches)
+        c->caches = calloc(1, sizeof(*c->caches));
+    return c->caches;
+}
+
+/* The last ACL decision and the MQTT 5 topic aliases a connection set. */
+static void free_caches(session_conn_t *c) {
+    session_caches_t *x = c->caches;
+    if (!x)
+        return;
+    for (uint32_t i = 0; x->aliases && i < c->alias_max; i++)
+        free(x->aliases[i].topic);
+    free(x->aliases);
+    free(x->acl);
+    free(x);
+    c->caches = NULL;
 }
 
 void session_mgr_free(session_mgr_t *m) {
@@ -255,13 +262,9 @@ void session_mgr_free(session_mgr_t *m) {
     list_t *it, *nx;
     LIST_FOREACH_SAFE(it, nx, &m->conns) {
         session_conn_t *c = LIST_ENTRY(it, session_conn_t, node);
-        free(c->will_topic);
-        free(c->will_payload);
-        free(c->will_props);
+        will_data_free(c->will);
         free(c->username);
-        free(c->identity);
-        free(c->acl_topic);
-        free_aliases(c);
+        free_caches(c);
         if (c->s)
             c->s->conn = NULL;
         free(c);
@@ -345,6 +348,10 @@ void session_mgr_tick(session_mgr_t *m) {
         ring_release_idle(c->s);
     }
     wills_tick(m);
+    /* Sessions kept without a connection: what expired in their queues. */
+    LIST_FOREACH_SAFE(it, nx, &m->detached) {
+        outbound_expire(m, LIST_ENTRY(it, session_t, detached));
+    }
     store_expire(m);
     /* A full queue also drains when no report is ours to see: retry now and then. */
     inflight_wake_blocked(m);
@@ -357,7 +364,7 @@ session_conn_t *session_conn_new(session_mgr_t *m, const session_conn_ops_t *ops
     if (!remote)
         remote = "?";
     size_t rlen = strnlen(remote, 63);
-    session_conn_t *c = calloc(1, sizeof(*c) + rlen + 1);
+    session_conn_t *c = calloc(1, FLEX_SIZE(session_conn_t, remote, rlen + 1));
     if (!c)
         return NULL;
     c->mgr = m;
@@ -391,6 +398,22 @@ const char *session_conn_remote(const session_conn_t *c) {
     return c->remote;
 }
 
+void *session_conn_ud(const session_conn_t *c) {
+    return c->ud;
+}
+
+bool session_conn_has_identity(const session_conn_t *c) {
+    return c->has_identity;
+}
+
+void *session_conn_data(const session_conn_t *c) {
+    return c->data;
+}
+
+void session_conn_set_data(session_conn_t *c, void *data) {
+    c->data = data;
+}
+
 bool session_conn_closed(const session_conn_t *c) {
     return c->state == CONN_CLOSED;
 }
@@ -402,9 +425,7 @@ void session_conn_free(session_conn_t *c) {
     list_remove(&c->node);
     c->mgr->n_conns--;
     free(c->username);
-    free(c->identity);
-    free(c->acl_topic);
-    free_aliases(c);
+    free_caches(c);
     free(c);
 }
 
@@ -416,7 +437,9 @@ int session_conn_set_identity(session_conn_t *c, const char *user) {
     char *d = session_dup(user, strlen(user));
     if (!d)
         return -1;
-    free(c->identity);
-    c->identity = d;
+    free(c->username);
+    c->username = d;
+    c->username_len = (uint16_t)strlen(d);
+    c->has_identity = true;
     return 0;
 }

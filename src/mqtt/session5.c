@@ -236,11 +236,12 @@ int session5_topic_alias(session_conn_t *c, mqtt_publish_t *p) {
                               a);
         return FEED_CLOSED;
     }
-    if (!c->aliases && !(c->aliases = calloc(c->alias_max, sizeof(*c->aliases)))) {
+    session_caches_t *x = session_conn_caches(c);
+    if (!x || (!x->aliases && !(x->aliases = calloc(c->alias_max, sizeof(*x->aliases))))) {
         session_end(c, NULL, LOG_ERROR, true, true, "out of memory for topic aliases");
         return FEED_CLOSED;
     }
-    struct alias *e = &c->aliases[a - 1];
+    struct alias *e = &x->aliases[a - 1];
     if (p->topic.len == 0) {
         if (!e->topic) {
             session_violation(c, SESSION_ERR_TOPIC_ALIAS_UNKNOWN,
@@ -253,7 +254,7 @@ int session5_topic_alias(session_conn_t *c, mqtt_publish_t *p) {
         return FEED_OK;
     }
     /* The topics are the client's choice: their bytes are bounded. */
-    uint32_t bytes = c->alias_bytes - e->len + (uint32_t)p->topic.len;
+    uint32_t bytes = x->alias_bytes - e->len + (uint32_t)p->topic.len;
     uint32_t cap = c->mgr->cfg->mqtt.max_topic_alias_bytes;
     if (bytes > cap) {
         session_violation(c, SESSION_ERR_TOPIC_ALIAS_QUOTA,
@@ -270,7 +271,7 @@ int session5_topic_alias(session_conn_t *c, mqtt_publish_t *p) {
     free(e->topic);
     e->topic = t;
     e->len = (uint16_t)p->topic.len;
-    c->alias_bytes = bytes;
+    x->alias_bytes = bytes;
     return FEED_OK;
 }
 

@@ -5,6 +5,7 @@
 #define M2K_MQTT_SESSION_INT_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 #include "mqtt/codec.h"
 #include "mqtt/codec5.h"
@@ -19,6 +20,13 @@
 #define INFLIGHT_TOPIC_MAX 42     /* topic prefix kept for the failure log line */
 #define SCRATCH_SIZE (132 * 1024) /* rendered Kafka topic + key (topic <= 64 KiB) */
 #define LOG_ID_MAX 64
+
+/* The bytes to allocate for a struct whose flexible array member holds n
+ * bytes: counted from the member's offset, not from sizeof (its tail padding
+ * can push a session or connection into the next malloc size class, 16 bytes
+ * more per idle connection), and never less than sizeof. */
+#define FLEX_SIZE(type, member, n)                                                                 \
+    (offsetof(type, member) + (n) > sizeof(type) ? offsetof(type, member) + (n) : sizeof(type))
 
 /* IF_NACK: answered with a reason code >= 0x80 (MQTT 5), no PUBREL follows. */
 enum { IF_PENDING = 0, IF_OK = 1, IF_FAILED = 2, IF_NACK = 3 };
@@ -44,9 +52,19 @@ typedef struct {
     uint8_t qos : 2, produced : 1, again : 1;
     uint8_t spool_full : 1; /* refused (0x97) by a full spool */
     uint8_t durable : 1;    /* session_mgr_qos2_durable */
-    uint8_t state;
-    uint8_t reason; /* MQTT 5: the ack's reason code (0: success) */
-    uint8_t topic_len;
+    /* RETAIN 1 with `retained:` (QoS 1/2): the copy to the retained topic
+     * has its own report (SESSION_OPAQUE_COPY), awaited beside the mapped
+     * record's; owed: the copy is not produced yet (its producer queue or
+     * the spool was full), the PUBLISH is fed again for it alone. */
+    uint8_t copy : 1, owed : 1;
+    /* IF_*; with the spool, RETAIN 1: which of the two records is durable
+     * (durable above is set once both are) */
+    uint8_t state : 2, map_durable : 1, copy_durable : 1;
+    /* MQTT 5: the ack's reason code (0: success). While IF_PENDING: non-zero
+     * once one of the entry's two reports failed (the other still awaited). */
+    uint8_t reason;
+    uint8_t topic_len : 6;
+    uint8_t mapped_in : 1; /* the mapped record's report came */
     char topic[INFLIGHT_TOPIC_MAX];
 } inflight_t;
 _Static_assert(sizeof(inflight_t) == 64, "an in-flight entry is one cache line");
@@ -59,98 +77,142 @@ typedef struct {
     uint8_t state; /* OB_* */
 } ob_flight_t;
 
-/* A session's downlink state, allocated with its first message: the queue
- * (mqtt.max_queued_messages) and the in-flight ring in send order, which is
- * the order of the resend after a reconnect. */
+/* A session's downlink state, allocated with its first message or
+ * subscription: the queue (mqtt.max_queued_messages) and the in-flight ring
+ * in send order, which is the order of the resend after a reconnect. Also
+ * what else only some sessions need (an MQTT 5 expiry, a will waiting for its
+ * delay), so that session_t stays small (idle memory). Kept until the
+ * session ends. */
 typedef struct {
     dl_queue_t q;
     ob_flight_t *fl;
     uint32_t head, n, cap;
     uint16_t last_pid;
-    size_t bytes; /* the messages queued and in flight (outbound_bytes) */
+    uint16_t n_subs; /* subscriptions held (mqtt.max_subscriptions_per_session) */
+    size_t bytes;    /* the messages queued and in flight (outbound_bytes) */
+    /* No queued message expires before this (mono ms; 0: none expires):
+     * outbound_expire looks at the queue only from then. */
+    uint64_t next_expiry_ms;
+    uint32_t sub_bytes; /* the filters' bytes (mqtt.max_subscription_bytes_per_session) */
+    /* MQTT 5: the session expiry interval asked for, when below
+     * session_expiry_s (0: session_expiry_s, as for 3.1.1). */
+    uint32_t expiry_s;
+    session_conn_t *will; /* MQTT 5: a will waiting for its delay (will.c) */
 } outbound_t;
+
+/* A connection's will (CONNECT with the will flag) in one allocation, so a
+ * connection without one keeps a NULL pointer only: the topic and then the
+ * payload (each NUL-terminated) follow the struct. */
+typedef struct {
+    mqtt5_props_t *props; /* MQTT 5: the will's properties (session5_props_dup) */
+    uint8_t *payload;     /* in this allocation, after the topic */
+    uint32_t delay;       /* MQTT 5: the will delay interval, s */
+    uint16_t topic_len, payload_len;
+    uint8_t qos;
+    bool retain;
+    char topic[];
+} session_will_t;
+
+/* The last ACL decision for a PUBLISH (publish_allowed), allocated with the
+ * first one an ACL decides: valid for this topic and ACL generation (a client
+ * usually publishes on few topics, often the same one). */
+typedef struct {
+    uint32_t gen;
+    uint16_t len;
+    bool ok;
+    char topic[];
+} acl_cache_t;
+
+/* What a connection that publishes may cache, allocated with the first of
+ * them (session_conn_caches): the last ACL decision, its MQTT 5 topic
+ * aliases (alias_max of them once one is set) and the bytes of their topics
+ * (mqtt.max_topic_alias_bytes). */
+struct alias {
+    char *topic;
+    uint16_t len;
+};
+typedef struct {
+    acl_cache_t *acl;
+    struct alias *aliases;
+    uint32_t alias_bytes;
+} session_caches_t;
 
 typedef struct session session_t;
 /* Field order packs the struct: one of these lives as long as its client's
  * session, so every byte counts per idle connection. */
 struct session {
     session_conn_t *conn;
-    session_conn_t *will;      /* MQTT 5: a will waiting for its delay (will.c) */
     inflight_t *ring;          /* lazily allocated, grown up to max_inflight */
     session_qos2_id_t *pubrel; /* QoS 2 ids answered with PUBREC, awaiting PUBREL */
     hmap_node_t by_id, by_cid;
     list_t detached; /* in mgr->detached while kept without a connection */
-    outbound_t *ob;  /* downlink: NULL until a message is queued for it */
+    outbound_t *ob;  /* downlink and more: NULL until needed (outbound_get) */
     uint64_t detached_at;
     uint32_t id;
     uint32_t conn_gen;
-    uint32_t ring_cap, ring_head, ring_count, ring_qos2, ring_qos1, ring_again;
     uint32_t head_seq, next_seq;
     uint32_t pubrel_count, pubrel_cap;
     uint32_t held; /* bytes counted in st.persistent_session_bytes while detached */
-    /* MQTT 5: the session expiry interval asked for, when below
-     * session_expiry_s (0: session_expiry_s, as for 3.1.1). */
-    uint32_t expiry_s;
-    uint32_t sub_bytes;     /* the filters' bytes (mqtt.max_subscription_bytes_per_session) */
+    /* Each at most mqtt.max_inflight (1..65535): ring_grow caps the ring there. */
+    uint16_t ring_cap, ring_head, ring_count, ring_qos2, ring_qos1, ring_again;
     uint16_t client_id_len; /* MQTT strings are at most 65535 bytes */
-    uint16_t n_subs;        /* subscriptions held (mqtt.max_subscriptions_per_session) */
     /* pubrel[0 .. pubrel_restored) came from the spool's state file at start
      * (store_qos2.c): they match a PUBLISH with DUP 1 only. */
     uint16_t pubrel_restored;
-    bool clean;
-    bool ring_used;   /* since the last tick */
-    char client_id[]; /* NUL-terminated, allocated with the struct */
+    bool clean : 1;
+    bool ring_used : 1;   /* since the last tick */
+    bool qos2_listed : 1; /* its id is in mgr->qos2_sids (store_qos2.c) */
+    char client_id[];     /* NUL-terminated, allocated with the struct */
 };
+/* With a client id of up to 17 bytes (NUL included) it fills a 144-byte
+ * malloc chunk (docs/performance.md, idle connections). */
+_Static_assert(offsetof(session_t, client_id) <= 119, "session_t grew: idle memory");
 
 /* Packed like session_t: the remote address string is allocated with it. */
 struct session_conn {
     session_mgr_t *mgr;
     const session_conn_ops_t *ops;
     void *ud;
+    void *data; /* session_conn_set_data's */
     session_t *s;
     /* Creation time while CONN_NEW (the connect timeout: no complete packet
      * is processed in that state but the CONNECT), then the time of the last
      * complete packet (keepalive); a waiting will's stand-in (will.c): when
      * the will is due. */
     uint64_t rx_ms;
-    char *will_topic;
-    uint8_t *will_payload;
-    mqtt5_props_t *will_props; /* MQTT 5: the will's properties (session5_props_dup) */
+    session_will_t *will; /* NULL: none (or it was published, dropped or moved) */
+    /* The CONNECT's user name; before it, a client certificate's identity
+     * (has_identity), which then overrides the CONNECT's. */
     char *username;
-    char *identity;  /* from a client certificate; overrides username */
-    char *acl_topic; /* the last ACL decision's topic (see publish_allowed) */
-    list_t node;     /* mgr->conns */
-    list_t blocked;  /* in mgr->blocked while the producer queue is full */
+    session_caches_t *caches; /* NULL until a PUBLISH needs one */
+    list_t node;              /* mgr->conns */
+    list_t blocked;           /* in mgr->blocked while the producer queue is full */
     /* MQTT 5: the packet being handled (NULL for 3.1.1), and the client's
      * maximum packet size (0: the protocol's). */
     const mqtt5_packet_t *p5;
     uint32_t max_out;
-    uint32_t alias_bytes; /* the topics the aliases hold (mqtt.max_topic_alias_bytes) */
-    struct alias {        /* MQTT 5 topic aliases, alias_max of them once one is set */
-        char *topic;
-        uint16_t len;
-    } * aliases;
-    uint16_t alias_max;
-    uint16_t recv_max; /* MQTT 5: the client's receive maximum (65535 if not given) */
+    uint16_t alias_max; /* MQTT 5: the topic alias maximum its CONNACK gave */
+    uint16_t recv_max;  /* MQTT 5: the client's receive maximum (65535 if not given) */
     uint32_t gen;
-    uint32_t will_delay; /* MQTT 5: the will delay interval, s */
-    /* The last ACL decision is valid for this topic and ACL generation: a
-     * client usually publishes on few topics, often the same one. */
-    uint32_t acl_gen;
-    uint16_t acl_topic_len;
     uint16_t keepalive;
-    uint16_t will_topic_len, will_payload_len, username_len; /* 2-byte MQTT lengths */
-    uint8_t state;                                           /* conn_state_t */
-    uint8_t level; /* protocol level of the accepted CONNECT; 0 before */
-    uint8_t will_qos;
+    uint16_t username_len; /* 2-byte MQTT length */
+    uint8_t state;         /* conn_state_t */
+    uint8_t level;         /* protocol level of the accepted CONNECT; 0 before */
     /* Packed: one of these per connection (idle memory, docs/performance.md). */
-    bool will : 1, will_retain : 1, has_username : 1, paused_inflight : 1, paused_queue : 1,
-        acl_ok : 1;
+    bool has_username : 1, has_identity : 1, paused_inflight : 1, paused_queue : 1;
     /* MQTT 5: the CONNECT was level 5 (set before it is handled); the client
      * takes reason strings; its session ends at disconnect (expiry 0). */
     bool v5 : 1, problem_info : 1, expiry_zero : 1;
+    /* The packet being fed is one a handler answered FEED_RETRY (a full
+     * producer queue, spool or in-flight ring): it is not counted again. */
+    bool refeed : 1;
     char remote[]; /* "addr:port", NUL-terminated */
 };
+/* One per connection, idle ones included: with an address of up to 17 bytes
+ * (NUL included) it fills a 160-byte malloc chunk (docs/performance.md, idle
+ * connections). What only some connections need goes behind a pointer (the
+ * will, the caches). */
+_Static_assert(offsetof(session_conn_t, remote) <= 135, "session_conn_t grew: idle memory");
 
 struct session_mgr {
     session_mgr_opts_t o;
@@ -186,6 +248,17 @@ struct session_mgr {
     uint64_t qos2_version; /* session_mgr_qos2_version */
     uint8_t qos2_key[16];  /* session_mgr_qos2_set_key */
     bool qos2_keyed;
+    uint64_t qos2_saved; /* session_mgr_qos2_saved: the version on disk */
+    /* PUBCOMPs waiting for a save (store_qos2.c), oldest at pubcomp_head. */
+    struct qos2_pubcomp *pubcomp;
+    size_t pubcomp_head, pubcomp_n, pubcomp_cap;
+    /* Once a key is set, the ids of the sessions session_mgr_qos2_each
+     * visits: every one that holds QoS 2 ids or changed since the last walk
+     * (qos2_changed adds it); qos2_all: walk every session instead (the
+     * first walk, or an id not added for want of memory). */
+    uint32_t *qos2_sids;
+    size_t qos2_n, qos2_cap;
+    bool qos2_all;
 };
 
 static inline uint32_t max_inflight(const session_mgr_t *m) {
@@ -193,6 +266,10 @@ static inline uint32_t max_inflight(const session_mgr_t *m) {
 }
 
 /* ---- session.c: connections ---- */
+
+/* The connection's caches, allocated when it has none; NULL when out of
+ * memory. */
+session_caches_t *session_conn_caches(session_conn_t *c);
 
 void session_set_state(session_conn_t *c, conn_state_t to);
 /* A client id or topic for a log line: bounded, control bytes masked. */
@@ -236,6 +313,9 @@ void store_attach(session_mgr_t *m, session_t *s);
 /* A kept session's ring, QoS 2 ids or downlink messages changed size:
  * counts its bytes again. */
 void store_resize(session_mgr_t *m, session_t *s);
+/* Sets the session's MQTT 5 expiry interval (0: session_expiry_s) while it
+ * has a connection; 0, or -1 when out of memory (unchanged then). */
+int store_set_expiry(session_mgr_t *m, session_t *s, uint32_t expiry_s);
 /* What the session holds now, as counted against mqtt.max_session_bytes. */
 size_t store_held(const session_t *s);
 /* Destroys the sessions kept longer than their expiry (session_expiry_s, or
@@ -282,16 +362,35 @@ int ring_push_spool_full(session_conn_t *c, uint8_t qos, uint16_t pid);
 #define SESSION_SPOOL_FULL_WHY "the spool is full (spool.max_bytes or the disk)"
 /* Pops completed entries from the head and sends the acks now in order. */
 void ring_pop_completed(session_mgr_t *m, session_t *s);
+/* Every report of e (in s, whose id is id) is in, or will never come: its
+ * answer (e->reason non-zero: today's failure rules), then the acks in order.
+ * May close s's connection (and free s with it). */
+void inflight_settle(session_mgr_t *m, session_t *s, uint32_t id, inflight_t *e);
+/* s's connection ends: a retained copy still owed will not be produced (the
+ * PUBLISH is not fed again): its entry fails. */
+void inflight_abandon_owed(session_mgr_t *m, session_t *s);
 bool pubrel_has(const session_t *s, uint16_t pid);
 /* The id's index in s->pubrel, or -1. */
 int pubrel_index(const session_t *s, uint16_t pid);
 /* Whether the id was there. */
 bool pubrel_remove(session_t *s, uint16_t pid);
+/* ---- store_qos2.c: QoS 2 ids across a restart ---- */
+
+/* PUBREL: the id is released; PUBCOMP now, or once a state save without it
+ * is on disk (session_mgr_qos2_saved). FEED_OK, or FEED_CLOSED when
+ * SESSION_QOS2_PUBCOMP_MAX PUBCOMPs wait already. */
+int qos2_pubrel(session_conn_t *c, uint16_t pid);
+#define SESSION_QOS2_PUBCOMP_MAX (1u << 16)
+void qos2_free(session_mgr_t *m);
 /* The set session_mgr_qos2_each reports may have changed (a session that
  * outlives its connection gained or lost a QoS 2 id). */
-static inline void qos2_changed(session_mgr_t *m, const session_t *s) {
-    if (!s->clean)
+void qos2_list(session_mgr_t *m, session_t *s);
+static inline void qos2_changed(session_mgr_t *m, session_t *s) {
+    if (!s->clean) {
         m->qos2_version++;
+        if (!s->qos2_listed && m->qos2_keyed)
+            qos2_list(m, s);
+    }
 }
 void inflight_pause(session_conn_t *c);
 /* Pauses reading when the window is full; not an MQTT 5 client's, which is
@@ -342,6 +441,13 @@ void ktopics_free(session_mgr_t *m);
 /* Hands one record to the producer; returns its KAFKA_* code. */
 int session_produce(session_conn_t *c, const msg_t *msg, const char *ktopic, const char *key,
                     size_t key_len, uint64_t opaque);
+/* Hands a RETAIN 1 message's copy to the retained topic (key = MQTT topic,
+ * value = payload, none: a tombstone; mqtt.qos header); returns its KAFKA_*
+ * code. */
+int session_produce_copy(session_conn_t *c, const msg_t *msg, uint64_t opaque);
+/* A copy nobody waits for (QoS 0, a will): produced best effort; one the
+ * producer refuses is logged and counted (st.retained_lost). */
+void session_produce_copy_best_effort(session_conn_t *c, const msg_t *msg);
 
 /* ---- outbound.c: downlink delivery ---- */
 
@@ -353,6 +459,20 @@ void outbound_resume(session_conn_t *c);
 int outbound_on_ack(session_conn_t *c, const mqtt_packet_t *pkt);
 /* Frees a session's downlink state (the session ends). */
 void outbound_free(session_t *s);
+/* The session's outbound_t, allocated (its queue empty) when it has none;
+ * NULL when out of memory. */
+outbound_t *outbound_get(session_mgr_t *m, session_t *s);
+/* Its fields for what only some sessions need (0 or NULL without one). */
+static inline uint32_t session_expiry(const session_t *s) {
+    return s->ob ? s->ob->expiry_s : 0;
+}
+static inline session_conn_t *session_will(const session_t *s) {
+    return s->ob ? s->ob->will : NULL;
+}
+/* The tick, for a session kept without a connection: its queued messages
+ * past their expiry are dropped now (not when their turn comes), so they
+ * hold no mqtt.max_queued_messages slot and no mqtt.max_session_bytes. */
+void outbound_expire(session_mgr_t *m, session_t *s);
 /* The bytes a session's downlink state holds (each queued or in-flight
  * message counted whole, though it may be shared): part of what a
  * persistent session kept without a connection counts against
@@ -379,6 +499,10 @@ void wills_tick(session_mgr_t *m);
 /* The bytes a waiting will holds (counted as its session's). */
 size_t will_bytes(const session_conn_t *w);
 void will_free(session_conn_t *w);
+/* The CONNECT's will (wp: its MQTT 5 properties, or NULL); NULL when out of
+ * memory. */
+session_will_t *will_new(const mqtt_connect_t *p, const mqtt5_props_t *wp);
+void will_data_free(session_will_t *w);
 
 /* ---- session5.c: what MQTT 5 adds ---- */
 

@@ -20,21 +20,26 @@ static uint64_t hash_cid(const hmap_node_t *n) {
 void store_init(session_mgr_t *m) {
     hmap_init(&m->by_id, hash_id, 0);
     hmap_init(&m->by_cid, hash_cid, 0);
+    /* Looked up only at CONNECT (by_id at every delivery report keeps 1):
+     * two sessions a bucket halve this array, 8 bytes per 1-2 sessions
+     * (idle memory, docs/performance.md). */
+    hmap_set_load(&m->by_cid, 2);
     list_init(&m->detached);
 }
 
 static void free_session(hmap_node_t *n, void *ud) {
     session_t *s = HMAP_ENTRY(n, session_t, by_id);
     (void)ud;
+    if (session_will(s)) /* the manager is freed: after shutdown published them */
+        will_free(session_will(s));
     outbound_free(s);
-    if (s->will) /* the manager is freed: after shutdown published them */
-        will_free(s->will);
     free(s->ring);
     free(s->pubrel);
     free(s);
 }
 
 void store_free(session_mgr_t *m) {
+    qos2_free(m);
     hmap_each(&m->by_id, free_session, NULL);
     hmap_free(&m->by_id);
     hmap_free(&m->by_cid);
@@ -53,17 +58,22 @@ session_t *store_find_cid(const session_mgr_t *m, const char *cid, size_t len) {
 session_t *store_create(session_mgr_t *m, const char *cid, size_t len, bool clean) {
     if (len > UINT16_MAX)
         return NULL;
-    session_t *s = calloc(1, sizeof(*s) + len + 1);
+    session_t *s = calloc(1, FLEX_SIZE(session_t, client_id, len + 1));
     if (!s)
         return NULL;
     memcpy(s->client_id, cid, len);
     s->client_id_len = (uint16_t)len;
     s->clean = clean;
     list_init(&s->detached);
-    /* Ids are never reused (0 is reserved for wills); after 2^32 - 1 sessions
-     * the counter would wrap, which a process does not reach in practice. */
-    if (++m->next_session_id == 0)
-        m->next_session_id = 1;
+    /* Ids are not reused while their session lives (0 is reserved for wills,
+     * the top bit for SESSION_OPAQUE_COPY): after 2^31 - 1 sessions (25 days
+     * at 1,000 new sessions a second) the counter wraps and skips the ids
+     * still held, by a persistent session for example. A report for an id
+     * released that long ago no longer exists (message.timeout.ms). */
+    do {
+        if (++m->next_session_id > INT32_MAX)
+            m->next_session_id = 1;
+    } while (store_find_id(m, m->next_session_id));
     s->id = m->next_session_id;
     if (hmap_insert(&m->by_id, &s->by_id, m2k_hash_u32(s->id)) != 0)
         goto fail;
@@ -82,8 +92,8 @@ fail:
  * (docs/security.md, "Memory") and its downlink messages. */
 static size_t session_bytes(const session_t *s) {
     size_t n = sizeof(*s) + s->client_id_len + 1u + (size_t)s->ring_cap * sizeof(inflight_t) +
-               (size_t)s->pubrel_cap * sizeof(*s->pubrel) + (s->will ? will_bytes(s->will) : 0) +
-               outbound_bytes(s);
+               (size_t)s->pubrel_cap * sizeof(*s->pubrel) +
+               (session_will(s) ? will_bytes(session_will(s)) : 0) + outbound_bytes(s);
     return n < UINT32_MAX ? n : UINT32_MAX;
 }
 
@@ -92,7 +102,7 @@ void store_attach(session_mgr_t *m, session_t *s) {
     if (list_linked(&s->detached)) {
         list_remove(&s->detached);
         m->n_detached--;
-        m->n_detached_short -= s->expiry_s != 0;
+        m->n_detached_short -= session_expiry(s) != 0;
         m->st.persistent_sessions--;
         m->st.persistent_session_bytes -= s->held;
         s->held = 0;
@@ -101,6 +111,17 @@ void store_attach(session_mgr_t *m, session_t *s) {
 
 size_t store_held(const session_t *s) {
     return session_bytes(s);
+}
+
+int store_set_expiry(session_mgr_t *m, session_t *s, uint32_t expiry_s) {
+    assert(!list_linked(&s->detached)); /* n_detached_short counts the detached */
+    if (expiry_s == session_expiry(s))
+        return 0;
+    outbound_t *x = outbound_get(m, s);
+    if (!x)
+        return -1;
+    x->expiry_s = expiry_s;
+    return 0;
 }
 
 void store_resize(session_mgr_t *m, session_t *s) {
@@ -172,7 +193,7 @@ void store_detach(session_mgr_t *m, session_t *s) {
     s->detached_at = m->mono_ms;
     list_insert_tail(&m->detached, &s->detached);
     m->n_detached++;
-    m->n_detached_short += s->expiry_s != 0;
+    m->n_detached_short += session_expiry(s) != 0;
     m->st.persistent_sessions++;
     s->held = (uint32_t)session_bytes(s);
     m->st.persistent_session_bytes += s->held;
@@ -186,7 +207,7 @@ void store_expire(session_mgr_t *m) {
      * interval of its own can be due behind it, so then all are looked at. */
     LIST_FOREACH_SAFE(it, nx, &m->detached) {
         session_t *s = LIST_ENTRY(it, session_t, detached);
-        uint32_t expiry_s = s->expiry_s && s->expiry_s < cfg_s ? s->expiry_s : cfg_s;
+        uint32_t e = session_expiry(s), expiry_s = e && e < cfg_s ? e : cfg_s;
         if (m->mono_ms - s->detached_at < (uint64_t)expiry_s * 1000u) {
             if (m->n_detached_short == 0)
                 break;
@@ -212,12 +233,12 @@ size_t session_mgr_list_clients(const session_mgr_t *m, size_t offset,
         if (c->state != CONN_CONNECTED || !c->s)
             continue;
         if (more && total >= offset) {
-            const char *user = c->identity ? c->identity : c->has_username ? c->username : NULL;
+            const char *user = c->has_username ? c->username : NULL;
             session_client_info_t info = {
                 .client_id = c->s->client_id,
                 .remote = c->remote,
                 .username = user,
-                .username_len = c->identity ? strlen(c->identity) : c->username_len,
+                .username_len = c->username_len,
                 .protocol_level = c->level,
                 .inflight = c->s->ring_count,
                 .paused = c->paused_inflight || c->paused_queue,

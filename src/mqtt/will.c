@@ -12,17 +12,46 @@
 
 #include "session_int.h"
 
+session_will_t *will_new(const mqtt_connect_t *p, const mqtt5_props_t *wp) {
+    size_t tlen = p->will_topic.len, plen = p->will_payload.len;
+    session_will_t *w = malloc(sizeof(*w) + tlen + 1 + plen + 1);
+    if (!w)
+        return NULL;
+    memcpy(w->topic, p->will_topic.ptr, tlen);
+    w->topic[tlen] = '\0';
+    w->payload = (uint8_t *)w->topic + tlen + 1;
+    if (plen)
+        memcpy(w->payload, p->will_payload.ptr, plen);
+    w->payload[plen] = '\0';
+    w->topic_len = (uint16_t)tlen;
+    w->payload_len = (uint16_t)plen;
+    w->qos = p->will_qos;
+    w->retain = p->will_retain;
+    w->delay = wp ? wp->will_delay : 0;
+    w->props = NULL;
+    if (wp && !(w->props = session5_props_dup(wp))) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void will_data_free(session_will_t *w) {
+    if (w)
+        free(w->props);
+    free(w);
+}
+
 void will_free(session_conn_t *w) {
-    free(w->will_topic);
-    free(w->will_payload);
-    free(w->will_props);
+    will_data_free(w->will);
     free(w->username);
     free(w);
 }
 
 size_t will_bytes(const session_conn_t *w) {
-    return sizeof(*w) + strlen(w->remote) + 1 + w->will_topic_len + 1u + w->will_payload_len + 1u +
-           (w->will_props ? sizeof(*w->will_props) + w->will_props->raw.len : 0) +
+    const session_will_t *d = w->will;
+    return sizeof(*w) + strlen(w->remote) + 1 + sizeof(*d) + d->topic_len + 1u + d->payload_len +
+           1u + (d->props ? sizeof(*d->props) + d->props->raw.len : 0) +
            (w->has_username ? w->username_len + 1u : 0);
 }
 
@@ -30,14 +59,15 @@ bool will_defer(session_conn_t *c) {
     session_mgr_t *m = c->mgr;
     session_t *s = c->s;
     /* A session that ends with its connection ends before any delay. */
-    if (!c->will_delay || !s || s->clean || m->wills_now || m->cfg->mqtt.session_expiry_s == 0 ||
+    if (!c->will->delay || !s || s->clean || m->wills_now || m->cfg->mqtt.session_expiry_s == 0 ||
         m->max_detached == 0)
         return false;
-    assert(!s->will);
+    assert(!session_will(s));
     size_t rlen = strlen(c->remote);
-    session_conn_t *w = calloc(1, sizeof(*w) + rlen + 1);
+    session_conn_t *w = calloc(1, FLEX_SIZE(session_conn_t, remote, rlen + 1));
     char *user = c->has_username ? session_dup(c->username, c->username_len) : NULL;
-    if (!w || (c->has_username && !user)) {
+    outbound_t *x = outbound_get(m, s); /* holds the waiting will */
+    if (!x || !w || (c->has_username && !user)) {
         free(w);
         free(user);
         return false; /* published now rather than lost */
@@ -47,24 +77,14 @@ bool will_defer(session_conn_t *c) {
     w->level = c->level;
     w->v5 = c->v5;
     memcpy(w->remote, c->remote, rlen);
-    w->will = true;
-    w->will_topic = c->will_topic;
-    w->will_payload = c->will_payload;
-    w->will_props = c->will_props;
-    w->will_topic_len = c->will_topic_len;
-    w->will_payload_len = c->will_payload_len;
-    w->will_qos = c->will_qos;
-    w->will_retain = c->will_retain;
-    w->will_delay = c->will_delay;
-    c->will_topic = NULL;
-    c->will_payload = NULL;
-    c->will_props = NULL;
+    w->will = c->will;
+    c->will = NULL;
     w->username = user;
     w->username_len = c->username_len;
     w->has_username = c->has_username;
-    w->rx_ms = m->mono_ms + (uint64_t)c->will_delay * 1000u; /* when it is due */
+    w->rx_ms = m->mono_ms + (uint64_t)w->will->delay * 1000u; /* when it is due */
     w->s = s;
-    s->will = w;
+    x->will = w;
     list_insert_tail(&m->wills, &w->node);
     m->st.wills_delayed++;
     return true;
@@ -73,15 +93,15 @@ bool will_defer(session_conn_t *c) {
 /* Takes the session's pending will off the list (it keeps w->s for the
  * publish); the caller frees it. */
 static session_conn_t *will_take(session_mgr_t *m, session_t *s) {
-    session_conn_t *w = s->will;
-    s->will = NULL;
+    session_conn_t *w = s->ob->will;
+    s->ob->will = NULL;
     list_remove(&w->node);
     m->st.wills_delayed--;
     return w;
 }
 
 void will_publish(session_mgr_t *m, session_t *s, const char *when) {
-    if (!s->will)
+    if (!session_will(s))
         return;
     session_conn_t *w = will_take(m, s);
     char idb[LOG_ID_MAX];
@@ -93,7 +113,7 @@ void will_publish(session_mgr_t *m, session_t *s, const char *when) {
 }
 
 void will_cancel(session_mgr_t *m, session_t *s) {
-    if (!s->will)
+    if (!session_will(s))
         return;
     session_conn_t *w = will_take(m, s);
     char idb[LOG_ID_MAX];
@@ -101,7 +121,7 @@ void will_cancel(session_mgr_t *m, session_t *s) {
                w->remote,
                "will message not published: the client came back to its session within the "
                "will delay interval of %u s [MQTT-3.1.3-9]",
-               w->will_delay);
+               w->will->delay);
     will_free(w);
 }
 
@@ -112,7 +132,7 @@ void wills_tick(session_mgr_t *m) {
         if (m->mono_ms < w->rx_ms)
             continue;
         char when[64];
-        snprintf(when, sizeof(when), "after its will delay interval of %u s", w->will_delay);
+        snprintf(when, sizeof(when), "after its will delay interval of %u s", w->will->delay);
         will_publish(m, w->s, when);
     }
 }

@@ -706,6 +706,10 @@ void conn_cut_all(server_t *s) {
     }
 }
 
+void *server_conn_proto(const server_conn_t *c) {
+    return c->l->svc->p.ud;
+}
+
 const char *server_conn_listener(const server_conn_t *c) {
     return c->l->name;
 }

@@ -327,6 +327,12 @@ static void render_spool(writer_t *w, const metrics_t *m) {
     counter(w, "mqtt2kafka_spool_records_maybe_twice_total",
             "Records taken back from flight: Kafka may have written them too (a duplicate).",
             m->spool_maybe_twice);
+    counter(w, "mqtt2kafka_spool_state_save_failures_total",
+            "Saves of the QoS 2 state file that failed; their PUBREC and PUBCOMP wait (retried).",
+            m->spool_state_save_failures);
+    counter(w, "mqtt2kafka_spool_state_pubcomp_wait_full_total",
+            "Connections closed because too many PUBCOMPs waited for a QoS 2 state save.",
+            m->spool_state_pubcomp_full);
 }
 
 static void render_downlink(writer_t *w, const metrics_t *m) {
@@ -374,7 +380,8 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
     gauge(w, "mqtt2kafka_retained_bytes", "Bytes (topic + payload) of the retained messages held.",
           m->retained_bytes);
     counter(w, "mqtt2kafka_retained_copies_lost_total",
-            "PUBLISH with RETAIN 1 whose copy for the retained topic the producer refused.",
+            "QoS 0 PUBLISHes and wills with RETAIN 1 whose copy for the retained topic the "
+            "producer refused or Kafka did not confirm (a QoS 1/2 one fails the message).",
             m->retained_copies_lost);
     family(w, "mqtt2kafka_retained_updates_total", "counter",
            "Records of the retained topic applied to the store.");
@@ -384,6 +391,10 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
     label_table(w, "mqtt2kafka_retained_refused_total",
                 "Records of the retained topic not applied, by reason.", "reason",
                 &m->retained_refused);
+    counter(w, "mqtt2kafka_retained_expired_total",
+            "Retained messages dropped past their message expiry (checked when a new "
+            "subscription matches them).",
+            m->retained_expired);
 }
 
 static void packets(writer_t *w, const char *name, const char *help, const uint64_t *v) {

@@ -76,6 +76,30 @@ bool spool_state_valid(const uint8_t *buf, size_t len) {
                spool_crc32c(0, buf + SPOOL_STATE_HEADER_SIZE, len - SPOOL_STATE_HEADER_SIZE);
 }
 
+#define STATE_SLOT_VERSION 2
+
+void spool_state_slot_encode(uint8_t out[SPOOL_STATE_SLOT_HEADER_SIZE], uint64_t gen,
+                             const uint8_t *payload, size_t len) {
+    memcpy(out, STATE_MAGIC, 4);
+    put32(out + 4, STATE_SLOT_VERSION);
+    put32(out + 8, (uint32_t)len);
+    put64(out + 16, gen);
+    put32(out + 12, spool_crc32c(spool_crc32c(0, out + 16, 8), payload, len));
+}
+
+bool spool_state_slot_decode(const uint8_t *buf, size_t len, uint64_t *gen, size_t *payload_len) {
+    if (len < SPOOL_STATE_SLOT_HEADER_SIZE || memcmp(buf, STATE_MAGIC, 4) != 0 ||
+        get32(buf + 4) != STATE_SLOT_VERSION)
+        return false;
+    size_t n = get32(buf + 8);
+    if (n > len - SPOOL_STATE_SLOT_HEADER_SIZE ||
+        get32(buf + 12) != spool_crc32c(0, buf + 16, 8 + n))
+        return false;
+    *gen = get64(buf + 16);
+    *payload_len = n;
+    return true;
+}
+
 /* A nullable blob's length on disk. */
 static uint32_t blob_len(const void *p, size_t len) {
     return p ? (uint32_t)len : SPOOL_NULL_LEN;

@@ -12,7 +12,11 @@
  * checkpoint: "M2KC" | u32 version (1) | u64 confirmed_seq | u32 crc32c of
  *             the 16 bytes before it | u32 zero
  * state:      "M2KT" | u32 version (1) | u32 len | u32 crc32c of the payload |
- *             payload (len bytes, the caller's)
+ *             payload (len bytes, the caller's); read at open only, from the
+ *             daemons before the state slots
+ * state slot: "M2KT" | u32 version (2) | u32 len | u32 crc32c of gen and
+ *             payload | u64 gen | payload (len bytes); the file may go on
+ *             past it (what is left of an older, longer state)
  */
 #ifndef M2K_SPOOL_FORMAT_H
 #define M2K_SPOOL_FORMAT_H
@@ -48,6 +52,13 @@ bool spool_checkpoint_decode(const uint8_t *buf, size_t len, uint64_t *confirmed
 #define SPOOL_STATE_HEADER_SIZE 16
 void spool_state_header_encode(uint8_t out[SPOOL_STATE_HEADER_SIZE], const uint8_t *payload,
                                size_t len);
+/* A state slot's header for gen and payload. */
+#define SPOOL_STATE_SLOT_HEADER_SIZE 24
+void spool_state_slot_encode(uint8_t out[SPOOL_STATE_SLOT_HEADER_SIZE], uint64_t gen,
+                             const uint8_t *payload, size_t len);
+/* Whether buf (a slot file's len bytes) starts with a whole state slot: its
+ * gen, and its payload at buf + SPOOL_STATE_SLOT_HEADER_SIZE. */
+bool spool_state_slot_decode(const uint8_t *buf, size_t len, uint64_t *gen, size_t *payload_len);
 /* Whether buf is a whole state file; its payload is buf + SPOOL_STATE_HEADER_SIZE. */
 bool spool_state_valid(const uint8_t *buf, size_t len);
 

@@ -402,7 +402,7 @@ static int scan_dir(spool_t *sp) {
             const char *n = e->d_name;
             size_t l = strlen(n);
             if (strcmp(n, ".") != 0 && strcmp(n, "..") != 0 &&
-                strcmp(n, SPOOL_CHECKPOINT_NAME) != 0 && strcmp(n, SPOOL_STATE_NAME) != 0 &&
+                strcmp(n, SPOOL_CHECKPOINT_NAME) != 0 && !spool_state_file(n) &&
                 !(l > 8 && strcmp(n + l - 8, ".corrupt") == 0))
                 log_warn("spool: %s/%s: not a spool file: ignored", sp->dir, n);
             continue;

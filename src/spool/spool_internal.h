@@ -16,8 +16,10 @@
 #define SPOOL_SEG_NAME_LEN 24
 #define SPOOL_CHECKPOINT_NAME "checkpoint"
 #define SPOOL_CHECKPOINT_TMP "checkpoint.tmp"
+/* The state's two slots (state.c); "state": the file before them. */
 #define SPOOL_STATE_NAME "state"
-#define SPOOL_STATE_TMP "state.tmp"
+#define SPOOL_STATE_SLOT0_NAME "state.0"
+#define SPOOL_STATE_SLOT1_NAME "state.1"
 /* Buffered appends are written out when they pass this. */
 #define SPOOL_WBUF_FLUSH (1024 * 1024)
 
@@ -40,7 +42,13 @@ struct spool {
     spool_segment_t *segs; /* oldest first; the last is the one appended to */
     size_t nsegs, segs_cap;
     uint64_t seg_bytes;   /* the sum of segs[].size */
-    uint64_t state_bytes; /* the state file (spool_state_*), counted in max_bytes */
+    uint64_t state_bytes; /* the state files (spool_state_*), counted in max_bytes */
+    /* state.c: the newest slot's generation, each slot file's size and
+     * whether its directory entry is synced; the file `state` of the
+     * daemons before the slots, until a slot save removes it. */
+    uint64_t state_gen;
+    uint64_t state_slot_bytes[2], state_legacy_bytes;
+    bool state_slot_synced[2], state_legacy;
     uint64_t next_seq;
 
     /* The last successful sync: the first sync_nsegs segments, the last of
@@ -111,6 +119,8 @@ int spool_replace_file(spool_t *sp, const char *name, const char *tmp, const uin
 ssize_t spool_read_all(int fd, uint8_t *buf, size_t len, uint64_t off);
 /* The readable end of segs[i]: what the last sync covered. */
 uint64_t spool_seg_limit(const spool_t *sp, size_t i);
+/* Whether a file in the directory is one of the state's (state.c). */
+bool spool_state_file(const char *name);
 /* Drops the reader's buffer and file; the reader starts again at segs[0]. */
 void spool_reader_reset(spool_t *sp);
 void spool_reader_free(spool_t *sp);

@@ -6,7 +6,11 @@ void hmap_init(hmap_t *m, hmap_hash_fn hash, size_t min_buckets) {
     size_t nb = 16;
     while (nb < min_buckets)
         nb *= 2;
-    *m = (hmap_t){.b = NULL, .nb = 0, .n = 0, .min_nb = nb, .hash = hash};
+    *m = (hmap_t){.b = NULL, .nb = 0, .n = 0, .min_nb = nb, .load = 1, .hash = hash};
+}
+
+void hmap_set_load(hmap_t *m, size_t load) {
+    m->load = load ? load : 1;
 }
 
 void hmap_free(hmap_t *m) {
@@ -38,7 +42,7 @@ int hmap_insert(hmap_t *m, hmap_node_t *n, uint64_t h) {
     if (!m->nb) {
         if (hmap_grow(m, m->min_nb ? m->min_nb : 16) != 0)
             return -1;
-    } else if (m->n + 1 > m->nb && hmap_grow(m, m->nb * 2) != 0) {
+    } else if (m->n + 1 > m->nb * m->load && hmap_grow(m, m->nb * 2) != 0) {
         return -1;
     }
     hmap_node_t **slot = &m->b[(size_t)h & (m->nb - 1)];

@@ -49,7 +49,7 @@ def test_paho_v5_will_properties_become_headers(daemon, mock_kafka):
     recs = m2k.assert_records(mock_kafka.bootstrap, "test", 1)
     assert recs[0].value == b"gone"
     assert recs[0].header_list == ours("test/will", "will5", 1) + [
-        ("mqtt.content_type", b"text/plain"), ("mqtt.response_topic", b"reply/here"),
+        ("mqtt.message_expiry", b"60"), ("mqtt.content_type", b"text/plain"), ("mqtt.response_topic", b"reply/here"),
         ("mqtt.correlation_data", b"\x00\x01"), ("site", b"berlin"), ("site", b"paris")]
 
 

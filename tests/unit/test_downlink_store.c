@@ -1,5 +1,6 @@
 /* downlink/retained.c and queue.c: the retained store (set, replace, delete
- * by empty payload, filter match with the '$' rule, bounds counted) and the
+ * by empty payload, filter match with the '$' rule, bounds counted, message
+ * expiry at match time) and the
  * session queue (order, the overflow rules, counts, shared messages). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -187,10 +188,90 @@ static void test_queue_overflow(void **state) {
     dl_msg_unref(e);
 }
 
+static void count_dropped(void *ud, const dl_qentry_t *e) {
+    acc_t *a = ud;
+    a->o += (size_t)snprintf(a->buf + a->o, sizeof(a->buf) - a->o, "%s;", e->msg->topic);
+}
+
+/* Expired entries leave from anywhere in the queue (QoS 0 list too); the
+ * earliest expiry of what stays is returned. */
+static void test_queue_drop_expired(void **state) {
+    (void)state;
+    dl_queue_stats_t st = {0};
+    dl_queue_t q;
+    dl_queue_init(&q, &st);
+    const char *topics[] = {"a", "b", "c", "d"};
+    const uint64_t at[] = {0, 100, 300, 200};
+    for (int i = 0; i < 4; i++) {
+        dl_msg_t *m = dl_msg_new(topics[i], 1, "x", 1, 1, false);
+        m->expires_ms = at[i];
+        assert_int_equal(dl_queue_push(&q, m, (uint8_t)(i % 2), 10), 0);
+        dl_msg_unref(m);
+    }
+    acc_t a = {.o = 0};
+    assert_int_equal(dl_queue_drop_expired(&q, 99, count_dropped, &a), 100);
+    assert_int_equal(st.expired, 0);
+    assert_int_equal(dl_queue_drop_expired(&q, 250, count_dropped, &a), 300);
+    assert_string_equal(a.buf, "b;d;");
+    assert_int_equal(st.expired, 2);
+    assert_int_equal(st.depth, 2);
+    assert_int_equal(dl_queue_drop_expired(&q, 300, NULL, NULL), 0);
+    dl_qentry_t *e = dl_queue_pop(&q);
+    assert_string_equal(e->msg->topic, "a");
+    dl_qentry_free(e);
+    assert_null(dl_queue_pop(&q));
+    assert_true(list_empty(&q.qos0));
+    assert_int_equal(st.depth, 0);
+}
+
+static void collect_at(void *ud, const char *topic, size_t topic_len, const void *payload,
+                       size_t len, uint8_t qos, int64_t expires_ms) {
+    acc_t *a = ud;
+    assert_int_equal(strlen(topic), topic_len);
+    a->o += (size_t)snprintf(a->buf + a->o, sizeof(a->buf) - a->o, "%s=%.*s@%u/%lld;", topic,
+                             (int)len, (const char *)payload, qos, (long long)expires_ms);
+}
+
+/* A message whose expiry has come is dropped when a filter matching it is
+ * matched at or after that time (the others stay), counted; its node is
+ * freed with its emptied parents. */
+static void test_retained_expiry(void **state) {
+    (void)state;
+    dl_retained_t *r = dl_retained_new(100, 10000);
+    assert_int_equal(dl_retained_set_expiring(r, "a", 1, "1", 1, 1, 100), 0);
+    assert_int_equal(dl_retained_set_expiring(r, "a/b", 3, "2", 1, 0, 100), 0);
+    assert_int_equal(dl_retained_set_expiring(r, "c", 1, "3", 1, 2, 0), 0);
+    assert_int_equal(dl_retained_set_expiring(r, "d/e", 3, "4", 1, 0, 200), 0);
+    acc_t a = {.o = 0};
+    assert_int_equal(dl_retained_match_at(r, "d/+", 3, 150, collect_at, &a), 1);
+    assert_string_equal(a.buf, "d/e=4@0/200;");
+    const dl_retained_stats_t *st = dl_retained_stats(r);
+    assert_int_equal(st->expired, 0);
+    a.o = 0;
+    a.buf[0] = '\0';
+    assert_int_equal(dl_retained_match_at(r, "#", 1, 150, collect_at, &a), 2);
+    assert_non_null(strstr(a.buf, "c=3@2/0;"));
+    assert_non_null(strstr(a.buf, "d/e=4@0/200;"));
+    assert_int_equal(st->expired, 2);
+    assert_int_equal(st->messages, 2);
+    assert_int_equal(st->bytes, 6);
+    assert_string_equal(rmatch(r, "#"), "c=3@2;d/e=4@0;");
+    /* At its expiry exactly: gone. */
+    a.o = 0;
+    assert_int_equal(dl_retained_match_at(r, "d/e", 3, 200, collect_at, &a), 0);
+    assert_int_equal(st->expired, 3);
+    assert_string_equal(rmatch(r, "#"), "c=3@2;");
+    /* The topics take new messages. */
+    assert_int_equal(set(r, "a/b", "5", 0), 0);
+    assert_string_equal(rmatch(r, "#"), "a/b=5@0;c=3@2;");
+    assert_int_equal(st->messages, 2);
+    dl_retained_free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_retained),
-        cmocka_unit_test(test_retained_bounds),
+        cmocka_unit_test(test_retained),        cmocka_unit_test(test_retained_bounds),
+        cmocka_unit_test(test_retained_expiry), cmocka_unit_test(test_queue_drop_expired),
         cmocka_unit_test(test_queue_overflow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -179,6 +179,19 @@ static void test_connection_states(void **state) {
     assert_int_equal(f->closes, 1);
 }
 
+/* Session ids wrap below 2^31 and skip the ids still held (the delivery
+ * reports find their session by id). */
+static void test_session_ids_skip_those_in_use(void **state) {
+    fx_t *fx = *state;
+    fconn_t *keep = connected(fx, 0, (cn_t){.id = "keep", .clean = false});
+    assert_int_equal(keep->c->s->id, 1);
+    fx->m->next_session_id = INT32_MAX - 1;
+    fconn_t *b = connected(fx, 1, (cn_t){.id = "b", .clean = true});
+    assert_int_equal(b->c->s->id, INT32_MAX);
+    fconn_t *c = connected(fx, 2, (cn_t){.id = "c", .clean = true});
+    assert_int_equal(c->c->s->id, 2); /* 1 is the persistent session's */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -188,6 +201,7 @@ int main(void) {
         T(test_packet_not_allowed_at_the_level),
         T(test_served_rows),
         T(test_connection_states),
+        T(test_session_ids_skip_those_in_use),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

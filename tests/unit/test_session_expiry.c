@@ -2,7 +2,8 @@
  * record's mqtt.message_expiry header (decimal seconds) counts from its Kafka
  * timestamp; a message past it is not sent (one queued is dropped when its
  * turn comes, counted), and an MQTT 5 PUBLISH carries what is left of it,
- * rounded up [MQTT-3.3.2-6]. Exact bytes. */
+ * rounded up [MQTT-3.3.2-6]; retained messages expire the same way. Exact
+ * bytes. */
 #include "subscribe_fixture.h"
 
 #define WALL0 1700000000000 /* the fixture's wall clock at time 0 */
@@ -123,6 +124,71 @@ static void test_persistent_session_return(void **state) {
     assert_int_equal(session_mgr_queue_stats(fx->m)->expired, 1);
 }
 
+/* A session kept without a connection: the tick drops what expired in its
+ * queue wherever it is (not only when its turn comes), so it frees its
+ * mqtt.max_queued_messages slot and its bytes; what has not expired stays. */
+static void test_away_queue_expired_at_the_tick(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.mqtt.max_queued_messages = 2;
+    set_time(fx, 1000);
+    fconn_t *a = open_conn(fx, 0);
+    pk_t c = connect5((cn5_t){.id = "p", .clean = false, PROPS("\x11\x00\x00\x0e\x10")});
+    assert_int_equal(feed(a, c), (ssize_t)c.n);
+    a->out_len = 0;
+    subscribe(a, "t", 1, true);
+    session_conn_lost(a->c, "gone");
+    session_conn_free(a->c);
+    assert_int_equal(dl_record(fx, 1, NULL, 0), 1);
+    uint64_t first = session_mgr_stats(fx->m)->persistent_session_bytes;
+    assert_int_equal(dl_record(fx, 1, "5", 0), 1); /* behind the first */
+    uint64_t full = session_mgr_stats(fx->m)->persistent_session_bytes;
+    assert_true(full > first);
+    session_mgr_tick(fx->m); /* not expired yet: kept */
+    assert_int_equal(session_mgr_queue_stats(fx->m)->depth, 2);
+    set_time(fx, 6000);
+    session_mgr_tick(fx->m);
+    const dl_queue_stats_t *qs = session_mgr_queue_stats(fx->m);
+    assert_int_equal(qs->expired, 1);
+    assert_int_equal(qs->depth, 1);
+    assert_int_equal(session_mgr_stats(fx->m)->persistent_session_bytes, first);
+    assert_int_equal(dl_record(fx, 1, NULL, 0), 1); /* its slot is free again */
+    assert_int_equal(qs->refused_full, 0);
+    assert_int_equal(qs->depth, 2);
+}
+
+/* A retained message with an expiry (the retained record's mqtt.message_expiry
+ * from its timestamp: dl_retained_set_expiring's wall time): a subscription
+ * after it has passed gets nothing and the store drops it; before, an MQTT 5
+ * subscriber gets what is left of it. */
+static void test_retained_expiry_on_subscribe(void **state) {
+    fx_t *fx = *state;
+    fx->retained = dl_retained_new(10, 1000);
+    assert_int_equal(dl_retained_set_expiring(fx->retained, "r/a", 3, "1", 1, 0, WALL0 + 5000), 0);
+    assert_int_equal(dl_retained_set_expiring(fx->retained, "r/b", 3, "2", 1, 0, WALL0 + 500), 0);
+    fx_restart(fx);
+    set_time(fx, 1000);
+    fconn_t *a = connected5(fx, 0, (cn5_t){.id = "a", .clean = true});
+    const char *f = "r/#";
+    uint8_t q = 0;
+    pk_t s = sub_pk(1, &f, &q, 1, true);
+    assert_int_equal(feed(a, s), (ssize_t)s.n);
+    /* The SUBACK, then r/a with 4 s left; r/b dropped. */
+    EXPECT_OUT(a, 0x90, 0x04, 0x00, 0x01, 0x00, 0x00, 0x31, 0x0c, 0x00, 0x03, 'r', '/', 'a', 0x05,
+               0x02, 0x00, 0x00, 0x00, 0x04, '1');
+    assert_int_equal(dl_retained_stats(fx->retained)->expired, 1);
+    assert_int_equal(dl_retained_stats(fx->retained)->messages, 1);
+    set_time(fx, 5000);
+    fconn_t *b = connected(fx, 1, (cn_t){.id = "b", .clean = true});
+    subscribe(b, "r/a", 1, false);
+    EXPECT_NO_OUT(b);
+    assert_int_equal(dl_retained_stats(fx->retained)->messages, 0);
+    session_mgr_free(fx->m);
+    fx->m = NULL;
+    dl_retained_free(fx->retained);
+    fx->retained = NULL;
+    fx_start(fx);
+}
+
 static int setup_e(void **state) {
     setup(state);
     ((fx_t *)*state)->cfg.mqtt.max_keepalive_s = 65535;
@@ -136,6 +202,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_expired_when_read, setup_e, teardown),
         cmocka_unit_test_setup_teardown(test_queued_expiry, setup_e, teardown),
         cmocka_unit_test_setup_teardown(test_persistent_session_return, setup_e, teardown),
+        cmocka_unit_test_setup_teardown(test_retained_expiry_on_subscribe, setup_e, teardown),
+        cmocka_unit_test_setup_teardown(test_away_queue_expired_at_the_tick, setup_e, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

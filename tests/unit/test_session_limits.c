@@ -50,6 +50,8 @@ static void test_queue_full_retries_same_packet(void **state) {
     assert_memory_equal(fx->prod.recs[1].value, "x", 1);
     deliver(fx, 1, 0);
     EXPECT_OUT(f, 0x40, 2, 0, 1);
+    /* Fed twice, received once (and g's). */
+    assert_int_equal(session_mgr_stats(fx->m)->messages_received[1], 2);
 }
 
 static void test_queue_full_tick_retries(void **state) {
@@ -131,6 +133,72 @@ static void test_violations_close(void **state) {
     violation_case(fx, big);
 }
 
+/* The in-flight ring at its largest: mqtt.max_inflight 65535 (the setting's
+ * bound; the ring's counters are 16 bits to keep session_t small). The first
+ * PUBLISH waits for its report; the 65,534 after it are unmapped and dropped,
+ * complete on arrival, and wait behind it (acks go in arrival order), so the
+ * ring holds 65,535 entries and the window is full; one report acks them all,
+ * in order. A counter that wrapped would lose or reorder acks. */
+typedef struct {
+    size_t acks;
+    uint16_t next;
+    bool bad, paused;
+} ack_count_t;
+
+static int ac_send(void *ud, const void *buf, size_t len) {
+    ack_count_t *a = ud;
+    const uint8_t *b = buf;
+    for (size_t i = 0; i + 4 <= len; i += 4) {
+        if (b[i] == 0x20) /* the CONNACK */
+            continue;
+        if (b[i] != 0x40 || b[i + 1] != 2 || (uint16_t)(b[i + 2] << 8 | b[i + 3]) != a->next)
+            a->bad = true;
+        a->next++;
+        a->acks++;
+    }
+    a->bad |= len % 4 != 0;
+    return 0;
+}
+static void ac_close(void *ud) {
+    ((ack_count_t *)ud)->bad = true;
+}
+static void ac_pause(void *ud) {
+    ((ack_count_t *)ud)->paused = true;
+}
+static void ac_resume(void *ud) {
+    ((ack_count_t *)ud)->paused = false;
+}
+
+static void test_inflight_ring_at_65535(void **state) {
+    static const session_conn_ops_t ops = {ac_send, ac_close, ac_pause, ac_resume, NULL};
+    fx_t *fx = *state;
+    fx->cfg.mqtt.max_inflight = 65535;
+    fx->cfg.unmapped = UNMAPPED_DROP;
+    ack_count_t a = {.next = 1};
+    session_conn_t *c = session_conn_new(fx->m, &ops, &a, "127.0.0.1:5000");
+    assert_non_null(c);
+    pk_t con = connect_pk((cn_t){.id = "dev1", .clean = true});
+    assert_int_equal(session_feed(c, con.b, con.n), (ssize_t)con.n);
+    pk_t first = publish_pk("t/a", "x", 1, 1, false);
+    assert_int_equal(session_feed(c, first.b, first.n), (ssize_t)first.n);
+    for (uint32_t id = 2; id <= 65535; id++) {
+        pk_t p = publish_pk("other", "x", 1, (uint16_t)id, false);
+        assert_int_equal(session_feed(c, p.b, p.n), (ssize_t)p.n);
+    }
+    assert_int_equal(fx->prod.n, 1);
+    assert_int_equal(session_conn_inflight(c), 65535);
+    assert_true(a.paused);
+    assert_true(session_conn_paused(c));
+    pk_t more = publish_pk("other", "x", 1, 1, false);
+    assert_int_equal(session_feed(c, more.b, more.n), 0);
+    assert_int_equal(a.acks, 0);
+    deliver(fx, 0, 0);
+    assert_false(a.bad);
+    assert_int_equal(a.acks, 65535);
+    assert_int_equal(session_conn_inflight(c), 0);
+    assert_false(a.paused);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -140,6 +208,7 @@ int main(void) {
         T(test_output_bound_closes),
         T(test_subscribe_unsubscribe_ping),
         T(test_violations_close),
+        T(test_inflight_ring_at_65535),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

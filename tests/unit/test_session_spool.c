@@ -3,10 +3,13 @@
  * read on; QoS 1 waits unacknowledged with its reader paused, then goes
  * once. QoS 2 ids across a restart: what session_mgr_qos2_each reports and
  * when the version changes; a restored session's ids answer a DUP resend
- * with PUBREC and no record, a DUP 0 reuse is a new message. */
+ * with PUBREC and no record, a DUP 0 reuse is a new message; PUBCOMP waits
+ * for the save of the release. */
 #include <inttypes.h>
 
 #include "session5_fixture.h"
+
+#include "../../src/mqtt/session_int.h" /* white box: the sessions a walk visits */
 
 static void test_qos0_dropped_and_counted_at_a_full_spool(void **state) {
     fx_t *fx = *state;
@@ -255,6 +258,116 @@ static void test_restored_id_with_dup_1_and_another_message_is_new(void **state)
     assert_string_equal(x.out, want); /* id 7 now stands for the new message */
 }
 
+/* With the ids kept (a key set), PUBCOMP waits until a state without the
+ * released id is on disk: after PUBCOMP the client may reuse the id, and a
+ * file still holding it would take the new message's resend after a crash
+ * for the old one. */
+static void test_pubcomp_waits_for_the_save_of_the_release(void **state) {
+    fx_t *fx = *state;
+    session_mgr_qos2_set_key(fx->m, KEY);
+    session_mgr_qos2_saved(fx->m, session_mgr_qos2_version(fx->m));
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
+    fconn_t *g = connected(fx, 1, (cn_t){.id = "dev2", .clean = true});
+    feed(f, publish_pk("t/a", "x", 2, 7, false));
+    assert_true(session_mgr_qos2_durable(fx->m, fx->prod.recs[0].opaque));
+    feed(g, publish_pk("t/a", "y", 2, 9, false));
+    assert_false(session_mgr_qos2_durable(fx->m, fx->prod.recs[1].opaque)); /* clean */
+    feed(f, publish_pk("t/a", "q1", 1, 3, false));
+    assert_false(session_mgr_qos2_durable(fx->m, fx->prod.recs[2].opaque)); /* QoS 1 */
+    deliver(fx, 0, 0);
+    EXPECT_OUT(f, 0x50, 2, 0, 7);
+    deliver(fx, 1, 0);
+    EXPECT_OUT(g, 0x50, 2, 0, 9);
+    deliver(fx, 2, 0);
+    EXPECT_OUT(f, 0x40, 2, 0, 3);
+    session_mgr_qos2_saved(fx->m, session_mgr_qos2_version(fx->m)); /* id 7 on disk */
+    feed(f, id_pk(0x62, 7));
+    EXPECT_NO_OUT(f);
+    assert_int_equal(session_mgr_qos2_pubcomps_waiting(fx->m), 1);
+    uint64_t v = session_mgr_qos2_version(fx->m);
+    feed(g, id_pk(0x62, 9)); /* a clean session's ids are not kept: at once */
+    EXPECT_OUT(g, 0x70, 2, 0, 9);
+    session_mgr_qos2_saved(fx->m, v - 1); /* an older save still holds id 7 */
+    EXPECT_NO_OUT(f);
+    session_mgr_qos2_saved(fx->m, v);
+    EXPECT_OUT(f, 0x70, 2, 0, 7);
+    assert_int_equal(session_mgr_qos2_pubcomps_waiting(fx->m), 0);
+    feed(f, id_pk(0x62, 7)); /* again, nothing unsaved: at once */
+    EXPECT_OUT(f, 0x70, 2, 0, 7);
+    /* Unsaved changes: a PUBREL of an unknown id waits as well (it may be a
+     * PUBREL again whose release is not on disk yet). */
+    feed(f, publish_pk("t/a", "z", 2, 8, false));
+    feed(f, id_pk(0x62, 5));
+    EXPECT_NO_OUT(f);
+    /* The connection is gone before the save: its PUBCOMP is not sent to
+     * the next one (the client sends PUBREL again there). */
+    session_conn_lost(f->c, "gone");
+    fconn_t *h = open_conn(fx, 2);
+    pk_t c = connect_pk((cn_t){.id = "dev1", .clean = false});
+    assert_int_equal(feed(h, c), (ssize_t)c.n);
+    EXPECT_OUT(h, 0x20, 0x02, 0x01, 0x00); /* session present */
+    session_mgr_qos2_saved(fx->m, session_mgr_qos2_version(fx->m));
+    EXPECT_NO_OUT(h);
+    assert_int_equal(session_mgr_qos2_pubcomps_waiting(fx->m), 0);
+}
+
+/* With a key, a walk visits only the sessions that hold QoS 2 ids or
+ * changed since the last walk, not every session; the first walk after
+ * the key is set visits all of them and lists those with ids. */
+static void test_keyed_walk_visits_only_listed_sessions(void **state) {
+    fx_t *fx = *state;
+    static const session_qos2_id_t ids[] = {{0, 4}};
+    assert_int_equal(session_mgr_qos2_restore(fx->m, "old", 3, ids, 1), 0);
+    session_mgr_qos2_set_key(fx->m, KEY);
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
+    fconn_t *g = connected(fx, 1, (cn_t){.id = "dev2", .clean = false});
+    assert_string_equal(qos2_ids(fx), "old: 4\n"); /* the full walk */
+    assert_int_equal(fx->m->qos2_n, 1);
+    feed(g, publish_pk("t/a", "q1", 1, 3, false)); /* QoS 1: not listed */
+    feed(f, publish_pk("t/a", "x", 2, 7, false));
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[1].opaque);
+    assert_string_equal(qos2_ids(fx), "old: 4\ndev1: 7\n");
+    assert_int_equal(fx->m->qos2_n, 2);
+    deliver(fx, 1, 0);
+    EXPECT_OUT(f, 0x50, 2, 0, 7);
+    session_mgr_qos2_saved(fx->m, session_mgr_qos2_version(fx->m));
+    feed(f, id_pk(0x62, 7));
+    assert_string_equal(qos2_ids(fx), "old: 4\n"); /* released: dropped from the list */
+    assert_int_equal(fx->m->qos2_n, 1);
+    session_mgr_qos2_saved(fx->m, session_mgr_qos2_version(fx->m));
+    EXPECT_OUT(f, 0x70, 2, 0, 7);
+    feed(f, publish_pk("t/a", "y", 2, 8, false)); /* listed again */
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[2].opaque);
+    assert_string_equal(qos2_ids(fx), "old: 4\ndev1: 8\n");
+    /* A clean session replaces "old": gone from the list at the next walk. */
+    connected(fx, 2, (cn_t){.id = "old", .clean = true});
+    assert_string_equal(qos2_ids(fx), "dev1: 8\n");
+    assert_int_equal(fx->m->qos2_n, 1);
+}
+
+/* The PUBCOMPs waiting for a save are bounded: past SESSION_QOS2_PUBCOMP_MAX
+ * the connection is closed (its client sends PUBREL again), counted. */
+static void test_pubcomps_waiting_are_bounded(void **state) {
+    fx_t *fx = *state;
+    session_mgr_qos2_set_key(fx->m, KEY);
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
+    feed(f, publish_pk("t/a", "x", 2, 7, false)); /* unsaved from here on */
+    for (uint32_t i = 0; i < SESSION_QOS2_PUBCOMP_MAX; i++)
+        feed(f, id_pk(0x62, (uint16_t)(i % 65535 + 1)));
+    assert_int_equal(session_mgr_qos2_pubcomps_waiting(fx->m), SESSION_QOS2_PUBCOMP_MAX);
+    assert_int_equal(f->closes, 0);
+    log_capture_begin();
+    feed(f, id_pk(0x62, 9));
+    const char *logged = log_capture_end();
+    assert_int_equal(f->closes, 1);
+    assert_int_equal(session_mgr_stats(fx->m)->qos2_pubcomp_wait_full, 1);
+    assert_non_null(strstr(logged, "65536 PUBCOMPs wait for the QoS 2 state to be saved; the "
+                                   "client sends PUBREL again"));
+    session_mgr_qos2_saved(fx->m, session_mgr_qos2_version(fx->m));
+    assert_int_equal(session_mgr_qos2_pubcomps_waiting(fx->m), 0);
+    EXPECT_NO_OUT(f); /* that connection is gone */
+}
+
 static void test_restored_session_expires(void **state) {
     fx_t *fx = *state;
     static const session_qos2_id_t ids[] = {{0, 1}};
@@ -263,6 +376,33 @@ static void test_restored_session_expires(void **state) {
     session_mgr_tick(fx->m);
     assert_int_equal(session_mgr_stats(fx->m)->sessions_expired, 1);
     assert_string_equal(qos2_ids(fx), "");
+}
+
+/* A QoS 2 RETAIN 1 message (with `retained:`) is durable, and its id saved,
+ * once both its record and its retained copy are, in either order: an id
+ * saved with only the record durable would answer the resend after a crash
+ * as a duplicate, and the copy would be lost. */
+static void test_retained_qos2_durable_with_both_records(void **state) {
+    fx_t *fx = *state;
+    fx->cfg.retained = (config_retained_t){.enabled = true, .topic = "ret"};
+    fconn_t *f = connected(fx, 0, (cn_t){.id = "dev1", .clean = false});
+    feed(f, publish_pk("t/a", "x", 2, 7, true));
+    feed(f, publish_pk("t/b", "y", 2, 8, true));
+    assert_int_equal(fx->prod.n, 4);
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[0].opaque); /* 7's record */
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[0].opaque);
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[3].opaque); /* 8's copy */
+    assert_string_equal(qos2_ids(fx), "");
+    uint64_t v = session_mgr_qos2_version(fx->m);
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[1].opaque); /* 7's copy */
+    assert_true(session_mgr_qos2_version(fx->m) != v);
+    assert_string_equal(qos2_ids(fx), "dev1: 7\n");
+    session_mgr_qos2_durable(fx->m, fx->prod.recs[2].opaque); /* 8's record */
+    assert_string_equal(qos2_ids(fx), "dev1: 7 8\n");
+    for (int i = 0; i < 4; i++)
+        deliver(fx, i, 0);
+    EXPECT_OUT(f, 0x50, 2, 0, 7, 0x50, 2, 0, 8);
+    assert_string_equal(qos2_ids(fx), "dev1: 7 8\n");
 }
 
 int main(void) {
@@ -279,6 +419,13 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_qos2_ids_reported_with_their_hash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restored_id_with_dup_1_and_another_message_is_new,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retained_qos2_durable_with_both_records, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pubcomp_waits_for_the_save_of_the_release, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_keyed_walk_visits_only_listed_sessions, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pubcomps_waiting_are_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

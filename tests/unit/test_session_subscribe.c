@@ -437,8 +437,9 @@ static void drop_retained(fx_t *fx) {
 
 /* A PUBLISH with RETAIN 1 is produced to its mapped topic and, with
  * `retained:`, to the retained topic: key = topic, mqtt.qos header, an empty
- * payload as a tombstone; nobody waits for that copy's report, and one that
- * fails is counted as a lost copy (a failed will's report is not). */
+ * payload as a tombstone. A QoS 1/2 one is acked once both reports are in
+ * (test_session_retain.c); nobody waits for a QoS 0 copy's report, and one
+ * that fails is counted as a lost copy (a failed will's report is not). */
 static void test_retain_publish_copied_to_retained_topic(void **state) {
     fx_t *fx = *state;
     fx->cfg.retained = (config_retained_t){.enabled = true, .topic = "ret"};
@@ -452,15 +453,18 @@ static void test_retain_publish_copied_to_retained_topic(void **state) {
     assert_memory_equal(fx->prod.recs[1].key, "t/r", 3);
     assert_int_equal(fx->prod.recs[1].value_len, 1);
     assert_string_equal(fx->prod.recs[1].headers, "mqtt.qos=1;");
-    assert_int_equal(fx->prod.recs[1].opaque, SESSION_OPAQUE_RETAINED);
+    assert_int_equal(fx->prod.recs[1].opaque, fx->prod.recs[0].opaque | SESSION_OPAQUE_COPY_BIT);
     assert_string_equal(fx->prod.recs[3].topic, "ret");
     assert_int_equal(fx->prod.recs[3].value_len, 0);
     assert_string_equal(fx->prod.recs[3].headers, "mqtt.qos=0;");
+    assert_int_equal(fx->prod.recs[3].opaque, SESSION_OPAQUE_RETAINED);
     assert_string_equal(fx->prod.recs[4].topic, "kt");
     deliver(fx, 0, 0);
+    EXPECT_NO_OUT(a);
+    deliver(fx, 1, 0);
     EXPECT_OUT(a, 0x40, 0x02, 0x00, 0x09);
     assert_int_equal(session_mgr_stats(fx->m)->retained_lost, 0);
-    session_on_delivery(fx->m, fx->prod.recs[1].opaque, 1, "Broker: Message size too large");
+    session_on_delivery(fx->m, fx->prod.recs[3].opaque, 1, "Broker: Message size too large");
     assert_int_equal(session_mgr_stats(fx->m)->retained_lost, 1);
     session_on_delivery(fx->m, SESSION_OPAQUE_WILL, 1, "Local: Message timed out");
     assert_int_equal(session_mgr_stats(fx->m)->retained_lost, 1);

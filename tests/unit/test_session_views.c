@@ -77,9 +77,36 @@ static void test_views(void **state) {
     assert_int_equal(s.calls, 0);
 }
 
+/* What the connection's owner reads back (the daemon keeps its password-check
+ * state in session_conn_data instead of an allocation per connection). */
+static void test_owner_views(void **state) {
+    fx_t *fx = *state;
+    fconn_t *f = open_conn(fx, 0);
+    assert_ptr_equal(session_conn_ud(f->c), f);
+    assert_null(session_conn_data(f->c));
+    int mark;
+    session_conn_set_data(f->c, &mark);
+    assert_ptr_equal(session_conn_data(f->c), &mark);
+    assert_false(session_conn_has_identity(f->c));
+    assert_int_equal(session_conn_set_identity(f->c, "device-1"), 0);
+    assert_true(session_conn_has_identity(f->c));
+    session_conn_set_data(f->c, NULL);
+    assert_null(session_conn_data(f->c));
+    /* The identity, kept in the user name's place, overrides the CONNECT's. */
+    pk_t p = connect_pk((cn_t){.id = "a", .clean = true, .user = "u"});
+    assert_int_equal(feed(f, p), (ssize_t)p.n);
+    EXPECT_OUT(f, 0x20, 0x02, 0x00, 0x00);
+    the_fx = fx;
+    seen_t s = {.conn_of = conn_index};
+    assert_int_equal(session_mgr_list_clients(fx->m, 0, each_client, &s), 1);
+    assert_string_equal(s.out,
+                        "a 127.0.0.1:5000 user=device-1 level=4 inflight=0 paused=0 conn=0\n");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_views, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_owner_views, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

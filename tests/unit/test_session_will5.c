@@ -57,8 +57,8 @@ static fconn_t *connected_will5(fx_t *fx, int i, wc_t c) {
 }
 
 /* The will's properties, kept from the CONNECT, become the headers a
- * PUBLISH's would (3.1.3.2): content type, response topic, correlation data,
- * then the user properties in order, duplicates kept. */
+ * PUBLISH's would (3.1.3.2): message expiry, content type, response topic,
+ * correlation data, then the user properties in order, duplicates kept. */
 static void test_will_properties_become_headers(void **state) {
     fx_t *fx = *state;
     fconn_t *f = connected_will5(
@@ -77,8 +77,9 @@ static void test_will_properties_become_headers(void **state) {
     assert_string_equal(fx->prod.recs[0].topic, "kt");
     assert_memory_equal(fx->prod.recs[0].value, "gone", 4);
     assert_string_equal(fx->prod.recs[0].headers,
-                        "mqtt.topic=t/w;mqtt.client_id=w5;mqtt.qos=1;mqtt.content_type=text/"
-                        "plain;mqtt.response_topic=r/t;mqtt.correlation_data=cd;k=v1;k=v2;");
+                        "mqtt.topic=t/w;mqtt.client_id=w5;mqtt.qos=1;mqtt.message_expiry=10;"
+                        "mqtt.content_type=text/plain;mqtt.response_topic=r/t;"
+                        "mqtt.correlation_data=cd;k=v1;k=v2;");
     assert_int_equal(session_mgr_stats(fx->m)->wills_published, 1);
     session_conn_free(f->c);
 }

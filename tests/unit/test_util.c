@@ -120,6 +120,24 @@ static void count_and_free(hmap_node_t *n, void *ud) {
     free(HMAP_ENTRY(n, entry_t, node));
 }
 
+/* hmap_set_load(2): the bucket array doubles only past two entries a
+ * bucket; everything stays findable. */
+static void test_hmap_load(void **state) {
+    (void)state;
+    hmap_t m;
+    hmap_init(&m, entry_hash, 16);
+    hmap_set_load(&m, 2);
+    entry_t e[65];
+    for (uint32_t i = 0; i < 65; i++) {
+        e[i].key = i * 7919u;
+        assert_int_equal(hmap_insert(&m, &e[i].node, m2k_hash_u32(e[i].key)), 0);
+        assert_int_equal(m.nb, i < 32 ? 16 : i < 64 ? 32 : 64);
+    }
+    for (uint32_t i = 0; i < 65; i++)
+        assert_ptr_equal(find(&m, i * 7919u), &e[i]);
+    hmap_free(&m);
+}
+
 static void test_hmap(void **state) {
     (void)state;
     hmap_t m;
@@ -191,7 +209,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hash_vectors), cmocka_unit_test(test_siphash_vectors),
         cmocka_unit_test(test_list),         cmocka_unit_test(test_hmap),
-        cmocka_unit_test(test_malloc_tune),
+        cmocka_unit_test(test_hmap_load),    cmocka_unit_test(test_malloc_tune),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
