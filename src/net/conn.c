@@ -201,7 +201,7 @@ static void feed_buffered(conn_t *c) {
 }
 
 void net_conn_deliver(conn_t *c, const uint8_t *p, size_t n) {
-    if (c->move && c->state != CONN_CLOSED) { /* decoded after the CONNECT: goes along */
+    if (c->moving && c->state != CONN_CLOSED) { /* decoded after the CONNECT: goes along */
         net_move_append(c, p, n);
         return;
     }
@@ -276,7 +276,7 @@ static void on_handle_closed(uv_handle_t *h) {
     list_remove(&c->node);
     list_remove(&c->pending);
     c->l->svc->n_conns--;
-    if (c->move) /* closed before it could go (cut, or no socket to hand over) */
+    if (c->moving) /* closed before it could go (cut, or no socket to hand over) */
         net_move_abandon(c);
     if (c->l->svc->limits && !c->moved) /* a moved one counts on its new server */
         atomic_fetch_sub(&s->sh->conns, 1);
@@ -363,7 +363,7 @@ static void on_write(uv_write_t *req, int status) {
     free(w);
     if (status < 0 && status != UV_ECANCELED)
         conn_write_failed(c, status);
-    else if (c->move && !c->queued)
+    else if (c->moving && !c->queued)
         conn_mark_pending(c); /* its output is out: it can go */
 }
 
@@ -450,9 +450,9 @@ void conn_process_pending(server_t *s) {
                 continue;
             if (c->held) /* the timer queues it again */
                 continue;
-            if (c->move) { /* server_conn_move: once the output is out, it goes */
+            if (c->moving) { /* server_conn_move: once the output is out, it goes */
                 conn_flush(c);
-                if (c->move && !c->out_len && !c->queued && c->state == CONN_CLOSING)
+                if (c->moving && !c->out_len && !c->queued && c->state == CONN_CLOSING)
                     net_move_send(c);
                 continue;
             }
@@ -576,7 +576,7 @@ server_stats_t *net_conn_stats(conn_t *c) {
 
 bool net_conn_closing(const conn_t *c) {
     /* A moving connection's layers decode on: what they pass up goes along. */
-    return c->state == CONN_CLOSED || (c->state >= CONN_CLOSING && !c->move);
+    return c->state == CONN_CLOSED || (c->state >= CONN_CLOSING && !c->moving);
 }
 
 /* ---- every connection ------------------------------------------------------------ */
@@ -692,7 +692,7 @@ void conn_stop_reading_all(server_t *s) {
 void conn_close_all(server_t *s) {
     conn_t *c;
     FOREACH_CONN(c, s) {
-        if (c->move) /* on its way to another server: sent now, or closed there */
+        if (c->moving) /* on its way to another server: sent now, or closed there */
             continue;
         conn_goodbye(c, SERVER_GOODBYE_SHUTDOWN);
         net_conn_lost(c, "server shutting down");

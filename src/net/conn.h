@@ -93,8 +93,8 @@ struct server_conn {
     bool in_counted : 1;     /* in_cap is in the service's st.input_bytes */
     bool tls_counted : 1;    /* in the server's handshakes until it leaves CONN_HANDSHAKE */
     bool tls_counted_ip : 1; /* ... and in its address's (max_tls_handshakes_per_ip) */
+    bool moving : 1;         /* server_conn_move: its message is in server.moves */
     bool moved : 1;          /* handed to another server: it counts there */
-    struct net_move *move;   /* server_conn_move: sent once its output is out */
 };
 
 struct server {
@@ -132,6 +132,8 @@ struct server {
     pthread_mutex_t inbox_mu;
     list_t inbox;
     list_t calls;      /* server_post */
+    list_t moves;      /* connections on their way out, sent once their output is out
+                          (a list here, not a pointer in every conn_t: moves are rare) */
     bool inbox_closed; /* under inbox_mu: server_stop ran; moves are refused */
 };
 

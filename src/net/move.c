@@ -19,7 +19,8 @@
 #include "conn.h"
 
 struct net_move {
-    list_t node; /* in the target's inbox */
+    list_t node; /* in the source's moves, then in the target's inbox */
+    conn_t *c;   /* while in the source's moves */
     server_t *to;
     int fd;
     size_t listener; /* index in listeners[]: the same address on every worker */
@@ -30,6 +31,17 @@ struct net_move {
     size_t len;
     uint8_t bytes[];
 };
+
+/* The message of a moving connection (in its server's moves). */
+static struct net_move *move_of(const conn_t *c) {
+    server_t *s = c->l->srv;
+    for (list_t *n = s->moves.next; n != &s->moves; n = n->next) {
+        struct net_move *m = LIST_ENTRY(n, struct net_move, node);
+        if (m->c == c)
+            return m;
+    }
+    return NULL;
+}
 
 /* A move that cannot complete: the socket closes, its counts are given back. */
 static void move_drop(server_t *s, struct net_move *m) {
@@ -60,8 +72,8 @@ static bool inbox_push(server_t *s, list_t *list, list_t *node) {
 
 int server_conn_move(server_conn_t *c, server_t *to, const uint8_t *buf, size_t len) {
     server_t *s = c->l->srv;
-    if (to == s || c->state != CONN_OPEN || c->move || !c->l->svc->limits || c->l < s->listeners ||
-        c->l >= s->listeners + s->n_listening)
+    if (to == s || c->state != CONN_OPEN || c->moving || !c->l->svc->limits ||
+        c->l < s->listeners || c->l >= s->listeners + s->n_listening)
         return -1;
     pthread_mutex_lock(&to->inbox_mu);
     bool closed = to->inbox_closed;
@@ -71,13 +83,14 @@ int server_conn_move(server_conn_t *c, server_t *to, const uint8_t *buf, size_t 
     struct net_move *m = malloc(sizeof(*m) + len);
     if (!m)
         return -1;
-    *m = (struct net_move){.to = to, .fd = -1, .listener = (size_t)(c->l - s->listeners)};
+    *m = (struct net_move){.c = c, .to = to, .fd = -1, .listener = (size_t)(c->l - s->listeners)};
     m->len = len;
     if (len)
         memcpy(m->bytes, buf, len);
     snprintf(m->remote, sizeof(m->remote), "%s", c->l->svc->p.ops->conn_remote(c->pc));
     m->since_ms = c->since_ms;
-    c->move = m;
+    list_insert_tail(&s->moves, &m->node);
+    c->moving = true;
     conn_read_stop(c);
     /* Closing without the transports' goodbye: the stream goes on elsewhere.
      * The input kept here (if any) is what `buf` holds. */
@@ -87,21 +100,23 @@ int server_conn_move(server_conn_t *c, server_t *to, const uint8_t *buf, size_t 
 }
 
 void net_move_append(conn_t *c, const uint8_t *p, size_t n) {
-    struct net_move *m = c->move;
+    struct net_move *m = move_of(c);
+    list_remove(&m->node);
     struct net_move *b = realloc(m, sizeof(*m) + m->len + n);
     if (!b) {
+        list_insert_tail(&c->l->srv->moves, &m->node);
         log_error("%s: out of memory moving the connection to another worker", m->remote);
         conn_close_handle(c); /* on_handle_closed abandons the move */
         return;
     }
     memcpy(b->bytes + b->len, p, n);
     b->len += n;
-    c->move = b;
+    list_insert_tail(&c->l->srv->moves, &b->node);
 }
 
 bool net_move_send(conn_t *c) {
     server_t *s = c->l->srv;
-    struct net_move *m = c->move;
+    struct net_move *m = move_of(c);
     server_t *to = m->to;
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || (m->fd = dup(fd)) < 0) {
@@ -114,7 +129,9 @@ bool net_move_send(conn_t *c) {
     c->tr = NULL;
     m->counted_ip = c->counted_ip;
     c->counted_ip = false;
-    c->move = NULL;
+    list_remove(&m->node);
+    m->c = NULL;
+    c->moving = false;
     c->moved = true;
     if (!inbox_push(to, &to->inbox, &m->node))
         move_drop(s, m); /* the target stops: the client sees a close */
@@ -123,8 +140,9 @@ bool net_move_send(conn_t *c) {
 }
 
 void net_move_abandon(conn_t *c) {
-    struct net_move *m = c->move;
-    c->move = NULL;
+    struct net_move *m = move_of(c);
+    list_remove(&m->node);
+    c->moving = false;
     /* The handle, the layers and the address counts go as for any close;
      * only the message is left. */
     free(m);
@@ -227,6 +245,7 @@ static void on_inbox(uv_async_t *h) {
 }
 
 int net_inbox_init(server_t *s) {
+    list_init(&s->moves);
     list_init(&s->inbox);
     list_init(&s->calls);
     if (pthread_mutex_init(&s->inbox_mu, NULL) != 0)
