@@ -580,6 +580,19 @@ int daemon_run(const config_t *cfg) {
     rc = 0;
     for (unsigned i = 1; i < d->n_workers; i++)
         worker_join(d->w[i]); /* each drains its producer, then its loop ends */
+    if (d->n_workers > 1) {   /* the line one worker writes, for all of them */
+        uint64_t produced = 0, delivered = 0, failed = 0;
+        size_t conns = 0;
+        for (unsigned i = 0; i < d->n_workers; i++) {
+            produced += d->w[i]->fin_produced;
+            delivered += d->w[i]->fin_delivered;
+            failed += d->w[i]->fin_failed;
+            conns += d->w[i]->fin_conns;
+        }
+        log_info("shutdown: %" PRIu64 " records produced, %" PRIu64 " delivered, %" PRIu64
+                 " failed; closing %zu connections",
+                 produced, delivered, failed, conns);
+    }
     for (unsigned i = 0; i < d->n_workers; i++)
         if (d->w[i]->exit_code)
             rc = d->w[i]->exit_code;

@@ -41,6 +41,10 @@ struct worker {
     bool stopping, done, fatal;
     uint64_t deadline_ms;
     int exit_code;
+    /* With several workers, what its shutdown found (the main thread logs
+     * the sum once every worker is done). */
+    uint64_t fin_produced, fin_delivered, fin_failed;
+    size_t fin_conns;
     pthread_t thread;
     bool have_thread;
     atomic_bool ended; /* its loop returned: its objects are still */

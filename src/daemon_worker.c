@@ -433,9 +433,14 @@ void worker_finish_shutdown(worker_t *w) {
             w->exit_code = 1;
     }
     const session_stats_t *st = session_mgr_stats(w->sm);
-    log_info("shutdown: %" PRIu64 " records produced, %" PRIu64 " delivered, %" PRIu64
-             " failed; closing %zu connections",
-             st->published, st->delivered, st->delivery_failed, server_conn_count(w->srv));
+    w->fin_produced = st->published;
+    w->fin_delivered = st->delivered;
+    w->fin_failed = st->delivery_failed;
+    w->fin_conns = server_conn_count(w->srv);
+    if (d->n_workers == 1) /* else daemon_run logs every worker's sum */
+        log_info("shutdown: %" PRIu64 " records produced, %" PRIu64 " delivered, %" PRIu64
+                 " failed; closing %zu connections",
+                 w->fin_produced, w->fin_delivered, w->fin_failed, w->fin_conns);
     session_mgr_set_stopping(w->sm);
     server_stop(w->srv);
 }

@@ -238,6 +238,9 @@ def test_sigterm_drains_both_workers(daemon, mock_kafka):
     assert d.stop(timeout=30) == 0
     d.wait_log(m2k.line(r"Terminated: stopping intake; waiting up to 10 s for \d+ messages in "
                         r"flight to Kafka", level="info", regex=True), since=mark)
+    # One line for both workers, once both are done.
+    d.wait_log(m2k.line(f"shutdown: {total} records produced, {total} delivered, 0 failed; "
+                        f"closing {len(clients)} connections", level="info"), since=mark)
     mock_kafka.cmd("rtt -1 0")
     recs = m2k.assert_records(mock_kafka.bootstrap, "test", total)
     for _, cid, _ in clients:
