@@ -11,8 +11,9 @@
 #include "net/server.h"
 
 /* A page of `kind` (ops_list_kind_t) from `offset`, at most `limit` items
- * (malloc'd JSON, *len bytes); NULL when out of memory. */
-char *introspect_page(const session_mgr_t *sm, const server_t *srv, int kind, size_t offset,
-                      size_t limit, size_t *len);
+ * (malloc'd JSON, *len bytes) over the n session managers (one per worker,
+ * in worker order; the caller keeps them still); NULL when out of memory. */
+char *introspect_page(const session_mgr_t *const *sm, size_t n, const server_t *srv, int kind,
+                      size_t offset, size_t limit, size_t *len);
 
 #endif

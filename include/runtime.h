@@ -51,6 +51,9 @@ typedef struct {
      * change needs a restart). */
     spool_t **spool;
     server_t *server; /* RUNTIME_RELOAD: its TLS listeners take the new certificates */
+    /* ... and those of these servers too (the other workers', threads: N). */
+    server_t *const *more_servers;
+    size_t n_more_servers;
     /* RUNTIME_RELOAD: the configuration the running objects were built from
      * (a new setting is checked against what a reload cannot change). */
     const config_t *running;
@@ -80,5 +83,10 @@ void runtime_sort_errors(char *errbuf, const char *path);
 void runtime_commit(const runtime_t *rt, runtime_prep_t *p);
 /* Frees p and what it prepared; NULL is allowed. */
 void runtime_abort(runtime_prep_t *p);
+/* Another producer for the configuration the start committed (a worker's,
+ * threads: N), with `bootstrap` in place of kafka.bootstrap_servers (the
+ * embedded cluster's address). 0, or -1 with errbuf. */
+int runtime_producer_new(const config_t *cfg, const kafka_opts_t *opts, const char *bootstrap,
+                         kafka_t **out, char *errbuf, size_t errlen);
 
 #endif

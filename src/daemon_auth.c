@@ -2,6 +2,7 @@
 #include "daemon_auth.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,14 +19,28 @@
  * Both structs begin with their kind. */
 typedef enum { DATA_AUTH = 1, DATA_JOB } data_kind_t;
 
+#define AUTH_MAX_WORKERS 64 /* CONFIG_THREADS_MAX */
+
+/* auth.max_hashing and auth.max_hashing_queue count every worker's checks
+ * (threads: N): the counts are atomics here, each worker keeps its own queue
+ * (its checks complete on its loop), and a worker that frees a slot while
+ * others wait wakes them (server_post). */
+typedef struct {
+    atomic_uint running; /* jobs on the threadpool */
+    atomic_size_t queued;
+    daemon_auth_t *all[AUTH_MAX_WORKERS]; /* every worker's, set before they run */
+    unsigned n;
+} auth_shared_t;
+
 struct daemon_auth {
     data_kind_t kind; /* DATA_AUTH */
     server_t *srv;
     security_t **sec;
     const config_t **cfg;
-    uint32_t running; /* jobs on the threadpool */
-    list_t queue;     /* jobs waiting for a slot, oldest first */
-    size_t queued;
+    auth_shared_t *sh; /* the first worker's */
+    bool own_sh;
+    list_t queue;            /* jobs waiting for a slot, oldest first */
+    atomic_size_t n_waiting; /* ... their count (read by the other workers) */
     uint64_t refused;
 };
 
@@ -46,10 +61,19 @@ struct auth_job {
     int rc; /* auth_db_check's answer */
 };
 
-daemon_auth_t *daemon_auth_new(server_t *srv, security_t **sec, const config_t **cfg) {
+daemon_auth_t *daemon_auth_new(server_t *srv, security_t **sec, const config_t **cfg,
+                               daemon_auth_t *first) {
     daemon_auth_t *a = calloc(1, sizeof(*a));
     if (!a)
         return NULL;
+    a->sh = first ? first->sh : calloc(1, sizeof(*a->sh));
+    if (!a->sh || a->sh->n == AUTH_MAX_WORKERS) {
+        free(first ? NULL : a->sh);
+        free(a);
+        return NULL;
+    }
+    a->own_sh = !first;
+    a->sh->all[a->sh->n++] = a;
     a->kind = DATA_AUTH;
     a->srv = srv;
     a->sec = sec;
@@ -58,8 +82,11 @@ daemon_auth_t *daemon_auth_new(server_t *srv, security_t **sec, const config_t *
     return a;
 }
 
-/* After server_free: every running job has called done. */
+/* After server_free: every running job has called done. The first worker's
+ * goes last. */
 void daemon_auth_free(daemon_auth_t *a) {
+    if (a && a->own_sh)
+        free(a->sh);
     free(a);
 }
 
@@ -84,31 +111,70 @@ static void job_work(void *arg) {
 
 static void job_done(void *arg);
 
+/* Takes a slot of auth.max_hashing (every worker's): true, or false when all
+ * are taken. */
+static bool take_slot(daemon_auth_t *a) {
+    uint32_t max = (*a->cfg)->auth.max_hashing;
+    if (atomic_fetch_add(&a->sh->running, 1) < max)
+        return true;
+    atomic_fetch_sub(&a->sh->running, 1);
+    return false;
+}
+
+static void queue_add(daemon_auth_t *a, auth_job_t *j, bool head) {
+    if (head)
+        list_insert_head(&a->queue, &j->node);
+    else
+        list_insert_tail(&a->queue, &j->node);
+    atomic_fetch_add(&a->n_waiting, 1);
+    atomic_fetch_add(&a->sh->queued, 1);
+}
+
+static void unqueue(daemon_auth_t *a, auth_job_t *j) {
+    list_remove(&j->node);
+    atomic_fetch_sub(&a->n_waiting, 1);
+    atomic_fetch_sub(&a->sh->queued, 1);
+}
+
 /* Starts queued jobs while slots are free. */
 static void pump(daemon_auth_t *a) {
     list_t *n;
     /* The queue first: at shutdown (server_free's drain) it is empty and the
      * configuration may be gone. */
-    while ((n = list_first(&a->queue)) && a->running < (*a->cfg)->auth.max_hashing) {
+    while ((n = list_first(&a->queue)) && take_slot(a)) {
         auth_job_t *j = LIST_ENTRY(n, auth_job_t, node);
-        list_remove(n);
-        a->queued--;
+        unqueue(a, j);
         if (server_work(a->srv, job_work, job_done, j) != 0) {
             /* No memory for the request: checked here, on the loop. */
+            atomic_fetch_sub(&a->sh->running, 1);
             job_work(j);
             j->state = JOB_DONE;
             server_conn_resume(session_conn_ud(j->sc));
             continue;
         }
         j->state = JOB_RUNNING;
-        a->running++;
+    }
+}
+
+static void pump_posted(void *arg) {
+    pump(arg);
+}
+
+/* A slot was freed: the other workers with checks waiting try their queue. */
+static void wake_others(daemon_auth_t *a) {
+    if (atomic_load(&a->sh->queued) == 0)
+        return;
+    for (unsigned i = 0; i < a->sh->n; i++) {
+        daemon_auth_t *o = a->sh->all[i];
+        if (o != a && atomic_load(&o->n_waiting) > 0)
+            server_post(o->srv, pump_posted, o);
     }
 }
 
 static void job_done(void *arg) {
     auth_job_t *j = arg;
     daemon_auth_t *a = j->a;
-    a->running--;
+    atomic_fetch_sub(&a->sh->running, 1);
     if (!j->sc) {
         job_free(j); /* the connection closed meanwhile */
     } else if (security_generation(*a->sec) != j->generation) {
@@ -118,8 +184,7 @@ static void job_done(void *arg) {
         j->generation = security_generation(*a->sec);
         if (j->db) {
             j->state = JOB_QUEUED;
-            list_insert_head(&a->queue, &j->node);
-            a->queued++;
+            queue_add(a, j, true);
         } else {
             j->state = JOB_DONE; /* no password file now: the session decides */
             j->rc = SECURITY_NO_VERDICT;
@@ -130,6 +195,7 @@ static void job_done(void *arg) {
         server_conn_resume(session_conn_ud(j->sc));
     }
     pump(a);
+    wake_others(a);
 }
 
 /* The first packet is a whole CONNECT that security_connect would hash a
@@ -153,14 +219,16 @@ static int screen(daemon_auth_t *a, session_conn_t *sc, const uint8_t *buf, size
                             p->has_username, server_now_ms(a->srv)))
         return 0;
     uint32_t max_queue = (*a->cfg)->auth.max_hashing_queue;
-    bool slot = a->running < (*a->cfg)->auth.max_hashing && list_empty(&a->queue);
-    if (!slot && a->queued >= max_queue) {
+    uint32_t running = atomic_load(&a->sh->running);
+    size_t queued = atomic_load(&a->sh->queued);
+    bool slot = running < (*a->cfg)->auth.max_hashing && queued == 0;
+    if (!slot && queued >= max_queue) {
         static const uint8_t connack3[] = {0x20, 0x02, 0x00, MQTT_CONNACK_UNAVAILABLE};
         char why[200];
         snprintf(why, sizeof(why),
                  "connection refused (CONNACK %s): %" PRIu32 " password checks running and %zu "
                  "waiting (auth.max_hashing_queue %" PRIu32 ")",
-                 v5 ? "0x89" : "3", a->running, a->queued, max_queue);
+                 v5 ? "0x89" : "3", running, queued, max_queue);
         a->refused++;
         if (v5) {
             /* MQTT 5: reason 0x89 server busy, with the reason string unless
@@ -202,8 +270,7 @@ static int screen(daemon_auth_t *a, session_conn_t *sc, const uint8_t *buf, size
     j->db = security_db_ref(*a->sec);
     j->generation = security_generation(*a->sec);
     j->state = JOB_QUEUED;
-    list_insert_tail(&a->queue, &j->node);
-    a->queued++;
+    queue_add(a, j, false);
     session_conn_set_data(sc, j);
     server_conn_pause(session_conn_ud(sc));
     pump(a);
@@ -243,6 +310,11 @@ ssize_t daemon_auth_feed(session_conn_t *sc, const uint8_t *buf, size_t len) {
     return session_feed(sc, buf, len);
 }
 
+bool daemon_auth_screened(const session_conn_t *sc) {
+    const data_kind_t *k = session_conn_data(sc);
+    return !k || *k != DATA_AUTH;
+}
+
 static auth_job_t *job_of(const session_conn_t *sc) {
     data_kind_t *k = session_conn_data(sc);
     return k && *k == DATA_JOB ? (auth_job_t *)k : NULL;
@@ -259,18 +331,20 @@ void daemon_auth_conn_free(session_conn_t *sc) {
         if (j->state == JOB_RUNNING) {
             j->sc = NULL; /* job_done frees it */
         } else {
-            if (j->state == JOB_QUEUED) {
-                list_remove(&j->node);
-                j->a->queued--;
-            }
+            if (j->state == JOB_QUEUED)
+                unqueue(j->a, j);
             job_free(j);
         }
     }
     session_conn_free(sc);
 }
 
-unsigned daemon_threadpool_size(const config_t *cfg) {
-    unsigned want = cfg->auth.max_hashing + cfg->mqtt.max_tls_handshake_workers + 2;
+unsigned daemon_threadpool_size(const config_t *cfg, unsigned workers) {
+    /* auth.max_hashing counts every worker's checks; each worker runs its
+     * share (config_share) of the TLS handshake steps. */
+    unsigned n = workers ? workers : 1;
+    unsigned want =
+        cfg->auth.max_hashing + n * config_share(cfg->mqtt.max_tls_handshake_workers, n) + 2;
     const char *env = getenv("UV_THREADPOOL_SIZE");
     if (env && *env) {
         unsigned have = (unsigned)strtoul(env, NULL, 10);

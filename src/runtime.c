@@ -140,18 +140,36 @@ static void topics_abort(runtime_mode_t mode, void *state) {
 
 /* ---- TLS: certificate, key and CA of every TLS listener ---- */
 
+/* A reload's TLS updates, one per server (each worker has its listeners). */
+typedef struct {
+    size_t n;
+    server_tls_update_t *u[];
+} tls_updates_t;
+
+static void tls_abort(runtime_mode_t mode, void *state);
+
 static int tls_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mode, void **state,
                        report_t *r) {
     char e[4096];
     if (mode == RUNTIME_RELOAD && rt->server) {
         /* The running listeners' new contexts (a listener that changed in
          * `next` needs a restart and reloads the files it started with). */
-        server_tls_update_t *u = NULL;
-        if (server_tls_prepare(rt->server, next, &u, e, sizeof(e)) != 0) {
-            report_lines(r, e);
+        size_t n = 1 + rt->n_more_servers;
+        tls_updates_t *all = calloc(1, sizeof(*all) + n * sizeof(all->u[0]));
+        if (!all) {
+            report(r, "out of memory");
             return -1;
         }
-        *state = u;
+        for (size_t i = 0; i < n; i++) {
+            server_t *s = i ? rt->more_servers[i - 1] : rt->server;
+            if (server_tls_prepare(s, next, &all->u[i], e, sizeof(e)) != 0) {
+                report_lines(r, e);
+                tls_abort(mode, all);
+                return -1;
+            }
+            all->n = i + 1;
+        }
+        *state = all;
         return 0;
     }
     /* Loaded and checked, then freed: server_listen loads them again at the
@@ -176,13 +194,22 @@ static int tls_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t
 static void tls_commit(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
                        void *state) {
     (void)next;
-    if (mode == RUNTIME_RELOAD && rt->server)
-        server_tls_commit(rt->server, state); /* logs each listener it switched */
+    tls_updates_t *all = state;
+    if (mode != RUNTIME_RELOAD || !rt->server || !all)
+        return;
+    /* Logs each listener it switched (the first worker's: the others' are
+     * the same files). */
+    for (size_t i = 0; i < all->n; i++)
+        server_tls_commit(i ? rt->more_servers[i - 1] : rt->server, all->u[i]);
+    free(all);
 }
 
 static void tls_abort(runtime_mode_t mode, void *state) {
+    tls_updates_t *all = state;
     (void)mode;
-    server_tls_abort(state);
+    for (size_t i = 0; i < all->n; i++)
+        server_tls_abort(all->u[i]);
+    free(all);
 }
 
 /* ---- the password and ACL files (read again on every SIGHUP, also when
@@ -287,33 +314,19 @@ static const config_property_t *producer_culprit(const config_t *c, const char *
     return NULL;
 }
 
+static int producer_build(const config_t *next, kafka_opts_t o, const char *bootstrap,
+                          runtime_mode_t mode, kafka_t **out, char *e, size_t elen);
+
 static int producer_prepare(const runtime_t *rt, const config_t *next, runtime_mode_t mode,
                             void **state, report_t *r) {
     if (mode == RUNTIME_RELOAD)
         return 0;
-    const char **props = calloc(next->n_kafka_properties * 2 + 1, sizeof(*props));
-    if (!props) {
-        report(r, "kafka: out of memory");
-        return -1;
-    }
-    for (size_t i = 0; i < next->n_kafka_properties; i++) {
-        props[2 * i] = next->kafka_properties[i].name;
-        props[2 * i + 1] = next->kafka_properties[i].value;
-    }
     kafka_opts_t o = {0};
     if (rt)
         o = rt->kafka_opts;
-    o.bootstrap_servers = next->bootstrap_servers;
-    o.properties = props;
-    o.n_properties = next->n_kafka_properties;
     kafka_t *k = NULL;
     char e[1024];
-    /* --check builds the same configuration and lets librdkafka refuse it as
-     * rd_kafka_new at the start would, without connecting. */
-    int rc =
-        mode == RUNTIME_CHECK ? kafka_check(&o, e, sizeof(e)) : kafka_new(&o, &k, e, sizeof(e));
-    free(props); /* librdkafka copied them */
-    if (rc != 0) {
+    if (producer_build(next, o, next->bootstrap_servers, mode, &k, e, sizeof(e)) != 0) {
         const config_property_t *p = producer_culprit(next, e);
         if (p)
             report(r, "%s:%d:%d: kafka.properties.%s: %s", next->path, p->pos.line, p->pos.col,
@@ -324,6 +337,32 @@ static int producer_prepare(const runtime_t *rt, const config_t *next, runtime_m
     }
     *state = k;
     return 0;
+}
+
+int runtime_producer_new(const config_t *cfg, const kafka_opts_t *opts, const char *bootstrap,
+                         kafka_t **out, char *errbuf, size_t errlen) {
+    return producer_build(cfg, *opts, bootstrap, RUNTIME_START, out, errbuf, errlen);
+}
+
+static int producer_build(const config_t *next, kafka_opts_t o, const char *bootstrap,
+                          runtime_mode_t mode, kafka_t **out, char *e, size_t elen) {
+    const char **props = calloc(next->n_kafka_properties * 2 + 1, sizeof(*props));
+    if (!props) {
+        snprintf(e, elen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < next->n_kafka_properties; i++) {
+        props[2 * i] = next->kafka_properties[i].name;
+        props[2 * i + 1] = next->kafka_properties[i].value;
+    }
+    o.bootstrap_servers = bootstrap;
+    o.properties = props;
+    o.n_properties = next->n_kafka_properties;
+    /* --check builds the same configuration and lets librdkafka refuse it as
+     * rd_kafka_new at the start would, without connecting. */
+    int rc = mode == RUNTIME_CHECK ? kafka_check(&o, e, elen) : kafka_new(&o, out, e, elen);
+    free(props); /* librdkafka copied them */
+    return rc;
 }
 
 static void producer_commit(const runtime_t *rt, const config_t *next, runtime_mode_t mode,

@@ -62,9 +62,11 @@ int security_connect(security_t *s, const char *addr, const char *identity, bool
  * certificate identity, the address not throttled to an unchecked refusal).
  * security_db_ref: the password file, kept alive (auth_db_free releases it)
  * across a reload, or NULL. security_set_verdict: the next security_connect
- * that would hash uses `auth_rc` (auth_db_check's answer, computed
- * elsewhere) instead; SECURITY_NO_VERDICT clears it. The throttle's
- * bookkeeping is the same either way. */
+ * on this thread (a worker's loop) that would hash uses `auth_rc`
+ * (auth_db_check's answer, computed elsewhere) instead; that call consumes
+ * it whatever it answers; SECURITY_NO_VERDICT clears it. The throttle's
+ * bookkeeping is the same either way, under the object's mutex (every
+ * worker's CONNECTs share it). */
 #define SECURITY_NO_VERDICT 1
 bool security_will_hash(security_t *s, const char *addr, const char *identity, bool has_user,
                         uint64_t now_ms);

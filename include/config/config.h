@@ -192,8 +192,10 @@ typedef struct config {
     config_mqtt_t mqtt;
     config_auth_t auth;
     uint32_t shutdown_timeout_s;
-    char *metrics_listen; /* NULL when not set */
-    char *metrics_host;   /* brackets removed; NULL when not set */
+    uint32_t threads;         /* workers; 0: auto (config_threads) */
+    config_pos_t threads_pos; /* where `threads:` was set; line 0: not */
+    char *metrics_listen;     /* NULL when not set */
+    char *metrics_host;       /* brackets removed; NULL when not set */
     uint16_t metrics_port;
     log_level_t log_level;
     log_format_t log_format; /* log.format: text (default) or json */
@@ -245,5 +247,22 @@ void config_settings_markdown(FILE *out);
 #endif
 /* librdkafka's default message.max.bytes, compared with mqtt.max_packet_size. */
 #define CONFIG_KAFKA_MESSAGE_MAX_BYTES_DEFAULT 1000000u
+
+/* `threads:` at most, and auto's cap. */
+#define CONFIG_THREADS_MAX 64
+#define CONFIG_THREADS_AUTO_MAX 16
+/* The workers to run: `threads:`, or with 0 (auto) the CPUs this process
+ * may run on (sched_getaffinity), at most CONFIG_THREADS_AUTO_MAX, and 1
+ * with the spool, the downlink or the retained store; *why then names the
+ * reason ("spool: ..."), else NULL. */
+unsigned config_threads(const config_t *cfg, const char **why);
+/* A worker's share of a process-wide bound of libuv's threadpool
+ * (auth.max_hashing, auth.max_hashing_queue, mqtt.max_tls_handshake_workers)
+ * among `workers`: v / workers, at least 1 (0 stays 0). */
+static inline uint32_t config_share(uint32_t v, unsigned workers) {
+    if (workers <= 1 || v == 0)
+        return v;
+    return v / workers ? v / workers : 1;
+}
 
 #endif

@@ -266,6 +266,9 @@ void *session_conn_data(const session_conn_t *c);
 void session_conn_set_data(session_conn_t *c, void *data);
 /* Frees the connection object (closes it first if still open, as "freed"). */
 void session_conn_free(session_conn_t *c);
+/* Before its CONNECT was fed: the connection goes on elsewhere (another
+ * worker, threads: N), so it ends here with `why` at debug level only. */
+void session_conn_forget(session_conn_t *c, const char *why);
 
 /* QoS 2 across a restart (with the spool; docs/semantics.md). The version
  * changes whenever the ids session_mgr_qos2_each reports may have changed.

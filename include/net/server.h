@@ -81,8 +81,29 @@ typedef struct {
     void *ud;                         /* `proto` of every call */
 } server_protocol_t;
 
+/* The process-wide connection bounds of several servers, one per worker
+ * thread (threads: N): mqtt.max_connections, mqtt.max_tls_handshakes and
+ * mqtt.max_input_buffer_bytes as atomic counters, the per-address limits
+ * (auth/iplimit.h) under a mutex. A server without one makes its own. */
+typedef struct server_shared server_shared_t;
+/* NULL when out of memory; free after every server that uses it. */
+server_shared_t *server_shared_new(const config_t *cfg);
+void server_shared_free(server_shared_t *sh);
+
 typedef struct {
     const config_t *cfg; /* borrowed */
+    /* Optional (NULL: the server's own): the bounds it shares with the
+     * servers of the other workers; borrowed. */
+    server_shared_t *shared;
+    /* Optional: the first worker's server, whose bound ports the listeners
+     * bind too (port 0 in the configuration), with SO_REUSEPORT. */
+    const server_t *first;
+    /* The listeners are opened with SO_REUSEPORT (several workers). */
+    bool reuseport;
+    /* The servers (workers) sharing libuv's threadpool: each runs
+     * config_share(mqtt.max_tls_handshake_workers, workers) handshake steps
+     * at once. 0 counts as 1. */
+    unsigned workers;
     /* Served on cfg->listeners, under the mqtt: limits: max_connections, the
      * per-address limits, connect_timeout_s for a transport handshake,
      * max_output_buffer. */
@@ -193,6 +214,11 @@ int server_tls_prepare(server_t *s, const config_t *next, server_tls_update_t **
 void server_tls_commit(server_t *s, server_tls_update_t *u);
 void server_tls_abort(server_tls_update_t *u);
 
+/* Runs fn(arg) on s's loop thread, soon; callable from any thread. A call
+ * posted before server_stop runs at the latest in server_stop. 0, or -1 (no
+ * memory, or s stopped already: fn does not run). */
+int server_post(server_t *s, void (*fn)(void *arg), void *arg);
+
 /* Runs work(arg) on libuv's threadpool (shared with DNS and file requests;
  * UV_THREADPOOL_SIZE, 4 by default), then done(arg) on the loop thread.
  * work() must touch nothing the loop thread uses unlocked. 0, or -1 (no
@@ -200,6 +226,16 @@ void server_tls_abort(server_tls_update_t *u);
 int server_work(server_t *s, void (*work)(void *arg), void (*done)(void *arg), void *arg);
 
 /* ---- for protocols: one connection (`c` from conn_open) ---- */
+
+/* Hands an open connection to server `to` (another worker's loop, on its
+ * thread), with `buf`/`len` the bytes the protocol read and did not consume
+ * (copied). Called from conn_feed, which then returns -1: the protocol's
+ * object is freed (conn_free, nothing logged), no byte goes out, and the
+ * socket, its transport layers (a TLS session, a WebSocket's state), remote
+ * address, listener and accept time continue on `to`, which opens its
+ * protocol and feeds it `buf` as if just read. Only once the transports'
+ * handshakes are done. 0, or -1 (`to` stops, no memory): nothing changed. */
+int server_conn_move(server_conn_t *c, server_t *to, const uint8_t *buf, size_t len);
 
 /* Queues bytes for the client (copied; each connection's output is written
  * once per loop turn, in order): 0, or -1 when the output bound is hit
@@ -225,6 +261,8 @@ int server_conn_timer(server_conn_t *c, uint32_t ms);
  * and the accept time on the loop's clock (server_now_ms), while the
  * connection is not closing (the introspection endpoint). */
 const char *server_conn_listener(const server_conn_t *c);
+/* The `ud` of the protocol the connection is served by (server_protocol_t). */
+void *server_conn_proto(const server_conn_t *c);
 uint64_t server_conn_accepted_ms(const server_conn_t *c);
 
 #endif

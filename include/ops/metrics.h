@@ -129,6 +129,7 @@ typedef struct {
 
 /* ---- the registry ---- */
 
+#define METRICS_MAX_WORKERS 64  /* threads: at most CONFIG_THREADS_MAX */
 #define METRICS_PACKET_TYPES 16 /* indexed by the MQTT control packet type 0..15 */
 
 typedef struct {
@@ -138,6 +139,13 @@ typedef struct {
     uint64_t config_reload_failures;
 
     /* connections */
+    /* threads: N (rendered when workers > 1): per worker, the connections
+     * its listening sockets accepted and those it serves (after the moves
+     * of client ids to their workers). */
+    uint32_t workers;
+    uint64_t worker_accepted[METRICS_MAX_WORKERS];
+    uint64_t worker_connections[METRICS_MAX_WORKERS];
+
     uint64_t connections; /* gauge: open MQTT connections (accepted, not closed) */
     uint64_t connections_total;
     uint64_t connections_refused[METRICS_REFUSED__COUNT];
@@ -231,6 +239,11 @@ typedef struct {
 
 /* Zeroes the registry. No allocation: embed metrics_t where convenient. */
 void metrics_init(metrics_t *m);
+/* Adds another worker's registry (threads: N) into dst: the MQTT, traffic,
+ * flow and producer counters and gauges (the spool and the downlink run on
+ * one worker and are not summed); label tables and Kafka topics merge by
+ * value, brokers by name (up when one producer has it up, the worst RTT). */
+void metrics_add(metrics_t *dst, const metrics_t *src);
 
 /* Replaces the librdkafka part with one statistics JSON document (the
  * stats_cb argument). Returns 0, or -1 when it is not a librdkafka

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,7 @@ struct auth_db {
     /* Parameters of the work done for an unknown user: those of the most
      * expensive entry, so no answer is slower for a user that exists. */
     entry_t dummy;
-    unsigned refs; /* holders besides the loader (auth_db_ref), loop thread only */
+    atomic_uint refs; /* holders besides the loader (auth_db_ref), any worker's loop */
 };
 
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -199,16 +200,18 @@ static int entry_cmp(const void *a, const void *b) {
 }
 
 void auth_db_ref(auth_db_t *db) {
-    db->refs++;
+    atomic_fetch_add(&db->refs, 1);
 }
 
 void auth_db_free(auth_db_t *db) {
     if (!db)
         return;
-    if (db->refs) {
-        db->refs--;
+    /* The last holder frees (a holder's decrement from 0 is the owner's). */
+    unsigned r = atomic_load(&db->refs);
+    while (r && !atomic_compare_exchange_weak(&db->refs, &r, r - 1))
+        ;
+    if (r)
         return;
-    }
     for (size_t i = 0; i < db->count; i++)
         free(db->entries[i].user);
     free(db->entries);

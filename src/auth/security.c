@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,8 @@ struct security {
     uint64_t refused_unchecked; /* refused before hashing (AUTH_THROTTLE_BURST) */
     uint64_t refused_held;      /* refused at once (AUTH_THROTTLE_MAX_HELD) */
     uint32_t generation;
-    int verdict; /* security_set_verdict: the next check's answer, or SECURITY_NO_VERDICT */
+    /* The throttle and the counters: every worker's CONNECTs (threads: N). */
+    pthread_mutex_t mu;
 };
 
 /* A password file others can read (offline guessing of its hashes) or
@@ -101,7 +103,7 @@ int security_new(const config_auth_t *cfg, security_t **out, char *errbuf, size_
         return -1;
     }
     s->cfg = cfg;
-    s->verdict = SECURITY_NO_VERDICT;
+    pthread_mutex_init(&s->mu, NULL);
     if (RAND_bytes((unsigned char *)&s->user_seed, sizeof(s->user_seed)) != 1)
         s->user_seed = M2K_HASH_INIT ^ (uintptr_t)s;
     if (load_files(cfg, &s->db, &s->acl, errbuf, errlen) != 0) {
@@ -119,6 +121,7 @@ void security_free(security_t *s) {
     auth_db_free(s->db);
     acl_free(s->acl);
     auth_throttle_free(s->throttle);
+    pthread_mutex_destroy(&s->mu);
     free(s);
 }
 
@@ -218,9 +221,29 @@ void security_addr_ip(const char *addr, char *out, size_t cap) {
     out[n] = '\0';
 }
 
+/* security_set_verdict: the next check's answer on this thread (the worker
+ * that feeds the CONNECT), or SECURITY_NO_VERDICT. */
+static _Thread_local int verdict = SECURITY_NO_VERDICT;
+
+static int connect_locked(security_t *s, const char *addr, const char *identity, bool has_user,
+                          const char *user, size_t ulen, bool has_pw, const uint8_t *pw,
+                          size_t pwlen, uint64_t now_ms, uint32_t *delay_ms, int given);
+
 int security_connect(security_t *s, const char *addr, const char *identity, bool has_user,
                      const char *user, size_t ulen, bool has_pw, const uint8_t *pw, size_t pwlen,
                      uint64_t now_ms, uint32_t *delay_ms) {
+    int given = verdict;
+    verdict = SECURITY_NO_VERDICT;
+    pthread_mutex_lock(&s->mu);
+    int rc = connect_locked(s, addr, identity, has_user, user, ulen, has_pw, pw, pwlen, now_ms,
+                            delay_ms, given);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int connect_locked(security_t *s, const char *addr, const char *identity, bool has_user,
+                          const char *user, size_t ulen, bool has_pw, const uint8_t *pw,
+                          size_t pwlen, uint64_t now_ms, uint32_t *delay_ms, int given) {
     char ip[AUTH_THROTTLE_ADDR_MAX + 1];
     security_addr_ip(addr, ip, sizeof(ip));
     /* Every answer to an address with recent failures waits, the good ones
@@ -257,10 +280,9 @@ int security_connect(security_t *s, const char *addr, const char *identity, bool
         return MQTT_CONNACK_BAD_CREDENTIALS;
     } else {
         checked = true;
-        int v = s->verdict != SECURITY_NO_VERDICT
-                    ? s->verdict
+        int v = given != SECURITY_NO_VERDICT
+                    ? given
                     : auth_db_check(s->db, user, ulen, has_pw ? pw : NULL, has_pw ? pwlen : 0);
-        s->verdict = SECURITY_NO_VERDICT;
         rc = v == AUTH_OK ? MQTT_CONNACK_ACCEPTED : MQTT_CONNACK_BAD_CREDENTIALS;
     }
     /* Only a verified password clears failures, and only its user's: an
@@ -283,10 +305,12 @@ bool security_will_hash(security_t *s, const char *addr, const char *identity, b
         return false;
     char ip[AUTH_THROTTLE_ADDR_MAX + 1];
     security_addr_ip(addr, ip, sizeof(ip));
-    if (auth_throttle_delay_ms(s->throttle, ip, now_ms) &&
-        auth_throttle_held(s->throttle, ip, now_ms) >= AUTH_THROTTLE_MAX_HELD)
-        return false;
-    return auth_throttle_failures(s->throttle, ip, now_ms) < AUTH_THROTTLE_BURST;
+    pthread_mutex_lock(&s->mu);
+    bool hash = !(auth_throttle_delay_ms(s->throttle, ip, now_ms) &&
+                  auth_throttle_held(s->throttle, ip, now_ms) >= AUTH_THROTTLE_MAX_HELD) &&
+                auth_throttle_failures(s->throttle, ip, now_ms) < AUTH_THROTTLE_BURST;
+    pthread_mutex_unlock(&s->mu);
+    return hash;
 }
 
 auth_db_t *security_db_ref(security_t *s) {
@@ -296,11 +320,15 @@ auth_db_t *security_db_ref(security_t *s) {
 }
 
 void security_set_verdict(security_t *s, int auth_rc) {
-    s->verdict = auth_rc;
+    (void)s;
+    verdict = auth_rc;
 }
 
 uint64_t security_refused_unchecked(const security_t *s) {
-    return s->refused_unchecked + s->refused_held;
+    pthread_mutex_lock((pthread_mutex_t *)&s->mu);
+    uint64_t n = s->refused_unchecked + s->refused_held;
+    pthread_mutex_unlock((pthread_mutex_t *)&s->mu);
+    return n;
 }
 
 bool security_can_read(const security_t *s, const char *user, const char *client_id,

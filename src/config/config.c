@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -563,6 +564,15 @@ static void apply_derived(parse_ctx_t *c) {
                 "mqtt.max_packet_size: %u is above Kafka's message.max.bytes (%lu); lower it or "
                 "raise kafka.properties.message.max.bytes",
                 cfg->mqtt.max_packet_size, mmb);
+    cfg->threads_pos = seen[settings_find("threads") - config_settings];
+    if (cfg->threads > 1 && (cfg->spool.enabled || cfg->n_downlink || cfg->retained.enabled))
+        cfg_err(c, cfg->threads_pos,
+                "threads: %u: %s runs on one worker for now; set threads: 1 (or 0: auto, "
+                "which gives 1)",
+                cfg->threads,
+                cfg->spool.enabled ? "the spool (spool:)"
+                : cfg->n_downlink  ? "the downlink (downlink:)"
+                                   : "the retained store (retained:)");
     /* A WebSocket frame or message carries at most one packet's worth. */
     for (size_t i = 0; i < cfg->n_listeners; i++)
         cfg->listeners[i].websocket.max_message = cfg->mqtt.max_packet_size;
@@ -751,4 +761,21 @@ void config_free(config_t *cfg) {
     free(cfg->metrics_host);
     free(cfg->path);
     free(cfg);
+}
+
+unsigned config_threads(const config_t *cfg, const char **why) {
+    *why = NULL;
+    if (cfg->spool.enabled || cfg->n_downlink || cfg->retained.enabled) {
+        *why = cfg->spool.enabled ? "spool: runs on one worker"
+               : cfg->n_downlink  ? "downlink: runs on one worker"
+                                  : "retained: runs on one worker";
+        return 1;
+    }
+    if (cfg->threads)
+        return cfg->threads;
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+    if (n < 1)
+        n = 1;
+    return n > CONFIG_THREADS_AUTO_MAX ? CONFIG_THREADS_AUTO_MAX : (unsigned)n;
 }

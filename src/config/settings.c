@@ -678,6 +678,19 @@ const setting_t config_settings[] = {
      .doc = "on SIGTERM, how long to wait for Kafka to confirm what is in flight. Top level or "
             "under `kafka:`, not both."},
 
+    {.path = "threads",
+     .type = SET_UINT,
+     .flags = SETTING_RESTART,
+     CFG(threads),
+     .min = 0,
+     .max = CONFIG_THREADS_MAX,
+     .def = 1,
+     .doc =
+         "workers, each an event loop on its own thread with its own listening sockets "
+         "(SO_REUSEPORT), sessions and Kafka producer; a client id lives on one worker. 0: "
+         "the CPUs the process may use, at most 16. With `spool:`, `downlink:` or "
+         "`retained:`, 1 (see [architecture.md](architecture.md#workers-threads-daemon_workerc))"},
+
     /* After the listeners, wherever it is in the file: it is compared with them. */
     {.path = "metrics", .type = SET_SECTION, .flags = SETTING_LATE},
     {.path = "metrics.listen",

@@ -429,6 +429,10 @@ void session_conn_free(session_conn_t *c) {
     free(c);
 }
 
+void session_conn_forget(session_conn_t *c, const char *why) {
+    session_end(c, NULL, LOG_DEBUG, false, false, "%s", why);
+}
+
 int session_conn_set_identity(session_conn_t *c, const char *user) {
     char *d = session_dup(user, strlen(user));
     if (!d)

@@ -49,13 +49,13 @@ void conn_set_state(conn_t *c, conn_state_t to) {
     (void)allowed; /* NDEBUG */
     if (c->state == CONN_HANDSHAKE && c->tls_counted) {
         c->tls_counted = false;
-        srv_of(c)->handshakes--;
+        atomic_fetch_sub(&srv_of(c)->sh->handshakes, 1);
     }
     if (c->state == CONN_HANDSHAKE && c->tls_counted_ip) {
         char ip[IPLIMIT_KEY_MAX];
         c->tls_counted_ip = false;
         security_addr_ip(ops_of(c)->conn_remote(c->pc), ip, sizeof(ip));
-        iplimit_handshake_end(srv_of(c)->iplimit, ip, uv_now(&srv_of(c)->loop));
+        net_ip_handshake_end(srv_of(c), ip);
     }
     c->state = (uint8_t)to;
 }
@@ -82,7 +82,7 @@ void server_request_turn(server_t *s) {
         uv_idle_start(&s->idle, on_idle);
 }
 
-static void mark_pending(conn_t *c) {
+void conn_mark_pending(conn_t *c) {
     server_t *s = srv_of(c);
     if (!list_linked(&c->pending))
         list_insert_tail(&s->pending, &c->pending);
@@ -136,9 +136,14 @@ static int in_append(conn_t *c, const uint8_t *p, size_t n) {
     if (buf_append(&c->in, &c->in_len, &c->in_cap, 256, p, n) != 0)
         return -1;
     if (svc->limits && c->state < CONN_CLOSING) {
-        svc->st.input_bytes += c->in_cap - (c->in_counted ? cap0 : 0);
+        uint32_t add = c->in_cap - (c->in_counted ? cap0 : 0);
+        svc->st.input_bytes += add;
         c->in_counted = true;
-        if (svc->st.input_bytes > srv_of(c)->cfg->mqtt.max_input_buffer_bytes)
+        uint64_t all = atomic_fetch_add(&srv_of(c)->sh->input, add) + add;
+        server_t *s = srv_of(c);
+        if (s->sh_idx < SHARED_SERVERS_MAX && c->in_cap > atomic_load(&s->sh->largest[s->sh_idx]))
+            atomic_store(&s->sh->largest[s->sh_idx], c->in_cap);
+        if (all > srv_of(c)->cfg->mqtt.max_input_buffer_bytes)
             input_over_budget(srv_of(c), svc);
     }
     return 0;
@@ -148,6 +153,7 @@ static int in_append(conn_t *c, const uint8_t *p, size_t n) {
 static void in_uncount(conn_t *c) {
     if (c->in_counted) {
         c->l->svc->st.input_bytes -= c->in_cap;
+        atomic_fetch_sub(&srv_of(c)->sh->input, c->in_cap);
         c->in_counted = false;
     }
 }
@@ -169,7 +175,7 @@ void conn_read_start(conn_t *c) {
     }
 }
 
-static void conn_read_stop(conn_t *c) {
+void conn_read_stop(conn_t *c) {
     if (c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
@@ -195,6 +201,10 @@ static void feed_buffered(conn_t *c) {
 }
 
 void net_conn_deliver(conn_t *c, const uint8_t *p, size_t n) {
+    if (c->moving && c->state != CONN_CLOSED) { /* decoded after the CONNECT: goes along */
+        net_move_append(c, p, n);
+        return;
+    }
     if (c->state >= CONN_CLOSING)
         return; /* nobody reads it any more */
     if (c->in_len) {
@@ -250,7 +260,7 @@ static void conn_begin_close(conn_t *c) {
     conn_set_state(c, CONN_CLOSING);
     c->since_ms = uv_now(&srv_of(c)->loop);
     conn_read_stop(c);
-    mark_pending(c);
+    conn_mark_pending(c);
 }
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -259,13 +269,17 @@ static void on_handle_closed(uv_handle_t *h) {
     if (c->counted_ip) {
         char ip[IPLIMIT_KEY_MAX];
         security_addr_ip(ops_of(c)->conn_remote(c->pc), ip, sizeof(ip));
-        iplimit_release(s->iplimit, ip, uv_now(&s->loop));
+        net_ip_release(s, ip);
     }
     ops_of(c)->conn_free(c->pc);
     transport_conn_free(c->tr);
     list_remove(&c->node);
     list_remove(&c->pending);
     c->l->svc->n_conns--;
+    if (c->moving) /* closed before it could go (cut, or no socket to hand over) */
+        net_move_abandon(c);
+    if (c->l->svc->limits && !c->moved) /* a moved one counts on its new server */
+        atomic_fetch_sub(&s->sh->conns, 1);
     if (s->stopping && list_empty(&s->conns) && !s->stop_timer_closed) {
         s->stop_timer_closed = true;
         uv_close((uv_handle_t *)&s->stop_timer, NULL);
@@ -286,7 +300,7 @@ static void conn_timer_stop(conn_t *c) {
     }
 }
 
-static void conn_close_handle(conn_t *c) {
+void conn_close_handle(conn_t *c) {
     if (c->state == CONN_CLOSED)
         return;
     conn_set_state(c, CONN_CLOSED);
@@ -349,6 +363,8 @@ static void on_write(uv_write_t *req, int status) {
     free(w);
     if (status < 0 && status != UV_ECANCELED)
         conn_write_failed(c, status);
+    else if (c->moving && !c->queued)
+        conn_mark_pending(c); /* its output is out: it can go */
 }
 
 static void conn_flush(conn_t *c) {
@@ -408,7 +424,7 @@ static void conn_flush(conn_t *c) {
 int net_conn_emit(conn_t *c, const void *p, size_t n) {
     if (buf_append(&c->out, &c->out_len, &c->out_cap, 64, p, n) < 0)
         return -1;
-    mark_pending(c);
+    conn_mark_pending(c);
     return 0;
 }
 
@@ -434,6 +450,12 @@ void conn_process_pending(server_t *s) {
                 continue;
             if (c->held) /* the timer queues it again */
                 continue;
+            if (c->moving) { /* server_conn_move: once the output is out, it goes */
+                conn_flush(c);
+                if (c->moving && !c->out_len && !c->queued && c->state == CONN_CLOSING)
+                    net_move_send(c);
+                continue;
+            }
             conn_flush(c);
             if (c->state >= CONN_CLOSING)
                 conn_finish_close(c);
@@ -451,7 +473,8 @@ int server_conn_send(server_conn_t *c, const void *buf, size_t len) {
         return -1;
     uint32_t limit = srv_of(c)->cfg->mqtt.max_output_buffer;
     if (svc->limits && c->out_len + c->queued + len > limit) {
-        static log_ratelimit_t rl = LOG_RATELIMIT_INIT("output buffer limit", 10, 10000);
+        static _Thread_local log_ratelimit_t rl = /* each worker its own */
+            LOG_RATELIMIT_INIT("output buffer limit", 10, 10000);
         log_client_ratelimited(&rl, LOG_WARN, NULL, net_conn_remote(c),
                                "%zu bytes of output queued, over mqtt.max_output_buffer %u (the "
                                "client does not read)",
@@ -477,7 +500,7 @@ void server_conn_resume(server_conn_t *c) {
         c->since_ms = uv_now(&srv_of(c)->loop);
     /* Not synchronously: the protocol may be in the middle of a callback. */
     c->feed_pending = true;
-    mark_pending(c);
+    conn_mark_pending(c);
 }
 
 static void on_conn_timer(uv_timer_t *t) {
@@ -487,7 +510,7 @@ static void on_conn_timer(uv_timer_t *t) {
     conn_timer_stop(c);
     net_set_now(srv_of(c));
     if (held) {
-        mark_pending(c);
+        conn_mark_pending(c);
         if (c->state < CONN_CLOSING && !ops_of(c)->conn_paused(c->pc))
             conn_read_start(c);
     } else if (c->state < CONN_CLOSING && ops_of(c)->conn_timer) {
@@ -552,7 +575,8 @@ server_stats_t *net_conn_stats(conn_t *c) {
 }
 
 bool net_conn_closing(const conn_t *c) {
-    return c->state >= CONN_CLOSING;
+    /* A moving connection's layers decode on: what they pass up goes along. */
+    return c->state == CONN_CLOSED || (c->state >= CONN_CLOSING && !c->moving);
 }
 
 /* ---- every connection ------------------------------------------------------------ */
@@ -595,23 +619,53 @@ void conn_check_partial(server_t *s, uint64_t now) {
     }
 }
 
-/* Over max_input_buffer_bytes: the connections holding the largest partial
- * packets are closed first, until the rest fits. */
+static void budget_posted(void *arg) {
+    server_t *s = arg;
+    input_over_budget(s, &s->svc[SERVICE_MQTT]);
+}
+
+/* Another server (worker) whose largest partial packet is larger than
+ * `mine`, as each last published it; NULL when none. */
+static server_t *larger_elsewhere(server_t *s, uint64_t mine) {
+    server_shared_t *sh = s->sh;
+    unsigned n = atomic_load(&sh->n_servers);
+    server_t *best = NULL;
+    for (unsigned i = 0; i < n && i < SHARED_SERVERS_MAX; i++) {
+        server_t *o = atomic_load(&sh->servers[i]);
+        uint64_t l = atomic_load(&sh->largest[i]);
+        if (o && o != s && l > mine) {
+            mine = l;
+            best = o;
+        }
+    }
+    return best;
+}
+
+/* Over max_input_buffer_bytes (every worker's input counts): the
+ * connections holding the largest partial packets are closed first, until
+ * the rest fits. When another worker holds a larger one, that worker is
+ * asked (on its loop) to do the same. */
 static void input_over_budget(server_t *s, service_t *svc) {
     uint64_t budget = s->cfg->mqtt.max_input_buffer_bytes;
-    while (svc->st.input_bytes > budget) {
+    while (atomic_load(&s->sh->input) > budget) {
         conn_t *big = NULL, *c;
         FOREACH_CONN(c, s) {
             if (c->l->svc == svc && c->in_counted && (!big || c->in_cap > big->in_cap))
                 big = c;
         }
+        uint64_t mine = big ? big->in_cap : 0;
+        if (s->sh_idx < SHARED_SERVERS_MAX)
+            atomic_store(&s->sh->largest[s->sh_idx], mine);
+        server_t *o = larger_elsewhere(s, mine);
+        if (o && server_post(o, budget_posted, o) == 0)
+            break;
         if (!big)
             break;
         char why[200];
         snprintf(why, sizeof(why),
                  "%u bytes of a partly received packet buffered, the most of any connection, "
                  "while all hold %" PRIu64 ", over mqtt.max_input_buffer_bytes %" PRIu64,
-                 big->in_cap, svc->st.input_bytes, budget);
+                 big->in_cap, (uint64_t)atomic_load(&s->sh->input), budget);
         svc->st.input_budget_closed++;
         conn_goodbye(big, SERVER_GOODBYE_BUSY);
         net_conn_end(big, why);
@@ -638,6 +692,8 @@ void conn_stop_reading_all(server_t *s) {
 void conn_close_all(server_t *s) {
     conn_t *c;
     FOREACH_CONN(c, s) {
+        if (c->moving) /* on its way to another server: sent now, or closed there */
+            continue;
         conn_goodbye(c, SERVER_GOODBYE_SHUTDOWN);
         net_conn_lost(c, "server shutting down");
     }
@@ -648,6 +704,10 @@ void conn_cut_all(server_t *s) {
     FOREACH_CONN(c, s) {
         conn_close_handle(c);
     }
+}
+
+void *server_conn_proto(const server_conn_t *c) {
+    return c->l->svc->p.ud;
 }
 
 const char *server_conn_listener(const server_conn_t *c) {

@@ -4,6 +4,8 @@
 #ifndef M2K_NET_CONN_H
 #define M2K_NET_CONN_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -17,6 +19,23 @@
 #define READ_BUF_SIZE (64 * 1024)
 
 typedef struct listener listener_t;
+
+#define SHARED_SERVERS_MAX 64 /* threads: at most CONFIG_THREADS_MAX */
+
+/* The bounds several servers share (server.h). */
+struct server_shared {
+    atomic_size_t conns;        /* mqtt connections of every server (max_connections) */
+    atomic_size_t handshakes;   /* in CONN_HANDSHAKE (max_tls_handshakes) */
+    atomic_uint_fast64_t input; /* bytes of partial packets (max_input_buffer_bytes) */
+    pthread_mutex_t mu;         /* iplimit */
+    iplimit_t *iplimit;
+    /* max_input_buffer_bytes' largest first across servers: each server's
+     * largest partial packet as it last saw it (possibly high once it is
+     * released), and the servers, to ask the one holding the largest. */
+    atomic_uint_fast64_t largest[SHARED_SERVERS_MAX];
+    _Atomic(server_t *) servers[SHARED_SERVERS_MAX];
+    atomic_uint n_servers;
+};
 
 /* The connections of one protocol. */
 typedef struct {
@@ -74,6 +93,8 @@ struct server_conn {
     bool in_counted : 1;     /* in_cap is in the service's st.input_bytes */
     bool tls_counted : 1;    /* in the server's handshakes until it leaves CONN_HANDSHAKE */
     bool tls_counted_ip : 1; /* ... and in its address's (max_tls_handshakes_per_ip) */
+    bool moving : 1;         /* server_conn_move: its message is in server.moves */
+    bool moved : 1;          /* handed to another server: it counts there */
 };
 
 struct server {
@@ -98,14 +119,41 @@ struct server {
     unsigned tick_ms;
     uint8_t *rbuf; /* the read buffer shared by every connection */
     log_ratelimit_t rl_refused, iplimit_log;
-    iplimit_t *iplimit;
     void (*periodic_cb)(void *ud);
     server_forward_t *fwd; /* forward.c: the embedded Kafka's fixed bootstrap port */
     size_t work_pending;   /* work.c: requests on the threadpool */
     list_t jobs;           /* work.c: transport jobs waiting for a worker, oldest first */
     uint32_t jobs_running; /* ... and on the threadpool (mqtt.max_tls_handshake_workers) */
-    uint32_t handshakes;   /* connections in CONN_HANDSHAKE (mqtt.max_tls_handshakes) */
+    server_shared_t *sh;   /* the bounds shared with other servers (opts.shared or own) */
+    bool own_sh;
+    unsigned sh_idx; /* this server's slot in sh->largest and sh->servers */
+    /* move.c: connections other servers hand over (server_conn_move). */
+    uv_async_t inbox_async;
+    pthread_mutex_t inbox_mu;
+    list_t inbox;
+    list_t calls;      /* server_post */
+    list_t moves;      /* connections on their way out, sent once their output is out
+                          (a list here, not a pointer in every conn_t: moves are rare) */
+    bool inbox_closed; /* under inbox_mu: server_stop ran; moves are refused */
 };
+
+/* The per-address limits, under the shared mutex (iplimit.h's calls). */
+int net_ip_accept(server_t *s, const char *ip);
+int net_ip_handshake_begin(server_t *s, const char *ip, uint32_t max);
+void net_ip_handshake_end(server_t *s, const char *ip);
+void net_ip_release(server_t *s, const char *ip);
+/* move.c, for server.c: the inbox opens with the server, closes with
+ * server_stop (connections still in it are closed), is freed by server_free. */
+int net_inbox_init(server_t *s);
+void net_inbox_close(server_t *s);
+void net_inbox_free(server_t *s);
+/* move.c, for conn.c: sends a moving connection once its output is written
+ * (true: it is gone, its handle closing). */
+bool net_move_send(conn_t *c);
+/* Bytes a transport layer decoded after server_conn_move (the rest of the
+ * read the CONNECT came in): they go along, after the moved bytes. */
+void net_move_append(conn_t *c, const uint8_t *p, size_t n);
+void net_move_abandon(conn_t *c);
 
 /* work.c: runs the loop until every threadpool request has called done(). */
 void net_work_drain(server_t *s);
@@ -113,9 +161,15 @@ void net_work_drain(server_t *s);
 /* server.c: tells every protocol the time (before feeding, ticking, on_fd). */
 void net_set_now(server_t *s);
 
-/* conn.c, for conn_accept.c. */
+/* conn.c, for conn_accept.c and move.c. */
 void conn_set_state(conn_t *c, conn_state_t to);
 void conn_read_start(conn_t *c);
+void conn_read_stop(conn_t *c);
+/* Work for the end of the loop turn (output, a feed, a close, a move). */
+void conn_mark_pending(conn_t *c);
+/* Closes the handle at once (no FIN first); the close callback frees. */
+void conn_close_handle(conn_t *c);
+void conn_on_refused_closed(uv_handle_t *h);
 /* conn_accept.c, for server.c. */
 void conn_on_connection(uv_stream_t *ls, int status);
 /* conn.c, for server.c. */

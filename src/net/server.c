@@ -1,6 +1,8 @@
 /* The loop, listeners, timers, signals and the server's lifecycle (see
  * server.h); each connection's life is in conn.c, the byte-stream layers in
  * transport*.c. */
+#include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +10,9 @@
 #include <time.h>
 
 #include "conn.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define STOP_GRACE_MS 2000
 
@@ -34,6 +39,32 @@ void net_set_now(server_t *s) {
 
 /* ---- listeners --------------------------------------------------------------- */
 
+/* With several workers, each binds the same address with SO_REUSEPORT and
+ * the kernel spreads the connections (libuv 1.44 has no UV_TCP_REUSEPORT,
+ * so the socket is made here and handed to libuv). 0 or a libuv error. */
+static int bind_reuseport(listener_t *l, const struct sockaddr *sa, bool v6) {
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    int on = 1;
+    int r = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (r == 0)
+        r = setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
+    if (r == 0 && v6)
+        r = setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+    if (r == 0)
+        r = bind(fd, sa, v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    if (r != 0) {
+        r = uv_translate_sys_error(errno);
+        close(fd);
+        return r;
+    }
+    r = uv_tcp_open(&l->tcp, fd);
+    if (r != 0)
+        close(fd);
+    return r;
+}
+
 /* Binds l to host:port and listens; `what` names it in errors ("listener
  * 0.0.0.0:1883"). The bound host and port go to host/l->port, so that port 0
  * (any free port) is named in the log. */
@@ -56,7 +87,10 @@ static int listener_open(server_t *s, listener_t *l, const char *host, uint16_t 
     else
         s->n_listeners++;
     /* IPV6ONLY lets "[::]:1883" and "0.0.0.0:1883" both be listed. */
-    r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, v6 ? UV_TCP_IPV6ONLY : 0);
+    if (s->o.reuseport && l != &s->metrics)
+        r = bind_reuseport(l, (struct sockaddr *)&ss, v6);
+    else
+        r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, v6 ? UV_TCP_IPV6ONLY : 0);
     if (r == 0)
         r = uv_listen((uv_stream_t *)&l->tcp, backlog, conn_on_connection);
     if (r < 0) {
@@ -120,8 +154,10 @@ int server_listen(server_t *s, char *errbuf, size_t errlen) {
         }
         transport_stack_label(&l->stack, label, sizeof(label));
         snprintf(l->name, sizeof(l->name), "%s%s", cl->listen, label);
-        if (listener_open(s, l, cl->host, cl->port, 511, what, host, sizeof(host), errbuf,
-                          errlen) != 0)
+        /* Port 0: the other workers bind the port the first one got. */
+        uint16_t port =
+            s->o.first && i < s->o.first->n_listening ? s->o.first->listeners[i].port : cl->port;
+        if (listener_open(s, l, cl->host, port, 511, what, host, sizeof(host), errbuf, errlen) != 0)
             return -1;
         s->n_listening++;
         log_info(strchr(cl->host, ':') ? "listening on [%s]:%d%s" : "listening on %s:%d%s", host,
@@ -147,7 +183,9 @@ static void on_tick(uv_timer_t *t) {
         if (p->ops && p->ops->tick)
             p->ops->tick(p->ud);
     }
-    iplimit_prune(s->iplimit, now);
+    pthread_mutex_lock(&s->sh->mu);
+    iplimit_prune(s->sh->iplimit, now);
+    pthread_mutex_unlock(&s->sh->mu);
     conn_cut_stragglers(s, now);
     if (s->o.on_tick)
         s->o.on_tick(s->o.ud);
@@ -207,15 +245,25 @@ int server_new(const server_opts_t *opts, server_t **out, char *errbuf, size_t e
                                                         LOG_RATELIMIT_DEFAULT_BURST,
                                                         LOG_RATELIMIT_DEFAULT_INTERVAL_MS);
     s->rbuf = malloc(READ_BUF_SIZE);
-    const config_mqtt_t *mq = &s->cfg->mqtt;
-    s->iplimit = iplimit_new(mq->max_connections_per_ip, mq->connect_rate_per_ip,
-                             mq->connect_burst_per_ip, (size_t)mq->max_connections + 4096);
+    s->sh = opts->shared;
+    if (!s->sh) {
+        s->sh = server_shared_new(s->cfg);
+        s->own_sh = true;
+    }
     s->iplimit_log = (log_ratelimit_t)LOG_RATELIMIT_INIT("per-address limit", 10, 10000);
-    int r = s->rbuf && s->iplimit ? uv_loop_init(&s->loop) : UV_ENOMEM;
+    s->sh_idx = SHARED_SERVERS_MAX;
+    if (s->sh && (s->sh_idx = atomic_fetch_add(&s->sh->n_servers, 1)) < SHARED_SERVERS_MAX)
+        atomic_store(&s->sh->servers[s->sh_idx], s);
+    int r = s->rbuf && s->sh ? uv_loop_init(&s->loop) : UV_ENOMEM;
+    if (r == 0 && net_inbox_init(s) != 0) {
+        uv_loop_close(&s->loop);
+        r = UV_ENOMEM;
+    }
     if (r < 0) {
         snprintf(errbuf, errlen, "event loop: %s", uv_strerror(r));
         free(s->rbuf);
-        iplimit_free(s->iplimit);
+        if (s->own_sh)
+            server_shared_free(s->sh);
         free(s);
         return -1;
     }
@@ -232,7 +280,8 @@ int server_new(const server_opts_t *opts, server_t **out, char *errbuf, size_t e
     uv_timer_init(&s->loop, &s->periodic);
     s->periodic.data = s;
     static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
-    for (int i = 0; i < 3; i++) {
+    /* The signals are the first worker's (the others pass no on_signal). */
+    for (int i = 0; i < 3 && opts->on_signal; i++) {
         uv_signal_init(&s->loop, &s->sig[i]);
         s->sig[i].data = s;
         uv_signal_start(&s->sig[i], on_signal, sigs[i]);
@@ -255,8 +304,10 @@ void server_set_config(server_t *s, const config_t *cfg) {
     s->cfg = cfg;
     s->o.cfg = cfg;
     /* The address table keeps its size (max_connections at start + 4096). */
-    iplimit_set_limits(s->iplimit, mq->max_connections_per_ip, mq->connect_rate_per_ip,
+    pthread_mutex_lock(&s->sh->mu);
+    iplimit_set_limits(s->sh->iplimit, mq->max_connections_per_ip, mq->connect_rate_per_ip,
                        mq->connect_burst_per_ip);
+    pthread_mutex_unlock(&s->sh->mu);
 }
 
 static void on_periodic(uv_timer_t *t) {
@@ -321,8 +372,9 @@ void server_stop(server_t *s) {
     uv_close((uv_handle_t *)&s->idle, NULL);
     /* Signal watchers stay installed (unreferenced, so the loop can end): a
      * second SIGTERM during the last steps must not kill the process. */
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3 && s->o.on_signal; i++)
         uv_unref((uv_handle_t *)&s->sig[i]);
+    net_inbox_close(s);
     if (s->have_poll)
         uv_close((uv_handle_t *)&s->poll, NULL);
     if (s->have_poll2)
@@ -341,7 +393,7 @@ void server_free(server_t *s) {
     if (!s)
         return;
     net_work_drain(s); /* their done() may still use the protocol's objects */
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3 && s->o.on_signal; i++)
         uv_close((uv_handle_t *)&s->sig[i], NULL);
     uv_run(&s->loop, UV_RUN_NOWAIT);
     if (uv_loop_close(&s->loop) != 0)
@@ -351,7 +403,11 @@ void server_free(server_t *s) {
     free(s->listeners);
     forward_free(s);
     free(s->rbuf);
-    iplimit_free(s->iplimit);
+    if (s->sh_idx < SHARED_SERVERS_MAX)
+        atomic_store(&s->sh->servers[s->sh_idx], NULL);
+    net_inbox_free(s);
+    if (s->own_sh)
+        server_shared_free(s->sh);
     free(s);
 }
 

@@ -113,6 +113,26 @@ void transport_conn_free(transport_t *top) {
     }
 }
 
+void transport_conn_rebind(transport_t *top, const transport_stack_t *st) {
+    size_t i = st->n;
+    for (transport_t *t = top; t && t != &transport_tcp && i > 0; t = t->down) {
+        i--;
+        if (t->type->conn_rebind)
+            t->type->conn_rebind(t, st->ctx[i]);
+    }
+}
+
+void transport_resume(transport_t *top, conn_t *c) {
+    transport_t *t = top;
+    if (!t)
+        return;
+    while (t->down)
+        t = t->down;
+    for (; t && !net_conn_closing(c); t = t->up)
+        if (t->type->resume)
+            t->type->resume(t, c);
+}
+
 void transport_input(transport_t *top, conn_t *c, const uint8_t *p, size_t n) {
     transport_t *t = top;
     while (t->down)

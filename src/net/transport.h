@@ -63,6 +63,11 @@ struct transport_type {
     int (*output)(transport_t *t, conn_t *c, const void *p, size_t n);
     /* Optional: the connection is closing; say goodbye (close_notify). */
     void (*shutdown)(transport_t *t, conn_t *c);
+    /* Optional, server_conn_move: the layer continues on another worker's
+     * listener of the same address (its ctx); `resume` then decodes what
+     * the layer holds and did not pass up before the move. */
+    void (*conn_rebind)(transport_t *t, void *ctx);
+    void (*resume)(transport_t *t, conn_t *c);
     /* Optional: the connection did not open within connect_timeout_s. NULL
      * when this layer's handshake is done; else it logs, counts and returns
      * the reason the connection is closed with. */
@@ -163,6 +168,10 @@ transport_t *transport_conn_new(const transport_stack_t *st, const char *peer);
 void transport_conn_free(transport_t *top);
 /* Socket bytes into the bottom layer. */
 void transport_input(transport_t *top, conn_t *c, const uint8_t *p, size_t n);
+/* server_conn_move: every layer to the same listener's ctx on the new server,
+ * then every layer's resume, bottom first. */
+void transport_conn_rebind(transport_t *top, const transport_stack_t *st);
+void transport_resume(transport_t *top, conn_t *c);
 /* Every layer's goodbye, top first. */
 void transport_shutdown(transport_t *top, conn_t *c);
 /* The close reason from the first layer, bottom up, whose handshake is not done. */

@@ -41,7 +41,8 @@ typedef struct {
     bool open;    /* the handshake is done (as the loop saw it) */
 } tls_layer_t;
 
-static log_ratelimit_t tls_log = LOG_RATELIMIT_INIT("TLS failure", 20, 10000);
+/* Per thread: each worker limits its own lines. */
+static _Thread_local log_ratelimit_t tls_log = LOG_RATELIMIT_INIT("TLS failure", 20, 10000);
 
 static int tls_listen_new(const config_listener_t *cl, void **ctx, char *errbuf, size_t errlen) {
     *ctx = NULL;
@@ -242,6 +243,17 @@ static void tls_shutdown(transport_t *t, conn_t *c) {
     drain(x, c);
 }
 
+static void tls_conn_rebind(transport_t *t, void *ctx) {
+    ((tls_layer_t *)t)->l = ctx; /* its plaintext buffer is the new loop's */
+}
+
+/* Records that came with the CONNECT and were not decrypted before the move. */
+static void tls_resume(transport_t *t, conn_t *c) {
+    tls_layer_t *x = (tls_layer_t *)t;
+    if (x->open && !x->busy)
+        read_plain(x, c);
+}
+
 static const char *tls_handshake_timeout(transport_t *t, conn_t *c, unsigned limit_s) {
     tls_layer_t *x = (tls_layer_t *)t;
     if (x->open)
@@ -265,5 +277,7 @@ const transport_type_t transport_tls_type = {
     .input = tls_input,
     .output = tls_output,
     .shutdown = tls_shutdown,
+    .conn_rebind = tls_conn_rebind,
+    .resume = tls_resume,
     .handshake_timeout = tls_handshake_timeout,
 };

@@ -27,7 +27,8 @@ typedef struct {
     size_t head_len;
 } ws_layer_t;
 
-static log_ratelimit_t ws_log = LOG_RATELIMIT_INIT("WebSocket failure", 20, 10000);
+/* Per thread: each worker limits its own lines. */
+static _Thread_local log_ratelimit_t ws_log = LOG_RATELIMIT_INIT("WebSocket failure", 20, 10000);
 
 static int ws_listen_new(const config_listener_t *cl, void **ctx, char *errbuf, size_t errlen) {
     *ctx = NULL;
@@ -189,6 +190,10 @@ static const char *ws_handshake_timeout(transport_t *t, conn_t *c, unsigned limi
     return "WebSocket upgrade timeout";
 }
 
+static void ws_conn_rebind(transport_t *t, void *ctx) {
+    ((ws_layer_t *)t)->l = ctx;
+}
+
 const transport_type_t transport_ws_type = {
     .name = "WebSocket",
     .handshake = true,
@@ -202,5 +207,6 @@ const transport_type_t transport_ws_type = {
     .input = ws_input,
     .output = ws_output,
     .shutdown = ws_shutdown,
+    .conn_rebind = ws_conn_rebind,
     .handshake_timeout = ws_handshake_timeout,
 };

@@ -69,7 +69,8 @@ static void job_pump(server_t *s) {
     list_t *n;
     /* The queue first: at server_free's drain it is empty and the
      * configuration may be gone. */
-    while ((n = list_first(&s->jobs)) && s->jobs_running < s->cfg->mqtt.max_tls_handshake_workers) {
+    uint32_t max = config_share(s->cfg->mqtt.max_tls_handshake_workers, s->o.workers);
+    while ((n = list_first(&s->jobs)) && s->jobs_running < max) {
         net_job_t *j = LIST_ENTRY(n, net_job_t, node);
         list_remove(n);
         j->running = true;

@@ -475,6 +475,17 @@ static void render_rdkafka(writer_t *w, const metrics_rdkafka_t *r) {
        false);
 }
 
+/* threads: N: one sample per worker. */
+static void per_worker(writer_t *w, const char *name, const char *type, const char *help,
+                       const metrics_t *m, const uint64_t *v) {
+    char num[16];
+    family(w, name, type, help);
+    for (uint32_t i = 0; i < m->workers && i < METRICS_MAX_WORKERS; i++) {
+        snprintf(num, sizeof(num), "%" PRIu32, i);
+        sample_label_u64(w, name, "worker", num, v[i]);
+    }
+}
+
 size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
     writer_t w_ = {buf, cap, 0};
     writer_t *w = &w_;
@@ -492,6 +503,14 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
 
     gauge(w, "mqtt2kafka_connections", "Open MQTT connections.", m->connections);
     counter(w, "mqtt2kafka_connections_total", "MQTT connections accepted.", m->connections_total);
+    if (m->workers > 1) {
+        per_worker(w, "mqtt2kafka_worker_connections_accepted_total", "counter",
+                   "MQTT connections accepted by each worker's listening socket (threads).", m,
+                   m->worker_accepted);
+        per_worker(w, "mqtt2kafka_worker_connections", "gauge",
+                   "Open MQTT connections each worker serves (its client ids).", m,
+                   m->worker_connections);
+    }
     counters(w, "mqtt2kafka_connections_refused_total",
              "Connections refused or closed before a successful CONNECT, by reason.", "reason",
              refused_names, m->connections_refused, METRICS_REFUSED__COUNT);

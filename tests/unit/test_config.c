@@ -262,7 +262,7 @@ static void test_errors_structure(void **state) {
                                     "kafka, topics, unmapped, headers, downlink, retained, spool, "
                                     "mqtt, "
                                     "auth, "
-                                    "shutdown_timeout_s, metrics, log)\n");
+                                    "shutdown_timeout_s, threads, metrics, log)\n");
     expect_errors(MIN "kafka: {}\n", "t.yaml:3:1: kafka: duplicate key (first at line 1)\n");
     expect_errors(MIN "  extra: 1\n",
                   "t.yaml:3:3: kafka.extra: unknown key (expected one of: "
