@@ -473,7 +473,7 @@ int server_conn_send(server_conn_t *c, const void *buf, size_t len) {
         return -1;
     uint32_t limit = srv_of(c)->cfg->mqtt.max_output_buffer;
     if (svc->limits && c->out_len + c->queued + len > limit) {
-        static _Thread_local log_ratelimit_t rl = /* each worker its own */
+        static log_ratelimit_t rl = /* one for every worker */
             LOG_RATELIMIT_INIT("output buffer limit", 10, 10000);
         log_client_ratelimited(&rl, LOG_WARN, NULL, net_conn_remote(c),
                                "%zu bytes of output queued, over mqtt.max_output_buffer %u (the "

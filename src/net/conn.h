@@ -35,6 +35,8 @@ struct server_shared {
     atomic_uint_fast64_t largest[SHARED_SERVERS_MAX];
     _Atomic(server_t *) servers[SHARED_SERVERS_MAX];
     atomic_uint n_servers;
+    /* Their repetitive lines: the limits hold for the process. */
+    log_ratelimit_t rl_refused, iplimit_log;
 };
 
 /* The connections of one protocol. */
@@ -118,7 +120,6 @@ struct server {
     bool intake_stopped, stopping, stop_timer_closed;
     unsigned tick_ms;
     uint8_t *rbuf; /* the read buffer shared by every connection */
-    log_ratelimit_t rl_refused, iplimit_log;
     void (*periodic_cb)(void *ud);
     server_forward_t *fwd; /* forward.c: the embedded Kafka's fixed bootstrap port */
     size_t work_pending;   /* work.c: requests on the threadpool */
