@@ -73,7 +73,10 @@ typedef enum {
  * bits, to keep it small. The address for the per-IP limits is not kept:
  * it is the protocol's remote address without the port. */
 struct server_conn {
-    uv_tcp_t tcp; /* first: a refused connection is freed as its handle */
+    /* First: a refused connection is freed as its handle, and the handle's
+     * callbacks cast it back to the connection. Its `data` (libuv leaves it
+     * to us) holds the accept time instead (conn_accepted_ns). */
+    uv_tcp_t tcp;
     listener_t *l;
     void *pc;          /* the protocol's object */
     transport_t *tr;   /* the top transport layer */
@@ -98,6 +101,18 @@ struct server_conn {
     bool moving : 1;         /* server_conn_move: its message is in server.moves */
     bool moved : 1;          /* handed to another server: it counts there */
 };
+
+/* The accept time (uv_hrtime, ns), kept through a move: the introspection
+ * pages order connections by it across workers. In the handle's `data`:
+ * `since_ms` is the accept time only until the first packet arrives in
+ * pieces, and a field of its own would grow every connection. */
+_Static_assert(sizeof(void *) >= sizeof(uint64_t), "the accept time is kept in a pointer");
+static inline void conn_set_accepted(conn_t *c, uint64_t ns) {
+    c->tcp.data = (void *)(uintptr_t)ns;
+}
+static inline uint64_t conn_accepted_ns(const conn_t *c) {
+    return (uint64_t)(uintptr_t)c->tcp.data;
+}
 
 struct server {
     server_opts_t o;

@@ -138,7 +138,7 @@ static bool admit(server_t *s, listener_t *l, uv_stream_t *ls, bool tls) {
     list_init(&c->node);
     list_init(&c->pending);
     uv_tcp_init(&s->loop, &c->tcp);
-    c->tcp.data = c;
+    conn_set_accepted(c, uv_hrtime());
     if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
         uv_close((uv_handle_t *)&c->tcp, conn_on_refused_closed);
         return false;
