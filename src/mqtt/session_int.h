@@ -232,8 +232,7 @@ struct session_mgr {
     bool stopping;
     bool wills_now;       /* shutdown began: no will waits for its delay any more */
     session_limits_t *rl; /* opts.limits or own_rl */
-    session_limits_t own_rl;
-    hmap_t ktopics; /* ktopic_t: the Kafka topics rendered so far */
+    hmap_t ktopics;       /* ktopic_t: the Kafka topics rendered so far */
     /* Downlink: every session's subscriptions, keyed by session id (never
      * reused), and the match vector reused by each delivery. */
     dl_subs_t *subs;
@@ -256,6 +255,8 @@ struct session_mgr {
     uint32_t *qos2_sids;
     size_t qos2_n, qos2_cap;
     bool qos2_all;
+    /* Last: used only without opts.limits, away from the hot fields. */
+    session_limits_t own_rl;
 };
 
 static inline uint32_t max_inflight(const session_mgr_t *m) {
