@@ -449,6 +449,8 @@ int daemon_run(const config_t *cfg) {
         return 1;
     }
     d->n_workers = n;
+    session_limits_init(&d->limits);
+    d->rl_routed = (log_ratelimit_t)LOG_RATELIMIT_INIT("routed messages", ROUTED_LOG_PER_S, 1000);
     pthread_mutex_init(&d->park_mu, NULL);
     pthread_cond_init(&d->park_cv, NULL);
     d->cfg = cfg;

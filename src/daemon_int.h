@@ -24,6 +24,9 @@
 #include "ops/metrics.h"
 #include "util/log.h"
 
+/* At most this many "routed" debug lines per second (log.level: debug). */
+#define ROUTED_LOG_PER_S 10
+
 typedef struct daemon daemon_t;
 typedef struct worker worker_t;
 
@@ -54,7 +57,6 @@ struct worker {
     bool routed;
     int routed_len;
     char routed_topic[256];
-    log_ratelimit_t rl_routed;
 };
 
 struct daemon {
@@ -79,6 +81,9 @@ struct daemon {
     worker_t **w;
     unsigned n_workers;
     server_shared_t *shared; /* the connection bounds every worker's server shares */
+    /* The rate limiters every worker shares: each limit holds for the process. */
+    session_limits_t limits;
+    log_ratelimit_t rl_routed;
     bool listening, stopping;
     bool waiting_kafka;   /* the start's wait for metadata (/readyz says so) */
     bool status_kafka_up; /* what the last STATUS= line said */

@@ -13,8 +13,6 @@
 #include "runtime.h"
 #include "util/hash.h"
 
-/* At most this many "routed" debug lines per second (log.level: debug). */
-#define ROUTED_LOG_PER_S 10
 #define SHUTDOWN_TICK_MS 50
 
 /* ---- producer and sessions ------------------------------------------------ */
@@ -37,8 +35,8 @@ static int route_cb(void *ud, const char *topic, size_t topic_len, const topic_m
  * rate-limited: log.level: debug shows the routing without flooding. */
 static void log_routed(worker_t *w, const kafka_record_t *rec) {
     int kl = (int)(rec->key_len < sizeof(w->routed_topic) ? rec->key_len : sizeof(w->routed_topic));
-    log_ratelimited(&w->rl_routed, LOG_DEBUG, "routed topic=%.*s kafka=%s key=%.*s", w->routed_len,
-                    w->routed_topic, rec->topic, rec->key ? kl : 6,
+    log_ratelimited(&w->d->rl_routed, LOG_DEBUG, "routed topic=%.*s kafka=%s key=%.*s",
+                    w->routed_len, w->routed_topic, rec->topic, rec->key ? kl : 6,
                     rec->key ? (const char *)rec->key : "(none)");
 }
 
@@ -284,7 +282,6 @@ worker_t *worker_alloc(daemon_t *d, unsigned idx) {
     }
     w->d = d;
     w->idx = idx;
-    w->rl_routed = (log_ratelimit_t)LOG_RATELIMIT_INIT("routed messages", ROUTED_LOG_PER_S, 1000);
     metrics_init(&w->m);
     return w;
 }
@@ -312,6 +309,7 @@ int worker_sessions(worker_t *w) {
         .ack_latency = on_ack_latency,
         .ack_latency_ud = w,
         .retained = d->retained,
+        .limits = &d->limits,
     };
     w->sm = session_mgr_new(&so);
     if (!w->sm) {

@@ -29,7 +29,7 @@ static bool each_client(void *ctx, const session_client_info_t *i) {
         .username = i->username,
         .protocol = protocol_name(i->protocol_level),
         .listener = server_conn_listener(conn),
-        .connected_since_ms = wall_of(w, server_conn_accepted_ms(conn)),
+        .connected_since_ms = wall_of(w, server_conn_accepted_ns(conn) / 1000000u),
         .in_flight = i->inflight,
         .paused = i->paused,
     };
@@ -46,7 +46,7 @@ static bool each_session(void *ctx, const session_detached_info_t *i) {
  * ordered oldest first as one worker lists them (a tie keeps the workers'
  * order, and each worker's own), then paged. */
 typedef struct {
-    uint64_t at; /* accept or detach time */
+    uint64_t at; /* accept time (ns: exact across workers) or detach time (ms) */
     size_t seq;  /* gathered: worker by worker, each oldest first */
     session_client_info_t c;
     session_detached_info_t s;
@@ -79,7 +79,7 @@ static bool gather_client(void *ctx, const session_client_info_t *i) {
     if (!e)
         return false;
     e->c = *i;
-    e->at = server_conn_accepted_ms(i->ud);
+    e->at = server_conn_accepted_ns(i->ud);
     return true;
 }
 

@@ -20,6 +20,7 @@
 #include "downlink/route.h"
 #include "kafka/producer.h"
 #include "map/topic_map.h"
+#include "util/log.h"
 
 typedef struct session_mgr session_mgr_t;
 typedef struct session_conn session_conn_t;
@@ -59,6 +60,19 @@ typedef struct {
                      size_t topic_len);
 } session_auth_ops_t;
 
+/* The rate limiters of a manager's repetitive lines, one per kind. The
+ * workers' managers share one set (opts.limits) so each limit holds for the
+ * process, not per worker. */
+typedef struct {
+    log_ratelimit_t protocol, refused, delivery, drop, acl, route, spool_drop;
+    /* "connected" and every other "closing" line, and discarded sessions: a
+     * reconnect storm must not flood the log */
+    log_ratelimit_t connected, closing, evict;
+    log_ratelimit_t sub;
+} session_limits_t;
+
+void session_limits_init(session_limits_t *l);
+
 typedef struct {
     const config_t *cfg; /* borrowed; must outlive the manager */
     session_route_fn route;
@@ -79,6 +93,9 @@ typedef struct {
      * subscription gets its matching messages first; those past their
      * message expiry are dropped from it then. */
     dl_retained_t *retained;
+    /* Shared rate limiters (borrowed; session_limits_init'ed); NULL: the
+     * manager's own. */
+    session_limits_t *limits;
 } session_mgr_opts_t;
 
 /* What the server does for one connection. Every callback gets the `ud` given

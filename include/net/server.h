@@ -258,11 +258,12 @@ void server_conn_hold(server_conn_t *c, uint32_t ms);
  * or closing). */
 int server_conn_timer(server_conn_t *c, uint32_t ms);
 /* The accepting listener's name ("127.0.0.1:1883", "0.0.0.0:8883 (TLS)")
- * and the accept time on the loop's clock (server_now_ms), while the
- * connection is not closing (the introspection endpoint). */
+ * and the accept time in ns on the monotonic clock the loops' (server_now_ms)
+ * is in ms, read at the accept and kept through server_conn_move: it orders
+ * connections across workers (the introspection endpoint). */
 const char *server_conn_listener(const server_conn_t *c);
 /* The `ud` of the protocol the connection is served by (server_protocol_t). */
 void *server_conn_proto(const server_conn_t *c);
-uint64_t server_conn_accepted_ms(const server_conn_t *c);
+uint64_t server_conn_accepted_ns(const server_conn_t *c);
 
 #endif

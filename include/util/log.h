@@ -7,13 +7,15 @@
  *
  * Thread safety: the level, format and fd are C11 atomics; log_write and
  * log_write_fields may be called from any thread (librdkafka's log callback).
- * A log_ratelimit_t is plain data: use each one from one thread only (the
- * loop thread). Lines are at most LOG_LINE_MAX bytes; longer messages are cut
- * (text: "..." appended; JSON stays valid). Control characters from untrusted
- * input (client ids, topics) are escaped so one event stays one line. */
+ * A log_ratelimit_t may be shared by threads (the workers share one per
+ * message kind): its state is under a mutex taken only when a limited line
+ * is about to be written (the rare path). Lines are at most LOG_LINE_MAX bytes; longer messages are
+ * cut (text: "..." appended; JSON stays valid). Control characters from untrusted input (client
+ * ids, topics) are escaped so one event stays one line. */
 #ifndef M2K_LOG_H
 #define M2K_LOG_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -82,8 +84,10 @@ void log_write_fields(log_level_t level, const log_field_t *fields, size_t n_fie
  * "suppressed N similar lines: <name>" at the same level.
  *   static log_ratelimit_t rl = LOG_RATELIMIT_INIT("unmapped topic", 10, 10000);
  *   log_ratelimited(&rl, LOG_WARN, "no rule for topic %s: dropped", topic);
- * Not thread-safe: one thread per object. */
+ * Thread-safe: several threads may share one object and the process then
+ * writes at most `burst` lines per window in all, with one exact summary. */
 typedef struct {
+    pthread_mutex_t mu; /* guards the fields below name/burst/interval_ms */
     const char *name;
     uint32_t burst;
     uint32_t interval_ms;
@@ -94,7 +98,10 @@ typedef struct {
 } log_ratelimit_t;
 
 #define LOG_RATELIMIT_INIT(name_, burst_, interval_ms_)                                            \
-    { .name = (name_), .burst = (burst_), .interval_ms = (interval_ms_) }
+    {                                                                                              \
+        .mu = PTHREAD_MUTEX_INITIALIZER, .name = (name_), .burst = (burst_),                       \
+        .interval_ms = (interval_ms_)                                                              \
+    }
 #define LOG_RATELIMIT_DEFAULT_BURST 10
 #define LOG_RATELIMIT_DEFAULT_INTERVAL_MS 10000
 

@@ -102,7 +102,7 @@ static void decode_error(session_conn_t *c, const uint8_t *buf, size_t len, int 
         /* Over connect_max only: the first packet cannot be a valid CONNECT. */
         if (fh.type == MQTT_CONNECT) {
             c->mgr->st.refused_too_long++;
-            session_end(c, &c->mgr->rl_refused, LOG_WARN, false, true,
+            session_end(c, &c->mgr->rl->refused, LOG_WARN, false, true,
                         "CONNECT refused: %" PRIu64 " bytes announced, over the %zu a CONNECT "
                         "within mqtt.max_client_id_length, max_username_length, "
                         "max_will_topic_length and max_will_payload can have",

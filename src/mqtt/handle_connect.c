@@ -78,7 +78,7 @@ static bool refuse_too_long(session_conn_t *c, bool present, size_t len, uint32_
         session_refuse(c, MQTT5_RC_QUOTA_EXCEEDED, LOG_WARN,
                        "CONNECT refused: %s of %zu bytes above %s %u", what, len, setting, cap);
     else
-        session_end(c, &m->rl_refused, LOG_WARN, false, true,
+        session_end(c, &m->rl->refused, LOG_WARN, false, true,
                     "CONNECT refused: %s of %zu bytes above %s %u", what, len, setting, cap);
     return true;
 }
@@ -305,7 +305,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
         connack5(c, present, expiry, keepalive_lowered, assigned ? gen : NULL);
         m->st.connects++;
         log_client_ratelimited(
-            &m->rl_connected, LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
+            &m->rl->connected, LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
             "connected (MQTT 5, clean start %d, session expiry %" PRIu32
             " s, keepalive %u s, session present %d)",
             p->clean_session, expiry < mq->session_expiry_s ? expiry : mq->session_expiry_s,
@@ -318,7 +318,7 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
     session_send_connack(c, present && !v31, MQTT_CONNACK_ACCEPTED);
     m->st.connects++;
     log_client_ratelimited(
-        &m->rl_connected, LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
+        &m->rl->connected, LOG_INFO, session_log_id(c, idb, sizeof(idb)), c->remote,
         "connected (%sclean session %d, keepalive %u s%s, session present %d)",
         v31 ? "MQTT 3.1, " : "", p->clean_session, c->keepalive,
         c->keepalive != p->keepalive ? " (asked 0: max_keepalive_s)" : "", present && !v31);

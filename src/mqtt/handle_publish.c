@@ -222,7 +222,7 @@ void session_produce_copy_best_effort(session_conn_t *c, const msg_t *msg) {
         return;
     m->st.retained_lost++;
     char idb[LOG_ID_MAX], tb[128];
-    log_client_ratelimited(&m->rl_delivery, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
+    log_client_ratelimited(&m->rl->delivery, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
                            c->remote, "retained copy of a message on topic '%s' not produced",
                            session_log_str(tb, sizeof(tb), msg->topic, msg->topic_len));
 }
@@ -244,7 +244,7 @@ static int publish_copy(session_conn_t *c, const msg_t *msg, inflight_t *e, uint
     }
     if (rc != KAFKA_OK) {
         char idb[LOG_ID_MAX], tb[LOG_ID_MAX];
-        log_client_ratelimited(&m->rl_delivery, LOG_ERROR, session_log_id(c, idb, sizeof(idb)),
+        log_client_ratelimited(&m->rl->delivery, LOG_ERROR, session_log_id(c, idb, sizeof(idb)),
                                c->remote,
                                "the producer refused the retained copy of a message on topic "
                                "'%s' (%s): the message fails",
@@ -422,7 +422,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     if (c->p5 && c->p5->props.payload_format == 1 &&
         mqtt_utf8_check(p->payload.ptr, p->payload.len) != 0) {
         log_client_ratelimited(
-            &m->rl_drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)), c->remote,
+            &m->rl->drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)), c->remote,
             "payload on topic '%s' is not UTF-8 as its payload format "
             "indicator says: refused (0x99)",
             session_log_str(tb, sizeof(tb), (const char *)p->topic.ptr, p->topic.len));
@@ -436,7 +436,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
         m->st.acl_denied++;
         session_log_str(tb, sizeof(tb), (const char *)p->topic.ptr, p->topic.len);
         if (c->p5 && p->qos > 0) { /* MQTT 5 has a negative ack: 0x87 */
-            log_client_ratelimited(&m->rl_acl, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
+            log_client_ratelimited(&m->rl->acl, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
                                    c->remote,
                                    "the ACL does not allow publishing on topic '%s': refused "
                                    "(0x87)",
@@ -450,13 +450,14 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
             session5_send_disconnect(c, MQTT5_RC_NOT_AUTHORIZED);
             /* MQTT 3.1.1 has no negative acknowledgement: closing is the
              * only way a QoS 1/2 sender learns it was refused. */
-            session_end(c, &m->rl_acl, LOG_WARN, true, true,
+            session_end(c, &m->rl->acl, LOG_WARN, true, true,
                         "the ACL does not allow publishing on topic '%s' (auth.acl_deny: "
                         "disconnect)",
                         tb);
             return FEED_CLOSED;
         }
-        log_client_ratelimited(&m->rl_acl, LOG_WARN, session_log_id(c, idb, sizeof(idb)), c->remote,
+        log_client_ratelimited(&m->rl->acl, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
+                               c->remote,
                                "the ACL does not allow publishing on topic '%s': dropped "
                                "(auth.acl_deny: drop)",
                                tb);
@@ -482,7 +483,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     if ((r == ROUTE_CLOSE || r == ROUTE_REFUSE) && c->p5 && p->qos > 0) {
         if (r == ROUTE_CLOSE)
             m->st.unmapped_closed++;
-        log_client_ratelimited(&m->rl_drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
+        log_client_ratelimited(&m->rl->drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
                                c->remote, "topic '%s'%s: %s: refused (0x%02x)",
                                session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len),
                                refusal == MQTT5_RC_QUOTA_EXCEEDED ? "" : " is not mapped", why,
@@ -500,7 +501,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
             snprintf(what, sizeof(what), "it renders the Kafka topic '%s', ",
                      session_log_str(kb, sizeof(kb), ktopic, strlen(ktopic)));
         session5_send_disconnect(c, refusal);
-        session_end(c, &m->rl_route, LOG_WARN, true, true,
+        session_end(c, &m->rl->route, LOG_WARN, true, true,
                     "refused a message on topic '%s': %s%s; not acknowledged",
                     session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len), what, why);
         return FEED_CLOSED;
@@ -514,7 +515,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     }
     if (r == ROUTE_DROP) {
         m->st.unmapped_dropped++;
-        log_client_ratelimited(&m->rl_drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
+        log_client_ratelimited(&m->rl->drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
                                c->remote, "dropped a message on topic '%s': %s",
                                session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len), why);
         if (p->qos > 0 && ring_push_done(c, p->qos, p->packet_id) != 0)
@@ -527,7 +528,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     if (rc == KAFKA_ERR_SPOOL_FULL && p->qos == 0) {
         /* Nothing acked waits on it: QoS 0 does not pause the client. */
         m->st.qos0_dropped_spool_full++;
-        log_client_ratelimited(&m->rl_spool_drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
+        log_client_ratelimited(&m->rl->spool_drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
                                c->remote,
                                "dropped a QoS 0 message on topic '%s': the spool is full",
                                session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len));
@@ -536,7 +537,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
     if (rc == KAFKA_ERR_SPOOL_FULL && c->p5) {
         /* MQTT 5 has a negative ack for it: 0x97, and the client is read on
          * (3.1.1 waits unacknowledged, paused, below). Nothing is acked. */
-        log_client_ratelimited(&m->rl_spool_drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
+        log_client_ratelimited(&m->rl->spool_drop, LOG_WARN, session_log_id(c, idb, sizeof(idb)),
                                c->remote,
                                "refused a QoS %u message on topic '%s': the spool is full (0x97)",
                                p->qos, session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len));
@@ -550,7 +551,7 @@ int session_on_publish(session_conn_t *c, const mqtt_packet_t *pkt) {
         return FEED_RETRY;
     }
     if (rc != KAFKA_OK && c->p5 && p->qos > 0) { /* MQTT 5: a negative ack, 0x80 */
-        log_client_ratelimited(&m->rl_delivery, LOG_ERROR, session_log_id(c, idb, sizeof(idb)),
+        log_client_ratelimited(&m->rl->delivery, LOG_ERROR, session_log_id(c, idb, sizeof(idb)),
                                c->remote,
                                "the producer refused a message on topic '%s' (%s): refused (0x80)",
                                session_log_str(tb, sizeof(tb), msg.topic, msg.topic_len),

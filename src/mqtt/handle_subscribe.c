@@ -34,7 +34,7 @@ static uint8_t subscribe_one(session_conn_t *c, const char *f, size_t len, uint8
     if (af && a->acl_generation && a->acl_generation(a->ud) && a->can_subscribe &&
         !a->can_subscribe(a->ud, c->has_username ? c->username : NULL, c->s->client_id, af, alen)) {
         m->st.subscribe_denied++;
-        log_ratelimited(&m->rl_sub, LOG_WARN, "client %s: SUBSCRIBE to '%s' refused by the ACL",
+        log_ratelimited(&m->rl->sub, LOG_WARN, "client %s: SUBSCRIBE to '%s' refused by the ACL",
                         session_log_id(c, idb, sizeof(idb)),
                         session_log_str(fb, sizeof(fb), f, len));
         return c->v5 ? MQTT5_RC_NOT_AUTHORIZED : MQTT_SUBACK_FAILURE;
@@ -59,7 +59,7 @@ static uint8_t subscribe_one(session_conn_t *c, const char *f, size_t len, uint8
         if (!too_long)
             dl_subs_remove(m->subs, s->id, f, len);
         m->st.subscribe_quota++;
-        log_ratelimited(&m->rl_sub, LOG_WARN,
+        log_ratelimited(&m->rl->sub, LOG_WARN,
                         "client %s: SUBSCRIBE to '%s' refused: the session holds %u subscriptions "
                         "of %u bytes (mqtt.max_subscriptions_per_session %u, "
                         "mqtt.max_subscription_bytes_per_session %u)",
@@ -79,7 +79,7 @@ static uint8_t subscribe_one(session_conn_t *c, const char *f, size_t len, uint8
         return qos;
     if (rc == DL_EINVAL)
         m->st.subscribe_invalid++;
-    log_ratelimited(&m->rl_sub, LOG_WARN, "client %s: SUBSCRIBE to '%s' refused: %s",
+    log_ratelimited(&m->rl->sub, LOG_WARN, "client %s: SUBSCRIBE to '%s' refused: %s",
                     session_log_id(c, idb, sizeof(idb)), session_log_str(fb, sizeof(fb), f, len),
                     rc == DL_EINVAL ? "invalid shared subscription" : dl_strerror(rc));
     if (!c->v5)

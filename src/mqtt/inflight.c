@@ -263,7 +263,7 @@ void session_on_delivery(session_mgr_t *m, uint64_t opaque, int err, const char 
         if (err && retained)
             m->st.retained_lost++;
         if (err)
-            log_ratelimited(&m->rl_delivery, LOG_ERROR, "%s not delivered to Kafka: %s",
+            log_ratelimited(&m->rl->delivery, LOG_ERROR, "%s not delivered to Kafka: %s",
                             retained ? "retained copy of a message" : "will message",
                             errstr ? errstr : "?");
         inflight_wake_blocked(m);
@@ -274,7 +274,7 @@ void session_on_delivery(session_mgr_t *m, uint64_t opaque, int err, const char 
     inflight_t *e = s && off < s->ring_count ? ring_at(s, off) : NULL;
     if (!e || e->state != IF_PENDING || (copy ? !e->copy || e->owed : e->mapped_in)) {
         if (err)
-            log_ratelimited(&m->rl_delivery, LOG_WARN,
+            log_ratelimited(&m->rl->delivery, LOG_WARN,
                             "delivery failed for a message of a session that is gone: %s",
                             errstr ? errstr : "?");
         else
@@ -284,7 +284,7 @@ void session_on_delivery(session_mgr_t *m, uint64_t opaque, int err, const char 
     }
     if (err) {
         char idb[LOG_ID_MAX], tb[LOG_ID_MAX];
-        log_client_ratelimited(&m->rl_delivery, LOG_ERROR,
+        log_client_ratelimited(&m->rl->delivery, LOG_ERROR,
                                session_log_str(idb, sizeof(idb), s->client_id, s->client_id_len),
                                s->conn ? s->conn->remote : NULL,
                                "Kafka did not take %sa QoS %u message on topic '%s%s': %s",

@@ -115,7 +115,7 @@ static void session_end_v(session_conn_t *c, log_ratelimit_t *rl, log_level_t lv
     char reason[512], idb[LOG_ID_MAX];
     if (lvl <= log_get_level()) {
         vsnprintf(reason, sizeof(reason), fmt, ap);
-        log_client_ratelimited(rl ? rl : &m->rl_closing, lvl, session_log_id(c, idb, sizeof(idb)),
+        log_client_ratelimited(rl ? rl : &m->rl->closing, lvl, session_log_id(c, idb, sizeof(idb)),
                                c->remote, "closing: %s", reason);
     }
     bool was_connected = c->state != CONN_NEW;
@@ -175,7 +175,7 @@ void session_refuse(session_conn_t *c, uint8_t rc, log_level_t lvl, const char *
     if (rc < 0x80)
         m->st.connack_refused[rc]++;
     m->st.rejected++;
-    session_end_v(c, &m->rl_refused, lvl, false, true, fmt, ap);
+    session_end_v(c, &m->rl->refused, lvl, false, true, fmt, ap);
     va_end(ap);
 }
 
@@ -195,11 +195,27 @@ void session_violation(session_conn_t *c, int kind, const char *fmt, ...) {
         why_v(why, sizeof(why), fmt, ap);
         session5_tell_violation(c, kind, why);
     }
-    session_end_v(c, &m->rl_protocol, LOG_WARN, true, true, fmt, ap);
+    session_end_v(c, &m->rl->protocol, LOG_WARN, true, true, fmt, ap);
     va_end(ap);
 }
 
 /* ---- the manager --------------------------------------------------------- */
+
+void session_limits_init(session_limits_t *l) {
+    *l = (session_limits_t){
+        .protocol = LOG_RATELIMIT_INIT("protocol errors", 10, 10000),
+        .refused = LOG_RATELIMIT_INIT("refused connections", 10, 10000),
+        .delivery = LOG_RATELIMIT_INIT("delivery failures", 10, 10000),
+        .drop = LOG_RATELIMIT_INIT("unmapped messages dropped", 10, 10000),
+        .acl = LOG_RATELIMIT_INIT("ACL denied publish", 10, 10000),
+        .route = LOG_RATELIMIT_INIT("refused messages", 10, 10000),
+        .spool_drop = LOG_RATELIMIT_INIT("QoS 0 dropped at a full spool", 10, 10000),
+        .connected = LOG_RATELIMIT_INIT("connected", 100, 10000),
+        .closing = LOG_RATELIMIT_INIT("closing", 100, 10000),
+        .evict = LOG_RATELIMIT_INIT("discarded sessions", 10, 10000),
+        .sub = LOG_RATELIMIT_INIT("refused subscriptions", 10, 10000),
+    };
+}
 
 session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts) {
     session_mgr_t *m = calloc(1, sizeof(*m));
@@ -207,17 +223,8 @@ session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts) {
         return NULL;
     m->o = *opts;
     m->cfg = opts->cfg;
-    m->rl_protocol = (log_ratelimit_t)LOG_RATELIMIT_INIT("protocol errors", 10, 10000);
-    m->rl_refused = (log_ratelimit_t)LOG_RATELIMIT_INIT("refused connections", 10, 10000);
-    m->rl_delivery = (log_ratelimit_t)LOG_RATELIMIT_INIT("delivery failures", 10, 10000);
-    m->rl_drop = (log_ratelimit_t)LOG_RATELIMIT_INIT("unmapped messages dropped", 10, 10000);
-    m->rl_spool_drop =
-        (log_ratelimit_t)LOG_RATELIMIT_INIT("QoS 0 dropped at a full spool", 10, 10000);
-    m->rl_acl = (log_ratelimit_t)LOG_RATELIMIT_INIT("ACL denied publish", 10, 10000);
-    m->rl_route = (log_ratelimit_t)LOG_RATELIMIT_INIT("refused messages", 10, 10000);
-    m->rl_connected = (log_ratelimit_t)LOG_RATELIMIT_INIT("connected", 100, 10000);
-    m->rl_closing = (log_ratelimit_t)LOG_RATELIMIT_INIT("closing", 100, 10000);
-    m->rl_evict = (log_ratelimit_t)LOG_RATELIMIT_INIT("discarded sessions", 10, 10000);
+    session_limits_init(&m->own_rl);
+    m->rl = opts->limits ? opts->limits : &m->own_rl;
     m->max_detached = opts->max_detached_sessions ? opts->max_detached_sessions
                                                   : m->cfg->mqtt.max_persistent_sessions;
     list_init(&m->conns);
@@ -225,7 +232,6 @@ session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts) {
     list_init(&m->wills);
     store_init(m);
     ktopics_init(m);
-    m->rl_sub = (log_ratelimit_t)LOG_RATELIMIT_INIT("refused subscriptions", 10, 10000);
     m->scratch = malloc(SCRATCH_SIZE);
     m->subs = dl_subs_new();
     if (!m->scratch || !m->subs) {
@@ -329,7 +335,7 @@ void session_mgr_tick(session_mgr_t *m) {
         session_conn_t *c = LIST_ENTRY(it, session_conn_t, node);
         if (c->state == CONN_NEW && m->mono_ms - c->rx_ms >= mq->connect_timeout_s * 1000ull) {
             m->st.connect_timeouts++;
-            session_end(c, &m->rl_refused, LOG_WARN, false, true,
+            session_end(c, &m->rl->refused, LOG_WARN, false, true,
                         "no CONNECT within connect_timeout_s %u", mq->connect_timeout_s);
             continue;
         }

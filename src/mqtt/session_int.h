@@ -230,12 +230,9 @@ struct session_mgr {
     size_t n_detached_short; /* detached sessions with their own expiry_s */
     char *scratch;
     bool stopping;
-    bool wills_now; /* shutdown began: no will waits for its delay any more */
-    log_ratelimit_t rl_protocol, rl_refused, rl_delivery, rl_drop, rl_acl, rl_route, rl_spool_drop;
-    /* "connected" and every other "closing" line, and discarded sessions: a
-     * reconnect storm must not flood the log */
-    log_ratelimit_t rl_connected, rl_closing, rl_evict;
-    hmap_t ktopics; /* ktopic_t: the Kafka topics rendered so far */
+    bool wills_now;       /* shutdown began: no will waits for its delay any more */
+    session_limits_t *rl; /* opts.limits or own_rl */
+    hmap_t ktopics;       /* ktopic_t: the Kafka topics rendered so far */
     /* Downlink: every session's subscriptions, keyed by session id (never
      * reused), and the match vector reused by each delivery. */
     dl_subs_t *subs;
@@ -243,7 +240,6 @@ struct session_mgr {
     uint8_t *xids; /* one delivery's subscription identifier properties, grown */
     size_t xids_cap;
     dl_queue_stats_t qstats; /* every session's queue */
-    log_ratelimit_t rl_sub;
     session_stats_t st;
     uint64_t qos2_version; /* session_mgr_qos2_version */
     uint8_t qos2_key[16];  /* session_mgr_qos2_set_key */
@@ -259,6 +255,8 @@ struct session_mgr {
     uint32_t *qos2_sids;
     size_t qos2_n, qos2_cap;
     bool qos2_all;
+    /* Last: used only without opts.limits, away from the hot fields. */
+    session_limits_t own_rl;
 };
 
 static inline uint32_t max_inflight(const session_mgr_t *m) {

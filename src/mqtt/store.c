@@ -160,7 +160,7 @@ void store_detach(session_mgr_t *m, session_t *s) {
     while (m->n_detached >= m->max_detached && !list_empty(&m->detached)) {
         session_t *old = LIST_ENTRY(list_first(&m->detached), session_t, detached);
         log_client_ratelimited(
-            &m->rl_evict, LOG_WARN,
+            &m->rl->evict, LOG_WARN,
             session_log_str(idb, sizeof(idb), old->client_id, old->client_id_len), NULL,
             "session limit: %zu sessions kept without a connection; discarding the "
             "oldest",
@@ -171,7 +171,7 @@ void store_detach(session_mgr_t *m, session_t *s) {
     while (m->st.persistent_session_bytes + bytes > budget && !list_empty(&m->detached)) {
         session_t *old = LIST_ENTRY(list_first(&m->detached), session_t, detached);
         log_client_ratelimited(
-            &m->rl_evict, LOG_WARN,
+            &m->rl->evict, LOG_WARN,
             session_log_str(idb, sizeof(idb), old->client_id, old->client_id_len), NULL,
             "session limit: %" PRIu64 " + %" PRIu64
             " bytes kept without a connection over mqtt.max_session_bytes %" PRIu64
@@ -182,7 +182,7 @@ void store_detach(session_mgr_t *m, session_t *s) {
     }
     if (bytes > budget) { /* alone over the budget (a large window in flight) */
         log_client_ratelimited(
-            &m->rl_evict, LOG_WARN,
+            &m->rl->evict, LOG_WARN,
             session_log_str(idb, sizeof(idb), s->client_id, s->client_id_len), NULL,
             "session limit: %" PRIu64 " bytes over mqtt.max_session_bytes %" PRIu64 "; not kept",
             bytes, budget);

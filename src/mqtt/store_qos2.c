@@ -70,7 +70,7 @@ int qos2_pubrel(session_conn_t *c, uint16_t pid) {
             cap <= SESSION_QOS2_PUBCOMP_MAX ? realloc(m->pubcomp, cap * sizeof(*p)) : NULL;
         if (!p) {
             m->st.qos2_pubcomp_wait_full++;
-            session_end(c, &m->rl_spool_drop, LOG_ERROR, true, true,
+            session_end(c, &m->rl->spool_drop, LOG_ERROR, true, true,
                         "%zu PUBCOMPs wait for the QoS 2 state to be saved; the client sends "
                         "PUBREL again",
                         m->pubcomp_n - m->pubcomp_head);

@@ -94,7 +94,7 @@ void conn_mark_pending(conn_t *c) {
 /* ---- read side ------------------------------------------------------------- */
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    conn_t *c = h->data;
+    conn_t *c = (conn_t *)h; /* the handle is its first member */
     (void)suggested;
     /* One read at a time on one thread: the shared buffer is free again once
      * on_read returns. */
@@ -235,7 +235,7 @@ void net_conn_deliver(conn_t *c, const uint8_t *p, size_t n) {
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-    conn_t *c = stream->data;
+    conn_t *c = (conn_t *)stream;
     if (nread == 0)
         return;
     if (nread < 0) {
@@ -264,7 +264,7 @@ static void conn_begin_close(conn_t *c) {
 }
 
 static void on_handle_closed(uv_handle_t *h) {
-    conn_t *c = h->data;
+    conn_t *c = (conn_t *)h;
     server_t *s = srv_of(c);
     if (c->counted_ip) {
         char ip[IPLIMIT_KEY_MAX];
@@ -473,7 +473,7 @@ int server_conn_send(server_conn_t *c, const void *buf, size_t len) {
         return -1;
     uint32_t limit = srv_of(c)->cfg->mqtt.max_output_buffer;
     if (svc->limits && c->out_len + c->queued + len > limit) {
-        static _Thread_local log_ratelimit_t rl = /* each worker its own */
+        static log_ratelimit_t rl = /* one for every worker */
             LOG_RATELIMIT_INIT("output buffer limit", 10, 10000);
         log_client_ratelimited(&rl, LOG_WARN, NULL, net_conn_remote(c),
                                "%zu bytes of output queued, over mqtt.max_output_buffer %u (the "
@@ -714,6 +714,6 @@ const char *server_conn_listener(const server_conn_t *c) {
     return c->l->name;
 }
 
-uint64_t server_conn_accepted_ms(const server_conn_t *c) {
-    return c->since_ms; /* the accept time until the close begins */
+uint64_t server_conn_accepted_ns(const server_conn_t *c) {
+    return conn_accepted_ns(c);
 }

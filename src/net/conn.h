@@ -35,6 +35,8 @@ struct server_shared {
     atomic_uint_fast64_t largest[SHARED_SERVERS_MAX];
     _Atomic(server_t *) servers[SHARED_SERVERS_MAX];
     atomic_uint n_servers;
+    /* Their repetitive lines: the limits hold for the process. */
+    log_ratelimit_t rl_refused, iplimit_log;
 };
 
 /* The connections of one protocol. */
@@ -71,7 +73,10 @@ typedef enum {
  * bits, to keep it small. The address for the per-IP limits is not kept:
  * it is the protocol's remote address without the port. */
 struct server_conn {
-    uv_tcp_t tcp; /* first: a refused connection is freed as its handle */
+    /* First: a refused connection is freed as its handle, and the handle's
+     * callbacks cast it back to the connection. Its `data` (libuv leaves it
+     * to us) holds the accept time instead (conn_accepted_ns). */
+    uv_tcp_t tcp;
     listener_t *l;
     void *pc;          /* the protocol's object */
     transport_t *tr;   /* the top transport layer */
@@ -97,6 +102,18 @@ struct server_conn {
     bool moved : 1;          /* handed to another server: it counts there */
 };
 
+/* The accept time (uv_hrtime, ns), kept through a move: the introspection
+ * pages order connections by it across workers. In the handle's `data`:
+ * `since_ms` is the accept time only until the first packet arrives in
+ * pieces, and a field of its own would grow every connection. */
+_Static_assert(sizeof(void *) >= sizeof(uint64_t), "the accept time is kept in a pointer");
+static inline void conn_set_accepted(conn_t *c, uint64_t ns) {
+    c->tcp.data = (void *)(uintptr_t)ns;
+}
+static inline uint64_t conn_accepted_ns(const conn_t *c) {
+    return (uint64_t)(uintptr_t)c->tcp.data;
+}
+
 struct server {
     server_opts_t o;
     const config_t *cfg;
@@ -118,7 +135,6 @@ struct server {
     bool intake_stopped, stopping, stop_timer_closed;
     unsigned tick_ms;
     uint8_t *rbuf; /* the read buffer shared by every connection */
-    log_ratelimit_t rl_refused, iplimit_log;
     void (*periodic_cb)(void *ud);
     server_forward_t *fwd; /* forward.c: the embedded Kafka's fixed bootstrap port */
     size_t work_pending;   /* work.c: requests on the threadpool */

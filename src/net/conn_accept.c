@@ -48,12 +48,12 @@ static void refuse_over_max(server_t *s, listener_t *l, uv_stream_t *ls, bool ha
         format_peer(t, peer, sizeof(peer));
         if (handshakes) {
             l->svc->st.tls_handshake_failures++;
-            log_client_ratelimited(&s->rl_refused, LOG_WARN, NULL, peer,
+            log_client_ratelimited(&s->sh->rl_refused, LOG_WARN, NULL, peer,
                                    "refused: mqtt.max_tls_handshakes %u in progress",
                                    s->cfg->mqtt.max_tls_handshakes);
         } else {
             l->svc->st.refused_max_connections++;
-            log_client_ratelimited(&s->rl_refused, LOG_WARN, NULL, peer,
+            log_client_ratelimited(&s->sh->rl_refused, LOG_WARN, NULL, peer,
                                    "refused: max_connections %u reached",
                                    s->cfg->mqtt.max_connections);
         }
@@ -93,6 +93,10 @@ server_shared_t *server_shared_new(const config_t *cfg) {
     const config_mqtt_t *mq = &cfg->mqtt;
     if (!sh)
         return NULL;
+    sh->rl_refused = (log_ratelimit_t)LOG_RATELIMIT_INIT("connections refused at max_connections",
+                                                         LOG_RATELIMIT_DEFAULT_BURST,
+                                                         LOG_RATELIMIT_DEFAULT_INTERVAL_MS);
+    sh->iplimit_log = (log_ratelimit_t)LOG_RATELIMIT_INIT("per-address limit", 10, 10000);
     sh->iplimit = iplimit_new(mq->max_connections_per_ip, mq->connect_rate_per_ip,
                               mq->connect_burst_per_ip, (size_t)mq->max_connections + 4096);
     if (!sh->iplimit || pthread_mutex_init(&sh->mu, NULL) != 0) {
@@ -134,7 +138,7 @@ static bool admit(server_t *s, listener_t *l, uv_stream_t *ls, bool tls) {
     list_init(&c->node);
     list_init(&c->pending);
     uv_tcp_init(&s->loop, &c->tcp);
-    c->tcp.data = c;
+    conn_set_accepted(c, uv_hrtime());
     if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
         uv_close((uv_handle_t *)&c->tcp, conn_on_refused_closed);
         return false;
@@ -150,7 +154,7 @@ static bool admit(server_t *s, listener_t *l, uv_stream_t *ls, bool tls) {
                 svc->st.refused_rate_per_ip++;
             else
                 svc->st.refused_per_ip++;
-            log_ratelimited(&s->iplimit_log, LOG_WARN, "refusing %s on %s: %s", peer, l->name,
+            log_ratelimited(&s->sh->iplimit_log, LOG_WARN, "refusing %s on %s: %s", peer, l->name,
                             iplimit_strerror(lim));
             uv_close((uv_handle_t *)&c->tcp, conn_on_refused_closed);
             return false;
@@ -163,12 +167,12 @@ static bool admit(server_t *s, listener_t *l, uv_stream_t *ls, bool tls) {
         if (lim != IPLIMIT_OK) {
             svc->st.tls_handshake_failures++;
             if (lim == IPLIMIT_HANDSHAKES)
-                log_ratelimited(&s->iplimit_log, LOG_WARN,
+                log_ratelimited(&s->sh->iplimit_log, LOG_WARN,
                                 "refusing %s on %s: mqtt.max_tls_handshakes_per_ip %u in progress",
                                 peer, l->name, tls_per_ip);
             else
-                log_ratelimited(&s->iplimit_log, LOG_WARN, "refusing %s on %s: %s", peer, l->name,
-                                iplimit_strerror(lim));
+                log_ratelimited(&s->sh->iplimit_log, LOG_WARN, "refusing %s on %s: %s", peer,
+                                l->name, iplimit_strerror(lim));
             net_ip_release(s, ip);
             uv_close((uv_handle_t *)&c->tcp, conn_on_refused_closed);
             return false;

@@ -26,6 +26,7 @@ struct net_move {
     size_t listener; /* index in listeners[]: the same address on every worker */
     transport_t *tr;
     uint64_t since_ms;
+    uint64_t accepted_ns;
     bool counted_ip;
     char remote[96];
     size_t len;
@@ -89,6 +90,7 @@ int server_conn_move(server_conn_t *c, server_t *to, const uint8_t *buf, size_t 
         memcpy(m->bytes, buf, len);
     snprintf(m->remote, sizeof(m->remote), "%s", c->l->svc->p.ops->conn_remote(c->pc));
     m->since_ms = c->since_ms;
+    m->accepted_ns = conn_accepted_ns(c);
     list_insert_tail(&s->moves, &m->node);
     c->moving = true;
     conn_read_stop(c);
@@ -166,7 +168,7 @@ static void move_open(server_t *s, struct net_move *m) {
     list_init(&c->node);
     list_init(&c->pending);
     uv_tcp_init(&s->loop, &c->tcp);
-    c->tcp.data = c;
+    conn_set_accepted(c, m->accepted_ns);
     if (uv_tcp_open(&c->tcp, m->fd) != 0) {
         uv_close((uv_handle_t *)&c->tcp, conn_on_refused_closed);
         move_drop(s, m);

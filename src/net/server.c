@@ -241,16 +241,12 @@ int server_new(const server_opts_t *opts, server_t **out, char *errbuf, size_t e
     list_init(&s->conns);
     list_init(&s->pending);
     list_init(&s->jobs);
-    s->rl_refused = (log_ratelimit_t)LOG_RATELIMIT_INIT("connections refused at max_connections",
-                                                        LOG_RATELIMIT_DEFAULT_BURST,
-                                                        LOG_RATELIMIT_DEFAULT_INTERVAL_MS);
     s->rbuf = malloc(READ_BUF_SIZE);
     s->sh = opts->shared;
     if (!s->sh) {
         s->sh = server_shared_new(s->cfg);
         s->own_sh = true;
     }
-    s->iplimit_log = (log_ratelimit_t)LOG_RATELIMIT_INIT("per-address limit", 10, 10000);
     s->sh_idx = SHARED_SERVERS_MAX;
     if (s->sh && (s->sh_idx = atomic_fetch_add(&s->sh->n_servers, 1)) < SHARED_SERVERS_MAX)
         atomic_store(&s->sh->servers[s->sh_idx], s);

@@ -41,8 +41,8 @@ typedef struct {
     bool open;    /* the handshake is done (as the loop saw it) */
 } tls_layer_t;
 
-/* Per thread: each worker limits its own lines. */
-static _Thread_local log_ratelimit_t tls_log = LOG_RATELIMIT_INIT("TLS failure", 20, 10000);
+/* One for every worker: the limit holds for the process. */
+static log_ratelimit_t tls_log = LOG_RATELIMIT_INIT("TLS failure", 20, 10000);
 
 static int tls_listen_new(const config_listener_t *cl, void **ctx, char *errbuf, size_t errlen) {
     *ctx = NULL;

@@ -27,8 +27,8 @@ typedef struct {
     size_t head_len;
 } ws_layer_t;
 
-/* Per thread: each worker limits its own lines. */
-static _Thread_local log_ratelimit_t ws_log = LOG_RATELIMIT_INIT("WebSocket failure", 20, 10000);
+/* One for every worker: the limit holds for the process. */
+static log_ratelimit_t ws_log = LOG_RATELIMIT_INIT("WebSocket failure", 20, 10000);
 
 static int ws_listen_new(const config_listener_t *cl, void **ctx, char *errbuf, size_t errlen) {
     *ctx = NULL;

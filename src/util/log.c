@@ -340,7 +340,12 @@ void log_write_fields(log_level_t level, const log_field_t *fields, size_t n_fie
 
 bool log_ratelimit_check(log_ratelimit_t *rl, uint64_t now_ms, uint32_t *suppressed_out) {
     *suppressed_out = 0;
-    if (!rl->started || now_ms - rl->window_start_ms >= rl->interval_ms) {
+    pthread_mutex_lock(&rl->mu);
+    bool pass = true;
+    /* now_ms was read before the lock: another thread may have started a
+     * window a little later; such a line belongs to that window */
+    if (!rl->started ||
+        (now_ms >= rl->window_start_ms && now_ms - rl->window_start_ms >= rl->interval_ms)) {
         *suppressed_out = rl->suppressed;
         rl->started = true;
         rl->window_start_ms = now_ms;
@@ -349,11 +354,13 @@ bool log_ratelimit_check(log_ratelimit_t *rl, uint64_t now_ms, uint32_t *suppres
     }
     if (rl->in_window < rl->burst) {
         rl->in_window++;
-        return true;
+    } else {
+        pass = false;
+        if (rl->suppressed < UINT32_MAX)
+            rl->suppressed++;
     }
-    if (rl->suppressed < UINT32_MAX)
-        rl->suppressed++;
-    return false;
+    pthread_mutex_unlock(&rl->mu);
+    return pass;
 }
 
 uint64_t log_now_ms(void) {

@@ -4,14 +4,16 @@ spreads connections by their source port; a client id lives on the worker
 its keyed hash names, so a connection whose CONNECT landed on the other one
 is handed over before anything else happens. Which worker accepted a
 connection is read from mqtt2kafka_worker_connections_accepted_total."""
+import json
 import signal
 import socket
 import ssl
 import subprocess
+import time
 
 import m2k
 from m2k import Raw, connect, publish, puback, pubrec, pubrel, pubcomp
-from test_metrics import scrape
+from test_metrics import http_get, scrape
 from test_tls import pki  # noqa: F401 (a fixture)
 from test_websocket import frame, server_frame, switching, upgrade_request
 
@@ -336,6 +338,34 @@ def test_first_packets_that_name_no_worker(daemon, mock_kafka):
         assert acc == srv
         c.send(publish("test/anon", b"a", qos=1, pid=1))
         c.expect(puback(1))
+        c.close()
+
+
+def test_clients_page_in_accept_order_across_workers(daemon):
+    """GET /clients merges the workers' lists oldest accept first: by the
+    accept time (ns, kept through a hand-over), not by when a packet last
+    began, nor by the worker on a tie of milliseconds. The first connection
+    sends its CONNECT in two pieces after the others connected back to back
+    (some on each worker, some handed over)."""
+    d, mport = start(daemon)
+    first = Raw(d.port)
+    m2k.wait_until(lambda: sum(accepted(mport)) == 1, 10, "the first connection accepted")
+    others = []
+    while len(others) < 16:
+        others += [Raw(d.port).connect(f"order-{len(others) + i}") for i in range(4)]
+        if min(serving(mport)) >= 2:
+            break
+    assert min(serving(mport)) >= 2, serving(mport)
+    pkt = connect("order-first")
+    first.send(pkt[:3])
+    time.sleep(0.05)  # two reads: the packet begins after the others connected
+    first.send(pkt[3:])
+    first.expect(m2k.CONNACK_OK)
+    code, body = http_get(mport, "/clients")
+    assert code == 200, body
+    assert [c["client_id"] for c in json.loads(body)["clients"]] == \
+        ["order-first"] + [f"order-{i}" for i in range(len(others))]
+    for c in [first] + others:
         c.close()
 
 

@@ -350,6 +350,114 @@ static void test_threads_one_write_per_line(void **state) {
     assert_int_equal(seen[1], THREAD_LINES);
 }
 
+/* Several threads share one limiter (the workers do): the process lets
+ * exactly `burst` lines through per window and the next window's first line
+ * reports exactly how many were held back, once. */
+#define RL_THREADS 4
+#define RL_CALLS 5000
+typedef struct {
+    log_ratelimit_t *rl;
+    pthread_barrier_t *go;
+    uint64_t now_ms;
+    int passed;
+    uint64_t reported; /* the sum of the summaries this thread got */
+    int n_reports;
+} rl_hammer_t;
+
+static void *rl_hammer(void *arg) {
+    rl_hammer_t *h = arg;
+    pthread_barrier_wait(h->go);
+    for (int i = 0; i < RL_CALLS; i++) {
+        uint32_t n;
+        /* a thread that read the clock just before another started the
+         * window (now_ms one lower) still counts in that window */
+        if (log_ratelimit_check(h->rl, h->now_ms - (uint64_t)(i % 2), &n))
+            h->passed++;
+        if (n > 0) {
+            h->reported += n;
+            h->n_reports++;
+        }
+    }
+    return NULL;
+}
+
+static void rl_round(log_ratelimit_t *rl, uint64_t now_ms, int *passed, uint64_t *reported,
+                     int *n_reports) {
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, RL_THREADS);
+    rl_hammer_t h[RL_THREADS];
+    pthread_t t[RL_THREADS];
+    for (int i = 0; i < RL_THREADS; i++) {
+        h[i] = (rl_hammer_t){.rl = rl, .go = &go, .now_ms = now_ms};
+        assert_int_equal(pthread_create(&t[i], NULL, rl_hammer, &h[i]), 0);
+    }
+    *passed = 0;
+    *reported = 0;
+    *n_reports = 0;
+    for (int i = 0; i < RL_THREADS; i++) {
+        pthread_join(t[i], NULL);
+        *passed += h[i].passed;
+        *reported += h[i].reported;
+        *n_reports += h[i].n_reports;
+    }
+    pthread_barrier_destroy(&go);
+}
+
+static void test_ratelimit_shared_by_threads(void **state) {
+    log_ratelimit_t rl = LOG_RATELIMIT_INIT("shared", 10, 10000);
+    uint32_t n;
+    assert_true(log_ratelimit_check(&rl, 100000, &n)); /* the window starts at 100000 */
+    int passed, n_reports;
+    uint64_t reported;
+    rl_round(&rl, 100001, &passed, &reported, &n_reports);
+    assert_int_equal(passed, 9);
+    assert_int_equal(n_reports, 0);
+    assert_int_equal(rl.suppressed, RL_THREADS * RL_CALLS - 9);
+    /* the next window: burst lines again, and one summary with the exact count */
+    rl_round(&rl, 110001, &passed, &reported, &n_reports);
+    assert_int_equal(passed, 10);
+    assert_int_equal(n_reports, 1);
+    assert_int_equal(reported, RL_THREADS * RL_CALLS - 9);
+    assert_int_equal(rl.suppressed, RL_THREADS * RL_CALLS - 10);
+    rl_round(&rl, 120001, &passed, &reported, &n_reports);
+    assert_int_equal(passed, 10);
+    assert_int_equal(n_reports, 1);
+    assert_int_equal(reported, RL_THREADS * RL_CALLS - 10);
+}
+
+/* The same through the macro with the real clock: the lines written. */
+static void *rl_macro_writer(void *arg) {
+    log_ratelimit_t *rl = arg;
+    for (int i = 0; i < 200; i++)
+        log_ratelimited(rl, LOG_WARN, "refused %d", i);
+    return NULL;
+}
+
+static void test_ratelimited_macro_shared_by_threads(void **state) {
+    log_ratelimit_t rl = LOG_RATELIMIT_INIT("refused", 7, 3600000);
+    capture_begin();
+    pthread_t t[RL_THREADS];
+    for (int i = 0; i < RL_THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, rl_macro_writer, &rl), 0);
+    for (int i = 0; i < RL_THREADS; i++)
+        pthread_join(t[i], NULL);
+    const char *out = capture_end();
+    assert_int_equal(count_lines(out), 7);
+    assert_null(strstr(out, "suppressed"));
+    rl.window_start_ms = log_now_ms() - 3600000; /* end the window */
+    capture_begin();
+    log_ratelimited(&rl, LOG_WARN, "refused again");
+    out = capture_end();
+    const char *nl = strchr(out, '\n');
+    char first[256];
+    snprintf(first, sizeof(first), "%.*s", (int)(nl + 1 - out), out);
+    char expect[128];
+    snprintf(expect, sizeof(expect), "warn  suppressed %d similar lines: refused\n",
+             RL_THREADS * 200 - 7);
+    assert_text_line(first, expect);
+    assert_text_line(nl + 1, "warn  refused again\n");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_text_line, setup),
@@ -365,6 +473,8 @@ int main(void) {
         cmocka_unit_test_setup(test_ratelimit_check, setup),
         cmocka_unit_test_setup(test_ratelimited_macro, setup),
         cmocka_unit_test_setup(test_threads_one_write_per_line, setup),
+        cmocka_unit_test_setup(test_ratelimit_shared_by_threads, setup),
+        cmocka_unit_test_setup(test_ratelimited_macro_shared_by_threads, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
