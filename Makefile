@@ -78,10 +78,10 @@ bench: deps-test build
 	/usr/bin/python3 bench/run-comparison --build-dir $(BUILD_DIR) $(BENCH_ARGS)
 
 format:
-	clang-format -i src/*.c src/*/*.c src/*/*.h include/*.h include/*/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c tests/tools/*.c bench/*.c bench/*.h
+	clang-format -i src/*.c src/*.h src/*/*.c src/*/*.h include/*.h include/*/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c tests/tools/*.c bench/*.c bench/*.h
 
 format-check:
-	clang-format --dry-run --Werror src/*.c src/*/*.c src/*/*.h include/*.h include/*/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c tests/tools/*.c bench/*.c bench/*.h
+	clang-format --dry-run --Werror src/*.c src/*.h src/*/*.c src/*/*.h include/*.h include/*/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c tests/tools/*.c bench/*.c bench/*.h
 
 clean:
 	rm -rf $(BUILD_DIR) $(SAN_DIR) $(FUZZ_DIR) $(PKG_DIR)

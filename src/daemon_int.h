@@ -69,7 +69,7 @@ struct daemon {
     /* Shared by every worker, read-only between reloads (a reload swaps
      * them while the other workers are parked). */
     topic_map_t *tm;
-    security_t *sec; /* always present: a reload may add a password or ACL file */
+    security_t *sec;     /* always present: a reload may add a password or ACL file */
     http_server_t *http; /* the protocol of the metrics listener (worker 0) */
     /* With `downlink:` or `retained:` (daemon_downlink.c); NULL otherwise. */
     dl_router_t *router;
