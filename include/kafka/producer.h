@@ -31,8 +31,16 @@ typedef struct {
 /* Called on the loop thread from kafka_poll(): err == 0 means Kafka confirmed
  * the record (acks as configured); otherwise errstr says why it failed. */
 typedef void (*kafka_delivery_cb)(void *ud, uint64_t opaque, int err, const char *errstr);
-/* A fatal producer error (rd_kafka_fatal_error): stop intake, flush, exit. */
+/* A fatal producer error (rd_kafka_fatal_error), on the loop thread from
+ * kafka_poll(). Either kafka_replace_soon() from here, or the producer stays
+ * fatal (kafka_produce: KAFKA_ERR_FATAL): stop intake, flush, exit. */
 typedef void (*kafka_fatal_cb)(void *ud, const char *errstr);
+/* After kafka_replace_soon: errstr NULL when a new producer took over; the
+ * old one's records were purged, and `failed` failed reports of its were
+ * served since its fatal error (any still owed come with a later
+ * kafka_poll). Else why no new producer could be made (the old one stays,
+ * fatal). */
+typedef void (*kafka_replaced_cb)(void *ud, int failed, const char *errstr);
 /* librdkafka's statistics JSON (statistics.interval.ms), on the loop thread
  * from kafka_poll(); the buffer is valid during the call only. */
 typedef void (*kafka_stats_cb)(void *ud, const char *json, size_t len);
@@ -43,6 +51,7 @@ typedef struct {
     size_t n_properties;           /* number of name/value PAIRS (2 * n_properties strings) */
     kafka_delivery_cb on_delivery;
     kafka_fatal_cb on_fatal;
+    kafka_replaced_cb on_replaced; /* optional */
     /* Optional. When set, statistics.interval.ms defaults to
      * KAFKA_STATS_INTERVAL_MS_DEFAULT (properties may override it; 0 = off). */
     kafka_stats_cb on_stats;
@@ -84,8 +93,16 @@ int kafka_check_property(const char *name, const char *value, char *errbuf, size
 /* A non-blocking fd that becomes readable when delivery reports (or errors)
  * wait; watch it with uv_poll and call kafka_poll. */
 int kafka_event_fd(const kafka_t *k);
-/* Serves every waiting event (delivery reports, errors, logs); returns how many. */
+/* Serves every waiting event (delivery reports, errors, logs); returns how many.
+ * Replaces the producer when kafka_replace_soon asked for it. */
 int kafka_poll(kafka_t *k);
+/* From the fatal callback (or the loop thread): the next kafka_poll, once
+ * librdkafka's callbacks returned, makes a new producer with the same
+ * configuration (a new producer id) in place of this one and purges what
+ * the old one held; kafka_produce refuses with KAFKA_ERR_QUEUE_FULL until
+ * then. The kafka_t, its event fd, its topic counts and the embedded mock
+ * cluster stay. Reports on_replaced. */
+void kafka_replace_soon(kafka_t *k);
 
 /* Enqueues one record (copied into librdkafka). `opaque` comes back in the
  * delivery report. Returns KAFKA_OK or a KAFKA_ERR_* value. */
