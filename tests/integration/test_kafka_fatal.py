@@ -130,3 +130,50 @@ def test_fourth_fatal_error_within_60_s_stops(tmp_path, mock_kafka):
         assert not re.search("producer replaced", d.log(mark))
     finally:
         d.stop()
+
+
+def test_each_worker_replaces_its_own_producer(daemon, mock_kafka):
+    """threads: 2: a fatal error of one worker's producer replaces that
+    producer only; the other worker's is replaced at its own fatal error."""
+    d = daemon({"threads": 2, "metrics": {"listen": "127.0.0.1:0"}},
+               env={"M2K_TEST_KAFKA_FATAL_AT": "1"})
+    mport = metrics_port(d)
+    pid = d.proc.pid
+
+    def serving():
+        s = scrape(mport)
+        return [int(s[f'mqtt2kafka_worker_connections{{worker="{i}"}}']) for i in range(2)]
+
+    # One client on each worker: a client id lives where its hash says.
+    on, extra = {}, []
+    for i in range(40):
+        before = serving()
+        cl = Raw(d.port).connect(f"fatal-w{i}")
+        now = m2k.wait_until(lambda: sum(serving()) == sum(before) + 1 and serving(), 10,
+                             "the client served by a worker")
+        w = 0 if now[0] == before[0] + 1 else 1
+        (extra if w in on else on.setdefault(w, [])).append(cl)
+        if len(on) == 2:
+            break
+    assert len(on) == 2, "40 client ids, all on one worker"
+
+    replaced = re.compile(m2k.line(f"kafka: fatal producer error: {FATAL}; replacing the producer",
+                                   level="error"), re.M)
+    for n, w in enumerate((0, 1), start=1):
+        cl = on[w][0]
+        mark = d.mark()
+        # The worker's record 1 (QoS 0, to another Kafka topic): its fatal error.
+        cl.send(m2k.publish(f"sensors/w{w}/temperature", f"q0-w{w}"))
+        d.wait_log(m2k.line(r"kafka: producer replaced; \d+ records of the old one failed back "
+                            r"to their clients", level="warn", regex=True), since=mark)
+        assert len(replaced.findall(d.log(mark))) == 1
+        m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_kafka_producer_replaced_total"] == n,
+                       10, f"{n} producers replaced")
+    for w in (0, 1):
+        on[w][0].send(m2k.publish("test/w", f"q1-w{w}", qos=1, pid=1))
+        on[w][0].expect(m2k.puback(1), timeout=15)
+    got = [r.value for r in m2k.assert_records(mock_kafka.bootstrap, "test", 2)]
+    assert sorted(got) == [b"q1-w0", b"q1-w1"]
+    assert d.proc.poll() is None and d.proc.pid == pid
+    for cl in extra:
+        cl.close()
