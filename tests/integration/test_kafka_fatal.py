@@ -10,6 +10,7 @@ import m2k
 from m2k import Raw, packet, enc_str
 from test_metrics import scrape
 from test_mqtt5 import connect5, connack5, reason5, NOT_TAKEN
+from test_spool import FAST_RECONNECT, publish_acked, spool_cfg, values_in_order
 
 FATAL = "test_fatal_error: M2K_TEST_KAFKA_FATAL_AT"
 ONE = {"threads": 1, "metrics": {"listen": "127.0.0.1:0"}}
@@ -177,3 +178,26 @@ def test_each_worker_replaces_its_own_producer(daemon, mock_kafka):
     assert d.proc.poll() is None and d.proc.pid == pid
     for cl in extra:
         cl.close()
+
+
+def test_spool_feed_rewinds_into_the_new_producer(daemon, mock_kafka, tmp_path):
+    """With the spool the records are acked once spooled; the fatal error
+    fails what the feed had given the old producer, the feed starts again
+    and the new producer takes every record, once, in order."""
+    mock_kafka.cmd("down -1")
+    d = daemon(m2k.merge(spool_cfg(tmp_path), {"kafka": {"properties": FAST_RECONNECT}}),
+               env={"M2K_TEST_KAFKA_FATAL_AT": "5"})
+    pid = d.proc.pid
+    mark = d.mark()
+    sent = publish_acked(d.port, "fatal-spool", 20)
+    d.wait_log(m2k.line(f"kafka: fatal producer error: {FATAL}; replacing the producer",
+                        level="error"), since=mark)
+    d.wait_log(m2k.line(r"spool: Kafka did not take record \d+ \(Local: Purged in queue\); the "
+                        r"feed starts again from the first record not confirmed once the records "
+                        r"in flight are back", level="warn", regex=True), since=mark)
+    d.wait_log(m2k.line("spool: the feed to Kafka starts again after record 0", level="info"),
+               since=mark)
+    mock_kafka.cmd("up -1")
+    # Nothing was delivered before the fatal error: every record once, in order.
+    assert values_in_order(mock_kafka.bootstrap, 20) == sent
+    assert d.proc.poll() is None and d.proc.pid == pid
