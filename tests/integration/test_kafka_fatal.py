@@ -28,10 +28,14 @@ def publish5(topic, payload, qos, pid):
                   payload.encode())
 
 
-def qos2_done(cl, pid):
-    """PUBREC came: release and complete."""
-    cl.send(m2k.pubrel(pid))
-    cl.expect(m2k.pubcomp(pid), timeout=15)
+def acked(cl, publish, qos, pid):
+    """Sends a QoS 1/2 PUBLISH and expects its ack (QoS 2: PUBREC, then
+    PUBREL and PUBCOMP)."""
+    cl.send(publish)
+    cl.expect((m2k.puback if qos == 1 else m2k.pubrec)(pid), timeout=15)
+    if qos == 2:
+        cl.send(m2k.pubrel(pid))
+        cl.expect(m2k.pubcomp(pid), timeout=15)
 
 
 def test_fatal_error_replaces_the_producer(daemon, mock_kafka):
@@ -48,16 +52,10 @@ def test_fatal_error_replaces_the_producer(daemon, mock_kafka):
     assert e.recv_packet() == connack5()
 
     # Records 1-4: acked before the fault.
-    a.send(m2k.publish("test/a", "a1", qos=1, pid=1))
-    a.expect(m2k.puback(1), timeout=15)
-    b.send(m2k.publish("test/b", "b1", qos=2, pid=1))
-    b.expect(m2k.pubrec(1), timeout=15)
-    qos2_done(b, 1)
-    c.send(publish5("test/c", "c1", 1, 1))
-    c.expect(m2k.puback(1), timeout=15)
-    e.send(publish5("test/e", "e1", 2, 1))
-    e.expect(m2k.pubrec(1), timeout=15)
-    qos2_done(e, 1)
+    acked(a, m2k.publish("test/a", "a1", qos=1, pid=1), 1, 1)
+    acked(b, m2k.publish("test/b", "b1", qos=2, pid=1), 2, 1)
+    acked(c, publish5("test/c", "c1", 1, 1), 1, 1)
+    acked(e, publish5("test/e", "e1", 2, 1), 2, 1)
 
     # Records 5-8 wait for the brokers; the 8th brings the fatal error.
     mock_kafka.cmd("down -1")
@@ -86,20 +84,12 @@ def test_fatal_error_replaces_the_producer(daemon, mock_kafka):
     # are back; MQTT 5 clients stayed connected.
     mock_kafka.cmd("up -1")
     a = Raw(d.port).connect("fatal-a", clean=False, session_present=True)
-    a.send(m2k.publish("test/a", "a2", qos=1, pid=2, dup=True))
-    a.expect(m2k.puback(2), timeout=15)
+    acked(a, m2k.publish("test/a", "a2", qos=1, pid=2, dup=True), 1, 2)
     b = Raw(d.port).connect("fatal-b", clean=False, session_present=True)
-    b.send(m2k.publish("test/b", "b2", qos=2, pid=2, dup=True))
-    b.expect(m2k.pubrec(2), timeout=15)
-    qos2_done(b, 2)
-    c.send(publish5("test/c", "c3", 1, 3))
-    c.expect(m2k.puback(3), timeout=15)
-    e.send(publish5("test/e", "e3", 2, 3))
-    e.expect(m2k.pubrec(3), timeout=15)
-    qos2_done(e, 3)
-    f = Raw(d.port).connect("fatal-f")
-    f.send(m2k.publish("test/f", "f1", qos=1, pid=1))
-    f.expect(m2k.puback(1), timeout=15)
+    acked(b, m2k.publish("test/b", "b2", qos=2, pid=2, dup=True), 2, 2)
+    acked(c, publish5("test/c", "c3", 1, 3), 1, 3)
+    acked(e, publish5("test/e", "e3", 2, 3), 2, 3)
+    acked(Raw(d.port).connect("fatal-f"), m2k.publish("test/f", "f1", qos=1, pid=1), 1, 1)
 
     got = m2k.assert_records(mock_kafka.bootstrap, "test", 9)
     assert sorted(r.value for r in got) == sorted(
@@ -171,8 +161,7 @@ def test_each_worker_replaces_its_own_producer(daemon, mock_kafka):
         m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_kafka_producer_replaced_total"] == n,
                        10, f"{n} producers replaced")
     for w in (0, 1):
-        on[w][0].send(m2k.publish("test/w", f"q1-w{w}", qos=1, pid=1))
-        on[w][0].expect(m2k.puback(1), timeout=15)
+        acked(on[w][0], m2k.publish("test/w", f"q1-w{w}", qos=1, pid=1), 1, 1)
     got = [r.value for r in m2k.assert_records(mock_kafka.bootstrap, "test", 2)]
     assert sorted(got) == [b"q1-w0", b"q1-w1"]
     assert d.proc.poll() is None and d.proc.pid == pid
