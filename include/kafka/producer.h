@@ -35,11 +35,10 @@ typedef void (*kafka_delivery_cb)(void *ud, uint64_t opaque, int err, const char
  * kafka_poll(). Either kafka_replace_soon() from here, or the producer stays
  * fatal (kafka_produce: KAFKA_ERR_FATAL): stop intake, flush, exit. */
 typedef void (*kafka_fatal_cb)(void *ud, const char *errstr);
-/* After kafka_replace_soon: errstr NULL when a new producer took over; the
- * old one's records were purged, and `failed` failed reports of its were
- * served since its fatal error (any still owed come with a later
- * kafka_poll). Else why no new producer could be made (the old one stays,
- * fatal). */
+/* After kafka_replace_soon: errstr NULL when a new producer took over once
+ * every report of the old one was served, `failed` of them failed since its
+ * fatal error. Else why no new producer could be made (the old one stays,
+ * fatal, drained). */
 typedef void (*kafka_replaced_cb)(void *ud, int failed, const char *errstr);
 /* librdkafka's statistics JSON (statistics.interval.ms), on the loop thread
  * from kafka_poll(); the buffer is valid during the call only. */
@@ -96,12 +95,14 @@ int kafka_event_fd(const kafka_t *k);
 /* Serves every waiting event (delivery reports, errors, logs); returns how many.
  * Replaces the producer when kafka_replace_soon asked for it. */
 int kafka_poll(kafka_t *k);
-/* From the fatal callback (or the loop thread): the next kafka_poll, once
- * librdkafka's callbacks returned, makes a new producer with the same
- * configuration (a new producer id) in place of this one and purges what
- * the old one held; kafka_produce refuses with KAFKA_ERR_QUEUE_FULL until
- * then. The kafka_t, its event fd, its topic counts and the embedded mock
- * cluster stay. Reports on_replaced. */
+/* From the fatal callback (or the loop thread). From now on kafka_produce
+ * refuses with KAFKA_ERR_QUEUE_FULL. The next kafka_poll, once librdkafka's
+ * callbacks returned, purges the records the producer has not sent (their
+ * reports fail); those in flight are answered, or purged after
+ * KAFKA_REPLACE_INFLIGHT_MS (5 s, checked on each kafka_poll). Once every
+ * report is served, a new producer with the same configuration (a new
+ * producer id) takes its place: the kafka_t, its event fd, its topic counts
+ * and the embedded mock cluster stay. Then on_replaced. */
 void kafka_replace_soon(kafka_t *k);
 
 /* Enqueues one record (copied into librdkafka). `opaque` comes back in the

@@ -31,6 +31,8 @@ _Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "kafka.c needs 64-bit poin
 
 #define KAFKA_EMBEDDED "embedded"
 #define KAFKA_EMBEDDED_BROKERS 3
+/* How long a replaced producer's requests in flight may still be answered. */
+#define KAFKA_REPLACE_INFLIGHT_MS 5000
 /* The most record numbers M2K_TEST_KAFKA_FATAL_AT takes. */
 #define KAFKA_TEST_FATAL_MAX 16
 #define KAFKA_TEST_FATAL_ENV "M2K_TEST_KAFKA_FATAL_AT"
@@ -69,14 +71,15 @@ struct kafka {
     /* A copy of the producer's configuration (callbacks and opaque
      * included): a replacement is built from it. */
     rd_kafka_conf_t *conf;
-    /* kafka_replace_soon asked for a new producer: kafka_poll builds it once
-     * librdkafka's callbacks have returned. Until then records wait. */
-    bool replace_pending;
-    /* The producer replaced last, until the reports of the records it held
-     * (purged, so failed) are served; then destroyed. */
-    rd_kafka_t *old_rk;
-    rd_kafka_queue_t *old_q;
-    int64_t old_outstanding;
+    /* kafka_replace_soon asked for a new producer: from then on records
+     * wait (KAFKA_ERR_QUEUE_FULL). The fatal producer's queued records are
+     * purged; its requests in flight keep their chance of an answer until
+     * drain_deadline_ms (a record Kafka wrote is acked, not failed and sent
+     * again), then are purged too; once none is owed the new producer
+     * takes over. Nothing new is sent meanwhile, so an answer that comes
+     * late cannot land after a client's later records. */
+    bool replace_pending, draining, inflight_purged;
+    int64_t drain_deadline_ms;
     /* Failed reports of the fatal producer, from its fatal error on. */
     int failed_back;
 
@@ -146,12 +149,6 @@ static void kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const
 /* Served by rd_kafka_poll, i.e. on the caller's thread. */
 static void kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
     kafka_t *k = opaque;
-    if (rk == k->old_rk) {
-        /* Replaced: what it still says (its fatal error again) is history. */
-        log_debug("kafka: the replaced producer: %s: %s",
-                  rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
-        return;
-    }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         kafka_set_reachable(k, false, reason);
     if (err != RD_KAFKA_RESP_ERR__FATAL) {
@@ -175,9 +172,7 @@ static void kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *op
 static void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
     kafka_t *k = opaque;
     k->outstanding--;
-    if (rk == k->old_rk)
-        k->old_outstanding--;
-    if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR && (rk == k->old_rk || k->fatal_reported))
+    if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR && k->fatal_reported)
         k->failed_back++;
     if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR && k->unreachable)
         kafka_set_reachable(k, true, NULL);
@@ -201,8 +196,8 @@ static void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, voi
 /* Served by rd_kafka_poll, i.e. on the caller's thread. */
 static int kafka_on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
     kafka_t *k = opaque;
-    /* Not the replaced producer's: its figures would overwrite the new one's. */
-    if (!k->closing && rk == k->rk && k->on_stats != NULL)
+    (void)rk;
+    if (!k->closing && k->on_stats != NULL)
         k->on_stats(k->ud, json, len);
     return 0; /* librdkafka frees json */
 }
@@ -420,24 +415,11 @@ static void kafka_topics_free(kafka_t *k) {
     k->n_slots = 0;
 }
 
-/* Destroys the replaced producer (its reports served, or given up). */
-static void kafka_old_destroy(kafka_t *k) {
-    rd_kafka_queue_io_event_enable(k->old_q, -1, NULL, 0);
-    rd_kafka_queue_destroy(k->old_q);
-    rd_kafka_destroy(k->old_rk);
-    k->old_rk = NULL;
-    k->old_q = NULL;
-}
-
 void kafka_free(kafka_t *k) {
     if (k == NULL)
         return;
     k->closing = true;
     kafka_topics_free(k);
-    if (k->old_rk != NULL) {
-        rd_kafka_purge(k->old_rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        kafka_old_destroy(k);
-    }
     if (k->rk != NULL) {
         rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         if (k->mainq != NULL) {
@@ -464,38 +446,32 @@ int kafka_event_fd(const kafka_t *k) {
     return k->efd;
 }
 
-/* Serves the replaced producer's reports; destroys it once none is owed. */
-static int kafka_poll_old(kafka_t *k) {
+static int64_t kafka_now_ms(void);
+
+static int kafka_serve(kafka_t *k) {
     int total = 0, n;
-    while ((n = rd_kafka_poll(k->old_rk, 0)) > 0)
+    while ((n = rd_kafka_poll(k->rk, 0)) > 0)
         total += n;
-    if (k->old_outstanding <= 0)
-        kafka_old_destroy(k);
     return total;
 }
 
-/* A new producer from the same configuration (a new producer id) takes the
- * place of the fatal one, whose records are purged: their reports fail
- * (served now, on this thread, or by a later kafka_poll) and reach the
- * caller as any failed delivery. The topic slots (and their counts) stay,
- * with handles of the new producer. Outside librdkafka's callbacks only. */
-static void kafka_replace(kafka_t *k) {
+/* The fatal producer is drained (every report served): a new one from the
+ * same configuration (a new producer id) takes its place in this kafka_t,
+ * with the same event fd; the topic slots (and their counts) get handles
+ * of the new one. */
+static void kafka_swap(kafka_t *k) {
     char rderr[512];
-    if (k->old_rk != NULL) {
-        snprintf(rderr, sizeof(rderr),
-                 "the producer replaced before still owes %" PRId64 " delivery reports",
-                 k->old_outstanding);
-        goto fail;
-    }
     rd_kafka_conf_t *conf = rd_kafka_conf_dup(k->conf);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof(rderr));
+    k->replace_pending = k->draining = false;
     if (rk == NULL) {
         rd_kafka_conf_destroy(conf);
-        goto fail;
+        if (k->on_replaced != NULL)
+            k->on_replaced(k->ud, k->failed_back, rderr);
+        return;
     }
     for (size_t i = 0; i < k->n_slots; i++) {
         kafka_topic_slot_t *e = k->slot_order[i];
-        /* The old handle's records keep their own reference to it. */
         if (e->rkt != NULL)
             rd_kafka_topic_destroy(e->rkt);
         rd_kafka_topic_conf_t *tc = rd_kafka_default_topic_conf_dup(rk);
@@ -503,23 +479,41 @@ static void kafka_replace(kafka_t *k) {
             rd_kafka_topic_conf_set_opaque(tc, e);
         e->rkt = tc ? rd_kafka_topic_new(rk, e->name, tc) : NULL; /* NULL: by name */
     }
+    rd_kafka_queue_io_event_enable(k->mainq, -1, NULL, 0);
+    rd_kafka_queue_destroy(k->mainq);
+    rd_kafka_destroy(k->rk);
     static const uint64_t one = 1;
-    k->old_rk = k->rk;
-    k->old_q = k->mainq;
-    k->old_outstanding = k->outstanding;
     k->rk = rk;
     k->mainq = rd_kafka_queue_get_main(rk);
     rd_kafka_queue_io_event_enable(k->mainq, k->efd, &one, sizeof(one));
     k->fatal_reported = false;
-    /* Records produced from the reports below go to the new producer. */
-    rd_kafka_purge(k->old_rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    kafka_poll_old(k);
     if (k->on_replaced != NULL)
         k->on_replaced(k->ud, k->failed_back, NULL);
-    return;
-fail:
-    if (k->on_replaced != NULL)
-        k->on_replaced(k->ud, k->failed_back, rderr);
+}
+
+/* One step of a replacement, outside librdkafka's callbacks: start the
+ * drain, purge what is still in flight past the deadline, swap once none
+ * is owed. */
+static int kafka_replace_step(kafka_t *k) {
+    int total = 0;
+    if (!k->draining) {
+        k->draining = true;
+        k->inflight_purged = false;
+        k->drain_deadline_ms = kafka_now_ms() + KAFKA_REPLACE_INFLIGHT_MS;
+        rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE);
+        total += kafka_serve(k);
+    }
+    if (k->outstanding > 0 && !k->inflight_purged && kafka_now_ms() >= k->drain_deadline_ms) {
+        k->inflight_purged = true;
+        log_warn("kafka: %" PRId64 " records in flight in the fatal producer not answered within "
+                 "%d ms; purged",
+                 k->outstanding, KAFKA_REPLACE_INFLIGHT_MS);
+        rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        total += kafka_serve(k);
+    }
+    if (k->outstanding <= 0)
+        kafka_swap(k);
+    return total;
 }
 
 int kafka_poll(kafka_t *k) {
@@ -528,16 +522,9 @@ int kafka_poll(kafka_t *k) {
     uint64_t v;
     while (read(k->efd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
     }
-    int total = 0;
-    int n;
-    while ((n = rd_kafka_poll(k->rk, 0)) > 0)
-        total += n;
-    if (k->old_rk != NULL)
-        total += kafka_poll_old(k);
-    if (k->replace_pending && !k->closing) {
-        k->replace_pending = false;
-        kafka_replace(k);
-    }
+    int total = kafka_serve(k);
+    if (k->replace_pending && !k->closing)
+        total += kafka_replace_step(k);
     return total;
 }
 
@@ -755,8 +742,6 @@ int kafka_flush(kafka_t *k, int timeout_ms) {
 int kafka_purge(kafka_t *k) {
     int n = (int)k->outstanding;
     rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    if (k->old_rk != NULL)
-        rd_kafka_purge(k->old_rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     return n;
 }
 

@@ -617,6 +617,80 @@ static void test_fatal_error_replaces_producer(void **state) {
     assert_true(ts[0].produced == 4 && ts[0].delivered == 1 && ts[0].failed == 3);
 }
 
+/* A record the fatal producer has in flight keeps its answer: Kafka wrote
+ * it, so its report is a success (not a failure the client would answer
+ * with a resend, a duplicate); the record not sent yet fails at once, and
+ * records wait until the new producer takes over. */
+static void test_fatal_error_in_flight_record_answered(void **state) {
+    fixture_t *f = *state;
+    assert_int_equal(rd_kafka_mock_topic_create(f->mc, "inflight", 1, 1),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    f->sink.replace = &f->k;
+    setenv("M2K_TEST_KAFKA_FATAL_AT", "3", 1);
+    start(f, idempotent, 1);
+    unsetenv("M2K_TEST_KAFKA_FATAL_AT");
+    assert_int_equal(kafka_wait_metadata(f->k, WAIT_MS), 0);
+    kafka_record_t rec = simple_record("inflight", "x");
+    /* Record 1 delivered: the producer id and the topic's leader are known. */
+    assert_int_equal(kafka_produce(f->k, &rec, 1), KAFKA_OK);
+    wait_reports(f, 1);
+    assert_int_equal(f->sink.reports[0].err, 0);
+    /* Record 2 waits 1.5 s for its answer; the fatal error comes 0.3 s in. */
+    assert_int_equal(rd_kafka_mock_broker_set_rtt(f->mc, -1, 1500), RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(kafka_produce(f->k, &rec, 2), KAFKA_OK);
+    struct timespec ts = {0, 300 * 1000000L};
+    nanosleep(&ts, NULL);
+    assert_int_equal(kafka_produce(f->k, &rec, 3), KAFKA_OK); /* record 3 of the hook: fatal */
+    wait_fatal(f);
+    kafka_poll(f->k);
+    assert_int_equal(f->sink.n_replaced, 0); /* record 2 is still in flight */
+    assert_int_equal(kafka_produce(f->k, &rec, 4), KAFKA_ERR_QUEUE_FULL);
+    assert_string_equal(kafka_last_error(f->k), "the producer is being replaced");
+    assert_int_equal(f->sink.n_reports, 2);
+    assert_true(f->sink.reports[1].opaque == 3);
+    assert_int_equal(f->sink.reports[1].err, RD_KAFKA_RESP_ERR__PURGE_QUEUE);
+    wait_replaced(f->k, &f->sink, 1);
+    assert_int_equal(f->sink.n_reports, 3);
+    assert_true(f->sink.reports[2].opaque == 2);
+    assert_int_equal(f->sink.reports[2].err, 0);
+    assert_int_equal(f->sink.replaced_held, 1);
+    assert_int_equal(kafka_outq_len(f->k), 0);
+    assert_int_equal(rd_kafka_mock_broker_set_rtt(f->mc, -1, 0), RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(kafka_produce(f->k, &rec, 4), KAFKA_OK);
+    wait_reports(f, 4);
+    assert_true(f->sink.reports[3].opaque == 4 && f->sink.reports[3].err == 0);
+}
+
+/* An answer that does not come within KAFKA_REPLACE_INFLIGHT_MS (5 s): the
+ * record in flight is purged then, and fails. */
+static void test_fatal_error_in_flight_record_purged_after_5_s(void **state) {
+    fixture_t *f = *state;
+    assert_int_equal(rd_kafka_mock_topic_create(f->mc, "inflight", 1, 1),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    f->sink.replace = &f->k;
+    setenv("M2K_TEST_KAFKA_FATAL_AT", "3", 1);
+    start(f, idempotent, 1);
+    unsetenv("M2K_TEST_KAFKA_FATAL_AT");
+    assert_int_equal(kafka_wait_metadata(f->k, WAIT_MS), 0);
+    kafka_record_t rec = simple_record("inflight", "x");
+    assert_int_equal(kafka_produce(f->k, &rec, 1), KAFKA_OK);
+    wait_reports(f, 1);
+    assert_int_equal(rd_kafka_mock_broker_set_rtt(f->mc, -1, 12000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(kafka_produce(f->k, &rec, 2), KAFKA_OK);
+    struct timespec ts = {0, 300 * 1000000L};
+    nanosleep(&ts, NULL);
+    assert_int_equal(kafka_produce(f->k, &rec, 3), KAFKA_OK);
+    wait_replaced(f->k, &f->sink, 1);
+    assert_int_equal(f->sink.n_reports, 3);
+    assert_true(f->sink.reports[1].opaque == 3);
+    assert_int_equal(f->sink.reports[1].err, RD_KAFKA_RESP_ERR__PURGE_QUEUE);
+    assert_true(f->sink.reports[2].opaque == 2);
+    assert_int_equal(f->sink.reports[2].err, RD_KAFKA_RESP_ERR__PURGE_INFLIGHT);
+    assert_int_equal(f->sink.replaced_held, 2);
+    assert_int_equal(kafka_outq_len(f->k), 0);
+    assert_int_equal(rd_kafka_mock_broker_set_rtt(f->mc, -1, 0), RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
 /* Without kafka_replace_soon the producer stays fatal (the daemon stops). */
 static void test_fatal_error_not_replaced(void **state) {
     fixture_t *f = *state;
@@ -751,6 +825,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_wait_metadata_fails_when_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fatal_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fatal_error_replaces_producer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fatal_error_in_flight_record_answered, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_fatal_error_in_flight_record_purged_after_5_s, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_fatal_error_not_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fatal_hook_malformed, setup, teardown),
         cmocka_unit_test(test_fatal_error_embedded_cluster_survives),
