@@ -617,12 +617,10 @@ static void test_fatal_error_replaces_producer(void **state) {
     assert_true(ts[0].produced == 4 && ts[0].delivered == 1 && ts[0].failed == 3);
 }
 
-/* A record the fatal producer has in flight keeps its answer: Kafka wrote
- * it, so its report is a success (not a failure the client would answer
- * with a resend, a duplicate); the record not sent yet fails at once, and
- * records wait until the new producer takes over. */
-static void test_fatal_error_in_flight_record_answered(void **state) {
-    fixture_t *f = *state;
+/* Record 1 delivered (the producer id and the topic's leader are known);
+ * record 2 in flight, its answer `rtt_ms` away; record 3 queued, and the
+ * hook's fatal error right after it, 0.3 s after record 2. */
+static kafka_record_t fatal_with_record_in_flight(fixture_t *f, int rtt_ms) {
     assert_int_equal(rd_kafka_mock_topic_create(f->mc, "inflight", 1, 1),
                      RD_KAFKA_RESP_ERR_NO_ERROR);
     f->sink.replace = &f->k;
@@ -631,16 +629,24 @@ static void test_fatal_error_in_flight_record_answered(void **state) {
     unsetenv("M2K_TEST_KAFKA_FATAL_AT");
     assert_int_equal(kafka_wait_metadata(f->k, WAIT_MS), 0);
     kafka_record_t rec = simple_record("inflight", "x");
-    /* Record 1 delivered: the producer id and the topic's leader are known. */
     assert_int_equal(kafka_produce(f->k, &rec, 1), KAFKA_OK);
     wait_reports(f, 1);
     assert_int_equal(f->sink.reports[0].err, 0);
-    /* Record 2 waits 1.5 s for its answer; the fatal error comes 0.3 s in. */
-    assert_int_equal(rd_kafka_mock_broker_set_rtt(f->mc, -1, 1500), RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(rd_kafka_mock_broker_set_rtt(f->mc, -1, rtt_ms), RD_KAFKA_RESP_ERR_NO_ERROR);
     assert_int_equal(kafka_produce(f->k, &rec, 2), KAFKA_OK);
     struct timespec ts = {0, 300 * 1000000L};
     nanosleep(&ts, NULL);
-    assert_int_equal(kafka_produce(f->k, &rec, 3), KAFKA_OK); /* record 3 of the hook: fatal */
+    assert_int_equal(kafka_produce(f->k, &rec, 3), KAFKA_OK);
+    return rec;
+}
+
+/* A record the fatal producer has in flight keeps its answer: Kafka wrote
+ * it, so its report is a success (not a failure the client would answer
+ * with a resend, a duplicate); the record not sent yet fails at once, and
+ * records wait until the new producer takes over. */
+static void test_fatal_error_in_flight_record_answered(void **state) {
+    fixture_t *f = *state;
+    kafka_record_t rec = fatal_with_record_in_flight(f, 1500);
     wait_fatal(f);
     kafka_poll(f->k);
     assert_int_equal(f->sink.n_replaced, 0); /* record 2 is still in flight */
@@ -665,21 +671,7 @@ static void test_fatal_error_in_flight_record_answered(void **state) {
  * record in flight is purged then, and fails. */
 static void test_fatal_error_in_flight_record_purged_after_5_s(void **state) {
     fixture_t *f = *state;
-    assert_int_equal(rd_kafka_mock_topic_create(f->mc, "inflight", 1, 1),
-                     RD_KAFKA_RESP_ERR_NO_ERROR);
-    f->sink.replace = &f->k;
-    setenv("M2K_TEST_KAFKA_FATAL_AT", "3", 1);
-    start(f, idempotent, 1);
-    unsetenv("M2K_TEST_KAFKA_FATAL_AT");
-    assert_int_equal(kafka_wait_metadata(f->k, WAIT_MS), 0);
-    kafka_record_t rec = simple_record("inflight", "x");
-    assert_int_equal(kafka_produce(f->k, &rec, 1), KAFKA_OK);
-    wait_reports(f, 1);
-    assert_int_equal(rd_kafka_mock_broker_set_rtt(f->mc, -1, 12000), RD_KAFKA_RESP_ERR_NO_ERROR);
-    assert_int_equal(kafka_produce(f->k, &rec, 2), KAFKA_OK);
-    struct timespec ts = {0, 300 * 1000000L};
-    nanosleep(&ts, NULL);
-    assert_int_equal(kafka_produce(f->k, &rec, 3), KAFKA_OK);
+    (void)fatal_with_record_in_flight(f, 12000);
     wait_replaced(f->k, &f->sink, 1);
     assert_int_equal(f->sink.n_reports, 3);
     assert_true(f->sink.reports[1].opaque == 3);
