@@ -24,6 +24,12 @@
 #include "ops/metrics.h"
 #include "util/log.h"
 
+/* A worker replaces its producer after a fatal error, at most this many
+ * times within FATAL_REPLACE_WINDOW_MS; the next fatal error within the
+ * window stops the daemon (exit status 1), as without a replacement. */
+#define FATAL_REPLACE_MAX 3
+#define FATAL_REPLACE_WINDOW_MS 60000u
+
 /* At most this many "routed" debug lines per second (log.level: debug). */
 #define ROUTED_LOG_PER_S 10
 
@@ -42,6 +48,10 @@ struct worker {
     daemon_auth_t *auth; /* password checks on the threadpool */
     metrics_t m;         /* counted on the hot path (ack latency, failures, rdkafka) */
     bool stopping, done, fatal;
+    /* When its producer's last fatal errors came (server_now_ms), oldest
+     * first: the bound on replacing it (daemon_worker.c, on_fatal). */
+    uint64_t fatal_at[FATAL_REPLACE_MAX];
+    unsigned n_fatal_at;
     uint64_t deadline_ms;
     int exit_code;
     /* With several workers, what its shutdown found (the main thread logs

@@ -87,19 +87,58 @@ static void on_stats(void *ud, const char *json, size_t len) {
         kafka_set_reachable(w->k, false, "no broker connection is up");
 }
 
-static void on_fatal(void *ud, const char *errstr) {
-    worker_t *w = ud;
-    log_error("kafka: fatal producer error: %s; stopping", errstr ? errstr : "?");
+static void stop_fatal(worker_t *w) {
     w->fatal = true;
     w->exit_code = 1;
     if (w->srv)
         daemon_on_fatal(w);
 }
 
+/* A fatal producer error costs a new producer (kafka_replace_soon: what the
+ * old one held fails back to the sessions, which answer it as any failed
+ * delivery), up to FATAL_REPLACE_MAX times in FATAL_REPLACE_WINDOW_MS;
+ * beyond that, or before serving or while stopping, the daemon stops. */
+static void on_fatal(void *ud, const char *errstr) {
+    worker_t *w = ud;
+    const char *why = errstr ? errstr : "?";
+    if (!w->srv || w->stopping) {
+        log_error("kafka: fatal producer error: %s; stopping", why);
+        stop_fatal(w);
+        return;
+    }
+    uint64_t now = server_now_ms(w->srv);
+    if (w->n_fatal_at == FATAL_REPLACE_MAX && now - w->fatal_at[0] < FATAL_REPLACE_WINDOW_MS) {
+        log_error("kafka: fatal producer error: %s; %u fatal errors within %u s: stopping", why,
+                  FATAL_REPLACE_MAX + 1, FATAL_REPLACE_WINDOW_MS / 1000);
+        stop_fatal(w);
+        return;
+    }
+    if (w->n_fatal_at == FATAL_REPLACE_MAX) {
+        memmove(w->fatal_at, w->fatal_at + 1, (FATAL_REPLACE_MAX - 1) * sizeof(w->fatal_at[0]));
+        w->n_fatal_at--;
+    }
+    w->fatal_at[w->n_fatal_at++] = now;
+    log_error("kafka: fatal producer error: %s; replacing the producer", why);
+    kafka_replace_soon(w->k);
+}
+
+static void on_replaced(void *ud, int failed, const char *errstr) {
+    worker_t *w = ud;
+    if (errstr != NULL) {
+        log_error("kafka: the producer could not be replaced: %s; stopping", errstr);
+        stop_fatal(w);
+        return;
+    }
+    w->m.kafka_producer_replaced++;
+    log_warn("kafka: producer replaced; %d records of the old one failed back to their clients",
+             failed);
+}
+
 kafka_opts_t worker_kafka_opts(worker_t *w) {
     return (kafka_opts_t){
         .on_delivery = on_delivery,
         .on_fatal = on_fatal,
+        .on_replaced = on_replaced,
         .on_stats = on_stats,
         .ud = w,
     };

@@ -31,8 +31,15 @@ typedef struct {
 /* Called on the loop thread from kafka_poll(): err == 0 means Kafka confirmed
  * the record (acks as configured); otherwise errstr says why it failed. */
 typedef void (*kafka_delivery_cb)(void *ud, uint64_t opaque, int err, const char *errstr);
-/* A fatal producer error (rd_kafka_fatal_error): stop intake, flush, exit. */
+/* A fatal producer error (rd_kafka_fatal_error), on the loop thread from
+ * kafka_poll(). Either kafka_replace_soon() from here, or the producer stays
+ * fatal (kafka_produce: KAFKA_ERR_FATAL): stop intake, flush, exit. */
 typedef void (*kafka_fatal_cb)(void *ud, const char *errstr);
+/* After kafka_replace_soon: errstr NULL when a new producer took over once
+ * every report of the old one was served, `failed` of them failed since its
+ * fatal error. Else why no new producer could be made (the old one stays,
+ * fatal, drained). */
+typedef void (*kafka_replaced_cb)(void *ud, int failed, const char *errstr);
 /* librdkafka's statistics JSON (statistics.interval.ms), on the loop thread
  * from kafka_poll(); the buffer is valid during the call only. */
 typedef void (*kafka_stats_cb)(void *ud, const char *json, size_t len);
@@ -43,6 +50,7 @@ typedef struct {
     size_t n_properties;           /* number of name/value PAIRS (2 * n_properties strings) */
     kafka_delivery_cb on_delivery;
     kafka_fatal_cb on_fatal;
+    kafka_replaced_cb on_replaced; /* optional */
     /* Optional. When set, statistics.interval.ms defaults to
      * KAFKA_STATS_INTERVAL_MS_DEFAULT (properties may override it; 0 = off). */
     kafka_stats_cb on_stats;
@@ -84,8 +92,18 @@ int kafka_check_property(const char *name, const char *value, char *errbuf, size
 /* A non-blocking fd that becomes readable when delivery reports (or errors)
  * wait; watch it with uv_poll and call kafka_poll. */
 int kafka_event_fd(const kafka_t *k);
-/* Serves every waiting event (delivery reports, errors, logs); returns how many. */
+/* Serves every waiting event (delivery reports, errors, logs); returns how many.
+ * Replaces the producer when kafka_replace_soon asked for it. */
 int kafka_poll(kafka_t *k);
+/* From the fatal callback (or the loop thread). From now on kafka_produce
+ * refuses with KAFKA_ERR_QUEUE_FULL. The next kafka_poll, once librdkafka's
+ * callbacks returned, purges the records the producer has not sent (their
+ * reports fail); those in flight are answered, or purged after
+ * KAFKA_REPLACE_INFLIGHT_MS (5 s, checked on each kafka_poll). Once every
+ * report is served, a new producer with the same configuration (a new
+ * producer id) takes its place: the kafka_t, its event fd, its topic counts
+ * and the embedded mock cluster stay. Then on_replaced. */
+void kafka_replace_soon(kafka_t *k);
 
 /* Enqueues one record (copied into librdkafka). `opaque` comes back in the
  * delivery report. Returns KAFKA_OK or a KAFKA_ERR_* value. */

@@ -191,6 +191,7 @@ typedef struct {
     uint64_t kafka_records_delivered;
     metrics_label_table_t kafka_records_failed; /* by rd_kafka_err2name() */
     uint64_t kafka_queue_full;                  /* produce attempts refused with QUEUE_FULL */
+    uint64_t kafka_producer_replaced;           /* new producers after a fatal error */
     metrics_rdkafka_t rdkafka;
 
     /* downlink (Kafka -> MQTT): rendered only when `downlink` is set */

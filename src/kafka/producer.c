@@ -31,6 +31,11 @@ _Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "kafka.c needs 64-bit poin
 
 #define KAFKA_EMBEDDED "embedded"
 #define KAFKA_EMBEDDED_BROKERS 3
+/* How long a replaced producer's requests in flight may still be answered. */
+#define KAFKA_REPLACE_INFLIGHT_MS 5000
+/* The most record numbers M2K_TEST_KAFKA_FATAL_AT takes. */
+#define KAFKA_TEST_FATAL_MAX 16
+#define KAFKA_TEST_FATAL_ENV "M2K_TEST_KAFKA_FATAL_AT"
 /* Fixed members of one produceva call: topic, key, value, opaque, flags,
  * timestamp. Headers come on top. */
 #define KAFKA_VU_FIXED 6
@@ -59,8 +64,30 @@ struct kafka {
 
     kafka_delivery_cb on_delivery;
     kafka_fatal_cb on_fatal;
+    kafka_replaced_cb on_replaced;
     kafka_stats_cb on_stats;
     void *ud;
+
+    /* A copy of the producer's configuration (callbacks and opaque
+     * included): a replacement is built from it. */
+    rd_kafka_conf_t *conf;
+    /* kafka_replace_soon asked for a new producer: from then on records
+     * wait (KAFKA_ERR_QUEUE_FULL). The fatal producer's queued records are
+     * purged; its requests in flight keep their chance of an answer until
+     * drain_deadline_ms (a record Kafka wrote is acked, not failed and sent
+     * again), then are purged too; once none is owed the new producer
+     * takes over. Nothing new is sent meanwhile, so an answer that comes
+     * late cannot land after a client's later records. */
+    bool replace_pending, draining, inflight_purged;
+    int64_t drain_deadline_ms;
+    /* Failed reports of the fatal producer, from its fatal error on. */
+    int failed_back;
+
+    /* M2K_TEST_KAFKA_FATAL_AT (docs/development.md): a fabricated fatal
+     * error right after the records numbered here were produced. */
+    uint64_t n_produced;
+    uint64_t test_fatal_at[KAFKA_TEST_FATAL_MAX];
+    size_t n_test_fatal, test_fatal_next;
 
     /* Loop thread only (error_cb and delivery reports are served there). */
     bool unreachable;
@@ -136,6 +163,7 @@ static void kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *op
     if (k->fatal_reported || k->closing)
         return;
     k->fatal_reported = true;
+    k->failed_back = 0;
     if (k->on_fatal != NULL)
         k->on_fatal(k->ud, fatal);
 }
@@ -144,6 +172,8 @@ static void kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *op
 static void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
     kafka_t *k = opaque;
     k->outstanding--;
+    if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR && k->fatal_reported)
+        k->failed_back++;
     if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR && k->unreachable)
         kafka_set_reachable(k, true, NULL);
     if (k->closing)
@@ -274,6 +304,33 @@ int kafka_check(const kafka_opts_t *opts, char *errbuf, size_t errlen) {
     return 0;
 }
 
+/* M2K_TEST_KAFKA_FATAL_AT=N[,N...]: a test hook, read as the producer is
+ * made (docs/development.md). 0, or -1 with errbuf for a malformed value. */
+static int kafka_test_hook(kafka_t *k, char *errbuf, size_t errlen) {
+    const char *v = getenv(KAFKA_TEST_FATAL_ENV);
+    if (v == NULL || *v == '\0')
+        return 0;
+    const char *p = v;
+    uint64_t last = 0;
+    while (*p) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(p, &end, 10);
+        if (end == p || errno != 0 || n <= last || k->n_test_fatal == KAFKA_TEST_FATAL_MAX ||
+            (*end != ',' && *end != '\0')) {
+            snprintf(errbuf, errlen,
+                     "%s=%s: want up to %d increasing record numbers, comma-separated",
+                     KAFKA_TEST_FATAL_ENV, v, KAFKA_TEST_FATAL_MAX);
+            return -1;
+        }
+        k->test_fatal_at[k->n_test_fatal++] = last = n;
+        p = *end ? end + 1 : end;
+    }
+    log_warn("%s=%s: a test hook; fabricated fatal producer errors will come", KAFKA_TEST_FATAL_ENV,
+             v);
+    return 0;
+}
+
 int kafka_new(const kafka_opts_t *opts, kafka_t **out, char *errbuf, size_t errlen) {
     char rderr[512];
     rd_kafka_conf_t *conf = NULL;
@@ -286,6 +343,7 @@ int kafka_new(const kafka_opts_t *opts, kafka_t **out, char *errbuf, size_t errl
     k->efd = -1;
     k->on_delivery = opts->on_delivery;
     k->on_fatal = opts->on_fatal;
+    k->on_replaced = opts->on_replaced;
     k->on_stats = opts->on_stats;
     k->ud = opts->ud;
 
@@ -310,6 +368,9 @@ int kafka_new(const kafka_opts_t *opts, kafka_t **out, char *errbuf, size_t errl
     if (k->on_stats != NULL)
         rd_kafka_conf_set_stats_cb(conf, kafka_on_stats);
     rd_kafka_conf_set_opaque(conf, k);
+    k->conf = rd_kafka_conf_dup(conf);
+    if (kafka_test_hook(k, errbuf, errlen) != 0)
+        goto fail;
 
     k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof(rderr));
     if (k->rk == NULL) {
@@ -340,7 +401,8 @@ fail:
 
 static void kafka_topic_slot_free(hmap_node_t *n, void *ud) {
     kafka_topic_slot_t *e = HMAP_ENTRY(n, kafka_topic_slot_t, node);
-    rd_kafka_topic_destroy(e->rkt);
+    if (e->rkt != NULL)
+        rd_kafka_topic_destroy(e->rkt);
     free(e);
 }
 
@@ -372,6 +434,8 @@ void kafka_free(kafka_t *k) {
         rd_kafka_mock_cluster_destroy(k->mcluster);
     if (k->mock_rk != NULL)
         rd_kafka_destroy(k->mock_rk);
+    if (k->conf != NULL)
+        rd_kafka_conf_destroy(k->conf);
     free(k->bootstrap);
     free(k->vus);
     free(k->report_hdrs);
@@ -382,17 +446,90 @@ int kafka_event_fd(const kafka_t *k) {
     return k->efd;
 }
 
+static int64_t kafka_now_ms(void);
+
+static int kafka_serve(kafka_t *k) {
+    int total = 0, n;
+    while ((n = rd_kafka_poll(k->rk, 0)) > 0)
+        total += n;
+    return total;
+}
+
+/* The fatal producer is drained (every report served): a new one from the
+ * same configuration (a new producer id) takes its place in this kafka_t,
+ * with the same event fd; the topic slots (and their counts) get handles
+ * of the new one. */
+static void kafka_swap(kafka_t *k) {
+    char rderr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_dup(k->conf);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof(rderr));
+    k->replace_pending = k->draining = false;
+    if (rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        if (k->on_replaced != NULL)
+            k->on_replaced(k->ud, k->failed_back, rderr);
+        return;
+    }
+    for (size_t i = 0; i < k->n_slots; i++) {
+        kafka_topic_slot_t *e = k->slot_order[i];
+        if (e->rkt != NULL)
+            rd_kafka_topic_destroy(e->rkt);
+        rd_kafka_topic_conf_t *tc = rd_kafka_default_topic_conf_dup(rk);
+        if (tc != NULL)
+            rd_kafka_topic_conf_set_opaque(tc, e);
+        e->rkt = tc ? rd_kafka_topic_new(rk, e->name, tc) : NULL; /* NULL: by name */
+    }
+    rd_kafka_queue_io_event_enable(k->mainq, -1, NULL, 0);
+    rd_kafka_queue_destroy(k->mainq);
+    rd_kafka_destroy(k->rk);
+    static const uint64_t one = 1;
+    k->rk = rk;
+    k->mainq = rd_kafka_queue_get_main(rk);
+    rd_kafka_queue_io_event_enable(k->mainq, k->efd, &one, sizeof(one));
+    k->fatal_reported = false;
+    if (k->on_replaced != NULL)
+        k->on_replaced(k->ud, k->failed_back, NULL);
+}
+
+/* One step of a replacement, outside librdkafka's callbacks: start the
+ * drain, purge what is still in flight past the deadline, swap once none
+ * is owed. */
+static int kafka_replace_step(kafka_t *k) {
+    int total = 0;
+    if (!k->draining) {
+        k->draining = true;
+        k->inflight_purged = false;
+        k->drain_deadline_ms = kafka_now_ms() + KAFKA_REPLACE_INFLIGHT_MS;
+        rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE);
+        total += kafka_serve(k);
+    }
+    if (k->outstanding > 0 && !k->inflight_purged && kafka_now_ms() >= k->drain_deadline_ms) {
+        k->inflight_purged = true;
+        log_warn("kafka: %" PRId64 " records in flight in the fatal producer not answered within "
+                 "%d ms; purged",
+                 k->outstanding, KAFKA_REPLACE_INFLIGHT_MS);
+        rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        total += kafka_serve(k);
+    }
+    if (k->outstanding <= 0)
+        kafka_swap(k);
+    return total;
+}
+
 int kafka_poll(kafka_t *k) {
     /* Drain first: an event enqueued after this read writes the fd again,
      * because serving the queue re-arms librdkafka's IO trigger. */
     uint64_t v;
     while (read(k->efd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
     }
-    int total = 0;
-    int n;
-    while ((n = rd_kafka_poll(k->rk, 0)) > 0)
-        total += n;
+    int total = kafka_serve(k);
+    if (k->replace_pending && !k->closing)
+        total += kafka_replace_step(k);
     return total;
+}
+
+void kafka_replace_soon(kafka_t *k) {
+    k->replace_pending = true;
 }
 
 static int kafka_reserve_vus(kafka_t *k, size_t n) {
@@ -481,6 +618,10 @@ size_t kafka_topic_stats(const kafka_t *k, kafka_topic_stat_t *out, size_t max,
 }
 
 int kafka_produce(kafka_t *k, const kafka_record_t *rec, uint64_t opaque) {
+    if (k->replace_pending) {
+        snprintf(k->errstr, sizeof(k->errstr), "the producer is being replaced");
+        return KAFKA_ERR_QUEUE_FULL;
+    }
     if (kafka_reserve_vus(k, KAFKA_VU_FIXED + rec->n_headers) != 0) {
         snprintf(k->errstr, sizeof(k->errstr), "out of memory");
         return KAFKA_ERR_PRODUCE;
@@ -488,7 +629,7 @@ int kafka_produce(kafka_t *k, const kafka_record_t *rec, uint64_t opaque) {
     rd_kafka_vu_t *vu = k->vus;
     size_t n = 0;
     kafka_topic_slot_t *slot = kafka_topic_get(k, rec->topic);
-    if (slot != NULL) {
+    if (slot != NULL && slot->rkt != NULL) {
         vu[n].vtype = RD_KAFKA_VTYPE_RKT;
         vu[n++].u.rkt = slot->rkt;
     } else {
@@ -531,6 +672,13 @@ int kafka_produce(kafka_t *k, const kafka_record_t *rec, uint64_t opaque) {
     if (error == NULL) {
         k->outstanding++;
         slot ? slot->produced++ : k->unslotted.produced++;
+        k->n_produced++;
+        if (k->test_fatal_next < k->n_test_fatal &&
+            k->n_produced == k->test_fatal_at[k->test_fatal_next]) {
+            k->test_fatal_next++;
+            rd_kafka_test_fatal_error(k->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                      KAFKA_TEST_FATAL_ENV);
+        }
         return KAFKA_OK;
     }
     if (hdrs)

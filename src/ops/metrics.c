@@ -615,6 +615,9 @@ size_t metrics_render(const metrics_t *m, char *buf, size_t cap) {
                 &m->kafka_records_failed);
     counter(w, "mqtt2kafka_kafka_queue_full_total",
             "Produce attempts refused because librdkafka's queue was full.", m->kafka_queue_full);
+    counter(w, "mqtt2kafka_kafka_producer_replaced_total",
+            "Producers replaced by a new one (a new producer id) after a fatal producer error.",
+            m->kafka_producer_replaced);
     render_rdkafka(w, &m->rdkafka);
     if (m->downlink)
         render_downlink(w, m);

@@ -123,5 +123,6 @@ void metrics_add(metrics_t *dst, const metrics_t *src) {
     ADD(kafka_records_delivered);
     add_labels(&dst->kafka_records_failed, &src->kafka_records_failed);
     ADD(kafka_queue_full);
+    ADD(kafka_producer_replaced);
     add_rdkafka(&dst->rdkafka, &src->rdkafka);
 }

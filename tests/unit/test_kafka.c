@@ -35,6 +35,10 @@ typedef struct {
     int n_reports;
     int n_fatal;
     char fatal[256];
+    /* When set, on_fatal asks for a new producer; on_replaced reports. */
+    kafka_t **replace;
+    int n_replaced, replaced_held, reports_at_replaced;
+    char replaced_err[256];
 } sink_t;
 
 typedef struct {
@@ -58,6 +62,16 @@ static void on_fatal(void *ud, const char *errstr) {
     sink_t *s = ud;
     s->n_fatal++;
     snprintf(s->fatal, sizeof(s->fatal), "%s", errstr);
+    if (s->replace != NULL)
+        kafka_replace_soon(*s->replace);
+}
+
+static void on_replaced(void *ud, int held, const char *errstr) {
+    sink_t *s = ud;
+    s->n_replaced++;
+    s->replaced_held = held;
+    s->reports_at_replaced = s->n_reports;
+    snprintf(s->replaced_err, sizeof(s->replaced_err), "%s", errstr ? errstr : "");
 }
 
 static int64_t now_ms(void) {
@@ -124,6 +138,7 @@ static void start(fixture_t *f, const char *const *props, size_t n_pairs) {
                          .n_properties = n_pairs,
                          .on_delivery = on_delivery,
                          .on_fatal = on_fatal,
+                         .on_replaced = on_replaced,
                          .ud = &f->sink};
     int rc = kafka_new(&opts, &f->k, err, sizeof(err));
     if (rc != 0)
@@ -543,6 +558,191 @@ static void test_fatal_error(void **state) {
     assert_int_equal(f->sink.n_fatal, 1);
 }
 
+/* As the daemon runs it (config/settings.c). */
+static const char *const idempotent[] = {"enable.idempotence", "true"};
+
+/* Serves events until on_replaced came; fails the test after WAIT_MS. */
+static void wait_replaced(kafka_t *k, sink_t *s, int n) {
+    int64_t deadline = now_ms() + WAIT_MS;
+    while (s->n_replaced < n) {
+        assert_true(now_ms() < deadline);
+        struct pollfd pfd = {.fd = kafka_event_fd(k), .events = POLLIN};
+        (void)poll(&pfd, 1, 100);
+        kafka_poll(k);
+    }
+}
+
+/* M2K_TEST_KAFKA_FATAL_AT=3: a fatal error right after the third record;
+ * the fatal callback asks for a new producer: the three records (held
+ * while the brokers are down) come back failed, once each, and the new
+ * producer delivers once the brokers are back. */
+static void test_fatal_error_replaces_producer(void **state) {
+    fixture_t *f = *state;
+    assert_int_equal(rd_kafka_mock_broker_set_down(f->mc, -1), RD_KAFKA_RESP_ERR_NO_ERROR);
+    f->sink.replace = &f->k;
+    setenv("M2K_TEST_KAFKA_FATAL_AT", "3", 1);
+    start(f, idempotent, 1);
+    unsetenv("M2K_TEST_KAFKA_FATAL_AT");
+    int efd = kafka_event_fd(f->k);
+    kafka_record_t rec = simple_record("replaced", "x");
+    for (uint64_t i = 1; i <= 3; i++)
+        assert_int_equal(kafka_produce(f->k, &rec, i), KAFKA_OK);
+    wait_replaced(f->k, &f->sink, 1);
+    assert_int_equal(f->sink.n_fatal, 1);
+    assert_string_equal(f->sink.fatal, "test_fatal_error: M2K_TEST_KAFKA_FATAL_AT");
+    /* librdkafka's fatal state may fail queued records itself, before the
+     * replacement purges the rest: either way every report is served by
+     * the time on_replaced runs, and counted. */
+    assert_int_equal(f->sink.replaced_held, 3);
+    assert_int_equal(f->sink.reports_at_replaced, 3);
+    assert_string_equal(f->sink.replaced_err, "");
+    uint64_t seen = 0;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(f->sink.reports[i].err, RD_KAFKA_RESP_ERR__PURGE_QUEUE);
+        seen |= 1u << f->sink.reports[i].opaque;
+    }
+    assert_true(seen == 0xe);
+    assert_int_equal(kafka_outq_len(f->k), 0);
+    /* The same event fd, and a producer that takes records. */
+    assert_int_equal(kafka_event_fd(f->k), efd);
+    assert_int_equal(rd_kafka_mock_broker_set_up(f->mc, -1), RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(kafka_produce(f->k, &rec, 4), KAFKA_OK);
+    wait_reports(f, 4);
+    assert_true(f->sink.reports[3].opaque == 4);
+    assert_int_equal(f->sink.reports[3].err, 0);
+    assert_int_equal(f->sink.n_fatal, 1);
+    /* Counted for the topic across the two producers. */
+    kafka_topic_stat_t ts[1], rest;
+    assert_int_equal(kafka_topic_stats(f->k, ts, 1, &rest), 1);
+    assert_true(ts[0].produced == 4 && ts[0].delivered == 1 && ts[0].failed == 3);
+}
+
+/* Record 1 delivered (the producer id and the topic's leader are known);
+ * record 2 in flight, its answer `rtt_ms` away; record 3 queued, and the
+ * hook's fatal error right after it, 0.3 s after record 2. */
+static kafka_record_t fatal_with_record_in_flight(fixture_t *f, int rtt_ms) {
+    assert_int_equal(rd_kafka_mock_topic_create(f->mc, "inflight", 1, 1),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    f->sink.replace = &f->k;
+    setenv("M2K_TEST_KAFKA_FATAL_AT", "3", 1);
+    start(f, idempotent, 1);
+    unsetenv("M2K_TEST_KAFKA_FATAL_AT");
+    assert_int_equal(kafka_wait_metadata(f->k, WAIT_MS), 0);
+    kafka_record_t rec = simple_record("inflight", "x");
+    assert_int_equal(kafka_produce(f->k, &rec, 1), KAFKA_OK);
+    wait_reports(f, 1);
+    assert_int_equal(f->sink.reports[0].err, 0);
+    assert_int_equal(rd_kafka_mock_broker_set_rtt(f->mc, -1, rtt_ms), RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(kafka_produce(f->k, &rec, 2), KAFKA_OK);
+    struct timespec ts = {0, 300 * 1000000L};
+    nanosleep(&ts, NULL);
+    assert_int_equal(kafka_produce(f->k, &rec, 3), KAFKA_OK);
+    return rec;
+}
+
+/* A record the fatal producer has in flight keeps its answer: Kafka wrote
+ * it, so its report is a success (not a failure the client would answer
+ * with a resend, a duplicate); the record not sent yet fails at once, and
+ * records wait until the new producer takes over. */
+static void test_fatal_error_in_flight_record_answered(void **state) {
+    fixture_t *f = *state;
+    kafka_record_t rec = fatal_with_record_in_flight(f, 1500);
+    wait_fatal(f);
+    kafka_poll(f->k);
+    assert_int_equal(f->sink.n_replaced, 0); /* record 2 is still in flight */
+    assert_int_equal(kafka_produce(f->k, &rec, 4), KAFKA_ERR_QUEUE_FULL);
+    assert_string_equal(kafka_last_error(f->k), "the producer is being replaced");
+    assert_int_equal(f->sink.n_reports, 2);
+    assert_true(f->sink.reports[1].opaque == 3);
+    assert_int_equal(f->sink.reports[1].err, RD_KAFKA_RESP_ERR__PURGE_QUEUE);
+    wait_replaced(f->k, &f->sink, 1);
+    assert_int_equal(f->sink.n_reports, 3);
+    assert_true(f->sink.reports[2].opaque == 2);
+    assert_int_equal(f->sink.reports[2].err, 0);
+    assert_int_equal(f->sink.replaced_held, 1);
+    assert_int_equal(kafka_outq_len(f->k), 0);
+    assert_int_equal(rd_kafka_mock_broker_set_rtt(f->mc, -1, 0), RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(kafka_produce(f->k, &rec, 4), KAFKA_OK);
+    wait_reports(f, 4);
+    assert_true(f->sink.reports[3].opaque == 4 && f->sink.reports[3].err == 0);
+}
+
+/* An answer that does not come within KAFKA_REPLACE_INFLIGHT_MS (5 s): the
+ * record in flight is purged then, and fails. */
+static void test_fatal_error_in_flight_record_purged_after_5_s(void **state) {
+    fixture_t *f = *state;
+    (void)fatal_with_record_in_flight(f, 12000);
+    wait_replaced(f->k, &f->sink, 1);
+    assert_int_equal(f->sink.n_reports, 3);
+    assert_true(f->sink.reports[1].opaque == 3);
+    assert_int_equal(f->sink.reports[1].err, RD_KAFKA_RESP_ERR__PURGE_QUEUE);
+    assert_true(f->sink.reports[2].opaque == 2);
+    assert_int_equal(f->sink.reports[2].err, RD_KAFKA_RESP_ERR__PURGE_INFLIGHT);
+    assert_int_equal(f->sink.replaced_held, 2);
+    assert_int_equal(kafka_outq_len(f->k), 0);
+    assert_int_equal(rd_kafka_mock_broker_set_rtt(f->mc, -1, 0), RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+/* Without kafka_replace_soon the producer stays fatal (the daemon stops). */
+static void test_fatal_error_not_replaced(void **state) {
+    fixture_t *f = *state;
+    setenv("M2K_TEST_KAFKA_FATAL_AT", "1", 1);
+    start(f, idempotent, 1);
+    unsetenv("M2K_TEST_KAFKA_FATAL_AT");
+    kafka_record_t rec = simple_record("stays-fatal", "x");
+    assert_int_equal(kafka_produce(f->k, &rec, 1), KAFKA_OK);
+    wait_fatal(f);
+    kafka_poll(f->k);
+    assert_int_equal(f->sink.n_replaced, 0);
+    assert_int_equal(kafka_produce(f->k, &rec, 2), KAFKA_ERR_FATAL);
+}
+
+static void test_fatal_hook_malformed(void **state) {
+    fixture_t *f = *state;
+    char err[512];
+    kafka_opts_t opts = {.bootstrap_servers = f->bootstrap};
+    kafka_t *k = NULL;
+    setenv("M2K_TEST_KAFKA_FATAL_AT", "5,5", 1);
+    assert_int_equal(kafka_new(&opts, &k, err, sizeof(err)), -1);
+    unsetenv("M2K_TEST_KAFKA_FATAL_AT");
+    assert_null(k);
+    assert_string_equal(err, "M2K_TEST_KAFKA_FATAL_AT=5,5: want up to 16 increasing record "
+                             "numbers, comma-separated");
+}
+
+/* "embedded": the mock cluster lives on its own handle, so a replaced
+ * producer leaves it up: the new one delivers to it. */
+static void test_fatal_error_embedded_cluster_survives(void **state) {
+    (void)state;
+    sink_t sink = {0};
+    char err[512];
+    kafka_t *k = NULL;
+    sink.replace = &k;
+    kafka_opts_t opts = {.bootstrap_servers = "embedded",
+                         .properties = idempotent,
+                         .n_properties = 1,
+                         .on_delivery = on_delivery,
+                         .on_fatal = on_fatal,
+                         .on_replaced = on_replaced,
+                         .ud = &sink};
+    setenv("M2K_TEST_KAFKA_FATAL_AT", "1", 1);
+    assert_int_equal(kafka_new(&opts, &k, err, sizeof(err)), 0);
+    unsetenv("M2K_TEST_KAFKA_FATAL_AT");
+    char bs[256];
+    snprintf(bs, sizeof(bs), "%s", kafka_bootstrap_servers(k));
+    kafka_record_t rec = simple_record("embedded-replaced", "x");
+    assert_int_equal(kafka_produce(k, &rec, 1), KAFKA_OK);
+    wait_replaced(k, &sink, 1);
+    assert_string_equal(sink.replaced_err, "");
+    assert_string_equal(kafka_bootstrap_servers(k), bs);
+    assert_int_equal(kafka_produce(k, &rec, 2), KAFKA_OK);
+    assert_int_equal(kafka_flush(k, WAIT_MS), 0);
+    assert_int_equal(sink.n_reports, 2);
+    assert_true(sink.reports[1].opaque == 2);
+    assert_int_equal(sink.reports[1].err, 0);
+    kafka_free(k);
+}
+
 static void test_embedded_cluster(void **state) {
     (void)state;
     sink_t sink = {0};
@@ -616,6 +816,14 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_wait_metadata, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_metadata_fails_when_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fatal_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fatal_error_replaces_producer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fatal_error_in_flight_record_answered, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_fatal_error_in_flight_record_purged_after_5_s, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_fatal_error_not_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fatal_hook_malformed, setup, teardown),
+        cmocka_unit_test(test_fatal_error_embedded_cluster_survives),
         cmocka_unit_test(test_embedded_cluster),
         cmocka_unit_test(test_embedded_bad_property),
     };

@@ -229,7 +229,11 @@ static const char expected_small[] =
     "# HELP mqtt2kafka_kafka_queue_full_total Produce attempts refused because librdkafka's queue "
     "was full.\n"
     "# TYPE mqtt2kafka_kafka_queue_full_total counter\n"
-    "mqtt2kafka_kafka_queue_full_total 0\n";
+    "mqtt2kafka_kafka_queue_full_total 0\n"
+    "# HELP mqtt2kafka_kafka_producer_replaced_total Producers replaced by a new one (a new "
+    "producer id) after a fatal producer error.\n"
+    "# TYPE mqtt2kafka_kafka_producer_replaced_total counter\n"
+    "mqtt2kafka_kafka_producer_replaced_total 2\n";
 
 static const char expected_rdkafka[] =
     "# HELP mqtt2kafka_kafka_queue_messages Records in librdkafka's producer queue, not yet "
@@ -360,6 +364,7 @@ static void fill_small(metrics_t *m) {
     metrics_histogram_observe(&m->ack_latency, 3000);     /* le 0.005 */
     metrics_histogram_observe(&m->ack_latency, 20000000); /* +Inf */
     m->kafka_records_produced = 5;
+    m->kafka_producer_replaced = 2;
     m->kafka_records_delivered = 3;
     metrics_label_inc(&m->kafka_records_failed, "_MSG_TIMED_OUT");
     m->kafka_topic[0] = (metrics_kafka_topic_t){"temperature", 7, 6, 0};
