@@ -7,11 +7,11 @@
  * subscriber. A worker with no matching subscription matches and drops. */
 #include "daemon_fanout.h"
 
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon_int.h"
+#include "downlink/credit.h"
 
 typedef struct {
     dl_msg_t **v;
@@ -22,10 +22,9 @@ struct daemon_fanout {
     daemon_t *d;
     void (*resume)(void *ud);
     void *ud;
-    unsigned n;             /* workers */
-    fan_buf_t *buf;         /* per worker (0 unused): this poll's records */
-    atomic_size_t *pending; /* per worker: posted, not yet delivered */
-    atomic_bool waiting;    /* the consumer waits for a worker (room said 0) */
+    unsigned n;        /* workers */
+    fan_buf_t *buf;    /* per worker (0 unused): this poll's records */
+    dl_credit_t *held; /* per worker: posted, not yet delivered (FANOUT_MAX_PENDING) */
     daemon_fanout_stats_t st;
 };
 
@@ -45,14 +44,11 @@ daemon_fanout_t *daemon_fanout_new(daemon_t *d, void (*resume)(void *ud), void *
     f->ud = ud;
     f->n = d->n_workers;
     f->buf = calloc(f->n, sizeof(*f->buf));
-    f->pending = calloc(f->n, sizeof(*f->pending));
-    if (!f->buf || !f->pending) {
+    f->held = dl_credit_new(f->n, FANOUT_MAX_PENDING);
+    if (!f->buf || !f->held) {
         daemon_fanout_free(f);
         return NULL;
     }
-    for (unsigned i = 0; i < f->n; i++)
-        atomic_init(&f->pending[i], 0);
-    atomic_init(&f->waiting, false);
     return f;
 }
 
@@ -70,7 +66,7 @@ void daemon_fanout_free(daemon_fanout_t *f) {
         free(f->buf[i].v);
     }
     free(f->buf);
-    free(f->pending);
+    dl_credit_free(f->held);
     free(f);
 }
 
@@ -80,25 +76,8 @@ static worker_t *running(const daemon_fanout_t *f, unsigned i) {
     return w && w->have_thread && !atomic_load(&w->ended) ? w : NULL;
 }
 
-static bool behind(daemon_fanout_t *f, int want) {
-    for (unsigned i = 1; i < f->n; i++)
-        if (running(f, i) && atomic_load(&f->pending[i]) + (size_t)want > FANOUT_MAX_PENDING)
-            return true;
-    return false;
-}
-
 int daemon_fanout_room(daemon_fanout_t *f, int want) {
-    if (!behind(f, want))
-        return want;
-    /* Say so, then look again: a worker that caught up in between either
-     * saw the flag (and posts resume) or is seen here. */
-    atomic_store(&f->waiting, true);
-    if (!behind(f, want)) {
-        atomic_store(&f->waiting, false);
-        return want;
-    }
-    f->st.waits++;
-    return 0;
+    return (int)dl_credit_room(f->held, (size_t)want);
 }
 
 void daemon_fanout_record(daemon_fanout_t *f, const char *topic, size_t topic_len,
@@ -149,9 +128,9 @@ static void run_batch(void *arg) {
         session_mgr_deliver_msg(w->sm, b->v[k]);
         dl_msg_unref(b->v[k]);
     }
-    size_t left = atomic_fetch_sub(&f->pending[b->idx], b->n) - b->n;
+    bool wake = dl_credit_give(f->held, b->idx, b->n, DOWNLINK_POLL_BATCH);
     free(b);
-    if (left + DOWNLINK_POLL_BATCH <= FANOUT_MAX_PENDING && atomic_exchange(&f->waiting, false))
+    if (wake)
         server_post(f->d->w[0]->srv, on_resume, f);
 }
 
@@ -167,13 +146,15 @@ void daemon_fanout_flush(daemon_fanout_t *f) {
             batch->idx = i;
             batch->n = b->n;
             memcpy(batch->v, b->v, b->n * sizeof(batch->v[0]));
-            atomic_fetch_add(&f->pending[i], b->n);
+            dl_credit_take(f->held, i, b->n);
             if (server_post(w->srv, run_batch, batch) == 0) {
                 f->st.batches++;
                 b->n = 0;
                 continue;
             }
-            atomic_fetch_sub(&f->pending[i], b->n);
+            /* Not posted: given back (a wake-up it may take is not needed:
+             * the consumer runs now, and its tick polls every second). */
+            dl_credit_give(f->held, i, b->n, 0);
             free(batch);
         }
         /* Stopped (shutdown), or out of memory: the sessions there miss them. */
@@ -186,5 +167,7 @@ void daemon_fanout_flush(daemon_fanout_t *f) {
 }
 
 daemon_fanout_stats_t daemon_fanout_stats(const daemon_fanout_t *f) {
-    return f->st;
+    daemon_fanout_stats_t st = f->st;
+    st.waits = dl_credit_waits(f->held);
+    return st;
 }

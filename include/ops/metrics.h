@@ -200,8 +200,9 @@ typedef struct {
     metrics_label_table_t downlink_skipped;  /* by reason (dl_route_result_name) */
     uint64_t downlink_out_of_range;          /* partitions resumed at the earliest offset */
     uint64_t downlink_consumer_errors;
-    uint64_t downlink_partitions; /* gauge: partitions being read */
-    uint64_t downlink_lag;        /* gauge: records behind the high watermarks */
+    uint64_t downlink_partitions;   /* gauge: partitions being read */
+    uint64_t downlink_lag;          /* gauge: records behind the high watermarks */
+    uint64_t downlink_fanout_waits; /* threads: N (rendered when workers > 1): polls put off */
     /* delivery to subscribers (the session's counts) */
     uint64_t downlink_deliveries[3];    /* server-sent PUBLISH by QoS */
     uint64_t downlink_not_delivered[2]; /* acl_read, too_large */

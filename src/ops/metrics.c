@@ -356,6 +356,11 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
     gauge(w, "mqtt2kafka_downlink_consumer_lag",
           "Records the downlink consumer is behind the high watermarks Kafka last reported.",
           m->downlink_lag);
+    if (m->workers > 1)
+        counter(w, "mqtt2kafka_downlink_fanout_waits_total",
+                "Polls of the downlink consumer put off while a worker held 2,000 records not "
+                "yet delivered (threads).",
+                m->downlink_fanout_waits);
     static const char *const qos[] = {"0", "1", "2"},
                              *const not_delivered[] = {"acl_read", "too_large"},
                              *const refused[] = {"acl", "invalid", "quota"},
