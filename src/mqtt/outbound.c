@@ -458,6 +458,14 @@ typedef struct {
 
 static size_t deliver(session_mgr_t *m, const dview_t *v);
 
+/* What is left of a record's message expiry at m's wall clock, in ms (<= 0:
+ * past): it counts from the record's timestamp, its age in Kafka is time
+ * waited. */
+static int64_t expiry_left(const session_mgr_t *m, uint32_t expiry_s, int64_t timestamp_ms) {
+    int64_t age = timestamp_ms >= 0 && m->wall_ms > timestamp_ms ? m->wall_ms - timestamp_ms : 0;
+    return (int64_t)expiry_s * 1000 - age;
+}
+
 size_t session_mgr_deliver_at(session_mgr_t *m, const char *topic, size_t topic_len,
                               const void *payload, size_t len, uint8_t qos,
                               const dl_header_t *headers, size_t n_headers, int64_t timestamp_ms) {
@@ -468,12 +476,9 @@ size_t session_mgr_deliver_at(session_mgr_t *m, const char *topic, size_t topic_
         .topic = topic, .topic_len = topic_len, .payload = payload, .len = len, .qos = qos};
     uint32_t expiry_s = 0;
     origin_of(headers, n_headers, &v.origin, &v.origin_len, &v.published_retain, &expiry_s);
-    /* Message expiry counts from the record's timestamp (its age in Kafka
-     * is time waited); one already past it goes to nobody. */
+    /* One already past its expiry goes to nobody. */
     if (expiry_s) {
-        int64_t age =
-            timestamp_ms >= 0 && m->wall_ms > timestamp_ms ? m->wall_ms - timestamp_ms : 0;
-        int64_t left = (int64_t)expiry_s * 1000 - age;
+        int64_t left = expiry_left(m, expiry_s, timestamp_ms);
         if (left <= 0) {
             m->qstats.expired += m->matches.n;
             return 0;
@@ -512,10 +517,8 @@ dl_msg_t *session_mgr_dl_msg(const session_mgr_t *m, const char *topic, size_t t
         return NULL;
     if (sp.props_len)
         user_props(msg->props, headers, n_headers);
-    if (expiry_s) { /* as session_mgr_deliver_at; 1: past on every loop's clock */
-        int64_t age =
-            timestamp_ms >= 0 && m->wall_ms > timestamp_ms ? m->wall_ms - timestamp_ms : 0;
-        int64_t left = (int64_t)expiry_s * 1000 - age;
+    if (expiry_s) { /* 1: past on every loop's clock */
+        int64_t left = expiry_left(m, expiry_s, timestamp_ms);
         msg->expires_ms = left > 0 ? m->mono_ms + (uint64_t)left : 1;
     }
     return msg;
