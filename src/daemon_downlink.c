@@ -208,6 +208,8 @@ void daemon_downlink_metrics(daemon_downlink_t *dd, metrics_t *m) {
     m->downlink_partitions = st.partitions;
     m->downlink_lag = st.lag > 0 ? (uint64_t)st.lag : 0;
     m->downlink_fanout_waits = dd->fan ? daemon_fanout_stats(dd->fan).waits : 0;
+    for (unsigned i = 0; dd->fan && i < METRICS_MAX_WORKERS; i++)
+        m->worker_downlink_records[i] = daemon_fanout_worker_records(dd->fan, i);
     memset(&m->retained_refused, 0, sizeof(m->retained_refused));
     if (dd->retained) {
         const dl_retained_stats_t *rs = dl_retained_stats(dd->retained);

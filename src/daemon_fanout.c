@@ -4,7 +4,8 @@
  * batches are posted at its end (server_post: one list push and one
  * uv_async_send per worker), so each worker's sessions get the records in
  * the order worker 0 read them, which keeps a partition's order per
- * subscriber. A worker with no matching subscription matches and drops. */
+ * subscriber. A worker with no subscription at all is left out; one with
+ * none matching the record matches and drops it. */
 #include "daemon_fanout.h"
 
 #include <stdlib.h>
@@ -25,6 +26,7 @@ struct daemon_fanout {
     unsigned n;        /* workers */
     fan_buf_t *buf;    /* per worker (0 unused): this poll's records */
     dl_credit_t *held; /* per worker: posted, not yet delivered (FANOUT_MAX_PENDING) */
+    uint64_t *handed;  /* per worker: records delivered there or posted to it */
     daemon_fanout_stats_t st;
 };
 
@@ -45,7 +47,8 @@ daemon_fanout_t *daemon_fanout_new(daemon_t *d, void (*resume)(void *ud), void *
     f->n = d->n_workers;
     f->buf = calloc(f->n, sizeof(*f->buf));
     f->held = dl_credit_new(f->n, FANOUT_MAX_PENDING);
-    if (!f->buf || !f->held) {
+    f->handed = calloc(f->n, sizeof(*f->handed));
+    if (!f->buf || !f->held || !f->handed) {
         daemon_fanout_free(f);
         return NULL;
     }
@@ -67,6 +70,7 @@ void daemon_fanout_free(daemon_fanout_t *f) {
     }
     free(f->buf);
     dl_credit_free(f->held);
+    free(f->handed);
     free(f);
 }
 
@@ -74,6 +78,14 @@ void daemon_fanout_free(daemon_fanout_t *f) {
 static worker_t *running(const daemon_fanout_t *f, unsigned i) {
     worker_t *w = f->d->w[i];
     return w && w->have_thread && !atomic_load(&w->ended) ? w : NULL;
+}
+
+/* A worker with no subscription (its count is atomic, raised before the
+ * SUBACK is written) is left out: a record read after the SUBACK still
+ * finds the count raised. */
+static worker_t *wants(const daemon_fanout_t *f, unsigned i) {
+    worker_t *w = running(f, i);
+    return w && session_mgr_subscription_count(w->sm) ? w : NULL;
 }
 
 int daemon_fanout_room(daemon_fanout_t *f, int want) {
@@ -91,10 +103,13 @@ void daemon_fanout_record(daemon_fanout_t *f, const char *topic, size_t topic_le
         return;
     }
     f->st.records++;
-    session_mgr_deliver_msg(sm0, msg);
+    if (session_mgr_subscription_count(sm0)) {
+        f->handed[0]++;
+        session_mgr_deliver_msg(sm0, msg);
+    }
     for (unsigned i = 1; i < f->n; i++) {
         fan_buf_t *b = &f->buf[i];
-        if (!running(f, i))
+        if (!wants(f, i))
             continue;
         if (b->n == b->cap) {
             size_t cap = b->cap ? b->cap * 2 : 64;
@@ -107,6 +122,7 @@ void daemon_fanout_record(daemon_fanout_t *f, const char *topic, size_t topic_le
             b->cap = cap;
         }
         b->v[b->n++] = dl_msg_ref(msg);
+        f->handed[i]++;
     }
     dl_msg_unref(msg);
 }
@@ -164,6 +180,10 @@ void daemon_fanout_flush(daemon_fanout_t *f) {
         f->st.lost += b->n;
         buf_clear(b);
     }
+}
+
+uint64_t daemon_fanout_worker_records(const daemon_fanout_t *f, unsigned i) {
+    return i < f->n ? f->handed[i] : 0;
 }
 
 daemon_fanout_stats_t daemon_fanout_stats(const daemon_fanout_t *f) {

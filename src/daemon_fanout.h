@@ -2,7 +2,8 @@
  * "Workers"): one consumer on worker 0; each routed record made once into an
  * immutable, reference-counted message (session_mgr_dl_msg), delivered at
  * once to worker 0's sessions and, in a batch posted once per poll (one
- * wake-up), to every other running worker's, whose queues share it. */
+ * wake-up), to every other running worker's that holds a subscription,
+ * whose queues share it. */
 #ifndef M2K_DAEMON_FANOUT_H
 #define M2K_DAEMON_FANOUT_H
 
@@ -45,5 +46,7 @@ typedef struct {
     uint64_t lost;    /* records a stopped worker could not take (shutdown) */
 } daemon_fanout_stats_t;
 daemon_fanout_stats_t daemon_fanout_stats(const daemon_fanout_t *f);
+/* Records handed to worker i (delivered there or posted to it). */
+uint64_t daemon_fanout_worker_records(const daemon_fanout_t *f, unsigned i);
 
 #endif

@@ -364,7 +364,8 @@ dl_msg_t *session_mgr_dl_msg(const session_mgr_t *m, const char *topic, size_t t
                              const void *payload, size_t len, uint8_t qos,
                              const dl_header_t *headers, size_t n_headers, int64_t timestamp_ms);
 size_t session_mgr_deliver_msg(session_mgr_t *m, dl_msg_t *msg);
-/* Subscriptions held (every session, shared ones included). */
+/* Subscriptions held (every session, shared ones included). Callable from
+ * any thread (threads: N: whether a worker needs a downlink record). */
 size_t session_mgr_subscription_count(const session_mgr_t *m);
 /* The sessions' queues: depth now, messages dropped and refused. */
 const dl_queue_stats_t *session_mgr_queue_stats(const session_mgr_t *m);

@@ -203,6 +203,7 @@ typedef struct {
     uint64_t downlink_partitions;   /* gauge: partitions being read */
     uint64_t downlink_lag;          /* gauge: records behind the high watermarks */
     uint64_t downlink_fanout_waits; /* threads: N (rendered when workers > 1): polls put off */
+    uint64_t worker_downlink_records[METRICS_MAX_WORKERS]; /* handed to each worker */
     /* delivery to subscribers (the session's counts) */
     uint64_t downlink_deliveries[3];    /* server-sent PUBLISH by QoS */
     uint64_t downlink_not_delivered[2]; /* acl_read, too_large */

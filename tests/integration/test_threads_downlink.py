@@ -81,6 +81,44 @@ def test_records_reach_subscribers_on_both_workers(daemon, mock_kafka):
     assert s["mqtt2kafka_subscriptions"] == len(clients)
     assert s["mqtt2kafka_downlink_queued_messages"] == 0
     assert s["mqtt2kafka_downlink_fanout_waits_total"] == 0
+    assert [s[f'mqtt2kafka_worker_downlink_records_total{{worker="{i}"}}'] for i in (0, 1)] == \
+        [3, 3]
+    for c, _, _ in clients:
+        c.close()
+
+
+def handed(mport):
+    s = scrape(mport)
+    return [s[f'mqtt2kafka_worker_downlink_records_total{{worker="{i}"}}'] for i in (0, 1)]
+
+
+def test_a_worker_without_subscriptions_gets_no_record(daemon, mock_kafka):
+    """Records go only to workers that hold a subscription: none to worker
+    1 until its client subscribes (the next record reaches it), none again
+    once it unsubscribed."""
+    d, mport = start(daemon, mock_kafka)
+    clients = served_on_both(d, mport, "only")
+    (c0, _), (c1, _) = on_each(clients)
+    c0.send(m2k.subscribe(1, [("devices/+/commands", 0)]))
+    c0.expect(b"\x90\x03\x00\x01\x00")
+    produce(mock_kafka.bootstrap, [("commands", 0, b"a", b"1", None),
+                                   ("commands", 0, b"a", b"2", None)])
+    c0.expect(m2k.publish("devices/a/commands", b"1") + m2k.publish("devices/a/commands", b"2"),
+              timeout=15)
+    assert handed(mport) == [2, 0]
+    c1.send(m2k.subscribe(1, [("devices/+/commands", 0)]))
+    c1.expect(b"\x90\x03\x00\x01\x00")
+    produce(mock_kafka.bootstrap, [("commands", 0, b"a", b"3", None)])
+    for c in (c0, c1):
+        c.expect(m2k.publish("devices/a/commands", b"3"), timeout=15)
+    assert handed(mport) == [3, 1]
+    c1.send(m2k.unsubscribe(2, ["devices/+/commands"]))
+    c1.expect(b"\xb0\x02\x00\x02")
+    produce(mock_kafka.bootstrap, [("commands", 0, b"a", b"4", None)])
+    c0.expect(m2k.publish("devices/a/commands", b"4"), timeout=15)
+    c1.send(m2k.PINGREQ)
+    c1.expect(m2k.PINGRESP)  # and no PUBLISH before it
+    assert handed(mport) == [4, 1]
     for c, _, _ in clients:
         c.close()
 
