@@ -467,8 +467,6 @@ int daemon_run(const config_t *cfg) {
     d->started = cfg;
     log_set_level(cfg->log_level);
     log_set_format(cfg->log_format);
-    if (n > 1 || cfg->threads != 1)
-        log_info(why_one ? "threads: %u (%s)" : "threads: %u", n, why_one);
     daemon_threadpool_size(cfg, n);
     if (!(d->shared = server_shared_new(cfg))) {
         log_error("out of memory");
@@ -504,6 +502,12 @@ int daemon_run(const config_t *cfg) {
     }
     free(errs);
     log_lint(cfg, "");
+    if (why_one)
+        log_info("threads: %u (%s)", n, why_one);
+    else if (cfg->threads == 0)
+        log_info("threads: %u (auto)", n);
+    else if (n > 1)
+        log_info("threads: %u", n);
     runtime_commit(&rt, prep);
     w0->m.start_time_seconds = (uint64_t)time(NULL);
     if (worker_sessions(w0) != 0)

@@ -5,11 +5,14 @@ its keyed hash names, so a connection whose CONNECT landed on the other one
 is handed over before anything else happens. Which worker accepted a
 connection is read from mqtt2kafka_worker_connections_accepted_total."""
 import json
+import os
 import signal
 import socket
 import ssl
 import subprocess
 import time
+
+import pytest
 
 import m2k
 from m2k import Raw, connect, publish, puback, pubrec, pubrel, pubcomp
@@ -69,6 +72,16 @@ def test_auto_with_the_spool_is_one_worker(daemon, tmp_path):
     d = daemon({"threads": 0, "spool": {"dir": str(tmp_path / "spool")}})
     d.wait_log(m2k.line(r"threads: 1 \(spool: runs on one worker\)", level="info", regex=True),
                since=0)
+
+
+def test_default_is_one_worker_per_cpu(daemon):
+    """No threads: in the file: one worker per CPU the process may use, at
+    most 16, and the start line says so."""
+    if os.environ.get("M2K_THREADS"):
+        pytest.skip("M2K_THREADS sets threads:")
+    n = min(len(os.sched_getaffinity(0)), 16)
+    d = daemon({})
+    d.wait_log(m2k.line(f"threads: {n} (auto)", level="info"), since=0)
 
 
 def test_connections_spread_and_every_record_in_kafka(daemon, mock_kafka):

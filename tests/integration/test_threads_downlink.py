@@ -50,7 +50,7 @@ def test_auto_with_the_downlink_is_every_cpu(daemon, mock_kafka):
     mock_kafka.cmd("create commands 2")
     d = daemon({"threads": 0, "downlink": CONFIG["downlink"]})
     n = min(len(os.sched_getaffinity(0)), 16)
-    d.wait_log(m2k.line(f"threads: {n}", level="info"), since=0)
+    d.wait_log(m2k.line(f"threads: {n} (auto)", level="info"), since=0)
 
 
 def test_records_reach_subscribers_on_both_workers(daemon, mock_kafka):
