@@ -17,6 +17,7 @@
 typedef struct {
     dl_msg_t **v;
     size_t n, cap;
+    size_t bytes; /* of the messages, for the byte bound */
 } fan_buf_t;
 
 struct daemon_fanout {
@@ -25,7 +26,7 @@ struct daemon_fanout {
     void *ud;
     unsigned n;        /* workers */
     fan_buf_t *buf;    /* per worker (0 unused): this poll's records */
-    dl_credit_t *held; /* per worker: posted, not yet delivered (FANOUT_MAX_PENDING) */
+    dl_credit_t *held; /* per worker: posted, not yet delivered (FANOUT_MAX_PENDING*) */
     uint64_t *handed;  /* per worker: records delivered there or posted to it */
     daemon_fanout_stats_t st;
 };
@@ -33,7 +34,7 @@ struct daemon_fanout {
 typedef struct {
     daemon_fanout_t *f;
     unsigned idx;
-    size_t n;
+    size_t n, bytes;
     dl_msg_t *v[];
 } fan_batch_t;
 
@@ -46,7 +47,7 @@ daemon_fanout_t *daemon_fanout_new(daemon_t *d, void (*resume)(void *ud), void *
     f->ud = ud;
     f->n = d->n_workers;
     f->buf = calloc(f->n, sizeof(*f->buf));
-    f->held = dl_credit_new(f->n, FANOUT_MAX_PENDING);
+    f->held = dl_credit_new(f->n, FANOUT_MAX_PENDING, FANOUT_MAX_PENDING_BYTES);
     f->handed = calloc(f->n, sizeof(*f->handed));
     if (!f->buf || !f->held || !f->handed) {
         daemon_fanout_free(f);
@@ -59,6 +60,7 @@ static void buf_clear(fan_buf_t *b) {
     for (size_t k = 0; k < b->n; k++)
         dl_msg_unref(b->v[k]);
     b->n = 0;
+    b->bytes = 0;
 }
 
 void daemon_fanout_free(daemon_fanout_t *f) {
@@ -122,6 +124,7 @@ void daemon_fanout_record(daemon_fanout_t *f, const char *topic, size_t topic_le
             b->cap = cap;
         }
         b->v[b->n++] = dl_msg_ref(msg);
+        b->bytes += sizeof(*msg) + msg->topic_len + 1 + msg->len + msg->props_len + msg->origin_len;
         f->handed[i]++;
     }
     dl_msg_unref(msg);
@@ -144,7 +147,7 @@ static void run_batch(void *arg) {
         session_mgr_deliver_msg(w->sm, b->v[k]);
         dl_msg_unref(b->v[k]);
     }
-    bool wake = dl_credit_give(f->held, b->idx, b->n, DOWNLINK_POLL_BATCH);
+    bool wake = dl_credit_give(f->held, b->idx, b->n, b->bytes, DOWNLINK_POLL_BATCH);
     free(b);
     if (wake)
         server_post(f->d->w[0]->srv, on_resume, f);
@@ -161,16 +164,18 @@ void daemon_fanout_flush(daemon_fanout_t *f) {
             batch->f = f;
             batch->idx = i;
             batch->n = b->n;
+            batch->bytes = b->bytes;
             memcpy(batch->v, b->v, b->n * sizeof(batch->v[0]));
-            dl_credit_take(f->held, i, b->n);
+            dl_credit_take(f->held, i, b->n, b->bytes);
             if (server_post(w->srv, run_batch, batch) == 0) {
                 f->st.batches++;
                 b->n = 0;
+                b->bytes = 0;
                 continue;
             }
             /* Not posted: given back (a wake-up it may take is not needed:
              * the consumer runs now, and its tick polls every second). */
-            dl_credit_give(f->held, i, b->n, 0);
+            dl_credit_give(f->held, i, b->n, b->bytes, 0);
             free(batch);
         }
         /* Stopped (shutdown), or out of memory: the sessions there miss them. */

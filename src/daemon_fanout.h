@@ -14,10 +14,13 @@
 #include "downlink/downlink.h"
 #include "downlink/route.h"
 
-/* Records posted to one worker and not yet delivered there: past this the
- * consumer is not polled (the records wait in librdkafka's fetch queue, which
- * its own settings bound) until that worker catches up. */
+/* Records posted to one worker and not yet delivered there: past this, or
+ * past the bytes below, the consumer is not polled (the records wait in
+ * librdkafka's fetch queue, which its own settings bound) until that worker
+ * catches up. A worker holds at most the records, and less than the bytes
+ * plus one poll's. */
 #define FANOUT_MAX_PENDING (4 * DOWNLINK_POLL_BATCH)
+#define FANOUT_MAX_PENDING_BYTES (64u << 20)
 
 typedef struct daemon daemon_t;
 typedef struct daemon_fanout daemon_fanout_t;
@@ -42,7 +45,7 @@ void daemon_fanout_flush(daemon_fanout_t *f);
 typedef struct {
     uint64_t records; /* made into a message and fanned out */
     uint64_t batches; /* posted to a worker */
-    uint64_t waits;   /* polls put off: a worker was FANOUT_MAX_PENDING behind */
+    uint64_t waits;   /* polls put off: a worker was FANOUT_MAX_PENDING* behind */
     uint64_t lost;    /* records a stopped worker could not take (shutdown) */
 } daemon_fanout_stats_t;
 daemon_fanout_stats_t daemon_fanout_stats(const daemon_fanout_t *f);

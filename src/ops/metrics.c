@@ -361,8 +361,8 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
           m->downlink_lag);
     if (m->workers > 1) {
         counter(w, "mqtt2kafka_downlink_fanout_waits_total",
-                "Polls of the downlink consumer put off while a worker held 2,000 records not "
-                "yet delivered (threads).",
+                "Polls of the downlink consumer put off while a worker held 2,000 records (or "
+                "64 MiB) not yet delivered (threads).",
                 m->downlink_fanout_waits);
         per_worker(w, "mqtt2kafka_worker_downlink_records_total", "counter",
                    "Routed downlink records handed to each worker's sessions (threads; a worker "

@@ -1,5 +1,6 @@
 /* downlink/credit.c: the bound on records handed to other workers (threads:
- * N). Exact room, takes, gives and wake-ups in sequence; then a consumer
+ * N). Exact room, takes, gives and wake-ups in sequence, by records and by
+ * bytes; then a consumer
  * and two worker threads passing 20,000 records through a bound of 64:
  * no worker ever holds more, no wake-up is lost (the run ends). */
 #include <setjmp.h>
@@ -17,33 +18,45 @@
 
 static void test_sequence(void **state) {
     (void)state;
-    dl_credit_t *c = dl_credit_new(3, 2000);
+    dl_credit_t *c = dl_credit_new(3, 2000, 1 << 20);
     assert_int_equal(dl_credit_room(c, 500), 500);
-    dl_credit_take(c, 1, 500);
-    dl_credit_take(c, 2, 500);
-    dl_credit_take(c, 1, 1000); /* worker 1 holds 1500: room for 500 more */
+    dl_credit_take(c, 1, 500, 0);
+    dl_credit_take(c, 2, 500, 0);
+    dl_credit_take(c, 1, 1000, 0); /* worker 1 holds 1500: room for 500 more */
     assert_int_equal(dl_credit_room(c, 500), 500);
-    dl_credit_take(c, 1, 1);
+    dl_credit_take(c, 1, 1, 0);
     assert_int_equal(dl_credit_held(c, 1), 1501);
     assert_int_equal(dl_credit_room(c, 500), 0); /* 1501 + 500 > 2000 */
     assert_int_equal(dl_credit_waits(c), 1);
     /* Worker 2 catching up wakes the consumer (the flag is taken) though
      * worker 1 is still behind: the consumer asks again and waits again. */
-    assert_true(dl_credit_give(c, 2, 500, 500));
+    assert_true(dl_credit_give(c, 2, 500, 0, 500));
     assert_int_equal(dl_credit_room(c, 500), 0);
     assert_int_equal(dl_credit_waits(c), 2);
     /* Worker 1 gives back 1, still 1500 + 500 <= 2000: wakes. */
-    assert_true(dl_credit_give(c, 1, 1, 500));
-    assert_false(dl_credit_give(c, 1, 100, 500)); /* nobody waits now */
+    assert_true(dl_credit_give(c, 1, 1, 0, 500));
+    assert_false(dl_credit_give(c, 1, 100, 0, 500)); /* nobody waits now */
     assert_int_equal(dl_credit_room(c, 500), 500);
     /* A give that leaves the worker over the bound takes no flag. */
-    dl_credit_take(c, 1, 600); /* 2000 */
+    dl_credit_take(c, 1, 600, 0); /* 2000 */
     assert_int_equal(dl_credit_room(c, 500), 0);
-    assert_false(dl_credit_give(c, 1, 100, 500)); /* 1900 + 500 > 2000 */
-    assert_true(dl_credit_give(c, 1, 400, 500));  /* 1500 */
+    assert_false(dl_credit_give(c, 1, 100, 0, 500)); /* 1900 + 500 > 2000 */
+    assert_true(dl_credit_give(c, 1, 400, 0, 500));  /* 1500 */
     assert_int_equal(dl_credit_held(c, 1), 1500);
     assert_int_equal(dl_credit_held(c, 2), 0);
     assert_int_equal(dl_credit_waits(c), 3);
+    /* Bytes: room while a worker holds less than max_bytes (one poll may
+     * take it past), none once it holds max_bytes or more. */
+    dl_credit_take(c, 2, 1, (1 << 20) - 1);
+    assert_int_equal(dl_credit_room(c, 500), 500);
+    dl_credit_take(c, 2, 1, 1);
+    assert_int_equal(dl_credit_held_bytes(c, 2), 1 << 20);
+    assert_int_equal(dl_credit_room(c, 500), 0);
+    assert_false(dl_credit_give(c, 2, 0, 0, 500)); /* still 1 MiB */
+    assert_true(dl_credit_give(c, 2, 1, 1, 500));  /* 1 MiB - 1 */
+    assert_int_equal(dl_credit_held(c, 2), 1);
+    assert_int_equal(dl_credit_room(c, 500), 500);
+    assert_int_equal(dl_credit_waits(c), 4);
     dl_credit_free(c);
 }
 
@@ -78,7 +91,7 @@ static void *worker(void *arg) {
             atomic_store(&r->over, true);
         done += n;
         atomic_store(&r->done[w->idx], done);
-        if (dl_credit_give(r->c, w->idx, n, WANT))
+        if (dl_credit_give(r->c, w->idx, n, n * 100, WANT))
             atomic_store(&r->woken, true);
     }
     return NULL;
@@ -87,7 +100,7 @@ static void *worker(void *arg) {
 static void test_threads(void **state) {
     (void)state;
     run_t *r = calloc(1, sizeof(*r));
-    r->c = dl_credit_new(3, BOUND);
+    r->c = dl_credit_new(3, BOUND, BOUND * 100 + 1);
     pthread_t th[2];
     wk_t wk[2] = {{r, 1}, {r, 2}};
     for (int i = 0; i < 2; i++)
@@ -104,7 +117,7 @@ static void test_threads(void **state) {
         if (n > RECORDS - sent)
             n = RECORDS - sent;
         for (unsigned i = 1; i <= 2; i++) {
-            dl_credit_take(r->c, i, n);
+            dl_credit_take(r->c, i, n, n * 100);
             atomic_fetch_add(&r->posted[i], n);
         }
         sent += n;
@@ -114,6 +127,8 @@ static void test_threads(void **state) {
     assert_false(atomic_load(&r->over));
     assert_int_equal(dl_credit_held(r->c, 1), 0);
     assert_int_equal(dl_credit_held(r->c, 2), 0);
+    assert_int_equal(dl_credit_held_bytes(r->c, 1), 0);
+    assert_int_equal(dl_credit_held_bytes(r->c, 2), 0);
     assert_true(dl_credit_waits(r->c) > 0);
     dl_credit_free(r->c);
     free(r);
