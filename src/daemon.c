@@ -70,7 +70,10 @@ static void on_watchdog(void *ud) {
  * page and /readyz park the other workers (daemon_park) and read them. */
 
 static void collect(worker_t *w, daemon_t *d) {
-    daemon_parts_t parts = {w->sm, w->srv, d->sec, w->k, w->auth, d->fwd, d->spool, d->dl};
+    /* The consumer's and the retained store's counts are worker 0's alone. */
+    daemon_parts_t parts = {w->sm,        w->srv, d->sec,   w->k,
+                            w->auth,      d->fwd, d->spool, w->idx ? NULL : d->dl,
+                            d->dl != NULL};
     daemon_metrics_collect(&w->m, &parts);
 }
 
@@ -324,6 +327,13 @@ static void on_downlink_fd(void *ud) {
     daemon_downlink_poll(w->d->dl);
 }
 
+/* A worker the consumer waited for caught up (daemon_fanout_room). */
+static void on_fanout_resume(void *ud) {
+    daemon_t *d = ud;
+    if (d->dl)
+        daemon_downlink_poll(d->dl);
+}
+
 void daemon_tick(daemon_t *d) {
     if (d->dl)
         daemon_downlink_poll(d->dl);
@@ -514,6 +524,13 @@ int daemon_run(const config_t *cfg) {
             log_error("downlink: %s", err);
             goto out;
         }
+        if (n > 1) {
+            if (!(d->fan = daemon_fanout_new(d, on_fanout_resume, d))) {
+                log_error("out of memory");
+                goto out;
+            }
+            daemon_downlink_set_fanout(d->dl, d->fan);
+        }
     }
     d->http = http_server_new(&(http_server_opts_t){on_metrics, on_ready, on_list, d});
     if (!d->http) {
@@ -616,6 +633,7 @@ out:
      * a repeated SIGTERM; afterwards the signals are ignored. */
     free_workers(d);
     daemon_downlink_free(d->dl);
+    daemon_fanout_free(d->fan); /* every worker's batches ran or were freed */
     if (d->w && d->w[0] && d->w[0]->k) {
         kafka_free(d->w[0]->k);
         d->w[0]->k = NULL;

@@ -6,16 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon_fanout.h"
 #include "kafka/consumer.h"
 #include "net/server.h"
 #include "util/log.h"
 
-/* Records served per poll: the loop turns between batches. */
-#define POLL_BATCH 500
-
 struct daemon_downlink {
     const config_t *cfg;
     session_mgr_t *sm;
+    daemon_fanout_t *fan; /* with several workers, instead of sm */
     kafka_consumer_t *kc;
     dl_router_t *router;
     dl_retained_t *retained;
@@ -91,8 +90,17 @@ int daemon_downlink_fd(const daemon_downlink_t *dd) {
     return kafka_consumer_event_fd(dd->kc);
 }
 
+void daemon_downlink_set_fanout(daemon_downlink_t *dd, daemon_fanout_t *fan) {
+    dd->fan = fan;
+}
+
 void daemon_downlink_poll(daemon_downlink_t *dd) {
-    kafka_consumer_poll(dd->kc, POLL_BATCH);
+    if (!dd->fan) {
+        kafka_consumer_poll(dd->kc, DOWNLINK_POLL_BATCH);
+        return;
+    }
+    kafka_consumer_poll(dd->kc, daemon_fanout_room(dd->fan, DOWNLINK_POLL_BATCH));
+    daemon_fanout_flush(dd->fan);
 }
 
 /* The retained topic: key = MQTT topic, value = payload (none or empty
@@ -168,8 +176,12 @@ static void on_message(void *ud, const kafka_message_t *m) {
         log_ratelimited(&dd->rl_routed, LOG_DEBUG,
                         "downlink: %s [%" PRId32 "] offset %" PRId64 " -> %s (qos %d, %zu bytes)",
                         m->topic, m->partition, m->offset, dd->topic, qos, m->value_len);
-        session_mgr_deliver_at(dd->sm, dd->topic, len, m->value, m->value_len, (uint8_t)qos, dd->hv,
-                               m->n_headers, m->timestamp_ms);
+        if (dd->fan)
+            daemon_fanout_record(dd->fan, dd->topic, len, m->value, m->value_len, (uint8_t)qos,
+                                 dd->hv, m->n_headers, m->timestamp_ms);
+        else
+            session_mgr_deliver_at(dd->sm, dd->topic, len, m->value, m->value_len, (uint8_t)qos,
+                                   dd->hv, m->n_headers, m->timestamp_ms);
     } else
         log_ratelimited(&dd->rl_skipped, LOG_DEBUG,
                         "downlink: %s [%" PRId32 "] offset %" PRId64 " skipped: %s", m->topic,
@@ -195,6 +207,9 @@ void daemon_downlink_metrics(daemon_downlink_t *dd, metrics_t *m) {
     m->downlink_consumer_errors = st.errors;
     m->downlink_partitions = st.partitions;
     m->downlink_lag = st.lag > 0 ? (uint64_t)st.lag : 0;
+    m->downlink_fanout_waits = dd->fan ? daemon_fanout_stats(dd->fan).waits : 0;
+    for (unsigned i = 0; dd->fan && i < METRICS_MAX_WORKERS; i++)
+        m->worker_downlink_records[i] = daemon_fanout_worker_records(dd->fan, i);
     memset(&m->retained_refused, 0, sizeof(m->retained_refused));
     if (dd->retained) {
         const dl_retained_stats_t *rs = dl_retained_stats(dd->retained);

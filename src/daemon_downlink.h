@@ -10,7 +10,11 @@
 #include "mqtt/session.h"
 #include "ops/metrics.h"
 
+/* Records served per poll: the loop turns between batches. */
+#define DOWNLINK_POLL_BATCH 500
+
 typedef struct daemon_downlink daemon_downlink_t;
+typedef struct daemon_fanout daemon_fanout_t;
 
 /* Starts the consumer of cfg's downlink and retained topics against
  * bootstrap (borrowed: router, retained, which the runtime built, either may
@@ -18,11 +22,15 @@ typedef struct daemon_downlink daemon_downlink_t;
 daemon_downlink_t *daemon_downlink_new(const config_t *cfg, const char *bootstrap,
                                        dl_router_t *router, dl_retained_t *retained,
                                        session_mgr_t *sm, char *errbuf, size_t errlen);
+/* With several workers: routed records go to fan (borrowed, daemon_fanout.h)
+ * instead of sm. */
+void daemon_downlink_set_fanout(daemon_downlink_t *dd, daemon_fanout_t *fan);
 /* Stops the consumer (the router and retained store stay the caller's). */
 void daemon_downlink_free(daemon_downlink_t *dd);
 
 int daemon_downlink_fd(const daemon_downlink_t *dd);
-/* Serves waiting records (a bounded batch per call). */
+/* Serves waiting records (a bounded batch per call; none while a worker is
+ * behind, daemon_fanout_room). */
 void daemon_downlink_poll(daemon_downlink_t *dd);
 /* Copies the counts into the registry (at scrape time). */
 void daemon_downlink_metrics(daemon_downlink_t *dd, metrics_t *m);

@@ -2,7 +2,8 @@
  * (worker_t, daemon_worker.c). With `threads: N` the daemon runs N workers,
  * each a thread with its own loop, server, sessions and producer; worker 0
  * is the main thread and also owns the signals, the metrics listener,
- * sd_notify, the reload and, with one worker, the spool and the downlink
+ * sd_notify, the reload, the downlink's consumer (its records reach the
+ * other workers through daemon_fanout.c) and, with one worker, the spool
  * (docs/architecture.md, "Workers"). */
 #ifndef M2K_DAEMON_INT_H
 #define M2K_DAEMON_INT_H
@@ -15,6 +16,7 @@
 #include "auth/security.h"
 #include "daemon_auth.h"
 #include "daemon_downlink.h"
+#include "daemon_fanout.h"
 #include "daemon_spool.h"
 #include "kafka/producer.h"
 #include "map/topic_map.h"
@@ -85,9 +87,10 @@ struct daemon {
     dl_router_t *router;
     dl_retained_t *retained;
     daemon_downlink_t *dl;
-    spool_t *spool;     /* with `spool:` (runtime.c opened it); NULL otherwise */
-    daemon_spool_t *ds; /* with `spool:`: records go through the spooler (spooler.h) */
-    spooler_t *fwd;     /* its spooler */
+    daemon_fanout_t *fan; /* with the downlink and several workers (daemon_fanout.c) */
+    spool_t *spool;       /* with `spool:` (runtime.c opened it); NULL otherwise */
+    daemon_spool_t *ds;   /* with `spool:`: records go through the spooler (spooler.h) */
+    spooler_t *fwd;       /* its spooler */
     worker_t **w;
     unsigned n_workers;
     server_shared_t *shared; /* the connection bounds every worker's server shares */

@@ -107,8 +107,10 @@ void daemon_metrics_collect(metrics_t *m, const daemon_parts_t *p) {
         m->spool_state_save_failures = st->qos2_save_failures;
         m->spool_state_pubcomp_full = st->qos2_pubcomp_wait_full;
     }
-    if (p->dl) {
+    if (p->dl)
         daemon_downlink_metrics(p->dl, m);
+    if (p->downlink) {
+        m->downlink = true;
         memcpy(m->downlink_deliveries, st->deliveries, sizeof(m->downlink_deliveries));
         m->downlink_not_delivered[0] = st->delivery_denied;
         m->downlink_not_delivered[1] = st->delivery_too_large;

@@ -23,7 +23,8 @@ typedef struct {
     daemon_auth_t *auth;
     spooler_t *fwd;
     spool_t *spool;
-    daemon_downlink_t *dl;
+    daemon_downlink_t *dl; /* the consumer's and retained store's counts (one worker's) */
+    bool downlink;         /* the sessions' downlink counts */
 } daemon_parts_t;
 
 void daemon_metrics_collect(metrics_t *m, const daemon_parts_t *p);

@@ -7,14 +7,24 @@
 #ifndef M2K_DOWNLINK_QUEUE_H
 #define M2K_DOWNLINK_QUEUE_H
 
+#include <stdatomic.h>
+
 #include "downlink/downlink.h"
 #include "util/list.h"
 
-/* One message as sent: topic, payload, the record's QoS, retain flag. */
+/* One message as sent: topic, payload, the record's QoS, retain flag.
+ * Immutable once made, so the queues of several workers' sessions may
+ * share it (threads: N): the count is atomic, the rest is only read. */
 typedef struct {
-    uint32_t refs;
+    atomic_uint refs;
     uint8_t qos;
     bool retain;
+    /* What the record's mqtt.* headers said, for a message made once for
+     * every worker (dl_msg_make): RETAIN as published, and the publishing
+     * client id (MQTT 5 no local; NULL: none, else in the same allocation). */
+    bool published_retain;
+    const char *origin;
+    size_t origin_len;
     char *topic; /* NUL-terminated, in the same allocation */
     size_t topic_len;
     uint8_t *payload; /* in the same allocation */
@@ -32,6 +42,22 @@ dl_msg_t *dl_msg_new(const char *topic, size_t topic_len, const void *payload, s
 /* The same with MQTT 5 property bytes (copied; for MQTT 5 clients only). */
 dl_msg_t *dl_msg_new_props(const char *topic, size_t topic_len, const void *props, size_t props_len,
                            const void *payload, size_t len, uint8_t qos, bool retain);
+/* All of it at once: each pointer may be NULL when its length is 0; props
+ * NULL with props_len > 0 leaves room the caller fills (m->props). */
+typedef struct {
+    const char *topic;
+    size_t topic_len;
+    const void *props;
+    size_t props_len;
+    const char *origin;
+    size_t origin_len;
+    const void *payload;
+    size_t len;
+    uint8_t qos;
+    bool retain, published_retain;
+} dl_msg_spec_t;
+dl_msg_t *dl_msg_make(const dl_msg_spec_t *spec);
+/* Another reference; the last unref frees it (from any thread). */
 dl_msg_t *dl_msg_ref(dl_msg_t *m);
 void dl_msg_unref(dl_msg_t *m);
 

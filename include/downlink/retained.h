@@ -2,7 +2,9 @@
  * retained Kafka topic (key = topic, empty value = delete) and matched against
  * a new subscription's filter. Bounded by a message count and a byte total
  * (topic + payload); a message that would exceed either is refused and
- * counted, the stored one for its topic (if any) is kept. */
+ * counted, the stored one for its topic (if any) is kept. Thread-safe: one
+ * mutex, held for each call (a match's fn runs under it, and must not call
+ * back into the store). */
 #ifndef M2K_DOWNLINK_RETAINED_H
 #define M2K_DOWNLINK_RETAINED_H
 
@@ -39,7 +41,7 @@ int dl_retained_set_expiring(dl_retained_t *r, const char *topic, size_t topic_l
  * DL_EINVAL for an invalid filter. */
 typedef void (*dl_retained_fn)(void *ud, const char *topic, size_t topic_len, const void *payload,
                                size_t len, uint8_t qos);
-int dl_retained_match(const dl_retained_t *r, const char *filter, size_t len, dl_retained_fn fn,
+int dl_retained_match(dl_retained_t *r, const char *filter, size_t len, dl_retained_fn fn,
                       void *ud);
 /* The same at wall time now_ms: a matching message whose expiry has come is
  * dropped from the store (counted in expired) instead of passed to fn; fn
@@ -51,6 +53,8 @@ typedef void (*dl_retained_at_fn)(void *ud, const char *topic, size_t topic_len,
 int dl_retained_match_at(dl_retained_t *r, const char *filter, size_t len, int64_t now_ms,
                          dl_retained_at_fn fn, void *ud);
 
+/* The counts, read without the lock: by the thread that writes the store
+ * while no other one matches (the daemon's scrape parks the workers). */
 const dl_retained_stats_t *dl_retained_stats(const dl_retained_t *r);
 
 #endif

@@ -76,7 +76,8 @@ size_t dl_subs_remove_client(dl_subs_t *s, uint64_t client);
  * DL_ENOMEM. */
 int dl_subs_match(dl_subs_t *s, const char *topic, size_t len, dl_matches_t *out);
 
-/* Subscriptions held (shared ones included), trie nodes. */
+/* Subscriptions held (shared ones included; from any thread: the count is
+ * atomic), trie nodes (the owner's thread only). */
 size_t dl_subs_count(const dl_subs_t *s);
 size_t dl_subs_nodes(const dl_subs_t *s);
 

@@ -61,7 +61,8 @@ void kafka_consumer_free(kafka_consumer_t *c);
 /* A non-blocking fd readable when records (or errors) wait. */
 int kafka_consumer_event_fd(const kafka_consumer_t *c);
 /* Hands up to max waiting records to on_message; how many. When more wait,
- * the fd stays readable. */
+ * the fd stays readable. max 0 clears the fd only: the records wait, and the
+ * fd says nothing of them until the caller polls again with max > 0. */
 int kafka_consumer_poll(kafka_consumer_t *c, int max);
 
 void kafka_consumer_stats(kafka_consumer_t *c, kafka_consumer_stats_t *st);

@@ -350,7 +350,22 @@ size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len
 size_t session_mgr_deliver_at(session_mgr_t *m, const char *topic, size_t topic_len,
                               const void *payload, size_t len, uint8_t qos,
                               const dl_header_t *headers, size_t n_headers, int64_t timestamp_ms);
-/* Subscriptions held (every session, shared ones included). */
+/* With several workers (threads: N), a record is made into one message for
+ * all of them: session_mgr_dl_msg (on the consumer's worker, m for its
+ * clocks) does what session_mgr_deliver_at does before matching (the MQTT 5
+ * user properties, the publisher's client id and RETAIN flag, the message
+ * expiry on the monotonic clock every worker's loop shares; 1 when it is past
+ * already) and returns it with one reference (NULL: out of memory, or a topic
+ * over 65535 bytes). session_mgr_deliver_msg delivers it as
+ * session_mgr_deliver_at would, on the manager's own thread; the queues it
+ * enters take references of their own, msg is not changed (the caller keeps
+ * its reference). */
+dl_msg_t *session_mgr_dl_msg(const session_mgr_t *m, const char *topic, size_t topic_len,
+                             const void *payload, size_t len, uint8_t qos,
+                             const dl_header_t *headers, size_t n_headers, int64_t timestamp_ms);
+size_t session_mgr_deliver_msg(session_mgr_t *m, dl_msg_t *msg);
+/* Subscriptions held (every session, shared ones included). Callable from
+ * any thread (threads: N: whether a worker needs a downlink record). */
 size_t session_mgr_subscription_count(const session_mgr_t *m);
 /* The sessions' queues: depth now, messages dropped and refused. */
 const dl_queue_stats_t *session_mgr_queue_stats(const session_mgr_t *m);

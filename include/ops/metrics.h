@@ -201,8 +201,10 @@ typedef struct {
     metrics_label_table_t downlink_skipped;  /* by reason (dl_route_result_name) */
     uint64_t downlink_out_of_range;          /* partitions resumed at the earliest offset */
     uint64_t downlink_consumer_errors;
-    uint64_t downlink_partitions; /* gauge: partitions being read */
-    uint64_t downlink_lag;        /* gauge: records behind the high watermarks */
+    uint64_t downlink_partitions;   /* gauge: partitions being read */
+    uint64_t downlink_lag;          /* gauge: records behind the high watermarks */
+    uint64_t downlink_fanout_waits; /* threads: N (rendered when workers > 1): polls put off */
+    uint64_t worker_downlink_records[METRICS_MAX_WORKERS]; /* handed to each worker */
     /* delivery to subscribers (the session's counts) */
     uint64_t downlink_deliveries[3];    /* server-sent PUBLISH by QoS */
     uint64_t downlink_not_delivered[2]; /* acl_read, too_large */
@@ -241,9 +243,11 @@ typedef struct {
 /* Zeroes the registry. No allocation: embed metrics_t where convenient. */
 void metrics_init(metrics_t *m);
 /* Adds another worker's registry (threads: N) into dst: the MQTT, traffic,
- * flow and producer counters and gauges (the spool and the downlink run on
- * one worker and are not summed); label tables and Kafka topics merge by
- * value, brokers by name (up when one producer has it up, the worst RTT). */
+ * flow and producer counters and gauges, the downlink's deliveries,
+ * subscriptions and queues (the spool, the downlink's consumer and the
+ * retained store run on one worker, dst's, and are not summed); label tables
+ * and Kafka topics merge by value, brokers by name (up when one producer has
+ * it up, the worst RTT). */
 void metrics_add(metrics_t *dst, const metrics_t *src);
 
 /* Replaces the librdkafka part with one statistics JSON document (the

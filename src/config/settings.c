@@ -685,11 +685,10 @@ const setting_t config_settings[] = {
      .min = 0,
      .max = CONFIG_THREADS_MAX,
      .def = 0,
-     .doc =
-         "workers, each an event loop on its own thread with its own listening sockets "
-         "(SO_REUSEPORT), sessions and Kafka producer; a client id lives on one worker. 0 (the "
-         "default): the CPUs the process may use, at most 16. With `spool:`, `downlink:` or "
-         "`retained:`, 1 (see [architecture.md](architecture.md#workers-threads-daemon_workerc))"},
+     .doc = "workers, each an event loop on its own thread with its own listening sockets "
+            "(SO_REUSEPORT), sessions and Kafka producer; a client id lives on one worker. 0 (the "
+            "default): the CPUs the process may use, at most 16. With `spool:`, 1 (see "
+            "[architecture.md](architecture.md#workers-threads-daemon_workerc))"},
 
     /* After the listeners, wherever it is in the file: it is compared with them. */
     {.path = "metrics", .type = SET_SECTION, .flags = SETTING_LATE},

@@ -13,35 +13,54 @@ dl_msg_t *dl_msg_new(const char *topic, size_t topic_len, const void *payload, s
 
 dl_msg_t *dl_msg_new_props(const char *topic, size_t topic_len, const void *props, size_t props_len,
                            const void *payload, size_t len, uint8_t qos, bool retain) {
-    dl_msg_t *m = malloc(sizeof(*m) + topic_len + 1 + len + props_len);
+    return dl_msg_make(&(dl_msg_spec_t){.topic = topic,
+                                        .topic_len = topic_len,
+                                        .props = props,
+                                        .props_len = props_len,
+                                        .payload = payload,
+                                        .len = len,
+                                        .qos = qos,
+                                        .retain = retain});
+}
+
+dl_msg_t *dl_msg_make(const dl_msg_spec_t *sp) {
+    dl_msg_t *m = malloc(sizeof(*m) + sp->topic_len + 1 + sp->len + sp->props_len + sp->origin_len);
     if (!m)
         return NULL;
-    m->refs = 1;
-    m->qos = qos;
-    m->retain = retain;
+    atomic_init(&m->refs, 1);
+    m->qos = sp->qos;
+    m->retain = sp->retain;
+    m->published_retain = sp->published_retain;
     m->topic = (char *)(m + 1);
-    memcpy(m->topic, topic, topic_len);
-    m->topic[topic_len] = '\0';
-    m->topic_len = topic_len;
-    m->payload = (uint8_t *)m->topic + topic_len + 1;
-    if (len)
-        memcpy(m->payload, payload, len);
-    m->len = len;
-    m->props = props_len ? m->payload + len : NULL;
-    if (props_len)
-        memcpy(m->props, props, props_len);
-    m->props_len = props_len;
+    memcpy(m->topic, sp->topic, sp->topic_len);
+    m->topic[sp->topic_len] = '\0';
+    m->topic_len = sp->topic_len;
+    m->payload = (uint8_t *)m->topic + sp->topic_len + 1;
+    if (sp->len)
+        memcpy(m->payload, sp->payload, sp->len);
+    m->len = sp->len;
+    m->props = sp->props_len ? m->payload + sp->len : NULL;
+    if (sp->props_len && sp->props) /* else the caller writes them */
+        memcpy(m->props, sp->props, sp->props_len);
+    m->props_len = sp->props_len;
+    char *origin = (char *)m->payload + sp->len + sp->props_len;
+    if (sp->origin)
+        memcpy(origin, sp->origin, sp->origin_len);
+    m->origin = sp->origin ? origin : NULL;
+    m->origin_len = sp->origin ? sp->origin_len : 0;
     m->expires_ms = 0;
     return m;
 }
 
 dl_msg_t *dl_msg_ref(dl_msg_t *m) {
-    m->refs++;
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
     return m;
 }
 
+/* The release orders this thread's reads of the message before the free
+ * another thread's last unref may do; the acquire, the reverse. */
 void dl_msg_unref(dl_msg_t *m) {
-    if (m && --m->refs == 0)
+    if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
         free(m);
 }
 

@@ -1,10 +1,14 @@
 /* The retained store (retained.h): a level trie of topic names whose nodes
  * may hold a message. A filter walks the literal levels, fans out at '+' and
- * takes the whole subtree at '#'; empty branches are pruned on delete. */
+ * takes the whole subtree at '#'; empty branches are pruned on delete. One
+ * mutex guards it: with threads: N the consumer (worker 0) writes it and a
+ * SUBSCRIBE on any worker reads it (and drops the expired ones it meets);
+ * neither is on the per-record path of the downlink. */
 #include "downlink/retained.h"
 
 #include "ltrie.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,15 +26,20 @@ typedef struct {
 } rnode_t;
 
 struct dl_retained {
-    rnode_t root;
+    rnode_t root; /* first: free_tree frees every node but this one */
     size_t max_messages, max_bytes;
     dl_retained_stats_t st;
+    pthread_mutex_t mu;
 };
 
 dl_retained_t *dl_retained_new(size_t max_messages, size_t max_bytes) {
     dl_retained_t *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
+    if (pthread_mutex_init(&r->mu, NULL) != 0) {
+        free(r);
+        return NULL;
+    }
     ltrie_root_init(&r->root.t);
     r->max_messages = max_messages;
     r->max_bytes = max_bytes;
@@ -38,8 +47,10 @@ dl_retained_t *dl_retained_new(size_t max_messages, size_t max_bytes) {
 }
 
 void dl_retained_set_limits(dl_retained_t *r, size_t max_messages, size_t max_bytes) {
+    pthread_mutex_lock(&r->mu);
     r->max_messages = max_messages;
     r->max_bytes = max_bytes;
+    pthread_mutex_unlock(&r->mu);
 }
 
 static void free_tree(ltrie_node_t *t, void *ud) {
@@ -56,6 +67,7 @@ void dl_retained_free(dl_retained_t *r) {
     if (!r)
         return;
     free_tree(&r->root.t, NULL);
+    pthread_mutex_destroy(&r->mu);
     free(r);
 }
 
@@ -85,8 +97,19 @@ int dl_retained_set(dl_retained_t *r, const char *topic, size_t topic_len, const
     return dl_retained_set_expiring(r, topic, topic_len, payload, len, qos, 0);
 }
 
+static int set_locked(dl_retained_t *r, const char *topic, size_t topic_len, const void *payload,
+                      size_t len, uint8_t qos, int64_t expires_ms);
+
 int dl_retained_set_expiring(dl_retained_t *r, const char *topic, size_t topic_len,
                              const void *payload, size_t len, uint8_t qos, int64_t expires_ms) {
+    pthread_mutex_lock(&r->mu);
+    int rc = set_locked(r, topic, topic_len, payload, len, qos, expires_ms);
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+static int set_locked(dl_retained_t *r, const char *topic, size_t topic_len, const void *payload,
+                      size_t len, uint8_t qos, int64_t expires_ms) {
     if (dl_topic_check(topic, topic_len, NULL) != 0 || qos > 2) {
         r->st.refused_invalid++;
         return DL_EINVAL;
@@ -221,12 +244,14 @@ static void walk(walk_t *w, const rnode_t *n, const char *f, size_t len, size_t 
     }
 }
 
-int dl_retained_match(const dl_retained_t *r, const char *filter, size_t len, dl_retained_fn fn,
+int dl_retained_match(dl_retained_t *r, const char *filter, size_t len, dl_retained_fn fn,
                       void *ud) {
     if (dl_filter_check(filter, len, NULL) != 0)
         return DL_EINVAL;
     walk_t w = {.fn = fn, .ud = ud};
+    pthread_mutex_lock(&r->mu);
     walk(&w, &r->root, filter, len, 0);
+    pthread_mutex_unlock(&r->mu);
     return w.count;
 }
 
@@ -235,6 +260,7 @@ int dl_retained_match_at(dl_retained_t *r, const char *filter, size_t len, int64
     if (dl_filter_check(filter, len, NULL) != 0)
         return DL_EINVAL;
     walk_t w = {.fn_at = fn, .ud = ud, .now_ms = now_ms};
+    pthread_mutex_lock(&r->mu);
     walk(&w, &r->root, filter, len, 0);
     /* Each still holds its message, so no prune frees another one met. */
     for (size_t i = 0; i < w.n_expired; i++) {
@@ -246,6 +272,7 @@ int dl_retained_match_at(dl_retained_t *r, const char *filter, size_t len, int64
         n->msg = NULL;
         prune(r, n);
     }
+    pthread_mutex_unlock(&r->mu);
     free(w.expired);
     return w.count;
 }

@@ -11,6 +11,7 @@
 #include "util/hash.h"
 #include "util/list.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,7 +54,10 @@ struct dl_subs {
     snode_t root;
     hmap_t index;
     hmap_t clients;
-    size_t n_subs, n_nodes;
+    /* Read by other threads (dl_subs_count: threads: N, whether a worker
+     * has any subscription); the trie itself only by its owner. */
+    atomic_size_t n_subs;
+    size_t n_nodes;
     uint64_t gen;
 };
 
@@ -85,6 +89,7 @@ dl_subs_t *dl_subs_new(void) {
     snode_init(&s->root);
     hmap_init(&s->index, sub_hash, 0);
     hmap_init(&s->clients, client_hash, 0);
+    atomic_init(&s->n_subs, 0);
     return s;
 }
 
@@ -457,7 +462,7 @@ int dl_subs_match(dl_subs_t *s, const char *topic, size_t len, dl_matches_t *out
 }
 
 size_t dl_subs_count(const dl_subs_t *s) {
-    return s->n_subs;
+    return atomic_load(&s->n_subs);
 }
 
 size_t dl_subs_nodes(const dl_subs_t *s) {

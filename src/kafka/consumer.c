@@ -419,7 +419,7 @@ int kafka_consumer_poll(kafka_consumer_t *c, int max) {
         rd_kafka_message_destroy(m);
         n++;
     }
-    if (n == max) {
+    if (n == max && max > 0) {
         /* More may wait: the IO event fires only on an empty queue. */
         static const uint64_t one = 1;
         ssize_t w = write(c->efd, &one, sizeof(one));

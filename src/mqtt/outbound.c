@@ -129,7 +129,7 @@ static int send_entry(session_conn_t *c, uint8_t flags, uint16_t pid, const dl_q
 /* What one queued or in-flight message counts (outbound_bytes). */
 static size_t entry_bytes(const dl_msg_t *msg, size_t xlen) {
     return sizeof(dl_qentry_t) + sizeof(*msg) + msg->topic_len + 1 + msg->len + msg->props_len +
-           xlen;
+           msg->origin_len + xlen;
 }
 
 static size_t qentry_bytes(const dl_qentry_t *e) {
@@ -438,29 +438,52 @@ size_t session_mgr_deliver(session_mgr_t *m, const char *topic, size_t topic_len
     return session_mgr_deliver_at(m, topic, topic_len, payload, len, qos, headers, n_headers, -1);
 }
 
+/* One record as the delivery loop sees it: views (into the caller's record,
+ * or into `shared`), and the message made once for every worker when there
+ * is one (session_mgr_deliver_msg). */
+typedef struct {
+    const char *topic;
+    size_t topic_len;
+    const void *payload;
+    size_t len;
+    uint8_t qos;
+    const uint8_t *props;
+    size_t plen;
+    const char *origin;
+    size_t origin_len;
+    bool published_retain;
+    uint64_t expires_ms;
+    dl_msg_t *shared; /* RETAIN 0's message (not changed here), or NULL: made when queued */
+} dview_t;
+
+static size_t deliver(session_mgr_t *m, const dview_t *v);
+
+/* What is left of a record's message expiry at m's wall clock, in ms (<= 0:
+ * past): it counts from the record's timestamp, its age in Kafka is time
+ * waited. */
+static int64_t expiry_left(const session_mgr_t *m, uint32_t expiry_s, int64_t timestamp_ms) {
+    int64_t age = timestamp_ms >= 0 && m->wall_ms > timestamp_ms ? m->wall_ms - timestamp_ms : 0;
+    return (int64_t)expiry_s * 1000 - age;
+}
+
 size_t session_mgr_deliver_at(session_mgr_t *m, const char *topic, size_t topic_len,
                               const void *payload, size_t len, uint8_t qos,
                               const dl_header_t *headers, size_t n_headers, int64_t timestamp_ms) {
     if (topic_len > 65535 || dl_subs_match(m->subs, topic, topic_len, &m->matches) != 0 ||
         !m->matches.n)
         return 0;
-    const char *origin = NULL;
-    size_t origin_len = 0;
-    bool published_retain = false;
+    dview_t v = {
+        .topic = topic, .topic_len = topic_len, .payload = payload, .len = len, .qos = qos};
     uint32_t expiry_s = 0;
-    origin_of(headers, n_headers, &origin, &origin_len, &published_retain, &expiry_s);
-    /* Message expiry counts from the record's timestamp (its age in Kafka
-     * is time waited); one already past it goes to nobody. */
-    uint64_t expires_ms = 0;
+    origin_of(headers, n_headers, &v.origin, &v.origin_len, &v.published_retain, &expiry_s);
+    /* One already past its expiry goes to nobody. */
     if (expiry_s) {
-        int64_t age =
-            timestamp_ms >= 0 && m->wall_ms > timestamp_ms ? m->wall_ms - timestamp_ms : 0;
-        int64_t left = (int64_t)expiry_s * 1000 - age;
+        int64_t left = expiry_left(m, expiry_s, timestamp_ms);
         if (left <= 0) {
             m->qstats.expired += m->matches.n;
             return 0;
         }
-        expires_ms = m->mono_ms + (uint64_t)left;
+        v.expires_ms = m->mono_ms + (uint64_t)left;
     }
     /* MQTT 5 user properties from the headers, once per record. */
     size_t plen = n_headers ? user_props(NULL, headers, n_headers) : 0;
@@ -469,6 +492,69 @@ size_t session_mgr_deliver_at(session_mgr_t *m, const char *topic, size_t topic_
         user_props(props, headers, n_headers);
     else
         plen = 0;
+    v.props = props;
+    v.plen = plen;
+    size_t n = deliver(m, &v);
+    free(props);
+    return n;
+}
+
+dl_msg_t *session_mgr_dl_msg(const session_mgr_t *m, const char *topic, size_t topic_len,
+                             const void *payload, size_t len, uint8_t qos,
+                             const dl_header_t *headers, size_t n_headers, int64_t timestamp_ms) {
+    if (topic_len > 65535)
+        return NULL;
+    dl_msg_spec_t sp = {.topic = topic,
+                        .topic_len = topic_len,
+                        .payload = payload,
+                        .len = len,
+                        .qos = qos,
+                        .props_len = n_headers ? user_props(NULL, headers, n_headers) : 0};
+    uint32_t expiry_s = 0;
+    origin_of(headers, n_headers, &sp.origin, &sp.origin_len, &sp.published_retain, &expiry_s);
+    dl_msg_t *msg = dl_msg_make(&sp);
+    if (!msg)
+        return NULL;
+    if (sp.props_len)
+        user_props(msg->props, headers, n_headers);
+    if (expiry_s) { /* 1: past on every loop's clock */
+        int64_t left = expiry_left(m, expiry_s, timestamp_ms);
+        msg->expires_ms = left > 0 ? m->mono_ms + (uint64_t)left : 1;
+    }
+    return msg;
+}
+
+size_t session_mgr_deliver_msg(session_mgr_t *m, dl_msg_t *msg) {
+    if (dl_subs_match(m->subs, msg->topic, msg->topic_len, &m->matches) != 0 || !m->matches.n)
+        return 0;
+    if (msg->expires_ms && msg->expires_ms <= m->mono_ms) {
+        m->qstats.expired += m->matches.n;
+        return 0;
+    }
+    dview_t v = {.topic = msg->topic,
+                 .topic_len = msg->topic_len,
+                 .payload = msg->payload,
+                 .len = msg->len,
+                 .qos = msg->qos,
+                 .props = msg->props,
+                 .plen = msg->props_len,
+                 .origin = msg->origin,
+                 .origin_len = msg->origin_len,
+                 .published_retain = msg->published_retain,
+                 .expires_ms = msg->expires_ms,
+                 .shared = msg};
+    return deliver(m, &v);
+}
+
+/* To each session of m->matches (made by the caller). */
+static size_t deliver(session_mgr_t *m, const dview_t *v) {
+    const char *topic = v->topic, *origin = v->origin;
+    size_t topic_len = v->topic_len, len = v->len, plen = v->plen, origin_len = v->origin_len;
+    const void *payload = v->payload;
+    const uint8_t *props = v->props;
+    uint8_t qos = v->qos;
+    bool published_retain = v->published_retain;
+    uint64_t expires_ms = v->expires_ms;
     size_t n = 0;
     dl_msg_t *msg[2] = {NULL, NULL}; /* made once each (RETAIN 0, 1), when first queued */
     for (size_t i = 0; i < m->matches.n; i++) {
@@ -500,7 +586,9 @@ size_t session_mgr_deliver_at(session_mgr_t *m, const char *topic, size_t topic_
         }
         if (!c && s->clean)
             continue; /* a session ending with its connection */
-        if (!msg[retain]) {
+        if (!msg[retain] && !retain && v->shared) {
+            msg[0] = dl_msg_ref(v->shared);
+        } else if (!msg[retain]) {
             if (!(msg[retain] =
                       dl_msg_new_props(topic, topic_len, props, plen, payload, len, qos, retain)))
                 break;
@@ -525,7 +613,6 @@ size_t session_mgr_deliver_at(session_mgr_t *m, const char *topic, size_t topic_
     }
     dl_msg_unref(msg[0]);
     dl_msg_unref(msg[1]);
-    free(props);
     return n;
 }
 

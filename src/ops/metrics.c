@@ -335,6 +335,9 @@ static void render_spool(writer_t *w, const metrics_t *m) {
             m->spool_state_pubcomp_full);
 }
 
+static void per_worker(writer_t *w, const char *name, const char *type, const char *help,
+                       const metrics_t *m, const uint64_t *v);
+
 static void render_downlink(writer_t *w, const metrics_t *m) {
     label_table(w, "mqtt2kafka_downlink_records_consumed_total",
                 "Records read from the downlink and retained Kafka topics, by topic.", "topic",
@@ -356,6 +359,16 @@ static void render_downlink(writer_t *w, const metrics_t *m) {
     gauge(w, "mqtt2kafka_downlink_consumer_lag",
           "Records the downlink consumer is behind the high watermarks Kafka last reported.",
           m->downlink_lag);
+    if (m->workers > 1) {
+        counter(w, "mqtt2kafka_downlink_fanout_waits_total",
+                "Polls of the downlink consumer put off while a worker held 2,000 records (or "
+                "64 MiB) not yet delivered (threads).",
+                m->downlink_fanout_waits);
+        per_worker(w, "mqtt2kafka_worker_downlink_records_total", "counter",
+                   "Routed downlink records handed to each worker's sessions (threads; a worker "
+                   "without subscriptions gets none).",
+                   m, m->worker_downlink_records);
+    }
     static const char *const qos[] = {"0", "1", "2"},
                              *const not_delivered[] = {"acl_read", "too_large"},
                              *const refused[] = {"acl", "invalid", "quota"},

@@ -125,4 +125,13 @@ void metrics_add(metrics_t *dst, const metrics_t *src) {
     ADD(kafka_queue_full);
     ADD(kafka_producer_replaced);
     add_rdkafka(&dst->rdkafka, &src->rdkafka);
+    /* The downlink's delivery to each worker's sessions (the consumer and
+     * the retained store are one, counted in dst's own registry). */
+    ADD_ARRAY(downlink_deliveries);
+    ADD_ARRAY(downlink_not_delivered);
+    ADD_ARRAY(subscribe_refused);
+    ADD(subscriptions);
+    ADD(downlink_queued);
+    ADD_ARRAY(downlink_dropped);
+    ADD(retained_copies_lost);
 }

@@ -287,9 +287,9 @@ class Daemon:
         self.port = None
         self.config = merge(base_config(0, bootstrap), overrides)
         # M2K_THREADS=N runs the suite with N workers (threads: N), where the
-        # configuration allows several (no spool, downlink or retained store).
+        # configuration allows several (no spool).
         if (os.environ.get("M2K_THREADS") and "threads" not in self.config
-                and not {"spool", "downlink", "retained"} & set(self.config)):
+                and "spool" not in self.config):
             self.config["threads"] = int(os.environ["M2K_THREADS"])
         self.config_path = tmp_path / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))

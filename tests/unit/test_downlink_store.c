@@ -1,7 +1,9 @@
 /* downlink/retained.c and queue.c: the retained store (set, replace, delete
  * by empty payload, filter match with the '$' rule, bounds counted, message
  * expiry at match time) and the
- * session queue (order, the overflow rules, counts, shared messages). */
+ * session queue (order, the overflow rules, counts, shared messages); what
+ * threads: N needs of both: a message's references taken and dropped from
+ * several threads, the store written and matched from several threads. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +13,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 
 #include "downlink/queue.h"
 #include "downlink/retained.h"
@@ -33,7 +36,7 @@ static int cmpstr(const void *a, const void *b) {
 }
 
 /* The matches of filter as "topic=payload@qos;" sorted. */
-static const char *rmatch(const dl_retained_t *r, const char *filter) {
+static const char *rmatch(dl_retained_t *r, const char *filter) {
     static char out[1024];
     acc_t a = {.o = 0};
     a.buf[0] = '\0';
@@ -268,11 +271,131 @@ static void test_retained_expiry(void **state) {
     dl_retained_free(r);
 }
 
+/* dl_msg_make: every part in one allocation; props NULL with a length
+ * leaves room the caller fills; the origin kept with its length. */
+static void test_msg_make(void **state) {
+    (void)state;
+    dl_msg_t *m = dl_msg_make(&(dl_msg_spec_t){.topic = "a/b",
+                                               .topic_len = 3,
+                                               .props_len = 2,
+                                               .origin = "client-1",
+                                               .origin_len = 8,
+                                               .payload = "xyz",
+                                               .len = 3,
+                                               .qos = 2,
+                                               .published_retain = true});
+    assert_non_null(m);
+    m->props[0] = 0x26;
+    m->props[1] = 0x27;
+    assert_string_equal(m->topic, "a/b");
+    assert_memory_equal(m->payload, "xyz", 3);
+    assert_ptr_equal(m->props, m->payload + 3);
+    assert_ptr_equal(m->origin, (const char *)m->payload + 5);
+    assert_memory_equal(m->origin, "client-1", 8);
+    assert_int_equal(m->origin_len, 8);
+    assert_memory_equal(m->props, "\x26\x27", 2); /* not overwritten by the origin */
+    assert_true(m->published_retain);
+    assert_false(m->retain);
+    assert_int_equal(m->qos, 2);
+    assert_int_equal(m->expires_ms, 0);
+    dl_msg_unref(m);
+    m = dl_msg_new("t", 1, "p", 1, 0, false);
+    assert_null(m->origin);
+    assert_int_equal(m->origin_len, 0);
+    assert_false(m->published_retain);
+    dl_msg_unref(m);
+}
+
+#define REF_THREADS 4
+#define REF_ROUNDS 100000
+
+typedef struct {
+    dl_msg_t *m;
+    dl_retained_t *r;
+    int idx;
+} thr_t;
+
+static void *ref_unref(void *arg) {
+    thr_t *t = arg;
+    for (int i = 0; i < REF_ROUNDS; i++) {
+        dl_msg_ref(t->m);
+        dl_msg_unref(t->m);
+    }
+    dl_msg_unref(t->m); /* the one the main thread took for this thread */
+    return NULL;
+}
+
+/* The count is exact when threads take and drop references at once; the
+ * last one (here the main thread's) frees it (ASan: no leak, no double free). */
+static void test_msg_refs_across_threads(void **state) {
+    (void)state;
+    dl_msg_t *m = dl_msg_new("t", 1, "p", 1, 1, false);
+    pthread_t th[REF_THREADS];
+    thr_t t[REF_THREADS];
+    for (int i = 0; i < REF_THREADS; i++) {
+        t[i] = (thr_t){.m = dl_msg_ref(m), .idx = i};
+        assert_int_equal(pthread_create(&th[i], NULL, ref_unref, &t[i]), 0);
+    }
+    for (int i = 0; i < REF_THREADS; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&m->refs), 1);
+    dl_msg_unref(m);
+}
+
+#define STORE_ROUNDS 2000
+
+/* One writer (the consumer's worker) sets and deletes topics while readers
+ * (SUBSCRIBEs on other workers) match; every match sees whole messages, and
+ * the counts after are exact. */
+static void match_whole(void *ud, const char *topic, size_t topic_len, const void *payload,
+                        size_t len, uint8_t qos) {
+    (void)ud;
+    (void)qos;
+    assert_int_equal(strlen(topic), topic_len);
+    assert_int_equal(len, 8);
+    assert_memory_equal(payload, "payload:", 8);
+}
+
+static void *store_reader(void *arg) {
+    thr_t *t = arg;
+    for (int i = 0; i < STORE_ROUNDS; i++)
+        assert_true(dl_retained_match(t->r, "s/#", 3, match_whole, NULL) >= 0);
+    return NULL;
+}
+
+static void test_retained_across_threads(void **state) {
+    (void)state;
+    dl_retained_t *r = dl_retained_new(100, 100000);
+    pthread_t th[2];
+    thr_t t[2];
+    for (int i = 0; i < 2; i++) {
+        t[i] = (thr_t){.r = r, .idx = i};
+        assert_int_equal(pthread_create(&th[i], NULL, store_reader, &t[i]), 0);
+    }
+    for (int i = 0; i < STORE_ROUNDS; i++) {
+        char topic[16];
+        snprintf(topic, sizeof(topic), "s/%d", i % 10);
+        assert_int_equal(set(r, topic, i % 3 == 2 ? "" : "payload:", 1), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    /* the last round of each of s/0..s/9: i = 1990..1999, deleted when i % 3 == 2 */
+    const dl_retained_stats_t *st = dl_retained_stats(r);
+    assert_int_equal(st->messages, 7);
+    assert_int_equal(st->bytes, 7 * (3 + 8));
+    dl_retained_free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_retained),        cmocka_unit_test(test_retained_bounds),
-        cmocka_unit_test(test_retained_expiry), cmocka_unit_test(test_queue_drop_expired),
+        cmocka_unit_test(test_retained),
+        cmocka_unit_test(test_retained_bounds),
+        cmocka_unit_test(test_retained_expiry),
+        cmocka_unit_test(test_queue_drop_expired),
         cmocka_unit_test(test_queue_overflow),
+        cmocka_unit_test(test_msg_make),
+        cmocka_unit_test(test_msg_refs_across_threads),
+        cmocka_unit_test(test_retained_across_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
