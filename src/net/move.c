@@ -190,7 +190,9 @@ static void move_open(server_t *s, struct net_move *m) {
     list_insert_head(&s->conns, &c->node);
     svc->n_conns++;
     conn_set_state(c, CONN_OPEN);
-    net_conn_deliver(c, m->bytes, m->len);
+    transport_reopened(c->tr, c);
+    if (!net_conn_closing(c))
+        net_conn_deliver(c, m->bytes, m->len);
     free(m);
     transport_resume(c->tr, c); /* what a layer decoded after those bytes */
     conn_read_start(c);

@@ -160,8 +160,10 @@ int server_listen(server_t *s, char *errbuf, size_t errlen) {
         if (listener_open(s, l, cl->host, port, 511, what, host, sizeof(host), errbuf, errlen) != 0)
             return -1;
         s->n_listening++;
-        log_info(strchr(cl->host, ':') ? "listening on [%s]:%d%s" : "listening on %s:%d%s", host,
-                 l->port, label);
+        /* Once for the process: the other workers' sockets at debug level. */
+        log_write(s->o.first ? LOG_DEBUG : LOG_INFO,
+                  strchr(cl->host, ':') ? "listening on [%s]:%d%s" : "listening on %s:%d%s", host,
+                  l->port, label);
     }
     return server_listen_metrics(s, errbuf, errlen);
 }

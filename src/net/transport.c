@@ -122,15 +122,23 @@ void transport_conn_rebind(transport_t *top, const transport_stack_t *st) {
     }
 }
 
-void transport_resume(transport_t *top, conn_t *c) {
-    transport_t *t = top;
-    if (!t)
-        return;
-    while (t->down)
+/* The bottom layer of the stack whose top is `top`. */
+static transport_t *bottom(transport_t *t) {
+    while (t && t->down)
         t = t->down;
-    for (; t && !net_conn_closing(c); t = t->up)
+    return t;
+}
+
+void transport_resume(transport_t *top, conn_t *c) {
+    for (transport_t *t = bottom(top); t && !net_conn_closing(c); t = t->up)
         if (t->type->resume)
             t->type->resume(t, c);
+}
+
+void transport_reopened(transport_t *top, conn_t *c) {
+    for (transport_t *t = bottom(top); t && !net_conn_closing(c); t = t->up)
+        if (t->type->reopened)
+            t->type->reopened(t, c);
 }
 
 void transport_input(transport_t *top, conn_t *c, const uint8_t *p, size_t n) {

@@ -68,6 +68,10 @@ struct transport_type {
      * the layer holds and did not pass up before the move. */
     void (*conn_rebind)(transport_t *t, void *ctx);
     void (*resume)(transport_t *t, conn_t *c);
+    /* Optional, server_conn_move: the protocol was opened again on the new
+     * loop, before the moved bytes reach it; tell it again what the layer
+     * told the first one (the TLS certificate's identity). */
+    void (*reopened)(transport_t *t, conn_t *c);
     /* Optional: the connection did not open within connect_timeout_s. NULL
      * when this layer's handshake is done; else it logs, counts and returns
      * the reason the connection is closed with. */
@@ -172,6 +176,8 @@ void transport_input(transport_t *top, conn_t *c, const uint8_t *p, size_t n);
  * then every layer's resume, bottom first. */
 void transport_conn_rebind(transport_t *top, const transport_stack_t *st);
 void transport_resume(transport_t *top, conn_t *c);
+/* server_conn_move: every layer's reopened, bottom first. */
+void transport_reopened(transport_t *top, conn_t *c);
 /* Every layer's goodbye, top first. */
 void transport_shutdown(transport_t *top, conn_t *c);
 /* The close reason from the first layer, bottom up, whose handshake is not done. */

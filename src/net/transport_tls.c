@@ -127,21 +127,28 @@ static int drain(tls_layer_t *x, conn_t *c) {
     return 0;
 }
 
+/* use_identity_as_username: the verified certificate's CN to the protocol.
+ * -1: the connection was ended. */
+static int set_identity(tls_layer_t *x, conn_t *c) {
+    if (!x->l->cfg->tls.use_identity_as_username)
+        return 0;
+    char cn[256];
+    if (tls_conn_peer_cn(x->tls, cn, sizeof(cn)) != 0) {
+        net_conn_end(c, "TLS: the client certificate has no usable common name "
+                        "(use_identity_as_username)");
+        return -1;
+    }
+    if (net_conn_set_identity(c, cn) != 0) {
+        net_conn_end(c, "out of memory for the certificate identity");
+        return -1;
+    }
+    return 0;
+}
+
 static void handshake_done(tls_layer_t *x, conn_t *c) {
     log_debug("%s: TLS handshake done (%s)", net_conn_remote(c), tls_conn_version(x->tls));
-    if (x->l->cfg->tls.use_identity_as_username) {
-        char cn[256];
-        if (tls_conn_peer_cn(x->tls, cn, sizeof(cn)) != 0) {
-            net_conn_end(c, "TLS: the client certificate has no usable common name "
-                            "(use_identity_as_username)");
-            return;
-        }
-        if (net_conn_set_identity(c, cn) != 0) {
-            net_conn_end(c, "out of memory for the certificate identity");
-            return;
-        }
-    }
-    transport_ready(&x->base, c);
+    if (set_identity(x, c) == 0)
+        transport_ready(&x->base, c);
 }
 
 static void tls_failed(tls_layer_t *x, conn_t *c) {
@@ -247,6 +254,14 @@ static void tls_conn_rebind(transport_t *t, void *ctx) {
     ((tls_layer_t *)t)->l = ctx; /* its plaintext buffer is the new loop's */
 }
 
+/* The protocol opened again on the new loop: the same identity as at the
+ * handshake (the CONNECT that moved was checked with it). */
+static void tls_reopened(transport_t *t, conn_t *c) {
+    tls_layer_t *x = (tls_layer_t *)t;
+    if (x->open)
+        set_identity(x, c);
+}
+
 /* Records that came with the CONNECT and were not decrypted before the move. */
 static void tls_resume(transport_t *t, conn_t *c) {
     tls_layer_t *x = (tls_layer_t *)t;
@@ -279,5 +294,6 @@ const transport_type_t transport_tls_type = {
     .shutdown = tls_shutdown,
     .conn_rebind = tls_conn_rebind,
     .resume = tls_resume,
+    .reopened = tls_reopened,
     .handshake_timeout = tls_handshake_timeout,
 };

@@ -303,6 +303,40 @@ def test_tls_connection_moved_between_workers(daemon, mock_kafka, pki):  # noqa:
     c.close()
 
 
+def test_tls_identity_kept_through_a_move(daemon, mock_kafka, pki, tmp_path):  # noqa: F811
+    """use_identity_as_username: a connection handed to the other worker
+    keeps the certificate's CN as its user name there (the ACL allows only
+    device-17; the CONNECT names someone else)."""
+    acl = tmp_path / "acl"
+    acl.write_text("user device-17\ntopic write test/device-17/#\n")
+    tls = {"cert": pki.server[0], "key": pki.server[1], "ca": pki.ca[0],
+           "require_client_cert": True, "use_identity_as_username": True}
+    d, mport = start(daemon, listeners=[{"listen": "127.0.0.1:0"},
+                                        {"listen": "127.0.0.1:0", "tls": tls}],
+                     auth={"acl_file": str(acl), "allow_anonymous": False})
+    m = d.wait_log(m2k.line(r"listening on 127\.0\.0\.1:(\d+) \(TLS\)", level="info",
+                            regex=True), since=0)
+    tls_port = int(m.group(1))
+    ctx = ssl.create_default_context(cafile=pki.ca[0])
+    ctx.load_cert_chain(pki.client[0], pki.client[1])
+
+    def open_conn(i):
+        c = Raw.__new__(Raw)
+        c.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", tls_port), timeout=5),
+                                 server_hostname="127.0.0.1")
+        c.send(connect(f"cn{i}", username="someone-else", password="x"))
+        c.expect(m2k.CONNACK_OK)
+        return c
+
+    i, c = moved_connection(mport, open_conn)
+    c.send(publish("test/device-17/t", b"by-cn", qos=1, pid=1))
+    c.expect(puback(1))
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", 1)
+    assert (recs[0].value, recs[0].headers) == (
+        b"by-cn", m2k.expected_headers("test/device-17/t", f"cn{i}", 1, username="device-17"))
+    c.close()
+
+
 def test_websocket_connection_moved_between_workers(daemon, mock_kafka):
     ws = {"listen": "127.0.0.1:0", "websocket": {"path": "/mqtt"}}
     d, mport = start(daemon, listeners=[{"listen": "127.0.0.1:0"}, ws])
