@@ -39,6 +39,8 @@ static void chunk_release(spool_t *sp, spool_chunk_t *c) {
 
 /* Drops the first n chunks. */
 static void drop_front(spool_t *sp, size_t n) {
+    if (n == 0)
+        return; /* chunks may be NULL */
     for (size_t i = 0; i < n; i++)
         chunk_release(sp, &sp->chunks[i]);
     memmove(sp->chunks, sp->chunks + n, (sp->nchunks - n) * sizeof *sp->chunks);
@@ -71,14 +73,8 @@ static void trim(spool_t *sp) {
 
 spool_chunk_t *spool_cache_push(spool_t *sp, uint64_t seg, uint64_t off, size_t need) {
     trim(sp);
-    if (sp->nchunks == sp->chunks_cap) {
-        size_t cap = sp->chunks_cap ? sp->chunks_cap * 2 : 8;
-        spool_chunk_t *n = realloc(sp->chunks, cap * sizeof *n);
-        if (!n)
-            return NULL;
-        sp->chunks = n;
-        sp->chunks_cap = cap;
-    }
+    if (spool_grow((void **)&sp->chunks, &sp->chunks_cap, sp->nchunks, sizeof *sp->chunks) != 0)
+        return NULL;
     size_t cap = need > SPOOL_WBUF_FLUSH ? need : SPOOL_WBUF_FLUSH;
     uint8_t *data;
     if (cap == SPOOL_WBUF_FLUSH && sp->spare) {

@@ -86,15 +86,21 @@ uint64_t spool_seg_limit(const spool_t *sp, size_t i) {
     return 0;
 }
 
+int spool_grow(void **arr, size_t *cap, size_t n, size_t size) {
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 16;
+    void *a = realloc(*arr, c * size);
+    if (!a)
+        return SPOOL_ENOMEM;
+    *arr = a;
+    *cap = c;
+    return 0;
+}
+
 static int segs_push(spool_t *sp, uint64_t base, uint64_t size, int fd) {
-    if (sp->nsegs == sp->segs_cap) {
-        size_t cap = sp->segs_cap ? sp->segs_cap * 2 : 16;
-        spool_segment_t *n = realloc(sp->segs, cap * sizeof *n);
-        if (!n)
-            return SPOOL_ENOMEM;
-        sp->segs = n;
-        sp->segs_cap = cap;
-    }
+    if (spool_grow((void **)&sp->segs, &sp->segs_cap, sp->nsegs, sizeof *sp->segs) != 0)
+        return SPOOL_ENOMEM;
     sp->segs[sp->nsegs++] = (spool_segment_t){base, size, fd};
     sp->seg_bytes += size;
     return 0;

@@ -137,6 +137,9 @@ struct spool {
 };
 
 void spool_seg_name(char out[SPOOL_SEG_NAME_LEN + 1], uint64_t base);
+/* Room for element n of the array *arr of *cap elements of size bytes
+ * (doubled, 16 at first): 0 or SPOOL_ENOMEM. */
+int spool_grow(void **arr, size_t *cap, size_t n, size_t size);
 /* spool.c's helpers for sync.c: SPOOL_FULL or SPOOL_EIO for an errno; fsync
  * of the directory; the files back to the last successful sync (records
  * appended since are gone); the append buffer written out (-1 and errno). */

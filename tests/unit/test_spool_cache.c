@@ -67,6 +67,19 @@ static void read_recs(spool_t *sp, uint64_t first, uint64_t last) {
     assert_int_equal(spool_peek(sp, &r, &seq), SPOOL_EMPTY);
 }
 
+/* Appends first..first+n-1, syncs them and reads them back. */
+static void append_sync_read_recs(spool_t *sp, uint64_t first, uint64_t n) {
+    append_recs(sp, first, n);
+    sync_to(sp, first + n - 1);
+    read_recs(sp, first, first + n - 1);
+}
+
+/* How many records the reader handed out from the files and from memory. */
+static void reads_are(const spool_t *sp, uint64_t disk, uint64_t mem) {
+    assert_int_equal(sp->reads_disk, disk);
+    assert_int_equal(sp->reads_mem, mem);
+}
+
 /* Flips a byte of record seq's value in the file (the records are all in
  * the first segment, base 1). */
 static void flip_in_file(uint64_t seq) {
@@ -107,8 +120,7 @@ static void test_caught_up_feeds_from_memory(void **state) {
         next += 64;
         assert_true(sp->cache_bytes <= 2 * SPOOL_WBUF_FLUSH);
     }
-    assert_int_equal(sp->reads_mem, 40 * 64);
-    assert_int_equal(sp->reads_disk, 0);
+    reads_are(sp, 0, 40 * 64);
     spool_stats_t st;
     spool_stats(sp, &st);
     assert_int_equal(st.corrupt_skipped, 0);
@@ -119,8 +131,7 @@ static void test_caught_up_feeds_from_memory(void **state) {
     assert_int_equal(spool_confirm(sp, 64 * 39), 0);
     spool_rewind(sp);
     read_recs(sp, 64 * 39 + 1, 64 * 40);
-    assert_int_equal(sp->reads_mem, 41 * 64);
-    assert_int_equal(sp->reads_disk, 0);
+    reads_are(sp, 0, 41 * 64);
     spool_stats(sp, &st);
     assert_int_equal(st.corrupt_skipped, 39);
     spool_close(sp);
@@ -148,13 +159,10 @@ static void test_lagging_past_the_bound(void **state) {
     /* 32 MiB of 16,056-byte frames, whole chunks of 65 frames. */
     assert_int_equal(2600 - from_file, (SPOOL_CACHE_BYTES / SPOOL_WBUF_FLUSH + 1) * 65);
     read_recs(sp, 1, 2600);
-    assert_int_equal(sp->reads_disk, from_file);
-    assert_int_equal(sp->reads_mem, 2600 - from_file);
+    reads_are(sp, from_file, 2600 - from_file);
     /* Caught up again: the next groups come from memory. */
-    append_recs(sp, 2601, 50);
-    sync_to(sp, 2650);
-    read_recs(sp, 2601, 2650);
-    assert_int_equal(sp->reads_mem, 2650 - from_file);
+    append_sync_read_recs(sp, 2601, 50);
+    reads_are(sp, from_file, 2650 - from_file);
     spool_close(sp);
 }
 
@@ -168,13 +176,9 @@ static void test_restart_reads_from_disk(void **state) {
     spool_close(sp);
     sp = open_spool(0, 0);
     read_recs(sp, 1, 300);
-    assert_int_equal(sp->reads_disk, 300);
-    assert_int_equal(sp->reads_mem, 0);
-    append_recs(sp, 301, 30);
-    sync_to(sp, 330);
-    read_recs(sp, 301, 330);
-    assert_int_equal(sp->reads_disk, 300);
-    assert_int_equal(sp->reads_mem, 30);
+    reads_are(sp, 300, 0);
+    append_sync_read_recs(sp, 301, 30);
+    reads_are(sp, 300, 30);
     spool_close(sp);
 }
 
@@ -197,12 +201,9 @@ static void test_torn_tail_then_memory(void **state) {
     assert_non_null(strstr(log_text(), "torn tail at offset"));
     assert_int_equal(file_size(p), (off_t)(SPOOL_SEG_HEADER_SIZE + 229 * FRAME));
     read_recs(sp, 1, 229);
-    assert_int_equal(sp->reads_disk, 229);
-    append_recs(sp, 230, 20);
-    sync_to(sp, 249);
-    read_recs(sp, 230, 249);
-    assert_int_equal(sp->reads_disk, 229);
-    assert_int_equal(sp->reads_mem, 20);
+    reads_are(sp, 229, 0);
+    append_sync_read_recs(sp, 230, 20);
+    reads_are(sp, 229, 20);
     spool_close(sp);
     sp = open_spool(0, 0);
     read_recs(sp, 1, 249);
