@@ -260,6 +260,20 @@ spool_frame_result_t spool_frame_check(const uint8_t *buf, size_t len, uint64_t 
     return SPOOL_FRAME_OK;
 }
 
+spool_frame_result_t spool_frame_peek(const uint8_t *buf, size_t len, size_t *frame_len,
+                                      uint64_t *seq) {
+    if (len < SPOOL_FRAME_HEADER_SIZE)
+        return SPOOL_FRAME_SHORT;
+    uint32_t body_len = get32(buf + 8);
+    if (memcmp(buf, FRAME_MAGIC, 4) != 0 || body_len > SPOOL_BODY_MAX)
+        return SPOOL_FRAME_BAD;
+    if (len - SPOOL_FRAME_HEADER_SIZE < body_len)
+        return SPOOL_FRAME_SHORT;
+    *frame_len = SPOOL_FRAME_HEADER_SIZE + (size_t)body_len;
+    *seq = get64(buf + 12);
+    return SPOOL_FRAME_OK;
+}
+
 size_t spool_frame_resync(const uint8_t *buf, size_t len, uint64_t min_seq) {
     size_t off = 1;
     while (off < len) {

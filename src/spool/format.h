@@ -80,6 +80,11 @@ typedef enum {
  * *seq its sequence number. Records with seq < min_seq are SPOOL_FRAME_BAD. */
 spool_frame_result_t spool_frame_check(const uint8_t *buf, size_t len, uint64_t min_seq,
                                        size_t *frame_len, uint64_t *seq);
+/* The frame header at buf[0..len) of a frame the caller wrote itself: its
+ * size and sequence number without the CRC check; SPOOL_FRAME_SHORT when
+ * buf does not hold it whole, SPOOL_FRAME_BAD on a wrong magic or length. */
+spool_frame_result_t spool_frame_peek(const uint8_t *buf, size_t len, size_t *frame_len,
+                                      uint64_t *seq);
 /* The offset of the first whole valid frame (seq >= min_seq) in buf[1..len),
  * or len when there is none. */
 size_t spool_frame_resync(const uint8_t *buf, size_t len, uint64_t min_seq);

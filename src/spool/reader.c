@@ -1,5 +1,7 @@
 /* The spool's reader: synced records in append order, corrupt ones logged,
- * counted and skipped (spool.h: spool_peek, spool_next, spool_rewind). */
+ * counted and skipped (spool.h: spool_peek, spool_next, spool_rewind); from
+ * the writer's chunks while they hold its position (cache.c), else from the
+ * files. */
 #include "spool_internal.h"
 
 #include <errno.h>
@@ -16,6 +18,42 @@ static void reader_close_seg(spool_t *sp) {
     sp->rlen = sp->r_off = 0;
     sp->r_base = 0;
     sp->peeked = false;
+    sp->r_mem = false;
+    sp->r_chunk = NULL;
+    sp->rdata = sp->rbuf;
+}
+
+void spool_reader_leave_mem(spool_t *sp) {
+    if (!sp->r_mem)
+        return;
+    sp->r_base += sp->r_off;
+    sp->rlen = sp->r_off = 0;
+    sp->r_mem = false;
+    sp->r_chunk = NULL;
+    sp->rdata = sp->rbuf;
+    sp->peeked = false; /* its views were into the chunk */
+}
+
+/* The reader has consumed its bytes: reads on from a chunk that holds its
+ * position, up to limit (what the last sync covered). */
+static bool reader_try_mem(spool_t *sp, uint64_t limit) {
+    uint64_t pos = sp->r_base + sp->r_off, seg = sp->segs[sp->r_seg].base;
+    if (sp->nchunks == 0 || seg < sp->r_nomem_seg ||
+        (seg == sp->r_nomem_seg && pos <= sp->r_nomem_off))
+        return false;
+    const spool_chunk_t *c = spool_cache_find(sp, seg, pos);
+    if (!c)
+        return false;
+    uint64_t end = c->off + c->len < limit ? c->off + c->len : limit;
+    if (end <= pos)
+        return false;
+    sp->r_base = pos;
+    sp->r_off = 0;
+    sp->rlen = (size_t)(end - pos);
+    sp->rdata = c->data + (pos - c->off);
+    sp->r_chunk = c->data;
+    sp->r_mem = true;
+    return true;
 }
 
 void spool_reader_reset(spool_t *sp) {
@@ -29,6 +67,7 @@ void spool_reader_free(spool_t *sp) {
     free(sp->hdrs);
     free(sp->tsq);
     sp->rbuf = NULL;
+    sp->rdata = NULL;
     sp->hdrs = NULL;
     sp->tsq = NULL;
 }
@@ -51,6 +90,7 @@ void spool_rewind(spool_t *sp) {
  * that whole), up to what the last sync covered, into rbuf, after dropping
  * the bytes already consumed. Returns 0 or a code. */
 static int reader_fill(spool_t *sp, uint64_t limit) {
+    spool_reader_leave_mem(sp);
     if (sp->r_fd < 0) {
         char name[SPOOL_SEG_NAME_LEN + 1];
         spool_seg_name(name, sp->segs[sp->r_seg].base);
@@ -85,6 +125,7 @@ static int reader_fill(spool_t *sp, uint64_t limit) {
             return SPOOL_ENOMEM;
         sp->rbuf = b;
         sp->rcap = sp->rlen + want;
+        sp->rdata = b;
     }
     size_t got = 0;
     while (got < want) {
@@ -123,28 +164,41 @@ int spool_peek(spool_t *sp, spool_record_t *rec, uint64_t *seq_out) {
         uint64_t limit = spool_seg_limit(sp, sp->r_seg);
         if (sp->r_base + sp->r_off < SPOOL_SEG_HEADER_SIZE) {
             /* The header was checked at open; a segment is read after it. */
+            spool_reader_leave_mem(sp);
             sp->r_base = SPOOL_SEG_HEADER_SIZE;
             sp->rlen = sp->r_off = 0;
         }
-        if (sp->r_off == sp->rlen) {
-            if (sp->r_base + sp->rlen >= limit) {
-                if (sp->r_seg + 1 < sp->sync_nsegs) {
-                    reader_close_seg(sp);
-                    sp->r_seg++;
-                    continue;
-                }
-                return SPOOL_EMPTY;
+        if (sp->r_off == sp->rlen && sp->r_base + sp->rlen >= limit) {
+            if (sp->r_seg + 1 < sp->sync_nsegs) {
+                reader_close_seg(sp);
+                sp->r_seg++;
+                continue;
             }
+            return SPOOL_EMPTY;
+        }
+        /* At every record from the file, and at the end of a chunk's synced
+         * bytes: on from memory where a chunk holds the position. */
+        bool mem = (sp->r_off == sp->rlen || !sp->r_mem) && reader_try_mem(sp, limit);
+        if (!mem && sp->r_off == sp->rlen) {
             int rc = reader_fill(sp, limit);
             if (rc != 0)
                 return rc;
         }
         uint64_t base = sp->segs[sp->r_seg].base;
         uint64_t min_seq = sp->r_min_seq > base ? sp->r_min_seq : base;
-        const uint8_t *p = sp->rbuf + sp->r_off;
+        const uint8_t *p = sp->rdata + sp->r_off;
         size_t avail = sp->rlen - sp->r_off, flen;
         uint64_t seq;
-        spool_frame_result_t r = spool_frame_check(p, avail, min_seq, &flen, &seq);
+        /* The writer's own bytes, whole frames: no CRC to check. */
+        spool_frame_result_t r = sp->r_mem ? spool_frame_peek(p, avail, &flen, &seq)
+                                           : spool_frame_check(p, avail, min_seq, &flen, &seq);
+        if (r != SPOOL_FRAME_OK && sp->r_mem) {
+            /* Not expected: the file decides, up to this position. */
+            sp->r_nomem_seg = base;
+            sp->r_nomem_off = sp->r_base + sp->r_off;
+            spool_reader_leave_mem(sp);
+            continue;
+        }
         if (r != SPOOL_FRAME_OK) {
             if (sp->r_base + sp->rlen < limit) {
                 int rc = reader_fill(sp, limit);
@@ -168,6 +222,7 @@ int spool_peek(spool_t *sp, spool_record_t *rec, uint64_t *seq_out) {
         if (rc != 0)
             return rc == SPOOL_ENOMEM ? rc : SPOOL_EIO; /* checked by spool_frame_check */
         sp->peeked = true;
+        sp->peek_mem = sp->r_mem;
         sp->peek_len = flen;
         sp->peek_seq = seq;
         sp->peek_ts = rec->timestamp_ms;
@@ -181,6 +236,10 @@ void spool_next(spool_t *sp) {
     if (!sp->peeked)
         return;
     sp->peeked = false;
+    if (sp->peek_mem)
+        sp->reads_mem++;
+    else
+        sp->reads_disk++;
     sp->r_off += sp->peek_len;
     sp->r_min_seq = sp->peek_seq + 1;
     sp->r_last = sp->peek_seq;

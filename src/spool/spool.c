@@ -86,15 +86,21 @@ uint64_t spool_seg_limit(const spool_t *sp, size_t i) {
     return 0;
 }
 
+int spool_grow(void **arr, size_t *cap, size_t n, size_t size) {
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 16;
+    void *a = realloc(*arr, c * size);
+    if (!a)
+        return SPOOL_ENOMEM;
+    *arr = a;
+    *cap = c;
+    return 0;
+}
+
 static int segs_push(spool_t *sp, uint64_t base, uint64_t size, int fd) {
-    if (sp->nsegs == sp->segs_cap) {
-        size_t cap = sp->segs_cap ? sp->segs_cap * 2 : 16;
-        spool_segment_t *n = realloc(sp->segs, cap * sizeof *n);
-        if (!n)
-            return SPOOL_ENOMEM;
-        sp->segs = n;
-        sp->segs_cap = cap;
-    }
+    if (spool_grow((void **)&sp->segs, &sp->segs_cap, sp->nsegs, sizeof *sp->segs) != 0)
+        return SPOOL_ENOMEM;
     sp->segs[sp->nsegs++] = (spool_segment_t){base, size, fd};
     sp->seg_bytes += size;
     return 0;
@@ -135,7 +141,7 @@ static int seg_remove(spool_t *sp, size_t i) {
 /* Puts the files back to the last sync: segments created since are deleted,
  * the one the sync ended in is truncated to where it ended. */
 int spool_rollback(spool_t *sp) {
-    sp->wlen = 0; /* the buffered records go too */
+    spool_cache_clear(sp); /* the buffered records go too */
     bool deleted = false;
     int rc = 0;
     while (sp->nsegs > sp->sync_nsegs) {
@@ -168,29 +174,17 @@ int spool_rollback(spool_t *sp) {
     return rc;
 }
 
-static int wbuf_reserve(spool_t *sp, size_t n) {
-    if (n <= sp->wcap)
-        return 0;
-    size_t cap = sp->wcap ? sp->wcap : 4096;
-    while (cap < n)
-        cap *= 2;
-    uint8_t *b = realloc(sp->wbuf, cap);
-    if (!b)
-        return SPOOL_ENOMEM;
-    sp->wbuf = b;
-    sp->wcap = cap;
-    return 0;
-}
-
-/* Writes the buffered records to the newest segment. On failure nothing of
- * them stays in the file (they stay buffered) and errno is the write's. */
+/* Writes the buffered records (the last chunk's unwritten bytes) to the
+ * newest segment. On failure nothing of them stays in the file (they stay
+ * buffered) and errno is the write's. */
 int spool_flush(spool_t *sp) {
-    if (sp->wlen == 0)
+    spool_chunk_t *c = spool_cache_last(sp);
+    if (!c || c->written == c->len)
         return 0;
     spool_segment_t *s = &sp->segs[sp->nsegs - 1];
-    uint64_t off = s->size - sp->wlen;
-    if (write_all(s->fd, sp->wbuf, sp->wlen, off) == 0) {
-        sp->wlen = 0;
+    uint64_t off = c->off + c->written;
+    if (write_all(s->fd, c->data + c->written, c->len - c->written, off) == 0) {
+        c->written = c->len;
         return 0;
     }
     int err = errno;
@@ -224,13 +218,17 @@ int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out) {
     if (sp->max_bytes &&
         sp->seg_bytes + SPOOL_CHECKPOINT_SIZE + sp->state_bytes + add > sp->max_bytes)
         return SPOOL_FULL;
-    /* Records are buffered and written once per sync, at a roll, or when the
-     * buffer passes SPOOL_WBUF_FLUSH: one pwrite for many small records. */
-    if (sp->wlen > 0 && (roll || sp->wlen + add > SPOOL_WBUF_FLUSH) && spool_flush(sp) != 0)
+    /* Records are buffered in a chunk and written when it is full, at a roll,
+     * or by a sync: one pwrite for many small records. */
+    spool_chunk_t *c = spool_cache_last(sp);
+    bool fresh = roll || !c || c->seg != last->base || c->off + c->len != last->size ||
+                 c->len + add > c->cap;
+    if (fresh && c && c->written < c->len && spool_flush(sp) != 0)
         return spool_io_code(errno);
     if (sp->group_lost)
         return sp->lost_code;
-    if (wbuf_reserve(sp, sp->wlen + add) != 0)
+    if (fresh &&
+        !(c = spool_cache_push(sp, roll ? sp->next_seq : last->base, roll ? 0 : last->size, add)))
         return SPOOL_ENOMEM;
     if (roll) {
         char name[SPOOL_SEG_NAME_LEN + 1];
@@ -241,20 +239,22 @@ int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out) {
             int err = errno;
             log_ratelimited(&sp->rl_write, LOG_WARN, "spool: %s/%s: cannot create: %s", sp->dir,
                             name, strerror(err));
+            spool_cache_pop(sp);
             return spool_io_code(err);
         }
         if (segs_push(sp, sp->next_seq, 0, fd) != 0) {
             close(fd);
             unlinkat(sp->dirfd, name, 0);
+            spool_cache_pop(sp);
             return SPOOL_ENOMEM;
         }
         sp->need_dir_sync = true;
         last = &sp->segs[sp->nsegs - 1];
-        spool_seg_header_encode(sp->wbuf + sp->wlen, sp->next_seq);
-        sp->wlen += SPOOL_SEG_HEADER_SIZE;
+        spool_seg_header_encode(c->data + c->len, sp->next_seq);
+        c->len += SPOOL_SEG_HEADER_SIZE;
     }
-    spool_frame_encode(sp->wbuf + sp->wlen, rec, body, sp->next_seq);
-    sp->wlen += frame;
+    spool_frame_encode(c->data + c->len, rec, body, sp->next_seq);
+    c->len += frame;
     last->size += add;
     sp->seg_bytes += add;
     sp->dirty = true;
@@ -645,7 +645,10 @@ void spool_close(spool_t *sp) {
     free(sp->segs);
     spool_sync_job_free(sp->job);
     spool_confirm_job_free(sp->cjob);
-    free(sp->wbuf);
+    if (sp->reads_mem || sp->reads_disk)
+        log_info("spool: %s: %" PRIu64 " records fed from memory, %" PRIu64 " read from the files",
+                 sp->dir, sp->reads_mem, sp->reads_disk);
+    spool_cache_free(sp);
     free(sp->dir);
     free(sp);
 }

@@ -20,8 +20,15 @@
 #define SPOOL_STATE_NAME "state"
 #define SPOOL_STATE_SLOT0_NAME "state.0"
 #define SPOOL_STATE_SLOT1_NAME "state.1"
-/* Buffered appends are written out when they pass this. */
+/* Appends are buffered in chunks of this size (a larger frame gets a chunk
+ * of its own), each written out when it is full, at a roll and by a sync. */
 #define SPOOL_WBUF_FLUSH (1024 * 1024)
+/* The written chunks kept for the reader (cache.c) beyond the one appended
+ * to: the reader trails the writer by the group being synced and the one
+ * being appended, and 32 MiB holds two groups of ~1,000 16 KiB records
+ * (the in-flight window of 64-256 per connection over 10 connections).
+ * Past it the oldest chunks go and the reader reads them from the file. */
+#define SPOOL_CACHE_BYTES (32 * 1024 * 1024)
 /* The reader reads this much at a time (a larger frame whole). */
 #define SPOOL_READ_CHUNK (1024 * 1024)
 
@@ -35,6 +42,17 @@ typedef struct {
     uint64_t seq;
     int64_t ts;
 } spool_ts_t;
+
+/* Appended bytes of one segment (cache.c): data[0..len) are the file's bytes
+ * [off, off + len), whole frames (and the segment header at offset 0);
+ * data[0..written) are in the file. Only the last chunk has bytes not
+ * written. */
+typedef struct {
+    uint8_t *data;
+    size_t len, cap, written;
+    uint64_t seg; /* the base of its segment */
+    uint64_t off;
+} spool_chunk_t;
 
 struct spool {
     char *dir;
@@ -66,15 +84,22 @@ struct spool {
     uint64_t confirmed;
     uint64_t ckpt_seq; /* what the checkpoint file holds (or need not hold) */
 
-    /* The reader: rbuf holds bytes [r_base, r_base + rlen) of segs[r_seg]. */
+    /* The reader: rdata holds bytes [r_base, r_base + rlen) of segs[r_seg]:
+     * rdata is rbuf (read from the file), or a view into the chunk whose
+     * data is r_chunk (r_mem: the writer's bytes, not read back). */
     size_t r_seg;
     int r_fd;
     uint8_t *rbuf;
+    const uint8_t *rdata, *r_chunk;
+    bool r_mem;
     size_t rlen, rcap, r_off;
     uint64_t r_base;
+    uint64_t reads_mem, reads_disk; /* records handed out from each */
+    /* A chunk's bytes did not parse (not expected): the file up to here. */
+    uint64_t r_nomem_seg, r_nomem_off;
     uint64_t r_min_seq; /* the lowest sequence number the next record may have */
     uint64_t r_last;    /* the last record spool_next moved past (0: none) */
-    bool peeked;
+    bool peeked, peek_mem;
     size_t peek_len;
     uint64_t peek_seq;
     int64_t peek_ts;
@@ -94,10 +119,14 @@ struct spool {
     spool_confirm_job_t *cjob;
     bool cjob_busy;
 
-    /* Records appended and not yet written: the last wlen bytes of the newest
-     * segment (whose size counts them). */
-    uint8_t *wbuf;
-    size_t wlen, wcap;
+    /* The appended bytes in chunks, oldest first (cache.c): the last one's
+     * unwritten bytes are the end of the newest segment (whose size counts
+     * them); the written ones before stay for the reader until it passed
+     * them or they pass SPOOL_CACHE_BYTES. */
+    spool_chunk_t *chunks;
+    size_t nchunks, chunks_cap;
+    uint64_t cache_bytes; /* the sum of chunks[].cap */
+    uint8_t *spare;       /* a chunk's buffer of SPOOL_WBUF_FLUSH bytes, for reuse */
 
     uint64_t corrupt_skipped, truncations;
     /* Corruption the reader finds was logged and counted already when it is
@@ -108,6 +137,9 @@ struct spool {
 };
 
 void spool_seg_name(char out[SPOOL_SEG_NAME_LEN + 1], uint64_t base);
+/* Room for element n of the array *arr of *cap elements of size bytes
+ * (doubled, 16 at first): 0 or SPOOL_ENOMEM. */
+int spool_grow(void **arr, size_t *cap, size_t n, size_t size);
 /* spool.c's helpers for sync.c: SPOOL_FULL or SPOOL_EIO for an errno; fsync
  * of the directory; the files back to the last successful sync (records
  * appended since are gone); the append buffer written out (-1 and errno). */
@@ -135,5 +167,21 @@ void spool_reader_reset(spool_t *sp);
 void spool_reader_free(spool_t *sp);
 /* Called when segs[0..n) were deleted: shifts the reader. */
 void spool_reader_dropped(spool_t *sp, size_t n);
+/* The reader reads on from the file at its position (its chunk goes). */
+void spool_reader_leave_mem(spool_t *sp);
+
+/* cache.c: the chunks. The last one, or NULL. */
+spool_chunk_t *spool_cache_last(spool_t *sp);
+/* A new last chunk for the bytes of segment seg from off on, room for at
+ * least need bytes; first drops the chunks the reader passed and the oldest
+ * past SPOOL_CACHE_BYTES. NULL: out of memory. */
+spool_chunk_t *spool_cache_push(spool_t *sp, uint64_t seg, uint64_t off, size_t need);
+/* Removes the last chunk (a roll that failed after spool_cache_push). */
+void spool_cache_pop(spool_t *sp);
+/* The chunk holding byte off of segment seg, or NULL. */
+const spool_chunk_t *spool_cache_find(const spool_t *sp, uint64_t seg, uint64_t off);
+/* Every chunk goes (a rollback: bytes not written go with them). */
+void spool_cache_clear(spool_t *sp);
+void spool_cache_free(spool_t *sp);
 
 #endif

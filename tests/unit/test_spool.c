@@ -183,7 +183,8 @@ static void test_round_trip_rolls_and_reopen(void **state) {
 
 /* The reader reads SPOOL_READ_CHUNK at a time, a frame larger than that
  * whole: every record comes back across the chunks' boundaries, and the
- * read buffer stays at a chunk plus a frame, not the segment. */
+ * read buffer stays at a chunk plus a frame, not the segment. (Reopened
+ * first: in the session that wrote them the records come from memory.) */
 static void test_reader_reads_in_chunks(void **state) {
     (void)state;
     spool_t *sp = open_spool(0, 0);
@@ -199,6 +200,8 @@ static void test_reader_reads_in_chunks(void **state) {
     assert_int_equal(seq, 3001);
     append_n(sp, 3002, 10, 1000);
     assert_int_equal(spool_sync(sp, &synced), 0);
+    spool_close(sp);
+    sp = open_spool(0, 0);
     spool_record_t rec;
     for (uint64_t s = 1; s <= 3000; s++) {
         assert_int_equal(spool_peek(sp, &rec, &seq), 0);
@@ -213,6 +216,8 @@ static void test_reader_reads_in_chunks(void **state) {
     assert_memory_equal(rec.value, big, big_len);
     spool_next(sp);
     read_expect(sp, 3002, 3011, 1000);
+    assert_int_equal(sp->reads_disk, 3011);
+    assert_int_equal(sp->reads_mem, 0);
     free(big);
     spool_close(sp);
 }
