@@ -331,6 +331,15 @@ static void restore(daemon_qos2_t *q, const uint8_t *b, size_t len) {
                  sessions, ids, skipped);
 }
 
+bool daemon_qos2_saved_ids(spool_t *sp) {
+    uint8_t *b;
+    size_t len;
+    if (spool_state_load(sp, &b, &len) != 0)
+        return true; /* unknown: as if it held some */
+    free(b);
+    return len > QOS2_HEAD; /* a session's entry follows the head */
+}
+
 daemon_qos2_t *daemon_qos2_new(session_mgr_t *sm, spool_t *sp) {
     daemon_qos2_t *q = calloc(1, sizeof(*q));
     if (!q) {

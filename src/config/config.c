@@ -565,14 +565,12 @@ static void apply_derived(parse_ctx_t *c) {
                 "raise kafka.properties.message.max.bytes",
                 cfg->mqtt.max_packet_size, mmb);
     cfg->threads_pos = seen[settings_find("threads") - config_settings];
-    if (cfg->threads > 1 && (cfg->spool.enabled || cfg->n_downlink || cfg->retained.enabled))
+    if (cfg->threads > 1 && (cfg->n_downlink || cfg->retained.enabled))
         cfg_err(c, cfg->threads_pos,
                 "threads: %u: %s runs on one worker for now; set threads: 1 (or 0: auto, "
                 "which gives 1)",
                 cfg->threads,
-                cfg->spool.enabled ? "the spool (spool:)"
-                : cfg->n_downlink  ? "the downlink (downlink:)"
-                                   : "the retained store (retained:)");
+                cfg->n_downlink ? "the downlink (downlink:)" : "the retained store (retained:)");
     /* A WebSocket frame or message carries at most one packet's worth. */
     for (size_t i = 0; i < cfg->n_listeners; i++)
         cfg->listeners[i].websocket.max_message = cfg->mqtt.max_packet_size;
@@ -765,10 +763,8 @@ void config_free(config_t *cfg) {
 
 unsigned config_threads(const config_t *cfg, const char **why) {
     *why = NULL;
-    if (cfg->spool.enabled || cfg->n_downlink || cfg->retained.enabled) {
-        *why = cfg->spool.enabled ? "spool: runs on one worker"
-               : cfg->n_downlink  ? "downlink: runs on one worker"
-                                  : "retained: runs on one worker";
+    if (cfg->n_downlink || cfg->retained.enabled) {
+        *why = cfg->n_downlink ? "downlink: runs on one worker" : "retained: runs on one worker";
         return 1;
     }
     if (cfg->threads)

@@ -91,6 +91,18 @@ def values_in_order(bootstrap, n, topic="test"):
     return [r.value for r in sorted(recs, key=lambda r: r.offset)]
 
 
+def per_client(got, workers, *clients):
+    """got (the values in Kafka's order) against each client's acked
+    payloads: with one worker exactly their concatenation; with threads: N
+    each client's in its own order (clients on different workers drain
+    side by side), every one once."""
+    if workers == 1:
+        assert got == [v for c in clients for v in c]
+        return
+    assert sorted(got) == sorted(v for c in clients for v in c)
+    assert [[v for v in got if v in set(c)] for c in clients] == list(clients)
+
+
 def test_acked_from_the_spool_while_every_broker_is_down_then_in_order(daemon, mock_kafka,
                                                                           tmp_path):
     mock_kafka.cmd("down -1")
@@ -109,7 +121,8 @@ def test_acked_from_the_spool_while_every_broker_is_down_then_in_order(daemon, m
                    "the spool confirms every record")
     s = scrape(mport)
     assert s["mqtt2kafka_spool_records_drained_total"] == 60
-    assert s["mqtt2kafka_spool_bytes"] == 24  # the checkpoint only: the segments are deleted
+    # The checkpoint (one per worker's spool) only: the segments are deleted.
+    assert s["mqtt2kafka_spool_bytes"] == 24 * m2k.workers(d)
     assert s["mqtt2kafka_spool_oldest_record_age_seconds"] == 0
     # New records keep their place behind the drained ones.
     sent += publish_acked(d.port, "later", 5, first=60)
@@ -133,10 +146,11 @@ def test_sigkill_after_acks_with_brokers_down_then_restart_sends_every_acked_rec
     # A start-up line: the spool found every acked record.
     d2.wait_log(m2k.line(f"spool: {tmp_path / 'spool'}, mode always: 40 records (", level="info",
                          regex=False)[:-1], since=0)
-    sent += publish_acked(d2.port, "after", 5, first=40)
+    after = publish_acked(d2.port, "after", 5, first=40)
     # Brokers were down for the whole first run: nothing was confirmed, so
-    # nothing goes twice; the spooled records go before the new ones.
-    assert values_in_order(mock_kafka.bootstrap, 45) == sent
+    # nothing goes twice; the spooled records go before the new ones (with
+    # threads: N, each client's: "after" may live on another worker).
+    per_client(values_in_order(mock_kafka.bootstrap, 45), m2k.workers(d2), sent, after)
     m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_records"] == 0, 15,
                    "the spool confirms every record")
 
@@ -298,7 +312,9 @@ def test_corrupt_record_is_skipped_logged_and_counted(daemon, mock_kafka, tmp_pa
     d1, _ = start(daemon, tmp_path, name="first")
     sent = publish_acked(d1.port, "flip", 5)
     assert d1.stop() == 0
-    seg = tmp_path / "spool" / "00000000000000000001.seg"
+    # In the spool of the client's worker (threads: N: spool/w<k> for k > 0).
+    seg, = [d / "00000000000000000001.seg" for d in m2k.spool_dirs(tmp_path / "spool")
+            if (d / "00000000000000000001.seg").exists()]
     data = bytearray(seg.read_bytes())
     at = data.index(b"m00002")
     data[at] ^= 0x01
