@@ -63,14 +63,15 @@ def start(daemon, tmp_path, name=None, **spool):
     return d, int(m.group(1))
 
 
-def publish_acked(port, client_id, n, first=0, qos2_every=0):
+def publish_acked(port, client_id, n, first=0, qos2_every=0, prefix="m"):
     """n QoS 1 PUBLISH (every qos2_every-th one QoS 2) on test/spool, each
-    acked before the next is sent; returns their payloads in order."""
+    acked before the next is sent; returns their payloads (prefix and a
+    number) in order."""
     cl = Raw(port).connect(client_id, keepalive=0)
     sent = []
     for i in range(first, first + n):
         pid = i % 60000 + 1
-        payload = f"m{i:05d}"
+        payload = f"{prefix}{i:05d}"
         if qos2_every and i % qos2_every == 0:
             cl.send(publish("test/spool", payload, qos=2, pid=pid))
             cl.expect(m2k.pubrec(pid), timeout=10)
