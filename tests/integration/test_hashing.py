@@ -175,7 +175,10 @@ def test_threadpool_fits_hashing_and_the_spool_sync(daemon, tmp_path):
                 "mqtt": {"connect_timeout_s": 120},
                 "spool": {"dir": str(tmp_path / "spool"), "mode": "always"},
                 "log": {"level": "debug"}})
-    d.wait_log(m2k.line("libuv's threadpool: 8 threads", level="debug"), since=0)
+    # threads: N (M2K_THREADS): 4 + N x (2 / N) + 2 per worker's spool.
+    n = m2k.workers(d)
+    d.wait_log(m2k.line(f"libuv's threadpool: {4 + n * max(1, 2 // n) + 2 * n} threads",
+                        level="debug"), since=0)
     innocent = m2k.Raw(d.port).connect("innocent")
     mark = d.mark()
     logins = []
