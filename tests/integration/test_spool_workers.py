@@ -241,6 +241,23 @@ def test_records_of_one_worker_keep_one_at_a_start_with_two(daemon, mock_kafka, 
     per_client(values_in_order(mock_kafka.bootstrap, 3 * 12), 2, *sent.values())
 
 
+def test_sigterm_syncs_every_workers_spool(daemon, mock_kafka, tmp_path):
+    mock_kafka.cmd("down -1")
+    d1 = daemon(cfg(tmp_path, 2, mode="always"), name="first")
+    ids = ids_on(tmp_path, 1, prefix="t")
+    sent = {c: publish_acked(d1.port, c, 5, prefix=c) for c in (ids[0][0], ids[1][0])}
+    mark = d1.mark()
+    assert d1.stop() == 0
+    assert re.search(m2k.line("Terminated: stopping; the spool is synced and keeps 10 records "
+                              "Kafka has not confirmed for the next start", level="info"),
+                     d1.log(mark), re.M)
+    mock_kafka.cmd("up -1")
+    d2 = daemon(cfg(tmp_path, 2, mode="always"), name="second")
+    d2.wait_log(m2k.line(f"spool: {tmp_path / 'spool'}, mode always: 10 records (",
+                         level="info")[:-1], since=0)  # a start-up line
+    per_client(values_in_order(mock_kafka.bootstrap, 10), 2, *sent.values())
+
+
 def test_qos2_ids_of_a_persistent_session_survive_a_restart_that_changes_threads(
         daemon, mock_kafka, tmp_path):
     """A persistent session on worker 1 holds id 7 between PUBREC and

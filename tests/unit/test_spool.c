@@ -565,7 +565,6 @@ static void test_max_bytes_shared_threads(void **state) {
     spool_record_t r;
     make_record(1, 100, &r);
     uint64_t frame = SPOOL_FRAME_HEADER_SIZE + spool_body_size(&r);
-    /* Small segments: rolls (a segment header each) on both sides. */
     uint64_t max = 2 * SPOOL_CHECKPOINT_SIZE + 20000 * frame / 7;
     _Atomic uint64_t total = 0;
     struct filler f[2] = {{open_sub("a", max, &total), 0}, {open_sub("b", max, &total), 0}};
