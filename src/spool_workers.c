@@ -113,19 +113,23 @@ static unsigned dirs_found(const char *dir) {
     return have;
 }
 
-/* A spool past the worker count that holds nothing: its files, then itself. */
-static void remove_dir(const char *path) {
+/* A spool past the worker count that holds nothing: its files, then
+ * itself. Whether it is gone. */
+static bool remove_dir(const char *path) {
     DIR *d = opendir(path);
     if (!d)
-        return;
+        return false;
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
         if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
             unlinkat(dirfd(d), e->d_name, 0) != 0)
             log_error("spool: %s/%s: cannot delete: %s", path, e->d_name, strerror(errno));
     closedir(d);
-    if (rmdir(path) != 0)
+    if (rmdir(path) != 0) {
         log_error("spool: %s: cannot delete: %s", path, strerror(errno));
+        return false;
+    }
+    return true;
 }
 
 static int open_one(spool_workers_t *sw, const char *dir, unsigned k, uint64_t max_bytes,
@@ -158,9 +162,9 @@ int spool_workers_open(spool_workers_t *sw, const char *dir, uint64_t max_bytes,
     for (unsigned k = 1; k < have; k++)
         if (open_one(sw, dir, k, max_bytes, errbuf, errlen) != 0)
             goto fail;
-    sw->n = have; /* what spool_workers_close closes */
-    bool held = false;
-    for (unsigned k = 0; k < have && !held; k++)
+    sw->n = have;      /* what spool_workers_close closes */
+    bool held = false; /* asked only when the count changes */
+    for (unsigned k = 0; k < have && have != want && !held; k++)
         held = holds(sw->spools[k], ud);
     unsigned n = want;
     if (have != want && held) {
@@ -184,8 +188,8 @@ int spool_workers_open(spool_workers_t *sw, const char *dir, uint64_t max_bytes,
         sub_path(path, sizeof(path), dir, k);
         spool_close(sw->spools[k]);
         sw->spools[k] = NULL;
-        remove_dir(path);
-        log_info("spool: %s: removed (empty; threads: %u now)", path, n);
+        if (remove_dir(path))
+            log_info("spool: %s: removed (empty; threads: %u now)", path, n);
     }
     sw->n = n;
     for (unsigned k = 0; k < n; k++)
