@@ -520,6 +520,7 @@ int daemon_run(const config_t *cfg) {
     log_lint(cfg, "");
     runtime_commit(&rt, prep);
     w0->m.start_time_seconds = (uint64_t)time(NULL);
+    unsigned want = n;
     if (d->spool) {
         if (spool_workers_open(&d->spools, cfg->spool.dir, cfg->spool.max_bytes, d->spool, n,
                                spool_holds, NULL, err, sizeof(err)) != 0) {
@@ -528,8 +529,14 @@ int daemon_run(const config_t *cfg) {
         }
         n = d->n_workers = d->spools.n;
     }
-    if (n > 1 || cfg->threads != 1)
-        log_info(why_one ? "threads: %u (%s)" : "threads: %u", n, why_one);
+    if (n != want)
+        log_info("threads: %u (the spool's)", n); /* after its warning, which says why */
+    else if (why_one)
+        log_info("threads: %u (%s)", n, why_one);
+    else if (cfg->threads == 0)
+        log_info("threads: %u (auto)", n);
+    else if (n > 1)
+        log_info("threads: %u", n);
     daemon_threadpool_size(cfg, n);
     if (worker_sessions(w0) != 0)
         goto out;

@@ -246,8 +246,9 @@ def spool_files(root):
 
 
 def workers(d):
-    """The workers a daemon runs (its configuration's threads:)."""
-    return d.config.get("threads", 1)
+    """The workers a daemon runs (its configuration's threads:; 0 or none:
+    one per CPU this process may use, at most 16)."""
+    return d.config.get("threads", 0) or min(len(os.sched_getaffinity(0)), 16)
 
 
 def base_config(port, bootstrap):

@@ -196,7 +196,7 @@ def test_sigkill_restarts_with_2_then_1_worker_keep_every_record_in_order(daemon
     d3.wait_log(m2k.line(f"spool: {tmp_path / 'spool'} was written with threads: 2 and holds "
                          "records or QoS 2 ids: running threads: 2, not 1, until a start finds "
                          "the spools empty", level="warn"), since=0)  # start-up lines
-    d3.wait_log(m2k.line("threads: 2", level="info"), since=0)
+    d3.wait_log(m2k.line("threads: 2 (the spool's)", level="info"), since=0)
     m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_records"] == 0, 30,
                    "every worker's spool drained")
     for c in clients:
@@ -226,7 +226,8 @@ def test_records_of_one_worker_keep_one_at_a_start_with_two(daemon, mock_kafka, 
     mport = metrics_port(d2)
     d2.wait_log(m2k.line(f"spool: {tmp_path / 'spool'} was written with threads: 1 and holds "
                          "records or QoS 2 ids: running threads: 1, not 2, until a start finds "
-                         "the spools empty", level="warn"), since=0)  # a start-up line
+                         "the spools empty", level="warn"), since=0)  # start-up lines
+    d2.wait_log(m2k.line("threads: 1 (the spool's)", level="info"), since=0)
     for c in sent:
         sent[c] += publish_acked(d2.port, c, 2, first=8, prefix=c)
     m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_records"] == 0, 30,

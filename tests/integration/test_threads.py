@@ -12,6 +12,8 @@ import ssl
 import subprocess
 import time
 
+import pytest
+
 import m2k
 from m2k import Raw, connect, publish, puback, pubrec, pubrel, pubcomp
 from test_metrics import http_get, scrape
@@ -67,7 +69,17 @@ def test_check_accepts_threads_with_the_spool(tmp_path):
 def test_auto_with_the_spool_is_every_cpu(daemon, tmp_path):
     d = daemon({"threads": 0, "spool": {"dir": str(tmp_path / "spool")}})
     n = min(len(os.sched_getaffinity(0)), 16)
-    d.wait_log(m2k.line(f"threads: {n}", level="info"), since=0)  # a start-up line
+    d.wait_log(m2k.line(f"threads: {n} (auto)", level="info"), since=0)  # a start-up line
+
+
+def test_default_is_one_worker_per_cpu(daemon):
+    """No threads: in the file: one worker per CPU the process may use, at
+    most 16, and the start line says so."""
+    if os.environ.get("M2K_THREADS"):
+        pytest.skip("M2K_THREADS sets threads:")
+    n = min(len(os.sched_getaffinity(0)), 16)
+    d = daemon({})
+    d.wait_log(m2k.line(f"threads: {n} (auto)", level="info"), since=0)
 
 
 def test_connections_spread_and_every_record_in_kafka(daemon, mock_kafka):
