@@ -178,10 +178,11 @@ class Run:
         rewinds = self.daemon.all_logs().count("spool: the feed to Kafka starts again after")
         if self.spool:
             self.extra["spool_rewinds"] = rewinds
-        # With threads: N each worker's spool replays its own tail after a
-        # restart: up to N runs per partition.
+        # With threads: N (auto, the default: one per CPU) each worker's
+        # spool replays its own tail after a restart: up to N runs per
+        # partition.
         r = rel.reconcile(self.devices, records, resent,
-                          self.restarts * (self.args.threads or 1) + rewinds if self.spool
+                          self.restarts * m2k.workers(self.daemon) + rewinds if self.spool
                           else 0)
         san = self.daemon.sanitizer_reports()
         for line in san[:5]:
@@ -780,7 +781,8 @@ def main():
                     help="soak: the daemon with spool: {mode: always}, and SIGKILLs of it among "
                          "the faults")
     ap.add_argument("--threads", type=int, default=None,
-                    help="the daemon's threads: (workers); default: the configuration's (1)")
+                    help="the daemon's threads: (workers); default: the configuration's (0: "
+                         "auto)")
     ap.add_argument("--kafka-debug", default=None,
                     help="librdkafka debug contexts for the daemon, log level debug (default "
                          "msg: its Produce lines show the batches it sent twice, which the "
