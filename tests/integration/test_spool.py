@@ -156,15 +156,21 @@ def test_sigkill_after_acks_with_brokers_down_then_restart_sends_every_acked_rec
                    "the spool confirms every record")
 
 
+def sigterm_keeps(d, n):
+    """SIGTERM: exit status 0 and the line that counts the n records every
+    worker's spool keeps for the next start."""
+    mark = d.mark()
+    assert d.stop() == 0
+    assert re.search(m2k.line(f"Terminated: stopping; the spool is synced and keeps {n} records "
+                              "Kafka has not confirmed for the next start", level="info"),
+                     d.log(mark), re.M)
+
+
 def test_sigterm_syncs_and_keeps_what_kafka_did_not_confirm(daemon, mock_kafka, tmp_path):
     mock_kafka.cmd("down -1")
     d1, _ = start(daemon, tmp_path, name="first")
     sent = publish_acked(d1.port, "c", 10)
-    mark = d1.mark()
-    assert d1.stop() == 0
-    assert re.search(m2k.line("Terminated: stopping; the spool is synced and keeps 10 records "
-                              "Kafka has not confirmed for the next start", level="info"),
-                     d1.log(mark), re.M)
+    sigterm_keeps(d1, 10)
     mock_kafka.cmd("up -1")
     start(daemon, tmp_path, name="second")
     assert values_in_order(mock_kafka.bootstrap, 10) == sent

@@ -9,7 +9,7 @@ import struct
 import m2k
 from m2k import Raw, publish, puback
 from test_metrics import scrape
-from test_spool import FAST_RECONNECT, per_client, publish_acked, values_in_order
+from test_spool import FAST_RECONNECT, per_client, publish_acked, sigterm_keeps, values_in_order
 from test_spool_outage import DRAINED, SWITCH
 from test_threads import serving
 
@@ -96,6 +96,16 @@ def metrics_port(d):
     m = d.wait_log(m2k.line(r"metrics listening on 127\.0\.0\.1:(\d+) \(GET /metrics, /healthz, "
                             r"/readyz\)", level="info", regex=True), since=0)  # a start-up line
     return int(m.group(1))
+
+
+def keeps_count(tmp_path, d, written, configured):
+    """d's start found records or QoS 2 ids written with `written` workers
+    and runs that many, not the `configured` ones: both start-up lines."""
+    d.wait_log(m2k.line(f"spool: {tmp_path / 'spool'} was written with threads: {written} and "
+                        f"holds records or QoS 2 ids: running threads: {written}, not "
+                        f"{configured}, until a start finds the spools empty", level="warn"),
+               since=0)
+    d.wait_log(m2k.line(f"threads: {written} (the spool's)", level="info"), since=0)
 
 
 def killed(tmp_path, mock_kafka, over, name):
@@ -193,10 +203,7 @@ def test_sigkill_restarts_with_2_then_1_worker_keep_every_record_in_order(daemon
     mock_kafka.cmd("up -1")
     d3 = daemon(cfg(tmp_path, 1), name="third")
     mport = metrics_port(d3)
-    d3.wait_log(m2k.line(f"spool: {tmp_path / 'spool'} was written with threads: 2 and holds "
-                         "records or QoS 2 ids: running threads: 2, not 1, until a start finds "
-                         "the spools empty", level="warn"), since=0)  # start-up lines
-    d3.wait_log(m2k.line("threads: 2 (the spool's)", level="info"), since=0)
+    keeps_count(tmp_path, d3, 2, 1)
     m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_records"] == 0, 30,
                    "every worker's spool drained")
     for c in clients:
@@ -224,10 +231,7 @@ def test_records_of_one_worker_keep_one_at_a_start_with_two(daemon, mock_kafka, 
     mock_kafka.cmd("up -1")
     d2 = daemon(cfg(tmp_path, 2), name="second")
     mport = metrics_port(d2)
-    d2.wait_log(m2k.line(f"spool: {tmp_path / 'spool'} was written with threads: 1 and holds "
-                         "records or QoS 2 ids: running threads: 1, not 2, until a start finds "
-                         "the spools empty", level="warn"), since=0)  # start-up lines
-    d2.wait_log(m2k.line("threads: 1 (the spool's)", level="info"), since=0)
+    keeps_count(tmp_path, d2, 1, 2)
     for c in sent:
         sent[c] += publish_acked(d2.port, c, 2, first=8, prefix=c)
     m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_records"] == 0, 30,
@@ -247,11 +251,7 @@ def test_sigterm_syncs_every_workers_spool(daemon, mock_kafka, tmp_path):
     d1 = daemon(cfg(tmp_path, 2, mode="always"), name="first")
     ids = ids_on(tmp_path, 1, prefix="t")
     sent = {c: publish_acked(d1.port, c, 5, prefix=c) for c in (ids[0][0], ids[1][0])}
-    mark = d1.mark()
-    assert d1.stop() == 0
-    assert re.search(m2k.line("Terminated: stopping; the spool is synced and keeps 10 records "
-                              "Kafka has not confirmed for the next start", level="info"),
-                     d1.log(mark), re.M)
+    sigterm_keeps(d1, 10)
     mock_kafka.cmd("up -1")
     d2 = daemon(cfg(tmp_path, 2, mode="always"), name="second")
     d2.wait_log(m2k.line(f"spool: {tmp_path / 'spool'}, mode always: 10 records (",
@@ -279,9 +279,7 @@ def test_qos2_ids_of_a_persistent_session_survive_a_restart_that_changes_threads
     w1 = tmp_path / "spool" / "w1"
     assert (w1 / "state.0").exists() or (w1 / "state.1").exists()  # the id, in worker 1's spool
     d2 = daemon(cfg(tmp_path, 1, mode="always"), name="second")
-    d2.wait_log(m2k.line(f"spool: {tmp_path / 'spool'} was written with threads: 2 and holds "
-                         "records or QoS 2 ids: running threads: 2, not 1, until a start finds "
-                         "the spools empty", level="warn"), since=0)  # start-up lines
+    keeps_count(tmp_path, d2, 2, 1)  # the id is in worker 1's spool
     d2.wait_log(m2k.line("spool: restored 1 sessions with 1 QoS 2 ids awaiting PUBREL "
                          "(0 not restored)", level="info"), since=0)
     cl = Raw(d2.port).connect(cid, clean=False, session_present=True, keepalive=0)
