@@ -3,6 +3,7 @@
  * shutdown (see daemon.h). */
 #include "daemon.h"
 #include "daemon_int.h"
+#include "daemon_qos2.h"
 #include "introspect.h"
 
 #include <inttypes.h>
@@ -57,7 +58,7 @@ static void notify_status(daemon_t *d, const char *prefix) {
                kafka_bootstrap_servers(W0(d)->k));
     else
         notify(d, "%sSTATUS=serving; Kafka unreachable (%s): messages wait in the %s", prefix, why,
-               d->fwd ? "spool" : "producer queue");
+               d->spool ? "spool" : "producer queue");
 }
 
 static void on_watchdog(void *ud) {
@@ -71,8 +72,14 @@ static void on_watchdog(void *ud) {
 
 static void collect(worker_t *w, daemon_t *d) {
     /* The consumer's and the retained store's counts are worker 0's alone. */
-    daemon_parts_t parts = {w->sm,        w->srv, d->sec,   w->k,
-                            w->auth,      d->fwd, d->spool, w->idx ? NULL : d->dl,
+    daemon_parts_t parts = {w->sm,
+                            w->srv,
+                            d->sec,
+                            w->k,
+                            w->auth,
+                            w->fwd,
+                            d->spool ? d->spools.spools[w->idx] : NULL,
+                            w->idx ? NULL : d->dl,
                             d->dl != NULL};
     daemon_metrics_collect(&w->m, &parts);
 }
@@ -128,18 +135,18 @@ static int on_ready(void *ud, char *reason, size_t cap) {
         snprintf(reason, cap, "MQTT listeners not bound yet");
         return 0;
     }
-    if (d->fwd && spooler_stats(d->fwd)->full) {
-        snprintf(reason, cap, "the spool is full (spool.max_bytes or the disk)");
-        return 0;
-    }
-    /* With the spool, records are acked from it whether Kafka is up or not;
-     * without, every worker's producer must reach it. */
+    /* With the spool, records are acked from it whether Kafka is up or not
+     * (unless a worker's spool refuses them); without, every worker's
+     * producer must reach it. */
     int ready = 1;
     daemon_park(d);
-    for (unsigned i = 0; i < d->n_workers && !d->fwd && ready; i++) {
+    for (unsigned i = 0; i < d->n_workers && ready; i++) {
         if (i && (!d->w[i] || !d->w[i]->still))
             continue;
-        if (!kafka_reachable(d->w[i]->k, why, sizeof(why))) {
+        if (d->w[i]->fwd && spooler_stats(d->w[i]->fwd)->full) {
+            snprintf(reason, cap, "the spool is full (spool.max_bytes or the disk)");
+            ready = 0;
+        } else if (!d->spool && !kafka_reachable(d->w[i]->k, why, sizeof(why))) {
             snprintf(reason, cap, "Kafka unreachable: %s", why);
             ready = 0;
         }
@@ -172,16 +179,30 @@ static void begin_shutdown(daemon_t *d, const char *why) {
     if (d->stopping)
         return;
     d->stopping = true;
-    if (d->fwd && !spooler_direct_inflight(d->fwd)) {
+    /* Every worker's spool (the others parked): records, and whether some
+     * went to Kafka directly (mode outage) and wait for it. */
+    uint64_t kept = 0;
+    bool direct = false;
+    if (d->spool) {
+        daemon_park(d);
+        for (unsigned i = 0; i < d->n_workers; i++) {
+            if (!d->w[i] || !d->w[i]->fwd || (i && !d->w[i]->still))
+                continue;
+            spool_stats_t ss;
+            spool_stats(d->spools.spools[i], &ss);
+            kept += ss.records;
+            direct |= spooler_direct_inflight(d->w[i]->fwd) > 0;
+        }
+        daemon_unpark(d);
+    }
+    if (d->spool && !direct) {
         /* The final sync (its records are acked); what Kafka has not
          * confirmed stays in the spool for the next start. */
-        spool_stats_t ss;
-        spool_stats(d->spool, &ss);
         notify(d, "STOPPING=1\nSTATUS=stopping (%s): the spool keeps %" PRIu64 " records", why,
-               ss.records);
+               kept);
         log_info("%s: stopping; the spool is synced and keeps %" PRIu64
                  " records Kafka has not confirmed for the next start",
-                 why, ss.records);
+                 why, kept);
     } else {
         int outq = outq_all(d);
         notify(d, "STOPPING=1\nSTATUS=stopping (%s): waiting for Kafka to confirm %d messages", why,
@@ -439,6 +460,14 @@ static void free_workers(daemon_t *d) {
     }
 }
 
+/* What ties a spool to the worker its client ids lived on. */
+static bool spool_holds(spool_t *sp, void *ud) {
+    (void)ud;
+    spool_stats_t ss;
+    spool_stats(sp, &ss);
+    return ss.records > 0 || daemon_qos2_saved_ids(sp);
+}
+
 int daemon_run(const config_t *cfg) {
     daemon_t *d = calloc(1, sizeof(*d));
     char err[1024];
@@ -449,7 +478,9 @@ int daemon_run(const config_t *cfg) {
     unsigned n = config_threads(cfg, &why_one);
 
     signal(SIGPIPE, SIG_IGN);
-    if (!d || !(errs = malloc(RELOAD_ERRBUF)) || !(d->w = calloc(n, sizeof(*d->w))) ||
+    /* CONFIG_THREADS_MAX: the spools may ask for another count (spool_workers.h). */
+    if (!d || !(errs = malloc(RELOAD_ERRBUF)) ||
+        !(d->w = calloc(CONFIG_THREADS_MAX, sizeof(*d->w))) ||
         !(d->sum = malloc(sizeof(*d->sum)))) {
         log_error("out of memory");
         if (d)
@@ -467,7 +498,6 @@ int daemon_run(const config_t *cfg) {
     d->started = cfg;
     log_set_level(cfg->log_level);
     log_set_format(cfg->log_format);
-    daemon_threadpool_size(cfg, n);
     if (!(d->shared = server_shared_new(cfg))) {
         log_error("out of memory");
         free(errs);
@@ -502,21 +532,28 @@ int daemon_run(const config_t *cfg) {
     }
     free(errs);
     log_lint(cfg, "");
-    if (why_one)
+    runtime_commit(&rt, prep);
+    w0->m.start_time_seconds = (uint64_t)time(NULL);
+    unsigned want = n;
+    if (d->spool) {
+        if (spool_workers_open(&d->spools, cfg->spool.dir, cfg->spool.max_bytes, d->spool, n,
+                               spool_holds, NULL, err, sizeof(err)) != 0) {
+            log_error("spool: %s", err);
+            goto out;
+        }
+        n = d->n_workers = d->spools.n;
+    }
+    if (n != want)
+        log_info("threads: %u (the spool's)", n); /* after its warning, which says why */
+    else if (why_one)
         log_info("threads: %u (%s)", n, why_one);
     else if (cfg->threads == 0)
         log_info("threads: %u (auto)", n);
     else if (n > 1)
         log_info("threads: %u", n);
-    runtime_commit(&rt, prep);
-    w0->m.start_time_seconds = (uint64_t)time(NULL);
+    daemon_threadpool_size(cfg, n);
     if (worker_sessions(w0) != 0)
         goto out;
-    if (d->spool && !(d->ds = daemon_spool_new(cfg, d->spool, &w0->k, &w0->sm))) {
-        log_error("out of memory");
-        goto out;
-    }
-    d->fwd = daemon_spool_spooler(d->ds);
     if (cfg->n_downlink || cfg->retained.enabled) {
         d->dl = daemon_downlink_new(cfg, kafka_bootstrap_servers(w0->k), d->router, d->retained,
                                     w0->sm, err, sizeof(err));
@@ -545,8 +582,6 @@ int daemon_run(const config_t *cfg) {
     };
     if (worker_serve(w0, &extra) != 0)
         goto out;
-    if (d->ds)
-        daemon_spool_set_server(d->ds, w0->srv);
     /* The metrics listener first: /healthz answers and /readyz says why it
      * is not ready while the start waits for Kafka. */
     if (server_listen_metrics(w0->srv, err, sizeof(err)) != 0) {
@@ -558,8 +593,9 @@ int daemon_run(const config_t *cfg) {
         goto stop0;
     }
     int waited = 0;
-    if (d->fwd) {
-        daemon_spool_log_start(d->ds, d->cfg, d->spool);
+    if (d->spool) {
+        daemon_spool_log_start(d->cfg, d->spools.spools, d->n_workers,
+                               kafka_bootstrap_servers(w0->k));
     } else {
         log_info("kafka: waiting up to %d s for metadata from %s", METADATA_WAIT_MS / 1000,
                  kafka_bootstrap_servers(w0->k));
@@ -572,7 +608,7 @@ int daemon_run(const config_t *cfg) {
                   "retrying and messages wait in its queue",
                   kafka_bootstrap_servers(w0->k), METADATA_WAIT_MS / 1000);
         kafka_set_reachable(w0->k, false, "no metadata at start");
-    } else if (!d->fwd) {
+    } else if (!d->spool) {
         log_info("kafka: connected to %s", kafka_bootstrap_servers(w0->k));
     }
     if (d->stopping) {
@@ -638,10 +674,11 @@ out:
         kafka_free(d->w[0]->k);
         d->w[0]->k = NULL;
     }
-    daemon_spool_free(d->ds);
-    spool_close(d->spool);
     if (d->w)
         worker_free(d->w[0]); /* waits for the password checks still running */
+    if (d->spool)
+        spool_workers_close(&d->spools);
+    spool_close(d->spool);
     http_server_free(d->http);
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);

@@ -343,16 +343,18 @@ unsigned daemon_threadpool_size(const config_t *cfg, unsigned workers) {
     /* auth.max_hashing counts every worker's checks; each worker runs its
      * share (config_share) of the TLS handshake steps. */
     unsigned n = workers ? workers : 1;
-    unsigned want =
-        cfg->auth.max_hashing + n * config_share(cfg->mqtt.max_tls_handshake_workers, n) + 2;
+    /* 2 for a spool's sync and checkpoint jobs: each worker's spool has its own. */
+    unsigned spools = cfg->spool.enabled ? n : 1;
+    unsigned want = cfg->auth.max_hashing +
+                    n * config_share(cfg->mqtt.max_tls_handshake_workers, n) + 2 * spools;
     const char *env = getenv("UV_THREADPOOL_SIZE");
     if (env && *env) {
         unsigned have = (unsigned)strtoul(env, NULL, 10);
         if (have < want)
             log_warn("UV_THREADPOOL_SIZE=%s is below auth.max_hashing + "
-                     "mqtt.max_tls_handshake_workers + 2 = %u: password checks, TLS handshakes "
-                     "and the spool's fsync may wait for each other",
-                     env, want);
+                     "mqtt.max_tls_handshake_workers + 2%s = %u: password checks, TLS "
+                     "handshakes and the spool's fsync may wait for each other",
+                     env, spools > 1 ? " per worker's spool" : "", want);
         return have;
     }
     char buf[16];

@@ -2,9 +2,9 @@
  * (worker_t, daemon_worker.c). With `threads: N` the daemon runs N workers,
  * each a thread with its own loop, server, sessions and producer; worker 0
  * is the main thread and also owns the signals, the metrics listener,
- * sd_notify, the reload, the downlink's consumer (its records reach the
- * other workers through daemon_fanout.c) and, with one worker, the spool
- * (docs/architecture.md, "Workers"). */
+ * sd_notify, the reload and the downlink's consumer (its records reach the
+ * other workers through daemon_fanout.c). With `spool:` each worker has a
+ * spool of its own (spool_workers.h; docs/architecture.md, "Workers"). */
 #ifndef M2K_DAEMON_INT_H
 #define M2K_DAEMON_INT_H
 
@@ -22,6 +22,7 @@
 #include "map/topic_map.h"
 #include "mqtt/session.h"
 #include "net/server.h"
+#include "spool_workers.h"
 #include "ops/http_server.h"
 #include "ops/metrics.h"
 #include "util/log.h"
@@ -48,7 +49,11 @@ struct worker {
     session_mgr_t *sm;
     server_t *srv;
     daemon_auth_t *auth; /* password checks on the threadpool */
-    metrics_t m;         /* counted on the hot path (ack latency, failures, rdkafka) */
+    /* With `spool:`: records go through the spooler over this worker's
+     * spool (d->spools.spools[idx]); NULL otherwise. */
+    daemon_spool_t *ds;
+    spooler_t *fwd;
+    metrics_t m; /* counted on the hot path (ack latency, failures, rdkafka) */
     bool stopping, done, fatal;
     /* When its producer's last fatal errors came (server_now_ms), oldest
      * first: the bound on replacing it (daemon_worker.c, on_fatal). */
@@ -88,9 +93,10 @@ struct daemon {
     dl_retained_t *retained;
     daemon_downlink_t *dl;
     daemon_fanout_t *fan; /* with the downlink and several workers (daemon_fanout.c) */
-    spool_t *spool;       /* with `spool:` (runtime.c opened it); NULL otherwise */
-    daemon_spool_t *ds;   /* with `spool:`: records go through the spooler (spooler.h) */
-    spooler_t *fwd;       /* its spooler */
+    spool_t *spool;       /* with `spool:`, worker 0's (runtime.c opened it); NULL otherwise */
+    /* With `spool:`: every worker's spool, the placement of client ids
+     * (stable across restarts) and the shared max_bytes. */
+    spool_workers_t spools;
     worker_t **w;
     unsigned n_workers;
     server_shared_t *shared; /* the connection bounds every worker's server shares */

@@ -331,6 +331,25 @@ static void restore(daemon_qos2_t *q, const uint8_t *b, size_t len) {
                  sessions, ids, skipped);
 }
 
+bool daemon_qos2_saved_ids(spool_t *sp) {
+    uint8_t *b;
+    size_t len;
+    if (spool_state_load(sp, &b, &len) != 0)
+        return true; /* unknown: as if it held some */
+    bool ids = false;
+    size_t off = QOS2_HEAD;
+    /* A malformed payload (restore logs it) holds none that can be read. */
+    while (b && !ids && off + 2 <= len) {
+        size_t cl = get16(b + off);
+        if (off + 4 + cl > len)
+            break;
+        ids = get16(b + off + 2 + cl) > 0;
+        off += 4 + cl + QOS2_ID * (size_t)get16(b + off + 2 + cl);
+    }
+    free(b);
+    return ids;
+}
+
 daemon_qos2_t *daemon_qos2_new(session_mgr_t *sm, spool_t *sp) {
     daemon_qos2_t *q = calloc(1, sizeof(*q));
     if (!q) {

@@ -20,6 +20,8 @@ daemon_qos2_t *daemon_qos2_new(session_mgr_t *sm, spool_t *sp);
 /* Waits for the save in flight, saves what changed since (the final state
  * at a clean exit), then frees. */
 void daemon_qos2_free(daemon_qos2_t *q);
+/* Whether sp's saved state holds a session's QoS 2 ids (or cannot be read). */
+bool daemon_qos2_saved_ids(spool_t *sp);
 /* Runs run(arg) on another thread, then done(arg) on the loop's; 0, or -1
  * (nothing queued). The daemon's is server_work; without one, saves run on
  * the loop thread. */

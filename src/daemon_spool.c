@@ -111,12 +111,17 @@ void daemon_spool_on_delivery(daemon_spool_t *ds, uint64_t opaque, int err, cons
     spooler_on_report(ds->f, opaque, err, errstr, &r);
 }
 
-void daemon_spool_log_start(const daemon_spool_t *ds, const config_t *cfg, spool_t *sp) {
-    spool_stats_t ss;
-    spool_stats(sp, &ss);
+void daemon_spool_log_start(const config_t *cfg, spool_t *const *spools, unsigned n,
+                            const char *bootstrap) {
+    uint64_t records = 0, bytes = 0;
+    for (unsigned i = 0; i < n; i++) {
+        spool_stats_t ss;
+        spool_stats(spools[i], &ss);
+        records += ss.records;
+        bytes += ss.bytes;
+    }
     bool outage = cfg->spool.mode == SPOOL_MODE_OUTAGE;
     log_info("spool: %s, mode %s: %" PRIu64 " records (%" PRIu64
              " bytes) to send to Kafka first; not waiting for Kafka metadata from %s",
-             cfg->spool.dir, outage ? "outage" : "always", ss.records, ss.bytes,
-             kafka_bootstrap_servers(*ds->k));
+             cfg->spool.dir, outage ? "outage" : "always", records, bytes, bootstrap);
 }

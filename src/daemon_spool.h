@@ -29,7 +29,8 @@ void daemon_spool_set_server(daemon_spool_t *ds, server_t *srv);
 void daemon_spool_turn(daemon_spool_t *ds);
 /* One delivery report of the producer (the daemon's on_delivery). */
 void daemon_spool_on_delivery(daemon_spool_t *ds, uint64_t opaque, int err, const char *errstr);
-/* The start's line: the mode and what the spool holds. */
-void daemon_spool_log_start(const daemon_spool_t *ds, const config_t *cfg, spool_t *sp);
+/* The start's line: the mode and what the n workers' spools hold. */
+void daemon_spool_log_start(const config_t *cfg, spool_t *const *spools, unsigned n,
+                            const char *bootstrap);
 
 #endif

@@ -42,13 +42,12 @@ static void log_routed(worker_t *w, const kafka_record_t *rec) {
 
 static int produce_cb(void *ud, const kafka_record_t *rec, uint64_t opaque) {
     worker_t *w = ud;
-    daemon_t *d = w->d;
     if (w->fatal)
         return KAFKA_ERR_FATAL;
-    if (d->fwd) {
-        int frc = spooler_produce(d->fwd, rec, opaque);
+    if (w->fwd) {
+        int frc = spooler_produce(w->fwd, rec, opaque);
         /* A will published as a connection closes: the turn's sync must come. */
-        if (frc == KAFKA_OK && w->srv && spooler_pending(d->fwd))
+        if (frc == KAFKA_OK && w->srv && spooler_pending(w->fwd))
             server_request_turn(w->srv);
         return frc;
     }
@@ -70,8 +69,8 @@ static void on_delivery(void *ud, uint64_t opaque, int err, const char *errstr) 
     worker_t *w = ud;
     if (err != 0)
         metrics_label_inc(&w->m.kafka_records_failed, kafka_err_name(err));
-    if (w->d->ds)
-        daemon_spool_on_delivery(w->d->ds, opaque, err, errstr);
+    if (w->ds)
+        daemon_spool_on_delivery(w->ds, opaque, err, errstr);
     else
         session_on_delivery(w->sm, opaque, err, errstr);
 }
@@ -188,7 +187,7 @@ static int mqtt_identity(void *pc, const char *user) {
  * over mqtt.max_packet_size (served where it is: the session answers it),
  * -2 while it is incomplete (the session sees it then: it consumes none of
  * an incomplete packet, and refuses one longer than its caps allow). */
-static int owner_of(const uint8_t *buf, size_t len, unsigned n, uint32_t max_packet) {
+static int owner_of(const daemon_t *d, const uint8_t *buf, size_t len, uint32_t max_packet) {
     mqtt_fixed_header_t fh;
     int h = mqtt_decode_fixed_header(buf, len, &fh);
     if (h == 0)
@@ -208,7 +207,11 @@ static int owner_of(const uint8_t *buf, size_t len, unsigned n, uint32_t max_pac
         return -1;
     if (id->len == 0)
         return -1; /* the server assigns one: it lives where it is */
-    return (int)(m2k_hash_keyed(id->ptr, id->len) % n);
+    /* With the spool, under the key its directory keeps: a restart places
+     * the id where its spooled records and QoS 2 ids are. */
+    if (d->spool)
+        return (int)spool_workers_owner(&d->spools, id->ptr, id->len);
+    return (int)(m2k_hash_keyed(id->ptr, id->len) % d->n_workers);
 }
 
 /* Until its first packet is screened (daemon_auth_screened), a connection
@@ -219,7 +222,7 @@ static ssize_t mqtt_feed(void *pc, const uint8_t *buf, size_t len) {
     server_conn_t *conn = session_conn_ud(sc);
     worker_t *w = server_conn_proto(conn);
     if (w->d->n_workers > 1 && !daemon_auth_screened(sc)) {
-        int owner = owner_of(buf, len, w->d->n_workers, w->d->cfg->mqtt.max_packet_size);
+        int owner = owner_of(w->d, buf, len, w->d->cfg->mqtt.max_packet_size);
         if (owner >= 0 && (unsigned)owner != w->idx) {
             char why[64];
             snprintf(why, sizeof(why), "handed to worker %d", owner);
@@ -293,7 +296,7 @@ static void on_fd(void *ud) {
 
 static void on_turn(void *ud) {
     worker_t *w = ud;
-    daemon_spool_turn(w->d->ds);
+    daemon_spool_turn(w->ds);
 }
 
 static void on_tick(void *ud) {
@@ -355,6 +358,12 @@ int worker_sessions(worker_t *w) {
         log_error("out of memory");
         return -1;
     }
+    /* Restores the QoS 2 ids saved in the worker's spool into its sessions. */
+    if (d->spool && !(w->ds = daemon_spool_new(d->cfg, d->spools.spools[w->idx], &w->k, &w->sm))) {
+        log_error("out of memory");
+        return -1;
+    }
+    w->fwd = daemon_spool_spooler(w->ds);
     return 0;
 }
 
@@ -372,11 +381,13 @@ int worker_serve(worker_t *w, const server_opts_t *extra) {
     sv.watch_fd = kafka_event_fd(w->k);
     sv.on_fd = on_fd;
     sv.on_tick = on_tick;
-    sv.on_turn = d->fwd ? on_turn : NULL;
+    sv.on_turn = w->fwd ? on_turn : NULL;
     if (server_new(&sv, &w->srv, err, sizeof(err)) != 0) {
         log_error("server: %s", err);
         return -1;
     }
+    if (w->ds)
+        daemon_spool_set_server(w->ds, w->srv);
     w->auth = daemon_auth_new(w->srv, &d->sec, &d->cfg, w->idx ? d->w[0]->auth : NULL);
     if (!w->auth) {
         log_error("out of memory");
@@ -392,6 +403,9 @@ void worker_free(worker_t *w) {
     if (w->k)
         kafka_free(w->k);
     w->k = NULL;
+    daemon_spool_free(w->ds); /* after the producer's last reports; saves the QoS 2 ids */
+    w->ds = NULL;
+    w->fwd = NULL;
     if (w->srv && !w->have_thread && !atomic_load(&w->ended) && !w->stopping) {
         server_stop(w->srv); /* built, never run */
         server_run(w->srv);
@@ -431,10 +445,10 @@ void worker_begin_shutdown(worker_t *w, const char *why) {
         return;
     w->stopping = true;
     session_mgr_publish_delayed_wills(w->sm); /* before the drain (or the spool's last sync) */
-    if (d->fwd)
-        spooler_stop(d->fwd);
+    if (w->fwd)
+        spooler_stop(w->fwd);
     /* mode outage: records produced directly wait for Kafka as without a spool. */
-    if (d->fwd && !spooler_direct_inflight(d->fwd)) {
+    if (w->fwd && !spooler_direct_inflight(w->fwd)) {
         server_stop_accepting(w->srv);
         server_stop_reading(w->srv);
         worker_finish_shutdown(w);
@@ -455,7 +469,7 @@ void worker_finish_shutdown(worker_t *w) {
         return;
     w->done = true;
     int left = kafka_outq_len(w->k);
-    if (left > 0 && d->fwd && !spooler_direct_inflight(d->fwd)) {
+    if (left > 0 && w->fwd && !spooler_direct_inflight(w->fwd)) {
         /* Acked from the spool already; they stay in it (not confirmed). */
         kafka_purge(w->k);
         kafka_poll(w->k);

@@ -243,11 +243,12 @@ typedef struct {
 /* Zeroes the registry. No allocation: embed metrics_t where convenient. */
 void metrics_init(metrics_t *m);
 /* Adds another worker's registry (threads: N) into dst: the MQTT, traffic,
- * flow and producer counters and gauges, the downlink's deliveries,
- * subscriptions and queues (the spool, the downlink's consumer and the
- * retained store run on one worker, dst's, and are not summed); label tables
- * and Kafka topics merge by value, brokers by name (up when one producer has
- * it up, the worst RTT). */
+ * flow, producer and spool counters and gauges (of the spool, the oldest
+ * record's age, the state and the outages are the maximum), the downlink's
+ * deliveries, subscriptions and queues (the downlink's consumer and the
+ * retained store are one, dst's, and are not summed); label tables and
+ * Kafka topics merge by value, brokers by name (up when one producer has it
+ * up, the worst RTT). */
 void metrics_add(metrics_t *dst, const metrics_t *src);
 
 /* Replaces the librdkafka part with one statistics JSON document (the

@@ -18,6 +18,7 @@
 #ifndef M2K_SPOOL_H
 #define M2K_SPOOL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -91,6 +92,12 @@ int spool_open(const spool_options_t *opts, spool_t **out, char *errbuf, size_t 
 int spool_check(const char *dir, char *errbuf, size_t errlen);
 /* Closes the files; does not sync (call spool_sync first to keep the tail). */
 void spool_close(spool_t *sp);
+/* Several spools under one max_bytes (one per worker): each keeps *total
+ * up to date with its bytes (from this call until spool_close), and an
+ * append reserves its bytes in it with a compare-and-swap, so the bound
+ * holds exactly for their sum. total is the caller's, zero before the
+ * first spool shares it, and outlives them. */
+void spool_share_bytes(spool_t *sp, _Atomic uint64_t *total);
 
 /* Appends one record to the newest segment (rolling to a new one at
  * segment_bytes) and gives its sequence number. The record is buffered (the

@@ -565,11 +565,6 @@ static void apply_derived(parse_ctx_t *c) {
                 "raise kafka.properties.message.max.bytes",
                 cfg->mqtt.max_packet_size, mmb);
     cfg->threads_pos = seen[settings_find("threads") - config_settings];
-    if (cfg->threads > 1 && cfg->spool.enabled)
-        cfg_err(c, cfg->threads_pos,
-                "threads: %u: the spool (spool:) runs on one worker for now; set threads: 1 (or "
-                "0: auto, which gives 1)",
-                cfg->threads);
     /* A WebSocket frame or message carries at most one packet's worth. */
     for (size_t i = 0; i < cfg->n_listeners; i++)
         cfg->listeners[i].websocket.max_message = cfg->mqtt.max_packet_size;
@@ -762,10 +757,6 @@ void config_free(config_t *cfg) {
 
 unsigned config_threads(const config_t *cfg, const char **why) {
     *why = NULL;
-    if (cfg->spool.enabled) {
-        *why = "spool: runs on one worker";
-        return 1;
-    }
     if (cfg->threads)
         return cfg->threads;
     cpu_set_t set;

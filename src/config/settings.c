@@ -687,7 +687,9 @@ const setting_t config_settings[] = {
      .def = 0,
      .doc = "workers, each an event loop on its own thread with its own listening sockets "
             "(SO_REUSEPORT), sessions and Kafka producer; a client id lives on one worker. 0 (the "
-            "default): the CPUs the process may use, at most 16. With `spool:`, 1 (see "
+            "default): the CPUs the process may use, at most 16. With `spool:`, a spool per "
+            "worker; a start whose spools hold records or QoS 2 ids written with another count "
+            "keeps that count until they are empty (see "
             "[architecture.md](architecture.md#workers-threads-daemon_workerc))"},
 
     /* After the listeners, wherever it is in the file: it is compared with them. */

@@ -80,6 +80,35 @@ static void add_rdkafka(metrics_rdkafka_t *dst, const metrics_rdkafka_t *src) {
     }
 }
 
+#define MAX(f) dst->f = dst->f > src->f ? dst->f : src->f
+
+/* Each worker's spool: bytes, records and counters add up; the oldest
+ * record is the oldest of any; one broker outage is one in each worker, so
+ * the outages and their time are the worker's that saw the most; the state
+ * is the highest (2 draining > 1 spooling > 0 direct: some worker is not
+ * direct). */
+static void add_spool(metrics_t *dst, const metrics_t *src) {
+    dst->spool |= src->spool;
+    ADD(spool_bytes);
+    ADD(spool_records);
+    MAX(spool_oldest_age_seconds);
+    ADD(spool_records_spooled);
+    ADD(spool_records_drained);
+    ADD(spool_full);
+    ADD(spool_qos0_dropped);
+    ADD(spool_corrupt_skipped);
+    ADD(spool_truncations);
+    ADD(spool_rewinds);
+    MAX(spool_state);
+    MAX(spool_outages);
+    MAX(spool_outage_seconds);
+    ADD(spool_drain_rate);
+    ADD(spool_taken_back);
+    ADD(spool_maybe_twice);
+    ADD(spool_state_save_failures);
+    ADD(spool_state_pubcomp_full);
+}
+
 void metrics_add(metrics_t *dst, const metrics_t *src) {
     ADD(connections);
     ADD(connections_total);
@@ -134,4 +163,5 @@ void metrics_add(metrics_t *dst, const metrics_t *src) {
     ADD(downlink_queued);
     ADD_ARRAY(downlink_dropped);
     ADD(retained_copies_lost);
+    add_spool(dst, src);
 }

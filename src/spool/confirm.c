@@ -64,7 +64,7 @@ int spool_confirm_note(spool_t *sp, uint64_t seq) {
     return 0;
 }
 
-int spool_confirm_begin(spool_t *sp, uint64_t seq, spool_confirm_job_t **out) {
+static int confirm_begin(spool_t *sp, uint64_t seq, spool_confirm_job_t **out) {
     *out = NULL;
     int rc = spool_confirm_note(sp, seq);
     if (rc != 0)
@@ -193,5 +193,11 @@ int spool_confirm(spool_t *sp, uint64_t seq) {
         spool_confirm_run(job);
         rc = spool_confirm_end(sp, job);
     }
+    return rc;
+}
+
+int spool_confirm_begin(spool_t *sp, uint64_t seq, spool_confirm_job_t **out) {
+    int rc = confirm_begin(sp, seq, out);
+    spool_publish(sp);
     return rc;
 }

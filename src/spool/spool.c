@@ -204,7 +204,38 @@ int spool_flush(spool_t *sp) {
     return -1;
 }
 
-int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out) {
+void spool_publish(spool_t *sp) {
+    if (!sp->shared)
+        return;
+    uint64_t cur = sp->seg_bytes + SPOOL_CHECKPOINT_SIZE + sp->state_bytes;
+    if (cur != sp->published)
+        atomic_fetch_add(sp->shared, cur - sp->published); /* mod 2^64: also a decrease */
+    sp->published = cur;
+}
+
+void spool_share_bytes(spool_t *sp, _Atomic uint64_t *total) {
+    sp->shared = total;
+    sp->published = 0;
+    spool_publish(sp);
+}
+
+/* Whether add more bytes fit under max_bytes; with a shared total, they
+ * are taken in it (given back by the next spool_publish if the append
+ * fails after all). */
+static bool reserve(spool_t *sp, uint64_t add) {
+    if (!sp->shared)
+        return sp->seg_bytes + SPOOL_CHECKPOINT_SIZE + sp->state_bytes + add <= sp->max_bytes;
+    spool_publish(sp);
+    uint64_t cur = atomic_load(sp->shared);
+    do {
+        if (cur + add > sp->max_bytes)
+            return false;
+    } while (!atomic_compare_exchange_weak(sp->shared, &cur, cur + add));
+    sp->published += add;
+    return true;
+}
+
+static int append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out) {
     if (sp->broken && spool_rollback(sp) != 0)
         return SPOOL_EIO;
     size_t body = spool_body_size(rec);
@@ -215,8 +246,7 @@ int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out) {
     bool roll =
         !last || (last->size > SPOOL_SEG_HEADER_SIZE && last->size + frame > sp->segment_bytes);
     size_t add = frame + (roll ? SPOOL_SEG_HEADER_SIZE : 0);
-    if (sp->max_bytes &&
-        sp->seg_bytes + SPOOL_CHECKPOINT_SIZE + sp->state_bytes + add > sp->max_bytes)
+    if (sp->max_bytes && !reserve(sp, add))
         return SPOOL_FULL;
     /* Records are buffered in a chunk and written when it is full, at a roll,
      * or by a sync: one pwrite for many small records. */
@@ -262,6 +292,12 @@ int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out) {
         *seq_out = sp->next_seq;
     sp->next_seq++;
     return 0;
+}
+
+int spool_append(spool_t *sp, const spool_record_t *rec, uint64_t *seq_out) {
+    int rc = append(sp, rec, seq_out);
+    spool_publish(sp);
+    return rc;
 }
 
 int spool_replace_file(spool_t *sp, const char *name, const char *tmp, const uint8_t *buf,
@@ -361,6 +397,7 @@ static int scan_dir(spool_t *sp) {
             size_t l = strlen(n);
             if (strcmp(n, ".") != 0 && strcmp(n, "..") != 0 &&
                 strcmp(n, SPOOL_CHECKPOINT_NAME) != 0 && !spool_state_file(n) &&
+                strcmp(n, SPOOL_WORKERS_NAME) != 0 && e->d_type != DT_DIR &&
                 !(l > 8 && strcmp(n + l - 8, ".corrupt") == 0))
                 log_warn("spool: %s/%s: not a spool file: ignored", sp->dir, n);
             continue;
@@ -636,6 +673,8 @@ fail:
 void spool_close(spool_t *sp) {
     if (!sp)
         return;
+    if (sp->shared)
+        atomic_fetch_sub(sp->shared, sp->published);
     for (size_t i = 0; i < sp->nsegs; i++)
         if (sp->segs[i].fd >= 0)
             close(sp->segs[i].fd);

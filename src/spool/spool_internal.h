@@ -7,6 +7,7 @@
 #include "spool/spool.h"
 #include "util/log.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,6 +19,9 @@
 #define SPOOL_CHECKPOINT_TMP "checkpoint.tmp"
 /* The state's two slots (state.c); "state": the file before them. */
 #define SPOOL_STATE_NAME "state"
+/* The daemon's record of the workers the spools under it belong to (and
+ * their subdirectories, one per worker past the first): not warned about. */
+#define SPOOL_WORKERS_NAME "workers"
 #define SPOOL_STATE_SLOT0_NAME "state.0"
 #define SPOOL_STATE_SLOT1_NAME "state.1"
 /* Appends are buffered in chunks of this size (a larger frame gets a chunk
@@ -63,6 +67,10 @@ struct spool {
     size_t nsegs, segs_cap;
     uint64_t seg_bytes;   /* the sum of segs[].size */
     uint64_t state_bytes; /* the state files (spool_state_*), counted in max_bytes */
+    /* spool_share_bytes: the total of every spool sharing max_bytes, and
+     * what this one has added to it. */
+    _Atomic uint64_t *shared;
+    uint64_t published;
     /* state.c: the newest slot's generation, each slot file's size and
      * whether its directory entry is synced; the file `state` of the
      * daemons before the slots, until a slot save removes it. */
@@ -183,5 +191,8 @@ const spool_chunk_t *spool_cache_find(const spool_t *sp, uint64_t seg, uint64_t 
 /* Every chunk goes (a rollback: bytes not written go with them). */
 void spool_cache_clear(spool_t *sp);
 void spool_cache_free(spool_t *sp);
+
+/* Brings the shared total (spool_share_bytes) up to this spool's bytes. */
+void spool_publish(spool_t *sp);
 
 #endif

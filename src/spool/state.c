@@ -126,7 +126,7 @@ static uint64_t slot_size(spool_t *sp, int slot) {
     return fstatat(sp->dirfd, SLOT_NAME[slot], &st, 0) == 0 ? (uint64_t)st.st_size : 0;
 }
 
-int spool_state_end(spool_t *sp, spool_state_job_t *job, char *why, size_t cap) {
+static int state_end(spool_t *sp, spool_state_job_t *job, char *why, size_t cap) {
     int rc = 0;
     if (job->err) {
         /* The slot written may be torn now: the other one holds the last
@@ -245,7 +245,7 @@ static int load_legacy(spool_t *sp, uint8_t **buf, size_t *len) {
     return 0;
 }
 
-int spool_state_load(spool_t *sp, uint8_t **buf, size_t *len) {
+static int state_load(spool_t *sp, uint8_t **buf, size_t *len) {
     *buf = NULL;
     *len = 0;
     uint8_t *file[2] = {NULL, NULL};
@@ -296,5 +296,17 @@ int spool_state_load(spool_t *sp, uint8_t **buf, size_t *len) {
     free(file[0]);
     free(file[1]);
     count(sp);
+    return rc;
+}
+
+int spool_state_end(spool_t *sp, spool_state_job_t *job, char *why, size_t cap) {
+    int rc = state_end(sp, job, why, cap);
+    spool_publish(sp);
+    return rc;
+}
+
+int spool_state_load(spool_t *sp, uint8_t **buf, size_t *len) {
+    int rc = state_load(sp, buf, len);
+    spool_publish(sp);
     return rc;
 }

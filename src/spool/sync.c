@@ -56,7 +56,7 @@ static int lost(spool_t *sp, int err) {
     return spool_io_code(err);
 }
 
-int spool_sync_begin(spool_t *sp, spool_sync_job_t **out, uint64_t *synced_seq_out) {
+static int sync_begin(spool_t *sp, spool_sync_job_t **out, uint64_t *synced_seq_out) {
     *out = NULL;
     if (sp->broken && spool_rollback(sp) != 0)
         return SPOOL_EIO;
@@ -118,7 +118,7 @@ void spool_sync_run(spool_sync_job_t *job) {
     }
 }
 
-int spool_sync_end(spool_t *sp, spool_sync_job_t *job, uint64_t *synced_seq_out) {
+static int sync_end(spool_t *sp, spool_sync_job_t *job, uint64_t *synced_seq_out) {
     sp->job_busy = false;
     int err = job->err;
     if (err) {
@@ -177,4 +177,16 @@ int spool_sync(spool_t *sp, uint64_t *synced_seq_out) {
         return rc;
     spool_sync_run(job);
     return spool_sync_end(sp, job, synced_seq_out);
+}
+
+int spool_sync_begin(spool_t *sp, spool_sync_job_t **out, uint64_t *synced_seq_out) {
+    int rc = sync_begin(sp, out, synced_seq_out);
+    spool_publish(sp);
+    return rc;
+}
+
+int spool_sync_end(spool_t *sp, spool_sync_job_t *job, uint64_t *synced_seq_out) {
+    int rc = sync_end(sp, job, synced_seq_out);
+    spool_publish(sp);
+    return rc;
 }

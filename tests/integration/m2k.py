@@ -9,6 +9,7 @@ unreachable broker is a failure, never "no records".
 """
 import collections
 import os
+import pathlib
 import re
 import select
 import signal
@@ -229,6 +230,27 @@ def expected_headers(topic, client_id, qos, retain=False, username=None):
 # --------------------------------------------------------------------------
 # The daemon under test
 
+def spool_dirs(root):
+    """Every worker's spool under spool.dir `root`: root itself (worker 0),
+    then root/w1, root/w2, ... (threads: N; docs/operations.md)."""
+    root = pathlib.Path(root)
+    return [root] + sorted((p for p in root.glob("w[0-9]*") if p.is_dir()),
+                           key=lambda p: int(p.name[1:]))
+
+
+def spool_files(root):
+    """The names of the files in every worker's spool, but the file
+    `workers` (which places client ids on the workers)."""
+    return sorted(p.name for d in spool_dirs(root) if d.exists() for p in d.iterdir()
+                  if p.is_file() and not (d == pathlib.Path(root) and p.name == "workers"))
+
+
+def workers(d):
+    """The workers a daemon runs (its configuration's threads:; 0 or none:
+    one per CPU this process may use, at most 16)."""
+    return d.config.get("threads", 0) or min(len(os.sched_getaffinity(0)), 16)
+
+
 def base_config(port, bootstrap):
     return {
         "listeners": [{"listen": f"127.0.0.1:{port}"}],
@@ -287,9 +309,8 @@ class Daemon:
         self.port = None
         self.config = merge(base_config(0, bootstrap), overrides)
         # M2K_THREADS=N runs the suite with N workers (threads: N), where the
-        # configuration allows several (no spool).
-        if (os.environ.get("M2K_THREADS") and "threads" not in self.config
-                and "spool" not in self.config):
+        # configuration allows several (all do since 2026-12-06).
+        if os.environ.get("M2K_THREADS") and "threads" not in self.config:
             self.config["threads"] = int(os.environ["M2K_THREADS"])
         self.config_path = tmp_path / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))

@@ -63,14 +63,15 @@ def start(daemon, tmp_path, name=None, **spool):
     return d, int(m.group(1))
 
 
-def publish_acked(port, client_id, n, first=0, qos2_every=0):
+def publish_acked(port, client_id, n, first=0, qos2_every=0, prefix="m"):
     """n QoS 1 PUBLISH (every qos2_every-th one QoS 2) on test/spool, each
-    acked before the next is sent; returns their payloads in order."""
+    acked before the next is sent; returns their payloads (prefix and a
+    number) in order."""
     cl = Raw(port).connect(client_id, keepalive=0)
     sent = []
     for i in range(first, first + n):
         pid = i % 60000 + 1
-        payload = f"m{i:05d}"
+        payload = f"{prefix}{i:05d}"
         if qos2_every and i % qos2_every == 0:
             cl.send(publish("test/spool", payload, qos=2, pid=pid))
             cl.expect(m2k.pubrec(pid), timeout=10)
@@ -91,6 +92,18 @@ def values_in_order(bootstrap, n, topic="test"):
     return [r.value for r in sorted(recs, key=lambda r: r.offset)]
 
 
+def per_client(got, workers, *clients):
+    """got (the values in Kafka's order) against each client's acked
+    payloads: with one worker exactly their concatenation; with threads: N
+    each client's in its own order (clients on different workers drain
+    side by side), every one once."""
+    if workers == 1:
+        assert got == [v for c in clients for v in c]
+        return
+    assert sorted(got) == sorted(v for c in clients for v in c)
+    assert [[v for v in got if v in set(c)] for c in clients] == list(clients)
+
+
 def test_acked_from_the_spool_while_every_broker_is_down_then_in_order(daemon, mock_kafka,
                                                                           tmp_path):
     mock_kafka.cmd("down -1")
@@ -109,7 +122,8 @@ def test_acked_from_the_spool_while_every_broker_is_down_then_in_order(daemon, m
                    "the spool confirms every record")
     s = scrape(mport)
     assert s["mqtt2kafka_spool_records_drained_total"] == 60
-    assert s["mqtt2kafka_spool_bytes"] == 24  # the checkpoint only: the segments are deleted
+    # The checkpoint (one per worker's spool) only: the segments are deleted.
+    assert s["mqtt2kafka_spool_bytes"] == 24 * m2k.workers(d)
     assert s["mqtt2kafka_spool_oldest_record_age_seconds"] == 0
     # New records keep their place behind the drained ones.
     sent += publish_acked(d.port, "later", 5, first=60)
@@ -133,23 +147,30 @@ def test_sigkill_after_acks_with_brokers_down_then_restart_sends_every_acked_rec
     # A start-up line: the spool found every acked record.
     d2.wait_log(m2k.line(f"spool: {tmp_path / 'spool'}, mode always: 40 records (", level="info",
                          regex=False)[:-1], since=0)
-    sent += publish_acked(d2.port, "after", 5, first=40)
+    after = publish_acked(d2.port, "after", 5, first=40)
     # Brokers were down for the whole first run: nothing was confirmed, so
-    # nothing goes twice; the spooled records go before the new ones.
-    assert values_in_order(mock_kafka.bootstrap, 45) == sent
+    # nothing goes twice; the spooled records go before the new ones (with
+    # threads: N, each client's: "after" may live on another worker).
+    per_client(values_in_order(mock_kafka.bootstrap, 45), m2k.workers(d2), sent, after)
     m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_spool_records"] == 0, 15,
                    "the spool confirms every record")
+
+
+def sigterm_keeps(d, n):
+    """SIGTERM: exit status 0 and the line that counts the n records every
+    worker's spool keeps for the next start."""
+    mark = d.mark()
+    assert d.stop() == 0
+    assert re.search(m2k.line(f"Terminated: stopping; the spool is synced and keeps {n} records "
+                              "Kafka has not confirmed for the next start", level="info"),
+                     d.log(mark), re.M)
 
 
 def test_sigterm_syncs_and_keeps_what_kafka_did_not_confirm(daemon, mock_kafka, tmp_path):
     mock_kafka.cmd("down -1")
     d1, _ = start(daemon, tmp_path, name="first")
     sent = publish_acked(d1.port, "c", 10)
-    mark = d1.mark()
-    assert d1.stop() == 0
-    assert re.search(m2k.line("Terminated: stopping; the spool is synced and keeps 10 records "
-                              "Kafka has not confirmed for the next start", level="info"),
-                     d1.log(mark), re.M)
+    sigterm_keeps(d1, 10)
     mock_kafka.cmd("up -1")
     start(daemon, tmp_path, name="second")
     assert values_in_order(mock_kafka.bootstrap, 10) == sent
@@ -318,7 +339,9 @@ def test_corrupt_record_is_skipped_logged_and_counted(daemon, mock_kafka, tmp_pa
     d1, _ = start(daemon, tmp_path, name="first")
     sent = publish_acked(d1.port, "flip", 5)
     assert d1.stop() == 0
-    seg = tmp_path / "spool" / "00000000000000000001.seg"
+    # In the spool of the client's worker (threads: N: spool/w<k> for k > 0).
+    seg, = [d / "00000000000000000001.seg" for d in m2k.spool_dirs(tmp_path / "spool")
+            if (d / "00000000000000000001.seg").exists()]
     data = bytearray(seg.read_bytes())
     at = data.index(b"m00002")
     data[at] ^= 0x01

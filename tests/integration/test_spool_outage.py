@@ -3,6 +3,7 @@ records, the spool while it cannot (every broker down, a retriable delivery
 error, a hung broker), records in the producer taken back at the switch and
 spooled ahead of newer ones, the spool drained in order when Kafka is back,
 then Kafka directly again; a start with Kafka unreachable serves at once."""
+import re
 import subprocess
 
 import yaml
@@ -10,7 +11,7 @@ import yaml
 import m2k
 from m2k import Raw, publish, puback
 from test_metrics import http_get, scrape
-from test_spool import FAST_RECONNECT, QUIET_TOPICS, publish_acked, values_in_order
+from test_spool import FAST_RECONNECT, QUIET_TOPICS, per_client, publish_acked, values_in_order
 
 SWITCH = (r"spool: Kafka cannot take records \({why}\): switching to the spool, records are "
           r"acknowledged once fsync'ed; {n} records taken back from the producer")
@@ -50,10 +51,10 @@ def test_brokers_down_takes_back_the_producer_spools_and_drains_in_order(daemon,
                                                                         tmp_path):
     d, mport = start(daemon, tmp_path)
     # Kafka takes records: acked on its report, nothing written to the spool.
-    sent = publish_acked(d.port, "direct", 10, qos2_every=3)
+    direct = publish_acked(d.port, "direct", 10, qos2_every=3)
     s = scrape(mport)
     assert (s["mqtt2kafka_spool_state"], s["mqtt2kafka_spool_records_spooled_total"]) == (0, 0)
-    assert s["mqtt2kafka_spool_bytes"] == 24  # the checkpoint only
+    assert s["mqtt2kafka_spool_bytes"] == 24 * m2k.workers(d)  # each spool's checkpoint only
     # 20 records held by the producer (their Produce requests fail with a
     # retriable error, which librdkafka retries) when every broker goes down.
     mock_kafka.cmd("push_errors Produce 64 NOT_ENOUGH_REPLICAS")
@@ -72,9 +73,14 @@ def test_brokers_down_takes_back_the_producer_spools_and_drains_in_order(daemon,
         cl.expect(puback(i + 1), timeout=10)
     cl.send(m2k.DISCONNECT)
     cl.close()
-    sent += held
+    # threads: N: each worker switches on its own producer's signal; once
+    # every one has, nothing more is taken back.
+    switch = re.compile(m2k.line(SWITCH.format(why=".*", n=r"\d+"), level="warn", regex=True),
+                        re.M)
+    m2k.wait_until(lambda: len(switch.findall(d.log(mark))) == m2k.workers(d), 10,
+                   "every worker on the spool")
     # While the brokers are down: QoS 1 and QoS 2 acked from the spool.
-    sent += publish_acked(d.port, "spooled", 10, first=30, qos2_every=2)
+    spooled = publish_acked(d.port, "spooled", 10, first=30, qos2_every=2)
     s = scrape(mport)
     assert s["mqtt2kafka_spool_state"] == 1
     assert s["mqtt2kafka_spool_outages_total"] == 1
@@ -85,19 +91,22 @@ def test_brokers_down_takes_back_the_producer_spools_and_drains_in_order(daemon,
     mark = d.mark()
     mock_kafka.cmd("clear_errors Produce")
     mock_kafka.cmd("up -1")
-    d.wait_log(m2k.line(DRAINED, level="info", regex=True), since=mark, timeout=30)
+    drained = re.compile(m2k.line(DRAINED, level="info", regex=True), re.M)
+    m2k.wait_until(lambda: len(drained.findall(d.log(mark))) == m2k.workers(d), 30,
+                   "every worker back to Kafka directly")
     s = scrape(mport)
     assert (s["mqtt2kafka_spool_state"], s["mqtt2kafka_spool_records"]) == (0, 0)
     assert s["mqtt2kafka_spool_records_drained_total"] == 30
     # Kafka directly again, behind the drained records.
-    sent += publish_acked(d.port, "after", 5, first=40)
+    after = publish_acked(d.port, "after", 5, first=40)
     s = scrape(mport)
     assert s["mqtt2kafka_spool_records_spooled_total"] == 30
     # Kafka confirmed 15 sent directly and 30 from the spool.
     assert s["mqtt2kafka_kafka_records_delivered_total"] == 45
     # The errored requests wrote nothing and the brokers were down: every
     # acked record once, in the order it was acked, across both switches.
-    assert values_in_order(mock_kafka.bootstrap, 45) == sent
+    per_client(values_in_order(mock_kafka.bootstrap, 45), m2k.workers(d), direct, held, spooled,
+               after)
 
 
 def test_hung_broker_switches_after_outage_after_ms(daemon, mock_kafka, tmp_path):
@@ -136,7 +145,7 @@ def test_hung_broker_switches_after_outage_after_ms(daemon, mock_kafka, tmp_path
 def test_start_with_kafka_unreachable_serves_at_once(daemon, tmp_path):
     closed = m2k.free_port()
     d, mport = start(daemon, tmp_path, bootstrap=f"127.0.0.1:{closed}")
-    d.wait_log(m2k.line(f"spool: {tmp_path / 'spool'}, mode outage: 0 records (24 bytes) to send "
+    d.wait_log(m2k.line(f"spool: {tmp_path / 'spool'}, mode outage: 0 records ({24 * m2k.workers(d)} bytes) to send "
                         f"to Kafka first; not waiting for Kafka metadata from 127.0.0.1:{closed}",
                         level="info"), since=0)  # a start-up line
     cl = Raw(d.port).connect("early", keepalive=0)
@@ -167,4 +176,4 @@ def test_sigterm_waits_for_the_records_sent_directly(daemon, mock_kafka, tmp_pat
     mock_kafka.cmd("rtt -1 0")
     assert values_in_order(mock_kafka.bootstrap, n + 1) == sent + [b"t%d" % i
                                                                    for i in range(1, n + 1)]
-    assert [p.name for p in (tmp_path / "spool").iterdir()] == []  # nothing was spooled
+    assert m2k.spool_files(tmp_path / "spool") == []  # nothing was spooled

@@ -113,9 +113,13 @@ def test_restored_id_with_dup_0_is_a_new_message(daemon, mock_kafka, tmp_path):
 
 
 def slots(tmp_path):
-    """The state's slot files that exist: state.0, state.1."""
-    return [p for p in (tmp_path / "spool" / "state.0", tmp_path / "spool" / "state.1")
-            if p.exists()]
+    """The state's slot files that exist: state.0, state.1, in the spool of
+    the worker that saved them (with threads: N, spool/w<k> for k > 0)."""
+    for d in m2k.spool_dirs(tmp_path / "spool"):
+        found = [p for p in (d / "state.0", d / "state.1") if p.exists()]
+        if found:
+            return found
+    return []
 
 
 def newest_payload(tmp_path):
@@ -143,7 +147,7 @@ def test_corrupt_state_file_is_set_aside_and_logged(daemon, mock_kafka, tmp_path
     d2.wait_log(m2k.line(f"spool: {state}: bad checksum: moved aside as {state.name}.corrupt "
                          "(its QoS 2 ids are lost: a resend of those messages goes to Kafka "
                          "again)", level="error"), since=0)  # a start-up line
-    assert (tmp_path / "spool" / f"{state.name}.corrupt").exists()
+    assert (state.parent / f"{state.name}.corrupt").exists()
     Raw(d2.port).connect("flip", clean=False, session_present=False, keepalive=0)
 
 
@@ -174,9 +178,9 @@ def test_state_file_before_the_slots_is_read_then_removed(daemon, mock_kafka, tm
     a version 1 frame): read when no slot is, removed by the first save."""
     first_run(tmp_path, mock_kafka, "legacy", 3, b"x", how="term")[2]()
     payload = newest_payload(tmp_path)
+    legacy = slots(tmp_path)[0].parent / "state"
     for p in slots(tmp_path):
         p.unlink()
-    legacy = tmp_path / "spool" / "state"
     legacy.write_bytes(b"M2KT" + struct.pack("<III", 1, len(payload), crc32c(payload)) + payload)
     d2 = daemon(daemon_cfg(tmp_path), name="second")
     d2.wait_log(m2k.line("spool: restored 1 sessions with 1 QoS 2 ids awaiting PUBREL "
@@ -272,14 +276,15 @@ def test_failed_state_save_holds_pubrec_and_pubcomp_until_a_save_succeeds(
     cl = Raw(d.port).connect("faildisk", clean=False, keepalive=0)
     cl.send(publish("test/q2", b"one", qos=2, pid=1))
     cl.expect(m2k.pubrec(1))
-    blockers = [tmp_path / "spool" / "state.0", tmp_path / "spool" / "state.1"]
+    home = slots(tmp_path)[0].parent  # the spool of the client's worker
+    blockers = [home / "state.0", home / "state.1"]
     for b in blockers:  # a directory in each slot's place
         if b.exists():
             b.unlink()
         b.mkdir()
     mark = d.mark()
     cl.send(m2k.pubrel(1))
-    spool = re.escape(str(tmp_path / "spool"))
+    spool = re.escape(str(home))
     d.wait_log(m2k.line(f"spool: saving the QoS 2 state failed: {spool}/state\\.[01]: cannot "
                         r"open: Is a directory \(0 PUBRECs and 1 PUBCOMPs wait; retried\)",
                         level="error", regex=True), since=mark)

@@ -56,6 +56,8 @@ class Run:
                 "spool": {"dir": self.spool, "mode": "always"},
                 "metrics": {"listen": f"127.0.0.1:{self.metrics_port}"},
                 "kafka": {"properties": {"reconnect.backoff.max.ms": 500}}})
+        if args.threads:
+            overrides = m2k.merge(overrides or {}, {"threads": args.threads})
         if args.kafka == "real":
             # The cluster of the whole run, all nodes up, the topic new
             # (replication factor 3, min.insync.replicas 2).
@@ -176,8 +178,12 @@ class Run:
         rewinds = self.daemon.all_logs().count("spool: the feed to Kafka starts again after")
         if self.spool:
             self.extra["spool_rewinds"] = rewinds
+        # With threads: N (auto, the default: one per CPU) each worker's
+        # spool replays its own tail after a restart: up to N runs per
+        # partition.
         r = rel.reconcile(self.devices, records, resent,
-                          self.restarts + rewinds if self.spool else 0)
+                          self.restarts * m2k.workers(self.daemon) + rewinds if self.spool
+                          else 0)
         san = self.daemon.sanitizer_reports()
         for line in san[:5]:
             self.check(False, f"sanitizer: {line}")
@@ -774,6 +780,9 @@ def main():
     ap.add_argument("--spool", action="store_true",
                     help="soak: the daemon with spool: {mode: always}, and SIGKILLs of it among "
                          "the faults")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="the daemon's threads: (workers); default: the configuration's (0: "
+                         "auto)")
     ap.add_argument("--kafka-debug", default=None,
                     help="librdkafka debug contexts for the daemon, log level debug (default "
                          "msg: its Produce lines show the batches it sent twice, which the "

@@ -2,6 +2,9 @@
  * trips across segment rolls and reopen, checkpoint and deletion, a torn tail
  * at every offset, a flipped byte at every offset, garbage files, the
  * max_bytes bound. The failure paths are in test_spool_faults.c. */
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "spool_fixture.h"
 
 typedef uint32_t (*crc_fn)(uint32_t, const void *, size_t);
@@ -488,6 +491,105 @@ static void test_max_bytes_exact(void **state) {
     spool_close(sp);
 }
 
+/* Two spools (two workers') under one max_bytes: the bound holds for their
+ * sum, exactly; a drain or a close in one makes room for the other. */
+static spool_t *open_sub(const char *name, uint64_t max, _Atomic uint64_t *total) {
+    char p[256];
+    path_of(p, sizeof p, name);
+    spool_options_t o = {.dir = p, .max_bytes = max};
+    spool_t *sp = NULL;
+    char err[256];
+    if (spool_open(&o, &sp, err, sizeof err) != 0)
+        fail_msg("spool_open: %s", err);
+    spool_share_bytes(sp, total);
+    return sp;
+}
+
+static void test_max_bytes_shared(void **state) {
+    (void)state;
+    spool_record_t r;
+    make_record(1, 100, &r);
+    size_t frame = SPOOL_FRAME_HEADER_SIZE + spool_body_size(&r);
+    uint64_t max = 2 * (SPOOL_CHECKPOINT_SIZE + SPOOL_SEG_HEADER_SIZE) + 3 * frame;
+    _Atomic uint64_t total = 0;
+    spool_t *a = open_sub("a", max, &total);
+    spool_t *b = open_sub("b", max, &total);
+    assert_int_equal(atomic_load(&total), 2 * SPOOL_CHECKPOINT_SIZE);
+    uint64_t seq, synced;
+    assert_int_equal(spool_append(a, &r, &seq), 0);
+    assert_int_equal(spool_append(a, &r, &seq), 0);
+    assert_int_equal(spool_append(b, &r, &seq), 0);
+    assert_int_equal(atomic_load(&total), max);
+    /* Each alone is far below max: the sum refuses. */
+    assert_int_equal(spool_append(b, &r, &seq), SPOOL_FULL);
+    assert_int_equal(spool_append(a, &r, &seq), SPOOL_FULL);
+    assert_int_equal(spool_sync(a, &synced), 0);
+    assert_int_equal(spool_sync(b, &synced), 0);
+    spool_stats_t sa, sb;
+    spool_stats(a, &sa);
+    spool_stats(b, &sb);
+    assert_int_equal(sa.bytes + sb.bytes, max);
+    assert_int_equal(atomic_load(&total), max);
+    /* b drains: its segment goes, a gets the room. */
+    assert_int_equal(spool_peek(b, &r, &seq), 0);
+    spool_next(b);
+    assert_int_equal(spool_confirm(b, 1), 0);
+    spool_stats(b, &sb);
+    assert_int_equal(sb.segments, 0);
+    assert_int_equal(atomic_load(&total), max - frame - SPOOL_SEG_HEADER_SIZE);
+    make_record(1, 100, &r);
+    assert_int_equal(spool_append(a, &r, &seq), 0);
+    assert_int_equal(spool_append(b, &r, &seq), SPOOL_FULL);
+    assert_int_equal(atomic_load(&total), max - SPOOL_SEG_HEADER_SIZE);
+    /* A close gives back everything the spool counted. */
+    spool_close(a);
+    assert_int_equal(atomic_load(&total), SPOOL_CHECKPOINT_SIZE);
+    spool_close(b);
+    assert_int_equal(atomic_load(&total), 0);
+}
+
+struct filler {
+    spool_t *sp;
+    uint64_t appended;
+};
+
+static void *fill(void *arg) {
+    struct filler *f = arg;
+    spool_record_t r;
+    make_record(1, 100, &r);
+    uint64_t seq;
+    while (spool_append(f->sp, &r, &seq) == 0)
+        f->appended++;
+    return NULL;
+}
+
+/* Two threads append to their own spools until refused: not one byte over
+ * the bound between them, and no room left for another record. */
+static void test_max_bytes_shared_threads(void **state) {
+    (void)state;
+    spool_record_t r;
+    make_record(1, 100, &r);
+    uint64_t frame = SPOOL_FRAME_HEADER_SIZE + spool_body_size(&r);
+    uint64_t max = 2 * SPOOL_CHECKPOINT_SIZE + 20000 * frame / 7;
+    _Atomic uint64_t total = 0;
+    struct filler f[2] = {{open_sub("a", max, &total), 0}, {open_sub("b", max, &total), 0}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, fill, &f[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    spool_stats_t sa, sb;
+    spool_stats(f[0].sp, &sa);
+    spool_stats(f[1].sp, &sb);
+    assert_int_equal(sa.bytes + sb.bytes, atomic_load(&total));
+    assert_true(atomic_load(&total) <= max);
+    assert_true(max - atomic_load(&total) < frame);
+    assert_int_equal(sa.next_seq - 1 + sb.next_seq - 1, f[0].appended + f[1].appended);
+    spool_close(f[0].sp);
+    spool_close(f[1].sp);
+    assert_int_equal(atomic_load(&total), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c_rfc3720_vectors),
@@ -502,6 +604,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_cut_sealed_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_bytes_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_bytes_shared, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_bytes_shared_threads, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
