@@ -182,6 +182,23 @@ static int mqtt_identity(void *pc, const char *user) {
     return session_conn_set_identity(pc, user);
 }
 
+/* The worker client id `id` lives on. With the spool, under the key its
+ * directory keeps: a restart places the id where its spooled records and
+ * QoS 2 ids are. */
+static unsigned client_owner(const daemon_t *d, const void *id, size_t len) {
+    if (d->spool)
+        return spool_workers_owner(&d->spools, id, len);
+    return (unsigned)(m2k_hash_keyed(id, len) % d->n_workers);
+}
+
+/* session_mgr_opts_t.owns_client_id: an id the server assigns is drawn
+ * again until it lives on this worker (N draws on average), so the client's
+ * reconnect with it is placed where its session is. */
+static bool owns_client_id(void *ud, const char *id, size_t len) {
+    worker_t *w = ud;
+    return client_owner(w->d, id, len) == w->idx;
+}
+
 /* The worker a CONNECT's client id lives on: keyed hash mod N; -1 for a
  * first packet that is not a whole, valid CONNECT with a client id or is
  * over mqtt.max_packet_size (served where it is: the session answers it),
@@ -206,12 +223,8 @@ static int owner_of(const daemon_t *d, const uint8_t *buf, size_t len, uint32_t 
     else
         return -1;
     if (id->len == 0)
-        return -1; /* the server assigns one: it lives where it is */
-    /* With the spool, under the key its directory keeps: a restart places
-     * the id where its spooled records and QoS 2 ids are. */
-    if (d->spool)
-        return (int)spool_workers_owner(&d->spools, id->ptr, id->len);
-    return (int)(m2k_hash_keyed(id->ptr, id->len) % d->n_workers);
+        return -1; /* the server assigns one its worker owns (owns_client_id) */
+    return (int)client_owner(d, id->ptr, id->len);
 }
 
 /* Until its first packet is screened (daemon_auth_screened), a connection
@@ -352,6 +365,8 @@ int worker_sessions(worker_t *w) {
         .ack_latency_ud = w,
         .retained = d->retained,
         .limits = &d->limits,
+        .owns_client_id = d->n_workers > 1 ? owns_client_id : NULL,
+        .owns_ud = w,
     };
     w->sm = session_mgr_new(&so);
     if (!w->sm) {

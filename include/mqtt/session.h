@@ -96,6 +96,11 @@ typedef struct {
     /* Shared rate limiters (borrowed; session_limits_init'ed); NULL: the
      * manager's own. */
     session_limits_t *limits;
+    /* Several workers: whether a client id the server assigns (MQTT 5, an
+     * empty client id) lives on this manager's worker, so the client finds
+     * its session when it reconnects with it. NULL: every id does. */
+    bool (*owns_client_id)(void *ud, const char *id, size_t len);
+    void *owns_ud;
 } session_mgr_opts_t;
 
 /* What the server does for one connection. Every callback gets the `ud` given

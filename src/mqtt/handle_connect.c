@@ -227,7 +227,8 @@ int session_on_connect(session_conn_t *c, const mqtt_packet_t *pkt) {
             int n = snprintf(gen, sizeof(gen), "m2k-auto-");
             for (size_t i = 0; i < sizeof(r); i++)
                 n += snprintf(gen + n, sizeof(gen) - (size_t)n, "%02x", r[i]);
-        } while (store_find_cid(m, gen, strlen(gen)));
+        } while (store_find_cid(m, gen, strlen(gen)) ||
+                 (m->o.owns_client_id && !m->o.owns_client_id(m->o.owns_ud, gen, strlen(gen))));
         cid = gen;
         cid_len = strlen(gen);
         assigned = true;

@@ -6,6 +6,7 @@ is handed over before anything else happens. Which worker accepted a
 connection is read from mqtt2kafka_worker_connections_accepted_total."""
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -17,6 +18,7 @@ import pytest
 import m2k
 from m2k import Raw, connect, publish, puback, pubrec, pubrel, pubcomp
 from test_metrics import http_get, scrape
+from test_mqtt5 import connect5
 from test_tls import pki  # noqa: F401 (a fixture)
 from test_websocket import frame, server_frame, switching, upgrade_request
 
@@ -184,6 +186,27 @@ def test_persistent_qos2_resumed_through_the_other_worker(daemon, mock_kafka):
     assert [r.value for r in recs] == [b"exactly once"]
     for c in keep + [c2]:
         c.close()
+
+
+def test_assigned_client_id_lives_on_its_worker(daemon):
+    """MQTT 5, an empty client id and a session expiry: the id the server
+    assigns is one the accepting worker owns, so a reconnect with it
+    (wherever the kernel puts the connection) finds the session: session
+    present 1, eight times (with a random id, half would not)."""
+    d, mport = start(daemon)
+    expiry = b"\x11\x00\x00\x01\x2c"  # session expiry interval 300 s
+    for i in range(8):
+        c = Raw(d.port)
+        c.send(connect5("", props=expiry))  # clean start 1: a zero-byte id needs it
+        ack = c.recv_packet()
+        assert ack[:4] == b"\x20" + bytes([len(ack) - 2]) + b"\x00\x00", ack.hex(" ")
+        cid = re.search(rb"\x12\x00\x29(m2k-auto-[0-9a-f]{32})", ack).group(1).decode()
+        c.close()
+        again = Raw(d.port)
+        again.send(connect5(cid, props=expiry, flags=0x00))
+        ack = again.recv_packet()
+        assert ack[2:4] == b"\x01\x00", (i, cid, ack.hex(" "))  # session present
+        again.close()
 
 
 def test_wills_on_both_workers(daemon, mock_kafka):
