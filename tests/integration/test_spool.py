@@ -180,20 +180,26 @@ def test_the_feed_reads_the_files_after_a_restart_and_memory_while_it_keeps_up(
         daemon, mock_kafka, tmp_path):
     """The records a restart finds are read back from the segment files; the
     records appended after it reach Kafka from the writer's memory (the
-    spool counts both, in its line at shutdown)."""
+    spool counts both, in its line at shutdown). One client id, so one
+    worker's spool (spool.dir, or spool.dir/w<k> with threads: N) holds all;
+    each other worker's spool fed nothing and says nothing."""
     mock_kafka.cmd("down -1")
     d1, _ = start(daemon, tmp_path, name="first")
-    sent = publish_acked(d1.port, "before", 10)
+    sent = publish_acked(d1.port, "feed", 10)
     assert d1.stop() == 0
     mock_kafka.cmd("up -1")
     d2, _ = start(daemon, tmp_path, name="second")
     assert values_in_order(mock_kafka.bootstrap, 10) == sent
-    sent += publish_acked(d2.port, "after", 5, first=10)
+    sent += publish_acked(d2.port, "feed", 5, first=10)
     assert values_in_order(mock_kafka.bootstrap, 15) == sent
     mark = d2.mark()
     assert d2.stop() == 0
-    assert re.search(m2k.line(f"spool: {tmp_path / 'spool'}: 5 records fed from memory, 10 read "
-                              "from the files", level="info"), d2.log(mark), re.M)
+    fed = m2k.line(r"spool: \S+: \d+ records fed from memory, \d+ read from the files",
+                   level="info", regex=True)
+    assert len(re.findall(fed, d2.log(mark), re.M)) == 1, d2.log(mark)
+    assert re.search(m2k.line(re.escape(f"spool: {tmp_path / 'spool'}") + r"(/w\d+)?: 5 records "
+                              "fed from memory, 10 read from the files", level="info", regex=True),
+                     d2.log(mark), re.M)
 
 
 def test_max_bytes_pauses_qos1_without_ack_drops_qos0_and_loses_nothing(daemon, mock_kafka, tmp_path):
