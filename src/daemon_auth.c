@@ -345,16 +345,21 @@ unsigned daemon_threadpool_size(const config_t *cfg, unsigned workers) {
     unsigned n = workers ? workers : 1;
     /* 2 for a spool's sync and checkpoint jobs: each worker's spool has its own. */
     unsigned spools = cfg->spool.enabled ? n : 1;
-    unsigned want = cfg->auth.max_hashing +
-                    n * config_share(cfg->mqtt.max_tls_handshake_workers, n) + 2 * spools;
+    unsigned share = config_share(cfg->mqtt.max_tls_handshake_workers, n);
+    unsigned want = cfg->auth.max_hashing + n * share + 2 * spools;
     const char *env = getenv("UV_THREADPOOL_SIZE");
     if (env && *env) {
         unsigned have = (unsigned)strtoul(env, NULL, 10);
+        /* The workers' shares: not the setting when it does not split
+         * evenly (each worker runs at least one step). */
+        char shares[48] = "";
+        if (n * share != cfg->mqtt.max_tls_handshake_workers)
+            snprintf(shares, sizeof(shares), " (%u workers x %u)", n, share);
         if (have < want)
             log_warn("UV_THREADPOOL_SIZE=%s is below auth.max_hashing + "
-                     "mqtt.max_tls_handshake_workers + 2%s = %u: password checks, TLS "
+                     "mqtt.max_tls_handshake_workers%s + 2%s = %u: password checks, TLS "
                      "handshakes and the spool's fsync may wait for each other",
-                     env, spools > 1 ? " per worker's spool" : "", want);
+                     env, shares, spools > 1 ? " per worker's spool" : "", want);
         return have;
     }
     char buf[16];

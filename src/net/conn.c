@@ -219,10 +219,16 @@ void net_conn_deliver(conn_t *c, const uint8_t *p, size_t n) {
             return;
         }
         feed_buffered(c);
-        if (take == n || c->state >= CONN_CLOSING)
+        if (take == n)
             return;
         p += take;
         n -= take;
+        if (c->state >= CONN_CLOSING) {
+            /* Closed: dropped. Moved by the packet it completed (a CONNECT
+             * begun in an earlier read): the rest of this read goes along. */
+            net_conn_deliver(c, p, n);
+            return;
+        }
         if (c->in_len) { /* not consumed (paused): the rest waits with it */
             if (in_append(c, p, n) != 0)
                 net_conn_end(c, "out of memory for the input buffer");

@@ -202,6 +202,12 @@ def test_threadpool_fits_hashing_and_the_spool_sync(daemon, tmp_path):
 
 def test_threadpool_size_from_the_environment_is_kept_and_warned(daemon, tmp_path):
     d = daemon({}, env={"UV_THREADPOOL_SIZE": "3"})
-    d.wait_log(m2k.line("UV_THREADPOOL_SIZE=3 is below auth.max_hashing + "
-                        "mqtt.max_tls_handshake_workers + 2 = 6: password checks, TLS handshakes "
-                        "and the spool's fsync may wait for each other", level="warn"), since=0)
+    # threads: N: each worker runs max(1, 2 // N) of the 2 handshake steps,
+    # so 3 workers run 3 (the line says so), where 1 or 2 run 2.
+    n = m2k.workers(d)
+    share = max(1, 2 // n)
+    shares = "" if n * share == 2 else f" ({n} workers x {share})"
+    d.wait_log(m2k.line(f"UV_THREADPOOL_SIZE=3 is below auth.max_hashing + "
+                        f"mqtt.max_tls_handshake_workers{shares} + 2 = {2 + n * share + 2}: "
+                        "password checks, TLS handshakes and the spool's fsync may wait for each "
+                        "other", level="warn"), since=0)

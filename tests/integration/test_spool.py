@@ -180,11 +180,11 @@ def test_the_feed_reads_the_files_after_a_restart_and_memory_while_it_keeps_up(
         daemon, mock_kafka, tmp_path):
     """The records a restart finds are read back from the segment files; the
     records appended after it reach Kafka from the writer's memory (the
-    spool counts both, in its line at shutdown)."""
+    spool counts both, in its line at shutdown). One client id, so one
+    worker's spool (spool.dir, or spool.dir/w<k> with threads: N) holds all;
+    each other worker's spool fed nothing and says nothing."""
     mock_kafka.cmd("down -1")
     d1, _ = start(daemon, tmp_path, name="first")
-    # One client id: with several workers its records are in one worker's
-    # spool, before the restart and after it.
     sent = publish_acked(d1.port, "feed", 10)
     assert d1.stop() == 0
     mock_kafka.cmd("up -1")
@@ -194,8 +194,10 @@ def test_the_feed_reads_the_files_after_a_restart_and_memory_while_it_keeps_up(
     assert values_in_order(mock_kafka.bootstrap, 15) == sent
     mark = d2.mark()
     assert d2.stop() == 0
-    # The spool of the worker the client lives on (spool.dir, or spool.dir/w<k>).
-    assert re.search(m2k.line(f"spool: {re.escape(str(tmp_path / 'spool'))}(/w[0-9]+)?: 5 records "
+    fed = m2k.line(r"spool: \S+: \d+ records fed from memory, \d+ read from the files",
+                   level="info", regex=True)
+    assert len(re.findall(fed, d2.log(mark), re.M)) == 1, d2.log(mark)
+    assert re.search(m2k.line(re.escape(f"spool: {tmp_path / 'spool'}") + r"(/w\d+)?: 5 records "
                               "fed from memory, 10 read from the files", level="info", regex=True),
                      d2.log(mark), re.M)
 

@@ -383,6 +383,29 @@ def test_websocket_connection_moved_between_workers(daemon, mock_kafka):
     c.close()
 
 
+def test_connect_in_two_reads_with_a_publish_after_it_moved(daemon, mock_kafka):
+    """A CONNECT whose first bytes came in an earlier read, its rest in the
+    same write as a PUBLISH, on a connection handed to the other worker: the
+    PUBLISH goes along (it was dropped: the connection, closing here, took
+    only the buffered CONNECT, so the client never got its PUBACK)."""
+    d, mport = start(daemon)
+
+    def open_conn(i):
+        c = Raw(d.port)
+        pkt = connect(f"split{i}")
+        c.send(pkt[:3])
+        m2k.wait_until(lambda: scrape(mport)["mqtt2kafka_input_buffer_bytes"] == 256, 10,
+                       "the CONNECT's first 3 bytes buffered")
+        c.send(pkt[3:] + publish("test/split", f"split{i}", qos=1, pid=1))
+        c.expect(m2k.CONNACK_OK + puback(1))
+        return c
+
+    i, c = moved_connection(mport, open_conn)
+    recs = m2k.assert_records(mock_kafka.bootstrap, "test", i + 1)
+    assert sorted(r.value for r in recs) == sorted(f"split{j}".encode() for j in range(i + 1))
+    c.close()
+
+
 def test_first_packets_that_name_no_worker(daemon, mock_kafka):
     """A CONNECT over mqtt.max_packet_size is refused from its fixed header
     (not waited for to find its client id), a first packet that is not a
