@@ -194,8 +194,9 @@ const setting_t config_settings[] = {
      .min = 1,
      .max = 10000000,
      .def = 10000,
-     .doc = "distinct Kafka topics the topic map may render while the process runs (librdkafka "
-            "keeps an object per topic, and a `{N}` template lets clients choose names); a "
+     .doc = "distinct Kafka topics the topic map may render while the process runs, per worker "
+            "(`threads:`: each worker's producer keeps an object per topic, and a `{N}` template "
+            "lets clients choose names); a "
             "message for one more is refused, never acknowledged (closed; an MQTT 5 client gets "
             "PUBACK/PUBREC 0x97; counted in "
             "`mqtt2kafka_messages_refused_total{reason=\"topic_limit\"}`)"},
@@ -471,15 +472,16 @@ const setting_t config_settings[] = {
      .min = 0,
      .max = 10000000,
      .doc_default = "`max_connections`",
-     .doc = "`clean session = 0` sessions kept without a connection; beyond it the oldest is "
-            "discarded (0: none kept)"},
+     .doc = "`clean session = 0` sessions kept without a connection, per worker (`threads:`: a "
+            "client id lives on one); beyond it the oldest is discarded (0: none kept)"},
     {.path = "mqtt.max_session_bytes",
      .type = SET_UINT,
      CFG(mqtt.max_session_bytes),
      .min = 65536,
      .max = UINT32_MAX,
      .def = 256u * 1024 * 1024,
-     .doc = "bytes all `clean session = 0` sessions kept without a connection may hold together "
+     .doc = "bytes all `clean session = 0` sessions kept without a connection may hold together, "
+            "per worker (`threads:`; the process holds up to N times it) "
             "(session, client id, messages still in flight, QoS 2 ids, downlink messages queued "
             "for them: the `mqtt2kafka_persistent_session_bytes` gauge); beyond it the oldest are "
             "discarded, and a downlink message that does not fit is not queued"},
