@@ -367,6 +367,7 @@ int worker_sessions(worker_t *w) {
         .limits = &d->limits,
         .owns_client_id = d->n_workers > 1 ? owns_client_id : NULL,
         .owns_ud = w,
+        .workers = d->n_workers,
     };
     w->sm = session_mgr_new(&so);
     if (!w->sm) {

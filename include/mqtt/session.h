@@ -101,6 +101,10 @@ typedef struct {
      * its session when it reconnects with it. NULL: every id does. */
     bool (*owns_client_id)(void *ud, const char *id, size_t len);
     void *owns_ud;
+    /* The workers whose managers share mqtt.max_persistent_sessions and
+     * mqtt.max_session_bytes: this one keeps config_share(bound, workers)
+     * of each, so the process stays within the bound. 0 or 1: all of it. */
+    unsigned workers;
 } session_mgr_opts_t;
 
 /* What the server does for one connection. Every callback gets the `ud` given

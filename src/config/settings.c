@@ -472,16 +472,17 @@ const setting_t config_settings[] = {
      .min = 0,
      .max = 10000000,
      .doc_default = "`max_connections`",
-     .doc = "`clean session = 0` sessions kept without a connection, per worker (`threads:`: a "
-            "client id lives on one); beyond it the oldest is discarded (0: none kept)"},
+     .doc = "`clean session = 0` sessions kept without a connection by the process; beyond it "
+            "the oldest is discarded (0: none kept). With `threads:` N each worker keeps N-th of "
+            "it (a client id lives on one worker)"},
     {.path = "mqtt.max_session_bytes",
      .type = SET_UINT,
      CFG(mqtt.max_session_bytes),
      .min = 65536,
      .max = UINT32_MAX,
      .def = 256u * 1024 * 1024,
-     .doc = "bytes all `clean session = 0` sessions kept without a connection may hold together, "
-            "per worker (`threads:`; the process holds up to N times it) "
+     .doc = "bytes all `clean session = 0` sessions kept without a connection may hold together "
+            "(with `threads:` N, each worker's N-th of it) "
             "(session, client id, messages still in flight, QoS 2 ids, downlink messages queued "
             "for them: the `mqtt2kafka_persistent_session_bytes` gauge); beyond it the oldest are "
             "discarded, and a downlink message that does not fit is not queued"},

@@ -595,11 +595,11 @@ static size_t deliver(session_mgr_t *m, const dview_t *v) {
             msg[retain]->expires_ms = expires_ms;
         }
         /* A session kept without a connection stays within
-         * mqtt.max_session_bytes, with the others kept. */
+         * mqtt.max_session_bytes (this worker's share), with the others kept. */
         if (!c && list_linked(&s->detached) &&
             m->st.persistent_session_bytes - s->held + store_held(s) +
                     entry_bytes(msg[retain], xlen) + (s->ob ? 0 : sizeof(outbound_t)) >
-                m->cfg->mqtt.max_session_bytes) {
+                session_budget(m)) {
             m->st.delivery_session_bytes++;
             continue;
         }

@@ -217,6 +217,14 @@ void session_limits_init(session_limits_t *l) {
     };
 }
 
+/* The bound on sessions kept from the configuration: this manager's share
+ * of the process's (opts.workers). */
+static void apply_bounds(session_mgr_t *m) {
+    m->max_detached = m->o.max_detached_sessions
+                          ? m->o.max_detached_sessions
+                          : config_share(m->cfg->mqtt.max_persistent_sessions, m->o.workers);
+}
+
 session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts) {
     session_mgr_t *m = calloc(1, sizeof(*m));
     if (!m)
@@ -225,8 +233,7 @@ session_mgr_t *session_mgr_new(const session_mgr_opts_t *opts) {
     m->cfg = opts->cfg;
     session_limits_init(&m->own_rl);
     m->rl = opts->limits ? opts->limits : &m->own_rl;
-    m->max_detached = opts->max_detached_sessions ? opts->max_detached_sessions
-                                                  : m->cfg->mqtt.max_persistent_sessions;
+    apply_bounds(m);
     list_init(&m->conns);
     list_init(&m->blocked);
     list_init(&m->wills);
@@ -302,8 +309,7 @@ void session_mgr_set_config(session_mgr_t *m, const config_t *cfg) {
     m->cfg = cfg;
     m->o.cfg = cfg;
     /* A lower bound takes effect at the next detach (the oldest go first). */
-    if (!m->o.max_detached_sessions)
-        m->max_detached = cfg->mqtt.max_persistent_sessions;
+    apply_bounds(m);
 }
 
 size_t session_mgr_paused_count(const session_mgr_t *m) {

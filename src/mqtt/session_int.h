@@ -549,4 +549,9 @@ bool session5_user_property(const void *props, const char *name, size_t name_len
  * never set) or running out of memory. */
 int session5_topic_alias(session_conn_t *c, mqtt_publish_t *p);
 
+/* This manager's share of mqtt.max_session_bytes (opts.workers). */
+static inline uint64_t session_budget(const session_mgr_t *m) {
+    return config_share(m->cfg->mqtt.max_session_bytes, m->o.workers);
+}
+
 #endif

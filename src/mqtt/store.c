@@ -155,7 +155,7 @@ void store_detach(session_mgr_t *m, session_t *s) {
         return;
     }
     ring_shrink(s);
-    uint64_t budget = m->cfg->mqtt.max_session_bytes, bytes = session_bytes(s);
+    uint64_t budget = session_budget(m), bytes = session_bytes(s);
     char idb[LOG_ID_MAX];
     while (m->n_detached >= m->max_detached && !list_empty(&m->detached)) {
         session_t *old = LIST_ENTRY(list_first(&m->detached), session_t, detached);

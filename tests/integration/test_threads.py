@@ -209,6 +209,28 @@ def test_assigned_client_id_lives_on_its_worker(daemon):
         again.close()
 
 
+def test_persistent_session_bounds_hold_for_the_process(daemon):
+    """mqtt.max_persistent_sessions 2 with two workers: each worker keeps
+    its share, 1, so six persistent sessions leave one kept per worker that
+    served any (two workers each keeping 2 would keep more: 6 ids cannot
+    put at most one on each)."""
+    d, mport = start(daemon, mqtt={"max_persistent_sessions": 2})
+    conns, per = [], [0, 0]
+    for i in range(6):
+        c, _, w = where(mport, lambda: Raw(d.port).connect(f"keep{i}", clean=False))
+        per[w] += 1
+        conns.append(c)
+    for c in conns:
+        c.send(b"\xe0\x00")  # DISCONNECT: the session is kept, within the bound
+        c.close()
+    m2k.wait_until(lambda: serving(mport) == [0, 0], 10, "every client gone")
+    kept = sum(min(n, 1) for n in per)
+    s = scrape(mport)
+    assert (s["mqtt2kafka_persistent_sessions"],
+            s['mqtt2kafka_sessions_evicted_total{bound="max_persistent_sessions"}']) == \
+        (kept, 6 - kept), per
+
+
 def test_wills_on_both_workers(daemon, mock_kafka):
     """A will is published when its connection drops, whichever worker
     accepted it and whichever serves its client id."""
