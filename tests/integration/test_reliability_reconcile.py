@@ -192,3 +192,25 @@ def test_spool_replay_needs_the_same_timestamps_and_one_run_per_restart():
             stamped(rec(d, 4, off=8), 104)]
     r = rel.reconcile([d], first + runs, spool_restarts=1)
     assert (r["spool_replayed"], r["excess"]) == (2, 1)
+
+
+def test_spool_replays_of_two_workers_interleaved_in_one_partition():
+    # Devices a and b live on two workers; after one restart each worker's
+    # spool sends its device's unconfirmed tail again, and the two replays
+    # interleave in the one partition: one run per device, not per partition.
+    a, b = FakeDevice("a", 1, 4), FakeDevice("b", 1, 4)
+    first = []
+    for i in range(4):
+        first += [stamped(rec(a, i, off=2 * i), 100 + i),
+                  stamped(rec(b, i, off=2 * i + 1), 200 + i)]
+    again = [stamped(rec(a, 2, off=8), 102), stamped(rec(b, 1, off=9), 201),
+             stamped(rec(a, 3, off=10), 103), stamped(rec(b, 2, off=11), 202),
+             stamped(rec(b, 3, off=12), 203)]
+    r = rel.reconcile([a, b], first + again, spool_restarts=1)
+    assert (r["spool_replayed"], r["excess"], r["order"], r["violations"]) == (5, 0, 0, [])
+    # A second run of device a's records needs a second restart.
+    more = [stamped(rec(a, 0, off=13), 100), stamped(rec(a, 1, off=14), 101)]
+    r = rel.reconcile([a, b], first + again + more, spool_restarts=1)
+    assert (r["spool_replayed"], r["excess"]) == (5, 2)
+    r = rel.reconcile([a, b], first + again + more, spool_restarts=2)
+    assert (r["spool_replayed"], r["excess"], r["violations"]) == (7, 0, [])

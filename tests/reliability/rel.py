@@ -686,18 +686,29 @@ def mock_reappends(records, resent):
     return out
 
 
-def repeated_runs(records, skip=()):
+def _device(value):
+    """The device (client id) a record's value names; None for a foreign one."""
+    parts = value.split(b"|", 2)
+    return parts[1] if len(parts) > 2 and parts[0] == b"R" else None
+
+
+def repeated_runs(records, skip=(), by_device=False):
     """{partition: [[index into records, ...], ...]}: the runs of second
     copies of records (same value and create timestamp) that sit at
     consecutive offsets and whose first copies sit at consecutive offsets too,
-    in the same order. Records whose index is in `skip` are left out."""
+    in the same order. Records whose index is in `skip` are left out. With
+    by_device, keyed by (partition, device) and "consecutive" among that
+    device's records of the partition: a device lives on one worker, whose
+    spool replays the device's records in order, while the other workers'
+    replays into the same partition may come between them."""
     by_part = collections.defaultdict(list)
     for i, r in enumerate(records):
         if i in skip:
             continue
+        key = (r[0], _device(r[3])) if by_device else r[0]
         # A copy of the same batch has the same create timestamp; a record
         # produced twice by the daemon would not (read back: 5-tuples).
-        by_part[r[0]].append((r[1], i, (r[3], r[4] if len(r) > 4 else None)))
+        by_part[key].append((r[1], i, (r[3], r[4] if len(r) > 4 else None)))
     out = {}
     for part, recs in by_part.items():
         recs.sort()
@@ -719,12 +730,13 @@ def spool_replays(records, restarts, skip=()):
     from its spool: the records Kafka had taken after the spool's last
     checkpoint (docs/semantics.md, "The spool"). The spool keeps each
     record's timestamp, and a restart sends the unconfirmed tail again in
-    spool order before anything new, so in each partition a restart
-    repeats one run of records (repeated_runs). At most `restarts` runs per
-    partition count (the longest); anything else stays a duplicate for
-    reconcile to judge."""
+    spool order before anything new, so for each device (it lives on one
+    worker, whose spool holds its records in order) a restart repeats one
+    run of its records in its partition (repeated_runs, by device). At most
+    `restarts` runs per device count (the longest); anything else stays a
+    duplicate for reconcile to judge."""
     out = set()
-    for runs in repeated_runs(records, skip).values():
+    for runs in repeated_runs(records, skip, by_device=True).values():
         for run in sorted(runs, key=len, reverse=True)[:restarts]:
             out.update(run)
     return out
@@ -761,7 +773,7 @@ def reconcile(devices, records, resent=None, spool_restarts=0):
       (seq strictly increasing, none twice); copies sent by a later connection
       come after those of earlier connections.
     With the spool, `spool_restarts` daemon restarts and rewinds of the
-    spool's feed may each send one run of records per partition again
+    spool's feed may each send one run of each device's records again
     (spool_replays); those are counted (spool_replayed) and left out of the
     rules above.
     """

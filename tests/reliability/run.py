@@ -178,12 +178,12 @@ class Run:
         rewinds = self.daemon.all_logs().count("spool: the feed to Kafka starts again after")
         if self.spool:
             self.extra["spool_rewinds"] = rewinds
-        # With threads: N (auto, the default: one per CPU) each worker's
-        # spool replays its own tail after a restart: up to N runs per
-        # partition.
+        # A device lives on one worker (threads: auto, the default: one per
+        # CPU), whose spool replays the device's records in order after a
+        # restart: one run per device and restart (rel.spool_replays), however
+        # the workers' replays interleave in a partition.
         r = rel.reconcile(self.devices, records, resent,
-                          self.restarts * m2k.workers(self.daemon) + rewinds if self.spool
-                          else 0)
+                          self.restarts + rewinds if self.spool else 0)
         san = self.daemon.sanitizer_reports()
         for line in san[:5]:
             self.check(False, f"sanitizer: {line}")
